@@ -1,0 +1,78 @@
+"""Every exception autonomic raises, split by what the caller should do about it.
+
+::
+
+    AutonomicError
+    ├── ConfigError                 bad input at an edge; fix the file and run again
+    │   └── PatternError            a pattern file is wrong (unknown action, bad params)
+    ├── SourceError                 a metric source failed this round; retry next tick
+    ├── StoreError                  the store refused a read or write
+    │   └── AuditChainError         the audit chain is broken (an entry edited or deleted)
+    └── ActuatorError               an actuator could not do what was asked
+        ├── RetryableActuatorError  transient (timeout, busy); the same step may be retried
+        └── TerminalActuatorError   retrying will not help; compensate and escalate
+
+Each ``ConfigError`` carries ``problems``: a list of :class:`Problem` values, each naming a
+file, a line, the field and the message, printed as ``file:line: field: message``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with an input, pointing at where it is."""
+
+    file: str
+    line: int | None
+    field: str
+    message: str
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}" if self.line is not None else self.file
+        field = self.field or "(top)"
+        return f"{where}: {field}: {self.message}"
+
+
+class AutonomicError(Exception):
+    """Base of everything autonomic raises on purpose."""
+
+
+class ConfigError(AutonomicError):
+    """A config or pattern input is invalid. ``problems`` lists each one with its place."""
+
+    def __init__(self, problems: list[Problem] | str) -> None:
+        if isinstance(problems, str):
+            problems = [Problem(file="", line=None, field="", message=problems)]
+        self.problems = problems
+        super().__init__("\n".join(str(p) for p in problems))
+
+
+class PatternError(ConfigError):
+    """A pattern file is invalid: unknown action type, parameters outside its schema, ..."""
+
+
+class SourceError(AutonomicError):
+    """A source could not collect this round (target down, garbage payload, timeout)."""
+
+
+class StoreError(AutonomicError):
+    """The store could not complete a read or write."""
+
+
+class AuditChainError(StoreError):
+    """The audit chain does not verify: an entry was edited, deleted or inserted."""
+
+
+class ActuatorError(AutonomicError):
+    """An actuator could not do what was asked."""
+
+
+class RetryableActuatorError(ActuatorError):
+    """A transient failure; the same step, with the same idempotency key, may be retried."""
+
+
+class TerminalActuatorError(ActuatorError):
+    """Retrying will not help (missing command, bad target); compensate and escalate."""

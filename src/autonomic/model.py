@@ -1,0 +1,383 @@
+"""The nouns of the loop: plain, typed, frozen values with no I/O.
+
+A stage hands the next one these and nothing else (see shared/DESIGN.md, "The nouns").
+Every noun that the store keeps is a frozen pydantic model so it validates on the way in,
+serialises with ``model_dump(mode="json")`` and round-trips unchanged. Change a noun with
+``noun.model_copy(update={...})``; never mutate one in place.
+
+Metric and cause vocabulary shared by every stage
+-------------------------------------------------
+Per-service metric names (``Sample.metric``):
+
+``up``                1 when the supervised process is alive (process source), else 0
+``cpu_percent``       process CPU, percent of one core
+``rss_bytes``         process resident memory
+``memory_percent``    rss as percent of the service's memory limit (host total when unset)
+``open_fds``, ``threads``
+``probe_ok``          1 when the HTTP health probe answered with the expected status, else 0
+``probe_latency_ms``  the probe's round trip
+``error_rate``        ratio in [0, 1] of failed requests (from the service's own metrics)
+``latency_ms``        request latency the service reports (from the service's own metrics)
+``pool_in_use``, ``pool_size``, ``pool_utilization`` (percent)
+anything else a Prometheus endpoint exposes, under the name its ``rename`` map gives.
+
+The pseudo-service ``host`` carries ``cpu_percent``, ``memory_percent``, ``disk_percent``,
+``load1``.
+
+A finding's ``cause`` is the grouping key of incidents (one open incident per service and
+cause): ``down`` (up/probe_ok), ``memory``, ``cpu``, ``disk``, ``pool``, ``errors``,
+``latency``, ``availability``, ``fds``, or ``metric:<name>`` for anything else.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+def new_id() -> str:
+    """A fresh random identifier (32 hex digits); unique across replicas."""
+    return uuid.uuid4().hex
+
+
+class Frozen(BaseModel):
+    """Base of every noun: immutable, strict about unknown fields."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+# --- enumerations -------------------------------------------------------------------------
+
+
+class HealthState(StrEnum):
+    HEALTHY = "HEALTHY"
+    DEGRADED = "DEGRADED"
+    CRITICAL = "CRITICAL"
+    FAILING = "FAILING"
+
+    @property
+    def rank(self) -> int:
+        """0 for HEALTHY up to 3 for FAILING; compare states by rank."""
+        return _HEALTH_RANK[self]
+
+
+_HEALTH_RANK = {
+    HealthState.HEALTHY: 0,
+    HealthState.DEGRADED: 1,
+    HealthState.CRITICAL: 2,
+    HealthState.FAILING: 3,
+}
+
+
+class Severity(StrEnum):
+    INFO = "info"
+    WARNING = "warning"
+    CRITICAL = "critical"
+
+    @property
+    def rank(self) -> int:
+        return {"info": 0, "warning": 1, "critical": 2}[self.value]
+
+
+class FindingKind(StrEnum):
+    THRESHOLD = "threshold"  # a metric is past its threshold now
+    FORECAST = "forecast"  # a metric will pass its threshold at a predicted time
+    ANOMALY = "anomaly"  # a metric moved away from its baseline
+    STATE = "state"  # a service is down / failing its probe
+    ALERT = "alert"  # an external alert (Alertmanager)
+
+
+class IncidentState(StrEnum):
+    OPEN = "open"
+    DIAGNOSED = "diagnosed"
+    AWAITING_APPROVAL = "awaiting_approval"
+    ACTING = "acting"
+    VERIFYING = "verifying"
+    RESOLVED = "resolved"
+    ROLLED_BACK = "rolled_back"
+    ESCALATED = "escalated"
+    EXPIRED = "expired"
+
+    @property
+    def terminal(self) -> bool:
+        return self in _TERMINAL_INCIDENT
+
+
+_TERMINAL_INCIDENT = {
+    IncidentState.RESOLVED,
+    IncidentState.ROLLED_BACK,
+    IncidentState.ESCALATED,
+    IncidentState.EXPIRED,
+}
+
+
+class Resolution(StrEnum):
+    """How an incident ended, in the words an operator uses."""
+
+    RESOLVED = "resolved"  # it broke, we fixed it, verification passed
+    PREVENTED = "prevented"  # a forecast breach was averted before it happened
+    ROLLED_BACK = "rolled_back"  # our fix hurt and was undone
+    ESCALATED = "escalated"  # handed to a person
+    FAILED = "failed"  # we tried and could not fix it
+    CLEARED = "cleared"  # the symptom went away on its own, nothing was done
+
+
+class Autonomy(StrEnum):
+    OBSERVE = "observe"  # record only
+    SUGGEST = "suggest"  # tell a person what we would do
+    APPROVE = "approve"  # act once a person approves
+    AUTO = "auto"  # act, then tell
+
+    @property
+    def rank(self) -> int:
+        return ["observe", "suggest", "approve", "auto"].index(self.value)
+
+
+class Verdict(StrEnum):
+    APPROVED = "approved"
+    DENIED = "denied"
+    NEEDS_APPROVAL = "needs_approval"
+
+
+class ActionState(StrEnum):
+    PENDING = "pending"  # intent and undo snapshot written; nothing done yet
+    RUNNING = "running"  # the actuator was called; the result is not yet recorded
+    VERIFYING = "verifying"  # applied; watching the target over the window
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"  # the actuator failed, or verification found no improvement
+    ROLLING_BACK = "rolling_back"
+    ROLLED_BACK = "rolled_back"
+    ESCALATED = "escalated"  # we cannot tell what happened; a person must look
+    CANCELLED = "cancelled"  # never started (kill switch, pause, denial)
+
+    @property
+    def terminal(self) -> bool:
+        return self in _TERMINAL_ACTION
+
+
+_TERMINAL_ACTION = {
+    ActionState.SUCCEEDED,
+    ActionState.FAILED,
+    ActionState.ROLLED_BACK,
+    ActionState.ESCALATED,
+    ActionState.CANCELLED,
+}
+
+
+class VerifyVerdict(StrEnum):
+    PASS = "pass"
+    FAIL = "fail"
+    INCONCLUSIVE = "inconclusive"
+
+
+class Level(StrEnum):
+    INFO = "info"
+    ALERT = "alert"
+    APPROVAL_REQUESTED = "approval_requested"
+
+    @property
+    def rank(self) -> int:
+        return {"info": 0, "alert": 1, "approval_requested": 2}[self.value]
+
+
+# --- monitor -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Sample:
+    """One observation. Hot path, so a slotted dataclass rather than a pydantic model."""
+
+    service: str
+    metric: str
+    ts: float
+    value: float
+
+
+# --- analyze -------------------------------------------------------------------------------
+
+
+class Finding(Frozen):
+    id: str = Field(default_factory=new_id)
+    service: str
+    metric: str
+    kind: FindingKind
+    cause: str
+    severity: Severity
+    confidence: float = Field(ge=0.0, le=1.0)
+    ts: float
+    value: float | None = None
+    threshold: float | None = None
+    summary: str
+    evidence: dict[str, Any] = Field(default_factory=dict)
+
+
+class Incident(Frozen):
+    id: str = Field(default_factory=new_id)
+    service: str
+    cause: str
+    state: IncidentState = IncidentState.OPEN
+    severity: Severity
+    kind: FindingKind  # kind of the finding that opened it (forecast -> "prevented" when fixed)
+    opened_at: float
+    updated_at: float
+    last_finding_at: float
+    finding_count: int = 1
+    summary: str
+    resolution: Resolution | None = None
+    closed_at: float | None = None
+
+
+# --- plan ----------------------------------------------------------------------------------
+
+
+class ActionSpec(Frozen):
+    """What to do: an actuator type, its validated parameters, and the service it acts on."""
+
+    type: str
+    target: str
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class VerifySpec(Frozen):
+    """How to judge an action: a metric that must be within bounds over a watch window."""
+
+    metric: str
+    max: float | None = None
+    min: float | None = None
+    window_s: float = Field(default=60.0, gt=0)
+    delay_s: float = Field(default=0.0, ge=0)  # grace after the action before watching
+    min_samples: int = Field(default=3, ge=1)
+    tolerance: float = Field(default=0.0, ge=0)  # how much worse than before still counts as not worse
+
+
+class PatternMatch(Frozen):
+    """What a pattern matches. Every field given must hold; absent fields match anything."""
+
+    cause: str | None = None
+    kind: FindingKind | None = None
+    metric: str | None = None
+    service_type: str | None = None
+    min_severity: Severity | None = None
+    after_change_s: float | None = None  # only when the service's config changed this recently
+
+
+class Pattern(Frozen):
+    id: str
+    version: int = 1
+    description: str = ""
+    match: PatternMatch
+    action: ActionSpec | None  # target is "{service}" in YAML; None = escalate only
+    prior_confidence: float = Field(ge=0.0, le=1.0)
+    rollback_safe: bool = True
+    verify: VerifySpec
+    source: str = ""  # file:line where it was defined
+
+
+class Candidate(Frozen):
+    pattern_id: str
+    confidence: float
+    reasons: list[str] = Field(default_factory=list)
+
+
+class Diagnosis(Frozen):
+    id: str = Field(default_factory=new_id)
+    incident_id: str
+    ts: float
+    candidates: list[Candidate] = Field(default_factory=list)
+    pattern_id: str | None = None
+    action: ActionSpec | None = None
+    confidence: float = 0.0
+    rationale: str = ""
+
+
+class GateResult(Frozen):
+    gate: str
+    passed: bool
+    reason: str
+    # a gate that does not deny outright but asks a person (autonomy "approve", a window
+    # that requires approval) sets needs_approval; passed is then False
+    needs_approval: bool = False
+
+
+class Decision(Frozen):
+    id: str = Field(default_factory=new_id)
+    incident_id: str
+    diagnosis_id: str
+    ts: float
+    verdict: Verdict
+    gates: list[GateResult] = Field(default_factory=list)
+    action: ActionSpec | None = None
+    decided_by: str = "engine"
+    comment: str = ""
+
+
+# --- execute -------------------------------------------------------------------------------
+
+
+class StepRecord(Frozen):
+    name: str  # "apply", "undo", "verify", ...
+    ok: bool
+    started_at: float
+    finished_at: float
+    detail: dict[str, Any] = Field(default_factory=dict)
+
+
+class Action(Frozen):
+    id: str = Field(default_factory=new_id)
+    decision_id: str
+    incident_id: str
+    service: str
+    type: str
+    params: dict[str, Any] = Field(default_factory=dict)
+    idempotency_key: str
+    state: ActionState = ActionState.PENDING
+    undo: dict[str, Any] = Field(default_factory=dict)  # snapshot needed to undo it
+    steps: list[StepRecord] = Field(default_factory=list)
+    pattern_id: str | None = None
+    verify: VerifySpec | None = None
+    rollback_safe: bool = True
+    created_at: float
+    updated_at: float
+    applied_at: float | None = None
+    verify_until: float | None = None
+    error: str | None = None
+
+
+class Outcome(Frozen):
+    id: str = Field(default_factory=new_id)
+    action_id: str
+    incident_id: str
+    ts: float
+    verdict: VerifyVerdict
+    reason: str
+    before: dict[str, Any] = Field(default_factory=dict)
+    after: dict[str, Any] = Field(default_factory=dict)
+    rolled_back: bool = False
+    duration_s: float = 0.0
+
+
+# --- knowledge / people --------------------------------------------------------------------
+
+
+class AuditEvent(Frozen):
+    seq: int
+    ts: float
+    actor: str
+    kind: str  # e.g. "incident.opened", "decision.made", "action.running", "pause.set"
+    subject: str  # id of what it is about, or a service name
+    data: dict[str, Any] = Field(default_factory=dict)
+    prev_hash: str
+    hash: str
+
+
+class Notification(Frozen):
+    level: Level
+    title: str
+    body: str = ""
+    ts: float
+    service: str | None = None
+    incident_id: str | None = None

@@ -1,0 +1,130 @@
+"""One small ``typing.Protocol`` per plug-in kind.
+
+Plug-ins are found through :class:`autonomic.registry.Registry` by the ``type:`` used in YAML.
+Fakes of each live in :mod:`autonomic.testing`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Protocol, runtime_checkable
+
+from pydantic import BaseModel
+
+from autonomic.model import Finding, Notification, Sample
+
+
+@runtime_checkable
+class Clock(Protocol):
+    """Wall-clock seconds (``time.time`` semantics) and a way to wait."""
+
+    def now(self) -> float: ...
+
+    def sleep(self, seconds: float) -> None: ...
+
+
+@runtime_checkable
+class Source(Protocol):
+    """Produces samples when polled. Never raises for a bad target: it raises SourceError,
+    which the engine logs and counts, and the other sources carry on."""
+
+    name: str
+
+    def collect(self, now: float) -> Sequence[Sample]: ...
+
+
+class SeriesReader(Protocol):
+    """Read side of the series store, what detectors see."""
+
+    def window(self, service: str, metric: str, since: float) -> tuple[Any, Any]:
+        """(timestamps, values) as numpy float arrays, oldest first, ts >= since."""
+        ...
+
+    def latest(self, service: str, metric: str) -> tuple[float, float] | None: ...
+
+    def metrics(self, service: str) -> Sequence[str]: ...
+
+    def services(self) -> Sequence[str]: ...
+
+
+@runtime_checkable
+class Detector(Protocol):
+    """Turns series into findings. Pure: reads the series, keeps its own state, no I/O.
+    Hyperparameters are set only in ``__init__``."""
+
+    name: str
+
+    def detect(self, series: SeriesReader, now: float) -> Sequence[Finding]: ...
+
+
+@dataclass(frozen=True)
+class Target:
+    """The service an actuator acts on, and that service's binding for this actuator
+    (the validated ``services[].actuators.<type>`` block of autonomic.yaml)."""
+
+    service: str
+    binding: BaseModel | None
+
+
+@dataclass
+class ActuatorContext:
+    """What the engine lends every actuator: the process supervisor, a clock and a
+    directory for its own state. Actuators take it in ``__init__``."""
+
+    clock: Clock
+    state_dir: Path
+    supervisor: Any = None  # autonomic.execute.supervisor.Supervisor
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@runtime_checkable
+class Actuator(Protocol):
+    """Changes the world. Every call is given the action's idempotency key; calling
+    ``apply`` twice with one key must not do the thing twice.
+
+    ``Params`` is the pydantic model of a pattern's ``action.params`` (validated when patterns
+    load, with ``extra="forbid"``); ``Binding`` is the model of the per-service settings.
+    The journal calls, in order: ``snapshot`` (read-only; what undo needs), then ``apply``.
+    After a crash it calls ``applied`` to learn whether ``apply`` took effect.
+    """
+
+    type: ClassVar[str]
+    Params: ClassVar[type[BaseModel]]
+    Binding: ClassVar[type[BaseModel]]
+
+    def describe(self, target: Target, params: BaseModel) -> str:
+        """Dry run: what apply would do, in one line. No I/O."""
+        ...
+
+    def snapshot(self, target: Target, params: BaseModel) -> dict[str, Any]:
+        """Read the current state needed to undo (JSON-serialisable). No changes."""
+        ...
+
+    def apply(
+        self, target: Target, params: BaseModel, key: str, snapshot: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        """Do it. Returns details for the journal. Raises ActuatorError subclasses."""
+        ...
+
+    def applied(
+        self, target: Target, params: BaseModel, key: str, snapshot: Mapping[str, Any]
+    ) -> bool | None:
+        """Did an ``apply`` with this key take effect? None when it cannot be told."""
+        ...
+
+    def undo(
+        self, target: Target, params: BaseModel, key: str, snapshot: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        """Put back what ``apply`` changed. Idempotent. Raises ActuatorError subclasses."""
+        ...
+
+
+@runtime_checkable
+class Notifier(Protocol):
+    """Tells people. Must not block the loop for long; failures raise and are counted."""
+
+    name: str
+
+    def send(self, notification: Notification) -> None: ...
