@@ -213,6 +213,7 @@ class Finding(Frozen):
     threshold: float | None = None
     summary: str
     evidence: dict[str, Any] = Field(default_factory=dict)
+    incident_id: str | None = None  # set by correlation before the finding is stored
 
 
 class Incident(Frozen):
