@@ -6,6 +6,7 @@ Fakes of each live in :mod:`autonomic.testing`.
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -91,8 +92,8 @@ class Actuator(Protocol):
     """
 
     type: ClassVar[str]
-    Params: ClassVar[type[BaseModel]]
-    Binding: ClassVar[type[BaseModel]]
+    Params: ClassVar[builtins.type[BaseModel]]
+    Binding: ClassVar[builtins.type[BaseModel]]
 
     def describe(self, target: Target, params: BaseModel) -> str:
         """Dry run: what apply would do, in one line. No I/O."""

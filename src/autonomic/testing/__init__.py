@@ -1,0 +1,6 @@
+"""Fakes of every plug-in protocol, shipped with the package (like httpx's MockTransport)."""
+
+from autonomic.testing.clock import FakeClock
+from autonomic.testing.fakes import FakeActuator, FakeDetector, FakeNotifier, ReplaySource
+
+__all__ = ["FakeActuator", "FakeClock", "FakeDetector", "FakeNotifier", "ReplaySource"]

@@ -1,0 +1,281 @@
+"""Static thresholds and health states.
+
+Per service, :class:`Thresholds` (from ``autonomic.yaml`` ``services[].thresholds``) gives a
+line for each metric. :class:`HealthDetector` turns the series into findings:
+
+* **down** (STATE, cause ``down``, confidence 0.95): the last ``down_after`` samples of
+  ``up`` (checked first) or ``probe_ok`` are all 0.
+* **threshold** (THRESHOLD, cause :func:`cause_of`, confidence 0.9): the last ``sustain``
+  samples of a metric are all at or above its maximum. ``availability`` is the one minimum:
+  the percentage of ``probe_ok == 1`` over the trailing ``availability_window_s``, computed at
+  each of the last ``sustain`` probe samples, must stay at or above the line.
+
+A metric counts only when its latest sample is no older than ``stale_s``. While a service
+is down, the probe-derived findings (``probe_latency_ms``, ``availability``) are left out:
+they are symptoms of the same outage, and a failed attempt's latency is not a latency.
+``probe_latency_ms`` is also ignored while the latest probe failed.
+
+:func:`assess` gives the service's :class:`HealthState`: FAILING when down, CRITICAL when a
+threshold is crossed, DEGRADED when a metric is past its degraded line
+(``degraded_fraction * maximum``; for availability, when that fraction of the error budget
+``100 - availability`` is used) or the latest up/probe sample failed but not yet
+``down_after`` times, else HEALTHY.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from autonomic.analyze.causes import cause_of
+from autonomic.model import Finding, FindingKind, HealthState, Severity
+from autonomic.protocols import SeriesReader
+
+DOWN_CONFIDENCE = 0.95
+THRESHOLD_CONFIDENCE = 0.9
+_EVIDENCE_SAMPLES = 5  # how many recent values a finding quotes
+_DOWN_METRICS = ("up", "probe_ok")
+_MAXIMUMS = (
+    "cpu_percent",
+    "memory_percent",
+    "disk_percent",
+    "error_rate",
+    "latency_ms",
+    "probe_latency_ms",
+    "pool_utilization",
+)
+
+
+class Thresholds(BaseModel):
+    """One service's lines. Every metric field is a maximum except ``availability``."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
+
+    cpu_percent: float = Field(default=80.0, gt=0)  # percent of one core; may exceed 100
+    memory_percent: float = Field(default=85.0, gt=0, le=100)
+    disk_percent: float = Field(default=90.0, gt=0, le=100)
+    error_rate: float = Field(default=0.05, gt=0, le=1)
+    latency_ms: float = Field(default=1000.0, gt=0)
+    probe_latency_ms: float = Field(default=1000.0, gt=0)
+    availability: float = Field(default=99.0, ge=0, le=100)  # a minimum, percent
+    availability_window_s: float = Field(default=300.0, gt=0)
+    pool_utilization: float = Field(default=90.0, gt=0, le=100)
+    extra: dict[str, float] = Field(default_factory=dict)  # more maximums, by metric name
+    degraded_fraction: float = Field(default=0.9, gt=0, le=1)
+    sustain: int = Field(default=2, ge=1)
+    down_after: int = Field(default=2, ge=1)
+
+    @field_validator("extra")
+    @classmethod
+    def _extra_names_new_metrics(cls, v: dict[str, float]) -> dict[str, float]:
+        reserved = set(_MAXIMUMS) | {"availability", *_DOWN_METRICS}
+        for name in v:
+            if not name.strip():
+                raise ValueError("metric names must not be empty")
+            if name in reserved:
+                raise ValueError(f"{name!r} has its own field; set it there, not in extra")
+        return v
+
+    def maximums(self) -> dict[str, float]:
+        """Every maximum by metric name: the built-in ones and ``extra``."""
+        lines = {name: float(getattr(self, name)) for name in _MAXIMUMS}
+        lines.update(self.extra)
+        return lines
+
+    def limit(self, metric: str) -> float | None:
+        """The line for ``metric`` (a maximum, or the availability minimum), None if it has none."""
+        if metric == "availability":
+            return self.availability
+        return self.maximums().get(metric)
+
+
+# --- evaluation shared by assess() and HealthDetector ---------------------------------------
+
+
+@dataclass(frozen=True)
+class _Crossing:
+    metric: str
+    value: float  # the latest value
+    threshold: float
+    samples: list[float]
+    critical: bool  # False: only past the degraded line
+    is_minimum: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class _Down:
+    metric: str
+    samples: list[float]
+
+
+@dataclass
+class _Evaluation:
+    down: _Down | None = None
+    suspect: list[str] = field(default_factory=list)  # failed once, not yet down
+    crossings: list[_Crossing] = field(default_factory=list)
+
+
+def _fresh_values(series: SeriesReader, service: str, metric: str, now: float, stale_s: float) -> Any:
+    """All stored values of the metric (oldest first), or None when its latest is stale."""
+    latest = series.latest(service, metric)
+    if latest is None or latest[0] < now - stale_s:
+        return None
+    _, values = series.window(service, metric, -math.inf)
+    return np.asarray(values, dtype=np.float64)
+
+
+def _evaluate(
+    series: SeriesReader, service: str, th: Thresholds, now: float, stale_s: float
+) -> _Evaluation:
+    ev = _Evaluation()
+    probe_failing = False
+    for metric in _DOWN_METRICS:
+        values = _fresh_values(series, service, metric, now, stale_s)
+        if values is None or values.size == 0:
+            continue
+        failed = bool(values[-1] < 0.5)
+        if metric == "probe_ok":
+            probe_failing = failed
+        tail = values[-th.down_after :]
+        if ev.down is None and tail.size >= th.down_after and bool((tail < 0.5).all()):
+            ev.down = _Down(metric, [float(x) for x in values[-max(th.down_after, _EVIDENCE_SAMPLES) :]])
+        elif failed:
+            ev.suspect.append(f"{metric} failed on the latest sample")
+
+    for metric, line in th.maximums().items():
+        if metric == "probe_latency_ms" and (probe_failing or ev.down is not None):
+            continue
+        values = _fresh_values(series, service, metric, now, stale_s)
+        if values is None or values.size < th.sustain:
+            continue
+        tail = values[-th.sustain :]
+        quoted = [float(x) for x in values[-max(th.sustain, _EVIDENCE_SAMPLES) :]]
+        if bool((tail >= line).all()):
+            ev.crossings.append(_Crossing(metric, float(values[-1]), line, quoted, critical=True))
+        elif bool((tail >= th.degraded_fraction * line).all()):
+            ev.crossings.append(_Crossing(metric, float(values[-1]), line, quoted, critical=False))
+
+    if ev.down is None:
+        crossing = _availability(series, service, th, now, stale_s)
+        if crossing is not None:
+            ev.crossings.append(crossing)
+    return ev
+
+
+def _availability(
+    series: SeriesReader, service: str, th: Thresholds, now: float, stale_s: float
+) -> _Crossing | None:
+    """Availability at each of the last ``sustain`` probe samples, over its trailing window."""
+    latest = series.latest(service, "probe_ok")
+    if latest is None or latest[0] < now - stale_s:
+        return None
+    ts, values = series.window(service, "probe_ok", -math.inf)
+    ts = np.asarray(ts, dtype=np.float64)
+    ok = (np.asarray(values, dtype=np.float64) >= 0.5).astype(np.float64)
+    if ts.size < th.sustain:
+        return None
+    ends = np.arange(ts.size - th.sustain, ts.size)
+    starts = np.searchsorted(ts, ts[ends] - th.availability_window_s, side="right")
+    cumulative = np.concatenate(([0.0], np.cumsum(ok)))
+    avail = (cumulative[ends + 1] - cumulative[starts]) / (ends + 1 - starts) * 100.0
+    line = th.availability
+    degraded_line = 100.0 - th.degraded_fraction * (100.0 - line)
+    extra = {"window_s": th.availability_window_s, "probes": int(ends[-1] + 1 - starts[-1])}
+    quoted = [round(float(a), 3) for a in avail]
+    if bool((avail < line).all()):
+        return _Crossing("availability", float(avail[-1]), line, quoted, True, True, extra)
+    if bool((avail <= degraded_line).all()) and degraded_line < 100.0:
+        return _Crossing("availability", float(avail[-1]), line, quoted, False, True, extra)
+    return None
+
+
+def _reason(c: _Crossing, th: Thresholds) -> str:
+    if c.is_minimum:
+        where = "below" if c.critical else "near"
+        return f"availability {c.value:.3g}% {where} the {c.threshold:g}% minimum"
+    if c.critical:
+        return f"{c.metric} {c.value:.4g} >= {c.threshold:g}"
+    return f"{c.metric} {c.value:.4g} past the degraded line {th.degraded_fraction * c.threshold:.4g}"
+
+
+def assess(
+    series: SeriesReader, service: str, thresholds: Thresholds, now: float, *, stale_s: float = 30.0
+) -> tuple[HealthState, list[str]]:
+    """The service's health state now and the reasons for it (empty when HEALTHY)."""
+    ev = _evaluate(series, service, thresholds, now, stale_s)
+    reasons: list[str] = []
+    if ev.down is not None:
+        reasons.append(f"down: {ev.down.metric} == 0 for the last {thresholds.down_after} samples")
+    reasons.extend(_reason(c, thresholds) for c in ev.crossings if c.critical)
+    reasons.extend(_reason(c, thresholds) for c in ev.crossings if not c.critical)
+    reasons.extend(ev.suspect)
+    if ev.down is not None:
+        state = HealthState.FAILING
+    elif any(c.critical for c in ev.crossings):
+        state = HealthState.CRITICAL
+    elif ev.crossings or ev.suspect:
+        state = HealthState.DEGRADED
+    else:
+        state = HealthState.HEALTHY
+    return state, reasons
+
+
+class HealthDetector:
+    """Detector ``health``: down and threshold findings for each configured service.
+
+    ``stale_s``: a metric whose latest sample is older than this is ignored.
+    """
+
+    name = "health"
+
+    def __init__(self, thresholds: Mapping[str, Thresholds], stale_s: float = 30.0) -> None:
+        if stale_s <= 0:
+            raise ValueError(f"stale_s must be positive, got {stale_s}")
+        self.thresholds = dict(thresholds)
+        self.stale_s = stale_s
+
+    def detect(self, series: SeriesReader, now: float) -> Sequence[Finding]:
+        findings: list[Finding] = []
+        for service, th in self.thresholds.items():
+            ev = _evaluate(series, service, th, now, self.stale_s)
+            if ev.down is not None:
+                findings.append(
+                    Finding(
+                        service=service,
+                        metric=ev.down.metric,
+                        kind=FindingKind.STATE,
+                        cause="down",
+                        severity=Severity.CRITICAL,
+                        confidence=DOWN_CONFIDENCE,
+                        ts=now,
+                        value=0.0,
+                        summary=f"{service} is down: {ev.down.metric} == 0 for the last "
+                        f"{th.down_after} samples",
+                        evidence={"samples": ev.down.samples, "down_after": th.down_after},
+                    )
+                )
+            for c in ev.crossings:
+                if not c.critical:
+                    continue
+                findings.append(
+                    Finding(
+                        service=service,
+                        metric=c.metric,
+                        kind=FindingKind.THRESHOLD,
+                        cause=cause_of(c.metric),
+                        severity=Severity.CRITICAL,
+                        confidence=THRESHOLD_CONFIDENCE,
+                        ts=now,
+                        value=c.value,
+                        threshold=c.threshold,
+                        summary=f"{service}: {_reason(c, th)} (last {th.sustain} samples)",
+                        evidence={"samples": c.samples, "sustain": th.sustain, **c.extra},
+                    )
+                )
+        return findings

@@ -1,0 +1,271 @@
+"""Forecasts: will a rising metric reach its maximum soon, and when.
+
+:func:`predict_breach` is the pure core; :class:`TrendDetector` runs it per (service, spec)
+and turns each forecast into a FORECAST finding.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+from scipy import stats
+from scipy.signal import lfilter
+
+from autonomic.analyze.causes import cause_of
+from autonomic.analyze.thresholds import Thresholds
+from autonomic.errors import ConfigError
+from autonomic.model import Finding, FindingKind, Severity
+from autonomic.protocols import SeriesReader
+
+MAX_FORECAST_CONFIDENCE = 0.95
+
+
+class TrendSpec(BaseModel):
+    """Which metric to forecast and how. ``threshold`` None takes the service's maximum from
+    :class:`Thresholds`."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
+
+    metric: str = Field(min_length=1)
+    threshold: float | None = None
+    window_s: float = Field(default=300.0, gt=0)
+    min_points: int = Field(default=8, ge=3)
+    horizon_s: float = Field(default=3600.0, gt=0)
+    ema_alpha: float = Field(default=0.3, gt=0, le=1)
+    z_min: float = Field(default=2.0, ge=0)
+    min_r2: float = Field(default=0.5, ge=0, le=1)
+
+
+def default_trend_specs() -> list[TrendSpec]:
+    """Forecasts worth having for every service: memory, pool and disk filling up."""
+    return [TrendSpec(metric=m) for m in ("memory_percent", "pool_utilization", "disk_percent")]
+
+
+@dataclass(frozen=True)
+class Forecast:
+    """A predicted breach. Times are seconds; the fit is on ``ts - now``, so ``intercept`` is
+    the fitted value at ``now``. ``eta_low_s``/``eta_high_s`` bound ``eta_s`` at 95% (see
+    :func:`predict_breach`); ``eta_high_s`` is ``inf`` when the slope is not significantly
+    above 0. ``evidence()`` gives the fields JSON-ready."""
+
+    slope_per_s: float
+    intercept: float
+    r2: float
+    ema: float
+    ema_start: float
+    zscore: float
+    current: float
+    threshold: float
+    breach_at: float
+    eta_s: float
+    eta_low_s: float
+    eta_high_s: float
+    points: int
+
+    def evidence(self) -> dict[str, Any]:
+        """The fields as JSON-friendly values (non-finite floats become None)."""
+        out: dict[str, Any] = {}
+        for key, value in asdict(self).items():
+            if isinstance(value, float):
+                out[key] = value if math.isfinite(value) else None
+            else:
+                out[key] = value
+        return out
+
+
+def _ema(values: np.ndarray, alpha: float) -> float:
+    """Exponential moving average at the last value, seeded with the first."""
+    y, _ = lfilter([alpha], [1.0, alpha - 1.0], values, zi=[(1.0 - alpha) * values[0]])
+    return float(y[-1])
+
+
+def _eta_interval(
+    x: np.ndarray, slope: float, level: float, slope_se: float, threshold: float, eta: float
+) -> tuple[float, float]:
+    """The times (from now) where the 95% confidence band of ``level + slope * x`` meets
+    ``threshold``: the roots of ``(level + slope*x - T)^2 = q * (1/n + (x - xbar)^2 / Sxx)``
+    with ``q = t975^2 * s^2`` and ``s^2 = slope_se^2 * Sxx``. Clamped at 0; the upper end is
+    ``inf`` when ``slope^2 <= t975^2 * slope_se^2`` (the band never closes)."""
+    n = x.size
+    xbar = float(x.mean())
+    sxx = float(((x - xbar) ** 2).sum())
+    tq = float(stats.t.ppf(0.975, n - 2))
+    q = tq * tq * slope_se * slope_se * sxx
+    c = level - threshold
+    a = slope * slope - q / sxx
+    b = 2.0 * slope * c + 2.0 * q * xbar / sxx
+    cc = c * c - q / n - q * xbar * xbar / sxx
+    disc = b * b - 4.0 * a * cc
+    if a > 0 and disc >= 0:
+        root = math.sqrt(disc)
+        low, high = (-b - root) / (2.0 * a), (-b + root) / (2.0 * a)
+        return max(0.0, min(low, eta)), max(0.0, high, eta)
+    # the band never closes: the set reaching threshold is a ray from the root below eta, if any
+    roots: list[float] = []
+    if a != 0 and disc >= 0:
+        roots = [(-b + sign * math.sqrt(disc)) / (2.0 * a) for sign in (-1.0, 1.0)]
+    below = [r for r in roots if r <= eta]
+    return max(0.0, max(below, default=0.0)), math.inf
+
+
+def predict_breach(
+    ts: Any,
+    values: Any,
+    threshold: float,
+    *,
+    now: float,
+    window_s: float = 300.0,
+    min_points: int = 8,
+    horizon_s: float = 3600.0,
+    ema_alpha: float = 0.3,
+    z_min: float = 2.0,
+    min_r2: float = 0.5,
+) -> Forecast | None:
+    """When will a rising series reach ``threshold`` (a maximum)? None unless every rule holds:
+
+    1. Only points with ``now - window_s <= ts <= now`` count; fewer than ``min_points``
+       (or all at one instant) -> None.
+    2. Ordinary least squares of value on ``ts - now`` (``scipy.stats.linregress``): the slope
+       must be > 0 (rising toward the maximum).
+    3. Fit quality: ``r2 >= min_r2``, so noise around a flat line does not forecast.
+    4. EMA confirmation: the EMA (``ema_alpha``, seeded with the first point) at the end of the
+       window must be above the mean of the window's first half (``ema_start``): the rise is
+       recent and real, not one early outlier tilting the fit.
+    5. Z-score: ``(current - mean(first half)) / std(first half)`` with the std floored
+       (``1e-6 * max(1, |mean|)``) to avoid dividing by zero must be ``>= z_min``: the latest
+       value has left its earlier range.
+    6. ``current`` (the latest value) must still be below ``threshold``; a metric already past
+       it is the threshold detector's business.
+    7. ``eta_s = (threshold - fitted value at now) / slope`` (clamped at 0) must be
+       ``<= horizon_s``.
+
+    The interval ``[eta_low_s, eta_high_s]`` is where the fitted line's 95% confidence band
+    crosses ``threshold`` (Fieller's interval, see :func:`_eta_interval`). It comes from the
+    slope's standard error (``linregress`` ``stderr``) and, through the same residual scale,
+    the uncertainty of the fitted level at ``now``; ``eta_high_s`` is ``inf`` when the slope
+    is not significantly above 0 at 95%.
+    """
+    t_all = np.asarray(ts, dtype=np.float64)
+    v_all = np.asarray(values, dtype=np.float64)
+    keep = (t_all >= now - window_s) & (t_all <= now) & np.isfinite(v_all)
+    t, v = t_all[keep], v_all[keep]
+    n = int(t.size)
+    if n < max(min_points, 3) or float(np.ptp(t)) == 0.0:
+        return None
+    fit = stats.linregress(t - now, v)
+    slope = float(fit.slope)
+    if not slope > 0:
+        return None
+    r2 = float(fit.rvalue) ** 2
+    if r2 < min_r2:
+        return None
+    first = v[: n // 2]
+    ema_start = float(first.mean())
+    ema = _ema(v, ema_alpha)
+    if not ema > ema_start:
+        return None
+    current = float(v[-1])
+    spread = max(float(first.std()), 1e-6 * max(1.0, abs(ema_start)))
+    zscore = (current - ema_start) / spread
+    if zscore < z_min:
+        return None
+    if current >= threshold:
+        return None
+    fitted_now = float(fit.intercept)
+    gap = max(threshold - fitted_now, 0.0)
+    eta = gap / slope
+    if eta > horizon_s:
+        return None
+    eta_low, eta_high = _eta_interval(t - now, slope, fitted_now, float(fit.stderr), threshold, eta)
+    return Forecast(
+        slope_per_s=slope,
+        intercept=fitted_now,
+        r2=r2,
+        ema=ema,
+        ema_start=ema_start,
+        zscore=float(zscore),
+        current=current,
+        threshold=float(threshold),
+        breach_at=now + eta,
+        eta_s=eta,
+        eta_low_s=eta_low,
+        eta_high_s=eta_high,
+        points=n,
+    )
+
+
+def forecast_confidence(forecast: Forecast, z_min: float) -> float:
+    """``r2 * min(1, z / (2 * z_min))``, capped at 0.95: a clean fit (high r2) of a series that
+    has clearly left its range (z at least twice the minimum) is as sure as a forecast gets;
+    a just-passing z halves it. A forecast is never certain, hence the cap."""
+    z_part = 1.0 if z_min <= 0 else min(1.0, forecast.zscore / (2.0 * z_min))
+    return round(min(MAX_FORECAST_CONFIDENCE, max(0.0, forecast.r2 * z_part)), 3)
+
+
+class TrendDetector:
+    """Detector ``trend``: FORECAST findings for the ``specs`` of each service.
+
+    Severity is critical when the breach is due within a quarter of the spec's horizon, else
+    warning; confidence is :func:`forecast_confidence`. A spec without its own threshold takes
+    the service's maximum from ``thresholds`` (defaults when the service has none); a metric
+    with no maximum anywhere is a ConfigError here, not a silent no-op later.
+    """
+
+    name = "trend"
+
+    def __init__(
+        self, specs: Mapping[str, Sequence[TrendSpec]], thresholds: Mapping[str, Thresholds]
+    ) -> None:
+        self._plan: list[tuple[str, TrendSpec, float]] = []
+        for service, service_specs in specs.items():
+            th = thresholds.get(service, Thresholds())
+            for spec in service_specs:
+                line = spec.threshold if spec.threshold is not None else th.maximums().get(spec.metric)
+                if line is None:
+                    raise ConfigError(
+                        f"trend spec for service {service!r} metric {spec.metric!r}: no threshold "
+                        "(set threshold on the spec or thresholds.extra for the service)"
+                    )
+                self._plan.append((service, spec, float(line)))
+
+    def detect(self, series: SeriesReader, now: float) -> Sequence[Finding]:
+        findings: list[Finding] = []
+        for service, spec, line in self._plan:
+            ts, values = series.window(service, spec.metric, now - spec.window_s)
+            forecast = predict_breach(
+                ts,
+                values,
+                line,
+                now=now,
+                window_s=spec.window_s,
+                min_points=spec.min_points,
+                horizon_s=spec.horizon_s,
+                ema_alpha=spec.ema_alpha,
+                z_min=spec.z_min,
+                min_r2=spec.min_r2,
+            )
+            if forecast is None:
+                continue
+            critical = forecast.eta_s < spec.horizon_s / 4
+            findings.append(
+                Finding(
+                    service=service,
+                    metric=spec.metric,
+                    kind=FindingKind.FORECAST,
+                    cause=cause_of(spec.metric),
+                    severity=Severity.CRITICAL if critical else Severity.WARNING,
+                    confidence=forecast_confidence(forecast, spec.z_min),
+                    ts=now,
+                    value=forecast.current,
+                    threshold=line,
+                    summary=f"{spec.metric} will reach {line:g} in {forecast.eta_s:.0f} s "
+                    f"(slope {forecast.slope_per_s:.3g}/s, r2 {forecast.r2:.2f})",
+                    evidence=forecast.evidence(),
+                )
+            )
+        return findings

@@ -1,0 +1,360 @@
+"""The command line. Thin: each command loads config, opens the store, calls one thing."""
+
+from __future__ import annotations
+
+import getpass
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from autonomic.errors import ConfigError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="autonomic: services that heal themselves, safely.")
+audit_app = typer.Typer(no_args_is_help=True, help="The hash-chained audit log.")
+app.add_typer(audit_app, name="audit")
+
+ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="autonomic.yaml (default: built-in defaults)",
+                                                 envvar="AUTONOMIC_CONFIG")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="print JSON")]
+
+
+def _console() -> Console:
+    return Console(stderr=False, highlight=False)
+
+
+def _fail(message: str, code: int = 2) -> typer.Exit:
+    print(f"autonomic: {message}", file=sys.stderr)
+    return typer.Exit(code)
+
+
+def _load(config: Path | None) -> Any:
+    from autonomic.config import default_config, load_config
+
+    try:
+        return load_config(config) if config else default_config()
+    except ConfigError as err:
+        for p in err.problems:
+            print(str(p), file=sys.stderr)
+        raise typer.Exit(2) from None
+
+
+def _store(config: Path | None) -> Any:
+    from autonomic.knowledge import Store
+
+    cfg = _load(config)
+    return cfg, Store(cfg.database_url)
+
+
+def _actor(actor: str | None) -> str:
+    if actor:
+        return actor
+    try:
+        return f"person:{getpass.getuser()}"
+    except Exception:
+        return "person:unknown"
+
+
+def _resolve(store: Any, model: Any, ident: str) -> str:
+    try:
+        return str(store.resolve_id(model, ident))
+    except KeyError as exc:
+        raise _fail(str(exc).strip("'\"")) from None
+
+
+def _setup_logging(level: str) -> None:
+    from rich.logging import RichHandler
+
+    logging.basicConfig(level=level.upper(), format="%(message)s", datefmt="%H:%M:%S",
+                        handlers=[RichHandler(show_path=False, rich_tracebacks=False, markup=False)])
+
+
+@app.command()
+def run(
+    config: ConfigOpt = None,
+    log_level: Annotated[str, typer.Option(help="debug, info, warning")] = "info",
+) -> None:
+    """Run the engine in the foreground until SIGTERM or SIGINT."""
+    from autonomic.engine import Engine
+
+    if log_level.lower() not in ("debug", "info", "warning", "error"):
+        raise _fail(f"--log-level: must be debug, info, warning or error, not {log_level!r}")
+    _setup_logging(log_level)
+    cfg = _load(config)
+    log = logging.getLogger("autonomic")
+    if config is None:
+        log.info("no config given: watching this host with built-in defaults in observe mode")
+    engine = Engine(cfg)
+    stop = threading.Event()
+
+    def _stop(signum: int, _frame: Any) -> None:
+        log.info("received %s; stopping after the current step", signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    log.info("autonomic engine started (%d services, %d patterns, interval %.1fs, store %s)",
+             len(cfg.services), len(cfg.patterns), cfg.engine.interval_s, cfg.database_url)
+    engine.run(stop, on_tick=_write_status)
+    log.info("autonomic engine stopped cleanly")
+
+
+def _write_status(engine: Any) -> None:
+    """The live health view for `autonomic status` (not audited: it is a cache)."""
+    if engine.ticks % 2:
+        return
+    health = {name: {"state": state.value, "reasons": reasons} for name, (state, reasons) in engine.health().items()}
+    payload = {"ts": time.time(), "pid": os.getpid(), "health": health}
+    path = engine.config.state_dir / "status.json"
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(payload))
+    os.replace(tmp, path)
+
+
+@app.command()
+def check(
+    config: Annotated[Path, typer.Option("--config", "-c", help="autonomic.yaml to validate")],
+    patterns: Annotated[list[Path] | None, typer.Argument(help="extra pattern files to validate")] = None,
+) -> None:
+    """Validate a config file and its pattern files; exit 2 listing each problem as file:line: field: message."""
+    from autonomic.config import load_config
+    from autonomic.plan.patterns import check_patterns
+    from autonomic.registry import default_registry
+
+    registry = default_registry()
+    problems = []
+    try:
+        cfg = load_config(config, registry)
+    except ConfigError as err:
+        problems.extend(err.problems)
+        cfg = None
+    if patterns:
+        problems.extend(check_patterns(list(patterns), registry))
+    if problems:
+        for p in problems:
+            print(str(p), file=sys.stderr)
+        raise typer.Exit(2)
+    assert cfg is not None
+    print(f"{config}: ok ({len(cfg.services)} services, {len(cfg.patterns)} patterns)")
+
+
+@app.command()
+def status(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
+    """Services' health, open incidents, pauses and breakers."""
+    from autonomic.model import Incident
+
+    cfg, store = _store(config)
+    live_path = cfg.state_dir / "status.json"
+    live = json.loads(live_path.read_text()) if live_path.exists() else {}
+    open_incidents = [i for i in store.incidents(limit=1000) if i.closed_at is None]
+    pauses = store.states("pause:")
+    breakers = store.states("breaker:")
+    if as_json:
+        print(json.dumps({"live": live, "open_incidents": [i.model_dump(mode="json") for i in open_incidents],
+                          "pauses": pauses, "breakers": breakers}, indent=2))
+        return
+    console = _console()
+    if live:
+        age = time.time() - live.get("ts", 0)
+        table = Table(title=f"health (engine pid {live.get('pid')}, {age:.0f} s ago)")
+        table.add_column("service")
+        table.add_column("state")
+        table.add_column("why")
+        for name, h in sorted(live.get("health", {}).items()):
+            table.add_row(name, h["state"], "; ".join(h["reasons"])[:100])
+        console.print(table)
+    else:
+        console.print("no live health: the engine has not run here (autonomic run)")
+    for key, value in pauses.items():
+        console.print(f"[bold red]PAUSED[/] {key.split(':', 1)[1]}: {value.get('reason', '')} "
+                      f"(by {value.get('actor', '?')})")
+    for key, value in breakers.items():
+        if value.get("state") != "closed":
+            console.print(f"breaker {key.split(':', 1)[1]}: {value.get('state')}")
+    _print_incidents(console, open_incidents, "open incidents")
+    del Incident
+
+
+def _print_incidents(console: Console, incidents: list[Any], title: str) -> None:
+    table = Table(title=title)
+    for col in ("id", "service", "cause", "state", "resolution", "opened", "findings", "summary"):
+        table.add_column(col)
+    for i in incidents:
+        table.add_row(i.id[:8], i.service, i.cause, i.state.value, i.resolution.value if i.resolution else "",
+                      time.strftime("%H:%M:%S", time.localtime(i.opened_at)), str(i.finding_count), i.summary[:60])
+    console.print(table)
+
+
+@app.command()
+def incidents(
+    config: ConfigOpt = None,
+    all_: Annotated[bool, typer.Option("--all", help="closed ones too")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """List incidents, newest first."""
+    _, store = _store(config)
+    items = store.incidents(limit=500)
+    if not all_:
+        items = [i for i in items if i.closed_at is None]
+    if as_json:
+        print(json.dumps([i.model_dump(mode="json") for i in items], indent=2))
+        return
+    _print_incidents(_console(), items, "incidents" if all_ else "open incidents")
+
+
+@app.command()
+def explain(incident: str, config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
+    """The whole chain for one incident: findings, patterns considered, gates, action, outcome."""
+    from autonomic.oversight.explain import explain_incident, render_text
+
+    _, store = _store(config)
+    from autonomic.model import Incident
+
+    chain = explain_incident(store, _resolve(store, Incident, incident))
+    if as_json:
+        print(json.dumps(chain, indent=2, default=str))
+    else:
+        print(render_text(chain))
+
+
+def _answer(incident: str, verdict: str, comment: str, actor: str | None, config: Path | None) -> None:
+    from autonomic.engine import approval_key
+    from autonomic.model import Incident, IncidentState
+
+    _, store = _store(config)
+    inc_id = _resolve(store, Incident, incident)
+    inc = store.get(Incident, inc_id)
+    if inc is None or inc.state != IncidentState.AWAITING_APPROVAL:
+        state = inc.state.value if inc else "unknown"
+        raise _fail(f"incident {incident} is not awaiting approval (it is {state})")
+    who = _actor(actor)
+    store.set_state(approval_key(inc_id), {"verdict": verdict, "actor": who, "comment": comment, "ts": time.time()},
+                    actor=who, event=f"approval.{verdict}", data={"incident": inc_id, "comment": comment})
+    print(f"{verdict}d incident {inc_id[:8]} ({inc.service}: {inc.summary}); the engine acts on its next tick")
+
+
+@app.command()
+def approve(
+    incident: str,
+    comment: Annotated[str, typer.Option("--comment", "-m")] = "",
+    actor: Annotated[str | None, typer.Option(help="who approves (default: this user)")] = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Approve the action an incident is waiting on."""
+    _answer(incident, "approve", comment, actor, config)
+
+
+@app.command()
+def deny(
+    incident: str,
+    comment: Annotated[str, typer.Option("--comment", "-m")] = "",
+    actor: Annotated[str | None, typer.Option(help="who denies (default: this user)")] = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Deny the action an incident is waiting on; it stays with a person."""
+    _answer(incident, "deny", comment, actor, config)
+
+
+@app.command()
+def pause(
+    reason: Annotated[str, typer.Option("--reason", "-r", help="why (recorded in the audit log)")],
+    service: Annotated[str | None, typer.Option("--service", "-s", help="only this service")] = None,
+    actor: Annotated[str | None, typer.Option()] = None,
+    config: ConfigOpt = None,
+) -> None:
+    """The kill switch: stop all automated actions (or one service's). Durable and audited."""
+    from autonomic.engine import pause_key
+
+    cfg, store = _store(config)
+    if service is not None and cfg.service(service) is None and cfg.source != "<defaults>":
+        raise _fail(f"--service: no service named {service!r} in {cfg.source}")
+    if not reason.strip():
+        raise _fail("--reason: must not be empty")
+    who = _actor(actor)
+    store.set_state(pause_key(service), {"reason": reason, "actor": who, "ts": time.time()}, actor=who,
+                    event="pause.set", data={"service": service, "reason": reason})
+    print(f"paused {'all automation' if service is None else service}: {reason}")
+
+
+@app.command()
+def resume(
+    service: Annotated[str | None, typer.Option("--service", "-s")] = None,
+    reason: Annotated[str, typer.Option("--reason", "-r")] = "",
+    actor: Annotated[str | None, typer.Option()] = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Lift a pause set with `autonomic pause`."""
+    from autonomic.engine import pause_key
+
+    _, store = _store(config)
+    key = pause_key(service)
+    if store.get_state(key) is None:
+        raise _fail(f"{'automation' if service is None else service} is not paused")
+    who = _actor(actor)
+    store.set_state(key, None, actor=who, event="pause.lifted", data={"service": service, "reason": reason})
+    print(f"resumed {'all automation' if service is None else service}")
+
+
+@audit_app.command("verify")
+def audit_verify(config: ConfigOpt = None) -> None:
+    """Check the audit chain: every entry's hash, its link to the one before, and the head."""
+    _, store = _store(config)
+    report = store.verify_audit()
+    if report.ok:
+        print(f"audit chain ok: {report.checked} entries")
+        return
+    for problem in report.problems:
+        print(problem, file=sys.stderr)
+    raise typer.Exit(1)
+
+
+@audit_app.command("show")
+def audit_show(
+    config: ConfigOpt = None,
+    limit: Annotated[int, typer.Option(min=1, max=100_000)] = 50,
+    as_json: JsonOpt = False,
+) -> None:
+    """The newest audit entries."""
+    _, store = _store(config)
+    events = store.audit_events()[-limit:]
+    if as_json:
+        print(json.dumps([e.model_dump(mode="json") for e in events], indent=2))
+        return
+    for e in events:
+        print(f"{e.seq:6d} {time.strftime('%H:%M:%S', time.localtime(e.ts))} {e.actor:16s} {e.kind:24s} "
+              f"{e.subject[:8]} {json.dumps(e.data)[:100]}")
+
+
+@app.command()
+def demo(
+    fast: Annotated[bool, typer.Option("--fast", help="short windows; finishes in under 3 minutes")] = False,
+    as_json: JsonOpt = False,
+    keep: Annotated[bool, typer.Option("--keep", help="keep the demo's working folder")] = False,
+) -> None:
+    """Run the demo services under the engine and play the five scenarios."""
+    from autonomic.demo.scenario import run_demo
+
+    result = run_demo(fast=fast, as_json=as_json, keep=keep)
+    if as_json:
+        print(json.dumps(result))
+    failed = [s for s in result["scenarios"] if s["outcome"] != s["expected"]]
+    if failed or result["false_interventions"]:
+        raise typer.Exit(1)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,255 @@
+"""autonomic.yaml: the schema, and loading it once into frozen, typed objects.
+
+Loading collects every problem in the config file and in every pattern file it names and
+raises one :class:`~autonomic.errors.ConfigError` whose ``problems`` each read
+``file:line: field: message``. Relative paths in the file (state_dir, pattern paths,
+actuator ``repo`` and ``cwd``) are taken relative to the config file's folder.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from autonomic.analyze.thresholds import Thresholds
+from autonomic.analyze.trend import TrendSpec
+from autonomic.errors import ConfigError, Problem
+from autonomic.model import ActionSpec, Level, Pattern
+from autonomic.monitor.probe import HttpProbeSpec
+from autonomic.monitor.prometheus import PrometheusSpec
+from autonomic.plan.policy import PolicyConfig
+from autonomic.registry import Registry
+from autonomic.yamlio import YamlDoc, load_yaml, problems_from
+
+_PATH_KEYS = ("repo", "cwd")
+
+
+class _Spec(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class EngineSpec(_Spec):
+    """``engine:``: how the loop runs."""
+
+    interval_s: float = Field(default=5.0, gt=0, le=3600)
+    state_dir: str = ".autonomic"
+    database: str | None = None  # SQLAlchemy URL; default sqlite file in state_dir
+    host_metrics: bool = True
+    resolve_after_s: float = Field(default=120.0, gt=0)  # quiet this long -> incident closed
+    settle_s: float = Field(default=30.0, ge=0)  # after an action ends, no new one on that service
+    approval_ttl_s: float = Field(default=3600.0, gt=0)
+    time_scale: float = Field(default=1.0, gt=0, le=1.0)  # shrinks verification windows (demo, tests)
+    stop_services_on_exit: bool = True
+
+
+class NotifierSpec(_Spec):
+    """``notifiers:``: where people are told. ``console`` logs; ``jsonl`` appends JSON lines."""
+
+    type: Literal["console", "jsonl"]
+    min_level: Level = Level.INFO
+    path: str | None = None
+
+    @model_validator(mode="after")
+    def _path_for_jsonl(self) -> NotifierSpec:
+        if self.type == "jsonl" and not self.path:
+            raise ValueError("a jsonl notifier needs a path")
+        return self
+
+
+class FallbackSpec(_Spec):
+    """A service's remedy for failures no pattern knows; always needs a person's approval."""
+
+    type: str
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class ServiceSpec(_Spec):
+    """One entry of ``services:``."""
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")
+    type: str = "generic"
+    depends_on: list[str] = Field(default_factory=list)
+    probes: list[HttpProbeSpec] = Field(default_factory=list)
+    metrics: list[PrometheusSpec] = Field(default_factory=list)
+    thresholds: Thresholds = Field(default_factory=Thresholds)
+    trends: list[TrendSpec] | None = None  # None: the default trend checks
+    actuators: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    fallback: FallbackSpec | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _not_host(cls, v: str) -> str:
+        if v == "host":
+            raise ValueError("'host' is reserved for this machine's own metrics")
+        return v
+
+
+class AutonomicSpec(_Spec):
+    """The whole file."""
+
+    engine: EngineSpec = Field(default_factory=EngineSpec)
+    services: list[ServiceSpec] = Field(default_factory=list)
+    patterns: list[str] = Field(default_factory=list)
+    builtin_patterns: bool = True
+    policy: PolicyConfig = Field(default_factory=PolicyConfig)
+    notifiers: list[NotifierSpec] = Field(default_factory=lambda: [NotifierSpec(type="console")])
+
+    @model_validator(mode="after")
+    def _unique_services(self) -> AutonomicSpec:
+        names = [s.name for s in self.services]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"service names must be unique: {', '.join(dupes)}")
+        for svc in self.services:
+            unknown = [d for d in svc.depends_on if d not in names]
+            if unknown:
+                raise ValueError(f"service {svc.name!r} depends on unknown {', '.join(unknown)}")
+        return self
+
+
+@dataclass(frozen=True)
+class Config:
+    """A loaded, validated configuration: the spec plus what was resolved from it."""
+
+    spec: AutonomicSpec
+    source: str  # the file it came from, or "<defaults>"
+    base_dir: Path
+    bindings: Mapping[str, Mapping[str, BaseModel]] = field(default_factory=dict)
+    patterns: tuple[Pattern, ...] = ()
+
+    @property
+    def engine(self) -> EngineSpec:
+        return self.spec.engine
+
+    @property
+    def services(self) -> list[ServiceSpec]:
+        return self.spec.services
+
+    def service(self, name: str) -> ServiceSpec | None:
+        return next((s for s in self.spec.services if s.name == name), None)
+
+    @property
+    def state_dir(self) -> Path:
+        return _resolve(self.base_dir, self.spec.engine.state_dir)
+
+    @property
+    def database_url(self) -> str:
+        if self.spec.engine.database:
+            return self.spec.engine.database
+        return f"sqlite:///{(self.state_dir / 'autonomic.db').resolve()}"
+
+    def fallback_action(self, service: str) -> ActionSpec | None:
+        svc = self.service(service)
+        if svc is None or svc.fallback is None:
+            return None
+        return ActionSpec(type=svc.fallback.type, target=service, params=dict(svc.fallback.params))
+
+
+def builtin_patterns_dir() -> Path:
+    """The built-in pattern library (``patterns/`` at the repository root)."""
+    return Path(__file__).resolve().parents[2] / "patterns"
+
+
+def _resolve(base: Path, p: str) -> Path:
+    path = Path(p).expanduser()
+    return path if path.is_absolute() else (base / path)
+
+
+def default_config(registry: Registry | None = None) -> Config:
+    """No file: watch this host in observe mode with the built-in defaults."""
+    return load_config_data({}, source="<defaults>", base_dir=Path.cwd(), registry=registry)
+
+
+def load_config(path: Path | str, registry: Registry | None = None) -> Config:
+    """Parse and validate ``path`` and the pattern files it names; ConfigError lists every problem."""
+    path = Path(path)
+    doc = load_yaml(path)
+    return load_config_data(doc.data, source=str(path), base_dir=path.resolve().parent, registry=registry,
+                            doc=doc)
+
+
+def load_config_data(
+    data: Any,
+    *,
+    source: str,
+    base_dir: Path,
+    registry: Registry | None = None,
+    doc: YamlDoc | None = None,
+) -> Config:
+    from autonomic.plan.patterns import check_patterns, load_patterns
+    from autonomic.registry import default_registry
+
+    registry = registry or default_registry()
+    if data is None:
+        data = {}
+    if doc is None:
+        from autonomic.yamlio import load_yaml_text
+
+        doc = load_yaml_text("{}", source)
+    if not isinstance(data, dict):
+        raise ConfigError([Problem(source, 1, "", "the file must hold a mapping (services:, policy:, ...)")])
+    try:
+        spec = AutonomicSpec.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(problems_from(err, doc)) from None
+
+    problems: list[Problem] = []
+    bindings: dict[str, dict[str, BaseModel]] = {}
+    for i, svc in enumerate(spec.services):
+        svc_bindings: dict[str, BaseModel] = {}
+        for type_name, raw in svc.actuators.items():
+            loc: list[str | int] = ["services", i, "actuators", type_name]
+            try:
+                actuator = registry.actuator(type_name)
+            except ConfigError as err:
+                problems.append(Problem(source, doc.line_of(loc), _dotted(loc), err.problems[0].message))
+                continue
+            resolved = {
+                k: (str(_resolve(base_dir, v)) if k in _PATH_KEYS and isinstance(v, str) else v)
+                for k, v in (raw or {}).items()
+            }
+            try:
+                svc_bindings[type_name] = actuator.Binding.model_validate(resolved)
+            except ValidationError as err:
+                problems.extend(problems_from(err, doc, prefix=loc))
+        if svc.fallback is not None:
+            loc = ["services", i, "fallback"]
+            try:
+                actuator = registry.actuator(svc.fallback.type)
+                actuator.Params.model_validate(svc.fallback.params)
+            except ConfigError as err:
+                problems.append(Problem(source, doc.line_of([*loc, "type"]), _dotted([*loc, "type"]),
+                                        err.problems[0].message))
+            except ValidationError as err:
+                problems.extend(problems_from(err, doc, prefix=[*loc, "params"]))
+            if svc.fallback.type not in svc.actuators:
+                problems.append(Problem(source, doc.line_of(loc), _dotted(loc),
+                                        f"fallback uses actuator {svc.fallback.type!r} "
+                                        "but the service has no binding for it under actuators"))
+        bindings[svc.name] = svc_bindings
+
+    pattern_paths = [builtin_patterns_dir()] if spec.builtin_patterns else []
+    for i, p in enumerate(spec.patterns):
+        resolved_path = _resolve(base_dir, p)
+        if not resolved_path.exists():
+            problems.append(Problem(source, doc.line_of(["patterns", i]), f"patterns[{i}]",
+                                    f"no such file or folder: {resolved_path}"))
+            continue
+        pattern_paths.append(resolved_path)
+    pattern_problems = check_patterns(pattern_paths, registry)
+    problems.extend(pattern_problems)
+    if problems:
+        raise ConfigError(problems)
+    patterns = load_patterns(pattern_paths, registry)
+    return Config(spec=spec, source=source, base_dir=base_dir, bindings=bindings, patterns=tuple(patterns))
+
+
+def _dotted(loc: list[str | int]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else part)
+    return out

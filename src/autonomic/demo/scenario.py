@@ -1,0 +1,320 @@
+"""``autonomic demo``: three real demo services under the engine, five scenarios played.
+
+Each scenario injects one fault into one service, waits for the first incident the engine
+opens on that service, then for its outcome, then clears the fault and waits until the
+service is healthy again. A *false intervention* is any action the engine took on a
+service that had no injected fault at that moment (including before and between scenarios).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import socket
+import string
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import yaml
+from rich.console import Console
+
+from autonomic.config import load_config
+from autonomic.demo import faults
+from autonomic.engine import Engine
+from autonomic.model import Action, Incident, IncidentState
+
+SERVICES = ("web", "api", "worker")
+_DONE_STATES = {IncidentState.RESOLVED, IncidentState.ROLLED_BACK, IncidentState.ESCALATED,
+                IncidentState.AWAITING_APPROVAL, IncidentState.EXPIRED}
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    service: str
+    fault: str
+    params: dict[str, float]
+    expected: str
+    story: str
+
+
+SCENARIOS = (
+    Scenario("crash", "web", "crash", {}, "resolved",
+             "web crashes -> the engine restarts it -> verified up -> resolved"),
+    Scenario("memory_leak", "api", "memory_leak", {"rate_mb": 8, "limit_mb": 400}, "prevented",
+             "api leaks 8 MB/s -> breach forecast -> graceful restart before it -> prevented"),
+    Scenario("pool_exhaustion", "worker", "conn_leak", {"rate": 3, "limit": 38}, "prevented",
+             "worker's pool use grows toward its size of 50 -> pool raised 50 -> 60 by a git commit"
+             " -> verified -> prevented"),
+    Scenario("bad_remedy", "web", "latency", {"ms": 1500}, "rolled_back",
+             "web gets slow -> the fast_path flag is switched on -> errors rise -> verification"
+             " fails -> the commit is reverted -> a person is alerted"),
+    Scenario("novel", "api", "error_spike", {"ratio": 0.3}, "escalated",
+             "api starts failing requests for no known reason -> no pattern -> a person is asked"),
+)
+
+
+@dataclass
+class Pace:
+    interval: float
+    time_scale: float
+    settle: float
+    resolve: float
+    trend_window: float
+    scenario_timeout: float
+
+
+FAST = Pace(interval=0.5, time_scale=0.1, settle=20.0, resolve=15.0, trend_window=8.0, scenario_timeout=60.0)
+NORMAL = Pace(interval=1.0, time_scale=0.25, settle=30.0, resolve=30.0, trend_window=15.0, scenario_timeout=120.0)
+
+
+@dataclass
+class Result:
+    name: str
+    service: str
+    expected: str
+    outcome: str = "failed"
+    action: str | None = None
+    detect_s: float | None = None
+    heal_s: float | None = None
+    incident: str | None = None
+    started: float = 0.0
+    ended: float = 0.0
+    notes: list[str] = field(default_factory=list)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _repo_root() -> Path:
+    return Path(__file__).resolve().parents[3]
+
+
+def _git(repo: Path, *args: str) -> None:
+    subprocess.run(["git", "-c", "user.name=demo", "-c", "user.email=demo@localhost", *args], cwd=repo,
+                   check=True, capture_output=True)
+
+
+def prepare(workdir: Path, pace: Pace) -> tuple[Path, dict[str, str]]:
+    """Write the services' config repos and autonomic.yaml; return its path and the base URLs."""
+    ports = {name: _free_port() for name in SERVICES}
+    for name in SERVICES:
+        repo = workdir / name
+        repo.mkdir(parents=True)
+        (repo / "config.yaml").write_text(yaml.safe_dump({"pool": {"size": 50}, "features": {"fast_path": False}},
+                                                        sort_keys=False))
+        _git(repo, "init", "-q")
+        _git(repo, "add", "config.yaml")
+        _git(repo, "commit", "-q", "-m", f"{name}: initial config")
+    template = (_repo_root() / "examples" / "demo.yaml").read_text()
+    text = string.Template(template).substitute(
+        INTERVAL=pace.interval, STATE_DIR=str(workdir / "state"), RESOLVE=pace.resolve, SETTLE=pace.settle,
+        TIME_SCALE=pace.time_scale, TREND_WINDOW=pace.trend_window, PYTHON=json.dumps(sys.executable),
+        DIR=str(workdir), WEB_PORT=ports["web"], API_PORT=ports["api"], WORKER_PORT=ports["worker"],
+        DEMO_PATTERNS=str(_repo_root() / "examples" / "demo-patterns"),
+    )
+    path = workdir / "autonomic.yaml"
+    path.write_text(text)
+    return path, {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
+
+
+class Timeline:
+    """Prints the audit log as it grows, one line per event, with elapsed time."""
+
+    _SHOWN = ("incident.opened", "incident.diagnosed", "decision.", "action.", "approval.", "breaker.",
+              "pause.", "incident.cleared", "incident.closed")
+
+    def __init__(self, console: Console, t0: float) -> None:
+        self.console = console
+        self.t0 = t0
+        self.seq = 0
+
+    def say(self, text: str, style: str = "bold") -> None:
+        self.console.print(f"[dim]{time.time() - self.t0:6.1f}s[/] [{style}]{text}[/]")
+
+    def pump(self, engine: Engine) -> bool:
+        """Print new audit events; always False, so it can lead an ``or`` in a wait predicate."""
+        for e in engine.store.audit_events(since_seq=self.seq):
+            self.seq = e.seq
+            if not e.kind.startswith(self._SHOWN):
+                continue
+            data = e.data
+            detail = (data.get("summary") or data.get("rationale") or data.get("why") or data.get("reason")
+                      or data.get("describe") or data.get("verdict") or "")
+            service = data.get("service", "")
+            colour = {"incident.opened": "yellow", "decision.approved": "green", "action.applied": "cyan",
+                      "action.verified": "green", "action.rolled_back": "red", "decision.needs_approval": "magenta",
+                      "action.verify_failed": "red"}.get(e.kind, "white")
+            self.console.print(f"[dim]{e.ts - self.t0:6.1f}s[/] [{colour}]{e.kind:26s}[/] "
+                               f"{service:7s} {str(detail)[:110]}")
+        return False
+
+
+def _outcome(incident: Incident) -> str:
+    if incident.state == IncidentState.RESOLVED:
+        return incident.resolution.value if incident.resolution else "resolved"
+    if incident.state == IncidentState.ROLLED_BACK:
+        return "rolled_back"
+    if incident.state in (IncidentState.AWAITING_APPROVAL, IncidentState.ESCALATED):
+        return "failed" if incident.resolution and incident.resolution.value == "failed" else "escalated"
+    return "failed"
+
+
+def _wait(predicate: Any, timeout: float, step: float = 0.2) -> Any:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(step)
+    return None
+
+
+def _pump_for(engine: Engine, timeline: Timeline, seconds: float) -> None:
+    until = time.time() + seconds
+    while time.time() < until:
+        timeline.pump(engine)
+        time.sleep(0.2)
+
+
+def _healthy(url: str) -> bool:
+    try:
+        return httpx.get(f"{url}/health", timeout=1.0).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def play(engine: Engine, urls: dict[str, str], pace: Pace, timeline: Timeline) -> list[Result]:
+    store = engine.store
+    results = []
+    for sc in SCENARIOS:
+        timeline.say(f"scenario {sc.name}: {sc.story}", "bold blue")
+        res = Result(sc.name, sc.service, sc.expected, started=time.time())
+        known = {i.id for i in store.incidents(service=sc.service, limit=1000)}
+        try:
+            faults.inject(urls[sc.service], sc.fault, **sc.params)
+        except (faults.FaultRequestError, httpx.HTTPError) as exc:
+            res.notes.append(f"inject failed: {exc}")
+        inject_ts = res.started
+
+        def first_incident(service: str = sc.service, known: set[str] = known) -> Incident | None:
+            new = [i for i in store.incidents(service=service, limit=50) if i.id not in known]
+            return min(new, key=lambda i: i.opened_at) if new else None
+
+        inc = _wait(lambda: timeline.pump(engine) or first_incident(), pace.scenario_timeout)
+        if inc is not None:
+            res.incident = inc.id
+            res.detect_s = round(inc.opened_at - inject_ts, 2)
+
+            def finished(inc_id: str = inc.id) -> Incident | None:
+                timeline.pump(engine)
+                cur = store.get(Incident, inc_id)
+                return cur if cur is not None and cur.state in _DONE_STATES else None
+
+            done = _wait(finished, pace.scenario_timeout)
+            if done is not None:
+                res.outcome = _outcome(done)
+                res.heal_s = round(done.updated_at - inject_ts, 2)
+                acts = store.actions(incident_id=done.id)
+                if acts:
+                    a = acts[0]
+                    res.action = f"{a.type}:{a.params.get('op', '')}".rstrip(":")
+            else:
+                res.notes.append("no outcome before the timeout")
+        else:
+            res.notes.append("no incident before the timeout")
+        timeline.say(f"scenario {sc.name}: {res.outcome} (expected {sc.expected})",
+                     "bold green" if res.outcome == sc.expected else "bold red")
+        try:
+            if _healthy(urls[sc.service]):
+                faults.clear(urls[sc.service])
+        except (faults.FaultRequestError, httpx.HTTPError) as exc:
+            res.notes.append(f"clear failed: {exc}")
+        _wait(lambda svc=sc.service: timeline.pump(engine) or _healthy(urls[svc]), pace.scenario_timeout)
+        # let the service settle so its metrics are back to normal before the next fault
+        _pump_for(engine, timeline, max(pace.settle * 0.6, 4 * pace.interval))
+        res.ended = time.time()
+        results.append(res)
+    return results
+
+
+def false_interventions(actions: list[Action], results: list[Result]) -> int:
+    """Actions on a service that had no injected fault when the action was decided."""
+    count = 0
+    for a in actions:
+        covered = any(r.service == a.service and r.started <= a.created_at <= r.ended for r in results)
+        if not covered:
+            count += 1
+    return count
+
+
+def run_demo(*, fast: bool = False, as_json: bool = False, keep: bool = False,
+             workdir: Path | None = None) -> dict[str, Any]:
+    """Run the whole demo; return the summary (the JSON printed by ``--json``)."""
+    pace = FAST if fast else NORMAL
+    console = Console(highlight=False)
+    own_dir = workdir is None
+    work = Path(tempfile.mkdtemp(prefix="autonomic-demo-")) if workdir is None else workdir
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("autonomic").setLevel(logging.WARNING)
+    t0 = time.time()
+    timeline = Timeline(console, t0)
+    config_path, urls = prepare(work, pace)
+    timeline.say(f"demo folder {work}; services {', '.join(f'{k} {v}' for k, v in urls.items())}")
+    engine = Engine(load_config(config_path))
+    stop = threading.Event()
+    thread = threading.Thread(target=engine.run, args=(stop,), name="engine", daemon=True)
+    thread.start()
+    results: list[Result] = []
+    try:
+        ready = _wait(lambda: all(_healthy(u) for u in urls.values()), 30)
+        if not ready:
+            raise RuntimeError("the demo services did not become healthy within 30 s; "
+                               f"see the logs in {work / 'state' / 'run' / 'logs'}")
+        timeline.say("all services healthy; watching a baseline")
+        _pump_for(engine, timeline, max(pace.trend_window, 5 * pace.interval))
+        results = play(engine, urls, pace, timeline)
+        actions = engine.store.actions()
+    finally:
+        stop.set()
+        thread.join(timeout=30)
+        if own_dir and not keep:
+            shutil.rmtree(work, ignore_errors=True)
+    summary = {
+        "scenarios": [{"name": r.name, "expected": r.expected, "outcome": r.outcome, "action": r.action,
+                       "detect_s": r.detect_s, "heal_s": r.heal_s} for r in results],
+        "false_interventions": false_interventions(actions, results),
+        "actions_total": len(actions),
+        "duration_s": round(time.time() - t0, 1),
+    }
+    _print_summary(console, results, summary)
+    if keep or not own_dir:
+        console.print(f"kept {work}; try: autonomic incidents --all -c {config_path}")
+    return summary
+
+
+def _print_summary(console: Console, results: list[Result], summary: dict[str, Any]) -> None:
+    from rich.table import Table
+
+    table = Table(title="autonomic demo")
+    for col in ("scenario", "service", "expected", "outcome", "action", "detect s", "heal s"):
+        table.add_column(col)
+    for r in results:
+        ok = r.outcome == r.expected
+        table.add_row(r.name, r.service, r.expected, f"[{'green' if ok else 'red'}]{r.outcome}[/]", r.action or "-",
+                      f"{r.detect_s}" if r.detect_s is not None else "-",
+                      f"{r.heal_s}" if r.heal_s is not None else "-")
+    console.print(table)
+    console.print(f"actions: {summary['actions_total']}, false interventions: {summary['false_interventions']}, "
+                  f"{summary['duration_s']} s")

@@ -1,0 +1,548 @@
+"""The engine: the only module that knows every stage and wires them together.
+
+One tick: sources -> series store -> detectors -> findings -> incidents (correlation), then
+the work queue advances every incident and action whose time has come by one step each.
+Every transition goes to the store (with its audit entry) before the next step starts;
+the in-memory state here (series, the incident cache, the queue) is rebuilt from the
+store on start.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Any
+
+from autonomic.analyze.correlate import correlate
+from autonomic.analyze.thresholds import HealthDetector, Thresholds, assess
+from autonomic.analyze.trend import TrendDetector, default_trend_specs
+from autonomic.clock import SystemClock
+from autonomic.config import Config
+from autonomic.errors import AutonomicError, SourceError
+from autonomic.execute.executor import Executor
+from autonomic.execute.supervisor import Supervisor
+from autonomic.knowledge import Store
+from autonomic.model import (
+    Action,
+    ActionState,
+    Autonomy,
+    Decision,
+    Diagnosis,
+    Finding,
+    HealthState,
+    Incident,
+    IncidentState,
+    Level,
+    Notification,
+    Resolution,
+    Verdict,
+)
+from autonomic.monitor.host import HostSource, ProcessSource
+from autonomic.monitor.probe import HttpProbe
+from autonomic.monitor.prometheus import PrometheusScrape
+from autonomic.monitor.series import SeriesStore
+from autonomic.oversight.notify import Dispatcher
+from autonomic.plan.breaker import BreakerState, breaker_record
+from autonomic.plan.diagnose import DiagnoseContext, diagnose
+from autonomic.plan.gates import Counts, GateContext, decide
+from autonomic.protocols import ActuatorContext, Clock, Detector, Source
+from autonomic.reconcile import WorkQueue
+from autonomic.registry import Registry, default_registry
+
+log = logging.getLogger("autonomic.engine")
+
+PAUSE_GLOBAL = "pause:global"
+_REPEAT_PERSIST_S = 10.0  # a repeating finding is written at most this often per incident
+_DAY, _WEEK = 86_400.0, 7 * 86_400.0
+
+
+def pause_key(service: str | None) -> str:
+    return PAUSE_GLOBAL if service is None else f"pause:service:{service}"
+
+
+def approval_key(incident_id: str) -> str:
+    return f"approval:{incident_id}"
+
+
+def breaker_key(scope: str) -> str:
+    return f"breaker:{scope}"
+
+
+def paused_reason(store: Store, service: str | None) -> str | None:
+    """Why automation is paused for ``service`` (global first), or None."""
+    for key in (PAUSE_GLOBAL, *(() if service is None else (pause_key(service),))):
+        state = store.get_state(key)
+        if state:
+            return f"{'global' if key == PAUSE_GLOBAL else service} pause by {state.get('actor', '?')}: " \
+                   f"{state.get('reason', '')}".strip()
+    return None
+
+
+class Engine:
+    """Runs the loop over one configuration."""
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        registry: Registry | None = None,
+        clock: Clock | None = None,
+        store: Store | None = None,
+        notifiers: Dispatcher | None = None,
+    ) -> None:
+        self.config = config
+        self.registry = registry or default_registry()
+        self.clock: Clock = clock or SystemClock()
+        self.engine_spec = config.engine
+        config.state_dir.mkdir(parents=True, exist_ok=True)
+        self.store = store or Store(config.database_url)
+        self.series = SeriesStore()
+        self.supervisor = Supervisor(config.state_dir / "run")
+        for svc in config.services:
+            binding = config.bindings.get(svc.name, {}).get("process")
+            if binding is not None:
+                self.supervisor.add(svc.name, binding)  # type: ignore[arg-type]
+        ctx = ActuatorContext(clock=self.clock, state_dir=config.state_dir, supervisor=self.supervisor)
+        self.actuators = {t: self.registry.actuator(t)(ctx) for t in self.registry.types("actuator")}
+        self.notifiers = notifiers or self._build_notifiers()
+        self.sources: list[Source] = self._build_sources()
+        self.thresholds: dict[str, Thresholds] = {s.name: s.thresholds for s in config.services}
+        if config.engine.host_metrics:
+            self.thresholds["host"] = Thresholds()
+        trend_specs = {s.name: (s.trends if s.trends is not None else default_trend_specs())
+                       for s in config.services}
+        if config.engine.host_metrics:
+            trend_specs["host"] = default_trend_specs()
+        self.detectors: list[Detector] = [
+            HealthDetector(self.thresholds),
+            TrendDetector(trend_specs, self.thresholds),
+        ]
+        self.patterns = {p.id: p for p in config.patterns}
+        self.queue = WorkQueue()
+        self.executor = Executor(
+            store=self.store, actuators=self.actuators, bindings=config.bindings, series=self.series,
+            clock=self.clock, notify=self.notify, paused=lambda svc: paused_reason(self.store, svc),
+            on_result=self._record_result, time_scale=config.engine.time_scale,
+        )
+        self._open: dict[tuple[str, str], str] = {}  # (service, cause) -> unclosed incident id
+        self._last_seen: dict[str, float] = {}  # incident id -> last finding time (in memory)
+        self._last_persist: dict[str, float] = {}
+        self._pending_repeats: Counter[str] = Counter()
+        self._source_errors: dict[str, str] = {}
+        self._next_collect = 0.0
+        self.started = False
+        self.ticks = 0
+
+    # --- construction ----------------------------------------------------------------------
+
+    def _build_notifiers(self) -> Dispatcher:
+        routes = []
+        for spec in self.config.spec.notifiers:
+            cls = self.registry.get("notifier", spec.type)
+            kwargs: dict[str, Any] = {}
+            if spec.path:
+                path = spec.path
+                kwargs["path"] = path if path.startswith("/") else str(self.config.base_dir / path)
+            routes.append((cls(**kwargs), spec.min_level))
+        return Dispatcher(routes)
+
+    def _build_sources(self) -> list[Source]:
+        sources: list[Source] = []
+        if self.config.engine.host_metrics:
+            sources.append(HostSource(self.clock))
+        limits = {}
+        for svc in self.config.services:
+            binding = self.config.bindings.get(svc.name, {}).get("process")
+            limits[svc.name] = getattr(binding, "memory_limit_bytes", None)
+        if self.supervisor.services():
+            sources.append(ProcessSource(self.supervisor.pids, limits))
+        for svc in self.config.services:
+            sources.extend(HttpProbe(svc.name, p) for p in svc.probes)
+            sources.extend(PrometheusScrape(svc.name, m) for m in svc.metrics)
+        return sources
+
+    # --- lifecycle -------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Adopt or start supervised services and re-enqueue every unfinished item."""
+        now = self.clock.now()
+        self.store.audit("engine", "engine.started", "engine",
+                         {"config": self.config.source, "services": [s.name for s in self.config.services]})
+        for service, how in self.supervisor.adopt_or_start_all().items():
+            log.info("service %s: %s", service, how)
+        for inc in self.store.incidents(limit=10_000):
+            if inc.closed_at is None:
+                self._open[(inc.service, inc.cause)] = inc.id
+                self._last_seen[inc.id] = inc.last_finding_at
+                self._last_persist[inc.id] = inc.updated_at
+                self.queue.add(("incident", inc.id), now)
+        for action in self.store.actions():
+            if not action.state.terminal:
+                log.info("reconciling %s action %s on %s left %s", action.type, action.id[:8],
+                         action.service, action.state.value)
+                self.queue.add(("action", action.id), now)
+        self.started = True
+
+    def shutdown(self) -> None:
+        """Stop between steps: every action is at a journaled state, so nothing is half-done."""
+        self.store.audit("engine", "engine.stopped", "engine", {})
+        if self.config.engine.stop_services_on_exit:
+            self.supervisor.stop_all(timeout_s=5.0)
+        self.store.close()
+
+    def run(self, stop: threading.Event, on_tick: Callable[[Engine], None] | None = None) -> None:
+        """The main loop, until ``stop`` is set."""
+        if not self.started:
+            self.start()
+        try:
+            while not stop.is_set():
+                self.tick()
+                if on_tick is not None:
+                    on_tick(self)
+                now = self.clock.now()
+                wake = self._next_collect
+                due = self.queue.next_due()
+                if due is not None:
+                    wake = min(wake, due)
+                stop.wait(max(0.01, wake - now))
+        finally:
+            self.shutdown()
+
+    # --- one tick --------------------------------------------------------------------------
+
+    def tick(self) -> None:
+        now = self.clock.now()
+        if now >= self._next_collect:
+            self._next_collect = now + self.config.engine.interval_s
+            self.collect(now)
+            findings = self.detect(now)
+            for f in findings:
+                self.ingest(f, now)
+            self._poll_approvals(now)
+            self._sweep(now)
+            self.ticks += 1
+        for kind, item_id in self.queue.pop_due(self.clock.now()):
+            try:
+                again = (self.reconcile_incident(item_id) if kind == "incident"
+                         else self.executor.reconcile(item_id))
+            except AutonomicError as exc:
+                log.error("%s %s: %s", kind, item_id[:8], exc)
+                again = self.clock.now() + self.config.engine.interval_s
+            except Exception:
+                log.exception("%s %s: unexpected error; will look again", kind, item_id[:8])
+                again = self.clock.now() + max(5.0, self.config.engine.interval_s)
+            if again is not None:
+                self.queue.add((kind, item_id), again)
+
+    def collect(self, now: float) -> None:
+        for src in self.sources:
+            try:
+                self.series.extend(src.collect(now))
+                if src.name in self._source_errors:
+                    log.info("source %s recovered", src.name)
+                    del self._source_errors[src.name]
+            except SourceError as exc:
+                if self._source_errors.get(src.name) != str(exc):
+                    log.warning("source %s: %s", src.name, exc)
+                self._source_errors[src.name] = str(exc)
+            except Exception as exc:  # a broken source must not stop the loop
+                if self._source_errors.get(src.name) != repr(exc):
+                    log.exception("source %s failed", src.name)
+                self._source_errors[src.name] = repr(exc)
+
+    def detect(self, now: float) -> list[Finding]:
+        out: list[Finding] = []
+        for det in self.detectors:
+            try:
+                out.extend(det.detect(self.series, now))
+            except Exception:
+                log.exception("detector %s failed", det.name)
+        return out
+
+    def ingest(self, finding: Finding, now: float) -> Incident:
+        """Correlate one finding into its incident (one unclosed incident per service and cause)."""
+        key = (finding.service, finding.cause)
+        current: Incident | None = None
+        inc_id = self._open.get(key)
+        if inc_id is not None:
+            current = self.store.get(Incident, inc_id)
+            if current is not None and current.closed_at is not None:
+                current = None
+        incident, finding, opened = correlate(finding, current, now)
+        self._last_seen[incident.id] = now
+        if opened:
+            self._open[key] = incident.id
+            self._last_persist[incident.id] = now
+            self.store.record(finding, incident, actor="engine", event="incident.opened", subject=incident.id,
+                              data={"service": incident.service, "cause": incident.cause,
+                                    "kind": incident.kind, "summary": incident.summary})
+            log.info("incident %s opened: %s %s: %s", incident.id[:8], incident.service, incident.cause,
+                     incident.summary)
+            self.queue.add(("incident", incident.id), now)
+            return incident
+        self._pending_repeats[incident.id] += 1
+        if now - self._last_persist.get(incident.id, 0.0) >= _REPEAT_PERSIST_S:
+            count = (current.finding_count if current else 0) + self._pending_repeats.pop(incident.id, 0)
+            incident = incident.model_copy(update={"finding_count": count})
+            self._last_persist[incident.id] = now
+            self.store.record(finding, incident, actor="engine", event="incident.updated", subject=incident.id,
+                              data={"findings": count, "summary": finding.summary})
+        return incident
+
+    # --- people's acts ---------------------------------------------------------------------
+
+    def _poll_approvals(self, now: float) -> None:
+        for key, value in self.store.states("approval:").items():
+            incident_id = key.split(":", 1)[1]
+            self.queue.add(("incident", incident_id), now)
+            del value
+
+    # --- incidents -------------------------------------------------------------------------
+
+    def _stale_after(self) -> float:
+        return max(4 * self.config.engine.interval_s, 5.0)
+
+    def _sweep(self, now: float) -> None:
+        """Close incidents whose symptom has been quiet long enough."""
+        quiet = self.config.engine.resolve_after_s
+        for key, inc_id in list(self._open.items()):
+            last = self._last_seen.get(inc_id, now)
+            if now - last < quiet:
+                continue
+            inc = self.store.get(Incident, inc_id)
+            if inc is None:
+                del self._open[key]
+                continue
+            if inc.state in (IncidentState.ACTING, IncidentState.VERIFYING):
+                continue
+            update: dict[str, Any] = {"closed_at": now, "updated_at": now}
+            if not inc.state.terminal and inc.state != IncidentState.AWAITING_APPROVAL:
+                update.update(state=IncidentState.EXPIRED, resolution=inc.resolution or Resolution.CLEARED)
+            elif inc.state == IncidentState.AWAITING_APPROVAL:
+                update.update(state=IncidentState.EXPIRED)
+            closed = inc.model_copy(update=update)
+            self.store.record(closed, actor="engine", event="incident.closed", subject=inc.id,
+                              data={"quiet_s": round(now - last, 1), "state": closed.state})
+            del self._open[key]
+            self._forget(inc_id)
+
+    def _forget(self, inc_id: str) -> None:
+        self._last_seen.pop(inc_id, None)
+        self._last_persist.pop(inc_id, None)
+        self._pending_repeats.pop(inc_id, None)
+
+    def _close_if_cleared(self, inc: Incident, now: float) -> bool:
+        last = self._last_seen.get(inc.id, inc.last_finding_at)
+        if now - last <= self._stale_after():
+            return False
+        closed = inc.model_copy(update={"state": IncidentState.EXPIRED, "resolution": Resolution.CLEARED,
+                                        "closed_at": now, "updated_at": now})
+        self.store.record(closed, actor="engine", event="incident.cleared", subject=inc.id,
+                          data={"reason": f"no finding for {now - last:.0f} s; nothing done"})
+        self._open.pop((inc.service, inc.cause), None)
+        self._forget(inc.id)
+        log.info("incident %s cleared on its own", inc.id[:8])
+        return True
+
+    def _busy_until(self, service: str, now: float) -> float | None:
+        """One action in flight per service, and a settle time after each one ends."""
+        settle = self.config.engine.settle_s
+        latest_end = 0.0
+        for action in self.store.actions(service=service):
+            if not action.state.terminal:
+                return now + self.config.engine.interval_s
+            if action.state != ActionState.CANCELLED:
+                latest_end = max(latest_end, action.updated_at)
+        if latest_end and now < latest_end + settle:
+            return latest_end + settle
+        return None
+
+    def reconcile_incident(self, incident_id: str) -> float | None:
+        inc = self.store.get(Incident, incident_id)
+        if inc is None or inc.closed_at is not None:
+            return None
+        now = self.clock.now()
+        if inc.state == IncidentState.OPEN:
+            return self._diagnose(inc, now)
+        if inc.state == IncidentState.DIAGNOSED:
+            if self._close_if_cleared(inc, now):
+                return None
+            busy = self._busy_until(inc.service, now)
+            if busy is not None:
+                return busy
+            diagnoses = self.store.diagnoses(inc.id)
+            return self._decide(inc, diagnoses[-1], now, human=None)
+        if inc.state == IncidentState.AWAITING_APPROVAL:
+            return self._await_approval(inc, now)
+        return None
+
+    def _diagnose(self, inc: Incident, now: float) -> float:
+        findings = self.store.findings(inc.id)
+        svc = self.config.service(inc.service)
+        ctx = DiagnoseContext(now=now, service_type=svc.type if svc else None,
+                              last_change_at=self._last_change_at(inc.service),
+                              record=self._pattern_record())
+        diagnosis = diagnose(inc, findings, list(self.patterns.values()), ctx)
+        if diagnosis.action is None:
+            fallback = self.config.fallback_action(inc.service)
+            if fallback is not None and diagnosis.pattern_id is None:
+                diagnosis = diagnosis.model_copy(update={
+                    "action": fallback,
+                    "rationale": diagnosis.rationale + "; proposing the service's fallback remedy "
+                                 f"({fallback.type} {fallback.params}) for a person to approve"})
+        updated = inc.model_copy(update={"state": IncidentState.DIAGNOSED, "updated_at": now})
+        self.store.record(diagnosis, updated, actor="engine", event="incident.diagnosed", subject=inc.id,
+                          data={"pattern": diagnosis.pattern_id, "confidence": round(diagnosis.confidence, 3),
+                                "rationale": diagnosis.rationale})
+        log.info("incident %s diagnosed: %s", inc.id[:8], diagnosis.rationale)
+        return now
+
+    def _last_change_at(self, service: str) -> float | None:
+        binding = self.config.bindings.get(service, {}).get("config")
+        if binding is None:
+            return None
+        from autonomic.execute.config_file import last_change_at
+
+        try:
+            return last_change_at(binding)
+        except AutonomicError as exc:
+            log.warning("cannot read config history of %s: %s", service, exc)
+            return None
+
+    def _pattern_record(self) -> dict[str, tuple[int, int]]:
+        record: dict[str, list[int]] = {}
+        for action in self.store.actions(states=[ActionState.SUCCEEDED, ActionState.FAILED,
+                                                 ActionState.ROLLED_BACK]):
+            if action.pattern_id:
+                tally = record.setdefault(action.pattern_id, [0, 0])
+                tally[0 if action.state == ActionState.SUCCEEDED else 1] += 1
+        return {k: (v[0], v[1]) for k, v in record.items()}
+
+    def _gate_context(self, inc: Incident, diagnosis: Diagnosis, now: float, human: bool) -> GateContext:
+        policy = self.config.spec.policy
+        action_type = diagnosis.action.type if diagnosis.action else "none"
+        effective = policy.effective(action_type, diagnosis.pattern_id, inc.service)
+        if diagnosis.pattern_id is None and diagnosis.action is not None:
+            # A fallback for a failure no pattern knows: only ever with a person's approval,
+            # and the person, not a confidence score, judges it.
+            level = Autonomy.APPROVE if effective.autonomy.rank >= Autonomy.APPROVE.rank else effective.autonomy
+            effective = _replace(effective, autonomy=level, confidence_threshold=0.0)
+        pattern = self.patterns.get(diagnosis.pattern_id or "")
+        counts = Counts(
+            day_type=self.store.count_actions(now - _DAY, type=action_type),
+            week_type=self.store.count_actions(now - _WEEK, type=action_type),
+            day_service=self.store.count_actions(now - _DAY, service=inc.service),
+            week_service=self.store.count_actions(now - _WEEK, service=inc.service),
+        )
+        return GateContext(
+            now=now, diagnosis=diagnosis, effective=effective, policy=policy, service=inc.service,
+            action_type=action_type, pattern_rollback_safe=pattern.rollback_safe if pattern else False,
+            paused_global=paused_reason(self.store, None),
+            paused_service=paused_reason(self.store, inc.service) if self.store.get_state(
+                pause_key(inc.service)) else None,
+            counts=counts, breaker_type=self._breaker(action_type), breaker_global=self._breaker("global"),
+            human_approved=human,
+        )
+
+    def _decide(self, inc: Incident, diagnosis: Diagnosis, now: float, human: dict[str, Any] | None) -> float | None:
+        ctx = self._gate_context(inc, diagnosis, now, human is not None)
+        verdict, gates = decide(ctx)
+        decision = Decision(
+            incident_id=inc.id, diagnosis_id=diagnosis.id, ts=now, verdict=verdict, gates=gates,
+            action=diagnosis.action, decided_by=(human or {}).get("actor", "engine"),
+            comment=(human or {}).get("comment", ""),
+        )
+        failed = [g for g in gates if not g.passed]
+        why = "; ".join(f"{g.gate}: {g.reason}" for g in failed) or "every gate passed"
+        if verdict == Verdict.APPROVED:
+            self.store.record(decision, actor=decision.decided_by, event="decision.approved", subject=inc.id,
+                              data={"decision": decision.id, "action": diagnosis.action.model_dump()
+                                    if diagnosis.action else None})
+            log.info("incident %s: approved %s on %s", inc.id[:8],
+                     diagnosis.action.type if diagnosis.action else "-", inc.service)
+            pattern = self.patterns.get(diagnosis.pattern_id or "")
+            action = self.executor.prepare(inc, decision, pattern, now)
+            self.queue.add(("action", action.id), now)
+            return None
+        if verdict == Verdict.NEEDS_APPROVAL:
+            updated = inc.model_copy(update={"state": IncidentState.AWAITING_APPROVAL, "updated_at": now,
+                                             "resolution": Resolution.ESCALATED})
+            self.store.record(decision, updated, actor="engine", event="decision.needs_approval",
+                              subject=inc.id, data={"decision": decision.id, "why": why})
+            self.notify(Notification(
+                level=Level.APPROVAL_REQUESTED, ts=now, service=inc.service, incident_id=inc.id,
+                title=f"approval needed: {diagnosis.action.type if diagnosis.action else '?'} on {inc.service}",
+                body=f"{inc.summary}. {diagnosis.rationale}. Run: autonomic approve {inc.id[:8]} "
+                     f"(or deny {inc.id[:8]})"))
+            return now + self.config.engine.approval_ttl_s
+        updated = inc.model_copy(update={"state": IncidentState.ESCALATED, "updated_at": now,
+                                         "resolution": Resolution.ESCALATED})
+        self.store.record(decision, updated, actor=decision.decided_by, event="decision.denied", subject=inc.id,
+                          data={"decision": decision.id, "why": why})
+        log.info("incident %s: not acting (%s)", inc.id[:8], why)
+        level = Level.INFO if ctx.effective.autonomy == Autonomy.OBSERVE and not human else Level.ALERT
+        self.notify(Notification(level=level, ts=now, service=inc.service, incident_id=inc.id,
+                                 title=f"{inc.service}: {inc.summary}", body=f"not acting: {why}"))
+        return None
+
+    def _await_approval(self, inc: Incident, now: float) -> float | None:
+        answer = self.store.get_state(approval_key(inc.id))
+        if answer is None:
+            if now - inc.updated_at >= self.config.engine.approval_ttl_s:
+                expired = inc.model_copy(update={"state": IncidentState.EXPIRED, "updated_at": now,
+                                                 "closed_at": now})
+                self.store.record(expired, actor="engine", event="approval.expired", subject=inc.id, data={})
+                self._open.pop((inc.service, inc.cause), None)
+                return None
+            return inc.updated_at + self.config.engine.approval_ttl_s
+        self.store.set_state(approval_key(inc.id), None, actor=str(answer.get("actor", "?")),
+                             event="approval.consumed", data={"incident": inc.id, "verdict": answer.get("verdict")})
+        diagnosis = self.store.diagnoses(inc.id)[-1]
+        if answer.get("verdict") == "approve":
+            return self._decide(inc, diagnosis, now, human=answer)
+        decision = Decision(incident_id=inc.id, diagnosis_id=diagnosis.id, ts=now, verdict=Verdict.DENIED,
+                            action=diagnosis.action, decided_by=str(answer.get("actor", "?")),
+                            comment=str(answer.get("comment", "")))
+        updated = inc.model_copy(update={"state": IncidentState.ESCALATED, "updated_at": now,
+                                         "resolution": Resolution.ESCALATED})
+        self.store.record(decision, updated, actor=decision.decided_by, event="decision.denied_by_person",
+                          subject=inc.id, data={"comment": decision.comment})
+        return None
+
+    # --- breaker ---------------------------------------------------------------------------
+
+    def _breaker(self, scope: str) -> BreakerState:
+        raw = self.store.get_state(breaker_key(scope))
+        return BreakerState.model_validate(raw) if raw else BreakerState()
+
+    def _record_result(self, action: Action, success: bool) -> None:
+        now = self.clock.now()
+        failures = self.config.spec.policy.breaker.failures
+        for scope in (action.type, "global"):
+            before = self._breaker(scope)
+            after = breaker_record(before, success, now, failures)
+            if after != before:
+                self.store.set_state(breaker_key(scope), after.model_dump(mode="json"), actor="engine",
+                                     event="breaker.updated", data={"scope": scope, "state": after.state})
+                if after.state == "open" and before.state != "open":
+                    self.notify(Notification(level=Level.ALERT, ts=now, service=action.service,
+                                             title=f"circuit breaker opened for {scope} actions",
+                                             body=f"{after.consecutive_failures} consecutive failed interventions"))
+
+    # --- people ----------------------------------------------------------------------------
+
+    def notify(self, notification: Notification) -> None:
+        self.notifiers.send(notification)
+
+    def health(self) -> dict[str, tuple[HealthState, list[str]]]:
+        now = self.clock.now()
+        return {name: assess(self.series, name, th, now) for name, th in self.thresholds.items()}
+
+
+def _replace(obj: Any, **changes: Any) -> Any:
+    if hasattr(obj, "model_copy"):
+        return obj.model_copy(update=changes)
+    return replace(obj, **changes)

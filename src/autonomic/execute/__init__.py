@@ -1,0 +1,15 @@
+"""Execute: the actuators (one module each), the process supervisor and verification."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def builtin_actuators() -> list[type[Any]]:
+    """The actuator classes shipped with autonomic, registered by their ``type``."""
+    from autonomic.execute.config_file import ConfigActuator
+    from autonomic.execute.http import HttpActuator
+    from autonomic.execute.process import ProcessActuator
+    from autonomic.execute.shell import ShellActuator
+
+    return [ProcessActuator, ConfigActuator, ShellActuator, HttpActuator]

@@ -1,0 +1,460 @@
+"""The ``config`` actuator: change one key of a config file kept in git, commit it, reload.
+
+Every change is a git commit made with argv lists (never a shell), whose message says what
+changed and why and ends with the trailer ``Autonomic-Action: <idempotency key>``; undo is a
+``git revert`` of that commit carrying ``Autonomic-Undo: <key>``. The trailers are how
+``applied`` and ``undo`` stay idempotent across engine crashes: git is the journal.
+
+Keys are dotted paths (``server.workers``; list items by index, ``hosts.0``). INI files use
+``section.key``. YAML is rewritten with ``safe_dump(sort_keys=False)`` (comments are lost),
+TOML with tomlkit (comments and layout kept), JSON with two-space indentation.
+"""
+
+from __future__ import annotations
+
+import configparser
+import contextlib
+import io
+import json
+import os
+import signal as signal_mod
+import subprocess
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+import tomlkit
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from autonomic.errors import TerminalActuatorError
+from autonomic.protocols import ActuatorContext, Target
+
+Format = Literal["yaml", "json", "toml", "ini"]
+_SUFFIXES: dict[str, Format] = {
+    ".yaml": "yaml",
+    ".yml": "yaml",
+    ".json": "json",
+    ".toml": "toml",
+    ".ini": "ini",
+    ".cfg": "ini",
+}
+ACTION_TRAILER = "Autonomic-Action"
+UNDO_TRAILER = "Autonomic-Undo"
+_GIT = ["git", "-c", "user.name=autonomic", "-c", "user.email=autonomic@localhost"]
+_GIT += ["-c", "commit.gpgsign=false"]
+
+
+class ConfigParams(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    op: Literal["set", "scale", "revert_last"]
+    key: str = ""  # dotted path; required for set and scale
+    value: Any = None  # set
+    factor: float | None = Field(default=None, gt=0)  # scale
+    min: float | None = None  # clamp numerics after scaling / setting
+    max: float | None = None
+    integer: bool = True  # round the scaled result
+    reload: Literal["signal", "restart", "none"] = "signal"
+
+    @model_validator(mode="after")
+    def _check(self) -> ConfigParams:
+        if self.op in ("set", "scale") and not self.key:
+            raise ValueError(f"key is required for op {self.op!r}")
+        if self.op == "scale" and self.factor is None:
+            raise ValueError("factor is required for op 'scale'")
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError("min must not be greater than max")
+        return self
+
+
+class ConfigBinding(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    repo: str  # path of a git work tree
+    file: str  # path relative to repo
+    format: Format | None = None  # by suffix when None
+    reload_signal: str = "SIGHUP"
+
+    @field_validator("reload_signal")
+    @classmethod
+    def _signal_name(cls, v: str) -> str:
+        name = v if v.startswith("SIG") else f"SIG{v}"
+        if name not in signal_mod.Signals.__members__:
+            raise ValueError(f"unknown signal {v!r}")
+        return name
+
+    @model_validator(mode="after")
+    def _format_known(self) -> ConfigBinding:
+        if self.format is None and Path(self.file).suffix.lower() not in _SUFFIXES:
+            raise ValueError(f"format: cannot tell the format of {self.file!r}; set format")
+        if Path(self.file).is_absolute() or ".." in Path(self.file).parts:
+            raise ValueError(f"file: {self.file!r} must be a path inside repo")
+        return self
+
+    @property
+    def fmt(self) -> Format:
+        return self.format or _SUFFIXES[Path(self.file).suffix.lower()]
+
+    @property
+    def path(self) -> Path:
+        return Path(self.repo) / self.file
+
+
+class ConfigActuator:
+    """Set or scale one key of a config file in a git work tree, or revert its last change.
+
+    The commit message says what changed and how the new value was reached; when the engine
+    puts a ``reason`` into the snapshot it is added as ``Why: <reason>``. After a change the
+    service is reloaded per ``params.reload`` (signal, restart through the supervisor, none).
+    """
+
+    type: ClassVar[str] = "config"
+    Params = ConfigParams
+    Binding = ConfigBinding
+
+    def __init__(self, ctx: ActuatorContext) -> None:
+        self.ctx = ctx
+
+    # --- protocol ------------------------------------------------------------------------
+
+    def describe(self, target: Target, params: BaseModel) -> str:
+        p, b = _params(params), _binding(target)
+        if p.op == "set":
+            change = f"set {p.key} = {p.value!r}"
+        elif p.op == "scale":
+            change = f"scale {p.key} by {p.factor:g}"
+        else:
+            change = "revert the last change"
+        clamp = _clamp_text(p)
+        return f"{change}{clamp} in {b.file} of {target.service}, commit, reload: {p.reload}"
+
+    def snapshot(self, target: Target, params: BaseModel) -> dict[str, Any]:
+        p, b = _params(params), _binding(target)
+        head = _git(b, "rev-parse", "HEAD").strip()
+        snap: dict[str, Any] = {"file": str(b.path), "key": p.key, "head": head, "old": None}
+        if p.key:
+            snap["old"] = _jsonable(_get(_load(b)[1], p.key, b))
+        if p.op == "revert_last":
+            snap["target_commit"] = _latest_commit(b)
+        return snap
+
+    def applied(
+        self, target: Target, params: BaseModel, key: str, snapshot: Mapping[str, Any]
+    ) -> bool | None:
+        return _find_commit(_binding(target), ACTION_TRAILER, key) is not None
+
+    def apply(
+        self, target: Target, params: BaseModel, key: str, snapshot: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        p, b = _params(params), _binding(target)
+        done = _find_commit(b, ACTION_TRAILER, key)
+        if done is not None:
+            return {"file": b.file, "key": p.key, "noop": True, "reason": "already applied", "commit": done}
+        if p.op == "revert_last":
+            return self._revert_last(target, p, b, key, snapshot)
+        fmt, doc = _load(b)
+        old = _get(doc, p.key, b)
+        new = _new_value(p, old, b)
+        detail: dict[str, Any] = {"file": b.file, "key": p.key, "old": _jsonable(old), "new": new}
+        if _jsonable(old) == new:
+            return {**detail, "commit": None, "noop": True, "reason": "value unchanged"}
+        _set(doc, p.key, new, b)
+        _write_atomic(b.path, _dump(fmt, doc))
+        what = f"{p.op} {p.key} in {b.file}: {_jsonable(old)!r} -> {new!r}"
+        why = _why(p, snapshot)
+        detail["commit"] = _commit(b, f"autonomic: {what}\n\n{why}\n\n{ACTION_TRAILER}: {key}")
+        detail["reload"] = self._reload(target, p, b)
+        return detail
+
+    def undo(
+        self, target: Target, params: BaseModel, key: str, snapshot: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        p, b = _params(params), _binding(target)
+        undone = _find_commit(b, UNDO_TRAILER, key)
+        if undone is not None:
+            return {"file": b.file, "key": p.key, "noop": True, "reason": "already undone", "commit": undone}
+        ours = _find_commit(b, ACTION_TRAILER, key)
+        if ours is None:
+            return {"file": b.file, "key": p.key, "undo": "nothing to undo (never applied)"}
+        before = _jsonable(_get(_load(b)[1], p.key, b)) if p.key else None
+        sha = _revert(b, ours, f"{UNDO_TRAILER}: {key}", "autonomic: undo")
+        after = _jsonable(_get(_load(b)[1], p.key, b)) if p.key else None
+        detail = {"file": b.file, "key": p.key, "old": before, "new": after, "commit": sha}
+        detail["reload"] = self._reload(target, p, b)
+        return detail
+
+    @staticmethod
+    def last_change_at(binding: BaseModel) -> float | None:
+        """Epoch seconds of the latest commit touching the bound file (None: never committed)."""
+        return last_change_at(binding)
+
+    # --- internals -----------------------------------------------------------------------
+
+    def _revert_last(
+        self, target: Target, p: ConfigParams, b: ConfigBinding, key: str, snapshot: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        sha = snapshot.get("target_commit") or _latest_commit(b)
+        if not sha:
+            raise TerminalActuatorError(f"revert_last: no commit touches {b.file} in {b.repo}")
+        before = _jsonable(_get(_load(b)[1], p.key, b)) if p.key else None
+        new_sha = _revert(b, str(sha), f"{ACTION_TRAILER}: {key}", "autonomic: revert_last")
+        after = _jsonable(_get(_load(b)[1], p.key, b)) if p.key else None
+        detail: dict[str, Any] = {"file": b.file, "key": p.key, "old": before, "new": after}
+        detail.update(commit=new_sha, reverted=sha)
+        detail["reload"] = self._reload(target, p, b)
+        return detail
+
+    def _reload(self, target: Target, p: ConfigParams, b: ConfigBinding) -> str:
+        if p.reload == "none":
+            return "none"
+        sup = self.ctx.supervisor
+        if sup is None or target.service not in sup.services():
+            return "no supervised process"
+        if p.reload == "restart":
+            sup.stop(target.service)
+            return f"restarted (pid {sup.start(target.service)})"
+        sent = sup.signal(target.service, int(signal_mod.Signals[b.reload_signal]))
+        return f"sent {b.reload_signal}" if sent else "not running"
+
+
+def last_change_at(binding: BaseModel | Mapping[str, Any]) -> float | None:
+    """Epoch seconds of the latest commit touching the bound file (None: never committed).
+    The engine uses it for patterns' ``after_change_s``."""
+    if isinstance(binding, ConfigBinding):
+        b = binding
+    else:
+        b = ConfigBinding.model_validate(binding.model_dump() if isinstance(binding, BaseModel) else binding)
+    out = _git(b, "log", "-1", "--format=%ct", "--", b.file).strip()
+    return float(out) if out else None
+
+
+# --- params helpers --------------------------------------------------------------------------
+
+
+def _params(params: BaseModel) -> ConfigParams:
+    return params if isinstance(params, ConfigParams) else ConfigParams.model_validate(params)
+
+
+def _binding(target: Target) -> ConfigBinding:
+    b = target.binding
+    if isinstance(b, ConfigBinding):
+        return b
+    if b is None:
+        raise TerminalActuatorError(f"service {target.service!r} has no config binding")
+    return ConfigBinding.model_validate(b.model_dump())
+
+
+def _clamp_text(p: ConfigParams) -> str:
+    bounds = [f"min {p.min:g}" if p.min is not None else "", f"max {p.max:g}" if p.max is not None else ""]
+    bounds = [x for x in bounds if x]
+    return f" (clamped to {', '.join(bounds)})" if bounds else ""
+
+
+def _why(p: ConfigParams, snapshot: Mapping[str, Any]) -> str:
+    reason = snapshot.get("reason")
+    lines = [f"Why: {reason}"] if reason else []
+    if p.op == "scale":
+        lines.append(f"Scaled by {p.factor:g}{_clamp_text(p)}{', rounded' if p.integer else ''}.")
+    elif p.op == "set":
+        lines.append(f"Set by an autonomic remediation{_clamp_text(p)}.")
+    return "\n".join(lines)
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool)
+
+
+def _new_value(p: ConfigParams, old: Any, b: ConfigBinding) -> Any:
+    old = _jsonable(old)
+    if p.op == "set":
+        new = p.value
+        if _is_number(new):
+            new = _clamp(float(new), p)
+            new = int(new) if isinstance(p.value, int) and float(new).is_integer() else new
+        return str(new) if b.fmt == "ini" and new is not None else new
+    number = old
+    if isinstance(old, str):
+        with contextlib.suppress(ValueError):
+            number = float(old)
+    if not _is_number(number):
+        raise TerminalActuatorError(f"{b.file}: key {p.key!r} is {old!r}, not a number; cannot scale")
+    assert p.factor is not None
+    scaled = _clamp(float(number) * p.factor, p)
+    result: int | float = int(round(scaled)) if p.integer else scaled
+    return str(result) if b.fmt == "ini" else result
+
+
+def _clamp(x: float, p: ConfigParams) -> float:
+    if p.min is not None:
+        x = max(x, p.min)
+    if p.max is not None:
+        x = min(x, p.max)
+    return x
+
+
+# --- file formats ----------------------------------------------------------------------------
+
+
+def _load(b: ConfigBinding) -> tuple[Format, Any]:
+    try:
+        text = b.path.read_text()
+    except OSError as exc:
+        raise TerminalActuatorError(f"cannot read config file {b.path}: {exc}") from exc
+    fmt = b.fmt
+    try:
+        if fmt == "yaml":
+            return fmt, yaml.safe_load(text)
+        if fmt == "json":
+            return fmt, json.loads(text)
+        if fmt == "toml":
+            return fmt, tomlkit.parse(text)
+        parser = configparser.ConfigParser(interpolation=None)
+        parser.optionxform = str  # type: ignore[assignment,method-assign]
+        parser.read_string(text, source=str(b.path))
+        return fmt, parser
+    except Exception as exc:  # each parser has its own error types
+        raise TerminalActuatorError(f"cannot parse config file {b.path} as {fmt}: {exc}") from exc
+
+
+def _dump(fmt: Format, doc: Any) -> str:
+    if fmt == "yaml":
+        return str(yaml.safe_dump(doc, sort_keys=False, default_flow_style=False))
+    if fmt == "json":
+        return json.dumps(doc, indent=2) + "\n"
+    if fmt == "toml":
+        return tomlkit.dumps(doc)
+    out = io.StringIO()
+    doc.write(out)
+    return out.getvalue()
+
+
+def _missing(b: ConfigBinding, key: str) -> TerminalActuatorError:
+    return TerminalActuatorError(f"config file {b.file}: key {key!r} not found")
+
+
+def _walk(doc: Any, key: str, b: ConfigBinding) -> tuple[Any, str | int]:
+    """The container holding the last segment of ``key``, and that segment."""
+    parts = key.split(".")
+    node = doc
+    for part in parts[:-1]:
+        node = _child(node, part, b, key)
+    last: str | int = parts[-1]
+    if isinstance(node, list):
+        last = _index(node, parts[-1], b, key)
+    elif not isinstance(node, Mapping) or last not in node:
+        raise _missing(b, key)
+    return node, last
+
+
+def _index(node: list[Any], part: str, b: ConfigBinding, key: str) -> int:
+    if not part.lstrip("-").isdigit() or not -len(node) <= int(part) < len(node):
+        raise _missing(b, key)
+    return int(part)
+
+
+def _child(node: Any, part: str, b: ConfigBinding, key: str) -> Any:
+    if isinstance(node, list):
+        return node[_index(node, part, b, key)]
+    if isinstance(node, Mapping) and part in node:
+        return node[part]
+    raise _missing(b, key)
+
+
+def _get(doc: Any, key: str, b: ConfigBinding) -> Any:
+    if isinstance(doc, configparser.ConfigParser):
+        section, _, option = key.rpartition(".")
+        if not section or not doc.has_option(section, option):
+            raise _missing(b, key)
+        return doc.get(section, option)
+    node, last = _walk(doc, key, b)
+    return node[last]
+
+
+def _set(doc: Any, key: str, value: Any, b: ConfigBinding) -> None:
+    if isinstance(doc, configparser.ConfigParser):
+        section, _, option = key.rpartition(".")
+        doc.set(section, option, str(value))
+        return
+    node, last = _walk(doc, key, b)
+    node[last] = value
+
+
+def _jsonable(v: Any) -> Any:
+    """Plain JSON-ready value (tomlkit items unwrapped; dates and the like as strings)."""
+    if hasattr(v, "unwrap"):
+        v = v.unwrap()
+    try:
+        json.dumps(v)
+        return v
+    except (TypeError, ValueError):
+        return str(v)
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        with contextlib.suppress(OSError):
+            os.chmod(tmp, path.stat().st_mode & 0o7777)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+# --- git -------------------------------------------------------------------------------------
+
+
+def _git(b: ConfigBinding, *args: str, check: bool = True) -> str:
+    try:
+        proc = subprocess.run(
+            [*_GIT, "-C", b.repo, *args], capture_output=True, text=True, check=False, timeout=60
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise TerminalActuatorError(f"git {args[0]} in {b.repo} failed: {exc}") from exc
+    if check and proc.returncode != 0:
+        raise TerminalActuatorError(
+            f"git {' '.join(args[:2])} in {b.repo} failed ({proc.returncode}): {proc.stderr.strip()[:500]}"
+        )
+    return proc.stdout
+
+
+def _commit(b: ConfigBinding, message: str) -> str:
+    _git(b, "add", "--", b.file)
+    _git(b, "commit", "-q", "-m", message, "--", b.file)
+    return _git(b, "rev-parse", "HEAD").strip()
+
+
+def _latest_commit(b: ConfigBinding) -> str | None:
+    return _git(b, "log", "-1", "--format=%H", "--", b.file).strip() or None
+
+
+def _find_commit(b: ConfigBinding, trailer: str, key: str) -> str | None:
+    """The newest commit touching the file whose message has the line ``<trailer>: <key>``."""
+    wanted = f"{trailer}: {key}"
+    out = _git(b, "log", "--format=%x1e%H%n%B", "--", b.file, check=False)
+    for entry in out.split("\x1e"):
+        sha, _, body = entry.strip().partition("\n")
+        if sha and any(line.strip() == wanted for line in body.splitlines()):
+            return sha
+    return None
+
+
+def _revert(b: ConfigBinding, sha: str, trailer_line: str, prefix: str) -> str:
+    """``git revert`` ``sha`` as one new commit whose message carries ``trailer_line``."""
+    subject = _git(b, "log", "-1", "--format=%s", sha).strip()
+    proc_ok = True
+    try:
+        _git(b, "revert", "--no-commit", sha)
+    except TerminalActuatorError:
+        proc_ok = False
+    if not proc_ok:
+        _git(b, "revert", "--abort", check=False)
+        raise TerminalActuatorError(f"git revert of {sha[:12]} in {b.repo} does not apply cleanly")
+    message = f'{prefix}: Revert "{subject}"\n\nThis reverts commit {sha}.\n\n{trailer_line}'
+    _git(b, "commit", "-q", "-m", message)
+    return _git(b, "rev-parse", "HEAD").strip()

@@ -1,0 +1,385 @@
+"""The action journal: runs an approved decision as journaled steps, crash-safe.
+
+Every transition is written to the store (with its audit entry) *before* the next step
+starts, so the engine can be killed anywhere and :meth:`Executor.reconcile` picks up from
+the stored state:
+
+::
+
+    PENDING ──(kill switch checked last)──▶ RUNNING ──apply ok──▶ VERIFYING ──pass──▶ SUCCEEDED
+       │                                      │  │                    │
+       └─paused──▶ CANCELLED      apply failed┘  └─restart: applied?  ├─fail, undo safe──▶ ROLLING_BACK ─▶ ROLLED_BACK
+                                   ▼              yes: VERIFYING      ├─fail, no undo────▶ FAILED
+                                 FAILED           no: apply (first    └─inconclusive─────▶ ESCALATED
+                                                  time it happens)
+                                                  unknown: ESCALATED
+
+An action is never applied twice: after a crash in RUNNING the actuator is asked whether
+the apply with this idempotency key took effect, and when it cannot tell, a person is.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from pydantic import BaseModel
+
+from autonomic.errors import ActuatorError, RetryableActuatorError
+from autonomic.execute.verify import judge
+from autonomic.knowledge import Store
+from autonomic.model import (
+    Action,
+    ActionState,
+    Decision,
+    FindingKind,
+    Incident,
+    IncidentState,
+    Level,
+    Notification,
+    Outcome,
+    Pattern,
+    Resolution,
+    StepRecord,
+    VerifySpec,
+    VerifyVerdict,
+)
+from autonomic.protocols import Actuator, Clock, SeriesReader, Target
+
+log = logging.getLogger("autonomic.execute")
+
+_BASELINE_POINTS = 240
+_RETRIES = 2
+
+
+def idempotency_key(decision_id: str) -> str:
+    """One key per approved decision: a decision becomes at most one action."""
+    return "act-" + hashlib.sha256(decision_id.encode()).hexdigest()[:24]
+
+
+class Executor:
+    """Drives actions through their lifecycle. Owns journaling, the kill-switch check,
+    retries and verification; actuators own only the I/O."""
+
+    def __init__(
+        self,
+        *,
+        store: Store,
+        actuators: Mapping[str, Actuator],
+        bindings: Mapping[str, Mapping[str, BaseModel]],
+        series: SeriesReader,
+        clock: Clock,
+        notify: Callable[[Notification], None],
+        paused: Callable[[str], str | None],
+        on_result: Callable[[Action, bool], None],
+        time_scale: float = 1.0,
+    ) -> None:
+        self.store = store
+        self.actuators = actuators
+        self.bindings = bindings
+        self.series = series
+        self.clock = clock
+        self.notify = notify
+        self.paused = paused
+        self.on_result = on_result
+        self.time_scale = time_scale
+
+    # --- helpers ---------------------------------------------------------------------------
+
+    def _actuator(self, action_type: str) -> Actuator:
+        return self.actuators[action_type]
+
+    def _target(self, service: str, action_type: str) -> Target:
+        return Target(service=service, binding=self.bindings.get(service, {}).get(action_type))
+
+    def _params(self, action: Action) -> BaseModel:
+        return self._actuator(action.type).Params.model_validate(action.params)
+
+    def _window(self, spec: VerifySpec) -> tuple[float, float]:
+        return spec.delay_s * self.time_scale, spec.window_s * self.time_scale
+
+    def _save(self, action: Action, incident: Incident | None, event: str, **data: Any) -> Action:
+        nouns: list[Any] = [action]
+        if incident is not None:
+            nouns.append(incident)
+        self.store.record(*nouns, actor="engine", event=event, subject=action.id,
+                          data={"service": action.service, "type": action.type, "state": action.state, **data})
+        return action
+
+    def _incident(self, action: Action) -> Incident | None:
+        return self.store.get(Incident, action.incident_id)
+
+    def _set_incident(self, incident: Incident | None, now: float, state: IncidentState,
+                      resolution: Resolution | None = None, close: bool = False) -> Incident | None:
+        if incident is None:
+            return None
+        update: dict[str, Any] = {"state": state, "updated_at": now}
+        if resolution is not None:
+            update["resolution"] = resolution
+        if close:
+            update["closed_at"] = now
+        return incident.model_copy(update=update)
+
+    # --- intent ----------------------------------------------------------------------------
+
+    def prepare(self, incident: Incident, decision: Decision, pattern: Pattern | None, now: float) -> Action:
+        """Write the intent: parameters, undo snapshot and the verification baseline.
+        Nothing in the world changes here."""
+        assert decision.action is not None
+        spec = decision.action
+        actuator = self._actuator(spec.type)
+        params = actuator.Params.model_validate(spec.params)
+        target = self._target(spec.target, spec.type)
+        snapshot = actuator.snapshot(target, params)
+        verify = pattern.verify if pattern is not None else VerifySpec(metric="up", min=1.0, window_s=30)
+        _, window = self._window(verify)
+        ts, values = self.series.window(spec.target, verify.metric, now - max(window, 10.0))
+        baseline = StepRecord(
+            name="baseline", ok=True, started_at=now, finished_at=now,
+            detail={"metric": verify.metric, "ts": [float(t) for t in ts[-_BASELINE_POINTS:]],
+                    "values": [float(v) for v in values[-_BASELINE_POINTS:]]},
+        )
+        action = Action(
+            decision_id=decision.id, incident_id=incident.id, service=spec.target, type=spec.type,
+            params=params.model_dump(mode="json"), idempotency_key=idempotency_key(decision.id),
+            undo=dict(snapshot), steps=[baseline], pattern_id=pattern.id if pattern else None,
+            verify=verify, rollback_safe=pattern.rollback_safe if pattern else False,
+            created_at=now, updated_at=now,
+        )
+        inc = self._set_incident(incident, now, IncidentState.ACTING)
+        self._save(action, inc, "action.intent", describe=actuator.describe(target, params),
+                   key=action.idempotency_key, decision=decision.id)
+        return action
+
+    # --- reconcile -------------------------------------------------------------------------
+
+    def reconcile(self, action_id: str) -> float | None:
+        """Advance one action by one step; return when to look again (None: done)."""
+        action = self.store.get(Action, action_id)
+        if action is None or action.state.terminal:
+            return None
+        now = self.clock.now()
+        match action.state:
+            case ActionState.PENDING:
+                return self._run(action, now)
+            case ActionState.RUNNING:
+                return self._recover_running(action, now)
+            case ActionState.VERIFYING:
+                return self._verify(action, now)
+            case ActionState.ROLLING_BACK:
+                return self._rollback(action, now, reason=action.error or "verification failed")
+        return None
+
+    def _run(self, action: Action, now: float) -> float | None:
+        action = self._save(action.model_copy(update={"state": ActionState.RUNNING, "updated_at": now}),
+                            None, "action.running", key=action.idempotency_key)
+        # The kill switch is the very last thing checked before the actuator runs.
+        reason = self.paused(action.service)
+        if reason is not None:
+            cancelled = action.model_copy(update={"state": ActionState.CANCELLED, "updated_at": now,
+                                                  "error": f"paused: {reason}"})
+            inc = self._set_incident(self._incident(action), now, IncidentState.ESCALATED, Resolution.ESCALATED)
+            self._save(cancelled, inc, "action.cancelled", reason=reason)
+            self.notify(Notification(level=Level.ALERT, ts=now, service=action.service,
+                                     incident_id=action.incident_id,
+                                     title=f"{action.type} action on {action.service} cancelled",
+                                     body=f"automation is paused: {reason}"))
+            return None
+        return self._apply(action)
+
+    def _apply(self, action: Action) -> float | None:
+        actuator = self._actuator(action.type)
+        target = self._target(action.service, action.type)
+        params = self._params(action)
+        started = self.clock.now()
+        error: ActuatorError | None = None
+        detail: dict[str, Any] = {}
+        for attempt in range(_RETRIES + 1):
+            try:
+                detail = actuator.apply(target, params, action.idempotency_key, action.undo)
+                error = None
+                break
+            except RetryableActuatorError as exc:
+                error = exc
+                log.warning("%s on %s: attempt %d failed: %s", action.type, action.service, attempt + 1, exc)
+                if attempt < _RETRIES:
+                    self.clock.sleep(min(2.0 ** attempt, 5.0))
+            except ActuatorError as exc:
+                error = exc
+                break
+            except Exception as exc:  # an actuator bug must not take the engine down
+                error = ActuatorError(f"{type(exc).__name__}: {exc}")
+                break
+        now = self.clock.now()
+        if error is not None:
+            step = StepRecord(name="apply", ok=False, started_at=started, finished_at=now,
+                              detail={"error": str(error)[:2000]})
+            failed = action.model_copy(update={"state": ActionState.FAILED, "updated_at": now,
+                                               "steps": [*action.steps, step], "error": str(error)[:2000]})
+            inc = self._set_incident(self._incident(action), now, IncidentState.ESCALATED, Resolution.FAILED)
+            outcome = Outcome(action_id=action.id, incident_id=action.incident_id, ts=now,
+                              verdict=VerifyVerdict.FAIL, reason=f"actuator failed: {error}"[:2000])
+            self.store.record(failed, *( [inc] if inc else []), outcome, actor="engine", event="action.failed",
+                              subject=action.id, data={"service": action.service, "error": str(error)[:500]})
+            self.on_result(failed, False)
+            self.notify(Notification(level=Level.ALERT, ts=now, service=action.service,
+                                     incident_id=action.incident_id,
+                                     title=f"{action.type} action on {action.service} failed",
+                                     body=str(error)[:500]))
+            return None
+        step = StepRecord(name="apply", ok=True, started_at=started, finished_at=now, detail=_jsonable(detail))
+        return self._start_verifying(action, step, now)
+
+    def _start_verifying(self, action: Action, step: StepRecord, now: float) -> float:
+        assert action.verify is not None
+        delay, window = self._window(action.verify)
+        until = now + delay + window
+        verifying = action.model_copy(update={"state": ActionState.VERIFYING, "updated_at": now,
+                                              "applied_at": now, "verify_until": until,
+                                              "steps": [*action.steps, step]})
+        inc = self._set_incident(self._incident(action), now, IncidentState.VERIFYING)
+        self._save(verifying, inc, "action.applied", verify_until=until, detail=step.detail)
+        return until
+
+    def _recover_running(self, action: Action, now: float) -> float | None:
+        """The engine stopped between 'running' and the result: ask whether it took effect."""
+        actuator = self._actuator(action.type)
+        try:
+            took = actuator.applied(self._target(action.service, action.type), self._params(action),
+                                    action.idempotency_key, action.undo)
+        except ActuatorError as exc:
+            took = None
+            log.warning("cannot tell whether %s took effect: %s", action.id, exc)
+        if took is True:
+            step = StepRecord(name="apply", ok=True, started_at=action.updated_at, finished_at=now,
+                              detail={"recovered": "the apply had taken effect before the engine stopped"})
+            return self._start_verifying(action, step, now)
+        if took is False:
+            log.info("action %s had not taken effect; applying it now (first time)", action.id[:8])
+            return self._apply(action)
+        escalated = action.model_copy(update={"state": ActionState.ESCALATED, "updated_at": now,
+                                              "error": "engine stopped mid-action; cannot tell if it ran"})
+        inc = self._set_incident(self._incident(action), now, IncidentState.ESCALATED, Resolution.ESCALATED)
+        self._save(escalated, inc, "action.escalated", reason="unknown whether it ran")
+        self.notify(Notification(level=Level.ALERT, ts=now, service=action.service,
+                                 incident_id=action.incident_id,
+                                 title=f"{action.type} action on {action.service} needs a person",
+                                 body="the engine stopped mid-action and cannot tell whether it ran; "
+                                      "it will not run it again"))
+        return None
+
+    # --- verification ----------------------------------------------------------------------
+
+    def _verify(self, action: Action, now: float) -> float | None:
+        assert action.verify is not None and action.applied_at is not None and action.verify_until is not None
+        if now < action.verify_until:
+            return action.verify_until
+        spec = action.verify
+        delay, window = self._window(spec)
+        baseline = next((s for s in action.steps if s.name == "baseline"), None)
+        import numpy as np
+
+        before = (np.asarray(baseline.detail["ts"] if baseline else [], dtype=float),
+                  np.asarray(baseline.detail["values"] if baseline else [], dtype=float))
+        ts, values = self.series.window(action.service, spec.metric, action.applied_at + delay)
+        mask = ts <= action.verify_until + 1e-9
+        after = (ts[mask], values[mask])
+        judgement = judge(before, after, spec)
+        extended = any(s.name == "verify-extended" for s in action.steps)
+        if (judgement.verdict == VerifyVerdict.INCONCLUSIVE and len(after[0]) < spec.min_samples
+                and not extended):
+            # Too little data (say, the engine was down for part of the window): watch once more.
+            step = StepRecord(name="verify-extended", ok=True, started_at=now, finished_at=now,
+                              detail={"reason": judgement.reason})
+            longer = action.model_copy(update={"verify_until": now + window, "updated_at": now,
+                                               "steps": [*action.steps, step]})
+            self._save(longer, None, "action.verify_extended", reason=judgement.reason)
+            return now + window
+        step = StepRecord(name="verify", ok=judgement.verdict == VerifyVerdict.PASS, started_at=action.applied_at,
+                          finished_at=now, detail={"verdict": judgement.verdict, "reason": judgement.reason,
+                                                   "before": judgement.before, "after": judgement.after})
+        action = action.model_copy(update={"steps": [*action.steps, step], "updated_at": now})
+        outcome = Outcome(action_id=action.id, incident_id=action.incident_id, ts=now,
+                          verdict=judgement.verdict, reason=judgement.reason,
+                          before=judgement.before, after=judgement.after,
+                          duration_s=now - action.created_at)
+        incident = self._incident(action)
+        if judgement.verdict == VerifyVerdict.PASS:
+            done = action.model_copy(update={"state": ActionState.SUCCEEDED})
+            prevented = incident is not None and incident.kind == FindingKind.FORECAST
+            resolution = Resolution.PREVENTED if prevented else Resolution.RESOLVED
+            inc = self._set_incident(incident, now, IncidentState.RESOLVED, resolution, close=True)
+            self.store.record(done, *([inc] if inc else []), outcome, actor="engine", event="action.verified",
+                              subject=action.id, data={"verdict": "pass", "reason": judgement.reason,
+                                                       "resolution": resolution})
+            self.on_result(done, True)
+            self.notify(Notification(level=Level.INFO, ts=now, service=action.service,
+                                     incident_id=action.incident_id,
+                                     title=f"{resolution.value}: {action.type} on {action.service} verified",
+                                     body=judgement.reason))
+            return None
+        if judgement.verdict == VerifyVerdict.FAIL and action.rollback_safe:
+            rolling = action.model_copy(update={"state": ActionState.ROLLING_BACK, "error": judgement.reason})
+            self.store.record(rolling, outcome, actor="engine", event="action.verify_failed", subject=action.id,
+                              data={"verdict": "fail", "reason": judgement.reason})
+            return self._rollback(rolling, now, reason=judgement.reason)
+        # fail with no safe undo, or inconclusive: a person decides
+        state = ActionState.FAILED if judgement.verdict == VerifyVerdict.FAIL else ActionState.ESCALATED
+        resolution = Resolution.FAILED if judgement.verdict == VerifyVerdict.FAIL else Resolution.ESCALATED
+        ended = action.model_copy(update={"state": state, "error": judgement.reason})
+        inc = self._set_incident(incident, now, IncidentState.ESCALATED, resolution)
+        self.store.record(ended, *([inc] if inc else []), outcome, actor="engine",
+                          event=f"action.verify_{judgement.verdict.value}", subject=action.id,
+                          data={"verdict": judgement.verdict, "reason": judgement.reason})
+        if judgement.verdict == VerifyVerdict.FAIL:
+            self.on_result(ended, False)
+        self.notify(Notification(level=Level.ALERT, ts=now, service=action.service, incident_id=action.incident_id,
+                                 title=f"{action.type} on {action.service}: verification {judgement.verdict.value}",
+                                 body=f"{judgement.reason}; a person must look"))
+        return None
+
+    def _rollback(self, action: Action, now: float, reason: str) -> float | None:
+        actuator = self._actuator(action.type)
+        started = self.clock.now()
+        try:
+            detail = actuator.undo(self._target(action.service, action.type), self._params(action),
+                                   action.idempotency_key, action.undo)
+            ok, err = True, None
+        except ActuatorError as exc:
+            detail, ok, err = {"error": str(exc)[:2000]}, False, exc
+        now = self.clock.now()
+        step = StepRecord(name="undo", ok=ok, started_at=started, finished_at=now, detail=_jsonable(detail))
+        incident = self._incident(action)
+        if ok:
+            done = action.model_copy(update={"state": ActionState.ROLLED_BACK, "updated_at": now,
+                                             "steps": [*action.steps, step]})
+            inc = self._set_incident(incident, now, IncidentState.ROLLED_BACK, Resolution.ROLLED_BACK)
+            outcome = Outcome(action_id=action.id, incident_id=action.incident_id, ts=now,
+                              verdict=VerifyVerdict.FAIL, reason=reason, rolled_back=True,
+                              duration_s=now - action.created_at)
+            self.store.record(done, *([inc] if inc else []), outcome, actor="engine", event="action.rolled_back",
+                              subject=action.id, data={"reason": reason, "undo": step.detail})
+            self.on_result(done, False)
+            self.notify(Notification(level=Level.ALERT, ts=now, service=action.service,
+                                     incident_id=action.incident_id,
+                                     title=f"rolled back {action.type} on {action.service}",
+                                     body=f"the fix made things worse ({reason}); it was undone. A person must look."))
+            return None
+        failed = action.model_copy(update={"state": ActionState.ESCALATED, "updated_at": now,
+                                           "steps": [*action.steps, step], "error": f"undo failed: {err}"})
+        inc = self._set_incident(incident, now, IncidentState.ESCALATED, Resolution.FAILED)
+        self.store.record(failed, *([inc] if inc else []), actor="engine", event="action.undo_failed",
+                          subject=action.id, data={"error": str(err)[:500]})
+        self.on_result(failed, False)
+        self.notify(Notification(level=Level.ALERT, ts=now, service=action.service, incident_id=action.incident_id,
+                                 title=f"UNDO FAILED for {action.type} on {action.service}",
+                                 body=f"{err}; a person must act now"))
+        return None
+
+
+def _jsonable(detail: Mapping[str, Any]) -> dict[str, Any]:
+    import json
+
+    return json.loads(json.dumps(dict(detail), default=str))

@@ -1,0 +1,139 @@
+"""The ``http`` actuator: one HTTP request to the service's admin API, with an Idempotency-Key."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, ClassVar, Literal
+from urllib.parse import urlsplit
+
+import httpx
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from autonomic.errors import RetryableActuatorError, TerminalActuatorError
+from autonomic.protocols import ActuatorContext, Target
+
+Method = Literal["GET", "POST", "PUT", "PATCH", "DELETE"]
+
+
+def _upper(v: Any) -> Any:
+    return v.upper() if isinstance(v, str) else v
+
+
+def _check_path(v: str) -> str:
+    if not v.startswith("/"):
+        raise ValueError(f"path {v!r} must start with '/'")
+    return v
+
+
+class HttpUndo(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True, serialize_by_alias=True)
+
+    method: Method = "POST"
+    path: str
+    body: dict[str, Any] | None = Field(default=None, alias="json")  # written `json:` in YAML
+
+    _method = field_validator("method", mode="before")(_upper)
+    _path = field_validator("path")(_check_path)
+
+
+class HttpParams(BaseModel):
+    """``json`` is the request body (the attribute is ``body``: ``json`` would shadow pydantic)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True, serialize_by_alias=True)
+
+    method: Method = "POST"
+    path: str
+    body: dict[str, Any] | None = Field(default=None, alias="json")  # written `json:` in YAML
+    expect_status: list[int] = Field(default_factory=lambda: [200], min_length=1)
+    timeout_s: float = Field(default=5.0, gt=0, le=300)
+    undo: HttpUndo | None = None
+
+    _method = field_validator("method", mode="before")(_upper)
+    _path = field_validator("path")(_check_path)
+
+
+class HttpBinding(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    base_url: str
+    headers: dict[str, str] = Field(default_factory=dict, repr=False)  # never logged or returned
+
+    @field_validator("base_url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        parts = urlsplit(v)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"base_url must be an http(s) URL with a host, got {v!r}")
+        return v.rstrip("/")
+
+
+class HttpActuator:
+    """Sends ``method path`` (with an optional JSON body) to the binding's ``base_url`` and the
+    header ``Idempotency-Key: <key>`` (``<key>:undo`` for the undo request). A status outside
+    ``expect_status`` is terminal; a connection error or timeout is retryable. The binding's
+    headers (credentials) are sent but never appear in results or errors."""
+
+    type: ClassVar[str] = "http"
+    Params = HttpParams
+    Binding = HttpBinding
+
+    def __init__(self, ctx: ActuatorContext) -> None:
+        self.ctx = ctx
+
+    @staticmethod
+    def _params(params: BaseModel) -> HttpParams:
+        return params if isinstance(params, HttpParams) else HttpParams.model_validate(params)
+
+    @staticmethod
+    def _binding(target: Target) -> HttpBinding:
+        b = target.binding
+        if isinstance(b, HttpBinding):
+            return b
+        raise TerminalActuatorError(f"service {target.service!r} has no http binding")
+
+    def describe(self, target: Target, params: BaseModel) -> str:
+        p = self._params(params)
+        body = " with a JSON body" if p.body is not None else ""
+        return f"{p.method} {p.path}{body} on {target.service}, expecting {p.expect_status}"
+
+    def snapshot(self, target: Target, params: BaseModel) -> dict[str, Any]:
+        return {}
+
+    def applied(
+        self, target: Target, params: BaseModel, key: str, snapshot: Mapping[str, Any]
+    ) -> bool | None:
+        return None
+
+    def apply(
+        self, target: Target, params: BaseModel, key: str, snapshot: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        p = self._params(params)
+        return self._send(target, p.method, p.path, p.body, key, p)
+
+    def undo(
+        self, target: Target, params: BaseModel, key: str, snapshot: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        p = self._params(params)
+        if p.undo is None:
+            return {"undo": "not applicable"}
+        return self._send(target, p.undo.method, p.undo.path, p.undo.body, f"{key}:undo", p)
+
+    def _send(
+        self, target: Target, method: str, path: str, body: dict[str, Any] | None, key: str, p: HttpParams
+    ) -> dict[str, Any]:
+        b = self._binding(target)
+        where = f"{method} {path} on {target.service}"
+        headers = {**b.headers, "Idempotency-Key": key}
+        try:
+            with httpx.Client(base_url=b.base_url, timeout=p.timeout_s) as client:
+                resp = client.request(method, path, json=body, headers=headers)
+        except httpx.TimeoutException as exc:
+            raise RetryableActuatorError(f"{where}: timed out after {p.timeout_s:g} s") from exc
+        except httpx.TransportError as exc:
+            raise RetryableActuatorError(f"{where}: {type(exc).__name__}: {exc}") from exc
+        text = resp.text[:200]
+        if resp.status_code not in p.expect_status:
+            raise TerminalActuatorError(
+                f"{where}: status {resp.status_code} (expected {p.expect_status}): {text}"
+            )
+        return {"method": method, "path": path, "status": resp.status_code, "body": text}

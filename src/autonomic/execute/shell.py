@@ -1,0 +1,129 @@
+"""The ``shell`` actuator: run one command (an argv list, never through a shell)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shlex
+import signal
+import subprocess
+import time
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from autonomic.errors import RetryableActuatorError, TerminalActuatorError
+from autonomic.protocols import ActuatorContext, Target
+
+OUTPUT_LIMIT = 4096  # bytes kept of stdout and of stderr
+
+
+class ShellParams(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    argv: list[str] = Field(min_length=1)
+    timeout_s: float = Field(default=30.0, gt=0, le=3600)
+    undo_argv: list[str] | None = Field(default=None, min_length=1)
+    env_allow: list[str] = Field(default_factory=list)  # names passed through from os.environ
+
+
+class ShellBinding(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    cwd: str | None = None
+
+
+class ShellActuator:
+    """Runs ``argv`` with ``shell=False``, in a new session, with an environment of only ``PATH``
+    and the ``env_allow`` names. stdout/stderr are kept up to 4 KiB each. A non-zero exit or a
+    missing executable is terminal; a timeout (the whole process group is killed) is retryable.
+    Whether it took effect cannot be told (``applied`` is None); undo runs ``undo_argv``.
+    """
+
+    type: ClassVar[str] = "shell"
+    Params = ShellParams
+    Binding = ShellBinding
+
+    def __init__(self, ctx: ActuatorContext) -> None:
+        self.ctx = ctx
+
+    @staticmethod
+    def _params(params: BaseModel) -> ShellParams:
+        return params if isinstance(params, ShellParams) else ShellParams.model_validate(params)
+
+    @staticmethod
+    def _cwd(target: Target) -> str | None:
+        b = target.binding
+        return b.cwd if isinstance(b, ShellBinding) else None
+
+    def describe(self, target: Target, params: BaseModel) -> str:
+        p = self._params(params)
+        where = f" in {self._cwd(target)}" if self._cwd(target) else ""
+        return f"run {shlex.join(p.argv)}{where} for {target.service} (timeout {p.timeout_s:g} s)"
+
+    def snapshot(self, target: Target, params: BaseModel) -> dict[str, Any]:
+        return {}
+
+    def applied(
+        self, target: Target, params: BaseModel, key: str, snapshot: Mapping[str, Any]
+    ) -> bool | None:
+        return None
+
+    def apply(
+        self, target: Target, params: BaseModel, key: str, snapshot: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        p = self._params(params)
+        return run_argv(p.argv, self._cwd(target), p.env_allow, p.timeout_s)
+
+    def undo(
+        self, target: Target, params: BaseModel, key: str, snapshot: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        p = self._params(params)
+        if not p.undo_argv:
+            return {"undo": "not applicable"}
+        return run_argv(p.undo_argv, self._cwd(target), p.env_allow, p.timeout_s)
+
+
+def _truncate(data: bytes | None) -> tuple[str, bool]:
+    data = data or b""
+    return data[:OUTPUT_LIMIT].decode(errors="replace"), len(data) > OUTPUT_LIMIT
+
+
+def run_argv(argv: list[str], cwd: str | None, env_allow: list[str], timeout_s: float) -> dict[str, Any]:
+    """Run ``argv``; the journal detail on success, ActuatorError subclasses otherwise."""
+    env = {"PATH": os.environ.get("PATH", os.defpath)}
+    env.update({name: os.environ[name] for name in env_allow if name in os.environ})
+    started = time.monotonic()
+    try:
+        proc = subprocess.Popen(
+            argv,
+            cwd=cwd,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+        )
+    except OSError as exc:  # missing executable, not executable, missing cwd
+        raise TerminalActuatorError(f"cannot run {argv!r}: {exc}") from exc
+    try:
+        out, err = proc.communicate(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        raise RetryableActuatorError(f"{argv!r} timed out after {timeout_s:g} s") from None
+    stdout, out_cut = _truncate(out)
+    stderr, err_cut = _truncate(err)
+    if proc.returncode != 0:
+        raise TerminalActuatorError(f"{argv!r} exited with code {proc.returncode}: {stderr}")
+    return {
+        "argv": argv,
+        "exit_code": proc.returncode,
+        "stdout": stdout,
+        "stderr": stderr,
+        "stdout_truncated": out_cut,
+        "stderr_truncated": err_cut,
+        "duration_s": round(time.monotonic() - started, 3),
+    }

@@ -1,0 +1,297 @@
+"""Starts and supervises the services' processes; never restarts anything on its own.
+
+Restarts are decisions the engine makes (through :class:`~autonomic.execute.process.ProcessActuator`).
+Each service runs in its own session (``start_new_session=True``) so stopping it signals the
+whole process group. Its stdout and stderr are appended to ``state_dir/logs/<service>.log``;
+``state_dir/pids/<service>.json`` records ``{pid, create_time, argv}`` so a later engine
+process can adopt the children an earlier one started (after a crash they keep running).
+An adopted pid counts only while its psutil ``create_time`` still matches the pidfile,
+which guards against the pid having been reused by an unrelated process.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal as signal_mod
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import psutil
+from pydantic import BaseModel, ConfigDict, Field
+
+from autonomic.errors import ActuatorError, TerminalActuatorError
+
+_CREATE_TIME_TOLERANCE_S = 0.01
+
+
+class ProcessBinding(BaseModel):
+    """``services[].actuators.process`` in autonomic.yaml: how to run the service.
+
+    ``memory_limit_bytes`` is not enforced; the process metric source uses it as the
+    denominator of ``memory_percent``.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    command: list[str] = Field(min_length=1)  # argv, never a shell string
+    cwd: str | None = None
+    env: dict[str, str] = Field(default_factory=dict)  # added to os.environ
+    stop_timeout_s: float = Field(default=10.0, gt=0)
+    memory_limit_bytes: int | None = Field(default=None, gt=0)
+
+
+class Supervisor:
+    """Runs each added service's command and tracks its identity (pid, create_time)."""
+
+    def __init__(self, state_dir: Path) -> None:
+        self.state_dir = Path(state_dir)
+        self._logs = self.state_dir / "logs"
+        self._pids = self.state_dir / "pids"
+        self._logs.mkdir(parents=True, exist_ok=True)
+        self._pids.mkdir(parents=True, exist_ok=True)
+        self._bindings: dict[str, ProcessBinding] = {}
+        self._children: dict[str, tuple[subprocess.Popen[bytes], float]] = {}
+        self._exit: dict[str, int] = {}
+        self._lock = threading.RLock()
+
+    # --- registry ------------------------------------------------------------------------
+
+    def add(self, service: str, binding: ProcessBinding) -> None:
+        with self._lock:
+            self._bindings[service] = binding
+
+    def services(self) -> list[str]:
+        with self._lock:
+            return sorted(self._bindings)
+
+    def binding(self, service: str) -> ProcessBinding:
+        try:
+            return self._bindings[service]
+        except KeyError:
+            raise TerminalActuatorError(f"service {service!r} has no process binding") from None
+
+    def log_path(self, service: str) -> Path:
+        return self._logs / f"{service}.log"
+
+    def log_tail(self, service: str, lines: int = 10) -> str:
+        """The last ``lines`` lines of the service's log ('' when there is none)."""
+        try:
+            data = self.log_path(service).read_bytes()[-8192:]
+        except FileNotFoundError:
+            return ""
+        return "\n".join(data.decode(errors="replace").splitlines()[-lines:])
+
+    # --- identity ------------------------------------------------------------------------
+
+    def identity(self, service: str) -> tuple[int, float] | None:
+        """(pid, create_time) of the live process, else None.
+
+        Our own children are polled (which reaps them once exited). A process adopted from a
+        pidfile counts only if it is alive, not a zombie, and its create_time matches.
+        """
+        with self._lock:
+            child = self._children.get(service)
+            if child is not None:
+                proc, create_time = child
+                code = proc.poll()
+                if code is None:
+                    return proc.pid, create_time
+                self._exit[service] = code
+                del self._children[service]
+                self._remove_pidfile(service)
+                return None
+            record = self._read_pidfile(service)
+            if record is None:
+                return None
+            pid, create_time = record
+            if not _alive_with(pid, create_time):
+                return None
+            return pid, create_time
+
+    def pid(self, service: str) -> int | None:
+        ident = self.identity(service)
+        return ident[0] if ident else None
+
+    def pids(self) -> dict[str, int | None]:
+        return {service: self.pid(service) for service in self.services()}
+
+    def exit_info(self, service: str) -> int | None:
+        """Last exit code of a child we started, if it exited (negative: killed by signal)."""
+        self.identity(service)
+        with self._lock:
+            return self._exit.get(service)
+
+    # --- lifecycle -----------------------------------------------------------------------
+
+    def start(self, service: str) -> int:
+        """Start the service's command (or return the pid of the one already alive)."""
+        with self._lock:
+            binding = self.binding(service)
+            ident = self.identity(service)
+            if ident is not None:
+                return ident[0]
+            env = {**os.environ, **binding.env}
+            argv = binding.command
+            exe = argv[0]
+            if os.sep in exe:
+                path = os.path.join(binding.cwd or "", exe)
+                found = path if os.path.isfile(path) and os.access(path, os.X_OK) else None
+            else:
+                found = shutil.which(exe, path=env.get("PATH"))
+            if found is None:
+                raise TerminalActuatorError(
+                    f"service {service!r}: command not found or not executable: {argv!r}"
+                )
+            with open(self.log_path(service), "ab") as log:
+                try:
+                    proc = subprocess.Popen(
+                        argv,
+                        cwd=binding.cwd,
+                        env=env,
+                        stdin=subprocess.DEVNULL,
+                        stdout=log,
+                        stderr=subprocess.STDOUT,
+                        start_new_session=True,
+                        close_fds=True,
+                    )
+                except OSError as exc:
+                    raise TerminalActuatorError(
+                        f"service {service!r}: cannot run {argv!r}: {exc}"
+                    ) from exc
+            try:
+                create_time = psutil.Process(proc.pid).create_time()
+            except psutil.Error:
+                create_time = time.time()
+            self._children[service] = (proc, create_time)
+            self._exit.pop(service, None)
+            self._write_pidfile(service, {"pid": proc.pid, "create_time": create_time, "argv": argv})
+            return proc.pid
+
+    def adopt_or_start_all(self) -> dict[str, str]:
+        """At engine start: adopt every live process from its pidfile, start the rest.
+
+        Returns service -> ``"adopted"``, ``"started"`` or ``"error: <why>"``.
+        """
+        result: dict[str, str] = {}
+        for service in self.services():
+            if self.identity(service) is not None:
+                result[service] = "adopted"
+                continue
+            try:
+                self.start(service)
+                result[service] = "started"
+            except ActuatorError as exc:
+                result[service] = f"error: {exc}"
+        return result
+
+    def signal(self, service: str, sig: int) -> bool:
+        """Send ``sig`` to the service's main process. False when it is not running."""
+        ident = self.identity(service)
+        if ident is None:
+            return False
+        try:
+            os.kill(ident[0], sig)
+        except ProcessLookupError:
+            return False
+        return True
+
+    def stop(self, service: str, timeout_s: float | None = None) -> int | None:
+        """SIGTERM the process group, wait up to ``timeout_s`` (default: the binding's
+        stop_timeout_s), then SIGKILL it. Returns the exit code if known; no-op if not running."""
+        timeout = self.binding(service).stop_timeout_s if timeout_s is None else timeout_s
+        ident = self.identity(service)
+        if ident is None:
+            return None
+        _killpg(ident[0], signal_mod.SIGTERM)
+        code, gone = self._wait(service, ident, timeout)
+        if not gone:
+            _killpg(ident[0], signal_mod.SIGKILL)
+            code, _ = self._wait(service, ident, 5.0)
+        return code
+
+    def stop_all(self, timeout_s: float | None = None) -> None:
+        """Stop every running service: SIGTERM all, then wait (sharing one deadline), then
+        SIGKILL the ones still alive. ``timeout_s`` None uses each binding's stop_timeout_s."""
+        running = {s: ident for s in self.services() if (ident := self.identity(s)) is not None}
+        for ident in running.values():
+            _killpg(ident[0], signal_mod.SIGTERM)
+        start = time.monotonic()
+        for service, ident in running.items():
+            timeout = self.binding(service).stop_timeout_s if timeout_s is None else timeout_s
+            remaining = max(0.0, start + timeout - time.monotonic())
+            _, gone = self._wait(service, ident, remaining)
+            if not gone:
+                _killpg(ident[0], signal_mod.SIGKILL)
+                self._wait(service, ident, 5.0)
+
+    # --- internals -----------------------------------------------------------------------
+
+    def _wait(self, service: str, ident: tuple[int, float], timeout: float) -> tuple[int | None, bool]:
+        """Wait for the process ``ident`` to go; (exit code if known, gone?)."""
+        with self._lock:
+            child = self._children.get(service)
+        if child is not None and child[0].pid == ident[0]:
+            try:
+                code = child[0].wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                return None, False
+            self.identity(service)  # records the exit code, removes the pidfile
+            return code, True
+        deadline = time.monotonic() + timeout
+        while _alive_with(*ident):
+            if time.monotonic() >= deadline:
+                return None, False
+            time.sleep(0.02)
+        with self._lock:
+            record = self._read_pidfile(service)
+            if record is not None and record[0] == ident[0]:
+                self._remove_pidfile(service)
+        return None, True
+
+    def _pidfile(self, service: str) -> Path:
+        return self._pids / f"{service}.json"
+
+    def _read_pidfile(self, service: str) -> tuple[int, float] | None:
+        """(pid, create_time) from the pidfile; None when absent or unreadable."""
+        try:
+            record = json.loads(self._pidfile(service).read_text())
+            return int(record["pid"]), float(record["create_time"])
+        except (FileNotFoundError, ValueError, TypeError, KeyError):
+            return None
+
+    def _write_pidfile(self, service: str, record: dict[str, object]) -> None:
+        path = self._pidfile(service)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(record))
+        os.replace(tmp, path)
+
+    def _remove_pidfile(self, service: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self._pidfile(service).unlink()
+
+
+def _alive_with(pid: int, create_time: float) -> bool:
+    """True if ``pid`` is alive, not a zombie, and was created at ``create_time``."""
+    try:
+        proc = psutil.Process(pid)
+        if abs(proc.create_time() - create_time) > _CREATE_TIME_TOLERANCE_S:
+            return False
+        return proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
+def _killpg(pid: int, sig: int) -> None:
+    """Signal the process group led by ``pid`` (each service runs in its own session)."""
+    try:
+        os.killpg(pid, sig)
+    except ProcessLookupError:
+        pass
+    except PermissionError:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, sig)

@@ -1,0 +1,126 @@
+"""Did the action help? Compare a metric before and after it against the pattern's bounds. Pure."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+from numpy.typing import ArrayLike
+from pydantic import BaseModel, ConfigDict
+from scipy.stats import mannwhitneyu
+
+from autonomic.model import VerifySpec, VerifyVerdict
+
+SIGNIFICANCE = 0.05
+MIN_SAMPLES_FOR_TEST = 5  # per side, before the Mann-Whitney U test is required
+
+
+class Judgement(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    verdict: VerifyVerdict
+    reason: str
+    before: dict[str, Any]  # n, mean, median, max, min, p_value
+    after: dict[str, Any]
+
+
+def _stats(values: np.ndarray, p_value: float | None = None) -> dict[str, Any]:
+    if values.size == 0:
+        return {"n": 0, "mean": None, "median": None, "max": None, "min": None, "p_value": p_value}
+    return {
+        "n": int(values.size),
+        "mean": float(values.mean()),
+        "median": float(np.median(values)),
+        "max": float(values.max()),
+        "min": float(values.min()),
+        "p_value": p_value,
+    }
+
+
+def _values(series: tuple[ArrayLike, ArrayLike]) -> np.ndarray:
+    values = np.asarray(series[1], dtype=float).ravel()
+    return values[np.isfinite(values)]
+
+
+def judge(
+    before: tuple[ArrayLike, ArrayLike], after: tuple[ArrayLike, ArrayLike], spec: VerifySpec
+) -> Judgement:
+    """Judge an action from (timestamps, values) of ``spec.metric`` before and after it.
+
+    Rules, in order (non-finite values are ignored):
+
+    1. Fewer than ``spec.min_samples`` after-samples -> INCONCLUSIVE ("too little data: 1 of 3
+       samples"). Never PASS on too little data.
+    2. Every after-sample within ``[min - tolerance, max + tolerance]`` (each bound only when
+       set) -> PASS.
+    3. Out of bounds and worse than before -> FAIL. The harmful direction is up when a sample
+       is above ``max``, down when one is below ``min``. Worse means the after mean moved in the
+       harmful direction by more than ``tolerance``; with at least 5 samples on each side, a
+       one-sided Mann-Whitney U test must also give p < 0.05. Without before-samples nothing
+       can be worse.
+    4. Otherwise (out of bounds, not worse) -> INCONCLUSIVE, "still out of bounds, not worse
+       than before".
+
+    The engine undoes an action on FAIL and escalates INCONCLUSIVE to a person.
+    """
+    b, a = _values(before), _values(after)
+    if a.size < spec.min_samples:
+        return Judgement(
+            verdict=VerifyVerdict.INCONCLUSIVE,
+            reason=f"too little data: {a.size} of {spec.min_samples} samples",
+            before=_stats(b),
+            after=_stats(a),
+        )
+    tol = spec.tolerance
+    above = spec.max is not None and bool((a > spec.max + tol).any())
+    below = spec.min is not None and bool((a < spec.min - tol).any())
+    if not above and not below:
+        return Judgement(
+            verdict=VerifyVerdict.PASS,
+            reason=f"{spec.metric} within bounds{_bounds(spec)} over {a.size} samples",
+            before=_stats(b),
+            after=_stats(a),
+        )
+    worse = False
+    p_value: float | None = None
+    if b.size:
+        directions = (["greater"] if above else []) + (["less"] if below else [])
+        for direction in directions:
+            delta = a.mean() - b.mean() if direction == "greater" else b.mean() - a.mean()
+            if delta <= tol:
+                continue
+            if a.size >= MIN_SAMPLES_FOR_TEST and b.size >= MIN_SAMPLES_FOR_TEST:
+                p = float(mannwhitneyu(a, b, alternative=direction).pvalue)
+                p_value = p if p_value is None else min(p_value, p)
+                if math.isnan(p) or p >= SIGNIFICANCE:
+                    continue
+            worse = True
+    before_s, after_s = _stats(b), _stats(a, p_value)
+    if worse:
+        p_text = f", p={p_value:.3g}" if p_value is not None else ""
+        return Judgement(
+            verdict=VerifyVerdict.FAIL,
+            reason=(
+                f"worse than before: {spec.metric} mean {after_s['mean']:.2f} vs "
+                f"{before_s['mean']:.2f}{p_text}"
+            ),
+            before=before_s,
+            after=after_s,
+        )
+    return Judgement(
+        verdict=VerifyVerdict.INCONCLUSIVE,
+        reason=f"still out of bounds{_bounds(spec)}, not worse than before",
+        before=before_s,
+        after=after_s,
+    )
+
+
+def _bounds(spec: VerifySpec) -> str:
+    parts = []
+    if spec.min is not None:
+        parts.append(f"min {spec.min:g}")
+    if spec.max is not None:
+        parts.append(f"max {spec.max:g}")
+    text = ", ".join(parts)
+    return f" ({text})" if text else ""

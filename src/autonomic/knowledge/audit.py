@@ -1,0 +1,139 @@
+"""The audit chain: canonical hashing, redaction of secrets, and verification.
+
+Every audit event carries the hash of the one before it, so editing, deleting or inserting
+an entry breaks the chain. An entry's hash is the SHA-256 of the canonical JSON (sorted keys,
+no spaces, UTF-8) of ``{seq, ts, actor, kind, subject, data, prev_hash}``. The first entry has
+``seq`` 1 and ``prev_hash`` ``"0" * 64``. The store keeps a one-row head (last seq and hash),
+updated in the same transaction as each append, so removing the tail is detectable too.
+
+This module is pure: no I/O. The store feeds it rows and stores what it returns.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic_core import to_jsonable_python
+
+from autonomic.model import AuditEvent
+
+GENESIS_HASH = "0" * 64
+REDACTED = "[redacted]"
+
+_SECRET_KEY = re.compile(
+    r"password|passwd|secret|token|api[_-]?key|authorization|cookie|private[_-]?key", re.IGNORECASE
+)
+
+
+@dataclass(frozen=True)
+class AuditReport:
+    """The result of verifying the whole chain. ``ok`` is True only when ``problems`` is empty."""
+
+    ok: bool
+    checked: int
+    problems: list[str]
+
+
+def canonical_json(value: Any) -> str:
+    """The one serialisation every hash is computed over."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+def redact(value: Any) -> Any:
+    """A copy of ``value`` where every dict entry whose key names a secret (password, token,
+    api_key, authorization, cookie, ...; case-insensitive) has its value replaced by
+    ``"[redacted]"``, recursively through dicts and lists."""
+    if isinstance(value, dict):
+        return {k: REDACTED if _SECRET_KEY.search(str(k)) else redact(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [redact(v) for v in value]
+    return value
+
+
+def prepare_data(data: dict[str, Any] | None) -> dict[str, Any]:
+    """Audit data as it will be stored and hashed: plain JSON values (enums, models and tuples
+    converted; NaN/inf become null), secrets redacted, and exactly what a JSON round trip gives
+    back (so the hash recomputed from the stored row matches)."""
+    if not data:
+        return {}
+    plain = to_jsonable_python(data, inf_nan_mode="null", fallback=str)
+    result: dict[str, Any] = json.loads(canonical_json(redact(plain)))
+    return result
+
+
+def event_hash(
+    *, seq: int, ts: float, actor: str, kind: str, subject: str, data: dict[str, Any], prev_hash: str
+) -> str:
+    """SHA-256 (hex) of the canonical JSON of the event's fields."""
+    fields = {
+        "seq": seq,
+        "ts": ts,
+        "actor": actor,
+        "kind": kind,
+        "subject": subject,
+        "data": data,
+        "prev_hash": prev_hash,
+    }
+    return hashlib.sha256(canonical_json(fields).encode("utf-8")).hexdigest()
+
+
+def make_event(
+    *, seq: int, ts: float, actor: str, kind: str, subject: str, data: dict[str, Any] | None, prev_hash: str
+) -> AuditEvent:
+    """The next event of the chain, with its data redacted and its hash computed."""
+    clean = prepare_data(data)
+    digest = event_hash(
+        seq=seq, ts=ts, actor=actor, kind=kind, subject=subject, data=clean, prev_hash=prev_hash
+    )
+    return AuditEvent(
+        seq=seq, ts=ts, actor=actor, kind=kind, subject=subject, data=clean, prev_hash=prev_hash, hash=digest
+    )
+
+
+def verify_chain(events: Iterable[AuditEvent], head: tuple[int, str] | None) -> AuditReport:
+    """Check every event's hash, the prev-hash links, seq continuity from 1, and that the head
+    row (last seq, last hash) matches the end of the chain. ``events`` must be in seq order."""
+    problems: list[str] = []
+    checked = 0
+    last_seq = 0
+    last_hash = GENESIS_HASH
+    for ev in events:
+        checked += 1
+        recomputed = event_hash(
+            seq=ev.seq,
+            ts=ev.ts,
+            actor=ev.actor,
+            kind=ev.kind,
+            subject=ev.subject,
+            data=ev.data,
+            prev_hash=ev.prev_hash,
+        )
+        if recomputed != ev.hash:
+            problems.append(f"seq {ev.seq}: hash mismatch (entry edited)")
+        if ev.seq != last_seq + 1:
+            if ev.seq <= last_seq:
+                problems.append(f"seq {ev.seq}: out of order after seq {last_seq}")
+            elif ev.seq == last_seq + 2:
+                problems.append(f"seq {last_seq + 1} missing (entry deleted)")
+            else:
+                problems.append(f"seq {last_seq + 1}..{ev.seq - 1} missing (entries deleted)")
+        elif ev.prev_hash != last_hash:
+            problems.append(f"seq {ev.seq}: prev_hash does not match seq {last_seq} (chain broken)")
+        last_seq, last_hash = ev.seq, ev.hash
+
+    if head is None:
+        problems.append("audit head row missing")
+    else:
+        head_seq, head_hash = head
+        if head_seq > last_seq:
+            problems.append(f"head says seq {head_seq}, chain ends at {last_seq} (tail deleted)")
+        elif head_seq < last_seq:
+            problems.append(f"head says seq {head_seq}, chain ends at {last_seq} (appended without head)")
+        elif head_hash != last_hash:
+            problems.append(f"head hash does not match seq {last_seq} (tail replaced)")
+    return AuditReport(ok=not problems, checked=checked, problems=problems)

@@ -1,0 +1,133 @@
+"""The store's tables (SQLAlchemy 2 declarative), portable between SQLite and PostgreSQL.
+
+Each noun table keeps the whole noun in ``body`` (``model_dump(mode="json")``) plus indexed
+copies of the fields that queries filter or sort on. A noun column with the same name as a
+model field is filled from that field (see :data:`NOUN_TABLES`); ``first_seq`` is the seq of the
+audit event that first wrote the row and breaks ties in "oldest first" orderings.
+
+The schema is created by the Alembic migrations in ``migrations/versions``; keep the two in step.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import JSON, Float, Integer, String
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from autonomic.model import Action, Decision, Diagnosis, Finding, Incident, Outcome
+
+ID = String(64)
+NAME = String(255)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class NounRow(Base):
+    """Columns every noun table has."""
+
+    __abstract__ = True
+
+    id: Mapped[str] = mapped_column(ID, primary_key=True)
+    first_seq: Mapped[int] = mapped_column(Integer, nullable=False)
+    body: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False)
+
+
+class FindingRow(NounRow):
+    __tablename__ = "findings"
+
+    incident_id: Mapped[str | None] = mapped_column(ID, index=True)
+    service: Mapped[str] = mapped_column(NAME, index=True)
+    cause: Mapped[str] = mapped_column(NAME, index=True)
+    ts: Mapped[float] = mapped_column(Float, index=True)
+
+
+class IncidentRow(NounRow):
+    __tablename__ = "incidents"
+
+    service: Mapped[str] = mapped_column(NAME, index=True)
+    cause: Mapped[str] = mapped_column(NAME, index=True)
+    state: Mapped[str] = mapped_column(String(32), index=True)
+    opened_at: Mapped[float] = mapped_column(Float, index=True)
+
+
+class DiagnosisRow(NounRow):
+    __tablename__ = "diagnoses"
+
+    incident_id: Mapped[str] = mapped_column(ID, index=True)
+    ts: Mapped[float] = mapped_column(Float, index=True)
+
+
+class DecisionRow(NounRow):
+    __tablename__ = "decisions"
+
+    incident_id: Mapped[str] = mapped_column(ID, index=True)
+    verdict: Mapped[str] = mapped_column(String(32), index=True)
+    ts: Mapped[float] = mapped_column(Float, index=True)
+
+
+class ActionRow(NounRow):
+    __tablename__ = "actions"
+
+    incident_id: Mapped[str] = mapped_column(ID, index=True)
+    decision_id: Mapped[str] = mapped_column(ID, index=True)
+    service: Mapped[str] = mapped_column(NAME, index=True)
+    type: Mapped[str] = mapped_column(NAME, index=True)
+    state: Mapped[str] = mapped_column(String(32), index=True)
+    created_at: Mapped[float] = mapped_column(Float, index=True)
+
+
+class OutcomeRow(NounRow):
+    __tablename__ = "outcomes"
+
+    incident_id: Mapped[str] = mapped_column(ID, index=True)
+    action_id: Mapped[str] = mapped_column(ID, index=True)
+    ts: Mapped[float] = mapped_column(Float, index=True)
+
+
+class AuditRow(Base):
+    """Append-only; never updated or deleted by the store."""
+
+    __tablename__ = "audit"
+
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    ts: Mapped[float] = mapped_column(Float, nullable=False, index=True)
+    actor: Mapped[str] = mapped_column(NAME, nullable=False)
+    kind: Mapped[str] = mapped_column(NAME, nullable=False)
+    subject: Mapped[str] = mapped_column(NAME, nullable=False, index=True)
+    data: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False)
+    prev_hash: Mapped[str] = mapped_column(String(64), nullable=False)
+    hash: Mapped[str] = mapped_column(String(64), nullable=False)
+
+
+class AuditHeadRow(Base):
+    """Exactly one row (id 1): the seq and hash of the last audit event."""
+
+    __tablename__ = "audit_head"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    seq: Mapped[int] = mapped_column(Integer, nullable=False)
+    hash: Mapped[str] = mapped_column(String(64), nullable=False)
+
+
+class StateRow(Base):
+    """Small named JSON values: pause flags, breaker state, ..."""
+
+    __tablename__ = "state"
+
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    value: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False)
+    updated_at: Mapped[float] = mapped_column(Float, nullable=False)
+
+
+# noun class -> (kind name used in audit data, row class)
+NOUN_TABLES: dict[type, tuple[str, type[NounRow]]] = {
+    Finding: ("finding", FindingRow),
+    Incident: ("incident", IncidentRow),
+    Diagnosis: ("diagnosis", DiagnosisRow),
+    Decision: ("decision", DecisionRow),
+    Action: ("action", ActionRow),
+    Outcome: ("outcome", OutcomeRow),
+}

@@ -1,0 +1,111 @@
+"""Sources that read the local machine through psutil: the host itself and supervised processes.
+
+Neither raises for a bad target: a process that vanished or that we may not inspect reads
+as ``up=0`` for its service.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+
+import psutil
+
+from autonomic.model import Sample
+from autonomic.protocols import Clock
+
+HOST_SERVICE = "host"
+
+
+class HostSource:
+    """Samples the pseudo-service ``host``: cpu_percent, memory_percent, disk_percent, load1.
+
+    ``cpu_percent`` is the system-wide share since the previous call
+    (``psutil.cpu_percent(interval=None)``, primed here so the first collect is meaningful);
+    ``disk_percent`` is the usage of ``disk_path`` (default ``/``).
+    """
+
+    name = "host"
+
+    def __init__(self, clock: Clock | None = None, disk_path: str = "/") -> None:
+        self.clock = clock
+        self.disk_path = disk_path
+        psutil.cpu_percent(interval=None)
+
+    def collect(self, now: float) -> Sequence[Sample]:
+        readings = {
+            "cpu_percent": psutil.cpu_percent(interval=None),
+            "memory_percent": psutil.virtual_memory().percent,
+            "disk_percent": psutil.disk_usage(self.disk_path).percent,
+            "load1": psutil.getloadavg()[0],
+        }
+        return [Sample(HOST_SERVICE, metric, now, float(v)) for metric, v in readings.items()]
+
+
+class ProcessSource:
+    """Samples each supervised service's process.
+
+    ``pids()`` maps service name to its current pid (None when not running). For every
+    service it yields ``up`` (1 when the pid is alive and not a zombie, else 0); for a live
+    process also ``cpu_percent`` (percent of one core since the previous collect; the first
+    reading of a new pid may be 0), ``rss_bytes``, ``memory_percent`` (rss as percent of
+    ``memory_limits[service]``, or of host memory when unset), ``open_fds`` and ``threads``.
+
+    ``psutil.Process`` objects are cached per pid so cpu deltas work across collects;
+    ``is_running`` also guards against a recycled pid.
+    """
+
+    name = "process"
+
+    def __init__(
+        self,
+        pids: Callable[[], Mapping[str, int | None]],
+        memory_limits: Mapping[str, int | None] | None = None,
+    ) -> None:
+        self._pids = pids
+        self._limits = dict(memory_limits or {})
+        self._procs: dict[int, psutil.Process] = {}
+
+    def collect(self, now: float) -> Sequence[Sample]:
+        current = dict(self._pids())
+        live_pids = {pid for pid in current.values() if pid is not None}
+        for stale in set(self._procs) - live_pids:
+            del self._procs[stale]
+        host_total: int | None = None
+        samples: list[Sample] = []
+        for service, pid in current.items():
+            readings = self._read(pid) if pid is not None else None
+            if readings is None:
+                samples.append(Sample(service, "up", now, 0.0))
+                continue
+            rss = readings["rss_bytes"]
+            limit = self._limits.get(service)
+            if not limit:
+                if host_total is None:
+                    host_total = psutil.virtual_memory().total
+                limit = host_total
+            readings["memory_percent"] = rss / limit * 100.0
+            samples.append(Sample(service, "up", now, 1.0))
+            samples.extend(Sample(service, metric, now, value) for metric, value in readings.items())
+        return samples
+
+    def _read(self, pid: int) -> dict[str, float] | None:
+        """The process's readings, or None when it is gone, a zombie, or not ours to read."""
+        try:
+            proc = self._procs.get(pid)
+            if proc is None or not proc.is_running():
+                proc = psutil.Process(pid)
+                self._procs[pid] = proc
+            with proc.oneshot():
+                if proc.status() == psutil.STATUS_ZOMBIE:
+                    return None
+                readings = {
+                    "cpu_percent": float(proc.cpu_percent(interval=None)),
+                    "rss_bytes": float(proc.memory_info().rss),
+                    "threads": float(proc.num_threads()),
+                }
+                if hasattr(proc, "num_fds"):
+                    readings["open_fds"] = float(proc.num_fds())
+            return readings
+        except (psutil.NoSuchProcess, psutil.AccessDenied):  # ZombieProcess is a NoSuchProcess
+            self._procs.pop(pid, None)
+            return None

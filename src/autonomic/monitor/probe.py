@@ -1,0 +1,73 @@
+"""The HTTP health probe: is the service answering, and how fast."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Literal
+from urllib.parse import urlsplit
+
+import httpx
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from autonomic.model import Sample
+
+
+def check_http_url(url: str) -> str:
+    """``url`` unchanged when it is an absolute http(s) URL with a host; ValueError otherwise."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https"):
+        raise ValueError(f"must be an http:// or https:// URL, got {url!r}")
+    if not parts.hostname:
+        raise ValueError(f"has no host: {url!r}")
+    return url
+
+
+class HttpProbeSpec(BaseModel):
+    """``services[].probes[]`` entry of type ``http``: GET ``url`` and expect ``expect_status``."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    type: Literal["http"] = "http"
+    url: str
+    timeout_s: float = Field(default=2.0, gt=0, le=60)
+    expect_status: int = Field(default=200, ge=100, le=599)
+
+    @field_validator("url")
+    @classmethod
+    def _url_is_http(cls, v: str) -> str:
+        return check_http_url(v)
+
+
+class HttpProbe:
+    """Source ``probe:<service>``: yields ``probe_ok`` (1 when the GET answered with the
+    expected status within the timeout, else 0) and ``probe_latency_ms`` (the attempt's
+    round trip, also for failures). Connection refused, timeouts and wrong statuses are
+    readings, never exceptions. Redirects are not followed: a 30x is a wrong status unless
+    it is the expected one.
+    """
+
+    def __init__(self, service: str, spec: HttpProbeSpec, client: httpx.Client | None = None) -> None:
+        self.service = service
+        self.spec = spec
+        self.name = f"probe:{service}"
+        self._owns_client = client is None
+        self._client = client if client is not None else httpx.Client()
+
+    def collect(self, now: float) -> Sequence[Sample]:
+        started = time.perf_counter()
+        try:
+            response = self._client.get(self.spec.url, timeout=self.spec.timeout_s)
+            ok = response.status_code == self.spec.expect_status
+        except httpx.HTTPError:
+            ok = False
+        latency_ms = (time.perf_counter() - started) * 1000.0
+        return [
+            Sample(self.service, "probe_ok", now, 1.0 if ok else 0.0),
+            Sample(self.service, "probe_latency_ms", now, latency_ms),
+        ]
+
+    def close(self) -> None:
+        """Close the HTTP client if this probe created it."""
+        if self._owns_client:
+            self._client.close()

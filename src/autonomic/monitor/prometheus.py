@@ -1,0 +1,109 @@
+"""Scrape a service's own Prometheus text endpoint into samples."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Literal
+
+import httpx
+from prometheus_client.parser import text_string_to_metric_families
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from autonomic.errors import SourceError
+from autonomic.model import Sample
+from autonomic.monitor.probe import check_http_url
+
+_SNIPPET = 200  # at most this many characters of a bad payload go into an error message
+
+
+class PrometheusSpec(BaseModel):
+    """``services[].metrics[]`` entry of type ``prometheus``.
+
+    ``rename`` maps an exposed sample key to our metric name (``demo_error_rate`` ->
+    ``error_rate``). A labelled sample's key is ``name{k="v",...}`` with labels sorted by
+    name. When ``rename`` is non-empty only the keys it names are kept; when it is empty every
+    unlabelled sample is kept under its own name (labelled ones are dropped).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    type: Literal["prometheus"] = "prometheus"
+    url: str
+    timeout_s: float = Field(default=2.0, gt=0, le=60)
+    rename: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("url")
+    @classmethod
+    def _url_is_http(cls, v: str) -> str:
+        return check_http_url(v)
+
+
+def sample_key(name: str, labels: dict[str, str]) -> str:
+    """``name`` alone, or ``name{k="v",...}`` with the labels sorted by name."""
+    if not labels:
+        return name
+    inner = ",".join(f'{k}="{labels[k]}"' for k in sorted(labels))
+    return f"{name}{{{inner}}}"
+
+
+def _snippet(text: str) -> str:
+    return repr(text[:_SNIPPET])
+
+
+class PrometheusScrape:
+    """Source ``prometheus:<service>``: GET the endpoint and keep the samples ``spec`` selects.
+
+    Raises ``SourceError`` naming the URL for a connection failure, a timeout, a non-200
+    answer, or a body that is not Prometheus text (quoting at most 200 characters of the
+    offending payload).
+    Non-finite values (NaN, +-Inf) are dropped.
+    """
+
+    def __init__(self, service: str, spec: PrometheusSpec, client: httpx.Client | None = None) -> None:
+        self.service = service
+        self.spec = spec
+        self.name = f"prometheus:{service}"
+        self._owns_client = client is None
+        self._client = client if client is not None else httpx.Client()
+
+    def collect(self, now: float) -> Sequence[Sample]:
+        url = self.spec.url
+        try:
+            response = self._client.get(url, timeout=self.spec.timeout_s)
+        except httpx.TimeoutException:
+            raise SourceError(f"{url}: no answer within {self.spec.timeout_s:g} s") from None
+        except httpx.HTTPError as exc:
+            raise SourceError(f"{url}: request failed: {type(exc).__name__}: {exc}") from None
+        if response.status_code != 200:
+            raise SourceError(f"{url}: HTTP {response.status_code}: {_snippet(response.text)}")
+        text = response.text
+        try:
+            families = list(text_string_to_metric_families(text))
+        except Exception as exc:  # the parser raises ValueError, and others on odd input
+            # the parser's message quotes the offending line; without one, quote the start
+            detail = str(exc)[:_SNIPPET] or _snippet(text)
+            raise SourceError(f"{url}: not Prometheus text ({type(exc).__name__}: {detail})") from None
+        rename = self.spec.rename
+        samples: list[Sample] = []
+        for family in families:
+            for s in family.samples:
+                value = float(s.value)
+                if not math.isfinite(value):
+                    continue
+                key = sample_key(s.name, s.labels)
+                if rename:
+                    metric = rename.get(key)
+                    if metric is None:
+                        continue
+                elif s.labels:
+                    continue
+                else:
+                    metric = key
+                samples.append(Sample(self.service, metric, now, value))
+        return samples
+
+    def close(self) -> None:
+        """Close the HTTP client if this scrape created it."""
+        if self._owns_client:
+            self._client.close()

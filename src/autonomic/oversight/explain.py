@@ -1,0 +1,80 @@
+"""Explain an incident: the whole chain from findings to outcome, from the store alone."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from autonomic.knowledge import Store
+from autonomic.model import Incident
+
+
+def explain_incident(store: Store, incident_id: str) -> dict[str, Any]:
+    """Everything recorded about one incident, in order, as plain JSON-ready data."""
+    incident = store.get(Incident, incident_id)
+    if incident is None:
+        raise KeyError(f"no incident {incident_id}")
+    return {
+        "incident": incident.model_dump(mode="json"),
+        "findings": [f.model_dump(mode="json") for f in store.findings(incident_id)],
+        "diagnoses": [d.model_dump(mode="json") for d in store.diagnoses(incident_id)],
+        "decisions": [d.model_dump(mode="json") for d in store.decisions(incident_id)],
+        "actions": [a.model_dump(mode="json") for a in store.actions(incident_id=incident_id)],
+        "outcomes": [o.model_dump(mode="json") for o in store.outcomes(incident_id=incident_id)],
+        "audit": [e.model_dump(mode="json") for e in store.audit_events(subject=incident_id)],
+    }
+
+
+def _t(ts: float | None) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts)) if ts else "-"
+
+
+def render_text(chain: dict[str, Any]) -> str:
+    """The chain as a page a person reads at 3 a.m."""
+    inc = chain["incident"]
+    lines = [
+        f"Incident {inc['id'][:8]} on {inc['service']} ({inc['cause']}): {inc['summary']}",
+        f"  state {inc['state']}, resolution {inc['resolution'] or '-'}, opened {_t(inc['opened_at'])}, "
+        f"{inc['finding_count']} findings" + (f", closed {_t(inc['closed_at'])}" if inc["closed_at"] else ""),
+        "",
+        "Findings (evidence):",
+    ]
+    for f in chain["findings"][:10]:
+        ev = {k: (round(v, 3) if isinstance(v, float) else v) for k, v in f["evidence"].items()
+              if not isinstance(v, list)}
+        lines.append(f"  {_t(f['ts'])} {f['kind']} {f['metric']}: {f['summary']}  {json.dumps(ev)[:160]}")
+    if len(chain["findings"]) > 10:
+        lines.append(f"  ... {len(chain['findings']) - 10} more")
+    lines.append("")
+    lines.append("Diagnosis (patterns considered):")
+    for d in chain["diagnoses"]:
+        lines.append(f"  chosen: {d['pattern_id'] or 'none'} (confidence {d['confidence']:.2f}): {d['rationale']}")
+        for c in d["candidates"]:
+            lines.append(f"    - {c['pattern_id']}: {c['confidence']:.2f}  {'; '.join(c['reasons'])}")
+    lines.append("")
+    lines.append("Decisions (every gate and its reason):")
+    for d in chain["decisions"]:
+        lines.append(f"  {_t(d['ts'])} {d['verdict'].upper()} by {d['decided_by']}"
+                     + (f" ({d['comment']})" if d["comment"] else ""))
+        for g in d["gates"]:
+            mark = "pass" if g["passed"] else ("ASK " if g["needs_approval"] else "FAIL")
+            lines.append(f"    [{mark}] {g['gate']}: {g['reason']}")
+    lines.append("")
+    lines.append("Actions:")
+    for a in chain["actions"]:
+        lines.append(f"  {a['type']} on {a['service']} {json.dumps(a['params'])}: {a['state']}"
+                     + (f" ({a['error']})" if a["error"] else ""))
+        for s in a["steps"]:
+            detail = {k: v for k, v in s["detail"].items() if k not in ("ts", "values")}
+            lines.append(f"    {'ok ' if s['ok'] else 'ERR'} {s['name']} {_t(s['finished_at'])} "
+                         f"{json.dumps(detail, default=str)[:160]}")
+    if not chain["actions"]:
+        lines.append("  none")
+    lines.append("")
+    lines.append("Outcome:")
+    for o in chain["outcomes"]:
+        lines.append(f"  {o['verdict'].upper()}{' (rolled back)' if o['rolled_back'] else ''}: {o['reason']}")
+    if not chain["outcomes"]:
+        lines.append("  none yet")
+    return "\n".join(lines)

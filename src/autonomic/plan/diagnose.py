@@ -1,0 +1,151 @@
+"""Diagnosis: which known patterns fit an incident, ranked, and what to do. Pure.
+
+A pattern matches only when every field of its ``match`` holds. Each match is scored::
+
+    quality    = 0.8 + 0.2 * given / 6          # given = match fields the pattern sets (0..6)
+    record     = min(1, ((s + 1) / (s + f + 2)) / 0.5)
+    confidence = prior_confidence * quality * record
+
+``quality`` ranks a more specific pattern above a broader one with the same prior, while
+a pattern setting only cause and kind keeps most of its prior (0.87). ``record`` is the
+mean of a Beta(s+1, f+1) posterior over the pattern's measured successes ``s`` and
+failures ``f``, divided by its no-record value 0.5: no record (or more successes than
+failures) leaves the prior alone, failures lower it (one failure, no success: 0.67).
+Every factor is in [0, 1], so the confidence is too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from autonomic.model import Candidate, Diagnosis, Finding, Incident, Pattern
+
+_MATCH_FIELDS = 6
+
+
+@dataclass(frozen=True)
+class DiagnoseContext:
+    now: float
+    service_type: str | None = None
+    last_change_at: float | None = None  # the service's last config change
+    record: Mapping[str, tuple[int, int]] = field(default_factory=dict)  # id -> (successes, failures)
+
+
+def record_factor(successes: int, failures: int) -> float:
+    """Beta-posterior mean of success, relative to no record, capped at 1."""
+    return min(1.0, ((successes + 1) / (successes + failures + 2)) / 0.5)
+
+
+def _match(
+    pattern: Pattern, incident: Incident, findings: Sequence[Finding], ctx: DiagnoseContext
+) -> tuple[bool, int, list[str]]:
+    """(matches, number of fields given, one reason per field checked)."""
+    m = pattern.match
+    checks: list[tuple[bool, str]] = []
+    if m.cause is not None:
+        ok = m.cause == incident.cause
+        checks.append((ok, f"cause {m.cause} {'==' if ok else '!='} {incident.cause}"))
+    if m.kind is not None:
+        kinds = {incident.kind, *(f.kind for f in findings)}
+        ok = m.kind in kinds
+        seen = ", ".join(sorted(k.value for k in kinds))
+        checks.append((ok, f"kind {m.kind.value} matched" if ok else f"kind {m.kind.value} not in {seen}"))
+    if m.metric is not None:
+        metrics = {f.metric for f in findings}
+        ok = m.metric in metrics
+        seen = ", ".join(sorted(metrics)) or "none"
+        checks.append(
+            (ok, f"metric {m.metric} in findings" if ok else f"metric {m.metric} not in findings ({seen})")
+        )
+    if m.min_severity is not None:
+        ok = incident.severity.rank >= m.min_severity.rank
+        rel = ">=" if ok else "<"
+        checks.append((ok, f"severity {incident.severity.value} {rel} {m.min_severity.value}"))
+    if m.service_type is not None:
+        ok = m.service_type == ctx.service_type
+        checks.append(
+            (
+                ok,
+                f"service type {m.service_type} matched"
+                if ok
+                else f"service type needs {m.service_type}: is {ctx.service_type or 'unset'}",
+            )
+        )
+    if m.after_change_s is not None:
+        window = f"{m.after_change_s:g} s"
+        if ctx.last_change_at is None:
+            checks.append((False, f"needs config change within {window}: none"))
+        else:
+            ago = ctx.now - ctx.last_change_at
+            ok = 0 <= ago <= m.after_change_s
+            checks.append(
+                (
+                    ok,
+                    f"config changed {ago:.0f} s ago, within {window}"
+                    if ok
+                    else f"needs config change within {window}: last was {ago:.0f} s ago",
+                )
+            )
+    return all(ok for ok, _ in checks), len(checks), [reason for _, reason in checks]
+
+
+def diagnose(
+    incident: Incident, findings: Sequence[Finding], patterns: Sequence[Pattern], ctx: DiagnoseContext
+) -> Diagnosis:
+    """Rank the patterns that match ``incident`` (best first) and recommend the best one's
+    action, aimed at the incident's service."""
+    scored: list[tuple[float, int, str, Candidate]] = []
+    for p in patterns:
+        ok, given, reasons = _match(p, incident, findings, ctx)
+        if not ok:
+            continue
+        quality = 0.8 + 0.2 * given / _MATCH_FIELDS
+        s, f = ctx.record.get(p.id, (0, 0))
+        factor = record_factor(s, f)
+        if s or f:
+            reasons.append(f"record {s} succeeded, {f} failed: x{factor:.2f}")
+        if p.action is None:
+            reasons.append("no automatic remedy: escalate to a person")
+        confidence = round(p.prior_confidence * quality * factor, 4)
+        scored.append(
+            (confidence, given, p.id, Candidate(pattern_id=p.id, confidence=confidence, reasons=reasons))
+        )
+    scored.sort(key=lambda t: (-t[0], -t[1], t[2]))
+    candidates = [c for *_, c in scored]
+
+    if not candidates:
+        return Diagnosis(
+            incident_id=incident.id,
+            ts=ctx.now,
+            rationale=f"no known pattern matches cause {incident.cause} (kind {incident.kind.value})",
+        )
+    best = candidates[0]
+    pattern = next(p for p in patterns if p.id == best.pattern_id)
+    why = "; ".join(r for r in best.reasons if not r.startswith("no automatic remedy")) or "matches anything"
+    if pattern.action is None:
+        action = None
+        rationale = (
+            f"{pattern.id} matches ({why}) but has no automatic remedy, so a person must look "
+            f"(confidence {best.confidence:.2f})."
+        )
+    else:
+        action = pattern.action.model_copy(update={"target": incident.service})
+        rationale = (
+            f"{pattern.id} matches ({why}) and recommends {_describe(action.type, action.params)} "
+            f"on {incident.service} (confidence {best.confidence:.2f})."
+        )
+    return Diagnosis(
+        incident_id=incident.id,
+        ts=ctx.now,
+        candidates=candidates,
+        pattern_id=pattern.id,
+        action=action,
+        confidence=best.confidence,
+        rationale=rationale,
+    )
+
+
+def _describe(type_name: str, params: Mapping[str, object]) -> str:
+    op = params.get("op")
+    return f"{type_name} {op}" if op else type_name

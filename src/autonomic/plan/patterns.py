@@ -1,0 +1,175 @@
+"""The pattern library: known failures and their remedies, authored in YAML.
+
+A pattern file holds one pattern mapping, or ``patterns:`` with a list of them::
+
+    id: memory-leak-graceful-restart      # unique across the library, [a-z0-9-]+
+    version: 1
+    description: Memory grows toward the limit; restart gracefully before the breach.
+    match: {cause: memory, kind: forecast}   # model.PatternMatch; every field given must hold
+    action:                                  # omit or null: escalate to a person only
+      type: process                          # a registered actuator type
+      params: {op: graceful_restart}         # validated against that actuator's Params
+    prior_confidence: 0.8
+    rollback_safe: false                     # default false: undo is not assumed safe
+    verify: {metric: memory_percent, max: 85}
+
+Loading collects every problem in every file (YAML syntax, schema, unknown action type,
+params outside the actuator's schema, duplicate ids) with ``file:line`` and the field, and
+raises them together as one :class:`~autonomic.errors.PatternError`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from autonomic.errors import ConfigError, PatternError, Problem
+from autonomic.model import ActionSpec, Pattern, PatternMatch, VerifySpec
+from autonomic.registry import Registry
+from autonomic.yamlio import YamlDoc, format_loc, load_yaml, problems_from
+
+
+class _ActionYaml(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    type: str = Field(min_length=1)
+    target: Literal["{service}"] = "{service}"
+    params: dict[str, Any] | None = None  # null or absent: the actuator's defaults
+
+
+class PatternYaml(BaseModel):
+    """The schema of one pattern as written in YAML."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    id: str = Field(pattern=r"^[a-z0-9-]+$")
+    version: int = Field(default=1, ge=1)
+    description: str = ""
+    match: PatternMatch
+    action: _ActionYaml | None = None
+    prior_confidence: float = Field(ge=0.0, le=1.0)
+    rollback_safe: bool = False
+    verify: VerifySpec
+
+
+def _pattern_files(paths: Sequence[Path], problems: list[Problem]) -> list[Path]:
+    files: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            files.extend(sorted(f for f in p.iterdir() if f.suffix in (".yaml", ".yml") and f.is_file()))
+        elif p.is_file():
+            files.append(p)
+        else:
+            problems.append(Problem(str(p), None, "", "no such pattern file or directory"))
+    return files
+
+
+def _entries(doc: YamlDoc, problems: list[Problem]) -> list[tuple[tuple[str | int, ...], Any]]:
+    """(location prefix, raw mapping) of each pattern in a file."""
+    data = doc.data
+    if isinstance(data, dict) and "patterns" in data and "id" not in data:
+        extra = sorted(str(k) for k in data if k != "patterns")
+        for k in extra:
+            problems.append(Problem(doc.file, doc.line_of((k,)), k, "unexpected key beside 'patterns'"))
+        items = data["patterns"]
+        if not isinstance(items, list):
+            problems.append(Problem(doc.file, doc.line_of(("patterns",)), "patterns", "must be a list"))
+            return []
+        return [(("patterns", i), item) for i, item in enumerate(items)]
+    if data is None:
+        problems.append(Problem(doc.file, None, "", "no pattern in file"))
+        return []
+    return [((), data)]
+
+
+def _check_action(
+    raw: Any, prefix: tuple[str | int, ...], doc: YamlDoc, registry: Registry, problems: list[Problem]
+) -> BaseModel | None:
+    """Validate ``action.type`` against the registry and ``action.params`` against that
+    actuator's Params. Returns the validated params, or None (problems appended)."""
+    action = raw.get("action") if isinstance(raw, dict) else None
+    if not isinstance(action, dict) or not isinstance(action.get("type"), str):
+        return None  # absent, or malformed in a way the schema check reports
+    params = action.get("params") or {}
+    if not isinstance(params, dict):
+        return None
+    type_name = action["type"]
+    known = registry.types("actuator")
+    loc = (*prefix, "action", "type")
+    if type_name not in known:
+        message = f"unknown action type {type_name!r} (known: {', '.join(known) or 'none'})"
+        problems.append(Problem(doc.file, doc.line_of(loc), format_loc(loc), message))
+        return None
+    params_model: type[BaseModel] = registry.actuator(type_name).Params
+    try:
+        return params_model.model_validate(params)
+    except ValidationError as e:
+        problems.extend(problems_from(e, doc, (*prefix, "action", "params")))
+        return None
+
+
+def _load(paths: Sequence[Path], registry: Registry) -> tuple[list[Pattern], list[Problem]]:
+    problems: list[Problem] = []
+    patterns: list[Pattern] = []
+    seen: dict[str, str] = {}  # id -> file:line
+    for file in _pattern_files(paths, problems):
+        try:
+            doc = load_yaml(file)
+        except ConfigError as e:
+            problems.extend(e.problems)
+            continue
+        for prefix, raw in _entries(doc, problems):
+            line = doc.line_of(prefix)
+            source = f"{doc.file}:{line}"
+            try:
+                spec: PatternYaml | None = PatternYaml.model_validate(raw)
+            except ValidationError as e:
+                problems.extend(problems_from(e, doc, prefix))
+                spec = None
+            params = _check_action(raw, prefix, doc, registry, problems)
+            if spec is None:
+                continue
+            if spec.id in seen:
+                loc = (*prefix, "id")
+                message = f"duplicate pattern id {spec.id!r} (also defined at {seen[spec.id]})"
+                problems.append(Problem(doc.file, doc.line_of(loc), format_loc(loc), message))
+                continue
+            seen[spec.id] = source
+            if spec.action is not None and params is None:
+                continue  # its action problems are already listed
+            action = None
+            if spec.action is not None and params is not None:
+                action = ActionSpec(
+                    type=spec.action.type, target="{service}", params=params.model_dump(mode="json")
+                )
+            patterns.append(
+                Pattern(
+                    id=spec.id,
+                    version=spec.version,
+                    description=spec.description,
+                    match=spec.match,
+                    action=action,
+                    prior_confidence=spec.prior_confidence,
+                    rollback_safe=spec.rollback_safe,
+                    verify=spec.verify,
+                    source=source,
+                )
+            )
+    return patterns, problems
+
+
+def load_patterns(paths: Sequence[Path], registry: Registry) -> list[Pattern]:
+    """Every pattern in ``paths`` (files, or directories of ``*.yaml``/``*.yml`` read in name
+    order). Raises PatternError listing every problem in every file if any is wrong."""
+    patterns, problems = _load(paths, registry)
+    if problems:
+        raise PatternError(problems)
+    return patterns
+
+
+def check_patterns(paths: Sequence[Path], registry: Registry) -> list[Problem]:
+    """Every problem :func:`load_patterns` would raise, without raising (for ``autonomic check``)."""
+    return _load(paths, registry)[1]

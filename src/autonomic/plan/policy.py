@@ -1,0 +1,163 @@
+"""The safety policy: the ``policy:`` block of autonomic.yaml, and what it says for one action.
+
+Settings are given at four levels, most specific first: service > pattern > action type >
+default. The most specific level that gives a setting wins, except that a service's
+``autonomy`` and ``enabled`` only ever restrict: a service set to ``approve`` cannot be
+lifted to ``auto`` by a pattern, and a service with ``enabled: true`` does not re-enable a
+pattern or action type that is disabled. ``policy.enabled: false`` turns every action off.
+
+Maintenance windows are cron expressions evaluated in UTC; a window is active for
+``duration_s`` seconds after each time its cron fires.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Literal, TypeVar
+
+from croniter import croniter
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from autonomic.model import Autonomy
+
+T = TypeVar("T")
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class RateLimits(_Frozen):
+    """Most actions allowed: of one action type per day / week, on one service per day / week."""
+
+    per_day: int = Field(default=20, ge=0)
+    per_week: int = Field(default=60, ge=0)
+    per_service_day: int = Field(default=10, ge=0)
+    per_service_week: int = Field(default=30, ge=0)
+
+
+class RateLimitsOverride(_Frozen):
+    """Per action type rate limits; fields left out keep the default level's value."""
+
+    per_day: int | None = Field(default=None, ge=0)
+    per_week: int | None = Field(default=None, ge=0)
+    per_service_day: int | None = Field(default=None, ge=0)
+    per_service_week: int | None = Field(default=None, ge=0)
+
+
+class ActionPolicy(_Frozen):
+    enabled: bool | None = None
+    autonomy: Autonomy | None = None
+    confidence_threshold: float | None = Field(default=None, ge=0.0, le=1.0)
+    rate_limits: RateLimitsOverride | None = None
+
+
+class PatternPolicy(_Frozen):
+    enabled: bool | None = None
+    autonomy: Autonomy | None = None
+    confidence_threshold: float | None = Field(default=None, ge=0.0, le=1.0)
+
+
+class ServicePolicy(_Frozen):
+    enabled: bool | None = None
+    autonomy: Autonomy | None = None
+
+
+class MaintenanceWindow(_Frozen):
+    """While active: ``block`` denies every action, ``approve`` asks a person first,
+    ``safe_only`` allows only actions whose pattern is rollback-safe."""
+
+    name: str = Field(min_length=1)
+    cron: str
+    duration_s: float = Field(gt=0)
+    mode: Literal["block", "approve", "safe_only"] = "block"
+
+    @field_validator("cron")
+    @classmethod
+    def _valid_cron(cls, v: str) -> str:
+        if not croniter.is_valid(v):
+            raise ValueError(f"not a valid cron expression: {v!r} (e.g. '0 2 * * *')")
+        return v
+
+
+class BreakerConfig(_Frozen):
+    """Open the breaker after ``failures`` consecutive failed actions; stay open ``open_s``."""
+
+    failures: int = Field(default=3, ge=1)
+    open_s: float = Field(default=3600.0, gt=0)
+
+
+class EffectivePolicy(_Frozen):
+    """What the policy says for one (action type, pattern, service)."""
+
+    enabled: bool
+    autonomy: Autonomy
+    confidence_threshold: float
+    rate_limits: RateLimits
+    autonomy_from: str = "default"  # which level set the autonomy, for gate reasons
+
+
+class PolicyConfig(_Frozen):
+    enabled: bool = True
+    autonomy: Autonomy = Autonomy.OBSERVE
+    confidence_threshold: float = Field(default=0.6, ge=0.0, le=1.0)
+    rate_limits: RateLimits = RateLimits()
+    actions: dict[str, ActionPolicy] = Field(default_factory=dict)
+    patterns: dict[str, PatternPolicy] = Field(default_factory=dict)
+    services: dict[str, ServicePolicy] = Field(default_factory=dict)
+    maintenance_windows: list[MaintenanceWindow] = Field(default_factory=list)
+    breaker: BreakerConfig = BreakerConfig()
+
+    def effective(self, action_type: str, pattern_id: str | None, service: str) -> EffectivePolicy:
+        """Resolve the levels (service > pattern > action type > default) for one action."""
+        act = self.actions.get(action_type, ActionPolicy())
+        pat = self.patterns.get(pattern_id, PatternPolicy()) if pattern_id else PatternPolicy()
+        svc = self.services.get(service, ServicePolicy())
+
+        enabled = self.enabled and _first(pat.enabled, act.enabled, True) and svc.enabled is not False
+
+        autonomy, source = self.autonomy, "default"
+        if act.autonomy is not None:
+            autonomy, source = act.autonomy, f"action type {action_type}"
+        if pat.autonomy is not None:
+            autonomy, source = pat.autonomy, f"pattern {pattern_id}"
+        if svc.autonomy is not None and svc.autonomy.rank <= autonomy.rank:
+            autonomy, source = svc.autonomy, f"service {service}"
+
+        threshold = _first(pat.confidence_threshold, act.confidence_threshold, self.confidence_threshold)
+
+        limits = self.rate_limits
+        if act.rate_limits is not None:
+            limits = limits.model_copy(update=act.rate_limits.model_dump(exclude_none=True))
+
+        return EffectivePolicy(
+            enabled=enabled,
+            autonomy=autonomy,
+            confidence_threshold=threshold,
+            rate_limits=limits,
+            autonomy_from=source,
+        )
+
+
+def _first(*values: T | None) -> T:
+    for v in values:
+        if v is not None:
+            return v
+    raise ValueError("no value given")  # pragma: no cover - the last value is never None
+
+
+def window_started(window: MaintenanceWindow, now: float) -> float:
+    """The most recent time at or before ``now`` that the window's cron fired."""
+    prev = float(croniter(window.cron, now).get_prev(float))
+    nxt = float(croniter(window.cron, prev).get_next(float))
+    return nxt if nxt <= now else prev
+
+
+_MODE_RANK = {"block": 2, "approve": 1, "safe_only": 0}
+
+
+def active_window(windows: Sequence[MaintenanceWindow], now: float) -> MaintenanceWindow | None:
+    """The window active at ``now`` (within duration_s after its last cron fire), or None.
+    When several are active the most restrictive mode wins (block > approve > safe_only)."""
+    active = [w for w in windows if now - window_started(w, now) < w.duration_s]
+    return max(active, key=lambda w: _MODE_RANK[w.mode], default=None)

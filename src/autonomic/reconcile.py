@@ -1,0 +1,52 @@
+"""The keyed work queue (controller-runtime style).
+
+Work items are ids, not events: ``("incident", id)`` or ``("action", id)``. A reconcile step
+re-reads the store, advances the item by one step, persists, and returns when to look
+again (or None when the item needs nothing more). Restart recovery is just enqueueing every
+non-terminal id. Adding a key that is already queued keeps the earlier due time.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+
+Key = tuple[str, str]
+
+
+class WorkQueue:
+    """A de-duplicating delay queue of keys."""
+
+    def __init__(self) -> None:
+        self._heap: list[tuple[float, int, Key]] = []
+        self._due: dict[Key, float] = {}
+        self._seq = itertools.count()
+
+    def add(self, key: Key, due: float) -> None:
+        """Look at ``key`` at ``due`` (or earlier, if it is already queued for earlier)."""
+        current = self._due.get(key)
+        if current is not None and current <= due:
+            return
+        self._due[key] = due
+        heapq.heappush(self._heap, (due, next(self._seq), key))
+
+    def pop_due(self, now: float) -> list[Key]:
+        """Every key whose due time has come, earliest first, each once."""
+        out: list[Key] = []
+        while self._heap and self._heap[0][0] <= now:
+            due, _, key = heapq.heappop(self._heap)
+            if self._due.get(key) == due:
+                del self._due[key]
+                out.append(key)
+        return out
+
+    def next_due(self) -> float | None:
+        while self._heap and self._due.get(self._heap[0][2]) != self._heap[0][0]:
+            heapq.heappop(self._heap)
+        return self._heap[0][0] if self._heap else None
+
+    def __contains__(self, key: Key) -> bool:
+        return key in self._due
+
+    def __len__(self) -> int:
+        return len(self._due)

@@ -1,0 +1,103 @@
+"""Fakes of every plug-in protocol, for tests of the engine and of anything built on it."""
+
+from __future__ import annotations
+
+import builtins
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict
+
+from autonomic.errors import TerminalActuatorError
+from autonomic.model import Finding, Notification, Sample
+from autonomic.protocols import ActuatorContext, SeriesReader, Target
+
+
+class ReplaySource:
+    """Plays back recorded samples: each ``collect(now)`` returns those with ts <= now not yet given."""
+
+    def __init__(self, samples: Iterable[Sample], name: str = "replay") -> None:
+        self.name = name
+        self._samples = sorted(samples, key=lambda s: s.ts)
+        self._i = 0
+
+    def collect(self, now: float) -> Sequence[Sample]:
+        start = self._i
+        while self._i < len(self._samples) and self._samples[self._i].ts <= now:
+            self._i += 1
+        return self._samples[start:self._i]
+
+
+class FakeDetector:
+    """Returns the findings it was given, once each, when their time has come."""
+
+    def __init__(self, findings: Iterable[Finding], name: str = "fake") -> None:
+        self.name = name
+        self._pending = sorted(findings, key=lambda f: f.ts)
+
+    def detect(self, series: SeriesReader, now: float) -> Sequence[Finding]:
+        due = [f for f in self._pending if f.ts <= now]
+        self._pending = [f for f in self._pending if f.ts > now]
+        return due
+
+
+class FakeParams(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    op: Literal["poke", "fail"] = "poke"
+    value: int = 1
+
+
+class FakeBinding(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    name: str = "fake"
+
+
+class FakeActuator:
+    """Records every call; ``op: fail`` raises a terminal error. Idempotent per key."""
+
+    type: ClassVar[str] = "fake"
+    Params: ClassVar[builtins.type[BaseModel]] = FakeParams
+    Binding: ClassVar[builtins.type[BaseModel]] = FakeBinding
+
+    def __init__(self, ctx: ActuatorContext | None = None) -> None:
+        self.ctx = ctx
+        self.calls: list[tuple[str, str, str]] = []  # (method, service, key)
+        self.applied_keys: set[str] = set()
+
+    def describe(self, target: Target, params: BaseModel) -> str:
+        return f"fake {getattr(params, 'op', '?')} on {target.service}"
+
+    def snapshot(self, target: Target, params: BaseModel) -> dict[str, Any]:
+        return {"before": len(self.applied_keys)}
+
+    def apply(self, target: Target, params: BaseModel, key: str, snapshot: Mapping[str, Any]) -> dict[str, Any]:
+        self.calls.append(("apply", target.service, key))
+        if getattr(params, "op", None) == "fail":
+            raise TerminalActuatorError("fake failure")
+        if key in self.applied_keys:
+            return {"noop": True}
+        self.applied_keys.add(key)
+        return {"noop": False}
+
+    def applied(self, target: Target, params: BaseModel, key: str, snapshot: Mapping[str, Any]) -> bool | None:
+        return key in self.applied_keys
+
+    def undo(self, target: Target, params: BaseModel, key: str, snapshot: Mapping[str, Any]) -> dict[str, Any]:
+        self.calls.append(("undo", target.service, key))
+        self.applied_keys.discard(key)
+        return {"undone": True}
+
+
+class FakeNotifier:
+    """Keeps what it was sent; ``fail=True`` makes every send raise."""
+
+    name = "fake"
+
+    def __init__(self, fail: bool = False) -> None:
+        self.sent: list[Notification] = []
+        self.fail = fail
+
+    def send(self, notification: Notification) -> None:
+        if self.fail:
+            raise RuntimeError("fake notifier is down")
+        self.sent.append(notification)

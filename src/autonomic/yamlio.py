@@ -1,0 +1,135 @@
+"""YAML that remembers where each value was, so errors can point at ``file:line``.
+
+:func:`load_yaml` parses with PyYAML's safe loader and keeps, next to the plain data, the
+line of every mapping key and sequence item. :meth:`YamlDoc.line_of` answers "which line is
+``services[0].probes[1].url`` on?" for a pydantic error location, and :func:`problems_from`
+turns a whole :class:`pydantic.ValidationError` into :class:`~autonomic.errors.Problem`
+values. Duplicate keys in a mapping are an error (PyYAML silently keeps the last one).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pydantic
+import yaml
+
+from autonomic.errors import ConfigError, Problem
+
+Loc = Sequence[str | int]
+
+
+@dataclass
+class _Node:
+    """Line of one value and the lines of its children, keyed by str(key or index)."""
+
+    line: int
+    children: dict[str, _Node] = field(default_factory=dict)
+
+
+@dataclass
+class YamlDoc:
+    """A parsed YAML file: its data and the line of every key and item in it."""
+
+    data: Any
+    file: str
+    _root: _Node | None = None
+
+    def line_of(self, loc: Loc) -> int | None:
+        """1-based line of the node at ``loc`` (a pydantic error location).
+
+        Where part of ``loc`` does not exist (a missing field, a union tag pydantic inserts)
+        that element is skipped, so the answer is the nearest existing parent's line.
+        None only for an empty document.
+        """
+        node = self._root
+        if node is None:
+            return None
+        for part in loc:
+            child = node.children.get(str(part))
+            if child is not None:
+                node = child
+        return node.line
+
+
+def format_loc(loc: Loc) -> str:
+    """``("services", 0, "probes", 1, "url")`` -> ``"services[0].probes[1].url"``."""
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out
+
+
+def load_yaml(path: Path) -> YamlDoc:
+    """Read and parse ``path``; ConfigError with file:line for unreadable or bad YAML."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError([Problem(str(path), None, "", f"cannot read file: {e}")]) from None
+    return load_yaml_text(text, str(path))
+
+
+def load_yaml_text(text: str, file: str) -> YamlDoc:
+    """Parse YAML ``text`` (named ``file`` in errors). Raises ConfigError listing the syntax
+    error, or every duplicate key, with its line."""
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        data = loader.construct_document(node) if node is not None else None
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark or e.context_mark
+        line = mark.line + 1 if mark is not None else None
+        what = " ".join(str(x) for x in (e.context, e.problem) if x)
+        raise ConfigError([Problem(file, line, "", f"YAML syntax: {what}")]) from None
+    except yaml.YAMLError as e:
+        raise ConfigError([Problem(file, None, "", f"YAML syntax: {e}")]) from None
+    finally:
+        loader.dispose()
+    if node is None:
+        return YamlDoc(data=None, file=file)
+    duplicates: list[Problem] = []
+    root = _index(node, (), file, duplicates)
+    if duplicates:
+        raise ConfigError(duplicates)
+    return YamlDoc(data=data, file=file, _root=root)
+
+
+def _index(node: yaml.Node, loc: tuple[str | int, ...], file: str, dups: list[Problem]) -> _Node:
+    out = _Node(line=node.start_mark.line + 1)
+    if isinstance(node, yaml.MappingNode):
+        for key_node, value_node in node.value:
+            if not isinstance(key_node, yaml.ScalarNode) or key_node.value == "<<":
+                continue  # complex keys and merge keys have no pydantic location
+            key = key_node.value
+            child = _index(value_node, (*loc, key), file, dups)
+            child.line = key_node.start_mark.line + 1  # point at the key, not its value
+            if key in out.children:
+                first = out.children[key].line
+                dups.append(
+                    Problem(
+                        file, child.line, format_loc((*loc, key)), f"duplicate key (first at line {first})"
+                    )
+                )
+                continue
+            out.children[key] = child
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            out.children[str(i)] = _index(item, (*loc, i), file, dups)
+    return out
+
+
+def problems_from(err: pydantic.ValidationError, doc: YamlDoc, prefix: Loc = ()) -> list[Problem]:
+    """One Problem per validation error: the field as ``a[0].b``, its line, pydantic's message.
+
+    ``prefix`` is where the validated value sits in ``doc`` (e.g. ``("patterns", 2)``)."""
+    problems = []
+    for e in err.errors():
+        loc = (*prefix, *e["loc"])
+        problems.append(Problem(doc.file, doc.line_of(loc), format_loc(loc), e["msg"]))
+    return problems

@@ -1,0 +1,258 @@
+"""The config actuator against real git repositories and a real reloading child."""
+
+from __future__ import annotations
+
+import configparser
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import tomlkit
+import yaml
+
+from autonomic.errors import TerminalActuatorError
+from autonomic.execute.config_file import ConfigActuator, ConfigBinding, ConfigParams, last_change_at
+from autonomic.execute.supervisor import ProcessBinding, Supervisor
+from autonomic.protocols import ActuatorContext, Target
+
+FILES = {
+    "yaml": ("app.yaml", "server:\n  name: api\n  workers: 50\n"),
+    "json": ("app.json", '{"server": {"name": "api", "workers": 50}}\n'),
+    "toml": ("app.toml", "# tuned by hand\n[server]\nname = \"api\"\nworkers = 50  # per core\n"),
+    "ini": ("app.ini", "[server]\nname = api\nworkers = 50\n"),
+}
+
+
+class WallClock:
+    def now(self) -> float:
+        return time.time()
+
+    def sleep(self, seconds: float) -> None:
+        time.sleep(seconds)
+
+
+def git(repo: Path, *args: str) -> str:
+    cmd = ["git", "-c", "user.name=t", "-c", "user.email=t@localhost", "-C", str(repo), *args]
+    return subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+
+
+def read_value(path: Path, fmt: str) -> Any:
+    text = path.read_text()
+    if fmt == "yaml":
+        return yaml.safe_load(text)["server"]["workers"]
+    if fmt == "json":
+        return json.loads(text)["server"]["workers"]
+    if fmt == "toml":
+        return tomlkit.parse(text)["server"]["workers"]
+    parser = configparser.ConfigParser()
+    parser.read_string(text)
+    return int(parser["server"]["workers"])
+
+
+def commit_count(repo: Path) -> int:
+    return int(git(repo, "rev-list", "--count", "HEAD"))
+
+
+def wait_for(cond: Callable[[], object], timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        time.sleep(0.02)
+
+
+@pytest.fixture
+def sup(tmp_path: Path) -> Iterator[Supervisor]:
+    s = Supervisor(tmp_path / "state")
+    yield s
+    s.stop_all(timeout_s=1.0)
+
+
+@pytest.fixture
+def act(sup: Supervisor, tmp_path: Path) -> ConfigActuator:
+    return ConfigActuator(ActuatorContext(clock=WallClock(), state_dir=tmp_path, supervisor=sup))
+
+
+def make_repo(tmp_path: Path, fmt: str) -> tuple[Path, Target]:
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    name, text = FILES[fmt]
+    (repo / name).write_text(text)
+    git(repo, "init", "-q")
+    git(repo, "add", name)
+    git(repo, "commit", "-q", "-m", "initial config")
+    return repo, Target(service="api", binding=ConfigBinding(repo=str(repo), file=name))
+
+
+def scale(**kw: Any) -> ConfigParams:
+    return ConfigParams.model_validate({"op": "scale", "key": "server.workers", "reload": "none", **kw})
+
+
+@pytest.mark.parametrize("fmt", ["yaml", "json", "toml", "ini"])
+def test_scale_commits_the_new_value_with_the_action_trailer(
+    act: ConfigActuator, tmp_path: Path, fmt: str
+) -> None:
+    repo, t = make_repo(tmp_path, fmt)
+    p = scale(factor=1.2)
+    snap = act.snapshot(t, p)
+    assert snap["old"] in (50, "50")
+    assert act.applied(t, p, "act-1", snap) is False
+    detail = act.apply(t, p, "act-1", snap)
+    assert read_value(repo / FILES[fmt][0], fmt) == 60
+    assert detail["old"] in (50, "50") and detail["new"] in (60, "60")
+    assert detail["commit"] == git(repo, "rev-parse", "HEAD").strip()
+    message = git(repo, "log", "-1", "--format=%B")
+    assert "server.workers" in message and "Autonomic-Action: act-1" in message.splitlines()
+    assert act.applied(t, p, "act-1", snap) is True
+    assert git(repo, "status", "--porcelain") == ""
+
+
+@pytest.mark.parametrize("fmt", ["yaml", "json", "toml", "ini"])
+def test_undo_reverts_once_with_the_undo_trailer(act: ConfigActuator, tmp_path: Path, fmt: str) -> None:
+    repo, t = make_repo(tmp_path, fmt)
+    p = scale(factor=1.2)
+    snap = act.snapshot(t, p)
+    act.apply(t, p, "act-2", snap)
+    undone = act.undo(t, p, "act-2", snap)
+    assert read_value(repo / FILES[fmt][0], fmt) == 50
+    assert undone["new"] in (50, "50")
+    assert "Autonomic-Undo: act-2" in git(repo, "log", "-1", "--format=%B").splitlines()
+    count = commit_count(repo)
+    assert act.undo(t, p, "act-2", snap)["noop"] is True
+    assert commit_count(repo) == count
+
+
+def test_toml_comments_are_kept(act: ConfigActuator, tmp_path: Path) -> None:
+    repo, t = make_repo(tmp_path, "toml")
+    p = scale(factor=1.2)
+    act.apply(t, p, "act-3", act.snapshot(t, p))
+    text = (repo / "app.toml").read_text()
+    assert "# tuned by hand" in text and "# per core" in text and "workers = 60" in text
+
+
+def test_max_clamps_the_scaled_value(act: ConfigActuator, tmp_path: Path) -> None:
+    repo, t = make_repo(tmp_path, "yaml")
+    p = scale(factor=2, max=80)
+    act.apply(t, p, "act-4", act.snapshot(t, p))
+    assert read_value(repo / "app.yaml", "yaml") == 80
+
+
+def test_set_clamps_to_min_and_keeps_other_keys(act: ConfigActuator, tmp_path: Path) -> None:
+    repo, t = make_repo(tmp_path, "json")
+    p = ConfigParams(op="set", key="server.workers", value=2, min=4, reload="none")
+    detail = act.apply(t, p, "act-5", act.snapshot(t, p))
+    assert detail["new"] == 4
+    assert json.loads((repo / "app.json").read_text()) == {"server": {"name": "api", "workers": 4}}
+
+
+def test_apply_twice_with_one_key_makes_one_commit(act: ConfigActuator, tmp_path: Path) -> None:
+    repo, t = make_repo(tmp_path, "yaml")
+    p = scale(factor=1.2)
+    snap = act.snapshot(t, p)
+    first = act.apply(t, p, "act-6", snap)
+    second = act.apply(t, p, "act-6", snap)
+    assert second["noop"] is True and second["commit"] == first["commit"]
+    assert commit_count(repo) == 2
+    assert read_value(repo / "app.yaml", "yaml") == 60
+
+
+def test_revert_last_reverts_the_latest_change_and_undo_reverts_the_revert(
+    act: ConfigActuator, tmp_path: Path
+) -> None:
+    repo, t = make_repo(tmp_path, "yaml")
+    (repo / "app.yaml").write_text("server:\n  name: api\n  workers: 70\n")
+    git(repo, "commit", "-q", "-am", "bump workers to 70")
+    p = ConfigParams(op="revert_last", key="server.workers", reload="none")
+    snap = act.snapshot(t, p)
+    detail = act.apply(t, p, "act-7", snap)
+    assert detail["old"] == 70 and detail["new"] == 50
+    assert read_value(repo / "app.yaml", "yaml") == 50
+    assert "Autonomic-Action: act-7" in git(repo, "log", "-1", "--format=%B").splitlines()
+    assert act.applied(t, p, "act-7", snap) is True
+    assert act.apply(t, p, "act-7", snap)["noop"] is True
+    act.undo(t, p, "act-7", snap)
+    assert read_value(repo / "app.yaml", "yaml") == 70
+    assert commit_count(repo) == 4
+
+
+def test_missing_key_is_a_terminal_error_naming_file_and_key(act: ConfigActuator, tmp_path: Path) -> None:
+    _, t = make_repo(tmp_path, "yaml")
+    p = ConfigParams(op="scale", key="server.threads", factor=2)
+    with pytest.raises(TerminalActuatorError, match=r"app\.yaml.*server\.threads"):
+        act.snapshot(t, p)
+    with pytest.raises(TerminalActuatorError, match=r"app\.yaml.*server\.threads"):
+        act.apply(t, p, "act-8", {})
+
+
+def test_scaling_a_string_is_a_terminal_error(act: ConfigActuator, tmp_path: Path) -> None:
+    _, t = make_repo(tmp_path, "yaml")
+    p = ConfigParams(op="scale", key="server.name", factor=2)
+    with pytest.raises(TerminalActuatorError, match="server.name.*not a number"):
+        act.apply(t, p, "act-9", {})
+
+
+def test_reload_signal_is_delivered_to_the_running_service(
+    act: ConfigActuator, sup: Supervisor, tmp_path: Path
+) -> None:
+    _, t = make_repo(tmp_path, "yaml")
+    hup, ready = tmp_path / "hup", tmp_path / "ready"
+    code = (
+        "import signal, time, pathlib\n"
+        f"signal.signal(signal.SIGHUP, lambda *a: pathlib.Path({str(hup)!r}).write_text('reloaded'))\n"
+        f"pathlib.Path({str(ready)!r}).write_text('')\n"
+        "while True:\n    time.sleep(0.05)\n"
+    )
+    sup.add("api", ProcessBinding(command=[sys.executable, "-c", code]))
+    pid = sup.start("api")
+    wait_for(ready.exists)
+    p = scale(factor=1.2, reload="signal")
+    detail = act.apply(t, p, "act-10", act.snapshot(t, p))
+    assert detail["reload"] == "sent SIGHUP"
+    wait_for(hup.exists)
+    assert sup.pid("api") == pid
+
+
+def test_reload_restart_restarts_the_service(act: ConfigActuator, sup: Supervisor, tmp_path: Path) -> None:
+    _, t = make_repo(tmp_path, "yaml")
+    sup.add("api", ProcessBinding(command=[sys.executable, "-c", "import time\ntime.sleep(30)"]))
+    pid = sup.start("api")
+    p = scale(factor=1.2, reload="restart")
+    act.apply(t, p, "act-11", act.snapshot(t, p))
+    assert sup.pid("api") not in (None, pid)
+
+
+def test_last_change_at_is_the_latest_commit_touching_the_file(act: ConfigActuator, tmp_path: Path) -> None:
+    _, t = make_repo(tmp_path, "yaml")
+    assert isinstance(t.binding, ConfigBinding)
+    changed = ConfigActuator.last_change_at(t.binding)
+    assert changed is not None and abs(changed - time.time()) < 60
+    other = ConfigBinding(repo=t.binding.repo, file="never.yaml")
+    assert act.last_change_at(other) is None
+    assert last_change_at(t.binding.model_dump()) == changed
+
+
+def test_describe_is_one_line() -> None:
+    act = ConfigActuator(ActuatorContext(clock=WallClock(), state_dir=Path("/nonexistent")))
+    t = Target(service="api", binding=ConfigBinding(repo="/nonexistent", file="app.yaml"))
+    text = act.describe(t, scale(factor=1.2, max=80))
+    assert text == "scale server.workers by 1.2 (clamped to max 80) in app.yaml of api, commit, reload: none"
+
+
+def test_params_and_binding_validation_name_the_field() -> None:
+    with pytest.raises(ValueError, match="key is required"):
+        ConfigParams(op="set", value=3)
+    with pytest.raises(ValueError, match="factor is required"):
+        ConfigParams(op="scale", key="a")
+    with pytest.raises(ValueError, match="factor"):
+        ConfigParams(op="scale", key="a", factor=0)
+    with pytest.raises(ValueError, match="format"):
+        ConfigBinding(repo="/r", file="app.conf")
+    with pytest.raises(ValueError, match="reload_signal"):
+        ConfigBinding(repo="/r", file="app.yaml", reload_signal="SIGNOPE")
+    ini = ConfigBinding(repo="/r", file="app.conf", format="ini", reload_signal="USR1")
+    assert ini.reload_signal == "SIGUSR1"

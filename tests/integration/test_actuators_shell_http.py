@@ -1,0 +1,228 @@
+"""The shell actuator running real commands; the http actuator against a real local server."""
+
+from __future__ import annotations
+
+import json
+import socket
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from autonomic.errors import RetryableActuatorError, TerminalActuatorError
+from autonomic.execute.http import HttpActuator, HttpBinding, HttpParams
+from autonomic.execute.shell import ShellActuator, ShellBinding, ShellParams
+from autonomic.protocols import Actuator, ActuatorContext, Target
+
+
+class WallClock:
+    def now(self) -> float:
+        return time.time()
+
+    def sleep(self, seconds: float) -> None:
+        time.sleep(seconds)
+
+
+@pytest.fixture
+def ctx(tmp_path: Path) -> ActuatorContext:
+    return ActuatorContext(clock=WallClock(), state_dir=tmp_path)
+
+
+def py(code: str) -> list[str]:
+    return [sys.executable, "-c", code]
+
+
+# --- shell -----------------------------------------------------------------------------------
+
+
+def shell_target(cwd: Path | None = None) -> Target:
+    return Target(service="api", binding=ShellBinding(cwd=str(cwd) if cwd else None))
+
+
+def test_shell_captures_stdout_and_runs_in_the_bound_cwd(ctx: ActuatorContext, tmp_path: Path) -> None:
+    act = ShellActuator(ctx)
+    assert isinstance(act, Actuator)
+    p = ShellParams(argv=py("import os; print('hello', os.getcwd())"))
+    detail = act.apply(shell_target(tmp_path), p, "k", act.snapshot(shell_target(), p))
+    assert detail["exit_code"] == 0
+    assert detail["stdout"] == f"hello {tmp_path}\n"
+    assert detail["stdout_truncated"] is False
+    assert act.applied(shell_target(), p, "k", {}) is None
+
+
+def test_shell_truncates_output_to_4_kib(ctx: ActuatorContext) -> None:
+    p = ShellParams(argv=py("import sys; print('x' * 10000); print('y' * 5000, file=sys.stderr)"))
+    detail = ShellActuator(ctx).apply(shell_target(), p, "k", {})
+    assert detail["stdout"] == "x" * 4096 and detail["stdout_truncated"] is True
+    assert detail["stderr"] == "y" * 4096 and detail["stderr_truncated"] is True
+
+
+def test_shell_nonzero_exit_is_terminal_with_code_and_stderr(ctx: ActuatorContext) -> None:
+    p = ShellParams(argv=py("import sys; print('disk full', file=sys.stderr); sys.exit(3)"))
+    with pytest.raises(TerminalActuatorError, match="code 3.*disk full"):
+        ShellActuator(ctx).apply(shell_target(), p, "k", {})
+
+
+def test_shell_timeout_is_retryable_and_kills_the_command(ctx: ActuatorContext) -> None:
+    p = ShellParams(argv=py("import time; time.sleep(30)"), timeout_s=0.3)
+    started = time.monotonic()
+    with pytest.raises(RetryableActuatorError, match="timed out"):
+        ShellActuator(ctx).apply(shell_target(), p, "k", {})
+    assert time.monotonic() - started < 5
+
+
+def test_shell_missing_executable_is_terminal(ctx: ActuatorContext) -> None:
+    p = ShellParams(argv=["autonomic-no-such-command", "x"])
+    with pytest.raises(TerminalActuatorError, match="autonomic-no-such-command"):
+        ShellActuator(ctx).apply(shell_target(), p, "k", {})
+
+
+def test_shell_env_has_only_path_and_allowed_names(
+    ctx: ActuatorContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AUTONOMIC_T_ALLOWED", "yes")
+    monkeypatch.setenv("AUTONOMIC_T_SECRET", "hunter2")
+    code = "import json, os; print(json.dumps(dict(os.environ)))"
+    p = ShellParams(argv=py(code), env_allow=["AUTONOMIC_T_ALLOWED", "AUTONOMIC_T_UNSET"])
+    env = json.loads(ShellActuator(ctx).apply(shell_target(), p, "k", {})["stdout"])
+    assert env["AUTONOMIC_T_ALLOWED"] == "yes"
+    assert "AUTONOMIC_T_SECRET" not in env and "AUTONOMIC_T_UNSET" not in env
+    assert set(env) - {"LC_CTYPE"} == {"PATH", "AUTONOMIC_T_ALLOWED"}  # python may add LC_CTYPE
+
+
+def test_shell_undo_runs_undo_argv_or_is_not_applicable(ctx: ActuatorContext) -> None:
+    act = ShellActuator(ctx)
+    p = ShellParams(argv=py("pass"), undo_argv=py("print('undone')"))
+    assert act.undo(shell_target(), p, "k", {})["stdout"] == "undone\n"
+    assert act.undo(shell_target(), ShellParams(argv=py("pass")), "k", {}) == {"undo": "not applicable"}
+
+
+def test_shell_describe_and_params_validation(ctx: ActuatorContext) -> None:
+    text = ShellActuator(ctx).describe(shell_target(), ShellParams(argv=["echo", "a b"], timeout_s=5))
+    assert text == "run echo 'a b' for api (timeout 5 s)"
+    with pytest.raises(ValueError, match="argv"):
+        ShellParams(argv=[])
+    with pytest.raises(ValueError, match="timeout_s"):
+        ShellParams(argv=["x"], timeout_s=4000)
+
+
+# --- http ------------------------------------------------------------------------------------
+
+
+class Recorder(BaseHTTPRequestHandler):
+    requests: list[dict[str, Any]]
+
+    def _handle(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length).decode() if length else ""
+        self.server.requests.append(  # type: ignore[attr-defined]
+            {
+                "method": self.command,
+                "path": self.path,
+                "body": json.loads(body) if body else None,
+                "key": self.headers.get("Idempotency-Key"),
+                "auth": self.headers.get("Authorization"),
+            }
+        )
+        if self.path == "/slow":
+            time.sleep(1.0)
+        status = int(self.path.rsplit("/", 1)[-1]) if self.path.startswith("/status/") else 200
+        payload = b"no such thing here" if status >= 400 else b'{"ok": true}'
+        self.send_response(status)
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _handle
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def server() -> Iterator[ThreadingHTTPServer]:
+    srv = ThreadingHTTPServer(("127.0.0.1", 0), Recorder)
+    srv.requests = []  # type: ignore[attr-defined]
+    thread = threading.Thread(target=srv.serve_forever, daemon=True)
+    thread.start()
+    yield srv
+    srv.shutdown()
+    srv.server_close()
+
+
+def http_target(port: int) -> Target:
+    binding = HttpBinding(base_url=f"http://127.0.0.1:{port}", headers={"Authorization": "Bearer s3cret"})
+    return Target(service="api", binding=binding)
+
+
+def test_http_sends_method_path_body_and_idempotency_key(
+    ctx: ActuatorContext, server: ThreadingHTTPServer
+) -> None:
+    act = HttpActuator(ctx)
+    assert isinstance(act, Actuator)
+    t = http_target(server.server_address[1])
+    p = HttpParams.model_validate({"method": "put", "path": "/admin/drain", "json": {"drain": True}})
+    detail = act.apply(t, p, "action-42", act.snapshot(t, p))
+    assert server.requests == [  # type: ignore[attr-defined]
+        {"method": "PUT", "path": "/admin/drain", "body": {"drain": True}, "key": "action-42",
+         "auth": "Bearer s3cret"}
+    ]
+    assert detail["status"] == 200
+    assert "s3cret" not in json.dumps(detail) and "s3cret" not in repr(t.binding)
+    assert act.applied(t, p, "action-42", {}) is None
+
+
+def test_http_undo_sends_the_undo_request_with_its_own_key(
+    ctx: ActuatorContext, server: ThreadingHTTPServer
+) -> None:
+    act = HttpActuator(ctx)
+    t = http_target(server.server_address[1])
+    p = HttpParams.model_validate(
+        {"path": "/admin/drain", "undo": {"method": "DELETE", "path": "/admin/drain", "json": {"x": 1}}}
+    )
+    act.undo(t, p, "action-43", {})
+    assert server.requests[-1]["method"] == "DELETE"  # type: ignore[attr-defined]
+    assert server.requests[-1]["key"] == "action-43:undo"  # type: ignore[attr-defined]
+    assert server.requests[-1]["body"] == {"x": 1}  # type: ignore[attr-defined]
+    assert act.undo(t, HttpParams(path="/x"), "action-43", {}) == {"undo": "not applicable"}
+
+
+def test_http_unexpected_status_is_terminal_with_status_and_body(
+    ctx: ActuatorContext, server: ThreadingHTTPServer
+) -> None:
+    t = http_target(server.server_address[1])
+    with pytest.raises(TerminalActuatorError, match="status 404.*no such thing here") as info:
+        HttpActuator(ctx).apply(t, HttpParams(path="/status/404"), "k", {})
+    assert "s3cret" not in str(info.value)
+    detail = HttpActuator(ctx).apply(t, HttpParams(path="/status/202", expect_status=[202]), "k", {})
+    assert detail["status"] == 202
+
+
+def test_http_connection_refused_is_retryable(ctx: ActuatorContext) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with pytest.raises(RetryableActuatorError):
+        HttpActuator(ctx).apply(http_target(port), HttpParams(path="/x"), "k", {})
+
+
+def test_http_timeout_is_retryable(ctx: ActuatorContext, server: ThreadingHTTPServer) -> None:
+    t = http_target(server.server_address[1])
+    with pytest.raises(RetryableActuatorError, match="timed out"):
+        HttpActuator(ctx).apply(t, HttpParams(path="/slow", timeout_s=0.2), "k", {})
+
+
+def test_http_validation_names_the_field(ctx: ActuatorContext) -> None:
+    with pytest.raises(ValueError, match="path"):
+        HttpParams(path="admin")
+    with pytest.raises(ValueError, match="method"):
+        HttpParams.model_validate({"method": "TRACE", "path": "/x"})
+    with pytest.raises(ValueError, match="base_url"):
+        HttpBinding(base_url="ftp://example.com")
+    text = HttpActuator(ctx).describe(http_target(1), HttpParams.model_validate({"path": "/a", "json": {}}))
+    assert text == "POST /a with a JSON body on api, expecting [200]"

@@ -1,0 +1,306 @@
+"""Sources against real things: psutil on real processes, HTTP servers on 127.0.0.1."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import psutil
+import pytest
+from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
+from pydantic import ValidationError
+
+from autonomic.errors import SourceError
+from autonomic.model import Sample
+from autonomic.monitor import (
+    HostSource,
+    HttpProbe,
+    HttpProbeSpec,
+    ProcessSource,
+    PrometheusScrape,
+    PrometheusSpec,
+)
+
+NOW = 1_000.0
+GARBAGE = "<html>" + "x" * 5000 + "</html>"
+
+
+def _by_metric(samples: Sequence[Sample]) -> dict[str, float]:
+    return {s.metric: s.value for s in samples}
+
+
+def _wait_for(predicate: Callable[[], bool], timeout: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.02)
+    return predicate()
+
+
+# --- host and process ------------------------------------------------------------------------
+
+
+def test_host_source_reports_the_four_host_metrics() -> None:
+    samples = HostSource().collect(NOW)
+    values = _by_metric(samples)
+    assert set(values) == {"cpu_percent", "memory_percent", "disk_percent", "load1"}
+    assert all(s.service == "host" and s.ts == NOW for s in samples)
+    assert 0 < values["memory_percent"] <= 100 and 0 < values["disk_percent"] <= 100
+    assert values["load1"] >= 0 and values["cpu_percent"] >= 0
+
+
+@pytest.fixture
+def sleeper() -> Iterator[subprocess.Popen[bytes]]:
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    yield proc
+    if proc.poll() is None:
+        proc.kill()
+    proc.wait()
+
+
+def test_process_source_reads_a_live_process_then_up_zero_after_kill(
+    sleeper: subprocess.Popen[bytes],
+) -> None:
+    limit = 512 * 1024 * 1024
+    source = ProcessSource(lambda: {"svc": sleeper.pid}, memory_limits={"svc": limit})
+    values = _by_metric(source.collect(NOW))
+    assert values["up"] == 1.0
+    assert values["rss_bytes"] > 0
+    assert values["memory_percent"] == pytest.approx(values["rss_bytes"] / limit * 100)
+    assert values["threads"] >= 1 and values["open_fds"] >= 0 and values["cpu_percent"] >= 0
+
+    sleeper.kill()  # not yet reaped: a zombie, which is not up
+    assert _wait_for(lambda: _by_metric(source.collect(NOW)) == {"up": 0.0})
+    sleeper.wait()  # reaped: the pid is gone
+    assert _by_metric(source.collect(NOW + 1)) == {"up": 0.0}
+
+
+def test_process_source_memory_percent_defaults_to_host_total(sleeper: subprocess.Popen[bytes]) -> None:
+    values = _by_metric(ProcessSource(lambda: {"svc": sleeper.pid}).collect(NOW))
+    total = psutil.virtual_memory().total
+    assert values["memory_percent"] == pytest.approx(values["rss_bytes"] / total * 100, rel=0.05)
+
+
+def test_process_source_gives_up_zero_for_no_pid_and_vanished_pid() -> None:
+    done = subprocess.Popen([sys.executable, "-c", "pass"])
+    done.wait()
+    source = ProcessSource(lambda: {"stopped": None, "gone": done.pid})
+    samples = source.collect(NOW)
+    assert sorted((s.service, s.metric, s.value) for s in samples) == [
+        ("gone", "up", 0.0),
+        ("stopped", "up", 0.0),
+    ]
+
+
+def test_process_source_cpu_percent_reflects_a_busy_process() -> None:
+    busy = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        source = ProcessSource(lambda: {"busy": busy.pid})
+        source.collect(NOW)  # first reading primes the cached Process
+        assert _wait_for(lambda: _by_metric(source.collect(NOW))["cpu_percent"] > 10.0)
+    finally:
+        busy.kill()
+        busy.wait()
+
+
+# --- HTTP servers ------------------------------------------------------------------------------
+
+
+Route = Callable[[BaseHTTPRequestHandler], None]
+
+
+class _Server:
+    """A ThreadingHTTPServer on a free 127.0.0.1 port with canned routes."""
+
+    def __init__(self, routes: dict[str, Route]) -> None:
+        self.release = threading.Event()
+        routes = dict(routes)
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 (http.server API)
+                route = routes.get(self.path)
+                if route is None:
+                    self.send_error(404)
+                else:
+                    route(self)
+
+            def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.thread = threading.Thread(target=self.httpd.serve_forever, args=(0.05,), daemon=True)
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.httpd.server_address[1]}{path}"
+
+    def __enter__(self) -> _Server:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release.set()
+        self.httpd.shutdown()
+        self.httpd.server_close()
+        self.thread.join(timeout=5)
+
+
+def _reply(status: int, body: str, content_type: str = "text/plain") -> Route:
+    def handle(h: BaseHTTPRequestHandler) -> None:
+        data = body.encode()
+        h.send_response(status)
+        h.send_header("Content-Type", content_type)
+        h.send_header("Content-Length", str(len(data)))
+        h.end_headers()
+        h.wfile.write(data)
+
+    return handle
+
+
+def _metrics_text() -> str:
+    registry = CollectorRegistry()
+    Gauge("demo_error_rate", "errors", registry=registry).set(0.25)
+    Gauge("demo_latency_ms", "latency", registry=registry).set(42.0)
+    requests = Counter("demo_requests", "requests", ["code", "method"], registry=registry)
+    requests.labels(code="200", method="GET").inc(7)
+    return generate_latest(registry).decode()
+
+
+@pytest.fixture
+def server() -> Iterator[_Server]:
+    holder: dict[str, _Server] = {}
+
+    def hang(h: BaseHTTPRequestHandler) -> None:
+        holder["server"].release.wait(10)
+
+    routes = {
+        "/ok": _reply(200, "ok"),
+        "/fail": _reply(500, "boom"),
+        "/hang": hang,
+        "/metrics": _reply(200, _metrics_text(), "text/plain; version=0.0.4"),
+        "/garbage": _reply(200, GARBAGE, "text/html"),
+        "/nonfinite": _reply(200, "good 1.5\nbad NaN\nworse +Inf\n"),
+        "/error": _reply(503, GARBAGE),
+    }
+    with _Server(routes) as srv:
+        holder["server"] = srv
+        yield srv
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _probe(url: str, timeout_s: float = 2.0, expect_status: int = 200) -> dict[str, float]:
+    spec = HttpProbeSpec(url=url, timeout_s=timeout_s, expect_status=expect_status)
+    probe = HttpProbe("web", spec)
+    try:
+        samples = probe.collect(NOW)
+    finally:
+        probe.close()
+    assert probe.name == "probe:web"
+    assert {(s.service, s.ts) for s in samples} == {("web", NOW)}
+    return _by_metric(samples)
+
+
+def test_probe_ok_on_expected_status(server: _Server) -> None:
+    values = _probe(server.url("/ok"))
+    assert values["probe_ok"] == 1.0 and values["probe_latency_ms"] > 0
+
+
+def test_probe_not_ok_on_server_error_unless_expected(server: _Server) -> None:
+    assert _probe(server.url("/fail"))["probe_ok"] == 0.0
+    assert _probe(server.url("/fail"), expect_status=500)["probe_ok"] == 1.0
+
+
+def test_probe_not_ok_on_closed_port() -> None:
+    values = _probe(f"http://127.0.0.1:{_closed_port()}/health")
+    assert values["probe_ok"] == 0.0 and values["probe_latency_ms"] >= 0
+
+
+def test_probe_not_ok_within_timeout_when_server_never_answers(server: _Server) -> None:
+    started = time.monotonic()
+    values = _probe(server.url("/hang"), timeout_s=0.3)
+    elapsed = time.monotonic() - started
+    assert values["probe_ok"] == 0.0
+    assert 0.25 <= elapsed < 2.0
+    assert values["probe_latency_ms"] >= 250
+
+
+@pytest.mark.parametrize("url", ["ftp://example.com/x", "not a url", "http:///nohost"])
+def test_probe_spec_rejects_non_http_urls_naming_the_field(url: str) -> None:
+    with pytest.raises(ValidationError, match="url"):
+        HttpProbeSpec(url=url)
+
+
+def test_probe_spec_rejects_out_of_range_timeout() -> None:
+    with pytest.raises(ValidationError, match="timeout_s"):
+        HttpProbeSpec(url="http://127.0.0.1/", timeout_s=0)
+
+
+def _scrape(url: str, rename: dict[str, str] | None = None, timeout_s: float = 2.0) -> list[Sample]:
+    scrape = PrometheusScrape("demo", PrometheusSpec(url=url, rename=rename or {}, timeout_s=timeout_s))
+    try:
+        return list(scrape.collect(NOW))
+    finally:
+        scrape.close()
+
+
+def test_prometheus_rename_keeps_only_renamed_metrics_including_labelled(server: _Server) -> None:
+    rename = {
+        "demo_error_rate": "error_rate",
+        'demo_requests_total{code="200",method="GET"}': "requests_ok",
+    }
+    samples = _scrape(server.url("/metrics"), rename)
+    assert {s.service for s in samples} == {"demo"}
+    assert _by_metric(samples) == {"error_rate": 0.25, "requests_ok": 7.0}
+
+
+def test_prometheus_without_rename_keeps_unlabelled_samples_under_their_names(server: _Server) -> None:
+    values = _by_metric(_scrape(server.url("/metrics")))
+    assert values["demo_error_rate"] == 0.25 and values["demo_latency_ms"] == 42.0
+    assert not any("{" in name for name in values)
+
+
+def test_prometheus_drops_non_finite_values(server: _Server) -> None:
+    assert _by_metric(_scrape(server.url("/nonfinite"))) == {"good": 1.5}
+
+
+def test_prometheus_garbage_is_a_source_error_naming_the_url(server: _Server) -> None:
+    url = server.url("/garbage")
+    with pytest.raises(SourceError) as info:
+        _scrape(url)
+    message = str(info.value)
+    assert url in message and "not Prometheus text" in message
+    assert "<html>xxxx" in message and "x" * 201 not in message
+
+
+def test_prometheus_non_200_is_a_source_error_naming_url_and_status(server: _Server) -> None:
+    url = server.url("/error")
+    with pytest.raises(SourceError, match="HTTP 503") as info:
+        _scrape(url)
+    assert url in str(info.value) and "x" * 201 not in str(info.value)
+
+
+def test_prometheus_hang_is_a_source_error_within_the_timeout(server: _Server) -> None:
+    url = server.url("/hang")
+    started = time.monotonic()
+    with pytest.raises(SourceError) as info:
+        _scrape(url, timeout_s=0.3)
+    assert time.monotonic() - started < 2.0
+    assert url in str(info.value) and "0.3 s" in str(info.value)
+
+
+def test_prometheus_closed_port_is_a_source_error_naming_the_url() -> None:
+    url = f"http://127.0.0.1:{_closed_port()}/metrics"
+    with pytest.raises(SourceError) as info:
+        _scrape(url)
+    assert url in str(info.value)

@@ -1,0 +1,194 @@
+"""Supervisor against real child processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import psutil
+import pytest
+
+from autonomic.errors import TerminalActuatorError
+from autonomic.execute.supervisor import ProcessBinding, Supervisor
+
+SLEEPER = "import time\nwhile True:\n    time.sleep(0.05)\n"
+
+
+def ignores_sigterm(ready: Path) -> str:
+    return (
+        "import signal, time, pathlib\n"
+        "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+        f"pathlib.Path({str(ready)!r}).write_text('ready')\n"
+        "while True:\n    time.sleep(0.05)\n"
+    )
+
+
+def py(code: str, **kw: object) -> ProcessBinding:
+    return ProcessBinding(command=[sys.executable, "-c", code], **kw)
+
+
+def wait_for(cond: Callable[[], object], timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        time.sleep(0.02)
+
+
+@pytest.fixture
+def sup(tmp_path: Path) -> Iterator[Supervisor]:
+    s = Supervisor(tmp_path / "state")
+    yield s
+    s.stop_all(timeout_s=1.0)
+
+
+def test_start_records_pidfile_with_pid_create_time_and_argv(sup: Supervisor) -> None:
+    sup.add("api", py(SLEEPER))
+    pid = sup.start("api")
+    record = json.loads((sup.state_dir / "pids" / "api.json").read_text())
+    assert record["pid"] == pid
+    assert record["create_time"] == pytest.approx(psutil.Process(pid).create_time())
+    assert record["argv"] == [sys.executable, "-c", SLEEPER]
+    assert sup.identity("api") == (pid, record["create_time"])
+    assert sup.pids() == {"api": pid}
+    assert sup.services() == ["api"]
+
+
+def test_start_when_already_alive_returns_the_same_pid(sup: Supervisor) -> None:
+    sup.add("api", py(SLEEPER))
+    assert sup.start("api") == sup.start("api")
+
+
+def test_child_runs_in_its_own_session_with_env_and_cwd(sup: Supervisor, tmp_path: Path) -> None:
+    code = "import os, time\nprint(os.environ['EXTRA'], os.getcwd(), flush=True)\ntime.sleep(30)\n"
+    sup.add("api", py(code, env={"EXTRA": "hello"}, cwd=str(tmp_path)))
+    pid = sup.start("api")
+    assert os.getsid(pid) == pid
+    wait_for(lambda: "hello" in sup.log_path("api").read_text())
+    assert f"hello {tmp_path}" in sup.log_path("api").read_text()
+
+
+def test_output_is_appended_to_the_service_log_across_starts(sup: Supervisor) -> None:
+    sup.add("job", py("import sys\nprint('out line')\nprint('err line', file=sys.stderr)\n"))
+    for _ in range(2):
+        sup.start("job")
+        wait_for(lambda: sup.identity("job") is None)
+    log = sup.log_path("job").read_text()
+    assert log.count("out line") == 2 and log.count("err line") == 2
+
+
+def test_stop_sends_sigterm_and_returns_the_exit_code(sup: Supervisor) -> None:
+    sup.add("api", py(SLEEPER))
+    sup.start("api")
+    assert sup.stop("api", timeout_s=2) == -signal.SIGTERM
+    assert sup.identity("api") is None
+    assert not (sup.state_dir / "pids" / "api.json").exists()
+    assert sup.stop("api") is None  # no-op when not running
+
+
+def test_stop_sigkills_a_child_that_ignores_sigterm_after_the_timeout(
+    sup: Supervisor, tmp_path: Path
+) -> None:
+    ready = tmp_path / "ready"
+    sup.add("stubborn", py(ignores_sigterm(ready)))
+    sup.start("stubborn")
+    wait_for(ready.exists)
+    started = time.monotonic()
+    code = sup.stop("stubborn", timeout_s=0.3)
+    elapsed = time.monotonic() - started
+    assert code == -signal.SIGKILL
+    assert 0.3 <= elapsed < 3
+    assert sup.exit_info("stubborn") == -signal.SIGKILL
+
+
+def test_exit_info_reports_the_exit_code_of_a_child_that_exited(sup: Supervisor) -> None:
+    sup.add("crash", py("import sys\nsys.exit(3)"))
+    sup.start("crash")
+    wait_for(lambda: sup.identity("crash") is None)
+    assert sup.exit_info("crash") == 3
+    assert sup.pid("crash") is None
+
+
+def test_signal_reaches_the_main_process_and_is_false_when_not_running(
+    sup: Supervisor, tmp_path: Path
+) -> None:
+    got = tmp_path / "got"
+    code = (
+        "import signal, time, pathlib\n"
+        f"p = pathlib.Path({str(got)!r})\n"
+        "signal.signal(signal.SIGUSR1, lambda *a: p.write_text('usr1'))\n"
+        f"pathlib.Path({str(tmp_path / 'ready')!r}).write_text('')\n"
+        "while True:\n    time.sleep(0.05)\n"
+    )
+    sup.add("api", py(code))
+    assert sup.signal("api", signal.SIGUSR1) is False
+    sup.start("api")
+    wait_for((tmp_path / "ready").exists)
+    assert sup.signal("api", signal.SIGUSR1) is True
+    wait_for(got.exists)
+
+
+def test_second_supervisor_adopts_the_running_child_instead_of_starting_another(
+    sup: Supervisor, tmp_path: Path
+) -> None:
+    sup.add("api", py(SLEEPER))
+    pid = sup.start("api")
+    later = Supervisor(sup.state_dir)  # as if the engine restarted after a crash
+    later.add("api", py(SLEEPER))
+    assert later.adopt_or_start_all() == {"api": "adopted"}
+    assert later.pid("api") == pid
+    assert later.start("api") == pid
+    assert later.stop("api", timeout_s=2) is None  # not our child: exit code unknown
+    assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    assert later.identity("api") is None
+
+
+def test_pidfile_with_another_create_time_is_not_adopted(sup: Supervisor) -> None:
+    sup.add("api", py(SLEEPER))
+    old_pid = sup.start("api")
+    pidfile = sup.state_dir / "pids" / "api.json"
+    record = json.loads(pidfile.read_text())
+    record["create_time"] -= 1000  # the pid now names some other process
+    pidfile.write_text(json.dumps(record))
+    later = Supervisor(sup.state_dir)
+    later.add("api", py(SLEEPER))
+    assert later.identity("api") is None
+    assert later.adopt_or_start_all() == {"api": "started"}
+    new_pid = later.pid("api")
+    assert new_pid is not None and new_pid != old_pid
+    later.stop("api", timeout_s=2)
+    sup.stop("api", timeout_s=2)
+
+
+def test_missing_command_is_a_terminal_error_naming_service_and_command(sup: Supervisor) -> None:
+    sup.add("ghost", ProcessBinding(command=["/nonexistent/autonomic-no-such-binary", "--flag"]))
+    with pytest.raises(TerminalActuatorError, match="ghost.*autonomic-no-such-binary"):
+        sup.start("ghost")
+    sup.add("ghost2", ProcessBinding(command=["autonomic-no-such-binary-on-path"]))
+    result = sup.adopt_or_start_all()
+    assert result["ghost"].startswith("error: ") and result["ghost2"].startswith("error: ")
+
+
+def test_start_of_an_unknown_service_is_terminal(sup: Supervisor) -> None:
+    with pytest.raises(TerminalActuatorError, match="nope"):
+        sup.start("nope")
+
+
+def test_stop_all_stops_every_service(sup: Supervisor) -> None:
+    sup.add("a", py(SLEEPER))
+    sup.add("b", py(SLEEPER))
+    sup.start("a")
+    sup.start("b")
+    sup.stop_all(timeout_s=2)
+    assert sup.pids() == {"a": None, "b": None}
+    assert sup.exit_info("a") == -signal.SIGTERM
+
+
+def test_binding_rejects_an_empty_command() -> None:
+    with pytest.raises(ValueError, match="command"):
+        ProcessBinding(command=[])

@@ -1,0 +1,207 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pydantic import BaseModel, ConfigDict
+
+from autonomic.model import (
+    ActionSpec,
+    Finding,
+    FindingKind,
+    Incident,
+    Pattern,
+    PatternMatch,
+    Severity,
+    VerifySpec,
+)
+from autonomic.plan.diagnose import DiagnoseContext, diagnose, record_factor
+from autonomic.plan.patterns import load_patterns
+from autonomic.registry import Registry
+
+BUILTIN = Path(__file__).resolve().parents[2] / "patterns"
+NOW = 1_700_000_000.0
+
+
+class AnyParams(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+def _actuator(name: str) -> type:
+    return type(name, (), {"type": name, "Params": AnyParams})
+
+
+@pytest.fixture(scope="module")
+def builtin() -> list[Pattern]:
+    reg = Registry()
+    for name in ("process", "config"):
+        reg.register("actuator", name, _actuator(name))
+    return load_patterns([BUILTIN], reg)
+
+
+def incident(cause: str, kind: FindingKind, severity: Severity = Severity.WARNING) -> Incident:
+    return Incident(
+        service="api",
+        cause=cause,
+        severity=severity,
+        kind=kind,
+        opened_at=NOW - 10,
+        updated_at=NOW,
+        last_finding_at=NOW,
+        summary=f"{cause} trouble",
+    )
+
+
+def finding(metric: str, kind: FindingKind, cause: str) -> Finding:
+    return Finding(
+        service="api",
+        metric=metric,
+        kind=kind,
+        cause=cause,
+        severity=Severity.WARNING,
+        confidence=0.9,
+        ts=NOW,
+        summary="x",
+    )
+
+
+def pattern(pid: str, prior: float = 0.8, action: bool = True, **match: object) -> Pattern:
+    return Pattern(
+        id=pid,
+        match=PatternMatch.model_validate(match),
+        action=ActionSpec(type="process", target="{service}", params={"op": "restart"}) if action else None,
+        prior_confidence=prior,
+        verify=VerifySpec(metric="up", min=1),
+    )
+
+
+CASES = {
+    "process-down-restart": ("down", FindingKind.STATE, "up"),
+    "memory-leak-graceful-restart": ("memory", FindingKind.FORECAST, "memory_percent"),
+    "pool-exhaustion-raise": ("pool", FindingKind.FORECAST, "pool_utilization"),
+    "error-spike-after-config-revert": ("errors", FindingKind.THRESHOLD, "error_rate"),
+}
+
+
+@pytest.mark.parametrize("expected", sorted(CASES))
+def test_each_builtin_pattern_matches_its_incident_and_no_other(
+    builtin: list[Pattern], expected: str
+) -> None:
+    cause, kind, metric = CASES[expected]
+    ctx = DiagnoseContext(now=NOW, last_change_at=NOW - 120)
+    d = diagnose(incident(cause, kind), [finding(metric, kind, cause)], builtin, ctx)
+    assert [c.pattern_id for c in d.candidates] == [expected]
+    assert d.pattern_id == expected
+    chosen = next(p for p in builtin if p.id == expected)
+    assert chosen.action is not None
+    assert d.action == chosen.action.model_copy(update={"target": "api"})
+    assert d.confidence >= 0.6  # the default policy threshold: a built-in match is actionable
+    assert d.confidence <= chosen.prior_confidence
+    assert d.rationale.startswith(expected) and "on api" in d.rationale
+
+
+def test_memory_forecast_reasons_and_action_target(builtin: list[Pattern]) -> None:
+    inc = incident("memory", FindingKind.FORECAST)
+    d = diagnose(inc, [], builtin, DiagnoseContext(now=NOW))
+    [c] = d.candidates
+    assert c.reasons == ["cause memory == memory", "kind forecast matched"]
+    assert d.action == ActionSpec(
+        type="process", target="api", params={"op": "graceful_restart", "grace_s": 10}
+    )
+    assert d.incident_id == inc.id and d.ts == NOW
+
+
+def test_kind_may_come_from_any_finding_not_only_the_incident(builtin: list[Pattern]) -> None:
+    inc = incident("memory", FindingKind.THRESHOLD)
+    assert diagnose(inc, [], builtin, DiagnoseContext(now=NOW)).pattern_id is None
+    f = finding("memory_percent", FindingKind.FORECAST, "memory")
+    assert diagnose(inc, [f], builtin, DiagnoseContext(now=NOW)).pattern_id == "memory-leak-graceful-restart"
+
+
+def test_error_spike_needs_a_recent_config_change(builtin: list[Pattern]) -> None:
+    inc = incident("errors", FindingKind.THRESHOLD)
+    none = diagnose(inc, [], builtin, DiagnoseContext(now=NOW))
+    assert none.pattern_id is None and none.action is None and none.confidence == 0
+    assert none.rationale == "no known pattern matches cause errors (kind threshold)"
+
+    stale = diagnose(inc, [], builtin, DiagnoseContext(now=NOW, last_change_at=NOW - 901))
+    assert stale.pattern_id is None
+
+    recent = diagnose(inc, [], builtin, DiagnoseContext(now=NOW, last_change_at=NOW - 300))
+    assert recent.pattern_id == "error-spike-after-config-revert"
+    assert "config changed 300 s ago, within 900 s" in recent.candidates[0].reasons
+
+
+def test_more_specific_pattern_ranks_first_at_equal_prior() -> None:
+    broad = pattern("broad", cause="memory")
+    narrow = pattern("narrow", cause="memory", kind="forecast", metric="memory_percent")
+    f = finding("memory_percent", FindingKind.FORECAST, "memory")
+    d = diagnose(incident("memory", FindingKind.FORECAST), [f], [broad, narrow], DiagnoseContext(now=NOW))
+    assert [c.pattern_id for c in d.candidates] == ["narrow", "broad"]
+    assert d.candidates[0].confidence > d.candidates[1].confidence
+    assert d.candidates[0].confidence == pytest.approx(0.8 * (0.8 + 0.2 * 3 / 6), abs=1e-4)
+    assert d.candidates[1].confidence == pytest.approx(0.8 * (0.8 + 0.2 * 1 / 6), abs=1e-4)
+
+
+def test_each_match_field_can_exclude_a_pattern() -> None:
+    f = finding("rss_bytes", FindingKind.FORECAST, "memory")
+    inc = incident("memory", FindingKind.FORECAST, Severity.WARNING)
+    ctx = DiagnoseContext(now=NOW, service_type="worker")
+    excluded = [
+        pattern("cause", cause="cpu"),
+        pattern("kind", kind="anomaly"),
+        pattern("metric", metric="memory_percent"),
+        pattern("severity", min_severity="critical"),
+        pattern("stype", service_type="http-service"),
+        pattern("change", after_change_s=60),
+    ]
+    included = [
+        pattern("cause-ok", cause="memory"),
+        pattern("metric-ok", metric="rss_bytes"),
+        pattern("severity-ok", min_severity="warning"),
+        pattern("stype-ok", service_type="worker"),
+    ]
+    d = diagnose(inc, [f], excluded + included, ctx)
+    assert sorted(c.pattern_id for c in d.candidates) == sorted(p.id for p in included)
+    reasons = {c.pattern_id: c.reasons for c in d.candidates}
+    assert reasons["severity-ok"] == ["severity warning >= warning"]
+    assert reasons["stype-ok"] == ["service type worker matched"]
+    assert reasons["metric-ok"] == ["metric rss_bytes in findings"]
+
+
+def test_failures_on_record_lower_confidence_and_can_change_the_choice() -> None:
+    a = pattern("a", prior=0.8, cause="down")
+    b = pattern("b", prior=0.7, cause="down")
+    inc = incident("down", FindingKind.STATE)
+    fresh = diagnose(inc, [], [a, b], DiagnoseContext(now=NOW))
+    assert fresh.pattern_id == "a"
+    burnt = diagnose(inc, [], [a, b], DiagnoseContext(now=NOW, record={"a": (0, 2), "b": (3, 0)}))
+    assert burnt.pattern_id == "b"
+    conf = {c.pattern_id: c.confidence for c in burnt.candidates}
+    assert conf["a"] < fresh.candidates[0].confidence / 2
+    assert conf["b"] == pytest.approx(fresh.candidates[1].confidence)  # successes never exceed the prior
+    assert "record 0 succeeded, 2 failed: x0.50" in burnt.candidates[1].reasons
+
+
+def test_record_factor_is_one_without_record_and_stays_in_unit_interval() -> None:
+    assert record_factor(0, 0) == 1.0
+    assert record_factor(10, 0) == 1.0
+    assert record_factor(0, 1) == pytest.approx(2 / 3)
+    assert record_factor(5, 5) == pytest.approx(1.0)
+    assert 0 < record_factor(0, 1000) < 0.01
+
+
+def test_matching_pattern_without_action_is_a_candidate_with_no_action() -> None:
+    esc = pattern("disk-escalate", prior=0.9, action=False, cause="disk")
+    d = diagnose(incident("disk", FindingKind.THRESHOLD), [], [esc], DiagnoseContext(now=NOW))
+    assert d.pattern_id == "disk-escalate"
+    assert d.action is None
+    assert d.confidence > 0
+    assert "no automatic remedy" in d.rationale
+    assert d.candidates[0].reasons[-1] == "no automatic remedy: escalate to a person"
+
+
+def test_no_match_gives_rationale_naming_cause_and_kind(builtin: list[Pattern]) -> None:
+    d = diagnose(incident("disk", FindingKind.ANOMALY), [], builtin, DiagnoseContext(now=NOW))
+    assert (d.pattern_id, d.action, d.confidence, d.candidates) == (None, None, 0.0, [])
+    assert d.rationale == "no known pattern matches cause disk (kind anomaly)"

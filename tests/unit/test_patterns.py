@@ -1,0 +1,237 @@
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+import pytest
+from pydantic import BaseModel, ConfigDict, Field
+
+from autonomic.errors import PatternError, Problem
+from autonomic.model import ActionSpec, FindingKind
+from autonomic.plan.patterns import check_patterns, load_patterns
+from autonomic.registry import Registry
+
+BUILTIN = Path(__file__).resolve().parents[2] / "patterns"
+
+
+class _Forbid(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ProcessParams(_Forbid):
+    op: Literal["restart", "graceful_restart", "start", "stop"] = "restart"
+    grace_s: float = Field(default=10, gt=0, le=600)
+
+
+class ConfigParams(_Forbid):
+    op: Literal["set", "scale", "revert_last"]
+    key: str = ""
+    value: Any = None
+    factor: float | None = None
+    min: float | None = None
+    max: float | None = None
+    integer: bool = True
+    reload: Literal["signal", "restart", "none"] = "signal"
+
+
+class FakeProcess:
+    type: ClassVar[str] = "process"
+    Params = ProcessParams
+
+
+class FakeConfig:
+    type: ClassVar[str] = "config"
+    Params = ConfigParams
+
+
+class FakeParams(_Forbid):
+    level: int = 1
+
+
+class Fake:
+    type: ClassVar[str] = "fake"
+    Params = FakeParams
+
+
+@pytest.fixture
+def registry() -> Registry:
+    reg = Registry()
+    for cls in (FakeProcess, FakeConfig, Fake):
+        reg.register("actuator", cls.type, cls)
+    return reg
+
+
+GOOD = """\
+id: good-one
+description: a fine pattern
+match: {cause: memory, kind: forecast}
+action:
+  type: fake
+  params: {level: 2}
+prior_confidence: 0.5
+verify: {metric: memory_percent, max: 80}
+"""
+
+
+def write(tmp_path: Path, name: str, text: str) -> Path:
+    p = tmp_path / name
+    p.write_text(text)
+    return p
+
+
+def problems_of(paths: list[Path], registry: Registry) -> list[Problem]:
+    with pytest.raises(PatternError) as exc:
+        load_patterns(paths, registry)
+    assert exc.value.problems == check_patterns(paths, registry)
+    return exc.value.problems
+
+
+def test_builtin_library_loads_against_actuator_schemas(registry: Registry) -> None:
+    patterns = {p.id: p for p in load_patterns([BUILTIN], registry)}
+    assert set(patterns) == {
+        "process-down-restart",
+        "memory-leak-graceful-restart",
+        "pool-exhaustion-raise",
+        "error-spike-after-config-revert",
+    }
+    down = patterns["process-down-restart"]
+    assert down.match.cause == "down" and down.match.kind == FindingKind.STATE
+    assert down.action == ActionSpec(
+        type="process", target="{service}", params={"op": "restart", "grace_s": 10}
+    )
+    assert (down.prior_confidence, down.rollback_safe) == (0.9, False)
+    assert (down.verify.metric, down.verify.min, down.verify.window_s, down.verify.delay_s) == (
+        "up",
+        1,
+        30,
+        2,
+    )
+
+    mem = patterns["memory-leak-graceful-restart"]
+    assert mem.action is not None and mem.action.params["op"] == "graceful_restart"
+    assert (mem.verify.metric, mem.verify.max) == ("memory_percent", 85)
+
+    pool = patterns["pool-exhaustion-raise"]
+    assert pool.action is not None and pool.action.type == "config"
+    assert pool.action.params["factor"] == 1.2 and pool.action.params["max"] == 200
+    assert pool.rollback_safe is True
+    assert (pool.verify.metric, pool.verify.max) == ("pool_utilization", 90)
+
+    err = patterns["error-spike-after-config-revert"]
+    assert err.match.after_change_s == 900 and err.match.kind == FindingKind.THRESHOLD
+    assert err.action is not None and err.action.params["op"] == "revert_last"
+    assert (err.prior_confidence, err.verify.max) == (0.85, 0.05)
+    for p in patterns.values():
+        assert p.source.startswith(str(BUILTIN)) and p.source.endswith(".yaml:" + p.source.rsplit(":", 1)[1])
+
+
+def test_single_and_list_files_load_with_source_lines(tmp_path: Path, registry: Registry) -> None:
+    write(tmp_path, "a.yaml", GOOD)
+    listing = "patterns:\n  - " + GOOD.replace("good-one", "second").replace("\n", "\n    ").rstrip() + "\n"
+    listing += "  - id: escalate-only\n    match: {cause: disk}\n    prior_confidence: 0.3\n"
+    listing += "    verify: {metric: disk_percent, max: 90}\n"
+    write(tmp_path, "b.yml", listing)
+    write(tmp_path, "notes.txt", "not a pattern")
+    patterns = load_patterns([tmp_path], registry)
+    assert [p.id for p in patterns] == ["good-one", "second", "escalate-only"]
+    assert patterns[0].source == f"{tmp_path / 'a.yaml'}:1"
+    assert patterns[1].source == f"{tmp_path / 'b.yml'}:2"
+    assert patterns[2].source == f"{tmp_path / 'b.yml'}:10"
+    assert patterns[0].action == ActionSpec(type="fake", target="{service}", params={"level": 2})
+    assert patterns[2].action is None
+    assert patterns[2].rollback_safe is False  # not assumed safe unless declared
+
+
+def test_action_params_default_to_the_actuators_defaults(tmp_path: Path, registry: Registry) -> None:
+    f = write(tmp_path, "a.yaml", GOOD.replace("  params: {level: 2}\n", "  params: null\n"))
+    [p] = load_patterns([f], registry)
+    assert p.action is not None and p.action.params == {"level": 1}
+
+
+def test_yaml_syntax_error_has_file_and_line(tmp_path: Path, registry: Registry) -> None:
+    f = write(tmp_path, "bad.yaml", "id: x\nmatch: {cause: memory\nprior_confidence: 1\n")
+    [p] = problems_of([f], registry)
+    assert p.file == str(f) and p.line is not None
+    assert p.message.startswith("YAML syntax")
+
+
+def test_schema_errors_name_field_and_line(tmp_path: Path, registry: Registry) -> None:
+    text = GOOD.replace("id: good-one", "id: Bad_Id").replace(
+        "prior_confidence: 0.5", "prior_confidence: 1.5"
+    )
+    text = text.replace("match: {cause: memory, kind: forecast}", "match: {cause: memory, kind: sometimes}")
+    f = write(tmp_path, "a.yaml", text + "colour: blue\n")
+    problems = {p.field: p for p in problems_of([f], registry)}
+    assert set(problems) == {"id", "match.kind", "prior_confidence", "colour"}
+    assert problems["id"].line == 1
+    assert problems["match.kind"].line == 3
+    assert problems["prior_confidence"].line == 7
+    assert problems["colour"].line == 9
+    assert "Extra inputs" in problems["colour"].message
+
+
+def test_unknown_action_type_lists_known_types(tmp_path: Path, registry: Registry) -> None:
+    f = write(tmp_path, "a.yaml", GOOD.replace("type: fake", "type: teleport"))
+    [p] = problems_of([f], registry)
+    assert (p.file, p.line, p.field) == (str(f), 5, "action.type")
+    assert p.message == "unknown action type 'teleport' (known: config, fake, process)"
+
+
+def test_params_outside_schema_name_the_param(tmp_path: Path, registry: Registry) -> None:
+    text = GOOD.replace("params: {level: 2}", "params:\n    level: high\n    colour: red")
+    f = write(tmp_path, "a.yaml", text)
+    problems = {p.field: p for p in problems_of([f], registry)}
+    assert set(problems) == {"action.params.level", "action.params.colour"}
+    assert problems["action.params.level"].line == 7
+    assert problems["action.params.colour"].line == 8
+
+
+def test_params_errors_in_list_files_carry_the_index(tmp_path: Path, registry: Registry) -> None:
+    def item(pid: str, params: str) -> str:
+        return (
+            f"  - id: {pid}\n    match: {{cause: down}}\n    action: {{type: process, params: {params}}}\n"
+            "    prior_confidence: 0.5\n    verify: {metric: up, min: 1}\n"
+        )
+
+    text = "patterns:\n" + item("a", "{}") + item("b", "{op: restart}") + item("c", "{grace_s: 9000}")
+    f = write(tmp_path, "list.yaml", text)
+    [p] = problems_of([f], registry)
+    assert (p.field, p.line) == ("patterns[2].action.params.grace_s", 14)
+    assert "less than or equal to 600" in p.message
+
+
+def test_duplicate_ids_name_both_places(tmp_path: Path, registry: Registry) -> None:
+    a = write(tmp_path, "a.yaml", GOOD)
+    b = write(tmp_path, "b.yaml", "# again\n" + GOOD)
+    [p] = problems_of([tmp_path], registry)
+    assert (p.file, p.line, p.field) == (str(b), 2, "id")
+    assert p.message == f"duplicate pattern id 'good-one' (also defined at {a}:1)"
+
+
+def test_problems_from_all_files_are_collected_together(tmp_path: Path, registry: Registry) -> None:
+    write(tmp_path, "1.yaml", "id: [unclosed\n")
+    write(tmp_path, "2.yaml", GOOD.replace("type: fake", "type: nope"))
+    write(tmp_path, "3.yaml", GOOD.replace("good-one", "three").replace("level: 2", "level: x"))
+    write(tmp_path, "4.yaml", "")
+    problems = problems_of([tmp_path, tmp_path / "missing.yaml"], registry)
+    where = [(Path(p.file).name, p.field) for p in problems]
+    assert where == [
+        ("missing.yaml", ""),  # paths are checked before any file is read
+        ("1.yaml", ""),
+        ("2.yaml", "action.type"),
+        ("3.yaml", "action.params.level"),
+        ("4.yaml", ""),
+    ]
+    assert "no such pattern file" in problems[0].message
+    assert problems[1].message.startswith("YAML syntax")
+    assert "no pattern in file" in problems[4].message
+
+
+def test_patterns_key_must_hold_a_list(tmp_path: Path, registry: Registry) -> None:
+    f = write(tmp_path, "a.yaml", "patterns: {id: x}\nother: 1\n")
+    problems = problems_of([f], registry)
+    assert [(p.line, p.field) for p in problems] == [(2, "other"), (1, "patterns")]
+
+
+def test_check_patterns_returns_nothing_for_a_good_library(registry: Registry) -> None:
+    assert check_patterns([BUILTIN], registry) == []

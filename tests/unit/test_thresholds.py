@@ -1,0 +1,204 @@
+"""Thresholds, HealthDetector and assess: lines, sustain, down_after, degraded, staleness."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from autonomic.analyze.causes import cause_of
+from autonomic.analyze.thresholds import HealthDetector, Thresholds, assess
+from autonomic.model import FindingKind, HealthState, Sample, Severity
+from autonomic.monitor.series import SeriesStore
+
+NOW = 1_000.0
+
+
+def _feed(store: SeriesStore, metric: str, values: list[float], service: str = "api", step: float = 5.0):
+    """Samples ending at NOW, one every ``step`` seconds."""
+    start = NOW - step * (len(values) - 1)
+    store.extend(Sample(service, metric, start + i * step, v) for i, v in enumerate(values))
+    return store
+
+
+def _detect(store: SeriesStore, th: Thresholds | None = None, now: float = NOW):
+    return HealthDetector({"api": th or Thresholds()}).detect(store, now)
+
+
+DEFAULT_MAXIMUMS = {
+    "cpu_percent": 80.0,
+    "memory_percent": 85.0,
+    "disk_percent": 90.0,
+    "error_rate": 0.05,
+    "latency_ms": 1000.0,
+    "probe_latency_ms": 1000.0,
+    "pool_utilization": 90.0,
+}
+
+
+def test_defaults_are_the_documented_lines() -> None:
+    th = Thresholds()
+    assert th.maximums() == DEFAULT_MAXIMUMS
+    assert (th.availability, th.availability_window_s) == (99.0, 300.0)
+    assert (th.degraded_fraction, th.sustain, th.down_after) == (0.9, 2, 2)
+
+
+@pytest.mark.parametrize(("metric", "line"), sorted(DEFAULT_MAXIMUMS.items()))
+def test_each_default_maximum_fires_at_the_line_and_not_below(metric: str, line: float) -> None:
+    at_line = _detect(_feed(SeriesStore(), metric, [line, line]))
+    assert len(at_line) == 1
+    f = at_line[0]
+    assert (f.metric, f.kind, f.cause) == (metric, FindingKind.THRESHOLD, cause_of(metric))
+    assert f.severity is Severity.CRITICAL
+    assert f.value == line and f.threshold == line and f.confidence == 0.9
+    assert f.evidence["sustain"] == 2 and f.evidence["samples"] == [line, line]
+    below = _detect(_feed(SeriesStore(), metric, [line * 0.99, line * 0.99]))
+    assert below == []
+
+
+def test_extra_maximum_fires_under_its_metric_cause() -> None:
+    store = _feed(SeriesStore(), "queue_depth", [500.0, 600.0])
+    findings = _detect(store, Thresholds(extra={"queue_depth": 400.0}))
+    assert [(f.metric, f.cause, f.value) for f in findings] == [("queue_depth", "metric:queue_depth", 600.0)]
+
+
+def test_sustain_requires_the_last_n_samples_all_past_the_line() -> None:
+    assert _detect(_feed(SeriesStore(), "memory_percent", [50.0, 95.0])) == []
+    assert _detect(_feed(SeriesStore(), "memory_percent", [95.0, 50.0])) == []
+    assert len(_detect(_feed(SeriesStore(), "memory_percent", [50.0, 95.0, 96.0]))) == 1
+    three = Thresholds(sustain=3)
+    assert _detect(_feed(SeriesStore(), "memory_percent", [50.0, 95.0, 96.0]), three) == []
+    assert len(_detect(_feed(SeriesStore(), "memory_percent", [95.0, 95.0, 96.0]), three)) == 1
+
+
+def test_fewer_samples_than_sustain_gives_no_finding() -> None:
+    assert _detect(_feed(SeriesStore(), "memory_percent", [99.0])) == []
+
+
+def test_down_needs_down_after_consecutive_zero_up_samples() -> None:
+    once = _feed(SeriesStore(), "up", [1.0, 1.0, 0.0])
+    assert _detect(once) == []
+    state, reasons = assess(once, "api", Thresholds(), NOW)
+    assert state is HealthState.DEGRADED and "up failed" in reasons[0]
+
+    twice = _feed(SeriesStore(), "up", [1.0, 0.0, 0.0])
+    [f] = _detect(twice)
+    assert (f.kind, f.cause, f.metric, f.severity, f.confidence) == (
+        FindingKind.STATE, "down", "up", Severity.CRITICAL, 0.95,
+    )
+    assert assess(twice, "api", Thresholds(), NOW)[0] is HealthState.FAILING
+    assert _detect(twice, Thresholds(down_after=3)) == []
+
+
+def test_failing_probe_is_down_with_metric_probe_ok() -> None:
+    store = _feed(SeriesStore(), "probe_ok", [1.0, 0.0, 0.0])
+    _feed(store, "up", [1.0, 1.0, 1.0])
+    _feed(store, "probe_latency_ms", [5.0, 2000.0, 2000.0])
+    findings = _detect(store)
+    # the failed attempts' latency and the availability drop are the same outage: not reported
+    assert [(f.metric, f.cause) for f in findings] == [("probe_ok", "down")]
+
+
+def test_up_and_probe_both_down_give_one_down_finding_on_up() -> None:
+    store = _feed(SeriesStore(), "probe_ok", [0.0, 0.0])
+    _feed(store, "up", [0.0, 0.0])
+    assert [f.metric for f in _detect(store)] == ["up"]
+
+
+def test_degraded_line_gives_degraded_state_but_no_finding() -> None:
+    store = _feed(SeriesStore(), "memory_percent", [77.0, 80.0])  # >= 0.9 * 85 = 76.5
+    assert _detect(store) == []
+    state, reasons = assess(store, "api", Thresholds(), NOW)
+    assert state is HealthState.DEGRADED
+    assert "memory_percent" in reasons[0] and "degraded" in reasons[0]
+    below = _feed(SeriesStore(), "memory_percent", [70.0, 76.0])
+    assert assess(below, "api", Thresholds(), NOW) == (HealthState.HEALTHY, [])
+
+
+def test_crossed_threshold_gives_critical_state_with_reason() -> None:
+    store = _feed(SeriesStore(), "cpu_percent", [90.0, 95.0])
+    _feed(store, "memory_percent", [80.0, 80.0])
+    state, reasons = assess(store, "api", Thresholds(), NOW)
+    assert state is HealthState.CRITICAL
+    assert reasons[0].startswith("cpu_percent 95 >= 80")
+    assert any("memory_percent" in r for r in reasons[1:])
+
+
+def test_stale_samples_are_ignored() -> None:
+    store = _feed(SeriesStore(), "memory_percent", [95.0, 95.0])
+    _feed(store, "up", [0.0, 0.0])
+    assert len(_detect(store, now=NOW + 30.0)) == 2
+    assert _detect(store, now=NOW + 31.0) == []
+    assert assess(store, "api", Thresholds(), NOW + 31.0) == (HealthState.HEALTHY, [])
+    assert HealthDetector({"api": Thresholds()}, stale_s=60.0).detect(store, NOW + 59.0) != []
+
+
+def test_unconfigured_services_are_not_checked() -> None:
+    store = _feed(SeriesStore(), "memory_percent", [99.0, 99.0], service="other")
+    assert _detect(store) == []
+
+
+def test_availability_below_minimum_is_a_threshold_finding() -> None:
+    # 100 probes 1 s apart, 3 failed, none consecutive: 97% < 99% but never down
+    values = [1.0] * 100
+    for i in (20, 50, 80):
+        values[i] = 0.0
+    store = _feed(SeriesStore(), "probe_ok", values, step=1.0)
+    [f] = _detect(store)
+    assert (f.metric, f.cause, f.kind, f.threshold) == ("availability", "availability", "threshold", 99.0)
+    assert f.value == pytest.approx(97.0)
+    assert f.evidence["probes"] == 100
+    assert _detect(store, Thresholds(availability=95.0)) == []
+
+
+def test_availability_counts_only_the_trailing_window() -> None:
+    values = [0.0, 1.0, 0.0] + [1.0] * 97  # 98% over 300 s, 100% over the last 90 s
+    store = _feed(SeriesStore(), "probe_ok", values, step=1.0)
+    assert len(_detect(store)) == 1
+    assert _detect(store, Thresholds(availability_window_s=90.0)) == []
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [
+        ({"memory_percent": 150}, "memory_percent"),
+        ({"cpu_percent": 0}, "cpu_percent"),
+        ({"error_rate": 2}, "error_rate"),
+        ({"availability": -1}, "availability"),
+        ({"availability_window_s": 0}, "availability_window_s"),
+        ({"degraded_fraction": 1.5}, "degraded_fraction"),
+        ({"sustain": 0}, "sustain"),
+        ({"down_after": 0}, "down_after"),
+        ({"latency_ms": float("nan")}, "latency_ms"),
+        ({"extra": {"queue": "lots"}}, "extra"),
+        ({"extra": {"cpu_percent": 50}}, "extra"),
+        ({"cpu": 50}, "cpu"),
+    ],
+)
+def test_bad_threshold_values_are_rejected_naming_the_field(kwargs: dict, field: str) -> None:
+    with pytest.raises(ValidationError) as info:
+        Thresholds(**kwargs)
+    assert info.value.errors()[0]["loc"][0] == field
+    assert field in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("metric", "cause"),
+    [
+        ("up", "down"),
+        ("probe_ok", "down"),
+        ("rss_bytes", "memory"),
+        ("memory_percent", "memory"),
+        ("cpu_percent", "cpu"),
+        ("disk_percent", "disk"),
+        ("pool_utilization", "pool"),
+        ("pool_in_use", "pool"),
+        ("error_rate", "errors"),
+        ("latency_ms", "latency"),
+        ("probe_latency_ms", "latency"),
+        ("availability", "availability"),
+        ("open_fds", "fds"),
+        ("queue_depth", "metric:queue_depth"),
+    ],
+)
+def test_cause_of_follows_the_model_vocabulary(metric: str, cause: str) -> None:
+    assert cause_of(metric) == cause

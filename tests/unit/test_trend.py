@@ -1,0 +1,173 @@
+"""predict_breach and TrendDetector: forecasts for rising series, nothing for the rest."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from autonomic.analyze.thresholds import Thresholds
+from autonomic.analyze.trend import TrendDetector, TrendSpec, default_trend_specs, predict_breach
+from autonomic.errors import ConfigError
+from autonomic.model import FindingKind, Sample, Severity
+from autonomic.monitor.series import SeriesStore
+
+NOW = 1_700_000_000.0
+STEP = 5.0
+
+
+def _times(n: int = 60) -> np.ndarray:
+    return NOW - STEP * np.arange(n - 1, -1, -1, dtype=np.float64)
+
+
+def _leak(slope: float = 0.1, start: float = 40.0, noise: float = 0.2, n: int = 60, seed: int = 1):
+    """A linear leak ``start + slope * t`` (t from the first sample) with gaussian noise."""
+    ts = _times(n)
+    rng = np.random.default_rng(seed)
+    values = start + slope * (ts - ts[0]) + rng.normal(0.0, noise, n)
+    truth_eta = (85.0 - (start + slope * (NOW - ts[0]))) / slope
+    return ts, values, truth_eta
+
+
+def test_linear_leak_predicts_eta_within_ten_percent_of_truth() -> None:
+    ts, values, truth = _leak()
+    forecast = predict_breach(ts, values, 85.0, now=NOW)
+    assert forecast is not None
+    assert forecast.eta_s == pytest.approx(truth, rel=0.10)
+    assert forecast.breach_at == pytest.approx(NOW + forecast.eta_s)
+    assert forecast.slope_per_s == pytest.approx(0.1, rel=0.05)
+    assert forecast.r2 > 0.95 and forecast.zscore >= 2.0 and forecast.ema > forecast.ema_start
+    assert forecast.points == 60 and forecast.current == values[-1] and forecast.threshold == 85.0
+
+
+def test_prediction_interval_contains_eta_and_truth() -> None:
+    for seed in range(5):
+        ts, values, truth = _leak(noise=1.0, seed=seed)
+        forecast = predict_breach(ts, values, 85.0, now=NOW)
+        assert forecast is not None
+        assert forecast.eta_low_s <= forecast.eta_s <= forecast.eta_high_s
+        assert forecast.eta_high_s - forecast.eta_low_s < forecast.eta_s
+        assert forecast.eta_low_s <= truth <= forecast.eta_high_s
+
+
+def test_slope_not_significantly_rising_leaves_the_interval_open_ended() -> None:
+    ts, values, _ = _leak(slope=0.005, noise=2.0, seed=3, n=20)
+    forecast = predict_breach(ts, values, 85.0, now=NOW, min_r2=0.0, z_min=0.0, horizon_s=1e9)
+    assert forecast is not None
+    assert 0.0 < forecast.eta_low_s < forecast.eta_s and forecast.eta_high_s == float("inf")
+    evidence = forecast.evidence()
+    assert evidence["eta_high_s"] is None and evidence["eta_s"] == forecast.eta_s
+    json.dumps(evidence, allow_nan=False)
+
+
+def test_flat_series_gives_no_forecast() -> None:
+    ts = _times()
+    assert predict_breach(ts, np.full(ts.size, 60.0), 85.0, now=NOW) is None
+
+
+def test_noisy_flat_series_gives_no_forecast() -> None:
+    ts = _times()
+    for seed in range(20):
+        values = 60.0 + np.random.default_rng(seed).normal(0.0, 3.0, ts.size)
+        assert predict_breach(ts, values, 85.0, now=NOW) is None
+
+
+def test_decreasing_series_gives_no_forecast() -> None:
+    ts = _times()
+    values = 80.0 - 0.1 * (ts - ts[0])
+    assert predict_breach(ts, values, 85.0, now=NOW) is None
+
+
+def test_too_few_points_in_the_window_gives_no_forecast() -> None:
+    ts, values, _ = _leak(n=7)
+    assert predict_breach(ts, values, 85.0, now=NOW) is None
+    assert predict_breach(ts, values, 85.0, now=NOW, min_points=5) is not None
+    # plenty of points, but all older than the window
+    ts, values, _ = _leak()
+    assert predict_breach(ts - 400.0, values, 85.0, now=NOW, window_s=300.0) is None
+
+
+def test_already_breached_series_gives_no_forecast() -> None:
+    ts, values, _ = _leak(start=60.0, noise=0.0)  # ends at 89.5
+    assert values[-1] > 85.0
+    assert predict_breach(ts, values, 85.0, now=NOW) is None
+
+
+def test_breach_beyond_the_horizon_gives_no_forecast() -> None:
+    ts, values, truth = _leak(slope=0.01, noise=0.01)  # about 5 h away
+    assert truth > 3600
+    assert predict_breach(ts, values, 85.0, now=NOW) is None
+    assert predict_breach(ts, values, 85.0, now=NOW, horizon_s=truth * 2) is not None
+
+
+def test_rise_that_has_fallen_back_is_rejected_by_the_ema_rule() -> None:
+    ts = _times()
+    values = np.concatenate([np.full(30, 50.0), np.full(22, 70.0), np.linspace(45.0, 20.0, 8)])
+    assert stats.linregress(ts - NOW, values).slope > 0  # the fit alone still says "rising"
+    assert predict_breach(ts, values, 85.0, now=NOW, min_r2=0.0, z_min=-100.0) is None
+    rising = values.copy()
+    rising[-8:] = np.linspace(72.0, 80.0, 8)
+    assert predict_breach(ts, rising, 85.0, now=NOW, min_r2=0.0, z_min=-100.0) is not None
+
+
+def test_small_rise_within_the_noise_is_rejected_by_the_zscore_rule() -> None:
+    ts, values, _ = _leak(slope=0.02, noise=2.0, seed=0)
+    loose = predict_breach(ts, values, 85.0, now=NOW, z_min=0.0, horizon_s=1e6)
+    assert loose is not None and loose.r2 >= 0.5 and loose.zscore < 2.0
+    assert predict_breach(ts, values, 85.0, now=NOW, horizon_s=1e6) is None
+
+
+def _store_with_leak(service: str = "api", metric: str = "memory_percent") -> SeriesStore:
+    ts, values, _ = _leak()
+    store = SeriesStore()
+    store.extend(Sample(service, metric, float(t), float(v)) for t, v in zip(ts, values, strict=True))
+    return store
+
+
+def test_trend_detector_emits_forecast_finding_with_threshold_from_thresholds() -> None:
+    detector = TrendDetector({"api": default_trend_specs()}, {"api": Thresholds(memory_percent=85.0)})
+    [f] = detector.detect(_store_with_leak(), NOW)
+    assert (f.service, f.metric, f.kind, f.cause) == ("api", "memory_percent", FindingKind.FORECAST, "memory")
+    assert f.severity is Severity.CRITICAL  # about 155 s away, under 3600 / 4
+    assert f.threshold == 85.0 and f.value == f.evidence["current"]
+    assert 0.5 < f.confidence <= 0.95
+    assert f.summary.startswith("memory_percent will reach 85 in ")
+    assert re.search(r"in 1[45]\d s \(slope 0\.\d+/s, r2 (0\.9\d|1\.00)\)$", f.summary), f.summary
+    assert set(f.evidence) >= {"slope_per_s", "r2", "ema", "zscore", "eta_s", "eta_low_s", "eta_high_s"}
+    json.dumps(f.model_dump(mode="json"), allow_nan=False)
+
+
+def test_trend_detector_warns_when_the_breach_is_far_within_the_horizon() -> None:
+    spec = TrendSpec(metric="memory_percent", threshold=99.0)  # about 300 s away
+    [f] = TrendDetector({"api": [spec]}, {}).detect(_store_with_leak(), NOW)
+    assert f.threshold == 99.0 and f.severity is Severity.CRITICAL
+    spec = TrendSpec(metric="memory_percent", threshold=99.0, horizon_s=1000.0)
+    [f] = TrendDetector({"api": [spec]}, {}).detect(_store_with_leak(), NOW)
+    assert f.severity is Severity.WARNING
+
+
+def test_trend_detector_is_silent_for_missing_or_healthy_series() -> None:
+    detector = TrendDetector({"api": default_trend_specs(), "web": default_trend_specs()}, {})
+    store = SeriesStore()
+    store.extend(Sample("api", "memory_percent", NOW - i, 40.0) for i in range(30, 0, -1))
+    assert detector.detect(store, NOW) == []
+
+
+def test_trend_spec_for_a_metric_without_any_threshold_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="queue_depth"):
+        TrendDetector({"api": [TrendSpec(metric="queue_depth")]}, {})
+    with_extra = {"api": Thresholds(extra={"queue_depth": 9})}
+    detector = TrendDetector({"api": [TrendSpec(metric="queue_depth")]}, with_extra)
+    assert detector.detect(SeriesStore(), NOW) == []
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [({"min_points": 2}, "min_points"), ({"ema_alpha": 0}, "ema_alpha"), ({"window_s": -1}, "window_s")],
+)
+def test_bad_trend_spec_is_rejected_naming_the_field(kwargs: dict, field: str) -> None:
+    with pytest.raises(ValueError, match=field):
+        TrendSpec(metric="memory_percent", **kwargs)

@@ -1,0 +1,102 @@
+"""Verification verdicts: pass, fail, inconclusive, each rule."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from autonomic.execute.verify import Judgement, judge
+from autonomic.model import VerifySpec, VerifyVerdict
+
+
+def series(*values: float) -> tuple[np.ndarray, np.ndarray]:
+    return np.arange(len(values), dtype=float), np.array(values, dtype=float)
+
+
+def test_too_few_after_samples_is_inconclusive_never_pass() -> None:
+    j = judge(series(0.5, 0.6), series(0.0), VerifySpec(metric="error_rate", max=0.05, min_samples=3))
+    assert j.verdict == VerifyVerdict.INCONCLUSIVE
+    assert j.reason == "too little data: 1 of 3 samples"
+    assert j.after["n"] == 1
+
+
+def test_non_finite_samples_do_not_count() -> None:
+    j = judge(series(), series(0.0, np.nan, np.inf), VerifySpec(metric="error_rate", max=0.05, min_samples=2))
+    assert j.verdict == VerifyVerdict.INCONCLUSIVE and "1 of 2" in j.reason
+
+
+def test_all_after_samples_within_bounds_passes() -> None:
+    j = judge(series(0.4, 0.5, 0.6), series(0.01, 0.02, 0.0), VerifySpec(metric="error_rate", max=0.05))
+    assert j.verdict == VerifyVerdict.PASS
+    assert j.after == {"n": 3, "mean": 0.01, "median": 0.01, "max": 0.02, "min": 0.0, "p_value": None}
+    assert j.before["mean"] == pytest.approx(0.5)
+
+
+def test_tolerance_widens_the_bounds() -> None:
+    spec = VerifySpec(metric="latency_ms", max=100, min=10, tolerance=5)
+    assert judge(series(), series(104, 6, 50), spec).verdict == VerifyVerdict.PASS
+    assert judge(series(), series(106, 50, 50), spec).verdict == VerifyVerdict.INCONCLUSIVE
+
+
+def test_out_of_bounds_and_significantly_worse_fails() -> None:
+    before = series(0.0, 0.0, 0.0, 0.0, 0.0)
+    after = series(0.3, 0.31, 0.32, 0.3, 0.32)
+    j = judge(before, after, VerifySpec(metric="error_rate", max=0.05))
+    assert j.verdict == VerifyVerdict.FAIL
+    assert j.reason.startswith("worse than before: error_rate mean 0.31 vs 0.00, p=")
+    assert j.after["p_value"] is not None and j.after["p_value"] < 0.05
+
+
+def test_worse_with_few_samples_fails_on_the_mean_alone() -> None:
+    j = judge(series(0.1, 0.1), series(0.5, 0.6, 0.7), VerifySpec(metric="error_rate", max=0.2))
+    assert j.verdict == VerifyVerdict.FAIL
+    assert j.reason == "worse than before: error_rate mean 0.60 vs 0.10"
+    assert j.after["p_value"] is None
+
+
+def test_higher_mean_without_significance_is_not_worse() -> None:
+    before = series(0.2, 0.9, 0.1, 0.8, 0.3, 0.7)
+    after = series(0.9, 0.2, 0.8, 0.3, 0.85, 0.25)
+    j = judge(before, after, VerifySpec(metric="error_rate", max=0.5))
+    assert j.after["mean"] > j.before["mean"]
+    assert j.verdict == VerifyVerdict.INCONCLUSIVE
+    assert j.after["p_value"] >= 0.05
+
+
+def test_mean_worse_by_no_more_than_tolerance_is_not_worse() -> None:
+    spec = VerifySpec(metric="error_rate", max=0.05, tolerance=0.05)
+    j = judge(series(0.3, 0.3, 0.3), series(0.32, 0.32, 0.32), spec)
+    assert j.verdict == VerifyVerdict.INCONCLUSIVE
+
+
+def test_still_out_of_bounds_but_better_is_inconclusive() -> None:
+    j = judge(series(0.9, 0.9, 0.9), series(0.5, 0.5, 0.5), VerifySpec(metric="error_rate", max=0.05))
+    assert j.verdict == VerifyVerdict.INCONCLUSIVE
+    assert j.reason == "still out of bounds (max 0.05), not worse than before"
+
+
+def test_below_min_and_lower_than_before_fails() -> None:
+    before = series(1, 1, 1, 1, 1)
+    after = series(0, 0, 0, 0, 0)
+    j = judge(before, after, VerifySpec(metric="probe_ok", min=1))
+    assert j.verdict == VerifyVerdict.FAIL
+    assert "probe_ok mean 0.00 vs 1.00" in j.reason
+
+
+def test_above_max_is_not_worse_when_the_metric_went_down() -> None:
+    # harmful direction is up for a max bound: a lower mean is never "worse"
+    j = judge(series(5, 5, 5, 5, 5), series(3, 3, 3, 3, 3), VerifySpec(metric="load1", max=2))
+    assert j.verdict == VerifyVerdict.INCONCLUSIVE
+
+
+def test_no_before_samples_cannot_be_worse() -> None:
+    j = judge(series(), series(0.9, 0.9, 0.9), VerifySpec(metric="error_rate", max=0.05))
+    assert j.verdict == VerifyVerdict.INCONCLUSIVE
+    assert j.before == {"n": 0, "mean": None, "median": None, "max": None, "min": None, "p_value": None}
+
+
+def test_judgement_is_frozen() -> None:
+    j = judge(series(), series(1, 1, 1), VerifySpec(metric="up", min=1))
+    assert isinstance(j, Judgement) and j.verdict == VerifyVerdict.PASS
+    with pytest.raises(ValueError):
+        j.reason = "changed"  # type: ignore[misc]
