@@ -47,7 +47,7 @@ from autonomic.monitor.series import SeriesStore
 from autonomic.oversight.notify import Dispatcher
 from autonomic.plan.breaker import BreakerState, breaker_record
 from autonomic.plan.diagnose import DiagnoseContext, diagnose
-from autonomic.plan.gates import Counts, GateContext, decide
+from autonomic.plan.gates import Counts, GateContext, breakers_after_approval, decide
 from autonomic.protocols import ActuatorContext, Clock, Detector, Source
 from autonomic.reconcile import WorkQueue
 from autonomic.registry import Registry, default_registry
@@ -57,6 +57,9 @@ log = logging.getLogger("autonomic.engine")
 PAUSE_GLOBAL = "pause:global"
 _REPEAT_PERSIST_S = 10.0  # a repeating finding is written at most this often per incident
 _DAY, _WEEK = 86_400.0, 7 * 86_400.0
+# Availability is a lagging measure over a long window: by the time it is below its objective
+# the outage that spent it is usually over, so a fallback remedy is never proposed for it.
+_NO_FALLBACK_CAUSES = frozenset({"availability"})
 
 
 def pause_key(service: str | None) -> str:
@@ -71,14 +74,17 @@ def breaker_key(scope: str) -> str:
     return f"breaker:{scope}"
 
 
+def _pause_reason(store: Store, key: str) -> str | None:
+    state = store.get_state(key)
+    if not state:
+        return None
+    scope = "global" if key == PAUSE_GLOBAL else key.rsplit(":", 1)[1]
+    return f"{scope} pause by {state.get('actor', '?')}: {state.get('reason', '')}".strip()
+
+
 def paused_reason(store: Store, service: str | None) -> str | None:
-    """Why automation is paused for ``service`` (global first), or None."""
-    for key in (PAUSE_GLOBAL, *(() if service is None else (pause_key(service),))):
-        state = store.get_state(key)
-        if state:
-            return f"{'global' if key == PAUSE_GLOBAL else service} pause by {state.get('actor', '?')}: " \
-                   f"{state.get('reason', '')}".strip()
-    return None
+    """Why automation is paused for ``service`` (the global pause first), or None."""
+    return _pause_reason(store, PAUSE_GLOBAL) or (None if service is None else _pause_reason(store, pause_key(service)))
 
 
 class Engine:
@@ -131,6 +137,7 @@ class Engine:
         self._last_seen: dict[str, float] = {}  # incident id -> last finding time (in memory)
         self._last_persist: dict[str, float] = {}
         self._pending_repeats: Counter[str] = Counter()
+        self._seen_signatures: dict[str, set[tuple[str, str]]] = {}  # (kind, metric) already stored
         self._source_errors: dict[str, str] = {}
         self._next_collect = 0.0
         self.started = False
@@ -275,6 +282,7 @@ class Engine:
         self._last_seen[incident.id] = now
         if opened:
             self._open[key] = incident.id
+            self._seen_signatures[incident.id] = {(finding.kind.value, finding.metric)}
             self._last_persist[incident.id] = now
             self.store.record(finding, incident, actor="engine", event="incident.opened", subject=incident.id,
                               data={"service": incident.service, "cause": incident.cause,
@@ -284,7 +292,10 @@ class Engine:
             self.queue.add(("incident", incident.id), now)
             return incident
         self._pending_repeats[incident.id] += 1
-        if now - self._last_persist.get(incident.id, 0.0) >= _REPEAT_PERSIST_S:
+        signature = (finding.kind.value, finding.metric)
+        seen = self._seen_signatures.setdefault(incident.id, set())
+        if signature not in seen or now - self._last_persist.get(incident.id, 0.0) >= _REPEAT_PERSIST_S:
+            seen.add(signature)
             count = (current.finding_count if current else 0) + self._pending_repeats.pop(incident.id, 0)
             incident = incident.model_copy(update={"finding_count": count})
             self._last_persist[incident.id] = now
@@ -333,6 +344,7 @@ class Engine:
         self._last_seen.pop(inc_id, None)
         self._last_persist.pop(inc_id, None)
         self._pending_repeats.pop(inc_id, None)
+        self._seen_signatures.pop(inc_id, None)
 
     def _close_if_cleared(self, inc: Incident, now: float) -> bool:
         last = self._last_seen.get(inc.id, inc.last_finding_at)
@@ -386,7 +398,12 @@ class Engine:
                               last_change_at=self._last_change_at(inc.service),
                               record=self._pattern_record())
         diagnosis = diagnose(inc, findings, list(self.patterns.values()), ctx)
-        if diagnosis.action is None:
+        if diagnosis.action is not None and diagnosis.action.type not in self.config.bindings.get(inc.service, {}):
+            diagnosis = diagnosis.model_copy(update={
+                "action": None,
+                "rationale": f"{diagnosis.rationale}; but {inc.service} has no {diagnosis.action.type} actuator "
+                             "binding, so there is nothing autonomic may do"})
+        if diagnosis.action is None and inc.cause not in _NO_FALLBACK_CAUSES:
             fallback = self.config.fallback_action(inc.service)
             if fallback is not None and diagnosis.pattern_id is None:
                 diagnosis = diagnosis.model_copy(update={
@@ -440,9 +457,8 @@ class Engine:
         return GateContext(
             now=now, diagnosis=diagnosis, effective=effective, policy=policy, service=inc.service,
             action_type=action_type, pattern_rollback_safe=pattern.rollback_safe if pattern else False,
-            paused_global=paused_reason(self.store, None),
-            paused_service=paused_reason(self.store, inc.service) if self.store.get_state(
-                pause_key(inc.service)) else None,
+            paused_global=_pause_reason(self.store, PAUSE_GLOBAL),
+            paused_service=_pause_reason(self.store, pause_key(inc.service)),
             counts=counts, breaker_type=self._breaker(action_type), breaker_global=self._breaker("global"),
             human_approved=human,
         )
@@ -463,6 +479,11 @@ class Engine:
                                     if diagnosis.action else None})
             log.info("incident %s: approved %s on %s", inc.id[:8],
                      diagnosis.action.type if diagnosis.action else "-", inc.service)
+            # an open breaker past its timeout turns half-open with this action as its one trial
+            for scope, state in zip((ctx.action_type, "global"), breakers_after_approval(ctx), strict=True):
+                if state != self._breaker(scope):
+                    self.store.set_state(breaker_key(scope), state.model_dump(mode="json"), actor="engine",
+                                         event="breaker.updated", data={"scope": scope, "state": state.state})
             pattern = self.patterns.get(diagnosis.pattern_id or "")
             action = self.executor.prepare(inc, decision, pattern, now)
             self.queue.add(("action", action.id), now)

@@ -226,14 +226,35 @@ def test_reload_restart_restarts_the_service(act: ConfigActuator, sup: Superviso
     assert sup.pid("api") not in (None, pid)
 
 
-def test_last_change_at_is_the_latest_commit_touching_the_file(act: ConfigActuator, tmp_path: Path) -> None:
+def test_last_change_at_counts_only_changes_still_in_effect(act: ConfigActuator, tmp_path: Path) -> None:
+    """The file's first version is not a change, and a change that was undone no longer counts:
+    this is what keeps "error spike after a config change" from matching an undo."""
     _, t = make_repo(tmp_path, "yaml")
     assert isinstance(t.binding, ConfigBinding)
+    assert ConfigActuator.last_change_at(t.binding) is None
+    p = scale(factor=1.2)
+    snap = act.snapshot(t, p)
+    act.apply(t, p, "act-lc", snap)
     changed = ConfigActuator.last_change_at(t.binding)
     assert changed is not None and abs(changed - time.time()) < 60
+    assert last_change_at(t.binding.model_dump()) == changed
+    act.undo(t, p, "act-lc", snap)
+    assert ConfigActuator.last_change_at(t.binding) is None
     other = ConfigBinding(repo=t.binding.repo, file="never.yaml")
     assert act.last_change_at(other) is None
-    assert last_change_at(t.binding.model_dump()) == changed
+
+
+def test_revert_last_refuses_to_revert_the_first_version_or_an_undo(act: ConfigActuator, tmp_path: Path) -> None:
+    _, t = make_repo(tmp_path, "yaml")
+    revert = ConfigParams(op="revert_last", reload="none")
+    with pytest.raises(TerminalActuatorError, match="no change"):
+        act.apply(t, revert, "act-rl1", act.snapshot(t, revert))
+    p = scale(factor=1.2)
+    snap = act.snapshot(t, p)
+    act.apply(t, p, "act-rl2", snap)
+    act.undo(t, p, "act-rl2", snap)
+    with pytest.raises(TerminalActuatorError, match="no change"):
+        act.apply(t, revert, "act-rl3", act.snapshot(t, revert))
 
 
 def test_describe_is_one_line() -> None:

@@ -84,7 +84,15 @@ def test_joining_an_incident_of_another_service_or_cause_is_refused() -> None:
         correlate(_finding(service="web"), memory, now=2.0)
 
 
-def test_a_terminal_incident_is_not_reopened_a_new_one_starts() -> None:
+def test_an_escalated_but_unclosed_incident_keeps_collecting_its_findings() -> None:
+    old, _, _ = correlate(_finding(), None, now=1.0)
+    escalated = old.model_copy(update={"state": IncidentState.ESCALATED})
+    same, _, opened = correlate(_finding(), escalated, now=10.0)
+    assert not opened and same.id == old.id and same.finding_count == 2
+    assert same.state == IncidentState.ESCALATED
+
+
+def test_a_closed_incident_is_not_reopened_a_new_one_starts() -> None:
     old, _, _ = correlate(_finding(), None, now=1.0)
     resolved = old.model_copy(update={"state": IncidentState.RESOLVED, "closed_at": 5.0})
     new, _, opened = correlate(_finding(), resolved, now=10.0)

@@ -8,10 +8,13 @@ from autonomic.model import Finding, Incident, Severity
 def correlate(finding: Finding, open_incident: Incident | None, now: float) -> tuple[Incident, Finding, bool]:
     """Attach ``finding`` to the open incident of its (service, cause), or open one.
 
-    ``open_incident`` is the caller's current non-terminal incident for the finding's
-    (service, cause), or None. Returns ``(incident, finding with incident_id set, opened)``:
+    ``open_incident`` is the caller's current unclosed incident for the finding's
+    (service, cause), or None. An incident stays open to new findings until it is closed
+    (``closed_at`` set), even after its state ended: one that was escalated or rolled back
+    keeps collecting its symptom's findings until the symptom goes quiet, so a lasting
+    symptom never opens a second incident. Returns ``(incident, finding with incident_id set, opened)``:
 
-    * no open incident (None, or one already terminal): a new OPEN incident whose severity,
+    * no open incident (None, or one already closed): a new OPEN incident whose severity,
       kind and summary come from the finding, opened/updated/last_finding_at = ``now``;
     * otherwise the same incident with ``finding_count + 1``, ``updated_at`` and
       ``last_finding_at`` = ``now``, severity the higher of the two, summary from this
@@ -27,7 +30,7 @@ def correlate(finding: Finding, open_incident: Incident | None, now: float) -> t
             f"finding for ({finding.service}, {finding.cause}) cannot join incident "
             f"{open_incident.id} of ({open_incident.service}, {open_incident.cause})"
         )
-    if open_incident is None or open_incident.state.terminal:
+    if open_incident is None or open_incident.closed_at is not None:
         incident = Incident(
             service=finding.service,
             cause=finding.cause,

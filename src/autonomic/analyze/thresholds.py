@@ -64,6 +64,7 @@ class Thresholds(BaseModel):
     probe_latency_ms: float = Field(default=1000.0, gt=0)
     availability: float = Field(default=99.0, ge=0, le=100)  # a minimum, percent
     availability_window_s: float = Field(default=300.0, gt=0)
+    availability_min_probes: int = Field(default=10, ge=1)  # fewer probes since start: no verdict
     pool_utilization: float = Field(default=90.0, gt=0, le=100)
     extra: dict[str, float] = Field(default_factory=dict)  # more maximums, by metric name
     degraded_fraction: float = Field(default=0.9, gt=0, le=1)
@@ -178,7 +179,13 @@ def _availability(
     ts, values = series.window(service, "probe_ok", -math.inf)
     ts = np.asarray(ts, dtype=np.float64)
     ok = (np.asarray(values, dtype=np.float64) >= 0.5).astype(np.float64)
-    if ts.size < th.sustain:
+    # Count from the first successful probe: failures before a service ever came up are its
+    # start-up, not lost availability (a service that never comes up is "down", not this).
+    if not ok.any():
+        return None
+    first_ok = int(np.argmax(ok > 0))
+    ts, ok = ts[first_ok:], ok[first_ok:]
+    if ts.size < max(th.sustain, th.availability_min_probes):
         return None
     ends = np.arange(ts.size - th.sustain, ts.size)
     starts = np.searchsorted(ts, ts[ends] - th.availability_window_s, side="right")

@@ -72,7 +72,7 @@ class Pace:
     scenario_timeout: float
 
 
-FAST = Pace(interval=0.5, time_scale=0.1, settle=20.0, resolve=15.0, trend_window=8.0, scenario_timeout=60.0)
+FAST = Pace(interval=0.5, time_scale=0.1, settle=20.0, resolve=15.0, trend_window=10.0, scenario_timeout=60.0)
 NORMAL = Pace(interval=1.0, time_scale=0.25, settle=30.0, resolve=30.0, trend_window=15.0, scenario_timeout=120.0)
 
 

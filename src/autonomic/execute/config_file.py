@@ -17,6 +17,7 @@ import contextlib
 import io
 import json
 import os
+import re
 import signal as signal_mod
 import subprocess
 import tempfile
@@ -187,7 +188,8 @@ class ConfigActuator:
 
     @staticmethod
     def last_change_at(binding: BaseModel) -> float | None:
-        """Epoch seconds of the latest commit touching the bound file (None: never committed)."""
+        """Epoch seconds of the latest change to the bound file still in effect (see
+        :func:`_changes_in_effect`); None when there is none."""
         return last_change_at(binding)
 
     # --- internals -----------------------------------------------------------------------
@@ -197,7 +199,8 @@ class ConfigActuator:
     ) -> dict[str, Any]:
         sha = snapshot.get("target_commit") or _latest_commit(b)
         if not sha:
-            raise TerminalActuatorError(f"revert_last: no commit touches {b.file} in {b.repo}")
+            raise TerminalActuatorError(f"revert_last: no change to {b.file} in {b.repo} is in effect "
+                                        "(only its first version, or changes already reverted)")
         before = _jsonable(_get(_load(b)[1], p.key, b)) if p.key else None
         new_sha = _revert(b, str(sha), f"{ACTION_TRAILER}: {key}", "autonomic: revert_last")
         after = _jsonable(_get(_load(b)[1], p.key, b)) if p.key else None
@@ -220,14 +223,15 @@ class ConfigActuator:
 
 
 def last_change_at(binding: BaseModel | Mapping[str, Any]) -> float | None:
-    """Epoch seconds of the latest commit touching the bound file (None: never committed).
-    The engine uses it for patterns' ``after_change_s``."""
+    """Epoch seconds of the latest change to the bound file still in effect (reverted pairs
+    and the root commit do not count); None when there is none. The engine uses it for
+    patterns' ``after_change_s``."""
     if isinstance(binding, ConfigBinding):
         b = binding
     else:
         b = ConfigBinding.model_validate(binding.model_dump() if isinstance(binding, BaseModel) else binding)
-    out = _git(b, "log", "-1", "--format=%ct", "--", b.file).strip()
-    return float(out) if out else None
+    changes = _changes_in_effect(b)
+    return changes[0][1] if changes else None
 
 
 # --- params helpers --------------------------------------------------------------------------
@@ -429,8 +433,35 @@ def _commit(b: ConfigBinding, message: str) -> str:
     return _git(b, "rev-parse", "HEAD").strip()
 
 
+def _changes_in_effect(b: ConfigBinding) -> list[tuple[str, float]]:
+    """Commits touching the file that are still in effect, newest first, as (sha, epoch).
+
+    A revert and the commit it reverts cancel out (neither is "the last change"), and the
+    root commit is the file's first version, not a change. So after autonomic undoes its
+    own change, "the last change" is whatever came before it, never the undo itself.
+    """
+    out = _git(b, "log", "--format=%x1e%H%x1f%ct%x1f%P%n%B", "--", b.file, check=False)
+    cancelled: set[str] = set()
+    effective: list[tuple[str, float]] = []
+    for entry in out.split("\x1e"):
+        head, _, body = entry.strip().partition("\n")
+        if not head:
+            continue
+        sha, ct, parents = (head.split("\x1f") + ["", ""])[:3]
+        if any(sha.startswith(c) for c in cancelled):
+            continue  # reverted later: its own effect (a change, or a revert) is gone
+        reverted = re.findall(r"This reverts commit ([0-9a-f]{7,40})", body)
+        if reverted:
+            cancelled.update(reverted)
+            continue
+        if parents.strip():
+            effective.append((sha, float(ct)))
+    return effective
+
+
 def _latest_commit(b: ConfigBinding) -> str | None:
-    return _git(b, "log", "-1", "--format=%H", "--", b.file).strip() or None
+    changes = _changes_in_effect(b)
+    return changes[0][0] if changes else None
 
 
 def _find_commit(b: ConfigBinding, trailer: str, key: str) -> str | None:

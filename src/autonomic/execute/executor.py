@@ -308,7 +308,9 @@ class Executor:
         incident = self._incident(action)
         if judgement.verdict == VerifyVerdict.PASS:
             done = action.model_copy(update={"state": ActionState.SUCCEEDED})
-            prevented = incident is not None and incident.kind == FindingKind.FORECAST
+            # "prevented" only when it was forecast and never actually crossed its line
+            prevented = incident is not None and incident.kind == FindingKind.FORECAST and not any(
+                f.kind == FindingKind.THRESHOLD for f in self.store.findings(incident.id))
             resolution = Resolution.PREVENTED if prevented else Resolution.RESOLVED
             inc = self._set_incident(incident, now, IncidentState.RESOLVED, resolution, close=True)
             self.store.record(done, *([inc] if inc else []), outcome, actor="engine", event="action.verified",
