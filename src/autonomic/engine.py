@@ -55,6 +55,7 @@ from autonomic.registry import Registry, default_registry
 log = logging.getLogger("autonomic.engine")
 
 PAUSE_GLOBAL = "pause:global"
+_STEPS_PER_TICK = 8
 _REPEAT_PERSIST_S = 10.0  # a repeating finding is written at most this often per incident
 _DAY, _WEEK = 86_400.0, 7 * 86_400.0
 # Availability is a lagging measure over a long window: by the time it is below its objective
@@ -98,7 +99,11 @@ class Engine:
         clock: Clock | None = None,
         store: Store | None = None,
         notifiers: Dispatcher | None = None,
+        sources: list[Source] | None = None,
+        detectors: list[Detector] | None = None,
     ) -> None:
+        """Everything is built from ``config``; tests may hand in their own clock, store,
+        notifiers, sources (say, a ReplaySource) and detectors."""
         self.config = config
         self.registry = registry or default_registry()
         self.clock: Clock = clock or SystemClock()
@@ -114,7 +119,7 @@ class Engine:
         ctx = ActuatorContext(clock=self.clock, state_dir=config.state_dir, supervisor=self.supervisor)
         self.actuators = {t: self.registry.actuator(t)(ctx) for t in self.registry.types("actuator")}
         self.notifiers = notifiers or self._build_notifiers()
-        self.sources: list[Source] = self._build_sources()
+        self.sources: list[Source] = sources if sources is not None else self._build_sources()
         self.thresholds: dict[str, Thresholds] = {s.name: s.thresholds for s in config.services}
         if config.engine.host_metrics:
             self.thresholds["host"] = Thresholds()
@@ -122,7 +127,7 @@ class Engine:
                        for s in config.services}
         if config.engine.host_metrics:
             trend_specs["host"] = default_trend_specs()
-        self.detectors: list[Detector] = [
+        self.detectors: list[Detector] = detectors if detectors is not None else [
             HealthDetector(self.thresholds),
             TrendDetector(trend_specs, self.thresholds),
         ]
@@ -231,18 +236,27 @@ class Engine:
             self._poll_approvals(now)
             self._sweep(now)
             self.ticks += 1
-        for kind, item_id in self.queue.pop_due(self.clock.now()):
-            try:
-                again = (self.reconcile_incident(item_id) if kind == "incident"
-                         else self.executor.reconcile(item_id))
-            except AutonomicError as exc:
-                log.error("%s %s: %s", kind, item_id[:8], exc)
-                again = self.clock.now() + self.config.engine.interval_s
-            except Exception:
-                log.exception("%s %s: unexpected error; will look again", kind, item_id[:8])
-                again = self.clock.now() + max(5.0, self.config.engine.interval_s)
-            if again is not None:
-                self.queue.add((kind, item_id), again)
+        # An item that is ready for its next step at once (diagnosed -> decide -> act) goes on
+        # in the same tick; the bound keeps one busy item from starving collection.
+        for _ in range(_STEPS_PER_TICK):
+            due = self.queue.pop_due(self.clock.now())
+            if not due:
+                break
+            for key in due:
+                self._reconcile(key)
+
+    def _reconcile(self, key: Key) -> None:
+        kind, item_id = key
+        try:
+            again = self.reconcile_incident(item_id) if kind == "incident" else self.executor.reconcile(item_id)
+        except AutonomicError as exc:
+            log.error("%s %s: %s", kind, item_id[:8], exc)
+            again = self.clock.now() + self.config.engine.interval_s
+        except Exception:
+            log.exception("%s %s: unexpected error; will look again", kind, item_id[:8])
+            again = self.clock.now() + max(5.0, self.config.engine.interval_s)
+        if again is not None:
+            self.queue.add(key, again)
 
     def collect(self, now: float) -> None:
         for src in self.sources:

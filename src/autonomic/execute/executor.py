@@ -324,7 +324,7 @@ class Executor:
             return None
         if judgement.verdict == VerifyVerdict.FAIL and action.rollback_safe:
             rolling = action.model_copy(update={"state": ActionState.ROLLING_BACK, "error": judgement.reason})
-            self.store.record(rolling, outcome, actor="engine", event="action.verify_failed", subject=action.id,
+            self.store.record(rolling, actor="engine", event="action.verify_failed", subject=action.id,
                               data={"verdict": "fail", "reason": judgement.reason})
             return self._rollback(rolling, now, reason=judgement.reason)
         # fail with no safe undo, or inconclusive: a person decides
@@ -358,8 +358,11 @@ class Executor:
             done = action.model_copy(update={"state": ActionState.ROLLED_BACK, "updated_at": now,
                                              "steps": [*action.steps, step]})
             inc = self._set_incident(incident, now, IncidentState.ROLLED_BACK, Resolution.ROLLED_BACK)
+            verified = next((s for s in reversed(action.steps) if s.name == "verify"), None)
             outcome = Outcome(action_id=action.id, incident_id=action.incident_id, ts=now,
                               verdict=VerifyVerdict.FAIL, reason=reason, rolled_back=True,
+                              before=verified.detail.get("before", {}) if verified else {},
+                              after=verified.detail.get("after", {}) if verified else {},
                               duration_s=now - action.created_at)
             self.store.record(done, *([inc] if inc else []), outcome, actor="engine", event="action.rolled_back",
                               subject=action.id, data={"reason": reason, "undo": step.detail})
