@@ -49,7 +49,7 @@ from autonomic.plan.breaker import BreakerState, breaker_record
 from autonomic.plan.diagnose import DiagnoseContext, diagnose
 from autonomic.plan.gates import Counts, GateContext, breakers_after_approval, decide
 from autonomic.protocols import ActuatorContext, Clock, Detector, Source
-from autonomic.reconcile import WorkQueue
+from autonomic.reconcile import Key, WorkQueue
 from autonomic.registry import Registry, default_registry
 
 log = logging.getLogger("autonomic.engine")
