@@ -77,6 +77,8 @@ def _setup_logging(level: str) -> None:
 
     logging.basicConfig(level=level.upper(), format="%(message)s", datefmt="%H:%M:%S",
                         handlers=[RichHandler(show_path=False, rich_tracebacks=False, markup=False)])
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
 @app.command()
@@ -151,8 +153,6 @@ def check(
 @app.command()
 def status(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
     """Services' health, open incidents, pauses and breakers."""
-    from autonomic.model import Incident
-
     cfg, store = _store(config)
     live_path = cfg.state_dir / "status.json"
     live = json.loads(live_path.read_text()) if live_path.exists() else {}
@@ -182,7 +182,6 @@ def status(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
         if value.get("state") != "closed":
             console.print(f"breaker {key.split(':', 1)[1]}: {value.get('state')}")
     _print_incidents(console, open_incidents, "open incidents")
-    del Incident
 
 
 def _print_incidents(console: Console, incidents: list[Any], title: str) -> None:

@@ -227,9 +227,12 @@ def play(engine: Engine, urls: dict[str, str], pace: Pace, timeline: Timeline) -
                 res.outcome = _outcome(done)
                 res.heal_s = round(done.updated_at - inject_ts, 2)
                 acts = store.actions(incident_id=done.id)
+                decisions = store.decisions(done.id)
                 if acts:
-                    a = acts[0]
-                    res.action = f"{a.type}:{a.params.get('op', '')}".rstrip(":")
+                    res.action = f"{acts[0].type}:{acts[0].params.get('op', '')}".rstrip(":")
+                elif decisions and decisions[-1].action is not None:
+                    proposed = decisions[-1].action
+                    res.action = f"{proposed.type}:{proposed.params.get('op', '')}".rstrip(":") + " (proposed)"
             else:
                 res.notes.append("no outcome before the timeout")
         else:
@@ -263,7 +266,7 @@ def run_demo(*, fast: bool = False, as_json: bool = False, keep: bool = False,
              workdir: Path | None = None) -> dict[str, Any]:
     """Run the whole demo; return the summary (the JSON printed by ``--json``)."""
     pace = FAST if fast else NORMAL
-    console = Console(highlight=False)
+    console = Console(highlight=False, width=None if sys.stdout.isatty() else 120)
     own_dir = workdir is None
     work = Path(tempfile.mkdtemp(prefix="autonomic-demo-")) if workdir is None else workdir
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
