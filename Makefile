@@ -22,7 +22,7 @@ sysdeps:
 	@command -v git >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq git; }
 
 lint: install
-	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/ruff check src tests $(wildcard benchmarks)
 	$(VENV)/bin/mypy
 
 test: install sysdeps lint

@@ -77,7 +77,7 @@ class Rig:
         n = len(self.engines) + 1
         with open(self.root / f"engine-{n}.log", "wb") as log:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "autonomic.cli", "run", "-c", str(self.config), "--log-level", "debug"],
+                [sys.executable, "-m", "autonomic.cli", "run", "-c", str(self.config)],
                 cwd=self.root, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
             )
         self.engines.append(proc)
@@ -134,7 +134,8 @@ def _write_config(root: Path, port: int) -> Path:
             "type": "demo",
             "probes": [{"type": "http", "url": f"{url}/health", "timeout_s": 1}],
             "metrics": [{"type": "prometheus", "url": f"{url}/metrics", "rename": RENAME}],
-            "thresholds": {"memory_percent": 85, "error_rate": 0.05, "latency_ms": 1000, "pool_utilization": 90},
+            "thresholds": {"memory_percent": 85, "error_rate": 0.05, "latency_ms": 1000,
+                           "pool_utilization": 90},
             "trends": [{"metric": "memory_percent", "window_s": 6, "min_points": 8, "horizon_s": 600,
                         "min_r2": 0.8, "z_min": 3}],
             "actuators": {
@@ -150,7 +151,8 @@ def _write_config(root: Path, port: int) -> Path:
             },
         }],
         "policy": {"enabled": True, "autonomy": "auto", "confidence_threshold": 0.5,
-                   "rate_limits": {"per_day": 50, "per_week": 200, "per_service_day": 20, "per_service_week": 60}},
+                   "rate_limits": {"per_day": 50, "per_week": 200, "per_service_day": 20,
+                                   "per_service_week": 60}},
         "notifiers": [{"type": "jsonl", "path": str(root / "notifications.jsonl")}],
     }
     path = root / "autonomic.yaml"
@@ -252,7 +254,7 @@ def test_sigkill_mid_action_is_reconciled_after_restart_not_lost_and_not_repeate
         assert len(running_events) == 1
         assert len([e for e in store.audit_events() if e.kind == "engine.started"]) == 2
         starts = [s for s in rig.starts() if s["name"] == "app"]
-        assert len(starts) == 2, f"expected the first start and exactly one restart, got {starts}\n{rig.logs()}"
+        assert len(starts) == 2, f"want the first start and exactly one restart: {starts}\n{rig.logs()}"
         assert starts[0]["pid"] != starts[1]["pid"]
         assert store.verify_audit().ok, store.verify_audit().problems
 

@@ -1,0 +1,354 @@
+"""The people's commands through the real CLI (typer's CliRunner on ``autonomic.cli.app``),
+each pointed at a tmp config whose ``engine.state_dir`` holds a tmp store."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner, Result
+
+from autonomic.cli import app
+from autonomic.knowledge import Store
+from autonomic.model import (
+    Action,
+    ActionSpec,
+    ActionState,
+    Candidate,
+    Decision,
+    Diagnosis,
+    Finding,
+    FindingKind,
+    GateResult,
+    Incident,
+    IncidentState,
+    Outcome,
+    Resolution,
+    Severity,
+    StepRecord,
+    Verdict,
+    VerifySpec,
+    VerifyVerdict,
+    new_id,
+)
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def cli(*args: str | Path) -> Result:
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+def _write(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+@pytest.fixture
+def cfg(tmp_path: Path) -> Path:
+    return _write(tmp_path / "autonomic.yaml",
+                  f"engine: {{state_dir: {tmp_path / 'state'}, host_metrics: false}}\n"
+                  "services:\n"
+                  "  - name: web\n"
+                  "    probes: [{type: http, url: 'http://127.0.0.1:9/health'}]\n")
+
+
+@pytest.fixture
+def store(cfg: Path, tmp_path: Path) -> Iterator[Store]:
+    s = Store(f"sqlite:///{tmp_path / 'state' / 'autonomic.db'}")
+    yield s
+    s.close()
+
+
+# --- check ---------------------------------------------------------------------------------
+
+
+def test_check_reports_schema_problems_with_file_line_and_field(tmp_path: Path) -> None:
+    bad = _write(tmp_path / "bad.yaml",
+                 "engine:\n"                                          # 1
+                 f"  state_dir: {tmp_path / 'state'}\n"               # 2
+                 "services:\n"                                        # 3
+                 "  - name: web\n"                                    # 4
+                 "    probes:\n"                                      # 5
+                 "      - {type: http, url: 'ftp://example.com/'}\n"  # 6
+                 "policy:\n"                                          # 7
+                 "  autonomy: yolo\n")                                # 8
+    result = cli("check", "-c", bad)
+    assert result.exit_code == 2
+    lines = result.stderr.splitlines()
+    assert any(line.startswith(f"{bad}:6: services[0].probes[0].url: ") and "http" in line for line in lines)
+    assert any(line.startswith(f"{bad}:8: policy.autonomy: ") and "observe" in line for line in lines)
+    assert result.stdout == ""
+
+
+def test_check_reports_an_unknown_actuator_type_under_a_service(tmp_path: Path) -> None:
+    bad = _write(tmp_path / "bad.yaml",
+                 "engine:\n"
+                 f"  state_dir: {tmp_path / 'state'}\n"
+                 "services:\n"
+                 "  - name: web\n"
+                 "    actuators:\n"
+                 "      teleport: {where: mars}\n")  # line 6
+    result = cli("check", "-c", bad)
+    assert result.exit_code == 2
+    assert f"{bad}:6: services[0].actuators.teleport: unknown actuator type 'teleport'" in result.stderr
+
+
+def test_check_reports_pattern_files_with_unknown_action_or_params_outside_the_schema(
+    cfg: Path, tmp_path: Path
+) -> None:
+    unknown = _write(tmp_path / "unknown-action.yaml",
+                     "id: teleport-away\n"
+                     "match: {cause: memory}\n"
+                     "action:\n"
+                     "  type: teleport\n"  # line 4
+                     "prior_confidence: 0.5\n"
+                     "verify: {metric: up, min: 1}\n")
+    params = _write(tmp_path / "bad-params.yaml",
+                    "id: restart-negative-grace\n"
+                    "match: {cause: memory}\n"
+                    "action:\n"
+                    "  type: process\n"
+                    "  params: {op: graceful_restart, grace_s: -1}\n"  # line 5
+                    "prior_confidence: 0.5\n"
+                    "verify: {metric: up, min: 1}\n")
+    result = cli("check", "-c", cfg, unknown, params)
+    assert result.exit_code == 2
+    assert f"{unknown}:4: action.type: unknown action type 'teleport'" in result.stderr
+    assert f"{params}:5: action.params.grace_s: " in result.stderr
+    assert len(result.stderr.splitlines()) == 2
+
+
+@pytest.mark.xfail(strict=True, reason="config.load_config_data stops at the first schema error and skips "
+                   "the actuator binding and pattern checks (its docstring promises every problem at once)")
+def test_check_reports_schema_and_actuator_problems_of_one_file_together(tmp_path: Path) -> None:
+    bad = _write(tmp_path / "bad.yaml",
+                 "engine:\n"
+                 f"  state_dir: {tmp_path / 'state'}\n"
+                 "services:\n"
+                 "  - name: web\n"
+                 "    actuators:\n"
+                 "      teleport: {where: mars}\n"  # line 6
+                 "policy:\n"
+                 "  autonomy: yolo\n")  # line 8
+    result = cli("check", "-c", bad)
+    assert result.exit_code == 2
+    assert f"{bad}:8: policy.autonomy: " in result.stderr
+    assert f"{bad}:6: services[0].actuators.teleport: " in result.stderr
+
+
+def test_check_accepts_the_minimal_example() -> None:
+    result = cli("check", "-c", REPO / "examples" / "minimal.yaml")
+    assert result.exit_code == 0, result.stderr
+    assert "ok (1 services" in result.stdout
+
+
+def test_run_rejects_an_unknown_log_level() -> None:
+    result = cli("run", "--log-level", "nonsense")
+    assert result.exit_code == 2
+    assert "--log-level" in result.stderr and "nonsense" in result.stderr
+
+
+# --- pause / resume / audit ----------------------------------------------------------------
+
+
+def _pauses(cfg: Path) -> dict[str, Any]:
+    result = cli("status", "-c", cfg, "--json")
+    assert result.exit_code == 0, result.stderr
+    pauses: dict[str, Any] = json.loads(result.stdout)["pauses"]
+    return pauses
+
+
+def test_pause_shows_in_status_resume_lifts_it_and_both_are_audited(cfg: Path) -> None:
+    assert cli("pause", "-r", "maintenance", "--actor", "person:ops", "-c", cfg).exit_code == 0
+    assert cli("pause", "-r", "db migration", "--service", "web", "-c", cfg).exit_code == 0
+    pauses = _pauses(cfg)
+    assert pauses["pause:global"]["reason"] == "maintenance"
+    assert pauses["pause:global"]["actor"] == "person:ops"
+    assert pauses["pause:service:web"]["reason"] == "db migration"
+
+    assert cli("resume", "-c", cfg).exit_code == 0
+    assert set(_pauses(cfg)) == {"pause:service:web"}
+    assert cli("resume", "--service", "web", "-c", cfg).exit_code == 0
+    assert _pauses(cfg) == {}
+
+    shown = cli("audit", "show", "--json", "-c", cfg)
+    assert shown.exit_code == 0
+    events = [(e["kind"], e["subject"], e["data"].get("reason")) for e in json.loads(shown.stdout)]
+    assert events == [
+        ("pause.set", "pause:global", "maintenance"),
+        ("pause.set", "pause:service:web", "db migration"),
+        ("pause.lifted", "pause:global", ""),
+        ("pause.lifted", "pause:service:web", ""),
+    ]
+
+
+def test_pause_and_resume_refuse_bad_requests_and_change_nothing(cfg: Path, store: Store) -> None:
+    empty = cli("pause", "-r", "  ", "-c", cfg)
+    assert empty.exit_code == 2 and "--reason" in empty.stderr
+    unknown = cli("pause", "-r", "x", "--service", "nope", "-c", cfg)
+    assert unknown.exit_code == 2 and "--service" in unknown.stderr and "nope" in unknown.stderr
+    not_paused = cli("resume", "-c", cfg)
+    assert not_paused.exit_code == 2 and "not paused" in not_paused.stderr
+    assert store.states("pause:") == {}
+    assert [e.kind for e in store.audit_events()] == []
+
+
+def test_audit_verify_passes_then_names_the_seq_of_an_edited_entry(
+    cfg: Path, store: Store, tmp_path: Path
+) -> None:
+    cli("pause", "-r", "maintenance", "-c", cfg)
+    cli("resume", "-c", cfg)
+    cli("pause", "-r", "again", "-c", cfg)
+    ok = cli("audit", "verify", "-c", cfg)
+    assert ok.exit_code == 0, ok.stderr
+    assert "audit chain ok: 3 entries" in ok.stdout
+
+    target = store.audit_events()[1]
+    with sqlite3.connect(tmp_path / "state" / "autonomic.db") as db:
+        db.execute("UPDATE audit SET data = ? WHERE seq = ?",
+                   (json.dumps({**target.data, "reason": "nothing to see"}), target.seq))
+    broken = cli("audit", "verify", "-c", cfg)
+    assert broken.exit_code == 1
+    assert f"seq {target.seq}: hash mismatch" in broken.stderr
+
+
+# --- approve / deny ------------------------------------------------------------------------
+
+
+def _incident(store: Store, prefix: str, state: IncidentState, *, closed: bool = False,
+              service: str = "web", cause: str = "memory") -> Incident:
+    now = time.time()
+    inc = Incident(id=prefix + new_id()[len(prefix):], service=service, cause=cause, state=state,
+                   severity=Severity.WARNING, kind=FindingKind.FORECAST, opened_at=now - 60, updated_at=now,
+                   last_finding_at=now - 5, summary=f"{service} {cause} trouble",
+                   closed_at=now if closed else None,
+                   resolution=Resolution.RESOLVED if closed else None)
+    store.record(inc, actor="engine", event="incident.opened", subject=inc.id)
+    return inc
+
+
+def test_approve_writes_the_approval_state_with_verdict_and_actor(cfg: Path, store: Store) -> None:
+    inc = _incident(store, "1111aaaa", IncidentState.AWAITING_APPROVAL)
+    result = cli("approve", inc.id[:8], "-m", "ok", "--actor", "person:alice", "-c", cfg)
+    assert result.exit_code == 0, result.stderr
+    assert inc.id[:8] in result.stdout
+    answer = store.get_state(f"approval:{inc.id}")
+    assert answer is not None
+    assert (answer["verdict"], answer["actor"], answer["comment"]) == ("approve", "person:alice", "ok")
+    last = store.audit_events()[-1]
+    assert (last.kind, last.actor, last.subject) == ("approval.approve", "person:alice", f"approval:{inc.id}")
+
+
+def test_deny_defaults_the_actor_to_this_user(cfg: Path, store: Store) -> None:
+    inc = _incident(store, "2222bbbb", IncidentState.AWAITING_APPROVAL)
+    assert cli("deny", inc.id[:8], "-m", "not now", "-c", cfg).exit_code == 0
+    answer = store.get_state(f"approval:{inc.id}")
+    assert answer is not None and answer["verdict"] == "deny" and answer["actor"].startswith("person:")
+
+
+def test_approve_refuses_an_incident_not_awaiting_approval_and_an_unknown_id(cfg: Path, store: Store) -> None:
+    done = _incident(store, "3333cccc", IncidentState.RESOLVED, closed=True)
+    result = cli("approve", done.id[:8], "-c", cfg)
+    assert result.exit_code == 2
+    assert "not awaiting approval" in result.stderr and "resolved" in result.stderr
+    unknown = cli("approve", "9999ffff", "-c", cfg)
+    assert unknown.exit_code == 2 and "9999ffff" in unknown.stderr
+    assert store.states("approval:") == {}
+
+
+# --- explain / incidents -------------------------------------------------------------------
+
+
+def _full_chain(store: Store) -> dict[str, Any]:
+    """finding -> incident -> diagnosis -> decision (2 gates) -> action (steps) -> outcome."""
+    now = time.time()
+    inc = Incident(id="4444dddd" + new_id()[8:], service="web", cause="memory", state=IncidentState.OPEN,
+                   severity=Severity.WARNING, kind=FindingKind.FORECAST, opened_at=now - 30,
+                   updated_at=now - 30, last_finding_at=now - 30,
+                   summary="memory_percent will reach 85 in 40 s")
+    finding = Finding(service="web", metric="memory_percent", kind=FindingKind.FORECAST, cause="memory",
+                      severity=Severity.WARNING, confidence=0.9, ts=now - 30, value=70.0, threshold=85.0,
+                      summary="memory_percent will reach 85 in 40 s", incident_id=inc.id,
+                      evidence={"slope_per_s": 0.4, "r2": 0.97})
+    store.record(finding, inc, actor="engine", event="incident.opened", subject=inc.id)
+    spec = ActionSpec(type="process", target="web", params={"op": "graceful_restart", "grace_s": 10})
+    diagnosis = Diagnosis(incident_id=inc.id, ts=now - 29, pattern_id="memory-leak-graceful-restart",
+                          action=spec, confidence=0.8, rationale="memory forecast matches the leak pattern",
+                          candidates=[Candidate(pattern_id="memory-leak-graceful-restart", confidence=0.8,
+                                                reasons=["cause memory", "kind forecast"]),
+                                      Candidate(pattern_id="memory-generic-escalate", confidence=0.3,
+                                                reasons=["cause memory"])])
+    store.record(diagnosis, inc.model_copy(update={"state": IncidentState.DIAGNOSED}), actor="engine",
+                 event="incident.diagnosed", subject=inc.id)
+    gates = [GateResult(gate="autonomy", passed=True, reason="auto by default"),
+             GateResult(gate="rate_limit", passed=True, reason="1 of 20 today")]
+    decision = Decision(incident_id=inc.id, diagnosis_id=diagnosis.id, ts=now - 28, verdict=Verdict.APPROVED,
+                        action=spec, gates=gates)
+    store.record(decision, actor="engine", event="decision.approved", subject=inc.id)
+    action = Action(decision_id=decision.id, incident_id=inc.id, service="web", type="process",
+                    params=spec.params, idempotency_key="act-test", state=ActionState.SUCCEEDED,
+                    verify=VerifySpec(metric="memory_percent", max=85), created_at=now - 28,
+                    updated_at=now - 10, applied_at=now - 27,
+                    steps=[StepRecord(name="apply", ok=True, started_at=now - 28, finished_at=now - 27,
+                                      detail={"old_pid": 10, "pid": 11}),
+                           StepRecord(name="verify", ok=True, started_at=now - 27, finished_at=now - 10,
+                                      detail={"verdict": "pass"})])
+    outcome = Outcome(action_id=action.id, incident_id=inc.id, ts=now - 10, verdict=VerifyVerdict.PASS,
+                      reason="memory_percent stayed under 85 (max 31.2)")
+    resolved = inc.model_copy(update={"state": IncidentState.RESOLVED, "resolution": Resolution.PREVENTED,
+                                      "closed_at": now - 10, "updated_at": now - 10})
+    store.record(action, resolved, outcome, actor="engine", event="action.verified", subject=action.id)
+    return {"incident": resolved, "finding": finding, "diagnosis": diagnosis, "decision": decision,
+            "action": action, "outcome": outcome}
+
+
+def test_explain_prints_findings_candidates_every_gate_the_action_and_the_outcome(
+    cfg: Path, store: Store
+) -> None:
+    chain = _full_chain(store)
+    result = cli("explain", chain["incident"].id[:8], "-c", cfg)
+    assert result.exit_code == 0, result.stderr
+    text = result.stdout
+    assert chain["finding"].summary in text and "slope_per_s" in text
+    assert "memory-leak-graceful-restart" in text and "memory-generic-escalate" in text
+    for gate in chain["decision"].gates:
+        assert f"{gate.gate}: {gate.reason}" in text
+    assert "Actions:" in text and "process on web" in text and "succeeded" in text
+    assert " apply " in text and " verify " in text
+    assert "Outcome:" in text and chain["outcome"].reason in text
+
+
+def test_explain_json_returns_every_section_of_the_chain(cfg: Path, store: Store) -> None:
+    chain = _full_chain(store)
+    result = cli("explain", chain["incident"].id[:8], "--json", "-c", cfg)
+    assert result.exit_code == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert {"incident", "findings", "diagnoses", "decisions", "actions", "outcomes", "audit"} <= set(data)
+    assert data["incident"]["id"] == chain["incident"].id
+    assert [f["id"] for f in data["findings"]] == [chain["finding"].id]
+    assert [len(d["candidates"]) for d in data["diagnoses"]] == [2]
+    assert [g["gate"] for g in data["decisions"][0]["gates"]] == ["autonomy", "rate_limit"]
+    assert [s["name"] for s in data["actions"][0]["steps"]] == ["apply", "verify"]
+    assert data["outcomes"][0]["verdict"] == "pass"
+
+
+def test_explain_unknown_incident_exits_2(cfg: Path, store: Store) -> None:
+    result = cli("explain", "9999ffff", "-c", cfg)
+    assert result.exit_code == 2 and "9999ffff" in result.stderr
+
+
+def test_incidents_lists_open_ones_and_all_includes_closed(cfg: Path, store: Store) -> None:
+    waiting = _incident(store, "5555eeee", IncidentState.AWAITING_APPROVAL)
+    closed = _incident(store, "6666ffff", IncidentState.RESOLVED, closed=True, cause="down")
+    open_only = cli("incidents", "--json", "-c", cfg)
+    assert open_only.exit_code == 0, open_only.stderr
+    assert [i["id"] for i in json.loads(open_only.stdout)] == [waiting.id]
+    everything = cli("incidents", "--all", "--json", "-c", cfg)
+    assert everything.exit_code == 0
+    assert {i["id"] for i in json.loads(everything.stdout)} == {waiting.id, closed.id}

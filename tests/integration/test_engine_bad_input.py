@@ -1,0 +1,93 @@
+"""Bad input at the engine's edges, with the real engine, supervisor and sources: a service
+command that does not exist, and a metrics endpoint that answers garbage or hangs. Each is
+named clearly, and the engine keeps running everything else."""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from autonomic.config import load_config_data
+from autonomic.engine import Engine
+from autonomic.model import ActionState
+
+
+class _Quiet(ThreadingHTTPServer):
+    def handle_error(self, request: object, client_address: object) -> None:
+        pass
+
+
+class _Garbage(BaseHTTPRequestHandler):
+    def log_message(self, *args: object) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        if self.path == "/hang":
+            time.sleep(3)
+        body = b"this is { not prometheus text\n" if self.path == "/metrics" else b"ok"
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        with contextlib.suppress(OSError):  # the client gave up waiting (the /hang case): that is the point
+            self.wfile.write(body)
+
+
+@pytest.fixture()
+def garbage_server() -> Iterator[str]:
+    server = _Quiet(("127.0.0.1", 0), _Garbage)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_a_missing_command_and_garbage_metrics_are_named_and_the_loop_carries_on(
+    tmp_path: Path, garbage_server: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    data = {
+        "engine": {"interval_s": 0.2, "state_dir": str(tmp_path / "state"), "host_metrics": False,
+                   "settle_s": 0, "time_scale": 0.05},
+        "services": [
+            {"name": "ghost", "actuators": {"process": {"command": [str(tmp_path / "no-such-binary"), "--serve"]}},
+             "thresholds": {"down_after": 2}},
+            {"name": "noisy", "probes": [{"type": "http", "url": f"{garbage_server}/health", "timeout_s": 0.5}],
+             "metrics": [{"type": "prometheus", "url": f"{garbage_server}/metrics", "timeout_s": 0.5},
+                         {"type": "prometheus", "url": f"{garbage_server}/hang", "timeout_s": 0.3}]},
+        ],
+        "policy": {"autonomy": "auto", "confidence_threshold": 0.5},
+        "notifiers": [{"type": "jsonl", "path": str(tmp_path / "n.jsonl")}],
+    }
+    config = load_config_data(data, source="t.yaml", base_dir=tmp_path)
+    engine = Engine(config)
+    stop = threading.Event()
+    thread = threading.Thread(target=engine.run, args=(stop,), daemon=True)
+    caplog.set_level("WARNING")
+    thread.start()
+    try:
+        deadline = time.time() + 20
+        failed = []
+        while time.time() < deadline:
+            failed = [a for a in engine.store.actions(service="ghost") if a.state == ActionState.FAILED]
+            if failed and engine.ticks > 10:
+                break
+            time.sleep(0.2)
+        assert failed, "the restart of a missing command should have failed"
+        assert "no-such-binary" in (failed[0].error or "")
+        assert thread.is_alive()  # the engine is still running
+        # the healthy-but-noisy service kept being probed while its metrics were garbage
+        latest = engine.series.latest("noisy", "probe_ok")
+        assert latest is not None and latest[1] == 1.0 and latest[0] > time.time() - 2
+        messages = " ".join(r.getMessage() for r in caplog.records)
+        assert f"{garbage_server}/metrics" in messages
+        assert f"{garbage_server}/hang" in messages
+    finally:
+        stop.set()
+        thread.join(timeout=15)
+    assert not thread.is_alive()
