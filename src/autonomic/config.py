@@ -195,7 +195,8 @@ def load_config_data(
     try:
         spec = AutonomicSpec.model_validate(data)
     except ValidationError as err:
-        raise ConfigError(problems_from(err, doc)) from None
+        # report what the schema check cannot see too, so one run lists every problem
+        raise ConfigError([*problems_from(err, doc), *_unknown_actuators(data, source, doc, registry)]) from None
 
     problems: list[Problem] = []
     bindings: dict[str, dict[str, BaseModel]] = {}
@@ -246,6 +247,21 @@ def load_config_data(
         raise ConfigError(problems)
     patterns = load_patterns(pattern_paths, registry)
     return Config(spec=spec, source=source, base_dir=base_dir, bindings=bindings, patterns=tuple(patterns))
+
+
+def _unknown_actuators(data: dict[str, Any], source: str, doc: YamlDoc, registry: Registry) -> list[Problem]:
+    """Unknown ``services[].actuators`` types, read from the raw data (used when the schema failed)."""
+    services = data.get("services")
+    problems: list[Problem] = []
+    for i, svc in enumerate(services if isinstance(services, list) else []):
+        actuators = svc.get("actuators") if isinstance(svc, dict) else None
+        for type_name in actuators if isinstance(actuators, dict) else {}:
+            loc: list[str | int] = ["services", i, "actuators", str(type_name)]
+            try:
+                registry.actuator(str(type_name))
+            except ConfigError as err:
+                problems.append(Problem(source, doc.line_of(loc), _dotted(loc), err.problems[0].message))
+    return problems
 
 
 def _dotted(loc: list[str | int]) -> str:

@@ -283,8 +283,17 @@ class Engine:
                 log.exception("detector %s failed", det.name)
         return out
 
-    def ingest(self, finding: Finding, now: float) -> Incident:
-        """Correlate one finding into its incident (one unclosed incident per service and cause)."""
+    def starting(self, service: str, now: float) -> bool:
+        """Whether a supervised service is still inside its start grace after a (re)start."""
+        binding = self.config.bindings.get(service, {}).get("process")
+        identity = self.supervisor.identity(service) if binding is not None else None
+        return identity is not None and now - identity[1] < getattr(binding, "start_grace_s", 0.0)
+
+    def ingest(self, finding: Finding, now: float) -> Incident | None:
+        """Correlate one finding into its incident (one unclosed incident per service and cause).
+        A failing probe of a process that is alive but still in its start grace is dropped."""
+        if finding.cause == "down" and finding.metric != "up" and self.starting(finding.service, now):
+            return None
         key = (finding.service, finding.cause)
         current: Incident | None = None
         inc_id = self._open.get(key)

@@ -124,8 +124,6 @@ def test_check_reports_pattern_files_with_unknown_action_or_params_outside_the_s
     assert len(result.stderr.splitlines()) == 2
 
 
-@pytest.mark.xfail(strict=True, reason="config.load_config_data stops at the first schema error and skips "
-                   "the actuator binding and pattern checks (its docstring promises every problem at once)")
 def test_check_reports_schema_and_actuator_problems_of_one_file_together(tmp_path: Path) -> None:
     bad = _write(tmp_path / "bad.yaml",
                  "engine:\n"

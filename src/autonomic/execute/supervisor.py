@@ -43,6 +43,9 @@ class ProcessBinding(BaseModel):
     env: dict[str, str] = Field(default_factory=dict)  # added to os.environ
     stop_timeout_s: float = Field(default=10.0, gt=0)
     memory_limit_bytes: int | None = Field(default=None, gt=0)
+    # after a (re)start, a failing health probe is the service still starting, not "down"
+    # (a dead process is still "down" at once); see Engine.ingest
+    start_grace_s: float = Field(default=10.0, ge=0, le=3600)
 
 
 class Supervisor:
