@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test lint typecheck unit clean
+.PHONY: install demo test lint sysdeps clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,9 +17,16 @@ install: $(STAMP)
 demo: install
 	$(VENV)/bin/autonomic demo
 
-# System packages the tests need: git (the config actuator commits and reverts for real).
+# System packages the tests need, installed only when missing: git (the config actuator commits
+# and reverts for real), Prometheus and Alertmanager (real servers for the source tests), Chromium
+# (the dashboard's browser tests) and dbus-daemon (a private bus for the systemd actuator's stand-in).
+SYSDEPS := git:git prometheus:prometheus prometheus-alertmanager:prometheus-alertmanager \
+           chromium:chromium dbus-daemon:dbus
 sysdeps:
-	@command -v git >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq git; }
+	@missing=""; for pair in $(SYSDEPS); do cmd=$${pair%%:*}; pkg=$${pair##*:}; \
+	  command -v $$cmd >/dev/null 2>&1 || missing="$$missing $$pkg"; done; \
+	if [ -n "$$missing" ]; then echo "installing:$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; fi
 
 lint: install
 	$(VENV)/bin/ruff check src tests $(wildcard benchmarks)
