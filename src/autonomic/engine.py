@@ -10,7 +10,9 @@ store on start.
 from __future__ import annotations
 
 import logging
+import queue
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import replace
@@ -48,6 +50,7 @@ from autonomic.oversight.notify import Dispatcher
 from autonomic.plan.breaker import BreakerState, breaker_record
 from autonomic.plan.diagnose import DiagnoseContext, diagnose
 from autonomic.plan.gates import Counts, GateContext, breakers_after_approval, decide
+from autonomic.plan.policy import PolicyConfig
 from autonomic.protocols import ActuatorContext, Clock, Detector, Source
 from autonomic.reconcile import Key, WorkQueue
 from autonomic.registry import Registry, default_registry
@@ -55,6 +58,7 @@ from autonomic.registry import Registry, default_registry
 log = logging.getLogger("autonomic.engine")
 
 PAUSE_GLOBAL = "pause:global"
+POLICY_OVERRIDE = "policy:override"
 _STEPS_PER_TICK = 8
 _REPEAT_PERSIST_S = 10.0  # a repeating finding is written at most this often per incident
 _DAY, _WEEK = 86_400.0, 7 * 86_400.0
@@ -101,6 +105,7 @@ class Engine:
         notifiers: Dispatcher | None = None,
         sources: list[Source] | None = None,
         detectors: list[Detector] | None = None,
+        metrics: Any = None,
     ) -> None:
         """Everything is built from ``config``; tests may hand in their own clock, store,
         notifiers, sources (say, a ReplaySource) and detectors."""
@@ -108,6 +113,7 @@ class Engine:
         self.registry = registry or default_registry()
         self.clock: Clock = clock or SystemClock()
         self.engine_spec = config.engine
+        self.metrics: Any = metrics if metrics is not None else NullMetrics()
         config.state_dir.mkdir(parents=True, exist_ok=True)
         self.store = store or Store(config.database_url)
         self.series = SeriesStore()
@@ -145,8 +151,10 @@ class Engine:
         self._seen_signatures: dict[str, set[tuple[str, str]]] = {}  # (kind, metric) already stored
         self._source_errors: dict[str, str] = {}
         self._next_collect = 0.0
+        self._inbox: queue.SimpleQueue[Finding] = queue.SimpleQueue()
         self.started = False
         self.ticks = 0
+        self.last_tick_at: float | None = None
 
     # --- construction ----------------------------------------------------------------------
 
@@ -225,17 +233,30 @@ class Engine:
 
     # --- one tick --------------------------------------------------------------------------
 
+    def submit(self, findings: list[Finding]) -> None:
+        """Hand in findings from another thread (the webhook receiver); the loop ingests them."""
+        for f in findings:
+            self._inbox.put(f)
+
     def tick(self) -> None:
+        started = time.perf_counter()
         now = self.clock.now()
         if now >= self._next_collect:
             self._next_collect = now + self.config.engine.interval_s
             self.collect(now)
             findings = self.detect(now)
+            while True:
+                try:
+                    findings.append(self._inbox.get_nowait())
+                except queue.Empty:
+                    break
             for f in findings:
+                self.metrics.finding(f.kind.value)
                 self.ingest(f, now)
             self._poll_approvals(now)
             self._sweep(now)
             self.ticks += 1
+            self.last_tick_at = now
         # An item that is ready for its next step at once (diagnosed -> decide -> act) goes on
         # in the same tick; the bound keeps one busy item from starving collection.
         for _ in range(_STEPS_PER_TICK):
@@ -244,6 +265,7 @@ class Engine:
                 break
             for key in due:
                 self._reconcile(key)
+        self.metrics.loop(time.perf_counter() - started)
 
     def _reconcile(self, key: Key) -> None:
         kind, item_id = key
@@ -310,6 +332,7 @@ class Engine:
             self.store.record(finding, incident, actor="engine", event="incident.opened", subject=incident.id,
                               data={"service": incident.service, "cause": incident.cause,
                                     "kind": incident.kind, "summary": incident.summary})
+            self.metrics.incident_opened()
             log.info("incident %s opened: %s %s: %s", incident.id[:8], incident.service, incident.cause,
                      incident.summary)
             self.queue.add(("incident", incident.id), now)
@@ -461,8 +484,18 @@ class Engine:
                 tally[0 if action.state == ActionState.SUCCEEDED else 1] += 1
         return {k: (v[0], v[1]) for k, v in record.items()}
 
+    def policy(self) -> PolicyConfig:
+        """The policy in force: an admin's override from the store (PUT /api/v1/policy), else the file's."""
+        override = self.store.get_state(POLICY_OVERRIDE)
+        if override:
+            try:
+                return PolicyConfig.model_validate(override)
+            except ValueError as exc:  # validated when written; a bad row must not stop the loop
+                log.error("ignoring the stored policy override: %s", exc)
+        return self.config.spec.policy
+
     def _gate_context(self, inc: Incident, diagnosis: Diagnosis, now: float, human: bool) -> GateContext:
-        policy = self.config.spec.policy
+        policy = self.policy()
         action_type = diagnosis.action.type if diagnosis.action else "none"
         effective = policy.effective(action_type, diagnosis.pattern_id, inc.service)
         if diagnosis.pattern_id is None and diagnosis.action is not None:
@@ -494,6 +527,7 @@ class Engine:
             action=diagnosis.action, decided_by=(human or {}).get("actor", "engine"),
             comment=(human or {}).get("comment", ""),
         )
+        self.metrics.decision(verdict.value)
         failed = [g for g in gates if not g.passed]
         why = "; ".join(f"{g.gate}: {g.reason}" for g in failed) or "every gate passed"
         if verdict == Verdict.APPROVED:
@@ -564,10 +598,12 @@ class Engine:
 
     def _record_result(self, action: Action, success: bool) -> None:
         now = self.clock.now()
-        failures = self.config.spec.policy.breaker.failures
+        self.metrics.action(action.type, action.state.value)
+        failures = self.policy().breaker.failures
         for scope in (action.type, "global"):
             before = self._breaker(scope)
             after = breaker_record(before, success, now, failures)
+            self.metrics.breaker(scope, after.state == "open")
             if after != before:
                 self.store.set_state(breaker_key(scope), after.model_dump(mode="json"), actor="engine",
                                      event="breaker.updated", data={"scope": scope, "state": after.state})
@@ -584,6 +620,13 @@ class Engine:
     def health(self) -> dict[str, tuple[HealthState, list[str]]]:
         now = self.clock.now()
         return {name: assess(self.series, name, th, now) for name, th in self.thresholds.items()}
+
+
+class NullMetrics:
+    """Stands in for :class:`autonomic.oversight.metrics.EngineMetrics` when none is given."""
+
+    def __getattr__(self, name: str) -> Callable[..., None]:
+        return lambda *args, **kwargs: None
 
 
 def _replace(obj: Any, **changes: Any) -> Any:

@@ -325,3 +325,30 @@ def test_bad_config_names_the_field(tmp_path: Path, bad: dict[str, Any]) -> None
         load_config_data(bad, source="x.yaml", base_dir=tmp_path)
     text = str(err.value)
     assert "x.yaml" in text and ("services" in text or "policy" in text)
+
+
+def test_findings_submitted_from_another_thread_open_an_incident_on_the_next_tick(tmp_path: Path) -> None:
+    import threading
+
+    from autonomic.model import Finding, Severity
+
+    h = Harness(tmp_path, policy={"autonomy": "observe"})
+    alert = Finding(service="svc", metric="HighErrorRate", kind=FindingKind.ALERT, cause="errors",
+                    severity=Severity.CRITICAL, confidence=0.9, ts=h.clock.now(), summary="from Alertmanager")
+    t = threading.Thread(target=h.engine.submit, args=([alert],))
+    t.start()
+    t.join()
+    h.feed("up", 1, 1)
+    inc = h.incident()
+    assert inc.cause == "errors" and inc.kind == FindingKind.ALERT
+
+
+def test_a_stored_policy_override_is_in_force_at_the_next_decision(tmp_path: Path) -> None:
+    from autonomic.engine import POLICY_OVERRIDE
+
+    h = Harness(tmp_path)  # the file says auto
+    h.store.set_state(POLICY_OVERRIDE, {"autonomy": "observe"}, actor="token:admin", event="policy.changed")
+    h.feed("up", 0, 4)
+    decision = h.store.decisions(h.incident().id)[-1]
+    assert decision.verdict == Verdict.DENIED
+    assert h.actuator.calls == []
