@@ -23,6 +23,8 @@ app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="autonomic: services that heal themselves, safely.")
 audit_app = typer.Typer(no_args_is_help=True, help="The hash-chained audit log.")
 app.add_typer(audit_app, name="audit")
+canary_app = typer.Typer(no_args_is_help=True, help="Judge a canary against its baseline.")
+app.add_typer(canary_app, name="canary")
 
 ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="autonomic.yaml (default: built-in defaults)",
                                                  envvar="AUTONOMIC_CONFIG")]
@@ -332,6 +334,39 @@ def audit_show(
     for e in events:
         print(f"{e.seq:6d} {time.strftime('%H:%M:%S', time.localtime(e.ts))} {e.actor:16s} {e.kind:24s} "
               f"{e.subject[:8]} {json.dumps(e.data)[:100]}")
+
+
+@canary_app.command("judge")
+def canary_judge(
+    baseline: Annotated[Path, typer.Option(help="CSV with columns metric,value (the baseline's samples)")],
+    canary: Annotated[Path, typer.Option(help="CSV with columns metric,value (the canary's samples)")],
+    config: Annotated[Path, typer.Option("--config", help="judgement rules (YAML): metrics, groups, scores")],
+    as_json: JsonOpt = False,
+) -> None:
+    """Compare canary against baseline per metric; exit 0 pass, 3 marginal, 1 fail, 2 bad input."""
+    from pydantic import ValidationError
+
+    from autonomic.execute.canary import JudgeConfig, judge, read_samples
+    from autonomic.yamlio import load_yaml, problems_from
+
+    try:
+        doc = load_yaml(config)
+        try:
+            rules = JudgeConfig.model_validate(doc.data)
+        except ValidationError as err:
+            raise ConfigError(problems_from(err, doc)) from None
+        result = judge(read_samples(baseline), read_samples(canary), rules)
+    except ConfigError as err:
+        for p in err.problems:
+            print(str(p), file=sys.stderr)
+        raise typer.Exit(2) from None
+    if as_json:
+        print(json.dumps(result.model_dump(mode="json")))
+    else:
+        print(f"{result.verdict.upper()} (score {result.score:g}): {result.reason}")
+        for m in result.metrics:
+            print(f"  [{m.verdict:6s}] {m.reason}")
+    raise typer.Exit({"pass": 0, "marginal": 3, "fail": 1}[result.verdict])
 
 
 @app.command()

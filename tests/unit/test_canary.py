@@ -1,0 +1,153 @@
+"""Canary judgement on metric sets whose answer is known: identical, clearly worse, clearly
+better, too few samples; and rollouts that pass, trip a trigger, or stop marginal."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from autonomic.errors import ConfigError
+from autonomic.execute.canary import JudgeConfig, RolloutPlan, judge, read_samples, rollout
+
+CFG = JudgeConfig.model_validate({
+    "metrics": [
+        {"metric": "error_rate", "harm": "increase", "group": "errors", "tolerance": 0.1, "critical": True},
+        {"metric": "latency_ms", "harm": "increase", "group": "latency", "tolerance": 0.2},
+        {"metric": "throughput", "harm": "decrease", "group": "latency", "tolerance": 0.1},
+    ],
+    "groups": {"errors": 2, "latency": 1},
+})
+
+
+def _data(seed: int, err: float = 0.01, lat: float = 100, thr: float = 50, n: int = 60) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return {"error_rate": rng.normal(err, err * 0.1, n), "latency_ms": rng.normal(lat, 5, n),
+            "throughput": rng.normal(thr, 2, n)}
+
+
+def test_identical_samples_pass_with_full_score() -> None:
+    base = _data(1)
+    result = judge(base, {k: v.copy() for k, v in base.items()}, CFG)
+    assert result.verdict == "pass" and result.score == 100.0
+    assert all(m.verdict == "pass" and m.p_value is not None for m in result.metrics)
+
+
+def test_same_distribution_different_draws_pass() -> None:
+    assert judge(_data(1), _data(2), CFG).verdict == "pass"
+
+
+def test_clearly_worse_error_rate_fails_as_critical_with_every_value_reported() -> None:
+    result = judge(_data(1), _data(2, err=0.05), CFG)
+    assert result.verdict == "fail" and "critical" in result.reason
+    err = next(m for m in result.metrics if m.metric == "error_rate")
+    assert err.verdict == "fail" and err.effect is not None and err.effect > 1.0
+    assert err.p_value is not None and err.p_value < 0.001
+    assert err.n_baseline == 60 and err.baseline_median is not None and err.canary_mean is not None
+
+
+def test_clearly_better_is_not_harm() -> None:
+    result = judge(_data(1), _data(2, err=0.001, lat=50, thr=80), CFG)
+    assert result.verdict == "pass"
+
+
+def test_worse_latency_alone_is_marginal_or_fail_by_weight() -> None:
+    result = judge(_data(1), _data(2, lat=200), CFG)
+    # errors group 100 (weight 2), latency group 50 (weight 1) -> 83.3: between 75 and 95
+    assert result.verdict == "marginal" and result.score == pytest.approx(83.333, abs=0.01)
+
+
+def test_too_few_samples_fail_closed() -> None:
+    result = judge(_data(1, n=5), _data(2, n=5), CFG)
+    assert result.verdict == "fail"
+    assert all(m.verdict == "nodata" for m in result.metrics)
+
+
+def test_a_missing_metric_is_nodata_not_a_pass() -> None:
+    canary = _data(2)
+    del canary["latency_ms"]
+    result = judge(_data(1), canary, CFG)
+    lat = next(m for m in result.metrics if m.metric == "latency_ms")
+    assert lat.verdict == "nodata" and result.verdict != "pass"
+
+
+def test_bad_config_names_the_field() -> None:
+    with pytest.raises(ValueError, match="marginal_score"):
+        JudgeConfig.model_validate({"metrics": [{"metric": "x"}], "pass_score": 50, "marginal_score": 80})
+    with pytest.raises(ValueError, match="harm"):
+        JudgeConfig.model_validate({"metrics": [{"metric": "x", "harm": "sideways"}]})
+
+
+def test_csv_reading_drops_non_numbers_and_names_a_missing_column(tmp_path: Path) -> None:
+    good = tmp_path / "b.csv"
+    good.write_text("timestamp,metric,value\n1,x,1.5\n2,x,nan\n3,x,oops\n4,y,inf\n5,x,2\n")
+    assert read_samples(good) == {"x": [1.5, 2.0]}
+    bad = tmp_path / "c.csv"
+    bad.write_text("timestamp,name,value\n1,x,1\n")
+    with pytest.raises(ConfigError, match="c.csv:1: metric: missing column 'metric'"):
+        read_samples(bad)
+
+
+def _plan(**kw: object) -> RolloutPlan:
+    return RolloutPlan.model_validate({"steps": [1, 25, 100], "wait_s": 0, "judge": CFG.model_dump(), **kw})
+
+
+def test_a_healthy_rollout_reaches_100_percent() -> None:
+    weights: list[int] = []
+    reports = list(rollout(_plan(), weights.append, lambda: (_data(1), _data(2)), lambda s: None))
+    assert [r.weight for r in reports] == [1, 25, 100] and all(r.verdict == "pass" for r in reports)
+    assert weights == [1, 25, 100]
+
+
+def test_a_tripped_trigger_rolls_back_to_zero_and_stops() -> None:
+    weights: list[int] = []
+    plan = _plan(triggers=[{"metric": "error_rate", "max": 0.01 * 1.5}])
+    calls = iter([(_data(1), _data(2)), (_data(1), _data(3, err=0.05))])
+    reports = list(rollout(plan, weights.append, lambda: next(calls), lambda s: None))
+    assert [r.verdict for r in reports] == ["pass", "fail"] and "trigger" in reports[-1].reason
+    assert weights == [1, 25, 0]
+
+
+def test_a_latency_increase_trigger_uses_p95_against_the_baseline() -> None:
+    weights: list[int] = []
+    plan = _plan(triggers=[{"metric": "latency_ms", "max_increase": 0.2}])
+    reports = list(rollout(plan, weights.append, lambda: (_data(1), _data(2, lat=150)), lambda s: None))
+    assert reports[-1].verdict == "fail" and weights[-1] == 0
+
+
+def test_plan_steps_must_increase() -> None:
+    with pytest.raises(ValueError, match="steps"):
+        _plan(steps=[50, 5])
+
+
+def test_the_cli_judges_csv_files_and_exits_by_verdict(tmp_path: Path) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from autonomic.cli import app
+
+    def write(path: Path, data: dict[str, np.ndarray]) -> Path:
+        rows = ["metric,value"] + [f"{k},{v}" for k, vs in data.items() for v in vs]
+        path.write_text("\n".join(rows) + "\n")
+        return path
+
+    cfg = tmp_path / "judge.yaml"
+    cfg.write_text("metrics:\n  - {metric: error_rate, harm: increase, tolerance: 0.1}\n"
+                   "  - {metric: latency_ms, harm: increase, tolerance: 0.2}\n")
+    base = write(tmp_path / "b.csv", _data(1))
+    good = write(tmp_path / "c.csv", _data(2))
+    bad = write(tmp_path / "d.csv", _data(2, err=0.05, lat=300))
+    runner = CliRunner()
+    ok = runner.invoke(app, ["canary", "judge", "--baseline", str(base), "--canary", str(good),
+                             "--config", str(cfg), "--json"])
+    assert ok.exit_code == 0, ok.output
+    assert json.loads(ok.stdout)["verdict"] == "pass"
+    worse = runner.invoke(app, ["canary", "judge", "--baseline", str(base), "--canary", str(bad),
+                                "--config", str(cfg), "--json"])
+    assert worse.exit_code == 1 and json.loads(worse.stdout)["verdict"] == "fail"
+    cfg.write_text("metrics:\n  - {metric: error_rate, harm: up}\n")
+    broken = runner.invoke(app, ["canary", "judge", "--baseline", str(base), "--canary", str(good),
+                                 "--config", str(cfg)])
+    assert broken.exit_code == 2 and "judge.yaml:2: metrics[0].harm" in broken.stderr
