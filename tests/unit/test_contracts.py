@@ -44,7 +44,7 @@ def test_the_fakes_meet_the_protocols() -> None:
 def test_an_unknown_type_names_the_known_ones() -> None:
     from autonomic.errors import ConfigError
 
-    with pytest.raises(ConfigError, match="known: config, http, process, shell"):
+    with pytest.raises(ConfigError, match=r"known: .*config, .*http, .*process, shell"):
         REGISTRY.actuator("docker-compose")
     with pytest.raises(ValueError, match="twice"):
         reg = Registry()

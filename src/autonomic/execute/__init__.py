@@ -8,8 +8,9 @@ from typing import Any
 def builtin_actuators() -> list[type[Any]]:
     """The actuator classes shipped with autonomic, registered by their ``type``."""
     from autonomic.execute.config_file import ConfigActuator
+    from autonomic.execute.docker_actuator import DockerActuator
     from autonomic.execute.http import HttpActuator
     from autonomic.execute.process import ProcessActuator
     from autonomic.execute.shell import ShellActuator
 
-    return [ProcessActuator, ConfigActuator, ShellActuator, HttpActuator]
+    return [ProcessActuator, ConfigActuator, ShellActuator, HttpActuator, DockerActuator]

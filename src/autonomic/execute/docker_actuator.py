@@ -1,0 +1,245 @@
+"""The ``docker`` actuator: restart, stop or start a container through the Docker Engine API.
+
+It talks to the engine with the official docker SDK (the ``autonomic[docker]`` extra),
+imported only when a call needs it, so autonomic imports and loads patterns without it.
+A client is opened per call and closed after it: no connection outlives an operation.
+
+Errors, by what the executor should do:
+
+- container not found (404)                  -> TerminalActuatorError naming the container
+- engine unreachable, connection lost, timeout -> RetryableActuatorError
+- any other engine error (409, 500, ...)      -> TerminalActuatorError with status and message
+- the SDK is not installed                    -> TerminalActuatorError ("install autonomic[docker]")
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any, ClassVar, Literal
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from autonomic.errors import ActuatorError, RetryableActuatorError, TerminalActuatorError
+from autonomic.protocols import ActuatorContext, Target
+
+_SCHEMES = ("unix", "tcp", "http", "https", "ssh")
+_MAX_MESSAGE = 300
+
+
+class DockerParams(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    op: Literal["restart", "stop", "start"] = "restart"
+    timeout_s: int = Field(default=10, ge=0, le=600)  # stop grace before the engine kills (restart, stop)
+
+
+class DockerBinding(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    container: str = Field(min_length=1)  # name or id
+    base_url: str = "unix:///var/run/docker.sock"
+    timeout_s: float = Field(default=30.0, gt=0, le=600)  # per engine request, plus the stop grace
+    # "auto" asks the engine (GET /version); pin e.g. "1.44" to skip that request. Engines
+    # from Docker 29 refuse API versions below 1.44, so pin only what the engine accepts.
+    api_version: str = Field(default="auto", pattern=r"^(auto|\d+\.\d+)$")
+
+    @field_validator("base_url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        if urlsplit(v).scheme not in _SCHEMES or v.rstrip("/").endswith("://"):
+            raise ValueError(f"base_url must be a {', '.join(s + '://' for s in _SCHEMES)} URL, got {v!r}")
+        return v
+
+
+class DockerActuator:
+    """Acts on one container per service, named by the binding's ``container``.
+
+    - ``restart``: the engine stops the container (SIGTERM, ``timeout_s``, SIGKILL) and
+      starts it again; ``applied`` once it runs with a ``StartedAt`` other than the snapshot's.
+    - ``stop``: ``applied`` once it is not running; ``start``: once it is running.
+
+    ``apply`` does nothing when ``applied`` already holds, so a repeated apply with one key
+    (after a crash) never restarts twice. After a restart or start the container must be
+    running, else RetryableActuatorError with its status and exit code. ``undo`` puts back the
+    running state the snapshot saw (start after a stop, stop after a start); a restart cannot
+    be undone. Once snapshotted, calls address the container by its id, so a container
+    recreated under the same name is reported as gone rather than acted on.
+    """
+
+    type: ClassVar[str] = "docker"
+    Params = DockerParams
+    Binding = DockerBinding
+
+    def __init__(self, ctx: ActuatorContext) -> None:
+        self.ctx = ctx
+
+    # --- protocol ------------------------------------------------------------------------
+
+    def describe(self, target: Target, params: BaseModel) -> str:
+        p, b = _params(params), _binding(target)
+        grace = f" (stop grace {p.timeout_s} s)" if p.op != "start" else ""
+        return f"{p.op} docker container {b.container!r} of {target.service} at {b.base_url}{grace}"
+
+    def snapshot(self, target: Target, params: BaseModel) -> dict[str, Any]:
+        b = _binding(target)
+        with _engine(b, "inspect") as client:
+            info = _inspect(client, b.container)
+        state = info.get("State") or {}
+        return {
+            "container": b.container,
+            "id": info.get("Id"),
+            "name": str(info.get("Name") or "").lstrip("/"),
+            "running": bool(state.get("Running")),
+            "status": state.get("Status"),
+            "started_at": state.get("StartedAt"),
+            "restart_count": info.get("RestartCount"),
+        }
+
+    def applied(
+        self, target: Target, params: BaseModel, key: str, snapshot: Mapping[str, Any]
+    ) -> bool | None:
+        p, b = _params(params), _binding(target)
+        with _engine(b, "inspect") as client:
+            state = _inspect(client, _ref(b, snapshot)).get("State") or {}
+        return _took_effect(p, state, snapshot)
+
+    def apply(
+        self, target: Target, params: BaseModel, key: str, snapshot: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        p, b = _params(params), _binding(target)
+        ref = _ref(b, snapshot)
+        detail: dict[str, Any] = {"op": p.op, "container": b.container, "id": snapshot.get("id"),
+                                  "old_started_at": snapshot.get("started_at")}
+        with _engine(b, p.op) as client:
+            state = _inspect(client, ref).get("State") or {}
+            if _took_effect(p, state, snapshot):
+                return {**detail, "noop": True, "reason": "already applied", **_state(state)}
+            if p.op == "restart":
+                client.api.restart(ref, timeout=p.timeout_s)
+            elif p.op == "stop":
+                client.api.stop(ref, timeout=p.timeout_s)
+            else:
+                client.api.start(ref)
+            state = _inspect(client, ref).get("State") or {}
+        detail.update(_state(state))
+        if p.op != "stop" and not state.get("Running"):
+            raise RetryableActuatorError(
+                f"docker container {b.container!r} is not running after {p.op} "
+                f"(status {state.get('Status')}, exit code {state.get('ExitCode')})"
+            )
+        return detail
+
+    def undo(
+        self, target: Target, params: BaseModel, key: str, snapshot: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        p, b = _params(params), _binding(target)
+        if p.op == "restart":
+            return {"undo": "not applicable", "container": b.container}
+        want_running = bool(snapshot.get("running", p.op == "stop"))
+        ref = _ref(b, snapshot)
+        with _engine(b, "undo") as client:
+            running = bool((_inspect(client, ref).get("State") or {}).get("Running"))
+            if running == want_running:
+                return {"undo": "nothing to do", "container": b.container, "running": running}
+            if want_running:
+                client.api.start(ref)
+            else:
+                client.api.stop(ref, timeout=p.timeout_s)
+            state = _inspect(client, ref).get("State") or {}
+        return {"undo": "start" if want_running else "stop", "container": b.container, **_state(state)}
+
+
+# --- helpers ---------------------------------------------------------------------------------
+
+
+def _params(params: BaseModel) -> DockerParams:
+    return params if isinstance(params, DockerParams) else DockerParams.model_validate(params)
+
+
+def _binding(target: Target) -> DockerBinding:
+    b = target.binding
+    if isinstance(b, DockerBinding):
+        return b
+    if b is None:
+        raise TerminalActuatorError(f"service {target.service!r} has no docker binding")
+    return DockerBinding.model_validate(b.model_dump())
+
+
+def _ref(b: DockerBinding, snapshot: Mapping[str, Any]) -> str:
+    return str(snapshot.get("id") or b.container)
+
+
+def _took_effect(p: DockerParams, state: Mapping[str, Any], snapshot: Mapping[str, Any]) -> bool | None:
+    running = bool(state.get("Running"))
+    if p.op == "stop":
+        return not running
+    if p.op == "start":
+        return running
+    if not snapshot.get("started_at"):
+        return None  # no snapshot to compare with: cannot tell whether a restart happened
+    return running and state.get("StartedAt") != snapshot["started_at"]
+
+
+def _state(state: Mapping[str, Any]) -> dict[str, Any]:
+    return {"running": bool(state.get("Running")), "status": state.get("Status"),
+            "started_at": state.get("StartedAt"), "exit_code": state.get("ExitCode")}
+
+
+def _short(text: Any) -> str:
+    s = " ".join(str(text).split())
+    return s if len(s) <= _MAX_MESSAGE else s[: _MAX_MESSAGE - 3] + "..."
+
+
+def _sdk() -> Any:
+    try:
+        import docker
+    except ImportError:
+        raise TerminalActuatorError(
+            "the docker actuator needs the docker SDK: install autonomic[docker]"
+        ) from None
+    return docker
+
+
+def _inspect(client: Any, ref: str) -> dict[str, Any]:
+    return dict(client.api.inspect_container(ref))
+
+
+@contextmanager
+def _engine(b: DockerBinding, doing: str) -> Iterator[Any]:
+    """A DockerClient for the binding's engine, closed afterwards; SDK and transport errors
+    raised inside are translated to actuator errors."""
+    docker = _sdk()
+    client = None
+    try:
+        client = docker.DockerClient(base_url=b.base_url, version=b.api_version, timeout=b.timeout_s)
+        yield client
+    except ActuatorError:
+        raise
+    except Exception as exc:  # the SDK raises DockerException, requests and OS errors
+        raise _translate(exc, b, doing, docker) from exc
+    finally:
+        if client is not None:
+            client.close()
+
+
+def _translate(exc: Exception, b: DockerBinding, doing: str, docker: Any) -> ActuatorError:
+    import requests
+
+    if isinstance(exc, docker.errors.NotFound):
+        return TerminalActuatorError(f"docker: no such container {b.container!r} at {b.base_url}")
+    if isinstance(exc, docker.errors.APIError):
+        return TerminalActuatorError(
+            f"docker: {doing} of container {b.container!r} failed: "
+            f"HTTP {exc.status_code}: {_short(exc.explanation or exc)}"
+        )
+    transient = (requests.exceptions.ConnectionError, requests.exceptions.Timeout, OSError)
+    cause: BaseException | None = exc
+    while cause is not None:  # "Error while fetching server API version" wraps the real cause
+        if isinstance(cause, transient):
+            return RetryableActuatorError(
+                f"docker: engine at {b.base_url} unreachable during {doing} of {b.container!r}: {_short(cause)}"
+            )
+        cause = cause.__cause__ or cause.__context__
+    return TerminalActuatorError(f"docker: {doing} of container {b.container!r} failed: {_short(exc)}")

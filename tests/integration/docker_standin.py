@@ -1,0 +1,251 @@
+"""A stand-in Docker Engine: the real Engine API wire protocol over a UNIX socket, for tests.
+
+A real Docker engine cannot run on the test machine, so this small HTTP/1.1 server answers
+the calls the docker SDK makes to inspect, restart, stop and start a container, the way
+dockerd does (paths, status codes, JSON shapes, ``{"message": ...}`` errors):
+
+- ``GET /_ping`` and ``GET /version`` (API version negotiation);
+- ``GET /v<api>/containers/<name or id>/json`` (inspect; a realistic subset of fields);
+- ``POST /v<api>/containers/<ref>/restart?t=N`` and ``/stop?t=N`` (204; stop of a stopped
+  container is 304) and ``/start`` (204; start of a running container is 304);
+- ``404 {"message": "No such container: <ref>"}`` for unknown containers.
+
+Every request is recorded as :class:`Request` (method, path, query). Faults are injected per
+container (``dies_on_start``) or for the next request (:meth:`DockerStandin.fail_next`,
+``delay_s``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import socketserver
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+API_VERSION = "1.43"
+NEVER = "0001-01-01T00:00:00Z"  # what dockerd reports for a time that never happened
+
+
+@dataclass(frozen=True)
+class Request:
+    method: str
+    path: str  # without the /v1.NN prefix
+    query: dict[str, str]
+    api_version: str | None  # the /v1.NN prefix, None for unversioned calls
+    user_agent: str = ""
+
+
+@dataclass
+class Container:
+    name: str
+    image: str = "nginx:1.25"
+    id: str = field(default_factory=lambda: secrets.token_hex(32))
+    running: bool = True
+    started_at: str = NEVER
+    finished_at: str = NEVER
+    exit_code: int = 0
+    restart_count: int = 0
+    dies_on_start: int | None = None  # exit code the process dies with right after a start
+
+    def inspect(self) -> dict[str, Any]:
+        status = "running" if self.running else ("exited" if self.started_at != NEVER else "created")
+        return {
+            "Id": self.id,
+            "Created": "2024-05-01T10:00:00.000000000Z",
+            "Name": "/" + self.name,
+            "RestartCount": self.restart_count,
+            "State": {
+                "Status": status,
+                "Running": self.running,
+                "Paused": False,
+                "Restarting": False,
+                "OOMKilled": False,
+                "Dead": False,
+                "Pid": 4242 if self.running else 0,
+                "ExitCode": self.exit_code,
+                "Error": "",
+                "StartedAt": self.started_at,
+                "FinishedAt": self.finished_at,
+            },
+            "Config": {"Image": self.image, "Hostname": self.id[:12]},
+        }
+
+
+class DockerStandin:
+    """The engine's state (containers), the request log, and the server on ``socket_path``."""
+
+    def __init__(self, socket_path: Path) -> None:
+        self.socket_path = socket_path
+        self.containers: dict[str, Container] = {}
+        self.requests: list[Request] = []
+        self.lock = threading.Lock()
+        self.delay_s = 0.0  # every answer waits this long (timeouts)
+        self._fail: tuple[int, str] | None = None
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+        self._last_ns = 0
+
+    @property
+    def base_url(self) -> str:
+        return f"unix://{self.socket_path}"
+
+    def add(self, name: str, *, running: bool = True, **kw: Any) -> Container:
+        c = Container(name=name, running=running, **kw)
+        if running:
+            c.started_at = self.now()
+        self.containers[c.id] = c
+        return c
+
+    def fail_next(self, status: int, message: str) -> None:
+        """Answer the next container call with ``status`` and ``{"message": message}``."""
+        self._fail = (status, message)
+
+    def calls(self, method: str | None = None) -> list[Request]:
+        """Recorded container calls (not /_ping or /version), optionally of one method."""
+        with self.lock:
+            reqs = list(self.requests)
+        return [r for r in reqs if r.path.startswith("/containers/") and method in (None, r.method)]
+
+    def now(self) -> str:
+        """RFC 3339 with nanoseconds, as dockerd writes times; strictly increasing."""
+        ns = max(time.time_ns(), self._last_ns + 1000)
+        self._last_ns = ns
+        secs, frac = divmod(ns, 1_000_000_000)
+        return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(secs)) + f".{frac:09d}Z"
+
+    def find(self, ref: str) -> Container | None:
+        for c in self.containers.values():
+            if ref in (c.name, "/" + c.name, c.id) or (len(ref) >= 4 and c.id.startswith(ref)):
+                return c
+        return None
+
+    # --- container operations (as dockerd does them) --------------------------------------
+
+    def _start(self, c: Container) -> None:
+        c.started_at = self.now()
+        c.running = True
+        if c.dies_on_start is not None:
+            c.running, c.exit_code, c.finished_at = False, c.dies_on_start, self.now()
+
+    def _stop(self, c: Container) -> None:
+        c.running, c.exit_code, c.finished_at = False, 0, self.now()
+
+    def handle(self, method: str, raw_path: str, user_agent: str = "") -> tuple[int, Any]:
+        url = urlsplit(raw_path)
+        m = re.match(r"^/v(\d+\.\d+)(/.*)$", url.path)
+        version, path = (m.group(1), m.group(2)) if m else (None, url.path)
+        query = {k: v[-1] for k, v in parse_qs(url.query).items()}
+        with self.lock:
+            self.requests.append(Request(method, path, query, version, user_agent))
+            if self.delay_s:
+                time.sleep(self.delay_s)
+            if path == "/_ping":
+                return 200, "OK"
+            if path == "/version":
+                return 200, {"Version": "24.0.7", "ApiVersion": API_VERSION, "MinAPIVersion": "1.12",
+                             "Os": "linux", "Arch": "amd64", "KernelVersion": "6.1.0"}
+            cm = re.match(r"^/containers/([^/]+)/(json|restart|stop|start)$", path)
+            if cm is None:
+                return 404, {"message": "page not found"}
+            if self._fail is not None:
+                status, message = self._fail
+                self._fail = None
+                return status, {"message": message}
+            ref, op = cm.groups()
+            c = self.find(ref)
+            if c is None:
+                return 404, {"message": f"No such container: {ref}"}
+            if (op == "json") != (method == "GET"):
+                return 405, {"message": "method not allowed"}
+            if op == "json":
+                return 200, c.inspect()
+            if op == "stop":
+                if not c.running:
+                    return 304, None
+                self._stop(c)
+            elif op == "start":
+                if c.running:
+                    return 304, None
+                self._start(c)
+            else:
+                if c.running:
+                    self._stop(c)
+                self._start(c)
+            return 204, None
+
+    # --- server ----------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._server = _Server(str(self.socket_path), _Handler)
+        self._server.standin = self
+        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.02,), daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop listening and remove the socket: the engine is down."""
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        if self.socket_path.exists():
+            os.unlink(self.socket_path)
+
+
+class _Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+    daemon_threads = True
+    standin: DockerStandin
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        pass  # a client that gave up (its timeout) leaves a broken pipe; nothing to report
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive, as dockerd
+    server: _Server
+
+    def _serve(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        if length:
+            self.rfile.read(length)
+        status, body = self.server.standin.handle(self.command, self.path, self.headers.get("User-Agent", ""))
+        self.send_response(status)
+        self.send_header("Api-Version", API_VERSION)
+        self.send_header("Server", "Docker/24.0.7 (linux)")
+        if status in (204, 304):
+            self.end_headers()
+            return
+        if isinstance(body, str):
+            data, ctype = body.encode(), "text/plain; charset=utf-8"
+        else:
+            data, ctype = json.dumps(body).encode(), "application/json"
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    do_GET = do_POST = _serve
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass  # quiet; and a UNIX-socket peer has no address to print
+
+
+@contextmanager
+def running_standin(socket_path: Path) -> Iterator[DockerStandin]:
+    engine = DockerStandin(socket_path)
+    engine.start()
+    try:
+        yield engine
+    finally:
+        engine.stop()

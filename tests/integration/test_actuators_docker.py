@@ -1,0 +1,281 @@
+"""The docker actuator, through the real docker SDK and its real HTTP-over-UNIX-socket
+transport, against a stand-in Docker Engine (tests/integration/docker_standin.py).
+
+A real Docker engine cannot run on this machine (no daemon, no privileges for containers),
+so the engine is a local server speaking the Engine API wire protocol for the calls used:
+/_ping, /version, containers/<ref>/json, /restart, /stop, /start, with dockerd's status
+codes (204, 304, 404 ``{"message": "No such container: ..."}``).
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from docker_standin import DockerStandin  # beside this file; pytest puts its folder on sys.path
+
+from autonomic.errors import PatternError, RetryableActuatorError, TerminalActuatorError
+from autonomic.execute.docker_actuator import DockerActuator, DockerBinding, DockerParams
+from autonomic.plan.patterns import load_patterns
+from autonomic.protocols import Actuator, ActuatorContext, Target
+from autonomic.registry import Registry
+
+
+class WallClock:
+    def now(self) -> float:
+        return time.time()
+
+    def sleep(self, seconds: float) -> None:
+        time.sleep(seconds)
+
+
+@pytest.fixture
+def engine(tmp_path: Path) -> Iterator[DockerStandin]:
+    sock = tmp_path / "docker.sock"
+    short_dir = None
+    if len(str(sock)) > 100:  # AF_UNIX paths are limited to about 107 bytes
+        short_dir = tempfile.mkdtemp(prefix="dk")
+        sock = Path(short_dir) / "docker.sock"
+    standin = DockerStandin(sock)
+    standin.start()
+    yield standin
+    standin.stop()
+    if short_dir:
+        shutil.rmtree(short_dir, ignore_errors=True)
+
+
+@pytest.fixture
+def act(tmp_path: Path) -> DockerActuator:
+    return DockerActuator(ActuatorContext(clock=WallClock(), state_dir=tmp_path))
+
+
+def target(engine: DockerStandin, container: str = "web", **kw: object) -> Target:
+    return Target(service="api", binding=DockerBinding(container=container, base_url=engine.base_url, **kw))
+
+
+def test_docker_actuator_meets_the_protocol(act: DockerActuator) -> None:
+    assert isinstance(act, Actuator)
+    assert act.type == "docker"
+    assert DockerParams().op == "restart" and DockerParams().timeout_s == 10
+
+
+def test_restart_changes_started_at_and_then_counts_as_applied(
+    act: DockerActuator, engine: DockerStandin
+) -> None:
+    c = engine.add("web")
+    t, p = target(engine), DockerParams(op="restart", timeout_s=3)
+    snap = act.snapshot(t, p)
+    assert snap["id"] == c.id and snap["name"] == "web" and snap["running"] is True
+    assert snap["started_at"] == c.started_at and snap["restart_count"] == 0
+    assert act.applied(t, p, "k1", snap) is False
+
+    detail = act.apply(t, p, "k1", snap)
+
+    assert detail["running"] is True and detail["started_at"] != snap["started_at"]
+    assert c.started_at == detail["started_at"]
+    assert act.applied(t, p, "k1", snap) is True
+    restarts = engine.calls("POST")
+    assert [(r.path, r.query) for r in restarts] == [(f"/containers/{c.id}/restart", {"t": "3"})]
+    # the default binding negotiates the API version with the engine, as the SDK does
+    assert any(r.path == "/version" for r in engine.requests)
+    assert all(r.api_version == "1.43" for r in engine.calls())
+    assert all(r.user_agent.startswith("docker-sdk-python/") for r in engine.requests)  # the real SDK
+
+
+def test_a_second_apply_with_the_same_key_does_not_restart_again(
+    act: DockerActuator, engine: DockerStandin
+) -> None:
+    engine.add("web")
+    t, p = target(engine), DockerParams()
+    snap = act.snapshot(t, p)
+    act.apply(t, p, "k1", snap)
+    started = engine.find("web").started_at  # type: ignore[union-attr]
+
+    again = act.apply(t, p, "k1", snap)
+
+    assert again["noop"] is True and again["reason"] == "already applied"
+    assert len(engine.calls("POST")) == 1
+    assert engine.find("web").started_at == started  # type: ignore[union-attr]
+
+
+def test_stop_then_undo_starts_it_again_and_undo_is_idempotent(
+    act: DockerActuator, engine: DockerStandin
+) -> None:
+    c = engine.add("db")
+    t, p = target(engine, "db"), DockerParams(op="stop", timeout_s=5)
+    snap = act.snapshot(t, p)
+
+    detail = act.apply(t, p, "k2", snap)
+    assert detail["running"] is False and c.running is False and detail["status"] == "exited"
+    assert act.applied(t, p, "k2", snap) is True
+    assert engine.calls("POST")[-1].query == {"t": "5"}
+
+    undone = act.undo(t, p, "k2", snap)
+    assert undone["undo"] == "start" and undone["running"] is True and c.running is True
+    assert act.undo(t, p, "k2", snap)["undo"] == "nothing to do"
+    assert [r.path.rsplit("/", 1)[-1] for r in engine.calls("POST")] == ["stop", "start"]
+
+
+def test_start_of_a_stopped_container_and_undo_stops_it(act: DockerActuator, engine: DockerStandin) -> None:
+    c = engine.add("worker", running=False)
+    t, p = target(engine, "worker", api_version="1.43"), DockerParams(op="start")
+    snap = act.snapshot(t, p)
+    assert snap["running"] is False and snap["status"] == "created"
+    assert act.applied(t, p, "k3", snap) is False
+
+    assert act.apply(t, p, "k3", snap)["running"] is True and c.running is True
+    assert act.undo(t, p, "k3", snap)["undo"] == "stop" and c.running is False
+    # a pinned API version skips the negotiation request
+    assert not any(r.path == "/version" for r in engine.requests)
+
+
+def test_stop_of_an_already_stopped_container_sends_nothing(act: DockerActuator, engine: DockerStandin) -> None:
+    engine.add("db", running=False)
+    t, p = target(engine, "db"), DockerParams(op="stop")
+    snap = act.snapshot(t, p)
+    assert act.apply(t, p, "k", snap)["noop"] is True
+    assert act.undo(t, p, "k", snap)["undo"] == "nothing to do"  # it was stopped before: stays stopped
+    assert engine.calls("POST") == []
+
+
+def test_restart_cannot_be_undone(act: DockerActuator, engine: DockerStandin) -> None:
+    engine.add("web")
+    t, p = target(engine), DockerParams()
+    assert act.undo(t, p, "k", act.snapshot(t, p)) == {"undo": "not applicable", "container": "web"}
+    assert engine.calls("POST") == []
+
+
+def test_a_container_that_dies_right_after_restart_is_a_retryable_error(
+    act: DockerActuator, engine: DockerStandin
+) -> None:
+    engine.add("web", dies_on_start=3)
+    t, p = target(engine), DockerParams()
+    snap = act.snapshot(t, p)
+    with pytest.raises(RetryableActuatorError, match=r"not running after restart.*exit code 3"):
+        act.apply(t, p, "k", snap)
+    assert act.applied(t, p, "k", snap) is False
+
+
+def test_unknown_container_is_terminal_and_named(act: DockerActuator, engine: DockerStandin) -> None:
+    t, p = target(engine, "ghost"), DockerParams()
+    with pytest.raises(TerminalActuatorError, match="no such container 'ghost'"):
+        act.snapshot(t, p)
+    with pytest.raises(TerminalActuatorError, match="'ghost'"):
+        act.apply(t, p, "k", {})
+    assert [r.path for r in engine.calls()] == ["/containers/ghost/json", "/containers/ghost/json"]
+
+
+def test_a_container_removed_after_the_snapshot_is_terminal(act: DockerActuator, engine: DockerStandin) -> None:
+    c = engine.add("web")
+    t, p = target(engine), DockerParams()
+    snap = act.snapshot(t, p)
+    del engine.containers[c.id]
+    engine.add("web")  # recreated under the same name: not the container we snapshotted
+    with pytest.raises(TerminalActuatorError, match="no such container 'web'"):
+        act.apply(t, p, "k", snap)
+    assert engine.calls("POST") == []
+
+
+def test_other_engine_errors_are_terminal_with_status_and_truncated_message(
+    act: DockerActuator, engine: DockerStandin
+) -> None:
+    engine.add("web")
+    t, p = target(engine), DockerParams()
+    snap = act.snapshot(t, p)
+    engine.fail_next(500, "Cannot restart container web: " + "x" * 1000)
+    with pytest.raises(TerminalActuatorError) as info:
+        act.apply(t, p, "k", snap)
+    message = str(info.value)
+    assert "HTTP 500" in message and "Cannot restart container web" in message
+    assert len(message) < 500 and message.endswith("...")
+
+
+def test_engine_down_is_retryable(act: DockerActuator, engine: DockerStandin) -> None:
+    engine.add("web")
+    t, p = target(engine), DockerParams()
+    snap = act.snapshot(t, p)
+    engine.stop()
+    with pytest.raises(RetryableActuatorError, match="unreachable"):
+        act.apply(t, p, "k", snap)
+    with pytest.raises(RetryableActuatorError, match="unreachable"):  # pinned version: no negotiation
+        act.applied(target(engine, api_version="1.43"), p, "k", snap)
+
+
+def test_an_engine_slower_than_the_timeout_is_retryable(act: DockerActuator, engine: DockerStandin) -> None:
+    engine.add("web")
+    engine.delay_s = 0.5
+    t = target(engine, timeout_s=0.1, api_version="1.43")
+    started = time.monotonic()
+    with pytest.raises(RetryableActuatorError, match="unreachable"):
+        act.snapshot(t, DockerParams())
+    assert time.monotonic() - started < 0.45
+    engine.delay_s = 0.0
+
+
+def test_describe_makes_no_request(act: DockerActuator, engine: DockerStandin) -> None:
+    engine.add("web")
+    text = act.describe(target(engine), DockerParams(op="stop", timeout_s=7))
+    assert text == f"stop docker container 'web' of api at {engine.base_url} (stop grace 7 s)"
+    assert engine.requests == []
+
+
+def test_without_the_docker_sdk_the_error_says_what_to_install(
+    act: DockerActuator, engine: DockerStandin, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "docker", None)  # import docker now raises ImportError
+    with pytest.raises(TerminalActuatorError, match=r"install autonomic\[docker\]"):
+        act.snapshot(target(engine), DockerParams())
+    assert act.describe(target(engine), DockerParams()).startswith("restart docker container")
+
+
+def test_the_module_imports_and_validates_params_without_the_docker_sdk() -> None:
+    code = (
+        "import sys; sys.modules['docker'] = None\n"
+        "from autonomic.execute.docker_actuator import DockerActuator, DockerParams\n"
+        "print(DockerActuator.type, DockerParams(op='stop').timeout_s)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "docker 10"
+
+
+def test_binding_and_params_reject_bad_values_naming_the_field() -> None:
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="base_url"):
+        DockerBinding(container="web", base_url="/var/run/docker.sock")
+    with pytest.raises(ValidationError, match="container"):
+        DockerBinding(container="")
+    with pytest.raises(ValidationError, match="api_version"):
+        DockerBinding(container="web", api_version="latest")
+    with pytest.raises(ValidationError, match="timeout_s"):
+        DockerParams(timeout_s=601)
+    with pytest.raises(ValidationError, match="op"):
+        DockerParams.model_validate({"op": "kill"})
+
+
+def test_the_pattern_loader_accepts_docker_actions_when_registered(tmp_path: Path) -> None:
+    reg = Registry()
+    reg.register("actuator", DockerActuator.type, DockerActuator)
+    good = tmp_path / "good.yaml"
+    good.write_text(
+        "id: container-down-restart\n"
+        "match: {cause: down}\n"
+        "action: {type: docker, params: {op: restart, timeout_s: 20}}\n"
+        "prior_confidence: 0.7\n"
+        "verify: {metric: probe_ok, min: 1}\n"
+    )
+    [pattern] = load_patterns([good], reg)
+    assert pattern.action is not None and pattern.action.type == "docker"
+    assert pattern.action.params == {"op": "restart", "timeout_s": 20}
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(good.read_text().replace("timeout_s: 20", "timeout_s: 900"))
+    with pytest.raises(PatternError, match=r"bad.yaml:3: action.params.timeout_s"):
+        load_patterns([bad], reg)
