@@ -142,7 +142,8 @@ class Engine:
         self.executor = Executor(
             store=self.store, actuators=self.actuators, bindings=config.bindings, series=self.series,
             clock=self.clock, notify=self.notify, paused=lambda svc: paused_reason(self.store, svc),
-            on_result=self._record_result, time_scale=config.engine.time_scale,
+            on_result=self._record_result, on_undo_failed=self._open_breakers,
+            time_scale=config.engine.time_scale,
         )
         self._open: dict[tuple[str, str], str] = {}  # (service, cause) -> unclosed incident id
         self._last_seen: dict[str, float] = {}  # incident id -> last finding time (in memory)
@@ -611,6 +612,20 @@ class Engine:
                     self.notify(Notification(level=Level.ALERT, ts=now, service=action.service,
                                              title=f"circuit breaker opened for {scope} actions",
                                              body=f"{after.consecutive_failures} consecutive failed interventions"))
+
+    def _open_breakers(self, action: Action) -> None:
+        """A failed undo leaves the world in a state nobody chose: stop automating at once."""
+        now = self.clock.now()
+        for scope in (action.type, "global"):
+            state = self._breaker(scope).model_copy(update={"state": "open", "opened_at": now,
+                                                             "trial_in_flight": False})
+            self.store.set_state(breaker_key(scope), state.model_dump(mode="json"), actor="engine",
+                                 event="breaker.updated", data={"scope": scope, "state": "open",
+                                                                "why": f"undo of action {action.id} failed"})
+            self.metrics.breaker(scope, True)
+        self.notify(Notification(level=Level.ALERT, ts=now, service=action.service,
+                                 title="circuit breakers opened: an undo failed",
+                                 body=f"{action.type} and global automation stopped until a person looks"))
 
     # --- people ----------------------------------------------------------------------------
 

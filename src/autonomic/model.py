@@ -150,6 +150,7 @@ class ActionState(StrEnum):
     SUCCEEDED = "succeeded"
     FAILED = "failed"  # the actuator failed, or verification found no improvement
     ROLLING_BACK = "rolling_back"
+    VERIFYING_UNDO = "verifying_undo"  # undone; watching whether the undo restored health
     ROLLED_BACK = "rolled_back"
     ESCALATED = "escalated"  # we cannot tell what happened; a person must look
     CANCELLED = "cancelled"  # never started (kill switch, pause, denial)
@@ -358,6 +359,7 @@ class Outcome(Frozen):
     before: dict[str, Any] = Field(default_factory=dict)
     after: dict[str, Any] = Field(default_factory=dict)
     rolled_back: bool = False
+    undo_verdict: VerifyVerdict | None = None  # after a rollback: did the undo restore health?
     duration_s: float = 0.0
 
 

@@ -194,6 +194,32 @@ def test_verification_failure_rolls_back_when_rollback_is_safe(tmp_path: Path) -
     assert [c for c, *_ in h.actuator.calls] == ["apply", "undo"]
     (outcome,) = h.store.outcomes(incident_id=inc.id)
     assert outcome.rolled_back and outcome.verdict == "fail"
+    # the undo itself was watched: still down afterwards, so it did not restore health
+    assert outcome.undo_verdict is not None and outcome.undo_verdict != "pass"
+    assert any(s.name == "verify-undo" for s in h.store.actions()[0].steps)
+    assert any("did NOT restore" in n.body for n in h.notifier.sent)
+
+
+def _healthy_baseline(h: Harness) -> None:
+    (action,) = h.store.actions()
+    baseline = action.steps[0].model_copy(update={"detail": {"metric": "up", "ts": [T0 + i for i in range(8)],
+                                                             "values": [1.0] * 8}})
+    h.store.record(action.model_copy(update={"steps": [baseline, *action.steps[1:]]}), actor="test",
+                   event="test.edit", subject=action.id)
+
+
+def test_a_failed_undo_pages_a_person_and_opens_the_breakers(tmp_path: Path) -> None:
+    h = Harness(tmp_path, op="fail_undo")
+    h.feed("up", 1, 2)
+    h.feed("up", 0, 3)
+    inc = h.incident()
+    _healthy_baseline(h)
+    h.run_until(lambda: h.store.get(Incident, inc.id).state.terminal, "up", 0)  # type: ignore[union-attr]
+    (action,) = h.store.actions()
+    assert action.state == ActionState.ESCALATED and "undo failed" in (action.error or "")
+    assert h.store.get_state("breaker:global")["state"] == "open"  # type: ignore[index]
+    assert h.store.get_state("breaker:fake")["state"] == "open"  # type: ignore[index]
+    assert any("UNDO FAILED" in n.title for n in h.notifier.sent)
 
 
 def test_approve_autonomy_waits_for_a_person_then_acts_on_approval(tmp_path: Path) -> None:

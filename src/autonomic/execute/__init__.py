@@ -12,5 +12,6 @@ def builtin_actuators() -> list[type[Any]]:
     from autonomic.execute.http import HttpActuator
     from autonomic.execute.process import ProcessActuator
     from autonomic.execute.shell import ShellActuator
+    from autonomic.execute.systemd_actuator import SystemdActuator
 
-    return [ProcessActuator, ConfigActuator, ShellActuator, HttpActuator, DockerActuator]
+    return [ProcessActuator, ConfigActuator, ShellActuator, HttpActuator, DockerActuator, SystemdActuator]

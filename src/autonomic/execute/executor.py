@@ -74,6 +74,7 @@ class Executor:
         notify: Callable[[Notification], None],
         paused: Callable[[str], str | None],
         on_result: Callable[[Action, bool], None],
+        on_undo_failed: Callable[[Action], None] = lambda action: None,
         time_scale: float = 1.0,
     ) -> None:
         self.store = store
@@ -84,6 +85,7 @@ class Executor:
         self.notify = notify
         self.paused = paused
         self.on_result = on_result
+        self.on_undo_failed = on_undo_failed
         self.time_scale = time_scale
 
     # --- helpers ---------------------------------------------------------------------------
@@ -170,6 +172,8 @@ class Executor:
                 return self._verify(action, now)
             case ActionState.ROLLING_BACK:
                 return self._rollback(action, now, reason=action.error or "verification failed")
+            case ActionState.VERIFYING_UNDO:
+                return self._verify_undo(action, now)
         return None
 
     def _run(self, action: Action, now: float) -> float | None:
@@ -342,6 +346,47 @@ class Executor:
                                  body=f"{judgement.reason}; a person must look"))
         return None
 
+    def _verify_undo(self, action: Action, now: float) -> float | None:
+        assert action.verify is not None and action.verify_until is not None
+        if now < action.verify_until:
+            return action.verify_until
+        import numpy as np
+
+        spec = action.verify
+        undo_step = next((s for s in reversed(action.steps) if s.name == "undo"), None)
+        undone_at = undo_step.finished_at if undo_step else action.updated_at
+        delay, _ = self._window(spec)
+        ts, values = self.series.window(action.service, spec.metric, undone_at + delay)
+        after = _undo_window(ts, values, undone_at + delay, action.verify_until)
+        verified = next((s for s in reversed(action.steps) if s.name == "verify"), None)
+        baseline = next((s for s in action.steps if s.name == "baseline"), None)
+        before = (np.asarray(baseline.detail["ts"] if baseline else [], dtype=float),
+                  np.asarray(baseline.detail["values"] if baseline else [], dtype=float))
+        judgement = judge(before, after, spec.model_copy(update={"min_samples": max(1, spec.min_samples // 2)}))
+        restored = judgement.verdict == VerifyVerdict.PASS
+        step = StepRecord(name="verify-undo", ok=restored, started_at=undone_at, finished_at=now,
+                          detail={"verdict": judgement.verdict, "reason": judgement.reason, "after": judgement.after})
+        done = action.model_copy(update={"state": ActionState.ROLLED_BACK, "updated_at": now,
+                                         "steps": [*action.steps, step]})
+        reason = action.error or "verification failed"
+        inc = self._set_incident(self._incident(action), now, IncidentState.ROLLED_BACK, Resolution.ROLLED_BACK)
+        outcome = Outcome(action_id=action.id, incident_id=action.incident_id, ts=now,
+                          verdict=VerifyVerdict.FAIL, reason=reason, rolled_back=True,
+                          undo_verdict=judgement.verdict,
+                          before=verified.detail.get("before", {}) if verified else {},
+                          after=verified.detail.get("after", {}) if verified else {},
+                          duration_s=now - action.created_at)
+        self.store.record(done, *([inc] if inc else []), outcome, actor="engine", event="action.rolled_back",
+                          subject=action.id, data={"reason": reason, "undo_restored_health": restored,
+                                                   "undo_check": judgement.reason})
+        health = ("the undo restored health" if restored
+                  else f"the undo did NOT restore health ({judgement.reason})")
+        self.notify(Notification(level=Level.ALERT, ts=now, service=action.service, incident_id=action.incident_id,
+                                 title=f"rolled back {action.type} on {action.service}",
+                                 body=f"the fix made things worse ({reason}); it was undone and {health}. "
+                                      "A person must look."))
+        return None
+
     def _rollback(self, action: Action, now: float, reason: str) -> float | None:
         actuator = self._actuator(action.type)
         started = self.clock.now()
@@ -355,33 +400,35 @@ class Executor:
         step = StepRecord(name="undo", ok=ok, started_at=started, finished_at=now, detail=_jsonable(detail))
         incident = self._incident(action)
         if ok:
-            done = action.model_copy(update={"state": ActionState.ROLLED_BACK, "updated_at": now,
-                                             "steps": [*action.steps, step]})
-            inc = self._set_incident(incident, now, IncidentState.ROLLED_BACK, Resolution.ROLLED_BACK)
-            verified = next((s for s in reversed(action.steps) if s.name == "verify"), None)
-            outcome = Outcome(action_id=action.id, incident_id=action.incident_id, ts=now,
-                              verdict=VerifyVerdict.FAIL, reason=reason, rolled_back=True,
-                              before=verified.detail.get("before", {}) if verified else {},
-                              after=verified.detail.get("after", {}) if verified else {},
-                              duration_s=now - action.created_at)
-            self.store.record(done, *([inc] if inc else []), outcome, actor="engine", event="action.rolled_back",
-                              subject=action.id, data={"reason": reason, "undo": step.detail})
-            self.on_result(done, False)
-            self.notify(Notification(level=Level.ALERT, ts=now, service=action.service,
-                                     incident_id=action.incident_id,
-                                     title=f"rolled back {action.type} on {action.service}",
-                                     body=f"the fix made things worse ({reason}); it was undone. A person must look."))
-            return None
+            # undone: now watch once more, to know whether the undo restored health
+            assert action.verify is not None
+            delay, window = self._window(action.verify)
+            until = now + delay + window
+            watching = action.model_copy(update={"state": ActionState.VERIFYING_UNDO, "updated_at": now,
+                                                 "steps": [*action.steps, step], "verify_until": until})
+            self.store.record(watching, actor="engine", event="action.undone", subject=action.id,
+                              data={"reason": reason, "undo": step.detail, "verify_until": until})
+            self.on_result(watching, False)
+            return until
         failed = action.model_copy(update={"state": ActionState.ESCALATED, "updated_at": now,
                                            "steps": [*action.steps, step], "error": f"undo failed: {err}"})
         inc = self._set_incident(incident, now, IncidentState.ESCALATED, Resolution.FAILED)
         self.store.record(failed, *([inc] if inc else []), actor="engine", event="action.undo_failed",
                           subject=action.id, data={"error": str(err)[:500]})
         self.on_result(failed, False)
+        self.on_undo_failed(failed)  # a failed undo opens the breaker: no more automation of this kind
         self.notify(Notification(level=Level.ALERT, ts=now, service=action.service, incident_id=action.incident_id,
                                  title=f"UNDO FAILED for {action.type} on {action.service}",
                                  body=f"{err}; a person must act now"))
         return None
+
+
+def _undo_window(ts: Any, values: Any, start: float, until: float) -> tuple[Any, Any]:
+    """The second half of the watch window after an undo: health must be back by then
+    (windowed metrics such as an error rate lag the undo by up to their own window)."""
+    mid = start + (until - start) / 2
+    mask = (ts >= mid) & (ts <= until + 1e-9)
+    return ts[mask], values[mask]
 
 
 def _jsonable(detail: Mapping[str, Any]) -> dict[str, Any]:

@@ -43,7 +43,7 @@ class FakeDetector:
 
 class FakeParams(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
-    op: Literal["poke", "fail"] = "poke"
+    op: Literal["poke", "fail", "fail_undo"] = "poke"
     value: int = 1
 
 
@@ -53,7 +53,8 @@ class FakeBinding(BaseModel):
 
 
 class FakeActuator:
-    """Records every call; ``op: fail`` raises a terminal error. Idempotent per key."""
+    """Records every call; ``op: fail`` makes apply raise a terminal error, ``op: fail_undo``
+    makes undo raise one. Idempotent per key."""
 
     type: ClassVar[str] = "fake"
     Params: ClassVar[builtins.type[BaseModel]] = FakeParams
@@ -84,6 +85,8 @@ class FakeActuator:
 
     def undo(self, target: Target, params: BaseModel, key: str, snapshot: Mapping[str, Any]) -> dict[str, Any]:
         self.calls.append(("undo", target.service, key))
+        if getattr(params, "op", None) == "fail_undo":
+            raise TerminalActuatorError("fake undo failure")
         self.applied_keys.discard(key)
         return {"undone": True}
 
