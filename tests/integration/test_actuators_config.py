@@ -277,3 +277,25 @@ def test_params_and_binding_validation_name_the_field() -> None:
         ConfigBinding(repo="/r", file="app.yaml", reload_signal="SIGNOPE")
     ini = ConfigBinding(repo="/r", file="app.conf", format="ini", reload_signal="USR1")
     assert ini.reload_signal == "SIGUSR1"
+
+
+def test_a_crash_after_the_commit_still_reloads_and_a_crash_before_it_does_not_scale_twice(
+    act: ConfigActuator, tmp_path: Path
+) -> None:
+    """Crash windows of apply: (1) committed but not reloaded -> applying again commits nothing
+    and reloads; (2) written but not committed -> applying again scales from the snapshot, once."""
+    repo, t = make_repo(tmp_path, "yaml")
+    p = scale(factor=1.2)
+    snap = act.snapshot(t, p)
+    first = act.apply(t, p, "act-crash", snap)
+    again = act.apply(t, p, "act-crash", snap)
+    assert again["noop"] is True and again["commit"] == first["commit"] and "reload" in again
+    log = git(repo, "log", "--format=%B")
+    assert log.count("Autonomic-Action: act-crash") == 1
+    # (2): the file already holds 60 (written), but nothing was committed under this key
+    snap2 = {**act.snapshot(t, p), "old": 60}
+    doc = yaml.safe_load((repo / "app.yaml").read_text())
+    doc["server"]["workers"] = 72  # as if the killed engine had written its new value, uncommitted
+    (repo / "app.yaml").write_text(yaml.safe_dump(doc))
+    act.apply(t, p, "act-crash-2", snap2)
+    assert read_value(repo / "app.yaml", "yaml") == 72  # 60 * 1.2 from the snapshot, not 72 * 1.2

@@ -152,12 +152,18 @@ class ConfigActuator:
         p, b = _params(params), _binding(target)
         done = _find_commit(b, ACTION_TRAILER, key)
         if done is not None:
-            return {"file": b.file, "key": p.key, "noop": True, "reason": "already applied", "commit": done}
+            # Committed before (say, by an engine that was killed right after): the commit is not
+            # repeated, but the reload, which may not have happened, is (reloading twice is harmless).
+            return {"file": b.file, "key": p.key, "noop": True, "reason": "already applied", "commit": done,
+                    "reload": self._reload(target, p, b)}
         if p.op == "revert_last":
             return self._revert_last(target, p, b, key, snapshot)
         fmt, doc = _load(b)
         old = _get(doc, p.key, b)
-        new = _new_value(p, old, b)
+        # The new value comes from the snapshot's old value when there is one, so a file written
+        # but not committed before a crash is not scaled a second time.
+        base = snapshot.get("old", old) if p.key and snapshot.get("key") == p.key else old
+        new = _new_value(p, base, b)
         detail: dict[str, Any] = {"file": b.file, "key": p.key, "old": _jsonable(old), "new": new}
         if _jsonable(old) == new:
             return {**detail, "commit": None, "noop": True, "reason": "value unchanged"}

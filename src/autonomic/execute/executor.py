@@ -257,9 +257,13 @@ class Executor:
             took = None
             log.warning("cannot tell whether %s took effect: %s", action.id, exc)
         if took is True:
-            step = StepRecord(name="apply", ok=True, started_at=action.updated_at, finished_at=now,
-                              detail={"recovered": "the apply had taken effect before the engine stopped"})
-            return self._start_verifying(action, step, now)
+            # Its main effect happened. apply() is idempotent per key: calling it again repeats
+            # nothing that was done and finishes what may not have been (a config reload).
+            log.info("action %s had taken effect; finishing it idempotently", action.id[:8])
+            recovered = action.model_copy(update={"steps": [*action.steps, StepRecord(
+                name="recovered", ok=True, started_at=action.updated_at, finished_at=now,
+                detail={"recovered": "the apply had taken effect before the engine stopped"})]})
+            return self._apply(recovered)
         if took is False:
             log.info("action %s had not taken effect; applying it now (first time)", action.id[:8])
             return self._apply(action)
