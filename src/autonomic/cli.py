@@ -26,6 +26,15 @@ app.add_typer(audit_app, name="audit")
 canary_app = typer.Typer(no_args_is_help=True, help="Judge a canary against its baseline.")
 app.add_typer(canary_app, name="canary")
 
+
+def _add_subcommands() -> None:
+    from autonomic.oversight.report_cli import report_app
+
+    app.add_typer(report_app, name="report", help="Daily and weekly reports (markdown or HTML).")
+
+
+_add_subcommands()
+
 ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="autonomic.yaml (default: built-in defaults)",
                                                  envvar="AUTONOMIC_CONFIG")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="print JSON")]

@@ -11,21 +11,35 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, field_validator, model_validator
 
 from autonomic.analyze.thresholds import Thresholds
 from autonomic.analyze.trend import TrendSpec
 from autonomic.errors import ConfigError, Problem
-from autonomic.model import ActionSpec, Level, Pattern
+from autonomic.model import ActionSpec, Pattern
 from autonomic.monitor.probe import HttpProbeSpec
 from autonomic.monitor.prometheus import PrometheusSpec
+from autonomic.monitor.promquery import PromQuerySpec
+from autonomic.oversight.notify import ConsoleSpec, NotifierSpec
+from autonomic.oversight.reports import ReportSchedule
 from autonomic.plan.policy import PolicyConfig
 from autonomic.registry import Registry
 from autonomic.yamlio import YamlDoc, load_yaml, problems_from
 
-_PATH_KEYS = ("repo", "cwd")
+_PATH_KEYS = ("repo", "cwd", "kubeconfig")
+
+
+def _metrics_type(v: Any) -> str:
+    return str(v.get("type", "prometheus")) if isinstance(v, dict) else str(getattr(v, "type", "prometheus"))
+
+
+# ``metrics:`` entries: a /metrics endpoint to scrape, or a PromQL query against a Prometheus server
+MetricsSpec = Annotated[
+    Annotated[PrometheusSpec, Tag("prometheus")] | Annotated[PromQuerySpec, Tag("promql")],
+    Discriminator(_metrics_type),
+]
 
 
 class _Spec(BaseModel):
@@ -46,20 +60,6 @@ class EngineSpec(_Spec):
     stop_services_on_exit: bool = True
 
 
-class NotifierSpec(_Spec):
-    """``notifiers:``: where people are told. ``console`` logs; ``jsonl`` appends JSON lines."""
-
-    type: Literal["console", "jsonl"]
-    min_level: Level = Level.INFO
-    path: str | None = None
-
-    @model_validator(mode="after")
-    def _path_for_jsonl(self) -> NotifierSpec:
-        if self.type == "jsonl" and not self.path:
-            raise ValueError("a jsonl notifier needs a path")
-        return self
-
-
 class FallbackSpec(_Spec):
     """A service's remedy for failures no pattern knows; always needs a person's approval."""
 
@@ -74,7 +74,7 @@ class ServiceSpec(_Spec):
     type: str = "generic"
     depends_on: list[str] = Field(default_factory=list)
     probes: list[HttpProbeSpec] = Field(default_factory=list)
-    metrics: list[PrometheusSpec] = Field(default_factory=list)
+    metrics: list[MetricsSpec] = Field(default_factory=list)
     thresholds: Thresholds = Field(default_factory=Thresholds)
     trends: list[TrendSpec] | None = None  # None: the default trend checks
     actuators: dict[str, dict[str, Any]] = Field(default_factory=dict)
@@ -88,6 +88,10 @@ class ServiceSpec(_Spec):
         return v
 
 
+def _console() -> NotifierSpec:
+    return ConsoleSpec(type="console")
+
+
 class AutonomicSpec(_Spec):
     """The whole file."""
 
@@ -96,7 +100,8 @@ class AutonomicSpec(_Spec):
     patterns: list[str] = Field(default_factory=list)
     builtin_patterns: bool = True
     policy: PolicyConfig = Field(default_factory=PolicyConfig)
-    notifiers: list[NotifierSpec] = Field(default_factory=lambda: [NotifierSpec(type="console")])
+    notifiers: list[NotifierSpec] = Field(default_factory=lambda: [_console()])
+    reports: list[ReportSchedule] = Field(default_factory=list)  # scheduled delivery through the notifiers
 
     @model_validator(mode="after")
     def _unique_services(self) -> AutonomicSpec:

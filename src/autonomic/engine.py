@@ -45,8 +45,10 @@ from autonomic.model import (
 from autonomic.monitor.host import HostSource, ProcessSource
 from autonomic.monitor.probe import HttpProbe
 from autonomic.monitor.prometheus import PrometheusScrape
+from autonomic.monitor.promquery import PromQuerySource, PromQuerySpec
 from autonomic.monitor.series import SeriesStore
-from autonomic.oversight.notify import Dispatcher
+from autonomic.oversight.notify import Dispatcher, build_dispatcher
+from autonomic.oversight.reports import due_reports, report_notification
 from autonomic.plan.breaker import BreakerState, breaker_record
 from autonomic.plan.diagnose import DiagnoseContext, diagnose
 from autonomic.plan.gates import Counts, GateContext, breakers_after_approval, decide
@@ -160,15 +162,8 @@ class Engine:
     # --- construction ----------------------------------------------------------------------
 
     def _build_notifiers(self) -> Dispatcher:
-        routes = []
-        for spec in self.config.spec.notifiers:
-            cls = self.registry.get("notifier", spec.type)
-            kwargs: dict[str, Any] = {}
-            if spec.path:
-                path = spec.path
-                kwargs["path"] = path if path.startswith("/") else str(self.config.base_dir / path)
-            routes.append((cls(**kwargs), spec.min_level))
-        return Dispatcher(routes)
+        return build_dispatcher(self.config.spec.notifiers, self.config.base_dir,
+                                on_failure=lambda name: self.metrics.notifier_failure(name))
 
     def _build_sources(self) -> list[Source]:
         sources: list[Source] = []
@@ -182,7 +177,9 @@ class Engine:
             sources.append(ProcessSource(self.supervisor.pids, limits))
         for svc in self.config.services:
             sources.extend(HttpProbe(svc.name, p) for p in svc.probes)
-            sources.extend(PrometheusScrape(svc.name, m) for m in svc.metrics)
+            for m in svc.metrics:
+                sources.append(PromQuerySource(svc.name, m) if isinstance(m, PromQuerySpec)
+                               else PrometheusScrape(svc.name, m))
         return sources
 
     # --- lifecycle -------------------------------------------------------------------------
@@ -212,6 +209,7 @@ class Engine:
         self.store.audit("engine", "engine.stopped", "engine", {})
         if self.config.engine.stop_services_on_exit:
             self.supervisor.stop_all(timeout_s=5.0)
+        self.notifiers.close(timeout=5)
         self.store.close()
 
     def run(self, stop: threading.Event, on_tick: Callable[[Engine], None] | None = None) -> None:
@@ -256,6 +254,7 @@ class Engine:
                 self.ingest(f, now)
             self._poll_approvals(now)
             self._sweep(now)
+            self._send_reports(now)
             self.ticks += 1
             self.last_tick_at = now
         # An item that is ready for its next step at once (diagnosed -> decide -> act) goes on
@@ -351,6 +350,28 @@ class Engine:
         return incident
 
     # --- people's acts ---------------------------------------------------------------------
+
+    def _send_reports(self, now: float) -> None:
+        """Scheduled daily/weekly reports, delivered through the notifiers. The first fire
+        time counts from when the schedule was first seen, so a restart does not resend."""
+        schedules = self.config.spec.reports
+        if not schedules:
+            return
+        last = dict(self.store.get_state("report:last_run") or {})
+        seeded = False
+        for s in schedules:
+            if s.key not in last:
+                last[s.key], seeded = now, True
+        due = due_reports(schedules, last, now)
+        for s in due:
+            try:
+                self.notify(report_notification(self.store, s, now))
+            except Exception:
+                log.exception("report %s could not be built", s.key)
+            last[s.key] = now
+        if due or seeded:
+            self.store.set_state("report:last_run", last, actor="engine", event="report.sent" if due else
+                                 "report.scheduled", data={"reports": [s.key for s in due]})
 
     def _poll_approvals(self, now: float) -> None:
         for key, value in self.store.states("approval:").items():

@@ -70,7 +70,8 @@ class Harness:
         self.notifier = FakeNotifier()
         self.store = store or Store("sqlite://")
         self.engine = Engine(self.config, registry=registry, clock=self.clock, store=self.store,
-                             notifiers=Dispatcher([(self.notifier, Level.INFO)]), sources=[self.source])
+                             notifiers=Dispatcher([(self.notifier, Level.INFO)], synchronous=True, dedup_s=0),
+                             sources=[self.source])
         self.engine.start()
 
     def feed(self, metric: str, value: float, seconds: int) -> None:

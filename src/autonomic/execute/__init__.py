@@ -10,8 +10,10 @@ def builtin_actuators() -> list[type[Any]]:
     from autonomic.execute.config_file import ConfigActuator
     from autonomic.execute.docker_actuator import DockerActuator
     from autonomic.execute.http import HttpActuator
+    from autonomic.execute.kubernetes_actuator import KubernetesActuator
     from autonomic.execute.process import ProcessActuator
     from autonomic.execute.shell import ShellActuator
     from autonomic.execute.systemd_actuator import SystemdActuator
 
-    return [ProcessActuator, ConfigActuator, ShellActuator, HttpActuator, DockerActuator, SystemdActuator]
+    return [ProcessActuator, ConfigActuator, ShellActuator, HttpActuator, DockerActuator, SystemdActuator,
+            KubernetesActuator]

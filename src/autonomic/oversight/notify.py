@@ -1,22 +1,68 @@
-"""Telling people: the console and a JSON-lines file, routed by level.
+"""Telling people: console, JSON lines, Slack, a signed webhook and email, routed by level.
 
-A notifier that fails never stops the loop: :class:`Dispatcher` catches, logs and counts
-the failure and carries on with the others.
+A notifier that fails or hangs never stops or slows the loop. :class:`Dispatcher` puts each
+notification on one bounded queue per notifier and returns at once; one worker thread per
+notifier delivers it, retrying with exponential backoff, and counts what was sent, what
+failed and what was dropped because a queue was full. The same (level, title, incident)
+within ``dedup_s`` is sent once.
+
+Secrets never sit in YAML and are never logged: the webhook's HMAC secret, the SMTP
+credentials and (optionally) the Slack URL are read from environment variables named in
+the config, and failures name the receiving host only, never a URL (which may carry a token).
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import hmac
 import json
 import logging
+import os
+import queue
+import smtplib
 import threading
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from email.message import EmailMessage
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
+import httpx
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from autonomic.errors import AutonomicError, ConfigError
 from autonomic.model import Level, Notification
 from autonomic.protocols import Notifier
 
 log = logging.getLogger("autonomic.notify")
+
+_SLACK_TEXT_MAX = 3000  # Slack's limit for one section block's text
+
+
+class NotifierError(AutonomicError):
+    """A notifier could not deliver. The message is safe to log: it names a host, never a URL."""
+
+
+def _level_name(n: Notification) -> str:
+    return n.level.value.upper()
+
+
+def _host(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.hostname}:{parts.port}" if parts.port else str(parts.hostname)
+
+
+def _env(var: str, what: str) -> str:
+    value = os.environ.get(var)
+    if not value:
+        raise ConfigError(f"{what}: environment variable {var} is not set")
+    return value
+
+
+# --- notifiers -------------------------------------------------------------------------------
 
 
 class ConsoleNotifier:
@@ -52,25 +98,455 @@ class JsonlNotifier:
                 fh.write(line + "\n")
 
 
+def _post(url: str, content: bytes, headers: dict[str, str], timeout_s: float) -> None:
+    """POST ``content``; NotifierError (naming the host only) unless the answer is 2xx."""
+    host = _host(url)
+    try:
+        response = httpx.post(url, content=content, headers=headers, timeout=timeout_s)
+    except httpx.TimeoutException:
+        raise NotifierError(f"{host}: timed out after {timeout_s:g} s") from None
+    except httpx.HTTPError as exc:
+        raise NotifierError(f"{host}: {type(exc).__name__}") from None
+    if not 200 <= response.status_code < 300:
+        raise NotifierError(f"{host}: HTTP {response.status_code}")
+
+
+class SlackNotifier:
+    """Posts to a Slack-compatible incoming webhook: ``{"text": ..., "blocks": [...]}``."""
+
+    name = "slack"
+
+    def __init__(self, url: str, timeout_s: float = 5.0) -> None:
+        self._url = url
+        self.timeout_s = timeout_s
+
+    def __repr__(self) -> str:  # the URL is a credential
+        return f"SlackNotifier(host={_host(self._url)!r})"
+
+    @staticmethod
+    def payload(n: Notification) -> dict[str, Any]:
+        """The message: a plain ``text`` fallback and blocks with the body and its context."""
+        head = f"[{_level_name(n)}] {n.title}"
+        context = [f"service: {n.service}"] if n.service else []
+        if n.incident_id:
+            context.append(f"incident: {n.incident_id[:8]}")
+        context.append(time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(n.ts)))
+        blocks: list[dict[str, Any]] = [{"type": "section", "text": {"type": "mrkdwn", "text": f"*{head}*"}}]
+        if n.body:
+            body = n.body if len(n.body) <= _SLACK_TEXT_MAX else n.body[: _SLACK_TEXT_MAX - 1] + "…"
+            blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": body}})
+        blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": " · ".join(context)}]})
+        return {"text": head + (f": {n.body}" if n.body else ""), "blocks": blocks}
+
+    def send(self, notification: Notification) -> None:
+        body = json.dumps(self.payload(notification)).encode()
+        _post(self._url, body, {"Content-Type": "application/json"}, self.timeout_s)
+
+
+def sign(secret: str, timestamp: str, body: bytes) -> str:
+    """The ``X-Autonomic-Signature`` value: ``sha256=`` + HMAC-SHA256 hex over ``<timestamp>.<body>``."""
+    mac = hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256)
+    return "sha256=" + mac.hexdigest()
+
+
+class WebhookNotifier:
+    """POSTs the notification as JSON. With ``secret_env`` set, the secret is read from that
+    environment variable and every request carries ``X-Autonomic-Signature`` over
+    ``<timestamp>.<body>``; ``X-Autonomic-Timestamp`` (unix seconds) is always sent."""
+
+    name = "webhook"
+
+    def __init__(self, url: str, secret_env: str | None = None, timeout_s: float = 5.0) -> None:
+        self._url = url
+        self._secret = _env(secret_env, "secret_env") if secret_env else None
+        self.timeout_s = timeout_s
+
+    def __repr__(self) -> str:
+        return f"WebhookNotifier(host={_host(self._url)!r}, signed={self._secret is not None})"
+
+    def send(self, notification: Notification) -> None:
+        body = json.dumps(notification.model_dump(mode="json"), sort_keys=True).encode()
+        timestamp = str(int(time.time()))
+        headers = {"Content-Type": "application/json", "X-Autonomic-Timestamp": timestamp}
+        if self._secret is not None:
+            headers["X-Autonomic-Signature"] = sign(self._secret, timestamp, body)
+        _post(self._url, body, headers, self.timeout_s)
+
+
+class EmailNotifier:
+    """Sends one email per notification over SMTP, subject ``[autonomic] <LEVEL> <title>``.
+    Credentials, when needed, come from the environment variables named."""
+
+    name = "email"
+
+    def __init__(
+        self,
+        host: str,
+        port: int = 25,
+        *,
+        sender: str,
+        to: Sequence[str],
+        starttls: bool = False,
+        username_env: str | None = None,
+        password_env: str | None = None,
+        timeout_s: float = 10.0,
+    ) -> None:
+        if not to:
+            raise ConfigError("to: at least one recipient is needed")
+        self.host, self.port, self.sender, self.to = host, port, sender, list(to)
+        self.starttls, self.timeout_s = starttls, timeout_s
+        self._login = (
+            (_env(username_env, "username_env"), _env(password_env, "password_env"))
+            if username_env and password_env else None
+        )
+
+    def message(self, n: Notification) -> EmailMessage:
+        msg = EmailMessage()
+        msg["Subject"] = f"[autonomic] {_level_name(n)} {n.title}"
+        msg["From"] = self.sender
+        msg["To"] = ", ".join(self.to)
+        lines = [n.body] if n.body else []
+        lines.append("")
+        if n.service:
+            lines.append(f"service: {n.service}")
+        if n.incident_id:
+            lines.append(f"incident: {n.incident_id}")
+        lines.append("at: " + time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(n.ts)))
+        msg.set_content("\n".join(lines).lstrip("\n") + "\n")
+        return msg
+
+    def send(self, notification: Notification) -> None:
+        where = f"{self.host}:{self.port}"
+        try:
+            with smtplib.SMTP(self.host, self.port, timeout=self.timeout_s) as smtp:
+                if self.starttls:
+                    smtp.starttls()
+                if self._login is not None:
+                    smtp.login(*self._login)
+                smtp.send_message(self.message(notification), from_addr=self.sender, to_addrs=self.to)
+        except (OSError, smtplib.SMTPException) as exc:
+            code = getattr(exc, "smtp_code", None)
+            raise NotifierError(f"{where}: {type(exc).__name__}" + (f" {code}" if code else "")) from None
+
+
 def builtin_notifiers() -> dict[str, type]:
+    """The notifier types the registry knows by name (those buildable from ``path`` alone);
+    :func:`build_dispatcher` builds every type from its spec."""
     return {"console": ConsoleNotifier, "jsonl": JsonlNotifier}
 
 
-class Dispatcher:
-    """Fans a notification out to every notifier whose minimum level it reaches."""
+# --- config -----------------------------------------------------------------------------------
 
-    def __init__(self, routes: Iterable[tuple[Notifier, Level]] = ()) -> None:
-        self.routes = list(routes)
-        self.failures: dict[str, int] = {}
+
+class _NotifierSpecBase(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str | None = Field(default=None, min_length=1)  # shown in counters; default the type
+    min_level: Level = Level.INFO
+    levels: list[Level] | None = Field(default=None, min_length=1)  # exact levels; overrides min_level
+
+    @model_validator(mode="after")
+    def _one_routing(self) -> _NotifierSpecBase:
+        if self.levels is not None and "min_level" in self.model_fields_set:
+            raise ValueError("give either levels (exact levels) or min_level, not both")
+        return self
+
+    def accepts(self) -> frozenset[Level]:
+        """The levels this notifier receives."""
+        if self.levels is not None:
+            return frozenset(self.levels)
+        return frozenset(lv for lv in Level if lv.rank >= self.min_level.rank)
+
+
+def _http_url(v: str) -> str:
+    parts = urlsplit(v)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("must be an http:// or https:// URL")
+    return v
+
+
+class ConsoleSpec(_NotifierSpecBase):
+    """``type: console``: one log line per notification."""
+
+    type: Literal["console"]
+
+
+class JsonlSpec(_NotifierSpecBase):
+    """``type: jsonl``: one JSON object per line appended to ``path`` (relative to the config)."""
+
+    type: Literal["jsonl"]
+    path: str = Field(min_length=1)
+
+
+class SlackSpec(_NotifierSpecBase):
+    """``type: slack``: an incoming-webhook URL, given as ``url_env`` (recommended: the URL holds
+    a token) or ``url``."""
+
+    type: Literal["slack"]
+    url: str | None = None
+    url_env: str | None = None
+    timeout_s: float = Field(default=5.0, gt=0, le=60)
+
+    @field_validator("url")
+    @classmethod
+    def _check_url(cls, v: str | None) -> str | None:
+        return v if v is None else _http_url(v)
+
+    @model_validator(mode="after")
+    def _one_url(self) -> SlackSpec:
+        if (self.url is None) == (self.url_env is None):
+            raise ValueError("give exactly one of url and url_env")
+        return self
+
+
+class WebhookSpec(_NotifierSpecBase):
+    """``type: webhook``: POST the notification JSON, HMAC-signed with the secret in ``secret_env``."""
+
+    type: Literal["webhook"]
+    url: str
+    secret_env: str | None = None
+    timeout_s: float = Field(default=5.0, gt=0, le=60)
+
+    @field_validator("url")
+    @classmethod
+    def _check_url(cls, v: str) -> str:
+        return _http_url(v)
+
+
+class EmailSpec(_NotifierSpecBase):
+    """``type: email``: SMTP; credentials from ``username_env`` / ``password_env``."""
+
+    type: Literal["email"]
+    host: str = Field(min_length=1)
+    port: int = Field(default=25, ge=1, le=65535)
+    sender: str = Field(min_length=3)
+    to: list[str] = Field(min_length=1)
+    starttls: bool = False
+    username_env: str | None = None
+    password_env: str | None = None
+    timeout_s: float = Field(default=10.0, gt=0, le=120)
+
+    @model_validator(mode="after")
+    def _credentials_together(self) -> EmailSpec:
+        if (self.username_env is None) != (self.password_env is None):
+            raise ValueError("give both username_env and password_env, or neither")
+        return self
+
+
+NotifierSpec = Annotated[
+    ConsoleSpec | JsonlSpec | SlackSpec | WebhookSpec | EmailSpec, Field(discriminator="type")
+]
+
+
+def build_notifier(spec: ConsoleSpec | JsonlSpec | SlackSpec | WebhookSpec | EmailSpec, base_dir: Path) -> Notifier:
+    """The notifier a spec describes. ConfigError when a named environment variable is unset."""
+    if isinstance(spec, ConsoleSpec):
+        return ConsoleNotifier()
+    if isinstance(spec, JsonlSpec):
+        path = Path(spec.path).expanduser()
+        return JsonlNotifier(path if path.is_absolute() else base_dir / path)
+    if isinstance(spec, SlackSpec):
+        url = spec.url if spec.url is not None else _http_url(_env(str(spec.url_env), "url_env"))
+        return SlackNotifier(url, timeout_s=spec.timeout_s)
+    if isinstance(spec, WebhookSpec):
+        return WebhookNotifier(spec.url, secret_env=spec.secret_env, timeout_s=spec.timeout_s)
+    return EmailNotifier(spec.host, spec.port, sender=spec.sender, to=spec.to, starttls=spec.starttls,
+                         username_env=spec.username_env, password_env=spec.password_env, timeout_s=spec.timeout_s)
+
+
+def build_dispatcher(
+    specs: Iterable[ConsoleSpec | JsonlSpec | SlackSpec | WebhookSpec | EmailSpec],
+    base_dir: Path,
+    **options: Any,
+) -> Dispatcher:
+    """A running :class:`Dispatcher` over the notifiers ``specs`` describe (names made unique:
+    a second ``slack`` becomes ``slack-2``). ``options`` go to the Dispatcher."""
+    routes: list[Route] = []
+    seen: set[str] = set()
+    for spec in specs:
+        base = spec.name or spec.type
+        name, i = base, 1
+        while name in seen:
+            i += 1
+            name = f"{base}-{i}"
+        seen.add(name)
+        routes.append(Route(build_notifier(spec, base_dir), levels=spec.accepts(), name=name))
+    return Dispatcher(routes, **options)
+
+
+# --- dispatch ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Route:
+    """One notifier and the levels it receives (``levels``, else every level from ``min_level`` up)."""
+
+    notifier: Notifier
+    min_level: Level = Level.INFO
+    levels: frozenset[Level] | None = None
+    name: str | None = None  # default: the notifier's own name
+
+    @property
+    def label(self) -> str:
+        return self.name or self.notifier.name
+
+    def accepts(self, level: Level) -> bool:
+        return level in self.levels if self.levels is not None else level.rank >= self.min_level.rank
+
+
+_STOP = object()
+
+
+class Dispatcher:
+    """Fans each notification out to every route that accepts its level, without blocking.
+
+    ``send`` drops a duplicate (same level, title and incident within ``dedup_s`` of the
+    notification's ``ts``), then puts the notification on each matching route's bounded queue
+    and returns. Each route's worker thread tries up to ``max_attempts`` times, waiting
+    ``backoff_s``, then twice that, ... between attempts. A notification that finds its queue
+    full is dropped and counted. Counters: ``sent`` (deliveries), ``failures`` (per route
+    name, after the last attempt), ``dropped``, ``deduplicated``; ``stats()`` returns them.
+    ``on_failure(name)`` is called once per failed delivery. ``synchronous=True`` delivers
+    inside ``send`` (tests, the CLI)."""
+
+    def __init__(
+        self,
+        routes: Iterable[Route | tuple[Notifier, Level]] = (),
+        *,
+        synchronous: bool = False,
+        max_attempts: int = 3,
+        backoff_s: float = 1.0,
+        dedup_s: float = 300.0,
+        queue_size: int = 1000,
+        on_failure: Callable[[str], None] | None = None,
+    ) -> None:
+        self.routes = [r if isinstance(r, Route) else Route(r[0], min_level=r[1]) for r in routes]
+        self.synchronous = synchronous
+        self.max_attempts = max(1, max_attempts)
+        self.backoff_s = backoff_s
+        self.dedup_s = dedup_s
+        self.on_failure = on_failure
         self.sent = 0
+        self.failures: dict[str, int] = {}
+        self.dropped = 0
+        self.deduplicated = 0
+        self._lock = threading.Lock()
+        self._recent: dict[tuple[str, str, str | None], float] = {}
+        self._closed = False
+        self._queues: list[queue.Queue[Any]] = []
+        self._workers: list[threading.Thread] = []
+        if not synchronous:
+            for route in self.routes:
+                q: queue.Queue[Any] = queue.Queue(maxsize=queue_size)
+                worker = threading.Thread(target=self._work, args=(route, q), name=f"notify-{route.label}",
+                                          daemon=True)
+                self._queues.append(q)
+                self._workers.append(worker)
+                worker.start()
+
+    # --- the caller's side ------------------------------------------------------------------
 
     def send(self, notification: Notification) -> None:
-        for notifier, min_level in self.routes:
-            if notification.level.rank < min_level.rank:
+        """Queue ``notification`` for every route that accepts its level; returns at once."""
+        if self._duplicate(notification):
+            return
+        for i, route in enumerate(self.routes):
+            if not route.accepts(notification.level):
+                continue
+            if self.synchronous:
+                self._deliver(route, notification)
+                continue
+            if self._closed:
+                self._count_drop(route)
                 continue
             try:
-                notifier.send(notification)
-                self.sent += 1
+                self._queues[i].put_nowait(notification)
+            except queue.Full:
+                self._count_drop(route)
+
+    def _duplicate(self, n: Notification) -> bool:
+        key = (n.level.value, n.title, n.incident_id)
+        with self._lock:
+            last = self._recent.get(key)
+            if last is not None and abs(n.ts - last) < self.dedup_s:
+                self.deduplicated += 1
+                return True
+            self._recent[key] = n.ts
+            if len(self._recent) > 512:
+                self._recent = {k: t for k, t in self._recent.items() if abs(n.ts - t) < self.dedup_s}
+        return False
+
+    def _count_drop(self, route: Route) -> None:
+        with self._lock:
+            self.dropped += 1
+        log.warning("notifier %s: queue full or closed, notification dropped", route.label)
+
+    def stats(self) -> dict[str, Any]:
+        """The counters, plus how many notifications wait in each route's queue."""
+        with self._lock:
+            return {
+                "sent": self.sent,
+                "failures": dict(self.failures),
+                "dropped": self.dropped,
+                "deduplicated": self.deduplicated,
+                "pending": {r.label: q.qsize() for r, q in zip(self.routes, self._queues, strict=False)},
+            }
+
+    def flush(self, timeout: float = 10.0) -> bool:
+        """Wait until every queued notification was delivered or failed; False on timeout."""
+        deadline = time.monotonic() + timeout
+        while any(q.unfinished_tasks for q in self._queues):
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.005)
+        return True
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Deliver what is queued (within ``timeout`` overall), then stop the workers."""
+        self._closed = True
+        deadline = time.monotonic() + timeout
+        for q in self._queues:
+            with contextlib.suppress(queue.Full):
+                q.put(_STOP, timeout=max(0.0, deadline - time.monotonic()))
+        for worker in self._workers:
+            worker.join(max(0.0, deadline - time.monotonic()))
+        stuck = [w.name for w in self._workers if w.is_alive()]
+        if stuck:
+            log.warning("notifiers still busy after %.1f s: %s", timeout, ", ".join(stuck))
+
+    # --- the workers' side ------------------------------------------------------------------
+
+    def _work(self, route: Route, q: queue.Queue[Any]) -> None:
+        while True:
+            item = q.get()
+            try:
+                if item is _STOP:
+                    return
+                self._deliver(route, item)
+            finally:
+                q.task_done()
+
+    def _deliver(self, route: Route, notification: Notification) -> None:
+        name = route.label
+        for attempt in range(1, self.max_attempts + 1):
+            try:
+                route.notifier.send(notification)
             except Exception as exc:  # a broken notifier must never stop the loop
-                self.failures[notifier.name] = self.failures.get(notifier.name, 0) + 1
-                log.error("notifier %s failed: %s", notifier.name, exc)
+                if attempt < self.max_attempts:
+                    delay = self.backoff_s * 2 ** (attempt - 1)
+                    log.warning("notifier %s: attempt %d of %d failed (%s); retrying in %.1f s",
+                                name, attempt, self.max_attempts, exc, delay)
+                    time.sleep(delay)
+                    continue
+                with self._lock:
+                    self.failures[name] = self.failures.get(name, 0) + 1
+                log.error("notifier %s failed after %d attempts: %s", name, self.max_attempts, exc)
+                if self.on_failure is not None:
+                    try:
+                        self.on_failure(name)
+                    except Exception:
+                        log.exception("notifier %s: on_failure callback failed", name)
+                return
+            with self._lock:
+                self.sent += 1
+            return

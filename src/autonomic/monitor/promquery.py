@@ -1,0 +1,251 @@
+"""Read a metric from a Prometheus server through its HTTP query API (PromQL given in config).
+
+The response is parsed strictly (see :func:`parse_query_response`): ``status`` must be
+``success`` and ``data.resultType`` one of ``vector``, ``matrix`` or ``scalar``, each value a
+``[timestamp, "string"]`` pair. Rules for what comes back:
+
+- non-finite values (``NaN``, ``+Inf``, ``-Inf``) are dropped, point by point;
+- ``label`` set: only series whose label of that name equals the service name are kept;
+- several series left: their values are summed per timestamp (one sample per timestamp);
+- an empty result (nothing matches yet) is no samples, not an error.
+
+Everything else (an ``error`` answer, HTTP 4xx/5xx, a timeout, a refused connection, a body
+that is not the query API's JSON) raises :class:`~autonomic.errors.SourceError` naming the URL
+and the reason, quoting at most 200 characters of a bad payload.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from typing import Any, Literal
+
+import httpx
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator, model_validator
+
+from autonomic.errors import SourceError
+from autonomic.model import Sample
+from autonomic.monitor.probe import check_http_url
+
+_SNIPPET = 200  # at most this many characters of a bad payload go into an error message
+_MAX_POINTS = 11_000  # Prometheus refuses range queries with more points per series
+
+
+class PromQuerySpec(BaseModel):
+    """``services[].metrics[]`` entry of type ``promql``: evaluate ``query`` on the Prometheus at
+    ``url`` and record the result as ``metric`` of the service.
+
+    ``mode: instant`` evaluates the query at the poll time (one sample); ``mode: range`` asks for
+    the last ``range_s`` seconds at ``step_s`` resolution and keeps only points newer than the
+    ones already returned. ``label`` names a label whose value must equal the service name
+    (e.g. ``job``); without it every series of the result counts, summed per timestamp.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    type: Literal["promql"] = "promql"
+    url: str
+    query: str = Field(min_length=1)
+    metric: str = Field(min_length=1)
+    mode: Literal["instant", "range"] = "instant"
+    range_s: float = Field(default=300.0, gt=0)
+    step_s: float = Field(default=15.0, gt=0)
+    timeout_s: float = Field(default=5.0, gt=0, le=60)
+    label: str | None = Field(default=None, min_length=1)
+
+    @field_validator("url")
+    @classmethod
+    def _url_is_http(cls, v: str) -> str:
+        return check_http_url(v).rstrip("/")
+
+    @field_validator("query")
+    @classmethod
+    def _query_not_blank(cls, v: str) -> str:
+        if not v.strip():
+            raise ValueError("must not be blank")
+        return v
+
+    @model_validator(mode="after")
+    def _points_within_limit(self) -> PromQuerySpec:
+        if self.mode == "range" and self.range_s / self.step_s > _MAX_POINTS:
+            raise ValueError(f"range_s / step_s must be at most {_MAX_POINTS} (Prometheus' limit per series)")
+        return self
+
+
+# --- the query API's JSON ------------------------------------------------------------------
+
+
+class _Lenient(BaseModel):
+    # the API may grow fields (warnings, infos, native histograms); unknown keys are ignored
+    model_config = ConfigDict(extra="ignore")
+
+
+_Point = tuple[float, str]
+
+
+class _VectorItem(_Lenient):
+    metric: dict[str, str] = Field(default_factory=dict)
+    value: _Point
+
+
+class _MatrixItem(_Lenient):
+    metric: dict[str, str] = Field(default_factory=dict)
+    values: list[_Point]
+
+
+class _Data(_Lenient):
+    resultType: Literal["vector", "matrix", "scalar"]
+    result: Any
+
+
+class _Envelope(_Lenient):
+    status: Literal["success", "error"]
+    data: _Data | None = None
+    errorType: str = ""
+    error: str = ""
+
+
+_VECTOR = TypeAdapter(list[_VectorItem])
+_MATRIX = TypeAdapter(list[_MatrixItem])
+_SCALAR = TypeAdapter(_Point)
+
+Series = tuple[dict[str, str], list[tuple[float, float]]]
+
+
+class PromQueryError(ValueError):
+    """The server answered ``status: error``; ``error_type`` and ``error`` are its words."""
+
+    def __init__(self, error_type: str, error: str) -> None:
+        self.error_type = error_type
+        self.error = error
+        super().__init__(f"{error_type or 'error'}: {error[:_SNIPPET]}")
+
+
+def _field_error(err: ValidationError, prefix: str = "") -> str:
+    first = err.errors()[0]
+    loc = prefix + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in first["loc"])
+    return f"{loc.lstrip('.') or '(top)'}: {first['msg']}"
+
+
+def _finite(points: Sequence[_Point], where: str, indexed: bool = True) -> list[tuple[float, float]]:
+    out: list[tuple[float, float]] = []
+    for i, (ts, text) in enumerate(points):
+        try:
+            value = float(text)
+        except ValueError:
+            at = f"{where}[{i}]" if indexed else where
+            raise ValueError(f"{at}: value {text[:_SNIPPET]!r} is not a number") from None
+        if math.isfinite(value):
+            out.append((ts, value))
+    return out
+
+
+def parse_query_response(payload: Any) -> list[Series]:
+    """The series of a decoded query API answer, as ``(labels, [(ts, value), ...])``.
+
+    A ``scalar`` result is one series without labels; non-finite values are dropped. Raises
+    :class:`PromQueryError` for ``status: error`` and ``ValueError`` naming the field for
+    anything that is not the documented shape.
+    """
+    try:
+        envelope = _Envelope.model_validate(payload)
+    except ValidationError as err:
+        raise ValueError(_field_error(err)) from None
+    if envelope.status == "error":
+        raise PromQueryError(envelope.errorType, envelope.error)
+    data = envelope.data
+    if data is None:
+        raise ValueError("data: missing in a success answer")
+    try:
+        if data.resultType == "scalar":
+            return [({}, _finite([_SCALAR.validate_python(data.result)], "data.result", False))]
+        if data.resultType == "vector":
+            vector = _VECTOR.validate_python(data.result)
+            return [(s.metric, _finite([s.value], f"data.result[{i}].value", False)) for i, s in enumerate(vector)]
+        matrix = _MATRIX.validate_python(data.result)
+        return [(s.metric, _finite(s.values, f"data.result[{i}].values")) for i, s in enumerate(matrix)]
+    except ValidationError as err:
+        raise ValueError(_field_error(err, "data.result")) from None
+
+
+def combine(series: Sequence[Series], label: str | None, service: str) -> list[tuple[float, float]]:
+    """One (ts, value) list: the series selected by ``label`` (all when None), summed per
+    timestamp, oldest first."""
+    totals: dict[float, float] = {}
+    for labels, points in series:
+        if label is not None and labels.get(label) != service:
+            continue
+        for ts, value in points:
+            totals[ts] = totals.get(ts, 0.0) + value
+    return sorted(totals.items())
+
+
+# --- the source ----------------------------------------------------------------------------
+
+
+class PromQuerySource:
+    """Source ``promql:<service>:<metric>``: one PromQL query, its result as ``metric`` samples.
+
+    Instant mode yields at most one sample per poll, stamped with the evaluation time Prometheus
+    reports. Range mode yields the points of ``[now - range_s, now]`` at ``step_s`` that are
+    newer than the last one it returned (later polls continue on the same step grid).
+    """
+
+    def __init__(self, service: str, spec: PromQuerySpec, client: httpx.Client | None = None) -> None:
+        self.service = service
+        self.spec = spec
+        self.name = f"promql:{service}:{spec.metric}"
+        self._owns_client = client is None
+        self._client = client if client is not None else httpx.Client()
+        self._last_ts: float | None = None
+
+    def collect(self, now: float) -> Sequence[Sample]:
+        spec = self.spec
+        if spec.mode == "instant":
+            url = f"{spec.url}/api/v1/query"
+            params: dict[str, str | float] = {"query": spec.query, "time": now}
+        else:
+            start = now - spec.range_s
+            if self._last_ts is not None:
+                start = max(start, self._last_ts + spec.step_s)
+            if start > now:
+                return []
+            url = f"{spec.url}/api/v1/query_range"
+            params = {"query": spec.query, "start": start, "end": now, "step": spec.step_s}
+        points = combine(self._fetch(url, params), spec.label, self.service)
+        if spec.mode == "range" and self._last_ts is not None:
+            last = self._last_ts
+            points = [(ts, v) for ts, v in points if ts > last]
+        if points and spec.mode == "range":
+            self._last_ts = points[-1][0]
+        return [Sample(self.service, spec.metric, ts, value) for ts, value in points]
+
+    def _fetch(self, url: str, params: dict[str, str | float]) -> list[Series]:
+        try:
+            response = self._client.get(url, params=params, timeout=self.spec.timeout_s)
+        except httpx.TimeoutException:
+            raise SourceError(f"{url}: no answer within {self.spec.timeout_s:g} s") from None
+        except httpx.HTTPError as exc:
+            raise SourceError(f"{url}: request failed: {type(exc).__name__}: {str(exc)[:_SNIPPET]}") from None
+        text = response.text
+        try:
+            payload = json.loads(text)
+        except ValueError:
+            status = "" if response.is_success else f"HTTP {response.status_code}, "
+            raise SourceError(f"{url}: {status}not JSON: {text[:_SNIPPET]!r}") from None
+        try:
+            series = parse_query_response(payload)
+        except PromQueryError as exc:  # Prometheus answers 400/422/503 with this body
+            raise SourceError(f"{url}: HTTP {response.status_code}: query failed: {exc}") from None
+        except ValueError as exc:
+            status = "" if response.is_success else f"HTTP {response.status_code}, "
+            raise SourceError(f"{url}: {status}not a query API answer ({exc}): {text[:_SNIPPET]!r}") from None
+        if not response.is_success:
+            raise SourceError(f"{url}: HTTP {response.status_code}: {text[:_SNIPPET]!r}")
+        return series
+
+    def close(self) -> None:
+        """Close the HTTP client if this source created it."""
+        if self._owns_client:
+            self._client.close()

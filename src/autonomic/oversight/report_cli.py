@@ -1,0 +1,75 @@
+"""``autonomic report daily|weekly``: print or write a digest of what autonomic did."""
+
+from __future__ import annotations
+
+import sys
+import time
+from enum import StrEnum
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from autonomic.errors import AutonomicError, ConfigError
+
+if TYPE_CHECKING:
+    from autonomic.oversight.reports import Period
+
+report_app = typer.Typer(no_args_is_help=True, help="Digests of what autonomic did (daily or weekly).")
+
+
+class ReportFormat(StrEnum):
+    md = "md"
+    html = "html"
+
+
+FormatOpt = Annotated[ReportFormat, typer.Option("--format", "-f", help="md or html")]
+ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="autonomic.yaml (default: built-in defaults)",
+                                                 envvar="AUTONOMIC_CONFIG")]
+OutOpt = Annotated[Path | None, typer.Option("--out", "-o", help="write to this file instead of printing")]
+NowOpt = Annotated[float | None, typer.Option("--now", help="end of the window, unix seconds (default: now)")]
+
+
+def _run(period: Period, fmt: ReportFormat, config: Path | None, out: Path | None, now: float | None) -> None:
+    from autonomic.config import default_config, load_config
+    from autonomic.knowledge import Store
+    from autonomic.oversight.reports import build_report, render
+
+    try:
+        cfg = load_config(config) if config else default_config()
+    except ConfigError as err:
+        for problem in err.problems:
+            print(str(problem), file=sys.stderr)
+        raise typer.Exit(2) from None
+    try:
+        store = Store(cfg.database_url)
+        try:
+            report = build_report(store, period, time.time() if now is None else now)
+        finally:
+            store.close()
+    except AutonomicError as err:
+        print(f"autonomic: {err}", file=sys.stderr)
+        raise typer.Exit(1) from None
+    text = render(report, fmt.value)
+    if out is None:
+        sys.stdout.write(text)
+        return
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text, encoding="utf-8")
+    except OSError as err:
+        print(f"autonomic: --out: cannot write {out}: {err.strerror}", file=sys.stderr)
+        raise typer.Exit(2) from None
+    print(f"wrote {out}")
+
+
+@report_app.command()
+def daily(fmt: FormatOpt = ReportFormat.md, config: ConfigOpt = None, out: OutOpt = None, now: NowOpt = None) -> None:
+    """What happened in the last 24 hours."""
+    _run("daily", fmt, config, out, now)
+
+
+@report_app.command()
+def weekly(fmt: FormatOpt = ReportFormat.md, config: ConfigOpt = None, out: OutOpt = None, now: NowOpt = None) -> None:
+    """What happened in the last 7 days."""
+    _run("weekly", fmt, config, out, now)

@@ -1,0 +1,256 @@
+"""Real Prometheus, Alertmanager and demo-service processes for integration tests.
+
+Each server gets its own directory (config, storage, log), listens on a free 127.0.0.1 port and
+is ready (``/-/ready`` or ``/health`` answered 200) when a ``start_*`` helper returns. The pytest
+fixtures ``prometheus_server``, ``alertmanager_server`` and ``demo_service`` are factories that
+stop (terminate, wait, kill) everything they started at teardown; a test needing a server
+for a whole module can call the ``start_*`` helpers itself and ``stop()`` them.
+
+Use them from a test module with ``from servers import prometheus_server  # noqa: F401``
+(``tests/integration`` is on ``sys.path`` under pytest's default import mode).
+Tests are skipped, with the reason, only when a binary is missing (Debian packages
+``prometheus`` and ``prometheus-alertmanager``; ``make sysdeps`` installs them).
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx
+import pytest
+import yaml
+
+T = TypeVar("T")
+
+START_TIMEOUT_S = 30.0
+STOP_TIMEOUT_S = 10.0
+_ATTEMPTS = 3  # a free port may be taken between choosing it and the server binding it
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for(check: Callable[[], T | None], timeout: float = 10.0, what: str = "condition",
+             interval: float = 0.1) -> T:
+    """Poll ``check`` until it returns something truthy; fail the test after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    last: T | None = None
+    while True:
+        last = check()
+        if last:
+            return last
+        if time.monotonic() >= deadline:
+            pytest.fail(f"timed out after {timeout:g}s waiting for {what} (last: {last!r})")
+        time.sleep(interval)
+
+
+def prometheus_binary() -> str:
+    """Path of the prometheus binary; skips the test when it is not installed."""
+    path = shutil.which("prometheus")
+    if path is None:
+        pytest.skip("prometheus binary not on PATH (Debian package 'prometheus'; run `make sysdeps`)")
+    return path
+
+
+def alertmanager_binary() -> str:
+    """Path of the Alertmanager binary; skips the test when it is not installed."""
+    path = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
+    if path is None:
+        pytest.skip("prometheus-alertmanager binary not on PATH (Debian package "
+                    "'prometheus-alertmanager'; run `make sysdeps`)")
+    return path
+
+
+@dataclass
+class Server:
+    """A running server process and where to reach it."""
+
+    name: str
+    proc: subprocess.Popen[bytes]
+    url: str  # http://127.0.0.1:<port>
+    host_port: str  # 127.0.0.1:<port>
+    log: Path
+
+    def running(self) -> bool:
+        return self.proc.poll() is None
+
+    def log_tail(self, chars: int = 2000) -> str:
+        try:
+            return self.log.read_text(errors="replace")[-chars:]
+        except OSError:
+            return ""
+
+    def stop(self) -> None:
+        """Terminate, wait, then kill if it did not exit. Safe to call twice."""
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(STOP_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+        self.proc.wait()
+
+
+def _start(name: str, workdir: Path, argv_for: Callable[[str], list[str]], ready_path: str) -> Server:
+    """Start ``argv_for("127.0.0.1:<port>")`` and wait until ``ready_path`` answers 200."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    for attempt in range(_ATTEMPTS):
+        port = free_port()
+        host_port = f"127.0.0.1:{port}"
+        log = workdir / f"{name}-{attempt}.log"
+        with log.open("wb") as out:
+            proc = subprocess.Popen(argv_for(host_port), stdout=out, stderr=subprocess.STDOUT, cwd=workdir)
+        server = Server(name, proc, f"http://{host_port}", host_port, log)
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while time.monotonic() < deadline and server.running():
+            try:
+                if httpx.get(server.url + ready_path, timeout=1.0).status_code == 200:
+                    return server
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        server.stop()
+        if "address already in use" not in server.log_tail().lower():
+            pytest.fail(f"{name} did not become ready on {host_port} (exit {proc.returncode}):\n"
+                        f"{server.log_tail()}")
+    pytest.fail(f"{name}: no free port after {_ATTEMPTS} attempts")
+
+
+def start_prometheus(
+    workdir: Path,
+    scrape_targets: Mapping[str, Sequence[str]] | Sequence[str],
+    rule_files: Sequence[Path] = (),
+    alertmanager_url: str | None = None,
+    interval: str = "1s",
+) -> Server:
+    """A real Prometheus scraping ``scrape_targets`` (``host:port`` values, per job name; a plain
+    list is job ``demo``) every ``interval``, evaluating ``rule_files`` as often, and sending
+    alerts to ``alertmanager_url`` when given."""
+    binary = prometheus_binary()
+    jobs = dict(scrape_targets) if isinstance(scrape_targets, Mapping) else {"demo": list(scrape_targets)}
+    config: dict[str, Any] = {
+        "global": {"scrape_interval": interval, "scrape_timeout": interval, "evaluation_interval": interval},
+        "scrape_configs": [
+            {"job_name": job, "static_configs": [{"targets": list(targets)}]} for job, targets in jobs.items()
+        ],
+        "rule_files": [str(p) for p in rule_files],
+    }
+    if alertmanager_url is not None:
+        config["alerting"] = {"alertmanagers": [{"static_configs": [{"targets": [_host_port(alertmanager_url)]}]}]}
+    workdir.mkdir(parents=True, exist_ok=True)
+    config_file = workdir / "prometheus.yml"
+    config_file.write_text(yaml.safe_dump(config, sort_keys=False))
+    return _start(
+        "prometheus",
+        workdir,
+        lambda hp: [binary, f"--config.file={config_file}", f"--web.listen-address={hp}",
+                    f"--storage.tsdb.path={workdir / 'data'}"],
+        "/-/ready",
+    )
+
+
+def start_alertmanager(workdir: Path, receiver_url: str, group_s: str = "1s") -> Server:
+    """A real Alertmanager, clustering off, sending every group to the webhook ``receiver_url``
+    (group_wait and group_interval ``group_s``, resolved alerts included)."""
+    binary = alertmanager_binary()
+    config = {
+        "route": {
+            "receiver": "test",
+            "group_by": ["alertname", "service"],
+            "group_wait": group_s,
+            "group_interval": group_s,
+            "repeat_interval": "1h",
+        },
+        "receivers": [{"name": "test", "webhook_configs": [{"url": receiver_url, "send_resolved": True}]}],
+    }
+    workdir.mkdir(parents=True, exist_ok=True)
+    config_file = workdir / "alertmanager.yml"
+    config_file.write_text(yaml.safe_dump(config, sort_keys=False))
+    return _start(
+        "alertmanager",
+        workdir,
+        lambda hp: [binary, f"--config.file={config_file}", f"--web.listen-address={hp}",
+                    f"--storage.path={workdir / 'data'}", "--cluster.listen-address="],
+        "/-/ready",
+    )
+
+
+def start_demo(workdir: Path, name: str = "x", pool_size: int = 50, fast_path: bool = False,
+               traffic: float = 100, window: float = 2) -> Server:
+    """The demo service (``python -m autonomic.demo.service``) with its config file in ``workdir``."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    config_file = workdir / f"{name}.yaml"
+    config_file.write_text(yaml.safe_dump({"pool": {"size": pool_size}, "features": {"fast_path": fast_path}}))
+    return _start(
+        f"demo-{name}",
+        workdir,
+        lambda hp: [sys.executable, "-m", "autonomic.demo.service", "--name", name,
+                    "--port", hp.rsplit(":", 1)[1], "--config", str(config_file),
+                    "--traffic", str(traffic), "--window", str(window)],
+        "/health",
+    )
+
+
+def _host_port(url: str) -> str:
+    return url.split("://", 1)[-1].split("/", 1)[0]
+
+
+# --- fixtures ------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def prometheus_server(tmp_path: Path) -> Iterator[Callable[..., Server]]:
+    """Factory: ``prometheus_server(scrape_targets, rule_files=(), alertmanager_url=None)``."""
+    started: list[Server] = []
+
+    def start(scrape_targets: Mapping[str, Sequence[str]] | Sequence[str], rule_files: Sequence[Path] = (),
+              alertmanager_url: str | None = None, interval: str = "1s") -> Server:
+        server = start_prometheus(tmp_path / f"prometheus-{len(started)}", scrape_targets, rule_files,
+                                  alertmanager_url, interval)
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()
+
+
+@pytest.fixture
+def alertmanager_server(tmp_path: Path) -> Iterator[Callable[..., Server]]:
+    """Factory: ``alertmanager_server(receiver_url)``."""
+    started: list[Server] = []
+
+    def start(receiver_url: str, group_s: str = "1s") -> Server:
+        server = start_alertmanager(tmp_path / f"alertmanager-{len(started)}", receiver_url, group_s)
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()
+
+
+@pytest.fixture
+def demo_service(tmp_path: Path) -> Iterator[Callable[..., Server]]:
+    """Factory: ``demo_service(name="x", pool_size=50, ...)``."""
+    started: list[Server] = []
+
+    def start(name: str = "x", **kwargs: Any) -> Server:
+        server = start_demo(tmp_path / f"demo-{name}-{len(started)}", name, **kwargs)
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()

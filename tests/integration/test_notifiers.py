@@ -1,0 +1,235 @@
+"""Notifiers against real servers on 127.0.0.1: an HTTP server for Slack and the signed
+webhook, aiosmtpd for email; failing and hanging receivers never hold up the others."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import hmac
+import json
+import logging
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from email import message_from_bytes
+from email.policy import default as default_policy
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiosmtpd.controller import Controller
+from pydantic import TypeAdapter
+
+from autonomic.model import Level, Notification
+from autonomic.oversight.notify import (
+    Dispatcher,
+    EmailNotifier,
+    NotifierError,
+    NotifierSpec,
+    Route,
+    SlackNotifier,
+    WebhookNotifier,
+    build_dispatcher,
+)
+
+SECRET = "test-hook-secret"
+
+
+@dataclass
+class Receiver:
+    """What a test HTTP server got, and how it answers."""
+
+    status: int = 200
+    hold: threading.Event | None = None  # when set, each request waits for this event first
+    requests: list[tuple[str, dict[str, str], bytes]] = field(default_factory=list)
+    arrived: threading.Event = field(default_factory=threading.Event)
+
+
+@contextlib.contextmanager
+def http_server(receiver: Receiver) -> Iterator[str]:
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802
+            body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+            receiver.requests.append((self.path, dict(self.headers.items()), body))
+            receiver.arrived.set()
+            if receiver.hold is not None:
+                receiver.hold.wait(10)
+            self.send_response(receiver.status)
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"ok")
+
+        def log_message(self, *_: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        if receiver.hold is not None:
+            receiver.hold.set()
+        server.shutdown()
+        server.server_close()
+
+
+class Mailbox:
+    def __init__(self) -> None:
+        self.envelopes: list[Any] = []
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+        self.envelopes.append(envelope)
+        return "250 Message accepted for delivery"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def smtp() -> Iterator[tuple[Mailbox, int]]:
+    box = Mailbox()
+    port = free_port()
+    controller = Controller(box, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        yield box, port
+    finally:
+        controller.stop()
+
+
+def alert(title: str = "api is down", level: Level = Level.ALERT) -> Notification:
+    return Notification(level=level, title=title, body="probe failed 3 times", ts=time.time(), service="api",
+                        incident_id="abcdef0123456789")
+
+
+def wait_for(predicate: Any, timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.01)
+    return bool(predicate())
+
+
+def test_slack_webhook_receives_text_and_blocks() -> None:
+    rx = Receiver()
+    with http_server(rx) as base:
+        SlackNotifier(base + "/services/T0/B0/token").send(alert())
+    path, headers, body = rx.requests[0]
+    assert path == "/services/T0/B0/token"
+    assert headers["Content-Type"] == "application/json"
+    payload = json.loads(body)
+    assert payload["text"] == "[ALERT] api is down: probe failed 3 times"
+    assert payload["blocks"][0]["type"] == "section"
+
+
+def test_webhook_is_signed_with_hmac_over_timestamp_and_body(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AUTONOMIC_HOOK_SECRET", SECRET)
+    rx = Receiver()
+    with http_server(rx) as base:
+        WebhookNotifier(base + "/hook", secret_env="AUTONOMIC_HOOK_SECRET").send(alert())
+    _, headers, body = rx.requests[0]
+    timestamp = headers["X-Autonomic-Timestamp"]
+    assert abs(int(timestamp) - time.time()) < 60
+    expected = hmac.new(SECRET.encode(), timestamp.encode() + b"." + body, hashlib.sha256).hexdigest()
+    assert hmac.compare_digest(headers["X-Autonomic-Signature"], "sha256=" + expected)
+    wrong = hmac.new(b"other", timestamp.encode() + b"." + body, hashlib.sha256).hexdigest()
+    assert headers["X-Autonomic-Signature"] != "sha256=" + wrong
+    sent = json.loads(body)
+    assert sent["title"] == "api is down" and sent["level"] == "alert" and sent["incident_id"] == "abcdef0123456789"
+
+
+def test_unsigned_webhook_sends_timestamp_but_no_signature() -> None:
+    rx = Receiver()
+    with http_server(rx) as base:
+        WebhookNotifier(base + "/hook").send(alert())
+    _, headers, _ = rx.requests[0]
+    assert "X-Autonomic-Timestamp" in headers
+    assert "X-Autonomic-Signature" not in headers
+
+
+def test_email_arrives_with_subject_recipients_and_body(smtp: tuple[Mailbox, int]) -> None:
+    box, port = smtp
+    EmailNotifier("127.0.0.1", port, sender="autonomic@example.com",
+                  to=["ops@example.com", "oncall@example.com"]).send(alert(level=Level.APPROVAL_REQUESTED))
+    assert len(box.envelopes) == 1
+    envelope = box.envelopes[0]
+    assert envelope.mail_from == "autonomic@example.com"
+    assert envelope.rcpt_tos == ["ops@example.com", "oncall@example.com"]
+    msg = message_from_bytes(envelope.content, policy=default_policy)
+    assert msg["Subject"] == "[autonomic] APPROVAL_REQUESTED api is down"
+    text = msg.get_body().get_content()  # type: ignore[union-attr]
+    assert "probe failed 3 times" in text and "service: api" in text
+
+
+def test_http_error_names_the_host_never_the_tokened_url() -> None:
+    rx = Receiver(status=403)
+    with http_server(rx) as base, pytest.raises(NotifierError) as err:
+        SlackNotifier(base + "/services/T0/B0/SECRETTOKEN").send(alert())
+    assert "HTTP 403" in str(err.value)
+    assert "SECRETTOKEN" not in str(err.value)
+    port = free_port()  # nothing listens here
+    with pytest.raises(NotifierError) as err:
+        SlackNotifier(f"http://127.0.0.1:{port}/services/SECRETTOKEN", timeout_s=2).send(alert())
+    assert "SECRETTOKEN" not in str(err.value) and f"127.0.0.1:{port}" in str(err.value)
+
+
+def test_failing_receiver_is_retried_then_counted_while_others_deliver(
+    smtp: tuple[Mailbox, int], monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, tmp_path: Path
+) -> None:
+    box, port = smtp
+    monkeypatch.setenv("AUTONOMIC_HOOK_SECRET", SECRET)
+    broken, slack = Receiver(status=500), Receiver()
+    failed: list[str] = []
+    caplog.set_level(logging.WARNING, logger="autonomic.notify")
+    with http_server(broken) as bad_base, http_server(slack) as slack_base:
+        specs = [TypeAdapter(NotifierSpec).validate_python(d) for d in (
+            {"type": "webhook", "url": bad_base + "/hook/SECRETPATH", "secret_env": "AUTONOMIC_HOOK_SECRET"},
+            {"type": "slack", "url": slack_base + "/slack"},
+            {"type": "email", "host": "127.0.0.1", "port": port, "sender": "a@example.com", "to": ["o@example.com"]},
+        )]
+        d = build_dispatcher(specs, tmp_path, max_attempts=3, backoff_s=0.02, on_failure=failed.append)
+        try:
+            d.send(alert())
+            assert d.flush(timeout=15)
+        finally:
+            d.close(timeout=5)
+    assert len(broken.requests) == 3
+    assert len(slack.requests) == 1
+    assert len(box.envelopes) == 1
+    assert d.failures == {"webhook": 1}
+    assert failed == ["webhook"]
+    assert d.stats()["sent"] == 2
+    assert "HTTP 500" in caplog.text
+    assert "SECRETPATH" not in caplog.text and SECRET not in caplog.text
+
+
+def test_hanging_receiver_does_not_delay_send_or_the_other_notifiers() -> None:
+    hung, slack = Receiver(hold=threading.Event()), Receiver()
+    with http_server(hung) as hung_base, http_server(slack) as slack_base:
+        d = Dispatcher([Route(WebhookNotifier(hung_base + "/hook", timeout_s=3), name="hung"),
+                        Route(SlackNotifier(slack_base + "/slack"), name="slack")], max_attempts=1)
+        try:
+            d.send(alert(title="first"))
+            assert hung.arrived.wait(10)  # the hanging server now holds the first request
+            durations = []
+            for i in range(5):
+                start = time.perf_counter()
+                d.send(alert(title=f"next {i}"))
+                durations.append(time.perf_counter() - start)
+            assert max(durations) < 0.05
+            assert wait_for(lambda: len(slack.requests) == 6)
+            assert len(hung.requests) == 1  # still stuck on the first
+        finally:
+            assert hung.hold is not None
+            hung.hold.set()
+            d.close(timeout=10)
+    assert len(hung.requests) == 6

@@ -1,0 +1,275 @@
+"""Dispatcher routing, deduplication, retries, counters and the notifier config specs."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from pydantic import TypeAdapter, ValidationError
+
+from autonomic.errors import ConfigError
+from autonomic.model import Level, Notification
+from autonomic.oversight.notify import (
+    ConsoleNotifier,
+    Dispatcher,
+    EmailNotifier,
+    JsonlNotifier,
+    NotifierSpec,
+    Route,
+    SlackNotifier,
+    WebhookNotifier,
+    build_dispatcher,
+    sign,
+)
+from autonomic.testing import FakeNotifier
+
+SPEC: TypeAdapter[NotifierSpec] = TypeAdapter(NotifierSpec)
+
+
+def note(title: str = "disk filling", level: Level = Level.ALERT, ts: float = 1000.0,
+         incident_id: str | None = "inc1") -> Notification:
+    return Notification(level=level, title=title, body="92% used", ts=ts, service="api", incident_id=incident_id)
+
+
+class Flaky:
+    """Fails ``failures`` times, then delivers."""
+
+    def __init__(self, name: str, failures: int) -> None:
+        self.name = name
+        self.failures = failures
+        self.calls = 0
+        self.sent: list[Notification] = []
+
+    def send(self, notification: Notification) -> None:
+        self.calls += 1
+        if self.calls <= self.failures:
+            raise RuntimeError("boom")
+        self.sent.append(notification)
+
+
+class Blocking:
+    """Holds every send until ``release`` is set."""
+
+    name = "blocking"
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+        self.entered = threading.Event()
+        self.sent: list[Notification] = []
+
+    def send(self, notification: Notification) -> None:
+        self.entered.set()
+        self.release.wait(10)
+        self.sent.append(notification)
+
+
+def test_min_level_and_exact_levels_route_only_matching_notifications() -> None:
+    everything, alerts_up, approvals_only = FakeNotifier(), FakeNotifier(), FakeNotifier()
+    d = Dispatcher([Route(everything), Route(alerts_up, min_level=Level.ALERT),
+                    Route(approvals_only, levels=frozenset({Level.APPROVAL_REQUESTED}))], synchronous=True)
+    for i, level in enumerate(Level):
+        d.send(note(title=f"t{i}", level=level))
+    assert [n.level for n in everything.sent] == [Level.INFO, Level.ALERT, Level.APPROVAL_REQUESTED]
+    assert [n.level for n in alerts_up.sent] == [Level.ALERT, Level.APPROVAL_REQUESTED]
+    assert [n.level for n in approvals_only.sent] == [Level.APPROVAL_REQUESTED]
+    assert d.sent == 6
+
+
+def test_legacy_tuple_routes_still_mean_minimum_level() -> None:
+    fake = FakeNotifier()
+    d = Dispatcher([(fake, Level.ALERT)], synchronous=True)
+    d.send(note(level=Level.INFO))
+    d.send(note(level=Level.ALERT))
+    assert [n.level for n in fake.sent] == [Level.ALERT]
+
+
+def test_same_level_title_and_incident_within_dedup_window_is_sent_once() -> None:
+    fake = FakeNotifier()
+    d = Dispatcher([Route(fake)], synchronous=True, dedup_s=300)
+    d.send(note(ts=1000))
+    d.send(note(ts=1299))  # duplicate
+    d.send(note(ts=1100, incident_id="inc2"))  # another incident
+    d.send(note(ts=1100, level=Level.INFO))  # another level
+    d.send(note(ts=1100, title="other"))  # another title
+    d.send(note(ts=1300))  # the window has passed since the first send
+    assert len(fake.sent) == 5
+    assert d.deduplicated == 1
+    assert d.stats()["deduplicated"] == 1
+
+
+def test_failing_notifier_is_retried_then_counted_and_reported_once() -> None:
+    bad, good = Flaky("bad", failures=99), FakeNotifier()
+    failed: list[str] = []
+    d = Dispatcher([Route(bad), Route(good)], synchronous=True, max_attempts=3, backoff_s=0,
+                   on_failure=failed.append)
+    d.send(note())
+    assert bad.calls == 3
+    assert len(good.sent) == 1
+    assert d.failures == {"bad": 1}
+    assert failed == ["bad"]
+    assert d.stats()["sent"] == 1
+
+
+def test_transient_failure_recovers_within_attempts() -> None:
+    flaky = Flaky("flaky", failures=2)
+    d = Dispatcher([Route(flaky)], synchronous=True, max_attempts=3, backoff_s=0)
+    d.send(note())
+    assert len(flaky.sent) == 1
+    assert d.failures == {}
+    assert d.sent == 1
+
+
+def test_backoff_doubles_between_attempts() -> None:
+    flaky = Flaky("flaky", failures=2)
+    d = Dispatcher([Route(flaky)], synchronous=True, max_attempts=3, backoff_s=0.05)
+    start = time.monotonic()
+    d.send(note())
+    elapsed = time.monotonic() - start
+    assert elapsed >= 0.05 + 0.1  # 1x then 2x the backoff
+    assert len(flaky.sent) == 1
+
+
+def test_send_returns_at_once_while_a_worker_is_blocked() -> None:
+    blocking, fast = Blocking(), FakeNotifier()
+    d = Dispatcher([Route(blocking), Route(fast)])
+    try:
+        start = time.monotonic()
+        d.send(note(title="one"))
+        assert blocking.entered.wait(5)
+        d.send(note(title="two"))
+        assert time.monotonic() - start < 0.5
+        assert d.flush(timeout=0.2) is False  # the blocking worker still holds "one"
+        deadline = time.monotonic() + 5
+        while len(fast.sent) < 2 and time.monotonic() < deadline:
+            time.sleep(0.005)
+        assert [n.title for n in fast.sent] == ["one", "two"]
+        blocking.release.set()
+        assert d.flush(timeout=5)
+        assert [n.title for n in blocking.sent] == ["one", "two"]
+        assert d.sent == 4
+    finally:
+        blocking.release.set()
+        d.close(timeout=5)
+
+
+def test_full_queue_drops_and_counts() -> None:
+    blocking = Blocking()
+    d = Dispatcher([Route(blocking)], queue_size=2)
+    try:
+        d.send(note(title="held"))
+        assert blocking.entered.wait(5)
+        for i in range(5):
+            d.send(note(title=f"n{i}"))
+        assert d.dropped == 3
+        assert d.stats()["dropped"] == 3
+        assert d.stats()["pending"] == {"blocking": 2}
+    finally:
+        blocking.release.set()
+        d.close(timeout=5)
+    assert len(blocking.sent) == 3
+
+
+def test_close_drains_queued_notifications_then_stops_workers() -> None:
+    fake = FakeNotifier()
+    d = Dispatcher([Route(fake)])
+    for i in range(20):
+        d.send(note(title=f"n{i}"))
+    d.close(timeout=5)
+    assert len(fake.sent) == 20
+    assert not any(w.is_alive() for w in d._workers)
+    d.send(note(title="late"))
+    assert d.dropped == 1
+
+
+def test_sign_is_hmac_sha256_over_timestamp_dot_body() -> None:
+    expected = hmac.new(b"s3cret", b"1700000000.{\"a\":1}", hashlib.sha256).hexdigest()
+    assert sign("s3cret", "1700000000", b'{"a":1}') == "sha256=" + expected
+
+
+def test_slack_payload_has_text_and_blocks_with_context() -> None:
+    payload = SlackNotifier.payload(note())
+    assert payload["text"] == "[ALERT] disk filling: 92% used"
+    assert payload["blocks"][0]["text"]["text"] == "*[ALERT] disk filling*"
+    assert payload["blocks"][1]["text"]["text"] == "92% used"
+    assert "service: api" in payload["blocks"][2]["elements"][0]["text"]
+
+
+def test_slack_and_webhook_repr_hide_the_url() -> None:
+    url = "https://hooks.example.com/services/T000/B000/SECRETTOKEN"
+    assert "SECRETTOKEN" not in repr(SlackNotifier(url))
+    assert "SECRETTOKEN" not in repr(WebhookNotifier(url))
+
+
+def test_email_message_subject_recipients_and_body() -> None:
+    mail = EmailNotifier("localhost", 2525, sender="autonomic@example.com", to=["a@example.com", "b@example.com"])
+    msg = mail.message(note())
+    assert msg["Subject"] == "[autonomic] ALERT disk filling"
+    assert msg["To"] == "a@example.com, b@example.com"
+    assert "92% used" in msg.get_content()
+    assert "incident: inc1" in msg.get_content()
+
+
+def test_specs_parse_each_type_as_a_discriminated_union() -> None:
+    assert SPEC.validate_python({"type": "console"}).type == "console"
+    assert SPEC.validate_python({"type": "jsonl", "path": "n.jsonl", "min_level": "alert"}).min_level == Level.ALERT
+    slack = SPEC.validate_python({"type": "slack", "url_env": "SLACK_URL", "levels": ["approval_requested"]})
+    assert slack.accepts() == frozenset({Level.APPROVAL_REQUESTED})
+    hook = SPEC.validate_python({"type": "webhook", "url": "http://127.0.0.1:9/x", "secret_env": "HOOK_SECRET"})
+    assert hook.accepts() == frozenset(Level)
+    mail = SPEC.validate_python({"type": "email", "host": "smtp", "sender": "a@b.c", "to": ["x@y.z"],
+                                 "min_level": "alert"})
+    assert mail.accepts() == frozenset({Level.ALERT, Level.APPROVAL_REQUESTED})
+
+
+@pytest.mark.parametrize(
+    ("data", "field"),
+    [
+        ({"type": "pager"}, "type"),
+        ({"type": "jsonl"}, "path"),
+        ({"type": "console", "path": "x"}, "path"),
+        ({"type": "webhook", "url": "ftp://example.com"}, "url"),
+        ({"type": "webhook", "url": "http://h", "secret": "inline"}, "secret"),
+        ({"type": "slack"}, "url"),
+        ({"type": "slack", "url": "https://h/x", "url_env": "X"}, "url"),
+        ({"type": "email", "host": "h", "sender": "a@b.c", "to": []}, "to"),
+        ({"type": "email", "host": "h", "sender": "a@b.c", "to": ["x@y.z"], "username_env": "U"}, "password_env"),
+        ({"type": "console", "levels": ["alert"], "min_level": "alert"}, "levels"),
+        ({"type": "console", "levels": ["loud"]}, "levels"),
+    ],
+)
+def test_bad_specs_are_rejected_naming_the_field(data: dict[str, object], field: str) -> None:
+    with pytest.raises(ValidationError) as err:
+        SPEC.validate_python(data)
+    assert field in str(err.value)
+
+
+def test_build_dispatcher_resolves_paths_names_duplicates_and_routes(tmp_path: Path) -> None:
+    specs = [SPEC.validate_python(d) for d in (
+        {"type": "console"},
+        {"type": "jsonl", "path": "out/a.jsonl", "levels": ["alert"]},
+        {"type": "jsonl", "path": str(tmp_path / "b.jsonl")},
+    )]
+    d = build_dispatcher(specs, tmp_path, synchronous=True)
+    assert [r.label for r in d.routes] == ["console", "jsonl", "jsonl-2"]
+    assert isinstance(d.routes[0].notifier, ConsoleNotifier)
+    first = d.routes[1].notifier
+    assert isinstance(first, JsonlNotifier) and first.path == tmp_path / "out/a.jsonl"
+    d.send(note(level=Level.INFO))
+    d.send(note(level=Level.ALERT))
+    assert len((tmp_path / "out/a.jsonl").read_text().splitlines()) == 1
+    assert len((tmp_path / "b.jsonl").read_text().splitlines()) == 2
+
+
+def test_build_dispatcher_needs_the_named_secret_in_the_environment(monkeypatch: pytest.MonkeyPatch,
+                                                                   tmp_path: Path) -> None:
+    monkeypatch.delenv("AUTONOMIC_TEST_SECRET", raising=False)
+    spec = SPEC.validate_python({"type": "webhook", "url": "http://127.0.0.1:9/",
+                                 "secret_env": "AUTONOMIC_TEST_SECRET"})
+    with pytest.raises(ConfigError, match="secret_env: environment variable AUTONOMIC_TEST_SECRET is not set"):
+        build_dispatcher([spec], tmp_path, synchronous=True)
+    monkeypatch.setenv("AUTONOMIC_TEST_SECRET", "x")
+    assert build_dispatcher([spec], tmp_path, synchronous=True).routes[0].label == "webhook"
