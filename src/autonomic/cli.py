@@ -28,11 +28,13 @@ app.add_typer(canary_app, name="canary")
 
 
 def _add_subcommands() -> None:
+    from autonomic.analyze.detect_cli import detect
     from autonomic.analyze.rca_cli import rca
     from autonomic.oversight.report_cli import report_app
 
     app.add_typer(report_app, name="report", help="Daily and weekly reports (markdown or HTML).")
     app.command("rca")(rca)
+    app.command("detect")(detect)
 
 
 _add_subcommands()

@@ -1,0 +1,140 @@
+"""The contract every streaming detector keeps, and the helpers they share.
+
+A detector watches N series at once (one metric family). :meth:`StreamingDetector.update`
+takes one time step, an array of shape ``(N,)``, and returns one score in ``[0, 1]`` per
+series for that step. The rules, checked by ``tests/unit/test_detectors_contract.py``:
+
+* Hyperparameters are set only in ``__init__`` (keyword arguments, JSON-friendly values).
+* ``NaN`` (or ``inf``) is a missing sample: that series' state is unchanged and its score is 0.
+* Finite values are clipped to ``+-VALUE_LIMIT`` so squares cannot overflow.
+* A constant series scores 0.
+* ``state_dict()`` is JSON-serialisable (NaN is written as ``None``) and
+  ``from_state(state_dict())`` continues with identical scores.
+* No Python loop over series: each step is a handful of array operations.
+* ``protect``: while a series' score is at or above ``protect_level`` its baseline is not
+  updated (or only slowly), so an ongoing anomaly does not become the new normal.
+
+The number of series is fixed by the first call to ``update``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import numpy as np
+from scipy.special import ndtr
+
+VALUE_LIMIT = 1e150
+
+
+def encode_array(arr: np.ndarray) -> dict[str, Any]:
+    """An array as JSON-ready data: dtype, shape and a flat list (NaN -> None)."""
+    flat = arr.ravel()
+    data: list[Any] = flat.tolist()
+    if arr.dtype.kind == "f" and bool(np.isnan(flat).any()):
+        data = [None if v != v else v for v in data]
+    return {"dtype": str(arr.dtype), "shape": list(arr.shape), "data": data}
+
+
+def decode_array(d: dict[str, Any]) -> np.ndarray:
+    """Inverse of :func:`encode_array` (bit-exact for finite floats and NaN)."""
+    dtype = np.dtype(d["dtype"])
+    data = [np.nan if v is None else v for v in d["data"]] if dtype.kind == "f" else d["data"]
+    return np.asarray(data, dtype=dtype).reshape(d["shape"])
+
+
+def z_to_score(z: np.ndarray) -> np.ndarray:
+    """A non-negative z-like statistic as a score: the two-sided normal probability
+    ``P(|Z| < z)``, so 1 sigma ~ 0.68, 3 sigma ~ 0.997."""
+    return 2.0 * ndtr(z) - 1.0
+
+
+def safe_ratio(num: np.ndarray, den: np.ndarray, ref: np.ndarray) -> np.ndarray:
+    """``|num| / den`` with ``den`` floored at ``1e-9 * (|ref| + 1e-9)``; exactly 0 where
+    ``num == 0`` (so a constant series scores 0, and a first change after a flat line is large)."""
+    floor = 1e-9 * (np.abs(ref) + 1e-9)
+    mag = np.abs(num)
+    return np.where(mag == 0.0, 0.0, mag / np.maximum(den, floor))
+
+
+class StreamingDetector:
+    """Base class: input checks, missing samples, clipping, scores in [0, 1], state round-trip.
+
+    Subclasses set ``name`` and ``_arrays`` (names of their per-series state attributes),
+    implement ``_allocate(n)`` and ``_step(x, ok) -> scores`` (``x`` finite, clipped, 0 where
+    ``ok`` is False; they must leave the state of series with ``ok == False`` unchanged), and
+    keep their hyperparameters in ``self._params`` (via :meth:`_set_params`).
+    """
+
+    name: ClassVar[str] = "base"
+    _arrays: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self) -> None:
+        self._params: dict[str, Any] = {}
+        self.n_series: int | None = None
+        self.steps = 0  # update() calls so far (the shared clock, e.g. a seasonal phase)
+        self.last_raw = np.zeros(0)  # the last step's raw statistic (>= 0); not state
+        self.last_warm = np.zeros(0, dtype=bool)  # where last_raw is meaningful; not state
+
+    def _set_params(self, **params: Any) -> None:
+        self._params = dict(params)
+
+    @property
+    def params(self) -> dict[str, Any]:
+        """The hyperparameters given to ``__init__``."""
+        return dict(self._params)
+
+    # -- subclass hooks ---------------------------------------------------------------------
+    def _allocate(self, n: int) -> None:
+        raise NotImplementedError
+
+    def _step(self, x: np.ndarray, ok: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    # -- public API -------------------------------------------------------------------------
+    def update(self, values: Any) -> np.ndarray:
+        """One time step for every series; returns scores in [0, 1], shape ``(N,)``."""
+        x = np.asarray(values, dtype=np.float64)
+        if x.ndim != 1:
+            raise ValueError(f"{self.name}: update() takes one value per series, shape (N,), got {x.shape}")
+        if self.n_series is None:
+            self.n_series = int(x.shape[0])
+            self._allocate(self.n_series)
+        elif x.shape[0] != self.n_series:
+            raise ValueError(f"{self.name}: expected {self.n_series} series, got {x.shape[0]}")
+        ok = np.isfinite(x)
+        x = np.clip(np.where(ok, x, 0.0), -VALUE_LIMIT, VALUE_LIMIT)
+        with np.errstate(all="ignore"):
+            s = self._step(x, ok)
+        self.steps += 1
+        return np.where(ok & np.isfinite(s), np.clip(s, 0.0, 1.0), 0.0)
+
+    def state_dict(self) -> dict[str, Any]:
+        """JSON-serialisable: type, hyperparameters, clock and every state array."""
+        state = None
+        if self.n_series is not None:
+            state = {k: encode_array(getattr(self, k)) for k in self._arrays}
+        return {"type": self.name, "params": self.params, "n_series": self.n_series,
+                "steps": self.steps, "state": state}
+
+    @classmethod
+    def from_state(cls, d: dict[str, Any]) -> StreamingDetector:
+        """Rebuild a detector from :meth:`state_dict` output; it continues exactly."""
+        if d.get("type") != cls.name:
+            raise ValueError(f"state is for detector {d.get('type')!r}, not {cls.name!r}")
+        det = cls(**d["params"])
+        det._load(d)
+        return det
+
+    def _load(self, d: dict[str, Any]) -> None:
+        self.steps = int(d["steps"])
+        if d["n_series"] is not None:
+            self.n_series = int(d["n_series"])
+            for k in self._arrays:
+                setattr(self, k, decode_array(d["state"][k]))
+
+    def bytes_per_series(self) -> float:
+        """Memory of the per-series state arrays divided by the number of series."""
+        if not self.n_series:
+            return 0.0
+        return sum(getattr(self, k).nbytes for k in self._arrays) / self.n_series

@@ -1,0 +1,133 @@
+"""``autonomic detect``: CSV in, CSV with anomaly_score out, with the documented bad-input rules."""
+
+from __future__ import annotations
+
+import csv
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from autonomic.analyze.detect_cli import detect_app, detect_files, score_matrix
+from autonomic.errors import ConfigError
+
+
+def write(path: Path, rows: list[tuple[str, str]], header: str = "timestamp,value") -> Path:
+    path.write_text("\n".join([header, *(f"{t},{v}" for t, v in rows)]) + "\n")
+    return path
+
+
+def read(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def series(n: int, seed: int = 0, spike_at: int | None = None) -> list[tuple[str, str]]:
+    rng = np.random.default_rng(seed)
+    vals = 50 + rng.normal(0, 1, n)
+    if spike_at is not None:
+        vals[spike_at] += 40
+    return [(f"2024-01-01 00:{i // 60:02d}:{i % 60:02d}", f"{v:.3f}") for i, v in enumerate(vals)]
+
+
+def test_writes_one_scored_row_per_input_row_in_order(tmp_path: Path) -> None:
+    src = write(tmp_path / "a.csv", series(400, spike_at=350))
+    out = tmp_path / "out"
+    detect_files([src], out)
+    rows = read(out / "a.csv")
+    assert list(rows[0]) == ["timestamp", "value", "anomaly_score"]
+    assert [(r["timestamp"], r["value"]) for r in rows] == series(400, spike_at=350)
+    scores = np.array([float(r["anomaly_score"]) for r in rows])
+    assert ((scores >= 0) & (scores <= 1)).all()
+    assert scores[350] == scores.max() > 0
+
+
+def test_scores_are_streaming_a_prefix_scores_the_same(tmp_path: Path) -> None:
+    full = series(300, seed=1, spike_at=250)
+    detect_files([write(tmp_path / "full.csv", full)], tmp_path / "o1")
+    detect_files([write(tmp_path / "full.csv", full[:200])], tmp_path / "o2")
+    a = [r["anomaly_score"] for r in read(tmp_path / "o1" / "full.csv")][:200]
+    b = [r["anomaly_score"] for r in read(tmp_path / "o2" / "full.csv")]
+    assert a == b
+
+
+def test_several_files_score_as_if_each_ran_alone(tmp_path: Path) -> None:
+    a = write(tmp_path / "a.csv", series(300, seed=2, spike_at=200))
+    b = write(tmp_path / "b.csv", series(120, seed=3))
+    detect_files([a, b], tmp_path / "both")
+    detect_files([b], tmp_path / "alone")
+    assert read(tmp_path / "both" / "b.csv") == read(tmp_path / "alone" / "b.csv")
+
+
+@pytest.mark.parametrize("header,missing", [("time,value", "timestamp"), ("timestamp,val", "value")])
+def test_missing_column_names_the_file_and_column(tmp_path: Path, header: str, missing: str) -> None:
+    bad = write(tmp_path / "bad.csv", [("1", "2")], header=header)
+    with pytest.raises(ConfigError) as err:
+        detect_files([bad], tmp_path / "out")
+    assert "bad.csv" in str(err.value) and missing in str(err.value)
+    assert not (tmp_path / "out").exists()
+
+
+def test_unparsable_nan_and_inf_values_are_missing_and_score_zero(tmp_path: Path) -> None:
+    rows = series(200, seed=4)
+    rows[150] = (rows[150][0], "oops")
+    rows[151] = (rows[151][0], "nan")
+    rows[152] = (rows[152][0], "inf")
+    rows[153] = (rows[153][0], "")
+    detect_files([write(tmp_path / "g.csv", rows)], tmp_path / "out")
+    got = read(tmp_path / "out" / "g.csv")
+    assert [r["value"] for r in got[150:154]] == ["oops", "nan", "inf", ""]
+    assert [float(r["anomaly_score"]) for r in got[150:154]] == [0.0] * 4
+
+
+def test_duplicate_and_out_of_order_timestamps_are_kept_in_file_order(tmp_path: Path) -> None:
+    rows = series(100, seed=5)
+    rows[50] = rows[49]
+    rows[60], rows[61] = rows[61], rows[60]
+    detect_files([write(tmp_path / "d.csv", rows)], tmp_path / "out")
+    got = read(tmp_path / "out" / "d.csv")
+    assert [(r["timestamp"], r["value"]) for r in got] == rows
+
+
+@pytest.mark.parametrize("content", ["", "timestamp,value\n"])
+def test_empty_file_gives_header_only(tmp_path: Path, content: str) -> None:
+    src = tmp_path / "e.csv"
+    src.write_text(content)
+    detect_files([src], tmp_path / "out")
+    assert (tmp_path / "out" / "e.csv").read_text() == "timestamp,value,anomaly_score\n"
+
+
+def test_huge_magnitudes_give_finite_scores_without_warnings(tmp_path: Path) -> None:
+    rows = [(f"t{i}", repr(v)) for i, v in enumerate([1e300, -1e300, 1.7e308, 5e-324] * 50)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        detect_files([write(tmp_path / "h.csv", rows)], tmp_path / "out")
+    scores = [float(r["anomaly_score"]) for r in read(tmp_path / "out" / "h.csv")]
+    assert all(0.0 <= s <= 1.0 for s in scores)
+
+
+def test_constant_file_scores_zero_everywhere() -> None:
+    (scores,) = score_matrix([np.full(500, 7.5)])
+    assert not scores.any()
+
+
+def test_typer_app_scores_files_and_exits_2_on_bad_input(tmp_path: Path) -> None:
+    src = write(tmp_path / "a.csv", series(50))
+    result = CliRunner().invoke(detect_app, [str(src), "--out", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    assert len(read(tmp_path / "out" / "a.csv")) == 50
+    bad = write(tmp_path / "b.csv", [("1", "2")], header="x,value")
+    result = CliRunner().invoke(detect_app, [str(bad), "--out", str(tmp_path / "o2")])
+    assert result.exit_code == 2 and "timestamp" in result.output
+
+
+def test_module_entry_point_runs(tmp_path: Path) -> None:
+    src = write(tmp_path / "a.csv", series(30))
+    proc = subprocess.run([sys.executable, "-m", "autonomic.analyze.detect_cli", str(src), "--out",
+                           str(tmp_path / "out")], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "out" / "a.csv").exists()

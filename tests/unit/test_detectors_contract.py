@@ -1,0 +1,137 @@
+"""The contract every built-in streaming detector keeps (see analyze/detectors/base.py)."""
+
+from __future__ import annotations
+
+import json
+import warnings
+
+import numpy as np
+import pytest
+
+from autonomic.analyze.detectors import StreamingDetector, builtin_detectors, from_state
+
+DETECTORS = builtin_detectors()
+SMALL = {"seasonal": {"period": 8}}  # keep the seasonal warm-up short in tests
+
+
+def make(name: str, **kw: object) -> StreamingDetector:
+    return DETECTORS[name](**{**SMALL.get(name, {}), **kw})
+
+
+def noisy(steps: int = 300, n: int = 4, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    t = np.arange(steps)[:, None]
+    return 10.0 + np.sin(2 * np.pi * t / 8) + rng.normal(0, 0.5, size=(steps, n)) * np.arange(1, n + 1)
+
+
+def run(det: StreamingDetector, data: np.ndarray) -> np.ndarray:
+    return np.array([det.update(row) for row in data])
+
+
+def test_registry_lists_every_detector_kind() -> None:
+    assert set(DETECTORS) == {"ewma", "mad", "seasonal", "cusum", "ensemble"}
+    assert all(cls.name == name for name, cls in DETECTORS.items())
+
+
+@pytest.mark.parametrize("name", DETECTORS)
+def test_state_round_trip_mid_stream_gives_identical_scores(name: str) -> None:
+    data = noisy()
+    data[150:160, 1] = np.nan
+    data[200:, 2] += 8.0
+    det = make(name)
+    run(det, data[:170])
+    blob = json.dumps(det.state_dict(), allow_nan=False)  # strict JSON
+    twin = from_state(json.loads(blob))
+    assert np.array_equal(run(det, data[170:]), run(twin, data[170:]))
+    assert json.dumps(det.state_dict()) == json.dumps(twin.state_dict())
+
+
+@pytest.mark.parametrize("name", DETECTORS)
+def test_fresh_detector_state_round_trips(name: str) -> None:
+    det = make(name)
+    twin = type(det).from_state(json.loads(json.dumps(det.state_dict())))
+    data = noisy(60)
+    assert np.array_equal(run(det, data), run(twin, data))
+
+
+@pytest.mark.parametrize("name", DETECTORS)
+def test_same_input_gives_same_scores(name: str) -> None:
+    data = noisy(seed=3)
+    assert np.array_equal(run(make(name), data), run(make(name), data))
+
+
+@pytest.mark.parametrize("name", DETECTORS)
+def test_constant_input_scores_zero(name: str) -> None:
+    data = np.tile(np.array([0.0, 5.0, -3.25, 1e12]), (200, 1))
+    assert not run(make(name), data).any()
+
+
+@pytest.mark.parametrize("name", DETECTORS)
+def test_missing_samples_score_zero_and_leave_state_unchanged(name: str) -> None:
+    data = noisy(200, n=2)
+    gappy = data.copy()
+    gappy[100:120, 0] = np.nan
+    gappy[130, 0] = np.inf
+    with_gaps = make(name)
+    scores = run(with_gaps, gappy)
+    assert (scores[100:120, 0] == 0).all() and scores[130, 0] == 0
+    # series 1 never had a gap: identical to a run without any gap in series 0
+    assert np.array_equal(scores[:, 1], run(make(name), data)[:, 1])
+
+
+@pytest.mark.parametrize("name", DETECTORS)
+def test_scores_stay_within_unit_interval_even_for_huge_values(name: str) -> None:
+    data = noisy(250, n=3)
+    data[120, 0] = 1e300
+    data[121:, 1] *= -1e200
+    data[200, 2] = -1.7e308
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no overflow / invalid warnings escape
+        scores = run(make(name), data)
+    assert np.isfinite(scores).all() and (scores >= 0).all() and (scores <= 1).all()
+
+
+@pytest.mark.parametrize("name", DETECTORS)
+def test_n_series_at_once_equal_n_separate_runs(name: str) -> None:
+    data = noisy(250, n=3, seed=5)
+    data[180:, 0] += 5
+    together = run(make(name), data)
+    for j in range(3):
+        alone = run(make(name), data[:, j : j + 1])[:, 0]
+        assert np.array_equal(together[:, j], alone)
+
+
+@pytest.mark.parametrize("name", DETECTORS)
+def test_protect_keeps_a_level_shift_flagged_longer(name: str) -> None:
+    rng = np.random.default_rng(7)
+    data = 10.0 + rng.normal(0, 1.0, size=(600, 1))
+    data[300:, 0] += 10.0  # a lasting shift
+    flagged = {}
+    for protect in (True, False):
+        scores = run(make(name, protect=protect), data)[300:, 0]
+        flagged[protect] = int((scores >= 0.5).sum())
+    assert flagged[True] > flagged[False]
+
+
+@pytest.mark.parametrize("name", DETECTORS)
+def test_a_spike_scores_higher_than_normal_samples(name: str) -> None:
+    data = noisy(300, n=1, seed=2)
+    data[250, 0] += 25.0
+    scores = run(make(name), data)[:, 0]
+    assert scores[250] > np.quantile(scores[100:250], 0.9)
+
+
+@pytest.mark.parametrize("name", DETECTORS)
+def test_wrong_shape_is_rejected(name: str) -> None:
+    det = make(name)
+    det.update(np.zeros(3))
+    with pytest.raises(ValueError, match="expected 3 series"):
+        det.update(np.zeros(4))
+    with pytest.raises(ValueError, match="shape"):
+        det.update(np.zeros((2, 2)))
+
+
+def test_state_of_another_detector_type_is_rejected() -> None:
+    state = make("ewma").state_dict()
+    with pytest.raises(ValueError, match="ewma"):
+        DETECTORS["cusum"].from_state(state)
