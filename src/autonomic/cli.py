@@ -31,8 +31,10 @@ def _add_subcommands() -> None:
     from autonomic.analyze.detect_cli import detect
     from autonomic.analyze.rca_cli import rca
     from autonomic.oversight.report_cli import report_app
+    from autonomic.oversight.tokens_cli import token_app
 
     app.add_typer(report_app, name="report", help="Daily and weekly reports (markdown or HTML).")
+    app.add_typer(token_app, name="token", help="API tokens (viewer, operator, admin); stored only as hashes.")
     app.command("rca")(rca)
     app.command("detect")(detect)
 
@@ -111,8 +113,28 @@ def run(
     log = logging.getLogger("autonomic")
     if config is None:
         log.info("no config given: watching this host with built-in defaults in observe mode")
-    engine = Engine(cfg)
+    from autonomic.oversight.api import context_from_spec, create_app
+    from autonomic.oversight.metrics import EngineMetrics
+    from autonomic.oversight.server import ApiServer
+
+    metrics = EngineMetrics()
+    engine = Engine(cfg, metrics=metrics)
     stop = threading.Event()
+    if cfg.spec.api.enabled:
+        try:
+            ctx = context_from_spec(cfg.spec.api, store=engine.store, config=cfg, engine=engine, metrics=metrics,
+                                    clock=engine.clock)
+        except ConfigError as err:
+            for p in err.problems:
+                print(str(p), file=sys.stderr)
+            raise typer.Exit(2) from None
+        server = ApiServer(create_app(ctx), host=cfg.spec.api.host, port=cfg.spec.api.port)
+        try:
+            server.start()
+        except RuntimeError as exc:
+            raise _fail(f"api: cannot listen on {cfg.spec.api.host}:{cfg.spec.api.port}: {exc}") from None
+        engine.before_close.append(server.stop)
+        log.info("API and dashboard on %s (tokens: autonomic token create --role operator --name NAME)", server.url)
 
     def _stop(signum: int, _frame: Any) -> None:
         log.info("received %s; stopping after the current step", signal.Signals(signum).name)

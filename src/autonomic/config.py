@@ -24,6 +24,7 @@ from autonomic.monitor.prometheus import PrometheusSpec
 from autonomic.monitor.promquery import PromQuerySpec
 from autonomic.oversight.notify import ConsoleSpec, NotifierSpec
 from autonomic.oversight.reports import ReportSchedule
+from autonomic.oversight.server import ApiSpec
 from autonomic.plan.policy import PolicyConfig
 from autonomic.registry import Registry
 from autonomic.yamlio import YamlDoc, load_yaml, problems_from
@@ -102,6 +103,7 @@ class AutonomicSpec(_Spec):
     policy: PolicyConfig = Field(default_factory=PolicyConfig)
     notifiers: list[NotifierSpec] = Field(default_factory=lambda: [_console()])
     reports: list[ReportSchedule] = Field(default_factory=list)  # scheduled delivery through the notifiers
+    api: ApiSpec = Field(default_factory=ApiSpec)  # REST API and dashboard; 127.0.0.1 unless configured
 
     @model_validator(mode="after")
     def _unique_services(self) -> AutonomicSpec:

@@ -156,6 +156,7 @@ class Engine:
         self._next_collect = 0.0
         self._inbox: queue.SimpleQueue[Finding] = queue.SimpleQueue()
         self.started = False
+        self.before_close: list[Callable[[], None]] = []  # e.g. stop the API before the store closes
         self.ticks = 0
         self.last_tick_at: float | None = None
 
@@ -206,6 +207,11 @@ class Engine:
 
     def shutdown(self) -> None:
         """Stop between steps: every action is at a journaled state, so nothing is half-done."""
+        for hook in self.before_close:
+            try:
+                hook()
+            except Exception:
+                log.exception("shutdown hook failed")
         self.store.audit("engine", "engine.stopped", "engine", {})
         if self.config.engine.stop_services_on_exit:
             self.supervisor.stop_all(timeout_s=5.0)
@@ -466,10 +472,13 @@ class Engine:
                               last_change_at=self._last_change_at(inc.service),
                               record=self._pattern_record())
         diagnosis = diagnose(inc, findings, list(self.patterns.values()), ctx)
-        if diagnosis.action is not None and diagnosis.action.type not in self.config.bindings.get(inc.service, {}):
+        action = diagnosis.action
+        types = {action.type, *(s.type for s in action.steps)} if action is not None else set()
+        missing = sorted(t for t in types if t not in self.config.bindings.get(inc.service, {}))
+        if missing:
             diagnosis = diagnosis.model_copy(update={
                 "action": None,
-                "rationale": f"{diagnosis.rationale}; but {inc.service} has no {diagnosis.action.type} actuator "
+                "rationale": f"{diagnosis.rationale}; but {inc.service} has no {', '.join(missing)} actuator "
                              "binding, so there is nothing autonomic may do"})
         if diagnosis.action is None and inc.cause not in _NO_FALLBACK_CAUSES:
             fallback = self.config.fallback_action(inc.service)

@@ -236,12 +236,27 @@ class Incident(Frozen):
 # --- plan ----------------------------------------------------------------------------------
 
 
+class StepSpec(Frozen):
+    """One step of a multi-step action: an actuator type and its validated parameters.
+    Its compensation is that actuator's ``undo``. Every step acts on the action's target."""
+
+    name: str  # "scale", "restart", ...: shown in the journal as "step 2/3 config:scale"
+    type: str
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
 class ActionSpec(Frozen):
-    """What to do: an actuator type, its validated parameters, and the service it acts on."""
+    """What to do: an actuator type, its validated parameters, and the service it acts on.
+
+    A multi-step action (a workflow, see ``execute/workflow.py``) lists its steps in
+    ``steps`` (2..10); ``type`` and ``params`` then repeat the *first* step, so code that
+    reads only ``type`` (bindings, policy per action type, breakers) sees a real actuator type.
+    """
 
     type: str
     target: str
     params: dict[str, Any] = Field(default_factory=dict)
+    steps: list[StepSpec] = Field(default_factory=list)  # empty: a single-step action
 
 
 class VerifySpec(Frozen):
@@ -339,6 +354,9 @@ class Action(Frozen):
     state: ActionState = ActionState.PENDING
     undo: dict[str, Any] = Field(default_factory=dict)  # snapshot needed to undo it
     steps: list[StepRecord] = Field(default_factory=list)
+    # a multi-step action's steps (ActionSpec.steps; ``steps`` above is the journal); ``type``
+    # and ``params`` then repeat the first step. Empty: a single-step action.
+    workflow: list[StepSpec] = Field(default_factory=list)
     pattern_id: str | None = None
     verify: VerifySpec | None = None
     rollback_safe: bool = True

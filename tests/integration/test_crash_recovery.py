@@ -127,6 +127,7 @@ def _write_config(root: Path, port: int) -> Path:
     _git(repo, "commit", "-q", "-m", "app: initial config")
     url = f"http://127.0.0.1:{port}"
     spec = {
+        "api": {"port": 0},  # a free loopback port: tests never fight over 8470
         "engine": {"interval_s": 0.5, "state_dir": str(root / "state"), "host_metrics": False,
                    "resolve_after_s": 30, "settle_s": 5, "time_scale": 0.1},
         "services": [{

@@ -16,6 +16,15 @@ the stored state:
 
 An action is never applied twice: after a crash in RUNNING the actuator is asked whether
 the apply with this idempotency key took effect, and when it cannot tell, a person is.
+
+A multi-step action (``Action.workflow``) stays RUNNING while :func:`workflow.run` decides
+each step; for every step the journal gets "step i/n type:name" intent (with the snapshot
+taken right before it and the key ``f"{idempotency_key}:{i-1}"``) and result records, and
+"compensate i/n ..." ones when undone. The kill switch is checked before each step: paused
+before the first means CANCELLED, later means what ran is compensated and a person is told.
+A failed step with its predecessors compensated is FAILED; a failed compensation escalates
+and opens the breaker, like a failed undo. Verification works as for one step; its rollback
+compensates every step in reverse. After a crash the workflow resumes from the journal.
 """
 
 from __future__ import annotations
@@ -28,6 +37,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from autonomic.errors import ActuatorError, RetryableActuatorError
+from autonomic.execute import workflow
 from autonomic.execute.verify import judge
 from autonomic.knowledge import Store
 from autonomic.model import (
@@ -131,18 +141,13 @@ class Executor:
         Nothing in the world changes here."""
         assert decision.action is not None
         spec = decision.action
+        if spec.steps:
+            return self._prepare_workflow(incident, decision, pattern, now)
         actuator = self._actuator(spec.type)
         params = actuator.Params.model_validate(spec.params)
         target = self._target(spec.target, spec.type)
         snapshot = actuator.snapshot(target, params)
-        verify = pattern.verify if pattern is not None else VerifySpec(metric="up", min=1.0, window_s=30)
-        _, window = self._window(verify)
-        ts, values = self.series.window(spec.target, verify.metric, now - max(window, 10.0))
-        baseline = StepRecord(
-            name="baseline", ok=True, started_at=now, finished_at=now,
-            detail={"metric": verify.metric, "ts": [float(t) for t in ts[-_BASELINE_POINTS:]],
-                    "values": [float(v) for v in values[-_BASELINE_POINTS:]]},
-        )
+        verify, baseline = self._baseline(spec.target, pattern, now)
         action = Action(
             decision_id=decision.id, incident_id=incident.id, service=spec.target, type=spec.type,
             params=params.model_dump(mode="json"), idempotency_key=idempotency_key(decision.id),
@@ -153,6 +158,42 @@ class Executor:
         inc = self._set_incident(incident, now, IncidentState.ACTING)
         self._save(action, inc, "action.intent", describe=actuator.describe(target, params),
                    key=action.idempotency_key, decision=decision.id)
+        return action
+
+    def _baseline(self, service: str, pattern: Pattern | None, now: float) -> tuple[VerifySpec, StepRecord]:
+        verify = pattern.verify if pattern is not None else VerifySpec(metric="up", min=1.0, window_s=30)
+        _, window = self._window(verify)
+        ts, values = self.series.window(service, verify.metric, now - max(window, 10.0))
+        baseline = StepRecord(
+            name="baseline", ok=True, started_at=now, finished_at=now,
+            detail={"metric": verify.metric, "ts": [float(t) for t in ts[-_BASELINE_POINTS:]],
+                    "values": [float(v) for v in values[-_BASELINE_POINTS:]]},
+        )
+        return verify, baseline
+
+    def _prepare_workflow(self, incident: Incident, decision: Decision, pattern: Pattern | None,
+                          now: float) -> Action:
+        """The intent of a multi-step action. Each step's undo snapshot is taken (and
+        journaled) right before that step runs, since earlier steps change what it sees."""
+        assert decision.action is not None
+        spec = decision.action
+        steps = [step.model_copy(update={"params": self._actuator(step.type).Params.model_validate(
+            step.params).model_dump(mode="json")}) for step in spec.steps]
+        verify, baseline = self._baseline(spec.target, pattern, now)
+        action = Action(
+            decision_id=decision.id, incident_id=incident.id, service=spec.target, type=steps[0].type,
+            params=steps[0].params, workflow=steps, idempotency_key=idempotency_key(decision.id),
+            steps=[baseline], pattern_id=pattern.id if pattern else None,
+            verify=verify, rollback_safe=pattern.rollback_safe if pattern else False,
+            created_at=now, updated_at=now,
+        )
+        describe = "; then ".join(
+            self._actuator(s.type).describe(self._target(spec.target, s.type),
+                                            self._actuator(s.type).Params.model_validate(s.params))
+            for s in steps)
+        inc = self._set_incident(incident, now, IncidentState.ACTING)
+        self._save(action, inc, "action.intent", describe=describe, key=action.idempotency_key,
+                   decision=decision.id, steps=[s.model_dump(mode="json") for s in steps])
         return action
 
     # --- reconcile -------------------------------------------------------------------------
@@ -179,6 +220,8 @@ class Executor:
     def _run(self, action: Action, now: float) -> float | None:
         action = self._save(action.model_copy(update={"state": ActionState.RUNNING, "updated_at": now}),
                             None, "action.running", key=action.idempotency_key)
+        if action.workflow:
+            return self._run_workflow(action, undo=False)  # the kill switch is checked before each step
         # The kill switch is the very last thing checked before the actuator runs.
         reason = self.paused(action.service)
         if reason is not None:
@@ -193,21 +236,19 @@ class Executor:
             return None
         return self._apply(action)
 
-    def _apply(self, action: Action) -> float | None:
-        actuator = self._actuator(action.type)
-        target = self._target(action.service, action.type)
-        params = self._params(action)
-        started = self.clock.now()
+    def _call(self, what: str, service: str, call: Callable[[], dict[str, Any]]) -> tuple[dict[str, Any],
+                                                                                         ActuatorError | None]:
+        """Call an actuator, retrying retryable errors with backoff; never raises."""
         error: ActuatorError | None = None
         detail: dict[str, Any] = {}
         for attempt in range(_RETRIES + 1):
             try:
-                detail = actuator.apply(target, params, action.idempotency_key, action.undo)
+                detail = call()
                 error = None
                 break
             except RetryableActuatorError as exc:
                 error = exc
-                log.warning("%s on %s: attempt %d failed: %s", action.type, action.service, attempt + 1, exc)
+                log.warning("%s on %s: attempt %d failed: %s", what, service, attempt + 1, exc)
                 if attempt < _RETRIES:
                     self.clock.sleep(min(2.0 ** attempt, 5.0))
             except ActuatorError as exc:
@@ -216,25 +257,38 @@ class Executor:
             except Exception as exc:  # an actuator bug must not take the engine down
                 error = ActuatorError(f"{type(exc).__name__}: {exc}")
                 break
+        return detail, error
+
+    def _apply(self, action: Action) -> float | None:
+        actuator = self._actuator(action.type)
+        target = self._target(action.service, action.type)
+        params = self._params(action)
+        started = self.clock.now()
+        detail, error = self._call(action.type, action.service,
+                                   lambda: actuator.apply(target, params, action.idempotency_key, action.undo))
         now = self.clock.now()
         if error is not None:
             step = StepRecord(name="apply", ok=False, started_at=started, finished_at=now,
                               detail={"error": str(error)[:2000]})
-            failed = action.model_copy(update={"state": ActionState.FAILED, "updated_at": now,
-                                               "steps": [*action.steps, step], "error": str(error)[:2000]})
-            inc = self._set_incident(self._incident(action), now, IncidentState.ESCALATED, Resolution.FAILED)
-            outcome = Outcome(action_id=action.id, incident_id=action.incident_id, ts=now,
-                              verdict=VerifyVerdict.FAIL, reason=f"actuator failed: {error}"[:2000])
-            self.store.record(failed, *( [inc] if inc else []), outcome, actor="engine", event="action.failed",
-                              subject=action.id, data={"service": action.service, "error": str(error)[:500]})
-            self.on_result(failed, False)
-            self.notify(Notification(level=Level.ALERT, ts=now, service=action.service,
-                                     incident_id=action.incident_id,
-                                     title=f"{action.type} action on {action.service} failed",
-                                     body=str(error)[:500]))
-            return None
+            return self._failed(action, step, str(error), f"actuator failed: {error}", now)
         step = StepRecord(name="apply", ok=True, started_at=started, finished_at=now, detail=_jsonable(detail))
         return self._start_verifying(action, step, now)
+
+    def _failed(self, action: Action, step: StepRecord, error: str, reason: str, now: float) -> float | None:
+        """The remedy could not be applied: FAILED, the incident goes to a person."""
+        failed = action.model_copy(update={"state": ActionState.FAILED, "updated_at": now,
+                                           "steps": [*action.steps, step], "error": error[:2000]})
+        inc = self._set_incident(self._incident(action), now, IncidentState.ESCALATED, Resolution.FAILED)
+        outcome = Outcome(action_id=action.id, incident_id=action.incident_id, ts=now,
+                          verdict=VerifyVerdict.FAIL, reason=reason[:2000])
+        self.store.record(failed, *( [inc] if inc else []), outcome, actor="engine", event="action.failed",
+                          subject=action.id, data={"service": action.service, "error": error[:500]})
+        self.on_result(failed, False)
+        self.notify(Notification(level=Level.ALERT, ts=now, service=action.service,
+                                 incident_id=action.incident_id,
+                                 title=f"{_kind(action)} action on {action.service} failed",
+                                 body=error[:500]))
+        return None
 
     def _start_verifying(self, action: Action, step: StepRecord, now: float) -> float:
         assert action.verify is not None
@@ -249,6 +303,8 @@ class Executor:
 
     def _recover_running(self, action: Action, now: float) -> float | None:
         """The engine stopped between 'running' and the result: ask whether it took effect."""
+        if action.workflow:
+            return self._run_workflow(action, undo=False)  # resumes from the journal
         actuator = self._actuator(action.type)
         try:
             took = actuator.applied(self._target(action.service, action.type), self._params(action),
@@ -277,6 +333,133 @@ class Executor:
                                  body="the engine stopped mid-action and cannot tell whether it ran; "
                                       "it will not run it again"))
         return None
+
+    # --- multi-step actions ------------------------------------------------------------------
+
+    def _run_workflow(self, action: Action, *, undo: bool) -> float | None:
+        """Drive a workflow (forward, or ``undo`` every completed step) from its journal,
+        then settle the action's state from the result."""
+        action, result = self._drive(action, undo=undo)
+        now = self.clock.now()
+        n = len(action.workflow)
+        journal = workflow.journal_from_records(action.steps, n)
+        first = next((s for s in action.steps if s.detail.get("workflow")), None)
+        started = first.started_at if first is not None else now
+        if undo:
+            step = StepRecord(name="undo", ok=result.status == "compensated", started_at=started, finished_at=now,
+                              detail={"workflow": "summary", "result": result.status, "reason": result.reason,
+                                      "compensated": [i + 1 for i in result.compensated]})
+            if result.status == "compensated":
+                return self._undone(action, step, action.error or "verification failed", now)
+            return self._undo_failed(action, step, result.reason, now)
+        if result.status == "done":
+            step = StepRecord(name="apply", ok=True, started_at=started, finished_at=now,
+                              detail={"workflow": "summary", "steps": n})
+            return self._start_verifying(action, step, now)
+        step = StepRecord(name="apply", ok=False, started_at=started, finished_at=now,
+                          detail={"workflow": "summary", "result": result.status, "reason": result.reason,
+                                  "compensated": [i + 1 for i in result.compensated]})
+        failed_at = result.failed_index
+        paused = failed_at is not None and journal[failed_at].error.startswith("paused:")
+        if result.status == "compensated" and paused and failed_at == 0:
+            # nothing ran: cancelled, exactly as a single-step action stopped by the kill switch
+            cancelled = action.model_copy(update={"state": ActionState.CANCELLED, "updated_at": now,
+                                                  "steps": [*action.steps, step], "error": journal[0].error})
+            inc = self._set_incident(self._incident(action), now, IncidentState.ESCALATED, Resolution.ESCALATED)
+            self._save(cancelled, inc, "action.cancelled", reason=journal[0].error)
+            self.notify(Notification(level=Level.ALERT, ts=now, service=action.service,
+                                     incident_id=action.incident_id,
+                                     title=f"{_kind(action)} action on {action.service} cancelled",
+                                     body=f"automation is {journal[0].error}"))
+            return None
+        if result.status == "compensated" and not paused:
+            return self._failed(action, step, result.reason, result.reason, now)
+        # paused mid-way (what ran was compensated), a failed compensation, or a step nobody
+        # can tell ran: a person decides
+        compensation_failed = failed_at is not None and journal[failed_at].compensate == workflow.Status.FAILED
+        escalated = action.model_copy(update={"state": ActionState.ESCALATED, "updated_at": now,
+                                              "steps": [*action.steps, step], "error": result.reason[:2000]})
+        inc = self._set_incident(self._incident(action), now, IncidentState.ESCALATED,
+                                 Resolution.FAILED if compensation_failed else Resolution.ESCALATED)
+        self._save(escalated, inc, "action.escalated", reason=result.reason[:500])
+        if compensation_failed:
+            self.on_result(escalated, False)
+            self.on_undo_failed(escalated)  # as a failed undo: the breaker opens
+        self.notify(Notification(level=Level.ALERT, ts=now, service=action.service, incident_id=action.incident_id,
+                                 title=(f"COMPENSATION FAILED for {_kind(action)} on {action.service}"
+                                        if compensation_failed
+                                        else f"{_kind(action)} action on {action.service} needs a person"),
+                                 body=f"{result.reason[:500]}; a person must look"))
+        return None
+
+    def _drive(self, action: Action, *, undo: bool) -> tuple[Action, workflow.WorkflowResult]:
+        gen = workflow.run(action.workflow, workflow.journal_from_records(action.steps, len(action.workflow)),
+                           undo=undo)
+        try:
+            command = next(gen)
+            while True:
+                action, reply = self._carry_out(action, command)
+                command = gen.send(reply)
+        except StopIteration as stop:
+            return action, stop.value
+
+    def _journal(self, action: Action, record: StepRecord, event: str) -> Action:
+        """Append one record to the journal and store it before anything else happens."""
+        action = action.model_copy(update={"steps": [*action.steps, record], "updated_at": record.finished_at})
+        return self._save(action, None, event, step=record.name, ok=record.ok,
+                          phase=record.detail.get("phase"), error=record.detail.get("error"))
+
+    def _carry_out(self, action: Action, command: workflow.Command) -> tuple[Action, workflow.Reply]:
+        """One workflow command: journal its intent, call the actuator, journal the result."""
+        steps, i = action.workflow, command.index
+        spec = steps[i]
+        actuator = self._actuator(spec.type)
+        target = self._target(action.service, spec.type)
+        params = actuator.Params.model_validate(spec.params)
+        key = f"{action.idempotency_key}:{i}"
+        snapshot = workflow.snapshot_of(action.steps, i)
+        started = self.clock.now()
+        if isinstance(command, workflow.Check):
+            try:
+                took, err = actuator.applied(target, params, key, snapshot or {}), ""
+            except ActuatorError as exc:
+                took, err = None, str(exc)[:2000]
+            record = StepRecord(name=workflow.record_name("check", i, steps), ok=took is not None,
+                                started_at=started, finished_at=self.clock.now(),
+                                detail=workflow.record_detail("check", i, "result", key=key, applied=took,
+                                                              error=err))
+            return self._journal(action, record, "action.step_checked"), workflow.Reply(took, err)
+        kind: workflow.Kind = "do" if isinstance(command, workflow.Do) else "compensate"
+        name = workflow.record_name(kind, i, steps)
+        extra: dict[str, Any] = {"key": key}
+        snap_error: ActuatorError | None = None
+        if kind == "do" and snapshot is None:
+            try:
+                snapshot = _jsonable(actuator.snapshot(target, params))  # right before the step
+            except ActuatorError as exc:
+                snap_error = exc
+            extra["snapshot"] = snapshot or {}
+        snap: dict[str, Any] = snapshot or {}
+        action = self._journal(action, StepRecord(name=name, ok=True, started_at=started, finished_at=started,
+                                                  detail=workflow.record_detail(kind, i, "intent", **extra)),
+                               f"action.{kind}_started")
+        reason = self.paused(action.service) if kind == "do" else None  # the very last check before a step
+        error: str | None = None
+        detail: dict[str, Any] = {}
+        if snap_error is not None:
+            error = f"snapshot failed: {snap_error}"
+        elif reason is not None:
+            error = f"paused: {reason}"
+        else:
+            call = ((lambda: actuator.apply(target, params, key, snap)) if kind == "do"
+                    else (lambda: actuator.undo(target, params, key, snap)))
+            detail, failure = self._call(name, action.service, call)
+            error = None if failure is None else str(failure)
+        result = StepRecord(name=name, ok=error is None, started_at=started, finished_at=self.clock.now(),
+                            detail=workflow.record_detail(kind, i, "result", key=key, **(
+                                {"error": error[:2000]} if error is not None else {"result": _jsonable(detail)})))
+        action = self._journal(action, result, f"action.{kind}_{'ok' if error is None else 'failed'}")
+        return action, workflow.Reply(error is None, (error or "")[:2000])
 
     # --- verification ----------------------------------------------------------------------
 
@@ -392,6 +575,8 @@ class Executor:
         return None
 
     def _rollback(self, action: Action, now: float, reason: str) -> float | None:
+        if action.workflow:
+            return self._run_workflow(action, undo=True)
         actuator = self._actuator(action.type)
         started = self.clock.now()
         try:
@@ -402,27 +587,33 @@ class Executor:
             detail, ok, err = {"error": str(exc)[:2000]}, False, exc
         now = self.clock.now()
         step = StepRecord(name="undo", ok=ok, started_at=started, finished_at=now, detail=_jsonable(detail))
-        incident = self._incident(action)
         if ok:
-            # undone: now watch once more, to know whether the undo restored health
-            assert action.verify is not None
-            delay, window = self._window(action.verify)
-            until = now + delay + window
-            watching = action.model_copy(update={"state": ActionState.VERIFYING_UNDO, "updated_at": now,
-                                                 "steps": [*action.steps, step], "verify_until": until})
-            self.store.record(watching, actor="engine", event="action.undone", subject=action.id,
-                              data={"reason": reason, "undo": step.detail, "verify_until": until})
-            self.on_result(watching, False)
-            return until
+            return self._undone(action, step, reason, now)
+        return self._undo_failed(action, step, str(err), now)
+
+    def _undone(self, action: Action, step: StepRecord, reason: str, now: float) -> float:
+        """Undone: now watch once more, to know whether the undo restored health."""
+        assert action.verify is not None
+        delay, window = self._window(action.verify)
+        until = now + delay + window
+        watching = action.model_copy(update={"state": ActionState.VERIFYING_UNDO, "updated_at": now,
+                                             "steps": [*action.steps, step], "verify_until": until})
+        self.store.record(watching, actor="engine", event="action.undone", subject=action.id,
+                          data={"reason": reason, "undo": step.detail, "verify_until": until})
+        self.on_result(watching, False)
+        return until
+
+    def _undo_failed(self, action: Action, step: StepRecord, err: str, now: float) -> float | None:
+        """A failed undo pages a person and opens the breaker: no more automation of this kind."""
         failed = action.model_copy(update={"state": ActionState.ESCALATED, "updated_at": now,
                                            "steps": [*action.steps, step], "error": f"undo failed: {err}"})
-        inc = self._set_incident(incident, now, IncidentState.ESCALATED, Resolution.FAILED)
+        inc = self._set_incident(self._incident(action), now, IncidentState.ESCALATED, Resolution.FAILED)
         self.store.record(failed, *([inc] if inc else []), actor="engine", event="action.undo_failed",
-                          subject=action.id, data={"error": str(err)[:500]})
+                          subject=action.id, data={"error": err[:500]})
         self.on_result(failed, False)
-        self.on_undo_failed(failed)  # a failed undo opens the breaker: no more automation of this kind
+        self.on_undo_failed(failed)
         self.notify(Notification(level=Level.ALERT, ts=now, service=action.service, incident_id=action.incident_id,
-                                 title=f"UNDO FAILED for {action.type} on {action.service}",
+                                 title=f"UNDO FAILED for {_kind(action)} on {action.service}",
                                  body=f"{err}; a person must act now"))
         return None
 
@@ -433,6 +624,13 @@ def _undo_window(ts: Any, values: Any, start: float, until: float) -> tuple[Any,
     mid = start + (until - start) / 2
     mask = (ts >= mid) & (ts <= until + 1e-9)
     return ts[mask], values[mask]
+
+
+def _kind(action: Action) -> str:
+    """The action's type, or for a workflow its steps' types: "2-step workflow (config+process)"."""
+    if not action.workflow:
+        return action.type
+    return f"{len(action.workflow)}-step workflow ({'+'.join(s.type for s in action.workflow)})"
 
 
 def _jsonable(detail: Mapping[str, Any]) -> dict[str, Any]:

@@ -13,6 +13,19 @@ A pattern file holds one pattern mapping, or ``patterns:`` with a list of them::
     rollback_safe: false                     # default false: undo is not assumed safe
     verify: {metric: memory_percent, max: 85}
 
+A multi-step remedy gives ``steps`` instead of ``type``/``params`` (2 to 10 steps, run in
+order; when one fails the completed ones are undone in reverse order, see
+``execute/workflow.py``)::
+
+    action:
+      steps:
+        - {name: drain, type: http, params: {...}}      # name defaults to params.op, else type
+        - {type: process, params: {op: graceful_restart}}
+
+Each step's params are validated against its actuator's Params (errors name the field, e.g.
+``action.steps[1].params.op``). The loaded ``ActionSpec`` then has ``steps`` set and
+``type``/``params`` repeat the first step.
+
 Loading collects every problem in every file (YAML syntax, schema, unknown action type,
 params outside the actuator's schema, duplicate ids) with ``file:line`` and the field, and
 raises them together as one :class:`~autonomic.errors.PatternError`.
@@ -24,20 +37,37 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from autonomic.errors import ConfigError, PatternError, Problem
-from autonomic.model import ActionSpec, Pattern, PatternMatch, VerifySpec
+from autonomic.model import ActionSpec, Pattern, PatternMatch, StepSpec, VerifySpec
 from autonomic.registry import Registry
 from autonomic.yamlio import YamlDoc, format_loc, load_yaml, problems_from
+
+
+class _StepYaml(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.-]+$")
+    type: str = Field(min_length=1)
+    params: dict[str, Any] | None = None
 
 
 class _ActionYaml(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    type: str = Field(min_length=1)
+    type: str | None = Field(default=None, min_length=1)
     target: Literal["{service}"] = "{service}"
     params: dict[str, Any] | None = None  # null or absent: the actuator's defaults
+    steps: list[_StepYaml] | None = Field(default=None, min_length=2, max_length=10)
+
+    @model_validator(mode="after")
+    def _one_form(self) -> _ActionYaml:
+        if self.steps is None and self.type is None:
+            raise ValueError("give either type (with params) or steps")
+        if self.steps is not None and (self.type is not None or self.params is not None):
+            raise ValueError("give either type (with params) or steps, not both")
+        return self
 
 
 class PatternYaml(BaseModel):
@@ -85,30 +115,60 @@ def _entries(doc: YamlDoc, problems: list[Problem]) -> list[tuple[tuple[str | in
     return [((), data)]
 
 
-def _check_action(
-    raw: Any, prefix: tuple[str | int, ...], doc: YamlDoc, registry: Registry, problems: list[Problem]
+def _check_params(
+    step: Any, loc: tuple[str | int, ...], doc: YamlDoc, registry: Registry, problems: list[Problem]
 ) -> BaseModel | None:
-    """Validate ``action.type`` against the registry and ``action.params`` against that
-    actuator's Params. Returns the validated params, or None (problems appended)."""
-    action = raw.get("action") if isinstance(raw, dict) else None
-    if not isinstance(action, dict) or not isinstance(action.get("type"), str):
+    """Validate ``step["type"]`` (at ``loc``) against the registry and ``step["params"]``
+    against that actuator's Params. Returns the validated params, or None (problems appended)."""
+    if not isinstance(step, dict) or not isinstance(step.get("type"), str):
         return None  # absent, or malformed in a way the schema check reports
-    params = action.get("params") or {}
+    params = step.get("params") or {}
     if not isinstance(params, dict):
         return None
-    type_name = action["type"]
+    type_name = step["type"]
     known = registry.types("actuator")
-    loc = (*prefix, "action", "type")
     if type_name not in known:
         message = f"unknown action type {type_name!r} (known: {', '.join(known) or 'none'})"
-        problems.append(Problem(doc.file, doc.line_of(loc), format_loc(loc), message))
+        problems.append(Problem(doc.file, doc.line_of((*loc, "type")), format_loc((*loc, "type")), message))
         return None
     params_model: type[BaseModel] = registry.actuator(type_name).Params
     try:
         return params_model.model_validate(params)
     except ValidationError as e:
-        problems.extend(problems_from(e, doc, (*prefix, "action", "params")))
+        problems.extend(problems_from(e, doc, (*loc, "params")))
         return None
+
+
+def _check_action(
+    raw: Any, prefix: tuple[str | int, ...], doc: YamlDoc, registry: Registry, problems: list[Problem]
+) -> list[BaseModel] | None:
+    """Validate the action's type(s) and params: one entry per step (one for a single-step
+    action). None when anything is wrong or there is no action (problems appended)."""
+    action = raw.get("action") if isinstance(raw, dict) else None
+    if not isinstance(action, dict):
+        return None
+    loc = (*prefix, "action")
+    steps = action.get("steps")
+    if steps is None:
+        one = _check_params(action, loc, doc, registry, problems)
+        return None if one is None else [one]
+    if not isinstance(steps, list):
+        return None  # the schema check reports it
+    checked = [_check_params(step, (*loc, "steps", i), doc, registry, problems) for i, step in enumerate(steps)]
+    valid = [p for p in checked if p is not None]
+    return valid if len(valid) == len(checked) else None
+
+
+def _action_spec(spec: _ActionYaml, params: list[BaseModel]) -> ActionSpec:
+    if spec.steps is None:
+        assert spec.type is not None
+        return ActionSpec(type=spec.type, target="{service}", params=params[0].model_dump(mode="json"))
+    steps = []
+    for step, p in zip(spec.steps, params, strict=True):
+        dumped = p.model_dump(mode="json")
+        name = step.name or str(dumped.get("op") or step.type)
+        steps.append(StepSpec(name=name, type=step.type, params=dumped))
+    return ActionSpec(type=steps[0].type, target="{service}", params=steps[0].params, steps=steps)
 
 
 def _load(paths: Sequence[Path], registry: Registry) -> tuple[list[Pattern], list[Problem]]:
@@ -142,9 +202,7 @@ def _load(paths: Sequence[Path], registry: Registry) -> tuple[list[Pattern], lis
                 continue  # its action problems are already listed
             action = None
             if spec.action is not None and params is not None:
-                action = ActionSpec(
-                    type=spec.action.type, target="{service}", params=params.model_dump(mode="json")
-                )
+                action = _action_spec(spec.action, params)
             patterns.append(
                 Pattern(
                     id=spec.id,

@@ -1,0 +1,720 @@
+"""The REST API: what people see and do, over HTTP, from the process that runs the loop.
+
+``create_app(ctx)`` builds the FastAPI app. Reads need a ``viewer`` token, approvals and
+pauses an ``operator``, policy changes an ``admin`` (see :mod:`autonomic.oversight.auth`);
+``/healthz``, ``/readyz`` and ``/metrics`` are open. Every mutation goes through the store
+exactly as the CLI's does, audited with the actor ``token:<name>``. Every input is
+validated before anything is written, so a 4xx leaves the store unchanged; an unexpected
+error is logged and answered ``500 {"detail": "internal error"}`` without internals.
+
+``POST /api/v1/alerts`` receives Alertmanager webhooks. When configured it checks a bearer
+token and/or an HMAC: ``X-Autonomic-Signature: sha256=<hex HMAC-SHA256 of the raw body>``
+with ``X-Autonomic-Timestamp`` (Unix seconds) within 300 s; a signature already accepted in
+that window is refused as a replay.
+
+``GET /api/v1/events`` streams every new audit event as server-sent events.
+"""
+
+
+import asyncio
+import contextlib
+import hashlib
+import hmac
+import json
+import logging
+import os
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Depends, FastAPI, HTTPException, Query, Request, Security
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response, StreamingResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from autonomic.clock import SystemClock
+from autonomic.config import Config
+from autonomic.engine import PAUSE_GLOBAL, POLICY_OVERRIDE, Engine, approval_key, pause_key, paused_reason
+from autonomic.errors import ConfigError, Problem
+from autonomic.knowledge import Store
+from autonomic.model import Incident, IncidentState
+from autonomic.oversight import dashboard
+from autonomic.oversight.auth import Principal, Role, authenticate
+from autonomic.oversight.explain import explain_incident
+from autonomic.oversight.metrics import CONTENT_TYPE, EngineMetrics
+from autonomic.oversight.server import ApiSpec
+from autonomic.plan.policy import PolicyConfig
+from autonomic.protocols import Clock
+
+log = logging.getLogger("autonomic.api")
+
+__all__ = ["ApiContext", "ApiSpec", "context_from_spec", "create_app"]
+
+API = "/api/v1"
+SIGNATURE_HEADER = "X-Autonomic-Signature"
+TIMESTAMP_HEADER = "X-Autonomic-Timestamp"
+WEBHOOK_MAX_SKEW_S = 300.0
+SSE_POLL_S = 0.5
+SSE_HEARTBEAT_S = 15.0
+MAX_SEQ = 2**62  # SQLite integers are 64-bit: larger query numbers are refused with 422
+_DAY, _WEEK = 86_400.0, 7 * 86_400.0
+_SERIES_BEFORE_S = 900.0  # how much history before an incident opened its chart shows
+
+
+@dataclass
+class ApiContext:
+    """What the API serves from. ``engine`` is None when the API runs without a loop."""
+
+    store: Store
+    config: Config
+    engine: Engine | None = None
+    metrics: EngineMetrics = field(default_factory=EngineMetrics)
+    clock: Clock = field(default_factory=SystemClock)
+    webhook_token: str | None = None
+    webhook_hmac_secret: str | None = None
+    max_body_bytes: int = 1_048_576
+
+
+def context_from_spec(
+    spec: ApiSpec, *, store: Store, config: Config, engine: Engine | None, metrics: EngineMetrics,
+    clock: Clock | None = None, environ: dict[str, str] | None = None,
+) -> ApiContext:
+    """An ApiContext from ``api:``, reading the webhook secrets from the environment variables it
+    names. Raises ConfigError naming the field when a named variable is unset or empty."""
+    env = os.environ if environ is None else environ
+    secrets: dict[str, str | None] = {}
+    for fname in ("webhook_token_env", "webhook_hmac_env"):
+        var = getattr(spec, fname)
+        secrets[fname] = env.get(var) if var else None
+        if var and not secrets[fname]:
+            raise ConfigError([Problem(config.source, None, f"api.{fname}",
+                                       f"environment variable {var} is not set or empty")])
+    return ApiContext(store=store, config=config, engine=engine, metrics=metrics, clock=clock or SystemClock(),
+                      webhook_token=secrets["webhook_token_env"], webhook_hmac_secret=secrets["webhook_hmac_env"],
+                      max_body_bytes=spec.max_body_bytes)
+
+
+# --- request bodies ------------------------------------------------------------------------
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class CommentBody(_Body):
+    comment: str = Field(default="", max_length=2000)
+
+
+class PauseBody(_Body):
+    reason: str = Field(min_length=1, max_length=2000)
+    service: str | None = Field(default=None, max_length=100)
+
+    @field_validator("reason")
+    @classmethod
+    def _not_blank(cls, v: str) -> str:
+        if not v.strip():
+            raise ValueError("must not be empty")
+        return v
+
+
+class ResumeBody(_Body):
+    service: str | None = Field(default=None, max_length=100)
+    reason: str = Field(default="", max_length=2000)
+
+
+# --- middleware ----------------------------------------------------------------------------
+
+
+class _TooLarge(Exception):
+    pass
+
+
+class BodyLimit:
+    """Answers 413 to a request whose body is over ``limit`` bytes, by its Content-Length or,
+    for a chunked body, as soon as the bytes read pass the limit."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        length = dict(scope["headers"]).get(b"content-length")
+        if length is not None and (not length.isdigit() or int(length) > self.limit):
+            too_big = length.isdigit()
+            await _json(send, 413 if too_big else 400,
+                        "request body too large" if too_big else "invalid Content-Length header")
+            return
+        seen = 0
+        exceeded = replied = started = False
+
+        async def limited_receive() -> Message:
+            nonlocal seen, exceeded
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.limit:
+                    exceeded = True
+                    raise _TooLarge()
+            return message
+
+        async def guarded_send(message: Message) -> None:
+            # FastAPI turns an error while reading the body into a 400 of its own: replace it
+            nonlocal replied, started
+            if not exceeded or started:
+                started = started or message["type"] == "http.response.start"
+                await send(message)
+            elif not replied:
+                replied = True
+                await _json(send, 413, "request body too large")
+
+        with contextlib.suppress(_TooLarge):
+            await self.app(scope, limited_receive, guarded_send)
+        if exceeded and not replied and not started:
+            await _json(send, 413, "request body too large")
+
+
+class Guard:
+    """Outermost layer: times each request for ``autonomic_api_request_seconds`` and turns an
+    unexpected exception into ``500 {"detail": "internal error"}`` (logged, never shown)."""
+
+    def __init__(self, app: ASGIApp, metrics: EngineMetrics) -> None:
+        self.app, self.metrics = app, metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started_at = time.perf_counter()
+        started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except Exception:
+            log.exception("%s %s failed", scope.get("method"), scope.get("path"))
+            if not started:
+                await _json(send, 500, "internal error")
+        finally:
+            route = getattr(scope.get("route"), "path", "unmatched")
+            if not route.endswith("/events"):
+                self.metrics.api_request(str(scope.get("method", "")), route, time.perf_counter() - started_at)
+
+
+async def _json(send: Send, status: int, detail: str) -> None:
+    body = json.dumps({"detail": detail}).encode()
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
+
+
+# --- auth ----------------------------------------------------------------------------------
+
+_bearer = HTTPBearer(auto_error=False, description="An API token: autonomic token create --role ...")
+_UNAUTHORIZED = {"WWW-Authenticate": 'Bearer realm="autonomic"'}
+
+
+def _require(ctx: ApiContext, role: Role, *, query_token: bool = False) -> Callable[..., Principal]:
+    """A dependency that authenticates the request's bearer token (or, for EventSource, which
+    cannot set headers, ``?token=``) and checks its role: 401 without a valid token, 403 when
+    the role is too low."""
+
+    def check(creds: HTTPAuthorizationCredentials | None, token: str | None) -> Principal:
+        raw = creds.credentials if creds is not None else token
+        if not raw:
+            raise HTTPException(401, "missing API token (Authorization: Bearer <token>)", headers=_UNAUTHORIZED)
+        principal = authenticate(ctx.store, raw)
+        if principal is None:
+            raise HTTPException(401, "invalid or revoked API token", headers=_UNAUTHORIZED)
+        if not principal.allows(role):
+            raise HTTPException(403, f"this needs the {role} role; token {principal.name!r} is {principal.role}")
+        return principal
+
+    if query_token:
+        def with_query(
+            creds: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)],
+            token: Annotated[str | None, Query(max_length=200, description="token, for EventSource")] = None,
+        ) -> Principal:
+            return check(creds, token)
+
+        return with_query
+
+    def header_only(creds: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)]) -> Principal:
+        return check(creds, None)
+
+    return header_only
+
+
+# --- views ---------------------------------------------------------------------------------
+
+
+def _policy(ctx: ApiContext) -> tuple[PolicyConfig, str]:
+    """The policy in force and where it comes from ("override" or "config"), read as the engine
+    reads it (Engine.policy): an admin's stored override, else the file's."""
+    raw = ctx.store.get_state(POLICY_OVERRIDE)
+    if raw:
+        try:
+            return PolicyConfig.model_validate(raw), "override"
+        except ValueError:
+            log.error("the stored policy override does not validate; showing the file's")
+    return ctx.config.spec.policy, "config"
+
+
+def _service_names(ctx: ApiContext) -> list[str]:
+    names = [s.name for s in ctx.config.services]
+    return [*names, "host"] if ctx.config.engine.host_metrics else names
+
+
+def _health(ctx: ApiContext) -> dict[str, tuple[str, list[str]]]:
+    """Each service's health: live from the engine, else the engine's last status.json."""
+    if ctx.engine is not None:
+        try:
+            return {name: (state.value, reasons) for name, (state, reasons) in ctx.engine.health().items()}
+        except Exception:  # a race with the loop must not fail the page; fall back to the file
+            log.exception("engine.health() failed")
+    path = ctx.config.state_dir / "status.json"
+    try:
+        live = json.loads(path.read_text()) if path.exists() else {}
+        return {str(k): (str(v["state"]), list(v.get("reasons", []))) for k, v in live.get("health", {}).items()}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return {}
+
+
+def _open_incidents(ctx: ApiContext) -> list[Incident]:
+    """Incidents not yet closed, newest first (looked for among the newest 1000)."""
+    return [i for i in ctx.store.incidents(limit=1000) if i.closed_at is None]
+
+
+def _services(ctx: ApiContext, open_incidents: list[Incident] | None = None) -> list[dict[str, Any]]:
+    health = _health(ctx)
+    policy, _ = _policy(ctx)
+    open_counts: dict[str, int] = {}
+    for inc in _open_incidents(ctx) if open_incidents is None else open_incidents:
+        open_counts[inc.service] = open_counts.get(inc.service, 0) + 1
+    out = []
+    for name in _service_names(ctx):
+        spec = ctx.config.service(name)
+        state, reasons = health.get(name, ("UNKNOWN", []))
+        why = paused_reason(ctx.store, name)
+        out.append({
+            "name": name,
+            "type": spec.type if spec else "host",
+            "state": state,
+            "reasons": reasons,
+            "autonomy": policy.effective("*", None, name).autonomy.value,
+            "paused": why is not None,
+            "paused_reason": why,
+            "open_incidents": open_counts.get(name, 0),
+            "depends_on": list(spec.depends_on) if spec else [],
+        })
+    return out
+
+
+def _thresholds(ctx: ApiContext, service: str, metrics: list[str]) -> dict[str, dict[str, Any]]:
+    """The line of each metric: ``{"value": line, "direction": "max" | "min"}``."""
+    spec = ctx.config.service(service)
+    th = ctx.engine.thresholds.get(service) if ctx.engine is not None else (spec.thresholds if spec else None)
+    out: dict[str, dict[str, Any]] = {}
+    if th is None:
+        return out
+    for metric in metrics:
+        value = th.extra.get(metric, getattr(th, metric, None))
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            out[metric] = {"value": float(value), "direction": "min" if metric == "availability" else "max"}
+    return out
+
+
+def _resolve_incident(ctx: ApiContext, ident: str) -> str:
+    try:
+        return ctx.store.resolve_id(Incident, ident)
+    except KeyError as exc:
+        raise HTTPException(404, str(exc).strip("'\"")) from None
+
+
+def _check_service(ctx: ApiContext, service: str | None) -> None:
+    if service is not None and service not in _service_names(ctx):
+        raise HTTPException(404, f"no service named {service!r}")
+
+
+# --- routes --------------------------------------------------------------------------------
+
+
+def _open_routes(ctx: ApiContext) -> APIRouter:
+    router = APIRouter(tags=["health"])
+
+    @router.get("/healthz")
+    def healthz() -> dict[str, str]:
+        """The process answers."""
+        return {"status": "ok"}
+
+    @router.get("/readyz", responses={503: {"description": "not ready, with the reason"}})
+    def readyz() -> JSONResponse:
+        """Ready when the store answers and, with an engine attached, it ticked within 3 intervals."""
+        try:
+            ctx.store.get_state(PAUSE_GLOBAL)
+        except Exception:
+            log.exception("readiness: store read failed")
+            return JSONResponse({"status": "unavailable", "reason": "the store does not answer"}, 503)
+        if ctx.engine is not None:
+            last = ctx.engine.last_tick_at
+            limit = 3 * ctx.config.engine.interval_s
+            if last is None:
+                return JSONResponse({"status": "unavailable", "reason": "the engine has not ticked yet"}, 503)
+            age = ctx.clock.now() - last
+            if age > limit:
+                return JSONResponse({"status": "unavailable",
+                                     "reason": f"the engine last ticked {age:.0f} s ago (limit {limit:.0f} s)"}, 503)
+        return JSONResponse({"status": "ok"})
+
+    @router.get("/metrics", response_class=Response)
+    def metrics() -> Response:
+        """The engine's own figures, Prometheus text format."""
+        pauses = ctx.store.states("pause:")
+        ctx.metrics.paused("global", PAUSE_GLOBAL in pauses)
+        for name in _service_names(ctx):
+            ctx.metrics.paused(name, pause_key(name) in pauses)
+        return Response(ctx.metrics.render(), media_type=CONTENT_TYPE)
+
+    return router
+
+
+def _read_routes(ctx: ApiContext) -> APIRouter:
+    viewer = Depends(_require(ctx, "viewer"))
+    router = APIRouter(prefix=API, dependencies=[viewer], tags=["read"])
+
+    @router.get("/overview")
+    def overview() -> dict[str, Any]:
+        """Everything the dashboard's front page shows."""
+        policy, _ = _policy(ctx)
+        now = ctx.clock.now()
+        open_incidents = _open_incidents(ctx)
+        used_day, used_week = ctx.store.count_actions(now - _DAY), ctx.store.count_actions(now - _WEEK)
+        return {
+            "services": _services(ctx, open_incidents),
+            "paused_global": ctx.store.get_state(PAUSE_GLOBAL),
+            "breakers": {k.split(":", 1)[1]: v for k, v in ctx.store.states("breaker:").items()},
+            "budgets": {"per_day": {"limit": policy.rate_limits.per_day, "used": used_day},
+                        "per_week": {"limit": policy.rate_limits.per_week, "used": used_week}},
+            "open_incidents": [i.model_dump(mode="json") for i in open_incidents],
+            "awaiting_approval": sum(i.state == IncidentState.AWAITING_APPROVAL for i in open_incidents),
+        }
+
+    @router.get("/services")
+    def services() -> list[dict[str, Any]]:
+        return _services(ctx)
+
+    @router.get("/services/{name}", responses={404: {"description": "no such service"}})
+    def service(name: str) -> dict[str, Any]:
+        """One service, its thresholds, actuator bindings and recent incidents."""
+        _check_service(ctx, name)
+        item = next(s for s in _services(ctx) if s["name"] == name)
+        spec = ctx.config.service(name)
+        item["thresholds"] = spec.thresholds.model_dump(mode="json") if spec else {}
+        item["actuators"] = sorted(ctx.config.bindings.get(name, {}))
+        item["incidents"] = [i.model_dump(mode="json") for i in ctx.store.incidents(service=name, limit=20)]
+        return item
+
+    @router.get("/incidents")
+    def incidents(
+        state: IncidentState | None = None,
+        service: Annotated[str | None, Query(max_length=100)] = None,
+        all: bool = False,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    ) -> list[dict[str, Any]]:
+        """Incidents, newest first: the unclosed ones, or every one with ``all``, or those in ``state``."""
+        wide = all or state is not None
+        found = ctx.store.incidents(states=[state] if state else None, service=service,
+                                    limit=limit if wide else 10_000)
+        if not wide:
+            found = [i for i in found if i.closed_at is None][:limit]
+        return [i.model_dump(mode="json") for i in found]
+
+    @router.get("/incidents/{incident_id}", responses={404: {"description": "no such incident"}})
+    def incident(incident_id: str) -> dict[str, Any]:
+        """The whole chain (explain), the incident's metric series (with an engine) and thresholds.
+        ``incident_id`` may be a unique prefix of at least 4 characters."""
+        full = _resolve_incident(ctx, incident_id)
+        chain = explain_incident(ctx.store, full)
+        inc = chain["incident"]
+        metrics = sorted({f["metric"] for f in chain["findings"]})
+        series: dict[str, dict[str, list[float]]] = {}
+        if ctx.engine is not None:
+            since = inc["opened_at"] - _SERIES_BEFORE_S
+            for metric in metrics:
+                ts, values = ctx.engine.series.window(inc["service"], metric, since)
+                series[metric] = {"ts": [float(t) for t in ts], "values": [float(v) for v in values]}
+        chain["series"] = series
+        chain["thresholds"] = _thresholds(ctx, inc["service"], metrics)
+        return chain
+
+    @router.get("/approvals")
+    def approvals() -> list[dict[str, Any]]:
+        """Incidents awaiting a person's answer, each with its latest decision and any answer
+        given that the engine has not yet acted on."""
+        out = []
+        for inc in ctx.store.incidents(states=[IncidentState.AWAITING_APPROVAL], limit=1000):
+            decisions = ctx.store.decisions(inc.id)
+            out.append({"incident": inc.model_dump(mode="json"),
+                        "decision": decisions[-1].model_dump(mode="json") if decisions else None,
+                        "answer": ctx.store.get_state(approval_key(inc.id))})
+        return out
+
+    @router.get("/patterns")
+    def patterns() -> list[dict[str, Any]]:
+        return [p.model_dump(mode="json") for p in ctx.config.patterns]
+
+    @router.get("/policy")
+    def policy() -> dict[str, Any]:
+        """The policy in force; ``source`` is "override" after an admin's PUT, else "config"."""
+        current, source = _policy(ctx)
+        return {"source": source, "policy": current.model_dump(mode="json")}
+
+    @router.get("/audit")
+    def audit(
+        since_seq: Annotated[int, Query(ge=0, le=MAX_SEQ)] = 0,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 200,
+    ) -> dict[str, Any]:
+        """Audit events after ``since_seq``, oldest first; page on with ``last_seq``."""
+        events = ctx.store.audit_events(since_seq=since_seq, limit=limit)
+        return {"events": [e.model_dump(mode="json") for e in events],
+                "last_seq": events[-1].seq if events else since_seq}
+
+    @router.get("/audit/verify")
+    def audit_verify() -> dict[str, Any]:
+        report = ctx.store.verify_audit()
+        return {"ok": report.ok, "checked": report.checked, "problems": report.problems}
+
+    return router
+
+
+def _write_routes(ctx: ApiContext) -> APIRouter:
+    router = APIRouter(prefix=API, tags=["act"])
+    operator = _require(ctx, "operator")
+    admin = _require(ctx, "admin")
+    errors: dict[int | str, dict[str, Any]] = {404: {"description": "unknown"}, 409: {"description": "conflict"}}
+
+    def answer(incident_id: str, verdict: str, body: CommentBody, who: Principal) -> dict[str, Any]:
+        full = _resolve_incident(ctx, incident_id)
+        inc = ctx.store.get(Incident, full)
+        if inc is None or inc.state != IncidentState.AWAITING_APPROVAL:
+            state = inc.state.value if inc else "unknown"
+            raise HTTPException(409, f"incident {full[:8]} is not awaiting approval (it is {state})")
+        ctx.store.set_state(approval_key(full),
+                            {"verdict": verdict, "actor": who.actor, "comment": body.comment, "ts": ctx.clock.now()},
+                            actor=who.actor, event=f"approval.{verdict}",
+                            data={"incident": full, "comment": body.comment})
+        return {"incident_id": full, "verdict": verdict, "actor": who.actor}
+
+    @router.post("/approvals/{incident_id}/approve", responses=errors)
+    def approve(incident_id: str, who: Annotated[Principal, Depends(operator)],
+                body: Annotated[CommentBody, Body()] = CommentBody()) -> dict[str, Any]:
+        """Approve the action the incident waits on; the engine acts on its next tick."""
+        return answer(incident_id, "approve", body, who)
+
+    @router.post("/approvals/{incident_id}/deny", responses=errors)
+    def deny(incident_id: str, who: Annotated[Principal, Depends(operator)],
+             body: Annotated[CommentBody, Body()] = CommentBody()) -> dict[str, Any]:
+        """Deny it; the incident stays with a person."""
+        return answer(incident_id, "deny", body, who)
+
+    @router.post("/pause", responses=errors)
+    def pause(body: PauseBody, who: Annotated[Principal, Depends(operator)]) -> dict[str, Any]:
+        """The kill switch: stop every automated action (or one service's). Durable and audited."""
+        _check_service(ctx, body.service)
+        ctx.store.set_state(pause_key(body.service), {"reason": body.reason, "actor": who.actor,
+                                                      "ts": ctx.clock.now()},
+                            actor=who.actor, event="pause.set", data={"service": body.service, "reason": body.reason})
+        ctx.metrics.paused(body.service or "global", True)
+        return {"paused": body.service or "global", "reason": body.reason, "actor": who.actor}
+
+    @router.post("/resume", responses=errors)
+    def resume(who: Annotated[Principal, Depends(operator)],
+               body: Annotated[ResumeBody, Body()] = ResumeBody()) -> dict[str, Any]:
+        """Lift a pause."""
+        _check_service(ctx, body.service)
+        key = pause_key(body.service)
+        if ctx.store.get_state(key) is None:
+            raise HTTPException(409, f"{'automation' if body.service is None else body.service} is not paused")
+        ctx.store.set_state(key, None, actor=who.actor, event="pause.lifted",
+                            data={"service": body.service, "reason": body.reason})
+        ctx.metrics.paused(body.service or "global", False)
+        return {"resumed": body.service or "global", "actor": who.actor}
+
+    @router.put("/policy")
+    def put_policy(body: PolicyConfig, who: Annotated[Principal, Depends(admin)]) -> dict[str, Any]:
+        """Replace the policy in force (validated; audited ``policy.changed`` with the new policy)."""
+        new = body.model_dump(mode="json")
+        ctx.store.set_state(POLICY_OVERRIDE, new, actor=who.actor, event="policy.changed", data={"policy": new})
+        return {"source": "override", "policy": new}
+
+    return router
+
+
+class _SeenSignatures:
+    """Signatures accepted within the replay window, so one signed request is accepted once."""
+
+    def __init__(self) -> None:
+        self._seen: OrderedDict[str, float] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def seen(self, sig: str, now: float) -> bool:
+        with self._lock:
+            while self._seen and next(iter(self._seen.values())) < now - 2 * WEBHOOK_MAX_SKEW_S:
+                self._seen.popitem(last=False)
+            return sig in self._seen
+
+    def add(self, sig: str, now: float) -> None:
+        with self._lock:
+            self._seen[sig] = now
+
+
+def _webhook_routes(ctx: ApiContext) -> APIRouter:
+    router = APIRouter(prefix=API, tags=["alerts"])
+    accepted = _SeenSignatures()
+
+    def check_auth(request: Request, raw: bytes, now: float) -> str | None:
+        """Raise 401 unless the configured checks pass; return the signature to remember."""
+        if ctx.webhook_token is not None:
+            given = request.headers.get("authorization", "")
+            if not hmac.compare_digest(given.encode(), f"Bearer {ctx.webhook_token}".encode()):
+                raise HTTPException(401, "missing or wrong webhook bearer token", headers=_UNAUTHORIZED)
+        if ctx.webhook_hmac_secret is None:
+            return None
+        sig = request.headers.get(SIGNATURE_HEADER, "")
+        stamp = request.headers.get(TIMESTAMP_HEADER, "")
+        try:
+            ts = float(stamp)
+        except ValueError:
+            raise HTTPException(401, f"missing or invalid {TIMESTAMP_HEADER} header") from None
+        if not abs(now - ts) <= WEBHOOK_MAX_SKEW_S:
+            raise HTTPException(401, f"{TIMESTAMP_HEADER} is more than {WEBHOOK_MAX_SKEW_S:.0f} s from now")
+        expected = "sha256=" + hmac.new(ctx.webhook_hmac_secret.encode(), raw, hashlib.sha256).hexdigest()
+        if not hmac.compare_digest(sig.encode(), expected.encode()):
+            raise HTTPException(401, f"missing or wrong {SIGNATURE_HEADER} header")
+        if accepted.seen(expected, now):
+            raise HTTPException(401, "replayed webhook: this signature was already accepted")
+        return expected
+
+    def receive(raw: bytes) -> int:
+        try:
+            from autonomic.monitor.alertmanager import parse_webhook, to_findings
+        except ImportError:
+            raise HTTPException(503, "the Alertmanager receiver is not installed") from None
+        try:
+            payload = parse_webhook(raw)
+        except ValueError as exc:
+            raise HTTPException(422, f"invalid Alertmanager payload: {exc}") from None
+        findings = to_findings(payload, ctx.clock.now(), [s.name for s in ctx.config.services])
+        if ctx.engine is not None:
+            ctx.engine.submit(findings)
+        return len(findings)
+
+    @router.post(
+        "/alerts", status_code=202,
+        responses={401: {"description": "unauthenticated"}, 422: {"description": "invalid payload"}},
+        openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": {
+            "type": "object", "description": "An Alertmanager webhook payload (version 4)"}}}}},
+    )
+    async def alerts(request: Request) -> dict[str, int]:
+        """Alertmanager webhook receiver: each firing alert becomes a finding for the loop."""
+        raw = await request.body()
+        now = ctx.clock.now()
+        sig = check_auth(request, raw, now)
+        n = await run_in_threadpool(receive, raw)
+        if sig is not None:
+            accepted.add(sig, now)
+        return {"accepted": n}
+
+    return router
+
+
+def _event_routes(ctx: ApiContext, stopping: threading.Event) -> APIRouter:
+    viewer = _require(ctx, "viewer", query_token=True)
+    router = APIRouter(prefix=API, tags=["read"])
+
+    @router.get("/events", response_class=StreamingResponse,
+                responses={200: {"content": {"text/event-stream": {}}, "description": "an event stream"}})
+    async def events(
+        request: Request,
+        who: Annotated[Principal, Depends(viewer)],
+        since_seq: Annotated[int | None, Query(ge=0, le=MAX_SEQ)] = None,
+    ) -> StreamingResponse:
+        """Server-sent events: each new audit event as ``event: audit`` with its JSON; a heartbeat
+        comment every 15 s. Starts after ``since_seq`` (or Last-Event-ID), else from now."""
+        start = since_seq
+        if start is None:
+            last_id = request.headers.get("last-event-id", "")
+            start = int(last_id) if last_id.isdigit() and int(last_id) <= MAX_SEQ else None
+        if start is None:
+            start = await run_in_threadpool(latest_seq, ctx.store)
+
+        async def stream(seq: int) -> AsyncIterator[str]:
+            yield ": connected\n\n"
+            beat = time.monotonic()
+            while not stopping.is_set() and not await request.is_disconnected():
+                for ev in await run_in_threadpool(ctx.store.audit_events, seq, 500):
+                    seq = ev.seq
+                    yield f"id: {ev.seq}\nevent: audit\ndata: {json.dumps(ev.model_dump(mode='json'))}\n\n"
+                if time.monotonic() - beat >= SSE_HEARTBEAT_S:
+                    beat = time.monotonic()
+                    yield ": heartbeat\n\n"
+                await asyncio.sleep(SSE_POLL_S)
+
+        del who
+        return StreamingResponse(stream(start), media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+    return router
+
+
+def latest_seq(store: Store) -> int:
+    """The newest audit event's seq (0 when none), in O(log n) one-row reads."""
+
+    def after(k: int) -> bool:
+        return bool(store.audit_events(since_seq=k, limit=1))
+
+    if not after(0):
+        return 0
+    lo, hi = 0, 1  # invariant once the first loop ends: newest > lo and newest <= hi
+    while after(hi):
+        lo, hi = hi, hi * 2
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (mid, hi) if after(mid) else (lo, mid)
+    return hi
+
+
+def create_app(ctx: ApiContext) -> FastAPI:
+    """The API app over ``ctx``: open health routes, the token-protected /api/v1, the dashboard."""
+    stopping = threading.Event()
+    app = FastAPI(title="autonomic", version="1", description=__doc__,
+                  docs_url="/docs", openapi_url="/openapi.json", redoc_url=None)
+    app.state.ctx = ctx
+    app.state.stopping = stopping  # set by ApiServer.stop so event streams end
+    app.include_router(_open_routes(ctx))
+    app.include_router(_read_routes(ctx))
+    app.include_router(_write_routes(ctx))
+    app.include_router(_webhook_routes(ctx))
+    app.include_router(_event_routes(ctx, stopping))
+
+    @app.get("/", include_in_schema=False)
+    def index() -> Response:
+        page = dashboard.STATIC / "index.html"
+        if page.is_file():
+            return FileResponse(page, media_type="text/html", headers={"Cache-Control": "no-cache"})
+        return RedirectResponse("/docs")
+
+    dashboard.mount_dashboard(app)
+    app.add_middleware(BodyLimit, limit=ctx.max_body_bytes)
+    app.add_middleware(Guard, metrics=ctx.metrics)
+    return app

@@ -1,0 +1,93 @@
+"""API tokens and roles.
+
+A token is ``aut_`` followed by 32 random bytes (URL-safe base64). Only its SHA-256 (hex) is
+kept, as the store state ``token:<sha256>`` = ``{"name", "role", "created_at"}``; the token
+itself is shown once, when created, and is never stored, logged or audited.
+
+Roles are ordered: ``viewer`` reads, ``operator`` also approves, denies, pauses and resumes,
+``admin`` also changes the policy.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+import time
+from dataclasses import dataclass
+from typing import Any, Literal, cast
+
+from autonomic.knowledge import Store
+
+Role = Literal["viewer", "operator", "admin"]
+ROLES: tuple[Role, ...] = ("viewer", "operator", "admin")
+TOKEN_PREFIX = "aut_"
+STATE_PREFIX = "token:"
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who a request acts as: the token's name and role."""
+
+    name: str
+    role: Role
+
+    @property
+    def actor(self) -> str:
+        """The audit log's actor for this principal's acts."""
+        return f"token:{self.name}"
+
+    def allows(self, needed: Role) -> bool:
+        """Whether this role is at least ``needed``."""
+        return ROLES.index(self.role) >= ROLES.index(needed)
+
+
+def hash_token(raw: str) -> str:
+    return hashlib.sha256(raw.encode("utf-8")).hexdigest()
+
+
+def _check_role(role: str) -> Role:
+    if role not in ROLES:
+        raise ValueError(f"role: must be one of {', '.join(ROLES)}, not {role!r}")
+    return cast(Role, role)
+
+
+def tokens(store: Store) -> list[dict[str, Any]]:
+    """Every token's name, role and creation time (never the token), oldest first."""
+    found = [dict(v) for v in store.states(STATE_PREFIX).values()]
+    return sorted(found, key=lambda v: (v.get("created_at", 0.0), v.get("name", "")))
+
+
+def create_token(store: Store, name: str, role: str, *, actor: str = "cli") -> str:
+    """Create a token named ``name`` with ``role``; return the token (shown once, stored hashed).
+    Raises ValueError naming the field for a bad name or role, or a name already in use."""
+    checked = _check_role(role)
+    if not _NAME.match(name):
+        raise ValueError(f"name: {name!r} must be 1-64 letters, digits or _.@- and start with a letter or digit")
+    if any(t.get("name") == name for t in tokens(store)):
+        raise ValueError(f"name: a token named {name!r} already exists (revoke it first)")
+    raw = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    value = {"name": name, "role": checked, "created_at": time.time()}
+    store.set_state(STATE_PREFIX + hash_token(raw), value, actor=actor, event="token.created",
+                    data={"name": name, "role": checked})
+    return raw
+
+
+def authenticate(store: Store, raw: str | None) -> Principal | None:
+    """The principal a presented token belongs to, or None when it is missing, malformed or unknown."""
+    if not raw or not raw.startswith(TOKEN_PREFIX) or len(raw) > 200:
+        return None
+    value = store.get_state(STATE_PREFIX + hash_token(raw))
+    if not value or value.get("role") not in ROLES or not value.get("name"):
+        return None
+    return Principal(name=str(value["name"]), role=cast(Role, value["role"]))
+
+
+def revoke(store: Store, name: str, *, actor: str = "cli") -> bool:
+    """Delete the token named ``name`` (audited ``token.revoked``); False when there is none."""
+    for key, value in store.states(STATE_PREFIX).items():
+        if value.get("name") == name:
+            store.set_state(key, None, actor=actor, event="token.revoked", data={"name": name})
+            return True
+    return False

@@ -1,0 +1,71 @@
+"""The engine's own figures in the Prometheus text format, served at ``GET /metrics``.
+
+:class:`EngineMetrics` keeps its own ``CollectorRegistry`` (never the process-global one), so
+two engines (or two tests) in one process never share or collide on a metric. The engine
+calls the recording methods; the API calls :meth:`EngineMetrics.render`.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+_LOOP_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+_API_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+
+
+class EngineMetrics:
+    """Counters, gauges and histograms of one engine, in a registry of their own."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self._findings = Counter("autonomic_findings", "Findings produced, by kind", ["kind"], registry=r)
+        self._incidents = Counter("autonomic_incidents_opened", "Incidents opened", registry=r)
+        self._decisions = Counter("autonomic_decisions", "Decisions made, by verdict", ["verdict"], registry=r)
+        self._actions = Counter(
+            "autonomic_actions", "Actions finished, by type and outcome", ["type", "outcome"], registry=r
+        )
+        self._notifier_failures = Counter(
+            "autonomic_notifier_failures", "Failed notification deliveries, by notifier", ["notifier"], registry=r
+        )
+        self._breaker = Gauge("autonomic_breaker_open", "1 while the scope's circuit breaker is open",
+                              ["scope"], registry=r)
+        self._paused = Gauge("autonomic_paused", "1 while automation is paused for the scope", ["scope"],
+                             registry=r)
+        self._loop = Histogram("autonomic_loop_seconds", "Duration of one engine tick", buckets=_LOOP_BUCKETS,
+                               registry=r)
+        self._api = Histogram("autonomic_api_request_seconds", "API request latency, by method and route",
+                              ["method", "route"], buckets=_API_BUCKETS, registry=r)
+
+    def finding(self, kind: str) -> None:
+        self._findings.labels(kind=kind).inc()
+
+    def incident_opened(self) -> None:
+        self._incidents.inc()
+
+    def decision(self, verdict: str) -> None:
+        self._decisions.labels(verdict=verdict).inc()
+
+    def action(self, type: str, outcome: str) -> None:
+        self._actions.labels(type=type, outcome=outcome).inc()
+
+    def notifier_failure(self, name: str) -> None:
+        self._notifier_failures.labels(notifier=name).inc()
+
+    def loop(self, seconds: float) -> None:
+        self._loop.observe(max(0.0, seconds))
+
+    def api_request(self, method: str, route: str, seconds: float) -> None:
+        self._api.labels(method=method, route=route).observe(max(0.0, seconds))
+
+    def breaker(self, scope: str, open: bool) -> None:
+        self._breaker.labels(scope=scope).set(1 if open else 0)
+
+    def paused(self, scope: str, on: bool) -> None:
+        self._paused.labels(scope=scope).set(1 if on else 0)
+
+    def render(self) -> bytes:
+        """Every metric in the Prometheus text exposition format."""
+        return generate_latest(self.registry)

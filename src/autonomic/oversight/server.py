@@ -1,0 +1,91 @@
+"""Serve the API from a background thread of the process that runs the loop.
+
+This module also holds :class:`ApiSpec` (``api:`` in autonomic.yaml) because config.py can
+import it from here without a cycle: nothing here imports the engine or the config, and
+uvicorn is imported only when a server is built.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+log = logging.getLogger("autonomic.api")
+
+
+class ApiSpec(BaseModel):
+    """``api:`` in autonomic.yaml. Secrets are never in the file: the ``*_env`` fields name
+    environment variables that hold them."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = Field(default=8470, ge=0, le=65535)  # 0 = pick a free port
+    webhook_token_env: str | None = None
+    webhook_hmac_env: str | None = None
+    max_body_bytes: int = Field(default=1_048_576, ge=1024)
+
+
+class ApiServer:
+    """uvicorn in a daemon thread. ``start`` returns once the socket listens (``port`` 0 picks a
+    free one; read it back from :attr:`port`); ``stop`` ends open event streams, then the server.
+    The default host is the loopback interface."""
+
+    def __init__(self, app: Any, host: str = "127.0.0.1", port: int = 8470, *, log_level: str = "warning") -> None:
+        import uvicorn
+
+        self.app = app
+        self.host = host
+        self.port = port
+        config = uvicorn.Config(app, host=host, port=port, log_level=log_level, access_log=False,
+                                lifespan="off", timeout_graceful_shutdown=3, server_header=False)
+        self._server = uvicorn.Server(config)
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    def _run(self) -> None:
+        try:
+            self._server.run()
+        except BaseException as exc:  # uvicorn exits with SystemExit when it cannot bind
+            self._error = exc
+
+    def start(self, timeout_s: float = 10.0) -> None:
+        """Start serving; raise RuntimeError when the server has not started within ``timeout_s``."""
+        if self._thread is not None:
+            raise RuntimeError("the API server was already started")
+        self._thread = threading.Thread(target=self._run, name="autonomic-api", daemon=True)
+        self._thread.start()
+        deadline = time.monotonic() + timeout_s
+        while not self._server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                self._server.should_exit = True
+                reason = "it exited" if not self._thread.is_alive() else f"not listening after {timeout_s:.0f} s"
+                raise RuntimeError(f"the API server could not start on {self.host}:{self.port}: {reason} "
+                                   f"(is the port in use?){'' if self._error is None else f' ({self._error!r})'}")
+            time.sleep(0.01)
+        sockets = [s for srv in getattr(self._server, "servers", []) for s in srv.sockets]
+        if sockets:
+            self.port = int(sockets[0].getsockname()[1])
+        log.info("API listening on %s", self.url)
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        """Stop serving and wait for the thread; safe to call twice or before start."""
+        stopping = getattr(getattr(self.app, "state", None), "stopping", None)
+        if isinstance(stopping, threading.Event):
+            stopping.set()
+        self._server.should_exit = True
+        if self._thread is not None:
+            self._thread.join(timeout_s)
+            if self._thread.is_alive():
+                self._server.force_exit = True
+                self._thread.join(2.0)

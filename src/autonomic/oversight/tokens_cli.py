@@ -1,0 +1,95 @@
+"""``autonomic token``: create, list and revoke API tokens (wired into cli.py as one line)."""
+
+from __future__ import annotations
+
+import getpass
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from autonomic.errors import ConfigError
+
+token_app = typer.Typer(no_args_is_help=True, help="API tokens (stored only as hashes).")
+
+ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="autonomic.yaml (default: built-in defaults)",
+                                                 envvar="AUTONOMIC_CONFIG")]
+
+
+def _store(config: Path | None) -> Any:
+    from autonomic.config import default_config, load_config
+    from autonomic.knowledge import Store
+
+    try:
+        cfg = load_config(config) if config else default_config()
+    except ConfigError as err:
+        for p in err.problems:
+            print(str(p), file=sys.stderr)
+        raise typer.Exit(2) from None
+    return Store(cfg.database_url)
+
+
+def _actor() -> str:
+    try:
+        return f"person:{getpass.getuser()}"
+    except Exception:
+        return "person:unknown"
+
+
+@token_app.command("create")
+def create(
+    role: Annotated[str, typer.Option("--role", help="viewer, operator or admin")],
+    name: Annotated[str, typer.Option("--name", help="who or what uses it (unique)")],
+    config: ConfigOpt = None,
+) -> None:
+    """Create a token and print it once; only its hash is kept."""
+    from autonomic.oversight.auth import create_token
+
+    store = _store(config)
+    try:
+        raw = create_token(store, name, role, actor=_actor())
+    except ValueError as exc:
+        print(f"autonomic: --{exc}", file=sys.stderr)
+        raise typer.Exit(2) from None
+    finally:
+        store.close()
+    print(raw)
+    print(f"token {name!r} ({role}) created; it is shown only this once", file=sys.stderr)
+
+
+@token_app.command("list")
+def list_(config: ConfigOpt = None, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Every token's name, role and creation time (never the token)."""
+    from autonomic.oversight.auth import tokens
+
+    store = _store(config)
+    try:
+        found = tokens(store)
+    finally:
+        store.close()
+    if as_json:
+        print(json.dumps(found, indent=2))
+        return
+    for t in found:
+        created = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t.get("created_at", 0)))
+        print(f"{t.get('name', '?'):24s} {t.get('role', '?'):9s} {created}")
+    if not found:
+        print("no tokens")
+
+
+@token_app.command("revoke")
+def revoke(name: str, config: ConfigOpt = None) -> None:
+    """Delete the token named NAME; requests with it get 401 at once."""
+    from autonomic.oversight.auth import revoke as revoke_token
+
+    store = _store(config)
+    try:
+        if not revoke_token(store, name, actor=_actor()):
+            print(f"autonomic: no token named {name!r}", file=sys.stderr)
+            raise typer.Exit(1)
+    finally:
+        store.close()
+    print(f"revoked token {name!r}")

@@ -1,0 +1,247 @@
+"""The dashboard in real headless Chromium while the demo runs.
+
+The issue's words: open the dashboard while the demo runs, approve an escalated action, press
+the kill switch, and see the state change. The demo's three services run under the real
+engine; the API serves the dashboard; Playwright drives Debian's chromium. Screenshots of
+every step go to ``artifacts/dashboard/``.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from playwright.sync_api import Browser, Page, expect, sync_playwright
+
+from autonomic.config import load_config
+from autonomic.demo import faults
+from autonomic.demo.scenario import FAST, _free_port, prepare
+from autonomic.engine import PAUSE_GLOBAL, Engine
+from autonomic.model import Decision, Incident, IncidentState, Verdict
+from autonomic.oversight.api import ApiContext, create_app
+from autonomic.oversight.auth import create_token
+from autonomic.oversight.server import ApiServer
+
+pytestmark = pytest.mark.slow
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts" / "dashboard"
+CHROME_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+               "--disable-component-update", "--disable-sync"]
+
+if not CHROMIUM.exists():
+    pytest.skip("Debian's chromium is not installed at /usr/bin/chromium (apt-get install chromium)",
+                allow_module_level=True)
+
+
+@dataclass
+class Stack:
+    engine: Engine
+    base: str
+    token: str
+    urls: dict[str, str]
+
+
+def _wait(predicate: Any, timeout: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def _healthy(url: str) -> bool:
+    try:
+        return httpx.get(f"{url}/health", timeout=1.0).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    work = tmp_path_factory.mktemp("dashboard")
+    config_path, urls = prepare(work, FAST)
+    config = load_config(config_path)
+    engine = Engine(config)
+    stop = threading.Event()
+    thread = threading.Thread(target=engine.run, args=(stop,), name="engine", daemon=True)
+    thread.start()
+    port = _free_port()
+    server = ApiServer(create_app(ApiContext(store=engine.store, config=config, engine=engine)), "127.0.0.1", port)
+    try:
+        _wait(lambda: all(_healthy(u) for u in urls.values()), 30, "the demo services to answer /health")
+        token = create_token(engine.store, "e2e-operator", "operator")
+        server.start()
+        yield Stack(engine, f"http://127.0.0.1:{port}", token, urls)
+    finally:
+        server.stop()
+        stop.set()
+        thread.join(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as pw:
+        b = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROME_ARGS)
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+def _shot(page: Page, name: str) -> None:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+
+
+def _awaiting(engine: Engine, service: str) -> Incident | None:
+    for inc in engine.store.incidents(service=service, limit=50):
+        if inc.state == IncidentState.AWAITING_APPROVAL:
+            return inc
+    return None
+
+
+def test_operator_approves_an_escalated_restart_and_pulls_the_kill_switch_live(
+    stack: Stack, browser: Browser
+) -> None:
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    script_errors: list[str] = []
+    context.on("page", lambda p: p.on("pageerror", lambda exc: script_errors.append(str(exc))))
+    watcher = context.new_page()  # stays on one page and must change by itself (SSE)
+    watcher.goto(f"{stack.base}/?token={stack.token}")
+    # the token is taken from the URL, kept, and stripped
+    expect(watcher.get_by_test_id("kill-switch")).to_be_visible()
+    assert "token=" not in watcher.url
+    assert watcher.evaluate("localStorage.getItem('autonomic.token')") == stack.token
+    for name in ("web", "api", "worker"):
+        expect(watcher.get_by_test_id(f"service-{name}")).to_be_visible()
+    expect(watcher.get_by_test_id("live")).to_have_text("live")
+    expect(watcher.get_by_test_id("service-state-api")).to_have_text("HEALTHY", timeout=15_000)
+    _shot(watcher, "01-overview-healthy")
+
+    # a failure no pattern knows: the engine proposes the fallback restart and asks a person
+    faults.inject(stack.urls["api"], "error_spike", ratio=0.3)
+    approvals = context.new_page()  # opened without ?token=: the kept token is used
+    approvals.goto(f"{stack.base}/#/approvals")
+    approve = approvals.locator("[data-testid^='approve-']").first
+    expect(approve).to_be_visible(timeout=40_000)
+    incident = _wait(lambda: _awaiting(stack.engine, "api"), 5, "an incident awaiting approval in the store")
+    expect(approvals.get_by_test_id(f"approval-{incident.id}")).to_contain_text("process")
+    expect(watcher.get_by_test_id(f"incident-state-{incident.id}")).to_have_text("awaiting approval")
+    expect(watcher.get_by_test_id("approval-count")).to_have_text("1")
+    _shot(watcher, "02-overview-incident")
+    _shot(approvals, "03-approvals-queue")
+
+    # the watcher looks at the incident page; the approval happens in the other tab
+    watcher.goto(f"{stack.base}/#/incidents/{incident.id}")
+    expect(watcher.get_by_test_id("incident-state")).to_have_text("awaiting approval")
+    expect(watcher.get_by_test_id("svg-error_rate").get_by_test_id("threshold-line")).to_have_count(1)
+    expect(watcher.get_by_test_id("gate-autonomy")).to_be_visible()
+    approvals.get_by_test_id(f"comment-{incident.id}").fill("e2e: restart it")
+    approvals.get_by_test_id(f"approve-{incident.id}").click()
+    expect(approvals.get_by_test_id("approvals-empty")).to_be_visible(timeout=10_000)
+    expect(watcher.get_by_test_id("incident-state")).not_to_have_text("awaiting approval", timeout=15_000)
+    expect(watcher.get_by_test_id("action-marker").first).to_be_attached(timeout=15_000)
+    decisions = stack.engine.store.decisions(incident.id)
+    approved = [d for d in decisions if isinstance(d, Decision) and d.verdict == Verdict.APPROVED]
+    assert approved and approved[-1].decided_by == "token:e2e-operator", decisions
+    assert approved[-1].comment == "e2e: restart it"
+    _shot(watcher, "04-incident-after-approval")
+
+    # the kill switch, pressed in one tab, seen in the store and live in the other
+    watcher.goto(f"{stack.base}/#/")
+    watcher.get_by_test_id("kill-reason").fill("e2e: stop everything")
+    watcher.get_by_test_id("kill-switch").click()
+    expect(watcher.get_by_test_id("pause-state")).to_contain_text("PAUSED by token:e2e-operator: e2e: stop everything")
+    paused = stack.engine.store.get_state(PAUSE_GLOBAL)
+    assert paused is not None and paused["reason"] == "e2e: stop everything"
+    expect(approvals.get_by_test_id("paused-banner")).to_contain_text("ALL AUTOMATION PAUSED", timeout=10_000)
+    _shot(watcher, "05-overview-paused")
+
+    watcher.get_by_test_id("resume").click()
+    expect(watcher.get_by_test_id("pause-state")).to_have_text("Automation ACTIVE")
+    assert stack.engine.store.get_state(PAUSE_GLOBAL) is None
+    expect(approvals.get_by_test_id("paused-banner")).to_be_hidden(timeout=10_000)
+    _shot(watcher, "06-overview-resumed")
+
+    watcher.goto(f"{stack.base}/#/audit")
+    expect(watcher.get_by_test_id("audit-verify")).to_contain_text("chain verified")
+    expect(watcher.get_by_test_id("audit-table")).to_contain_text("pause.lifted")
+    _shot(watcher, "07-audit")
+    context.close()
+    assert script_errors == []
+
+
+def test_incident_chart_draws_the_forecast_with_its_interval_the_threshold_and_action_markers(
+    stack: Stack, browser: Browser
+) -> None:
+    now = time.time()
+    ts = [now - 60 + i for i in range(0, 60, 2)]
+    chain = {
+        "incident": {"id": "f" * 32, "service": "api", "cause": "memory", "state": "resolved", "severity": "warning",
+                     "kind": "forecast", "opened_at": now - 20, "updated_at": now, "last_finding_at": now - 20,
+                     "finding_count": 1, "summary": "memory_percent will reach 85 in 90 s",
+                     "resolution": "prevented", "closed_at": now},
+        "findings": [{"id": "1" * 32, "service": "api", "metric": "memory_percent", "kind": "forecast",
+                      "cause": "memory", "severity": "warning", "confidence": 0.9, "ts": now - 20, "value": 60.0,
+                      "threshold": 85.0, "summary": "breach forecast", "incident_id": "f" * 32,
+                      "evidence": {"slope_per_s": 0.28, "intercept": 60.0, "breach_at": now + 70, "eta_s": 90.0,
+                                   "eta_low_s": 70.0, "eta_high_s": 120.0, "threshold": 85.0, "r2": 0.97}}],
+        "diagnoses": [], "decisions": [], "outcomes": [], "audit": [],
+        "actions": [{"id": "2" * 32, "decision_id": "3" * 32, "incident_id": "f" * 32, "service": "api",
+                     "type": "process", "params": {"op": "restart"}, "idempotency_key": "k", "state": "succeeded",
+                     "steps": [], "created_at": now - 15, "updated_at": now - 5, "applied_at": now - 14}],
+        "series": {"memory_percent": {"ts": ts, "values": [40 + 0.28 * (t - ts[0]) for t in ts]}},
+        "thresholds": {"memory_percent": {"value": 85.0, "direction": "max"}},
+    }
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    page = context.new_page()
+    # the page and its script come from the real server; this one incident's JSON is canned
+    page.route(f"**/api/v1/incidents/{'f' * 32}", lambda route: route.fulfill(
+        status=200, content_type="application/json", body=json.dumps(chain)))
+    page.goto(f"{stack.base}/?token={stack.token}#/incidents/{'f' * 32}")
+    svg = page.get_by_test_id("svg-memory_percent")
+    expect(svg.get_by_test_id("forecast-line")).to_have_count(1)
+    expect(svg.get_by_test_id("forecast-band")).to_have_count(1)
+    expect(svg.get_by_test_id("threshold-line")).to_have_count(1)
+    expect(svg.get_by_test_id("action-marker")).to_have_count(1)
+    # the threshold line sits where the forecast line ends (both at 85), on finite coordinates
+    y_threshold = float(svg.get_by_test_id("threshold-line").get_attribute("y1") or "nan")
+    assert y_threshold == pytest.approx(float(svg.get_by_test_id("forecast-line").get_attribute("y2") or "nan"))
+    expect(page.get_by_test_id("forecast-text")).to_contain_text("in 90 s (95%: 70 s to 2 min)")
+    _shot(page, "08-incident-forecast-chart")
+    context.close()
+
+
+def test_dashboard_asks_for_a_token_rejects_a_wrong_one_and_shows_a_viewer_the_403(
+    stack: Stack, browser: Browser
+) -> None:
+    context = browser.new_context(viewport={"width": 1400, "height": 900})
+    page = context.new_page()
+    page.goto(f"{stack.base}/")
+    expect(page.get_by_test_id("token-box")).to_be_visible()
+    page.get_by_test_id("token-input").fill("aut_not-a-real-token")
+    page.get_by_test_id("token-save").click()
+    expect(page.get_by_test_id("error")).to_contain_text("refused (401)")
+    expect(page.get_by_test_id("token-box")).to_be_visible()
+    _shot(page, "09-token-refused")
+
+    viewer = create_token(stack.engine.store, "e2e-viewer", "viewer")
+    page.get_by_test_id("token-input").fill(viewer)
+    page.get_by_test_id("token-save").click()
+    expect(page.get_by_test_id("token-box")).to_be_hidden()
+    page.get_by_test_id("kill-switch").click()
+    expect(page.get_by_test_id("error")).to_contain_text("Not allowed (403)")
+    expect(page.get_by_test_id("pause-state")).to_have_text("Automation ACTIVE")
+    assert stack.engine.store.get_state(PAUSE_GLOBAL) is None
+    _shot(page, "10-viewer-forbidden")
+    context.close()

@@ -1,0 +1,601 @@
+"""The REST API against a real store (SQLite in tmp_path): every route's happy path, auth (401/403
+on every mutation, with nothing stored changed), bad input (404, 409, 422, 413), the
+Alertmanager webhook's bearer and HMAC checks, and server-sent events through a real server."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import time
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from autonomic.config import load_config_data
+from autonomic.engine import Engine, approval_key, pause_key
+from autonomic.knowledge import Store
+from autonomic.model import (
+    ActionSpec,
+    Decision,
+    Diagnosis,
+    Finding,
+    FindingKind,
+    Incident,
+    IncidentState,
+    Resolution,
+    Sample,
+    Severity,
+    Verdict,
+)
+from autonomic.oversight.api import ApiContext, create_app
+from autonomic.oversight.auth import create_token, revoke
+from autonomic.oversight.dashboard import STATIC
+from autonomic.oversight.metrics import EngineMetrics
+from autonomic.oversight.notify import Dispatcher
+from autonomic.oversight.server import ApiServer
+from autonomic.testing import FakeClock
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    from fastapi.testclient import TestClient
+
+T0 = 1_700_000_000.0
+SECRET = "s3cret-hmac"
+
+
+@dataclass
+class Env:
+    store: Store
+    ctx: ApiContext
+    client: TestClient
+    tokens: dict[str, str]
+    open_id: str
+    waiting_id: str
+    closed_id: str
+
+    def auth(self, role: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.tokens[role]}"}
+
+    def seq(self) -> int:
+        events = self.store.audit_events()
+        return events[-1].seq if events else 0
+
+
+def _config(tmp_path: Path) -> Any:
+    data = {
+        "engine": {"state_dir": str(tmp_path / "state"), "interval_s": 1, "host_metrics": False},
+        "services": [{"name": "web", "type": "http", "thresholds": {"memory_percent": 80}},
+                     {"name": "db", "depends_on": []}],
+    }
+    return load_config_data(data, source="test.yaml", base_dir=tmp_path)
+
+
+def _seed(store: Store) -> tuple[str, str, str]:
+    """An open memory incident on web, a db incident awaiting approval and a closed one."""
+    t = T0
+    opened = Incident(service="web", cause="memory", severity=Severity.WARNING, kind=FindingKind.THRESHOLD,
+                      opened_at=t, updated_at=t, last_finding_at=t, summary="memory_percent 91 >= 80")
+    finding = Finding(service="web", metric="memory_percent", kind=FindingKind.THRESHOLD, cause="memory",
+                      severity=Severity.WARNING, confidence=0.9, ts=t, value=91.0, threshold=80.0,
+                      summary="memory_percent 91 >= 80", incident_id=opened.id)
+    store.record(finding, opened, actor="engine", event="incident.opened", subject=opened.id)
+    waiting = Incident(service="db", cause="down", state=IncidentState.AWAITING_APPROVAL, severity=Severity.CRITICAL,
+                       kind=FindingKind.STATE, opened_at=t + 1, updated_at=t + 1, last_finding_at=t + 1,
+                       summary="db is down", resolution=Resolution.ESCALATED)
+    action = ActionSpec(type="process", target="db", params={"op": "restart"})
+    diagnosis = Diagnosis(incident_id=waiting.id, ts=t + 1, pattern_id="process-down-restart", action=action,
+                          confidence=0.8, rationale="down")
+    decision = Decision(incident_id=waiting.id, diagnosis_id=diagnosis.id, ts=t + 1, verdict=Verdict.NEEDS_APPROVAL,
+                        action=action)
+    store.record(waiting, diagnosis, decision, actor="engine", event="decision.needs_approval", subject=waiting.id)
+    closed = Incident(service="web", cause="cpu", state=IncidentState.RESOLVED, severity=Severity.WARNING,
+                      kind=FindingKind.THRESHOLD, opened_at=t - 100, updated_at=t - 50, last_finding_at=t - 60,
+                      summary="cpu high", resolution=Resolution.RESOLVED, closed_at=t - 50)
+    store.record(closed, actor="engine", event="incident.closed", subject=closed.id)
+    return opened.id, waiting.id, closed.id
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> Iterator[Env]:
+    store = Store(f"sqlite:///{tmp_path / 'api.db'}")
+    tokens = {role: create_token(store, role, role) for role in ("viewer", "operator", "admin")}
+    ids = _seed(store)
+    ctx = ApiContext(store=store, config=_config(tmp_path), clock=FakeClock(T0 + 10))
+    with TestClient(create_app(ctx)) as client:
+        yield Env(store, ctx, client, tokens, *ids)
+    store.close()
+
+
+def _engine(env: Env) -> Engine:
+    clock = env.ctx.clock
+    engine = Engine(env.ctx.config, clock=clock, store=env.store, sources=[], detectors=[],
+                    notifiers=Dispatcher(), metrics=env.ctx.metrics)
+    env.ctx.engine = engine
+    return engine
+
+
+# --- open routes -------------------------------------------------------------------------------
+
+
+def test_healthz_and_metrics_need_no_token(env: Env) -> None:
+    assert env.client.get("/healthz").json() == {"status": "ok"}
+    r = env.client.get("/metrics")
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain")
+    assert "autonomic_findings_total" in r.text and "autonomic_loop_seconds" in r.text
+
+
+def test_metrics_show_pauses_set_elsewhere_and_request_latency(env: Env) -> None:
+    env.store.set_state(pause_key("web"), {"reason": "cli"}, actor="person:x", event="pause.set")
+    env.client.get("/api/v1/overview", headers=env.auth("viewer"))
+    text = env.client.get("/metrics").text
+    assert 'autonomic_paused{scope="web"} 1.0' in text
+    assert 'autonomic_paused{scope="global"} 0.0' in text
+    assert 'autonomic_api_request_seconds_count{method="GET",route="/api/v1/overview"} 1.0' in text
+
+
+def test_readyz_answers_200_when_the_store_answers_without_an_engine(env: Env) -> None:
+    assert env.client.get("/readyz").json() == {"status": "ok"}
+
+
+def test_readyz_follows_the_engine_ticks(env: Env) -> None:
+    engine = _engine(env)
+    r = env.client.get("/readyz")
+    assert r.status_code == 503 and "not ticked" in r.json()["reason"]
+    engine.tick()
+    assert env.client.get("/readyz").status_code == 200
+    env.ctx.clock.advance(3.5)  # type: ignore[attr-defined]
+    r = env.client.get("/readyz")
+    assert r.status_code == 503 and "last ticked 4 s ago" in r.json()["reason"]
+
+
+def test_root_serves_the_dashboard_page_or_redirects_to_the_docs(env: Env) -> None:
+    r = env.client.get("/", follow_redirects=False)
+    if (STATIC / "index.html").is_file():
+        assert r.status_code == 200 and "<html" in r.text.lower()
+    else:
+        assert r.status_code in (302, 307) and r.headers["location"] == "/docs"
+    assert env.client.get("/openapi.json").json()["info"]["title"] == "autonomic"
+
+
+# --- reads -------------------------------------------------------------------------------------
+
+
+def test_overview_lists_services_open_incidents_budgets_and_approvals(env: Env) -> None:
+    env.store.set_state("breaker:restart", {"state": "open", "consecutive_failures": 3}, actor="engine",
+                        event="breaker.updated")
+    env.client.post("/api/v1/pause", headers=env.auth("operator"), json={"reason": "deploy", "service": "db"})
+    body = env.client.get("/api/v1/overview", headers=env.auth("viewer")).json()
+    services = {s["name"]: s for s in body["services"]}
+    assert set(services) == {"web", "db"}
+    assert services["web"]["type"] == "http" and services["web"]["open_incidents"] == 1
+    assert services["web"]["autonomy"] == "observe" and services["web"]["state"] == "UNKNOWN"
+    assert services["db"]["paused"] is True and "deploy" in services["db"]["paused_reason"]
+    assert body["paused_global"] is None
+    assert body["breakers"] == {"restart": {"state": "open", "consecutive_failures": 3}}
+    assert body["budgets"] == {"per_day": {"limit": 20, "used": 0}, "per_week": {"limit": 60, "used": 0}}
+    assert {i["id"] for i in body["open_incidents"]} == {env.open_id, env.waiting_id}
+    assert body["awaiting_approval"] == 1
+
+
+def test_health_comes_from_status_json_without_an_engine_and_from_the_engine_with_one(env: Env) -> None:
+    state_dir = env.ctx.config.state_dir
+    state_dir.mkdir(parents=True, exist_ok=True)
+    (state_dir / "status.json").write_text(json.dumps(
+        {"health": {"web": {"state": "CRITICAL", "reasons": ["memory_percent 91 >= 80"]}}}))
+    web = env.client.get("/api/v1/services/web", headers=env.auth("viewer")).json()
+    assert (web["state"], web["reasons"]) == ("CRITICAL", ["memory_percent 91 >= 80"])
+    engine = _engine(env)
+    engine.series.extend([Sample("web", "up", T0 + i, 1.0) for i in range(5)])
+    web = env.client.get("/api/v1/services/web", headers=env.auth("viewer")).json()
+    assert web["state"] == "HEALTHY"
+
+
+def test_service_detail_has_thresholds_actuators_and_its_incidents(env: Env) -> None:
+    web = env.client.get("/api/v1/services/web", headers=env.auth("viewer")).json()
+    assert web["thresholds"]["memory_percent"] == 80
+    assert web["actuators"] == []
+    assert {i["id"] for i in web["incidents"]} == {env.open_id, env.closed_id}
+    assert [s["name"] for s in env.client.get("/api/v1/services", headers=env.auth("viewer")).json()] == ["web", "db"]
+
+
+def test_unknown_service_and_incident_are_404(env: Env) -> None:
+    h = env.auth("viewer")
+    assert env.client.get("/api/v1/services/nope", headers=h).status_code == 404
+    r = env.client.get("/api/v1/incidents/ffffffffffff", headers=h)
+    assert r.status_code == 404 and "no incident" in r.json()["detail"]
+    assert env.client.get("/api/v1/incidents/ab", headers=h).status_code == 404  # prefix too short
+
+
+def test_incident_list_shows_open_ones_by_default_all_on_request_and_filters_by_state(env: Env) -> None:
+    h = env.auth("viewer")
+    ids = lambda r: {i["id"] for i in r.json()}  # noqa: E731
+    assert ids(env.client.get("/api/v1/incidents", headers=h)) == {env.open_id, env.waiting_id}
+    assert ids(env.client.get("/api/v1/incidents?all=true", headers=h)) == {env.open_id, env.waiting_id,
+                                                                             env.closed_id}
+    assert ids(env.client.get("/api/v1/incidents?state=resolved", headers=h)) == {env.closed_id}
+    assert ids(env.client.get("/api/v1/incidents?service=db", headers=h)) == {env.waiting_id}
+    assert len(env.client.get("/api/v1/incidents?all=true&limit=1", headers=h).json()) == 1
+    assert env.client.get("/api/v1/incidents?state=bogus", headers=h).status_code == 422
+    assert env.client.get("/api/v1/incidents?limit=0", headers=h).status_code == 422
+
+
+def test_incident_detail_by_prefix_has_the_chain_series_and_thresholds(env: Env) -> None:
+    engine = _engine(env)
+    engine.series.extend([Sample("web", "memory_percent", T0 - 5 + i, 70.0 + 5 * i) for i in range(5)])
+    body = env.client.get(f"/api/v1/incidents/{env.open_id[:8]}", headers=env.auth("viewer")).json()
+    assert body["incident"]["id"] == env.open_id
+    assert [f["metric"] for f in body["findings"]] == ["memory_percent"]
+    assert [e["kind"] for e in body["audit"]] == ["incident.opened"]
+    assert body["series"]["memory_percent"]["values"] == [70.0, 75.0, 80.0, 85.0, 90.0]
+    assert body["series"]["memory_percent"]["ts"][0] == T0 - 5
+    assert body["thresholds"] == {"memory_percent": {"value": 80.0, "direction": "max"}}
+
+
+def test_incident_detail_without_an_engine_has_no_series(env: Env) -> None:
+    body = env.client.get(f"/api/v1/incidents/{env.waiting_id}", headers=env.auth("viewer")).json()
+    assert body["series"] == {} and body["decisions"][0]["verdict"] == "needs_approval"
+
+
+def test_approvals_lists_waiting_incidents_with_their_decision(env: Env) -> None:
+    body = env.client.get("/api/v1/approvals", headers=env.auth("viewer")).json()
+    assert len(body) == 1
+    assert body[0]["incident"]["id"] == env.waiting_id
+    assert body[0]["decision"]["action"]["type"] == "process" and body[0]["answer"] is None
+
+
+def test_patterns_policy_and_audit_reads(env: Env) -> None:
+    h = env.auth("viewer")
+    patterns = env.client.get("/api/v1/patterns", headers=h).json()
+    assert patterns and {"id", "match", "action"} <= set(patterns[0])
+    policy = env.client.get("/api/v1/policy", headers=h).json()
+    assert policy["source"] == "config" and policy["policy"]["autonomy"] == "observe"
+    page = env.client.get("/api/v1/audit?limit=2", headers=h).json()
+    assert [e["seq"] for e in page["events"]] == [1, 2] and page["last_seq"] == 2
+    rest = env.client.get(f"/api/v1/audit?since_seq={page['last_seq']}", headers=h).json()
+    assert rest["events"][0]["seq"] == 3 and rest["last_seq"] == env.seq()
+    assert env.client.get("/api/v1/audit/verify", headers=h).json() == {"ok": True, "checked": env.seq(),
+                                                                         "problems": []}
+
+
+# --- mutations ---------------------------------------------------------------------------------
+
+
+def test_approve_writes_what_the_cli_writes_audited_with_the_token(env: Env) -> None:
+    r = env.client.post(f"/api/v1/approvals/{env.waiting_id[:6]}/approve", headers=env.auth("operator"),
+                        json={"comment": "go ahead"})
+    assert r.status_code == 200 and r.json()["incident_id"] == env.waiting_id
+    answer = env.store.get_state(approval_key(env.waiting_id))
+    assert answer is not None
+    assert (answer["verdict"], answer["actor"], answer["comment"]) == ("approve", "token:operator", "go ahead")
+    last = env.store.audit_events()[-1]
+    assert (last.kind, last.actor, last.data["incident"]) == ("approval.approve", "token:operator", env.waiting_id)
+    listed = env.client.get("/api/v1/approvals", headers=env.auth("viewer")).json()
+    assert listed[0]["answer"]["verdict"] == "approve"
+
+
+def test_deny_with_a_comment_and_without_a_body(env: Env) -> None:
+    r = env.client.post(f"/api/v1/approvals/{env.waiting_id}/deny", headers=env.auth("admin"))
+    assert r.status_code == 200
+    answer = env.store.get_state(approval_key(env.waiting_id))
+    assert answer is not None and (answer["verdict"], answer["actor"]) == ("deny", "token:admin")
+    assert env.store.audit_events()[-1].kind == "approval.deny"
+
+
+def test_answering_an_incident_not_awaiting_approval_is_409_and_changes_nothing(env: Env) -> None:
+    before = env.seq()
+    r = env.client.post(f"/api/v1/approvals/{env.open_id}/approve", headers=env.auth("operator"), json={})
+    assert r.status_code == 409 and "not awaiting approval (it is open)" in r.json()["detail"]
+    assert env.client.post("/api/v1/approvals/ffffffff/approve", headers=env.auth("operator"),
+                           json={}).status_code == 404
+    assert env.seq() == before
+
+
+def test_pause_and_resume_globally_and_per_service(env: Env) -> None:
+    op = env.auth("operator")
+    r = env.client.post("/api/v1/pause", headers=op, json={"reason": "incident review"})
+    assert r.status_code == 200
+    state = env.store.get_state(pause_key(None))
+    assert state is not None and (state["reason"], state["actor"]) == ("incident review", "token:operator")
+    assert env.store.audit_events()[-1].kind == "pause.set"
+    assert env.client.post("/api/v1/pause", headers=op, json={"reason": "db work", "service": "db"}).status_code == 200
+    assert env.store.get_state(pause_key("db")) is not None
+    assert env.client.post("/api/v1/resume", headers=op, json={"service": "db"}).status_code == 200
+    assert env.store.get_state(pause_key("db")) is None
+    assert env.client.post("/api/v1/resume", headers=op, json={"reason": "done"}).status_code == 200
+    last = env.store.audit_events()[-1]
+    assert (last.kind, last.actor, last.data["reason"]) == ("pause.lifted", "token:operator", "done")
+    assert env.store.get_state(pause_key(None)) is None
+
+
+def test_pause_and_resume_bad_requests_change_nothing(env: Env) -> None:
+    op = env.auth("operator")
+    before = env.seq()
+    assert env.client.post("/api/v1/pause", headers=op, json={"reason": "x", "service": "nope"}).status_code == 404
+    assert env.client.post("/api/v1/pause", headers=op, json={"reason": "   "}).status_code == 422
+    assert env.client.post("/api/v1/pause", headers=op, json={}).status_code == 422
+    assert env.client.post("/api/v1/pause", headers=op, json={"reason": "x", "extra": 1}).status_code == 422
+    r = env.client.post("/api/v1/resume", headers=op, json={})
+    assert r.status_code == 409 and r.json()["detail"] == "automation is not paused"
+    assert env.client.post("/api/v1/resume", headers=op, json={"service": "nope"}).status_code == 404
+    assert env.seq() == before
+
+
+def test_put_policy_validates_stores_the_override_and_audits_it(env: Env) -> None:
+    admin = env.auth("admin")
+    new = {"autonomy": "approve", "confidence_threshold": 0.7, "services": {"db": {"autonomy": "observe"}}}
+    r = env.client.put("/api/v1/policy", headers=admin, json=new)
+    assert r.status_code == 200 and r.json()["policy"]["autonomy"] == "approve"
+    stored = env.store.get_state("policy:override")
+    assert stored is not None and stored["confidence_threshold"] == 0.7
+    last = env.store.audit_events()[-1]
+    assert (last.kind, last.actor, last.data["policy"]["autonomy"]) == ("policy.changed", "token:admin", "approve")
+    got = env.client.get("/api/v1/policy", headers=env.auth("viewer")).json()
+    assert got["source"] == "override" and got["policy"]["services"]["db"]["autonomy"] == "observe"
+    services = {s["name"]: s for s in env.client.get("/api/v1/services", headers=env.auth("viewer")).json()}
+    assert services["web"]["autonomy"] == "approve" and services["db"]["autonomy"] == "observe"
+
+
+@pytest.mark.parametrize(("body", "field"), [
+    ({"confidence_threshold": 1.5}, "confidence_threshold"),
+    ({"autonomy": "yolo"}, "autonomy"),
+    ({"maintenance_windows": [{"name": "n", "cron": "not cron", "duration_s": 60}]}, "cron"),
+    ({"unknown_key": True}, "unknown_key"),
+])
+def test_invalid_policy_is_422_naming_the_field_and_nothing_is_stored(env: Env, body: dict[str, Any],
+                                                                       field: str) -> None:
+    before = env.seq()
+    r = env.client.put("/api/v1/policy", headers=env.auth("admin"), json=body)
+    assert r.status_code == 422
+    assert any(field in [str(p) for p in e["loc"]] for e in r.json()["detail"])
+    assert env.store.get_state("policy:override") is None and env.seq() == before
+
+
+# --- auth on every mutation --------------------------------------------------------------------
+
+MUTATIONS = [
+    ("post", "/api/v1/approvals/{waiting}/approve", {"comment": "x"}, "operator"),
+    ("post", "/api/v1/approvals/{waiting}/deny", {"comment": "x"}, "operator"),
+    ("post", "/api/v1/pause", {"reason": "x"}, "operator"),
+    ("post", "/api/v1/resume", {}, "operator"),
+    ("put", "/api/v1/policy", {"autonomy": "auto"}, "admin"),
+]
+_LOWER = {"operator": "viewer", "admin": "operator"}
+
+
+@pytest.mark.parametrize(("method", "path", "body", "role"), MUTATIONS)
+def test_mutations_are_401_without_a_valid_token_and_403_below_their_role_and_change_nothing(
+    env: Env, method: str, path: str, body: dict[str, Any], role: str
+) -> None:
+    env.store.set_state(pause_key(None), {"reason": "so resume has something to lift"}, actor="t", event="pause.set")
+    url = path.format(waiting=env.waiting_id)
+    before = (env.seq(), env.store.states(""))
+    send = getattr(env.client, method)
+    for headers in ({}, {"Authorization": "Bearer aut_wrong"}, {"Authorization": "Basic dXNlcjpwYXNz"}):
+        r = send(url, headers=headers, json=body)
+        assert r.status_code == 401, headers
+        assert r.headers["www-authenticate"].startswith("Bearer")
+        assert set(r.json()) == {"detail"}
+    r = send(url, headers=env.auth(_LOWER[role]), json=body)
+    assert r.status_code == 403 and role in r.json()["detail"]
+    assert (env.seq(), env.store.states("")) == before
+    assert send(url, headers=env.auth(role), json=body).status_code == 200
+
+
+def test_reads_need_a_viewer_token_and_a_revoked_token_is_refused(env: Env) -> None:
+    assert env.client.get("/api/v1/overview").status_code == 401
+    assert env.client.get("/api/v1/overview", headers=env.auth("viewer")).status_code == 200
+    revoke(env.store, "viewer")
+    assert env.client.get("/api/v1/overview", headers=env.auth("viewer")).status_code == 401
+
+
+def test_query_tokens_are_accepted_only_on_the_event_stream(env: Env) -> None:
+    r = env.client.get(f"/api/v1/overview?token={env.tokens['admin']}")
+    assert r.status_code == 401
+
+
+# --- bad input ---------------------------------------------------------------------------------
+
+
+def test_malformed_json_and_wrong_types_are_4xx_and_change_nothing(env: Env) -> None:
+    op = {**env.auth("operator"), "Content-Type": "application/json"}
+    before = env.seq()
+    for content in (b"{not json", b"[1, 2]", b'{"reason": 5}', b'"x"', b"\xff\xfe"):
+        r = env.client.post("/api/v1/pause", headers=op, content=content)
+        assert 400 <= r.status_code < 500, content
+    r = env.client.put("/api/v1/policy", headers={**env.auth("admin"), "Content-Type": "application/json"},
+                       content=b'{"rate_limits": {"per_day": "many"}}')
+    assert r.status_code == 422
+    assert env.seq() == before
+
+
+def test_oversized_bodies_are_413_by_content_length_and_by_streamed_size(env: Env) -> None:
+    env.ctx.max_body_bytes = 1024  # the middleware was built with the context's limit: rebuild
+    with TestClient(create_app(env.ctx)) as client:
+        before = env.seq()
+        big = json.dumps({"reason": "x" * 5000}).encode()
+        r = client.post("/api/v1/pause", headers={**env.auth("operator"), "Content-Type": "application/json"},
+                        content=big)
+        assert r.status_code == 413 and r.json() == {"detail": "request body too large"}
+
+        def chunks() -> Iterator[bytes]:
+            yield b'{"reason": "'
+            for _ in range(10):
+                yield b"y" * 500
+            yield b'"}'
+
+        r = client.post("/api/v1/pause", headers={**env.auth("operator"), "Content-Type": "application/json"},
+                        content=chunks())
+        assert r.status_code == 413
+        assert client.post("/api/v1/alerts", content=big).status_code == 413
+        assert env.seq() == before
+
+
+def test_unexpected_errors_are_500_internal_error_without_details(env: Env, monkeypatch: pytest.MonkeyPatch,
+                                                                  caplog: pytest.LogCaptureFixture) -> None:
+    def boom() -> None:
+        raise RuntimeError("/secret/path/to/db exploded")
+
+    monkeypatch.setattr(env.store, "verify_audit", boom)
+    r = env.client.get("/api/v1/audit/verify", headers=env.auth("viewer"))
+    assert r.status_code == 500 and r.json() == {"detail": "internal error"}
+    assert "secret" not in r.text
+    assert "exploded" in caplog.text
+
+
+# --- the Alertmanager webhook -----------------------------------------------------------------
+
+ALERT = {
+    "version": "4", "groupKey": "{}:{alertname=\"HighMemory\"}", "status": "firing", "receiver": "autonomic",
+    "alerts": [{"status": "firing", "labels": {"alertname": "HighMemory", "service": "web",
+                                               "metric": "memory_percent", "severity": "critical"},
+                "annotations": {"summary": "web memory high"}, "startsAt": "2024-01-01T00:00:00Z",
+                "fingerprint": "abc123"}],
+}
+
+
+def _signed(body: bytes, ts: float, secret: str = SECRET) -> dict[str, str]:
+    sig = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+    return {"X-Autonomic-Signature": f"sha256={sig}", "X-Autonomic-Timestamp": str(int(ts)),
+            "Content-Type": "application/json"}
+
+
+def test_webhook_without_configured_auth_accepts_and_the_engine_ingests_the_finding(env: Env) -> None:
+    engine = _engine(env)
+    r = env.client.post("/api/v1/alerts", json=ALERT)
+    assert r.status_code == 202 and r.json() == {"accepted": 1}
+    engine.tick()
+    opened = [i for i in env.store.incidents(service="web") if i.kind == FindingKind.ALERT]
+    assert len(opened) == 1 and opened[0].summary == "web memory high"
+
+
+def test_webhook_counts_findings_without_an_engine_and_resolved_alerts_make_none(env: Env) -> None:
+    resolved = {**ALERT, "status": "resolved", "alerts": [{**ALERT["alerts"][0], "status": "resolved"}]}  # type: ignore[dict-item]
+    assert env.client.post("/api/v1/alerts", json=resolved).json() == {"accepted": 0}
+    assert env.client.post("/api/v1/alerts", json=ALERT).json() == {"accepted": 1}
+
+
+def test_webhook_payload_errors_are_422_naming_the_field(env: Env) -> None:
+    r = env.client.post("/api/v1/alerts", json={**ALERT, "alerts": [{"status": "firing"}]})
+    assert r.status_code == 422 and "alerts[0]" in r.json()["detail"]
+    r = env.client.post("/api/v1/alerts", content=b"{nope", headers={"Content-Type": "application/json"})
+    assert r.status_code == 422 and "body" in r.json()["detail"]
+
+
+def test_webhook_bearer_token_is_required_when_configured(env: Env) -> None:
+    env.ctx.webhook_token = "hook-token"
+    assert env.client.post("/api/v1/alerts", json=ALERT).status_code == 401
+    assert env.client.post("/api/v1/alerts", json=ALERT,
+                           headers={"Authorization": "Bearer wrong"}).status_code == 401
+    r = env.client.post("/api/v1/alerts", json=ALERT, headers={"Authorization": "Bearer hook-token"})
+    assert r.status_code == 202
+
+
+def test_webhook_hmac_valid_wrong_old_and_replayed(env: Env) -> None:
+    env.ctx.webhook_hmac_secret = SECRET
+    now = env.ctx.clock.now()
+    body = json.dumps(ALERT).encode()
+    assert env.client.post("/api/v1/alerts", content=body, headers=_signed(body, now)).status_code == 202
+    r = env.client.post("/api/v1/alerts", content=body, headers=_signed(body, now))
+    assert r.status_code == 401 and "replayed" in r.json()["detail"]
+    other = json.dumps({**ALERT, "groupKey": "g2"}).encode()
+    assert env.client.post("/api/v1/alerts", content=other, headers=_signed(other, now, "wrong")).status_code == 401
+    assert env.client.post("/api/v1/alerts", content=other, headers=_signed(body, now)).status_code == 401
+    r = env.client.post("/api/v1/alerts", content=other, headers=_signed(other, now - 301))
+    assert r.status_code == 401 and "Timestamp" in r.json()["detail"]
+    unsigned = env.client.post("/api/v1/alerts", content=other, headers={"Content-Type": "application/json"})
+    assert unsigned.status_code == 401
+    assert env.client.post("/api/v1/alerts", content=other, headers=_signed(other, now - 200)).status_code == 202
+
+
+# --- a real server: HTTP on loopback and server-sent events ------------------------------------
+
+
+def test_real_server_serves_the_api_and_streams_new_audit_events(env: Env) -> None:
+    env.ctx.clock = FakeClock(time.time())
+    server = ApiServer(create_app(env.ctx), port=0)
+    server.start()
+    try:
+        assert server.host == "127.0.0.1" and server.port > 0
+        with httpx.Client(base_url=server.url, timeout=5.0) as http:
+            assert http.get("/healthz").json() == {"status": "ok"}
+            assert http.get("/api/v1/overview", headers=env.auth("viewer")).json()["awaiting_approval"] == 1
+            assert http.get("/api/v1/events").status_code == 401
+            url = f"/api/v1/events?token={env.tokens['viewer']}"
+            with http.stream("GET", url, timeout=httpx.Timeout(5.0)) as stream:
+                assert stream.headers["content-type"].startswith("text/event-stream")
+                lines = stream.iter_lines()
+                assert next(lines) == ": connected"
+                env.store.audit("person:test", "note.added", "web", {"text": "hello"})
+                event = _next_event(lines, deadline=time.monotonic() + 5.0)
+        assert event["event"] == "audit"
+        data = json.loads(event["data"])
+        assert (data["kind"], data["actor"], data["data"]) == ("note.added", "person:test", {"text": "hello"})
+        assert int(event["id"]) == data["seq"] == env.seq()
+    finally:
+        server.stop()
+    assert server._thread is not None and not server._thread.is_alive()
+
+
+def test_event_stream_replays_from_since_seq(env: Env) -> None:
+    server = ApiServer(create_app(env.ctx), port=0)
+    server.start()
+    try:
+        with httpx.Client(base_url=server.url, timeout=5.0) as http, http.stream(
+            "GET", "/api/v1/events?since_seq=1", headers=env.auth("viewer")
+        ) as stream:
+            lines = stream.iter_lines()
+            assert next(lines) == ": connected"
+            first = _next_event(lines, deadline=time.monotonic() + 5.0)
+        assert json.loads(first["data"])["seq"] == 2
+    finally:
+        server.stop()
+
+
+def _next_event(lines: Iterator[str], deadline: float) -> dict[str, str]:
+    """The next complete SSE event (comments skipped) as its fields."""
+    fields: dict[str, str] = {}
+    for line in lines:
+        if time.monotonic() > deadline:
+            break
+        if line.startswith(":"):
+            continue
+        if not line:
+            if fields:
+                return fields
+            continue
+        key, _, value = line.partition(": ")
+        fields[key] = value
+    raise AssertionError(f"no event before the deadline (got {fields})")
+
+
+def test_server_start_fails_clearly_when_the_port_is_taken(env: Env) -> None:
+    first = ApiServer(create_app(env.ctx), port=0)
+    first.start()
+    try:
+        second = ApiServer(create_app(env.ctx), port=first.port)
+        with pytest.raises(RuntimeError, match="could not start"):
+            second.start(timeout_s=5.0)
+        second.stop()
+    finally:
+        first.stop()
+
+
+def test_api_spec_reads_webhook_secrets_from_the_environment_variables_it_names(env: Env) -> None:
+    from autonomic.errors import ConfigError
+    from autonomic.oversight.api import ApiSpec, context_from_spec
+
+    spec = ApiSpec(webhook_token_env="HOOK_TOKEN", webhook_hmac_env="HOOK_HMAC", max_body_bytes=4096)
+    kw: dict[str, Any] = {"store": env.store, "config": env.ctx.config, "engine": None, "metrics": EngineMetrics()}
+    ctx = context_from_spec(spec, environ={"HOOK_TOKEN": "t", "HOOK_HMAC": "h"}, **kw)
+    assert (ctx.webhook_token, ctx.webhook_hmac_secret, ctx.max_body_bytes) == ("t", "h", 4096)
+    with pytest.raises(ConfigError, match=r"api\.webhook_hmac_env: environment variable HOOK_HMAC is not set"):
+        context_from_spec(spec, environ={"HOOK_TOKEN": "t"}, **kw)
+    assert ApiSpec().host == "127.0.0.1" and ApiSpec().port == 8470
+    with pytest.raises(ValueError, match="port"):
+        ApiSpec(port=70000)
