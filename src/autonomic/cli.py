@@ -32,10 +32,12 @@ def _add_subcommands() -> None:
     from autonomic.analyze.rca_cli import rca
     from autonomic.oversight.report_cli import report_app
     from autonomic.oversight.tokens_cli import token_app
+    from autonomic.plan.patterns_cli import patterns_app
 
     app.add_typer(report_app, name="report", help="Daily and weekly reports (markdown or HTML).")
     app.add_typer(token_app, name="token", help="API tokens (viewer, operator, admin); stored only as hashes.")
     app.command("rca")(rca)
+    app.add_typer(patterns_app, name="patterns", help="The pattern library: list, show, test against an incident.")
     app.command("detect")(detect)
 
 

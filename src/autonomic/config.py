@@ -74,6 +74,7 @@ class ServiceSpec(_Spec):
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")
     type: str = "generic"
     depends_on: list[str] = Field(default_factory=list)
+    group: str | None = None  # services sharing a group share a blast-radius budget
     probes: list[HttpProbeSpec] = Field(default_factory=list)
     metrics: list[MetricsSpec] = Field(default_factory=list)
     thresholds: Thresholds = Field(default_factory=Thresholds)

@@ -49,9 +49,11 @@ from autonomic.monitor.promquery import PromQuerySource, PromQuerySpec
 from autonomic.monitor.series import SeriesStore
 from autonomic.oversight.notify import Dispatcher, build_dispatcher
 from autonomic.oversight.reports import due_reports, report_notification
+from autonomic.plan.autonomy import earned_effective, ladder_event
+from autonomic.plan.backoff import BackoffState, backoff_record
 from autonomic.plan.breaker import BreakerState, breaker_record
 from autonomic.plan.diagnose import DiagnoseContext, diagnose
-from autonomic.plan.gates import Counts, GateContext, breakers_after_approval, decide
+from autonomic.plan.gates import Counts, GateContext, Plan, breakers_after_approval, decide, plan_direction
 from autonomic.plan.policy import PolicyConfig
 from autonomic.protocols import ActuatorContext, Clock, Detector, Source
 from autonomic.reconcile import Key, WorkQueue
@@ -75,6 +77,10 @@ def pause_key(service: str | None) -> str:
 
 def approval_key(incident_id: str) -> str:
     return f"approval:{incident_id}"
+
+
+def backoff_key(service: str) -> str:
+    return f"backoff:{service}"
 
 
 def breaker_key(scope: str) -> str:
@@ -535,6 +541,23 @@ class Engine:
             level = Autonomy.APPROVE if effective.autonomy.rank >= Autonomy.APPROVE.rank else effective.autonomy
             effective = _replace(effective, autonomy=level, confidence_threshold=0.0)
         pattern = self.patterns.get(diagnosis.pattern_id or "")
+        target = diagnosis.action.target if diagnosis.action else inc.service
+        if policy.autonomy_ladder.enabled and diagnosis.pattern_id is not None:
+            effective = self._earned(effective, policy, diagnosis.pattern_id, inc.service, now)
+        live = self.store.actions(states=[s for s in ActionState if not s.terminal])
+        busy = {a.service for a in live}
+        svc = self.config.service(inc.service)
+        group = svc.group if svc else None
+        members = {s.name for s in self.config.services if group and s.group == group}
+        competing = []
+        for other in self.store.incidents(service=target, limit=50):
+            if other.id == inc.id or other.closed_at is not None or other.state.terminal:
+                continue
+            diagnoses = self.store.diagnoses(other.id)
+            d = diagnoses[-1] if diagnoses else None
+            if d is not None and d.action is not None and d.action.target == target:
+                competing.append(Plan(id=other.id, target=target, action_type=d.action.type,
+                                      direction=plan_direction(d.action.params), ts=d.ts, pattern_id=d.pattern_id))
         counts = Counts(
             day_type=self.store.count_actions(now - _DAY, type=action_type),
             week_type=self.store.count_actions(now - _WEEK, type=action_type),
@@ -548,7 +571,31 @@ class Engine:
             paused_service=_pause_reason(self.store, pause_key(inc.service)),
             counts=counts, breaker_type=self._breaker(action_type), breaker_global=self._breaker("global"),
             human_approved=human,
+            target_in_flight=target in busy, in_flight_targets=len(busy - {target}),
+            group=group, group_size=len(members), group_in_flight=len((busy & members) - {target}),
+            backoff=BackoffState.model_validate(self.store.get_state(backoff_key(target)) or {}),
+            priority=0, competing_plans=tuple(competing),
         )
+
+    def _earned(self, effective: Any, policy: PolicyConfig, pattern_id: str, service: str, now: float) -> Any:
+        """The autonomy this pattern has earned on this service from its measured record;
+        a promotion or demotion is stored, audited and told."""
+        record = [o for a in self.store.actions(service=service) if a.pattern_id == pattern_id
+                  for o in self.store.outcomes(action_id=a.id)]
+        record.sort(key=lambda o: o.ts)
+        earned, why = earned_effective(effective, policy, pattern_id, service, record)
+        key = f"autonomy:{pattern_id}:{service}"
+        before = (self.store.get_state(key) or {}).get("level", effective.autonomy.value)
+        after = earned.autonomy.value
+        kind = ladder_event(Autonomy(before), Autonomy(after))
+        if kind is not None:
+            self.store.set_state(key, {"level": after, "reason": why}, actor="engine", event=kind,
+                                 data={"pattern": pattern_id, "service": service, "from": before, "to": after,
+                                       "reason": why})
+            self.notify(Notification(level=Level.INFO, ts=now, service=service,
+                                     title=f"pattern {pattern_id} on {service}: autonomy {before} -> {after}",
+                                     body=why or ""))
+        return earned
 
     def _decide(self, inc: Incident, diagnosis: Diagnosis, now: float, human: dict[str, Any] | None) -> float | None:
         ctx = self._gate_context(inc, diagnosis, now, human is not None)
@@ -611,6 +658,9 @@ class Engine:
                              event="approval.consumed", data={"incident": inc.id, "verdict": answer.get("verdict")})
         diagnosis = self.store.diagnoses(inc.id)[-1]
         if answer.get("verdict") == "approve":
+            if self.store.get_state(backoff_key(inc.service)):  # a person's act resets the backoff
+                self.store.set_state(backoff_key(inc.service), None, actor=str(answer.get("actor", "?")),
+                                     event="backoff.reset", data={"service": inc.service})
             return self._decide(inc, diagnosis, now, human=answer)
         decision = Decision(incident_id=inc.id, diagnosis_id=diagnosis.id, ts=now, verdict=Verdict.DENIED,
                             action=diagnosis.action, decided_by=str(answer.get("actor", "?")),
@@ -630,6 +680,12 @@ class Engine:
     def _record_result(self, action: Action, success: bool) -> None:
         now = self.clock.now()
         self.metrics.action(action.type, action.state.value)
+        key = backoff_key(action.service)
+        old = BackoffState.model_validate(self.store.get_state(key) or {})
+        new = backoff_record(old, success, now, self.policy().backoff)
+        if new != old:
+            self.store.set_state(key, new.model_dump(mode="json"), actor="engine", event="backoff.updated",
+                                 data={"service": action.service, "failures": new.failures})
         failures = self.policy().breaker.failures
         for scope in (action.type, "global"):
             before = self._breaker(scope)

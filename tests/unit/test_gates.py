@@ -8,9 +8,20 @@ from pydantic import ValidationError
 
 from autonomic.model import ActionSpec, Autonomy, Diagnosis, Verdict
 from autonomic.plan import gates as g
+from autonomic.plan.backoff import BackoffState, backoff_record
 from autonomic.plan.breaker import BreakerState, breaker_record
-from autonomic.plan.gates import GATES, Counts, GateContext, breakers_after_approval, decide
-from autonomic.plan.policy import MaintenanceWindow, PolicyConfig, active_window
+from autonomic.plan.gates import (
+    GATES,
+    Counts,
+    GateContext,
+    Plan,
+    breakers_after_approval,
+    decide,
+    group_allowance,
+    plan_direction,
+    resolve_conflicts,
+)
+from autonomic.plan.policy import BackoffConfig, MaintenanceWindow, PolicyConfig, active_window
 
 T2AM = 1704074400.0  # 2024-01-01 02:00:00 UTC, a Monday
 
@@ -67,6 +78,10 @@ def test_gates_run_in_the_documented_order() -> None:
         "rate_limit",
         "maintenance_window",
         "circuit_breaker",
+        "in_flight",
+        "conflict",
+        "blast_radius",
+        "backoff",
     ]
 
 
@@ -373,3 +388,204 @@ def test_active_window_prefers_the_most_restrictive_overlapping_window() -> None
     assert active_window([safe, block], T2AM + 7200) == safe
     assert active_window([safe, block], T2AM + 5 * 86400) == block  # Saturday 02:00: only nightly
     assert active_window([safe, block], T2AM + 5 * 86400 + 10 * 3600) is None  # Saturday noon
+
+
+# --- concurrency gates -----------------------------------------------------------------------
+
+
+def test_in_flight_allows_one_action_per_target() -> None:
+    assert result(g.in_flight, ctx()) == (True, False, "no action in flight on api")
+    assert result(g.in_flight, ctx(target_in_flight=True)) == (
+        False,
+        False,
+        "an action on api is already in flight; one at a time per target",
+    )
+    # a person's approval does not lift it
+    assert decide(ctx(target_in_flight=True, human_approved=True))[0] == Verdict.DENIED
+
+
+def test_blast_radius_caps_targets_in_flight() -> None:
+    assert result(g.blast_radius, ctx(in_flight_targets=2)) == (
+        True,
+        False,
+        "2 of at most 3 targets in flight",
+    )
+    assert result(g.blast_radius, ctx(in_flight_targets=3)) == (
+        False,
+        False,
+        "limit reached: 3 of at most 3 targets in flight",
+    )
+    pol = policy(autonomy="auto", blast_radius={"max_in_flight": 1})
+    assert not result(g.blast_radius, ctx(pol, in_flight_targets=1))[0]
+
+
+def test_blast_radius_caps_a_percentage_of_the_service_group() -> None:
+    c = ctx(group="web", group_size=4)
+    assert result(g.blast_radius, replace(c, group_in_flight=1)) == (
+        True,
+        False,
+        "0 of at most 3 targets in flight; 1 of 4 in group web in flight (at most 2, 50%)",
+    )
+    passed, _, why = result(g.blast_radius, replace(c, group_in_flight=2))
+    assert not passed and why == "limit reached: 2 of 4 in group web in flight (at most 2, 50%)"
+    # no group: only the global cap counts
+    assert result(g.blast_radius, ctx(group=None, group_size=4, group_in_flight=4))[0]
+
+
+def test_group_allowance_rounds_down_but_allows_at_least_one() -> None:
+    assert [group_allowance(n, 50) for n in (1, 2, 3, 4, 5, 10)] == [1, 1, 1, 2, 2, 5]
+    assert group_allowance(3, 100) == 3
+    assert group_allowance(10, 33) == 3
+
+
+def test_blast_radius_config_is_validated() -> None:
+    with pytest.raises(ValidationError) as exc:
+        policy(blast_radius={"max_group_percent": 150})
+    assert [e["loc"] for e in exc.value.errors()] == [("blast_radius", "max_group_percent")]
+
+
+def test_backoff_gate_waits_after_failed_attempts_on_the_target() -> None:
+    cfg = BackoffConfig()
+    now = T2AM - 3 * 3600
+    s = BackoffState()
+    for _ in range(2):
+        s = backoff_record(s, False, now - 5, cfg)
+    passed, ask, why = result(g.backoff, ctx(backoff=s))
+    assert (passed, ask) == (False, False)
+    assert why == "api: 2 failed attempts in a row: backing off 20 s, next attempt in 15 s"
+    assert result(g.backoff, ctx(backoff=s, now=now + 15))[0]
+    assert result(g.backoff, ctx())[2] == "api: no recent failed attempts"
+
+
+def test_backoff_is_waived_by_a_persons_approval() -> None:
+    s = backoff_record(BackoffState(), False, T2AM - 3 * 3600, BackoffConfig())
+    passed, _, why = result(g.backoff, ctx(backoff=s, human_approved=True))
+    assert passed and why.endswith("waived: approved by a person")
+
+
+def _plan(pid: str, direction: int, ts: float, priority: int = 0, target: str = "api") -> Plan:
+    return Plan(id=pid, target=target, action_type="config", direction=direction, ts=ts, priority=priority)
+
+
+@pytest.mark.parametrize(
+    ("params", "direction"),
+    [
+        ({"op": "scale", "factor": 1.2}, 1),
+        ({"op": "scale", "factor": 0.5}, -1),
+        ({"op": "scale", "delta": 2}, 1),
+        ({"op": "scale", "delta": -1}, -1),
+        ({"op": "scale_up"}, 1),
+        ({"op": "scale_down"}, -1),
+        ({"op": "stop"}, -1),
+        ({"op": "restart"}, 0),
+        ({"op": "scale", "factor": 1}, 0),
+        ({}, 0),
+    ],
+)
+def test_plan_direction_from_params(params: dict[str, Any], direction: int) -> None:
+    assert plan_direction(params) == direction
+
+
+def test_resolve_conflicts_higher_priority_wins() -> None:
+    up = _plan("up000000", 1, ts=10, priority=5)
+    down = _plan("down0000", -1, ts=20)
+    winner, losers = resolve_conflicts([down, up])
+    assert winner is up
+    assert len(losers) == 1 and losers[0][0] is down
+    assert losers[0][1] == "conflicts with config up on api from up000000: priority 0 below 5"
+
+
+def test_resolve_conflicts_same_priority_the_more_recent_wins() -> None:
+    up = _plan("up000000", 1, ts=T2AM)
+    down = _plan("down0000", -1, ts=T2AM + 30)
+    winner, losers = resolve_conflicts([up, down])
+    assert winner is down
+    assert losers == [
+        (
+            up,
+            "conflicts with config down on api from down0000: same priority 0, older "
+            "(2024-01-01 02:00:00 UTC before 2024-01-01 02:00:30 UTC)",
+        )
+    ]
+
+
+def test_resolve_conflicts_keeps_plans_that_do_not_conflict_with_the_winner() -> None:
+    restart = _plan("restart0", 0, ts=1, priority=9)
+    up = _plan("up000000", 1, ts=2, priority=1)
+    down = _plan("down0000", -1, ts=3)
+    up2 = _plan("up2_0000", 1, ts=4)
+    winner, losers = resolve_conflicts([down, up, restart, up2])
+    assert winner is restart
+    # up (priority 1) outranks down; up2 goes the same way as up, so it is kept too
+    assert [p for p, _ in losers] == [down]
+
+
+def test_resolve_conflicts_rejects_mixed_targets_and_nothing() -> None:
+    with pytest.raises(ValueError, match="more than one target: api, db"):
+        resolve_conflicts([_plan("a", 1, 0), _plan("b", -1, 0, target="db")])
+    with pytest.raises(ValueError, match="at least one plan"):
+        resolve_conflicts([])
+
+
+def _scaling(factor: float, ts: float) -> Diagnosis:
+    return Diagnosis(
+        incident_id="inc-mine",
+        ts=ts,
+        pattern_id="pool-exhaustion-raise",
+        action=ActionSpec(type="config", target="api", params={"op": "scale", "factor": factor}),
+        confidence=0.8,
+    )
+
+
+def test_conflict_gate_loser_is_denied_naming_the_winner() -> None:
+    rival = _plan("rival000", -1, ts=T2AM, priority=1)
+    c = ctx(diagnosis=_scaling(1.2, T2AM + 60), competing_plans=(rival,))
+    passed, ask, why = result(g.conflict, c)
+    assert (passed, ask) == (False, False)
+    assert why == "lost: conflicts with config down on api from rival000: priority 0 below 1"
+    assert decide(c)[0] == Verdict.DENIED
+
+
+def test_conflict_gate_winner_passes_and_names_what_it_beat() -> None:
+    rival = _plan("rival000", -1, ts=T2AM)
+    c = ctx(diagnosis=_scaling(1.2, T2AM + 60), competing_plans=(rival,))
+    passed, _, why = result(g.conflict, c)
+    assert passed and why == "kept over conflicting plans for api: config down on api from rival000"
+    # same-direction and other-target plans are no conflict
+    same = (_plan("same0000", 1, ts=T2AM + 99, priority=7), _plan("other000", -1, T2AM + 99, 9, "db"))
+    assert result(g.conflict, ctx(diagnosis=_scaling(1.2, T2AM), competing_plans=same)) == (
+        True,
+        False,
+        "no conflicting plan for api",
+    )
+
+
+def test_conflict_gate_uses_the_patterns_priority() -> None:
+    rival = _plan("rival000", -1, ts=T2AM + 120, priority=1)
+    c = ctx(diagnosis=_scaling(1.2, T2AM), competing_plans=(rival,), priority=2)
+    assert result(g.conflict, c)[0]
+    assert not result(g.conflict, replace(c, priority=1))[0]  # same priority: the rival is newer
+
+
+def test_new_gates_default_to_nothing_in_flight_so_old_contexts_approve() -> None:
+    c = ctx()
+    assert (c.target_in_flight, c.in_flight_targets, c.group, c.backoff, c.competing_plans) == (
+        False,
+        0,
+        None,
+        BackoffState(),
+        (),
+    )
+    assert decide(c)[0] == Verdict.APPROVED
+
+
+def test_maintenance_window_modes_cover_change_freezes() -> None:
+    # a change freeze is a window in block mode; all three modes decide as documented
+    verdicts = {}
+    for mode in ("block", "approve", "safe_only"):
+        verdicts[mode] = decide(ctx(_window_policy(mode), now=T2AM + 60, pattern_rollback_safe=False))[0]
+    assert verdicts == {
+        "block": Verdict.DENIED,
+        "approve": Verdict.NEEDS_APPROVAL,
+        "safe_only": Verdict.DENIED,
+    }

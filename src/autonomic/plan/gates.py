@@ -5,17 +5,26 @@ stages, :data:`GATES`, each ``(GateContext) -> GateResult``. Every gate is evalu
 kept (the decision shows all of them); then :func:`decide` folds them: any plain failure
 denies, else any gate asking a person makes it ``needs_approval``, else it is approved.
 
-The ``paused`` gate is the decision-time check only; the executor checks the kill switch
-and pauses again as its very last step before acting.
+The ``paused`` gate is the decision-time check only (global and per service); the executor
+checks the kill switch and pauses again as its very last step before acting.
+
+The concurrency gates read counts the engine takes from the store: ``in_flight`` (one action
+in flight per target), ``conflict`` (opposing plans for one target, see
+:func:`resolve_conflicts`), ``blast_radius`` (at most N targets in flight, at most P% of a
+service group) and ``backoff`` (per-target exponential backoff, ``plan/backoff.py``). The new
+context fields all default to "nothing in flight, no competing plan, no failures".
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 from autonomic.model import Autonomy, Diagnosis, GateResult, Verdict
+from autonomic.plan.backoff import BackoffState, backoff_allows
 from autonomic.plan.breaker import BreakerState, breaker_allows
 from autonomic.plan.policy import EffectivePolicy, PolicyConfig, active_window, window_started
 
@@ -29,6 +38,83 @@ class Counts:
     week_type: int = 0
     day_service: int = 0
     week_service: int = 0
+
+
+_UP_OPS = frozenset({"scale_up", "up", "increase", "raise", "grow", "start", "expand"})
+_DOWN_OPS = frozenset({"scale_down", "down", "decrease", "lower", "shrink", "stop", "reduce"})
+
+
+def plan_direction(params: Mapping[str, Any]) -> int:
+    """+1 when an action's parameters grow its target (a positive ``delta``, a ``factor`` above
+    1, an op such as ``scale_up`` or ``start``), -1 when they shrink it, 0 when neither."""
+    delta, factor = params.get("delta"), params.get("factor")
+    if isinstance(delta, int | float) and not isinstance(delta, bool) and delta != 0:
+        return 1 if delta > 0 else -1
+    if isinstance(factor, int | float) and not isinstance(factor, bool) and factor != 1:
+        return 1 if factor > 1 else -1
+    op = str(params.get("op", "")).lower()
+    if op in _UP_OPS:
+        return 1
+    if op in _DOWN_OPS:
+        return -1
+    return 0
+
+
+@dataclass(frozen=True)
+class Plan:
+    """An intended action on a target, as the conflict gate compares them. ``id`` names it for
+    people (usually its incident id); ``priority`` comes from its pattern (default 0)."""
+
+    id: str
+    target: str
+    action_type: str
+    direction: int  # +1 grows the target, -1 shrinks it, 0 neither (see plan_direction)
+    ts: float
+    priority: int = 0
+    pattern_id: str | None = None
+
+    def describe(self) -> str:
+        arrow = {1: "up", -1: "down"}.get(self.direction, "neutral")
+        pattern = f" (pattern {self.pattern_id})" if self.pattern_id else ""
+        return f"{self.action_type} {arrow} on {self.target} from {self.id[:8]}{pattern}"
+
+
+def conflicts(a: Plan, b: Plan) -> bool:
+    """Two plans conflict when they act on the same target in opposite directions."""
+    return a.target == b.target and a.direction * b.direction < 0
+
+
+def resolve_conflicts(plans: Sequence[Plan]) -> tuple[Plan, list[tuple[Plan, str]]]:
+    """Settle opposing plans for one target: the winning plan, and every plan that loses, with
+    the reason naming the plan it lost to.
+
+    Plans are ranked by priority (higher first), then recency (later ``ts`` first), then their
+    order in ``plans``. Going down the ranking, a plan that conflicts with (acts in the opposite
+    direction of) a plan already kept loses to the first such plan; otherwise it is kept. The
+    winner is the top-ranked plan; kept plans other than it do not conflict with it and may go
+    ahead one at a time (see the in_flight gate). Raises ValueError for no plans or plans for
+    more than one target."""
+    if not plans:
+        raise ValueError("resolve_conflicts needs at least one plan")
+    targets = sorted({p.target for p in plans})
+    if len(targets) > 1:
+        raise ValueError(f"plans for more than one target: {', '.join(targets)}")
+    ranked = sorted(enumerate(plans), key=lambda ip: (-ip[1].priority, -ip[1].ts, ip[0]))
+    kept: list[Plan] = []
+    losers: list[tuple[Plan, str]] = []
+    for _, p in ranked:
+        beater = next((k for k in kept if conflicts(k, p)), None)
+        if beater is None:
+            kept.append(p)
+            continue
+        if p.priority != beater.priority:
+            why = f"priority {p.priority} below {beater.priority}"
+        elif p.ts != beater.ts:
+            why = f"same priority {p.priority}, older ({_hhmmss(p.ts)} before {_hhmmss(beater.ts)})"
+        else:
+            why = f"same priority {p.priority} and time, planned after it"
+        losers.append((p, f"conflicts with {beater.describe()}: {why}"))
+    return kept[0], losers
 
 
 @dataclass(frozen=True)
@@ -46,6 +132,15 @@ class GateContext:
     breaker_type: BreakerState
     breaker_global: BreakerState
     human_approved: bool = False
+    # concurrency: counts of *other* actions, not counting this one
+    target_in_flight: bool = False  # an action on this target has not finished
+    in_flight_targets: int = 0  # distinct targets with an action in flight
+    group: str | None = None  # the service's group label
+    group_size: int = 0  # services in that group (this one included)
+    group_in_flight: int = 0  # of those, how many have an action in flight
+    backoff: BackoffState = field(default_factory=BackoffState)  # this target's failed attempts
+    priority: int = 0  # this plan's priority (from its pattern)
+    competing_plans: tuple[Plan, ...] = ()  # other undecided or running plans for this target
 
 
 Gate = Callable[[GateContext], GateResult]
@@ -142,6 +237,10 @@ def _hhmm(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
+def _hhmmss(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
 def maintenance_window(ctx: GateContext) -> GateResult:
     gate = "maintenance_window"
     w = active_window(ctx.policy.maintenance_windows, ctx.now)
@@ -172,6 +271,81 @@ def circuit_breaker(ctx: GateContext) -> GateResult:
     return _fail("circuit_breaker", "; ".join(denied))
 
 
+def in_flight(ctx: GateContext) -> GateResult:
+    target = _target(ctx)
+    if ctx.target_in_flight:
+        return _fail("in_flight", f"an action on {target} is already in flight; one at a time per target")
+    return _pass("in_flight", f"no action in flight on {target}")
+
+
+def this_plan(ctx: GateContext) -> Plan | None:
+    """The plan the decision is about, for conflict resolution (None without an action)."""
+    action = ctx.diagnosis.action
+    if action is None:
+        return None
+    return Plan(
+        id=ctx.diagnosis.incident_id,
+        target=action.target,
+        action_type=action.type,
+        direction=plan_direction(action.params),
+        ts=ctx.diagnosis.ts,
+        priority=ctx.priority,
+        pattern_id=ctx.diagnosis.pattern_id,
+    )
+
+
+def conflict(ctx: GateContext) -> GateResult:
+    mine = this_plan(ctx)
+    if mine is None:
+        return _pass("conflict", "no action, nothing to conflict with")
+    rivals = [p for p in ctx.competing_plans if p.target == mine.target]
+    if not any(conflicts(mine, p) for p in rivals):
+        return _pass("conflict", f"no conflicting plan for {mine.target}")
+    _, losers = resolve_conflicts([mine, *rivals])
+    for plan, why in losers:
+        if plan is mine:
+            return _fail("conflict", f"lost: {why}")
+    beaten = "; ".join(p.describe() for p in rivals if conflicts(mine, p))
+    return _pass("conflict", f"kept over conflicting plans for {mine.target}: {beaten}")
+
+
+def group_allowance(group_size: int, max_percent: float) -> int:
+    """How many members of a group may have an action in flight: ``max_percent`` of it,
+    rounded down, but never fewer than one."""
+    return max(1, math.floor(group_size * max_percent / 100.0 + 1e-9))
+
+
+def blast_radius(ctx: GateContext) -> GateResult:
+    cfg = ctx.policy.blast_radius
+    parts = [f"{ctx.in_flight_targets} of at most {cfg.max_in_flight} targets in flight"]
+    if ctx.in_flight_targets >= cfg.max_in_flight:
+        return _fail("blast_radius", f"limit reached: {parts[0]}")
+    if ctx.group is not None and ctx.group_size > 0:
+        allowed = group_allowance(ctx.group_size, cfg.max_group_percent)
+        part = (
+            f"{ctx.group_in_flight} of {ctx.group_size} in group {ctx.group} in flight "
+            f"(at most {allowed}, {cfg.max_group_percent:g}%)"
+        )
+        if ctx.group_in_flight >= allowed:
+            return _fail("blast_radius", f"limit reached: {part}")
+        parts.append(part)
+    return _pass("blast_radius", "; ".join(parts))
+
+
+def backoff(ctx: GateContext) -> GateResult:
+    ok, why, _ = backoff_allows(ctx.backoff, ctx.now, ctx.policy.backoff)
+    target = _target(ctx)
+    if ok:
+        return _pass("backoff", f"{target}: {why}")
+    if ctx.human_approved:
+        return _pass("backoff", f"{target}: {why}; waived: approved by a person")
+    return _fail("backoff", f"{target}: {why}")
+
+
+def _target(ctx: GateContext) -> str:
+    return ctx.diagnosis.action.target if ctx.diagnosis.action else ctx.service
+
+
 GATES: tuple[Gate, ...] = (
     has_action,
     policy_enabled,
@@ -181,6 +355,10 @@ GATES: tuple[Gate, ...] = (
     rate_limit,
     maintenance_window,
     circuit_breaker,
+    in_flight,
+    conflict,
+    blast_radius,
+    backoff,
 )
 
 

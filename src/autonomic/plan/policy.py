@@ -6,8 +6,11 @@ default. The most specific level that gives a setting wins, except that a servic
 lifted to ``auto`` by a pattern, and a service with ``enabled: true`` does not re-enable a
 pattern or action type that is disabled. ``policy.enabled: false`` turns every action off.
 
-Maintenance windows are cron expressions evaluated in UTC; a window is active for
-``duration_s`` seconds after each time its cron fires.
+Maintenance windows (and change freezes: a window in ``block`` mode) are cron expressions
+evaluated in UTC; a window is active for ``duration_s`` seconds after each time its cron fires.
+
+``blast_radius``, ``backoff`` and ``autonomy_ladder`` hold the settings of the gates of the
+same names (``plan/gates.py``, ``plan/backoff.py``) and of earned autonomy (``plan/autonomy.py``).
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from collections.abc import Sequence
 from typing import Literal, TypeVar
 
 from croniter import croniter
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from autonomic.model import Autonomy
 
@@ -87,6 +90,58 @@ class BreakerConfig(_Frozen):
     open_s: float = Field(default=3600.0, gt=0)
 
 
+class BlastRadiusConfig(_Frozen):
+    """At most ``max_in_flight`` targets with an action in flight at once, and at most
+    ``max_group_percent`` of the services sharing a ``group`` (never fewer than one)."""
+
+    max_in_flight: int = Field(default=3, ge=1)
+    max_group_percent: float = Field(default=50.0, gt=0, le=100)
+
+
+class BackoffConfig(_Frozen):
+    """Per-target backoff after failed attempts: ``base_s`` doubling up to ``cap_s``; cleared
+    after ``reset_after_s`` without a failure."""
+
+    base_s: float = Field(default=10.0, gt=0)
+    cap_s: float = Field(default=300.0, gt=0)
+    reset_after_s: float = Field(default=600.0, gt=0)
+
+    @model_validator(mode="after")
+    def _cap_at_least_base(self) -> BackoffConfig:
+        if self.cap_s < self.base_s:
+            raise ValueError(f"cap_s ({self.cap_s:g}) must be at least base_s ({self.base_s:g})")
+        return self
+
+
+class AutonomyLadder(_Frozen):
+    """Earned autonomy per (pattern, service), see ``plan/autonomy.py``. Off by default: the
+    configured autonomy is then used as is.
+
+    One level up after ``promote_after`` verified successes in a row with a success rate of
+    at least ``min_success_rate`` over the last ``window`` outcomes (and, when
+    ``min_lower_bound`` > 0, a 95% Wilson lower bound on that rate at least that high), never
+    above ``max_level``: ``auto`` must be configured here explicitly. One level down on a
+    rollback or ``demote_failures`` failures in the last ``demote_window``, never below observe.
+    """
+
+    enabled: bool = False
+    promote_after: int = Field(default=5, ge=1)
+    min_success_rate: float = Field(default=0.9, ge=0.0, le=1.0)
+    window: int = Field(default=20, ge=1)
+    min_lower_bound: float = Field(default=0.0, ge=0.0, le=1.0)
+    demote_failures: int = Field(default=2, ge=1)
+    demote_window: int = Field(default=5, ge=1)
+    max_level: Autonomy = Autonomy.APPROVE
+
+    @model_validator(mode="after")
+    def _windows_hold_their_counts(self) -> AutonomyLadder:
+        if self.demote_failures > self.demote_window:
+            raise ValueError(
+                f"demote_failures ({self.demote_failures}) cannot exceed demote_window ({self.demote_window})"
+            )
+        return self
+
+
 class EffectivePolicy(_Frozen):
     """What the policy says for one (action type, pattern, service)."""
 
@@ -107,6 +162,9 @@ class PolicyConfig(_Frozen):
     services: dict[str, ServicePolicy] = Field(default_factory=dict)
     maintenance_windows: list[MaintenanceWindow] = Field(default_factory=list)
     breaker: BreakerConfig = BreakerConfig()
+    blast_radius: BlastRadiusConfig = BlastRadiusConfig()
+    backoff: BackoffConfig = BackoffConfig()
+    autonomy_ladder: AutonomyLadder = AutonomyLadder()
 
     def effective(self, action_type: str, pattern_id: str | None, service: str) -> EffectivePolicy:
         """Resolve the levels (service > pattern > action type > default) for one action."""

@@ -1,0 +1,210 @@
+"""``autonomic patterns list | show ID | test ID --incident FILE``: look into the pattern
+library a config loads (the built-in patterns plus the config's own ``patterns:``).
+
+* ``list``: one line per pattern: id, version, what it matches, its action, prior
+  confidence and whether it is rollback-safe (``--json`` for a list of objects).
+* ``show ID``: the whole pattern as YAML, headed by the ``file:line`` it was defined at.
+* ``test ID --incident FILE``: run diagnosis on an incident and say whether pattern ID
+  matches, with its confidence, each reason and its rank among the matching patterns.
+  FILE is JSON: ``{"incident": {...}, "findings": [...], "context": {...}}`` where
+  ``incident`` is a ``model.Incident``, ``findings`` a list of ``model.Finding`` and the
+  optional ``context`` gives ``now`` (default: the incident's ``last_finding_at``),
+  ``service_type`` (default: the config's type for the service), ``last_change_at`` and
+  ``record`` (pattern id -> [successes, failures]).
+
+Exit codes: 0 the pattern matches (or list/show succeeded), 1 it does not match, 2 bad input
+(unreadable config, unknown pattern id, malformed incident file; each problem names the field).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from autonomic.errors import ConfigError
+from autonomic.model import Finding, Incident, Pattern
+from autonomic.plan.diagnose import DiagnoseContext, _match, diagnose
+
+patterns_app = typer.Typer(no_args_is_help=True, help="The pattern library: list, show, test.")
+
+ConfigOpt = Annotated[
+    Path | None,
+    typer.Option("--config", "-c", help="autonomic.yaml (default: built-in defaults)", envvar="AUTONOMIC_CONFIG"),
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="print JSON")]
+
+
+class IncidentContext(BaseModel):
+    """What the engine would know besides the incident."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    now: float | None = None
+    service_type: str | None = None
+    last_change_at: float | None = None
+    record: dict[str, tuple[int, int]] = Field(default_factory=dict)
+
+
+class IncidentFile(BaseModel):
+    """The ``--incident`` file of ``patterns test``."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    incident: Incident
+    findings: list[Finding] = Field(default_factory=list)
+    context: IncidentContext = Field(default_factory=IncidentContext)
+
+
+def _exit(message: str, code: int = 2) -> typer.Exit:
+    print(f"autonomic: {message}", file=sys.stderr)
+    return typer.Exit(code)
+
+
+def _config(path: Path | None) -> Any:
+    from autonomic.config import default_config, load_config
+
+    try:
+        return load_config(path) if path else default_config()
+    except ConfigError as err:
+        for p in err.problems:
+            print(str(p), file=sys.stderr)
+        raise typer.Exit(2) from None
+
+
+def _pattern(cfg: Any, pattern_id: str) -> Pattern:
+    patterns: tuple[Pattern, ...] = cfg.patterns
+    for p in patterns:
+        if p.id == pattern_id:
+            return p
+    known = ", ".join(p.id for p in patterns) or "none"
+    raise _exit(f"unknown pattern {pattern_id!r} (known: {known})")
+
+
+def match_summary(p: Pattern) -> str:
+    """``cause=memory kind=forecast``: the match fields the pattern sets."""
+    given = p.match.model_dump(mode="json", exclude_none=True)
+    return " ".join(f"{k}={v}" for k, v in given.items()) or "anything"
+
+
+def action_summary(p: Pattern) -> str:
+    """``process graceful_restart``, ``drain -> process:graceful_restart`` or ``escalate``."""
+    if p.action is None:
+        return "escalate"
+    if p.action.steps:
+        return " -> ".join(f"{s.type}:{s.name}" for s in p.action.steps)
+    op = p.action.params.get("op")
+    return f"{p.action.type} {op}" if op else p.action.type
+
+
+@patterns_app.command("list")
+def list_patterns(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
+    """Every pattern: id, version, match, action, prior confidence, rollback safety."""
+    cfg = _config(config)
+    rows = [
+        {
+            "id": p.id,
+            "version": p.version,
+            "match": match_summary(p),
+            "action": action_summary(p),
+            "prior": p.prior_confidence,
+            "rollback_safe": p.rollback_safe,
+        }
+        for p in cfg.patterns
+    ]
+    if as_json:
+        print(json.dumps(rows, indent=2))
+        return
+    header = {"id": "ID", "version": "VER", "match": "MATCH", "action": "ACTION", "prior": "PRIOR",
+              "rollback_safe": "ROLLBACK-SAFE"}
+    cells = [header, *({k: str(v).lower() if isinstance(v, bool) else str(v) for k, v in r.items()}
+                       for r in rows)]
+    widths = {k: max(len(str(c[k])) for c in cells) for k in header}
+    for c in cells:
+        print("  ".join(str(c[k]).ljust(widths[k]) for k in header).rstrip())
+
+
+@patterns_app.command("show")
+def show(pattern_id: Annotated[str, typer.Argument(metavar="ID")], config: ConfigOpt = None) -> None:
+    """The whole pattern as YAML, with the file:line it comes from."""
+    p = _pattern(_config(config), pattern_id)
+    dumped = p.model_dump(mode="json", exclude={"source"}, exclude_none=True)
+    # keep the schema's order; an absent action is shown as null (escalate to a person)
+    body = {k: dumped.get(k) for k in Pattern.model_fields if k in dumped or k == "action"}
+    if body["action"] is not None and not body["action"]["steps"]:
+        del body["action"]["steps"]
+    print(f"# source: {p.source or 'unknown'}")
+    print(yaml.safe_dump(body, sort_keys=False, default_flow_style=False).rstrip())
+
+
+def _read_incident(path: Path) -> IncidentFile:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as e:
+        raise _exit(f"{path}: cannot read: {e.strerror or e}") from None
+    try:
+        raw = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise _exit(f"{path}:{e.lineno}: not valid JSON: {e.msg} (column {e.colno})") from None
+    try:
+        return IncidentFile.model_validate(raw)
+    except ValidationError as e:
+        for err in e.errors():
+            where = ".".join(str(x) for x in err["loc"]) or "(top)"
+            print(f"{path}: {where}: {err['msg']}", file=sys.stderr)
+        raise typer.Exit(2) from None
+
+
+@patterns_app.command("test")
+def test(
+    pattern_id: Annotated[str, typer.Argument(metavar="ID")],
+    incident: Annotated[Path, typer.Option("--incident", "-i", help="incident JSON: {incident, findings}")],
+    config: ConfigOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Would pattern ID match this incident? Exit 0 yes, 1 no, 2 bad input."""
+    cfg = _config(config)
+    pattern = _pattern(cfg, pattern_id)
+    data = _read_incident(incident)
+    inc, c = data.incident, data.context
+    svc = cfg.service(inc.service)
+    ctx = DiagnoseContext(
+        now=c.now if c.now is not None else inc.last_finding_at,
+        service_type=c.service_type if c.service_type is not None else (svc.type if svc else None),
+        last_change_at=c.last_change_at,
+        record=c.record,
+    )
+    diagnosis = diagnose(inc, data.findings, list(cfg.patterns), ctx)
+    ranking = [(cand.pattern_id, cand.confidence) for cand in diagnosis.candidates]
+    mine = next((cand for cand in diagnosis.candidates if cand.pattern_id == pattern_id), None)
+    if mine is not None:
+        matched, confidence, reasons = True, mine.confidence, list(mine.reasons)
+        rank: int | None = [pid for pid, _ in ranking].index(pattern_id) + 1
+    else:
+        _, _, reasons = _match(pattern, inc, data.findings, ctx)
+        matched, confidence, rank = False, 0.0, None
+    if as_json:
+        print(json.dumps({"pattern": pattern_id, "matches": matched, "confidence": confidence,
+                          "reasons": reasons, "rank": rank, "candidates": len(ranking),
+                          "ranking": [{"pattern": pid, "confidence": conf} for pid, conf in ranking]},
+                         indent=2))
+        raise typer.Exit(0 if matched else 1)
+    what = f"incident {inc.id[:8]} ({inc.service}, cause {inc.cause}, kind {inc.kind.value})"
+    if matched:
+        print(f"{pattern_id} matches {what}: confidence {confidence:.2f}, rank {rank} of {len(ranking)}")
+    else:
+        print(f"{pattern_id} does not match {what}")
+    for r in reasons or ["(matches anything)"]:
+        print(f"  - {r}")
+    if ranking:
+        print("candidates:")
+        for i, (pid, conf) in enumerate(ranking, 1):
+            print(f"  {i}. {pid} {conf:.2f}")
+    else:
+        print("candidates: none")
+    raise typer.Exit(0 if matched else 1)

@@ -1,0 +1,162 @@
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pytest
+from pydantic import ValidationError
+
+from autonomic.model import Autonomy, Outcome, VerifyVerdict
+from autonomic.plan.autonomy import earned_effective, earned_level, ladder_event, wilson_lower
+from autonomic.plan.policy import AutonomyLadder, PolicyConfig
+
+LADDER = AutonomyLadder(enabled=True)
+
+
+@dataclass(frozen=True)
+class Out:
+    verdict: str
+    rolled_back: bool = False
+
+
+OK = Out("pass")
+FAIL = Out("fail")
+MEH = Out("inconclusive")
+ROLLBACK = Out("fail", rolled_back=True)
+
+
+def test_no_record_stays_at_the_start() -> None:
+    assert earned_level([], Autonomy.SUGGEST, LADDER) == (Autonomy.SUGGEST, "at suggest: no outcomes yet")
+
+
+def test_five_verified_successes_promote_one_level_with_the_numbers() -> None:
+    level, why = earned_level([OK] * 5, Autonomy.SUGGEST, LADDER)
+    assert level == Autonomy.APPROVE
+    assert why == "promoted to approve after 5 verified successes (100% of 5)"
+
+
+def test_four_successes_are_not_enough() -> None:
+    level, why = earned_level([OK] * 4, Autonomy.SUGGEST, LADDER)
+    assert level == Autonomy.SUGGEST and why == "at suggest: 4 of 4 outcomes verified, 4 verified successes in a row"
+
+
+def test_success_rate_over_the_window_must_reach_the_bar() -> None:
+    # after one failure, 5 successes in a row are 6 of 7 (86%): not yet; 8 are 9 of 10 (90%)
+    assert earned_level([OK, FAIL] + [OK] * 7, Autonomy.SUGGEST, LADDER)[0] == Autonomy.SUGGEST
+    assert earned_level([OK, FAIL] + [OK] * 8, Autonomy.SUGGEST, LADDER) == (
+        Autonomy.APPROVE,
+        "promoted to approve after 8 verified successes (90% of 10)",
+    )
+
+
+def test_rate_is_measured_over_the_last_twenty_only() -> None:
+    # six unverified outcomes hold it back until enough of them leave the last 20
+    record = [FAIL] + [MEH] * 5 + [OK] * 18
+    assert earned_level(record[:-1], Autonomy.SUGGEST, LADDER)[0] == Autonomy.SUGGEST  # 17 of 20
+    assert earned_level(record, Autonomy.SUGGEST, LADDER) == (
+        Autonomy.APPROVE,
+        "promoted to approve after 18 verified successes (90% of 20)",
+    )
+
+
+def test_the_streak_restarts_after_a_promotion() -> None:
+    assert earned_level([OK] * 9, Autonomy.OBSERVE, LADDER)[0] == Autonomy.SUGGEST
+    assert earned_level([OK] * 10, Autonomy.OBSERVE, LADDER)[0] == Autonomy.APPROVE
+
+
+def test_never_above_max_level_auto_must_be_configured() -> None:
+    assert earned_level([OK] * 50, Autonomy.APPROVE, LADDER) == (
+        Autonomy.APPROVE,
+        "at approve: 50 of 50 outcomes verified, the most allowed",
+    )
+    to_auto = AutonomyLadder(enabled=True, max_level=Autonomy.AUTO)
+    level, why = earned_level([OK] * 5, Autonomy.APPROVE, to_auto)
+    assert level == Autonomy.AUTO and why.startswith("promoted to auto after 5 verified successes")
+
+
+def test_a_rollback_demotes_one_level_at_once() -> None:
+    level, why = earned_level([OK, ROLLBACK], Autonomy.AUTO, LADDER)
+    assert (level, why) == (Autonomy.APPROVE, "demoted to approve after a rollback")
+
+
+def test_two_failures_in_the_last_five_demote_once() -> None:
+    level, why = earned_level([FAIL, OK, FAIL], Autonomy.APPROVE, LADDER)
+    assert (level, why) == (Autonomy.SUGGEST, "demoted to suggest after 2 failures in the last 3")
+    # the same two failures do not demote again; two new ones do
+    assert earned_level([FAIL, OK, FAIL, OK], Autonomy.APPROVE, LADDER)[0] == Autonomy.SUGGEST
+    assert earned_level([FAIL, OK, FAIL, FAIL, FAIL], Autonomy.APPROVE, LADDER)[0] == Autonomy.OBSERVE
+    # failures further apart than the window do not demote
+    assert earned_level([FAIL, OK, OK, OK, OK, FAIL], Autonomy.APPROVE, LADDER)[0] == Autonomy.APPROVE
+
+
+def test_never_below_observe() -> None:
+    assert earned_level([ROLLBACK] * 5, Autonomy.SUGGEST, LADDER)[0] == Autonomy.OBSERVE
+
+
+def test_inconclusive_breaks_a_streak_but_is_no_failure() -> None:
+    assert earned_level([OK, OK, MEH, OK, OK, OK], Autonomy.SUGGEST, LADDER)[0] == Autonomy.SUGGEST
+    assert earned_level([MEH] * 5, Autonomy.APPROVE, LADDER)[0] == Autonomy.APPROVE
+
+
+def test_model_outcomes_are_read_directly() -> None:
+    def out(v: VerifyVerdict, rb: bool = False) -> Outcome:
+        return Outcome(action_id="a", incident_id="i", ts=0, verdict=v, reason="", rolled_back=rb)
+
+    assert earned_level([out(VerifyVerdict.PASS)] * 5, Autonomy.SUGGEST, LADDER)[0] == Autonomy.APPROVE
+    assert earned_level([out(VerifyVerdict.FAIL, True)], Autonomy.SUGGEST, LADDER)[0] == Autonomy.OBSERVE
+
+
+def test_wilson_lower_bound_can_hold_back_a_small_record() -> None:
+    assert wilson_lower(0, 0) == 0.0
+    assert 0.56 < wilson_lower(5, 5) < 0.57
+    assert wilson_lower(95, 100) > 0.88
+    strict = AutonomyLadder(enabled=True, min_lower_bound=0.8)
+    assert earned_level([OK] * 5, Autonomy.SUGGEST, strict)[0] == Autonomy.SUGGEST
+    assert earned_level([OK] * 15, Autonomy.SUGGEST, strict)[0] == Autonomy.SUGGEST
+    level, why = earned_level([OK] * 16, Autonomy.SUGGEST, strict)
+    assert (level, why) == (
+        Autonomy.APPROVE,
+        "promoted to approve after 16 verified successes (100% of 16, lower bound 81%)",
+    )
+
+
+def test_ladder_event_kinds() -> None:
+    assert ladder_event(Autonomy.SUGGEST, Autonomy.APPROVE) == "pattern.promoted"
+    assert ladder_event(Autonomy.APPROVE, Autonomy.OBSERVE) == "pattern.demoted"
+    assert ladder_event(Autonomy.AUTO, Autonomy.AUTO) is None
+
+
+def test_earned_effective_is_off_by_default_and_respects_the_service_cap() -> None:
+    off = PolicyConfig.model_validate({"autonomy": "suggest"})
+    eff = off.effective("process", "p", "api")
+    assert earned_effective(eff, off, "p", "api", [OK] * 5) == (eff, None)
+
+    on = PolicyConfig.model_validate(
+        {
+            "autonomy": "suggest",
+            "autonomy_ladder": {"enabled": True, "max_level": "auto"},
+            "services": {"payments": {"autonomy": "approve"}},
+        }
+    )
+    new, why = earned_effective(on.effective("process", "p", "api"), on, "p", "api", [OK] * 10)
+    assert new.autonomy == Autonomy.AUTO and why is not None
+    assert new.autonomy_from.startswith("earned by pattern p on api: promoted to auto")
+    capped, why = earned_effective(on.effective("process", "p", "payments"), on, "p", "payments", [OK] * 10)
+    assert capped.autonomy == Autonomy.APPROVE
+    assert why is not None and why.endswith("capped at approve by service payments")
+    # no pattern (a fallback action): nothing to earn
+    assert earned_effective(eff, on, None, "api", [OK] * 10)[1] is None
+
+
+@pytest.mark.parametrize(
+    ("bad", "field"),
+    [
+        ({"promote_after": 0}, ("autonomy_ladder", "promote_after")),
+        ({"max_level": "yolo"}, ("autonomy_ladder", "max_level")),
+        ({"min_success_rate": 1.5}, ("autonomy_ladder", "min_success_rate")),
+        ({"demote_failures": 6}, ("autonomy_ladder",)),
+    ],
+)
+def test_ladder_config_errors_name_the_field(bad: dict[str, object], field: tuple[str, ...]) -> None:
+    with pytest.raises(ValidationError) as exc:
+        PolicyConfig.model_validate({"autonomy_ladder": bad})
+    assert [e["loc"] for e in exc.value.errors()] == [field]

@@ -1,0 +1,194 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from autonomic.plan.patterns_cli import patterns_app
+
+runner = CliRunner()
+
+INCIDENT: dict[str, Any] = {
+    "id": "abcdef0123456789",
+    "service": "api",
+    "cause": "pool",
+    "severity": "critical",
+    "kind": "forecast",
+    "opened_at": 100,
+    "updated_at": 100,
+    "last_finding_at": 100,
+    "summary": "pool heading for exhaustion",
+}
+FINDING: dict[str, Any] = {
+    "service": "api",
+    "metric": "pool_utilization",
+    "kind": "forecast",
+    "cause": "pool",
+    "severity": "critical",
+    "confidence": 0.9,
+    "ts": 100,
+    "summary": "pool at 100% in 5 minutes",
+}
+
+
+def run(*args: str) -> Any:
+    return runner.invoke(patterns_app, list(args))
+
+
+def incident_file(tmp_path: Path, **overrides: Any) -> Path:
+    body = {"incident": {**INCIDENT, **overrides}, "findings": [FINDING]}
+    path = tmp_path / "incident.json"
+    path.write_text(json.dumps(body))
+    return path
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> Path:
+    """A config with the built-in library plus one escalate-only pattern of its own."""
+    pdir = tmp_path / "patterns"
+    pdir.mkdir()
+    (pdir / "mine.yaml").write_text(
+        "id: pool-page-a-person\n"
+        "version: 3\n"
+        "match: {cause: pool, min_severity: warning}\n"
+        "prior_confidence: 0.3\n"
+        "verify: {metric: pool_utilization, max: 90}\n"
+    )
+    cfg = tmp_path / "autonomic.yaml"
+    cfg.write_text("patterns: [patterns]\nservices: [{name: api, type: web}]\n")
+    return cfg
+
+
+def test_list_shows_each_pattern_with_its_summary(config: Path) -> None:
+    out = run("list", "-c", str(config))
+    assert out.exit_code == 0, out.output
+    lines = out.output.splitlines()
+    assert lines[0].split() == ["ID", "VER", "MATCH", "ACTION", "PRIOR", "ROLLBACK-SAFE"]
+    mine = next(line for line in lines if line.startswith("pool-page-a-person"))
+    assert mine.split() == ["pool-page-a-person", "3", "cause=pool", "min_severity=warning", "escalate", "0.3",
+                            "false"]
+    pool = next(line for line in lines if line.startswith("pool-exhaustion-raise"))
+    assert "cause=pool kind=forecast" in pool and "config scale" in pool and pool.endswith("true")
+
+
+def test_list_json(config: Path) -> None:
+    out = run("list", "--config", str(config), "--json")
+    rows = {r["id"]: r for r in json.loads(out.output)}
+    assert rows["pool-page-a-person"] == {
+        "id": "pool-page-a-person",
+        "version": 3,
+        "match": "cause=pool min_severity=warning",
+        "action": "escalate",
+        "prior": 0.3,
+        "rollback_safe": False,
+    }
+    assert "process-down-restart" in rows  # the built-in library is there too
+
+
+def test_show_prints_the_pattern_as_yaml_with_its_source(config: Path, tmp_path: Path) -> None:
+    out = run("show", "pool-page-a-person", "-c", str(config))
+    assert out.exit_code == 0, out.output
+    first, rest = out.output.split("\n", 1)
+    assert first == f"# source: {tmp_path / 'patterns' / 'mine.yaml'}:1"
+    body = yaml.safe_load(rest)
+    assert body["id"] == "pool-page-a-person" and body["version"] == 3
+    assert body["action"] is None and body["match"] == {"cause": "pool", "min_severity": "warning"}
+    assert list(body)[:4] == ["id", "version", "description", "match"]
+
+    builtin = yaml.safe_load(run("show", "pool-exhaustion-raise", "-c", str(config)).output)
+    assert builtin["action"]["type"] == "config" and builtin["action"]["params"]["factor"] == 1.2
+
+
+def test_show_unknown_id_exits_2_listing_known_ids(config: Path) -> None:
+    out = run("show", "nope", "-c", str(config))
+    assert out.exit_code == 2
+    assert "unknown pattern 'nope' (known: " in out.output and "pool-exhaustion-raise" in out.output
+
+
+def test_test_matching_pattern_prints_confidence_reasons_and_rank(config: Path, tmp_path: Path) -> None:
+    out = run("test", "pool-exhaustion-raise", "--incident", str(incident_file(tmp_path)), "-c", str(config))
+    assert out.exit_code == 0, out.output
+    lines = out.output.splitlines()
+    head = "pool-exhaustion-raise matches incident abcdef01 (api, cause pool, kind forecast): confidence "
+    assert lines[0].startswith(head) and lines[0].endswith(", rank 1 of 2")
+    assert 0.5 < float(lines[0][len(head):].split(",")[0]) <= 0.8  # the prior 0.8 times match quality
+    assert "  - cause pool == pool" in lines and "  - kind forecast matched" in lines
+    assert lines[-3] == "candidates:"
+    assert lines[-2].startswith("  1. pool-exhaustion-raise ") and lines[-1].startswith("  2. pool-page-a-person ")
+
+
+def test_test_lower_ranked_match_still_exits_0(config: Path, tmp_path: Path) -> None:
+    out = run("test", "pool-page-a-person", "-i", str(incident_file(tmp_path)), "-c", str(config), "--json")
+    assert out.exit_code == 0, out.output
+    body = json.loads(out.output)
+    assert (body["matches"], body["rank"], body["candidates"]) == (True, 2, 2)
+    assert body["reasons"][:2] == ["cause pool == pool", "severity critical >= warning"]
+    assert "escalate to a person" in body["reasons"][-1]
+    assert [r["pattern"] for r in body["ranking"]] == ["pool-exhaustion-raise", "pool-page-a-person"]
+    assert body["confidence"] == body["ranking"][1]["confidence"] < body["ranking"][0]["confidence"]
+
+
+def test_test_non_matching_pattern_exits_1_with_the_failed_checks(config: Path, tmp_path: Path) -> None:
+    path = incident_file(tmp_path)
+    out = run("test", "memory-leak-graceful-restart", "--incident", str(path), "-c", str(config))
+    assert out.exit_code == 1
+    assert "memory-leak-graceful-restart does not match incident abcdef01" in out.output
+    assert "  - cause memory != pool" in out.output
+    body = json.loads(run("test", "memory-leak-graceful-restart", "-i", str(path), "-c", str(config),
+                          "--json").output)
+    assert (body["matches"], body["rank"], body["confidence"]) == (False, None, 0.0)
+
+
+def test_test_context_supplies_what_the_engine_would_know(config: Path, tmp_path: Path) -> None:
+    body = {
+        "incident": {**INCIDENT, "cause": "errors", "kind": "threshold", "last_finding_at": 1000},
+        "findings": [],
+        "context": {"last_change_at": 900},
+    }
+    path = tmp_path / "errors.json"
+    path.write_text(json.dumps(body))
+    out = run("test", "error-spike-after-config-revert", "-i", str(path), "-c", str(config))
+    assert out.exit_code == 0, out.output
+    assert "  - config changed 100 s ago, within 900 s" in out.output
+    del body["context"]
+    path.write_text(json.dumps(body))
+    out = run("test", "error-spike-after-config-revert", "-i", str(path), "-c", str(config))
+    assert out.exit_code == 1 and "needs config change within 900 s: none" in out.output
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("{not json", "incident.json:1: not valid JSON"),
+        (json.dumps({"incident": {**INCIDENT, "severity": "dire"}}), "incident.json: incident.severity: "),
+        (json.dumps({"incident": {k: v for k, v in INCIDENT.items() if k != "cause"}}), "incident.cause: Field"),
+        (json.dumps({"incident": INCIDENT, "findings": [{**FINDING, "confidence": 2}]}),
+         "findings.0.confidence: "),
+        (json.dumps({"incident": INCIDENT, "extra": 1}), "incident.json: extra: Extra inputs"),
+        (json.dumps([1, 2]), "incident.json: (top): "),
+    ],
+)
+def test_test_bad_incident_file_exits_2_naming_the_field(
+    config: Path, tmp_path: Path, content: str, message: str
+) -> None:
+    path = tmp_path / "incident.json"
+    path.write_text(content)
+    out = run("test", "pool-exhaustion-raise", "-i", str(path), "-c", str(config))
+    assert out.exit_code == 2
+    assert message in out.output
+
+
+def test_test_missing_incident_file_exits_2(config: Path, tmp_path: Path) -> None:
+    out = run("test", "pool-exhaustion-raise", "-i", str(tmp_path / "none.json"), "-c", str(config))
+    assert out.exit_code == 2 and "none.json: cannot read" in out.output
+
+
+def test_bad_config_exits_2_with_the_problem(tmp_path: Path) -> None:
+    cfg = tmp_path / "bad.yaml"
+    cfg.write_text("policy: {autonomy: sometimes}\n")
+    out = run("list", "-c", str(cfg))
+    assert out.exit_code == 2 and "policy.autonomy" in out.output
