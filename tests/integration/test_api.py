@@ -106,7 +106,8 @@ def env(tmp_path: Path) -> Iterator[Env]:
     store = Store(f"sqlite:///{tmp_path / 'api.db'}")
     tokens = {role: create_token(store, role, role) for role in ("viewer", "operator", "admin")}
     ids = _seed(store)
-    ctx = ApiContext(store=store, config=_config(tmp_path), clock=FakeClock(T0 + 10))
+    # no read cache here: these tests change the store behind the API's back and read at once
+    ctx = ApiContext(store=store, config=_config(tmp_path), clock=FakeClock(T0 + 10), read_cache_s=0)
     with TestClient(create_app(ctx)) as client:
         yield Env(store, ctx, client, tokens, *ids)
     store.close()
@@ -599,3 +600,24 @@ def test_api_spec_reads_webhook_secrets_from_the_environment_variables_it_names(
     assert ApiSpec().host == "127.0.0.1" and ApiSpec().port == 8470
     with pytest.raises(ValueError, match="port"):
         ApiSpec(port=70000)
+
+
+def test_reads_are_replayed_briefly_only_to_a_still_valid_token_and_any_write_refreshes_them(env: Env) -> None:
+    """The read cache: a second read within its TTL is the same response even if the store
+    changed behind the API's back; a write through the API empties it; a revoked token is
+    refused even while its response is cached; another token never gets it."""
+    from autonomic.oversight.api import create_app
+
+    env.ctx.read_cache_s = 30.0
+    client = TestClient(create_app(env.ctx))
+    viewer = env.auth("viewer")
+    first = client.get("/api/v1/incidents?all=true", headers=viewer).json()
+    env.store.record(Incident(service="db", cause="cpu", severity=Severity.WARNING, kind=FindingKind.THRESHOLD,
+                              opened_at=T0 + 5, updated_at=T0 + 5, last_finding_at=T0 + 5, summary="new"),
+                     actor="t", event="t", subject="x")
+    assert client.get("/api/v1/incidents?all=true", headers=viewer).json() == first  # replayed
+    assert len(client.get("/api/v1/incidents?all=true", headers=env.auth("admin")).json()) == len(first) + 1
+    assert client.post("/api/v1/pause", headers=env.auth("operator"), json={"reason": "x"}).status_code == 200
+    assert len(client.get("/api/v1/incidents?all=true", headers=viewer).json()) == len(first) + 1
+    revoke(env.store, "viewer")
+    assert client.get("/api/v1/incidents?all=true", headers=viewer).status_code == 401

@@ -45,6 +45,7 @@ from autonomic.knowledge import Store
 from autonomic.model import Incident, IncidentState
 from autonomic.oversight import dashboard
 from autonomic.oversight.auth import Principal, Role, authenticate
+from autonomic.oversight.cache import ReadCache
 from autonomic.oversight.explain import explain_incident
 from autonomic.oversight.metrics import CONTENT_TYPE, EngineMetrics
 from autonomic.oversight.server import ApiSpec
@@ -78,6 +79,7 @@ class ApiContext:
     webhook_token: str | None = None
     webhook_hmac_secret: str | None = None
     max_body_bytes: int = 1_048_576
+    read_cache_s: float = 0.5  # how long a read response may be replayed (0: never); see oversight.cache
 
 
 def context_from_spec(
@@ -715,6 +717,11 @@ def create_app(ctx: ApiContext) -> FastAPI:
         return RedirectResponse("/docs")
 
     dashboard.mount_dashboard(app)
+    def still_valid(header: bytes) -> bool:
+        scheme, _, raw = header.decode("latin-1").partition(" ")
+        return scheme.lower() == "bearer" and authenticate(ctx.store, raw.strip()) is not None
+
+    app.add_middleware(ReadCache, authorize=still_valid, ttl_s=ctx.read_cache_s)
     app.add_middleware(BodyLimit, limit=ctx.max_body_bytes)
     app.add_middleware(Guard, metrics=ctx.metrics)
     return app
