@@ -621,3 +621,25 @@ def test_reads_are_replayed_briefly_only_to_a_still_valid_token_and_any_write_re
     assert len(client.get("/api/v1/incidents?all=true", headers=viewer).json()) == len(first) + 1
     revoke(env.store, "viewer")
     assert client.get("/api/v1/incidents?all=true", headers=viewer).status_code == 401
+
+
+def test_the_canary_endpoint_judges_like_the_cli_and_needs_a_token(env: Env) -> None:
+    rules = {"metrics": [{"metric": "error_rate", "harm": "increase", "tolerance": 0.1, "min_samples": 5}]}
+    base = {"error_rate": [0.01, 0.011, 0.009, 0.01, 0.012, 0.01, 0.011, 0.009]}
+    worse = {"error_rate": [0.05, 0.06, 0.055, 0.052, 0.058, 0.05, 0.061, 0.057]}
+    body = {"baseline": base, "canary": worse, "config": rules}
+    assert env.client.post("/api/v1/canary/judge", json=body).status_code == 401
+    r = env.client.post("/api/v1/canary/judge", json=body, headers=env.auth("viewer"))
+    assert r.status_code == 200 and r.json()["verdict"] == "fail"
+    assert r.json()["metrics"][0]["p_value"] < 0.01
+    same = env.client.post("/api/v1/canary/judge", headers=env.auth("viewer"),
+                           json={"baseline": base, "canary": base, "config": rules}).json()
+    assert same["verdict"] == "pass"
+    few = env.client.post("/api/v1/canary/judge", headers=env.auth("viewer"),
+                          json={"baseline": {"error_rate": [0.01]}, "canary": {"error_rate": [0.01]},
+                                "config": rules}).json()
+    assert few["verdict"] == "fail" and few["metrics"][0]["verdict"] == "nodata"
+    bad = env.client.post("/api/v1/canary/judge", headers=env.auth("viewer"),
+                          json={"baseline": base, "canary": worse, "config": {"metrics": [{"metric": "x",
+                                                                                             "harm": "up"}]}})
+    assert bad.status_code == 422 and "harm" in bad.text

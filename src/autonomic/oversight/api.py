@@ -41,6 +41,8 @@ from autonomic.clock import SystemClock
 from autonomic.config import Config
 from autonomic.engine import PAUSE_GLOBAL, POLICY_OVERRIDE, Engine, approval_key, pause_key, paused_reason
 from autonomic.errors import ConfigError, Problem
+from autonomic.execute.canary import JudgeConfig
+from autonomic.execute.canary import judge as judge_canary
 from autonomic.knowledge import Store
 from autonomic.model import Incident, IncidentState
 from autonomic.oversight import dashboard
@@ -499,6 +501,32 @@ def _read_routes(ctx: ApiContext) -> APIRouter:
     return router
 
 
+class CanaryBody(BaseModel):
+    """``POST /api/v1/canary/judge``: the samples of both sides per metric, and the rules."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    baseline: dict[str, list[float]] = Field(max_length=200)
+    canary: dict[str, list[float]] = Field(max_length=200)
+    config: JudgeConfig
+
+
+def _canary_routes(ctx: ApiContext) -> APIRouter:
+    viewer = Depends(_require(ctx, "viewer"))
+    router = APIRouter(prefix=API, dependencies=[viewer], tags=["canary"])
+
+    @router.post("/canary/judge")
+    def canary_judge(body: CanaryBody) -> dict[str, Any]:
+        """Judge a canary against its baseline (Mann-Whitney U per metric, direction of harm,
+        effect size, weighted groups, fail closed on too few samples). Stateless: usable as an
+        Argo Rollouts web metric provider with ``successCondition: result.verdict == "pass"``."""
+        if any(len(v) > 100_000 for side in (body.baseline, body.canary) for v in side.values()):
+            raise HTTPException(413, "at most 100000 samples per metric and side")
+        return judge_canary(body.baseline, body.canary, body.config).model_dump(mode="json")
+
+    return router
+
+
 def _write_routes(ctx: ApiContext) -> APIRouter:
     router = APIRouter(prefix=API, tags=["act"])
     operator = _require(ctx, "operator")
@@ -706,6 +734,7 @@ def create_app(ctx: ApiContext) -> FastAPI:
     app.include_router(_open_routes(ctx))
     app.include_router(_read_routes(ctx))
     app.include_router(_write_routes(ctx))
+    app.include_router(_canary_routes(ctx))
     app.include_router(_webhook_routes(ctx))
     app.include_router(_event_routes(ctx, stopping))
 
