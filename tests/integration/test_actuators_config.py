@@ -292,10 +292,14 @@ def test_a_crash_after_the_commit_still_reloads_and_a_crash_before_it_does_not_s
     assert again["noop"] is True and again["commit"] == first["commit"] and "reload" in again
     log = git(repo, "log", "--format=%B")
     assert log.count("Autonomic-Action: act-crash") == 1
-    # (2): the file already holds 60 (written), but nothing was committed under this key
-    snap2 = {**act.snapshot(t, p), "old": 60}
+    # (2): the file already holds 72 (written), but nothing was committed under this key
+    snap2 = act.snapshot(t, p)
+    assert snap2["old"] == 60
     doc = yaml.safe_load((repo / "app.yaml").read_text())
     doc["server"]["workers"] = 72  # as if the killed engine had written its new value, uncommitted
     (repo / "app.yaml").write_text(yaml.safe_dump(doc))
-    act.apply(t, p, "act-crash-2", snap2)
+    detail = act.apply(t, p, "act-crash-2", snap2)
     assert read_value(repo / "app.yaml", "yaml") == 72  # 60 * 1.2 from the snapshot, not 72 * 1.2
+    assert detail["commit"] and "reload" in detail  # the write is committed under the key, and reloaded
+    assert git(repo, "log", "--format=%B").count("Autonomic-Action: act-crash-2") == 1
+    assert not git(repo, "status", "--porcelain").strip()

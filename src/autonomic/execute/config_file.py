@@ -164,12 +164,20 @@ class ConfigActuator:
         # but not committed before a crash is not scaled a second time.
         base = snapshot.get("old", old) if p.key and snapshot.get("key") == p.key else old
         new = _new_value(p, base, b)
-        detail: dict[str, Any] = {"file": b.file, "key": p.key, "old": _jsonable(old), "new": new}
-        if _jsonable(old) == new:
+        detail: dict[str, Any] = {"file": b.file, "key": p.key, "old": _jsonable(base), "new": new}
+        if _jsonable(base) == new:
             return {**detail, "commit": None, "noop": True, "reason": "value unchanged"}
-        _set(doc, p.key, new, b)
-        _write_atomic(b.path, _dump(fmt, doc))
-        what = f"{p.op} {p.key} in {b.file}: {_jsonable(old)!r} -> {new!r}"
+        if _jsonable(old) != new:
+            _set(doc, p.key, new, b)
+            _write_atomic(b.path, _dump(fmt, doc))
+        elif not _dirty(b):
+            # the file already holds the new value and nothing is left to commit: somebody else
+            # committed it; still reload, so the service runs with it
+            return {**detail, "commit": None, "noop": True, "reason": "already committed by someone else",
+                    "reload": self._reload(target, p, b)}
+        # (when the file holds the new value uncommitted, an engine was killed between the write
+        # and the commit: commit it now, with this action's key, and reload)
+        what = f"{p.op} {p.key} in {b.file}: {_jsonable(base)!r} -> {new!r}"
         why = _why(p, snapshot)
         detail["commit"] = _commit(b, f"autonomic: {what}\n\n{why}\n\n{ACTION_TRAILER}: {key}")
         detail["reload"] = self._reload(target, p, b)
@@ -431,6 +439,11 @@ def _git(b: ConfigBinding, *args: str, check: bool = True) -> str:
             f"git {' '.join(args[:2])} in {b.repo} failed ({proc.returncode}): {proc.stderr.strip()[:500]}"
         )
     return proc.stdout
+
+
+def _dirty(b: ConfigBinding) -> bool:
+    """Whether the bound file has changes not yet committed."""
+    return bool(_git(b, "status", "--porcelain", "--", b.file).strip())
 
 
 def _commit(b: ConfigBinding, message: str) -> str:
