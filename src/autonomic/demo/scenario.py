@@ -30,6 +30,8 @@ from autonomic.config import load_config
 from autonomic.demo import faults
 from autonomic.engine import Engine
 from autonomic.model import Action, Incident, IncidentState
+from autonomic.oversight.metrics import EngineMetrics
+from autonomic.oversight.server import ApiServer
 
 SERVICES = ("web", "api", "worker")
 _DONE_STATES = {IncidentState.RESOLVED, IncidentState.ROLLED_BACK, IncidentState.ESCALATED,
@@ -275,7 +277,10 @@ def run_demo(*, fast: bool = False, as_json: bool = False, keep: bool = False,
     timeline = Timeline(console, t0)
     config_path, urls = prepare(work, pace)
     timeline.say(f"demo folder {work}; services {', '.join(f'{k} {v}' for k, v in urls.items())}")
-    engine = Engine(load_config(config_path))
+    config = load_config(config_path)
+    metrics = EngineMetrics()
+    engine = Engine(config, metrics=metrics)
+    server = _start_dashboard(engine, config, metrics, timeline)
     stop = threading.Event()
     thread = threading.Thread(target=engine.run, args=(stop,), name="engine", daemon=True)
     thread.start()
@@ -292,6 +297,8 @@ def run_demo(*, fast: bool = False, as_json: bool = False, keep: bool = False,
     finally:
         stop.set()
         thread.join(timeout=30)
+        if server is not None:
+            server.stop()
         if own_dir and not keep:
             shutil.rmtree(work, ignore_errors=True)
     summary = {
@@ -305,6 +312,26 @@ def run_demo(*, fast: bool = False, as_json: bool = False, keep: bool = False,
     if keep or not own_dir:
         console.print(f"kept {work}; try: autonomic incidents --all -c {config_path}")
     return summary
+
+
+def _start_dashboard(engine: Engine, config: Any, metrics: EngineMetrics, timeline: Timeline) -> ApiServer | None:
+    """The API and dashboard for the demo's engine: port 8470 if free, else any free port,
+    with an operator token for the person watching (printed once)."""
+    from autonomic.oversight.api import ApiContext, create_app
+    from autonomic.oversight.auth import create_token
+
+    app = create_app(ApiContext(store=engine.store, config=config, engine=engine, metrics=metrics))
+    for port in (8470, 0):
+        server = ApiServer(app, host="127.0.0.1", port=port)
+        try:
+            server.start()
+        except RuntimeError:
+            continue
+        token = create_token(engine.store, "demo", "operator", actor="demo")
+        timeline.say(f"dashboard: {server.url}/?token={token}", "bold cyan")
+        return server
+    timeline.say("dashboard: could not listen on a loopback port; running without it", "yellow")
+    return None
 
 
 def _print_summary(console: Console, results: list[Result], summary: dict[str, Any]) -> None:
