@@ -151,3 +151,46 @@ def test_the_cli_judges_csv_files_and_exits_by_verdict(tmp_path: Path) -> None:
     broken = runner.invoke(app, ["canary", "judge", "--baseline", str(base), "--canary", str(good),
                                  "--config", str(cfg)])
     assert broken.exit_code == 2 and "judge.yaml:2: metrics[0].harm" in broken.stderr
+
+
+def test_a_rollout_moves_real_traffic_weights_through_the_http_actuator(tmp_path: Path) -> None:
+    """The rollout drives a real HTTP admin endpoint (a local server recording each weight)
+    through the http actuator, and rolls back to 0 when the canary turns bad."""
+    import json
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from autonomic.clock import SystemClock
+    from autonomic.execute.canary import actuator_weight_setter
+    from autonomic.execute.http import HttpActuator
+    from autonomic.protocols import ActuatorContext, Target
+
+    weights: list[int] = []
+
+    class Admin(BaseHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:
+            pass
+
+        def do_PUT(self) -> None:
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            weights.append(int(body["canary_percent"]))
+            self.send_response(200)
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"{}")
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Admin)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        actuator = HttpActuator(ActuatorContext(clock=SystemClock(), state_dir=tmp_path))
+        target = Target(service="shop", binding=HttpActuator.Binding.model_validate(
+            {"base_url": f"http://127.0.0.1:{server.server_address[1]}"}))
+        set_weight = actuator_weight_setter(actuator, target, lambda w: {
+            "method": "PUT", "path": "/traffic", "json": {"canary_percent": w}}, "rollout-1")
+        calls = iter([(_data(1), _data(2)), (_data(1), _data(3, err=0.05))])
+        reports = list(rollout(_plan(), set_weight, lambda: next(calls), lambda s: None))
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert [r.verdict for r in reports] == ["pass", "fail"]
+    assert weights == [1, 25, 0]

@@ -24,7 +24,7 @@ import csv
 import math
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -273,3 +273,18 @@ def rollout(plan: RolloutPlan, set_weight: Callable[[int], None],
         yield StepReport(weight=weight, verdict=result.verdict, reason=result.reason, result=result)
         if result.verdict == "marginal":
             return
+
+
+def actuator_weight_setter(actuator: Any, target: Any, params_for: Callable[[int], Mapping[str, Any]],
+                           key_prefix: str) -> Callable[[int], None]:
+    """A ``set_weight`` for :func:`rollout` that moves traffic through a real actuator: for
+    weight ``w`` it applies ``actuator.Params(**params_for(w))`` to ``target`` with the
+    idempotency key ``<key_prefix>:<w>`` (an ``http`` admin endpoint that sets the canary's
+    share, or ``kubernetes`` ``scale`` of the canary Deployment)."""
+
+    def set_weight(weight: int) -> None:
+        params = actuator.Params.model_validate(dict(params_for(weight)))
+        snapshot = actuator.snapshot(target, params)
+        actuator.apply(target, params, f"{key_prefix}:{weight}", snapshot)
+
+    return set_weight
