@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -57,6 +58,9 @@ class EngineSpec(_Spec):
     resolve_after_s: float = Field(default=120.0, gt=0)  # quiet this long -> incident closed
     settle_s: float = Field(default=30.0, ge=0)  # after an action ends, no new one on that service
     approval_ttl_s: float = Field(default=3600.0, gt=0)
+    # An action decided but not started within this long (the engine was down, say) is not run
+    # on an old decision: it is cancelled and the incident decided again through every gate.
+    decision_ttl_s: float = Field(default=300.0, gt=0)
     time_scale: float = Field(default=1.0, gt=0, le=1.0)  # shrinks verification windows (demo, tests)
     stop_services_on_exit: bool = True
 
@@ -138,7 +142,11 @@ class Config:
         return self.spec.services
 
     def service(self, name: str) -> ServiceSpec | None:
-        return next((s for s in self.spec.services if s.name == name), None)
+        return self._by_name.get(name)
+
+    @cached_property
+    def _by_name(self) -> dict[str, ServiceSpec]:
+        return {s.name: s for s in self.spec.services}
 
     @property
     def state_dir(self) -> Path:

@@ -13,6 +13,7 @@ import logging
 import queue
 import threading
 import time
+import zlib
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import replace
@@ -29,7 +30,6 @@ from autonomic.execute.supervisor import Supervisor
 from autonomic.knowledge import Store
 from autonomic.model import (
     Action,
-    ActionState,
     Autonomy,
     Decision,
     Diagnosis,
@@ -88,7 +88,10 @@ def breaker_key(scope: str) -> str:
 
 
 def _pause_reason(store: Store, key: str) -> str | None:
-    state = store.get_state(key)
+    return _pause_text(key, store.get_state(key))
+
+
+def _pause_text(key: str, state: dict[str, Any] | None) -> str | None:
     if not state:
         return None
     scope = "global" if key == PAUSE_GLOBAL else key.rsplit(":", 1)[1]
@@ -151,12 +154,17 @@ class Engine:
             store=self.store, actuators=self.actuators, bindings=config.bindings, series=self.series,
             clock=self.clock, notify=self.notify, paused=lambda svc: paused_reason(self.store, svc),
             on_result=self._record_result, on_undo_failed=self._open_breakers,
-            time_scale=config.engine.time_scale,
+            on_stale=lambda action: self.queue.add(("incident", action.incident_id), self.clock.now()),
+            decision_ttl_s=config.engine.decision_ttl_s, time_scale=config.engine.time_scale,
         )
         self._open: dict[tuple[str, str], str] = {}  # (service, cause) -> unclosed incident id
+        # every unclosed incident as last written, following the store's writes (see _follow)
+        self._incidents: dict[str, Incident] = {}
+        self.store.on_record(self._follow)
         self._last_seen: dict[str, float] = {}  # incident id -> last finding time (in memory)
         self._last_persist: dict[str, float] = {}
         self._pending_repeats: Counter[str] = Counter()
+        self._ladder_changes: list[Callable[[], None]] = []  # see _earned
         self._seen_signatures: dict[str, set[tuple[str, str]]] = {}  # (kind, metric) already stored
         self._source_errors: dict[str, str] = {}
         self._next_collect = 0.0
@@ -200,9 +208,10 @@ class Engine:
             log.info("service %s: %s", service, how)
         for inc in self.store.incidents(limit=10_000):
             if inc.closed_at is None:
+                self._incidents.setdefault(inc.id, inc)
                 self._open[(inc.service, inc.cause)] = inc.id
                 self._last_seen[inc.id] = inc.last_finding_at
-                self._last_persist[inc.id] = inc.updated_at
+                self._last_persist[inc.id] = inc.updated_at - _persist_phase(inc.id)
                 self.queue.add(("incident", inc.id), now)
         for action in self.store.actions():
             if not action.state.terminal:
@@ -210,6 +219,19 @@ class Engine:
                          action.service, action.state.value)
                 self.queue.add(("action", action.id), now)
         self.started = True
+
+    def _follow(self, nouns: tuple[Any, ...]) -> None:
+        """Keep the cache of unclosed incidents in step with every incident written to the store."""
+        for noun in nouns:
+            if isinstance(noun, Incident):
+                if noun.closed_at is None:
+                    self._incidents[noun.id] = noun
+                else:
+                    self._incidents.pop(noun.id, None)
+
+    def _incident(self, incident_id: str) -> Incident | None:
+        """The incident as stored: from the cache when unclosed, else read."""
+        return self._incidents.get(incident_id) or self.store.get(Incident, incident_id)
 
     def shutdown(self) -> None:
         """Stop between steps: every action is at a journaled state, so nothing is half-done."""
@@ -332,7 +354,7 @@ class Engine:
         current: Incident | None = None
         inc_id = self._open.get(key)
         if inc_id is not None:
-            current = self.store.get(Incident, inc_id)
+            current = self._incident(inc_id)
             if current is not None and current.closed_at is not None:
                 current = None
         incident, finding, opened = correlate(finding, current, now)
@@ -340,7 +362,7 @@ class Engine:
         if opened:
             self._open[key] = incident.id
             self._seen_signatures[incident.id] = {(finding.kind.value, finding.metric)}
-            self._last_persist[incident.id] = now
+            self._last_persist[incident.id] = now - _persist_phase(incident.id)
             self.store.record(finding, incident, actor="engine", event="incident.opened", subject=incident.id,
                               data={"service": incident.service, "cause": incident.cause,
                                     "kind": incident.kind, "summary": incident.summary})
@@ -442,18 +464,15 @@ class Engine:
     def _busy_until(self, service: str, now: float) -> float | None:
         """One action in flight per service, and a settle time after each one ends."""
         settle = self.config.engine.settle_s
-        latest_end = 0.0
-        for action in self.store.actions(service=service):
-            if not action.state.terminal:
-                return now + self.config.engine.interval_s
-            if action.state != ActionState.CANCELLED:
-                latest_end = max(latest_end, action.updated_at)
+        live, latest_end = self.store.service_activity(service)
+        if live:
+            return now + self.config.engine.interval_s
         if latest_end and now < latest_end + settle:
             return latest_end + settle
         return None
 
     def reconcile_incident(self, incident_id: str) -> float | None:
-        inc = self.store.get(Incident, incident_id)
+        inc = self._incident(incident_id)
         if inc is None or inc.closed_at is not None:
             return None
         now = self.clock.now()
@@ -462,21 +481,24 @@ class Engine:
         if inc.state == IncidentState.DIAGNOSED:
             if self._close_if_cleared(inc, now):
                 return None
-            busy = self._busy_until(inc.service, now)
-            if busy is not None:
-                return busy
-            diagnoses = self.store.diagnoses(inc.id)
-            return self._decide(inc, diagnoses[-1], now, human=None)
+            with self.store.reading():  # one snapshot for the busy check and every gate's read
+                busy = self._busy_until(inc.service, now)
+                if busy is not None:
+                    return busy
+                diagnosis = self.store.diagnoses(inc.id)[-1]
+                ctx = self._gate_context(inc, diagnosis, now, human=False)
+            return self._decide(inc, diagnosis, now, human=None, ctx=ctx)
         if inc.state == IncidentState.AWAITING_APPROVAL:
             return self._await_approval(inc, now)
         return None
 
     def _diagnose(self, inc: Incident, now: float) -> float:
-        findings = self.store.findings(inc.id)
+        with self.store.reading():
+            findings = self.store.findings(inc.id)
+            record = self._pattern_record()
         svc = self.config.service(inc.service)
         ctx = DiagnoseContext(now=now, service_type=svc.type if svc else None,
-                              last_change_at=self._last_change_at(inc.service),
-                              record=self._pattern_record())
+                              last_change_at=self._last_change_at(inc.service), record=record)
         diagnosis = diagnose(inc, findings, list(self.patterns.values()), ctx)
         action = diagnosis.action
         types = {action.type, *(s.type for s in action.steps)} if action is not None else set()
@@ -513,17 +535,13 @@ class Engine:
             return None
 
     def _pattern_record(self) -> dict[str, tuple[int, int]]:
-        record: dict[str, list[int]] = {}
-        for action in self.store.actions(states=[ActionState.SUCCEEDED, ActionState.FAILED,
-                                                 ActionState.ROLLED_BACK]):
-            if action.pattern_id:
-                tally = record.setdefault(action.pattern_id, [0, 0])
-                tally[0 if action.state == ActionState.SUCCEEDED else 1] += 1
-        return {k: (v[0], v[1]) for k, v in record.items()}
+        return self.store.pattern_tallies()
 
     def policy(self) -> PolicyConfig:
         """The policy in force: an admin's override from the store (PUT /api/v1/policy), else the file's."""
-        override = self.store.get_state(POLICY_OVERRIDE)
+        return self._policy_from(self.store.get_state(POLICY_OVERRIDE))
+
+    def _policy_from(self, override: dict[str, Any] | None) -> PolicyConfig:
         if override:
             try:
                 return PolicyConfig.model_validate(override)
@@ -532,8 +550,16 @@ class Engine:
         return self.config.spec.policy
 
     def _gate_context(self, inc: Incident, diagnosis: Diagnosis, now: float, human: bool) -> GateContext:
-        policy = self.policy()
         action_type = diagnosis.action.type if diagnosis.action else "none"
+        target = diagnosis.action.target if diagnosis.action else inc.service
+        keys = (POLICY_OVERRIDE, PAUSE_GLOBAL, pause_key(inc.service), breaker_key(action_type),
+                breaker_key("global"), backoff_key(target))
+        with self.store.reading():  # one snapshot for every read the gates need
+            state = self.store.get_states(keys)
+            busy = self.store.busy_services()
+            counts = Counts(*self.store.action_counts(now - _DAY, now - _WEEK, type=action_type,
+                                                      service=inc.service))
+        policy = self._policy_from(state[POLICY_OVERRIDE])
         effective = policy.effective(action_type, diagnosis.pattern_id, inc.service)
         if diagnosis.pattern_id is None and diagnosis.action is not None:
             # A fallback for a failure no pattern knows: only ever with a person's approval,
@@ -541,16 +567,14 @@ class Engine:
             level = Autonomy.APPROVE if effective.autonomy.rank >= Autonomy.APPROVE.rank else effective.autonomy
             effective = _replace(effective, autonomy=level, confidence_threshold=0.0)
         pattern = self.patterns.get(diagnosis.pattern_id or "")
-        target = diagnosis.action.target if diagnosis.action else inc.service
         if policy.autonomy_ladder.enabled and diagnosis.pattern_id is not None:
             effective = self._earned(effective, policy, diagnosis.pattern_id, inc.service, now)
-        live = self.store.actions(states=[s for s in ActionState if not s.terminal])
-        busy = {a.service for a in live}
         svc = self.config.service(inc.service)
         group = svc.group if svc else None
         members = {s.name for s in self.config.services if group and s.group == group}
         competing = []
-        for other in self.store.incidents(service=target, limit=50):
+        unclosed = sorted((i for i in self._incidents.values() if i.service == target), key=lambda i: -i.opened_at)
+        for other in unclosed[:50]:
             if other.id == inc.id or other.closed_at is not None or other.state.terminal:
                 continue
             diagnoses = self.store.diagnoses(other.id)
@@ -558,22 +582,17 @@ class Engine:
             if d is not None and d.action is not None and d.action.target == target:
                 competing.append(Plan(id=other.id, target=target, action_type=d.action.type,
                                       direction=plan_direction(d.action.params), ts=d.ts, pattern_id=d.pattern_id))
-        counts = Counts(
-            day_type=self.store.count_actions(now - _DAY, type=action_type),
-            week_type=self.store.count_actions(now - _WEEK, type=action_type),
-            day_service=self.store.count_actions(now - _DAY, service=inc.service),
-            week_service=self.store.count_actions(now - _WEEK, service=inc.service),
-        )
         return GateContext(
             now=now, diagnosis=diagnosis, effective=effective, policy=policy, service=inc.service,
             action_type=action_type, pattern_rollback_safe=pattern.rollback_safe if pattern else False,
-            paused_global=_pause_reason(self.store, PAUSE_GLOBAL),
-            paused_service=_pause_reason(self.store, pause_key(inc.service)),
-            counts=counts, breaker_type=self._breaker(action_type), breaker_global=self._breaker("global"),
+            paused_global=_pause_text(PAUSE_GLOBAL, state[PAUSE_GLOBAL]),
+            paused_service=_pause_text(pause_key(inc.service), state[pause_key(inc.service)]),
+            counts=counts, breaker_type=_breaker_state(state[breaker_key(action_type)]),
+            breaker_global=_breaker_state(state[breaker_key("global")]),
             human_approved=human,
             target_in_flight=target in busy, in_flight_targets=len(busy - {target}),
             group=group, group_size=len(members), group_in_flight=len((busy & members) - {target}),
-            backoff=BackoffState.model_validate(self.store.get_state(backoff_key(target)) or {}),
+            backoff=BackoffState.model_validate(state[backoff_key(target)] or {}),
             priority=0, competing_plans=tuple(competing),
         )
 
@@ -588,17 +607,23 @@ class Engine:
         before = (self.store.get_state(key) or {}).get("level", effective.autonomy.value)
         after = earned.autonomy.value
         kind = ladder_event(Autonomy(before), Autonomy(after))
-        if kind is not None:
-            self.store.set_state(key, {"level": after, "reason": why}, actor="engine", event=kind,
-                                 data={"pattern": pattern_id, "service": service, "from": before, "to": after,
-                                       "reason": why})
-            self.notify(Notification(level=Level.INFO, ts=now, service=service,
-                                     title=f"pattern {pattern_id} on {service}: autonomy {before} -> {after}",
-                                     body=why or ""))
+        if kind is not None:  # written by _decide, after the read snapshot this runs in is closed
+            def store_change() -> None:
+                self.store.set_state(key, {"level": after, "reason": why}, actor="engine", event=kind,
+                                     data={"pattern": pattern_id, "service": service, "from": before, "to": after,
+                                           "reason": why})
+                self.notify(Notification(level=Level.INFO, ts=now, service=service,
+                                         title=f"pattern {pattern_id} on {service}: autonomy {before} -> {after}",
+                                         body=why or ""))
+            self._ladder_changes.append(store_change)
         return earned
 
-    def _decide(self, inc: Incident, diagnosis: Diagnosis, now: float, human: dict[str, Any] | None) -> float | None:
-        ctx = self._gate_context(inc, diagnosis, now, human is not None)
+    def _decide(self, inc: Incident, diagnosis: Diagnosis, now: float, human: dict[str, Any] | None,
+                ctx: GateContext | None = None) -> float | None:
+        if ctx is None:
+            ctx = self._gate_context(inc, diagnosis, now, human is not None)
+        while self._ladder_changes:  # a promotion or demotion found while reading the gates' context
+            self._ladder_changes.pop(0)()
         verdict, gates = decide(ctx)
         decision = Decision(
             incident_id=inc.id, diagnosis_id=diagnosis.id, ts=now, verdict=verdict, gates=gates,
@@ -615,8 +640,10 @@ class Engine:
             log.info("incident %s: approved %s on %s", inc.id[:8],
                      diagnosis.action.type if diagnosis.action else "-", inc.service)
             # an open breaker past its timeout turns half-open with this action as its one trial
-            for scope, state in zip((ctx.action_type, "global"), breakers_after_approval(ctx), strict=True):
-                if state != self._breaker(scope):
+            before = (ctx.breaker_type, ctx.breaker_global)  # as read for this decision, a moment ago
+            for scope, old, state in zip((ctx.action_type, "global"), before, breakers_after_approval(ctx),
+                                         strict=True):
+                if state != old:
                     self.store.set_state(breaker_key(scope), state.model_dump(mode="json"), actor="engine",
                                          event="breaker.updated", data={"scope": scope, "state": state.state})
             pattern = self.patterns.get(diagnosis.pattern_id or "")
@@ -674,8 +701,7 @@ class Engine:
     # --- breaker ---------------------------------------------------------------------------
 
     def _breaker(self, scope: str) -> BreakerState:
-        raw = self.store.get_state(breaker_key(scope))
-        return BreakerState.model_validate(raw) if raw else BreakerState()
+        return _breaker_state(self.store.get_state(breaker_key(scope)))
 
     def _record_result(self, action: Action, success: bool) -> None:
         now = self.clock.now()
@@ -728,6 +754,16 @@ class NullMetrics:
 
     def __getattr__(self, name: str) -> Callable[..., None]:
         return lambda *args, **kwargs: None
+
+
+def _persist_phase(incident_id: str) -> float:
+    """A fixed offset in [0, _REPEAT_PERSIST_S) from the incident's id, so the repeat writes of
+    incidents opened together (an alert storm) are spread out rather than all due in one tick."""
+    return _REPEAT_PERSIST_S * (zlib.crc32(incident_id.encode()) / 2**32)
+
+
+def _breaker_state(raw: dict[str, Any] | None) -> BreakerState:
+    return BreakerState.model_validate(raw) if raw else BreakerState()
 
 
 def _replace(obj: Any, **changes: Any) -> Any:

@@ -8,10 +8,11 @@ import warnings
 import numpy as np
 import pytest
 
-from autonomic.analyze.detectors import StreamingDetector, builtin_detectors, from_state
+from autonomic.analyze.detectors import AutoSeasonal, Ensemble, StreamingDetector, builtin_detectors, from_state
 
 DETECTORS = builtin_detectors()
-SMALL = {"seasonal": {"period": 8}}  # keep the seasonal warm-up short in tests
+# keep the seasonal warm-ups short in tests
+SMALL: dict[str, dict[str, object]] = {"seasonal": {"period": 8}, "autoseasonal": {"learn": 64, "max_period": 20}}
 
 
 def make(name: str, **kw: object) -> StreamingDetector:
@@ -29,7 +30,7 @@ def run(det: StreamingDetector, data: np.ndarray) -> np.ndarray:
 
 
 def test_registry_lists_every_detector_kind() -> None:
-    assert set(DETECTORS) == {"ewma", "mad", "seasonal", "cusum", "ensemble"}
+    assert set(DETECTORS) == {"ewma", "mad", "seasonal", "cusum", "autoseasonal", "ensemble"}
     assert all(cls.name == name for name, cls in DETECTORS.items())
 
 
@@ -135,3 +136,58 @@ def test_state_of_another_detector_type_is_rejected() -> None:
     state = make("ewma").state_dict()
     with pytest.raises(ValueError, match="ewma"):
         DETECTORS["cusum"].from_state(state)
+
+
+def test_autoseasonal_infers_the_period_and_keeps_it_in_its_state() -> None:
+    rng = np.random.default_rng(1)
+    t = np.arange(400)[:, None]
+    data = np.hstack([10 + 3 * np.sin(2 * np.pi * t / 12) + rng.normal(0, 0.3, (400, 1)),  # period 12
+                      rng.normal(0, 1.0, (400, 1)),  # white noise: no season
+                      np.cumsum(rng.normal(0, 1.0, (400, 1)), axis=0)])  # random walk: no season
+    det = AutoSeasonal(learn=100, max_period=40)
+    run(det, data)
+    assert det.period.tolist() == [12, 1, 1]
+    twin = AutoSeasonal.from_state(json.loads(json.dumps(det.state_dict())))
+    assert isinstance(twin, AutoSeasonal) and twin.period.tolist() == [12, 1, 1]
+
+
+def test_autoseasonal_flags_a_break_in_the_daily_pattern_that_a_plain_ewma_misses() -> None:
+    rng = np.random.default_rng(2)
+    t = np.arange(600)
+    x = 10 + 5 * np.sin(2 * np.pi * t / 24) + rng.normal(0, 0.2, 600)
+    x[500:506] = 10.0  # the cycle goes flat for a few steps: inside the usual range
+    data = x[:, None]
+    seasonal = run(make("autoseasonal", learn=200, max_period=50), data)[:, 0]
+    plain = run(make("ewma", alpha=0.01), data)[:, 0]
+    assert seasonal[500:506].max() > 0.999 > seasonal[300:500].max()
+    assert plain[500:506].max() < plain[300:500].max()
+
+
+def test_autoseasonal_rejects_a_warm_up_shorter_than_the_longest_period() -> None:
+    with pytest.raises(ValueError, match="max_period"):
+        AutoSeasonal(learn=50, max_period=60)
+
+
+def test_ensemble_spatial_rule_flags_a_value_beyond_the_range_ever_seen() -> None:
+    rng = np.random.default_rng(4)
+    x = 10.0 + rng.normal(0, 1.0, 400)
+    x[50] = 20.0  # widens the range early: later values inside it are not spatial anomalies
+    x[300] = 14.0  # inside the seen range
+    x[350] = 25.0  # beyond it by more than 5% of the range
+    members = [{"type": "ewma", "alpha": 0.01}]
+    with_rule = run(Ensemble(members=members, spatial_tolerance=0.05), x[:, None])[:, 0]
+    without = run(Ensemble(members=members), x[:, None])[:, 0]
+    assert with_rule[350] > 0.9 and with_rule[350] > without[350]
+    assert with_rule[300] == without[300]
+
+
+def test_ensemble_onset_peak_is_forgotten_when_a_member_becomes_seasonal() -> None:
+    t = np.arange(300)
+    x = 10 + 5 * np.sin(2 * np.pi * t / 24) + np.random.default_rng(5).normal(0, 0.2, 300)
+    det = Ensemble(members=[{"type": "autoseasonal", "learn": 100, "max_period": 40}],
+                                onset_decay=0.9999, calib_warmup=10)
+    peaks = []
+    for v in x[:101]:
+        det.update(np.array([v]))
+        peaks.append(float(det.peak[0]))
+    assert max(peaks[:99]) > 0 and peaks[99] == 0.0  # the period was chosen at step 100 (index 99)

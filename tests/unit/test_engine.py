@@ -495,3 +495,61 @@ def test_a_workflow_that_fails_verification_is_undone_step_by_step_in_reverse(tm
     assert [c for c in h.actuator.calls if c[0] == "undo"] == [("undo", "svc", f"{key}:{i}") for i in (2, 1, 0)]
     assert action.state == ActionState.ROLLED_BACK
     assert h.store.get(Incident, inc.id).state == IncidentState.ROLLED_BACK  # type: ignore[union-attr]
+
+
+def _left_pending(tmp_path: Path) -> tuple[Store, Any, float]:
+    """An engine that decided and wrote the intent, then died before the action started."""
+    store = Store(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    h = Harness(tmp_path, store=store)
+    h.feed("up", 0, 3)
+    (action,) = store.actions()
+    store.record(action.model_copy(update={"state": ActionState.PENDING, "steps": action.steps[:1]}),
+                 actor="test", event="test.crash", subject=action.id)
+    inc = store.get(Incident, action.incident_id)
+    assert inc is not None
+    store.record(inc.model_copy(update={"state": IncidentState.ACTING, "closed_at": None, "resolution": None}),
+                 actor="test", event="test.crash", subject=inc.id)
+    return store, action, h.clock.now()
+
+
+def test_after_a_short_restart_a_pending_action_runs_once_on_its_decision(tmp_path: Path) -> None:
+    store, action, died_at = _left_pending(tmp_path)
+    actuator = FakeActuator()
+    h2 = Harness(tmp_path, store=store, actuator=actuator)
+    h2.clock.t = died_at + 5
+    h2.feed("up", 0, 1)
+    assert store.get(type(action), action.id).state != ActionState.CANCELLED  # type: ignore[union-attr]
+    assert [c for c, *_ in actuator.calls] == ["apply"]
+    assert len(store.actions()) == 1
+
+
+def test_a_pending_action_older_than_decision_ttl_is_not_run_and_the_incident_is_decided_again(
+        tmp_path: Path) -> None:
+    store, action, died_at = _left_pending(tmp_path)
+    actuator = FakeActuator()
+    h2 = Harness(tmp_path, store=store, actuator=actuator)
+    h2.clock.t = died_at + h2.config.engine.decision_ttl_s + 60  # down for longer than the decision lives
+    h2.feed("up", 0, 2)
+    old = store.get(type(action), action.id)
+    assert old is not None and old.state == ActionState.CANCELLED and "stale" in (old.error or "")
+    actions = store.actions()
+    assert len(actions) == 2  # a new decision, through every gate, and a new action from it
+    new = next(a for a in actions if a.id != action.id)
+    assert new.decision_id != action.decision_id
+    assert len(store.decisions()) == 2  # (the old incident went quiet while down; a new one carries on)
+    assert [c for c, *_ in actuator.calls] == ["apply"]  # exactly once, for the new decision
+
+
+def test_a_pause_set_while_the_engine_was_down_holds_a_stale_pending_action(tmp_path: Path) -> None:
+    store, action, died_at = _left_pending(tmp_path)
+    store.set_state(pause_key("svc"), {"reason": "maintenance", "actor": "person:ops"}, actor="person:ops",
+                    event="pause.set")
+    actuator = FakeActuator()
+    h2 = Harness(tmp_path, store=store, actuator=actuator)
+    h2.clock.t = died_at + h2.config.engine.decision_ttl_s + 60
+    h2.feed("up", 0, 5)
+    assert actuator.calls == []
+    assert store.get(type(action), action.id).state == ActionState.CANCELLED  # type: ignore[union-attr]
+    latest = store.decisions()[-1]
+    assert latest.id != action.decision_id and latest.verdict == Verdict.DENIED
+    assert not {g.gate: g for g in latest.gates}["paused"].passed

@@ -38,12 +38,17 @@ from autonomic.errors import ConfigError, Problem
 OUT_COLUMNS = ("timestamp", "value", "anomaly_score")
 
 # The one configuration for every file (chosen on NAB as a whole, see /work/notes/nab-results.md):
-# a slow EWMA z-score, calibrated per series, alarming on onsets only.
+# a slow EWMA z-score against a seasonal profile when the warm-up shows a period (else one level),
+# calibrated per series, alarming only on a new (slowly forgotten) record surprise; the calibration
+# is protected while the (pre-onset) score is at or above 0.3, so a lasting anomaly is not learned;
+# plus the "spatial anomaly" rule of NAB's HTM detector (a value more than 5% of the range beyond every earlier value).
 DETECT_CONFIG: dict[str, Any] = {
-    "members": [{"type": "ewma", "alpha": 0.01}],
+    "members": [{"type": "autoseasonal", "alpha": 0.003}],
     "beta": 0.005,
     "min_std": 1.0,
-    "onset_decay": 0.9999,
+    "onset_decay": 0.99999,
+    "spatial_tolerance": 0.05,
+    "protect_level": 0.3,
 }
 
 

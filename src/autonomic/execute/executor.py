@@ -85,6 +85,8 @@ class Executor:
         paused: Callable[[str], str | None],
         on_result: Callable[[Action, bool], None],
         on_undo_failed: Callable[[Action], None] = lambda action: None,
+        on_stale: Callable[[Action], None] = lambda action: None,
+        decision_ttl_s: float | None = None,
         time_scale: float = 1.0,
     ) -> None:
         self.store = store
@@ -96,6 +98,8 @@ class Executor:
         self.paused = paused
         self.on_result = on_result
         self.on_undo_failed = on_undo_failed
+        self.on_stale = on_stale
+        self.decision_ttl_s = decision_ttl_s
         self.time_scale = time_scale
 
     # --- helpers ---------------------------------------------------------------------------
@@ -218,6 +222,9 @@ class Executor:
         return None
 
     def _run(self, action: Action, now: float) -> float | None:
+        if self.decision_ttl_s is not None and now - action.created_at > self.decision_ttl_s:
+            self._stale(action, now)
+            return None
         action = self._save(action.model_copy(update={"state": ActionState.RUNNING, "updated_at": now}),
                             None, "action.running", key=action.idempotency_key)
         if action.workflow:
@@ -235,6 +242,24 @@ class Executor:
                                      body=f"automation is paused: {reason}"))
             return None
         return self._apply(action)
+
+    def _stale(self, action: Action, now: float) -> None:
+        """A decision too old to act on (the engine was down between deciding and acting): the
+        world may have changed, and pauses, windows and breakers may say otherwise now. Cancel
+        before anything runs and send the incident back to be decided again through every gate."""
+        age = now - action.created_at
+        reason = f"decision is {age:.0f}s old (decision_ttl_s {self.decision_ttl_s:.0f}); deciding again"
+        cancelled = action.model_copy(update={"state": ActionState.CANCELLED, "updated_at": now,
+                                              "error": f"stale: {reason}"})
+        inc = self._incident(action)
+        if inc is not None and inc.closed_at is None:
+            inc = self._set_incident(inc, now, IncidentState.DIAGNOSED)
+        else:
+            inc = None
+        self._save(cancelled, inc, "action.cancelled", reason=reason)
+        log.warning("%s action %s on %s not run: %s", action.type, action.id[:8], action.service, reason)
+        self.on_stale(cancelled)
+        return None
 
     def _call(self, what: str, service: str, call: Callable[[], dict[str, Any]]) -> tuple[dict[str, Any],
                                                                                          ActuatorError | None]:

@@ -17,16 +17,33 @@ import contextlib
 import json
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import ColumnElement, Engine, Text, cast, create_engine, delete, event, func, select
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Engine,
+    Table,
+    Text,
+    bindparam,
+    case,
+    cast,
+    create_engine,
+    delete,
+    event,
+    func,
+    insert,
+    select,
+    update,
+)
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
-from sqlalchemy.orm import Session
 from sqlalchemy.pool import StaticPool
 
 from autonomic.errors import AuditChainError, StoreError
@@ -36,6 +53,7 @@ from autonomic.knowledge.tables import (
     ActionRow,
     AuditHeadRow,
     AuditRow,
+    Base,
     DecisionRow,
     DiagnosisRow,
     FindingRow,
@@ -64,6 +82,43 @@ T = TypeVar("T", bound=Frozen)
 _MIGRATIONS = Path(__file__).with_name("migrations")
 _WRITE = "autonomic_write"  # execution option: this connection begins with BEGIN IMMEDIATE
 _HEAD_ID = 1
+_HEAD: Table = AuditHeadRow.__table__  # type: ignore[assignment]
+_AUDIT: Table = AuditRow.__table__  # type: ignore[assignment]
+_AUDIT_INSERT = insert(_AUDIT)
+_STATE_BY_KEY = select(StateRow.value).where(StateRow.key == bindparam("key"))
+_STATES_BY_KEYS = select(StateRow.key, StateRow.value).where(StateRow.key.in_(bindparam("keys", expanding=True)))
+_FINDINGS_OF = (select(FindingRow.body).where(FindingRow.incident_id == bindparam("incident"))
+                .order_by(FindingRow.ts, FindingRow.first_seq))
+_DIAGNOSES_OF = (select(DiagnosisRow.body).where(DiagnosisRow.incident_id == bindparam("incident"))
+                 .order_by(DiagnosisRow.ts, DiagnosisRow.first_seq))
+_LIVE = [s.value for s in ActionState if not s.terminal]
+
+
+def _n(cond: ColumnElement[bool]) -> Any:
+    return func.coalesce(func.sum(case((cond, 1), else_=0)), 0)
+
+
+_IS_TYPE, _IS_SVC = ActionRow.type == bindparam("type"), ActionRow.service == bindparam("service")
+_DAY, _WEEK = ActionRow.created_at >= bindparam("day"), ActionRow.created_at >= bindparam("week")
+_ACTION_COUNTS = select(
+    _n(_IS_TYPE & _DAY), _n(_IS_TYPE & _WEEK), _n(_IS_SVC & _DAY), _n(_IS_SVC & _WEEK),
+).where(ActionRow.created_at >= bindparam("since"), ActionRow.state != ActionState.CANCELLED.value, _IS_TYPE | _IS_SVC)
+_BUSY_SERVICES = select(ActionRow.service).where(ActionRow.state.in_(_LIVE)).distinct()
+_SERVICE_ACTIVITY = select(
+    func.coalesce(func.sum(case((ActionRow.state.in_(_LIVE), 1), else_=0)), 0),
+    func.max(case((ActionRow.state.not_in([*_LIVE, ActionState.CANCELLED.value]),
+                   ActionRow.body["updated_at"].as_float()), else_=None)),
+).where(ActionRow.service == bindparam("service"))
+_OK, _BAD = ActionState.SUCCEEDED.value, [ActionState.FAILED.value, ActionState.ROLLED_BACK.value]
+_PATTERN_TALLIES = (
+    select(ActionRow.body["pattern_id"].as_string(), func.sum(case((ActionRow.state == _OK, 1), else_=0)),
+           func.sum(case((ActionRow.state.in_(_BAD), 1), else_=0)))
+    .where(ActionRow.state.in_([_OK, *_BAD]))
+    .group_by(ActionRow.body["pattern_id"].as_string())
+)
+_HEAD_FOR_UPDATE = select(_HEAD.c.seq, _HEAD.c.hash).where(_HEAD.c.id == _HEAD_ID).with_for_update()
+_HEAD_UPDATE = (update(_HEAD).where(_HEAD.c.id == _HEAD_ID)
+                .values(seq=bindparam("new_seq"), hash=bindparam("new_hash")))
 _MIN_PREFIX = 4
 
 
@@ -109,7 +164,7 @@ def _index_values(row_cls: type[NounRow], body: dict[str, Any]) -> dict[str, Any
     return {c.key: body[c.key] for c in row_cls.__table__.columns if c.key not in ("id", "first_seq", "body")}
 
 
-def _event(row: AuditRow) -> AuditEvent:
+def _event(row: Any) -> AuditEvent:
     return AuditEvent(
         seq=row.seq,
         ts=row.ts,
@@ -120,6 +175,10 @@ def _event(row: AuditRow) -> AuditEvent:
         prev_hash=row.prev_hash,
         hash=row.hash,
     )
+
+
+def _cause(e: SQLAlchemyError) -> Any:
+    return e.orig if isinstance(e, DBAPIError) else e.__class__.__name__
 
 
 def _parse_data(text: str | None) -> Any:
@@ -151,13 +210,24 @@ class Store:
             _install_sqlite_hooks(engine)
         self._engine = engine
         self._writer = engine.execution_options(**{_WRITE: True})
+        self._insert: Callable[..., Any] = sqlite_insert if sqlite else pg_insert
+        self._upserts: dict[tuple[Any, ...], Any] = {}
+        self._bodies: dict[type[NounRow], Any] = {}
         # in-memory SQLite is one shared connection: calls from several threads take turns
         self._lock: threading.RLock | None = threading.RLock() if memory else None
+        self._listeners: list[Callable[[tuple[Noun, ...]], None]] = []
+        self._reading = threading.local()  # this thread's shared read Session (see reading())
         try:
             self._migrate()
         except BaseException:
             engine.dispose()
             raise
+
+    def on_record(self, listener: Callable[[tuple[Noun, ...]], None]) -> None:
+        """Call ``listener(nouns)`` after every :meth:`record` through this Store object has
+        committed (in the writing thread), so an in-process cache can follow the store's writes.
+        A listener that raises is a bug; the write has already committed."""
+        self._listeners.append(listener)
 
     def close(self) -> None:
         """Release every pooled connection. The store must not be used afterwards."""
@@ -168,63 +238,106 @@ class Store:
     def _migrate(self) -> None:
         config = Config()
         config.set_main_option("script_location", str(_MIGRATIONS))
-        with self._session(write=True) as session:
-            config.attributes["connection"] = session.connection()
+        with self._write() as conn:
+            config.attributes["connection"] = conn
             command.upgrade(config, "head")
 
     @contextlib.contextmanager
-    def _session(self, *, write: bool) -> Iterator[Session]:
-        """One Session and one transaction; committed on success, rolled back on any error.
+    def reading(self) -> Iterator[None]:
+        """Every read in this thread inside the block shares one connection and one transaction
+        (one consistent snapshot, one BEGIN): for a burst of reads on a hot path. No writes inside."""
+        if getattr(self._reading, "conn", None) is not None:
+            yield
+            return
+        with self._read() as conn:
+            self._reading.conn = conn
+            try:
+                yield
+            finally:
+                self._reading.conn = None
+
+    @contextlib.contextmanager
+    def _read(self) -> Iterator[Connection]:
+        """One read transaction on a Core connection (the :meth:`reading` block's, inside one).
         Database errors come out as StoreError (without SQL parameters, which may hold secrets)."""
+        shared = getattr(self._reading, "conn", None)
+        if shared is not None:
+            try:
+                yield shared
+            except SQLAlchemyError as e:
+                raise StoreError(f"store read failed: {_cause(e)}") from e
+            return
         guard = self._lock if self._lock is not None else contextlib.nullcontext()
         with guard:
             try:
-                with Session(self._writer if write else self._engine, expire_on_commit=False) as s, s.begin():
-                    yield s
+                with self._engine.begin() as conn:
+                    yield conn
             except SQLAlchemyError as e:
-                cause = e.orig if isinstance(e, DBAPIError) else e.__class__.__name__
-                raise StoreError(f"store {'write' if write else 'read'} failed: {cause}") from e
+                raise StoreError(f"store read failed: {_cause(e)}") from e
+
+    @contextlib.contextmanager
+    def _write(self) -> Iterator[Connection]:
+        """One write transaction on a Core connection (BEGIN IMMEDIATE on SQLite), committed on
+        success, rolled back on any error; database errors come out as StoreError."""
+        if getattr(self._reading, "conn", None) is not None:
+            raise RuntimeError("a store write inside Store.reading()")
+        guard = self._lock if self._lock is not None else contextlib.nullcontext()
+        with guard:
+            try:
+                with self._writer.begin() as conn:
+                    yield conn
+            except SQLAlchemyError as e:
+                raise StoreError(f"store write failed: {_cause(e)}") from e
 
     @staticmethod
-    def _head(session: Session) -> AuditHeadRow:
-        head = session.execute(
-            select(AuditHeadRow).where(AuditHeadRow.id == _HEAD_ID).with_for_update()
-        ).scalar_one_or_none()
+    def _head(conn: Connection) -> tuple[int, str]:
+        """The audit chain's head (seq, hash), locked for this transaction."""
+        head = conn.execute(_HEAD_FOR_UPDATE).one_or_none()
         if head is None:
             raise AuditChainError("audit head row is missing (the audit log was tampered with)")
-        return head
+        return int(head[0]), str(head[1])
 
     @staticmethod
     def _append(
-        session: Session, head: AuditHeadRow, actor: str, kind: str, subject: str, data: dict[str, Any] | None
+        conn: Connection, head: tuple[int, str], actor: str, kind: str, subject: str, data: dict[str, Any] | None
     ) -> AuditEvent:
         ev = make_event(
-            seq=head.seq + 1,
+            seq=head[0] + 1,
             ts=time.time(),
             actor=actor,
             kind=kind,
             subject=subject,
             data=data,
-            prev_hash=head.hash,
+            prev_hash=head[1],
         )
-        session.add(
-            AuditRow(
-                seq=ev.seq,
-                ts=ev.ts,
-                actor=ev.actor,
-                kind=ev.kind,
-                subject=ev.subject,
-                data=ev.data,
-                prev_hash=ev.prev_hash,
-                hash=ev.hash,
-            )
-        )
-        head.seq, head.hash = ev.seq, ev.hash
+        conn.execute(_AUDIT_INSERT, {"seq": ev.seq, "ts": ev.ts, "actor": ev.actor, "kind": ev.kind,
+                                     "subject": ev.subject, "data": ev.data, "prev_hash": ev.prev_hash,
+                                     "hash": ev.hash})
+        conn.execute(_HEAD_UPDATE, {"new_seq": ev.seq, "new_hash": ev.hash})
         return ev
 
+    def _upsert(self, row_cls: type[Base], columns: Iterable[str], keep: tuple[str, ...]) -> Any:
+        """INSERT ... ON CONFLICT (primary key) DO UPDATE every column but ``keep`` (SQLite and
+        PostgreSQL speak the same clause), built once per column set; values are passed at execute."""
+        cols = tuple(columns)
+        cached = self._upserts.get((row_cls, cols, keep))
+        if cached is None:
+            stmt = self._insert(row_cls)
+            key = [c.name for c in row_cls.__mapper__.primary_key]
+            changed = {k: stmt.excluded[k] for k in cols if k not in keep and k not in key}
+            cached = self._upserts[(row_cls, cols, keep)] = stmt.on_conflict_do_update(index_elements=key,
+                                                                                     set_=changed)
+        return cached
+
+    def _by_id(self, row_cls: type[NounRow]) -> Any:
+        stmt = self._bodies.get(row_cls)
+        if stmt is None:
+            stmt = self._bodies[row_cls] = select(row_cls.body).where(row_cls.id == bindparam("id"))
+        return stmt
+
     def _read_nouns(self, model: type[T], stmt: Any) -> list[T]:
-        with self._session(write=False) as s:
-            return [model.model_validate(row.body) for row in s.scalars(stmt)]
+        with self._read() as conn:
+            return [model.model_validate(row.body) for row in conn.execute(stmt)]
 
     # --- writes ------------------------------------------------------------------------------
 
@@ -239,33 +352,30 @@ class Store:
             **(data or {}),
             "nouns": [{"kind": kind, "id": n.id} for n, (kind, _) in zip(nouns, tables, strict=True)],
         }
-        with self._session(write=True) as s:
-            head = self._head(s)
+        with self._write() as conn:
+            head = self._head(conn)
             for noun, (_, row_cls) in zip(nouns, tables, strict=True):
                 body = noun.model_dump(mode="json")
-                values = _index_values(row_cls, body)
-                row = s.get(row_cls, noun.id)
-                if row is None:
-                    s.add(row_cls(id=noun.id, first_seq=head.seq + 1, body=body, **values))
-                else:
-                    row.body = body
-                    for key, value in values.items():
-                        setattr(row, key, value)
-            return self._append(s, head, actor, event, subject, payload)
+                values = {"id": noun.id, "first_seq": head[0] + 1, "body": body, **_index_values(row_cls, body)}
+                conn.execute(self._upsert(row_cls, values, keep=("first_seq",)), values)
+            written = self._append(conn, head, actor, event, subject, payload)
+        for listener in self._listeners:
+            listener(nouns)
+        return written
 
     def audit(self, actor: str, event: str, subject: str, data: dict[str, Any] | None = None) -> AuditEvent:
         """Append an audit event that writes no noun (a human act, the engine starting, ...)."""
-        with self._session(write=True) as s:
-            return self._append(s, self._head(s), actor, event, subject, data)
+        with self._write() as conn:
+            return self._append(conn, self._head(conn), actor, event, subject, data)
 
     # --- noun reads --------------------------------------------------------------------------
 
     def get(self, model: type[T], id: str) -> T | None:
         """The noun of this class with exactly this id, or None."""
         _, row_cls = _kind_and_table(model)
-        with self._session(write=False) as s:
-            row = s.get(row_cls, id)
-            return None if row is None else model.model_validate(row.body)
+        with self._read() as conn:
+            body = conn.execute(self._by_id(row_cls), {"id": id}).scalar()
+            return None if body is None else model.model_validate(body)
 
     def resolve_id(self, model: type[Noun], prefix: str) -> str:
         """The full id of the one noun of this class whose id starts with ``prefix`` (at least
@@ -276,8 +386,8 @@ class Store:
             raise IdLookupError(
                 f"{kind} id prefix {prefix!r} is too short: give at least {_MIN_PREFIX} characters"
             )
-        with self._session(write=False) as s:
-            if s.get(row_cls, prefix) is not None:
+        with self._read() as s:
+            if s.execute(self._by_id(row_cls), {"id": prefix}).first() is not None:
                 return prefix
             found = s.scalars(select(row_cls.id).where(row_cls.id.startswith(prefix, autoescape=True))).all()
         matches = sorted(i for i in found if i.startswith(prefix))  # LIKE ignores case on SQLite
@@ -321,21 +431,14 @@ class Store:
 
     def findings(self, incident_id: str) -> list[Finding]:
         """The incident's findings, oldest first."""
-        stmt = (
-            select(FindingRow)
-            .where(FindingRow.incident_id == incident_id)
-            .order_by(FindingRow.ts, FindingRow.first_seq)
-        )
-        return self._read_nouns(Finding, stmt)
+        with self._read() as conn:
+            return [Finding.model_validate(b) for b in conn.execute(_FINDINGS_OF, {"incident": incident_id}).scalars()]
 
     def diagnoses(self, incident_id: str) -> list[Diagnosis]:
         """The incident's diagnoses, oldest first."""
-        stmt = (
-            select(DiagnosisRow)
-            .where(DiagnosisRow.incident_id == incident_id)
-            .order_by(DiagnosisRow.ts, DiagnosisRow.first_seq)
-        )
-        return self._read_nouns(Diagnosis, stmt)
+        with self._read() as conn:
+            return [Diagnosis.model_validate(b)
+                    for b in conn.execute(_DIAGNOSES_OF, {"incident": incident_id}).scalars()]
 
     def decisions(
         self, incident_id: str | None = None, verdicts: Iterable[Verdict] | None = None
@@ -387,16 +490,51 @@ class Store:
             where.append(ActionRow.type == type)
         if service is not None:
             where.append(ActionRow.service == service)
-        with self._session(write=False) as s:
+        with self._read() as s:
             return int(s.scalar(select(func.count()).select_from(ActionRow).where(*where)) or 0)
+
+    def action_counts(self, day_since: float, week_since: float, *, type: str,
+                      service: str) -> tuple[int, int, int, int]:
+        """The four rate-limit counts in one query: actions of ``type`` created at or after
+        ``day_since`` and ``week_since``, and on ``service`` likewise (CANCELLED ones not counted,
+        as in :meth:`count_actions`)."""
+        params = {"type": type, "service": service, "day": day_since, "week": week_since,
+                  "since": min(day_since, week_since)}
+        with self._read() as s:
+            row = s.execute(_ACTION_COUNTS, params).one()
+        return int(row[0]), int(row[1]), int(row[2]), int(row[3])
+
+    def busy_services(self) -> set[str]:
+        """The services (targets) with an action that is not terminal."""
+        with self._read() as s:
+            return set(s.execute(_BUSY_SERVICES).scalars())
+
+    def service_activity(self, service: str) -> tuple[bool, float]:
+        """For one service: whether any action on it is not terminal, and the latest
+        ``updated_at`` of its terminal actions other than CANCELLED ones (0.0 when none)."""
+        with self._read() as s:
+            row = s.execute(_SERVICE_ACTIVITY, {"service": service}).one()
+        return int(row[0]) > 0, float(row[1] or 0.0)
+
+    def pattern_tallies(self) -> dict[str, tuple[int, int]]:
+        """Per pattern id, (succeeded, failed or rolled back) actions: the measured record."""
+        with self._read() as s:
+            return {p: (int(a), int(b)) for p, a, b in s.execute(_PATTERN_TALLIES) if p}
 
     # --- named state -------------------------------------------------------------------------
 
     def get_state(self, key: str) -> dict[str, Any] | None:
         """The JSON value stored under ``key``, or None."""
-        with self._session(write=False) as s:
-            row = s.get(StateRow, key)
-            return None if row is None else dict(row.value)
+        with self._read() as conn:
+            value = conn.execute(_STATE_BY_KEY, {"key": key}).scalar()
+            return None if value is None else dict(value)
+
+    def get_states(self, keys: Iterable[str]) -> dict[str, dict[str, Any] | None]:
+        """Several :meth:`get_state` in one read: every key in ``keys`` mapped to its value or None."""
+        wanted = list(dict.fromkeys(keys))
+        with self._read() as conn:
+            found = {k: dict(v) for k, v in conn.execute(_STATES_BY_KEYS, {"keys": wanted})}
+        return {k: found.get(k) for k in wanted}
 
     def set_state(
         self,
@@ -411,23 +549,21 @@ class Store:
         data ``data`` plus ``{"value": value}``) in the same transaction."""
         if value is not None and not isinstance(value, dict):
             raise TypeError(f"state value for {key!r} must be a dict or None, not {type(value).__name__}")
-        with self._session(write=True) as s:
-            head = self._head(s)
+        with self._write() as conn:
+            head = self._head(conn)
             if value is None:
-                s.execute(delete(StateRow).where(StateRow.key == key))
+                conn.execute(delete(StateRow).where(StateRow.key == key))
             else:
-                row = s.get(StateRow, key)
-                if row is None:
-                    s.add(StateRow(key=key, value=value, updated_at=time.time()))
-                else:
-                    row.value, row.updated_at = value, time.time()
-            return self._append(s, head, actor, event, key, {**(data or {}), "value": value})
+                row = {"key": key, "value": value, "updated_at": time.time()}
+                conn.execute(self._upsert(StateRow, row, keep=()), row)
+            return self._append(conn, head, actor, event, key, {**(data or {}), "value": value})
 
     def states(self, prefix: str) -> dict[str, dict[str, Any]]:
         """Every stored key starting with ``prefix`` and its value."""
-        with self._session(write=False) as s:
-            rows = s.scalars(select(StateRow).where(StateRow.key.startswith(prefix, autoescape=True))).all()
-            return {r.key: dict(r.value) for r in rows if r.key.startswith(prefix)}
+        with self._read() as conn:
+            rows = conn.execute(select(StateRow.key, StateRow.value)
+                                .where(StateRow.key.startswith(prefix, autoescape=True))).all()
+            return {k: dict(v) for k, v in rows if k.startswith(prefix)}
 
     # --- audit reads -------------------------------------------------------------------------
 
@@ -440,15 +576,15 @@ class Store:
             stmt = stmt.where(AuditRow.subject == subject)
         if limit is not None:
             stmt = stmt.limit(limit)
-        with self._session(write=False) as s:
-            return [_event(r) for r in s.scalars(stmt)]
+        with self._read() as conn:
+            return [_event(r) for r in conn.execute(stmt)]
 
     def verify_audit(self) -> AuditReport:
         """Recompute every hash and check the links, seq continuity and the head row, reading the
         whole chain in one consistent snapshot."""
-        with self._session(write=False) as s:
-            head = s.get(AuditHeadRow, _HEAD_ID)
-            head_pair = None if head is None else (head.seq, head.hash)
+        with self._read() as s:
+            head = s.execute(select(_HEAD.c.seq, _HEAD.c.hash).where(_HEAD.c.id == _HEAD_ID)).first()
+            head_pair = None if head is None else (int(head[0]), str(head[1]))
             cols = [
                 getattr(AuditRow, c) for c in ("seq", "ts", "actor", "kind", "subject", "prev_hash", "hash")
             ]

@@ -5,6 +5,7 @@ See :mod:`autonomic.analyze.detectors.base` for the contract every detector keep
 
 from typing import Any
 
+from autonomic.analyze.detectors.autoseasonal import AutoSeasonal
 from autonomic.analyze.detectors.base import StreamingDetector
 from autonomic.analyze.detectors.changepoint import CUSUM
 from autonomic.analyze.detectors.ensemble import Ensemble
@@ -15,7 +16,7 @@ from autonomic.analyze.detectors.seasonal import SeasonalBaseline
 
 def builtin_detectors() -> dict[str, type[StreamingDetector]]:
     """Every built-in detector class by its ``name``."""
-    return {cls.name: cls for cls in (EWMAZScore, RobustMAD, SeasonalBaseline, CUSUM, Ensemble)}
+    return {cls.name: cls for cls in (EWMAZScore, RobustMAD, SeasonalBaseline, CUSUM, AutoSeasonal, Ensemble)}
 
 
 def from_state(d: dict[str, Any]) -> StreamingDetector:
@@ -26,5 +27,5 @@ def from_state(d: dict[str, Any]) -> StreamingDetector:
     return classes[d["type"]].from_state(d)
 
 
-__all__ = ["CUSUM", "EWMAZScore", "Ensemble", "RobustMAD", "SeasonalBaseline", "StreamingDetector",
+__all__ = ["CUSUM", "AutoSeasonal", "EWMAZScore", "Ensemble", "RobustMAD", "SeasonalBaseline", "StreamingDetector",
            "builtin_detectors", "from_state"]

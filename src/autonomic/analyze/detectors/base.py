@@ -75,6 +75,7 @@ class StreamingDetector:
         self.steps = 0  # update() calls so far (the shared clock, e.g. a seasonal phase)
         self.last_raw = np.zeros(0)  # the last step's raw statistic (>= 0); not state
         self.last_warm = np.zeros(0, dtype=bool)  # where last_raw is meaningful; not state
+        self.last_reset = np.zeros(0, dtype=bool)  # where the model changed this step; not state
 
     def _set_params(self, **params: Any) -> None:
         self._params = dict(params)

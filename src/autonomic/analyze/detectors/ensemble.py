@@ -6,6 +6,7 @@ from typing import Any
 
 import numpy as np
 
+from autonomic.analyze.detectors.autoseasonal import AutoSeasonal
 from autonomic.analyze.detectors.base import StreamingDetector, decode_array, encode_array
 from autonomic.analyze.detectors.changepoint import CUSUM
 from autonomic.analyze.detectors.ewma import EWMAZScore
@@ -13,7 +14,7 @@ from autonomic.analyze.detectors.mad import RobustMAD
 from autonomic.analyze.detectors.seasonal import SeasonalBaseline
 
 MEMBER_TYPES: dict[str, type[StreamingDetector]] = {
-    cls.name: cls for cls in (EWMAZScore, RobustMAD, SeasonalBaseline, CUSUM)
+    cls.name: cls for cls in (EWMAZScore, RobustMAD, SeasonalBaseline, CUSUM, AutoSeasonal)
 }
 
 DEFAULT_MEMBERS: tuple[dict[str, Any], ...] = (
@@ -37,21 +38,30 @@ class Ensemble(StreamingDetector):
     surprise exceeds the series' decaying peak (``peak = max(peak * onset_decay, T)``), so a
     lasting anomaly alarms once instead of on every step (0 turns this off).
 
+    ``spatial_tolerance`` > 0 adds the "spatial anomaly" rule of NAB's HTM detector: a value that
+    leaves the range of every earlier value of the series by more than ``spatial_tolerance`` times
+    that range has surprise ``spatial_gain * excess / range`` (if larger), onset or not.
+
     Calibration starts after ``calib_warmup`` samples (scores 0 before). ``protect``: a sample
-    whose score is at or above ``protect_level`` does not update the calibration (the members
-    protect their own baselines).
+    whose score (before the onset filter, so a lasting anomaly stays protected after its onset)
+    is at or above ``protect_level`` does not update the calibration (the members protect their
+    own baselines).
     """
 
     name = "ensemble"
-    _arrays = ("cal_count", "cal_mean", "cal_var", "peak")
+    _arrays = ("cal_count", "cal_mean", "cal_var", "peak", "seen", "low", "high")
 
     def __init__(self, *, members: list[dict[str, Any]] | None = None, beta: float = 0.005,
                  calib_warmup: int = 50, min_std: float = 0.25, combine: str = "max", scale: float = 3.0,
-                 onset_decay: float = 0.0, protect: bool = True, protect_level: float = 0.6) -> None:
+                 onset_decay: float = 0.0, spatial_tolerance: float = 0.0, spatial_gain: float = 100.0,
+                 protect: bool = True, protect_level: float = 0.6) -> None:
         super().__init__()
         specs = [dict(m) for m in (members if members is not None else DEFAULT_MEMBERS)]
         if not specs:
             raise ValueError("an ensemble needs at least one member")
+        if spatial_tolerance < 0 or spatial_gain <= 0:
+            raise ValueError(f"spatial_tolerance must be >= 0 and spatial_gain > 0, got "
+                             f"{spatial_tolerance}, {spatial_gain}")
         if combine not in ("max", "mean"):
             raise ValueError(f"combine must be 'max' or 'mean', got {combine!r}")
         self.members: list[StreamingDetector] = []
@@ -63,10 +73,12 @@ class Ensemble(StreamingDetector):
             params.setdefault("protect", protect)
             self.members.append(MEMBER_TYPES[kind](**params))
         self._set_params(members=specs, beta=beta, calib_warmup=calib_warmup, min_std=min_std,
-                         combine=combine, scale=scale, onset_decay=onset_decay, protect=protect,
+                         combine=combine, scale=scale, onset_decay=onset_decay,
+                         spatial_tolerance=spatial_tolerance, spatial_gain=spatial_gain, protect=protect,
                          protect_level=protect_level)
         self.beta, self.calib_warmup, self.combine, self.scale = beta, calib_warmup, combine, scale
         self.min_std, self.onset_decay = min_std, onset_decay
+        self.spatial_tolerance, self.spatial_gain = spatial_tolerance, spatial_gain
         self.protect, self.protect_level = protect, protect_level
 
     def _allocate(self, n: int) -> None:
@@ -75,17 +87,23 @@ class Ensemble(StreamingDetector):
         self.cal_mean = np.zeros((n, m))
         self.cal_var = np.zeros((n, m))
         self.peak = np.zeros(n)  # decaying maximum of the surprise (onset_decay)
+        self.seen = np.zeros(n, dtype=np.int64)  # samples seen
+        self.low = np.full(n, np.nan)  # smallest and largest value seen (spatial_tolerance)
+        self.high = np.full(n, np.nan)
         for member in self.members:
             member.n_series = n
             member._allocate(n)
 
     def _step(self, x: np.ndarray, ok: np.ndarray) -> np.ndarray:
         raws, warms = [], []
+        reset = np.zeros(x.shape, dtype=bool)
         for member in self.members:
             member._step(x, ok)
             member.steps += 1
             raws.append(member.last_raw)
             warms.append(member.last_warm)
+            if member.last_reset.shape == reset.shape:
+                reset |= member.last_reset
         y = np.log1p(np.stack(raws, axis=1))
         live = np.stack(warms, axis=1)
         t = (y - self.cal_mean) / np.maximum(np.sqrt(self.cal_var), self.min_std)
@@ -95,13 +113,24 @@ class Ensemble(StreamingDetector):
         total = t.max(axis=1) if self.combine == "max" else t.mean(axis=1)
         self.last_raw = total
         score = total / (total + self.scale)
+        hot = score >= self.protect_level  # judged before the onset filter: a lasting anomaly stays hot
         if self.onset_decay > 0:  # report only new peaks: the onset of an anomaly, not its duration
             onset = total > self.peak
             self.peak = np.where(ok, np.maximum(self.peak * self.onset_decay, total), self.peak)
+            self.peak = np.where(reset, 0.0, self.peak)  # a member changed its model: old peaks are moot
             score = np.where(onset, score, 0.0)
+        if self.spatial_tolerance > 0:  # a value beyond the range ever seen is anomalous by itself
+            span = self.high - self.low
+            beyond = np.maximum(x - self.high, self.low - x) / np.where(span > 0, span, np.inf)
+            spatial = ok & (self.seen >= self.calib_warmup) & (beyond > self.spatial_tolerance)
+            t_sp = np.where(spatial, self.spatial_gain * beyond, 0.0)
+            score = np.maximum(score, t_sp / (t_sp + self.scale))
+        self.low = np.where(ok, np.fmin(self.low, x), self.low)
+        self.high = np.where(ok, np.fmax(self.high, x), self.high)
+        self.seen = self.seen + ok
         a = np.where(self.cal_count < self.calib_warmup, 1.0 / (self.cal_count + 1.0), self.beta)
         if self.protect:
-            a = np.where((score >= self.protect_level)[:, None], 0.0, a)
+            a = np.where(hot[:, None], 0.0, a)
         a = np.where(live, a, 0.0)
         d = y - self.cal_mean
         self.cal_mean = self.cal_mean + a * d

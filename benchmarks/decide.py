@@ -1,0 +1,135 @@
+"""Finding -> decision latency with the SQLite (file) store and 1,000 open incidents.
+
+    python benchmarks/decide.py --json
+
+Builds an engine over fakes (FakeClock, FakeActuator, no sources) on a SQLite file store,
+pre-creates ``--open`` unclosed incidents (awaiting approval, one per service), then for each of
+``--n`` new findings on other services measures, with ``time.perf_counter``, from
+``Engine.ingest`` of the finding to its Decision being stored (ingest, diagnose, decide: the two
+``reconcile_incident`` steps the loop would run at once). Policy autonomy is ``auto``; once the
+rate budget or blast radius is spent the decisions are denials, which are measured the same.
+Prints ``{"p50_ms", "p99_ms", "open_incidents", ...}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from autonomic.config import Config, load_config_data
+from autonomic.engine import Engine
+from autonomic.knowledge import Store
+from autonomic.model import Finding, FindingKind, Incident, IncidentState, Level, Resolution, Severity
+from autonomic.oversight.notify import Dispatcher
+from autonomic.registry import Registry
+from autonomic.testing import FakeActuator, FakeClock, FakeNotifier
+
+T0 = 1_700_000_000.0
+PATTERN = """
+id: fake-down-poke
+match: {cause: down, kind: state}
+action: {type: fake, params: {op: poke}}
+prior_confidence: 0.9
+rollback_safe: true
+verify: {metric: up, min: 1, window_s: 10, delay_s: 3, min_samples: 3}
+"""
+
+
+def fake_registry(actuator: FakeActuator) -> Registry:
+    """A registry whose only actuator type, ``fake``, is ``actuator``."""
+    registry = Registry()
+
+    def factory(ctx: Any) -> FakeActuator:
+        return actuator
+
+    factory.Params = FakeActuator.Params  # type: ignore[attr-defined]
+    factory.Binding = FakeActuator.Binding  # type: ignore[attr-defined]
+    factory.type = "fake"  # type: ignore[attr-defined]
+    registry.register("actuator", "fake", factory)
+    return registry
+
+
+def build_config(tmp: Path, services: int, registry: Registry, policy: dict[str, Any] | None = None,
+                 engine: dict[str, Any] | None = None) -> Config:
+    pdir = tmp / "patterns"
+    pdir.mkdir(exist_ok=True)
+    (pdir / "fake.yaml").write_text(PATTERN)
+    data = {
+        "engine": {"interval_s": 1, "state_dir": str(tmp / "state"), "host_metrics": False, "settle_s": 0,
+                   "resolve_after_s": 30, "stop_services_on_exit": False, **(engine or {})},
+        "services": [{"name": f"svc{i:05d}", "actuators": {"fake": {"name": "x"}}} for i in range(services)],
+        "patterns": [str(pdir)],
+        "builtin_patterns": False,
+        "policy": {"autonomy": "auto", "confidence_threshold": 0.5, **(policy or {})},
+    }
+    return load_config_data(data, source="bench.yaml", base_dir=tmp, registry=registry)
+
+
+def build_engine(config: Config, registry: Registry, clock: FakeClock, store: Store) -> Engine:
+    return Engine(config, registry=registry, clock=clock, store=store,
+                  notifiers=Dispatcher([(FakeNotifier(), Level.INFO)], synchronous=True, dedup_s=0), sources=[],
+                  detectors=[])
+
+
+def finding(service: str, ts: float, cause: str = "down") -> Finding:
+    return Finding(service=service, metric="up", kind=FindingKind.STATE, cause=cause, severity=Severity.CRITICAL,
+                   confidence=0.95, ts=ts, value=0.0, threshold=1.0, summary=f"{service} is down")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description="finding -> decision latency")
+    ap.add_argument("--open", type=int, default=1000, help="open incidents before measuring")
+    ap.add_argument("--n", type=int, default=500, help="new incidents measured")
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args(argv)
+
+    with tempfile.TemporaryDirectory() as d:
+        tmp = Path(d)
+        clock = FakeClock(T0)
+        registry = fake_registry(FakeActuator())
+        config = build_config(tmp, args.open + args.n, registry)
+        store = Store(f"sqlite:///{tmp / 'bench.db'}")
+        for i in range(args.open):  # unclosed incidents a person has not answered yet
+            inc = Incident(service=f"svc{i:05d}", cause="down", state=IncidentState.AWAITING_APPROVAL,
+                           severity=Severity.CRITICAL, kind=FindingKind.STATE, opened_at=T0, updated_at=T0,
+                           last_finding_at=T0, summary="down", resolution=Resolution.ESCALATED)
+            store.record(finding(inc.service, T0).model_copy(update={"incident_id": inc.id}), inc,
+                         actor="bench", event="incident.opened", subject=inc.id)
+        engine = build_engine(config, registry, clock, store)
+        engine.start()
+        open_before = sum(1 for i in store.incidents(limit=100_000) if i.closed_at is None)
+        latencies = []
+        verdicts: dict[str, int] = {}
+        for j in range(args.n):
+            clock.advance(0.01)
+            now = clock.now()
+            f = finding(f"svc{args.open + j:05d}", now)
+            t0 = time.perf_counter()
+            opened = engine.ingest(f, now)
+            assert opened is not None
+            engine.reconcile_incident(opened.id)  # open -> diagnosed
+            engine.reconcile_incident(opened.id)  # diagnosed -> decision stored
+            latencies.append(time.perf_counter() - t0)
+            (decision,) = store.decisions(opened.id)
+            verdicts[decision.verdict.value] = verdicts.get(decision.verdict.value, 0) + 1
+        engine.shutdown()
+    ms = np.asarray(latencies) * 1000
+    result = {"p50_ms": round(float(np.percentile(ms, 50)), 3), "p99_ms": round(float(np.percentile(ms, 99)), 3),
+              "open_incidents": open_before, "measured": args.n, "verdicts": verdicts, "store": "sqlite file"}
+    if args.json:
+        print(json.dumps(result))
+    else:
+        for k, v in result.items():
+            print(f"{k:>15}: {v}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

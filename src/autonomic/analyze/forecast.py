@@ -1,0 +1,321 @@
+"""Seasonal breach forecasts: a robust trend on top of a learned daily profile.
+
+:func:`predict_breach_seasonal` answers, for one series, "when will it reach ``threshold``
+(a maximum)?", returning the :class:`~autonomic.analyze.trend.Forecast` shape of trend.py.
+:func:`stream_forecasts` runs the very same rules over many aligned series at once
+(numpy ``(N, T)``), evaluating every ``eval_s`` as a streaming engine would.
+
+One evaluation at time ``now`` sees only samples with ``ts <= now``:
+
+1. **Minimum history**: the oldest sample must be at least ``min_history_s`` before ``now``,
+   else None (default 1.5 periods: with a single period a trend and the cycle are confounded).
+2. **Daily profile**: on the samples in ``[b - history_s, b)`` where ``b`` is ``now``
+   rounded down to a multiple of ``refit_s`` (so the profile is refit once per ``refit_s``),
+   a robust fit of the harmonics ``cos/sin(2 pi k t / period_s)``, ``k = 1..harmonics``, plus a
+   rate, to lagged differences (see :func:`fit_profile`: a leak and level steps stay out of
+   the profile); the harmonic part is the profile ``s(t)``. Fewer than
+   ``4 * (2 + 2 * harmonics)`` points -> None.
+3. **Robust trend** on the deseasonalised values ``z = value - s(t)`` of the last
+   ``window_s``: medians per ``block_s`` block (outliers do not move them), at least half the
+   blocks present, then OLS of the block medians on time. A level shift is allowed for: the
+   best single step (a + b t + c [t >= t_k], each side >= 2 blocks) replaces
+   the plain line when its F statistic is >= ``step_f_min``, so a step alone is not a slope.
+4. The slope must be rising with ``t = slope / se >= t_min`` (``zscore`` in the evidence),
+   and the EMA of the block medians (``ema_alpha``) must be above the mean of the first half
+   of the window (``ema_start``), as in trend.py.
+5. ``current`` (median of the last block, raw) must be below ``threshold``.
+6. A breach is the first *sample* at or over the threshold. Samples are modelled as the
+   projection ``level + slope * h + s(now + h)`` (``level`` = trend value at ``now``) plus
+   gaussian noise ``sigma`` (1.4826 * MAD of the deseasonalised values around their block
+   medians), at the window's median sampling interval; ``eta_s`` is the median time of the
+   first exceedance (:func:`_median_first_exceedance`, on a ``block_s / 4`` grid), and must be
+   ``<= horizon_s``, else None. The interval ``[eta_low_s, eta_high_s]`` repeats that with
+   slope +- 1.96 se (``eta_high_s`` is ``inf`` when it does not come within twice the horizon).
+7. **Confirmation**: steps 1-6 must also hold at ``now - i * eval_s`` for ``i < confirm``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+from scipy.special import log_ndtr
+
+from autonomic.analyze.trend import Forecast
+
+
+class SeasonalTrendSpec(BaseModel):
+    """Which metric to forecast with a daily profile, and how (see the module docstring)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
+
+    metric: str = Field(min_length=1)
+    threshold: float | None = None
+    period_s: float = Field(default=86_400.0, gt=0)
+    harmonics: int = Field(default=3, ge=1, le=12)
+    history_s: float = Field(default=2 * 86_400.0, gt=0)
+    min_history_s: float = Field(default=1.5 * 86_400.0, ge=0)
+    refit_s: float = Field(default=3600.0, gt=0)
+    window_s: float = Field(default=6 * 3600.0, gt=0)
+    block_s: float = Field(default=600.0, gt=0)
+    horizon_s: float = Field(default=6 * 3600.0, gt=0)
+    t_min: float = Field(default=4.0, ge=0)
+    step_f_min: float = Field(default=25.0, ge=0)
+    ema_alpha: float = Field(default=0.3, gt=0, le=1)
+    eval_s: float = Field(default=300.0, gt=0)
+    confirm: int = Field(default=3, ge=1)
+
+
+def _basis(t: np.ndarray, period_s: float, harmonics: int) -> np.ndarray:
+    """``(len(t), 2 * harmonics)``: cos and sin of each harmonic of the period."""
+    w = 2.0 * np.pi * (np.asarray(t, dtype=np.float64) % period_s) / period_s
+    k = np.arange(1, harmonics + 1)
+    ang = w[:, None] * k[None, :]
+    return np.concatenate([np.cos(ang), np.sin(ang)], axis=1)
+
+
+def fit_profile(t: np.ndarray, y: np.ndarray, period_s: float, harmonics: int,
+                lag_s: float = 3600.0, rounds: int = 3) -> np.ndarray:
+    """Harmonic coefficients ``(N, 2 * harmonics)`` of ``y`` (N, len(t)), robust to steps.
+
+    The fit is on lagged differences ``y(t) - y(t')`` with ``t'`` the first sample at or after
+    ``t - lag_s``: a linear trend becomes a constant rate (fitted too) and a level step only
+    touches the differences that straddle it, which the rejection rounds take out (a difference
+    more than 3 robust sigmas from the fit is replaced by the fit, then refit; likewise the
+    stretch where a leak has only just started). With no pair at least ``lag_s / 2`` apart, the
+    plain least squares on the values (line + harmonics) is used."""
+    y2 = np.atleast_2d(y)
+    j = np.searchsorted(t, t - lag_s)
+    pair = (t - lag_s >= t[0]) & (t - t[j] >= lag_s / 2)
+    if int(pair.sum()) < 4 * (1 + 2 * harmonics):
+        mid = float(t.mean())
+        design = np.concatenate([np.ones((t.size, 1)), ((t - mid) / period_s)[:, None],
+                                 _basis(t, period_s, harmonics)], axis=1)
+        return np.asarray((np.linalg.pinv(design) @ y2.T)[2:].T)
+    a, b = np.flatnonzero(pair), j[pair]
+    design = np.concatenate([((t[a] - t[b]) / period_s)[:, None],
+                             _basis(t[a], period_s, harmonics) - _basis(t[b], period_s, harmonics)], axis=1)
+    pinv = np.linalg.pinv(design)  # (p, P)
+    d = (y2[:, a] - y2[:, b]).T  # (P, N)
+    work = d
+    for _ in range(rounds):
+        coef = pinv @ work
+        fitted = design @ coef
+        resid = d - fitted
+        sigma = 1.4826 * np.median(np.abs(resid), axis=0)
+        work = np.where(np.abs(resid) > 3.0 * np.maximum(sigma, 1e-12), fitted, d)
+    coef = pinv @ work
+    return np.asarray(coef[1:].T)
+
+
+def _ema_last(z: np.ndarray, alpha: float) -> np.ndarray:
+    """EMA at the last column of ``z`` (N, m), seeded with the first column."""
+    out = z[:, 0].copy()
+    for j in range(1, z.shape[1]):
+        out = alpha * z[:, j] + (1 - alpha) * out
+    return out
+
+
+def trend_fit(x: np.ndarray, z: np.ndarray, step_f_min: float) -> dict[str, np.ndarray]:
+    """Line (or line + best step) through block medians ``z`` (N, m) at times ``x`` (m,) with
+    ``x = 0`` meaning now. Returns slope, se, level (at x = 0), r2 and step (bool) per series."""
+    n, m = z.shape
+    xm = x - x.mean()
+    sxx = float((xm * xm).sum())
+    slope = z @ xm / sxx
+    level = z.mean(axis=1) - slope * x.mean()
+    resid = z - level[:, None] - slope[:, None] * x[None, :]
+    sse1 = (resid * resid).sum(axis=1)
+    se = np.sqrt(sse1 / max(m - 2, 1) / sxx)
+    sst = ((z - z.mean(axis=1, keepdims=True)) ** 2).sum(axis=1)
+    step = np.zeros(n, dtype=bool)
+    seg = 2
+    ks = np.arange(seg, m - seg + 1)
+    if ks.size and m > 3:
+        designs = np.stack([np.stack([np.ones(m), x, (np.arange(m) >= k).astype(float)], axis=1)
+                            for k in ks])  # (K, m, 3)
+        pinvs = np.linalg.pinv(designs)  # (K, 3, m)
+        inv_diag = np.linalg.inv(np.einsum("kmp,kmq->kpq", designs, designs))[:, 1, 1]  # (K,)
+        coefs = np.einsum("kpm,nm->nkp", pinvs, z)
+        fitted = np.einsum("nkp,kmp->nkm", coefs, designs)
+        sse2 = ((z[:, None, :] - fitted) ** 2).sum(axis=2)  # (N, K)
+        best = sse2.argmin(axis=1)
+        rows = np.arange(n)
+        sse_b = sse2[rows, best]
+        f_stat = (sse1 - sse_b) / np.maximum(sse_b / (m - 3), 1e-300)
+        step = f_stat >= step_f_min
+        cb = coefs[rows, best]
+        slope = np.where(step, cb[:, 1], slope)
+        level = np.where(step, cb[:, 0] + cb[:, 2], level)
+        se = np.where(step, np.sqrt(sse_b / (m - 3) * inv_diag[best]), se)
+        sse1 = np.where(step, sse_b, sse1)
+    r2 = np.where(sst > 0, 1.0 - sse1 / np.where(sst > 0, sst, 1.0), 0.0)
+    return {"slope": slope, "se": se, "level": level, "r2": r2, "step": step}
+
+
+def _median_first_exceedance(level: np.ndarray, slope: np.ndarray, season: np.ndarray,
+                             h: np.ndarray, threshold: np.ndarray, sigma: np.ndarray,
+                             samples_per_step: float) -> np.ndarray:
+    """Median time of the first sample at or over ``threshold`` when samples are
+    ``level + slope*h + season`` plus gaussian noise ``sigma``: the first ``h`` where the
+    cumulative hazard ``sum(-samples_per_step * log(1 - p))`` reaches ``ln 2``, ``p`` being each
+    sample's chance to be over. ``inf`` when that does not happen on the grid ``h``."""
+    mean = level[:, None] + slope[:, None] * h[None, :] + season  # (N, H)
+    z = (mean - threshold[:, None]) / np.maximum(sigma, 1e-9)[:, None]
+    hazard = -samples_per_step * log_ndtr(-z)  # -log(1 - p), p = ndtr(z)
+    cum = np.cumsum(hazard, axis=1)
+    over = cum >= math.log(2.0)
+    return np.where(over.any(axis=1), h[over.argmax(axis=1)], np.inf)
+
+
+def evaluate_blocks(x: np.ndarray, zb: np.ndarray, current: np.ndarray, coef: np.ndarray,
+                    threshold: np.ndarray, now: float, spec: SeasonalTrendSpec,
+                    sigma: np.ndarray, sample_s: float) -> dict[str, np.ndarray]:
+    """Rules 3-6 for ``N`` series: block times ``x`` (m,, relative to now), deseasonalised block
+    medians ``zb`` (N, m), raw ``current`` (N,), profile ``coef`` (N, 2K), sample noise ``sigma``
+    (N,) and sampling interval ``sample_s``. ``ok`` marks a forecast."""
+    fit = trend_fit(x, zb, spec.step_f_min)
+    slope, se = fit["slope"], fit["se"]
+    tstat = np.where(se > 0, slope / np.where(se > 0, se, 1.0), np.where(slope > 0, np.inf, 0.0))
+    half = zb.shape[1] // 2
+    ema_start = zb[:, :half].mean(axis=1)
+    ema = _ema_last(zb, spec.ema_alpha)
+    step = spec.block_s / 4
+    h = np.arange(step, 2 * spec.horizon_s + step / 2, step)
+    per = step / sample_s
+    ok = (slope > 0) & (tstat >= spec.t_min) & (ema > ema_start) & (current < threshold)
+    eta, low, high = (np.full(ok.shape, np.inf) for _ in range(3))
+    rows = np.flatnonzero(ok)  # the projection only for the series still in the running
+    if rows.size:
+        season = coef[rows] @ _basis(now + h, spec.period_s, spec.harmonics).T  # (n, H)
+        args = (season, h, threshold[rows], sigma[rows], per)
+        level, band = fit["level"][rows], 1.96 * se[rows]
+        eta[rows] = _median_first_exceedance(level, slope[rows], *args)
+        low[rows] = _median_first_exceedance(level, slope[rows] + band, *args)
+        high[rows] = _median_first_exceedance(level, slope[rows] - band, *args)
+    ok &= eta <= spec.horizon_s
+    season_now = coef @ _basis(np.array([now]), spec.period_s, spec.harmonics)[0]
+    return {"ok": ok, "eta": eta, "eta_low": np.minimum(low, eta), "eta_high": np.maximum(high, eta),
+            "slope": slope, "level": fit["level"], "season_now": season_now, "r2": fit["r2"],
+            "tstat": tstat, "ema": ema, "ema_start": ema_start}
+
+
+def _evaluate_one(t: np.ndarray, v: np.ndarray, threshold: float, now: float,
+                  spec: SeasonalTrendSpec) -> Forecast | None:
+    """Rules 1-6 for one series at ``now`` (``t``, ``v`` finite, sorted)."""
+    seen = t <= now
+    t, v = t[seen], v[seen]
+    if t.size == 0 or now - float(t[0]) < spec.min_history_s:
+        return None
+    b = math.floor(now / spec.refit_s) * spec.refit_s
+    hist = (t >= b - spec.history_s) & (t < b)
+    if int(hist.sum()) < 4 * (2 + 2 * spec.harmonics):
+        return None
+    coef = fit_profile(t[hist], v[hist], spec.period_s, spec.harmonics)
+    m = max(1, int(round(spec.window_s / spec.block_s)))
+    win = t > now - m * spec.block_s
+    tw, vw = t[win], v[win]
+    zw = vw - (coef @ _basis(tw, spec.period_s, spec.harmonics).T)[0]
+    block = np.minimum(((now - tw) // spec.block_s).astype(int), m - 1)
+    xs, zs, dev, last = [], [], [], None
+    for j in range(m - 1, -1, -1):
+        sel = block == j
+        if sel.any():
+            xs.append(float((tw[sel] - now).mean()))
+            zs.append(float(np.median(zw[sel])))
+            dev.append(np.abs(zw[sel] - zs[-1]))
+            if j == 0:
+                last = float(np.median(vw[sel]))
+    if last is None or len(xs) < max(4, (m + 1) // 2):
+        return None
+    sigma = 1.4826 * float(np.median(np.concatenate(dev)))
+    sample_s = float(np.median(np.diff(tw))) if tw.size > 1 else spec.block_s
+    res = evaluate_blocks(np.array(xs), np.array([zs]), np.array([last]), coef,
+                          np.array([float(threshold)]), now, spec, np.array([sigma]), sample_s)
+    if not bool(res["ok"][0]):
+        return None
+    eta = float(res["eta"][0])
+    return Forecast(
+        slope_per_s=float(res["slope"][0]),
+        intercept=float(res["level"][0] + res["season_now"][0]),
+        r2=float(res["r2"][0]),
+        ema=float(res["ema"][0]),
+        ema_start=float(res["ema_start"][0]),
+        zscore=float(res["tstat"][0]),
+        current=last,
+        threshold=float(threshold),
+        breach_at=now + eta,
+        eta_s=eta,
+        eta_low_s=float(res["eta_low"][0]),
+        eta_high_s=float(res["eta_high"][0]),
+        points=int(tw.size),
+    )
+
+
+def predict_breach_seasonal(ts: Any, values: Any, threshold: float, *, now: float,
+                            spec: SeasonalTrendSpec | None = None) -> Forecast | None:
+    """When will ``values`` reach ``threshold``, given a daily profile? None unless all the
+    rules of the module docstring hold (including ``confirm`` consecutive evaluations).
+    ``zscore`` in the result is the slope's t statistic; ``intercept`` the projection at now."""
+    spec = spec or SeasonalTrendSpec(metric="value")
+    t = np.asarray(ts, dtype=np.float64)
+    v = np.asarray(values, dtype=np.float64)
+    keep = np.isfinite(t) & np.isfinite(v)
+    t, v = t[keep], v[keep]
+    order = np.argsort(t, kind="stable")
+    t, v = t[order], v[order]
+    result = _evaluate_one(t, v, threshold, now, spec)
+    if result is None:
+        return None
+    for i in range(1, spec.confirm):
+        if _evaluate_one(t, v, threshold, now - i * spec.eval_s, spec) is None:
+            return None
+    return result
+
+
+def stream_forecasts(ts: np.ndarray, values: np.ndarray, thresholds: np.ndarray,
+                     spec: SeasonalTrendSpec) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Run the rules streaming over aligned, regular, gap-free series ``values`` (N, T) at
+    times ``ts`` (T,), every ``spec.eval_s``. Returns evaluation times (E,), confirmed findings
+    (N, E) and predicted breach times (N, E, NaN where no finding). ``block_s``, ``eval_s`` and
+    ``refit_s`` must be multiples of the sampling interval."""
+    dt = float(ts[1] - ts[0])
+    per_block = int(round(spec.block_s / dt))
+    m = max(1, int(round(spec.window_s / spec.block_s)))
+    wlen = m * per_block
+    hist_len = int(round(spec.history_s / dt))
+    n = values.shape[0]
+    first = int(math.ceil((ts[0] + spec.min_history_s - ts[0]) / dt))
+    stride = int(round(spec.eval_s / dt))
+    idx = np.arange(max(first, wlen - 1), ts.size, stride)
+    eval_ts = ts[idx]
+    raw = np.zeros((n, idx.size), dtype=bool)
+    at = np.full((n, idx.size), np.nan)
+    coef: np.ndarray | None = None
+    boundary = None
+    x = ts[idx[0] - wlen + 1: idx[0] + 1].reshape(m, per_block).mean(axis=1) - ts[idx[0]] if idx.size else None
+    for j, i in enumerate(idx):
+        now = float(ts[i])
+        b = math.floor(now / spec.refit_s) * spec.refit_s
+        if b != boundary:
+            boundary = b
+            sel = np.flatnonzero((ts >= b - spec.history_s) & (ts < b))[-hist_len:]
+            coef = fit_profile(ts[sel], values[:, sel], spec.period_s, spec.harmonics)
+        assert coef is not None and x is not None
+        tw = ts[i - wlen + 1: i + 1]
+        vw = values[:, i - wlen + 1: i + 1]
+        zw = vw - coef @ _basis(tw, spec.period_s, spec.harmonics).T
+        zr = zw.reshape(n, m, per_block)
+        zb = np.median(zr, axis=2)
+        sigma = 1.4826 * np.median(np.abs(zr - zb[:, :, None]).reshape(n, -1), axis=1)
+        current = np.median(vw[:, -per_block:], axis=1)
+        res = evaluate_blocks(x, zb, current, coef, thresholds, now, spec, sigma, dt)
+        raw[:, j] = res["ok"]
+        at[:, j] = now + res["eta"]
+    found = raw.copy()
+    for k in range(1, spec.confirm):
+        found[:, k:] &= raw[:, :-k]
+        found[:, :k] = False
+    return eval_ts, found, np.where(found, at, np.nan)

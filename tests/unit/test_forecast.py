@@ -1,0 +1,128 @@
+"""predict_breach_seasonal / stream_forecasts: leaks forecast on time, cycles and steps do not."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from autonomic.analyze.forecast import SeasonalTrendSpec, predict_breach_seasonal, stream_forecasts
+
+DAY = 86_400.0
+DT = 60.0
+T0 = 1_700_000_000.0 - (1_700_000_000.0 % DAY)  # midnight, so the phase is easy to read
+THRESHOLD = 90.0
+
+
+def _series(days: float = 2.0, *, amp: float = 0.0, noise: float = 0.3, seed: int = 0,
+            leak_from: float | None = None, slope_per_h: float = 0.0, base: float = 60.0,
+            step_at: float | None = None, step: float = 0.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(ts, noisy values, clean values): base + daily sine + optional leak and step."""
+    ts = T0 + np.arange(int(days * DAY / DT)) * DT
+    clean = base + amp * np.sin(2 * np.pi * (ts - T0) / DAY)
+    if leak_from is not None:
+        clean = clean + slope_per_h / 3600.0 * np.clip(ts - (T0 + leak_from), 0.0, None)
+    if step_at is not None:
+        clean = clean + step * (ts >= T0 + step_at)
+    values = clean + np.random.default_rng(seed).normal(0.0, noise, ts.size)
+    return ts, values, clean
+
+
+def _clean_crossing(ts: np.ndarray, clean_fn, now: float) -> float:
+    """First time after ``now`` the clean signal (extended by ``clean_fn``) reaches the threshold."""
+    future = now + np.arange(1, 48 * 60) * DT
+    over = clean_fn(future) >= THRESHOLD
+    assert over.any()
+    return float(future[over.argmax()])
+
+
+def test_pure_leak_predicts_the_breach_within_a_quarter_of_the_lead() -> None:
+    # 60 -> leak of 0.55/h from the start; at day 2 the mean is 86.4, reaching 90 6.5 h later;
+    # the truth is the first noisy sample at or over 90, a little earlier
+    ts_all, values_all, _ = _series(days=2.5, leak_from=0.0, slope_per_h=0.55)
+    now = T0 + 2 * DAY
+    past = ts_all <= now
+    ts, values = ts_all[past], values_all[past]
+    truth = float(ts_all[~past][values_all[~past] >= THRESHOLD][0])
+    spec = SeasonalTrendSpec(metric="memory_percent", horizon_s=10 * 3600.0)
+    forecast = predict_breach_seasonal(ts, values, THRESHOLD, now=now, spec=spec)
+    assert forecast is not None
+    assert forecast.breach_at == pytest.approx(truth, abs=0.25 * (truth - now))
+    assert forecast.slope_per_s * 3600 == pytest.approx(0.55, rel=0.1)
+    assert forecast.eta_low_s <= forecast.eta_s <= forecast.eta_high_s
+    assert forecast.zscore >= spec.t_min and forecast.current < THRESHOLD
+    json.dumps(forecast.evidence(), allow_nan=False)
+
+
+def test_leak_on_a_daily_cycle_adds_the_profile_back_when_projecting() -> None:
+    ts, values, _ = _series(amp=8.0, leak_from=1.0 * DAY, slope_per_h=0.8, noise=0.5, seed=3)
+    now = float(ts[-1])
+
+    def clean(t: np.ndarray) -> np.ndarray:
+        return 60.0 + 8.0 * np.sin(2 * np.pi * (t - T0) / DAY) + 0.8 / 3600.0 * (t - T0 - DAY)
+
+    truth = _clean_crossing(ts, clean, now)
+    forecast = predict_breach_seasonal(ts, values, THRESHOLD, now=now)
+    assert forecast is not None
+    # the line alone (level + slope * h) would not reach 90 within the 6 h horizon; the cycle does
+    assert forecast.intercept + forecast.slope_per_s * SeasonalTrendSpec(metric="x").horizon_s < 85.0
+    assert abs(forecast.breach_at - truth) <= 0.2 * (truth - now)
+
+
+def test_daily_cycle_close_to_the_threshold_gives_no_forecast() -> None:
+    ts, values, _ = _series(days=3.0, amp=10.0, base=76.0, noise=1.0, seed=5)  # peaks at 86
+    for now in ts[int(1.6 * DAY / DT)::120]:
+        assert predict_breach_seasonal(ts, values, THRESHOLD, now=float(now)) is None
+
+
+def test_step_without_trend_gives_no_forecast() -> None:
+    ts, values, _ = _series(days=2.5, amp=4.0, base=75.0, step_at=2.0 * DAY, step=6.0, seed=7)
+    for now in ts[int(2.0 * DAY / DT)::30]:
+        assert predict_breach_seasonal(ts, values, THRESHOLD, now=float(now)) is None
+
+
+def test_too_little_history_gives_none() -> None:
+    ts, values, _ = _series(days=2.0, leak_from=1.6 * DAY, slope_per_h=2.5)
+    now = float(ts[-1])
+    assert predict_breach_seasonal(ts, values, THRESHOLD, now=now) is not None
+    young = ts >= now - 1.2 * DAY  # less than min_history_s (1.5 days) of samples
+    assert predict_breach_seasonal(ts[young], values[young], THRESHOLD, now=now) is None
+    assert predict_breach_seasonal([], [], THRESHOLD, now=now) is None
+
+
+def test_non_finite_and_unsorted_samples_are_ignored() -> None:
+    ts, values, _ = _series(leak_from=1.6 * DAY, slope_per_h=2.5)
+    now = float(ts[-1])
+    clean = predict_breach_seasonal(ts, values, THRESHOLD, now=now)
+    dirty = values.copy()
+    dirty[::97] = np.nan
+    order = np.random.default_rng(1).permutation(ts.size)
+    messy = predict_breach_seasonal(ts[order], dirty[order], THRESHOLD, now=now)
+    assert clean is not None and messy is not None
+    assert messy.eta_s == pytest.approx(clean.eta_s, rel=0.05)
+
+
+def test_streaming_run_matches_the_single_series_function() -> None:
+    a = _series(leak_from=1.6 * DAY, slope_per_h=2.5, seed=1)
+    b = _series(amp=8.0, base=70.0, seed=2)
+    ts = a[0]
+    values = np.stack([a[1], b[1]])
+    spec = SeasonalTrendSpec(metric="x")
+    eval_ts, found, breach_at = stream_forecasts(ts, values, np.full(2, THRESHOLD), spec)
+    assert found[0].any() and not found[1].any()
+    for j in range(0, eval_ts.size, 13):
+        single = predict_breach_seasonal(ts, values[0], THRESHOLD, now=float(eval_ts[j]), spec=spec)
+        assert (single is not None) == bool(found[0, j])
+        if single is not None:
+            assert single.breach_at == pytest.approx(breach_at[0, j])
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [({"harmonics": 0}, "harmonics"), ({"block_s": 0}, "block_s"), ({"confirm": 0}, "confirm"),
+     ({"unknown": 1}, "unknown")],
+)
+def test_bad_seasonal_spec_is_rejected_naming_the_field(kwargs: dict, field: str) -> None:
+    with pytest.raises(ValueError, match=field):
+        SeasonalTrendSpec(metric="memory_percent", **kwargs)
