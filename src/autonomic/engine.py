@@ -49,11 +49,19 @@ from autonomic.monitor.promquery import PromQuerySource, PromQuerySpec
 from autonomic.monitor.series import SeriesStore
 from autonomic.oversight.notify import Dispatcher, build_dispatcher
 from autonomic.oversight.reports import due_reports, report_notification
-from autonomic.plan.autonomy import earned_effective, ladder_event
-from autonomic.plan.backoff import BackoffState, backoff_record
+from autonomic.plan.autonomy import earned_effective, ladder_event, people_evidence
+from autonomic.plan.backoff import BackoffState, backoff_allows, backoff_delay, backoff_record
 from autonomic.plan.breaker import BreakerState, breaker_record
 from autonomic.plan.diagnose import DiagnoseContext, diagnose
-from autonomic.plan.gates import Counts, GateContext, Plan, breakers_after_approval, decide, plan_direction
+from autonomic.plan.gates import (
+    Counts,
+    GateContext,
+    Plan,
+    breakers_after_approval,
+    decide,
+    plan_direction,
+    shadow_verdict,
+)
 from autonomic.plan.policy import PolicyConfig
 from autonomic.protocols import ActuatorContext, Clock, Detector, Source
 from autonomic.reconcile import Key, WorkQueue
@@ -155,6 +163,7 @@ class Engine:
             clock=self.clock, notify=self.notify, paused=lambda svc: paused_reason(self.store, svc),
             on_result=self._record_result, on_undo_failed=self._open_breakers,
             on_stale=lambda action: self.queue.add(("incident", action.incident_id), self.clock.now()),
+            on_ended=self._escalation_step,
             decision_ttl_s=config.engine.decision_ttl_s, time_scale=config.engine.time_scale,
         )
         self._open: dict[tuple[str, str], str] = {}  # (service, cause) -> unclosed incident id
@@ -471,6 +480,17 @@ class Engine:
             return latest_end + settle
         return None
 
+    def _retry_after(self, inc: Incident, diagnosis: Diagnosis, now: float) -> float | None:
+        """A further attempt on an incident that already had one (its escalation chain) waits
+        out the target's backoff rather than being denied by it; None when it may go now."""
+        if diagnosis.action is None or not self.store.actions(incident_id=inc.id):
+            return None
+        state = BackoffState.model_validate(self.store.get_state(backoff_key(diagnosis.action.target)) or {})
+        ok, _, _ = backoff_allows(state, now, self.policy().backoff)
+        if ok or state.last_failure_at is None:
+            return None
+        return state.last_failure_at + backoff_delay(state.failures, self.policy().backoff)
+
     def reconcile_incident(self, incident_id: str) -> float | None:
         inc = self._incident(incident_id)
         if inc is None or inc.closed_at is not None:
@@ -486,6 +506,9 @@ class Engine:
                 if busy is not None:
                     return busy
                 diagnosis = self.store.diagnoses(inc.id)[-1]
+                retry = self._retry_after(inc, diagnosis, now)
+                if retry is not None:
+                    return retry
                 ctx = self._gate_context(inc, diagnosis, now, human=False)
             return self._decide(inc, diagnosis, now, human=None, ctx=ctx)
         if inc.state == IncidentState.AWAITING_APPROVAL:
@@ -599,8 +622,11 @@ class Engine:
     def _earned(self, effective: Any, policy: PolicyConfig, pattern_id: str, service: str, now: float) -> Any:
         """The autonomy this pattern has earned on this service from its measured record;
         a promotion or demotion is stored, audited and told."""
-        record = [o for a in self.store.actions(service=service) if a.pattern_id == pattern_id
-                  for o in self.store.outcomes(action_id=a.id)]
+        record: list[Any] = [o for a in self.store.actions(service=service) if a.pattern_id == pattern_id
+                             for o in self.store.outcomes(action_id=a.id)]
+        # a person's answer to an approval request counts as evidence too
+        record += people_evidence(self.store.decisions(verdicts=[Verdict.APPROVED, Verdict.DENIED]),
+                                  pattern_id, service)
         record.sort(key=lambda o: o.ts)
         earned, why = earned_effective(effective, policy, pattern_id, service, record)
         key = f"autonomy:{pattern_id}:{service}"
@@ -628,7 +654,8 @@ class Engine:
         decision = Decision(
             incident_id=inc.id, diagnosis_id=diagnosis.id, ts=now, verdict=verdict, gates=gates,
             action=diagnosis.action, decided_by=(human or {}).get("actor", "engine"),
-            comment=(human or {}).get("comment", ""),
+            comment=(human or {}).get("comment", ""), pattern_id=diagnosis.pattern_id,
+            shadow_verdict=shadow_verdict(ctx, verdict, gates),
         )
         self.metrics.decision(verdict.value)
         failed = [g for g in gates if not g.passed]
@@ -663,8 +690,13 @@ class Engine:
             return now + self.config.engine.approval_ttl_s
         updated = inc.model_copy(update={"state": IncidentState.ESCALATED, "updated_at": now,
                                          "resolution": Resolution.ESCALATED})
+        would = decision.shadow_verdict.value if decision.shadow_verdict else None
         self.store.record(decision, updated, actor=decision.decided_by, event="decision.denied", subject=inc.id,
-                          data={"decision": decision.id, "why": why})
+                          data={"decision": decision.id, "why": why, "would_have": would,
+                                "action": diagnosis.action.model_dump() if diagnosis.action else None})
+        if decision.shadow_verdict == Verdict.APPROVED and diagnosis.action is not None:
+            why = (f"would have run {diagnosis.action.type} on {diagnosis.action.target} "
+                   f"(every other gate passed); {why}")
         log.info("incident %s: not acting (%s)", inc.id[:8], why)
         level = Level.INFO if ctx.effective.autonomy == Autonomy.OBSERVE and not human else Level.ALERT
         self.notify(Notification(level=level, ts=now, service=inc.service, incident_id=inc.id,
@@ -691,7 +723,7 @@ class Engine:
             return self._decide(inc, diagnosis, now, human=answer)
         decision = Decision(incident_id=inc.id, diagnosis_id=diagnosis.id, ts=now, verdict=Verdict.DENIED,
                             action=diagnosis.action, decided_by=str(answer.get("actor", "?")),
-                            comment=str(answer.get("comment", "")))
+                            comment=str(answer.get("comment", "")), pattern_id=diagnosis.pattern_id)
         updated = inc.model_copy(update={"state": IncidentState.ESCALATED, "updated_at": now,
                                          "resolution": Resolution.ESCALATED})
         self.store.record(decision, updated, actor=decision.decided_by, event="decision.denied_by_person",
@@ -724,6 +756,42 @@ class Engine:
                     self.notify(Notification(level=Level.ALERT, ts=now, service=action.service,
                                              title=f"circuit breaker opened for {scope} actions",
                                              body=f"{after.consecutive_failures} consecutive failed interventions"))
+
+    def _escalation_step(self, action: Action) -> None:
+        """The escalation chain (the ``then`` of the first pattern tried on the incident): after
+        an action failed (or was rolled back and the undo restored health), the next pattern in
+        the chain not yet tried on this incident becomes the incident's diagnosis and is decided
+        through every gate again; when the chain is spent, a person is paged."""
+        tried = [a.pattern_id for a in self.store.actions(incident_id=action.incident_id) if a.pattern_id]
+        origin = self.patterns.get(tried[0]) if tried else None  # the chain is the first pattern's
+        pattern = self.patterns.get(action.pattern_id or "")
+        if origin is None or pattern is None or not origin.then:
+            return
+        inc = self.store.get(Incident, action.incident_id)
+        if inc is None or inc.closed_at is not None:
+            return
+        now = self.clock.now()
+        nxt = next((self.patterns[p] for p in origin.then if p not in tried and p in self.patterns), None)
+        if nxt is None or nxt.action is None:
+            self.notify(Notification(
+                level=Level.ALERT, ts=now, service=inc.service, incident_id=inc.id,
+                title=f"{inc.service}: escalation chain spent",
+                body=f"tried {', '.join(dict.fromkeys(tried))}; none fixed {inc.summary}. A person must act."))
+            return
+        target = inc.service if nxt.action.target == "{service}" else nxt.action.target
+        diagnosis = Diagnosis(
+            incident_id=inc.id, ts=now, pattern_id=nxt.id, confidence=nxt.prior_confidence,
+            action=nxt.action.model_copy(update={"target": target}),
+            rationale=f"escalation chain: {pattern.id} did not fix it; next is {nxt.id}",
+        )
+        again = inc.model_copy(update={"state": IncidentState.DIAGNOSED, "resolution": None, "updated_at": now})
+        self.store.record(diagnosis, again, actor="engine", event="incident.escalation_step", subject=inc.id,
+                          data={"failed": pattern.id, "next": nxt.id, "action": action.id})
+        log.info("incident %s: %s did not fix it; trying %s next", inc.id[:8], pattern.id, nxt.id)
+        self.notify(Notification(level=Level.ALERT, ts=now, service=inc.service, incident_id=inc.id,
+                                 title=f"{inc.service}: {pattern.id} did not fix it; trying {nxt.id}",
+                                 body=diagnosis.rationale))
+        self.queue.add(("incident", inc.id), now)
 
     def _open_breakers(self, action: Action) -> None:
         """A failed undo leaves the world in a state nobody chose: stop automating at once."""

@@ -292,6 +292,10 @@ class Pattern(Frozen):
     rollback_safe: bool = True
     verify: VerifySpec
     source: str = ""  # file:line where it was defined
+    # The escalation chain: when this pattern's action fails (or is rolled back and the undo
+    # restored health), try these patterns' actions in order on the same incident, each
+    # through every gate again; when they are spent, page a person.
+    then: list[str] = Field(default_factory=list)
 
 
 class Candidate(Frozen):
@@ -330,6 +334,10 @@ class Decision(Frozen):
     action: ActionSpec | None = None
     decided_by: str = "engine"
     comment: str = ""
+    pattern_id: str | None = None
+    # When nothing was done only because of shadow mode or an observe/suggest autonomy level:
+    # the verdict every other gate gave ("would have acted" is APPROVED).
+    shadow_verdict: Verdict | None = None
 
 
 # --- execute -------------------------------------------------------------------------------

@@ -1,12 +1,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 from pydantic import ValidationError
 
-from autonomic.model import Autonomy, Outcome, VerifyVerdict
-from autonomic.plan.autonomy import earned_effective, earned_level, ladder_event, wilson_lower
+from autonomic.model import ActionSpec, Autonomy, Decision, GateResult, Outcome, Verdict, VerifyVerdict
+from autonomic.plan.autonomy import earned_effective, earned_level, ladder_event, people_evidence, wilson_lower
 from autonomic.plan.policy import AutonomyLadder, PolicyConfig
 
 LADDER = AutonomyLadder(enabled=True)
@@ -160,3 +161,30 @@ def test_ladder_config_errors_name_the_field(bad: dict[str, object], field: tupl
     with pytest.raises(ValidationError) as exc:
         PolicyConfig.model_validate({"autonomy_ladder": bad})
     assert [e["loc"] for e in exc.value.errors()] == [field]
+
+
+def _decision(ts: float, verdict: str, by: str = "person:ana", gates: bool = True, pattern: str = "p",
+              target: str = "api") -> Any:
+    return Decision(incident_id="i", diagnosis_id="d", ts=ts, verdict=Verdict(verdict), decided_by=by,
+                    pattern_id=pattern, action=ActionSpec(type="restart", target=target),
+                    gates=[GateResult(gate="autonomy", passed=True, reason="approved by a person")] if gates else [])
+
+
+def test_a_persons_approvals_and_denials_are_evidence_in_time_order() -> None:
+    decisions = [
+        _decision(3, "denied", gates=False),  # a person said no
+        _decision(1, "approved"),  # a person said yes and the gates agreed
+        _decision(2, "denied"),  # a person said yes, then a gate (say the rate limit) said no
+        _decision(4, "approved", by="engine"),  # the engine alone: no person's evidence
+        _decision(5, "approved", pattern="other"),
+        _decision(6, "approved", target="web"),
+    ]
+    ev = people_evidence(decisions, "p", "api")
+    assert [(e.ts, e.verdict) for e in ev] == [(1, "pass"), (2, "pass"), (3, "fail")]
+    assert all(e.by == "person:ana" for e in ev)
+
+
+def test_a_persons_denials_demote_like_failures() -> None:
+    denials = people_evidence([_decision(t, "denied", gates=False) for t in (1, 2)], "p", "api")
+    level, reason = earned_level(denials, Autonomy.APPROVE, LADDER)
+    assert level == Autonomy.SUGGEST and "2 failures" in reason

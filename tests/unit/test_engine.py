@@ -553,3 +553,98 @@ def test_a_pause_set_while_the_engine_was_down_holds_a_stale_pending_action(tmp_
     latest = store.decisions()[-1]
     assert latest.id != action.decision_id and latest.verdict == Verdict.DENIED
     assert not {g.gate: g for g in latest.gates}["paused"].passed
+
+
+def test_shadow_mode_runs_the_whole_decision_records_what_it_would_have_done_and_never_acts(
+        tmp_path: Path) -> None:
+    h = Harness(tmp_path, policy={"autonomy": "auto", "shadow": True})
+    h.feed("up", 0, 4)
+    inc = h.incident()
+    (decision,) = h.store.decisions(inc.id)
+    assert decision.verdict == Verdict.DENIED and decision.shadow_verdict == Verdict.APPROVED
+    gates = {r.gate: r for r in decision.gates}
+    assert gates["autonomy"].passed and not gates["shadow"].passed
+    assert "would have run fake on svc" in gates["shadow"].reason
+    assert h.actuator.calls == [] and h.store.actions() == []
+    event = next(e for e in h.store.audit_events() if e.kind == "decision.denied")
+    assert event.data["would_have"] == "approved" and event.data["action"]["type"] == "fake"
+    assert any("would have run fake on svc" in n.body for n in h.notifier.sent)
+
+
+def test_a_persons_denials_count_as_evidence_and_demote_the_pattern(tmp_path: Path) -> None:
+    h = Harness(tmp_path, policy={"autonomy": "approve",
+                                  "autonomy_ladder": {"enabled": True, "demote_failures": 2, "demote_window": 5}})
+    for person in ("person:bo", "person:cy"):
+        h.feed("up", 1, 40)  # quiet long enough for the last incident to close
+        h.feed("up", 0, 4)
+        inc = h.incident()
+        assert inc.state == IncidentState.AWAITING_APPROVAL
+        h.store.set_state(approval_key(inc.id), {"verdict": "deny", "actor": person, "comment": "not now"},
+                          actor=person, event="approval.deny")
+        h.feed("up", 0, 2)
+    h.feed("up", 1, 40)
+    h.feed("up", 0, 4)
+    third = h.store.decisions(h.incident().id)[-1]
+    assert third.verdict == Verdict.DENIED  # suggest: told, not asked
+    autonomy = {r.gate: r for r in third.gates}["autonomy"]
+    assert "suggest" in autonomy.reason and "demoted" in autonomy.reason
+    demoted = [e for e in h.store.audit_events() if e.kind == "pattern.demoted"]
+    assert len(demoted) == 1 and demoted[0].data["to"] == "suggest"
+    assert h.actuator.calls == []
+
+
+CHAIN = """
+patterns:
+  - id: fake-down-first
+    match: {cause: down, kind: state}
+    action: {type: fake, params: {op: fail}}
+    prior_confidence: 0.95
+    rollback_safe: true
+    verify: {metric: up, min: 1, window_s: 10, delay_s: 3, min_samples: 3}
+    then: [%(then)s]
+  - id: fake-down-also-fails
+    match: {cause: nothing-matches-this}
+    action: {type: fake, params: {op: fail}}
+    prior_confidence: 0.5
+    verify: {metric: up, min: 1, window_s: 10, delay_s: 3, min_samples: 3}
+"""
+
+
+def _chain_harness(tmp_path: Path, then: str) -> Harness:
+    pdir = tmp_path / "patterns"
+    pdir.mkdir(exist_ok=True)
+    (pdir / "chain.yaml").write_text(CHAIN % {"then": then})
+    return Harness(tmp_path)
+
+
+def test_an_escalation_chain_tries_the_next_pattern_on_the_same_incident_when_the_first_fails(
+        tmp_path: Path) -> None:
+    h = _chain_harness(tmp_path, then="fake-down-poke")
+    h.feed("up", 0, 4)
+    inc = h.incident()
+    h.run_until(lambda: len(h.actuator.calls) == 2, "up", 0)  # still down: waits out the backoff, tries next
+    h.run_until(lambda: h.store.get(Incident, inc.id).state == IncidentState.RESOLVED, "up", 1)  # type: ignore[union-attr]
+    first, second = h.store.actions(incident_id=inc.id)
+    assert (first.pattern_id, first.state) == ("fake-down-first", ActionState.FAILED)
+    assert (second.pattern_id, second.state) == ("fake-down-poke", ActionState.SUCCEEDED)
+    assert [c for c, *_ in h.actuator.calls] == ["apply", "apply"]
+    # the second try was decided through every gate, on a diagnosis that says why
+    decisions = h.store.decisions(inc.id)
+    assert [d.verdict for d in decisions] == [Verdict.APPROVED, Verdict.APPROVED]
+    assert "escalation chain" in h.store.diagnoses(inc.id)[-1].rationale
+    assert [e.data["next"] for e in h.store.audit_events() if e.kind == "incident.escalation_step"] == [
+        "fake-down-poke"]
+    assert len(h.store.incidents(service="svc")) == 1
+
+
+def test_when_the_escalation_chain_is_spent_a_person_is_paged(tmp_path: Path) -> None:
+    h = _chain_harness(tmp_path, then="fake-down-also-fails")
+    h.feed("up", 0, 16)
+    inc = h.incident()
+    assert [a.pattern_id for a in h.store.actions(incident_id=inc.id)] == ["fake-down-first", "fake-down-also-fails"]
+    assert h.store.get(Incident, inc.id).state == IncidentState.ESCALATED  # type: ignore[union-attr]
+    spent = [n for n in h.notifier.sent if "escalation chain spent" in n.title]
+    assert len(spent) == 1 and spent[0].level == Level.ALERT
+    assert "fake-down-first, fake-down-also-fails" in spent[0].body
+    h.feed("up", 0, 5)
+    assert len(h.store.actions()) == 2  # nothing more is tried on its own

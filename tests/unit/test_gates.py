@@ -589,3 +589,45 @@ def test_maintenance_window_modes_cover_change_freezes() -> None:
         "approve": Verdict.NEEDS_APPROVAL,
         "safe_only": Verdict.DENIED,
     }
+
+
+def test_shadow_mode_denies_with_a_last_gate_saying_what_it_would_have_done() -> None:
+    c = ctx(policy(autonomy="auto", shadow=True))
+    verdict, results = decide(c)
+    assert verdict == Verdict.DENIED
+    assert results[-1].gate == "shadow" and not results[-1].passed
+    assert "would have run config on api" in results[-1].reason
+    assert g.shadow_verdict(c, verdict, results) == Verdict.APPROVED
+    # every ordinary gate was still run and kept
+    assert {r.gate for r in results} >= {"autonomy", "confidence", "rate_limit", "circuit_breaker"}
+
+
+def test_shadow_mode_records_a_denial_the_other_gates_would_have_given() -> None:
+    c = ctx(policy(autonomy="auto", shadow=True), paused_global="incident review")
+    verdict, results = decide(c)
+    assert verdict == Verdict.DENIED
+    assert "would not have acted either" in results[-1].reason
+    assert g.shadow_verdict(c, verdict, results) == Verdict.DENIED
+
+
+def test_a_service_can_leave_shadow_mode_while_the_rest_stays_in_it() -> None:
+    pol = policy(autonomy="auto", shadow=True, services={"api": {"shadow": False}})
+    verdict, results = decide(ctx(pol, effective=pol.effective("config", "pool-exhaustion-raise", "api")))
+    assert verdict == Verdict.APPROVED and "shadow" not in {r.gate for r in results}
+    assert pol.effective("config", "pool-exhaustion-raise", "web").shadow
+
+
+def test_observe_records_that_every_other_gate_would_have_let_it_act() -> None:
+    c = ctx(policy(autonomy="observe"))
+    verdict, results = decide(c)
+    assert verdict == Verdict.DENIED
+    assert g.shadow_verdict(c, verdict, results) == Verdict.APPROVED
+
+
+def test_no_shadow_verdict_when_the_decision_acts_or_a_plain_gate_denies_at_auto() -> None:
+    c = ctx()
+    verdict, results = decide(c)
+    assert verdict == Verdict.APPROVED and g.shadow_verdict(c, verdict, results) is None
+    c = ctx(paused_global="stop")
+    verdict, results = decide(c)
+    assert verdict == Verdict.DENIED and g.shadow_verdict(c, verdict, results) is None

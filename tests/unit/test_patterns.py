@@ -235,3 +235,26 @@ def test_patterns_key_must_hold_a_list(tmp_path: Path, registry: Registry) -> No
 
 def test_check_patterns_returns_nothing_for_a_good_library(registry: Registry) -> None:
     assert check_patterns([BUILTIN], registry) == []
+
+
+def test_an_escalation_chain_loads_in_order(tmp_path: Path, registry: Registry) -> None:
+    write(tmp_path, "a.yaml", GOOD + "then: [second]\n")
+    write(tmp_path, "b.yaml", GOOD.replace("good-one", "second"))
+    patterns = {p.id: p for p in load_patterns([tmp_path], registry)}
+    assert patterns["good-one"].then == ["second"] and patterns["second"].then == []
+
+
+def test_escalation_chain_problems_name_the_entry_and_line(tmp_path: Path, registry: Registry) -> None:
+    chain = "then:\n  - nowhere\n  - good-one\n  - second\n  - second\n  - escalate-only\n"
+    a = write(tmp_path, "a.yaml", GOOD + chain)
+    write(tmp_path, "b.yaml", GOOD.replace("good-one", "second"))
+    write(tmp_path, "c.yaml", "id: escalate-only\nmatch: {cause: disk}\nprior_confidence: 0.3\n"
+                              "verify: {metric: disk_percent, max: 90}\n")
+    problems = problems_of([tmp_path], registry)
+    lines = GOOD.count("\n") + 2
+    assert [(p.file, p.line, p.field) for p in problems] == [
+        (str(a), lines, "then[0]"), (str(a), lines + 1, "then[1]"), (str(a), lines + 3, "then[3]"),
+        (str(a), lines + 4, "then[4]")]
+    assert [p.message for p in problems] == [
+        "no pattern has the id 'nowhere'", "'good-one' is already in this escalation chain",
+        "'second' is already in this escalation chain", "pattern 'escalate-only' has no action to try"]

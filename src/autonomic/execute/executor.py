@@ -86,6 +86,7 @@ class Executor:
         on_result: Callable[[Action, bool], None],
         on_undo_failed: Callable[[Action], None] = lambda action: None,
         on_stale: Callable[[Action], None] = lambda action: None,
+        on_ended: Callable[[Action], None] = lambda action: None,
         decision_ttl_s: float | None = None,
         time_scale: float = 1.0,
     ) -> None:
@@ -99,6 +100,7 @@ class Executor:
         self.on_result = on_result
         self.on_undo_failed = on_undo_failed
         self.on_stale = on_stale
+        self.on_ended = on_ended  # failed cleanly, or rolled back with health restored: try what's next
         self.decision_ttl_s = decision_ttl_s
         self.time_scale = time_scale
 
@@ -309,6 +311,7 @@ class Executor:
         self.store.record(failed, *( [inc] if inc else []), outcome, actor="engine", event="action.failed",
                           subject=action.id, data={"service": action.service, "error": error[:500]})
         self.on_result(failed, False)
+        self.on_ended(failed)
         self.notify(Notification(level=Level.ALERT, ts=now, service=action.service,
                                  incident_id=action.incident_id,
                                  title=f"{_kind(action)} action on {action.service} failed",
@@ -553,6 +556,7 @@ class Executor:
                           data={"verdict": judgement.verdict, "reason": judgement.reason})
         if judgement.verdict == VerifyVerdict.FAIL:
             self.on_result(ended, False)
+            self.on_ended(ended)
         self.notify(Notification(level=Level.ALERT, ts=now, service=action.service, incident_id=action.incident_id,
                                  title=f"{action.type} on {action.service}: verification {judgement.verdict.value}",
                                  body=f"{judgement.reason}; a person must look"))
@@ -591,6 +595,8 @@ class Executor:
         self.store.record(done, *([inc] if inc else []), outcome, actor="engine", event="action.rolled_back",
                           subject=action.id, data={"reason": reason, "undo_restored_health": restored,
                                                    "undo_check": judgement.reason})
+        if restored:
+            self.on_ended(done)
         health = ("the undo restored health" if restored
                   else f"the undo did NOT restore health ({judgement.reason})")
         self.notify(Notification(level=Level.ALERT, ts=now, service=action.service, incident_id=action.incident_id,

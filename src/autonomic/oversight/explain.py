@@ -57,6 +57,12 @@ def render_text(chain: dict[str, Any]) -> str:
     for d in chain["decisions"]:
         lines.append(f"  {_t(d['ts'])} {d['verdict'].upper()} by {d['decided_by']}"
                      + (f" ({d['comment']})" if d["comment"] else ""))
+        would = d.get("shadow_verdict")
+        if would == "approved" and d.get("action"):
+            lines.append(f"    would have run {d['action']['type']} on {d['action']['target']} "
+                         "(every gate but autonomy/shadow passed)")
+        elif would:
+            lines.append(f"    without autonomy/shadow the verdict would have been {would}")
         for g in d["gates"]:
             mark = "pass" if g["passed"] else ("ASK " if g["needs_approval"] else "FAIL")
             lines.append(f"    [{mark}] {g['gate']}: {g['reason']}")

@@ -17,6 +17,9 @@ once and the next promotion needs a new run of successes. A verified success is 
 with verdict ``pass`` that was not rolled back; a failure is a ``fail`` verdict or a rollback;
 an ``inconclusive`` one breaks a streak but is no failure.
 
+A person's answer to an approval request counts as evidence too (:func:`people_evidence`): an
+approval counts as a success and a denial as a failure, at the time it was given.
+
 The engine stores the level per (pattern, service) and, when it changes, records an audited
 event ``pattern.promoted`` or ``pattern.demoted`` (see :func:`ladder_event`) with the reason
 and notifies; the weekly report lists every audit kind starting ``pattern.``.
@@ -25,10 +28,11 @@ and notifies; the weekly report lists every audit kind starting ``pattern.``.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
-from autonomic.model import Autonomy
+from autonomic.model import Autonomy, Decision, Verdict
 from autonomic.plan.policy import AutonomyLadder, EffectivePolicy, PolicyConfig
 
 _LADDER = [Autonomy.OBSERVE, Autonomy.SUGGEST, Autonomy.APPROVE, Autonomy.AUTO]
@@ -42,6 +46,29 @@ class OutcomeLike(Protocol):
 
     @property
     def rolled_back(self) -> bool: ...
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """One item of a pair's record that is not an action's outcome: a person's answer."""
+
+    ts: float
+    verdict: str  # "pass" (a person approved) or "fail" (a person denied)
+    rolled_back: bool = False
+    by: str = ""
+
+
+def people_evidence(decisions: Iterable[Decision], pattern_id: str, service: str) -> list[Evidence]:
+    """Every answer a person gave to an approval request on this pattern and service, as
+    evidence, oldest first. A person's denial is a decision with no gates (the person ruled);
+    an approval runs the gates again, so whatever they then said, the person said yes."""
+    found = []
+    for d in decisions:
+        if d.decided_by == "engine" or d.pattern_id != pattern_id or d.action is None or d.action.target != service:
+            continue
+        said_no = d.verdict == Verdict.DENIED and not d.gates
+        found.append(Evidence(ts=d.ts, verdict="fail" if said_no else "pass", by=d.decided_by))
+    return sorted(found, key=lambda e: e.ts)
 
 
 def _success(o: OutcomeLike) -> bool:

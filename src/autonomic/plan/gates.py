@@ -364,13 +364,38 @@ GATES: tuple[Gate, ...] = (
 
 def decide(ctx: GateContext) -> tuple[Verdict, list[GateResult]]:
     """Run every gate. Any plain failure: DENIED; else any asking a person: NEEDS_APPROVAL;
-    else APPROVED."""
+    else APPROVED. In shadow mode a last gate, ``shadow``, records the verdict the others gave
+    and fails, so the decision is DENIED and nothing acts."""
     results = [gate(ctx) for gate in GATES]
-    if any(not r.passed and not r.needs_approval for r in results):
+    verdict = _fold(results)
+    if ctx.effective.shadow:
+        doing = ctx.diagnosis.action.type if ctx.diagnosis.action else "nothing"
+        would = {Verdict.APPROVED: f"would have run {doing} on {_target(ctx)}",
+                 Verdict.NEEDS_APPROVAL: f"would have asked a person to approve {doing} on {_target(ctx)}",
+                 Verdict.DENIED: "would not have acted either"}[verdict]
+        results.append(_fail("shadow", f"shadow mode: {would}"))
         return Verdict.DENIED, results
+    return verdict, results
+
+
+def _fold(results: Sequence[GateResult]) -> Verdict:
+    if any(not r.passed and not r.needs_approval for r in results):
+        return Verdict.DENIED
     if any(r.needs_approval for r in results):
-        return Verdict.NEEDS_APPROVAL, results
-    return Verdict.APPROVED, results
+        return Verdict.NEEDS_APPROVAL
+    return Verdict.APPROVED
+
+
+def shadow_verdict(ctx: GateContext, verdict: Verdict, results: Sequence[GateResult]) -> Verdict | None:
+    """For a decision that did not act only because of shadow mode or an observe/suggest
+    autonomy: the verdict every other gate gave (APPROVED: it would have acted). None when
+    the decision acts, waits for a person, or shadow and autonomy are not why it stopped."""
+    if verdict != Verdict.DENIED:
+        return None
+    if not ctx.effective.shadow and ctx.effective.autonomy not in (Autonomy.OBSERVE, Autonomy.SUGGEST):
+        return None
+    others = [r for r in results if r.gate not in ("shadow", "autonomy")]
+    return _fold(others)
 
 
 def breakers_after_approval(ctx: GateContext) -> tuple[BreakerState, BreakerState]:

@@ -12,6 +12,8 @@ A pattern file holds one pattern mapping, or ``patterns:`` with a list of them::
     prior_confidence: 0.8
     rollback_safe: false                     # default false: undo is not assumed safe
     verify: {metric: memory_percent, max: 85}
+    then: [memory-leak-hard-restart]         # escalation chain: if this fails, try these in
+                                             # order on the same incident, then page a person
 
 A multi-step remedy gives ``steps`` instead of ``type``/``params`` (2 to 10 steps, run in
 order; when one fails the completed ones are undone in reverse order, see
@@ -83,6 +85,7 @@ class PatternYaml(BaseModel):
     prior_confidence: float = Field(ge=0.0, le=1.0)
     rollback_safe: bool = False
     verify: VerifySpec
+    then: list[str] = Field(default_factory=list, max_length=10)
 
 
 def _pattern_files(paths: Sequence[Path], problems: list[Problem]) -> list[Path]:
@@ -175,6 +178,7 @@ def _load(paths: Sequence[Path], registry: Registry) -> tuple[list[Pattern], lis
     problems: list[Problem] = []
     patterns: list[Pattern] = []
     seen: dict[str, str] = {}  # id -> file:line
+    chains: list[tuple[YamlDoc, tuple[str | int, ...], PatternYaml]] = []
     for file in _pattern_files(paths, problems):
         try:
             doc = load_yaml(file)
@@ -198,6 +202,8 @@ def _load(paths: Sequence[Path], registry: Registry) -> tuple[list[Pattern], lis
                 problems.append(Problem(doc.file, doc.line_of(loc), format_loc(loc), message))
                 continue
             seen[spec.id] = source
+            if spec.then:
+                chains.append((doc, prefix, spec))
             if spec.action is not None and params is None:
                 continue  # its action problems are already listed
             action = None
@@ -214,8 +220,22 @@ def _load(paths: Sequence[Path], registry: Registry) -> tuple[list[Pattern], lis
                     rollback_safe=spec.rollback_safe,
                     verify=spec.verify,
                     source=source,
+                    then=list(spec.then),
                 )
             )
+    for doc, prefix, spec in chains:  # every id in an escalation chain names a pattern with an action
+        actionless = {p.id for p in patterns if p.action is None}
+        for i, other in enumerate(spec.then):
+            loc = (*prefix, "then", i)
+            if other == spec.id or other in spec.then[:i]:
+                message = f"{other!r} is already in this escalation chain"
+            elif other not in seen:
+                message = f"no pattern has the id {other!r}"
+            elif other in actionless:
+                message = f"pattern {other!r} has no action to try"
+            else:
+                continue
+            problems.append(Problem(doc.file, doc.line_of(loc), format_loc(loc), message))
     return patterns, problems
 
 

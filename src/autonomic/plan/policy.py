@@ -59,11 +59,13 @@ class PatternPolicy(_Frozen):
     enabled: bool | None = None
     autonomy: Autonomy | None = None
     confidence_threshold: float | None = Field(default=None, ge=0.0, le=1.0)
+    shadow: bool | None = None
 
 
 class ServicePolicy(_Frozen):
     enabled: bool | None = None
     autonomy: Autonomy | None = None
+    shadow: bool | None = None
 
 
 class MaintenanceWindow(_Frozen):
@@ -150,11 +152,15 @@ class EffectivePolicy(_Frozen):
     confidence_threshold: float
     rate_limits: RateLimits
     autonomy_from: str = "default"  # which level set the autonomy, for gate reasons
+    shadow: bool = False  # decide fully, record what would have been done, never act
 
 
 class PolicyConfig(_Frozen):
     enabled: bool = True
     autonomy: Autonomy = Autonomy.OBSERVE
+    # Shadow mode: the whole loop runs and every decision is recorded with what it would have
+    # done, but nothing acts. Per pattern and per service too (service > pattern > this).
+    shadow: bool = False
     confidence_threshold: float = Field(default=0.6, ge=0.0, le=1.0)
     rate_limits: RateLimits = RateLimits()
     actions: dict[str, ActionPolicy] = Field(default_factory=dict)
@@ -183,6 +189,7 @@ class PolicyConfig(_Frozen):
             autonomy, source = svc.autonomy, f"service {service}"
 
         threshold = _first(pat.confidence_threshold, act.confidence_threshold, self.confidence_threshold)
+        shadow = _first(svc.shadow, pat.shadow, self.shadow)
 
         limits = self.rate_limits
         if act.rate_limits is not None:
@@ -194,6 +201,7 @@ class PolicyConfig(_Frozen):
             confidence_threshold=threshold,
             rate_limits=limits,
             autonomy_from=source,
+            shadow=shadow,
         )
 
 
