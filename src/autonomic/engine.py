@@ -20,6 +20,9 @@ from dataclasses import replace
 from typing import Any
 
 from autonomic.analyze.correlate import correlate
+from autonomic.analyze.rca import RcaParams
+from autonomic.analyze.rca import from_series as rca_series
+from autonomic.analyze.rca import rank as rank_causes
 from autonomic.analyze.thresholds import HealthDetector, Thresholds, assess
 from autonomic.analyze.trend import TrendDetector, default_trend_specs
 from autonomic.clock import SystemClock
@@ -72,6 +75,9 @@ log = logging.getLogger("autonomic.engine")
 PAUSE_GLOBAL = "pause:global"
 POLICY_OVERRIDE = "policy:override"
 _STEPS_PER_TICK = 8
+# What root-cause ranking compares with normal: how a service is doing, not how it is set up.
+_SYMPTOMS = frozenset({"up", "probe_ok", "probe_latency_ms", "error_rate", "latency_ms", "availability",
+                       "cpu_percent", "memory_percent", "pool_utilization"})
 _REPEAT_PERSIST_S = 10.0  # a repeating finding is written at most this often per incident
 _DAY, _WEEK = 86_400.0, 7 * 86_400.0
 # Availability is a lagging measure over a long window: by the time it is below its objective
@@ -509,7 +515,14 @@ class Engine:
                 retry = self._retry_after(inc, diagnosis, now)
                 if retry is not None:
                     return retry
-                ctx = self._gate_context(inc, diagnosis, now, human=False)
+                # a first diagnosis that waited for the service to be free is made again from what
+                # is true now (an escalation chain's next step keeps its own)
+                stale = now - diagnosis.ts > self._stale_after() and not self.store.actions(incident_id=inc.id)
+                if not stale:
+                    ctx = self._gate_context(inc, diagnosis, now, human=False)
+            if stale:
+                log.info("incident %s: diagnosis is %.0f s old; diagnosing again", inc.id[:8], now - diagnosis.ts)
+                return self._diagnose(inc, now)
             return self._decide(inc, diagnosis, now, human=None, ctx=ctx)
         if inc.state == IncidentState.AWAITING_APPROVAL:
             return self._await_approval(inc, now)
@@ -522,7 +535,7 @@ class Engine:
         svc = self.config.service(inc.service)
         ctx = DiagnoseContext(now=now, service_type=svc.type if svc else None,
                               last_change_at=self._last_change_at(inc.service), record=record)
-        diagnosis = diagnose(inc, findings, list(self.patterns.values()), ctx)
+        diagnosis = self._with_root_causes(diagnose(inc, findings, list(self.patterns.values()), ctx), inc, now)
         action = diagnosis.action
         types = {action.type, *(s.type for s in action.steps)} if action is not None else set()
         missing = sorted(t for t in types if t not in self.config.bindings.get(inc.service, {}))
@@ -544,6 +557,56 @@ class Engine:
                                 "rationale": diagnosis.rationale})
         log.info("incident %s diagnosed: %s", inc.id[:8], diagnosis.rationale)
         return now
+
+    def _with_root_causes(self, diagnosis: Diagnosis, inc: Incident, now: float) -> Diagnosis:
+        """For a service with dependencies: rank root causes over the dependency graph from the
+        series store (window: from a little before the incident opened; baseline: before that)
+        and keep the ranking on the diagnosis; the ``root_cause`` gate then holds back an action
+        on a service whose trouble a dependency explains."""
+        svc = self.config.service(inc.service)
+        if svc is None or not svc.depends_on:
+            return diagnosis
+        edges = [(s.name, d) for s in self.config.services for d in s.depends_on]
+        involved, todo = set(), [inc.service]
+        while todo:  # the service and everything it depends on, transitively
+            name = todo.pop()
+            if name not in involved:
+                involved.add(name)
+                todo.extend(d for s in self.config.services if s.name == name for d in s.depends_on)
+        split = inc.opened_at - max(60.0, 10 * self.config.engine.interval_s)
+        window: dict[tuple[str, str], tuple[Any, Any]] = {}
+        baseline: dict[tuple[str, str], tuple[Any, Any]] = {}
+        for name in sorted(involved):
+            for metric in self.series.metrics(name):
+                if metric not in _SYMPTOMS:  # a raised pool size or a new thread count is no symptom
+                    continue
+                ts, values = self.series.window(name, metric, 0.0)
+                before = ts < split
+                if before.any() and (~before).any():
+                    baseline[(name, metric)] = (ts[before], values[before])
+                    window[(name, metric)] = (ts[~before], values[~before])
+        if not window:
+            return diagnosis
+        try:
+            # the findings were already confirmed by their detectors, so two samples in a row make
+            # a departure sustained here (the offline default is three); and only what is still
+            # departing from normal now can explain the symptom
+            report = rank_causes(edges, rca_series(window), rca_series(baseline), target=inc.service,
+                                 params=RcaParams(consecutive=2, ongoing=True))
+        except AutonomicError as exc:
+            log.warning("incident %s: root cause ranking failed: %s", inc.id[:8], exc)
+            return diagnosis
+        me = next((r for r in report.ranking if r.service == inc.service), None)
+        impacted_by = me.caused_by if me is not None and me.role == "impacted" else []
+        note = ""
+        if impacted_by:
+            note = f"; root cause analysis: {inc.service} is impacted by {', '.join(impacted_by)}"
+        elif report.root_causes:
+            note = f"; root cause analysis names {', '.join(report.root_causes)}"
+        top = [{"service": r.service, "score": r.score, "role": r.role, "evidence": r.evidence[:3],
+                "evidence_against": r.evidence_against[:3]} for r in report.ranking[:5]]
+        return diagnosis.model_copy(update={"root_causes": report.root_causes, "impacted_by": impacted_by,
+                                            "rca": top, "rationale": diagnosis.rationale + note})
 
     def _last_change_at(self, service: str) -> float | None:
         binding = self.config.bindings.get(service, {}).get("config")

@@ -313,6 +313,10 @@ class Diagnosis(Frozen):
     action: ActionSpec | None = None
     confidence: float = 0.0
     rationale: str = ""
+    # root-cause ranking over the dependency graph (services with depends_on only):
+    root_causes: list[str] = Field(default_factory=list)  # the services it names as root causes
+    impacted_by: list[str] = Field(default_factory=list)  # this service's trouble is explained by these
+    rca: list[dict[str, Any]] = Field(default_factory=list)  # the ranking, best first, with evidence
 
 
 class GateResult(Frozen):

@@ -45,6 +45,15 @@ def test_no_action_touched_a_service_without_a_fault(demo: tuple[dict[str, Any],
     assert summary["duration_s"] < 180
 
 
+def test_when_api_fails_web_which_calls_it_is_left_alone_as_impacted_by_api(
+    demo: tuple[dict[str, Any], Path],
+) -> None:
+    """The novel scenario's error spike on api reaches web through web's real calls to api;
+    root-cause ranking names api and web's incident is held back at the root_cause gate."""
+    summary, _ = demo
+    assert {"service": "web", "cause": "errors", "impacted_by": ["api"]} in summary["left_alone"]
+
+
 def test_every_action_has_an_approved_decision_and_the_audit_chain_verifies(
     demo: tuple[dict[str, Any], Path],
 ) -> None:

@@ -23,6 +23,7 @@ from autonomic.model import (
     Sample,
     Verdict,
 )
+from autonomic.oversight.explain import explain_incident, render_text
 from autonomic.oversight.notify import Dispatcher
 from autonomic.registry import Registry
 from autonomic.testing import FakeActuator, FakeClock, FakeNotifier, ReplaySource
@@ -55,6 +56,7 @@ class Harness:
         factory.Params = FakeActuator.Params  # type: ignore[attr-defined]
         factory.Binding = FakeActuator.Binding  # type: ignore[attr-defined]
         factory.type = "fake"  # type: ignore[attr-defined]
+        self._registry = registry
         data = {
             "engine": {"interval_s": 1, "state_dir": str(tmp_path / "state"), "host_metrics": False,
                        "settle_s": 0, "resolve_after_s": 30},
@@ -648,3 +650,72 @@ def test_when_the_escalation_chain_is_spent_a_person_is_paged(tmp_path: Path) ->
     assert "fake-down-first, fake-down-also-fails" in spent[0].body
     h.feed("up", 0, 5)
     assert len(h.store.actions()) == 2  # nothing more is tried on its own
+
+
+class GraphHarness(Harness):
+    """web depends on api; both bound to the fake actuator. ``feed`` takes a value per service."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        super().__init__(tmp_path, rollback=True)
+        data = {
+            "engine": {"interval_s": 1, "state_dir": str(tmp_path / "state2"), "host_metrics": False,
+                       "settle_s": 0, "resolve_after_s": 30},
+            "services": [{"name": "web", "depends_on": ["api"], "actuators": {"fake": {"name": "w"}},
+                          "thresholds": {"down_after": 2, "sustain": 2}},
+                         {"name": "api", "actuators": {"fake": {"name": "a"}},
+                          "thresholds": {"down_after": 2, "sustain": 2}}],
+            "patterns": [str(tmp_path / "patterns")],
+            "builtin_patterns": False,
+            "policy": {"autonomy": "auto", "confidence_threshold": 0.5},
+        }
+        self.engine.shutdown()
+        self.config = load_config_data(data, source="test.yaml", base_dir=tmp_path, registry=self._registry)
+        self.store = Store("sqlite://")
+        self.engine = Engine(self.config, registry=self._registry, clock=self.clock, store=self.store,
+                             notifiers=Dispatcher([(self.notifier, Level.INFO)], synchronous=True, dedup_s=0),
+                             sources=[self.source])
+        self.engine.start()
+
+    def tick(self, **up: float) -> None:
+        for service, value in up.items():
+            self.source._samples.append(Sample(service, "up", self.clock.now(), value))
+            self.source._samples.append(Sample(service, "latency_ms", self.clock.now(),
+                                               20.0 + (self.clock.now() % 3) if value else 900.0))
+        self.engine.tick()
+        self.clock.advance(1.0)
+
+
+def test_an_impacted_service_is_not_acted_on_when_its_dependency_explains_it(tmp_path: Path) -> None:
+    """api goes down first, then web (which calls api): only api is restarted; web's decision
+    is denied at the root_cause gate and names api."""
+    h = GraphHarness(tmp_path)
+    for _ in range(120):
+        h.tick(web=1, api=1)
+    h.tick(web=1, api=0)
+    h.tick(web=1, api=0)
+    for _ in range(6):
+        h.tick(web=0, api=0)
+    web = h.store.incidents(service="web")[0]
+    api = h.store.incidents(service="api")[0]
+    assert [a.service for a in h.store.actions()] == ["api"]
+    diagnosis = h.store.diagnoses(web.id)[-1]
+    assert diagnosis.impacted_by == ["api"] and diagnosis.rca and diagnosis.rca[0]["service"] == "api"
+    (decision,) = h.store.decisions(web.id)
+    gate = {g.gate: g for g in decision.gates}["root_cause"]
+    assert decision.verdict == Verdict.DENIED and not gate.passed and "impacted by api" in gate.reason
+    assert h.store.decisions(api.id)[0].verdict == Verdict.APPROVED
+    text = render_text(explain_incident(h.store, web.id))
+    assert "root cause ranking" in text and "api: root_cause" in text and "[FAIL] root_cause" in text
+
+
+def test_a_service_whose_dependencies_are_healthy_is_its_own_root_cause(tmp_path: Path) -> None:
+    h = GraphHarness(tmp_path)
+    for _ in range(120):
+        h.tick(web=1, api=1)
+    for _ in range(6):
+        h.tick(web=0, api=1)
+    web = h.store.incidents(service="web")[0]
+    assert h.store.diagnoses(web.id)[-1].root_causes == ["web"]
+    assert [a.service for a in h.store.actions()] == ["web"]
+    gate = {g.gate: g for g in h.store.decisions(web.id)[0].gates}["root_cause"]
+    assert gate.passed and "web" in gate.reason

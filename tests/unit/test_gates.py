@@ -75,6 +75,7 @@ def test_gates_run_in_the_documented_order() -> None:
         "paused",
         "autonomy",
         "confidence",
+        "root_cause",
         "rate_limit",
         "maintenance_window",
         "circuit_breaker",
@@ -631,3 +632,13 @@ def test_no_shadow_verdict_when_the_decision_acts_or_a_plain_gate_denies_at_auto
     c = ctx(paused_global="stop")
     verdict, results = decide(c)
     assert verdict == Verdict.DENIED and g.shadow_verdict(c, verdict, results) is None
+
+
+def test_root_cause_gate_holds_back_an_action_on_an_impacted_service() -> None:
+    impacted = diagnosis().model_copy(update={"impacted_by": ["db"], "root_causes": ["db"]})
+    verdict, results = decide(ctx(diagnosis=impacted))
+    gate = {r.gate: r for r in results}["root_cause"]
+    assert verdict == Verdict.DENIED and not gate.passed and "impacted by db" in gate.reason
+    own = diagnosis().model_copy(update={"root_causes": ["api"]})
+    assert {r.gate: r for r in decide(ctx(diagnosis=own))[1]}["root_cause"].passed
+    assert {r.gate: r for r in decide(ctx())[1]}["root_cause"].reason == "no dependency explains it"

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from autonomic.analyze.rca import RcaReport, parse_graph, parse_long_csv, rank
+from autonomic.analyze.rca import RcaParams, RcaReport, parse_graph, parse_long_csv, rank
 from autonomic.analyze.rca_cli import rca_app, rca_command
 from autonomic.errors import ConfigError
 
@@ -300,3 +300,28 @@ def test_cli_exits_2_on_bad_input_naming_the_file(tmp_path: Path, breakage: str)
 if __name__ == "__main__":  # regenerate the fixtures: python tests/unit/test_rca.py
     for case in CASES:
         print(write_fixture(case))
+
+
+def test_ongoing_counts_only_a_departure_still_held_at_the_end_of_the_window() -> None:
+    """Live use: api departed early in the window and recovered; web departs at the end. Offline
+    api explains web; with ``ongoing`` a recovered dependency explains nothing and web is its own
+    root cause, its onset the start of the stretch that reaches the end."""
+    rng = np.random.default_rng(3)
+    head = "timestamp,service,metric,value\n"
+    base, win = [], []
+    for s in ("web", "api"):
+        b = 50 + 2 * rng.standard_normal(60)
+        w = 50 + 2 * rng.standard_normal(60)
+        if s == "api":
+            w[5:15] += 80  # an episode that is over
+        else:
+            w[50:] += 80  # still going
+        base += [f"{T0 - 3600 + i},{s},latency_ms,{v:.4f}" for i, v in enumerate(b)]
+        win += [f"{T0 + i},{s},latency_ms,{v:.4f}" for i, v in enumerate(w)]
+    window = parse_long_csv(head + "\n".join(win) + "\n", "M.csv")
+    baseline = parse_long_csv(head + "\n".join(base) + "\n", "B.csv")
+    offline = by_name(rank([("web", "api")], window, baseline, target="web"))
+    assert offline["web"]["role"] == "impacted" and offline["web"]["caused_by"] == ["api"]
+    live = by_name(rank([("web", "api")], window, baseline, target="web", params=RcaParams(ongoing=True)))
+    assert live["web"]["role"] == "root_cause" and live["web"]["onset"] == T0 + 50
+    assert live["api"]["role"] != "root_cause" and not live["api"]["anomalous"]

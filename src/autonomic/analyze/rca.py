@@ -85,6 +85,9 @@ class RcaParams(BaseModel):
     w_walk: float = Field(default=0.4, ge=0)
     w_early: float = Field(default=0.3, ge=0)
     w_size: float = Field(default=0.3, ge=0)
+    # Live use: only a departure still held at the end of the window counts (its onset is where
+    # that last stretch began); a dependency that has recovered explains nothing now.
+    ongoing: bool = False
 
 
 class RankedService(BaseModel):
@@ -127,6 +130,11 @@ class LongCsv:
     skipped_blank: int = 0  # rows with an empty service or metric
     ignored_columns: tuple[str, ...] = ()
     services: frozenset[str] = field(default_factory=frozenset)
+
+
+def from_series(series: Series) -> LongCsv:
+    """Samples already in memory (the engine's series store) as a :class:`LongCsv`."""
+    return LongCsv(series=dict(series), services=frozenset(s for s, _ in series))
 
 
 def parse_timestamp(text: str) -> float | None:
@@ -252,6 +260,13 @@ def _metric_state(metric: str, window: tuple[np.ndarray, np.ndarray], base: np.n
     z = np.abs(x - med) / sigma
     k = min(p.consecutive, len(z))
     runs = np.lib.stride_tricks.sliding_window_view(z, k).min(axis=1)  # z held for k samples from i
+    if p.ongoing:
+        quiet = np.flatnonzero(runs <= p.z_threshold)
+        first = int(quiet[-1]) + 1 if quiet.size else 0  # where the stretch reaching the end began
+        if first >= len(runs):
+            return _MetricState(metric, float(runs[-1]), None, med, float(x[-1]))
+        runs = runs[first:]
+        ts, x, z = ts[first:], x[first:], z[first:]
     hit = np.flatnonzero(runs > p.z_threshold)
     onset = float(ts[hit[0]]) if hit.size else None
     best = int(np.argmax(runs))

@@ -60,7 +60,8 @@ SCENARIOS = (
              "web gets slow -> the fast_path flag is switched on -> errors rise -> verification"
              " fails -> the commit is reverted -> a person is alerted"),
     Scenario("novel", "api", "error_spike", {"ratio": 0.3}, "escalated",
-             "api starts failing requests for no known reason -> no pattern -> a person is asked"),
+             "api starts failing requests for no known reason -> no pattern -> a person is asked;"
+             " web, which calls api, fails too -> root cause analysis names api -> web is left alone"),
 )
 
 
@@ -254,6 +255,18 @@ def play(engine: Engine, urls: dict[str, str], pace: Pace, timeline: Timeline) -
     return results
 
 
+def _left_alone(engine: Engine) -> list[dict[str, Any]]:
+    """Incidents not acted on because root-cause analysis found a dependency behind them."""
+    found = []
+    for inc in engine.store.incidents(limit=1000):
+        for d in engine.store.decisions(inc.id):
+            if any(g.gate == "root_cause" and not g.passed for g in d.gates):
+                found.append({"service": inc.service, "cause": inc.cause,
+                              "impacted_by": engine.store.diagnoses(inc.id)[-1].impacted_by})
+                break
+    return found
+
+
 def false_interventions(actions: list[Action], results: list[Result]) -> int:
     """Actions on a service that had no injected fault when the action was decided."""
     count = 0
@@ -285,6 +298,7 @@ def run_demo(*, fast: bool = False, as_json: bool = False, keep: bool = False,
     thread = threading.Thread(target=engine.run, args=(stop,), name="engine", daemon=True)
     thread.start()
     results: list[Result] = []
+    left_alone: list[dict[str, Any]] = []
     try:
         ready = _wait(lambda: all(_healthy(u) for u in urls.values()), 30)
         if not ready:
@@ -294,6 +308,7 @@ def run_demo(*, fast: bool = False, as_json: bool = False, keep: bool = False,
         _pump_for(engine, timeline, max(pace.trend_window, 5 * pace.interval))
         results = play(engine, urls, pace, timeline)
         actions = engine.store.actions()
+        left_alone = _left_alone(engine)
     finally:
         stop.set()
         thread.join(timeout=30)
@@ -306,6 +321,7 @@ def run_demo(*, fast: bool = False, as_json: bool = False, keep: bool = False,
                        "detect_s": r.detect_s, "heal_s": r.heal_s} for r in results],
         "false_interventions": false_interventions(actions, results),
         "actions_total": len(actions),
+        "left_alone": left_alone,
         "duration_s": round(time.time() - t0, 1),
     }
     _print_summary(console, results, summary)

@@ -16,6 +16,7 @@ Endpoints:
                   ``demo_requests_total``, ``demo_errors_total``, ``demo_config_generation``,
                   ``demo_fast_path``
 ``GET /work``     one real request through the simulated pool (sleeps its latency, capped at 2 s)
+``GET /call``     one request as a caller sees it: 200 when it succeeded, 5xx when it failed (no sleep)
 ``GET /fault``    the active faults and the resources they hold
 ``POST /fault``   ``{"fault": NAME, ...params}`` turns a fault on (or replaces its parameters);
                   ``{"fault": "none"}`` clears every fault and frees what they held
@@ -32,6 +33,11 @@ Config (``pool.size``, default 50; ``features.fast_path``, default false) is rea
 re-read on SIGHUP; a bad file on reload keeps the old config. ``fast_path: true`` is a buggy
 "performance" switch: it halves the latency fault's added latency but fails 30% of requests.
 SIGTERM exits 0, after ``--shutdown-delay`` seconds of continued serving when given.
+
+With ``--upstream URL`` the service depends on another demo service: it calls the upstream's
+``/call`` ten times a second, and its own requests fail ("upstream failed") in the proportion
+the upstream's calls failed over the last two seconds, as a front end's do when its backend
+is down or failing. That is what the demo's cascade scenario and root-cause ranking run on.
 """
 
 from __future__ import annotations
@@ -45,6 +51,7 @@ import signal
 import sys
 import threading
 import time
+import urllib.request
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -63,6 +70,7 @@ MAX_BODY_BYTES = 64 * 1024
 _DRAIN_LIMIT_BYTES = 1024 * 1024  # an oversized body up to this is read and dropped before 413
 _MB = 1024 * 1024
 _PAGE = 4096
+_UPSTREAM_WINDOW_S = 2.0  # upstream calls counted behind the failure proportion
 _TICK_S = 0.1
 _BASE_LATENCY_MS = 20.0
 _BASELINE_IN_USE = 10
@@ -219,6 +227,7 @@ class DemoService:
         self._leaked_mb_owed = 0.0
         self._baseline_in_use = _BASELINE_IN_USE
         self._window: deque[tuple[float, bool, float]] = deque()
+        self._upstream: deque[tuple[float, bool]] = deque()  # (monotonic ts, call ok) of upstream calls
         self.requests_total = 0
         self.errors_total = 0
         self.registry = CollectorRegistry()
@@ -315,12 +324,36 @@ class DemoService:
             elif fast_path and rng.random() < _FAST_PATH_FAILURE_RATIO:
                 error = "fast_path failure"
             now = time.monotonic()
+            if error is None and rng.random() < self._upstream_failure_locked(now):
+                error = "upstream failed"
             self._window.append((now, error is None, latency))
             self._prune_locked(now)
             self.requests_total += 1
             if error is not None:
                 self.errors_total += 1
             return Outcome(ok=error is None, latency_ms=latency, error=error)
+
+    def record_upstream(self, ok: bool) -> None:
+        """One call to the upstream service and whether it succeeded."""
+        with self._lock:
+            self._upstream.append((time.monotonic(), ok))
+
+    def _upstream_failure_locked(self, now: float) -> float:
+        while self._upstream and self._upstream[0][0] < now - _UPSTREAM_WINDOW_S:
+            self._upstream.popleft()
+        if not self._upstream:
+            return 0.0
+        return sum(1 for _, ok in self._upstream if not ok) / len(self._upstream)
+
+    def call_upstream(self, url: str, stop: threading.Event) -> None:
+        """Until ``stop``: call ``url`` (an upstream's /call) ten times a second, recording each."""
+        while not stop.wait(0.1):
+            try:
+                with urllib.request.urlopen(url, timeout=0.5) as response:  # noqa: S310 - a loopback URL we were given
+                    ok = response.status == 200
+            except (OSError, ValueError):  # refused, timed out, 5xx (HTTPError is an OSError)
+                ok = False
+            self.record_upstream(ok)
 
     def _prune_locked(self, now: float) -> None:
         while self._window and self._window[0][0] < now - self.window_s:
@@ -432,6 +465,12 @@ class DemoHandler(BaseHTTPRequestHandler):
             self._send(200, service.metrics_text(), CONTENT_TYPE_LATEST)
         elif path == "/fault":
             self._json(200, service.fault_status())
+        elif path == "/call":
+            outcome = service.handle_request()
+            if outcome.ok:
+                self._json(200, {"ok": True})
+            else:
+                self._json(503 if outcome.error == "pool exhausted" else 500, {"ok": False, "error": outcome.error})
         elif path == "/work":
             outcome = service.handle_request()
             time.sleep(min(outcome.latency_ms / 1000.0, _WORK_SLEEP_CAP_S))
@@ -526,6 +565,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="on SIGTERM keep serving this many seconds, then exit 0")
     parser.add_argument("--traffic", type=_positive_float, default=20.0,
                         help="simulated requests per second (default 20)")
+    parser.add_argument("--upstream", help="URL of another demo service's /call that this one depends on")
     parser.add_argument("--window", type=_positive_float, default=10.0,
                         help="seconds of requests behind error_rate and latency_ms (default 10)")
     return parser
@@ -556,6 +596,8 @@ def main(argv: list[str] | None = None) -> int:
 
     stop = threading.Event()
     threading.Thread(target=service.run_background, args=(args.traffic, stop), daemon=True).start()
+    if args.upstream:
+        threading.Thread(target=service.call_upstream, args=(args.upstream, stop), daemon=True).start()
     threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True).start()
     port = server.server_address[1]
     if args.starts_log is not None:

@@ -52,6 +52,10 @@ def render_text(chain: dict[str, Any]) -> str:
         lines.append(f"  chosen: {d['pattern_id'] or 'none'} (confidence {d['confidence']:.2f}): {d['rationale']}")
         for c in d["candidates"]:
             lines.append(f"    - {c['pattern_id']}: {c['confidence']:.2f}  {'; '.join(c['reasons'])}")
+        if d.get("rca"):
+            lines.append("    root cause ranking over the dependency graph:")
+            for r in d["rca"]:
+                lines.append(f"      {r['service']}: {r['role']} ({r['score']:.2f})  {'; '.join(r['evidence'])}")
     lines.append("")
     lines.append("Decisions (every gate and its reason):")
     for d in chain["decisions"]:

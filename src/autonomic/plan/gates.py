@@ -218,6 +218,16 @@ def confidence(ctx: GateContext) -> GateResult:
     return _fail("confidence", f"confidence {have:.2f} below threshold {need:.2f}")
 
 
+def root_cause(ctx: GateContext) -> GateResult:
+    d = ctx.diagnosis
+    if d.impacted_by:
+        return _fail("root_cause", f"{ctx.service} is impacted by {', '.join(d.impacted_by)} (a dependency whose "
+                                   "anomaly began no later): the fix belongs there, not here")
+    if d.root_causes:
+        return _pass("root_cause", f"root cause analysis names {', '.join(d.root_causes)}")
+    return _pass("root_cause", "no dependency explains it")
+
+
 def rate_limit(ctx: GateContext) -> GateResult:
     lim, c, t, s = ctx.effective.rate_limits, ctx.counts, ctx.action_type, ctx.service
     checks = [
@@ -352,6 +362,7 @@ GATES: tuple[Gate, ...] = (
     paused,
     autonomy,
     confidence,
+    root_cause,
     rate_limit,
     maintenance_window,
     circuit_breaker,
