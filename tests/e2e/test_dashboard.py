@@ -125,16 +125,16 @@ def test_operator_approves_an_escalated_restart_and_pulls_the_kill_switch_live(
     for name in ("web", "api", "worker"):
         expect(watcher.get_by_test_id(f"service-{name}")).to_be_visible()
     expect(watcher.get_by_test_id("live")).to_have_text("live")
-    expect(watcher.get_by_test_id("service-state-api")).to_have_text("HEALTHY", timeout=15_000)
+    expect(watcher.get_by_test_id("service-state-web")).to_have_text("HEALTHY", timeout=15_000)
     _shot(watcher, "01-overview-healthy")
 
     # a failure no pattern knows: the engine proposes the fallback restart and asks a person
-    faults.inject(stack.urls["api"], "error_spike", ratio=0.3)
+    faults.inject(stack.urls["web"], "error_spike", ratio=0.3)
     approvals = context.new_page()  # opened without ?token=: the kept token is used
     approvals.goto(f"{stack.base}/#/approvals")
     approve = approvals.locator("[data-testid^='approve-']").first
     expect(approve).to_be_visible(timeout=40_000)
-    incident = _wait(lambda: _awaiting(stack.engine, "api"), 5, "an incident awaiting approval in the store")
+    incident = _wait(lambda: _awaiting(stack.engine, "web"), 5, "an incident awaiting approval in the store")
     expect(approvals.get_by_test_id(f"approval-{incident.id}")).to_contain_text("process")
     expect(watcher.get_by_test_id(f"incident-state-{incident.id}")).to_have_text("awaiting approval")
     expect(watcher.get_by_test_id("approval-count")).to_have_text("1")
