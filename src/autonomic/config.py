@@ -148,6 +148,18 @@ class Config:
     def _by_name(self) -> dict[str, ServiceSpec]:
         return {s.name: s for s in self.spec.services}
 
+    def group_members(self, group: str) -> frozenset[str]:
+        """The names of the services in ``group`` (a blast-radius group)."""
+        return self._groups.get(group, frozenset())
+
+    @cached_property
+    def _groups(self) -> dict[str, frozenset[str]]:
+        groups: dict[str, set[str]] = {}
+        for s in self.spec.services:
+            if s.group:
+                groups.setdefault(s.group, set()).add(s.name)
+        return {g: frozenset(names) for g, names in groups.items()}
+
     @property
     def state_dir(self) -> Path:
         return _resolve(self.base_dir, self.spec.engine.state_dir)

@@ -175,6 +175,7 @@ class Engine:
         self._open: dict[tuple[str, str], str] = {}  # (service, cause) -> unclosed incident id
         # every unclosed incident as last written, following the store's writes (see _follow)
         self._incidents: dict[str, Incident] = {}
+        self._unclosed_on: dict[str, set[str]] = {}  # service -> ids of its unclosed incidents (in _incidents)
         self.store.on_record(self._follow)
         self._last_seen: dict[str, float] = {}  # incident id -> last finding time (in memory)
         self._last_persist: dict[str, float] = {}
@@ -224,6 +225,7 @@ class Engine:
         for inc in self.store.incidents(limit=10_000):
             if inc.closed_at is None:
                 self._incidents.setdefault(inc.id, inc)
+                self._unclosed_on.setdefault(inc.service, set()).add(inc.id)
                 self._open[(inc.service, inc.cause)] = inc.id
                 self._last_seen[inc.id] = inc.last_finding_at
                 self._last_persist[inc.id] = inc.updated_at - _persist_phase(inc.id)
@@ -241,8 +243,10 @@ class Engine:
             if isinstance(noun, Incident):
                 if noun.closed_at is None:
                     self._incidents[noun.id] = noun
+                    self._unclosed_on.setdefault(noun.service, set()).add(noun.id)
                 else:
                     self._incidents.pop(noun.id, None)
+                    self._unclosed_on.get(noun.service, set()).discard(noun.id)
 
     def _incident(self, incident_id: str) -> Incident | None:
         """The incident as stored: from the cache when unclosed, else read."""
@@ -489,13 +493,16 @@ class Engine:
     def _retry_after(self, inc: Incident, diagnosis: Diagnosis, now: float) -> float | None:
         """A further attempt on an incident that already had one (its escalation chain) waits
         out the target's backoff rather than being denied by it; None when it may go now."""
-        if diagnosis.action is None or not self.store.actions(incident_id=inc.id):
+        if diagnosis.action is None:
             return None
         state = BackoffState.model_validate(self.store.get_state(backoff_key(diagnosis.action.target)) or {})
-        ok, _, _ = backoff_allows(state, now, self.policy().backoff)
-        if ok or state.last_failure_at is None:
+        if state.last_failure_at is None:
             return None
-        return state.last_failure_at + backoff_delay(state.failures, self.policy().backoff)
+        policy = self.policy()
+        ok, _, _ = backoff_allows(state, now, policy.backoff)
+        if ok or not self.store.actions(incident_id=inc.id):
+            return None
+        return state.last_failure_at + backoff_delay(state.failures, policy.backoff)
 
     def reconcile_incident(self, incident_id: str) -> float | None:
         inc = self._incident(incident_id)
@@ -657,9 +664,10 @@ class Engine:
             effective = self._earned(effective, policy, diagnosis.pattern_id, inc.service, now)
         svc = self.config.service(inc.service)
         group = svc.group if svc else None
-        members = {s.name for s in self.config.services if group and s.group == group}
+        members = self.config.group_members(group) if group else frozenset()
         competing = []
-        unclosed = sorted((i for i in self._incidents.values() if i.service == target), key=lambda i: -i.opened_at)
+        unclosed = sorted((self._incidents[i] for i in self._unclosed_on.get(target, ()) if i in self._incidents),
+                          key=lambda i: -i.opened_at)
         for other in unclosed[:50]:
             if other.id == inc.id or other.closed_at is not None or other.state.terminal:
                 continue
