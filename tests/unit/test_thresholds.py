@@ -202,3 +202,33 @@ def test_bad_threshold_values_are_rejected_naming_the_field(kwargs: dict, field:
 )
 def test_cause_of_follows_the_model_vocabulary(metric: str, cause: str) -> None:
     assert cause_of(metric) == cause
+
+
+def test_a_crossed_maximum_is_held_until_it_falls_below_the_clear_line() -> None:
+    """Hysteresis: memory crosses 85, then hovers at 80-84 (below the line, above 0.9 * 85 =
+    76.5): still reported, so the incident does not flap; at 70 it clears, and crossing again
+    needs ``sustain`` samples past the line once more."""
+    det = HealthDetector({"api": Thresholds()})
+    store = SeriesStore()
+    t = 0.0
+
+    def step(value: float) -> list[str]:
+        nonlocal t
+        t += 5.0
+        store.append(Sample("api", "memory_percent", t, value))
+        return [f.summary for f in det.detect(store, t)]
+
+    assert step(90.0) == []  # one sample: not yet sustained
+    assert len(step(91.0)) == 1
+    held = step(82.0)
+    assert len(held) == 1 and "still >= 76.5" in held[0] and "hysteresis" in held[0]
+    assert len(step(78.0)) == 1
+    assert step(70.0) == []  # below the clear line: cleared
+    assert step(80.0) == []  # the hysteresis band does not re-open it
+    assert step(86.0) == []  # one sample past the line again: not yet sustained
+    assert len(step(86.0)) == 1
+
+
+def test_a_detector_without_hysteresis_history_fires_only_on_sustained_crossings() -> None:
+    store = _feed(SeriesStore(), "memory_percent", [95.0, 82.0])
+    assert _detect(store) == []  # a fresh detector has seen no crossing: 82 alone is not one

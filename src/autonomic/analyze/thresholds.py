@@ -6,9 +6,12 @@ line for each metric. :class:`HealthDetector` turns the series into findings:
 * **down** (STATE, cause ``down``, confidence 0.95): the last ``down_after`` samples of
   ``up`` (checked first) or ``probe_ok`` are all 0.
 * **threshold** (THRESHOLD, cause :func:`cause_of`, confidence 0.9): the last ``sustain``
-  samples of a metric are all at or above its maximum. ``availability`` is the one minimum:
-  the percentage of ``probe_ok == 1`` over the trailing ``availability_window_s``, computed at
-  each of the last ``sustain`` probe samples, must stay at or above the line.
+  samples of a metric are all at or above its maximum (minimum duration); once crossed it
+  stays crossed while the latest value is at or above ``clear_fraction * maximum``
+  (hysteresis), so a metric hovering at its line keeps one incident rather than flapping.
+  ``availability`` is the one minimum: the percentage of ``probe_ok == 1`` over the trailing
+  ``availability_window_s``, computed at each of the last ``sustain`` probe samples, must stay
+  at or above the line.
 
 A metric counts only when its latest sample is no older than ``stale_s``. While a service
 is down, the probe-derived findings (``probe_latency_ms``, ``availability``) are left out:
@@ -68,6 +71,9 @@ class Thresholds(BaseModel):
     pool_utilization: float = Field(default=90.0, gt=0, le=100)
     extra: dict[str, float] = Field(default_factory=dict)  # more maximums, by metric name
     degraded_fraction: float = Field(default=0.9, gt=0, le=1)
+    # hysteresis: once a maximum is crossed it stays crossed until the value falls below
+    # clear_fraction * the line, so a metric hovering at the line does not flap
+    clear_fraction: float = Field(default=0.9, gt=0, le=1)
     sustain: int = Field(default=2, ge=1)
     down_after: int = Field(default=2, ge=1)
 
@@ -203,6 +209,9 @@ def _availability(
 
 
 def _reason(c: _Crossing, th: Thresholds) -> str:
+    if c.extra.get("held"):
+        return (f"{c.metric} {c.value:.4g} still >= {th.clear_fraction * c.threshold:.4g}, the clear line of "
+                f"{c.threshold:g} (hysteresis)")
     if c.is_minimum:
         where = "below" if c.critical else "near"
         return f"availability {c.value:.3g}% {where} the {c.threshold:g}% minimum"
@@ -246,6 +255,7 @@ class HealthDetector:
             raise ValueError(f"stale_s must be positive, got {stale_s}")
         self.thresholds = dict(thresholds)
         self.stale_s = stale_s
+        self._crossed: set[tuple[str, str]] = set()  # (service, metric) crossed and not yet cleared
 
     def detect(self, series: SeriesReader, now: float) -> Sequence[Finding]:
         findings: list[Finding] = []
@@ -267,7 +277,8 @@ class HealthDetector:
                         evidence={"samples": ev.down.samples, "down_after": th.down_after},
                     )
                 )
-            for c in ev.crossings:
+            held = self._hysteresis(series, service, th, now, ev)
+            for c in [*ev.crossings, *held]:
                 if not c.critical:
                     continue
                 findings.append(
@@ -286,3 +297,26 @@ class HealthDetector:
                     )
                 )
         return findings
+
+    def _hysteresis(self, series: SeriesReader, service: str, th: Thresholds, now: float,
+                    ev: _Evaluation) -> list[_Crossing]:
+        """Remember what crossed; a crossed maximum no longer crossed for ``sustain`` samples is
+        held (reported as still crossed) while its latest value is at or above the clear line."""
+        crossed_now = {c.metric for c in ev.crossings if c.critical and not c.is_minimum}
+        held: list[_Crossing] = []
+        lines = th.maximums()
+        for metric in lines:
+            key = (service, metric)
+            if metric in crossed_now:
+                self._crossed.add(key)
+                continue
+            if key not in self._crossed:
+                continue
+            latest = series.latest(service, metric)
+            line = lines[metric]
+            if latest is None or latest[0] < now - self.stale_s or latest[1] < th.clear_fraction * line:
+                self._crossed.discard(key)
+                continue
+            held.append(_Crossing(metric, float(latest[1]), line, [float(latest[1])], critical=True,
+                                  extra={"held": True}))
+        return held
