@@ -34,7 +34,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -271,6 +271,20 @@ class VerifySpec(Frozen):
     tolerance: float = Field(default=0.0, ge=0)  # how much worse than before still counts as not worse
 
 
+class Symptom(Frozen):
+    """A condition on the incident's findings of one metric: it holds when at least one of them
+    meets every bound given. ``min``/``max`` bound the finding's value; ``trend`` asks for a
+    forecast finding whose fitted slope rises or falls, with ``min_r2`` and ``eta_within_s``
+    (the predicted breach at most this far ahead) when given."""
+
+    metric: str = Field(min_length=1)
+    min: float | None = None
+    max: float | None = None
+    trend: Literal["rising", "falling"] | None = None
+    min_r2: float | None = Field(default=None, ge=0, le=1)
+    eta_within_s: float | None = Field(default=None, gt=0)
+
+
 class PatternMatch(Frozen):
     """What a pattern matches. Every field given must hold; absent fields match anything."""
 
@@ -280,6 +294,7 @@ class PatternMatch(Frozen):
     service_type: str | None = None
     min_severity: Severity | None = None
     after_change_s: float | None = None  # only when the service's config changed this recently
+    symptoms: list[Symptom] = Field(default_factory=list, max_length=10)  # every one must hold
 
 
 class Pattern(Frozen):

@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 from pydantic import BaseModel, ConfigDict
 
+from autonomic.errors import PatternError
 from autonomic.model import (
     ActionSpec,
     Finding,
@@ -205,3 +206,43 @@ def test_no_match_gives_rationale_naming_cause_and_kind(builtin: list[Pattern]) 
     d = diagnose(incident("disk", FindingKind.ANOMALY), [], builtin, DiagnoseContext(now=NOW))
     assert (d.pattern_id, d.action, d.confidence, d.candidates) == (None, None, 0.0, [])
     assert d.rationale == "no known pattern matches cause disk (kind anomaly)"
+
+
+def _forecast(metric: str, value: float, slope: float, r2: float, eta: float) -> Finding:
+    return finding(metric, FindingKind.FORECAST, "memory").model_copy(update={
+        "value": value, "evidence": {"slope_per_s": slope, "r2": r2, "eta_s": eta}})
+
+
+def test_symptoms_bound_finding_values_and_trend_signatures() -> None:
+    leak = _forecast("memory_percent", 70.0, 0.05, 0.93, 300.0)
+    errors = finding("error_rate", FindingKind.THRESHOLD, "errors").model_copy(update={"value": 0.3})
+    inc = incident("memory", FindingKind.FORECAST)
+    patterns = [
+        pattern("fast-leak", symptoms=[{"metric": "memory_percent", "trend": "rising", "min_r2": 0.9,
+                                        "eta_within_s": 600}]),
+        pattern("slow-leak", symptoms=[{"metric": "memory_percent", "trend": "rising", "eta_within_s": 60}]),
+        pattern("shrinking", symptoms=[{"metric": "memory_percent", "trend": "falling"}]),
+        pattern("loose-fit", symptoms=[{"metric": "memory_percent", "min_r2": 0.95}]),
+        pattern("many-errors", symptoms=[{"metric": "error_rate", "min": 0.2}, {"metric": "memory_percent",
+                                                                              "max": 80}]),
+        pattern("few-errors", symptoms=[{"metric": "error_rate", "max": 0.1}]),
+        pattern("no-such-metric", symptoms=[{"metric": "latency_ms"}]),
+    ]
+    d = diagnose(inc, [leak, errors], patterns, DiagnoseContext(now=NOW))
+    assert sorted(c.pattern_id for c in d.candidates) == ["fast-leak", "many-errors"]
+    reasons = {c.pattern_id: c.reasons for c in d.candidates}
+    assert reasons["fast-leak"] == ["symptom memory_percent rising r2 >= 0.9 breach within 600 s: memory_percent 70"]
+    assert reasons["many-errors"] == ["symptom error_rate >= 0.2: error_rate 0.3",
+                                      "symptom memory_percent <= 80: memory_percent 70"]
+    # two symptoms count as two match fields: the more specific pattern ranks first
+    assert [c.pattern_id for c in d.candidates] == ["many-errors", "fast-leak"]
+
+
+def test_a_symptom_in_pattern_yaml_is_validated_and_names_the_field(tmp_path: Path) -> None:
+    (tmp_path / "p.yaml").write_text(
+        "id: bad\nmatch:\n  symptoms:\n    - {metric: memory_percent, trend: upward}\n"
+        "prior_confidence: 0.5\nverify: {metric: up, min: 1}\n")
+    with pytest.raises(PatternError) as err:
+        load_patterns([tmp_path], Registry())
+    (problem,) = err.value.problems
+    assert problem.field == "match.symptoms[0].trend" and problem.line == 4

@@ -2,7 +2,7 @@
 
 A pattern matches only when every field of its ``match`` holds. Each match is scored::
 
-    quality    = 0.8 + 0.2 * given / 6          # given = match fields the pattern sets (0..6)
+    quality    = 0.8 + 0.2 * min(given, 6) / 6  # given = match fields and symptoms the pattern sets
     record     = min(1, ((s + 1) / (s + f + 2)) / 0.5)
     confidence = prior_confidence * quality * record
 
@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from autonomic.model import Candidate, Diagnosis, Finding, Incident, Pattern
+from autonomic.model import Candidate, Diagnosis, Finding, Incident, Pattern, Symptom
 
 _MATCH_FIELDS = 6
 
@@ -87,7 +87,46 @@ def _match(
                     else f"needs config change within {window}: last was {ago:.0f} s ago",
                 )
             )
+    checks.extend(_symptom(sym, findings) for sym in m.symptoms)
     return all(ok for ok, _ in checks), len(checks), [reason for _, reason in checks]
+
+
+def _symptom(sym: Symptom, findings: Sequence[Finding]) -> tuple[bool, str]:
+    """Whether one of the incident's findings of ``sym.metric`` meets every bound, and why."""
+    wanted = []
+    if sym.min is not None:
+        wanted.append(f">= {sym.min:g}")
+    if sym.max is not None:
+        wanted.append(f"<= {sym.max:g}")
+    if sym.trend is not None:
+        wanted.append(sym.trend)
+    if sym.min_r2 is not None:
+        wanted.append(f"r2 >= {sym.min_r2:g}")
+    if sym.eta_within_s is not None:
+        wanted.append(f"breach within {sym.eta_within_s:g} s")
+    what = f"{sym.metric} {' '.join(wanted) or 'seen'}"
+    for f in findings:
+        if f.metric != sym.metric:
+            continue
+        if (sym.min is not None or sym.max is not None) and f.value is None:
+            continue
+        if sym.min is not None and not (f.value is not None and f.value >= sym.min):
+            continue
+        if sym.max is not None and not (f.value is not None and f.value <= sym.max):
+            continue
+        if sym.trend is not None or sym.min_r2 is not None or sym.eta_within_s is not None:
+            slope, r2, eta = (f.evidence.get(k) for k in ("slope_per_s", "r2", "eta_s"))
+            if not isinstance(slope, int | float):
+                continue  # not a forecast: no trend to judge
+            if sym.trend == "rising" and not slope > 0 or sym.trend == "falling" and not slope < 0:
+                continue
+            if sym.min_r2 is not None and not (isinstance(r2, int | float) and r2 >= sym.min_r2):
+                continue
+            if sym.eta_within_s is not None and not (isinstance(eta, int | float) and eta <= sym.eta_within_s):
+                continue
+        seen = f"{f.value:.4g}" if f.value is not None else f.kind.value
+        return True, f"symptom {what}: {f.metric} {seen}"
+    return False, f"symptom {what}: no such finding"
 
 
 def diagnose(
@@ -100,7 +139,7 @@ def diagnose(
         ok, given, reasons = _match(p, incident, findings, ctx)
         if not ok:
             continue
-        quality = 0.8 + 0.2 * given / _MATCH_FIELDS
+        quality = 0.8 + 0.2 * min(given, _MATCH_FIELDS) / _MATCH_FIELDS
         s, f = ctx.record.get(p.id, (0, 0))
         factor = record_factor(s, f)
         if s or f:
