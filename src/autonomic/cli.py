@@ -150,6 +150,51 @@ def run(
     log.info("autonomic engine stopped cleanly")
 
 
+@app.command()
+def replay(
+    file: Annotated[Path, typer.Argument(help="recorded metrics: CSV timestamp,service,metric,value")],
+    config: ConfigOpt = None,
+    interval: Annotated[float | None, typer.Option(help="seconds between ticks (default: the config's)")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Shadow mode over recorded metrics: the findings, incidents and decisions the engine would
+    have made (and what it would have done), with nothing executed."""
+    import tempfile
+
+    from autonomic.monitor.replay import ReplaySource
+    from autonomic.replay import replay_config, run_replay
+
+    if interval is not None and not (0 < interval <= 3600):
+        raise _fail(f"--interval: must be > 0 and at most 3600 seconds, not {interval:g}")
+    try:
+        text = file.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise _fail(f"{file}: cannot read: {exc}") from None
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    with tempfile.TemporaryDirectory(prefix="autonomic-replay-") as state:
+        try:
+            source = ReplaySource.from_csv(text, str(file))
+            cfg = _load(config) if config else replay_config(source, Path(state))
+        except ConfigError as err:
+            for p in err.problems:
+                print(str(p), file=sys.stderr)
+            raise typer.Exit(2) from None
+        summary = run_replay(source, cfg, interval)
+    if as_json:
+        print(json.dumps(summary))
+        return
+    console = _console()
+    console.print(f"{summary['samples']} samples over {summary['to'] - summary['from']:.0f} s, "
+                  f"{len(summary['incidents'])} incidents, {summary['would_have_acted']} times it would have acted "
+                  f"(nothing was executed)")
+    table = Table("incident", "service", "cause", "would have", "action", "held back by")
+    for d in summary["decisions"]:
+        action = d["action"]
+        table.add_row(d["incident"][:8], d["service"], d["cause"], d["would_have"] or "-",
+                      f"{action['type']} {action['params']}" if action else "-", "; ".join(d["held_back_by"]) or "-")
+    console.print(table)
+
+
 def _write_status(engine: Any) -> None:
     """The live health view for `autonomic status` (not audited: it is a cache)."""
     if engine.ticks % 2:

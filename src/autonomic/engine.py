@@ -131,10 +131,17 @@ class Engine:
         sources: list[Source] | None = None,
         detectors: list[Detector] | None = None,
         metrics: Any = None,
+        shadow_only: bool = False,
     ) -> None:
         """Everything is built from ``config``; tests may hand in their own clock, store,
-        notifiers, sources (say, a ReplaySource) and detectors."""
+        notifiers, sources (say, a ReplaySource) and detectors.
+
+        ``shadow_only`` (``autonomic replay``): every decision is taken in shadow mode whatever
+        the policy says, no supervised service is started, and a pattern's remedy is considered
+        even where the service binds no actuator for it: nothing can act, so the record says
+        what would have been done."""
         self.config = config
+        self.shadow_only = shadow_only
         self.registry = registry or default_registry()
         self.clock: Clock = clock or SystemClock()
         self.engine_spec = config.engine
@@ -220,8 +227,9 @@ class Engine:
         now = self.clock.now()
         self.store.audit("engine", "engine.started", "engine",
                          {"config": self.config.source, "services": [s.name for s in self.config.services]})
-        for service, how in self.supervisor.adopt_or_start_all().items():
-            log.info("service %s: %s", service, how)
+        if not self.shadow_only:
+            for service, how in self.supervisor.adopt_or_start_all().items():
+                log.info("service %s: %s", service, how)
         for inc in self.store.incidents(limit=10_000):
             if inc.closed_at is None:
                 self._incidents.setdefault(inc.id, inc)
@@ -260,7 +268,7 @@ class Engine:
             except Exception:
                 log.exception("shutdown hook failed")
         self.store.audit("engine", "engine.stopped", "engine", {})
-        if self.config.engine.stop_services_on_exit:
+        if self.config.engine.stop_services_on_exit and not self.shadow_only:
             self.supervisor.stop_all(timeout_s=5.0)
         self.notifiers.close(timeout=5)
         self.store.close()
@@ -545,7 +553,8 @@ class Engine:
         diagnosis = self._with_root_causes(diagnose(inc, findings, list(self.patterns.values()), ctx), inc, now)
         action = diagnosis.action
         types = {action.type, *(s.type for s in action.steps)} if action is not None else set()
-        missing = sorted(t for t in types if t not in self.config.bindings.get(inc.service, {}))
+        missing = [] if self.shadow_only else sorted(t for t in types
+                                                      if t not in self.config.bindings.get(inc.service, {}))
         if missing:
             diagnosis = diagnosis.model_copy(update={
                 "action": None,
@@ -662,6 +671,8 @@ class Engine:
         pattern = self.patterns.get(diagnosis.pattern_id or "")
         if policy.autonomy_ladder.enabled and diagnosis.pattern_id is not None:
             effective = self._earned(effective, policy, diagnosis.pattern_id, inc.service, now)
+        if self.shadow_only:
+            effective = _replace(effective, shadow=True)
         svc = self.config.service(inc.service)
         group = svc.group if svc else None
         members = self.config.group_members(group) if group else frozenset()
@@ -732,6 +743,8 @@ class Engine:
         failed = [g for g in gates if not g.passed]
         why = "; ".join(f"{g.gate}: {g.reason}" for g in failed) or "every gate passed"
         if verdict == Verdict.APPROVED:
+            if self.shadow_only:  # the shadow gate denies every decision; this is a bug, not a case
+                raise RuntimeError("an approved decision in a shadow-only engine")
             self.store.record(decision, actor=decision.decided_by, event="decision.approved", subject=inc.id,
                               data={"decision": decision.id, "action": diagnosis.action.model_dump()
                                     if diagnosis.action else None})

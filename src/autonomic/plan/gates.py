@@ -398,15 +398,17 @@ def _fold(results: Sequence[GateResult]) -> Verdict:
 
 
 def shadow_verdict(ctx: GateContext, verdict: Verdict, results: Sequence[GateResult]) -> Verdict | None:
-    """For a decision that did not act only because of shadow mode or an observe/suggest
-    autonomy: the verdict every other gate gave (APPROVED: it would have acted). None when
-    the decision acts, waits for a person, or shadow and autonomy are not why it stopped."""
+    """For a decision that did not act because of shadow mode or an observe/suggest autonomy:
+    in shadow, the verdict every other gate gave, autonomy included (the policy as it stands);
+    at observe/suggest, the verdict of every gate but autonomy (APPROVED: it would have acted
+    with more autonomy). None when the decision acts or waits for a person, or neither applies."""
     if verdict != Verdict.DENIED:
         return None
-    if not ctx.effective.shadow and ctx.effective.autonomy not in (Autonomy.OBSERVE, Autonomy.SUGGEST):
-        return None
-    others = [r for r in results if r.gate not in ("shadow", "autonomy")]
-    return _fold(others)
+    if ctx.effective.shadow:  # what the policy, autonomy included, would have done
+        return _fold([r for r in results if r.gate != "shadow"])
+    if ctx.effective.autonomy in (Autonomy.OBSERVE, Autonomy.SUGGEST):  # what the other gates allow
+        return _fold([r for r in results if r.gate != "autonomy"])
+    return None
 
 
 def breakers_after_approval(ctx: GateContext) -> tuple[BreakerState, BreakerState]:

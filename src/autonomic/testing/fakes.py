@@ -9,23 +9,8 @@ from typing import Any, ClassVar, Literal
 from pydantic import BaseModel, ConfigDict
 
 from autonomic.errors import TerminalActuatorError
-from autonomic.model import Finding, Notification, Sample
+from autonomic.model import Finding, Notification
 from autonomic.protocols import ActuatorContext, SeriesReader, Target
-
-
-class ReplaySource:
-    """Plays back recorded samples: each ``collect(now)`` returns those with ts <= now not yet given."""
-
-    def __init__(self, samples: Iterable[Sample], name: str = "replay") -> None:
-        self.name = name
-        self._samples = sorted(samples, key=lambda s: s.ts)
-        self._i = 0
-
-    def collect(self, now: float) -> Sequence[Sample]:
-        start = self._i
-        while self._i < len(self._samples) and self._samples[self._i].ts <= now:
-            self._i += 1
-        return self._samples[start:self._i]
 
 
 class FakeDetector:

@@ -1,0 +1,88 @@
+"""``autonomic replay``: the whole loop in shadow over a recorded CSV, through the real CLI."""
+
+from __future__ import annotations
+
+import json
+import random
+import sys
+from pathlib import Path
+
+import yaml
+from typer.testing import CliRunner
+
+from autonomic.cli import app
+
+T0 = 1_700_000_000
+
+
+def _recording(path: Path) -> Path:
+    """api leaks memory from sample 200; web is down for samples 300-305; 5 s apart."""
+    rng = random.Random(1)
+    rows = ["timestamp,service,metric,value"]
+    for i in range(400):
+        t = T0 + i * 5
+        rows.append(f"{t},api,memory_percent,{40 + rng.gauss(0, 0.5) + max(0, i - 200) * 0.25:.2f}")
+        rows.append(f"{t},api,up,1")
+        rows.append(f"{t},web,up,{0 if 300 <= i < 306 else 1}")
+        rows.append(f"{t},web,error_rate,{0.01 + rng.random() * 0.005:.4f}")
+    rows.append(f"{T0},web,error_rate,not-a-number")
+    path.write_text("\n".join(rows) + "\n")
+    return path
+
+
+def _run(*args: object) -> tuple[int, str, str]:
+    result = CliRunner().invoke(app, [str(a) for a in args])
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_replay_reports_what_the_engine_would_have_done_and_executes_nothing(tmp_path: Path) -> None:
+    code, out, err = _run("replay", _recording(tmp_path / "rec.csv"), "--json")
+    assert code == 0, err
+    summary = json.loads(out)
+    assert summary["samples"] == 1600 and summary["skipped_rows"] == 1
+    by_service = {d["service"]: d for d in summary["decisions"]}
+    assert by_service["api"]["cause"] == "memory" and by_service["api"]["would_have"] == "approved"
+    assert by_service["api"]["action"]["params"]["op"] == "graceful_restart"
+    assert by_service["web"]["cause"] == "down" and by_service["web"]["action"]["params"]["op"] == "restart"
+    api_inc = next(i for i in summary["incidents"] if i["service"] == "api")
+    assert api_inc["kind"] == "forecast" and api_inc["opened_at"] > T0 + 200 * 5
+    assert summary["actions_executed"] == 0 and summary["would_have_acted"] == 2
+    assert not (tmp_path / ".autonomic").exists()
+
+
+def test_replay_with_a_config_never_starts_its_services_even_where_it_turns_shadow_off(tmp_path: Path) -> None:
+    """The config binds a real process actuator and turns shadow off for web: replay still
+    starts nothing and runs nothing; the web decision shows what the policy would allow."""
+    marker = tmp_path / "started"
+    cfg = {
+        "engine": {"interval_s": 5, "state_dir": str(tmp_path / "state"), "host_metrics": False},
+        "services": [
+            {"name": "web", "actuators": {"process": {"command": [sys.executable, "-c",
+                                                                  f"open({str(marker)!r}, 'w')"]}}},
+            {"name": "api"},
+        ],
+        "policy": {"autonomy": "auto", "services": {"web": {"shadow": False}, "api": {"autonomy": "approve"}}},
+    }
+    path = tmp_path / "autonomic.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    code, out, err = _run("replay", _recording(tmp_path / "rec.csv"), "-c", path, "--json")
+    assert code == 0, err
+    summary = json.loads(out)
+    web = next(d for d in summary["decisions"] if d["service"] == "web")
+    api = next(d for d in summary["decisions"] if d["service"] == "api")
+    assert web["would_have"] == "approved"
+    assert api["would_have"] == "needs_approval"  # approve autonomy: it would have asked a person
+    assert summary["actions_executed"] == 0 and not marker.exists()
+
+
+def test_replay_bad_input_names_the_file_and_column(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.csv"
+    bad.write_text("timestamp,service,value\n1,web,2\n")
+    code, _, err = _run("replay", bad)
+    assert code == 2 and "bad.csv" in err and "metric" in err
+    empty = tmp_path / "empty.csv"
+    empty.write_text("timestamp,service,metric,value\n")
+    code, _, err = _run("replay", empty)
+    assert code == 2 and "empty.csv" in err and "no usable rows" in err
+    code, _, err = _run("replay", bad, "--interval", "0")
+    assert code == 2 and "--interval" in err
