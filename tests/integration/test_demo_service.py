@@ -335,3 +335,20 @@ def test_bad_arguments_exit_2_with_a_clear_message(tmp_path: Path, args: list[st
                             capture_output=True, text=True, timeout=10)
     assert result.returncode == 2
     assert message in result.stderr
+
+
+def test_a_service_fails_with_its_upstream_and_recovers_with_it(start_demo):
+    """web calls api's /call ten times a second: api's error spike reaches web's own error
+    rate (the demo's cascade), and clearing it on api clears web too."""
+    api = start_demo(name="api", window=1.0)
+    web = start_demo("--upstream", f"{api.base}/call", name="web", window=1.0)
+    time.sleep(1.0)
+    assert web.metric("demo_error_rate") == 0
+    faults.inject(api.base, "error_spike", ratio=1.0)
+    wait_for(lambda: web.metric("demo_error_rate") > 0.5, what="web failing with api")
+    assert httpx.get(f"{api.base}/call", timeout=5).status_code == 500
+    faults.clear(api.base)
+    wait_for(lambda: web.metric("demo_error_rate") == 0, timeout=6, what="web recovered with api")
+    api.proc.kill()
+    api.proc.wait(5)
+    wait_for(lambda: web.metric("demo_error_rate") > 0.5, what="web failing while api is gone")
