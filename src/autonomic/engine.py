@@ -9,13 +9,14 @@ store on start.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
 import threading
 import time
 import zlib
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from typing import Any
 
@@ -188,6 +189,7 @@ class Engine:
         self._last_persist: dict[str, float] = {}
         self._pending_repeats: Counter[str] = Counter()
         self._ladder_changes: list[Callable[[], None]] = []  # see _earned
+        self._held: list[Notification] | None = None  # see _holding_notifications
         self._seen_signatures: dict[str, set[tuple[str, str]]] = {}  # (kind, metric) already stored
         self._source_errors: dict[str, str] = {}
         self._next_collect = 0.0
@@ -518,7 +520,7 @@ class Engine:
             return None
         now = self.clock.now()
         if inc.state == IncidentState.OPEN:
-            return self._diagnose(inc, now)
+            return self._diagnose_and_decide(inc, now)
         if inc.state == IncidentState.DIAGNOSED:
             if self._close_if_cleared(inc, now):
                 return None
@@ -543,7 +545,46 @@ class Engine:
             return self._await_approval(inc, now)
         return None
 
+    def _diagnose_and_decide(self, inc: Incident, now: float) -> float | None:
+        """A new incident: the diagnosis and, when the service is free and the verdict is not an
+        approval, the decision, in one transaction (one commit; the audit keeps both events).
+        An approved action is prepared in a step of its own after this commit, because preparing
+        asks the actuator for its undo snapshot (I/O that must not hold the store's write lock)."""
+        diagnosis = self._diagnosis_for(inc, now)
+        with self._holding_notifications(), self.store.unit():
+            inc = self._record_diagnosis(inc, diagnosis, now)
+            with self.store.reading():
+                busy = self._busy_until(inc.service, now)
+                ctx = self._gate_context(inc, diagnosis, now, human=False) if busy is None else None
+            if busy is not None:
+                return busy
+            if ctx is None or decide(ctx)[0] == Verdict.APPROVED:
+                self._ladder_changes.clear()  # found again when the next step decides
+                return now
+            return self._decide(inc, diagnosis, now, human=None, ctx=ctx)
+
+    @contextlib.contextmanager
+    def _holding_notifications(self) -> Iterator[None]:
+        """Notifications made inside the block are sent when it ends well, and never when it
+        fails (a person is not told of a decision the store rolled back)."""
+        if self._held is not None:
+            yield
+            return
+        self._held = []
+        try:
+            yield
+            held = self._held
+        finally:
+            self._held = None
+        for notification in held:
+            self.notify(notification)
+
     def _diagnose(self, inc: Incident, now: float) -> float:
+        self._record_diagnosis(inc, self._diagnosis_for(inc, now), now)
+        return now
+
+    def _diagnosis_for(self, inc: Incident, now: float) -> Diagnosis:
+        """The diagnosis of ``inc`` now: reads (and the config history), no writes."""
         with self.store.reading():
             findings = self.store.findings(inc.id)
             record = self._pattern_record()
@@ -567,12 +608,15 @@ class Engine:
                     "action": fallback,
                     "rationale": diagnosis.rationale + "; proposing the service's fallback remedy "
                                  f"({fallback.type} {fallback.params}) for a person to approve"})
+        return diagnosis
+
+    def _record_diagnosis(self, inc: Incident, diagnosis: Diagnosis, now: float) -> Incident:
         updated = inc.model_copy(update={"state": IncidentState.DIAGNOSED, "updated_at": now})
         self.store.record(diagnosis, updated, actor="engine", event="incident.diagnosed", subject=inc.id,
                           data={"pattern": diagnosis.pattern_id, "confidence": round(diagnosis.confidence, 3),
                                 "rationale": diagnosis.rationale})
         log.info("incident %s diagnosed: %s", inc.id[:8], diagnosis.rationale)
-        return now
+        return updated
 
     def _with_root_causes(self, diagnosis: Diagnosis, inc: Incident, now: float) -> Diagnosis:
         """For a service with dependencies: rank root causes over the dependency graph from the
@@ -894,6 +938,9 @@ class Engine:
     # --- people ----------------------------------------------------------------------------
 
     def notify(self, notification: Notification) -> None:
+        if self._held is not None:  # inside a store unit: sent once it has committed
+            self._held.append(notification)
+            return
         self.notifiers.send(notification)
 
     def health(self) -> dict[str, tuple[HealthState, list[str]]]:

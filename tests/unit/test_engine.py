@@ -719,3 +719,29 @@ def test_a_service_whose_dependencies_are_healthy_is_its_own_root_cause(tmp_path
     assert [a.service for a in h.store.actions()] == ["web"]
     gate = {g.gate: g for g in h.store.decisions(web.id)[0].gates}["root_cause"]
     assert gate.passed and "web" in gate.reason
+
+
+def test_a_new_incidents_diagnosis_and_denial_commit_together_or_not_at_all(tmp_path: Path) -> None:
+    """Diagnose and decide run in one store unit: a failure while deciding leaves the incident
+    OPEN with no diagnosis, no decision and nobody told; the next step does it all again."""
+    h = Harness(tmp_path, policy={"autonomy": "observe"})
+    real = h.engine._decide
+
+    def decide_then_fail(*args: Any, **kwargs: Any) -> Any:
+        real(*args, **kwargs)  # the denial is written (inside the unit) ...
+        raise RuntimeError("... and then the step fails")
+
+    h.engine._decide = decide_then_fail  # type: ignore[method-assign]
+    h.feed("up", 0, 3)
+    inc = h.incident()
+    assert inc.state == IncidentState.OPEN
+    assert h.store.diagnoses(inc.id) == [] and h.store.decisions(inc.id) == []
+    assert not any(n.incident_id == inc.id for n in h.notifier.sent)
+    h.engine._decide = real  # type: ignore[method-assign]
+    h.feed("up", 0, 6)
+    (decision,) = h.store.decisions(inc.id)
+    assert decision.verdict == Verdict.DENIED and len(h.store.diagnoses(inc.id)) == 1
+    kinds = [e.kind for e in h.store.audit_events(subject=inc.id)]
+    assert kinds.index("incident.diagnosed") + 1 == kinds.index("decision.denied")
+    assert any(n.incident_id == inc.id for n in h.notifier.sent)
+    assert h.store.verify_audit().ok

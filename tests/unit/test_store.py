@@ -423,3 +423,43 @@ def test_one_store_is_usable_from_several_threads(kind: str, db_path: Path) -> N
     report = s.verify_audit()
     assert report.ok and report.checked == 40
     s.close()
+
+
+def test_a_unit_commits_several_writes_at_once_and_reads_its_own_writes(store: Store, db_path: Path) -> None:
+    heard: list[tuple[Any, ...]] = []
+    store.on_record(heard.append)
+    inc = incident()
+    with store.unit():
+        store.record(inc, actor="engine", event="incident.opened", subject=inc.id)
+        seen_inside = store.get(Incident, inc.id)
+        with store.reading():
+            assert store.get(Incident, inc.id) == inc  # a read snapshot inside a unit sees the unit
+        other = sqlite3.connect(db_path)
+        try:
+            assert other.execute("select count(*) from incidents").fetchone()[0] == 0  # not committed yet
+        finally:
+            other.close()
+        assert heard == []  # listeners hear after the commit
+        store.set_state("k", {"v": 1}, actor="engine", event="state.set")
+        store.record(inc.model_copy(update={"state": IncidentState.DIAGNOSED}), actor="engine",
+                     event="incident.diagnosed", subject=inc.id)
+    assert seen_inside == inc
+    assert store.get(Incident, inc.id).state == IncidentState.DIAGNOSED  # type: ignore[union-attr]
+    assert store.get_state("k") == {"v": 1}
+    assert [len(h) for h in heard] == [1, 1]
+    kinds = [e.kind for e in store.audit_events()]
+    assert kinds[-3:] == ["incident.opened", "state.set", "incident.diagnosed"]
+    assert store.verify_audit().ok
+
+
+def test_a_unit_that_fails_writes_nothing_and_tells_no_listener(store: Store) -> None:
+    heard: list[tuple[Any, ...]] = []
+    store.on_record(heard.append)
+    before = len(store.audit_events())
+    inc = incident()
+    with pytest.raises(RuntimeError), store.unit():
+        store.record(inc, actor="engine", event="incident.opened", subject=inc.id)
+        raise RuntimeError("the step failed half-way")
+    assert store.get(Incident, inc.id) is None
+    assert len(store.audit_events()) == before and heard == []
+    assert store.verify_audit().ok

@@ -245,8 +245,9 @@ class Store:
     @contextlib.contextmanager
     def reading(self) -> Iterator[None]:
         """Every read in this thread inside the block shares one connection and one transaction
-        (one consistent snapshot, one BEGIN): for a burst of reads on a hot path. No writes inside."""
-        if getattr(self._reading, "conn", None) is not None:
+        (one consistent snapshot, one BEGIN): for a burst of reads on a hot path. No writes
+        inside, unless the block is itself inside :meth:`unit` (then it reads the unit's writes)."""
+        if getattr(self._reading, "conn", None) is not None or getattr(self._reading, "unit", None) is not None:
             yield
             return
         with self._read() as conn:
@@ -257,10 +258,30 @@ class Store:
                 self._reading.conn = None
 
     @contextlib.contextmanager
+    def unit(self) -> Iterator[None]:
+        """Every write (and read) in this thread inside the block is one transaction: one commit,
+        all or nothing, each write still its own audit event. :meth:`on_record` listeners hear
+        of the writes after the commit, and not at all when it rolls back. Nested units join
+        the outer one. Keep the block short and free of other I/O: it holds the write lock."""
+        if getattr(self._reading, "unit", None) is not None:
+            yield
+            return
+        heard: list[tuple[Noun, ...]] = []
+        with self._write() as conn:
+            self._reading.unit, self._reading.heard = conn, heard
+            try:
+                yield
+            finally:
+                self._reading.unit, self._reading.heard = None, None
+        for nouns in heard:
+            for listener in self._listeners:
+                listener(nouns)
+
+    @contextlib.contextmanager
     def _read(self) -> Iterator[Connection]:
         """One read transaction on a Core connection (the :meth:`reading` block's, inside one).
         Database errors come out as StoreError (without SQL parameters, which may hold secrets)."""
-        shared = getattr(self._reading, "conn", None)
+        shared = getattr(self._reading, "conn", None) or getattr(self._reading, "unit", None)
         if shared is not None:
             try:
                 yield shared
@@ -279,6 +300,10 @@ class Store:
     def _write(self) -> Iterator[Connection]:
         """One write transaction on a Core connection (BEGIN IMMEDIATE on SQLite), committed on
         success, rolled back on any error; database errors come out as StoreError."""
+        unit = getattr(self._reading, "unit", None)
+        if unit is not None:  # inside Store.unit(): its transaction, committed when the unit ends
+            yield unit
+            return
         if getattr(self._reading, "conn", None) is not None:
             raise RuntimeError("a store write inside Store.reading()")
         guard = self._lock if self._lock is not None else contextlib.nullcontext()
@@ -359,6 +384,10 @@ class Store:
                 values = {"id": noun.id, "first_seq": head[0] + 1, "body": body, **_index_values(row_cls, body)}
                 conn.execute(self._upsert(row_cls, values, keep=("first_seq",)), values)
             written = self._append(conn, head, actor, event, subject, payload)
+        heard = getattr(self._reading, "heard", None)
+        if heard is not None:  # inside Store.unit(): told after its commit
+            heard.append(nouns)
+            return written
         for listener in self._listeners:
             listener(nouns)
         return written

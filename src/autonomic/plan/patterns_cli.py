@@ -88,8 +88,12 @@ def _pattern(cfg: Any, pattern_id: str) -> Pattern:
 
 def match_summary(p: Pattern) -> str:
     """``cause=memory kind=forecast``: the match fields the pattern sets."""
-    given = p.match.model_dump(mode="json", exclude_none=True)
-    return " ".join(f"{k}={v}" for k, v in given.items()) or "anything"
+    given = p.match.model_dump(mode="json", exclude_none=True, exclude={"symptoms"})
+    parts = [f"{k}={v}" for k, v in given.items()]
+    for sym in p.match.symptoms:
+        bounds = sym.model_dump(mode="json", exclude_none=True, exclude={"metric"})
+        parts.append(f"{sym.metric}[{','.join(f'{k}={v}' for k, v in bounds.items())}]")
+    return " ".join(parts) or "anything"
 
 
 def action_summary(p: Pattern) -> str:
@@ -134,6 +138,10 @@ def show(pattern_id: Annotated[str, typer.Argument(metavar="ID")], config: Confi
     """The whole pattern as YAML, with the file:line it comes from."""
     p = _pattern(_config(config), pattern_id)
     dumped = p.model_dump(mode="json", exclude={"source"}, exclude_none=True)
+    if not p.match.symptoms:
+        dumped["match"].pop("symptoms", None)
+    if not p.then:
+        dumped.pop("then", None)
     # keep the schema's order; an absent action is shown as null (escalate to a person)
     body = {k: dumped.get(k) for k in Pattern.model_fields if k in dumped or k == "action"}
     if body["action"] is not None and not body["action"]["steps"]:
