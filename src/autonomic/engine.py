@@ -38,6 +38,7 @@ from autonomic.model import (
     Decision,
     Diagnosis,
     Finding,
+    GateResult,
     HealthState,
     Incident,
     IncidentState,
@@ -190,6 +191,7 @@ class Engine:
         self._pending_repeats: Counter[str] = Counter()
         self._ladder_changes: list[Callable[[], None]] = []  # see _earned
         self._held: list[Notification] | None = None  # see _holding_notifications
+        self._tallies: dict[str, tuple[int, int]] | None = None  # see _pattern_record
         self._seen_signatures: dict[str, set[tuple[str, str]]] = {}  # (kind, metric) already stored
         self._source_errors: dict[str, str] = {}
         self._next_collect = 0.0
@@ -250,6 +252,8 @@ class Engine:
     def _follow(self, nouns: tuple[Any, ...]) -> None:
         """Keep the cache of unclosed incidents in step with every incident written to the store."""
         for noun in nouns:
+            if isinstance(noun, Action):
+                self._tallies = None
             if isinstance(noun, Incident):
                 if noun.closed_at is None:
                     self._incidents[noun.id] = noun
@@ -558,10 +562,11 @@ class Engine:
                 ctx = self._gate_context(inc, diagnosis, now, human=False) if busy is None else None
             if busy is not None:
                 return busy
-            if ctx is None or decide(ctx)[0] == Verdict.APPROVED:
+            ruling = decide(ctx) if ctx is not None else None
+            if ruling is None or ruling[0] == Verdict.APPROVED:
                 self._ladder_changes.clear()  # found again when the next step decides
                 return now
-            return self._decide(inc, diagnosis, now, human=None, ctx=ctx)
+            return self._decide(inc, diagnosis, now, human=None, ctx=ctx, ruling=ruling)
 
     @contextlib.contextmanager
     def _holding_notifications(self) -> Iterator[None]:
@@ -681,7 +686,10 @@ class Engine:
             return None
 
     def _pattern_record(self) -> dict[str, tuple[int, int]]:
-        return self.store.pattern_tallies()
+        """Per pattern, (successes, failures): read once, then again after any action is written."""
+        if self._tallies is None:
+            self._tallies = self.store.pattern_tallies()
+        return self._tallies
 
     def policy(self) -> PolicyConfig:
         """The policy in force: an admin's override from the store (PUT /api/v1/policy), else the file's."""
@@ -771,12 +779,13 @@ class Engine:
         return earned
 
     def _decide(self, inc: Incident, diagnosis: Diagnosis, now: float, human: dict[str, Any] | None,
-                ctx: GateContext | None = None) -> float | None:
+                ctx: GateContext | None = None,
+                ruling: tuple[Verdict, list[GateResult]] | None = None) -> float | None:
         if ctx is None:
             ctx = self._gate_context(inc, diagnosis, now, human is not None)
         while self._ladder_changes:  # a promotion or demotion found while reading the gates' context
             self._ladder_changes.pop(0)()
-        verdict, gates = decide(ctx)
+        verdict, gates = ruling if ruling is not None else decide(ctx)
         decision = Decision(
             incident_id=inc.id, diagnosis_id=diagnosis.id, ts=now, verdict=verdict, gates=gates,
             action=diagnosis.action, decided_by=(human or {}).get("actor", "engine"),

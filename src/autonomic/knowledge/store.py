@@ -268,11 +268,11 @@ class Store:
             return
         heard: list[tuple[Noun, ...]] = []
         with self._write() as conn:
-            self._reading.unit, self._reading.heard = conn, heard
+            self._reading.unit, self._reading.heard, self._reading.head = conn, heard, None
             try:
                 yield
             finally:
-                self._reading.unit, self._reading.heard = None, None
+                self._reading.unit, self._reading.heard, self._reading.head = None, None, None
         for nouns in heard:
             for listener in self._listeners:
                 listener(nouns)
@@ -314,17 +314,19 @@ class Store:
             except SQLAlchemyError as e:
                 raise StoreError(f"store write failed: {_cause(e)}") from e
 
-    @staticmethod
-    def _head(conn: Connection) -> tuple[int, str]:
-        """The audit chain's head (seq, hash), locked for this transaction."""
+    def _head(self, conn: Connection) -> tuple[int, str]:
+        """The audit chain's head (seq, hash), locked for this transaction (inside a unit, read
+        once: the unit's own appends move it)."""
+        if getattr(self._reading, "unit", None) is conn and self._reading.head is not None:
+            return self._reading.head
         head = conn.execute(_HEAD_FOR_UPDATE).one_or_none()
         if head is None:
             raise AuditChainError("audit head row is missing (the audit log was tampered with)")
         return int(head[0]), str(head[1])
 
-    @staticmethod
     def _append(
-        conn: Connection, head: tuple[int, str], actor: str, kind: str, subject: str, data: dict[str, Any] | None
+        self, conn: Connection, head: tuple[int, str], actor: str, kind: str, subject: str,
+        data: dict[str, Any] | None
     ) -> AuditEvent:
         ev = make_event(
             seq=head[0] + 1,
@@ -339,6 +341,8 @@ class Store:
                                      "subject": ev.subject, "data": ev.data, "prev_hash": ev.prev_hash,
                                      "hash": ev.hash})
         conn.execute(_HEAD_UPDATE, {"new_seq": ev.seq, "new_hash": ev.hash})
+        if getattr(self._reading, "unit", None) is conn:
+            self._reading.head = (ev.seq, ev.hash)
         return ev
 
     def _upsert(self, row_cls: type[Base], columns: Iterable[str], keep: tuple[str, ...]) -> Any:
