@@ -46,6 +46,7 @@ class Scenario:
     params: dict[str, float]
     expected: str
     story: str
+    cascade: str | None = None  # a service that calls this one: its incident is awaited before the fault clears
 
 
 SCENARIOS = (
@@ -61,7 +62,8 @@ SCENARIOS = (
              " fails -> the commit is reverted -> a person is alerted"),
     Scenario("novel", "api", "error_spike", {"ratio": 0.3}, "escalated",
              "api starts failing requests for no known reason -> no pattern -> a person is asked;"
-             " web, which calls api, fails too -> root cause analysis names api -> web is left alone"),
+             " web, which calls api, fails too -> root cause analysis names api -> web is left alone",
+             cascade="web"),
 )
 
 
@@ -242,6 +244,11 @@ def play(engine: Engine, urls: dict[str, str], pace: Pace, timeline: Timeline) -
             res.notes.append("no incident before the timeout")
         timeline.say(f"scenario {sc.name}: {res.outcome} (expected {sc.expected})",
                      "bold green" if res.outcome == sc.expected else "bold red")
+        if sc.cascade is not None:  # the dependent service's incident is decided while the fault lasts
+            decided = _wait(lambda svc=sc.cascade, since=res.started: timeline.pump(engine)
+                            or _decided(store, svc, since), pace.scenario_timeout)
+            if decided is None:
+                res.notes.append(f"{sc.cascade}: no decided incident before the timeout")
         try:
             if _healthy(urls[sc.service]):
                 faults.clear(urls[sc.service])
@@ -253,6 +260,14 @@ def play(engine: Engine, urls: dict[str, str], pace: Pace, timeline: Timeline) -
         res.ended = time.time()
         results.append(res)
     return results
+
+
+def _decided(store: Any, service: str, since: float) -> Incident | None:
+    """An incident of ``service`` with a decision taken at or after ``since``."""
+    for inc in store.incidents(service=service, limit=50):
+        if any(d.ts >= since for d in store.decisions(inc.id)):
+            return inc
+    return None
 
 
 def _left_alone(engine: Engine) -> list[dict[str, Any]]:
