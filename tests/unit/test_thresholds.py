@@ -232,3 +232,21 @@ def test_a_crossed_maximum_is_held_until_it_falls_below_the_clear_line() -> None
 def test_a_detector_without_hysteresis_history_fires_only_on_sustained_crossings() -> None:
     store = _feed(SeriesStore(), "memory_percent", [95.0, 82.0])
     assert _detect(store) == []  # a fresh detector has seen no crossing: 82 alone is not one
+
+
+def test_the_health_state_holds_critical_through_the_hysteresis_band() -> None:
+    """With the detector's crossed set, a memory back at 80 (under 85, over the clear line 76.5)
+    stays CRITICAL instead of flapping to DEGRADED; without it, it is DEGRADED; at 70 it is
+    HEALTHY either way, and the detector has let go."""
+    det = HealthDetector({"api": Thresholds()})
+    store = _feed(SeriesStore(), "memory_percent", [90.0, 91.0], step=5.0)
+    assert len(det.detect(store, NOW)) == 1 and det.crossed("api") == {"memory_percent"}
+    store.extend([Sample("api", "memory_percent", NOW + 5, 80.0), Sample("api", "memory_percent", NOW + 10, 80.0)])
+    det.detect(store, NOW + 10)
+    held, reasons = assess(store, "api", Thresholds(), NOW + 10, crossed=det.crossed("api"))
+    assert held == HealthState.CRITICAL and "hysteresis" in reasons[0]
+    assert assess(store, "api", Thresholds(), NOW + 10)[0] == HealthState.DEGRADED
+    store.extend([Sample("api", "memory_percent", NOW + 15, 70.0), Sample("api", "memory_percent", NOW + 20, 70.0)])
+    det.detect(store, NOW + 20)
+    assert det.crossed("api") == set()
+    assert assess(store, "api", Thresholds(), NOW + 20, crossed=det.crossed("api"))[0] == HealthState.HEALTHY

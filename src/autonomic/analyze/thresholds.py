@@ -28,7 +28,7 @@ threshold is crossed, DEGRADED when a metric is past its degraded line
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -220,11 +220,36 @@ def _reason(c: _Crossing, th: Thresholds) -> str:
     return f"{c.metric} {c.value:.4g} past the degraded line {th.degraded_fraction * c.threshold:.4g}"
 
 
+def _held(series: SeriesReader, service: str, th: Thresholds, now: float, stale_s: float,
+          crossed: Collection[str], ev: _Evaluation) -> list[_Crossing]:
+    """Hysteresis: of the maximums in ``crossed`` (crossed earlier, not cleared yet), those not
+    crossed now for ``sustain`` samples whose latest value is still at or above the clear line,
+    as critical crossings marked ``held``."""
+    crossed_now = {c.metric for c in ev.crossings if c.critical and not c.is_minimum}
+    held: list[_Crossing] = []
+    lines = th.maximums()
+    for metric in crossed:
+        if metric in crossed_now or metric not in lines:
+            continue
+        latest = series.latest(service, metric)
+        line = lines[metric]
+        if latest is None or latest[0] < now - stale_s or latest[1] < th.clear_fraction * line:
+            continue
+        held.append(_Crossing(metric, float(latest[1]), line, [float(latest[1])], critical=True,
+                              extra={"held": True}))
+    return held
+
+
 def assess(
-    series: SeriesReader, service: str, thresholds: Thresholds, now: float, *, stale_s: float = 30.0
+    series: SeriesReader, service: str, thresholds: Thresholds, now: float, *, stale_s: float = 30.0,
+    crossed: Collection[str] = (),
 ) -> tuple[HealthState, list[str]]:
-    """The service's health state now and the reasons for it (empty when HEALTHY)."""
+    """The service's health state now and the reasons for it (empty when HEALTHY). ``crossed``:
+    the maximums a :class:`HealthDetector` holds as crossed (hysteresis), so the state does not
+    flap between CRITICAL and DEGRADED while a metric hovers at its line."""
     ev = _evaluate(series, service, thresholds, now, stale_s)
+    if ev.down is None:
+        ev.crossings.extend(_held(series, service, thresholds, now, stale_s, crossed, ev))
     reasons: list[str] = []
     if ev.down is not None:
         reasons.append(f"down: {ev.down.metric} == 0 for the last {thresholds.down_after} samples")
@@ -298,25 +323,18 @@ class HealthDetector:
                 )
         return findings
 
+    def crossed(self, service: str) -> set[str]:
+        """The maximums of ``service`` crossed and not yet cleared (see the hysteresis rule)."""
+        return {metric for svc, metric in self._crossed if svc == service}
+
     def _hysteresis(self, series: SeriesReader, service: str, th: Thresholds, now: float,
                     ev: _Evaluation) -> list[_Crossing]:
         """Remember what crossed; a crossed maximum no longer crossed for ``sustain`` samples is
         held (reported as still crossed) while its latest value is at or above the clear line."""
-        crossed_now = {c.metric for c in ev.crossings if c.critical and not c.is_minimum}
-        held: list[_Crossing] = []
-        lines = th.maximums()
-        for metric in lines:
-            key = (service, metric)
-            if metric in crossed_now:
-                self._crossed.add(key)
-                continue
-            if key not in self._crossed:
-                continue
-            latest = series.latest(service, metric)
-            line = lines[metric]
-            if latest is None or latest[0] < now - self.stale_s or latest[1] < th.clear_fraction * line:
-                self._crossed.discard(key)
-                continue
-            held.append(_Crossing(metric, float(latest[1]), line, [float(latest[1])], critical=True,
-                                  extra={"held": True}))
+        for c in ev.crossings:
+            if c.critical and not c.is_minimum:
+                self._crossed.add((service, c.metric))
+        held = _held(series, service, th, now, self.stale_s, self.crossed(service), ev)
+        still = {c.metric for c in held} | {c.metric for c in ev.crossings if c.critical and not c.is_minimum}
+        self._crossed = {(svc, m) for svc, m in self._crossed if svc != service or m in still}
         return held
