@@ -29,7 +29,7 @@ from autonomic.knowledge import Store
 from autonomic.model import Finding, FindingKind, Incident, IncidentState, Level, Resolution, Severity
 from autonomic.oversight.notify import Dispatcher
 from autonomic.registry import Registry
-from autonomic.testing import FakeActuator, FakeClock, FakeNotifier
+from autonomic.testing import FakeActuator, FakeClock, FakeNotifier, fake_registry
 
 T0 = 1_700_000_000.0
 PATTERN = """
@@ -40,20 +40,6 @@ prior_confidence: 0.9
 rollback_safe: true
 verify: {metric: up, min: 1, window_s: 10, delay_s: 3, min_samples: 3}
 """
-
-
-def fake_registry(actuator: FakeActuator) -> Registry:
-    """A registry whose only actuator type, ``fake``, is ``actuator``."""
-    registry = Registry()
-
-    def factory(ctx: Any) -> FakeActuator:
-        return actuator
-
-    factory.Params = FakeActuator.Params  # type: ignore[attr-defined]
-    factory.Binding = FakeActuator.Binding  # type: ignore[attr-defined]
-    factory.type = "fake"  # type: ignore[attr-defined]
-    registry.register("actuator", "fake", factory)
-    return registry
 
 
 def build_config(tmp: Path, services: int, registry: Registry, policy: dict[str, Any] | None = None,

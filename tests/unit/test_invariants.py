@@ -45,7 +45,7 @@ from autonomic.oversight.notify import Dispatcher
 from autonomic.plan.policy import PolicyConfig, active_window
 from autonomic.protocols import Target
 from autonomic.registry import Registry
-from autonomic.testing import FakeActuator, FakeClock, FakeNotifier, ReplaySource
+from autonomic.testing import FakeActuator, FakeClock, FakeNotifier, ReplaySource, fake_registry
 
 T0 = 1_700_000_000.0
 DAY, WEEK = 86_400.0, 7 * 86_400.0
@@ -99,15 +99,7 @@ def _config() -> tuple[Config, Registry, CheckingActuator]:
         (tmp / "patterns").mkdir()
         (tmp / "patterns" / "fake.yaml").write_text(PATTERN)
         actuator = CheckingActuator()
-        registry = Registry()
-
-        def factory(ctx: Any) -> CheckingActuator:
-            return actuator
-
-        factory.Params = FakeActuator.Params  # type: ignore[attr-defined]
-        factory.Binding = FakeActuator.Binding  # type: ignore[attr-defined]
-        factory.type = "fake"  # type: ignore[attr-defined]
-        registry.register("actuator", "fake", factory)
+        registry = fake_registry(actuator)
         data = {
             "engine": {"interval_s": 1, "state_dir": str(tmp / "state"), "host_metrics": False, "settle_s": 3,
                        "resolve_after_s": 8, "approval_ttl_s": 60, "stop_services_on_exit": False},

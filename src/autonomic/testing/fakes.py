@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict
 from autonomic.errors import TerminalActuatorError
 from autonomic.model import Finding, Notification
 from autonomic.protocols import ActuatorContext, SeriesReader, Target
+from autonomic.registry import Registry
 
 
 class FakeDetector:
@@ -89,3 +90,18 @@ class FakeNotifier:
         if self.fail:
             raise RuntimeError("fake notifier is down")
         self.sent.append(notification)
+
+
+def fake_registry(actuator: FakeActuator) -> Registry:
+    """A registry whose only actuator type, ``fake``, is ``actuator`` (one instance, so a test
+    can read its calls)."""
+    registry = Registry()
+
+    def factory(ctx: Any) -> FakeActuator:
+        return actuator
+
+    factory.Params = FakeActuator.Params  # type: ignore[attr-defined]
+    factory.Binding = FakeActuator.Binding  # type: ignore[attr-defined]
+    factory.type = "fake"  # type: ignore[attr-defined]
+    registry.register("actuator", "fake", factory)
+    return registry
