@@ -16,6 +16,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, field_validator, model_validator
 
+from autonomic.analyze.forecast import SeasonalTrendSpec
 from autonomic.analyze.thresholds import Thresholds
 from autonomic.analyze.trend import TrendSpec
 from autonomic.errors import ConfigError, Problem
@@ -83,6 +84,8 @@ class ServiceSpec(_Spec):
     metrics: list[MetricsSpec] = Field(default_factory=list)
     thresholds: Thresholds = Field(default_factory=Thresholds)
     trends: list[TrendSpec] | None = None  # None: the default trend checks
+    # breach forecasts on top of a learned daily profile (days of history; see analyze/forecast.py)
+    seasonal_trends: list[SeasonalTrendSpec] = Field(default_factory=list)
     actuators: dict[str, dict[str, Any]] = Field(default_factory=dict)
     fallback: FallbackSpec | None = None
 

@@ -21,6 +21,7 @@ from dataclasses import replace
 from typing import Any
 
 from autonomic.analyze.correlate import correlate
+from autonomic.analyze.forecast import SeasonalTrendDetector
 from autonomic.analyze.rca import RcaParams
 from autonomic.analyze.rca import from_series as rca_series
 from autonomic.analyze.rca import rank as rank_causes
@@ -167,9 +168,11 @@ class Engine:
                        for s in config.services}
         if config.engine.host_metrics:
             trend_specs["host"] = default_trend_specs()
+        seasonal = {s.name: s.seasonal_trends for s in config.services if s.seasonal_trends}
         self.detectors: list[Detector] = detectors if detectors is not None else [
             HealthDetector(self.thresholds),
             TrendDetector(trend_specs, self.thresholds),
+            *([SeasonalTrendDetector(seasonal, self.thresholds)] if seasonal else []),
         ]
         self.patterns = {p.id: p for p in config.patterns}
         self.queue = WorkQueue()

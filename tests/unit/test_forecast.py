@@ -7,7 +7,15 @@ import json
 import numpy as np
 import pytest
 
-from autonomic.analyze.forecast import SeasonalTrendSpec, predict_breach_seasonal, stream_forecasts
+from autonomic.analyze.forecast import (
+    SeasonalTrendDetector,
+    SeasonalTrendSpec,
+    predict_breach_seasonal,
+    stream_forecasts,
+)
+from autonomic.analyze.thresholds import Thresholds
+from autonomic.model import Sample
+from autonomic.monitor.series import SeriesStore
 
 DAY = 86_400.0
 DT = 60.0
@@ -126,3 +134,41 @@ def test_streaming_run_matches_the_single_series_function() -> None:
 def test_bad_seasonal_spec_is_rejected_naming_the_field(kwargs: dict, field: str) -> None:
     with pytest.raises(ValueError, match=field):
         SeasonalTrendSpec(metric="memory_percent", **kwargs)
+
+
+def _run_detector(leak: bool) -> tuple[list[float], float]:
+    """Three days of one sample a minute through a SeasonalTrendDetector (evaluating hourly):
+    a daily cycle of +-8 around 50, and with ``leak`` a rise of 36 a day from day 1.5, which
+    crosses 90 in the last day. Returns the times of its findings and the true breach time."""
+    day = 86_400.0
+    spec = SeasonalTrendSpec(metric="disk_percent", eval_s=3600.0, confirm=1)
+    det = SeasonalTrendDetector({"db": [spec]}, {"db": Thresholds(disk_percent=90)})
+    store = SeriesStore()
+    rng = np.random.default_rng(5)
+    found, breach = [], np.inf
+    for i in range(int(3 * day / 60)):
+        t = 1_700_000_000.0 + 60.0 * i
+        x = i * 60.0
+        v = 50 + 8 * np.sin(2 * np.pi * x / day) + rng.normal(0, 0.5)
+        if leak and x > 1.5 * day:
+            v += (x - 1.5 * day) * (45.0 / (1.25 * day))
+        if v >= 90 and breach == np.inf:
+            breach = t
+        store.append(Sample("db", "disk_percent", t, float(v)))
+        found += [f.ts for f in det.detect(store, t)]
+        if t >= breach:
+            break
+    return found, breach
+
+
+def test_the_seasonal_detector_forecasts_a_leak_on_a_daily_cycle_ahead_of_the_breach() -> None:
+    found, breach = _run_detector(leak=True)
+    assert breach < 1_700_000_000.0 + 3 * 86_400  # the series does cross the line
+    assert found, "no forecast before the breach"
+    assert breach - found[0] >= 600  # at least ten minutes ahead
+    assert found[0] > 1_700_000_000.0 + 1.5 * 86_400  # not before the leak began
+
+
+def test_the_seasonal_detector_is_quiet_on_a_cycle_that_stays_under_the_line() -> None:
+    found, _ = _run_detector(leak=False)
+    assert found == []

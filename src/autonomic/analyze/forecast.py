@@ -37,13 +37,19 @@ One evaluation at time ``now`` sees only samples with ``ts <= now``:
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 from scipy.special import log_ndtr
 
-from autonomic.analyze.trend import Forecast
+from autonomic.analyze.causes import cause_of
+from autonomic.analyze.thresholds import Thresholds
+from autonomic.analyze.trend import Forecast, forecast_confidence
+from autonomic.errors import ConfigError
+from autonomic.model import Finding, FindingKind, Severity
+from autonomic.protocols import SeriesReader
 
 
 class SeasonalTrendSpec(BaseModel):
@@ -66,6 +72,7 @@ class SeasonalTrendSpec(BaseModel):
     ema_alpha: float = Field(default=0.3, gt=0, le=1)
     eval_s: float = Field(default=300.0, gt=0)
     confirm: int = Field(default=3, ge=1)
+    sample_s: float = Field(default=60.0, gt=0)  # SeasonalTrendDetector keeps one sample per this long
 
 
 def _basis(t: np.ndarray, period_s: float, harmonics: int) -> np.ndarray:
@@ -319,3 +326,70 @@ def stream_forecasts(ts: np.ndarray, values: np.ndarray, thresholds: np.ndarray,
         found[:, k:] &= raw[:, :-k]
         found[:, :k] = False
     return eval_ts, found, np.where(found, at, np.nan)
+
+
+class SeasonalTrendDetector:
+    """Detector ``seasonal_trend``: FORECAST findings from :func:`predict_breach_seasonal` for
+    the ``services[].seasonal_trends`` specs.
+
+    The series store's ring holds hours; a daily profile needs days. So, for each configured
+    (service, metric) only, the detector keeps its own history: one sample per ``sample_s``
+    (the latest value when that long has passed), ``history_s + window_s`` deep (two and a
+    quarter days at one a minute: about 50 KB per series), and evaluates every ``eval_s``.
+    The history lives in memory: after a restart a series forecasts again once it has
+    ``min_history_s`` behind it. A spec without a threshold takes the service's maximum.
+    """
+
+    name = "seasonal_trend"
+
+    def __init__(self, specs: Mapping[str, Sequence[SeasonalTrendSpec]],
+                 thresholds: Mapping[str, Thresholds]) -> None:
+        self._plan: list[tuple[str, SeasonalTrendSpec, float]] = []
+        for service, service_specs in specs.items():
+            th = thresholds.get(service, Thresholds())
+            for spec in service_specs:
+                line = spec.threshold if spec.threshold is not None else th.maximums().get(spec.metric)
+                if line is None:
+                    raise ConfigError(f"seasonal trend spec for service {service!r} metric {spec.metric!r}: no "
+                                      "threshold (set threshold on the spec or thresholds.extra for the service)")
+                self._plan.append((service, spec, float(line)))
+        self._ts: dict[tuple[str, str], list[float]] = {}
+        self._values: dict[tuple[str, str], list[float]] = {}
+        self._next_eval: dict[tuple[str, str], float] = {}
+
+    def _keep(self, key: tuple[str, str], spec: SeasonalTrendSpec, series: SeriesReader, now: float) -> None:
+        latest = series.latest(*key)
+        ts, values = self._ts.setdefault(key, []), self._values.setdefault(key, [])
+        if latest is None or (ts and latest[0] - ts[-1] < spec.sample_s) or not math.isfinite(latest[1]):
+            return
+        ts.append(float(latest[0]))
+        values.append(float(latest[1]))
+        horizon = spec.history_s + spec.window_s + spec.confirm * spec.eval_s
+        drop = 0
+        while drop < len(ts) and ts[drop] < now - horizon:
+            drop += 1
+        if drop:
+            del ts[:drop], values[:drop]
+
+    def detect(self, series: SeriesReader, now: float) -> Sequence[Finding]:
+        findings: list[Finding] = []
+        for service, spec, line in self._plan:
+            key = (service, spec.metric)
+            self._keep(key, spec, series, now)
+            if now < self._next_eval.get(key, -math.inf):
+                continue
+            self._next_eval[key] = now + spec.eval_s
+            forecast = predict_breach_seasonal(self._ts[key], self._values[key], line, now=now, spec=spec)
+            if forecast is None:
+                continue
+            critical = forecast.eta_s < spec.horizon_s / 4
+            findings.append(Finding(
+                service=service, metric=spec.metric, kind=FindingKind.FORECAST, cause=cause_of(spec.metric),
+                severity=Severity.CRITICAL if critical else Severity.WARNING,
+                confidence=forecast_confidence(forecast, spec.t_min), ts=now, value=forecast.current,
+                threshold=line,
+                summary=f"{spec.metric} will reach {line:g} in {forecast.eta_s:.0f} s beyond its daily cycle "
+                        f"(trend {forecast.slope_per_s * 3600:.3g}/h, t {forecast.zscore:.1f})",
+                evidence={**forecast.evidence(), "seasonal": True},
+            ))
+        return findings
