@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from autonomic.analyze.detectors.base import StreamingDetector, safe_ratio, z_to_score
+from autonomic.analyze.detectors.base import StreamingDetector, safe_ratio
 
 
 def infer_periods(buf: np.ndarray, min_period: int, max_period: int, min_acf: float) -> np.ndarray:
@@ -97,7 +97,7 @@ class AutoSeasonal(StreamingDetector):
         z = safe_ratio(d, np.sqrt(self.var), m)
         self.last_warm = ok & (self.count >= self.warmup)
         self.last_raw = np.where(self.last_warm, z, 0.0)
-        score = np.where(self.count >= self.warmup, z_to_score(z), 0.0)
+        score = self._score(z, self.count >= self.warmup, self.protect_level)
         a = np.full(x.shape, self.alpha)
         if self.protect:
             a = np.where(score >= self.protect_level, self.alpha * self.protect_factor, a)

@@ -22,7 +22,7 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 import numpy as np
-from scipy.special import ndtr
+from scipy.special import ndtr, ndtri
 
 VALUE_LIMIT = 1e150
 
@@ -68,6 +68,17 @@ class StreamingDetector:
 
     name: ClassVar[str] = "base"
     _arrays: ClassVar[tuple[str, ...]] = ()
+    # An Ensemble reads only its members' raw statistics and sets this False on them: their
+    # scores are then needed only to compare with a protect level (see _score).
+    scores_wanted: bool = True
+
+    def _score(self, z: np.ndarray, warm: np.ndarray, level: float) -> np.ndarray:
+        """``z_to_score(z)`` where ``warm`` (0 elsewhere). When scores are not wanted, an array
+        that compares with ``level`` exactly as the score would (1.0 where the score reaches
+        it: ``z >= ndtri((1 + level) / 2)``), without the normal CDF of every sample."""
+        if self.scores_wanted or not 0.0 < level < 1.0:
+            return np.where(warm, z_to_score(z), 0.0)
+        return (warm & (z >= ndtri((1.0 + level) / 2.0))).astype(np.float64)
 
     def __init__(self) -> None:
         self._params: dict[str, Any] = {}

@@ -72,6 +72,8 @@ class Ensemble(StreamingDetector):
             params = {k: v for k, v in spec.items() if k != "type"}
             params.setdefault("protect", protect)
             self.members.append(MEMBER_TYPES[kind](**params))
+        for member in self.members:
+            member.scores_wanted = False  # only their raw statistics are read
         self._set_params(members=specs, beta=beta, calib_warmup=calib_warmup, min_std=min_std,
                          combine=combine, scale=scale, onset_decay=onset_decay,
                          spatial_tolerance=spatial_tolerance, spatial_gain=spatial_gain, protect=protect,
@@ -83,9 +85,10 @@ class Ensemble(StreamingDetector):
 
     def _allocate(self, n: int) -> None:
         m = len(self.members)
-        self.cal_count = np.zeros((n, m), dtype=np.int64)
-        self.cal_mean = np.zeros((n, m))
-        self.cal_var = np.zeros((n, m))
+        # (members, n): one contiguous row per member, so combining members is elementwise
+        self.cal_count = np.zeros((m, n), dtype=np.int64)
+        self.cal_mean = np.zeros((m, n))
+        self.cal_var = np.zeros((m, n))
         self.peak = np.zeros(n)  # decaying maximum of the surprise (onset_decay)
         self.seen = np.zeros(n, dtype=np.int64)  # samples seen
         self.low = np.full(n, np.nan)  # smallest and largest value seen (spatial_tolerance)
@@ -104,13 +107,13 @@ class Ensemble(StreamingDetector):
             warms.append(member.last_warm)
             if member.last_reset.shape == reset.shape:
                 reset |= member.last_reset
-        y = np.log1p(np.stack(raws, axis=1))
-        live = np.stack(warms, axis=1)
+        y = np.log1p(np.stack(raws))
+        live = np.stack(warms)
         t = (y - self.cal_mean) / np.maximum(np.sqrt(self.cal_var), self.min_std)
         t = np.where(y > self.cal_mean, t, 0.0)
         warm = self.cal_count >= self.calib_warmup
         t = np.where(warm, t, 0.0)
-        total = t.max(axis=1) if self.combine == "max" else t.mean(axis=1)
+        total = t.max(axis=0) if self.combine == "max" else t.mean(axis=0)
         self.last_raw = total
         score = total / (total + self.scale)
         hot = score >= self.protect_level  # judged before the onset filter: a lasting anomaly stays hot
@@ -130,7 +133,7 @@ class Ensemble(StreamingDetector):
         self.seen = self.seen + ok
         a = np.where(self.cal_count < self.calib_warmup, 1.0 / (self.cal_count + 1.0), self.beta)
         if self.protect:
-            a = np.where(hot[:, None], 0.0, a)
+            a = np.where(hot[None, :], 0.0, a)
         a = np.where(live, a, 0.0)
         d = y - self.cal_mean
         self.cal_mean = self.cal_mean + a * d
@@ -146,6 +149,8 @@ class Ensemble(StreamingDetector):
     def _load(self, d: dict[str, Any]) -> None:
         super()._load(d)
         self.members = [type(m).from_state(s) for m, s in zip(self.members, d["members_state"], strict=True)]
+        for member in self.members:
+            member.scores_wanted = False
 
     def bytes_per_series(self) -> float:
         return super().bytes_per_series() + sum(m.bytes_per_series() for m in self.members)

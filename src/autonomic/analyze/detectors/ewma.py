@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from autonomic.analyze.detectors.base import StreamingDetector, safe_ratio, z_to_score
+from autonomic.analyze.detectors.base import StreamingDetector, safe_ratio
 
 
 class EWMAZScore(StreamingDetector):
@@ -41,7 +41,7 @@ class EWMAZScore(StreamingDetector):
         z = self.raw(x, ok)
         self.last_warm = ok & (self.count >= self.warmup)
         self.last_raw = np.where(self.last_warm, z, 0.0)
-        score = np.where(self.count >= self.warmup, z_to_score(z), 0.0)
+        score = self._score(z, self.count >= self.warmup, self.protect_level)
         self.learn(x, ok, score)
         return score
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from autonomic.analyze.detectors.base import StreamingDetector, safe_ratio, z_to_score
+from autonomic.analyze.detectors.base import StreamingDetector, safe_ratio
 
 
 class SeasonalBaseline(StreamingDetector):
@@ -31,25 +31,26 @@ class SeasonalBaseline(StreamingDetector):
         self.protect, self.protect_level, self.protect_factor = protect, protect_level, protect_factor
 
     def _allocate(self, n: int) -> None:
-        self.mean = np.zeros((n, self.period))
-        self.dev = np.zeros((n, self.period))
+        # (period, n): each phase's profile of every series is one contiguous row
+        self.mean = np.zeros((self.period, n))
+        self.dev = np.zeros((self.period, n))
         self.seen = np.zeros(n, dtype=np.int64)  # samples seen (all phases)
 
     def _step(self, x: np.ndarray, ok: np.ndarray) -> np.ndarray:
         p = self.steps % self.period
-        m = self.mean[:, p]
-        dv = self.dev[:, p]
+        m = self.mean[p]
+        dv = self.dev[p]
         r = x - m
         z = safe_ratio(r, 1.25 * dv, m)
         self.last_warm = ok & (self.seen >= self.warmup_cycles * self.period)
         self.last_raw = np.where(self.last_warm, z, 0.0)
-        score = np.where(self.seen >= self.warmup_cycles * self.period, z_to_score(z), 0.0)
+        score = self._score(z, self.seen >= self.warmup_cycles * self.period, self.protect_level)
         a = np.full(x.shape, self.alpha)
         if self.protect:
             a = np.where(score >= self.protect_level, self.alpha * self.protect_factor, a)
         first = self.seen < self.period  # first cycle: take the sample as the profile
         a = np.where(ok, np.where(first, 1.0, a), 0.0)
-        self.mean[:, p] = m + a * r
-        self.dev[:, p] = np.where(first & ok, 0.0, dv + a * (np.abs(r) - dv))
+        self.mean[p] = m + a * r
+        self.dev[p] = np.where(first & ok, 0.0, dv + a * (np.abs(r) - dv))
         self.seen = self.seen + ok
         return score
