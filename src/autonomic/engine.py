@@ -22,7 +22,7 @@ from typing import Any
 
 from autonomic.analyze.correlate import correlate
 from autonomic.analyze.forecast import SeasonalTrendDetector
-from autonomic.analyze.rca import RcaParams
+from autonomic.analyze.rca import RcaParams, dependency_closure
 from autonomic.analyze.rca import from_series as rca_series
 from autonomic.analyze.rca import rank as rank_causes
 from autonomic.analyze.thresholds import HealthDetector, Thresholds, assess
@@ -635,16 +635,10 @@ class Engine:
         if svc is None or not svc.depends_on:
             return diagnosis
         edges = [(s.name, d) for s in self.config.services for d in s.depends_on]
-        involved, todo = set(), [inc.service]
-        while todo:  # the service and everything it depends on, transitively
-            name = todo.pop()
-            if name not in involved:
-                involved.add(name)
-                todo.extend(d for s in self.config.services if s.name == name for d in s.depends_on)
         split = inc.opened_at - max(60.0, 10 * self.config.engine.interval_s)
         window: dict[tuple[str, str], tuple[Any, Any]] = {}
         baseline: dict[tuple[str, str], tuple[Any, Any]] = {}
-        for name in sorted(involved):
+        for name in sorted(dependency_closure(edges, inc.service)):
             for metric in self.series.metrics(name):
                 if metric not in _SYMPTOMS:  # a raised pool size or a new thread count is no symptom
                     continue

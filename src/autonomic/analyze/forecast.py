@@ -46,8 +46,7 @@ from scipy.special import log_ndtr
 
 from autonomic.analyze.causes import cause_of
 from autonomic.analyze.thresholds import Thresholds
-from autonomic.analyze.trend import Forecast, forecast_confidence
-from autonomic.errors import ConfigError
+from autonomic.analyze.trend import Forecast, forecast_confidence, spec_line
 from autonomic.model import Finding, FindingKind, Severity
 from autonomic.protocols import SeriesReader
 
@@ -344,15 +343,10 @@ class SeasonalTrendDetector:
 
     def __init__(self, specs: Mapping[str, Sequence[SeasonalTrendSpec]],
                  thresholds: Mapping[str, Thresholds]) -> None:
-        self._plan: list[tuple[str, SeasonalTrendSpec, float]] = []
-        for service, service_specs in specs.items():
-            th = thresholds.get(service, Thresholds())
-            for spec in service_specs:
-                line = spec.threshold if spec.threshold is not None else th.maximums().get(spec.metric)
-                if line is None:
-                    raise ConfigError(f"seasonal trend spec for service {service!r} metric {spec.metric!r}: no "
-                                      "threshold (set threshold on the spec or thresholds.extra for the service)")
-                self._plan.append((service, spec, float(line)))
+        self._plan: list[tuple[str, SeasonalTrendSpec, float]] = [
+            (service, spec, spec_line("seasonal trend", service, spec.metric, spec.threshold, thresholds))
+            for service, service_specs in specs.items() for spec in service_specs
+        ]
         self._ts: dict[tuple[str, str], list[float]] = {}
         self._values: dict[tuple[str, str], list[float]] = {}
         self._next_eval: dict[tuple[str, str], float] = {}

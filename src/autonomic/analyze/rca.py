@@ -301,6 +301,11 @@ def _closure(start: str, nxt: dict[str, list[str]]) -> list[str]:
     return order
 
 
+def dependency_closure(edges: list[tuple[str, str]], service: str) -> list[str]:
+    """``service`` and everything it depends on, transitively (edges are caller -> callee)."""
+    return _closure(service, _dependencies(edges))
+
+
 def _pagerank(names: list[str], deps: dict[str, list[str]], a: np.ndarray, p: RcaParams) -> np.ndarray:
     n = len(names)
     pos = {s: i for i, s in enumerate(names)}

@@ -280,7 +280,7 @@ class HealthDetector:
             raise ValueError(f"stale_s must be positive, got {stale_s}")
         self.thresholds = dict(thresholds)
         self.stale_s = stale_s
-        self._crossed: set[tuple[str, str]] = set()  # (service, metric) crossed and not yet cleared
+        self._crossed: dict[str, set[str]] = {}  # service -> maximums crossed and not yet cleared
 
     def detect(self, series: SeriesReader, now: float) -> Sequence[Finding]:
         findings: list[Finding] = []
@@ -325,16 +325,13 @@ class HealthDetector:
 
     def crossed(self, service: str) -> set[str]:
         """The maximums of ``service`` crossed and not yet cleared (see the hysteresis rule)."""
-        return {metric for svc, metric in self._crossed if svc == service}
+        return set(self._crossed.get(service, ()))
 
     def _hysteresis(self, series: SeriesReader, service: str, th: Thresholds, now: float,
                     ev: _Evaluation) -> list[_Crossing]:
         """Remember what crossed; a crossed maximum no longer crossed for ``sustain`` samples is
         held (reported as still crossed) while its latest value is at or above the clear line."""
-        for c in ev.crossings:
-            if c.critical and not c.is_minimum:
-                self._crossed.add((service, c.metric))
-        held = _held(series, service, th, now, self.stale_s, self.crossed(service), ev)
-        still = {c.metric for c in held} | {c.metric for c in ev.crossings if c.critical and not c.is_minimum}
-        self._crossed = {(svc, m) for svc, m in self._crossed if svc != service or m in still}
+        crossed_now = {c.metric for c in ev.crossings if c.critical and not c.is_minimum}
+        held = _held(series, service, th, now, self.stale_s, self._crossed.get(service, set()) - crossed_now, ev)
+        self._crossed[service] = crossed_now | {c.metric for c in held}
         return held

@@ -207,6 +207,18 @@ def forecast_confidence(forecast: Forecast, z_min: float) -> float:
     return round(min(MAX_FORECAST_CONFIDENCE, max(0.0, forecast.r2 * z_part)), 3)
 
 
+def spec_line(kind: str, service: str, metric: str, threshold: float | None,
+              thresholds: Mapping[str, Thresholds]) -> float:
+    """The line a forecast spec predicts the breach of: its own ``threshold``, else the service's
+    maximum for the metric (defaults when the service has none). No line anywhere is a
+    ConfigError naming the ``kind`` of spec, the service and the metric."""
+    line = threshold if threshold is not None else thresholds.get(service, Thresholds()).maximums().get(metric)
+    if line is None:
+        raise ConfigError(f"{kind} spec for service {service!r} metric {metric!r}: no threshold "
+                          "(set threshold on the spec or thresholds.extra for the service)")
+    return float(line)
+
+
 class TrendDetector:
     """Detector ``trend``: FORECAST findings for the ``specs`` of each service.
 
@@ -221,17 +233,10 @@ class TrendDetector:
     def __init__(
         self, specs: Mapping[str, Sequence[TrendSpec]], thresholds: Mapping[str, Thresholds]
     ) -> None:
-        self._plan: list[tuple[str, TrendSpec, float]] = []
-        for service, service_specs in specs.items():
-            th = thresholds.get(service, Thresholds())
-            for spec in service_specs:
-                line = spec.threshold if spec.threshold is not None else th.maximums().get(spec.metric)
-                if line is None:
-                    raise ConfigError(
-                        f"trend spec for service {service!r} metric {spec.metric!r}: no threshold "
-                        "(set threshold on the spec or thresholds.extra for the service)"
-                    )
-                self._plan.append((service, spec, float(line)))
+        self._plan: list[tuple[str, TrendSpec, float]] = [
+            (service, spec, spec_line("trend", service, spec.metric, spec.threshold, thresholds))
+            for service, service_specs in specs.items() for spec in service_specs
+        ]
 
     def detect(self, series: SeriesReader, now: float) -> Sequence[Finding]:
         findings: list[Finding] = []

@@ -254,14 +254,11 @@ class Executor:
         cancelled = action.model_copy(update={"state": ActionState.CANCELLED, "updated_at": now,
                                               "error": f"stale: {reason}"})
         inc = self._incident(action)
-        if inc is not None and inc.closed_at is None:
-            inc = self._set_incident(inc, now, IncidentState.DIAGNOSED)
-        else:
-            inc = None
-        self._save(cancelled, inc, "action.cancelled", reason=reason)
+        open_inc = inc if inc is not None and inc.closed_at is None else None
+        self._save(cancelled, self._set_incident(open_inc, now, IncidentState.DIAGNOSED), "action.cancelled",
+                   reason=reason)
         log.warning("%s action %s on %s not run: %s", action.type, action.id[:8], action.service, reason)
         self.on_stale(cancelled)
-        return None
 
     def _call(self, what: str, service: str, call: Callable[[], dict[str, Any]]) -> tuple[dict[str, Any],
                                                                                          ActuatorError | None]:
