@@ -2,9 +2,46 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
-from autonomic.analyze.detectors.base import StreamingDetector, safe_ratio
+from autonomic.analyze.detectors.base import StreamingDetector, kernel, ratio, zeros
+
+
+@kernel
+def _cusum_step(x: np.ndarray, ok: np.ndarray, count: np.ndarray, mean: np.ndarray, var: np.ndarray,
+                gpos: np.ndarray, gneg: np.ndarray, alpha: float, drift: float, threshold: float,
+                z_clip: float, warmup: int, protect: bool, raw_level: float, protect_factor: float,
+                raw: np.ndarray, warm: np.ndarray) -> None:
+    cap = 4.0 * threshold
+    for i in range(x.shape[0]):
+        m = mean[i]
+        c = count[i]
+        d = x[i] - m
+        z = min(ratio(d, math.sqrt(var[i]), m), z_clip)
+        if d < 0.0:
+            z = -z
+        live = ok[i] and c >= warmup
+        warm[i] = live
+        r = 0.0
+        if live:
+            gp = min(max(gpos[i] + z - drift, 0.0), cap)
+            gn = min(max(gneg[i] - z - drift, 0.0), cap)
+            gpos[i] = gp
+            gneg[i] = gn
+            r = max(gp, gn) / threshold
+        raw[i] = r
+        if not ok[i]:
+            continue
+        a = alpha
+        if protect and r >= raw_level:
+            a = alpha * protect_factor
+        if c < warmup:
+            a = 1.0 / (c + 1.0)  # plain mean while warming up
+        mean[i] = m + a * d
+        var[i] = (1.0 - a) * (var[i] + a * d * d)
+        count[i] = c + 1
 
 
 class CUSUM(StreamingDetector):
@@ -32,28 +69,16 @@ class CUSUM(StreamingDetector):
         self.protect_level, self.protect_factor = protect_level, protect_factor
 
     def _allocate(self, n: int) -> None:
-        self.count = np.zeros(n, dtype=np.int64)
-        self.mean = np.zeros(n)
-        self.var = np.zeros(n)
-        self.gpos = np.zeros(n)
-        self.gneg = np.zeros(n)
+        self.count = zeros(n, np.int64)
+        self.mean = zeros(n)
+        self.var = zeros(n)
+        self.gpos = zeros(n)
+        self.gneg = zeros(n)
 
     def _step(self, x: np.ndarray, ok: np.ndarray) -> np.ndarray:
-        d = x - self.mean
-        z = np.sign(d) * np.minimum(safe_ratio(d, np.sqrt(self.var), self.mean), self.z_clip)
-        warm = ok & (self.count >= self.warmup)
-        cap = 4.0 * self.threshold
-        self.gpos = np.where(warm, np.clip(self.gpos + z - self.drift, 0.0, cap), self.gpos)
-        self.gneg = np.where(warm, np.clip(self.gneg - z - self.drift, 0.0, cap), self.gneg)
-        self.last_warm = warm
-        self.last_raw = np.where(warm, np.maximum(self.gpos, self.gneg) / self.threshold, 0.0)
-        score = 1.0 - np.exp(-self.last_raw)
-        a = np.full(x.shape, self.alpha)
-        if self.protect:
-            a = np.where(score >= self.protect_level, self.alpha * self.protect_factor, a)
-        a = np.where(self.count < self.warmup, 1.0 / (self.count + 1.0), a)  # plain mean while warming up
-        a = np.where(ok, a, 0.0)
-        self.mean = self.mean + a * d
-        self.var = (1.0 - a) * (self.var + a * d * d)
-        self.count = self.count + ok
-        return score
+        # score >= protect_level  <=>  raw >= -log(1 - protect_level)
+        level = -math.log1p(-self.protect_level) if self.protect_level < 1.0 else math.inf
+        _cusum_step(x, ok, self.count, self.mean, self.var, self.gpos, self.gneg, float(self.alpha),
+                    float(self.drift), float(self.threshold), float(self.z_clip), int(self.warmup),
+                    bool(self.protect), float(level), float(self.protect_factor), self.last_raw, self.last_warm)
+        return 1.0 - np.exp(-self.last_raw) if self.scores_wanted else self.last_raw

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
 
 from autonomic.analyze.detectors.autoseasonal import AutoSeasonal
-from autonomic.analyze.detectors.base import StreamingDetector, decode_array, encode_array
+from autonomic.analyze.detectors.base import StreamingDetector, decode_array, encode_array, full, kernel, zeros
 from autonomic.analyze.detectors.changepoint import CUSUM
 from autonomic.analyze.detectors.ewma import EWMAZScore
 from autonomic.analyze.detectors.mad import RobustMAD
@@ -22,6 +23,69 @@ DEFAULT_MEMBERS: tuple[dict[str, Any], ...] = (
     {"type": "cusum"},
     {"type": "seasonal", "period": 24},
 )
+
+
+@kernel
+def _calibrate(x: np.ndarray, ok: np.ndarray, y: np.ndarray, live: np.ndarray, reset: np.ndarray,
+               cal_count: np.ndarray, cal_mean: np.ndarray, cal_var: np.ndarray, peak: np.ndarray,
+               seen: np.ndarray, low: np.ndarray, high: np.ndarray, beta: float, calib_warmup: int,
+               min_std: float, use_max: bool, scale: float, onset_decay: float, spatial_tolerance: float,
+               spatial_gain: float, protect: bool, protect_level: float, score: np.ndarray,
+               total: np.ndarray) -> None:
+    """One ensemble step over every series: members' surprises (one pass per member, so the
+    rows stream), their combination, the onset and spatial rules, then the calibration."""
+    m, n = y.shape
+    total[:] = 0.0
+    for j in range(m):
+        yj, mean_j, var_j, count_j = y[j], cal_mean[j], cal_var[j], cal_count[j]
+        for i in range(n):
+            sd = math.sqrt(var_j[i])
+            t = (yj[i] - mean_j[i]) / (sd if sd > min_std else min_std)
+            t = t if (yj[i] > mean_j[i] and count_j[i] >= calib_warmup) else 0.0
+            if use_max:
+                total[i] = t if t > total[i] else total[i]
+            else:
+                total[i] += t
+    for i in range(n):
+        tot = total[i] if use_max else total[i] / m
+        total[i] = tot
+        s = tot / (tot + scale)
+        xi = x[i]
+        if onset_decay > 0.0:  # report only new peaks: the onset of an anomaly, not its duration
+            onset = tot > peak[i]
+            if ok[i]:
+                peak[i] = max(peak[i] * onset_decay, tot)
+            if reset[i]:  # a member changed its model: old peaks are moot
+                peak[i] = 0.0
+            if not onset:
+                s = 0.0
+        if spatial_tolerance > 0.0:  # a value beyond the range ever seen is anomalous by itself
+            span = high[i] - low[i]
+            beyond = max(xi - high[i], low[i] - xi) / (span if span > 0.0 else math.inf)
+            if ok[i] and seen[i] >= calib_warmup and beyond > spatial_tolerance:
+                t_sp = spatial_gain * beyond
+                s = max(s, t_sp / (t_sp + scale))
+        if ok[i]:
+            if not low[i] <= xi:
+                low[i] = xi
+            if not high[i] >= xi:
+                high[i] = xi
+            seen[i] += 1
+        score[i] = s
+    for j in range(m):
+        yj, mean_j, var_j, count_j, live_j = y[j], cal_mean[j], cal_var[j], cal_count[j], live[j]
+        for i in range(n):
+            if not live_j[i]:
+                continue
+            c = count_j[i]
+            a = 1.0 / (c + 1.0) if c < calib_warmup else beta
+            # hot is judged before the onset filter: a lasting anomaly stays protected
+            if protect and total[i] / (total[i] + scale) >= protect_level:
+                a = 0.0
+            d = yj[i] - mean_j[i]
+            mean_j[i] = mean_j[i] + a * d
+            var_j[i] = (1.0 - a) * (var_j[i] + a * d * d)
+            count_j[i] = c + 1
 
 
 class Ensemble(StreamingDetector):
@@ -86,60 +150,43 @@ class Ensemble(StreamingDetector):
     def _allocate(self, n: int) -> None:
         m = len(self.members)
         # (members, n): one contiguous row per member, so combining members is elementwise
-        self.cal_count = np.zeros((m, n), dtype=np.int64)
-        self.cal_mean = np.zeros((m, n))
-        self.cal_var = np.zeros((m, n))
-        self.peak = np.zeros(n)  # decaying maximum of the surprise (onset_decay)
-        self.seen = np.zeros(n, dtype=np.int64)  # samples seen
-        self.low = np.full(n, np.nan)  # smallest and largest value seen (spatial_tolerance)
-        self.high = np.full(n, np.nan)
+        self.cal_count = zeros((m, n), np.int64)
+        self.cal_mean = zeros((m, n))
+        self.cal_var = zeros((m, n))
+        self.peak = zeros(n)  # decaying maximum of the surprise (onset_decay)
+        self.seen = zeros(n, np.int64)  # samples seen
+        self.low = full(n, np.nan)  # smallest and largest value seen (spatial_tolerance)
+        self.high = full(n, np.nan)
         for member in self.members:
             member.n_series = n
             member._allocate(n)
 
+    def _buffers(self, n: int) -> None:
+        m = len(self.members)
+        super()._buffers(n)
+        self._raws, self._warms = zeros((m, n)), full((m, n), False, bool)
+        self._y, self._scores, self._reset = zeros((m, n)), zeros(n), full(n, False, bool)
+        self._rows = [(self._raws[j], self._warms[j]) for j in range(m)]
+        for member, (raw, warm) in zip(self.members, self._rows, strict=True):
+            member.last_raw, member.last_warm = raw, warm  # kernels write straight into the rows
+
     def _step(self, x: np.ndarray, ok: np.ndarray) -> np.ndarray:
-        raws, warms = [], []
-        reset = np.zeros(x.shape, dtype=bool)
-        for member in self.members:
+        reset = self._reset
+        reset.fill(False)
+        for member, (raw, warm) in zip(self.members, self._rows, strict=True):
             member._step(x, ok)
             member.steps += 1
-            raws.append(member.last_raw)
-            warms.append(member.last_warm)
+            if member.last_raw is not raw:  # a member that steps in numpy returns new arrays
+                raw[:], warm[:] = member.last_raw, member.last_warm
             if member.last_reset.shape == reset.shape:
                 reset |= member.last_reset
-        y = np.log1p(np.stack(raws))
-        live = np.stack(warms)
-        t = (y - self.cal_mean) / np.maximum(np.sqrt(self.cal_var), self.min_std)
-        t = np.where(y > self.cal_mean, t, 0.0)
-        warm = self.cal_count >= self.calib_warmup
-        t = np.where(warm, t, 0.0)
-        total = t.max(axis=0) if self.combine == "max" else t.mean(axis=0)
-        self.last_raw = total
-        score = total / (total + self.scale)
-        hot = score >= self.protect_level  # judged before the onset filter: a lasting anomaly stays hot
-        if self.onset_decay > 0:  # report only new peaks: the onset of an anomaly, not its duration
-            onset = total > self.peak
-            self.peak = np.where(ok, np.maximum(self.peak * self.onset_decay, total), self.peak)
-            self.peak = np.where(reset, 0.0, self.peak)  # a member changed its model: old peaks are moot
-            score = np.where(onset, score, 0.0)
-        if self.spatial_tolerance > 0:  # a value beyond the range ever seen is anomalous by itself
-            span = self.high - self.low
-            beyond = np.maximum(x - self.high, self.low - x) / np.where(span > 0, span, np.inf)
-            spatial = ok & (self.seen >= self.calib_warmup) & (beyond > self.spatial_tolerance)
-            t_sp = np.where(spatial, self.spatial_gain * beyond, 0.0)
-            score = np.maximum(score, t_sp / (t_sp + self.scale))
-        self.low = np.where(ok, np.fmin(self.low, x), self.low)
-        self.high = np.where(ok, np.fmax(self.high, x), self.high)
-        self.seen = self.seen + ok
-        a = np.where(self.cal_count < self.calib_warmup, 1.0 / (self.cal_count + 1.0), self.beta)
-        if self.protect:
-            a = np.where(hot[None, :], 0.0, a)
-        a = np.where(live, a, 0.0)
-        d = y - self.cal_mean
-        self.cal_mean = self.cal_mean + a * d
-        self.cal_var = (1.0 - a) * (self.cal_var + a * d * d)
-        self.cal_count = self.cal_count + live
-        return score
+        np.log1p(self._raws, out=self._y)
+        _calibrate(x, ok, self._y, self._warms, reset, self.cal_count, self.cal_mean, self.cal_var,
+                   self.peak, self.seen, self.low, self.high, float(self.beta), int(self.calib_warmup),
+                   float(self.min_std), self.combine == "max", float(self.scale), float(self.onset_decay),
+                   float(self.spatial_tolerance), float(self.spatial_gain), bool(self.protect),
+                   float(self.protect_level), self._scores, self.last_raw)
+        return self._scores
 
     def state_dict(self) -> dict[str, Any]:
         d = super().state_dict()

@@ -3,9 +3,36 @@ exponentially weighted mean."""
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
-from autonomic.analyze.detectors.base import StreamingDetector, safe_ratio
+from autonomic.analyze.detectors.base import StreamingDetector, kernel, ratio, z_level, z_to_score, zeros
+
+
+@kernel
+def _ewma_step(x: np.ndarray, ok: np.ndarray, count: np.ndarray, mean: np.ndarray, var: np.ndarray,
+               alpha: float, warmup: int, protect: bool, zlevel: float, protect_factor: float,
+               raw: np.ndarray, warm: np.ndarray) -> None:
+    for i in range(x.shape[0]):
+        m = mean[i]
+        c = count[i]
+        d = x[i] - m
+        z = ratio(d, math.sqrt(var[i]), m)
+        ready = c >= warmup
+        live = ok[i] and ready
+        warm[i] = live
+        raw[i] = z if live else 0.0
+        if not ok[i]:
+            continue
+        a = alpha
+        if protect and ready and z >= zlevel:
+            a = alpha * protect_factor
+        if c == 0:
+            a = 1.0
+        mean[i] = m + a * d
+        var[i] = (1.0 - a) * (var[i] + a * d * d)
+        count[i] = c + 1
 
 
 class EWMAZScore(StreamingDetector):
@@ -29,30 +56,12 @@ class EWMAZScore(StreamingDetector):
         self.protect_level, self.protect_factor = protect_level, protect_factor
 
     def _allocate(self, n: int) -> None:
-        self.count = np.zeros(n, dtype=np.int64)
-        self.mean = np.zeros(n)
-        self.var = np.zeros(n)
-
-    def raw(self, x: np.ndarray, ok: np.ndarray) -> np.ndarray:
-        """The z-statistic of ``x`` against the current baseline (before updating)."""
-        return safe_ratio(x - self.mean, np.sqrt(self.var), self.mean)
+        self.count = zeros(n, np.int64)
+        self.mean = zeros(n)
+        self.var = zeros(n)
 
     def _step(self, x: np.ndarray, ok: np.ndarray) -> np.ndarray:
-        z = self.raw(x, ok)
-        self.last_warm = ok & (self.count >= self.warmup)
-        self.last_raw = np.where(self.last_warm, z, 0.0)
-        score = self._score(z, self.count >= self.warmup, self.protect_level)
-        self.learn(x, ok, score)
-        return score
-
-    def learn(self, x: np.ndarray, ok: np.ndarray, score: np.ndarray) -> None:
-        """Move the baseline towards ``x`` (slowly where protected, not at all where missing)."""
-        a = np.full(x.shape, self.alpha)
-        if self.protect:
-            a = np.where(score >= self.protect_level, self.alpha * self.protect_factor, a)
-        a = np.where(self.count == 0, 1.0, a)
-        a = np.where(ok, a, 0.0)
-        d = x - self.mean
-        self.mean = self.mean + a * d
-        self.var = (1.0 - a) * (self.var + a * d * d)
-        self.count = self.count + ok
+        _ewma_step(x, ok, self.count, self.mean, self.var, float(self.alpha), int(self.warmup),
+                   bool(self.protect), z_level(self.protect_level), float(self.protect_factor),
+                   self.last_raw, self.last_warm)
+        return z_to_score(self.last_raw) if self.scores_wanted else self.last_raw

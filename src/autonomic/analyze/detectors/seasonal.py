@@ -4,7 +4,35 @@ from __future__ import annotations
 
 import numpy as np
 
-from autonomic.analyze.detectors.base import StreamingDetector, safe_ratio
+from autonomic.analyze.detectors.base import StreamingDetector, kernel, ratio, z_level, z_to_score, zeros
+
+
+@kernel
+def _seasonal_step(x: np.ndarray, ok: np.ndarray, mean: np.ndarray, dev: np.ndarray, seen: np.ndarray,
+                   period: int, alpha: float, warmup: int, protect: bool, zlevel: float,
+                   protect_factor: float, raw: np.ndarray, warm: np.ndarray) -> None:
+    for i in range(x.shape[0]):
+        m = mean[i]
+        dv = dev[i]
+        s = seen[i]
+        r = x[i] - m
+        z = ratio(r, 1.25 * dv, m)
+        ready = s >= warmup
+        live = ok[i] and ready
+        warm[i] = live
+        raw[i] = z if live else 0.0
+        if not ok[i]:
+            continue
+        if s < period:  # first cycle: take the sample as the profile
+            mean[i] = m + r
+            dev[i] = 0.0
+        else:
+            a = alpha
+            if protect and ready and z >= zlevel:
+                a = alpha * protect_factor
+            mean[i] = m + a * r
+            dev[i] = dv + a * (abs(r) - dv)
+        seen[i] = s + 1
 
 
 class SeasonalBaseline(StreamingDetector):
@@ -32,25 +60,13 @@ class SeasonalBaseline(StreamingDetector):
 
     def _allocate(self, n: int) -> None:
         # (period, n): each phase's profile of every series is one contiguous row
-        self.mean = np.zeros((self.period, n))
-        self.dev = np.zeros((self.period, n))
-        self.seen = np.zeros(n, dtype=np.int64)  # samples seen (all phases)
+        self.mean = zeros((self.period, n))
+        self.dev = zeros((self.period, n))
+        self.seen = zeros(n, np.int64)  # samples seen (all phases)
 
     def _step(self, x: np.ndarray, ok: np.ndarray) -> np.ndarray:
         p = self.steps % self.period
-        m = self.mean[p]
-        dv = self.dev[p]
-        r = x - m
-        z = safe_ratio(r, 1.25 * dv, m)
-        self.last_warm = ok & (self.seen >= self.warmup_cycles * self.period)
-        self.last_raw = np.where(self.last_warm, z, 0.0)
-        score = self._score(z, self.seen >= self.warmup_cycles * self.period, self.protect_level)
-        a = np.full(x.shape, self.alpha)
-        if self.protect:
-            a = np.where(score >= self.protect_level, self.alpha * self.protect_factor, a)
-        first = self.seen < self.period  # first cycle: take the sample as the profile
-        a = np.where(ok, np.where(first, 1.0, a), 0.0)
-        self.mean[p] = m + a * r
-        self.dev[p] = np.where(first & ok, 0.0, dv + a * (np.abs(r) - dv))
-        self.seen = self.seen + ok
-        return score
+        _seasonal_step(x, ok, self.mean[p], self.dev[p], self.seen, int(self.period), float(self.alpha),
+                       int(self.warmup_cycles * self.period), bool(self.protect), z_level(self.protect_level),
+                       float(self.protect_factor), self.last_raw, self.last_warm)
+        return z_to_score(self.last_raw) if self.scores_wanted else self.last_raw
