@@ -72,6 +72,7 @@ def main(argv: list[str] | None = None) -> int:
         "ratio": round(ours_rate / river_rate, 1),
         "bytes_per_series": det.bytes_per_series(),
         "kernel_load_s": round(kernel_load, 3),
+        "samples_per_s_incl_kernel_load": round(samples / (ours + kernel_load)),
         "series": args.series,
         "steps": args.steps,
         "river_series_measured": n_river,
