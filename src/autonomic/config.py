@@ -16,6 +16,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, field_validator, model_validator
 
+from autonomic.analyze.anomaly import AnomalySpec
 from autonomic.analyze.forecast import SeasonalTrendSpec
 from autonomic.analyze.thresholds import Thresholds
 from autonomic.analyze.trend import TrendSpec
@@ -86,6 +87,8 @@ class ServiceSpec(_Spec):
     trends: list[TrendSpec] | None = None  # None: the default trend checks
     # breach forecasts on top of a learned daily profile (days of history; see analyze/forecast.py)
     seasonal_trends: list[SeasonalTrendSpec] = Field(default_factory=list)
+    # metrics watched for departures from their own baseline (see analyze/anomaly.py)
+    anomalies: list[AnomalySpec] = Field(default_factory=list)
     actuators: dict[str, dict[str, Any]] = Field(default_factory=dict)
     fallback: FallbackSpec | None = None
 
@@ -94,6 +97,15 @@ class ServiceSpec(_Spec):
     def _not_host(cls, v: str) -> str:
         if v == "host":
             raise ValueError("'host' is reserved for this machine's own metrics")
+        return v
+
+    @field_validator("anomalies")
+    @classmethod
+    def _one_spec_per_metric(cls, v: list[AnomalySpec]) -> list[AnomalySpec]:
+        metrics = [spec.metric for spec in v]
+        twice = sorted({m for m in metrics if metrics.count(m) > 1})
+        if twice:
+            raise ValueError(f"metric(s) {', '.join(twice)} watched twice; give each metric one spec")
         return v
 
 

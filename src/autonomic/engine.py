@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import replace
 from typing import Any
 
+from autonomic.analyze.anomaly import AnomalyDetector
 from autonomic.analyze.correlate import correlate
 from autonomic.analyze.forecast import SeasonalTrendDetector
 from autonomic.analyze.rca import RcaParams, dependency_closure
@@ -169,10 +170,12 @@ class Engine:
         if config.engine.host_metrics:
             trend_specs["host"] = default_trend_specs()
         seasonal = {s.name: s.seasonal_trends for s in config.services if s.seasonal_trends}
+        anomalies = {s.name: s.anomalies for s in config.services if s.anomalies}
         self.detectors: list[Detector] = detectors if detectors is not None else [
             HealthDetector(self.thresholds),
             TrendDetector(trend_specs, self.thresholds),
             *([SeasonalTrendDetector(seasonal, self.thresholds)] if seasonal else []),
+            *([AnomalyDetector(anomalies)] if anomalies else []),
         ]
         self.patterns = {p.id: p for p in config.patterns}
         self.queue = WorkQueue()

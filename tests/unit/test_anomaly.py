@@ -1,0 +1,134 @@
+"""ANOMALY findings in the loop: the streaming ensemble over a metric family of the series
+store, one step per step_s, alarming once at the onset of a departure."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from pydantic import ValidationError
+
+from autonomic.analyze.anomaly import AnomalyDetector, AnomalySpec
+from autonomic.config import load_config_data
+from autonomic.engine import Engine
+from autonomic.knowledge import Store
+from autonomic.model import FindingKind, Sample, Severity
+from autonomic.monitor.series import SeriesStore
+from autonomic.testing import FakeClock, ReplaySource
+
+T0 = 1_700_000_000.0
+
+
+def _run(values: dict[str, np.ndarray], spec: AnomalySpec | None = None,
+         skip: dict[str, set[int]] | None = None) -> list[Any]:
+    """One sample a minute per service (``values[service][k]`` at minute k), the detector asked
+    every minute; ``skip[service]`` lists minutes with no sample. Returns all findings."""
+    spec = spec or AnomalySpec(metric="latency_ms")
+    det = AnomalyDetector({service: [spec] for service in values})
+    store = SeriesStore()
+    found = []
+    steps = len(next(iter(values.values())))
+    for k in range(steps):
+        now = T0 + 60.0 * k
+        for service, v in values.items():
+            if k not in (skip or {}).get(service, set()):
+                store.append(Sample(service, spec.metric, now - 1.0, float(v[k])))
+        found += det.detect(store, now)
+    return found
+
+
+def _noise(seed: int, steps: int = 400, level: float = 100.0) -> np.ndarray:
+    return level + np.random.default_rng(seed).normal(0, 2.0, steps)
+
+
+def test_a_level_shift_gives_one_anomaly_finding_for_that_service_only() -> None:
+    shifted = _noise(1)
+    shifted[300:] += 60.0  # 30 standard deviations
+    found = _run({"api": shifted, "web": _noise(2), "db": _noise(3)})
+    assert [f.service for f in found] == ["api"]
+    (f,) = found
+    assert f.kind == FindingKind.ANOMALY and f.severity == Severity.WARNING and f.cause == "latency"
+    assert f.ts == T0 + 60.0 * 300  # at the onset, not later
+    assert f.confidence >= 0.65 and f.value == pytest.approx(shifted[300])
+    assert f.evidence["score"] >= 0.65 and f.evidence["surprise"] > 0
+    assert set(f.evidence["members"]) == {"ewma", "cusum"} and f.evidence["members"]["ewma"] > 5
+
+
+def test_noise_and_constant_series_give_no_findings() -> None:
+    assert _run({"api": _noise(4, steps=1500), "web": np.full(1500, 7.0)}) == []
+
+
+def test_a_service_without_new_samples_is_missing_for_that_step_and_cannot_alarm() -> None:
+    shifted = _noise(5)
+    shifted[300:] += 60.0
+    silent = set(range(295, 400))  # api stops reporting before its shift
+    found = _run({"api": shifted, "web": _noise(6)}, skip={"api": silent})
+    assert found == []
+
+
+def test_the_family_keeps_stepping_while_one_service_is_silent() -> None:
+    shifted = _noise(7)
+    shifted[300:] += 60.0
+    found = _run({"api": _noise(8), "web": shifted}, skip={"api": set(range(100, 400))})
+    assert [f.service for f in found] == ["web"]
+
+
+def test_nothing_is_found_while_the_calibration_warms_up() -> None:
+    shifted = _noise(9, steps=60)
+    shifted[30:] += 30.0  # before 50 steps of calibration
+    assert _run({"api": shifted}) == []
+
+
+def test_specs_with_the_same_metric_and_detector_share_one_family() -> None:
+    spec = AnomalySpec(metric="latency_ms")
+    other = AnomalySpec(metric="latency_ms", step_s=30)
+    det = AnomalyDetector({"api": [spec], "web": [spec], "db": [other]})
+    assert sorted(len(f.services) for f in det.families) == [1, 2]
+
+
+@pytest.mark.parametrize(("kwargs", "field"), [
+    ({"score": 1.5}, "score"),
+    ({"score": 0}, "score"),
+    ({"step_s": 0}, "step_s"),
+    ({"detector": {"members": [{"type": "nope"}]}}, "detector"),
+    ({"detector": {"scale": 1, "bogus": 2}}, "detector"),
+    ({"metric": ""}, "metric"),
+    ({"threshold": 3}, "threshold"),
+])
+def test_a_bad_anomaly_spec_is_rejected_naming_the_field(kwargs: dict[str, Any], field: str) -> None:
+    with pytest.raises(ValidationError) as err:
+        AnomalySpec(**{"metric": "latency_ms", **kwargs})
+    assert field in str(err.value)
+
+
+def _config(tmp_path: Path, anomalies: list[dict[str, Any]]) -> Any:
+    data = {"engine": {"interval_s": 60, "state_dir": str(tmp_path / "state"), "host_metrics": False},
+            "services": [{"name": "api", "anomalies": anomalies}], "builtin_patterns": False}
+    return load_config_data(data, source="autonomic.yaml", base_dir=tmp_path)
+
+
+def test_watching_one_metric_twice_is_a_config_error_naming_it(tmp_path: Path) -> None:
+    with pytest.raises(Exception, match=r"anomalies.*latency_ms watched twice"):
+        _config(tmp_path, [{"metric": "latency_ms"}, {"metric": "latency_ms", "score": 0.95}])
+
+
+def test_the_engine_opens_an_anomaly_incident_from_its_series(tmp_path: Path) -> None:
+    """The whole path: samples from a source, the engine's tick, an incident of kind anomaly."""
+    config = _config(tmp_path, [{"metric": "latency_ms"}])
+    clock = FakeClock(T0)
+    source = ReplaySource([])
+    store = Store("sqlite://")
+    engine = Engine(config, clock=clock, store=store, sources=[source])
+    assert any(d.name == "anomaly" for d in engine.detectors)
+    engine.start()
+    values = _noise(10, steps=320)
+    values[300:] += 60.0
+    for v in values:
+        source._samples.append(Sample("api", "latency_ms", clock.now(), float(v)))
+        engine.tick()
+        clock.advance(60.0)
+    (incident,) = store.incidents(service="api")
+    assert incident.kind == FindingKind.ANOMALY and incident.cause == "latency"
+    assert incident.opened_at == T0 + 60.0 * 300
