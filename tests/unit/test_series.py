@@ -1,4 +1,4 @@
-"""SeriesStore: bounded ring buffers read oldest first."""
+"""SeriesStore: one pair of arrays per metric family, each series a bounded ring read oldest first."""
 
 from __future__ import annotations
 
@@ -97,3 +97,45 @@ def test_memory_is_bounded_by_capacity() -> None:
 def test_capacity_below_one_is_rejected() -> None:
     with pytest.raises(ValueError, match="capacity"):
         SeriesStore(capacity=0)
+
+
+def test_a_metric_family_holds_every_service_in_one_pair_of_arrays() -> None:
+    store = SeriesStore(capacity=8)
+    for k in range(50):
+        store.append(Sample(f"svc{k}", "latency_ms", 1.0, float(k)))
+    family = store._families["latency_ms"]
+    assert family.ts.shape[1] == 8 and family.ts.shape[0] >= 50  # rows grow by doubling
+    assert family.ts.nbytes + family.values.nbytes <= 2 * 50 * 8 * 16  # bounded: 16 B x capacity per series
+    assert [store.latest(f"svc{k}", "latency_ms") for k in (0, 49)] == [(1.0, 0.0), (1.0, 49.0)]
+
+
+def test_series_of_one_family_wrap_independently() -> None:
+    store = SeriesStore(capacity=3)
+    _fill(store, 7, service="a")
+    _fill(store, 2, service="b")
+    assert store.window("a", "cpu_percent", -math.inf)[0].tolist() == [4.0, 5.0, 6.0]
+    assert store.window("b", "cpu_percent", -math.inf)[0].tolist() == [0.0, 1.0]
+
+
+def test_aligned_gives_each_service_the_mean_of_its_samples_in_the_step() -> None:
+    store = SeriesStore(capacity=100)
+    for t, v in [(1.0, 10.0), (5.0, 20.0), (9.0, 30.0), (11.0, 99.0)]:  # irregular samples
+        store.append(Sample("a", "m", t, v))
+    store.append(Sample("b", "m", 2.0, 7.0))
+    store.append(Sample("c", "m", 50.0, 1.0))  # only after the step
+    got = store.aligned("m", ("a", "b", "c", "never"), since=4.0, until=10.0)
+    assert got[0] == 25.0  # (20 + 30) / 2: not the sample at 1 (before) nor at 11 (after)
+    assert np.isnan(got[1]) and np.isnan(got[2]) and np.isnan(got[3])
+    assert np.isnan(store.aligned("unknown", ("a",), 0.0, 100.0)).all()
+    assert store.aligned("m", (), 0.0, 1.0).shape == (0,)
+
+
+def test_aligned_reaches_back_through_a_wrapped_ring_and_sees_new_services() -> None:
+    store = SeriesStore(capacity=4)
+    _fill(store, 10, service="a")  # keeps ts 6..9
+    services = ("a", "late")
+    assert store.aligned("cpu_percent", services, 7.0, 9.0).tolist()[0] == 85.0  # (80 + 90) / 2
+    assert np.isnan(store.aligned("cpu_percent", services, 7.0, 9.0)[1])
+    store.append(Sample("late", "cpu_percent", 8.0, 5.0))  # a row added after the lookup was cached
+    assert store.aligned("cpu_percent", services, 7.0, 9.0).tolist() == [85.0, 5.0]
+    assert store.aligned("cpu_percent", services, -1.0, 100.0)[0] == 75.0  # all four kept samples

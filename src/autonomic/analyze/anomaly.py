@@ -72,7 +72,7 @@ class _Family:
 
     def __init__(self, metric: str, members: list[tuple[str, AnomalySpec]]) -> None:
         self.metric = metric
-        self.services = [service for service, _ in members]
+        self.services = tuple(service for service, _ in members)
         self.specs = [spec for _, spec in members]
         self.step_s = self.specs[0].step_s
         self.levels = np.array([spec.score for spec in self.specs])
@@ -82,12 +82,7 @@ class _Family:
 
     def step(self, series: SeriesReader, now: float) -> list[Finding]:
         since = self.last_step if math.isfinite(self.last_step) else now - self.step_s
-        x = np.full(len(self.services), np.nan)
-        for i, service in enumerate(self.services):
-            ts, values = series.window(service, self.metric, since)
-            fresh = values[(ts > since) & np.isfinite(values)]
-            if fresh.size:
-                x[i] = float(fresh.mean())
+        x = series.aligned(self.metric, self.services, since, now)
         self.last_step = now
         scores = self.detector.update(x)
         findings = []

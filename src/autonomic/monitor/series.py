@@ -1,9 +1,16 @@
-"""The in-memory series store: one bounded ring buffer per (service, metric).
+"""The in-memory series store: one pair of numpy arrays per metric family.
 
-Each buffer holds two preallocated numpy float64 arrays (timestamps and values) of a fixed
-capacity. Appending writes one slot and advances the head, so memory stays bounded and an
-append is O(1); once full, the oldest sample is overwritten. Reads return fresh arrays,
-oldest first, so callers may keep them without seeing later writes.
+A *metric family* is one metric name across every service that reports it. Its samples live
+in two preallocated float64 arrays of shape ``(series, capacity)`` (timestamps and values):
+row ``j`` is series ``j``'s ring buffer, with its own head and count. Appending writes one
+slot and advances that row's head, so an append is O(1) and memory is bounded by
+``16 * capacity`` bytes per series; once a row is full its oldest sample is overwritten. A
+new series adds a row (the arrays grow by doubling, so adding is amortised O(1) too).
+
+Reads return fresh arrays, oldest first, so callers may keep them without seeing later
+writes. :meth:`SeriesStore.aligned` turns the irregular samples of many series into one
+value per series for a time step (the mean of each series' samples in ``(since, until]``),
+with array operations over the family, not a Python loop per series.
 """
 
 from __future__ import annotations
@@ -19,35 +26,71 @@ from autonomic.model import Sample
 FloatArray = npt.NDArray[np.float64]
 
 
-class _Ring:
-    """A fixed-capacity ring of (ts, value) pairs."""
+class _Family:
+    """The rings of every series of one metric, stacked: row ``j`` is one series."""
 
-    __slots__ = ("ts", "values", "head", "count")
+    __slots__ = ("ts", "values", "_ts", "_values", "cap", "head", "count", "rows", "version", "_lookups")
 
     def __init__(self, capacity: int) -> None:
-        self.ts: FloatArray = np.empty(capacity, dtype=np.float64)
-        self.values: FloatArray = np.empty(capacity, dtype=np.float64)
-        self.head = 0  # index the next sample is written to
-        self.count = 0
+        self.cap = capacity
+        self.ts: FloatArray = np.empty((0, capacity), dtype=np.float64)
+        self.values: FloatArray = np.empty((0, capacity), dtype=np.float64)
+        self._ts, self._values = self.ts.ravel(), self.values.ravel()  # flat views, for appends
+        self.head: list[int] = []  # per row: the slot the next sample is written to
+        self.count: list[int] = []  # per row: samples held
+        self.rows: dict[str, int] = {}  # service -> row
+        self.version = 0  # bumped when a row is added
+        self._lookups: dict[tuple[str, ...], tuple[int, np.ndarray]] = {}
 
-    def append(self, ts: float, value: float) -> None:
-        self.ts[self.head] = ts
-        self.values[self.head] = value
-        self.head = (self.head + 1) % self.ts.shape[0]
-        if self.count < self.ts.shape[0]:
-            self.count += 1
+    def row(self, service: str) -> int:
+        """The row of ``service``, added when new."""
+        j = self.rows.get(service)
+        if j is not None:
+            return j
+        j = len(self.rows)
+        if j == self.ts.shape[0]:  # full: double the rows
+            grow = max(4, j)
+            cap = self.ts.shape[1]
+            self.ts = np.concatenate([self.ts, np.zeros((grow, cap))])
+            self.values = np.concatenate([self.values, np.zeros((grow, cap))])
+            self._ts, self._values = self.ts.ravel(), self.values.ravel()
+        self.head.append(0)
+        self.count.append(0)
+        self.rows[service] = j
+        self.version += 1
+        return j
 
-    def ordered(self) -> tuple[FloatArray, FloatArray]:
-        """Copies of the stored samples, oldest first."""
-        cap = self.ts.shape[0]
-        if self.count < cap:
-            return self.ts[: self.count].copy(), self.values[: self.count].copy()
-        order = np.r_[self.head : cap, 0 : self.head]
-        return self.ts[order], self.values[order]
+    def append(self, service: str, ts: float, value: float) -> None:
+        j = self.rows.get(service)
+        if j is None:
+            j = self.row(service)
+        h = self.head[j]
+        cap = self.cap
+        self._ts[j * cap + h] = ts
+        self._values[j * cap + h] = value
+        self.head[j] = h + 1 if h + 1 < cap else 0
+        if self.count[j] < cap:
+            self.count[j] += 1
 
-    def last(self) -> tuple[float, float]:
-        i = (self.head - 1) % self.ts.shape[0]
-        return float(self.ts[i]), float(self.values[i])
+    def ordered(self, j: int) -> tuple[FloatArray, FloatArray]:
+        """Copies of row ``j``'s samples, oldest first."""
+        n, h = self.count[j], self.head[j]
+        ts, values = self.ts[j], self.values[j]
+        if n < self.cap:
+            return ts[:n].copy(), values[:n].copy()
+        return np.concatenate((ts[h:], ts[:h])), np.concatenate((values[h:], values[:h]))
+
+    def lookup(self, services: tuple[str, ...]) -> np.ndarray:
+        """Rows of ``services`` (-1 for a service this family has not seen), cached until a row
+        is added."""
+        cached = self._lookups.get(services)
+        if cached is not None and cached[0] == self.version:
+            return cached[1]
+        rows = np.array([self.rows.get(s, -1) for s in services], dtype=np.int64)
+        if len(self._lookups) > 64:
+            self._lookups.clear()
+        self._lookups[services] = (self.version, rows)
+        return rows
 
 
 class SeriesStore:
@@ -62,29 +105,40 @@ class SeriesStore:
         if capacity < 1:
             raise ValueError(f"capacity must be at least 1, got {capacity}")
         self.capacity = capacity
-        self._rings: dict[str, dict[str, _Ring]] = {}
+        self._families: dict[str, _Family] = {}
+        self._metrics: dict[str, set[str]] = {}  # service -> metrics it reported
 
     def append(self, sample: Sample) -> None:
         """Store one sample; NaN values are ignored."""
         value = float(sample.value)
         if math.isnan(value):
             return
-        metrics = self._rings.setdefault(sample.service, {})
-        ring = metrics.get(sample.metric)
-        if ring is None:
-            ring = metrics[sample.metric] = _Ring(self.capacity)
-        ring.append(float(sample.ts), value)
+        family = self._families.get(sample.metric)
+        if family is None:
+            family = self._families[sample.metric] = _Family(self.capacity)
+        if sample.service not in family.rows:
+            self._metrics.setdefault(sample.service, set()).add(sample.metric)
+        family.append(sample.service, float(sample.ts), value)
 
     def extend(self, samples: Iterable[Sample]) -> None:
         for sample in samples:
             self.append(sample)
 
+    def _row(self, service: str, metric: str) -> tuple[_Family, int] | None:
+        family = self._families.get(metric)
+        if family is None:
+            return None
+        j = family.rows.get(service)
+        if j is None or family.count[j] == 0:
+            return None
+        return family, j
+
     def window(self, service: str, metric: str, since: float) -> tuple[FloatArray, FloatArray]:
         """(timestamps, values) with ts >= since, oldest first; empty arrays when unknown."""
-        ring = self._rings.get(service, {}).get(metric)
-        if ring is None or ring.count == 0:
+        found = self._row(service, metric)
+        if found is None:
             return np.empty(0, dtype=np.float64), np.empty(0, dtype=np.float64)
-        ts, values = ring.ordered()
+        ts, values = found[0].ordered(found[1])
         keep = ts >= since
         if keep.all():
             return ts, values
@@ -92,13 +146,52 @@ class SeriesStore:
 
     def latest(self, service: str, metric: str) -> tuple[float, float] | None:
         """The most recent (ts, value), or None when nothing was stored."""
-        ring = self._rings.get(service, {}).get(metric)
-        if ring is None or ring.count == 0:
+        found = self._row(service, metric)
+        if found is None:
             return None
-        return ring.last()
+        family, j = found
+        i = (family.head[j] - 1) % family.ts.shape[1]
+        return float(family.ts[j, i]), float(family.values[j, i])
+
+    def aligned(self, metric: str, services: tuple[str, ...], since: float, until: float) -> FloatArray:
+        """One value per service for the step ``(since, until]``: the mean of that series'
+        samples with ``since < ts <= until``; NaN where it has none (or never reported).
+
+        Walks back from each row's newest sample, one slot per iteration for all rows at
+        once, until every row has reached a sample at or before ``since`` (so the work is
+        the samples per step, whatever the number of series). A sample stored out of time
+        order behind an older one is not reached.
+        """
+        out = np.full(len(services), np.nan)
+        family = self._families.get(metric)
+        if family is None or not services:
+            return out
+        rows = family.lookup(services)
+        known = rows >= 0
+        r = rows[known]
+        if r.size == 0:
+            return out
+        cap = family.ts.shape[1]
+        head = np.asarray(family.head, dtype=np.int64)[r]
+        count = np.asarray(family.count, dtype=np.int64)[r]
+        total = np.zeros(r.size)
+        n = np.zeros(r.size)
+        for k in range(cap):
+            reach = k < count
+            slot = (head - 1 - k) % cap
+            ts = family.ts[r, slot]
+            newer = reach & (ts > since)
+            if not newer.any():
+                break
+            take = newer & (ts <= until)
+            total += np.where(take, family.values[r, slot], 0.0)
+            n += take
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out[known] = np.where(n > 0, total / np.maximum(n, 1.0), np.nan)
+        return out
 
     def metrics(self, service: str) -> Sequence[str]:
-        return sorted(self._rings.get(service, {}))
+        return sorted(self._metrics.get(service, ()))
 
     def services(self) -> Sequence[str]:
-        return sorted(self._rings)
+        return sorted(self._metrics)
