@@ -18,7 +18,7 @@ import zlib
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import replace
-from typing import Any
+from typing import Any, Literal
 
 from autonomic.analyze.anomaly import AnomalyDetector
 from autonomic.analyze.correlate import correlate
@@ -82,6 +82,10 @@ _STEPS_PER_TICK = 8
 # What root-cause ranking compares with normal: how a service is doing, not how it is set up.
 _SYMPTOMS = frozenset({"up", "probe_ok", "probe_latency_ms", "error_rate", "latency_ms", "availability",
                        "cpu_percent", "memory_percent", "pool_utilization"})
+# the direction in which each symptom is trouble: an idle service's CPU falling from 2% to 0%
+# explains nobody's latency
+_SYMPTOM_DIRECTIONS: dict[str, Literal[1, -1]] = {
+    **{m: 1 for m in _SYMPTOMS}, "up": -1, "probe_ok": -1, "availability": -1}
 _REPEAT_PERSIST_S = 10.0  # a repeating finding is written at most this often per incident
 _DAY, _WEEK = 86_400.0, 7 * 86_400.0
 # Availability is a lagging measure over a long window: by the time it is below its objective
@@ -657,7 +661,7 @@ class Engine:
             # a departure sustained here (the offline default is three); and only what is still
             # departing from normal now can explain the symptom
             report = rank_causes(edges, rca_series(window), rca_series(baseline), target=inc.service,
-                                 params=RcaParams(consecutive=2, ongoing=True))
+                                 params=RcaParams(consecutive=2, ongoing=True, directions=_SYMPTOM_DIRECTIONS))
         except AutonomicError as exc:
             log.warning("incident %s: root cause ranking failed: %s", inc.id[:8], exc)
             return diagnosis

@@ -91,6 +91,22 @@ def test_fault_in_api_only_leaves_db_unaffected() -> None:
     assert any("no metric left its baseline band" in e for e in r["db"]["evidence_against"])
 
 
+def test_a_departure_against_a_metrics_trouble_direction_explains_nothing() -> None:
+    """api's latency *falls* while web's rises: two-sided, api explains web; told that only a
+    rise of latency is trouble, api is healthy and web is the root cause."""
+    edges = [("web", "api")]
+    win, base = make_csvs(np.random.default_rng(3), ["api", "web"], {"api": (10, -30.0), "web": (12, 30.0)})
+    both = rank(edges, parse_long_csv(win, "M.csv"), parse_long_csv(base, "B.csv"))
+    assert both.root_causes == ["api"]
+    rises = rank(edges, parse_long_csv(win, "M.csv"), parse_long_csv(base, "B.csv"),
+                 params=RcaParams(directions={"latency_ms": 1}))
+    assert rises.root_causes == ["web"]
+    assert by_name(rises)["api"]["role"] == "unaffected"
+    falls = rank(edges, parse_long_csv(win, "M.csv"), parse_long_csv(base, "B.csv"),
+                 params=RcaParams(directions={"latency_ms": -1}))
+    assert falls.root_causes == ["api"] and by_name(falls)["web"]["role"] == "unaffected"
+
+
 def test_two_independent_branches_each_get_their_own_root() -> None:
     edges = [("web1", "db1"), ("web2", "cache2")]
     report = run(edges, {"db1": (10, 40.0), "web1": (12, 30.0), "cache2": (30, 8.0), "web2": (33, 6.0)})

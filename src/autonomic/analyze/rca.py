@@ -10,7 +10,8 @@ How a service is judged
 -----------------------
 1. **Deviation.** For each (service, metric) the baseline gives a centre and a robust
    spread: ``median`` and ``sigma = max(1.4826 * MAD, rel_floor * |median|, abs_floor)``.
-   In the window, ``z_t = |x_t - median| / sigma``. A metric is *anomalous* when
+   In the window, ``z_t = |x_t - median| / sigma`` (or only the rise, or only the fall, for a
+   metric given a direction in ``RcaParams.directions``). A metric is *anomalous* when
    ``z > z_threshold`` for ``consecutive`` samples in a row (noise spikes do not count);
    its *onset* is the timestamp of the first such run and its *sustained z* is the largest
    z that held for ``consecutive`` samples (max over t of the run's min). A service's z is
@@ -88,6 +89,9 @@ class RcaParams(BaseModel):
     # Live use: only a departure still held at the end of the window counts (its onset is where
     # that last stretch began); a dependency that has recovered explains nothing now.
     ongoing: bool = False
+    # Per metric, the direction in which a departure is trouble: 1 (only rises count: latency,
+    # errors), -1 (only falls: up, availability); metrics not named count both ways.
+    directions: dict[str, Literal[1, -1]] = Field(default_factory=dict)
 
 
 class RankedService(BaseModel):
@@ -257,7 +261,8 @@ def _metric_state(metric: str, window: tuple[np.ndarray, np.ndarray], base: np.n
     med = float(np.median(base))
     mad = float(np.median(np.abs(base - med)))
     sigma = max(1.4826 * mad, p.rel_floor * abs(med), p.abs_floor)
-    z = np.abs(x - med) / sigma
+    way = p.directions.get(metric)
+    z = (np.abs(x - med) if way is None else np.maximum(way * (x - med), 0.0)) / sigma
     k = min(p.consecutive, len(z))
     runs = np.lib.stride_tricks.sliding_window_view(z, k).min(axis=1)  # z held for k samples from i
     if p.ongoing:
