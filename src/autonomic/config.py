@@ -65,6 +65,9 @@ class EngineSpec(_Spec):
     decision_ttl_s: float = Field(default=300.0, gt=0)
     time_scale: float = Field(default=1.0, gt=0, le=1.0)  # shrinks verification windows (demo, tests)
     stop_services_on_exit: bool = True
+    # how often detectors' learned state (anomaly baselines, seasonal history) is written to
+    # state_dir/detectors.json; it is also written at shutdown and read back at start
+    checkpoint_s: float = Field(default=300.0, gt=0)
 
 
 class FallbackSpec(_Spec):

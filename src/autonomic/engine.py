@@ -10,7 +10,10 @@ store on start.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
+import math
+import os
 import queue
 import threading
 import time
@@ -18,6 +21,7 @@ import zlib
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import replace
+from pathlib import Path
 from typing import Any, Literal
 
 from autonomic.analyze.anomaly import AnomalyDetector
@@ -70,7 +74,7 @@ from autonomic.plan.gates import (
     shadow_verdict,
 )
 from autonomic.plan.policy import PolicyConfig
-from autonomic.protocols import ActuatorContext, Clock, Detector, Source
+from autonomic.protocols import ActuatorContext, Checkpointed, Clock, Detector, Source
 from autonomic.reconcile import Key, WorkQueue
 from autonomic.registry import Registry, default_registry
 
@@ -207,6 +211,7 @@ class Engine:
         self._next_collect = 0.0
         self._inbox: queue.SimpleQueue[Finding] = queue.SimpleQueue()
         self.started = False
+        self._next_checkpoint = math.inf  # set by start()
         self.before_close: list[Callable[[], None]] = []  # e.g. stop the API before the store closes
         self.ticks = 0
         self.last_tick_at: float | None = None
@@ -257,7 +262,63 @@ class Engine:
                 log.info("reconciling %s action %s on %s left %s", action.type, action.id[:8],
                          action.service, action.state.value)
                 self.queue.add(("action", action.id), now)
+        self._restore_detectors()
+        self._next_checkpoint = now + self.config.engine.checkpoint_s
         self.started = True
+
+    @property
+    def _checkpoint_path(self) -> Path:
+        return self.config.state_dir / "detectors.json"
+
+    def _restore_detectors(self) -> None:
+        """Give each checkpointed detector its state from the last run (see checkpoint_detectors).
+        A file that cannot be read is moved aside (``detectors.json.bad``) with a warning, and
+        the detectors start fresh; so does one detector whose state is malformed."""
+        path = self._checkpoint_path
+        if not path.exists():
+            return
+        try:
+            saved = json.loads(path.read_text())
+            states = saved["detectors"]
+            if not isinstance(states, dict):
+                raise ValueError("'detectors' must be an object")
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            bad = path.with_name(path.name + ".bad")
+            log.warning("detector checkpoint %s is unreadable (%s); moved to %s, detectors start fresh",
+                        path, exc, bad)
+            with contextlib.suppress(OSError):
+                path.replace(bad)
+            return
+        for det in self.detectors:
+            if not isinstance(det, Checkpointed) or det.name not in states:
+                continue
+            try:
+                for note in det.restore(states[det.name]):
+                    log.info("detector %s: %s", det.name, note)
+                log.info("detector %s: state restored from %s", det.name, path)
+            except Exception as exc:  # a damaged state costs a warm-up, never the engine
+                log.warning("detector %s: checkpoint not used (%s); it starts fresh", det.name, exc)
+
+    def checkpoint_detectors(self, now: float) -> None:
+        """Write every checkpointed detector's state to ``state_dir/detectors.json`` (atomically:
+        a crash mid-write leaves the previous file)."""
+        states = {}
+        for det in self.detectors:
+            if isinstance(det, Checkpointed):
+                try:
+                    states[det.name] = det.checkpoint()
+                except Exception:
+                    log.exception("detector %s: checkpoint failed", det.name)
+        self._next_checkpoint = now + self.config.engine.checkpoint_s
+        if not states:
+            return
+        path = self._checkpoint_path
+        tmp = path.with_name(path.name + ".tmp")
+        try:
+            tmp.write_text(json.dumps({"saved_at": now, "detectors": states}, allow_nan=False))
+            os.replace(tmp, path)
+        except (OSError, ValueError) as exc:
+            log.warning("detector checkpoint %s not written: %s", path, exc)
 
     def _follow(self, nouns: tuple[Any, ...]) -> None:
         """Keep the cache of unclosed incidents in step with every incident written to the store."""
@@ -283,6 +344,7 @@ class Engine:
                 hook()
             except Exception:
                 log.exception("shutdown hook failed")
+        self.checkpoint_detectors(self.clock.now())
         self.store.audit("engine", "engine.stopped", "engine", {})
         if self.config.engine.stop_services_on_exit and not self.shadow_only:
             self.supervisor.stop_all(timeout_s=5.0)
@@ -332,6 +394,8 @@ class Engine:
             self._poll_approvals(now)
             self._sweep(now)
             self._send_reports(now)
+            if now >= self._next_checkpoint:
+                self.checkpoint_detectors(now)
             self.ticks += 1
             self.last_tick_at = now
         # An item that is ready for its next step at once (diagnosed -> decide -> act) goes on

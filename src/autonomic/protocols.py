@@ -65,6 +65,21 @@ class Detector(Protocol):
     def detect(self, series: SeriesReader, now: float) -> Sequence[Finding]: ...
 
 
+@runtime_checkable
+class Checkpointed(Protocol):
+    """A detector whose learned state outlives a restart: the engine writes ``checkpoint()``
+    (JSON-ready) to its state folder now and then and at shutdown, and hands it back to
+    ``restore`` at start. ``restore`` takes what still fits the detector's configuration,
+    ignores the rest, and returns one note per part it ignored; a malformed state raises
+    ValueError (the engine then starts that detector fresh)."""
+
+    name: str
+
+    def checkpoint(self) -> dict[str, Any]: ...
+
+    def restore(self, state: dict[str, Any]) -> list[str]: ...
+
+
 @dataclass(frozen=True)
 class Target:
     """The service an actuator acts on, and that service's binding for this actuator

@@ -132,3 +132,101 @@ def test_the_engine_opens_an_anomaly_incident_from_its_series(tmp_path: Path) ->
     (incident,) = store.incidents(service="api")
     assert incident.kind == FindingKind.ANOMALY and incident.cause == "latency"
     assert incident.opened_at == T0 + 60.0 * 300
+
+
+def _feed(det: AnomalyDetector, store: SeriesStore, values: dict[str, np.ndarray], start: int, stop: int) -> list[Any]:
+    found = []
+    for k in range(start, stop):
+        now = T0 + 60.0 * k
+        for service, v in values.items():
+            store.append(Sample(service, "latency_ms", now - 1.0, float(v[k])))
+        found += det.detect(store, now)
+    return found
+
+
+def test_a_restored_detector_continues_exactly_where_the_checkpoint_left_it() -> None:
+    import json
+
+    shifted = _noise(11)
+    shifted[300:] += 60.0
+    values = {"api": shifted, "web": _noise(12)}
+    spec = AnomalySpec(metric="latency_ms")
+    store = SeriesStore()
+    first = AnomalyDetector({"api": [spec], "web": [spec]})
+    _feed(first, store, values, 0, 200)
+    saved = json.loads(json.dumps(first.checkpoint(), allow_nan=False))  # as the engine writes it
+    second = AnomalyDetector({"api": [spec], "web": [spec]})
+    assert second.restore(saved) == []
+    a = _feed(first, store, values, 200, 400)
+    b = _feed(second, store, values, 200, 400)
+    assert [(f.service, f.ts, f.confidence) for f in a] == [(f.service, f.ts, f.confidence) for f in b]
+    assert [f.service for f in b] == ["api"]
+
+
+def test_a_checkpoint_of_other_services_or_settings_is_not_used() -> None:
+    spec = AnomalySpec(metric="latency_ms")
+    det = AnomalyDetector({"api": [spec]})
+    store = SeriesStore()
+    _feed(det, store, {"api": _noise(13)}, 0, 60)
+    saved = det.checkpoint()
+    grown = AnomalyDetector({"api": [spec], "web": [spec]})
+    notes = grown.restore(saved)
+    assert notes and "services changed" in notes[0]
+    assert grown.families[0].detector.n_series is None  # fresh
+    other = AnomalyDetector({"api": [AnomalySpec(metric="latency_ms", score=0.7, step_s=30)]})
+    assert "no longer configured" in other.restore(saved)[0]
+
+
+def _family(**changes: Any) -> dict[str, Any]:
+    saved = AnomalyDetector({"api": [AnomalySpec(metric="latency_ms")]}).checkpoint()["families"][0]
+    return {"families": [{**saved, **changes}]}
+
+
+@pytest.mark.parametrize("state", [
+    {}, {"families": "x"}, {"families": [1]},
+    _family(detector={"type": "ewma", "params": {}, "n_series": 1, "steps": 0, "state": None}),
+    _family(last_step="soon"),
+    _family(detector={"type": "ensemble", "params": {}, "n_series": 3, "steps": 2, "state": None}),
+])
+def test_a_malformed_checkpoint_is_refused_with_a_reason(state: dict[str, Any]) -> None:
+    with pytest.raises(ValueError, match="anomaly state"):
+        AnomalyDetector({"api": [AnomalySpec(metric="latency_ms")]}).restore(state)
+
+
+def _engine(tmp_path: Path) -> tuple[Engine, ReplaySource, FakeClock]:
+    config = _config(tmp_path, [{"metric": "latency_ms"}])
+    clock = FakeClock(T0)
+    source = ReplaySource([])
+    engine = Engine(config, clock=clock, store=Store("sqlite://"), sources=[source])
+    engine.start()
+    return engine, source, clock
+
+
+def _anomaly(engine: Engine) -> AnomalyDetector:
+    det = next(d for d in engine.detectors if isinstance(d, AnomalyDetector))
+    return det
+
+
+def test_the_engine_keeps_learned_baselines_across_a_restart(tmp_path: Path) -> None:
+    engine, source, clock = _engine(tmp_path)
+    for v in _noise(14, steps=80):
+        source._samples.append(Sample("api", "latency_ms", clock.now(), float(v)))
+        engine.tick()
+        clock.advance(60.0)
+    steps = _anomaly(engine).families[0].detector.steps
+    assert steps >= 79
+    engine.shutdown()
+    assert (tmp_path / "state" / "detectors.json").exists()
+    again, _, _ = _engine(tmp_path)
+    assert _anomaly(again).families[0].detector.steps == steps
+
+
+def test_an_unreadable_checkpoint_is_moved_aside_and_the_engine_starts_fresh(tmp_path: Path) -> None:
+    (tmp_path / "state").mkdir()
+    (tmp_path / "state" / "detectors.json").write_text("{not json")
+    engine, source, clock = _engine(tmp_path)
+    assert (tmp_path / "state" / "detectors.json.bad").read_text() == "{not json"
+    assert _anomaly(engine).families[0].detector.n_series is None
+    source._samples.append(Sample("api", "latency_ms", clock.now(), 1.0))
+    engine.tick()  # and the loop runs
+    assert _anomaly(engine).families[0].detector.steps == 1

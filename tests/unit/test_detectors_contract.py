@@ -132,6 +132,17 @@ def test_wrong_shape_is_rejected(name: str) -> None:
         det.update(np.zeros((2, 2)))
 
 
+@pytest.mark.parametrize("name", sorted(DETECTORS))
+def test_a_state_whose_arrays_do_not_fit_its_series_is_rejected(name: str) -> None:
+    """Kernels index without bounds checks, so a damaged state must not load."""
+    det = make(name)
+    run(det, noisy(steps=5))
+    state = json.loads(json.dumps(det.state_dict()))
+    state["n_series"] = 6  # arrays hold 4 series
+    with pytest.raises(ValueError, match="expected"):
+        from_state(state)
+
+
 def test_state_of_another_detector_type_is_rejected() -> None:
     state = make("ewma").state_dict()
     with pytest.raises(ValueError, match="ewma"):

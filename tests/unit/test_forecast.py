@@ -172,3 +172,33 @@ def test_the_seasonal_detector_forecasts_a_leak_on_a_daily_cycle_ahead_of_the_br
 def test_the_seasonal_detector_is_quiet_on_a_cycle_that_stays_under_the_line() -> None:
     found, _ = _run_detector(leak=False)
     assert found == []
+
+
+def test_the_seasonal_detector_keeps_its_history_across_a_checkpoint() -> None:
+    import json
+
+    spec = SeasonalTrendSpec(metric="disk_percent", eval_s=3600.0, confirm=1)
+    det = SeasonalTrendDetector({"db": [spec]}, {"db": Thresholds(disk_percent=90)})
+    store = SeriesStore()
+    for i in range(300):
+        t = 1_700_000_000.0 + 60.0 * i
+        store.append(Sample("db", "disk_percent", t, 50.0 + i * 0.01))
+        det.detect(store, t)
+    saved = json.loads(json.dumps(det.checkpoint(), allow_nan=False))
+    again = SeasonalTrendDetector({"db": [spec]}, {"db": Thresholds(disk_percent=90)})
+    assert again.restore(saved) == []
+    assert again._ts == det._ts and again._values == det._values and len(again._ts[("db", "disk_percent")]) == 300
+    other = SeasonalTrendDetector({"web": [spec]}, {"web": Thresholds(disk_percent=90)})
+    assert "no longer configured" in other.restore(saved)[0] and other._ts == {}
+
+
+@pytest.mark.parametrize("state", [
+    {}, {"series": 3}, {"series": [{"service": "db"}]},
+    {"series": [{"service": "db", "metric": "disk_percent", "ts": [2.0, 1.0], "values": [1.0, 2.0]}]},
+    {"series": [{"service": "db", "metric": "disk_percent", "ts": [1.0], "values": []}]},
+    {"series": [{"service": "db", "metric": "disk_percent", "ts": ["x"], "values": [1.0]}]},
+])
+def test_a_malformed_seasonal_checkpoint_is_refused(state: dict) -> None:
+    det = SeasonalTrendDetector({"db": [SeasonalTrendSpec(metric="disk_percent")]}, {"db": Thresholds()})
+    with pytest.raises(ValueError, match="seasonal_trend state"):
+        det.restore(state)

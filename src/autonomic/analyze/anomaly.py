@@ -22,8 +22,9 @@ A step whose score reaches ``score`` gives an ANOMALY finding (severity warning,
 statistic and the value. The default detector alarms only at the *onset* of a departure
 (``onset_decay``), so a lasting change gives one finding, not one per step; thresholds and
 forecasts cover states that persist. Scores are 0 while the calibration warms up (50 steps
-by default: 50 minutes at one step a minute). State lives in memory: after a restart the
-family warms up again.
+by default: 50 minutes at one step a minute). The engine checkpoints each family's detector
+state to its state folder (:meth:`AnomalyDetector.checkpoint`), so a restart does not start the
+warm-up again; a family whose services or detector settings changed starts fresh.
 """
 
 from __future__ import annotations
@@ -80,6 +81,10 @@ class _Family:
         self.next_step = -math.inf
         self.last_step = -math.inf
 
+    @property
+    def key(self) -> str:
+        return json.dumps([self.metric, self.step_s, self.specs[0].detector], sort_keys=True)
+
     def step(self, series: SeriesReader, now: float) -> list[Finding]:
         since = self.last_step if math.isfinite(self.last_step) else now - self.step_s
         x = series.aligned(self.metric, self.services, since, now)
@@ -115,6 +120,44 @@ class AnomalyDetector:
                 key = (spec.metric, spec.step_s, json.dumps(spec.detector, sort_keys=True))
                 groups.setdefault(key, []).append((service, spec))
         self.families = [_Family(key[0], members) for key, members in groups.items()]
+
+    def checkpoint(self) -> dict[str, Any]:
+        """Per family: its services, clock and the ensemble's state (JSON-ready)."""
+        def finite(t: float) -> float | None:
+            return t if math.isfinite(t) else None
+
+        return {"families": [{"key": f.key, "services": list(f.services), "last_step": finite(f.last_step),
+                              "next_step": finite(f.next_step), "detector": f.detector.state_dict()}
+                             for f in self.families]}
+
+    def restore(self, state: dict[str, Any]) -> list[str]:
+        """Take back the families whose metric, settings and services are unchanged."""
+        if not isinstance(state, dict) or not isinstance(state.get("families"), list):
+            raise ValueError("anomaly state: 'families' must be a list")
+        mine = {f.key: f for f in self.families}
+        notes = []
+        for saved in state["families"]:
+            if not isinstance(saved, dict):
+                raise ValueError("anomaly state: each family must be an object")
+            family = mine.get(saved.get("key", ""))
+            if family is None:
+                notes.append(f"anomaly family {saved.get('key')!r} is no longer configured")
+                continue
+            if saved.get("services") != list(family.services):
+                notes.append(f"anomaly family of {family.metric}: its services changed; it warms up again")
+                continue
+            try:
+                detector = Ensemble.from_state(saved["detector"])
+                if not isinstance(detector, Ensemble):
+                    raise ValueError("not an ensemble")
+                if detector.n_series not in (None, len(family.services)):
+                    raise ValueError(f"{detector.n_series} series for {len(family.services)} services")
+                last_step, next_step = (-math.inf if saved[k] is None else float(saved[k])
+                                        for k in ("last_step", "next_step"))
+            except (KeyError, TypeError, ValueError) as exc:
+                raise ValueError(f"anomaly state of {family.metric}: {exc}") from exc
+            family.detector, family.last_step, family.next_step = detector, last_step, next_step
+        return notes
 
     def detect(self, series: SeriesReader, now: float) -> Sequence[Finding]:
         findings: list[Finding] = []

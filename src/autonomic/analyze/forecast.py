@@ -335,8 +335,9 @@ class SeasonalTrendDetector:
     (service, metric) only, the detector keeps its own history: one sample per ``sample_s``
     (the latest value when that long has passed), ``history_s + window_s`` deep (two and a
     quarter days at one a minute: about 50 KB per series), and evaluates every ``eval_s``.
-    The history lives in memory: after a restart a series forecasts again once it has
-    ``min_history_s`` behind it. A spec without a threshold takes the service's maximum.
+    The engine checkpoints that history to its state folder (:meth:`checkpoint`), so a restart
+    keeps the days already seen; the gap while it was down is just missing samples. A spec
+    without a threshold takes the service's maximum.
     """
 
     name = "seasonal_trend"
@@ -364,6 +365,33 @@ class SeasonalTrendDetector:
             drop += 1
         if drop:
             del ts[:drop], values[:drop]
+
+    def checkpoint(self) -> dict[str, Any]:
+        """The kept history of every configured series (JSON-ready)."""
+        return {"series": [{"service": k[0], "metric": k[1], "ts": self._ts[k], "values": self._values[k]}
+                           for k in self._ts if self._ts[k]]}
+
+    def restore(self, state: dict[str, Any]) -> list[str]:
+        """Take back the history of the series still configured."""
+        if not isinstance(state, dict) or not isinstance(state.get("series"), list):
+            raise ValueError("seasonal_trend state: 'series' must be a list")
+        wanted = {(service, spec.metric) for service, spec, _ in self._plan}
+        notes = []
+        for saved in state["series"]:
+            try:
+                key = (str(saved["service"]), str(saved["metric"]))
+                ts = [float(t) for t in saved["ts"]]
+                values = [float(v) for v in saved["values"]]
+            except (KeyError, TypeError, ValueError) as exc:
+                raise ValueError(f"seasonal_trend state: a series is malformed: {exc}") from exc
+            if len(ts) != len(values) or any(b < a for a, b in zip(ts, ts[1:], strict=False)):
+                raise ValueError(f"seasonal_trend state of {key[0]}/{key[1]}: ts and values must be "
+                                 "equally long, ts in time order")
+            if key not in wanted:
+                notes.append(f"seasonal history of {key[0]}/{key[1]} is no longer configured")
+                continue
+            self._ts[key], self._values[key] = ts, values
+        return notes
 
     def detect(self, series: SeriesReader, now: float) -> Sequence[Finding]:
         findings: list[Finding] = []

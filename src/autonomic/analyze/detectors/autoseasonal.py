@@ -46,6 +46,7 @@ class AutoSeasonal(StreamingDetector):
 
     name = "autoseasonal"
     _arrays = ("count", "buf", "period", "prof", "var")
+    _free_dims = frozenset({("buf", 1)})  # the warm-up samples are dropped once the period is chosen
 
     def __init__(self, *, alpha: float = 0.01, season_alpha: float = 0.1, learn: int = 600,
                  min_period: int = 4, max_period: int = 300, min_acf: float = 0.5, warmup: int = 20,

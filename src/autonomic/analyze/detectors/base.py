@@ -137,6 +137,7 @@ class StreamingDetector:
 
     name: ClassVar[str] = "base"
     _arrays: ClassVar[tuple[str, ...]] = ()
+    _free_dims: ClassVar[frozenset[tuple[str, int]]] = frozenset()  # (array, dimension) whose size may vary
     # An Ensemble reads only its members' raw statistics and sets this False on them: their
     # scores are then needed only to compare with a protect level (see _score).
     scores_wanted: bool = True
@@ -220,8 +221,18 @@ class StreamingDetector:
         self.steps = int(d["steps"])
         if d["n_series"] is not None:
             self.n_series = int(d["n_series"])
+            template = type(self)(**self.params)  # what _allocate makes for this many series
+            template._allocate(self.n_series)
             for k in self._arrays:
-                setattr(self, k, decode_array(d["state"][k]))
+                arr, want = decode_array(d["state"][k]), getattr(template, k)
+                # kernels index without bounds checks: a state's arrays must be the shape and
+                # type this detector allocates (a dimension in _free_dims may differ)
+                fixed = [i for i in range(want.ndim) if (k, i) not in self._free_dims]
+                if arr.dtype != want.dtype or arr.ndim != want.ndim or any(
+                        arr.shape[i] != want.shape[i] for i in fixed):
+                    raise ValueError(f"{self.name} state: {k} is {arr.dtype}{list(arr.shape)}, expected "
+                                     f"{want.dtype}{list(want.shape)} for {self.n_series} series")
+                setattr(self, k, np.ascontiguousarray(arr))
 
     def bytes_per_series(self) -> float:
         """Memory of the per-series state arrays divided by the number of series."""
