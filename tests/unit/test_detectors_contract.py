@@ -30,7 +30,7 @@ def run(det: StreamingDetector, data: np.ndarray) -> np.ndarray:
 
 
 def test_registry_lists_every_detector_kind() -> None:
-    assert set(DETECTORS) == {"ewma", "mad", "seasonal", "cusum", "autoseasonal", "ensemble"}
+    assert set(DETECTORS) == {"ewma", "mad", "seasonal", "cusum", "autoseasonal", "novelty", "ensemble"}
     assert all(cls.name == name for name, cls in DETECTORS.items())
 
 

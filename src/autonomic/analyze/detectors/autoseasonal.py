@@ -41,7 +41,8 @@ class AutoSeasonal(StreamingDetector):
     Scored as ``P(|Z| < z)``; 0 for the first ``warmup`` samples. ``protect``: samples scoring at or
     above ``protect_level`` move the baseline at ``protect_factor`` times the rate. The period is
     kept in the state, so a restored detector continues exactly. ``last_reset`` marks the series
-    that became seasonal this step (their raw statistic changes meaning from then on).
+    that became seasonal this step (their raw statistic changes meaning from then on);
+    ``last_resid`` is the last step's signed residual ``x - prediction``.
     """
 
     name = "autoseasonal"
@@ -94,6 +95,7 @@ class AutoSeasonal(StreamingDetector):
         phase = np.where(self.period > 1, self.steps % self.period, 0)
         m = self.prof[rows, phase]
         d = x - m
+        self.last_resid = np.where(ok, d, 0.0)  # signed residual, not state (an ensemble's spatial rule reads it)
         z = safe_ratio(d, np.sqrt(self.var), m)
         self.last_warm = ok & (self.count >= self.warmup)
         self.last_raw = np.where(self.last_warm, z, 0.0)

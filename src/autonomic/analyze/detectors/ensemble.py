@@ -11,10 +11,11 @@ from autonomic.analyze.detectors.base import StreamingDetector, decode_array, en
 from autonomic.analyze.detectors.changepoint import CUSUM
 from autonomic.analyze.detectors.ewma import EWMAZScore
 from autonomic.analyze.detectors.mad import RobustMAD
+from autonomic.analyze.detectors.novelty import ContextNovelty
 from autonomic.analyze.detectors.seasonal import SeasonalBaseline
 
 MEMBER_TYPES: dict[str, type[StreamingDetector]] = {
-    cls.name: cls for cls in (EWMAZScore, RobustMAD, SeasonalBaseline, CUSUM, AutoSeasonal)
+    cls.name: cls for cls in (EWMAZScore, RobustMAD, SeasonalBaseline, CUSUM, AutoSeasonal, ContextNovelty)
 }
 
 DEFAULT_MEMBERS: tuple[dict[str, Any], ...] = (
@@ -40,7 +41,15 @@ class Ensemble(StreamingDetector):
 
     ``spatial_tolerance`` > 0 adds the "spatial anomaly" rule of NAB's HTM detector: a value that
     leaves the range of every earlier value of the series by more than ``spatial_tolerance`` times
-    that range has surprise ``spatial_gain * excess / range`` (if larger), onset or not.
+    that range has surprise ``spatial_gain * excess / range`` (if larger), onset or not. The rule
+    watches the value's EW means at ``spatial_rates`` (1.0 is the value itself; slower rates see a
+    shift of a few samples that no single sample shows) and, with ``spatial_resid``, the first
+    member's signed residual (``last_resid``, e.g. the distance from the seasonal profile), each
+    against its own range.
+
+    ``echo_steps`` > 0 damps echoes: an alarm (a score at or above ``echo_level``) that follows the
+    series' previous alarm by ``g`` steps has its surprise scaled by ``1 - exp(-g / echo_steps)``,
+    so one anomaly tends to alarm once, at its onset, and not again while it unfolds.
 
     Calibration starts after ``calib_warmup`` samples (scores 0 before). ``protect``: a sample
     whose score (before the onset filter, so a lasting anomaly stays protected after its onset)
@@ -49,11 +58,13 @@ class Ensemble(StreamingDetector):
     """
 
     name = "ensemble"
-    _arrays = ("cal_count", "cal_mean", "cal_var", "peak", "seen", "low", "high")
+    _arrays = ("cal_count", "cal_mean", "cal_var", "peak", "seen", "low", "high", "smooth", "since")
 
     def __init__(self, *, members: list[dict[str, Any]] | None = None, beta: float = 0.005,
                  calib_warmup: int = 50, min_std: float = 0.25, combine: str = "max", scale: float = 3.0,
                  onset_decay: float = 0.0, spatial_tolerance: float = 0.0, spatial_gain: float = 100.0,
+                 spatial_rates: list[float] | tuple[float, ...] = (1.0,), spatial_resid: bool = False,
+                 echo_steps: float = 0.0, echo_level: float = 0.3,
                  protect: bool = True, protect_level: float = 0.6) -> None:
         super().__init__()
         specs = [dict(m) for m in (members if members is not None else DEFAULT_MEMBERS)]
@@ -62,6 +73,11 @@ class Ensemble(StreamingDetector):
         if spatial_tolerance < 0 or spatial_gain <= 0:
             raise ValueError(f"spatial_tolerance must be >= 0 and spatial_gain > 0, got "
                              f"{spatial_tolerance}, {spatial_gain}")
+        rates = [float(r) for r in spatial_rates]
+        if not rates or not all(0 < r <= 1 for r in rates):
+            raise ValueError(f"spatial_rates must be rates in (0, 1], got {spatial_rates}")
+        if echo_steps < 0:
+            raise ValueError(f"echo_steps must be >= 0, got {echo_steps}")
         if combine not in ("max", "mean"):
             raise ValueError(f"combine must be 'max' or 'mean', got {combine!r}")
         self.members: list[StreamingDetector] = []
@@ -76,11 +92,14 @@ class Ensemble(StreamingDetector):
             member.scores_wanted = False  # only their raw statistics are read
         self._set_params(members=specs, beta=beta, calib_warmup=calib_warmup, min_std=min_std,
                          combine=combine, scale=scale, onset_decay=onset_decay,
-                         spatial_tolerance=spatial_tolerance, spatial_gain=spatial_gain, protect=protect,
-                         protect_level=protect_level)
+                         spatial_tolerance=spatial_tolerance, spatial_gain=spatial_gain, spatial_rates=rates,
+                         spatial_resid=spatial_resid, echo_steps=echo_steps, echo_level=echo_level,
+                         protect=protect, protect_level=protect_level)
         self.beta, self.calib_warmup, self.combine, self.scale = beta, calib_warmup, combine, scale
         self.min_std, self.onset_decay = min_std, onset_decay
         self.spatial_tolerance, self.spatial_gain = spatial_tolerance, spatial_gain
+        self.spatial_rates = np.asarray(rates)[:, None]
+        self.spatial_resid, self.echo_steps, self.echo_level = spatial_resid, echo_steps, echo_level
         self.protect, self.protect_level = protect, protect_level
 
     def _allocate(self, n: int) -> None:
@@ -91,8 +110,11 @@ class Ensemble(StreamingDetector):
         self.cal_var = np.zeros((m, n))
         self.peak = np.zeros(n)  # decaying maximum of the surprise (onset_decay)
         self.seen = np.zeros(n, dtype=np.int64)  # samples seen
-        self.low = np.full(n, np.nan)  # smallest and largest value seen (spatial_tolerance)
-        self.high = np.full(n, np.nan)
+        nf = len(self.spatial_rates) + int(self.spatial_resid)
+        self.low = np.full((nf, n), np.nan)  # smallest and largest of each watched feature seen
+        self.high = np.full((nf, n), np.nan)
+        self.smooth = np.full((len(self.spatial_rates), n), np.nan)  # EW means of x (spatial_rates)
+        self.since = np.full(n, 1e9)  # steps since the last alarm (echo_steps); finite for JSON
         for member in self.members:
             member.n_series = n
             member._allocate(n)
@@ -122,14 +144,27 @@ class Ensemble(StreamingDetector):
             self.peak = np.where(ok, np.maximum(self.peak * self.onset_decay, total), self.peak)
             self.peak = np.where(reset, 0.0, self.peak)  # a member changed its model: old peaks are moot
             score = np.where(onset, score, 0.0)
+        smooth = np.where(np.isnan(self.smooth), x, self.smooth + self.spatial_rates * (x - self.smooth))
+        self.smooth = np.where(ok, smooth, self.smooth)
+        feats = smooth
+        if self.spatial_resid:
+            resid = getattr(self.members[0], "last_resid", None)
+            feats = np.vstack([feats, (np.zeros_like(x) if resid is None else resid)[None, :]])
         if self.spatial_tolerance > 0:  # a value beyond the range ever seen is anomalous by itself
             span = self.high - self.low
-            beyond = np.maximum(x - self.high, self.low - x) / np.where(span > 0, span, np.inf)
+            beyond = np.maximum(feats - self.high, self.low - feats) / np.where(span > 0, span, np.inf)
+            beyond = np.nan_to_num(beyond, nan=0.0).max(axis=0)
             spatial = ok & (self.seen >= self.calib_warmup) & (beyond > self.spatial_tolerance)
             t_sp = np.where(spatial, self.spatial_gain * beyond, 0.0)
             score = np.maximum(score, t_sp / (t_sp + self.scale))
-        self.low = np.where(ok, np.fmin(self.low, x), self.low)
-        self.high = np.where(ok, np.fmax(self.high, x), self.high)
+        self.low = np.where(ok, np.fmin(self.low, feats), self.low)
+        self.high = np.where(ok, np.fmax(self.high, feats), self.high)
+        if self.echo_steps > 0:  # an alarm soon after the previous one is mostly its echo
+            alarm = ok & (score >= self.echo_level)
+            damp = -np.expm1(-self.since / self.echo_steps)
+            score = damp * score / (1.0 - score + damp * score)  # the surprise T scaled by damp
+            self.since = np.where(ok, self.since + 1.0, self.since)
+            self.since = np.where(alarm, 0.0, self.since)
         self.seen = self.seen + ok
         a = np.where(self.cal_count < self.calib_warmup, 1.0 / (self.cal_count + 1.0), self.beta)
         if self.protect:
