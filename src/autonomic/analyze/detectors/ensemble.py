@@ -48,8 +48,9 @@ class Ensemble(StreamingDetector):
     against its own range.
 
     ``echo_steps`` > 0 damps echoes: an alarm (a score at or above ``echo_level``) that follows the
-    series' previous alarm by ``g`` steps has its surprise scaled by ``1 - exp(-g / echo_steps)``,
-    so one anomaly tends to alarm once, at its onset, and not again while it unfolds.
+    series' previous alarm by ``g`` steps, and is no stronger than it, has its surprise scaled by
+    ``1 - exp(-g / echo_steps)``, so one anomaly tends to alarm once, at its onset, and not again
+    while it unfolds (unless it grows).
 
     Calibration starts after ``calib_warmup`` samples (scores 0 before). ``protect``: a sample
     whose score (before the onset filter, so a lasting anomaly stays protected after its onset)
@@ -58,7 +59,7 @@ class Ensemble(StreamingDetector):
     """
 
     name = "ensemble"
-    _arrays = ("cal_count", "cal_mean", "cal_var", "peak", "seen", "low", "high", "smooth", "since")
+    _arrays = ("cal_count", "cal_mean", "cal_var", "peak", "seen", "low", "high", "smooth", "since", "echo_score")
 
     def __init__(self, *, members: list[dict[str, Any]] | None = None, beta: float = 0.005,
                  calib_warmup: int = 50, min_std: float = 0.25, combine: str = "max", scale: float = 3.0,
@@ -115,6 +116,7 @@ class Ensemble(StreamingDetector):
         self.high = np.full((nf, n), np.nan)
         self.smooth = np.full((len(self.spatial_rates), n), np.nan)  # EW means of x (spatial_rates)
         self.since = np.full(n, 1e9)  # steps since the last alarm (echo_steps); finite for JSON
+        self.echo_score = np.zeros(n)  # the last alarm's score (echo_steps)
         for member in self.members:
             member.n_series = n
             member._allocate(n)
@@ -161,7 +163,8 @@ class Ensemble(StreamingDetector):
         self.high = np.where(ok, np.fmax(self.high, feats), self.high)
         if self.echo_steps > 0:  # an alarm soon after the previous one is mostly its echo
             alarm = ok & (score >= self.echo_level)
-            damp = -np.expm1(-self.since / self.echo_steps)
+            damp = np.where(score > self.echo_score, 1.0, -np.expm1(-self.since / self.echo_steps))
+            self.echo_score = np.where(alarm, score, self.echo_score)
             score = damp * score / (1.0 - score + damp * score)  # the surprise T scaled by damp
             self.since = np.where(ok, self.since + 1.0, self.since)
             self.since = np.where(alarm, 0.0, self.since)
