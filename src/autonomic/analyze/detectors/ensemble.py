@@ -146,7 +146,8 @@ class Ensemble(StreamingDetector):
             self.peak = np.where(ok, np.maximum(self.peak * self.onset_decay, total), self.peak)
             self.peak = np.where(reset, 0.0, self.peak)  # a member changed its model: old peaks are moot
             score = np.where(onset, score, 0.0)
-        smooth = np.where(np.isnan(self.smooth), x, self.smooth + self.spatial_rates * (x - self.smooth))
+        fresh = np.isnan(self.smooth) | (self.spatial_rates == 1.0)  # rate 1: the value itself, exactly
+        smooth = np.where(fresh, x, self.smooth + self.spatial_rates * (x - self.smooth))
         self.smooth = np.where(ok, smooth, self.smooth)
         feats = smooth
         if self.spatial_resid:
