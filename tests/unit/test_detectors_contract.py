@@ -242,3 +242,17 @@ def test_autoseasonal_keeps_only_the_longest_period_of_profile() -> None:
     assert det.prof.shape == (2, 1)  # only the level until the periods are known
     run(det, data[1:])
     assert det.period.tolist() == [12, 1] and det.prof.shape == (2, 12)
+
+
+def test_detect_configuration_round_trips_mid_stream() -> None:
+    from autonomic.analyze.detect_cli import make_detector
+
+    rng = np.random.default_rng(10)
+    t = np.arange(900)[:, None]
+    data = 10 + 3 * np.sin(2 * np.pi * t / 24) + rng.normal(0, 0.5, (900, 3))
+    data[700:, 1] += 6.0
+    data[750, 2] = 40.0
+    det = make_detector()
+    run(det, data[:650])  # past the seasonal warm-up (600 steps)
+    twin = from_state(json.loads(json.dumps(det.state_dict(), allow_nan=False)))
+    assert np.array_equal(run(det, data[650:]), run(twin, data[650:]))

@@ -37,7 +37,10 @@ class Ensemble(StreamingDetector):
 
     ``onset_decay`` > 0 reports only the onset of an anomaly: a step scores only when its
     surprise exceeds the series' decaying peak (``peak = max(peak * onset_decay, T)``), so a
-    lasting anomaly alarms once instead of on every step (0 turns this off).
+    lasting anomaly alarms once instead of on every step (0 turns this off). With
+    ``onset_member`` it must also be a new peak of at least one member's own surprise ``t`` (the
+    combined surprise can peak from several members being mildly unusual at once; then no view
+    of the series shows anything new).
 
     ``spatial_tolerance`` > 0 adds the "spatial anomaly" rule of NAB's HTM detector: a value that
     leaves the range of every earlier value of the series by more than ``spatial_tolerance`` times
@@ -59,11 +62,13 @@ class Ensemble(StreamingDetector):
     """
 
     name = "ensemble"
-    _arrays = ("cal_count", "cal_mean", "cal_var", "peak", "seen", "low", "high", "smooth", "since", "echo_score")
+    _arrays = ("cal_count", "cal_mean", "cal_var", "peak", "member_peak", "seen", "low", "high", "smooth", "since",
+               "echo_score")
 
     def __init__(self, *, members: list[dict[str, Any]] | None = None, beta: float = 0.005,
                  calib_warmup: int = 50, min_std: float = 0.25, combine: str = "max", scale: float = 3.0,
-                 onset_decay: float = 0.0, spatial_tolerance: float = 0.0, spatial_gain: float = 100.0,
+                 onset_decay: float = 0.0, onset_member: bool = False,
+                 spatial_tolerance: float = 0.0, spatial_gain: float = 100.0,
                  spatial_rates: list[float] | tuple[float, ...] = (1.0,), spatial_resid: bool = False,
                  echo_steps: float = 0.0, echo_level: float = 0.3,
                  protect: bool = True, protect_level: float = 0.6) -> None:
@@ -92,12 +97,12 @@ class Ensemble(StreamingDetector):
         for member in self.members:
             member.scores_wanted = False  # only their raw statistics are read
         self._set_params(members=specs, beta=beta, calib_warmup=calib_warmup, min_std=min_std,
-                         combine=combine, scale=scale, onset_decay=onset_decay,
+                         combine=combine, scale=scale, onset_decay=onset_decay, onset_member=onset_member,
                          spatial_tolerance=spatial_tolerance, spatial_gain=spatial_gain, spatial_rates=rates,
                          spatial_resid=spatial_resid, echo_steps=echo_steps, echo_level=echo_level,
                          protect=protect, protect_level=protect_level)
         self.beta, self.calib_warmup, self.combine, self.scale = beta, calib_warmup, combine, scale
-        self.min_std, self.onset_decay = min_std, onset_decay
+        self.min_std, self.onset_decay, self.onset_member = min_std, onset_decay, onset_member
         self.spatial_tolerance, self.spatial_gain = spatial_tolerance, spatial_gain
         self.spatial_rates = np.asarray(rates)[:, None]
         self.spatial_resid, self.echo_steps, self.echo_level = spatial_resid, echo_steps, echo_level
@@ -110,6 +115,7 @@ class Ensemble(StreamingDetector):
         self.cal_mean = np.zeros((m, n))
         self.cal_var = np.zeros((m, n))
         self.peak = np.zeros(n)  # decaying maximum of the surprise (onset_decay)
+        self.member_peak = np.zeros((m if self.onset_member else 0, n))  # each member's (onset_member)
         self.seen = np.zeros(n, dtype=np.int64)  # samples seen
         nf = len(self.spatial_rates) + int(self.spatial_resid)
         self.low = np.full((nf, n), np.nan)  # smallest and largest of each watched feature seen
@@ -145,6 +151,10 @@ class Ensemble(StreamingDetector):
             onset = total > self.peak
             self.peak = np.where(ok, np.maximum(self.peak * self.onset_decay, total), self.peak)
             self.peak = np.where(reset, 0.0, self.peak)  # a member changed its model: old peaks are moot
+            if self.onset_member:  # ... and a new peak of at least one member's own surprise
+                onset &= (t > self.member_peak).any(axis=0)
+                self.member_peak = np.where(ok, np.maximum(self.member_peak * self.onset_decay, t), self.member_peak)
+                self.member_peak = np.where(reset, 0.0, self.member_peak)
             score = np.where(onset, score, 0.0)
         fresh = np.isnan(self.smooth) | (self.spatial_rates == 1.0)  # rate 1: the value itself, exactly
         smooth = np.where(fresh, x, self.smooth + self.spatial_rates * (x - self.smooth))
