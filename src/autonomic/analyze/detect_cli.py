@@ -45,7 +45,8 @@ OUT_COLUMNS = ("timestamp", "value", "anomaly_score")
 # (pre-onset) score is at or above 0.3, so a lasting anomaly is not learned. Plus the "spatial
 # anomaly" rule of NAB's HTM detector (more than 5% of the range beyond every earlier value),
 # watched on the value, on its EW means at rates 0.3, 0.1 and 0.03 (a shift over a few samples)
-# and on the seasonal residual. An alarm's echoes are damped (an alarm g steps after the previous
+# and on the seasonal residual (these last ones only while a member's surprise is above 1, so a
+# slow drift to a new level is not an alarm). An alarm's echoes are damped (an alarm g steps after the previous
 # one, and no stronger, is scaled by 1 - exp(-g / 300)), so an anomaly alarms once, at its onset.
 DETECT_CONFIG: dict[str, Any] = {
     "members": [{"type": "autoseasonal", "alpha": 0.003}, {"type": "novelty"}],
@@ -57,6 +58,7 @@ DETECT_CONFIG: dict[str, Any] = {
     "spatial_tolerance": 0.05,
     "spatial_rates": [1.0, 0.3, 0.1, 0.03],
     "spatial_resid": True,
+    "spatial_confirm": 1.0,
     "echo_steps": 300,
     "echo_level": 0.3,
     "protect_level": 0.3,

@@ -48,7 +48,10 @@ class Ensemble(StreamingDetector):
     watches the value's EW means at ``spatial_rates`` (1.0 is the value itself; slower rates see a
     shift of a few samples that no single sample shows) and, with ``spatial_resid``, the first
     member's signed residual (``last_resid``, e.g. the distance from the seasonal profile), each
-    against its own range.
+    against its own range. With ``spatial_confirm`` > 0 a new extreme of any of these but the first
+    feature (the first rate, normally the value itself) counts only while some member's surprise
+    ``t`` exceeds ``spatial_confirm``: a slow drift to a new level, that no member finds unusual,
+    is not an anomaly.
 
     ``echo_steps`` > 0 damps echoes: an alarm (a score at or above ``echo_level``) that follows the
     series' previous alarm by ``g`` steps, and is no stronger than it, has its surprise scaled by
@@ -70,6 +73,7 @@ class Ensemble(StreamingDetector):
                  onset_decay: float = 0.0, onset_member: bool = False,
                  spatial_tolerance: float = 0.0, spatial_gain: float = 100.0,
                  spatial_rates: list[float] | tuple[float, ...] = (1.0,), spatial_resid: bool = False,
+                 spatial_confirm: float = 0.0,
                  echo_steps: float = 0.0, echo_level: float = 0.3,
                  protect: bool = True, protect_level: float = 0.6) -> None:
         super().__init__()
@@ -99,13 +103,15 @@ class Ensemble(StreamingDetector):
         self._set_params(members=specs, beta=beta, calib_warmup=calib_warmup, min_std=min_std,
                          combine=combine, scale=scale, onset_decay=onset_decay, onset_member=onset_member,
                          spatial_tolerance=spatial_tolerance, spatial_gain=spatial_gain, spatial_rates=rates,
-                         spatial_resid=spatial_resid, echo_steps=echo_steps, echo_level=echo_level,
+                         spatial_resid=spatial_resid, spatial_confirm=spatial_confirm, echo_steps=echo_steps,
+                         echo_level=echo_level,
                          protect=protect, protect_level=protect_level)
         self.beta, self.calib_warmup, self.combine, self.scale = beta, calib_warmup, combine, scale
         self.min_std, self.onset_decay, self.onset_member = min_std, onset_decay, onset_member
         self.spatial_tolerance, self.spatial_gain = spatial_tolerance, spatial_gain
         self.spatial_rates = np.asarray(rates)[:, None]
         self.spatial_resid, self.echo_steps, self.echo_level = spatial_resid, echo_steps, echo_level
+        self.spatial_confirm = spatial_confirm
         self.protect, self.protect_level = protect, protect_level
 
     def _allocate(self, n: int) -> None:
@@ -166,7 +172,11 @@ class Ensemble(StreamingDetector):
         if self.spatial_tolerance > 0:  # a value beyond the range ever seen is anomalous by itself
             span = self.high - self.low
             beyond = np.maximum(feats - self.high, self.low - feats) / np.where(span > 0, span, np.inf)
-            beyond = np.nan_to_num(beyond, nan=0.0).max(axis=0)
+            beyond = np.nan_to_num(beyond, nan=0.0)
+            if self.spatial_confirm > 0:  # a slow feature's new extreme needs a member to see something too
+                confirmed = t.max(axis=0) > self.spatial_confirm
+                beyond[1:] = np.where(confirmed, beyond[1:], 0.0)
+            beyond = beyond.max(axis=0)
             spatial = ok & (self.seen >= self.calib_warmup) & (beyond > self.spatial_tolerance)
             t_sp = np.where(spatial, self.spatial_gain * beyond, 0.0)
             score = np.maximum(score, t_sp / (t_sp + self.scale))
