@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from autonomic.analyze.detect_cli import DETECT_CONFIG
 from autonomic.analyze.detectors import CUSUM, Ensemble, EWMAZScore, SeasonalBaseline
 from autonomic.analyze.detectors.base import safe_ratio
 
@@ -80,7 +81,7 @@ NUMPY_MEMBERS: dict[str, type] = {"ewma": NumpyEWMA, "cusum": NumpyCUSUM, "seaso
 class NumpyEnsemble(Ensemble):
     def __init__(self, **kw: Any) -> None:
         super().__init__(**kw)
-        self.members = [NUMPY_MEMBERS[m.name](**m.params) for m in self.members]
+        self.members = [NUMPY_MEMBERS.get(m.name, type(m))(**m.params) for m in self.members]
         for member in self.members:
             member.scores_wanted = False
 
@@ -89,11 +90,14 @@ class NumpyEnsemble(Ensemble):
 
     def _step(self, x: np.ndarray, ok: np.ndarray) -> np.ndarray:
         raws, warms = [], []
+        reset = np.zeros(x.shape, dtype=bool)
         for member in self.members:
             member._step(x, ok)
             member.steps += 1
             raws.append(member.last_raw)
             warms.append(member.last_warm)
+            if member.last_reset.shape == reset.shape:
+                reset |= member.last_reset
         y = np.log1p(np.stack(raws))
         live = np.stack(warms)
         t = (y - self.cal_mean) / np.maximum(np.sqrt(self.cal_var), self.min_std)
@@ -105,15 +109,39 @@ class NumpyEnsemble(Ensemble):
         if self.onset_decay > 0:
             onset = total > self.peak
             self.peak = np.where(ok, np.maximum(self.peak * self.onset_decay, total), self.peak)
+            self.peak = np.where(reset, 0.0, self.peak)
+            if self.onset_member:
+                onset &= (t > self.member_peak).any(axis=0)
+                self.member_peak = np.where(ok, np.maximum(self.member_peak * self.onset_decay, t), self.member_peak)
+                self.member_peak = np.where(reset, 0.0, self.member_peak)
             score = np.where(onset, score, 0.0)
         if self.spatial_tolerance > 0:
+            fresh = np.isnan(self.smooth) | (self.spatial_rates == 1.0)
+            smooth = np.where(fresh, x, self.smooth + self.spatial_rates * (x - self.smooth))
+            self.smooth = np.where(ok, smooth, self.smooth)
+            feats = smooth
+            if self.spatial_resid:
+                resid = getattr(self.members[0], "last_resid", None)
+                feats = np.vstack([feats, (np.zeros_like(x) if resid is None else resid)[None, :]])
             span = self.high - self.low
-            beyond = np.maximum(x - self.high, self.low - x) / np.where(span > 0, span, np.inf)
+            beyond = np.maximum(feats - self.high, self.low - feats) / np.where(span > 0, span, np.inf)
+            beyond = np.nan_to_num(beyond, nan=0.0)
+            if self.spatial_confirm > 0:
+                confirmed = t.max(axis=0) > self.spatial_confirm
+                beyond[1:] = np.where(confirmed, beyond[1:], 0.0)
+            beyond = beyond.max(axis=0)
             spatial = ok & (self.seen >= self.calib_warmup) & (beyond > self.spatial_tolerance)
             t_sp = np.where(spatial, self.spatial_gain * beyond, 0.0)
             score = np.maximum(score, t_sp / (t_sp + self.scale))
-        self.low = np.where(ok, np.fmin(self.low, x), self.low)
-        self.high = np.where(ok, np.fmax(self.high, x), self.high)
+            self.low = np.where(ok, np.fmin(self.low, feats), self.low)
+            self.high = np.where(ok, np.fmax(self.high, feats), self.high)
+        if self.echo_steps > 0:
+            alarm = ok & (score >= self.echo_level)
+            damp = np.where(score > self.echo_score, 1.0, -np.expm1(-self.since / self.echo_steps))
+            self.echo_score = np.where(alarm, score, self.echo_score)
+            score = damp * score / (1.0 - score + damp * score)
+            self.since = np.where(ok, self.since + 1.0, self.since)
+            self.since = np.where(alarm, 0.0, self.since)
         self.seen = self.seen + ok
         a = np.where(self.cal_count < self.calib_warmup, 1.0 / (self.cal_count + 1.0), self.beta)
         if self.protect:
@@ -124,6 +152,16 @@ class NumpyEnsemble(Ensemble):
         self.cal_var = (1.0 - a) * (self.cal_var + a * d * d)
         self.cal_count = self.cal_count + live
         return score
+
+
+# every rule of the ensemble on at once, over kernel and numpy members
+EVERY_RULE: dict[str, Any] = {
+    "members": [{"type": "autoseasonal", "learn": 64, "max_period": 30}, {"type": "ewma"}, {"type": "cusum"},
+                {"type": "novelty"}],
+    "combine": "mean", "onset_decay": 0.999, "onset_member": True, "spatial_tolerance": 0.05,
+    "spatial_rates": [1.0, 0.3, 0.05], "spatial_resid": True, "spatial_confirm": 0.5, "echo_steps": 50,
+    "echo_level": 0.3, "protect_level": 0.4,
+}
 
 
 def _data(n: int = 40, steps: int = 400) -> np.ndarray:
@@ -149,6 +187,9 @@ CASES: list[tuple[str, Any, Any]] = [
      lambda: Ensemble(combine="mean", onset_decay=0.99, spatial_tolerance=0.05),
      lambda: NumpyEnsemble(combine="mean", onset_decay=0.99, spatial_tolerance=0.05)),
     ("ensemble-unprotected", lambda: Ensemble(protect=False), lambda: NumpyEnsemble(protect=False)),
+    ("ensemble-every-rule",
+     lambda: Ensemble(**EVERY_RULE), lambda: NumpyEnsemble(**EVERY_RULE)),
+    ("detect-configuration", lambda: Ensemble(**DETECT_CONFIG), lambda: NumpyEnsemble(**DETECT_CONFIG)),
 ]
 
 

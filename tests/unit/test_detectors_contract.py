@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import warnings
+from typing import Any
 
 import numpy as np
 import pytest
@@ -30,7 +31,7 @@ def run(det: StreamingDetector, data: np.ndarray) -> np.ndarray:
 
 
 def test_registry_lists_every_detector_kind() -> None:
-    assert set(DETECTORS) == {"ewma", "mad", "seasonal", "cusum", "autoseasonal", "ensemble"}
+    assert set(DETECTORS) == {"ewma", "mad", "seasonal", "cusum", "autoseasonal", "novelty", "ensemble"}
     assert all(cls.name == name for name, cls in DETECTORS.items())
 
 
@@ -202,3 +203,67 @@ def test_ensemble_onset_peak_is_forgotten_when_a_member_becomes_seasonal() -> No
         det.update(np.array([v]))
         peaks.append(float(det.peak[0]))
     assert max(peaks[:99]) > 0 and peaks[99] == 0.0  # the period was chosen at step 100 (index 99)
+
+
+def test_novelty_flags_a_step_never_made_before_inside_the_usual_range() -> None:
+    t = np.arange(600)
+    x = np.where((t // 10) % 2 == 0, 0.0, 10.0) + 0.2 * np.sin(0.7 * t)  # a square wave
+    x[500:503] = 5.0  # stops half way for three samples: inside the range, never seen there
+    scores = run(make("novelty"), x[:, None])[:, 0]
+    assert scores[500] > 0.99 and scores[500] > scores[300:500].max()
+    plain = run(make("ewma", alpha=0.01), x[:, None])[:, 0]
+    assert plain[500] < plain[300:500].max()  # a level z-score does not see it
+
+
+def test_novelty_state_stays_small() -> None:
+    det = make("novelty", bins=8)
+    det.update(np.zeros(10))
+    assert det.bytes_per_series() == 4 * 8 * 8 + 28
+
+
+def test_ensemble_spatial_rule_on_an_ew_mean_flags_a_shift_no_single_sample_shows() -> None:
+    rng = np.random.default_rng(8)
+    x = rng.uniform(0.0, 10.0, 600)  # wide noise: single samples cover the whole range
+    x[500:] = rng.uniform(7.0, 10.0, 100)  # the level moves up inside that range
+    members = [{"type": "ewma", "alpha": 0.01}]
+    raw_only = run(Ensemble(members=members, spatial_tolerance=0.05, onset_decay=0.99999), x[:, None])[:, 0]
+    smoothed = run(Ensemble(members=members, spatial_tolerance=0.05, onset_decay=0.99999,
+                            spatial_rates=[1.0, 0.1]), x[:, None])[:, 0]
+    assert smoothed[500:].max() > 0.6 > raw_only[500:].max()
+
+
+def test_ensemble_echo_damping_spares_only_stronger_alarms() -> None:
+    rng = np.random.default_rng(9)
+    x = 10.0 + rng.normal(0, 1.0, 800)
+    x[400], x[420], x[440] = 30.0, 32.0, 200.0  # a new extreme, a slightly higher one, a much higher one
+    kw: dict[str, Any] = {"members": [{"type": "ewma", "alpha": 0.01}], "spatial_tolerance": 0.05,
+                          "onset_decay": 0.99999}
+    plain = run(Ensemble(**kw), x[:, None])[:, 0]
+    echo = run(Ensemble(**kw, echo_steps=300, echo_level=0.3), x[:, None])[:, 0]
+    assert echo[400] == plain[400] > 0.9  # the first alarm is not damped
+    assert plain[420] > 0.3 and echo[420] < 0.5 * plain[420]  # an echo 20 steps later
+    assert echo[440] == plain[440] > echo[400]  # stronger than the previous alarm: not an echo
+
+
+def test_autoseasonal_keeps_only_the_longest_period_of_profile() -> None:
+    t = np.arange(300)[:, None]
+    data = np.hstack([10 + np.sin(2 * np.pi * t / 12), np.random.default_rng(3).normal(0, 1, (300, 1))])
+    det = AutoSeasonal(learn=100, max_period=40)
+    det.update(data[0])
+    assert det.prof.shape == (2, 1)  # only the level until the periods are known
+    run(det, data[1:])
+    assert det.period.tolist() == [12, 1] and det.prof.shape == (2, 12)
+
+
+def test_detect_configuration_round_trips_mid_stream() -> None:
+    from autonomic.analyze.detect_cli import make_detector
+
+    rng = np.random.default_rng(10)
+    t = np.arange(900)[:, None]
+    data = 10 + 3 * np.sin(2 * np.pi * t / 24) + rng.normal(0, 0.5, (900, 3))
+    data[700:, 1] += 6.0
+    data[750, 2] = 40.0
+    det = make_detector()
+    run(det, data[:650])  # past the seasonal warm-up (600 steps)
+    twin = from_state(json.loads(json.dumps(det.state_dict(), allow_nan=False)))
+    assert np.array_equal(run(det, data[650:]), run(twin, data[650:]))

@@ -11,12 +11,14 @@ from autonomic.analyze.detectors.changepoint import CUSUM
 from autonomic.analyze.detectors.ensemble import Ensemble
 from autonomic.analyze.detectors.ewma import EWMAZScore
 from autonomic.analyze.detectors.mad import RobustMAD
+from autonomic.analyze.detectors.novelty import ContextNovelty
 from autonomic.analyze.detectors.seasonal import SeasonalBaseline
 
 
 def builtin_detectors() -> dict[str, type[StreamingDetector]]:
     """Every built-in detector class by its ``name``."""
-    return {cls.name: cls for cls in (EWMAZScore, RobustMAD, SeasonalBaseline, CUSUM, AutoSeasonal, Ensemble)}
+    return {cls.name: cls for cls in (EWMAZScore, RobustMAD, SeasonalBaseline, CUSUM, AutoSeasonal, ContextNovelty,
+                                        Ensemble)}
 
 
 def from_state(d: dict[str, Any]) -> StreamingDetector:
@@ -27,5 +29,5 @@ def from_state(d: dict[str, Any]) -> StreamingDetector:
     return classes[d["type"]].from_state(d)
 
 
-__all__ = ["CUSUM", "AutoSeasonal", "EWMAZScore", "Ensemble", "RobustMAD", "SeasonalBaseline", "StreamingDetector",
-           "builtin_detectors", "from_state"]
+__all__ = ["CUSUM", "AutoSeasonal", "ContextNovelty", "EWMAZScore", "Ensemble", "RobustMAD", "SeasonalBaseline",
+           "StreamingDetector", "builtin_detectors", "from_state"]

@@ -41,12 +41,14 @@ class AutoSeasonal(StreamingDetector):
     Scored as ``P(|Z| < z)``; 0 for the first ``warmup`` samples. ``protect``: samples scoring at or
     above ``protect_level`` move the baseline at ``protect_factor`` times the rate. The period is
     kept in the state, so a restored detector continues exactly. ``last_reset`` marks the series
-    that became seasonal this step (their raw statistic changes meaning from then on).
+    that became seasonal this step (their raw statistic changes meaning from then on);
+    ``last_resid`` is the last step's signed residual ``x - prediction``.
     """
 
     name = "autoseasonal"
-    _arrays = ("count", "buf", "period", "prof", "var")
-    _free_dims = frozenset({("buf", 1)})  # the warm-up samples are dropped once the period is chosen
+    _arrays = ("count", "ref", "buf", "period", "prof", "var")
+    # the warm-up samples are dropped, and the profile widened to the longest period, at step `learn`
+    _free_dims = frozenset({("buf", 1), ("prof", 1)})
 
     def __init__(self, *, alpha: float = 0.01, season_alpha: float = 0.1, learn: int = 600,
                  min_period: int = 4, max_period: int = 300, min_acf: float = 0.5, warmup: int = 20,
@@ -66,17 +68,20 @@ class AutoSeasonal(StreamingDetector):
 
     def _allocate(self, n: int) -> None:
         self.count = np.zeros(n, dtype=np.int64)
-        self.buf = np.full((n, self.learn), np.nan)  # the warm-up samples, by step
+        self.ref = np.zeros(n)  # the first sample: the warm-up samples are kept relative to it
+        self.buf = np.full((n, self.learn), np.nan, dtype=np.float32)  # warm-up samples - ref, by step
         self.period = np.ones(n, dtype=np.int64)  # 1 = no season (one level)
-        self.prof = np.zeros((n, self.max_period))
+        self.prof = np.zeros((n, 1))  # the level; widened to the longest period found at step `learn`
         self.var = np.zeros(n)
 
     def _choose_periods(self) -> None:
-        self.period = infer_periods(self.buf, self.min_period, self.max_period, self.min_acf)
+        self.period = infer_periods(self.buf.astype(np.float64), self.min_period, self.max_period, self.min_acf)
+        longest = int(self.period.max(initial=1))
+        self.prof = np.hstack([self.prof, np.zeros((self.prof.shape[0], longest - 1))])
         steps = np.arange(self.learn)
         for p in np.unique(self.period[self.period > 1]):  # one vectorised pass per distinct period
             rows = np.flatnonzero(self.period == p)
-            b = self.buf[rows]
+            b = self.buf[rows].astype(np.float64) + self.ref[rows, None]
             phase = steps % p
             onehot = phase[None, :] == np.arange(p)[:, None]  # (p, learn)
             seen = np.isfinite(b)
@@ -95,6 +100,7 @@ class AutoSeasonal(StreamingDetector):
         phase = np.where(self.period > 1, self.steps % self.period, 0)
         m = self.prof[rows, phase]
         d = x - m
+        self.last_resid = np.where(ok, d, 0.0)  # signed residual, not state (an ensemble's spatial rule reads it)
         z = safe_ratio(d, np.sqrt(self.var), m)
         self.last_warm = ok & (self.count >= self.warmup)
         self.last_raw = np.where(self.last_warm, z, 0.0)
@@ -111,9 +117,11 @@ class AutoSeasonal(StreamingDetector):
         self.count = self.count + ok
         self.last_reset = np.zeros(x.shape, dtype=bool)
         if self.steps < self.learn:
-            self.buf[:, self.steps] = np.where(ok, x, np.nan)
+            self.ref = np.where(ok & (self.count == 1), x, self.ref)  # count was 0 before this sample
+            dev = np.clip(x - self.ref, -1e38, 1e38)  # within float32
+            self.buf[:, self.steps] = np.where(ok, dev, np.nan)
             if self.steps == self.learn - 1:
                 self._choose_periods()
-                self.buf = np.zeros((x.shape[0], 0))  # the warm-up samples are not needed any more
+                self.buf = np.zeros((x.shape[0], 0), dtype=np.float32)  # not needed any more
                 self.last_reset = self.period > 1
         return score
