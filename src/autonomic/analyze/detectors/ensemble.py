@@ -39,9 +39,6 @@ def _calibrate(x: np.ndarray, ok: np.ndarray, y: np.ndarray, live: np.ndarray, r
     the rows stream), their combination, the onset, spatial and echo rules, then the
     calibration. See :class:`Ensemble` for what each rule does."""
     m, n = y.shape
-    nr = smooth.shape[0]  # 0 when the spatial rule is off
-    nf = low.shape[0]
-    feat = np.empty(nf)
     keep_t = onset_member or (spatial_tolerance > 0.0 and spatial_confirm > 0.0)
     total[:] = 0.0
     for j in range(m):
@@ -56,37 +53,42 @@ def _calibrate(x: np.ndarray, ok: np.ndarray, y: np.ndarray, live: np.ndarray, r
                 total[i] = tj if tj > total[i] else total[i]
             else:
                 total[i] += tj
-    for i in range(n):
+    for i in range(n):  # the combined surprise and its score (a plain loop: it vectorises)
         tot = total[i] if use_max else total[i] / m
         total[i] = tot
-        s = tot / (tot + scale)
-        xi, oki = x[i], ok[i]
-        if onset_decay > 0.0:  # report only new peaks: the onset of an anomaly, not its duration
-            onset = tot > peak[i]
-            if oki:
-                peak[i] = max(peak[i] * onset_decay, tot)
+        score[i] = tot / (tot + scale)
+    # each rule below is its own pass over the series, run only when the rule is on, in this order
+    if onset_decay > 0.0:  # report only new peaks: the onset of an anomaly, not its duration
+        for i in range(n):
+            onset = total[i] > peak[i]
+            if ok[i]:
+                peak[i] = max(peak[i] * onset_decay, total[i])
             if reset[i]:  # a member changed its model: old peaks are moot
                 peak[i] = 0.0
             if onset_member:  # ... and a new peak of at least one member's own surprise
                 new = False
                 for j in range(m):
                     new = new or t[j, i] > member_peak[j, i]
-                    if oki:
+                    if ok[i]:
                         member_peak[j, i] = max(member_peak[j, i] * onset_decay, t[j, i])
                     if reset[i]:
                         member_peak[j, i] = 0.0
                 onset = onset and new
             if not onset:
-                s = 0.0
-        for r in range(nr):  # the watched features: EW means of x (rate 1: x itself, exactly)
-            sm = smooth[r, i]
-            v = xi if (sm != sm or rates[r] == 1.0) else sm + rates[r] * (xi - sm)
-            feat[r] = v
-            if oki:
-                smooth[r, i] = v
-        if nf > nr:
-            feat[nr] = resid[i]
-        if spatial_tolerance > 0.0:  # a feature beyond the range ever seen is anomalous by itself
+                score[i] = 0.0
+    if spatial_tolerance > 0.0:  # a watched feature beyond the range ever seen is anomalous by itself
+        nr, nf = smooth.shape[0], low.shape[0]
+        feat = np.empty(nf)
+        for i in range(n):
+            xi, oki = x[i], ok[i]
+            for r in range(nr):  # EW means of x (rate 1: x itself, exactly)
+                sm = smooth[r, i]
+                v = xi if (sm != sm or rates[r] == 1.0) else sm + rates[r] * (xi - sm)
+                feat[r] = v
+                if oki:
+                    smooth[r, i] = v
+            if nf > nr:
+                feat[nr] = resid[i]
             confirmed = True
             if spatial_confirm > 0.0:  # a slow feature's new extreme needs a member to see something too
                 top = 0.0
@@ -101,30 +103,30 @@ def _calibrate(x: np.ndarray, ok: np.ndarray, y: np.ndarray, live: np.ndarray, r
                 if up != up or down != down:  # nothing seen yet
                     continue
                 span = high[f, i] - low[f, i]
-                b = max(up, down) / (span if span > 0.0 else math.inf)
-                beyond = max(beyond, b)
+                beyond = max(beyond, max(up, down) / (span if span > 0.0 else math.inf))
             if oki and seen[i] >= calib_warmup and beyond > spatial_tolerance:
                 t_sp = spatial_gain * beyond
-                s = max(s, t_sp / (t_sp + scale))
-        if oki:
-            for f in range(nf):
-                if not low[f, i] <= feat[f]:
-                    low[f, i] = feat[f]
-                if not high[f, i] >= feat[f]:
-                    high[f, i] = feat[f]
-        if echo_steps > 0.0:  # an alarm soon after the previous one is mostly its echo
-            alarm = oki and s >= echo_level
+                score[i] = max(score[i], t_sp / (t_sp + scale))
+            if oki:
+                for f in range(nf):
+                    if not low[f, i] <= feat[f]:
+                        low[f, i] = feat[f]
+                    if not high[f, i] >= feat[f]:
+                        high[f, i] = feat[f]
+    if echo_steps > 0.0:  # an alarm soon after the previous one is mostly its echo
+        for i in range(n):
+            s = score[i]
+            alarm = ok[i] and s >= echo_level
             damp = 1.0 if s > echo_score[i] else -math.expm1(-since[i] / echo_steps)
             if alarm:
                 echo_score[i] = s
-            s = damp * s / (1.0 - s + damp * s)  # the surprise T scaled by damp
-            if oki:
+            score[i] = damp * s / (1.0 - s + damp * s)  # the surprise T scaled by damp
+            if ok[i]:
                 since[i] += 1.0
             if alarm:
                 since[i] = 0.0
-        if oki:
-            seen[i] += 1
-        score[i] = s
+    for i in range(n):
+        seen[i] += ok[i]
     for j in range(m):
         yj, mean_j, var_j, count_j, live_j = y[j], cal_mean[j], cal_var[j], cal_count[j], live[j]
         for i in range(n):
