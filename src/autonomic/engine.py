@@ -273,9 +273,11 @@ class Engine:
     def _restore_detectors(self) -> None:
         """Give each checkpointed detector its state from the last run (see checkpoint_detectors).
         A file that cannot be read is moved aside (``detectors.json.bad``) with a warning, and
-        the detectors start fresh; so does one detector whose state is malformed."""
+        the detectors start fresh; so does one detector whose state is malformed. A shadow-only
+        engine (``autonomic replay``) neither reads nor writes it: a replay learns from its
+        recording alone and leaves the live engine's state as it was."""
         path = self._checkpoint_path
-        if not path.exists():
+        if self.shadow_only or not path.exists():
             return
         try:
             saved = json.loads(path.read_text())
@@ -301,7 +303,9 @@ class Engine:
 
     def checkpoint_detectors(self, now: float) -> None:
         """Write every checkpointed detector's state to ``state_dir/detectors.json`` (atomically:
-        a crash mid-write leaves the previous file)."""
+        a crash mid-write leaves the previous file). Not in a shadow-only engine."""
+        if self.shadow_only:
+            return
         states = {}
         for det in self.detectors:
             if isinstance(det, Checkpointed):

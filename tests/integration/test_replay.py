@@ -75,6 +75,31 @@ def test_replay_with_a_config_never_starts_its_services_even_where_it_turns_shad
     assert summary["actions_executed"] == 0 and not marker.exists()
 
 
+def test_replay_neither_reads_nor_writes_the_live_engines_detector_checkpoint(tmp_path: Path) -> None:
+    """A replay with the production config, anomaly detection on: the live engine's learned
+    state in state_dir is left byte for byte, and the replay finds the recording's own anomaly."""
+    state = tmp_path / "state"
+    state.mkdir()
+    live = state / "detectors.json"
+    live.write_text('{"saved_at": 1, "detectors": {"anomaly": {"families": []}}}')
+    cfg = {
+        "engine": {"interval_s": 60, "state_dir": str(state), "host_metrics": False, "checkpoint_s": 60},
+        "services": [{"name": "api", "anomalies": [{"metric": "latency_ms"}]}],
+    }
+    path = tmp_path / "autonomic.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    rng = random.Random(2)
+    rows = ["timestamp,service,metric,value"]
+    rows += [f"{T0 + i * 60},api,latency_ms,{100 + rng.gauss(0, 2) + (60 if i >= 300 else 0):.2f}" for i in range(360)]
+    (tmp_path / "lat.csv").write_text("\n".join(rows) + "\n")
+    code, out, err = _run("replay", tmp_path / "lat.csv", "-c", path, "--json")
+    assert code == 0, err
+    summary = json.loads(out)
+    assert [(i["service"], i["kind"]) for i in summary["incidents"]] == [("api", "anomaly")]
+    assert live.read_text() == '{"saved_at": 1, "detectors": {"anomaly": {"families": []}}}'
+    assert sorted(p.name for p in state.glob("detectors*")) == ["detectors.json"]
+
+
 def test_replay_bad_input_names_the_file_and_column(tmp_path: Path) -> None:
     bad = tmp_path / "bad.csv"
     bad.write_text("timestamp,service,value\n1,web,2\n")
