@@ -144,6 +144,17 @@ def test_a_state_whose_arrays_do_not_fit_its_series_is_rejected(name: str) -> No
         from_state(state)
 
 
+def test_an_ensemble_state_whose_members_hold_other_series_is_rejected() -> None:
+    det = make("ensemble")
+    run(det, noisy(steps=5, n=4))
+    other = make("ensemble")
+    run(other, noisy(steps=5, n=6))
+    state = json.loads(json.dumps(det.state_dict()))
+    state["members_state"][1] = other.state_dict()["members_state"][1]
+    with pytest.raises(ValueError, match="member cusum holds 6 series"):
+        from_state(state)
+
+
 def test_state_of_another_detector_type_is_rejected() -> None:
     state = make("ewma").state_dict()
     with pytest.raises(ValueError, match="ewma"):

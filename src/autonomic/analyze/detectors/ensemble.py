@@ -297,6 +297,9 @@ class Ensemble(StreamingDetector):
         self.members = [type(m).from_state(s) for m, s in zip(self.members, d["members_state"], strict=True)]
         for member in self.members:
             member.scores_wanted = False
+            if member.n_series != self.n_series:  # their kernels run over the ensemble's input
+                raise ValueError(f"ensemble state: member {member.name} holds {member.n_series} series, "
+                                 f"the ensemble {self.n_series}")
 
     def bytes_per_series(self) -> float:
         return super().bytes_per_series() + sum(m.bytes_per_series() for m in self.members)
