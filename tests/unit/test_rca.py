@@ -107,6 +107,20 @@ def test_a_departure_against_a_metrics_trouble_direction_explains_nothing() -> N
     assert falls.root_causes == ["api"] and by_name(falls)["web"]["role"] == "unaffected"
 
 
+def test_a_departure_within_its_metrics_jitter_floor_explains_nothing() -> None:
+    """api's latency rises 4 ms (20 sds of a very quiet baseline, sd 0.2 ms) just before web's
+    rises 30 ms. Without a floor api explains web; with a 2 ms floor for latency, api's move is
+    jitter and web is the root cause."""
+    edges = [("web", "api")]
+    win, base = make_csvs(np.random.default_rng(4), ["api", "web"], {"api": (8, 20.0), "web": (10, 150.0)},
+                          noise=0.2)
+    plain = rank(edges, parse_long_csv(win, "M.csv"), parse_long_csv(base, "B.csv"))
+    assert plain.root_causes == ["api"]
+    floored = rank(edges, parse_long_csv(win, "M.csv"), parse_long_csv(base, "B.csv"),
+                   params=RcaParams(floors={"latency_ms": 2.0}))
+    assert floored.root_causes == ["web"] and by_name(floored)["api"]["role"] == "unaffected"
+
+
 def test_two_independent_branches_each_get_their_own_root() -> None:
     edges = [("web1", "db1"), ("web2", "cache2")]
     report = run(edges, {"db1": (10, 40.0), "web1": (12, 30.0), "cache2": (30, 8.0), "web2": (33, 6.0)})

@@ -9,7 +9,8 @@ evidence for and against it being a root cause.
 How a service is judged
 -----------------------
 1. **Deviation.** For each (service, metric) the baseline gives a centre and a robust
-   spread: ``median`` and ``sigma = max(1.4826 * MAD, rel_floor * |median|, abs_floor)``.
+   spread: ``median`` and ``sigma = max(1.4826 * MAD, rel_floor * |median|, abs_floor)`` (and
+   at least the metric's own floor in ``RcaParams.floors``, if given).
    In the window, ``z_t = |x_t - median| / sigma`` (or only the rise, or only the fall, for a
    metric given a direction in ``RcaParams.directions``). A metric is *anomalous* when
    ``z > z_threshold`` for ``consecutive`` samples in a row (noise spikes do not count);
@@ -92,6 +93,9 @@ class RcaParams(BaseModel):
     # Per metric, the direction in which a departure is trouble: 1 (only rises count: latency,
     # errors), -1 (only falls: up, availability); metrics not named count both ways.
     directions: dict[str, Literal[1, -1]] = Field(default_factory=dict)
+    # Per metric, the smallest sigma in its own unit: below it a change is jitter, whatever the
+    # baseline's spread (a 1 ms probe moving by 2 ms under load explains nobody's second).
+    floors: dict[str, float] = Field(default_factory=dict)
 
 
 class RankedService(BaseModel):
@@ -260,7 +264,7 @@ def _metric_state(metric: str, window: tuple[np.ndarray, np.ndarray], base: np.n
     ts, x = window
     med = float(np.median(base))
     mad = float(np.median(np.abs(base - med)))
-    sigma = max(1.4826 * mad, p.rel_floor * abs(med), p.abs_floor)
+    sigma = max(1.4826 * mad, p.rel_floor * abs(med), p.abs_floor, p.floors.get(metric, 0.0))
     way = p.directions.get(metric)
     z = (np.abs(x - med) if way is None else np.maximum(way * (x - med), 0.0)) / sigma
     k = min(p.consecutive, len(z))
