@@ -94,6 +94,10 @@ _SYMPTOM_DIRECTIONS: dict[str, Literal[1, -1]] = {
 # 1 ms probe taking 3 ms on a busy machine explains no caller's 1.5 s
 _SYMPTOM_FLOORS = {"latency_ms": 5.0, "probe_latency_ms": 5.0, "cpu_percent": 2.5, "memory_percent": 1.0,
                    "pool_utilization": 0.02, "error_rate": 0.002}
+# the findings were already confirmed by their detectors, so two samples in a row make a
+# departure sustained here (the offline default is three); and only what is still departing
+# from normal now can explain the symptom
+_LIVE_RCA = RcaParams(consecutive=2, ongoing=True, directions=_SYMPTOM_DIRECTIONS, floors=_SYMPTOM_FLOORS)
 _REPEAT_PERSIST_S = 10.0  # a repeating finding is written at most this often per incident
 _DAY, _WEEK = 86_400.0, 7 * 86_400.0
 # Availability is a lagging measure over a long window: by the time it is below its objective
@@ -729,12 +733,8 @@ class Engine:
         if not window:
             return diagnosis
         try:
-            # the findings were already confirmed by their detectors, so two samples in a row make
-            # a departure sustained here (the offline default is three); and only what is still
-            # departing from normal now can explain the symptom
             report = rank_causes(edges, rca_series(window), rca_series(baseline), target=inc.service,
-                                 params=RcaParams(consecutive=2, ongoing=True, directions=_SYMPTOM_DIRECTIONS,
-                                                  floors=_SYMPTOM_FLOORS))
+                                 params=_LIVE_RCA)
         except AutonomicError as exc:
             log.warning("incident %s: root cause ranking failed: %s", inc.id[:8], exc)
             return diagnosis

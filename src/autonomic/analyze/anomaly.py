@@ -68,11 +68,17 @@ class AnomalySpec(BaseModel):
         return v
 
 
+def _family_key(spec: AnomalySpec) -> str:
+    """What makes specs share a family (and a checkpoint fit it): metric, step and detector."""
+    return json.dumps([spec.metric, spec.step_s, spec.detector], sort_keys=True)
+
+
 class _Family:
     """One metric family: its specs' services as the series of one ensemble."""
 
-    def __init__(self, metric: str, members: list[tuple[str, AnomalySpec]]) -> None:
-        self.metric = metric
+    def __init__(self, members: list[tuple[str, AnomalySpec]]) -> None:
+        self.key = _family_key(members[0][1])
+        self.metric = members[0][1].metric
         self.services = tuple(service for service, _ in members)
         self.specs = [spec for _, spec in members]
         self.step_s = self.specs[0].step_s
@@ -80,10 +86,6 @@ class _Family:
         self.detector = Ensemble(**self.specs[0].detector)
         self.next_step = -math.inf
         self.last_step = -math.inf
-
-    @property
-    def key(self) -> str:
-        return json.dumps([self.metric, self.step_s, self.specs[0].detector], sort_keys=True)
 
     def step(self, series: SeriesReader, now: float) -> list[Finding]:
         since = self.last_step if math.isfinite(self.last_step) else now - self.step_s
@@ -114,12 +116,11 @@ class AnomalyDetector:
     name = "anomaly"
 
     def __init__(self, specs: Mapping[str, Sequence[AnomalySpec]]) -> None:
-        groups: dict[tuple[str, float, str], list[tuple[str, AnomalySpec]]] = {}
+        groups: dict[str, list[tuple[str, AnomalySpec]]] = {}
         for service, service_specs in specs.items():
             for spec in service_specs:
-                key = (spec.metric, spec.step_s, json.dumps(spec.detector, sort_keys=True))
-                groups.setdefault(key, []).append((service, spec))
-        self.families = [_Family(key[0], members) for key, members in groups.items()]
+                groups.setdefault(_family_key(spec), []).append((service, spec))
+        self.families = [_Family(members) for members in groups.values()]
 
     def checkpoint(self) -> dict[str, Any]:
         """Per family: its services, clock and the ensemble's state (JSON-ready)."""

@@ -106,7 +106,6 @@ class SeriesStore:
             raise ValueError(f"capacity must be at least 1, got {capacity}")
         self.capacity = capacity
         self._families: dict[str, _Family] = {}
-        self._metrics: dict[str, set[str]] = {}  # service -> metrics it reported
 
     def append(self, sample: Sample) -> None:
         """Store one sample; NaN values are ignored."""
@@ -116,8 +115,6 @@ class SeriesStore:
         family = self._families.get(sample.metric)
         if family is None:
             family = self._families[sample.metric] = _Family(self.capacity)
-        if sample.service not in family.rows:
-            self._metrics.setdefault(sample.service, set()).add(sample.metric)
         family.append(sample.service, float(sample.ts), value)
 
     def extend(self, samples: Iterable[Sample]) -> None:
@@ -191,7 +188,7 @@ class SeriesStore:
         return out
 
     def metrics(self, service: str) -> Sequence[str]:
-        return sorted(self._metrics.get(service, ()))
+        return sorted(metric for metric, family in self._families.items() if service in family.rows)
 
     def services(self) -> Sequence[str]:
-        return sorted(self._metrics)
+        return sorted(set().union(*(family.rows for family in self._families.values())))
