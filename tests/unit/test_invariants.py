@@ -15,6 +15,7 @@ request threads would) submit findings and set and lift pauses at the same time.
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 import threading
 import time
@@ -23,6 +24,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel
@@ -90,12 +92,23 @@ class CheckingActuator(FakeActuator):
 
 
 _CONFIG: dict[str, tuple[Config, Registry, CheckingActuator]] = {}
+_TMP: list[Path] = []
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _shared_config_cleanup() -> Any:
+    """The shared config's directory lives for this module's tests and is removed after them."""
+    yield
+    _CONFIG.clear()
+    while _TMP:
+        shutil.rmtree(_TMP.pop(), ignore_errors=True)
 
 
 def _config() -> tuple[Config, Registry, CheckingActuator]:
     """One config (and its registry and actuator) for every example: loading it is slow."""
     if "c" not in _CONFIG:
         tmp = Path(tempfile.mkdtemp(prefix="autonomic-invariants-"))
+        _TMP.append(tmp)
         (tmp / "patterns").mkdir()
         (tmp / "patterns" / "fake.yaml").write_text(PATTERN)
         actuator = CheckingActuator()
