@@ -27,17 +27,19 @@ import csv
 import math
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import numpy as np
 import typer
 
-from autonomic.analyze.detectors import Ensemble
 from autonomic.errors import ConfigError, Problem
+
+if TYPE_CHECKING:
+    from autonomic.analyze.detectors import Ensemble
 
 OUT_COLUMNS = ("timestamp", "value", "anomaly_score")
 
-# The one configuration for every file (chosen on NAB as a whole, see /work/notes/nab-results.md).
+# The one configuration for every file (chosen on NAB as a whole; BENCHMARKS.md has the scores and what was tried).
 # Two members, calibrated per series and averaged: a slow EWMA z-score against a seasonal profile
 # when the warm-up shows a period (else one level), and the novelty of each step in a per-series
 # Markov table of the quantised value. Only a new (slowly forgotten) record of that surprise that
@@ -67,6 +69,8 @@ DETECT_CONFIG: dict[str, Any] = {
 
 def make_detector() -> Ensemble:
     """The detector ``autonomic detect`` uses, fresh."""
+    from autonomic.analyze.detectors import Ensemble  # the kernels load when a detector is made
+
     return Ensemble(**DETECT_CONFIG)
 
 
