@@ -350,3 +350,14 @@ def test_incidents_lists_open_ones_and_all_includes_closed(cfg: Path, store: Sto
     everything = cli("incidents", "--all", "--json", "-c", cfg)
     assert everything.exit_code == 0
     assert {i["id"] for i in json.loads(everything.stdout)} == {waiting.id, closed.id}
+
+
+def test_the_cli_starts_without_loading_scipy_stats_or_the_detector_kernels() -> None:
+    """``autonomic pause`` at 3 a.m. should not wait for scipy.stats and numba (about a second):
+    they load only when a command uses them."""
+    import subprocess
+    import sys
+
+    probe = "import sys, autonomic.cli; print(sorted(m for m in ('numba', 'scipy.stats') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=60)
+    assert out.stdout.strip() == "[]"
