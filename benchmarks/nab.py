@@ -6,6 +6,14 @@
 prints ``{"standard": ..., "reward_low_FP_rate": ..., "reward_low_FN_rate": ..., "files": 51}``.
 The detector only ever sees ``data/**.csv`` (it runs before the labels are read);
 ``--selfcheck`` verifies the scorer on the README's worked example and the null detector.
+
+For experiments (``benchmarks/nab-experiments.md`` logs every configuration tried):
+``--set '{"spatial_confirm": 1.3}'`` changes the detect configuration for this run only, and
+``--counts`` adds aggregate counts at each profile's best theta: windows found, false alarms,
+the mean value of the first detections in found windows (1 = a window's first row; about 0.86
+at its middle, where the labelled point is) and ``candidates``, the windows with any non-zero
+score after probation. Counts only, never which file or window: choices made by looking at
+individual windows would fit the benchmark.
 """
 
 from __future__ import annotations
@@ -31,6 +39,11 @@ def sigmoid(y: float) -> float:
 
 
 S_MAX = sigmoid(-1.0)
+
+
+def probation(n: int) -> int:
+    """README rule 1: rows before this index are not scored."""
+    return min(math.floor(0.15 * n), 750)
 
 
 @dataclass
@@ -71,11 +84,11 @@ def score_corpus(files: list[ScoredFile], tp: float, fp: float, fn: float) -> tu
     n_windows = 0
     for f in files:
         n = len(f.scores)
-        probation = min(math.floor(0.15 * n), 750)
+        p = probation(n)
         v, win = row_values(n, f.windows, tp, fp)
-        all_s.append(np.asarray(f.scores, dtype=np.float64)[probation:])
-        all_v.append(v[probation:])
-        all_w.append(np.where(win[probation:] >= 0, win[probation:] + n_windows, -1))
+        all_s.append(np.asarray(f.scores, dtype=np.float64)[p:])
+        all_v.append(v[p:])
+        all_w.append(np.where(win[p:] >= 0, win[p:] + n_windows, -1))
         n_windows += len(f.windows)
     s = np.concatenate(all_s) if all_s else np.zeros(0)
     v = np.concatenate(all_v) if all_v else np.zeros(0)
@@ -144,7 +157,7 @@ def _brute(files: list[ScoredFile], theta: float, tp: float, fp: float, fn: floa
     for f in files:
         n = len(f.scores)
         v, win = row_values(n, f.windows, tp, fp)
-        det = [i for i in range(min(math.floor(0.15 * n), 750), n) if f.scores[i] >= theta]
+        det = [i for i in range(probation(n), n) if f.scores[i] >= theta]
         total += sum(float(v[i]) for i in det if win[i] < 0)
         for k in range(len(f.windows)):
             hits = [i for i in det if win[i] == k]
@@ -180,24 +193,68 @@ def selfcheck(data: Path | None) -> None:
     print("selfcheck ok: README example 82.3685, null detector 0.0 on every profile", file=sys.stderr)
 
 
+def counts(files: list[ScoredFile], theta: float) -> dict[str, float]:
+    """Aggregate counts at ``theta`` (see the module docstring)."""
+    found = false_alarms = candidates = 0
+    first_values = 0.0
+    for f in files:
+        n = len(f.scores)
+        p = probation(n)
+        det = np.flatnonzero(f.scores >= theta)
+        det = det[det >= p]
+        inside = np.zeros(n, dtype=bool)
+        for lo, hi in f.windows:
+            inside[lo : hi + 1] = True
+            hits = det[(det >= lo) & (det <= hi)]
+            if len(hits):
+                found += 1
+                first_values += sigmoid(-(hi - hits[0] + 1) / (hi - lo + 1)) / S_MAX
+            candidates += bool((f.scores[max(lo, p) : hi + 1] > 0).any())
+        false_alarms += int((~inside[det]).sum())
+    return {"theta": round(theta, 4), "found": found, "false_alarms": false_alarms,
+            "mean_first_value": round(first_values / max(found, 1), 3), "candidates": candidates}
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, default=Path("../shared/nab"))
     ap.add_argument("--json", action="store_true", help="print one JSON line")
     ap.add_argument("--selfcheck", action="store_true", help="verify the scorer first")
     ap.add_argument("--keep", type=Path, help="write the scored CSVs here instead of a temp dir")
+    ap.add_argument("--set", dest="override", metavar="JSON", help="detect configuration changes, this run only")
+    ap.add_argument("--counts", action="store_true", help="add aggregate counts at each profile's best theta")
     args = ap.parse_args(argv)
     if args.selfcheck:
         selfcheck(args.data)
-    from autonomic.analyze.detect_cli import detect_files
+    from autonomic.analyze.detect_cli import DETECT_CONFIG, detect_files
+    from autonomic.analyze.detectors import Ensemble
+
+    detector = None
+    if args.override:
+        try:
+            override = json.loads(args.override)
+            if not isinstance(override, dict):
+                raise ValueError("not a JSON object")
+            detector = Ensemble(**{**DETECT_CONFIG, **override})
+        except (ValueError, TypeError) as exc:
+            ap.error(f"--set: {exc}")
 
     inputs = sorted((args.data / "data").glob("*/*.csv"))
     with tempfile.TemporaryDirectory() as tmp:
         out = args.keep or Path(tmp)
         t0 = time.perf_counter()
-        detect_files(inputs, out)  # the detector sees only the data files
+        detect_files(inputs, out, detector)  # the detector sees only the data files
         elapsed = time.perf_counter() - t0
-        result: dict[str, object] = dict(score_profiles(args.data, load_corpus(args.data, out)))
+        files = load_corpus(args.data, out)
+        result: dict[str, object] = dict(score_profiles(args.data, files))
+    if args.counts:
+        profiles = json.loads((args.data / "config" / "profiles.json").read_text())
+        for name in PROFILES:
+            cost = profiles[name]["CostMatrix"]
+            _, theta, _ = score_corpus(files, cost["tpWeight"], cost["fpWeight"], cost["fnWeight"])
+            result[f"{name}_counts"] = counts(files, theta)
+    if args.override:
+        result["set"] = json.loads(args.override)
     result["files"] = len(inputs)
     if args.json:
         print(json.dumps(result))

@@ -120,15 +120,16 @@ def score_matrix(columns: Sequence[np.ndarray], detector: Any = None) -> list[np
     return [out[: len(c), j] for j, c in enumerate(columns)]
 
 
-def detect_files(inputs: Sequence[Path], out_dir: Path) -> list[Path]:
-    """Score every input CSV and write ``out_dir/<name>``; returns the written paths."""
+def detect_files(inputs: Sequence[Path], out_dir: Path, detector: Any = None) -> list[Path]:
+    """Score every input CSV and write ``out_dir/<name>``; returns the written paths. ``detector``
+    (fresh, for experiments) replaces the one :func:`make_detector` gives."""
     inputs = [Path(p) for p in inputs]
     names = [p.name for p in inputs]
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
         raise ConfigError([Problem(n, None, "INPUT", "two inputs share this file name") for n in dupes])
     series = [read_series(p) for p in inputs]
-    scores = score_matrix([s[2] for s in series])
+    scores = score_matrix([s[2] for s in series], detector)
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
     for path, (ts, raw, _), sc in zip(inputs, series, scores, strict=True):
