@@ -461,8 +461,11 @@ ALERT = {
 
 
 def _signed(body: bytes, ts: float, secret: str = SECRET) -> dict[str, str]:
-    sig = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
-    return {"X-Autonomic-Signature": f"sha256={sig}", "X-Autonomic-Timestamp": str(int(ts)),
+    """Headers a sender computes: HMAC-SHA256 over "<timestamp>.<body>" (written out here, not
+    taken from autonomic, so the test pins the scheme senders must follow)."""
+    stamp = str(int(ts))
+    sig = hmac.new(secret.encode(), stamp.encode() + b"." + body, hashlib.sha256).hexdigest()
+    return {"X-Autonomic-Signature": f"sha256={sig}", "X-Autonomic-Timestamp": stamp,
             "Content-Type": "application/json"}
 
 
@@ -512,6 +515,26 @@ def test_webhook_hmac_valid_wrong_old_and_replayed(env: Env) -> None:
     unsigned = env.client.post("/api/v1/alerts", content=other, headers={"Content-Type": "application/json"})
     assert unsigned.status_code == 401
     assert env.client.post("/api/v1/alerts", content=other, headers=_signed(other, now - 200)).status_code == 202
+
+
+def test_webhook_hmac_covers_the_timestamp_so_a_captured_request_cannot_be_resent_later(env: Env) -> None:
+    """A request captured at t0 and sent again after the replay window with a fresh timestamp
+    header (its signature unchanged) is refused: the signature is over "<timestamp>.<body>"."""
+    env.ctx.webhook_hmac_secret = SECRET
+    t0 = env.ctx.clock.now()
+    body = json.dumps(ALERT).encode()
+    captured = _signed(body, t0)
+    assert env.client.post("/api/v1/alerts", content=body, headers=captured).status_code == 202
+    env.ctx.clock = FakeClock(t0 + 3600)
+    refreshed = {**captured, "X-Autonomic-Timestamp": str(int(t0 + 3600))}
+    r = env.client.post("/api/v1/alerts", content=body, headers=refreshed)
+    assert r.status_code == 401 and "Signature" in r.json()["detail"]
+    # body-only signatures (the scheme before 2026-11-30) are refused too
+    body_only = hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
+    old_scheme = {**refreshed, "X-Autonomic-Signature": f"sha256={body_only}"}
+    r = env.client.post("/api/v1/alerts", content=body, headers=old_scheme)
+    assert r.status_code == 401
+    assert env.client.post("/api/v1/alerts", content=body, headers=_signed(body, t0 + 3600)).status_code == 202
 
 
 # --- a real server: HTTP on loopback and server-sent events ------------------------------------

@@ -8,9 +8,11 @@ validated before anything is written, so a 4xx leaves the store unchanged; an un
 error is logged and answered ``500 {"detail": "internal error"}`` without internals.
 
 ``POST /api/v1/alerts`` receives Alertmanager webhooks. When configured it checks a bearer
-token and/or an HMAC: ``X-Autonomic-Signature: sha256=<hex HMAC-SHA256 of the raw body>``
-with ``X-Autonomic-Timestamp`` (Unix seconds) within 300 s; a signature already accepted in
-that window is refused as a replay.
+token and/or an HMAC: ``X-Autonomic-Signature: sha256=<hex HMAC-SHA256 of "<timestamp>.<raw
+body>">`` (the scheme autonomic's own webhook notifier signs with, :func:`~autonomic.oversight.
+notify.sign`), with that ``X-Autonomic-Timestamp`` (Unix seconds) within 300 s of now; a
+signature already accepted in that window is refused as a replay. The timestamp is signed, so a
+captured request cannot be sent again later with a fresh one.
 
 ``GET /api/v1/events`` streams every new audit event as server-sent events.
 """
@@ -18,7 +20,6 @@ that window is refused as a replay.
 
 import asyncio
 import contextlib
-import hashlib
 import hmac
 import json
 import logging
@@ -50,6 +51,7 @@ from autonomic.oversight.auth import Principal, Role, authenticate
 from autonomic.oversight.cache import ReadCache
 from autonomic.oversight.explain import explain_incident
 from autonomic.oversight.metrics import CONTENT_TYPE, EngineMetrics
+from autonomic.oversight.notify import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
 from autonomic.oversight.server import ApiSpec
 from autonomic.plan.policy import PolicyConfig
 from autonomic.protocols import Clock
@@ -59,8 +61,6 @@ log = logging.getLogger("autonomic.api")
 __all__ = ["ApiContext", "ApiSpec", "context_from_spec", "create_app"]
 
 API = "/api/v1"
-SIGNATURE_HEADER = "X-Autonomic-Signature"
-TIMESTAMP_HEADER = "X-Autonomic-Timestamp"
 WEBHOOK_MAX_SKEW_S = 300.0
 SSE_POLL_S = 0.5
 SSE_HEARTBEAT_S = 15.0
@@ -628,7 +628,7 @@ def _webhook_routes(ctx: ApiContext) -> APIRouter:
             raise HTTPException(401, f"missing or invalid {TIMESTAMP_HEADER} header") from None
         if not abs(now - ts) <= WEBHOOK_MAX_SKEW_S:
             raise HTTPException(401, f"{TIMESTAMP_HEADER} is more than {WEBHOOK_MAX_SKEW_S:.0f} s from now")
-        expected = "sha256=" + hmac.new(ctx.webhook_hmac_secret.encode(), raw, hashlib.sha256).hexdigest()
+        expected = sign(ctx.webhook_hmac_secret, stamp, raw)
         if not hmac.compare_digest(sig.encode(), expected.encode()):
             raise HTTPException(401, f"missing or wrong {SIGNATURE_HEADER} header")
         if accepted.seen(expected, now):

@@ -143,6 +143,10 @@ class SlackNotifier:
         _post(self._url, body, {"Content-Type": "application/json"}, self.timeout_s)
 
 
+SIGNATURE_HEADER = "X-Autonomic-Signature"
+TIMESTAMP_HEADER = "X-Autonomic-Timestamp"
+
+
 def sign(secret: str, timestamp: str, body: bytes) -> str:
     """The ``X-Autonomic-Signature`` value: ``sha256=`` + HMAC-SHA256 hex over ``<timestamp>.<body>``."""
     mac = hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256)
@@ -167,9 +171,9 @@ class WebhookNotifier:
     def send(self, notification: Notification) -> None:
         body = json.dumps(notification.model_dump(mode="json"), sort_keys=True).encode()
         timestamp = str(int(time.time()))
-        headers = {"Content-Type": "application/json", "X-Autonomic-Timestamp": timestamp}
+        headers = {"Content-Type": "application/json", TIMESTAMP_HEADER: timestamp}
         if self._secret is not None:
-            headers["X-Autonomic-Signature"] = sign(self._secret, timestamp, body)
+            headers[SIGNATURE_HEADER] = sign(self._secret, timestamp, body)
         _post(self._url, body, headers, self.timeout_s)
 
 
