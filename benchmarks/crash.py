@@ -92,7 +92,7 @@ def _setup(root: Path, port: int) -> Path:
                 "config": {"repo": str(repo), "file": "config.yaml"},
             },
         }],
-        "patterns": [str(REPO / "examples" / "demo-patterns")],
+        "patterns": [str(REPO / "src" / "autonomic" / "demo" / "patterns")],
         "policy": {"autonomy": "auto", "confidence_threshold": 0.5,
                    "rate_limits": {"per_day": 100, "per_week": 100, "per_service_day": 100, "per_service_week": 100}},
         "notifiers": [{"type": "jsonl", "path": str(root / "notifications.jsonl")}],

@@ -196,8 +196,8 @@ class Config:
 
 
 def builtin_patterns_dir() -> Path:
-    """The built-in pattern library (``patterns/`` at the repository root)."""
-    return Path(__file__).resolve().parents[2] / "patterns"
+    """The built-in pattern library (``autonomic/patterns/``, shipped in the package)."""
+    return Path(__file__).resolve().parent / "patterns"
 
 
 def _resolve(base: Path, p: str) -> Path:

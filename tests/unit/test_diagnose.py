@@ -20,7 +20,7 @@ from autonomic.plan.diagnose import DiagnoseContext, diagnose, record_factor
 from autonomic.plan.patterns import load_patterns
 from autonomic.registry import Registry
 
-BUILTIN = Path(__file__).resolve().parents[2] / "patterns"
+BUILTIN = Path(__file__).resolve().parents[2] / "src" / "autonomic" / "patterns"
 NOW = 1_700_000_000.0
 
 

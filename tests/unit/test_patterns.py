@@ -11,7 +11,7 @@ from autonomic.model import ActionSpec, FindingKind
 from autonomic.plan.patterns import check_patterns, load_patterns
 from autonomic.registry import Registry
 
-BUILTIN = Path(__file__).resolve().parents[2] / "patterns"
+BUILTIN = Path(__file__).resolve().parents[2] / "src" / "autonomic" / "patterns"
 
 
 class _Forbid(BaseModel):

@@ -33,6 +33,7 @@ from autonomic.model import Action, Incident, IncidentState
 from autonomic.oversight.metrics import EngineMetrics
 from autonomic.oversight.server import ApiServer
 
+_HERE = Path(__file__).resolve().parent  # demo.yaml (the config template) and patterns/ ship with the package
 SERVICES = ("web", "api", "worker")
 _DONE_STATES = {IncidentState.RESOLVED, IncidentState.ROLLED_BACK, IncidentState.ESCALATED,
                 IncidentState.AWAITING_APPROVAL, IncidentState.EXPIRED}
@@ -102,10 +103,6 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _repo_root() -> Path:
-    return Path(__file__).resolve().parents[3]
-
-
 def _git(repo: Path, *args: str) -> None:
     subprocess.run(["git", "-c", "user.name=demo", "-c", "user.email=demo@localhost", *args], cwd=repo,
                    check=True, capture_output=True)
@@ -122,12 +119,12 @@ def prepare(workdir: Path, pace: Pace) -> tuple[Path, dict[str, str]]:
         _git(repo, "init", "-q")
         _git(repo, "add", "config.yaml")
         _git(repo, "commit", "-q", "-m", f"{name}: initial config")
-    template = (_repo_root() / "examples" / "demo.yaml").read_text()
+    template = (_HERE / "demo.yaml").read_text()
     text = string.Template(template).substitute(
         INTERVAL=pace.interval, STATE_DIR=str(workdir / "state"), RESOLVE=pace.resolve, SETTLE=pace.settle,
         TIME_SCALE=pace.time_scale, TREND_WINDOW=pace.trend_window, PYTHON=json.dumps(sys.executable),
         DIR=str(workdir), WEB_PORT=ports["web"], API_PORT=ports["api"], WORKER_PORT=ports["worker"],
-        DEMO_PATTERNS=str(_repo_root() / "examples" / "demo-patterns"),
+        DEMO_PATTERNS=str(_HERE / "patterns"),
     )
     path = workdir / "autonomic.yaml"
     path.write_text(text)
