@@ -28,7 +28,6 @@ from autonomic.analyze.anomaly import AnomalyDetector
 from autonomic.analyze.correlate import correlate
 from autonomic.analyze.forecast import SeasonalTrendDetector
 from autonomic.analyze.rca import RcaParams, dependency_closure
-from autonomic.analyze.rca import from_series as rca_series
 from autonomic.analyze.rca import rank as rank_causes
 from autonomic.analyze.thresholds import HealthDetector, Thresholds, assess
 from autonomic.analyze.trend import TrendDetector, default_trend_specs
@@ -38,6 +37,7 @@ from autonomic.errors import AutonomicError, SourceError
 from autonomic.execute.executor import Executor
 from autonomic.execute.supervisor import Supervisor
 from autonomic.knowledge import Store
+from autonomic.longcsv import from_series as rca_series
 from autonomic.model import (
     Action,
     Autonomy,

@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from autonomic.analyze.rca import RcaParams, RcaReport, parse_graph, parse_long_csv, rank
+from autonomic.analyze.rca import RcaParams, RcaReport, parse_graph, rank
 from autonomic.analyze.rca_cli import rca_app, rca_command
 from autonomic.errors import ConfigError
+from autonomic.longcsv import parse_long_csv
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "rca"
 T0 = 1704103200.0  # 2024-01-01 10:00:00 UTC

@@ -48,11 +48,8 @@ ranking always lists root causes first, then impacted services, then the rest::
 
 from __future__ import annotations
 
-import csv
-import io
-import math
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -60,8 +57,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from autonomic.errors import ConfigError, Problem
-
-CSV_COLUMNS = ("timestamp", "service", "metric", "value")
+from autonomic.longcsv import LongCsv
 
 Role = Literal["root_cause", "impacted", "no_data", "unaffected"]
 _BAND: dict[str, tuple[float, float]] = {
@@ -121,95 +117,6 @@ class RcaReport(BaseModel):
     root_causes: list[str]
     target: str | None
     warnings: list[str]
-
-
-# --- input parsing (pure: text in, values out) --------------------------------------------
-
-Series = dict[tuple[str, str], tuple[np.ndarray, np.ndarray]]  # (service, metric) -> (ts, values)
-
-
-@dataclass(frozen=True)
-class LongCsv:
-    """Parsed ``timestamp,service,metric,value`` rows, each series sorted by time."""
-
-    series: Series
-    skipped_values: int = 0  # rows whose value is not a finite number
-    skipped_timestamps: int = 0  # rows whose timestamp is neither a number nor ISO 8601
-    skipped_blank: int = 0  # rows with an empty service or metric
-    ignored_columns: tuple[str, ...] = ()
-    services: frozenset[str] = field(default_factory=frozenset)
-
-
-def from_series(series: Series) -> LongCsv:
-    """Samples already in memory (the engine's series store) as a :class:`LongCsv`."""
-    return LongCsv(series=dict(series), services=frozenset(s for s, _ in series))
-
-
-def parse_timestamp(text: str) -> float | None:
-    """Epoch seconds, or ISO 8601 (naive means UTC); None when it is neither."""
-    text = text.strip()
-    try:
-        v = float(text)
-        return v if math.isfinite(v) else None
-    except ValueError:
-        pass
-    try:
-        dt = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=UTC)
-    return dt.timestamp()
-
-
-def parse_long_csv(text: str, source: str) -> LongCsv:
-    """Parse a long CSV. Missing columns or no usable row: ConfigError naming ``source``.
-
-    Unparsable values and timestamps are skipped and counted; extra columns are ignored
-    (and listed). Rows keep file order within a series until sorted by timestamp (stable).
-    """
-    reader = csv.reader(io.StringIO(text.lstrip("\ufeff")))
-    header = next(reader, None)
-    if header is None:
-        raise ConfigError([Problem(source, None, "(header)", "empty file: expected columns " + ",".join(CSV_COLUMNS))])
-    names = [h.strip() for h in header]
-    missing = [c for c in CSV_COLUMNS if c not in names]
-    if missing:
-        raise ConfigError([Problem(source, 1, c, f"missing column {c!r} (header: {','.join(names)})") for c in missing])
-    idx = [names.index(c) for c in CSV_COLUMNS]
-    ignored = tuple(n for n in names if n not in CSV_COLUMNS)
-    rows: dict[tuple[str, str], list[tuple[float, float]]] = defaultdict(list)
-    bad_v = bad_t = blank = 0
-    for row in reader:
-        if not row or all(not c.strip() for c in row):
-            continue
-        cells = [row[i].strip() if i < len(row) else "" for i in idx]
-        ts_text, service, metric, value_text = cells
-        if not service or not metric:
-            blank += 1
-            continue
-        ts = parse_timestamp(ts_text)
-        if ts is None:
-            bad_t += 1
-            continue
-        try:
-            value = float(value_text)
-        except ValueError:
-            value = math.nan
-        if not math.isfinite(value):
-            bad_v += 1
-            continue
-        rows[(service, metric)].append((ts, value))
-    if not rows:
-        raise ConfigError([Problem(source, None, "value",
-                                   f"no usable rows ({bad_v} non-numeric value(s), {bad_t} bad timestamp(s), "
-                                   f"{blank} row(s) without service/metric)")])
-    series: Series = {}
-    for key, pts in rows.items():
-        arr = np.array(pts, dtype=np.float64)
-        order = np.argsort(arr[:, 0], kind="stable")
-        series[key] = (arr[order, 0], arr[order, 1])
-    return LongCsv(series, bad_v, bad_t, blank, ignored, frozenset(s for s, _ in series))
 
 
 def parse_graph(doc: Any, source: str) -> list[tuple[str, str]]:

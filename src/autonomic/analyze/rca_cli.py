@@ -15,8 +15,9 @@ from typing import Annotated, Any
 
 import typer
 
-from autonomic.analyze.rca import parse_graph, parse_long_csv, rank
+from autonomic.analyze.rca import parse_graph, rank
 from autonomic.errors import ConfigError, Problem
+from autonomic.longcsv import parse_long_csv
 
 
 def _read(path: Path, field: str) -> str:

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from autonomic.analyze.rca import parse_long_csv
 from autonomic.errors import ConfigError, Problem
+from autonomic.longcsv import parse_long_csv
 from autonomic.model import Sample
 
 
