@@ -39,7 +39,8 @@ if TYPE_CHECKING:
 
 OUT_COLUMNS = ("timestamp", "value", "anomaly_score")
 
-# The one configuration for every file (chosen on NAB as a whole; BENCHMARKS.md has the scores and what was tried).
+# The one configuration for every file, chosen on NAB as a whole (BENCHMARKS.md has the scores,
+# benchmarks/nab-experiments.md every configuration tried).
 # Two members, calibrated per series and averaged: a slow EWMA z-score against a seasonal profile
 # when the warm-up shows a period (else one level), and the novelty of each step in a per-series
 # Markov table of the quantised value. Only a new (slowly forgotten) record of that surprise that
