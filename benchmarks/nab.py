@@ -140,15 +140,20 @@ def load_corpus(data: Path, scored_dir: Path) -> list[ScoredFile]:
     return files
 
 
-def score_profiles(data: Path, files: list[ScoredFile]) -> dict[str, float]:
+def evaluate(data: Path, files: list[ScoredFile]) -> dict[str, tuple[float, float]]:
+    """Per profile: the normalised score and the best theta it was reached at."""
     profiles = json.loads((data / "config" / "profiles.json").read_text())
-    result: dict[str, float] = {}
+    result: dict[str, tuple[float, float]] = {}
     for name in PROFILES:
         cm = profiles[name]["CostMatrix"]
         tp, fp, fn = cm["tpWeight"], cm["fpWeight"], cm["fnWeight"]
-        raw, _theta, n_windows = score_corpus(files, tp, fp, fn)
-        result[name] = round(normalised(raw, tp, fn, n_windows), 2)
+        raw, theta, n_windows = score_corpus(files, tp, fp, fn)
+        result[name] = (round(normalised(raw, tp, fn, n_windows), 2), theta)
     return result
+
+
+def score_profiles(data: Path, files: list[ScoredFile]) -> dict[str, float]:
+    return {name: score for name, (score, _theta) in evaluate(data, files).items()}
 
 
 def _brute(files: list[ScoredFile], theta: float, tp: float, fp: float, fn: float) -> float:
@@ -229,7 +234,7 @@ def main(argv: list[str] | None = None) -> int:
     from autonomic.analyze.detect_cli import DETECT_CONFIG, detect_files
     from autonomic.analyze.detectors import Ensemble
 
-    detector = None
+    detector = override = None
     if args.override:
         try:
             override = json.loads(args.override)
@@ -246,15 +251,13 @@ def main(argv: list[str] | None = None) -> int:
         detect_files(inputs, out, detector)  # the detector sees only the data files
         elapsed = time.perf_counter() - t0
         files = load_corpus(args.data, out)
-        result: dict[str, object] = dict(score_profiles(args.data, files))
+    scored = evaluate(args.data, files)
+    result: dict[str, object] = {name: score for name, (score, _theta) in scored.items()}
     if args.counts:
-        profiles = json.loads((args.data / "config" / "profiles.json").read_text())
-        for name in PROFILES:
-            cost = profiles[name]["CostMatrix"]
-            _, theta, _ = score_corpus(files, cost["tpWeight"], cost["fpWeight"], cost["fnWeight"])
+        for name, (_score, theta) in scored.items():
             result[f"{name}_counts"] = counts(files, theta)
-    if args.override:
-        result["set"] = json.loads(args.override)
+    if override is not None:
+        result["set"] = override
     result["files"] = len(inputs)
     if args.json:
         print(json.dumps(result))
