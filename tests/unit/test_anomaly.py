@@ -230,3 +230,81 @@ def test_an_unreadable_checkpoint_is_moved_aside_and_the_engine_starts_fresh(tmp
     source._samples.append(Sample("api", "latency_ms", clock.now(), 1.0))
     engine.tick()  # and the loop runs
     assert _anomaly(engine).families[0].detector.steps == 1
+
+
+SEASONAL = {"members": [{"type": "seasonal", "period": 60}], "onset_decay": 0.99}  # an hour of minutes
+
+
+def _hourly(seed: int, minutes: int) -> np.ndarray:
+    """A strong hourly cycle (amplitude 50) with noise of 1, one value per minute."""
+    k = np.arange(minutes)
+    return 100.0 + 50.0 * np.sin(2 * np.pi * k / 60.0) + np.random.default_rng(seed).normal(0, 1.0, minutes)
+
+
+def _seasonal_z(det: AnomalyDetector) -> float:
+    """The seasonal member's last z: the distance from its profile in its own deviations (heavy
+    tailed on noise, as each phase's deviation is learned from few samples: compare medians)."""
+    return float(det.families[0].detector.members[0].last_raw[0])
+
+
+def test_steps_follow_the_clock_when_the_detector_is_asked_late_so_a_seasonal_phase_does_not_slide() -> None:
+    """The engine asks every interval_s (5 s here, a little late each time, as a busy loop is):
+    a family steps once per step_s boundary of the clock, not once per step_s after the last
+    call, so 1,440 steps of 60 s stay a day and a seasonal member's phase stays on the clock
+    (before, this family made 686 steps in 720 minutes)."""
+    spec = AnomalySpec(metric="latency_ms", detector=SEASONAL)
+    det = AnomalyDetector({"api": [spec]})
+    store = SeriesStore()
+    values = _hourly(20, 12 * 60)
+    rng = np.random.default_rng(21)
+    now, fed, zs = T0, 0, []
+    while now < T0 + 60.0 * len(values) - 1:
+        while fed < len(values) and T0 + 60.0 * fed <= now:
+            store.append(Sample("api", "latency_ms", T0 + 60.0 * fed, float(values[fed])))
+            fed += 1
+        assert det.detect(store, now) == []
+        if now > T0 + 60.0 * 180 and det.families[0].last_step == now:  # a step, after 3 cycles
+            zs.append(_seasonal_z(det))
+        now += 5.0 + float(rng.uniform(0.0, 0.5))
+    family = det.families[0]
+    assert family.detector.steps == int(family.last_step // 60.0) - int(T0 // 60.0) + 1
+    assert np.median(zs) < 4.0  # 2.0 on the clock's grid; 8.1 when the phase slid
+
+
+def test_downtime_is_missing_steps_so_a_restored_seasonal_family_stays_in_phase() -> None:
+    """Three hours and seven minutes without the engine (a restart): the restored family counts
+    those steps as missing samples, so after it the hourly profile still lines up (before, the
+    phase was 7 minutes off)."""
+    import json
+
+    spec = AnomalySpec(metric="latency_ms", detector=SEASONAL)
+    values = _hourly(22, 10 * 60)
+    store = SeriesStore()
+    first = AnomalyDetector({"api": [spec]})
+    assert _feed(first, store, {"api": values}, 0, 300) == []
+    saved = json.loads(json.dumps(first.checkpoint(), allow_nan=False))
+    second = AnomalyDetector({"api": [spec]})
+    assert second.restore(saved) == []
+    zs = []
+    for k in range(487, 600):
+        store.append(Sample("api", "latency_ms", T0 + 60.0 * k - 1.0, float(values[k])))
+        assert second.detect(store, T0 + 60.0 * k) == []
+        zs.append(_seasonal_z(second))
+    assert second.families[0].detector.steps == 600  # 300 seen, 187 missing, 113 seen
+    assert np.median(zs) < 4.0  # 2.5 in phase; 28.9 when the 187 steps were not counted
+
+
+def test_downtime_longer_than_the_fill_limit_starts_the_family_afresh() -> None:
+    """Past MAX_FILL_STEPS missing steps the learned baseline is too old to trust and filling
+    would take long: the family warms up again."""
+    from autonomic.analyze import anomaly
+
+    spec = AnomalySpec(metric="latency_ms")
+    det = AnomalyDetector({"api": [spec]})
+    store = SeriesStore()
+    _feed(det, store, {"api": _noise(23)}, 0, 100)
+    assert det.families[0].detector.steps == 100
+    later = 100 + anomaly.MAX_FILL_STEPS + 1
+    store.append(Sample("api", "latency_ms", T0 + 60.0 * later - 1.0, 100.0))
+    det.detect(store, T0 + 60.0 * later)
+    assert det.families[0].detector.steps == 1

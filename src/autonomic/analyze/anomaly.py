@@ -5,11 +5,16 @@
 *metric family*: one :class:`~autonomic.analyze.detectors.Ensemble` whose series are the
 services watching that metric, updated with one vectorised step per ``step_s``.
 
-Alignment: a step at ``now`` takes, per series, the mean of the samples that arrived since
-the previous step (``(now - step_s, now]`` for the first); a series with no new sample is a
-missing sample for that step (its state is unchanged and it cannot alarm). The detectors'
-clock is the step count, so a seasonal member's ``period`` is in steps (1,440 steps of 60 s
-is a day).
+Alignment: a family's steps are the boundaries of a fixed grid on the clock (multiples of
+``step_s`` since the epoch), not ``step_s`` after the previous call, which the loop makes a
+little late every time. A step at ``now`` takes, per series, the mean of the samples that
+arrived since the previous step (``(now - step_s, now]`` for the first); a series with no new
+sample is a missing sample for that step (its state is unchanged and it cannot alarm). Grid
+boundaries passed with no call at all (the engine was down, or a tick took longer than
+``step_s``) are missing samples for every series, up to :data:`MAX_FILL_STEPS`; past that the
+learned baseline is too old to trust and the family warms up again. So the detectors' clock, the
+step count, stays on the wall clock, and a seasonal member's ``period`` in steps is a period in
+time (1,440 steps of 60 s is a day, after a restart too).
 
 The score is ``T / (T + 3)`` for a calibrated surprise of ``T`` standard deviations (see
 :class:`~autonomic.analyze.detectors.Ensemble`): the default 0.65 is ``T`` ~ 5.6. Measured with
@@ -30,6 +35,7 @@ warm-up again; a family whose services or detector settings changed starts fresh
 from __future__ import annotations
 
 import json
+import logging
 import math
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -41,6 +47,12 @@ from autonomic.analyze.causes import cause_of
 from autonomic.analyze.detectors import Ensemble
 from autonomic.model import Finding, FindingKind, Severity
 from autonomic.protocols import SeriesReader
+
+log = logging.getLogger(__name__)
+
+# Grid steps with no call that a family fills with missing samples (a week at one step a minute);
+# a longer gap starts the family afresh.
+MAX_FILL_STEPS = 10_080
 
 DEFAULT_DETECTOR: dict[str, Any] = {
     "members": [{"type": "ewma", "alpha": 0.05}, {"type": "cusum"}],
@@ -87,7 +99,25 @@ class _Family:
         self.next_step = -math.inf
         self.last_step = -math.inf
 
+    def due(self, now: float) -> bool:
+        """Whether ``now`` has reached the next grid boundary."""
+        return now >= self.next_step
+
     def step(self, series: SeriesReader, now: float) -> list[Finding]:
+        """The step of the grid boundary at or before ``now``, after the boundaries passed
+        without a call as missing samples (or a fresh detector past :data:`MAX_FILL_STEPS`)."""
+        cell = math.floor(now / self.step_s)
+        self.next_step = (cell + 1) * self.step_s
+        if math.isfinite(self.last_step):
+            missed = cell - math.floor(self.last_step / self.step_s) - 1
+            if missed > MAX_FILL_STEPS:
+                log.warning("anomaly family of %s: no step for %d steps of %g s; its baseline is too old, "
+                            "it warms up again", self.metric, missed, self.step_s)
+                self.detector = Ensemble(**self.specs[0].detector)
+            elif missed > 0 and self.detector.n_series is not None:
+                gap = np.full(len(self.services), np.nan)
+                for _ in range(missed):
+                    self.detector.update(gap)
         since = self.last_step if math.isfinite(self.last_step) else now - self.step_s
         x = series.aligned(self.metric, self.services, since, now)
         self.last_step = now
@@ -163,7 +193,6 @@ class AnomalyDetector:
     def detect(self, series: SeriesReader, now: float) -> Sequence[Finding]:
         findings: list[Finding] = []
         for family in self.families:
-            if now >= family.next_step:
-                family.next_step = now + family.step_s
+            if family.due(now):
                 findings += family.step(series, now)
         return findings
