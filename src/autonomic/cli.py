@@ -48,8 +48,15 @@ ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="autonomi
 JsonOpt = Annotated[bool, typer.Option("--json", help="print JSON")]
 
 
+# Width of tables written to a pipe or file (``| grep``, ``> file``) when COLUMNS is not set: rich
+# would wrap them at 80 columns, splitting one incident over several lines.
+PIPE_WIDTH = 200
+
+
 def _console() -> Console:
-    return Console(stderr=False, highlight=False)
+    """Rich output on stdout: the terminal's width, or :data:`PIPE_WIDTH` when stdout is not one."""
+    wide = not sys.stdout.isatty() and "COLUMNS" not in os.environ
+    return Console(stderr=False, highlight=False, width=PIPE_WIDTH if wide else None)
 
 
 def _fail(message: str, code: int = 2) -> typer.Exit:

@@ -352,6 +352,19 @@ def test_incidents_lists_open_ones_and_all_includes_closed(cfg: Path, store: Sto
     assert {i["id"] for i in json.loads(everything.stdout)} == {waiting.id, closed.id}
 
 
+def test_incidents_written_to_a_pipe_keep_one_line_per_incident_for_grep(
+    cfg: Path, store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Not a terminal and no COLUMNS: rich would wrap the table at 80 columns and split each
+    summary over several lines (``| grep web`` then missed half of each row)."""
+    monkeypatch.delenv("COLUMNS", raising=False)
+    chain = _full_chain(store)
+    result = cli("incidents", "--all", "-c", cfg)
+    assert result.exit_code == 0, result.stderr
+    (row,) = [line for line in result.stdout.splitlines() if chain["incident"].id[:8] in line]
+    assert "web" in row and "prevented" in row and chain["incident"].summary in row
+
+
 def test_the_cli_starts_without_loading_scipy_stats_or_the_detector_kernels() -> None:
     """``autonomic pause`` at 3 a.m. should not wait for scipy.stats and numba (about a second):
     they load only when a command uses them."""
