@@ -330,7 +330,7 @@ def _answer(incident: str, verdict: str, comment: str, actor: str | None, config
     who = _actor(actor)
     store.set_state(approval_key(inc_id), {"verdict": verdict, "actor": who, "comment": comment, "ts": time.time()},
                     actor=who, event=f"approval.{verdict}", data={"incident": inc_id, "comment": comment})
-    print(f"{verdict}d incident {inc_id[:8]} ({inc.service}: {inc.summary}); the engine acts on its next tick")
+    print(f"{verdict}d incident {inc_id[:8]} ({inc.headline}); the engine acts on its next tick")
 
 
 @app.command()

@@ -914,7 +914,7 @@ class Engine:
         log.info("incident %s: not acting (%s)", inc.id[:8], why)
         level = Level.INFO if ctx.effective.autonomy == Autonomy.OBSERVE and not human else Level.ALERT
         self.notify(Notification(level=level, ts=now, service=inc.service, incident_id=inc.id,
-                                 title=f"{inc.service}: {inc.summary}", body=f"not acting: {why}"))
+                                 title=inc.headline, body=f"not acting: {why}"))
         return None
 
     def _await_approval(self, inc: Incident, now: float) -> float | None:

@@ -232,6 +232,13 @@ class Incident(Frozen):
     resolution: Resolution | None = None
     closed_at: float | None = None
 
+    @property
+    def headline(self) -> str:
+        """``service: summary`` for titles and lists, naming the service once when the summary
+        already starts with it (a threshold summary reads "web: error_rate 0.18 >= 0.05 ...")."""
+        s, name = self.summary, self.service
+        return s if s.startswith(name) and s[len(name):][:1] in (":", " ") else f"{name}: {s}"
+
 
 # --- plan ----------------------------------------------------------------------------------
 

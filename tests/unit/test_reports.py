@@ -29,6 +29,7 @@ from autonomic.oversight.report_cli import report_app
 from autonomic.oversight.reports import (
     NOTHING,
     ReportSchedule,
+    _action_items,
     audit_window,
     build_report,
     due_reports,
@@ -149,8 +150,8 @@ def store(tmp_path: Path, clock: Clock) -> Store:
 
 
 ACTION_ITEMS = [
-    "escalated, needs a person: worker: worker trouble i5 (incident i5)",
-    "approve or deny: api: api trouble i6 (incident i6)",
+    "escalated, needs a person: worker trouble i5 (incident i5)",
+    "approve or deny: api trouble i6 (incident i6)",
     "circuit breaker open for restart actions after 3 failures in a row",
     "api paused by person:bob: deploy freeze",
 ]
@@ -217,7 +218,7 @@ def test_markdown_has_every_section_and_the_numbers(store: Store) -> None:
     assert "| config_revert | 1 | 0 | 1 | 1 | 0% |" in md
     assert "| api | 3 |" in md
     assert "- 2023-11-14 21:30 UTC: circuit breaker opened for restart actions" in md
-    assert "- approve or deny: api: api trouble i6 (incident i6)" in md
+    assert "- approve or deny: api trouble i6 (incident i6)" in md
     assert NOTHING not in md
 
 
@@ -336,3 +337,18 @@ def test_report_notification_carries_the_rendered_report(store: Store) -> None:
     assert n.level == Level.INFO and n.ts == NOW
     assert n.title == "autonomic daily report, 2023-11-14 00:00 UTC to 2023-11-15 00:00 UTC"
     assert n.body.startswith("# autonomic daily report") and "## Action items" in n.body
+
+
+@pytest.mark.parametrize(("service", "summary", "text"), [
+    ("web", "web: error_rate 0.18 >= 0.05 (last 2 samples)", "web: error_rate 0.18 >= 0.05 (last 2 samples)"),
+    ("web", "web is down: up == 0", "web is down: up == 0"),
+    ("web", "latency_ms = 1527 left its usual range", "web: latency_ms = 1527 left its usual range"),
+    ("api", "api-gw: error_rate 0.2 >= 0.05", "api: api-gw: error_rate 0.2 >= 0.05"),
+])
+def test_an_action_item_names_the_service_once(service: str, summary: str, text: str) -> None:
+    """Threshold summaries already start with the service; the item read "web: web: ..." before
+    (as did the engine's "not acting" notification titles, which use the same Incident.headline)."""
+    inc = incident("i9", service, NOW - H, IncidentState.AWAITING_APPROVAL, None).model_copy(
+        update={"summary": summary})
+    (item,) = _action_items([inc], {})
+    assert item.text == f"approve or deny: {text} (incident i9)"

@@ -247,11 +247,10 @@ def _action_items(incidents: Sequence[Incident], states: Mapping[str, Mapping[st
             continue
         if inc.state == IncidentState.AWAITING_APPROVAL:
             items.append(ActionItem(kind="approval", subject=inc.id, since=inc.updated_at,
-                                    text=f"approve or deny: {inc.service}: {inc.summary} (incident {inc.id[:8]})"))
+                                    text=f"approve or deny: {inc.headline} (incident {inc.id[:8]})"))
         elif inc.state == IncidentState.ESCALATED:
             items.append(ActionItem(kind="escalated", subject=inc.id, since=inc.updated_at,
-                                    text=f"escalated, needs a person: {inc.service}: {inc.summary} "
-                                         f"(incident {inc.id[:8]})"))
+                                    text=f"escalated, needs a person: {inc.headline} (incident {inc.id[:8]})"))
     for key, value in sorted(states.items()):
         if key.startswith("breaker:") and value.get("state") == "open":
             scope = key.removeprefix("breaker:")
