@@ -150,6 +150,33 @@ def test_availability_below_minimum_is_a_threshold_finding() -> None:
     assert _detect(store, Thresholds(availability=95.0)) == []
 
 
+def test_an_outage_reported_as_down_does_not_also_cost_availability_after_it_is_healed() -> None:
+    """A crash: 8 probes failed in a row (down after 2), then the restart healed it. The outage
+    is the down incident's; before, the same failed probes kept availability under 99% for the
+    next five minutes and opened a second incident that escalated to a person (a page for a
+    crash already healed)."""
+    values = [1.0] * 60 + [0.0] * 8 + [1.0] * 60
+    store = _feed(SeriesStore(), "probe_ok", values, step=1.0)
+    assert _detect(store) == []
+    assert assess(store, "api", Thresholds(), NOW) == (HealthState.HEALTHY, [])
+    during = _feed(SeriesStore(), "probe_ok", [1.0] * 60 + [0.0] * 8, step=1.0)
+    assert [(f.metric, f.cause) for f in _detect(during)] == [("probe_ok", "down")]
+
+
+def test_failures_too_short_to_be_down_still_cost_availability() -> None:
+    """Runs of failed probes shorter than down_after are what availability is for: here
+    single failures and one pair, with down_after 3 (the pair is not an outage either)."""
+    values = [1.0] * 100
+    for i in (10, 30, 31, 70):
+        values[i] = 0.0
+    store = _feed(SeriesStore(), "probe_ok", values, step=1.0)
+    [f] = _detect(store, Thresholds(down_after=3))
+    assert f.metric == "availability" and f.value == pytest.approx(96.0)
+    [g] = _detect(store)  # down_after 2: the pair is an outage; 2 failures in the other 98 probes
+    assert g.metric == "availability" and g.value == pytest.approx(100.0 * 96 / 98)
+    assert (g.evidence["probes"], g.evidence["outage_probes"]) == (98, 2)
+
+
 def test_availability_counts_only_the_trailing_window() -> None:
     values = [0.0, 1.0, 0.0] + [1.0] * 97  # 98% over 300 s, 100% over the last 90 s
     store = _feed(SeriesStore(), "probe_ok", values, step=1.0)

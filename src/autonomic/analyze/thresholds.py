@@ -11,7 +11,11 @@ line for each metric. :class:`HealthDetector` turns the series into findings:
   (hysteresis), so a metric hovering at its line keeps one incident rather than flapping.
   ``availability`` is the one minimum: the percentage of ``probe_ok == 1`` over the trailing
   ``availability_window_s``, computed at each of the last ``sustain`` probe samples, must stay
-  at or above the line.
+  at or above the line. Outages are left out of it: a run of at least ``down_after`` failed
+  probes in a row is the down finding's (and is healed as one), so it is not counted at all;
+  availability measures the failures that down never sees (a failed probe here and there).
+  Otherwise every healed crash longer than the error budget (3 s in 5 minutes at 99%) would
+  keep availability under its line for the window after it and escalate a second incident.
 
 A metric counts only when its latest sample is no older than ``stale_s``. While a service
 is down, the probe-derived findings (``probe_latency_ms``, ``availability``) are left out:
@@ -175,6 +179,18 @@ def _evaluate(
     return ev
 
 
+def _outages(ok: np.ndarray, down_after: int) -> np.ndarray:
+    """1.0 for each failed probe in a run of at least ``down_after`` failures in a row (an outage:
+    the down finding's), else 0.0."""
+    failed = np.concatenate(([False], ok < 0.5, [False]))
+    edges = np.flatnonzero(np.diff(failed.astype(np.int8)))
+    out = np.zeros(ok.size)
+    for start, stop in zip(edges[::2], edges[1::2], strict=True):
+        if stop - start >= down_after:
+            out[start:stop] = 1.0
+    return out
+
+
 def _availability(
     series: SeriesReader, service: str, th: Thresholds, now: float, stale_s: float
 ) -> _Crossing | None:
@@ -193,13 +209,19 @@ def _availability(
     ts, ok = ts[first_ok:], ok[first_ok:]
     if ts.size < max(th.sustain, th.availability_min_probes):
         return None
+    counted = 1.0 - _outages(ok, th.down_after)
     ends = np.arange(ts.size - th.sustain, ts.size)
     starts = np.searchsorted(ts, ts[ends] - th.availability_window_s, side="right")
-    cumulative = np.concatenate(([0.0], np.cumsum(ok)))
-    avail = (cumulative[ends + 1] - cumulative[starts]) / (ends + 1 - starts) * 100.0
+    cum_ok = np.concatenate(([0.0], np.cumsum(ok)))
+    cum_n = np.concatenate(([0.0], np.cumsum(counted)))
+    n = cum_n[ends + 1] - cum_n[starts]
+    if not (n > 0).all():
+        return None
+    avail = (cum_ok[ends + 1] - cum_ok[starts]) / n * 100.0
     line = th.availability
     degraded_line = 100.0 - th.degraded_fraction * (100.0 - line)
-    extra = {"window_s": th.availability_window_s, "probes": int(ends[-1] + 1 - starts[-1])}
+    extra = {"window_s": th.availability_window_s, "probes": int(n[-1]),
+             "outage_probes": int(ends[-1] + 1 - starts[-1] - n[-1])}
     quoted = [round(float(a), 3) for a in avail]
     if bool((avail < line).all()):
         return _Crossing("availability", float(avail[-1]), line, quoted, True, True, extra)
