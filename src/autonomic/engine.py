@@ -223,6 +223,7 @@ class Engine:
         self.before_close: list[Callable[[], None]] = []  # e.g. stop the API before the store closes
         self.ticks = 0
         self.last_tick_at: float | None = None
+        self._last_now: float | None = None  # the clock at the previous tick (see _clock_went_back)
 
     # --- construction ----------------------------------------------------------------------
 
@@ -391,6 +392,9 @@ class Engine:
     def tick(self) -> None:
         started = time.perf_counter()
         now = self.clock.now()
+        if self._last_now is not None and now < self._last_now:
+            self._clock_went_back(self._last_now - now, now)
+        self._last_now = now
         if now >= self._next_collect:
             self._next_collect = now + self.config.engine.interval_s
             self.collect(now)
@@ -419,6 +423,19 @@ class Engine:
             for key in due:
                 self._reconcile(key)
         self.metrics.loop(time.perf_counter() - started)
+
+    def _clock_went_back(self, by: float, now: float) -> None:
+        """The wall clock was set back (NTP stepping it, a person): every schedule in memory was
+        taken from the later clock and would put the loop off by the step. So collection is due
+        now, the checkpoint within ``checkpoint_s``, and every queued item now: a step re-reads
+        the store and says when it is next due, as after a restart. Deadlines kept in the store
+        (a verification's end, an approval's expiry, breaker and backoff times, the settle time)
+        are not moved: they come later by the step, never sooner."""
+        (log.warning if by >= 1.0 else log.debug)("the wall clock went back %.3f s; the loop is rescheduled "
+                                                  "from now", by)
+        self._next_collect = now
+        self._next_checkpoint = min(self._next_checkpoint, now + self.config.engine.checkpoint_s)
+        self.queue.due_by(now)
 
     def _reconcile(self, key: Key) -> None:
         kind, item_id = key

@@ -745,3 +745,35 @@ def test_a_new_incidents_diagnosis_and_denial_commit_together_or_not_at_all(tmp_
     assert kinds.index("incident.diagnosed") + 1 == kinds.index("decision.denied")
     assert any(n.incident_id == inc.id for n in h.notifier.sent)
     assert h.store.verify_audit().ok
+
+
+def test_the_loop_keeps_collecting_and_acting_after_the_wall_clock_steps_back(tmp_path: Path) -> None:
+    """NTP steps the host clock back an hour: the loop goes on collecting and detecting at its
+    interval, so a service that goes down right after is acted on within seconds. Before, every
+    schedule (the next collection, the next checkpoint, the work queue) stayed an hour ahead of
+    the clock: for that hour nothing was collected, detected or done (0 incidents after 10 s
+    down here), while /readyz still said ready (the last tick looked 'in the future')."""
+    h = Harness(tmp_path)
+    h.feed("up", 1, 3)
+    ticks = h.engine.ticks
+    h.clock.t -= 3600.0
+    h.feed("up", 0, 10)
+    assert h.engine.ticks == ticks + 10
+    inc = h.incident()
+    assert inc.cause == "down" and inc.opened_at < T0
+    assert [c for c, *_ in h.actuator.calls] == ["apply"]
+
+
+def test_work_queued_before_the_wall_clock_stepped_back_is_looked_at_again_at_once(tmp_path: Path) -> None:
+    """An item the queue was to look at in 2 s is not put off by an hour when the clock steps back
+    an hour: after the step every queued item is reconciled once (each re-reads the store and says
+    when it is next due, as after a restart). Before, it waited 3,602 s."""
+    h = Harness(tmp_path)
+    h.feed("up", 1, 2)
+    key = ("incident", "some-id")
+    h.engine.queue.add(key, h.clock.now() + 2.0)
+    seen: list[float] = []
+    h.engine.reconcile_incident = lambda item_id: seen.append(h.clock.now())  # type: ignore[method-assign]
+    h.clock.t -= 3600.0
+    h.feed("up", 1, 1)
+    assert seen == [T0 + 2.0 - 3600.0]
