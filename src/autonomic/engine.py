@@ -476,10 +476,11 @@ class Engine:
         return out
 
     def starting(self, service: str, now: float) -> bool:
-        """Whether a supervised service is still inside its start grace after a (re)start."""
+        """Whether a supervised service is still inside its start grace after a (re)start. A start
+        "in the future" (the clock was set back since) is not: the grace is never stretched."""
         binding = self.config.bindings.get(service, {}).get("process")
         identity = self.supervisor.identity(service) if binding is not None else None
-        return identity is not None and now - identity[1] < getattr(binding, "start_grace_s", 0.0)
+        return identity is not None and 0.0 <= now - identity[1] < getattr(binding, "start_grace_s", 0.0)
 
     def ingest(self, finding: Finding, now: float) -> Incident | None:
         """Correlate one finding into its incident (one unclosed incident per service and cause).

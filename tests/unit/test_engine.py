@@ -15,12 +15,14 @@ from autonomic.knowledge import Store
 from autonomic.model import (
     ActionState,
     Decision,
+    Finding,
     FindingKind,
     Incident,
     IncidentState,
     Level,
     Resolution,
     Sample,
+    Severity,
     Verdict,
 )
 from autonomic.oversight.explain import explain_incident, render_text
@@ -777,3 +779,23 @@ def test_work_queued_before_the_wall_clock_stepped_back_is_looked_at_again_at_on
     h.clock.t -= 3600.0
     h.feed("up", 1, 1)
     assert seen == [T0 + 2.0 - 3600.0]
+
+
+def test_a_wall_clock_set_back_does_not_stretch_a_services_start_grace(tmp_path: Path) -> None:
+    """The start grace (a failing probe of a live process just (re)started is the service still
+    starting, not 'down') is 10 s after the process started. The clock stepping back an hour just
+    after a start (a machine that booted with its clock an hour ahead, then NTP) must not make
+    it an hour: before, every failing probe of that service was dropped for 3,610 s."""
+    from autonomic.execute.supervisor import ProcessBinding
+
+    h = Harness(tmp_path)
+    h.config.bindings["svc"]["process"] = ProcessBinding(command=["svc"], start_grace_s=10)  # type: ignore[index]
+    started = h.clock.now()
+    h.engine.supervisor.identity = lambda service: (4242, started)  # type: ignore[method-assign]
+    assert h.engine.starting("svc", started + 5)
+    assert not h.engine.starting("svc", started + 10)
+    h.clock.t = started + 20 - 3600.0
+    assert not h.engine.starting("svc", h.clock.now())
+    probe = Finding(service="svc", metric="probe_ok", kind=FindingKind.STATE, cause="down",
+                    severity=Severity.CRITICAL, confidence=0.95, ts=h.clock.now(), summary="svc probe fails")
+    assert h.engine.ingest(probe, h.clock.now()) is not None
