@@ -524,7 +524,9 @@ class Engine:
 
     def _send_reports(self, now: float) -> None:
         """Scheduled daily/weekly reports, delivered through the notifiers. The first fire
-        time counts from when the schedule was first seen, so a restart does not resend."""
+        time counts from when the schedule was first seen, so a restart does not resend. A report
+        covers the period that ended at its cron's (latest) fire, however late it is sent (a slow
+        tick, the engine down at the time), so consecutive reports neither overlap nor leave a gap."""
         schedules = self.config.spec.reports
         if not schedules:
             return
@@ -536,7 +538,7 @@ class Engine:
         due = due_reports(schedules, last, now)
         for s in due:
             try:
-                self.notify(report_notification(self.store, s, now))
+                self.notify(report_notification(self.store, s, s.last_fire(now)))
             except Exception:
                 log.exception("report %s could not be built", s.key)
             last[s.key] = now

@@ -44,7 +44,8 @@ verify: {metric: up, min: 1, window_s: 10, delay_s: 3, min_samples: 3}
 
 class Harness:
     def __init__(self, tmp_path: Path, policy: dict[str, Any] | None = None, op: str = "poke",
-                 rollback: bool = True, store: Store | None = None, actuator: FakeActuator | None = None) -> None:
+                 rollback: bool = True, store: Store | None = None, actuator: FakeActuator | None = None,
+                 extra: dict[str, Any] | None = None) -> None:
         self.clock = FakeClock(T0)
         pdir = tmp_path / "patterns"
         pdir.mkdir(exist_ok=True)
@@ -67,6 +68,7 @@ class Harness:
             "patterns": [str(pdir)],
             "builtin_patterns": False,
             "policy": {"autonomy": "auto", "confidence_threshold": 0.5, **(policy or {})},
+            **(extra or {}),
         }
         self.config: Config = load_config_data(data, source="test.yaml", base_dir=tmp_path, registry=registry)
         self.samples: list[Sample] = []
@@ -799,3 +801,18 @@ def test_a_wall_clock_set_back_does_not_stretch_a_services_start_grace(tmp_path:
     probe = Finding(service="svc", metric="probe_ok", kind=FindingKind.STATE, cause="down",
                     severity=Severity.CRITICAL, confidence=0.95, ts=h.clock.now(), summary="svc probe fails")
     assert h.engine.ingest(probe, h.clock.now()) is not None
+
+
+def test_a_scheduled_report_sent_late_covers_the_period_that_ended_at_its_fire_time(tmp_path: Path) -> None:
+    """The engine was down when the daily 08:00 report fell due and sends it at 11:00: the report
+    is the day up to 08:00, so consecutive reports tile the days. Before, it was the 24 h up to
+    11:00: 08:00-11:00 of the day before was in no report, and 08:00-11:00 today in two."""
+    h = Harness(tmp_path, extra={"reports": [{"period": "daily", "cron": "0 8 * * *"}]})
+    h.feed("up", 1, 2)  # T0 is 2023-11-14 22:13 UTC; the schedule is first seen now
+    assert not [n for n in h.notifier.sent if "report" in n.title]
+    h.clock.t = 1_700_035_200.0 + 3 * 3600  # 2023-11-15 08:00 UTC, and three hours
+    h.feed("up", 1, 2)
+    (report,) = [n for n in h.notifier.sent if "report" in n.title]
+    assert report.title == "autonomic daily report, 2023-11-14 08:00 UTC to 2023-11-15 08:00 UTC"
+    h.feed("up", 1, 2)
+    assert len([n for n in h.notifier.sent if "report" in n.title]) == 1

@@ -465,6 +465,7 @@ def due_reports(schedules: Iterable[ReportSchedule], last_run: Mapping[str, floa
 
 
 def report_notification(store: Store, schedule: ReportSchedule, now: float) -> Notification:
-    """The scheduled report, built now, as a notification whose body is the rendered report."""
+    """The scheduled report for the period ending at ``now`` (the engine passes the cron's fire
+    time), as a notification whose body is the rendered report."""
     report = build_report(store, schedule.period, now)
     return Notification(level=schedule.level, ts=now, title=_title(report), body=render(report, schedule.format))
