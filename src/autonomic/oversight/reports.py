@@ -430,7 +430,8 @@ def render(report: Report, fmt: Format) -> str:
 
 
 class ReportSchedule(_Frozen):
-    """A report delivered through the notifiers whenever ``cron`` (UTC) fires."""
+    """A report delivered through the notifiers whenever ``cron`` fires. The cron is read in UTC
+    whatever the host's time zone (no time-zone setting, so no daylight saving)."""
 
     period: Period
     cron: str
