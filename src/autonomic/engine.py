@@ -223,6 +223,7 @@ class Engine:
         self.before_close: list[Callable[[], None]] = []  # e.g. stop the API before the store closes
         self.ticks = 0
         self.last_tick_at: float | None = None
+        self._last_now: float | None = None  # the clock at the previous tick (see _clock_went_back)
 
     # --- construction ----------------------------------------------------------------------
 
@@ -391,6 +392,9 @@ class Engine:
     def tick(self) -> None:
         started = time.perf_counter()
         now = self.clock.now()
+        if self._last_now is not None and now < self._last_now:
+            self._clock_went_back(self._last_now - now, now)
+        self._last_now = now
         if now >= self._next_collect:
             self._next_collect = now + self.config.engine.interval_s
             self.collect(now)
@@ -419,6 +423,19 @@ class Engine:
             for key in due:
                 self._reconcile(key)
         self.metrics.loop(time.perf_counter() - started)
+
+    def _clock_went_back(self, by: float, now: float) -> None:
+        """The wall clock was set back (NTP stepping it, a person): every schedule in memory was
+        taken from the later clock and would put the loop off by the step. So collection is due
+        now, the checkpoint within ``checkpoint_s``, and every queued item now: a step re-reads
+        the store and says when it is next due, as after a restart. Deadlines kept in the store
+        (a verification's end, an approval's expiry, breaker and backoff times, the settle time)
+        are not moved: they come later by the step, never sooner."""
+        (log.warning if by >= 1.0 else log.debug)("the wall clock went back %.3f s; the loop is rescheduled "
+                                                  "from now", by)
+        self._next_collect = now
+        self._next_checkpoint = min(self._next_checkpoint, now + self.config.engine.checkpoint_s)
+        self.queue.due_by(now)
 
     def _reconcile(self, key: Key) -> None:
         kind, item_id = key
@@ -459,10 +476,11 @@ class Engine:
         return out
 
     def starting(self, service: str, now: float) -> bool:
-        """Whether a supervised service is still inside its start grace after a (re)start."""
+        """Whether a supervised service is still inside its start grace after a (re)start. A start
+        "in the future" (the clock was set back since) is not: the grace is never stretched."""
         binding = self.config.bindings.get(service, {}).get("process")
         identity = self.supervisor.identity(service) if binding is not None else None
-        return identity is not None and now - identity[1] < getattr(binding, "start_grace_s", 0.0)
+        return identity is not None and 0.0 <= now - identity[1] < getattr(binding, "start_grace_s", 0.0)
 
     def ingest(self, finding: Finding, now: float) -> Incident | None:
         """Correlate one finding into its incident (one unclosed incident per service and cause).
@@ -506,7 +524,9 @@ class Engine:
 
     def _send_reports(self, now: float) -> None:
         """Scheduled daily/weekly reports, delivered through the notifiers. The first fire
-        time counts from when the schedule was first seen, so a restart does not resend."""
+        time counts from when the schedule was first seen, so a restart does not resend. A report
+        covers the period that ended at its cron's (latest) fire, however late it is sent (a slow
+        tick, the engine down at the time), so consecutive reports neither overlap nor leave a gap."""
         schedules = self.config.spec.reports
         if not schedules:
             return
@@ -518,7 +538,7 @@ class Engine:
         due = due_reports(schedules, last, now)
         for s in due:
             try:
-                self.notify(report_notification(self.store, s, now))
+                self.notify(report_notification(self.store, s, s.last_fire(now)))
             except Exception:
                 log.exception("report %s could not be built", s.key)
             last[s.key] = now

@@ -40,6 +40,12 @@ class WorkQueue:
                 out.append(key)
         return out
 
+    def due_by(self, now: float) -> None:
+        """Every queued key due at ``now`` at the latest (for when the clock went back, so that
+        due times taken from the later clock would otherwise put the work off by the step)."""
+        for key in list(self._due):
+            self.add(key, now)
+
     def next_due(self) -> float | None:
         while self._heap and self._due.get(self._heap[0][2]) != self._heap[0][0]:
             heapq.heappop(self._heap)

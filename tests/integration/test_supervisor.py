@@ -148,12 +148,58 @@ def test_second_supervisor_adopts_the_running_child_instead_of_starting_another(
     assert later.identity("api") is None
 
 
+def _step_the_wall_clock(monkeypatch: pytest.MonkeyPatch, seconds: float) -> None:
+    """What NTP stepping the clock does to psutil on Linux: a process's create_time is its start
+    since boot plus the boot time read from /proc/stat now, and that boot time moves with the
+    wall clock (psutil documents create_time as affected by NTP)."""
+    platform = psutil._psplatform  # type: ignore[attr-defined]
+    real = platform.boot_time
+    monkeypatch.setattr(platform, "boot_time", lambda: real() + seconds)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="boot time from /proc/stat")
+@pytest.mark.parametrize("step", [3600.0, -3600.0, 1.0])
+def test_a_running_child_is_adopted_after_the_wall_clock_was_stepped(
+    sup: Supervisor, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest, step: float
+) -> None:
+    """The engine restarts after NTP stepped the clock (an hour either way, or one second): the
+    child it started is still the same process and is adopted, not started a second time. Before,
+    its create_time had moved by the step, so the pidfile no longer matched: the restarted engine
+    started a second copy next to the first (which it could no longer see or stop), and an
+    engine that had adopted it saw it gone (a false 'down') at the step."""
+    sup.add("api", py(SLEEPER))
+    pid = sup.start("api")
+    _step_the_wall_clock(monkeypatch, step)
+    later = Supervisor(sup.state_dir)
+    later.add("api", py(SLEEPER))
+    request.addfinalizer(lambda: later.stop_all(timeout_s=1.0))  # a second copy, when it fails
+    assert later.adopt_or_start_all() == {"api": "adopted"}
+    assert later.pid("api") == pid
+    later.stop("api", timeout_s=2)
+    assert later.identity("api") is None and sup.identity("api") is None
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="boot time from /proc/stat")
+def test_an_adopted_child_stays_adopted_when_the_wall_clock_is_stepped(
+    sup: Supervisor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sup.add("api", py(SLEEPER))
+    pid = sup.start("api")
+    later = Supervisor(sup.state_dir)
+    later.add("api", py(SLEEPER))
+    assert later.adopt_or_start_all() == {"api": "adopted"}
+    _step_the_wall_clock(monkeypatch, -3600.0)
+    assert later.pid("api") == pid
+
+
 def test_pidfile_with_another_create_time_is_not_adopted(sup: Supervisor) -> None:
     sup.add("api", py(SLEEPER))
     old_pid = sup.start("api")
     pidfile = sup.state_dir / "pids" / "api.json"
     record = json.loads(pidfile.read_text())
     record["create_time"] -= 1000  # the pid now names some other process
+    if "since_boot" in record:
+        record["since_boot"] -= 1000
     pidfile.write_text(json.dumps(record))
     later = Supervisor(sup.state_dir)
     later.add("api", py(SLEEPER))
@@ -163,6 +209,21 @@ def test_pidfile_with_another_create_time_is_not_adopted(sup: Supervisor) -> Non
     assert new_pid is not None and new_pid != old_pid
     later.stop("api", timeout_s=2)
     sup.stop("api", timeout_s=2)
+
+
+def test_a_pidfile_from_another_boot_is_adopted_only_if_its_create_time_matches(sup: Supervisor) -> None:
+    sup.add("api", py(SLEEPER))
+    pid = sup.start("api")
+    pidfile = sup.state_dir / "pids" / "api.json"
+    record = json.loads(pidfile.read_text())
+    record.update(boot_id="another-boot", since_boot=-1.0)
+    pidfile.write_text(json.dumps(record))
+    later = Supervisor(sup.state_dir)
+    later.add("api", py(SLEEPER))
+    assert later.pid("api") == pid  # the create_time still names it
+    record["create_time"] -= 1000
+    pidfile.write_text(json.dumps(record))
+    assert later.identity("api") is None
 
 
 def test_missing_command_is_a_terminal_error_naming_service_and_command(sup: Supervisor) -> None:

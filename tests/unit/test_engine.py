@@ -15,12 +15,14 @@ from autonomic.knowledge import Store
 from autonomic.model import (
     ActionState,
     Decision,
+    Finding,
     FindingKind,
     Incident,
     IncidentState,
     Level,
     Resolution,
     Sample,
+    Severity,
     Verdict,
 )
 from autonomic.oversight.explain import explain_incident, render_text
@@ -42,7 +44,8 @@ verify: {metric: up, min: 1, window_s: 10, delay_s: 3, min_samples: 3}
 
 class Harness:
     def __init__(self, tmp_path: Path, policy: dict[str, Any] | None = None, op: str = "poke",
-                 rollback: bool = True, store: Store | None = None, actuator: FakeActuator | None = None) -> None:
+                 rollback: bool = True, store: Store | None = None, actuator: FakeActuator | None = None,
+                 extra: dict[str, Any] | None = None) -> None:
         self.clock = FakeClock(T0)
         pdir = tmp_path / "patterns"
         pdir.mkdir(exist_ok=True)
@@ -65,6 +68,7 @@ class Harness:
             "patterns": [str(pdir)],
             "builtin_patterns": False,
             "policy": {"autonomy": "auto", "confidence_threshold": 0.5, **(policy or {})},
+            **(extra or {}),
         }
         self.config: Config = load_config_data(data, source="test.yaml", base_dir=tmp_path, registry=registry)
         self.samples: list[Sample] = []
@@ -745,3 +749,70 @@ def test_a_new_incidents_diagnosis_and_denial_commit_together_or_not_at_all(tmp_
     assert kinds.index("incident.diagnosed") + 1 == kinds.index("decision.denied")
     assert any(n.incident_id == inc.id for n in h.notifier.sent)
     assert h.store.verify_audit().ok
+
+
+def test_the_loop_keeps_collecting_and_acting_after_the_wall_clock_steps_back(tmp_path: Path) -> None:
+    """NTP steps the host clock back an hour: the loop goes on collecting and detecting at its
+    interval, so a service that goes down right after is acted on within seconds. Before, every
+    schedule (the next collection, the next checkpoint, the work queue) stayed an hour ahead of
+    the clock: for that hour nothing was collected, detected or done (0 incidents after 10 s
+    down here), while /readyz still said ready (the last tick looked 'in the future')."""
+    h = Harness(tmp_path)
+    h.feed("up", 1, 3)
+    ticks = h.engine.ticks
+    h.clock.t -= 3600.0
+    h.feed("up", 0, 10)
+    assert h.engine.ticks == ticks + 10
+    inc = h.incident()
+    assert inc.cause == "down" and inc.opened_at < T0
+    assert [c for c, *_ in h.actuator.calls] == ["apply"]
+
+
+def test_work_queued_before_the_wall_clock_stepped_back_is_looked_at_again_at_once(tmp_path: Path) -> None:
+    """An item the queue was to look at in 2 s is not put off by an hour when the clock steps back
+    an hour: after the step every queued item is reconciled once (each re-reads the store and says
+    when it is next due, as after a restart). Before, it waited 3,602 s."""
+    h = Harness(tmp_path)
+    h.feed("up", 1, 2)
+    key = ("incident", "some-id")
+    h.engine.queue.add(key, h.clock.now() + 2.0)
+    seen: list[float] = []
+    h.engine.reconcile_incident = lambda item_id: seen.append(h.clock.now())  # type: ignore[method-assign]
+    h.clock.t -= 3600.0
+    h.feed("up", 1, 1)
+    assert seen == [T0 + 2.0 - 3600.0]
+
+
+def test_a_wall_clock_set_back_does_not_stretch_a_services_start_grace(tmp_path: Path) -> None:
+    """The start grace (a failing probe of a live process just (re)started is the service still
+    starting, not 'down') is 10 s after the process started. The clock stepping back an hour just
+    after a start (a machine that booted with its clock an hour ahead, then NTP) must not make
+    it an hour: before, every failing probe of that service was dropped for 3,610 s."""
+    from autonomic.execute.supervisor import ProcessBinding
+
+    h = Harness(tmp_path)
+    h.config.bindings["svc"]["process"] = ProcessBinding(command=["svc"], start_grace_s=10)  # type: ignore[index]
+    started = h.clock.now()
+    h.engine.supervisor.identity = lambda service: (4242, started)  # type: ignore[method-assign]
+    assert h.engine.starting("svc", started + 5)
+    assert not h.engine.starting("svc", started + 10)
+    h.clock.t = started + 20 - 3600.0
+    assert not h.engine.starting("svc", h.clock.now())
+    probe = Finding(service="svc", metric="probe_ok", kind=FindingKind.STATE, cause="down",
+                    severity=Severity.CRITICAL, confidence=0.95, ts=h.clock.now(), summary="svc probe fails")
+    assert h.engine.ingest(probe, h.clock.now()) is not None
+
+
+def test_a_scheduled_report_sent_late_covers_the_period_that_ended_at_its_fire_time(tmp_path: Path) -> None:
+    """The engine was down when the daily 08:00 report fell due and sends it at 11:00: the report
+    is the day up to 08:00, so consecutive reports tile the days. Before, it was the 24 h up to
+    11:00: 08:00-11:00 of the day before was in no report, and 08:00-11:00 today in two."""
+    h = Harness(tmp_path, extra={"reports": [{"period": "daily", "cron": "0 8 * * *"}]})
+    h.feed("up", 1, 2)  # T0 is 2023-11-14 22:13 UTC; the schedule is first seen now
+    assert not [n for n in h.notifier.sent if "report" in n.title]
+    h.clock.t = 1_700_035_200.0 + 3 * 3600  # 2023-11-15 08:00 UTC, and three hours
+    h.feed("up", 1, 2)
+    (report,) = [n for n in h.notifier.sent if "report" in n.title]
+    assert report.title == "autonomic daily report, 2023-11-14 08:00 UTC to 2023-11-15 08:00 UTC"
+    h.feed("up", 1, 2)
+    assert len([n for n in h.notifier.sent if "report" in n.title]) == 1

@@ -262,6 +262,26 @@ def test_maintenance_window_safe_only_allows_only_rollback_safe() -> None:
     assert why.endswith("only rollback-safe actions; pattern pool-exhaustion-raise is not")
 
 
+@pytest.mark.parametrize("tz", ["UTC", "Europe/Berlin", "America/New_York", "Australia/Lord_Howe"])
+def test_a_maintenance_window_cron_is_utc_whatever_the_hosts_time_zone_and_dst_day(
+    tz: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As documented (README, MaintenanceWindow): on the days Berlin's clocks go forward and back
+    (2024-03-31, 2024-10-27) the nightly 02:00 window is 02:00-03:00 UTC, once, an hour long."""
+    import time
+
+    monkeypatch.setenv("TZ", tz)
+    time.tzset()
+    try:
+        w = MaintenanceWindow(name="nightly", cron="0 2 * * *", duration_s=3600)
+        for day in (1711850400.0, 1729994400.0):  # 2024-03-31 and 2024-10-27 02:00 UTC
+            minutes = [m for m in range(-120, 240) if active_window([w], day + 60.0 * m) is not None]
+            assert minutes == list(range(60))
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+
+
 def test_circuit_breaker_closed_passes() -> None:
     passed, _, why = result(g.circuit_breaker, ctx())
     assert passed

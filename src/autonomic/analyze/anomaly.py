@@ -14,7 +14,9 @@ boundaries passed with no call at all (the engine was down, or a tick took longe
 ``step_s``) are missing samples for every series, up to :data:`MAX_FILL_STEPS`; past that the
 learned baseline is too old to trust and the family warms up again. So the detectors' clock, the
 step count, stays on the wall clock, and a seasonal member's ``period`` in steps is a period in
-time (1,440 steps of 60 s is a day, after a restart too).
+time (1,440 steps of 60 s is a day, after a restart too). When the clock is set back, a family
+takes no step until the clock passes its last step again: the grid's steps are not counted
+twice, so the phase stays right, at the cost of seeing nothing new for the length of the step.
 
 The score is ``T / (T + 3)`` for a calibrated surprise of ``T`` standard deviations (see
 :class:`~autonomic.analyze.detectors.Ensemble`): the default 0.65 is ``T`` ~ 5.6. Measured with

@@ -5,8 +5,12 @@ Each service runs in its own session (``start_new_session=True``) so stopping it
 whole process group. Its stdout and stderr are appended to ``state_dir/logs/<service>.log``;
 ``state_dir/pids/<service>.json`` records ``{pid, create_time, argv}`` so a later engine
 process can adopt the children an earlier one started (after a crash they keep running).
-An adopted pid counts only while its psutil ``create_time`` still matches the pidfile,
-which guards against the pid having been reused by an unrelated process.
+An adopted pid counts only while it is still the process the pidfile names, which guards
+against the pid having been reused by an unrelated process: on Linux the pidfile also records
+the kernel's boot id and the process's start time since boot (``since_boot``), which a clock
+set by NTP does not move (psutil's ``create_time`` is that start plus the boot time in *wall*
+time, which does move with it); elsewhere, and for a pidfile without them, ``create_time``
+must match.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from autonomic.errors import ActuatorError, TerminalActuatorError
 
 _CREATE_TIME_TOLERANCE_S = 0.01
+_BOOT_ID = Path("/proc/sys/kernel/random/boot_id")
 
 
 class ProcessBinding(BaseModel):
@@ -109,12 +114,9 @@ class Supervisor:
                 self._remove_pidfile(service)
                 return None
             record = self._read_pidfile(service)
-            if record is None:
+            if record is None or not _alive_with(*record):
                 return None
-            pid, create_time = record
-            if not _alive_with(pid, create_time):
-                return None
-            return pid, create_time
+            return record[0], record[1]
 
     def pid(self, service: str) -> int | None:
         ident = self.identity(service)
@@ -167,12 +169,16 @@ class Supervisor:
                         f"service {service!r}: cannot run {argv!r}: {exc}"
                     ) from exc
             try:
-                create_time = psutil.Process(proc.pid).create_time()
+                create_time, since_boot = _start_times(proc.pid)
             except psutil.Error:
-                create_time = time.time()
+                create_time, since_boot = time.time(), None
             self._children[service] = (proc, create_time)
             self._exit.pop(service, None)
-            self._write_pidfile(service, {"pid": proc.pid, "create_time": create_time, "argv": argv})
+            record: dict[str, object] = {"pid": proc.pid, "create_time": create_time, "argv": argv}
+            boot_id = _boot_id()
+            if boot_id is not None and since_boot is not None:
+                record.update(boot_id=boot_id, since_boot=since_boot)
+            self._write_pidfile(service, record)
             return proc.pid
 
     def adopt_or_start_all(self) -> dict[str, str]:
@@ -245,8 +251,11 @@ class Supervisor:
                 return None, False
             self.identity(service)  # records the exit code, removes the pidfile
             return code, True
+        with self._lock:
+            record = self._read_pidfile(service)
+        adopted = record if record is not None and record[:2] == ident else (*ident, None)
         deadline = time.monotonic() + timeout
-        while _alive_with(*ident):
+        while _alive_with(*adopted):
             if time.monotonic() >= deadline:
                 return None, False
             time.sleep(0.02)
@@ -259,11 +268,14 @@ class Supervisor:
     def _pidfile(self, service: str) -> Path:
         return self._pids / f"{service}.json"
 
-    def _read_pidfile(self, service: str) -> tuple[int, float] | None:
-        """(pid, create_time) from the pidfile; None when absent or unreadable."""
+    def _read_pidfile(self, service: str) -> tuple[int, float, tuple[str, float] | None] | None:
+        """(pid, create_time, (boot id, start since boot) or None) from the pidfile; None when
+        absent or unreadable."""
         try:
             record = json.loads(self._pidfile(service).read_text())
-            return int(record["pid"]), float(record["create_time"])
+            boot = ((str(record["boot_id"]), float(record["since_boot"]))
+                    if "boot_id" in record and "since_boot" in record else None)
+            return int(record["pid"]), float(record["create_time"]), boot
         except (FileNotFoundError, ValueError, TypeError, KeyError):
             return None
 
@@ -278,13 +290,33 @@ class Supervisor:
             self._pidfile(service).unlink()
 
 
-def _alive_with(pid: int, create_time: float) -> bool:
-    """True if ``pid`` is alive, not a zombie, and was created at ``create_time``."""
+def _boot_id() -> str | None:
+    """The kernel's id of this boot (Linux), None where there is none."""
     try:
-        proc = psutil.Process(pid)
-        if abs(proc.create_time() - create_time) > _CREATE_TIME_TOLERANCE_S:
-            return False
-        return proc.status() != psutil.STATUS_ZOMBIE
+        return _BOOT_ID.read_text().strip() or None
+    except OSError:
+        return None
+
+
+def _start_times(pid: int) -> tuple[float, float]:
+    """(psutil create_time, start time since boot) of ``pid``. The boot time is read first and
+    psutil reads it again inside create_time, so the difference is the start since boot."""
+    boot = psutil.boot_time()
+    create_time = psutil.Process(pid).create_time()
+    return create_time, create_time - boot
+
+
+def _alive_with(pid: int, create_time: float, boot: tuple[str, float] | None = None) -> bool:
+    """True if ``pid`` is alive, not a zombie, and the process it names now is the one recorded:
+    in this boot (``boot`` = (boot id, start since boot)), started at that time since boot, which
+    setting the clock does not change; else created at ``create_time``."""
+    try:
+        if boot is not None and boot[0] == _boot_id():
+            _, since_boot = _start_times(pid)
+            same = abs(since_boot - boot[1]) <= _CREATE_TIME_TOLERANCE_S
+        else:
+            same = abs(psutil.Process(pid).create_time() - create_time) <= _CREATE_TIME_TOLERANCE_S
+        return same and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
     except psutil.Error:
         return False
 

@@ -429,7 +429,8 @@ def render(report: Report, fmt: Format) -> str:
 
 
 class ReportSchedule(_Frozen):
-    """A report delivered through the notifiers whenever ``cron`` (UTC) fires."""
+    """A report delivered through the notifiers whenever ``cron`` fires. The cron is read in UTC
+    whatever the host's time zone (no time-zone setting, so no daylight saving)."""
 
     period: Period
     cron: str
@@ -464,6 +465,7 @@ def due_reports(schedules: Iterable[ReportSchedule], last_run: Mapping[str, floa
 
 
 def report_notification(store: Store, schedule: ReportSchedule, now: float) -> Notification:
-    """The scheduled report, built now, as a notification whose body is the rendered report."""
+    """The scheduled report for the period ending at ``now`` (the engine passes the cron's fire
+    time), as a notification whose body is the rendered report."""
     report = build_report(store, schedule.period, now)
     return Notification(level=schedule.level, ts=now, title=_title(report), body=render(report, schedule.format))

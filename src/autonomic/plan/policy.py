@@ -70,7 +70,11 @@ class ServicePolicy(_Frozen):
 
 class MaintenanceWindow(_Frozen):
     """While active: ``block`` denies every action, ``approve`` asks a person first,
-    ``safe_only`` allows only actions whose pattern is rollback-safe."""
+    ``safe_only`` allows only actions whose pattern is rollback-safe.
+
+    ``cron`` is read in UTC whatever the host's time zone (there is no time-zone setting, so
+    daylight saving never moves, skips or repeats a window); the window is active for
+    ``duration_s`` after each time it fires."""
 
     name: str = Field(min_length=1)
     cron: str
