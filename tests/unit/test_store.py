@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import re
 import sqlite3
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from servers import PostgresServer, free_port
 
 from autonomic.errors import StoreError
 from autonomic.knowledge import Store
@@ -680,3 +683,79 @@ def test_a_reading_block_is_one_snapshot_while_another_store_writes(store_url: s
     finally:
         reader.close()
         writer.close()
+
+
+# --- PostgreSQL: URLs, connections ---------------------------------------------------------
+
+
+def test_postgresql_urls_without_a_driver_use_psycopg(postgres_server: PostgresServer, postgres_url: str) -> None:
+    """``postgresql://`` means the psycopg 3 driver the ``postgres`` extra installs (SQLAlchemy
+    2.0's own default would be psycopg2, which is not a dependency)."""
+    plain = postgres_url.replace("postgresql+psycopg://", "postgresql://")
+    s = Store(plain)
+    try:
+        s.audit("engine", "engine.started", "engine")
+        assert s.verify_audit().ok
+    finally:
+        s.close()
+
+
+@pytest.mark.parametrize("case", ["refused", "no such database"])
+def test_an_unusable_postgresql_url_is_a_store_error_naming_it_without_the_password(
+        case: str, postgres_server: PostgresServer) -> None:
+    url = (f"postgresql+psycopg://autonomic:hunter2@127.0.0.1:{free_port()}/autonomic" if case == "refused"
+           else postgres_server.url("no_such_database", password="hunter2"))
+    shown = url.replace(":hunter2@", ":***@")
+
+    with pytest.raises(StoreError) as caught:
+        Store(url)
+
+    message = str(caught.value)
+    assert message.startswith(f"cannot open the store at {shown}: ")
+    assert ("Connection refused" if case == "refused" else 'database "no_such_database" does not exist') in message
+    assert "hunter2" not in message
+
+
+@pytest.mark.parametrize(("url", "expected"), [
+    ("not a url", "'not a url' is not a SQLAlchemy URL"),
+    ("http://user:hunter2@example.com/db", "'http://user:***@example.com/db' names a database the store does not"),
+    ("mysql://user:hunter2@127.0.0.1/db", "'mysql://user:***@127.0.0.1/db' names a database the store does not"),
+    ("postgresql+nosuchdriver://user:hunter2@127.0.0.1/db",
+     "cannot open the store at postgresql+nosuchdriver://user:***@127.0.0.1/db"),
+])
+def test_a_database_url_the_store_cannot_use_is_a_store_error_naming_it_without_the_password(
+        url: str, expected: str) -> None:
+    with pytest.raises(StoreError, match=re.escape(expected)) as caught:
+        Store(url)
+    assert "hunter2" not in str(caught.value)
+
+
+def test_connections_the_postgresql_server_closed_are_replaced_not_reported_as_errors(
+        postgres_server: PostgresServer, postgres_url: str) -> None:
+    """A server restart or an idle timeout closes the pooled connections: the next call gets a
+    fresh one instead of failing."""
+    s = Store(postgres_url)
+    try:
+        inc = incident()
+        s.record(inc, actor="engine", event="incident.opened", subject=inc.id)
+        database = postgres_url.rsplit("/", 1)[1]
+        with postgres_server.connect() as admin:
+            killed = admin.execute("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                                   "WHERE datname = %s AND pid <> pg_backend_pid()", (database,)).fetchone()
+        assert killed is not None and killed[0] >= 1
+
+        assert s.get(Incident, inc.id) == inc
+        s.audit("engine", "tick", "engine")
+        assert s.verify_audit().ok
+    finally:
+        s.close()
+
+
+def test_a_missing_postgresql_driver_is_a_store_error_saying_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "psycopg", None)  # import psycopg now raises ImportError
+
+    with pytest.raises(StoreError, match=re.escape("pip install 'autonomic[postgres]'")) as caught:
+        Store("postgresql+psycopg://autonomic:hunter2@127.0.0.1:5432/autonomic")
+
+    assert "cannot open the store at postgresql+psycopg://autonomic:***@127.0.0.1:5432/autonomic" in str(caught.value)
+    assert "hunter2" not in str(caught.value)
