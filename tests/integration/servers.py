@@ -10,6 +10,11 @@ Use them from a test module with ``from servers import prometheus_server  # noqa
 (``tests/integration`` is on ``sys.path`` under pytest's default import mode).
 Tests are skipped, with the reason, only when a binary is missing (Debian packages
 ``prometheus`` and ``prometheus-alertmanager``; ``make sysdeps`` installs them).
+
+``start_postgres`` starts a real PostgreSQL server (``initdb`` + ``postgres``, as the ``postgres``
+user when we are root) for the store's tests; ``tests/conftest.py`` holds its fixtures
+(``postgres_server``, ``postgres_url``, ``store_url``). Missing PostgreSQL binaries fail those
+tests instead of skipping them: the store claims PostgreSQL, so it is always tested on it.
 """
 
 from __future__ import annotations
@@ -265,17 +270,18 @@ def demo_service(tmp_path: Path) -> Iterator[Callable[..., Server]]:
 PG_SUPERUSER = "postgres"
 
 
-def postgres_bindir() -> Path:
-    """The directory of Debian's PostgreSQL server binaries (``initdb``, ``postgres``), newest
-    version first. Fails the test (it does not skip) when they are missing: the store's
-    PostgreSQL tests must run wherever the suite runs (``make sysdeps`` installs ``postgresql``)."""
-    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"), key=lambda p: _version_key(p.parent.parent.name))
+def postgres_bindir(root: Path = Path("/usr/lib/postgresql")) -> Path:
+    """The directory of the PostgreSQL server binaries (``initdb``, ``postgres``): Debian's
+    newest ``<root>/<version>/bin``, else wherever ``initdb`` is on PATH. Fails the test (it does
+    not skip, unlike Prometheus's) when there are none: the store's PostgreSQL tests must run
+    wherever the suite runs (``make sysdeps`` installs the package ``postgresql``)."""
+    found = sorted(root.glob("*/bin/initdb"), key=lambda p: _version_key(p.parent.parent.name))
     on_path = shutil.which("initdb")
     if found:
         return found[-1].parent
     if on_path is not None:
         return Path(on_path).parent
-    pytest.fail("PostgreSQL server binaries not found (no /usr/lib/postgresql/*/bin/initdb, no initdb on PATH): "
+    pytest.fail(f"PostgreSQL server binaries not found (no {root}/*/bin/initdb, no initdb on PATH): "
                 "install the Debian package 'postgresql' (`make sysdeps`)")
 
 
