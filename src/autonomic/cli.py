@@ -17,7 +17,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from autonomic.errors import ConfigError
+from autonomic.errors import ConfigError, StoreError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="autonomic: services that heal themselves, safely.")
@@ -79,7 +79,10 @@ def _store(config: Path | None) -> Any:
     from autonomic.knowledge import Store
 
     cfg = _load(config)
-    return cfg, Store(cfg.database_url)
+    try:
+        return cfg, Store(cfg.database_url)
+    except StoreError as exc:  # names the URL, password hidden
+        raise _fail(str(exc), 1) from None
 
 
 def _actor(actor: str | None) -> str:
@@ -114,6 +117,7 @@ def run(
 ) -> None:
     """Run the engine in the foreground until SIGTERM or SIGINT."""
     from autonomic.engine import Engine
+    from autonomic.knowledge.store import shown_url
 
     if log_level.lower() not in ("debug", "info", "warning", "error"):
         raise _fail(f"--log-level: must be debug, info, warning or error, not {log_level!r}")
@@ -127,7 +131,10 @@ def run(
     from autonomic.oversight.server import ApiServer
 
     metrics = EngineMetrics()
-    engine = Engine(cfg, metrics=metrics)
+    try:
+        engine = Engine(cfg, metrics=metrics)
+    except StoreError as exc:  # the store cannot be opened: names the URL, password hidden
+        raise _fail(str(exc), 1) from None
     stop = threading.Event()
     if cfg.spec.api.enabled:
         try:
@@ -152,7 +159,7 @@ def run(
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
     log.info("autonomic engine started (%d services, %d patterns, interval %.1fs, store %s)",
-             len(cfg.services), len(cfg.patterns), cfg.engine.interval_s, cfg.database_url)
+             len(cfg.services), len(cfg.patterns), cfg.engine.interval_s, shown_url(cfg.database_url))
     engine.run(stop, on_tick=_write_status)
     log.info("autonomic engine stopped cleanly")
 

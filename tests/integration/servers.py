@@ -10,14 +10,23 @@ Use them from a test module with ``from servers import prometheus_server  # noqa
 (``tests/integration`` is on ``sys.path`` under pytest's default import mode).
 Tests are skipped, with the reason, only when a binary is missing (Debian packages
 ``prometheus`` and ``prometheus-alertmanager``; ``make sysdeps`` installs them).
+
+``start_postgres`` starts a real PostgreSQL server (``initdb`` + ``postgres``, as the ``postgres``
+user when we are root) for the store's tests; ``tests/conftest.py`` holds its fixtures
+(``postgres_server``, ``postgres_url``, ``store_url``). Missing PostgreSQL binaries fail those
+tests instead of skipping them: the store claims PostgreSQL, so it is always tested on it.
 """
 
 from __future__ import annotations
 
+import os
+import pwd
 import shutil
+import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -254,3 +263,155 @@ def demo_service(tmp_path: Path) -> Iterator[Callable[..., Server]]:
     yield start
     for server in started:
         server.stop()
+
+
+# --- PostgreSQL ----------------------------------------------------------------------------
+
+PG_SUPERUSER = "postgres"
+
+
+def postgres_bindir(root: Path = Path("/usr/lib/postgresql")) -> Path:
+    """The directory of the PostgreSQL server binaries (``initdb``, ``postgres``): Debian's
+    newest ``<root>/<version>/bin``, else wherever ``initdb`` is on PATH. Fails the test (it does
+    not skip, unlike Prometheus's) when there are none: the store's PostgreSQL tests must run
+    wherever the suite runs (``make sysdeps`` installs the package ``postgresql``)."""
+    found = sorted(root.glob("*/bin/initdb"), key=lambda p: _version_key(p.parent.parent.name))
+    on_path = shutil.which("initdb")
+    if found:
+        return found[-1].parent
+    if on_path is not None:
+        return Path(on_path).parent
+    pytest.fail(f"PostgreSQL server binaries not found (no {root}/*/bin/initdb, no initdb on PATH): "
+                "install the Debian package 'postgresql' (`make sysdeps`)")
+
+
+def _version_key(name: str) -> tuple[int, ...]:
+    return tuple(int(p) for p in name.split(".") if p.isdigit())
+
+
+@dataclass
+class PostgresServer:
+    """A running PostgreSQL server: trust auth for 127.0.0.1 only, no Unix socket, fsync off.
+    ``url(database)`` is the SQLAlchemy URL (psycopg 3 driver) of one of its databases."""
+
+    proc: subprocess.Popen[bytes]
+    port: int
+    workdir: Path
+    log: Path
+
+    def url(self, database: str = "postgres", password: str | None = None) -> str:
+        auth = PG_SUPERUSER if password is None else f"{PG_SUPERUSER}:{password}"
+        return f"postgresql+psycopg://{auth}@127.0.0.1:{self.port}/{database}"
+
+    def connect(self, database: str = "postgres") -> Any:
+        """A plain psycopg connection (autocommit) for setup and raw checks in tests."""
+        import psycopg
+
+        return psycopg.connect(host="127.0.0.1", port=self.port, user=PG_SUPERUSER, dbname=database,
+                               autocommit=True, connect_timeout=2)
+
+    def create_database(self, name: str) -> str:
+        """Create an empty database ``name`` and return its SQLAlchemy URL."""
+        with self.connect() as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+        return self.url(name)
+
+    def drop_database(self, name: str) -> None:
+        """Drop ``name``, closing whatever connections a test left open to it."""
+        with self.connect() as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+    def running(self) -> bool:
+        return self.proc.poll() is None
+
+    def log_tail(self, chars: int = 2000) -> str:
+        try:
+            return self.log.read_text(errors="replace")[-chars:]
+        except OSError:
+            return ""
+
+    def stop(self) -> None:
+        """Fast shutdown (SIGINT: clients are disconnected), kill if it hangs, then remove the
+        data directory. Safe to call twice."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(STOP_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+        self.proc.wait()
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+def _as_postgres_user() -> dict[str, Any]:
+    """Popen arguments that run the child as the ``postgres`` system user when we are root
+    (``initdb`` and ``postgres`` refuse to run as root); nothing otherwise."""
+    if os.geteuid() != 0:
+        return {}
+    try:
+        pw = pwd.getpwnam("postgres")
+    except KeyError:
+        pytest.fail("running as root, and there is no 'postgres' system user to run PostgreSQL as "
+                    "(the Debian package 'postgresql' creates it: `make sysdeps`)")
+    return {"user": pw.pw_uid, "group": pw.pw_gid, "extra_groups": []}
+
+
+def start_postgres() -> PostgresServer:
+    """``initdb`` a fresh cluster in a new temporary directory (owned by the ``postgres`` user
+    when we are root: pytest's own temporary directories are private to root), on /dev/shm when
+    there is one, and start
+    ``postgres`` on a free 127.0.0.1 port; ready when a connection succeeds. ``stop()`` removes it."""
+    try:
+        import psycopg
+    except ImportError:
+        pytest.fail("the PostgreSQL driver psycopg is not installed: pip install -e '.[postgres]' (or '.[dev]')")
+    bindir = postgres_bindir()
+    as_pg = _as_postgres_user()
+    # in memory when the machine has a tmpfs: the cluster is thrown away at the end, and on a
+    # disk each CREATE DATABASE (one per test) and migration takes about ten times as long
+    shm = Path("/dev/shm")
+    scratch = str(shm) if shm.is_dir() and os.access(shm, os.W_OK) else None
+    workdir = Path(tempfile.mkdtemp(prefix="autonomic-pg-", dir=scratch))
+    if as_pg:
+        os.chown(workdir, as_pg["user"], as_pg["group"])
+    data = workdir / "data"
+    env = {**os.environ, "LC_ALL": "C", "TZ": "UTC"}
+    init = subprocess.run(
+        [str(bindir / "initdb"), "-D", str(data), "-U", PG_SUPERUSER, "--auth=trust", "--no-sync",
+         "--encoding=UTF8", "--locale=C"],
+        cwd=workdir, env=env, capture_output=True, text=True, **as_pg,
+    )
+    if init.returncode != 0:
+        shutil.rmtree(workdir, ignore_errors=True)
+        pytest.fail(f"initdb failed (exit {init.returncode}):\n{init.stdout[-2000:]}{init.stderr[-2000:]}")
+    # trust for TCP from 127.0.0.1 only: no Unix socket, no other address
+    (data / "pg_hba.conf").write_text("host all all 127.0.0.1/32 trust\n")
+    for attempt in range(_ATTEMPTS):
+        port = free_port()
+        log = workdir / f"postgres-{attempt}.log"
+        with log.open("wb") as out:
+            if as_pg:
+                os.chown(log, as_pg["user"], as_pg["group"])
+            proc = subprocess.Popen(
+                [str(bindir / "postgres"), "-D", str(data), "-p", str(port), "-c", "listen_addresses=127.0.0.1",
+                 "-c", "unix_socket_directories=", "-c", "fsync=off", "-c", "synchronous_commit=off",
+                 "-c", "full_page_writes=off", "-c", "shared_buffers=32MB", "-c", "max_connections=200"],
+                stdout=out, stderr=subprocess.STDOUT, cwd=workdir, env=env, **as_pg,
+            )
+        server = PostgresServer(proc, port, workdir, log)
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while time.monotonic() < deadline and server.running():
+            try:
+                server.connect().close()
+                return server
+            except psycopg.OperationalError:
+                time.sleep(0.05)
+        tail = server.log_tail()
+        if server.running():
+            server.proc.kill()
+        server.proc.wait()
+        if "address already in use" not in tail.lower():
+            shutil.rmtree(workdir, ignore_errors=True)
+            pytest.fail(f"postgres did not accept connections on 127.0.0.1:{port} (exit {proc.returncode}):\n{tail}")
+    shutil.rmtree(workdir, ignore_errors=True)
+    pytest.fail(f"postgres: no free port after {_ATTEMPTS} attempts")

@@ -4,13 +4,18 @@ each pointed at a tmp config whose ``engine.state_dir`` holds a tmp store."""
 from __future__ import annotations
 
 import json
+import os
+import signal
 import sqlite3
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from servers import free_port
 from typer.testing import CliRunner, Result
 
 from autonomic.cli import app
@@ -150,6 +155,55 @@ def test_run_rejects_an_unknown_log_level() -> None:
     result = cli("run", "--log-level", "nonsense")
     assert result.exit_code == 2
     assert "--log-level" in result.stderr and "nonsense" in result.stderr
+
+
+@pytest.mark.parametrize("command", [["run"], ["status"], ["token", "list"]])
+def test_a_database_that_cannot_be_reached_is_named_without_its_password_or_a_traceback(
+        command: list[str], tmp_path: Path) -> None:
+    url = f"postgresql+psycopg://autonomic:hunter2@127.0.0.1:{free_port()}/autonomic"
+    config = _write(tmp_path / "autonomic.yaml", f"engine: {{database: '{url}', host_metrics: false}}\n")
+
+    result = cli(*command, "-c", config)
+
+    assert result.exit_code == 1, result.output
+    shown = url.replace(":hunter2@", ":***@")
+    assert result.stderr.startswith(f"autonomic: cannot open the store at {shown}: "), result.stderr
+    assert "Connection refused" in result.stderr
+    assert "hunter2" not in result.output and "Traceback" not in result.output
+
+
+def test_the_engine_runs_on_postgresql_and_its_log_shows_the_url_without_the_password(
+        tmp_path: Path, postgres_url: str) -> None:
+    """``autonomic run`` over a PostgreSQL store: it starts, logs where its store is with the
+    password hidden, audits its start there, and stops cleanly on SIGTERM."""
+    url = postgres_url.replace("postgresql+psycopg://postgres@", "postgresql+psycopg://postgres:hunter2@")
+    config = _write(tmp_path / "autonomic.yaml",
+                    f"engine: {{database: '{url}', state_dir: {tmp_path / 'state'}, host_metrics: false,"
+                    " interval_s: 0.2}\napi: {enabled: false}\n")
+    log = tmp_path / "engine.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "autonomic.cli", "run", "-c", str(config)], cwd=tmp_path,
+                                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                                env={**os.environ, "COLUMNS": "500"})  # no wrapped or elided log lines
+    try:
+        deadline = time.monotonic() + 30
+        while "engine started" not in log.read_text() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0, log.read_text()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    text = log.read_text()
+    assert "engine started" in text and "stopped cleanly" in text, text
+    assert f"store {url.replace(':hunter2@', ':***@')})" in text, text
+    assert "hunter2" not in text
+    store = Store(postgres_url)
+    try:
+        assert store.audit_events() and store.verify_audit().ok
+    finally:
+        store.close()
 
 
 # --- pause / resume / audit ----------------------------------------------------------------

@@ -1,13 +1,17 @@
-"""The audit chain: canonical hashing, redaction, tamper detection, two writers on one file."""
+"""The audit chain: canonical hashing, redaction, tamper detection, two writers on one database
+(two Store objects, two threads, two processes), on SQLite and on a real PostgreSQL."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import sqlite3
+import subprocess
+import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -16,6 +20,8 @@ from autonomic.knowledge import AuditReport, Store
 from autonomic.knowledge.audit import GENESIS_HASH, event_hash, redact
 from autonomic.model import Severity
 
+RawSql = Callable[..., list[tuple[Any, ...]]]  # the raw_sql fixture (tests/conftest.py)
+
 
 @pytest.fixture
 def db_path(tmp_path: Path) -> Path:
@@ -23,8 +29,8 @@ def db_path(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def store(db_path: Path) -> Iterator[Store]:
-    s = Store(f"sqlite:///{db_path}")
+def store(store_url: str) -> Iterator[Store]:
+    s = Store(store_url)
     yield s
     s.close()
 
@@ -32,16 +38,6 @@ def store(db_path: Path) -> Iterator[Store]:
 def fill(store: Store, n: int) -> None:
     for i in range(n):
         store.audit("engine", "tick", f"subject-{i}", {"i": i})
-
-
-def raw_sql(db_path: Path, sql: str, *params: object) -> list[tuple[object, ...]]:
-    conn = sqlite3.connect(db_path)
-    try:
-        rows = conn.execute(sql, params).fetchall()
-        conn.commit()
-        return rows
-    finally:
-        conn.close()
 
 
 def test_redact_replaces_secret_values_recursively_and_leaves_the_rest() -> None:
@@ -93,9 +89,9 @@ def test_a_fresh_chain_links_from_genesis_and_verifies(store: Store) -> None:
     assert store.verify_audit() == AuditReport(ok=True, checked=5, problems=[])
 
 
-def test_editing_a_rows_data_is_reported_with_its_seq(store: Store, db_path: Path) -> None:
+def test_editing_a_rows_data_is_reported_with_its_seq(store: Store, raw_sql: RawSql) -> None:
     fill(store, 5)
-    raw_sql(db_path, "UPDATE audit SET data = ? WHERE seq = 3", json.dumps({"i": 99}))
+    raw_sql("UPDATE audit SET data = :data WHERE seq = 3", data=json.dumps({"i": 99}))
 
     report = store.verify_audit()
 
@@ -104,16 +100,22 @@ def test_editing_a_rows_data_is_reported_with_its_seq(store: Store, db_path: Pat
     assert report.problems == ["seq 3: hash mismatch (entry edited)"]
 
 
-def test_a_row_edited_into_invalid_json_is_reported_not_raised(store: Store, db_path: Path) -> None:
+def test_a_row_edited_into_invalid_json_is_reported_not_raised(db_path: Path) -> None:
+    """SQLite only: PostgreSQL's json column refuses invalid JSON, so there it cannot happen."""
+    store = Store(f"sqlite:///{db_path}")
     fill(store, 3)
-    raw_sql(db_path, "UPDATE audit SET data = 'not json{' WHERE seq = 2")
+    raw = sqlite3.connect(db_path)
+    raw.execute("UPDATE audit SET data = 'not json{' WHERE seq = 2")
+    raw.commit()
+    raw.close()
 
     report = store.verify_audit()
+    store.close()
 
     assert report.problems == ["seq 2: hash mismatch (entry edited)"]
 
 
-def test_editing_a_row_and_recomputing_its_hash_breaks_the_next_link(store: Store, db_path: Path) -> None:
+def test_editing_a_row_and_recomputing_its_hash_breaks_the_next_link(store: Store, raw_sql: RawSql) -> None:
     fill(store, 4)
     ev = store.audit_events(since_seq=1, limit=1)[0]
     forged = event_hash(
@@ -125,7 +127,7 @@ def test_editing_a_row_and_recomputing_its_hash_breaks_the_next_link(store: Stor
         data=ev.data,
         prev_hash=ev.prev_hash,
     )
-    raw_sql(db_path, "UPDATE audit SET actor = 'mallory', hash = ? WHERE seq = 2", forged)
+    raw_sql("UPDATE audit SET actor = 'mallory', hash = :hash WHERE seq = 2", hash=forged)
 
     report = store.verify_audit()
 
@@ -133,9 +135,9 @@ def test_editing_a_row_and_recomputing_its_hash_breaks_the_next_link(store: Stor
     assert any(p.startswith("seq 3: prev_hash") for p in report.problems)
 
 
-def test_deleting_a_middle_row_is_detected(store: Store, db_path: Path) -> None:
+def test_deleting_a_middle_row_is_detected(store: Store, raw_sql: RawSql) -> None:
     fill(store, 6)
-    raw_sql(db_path, "DELETE FROM audit WHERE seq = 4")
+    raw_sql("DELETE FROM audit WHERE seq = 4")
 
     report = store.verify_audit()
 
@@ -144,9 +146,9 @@ def test_deleting_a_middle_row_is_detected(store: Store, db_path: Path) -> None:
     assert "seq 4 missing (entry deleted)" in report.problems
 
 
-def test_deleting_the_last_row_is_detected_through_the_head(store: Store, db_path: Path) -> None:
+def test_deleting_the_last_row_is_detected_through_the_head(store: Store, raw_sql: RawSql) -> None:
     fill(store, 6)
-    raw_sql(db_path, "DELETE FROM audit WHERE seq = 6")
+    raw_sql("DELETE FROM audit WHERE seq = 6")
 
     report = store.verify_audit()
 
@@ -154,16 +156,16 @@ def test_deleting_the_last_row_is_detected_through_the_head(store: Store, db_pat
     assert report.problems == ["head says seq 6, chain ends at 5 (tail deleted)"]
 
 
-def test_a_missing_head_row_is_reported_and_further_appends_refused(store: Store, db_path: Path) -> None:
+def test_a_missing_head_row_is_reported_and_further_appends_refused(store: Store, raw_sql: RawSql) -> None:
     fill(store, 2)
-    raw_sql(db_path, "DELETE FROM audit_head")
+    raw_sql("DELETE FROM audit_head")
 
     assert store.verify_audit().problems == ["audit head row missing"]
     with pytest.raises(AuditChainError):
         store.audit("engine", "tick", "x")
 
 
-def test_secrets_are_redacted_before_the_row_is_stored(store: Store, db_path: Path) -> None:
+def test_secrets_are_redacted_before_the_row_is_stored(store: Store, raw_sql: RawSql) -> None:
     ev = store.audit(
         "alice",
         "source.configured",
@@ -175,7 +177,7 @@ def test_secrets_are_redacted_before_the_row_is_stored(store: Store, db_path: Pa
         },
     )
 
-    (stored,) = raw_sql(db_path, "SELECT data FROM audit WHERE seq = ?", ev.seq)
+    (stored,) = raw_sql("SELECT CAST(data AS TEXT) FROM audit WHERE seq = :seq", seq=ev.seq)
     text = str(stored[0])
 
     assert "s3cr3t" not in text and "hunter2" not in text
@@ -195,9 +197,10 @@ def test_data_with_enums_tuples_and_nan_is_normalised_so_the_hash_still_verifies
     assert store.verify_audit().ok
 
 
-def test_two_stores_on_one_file_appending_alternately_keep_one_valid_chain(db_path: Path) -> None:
-    engine_side = Store(f"sqlite:///{db_path}")
-    cli_side = Store(f"sqlite:///{db_path}")
+def test_two_stores_on_one_database_appending_alternately_and_at_once_keep_one_valid_chain(
+        store_url: str) -> None:
+    engine_side = Store(store_url)
+    cli_side = Store(store_url)
     try:
         for i in range(6):
             engine_side.audit("engine", "tick", "engine", {"i": i})
@@ -224,3 +227,60 @@ def test_two_stores_on_one_file_appending_alternately_keep_one_valid_chain(db_pa
     finally:
         engine_side.close()
         cli_side.close()
+
+
+WRITER = """
+import sys
+from autonomic.knowledge import Store
+from autonomic.model import FindingKind, Incident, Severity
+url, who, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+store = Store(url)
+print("ready", flush=True)
+sys.stdin.readline()
+for i in range(n):
+    if i % 2:
+        store.audit(who, "burst", who, {"i": i})
+    else:
+        inc = Incident(service=who, cause="down", severity=Severity.CRITICAL, kind=FindingKind.STATE,
+                       opened_at=float(i), updated_at=float(i), last_finding_at=float(i), summary=who)
+        store.record(inc, actor=who, event="incident.opened", subject=inc.id)
+store.close()
+"""
+
+
+def test_two_processes_writing_at_once_keep_one_audit_chain_that_verifies_throughout(store: Store,
+                                                                                        store_url: str) -> None:
+    """The engine and ``autonomic approve`` are two processes on one database: appending at once,
+    neither forks the chain (each append reads and moves the head under the write lock), and a
+    third reader verifying meanwhile always sees a whole chain."""
+    n = 40
+    procs = [subprocess.Popen([sys.executable, "-c", WRITER, store_url, who, str(n)], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for who in ("engine", "person:alice")]
+    try:
+        for p in procs:  # both have opened the store (and migrated) before either writes
+            assert p.stdout is not None and p.stdout.readline().strip() == "ready", p.stderr
+        for p in procs:
+            assert p.stdin is not None
+            p.stdin.write("go\n")
+            p.stdin.close()
+        reports = []
+        while any(p.poll() is None for p in procs):
+            reports.append(store.verify_audit())
+        for p in procs:
+            assert p.wait(timeout=60) == 0, p.stderr.read() if p.stderr else ""
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+
+    assert all(r.ok for r in reports), [r.problems for r in reports if not r.ok]
+    events = store.audit_events()
+    assert [e.seq for e in events] == list(range(1, 2 * n + 1))
+    assert all(b.prev_hash == a.hash for a, b in zip(events, events[1:], strict=False))
+    assert {who: sum(e.actor == who for e in events) for who in ("engine", "person:alice")} == {
+        "engine": n, "person:alice": n}
+    assert len(store.incidents()) == n
+    final = store.verify_audit()
+    assert final.ok and final.checked == 2 * n

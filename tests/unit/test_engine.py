@@ -119,6 +119,35 @@ def test_a_down_service_is_acted_on_verified_and_resolved(tmp_path: Path) -> Non
     assert h.store.verify_audit().ok
 
 
+def test_the_loop_over_a_postgresql_store_opens_an_incident_decides_acts_and_resolves(
+        tmp_path: Path, postgres_url: str) -> None:
+    store = Store(postgres_url)
+    try:
+        h = Harness(tmp_path, store=store)
+        h.feed("up", 1, 3)
+        assert h.store.incidents() == []
+        h.feed("up", 0, 3)
+        inc = h.incident()
+        (decision,) = h.store.decisions(incident_id=inc.id)
+        assert decision.verdict == Verdict.APPROVED and all(g.passed for g in decision.gates)
+        assert [c for c, *_ in h.actuator.calls] == ["apply"]
+        h.run_until(lambda: h.store.get(Incident, inc.id).state == IncidentState.RESOLVED, "up", 1)  # type: ignore[union-attr]
+        (action,) = h.store.actions(incident_id=inc.id)
+        assert action.state == ActionState.SUCCEEDED and action.decision_id == decision.id
+        (outcome,) = h.store.outcomes(incident_id=inc.id)
+        assert outcome.verdict == "pass"
+        assert h.store.pattern_tallies() == {"fake-down-poke": (1, 0)}
+    finally:
+        store.close()
+    again = Store(postgres_url)  # what another process (the CLI, the API) reads
+    try:
+        assert again.get(Incident, inc.id).resolution == Resolution.RESOLVED  # type: ignore[union-attr]
+        report = again.verify_audit()
+        assert report.ok and report.checked > 5
+    finally:
+        again.close()
+
+
 def test_repeated_findings_update_one_incident_never_open_a_second(tmp_path: Path) -> None:
     h = Harness(tmp_path, policy={"autonomy": "observe"})
     h.feed("up", 0, 25)

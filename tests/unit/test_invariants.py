@@ -129,14 +129,14 @@ def _config() -> tuple[Config, Registry, CheckingActuator]:
 class World:
     """One engine over fakes, restartable on the same store, with the checks."""
 
-    def __init__(self) -> None:
+    def __init__(self, url: str = "sqlite://") -> None:
         self.config, self.registry, self.actuator = _config()
         self.actuator.calls.clear()
         self.actuator.applied_keys.clear()
         self.actuator.fail_next = False
         self.actuator.world = self
         self.clock = FakeClock(T0)
-        self.store = Store("sqlite://")
+        self.store = Store(url)
         self.source = ReplaySource([])
         self.window = False
         self.concurrent = False
@@ -252,10 +252,10 @@ steps = st.one_of(  # findings and ticks weighted up so that most examples act s
 )
 
 
-def run_concurrently(ops: list[tuple[Any, ...]], *workers: list[tuple[Any, ...]]) -> World:
+def run_concurrently(ops: list[tuple[Any, ...]], *workers: list[tuple[Any, ...]], url: str = "sqlite://") -> World:
     """``ops`` (ticks, jumps, failures) in this thread while each worker submits its findings and
     pauses from its own thread; the store's rules are checked after every step and at the end."""
-    world = World()
+    world = World(url)
     world.concurrent = True
     errors: list[BaseException] = []
 
@@ -288,8 +288,8 @@ def run_concurrently(ops: list[tuple[Any, ...]], *workers: list[tuple[Any, ...]]
     return world
 
 
-def run(ops: list[tuple[Any, ...]]) -> World:
-    world = World()
+def run(ops: list[tuple[Any, ...]], url: str = "sqlite://") -> World:
+    world = World(url)
     for op in ops:
         world.step(op)
     return world
@@ -329,11 +329,11 @@ def test_a_burst_of_findings_on_every_service_never_exceeds_the_budgets() -> Non
     assert [c for c, *_ in world.actuator.calls].count("apply") == len(created)
 
 
-def test_a_restart_between_decisions_does_not_reset_the_budget() -> None:
+def test_a_restart_between_decisions_does_not_reset_the_budget(store_url: str) -> None:
     ops: list[tuple[Any, ...]] = []
     for _ in range(5):
         ops += [("finding", "svc-a", "down"), ("tick", 6), ("restart",), ("jump", 30.0)]
-    world = run(ops)
+    world = run(ops, store_url)
     on_a = [a for a in world.store.actions(service="svc-a") if a.state != ActionState.CANCELLED]
     assert len(on_a) == LIMITS["per_service_day"]
 
@@ -373,9 +373,9 @@ def test_a_second_incident_on_a_busy_target_waits_for_the_first_action() -> None
     assert len(live) == 1 and len(world.actuator.calls) == 1
 
 
-def test_the_engines_aggregate_store_queries_agree_with_full_scans() -> None:
+def test_the_engines_aggregate_store_queries_agree_with_full_scans(store_url: str) -> None:
     world = run([("fail", True), ("finding", "svc-a", "down"), ("tick", 2), ("fail", False), ("jump", 30.0),
-                 ("finding", "svc-b", "down"), ("tick", 8), ("finding", "svc-c", "down"), ("tick", 1)])
+                 ("finding", "svc-b", "down"), ("tick", 8), ("finding", "svc-c", "down"), ("tick", 1)], store_url)
     store, now = world.store, world.clock.now()
     actions = store.actions()
     assert {a.state for a in actions} >= {ActionState.FAILED, ActionState.SUCCEEDED}
@@ -392,11 +392,11 @@ def test_the_engines_aggregate_store_queries_agree_with_full_scans() -> None:
         pause_key(None): None, breaker_key("fake"): store.get_state(breaker_key("fake"))}
 
 
-def test_findings_from_two_threads_while_the_loop_runs_act_within_every_rule() -> None:
+def test_findings_from_two_threads_while_the_loop_runs_act_within_every_rule(store_url: str) -> None:
     """Two workers submit findings on every service while the engine ticks: it acts (so the
-    concurrent property above is not vacuous) and no rule is broken."""
+    concurrent property above is not vacuous) and no rule is broken, on both back ends."""
     burst = [("finding", s, "down") for s in SERVICES] * 10
-    world = run_concurrently([("tick", 3), ("jump", 30.0), ("tick", 8)], burst, list(reversed(burst)))
+    world = run_concurrently([("tick", 3), ("jump", 30.0), ("tick", 8)], burst, list(reversed(burst)), url=store_url)
     created = [a for a in world.store.actions() if a.state != ActionState.CANCELLED]
     assert 0 < len(created) <= LIMITS["per_day"]
     assert len({a.service for a in created}) == len(created)  # at most one per service: per_service_day is 1

@@ -4,7 +4,7 @@ the CLI and report schedules."""
 from __future__ import annotations
 
 import types
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
@@ -143,10 +143,11 @@ def populate(store: Store, clock: Clock) -> None:
 
 
 @pytest.fixture
-def store(tmp_path: Path, clock: Clock) -> Store:
-    s = Store(f"sqlite:///{tmp_path / 'autonomic.db'}")
+def store(store_url: str, clock: Clock) -> Iterator[Store]:
+    s = Store(store_url)
     populate(s, clock)
-    return s
+    yield s
+    s.close()
 
 
 ACTION_ITEMS = [
@@ -285,10 +286,9 @@ def test_audit_window_finds_exactly_the_events_in_range_across_pages(clock: Cloc
     assert len(audit_window(s, 0.0, 10_000.0)) == 1300
 
 
-def test_cli_prints_markdown_and_writes_html(store: Store, tmp_path: Path) -> None:
+def test_cli_prints_markdown_and_writes_html(store: Store, store_url: str, tmp_path: Path) -> None:
     config = tmp_path / "autonomic.yaml"
-    config.write_text(f"engine:\n  database: sqlite:///{tmp_path / 'autonomic.db'}\n  host_metrics: false\n"
-                      "builtin_patterns: false\n")
+    config.write_text(f"engine:\n  database: '{store_url}'\n  host_metrics: false\nbuiltin_patterns: false\n")
     runner = CliRunner()
     result = runner.invoke(report_app, ["daily", "-c", str(config), "--now", str(NOW)])
     assert result.exit_code == 0, result.output

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import re
 import sqlite3
+import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from servers import PostgresServer, free_port
 
 from autonomic.errors import StoreError
 from autonomic.knowledge import Store
@@ -33,6 +36,9 @@ from autonomic.model import (
     VerifyVerdict,
 )
 
+RawSql = Callable[..., list[tuple[Any, ...]]]  # the raw_sql fixture (tests/conftest.py)
+HEAD_REVISION = "0002"  # the newest migration
+
 
 @pytest.fixture
 def db_path(tmp_path: Path) -> Path:
@@ -40,8 +46,8 @@ def db_path(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def store(db_path: Path) -> Iterator[Store]:
-    s = Store(f"sqlite:///{db_path}")
+def store(store_url: str) -> Iterator[Store]:
+    s = Store(store_url)
     yield s
     s.close()
 
@@ -167,10 +173,19 @@ def test_record_upserts_by_id_and_updates_indexed_columns(store: Store) -> None:
     assert store.incidents(states=[IncidentState.RESOLVED]) == [closed]
 
 
-def test_record_is_atomic_when_a_write_fails(store: Store, db_path: Path) -> None:
-    raw = sqlite3.connect(db_path)
-    raw.execute("CREATE TRIGGER fail_actions BEFORE INSERT ON actions BEGIN SELECT RAISE(ABORT, 'boom'); END")
-    raw.commit()
+FAILING_TRIGGER = {  # a trigger that makes every insert into actions fail with "boom"
+    "sqlite": ["CREATE TRIGGER fail_actions BEFORE INSERT ON actions BEGIN SELECT RAISE(ABORT, 'boom'); END"],
+    "postgresql": [
+        "CREATE FUNCTION boom() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'boom'; END $$",
+        "CREATE TRIGGER fail_actions BEFORE INSERT ON actions FOR EACH ROW EXECUTE FUNCTION boom()",
+    ],
+}
+DROP_TRIGGER = {"sqlite": "DROP TRIGGER fail_actions", "postgresql": "DROP TRIGGER fail_actions ON actions"}
+
+
+def test_record_is_atomic_when_a_write_fails(store: Store, backend: str, raw_sql: RawSql) -> None:
+    for ddl in FAILING_TRIGGER[backend]:
+        raw_sql(ddl)
     inc = incident()
 
     with pytest.raises(StoreError, match="boom"):
@@ -178,9 +193,7 @@ def test_record_is_atomic_when_a_write_fails(store: Store, db_path: Path) -> Non
 
     assert store.get(Incident, inc.id) is None
     assert store.audit_events() == []
-    raw.execute("DROP TRIGGER fail_actions")
-    raw.commit()
-    raw.close()
+    raw_sql(DROP_TRIGGER[backend])
     ev = store.record(inc, actor="engine", event="incident.opened", subject=inc.id)
     assert ev.seq == 1
     assert store.verify_audit().ok
@@ -368,23 +381,28 @@ def test_audit_events_filter_by_seq_limit_and_subject(store: Store) -> None:
     assert [e.seq for e in store.audit_events(subject="b")] == [2, 4]
 
 
-def test_migrations_run_again_on_reopen_and_the_file_is_in_wal_mode(db_path: Path) -> None:
-    first = Store(f"sqlite:///{db_path}")
+def test_migrations_run_again_on_reopen_and_leave_the_data_and_the_chain_alone(
+        store_url: str, raw_sql: RawSql) -> None:
+    first = Store(store_url)
     inc = incident()
     first.record(inc, actor="engine", event="incident.opened", subject=inc.id)
     first.close()
 
     for _ in range(2):
-        again = Store(f"sqlite:///{db_path}")
+        again = Store(store_url)
         assert again.get(Incident, inc.id) == inc
         assert again.verify_audit().ok
         again.close()
 
+    assert raw_sql("SELECT version_num FROM alembic_version") == [(HEAD_REVISION,)]
+    assert raw_sql("SELECT id, seq FROM audit_head") == [(1, 1)]
+
+
+def test_a_sqlite_store_file_is_in_wal_mode(db_path: Path) -> None:
+    Store(f"sqlite:///{db_path}").close()
     raw = sqlite3.connect(db_path)
     try:
         assert raw.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-        assert raw.execute("SELECT version_num FROM alembic_version").fetchall() == [("0001",)]
-        assert raw.execute("SELECT id, seq FROM audit_head").fetchall() == [(1, 1)]
     finally:
         raw.close()
 
@@ -397,9 +415,11 @@ def test_store_creates_the_parent_directory_of_a_sqlite_file(tmp_path: Path) -> 
     assert path.exists()
 
 
-@pytest.mark.parametrize("kind", ["memory", "file"])
-def test_one_store_is_usable_from_several_threads(kind: str, db_path: Path) -> None:
-    s = Store("sqlite://" if kind == "memory" else f"sqlite:///{db_path}")
+@pytest.mark.parametrize("kind", ["memory", "file", "postgresql"])
+def test_one_store_is_usable_from_several_threads(kind: str, db_path: Path, request: pytest.FixtureRequest) -> None:
+    urls = {"memory": lambda: "sqlite://", "file": lambda: f"sqlite:///{db_path}",
+            "postgresql": lambda: request.getfixturevalue("postgres_url")}
+    s = Store(urls[kind]())
     errors: list[BaseException] = []
 
     def work(n: int) -> None:
@@ -425,7 +445,7 @@ def test_one_store_is_usable_from_several_threads(kind: str, db_path: Path) -> N
     s.close()
 
 
-def test_a_unit_commits_several_writes_at_once_and_reads_its_own_writes(store: Store, db_path: Path) -> None:
+def test_a_unit_commits_several_writes_at_once_and_reads_its_own_writes(store: Store, raw_sql: RawSql) -> None:
     heard: list[tuple[Any, ...]] = []
     store.on_record(heard.append)
     inc = incident()
@@ -434,11 +454,7 @@ def test_a_unit_commits_several_writes_at_once_and_reads_its_own_writes(store: S
         seen_inside = store.get(Incident, inc.id)
         with store.reading():
             assert store.get(Incident, inc.id) == inc  # a read snapshot inside a unit sees the unit
-        other = sqlite3.connect(db_path)
-        try:
-            assert other.execute("select count(*) from incidents").fetchone()[0] == 0  # not committed yet
-        finally:
-            other.close()
+        assert raw_sql("select count(*) from incidents") == [(0,)]  # not committed yet
         assert heard == []  # listeners hear after the commit
         store.set_state("k", {"v": 1}, actor="engine", event="state.set")
         store.record(inc.model_copy(update={"state": IncidentState.DIAGNOSED}), actor="engine",
@@ -463,3 +479,283 @@ def test_a_unit_that_fails_writes_nothing_and_tells_no_listener(store: Store) ->
     assert store.get(Incident, inc.id) is None
     assert len(store.audit_events()) == before and heard == []
     assert store.verify_audit().ok
+
+
+# --- both back ends: what PostgreSQL used to do differently --------------------------------
+
+
+def test_the_migrated_schema_is_the_one_the_tables_declare(store: Store, store_url: str) -> None:
+    """Alembic's comparison of the live database with tables.py (types included) finds nothing:
+    the migrations and the declarations are in step on both back ends."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+    from sqlalchemy import create_engine
+    from sqlalchemy.pool import NullPool
+
+    from autonomic.knowledge.tables import Base
+
+    engine = create_engine(store_url, poolclass=NullPool)
+    try:
+        with engine.connect() as conn:
+            context = MigrationContext.configure(conn, opts={"compare_type": True})
+            assert compare_metadata(context, Base.metadata) == []
+    finally:
+        engine.dispose()
+
+
+def test_the_pattern_tallies_and_the_rate_limit_queries_give_the_same_numbers_on_both_backends(
+        store: Store) -> None:
+    """The aggregate queries the engine's gates use (grouping by a JSON field among them)."""
+    store.record(
+        action("i1", created_at=100.0, state=ActionState.SUCCEEDED, pattern_id="mem-leak", updated_at=150.0),
+        action("i2", created_at=200.0, state=ActionState.FAILED, pattern_id="mem-leak", updated_at=260.0),
+        action("i3", created_at=300.0, state=ActionState.ROLLED_BACK, pattern_id="disk-full", service="web",
+               updated_at=330.0),
+        action("i4", created_at=400.0, state=ActionState.RUNNING, pattern_id="mem-leak"),
+        action("i5", created_at=500.0, state=ActionState.CANCELLED, pattern_id="disk-full", updated_at=999.0),
+        action("i6", created_at=600.0, state=ActionState.SUCCEEDED, updated_at=610.0),  # no pattern
+        actor="engine", event="seed", subject="all",
+    )
+
+    assert store.pattern_tallies() == {"mem-leak": (1, 1), "disk-full": (0, 1)}
+    assert store.action_counts(150.0, 50.0, type="restart", service="api") == (4, 5, 3, 4)
+    assert store.busy_services() == {"api"}
+    assert store.service_activity("api") == (True, 610.0)
+    assert store.service_activity("web") == (False, 330.0)
+    assert store.service_activity("db") == (False, 0.0)
+    store.set_state("a", {"v": 1}, actor="t", event="s")
+    assert store.get_states(["a", "b", "a"]) == {"a": {"v": 1}, "b": None}
+    assert store.get_states([]) == {}
+
+
+def test_nan_and_infinity_in_a_noun_or_a_state_are_stored_as_null_on_both_backends(store: Store) -> None:
+    """PostgreSQL's json type has no NaN or Infinity; both back ends store null for them, so the
+    noun reads back the same everywhere (and can be served as JSON)."""
+    inc = incident()
+    odd = finding(inc.id, value=float("nan"), threshold=float("inf"),
+                  evidence={"ema": float("nan"), "slope": float("-inf"), "ok": 1.5})
+
+    store.record(odd, actor="engine", event="finding", subject=inc.id)
+    store.set_state("detector:x", {"mean": float("nan"), "n": 3}, actor="engine", event="state.set")
+
+    back = store.get(Finding, odd.id)
+    assert back is not None
+    assert back.value is None and back.threshold is None
+    assert back.evidence == {"ema": None, "slope": None, "ok": 1.5}
+    assert back.model_copy(update={"value": odd.value, "threshold": odd.threshold,
+                                   "evidence": odd.evidence}).model_dump_json() == odd.model_dump_json()
+    assert store.findings(inc.id) == [back]
+    assert store.get_state("detector:x") == {"mean": None, "n": 3}
+    assert store.verify_audit().ok
+
+
+def test_names_longer_than_255_characters_are_stored_and_found_on_both_backends(store: Store) -> None:
+    """An alert's labels have no length limit; PostgreSQL's VARCHAR(255) refused what SQLite kept."""
+    service, cause = "svc-" + "s" * 300, "alert:" + "a" * 500
+    inc = incident(service=service, cause=cause)
+    act = action(inc.id, service=service, type="t" * 300)
+
+    store.record(inc, act, actor="person:" + "p" * 300, event="e" * 300, subject="x" * 1000)
+    store.set_state("pause:" + service, {"by": "ops"}, actor="ops", event="pause.set")
+
+    assert store.open_incident(service, cause) == inc
+    assert store.actions(service=service) == [act]
+    assert store.count_actions(0.0, type="t" * 300) == 1
+    assert store.get_state("pause:" + service) == {"by": "ops"}
+    assert store.audit_events(subject="x" * 1000)[0].actor == "person:" + "p" * 300
+    assert store.verify_audit().ok
+
+
+def test_the_audit_chain_goes_on_past_seq_two_to_the_31(store: Store, raw_sql: RawSql) -> None:
+    """Sequence numbers are 64-bit on both back ends (PostgreSQL's INTEGER stopped at 2**31 - 1)."""
+    last = 2**31 - 1
+    raw_sql("UPDATE audit_head SET seq = :seq", seq=last)
+
+    ev = store.audit("engine", "tick", "engine")
+    inc = incident()
+    store.record(inc, actor="engine", event="incident.opened", subject=inc.id)
+
+    assert ev.seq == last + 1
+    assert [e.seq for e in store.audit_events(since_seq=last)] == [last + 1, last + 2]
+    assert store.incidents() == [inc]
+
+
+@pytest.mark.parametrize("where", ["service", "cause", "id", "actor", "subject", "state key"])
+def test_a_nul_character_in_a_stored_name_is_refused_naming_the_field_and_nothing_is_written(
+        store: Store, where: str) -> None:
+    """PostgreSQL text cannot hold U+0000: neither back end takes it, and the error says where."""
+    bad = "a\x00b"
+    inc = incident(**({where: bad} if where in ("service", "cause", "id") else {}))
+    expected = {"service": "incident.service", "cause": "incident.cause", "id": "incident.id",
+                "actor": "audit event.actor", "subject": "audit event.subject", "state key": "state.key"}[where]
+
+    with pytest.raises(StoreError, match=f"{expected} contains a NUL character"):
+        if where == "state key":
+            store.set_state(bad, {"v": 1}, actor="engine", event="state.set")
+        else:
+            store.record(inc, actor=bad if where == "actor" else "engine", event="incident.opened",
+                         subject=bad if where == "subject" else inc.id)
+
+    assert store.incidents() == [] and store.audit_events() == []
+    store.audit("engine", "after", "engine", {"text": bad})  # inside JSON data it is fine
+    assert store.verify_audit().ok
+
+
+def test_stores_opened_at_once_on_an_empty_database_migrate_it_once(store_url: str) -> None:
+    """Four Stores (as four processes starting together would) on a database with no tables: one
+    migrates, the others wait for it and find the schema done (PostgreSQL used to deadlock)."""
+    barrier = threading.Barrier(4)
+    opened: list[Store] = []
+    errors: list[BaseException] = []
+
+    def open_store() -> None:
+        barrier.wait()
+        try:
+            opened.append(Store(store_url))
+        except BaseException as e:  # collected and re-raised in the main thread
+            errors.append(e)
+
+    threads = [threading.Thread(target=open_store, daemon=True) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    try:
+        assert not any(t.is_alive() for t in threads), "a Store never finished opening"
+        assert errors == []
+        for i, s in enumerate(opened):
+            s.audit("engine", "started", f"engine-{i}")
+        report = opened[0].verify_audit()
+        assert report.ok and report.checked == 4
+    finally:
+        for s in opened:
+            s.close()
+
+
+def test_a_unit_sees_no_other_writers_commits_and_they_wait_until_it_ends(store_url: str) -> None:
+    """Inside a unit of work, what it read stays true until it commits: another Store's write
+    (another process, in production) waits for the unit, as BEGIN IMMEDIATE makes it on SQLite."""
+    mine, other = Store(store_url), Store(store_url)
+    try:
+        started, done = threading.Event(), threading.Event()
+
+        def write_elsewhere() -> None:
+            started.set()
+            other.record(action("i9"), actor="person:ops", event="action.created", subject="i9")
+            done.set()
+
+        with mine.unit():
+            before = mine.count_actions(0.0)
+            writer = threading.Thread(target=write_elsewhere, daemon=True)
+            writer.start()
+            started.wait(5)
+            finished_early = done.wait(0.5)
+            during = mine.count_actions(0.0)
+            mine.record(action("i1"), actor="engine", event="action.created", subject="i1")
+        writer.join(timeout=15)
+
+        assert not finished_early, "the other store wrote while the unit was open"
+        assert before == during == 0
+        assert done.is_set()
+        assert mine.count_actions(0.0) == 2
+        assert [e.subject for e in mine.audit_events()] == ["i1", "i9"]
+        assert mine.verify_audit().ok
+    finally:
+        mine.close()
+        other.close()
+
+
+def test_a_reading_block_is_one_snapshot_while_another_store_writes(store_url: str) -> None:
+    """Every read inside ``reading()`` (and ``verify_audit``) sees the database as of one moment,
+    on PostgreSQL too (whose READ COMMITTED would see each statement's own moment)."""
+    reader, writer = Store(store_url), Store(store_url)
+    try:
+        writer.audit("engine", "tick", "engine")
+        with reader.reading():
+            first = reader.audit_events()
+            writer.audit("person:ops", "pause.set", "pause:api")
+            writer.set_state("pause:api", {"by": "ops"}, actor="person:ops", event="pause.set")
+            second = reader.audit_events()
+            state = reader.get_state("pause:api")
+        assert [e.seq for e in first] == [e.seq for e in second] == [1]
+        assert state is None
+        assert [e.seq for e in reader.audit_events()] == [1, 2, 3]
+    finally:
+        reader.close()
+        writer.close()
+
+
+# --- PostgreSQL: URLs, connections ---------------------------------------------------------
+
+
+def test_postgresql_urls_without_a_driver_use_psycopg(postgres_server: PostgresServer, postgres_url: str) -> None:
+    """``postgresql://`` means the psycopg 3 driver the ``postgres`` extra installs (SQLAlchemy
+    2.0's own default would be psycopg2, which is not a dependency)."""
+    plain = postgres_url.replace("postgresql+psycopg://", "postgresql://")
+    s = Store(plain)
+    try:
+        s.audit("engine", "engine.started", "engine")
+        assert s.verify_audit().ok
+    finally:
+        s.close()
+
+
+@pytest.mark.parametrize("case", ["refused", "no such database"])
+def test_an_unusable_postgresql_url_is_a_store_error_naming_it_without_the_password(
+        case: str, postgres_server: PostgresServer) -> None:
+    url = (f"postgresql+psycopg://autonomic:hunter2@127.0.0.1:{free_port()}/autonomic" if case == "refused"
+           else postgres_server.url("no_such_database", password="hunter2"))
+    shown = url.replace(":hunter2@", ":***@")
+
+    with pytest.raises(StoreError) as caught:
+        Store(url)
+
+    message = str(caught.value)
+    assert message.startswith(f"cannot open the store at {shown}: ")
+    assert ("Connection refused" if case == "refused" else 'database "no_such_database" does not exist') in message
+    assert "hunter2" not in message
+
+
+@pytest.mark.parametrize(("url", "expected"), [
+    ("not a url", "'not a url' is not a SQLAlchemy URL"),
+    ("http://user:hunter2@example.com/db", "'http://user:***@example.com/db' names a database the store does not"),
+    ("mysql://user:hunter2@127.0.0.1/db", "'mysql://user:***@127.0.0.1/db' names a database the store does not"),
+    ("postgresql+nosuchdriver://user:hunter2@127.0.0.1/db",
+     "cannot open the store at postgresql+nosuchdriver://user:***@127.0.0.1/db"),
+])
+def test_a_database_url_the_store_cannot_use_is_a_store_error_naming_it_without_the_password(
+        url: str, expected: str) -> None:
+    with pytest.raises(StoreError, match=re.escape(expected)) as caught:
+        Store(url)
+    assert "hunter2" not in str(caught.value)
+
+
+def test_connections_the_postgresql_server_closed_are_replaced_not_reported_as_errors(
+        postgres_server: PostgresServer, postgres_url: str) -> None:
+    """A server restart or an idle timeout closes the pooled connections: the next call gets a
+    fresh one instead of failing."""
+    s = Store(postgres_url)
+    try:
+        inc = incident()
+        s.record(inc, actor="engine", event="incident.opened", subject=inc.id)
+        database = postgres_url.rsplit("/", 1)[1]
+        with postgres_server.connect() as admin:
+            killed = admin.execute("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                                   "WHERE datname = %s AND pid <> pg_backend_pid()", (database,)).fetchone()
+        assert killed is not None and killed[0] >= 1
+
+        assert s.get(Incident, inc.id) == inc
+        s.audit("engine", "tick", "engine")
+        assert s.verify_audit().ok
+    finally:
+        s.close()
+
+
+def test_a_missing_postgresql_driver_is_a_store_error_saying_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "psycopg", None)  # import psycopg now raises ImportError
+
+    with pytest.raises(StoreError, match=re.escape("pip install 'autonomic[postgres]'")) as caught:
+        Store("postgresql+psycopg://autonomic:hunter2@127.0.0.1:5432/autonomic")
+
+    assert "cannot open the store at postgresql+psycopg://autonomic:***@127.0.0.1:5432/autonomic" in str(caught.value)
+    assert "hunter2" not in str(caught.value)

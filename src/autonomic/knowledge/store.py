@@ -1,20 +1,30 @@
 """The knowledge store: every noun, the hash-chained audit log and named state, in one database.
 
-SQLite (WAL) is the embedded default; the schema is portable to PostgreSQL. The store is the
-truth: each noun is written together with exactly one audit event in a single transaction
-(:meth:`Store.record`), so after a crash the store holds either both or neither.
+SQLite (WAL) is the embedded default; PostgreSQL works too (``postgresql+psycopg://user:pass@host/db``,
+or ``postgresql://...``, with the ``postgres`` extra installed) and is tested against a real server.
+The store is the truth: each noun is written together with exactly one audit event in a single
+transaction (:meth:`Store.record`), so after a crash the store holds either both or neither.
 
-Concurrency. Each call opens its own Session, so one Store may be shared by threads. On SQLite
-every write transaction starts with ``BEGIN IMMEDIATE`` (taking the write lock up front, waiting
-up to ``busy_timeout`` for it) so two processes on one file (the engine and ``autonomic approve``)
-never interleave the audit chain; reads use a plain ``BEGIN`` and, under WAL, never block
-writers. On other databases the audit head row is read ``FOR UPDATE`` to the same effect.
+Concurrency. Each call opens its own Session, so one Store may be shared by threads. Write
+transactions are serialised up front, so two processes on one database (the engine and
+``autonomic approve``) never interleave the audit chain and a unit of work sees no other writer's
+commits while it runs: on SQLite every write transaction starts with ``BEGIN IMMEDIATE`` (taking
+the write lock, waiting up to ``busy_timeout`` for it); on PostgreSQL with a transaction-scoped
+advisory lock (``pg_advisory_xact_lock``), which also serialises the migrations of Stores opened
+at once on an empty database, and the audit head row is read ``FOR UPDATE`` as well. Reads use a
+plain ``BEGIN`` on SQLite (under WAL they never block writers) and a read-only ``REPEATABLE READ``
+transaction on PostgreSQL, so that a read transaction (:meth:`Store.reading`,
+:meth:`Store.verify_audit`) is one snapshot there too, not one per statement.
+
+One engine per database: several engine replicas over one database are not supported (the
+engine's in-memory caches assume it is the only writer of incidents and actions).
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -23,6 +33,7 @@ from typing import Any, TypeVar
 
 from alembic import command
 from alembic.config import Config
+from pydantic_core import to_json
 from sqlalchemy import (
     ColumnElement,
     Connection,
@@ -42,8 +53,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
 from sqlalchemy.pool import StaticPool
 
 from autonomic.errors import AuditChainError, StoreError
@@ -80,7 +91,9 @@ Noun = Finding | Incident | Diagnosis | Decision | Action | Outcome
 T = TypeVar("T", bound=Frozen)
 
 _MIGRATIONS = Path(__file__).with_name("migrations")
-_WRITE = "autonomic_write"  # execution option: this connection begins with BEGIN IMMEDIATE
+_WRITE = "autonomic_write"  # execution option: a write transaction (BEGIN IMMEDIATE, or the advisory lock)
+# pg_advisory_xact_lock key of the store's write lock (per database): b"autonomi" as a bigint
+_PG_WRITE_LOCK = int.from_bytes(b"autonomi", "big")
 _HEAD_ID = 1
 _HEAD: Table = AuditHeadRow.__table__  # type: ignore[assignment]
 _AUDIT: Table = AuditRow.__table__  # type: ignore[assignment]
@@ -110,11 +123,12 @@ _SERVICE_ACTIVITY = select(
                    ActionRow.body["updated_at"].as_float()), else_=None)),
 ).where(ActionRow.service == bindparam("service"))
 _OK, _BAD = ActionState.SUCCEEDED.value, [ActionState.FAILED.value, ActionState.ROLLED_BACK.value]
-_PATTERN_TALLIES = (
-    select(ActionRow.body["pattern_id"].as_string(), func.sum(case((ActionRow.state == _OK, 1), else_=0)),
+_PATTERN_ID = ActionRow.body["pattern_id"].as_string().label("pattern_id")
+_PATTERN_TALLIES = (  # grouped by the label: PostgreSQL binds each copy of the JSON path apart
+    select(_PATTERN_ID, func.sum(case((ActionRow.state == _OK, 1), else_=0)),
            func.sum(case((ActionRow.state.in_(_BAD), 1), else_=0)))
     .where(ActionRow.state.in_([_OK, *_BAD]))
-    .group_by(ActionRow.body["pattern_id"].as_string())
+    .group_by(_PATTERN_ID)
 )
 _HEAD_FOR_UPDATE = select(_HEAD.c.seq, _HEAD.c.hash).where(_HEAD.c.id == _HEAD_ID).with_for_update()
 _HEAD_UPDATE = (update(_HEAD).where(_HEAD.c.id == _HEAD_ID)
@@ -147,6 +161,64 @@ def _install_sqlite_hooks(engine: Engine) -> None:
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get(_WRITE) else "BEGIN")
+
+
+def _install_postgresql_hooks(engine: Engine) -> None:
+    """Every write transaction first takes the store's advisory lock, held until it commits or
+    rolls back: PostgreSQL's counterpart of SQLite's BEGIN IMMEDIATE (one writer at a time)."""
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        if conn.get_execution_options().get(_WRITE):
+            conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_PG_WRITE_LOCK})")
+
+
+_BACKENDS = ("sqlite", "postgresql")
+_PASSWORD_IN_TEXT = re.compile(r"(://[^:/@]*:)[^@]*@")
+
+
+def _parse_url(url: str) -> URL:
+    """``url`` parsed; ``postgresql://`` means the psycopg (3) driver whatever SQLAlchemy's default
+    is. StoreError, naming the URL without its password, for one the store cannot use."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise StoreError(f"the database URL {shown_url(str(url))!r} is not a "
+                         "SQLAlchemy URL (sqlite:///path/to/file.db or "
+                         "postgresql+psycopg://user:password@host:5432/database)") from None
+    if parsed.get_backend_name() not in _BACKENDS:
+        raise StoreError(f"the database URL {_shown(parsed)!r} names a database the store does not support: "
+                         "use sqlite:///path/to/file.db or postgresql+psycopg://user:password@host:5432/database")
+    if parsed.drivername == "postgresql":
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    return parsed
+
+
+def _shown(url: URL) -> str:
+    """The URL as it may be shown or logged: the password replaced by ``***``."""
+    return url.render_as_string(hide_password=True)
+
+
+def shown_url(url: str) -> str:
+    """A database URL as it may be shown or logged, its password (if any) replaced by ``***``."""
+    try:
+        return _shown(make_url(url))
+    except ArgumentError:
+        return _PASSWORD_IN_TEXT.sub(r"\1***@", url)
+
+
+def _json_text(value: Any) -> str:
+    """The JSON text stored for a JSON column's value: compact, NaN and infinities as null."""
+    return to_json(value, inf_nan_mode="null").decode()
+
+
+def _no_nul(what: str, values: dict[str, Any]) -> None:
+    """StoreError naming the field when a text column's value holds a NUL character: PostgreSQL
+    text cannot, so neither back end takes it (the same input fails the same way on both)."""
+    for field, value in values.items():
+        if isinstance(value, str) and "\x00" in value:
+            raise StoreError(f"{what}.{field} contains a NUL character (\\x00), which the store cannot hold; "
+                             "nothing was written")
 
 
 def _kind_and_table(model: type) -> tuple[str, type[NounRow]]:
@@ -194,21 +266,42 @@ class Store:
 
     def __init__(self, url: str) -> None:
         """Open (creating if needed) the database at ``url`` and bring its schema to the latest
-        migration. ``"sqlite://"`` is a private in-memory database."""
-        parsed = make_url(url)
+        migration. ``"sqlite://"`` is a private in-memory database. A URL that cannot be used
+        (unparsable, another database, a missing driver, a server that cannot be reached or
+        refuses us) raises StoreError naming the URL with its password hidden."""
+        parsed = _parse_url(url)
+        shown = _shown(parsed)
         sqlite = parsed.get_backend_name() == "sqlite"
         memory = sqlite and parsed.database in (None, "", ":memory:")
-        kwargs: dict[str, Any] = {}
+        # NaN and infinities become null in every JSON column: PostgreSQL's json type has no
+        # token for them, and one serialisation on both back ends reads back the same
+        kwargs: dict[str, Any] = {"json_serializer": _json_text}
         if sqlite:
             kwargs["connect_args"] = {"check_same_thread": False}
             if memory:
                 kwargs["poolclass"] = StaticPool
             else:
                 Path(str(parsed.database)).expanduser().parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(parsed, **kwargs)
+        else:
+            # a pooled connection the server closed (a restart, an idle timeout) is replaced,
+            # not handed to the next call as an error
+            kwargs["pool_pre_ping"] = True
+        try:
+            engine = create_engine(parsed, **kwargs)
+        except ImportError as e:
+            raise StoreError(f"cannot open the store at {shown}: its driver is not installed ({e}); "
+                             "for PostgreSQL: pip install 'autonomic[postgres]'") from e
+        except ArgumentError as e:
+            raise StoreError(f"cannot open the store at {shown}: {e}") from e
         if sqlite:
             _install_sqlite_hooks(engine)
+            reader: Engine = engine
+        else:
+            _install_postgresql_hooks(engine)
+            # a read transaction is one snapshot (READ COMMITTED would take one per statement)
+            reader = engine.execution_options(isolation_level="REPEATABLE READ", postgresql_readonly=True)
         self._engine = engine
+        self._reader = reader
         self._writer = engine.execution_options(**{_WRITE: True})
         self._insert: Callable[..., Any] = sqlite_insert if sqlite else pg_insert
         self._upserts: dict[tuple[Any, ...], Any] = {}
@@ -219,6 +312,11 @@ class Store:
         self._reading = threading.local()  # this thread's shared read Session (see reading())
         try:
             self._migrate()
+        except StoreError as e:
+            engine.dispose()
+            cause = e.__cause__ if isinstance(e.__cause__, SQLAlchemyError) else None
+            raise StoreError(f"cannot open the store at {shown}: "
+                             f"{_cause(cause) if cause is not None else e}") from e
         except BaseException:
             engine.dispose()
             raise
@@ -291,15 +389,16 @@ class Store:
         guard = self._lock if self._lock is not None else contextlib.nullcontext()
         with guard:
             try:
-                with self._engine.begin() as conn:
+                with self._reader.begin() as conn:
                     yield conn
             except SQLAlchemyError as e:
                 raise StoreError(f"store read failed: {_cause(e)}") from e
 
     @contextlib.contextmanager
     def _write(self) -> Iterator[Connection]:
-        """One write transaction on a Core connection (BEGIN IMMEDIATE on SQLite), committed on
-        success, rolled back on any error; database errors come out as StoreError."""
+        """One write transaction on a Core connection (BEGIN IMMEDIATE on SQLite, the advisory lock
+        on PostgreSQL), committed on success, rolled back on any error; database errors come out
+        as StoreError."""
         unit = getattr(self._reading, "unit", None)
         if unit is not None:  # inside Store.unit(): its transaction, committed when the unit ends
             yield unit
@@ -328,6 +427,7 @@ class Store:
         self, conn: Connection, head: tuple[int, str], actor: str, kind: str, subject: str,
         data: dict[str, Any] | None
     ) -> AuditEvent:
+        _no_nul("audit event", {"actor": actor, "kind": kind, "subject": subject})
         ev = make_event(
             seq=head[0] + 1,
             ts=time.time(),
@@ -383,9 +483,11 @@ class Store:
         }
         with self._write() as conn:
             head = self._head(conn)
-            for noun, (_, row_cls) in zip(nouns, tables, strict=True):
+            for noun, (kind, row_cls) in zip(nouns, tables, strict=True):
                 body = noun.model_dump(mode="json")
-                values = {"id": noun.id, "first_seq": head[0] + 1, "body": body, **_index_values(row_cls, body)}
+                indexed = _index_values(row_cls, body)
+                _no_nul(kind, {"id": noun.id, **indexed})
+                values = {"id": noun.id, "first_seq": head[0] + 1, "body": body, **indexed}
                 conn.execute(self._upsert(row_cls, values, keep=("first_seq",)), values)
             written = self._append(conn, head, actor, event, subject, payload)
         heard = getattr(self._reading, "heard", None)
@@ -582,6 +684,7 @@ class Store:
         data ``data`` plus ``{"value": value}``) in the same transaction."""
         if value is not None and not isinstance(value, dict):
             raise TypeError(f"state value for {key!r} must be a dict or None, not {type(value).__name__}")
+        _no_nul("state", {"key": key})
         with self._write() as conn:
             head = self._head(conn)
             if value is None:

@@ -5,20 +5,24 @@ copies of the fields that queries filter or sort on. A noun column with the same
 model field is filled from that field (see :data:`NOUN_TABLES`); ``first_seq`` is the seq of the
 audit event that first wrote the row and breaks ties in "oldest first" orderings.
 
-The schema is created by the Alembic migrations in ``migrations/versions``; keep the two in step.
+The schema is created by the Alembic migrations in ``migrations/versions``; keep the two in step
+(a test compares them on both back ends). Names and ids are TEXT and sequence numbers BIGINT on
+PostgreSQL (migration 0002); SQLite keeps 0001's declarations, which it does not enforce (any
+length, 64-bit integers), so both back ends accept the same values.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import JSON, Float, Integer, String
+from sqlalchemy import JSON, BigInteger, Float, Integer, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from autonomic.model import Action, Decision, Diagnosis, Finding, Incident, Outcome
 
-ID = String(64)
-NAME = String(255)
+ID = String(64).with_variant(Text(), "postgresql")
+NAME = String(255).with_variant(Text(), "postgresql")
+SEQ = Integer().with_variant(BigInteger(), "postgresql")
 
 
 class Base(DeclarativeBase):
@@ -31,7 +35,7 @@ class NounRow(Base):
     __abstract__ = True
 
     id: Mapped[str] = mapped_column(ID, primary_key=True)
-    first_seq: Mapped[int] = mapped_column(Integer, nullable=False)
+    first_seq: Mapped[int] = mapped_column(SEQ, nullable=False)
     body: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False)
 
 
@@ -92,7 +96,7 @@ class AuditRow(Base):
 
     __tablename__ = "audit"
 
-    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    seq: Mapped[int] = mapped_column(SEQ, primary_key=True, autoincrement=False)
     ts: Mapped[float] = mapped_column(Float, nullable=False, index=True)
     actor: Mapped[str] = mapped_column(NAME, nullable=False)
     kind: Mapped[str] = mapped_column(NAME, nullable=False)
@@ -108,7 +112,7 @@ class AuditHeadRow(Base):
     __tablename__ = "audit_head"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
-    seq: Mapped[int] = mapped_column(Integer, nullable=False)
+    seq: Mapped[int] = mapped_column(SEQ, nullable=False)
     hash: Mapped[str] = mapped_column(String(64), nullable=False)
 
 
@@ -117,7 +121,7 @@ class StateRow(Base):
 
     __tablename__ = "state"
 
-    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    key: Mapped[str] = mapped_column(NAME, primary_key=True)
     value: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False)
     updated_at: Mapped[float] = mapped_column(Float, nullable=False)
 

@@ -11,7 +11,7 @@ from typing import Annotated, Any
 
 import typer
 
-from autonomic.errors import ConfigError
+from autonomic.errors import ConfigError, StoreError
 
 token_app = typer.Typer(no_args_is_help=True, help="API tokens (stored only as hashes).")
 
@@ -29,7 +29,11 @@ def _store(config: Path | None) -> Any:
         for p in err.problems:
             print(str(p), file=sys.stderr)
         raise typer.Exit(2) from None
-    return Store(cfg.database_url)
+    try:
+        return Store(cfg.database_url)
+    except StoreError as err:  # names the URL, password hidden
+        print(f"autonomic: {err}", file=sys.stderr)
+        raise typer.Exit(1) from None
 
 
 def _actor() -> str:
