@@ -398,6 +398,24 @@ def test_migrations_run_again_on_reopen_and_leave_the_data_and_the_chain_alone(
     assert raw_sql("SELECT id, seq FROM audit_head") == [(1, 1)]
 
 
+def test_a_database_migrated_by_a_newer_version_is_refused_naming_both_revisions_and_left_alone(
+        store_url: str, raw_sql: RawSql) -> None:
+    """A deploy rolled back after the new version migrated the store: opening it used to end in
+    Alembic's raw "Can't locate revision"; now a StoreError says what happened and what to do."""
+    first = Store(store_url)
+    inc = incident()
+    first.record(inc, actor="engine", event="incident.opened", subject=inc.id)
+    first.close()
+    raw_sql("UPDATE alembic_version SET version_num = '0099'")
+    with pytest.raises(StoreError, match=r"'0099'.*newest is " + HEAD_REVISION + r".*newer autonomic"):
+        Store(store_url)
+    assert raw_sql("SELECT version_num FROM alembic_version") == [("0099",)]
+    raw_sql("UPDATE alembic_version SET version_num = :head", head=HEAD_REVISION)
+    again = Store(store_url)
+    assert again.get(Incident, inc.id) == inc and again.verify_audit().ok
+    again.close()
+
+
 def test_a_sqlite_store_file_is_in_wal_mode(db_path: Path) -> None:
     Store(f"sqlite:///{db_path}").close()
     raw = sqlite3.connect(db_path)

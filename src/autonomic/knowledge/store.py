@@ -33,6 +33,8 @@ from typing import Any, TypeVar
 
 from alembic import command
 from alembic.config import Config
+from alembic.script import ScriptDirectory
+from alembic.util.exc import CommandError
 from pydantic_core import to_json
 from sqlalchemy import (
     ColumnElement,
@@ -334,11 +336,21 @@ class Store:
     # --- plumbing ----------------------------------------------------------------------------
 
     def _migrate(self) -> None:
+        """Bring the schema to the latest migration. A database stamped with a revision this
+        version does not know (a newer autonomic migrated it: a rollback of the deploy) is
+        refused with a StoreError saying so, and is left as it is."""
         config = Config()
         config.set_main_option("script_location", str(_MIGRATIONS))
         with self._write() as conn:
             config.attributes["connection"] = conn
-            command.upgrade(config, "head")
+            try:
+                command.upgrade(config, "head")
+            except CommandError as e:
+                known = ScriptDirectory.from_config(config).get_current_head()
+                raise StoreError(f"the database's schema is at a revision this version of autonomic does not "
+                                 f"know ({e}; this version's newest is {known}): it was migrated by a newer "
+                                 "autonomic. Run that version, or restore a backup taken before it; nothing "
+                                 "was changed") from None
 
     @contextlib.contextmanager
     def reading(self) -> Iterator[None]:
