@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from sqlalchemy.engine import make_url
 
 from autonomic.config import Config, load_config_data
 from autonomic.engine import Engine
@@ -73,6 +74,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description="finding -> decision latency")
     ap.add_argument("--open", type=int, default=1000, help="open incidents before measuring")
     ap.add_argument("--n", type=int, default=500, help="new incidents measured")
+    ap.add_argument("--database", default=None,
+                    help="store URL (an empty database, e.g. postgresql+psycopg://...); default: a SQLite file")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
 
@@ -81,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
         clock = FakeClock(T0)
         registry = fake_registry(FakeActuator())
         config = build_config(tmp, args.open + args.n, registry)
-        store = Store(f"sqlite:///{tmp / 'bench.db'}")
+        store = Store(args.database or f"sqlite:///{tmp / 'bench.db'}")
         for i in range(args.open):  # unclosed incidents a person has not answered yet
             inc = Incident(service=f"svc{i:05d}", cause="down", state=IncidentState.AWAITING_APPROVAL,
                            severity=Severity.CRITICAL, kind=FindingKind.STATE, opened_at=T0, updated_at=T0,
@@ -108,7 +111,8 @@ def main(argv: list[str] | None = None) -> int:
         engine.shutdown()
     ms = np.asarray(latencies) * 1000
     result = {"p50_ms": round(float(np.percentile(ms, 50)), 3), "p99_ms": round(float(np.percentile(ms, 99)), 3),
-              "open_incidents": open_before, "measured": args.n, "verdicts": verdicts, "store": "sqlite file"}
+              "open_incidents": open_before, "measured": args.n, "verdicts": verdicts,
+              "store": make_url(args.database).get_backend_name() if args.database else "sqlite file"}
     if args.json:
         print(json.dumps(result))
     else:
