@@ -33,7 +33,7 @@ from autonomic.analyze.thresholds import HealthDetector, Thresholds, assess
 from autonomic.analyze.trend import TrendDetector, default_trend_specs
 from autonomic.clock import SystemClock
 from autonomic.config import Config
-from autonomic.errors import AutonomicError, SourceError
+from autonomic.errors import AutonomicError, SourceError, StoreError
 from autonomic.execute.executor import Executor
 from autonomic.execute.supervisor import Supervisor
 from autonomic.knowledge import Store
@@ -83,6 +83,8 @@ log = logging.getLogger("autonomic.engine")
 PAUSE_GLOBAL = "pause:global"
 POLICY_OVERRIDE = "policy:override"
 _STEPS_PER_TICK = 8
+# findings kept while the store refuses writes (the newest; an outage of hours drops the oldest)
+_MAX_UNSTORED = 10_000
 # What root-cause ranking compares with normal: how a service is doing, not how it is set up.
 _SYMPTOMS = frozenset({"up", "probe_ok", "probe_latency_ms", "error_rate", "latency_ms", "availability",
                        "cpu_percent", "memory_percent", "pool_utilization"})
@@ -224,6 +226,8 @@ class Engine:
         self.ticks = 0
         self.last_tick_at: float | None = None
         self._last_now: float | None = None  # the clock at the previous tick (see _clock_went_back)
+        self._unstored: list[Finding] = []  # findings the store refused last tick, ingested first next tick
+        self._store_error: str | None = None  # the store's last refusal, while it lasts (logged once)
 
     # --- construction ----------------------------------------------------------------------
 
@@ -358,7 +362,10 @@ class Engine:
             except Exception:
                 log.exception("shutdown hook failed")
         self.checkpoint_detectors(self.clock.now())
-        self.store.audit("engine", "engine.stopped", "engine", {})
+        try:
+            self.store.audit("engine", "engine.stopped", "engine", {})
+        except StoreError as exc:  # stopping goes on: the services and notifiers still need it
+            log.error("could not record engine.stopped: %s", exc)
         if self.config.engine.stop_services_on_exit and not self.shadow_only:
             self.supervisor.stop_all(timeout_s=5.0)
         self.notifiers.close(timeout=5)
@@ -398,22 +405,39 @@ class Engine:
         if now >= self._next_collect:
             self._next_collect = now + self.config.engine.interval_s
             self.collect(now)
-            findings = self.detect(now)
+            fresh = self.detect(now)
             while True:
                 try:
-                    findings.append(self._inbox.get_nowait())
+                    fresh.append(self._inbox.get_nowait())
                 except queue.Empty:
                     break
-            for f in findings:
+            for f in fresh:
                 self.metrics.finding(f.kind.value)
-                self.ingest(f, now)
-            self._poll_approvals(now)
-            self._sweep(now)
-            self._send_reports(now)
-            if now >= self._next_checkpoint:
-                self.checkpoint_detectors(now)
-            self.ticks += 1
-            self.last_tick_at = now
+            findings, self._unstored = self._unstored + fresh, []
+            done = 0
+            try:
+                for f in findings:
+                    self.ingest(f, now)
+                    done += 1
+                self._poll_approvals(now)
+                self._sweep(now)
+                self._send_reports(now)
+            except StoreError as exc:
+                # the store refuses (locked past busy_timeout, a database restarting): keep what
+                # was not stored for the next tick, and go on; not counted as a tick (readyz)
+                self._unstored = findings[done:][-_MAX_UNSTORED:]
+                if str(exc) != self._store_error:
+                    log.error("the store refused a write; %d findings kept for the next tick: %s",
+                              len(self._unstored), exc)
+                self._store_error = str(exc)
+            else:
+                if self._store_error is not None:
+                    log.info("the store answers again")
+                    self._store_error = None
+                if now >= self._next_checkpoint:
+                    self.checkpoint_detectors(now)
+                self.ticks += 1
+                self.last_tick_at = now
         # An item that is ready for its next step at once (diagnosed -> decide -> act) goes on
         # in the same tick; the bound keeps one busy item from starving collection.
         for _ in range(_STEPS_PER_TICK):
@@ -495,19 +519,20 @@ class Engine:
             if current is not None and current.closed_at is not None:
                 current = None
         incident, finding, opened = correlate(finding, current, now)
-        self._last_seen[incident.id] = now
-        if opened:
-            self._open[key] = incident.id
-            self._seen_signatures[incident.id] = {(finding.kind.value, finding.metric)}
-            self._last_persist[incident.id] = now - _persist_phase(incident.id)
+        if opened:  # stored first: when the store refuses, nothing in memory names the incident
             self.store.record(finding, incident, actor="engine", event="incident.opened", subject=incident.id,
                               data={"service": incident.service, "cause": incident.cause,
                                     "kind": incident.kind, "summary": incident.summary})
+            self._last_seen[incident.id] = now
+            self._open[key] = incident.id
+            self._seen_signatures[incident.id] = {(finding.kind.value, finding.metric)}
+            self._last_persist[incident.id] = now - _persist_phase(incident.id)
             self.metrics.incident_opened()
             log.info("incident %s opened: %s %s: %s", incident.id[:8], incident.service, incident.cause,
                      incident.summary)
             self.queue.add(("incident", incident.id), now)
             return incident
+        self._last_seen[incident.id] = now
         self._pending_repeats[incident.id] += 1
         signature = (finding.kind.value, finding.metric)
         seen = self._seen_signatures.setdefault(incident.id, set())

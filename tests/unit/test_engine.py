@@ -845,3 +845,54 @@ def test_a_scheduled_report_sent_late_covers_the_period_that_ended_at_its_fire_t
     assert report.title == "autonomic daily report, 2023-11-14 08:00 UTC to 2023-11-15 08:00 UTC"
     h.feed("up", 1, 2)
     assert len([n for n in h.notifier.sent if "report" in n.title]) == 1
+
+
+def test_the_loop_outlives_a_store_that_refuses_writes_and_keeps_the_findings_for_after(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The store refuses every write for five ticks (a stand-in for SQLite's "database is locked"
+    past busy_timeout, or a PostgreSQL server restarting: Store.record raises StoreError). Before,
+    the StoreError left tick() and run() shut the engine down. Now each tick logs it and goes on,
+    the findings not stored (here a webhook's alert, which no detector would find again) are kept
+    and ingested when the store answers, and the engine does not count as having ticked meanwhile."""
+    from autonomic.errors import StoreError
+
+    h = Harness(tmp_path)
+    h.feed("up", 1, 3)
+    ticked = h.engine.last_tick_at
+    real = h.store.record
+
+    def locked(*args: Any, **kwargs: Any) -> Any:
+        raise StoreError("store write failed: database is locked")
+
+    monkeypatch.setattr(h.store, "record", locked)
+    alert = Finding(service="svc", metric="alert:DiskFull", kind=FindingKind.ALERT, cause="disk",
+                    severity=Severity.CRITICAL, confidence=0.9, ts=h.clock.now(), summary="DiskFull firing")
+    h.engine.submit([alert])
+    h.feed("up", 0, 5)  # down, and nothing can be stored
+    assert h.engine.last_tick_at == ticked
+    monkeypatch.setattr(h.store, "record", real)
+    h.feed("up", 0, 2)
+    assert h.engine.last_tick_at == h.clock.now() - 1.0
+    causes = {i.cause for i in h.store.incidents(service="svc")}
+    assert causes == {"down", "disk"}
+    assert [c for c, *_ in h.actuator.calls] == ["apply"]
+    assert h.store.verify_audit().ok
+
+
+def test_shutdown_finishes_when_the_store_refuses_its_last_audit_entry(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Stopping with the store gone (before: the StoreError of engine.stopped ended shutdown
+    there, and the services were not stopped nor the notifiers flushed)."""
+    from autonomic.errors import StoreError
+
+    h = Harness(tmp_path)
+    h.feed("up", 1, 2)
+    closed: list[bool] = []
+    monkeypatch.setattr(h.engine.notifiers, "close", lambda timeout=None: closed.append(True))
+
+    def gone(*args: Any, **kwargs: Any) -> Any:
+        raise StoreError("store write failed: server closed the connection unexpectedly")
+
+    monkeypatch.setattr(h.store, "audit", gone)
+    h.engine.shutdown()
+    assert closed == [True]
