@@ -148,6 +148,32 @@ def test_the_loop_over_a_postgresql_store_opens_an_incident_decides_acts_and_res
         again.close()
 
 
+def test_the_loop_rides_out_its_postgresql_database_refusing_connections_and_catches_up(
+        tmp_path: Path, postgres_server: Any, postgres_url: str) -> None:
+    """A real PostgreSQL: the engine's connections are terminated and the database refuses new
+    ones for five ticks (what a server restart or a failover does to a client), while the
+    service goes down. The loop goes on; once the database takes connections again the down
+    incident is opened, acted on and resolved, and the audit chain is whole."""
+    name = postgres_url.rsplit("/", 1)[1]
+    store = Store(postgres_url)
+    try:
+        h = Harness(tmp_path, store=store)
+        h.feed("up", 1, 3)
+        with postgres_server.connect() as admin:
+            admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
+            admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,))
+            h.feed("up", 0, 5)
+            assert h.actuator.calls == []
+            admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
+        h.run_until(lambda: any(i.state == IncidentState.RESOLVED for i in h.store.incidents(service="svc")),
+                    "up", 1)
+        (inc,) = h.store.incidents(service="svc")
+        assert inc.cause == "down" and [c for c, *_ in h.actuator.calls] == ["apply"]
+        assert h.store.verify_audit().ok
+    finally:
+        store.close()
+
+
 def test_repeated_findings_update_one_incident_never_open_a_second(tmp_path: Path) -> None:
     h = Harness(tmp_path, policy={"autonomy": "observe"})
     h.feed("up", 0, 25)
