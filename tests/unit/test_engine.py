@@ -845,3 +845,42 @@ def test_a_scheduled_report_sent_late_covers_the_period_that_ended_at_its_fire_t
     assert report.title == "autonomic daily report, 2023-11-14 08:00 UTC to 2023-11-15 08:00 UTC"
     h.feed("up", 1, 2)
     assert len([n for n in h.notifier.sent if "report" in n.title]) == 1
+
+
+# --- the kill switch at every actuator call ------------------------------------------------
+
+
+def _pause(store: Store, service: str | None = None) -> None:
+    store.set_state(pause_key(service), {"reason": "hands off", "actor": "person:ops"}, actor="person:ops",
+                    event="pause.set")
+
+
+@pytest.mark.parametrize("took_effect", [False, True])
+def test_after_a_restart_a_pause_set_while_down_stops_a_running_action_before_the_actuator(
+        tmp_path: Path, took_effect: bool) -> None:
+    """An action left RUNNING by a crash, with a pause set while the engine was down, is not
+    applied on restart (neither for the first time nor "finished idempotently").
+
+    Before: ``_recover_running`` called the actuator's apply without asking the kill switch, so a
+    restart ran (or re-ran) the action during a pause. After: the pause is checked right before;
+    an action that never took effect is cancelled, one that had is handed to a person."""
+    store = Store(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    h = Harness(tmp_path, store=store)
+    h.feed("up", 0, 3)
+    (action,) = store.actions()
+    store.record(action.model_copy(update={"state": ActionState.RUNNING, "steps": action.steps[:1]}),
+                 actor="test", event="test.crash", subject=action.id)
+    _pause(store, "svc")
+    actuator = FakeActuator()
+    if took_effect:
+        actuator.applied_keys.add(action.idempotency_key)
+    h2 = Harness(tmp_path, store=store, actuator=actuator)
+    h2.clock.t = h.clock.now()
+    h2.feed("up", 0, 5)
+    assert [c for c, *_ in actuator.calls if c != "applied"] == []
+    done = store.get(type(action), action.id)
+    assert done is not None
+    assert done.state == (ActionState.ESCALATED if took_effect else ActionState.CANCELLED)
+    assert "paused" in (done.error or "")
+    assert any(n.level == Level.ALERT and "paused" in n.body for n in h2.notifier.sent)
+

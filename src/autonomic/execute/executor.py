@@ -15,7 +15,9 @@ the stored state:
                                                   unknown: ESCALATED
 
 An action is never applied twice: after a crash in RUNNING the actuator is asked whether
-the apply with this idempotency key took effect, and when it cannot tell, a person is.
+the apply with this idempotency key took effect, and when it cannot tell, a person is. The
+kill switch is asked again before that apply (paused: one that never took effect is
+CANCELLED, one that had is handed to a person), and before every retry of a failed attempt.
 
 A multi-step action (``Action.workflow``) stays RUNNING while :func:`workflow.run` decides
 each step; for every step the journal gets "step i/n type:name" intent (with the snapshot
@@ -234,16 +236,20 @@ class Executor:
         # The kill switch is the very last thing checked before the actuator runs.
         reason = self.paused(action.service)
         if reason is not None:
-            cancelled = action.model_copy(update={"state": ActionState.CANCELLED, "updated_at": now,
-                                                  "error": f"paused: {reason}"})
-            inc = self._set_incident(self._incident(action), now, IncidentState.ESCALATED, Resolution.ESCALATED)
-            self._save(cancelled, inc, "action.cancelled", reason=reason)
-            self.notify(Notification(level=Level.ALERT, ts=now, service=action.service,
-                                     incident_id=action.incident_id,
-                                     title=f"{action.type} action on {action.service} cancelled",
-                                     body=f"automation is paused: {reason}"))
+            self._cancel_paused(action, reason, now)
             return None
         return self._apply(action)
+
+    def _cancel_paused(self, action: Action, reason: str, now: float) -> None:
+        """Nothing ran and automation is paused: CANCELLED, the incident goes to a person."""
+        cancelled = action.model_copy(update={"state": ActionState.CANCELLED, "updated_at": now,
+                                              "error": f"paused: {reason}"})
+        inc = self._set_incident(self._incident(action), now, IncidentState.ESCALATED, Resolution.ESCALATED)
+        self._save(cancelled, inc, "action.cancelled", reason=reason)
+        self.notify(Notification(level=Level.ALERT, ts=now, service=action.service,
+                                 incident_id=action.incident_id,
+                                 title=f"{action.type} action on {action.service} cancelled",
+                                 body=f"automation is paused: {reason}"))
 
     def _stale(self, action: Action, now: float) -> None:
         """A decision too old to act on (the engine was down between deciding and acting): the
@@ -337,6 +343,24 @@ class Executor:
         except ActuatorError as exc:
             took = None
             log.warning("cannot tell whether %s took effect: %s", action.id, exc)
+        reason = self.paused(action.service) if took is not None else None
+        if reason is not None and took is False:
+            self._cancel_paused(action, reason, now)  # nothing ran, and nothing will while paused
+            return None
+        if reason is not None:
+            # it took effect but may be unfinished; finishing it would be an actuator call
+            held = action.model_copy(update={"state": ActionState.ESCALATED, "updated_at": now,
+                                             "error": f"took effect before the engine stopped; not finished "
+                                                      f"(no verification, no undo) because automation is "
+                                                      f"paused: {reason}"})
+            inc = self._set_incident(self._incident(action), now, IncidentState.ESCALATED, Resolution.ESCALATED)
+            self._save(held, inc, "action.escalated", reason=f"paused: {reason}")
+            self.notify(Notification(level=Level.ALERT, ts=now, service=action.service,
+                                     incident_id=action.incident_id,
+                                     title=f"{action.type} action on {action.service} needs a person",
+                                     body=f"it took effect before the engine stopped and was not finished "
+                                          f"or verified: automation is paused: {reason}"))
+            return None
         if took is True:
             # Its main effect happened. apply() is idempotent per key: calling it again repeats
             # nothing that was done and finishes what may not have been (a config reload).
