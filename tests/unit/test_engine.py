@@ -884,3 +884,23 @@ def test_after_a_restart_a_pause_set_while_down_stops_a_running_action_before_th
     assert "paused" in (done.error or "")
     assert any(n.level == Level.ALERT and "paused" in n.body for n in h2.notifier.sent)
 
+
+def test_a_pause_set_during_a_failed_attempt_stops_the_retries(tmp_path: Path) -> None:
+    """A retryable failure is retried only while automation is not paused.
+
+    Before: ``Executor._call`` retried up to twice (sleeping between attempts) without asking the
+    kill switch again, so a pause set during the first attempt did not stop the second and third.
+    After: the pause is checked before each retry; the action fails with the pause as its reason."""
+    from autonomic.errors import RetryableActuatorError
+
+    class Flaky(FakeActuator):
+        def apply(self, target: Any, params: Any, key: str, snapshot: Any) -> dict[str, Any]:
+            self.calls.append(("apply", target.service, key))
+            _pause(h.store)  # a person pauses while this attempt is under way
+            raise RetryableActuatorError("timed out")
+
+    h = Harness(tmp_path, actuator=Flaky())
+    h.feed("up", 0, 4)
+    assert [c for c, *_ in h.actuator.calls] == ["apply"]
+    (action,) = h.store.actions()
+    assert action.state == ActionState.FAILED and "paused" in (action.error or "")

@@ -272,6 +272,10 @@ class Executor:
         error: ActuatorError | None = None
         detail: dict[str, Any] = {}
         for attempt in range(_RETRIES + 1):
+            reason = self.paused(service) if attempt else None  # the first attempt's check is the caller's
+            if reason is not None:
+                error = ActuatorError(f"{error}; not retried, automation is paused: {reason}")
+                break
             try:
                 detail = call()
                 error = None
