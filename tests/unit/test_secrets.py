@@ -1,0 +1,114 @@
+"""Secrets never reach logs, the audit log, API answers, notifications or CLI output.
+
+Each test puts a known secret string into one entry point (a URL in the config, a command's
+environment, ...) and asserts that it appears nowhere it is shown."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from autonomic.config import load_config_data
+from autonomic.errors import ConfigError, SourceError
+from autonomic.monitor.prometheus import PrometheusScrape, PrometheusSpec
+from autonomic.monitor.promquery import PromQuerySource, PromQuerySpec
+from autonomic.redact import scrub, shown_url
+
+SECRET = "s3cr3t-Pa55w0rd"
+TOKEN = "t0k3n-QQQQ-7777"
+
+
+def test_shown_url_hides_the_password_a_bare_user_token_and_query_values() -> None:
+    assert shown_url(f"https://scraper:{SECRET}@prom.example:9090/metrics?token={TOKEN}&x=1") == \
+        "https://scraper:***@prom.example:9090/metrics?token=***&x=***"
+    assert shown_url(f"https://{TOKEN}@prom.example/") == "https://***@prom.example/"
+    assert shown_url("http://127.0.0.1:8080/metrics") == "http://127.0.0.1:8080/metrics"
+    url = f"http://u:{SECRET}@h/?k={TOKEN}"
+    assert SECRET not in scrub(f"GET {url} failed; again {SECRET} and {TOKEN}", url)
+    assert TOKEN not in scrub(f"GET {url} failed; again {SECRET} and {TOKEN}", url)
+
+
+def _service_with(**fields: Any) -> dict[str, Any]:
+    return {"services": [{"name": "web", **fields}], "builtin_patterns": False}
+
+
+@pytest.mark.parametrize("service", [
+    _service_with(probes=[{"url": f"ftp://probe:{SECRET}@web.example/health"}]),
+    _service_with(metrics=[{"type": "prometheus", "url": f"htps://scraper:{SECRET}@web.example/metrics"}]),
+    _service_with(metrics=[{"type": "promql", "url": f"ftp://prom.example/?token={SECRET}", "query": "up",
+                            "metric": "up"}]),
+    _service_with(actuators={"http": {"base_url": f"ftp://admin:{SECRET}@web.example"}}),
+    _service_with(actuators={"docker": {"container": "web", "base_url": f"ftp://d:{SECRET}@docker.example"}}),
+    _service_with(actuators={"kubernetes": {"name": "web", "api_url": f"ftp://k:{SECRET}@k8s.example"}}),
+], ids=["probe", "prometheus", "promql", "http", "docker", "kubernetes"])
+def test_a_config_error_about_a_url_names_the_field_but_never_echoes_a_credential(
+        tmp_path: Path, service: dict[str, Any]) -> None:
+    """Before: the URL validators quoted the whole URL (``got 'ftp://u:<password>@...'``) in the
+    ConfigError that ``autonomic check`` and ``autonomic run`` print. After: shown as ``***``."""
+    with pytest.raises(ConfigError) as err:
+        load_config_data(service, source="autonomic.yaml", base_dir=tmp_path)
+    text = str(err.value)
+    assert "services[0]" in text and "***" in text
+    assert SECRET not in text
+
+
+def _failing(status: int, body: str) -> httpx.Client:
+    return httpx.Client(transport=httpx.MockTransport(lambda request: httpx.Response(status, text=body)))
+
+
+def _refusing() -> httpx.Client:
+    def handler(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError(f"cannot connect to {request.url}", request=request)
+    return httpx.Client(transport=httpx.MockTransport(handler))
+
+
+@pytest.mark.parametrize("client", [lambda: _failing(503, "down"), lambda: _failing(200, "garbage {"), _refusing],
+                         ids=["http-503", "not-prometheus-text", "refused"])
+def test_a_failing_scrape_names_its_url_without_the_credentials_in_it(client: Any,
+                                                                       caplog: pytest.LogCaptureFixture) -> None:
+    """Before: SourceError quoted the URL whole (the engine logs it each tick: ``source
+    prometheus:web: https://scraper:<password>@.../metrics?token=<token>: HTTP 503``).
+    After: the password and query values are ``***``."""
+    url = f"https://scraper:{SECRET}@web.example:9100/metrics?token={TOKEN}"
+    scrape = PrometheusScrape("web", PrometheusSpec(url=url), client=client())
+    with pytest.raises(SourceError) as err:
+        scrape.collect(0.0)
+    text = str(err.value)
+    assert "web.example:9100/metrics" in text
+    assert SECRET not in text and TOKEN not in text
+
+
+@pytest.mark.parametrize("client", [lambda: _failing(503, "down"), lambda: _failing(200, "{}"), _refusing],
+                         ids=["http-503", "not-a-query-answer", "refused"])
+def test_a_failing_promql_query_names_its_url_without_the_credentials_in_it(client: Any) -> None:
+    url = f"https://reader:{SECRET}@prom.example"
+    source = PromQuerySource("web", PromQuerySpec(url=url, query="up", metric="up"), client=client())
+    with pytest.raises(SourceError) as err:
+        source.collect(1_700_000_000.0)
+    text = str(err.value)
+    assert "prom.example/api/v1/query" in text
+    assert SECRET not in text
+
+
+def test_the_engine_logs_a_failing_source_without_the_credentials_in_its_url(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """The whole path from the config to the log line, at DEBUG."""
+    from autonomic.engine import Engine
+    from autonomic.knowledge import Store
+    from autonomic.oversight.notify import Dispatcher
+
+    url = f"http://scraper:{SECRET}@127.0.0.1:9/metrics?token={TOKEN}"  # port 9: nothing listens
+    cfg = load_config_data({"engine": {"state_dir": str(tmp_path / "state"), "host_metrics": False},
+                            "services": [{"name": "web", "metrics": [{"url": url, "timeout_s": 0.5}]}],
+                            "builtin_patterns": False}, source="autonomic.yaml", base_dir=tmp_path)
+    caplog.set_level(logging.DEBUG)
+    engine = Engine(cfg, store=Store("sqlite://"), notifiers=Dispatcher([], synchronous=True))
+    engine.start()
+    engine.tick()
+    engine.shutdown()
+    assert "source prometheus:web" in caplog.text
+    assert SECRET not in caplog.text and TOKEN not in caplog.text
