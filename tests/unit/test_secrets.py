@@ -112,3 +112,49 @@ def test_the_engine_logs_a_failing_source_without_the_credentials_in_its_url(
     engine.shutdown()
     assert "source prometheus:web" in caplog.text
     assert SECRET not in caplog.text and TOKEN not in caplog.text
+
+
+_PRINT_TOKEN = ("import os, sys; t = os.environ['DEPLOY_TOKEN']; print('token is', t); "
+                "sys.stderr.write('auth with ' + t + '\\n'); sys.exit(int(sys.argv[1]))")
+
+
+def test_a_shell_command_that_prints_an_env_allow_secret_has_it_masked_in_the_journal(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Before: the stdout and stderr a command printed went into the action's journal (the audit
+    log's ``action.applied`` event, ``explain``, the API) as they were, so a command echoing the
+    token it was given through ``env_allow`` put it there. After: its value is ``***``."""
+    import sys
+
+    from autonomic.execute.shell import run_argv
+
+    monkeypatch.setenv("DEPLOY_TOKEN", TOKEN)
+    detail = run_argv([sys.executable, "-c", _PRINT_TOKEN, "0"], None, ["DEPLOY_TOKEN"], 10)
+    assert detail["stdout"].strip() == "token is ***" and "***" in detail["stderr"]
+    assert TOKEN not in str(detail)
+
+
+def test_a_failing_shell_command_that_prints_an_env_allow_secret_has_it_masked_in_the_error(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The error (journaled, logged, sent in the ALERT notification) quotes stderr: masked too."""
+    import sys
+
+    from autonomic.errors import TerminalActuatorError
+    from autonomic.execute.shell import run_argv
+
+    monkeypatch.setenv("DEPLOY_TOKEN", TOKEN)
+    with pytest.raises(TerminalActuatorError) as err:
+        run_argv([sys.executable, "-c", _PRINT_TOKEN, "3"], None, ["DEPLOY_TOKEN"], 10)
+    assert "exited with code 3" in str(err.value) and "auth with ***" in str(err.value)
+    assert TOKEN not in str(err.value)
+
+
+def test_short_env_allow_values_are_not_masked(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A value under 8 characters (a flag, a count) is not a credential: output keeps it."""
+    import sys
+
+    from autonomic.execute.shell import run_argv
+
+    monkeypatch.setenv("VERBOSE", "1")
+    detail = run_argv([sys.executable, "-c", "import os; print('v' + os.environ['VERBOSE'] + '1')"], None,
+                      ["VERBOSE"], 10)
+    assert detail["stdout"].strip() == "v11"
