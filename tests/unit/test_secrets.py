@@ -158,3 +158,29 @@ def test_short_env_allow_values_are_not_masked(monkeypatch: pytest.MonkeyPatch) 
     detail = run_argv([sys.executable, "-c", "import os; print('v' + os.environ['VERBOSE'] + '1')"], None,
                       ["VERBOSE"], 10)
     assert detail["stdout"].strip() == "v11"
+
+
+# --- where the API listens ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "::", "", "10.1.2.3", "ops.example"])
+def test_the_api_refuses_a_non_loopback_address_without_webhook_authentication(tmp_path: Path, host: str) -> None:
+    """Before: ``api: {host: 0.0.0.0}`` was accepted with the Alertmanager receiver open, so anyone
+    on the network could send alerts the engine acts on. After: the config is refused, naming
+    api.host and what to set (every other /api/v1 route needs an API token anyway)."""
+    with pytest.raises(ConfigError) as err:
+        load_config_data({"api": {"host": host}, "builtin_patterns": False}, source="a.yaml", base_dir=tmp_path)
+    assert "api" in str(err.value) and "webhook_token_env" in str(err.value)
+
+
+@pytest.mark.parametrize("api", [
+    {},  # the default: 127.0.0.1
+    {"host": "localhost"}, {"host": "::1"}, {"host": "127.0.0.2"},
+    {"host": "0.0.0.0", "webhook_token_env": "AM_TOKEN"},
+    {"host": "0.0.0.0", "webhook_hmac_env": "AM_HMAC"},
+    {"host": "0.0.0.0", "enabled": False},
+])
+def test_the_api_listens_on_loopback_by_default_and_elsewhere_only_with_webhook_authentication(
+        tmp_path: Path, api: dict[str, Any]) -> None:
+    cfg = load_config_data({"api": api, "builtin_patterns": False}, source="a.yaml", base_dir=tmp_path)
+    assert cfg.spec.api.host == api.get("host", "127.0.0.1")
