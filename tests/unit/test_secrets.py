@@ -184,3 +184,66 @@ def test_the_api_listens_on_loopback_by_default_and_elsewhere_only_with_webhook_
         tmp_path: Path, api: dict[str, Any]) -> None:
     cfg = load_config_data({"api": api, "builtin_patterns": False}, source="a.yaml", base_dir=tmp_path)
     assert cfg.spec.api.host == api.get("host", "127.0.0.1")
+
+
+# --- entry points that were already safe (kept safe) ----------------------------------------
+
+
+def test_failing_notifiers_never_log_the_slack_url_the_webhook_secret_or_smtp_credentials(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    from autonomic.model import Level, Notification
+    from autonomic.oversight.notify import EmailSpec, SlackSpec, WebhookSpec, build_dispatcher
+
+    monkeypatch.setenv("SLACK_URL", f"http://127.0.0.1:9/services/T0/B0/{TOKEN}")
+    monkeypatch.setenv("HOOK_SECRET", SECRET)
+    monkeypatch.setenv("SMTP_USER", "ops")
+    monkeypatch.setenv("SMTP_PASSWORD", SECRET + "-smtp")
+    specs = [SlackSpec(type="slack", url_env="SLACK_URL", timeout_s=0.5),
+             WebhookSpec(type="webhook", url=f"http://127.0.0.1:9/hook?key={TOKEN}", secret_env="HOOK_SECRET",
+                         timeout_s=0.5),
+             EmailSpec(type="email", host="127.0.0.1", port=9, sender="a@b.c", to=["d@e.f"],
+                       username_env="SMTP_USER", password_env="SMTP_PASSWORD", timeout_s=0.5)]
+    caplog.set_level(logging.DEBUG)
+    dispatcher = build_dispatcher(specs, tmp_path, synchronous=True, max_attempts=2, backoff_s=0)
+    dispatcher.send(Notification(level=Level.ALERT, ts=0.0, title="t", body="b"))
+    assert dispatcher.stats()["failures"] == {"slack": 1, "webhook": 1, "email": 1}
+    assert "127.0.0.1" in caplog.text
+    assert TOKEN not in caplog.text and SECRET not in caplog.text
+    assert all(TOKEN not in repr(r.notifier) and SECRET not in repr(r.notifier) for r in dispatcher.routes[:2])
+
+
+def test_an_api_token_is_stored_and_audited_only_as_its_hash(tmp_path: Path) -> None:
+    from autonomic.knowledge import Store
+    from autonomic.oversight.auth import authenticate, create_token
+
+    store = Store("sqlite://")
+    raw = create_token(store, "alice", "operator")
+    assert authenticate(store, raw) is not None
+    dumped = [e.model_dump_json() for e in store.audit_events()]
+    assert dumped and all(raw not in d and raw[4:] not in d for d in dumped)
+    assert all(raw not in key for key in store.states("token:"))
+
+
+def test_the_webhook_receiver_never_echoes_or_logs_its_token_or_hmac_secret(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    import json
+
+    from fastapi.testclient import TestClient
+
+    from autonomic.knowledge import Store
+    from autonomic.oversight.api import ApiContext, create_app
+    from autonomic.oversight.notify import sign
+
+    cfg = load_config_data({"builtin_patterns": False}, source="a.yaml", base_dir=tmp_path)
+    ctx = ApiContext(store=Store("sqlite://"), config=cfg, webhook_token=TOKEN, webhook_hmac_secret=SECRET)
+    caplog.set_level(logging.DEBUG)
+    client = TestClient(create_app(ctx))
+    body = json.dumps({"version": "4", "status": "firing", "alerts": []}).encode()
+    answers = [client.post("/api/v1/alerts", content=body),
+               client.post("/api/v1/alerts", content=body, headers={"Authorization": f"Bearer {TOKEN}x"}),
+               client.post("/api/v1/alerts", content=body, headers={
+                   "Authorization": f"Bearer {TOKEN}", "X-Autonomic-Timestamp": "1",
+                   "X-Autonomic-Signature": sign(SECRET, "1", body)})]
+    assert [a.status_code for a in answers] == [401, 401, 401]
+    shown = caplog.text + "".join(a.text + str(a.headers) for a in answers)
+    assert TOKEN not in shown and SECRET not in shown
