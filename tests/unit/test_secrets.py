@@ -247,3 +247,17 @@ def test_the_webhook_receiver_never_echoes_or_logs_its_token_or_hmac_secret(
     assert [a.status_code for a in answers] == [401, 401, 401]
     shown = caplog.text + "".join(a.text + str(a.headers) for a in answers)
     assert TOKEN not in shown and SECRET not in shown
+
+
+def test_no_command_in_src_goes_through_a_shell() -> None:
+    """Commands are argv lists: no ``shell=True``, ``os.system``, ``os.popen`` or ``/bin/sh -c``
+    anywhere in the package (shlex is used only to display an argv)."""
+    import re
+
+    import autonomic
+
+    root = Path(autonomic.__file__).parent
+    bad = re.compile(r"shell\s*=\s*True|os\.system\(|os\.popen\(|\b(ba)?sh\"?,\s*\"-c\"|shlex\.split\(")
+    hits = [f"{p.relative_to(root)}:{i}" for p in root.rglob("*.py")
+            for i, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1) if bad.search(line)]
+    assert hits == []
