@@ -525,7 +525,12 @@ def test_a_workflow_interrupted_after_step_two_resumes_at_step_three_and_never_r
     assert [c.name for c in checks] == ([] if cut == "after step 2" else ["check 3/3 fake:third"])
 
 
-def test_a_pause_mid_workflow_compensates_what_ran_and_escalates(tmp_path: Path) -> None:
+def test_a_pause_mid_workflow_stops_there_leaves_what_ran_in_place_and_escalates(tmp_path: Path) -> None:
+    """A pause set while a workflow runs stops it before its next step, and its compensations too:
+    what ran stays in place and a person is told which steps those are (no breaker opens).
+
+    Before: the compensation of step 1 ran during the pause (the kill switch was asked before
+    "do" steps only). After: a pause stops every actuator call, undo and compensation included."""
     h = _workflow_harness(tmp_path)
     real_apply = h.actuator.apply
 
@@ -539,9 +544,12 @@ def test_a_pause_mid_workflow_compensates_what_ran_and_escalates(tmp_path: Path)
     h.feed("up", 0, 4)
     (action,) = h.store.actions()
     key = action.idempotency_key
-    assert h.actuator.calls == [("apply", "svc", f"{key}:0"), ("undo", "svc", f"{key}:0")]
+    assert h.actuator.calls == [("apply", "svc", f"{key}:0")]
     assert action.state == ActionState.ESCALATED and "step 2/3 fake:second failed: paused" in (action.error or "")
+    assert "left in place" in (action.error or "") and "step 1/3" in (action.error or "")
     assert h.incident().state == IncidentState.ESCALATED
+    assert (h.store.get_state("breaker:global") or {}).get("state") != "open"
+    assert any(n.level == Level.ALERT and "left in place" in n.body for n in h.notifier.sent)
 
 
 def test_a_workflow_that_fails_verification_is_undone_step_by_step_in_reverse(tmp_path: Path) -> None:
@@ -922,3 +930,122 @@ def test_shutdown_finishes_when_the_store_refuses_its_last_audit_entry(
     monkeypatch.setattr(h.store, "audit", gone)
     h.engine.shutdown()
     assert closed == [True]
+
+
+# --- the kill switch at every actuator call ------------------------------------------------
+
+
+def _pause(store: Store, service: str | None = None) -> None:
+    store.set_state(pause_key(service), {"reason": "hands off", "actor": "person:ops"}, actor="person:ops",
+                    event="pause.set")
+
+
+@pytest.mark.parametrize("took_effect", [False, True])
+def test_after_a_restart_a_pause_set_while_down_stops_a_running_action_before_the_actuator(
+        tmp_path: Path, took_effect: bool) -> None:
+    """An action left RUNNING by a crash, with a pause set while the engine was down, is not
+    applied on restart (neither for the first time nor "finished idempotently").
+
+    Before: ``_recover_running`` called the actuator's apply without asking the kill switch, so a
+    restart ran (or re-ran) the action during a pause. After: the pause is checked right before;
+    an action that never took effect is cancelled, one that had is handed to a person."""
+    store = Store(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    h = Harness(tmp_path, store=store)
+    h.feed("up", 0, 3)
+    (action,) = store.actions()
+    store.record(action.model_copy(update={"state": ActionState.RUNNING, "steps": action.steps[:1]}),
+                 actor="test", event="test.crash", subject=action.id)
+    _pause(store, "svc")
+    actuator = FakeActuator()
+    if took_effect:
+        actuator.applied_keys.add(action.idempotency_key)
+    h2 = Harness(tmp_path, store=store, actuator=actuator)
+    h2.clock.t = h.clock.now()
+    h2.feed("up", 0, 5)
+    assert [c for c, *_ in actuator.calls if c != "applied"] == []
+    done = store.get(type(action), action.id)
+    assert done is not None
+    assert done.state == (ActionState.ESCALATED if took_effect else ActionState.CANCELLED)
+    assert "paused" in (done.error or "")
+    assert any(n.level == Level.ALERT and "paused" in n.body for n in h2.notifier.sent)
+
+
+def test_a_pause_set_during_a_failed_attempt_stops_the_retries(tmp_path: Path) -> None:
+    """A retryable failure is retried only while automation is not paused.
+
+    Before: ``Executor._call`` retried up to twice (sleeping between attempts) without asking the
+    kill switch again, so a pause set during the first attempt did not stop the second and third.
+    After: the pause is checked before each retry; the action fails with the pause as its reason."""
+    from autonomic.errors import RetryableActuatorError
+
+    class Flaky(FakeActuator):
+        def apply(self, target: Any, params: Any, key: str, snapshot: Any) -> dict[str, Any]:
+            self.calls.append(("apply", target.service, key))
+            _pause(h.store)  # a person pauses while this attempt is under way
+            raise RetryableActuatorError("timed out")
+
+    h = Harness(tmp_path, actuator=Flaky())
+    h.feed("up", 0, 4)
+    assert [c for c, *_ in h.actuator.calls] == ["apply"]
+    (action,) = h.store.actions()
+    assert action.state == ActionState.FAILED and "paused" in (action.error or "")
+
+
+def test_a_pause_holds_the_rollback_of_a_fix_that_failed_verification_and_a_person_is_told(
+        tmp_path: Path) -> None:
+    """A fix that made things worse is not undone while automation is paused: the undo is an
+    actuator call like any other. The action is escalated naming the pause, the change stays in
+    place, a person is alerted, and no breaker opens (nothing failed to undo).
+
+    Before: ``Executor._rollback`` called the actuator's undo without asking the kill switch.
+    After: the pause is checked right before the undo (see "pauses and undo" in README)."""
+    h = Harness(tmp_path)
+    h.feed("up", 1, 2)
+    h.feed("up", 0, 3)
+    inc = h.incident()
+    _healthy_baseline(h)
+    _pause(h.store)  # after the fix ran, before its verification ends
+    h.run_until(lambda: h.store.get(Incident, inc.id).state.terminal, "up", 0)  # type: ignore[union-attr]
+    assert [c for c, *_ in h.actuator.calls] == ["apply"]
+    (action,) = h.store.actions()
+    assert action.state == ActionState.ESCALATED
+    assert "not undone" in (action.error or "") and "paused" in (action.error or "")
+    done = h.store.get(Incident, inc.id)
+    assert done is not None and done.state == IncidentState.ESCALATED and done.resolution == Resolution.FAILED
+    (outcome,) = h.store.outcomes(incident_id=inc.id)
+    assert outcome.verdict == "fail" and not outcome.rolled_back
+    assert (h.store.get_state("breaker:global") or {}).get("state") != "open"
+    assert any(n.level == Level.ALERT and "not undone" in n.body for n in h.notifier.sent)
+
+
+def test_a_pause_holds_the_compensation_of_a_workflow_that_failed_verification(tmp_path: Path) -> None:
+    """The same for a workflow: no step is compensated during a pause; a person is told.
+
+    Before: every step was compensated during the pause. After: none is."""
+    h = _workflow_harness(tmp_path)
+    h.feed("up", 1, 2)
+    h.feed("up", 0, 3)
+    inc = h.incident()
+    _healthy_baseline(h)
+    _pause(h.store, "svc")
+    h.run_until(lambda: h.store.get(Incident, inc.id).state.terminal, "up", 0)  # type: ignore[union-attr]
+    assert [c for c, *_ in h.actuator.calls if c == "undo"] == []
+    (action,) = h.store.actions()
+    assert action.state == ActionState.ESCALATED and "not undone" in (action.error or "")
+    assert (h.store.get_state("breaker:global") or {}).get("state") != "open"
+    assert not any("FAILED" in n.title for n in h.notifier.sent)
+
+
+def test_after_a_pause_is_lifted_nothing_held_back_is_undone_behind_a_persons_back(tmp_path: Path) -> None:
+    """An undo held by a pause is not run later when the pause is lifted: the action was handed
+    to a person, who decides (the world may have changed meanwhile)."""
+    h = Harness(tmp_path)
+    h.feed("up", 1, 2)
+    h.feed("up", 0, 3)
+    inc = h.incident()
+    _healthy_baseline(h)
+    _pause(h.store)
+    h.run_until(lambda: h.store.get(Incident, inc.id).state.terminal, "up", 0)  # type: ignore[union-attr]
+    h.store.set_state(pause_key(None), None, actor="person:ops", event="pause.lifted")
+    h.feed("up", 1, 20)
+    assert [c for c, *_ in h.actuator.calls] == ["apply"]

@@ -5,7 +5,8 @@ on the same store) drive the engine over fakes, and after every step (and at eve
 the store and the actuator must show that:
 
 * no rate budget was ever exceeded (per action type and per service, over any day and week);
-* nothing acted while paused, inside a blocking window, or with its circuit breaker open;
+* nothing acted while paused, inside a blocking window, or with its circuit breaker open,
+  and nothing was undone while paused;
 * never two actions were in flight on one target;
 * every action has an APPROVED decision written before it (earlier ts and lower audit seq).
 
@@ -89,6 +90,11 @@ class CheckingActuator(FakeActuator):
             self.calls.append(("apply", target.service, key))
             raise TerminalActuatorError("injected failure")
         return super().apply(target, params, key, snapshot)
+
+    def undo(self, target: Target, params: BaseModel, key: str, snapshot: Mapping[str, Any]) -> dict[str, Any]:
+        assert self.world is not None
+        self.world.check_not_paused(target.service, "undid")
+        return super().undo(target, params, key, snapshot)
 
 
 _CONFIG: dict[str, tuple[Config, Registry, CheckingActuator]] = {}
@@ -189,11 +195,7 @@ class World:
         """At the actuator call: not paused, no blocking window, no open breaker, no other
         action in flight on this target, and the action was approved beforehand."""
         now = self.clock.now()
-        for scope in (None, service):
-            # with workers pausing concurrently, a pause committed after the executor's last
-            # check (microseconds before this call) is a race no check can close: not counted
-            if not self.concurrent and self.store.get_state(pause_key(scope)):
-                raise Violation(f"acted on {service} while paused ({scope or 'global'})")
+        self.check_not_paused(service, "acted on")
         override = self.store.get_state(POLICY_OVERRIDE)
         policy = PolicyConfig.model_validate(override) if override else self.config.spec.policy
         window = active_window(policy.maintenance_windows, now)
@@ -207,6 +209,14 @@ class World:
         acting = [a for a in live if a.idempotency_key == key]
         if len(live) != 1 or len(acting) != 1:
             raise Violation(f"{len(live)} actions in flight on {service} when acting: {[a.id for a in live]}")
+
+    def check_not_paused(self, service: str, what: str) -> None:
+        """No actuator call, apply or undo, while automation is paused for ``service``."""
+        for scope in (None, service):
+            # with workers pausing concurrently, a pause committed after the executor's last
+            # check (microseconds before this call) is a race no check can close: not counted
+            if not self.concurrent and self.store.get_state(pause_key(scope)):
+                raise Violation(f"{what} {service} while paused ({scope or 'global'})")
 
     def check_store(self) -> None:
         actions = self.store.actions()

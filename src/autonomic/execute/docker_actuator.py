@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from autonomic.errors import ActuatorError, RetryableActuatorError, TerminalActuatorError
 from autonomic.protocols import ActuatorContext, Target
+from autonomic.redact import scrub, shown_url
 
 _SCHEMES = ("unix", "tcp", "http", "https", "ssh")
 _MAX_MESSAGE = 300
@@ -49,7 +50,7 @@ class DockerBinding(BaseModel):
     @classmethod
     def _url(cls, v: str) -> str:
         if urlsplit(v).scheme not in _SCHEMES or v.rstrip("/").endswith("://"):
-            raise ValueError(f"base_url must be a {', '.join(s + '://' for s in _SCHEMES)} URL, got {v!r}")
+            raise ValueError(f"base_url must be a {', '.join(s + '://' for s in _SCHEMES)} URL, got {shown_url(v)!r}")
         return v
 
 
@@ -80,7 +81,7 @@ class DockerActuator:
     def describe(self, target: Target, params: BaseModel) -> str:
         p, b = _params(params), _binding(target)
         grace = f" (stop grace {p.timeout_s} s)" if p.op != "start" else ""
-        return f"{p.op} docker container {b.container!r} of {target.service} at {b.base_url}{grace}"
+        return f"{p.op} docker container {b.container!r} of {target.service} at {shown_url(b.base_url)}{grace}"
 
     def snapshot(self, target: Target, params: BaseModel) -> dict[str, Any]:
         b = _binding(target)
@@ -228,7 +229,7 @@ def _translate(exc: Exception, b: DockerBinding, doing: str, docker: Any) -> Act
     import requests
 
     if isinstance(exc, docker.errors.NotFound):
-        return TerminalActuatorError(f"docker: no such container {b.container!r} at {b.base_url}")
+        return TerminalActuatorError(f"docker: no such container {b.container!r} at {shown_url(b.base_url)}")
     if isinstance(exc, docker.errors.APIError):
         return TerminalActuatorError(
             f"docker: {doing} of container {b.container!r} failed: "
@@ -239,7 +240,9 @@ def _translate(exc: Exception, b: DockerBinding, doing: str, docker: Any) -> Act
     while cause is not None:  # "Error while fetching server API version" wraps the real cause
         if isinstance(cause, transient):
             return RetryableActuatorError(
-                f"docker: engine at {b.base_url} unreachable during {doing} of {b.container!r}: {_short(cause)}"
+                f"docker: engine at {shown_url(b.base_url)} unreachable during {doing} of {b.container!r}: "
+                f"{scrub(_short(cause), b.base_url)}"
             )
         cause = cause.__cause__ or cause.__context__
-    return TerminalActuatorError(f"docker: {doing} of container {b.container!r} failed: {_short(exc)}")
+    return TerminalActuatorError(
+        f"docker: {doing} of container {b.container!r} failed: {scrub(_short(exc), b.base_url)}")

@@ -15,13 +15,21 @@ the stored state:
                                                   unknown: ESCALATED
 
 An action is never applied twice: after a crash in RUNNING the actuator is asked whether
-the apply with this idempotency key took effect, and when it cannot tell, a person is.
+the apply with this idempotency key took effect, and when it cannot tell, a person is. The
+kill switch is asked again before that apply (paused: one that never took effect is
+CANCELLED, one that had is handed to a person), and before every retry of a failed attempt.
 
 A multi-step action (``Action.workflow``) stays RUNNING while :func:`workflow.run` decides
 each step; for every step the journal gets "step i/n type:name" intent (with the snapshot
 taken right before it and the key ``f"{idempotency_key}:{i-1}"``) and result records, and
-"compensate i/n ..." ones when undone. The kill switch is checked before each step: paused
-before the first means CANCELLED, later means what ran is compensated and a person is told.
+"compensate i/n ..." ones when undone. The kill switch is checked before each step and each
+compensation: paused before the first step means CANCELLED, later means what ran is left in
+place (not compensated) and a person is told.
+
+A pause stops every actuator call, undo and compensation included: a fix that fails
+verification while automation is paused is not undone; the action is ESCALATED (no breaker
+opens: nothing failed to undo), a person is told what was left in place, and lifting the pause
+does not run the undo later.
 A failed step with its predecessors compensated is FAILED; a failed compensation escalates
 and opens the breaker, like a failed undo. Verification works as for one step; its rollback
 compensates every step in reverse. After a crash the workflow resumes from the journal.
@@ -234,16 +242,20 @@ class Executor:
         # The kill switch is the very last thing checked before the actuator runs.
         reason = self.paused(action.service)
         if reason is not None:
-            cancelled = action.model_copy(update={"state": ActionState.CANCELLED, "updated_at": now,
-                                                  "error": f"paused: {reason}"})
-            inc = self._set_incident(self._incident(action), now, IncidentState.ESCALATED, Resolution.ESCALATED)
-            self._save(cancelled, inc, "action.cancelled", reason=reason)
-            self.notify(Notification(level=Level.ALERT, ts=now, service=action.service,
-                                     incident_id=action.incident_id,
-                                     title=f"{action.type} action on {action.service} cancelled",
-                                     body=f"automation is paused: {reason}"))
+            self._cancel_paused(action, reason, now)
             return None
         return self._apply(action)
+
+    def _cancel_paused(self, action: Action, reason: str, now: float) -> None:
+        """Nothing ran and automation is paused: CANCELLED, the incident goes to a person."""
+        cancelled = action.model_copy(update={"state": ActionState.CANCELLED, "updated_at": now,
+                                              "error": f"paused: {reason}"})
+        inc = self._set_incident(self._incident(action), now, IncidentState.ESCALATED, Resolution.ESCALATED)
+        self._save(cancelled, inc, "action.cancelled", reason=reason)
+        self.notify(Notification(level=Level.ALERT, ts=now, service=action.service,
+                                 incident_id=action.incident_id,
+                                 title=f"{action.type} action on {action.service} cancelled",
+                                 body=f"automation is paused: {reason}"))
 
     def _stale(self, action: Action, now: float) -> None:
         """A decision too old to act on (the engine was down between deciding and acting): the
@@ -266,6 +278,10 @@ class Executor:
         error: ActuatorError | None = None
         detail: dict[str, Any] = {}
         for attempt in range(_RETRIES + 1):
+            reason = self.paused(service) if attempt else None  # the first attempt's check is the caller's
+            if reason is not None:
+                error = ActuatorError(f"{error}; not retried, automation is paused: {reason}")
+                break
             try:
                 detail = call()
                 error = None
@@ -337,6 +353,24 @@ class Executor:
         except ActuatorError as exc:
             took = None
             log.warning("cannot tell whether %s took effect: %s", action.id, exc)
+        reason = self.paused(action.service) if took is not None else None
+        if reason is not None and took is False:
+            self._cancel_paused(action, reason, now)  # nothing ran, and nothing will while paused
+            return None
+        if reason is not None:
+            # it took effect but may be unfinished; finishing it would be an actuator call
+            held = action.model_copy(update={"state": ActionState.ESCALATED, "updated_at": now,
+                                             "error": f"took effect before the engine stopped; not finished "
+                                                      f"(no verification, no undo) because automation is "
+                                                      f"paused: {reason}"})
+            inc = self._set_incident(self._incident(action), now, IncidentState.ESCALATED, Resolution.ESCALATED)
+            self._save(held, inc, "action.escalated", reason=f"paused: {reason}")
+            self.notify(Notification(level=Level.ALERT, ts=now, service=action.service,
+                                     incident_id=action.incident_id,
+                                     title=f"{action.type} action on {action.service} needs a person",
+                                     body=f"it took effect before the engine stopped and was not finished "
+                                          f"or verified: automation is paused: {reason}"))
+            return None
         if took is True:
             # Its main effect happened. apply() is idempotent per key: calling it again repeats
             # nothing that was done and finishes what may not have been (a config reload).
@@ -376,6 +410,9 @@ class Executor:
                                       "compensated": [i + 1 for i in result.compensated]})
             if result.status == "compensated":
                 return self._undone(action, step, action.error or "verification failed", now)
+            pause = _held_by_pause(journal, result)
+            if pause is not None:
+                return self._undo_held(action, action.error or "verification failed", pause, now, step)
             return self._undo_failed(action, step, result.reason, now)
         if result.status == "done":
             step = StepRecord(name="apply", ok=True, started_at=started, finished_at=now,
@@ -399,14 +436,20 @@ class Executor:
             return None
         if result.status == "compensated" and not paused:
             return self._failed(action, step, result.reason, result.reason, now)
-        # paused mid-way (what ran was compensated), a failed compensation, or a step nobody
+        # paused mid-way (what ran is left in place), a failed compensation, or a step nobody
         # can tell ran: a person decides
-        compensation_failed = failed_at is not None and journal[failed_at].compensate == workflow.Status.FAILED
+        held = _held_by_pause(journal, result)  # a compensation a pause stopped did not fail
+        compensation_failed = (held is None and failed_at is not None
+                               and journal[failed_at].compensate == workflow.Status.FAILED)
+        reason = result.reason
+        if held is not None:
+            reason = (f"{reason.rpartition('; compensating ')[0] or reason}; left in place, not compensated "
+                      f"while automation is paused: {_left_in_place(action, journal)}")
         escalated = action.model_copy(update={"state": ActionState.ESCALATED, "updated_at": now,
-                                              "steps": [*action.steps, step], "error": result.reason[:2000]})
+                                              "steps": [*action.steps, step], "error": reason[:2000]})
         inc = self._set_incident(self._incident(action), now, IncidentState.ESCALATED,
                                  Resolution.FAILED if compensation_failed else Resolution.ESCALATED)
-        self._save(escalated, inc, "action.escalated", reason=result.reason[:500])
+        self._save(escalated, inc, "action.escalated", reason=reason[:500])
         if compensation_failed:
             self.on_result(escalated, False)
             self.on_undo_failed(escalated)  # as a failed undo: the breaker opens
@@ -414,7 +457,7 @@ class Executor:
                                  title=(f"COMPENSATION FAILED for {_kind(action)} on {action.service}"
                                         if compensation_failed
                                         else f"{_kind(action)} action on {action.service} needs a person"),
-                                 body=f"{result.reason[:500]}; a person must look"))
+                                 body=f"{reason[:500]}; a person must look"))
         return None
 
     def _drive(self, action: Action, *, undo: bool) -> tuple[Action, workflow.WorkflowResult]:
@@ -468,7 +511,7 @@ class Executor:
         action = self._journal(action, StepRecord(name=name, ok=True, started_at=started, finished_at=started,
                                                   detail=workflow.record_detail(kind, i, "intent", **extra)),
                                f"action.{kind}_started")
-        reason = self.paused(action.service) if kind == "do" else None  # the very last check before a step
+        reason = self.paused(action.service)  # the very last check before a step or a compensation
         error: str | None = None
         detail: dict[str, Any] = {}
         if snap_error is not None:
@@ -603,6 +646,9 @@ class Executor:
         return None
 
     def _rollback(self, action: Action, now: float, reason: str) -> float | None:
+        pause = self.paused(action.service)  # an undo is an actuator call: a pause holds it too
+        if pause is not None:
+            return self._undo_held(action, reason, pause, now)
         if action.workflow:
             return self._run_workflow(action, undo=True)
         actuator = self._actuator(action.type)
@@ -631,6 +677,33 @@ class Executor:
         self.on_result(watching, False)
         return until
 
+    def _undo_held(self, action: Action, reason: str, pause: str, now: float,
+                   step: StepRecord | None = None) -> float | None:
+        """Verification failed but automation is paused: nothing is undone (a pause stops every
+        actuator call). The change stays in place and a person decides; no breaker opens, since
+        no undo failed, and lifting the pause does not run the undo later."""
+        left = "the change is left in place"
+        if action.workflow:
+            journal = workflow.journal_from_records(action.steps, len(action.workflow))
+            left = f"left in place: {_left_in_place(action, journal)}"
+        error = f"{reason}; not undone, automation is paused ({pause}): {left}"
+        held = action.model_copy(update={"state": ActionState.ESCALATED, "updated_at": now, "error": error[:2000],
+                                         "steps": [*action.steps, *([step] if step is not None else [])]})
+        verified = next((s for s in reversed(action.steps) if s.name == "verify"), None)
+        outcome = Outcome(action_id=action.id, incident_id=action.incident_id, ts=now,
+                          verdict=VerifyVerdict.FAIL, reason=reason[:2000],
+                          before=verified.detail.get("before", {}) if verified else {},
+                          after=verified.detail.get("after", {}) if verified else {},
+                          duration_s=now - action.created_at)
+        inc = self._set_incident(self._incident(action), now, IncidentState.ESCALATED, Resolution.FAILED)
+        self.store.record(held, *([inc] if inc else []), outcome, actor="engine", event="action.undo_held",
+                          subject=action.id, data={"reason": reason[:500], "paused": pause})
+        self.on_result(held, False)
+        self.notify(Notification(level=Level.ALERT, ts=now, service=action.service, incident_id=action.incident_id,
+                                 title=f"{_kind(action)} on {action.service} made things worse; not undone (paused)",
+                                 body=f"{error[:500]}. A person must decide whether to undo it."))
+        return None
+
     def _undo_failed(self, action: Action, step: StepRecord, err: str, now: float) -> float | None:
         """A failed undo pages a person and opens the breaker: no more automation of this kind."""
         failed = action.model_copy(update={"state": ActionState.ESCALATED, "updated_at": now,
@@ -644,6 +717,25 @@ class Executor:
                                  title=f"UNDO FAILED for {_kind(action)} on {action.service}",
                                  body=f"{err}; a person must act now"))
         return None
+
+
+def _held_by_pause(journal: list[workflow.StepState], result: workflow.WorkflowResult) -> str | None:
+    """The pause that stopped a workflow's compensation (the reason after "paused: "), or None
+    when no compensation was stopped by one."""
+    i = result.failed_index
+    if result.status != "needs_person" or i is None:
+        return None
+    st = journal[i]
+    if st.compensate != workflow.Status.FAILED or not st.error.startswith("paused: "):
+        return None
+    return st.error.removeprefix("paused: ")
+
+
+def _left_in_place(action: Action, journal: list[workflow.StepState]) -> str:
+    """The workflow steps that ran and were not compensated: "step 1/3 config:scale, ..."."""
+    kept = [workflow.record_name("do", i, action.workflow) for i, st in enumerate(journal)
+            if st.do == workflow.Status.OK and st.compensate != workflow.Status.OK]
+    return ", ".join(kept) or "none"
 
 
 def _undo_window(ts: Any, values: Any, start: float, until: float) -> tuple[Any, Any]:

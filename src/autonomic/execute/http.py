@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from autonomic.errors import RetryableActuatorError, TerminalActuatorError
 from autonomic.protocols import ActuatorContext, Target
+from autonomic.redact import shown_url
 
 Method = Literal["GET", "POST", "PUT", "PATCH", "DELETE"]
 
@@ -63,7 +64,7 @@ class HttpBinding(BaseModel):
     def _url(cls, v: str) -> str:
         parts = urlsplit(v)
         if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"base_url must be an http(s) URL with a host, got {v!r}")
+            raise ValueError(f"base_url must be an http(s) URL with a host, got {shown_url(v)!r}")
         return v.rstrip("/")
 
 

@@ -51,6 +51,7 @@ from pydantic import (
 
 from autonomic.errors import RetryableActuatorError, TerminalActuatorError
 from autonomic.protocols import ActuatorContext, Target
+from autonomic.redact import scrub, shown_url
 
 ACTION_ANNOTATION = "autonomic.io/action-key"
 RESTARTED_AT = "kubectl.kubernetes.io/restartedAt"
@@ -205,7 +206,7 @@ class KubernetesBinding(BaseModel):
             return v
         parts = urlsplit(v)
         if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"api_url must be an http(s) URL with a host, got {v!r}")
+            raise ValueError(f"api_url must be an http(s) URL with a host, got {shown_url(v)!r}")
         return v.rstrip("/")
 
     @property
@@ -298,7 +299,8 @@ class _Session:
             raise TerminalActuatorError(f"kubernetes: {detail}") from None
         except (self._http_error, OSError) as exc:
             raise RetryableActuatorError(
-                f"kubernetes: {verb} {what}: cannot reach the API server at {self.host}: {exc}"
+                f"kubernetes: {verb} {what}: cannot reach the API server at {shown_url(self.host)}: "
+                f"{scrub(str(exc), self.host)}"
             ) from None
         data = resp.data
         return json.loads(data) if data else {}

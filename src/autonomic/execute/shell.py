@@ -17,6 +17,8 @@ from autonomic.errors import RetryableActuatorError, TerminalActuatorError
 from autonomic.protocols import ActuatorContext, Target
 
 OUTPUT_LIMIT = 4096  # bytes kept of stdout and of stderr
+# a value passed through ``env_allow`` at least this long is masked in what the command printed
+_MASK_MIN = 8
 
 
 class ShellParams(BaseModel):
@@ -36,7 +38,8 @@ class ShellBinding(BaseModel):
 
 class ShellActuator:
     """Runs ``argv`` with ``shell=False``, in a new session, with an environment of only ``PATH``
-    and the ``env_allow`` names. stdout/stderr are kept up to 4 KiB each. A non-zero exit or a
+    and the ``env_allow`` names. stdout/stderr are kept up to 4 KiB each, with the value of every
+    ``env_allow`` variable (8 characters or more: a token, a password) shown as ``***``. A non-zero exit or a
     missing executable is terminal; a timeout (the whole process group is killed) is retryable.
     Whether it took effect cannot be told (``applied`` is None); undo runs ``undo_argv``.
     """
@@ -85,8 +88,10 @@ class ShellActuator:
         return run_argv(p.undo_argv, self._cwd(target), p.env_allow, p.timeout_s)
 
 
-def _truncate(data: bytes | None) -> tuple[str, bool]:
+def _truncate(data: bytes | None, hidden: list[str]) -> tuple[str, bool]:
     data = data or b""
+    for value in hidden:  # before cutting, so a value across the cut is not left half shown
+        data = data.replace(value.encode(), b"***")
     return data[:OUTPUT_LIMIT].decode(errors="replace"), len(data) > OUTPUT_LIMIT
 
 
@@ -94,6 +99,7 @@ def run_argv(argv: list[str], cwd: str | None, env_allow: list[str], timeout_s: 
     """Run ``argv``; the journal detail on success, ActuatorError subclasses otherwise."""
     env = {"PATH": os.environ.get("PATH", os.defpath)}
     env.update({name: os.environ[name] for name in env_allow if name in os.environ})
+    hidden = sorted({env[n] for n in env_allow if n in env and len(env[n]) >= _MASK_MIN}, key=len, reverse=True)
     started = time.monotonic()
     try:
         proc = subprocess.Popen(
@@ -114,8 +120,8 @@ def run_argv(argv: list[str], cwd: str | None, env_allow: list[str], timeout_s: 
             os.killpg(proc.pid, signal.SIGKILL)
         proc.communicate()
         raise RetryableActuatorError(f"{argv!r} timed out after {timeout_s:g} s") from None
-    stdout, out_cut = _truncate(out)
-    stderr, err_cut = _truncate(err)
+    stdout, out_cut = _truncate(out, hidden)
+    stderr, err_cut = _truncate(err, hidden)
     if proc.returncode != 0:
         raise TerminalActuatorError(f"{argv!r} exited with code {proc.returncode}: {stderr}")
     return {

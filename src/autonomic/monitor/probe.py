@@ -11,15 +11,16 @@ import httpx
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from autonomic.model import Sample
+from autonomic.redact import shown_url
 
 
 def check_http_url(url: str) -> str:
     """``url`` unchanged when it is an absolute http(s) URL with a host; ValueError otherwise."""
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https"):
-        raise ValueError(f"must be an http:// or https:// URL, got {url!r}")
+        raise ValueError(f"must be an http:// or https:// URL, got {shown_url(url)!r}")
     if not parts.hostname:
-        raise ValueError(f"has no host: {url!r}")
+        raise ValueError(f"has no host: {shown_url(url)!r}")
     return url
 
 

@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from autonomic.errors import SourceError
 from autonomic.model import Sample
 from autonomic.monitor.probe import check_http_url
+from autonomic.redact import scrub
 
 _SNIPPET = 200  # at most this many characters of a bad payload go into an error message
 
@@ -54,9 +55,9 @@ def _snippet(text: str) -> str:
 class PrometheusScrape:
     """Source ``prometheus:<service>``: GET the endpoint and keep the samples ``spec`` selects.
 
-    Raises ``SourceError`` naming the URL for a connection failure, a timeout, a non-200
-    answer, or a body that is not Prometheus text (quoting at most 200 characters of the
-    offending payload).
+    Raises ``SourceError`` naming the URL (credentials in it shown as ``***``) for a
+    connection failure, a timeout, a non-200 answer, or a body that is not Prometheus text
+    (quoting at most 200 characters of the offending payload).
     Non-finite values (NaN, +-Inf) are dropped.
     """
 
@@ -68,6 +69,12 @@ class PrometheusScrape:
         self._client = client if client is not None else httpx.Client()
 
     def collect(self, now: float) -> Sequence[Sample]:
+        try:
+            return self._collect(now)
+        except SourceError as exc:
+            raise SourceError(scrub(str(exc), self.spec.url)) from None
+
+    def _collect(self, now: float) -> Sequence[Sample]:
         url = self.spec.url
         try:
             response = self._client.get(url, timeout=self.spec.timeout_s)

@@ -27,6 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError,
 from autonomic.errors import SourceError
 from autonomic.model import Sample
 from autonomic.monitor.probe import check_http_url
+from autonomic.redact import scrub
 
 _SNIPPET = 200  # at most this many characters of a bad payload go into an error message
 _MAX_POINTS = 11_000  # Prometheus refuses range queries with more points per series
@@ -222,6 +223,12 @@ class PromQuerySource:
         return [Sample(self.service, spec.metric, ts, value) for ts, value in points]
 
     def _fetch(self, url: str, params: dict[str, str | float]) -> list[Series]:
+        try:
+            return self._fetch_raw(url, params)
+        except SourceError as exc:  # named by its URL, credentials in it shown as ***
+            raise SourceError(scrub(scrub(str(exc), url), self.spec.url)) from None
+
+    def _fetch_raw(self, url: str, params: dict[str, str | float]) -> list[Series]:
         try:
             response = self._client.get(url, params=params, timeout=self.spec.timeout_s)
         except httpx.TimeoutException:

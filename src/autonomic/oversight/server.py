@@ -7,12 +7,13 @@ uvicorn is imported only when a server is built.
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import threading
 import time
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 log = logging.getLogger("autonomic.api")
 
@@ -29,6 +30,27 @@ class ApiSpec(BaseModel):
     webhook_token_env: str | None = None
     webhook_hmac_env: str | None = None
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
+
+    @model_validator(mode="after")
+    def _webhook_authenticated_off_loopback(self) -> ApiSpec:
+        # every /api/v1 route but the Alertmanager receiver needs an API token; the receiver turns
+        # what it is sent into findings the engine may act on, so off loopback it must check
+        # who sends them
+        if self.enabled and not is_loopback(self.host) and not (self.webhook_token_env or self.webhook_hmac_env):
+            raise ValueError(f"host {self.host!r} is not a loopback address: set webhook_token_env or "
+                             "webhook_hmac_env, or anyone who can reach it can send POST /api/v1/alerts "
+                             "(alerts the engine acts on)")
+        return self
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` names this machine only: ``localhost`` or a loopback address."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a host name or "" (every interface): not loopback
 
 
 class ApiServer:
