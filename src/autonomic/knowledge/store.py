@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import json
 import re
+import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -155,7 +156,7 @@ def _install_sqlite_hooks(engine: Engine) -> None:
         cursor = dbapi_connection.cursor()
         try:
             cursor.execute("PRAGMA busy_timeout=10000")
-            cursor.execute("PRAGMA journal_mode=WAL")
+            _wal(cursor)
             cursor.execute("PRAGMA foreign_keys=ON")
         finally:
             cursor.close()
@@ -163,6 +164,25 @@ def _install_sqlite_hooks(engine: Engine) -> None:
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get(_WRITE) else "BEGIN")
+
+
+def _wal(cursor: Any) -> None:
+    """Put the database file in WAL mode (it stays so: a later connection finds it set and does
+    nothing). Switching a new file from its rollback journal takes a shared lock, then an
+    exclusive one; two connections doing so at the same moment (processes starting together)
+    would deadlock, so SQLite answers "database is locked" at once instead of waiting out
+    busy_timeout. The switch is therefore tried again for up to 10 s, like any other lock wait
+    (the store's tests saw four Stores opened at once fail so about one run in a hundred)."""
+    deadline = time.monotonic() + 10.0
+    while True:
+        try:
+            if str(cursor.execute("PRAGMA journal_mode").fetchone()[0]).lower() != "wal":
+                cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as e:
+            if "locked" not in str(e) or time.monotonic() >= deadline:
+                raise
+            time.sleep(0.01)
 
 
 def _install_postgresql_hooks(engine: Engine) -> None:
