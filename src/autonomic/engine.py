@@ -334,7 +334,9 @@ class Engine:
             log.warning("detector checkpoint %s not written: %s", path, exc)
 
     def _follow(self, nouns: tuple[Any, ...]) -> None:
-        """Keep the cache of unclosed incidents in step with every incident written to the store."""
+        """Keep the cache of unclosed incidents in step with every incident written to the store;
+        an incident written closed (by the sweep, or by the executor on a verified fix) is
+        forgotten at once, so per-incident memory is bounded by the unclosed incidents."""
         for noun in nouns:
             if isinstance(noun, Action):
                 self._tallies = None
@@ -345,6 +347,10 @@ class Engine:
                 else:
                     self._incidents.pop(noun.id, None)
                     self._unclosed_on.get(noun.service, set()).discard(noun.id)
+                    key = (noun.service, noun.cause)
+                    if self._open.get(key) == noun.id:
+                        del self._open[key]
+                    self._forget(noun.id)
 
     def _incident(self, incident_id: str) -> Incident | None:
         """The incident as stored: from the cache when unclosed, else read."""
@@ -565,8 +571,9 @@ class Engine:
             if now - last < quiet:
                 continue
             inc = self.store.get(Incident, inc_id)
-            if inc is None:
-                del self._open[key]
+            if inc is None or inc.closed_at is not None:  # closed already: not closed again
+                self._open.pop(key, None)
+                self._forget(inc_id)
                 continue
             if inc.state in (IncidentState.ACTING, IncidentState.VERIFYING):
                 continue
@@ -578,7 +585,7 @@ class Engine:
             closed = inc.model_copy(update=update)
             self.store.record(closed, actor="engine", event="incident.closed", subject=inc.id,
                               data={"quiet_s": round(now - last, 1), "state": closed.state})
-            del self._open[key]
+            self._open.pop(key, None)  # (_follow has done this already)
             self._forget(inc_id)
 
     def _forget(self, inc_id: str) -> None:
