@@ -216,6 +216,7 @@ class Engine:
         self._tallies: dict[str, tuple[int, int]] | None = None  # see _pattern_record
         self._seen_signatures: dict[str, set[tuple[str, str]]] = {}  # (kind, metric) already stored
         self._source_errors: dict[str, str] = {}
+        self._rotate_error: str | None = None
         self._next_collect = 0.0
         self._inbox: queue.SimpleQueue[Finding] = queue.SimpleQueue()
         self.started = False
@@ -415,6 +416,7 @@ class Engine:
                 self.ingest(f, now)
             self._poll_approvals(now)
             self._sweep(now)
+            self._rotate_service_logs()
             self._send_reports(now)
             if now >= self._next_checkpoint:
                 self.checkpoint_detectors(now)
@@ -471,6 +473,19 @@ class Engine:
                 if self._source_errors.get(src.name) != repr(exc):
                     log.exception("source %s failed", src.name)
                 self._source_errors[src.name] = repr(exc)
+
+    def _rotate_service_logs(self) -> None:
+        """Keep the supervised services' logs under their size bound (Supervisor.rotate_logs)."""
+        if self.shadow_only:
+            return
+        try:
+            for service in self.supervisor.rotate_logs():
+                log.info("service %s: log rotated", service)
+            self._rotate_error = None
+        except OSError as exc:  # a full or read-only disk must not stop the loop
+            if str(exc) != self._rotate_error:  # said once, not every tick
+                log.warning("service logs not rotated: %s", exc)
+            self._rotate_error = str(exc)
 
     def detect(self, now: float) -> list[Finding]:
         out: list[Finding] = []

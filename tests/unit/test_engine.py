@@ -888,3 +888,14 @@ def test_a_resolved_incident_keeps_the_time_it_was_resolved_and_is_closed_once(t
     h.feed("up", 1, 60)
     assert h.store.get(Incident, inc.id) == resolved
     assert [e.kind for e in h.store.audit_events(subject=inc.id) if e.kind == "incident.closed"] == []
+
+
+def test_each_collection_rotates_a_supervised_services_log_that_is_over_its_limit(tmp_path: Path) -> None:
+    from autonomic.execute.supervisor import ProcessBinding
+
+    h = Harness(tmp_path)
+    h.engine.supervisor.add("svc", ProcessBinding(command=["true"], log_max_bytes=1024, log_backups=1))
+    log = h.engine.supervisor.log_path("svc")
+    log.write_bytes(b"x" * 4096)
+    h.feed("up", 1, 1)
+    assert log.stat().st_size == 0 and log.with_name("svc.log.1").stat().st_size == 4096
