@@ -40,6 +40,7 @@ from autonomic.knowledge import Store
 from autonomic.longcsv import from_series as rca_series
 from autonomic.model import (
     Action,
+    ActionState,
     Autonomy,
     Decision,
     Diagnosis,
@@ -259,19 +260,17 @@ class Engine:
         if not self.shadow_only:
             for service, how in self.supervisor.adopt_or_start_all().items():
                 log.info("service %s: %s", service, how)
-        for inc in self.store.incidents(limit=10_000):
-            if inc.closed_at is None:
-                self._incidents.setdefault(inc.id, inc)
-                self._unclosed_on.setdefault(inc.service, set()).add(inc.id)
-                self._open[(inc.service, inc.cause)] = inc.id
-                self._last_seen[inc.id] = inc.last_finding_at
-                self._last_persist[inc.id] = inc.updated_at - _persist_phase(inc.id)
-                self.queue.add(("incident", inc.id), now)
-        for action in self.store.actions():
-            if not action.state.terminal:
-                log.info("reconciling %s action %s on %s left %s", action.type, action.id[:8],
-                         action.service, action.state.value)
-                self.queue.add(("action", action.id), now)
+        for inc in self.store.incidents(unclosed=True, limit=None):
+            self._incidents.setdefault(inc.id, inc)
+            self._unclosed_on.setdefault(inc.service, set()).add(inc.id)
+            self._open[(inc.service, inc.cause)] = inc.id
+            self._last_seen[inc.id] = inc.last_finding_at
+            self._last_persist[inc.id] = inc.updated_at - _persist_phase(inc.id)
+            self.queue.add(("incident", inc.id), now)
+        for action in self.store.actions(states=[s for s in ActionState if not s.terminal]):
+            log.info("reconciling %s action %s on %s left %s", action.type, action.id[:8],
+                     action.service, action.state.value)
+            self.queue.add(("action", action.id), now)
         self._restore_detectors()
         self._next_checkpoint = now + self.config.engine.checkpoint_s
         self.started = True
