@@ -254,7 +254,7 @@ def status(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
     cfg, store = _store(config)
     live_path = cfg.state_dir / "status.json"
     live = json.loads(live_path.read_text()) if live_path.exists() else {}
-    open_incidents = [i for i in store.incidents(limit=1000) if i.closed_at is None]
+    open_incidents = store.incidents(unclosed=True, limit=1000)
     pauses = store.states("pause:")
     breakers = store.states("breaker:")
     if as_json:
@@ -300,9 +300,7 @@ def incidents(
 ) -> None:
     """List incidents, newest first."""
     _, store = _store(config)
-    items = store.incidents(limit=500)
-    if not all_:
-        items = [i for i in items if i.closed_at is None]
+    items = store.incidents(limit=500, unclosed=not all_)
     if as_json:
         print(json.dumps([i.model_dump(mode="json") for i in items], indent=2))
         return

@@ -40,6 +40,7 @@ from autonomic.knowledge import Store
 from autonomic.longcsv import from_series as rca_series
 from autonomic.model import (
     Action,
+    ActionState,
     Autonomy,
     Decision,
     Diagnosis,
@@ -218,6 +219,7 @@ class Engine:
         self._tallies: dict[str, tuple[int, int]] | None = None  # see _pattern_record
         self._seen_signatures: dict[str, set[tuple[str, str]]] = {}  # (kind, metric) already stored
         self._source_errors: dict[str, str] = {}
+        self._rotate_error: str | None = None
         self._next_collect = 0.0
         self._inbox: queue.SimpleQueue[Finding] = queue.SimpleQueue()
         self.started = False
@@ -262,19 +264,17 @@ class Engine:
         if not self.shadow_only:
             for service, how in self.supervisor.adopt_or_start_all().items():
                 log.info("service %s: %s", service, how)
-        for inc in self.store.incidents(limit=10_000):
-            if inc.closed_at is None:
-                self._incidents.setdefault(inc.id, inc)
-                self._unclosed_on.setdefault(inc.service, set()).add(inc.id)
-                self._open[(inc.service, inc.cause)] = inc.id
-                self._last_seen[inc.id] = inc.last_finding_at
-                self._last_persist[inc.id] = inc.updated_at - _persist_phase(inc.id)
-                self.queue.add(("incident", inc.id), now)
-        for action in self.store.actions():
-            if not action.state.terminal:
-                log.info("reconciling %s action %s on %s left %s", action.type, action.id[:8],
-                         action.service, action.state.value)
-                self.queue.add(("action", action.id), now)
+        for inc in self.store.incidents(unclosed=True, limit=None):
+            self._incidents.setdefault(inc.id, inc)
+            self._unclosed_on.setdefault(inc.service, set()).add(inc.id)
+            self._open[(inc.service, inc.cause)] = inc.id
+            self._last_seen[inc.id] = inc.last_finding_at
+            self._last_persist[inc.id] = inc.updated_at - _persist_phase(inc.id)
+            self.queue.add(("incident", inc.id), now)
+        for action in self.store.actions(states=[s for s in ActionState if not s.terminal]):
+            log.info("reconciling %s action %s on %s left %s", action.type, action.id[:8],
+                     action.service, action.state.value)
+            self.queue.add(("action", action.id), now)
         self._restore_detectors()
         self._next_checkpoint = now + self.config.engine.checkpoint_s
         self.started = True
@@ -338,7 +338,9 @@ class Engine:
             log.warning("detector checkpoint %s not written: %s", path, exc)
 
     def _follow(self, nouns: tuple[Any, ...]) -> None:
-        """Keep the cache of unclosed incidents in step with every incident written to the store."""
+        """Keep the cache of unclosed incidents in step with every incident written to the store;
+        an incident written closed (by the sweep, or by the executor on a verified fix) is
+        forgotten at once, so per-incident memory is bounded by the unclosed incidents."""
         for noun in nouns:
             if isinstance(noun, Action):
                 self._tallies = None
@@ -349,6 +351,10 @@ class Engine:
                 else:
                     self._incidents.pop(noun.id, None)
                     self._unclosed_on.get(noun.service, set()).discard(noun.id)
+                    key = (noun.service, noun.cause)
+                    if self._open.get(key) == noun.id:
+                        del self._open[key]
+                    self._forget(noun.id)
 
     def _incident(self, incident_id: str) -> Incident | None:
         """The incident as stored: from the cache when unclosed, else read."""
@@ -421,6 +427,7 @@ class Engine:
                     done += 1
                 self._poll_approvals(now)
                 self._sweep(now)
+                self._rotate_service_logs()
                 self._send_reports(now)
             except StoreError as exc:
                 # the store refuses (locked past busy_timeout, a database restarting): keep what
@@ -489,6 +496,19 @@ class Engine:
                 if self._source_errors.get(src.name) != repr(exc):
                     log.exception("source %s failed", src.name)
                 self._source_errors[src.name] = repr(exc)
+
+    def _rotate_service_logs(self) -> None:
+        """Keep the supervised services' logs under their size bound (Supervisor.rotate_logs)."""
+        if self.shadow_only:
+            return
+        try:
+            for service in self.supervisor.rotate_logs():
+                log.info("service %s: log rotated", service)
+            self._rotate_error = None
+        except OSError as exc:  # a full or read-only disk must not stop the loop
+            if str(exc) != self._rotate_error:  # said once, not every tick
+                log.warning("service logs not rotated: %s", exc)
+            self._rotate_error = str(exc)
 
     def detect(self, now: float) -> list[Finding]:
         out: list[Finding] = []
@@ -590,8 +610,9 @@ class Engine:
             if now - last < quiet:
                 continue
             inc = self.store.get(Incident, inc_id)
-            if inc is None:
-                del self._open[key]
+            if inc is None or inc.closed_at is not None:  # closed already: not closed again
+                self._open.pop(key, None)
+                self._forget(inc_id)
                 continue
             if inc.state in (IncidentState.ACTING, IncidentState.VERIFYING):
                 continue
@@ -603,7 +624,7 @@ class Engine:
             closed = inc.model_copy(update=update)
             self.store.record(closed, actor="engine", event="incident.closed", subject=inc.id,
                               data={"quiet_s": round(now - last, 1), "state": closed.state})
-            del self._open[key]
+            self._open.pop(key, None)  # (_follow has done this already)
             self._forget(inc_id)
 
     def _forget(self, inc_id: str) -> None:

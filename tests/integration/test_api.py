@@ -184,6 +184,28 @@ def test_overview_lists_services_open_incidents_budgets_and_approvals(env: Env) 
     assert body["awaiting_approval"] == 1
 
 
+def test_open_incidents_older_than_a_thousand_closed_ones_are_still_listed_and_restored(env: Env) -> None:
+    """The overview, the incident list and an engine's start find the unclosed incidents by the
+    store's closed_at index; they used to look among the newest 1,000 (overview, ``autonomic
+    status``) or 10,000 (the list, the engine's start) incidents only, so behind 1,200 newer
+    closed ones the two unclosed seed incidents vanished from the overview, and the list read
+    all 1,203 incidents to return two."""
+    with env.store.unit():
+        for k in range(1200):
+            t = T0 + 100 + k
+            done = Incident(service="web", cause="cpu", state=IncidentState.RESOLVED, severity=Severity.WARNING,
+                            kind=FindingKind.THRESHOLD, opened_at=t, updated_at=t + 1, last_finding_at=t,
+                            summary="cpu high", resolution=Resolution.RESOLVED, closed_at=t + 1)
+            env.store.record(done, actor="engine", event="incident.closed", subject=done.id)
+    body = env.client.get("/api/v1/overview", headers=env.auth("viewer")).json()
+    assert {i["id"] for i in body["open_incidents"]} == {env.open_id, env.waiting_id}
+    listed = env.client.get("/api/v1/incidents", headers=env.auth("viewer")).json()
+    assert {i["id"] for i in listed} == {env.open_id, env.waiting_id}
+    engine = _engine(env)
+    engine.start()
+    assert set(engine._incidents) == {env.open_id, env.waiting_id}
+
+
 def test_health_comes_from_status_json_without_an_engine_and_from_the_engine_with_one(env: Env) -> None:
     state_dir = env.ctx.config.state_dir
     state_dir.mkdir(parents=True, exist_ok=True)

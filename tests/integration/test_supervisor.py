@@ -253,3 +253,70 @@ def test_stop_all_stops_every_service(sup: Supervisor) -> None:
 def test_binding_rejects_an_empty_command() -> None:
     with pytest.raises(ValueError, match="command"):
         ProcessBinding(command=[])
+
+
+CHATTY = ("import sys, time\ni = 0\nwhile True:\n"
+          "    sys.stdout.write(f'line {i:08d} ' + 'x' * 100 + '\\n')\n    sys.stdout.flush()\n"
+          "    i += 1\n    if i % 200 == 0:\n        time.sleep(0.001)\n")
+
+
+def test_a_chatty_services_log_is_rotated_and_its_disk_use_stays_bounded(sup: Supervisor) -> None:
+    """A service writing about 10 MB of output while it runs (one start, never restarted):
+    with log_max_bytes 64 KiB and 2 backups, checked every 20 ms as the engine would at each
+    collection, the log and its backups together stay under 4 x 64 KiB plus one interval's
+    output, and the child's output keeps landing at the start of the truncated log (no hole of
+    NUL bytes; the log is opened for appending). Before rotation existed the one log held all
+    10 MB."""
+    limit = 64 * 1024
+    sup.add("chatty", py(CHATTY, log_max_bytes=limit, log_backups=2))
+    sup.start("chatty")
+    log = sup.log_path("chatty")
+    written = 0
+    rotations = 0
+    largest = 0
+    deadline = time.monotonic() + 30
+    while written < 10_000_000 and time.monotonic() < deadline:
+        time.sleep(0.02)
+        size_before = log.stat().st_size
+        rotated = sup.rotate_logs()
+        rotations += len(rotated)
+        written += size_before if rotated else 0
+        files = sorted(log.parent.glob("chatty.log*"))
+        largest = max(largest, sum(f.stat().st_size for f in files))
+    assert written >= 10_000_000, "the child did not write enough in time"
+    assert sorted(f.name for f in log.parent.iterdir()) == ["chatty.log", "chatty.log.1", "chatty.log.2"]
+    assert rotations >= 10
+    assert largest < 4 * limit + 2_000_000  # the bound, plus generous room for one interval's output
+    wait_for(lambda: log.stat().st_size > 0)
+    for f in log.parent.glob("chatty.log*"):
+        data = f.read_bytes()
+        assert b"\0" not in data and data.startswith(b"line "), f.name
+    assert sup.identity("chatty") is not None
+
+
+def test_a_log_under_its_limit_is_left_alone_and_none_disables_rotation(sup: Supervisor) -> None:
+    sup.add("small", py("print('hello')\n", log_max_bytes=1024))
+    sup.add("unbounded", py("print('y' * 4096)\n", log_max_bytes=None))
+    for name in ("small", "unbounded"):
+        sup.start(name)
+        wait_for(lambda name=name: sup.identity(name) is None)  # type: ignore[misc]
+    assert sup.rotate_logs() == []
+    assert sup.log_path("small").read_text() == "hello\n"
+    assert sup.log_path("unbounded").stat().st_size > 4096
+    assert sorted(p.name for p in sup.log_path("small").parent.iterdir()) == ["small.log", "unbounded.log"]
+
+
+def test_rotation_keeps_log_backups_files_newest_first_and_drops_older_ones(sup: Supervisor) -> None:
+    """Lowering log_backups drops the numbered files beyond it at the next rotation; with 0 the
+    log is only truncated."""
+    log = sup.log_path("svc")
+    for backups, expected in ((3, ["svc.log", "svc.log.1", "svc.log.2", "svc.log.3"]),
+                              (1, ["svc.log", "svc.log.1"]), (0, ["svc.log"])):
+        sup.add("svc", py(SLEEPER, log_max_bytes=1024, log_backups=backups))
+        for generation in range(5):
+            log.write_bytes(f"generation {generation}\n".encode() * 200)
+            assert sup.rotate_logs() == ["svc"]
+            assert log.stat().st_size == 0
+        assert sorted(p.name for p in log.parent.iterdir()) == expected
+        for i in range(1, backups + 1):  # .1 is the newest
+            assert log.with_name(f"svc.log.{i}").read_text().startswith(f"generation {5 - i}\n")

@@ -1049,3 +1049,57 @@ def test_after_a_pause_is_lifted_nothing_held_back_is_undone_behind_a_persons_ba
     h.store.set_state(pause_key(None), None, actor="person:ops", event="pause.lifted")
     h.feed("up", 1, 20)
     assert [c for c, *_ in h.actuator.calls] == ["apply"]
+
+
+def _per_incident_memory(engine: Engine) -> dict[str, int]:
+    return {"open": len(engine._open), "unclosed": len(engine._incidents), "last_seen": len(engine._last_seen),
+            "last_persist": len(engine._last_persist), "pending_repeats": len(engine._pending_repeats),
+            "seen_signatures": len(engine._seen_signatures), "queue": len(engine.queue)}
+
+
+def test_the_engine_forgets_every_incident_it_closed_so_memory_stays_flat_over_many_incidents(
+        tmp_path: Path) -> None:
+    """Twelve outages, each acted on, verified and resolved (the executor closes the incident),
+    then quiet: the engine's per-incident memory is empty again. Before this was fixed, an
+    incident the executor resolved was forgotten only if the sweep found it quiet (and closed it
+    a second time) before the same trouble came back; with outages recurring within
+    resolve_after_s it stayed in _last_seen, _last_persist, _seen_signatures (11 entries each
+    here after 12 incidents) and _pending_repeats (9) for the life of the process."""
+    h = Harness(tmp_path, policy={"rate_limits": {"per_day": 100, "per_week": 100, "per_service_day": 100,
+                                                   "per_service_week": 100}})
+    for _ in range(12):
+        h.feed("up", 1, 5)
+        h.feed("up", 0, 4)
+        h.feed("up", 1, 20)
+    h.feed("up", 1, 40)
+    incidents = h.store.incidents(limit=100)
+    assert len(incidents) == 12
+    assert all(i.closed_at is not None and i.state == IncidentState.RESOLVED for i in incidents)
+    assert _per_incident_memory(h.engine) == {k: 0 for k in _per_incident_memory(h.engine)}
+
+
+def test_a_resolved_incident_keeps_the_time_it_was_resolved_and_is_closed_once(tmp_path: Path) -> None:
+    """The executor closes an incident when its action is verified; the quiet-time sweep must not
+    close it a second time (which moved closed_at, and with it the report's time to resolve,
+    later by the quiet time and wrote a second incident.closed event)."""
+    h = Harness(tmp_path)
+    h.feed("up", 1, 3)
+    h.feed("up", 0, 3)
+    inc = h.incident()
+    h.run_until(lambda: h.store.get(Incident, inc.id).closed_at is not None, "up", 1)  # type: ignore[union-attr]
+    resolved = h.store.get(Incident, inc.id)
+    assert resolved is not None
+    h.feed("up", 1, 60)
+    assert h.store.get(Incident, inc.id) == resolved
+    assert [e.kind for e in h.store.audit_events(subject=inc.id) if e.kind == "incident.closed"] == []
+
+
+def test_each_collection_rotates_a_supervised_services_log_that_is_over_its_limit(tmp_path: Path) -> None:
+    from autonomic.execute.supervisor import ProcessBinding
+
+    h = Harness(tmp_path)
+    h.engine.supervisor.add("svc", ProcessBinding(command=["true"], log_max_bytes=1024, log_backups=1))
+    log = h.engine.supervisor.log_path("svc")
+    log.write_bytes(b"x" * 4096)
+    h.feed("up", 1, 1)
+    assert log.stat().st_size == 0 and log.with_name("svc.log.1").stat().st_size == 4096

@@ -37,7 +37,7 @@ from autonomic.model import (
 )
 
 RawSql = Callable[..., list[tuple[Any, ...]]]  # the raw_sql fixture (tests/conftest.py)
-HEAD_REVISION = "0002"  # the newest migration
+HEAD_REVISION = "0003"  # the newest migration
 
 
 @pytest.fixture
@@ -777,3 +777,58 @@ def test_a_missing_postgresql_driver_is_a_store_error_saying_what_to_install(mon
 
     assert "cannot open the store at postgresql+psycopg://autonomic:***@127.0.0.1:5432/autonomic" in str(caught.value)
     assert "hunter2" not in str(caught.value)
+
+
+def test_unclosed_incidents_are_found_by_the_index_however_many_closed_ones_are_newer(store: Store) -> None:
+    """An incident left unclosed is listed by ``unclosed`` even behind 1,200 newer closed ones
+    (the API and ``autonomic status`` used to look among the newest 1,000 only, and missed it);
+    ``open_since`` adds those closed at or after the time given."""
+    old = incident(opened_at=1.0, updated_at=1.0, last_finding_at=1.0)
+    with store.unit():
+        store.record(old, actor="engine", event="incident.opened", subject=old.id)
+        for k in range(1200):
+            t = 10.0 + k
+            done = incident(opened_at=t, updated_at=t + 1, last_finding_at=t, state=IncidentState.RESOLVED,
+                            closed_at=t + 1)
+            store.record(done, actor="engine", event="incident.closed", subject=done.id)
+    assert [i.id for i in store.incidents(unclosed=True)] == [old.id]
+    assert old.id not in {i.id for i in store.incidents(limit=1000)}
+    since = store.incidents(open_since=1200.0, limit=None)
+    assert {i.closed_at for i in since} == {None, *(10.0 + k + 1 for k in range(1189, 1200))}
+    closed_later = old.model_copy(update={"state": IncidentState.EXPIRED, "closed_at": 2000.0, "updated_at": 2000.0})
+    store.record(closed_later, actor="engine", event="incident.closed", subject=old.id)
+    assert store.incidents(unclosed=True) == []
+    assert store.incidents(open_since=1999.0) == [closed_later]
+
+
+def test_migration_0003_fills_closed_at_of_the_incidents_already_stored(store_url: str, raw_sql: RawSql) -> None:
+    """A database from before revision 0003 (taken back to 0002 here) gets the closed_at column
+    filled from each incident's body when it is opened, so its unclosed incidents are found."""
+    from alembic import command
+    from alembic.config import Config
+    from sqlalchemy import create_engine
+    from sqlalchemy.pool import NullPool
+
+    from autonomic.knowledge.store import _MIGRATIONS
+
+    first = Store(store_url)
+    still_open = incident(opened_at=5.0)
+    closed = incident(opened_at=1.0, state=IncidentState.RESOLVED, closed_at=3.0)
+    first.record(still_open, closed, actor="engine", event="seed", subject="all")
+    first.close()
+    engine = create_engine(store_url, poolclass=NullPool)
+    with engine.begin() as conn:
+        config = Config()
+        config.set_main_option("script_location", str(_MIGRATIONS))
+        config.attributes["connection"] = conn
+        command.downgrade(config, "0002")
+    engine.dispose()
+    assert raw_sql("SELECT version_num FROM alembic_version") == [("0002",)]
+
+    again = Store(store_url)
+    assert raw_sql("SELECT version_num FROM alembic_version") == [(HEAD_REVISION,)]
+    assert sorted(raw_sql("SELECT id, closed_at FROM incidents"), key=lambda r: r[0]) == sorted(
+        [(still_open.id, None), (closed.id, 3.0)], key=lambda r: r[0])
+    assert again.incidents(unclosed=True) == [still_open]
+    assert again.verify_audit().ok
+    again.close()

@@ -2,7 +2,8 @@
 
 Restarts are decisions the engine makes (through :class:`~autonomic.execute.process.ProcessActuator`).
 Each service runs in its own session (``start_new_session=True``) so stopping it signals the
-whole process group. Its stdout and stderr are appended to ``state_dir/logs/<service>.log``;
+whole process group. Its stdout and stderr are appended to ``state_dir/logs/<service>.log``,
+which :meth:`Supervisor.rotate_logs` keeps bounded (see there);
 ``state_dir/pids/<service>.json`` records ``{pid, create_time, argv}`` so a later engine
 process can adopt the children an earlier one started (after a crash they keep running).
 An adopted pid counts only while it is still the process the pidfile names, which guards
@@ -23,6 +24,7 @@ import signal as signal_mod
 import subprocess
 import threading
 import time
+from glob import escape as glob_escape
 from pathlib import Path
 
 import psutil
@@ -51,6 +53,10 @@ class ProcessBinding(BaseModel):
     # after a (re)start, a failing health probe is the service still starting, not "down"
     # (a dead process is still "down" at once); see Engine.ingest
     start_grace_s: float = Field(default=10.0, ge=0, le=3600)
+    # state_dir/logs/<service>.log is rotated once it is over log_max_bytes (None: never),
+    # keeping log_backups older files (<service>.log.1 the newest); see Supervisor.rotate_logs
+    log_max_bytes: int | None = Field(default=10 * 1024 * 1024, ge=1024)
+    log_backups: int = Field(default=3, ge=0, le=100)
 
 
 class Supervisor:
@@ -85,6 +91,33 @@ class Supervisor:
 
     def log_path(self, service: str) -> Path:
         return self._logs / f"{service}.log"
+
+    def rotate_logs(self) -> list[str]:
+        """Rotate every service log that is over its binding's ``log_max_bytes``; returns the
+        services rotated. The engine calls this at each collection.
+
+        The child writes to the log through a descriptor it holds (across an engine restart
+        too), so the file cannot be renamed away from it; it is rotated the way logrotate's
+        ``copytruncate`` does it: ``.log.N-1`` becomes ``.log.N`` and so on (the oldest beyond
+        ``log_backups`` is dropped), the log is copied to ``.log.1`` and then truncated to
+        zero; the child's next write lands at the new end, since the log is opened for
+        appending. Output written between the copy and the truncation (microseconds) is lost.
+        Disk use per service stays under about ``log_max_bytes * (log_backups + 1)`` plus what
+        the service writes in one collection interval."""
+        rotated = []
+        with self._lock:
+            bindings = dict(self._bindings)
+        for service, binding in sorted(bindings.items()):
+            limit = binding.log_max_bytes
+            path = self.log_path(service)
+            try:
+                if limit is None or path.stat().st_size <= limit:
+                    continue
+                _copytruncate(path, binding.log_backups)
+            except FileNotFoundError:
+                continue
+            rotated.append(service)
+        return rotated
 
     def log_tail(self, service: str, lines: int = 10) -> str:
         """The last ``lines`` lines of the service's log ('' when there is none)."""
@@ -288,6 +321,30 @@ class Supervisor:
     def _remove_pidfile(self, service: str) -> None:
         with contextlib.suppress(FileNotFoundError):
             self._pidfile(service).unlink()
+
+
+def _copytruncate(path: Path, backups: int) -> None:
+    """Shift ``path.1`` .. ``path.<backups-1>`` up by one, drop any numbered beyond ``backups``,
+    copy ``path`` to ``path.1`` and truncate ``path`` to zero length (see Supervisor.rotate_logs)."""
+    def numbered(i: int) -> Path:
+        return path.with_name(f"{path.name}.{i}")
+
+    for old in path.parent.glob(f"{glob_escape(path.name)}.*"):  # log_backups may have been lowered
+        suffix = old.name[len(path.name) + 1:]
+        if suffix.isdigit() and int(suffix) >= max(backups, 1):
+            with contextlib.suppress(FileNotFoundError):
+                old.unlink()
+    for i in range(backups - 1, 0, -1):
+        with contextlib.suppress(FileNotFoundError):
+            os.replace(numbered(i), numbered(i + 1))
+    tmp = path.with_name(f".{path.name}.1.tmp")
+    with open(path, "r+b") as src:
+        if backups:
+            with open(tmp, "wb") as dst:
+                shutil.copyfileobj(src, dst, 1024 * 1024)
+        src.truncate(0)  # right after the copy: what is written in between is lost
+    if backups:
+        os.replace(tmp, numbered(1))
 
 
 def _boot_id() -> str | None:

@@ -30,6 +30,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
+from time import monotonic, sleep
 from typing import Any, TypeVar
 
 from alembic import command
@@ -173,16 +174,16 @@ def _wal(cursor: Any) -> None:
     would deadlock, so SQLite answers "database is locked" at once instead of waiting out
     busy_timeout. The switch is therefore tried again for up to 10 s, like any other lock wait
     (the store's tests saw four Stores opened at once fail so about one run in a hundred)."""
-    deadline = time.monotonic() + 10.0
+    deadline = monotonic() + 10.0  # (imported by name: tests replace this module's `time`)
     while True:
         try:
             if str(cursor.execute("PRAGMA journal_mode").fetchone()[0]).lower() != "wal":
                 cursor.execute("PRAGMA journal_mode=WAL")
             return
         except sqlite3.OperationalError as e:
-            if "locked" not in str(e) or time.monotonic() >= deadline:
+            if "locked" not in str(e) or monotonic() >= deadline:
                 raise
-            time.sleep(0.01)
+            sleep(0.01)
 
 
 def _install_postgresql_hooks(engine: Engine) -> None:
@@ -580,14 +581,22 @@ class Store:
         return found[0] if found else None
 
     def incidents(
-        self, states: Iterable[IncidentState] | None = None, service: str | None = None, limit: int = 200
+        self, states: Iterable[IncidentState] | None = None, service: str | None = None, limit: int | None = 200,
+        *, unclosed: bool = False, open_since: float | None = None,
     ) -> list[Incident]:
-        """Incidents, newest opened first, optionally only in ``states`` and for ``service``."""
+        """Incidents, newest opened first (at most ``limit``; None: all), optionally only in
+        ``states``, for ``service``, not yet closed (``unclosed``), or open at some moment at or
+        after ``open_since`` (unclosed, or closed then or later). The last two are answered by
+        the index on ``closed_at``, whatever the history held."""
         where: list[ColumnElement[bool]] = []
         if states is not None:
             where.append(IncidentRow.state.in_([IncidentState(s).value for s in states]))
         if service is not None:
             where.append(IncidentRow.service == service)
+        if unclosed:
+            where.append(IncidentRow.closed_at.is_(None))
+        if open_since is not None:
+            where.append(IncidentRow.closed_at.is_(None) | (IncidentRow.closed_at >= open_since))
         stmt = (
             select(IncidentRow)
             .where(*where)
@@ -624,9 +633,13 @@ class Store:
         incident_id: str | None = None,
         states: Iterable[ActionState] | None = None,
         service: str | None = None,
+        created_since: float | None = None,
     ) -> list[Action]:
-        """Actions, oldest created first, optionally filtered by incident, state and service."""
+        """Actions, oldest created first, optionally filtered by incident, state, service and
+        creation at or after ``created_since``."""
         where: list[ColumnElement[bool]] = []
+        if created_since is not None:
+            where.append(ActionRow.created_at >= created_since)
         if incident_id is not None:
             where.append(ActionRow.incident_id == incident_id)
         if states is not None:

@@ -55,6 +55,7 @@ class IncidentRow(NounRow):
     cause: Mapped[str] = mapped_column(NAME, index=True)
     state: Mapped[str] = mapped_column(String(32), index=True)
     opened_at: Mapped[float] = mapped_column(Float, index=True)
+    closed_at: Mapped[float | None] = mapped_column(Float, index=True)  # migration 0003
 
 
 class DiagnosisRow(NounRow):

@@ -295,8 +295,8 @@ def _health(ctx: ApiContext) -> dict[str, tuple[str, list[str]]]:
 
 
 def _open_incidents(ctx: ApiContext) -> list[Incident]:
-    """Incidents not yet closed, newest first (looked for among the newest 1000)."""
-    return [i for i in ctx.store.incidents(limit=1000) if i.closed_at is None]
+    """Incidents not yet closed, newest first (at most 1000)."""
+    return ctx.store.incidents(unclosed=True, limit=1000)
 
 
 def _services(ctx: ApiContext, open_incidents: list[Incident] | None = None) -> list[dict[str, Any]]:
@@ -437,10 +437,8 @@ def _read_routes(ctx: ApiContext) -> APIRouter:
     ) -> list[dict[str, Any]]:
         """Incidents, newest first: the unclosed ones, or every one with ``all``, or those in ``state``."""
         wide = all or state is not None
-        found = ctx.store.incidents(states=[state] if state else None, service=service,
-                                    limit=limit if wide else 10_000)
-        if not wide:
-            found = [i for i in found if i.closed_at is None][:limit]
+        found = ctx.store.incidents(states=[state] if state else None, service=service, limit=limit,
+                                    unclosed=not wide)
         return [i.model_dump(mode="json") for i in found]
 
     @router.get("/incidents/{incident_id}", responses={404: {"description": "no such incident"}})

@@ -120,8 +120,11 @@ class Report(_Frozen):
 def build_report(store: Store, period: Period, now: float) -> Report:
     """The report for ``[now - period, now)`` from what ``store`` holds."""
     start = now - PERIOD_S[period]
-    incidents = store.incidents(limit=10_000_000)
-    actions = store.actions()
+    # what summarize counts: incidents open at some moment in the window or since (opened,
+    # closed, escalated in it, or still unclosed: an incident is not written after it closes)
+    # and actions created in it; not the whole history
+    incidents = store.incidents(open_since=start, limit=None)
+    actions = store.actions(created_since=start)
     events = audit_window(store, start, now)
     states = {**store.states("breaker:"), **store.states("pause:")}
     return summarize(period, now, incidents, actions, events, states)
