@@ -117,7 +117,7 @@ def run(
 ) -> None:
     """Run the engine in the foreground until SIGTERM or SIGINT."""
     from autonomic.engine import Engine
-    from autonomic.knowledge.store import shown_url
+    from autonomic.knowledge.store import shown_database_url
 
     if log_level.lower() not in ("debug", "info", "warning", "error"):
         raise _fail(f"--log-level: must be debug, info, warning or error, not {log_level!r}")
@@ -159,7 +159,7 @@ def run(
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
     log.info("autonomic engine started (%d services, %d patterns, interval %.1fs, store %s)",
-             len(cfg.services), len(cfg.patterns), cfg.engine.interval_s, shown_url(cfg.database_url))
+             len(cfg.services), len(cfg.patterns), cfg.engine.interval_s, shown_database_url(cfg.database_url))
     engine.run(stop, on_tick=_write_status)
     log.info("autonomic engine stopped cleanly")
 

@@ -4,7 +4,7 @@ A URL in the config may carry a credential: a password (``https://user:pw@host``
 the user part (``https://TOKEN@host``) or a query value (``?token=...``). :func:`shown_url`
 keeps the scheme, host, port and path and replaces each of those by ``***``;
 :func:`scrub` does the same to every place they occur in a message (an HTTP client's error
-text may quote the URL). For database URLs see :func:`autonomic.knowledge.store.shown_url`.
+text may quote the URL).
 """
 
 from __future__ import annotations
@@ -28,8 +28,10 @@ def _secrets(url: str) -> list[str]:
     return sorted({s for s in found if s}, key=len, reverse=True)
 
 
-def shown_url(url: str) -> str:
-    """``url`` with its password (or a user part without one) and query values as ``***``."""
+def shown_url(url: str, *, keep_user: bool = False) -> str:
+    """``url`` with its password (or a user part without one) and query values as ``***``.
+    ``keep_user``: a user part without a password is shown (a database URL's role name, which
+    an authentication error is about, rather than a token as in ``https://TOKEN@host``)."""
     try:
         parts = urlsplit(url)
     except ValueError:
@@ -38,7 +40,7 @@ def shown_url(url: str) -> str:
     if "@" in netloc:
         userinfo, _, hostport = netloc.rpartition("@")
         user, colon, _ = userinfo.partition(":")
-        netloc = f"{user}:{HIDDEN}@{hostport}" if colon else f"{HIDDEN}@{hostport}"
+        netloc = f"{user}:{HIDDEN}@{hostport}" if colon else f"{user if keep_user else HIDDEN}@{hostport}"
     query = "&".join(f"{k}={HIDDEN}" for k, _ in parse_qsl(parts.query, keep_blank_values=True))
     out = f"{parts.scheme}://{netloc}{parts.path}" if parts.scheme else f"{netloc}{parts.path}"
     return out + (f"?{query}" if query else "")

@@ -261,3 +261,18 @@ def test_no_command_in_src_goes_through_a_shell() -> None:
     hits = [f"{p.relative_to(root)}:{i}" for p in root.rglob("*.py")
             for i, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1) if bad.search(line)]
     assert hits == []
+
+
+@pytest.mark.parametrize(("url", "shown"), [
+    ("postgresql+psycopg://bob:s3cr3t@db:5432/auto", "postgresql+psycopg://bob:***@db:5432/auto"),
+    ("postgresql://bob:p@ss@db/x", "postgresql://bob:***@db/x"),  # an unescaped @ in the password
+    ("postgresql://db/x?password=s3cr3t&sslmode=require", "postgresql://db/x?password=***&sslmode=***"),
+    ("postgresql://bob@db/x", "postgresql://bob@db/x"),  # the role an auth error is about stays
+    ("sqlite:////var/lib/autonomic/autonomic.db", "sqlite:////var/lib/autonomic/autonomic.db"),
+])
+def test_a_database_url_is_shown_without_its_password_in_any_place_it_can_be(url: str, shown: str) -> None:
+    """Before, the store's own helper (SQLAlchemy's hide_password) showed "ss" of a password
+    holding an unescaped @, and a ?password= query value whole."""
+    from autonomic.knowledge.store import shown_database_url
+
+    assert shown_database_url(url) == shown

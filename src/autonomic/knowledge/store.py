@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import re
 import sqlite3
 import threading
 import time
@@ -90,6 +89,7 @@ from autonomic.model import (
     Outcome,
     Verdict,
 )
+from autonomic.redact import shown_url
 
 Noun = Finding | Incident | Diagnosis | Decision | Action | Outcome
 T = TypeVar("T", bound=Frozen)
@@ -197,7 +197,6 @@ def _install_postgresql_hooks(engine: Engine) -> None:
 
 
 _BACKENDS = ("sqlite", "postgresql")
-_PASSWORD_IN_TEXT = re.compile(r"(://[^:/@]*:)[^@]*@")
 
 
 def _parse_url(url: str) -> URL:
@@ -206,7 +205,7 @@ def _parse_url(url: str) -> URL:
     try:
         parsed = make_url(url)
     except ArgumentError:
-        raise StoreError(f"the database URL {shown_url(str(url))!r} is not a "
+        raise StoreError(f"the database URL {shown_database_url(str(url))!r} is not a "
                          "SQLAlchemy URL (sqlite:///path/to/file.db or "
                          "postgresql+psycopg://user:password@host:5432/database)") from None
     if parsed.get_backend_name() not in _BACKENDS:
@@ -218,16 +217,14 @@ def _parse_url(url: str) -> URL:
 
 
 def _shown(url: URL) -> str:
-    """The URL as it may be shown or logged: the password replaced by ``***``."""
-    return url.render_as_string(hide_password=True)
+    """The URL as it may be shown or logged (:func:`shown_database_url`)."""
+    return shown_database_url(url.render_as_string(hide_password=False))
 
 
-def shown_url(url: str) -> str:
-    """A database URL as it may be shown or logged, its password (if any) replaced by ``***``."""
-    try:
-        return _shown(make_url(url))
-    except ArgumentError:
-        return _PASSWORD_IN_TEXT.sub(r"\1***@", url)
+def shown_database_url(url: str) -> str:
+    """A database URL as it may be shown or logged: the password, and any query value (libpq
+    takes ``?password=``), as ``***``; the user name stays (an authentication error is about it)."""
+    return shown_url(url, keep_user=True)
 
 
 def _json_text(value: Any) -> str:
