@@ -61,7 +61,7 @@ from autonomic.monitor.promquery import PromQuerySource, PromQuerySpec
 from autonomic.monitor.series import SeriesStore
 from autonomic.oversight.notify import Dispatcher, build_dispatcher
 from autonomic.oversight.reports import due_reports, report_notification
-from autonomic.plan.autonomy import earned_effective, ladder_event, people_evidence
+from autonomic.plan.autonomy import Evidence, earned_effective, ladder_event, people_evidence
 from autonomic.plan.backoff import BackoffState, backoff_allows, backoff_delay, backoff_record
 from autonomic.plan.breaker import BreakerState, breaker_record
 from autonomic.plan.diagnose import DiagnoseContext, diagnose
@@ -899,11 +899,9 @@ class Engine:
     def _earned(self, effective: Any, policy: PolicyConfig, pattern_id: str, service: str, now: float) -> Any:
         """The autonomy this pattern has earned on this service from its measured record;
         a promotion or demotion is stored, audited and told."""
-        record: list[Any] = [o for a in self.store.actions(service=service) if a.pattern_id == pattern_id
-                             for o in self.store.outcomes(action_id=a.id)]
-        # a person's answer to an approval request counts as evidence too
-        record += people_evidence(self.store.decisions(verdicts=[Verdict.APPROVED, Verdict.DENIED]),
-                                  pattern_id, service)
+        outcomes, answers = self.store.pattern_record(pattern_id, service)
+        record: list[Any] = [Evidence(ts=ts, verdict=verdict, rolled_back=rolled) for ts, verdict, rolled in outcomes]
+        record += people_evidence(answers, pattern_id, service)  # a person's answers count too
         record.sort(key=lambda o: o.ts)
         earned, why = earned_effective(effective, policy, pattern_id, service, record)
         key = f"autonomy:{pattern_id}:{service}"

@@ -14,6 +14,7 @@ from autonomic.engine import Engine, approval_key, pause_key
 from autonomic.knowledge import Store
 from autonomic.model import (
     ActionState,
+    Autonomy,
     Decision,
     Finding,
     FindingKind,
@@ -1103,3 +1104,33 @@ def test_each_collection_rotates_a_supervised_services_log_that_is_over_its_limi
     log.write_bytes(b"x" * 4096)
     h.feed("up", 1, 1)
     assert log.stat().st_size == 0 and log.with_name("svc.log.1").stat().st_size == 4096
+
+
+def test_the_autonomy_ladder_reads_a_patterns_record_in_two_statements_whatever_its_length(
+        tmp_path: Path) -> None:
+    """With the ladder on, every decision weighs the pattern's record on the service. Before, that
+    was one query for the service's actions plus one per action for its outcomes plus every
+    approved or denied decision of every service (42 statements here; 443 and 1.9 s a decision
+    after a few thousand actions); now it is two, however long the record."""
+    from sqlalchemy import event
+
+    from autonomic.model import Action, Outcome, VerifyVerdict
+
+    h = Harness(tmp_path, policy={"autonomy": "suggest", "autonomy_ladder": {"enabled": True}})
+    for i in range(40):
+        inc = Incident(service="svc", cause="down", severity=Severity.CRITICAL, kind=FindingKind.STATE,
+                       opened_at=T0 - 1000 + i, updated_at=T0 - 1000 + i, last_finding_at=T0 - 1000 + i,
+                       summary="down", state=IncidentState.RESOLVED, closed_at=T0 - 999 + i)
+        act = Action(decision_id=f"d{i}", incident_id=inc.id, service="svc", type="fake", params={},
+                     idempotency_key=f"k{i}", state=ActionState.SUCCEEDED, pattern_id="fake-down-poke",
+                     created_at=T0 - 1000 + i, updated_at=T0 - 999 + i)
+        out = Outcome(action_id=act.id, incident_id=inc.id, ts=T0 - 999 + i, verdict=VerifyVerdict.PASS,
+                      reason="up again")
+        h.store.record(inc, act, out, actor="engine", event="action.verified", subject=act.id)
+    statements: list[str] = []
+    event.listen(h.store._engine, "before_cursor_execute", lambda *a: statements.append(a[2]))
+    policy = h.config.spec.policy
+    earned = h.engine._earned(policy.effective("fake", "fake-down-poke", "svc"), policy, "fake-down-poke", "svc", T0)
+    assert earned.autonomy == Autonomy.APPROVE and "promoted" in earned.autonomy_from
+    record = [s for s in statements if any(f"FROM {t}" in s for t in ("actions", "outcomes", "decisions"))]
+    assert len(record) == 2  # (and one more read: the level stored for the pair)

@@ -832,3 +832,33 @@ def test_migration_0003_fills_closed_at_of_the_incidents_already_stored(store_ur
     assert again.incidents(unclosed=True) == [still_open]
     assert again.verify_audit().ok
     again.close()
+
+
+def test_pattern_record_is_the_patterns_outcomes_on_the_service_and_peoples_answers(store: Store) -> None:
+    """The autonomy ladder's evidence for (pattern, service), in two queries: the outcomes of
+    that pattern's actions on that service only, and approvals or denials by a person (never the
+    engine's own verdicts) on that pattern, each oldest first."""
+    inc = incident()
+    store.record(inc, actor="engine", event="incident.opened", subject=inc.id)
+    mine: list[Outcome] = []
+    for i, (pattern, service) in enumerate([("p", "api"), ("p", "web"), ("q", "api"), ("p", "api")]):
+        act = action(inc.id, created_at=100.0 + i, pattern_id=pattern, service=service,
+                     idempotency_key=f"k{i}", state=ActionState.SUCCEEDED)
+        fail = i == 3
+        out = Outcome(action_id=act.id, incident_id=inc.id, ts=200.0 - i, reason="ok",
+                      verdict=VerifyVerdict.FAIL if fail else VerifyVerdict.PASS, rolled_back=fail)
+        store.record(act, out, actor="engine", event="action.verified", subject=act.id)
+        if (pattern, service) == ("p", "api"):
+            mine.append(out)
+    spec = ActionSpec(type="restart", target="api")
+    answers = [Decision(incident_id=inc.id, diagnosis_id="d", ts=300.0 + i, verdict=v, action=spec,
+                        pattern_id=pattern, decided_by=by)
+               for i, (v, pattern, by) in enumerate([
+                   (Verdict.APPROVED, "p", "person:ann"), (Verdict.DENIED, "p", "person:bob"),
+                   (Verdict.APPROVED, "p", "engine"), (Verdict.NEEDS_APPROVAL, "p", "person:ann"),
+                   (Verdict.DENIED, "q", "person:ann")])]
+    for d in answers:
+        store.record(d, actor=d.decided_by, event="decision", subject=inc.id)
+    outcomes, people = store.pattern_record("p", "api")
+    assert outcomes == [(197.0, "fail", True), (200.0, "pass", False)]
+    assert people == answers[:2]

@@ -656,6 +656,29 @@ class Store:
         stmt = select(OutcomeRow).where(*where).order_by(OutcomeRow.ts, OutcomeRow.first_seq)
         return self._read_nouns(Outcome, stmt)
 
+    def pattern_record(self, pattern_id: str, service: str) -> tuple[list[tuple[float, str, bool]], list[Decision]]:
+        """What the autonomy ladder weighs for one pattern on one service, in two queries: the
+        outcomes of the pattern's actions on the service as ``(ts, verdict, rolled_back)``, oldest
+        first (only what the ladder reads, so a long record is not parsed into models), and the
+        approvals and denials a person (not the engine) gave on the pattern, oldest first (their
+        targets are for the caller to match). Before, the engine read every action of the
+        service, then each action's outcomes one query at a time, then every approved or denied
+        decision of every service: 443 statements and 1.9 s a decision after a few thousand
+        actions."""
+        outcomes = (select(OutcomeRow.ts, OutcomeRow.body["verdict"].as_string(),
+                           OutcomeRow.body["rolled_back"].as_boolean())
+                    .join(ActionRow, OutcomeRow.action_id == ActionRow.id)
+                    .where(ActionRow.service == service, ActionRow.body["pattern_id"].as_string() == pattern_id)
+                    .order_by(OutcomeRow.ts, OutcomeRow.first_seq))
+        answers = (select(DecisionRow)
+                   .where(DecisionRow.verdict.in_([Verdict.APPROVED.value, Verdict.DENIED.value]),
+                          DecisionRow.body["decided_by"].as_string() != "engine",
+                          DecisionRow.body["pattern_id"].as_string() == pattern_id)
+                   .order_by(DecisionRow.ts, DecisionRow.first_seq))
+        with self.reading(), self._read() as conn:
+            record = [(float(ts), str(verdict), bool(rolled)) for ts, verdict, rolled in conn.execute(outcomes)]
+        return record, self._read_nouns(Decision, answers)
+
     def count_actions(self, since: float, *, type: str | None = None, service: str | None = None) -> int:
         """How many actions were created at or after ``since`` (optionally of one type and/or on one
         service), not counting CANCELLED ones: the numbers rate limits are checked against."""
