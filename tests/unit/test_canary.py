@@ -4,11 +4,12 @@ better, too few samples; and rollouts that pass, trip a trigger, or stop margina
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 
-from autonomic.errors import ConfigError
+from autonomic.errors import ConfigError, TerminalActuatorError
 from autonomic.execute.canary import JudgeConfig, RolloutPlan, judge, read_samples, rollout
 
 CFG = JudgeConfig.model_validate({
@@ -155,7 +156,9 @@ def test_the_cli_judges_csv_files_and_exits_by_verdict(tmp_path: Path) -> None:
 
 def test_a_rollout_moves_real_traffic_weights_through_the_http_actuator(tmp_path: Path) -> None:
     """The rollout drives a real HTTP admin endpoint (a local server recording each weight)
-    through the http actuator, and rolls back to 0 when the canary turns bad."""
+    through the http actuator, and rolls back to 0 when the canary turns bad. A pause stops a
+    rollout before its next weight (before, the setter applied weights whatever the kill switch
+    said)."""
     import json
     import threading
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -186,11 +189,24 @@ def test_a_rollout_moves_real_traffic_weights_through_the_http_actuator(tmp_path
         target = Target(service="shop", binding=HttpActuator.Binding.model_validate(
             {"base_url": f"http://127.0.0.1:{server.server_address[1]}"}))
         set_weight = actuator_weight_setter(actuator, target, lambda w: {
-            "method": "PUT", "path": "/traffic", "json": {"canary_percent": w}}, "rollout-1")
+            "method": "PUT", "path": "/traffic", "json": {"canary_percent": w}}, "rollout-1", paused=lambda: None)
         calls = iter([(_data(1), _data(2)), (_data(1), _data(3, err=0.05))])
         reports = list(rollout(_plan(), set_weight, lambda: next(calls), lambda s: None))
+        # a pause set after the first step: the weight stays where it is, even on a failure
+        pause: list[str] = []
+        held = actuator_weight_setter(actuator, target, lambda w: {
+            "method": "PUT", "path": "/traffic", "json": {"canary_percent": w}}, "rollout-2",
+            paused=lambda: pause[0] if pause else None)
+        calls = iter([(_data(1), _data(2))])
+
+        def collect() -> Any:
+            pause.append("pause:global by person:ops (deploy freeze)")
+            return next(calls)
+
+        with pytest.raises(TerminalActuatorError, match="canary weight not set to 25: automation is paused"):
+            list(rollout(_plan(), held, collect, lambda s: None))
     finally:
         server.shutdown()
         server.server_close()
     assert [r.verdict for r in reports] == ["pass", "fail"]
-    assert weights == [1, 25, 0]
+    assert weights == [1, 25, 0, 1]

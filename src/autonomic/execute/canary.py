@@ -30,7 +30,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from scipy.stats import mannwhitneyu
 
-from autonomic.errors import ConfigError, Problem
+from autonomic.errors import ConfigError, Problem, TerminalActuatorError
 
 Direction = Literal["increase", "decrease", "either"]
 MetricVerdict = Literal["pass", "fail", "nodata"]
@@ -276,15 +276,24 @@ def rollout(plan: RolloutPlan, set_weight: Callable[[int], None],
 
 
 def actuator_weight_setter(actuator: Any, target: Any, params_for: Callable[[int], Mapping[str, Any]],
-                           key_prefix: str) -> Callable[[int], None]:
+                           key_prefix: str, *, paused: Callable[[], str | None]) -> Callable[[int], None]:
     """A ``set_weight`` for :func:`rollout` that moves traffic through a real actuator: for
     weight ``w`` it applies ``actuator.Params(**params_for(w))`` to ``target`` with the
     idempotency key ``<key_prefix>:<w>`` (an ``http`` admin endpoint that sets the canary's
-    share, or ``kubernetes`` ``scale`` of the canary Deployment)."""
+    share, or ``kubernetes`` ``scale`` of the canary Deployment).
+
+    This runs outside the engine's decisions (the caller's rollout is the decision), but not
+    outside its kill switch: ``paused()`` is asked right before every apply (for example
+    ``lambda: autonomic.engine.paused_reason(store, "shop")``), and while it gives a reason the
+    weight is not moved, not even back to 0: :class:`~autonomic.errors.TerminalActuatorError`
+    naming the pause stops the rollout where it is, for the person who paused."""
 
     def set_weight(weight: int) -> None:
         params = actuator.Params.model_validate(dict(params_for(weight)))
         snapshot = actuator.snapshot(target, params)
+        reason = paused()  # the very last thing before the actuator
+        if reason is not None:
+            raise TerminalActuatorError(f"canary weight not set to {weight}: automation is paused: {reason}")
         actuator.apply(target, params, f"{key_prefix}:{weight}", snapshot)
 
     return set_weight
