@@ -33,7 +33,7 @@ from autonomic.analyze.thresholds import HealthDetector, Thresholds, assess
 from autonomic.analyze.trend import TrendDetector, default_trend_specs
 from autonomic.clock import SystemClock
 from autonomic.config import Config
-from autonomic.errors import AutonomicError, SourceError, StoreError
+from autonomic.errors import AuditChainError, AutonomicError, SourceError, StoreError, StoreValueError
 from autonomic.execute.executor import Executor
 from autonomic.execute.supervisor import Supervisor
 from autonomic.knowledge import Store
@@ -391,7 +391,8 @@ class Engine:
                 due = self.queue.next_due()
                 if due is not None:
                     wake = min(wake, due)
-                stop.wait(max(0.01, wake - now))
+                # at most one interval: a clock set back after the tick is noticed by the next one
+                stop.wait(min(max(0.01, wake - now), self.config.engine.interval_s))
         finally:
             self.shutdown()
 
@@ -420,15 +421,21 @@ class Engine:
             for f in fresh:
                 self.metrics.finding(f.kind.value)
             findings, self._unstored = self._unstored + fresh, []
+            self._rotate_service_logs()  # files, not the store: also while the store refuses
             done = 0
             try:
                 for f in findings:
-                    self.ingest(f, now)
+                    try:
+                        self.ingest(f, now)
+                    except StoreValueError as exc:  # this finding can never be stored: drop it, go on
+                        log.warning("finding %s/%s dropped: %s", f.service.encode("unicode_escape").decode(),
+                                    f.metric.encode("unicode_escape").decode(), exc)
                     done += 1
                 self._poll_approvals(now)
                 self._sweep(now)
-                self._rotate_service_logs()
                 self._send_reports(now)
+            except AuditChainError:
+                raise  # tampering, not an outage: the loop stops, loudly
             except StoreError as exc:
                 # the store refuses (locked past busy_timeout, a database restarting): keep what
                 # was not stored for the next tick, and go on; not counted as a tick (readyz)
@@ -553,16 +560,19 @@ class Engine:
             self.queue.add(("incident", incident.id), now)
             return incident
         self._last_seen[incident.id] = now
-        self._pending_repeats[incident.id] += 1
         signature = (finding.kind.value, finding.metric)
         seen = self._seen_signatures.setdefault(incident.id, set())
-        if signature not in seen or now - self._last_persist.get(incident.id, 0.0) >= _REPEAT_PERSIST_S:
-            seen.add(signature)
-            count = (current.finding_count if current else 0) + self._pending_repeats.pop(incident.id, 0)
+        if signature in seen and now - self._last_persist.get(incident.id, 0.0) < _REPEAT_PERSIST_S:
+            self._pending_repeats[incident.id] += 1  # a repeat: counted, stored with a later one
+        else:
+            count = (current.finding_count if current else 0) + self._pending_repeats.get(incident.id, 0) + 1
             incident = incident.model_copy(update={"finding_count": count})
-            self._last_persist[incident.id] = now
             self.store.record(finding, incident, actor="engine", event="incident.updated", subject=incident.id,
                               data={"findings": count, "summary": finding.summary})
+            # only once it is stored: a refused write leaves the finding new for its retry
+            seen.add(signature)
+            self._pending_repeats.pop(incident.id, None)
+            self._last_persist[incident.id] = now
         return incident
 
     # --- people's acts ---------------------------------------------------------------------
@@ -582,14 +592,16 @@ class Engine:
                 last[s.key], seeded = now, True
         due = due_reports(schedules, last, now)
         for s in due:
+            last[s.key] = now
+        if due or seeded:  # stored before sending: a store that refuses this sends nothing (retried
+            # next tick), instead of sending the same report again every tick it refuses
+            self.store.set_state("report:last_run", last, actor="engine", event="report.sent" if due else
+                                 "report.scheduled", data={"reports": [s.key for s in due]})
+        for s in due:
             try:
                 self.notify(report_notification(self.store, s, s.last_fire(now)))
             except Exception:
                 log.exception("report %s could not be built", s.key)
-            last[s.key] = now
-        if due or seeded:
-            self.store.set_state("report:last_run", last, actor="engine", event="report.sent" if due else
-                                 "report.scheduled", data={"reports": [s.key for s in due]})
 
     def _poll_approvals(self, now: float) -> None:
         for key, value in self.store.states("approval:").items():

@@ -7,6 +7,7 @@
     │   └── PatternError            a pattern file is wrong (unknown action, bad params)
     ├── SourceError                 a metric source failed this round; retry next tick
     ├── StoreError                  the store refused a read or write
+    │   ├── StoreValueError         a value it can never hold (a NUL in a name); do not retry it
     │   └── AuditChainError         the audit chain is broken (an entry edited or deleted)
     └── ActuatorError               an actuator could not do what was asked
         ├── RetryableActuatorError  transient (timeout, busy); the same step may be retried
@@ -60,6 +61,11 @@ class SourceError(AutonomicError):
 
 class StoreError(AutonomicError):
     """The store could not complete a read or write."""
+
+
+class StoreValueError(StoreError):
+    """A value the store can never hold (a NUL character in a stored name or id): writing it
+    again will fail again, unlike a store that is locked or restarting. Nothing was written."""
 
 
 class AuditChainError(StoreError):

@@ -914,6 +914,70 @@ def test_the_loop_outlives_a_store_that_refuses_writes_and_keeps_the_findings_fo
     assert h.store.verify_audit().ok
 
 
+def _alert(h: Harness, name: str, service: str = "svc") -> Finding:
+    return Finding(service=service, metric=f"alert:{name}", kind=FindingKind.ALERT, cause="disk",
+                   severity=Severity.CRITICAL, confidence=0.9, ts=h.clock.now(), summary=f"{name} firing")
+
+
+def test_a_finding_the_store_can_never_hold_is_dropped_and_the_loop_goes_on(tmp_path: Path) -> None:
+    """A webhook alert whose service label holds a NUL character: the store refuses it for good
+    (StoreValueError). Before, it was kept as if the store were down and retried first every
+    tick, so nothing after it was ever ingested and the engine never ticked again."""
+    h = Harness(tmp_path)
+    h.feed("up", 1, 2)
+    h.engine.submit([_alert(h, "Evil", service="svc\x00"), _alert(h, "DiskFull")])
+    h.feed("up", 0, 4)
+    assert {i.cause for i in h.store.incidents(service="svc")} == {"down", "disk"}
+    assert h.engine.last_tick_at == h.clock.now() - 1.0
+    assert [c for c, *_ in h.actuator.calls] == ["apply"]
+
+
+def test_a_finding_joining_an_incident_is_stored_after_a_refused_write(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A second alert joins the open disk incident while the store refuses writes. Before, the
+    engine marked it seen before the write, so its retry counted as a repeat and it was never
+    stored (diagnosis never saw it)."""
+    from autonomic.errors import StoreError
+
+    h = Harness(tmp_path, policy={"autonomy": "observe"})
+    h.engine.submit([_alert(h, "A")])
+    h.feed("up", 1, 2)
+    (inc,) = h.store.incidents(service="svc")
+    real = h.store.record
+
+    def locked(*args: Any, **kwargs: Any) -> Any:
+        raise StoreError("store write failed: database is locked")
+
+    monkeypatch.setattr(h.store, "record", locked)
+    h.engine.submit([_alert(h, "B")])
+    h.feed("up", 1, 2)
+    monkeypatch.setattr(h.store, "record", real)
+    h.feed("up", 1, 2)
+    assert {f.metric for f in h.store.findings(incident_id=inc.id)} == {"alert:A", "alert:B"}
+
+
+def test_a_due_report_is_sent_once_when_the_store_refused_to_record_it_for_a_while(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The daily report falls due while the store refuses writes. Before, the report was sent,
+    its last run could not be stored, and it was sent again every tick (5 ticks, 5 reports)."""
+    from autonomic.errors import StoreError
+
+    h = Harness(tmp_path, extra={"reports": [{"period": "daily", "cron": "0 8 * * *"}]})
+    h.feed("up", 1, 2)
+    real = h.store.set_state
+
+    def locked(*args: Any, **kwargs: Any) -> Any:
+        raise StoreError("store write failed: database is locked")
+
+    monkeypatch.setattr(h.store, "set_state", locked)
+    h.clock.t = 1_700_035_200.0 + 60  # 2023-11-15 08:01 UTC
+    h.feed("up", 1, 5)
+    assert [n for n in h.notifier.sent if "report" in n.title] == []
+    monkeypatch.setattr(h.store, "set_state", real)
+    h.feed("up", 1, 5)
+    assert len([n for n in h.notifier.sent if "report" in n.title]) == 1
+
+
 def test_shutdown_finishes_when_the_store_refuses_its_last_audit_entry(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Stopping with the store gone (before: the StoreError of engine.stopped ended shutdown

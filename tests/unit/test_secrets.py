@@ -276,3 +276,23 @@ def test_a_database_url_is_shown_without_its_password_in_any_place_it_can_be(url
     from autonomic.knowledge.store import shown_database_url
 
     assert shown_database_url(url) == shown
+
+
+@pytest.mark.parametrize("url", [
+    "postgresql://bob:pa/ss@db/prod", "postgresql://bob:pa?ss@db/prod", "postgresql://bob:pa#ss@db/prod",
+    "https://scraper:pa/ss@prom.example/metrics",
+])
+def test_a_password_holding_a_slash_question_mark_or_hash_is_still_hidden(url: str) -> None:
+    """URL parsers split an unescaped /, ? or # in a password, and the part after it was shown
+    as the host or path (the store's start-up log printed "postgresql://bob:pa/ss@db/prod")."""
+    from autonomic.knowledge.store import shown_database_url
+
+    assert "ss@" not in shown_url(url) and "ss@" not in shown_database_url(url)
+    assert shown_url(url).endswith(url.rpartition("@")[2].partition("?")[0].partition("#")[0])
+
+
+def test_scrub_leaves_short_query_values_in_the_rest_of_a_message() -> None:
+    """?limit=1 made scrub replace every "1" of the message ("HTTP 40*** after *** s")."""
+    url = "http://h/m?limit=1"
+    shown = scrub(f"GET {url} answered HTTP 401 after 1 s", url)
+    assert shown == "GET http://h/m?limit=*** answered HTTP 401 after 1 s"

@@ -274,7 +274,10 @@ class Executor:
 
     def _call(self, what: str, service: str, call: Callable[[], dict[str, Any]]) -> tuple[dict[str, Any],
                                                                                          ActuatorError | None]:
-        """Call an actuator, retrying retryable errors with backoff; never raises."""
+        """Call an actuator, retrying retryable errors with backoff; actuator errors come back
+        in the result, never raised. The pause check before a retry reads the store and may raise
+        StoreError after an attempt ran: the loop retries the step later, and recovery asks the
+        actuator whether that attempt took effect (``applied``), so nothing is applied twice."""
         error: ActuatorError | None = None
         detail: dict[str, Any] = {}
         for attempt in range(_RETRIES + 1):

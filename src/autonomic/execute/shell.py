@@ -15,10 +15,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from autonomic.errors import RetryableActuatorError, TerminalActuatorError
 from autonomic.protocols import ActuatorContext, Target
+from autonomic.redact import HIDDEN, MIN_SCRUB
 
 OUTPUT_LIMIT = 4096  # bytes kept of stdout and of stderr
-# a value passed through ``env_allow`` at least this long is masked in what the command printed
-_MASK_MIN = 8
+# a value passed through ``env_allow`` at least MIN_SCRUB long is masked in what the command printed
 
 
 class ShellParams(BaseModel):
@@ -91,7 +91,7 @@ class ShellActuator:
 def _truncate(data: bytes | None, hidden: list[str]) -> tuple[str, bool]:
     data = data or b""
     for value in hidden:  # before cutting, so a value across the cut is not left half shown
-        data = data.replace(value.encode(), b"***")
+        data = data.replace(value.encode(), HIDDEN.encode())
     return data[:OUTPUT_LIMIT].decode(errors="replace"), len(data) > OUTPUT_LIMIT
 
 
@@ -99,7 +99,7 @@ def run_argv(argv: list[str], cwd: str | None, env_allow: list[str], timeout_s: 
     """Run ``argv``; the journal detail on success, ActuatorError subclasses otherwise."""
     env = {"PATH": os.environ.get("PATH", os.defpath)}
     env.update({name: os.environ[name] for name in env_allow if name in os.environ})
-    hidden = sorted({env[n] for n in env_allow if n in env and len(env[n]) >= _MASK_MIN}, key=len, reverse=True)
+    hidden = sorted({env[n] for n in env_allow if n in env and len(env[n]) >= MIN_SCRUB}, key=len, reverse=True)
     started = time.monotonic()
     try:
         proc = subprocess.Popen(

@@ -133,7 +133,9 @@ class Supervisor:
         """(pid, create_time) of the live process, else None.
 
         Our own children are polled (which reaps them once exited). A process adopted from a
-        pidfile counts only if it is alive, not a zombie, and its create_time matches.
+        pidfile counts only if it is alive, not a zombie, and still the process the pidfile names:
+        the same start since boot in the same boot (when the pidfile records them), else the same
+        create_time (see the module docstring).
         """
         with self._lock:
             child = self._children.get(service)

@@ -60,7 +60,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
 from sqlalchemy.pool import StaticPool
 
-from autonomic.errors import AuditChainError, StoreError
+from autonomic.errors import AuditChainError, StoreError, StoreValueError
 from autonomic.knowledge.audit import AuditReport, make_event, verify_chain
 from autonomic.knowledge.tables import (
     NOUN_TABLES,
@@ -217,7 +217,8 @@ def _parse_url(url: str) -> URL:
 
 
 def _shown(url: URL) -> str:
-    """The URL as it may be shown or logged (:func:`shown_database_url`)."""
+    """The URL as it may be shown or logged (:func:`shown_database_url`; rendered first, so a
+    password's special characters are escaped and cannot be mistaken for the host)."""
     return shown_database_url(url.render_as_string(hide_password=False))
 
 
@@ -233,11 +234,11 @@ def _json_text(value: Any) -> str:
 
 
 def _no_nul(what: str, values: dict[str, Any]) -> None:
-    """StoreError naming the field when a text column's value holds a NUL character: PostgreSQL
-    text cannot, so neither back end takes it (the same input fails the same way on both)."""
+    """StoreValueError naming the field when a text column's value holds a NUL character:
+    PostgreSQL text cannot, so neither back end takes it (the same input fails the same way on both)."""
     for field, value in values.items():
         if isinstance(value, str) and "\x00" in value:
-            raise StoreError(f"{what}.{field} contains a NUL character (\\x00), which the store cannot hold; "
+            raise StoreValueError(f"{what}.{field} contains a NUL character (\\x00), which the store cannot hold; "
                              "nothing was written")
 
 
