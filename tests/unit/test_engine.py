@@ -1198,3 +1198,20 @@ def test_the_autonomy_ladder_reads_a_patterns_record_in_two_statements_whatever_
     assert earned.autonomy == Autonomy.APPROVE and "promoted" in earned.autonomy_from
     record = [s for s in statements if any(f"FROM {t}" in s for t in ("actions", "outcomes", "decisions"))]
     assert len(record) == 2  # (and one more read: the level stored for the pair)
+
+
+def test_a_broken_audit_chain_stops_the_loop_rather_than_being_ridden_out_as_an_outage(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """AuditChainError is a StoreError, but tampering is no outage: tick() raises it (run() then
+    shuts down) instead of logging "the store refused a write" every tick."""
+    from autonomic.errors import AuditChainError
+
+    h = Harness(tmp_path)
+    h.feed("up", 1, 2)
+
+    def tampered(*args: Any, **kwargs: Any) -> Any:
+        raise AuditChainError("audit head row is missing")
+
+    monkeypatch.setattr(h.store, "record", tampered)
+    with pytest.raises(AuditChainError):
+        h.feed("up", 0, 3)
