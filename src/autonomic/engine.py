@@ -262,8 +262,10 @@ class Engine:
         self.store.audit("engine", "engine.started", "engine",
                          {"config": self.config.source, "services": [s.name for s in self.config.services]})
         if not self.shadow_only:
-            for service, how in self.supervisor.adopt_or_start_all().items():
-                log.info("service %s: %s", service, how)
+            # a paused service is not started: a person may have stopped it on purpose
+            held = self.supervisor.adopt_or_start_all(hold=lambda svc: paused_reason(self.store, svc))
+            for service, how in held.items():
+                (log.warning if how.startswith("held") else log.info)("service %s: %s", service, how)
         for inc in self.store.incidents(unclosed=True, limit=None):
             self._incidents.setdefault(inc.id, inc)
             self._unclosed_on.setdefault(inc.service, set()).add(inc.id)

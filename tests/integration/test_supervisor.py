@@ -320,3 +320,50 @@ def test_rotation_keeps_log_backups_files_newest_first_and_drops_older_ones(sup:
         assert sorted(p.name for p in log.parent.iterdir()) == expected
         for i in range(1, backups + 1):  # .1 is the newest
             assert log.with_name(f"svc.log.{i}").read_text().startswith(f"generation {5 - i}\n")
+
+
+def test_a_service_held_at_start_is_not_started_and_a_running_one_is_still_adopted(tmp_path: Path) -> None:
+    """adopt_or_start_all(hold=...): a service the hold names a reason for (a pause) is left
+    down; one already running is adopted whatever the hold says (adopting changes nothing)."""
+    first = Supervisor(tmp_path / "state")
+    first.add("api", py(SLEEPER))
+    pid = first.start("api")
+    later = Supervisor(tmp_path / "state")
+    later.add("api", py(SLEEPER))
+    later.add("web", py(SLEEPER))
+    try:
+        result = later.adopt_or_start_all(hold=lambda service: "paused by person:ops (migration)")
+        assert result == {"api": "adopted", "web": "held: paused by person:ops (migration)"}
+        assert later.pids() == {"api": pid, "web": None}
+    finally:
+        later.stop_all(timeout_s=1.0)
+        first.stop_all(timeout_s=1.0)
+
+
+def test_an_engine_started_during_a_pause_leaves_its_stopped_services_down(tmp_path: Path) -> None:
+    """A person paused automation and stopped a service by hand; the engine restarts (a deploy).
+    Before, start-up started every supervised service that was not running, pause or not; now
+    a paused service is left down (and the down finding meets the pause gate), and start-up
+    starts it once the pause is lifted and the engine starts again."""
+    from autonomic.config import load_config_data
+    from autonomic.engine import Engine, pause_key
+
+    data = {"engine": {"interval_s": 1, "state_dir": str(tmp_path / "state"), "host_metrics": False},
+            "services": [{"name": "api", "actuators": {"process": {"command": [sys.executable, "-c", SLEEPER]}}}],
+            "builtin_patterns": False}
+    config = load_config_data(data, source="t.yaml", base_dir=tmp_path)
+    engine = Engine(config)
+    engine.store.set_state(pause_key(None), {"reason": "hands off", "actor": "person:ops"}, actor="person:ops",
+                           event="pause.set")
+    engine.start()
+    try:
+        assert engine.supervisor.pids() == {"api": None}
+    finally:
+        engine.shutdown()
+    again = Engine(config)
+    again.store.set_state(pause_key(None), None, actor="person:ops", event="pause.lifted")
+    again.start()
+    try:
+        assert again.supervisor.pids()["api"] is not None
+    finally:
+        again.shutdown()

@@ -24,6 +24,7 @@ import signal as signal_mod
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 from glob import escape as glob_escape
 from pathlib import Path
 
@@ -216,15 +217,20 @@ class Supervisor:
             self._write_pidfile(service, record)
             return proc.pid
 
-    def adopt_or_start_all(self) -> dict[str, str]:
-        """At engine start: adopt every live process from its pidfile, start the rest.
+    def adopt_or_start_all(self, hold: Callable[[str], str | None] | None = None) -> dict[str, str]:
+        """At engine start: adopt every live process from its pidfile, start the rest, except
+        those ``hold(service)`` gives a reason for (a pause: starting is an action too).
 
-        Returns service -> ``"adopted"``, ``"started"`` or ``"error: <why>"``.
+        Returns service -> ``"adopted"``, ``"started"``, ``"held: <reason>"`` or ``"error: <why>"``.
         """
         result: dict[str, str] = {}
         for service in self.services():
             if self.identity(service) is not None:
                 result[service] = "adopted"
+                continue
+            reason = hold(service) if hold is not None else None
+            if reason is not None:
+                result[service] = f"held: {reason}"
                 continue
             try:
                 self.start(service)
