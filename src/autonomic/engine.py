@@ -218,8 +218,7 @@ class Engine:
         self._held: list[Notification] | None = None  # see _holding_notifications
         self._tallies: dict[str, tuple[int, int]] | None = None  # see _pattern_record
         self._seen_signatures: dict[str, set[tuple[str, str]]] = {}  # (kind, metric) already stored
-        self._source_errors: dict[str, str] = {}
-        self._rotate_error: str | None = None
+        self._problems: dict[str, str] = {}  # each ongoing problem, by topic, logged once (see _problem)
         self._next_collect = 0.0
         self._inbox: queue.SimpleQueue[Finding] = queue.SimpleQueue()
         self.started = False
@@ -229,7 +228,6 @@ class Engine:
         self.last_tick_at: float | None = None
         self._last_now: float | None = None  # the clock at the previous tick (see _clock_went_back)
         self._unstored: list[Finding] = []  # findings the store refused last tick, ingested first next tick
-        self._store_error: str | None = None  # the store's last refusal, while it lasts (logged once)
 
     # --- construction ----------------------------------------------------------------------
 
@@ -442,14 +440,12 @@ class Engine:
                 # the store refuses (locked past busy_timeout, a database restarting): keep what
                 # was not stored for the next tick, and go on; not counted as a tick (readyz)
                 self._unstored = findings[done:][-_MAX_UNSTORED:]
-                if str(exc) != self._store_error:
+                if self._problem("store", str(exc)):
                     log.error("the store refused a write; %d findings kept for the next tick: %s",
                               len(self._unstored), exc)
-                self._store_error = str(exc)
             else:
-                if self._store_error is not None:
+                if self._problem("store", None):
                     log.info("the store answers again")
-                    self._store_error = None
                 if now >= self._next_checkpoint:
                     self.checkpoint_detectors(now)
                 self.ticks += 1
@@ -490,21 +486,28 @@ class Engine:
         if again is not None:
             self.queue.add(key, again)
 
+    def _problem(self, topic: str, text: str | None) -> bool:
+        """Record the ongoing problem of ``topic`` (a source, the store, log rotation), None when
+        there is none any more. True when that changes what was recorded: a new problem to log,
+        or (with None) the end of one, so each is logged once and not every tick."""
+        before = self._problems.pop(topic, None)
+        if text is not None:
+            self._problems[topic] = text
+        return before != text
+
     def collect(self, now: float) -> None:
         for src in self.sources:
+            topic = f"source:{src.name}"
             try:
                 self.series.extend(src.collect(now))
-                if src.name in self._source_errors:
+                if self._problem(topic, None):
                     log.info("source %s recovered", src.name)
-                    del self._source_errors[src.name]
             except SourceError as exc:
-                if self._source_errors.get(src.name) != str(exc):
+                if self._problem(topic, str(exc)):
                     log.warning("source %s: %s", src.name, exc)
-                self._source_errors[src.name] = str(exc)
             except Exception as exc:  # a broken source must not stop the loop
-                if self._source_errors.get(src.name) != repr(exc):
+                if self._problem(topic, repr(exc)):
                     log.exception("source %s failed", src.name)
-                self._source_errors[src.name] = repr(exc)
 
     def _rotate_service_logs(self) -> None:
         """Keep the supervised services' logs under their size bound (Supervisor.rotate_logs)."""
@@ -513,11 +516,10 @@ class Engine:
         try:
             for service in self.supervisor.rotate_logs():
                 log.info("service %s: log rotated", service)
-            self._rotate_error = None
+            self._problem("logs", None)
         except OSError as exc:  # a full or read-only disk must not stop the loop
-            if str(exc) != self._rotate_error:  # said once, not every tick
+            if self._problem("logs", str(exc)):
                 log.warning("service logs not rotated: %s", exc)
-            self._rotate_error = str(exc)
 
     def detect(self, now: float) -> list[Finding]:
         out: list[Finding] = []
