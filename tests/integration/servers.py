@@ -81,14 +81,10 @@ def alertmanager_binary() -> str:
     return path
 
 
-@dataclass
-class Server:
-    """A running server process and where to reach it."""
+class _Process:
+    """What every test server shares: its process and its log file."""
 
-    name: str
     proc: subprocess.Popen[bytes]
-    url: str  # http://127.0.0.1:<port>
-    host_port: str  # 127.0.0.1:<port>
     log: Path
 
     def running(self) -> bool:
@@ -100,15 +96,30 @@ class Server:
         except OSError:
             return ""
 
-    def stop(self) -> None:
-        """Terminate, wait, then kill if it did not exit. Safe to call twice."""
+    def _end(self, sig: int) -> None:
+        """Send ``sig`` if it still runs, wait, kill it if it did not exit. Safe to call twice."""
         if self.proc.poll() is None:
-            self.proc.terminate()
+            self.proc.send_signal(sig)
             try:
                 self.proc.wait(STOP_TIMEOUT_S)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
         self.proc.wait()
+
+
+@dataclass
+class Server(_Process):
+    """A running server process and where to reach it."""
+
+    name: str
+    proc: subprocess.Popen[bytes]
+    url: str  # http://127.0.0.1:<port>
+    host_port: str  # 127.0.0.1:<port>
+    log: Path
+
+    def stop(self) -> None:
+        """Terminate, wait, then kill if it did not exit. Safe to call twice."""
+        self._end(signal.SIGTERM)
 
 
 def _start(name: str, workdir: Path, argv_for: Callable[[str], list[str]], ready_path: str) -> Server:
@@ -290,7 +301,7 @@ def _version_key(name: str) -> tuple[int, ...]:
 
 
 @dataclass
-class PostgresServer:
+class PostgresServer(_Process):
     """A running PostgreSQL server: trust auth for 127.0.0.1 only, no Unix socket, fsync off.
     ``url(database)`` is the SQLAlchemy URL (psycopg 3 driver) of one of its databases."""
 
@@ -321,25 +332,10 @@ class PostgresServer:
         with self.connect() as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
-    def running(self) -> bool:
-        return self.proc.poll() is None
-
-    def log_tail(self, chars: int = 2000) -> str:
-        try:
-            return self.log.read_text(errors="replace")[-chars:]
-        except OSError:
-            return ""
-
     def stop(self) -> None:
         """Fast shutdown (SIGINT: clients are disconnected), kill if it hangs, then remove the
         data directory. Safe to call twice."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
-            try:
-                self.proc.wait(STOP_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-        self.proc.wait()
+        self._end(signal.SIGINT)
         shutil.rmtree(self.workdir, ignore_errors=True)
 
 

@@ -360,15 +360,21 @@ def test_a_broken_source_is_logged_and_the_loop_carries_on(tmp_path: Path) -> No
     assert h.incident().cause == "down"
 
 
-def test_after_a_restart_an_action_that_had_taken_effect_is_finished_idempotently_not_run_again(tmp_path: Path) -> None:
+def _crashed_while_running(tmp_path: Path) -> tuple[Store, Harness, Any]:
+    """A down service acted on, then the engine "dies" right after journaling RUNNING: the
+    file store, the first harness and the action as the next engine will find it."""
     store = Store(f"sqlite:///{tmp_path / 'db.sqlite'}")
     h = Harness(tmp_path, store=store)
     h.feed("up", 0, 3)
     (action,) = store.actions()
-    key = action.idempotency_key
-    # pretend the engine died right after 'running' was journaled (the apply had happened)
     store.record(action.model_copy(update={"state": ActionState.RUNNING, "steps": action.steps[:1]}),
                  actor="test", event="test.crash", subject=action.id)
+    return store, h, action
+
+
+def test_after_a_restart_an_action_that_had_taken_effect_is_finished_idempotently_not_run_again(tmp_path: Path) -> None:
+    store, h, action = _crashed_while_running(tmp_path)  # (the apply had happened)
+    key = action.idempotency_key
     actuator = FakeActuator()
     actuator.applied_keys.add(key)
     h2 = Harness(tmp_path, store=store, actuator=actuator)
@@ -384,12 +390,7 @@ def test_after_a_restart_an_action_that_had_taken_effect_is_finished_idempotentl
 
 
 def test_after_a_restart_an_action_that_never_took_effect_is_applied_once(tmp_path: Path) -> None:
-    store = Store(f"sqlite:///{tmp_path / 'db.sqlite'}")
-    h = Harness(tmp_path, store=store)
-    h.feed("up", 0, 3)
-    (action,) = store.actions()
-    store.record(action.model_copy(update={"state": ActionState.RUNNING, "steps": action.steps[:1]}),
-                 actor="test", event="test.crash", subject=action.id)
+    store, h, action = _crashed_while_running(tmp_path)
     actuator = FakeActuator()  # knows nothing of the key: it did not take effect
     h2 = Harness(tmp_path, store=store, actuator=actuator)
     h2.clock.t = h.clock.now()
@@ -1014,12 +1015,7 @@ def test_after_a_restart_a_pause_set_while_down_stops_a_running_action_before_th
     Before: ``_recover_running`` called the actuator's apply without asking the kill switch, so a
     restart ran (or re-ran) the action during a pause. After: the pause is checked right before;
     an action that never took effect is cancelled, one that had is handed to a person."""
-    store = Store(f"sqlite:///{tmp_path / 'db.sqlite'}")
-    h = Harness(tmp_path, store=store)
-    h.feed("up", 0, 3)
-    (action,) = store.actions()
-    store.record(action.model_copy(update={"state": ActionState.RUNNING, "steps": action.steps[:1]}),
-                 actor="test", event="test.crash", subject=action.id)
+    store, h, action = _crashed_while_running(tmp_path)
     _pause(store, "svc")
     actuator = FakeActuator()
     if took_effect:
