@@ -617,7 +617,6 @@ class Executor:
         delay, _ = self._window(spec)
         ts, values = self.series.window(action.service, spec.metric, undone_at + delay)
         after = _undo_window(ts, values, undone_at + delay, action.verify_until)
-        verified = next((s for s in reversed(action.steps) if s.name == "verify"), None)
         baseline = next((s for s in action.steps if s.name == "baseline"), None)
         before = (np.asarray(baseline.detail["ts"] if baseline else [], dtype=float),
                   np.asarray(baseline.detail["values"] if baseline else [], dtype=float))
@@ -629,12 +628,7 @@ class Executor:
                                          "steps": [*action.steps, step]})
         reason = action.error or "verification failed"
         inc = self._set_incident(self._incident(action), now, IncidentState.ROLLED_BACK, Resolution.ROLLED_BACK)
-        outcome = Outcome(action_id=action.id, incident_id=action.incident_id, ts=now,
-                          verdict=VerifyVerdict.FAIL, reason=reason, rolled_back=True,
-                          undo_verdict=judgement.verdict,
-                          before=verified.detail.get("before", {}) if verified else {},
-                          after=verified.detail.get("after", {}) if verified else {},
-                          duration_s=now - action.created_at)
+        outcome = _failed_outcome(action, now, reason, rolled_back=True, undo_verdict=judgement.verdict)
         self.store.record(done, *([inc] if inc else []), outcome, actor="engine", event="action.rolled_back",
                           subject=action.id, data={"reason": reason, "undo_restored_health": restored,
                                                    "undo_check": judgement.reason})
@@ -692,12 +686,7 @@ class Executor:
         error = f"{reason}; not undone, automation is paused ({pause}): {left}"
         held = action.model_copy(update={"state": ActionState.ESCALATED, "updated_at": now, "error": error[:2000],
                                          "steps": [*action.steps, *([step] if step is not None else [])]})
-        verified = next((s for s in reversed(action.steps) if s.name == "verify"), None)
-        outcome = Outcome(action_id=action.id, incident_id=action.incident_id, ts=now,
-                          verdict=VerifyVerdict.FAIL, reason=reason[:2000],
-                          before=verified.detail.get("before", {}) if verified else {},
-                          after=verified.detail.get("after", {}) if verified else {},
-                          duration_s=now - action.created_at)
+        outcome = _failed_outcome(action, now, reason[:2000])
         inc = self._set_incident(self._incident(action), now, IncidentState.ESCALATED, Resolution.FAILED)
         self.store.record(held, *([inc] if inc else []), outcome, actor="engine", event="action.undo_held",
                           subject=action.id, data={"reason": reason[:500], "paused": pause})
@@ -720,6 +709,16 @@ class Executor:
                                  title=f"UNDO FAILED for {_kind(action)} on {action.service}",
                                  body=f"{err}; a person must act now"))
         return None
+
+
+def _failed_outcome(action: Action, now: float, reason: str, **extra: Any) -> Outcome:
+    """The outcome of a fix whose verification failed, with the before and after its last verify
+    step measured (``extra``: whether and how it was rolled back)."""
+    verified = next((s for s in reversed(action.steps) if s.name == "verify"), None)
+    return Outcome(action_id=action.id, incident_id=action.incident_id, ts=now, verdict=VerifyVerdict.FAIL,
+                   reason=reason, before=verified.detail.get("before", {}) if verified else {},
+                   after=verified.detail.get("after", {}) if verified else {},
+                   duration_s=now - action.created_at, **extra)
 
 
 def _held_by_pause(journal: list[workflow.StepState], result: workflow.WorkflowResult) -> str | None:
