@@ -37,6 +37,7 @@ from autonomic.errors import AuditChainError, AutonomicError, SourceError, Store
 from autonomic.execute.executor import Executor
 from autonomic.execute.supervisor import Supervisor
 from autonomic.knowledge import Store
+from autonomic.knowledge.store import TALLIED_STATES
 from autonomic.longcsv import from_series as rca_series
 from autonomic.model import (
     Action,
@@ -342,8 +343,8 @@ class Engine:
         an incident written closed (by the sweep, or by the executor on a verified fix) is
         forgotten at once, so per-incident memory is bounded by the unclosed incidents."""
         for noun in nouns:
-            if isinstance(noun, Action):
-                self._tallies = None
+            if isinstance(noun, Action) and noun.state in TALLIED_STATES:
+                self._tallies = None  # only an action ending changes a pattern's record
             if isinstance(noun, Incident):
                 if noun.closed_at is None:
                     self._incidents[noun.id] = noun
@@ -845,7 +846,9 @@ class Engine:
             return None
 
     def _pattern_record(self) -> dict[str, tuple[int, int]]:
-        """Per pattern, (successes, failures): read once, then again after any action is written."""
+        """Per pattern, (successes, failures): read once, then again after an action is written in a
+        state the tallies count (succeeded, failed, rolled back); the steps of an action before it
+        ends change nothing, so they do not make the next diagnosis read every action again."""
         if self._tallies is None:
             self._tallies = self.store.pattern_tallies()
         return self._tallies

@@ -1211,3 +1211,23 @@ def test_a_broken_audit_chain_stops_the_loop_rather_than_being_ridden_out_as_an_
     monkeypatch.setattr(h.store, "record", tampered)
     with pytest.raises(AuditChainError):
         h.feed("up", 0, 3)
+
+
+def test_the_pattern_tallies_are_read_again_only_after_an_action_ends(tmp_path: Path) -> None:
+    """An action's steps before it ends (pending, running, verifying) change no pattern's record,
+    so they must not make the next diagnosis read every action again; its end does."""
+    h = Harness(tmp_path)
+    reads: list[int] = []
+    tallies = h.store.pattern_tallies
+    h.store.pattern_tallies = lambda: reads.append(1) or tallies()  # type: ignore[method-assign]
+    h.engine._pattern_record()
+    assert len(reads) == 1
+    h.feed("up", 1, 3)
+    h.feed("up", 0, 3)
+    (action,) = h.store.actions()
+    assert action.state in (ActionState.RUNNING, ActionState.VERIFYING)
+    h.engine._pattern_record()
+    assert len(reads) == 1, "an action that has not ended invalidated the tallies"
+    h.run_until(lambda: h.store.actions()[0].state == ActionState.SUCCEEDED, "up", 1)
+    h.engine._pattern_record()
+    assert len(reads) == 2 and h.engine._pattern_record() == {"fake-down-poke": (1, 0)}

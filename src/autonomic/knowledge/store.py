@@ -127,6 +127,8 @@ _SERVICE_ACTIVITY = select(
                    ActionRow.body["updated_at"].as_float()), else_=None)),
 ).where(ActionRow.service == bindparam("service"))
 _OK, _BAD = ActionState.SUCCEEDED.value, [ActionState.FAILED.value, ActionState.ROLLED_BACK.value]
+TALLIED_STATES = frozenset({ActionState.SUCCEEDED, ActionState.FAILED, ActionState.ROLLED_BACK})
+"""The action states :meth:`Store.pattern_tallies` counts; a write in any other state leaves them as they were."""
 _PATTERN_ID = ActionRow.body["pattern_id"].as_string().label("pattern_id")
 _PATTERN_TALLIES = (  # grouped by the label: PostgreSQL binds each copy of the JSON path apart
     select(_PATTERN_ID, func.sum(case((ActionRow.state == _OK, 1), else_=0)),
