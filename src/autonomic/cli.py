@@ -158,9 +158,16 @@ def run(
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
+    if engine.elector is not None:
+        log.info("leader election on: this replica is %s; it runs the loop only while it holds the lease",
+                 engine.elector.identity)
     log.info("autonomic engine started (%d services, %d patterns, interval %.1fs, store %s)",
              len(cfg.services), len(cfg.patterns), cfg.engine.interval_s, shown_database_url(cfg.database_url))
     engine.run(stop, on_tick=_write_status)
+    if engine.elector is not None and engine.elector.lost:
+        # not clean: another replica took the lease; a supervisor restarts this one as a standby
+        log.error("autonomic engine stopped: %s", engine.elector.describe())
+        raise typer.Exit(3)
     log.info("autonomic engine stopped cleanly")
 
 
@@ -250,18 +257,26 @@ def check(
 
 @app.command()
 def status(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
-    """Services' health, open incidents, pauses and breakers."""
+    """Services' health, open incidents, pauses, breakers and (leader election) the leader."""
+    from autonomic.knowledge.lease import ENGINE_LEASE
+
     cfg, store = _store(config)
     live_path = cfg.state_dir / "status.json"
     live = json.loads(live_path.read_text()) if live_path.exists() else {}
     open_incidents = store.incidents(unclosed=True, limit=1000)
     pauses = store.states("pause:")
     breakers = store.states("breaker:")
+    lease = store.lease(ENGINE_LEASE)  # leader election: which replica runs the loop
     if as_json:
         print(json.dumps({"live": live, "open_incidents": [i.model_dump(mode="json") for i in open_incidents],
-                          "pauses": pauses, "breakers": breakers}, indent=2))
+                          "pauses": pauses, "breakers": breakers,
+                          "lease": None if lease is None else lease.to_state()}, indent=2))
         return
     console = _console()
+    if lease is not None:
+        renewed = time.strftime("%H:%M:%S", time.localtime(lease.renewed_at))
+        console.print(f"leader: {lease.holder} (epoch {lease.epoch}, last renewed {renewed} by its clock)"
+                      if lease.holder else f"leader: none (released at {renewed}; epoch {lease.epoch})")
     if live:
         age = time.time() - live.get("ts", 0)
         table = Table(title=f"health (engine pid {live.get('pid')}, {age:.0f} s ago)")

@@ -50,6 +50,26 @@ class _Spec(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
+class LeaderElectionSpec(_Spec):
+    """``engine.leader_election:``: several replicas of the engine over one database, one of them
+    acting (see :mod:`autonomic.knowledge.lease`). A standby takes over once the leader has not
+    renewed its lease for ``lease_s`` (measured on the standby's own clock); the leader stops acting
+    once it has gone ``renew_s`` without renewing; both try every ``retry_s``."""
+
+    enabled: bool = False
+    lease_s: float = Field(default=15.0, gt=0, le=3600)
+    renew_s: float = Field(default=10.0, gt=0, le=3600)
+    retry_s: float = Field(default=2.0, gt=0, le=600)
+    identity: str | None = Field(default=None, min_length=1, max_length=200)  # default: host name, pid, random
+
+    @model_validator(mode="after")
+    def _ordered(self) -> LeaderElectionSpec:
+        if not self.retry_s < self.renew_s < self.lease_s:
+            raise ValueError(f"need retry_s < renew_s < lease_s (got {self.retry_s:g}, {self.renew_s:g}, "
+                             f"{self.lease_s:g}): the leader must stop acting before a standby may take over")
+        return self
+
+
 class EngineSpec(_Spec):
     """``engine:``: how the loop runs."""
 
@@ -68,6 +88,7 @@ class EngineSpec(_Spec):
     # how often detectors' learned state (anomaly baselines, seasonal history) is written to
     # state_dir/detectors.json; it is also written at shutdown and read back at start
     checkpoint_s: float = Field(default=300.0, gt=0)
+    leader_election: LeaderElectionSpec = Field(default_factory=LeaderElectionSpec)
 
 
 class FallbackSpec(_Spec):
@@ -278,6 +299,12 @@ def load_config_data(
                                         f"fallback uses actuator {svc.fallback.type!r} "
                                         "but the service has no binding for it under actuators"))
         bindings[svc.name] = svc_bindings
+        if spec.engine.leader_election.enabled and "process" in svc_bindings:
+            loc = ["services", i, "actuators", "process"]
+            problems.append(Problem(source, doc.line_of(loc), _dotted(loc),
+                                    "a supervised process runs on this host, and engine.leader_election lets "
+                                    "a replica on another host take over: bind it through systemd, docker or "
+                                    "kubernetes instead, or turn leader election off"))
 
     pattern_paths = [builtin_patterns_dir()] if spec.builtin_patterns else []
     for i, p in enumerate(spec.patterns):

@@ -37,6 +37,7 @@ from autonomic.errors import AuditChainError, AutonomicError, SourceError, Store
 from autonomic.execute.executor import Executor
 from autonomic.execute.supervisor import Supervisor
 from autonomic.knowledge import Store
+from autonomic.knowledge.lease import LeaderElector
 from autonomic.knowledge.store import TALLIED_STATES
 from autonomic.longcsv import from_series as rca_series
 from autonomic.model import (
@@ -198,10 +199,14 @@ class Engine:
             *([AnomalyDetector(anomalies)] if anomalies else []),
         ]
         self.patterns = {p.id: p for p in config.patterns}
+        election = config.engine.leader_election
+        # replicas over one database: only the lease's holder runs the loop (see run())
+        self.elector: LeaderElector | None = None if not election.enabled or shadow_only else LeaderElector(
+            self.store, identity=election.identity, lease_s=election.lease_s, renew_s=election.renew_s)
         self.queue = WorkQueue()
         self.executor = Executor(
             store=self.store, actuators=self.actuators, bindings=config.bindings, series=self.series,
-            clock=self.clock, notify=self.notify, paused=lambda svc: paused_reason(self.store, svc),
+            clock=self.clock, notify=self.notify, paused=self._may_act,
             on_result=self._record_result, on_undo_failed=self._open_breakers,
             on_stale=lambda action: self.queue.add(("incident", action.incident_id), self.clock.now()),
             on_ended=self._escalation_step,
@@ -258,8 +263,10 @@ class Engine:
     def start(self) -> None:
         """Adopt or start supervised services and re-enqueue every unfinished item."""
         now = self.clock.now()
+        lease = {} if self.elector is None else {"replica": self.elector.identity, "lease": self.elector.describe()}
         self.store.audit("engine", "engine.started", "engine",
-                         {"config": self.config.source, "services": [s.name for s in self.config.services]})
+                         {"config": self.config.source, "services": [s.name for s in self.config.services],
+                          **lease})
         if not self.shadow_only:
             # a paused service is not started: a person may have stopped it on purpose
             held = self.supervisor.adopt_or_start_all(hold=lambda svc: paused_reason(self.store, svc))
@@ -362,27 +369,87 @@ class Engine:
         return self._incidents.get(incident_id) or self.store.get(Incident, incident_id)
 
     def shutdown(self) -> None:
-        """Stop between steps: every action is at a journaled state, so nothing is half-done."""
+        """Stop between steps: every action is at a journaled state, so nothing is half-done.
+        A leader gives its lease up last, so a standby takes over at its next round; a standby
+        that never led only closes what it opened."""
         for hook in self.before_close:
             try:
                 hook()
             except Exception:
                 log.exception("shutdown hook failed")
-        self.checkpoint_detectors(self.clock.now())
-        try:
-            self.store.audit("engine", "engine.stopped", "engine", {})
-        except StoreError as exc:  # stopping goes on: the services and notifiers still need it
-            log.error("could not record engine.stopped: %s", exc)
-        if self.config.engine.stop_services_on_exit and not self.shadow_only:
-            self.supervisor.stop_all(timeout_s=5.0)
+        if self.elector is None or self.started:
+            self.checkpoint_detectors(self.clock.now())
+            if self.elector is not None and self.elector.lost:
+                log.warning("engine.stopped not recorded: %s", self.elector.describe())
+            else:
+                try:
+                    self.store.audit("engine", "engine.stopped", "engine", {})
+                except StoreError as exc:  # stopping goes on: the services and notifiers still need it
+                    log.error("could not record engine.stopped: %s", exc)
+            if self.config.engine.stop_services_on_exit and not self.shadow_only:
+                self.supervisor.stop_all(timeout_s=5.0)
+            if self.elector is not None:
+                self.elector.release()
         self.notifiers.close(timeout=5)
         self.store.close()
 
+    @property
+    def standby(self) -> str | None:
+        """Why this replica is not running the loop (leader election: another replica leads, or
+        this one lost or cannot renew the lease), or None when it runs it."""
+        if self.elector is None or self.elector.leading:
+            return None
+        return self.elector.describe()
+
+    def _may_act(self, service: str) -> str | None:
+        """Asked before every actuator call: raises NotLeaderError when this replica is not
+        surely the leader (nothing is run or written; the step is retried, or recovered by the
+        replica that leads), else the pause reason for ``service`` (the kill switch, asked last)."""
+        if self.elector is not None:
+            self.elector.check()
+        return paused_reason(self.store, service)
+
+    def _lead(self, stop: threading.Event) -> bool:
+        """Leader election: stand by until this replica holds the lease (True) or ``stop`` is set
+        (False), trying every ``retry_s``; each change of leader is logged once."""
+        assert self.elector is not None
+        said = None
+        while not stop.is_set():
+            if self.elector.attempt():
+                return True
+            text = self.elector.describe()
+            if text != said:
+                log.info("lease: %s", text)
+                said = text
+            stop.wait(self.config.engine.leader_election.retry_s)
+        return False
+
+    def _keep_lease(self, stop: threading.Event, done: threading.Event) -> None:
+        """The leader's renewals, in their own thread (until ``done``) so a long step (an actuator
+        call, a slow store) does not let the lease lapse. Losing the lease to another replica sets
+        ``stop``: this process must not lead again with caches that may be stale."""
+        assert self.elector is not None
+        while not done.wait(self.config.engine.leader_election.retry_s):
+            self.elector.attempt()
+            if self.elector.lost:
+                stop.set()
+                return
+
     def run(self, stop: threading.Event, on_tick: Callable[[Engine], None] | None = None) -> None:
-        """The main loop, until ``stop`` is set."""
-        if not self.started:
-            self.start()
+        """The main loop, until ``stop`` is set. With leader election, first stand by until this
+        replica holds the lease, and stop when it loses it (:attr:`elector` ``.lost`` says so)."""
+        keeper: threading.Thread | None = None
+        done = threading.Event()
+        if self.elector is not None:
+            if not self._lead(stop):
+                self.shutdown()
+                return
+            keeper = threading.Thread(target=self._keep_lease, args=(stop, done), name="autonomic-lease",
+                                      daemon=True)
+            keeper.start()
         try:
+            if not self.started:
+                self.start()
             while not stop.is_set():
                 self.tick()
                 if on_tick is not None:
@@ -395,6 +462,9 @@ class Engine:
                 # at most one interval: a clock set back after the tick is noticed by the next one
                 stop.wait(min(max(0.01, wake - now), self.config.engine.interval_s))
         finally:
+            if keeper is not None:
+                done.set()
+                keeper.join(timeout=30)  # a renewal in flight ends before the lease is released
             self.shutdown()
 
     # --- one tick --------------------------------------------------------------------------
@@ -451,6 +521,15 @@ class Engine:
                     self.checkpoint_detectors(now)
                 self.ticks += 1
                 self.last_tick_at = now
+        standby = self.standby
+        if self.elector is not None and self._problem("lease", standby):
+            if standby is not None:
+                log.warning("lease: %s; no incident or action is advanced until it is renewed", standby)
+            else:
+                log.info("lease: renewed; incidents and actions go on")
+        if standby is not None:  # each step would only be refused: the queue keeps its items
+            self.metrics.loop(time.perf_counter() - started)
+            return
         # An item that is ready for its next step at once (diagnosed -> decide -> act) goes on
         # in the same tick; the bound keeps one busy item from starving collection.
         for _ in range(_STEPS_PER_TICK):

@@ -8,7 +8,9 @@
     ├── SourceError                 a metric source failed this round; retry next tick
     ├── StoreError                  the store refused a read or write
     │   ├── StoreValueError         a value it can never hold (a NUL in a name); do not retry it
-    │   └── AuditChainError         the audit chain is broken (an entry edited or deleted)
+    │   ├── AuditChainError         the audit chain is broken (an entry edited or deleted)
+    │   └── NotLeaderError          this replica does not (or no longer surely) hold the lease;
+    │                               nothing was written or run; stop acting
     └── ActuatorError               an actuator could not do what was asked
         ├── RetryableActuatorError  transient (timeout, busy); the same step may be retried
         └── TerminalActuatorError   retrying will not help; compensate and escalate
@@ -70,6 +72,12 @@ class StoreValueError(StoreError):
 
 class AuditChainError(StoreError):
     """The audit chain does not verify: an entry was edited, deleted or inserted."""
+
+
+class NotLeaderError(StoreError):
+    """This replica may not act or write: another replica took the engine's lease over (the write
+    was refused under the store's write lock, so nothing was written), or this one has gone too
+    long without renewing it to be sure it still leads. See :mod:`autonomic.knowledge.lease`."""
 
 
 class ActuatorError(AutonomicError):

@@ -336,6 +336,22 @@ def test_pause_and_resume_globally_and_per_service(env: Env) -> None:
     assert env.store.get_state(pause_key(None)) is None
 
 
+def test_a_write_through_a_replica_that_lost_the_lease_is_refused_503_naming_the_leader(env: Env) -> None:
+    """Leader election: this API's store is fenced to replica a at epoch 1, and replica b has
+    taken the lease over since: the pause is refused with the reason, nothing is written."""
+    env.store.claim_lease("engine", "a")
+    env.store.fence("engine", "a", 1)
+    other = Store(str(env.store._engine.url))
+    try:
+        other.claim_lease("engine", "b", take=("a", 1, 0))
+    finally:
+        other.close()
+    before = env.seq()
+    r = env.client.post("/api/v1/pause", headers=env.auth("operator"), json={"reason": "stop"})
+    assert r.status_code == 503 and "held by b, epoch 2" in r.json()["detail"]
+    assert env.store.get_state(pause_key(None)) is None and env.seq() == before
+
+
 def test_pause_and_resume_bad_requests_change_nothing(env: Env) -> None:
     op = env.auth("operator")
     before = env.seq()

@@ -11,7 +11,9 @@ import pytest
 
 from autonomic.config import Config, load_config_data
 from autonomic.engine import Engine, approval_key, pause_key
+from autonomic.errors import NotLeaderError
 from autonomic.knowledge import Store
+from autonomic.knowledge.lease import LeaderElector
 from autonomic.model import (
     ActionState,
     Autonomy,
@@ -1231,3 +1233,77 @@ def test_the_pattern_tallies_are_read_again_only_after_an_action_ends(tmp_path: 
     h.run_until(lambda: h.store.actions()[0].state == ActionState.SUCCEEDED, "up", 1)
     h.engine._pattern_record()
     assert len(reads) == 2 and h.engine._pattern_record() == {"fake-down-poke": (1, 0)}
+
+
+class _Mono:
+    def __init__(self) -> None:
+        self.t = 0.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def test_a_standby_takes_over_a_frozen_leaders_action_and_the_leader_acts_and_writes_no_more_when_it_wakes(
+        tmp_path: Path) -> None:
+    """Two replicas over one SQLite file. A leads and acts, then freezes (no renewals); B takes
+    the lease over, recovers A's action from the store and verifies it without applying it again.
+    A wakes still believing it leads (its clock says it renewed lately): every write it tries is
+    refused by the fence, its actuator is never called again, and its next renewal finds the
+    lease lost. One action, applied once, and an intact audit chain."""
+    url = f"sqlite:///{tmp_path / 'shared.db'}"
+    ma, mb = _Mono(), _Mono()
+    sa = Store(url)
+    ea = LeaderElector(sa, identity="a", lease_s=15, renew_s=10, monotonic=ma)
+    assert ea.attempt()
+    (tmp_path / "a").mkdir()
+    a = Harness(tmp_path / "a", store=sa)
+    a.engine.elector = ea
+    sb = Store(url)
+    eb = LeaderElector(sb, identity="b", lease_s=15, renew_s=10, monotonic=mb)
+    assert not eb.attempt()
+    a.feed("up", 1, 3)
+    a.feed("up", 0, 3)
+    assert [c for c, *_ in a.actuator.calls] == ["apply"]
+    (action,) = sa.actions()
+    assert action.state == ActionState.VERIFYING
+    mb.t += 16  # A froze right after acting: B has watched the lease go unrenewed for lease_s
+    assert eb.attempt()
+    (tmp_path / "b").mkdir()
+    b = Harness(tmp_path / "b", store=sb)  # starts as the new leader: reconciles from the store
+    b.engine.elector = eb
+    b.clock.t = a.clock.now()
+    b.run_until(lambda: sb.actions()[0].state == ActionState.SUCCEEDED, "up", 1)
+    assert b.actuator.calls == [], "the new leader applied an action the old one had applied"
+    ma.t += 5  # A wakes; on its own clock it renewed 5 s ago, so it still believes it leads
+    assert ea.leading
+    before = sb.audit_events()
+    a.feed("up", 0, 5)  # a new outage as A sees it: it would open an incident and act
+    assert [c for c, *_ in a.actuator.calls] == ["apply"], "a replica that lost the lease acted"
+    assert sb.audit_events() == before, "a replica that lost the lease wrote to the store"
+    with pytest.raises(NotLeaderError):
+        sa.audit("engine", "x", "y")
+    assert not ea.attempt() and ea.lost
+    assert a.engine.standby is not None and "lost the lease to b" in a.engine.standby
+    (done,) = sb.actions()
+    assert done.id == action.id and done.state == ActionState.SUCCEEDED
+    assert sb.verify_audit().ok
+
+
+def test_a_leader_that_cannot_renew_its_lease_advances_no_incident_or_action(tmp_path: Path) -> None:
+    """Past renew_s without a renewal the leader is not sure it still leads: findings are still
+    stored (the lease still names it), but nothing is decided or run until it renews."""
+    url = f"sqlite:///{tmp_path / 'one.db'}"
+    mono = _Mono()
+    store = Store(url)
+    elector = LeaderElector(store, identity="a", lease_s=15, renew_s=10, monotonic=mono)
+    assert elector.attempt()
+    h = Harness(tmp_path, store=store)
+    h.engine.elector = elector
+    h.feed("up", 1, 3)
+    mono.t += 11
+    h.feed("up", 0, 4)
+    inc = h.incident()
+    assert h.actuator.calls == [] and store.decisions(incident_id=inc.id) == []
+    assert elector.attempt()  # renewed: the queued incident goes on
+    h.feed("up", 0, 1)
+    assert [c for c, *_ in h.actuator.calls] == ["apply"]

@@ -16,8 +16,12 @@ plain ``BEGIN`` on SQLite (under WAL they never block writers) and a read-only `
 transaction on PostgreSQL, so that a read transaction (:meth:`Store.reading`,
 :meth:`Store.verify_audit`) is one snapshot there too, not one per statement.
 
-One engine per database: several engine replicas over one database are not supported (the
-engine's in-memory caches assume it is the only writer of incidents and actions).
+Replicas. Several engines may share one database only with leader election on
+(``engine.leader_election``, :mod:`autonomic.knowledge.lease`): one of them leads and writes, and
+while it leads every write transaction of its Store first checks, under the write lock, that the
+lease still names it (:meth:`Store.fence`), so a replica that lost the lease cannot write.
+Without it, one engine per database (its in-memory caches assume it is the only writer of
+incidents and actions); the CLI and the API of other processes may write beside it.
 """
 
 from __future__ import annotations
@@ -60,8 +64,9 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
 from sqlalchemy.pool import StaticPool
 
-from autonomic.errors import AuditChainError, StoreError, StoreValueError
+from autonomic.errors import AuditChainError, NotLeaderError, StoreError, StoreValueError
 from autonomic.knowledge.audit import AuditReport, make_event, verify_chain
+from autonomic.knowledge.lease import Lease, lease_key
 from autonomic.knowledge.tables import (
     NOUN_TABLES,
     ActionRow,
@@ -98,6 +103,8 @@ _MIGRATIONS = Path(__file__).with_name("migrations")
 _WRITE = "autonomic_write"  # execution option: a write transaction (BEGIN IMMEDIATE, or the advisory lock)
 # pg_advisory_xact_lock key of the store's write lock (per database): b"autonomi" as a bigint
 _PG_WRITE_LOCK = int.from_bytes(b"autonomi", "big")
+_PG_WRITE_IDLE_S = 5.0  # a write transaction idle this long between statements is ended by the server
+_PG_LOCK_WAIT_S = 10.0  # how long a write waits for the lock (SQLite: busy_timeout, also 10 s)
 _HEAD_ID = 1
 _HEAD: Table = AuditHeadRow.__table__  # type: ignore[assignment]
 _AUDIT: Table = AuditRow.__table__  # type: ignore[assignment]
@@ -190,11 +197,21 @@ def _wal(cursor: Any) -> None:
 
 def _install_postgresql_hooks(engine: Engine) -> None:
     """Every write transaction first takes the store's advisory lock, held until it commits or
-    rolls back: PostgreSQL's counterpart of SQLite's BEGIN IMMEDIATE (one writer at a time)."""
+    rolls back: PostgreSQL's counterpart of SQLite's BEGIN IMMEDIATE (one writer at a time).
+
+    Two limits keep one stuck writer from stopping every other. A writer waits at most
+    ``_PG_LOCK_WAIT_S`` for the lock (then StoreError, as SQLite's busy_timeout). And a writer of
+    ours that stops between two statements of its transaction for ``_PG_WRITE_IDLE_S`` (its
+    process frozen: a paused VM, SIGSTOP, a partition) is cut off by the server, which rolls the
+    transaction back and frees the lock; our write transactions never wait on anything else
+    between statements. Without it, a leader frozen mid-write held the lock until the kernel gave
+    up on its TCP connection, hours later, and no replica could write, or take its lease over."""
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
         if conn.get_execution_options().get(_WRITE):
+            conn.exec_driver_sql(f"SET LOCAL idle_in_transaction_session_timeout = {int(_PG_WRITE_IDLE_S * 1000)}")
+            conn.exec_driver_sql(f"SET LOCAL lock_timeout = {int(_PG_LOCK_WAIT_S * 1000)}")
             conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_PG_WRITE_LOCK})")
 
 
@@ -333,6 +350,7 @@ class Store:
         self._lock: threading.RLock | None = threading.RLock() if memory else None
         self._listeners: list[Callable[[tuple[Noun, ...]], None]] = []
         self._reading = threading.local()  # this thread's shared read Session (see reading())
+        self._fence: tuple[str, str, int] | None = None  # (lease key, holder, epoch): see fence()
         try:
             self._migrate()
         except StoreError as e:
@@ -442,9 +460,21 @@ class Store:
         with guard:
             try:
                 with self._writer.begin() as conn:
+                    if self._fence is not None:
+                        self._check_fence(conn, self._fence)
                     yield conn
             except SQLAlchemyError as e:
                 raise StoreError(f"store write failed: {_cause(e)}") from e
+
+    @staticmethod
+    def _check_fence(conn: Connection, fence: tuple[str, str, int]) -> None:
+        key, holder, epoch = fence
+        value = conn.execute(_STATE_BY_KEY, {"key": key}).scalar()
+        lease = None if value is None else Lease.from_state(dict(value))
+        if lease is None or lease.holder != holder or lease.epoch != epoch:
+            now = ("released" if lease is None or lease.holder is None
+                   else f"held by {lease.holder}, epoch {lease.epoch}")
+            raise NotLeaderError(f"write refused: this replica ({holder}) held {key} at epoch {epoch}; it is {now} now")
 
     def _head(self, conn: Connection) -> tuple[int, str]:
         """The audit chain's head (seq, hash), locked for this transaction (inside a unit, read
@@ -761,6 +791,68 @@ class Store:
                 row = {"key": key, "value": value, "updated_at": time.time()}
                 conn.execute(self._upsert(StateRow, row, keep=()), row)
             return self._append(conn, head, actor, event, key, {**(data or {}), "value": value})
+
+    # --- leases (see autonomic.knowledge.lease) --------------------------------------------------
+
+    def fence(self, name: str, holder: str, epoch: int) -> None:
+        """From now on every write transaction through this Store object first checks, under the
+        write lock, that lease ``name`` is held by ``holder`` at ``epoch``, and raises
+        NotLeaderError (writing nothing) when it is not: a replica that lost its lease cannot write."""
+        self._fence = (lease_key(name), holder, epoch)
+
+    def lease(self, name: str) -> Lease | None:
+        """Lease ``name`` as stored, or None when no replica ever took it."""
+        value = self.get_state(lease_key(name))
+        return None if value is None else Lease.from_state(value)
+
+    def claim_lease(self, name: str, holder: str, *, renew_epoch: int | None = None,
+                    take: tuple[str | None, int, int] | None = None) -> Lease:
+        """One write transaction on lease ``name``; returns the lease as it is afterwards.
+
+        With ``renew_epoch``: renew it when ``holder`` holds it at that epoch (the renewal count
+        goes up; no audit event, it is a heartbeat). Otherwise take it when it was never taken,
+        was released, or is still exactly ``take`` (the version the caller watched go unrenewed):
+        the epoch goes up by one and the change is audited (``lease.acquired``). In every other
+        case nothing is written and the caller sees who holds it."""
+        key = lease_key(name)
+        _no_nul("lease", {"name": name, "holder": holder})
+        with self._write() as conn:
+            value = conn.execute(_STATE_BY_KEY, {"key": key}).scalar()
+            current = None if value is None else Lease.from_state(dict(value))
+            now = time.time()
+            if renew_epoch is not None:
+                if current is None or current.holder != holder or current.epoch != renew_epoch:
+                    return current or Lease(None, 0, 0, 0.0, 0.0)
+                new = Lease(holder, current.epoch, current.renewals + 1, current.acquired_at, now)
+                row = {"key": key, "value": new.to_state(), "updated_at": now}
+                conn.execute(self._upsert(StateRow, row, keep=()), row)
+                return new
+            if current is not None and current.holder is not None and current.version != take:
+                return current
+            new = Lease(holder, (current.epoch if current else 0) + 1, 0, now, now)
+            row = {"key": key, "value": new.to_state(), "updated_at": now}
+            conn.execute(self._upsert(StateRow, row, keep=()), row)
+            self._append(conn, self._head(conn), holder, "lease.acquired", key,
+                         {"epoch": new.epoch, "previous": None if current is None else current.holder})
+            return new
+
+    def release_lease(self, name: str, holder: str, epoch: int) -> bool:
+        """Give lease ``name`` up when ``holder`` holds it at ``epoch`` (audited ``lease.released``),
+        so a standby may take it at once; the epoch stays, the next holder's is one more. Returns
+        whether it was released. Clears this Store object's fence."""
+        key = lease_key(name)
+        self._fence = None
+        with self._write() as conn:
+            value = conn.execute(_STATE_BY_KEY, {"key": key}).scalar()
+            current = None if value is None else Lease.from_state(dict(value))
+            if current is None or current.holder != holder or current.epoch != epoch:
+                return False
+            now = time.time()
+            new = Lease(None, epoch, current.renewals, current.acquired_at, now)
+            row = {"key": key, "value": new.to_state(), "updated_at": now}
+            conn.execute(self._upsert(StateRow, row, keep=()), row)
+            self._append(conn, self._head(conn), holder, "lease.released", key, {"epoch": epoch})
+            return True
 
     def states(self, prefix: str) -> dict[str, dict[str, Any]]:
         """Every stored key starting with ``prefix`` and its value."""

@@ -5,7 +5,8 @@ pauses an ``operator``, policy changes an ``admin`` (see :mod:`autonomic.oversig
 ``/healthz``, ``/readyz`` and ``/metrics`` are open. Every mutation goes through the store
 exactly as the CLI's does, audited with the actor ``token:<name>``. Every input is
 validated before anything is written, so a 4xx leaves the store unchanged; an unexpected
-error is logged and answered ``500 {"detail": "internal error"}`` without internals.
+error is logged and answered ``500 {"detail": "internal error"}`` without internals; a write
+refused because another replica took the engine's lease over is answered 503 with the reason.
 
 ``POST /api/v1/alerts`` receives Alertmanager webhooks. When configured it checks a bearer
 token and/or an HMAC: ``X-Autonomic-Signature: sha256=<hex HMAC-SHA256 of "<timestamp>.<raw
@@ -41,7 +42,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from autonomic.clock import SystemClock
 from autonomic.config import Config
 from autonomic.engine import PAUSE_GLOBAL, POLICY_OVERRIDE, Engine, approval_key, pause_key, paused_reason
-from autonomic.errors import ConfigError, Problem
+from autonomic.errors import ConfigError, NotLeaderError, Problem
 from autonomic.execute.canary import JudgeConfig
 from autonomic.execute.canary import judge as judge_canary
 from autonomic.knowledge import Store
@@ -205,6 +206,10 @@ class Guard:
 
         try:
             await self.app(scope, receive, tracking_send)
+        except NotLeaderError as exc:  # leader election: another replica took the lease; nothing was written
+            log.warning("%s %s refused: %s", scope.get("method"), scope.get("path"), exc)
+            if not started:
+                await _json(send, 503, str(exc))
         except Exception:
             log.exception("%s %s failed", scope.get("method"), scope.get("path"))
             if not started:
@@ -363,13 +368,18 @@ def _open_routes(ctx: ApiContext) -> APIRouter:
 
     @router.get("/readyz", responses={503: {"description": "not ready, with the reason"}})
     def readyz() -> JSONResponse:
-        """Ready when the store answers and, with an engine attached, it ticked within 3 intervals."""
+        """Ready when the store answers and, with an engine attached, it leads (leader election)
+        and ticked within 3 intervals. A standby replica answers 503 ``{"status": "standby"}``
+        naming the leader, so a Kubernetes Service sends traffic to the leader only."""
         try:
             ctx.store.get_state(PAUSE_GLOBAL)
         except Exception:
             log.exception("readiness: store read failed")
             return JSONResponse({"status": "unavailable", "reason": "the store does not answer"}, 503)
         if ctx.engine is not None:
+            standby = ctx.engine.standby
+            if standby is not None:  # leader election: another replica runs the loop
+                return JSONResponse({"status": "standby", "reason": standby}, 503)
             last = ctx.engine.last_tick_at
             limit = 3 * ctx.config.engine.interval_s
             if last is None:
@@ -383,6 +393,8 @@ def _open_routes(ctx: ApiContext) -> APIRouter:
     @router.get("/metrics", response_class=Response)
     def metrics() -> Response:
         """The engine's own figures, Prometheus text format."""
+        if ctx.engine is not None:
+            ctx.metrics.leader(ctx.engine.standby is None)
         pauses = ctx.store.states("pause:")
         ctx.metrics.paused("global", PAUSE_GLOBAL in pauses)
         for name in _service_names(ctx):
@@ -644,6 +656,9 @@ def _webhook_routes(ctx: ApiContext) -> APIRouter:
             raise HTTPException(422, f"invalid Alertmanager payload: {exc}") from None
         findings = to_findings(payload, ctx.clock.now(), [s.name for s in ctx.config.services])
         if ctx.engine is not None:
+            standby = ctx.engine.standby
+            if standby is not None:  # nothing here would ingest it: Alertmanager retries a 503
+                raise HTTPException(503, f"not accepted by this replica: {standby}")
             ctx.engine.submit(findings)
         return len(findings)
 

@@ -34,6 +34,8 @@ class EngineMetrics:
                               ["scope"], registry=r)
         self._paused = Gauge("autonomic_paused", "1 while automation is paused for the scope", ["scope"],
                              registry=r)
+        self._leader = Gauge("autonomic_leader", "1 while this replica runs the loop (it holds the lease, or "
+                             "leader election is off); summed over replicas it should be 1", registry=r)
         self._loop = Histogram("autonomic_loop_seconds", "Duration of one engine tick", buckets=_LOOP_BUCKETS,
                                registry=r)
         self._api = Histogram("autonomic_api_request_seconds", "API request latency, by method and route",
@@ -65,6 +67,9 @@ class EngineMetrics:
 
     def paused(self, scope: str, on: bool) -> None:
         self._paused.labels(scope=scope).set(1 if on else 0)
+
+    def leader(self, on: bool) -> None:
+        self._leader.set(1 if on else 0)
 
     def render(self) -> bytes:
         """Every metric in the Prometheus text exposition format."""

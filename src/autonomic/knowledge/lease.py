@@ -1,0 +1,211 @@
+"""Leader election over the store: several engine replicas share one database, one of them acts.
+
+The lease is one row of the store's named state (``lease:engine``): the holder's identity, an
+epoch and a renewal counter. The design is Kubernetes' client-go leader election, with the
+store as the lock:
+
+- The leader renews every ``retry_s`` (the counter goes up; no audit event: it is a heartbeat).
+  It stops acting once it has gone ``renew_s`` without a successful renewal, measured on its own
+  monotonic clock from the moment it *started* the last renewal that succeeded.
+- A standby reads the lease every ``retry_s``. It takes the lease over once it has watched the
+  record stay exactly the same for ``lease_s`` on *its own* monotonic clock, or at once when the
+  lease was released (the leader stopped cleanly) or never taken. No two machines' wall clocks
+  are ever compared, so clock skew and NTP steps cannot hand the lease to two replicas.
+  ``renew_s < lease_s``: the leader has stopped acting before any standby may take over, with
+  ``lease_s - renew_s`` to spare for the two clocks running at slightly different rates.
+- The epoch is a fencing token. It goes up by one at every change of holder, and while a
+  replica leads its :class:`~autonomic.knowledge.store.Store` checks, at the start of every write
+  transaction and under the store's write lock, that the lease still names it with its epoch.
+  A leader that was frozen past its lease (a long pause, a stopped VM, a partition) and wakes
+  after a takeover gets :class:`~autonomic.errors.NotLeaderError` from its first write, and
+  every actuator call is preceded by a journal write and by :meth:`LeaderElector.check`: it can
+  neither write nor act.
+- A replica that has lost the lease does not try to lead again in the same process: its
+  in-memory caches may be stale. The engine stops and its supervisor (Kubernetes) starts it
+  again, as a standby (controller-runtime does the same).
+
+Claims are write transactions, and write transactions are serialised (BEGIN IMMEDIATE on SQLite,
+the advisory lock on PostgreSQL), so of two standbys that saw the same expired lease only the
+first claim succeeds; the second finds the record changed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import secrets
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from autonomic.errors import NotLeaderError, StoreError
+
+if TYPE_CHECKING:
+    from autonomic.knowledge.store import Store
+
+log = logging.getLogger("autonomic.lease")
+
+ENGINE_LEASE = "engine"
+
+
+def lease_key(name: str) -> str:
+    """The named-state key a lease is stored under."""
+    return f"lease:{name}"
+
+
+def default_identity() -> str:
+    """This process, told apart from every other replica: host name, pid and a random suffix
+    (a restarted pod can reuse both the name and the pid)."""
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+
+
+@dataclass(frozen=True)
+class Lease:
+    """One lease as stored. ``holder`` is None once released; ``epoch`` counts changes of holder;
+    ``renewals`` counts the holder's renewals since it took the lease (what a standby watches)."""
+
+    holder: str | None
+    epoch: int
+    renewals: int
+    acquired_at: float  # wall clock of the holder when it took the lease (for people, not for timing)
+    renewed_at: float  # wall clock of the holder at its last renewal (for people, not for timing)
+
+    @classmethod
+    def from_state(cls, value: dict[str, Any]) -> Lease:
+        holder = value.get("holder")
+        return cls(holder=None if holder is None else str(holder), epoch=int(value.get("epoch", 0)),
+                   renewals=int(value.get("renewals", 0)), acquired_at=float(value.get("acquired_at", 0.0)),
+                   renewed_at=float(value.get("renewed_at", 0.0)))
+
+    def to_state(self) -> dict[str, Any]:
+        return {"holder": self.holder, "epoch": self.epoch, "renewals": self.renewals,
+                "acquired_at": self.acquired_at, "renewed_at": self.renewed_at}
+
+    @property
+    def version(self) -> tuple[str | None, int, int]:
+        """What a standby compares: any renewal or change of holder changes it."""
+        return (self.holder, self.epoch, self.renewals)
+
+
+class LeaderElector:
+    """One replica's side of the election: call :meth:`attempt` every ``retry_s``.
+
+    ``monotonic`` is the clock every duration is measured on (tests hand in a fake one)."""
+
+    def __init__(self, store: Store, *, identity: str | None = None, name: str = ENGINE_LEASE,
+                 lease_s: float = 15.0, renew_s: float = 10.0,
+                 monotonic: Callable[[], float] = time.monotonic) -> None:
+        if not 0 < renew_s < lease_s:
+            raise ValueError(f"need 0 < renew_s < lease_s, got renew_s={renew_s:g}, lease_s={lease_s:g}")
+        self.store = store
+        self.identity = identity or default_identity()
+        self.name = name
+        self.lease_s = lease_s
+        self.renew_s = renew_s
+        self._monotonic = monotonic
+        self._epoch: int | None = None  # the epoch of our lease while we hold it
+        self._renewed = -float("inf")  # monotonic time at the start of the last claim or renewal that succeeded
+        self._seen: Lease | None = None  # the record as last read
+        self._seen_since = 0.0  # monotonic time when the record was first read as it is now
+        self.lost = False  # we held the lease and another replica has it now: never lead again here
+
+    # --- state ---------------------------------------------------------------------------------
+
+    @property
+    def leading(self) -> bool:
+        """Whether this replica may act now: it holds the lease and renewed it less than ``renew_s`` ago."""
+        return self._epoch is not None and self._monotonic() - self._renewed < self.renew_s
+
+    @property
+    def seen(self) -> Lease | None:
+        """The lease as this replica last read or wrote it."""
+        return self._seen
+
+    def describe(self) -> str:
+        """Who leads, as far as this replica knows: for logs, /readyz and API refusals."""
+        if self.leading:
+            return f"this replica ({self.identity}) leads, epoch {self._epoch}"
+        if self.lost:
+            return f"this replica ({self.identity}) lost the lease" + (
+                f" to {self._seen.holder} (epoch {self._seen.epoch})" if self._seen and self._seen.holder else "")
+        if self._epoch is not None:
+            return f"this replica ({self.identity}) holds the lease but has not renewed it for {self.renew_s:g} s"
+        if self._seen is None or self._seen.holder is None:
+            return "no replica leads yet"
+        return f"standby; the leader is {self._seen.holder} (epoch {self._seen.epoch})"
+
+    def check(self) -> None:
+        """Raise NotLeaderError unless :attr:`leading`: asked before every actuator call."""
+        if not self.leading:
+            raise NotLeaderError(f"not acting: {self.describe()}")
+
+    # --- one round ------------------------------------------------------------------------------
+
+    def attempt(self) -> bool:
+        """One round: renew the lease when holding it, else take it when it is free or has gone
+        unrenewed for ``lease_s``. Returns :attr:`leading`. A store that does not answer is
+        logged and counts as a failed round (a leader then stops acting after ``renew_s``)."""
+        if self.lost:
+            return False
+        started = self._monotonic()
+        try:
+            if self._epoch is not None:
+                self._renew(started)
+            else:
+                self._try_take(started)
+        except NotLeaderError:  # our store's fence refused the renewal: someone else holds it
+            with contextlib.suppress(StoreError):
+                self._observe(self.store.lease(self.name), started)
+            self._lose()
+        except StoreError as exc:
+            log.warning("lease %s: the store did not answer (%s); %s", self.name, exc, self.describe())
+        return self.leading
+
+    def _renew(self, started: float) -> None:
+        assert self._epoch is not None
+        lease = self.store.claim_lease(self.name, self.identity, renew_epoch=self._epoch)
+        self._observe(lease, started)
+        if lease.holder == self.identity and lease.epoch == self._epoch:
+            self._renewed = started
+        else:
+            self._lose()
+
+    def _try_take(self, started: float) -> None:
+        lease = self.store.lease(self.name)
+        self._observe(lease, started)
+        free = lease is None or lease.holder is None
+        if not free and started - self._seen_since < self.lease_s:
+            return
+        taken = self.store.claim_lease(self.name, self.identity, take=None if lease is None else lease.version)
+        self._observe(taken, started)
+        if taken.holder == self.identity:
+            self._epoch, self._renewed = taken.epoch, started
+            self.store.fence(self.name, self.identity, taken.epoch)
+            previous = "none" if lease is None or lease.holder is None else lease.holder
+            log.warning("lease %s: this replica (%s) now leads, epoch %d (previous holder: %s)",
+                        self.name, self.identity, taken.epoch, previous)
+
+    def _observe(self, lease: Lease | None, now: float) -> None:
+        if lease is None or self._seen is None or lease.version != self._seen.version:
+            self._seen_since = now
+        self._seen = lease
+
+    def _lose(self) -> None:
+        if not self.lost:
+            self.lost = True
+            self._epoch = None
+            log.error("lease %s: %s; this replica stops acting", self.name, self.describe())
+
+    def release(self) -> None:
+        """Give the lease up (a clean stop), so a standby takes over at its next round instead
+        of after ``lease_s``. Does nothing unless this replica holds it; a store error is logged."""
+        if self._epoch is None:
+            return
+        epoch, self._epoch = self._epoch, None
+        try:
+            self.store.release_lease(self.name, self.identity, epoch)
+        except StoreError as exc:
+            log.warning("lease %s: not released (%s); a standby takes over in %g s", self.name, exc, self.lease_s)

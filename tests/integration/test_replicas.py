@@ -1,0 +1,127 @@
+"""Two real ``autonomic run`` processes over one real PostgreSQL with leader election on: one
+leads, the other stands by (its /readyz and webhook say so), the standby takes over when the
+leader is frozen (SIGSTOP: a stopped VM, a long pause), and the old leader, woken, finds the
+lease lost and exits without writing anything."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from servers import free_port, wait_for
+
+from autonomic.knowledge import Store
+
+ALERT = {"version": "4", "status": "firing", "receiver": "autonomic", "groupKey": "{}:{}", "groupLabels": {},
+         "commonLabels": {}, "commonAnnotations": {}, "externalURL": "http://am", "truncatedAlerts": 0,
+         "alerts": [{"status": "firing", "labels": {"alertname": "Down", "service": "web"}, "annotations": {},
+                     "startsAt": "2026-11-30T00:00:00Z", "endsAt": "0001-01-01T00:00:00Z",
+                     "generatorURL": "", "fingerprint": "abc"}]}
+
+
+class Replica:
+    def __init__(self, tmp_path: Path, name: str, url: str) -> None:
+        self.name = name
+        self.port = free_port()
+        home = tmp_path / name
+        home.mkdir()
+        config = home / "autonomic.yaml"
+        config.write_text(
+            f"engine:\n  database: '{url}'\n  state_dir: {home / 'state'}\n  host_metrics: false\n"
+            "  interval_s: 0.2\n"
+            f"  leader_election: {{enabled: true, lease_s: 3, renew_s: 2, retry_s: 0.3, identity: {name}}}\n"
+            "services:\n  - name: web\n"
+            f"api: {{port: {self.port}}}\n")
+        self.log = home / "engine.log"
+        with self.log.open("wb") as out:
+            self.proc = subprocess.Popen([sys.executable, "-m", "autonomic.cli", "run", "-c", str(config)],
+                                         cwd=home, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                                         env={**os.environ, "COLUMNS": "500"})
+
+    def ready(self) -> tuple[int, dict[str, Any]] | None:
+        try:
+            r = httpx.get(f"http://127.0.0.1:{self.port}/readyz", timeout=2)
+        except httpx.HTTPError:
+            return None
+        return r.status_code, r.json()
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGCONT)
+            self.proc.kill()
+            self.proc.wait()
+
+
+def leader_gauge(replica: Replica) -> float:
+    text = httpx.get(f"http://127.0.0.1:{replica.port}/metrics", timeout=5).text
+    (line,) = [ln for ln in text.splitlines() if ln.startswith("autonomic_leader ")]
+    return float(line.split()[1])
+
+
+@pytest.fixture
+def replicas(tmp_path: Path, postgres_url: str) -> Any:
+    started: list[Replica] = []
+
+    def start(name: str) -> Replica:
+        r = Replica(tmp_path, name, postgres_url)
+        started.append(r)
+        return r
+
+    yield start
+    for r in started:
+        r.stop()
+
+
+def test_a_standby_takes_over_from_a_frozen_leader_which_then_exits_without_writing(
+        replicas: Any, postgres_url: str) -> None:
+    a = replicas("replica-a")
+    wait_for(lambda: (a.ready() or (0, {}))[0] == 200 or None, timeout=30, what="replica-a ready")
+    b = replicas("replica-b")
+    standby = wait_for(lambda: (s := b.ready()) is not None and s[1].get("status") == "standby" and s or None,
+                       timeout=30, what="replica-b standing by")
+    assert standby[0] == 503 and "the leader is replica-a (epoch 1)" in standby[1]["reason"]
+    r = httpx.post(f"http://127.0.0.1:{b.port}/api/v1/alerts", json=ALERT, timeout=5)
+    assert r.status_code == 503 and "replica-a" in r.json()["detail"]
+    assert httpx.post(f"http://127.0.0.1:{a.port}/api/v1/alerts", json=ALERT, timeout=5).status_code == 202
+    assert [leader_gauge(r) for r in (a, b)] == [1.0, 0.0]
+
+    os.kill(a.proc.pid, signal.SIGSTOP)
+    frozen_at = time.monotonic()
+    wait_for(lambda: (b.ready() or (0, {}))[0] == 200 or None, timeout=30, what="replica-b leading")
+    took = time.monotonic() - frozen_at
+    # the last renewal came up to retry_s (0.3 s) before the freeze; lease_s (3 s) counts from it
+    assert took >= 2.6, f"took the lease over {took:.1f} s after the leader froze, before lease_s"
+    store = Store(postgres_url)
+    try:
+        lease = store.lease("engine")
+        assert lease is not None and (lease.holder, lease.epoch) == ("replica-b", 2)
+        events = store.audit_events()
+        (takeover,) = [e for e in events if e.kind == "lease.acquired" and e.actor == "replica-b"]
+        assert takeover.data == {"epoch": 2, "previous": "replica-a"}
+
+        os.kill(a.proc.pid, signal.SIGCONT)
+        assert a.proc.wait(timeout=30) == 3, a.log.read_text()
+        text = a.log.read_text()
+        assert "lost the lease to replica-b (epoch 2)" in text, text
+        after = [e for e in store.audit_events(since_seq=takeover.seq) if e.actor != "replica-b"]
+        started = [e for e in after if e.kind == "engine.started"]
+        assert [e.data["replica"] for e in started] == ["replica-b"]
+        assert not [e for e in after if e.kind == "engine.stopped"], "the deposed leader wrote after the takeover"
+        assert (b.ready() or (0, {}))[0] == 200 and leader_gauge(b) == 1.0
+
+        b.proc.send_signal(signal.SIGTERM)
+        assert b.proc.wait(timeout=30) == 0, b.log.read_text()
+        released = store.lease("engine")
+        assert released is not None and released.holder is None and released.epoch == 2
+        assert [e.kind for e in store.audit_events(since_seq=takeover.seq)][-2:] == ["engine.stopped",
+                                                                                     "lease.released"]
+        assert store.verify_audit().ok
+    finally:
+        store.close()
