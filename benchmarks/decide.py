@@ -76,6 +76,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--n", type=int, default=500, help="new incidents measured")
     ap.add_argument("--database", default=None,
                     help="store URL (an empty database, e.g. postgresql+psycopg://...); default: a SQLite file")
+    ap.add_argument("--leader-election", action="store_true",
+                    help="the engine leads by lease: every write also checks the fence (see README, Replicas)")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
 
@@ -83,7 +85,8 @@ def main(argv: list[str] | None = None) -> int:
         tmp = Path(d)
         clock = FakeClock(T0)
         registry = fake_registry(FakeActuator())
-        config = build_config(tmp, args.open + args.n, registry)
+        election = {"leader_election": {"enabled": True}} if args.leader_election else None
+        config = build_config(tmp, args.open + args.n, registry, engine=election)
         store = Store(args.database or f"sqlite:///{tmp / 'bench.db'}")
         for i in range(args.open):  # unclosed incidents a person has not answered yet
             inc = Incident(service=f"svc{i:05d}", cause="down", state=IncidentState.AWAITING_APPROVAL,
@@ -92,11 +95,15 @@ def main(argv: list[str] | None = None) -> int:
             store.record(finding(inc.service, T0).model_copy(update={"incident_id": inc.id}), inc,
                          actor="bench", event="incident.opened", subject=inc.id)
         engine = build_engine(config, registry, clock, store)
+        if engine.elector is not None and not engine.elector.attempt():
+            raise SystemExit("could not take the lease")
         engine.start()
         open_before = sum(1 for i in store.incidents(limit=100_000) if i.closed_at is None)
         latencies = []
         verdicts: dict[str, int] = {}
         for j in range(args.n):
+            if engine.elector is not None and j % 100 == 0:
+                engine.elector.attempt()  # the renewal the lease thread would make, outside the timing
             clock.advance(0.01)
             now = clock.now()
             f = finding(f"svc{args.open + j:05d}", now)
@@ -112,7 +119,8 @@ def main(argv: list[str] | None = None) -> int:
     ms = np.asarray(latencies) * 1000
     result = {"p50_ms": round(float(np.percentile(ms, 50)), 3), "p99_ms": round(float(np.percentile(ms, 99)), 3),
               "open_incidents": open_before, "measured": args.n, "verdicts": verdicts,
-              "store": make_url(args.database).get_backend_name() if args.database else "sqlite file"}
+              "store": make_url(args.database).get_backend_name() if args.database else "sqlite file",
+              "leader_election": args.leader_election}
     if args.json:
         print(json.dumps(result))
     else:

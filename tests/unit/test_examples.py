@@ -1,0 +1,46 @@
+"""The Kubernetes example (examples/kubernetes/autonomic.yaml) is a file people copy: its
+autonomic config must load, and the manifests around it must agree with that config (ports,
+probes, the secrets its ``*_env`` fields name, leader election for its replicas)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from autonomic.config import load_config_data
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "kubernetes" / "autonomic.yaml"
+
+
+def _docs() -> dict[str, dict[str, Any]]:
+    return {d["kind"]: d for d in yaml.safe_load_all(EXAMPLE.read_text()) if d}
+
+
+def test_the_kubernetes_example_config_loads_with_leader_election_for_its_replicas(tmp_path: Path) -> None:
+    docs = _docs()
+    data = yaml.safe_load(docs["ConfigMap"]["data"]["autonomic.yaml"])
+    data["engine"]["state_dir"] = str(tmp_path)  # the pod's volume does not exist here
+    config = load_config_data(data, source="autonomic.yaml", base_dir=tmp_path)
+    assert config.engine.leader_election.enabled
+    assert docs["Deployment"]["spec"]["replicas"] >= 2
+    assert config.database_url.startswith("postgresql")  # replicas on several nodes need a shared server
+
+
+def test_the_kubernetes_example_probes_ports_and_secrets_agree_with_its_config() -> None:
+    docs = _docs()
+    config = yaml.safe_load(docs["ConfigMap"]["data"]["autonomic.yaml"])
+    pod = docs["Deployment"]["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    (port,) = container["ports"]
+    assert port["containerPort"] == config["api"]["port"]
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"  # only the leader is ready
+    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert docs["Service"]["spec"]["ports"][0]["targetPort"] == port["name"]
+    env = {e["name"] for e in container["env"]}
+    assert config["api"]["webhook_token_env"] in env and "PGPASSWORD" in env
+    mounts = {m["mountPath"] for m in container["volumeMounts"]}
+    assert config["engine"]["state_dir"] in mounts
+    assert container["args"][-1].startswith(next(m for m in mounts if m != config["engine"]["state_dir"]))
+    assert pod["serviceAccountName"] == docs["ServiceAccount"]["metadata"]["name"]
