@@ -175,12 +175,16 @@ class LeaderElector:
 
     def _try_take(self, started: float) -> None:
         lease = self.store.lease(self.name)
-        self._observe(lease, started)
+        # A record is first seen when the read returns, not when it was asked for: a read that
+        # stalled may bring back a renewal the leader made long after ``started`` (client-go
+        # likewise stamps its observation after the Get), and the wait must count from then.
+        read = self._monotonic()
+        self._observe(lease, read)
         free = lease is None or lease.holder is None
-        if not free and started - self._seen_since < self.lease_s:
+        if not free and read - self._seen_since < self.lease_s:
             return
         taken = self.store.claim_lease(self.name, self.identity, take=None if lease is None else lease.version)
-        self._observe(taken, started)
+        self._observe(taken, self._monotonic())
         if taken.holder == self.identity:
             self._epoch, self._renewed = taken.epoch, started
             self.store.fence(self.name, self.identity, taken.epoch)
