@@ -1307,3 +1307,38 @@ def test_a_leader_that_cannot_renew_its_lease_advances_no_incident_or_action(tmp
     assert elector.attempt()  # renewed: the queued incident goes on
     h.feed("up", 0, 1)
     assert [c for c, *_ in h.actuator.calls] == ["apply"]
+
+
+def test_a_leader_whose_pause_read_stalls_past_its_lease_does_not_call_the_actuator(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The kill switch is read from the store right before an actuator call. When that read
+    stalls (a slow database, a starved process) long enough for a standby to take the lease over,
+    the replica must not go on to call the actuator on the strength of a leadership check made
+    before the stall."""
+    import sys
+
+    import autonomic.engine as engine_module
+
+    url = f"sqlite:///{tmp_path / 'shared.db'}"
+    ma, mb = _Mono(), _Mono()
+    sa, sb = Store(url), Store(url)
+    ea = LeaderElector(sa, identity="a", lease_s=15, renew_s=10, monotonic=ma)
+    eb = LeaderElector(sb, identity="b", lease_s=15, renew_s=10, monotonic=mb)
+    assert ea.attempt() and not eb.attempt()
+    (tmp_path / "a").mkdir()
+    a = Harness(tmp_path / "a", store=sa)
+    a.engine.elector = ea
+    real = engine_module.paused_reason
+
+    def stalling(store: Store, service: str | None) -> str | None:
+        if sys._getframe(1).f_code.co_name == "_may_act" and not eb.leading:
+            ma.t += 16  # the read stalls; meanwhile b watches the lease go unrenewed and takes it
+            mb.t += 16
+            assert eb.attempt()
+        return real(store, service)
+
+    monkeypatch.setattr(engine_module, "paused_reason", stalling)
+    a.feed("up", 1, 3)
+    a.feed("up", 0, 4)
+    assert eb.leading, "the stall was not reached"
+    assert a.actuator.calls == [], "the actuator was called after another replica took the lease over"
