@@ -1395,3 +1395,40 @@ def test_an_apply_in_flight_on_a_leader_cut_off_from_the_store_is_not_applied_ag
         world.go.set()
         leader.join(10)
     assert world.most == 1, "the new leader applied the action while the old leader's apply was in flight"
+
+
+def test_an_action_refused_for_want_of_a_renewal_before_its_apply_is_run_once_renewed_not_escalated(
+        tmp_path: Path) -> None:
+    """The lease lapses between the RUNNING record and the actuator call (the write was slow):
+    the call is refused, so nothing ran. The action goes back to PENDING and runs once the lease
+    is renewed; left RUNNING, recovery would ask the actuator, and one that cannot tell (a
+    systemd reload) would hand a fix that never ran to a person."""
+
+    class Blind(FakeActuator):
+        def applied(self, target: Any, params: Any, key: str, snapshot: Any) -> bool | None:
+            return None
+
+    url = f"sqlite:///{tmp_path / 'one.db'}"
+    mono = _Mono()
+    store = Store(url)
+    elector = LeaderElector(store, identity="a", lease_s=15, renew_s=10, monotonic=mono)
+    assert elector.attempt()
+    h = Harness(tmp_path, store=store, actuator=Blind())
+    h.engine.elector = elector
+    record = store.record
+
+    def slow(*nouns: Any, **kw: Any) -> Any:
+        out = record(*nouns, **kw)
+        if kw.get("event") == "action.running" and not any(e.kind == "action.deferred"
+                                                           for e in store.audit_events()):
+            mono.t += 11  # this write took long enough for the renewal to be overdue
+        return out
+
+    store.record = slow  # type: ignore[method-assign]
+    h.feed("up", 1, 3)
+    h.feed("up", 0, 4)
+    (action,) = store.actions()
+    assert action.state == ActionState.PENDING and h.actuator.calls == []
+    assert elector.attempt()
+    h.run_until(lambda: store.actions()[0].state == ActionState.SUCCEEDED, "up", 1)
+    assert [c for c, *_ in h.actuator.calls] == ["apply"]
