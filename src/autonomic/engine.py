@@ -404,10 +404,15 @@ class Engine:
     def _may_act(self, service: str) -> str | None:
         """Asked before every actuator call: raises NotLeaderError when this replica is not
         surely the leader (nothing is run or written; the step is retried, or recovered by the
-        replica that leads), else the pause reason for ``service`` (the kill switch, asked last)."""
+        replica that leads), else the pause reason for ``service`` (the kill switch, the last
+        thing read from the store). Leadership is asked again after that read, with no I/O left
+        before the call: a read that stalled past ``renew_s`` may have let a standby take over."""
         if self.elector is not None:
+            self.elector.check()  # no store read for a replica that does not lead
+        reason = paused_reason(self.store, service)
+        if reason is None and self.elector is not None:
             self.elector.check()
-        return paused_reason(self.store, service)
+        return reason
 
     def _lead(self, stop: threading.Event) -> bool:
         """Leader election: stand by until this replica holds the lease (True) or ``stop`` is set

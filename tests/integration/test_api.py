@@ -352,6 +352,24 @@ def test_a_write_through_a_replica_that_lost_the_lease_is_refused_503_naming_the
     assert env.store.get_state(pause_key(None)) is None and env.seq() == before
 
 
+def test_a_standby_replica_does_not_report_services_healthy_it_never_measured(env: Env) -> None:
+    """Leader election: a standby never runs the loop, so it has no metrics of its own. Its
+    API must not show every service HEALTHY while the leader has an incident open on web."""
+    from autonomic.knowledge.lease import LeaderElector
+
+    other = Store(str(env.store._engine.url))
+    try:
+        other.claim_lease("engine", "a")
+    finally:
+        other.close()
+    engine = _engine(env)
+    engine.elector = LeaderElector(env.store, identity="b")
+    assert not engine.elector.attempt() and engine.standby is not None
+    services = {s["name"]: s for s in env.client.get("/api/v1/services", headers=env.auth("viewer")).json()}
+    assert services["web"]["state"] == "UNKNOWN" and services["web"]["open_incidents"] == 1
+    assert any("standby" in r for r in services["web"]["reasons"])
+
+
 def test_pause_and_resume_bad_requests_change_nothing(env: Env) -> None:
     op = env.auth("operator")
     before = env.seq()

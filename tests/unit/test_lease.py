@@ -259,3 +259,34 @@ def test_a_writer_frozen_inside_a_write_transaction_on_postgresql_is_cut_off_and
     finally:
         a.close()
         b.close()
+
+
+def test_a_standby_slow_to_read_the_lease_counts_from_when_its_read_returned(
+        stores: list[Store], monkeypatch: pytest.MonkeyPatch) -> None:
+    """A standby starved during its read (a GC pause, a slow database) may get back a record the
+    leader wrote long after the standby looked at its clock. It must count its lease_s from when
+    it had the record in hand, not from before it asked (client-go: observedTime = now, after the
+    Get): otherwise it takes over while the leader still leads on the leader's own clock."""
+    ca, cb = Mono(), Mono()
+    a, b = _elector(stores[0], "a", ca), _elector(stores[1], "b", cb)
+    assert a.attempt()
+    read = stores[1].lease
+
+    def slow_read(name: str) -> object:
+        for _ in range(6):  # b is stalled 30 s inside its read while a renews every 5 s
+            ca.t += 5
+            cb.t += 5
+            assert a.attempt()
+        return read(name)
+
+    monkeypatch.setattr(stores[1], "lease", slow_read)
+    assert not b.attempt()
+    monkeypatch.setattr(stores[1], "lease", read)
+    # a's last renewal started at 130 (both clocks); it leads until 140. It renews no more.
+    for _ in range(4):
+        ca.t += 2
+        cb.t += 2
+        b_leads = b.attempt()
+        assert not (a.leading and b_leads), f"two leaders at t={cb.t}"
+    cb.t += 10
+    assert b.attempt(), "after lease_s from its read the standby takes over"

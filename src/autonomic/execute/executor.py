@@ -18,6 +18,8 @@ An action is never applied twice: after a crash in RUNNING the actuator is asked
 the apply with this idempotency key took effect, and when it cannot tell, a person is. The
 kill switch is asked again before that apply (paused: one that never took effect is
 CANCELLED, one that had is handed to a person), and before every retry of a failed attempt.
+With leader election the same check raises NotLeaderError when this replica is not surely the
+leader; refused before its first attempt, an action goes back to PENDING (nothing ran).
 
 A multi-step action (``Action.workflow``) stays RUNNING while :func:`workflow.run` decides
 each step; for every step the journal gets "step i/n type:name" intent (with the snapshot
@@ -44,7 +46,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from autonomic.errors import ActuatorError, RetryableActuatorError
+from autonomic.errors import ActuatorError, NotLeaderError, RetryableActuatorError
 from autonomic.execute import workflow
 from autonomic.execute.verify import judge
 from autonomic.knowledge import Store
@@ -240,7 +242,16 @@ class Executor:
         if action.workflow:
             return self._run_workflow(action, undo=False)  # the kill switch is checked before each step
         # The kill switch is the very last thing checked before the actuator runs.
-        reason = self.paused(action.service)
+        try:
+            reason = self.paused(action.service)
+        except NotLeaderError as exc:
+            # Refused before the actuator was called: nothing ran, so back to PENDING (recovery
+            # from RUNNING would have to ask the actuator, and one that cannot tell would hand a
+            # fix that never ran to a person). A fenced write: when another replica leads now it
+            # is refused as well, and that replica recovers the action as after a crash.
+            self._save(action.model_copy(update={"state": ActionState.PENDING, "updated_at": now}), None,
+                       "action.deferred", reason=str(exc)[:500])
+            raise
         if reason is not None:
             self._cancel_paused(action, reason, now)
             return None

@@ -18,8 +18,10 @@ store as the lock:
   transaction and under the store's write lock, that the lease still names it with its epoch.
   A leader that was frozen past its lease (a long pause, a stopped VM, a partition) and wakes
   after a takeover gets :class:`~autonomic.errors.NotLeaderError` from its first write, and
-  every actuator call is preceded by a journal write and by :meth:`LeaderElector.check`: it can
-  neither write nor act.
+  every actuator call is preceded by :meth:`LeaderElector.check` (an action's first attempt by a
+  journal write too): it can neither write nor start an actuator call. A call already running when
+  the leader was cut off is not fenced: it goes on, and the new leader's recovery may apply the
+  action again with the same idempotency key (actuators are idempotent per key).
 - A replica that has lost the lease does not try to lead again in the same process: its
   in-memory caches may be stale. The engine stops and its supervisor (Kubernetes) starts it
   again, as a standby (controller-runtime does the same).
@@ -175,12 +177,16 @@ class LeaderElector:
 
     def _try_take(self, started: float) -> None:
         lease = self.store.lease(self.name)
-        self._observe(lease, started)
+        # A record is first seen when the read returns, not when it was asked for: a read that
+        # stalled may bring back a renewal the leader made long after ``started`` (client-go
+        # likewise stamps its observation after the Get), and the wait must count from then.
+        read = self._monotonic()
+        self._observe(lease, read)
         free = lease is None or lease.holder is None
-        if not free and started - self._seen_since < self.lease_s:
+        if not free and read - self._seen_since < self.lease_s:
             return
         taken = self.store.claim_lease(self.name, self.identity, take=None if lease is None else lease.version)
-        self._observe(taken, started)
+        self._observe(taken, self._monotonic())
         if taken.holder == self.identity:
             self._epoch, self._renewed = taken.epoch, started
             self.store.fence(self.name, self.identity, taken.epoch)

@@ -285,7 +285,12 @@ def _service_names(ctx: ApiContext) -> list[str]:
 
 
 def _health(ctx: ApiContext) -> dict[str, tuple[str, list[str]]]:
-    """Each service's health: live from the engine, else the engine's last status.json."""
+    """Each service's health: live from the engine, else the engine's last status.json. A standby
+    replica (leader election) has measured nothing, and its status.json, if any, is from when it
+    last led: UNKNOWN, saying so."""
+    if ctx.engine is not None and not ctx.engine.started and ctx.engine.standby is not None:
+        why = f"not measured here: {ctx.engine.standby}"
+        return {name: ("UNKNOWN", [why]) for name in _service_names(ctx)}
     if ctx.engine is not None:
         try:
             return {name: (state.value, reasons) for name, (state, reasons) in ctx.engine.health().items()}
