@@ -435,7 +435,11 @@ class Engine:
         ``stop``: this process must not lead again with caches that may be stale."""
         assert self.elector is not None
         while not done.wait(self.config.engine.leader_election.retry_s):
-            self.elector.attempt()
+            try:
+                self.elector.attempt()
+            except Exception:  # a bug must not end the renewals silently: the lease would lapse
+                log.exception("lease: renewal failed unexpectedly; trying again in %g s",
+                              self.config.engine.leader_election.retry_s)
             if self.elector.lost:
                 stop.set()
                 return

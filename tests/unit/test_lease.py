@@ -290,3 +290,40 @@ def test_a_standby_slow_to_read_the_lease_counts_from_when_its_read_returned(
         assert not (a.leading and b_leads), f"two leaders at t={cb.t}"
     cb.t += 10
     assert b.attempt(), "after lease_s from its read the standby takes over"
+
+
+def test_a_store_that_stays_down_is_logged_once_not_every_round(store_url: str,
+                                                              caplog: pytest.LogCaptureFixture) -> None:
+    store = Store(store_url)
+    clock = Mono()
+    b = _elector(store, "b", clock)
+    real = store.lease
+
+    def refuse(_name: str) -> None:
+        raise StoreError("store read failed: connection refused")
+
+    store.lease = refuse  # type: ignore[method-assign,assignment]
+    with caplog.at_level("INFO", logger="autonomic.lease"):
+        for _ in range(5):
+            clock.t += 2
+            b.attempt()
+        store.lease = real  # type: ignore[method-assign]
+        b.attempt()
+    messages = [r.getMessage() for r in caplog.records]
+    assert sum("did not answer" in m for m in messages) == 1, messages
+    assert sum("answers again" in m for m in messages) == 1, messages
+    store.close()
+
+
+def test_durations_run_on_a_clock_that_counts_time_suspended(store_url: str) -> None:
+    """CLOCK_BOOTTIME on Linux: a leader suspended past its lease wakes knowing it."""
+    import time as _time
+
+    from autonomic.knowledge.lease import elapsed_clock
+
+    if not hasattr(_time, "CLOCK_BOOTTIME"):
+        pytest.skip("no CLOCK_BOOTTIME on this platform")
+    assert abs(elapsed_clock() - _time.clock_gettime(_time.CLOCK_BOOTTIME)) < 0.5
+    store = Store(store_url)
+    assert LeaderElector(store, identity="a")._monotonic is elapsed_clock
+    store.close()

@@ -58,6 +58,15 @@ def lease_key(name: str) -> str:
     return f"lease:{name}"
 
 
+def elapsed_clock() -> float:
+    """Seconds on a clock that never goes back and, unlike ``time.monotonic`` on Linux, also runs
+    while the machine is suspended (CLOCK_BOOTTIME): a leader whose VM was suspended for longer
+    than its lease must not wake believing it renewed a moment ago. ``time.monotonic`` where
+    there is no such clock."""
+    boottime = getattr(time, "CLOCK_BOOTTIME", None)
+    return time.clock_gettime(boottime) if boottime is not None else time.monotonic()
+
+
 def default_identity() -> str:
     """This process, told apart from every other replica: host name, pid and a random suffix
     (a restarted pod can reuse both the name and the pid)."""
@@ -95,11 +104,12 @@ class Lease:
 class LeaderElector:
     """One replica's side of the election: call :meth:`attempt` every ``retry_s``.
 
-    ``monotonic`` is the clock every duration is measured on (tests hand in a fake one)."""
+    ``monotonic`` is the clock every duration is measured on (:func:`elapsed_clock`; tests hand in
+    a fake one)."""
 
     def __init__(self, store: Store, *, identity: str | None = None, name: str = ENGINE_LEASE,
                  lease_s: float = 15.0, renew_s: float = 10.0,
-                 monotonic: Callable[[], float] = time.monotonic) -> None:
+                 monotonic: Callable[[], float] = elapsed_clock) -> None:
         if not 0 < renew_s < lease_s:
             raise ValueError(f"need 0 < renew_s < lease_s, got renew_s={renew_s:g}, lease_s={lease_s:g}")
         self.store = store
@@ -113,6 +123,7 @@ class LeaderElector:
         self._seen: Lease | None = None  # the record as last read
         self._seen_since = 0.0  # monotonic time when the record was first read as it is now
         self.lost = False  # we held the lease and another replica has it now: never lead again here
+        self._store_problem: str | None = None  # the store error last logged (see attempt)
 
     # --- state ---------------------------------------------------------------------------------
 
@@ -163,7 +174,13 @@ class LeaderElector:
                 self._observe(self.store.lease(self.name), started)
             self._lose()
         except StoreError as exc:
-            log.warning("lease %s: the store did not answer (%s); %s", self.name, exc, self.describe())
+            if str(exc) != self._store_problem:  # once per problem, not every retry_s
+                log.warning("lease %s: the store did not answer (%s); %s", self.name, exc, self.describe())
+            self._store_problem = str(exc)
+        else:
+            if self._store_problem is not None:
+                log.info("lease %s: the store answers again; %s", self.name, self.describe())
+            self._store_problem = None
         return self.leading
 
     def _renew(self, started: float) -> None:
