@@ -24,6 +24,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Literal
 
+from pydantic import ValidationError
+
 from autonomic.analyze.anomaly import AnomalyDetector
 from autonomic.analyze.correlate import correlate
 from autonomic.analyze.forecast import SeasonalTrendDetector
@@ -55,6 +57,7 @@ from autonomic.model import (
     Notification,
     Resolution,
     Verdict,
+    new_id,
 )
 from autonomic.monitor.host import HostSource, ProcessSource
 from autonomic.monitor.probe import HttpProbe
@@ -124,6 +127,22 @@ def backoff_key(service: str) -> str:
 
 def breaker_key(scope: str) -> str:
     return f"breaker:{scope}"
+
+
+INBOX = "inbox:"  # named-state prefix of received alerts not yet ingested (see queue_findings)
+
+
+def queue_findings(store: Store, findings: list[Finding], now: float, *, actor: str) -> str:
+    """Store ``findings`` (an Alertmanager webhook's) for the engine to ingest at its next
+    collection, audited ``alerts.received``; returns the inbox key. Through the store, not the
+    engine's memory: a webhook accepted (202) is not lost when the process dies before its next
+    tick, and any replica may accept it, the one that leads ingests it. The engine removes the key
+    (``alerts.ingested``) once every finding in it is ingested; a crash between the two ingests it
+    again (at least once: a repeat of a finding is counted on its incident)."""
+    key = f"{INBOX}{new_id()}"
+    store.set_state(key, {"received_at": now, "findings": [f.model_dump(mode="json") for f in findings]},
+                    actor=actor, event="alerts.received", data={"count": len(findings)})
+    return key
 
 
 def _pause_reason(store: Store, key: str) -> str | None:
@@ -227,6 +246,7 @@ class Engine:
         self._problems: dict[str, str] = {}  # each ongoing problem, by topic, logged once (see _problem)
         self._next_collect = 0.0
         self._inbox: queue.SimpleQueue[Finding] = queue.SimpleQueue()
+        self._inbox_taken: set[str] = set()  # inbox keys whose findings are in memory (see _read_inbox)
         self.started = False
         self._next_checkpoint = math.inf  # set by start()
         self.before_close: list[Callable[[], None]] = []  # e.g. stop the API before the store closes
@@ -479,7 +499,8 @@ class Engine:
     # --- one tick --------------------------------------------------------------------------
 
     def submit(self, findings: list[Finding]) -> None:
-        """Hand in findings from another thread (the webhook receiver); the loop ingests them."""
+        """Hand in findings from another thread of this process; the loop ingests them at its next
+        collection. (Webhooks go through the store instead: :func:`queue_findings`.)"""
         for f in findings:
             self._inbox.put(f)
 
@@ -498,6 +519,7 @@ class Engine:
                     fresh.append(self._inbox.get_nowait())
                 except queue.Empty:
                     break
+            fresh.extend(self._read_inbox())
             for f in fresh:
                 self.metrics.finding(f.kind.value)
             findings, self._unstored = self._unstored + fresh, []
@@ -511,6 +533,9 @@ class Engine:
                         log.warning("finding %s/%s dropped: %s", f.service.encode("unicode_escape").decode(),
                                     f.metric.encode("unicode_escape").decode(), exc)
                     done += 1
+                for inbox_key in sorted(self._inbox_taken):  # every finding in them is ingested now
+                    self.store.set_state(inbox_key, None, actor="engine", event="alerts.ingested")
+                    self._inbox_taken.discard(inbox_key)
                 self._poll_approvals(now)
                 self._sweep(now)
                 self._send_reports(now)
@@ -548,6 +573,27 @@ class Engine:
             for key in due:
                 self._reconcile(key)
         self.metrics.loop(time.perf_counter() - started)
+
+    def _read_inbox(self) -> list[Finding]:
+        """The findings of received alerts (:func:`queue_findings`) not yet taken into this
+        process, oldest first; their keys are removed once all is ingested (see tick). A store
+        that does not answer gives none now: the keys are read again at the next collection."""
+        try:
+            entries = self.store.states(INBOX)
+        except StoreError as exc:
+            log.debug("inbox not read: %s", exc)
+            return []
+        found: list[Finding] = []
+        for key, value in sorted(entries.items(), key=lambda kv: (kv[1].get("received_at", 0.0), kv[0])):
+            if key in self._inbox_taken:
+                continue
+            self._inbox_taken.add(key)
+            for raw in value.get("findings", []):
+                try:
+                    found.append(Finding.model_validate(raw))
+                except ValidationError as exc:  # stored by an API that validated it: a damaged row
+                    log.warning("%s: a stored alert is not a finding, dropped: %s", key, exc)
+        return found
 
     def _clock_went_back(self, by: float, now: float) -> None:
         """The wall clock was set back (NTP stepping it, a person): every schedule in memory was

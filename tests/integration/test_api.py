@@ -516,6 +516,31 @@ ALERT = {
 }
 
 
+def test_a_webhook_is_stored_before_it_is_accepted_even_with_no_engine_in_this_process(env: Env) -> None:
+    """Any replica, or an API serving without the loop, takes alerts in: they wait in the store
+    (audited alerts.received) for the engine that runs the loop."""
+    assert env.ctx.engine is None
+    r = env.client.post("/api/v1/alerts", json=ALERT)
+    assert r.status_code == 202 and r.json() == {"accepted": 1}
+    ((key, value),) = env.store.states("inbox:").items()
+    assert [(f["metric"], f["summary"]) for f in value["findings"]] == [("memory_percent", "web memory high")]
+    last = env.store.audit_events()[-1]
+    assert (last.kind, last.actor, last.subject, last.data["count"]) == ("alerts.received", "webhook", key, 1)
+
+
+def test_a_webhook_the_store_cannot_take_is_answered_503_so_the_sender_retries(
+        env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
+    from autonomic.errors import StoreError
+
+    def down(*_a: Any, **_k: Any) -> None:
+        raise StoreError("store write failed: connection refused")
+
+    monkeypatch.setattr(env.store, "set_state", down)
+    r = env.client.post("/api/v1/alerts", json=ALERT)
+    assert r.status_code == 503 and "try again" in r.json()["detail"]
+    assert "connection refused" not in r.text
+
+
 def _signed(body: bytes, ts: float, secret: str = SECRET) -> dict[str, str]:
     """Headers a sender computes: HMAC-SHA256 over "<timestamp>.<body>" (written out here, not
     taken from autonomic, so the test pins the scheme senders must follow)."""

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from autonomic.config import Config, load_config_data
-from autonomic.engine import Engine, approval_key, pause_key
+from autonomic.engine import INBOX, Engine, approval_key, pause_key, queue_findings
 from autonomic.errors import NotLeaderError
 from autonomic.knowledge import Store
 from autonomic.knowledge.lease import LeaderElector
@@ -1432,3 +1432,59 @@ def test_an_action_refused_for_want_of_a_renewal_before_its_apply_is_run_once_re
     assert elector.attempt()
     h.run_until(lambda: store.actions()[0].state == ActionState.SUCCEEDED, "up", 1)
     assert [c for c, *_ in h.actuator.calls] == ["apply"]
+
+
+def test_alerts_queued_in_the_store_by_another_process_are_ingested_once_and_their_key_removed(
+        tmp_path: Path) -> None:
+    """The webhook path: any replica's API stores the alerts (queue_findings), the engine that
+    runs the loop ingests them at its next collection and removes the key; audited both ways."""
+    url = f"sqlite:///{tmp_path / 'shared.db'}"
+    h = Harness(tmp_path, store=Store(url))
+    other = Store(url)  # the API of another replica
+    key = queue_findings(other, [_alert(h, "DiskFull")], h.clock.now(), actor="webhook")
+    assert other.states(INBOX).keys() == {key}
+    h.feed("up", 1, 2)
+    (inc,) = [i for i in h.store.incidents(service="svc") if i.cause == "disk"]
+    assert [f.metric for f in h.store.findings(inc.id)] == ["alert:DiskFull"]
+    assert other.states(INBOX) == {}
+    kinds = [e.kind for e in other.audit_events() if e.subject == key]
+    assert kinds == ["alerts.received", "alerts.ingested"]
+    h.feed("up", 1, 3)
+    assert len(h.store.findings(inc.id)) == 1, "an alert was ingested twice"
+    other.close()
+
+
+def test_queued_alerts_wait_in_the_store_while_it_refuses_writes_and_are_ingested_once_after(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from autonomic.errors import StoreError
+
+    h = Harness(tmp_path, policy={"autonomy": "observe"})
+    h.feed("up", 1, 1)
+    key = queue_findings(h.store, [_alert(h, "A"), _alert(h, "B")], h.clock.now(), actor="webhook")
+    real = h.store.record
+
+    def locked(*args: Any, **kwargs: Any) -> Any:
+        raise StoreError("store write failed: database is locked")
+
+    monkeypatch.setattr(h.store, "record", locked)
+    h.feed("up", 1, 3)
+    assert key in h.store.states(INBOX), "the alerts left the store before they were ingested"
+    assert len(h.engine._unstored) == 2, "the same stored alerts were taken in again every tick"
+    monkeypatch.setattr(h.store, "record", real)
+    h.feed("up", 1, 3)
+    (inc,) = h.store.incidents(service="svc")
+    assert sorted(f.metric for f in h.store.findings(inc.id)) == ["alert:A", "alert:B"]
+    assert h.store.states(INBOX) == {}
+
+
+def test_alerts_queued_before_a_restart_are_ingested_by_the_next_engine(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'one.db'}"
+    store = Store(url)
+    queue_findings(store, [Finding(service="svc", metric="alert:X", kind=FindingKind.ALERT, cause="disk",
+                                   severity=Severity.CRITICAL, confidence=0.9, ts=T0, summary="X firing")],
+                   T0, actor="webhook")
+    store.close()
+    h = Harness(tmp_path, store=Store(url))  # the engine was down when the webhook came
+    h.feed("up", 1, 1)
+    assert {i.cause for i in h.store.incidents(service="svc")} == {"disk"}
+    assert h.store.states(INBOX) == {}

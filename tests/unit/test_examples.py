@@ -35,7 +35,7 @@ def test_the_kubernetes_example_probes_ports_and_secrets_agree_with_its_config()
     (container,) = pod["containers"]
     (port,) = container["ports"]
     assert port["containerPort"] == config["api"]["port"]
-    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"  # only the leader is ready
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"  # the store answers (a standby too)
     assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
     assert docs["Service"]["spec"]["ports"][0]["targetPort"] == port["name"]
     env = {e["name"] for e in container["env"]}

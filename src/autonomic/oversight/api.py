@@ -5,8 +5,9 @@ pauses an ``operator``, policy changes an ``admin`` (see :mod:`autonomic.oversig
 ``/healthz``, ``/readyz`` and ``/metrics`` are open. Every mutation goes through the store
 exactly as the CLI's does, audited with the actor ``token:<name>``. Every input is
 validated before anything is written, so a 4xx leaves the store unchanged; an unexpected
-error is logged and answered ``500 {"detail": "internal error"}`` without internals; a write
-refused because another replica took the engine's lease over is answered 503 with the reason.
+error is logged and answered ``500 {"detail": "internal error"}`` without internals; a store
+that does not answer, 503 (nothing was written; try again); a write refused because another
+replica took the engine's lease over, 503 with the reason.
 
 ``POST /api/v1/alerts`` receives Alertmanager webhooks. When configured it checks a bearer
 token and/or an HMAC: ``X-Autonomic-Signature: sha256=<hex HMAC-SHA256 of "<timestamp>.<raw
@@ -41,8 +42,16 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from autonomic.clock import SystemClock
 from autonomic.config import Config
-from autonomic.engine import PAUSE_GLOBAL, POLICY_OVERRIDE, Engine, approval_key, pause_key, paused_reason
-from autonomic.errors import ConfigError, NotLeaderError, Problem
+from autonomic.engine import (
+    PAUSE_GLOBAL,
+    POLICY_OVERRIDE,
+    Engine,
+    approval_key,
+    pause_key,
+    paused_reason,
+    queue_findings,
+)
+from autonomic.errors import ConfigError, NotLeaderError, Problem, StoreError
 from autonomic.execute.canary import JudgeConfig
 from autonomic.execute.canary import judge as judge_canary
 from autonomic.knowledge import Store
@@ -210,6 +219,10 @@ class Guard:
             log.warning("%s %s refused: %s", scope.get("method"), scope.get("path"), exc)
             if not started:
                 await _json(send, 503, str(exc))
+        except StoreError as exc:  # the store does not answer: nothing was written, the client may retry
+            log.error("%s %s: %s", scope.get("method"), scope.get("path"), exc)
+            if not started:
+                await _json(send, 503, "the store did not answer; nothing was changed; try again")
         except Exception:
             log.exception("%s %s failed", scope.get("method"), scope.get("path"))
             if not started:
@@ -373,9 +386,10 @@ def _open_routes(ctx: ApiContext) -> APIRouter:
 
     @router.get("/readyz", responses={503: {"description": "not ready, with the reason"}})
     def readyz() -> JSONResponse:
-        """Ready when the store answers and, with an engine attached, it leads (leader election)
-        and ticked within 3 intervals. A standby replica answers 503 ``{"status": "standby"}``
-        naming the leader, so a Kubernetes Service sends traffic to the leader only."""
+        """Ready when the store answers and, with an engine attached, it ticked within 3
+        intervals. A standby replica (leader election) is ready when the store answers, and says
+        ``{"status": "standby", "reason": ...}`` naming the leader: it serves the API and the
+        dashboard from the store, and the webhook through it (any replica takes alerts in)."""
         try:
             ctx.store.get_state(PAUSE_GLOBAL)
         except Exception:
@@ -383,8 +397,8 @@ def _open_routes(ctx: ApiContext) -> APIRouter:
             return JSONResponse({"status": "unavailable", "reason": "the store does not answer"}, 503)
         if ctx.engine is not None:
             standby = ctx.engine.standby
-            if standby is not None:  # leader election: another replica runs the loop
-                return JSONResponse({"status": "standby", "reason": standby}, 503)
+            if standby is not None:  # leader election: it serves the API from the store all the same
+                return JSONResponse({"status": "standby", "reason": standby})
             last = ctx.engine.last_tick_at
             limit = 3 * ctx.config.engine.interval_s
             if last is None:
@@ -659,12 +673,10 @@ def _webhook_routes(ctx: ApiContext) -> APIRouter:
             payload = parse_webhook(raw)
         except ValueError as exc:
             raise HTTPException(422, f"invalid Alertmanager payload: {exc}") from None
-        findings = to_findings(payload, ctx.clock.now(), [s.name for s in ctx.config.services])
-        if ctx.engine is not None:
-            standby = ctx.engine.standby
-            if standby is not None:  # nothing here would ingest it: Alertmanager retries a 503
-                raise HTTPException(503, f"not accepted by this replica: {standby}")
-            ctx.engine.submit(findings)
+        now = ctx.clock.now()
+        findings = to_findings(payload, now, [s.name for s in ctx.config.services])
+        if findings:  # stored before the 202: the engine (this replica's or the leader's) ingests it
+            queue_findings(ctx.store, findings, now, actor="webhook")
         return len(findings)
 
     @router.post(
