@@ -61,6 +61,12 @@ class LeaderElectionSpec(_Spec):
     renew_s: float = Field(default=10.0, gt=0, le=3600)
     retry_s: float = Field(default=2.0, gt=0, le=600)
     identity: str | None = Field(default=None, min_length=1, max_length=200)  # default: host name, pid, random
+    # After taking over a lease its holder did not give up (it died, froze or lost the database),
+    # an action it left running or rolling back is looked at only this long after start: an
+    # actuator call of the old leader may still be in flight, and recovery would otherwise ask the
+    # actuator too early and apply it again. Set it above the slowest actuator call (with its
+    # retries) less (lease_s - renew_s).
+    takeover_grace_s: float = Field(default=60.0, ge=0, le=3600)
 
     @model_validator(mode="after")
     def _ordered(self) -> LeaderElectionSpec:

@@ -106,6 +106,8 @@ _SYMPTOM_FLOORS = {"latency_ms": 5.0, "probe_latency_ms": 5.0, "cpu_percent": 2.
 # departure sustained here (the offline default is three); and only what is still departing
 # from normal now can explain the symptom
 _LIVE_RCA = RcaParams(consecutive=2, ongoing=True, directions=_SYMPTOM_DIRECTIONS, floors=_SYMPTOM_FLOORS)
+# action states in which a deposed leader may still have an actuator call running (see start)
+_MAY_BE_IN_FLIGHT = frozenset({ActionState.RUNNING, ActionState.ROLLING_BACK})
 _REPEAT_PERSIST_S = 10.0  # a repeating finding is written at most this often per incident
 _DAY, _WEEK = 86_400.0, 7 * 86_400.0
 # Availability is a lagging measure over a long window: by the time it is below its objective
@@ -299,7 +301,15 @@ class Engine:
             self._last_seen[inc.id] = inc.last_finding_at
             self._last_persist[inc.id] = inc.updated_at - _persist_phase(inc.id)
             self.queue.add(("incident", inc.id), now)
+        previous = None if self.elector is None else self.elector.took_over_from
+        grace = self.config.engine.leader_election.takeover_grace_s
         for action in self.store.actions(states=[s for s in ActionState if not s.terminal]):
+            if previous is not None and action.state in _MAY_BE_IN_FLIGHT:
+                log.warning("%s action %s on %s was left %s by %s, whose lease this replica took: a call of "
+                            "its may still be in flight, so it is looked at in %g s", action.type, action.id[:8],
+                            action.service, action.state.value, previous, grace)
+                self.queue.add(("action", action.id), now + grace)
+                continue
             log.info("reconciling %s action %s on %s left %s", action.type, action.id[:8],
                      action.service, action.state.value)
             self.queue.add(("action", action.id), now)

@@ -20,8 +20,9 @@ store as the lock:
   after a takeover gets :class:`~autonomic.errors.NotLeaderError` from its first write, and
   every actuator call is preceded by :meth:`LeaderElector.check` (an action's first attempt by a
   journal write too): it can neither write nor start an actuator call. A call already running when
-  the leader was cut off is not fenced: it goes on, and the new leader's recovery may apply the
-  action again with the same idempotency key (actuators are idempotent per key).
+  the leader was cut off is not fenced: it goes on. So a replica that took the lease without its
+  holder giving it up (:attr:`LeaderElector.took_over_from`) leaves the actions left running or
+  rolling back alone for ``takeover_grace_s`` before recovering them (Engine.start).
 - A replica that has lost the lease does not try to lead again in the same process: its
   in-memory caches may be stale. The engine stops and its supervisor (Kubernetes) starts it
   again, as a standby (controller-runtime does the same).
@@ -123,6 +124,9 @@ class LeaderElector:
         self._seen: Lease | None = None  # the record as last read
         self._seen_since = 0.0  # monotonic time when the record was first read as it is now
         self.lost = False  # we held the lease and another replica has it now: never lead again here
+        # the holder of the lease we took without its giving it up (it died, froze, lost the
+        # store): its actuator calls may still be in flight (see Engine.start); None otherwise
+        self.took_over_from: str | None = None
         self._store_problem: str | None = None  # the store error last logged (see attempt)
 
     # --- state ---------------------------------------------------------------------------------
@@ -208,6 +212,8 @@ class LeaderElector:
             self._epoch, self._renewed = taken.epoch, started
             self.store.fence(self.name, self.identity, taken.epoch)
             previous = "none" if lease is None or lease.holder is None else lease.holder
+            if lease is not None and lease.holder is not None and lease.holder != self.identity:
+                self.took_over_from = lease.holder
             log.warning("lease %s: this replica (%s) now leads, epoch %d (previous holder: %s)",
                         self.name, self.identity, taken.epoch, previous)
 
