@@ -247,6 +247,7 @@ class Engine:
         self._next_collect = 0.0
         self._inbox: queue.SimpleQueue[Finding] = queue.SimpleQueue()
         self._inbox_taken: set[str] = set()  # inbox keys whose findings are in memory (see _read_inbox)
+        self._inbox_of: dict[str, str] = {}  # finding id -> the inbox key it was read from
         self.started = False
         self._next_checkpoint = math.inf  # set by start()
         self.before_close: list[Callable[[], None]] = []  # e.g. stop the API before the store closes
@@ -536,6 +537,7 @@ class Engine:
                 for inbox_key in sorted(self._inbox_taken):  # every finding in them is ingested now
                     self.store.set_state(inbox_key, None, actor="engine", event="alerts.ingested")
                     self._inbox_taken.discard(inbox_key)
+                self._inbox_of.clear()
                 self._poll_approvals(now)
                 self._sweep(now)
                 self._send_reports(now)
@@ -544,7 +546,7 @@ class Engine:
             except StoreError as exc:
                 # the store refuses (locked past busy_timeout, a database restarting): keep what
                 # was not stored for the next tick, and go on; not counted as a tick (readyz)
-                self._unstored = findings[done:][-_MAX_UNSTORED:]
+                self._unstored = self._keep_unstored(findings[done:])
                 if self._problem("store", str(exc)):
                     log.error("the store refused a write; %d findings kept for the next tick: %s",
                               len(self._unstored), exc)
@@ -574,6 +576,22 @@ class Engine:
                 self._reconcile(key)
         self.metrics.loop(time.perf_counter() - started)
 
+    def _keep_unstored(self, left: list[Finding]) -> list[Finding]:
+        """What is kept in memory of the findings a refused write left: the newest
+        ``_MAX_UNSTORED``. An inbox key one of whose findings is dropped so is given back (read
+        again from the store at a later collection, its findings then ingested from there, not
+        from memory): its key is still stored, and clearing it once the rest is ingested would
+        lose an accepted alert. (Its findings ingested before the refusal come again: a repeat.)"""
+        if len(left) <= _MAX_UNSTORED:
+            return left
+        dropped, kept = left[:-_MAX_UNSTORED], left[-_MAX_UNSTORED:]
+        released = {self._inbox_of[f.id] for f in dropped if f.id in self._inbox_of}
+        if released:
+            self._inbox_taken -= released
+            kept = [f for f in kept if self._inbox_of.get(f.id) not in released]
+            self._inbox_of = {fid: key for fid, key in self._inbox_of.items() if key not in released}
+        return kept
+
     def _read_inbox(self) -> list[Finding]:
         """The findings of received alerts (:func:`queue_findings`) not yet taken into this
         process, oldest first; their keys are removed once all is ingested (see tick). A store
@@ -590,9 +608,12 @@ class Engine:
             self._inbox_taken.add(key)
             for raw in value.get("findings", []):
                 try:
-                    found.append(Finding.model_validate(raw))
+                    finding = Finding.model_validate(raw)
                 except ValidationError as exc:  # stored by an API that validated it: a damaged row
                     log.warning("%s: a stored alert is not a finding, dropped: %s", key, exc)
+                else:
+                    found.append(finding)
+                    self._inbox_of[finding.id] = key
         return found
 
     def _clock_went_back(self, by: float, now: float) -> None:

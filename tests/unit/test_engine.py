@@ -1488,3 +1488,38 @@ def test_alerts_queued_before_a_restart_are_ingested_by_the_next_engine(tmp_path
     h.feed("up", 1, 1)
     assert {i.cause for i in h.store.incidents(service="svc")} == {"disk"}
     assert h.store.states(INBOX) == {}
+
+
+def test_queued_alerts_past_the_unstored_cap_stay_in_the_store_and_are_ingested_once_after(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A long write outage: findings kept in memory are capped (the oldest dropped). Alerts taken
+    from the inbox that the cap drops must not be lost with them when their key is cleared."""
+    import autonomic.engine as engine_module
+    from autonomic.errors import StoreError
+
+    monkeypatch.setattr(engine_module, "_MAX_UNSTORED", 3)
+    h = Harness(tmp_path, policy={"autonomy": "observe"})
+    h.feed("up", 1, 1)
+    queue_findings(h.store, [_alert(h, "A1"), _alert(h, "A2")], h.clock.now(), actor="webhook")
+    real = h.store.record
+
+    def locked(*args: Any, **kwargs: Any) -> Any:
+        raise StoreError("store write failed: database is locked")
+
+    monkeypatch.setattr(h.store, "record", locked)
+    h.feed("up", 1, 1)  # both alerts taken in, refused
+    more = [Finding(service="svc", metric=f"m{i}", kind=FindingKind.THRESHOLD, cause="memory",
+                    severity=Severity.WARNING, confidence=0.9, ts=h.clock.now(), summary=f"m{i}")
+            for i in range(2)]
+    h.engine.submit(more)  # newer findings push A1 past the cap
+    h.feed("up", 1, 1)
+    monkeypatch.setattr(h.store, "record", real)
+    h.feed("up", 1, 3)
+    (disk,) = [i for i in h.store.incidents(service="svc") if i.cause == "disk"]
+    metrics = sorted(f.metric for f in h.store.findings(disk.id))
+    assert metrics == ["alert:A1", "alert:A2"], "an accepted alert was lost"
+    h.feed("up", 1, 11)  # a later repeat stores the count kept in memory
+    queue_findings(h.store, [_alert(h, "A1")], h.clock.now(), actor="webhook")
+    h.feed("up", 1, 2)
+    assert h.store.get(Incident, disk.id).finding_count == 3, "an alert was ingested twice"  # type: ignore[union-attr]
+    assert h.store.states(INBOX) == {}
