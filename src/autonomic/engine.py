@@ -601,12 +601,20 @@ class Engine:
         except StoreError as exc:
             log.debug("inbox not read: %s", exc)
             return []
+        def received_at(entry: tuple[str, dict[str, Any]]) -> tuple[float, str]:
+            at = entry[1].get("received_at")
+            return (float(at) if isinstance(at, (int, float)) else 0.0), entry[0]
+
         found: list[Finding] = []
-        for key, value in sorted(entries.items(), key=lambda kv: (kv[1].get("received_at", 0.0), kv[0])):
+        for key, value in sorted(entries.items(), key=received_at):
             if key in self._inbox_taken:
                 continue
-            self._inbox_taken.add(key)
-            for raw in value.get("findings", []):
+            self._inbox_taken.add(key)  # cleared with the rest, even when nothing in it is a finding
+            raws = value.get("findings")
+            if not isinstance(raws, list):
+                log.warning("%s: a stored alert entry without a list of findings, dropped", key)
+                continue
+            for raw in raws:
                 try:
                     finding = Finding.model_validate(raw)
                 except ValidationError as exc:  # stored by an API that validated it: a damaged row

@@ -1523,3 +1523,15 @@ def test_queued_alerts_past_the_unstored_cap_stay_in_the_store_and_are_ingested_
     h.feed("up", 1, 2)
     assert h.store.get(Incident, disk.id).finding_count == 3, "an alert was ingested twice"  # type: ignore[union-attr]
     assert h.store.states(INBOX) == {}
+
+
+@pytest.mark.parametrize("value", [{"received_at": "yesterday", "findings": []}, {"findings": None},
+                                   {"findings": {"a": 1}}, {"findings": [1, "x", None]}])
+def test_a_malformed_inbox_entry_is_dropped_and_the_alerts_beside_it_are_ingested(
+        tmp_path: Path, value: dict[str, Any]) -> None:
+    h = Harness(tmp_path, policy={"autonomy": "observe"})
+    h.store.set_state(f"{INBOX}damaged", value, actor="person:x", event="test")
+    queue_findings(h.store, [_alert(h, "A")], h.clock.now(), actor="webhook")
+    h.feed("up", 1, 2)
+    assert {i.cause for i in h.store.incidents(service="svc")} == {"disk"}
+    assert h.store.states(INBOX) == {}, "a damaged entry stays forever"
