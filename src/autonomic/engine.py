@@ -134,14 +134,16 @@ INBOX = "inbox:"  # named-state prefix of received alerts not yet ingested (see 
 
 def queue_findings(store: Store, findings: list[Finding], now: float, *, actor: str) -> str:
     """Store ``findings`` (an Alertmanager webhook's) for the engine to ingest at its next
-    collection, audited ``alerts.received``; returns the inbox key. Through the store, not the
+    collection, audited ``alerts.received`` with their count (not the findings: Alertmanager
+    resends a group's alerts at every group and repeat interval, and the audit log is kept for
+    ever; each finding is stored when ingested); returns the inbox key. Through the store, not the
     engine's memory: a webhook accepted (202) is not lost when the process dies before its next
     tick, and any replica may accept it, the one that leads ingests it. The engine removes the key
     (``alerts.ingested``) once every finding in it is ingested; a crash between the two ingests it
     again (at least once: a repeat of a finding is counted on its incident)."""
     key = f"{INBOX}{new_id()}"
     store.set_state(key, {"received_at": now, "findings": [f.model_dump(mode="json") for f in findings]},
-                    actor=actor, event="alerts.received", data={"count": len(findings)})
+                    actor=actor, event="alerts.received", data={"count": len(findings)}, audit_value=False)
     return key
 
 
@@ -535,7 +537,7 @@ class Engine:
                                     f.metric.encode("unicode_escape").decode(), exc)
                     done += 1
                 for inbox_key in sorted(self._inbox_taken):  # every finding in them is ingested now
-                    self.store.set_state(inbox_key, None, actor="engine", event="alerts.ingested")
+                    self.store.set_state(inbox_key, None, actor="engine", event="alerts.ingested", audit_value=False)
                     self._inbox_taken.discard(inbox_key)
                 self._inbox_of.clear()
                 self._poll_approvals(now)
