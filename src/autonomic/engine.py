@@ -136,14 +136,16 @@ INBOX = "inbox:"  # named-state prefix of received alerts not yet ingested (see 
 
 def queue_findings(store: Store, findings: list[Finding], now: float, *, actor: str) -> str:
     """Store ``findings`` (an Alertmanager webhook's) for the engine to ingest at its next
-    collection, audited ``alerts.received``; returns the inbox key. Through the store, not the
+    collection, audited ``alerts.received`` with their count (not the findings: Alertmanager
+    resends a group's alerts at every group and repeat interval, and the audit log is kept for
+    ever; each finding is stored when ingested); returns the inbox key. Through the store, not the
     engine's memory: a webhook accepted (202) is not lost when the process dies before its next
     tick, and any replica may accept it, the one that leads ingests it. The engine removes the key
     (``alerts.ingested``) once every finding in it is ingested; a crash between the two ingests it
     again (at least once: a repeat of a finding is counted on its incident)."""
     key = f"{INBOX}{new_id()}"
     store.set_state(key, {"received_at": now, "findings": [f.model_dump(mode="json") for f in findings]},
-                    actor=actor, event="alerts.received", data={"count": len(findings)})
+                    actor=actor, event="alerts.received", data={"count": len(findings)}, audit_value=False)
     return key
 
 
@@ -249,6 +251,7 @@ class Engine:
         self._next_collect = 0.0
         self._inbox: queue.SimpleQueue[Finding] = queue.SimpleQueue()
         self._inbox_taken: set[str] = set()  # inbox keys whose findings are in memory (see _read_inbox)
+        self._inbox_of: dict[str, str] = {}  # finding id -> the inbox key it was read from
         self.started = False
         self._next_checkpoint = math.inf  # set by start()
         self.before_close: list[Callable[[], None]] = []  # e.g. stop the API before the store closes
@@ -544,8 +547,9 @@ class Engine:
                                     f.metric.encode("unicode_escape").decode(), exc)
                     done += 1
                 for inbox_key in sorted(self._inbox_taken):  # every finding in them is ingested now
-                    self.store.set_state(inbox_key, None, actor="engine", event="alerts.ingested")
+                    self.store.set_state(inbox_key, None, actor="engine", event="alerts.ingested", audit_value=False)
                     self._inbox_taken.discard(inbox_key)
+                self._inbox_of.clear()
                 self._poll_approvals(now)
                 self._sweep(now)
                 self._send_reports(now)
@@ -554,7 +558,7 @@ class Engine:
             except StoreError as exc:
                 # the store refuses (locked past busy_timeout, a database restarting): keep what
                 # was not stored for the next tick, and go on; not counted as a tick (readyz)
-                self._unstored = findings[done:][-_MAX_UNSTORED:]
+                self._unstored = self._keep_unstored(findings[done:])
                 if self._problem("store", str(exc)):
                     log.error("the store refused a write; %d findings kept for the next tick: %s",
                               len(self._unstored), exc)
@@ -584,6 +588,22 @@ class Engine:
                 self._reconcile(key)
         self.metrics.loop(time.perf_counter() - started)
 
+    def _keep_unstored(self, left: list[Finding]) -> list[Finding]:
+        """What is kept in memory of the findings a refused write left: the newest
+        ``_MAX_UNSTORED``. An inbox key one of whose findings is dropped so is given back (read
+        again from the store at a later collection, its findings then ingested from there, not
+        from memory): its key is still stored, and clearing it once the rest is ingested would
+        lose an accepted alert. (Its findings ingested before the refusal come again: a repeat.)"""
+        if len(left) <= _MAX_UNSTORED:
+            return left
+        dropped, kept = left[:-_MAX_UNSTORED], left[-_MAX_UNSTORED:]
+        released = {self._inbox_of[f.id] for f in dropped if f.id in self._inbox_of}
+        if released:
+            self._inbox_taken -= released
+            kept = [f for f in kept if self._inbox_of.get(f.id) not in released]
+            self._inbox_of = {fid: key for fid, key in self._inbox_of.items() if key not in released}
+        return kept
+
     def _read_inbox(self) -> list[Finding]:
         """The findings of received alerts (:func:`queue_findings`) not yet taken into this
         process, oldest first; their keys are removed once all is ingested (see tick). A store
@@ -593,16 +613,27 @@ class Engine:
         except StoreError as exc:
             log.debug("inbox not read: %s", exc)
             return []
+        def received_at(entry: tuple[str, dict[str, Any]]) -> tuple[float, str]:
+            at = entry[1].get("received_at")
+            return (float(at) if isinstance(at, (int, float)) else 0.0), entry[0]
+
         found: list[Finding] = []
-        for key, value in sorted(entries.items(), key=lambda kv: (kv[1].get("received_at", 0.0), kv[0])):
+        for key, value in sorted(entries.items(), key=received_at):
             if key in self._inbox_taken:
                 continue
-            self._inbox_taken.add(key)
-            for raw in value.get("findings", []):
+            self._inbox_taken.add(key)  # cleared with the rest, even when nothing in it is a finding
+            raws = value.get("findings")
+            if not isinstance(raws, list):
+                log.warning("%s: a stored alert entry without a list of findings, dropped", key)
+                continue
+            for raw in raws:
                 try:
-                    found.append(Finding.model_validate(raw))
+                    finding = Finding.model_validate(raw)
                 except ValidationError as exc:  # stored by an API that validated it: a damaged row
                     log.warning("%s: a stored alert is not a finding, dropped: %s", key, exc)
+                else:
+                    found.append(finding)
+                    self._inbox_of[finding.id] = key
         return found
 
     def _clock_went_back(self, by: float, now: float) -> None:

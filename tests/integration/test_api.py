@@ -747,3 +747,15 @@ def test_the_canary_endpoint_judges_like_the_cli_and_needs_a_token(env: Env) -> 
                           json={"baseline": base, "canary": worse, "config": {"metrics": [{"metric": "x",
                                                                                              "harm": "up"}]}})
     assert bad.status_code == 422 and "harm" in bad.text
+
+
+def test_a_webhook_is_audited_by_its_count_not_copied_whole_into_the_audit_log(env: Env) -> None:
+    """The audit log is kept for ever: each webhook (Alertmanager resends a group's alerts every
+    group_interval and repeat_interval) must not add a copy of its whole payload to it."""
+    many = {**ALERT, "alerts": [{**ALERT["alerts"][0], "fingerprint": f"f{i}",  # type: ignore[dict-item]
+                                 "annotations": {"summary": "x" * 500}} for i in range(50)]}
+    assert env.client.post("/api/v1/alerts", json=many).json() == {"accepted": 50}
+    (key,) = env.store.states("inbox:")
+    (received,) = [e for e in env.store.audit_events(subject=key)]
+    assert received.kind == "alerts.received" and received.data["count"] == 50
+    assert len(json.dumps(received.data)) < 1000, "the payload was copied into the audit log"

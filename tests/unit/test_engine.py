@@ -1508,3 +1508,66 @@ def test_alerts_queued_before_a_restart_are_ingested_by_the_next_engine(tmp_path
     h.feed("up", 1, 1)
     assert {i.cause for i in h.store.incidents(service="svc")} == {"disk"}
     assert h.store.states(INBOX) == {}
+
+
+def test_queued_alerts_past_the_unstored_cap_stay_in_the_store_and_are_ingested_once_after(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A long write outage: findings kept in memory are capped (the oldest dropped). Alerts taken
+    from the inbox that the cap drops must not be lost with them when their key is cleared."""
+    import autonomic.engine as engine_module
+    from autonomic.errors import StoreError
+
+    monkeypatch.setattr(engine_module, "_MAX_UNSTORED", 3)
+    h = Harness(tmp_path, policy={"autonomy": "observe"})
+    h.feed("up", 1, 1)
+    queue_findings(h.store, [_alert(h, "A1"), _alert(h, "A2")], h.clock.now(), actor="webhook")
+    real = h.store.record
+
+    def locked(*args: Any, **kwargs: Any) -> Any:
+        raise StoreError("store write failed: database is locked")
+
+    monkeypatch.setattr(h.store, "record", locked)
+    h.feed("up", 1, 1)  # both alerts taken in, refused
+    more = [Finding(service="svc", metric=f"m{i}", kind=FindingKind.THRESHOLD, cause="memory",
+                    severity=Severity.WARNING, confidence=0.9, ts=h.clock.now(), summary=f"m{i}")
+            for i in range(2)]
+    h.engine.submit(more)  # newer findings push A1 past the cap
+    h.feed("up", 1, 1)
+    monkeypatch.setattr(h.store, "record", real)
+    h.feed("up", 1, 3)
+    (disk,) = [i for i in h.store.incidents(service="svc") if i.cause == "disk"]
+    metrics = sorted(f.metric for f in h.store.findings(disk.id))
+    assert metrics == ["alert:A1", "alert:A2"], "an accepted alert was lost"
+    h.feed("up", 1, 11)  # a later repeat stores the count kept in memory
+    queue_findings(h.store, [_alert(h, "A1")], h.clock.now(), actor="webhook")
+    h.feed("up", 1, 2)
+    assert h.store.get(Incident, disk.id).finding_count == 3, "an alert was ingested twice"  # type: ignore[union-attr]
+    assert h.store.states(INBOX) == {}
+
+
+@pytest.mark.parametrize("value", [{"received_at": "yesterday", "findings": []}, {"findings": None},
+                                   {"findings": {"a": 1}}, {"findings": [1, "x", None]}])
+def test_a_malformed_inbox_entry_is_dropped_and_the_alerts_beside_it_are_ingested(
+        tmp_path: Path, value: dict[str, Any]) -> None:
+    h = Harness(tmp_path, policy={"autonomy": "observe"})
+    h.store.set_state(f"{INBOX}damaged", value, actor="person:x", event="test")
+    queue_findings(h.store, [_alert(h, "A")], h.clock.now(), actor="webhook")
+    h.feed("up", 1, 2)
+    assert {i.cause for i in h.store.incidents(service="svc")} == {"disk"}
+    assert h.store.states(INBOX) == {}, "a damaged entry stays forever"
+
+
+def test_queued_alerts_with_a_nul_character_are_stored_and_cleared_on_both_back_ends(
+        tmp_path: Path, store_url: str) -> None:
+    """The webhook path (queue_findings, then the engine): a NUL in a label is kept in the JSON
+    (no 503 for ever, Alertmanager would resend it for ever); one in the service name, which no
+    text column can hold, drops that finding alone, and the key is cleared."""
+    h = Harness(tmp_path, policy={"autonomy": "observe"}, store=Store(store_url))
+    labelled = _alert(h, "A").model_copy(update={"evidence": {"labels": {"team": "a\x00b"}}})
+    queue_findings(h.store, [_alert(h, "Evil", service="svc\x00"), labelled], h.clock.now(), actor="webhook")
+    h.feed("up", 1, 2)
+    (inc,) = h.store.incidents(service="svc")
+    assert [f.evidence["labels"]["team"] for f in h.store.findings(inc.id)] == ["a\x00b"]
+    assert h.store.states(INBOX) == {}
+    assert h.store.verify_audit().ok
+    h.store.close()

@@ -777,9 +777,11 @@ class Store:
         actor: str,
         event: str,
         data: dict[str, Any] | None = None,
+        audit_value: bool = True,
     ) -> AuditEvent:
         """Store ``value`` under ``key`` (None deletes it) and audit the change (subject ``key``,
-        data ``data`` plus ``{"value": value}``) in the same transaction."""
+        data ``data`` plus ``{"value": value}``, or ``data`` alone without ``audit_value``: a
+        bulky value that is only passing through, like received alerts) in the same transaction."""
         if value is not None and not isinstance(value, dict):
             raise TypeError(f"state value for {key!r} must be a dict or None, not {type(value).__name__}")
         _no_nul("state", {"key": key})
@@ -790,7 +792,8 @@ class Store:
             else:
                 row = {"key": key, "value": value, "updated_at": time.time()}
                 conn.execute(self._upsert(StateRow, row, keep=()), row)
-            return self._append(conn, head, actor, event, key, {**(data or {}), "value": value})
+            return self._append(conn, head, actor, event, key,
+                                {**(data or {}), "value": value} if audit_value else dict(data or {}))
 
     # --- leases (see autonomic.knowledge.lease) --------------------------------------------------
 
