@@ -1244,6 +1244,17 @@ class _Mono:
         return self.t
 
 
+def _replicas(tmp_path: Path) -> tuple[tuple[Store, LeaderElector, _Mono], tuple[Store, LeaderElector, _Mono]]:
+    """Replicas a and b over one SQLite file: each its own Store, elector (lease_s 15, renew_s 10)
+    and hand-moved clock. Nobody holds the lease yet."""
+    url = f"sqlite:///{tmp_path / 'shared.db'}"
+    made = []
+    for name in ("a", "b"):
+        store, mono = Store(url), _Mono()
+        made.append((store, LeaderElector(store, identity=name, lease_s=15, renew_s=10, monotonic=mono), mono))
+    return made[0], made[1]
+
+
 def test_a_standby_takes_over_a_frozen_leaders_action_and_the_leader_acts_and_writes_no_more_when_it_wakes(
         tmp_path: Path) -> None:
     """Two replicas over one SQLite file. A leads and acts, then freezes (no renewals); B takes
@@ -1251,16 +1262,10 @@ def test_a_standby_takes_over_a_frozen_leaders_action_and_the_leader_acts_and_wr
     A wakes still believing it leads (its clock says it renewed lately): every write it tries is
     refused by the fence, its actuator is never called again, and its next renewal finds the
     lease lost. One action, applied once, and an intact audit chain."""
-    url = f"sqlite:///{tmp_path / 'shared.db'}"
-    ma, mb = _Mono(), _Mono()
-    sa = Store(url)
-    ea = LeaderElector(sa, identity="a", lease_s=15, renew_s=10, monotonic=ma)
+    (sa, ea, ma), (sb, eb, mb) = _replicas(tmp_path)
     assert ea.attempt()
     (tmp_path / "a").mkdir()
-    a = Harness(tmp_path / "a", store=sa)
-    a.engine.elector = ea
-    sb = Store(url)
-    eb = LeaderElector(sb, identity="b", lease_s=15, renew_s=10, monotonic=mb)
+    a = Harness(tmp_path / "a", store=sa, elector=ea)
     assert not eb.attempt()
     a.feed("up", 1, 3)
     a.feed("up", 0, 3)
@@ -1320,15 +1325,10 @@ def test_a_leader_whose_pause_read_stalls_past_its_lease_does_not_call_the_actua
 
     import autonomic.engine as engine_module
 
-    url = f"sqlite:///{tmp_path / 'shared.db'}"
-    ma, mb = _Mono(), _Mono()
-    sa, sb = Store(url), Store(url)
-    ea = LeaderElector(sa, identity="a", lease_s=15, renew_s=10, monotonic=ma)
-    eb = LeaderElector(sb, identity="b", lease_s=15, renew_s=10, monotonic=mb)
+    (sa, ea, ma), (sb, eb, mb) = _replicas(tmp_path)
     assert ea.attempt() and not eb.attempt()
     (tmp_path / "a").mkdir()
-    a = Harness(tmp_path / "a", store=sa)
-    a.engine.elector = ea
+    a = Harness(tmp_path / "a", store=sa, elector=ea)
     real = engine_module.paused_reason
 
     def stalling(store: Store, service: str | None) -> str | None:
@@ -1371,12 +1371,8 @@ def test_an_apply_in_flight_on_a_leader_cut_off_from_the_store_is_not_applied_ag
             finally:
                 self.inflight -= 1
 
-    url = f"sqlite:///{tmp_path / 'shared.db'}"
     world = Slow()
-    ma, mb = _Mono(), _Mono()
-    sa, sb = Store(url), Store(url)
-    ea = LeaderElector(sa, identity="a", lease_s=15, renew_s=10, monotonic=ma)
-    eb = LeaderElector(sb, identity="b", lease_s=15, renew_s=10, monotonic=mb)
+    (sa, ea, ma), (sb, eb, mb) = _replicas(tmp_path)
     assert ea.attempt() and not eb.attempt()
     (tmp_path / "a").mkdir()
     a = Harness(tmp_path / "a", store=sa, actuator=world, elector=ea)
@@ -1408,10 +1404,7 @@ def test_an_apply_in_flight_on_a_leader_cut_off_from_the_store_is_not_applied_ag
 def test_a_lease_given_up_cleanly_needs_no_grace_for_the_actions_left(tmp_path: Path) -> None:
     """A leader that stopped cleanly released its lease, and it stops between steps: nothing of
     its is in flight, so the next leader takes every action up at once."""
-    url = f"sqlite:///{tmp_path / 'shared.db'}"
-    sa, sb = Store(url), Store(url)
-    ea = LeaderElector(sa, identity="a", lease_s=15, renew_s=10, monotonic=_Mono())
-    eb = LeaderElector(sb, identity="b", lease_s=15, renew_s=10, monotonic=_Mono())
+    (_, ea, _), (_, eb, _) = _replicas(tmp_path)
     assert ea.attempt()
     ea.release()
     assert eb.attempt() and eb.took_over_from is None
