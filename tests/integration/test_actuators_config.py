@@ -303,3 +303,23 @@ def test_a_crash_after_the_commit_still_reloads_and_a_crash_before_it_does_not_s
     assert detail["commit"] and "reload" in detail  # the write is committed under the key, and reloaded
     assert git(repo, "log", "--format=%B").count("Autonomic-Action: act-crash-2") == 1
     assert not git(repo, "status", "--porcelain").strip()
+
+
+def test_a_repository_another_git_process_is_using_is_a_retryable_error_naming_the_lock(
+        act: ConfigActuator, tmp_path: Path) -> None:
+    """.git/index.lock exists (a person committing, or a replica's commit still running after a
+    failover): the apply is worth retrying, not a failure of the fix; once the lock is gone it
+    goes through."""
+    from autonomic.errors import RetryableActuatorError
+
+    repo, t = make_repo(tmp_path, "yaml")
+    p = scale(factor=1.2)
+    snap = act.snapshot(t, p)
+    lock = repo / ".git" / "index.lock"
+    lock.write_text("")
+    with pytest.raises(RetryableActuatorError, match=r"index\.lock exists; if no git process is running"):
+        act.apply(t, p, "act-lock", snap)
+    assert commit_count(repo) == 1
+    lock.unlink()
+    act.apply(t, p, "act-lock", snap)
+    assert commit_count(repo) == 2 and act.applied(t, p, "act-lock", snap) is True

@@ -29,7 +29,7 @@ import tomlkit
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from autonomic.errors import TerminalActuatorError
+from autonomic.errors import RetryableActuatorError, TerminalActuatorError
 from autonomic.protocols import ActuatorContext, Target
 
 Format = Literal["yaml", "json", "toml", "ini"]
@@ -435,9 +435,15 @@ def _git(b: ConfigBinding, *args: str, check: bool = True) -> str:
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise TerminalActuatorError(f"git {args[0]} in {b.repo} failed: {exc}") from exc
     if check and proc.returncode != 0:
-        raise TerminalActuatorError(
-            f"git {' '.join(args[:2])} in {b.repo} failed ({proc.returncode}): {proc.stderr.strip()[:500]}"
-        )
+        err = proc.stderr.strip()
+        if "index.lock" in err and "File exists" in err:
+            # another git process is at work in the repository (a person, or an engine replica's
+            # commit still running after a failover): worth trying again in a moment
+            raise RetryableActuatorError(
+                f"git {args[0]} in {b.repo}: another git process is using the repository "
+                f"({b.repo}/.git/index.lock exists; if no git process is running, one that died left it: "
+                "remove it)")
+        raise TerminalActuatorError(f"git {' '.join(args[:2])} in {b.repo} failed ({proc.returncode}): {err[:500]}")
     return proc.stdout
 
 
