@@ -301,7 +301,9 @@ class Engine:
             self._incidents.setdefault(inc.id, inc)
             self._unclosed_on.setdefault(inc.service, set()).add(inc.id)
             self._open[(inc.service, inc.cause)] = inc.id
-            self._last_seen[inc.id] = inc.last_finding_at
+            # quiet counts from when this engine watches again: while it was stopped (or another
+            # replica led and then died) nobody looked, and an incident not seen then is not quiet
+            self._last_seen[inc.id] = max(inc.last_finding_at, now)
             self._last_persist[inc.id] = inc.updated_at - _persist_phase(inc.id)
             self.queue.add(("incident", inc.id), now)
         previous = None if self.elector is None else self.elector.took_over_from

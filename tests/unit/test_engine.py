@@ -48,8 +48,9 @@ verify: {metric: up, min: 1, window_s: 10, delay_s: 3, min_samples: 3}
 class Harness:
     def __init__(self, tmp_path: Path, policy: dict[str, Any] | None = None, op: str = "poke",
                  rollback: bool = True, store: Store | None = None, actuator: FakeActuator | None = None,
-                 extra: dict[str, Any] | None = None, elector: LeaderElector | None = None) -> None:
-        self.clock = FakeClock(T0)
+                 extra: dict[str, Any] | None = None, elector: LeaderElector | None = None,
+                 start_at: float = T0) -> None:
+        self.clock = FakeClock(start_at)
         pdir = tmp_path / "patterns"
         pdir.mkdir(exist_ok=True)
         (pdir / "fake.yaml").write_text(PATTERN % {"op": op, "rollback": str(rollback).lower()})
@@ -1564,3 +1565,34 @@ def test_queued_alerts_with_a_nul_character_are_stored_and_cleared_on_both_back_
     assert h.store.states(INBOX) == {}
     assert h.store.verify_audit().ok
     h.store.close()
+
+
+def test_an_incident_open_at_a_long_restart_is_not_closed_as_quiet_before_the_engine_has_watched(
+        tmp_path: Path) -> None:
+    """The engine stops (or a leader dies) with an incident decided and no action yet, and comes
+    back after longer than resolve_after_s (30 s here) with the service still down. Before, the
+    first tick closed the incident as quiet (EXPIRED: nobody had looked meanwhile) and opened a
+    second one for the same outage; an incident awaiting a person's approval vanished the same
+    way. Now the quiet time counts from the restart: the same incident goes on and is acted on."""
+    url = f"sqlite:///{tmp_path / 'one.db'}"
+    (tmp_path / "a").mkdir()
+    a = Harness(tmp_path / "a", store=Store(url))
+
+    class Stop(BaseException):
+        pass
+
+    def killed(*_a: Any, **_k: Any) -> Any:
+        raise Stop  # the engine dies between the approved decision and the action's intent
+
+    a.engine.executor.prepare = killed  # type: ignore[method-assign]
+    a.feed("up", 1, 2)
+    with pytest.raises(Stop):
+        a.feed("up", 0, 3)
+    (first,) = a.store.incidents(service="svc")
+    assert [d.verdict for d in a.store.decisions(incident_id=first.id)] == [Verdict.APPROVED]
+    (tmp_path / "b").mkdir()
+    b = Harness(tmp_path / "b", store=Store(url), start_at=a.clock.now() + 40)  # back after > resolve_after_s
+    b.run_until(lambda: bool(b.store.actions()), "up", 0, limit=10)
+    assert [i.id for i in b.store.incidents(service="svc")] == [first.id], "the outage was split in two"
+    (action,) = b.store.actions()
+    assert action.incident_id == first.id
