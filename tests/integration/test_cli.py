@@ -216,6 +216,17 @@ def _pauses(cfg: Path) -> dict[str, Any]:
     return pauses
 
 
+def test_status_names_the_replica_that_leads_and_a_released_lease(cfg: Path, store: Store) -> None:
+    result = cli("status", "-c", cfg, "--json")
+    assert result.exit_code == 0 and json.loads(result.stdout)["lease"] is None  # no leader election here
+    store.claim_lease("engine", "pod-a:17:abc123")
+    lease = json.loads(cli("status", "-c", cfg, "--json").stdout)["lease"]
+    assert (lease["holder"], lease["epoch"]) == ("pod-a:17:abc123", 1)
+    assert "leader: pod-a:17:abc123 (epoch 1, last renewed" in cli("status", "-c", cfg).stdout
+    store.release_lease("engine", "pod-a:17:abc123", 1)
+    assert "leader: none (released at" in cli("status", "-c", cfg).stdout
+
+
 def test_pause_shows_in_status_resume_lifts_it_and_both_are_audited(cfg: Path) -> None:
     assert cli("pause", "-r", "maintenance", "--actor", "person:ops", "-c", cfg).exit_code == 0
     assert cli("pause", "-r", "db migration", "--service", "web", "-c", cfg).exit_code == 0
