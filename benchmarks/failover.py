@@ -23,11 +23,11 @@ the lease over and finishes the action from the store. Then:
   killed (after 20 s here, as a liveness probe would); PostgreSQL ends such a transaction after 5 s.
 
 Usage: ``python benchmarks/failover.py --runs 20 --json [--seed 1] [--mode kill|freeze|both]
-[--commit-s 1] [--grace 2]`` (``--commit-s`` longer than the takeover with ``--grace 0`` shows what
+[--commit-s 1] [--grace 2] [--postgres]`` (``--commit-s`` longer than the takeover with ``--grace 0`` shows what
 ``takeover_grace_s`` is for: the new leader commits again beside the old leader's commit);
 prints one JSON line (per-run lines on stderr). The store is a SQLite file per run (replicas on
-one host); PostgreSQL is what several hosts need, and tests/integration/test_replicas.py runs the
-same takeover against a real PostgreSQL.
+one host), or with ``--postgres`` a new database per run on a PostgreSQL server the program
+starts on loopback (what replicas on several hosts share; ``make sysdeps`` installs it).
 """
 
 from __future__ import annotations
@@ -42,6 +42,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -131,7 +132,8 @@ def _wait(check: Any, timeout: float) -> Any:
     return None
 
 
-def one_run(rng: random.Random, mode: str, commit_s: float, grace_s: float) -> dict[str, Any]:
+def one_run(rng: random.Random, mode: str, commit_s: float, grace_s: float,
+            database: Callable[[Path], str]) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="autonomic-failover-") as d:
         root = Path(d)
         (root / "patterns").mkdir()
@@ -149,7 +151,7 @@ def one_run(rng: random.Random, mode: str, commit_s: float, grace_s: float) -> d
         hook.chmod(0o755)
         app = App(repo / "config.yaml")
         threading.Thread(target=app.serve_forever, daemon=True).start()
-        url = f"sqlite:///{root / 'store.db'}"
+        url = database(root)
         store = Store(url)
         procs: dict[str, subprocess.Popen[bytes]] = {}
         try:
@@ -233,22 +235,43 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mode", choices=["kill", "freeze", "both"], default="both")
     parser.add_argument("--commit-s", type=float, default=1.0, help="how long the remedy's commit takes")
     parser.add_argument("--grace", type=float, default=2.0, help="leader_election.takeover_grace_s")
+    parser.add_argument("--postgres", action="store_true",
+                        help="the store on a PostgreSQL server this program starts (a new database per run); "
+                             "default: a SQLite file per run")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     rng = random.Random(args.seed)
     results = []
     started = time.monotonic()
-    for i in range(args.runs):
-        mode = args.mode if args.mode != "both" else ("kill", "freeze")[i % 2]
-        r = one_run(rng, mode, args.commit_s, args.grace)
-        print(json.dumps(r), file=sys.stderr, flush=True)
-        results.append(r)
+    server = None
+    if args.postgres:  # the same throwaway server the tests use (initdb on /dev/shm, loopback only)
+        sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "integration"))
+        from servers import start_postgres  # type: ignore[import-not-found]
+
+        server = start_postgres()
+    names = iter(range(10**6))
+
+    def database(root: Path) -> str:
+        if server is None:
+            return f"sqlite:///{root / 'store.db'}"
+        return str(server.create_database(f"failover_{next(names)}"))
+
+    try:
+        for i in range(args.runs):
+            mode = args.mode if args.mode != "both" else ("kill", "freeze")[i % 2]
+            r = one_run(rng, mode, args.commit_s, args.grace, database)
+            print(json.dumps(r), file=sys.stderr, flush=True)
+            results.append(r)
+    finally:
+        if server is not None:
+            server.stop()
     takeovers = [r["takeover_s"] for r in results if r["takeover_s"] is not None]
     killed_in: dict[str, int] = {}
     for r in results:
         killed_in[r["killed_in"]] = killed_in.get(r["killed_in"], 0) + 1
     summary = {
         "runs": len(results),
+        "store": "postgresql" if args.postgres else "sqlite file",
         "commit_s": args.commit_s,
         "takeover_grace_s": args.grace,
         "lost": sum(r["lost"] for r in results),
