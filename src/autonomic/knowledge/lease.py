@@ -96,6 +96,10 @@ class Lease:
         return {"holder": self.holder, "epoch": self.epoch, "renewals": self.renewals,
                 "acquired_at": self.acquired_at, "renewed_at": self.renewed_at}
 
+    def held_by(self, holder: str, epoch: int) -> bool:
+        """Whether ``holder`` holds this lease at ``epoch`` (the fence, a renewal, a release)."""
+        return self.holder == holder and self.epoch == epoch
+
     @property
     def version(self) -> tuple[str | None, int, int]:
         """What a standby compares: any renewal or change of holder changes it."""
@@ -191,7 +195,7 @@ class LeaderElector:
         assert self._epoch is not None
         lease = self.store.claim_lease(self.name, self.identity, renew_epoch=self._epoch)
         self._observe(lease, started)
-        if lease.holder == self.identity and lease.epoch == self._epoch:
+        if lease.held_by(self.identity, self._epoch):
             self._renewed = started
         else:
             self._lose()

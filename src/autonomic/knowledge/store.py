@@ -261,6 +261,12 @@ def _no_nul(what: str, values: dict[str, Any]) -> None:
                              "nothing was written")
 
 
+def _lease_in(conn: Connection, key: str) -> Lease | None:
+    """The lease stored under ``key``, read in this transaction (under the write lock in a write)."""
+    value = conn.execute(_STATE_BY_KEY, {"key": key}).scalar()
+    return None if value is None else Lease.from_state(dict(value))
+
+
 def _kind_and_table(model: type) -> tuple[str, type[NounRow]]:
     try:
         return NOUN_TABLES[model]
@@ -469,9 +475,8 @@ class Store:
     @staticmethod
     def _check_fence(conn: Connection, fence: tuple[str, str, int]) -> None:
         key, holder, epoch = fence
-        value = conn.execute(_STATE_BY_KEY, {"key": key}).scalar()
-        lease = None if value is None else Lease.from_state(dict(value))
-        if lease is None or lease.holder != holder or lease.epoch != epoch:
+        lease = _lease_in(conn, key)
+        if lease is None or not lease.held_by(holder, epoch):
             now = ("released" if lease is None or lease.holder is None
                    else f"held by {lease.holder}, epoch {lease.epoch}")
             raise NotLeaderError(f"write refused: this replica ({holder}) held {key} at epoch {epoch}; it is {now} now")
@@ -820,21 +825,16 @@ class Store:
         key = lease_key(name)
         _no_nul("lease", {"name": name, "holder": holder})
         with self._write() as conn:
-            value = conn.execute(_STATE_BY_KEY, {"key": key}).scalar()
-            current = None if value is None else Lease.from_state(dict(value))
+            current = _lease_in(conn, key)
             now = time.time()
             if renew_epoch is not None:
-                if current is None or current.holder != holder or current.epoch != renew_epoch:
+                if current is None or not current.held_by(holder, renew_epoch):
                     return current or Lease(None, 0, 0, 0.0, 0.0)
-                new = Lease(holder, current.epoch, current.renewals + 1, current.acquired_at, now)
-                row = {"key": key, "value": new.to_state(), "updated_at": now}
-                conn.execute(self._upsert(StateRow, row, keep=()), row)
-                return new
+                return self._put_lease(conn, key, Lease(holder, current.epoch, current.renewals + 1,
+                                                        current.acquired_at, now))
             if current is not None and current.holder is not None and current.version != take:
                 return current
-            new = Lease(holder, (current.epoch if current else 0) + 1, 0, now, now)
-            row = {"key": key, "value": new.to_state(), "updated_at": now}
-            conn.execute(self._upsert(StateRow, row, keep=()), row)
+            new = self._put_lease(conn, key, Lease(holder, (current.epoch if current else 0) + 1, 0, now, now))
             self._append(conn, self._head(conn), holder, "lease.acquired", key,
                          {"epoch": new.epoch, "previous": None if current is None else current.holder})
             return new
@@ -846,16 +846,18 @@ class Store:
         key = lease_key(name)
         self._fence = None
         with self._write() as conn:
-            value = conn.execute(_STATE_BY_KEY, {"key": key}).scalar()
-            current = None if value is None else Lease.from_state(dict(value))
-            if current is None or current.holder != holder or current.epoch != epoch:
+            current = _lease_in(conn, key)
+            if current is None or not current.held_by(holder, epoch):
                 return False
-            now = time.time()
-            new = Lease(None, epoch, current.renewals, current.acquired_at, now)
-            row = {"key": key, "value": new.to_state(), "updated_at": now}
-            conn.execute(self._upsert(StateRow, row, keep=()), row)
+            self._put_lease(conn, key, Lease(None, epoch, current.renewals, current.acquired_at, time.time()))
             self._append(conn, self._head(conn), holder, "lease.released", key, {"epoch": epoch})
             return True
+
+    def _put_lease(self, conn: Connection, key: str, lease: Lease) -> Lease:
+        """Write ``lease`` under ``key`` in this write transaction (no audit event) and return it."""
+        row = {"key": key, "value": lease.to_state(), "updated_at": lease.renewed_at}
+        conn.execute(self._upsert(StateRow, row, keep=()), row)
+        return lease
 
     def states(self, prefix: str) -> dict[str, dict[str, Any]]:
         """Every stored key starting with ``prefix`` and its value."""
