@@ -598,6 +598,48 @@ def test_webhook_hmac_valid_wrong_old_and_replayed(env: Env) -> None:
     assert env.client.post("/api/v1/alerts", content=other, headers=_signed(other, now - 200)).status_code == 202
 
 
+def test_a_signed_webhook_accepted_by_one_replica_is_refused_as_a_replay_by_another(
+        env: Env, tmp_path: Path) -> None:
+    """Replicas share the store, and the accepted signatures with it: a request captured on its
+    way to one replica and sent to another within the window is refused there, and nothing of it
+    is stored twice."""
+    env.ctx.webhook_hmac_secret = SECRET
+    second = Store(f"sqlite:///{tmp_path / 'api.db'}")
+    ctx2 = ApiContext(store=second, config=env.ctx.config, clock=env.ctx.clock, read_cache_s=0,
+                      webhook_hmac_secret=SECRET)
+    body = json.dumps(ALERT).encode()
+    headers = _signed(body, env.ctx.clock.now())
+    try:
+        with TestClient(create_app(ctx2)) as replica:
+            assert env.client.post("/api/v1/alerts", content=body, headers=headers).status_code == 202
+            r = replica.post("/api/v1/alerts", content=body, headers=headers)
+            assert r.status_code == 401 and "replayed" in r.json()["detail"]
+    finally:
+        second.close()
+    assert len(env.store.states("inbox:")) == 1
+    assert [e.kind for e in env.store.audit_events()].count("alerts.received") == 1
+
+
+def test_a_signed_webhook_the_store_refused_is_not_remembered_so_its_retry_is_accepted(
+        env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
+    from autonomic.errors import StoreError
+
+    env.ctx.webhook_hmac_secret = SECRET
+    body = json.dumps(ALERT).encode()
+    headers = _signed(body, env.ctx.clock.now())
+    real = env.store.set_state
+
+    def down(*_a: Any, **_k: Any) -> None:
+        raise StoreError("store write failed: connection refused")
+
+    monkeypatch.setattr(env.store, "set_state", down)
+    assert env.client.post("/api/v1/alerts", content=body, headers=headers).status_code == 503
+    monkeypatch.setattr(env.store, "set_state", real)
+    assert env.client.post("/api/v1/alerts", content=body, headers=headers).status_code == 202
+    assert env.client.post("/api/v1/alerts", content=body, headers=headers).status_code == 401
+    assert len(env.store.states("inbox:")) == 1
+
+
 def test_webhook_hmac_covers_the_timestamp_so_a_captured_request_cannot_be_resent_later(env: Env) -> None:
     """A request captured at t0 and sent again after the replay window with a fresh timestamp
     header (its signature unchanged) is refused: the signature is over "<timestamp>.<body>"."""

@@ -339,6 +339,49 @@ def test_count_actions_windows_by_time_type_and_service_and_excludes_cancelled(s
     assert store.count_actions(150.0, type="restart", service="api") == 1
 
 
+def test_first_time_accepts_a_token_once_per_window_for_every_store_object_and_forgets_old_ones(
+        store: Store, store_url: str) -> None:
+    """The replay check every replica shares: a second Store object on the same database (another
+    replica) sees what the first remembered; a token older than keep_s is forgotten when the next
+    one is remembered; other prefixes and other keys are untouched; nothing is audited."""
+    other = Store(store_url)
+    try:
+        store.set_state("sig-other", {"x": 1}, actor="t", event="t.set")
+        seq = store.audit_events()[-1].seq
+        assert store.first_time("sig:", "a", now=1000.0, keep_s=600.0)
+        assert not other.first_time("sig:", "a", now=1001.0, keep_s=600.0)
+        assert not store.first_time("sig:", "a", now=1599.0, keep_s=600.0)
+        assert other.first_time("seen:", "a", now=1001.0, keep_s=600.0)  # another prefix: its own
+        assert other.first_time("sig:", "b", now=1700.0, keep_s=600.0)  # forgets "a" (1000 < 1100)
+        assert set(store.states("sig:")) == {"sig:b"}
+        assert store.get_state("seen:a") == {"at": 1001.0} and store.get_state("sig-other") == {"x": 1}
+        assert store.first_time("sig:", "a", now=1701.0, keep_s=600.0)
+        assert store.audit_events()[-1].seq == seq
+    finally:
+        other.close()
+
+
+def test_first_time_lets_exactly_one_of_racing_replicas_accept_a_token(store_url: str) -> None:
+    stores = [Store(store_url) for _ in range(4)]
+    barrier = threading.Barrier(4)
+    results: list[bool] = []
+
+    def race(s: Store) -> None:
+        barrier.wait()
+        results.append(s.first_time("sig:", "same", now=1000.0, keep_s=600.0))
+
+    threads = [threading.Thread(target=race, args=(s,)) for s in stores]
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=30)
+        assert sorted(results) == [False, False, False, True]
+    finally:
+        for s in stores:
+            s.close()
+
+
 def test_state_is_set_read_listed_by_prefix_deleted_and_every_change_audited(store: Store) -> None:
     ev = store.set_state(
         "pause:api",

@@ -800,6 +800,25 @@ class Store:
             return self._append(conn, head, actor, event, key,
                                 {**(data or {}), "value": value} if audit_value else dict(data or {}))
 
+    def first_time(self, prefix: str, token: str, now: float, keep_s: float) -> bool:
+        """True, and ``token`` remembered at ``now``, when it is not remembered under ``prefix``
+        yet; False, writing nothing, when it is. Tokens remembered before ``now - keep_s`` are
+        forgotten in the same write transaction. For "accept this once" checks that every replica
+        shares (a signed webhook's signature): the check and the remembering are one transaction
+        under the write lock, so two requests racing, on one replica or two, cannot both pass.
+        Bookkeeping, not a state change anyone acts on: not audited (the caller audits what it
+        accepted). Inside :meth:`unit` it joins the unit's transaction."""
+        key = prefix + token
+        _no_nul("state", {"key": key})
+        with self._write() as conn:
+            conn.execute(delete(StateRow).where(StateRow.key.startswith(prefix, autoescape=True),
+                                                StateRow.updated_at < now - keep_s))
+            if conn.execute(select(StateRow.key).where(StateRow.key == key)).first() is not None:
+                return False
+            row = {"key": key, "value": {"at": now}, "updated_at": now}
+            conn.execute(self._upsert(StateRow, row, keep=()), row)
+            return True
+
     # --- leases (see autonomic.knowledge.lease) --------------------------------------------------
 
     def fence(self, name: str, holder: str, epoch: int) -> None:

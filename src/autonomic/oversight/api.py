@@ -13,8 +13,9 @@ replica took the engine's lease over, 503 with the reason.
 token and/or an HMAC: ``X-Autonomic-Signature: sha256=<hex HMAC-SHA256 of "<timestamp>.<raw
 body>">`` (the scheme autonomic's own webhook notifier signs with, :func:`~autonomic.oversight.
 notify.sign`), with that ``X-Autonomic-Timestamp`` (Unix seconds) within 300 s of now; a
-signature already accepted in that window is refused as a replay. The timestamp is signed, so a
-captured request cannot be sent again later with a fresh one.
+signature already accepted in that window is refused as a replay (remembered in the store, with
+the alerts it brought, so by every replica sharing it). The timestamp is signed, so a captured
+request cannot be sent again later with a fresh one.
 
 ``GET /api/v1/events`` streams every new audit event as server-sent events.
 """
@@ -28,7 +29,6 @@ import logging
 import os
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Annotated, Any
@@ -72,6 +72,7 @@ __all__ = ["ApiContext", "ApiSpec", "context_from_spec", "create_app"]
 
 API = "/api/v1"
 WEBHOOK_MAX_SKEW_S = 300.0
+ACCEPTED_SIGNATURES = "webhook-signature:"  # named-state prefix of signatures accepted (Store.first_time)
 SSE_POLL_S = 0.5
 SSE_HEARTBEAT_S = 15.0
 MAX_SEQ = 2**62  # SQLite integers are 64-bit: larger query numbers are refused with 422
@@ -619,27 +620,8 @@ def _write_routes(ctx: ApiContext) -> APIRouter:
     return router
 
 
-class _SeenSignatures:
-    """Signatures accepted within the replay window, so one signed request is accepted once."""
-
-    def __init__(self) -> None:
-        self._seen: OrderedDict[str, float] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def seen(self, sig: str, now: float) -> bool:
-        with self._lock:
-            while self._seen and next(iter(self._seen.values())) < now - 2 * WEBHOOK_MAX_SKEW_S:
-                self._seen.popitem(last=False)
-            return sig in self._seen
-
-    def add(self, sig: str, now: float) -> None:
-        with self._lock:
-            self._seen[sig] = now
-
-
 def _webhook_routes(ctx: ApiContext) -> APIRouter:
     router = APIRouter(prefix=API, tags=["alerts"])
-    accepted = _SeenSignatures()
 
     def check_auth(request: Request, raw: bytes, now: float) -> str | None:
         """Raise 401 unless the configured checks pass; return the signature to remember."""
@@ -660,11 +642,9 @@ def _webhook_routes(ctx: ApiContext) -> APIRouter:
         expected = sign(ctx.webhook_hmac_secret, stamp, raw)
         if not hmac.compare_digest(sig.encode(), expected.encode()):
             raise HTTPException(401, f"missing or wrong {SIGNATURE_HEADER} header")
-        if accepted.seen(expected, now):
-            raise HTTPException(401, "replayed webhook: this signature was already accepted")
         return expected
 
-    def receive(raw: bytes) -> int:
+    def receive(raw: bytes, sig: str | None) -> int:
         try:
             from autonomic.monitor.alertmanager import parse_webhook, to_findings
         except ImportError:
@@ -675,8 +655,15 @@ def _webhook_routes(ctx: ApiContext) -> APIRouter:
             raise HTTPException(422, f"invalid Alertmanager payload: {exc}") from None
         now = ctx.clock.now()
         findings = to_findings(payload, now, [s.name for s in ctx.config.services])
-        if findings:  # stored before the 202: the engine (this replica's or the leader's) ingests it
-            queue_findings(ctx.store, findings, now, actor="webhook")
+        # One transaction: a signature is remembered only with its alerts (a sender may retry a
+        # request the store refused), and in the store, so every replica refuses its replay.
+        if sig is None and not findings:
+            return 0
+        with ctx.store.unit():
+            if sig is not None and not ctx.store.first_time(ACCEPTED_SIGNATURES, sig, now, 2 * WEBHOOK_MAX_SKEW_S):
+                raise HTTPException(401, "replayed webhook: this signature was already accepted")
+            if findings:  # stored before the 202: the engine (this replica's or the leader's) ingests it
+                queue_findings(ctx.store, findings, now, actor="webhook")
         return len(findings)
 
     @router.post(
@@ -690,10 +677,7 @@ def _webhook_routes(ctx: ApiContext) -> APIRouter:
         raw = await request.body()
         now = ctx.clock.now()
         sig = check_auth(request, raw, now)
-        n = await run_in_threadpool(receive, raw)
-        if sig is not None:
-            accepted.add(sig, now)
-        return {"accepted": n}
+        return {"accepted": await run_in_threadpool(receive, raw, sig)}
 
     return router
 
