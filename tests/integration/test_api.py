@@ -618,6 +618,35 @@ def test_webhook_hmac_covers_the_timestamp_so_a_captured_request_cannot_be_resen
     assert env.client.post("/api/v1/alerts", content=body, headers=_signed(body, t0 + 3600)).status_code == 202
 
 
+def test_a_signed_webhook_sent_twice_at_once_is_accepted_once(env: Env) -> None:
+    """Two copies of one signed request racing each other: the second is a replay even while the
+    first is still being stored (the signature is claimed before the body is processed)."""
+    import asyncio
+
+    env.ctx.webhook_hmac_secret = SECRET
+    body = json.dumps(ALERT).encode()
+    headers = _signed(body, env.ctx.clock.now())
+
+    async def twice() -> list[int]:
+        transport = httpx.ASGITransport(app=env.client.app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            replies = await asyncio.gather(*(client.post("/api/v1/alerts", content=body, headers=headers)
+                                             for _ in range(2)))
+        return sorted(r.status_code for r in replies)
+
+    assert asyncio.run(twice()) == [202, 401]
+    assert len(env.store.states("inbox:")) == 1
+
+
+def test_a_signed_webhook_refused_for_its_payload_is_not_remembered_as_accepted(env: Env) -> None:
+    env.ctx.webhook_hmac_secret = SECRET
+    body = b'{"version": "4"}'
+    now = env.ctx.clock.now()
+    assert env.client.post("/api/v1/alerts", content=body, headers=_signed(body, now)).status_code == 422
+    r = env.client.post("/api/v1/alerts", content=body, headers=_signed(body, now))
+    assert r.status_code == 422
+
+
 # --- a real server: HTTP on loopback and server-sent events ------------------------------------
 
 

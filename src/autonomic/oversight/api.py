@@ -620,21 +620,29 @@ def _write_routes(ctx: ApiContext) -> APIRouter:
 
 
 class _SeenSignatures:
-    """Signatures accepted within the replay window, so one signed request is accepted once."""
+    """Signatures accepted within the replay window, so one signed request is accepted once.
+    A signature is claimed (checked and remembered in one step) before its body is processed, so
+    two copies of one request arriving together cannot both pass; a claim whose request then
+    fails is released, so the sender may retry it."""
 
     def __init__(self) -> None:
         self._seen: OrderedDict[str, float] = OrderedDict()
         self._lock = threading.Lock()
 
-    def seen(self, sig: str, now: float) -> bool:
+    def claim(self, sig: str, now: float) -> bool:
+        """Remember ``sig``; False (nothing changed) when it is already remembered."""
         with self._lock:
             while self._seen and next(iter(self._seen.values())) < now - 2 * WEBHOOK_MAX_SKEW_S:
                 self._seen.popitem(last=False)
-            return sig in self._seen
-
-    def add(self, sig: str, now: float) -> None:
-        with self._lock:
+            if sig in self._seen:
+                return False
             self._seen[sig] = now
+            return True
+
+    def release(self, sig: str) -> None:
+        """Forget a claim whose request was not accepted."""
+        with self._lock:
+            self._seen.pop(sig, None)
 
 
 def _webhook_routes(ctx: ApiContext) -> APIRouter:
@@ -642,7 +650,8 @@ def _webhook_routes(ctx: ApiContext) -> APIRouter:
     accepted = _SeenSignatures()
 
     def check_auth(request: Request, raw: bytes, now: float) -> str | None:
-        """Raise 401 unless the configured checks pass; return the signature to remember."""
+        """Raise 401 unless the configured checks pass; return the signature, claimed (see
+        :class:`_SeenSignatures`), or None when no HMAC is configured."""
         if ctx.webhook_token is not None:
             given = request.headers.get("authorization", "")
             if not hmac.compare_digest(given.encode(), f"Bearer {ctx.webhook_token}".encode()):
@@ -660,7 +669,7 @@ def _webhook_routes(ctx: ApiContext) -> APIRouter:
         expected = sign(ctx.webhook_hmac_secret, stamp, raw)
         if not hmac.compare_digest(sig.encode(), expected.encode()):
             raise HTTPException(401, f"missing or wrong {SIGNATURE_HEADER} header")
-        if accepted.seen(expected, now):
+        if not accepted.claim(expected, now):
             raise HTTPException(401, "replayed webhook: this signature was already accepted")
         return expected
 
@@ -689,10 +698,13 @@ def _webhook_routes(ctx: ApiContext) -> APIRouter:
         """Alertmanager webhook receiver: each firing alert becomes a finding for the loop."""
         raw = await request.body()
         now = ctx.clock.now()
-        sig = check_auth(request, raw, now)
-        n = await run_in_threadpool(receive, raw)
-        if sig is not None:
-            accepted.add(sig, now)
+        sig = check_auth(request, raw, now)  # claims the signature: a copy arriving meanwhile is a replay
+        try:
+            n = await run_in_threadpool(receive, raw)
+        except BaseException:
+            if sig is not None:
+                accepted.release(sig)
+            raise
         return {"accepted": n}
 
     return router
