@@ -296,6 +296,7 @@ def test_approve_writes_what_the_cli_writes_audited_with_the_token(env: Env) -> 
     answer = env.store.get_state(approval_key(env.waiting_id))
     assert answer is not None
     assert (answer["verdict"], answer["actor"], answer["comment"]) == ("approve", "token:operator", "go ahead")
+    assert answer["decision"] == env.store.decisions(env.waiting_id)[-1].id  # the request it answers
     last = env.store.audit_events()[-1]
     assert (last.kind, last.actor, last.data["incident"]) == ("approval.approve", "token:operator", env.waiting_id)
     listed = env.client.get("/api/v1/approvals", headers=env.auth("viewer")).json()

@@ -565,13 +565,16 @@ def _write_routes(ctx: ApiContext) -> APIRouter:
     def answer(incident_id: str, verdict: str, body: CommentBody, who: Principal) -> dict[str, Any]:
         full = _resolve_incident(ctx, incident_id)
         inc = ctx.store.get(Incident, full)
+        decisions = ctx.store.decisions(full)
         if inc is None or inc.state != IncidentState.AWAITING_APPROVAL:
             state = inc.state.value if inc else "unknown"
             raise HTTPException(409, f"incident {full[:8]} is not awaiting approval (it is {state})")
+        request = decisions[-1].id if decisions else None  # answers this request only (Engine._await_approval)
         ctx.store.set_state(approval_key(full),
-                            {"verdict": verdict, "actor": who.actor, "comment": body.comment, "ts": ctx.clock.now()},
+                            {"verdict": verdict, "actor": who.actor, "comment": body.comment, "ts": ctx.clock.now(),
+                             "decision": request},
                             actor=who.actor, event=f"approval.{verdict}",
-                            data={"incident": full, "comment": body.comment})
+                            data={"incident": full, "comment": body.comment, "decision": request})
         return {"incident_id": full, "verdict": verdict, "actor": who.actor}
 
     @router.post("/approvals/{incident_id}/approve", responses=errors)
