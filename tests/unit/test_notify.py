@@ -221,6 +221,16 @@ def test_slack_and_webhook_repr_hide_the_url() -> None:
     assert "SECRETTOKEN" not in repr(WebhookNotifier(url))
 
 
+def test_email_subject_from_a_multi_line_title_is_one_line_and_adds_no_header() -> None:
+    """An alert's summary written as a YAML block (``summary: |``) ends in a newline, and the
+    incident headline carries it into the title: the mail is still built (a header may not hold
+    a line break), on one subject line, with no header smuggled in."""
+    mail = EmailNotifier("localhost", 2525, sender="autonomic@example.com", to=["a@example.com"])
+    msg = mail.message(note(title="web: disk filling\nBcc: someone@example.com\n"))
+    assert msg["Subject"] == "[autonomic] ALERT web: disk filling Bcc: someone@example.com"
+    assert msg["Bcc"] is None and msg.get_all("Subject") == [msg["Subject"]]
+
+
 def test_email_message_subject_recipients_and_body() -> None:
     mail = EmailNotifier("localhost", 2525, sender="autonomic@example.com", to=["a@example.com", "b@example.com"])
     msg = mail.message(note())

@@ -197,7 +197,8 @@ class WebhookNotifier:
 
 
 class EmailNotifier:
-    """Sends one email per notification over SMTP, subject ``[autonomic] <LEVEL> <title>``.
+    """Sends one email per notification over SMTP, subject ``[autonomic] <LEVEL> <title>`` on one
+    line (line breaks in the title, say from an alert's multi-line summary, become spaces).
     Credentials, when needed, come from the environment variables named."""
 
     name = "email"
@@ -225,7 +226,7 @@ class EmailNotifier:
 
     def message(self, n: Notification) -> EmailMessage:
         msg = EmailMessage()
-        msg["Subject"] = f"[autonomic] {_level_name(n)} {n.title}"
+        msg["Subject"] = " ".join(f"[autonomic] {_level_name(n)} {n.title}".split())  # a header is one line
         msg["From"] = self.sender
         msg["To"] = ", ".join(self.to)
         lines = [n.body] if n.body else []
