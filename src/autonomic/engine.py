@@ -197,7 +197,7 @@ class Engine:
         config.state_dir.mkdir(parents=True, exist_ok=True)
         self.store = store or Store(config.database_url)
         self.series = SeriesStore()
-        self.supervisor = Supervisor(config.state_dir / "run")
+        self.supervisor = Supervisor(config.state_dir / "run", withhold=config.secret_env_names)
         for svc in config.services:
             binding = config.bindings.get(svc.name, {}).get("process")
             if binding is not None:
