@@ -729,6 +729,8 @@ def test_api_spec_reads_webhook_secrets_from_the_environment_variables_it_names(
     kw: dict[str, Any] = {"store": env.store, "config": env.ctx.config, "engine": None, "metrics": EngineMetrics()}
     ctx = context_from_spec(spec, environ={"HOOK_TOKEN": "t", "HOOK_HMAC": "h"}, **kw)
     assert (ctx.webhook_token, ctx.webhook_hmac_secret, ctx.max_body_bytes) == ("t", "h", 4096)
+    shown = repr(context_from_spec(spec, environ={"HOOK_TOKEN": "token-value-1", "HOOK_HMAC": "hmac-value-1"}, **kw))
+    assert "token-value-1" not in shown and "hmac-value-1" not in shown  # a repr may end up in a log
     with pytest.raises(ConfigError, match=r"api\.webhook_hmac_env: environment variable HOOK_HMAC is not set"):
         context_from_spec(spec, environ={"HOOK_TOKEN": "t"}, **kw)
     assert ApiSpec().host == "127.0.0.1" and ApiSpec().port == 8470

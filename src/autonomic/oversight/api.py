@@ -88,8 +88,8 @@ class ApiContext:
     engine: Engine | None = None
     metrics: EngineMetrics = field(default_factory=EngineMetrics)
     clock: Clock = field(default_factory=SystemClock)
-    webhook_token: str | None = None
-    webhook_hmac_secret: str | None = None
+    webhook_token: str | None = field(default=None, repr=False)  # secrets: never in a repr (or a log)
+    webhook_hmac_secret: str | None = field(default=None, repr=False)
     max_body_bytes: int = 1_048_576
     read_cache_s: float = 0.5  # how long a read response may be replayed (0: never); see oversight.cache
 
