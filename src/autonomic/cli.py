@@ -344,12 +344,16 @@ def _answer(incident: str, verdict: str, comment: str, actor: str | None, config
     _, store = _store(config)
     inc_id = _resolve(store, Incident, incident)
     inc = store.get(Incident, inc_id)
+    decisions = store.decisions(inc_id)
     if inc is None or inc.state != IncidentState.AWAITING_APPROVAL:
         state = inc.state.value if inc else "unknown"
         raise _fail(f"incident {incident} is not awaiting approval (it is {state})")
     who = _actor(actor)
-    store.set_state(approval_key(inc_id), {"verdict": verdict, "actor": who, "comment": comment, "ts": time.time()},
-                    actor=who, event=f"approval.{verdict}", data={"incident": inc_id, "comment": comment})
+    request = decisions[-1].id if decisions else None  # answers this request only (Engine._await_approval)
+    store.set_state(approval_key(inc_id), {"verdict": verdict, "actor": who, "comment": comment, "ts": time.time(),
+                                           "decision": request},
+                    actor=who, event=f"approval.{verdict}",
+                    data={"incident": inc_id, "comment": comment, "decision": request})
     print(f"{verdict}d incident {inc_id[:8]} ({inc.headline}); the engine acts on its next tick")
 
 

@@ -205,6 +205,18 @@ class Config:
                 groups.setdefault(s.group, set()).add(s.name)
         return {g: frozenset(names) for g, names in groups.items()}
 
+    @cached_property
+    def secret_env_names(self) -> frozenset[str]:
+        """The environment variables this configuration names as holding its secrets: the value
+        of every ``*_env`` field (the API's webhook token and HMAC secret, notifiers' credentials,
+        actuator bindings' tokens). They are autonomic's own: supervised services do not inherit them."""
+        found: set[str] = set()
+        _env_names(self.spec, found)
+        for service_bindings in self.bindings.values():
+            for binding in service_bindings.values():
+                _env_names(binding, found)
+        return frozenset(found)
+
     @property
     def state_dir(self) -> Path:
         return _resolve(self.base_dir, self.spec.engine.state_dir)
@@ -220,6 +232,23 @@ class Config:
         if svc is None or svc.fallback is None:
             return None
         return ActionSpec(type=svc.fallback.type, target=service, params=dict(svc.fallback.params))
+
+
+def _env_names(value: Any, found: set[str]) -> None:
+    """Add to ``found`` the value of every ``*_env`` field or key in ``value``, recursively."""
+    if isinstance(value, BaseModel):
+        items: Any = ((name, getattr(value, name)) for name in type(value).model_fields)
+    elif isinstance(value, dict):
+        items = value.items()
+    elif isinstance(value, list | tuple):
+        items = (("", v) for v in value)
+    else:
+        return
+    for name, v in items:
+        if isinstance(name, str) and name.endswith("_env") and isinstance(v, str):
+            found.add(v)
+        else:
+            _env_names(v, found)
 
 
 def builtin_patterns_dir() -> Path:

@@ -197,7 +197,7 @@ class Engine:
         config.state_dir.mkdir(parents=True, exist_ok=True)
         self.store = store or Store(config.database_url)
         self.series = SeriesStore()
-        self.supervisor = Supervisor(config.state_dir / "run")
+        self.supervisor = Supervisor(config.state_dir / "run", withhold=config.secret_env_names)
         for svc in config.services:
             binding = config.bindings.get(svc.name, {}).get("process")
             if binding is not None:
@@ -1178,7 +1178,19 @@ class Engine:
         return None
 
     def _await_approval(self, inc: Incident, now: float) -> float | None:
+        """Act on a person's answer to the approval request the incident waits on. An answer
+        names the decision it answers (``decision``, written by the API and the CLI): one given to
+        an earlier request on the incident (a second person's, written just after the first
+        answer was acted on) is removed, audited ``approval.stale``, and the incident keeps waiting."""
         answer = self.store.get_state(approval_key(inc.id))
+        if answer is not None and answer.get("decision") is not None:
+            decisions = self.store.decisions(inc.id)
+            awaiting = decisions[-1].id if decisions else None
+            if answer["decision"] != awaiting:
+                self.store.set_state(approval_key(inc.id), None, actor=str(answer.get("actor", "?")),
+                                     event="approval.stale", data={"incident": inc.id, "decision": answer["decision"],
+                                                                   "awaiting": awaiting})
+                answer = None
         if answer is None:
             if now - inc.updated_at >= self.config.engine.approval_ttl_s:
                 expired = inc.model_copy(update={"state": IncidentState.EXPIRED, "updated_at": now,

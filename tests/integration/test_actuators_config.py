@@ -279,6 +279,36 @@ def test_params_and_binding_validation_name_the_field() -> None:
     assert ini.reload_signal == "SIGUSR1"
 
 
+@pytest.mark.parametrize("link", ["folder", "file"])
+def test_a_symlink_in_the_repository_cannot_lead_reads_or_writes_outside_it(
+    act: ConfigActuator, tmp_path: Path, link: str
+) -> None:
+    """A committed symlink (a folder ``conf -> /elsewhere``, or the file itself) would make the
+    path of ``file`` name a file outside ``repo``: it is refused before anything is read or written."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "app.yaml").write_text("server:\n  workers: 50\n")
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    git(repo, "init", "-q")
+    if link == "folder":
+        (repo / "conf").symlink_to(outside)
+        name = "conf/app.yaml"
+    else:
+        (repo / "app.yaml").symlink_to(outside / "app.yaml")
+        name = "app.yaml"
+    git(repo, "add", name.split("/")[0])
+    git(repo, "commit", "-q", "-m", "initial config")
+    t = Target(service="api", binding=ConfigBinding(repo=str(repo), file=name))
+    p = scale(factor=2)
+    with pytest.raises(TerminalActuatorError, match="outside"):
+        act.snapshot(t, p)
+    with pytest.raises(TerminalActuatorError, match="outside"):
+        act.apply(t, p, "act-link", {})
+    assert (outside / "app.yaml").read_text() == "server:\n  workers: 50\n"
+    assert [f.name for f in outside.iterdir()] == ["app.yaml"]
+
+
 def test_a_crash_after_the_commit_still_reloads_and_a_crash_before_it_does_not_scale_twice(
     act: ConfigActuator, tmp_path: Path
 ) -> None:

@@ -131,6 +131,14 @@ class Recorder(BaseHTTPRequestHandler):
         )
         if self.path == "/slow":
             time.sleep(1.0)
+        if self.path.startswith("/echo/"):  # a server that quotes the credential it was sent
+            status = int(self.path.rsplit("/", 1)[-1])
+            echoed = f"rejected credential: {self.headers.get('Authorization')}".encode()
+            self.send_response(status)
+            self.send_header("Content-Length", str(len(echoed)))
+            self.end_headers()
+            self.wfile.write(echoed)
+            return
         status = int(self.path.rsplit("/", 1)[-1]) if self.path.startswith("/status/") else 200
         payload = b"no such thing here" if status >= 400 else b'{"ok": true}'
         self.send_response(status)
@@ -201,6 +209,25 @@ def test_http_unexpected_status_is_terminal_with_status_and_body(
     assert "s3cret" not in str(info.value)
     detail = HttpActuator(ctx).apply(t, HttpParams(path="/status/202", expect_status=[202]), "k", {})
     assert detail["status"] == 202
+
+
+@pytest.mark.parametrize("status", [200, 401])
+def test_http_a_credential_the_server_echoes_back_is_hidden_in_results_and_errors(
+    ctx: ActuatorContext, server: ThreadingHTTPServer, status: int
+) -> None:
+    token = "tok-0123456789abcdef"
+    binding = HttpBinding(base_url=f"http://127.0.0.1:{server.server_address[1]}",
+                          headers={"Authorization": f"Bearer {token}"})
+    t = Target(service="api", binding=binding)
+    p = HttpParams(path=f"/echo/{status}")
+    if status == 200:
+        shown = json.dumps(HttpActuator(ctx).apply(t, p, "k", {}))
+    else:
+        with pytest.raises(TerminalActuatorError) as info:
+            HttpActuator(ctx).apply(t, p, "k", {})
+        shown = str(info.value)
+    assert "rejected credential: ***" in shown
+    assert token not in shown
 
 
 def test_http_connection_refused_is_retryable(ctx: ActuatorContext) -> None:

@@ -296,6 +296,7 @@ def test_approve_writes_what_the_cli_writes_audited_with_the_token(env: Env) -> 
     answer = env.store.get_state(approval_key(env.waiting_id))
     assert answer is not None
     assert (answer["verdict"], answer["actor"], answer["comment"]) == ("approve", "token:operator", "go ahead")
+    assert answer["decision"] == env.store.decisions(env.waiting_id)[-1].id  # the request it answers
     last = env.store.audit_events()[-1]
     assert (last.kind, last.actor, last.data["incident"]) == ("approval.approve", "token:operator", env.waiting_id)
     listed = env.client.get("/api/v1/approvals", headers=env.auth("viewer")).json()
@@ -660,6 +661,35 @@ def test_webhook_hmac_covers_the_timestamp_so_a_captured_request_cannot_be_resen
     assert env.client.post("/api/v1/alerts", content=body, headers=_signed(body, t0 + 3600)).status_code == 202
 
 
+def test_a_signed_webhook_sent_twice_at_once_is_accepted_once(env: Env) -> None:
+    """Two copies of one signed request racing each other: the second is a replay even while the
+    first is still being stored (the signature is claimed before the body is processed)."""
+    import asyncio
+
+    env.ctx.webhook_hmac_secret = SECRET
+    body = json.dumps(ALERT).encode()
+    headers = _signed(body, env.ctx.clock.now())
+
+    async def twice() -> list[int]:
+        transport = httpx.ASGITransport(app=env.client.app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            replies = await asyncio.gather(*(client.post("/api/v1/alerts", content=body, headers=headers)
+                                             for _ in range(2)))
+        return sorted(r.status_code for r in replies)
+
+    assert asyncio.run(twice()) == [202, 401]
+    assert len(env.store.states("inbox:")) == 1
+
+
+def test_a_signed_webhook_refused_for_its_payload_is_not_remembered_as_accepted(env: Env) -> None:
+    env.ctx.webhook_hmac_secret = SECRET
+    body = b'{"version": "4"}'
+    now = env.ctx.clock.now()
+    assert env.client.post("/api/v1/alerts", content=body, headers=_signed(body, now)).status_code == 422
+    r = env.client.post("/api/v1/alerts", content=body, headers=_signed(body, now))
+    assert r.status_code == 422
+
+
 # --- a real server: HTTP on loopback and server-sent events ------------------------------------
 
 
@@ -741,6 +771,8 @@ def test_api_spec_reads_webhook_secrets_from_the_environment_variables_it_names(
     kw: dict[str, Any] = {"store": env.store, "config": env.ctx.config, "engine": None, "metrics": EngineMetrics()}
     ctx = context_from_spec(spec, environ={"HOOK_TOKEN": "t", "HOOK_HMAC": "h"}, **kw)
     assert (ctx.webhook_token, ctx.webhook_hmac_secret, ctx.max_body_bytes) == ("t", "h", 4096)
+    shown = repr(context_from_spec(spec, environ={"HOOK_TOKEN": "token-value-1", "HOOK_HMAC": "hmac-value-1"}, **kw))
+    assert "token-value-1" not in shown and "hmac-value-1" not in shown  # a repr may end up in a log
     with pytest.raises(ConfigError, match=r"api\.webhook_hmac_env: environment variable HOOK_HMAC is not set"):
         context_from_spec(spec, environ={"HOOK_TOKEN": "t"}, **kw)
     assert ApiSpec().host == "127.0.0.1" and ApiSpec().port == 8470

@@ -367,3 +367,40 @@ def test_an_engine_started_during_a_pause_leaves_its_stopped_services_down(tmp_p
         assert again.supervisor.pids()["api"] is not None
     finally:
         again.shutdown()
+
+
+def test_a_supervised_service_does_not_inherit_the_secrets_autonomic_itself_reads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The environment variables autonomic.yaml names as holding secrets (``*_env``: the API's
+    webhook token and HMAC secret, notifiers' credentials, ...) are autonomic's own: a supervised
+    service does not get them (with them it could sign webhooks the engine acts on), unless its
+    binding's ``env`` sets one itself. The rest of the environment is passed on as before."""
+    from autonomic.config import load_config_data
+    from autonomic.engine import Engine
+    from autonomic.oversight.notify import Dispatcher
+
+    monkeypatch.setenv("HOOK_HMAC", "hmac-secret-value")
+    monkeypatch.setenv("SLACK_URL", "https://hooks.example/T/B/slack-secret")
+    monkeypatch.setenv("PLAIN_SETTING", "shared")
+    code = ("import os, time\nprint([os.environ.get(k) for k in ('HOOK_HMAC', 'SLACK_URL', 'PLAIN_SETTING')],"
+            " flush=True)\ntime.sleep(30)\n")
+    data = {
+        "engine": {"state_dir": str(tmp_path / "state"), "host_metrics": False},
+        "api": {"webhook_hmac_env": "HOOK_HMAC"},
+        "notifiers": [{"type": "slack", "url_env": "SLACK_URL"}],
+        "services": [{"name": "app", "actuators": {"process": {"command": [sys.executable, "-c", code]}}},
+                     {"name": "own", "actuators": {"process": {"command": [sys.executable, "-c", code],
+                                                               "env": {"HOOK_HMAC": "its-own"}}}}],
+    }
+    config = load_config_data(data, source="test.yaml", base_dir=tmp_path)
+    engine = Engine(config, sources=[], detectors=[], notifiers=Dispatcher())
+    try:
+        for name in ("app", "own"):
+            engine.supervisor.start(name)
+            wait_for(lambda name=name: "]" in engine.supervisor.log_path(name).read_text())  # type: ignore[misc]
+        assert engine.supervisor.log_path("app").read_text().strip() == "[None, None, 'shared']"
+        assert engine.supervisor.log_path("own").read_text().strip() == "['its-own', None, 'shared']"
+    finally:
+        engine.supervisor.stop_all(timeout_s=1.0)
+        engine.store.close()

@@ -725,6 +725,33 @@ def test_when_the_escalation_chain_is_spent_a_person_is_paged(tmp_path: Path) ->
     assert len(h.store.actions()) == 2  # nothing more is tried on its own
 
 
+def test_an_answer_given_to_one_approval_request_does_not_approve_a_later_one(tmp_path: Path) -> None:
+    """Two people approve at once: the engine acts on the first answer, and the second, written just
+    after (its check that the incident awaited approval passed before the first was acted on), is
+    left behind. The escalation chain's next remedy then asks for approval on the same incident:
+    the stale answer, given to the first request, must not approve it."""
+    pdir = tmp_path / "patterns"
+    pdir.mkdir(exist_ok=True)
+    (pdir / "chain.yaml").write_text(CHAIN % {"then": "fake-down-poke"})
+    h = Harness(tmp_path, policy={"autonomy": "approve"})
+    h.feed("up", 0, 4)
+    inc = h.incident()
+    first = h.store.decisions(inc.id)[-1]
+    assert first.verdict == Verdict.NEEDS_APPROVAL
+    for person in ("person:ann", "person:bo"):  # bo's answer lands after ann's was acted on
+        h.store.set_state(approval_key(inc.id), {"verdict": "approve", "actor": person, "comment": "",
+                                                 "decision": first.id}, actor=person, event="approval.approve")
+        h.feed("up", 0, 1)
+    h.run_until(lambda: h.store.decisions(inc.id)[-1].id != first.id
+                and h.store.decisions(inc.id)[-1].verdict == Verdict.NEEDS_APPROVAL, "up", 0)
+    h.feed("up", 0, 3)
+    decisions = h.store.decisions(inc.id)
+    assert [d.verdict for d in decisions] == [Verdict.NEEDS_APPROVAL, Verdict.APPROVED, Verdict.NEEDS_APPROVAL]
+    assert h.store.get(Incident, inc.id).state == IncidentState.AWAITING_APPROVAL  # type: ignore[union-attr]
+    assert [c for c, *_ in h.actuator.calls] == ["apply"]  # the second remedy waits for its own answer
+    assert [e.data["decision"] for e in h.store.audit_events() if e.kind == "approval.stale"] == [first.id]
+
+
 class GraphHarness(Harness):
     """web depends on api; both bound to the fake actuator. ``feed`` takes a value per service."""
 

@@ -198,10 +198,37 @@ def test_slack_payload_has_text_and_blocks_with_context() -> None:
     assert "service: api" in payload["blocks"][2]["elements"][0]["text"]
 
 
+def test_slack_payload_escapes_control_sequences_from_alert_text() -> None:
+    """Titles and bodies carry text from outside (an Alertmanager annotation becomes the incident
+    summary): Slack's ``<!channel>`` mentions and ``<url|label>`` links in it are shown as text,
+    never acted on (Slack's rule: escape &, < and >)."""
+    hostile = "db down <!channel> see <https://evil.example/approve|the runbook> & retry"
+    n = Notification(level=Level.APPROVAL_REQUESTED, title=f"approval needed: {hostile}", body=hostile,
+                     ts=1000.0, service="api<!here>", incident_id="inc1")
+    payload = SlackNotifier.payload(n)
+    texts = [payload["text"], payload["blocks"][0]["text"]["text"], payload["blocks"][1]["text"]["text"],
+             payload["blocks"][2]["elements"][0]["text"]]
+    for text in texts:
+        assert "<" not in text and ">" not in text
+    assert "&lt;!channel&gt;" in payload["blocks"][1]["text"]["text"]
+    assert "&amp; retry" in payload["text"]
+    assert SlackNotifier.payload(note())["blocks"][0]["text"]["text"] == "*[ALERT] disk filling*"
+
+
 def test_slack_and_webhook_repr_hide_the_url() -> None:
     url = "https://hooks.example.com/services/T000/B000/SECRETTOKEN"
     assert "SECRETTOKEN" not in repr(SlackNotifier(url))
     assert "SECRETTOKEN" not in repr(WebhookNotifier(url))
+
+
+def test_email_subject_from_a_multi_line_title_is_one_line_and_adds_no_header() -> None:
+    """An alert's summary written as a YAML block (``summary: |``) ends in a newline, and the
+    incident headline carries it into the title: the mail is still built (a header may not hold
+    a line break), on one subject line, with no header smuggled in."""
+    mail = EmailNotifier("localhost", 2525, sender="autonomic@example.com", to=["a@example.com"])
+    msg = mail.message(note(title="web: disk filling\nBcc: someone@example.com\n"))
+    assert msg["Subject"] == "[autonomic] ALERT web: disk filling Bcc: someone@example.com"
+    assert msg["Bcc"] is None and msg.get_all("Subject") == [msg["Subject"]]
 
 
 def test_email_message_subject_recipients_and_body() -> None:

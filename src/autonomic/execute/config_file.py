@@ -109,6 +109,8 @@ class ConfigActuator:
     The commit message says what changed and how the new value was reached; when the engine
     puts a ``reason`` into the snapshot it is added as ``Why: <reason>``. After a change the
     service is reloaded per ``params.reload`` (signal, restart through the supervisor, none).
+    A file whose path leads out of the repository's work tree (or into its ``.git``) through a
+    symlink is neither read nor written: TerminalActuatorError.
     """
 
     type: ClassVar[str] = "config"
@@ -169,7 +171,7 @@ class ConfigActuator:
             return {**detail, "commit": None, "noop": True, "reason": "value unchanged"}
         if _jsonable(old) != new:
             _set(doc, p.key, new, b)
-            _write_atomic(b.path, _dump(fmt, doc))
+            _write_atomic(_checked_path(b), _dump(fmt, doc))
         elif not _dirty(b):
             # the file already holds the new value and nothing is left to commit: somebody else
             # committed it; still reload, so the service runs with it
@@ -315,9 +317,23 @@ def _clamp(x: float, p: ConfigParams) -> float:
 # --- file formats ----------------------------------------------------------------------------
 
 
+def _checked_path(b: ConfigBinding) -> Path:
+    """The bound file's path, once it is known to name a file of the repository's work tree with
+    every symlink followed: a committed symlink (of a folder on the way, or of the file itself)
+    could otherwise lead reads and writes outside the repository, or into its ``.git``.
+    TerminalActuatorError, before anything is read or written, when it does not."""
+    repo = Path(b.repo).resolve()
+    real = b.path.resolve()
+    if not real.is_relative_to(repo) or ".git" in real.relative_to(repo).parts:
+        raise TerminalActuatorError(f"config file {b.file} leads outside the work tree of {b.repo} "
+                                    f"(through a symlink, to {real}); not read or written")
+    return b.path
+
+
 def _load(b: ConfigBinding) -> tuple[Format, Any]:
+    path = _checked_path(b)
     try:
-        text = b.path.read_text()
+        text = path.read_text()
     except OSError as exc:
         raise TerminalActuatorError(f"cannot read config file {b.path}: {exc}") from exc
     fmt = b.fmt

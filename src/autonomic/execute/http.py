@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from autonomic.errors import RetryableActuatorError, TerminalActuatorError
 from autonomic.protocols import ActuatorContext, Target
-from autonomic.redact import shown_url
+from autonomic.redact import HIDDEN, MIN_SCRUB, scrub, shown_url
 
 Method = Literal["GET", "POST", "PUT", "PATCH", "DELETE"]
 
@@ -72,7 +72,9 @@ class HttpActuator:
     """Sends ``method path`` (with an optional JSON body) to the binding's ``base_url`` and the
     header ``Idempotency-Key: <key>`` (``<key>:undo`` for the undo request). A status outside
     ``expect_status`` is terminal; a connection error or timeout is retryable. The binding's
-    headers (credentials) are sent but never appear in results or errors."""
+    headers (credentials) are sent but never appear in results or errors: a header value, and the
+    credential after its scheme (``Bearer <token>``), 8 characters or more, is shown as ``***``
+    wherever the response body or an error quotes it, as is a credential in ``base_url``."""
 
     type: ClassVar[str] = "http"
     Params = HttpParams
@@ -131,10 +133,19 @@ class HttpActuator:
         except httpx.TimeoutException as exc:
             raise RetryableActuatorError(f"{where}: timed out after {p.timeout_s:g} s") from exc
         except httpx.TransportError as exc:
-            raise RetryableActuatorError(f"{where}: {type(exc).__name__}: {exc}") from exc
-        text = resp.text[:200]
+            raise RetryableActuatorError(f"{where}: {type(exc).__name__}: {_hide(str(exc), b)}") from exc
+        text = _hide(resp.text, b)[:200]  # before cutting, so a credential across the cut is not half shown
         if resp.status_code not in p.expect_status:
             raise TerminalActuatorError(
                 f"{where}: status {resp.status_code} (expected {p.expect_status}): {text}"
             )
         return {"method": method, "path": path, "status": resp.status_code, "body": text}
+
+
+def _hide(text: str, b: HttpBinding) -> str:
+    """``text`` with the binding's credentials as ``***``: each header value and the part of it
+    after a scheme (``Bearer <token>``), when at least MIN_SCRUB long, and those of ``base_url``."""
+    found = {part for value in b.headers.values() for part in (value, value.rpartition(" ")[2])}
+    for secret in sorted((f for f in found if len(f) >= MIN_SCRUB), key=len, reverse=True):
+        text = text.replace(secret, HIDDEN)
+    return scrub(text, b.base_url)

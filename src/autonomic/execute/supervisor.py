@@ -24,7 +24,7 @@ import signal as signal_mod
 import subprocess
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from glob import escape as glob_escape
 from pathlib import Path
 
@@ -48,7 +48,7 @@ class ProcessBinding(BaseModel):
 
     command: list[str] = Field(min_length=1)  # argv, never a shell string
     cwd: str | None = None
-    env: dict[str, str] = Field(default_factory=dict)  # added to os.environ
+    env: dict[str, str] = Field(default_factory=dict)  # added to os.environ (less the engine's secrets)
     stop_timeout_s: float = Field(default=10.0, gt=0)
     memory_limit_bytes: int | None = Field(default=None, gt=0)
     # after a (re)start, a failing health probe is the service still starting, not "down"
@@ -63,8 +63,11 @@ class ProcessBinding(BaseModel):
 class Supervisor:
     """Runs each added service's command and tracks its identity (pid, create_time)."""
 
-    def __init__(self, state_dir: Path) -> None:
+    def __init__(self, state_dir: Path, withhold: Collection[str] = ()) -> None:
+        """``withhold``: environment variables a service does not inherit (the engine's secrets,
+        :attr:`~autonomic.config.Config.secret_env_names`) unless its binding's ``env`` sets them."""
         self.state_dir = Path(state_dir)
+        self.withhold = frozenset(withhold)
         self._logs = self.state_dir / "logs"
         self._pids = self.state_dir / "pids"
         self._logs.mkdir(parents=True, exist_ok=True)
@@ -176,7 +179,7 @@ class Supervisor:
             ident = self.identity(service)
             if ident is not None:
                 return ident[0]
-            env = {**os.environ, **binding.env}
+            env = {**{k: v for k, v in os.environ.items() if k not in self.withhold}, **binding.env}
             argv = binding.command
             exe = argv[0]
             if os.sep in exe:

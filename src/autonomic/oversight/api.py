@@ -89,8 +89,8 @@ class ApiContext:
     engine: Engine | None = None
     metrics: EngineMetrics = field(default_factory=EngineMetrics)
     clock: Clock = field(default_factory=SystemClock)
-    webhook_token: str | None = None
-    webhook_hmac_secret: str | None = None
+    webhook_token: str | None = field(default=None, repr=False)  # secrets: never in a repr (or a log)
+    webhook_hmac_secret: str | None = field(default=None, repr=False)
     max_body_bytes: int = 1_048_576
     read_cache_s: float = 0.5  # how long a read response may be replayed (0: never); see oversight.cache
 
@@ -566,13 +566,16 @@ def _write_routes(ctx: ApiContext) -> APIRouter:
     def answer(incident_id: str, verdict: str, body: CommentBody, who: Principal) -> dict[str, Any]:
         full = _resolve_incident(ctx, incident_id)
         inc = ctx.store.get(Incident, full)
+        decisions = ctx.store.decisions(full)
         if inc is None or inc.state != IncidentState.AWAITING_APPROVAL:
             state = inc.state.value if inc else "unknown"
             raise HTTPException(409, f"incident {full[:8]} is not awaiting approval (it is {state})")
+        request = decisions[-1].id if decisions else None  # answers this request only (Engine._await_approval)
         ctx.store.set_state(approval_key(full),
-                            {"verdict": verdict, "actor": who.actor, "comment": body.comment, "ts": ctx.clock.now()},
+                            {"verdict": verdict, "actor": who.actor, "comment": body.comment, "ts": ctx.clock.now(),
+                             "decision": request},
                             actor=who.actor, event=f"approval.{verdict}",
-                            data={"incident": full, "comment": body.comment})
+                            data={"incident": full, "comment": body.comment, "decision": request})
         return {"incident_id": full, "verdict": verdict, "actor": who.actor}
 
     @router.post("/approvals/{incident_id}/approve", responses=errors)
@@ -624,7 +627,8 @@ def _webhook_routes(ctx: ApiContext) -> APIRouter:
     router = APIRouter(prefix=API, tags=["alerts"])
 
     def check_auth(request: Request, raw: bytes, now: float) -> str | None:
-        """Raise 401 unless the configured checks pass; return the signature to remember."""
+        """Raise 401 unless the configured checks pass; return the signature (remembered with the
+        alerts it brings, see ``receive``), or None when no HMAC is configured."""
         if ctx.webhook_token is not None:
             given = request.headers.get("authorization", "")
             if not hmac.compare_digest(given.encode(), f"Bearer {ctx.webhook_token}".encode()):

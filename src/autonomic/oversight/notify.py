@@ -125,22 +125,41 @@ class SlackNotifier:
 
     @staticmethod
     def payload(n: Notification) -> dict[str, Any]:
-        """The message: a plain ``text`` fallback and blocks with the body and its context."""
-        head = f"[{_level_name(n)}] {n.title}"
-        context = [f"service: {n.service}"] if n.service else []
+        """The message: a plain ``text`` fallback and blocks with the body and its context. The
+        notification's text (which may come from outside: an alert's annotations) has ``&``, ``<``
+        and ``>`` escaped, so Slack shows a ``<!channel>`` or ``<url|label>`` in it as written
+        rather than notifying everyone or drawing a link."""
+        head = f"[{_level_name(n)}] {_slack_escape(n.title)}"
+        context = [f"service: {_slack_escape(n.service)}"] if n.service else []
         if n.incident_id:
-            context.append(f"incident: {n.incident_id[:8]}")
+            context.append(f"incident: {_slack_escape(n.incident_id[:8])}")
         context.append(time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(n.ts)))
         blocks: list[dict[str, Any]] = [{"type": "section", "text": {"type": "mrkdwn", "text": f"*{head}*"}}]
-        if n.body:
-            body = n.body if len(n.body) <= _SLACK_TEXT_MAX else n.body[: _SLACK_TEXT_MAX - 1] + "…"
-            blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": body}})
+        text = _slack_escape(n.body)
+        if text:
+            blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": _slack_cut(text)}})
         blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": " · ".join(context)}]})
-        return {"text": head + (f": {n.body}" if n.body else ""), "blocks": blocks}
+        return {"text": head + (f": {text}" if text else ""), "blocks": blocks}
 
     def send(self, notification: Notification) -> None:
         body = json.dumps(self.payload(notification)).encode()
         _post(self._url, body, {"Content-Type": "application/json"}, self.timeout_s)
+
+
+def _slack_escape(text: str) -> str:
+    """``text`` as Slack shows it literally: ``&``, ``<`` and ``>`` as entities."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _slack_cut(text: str) -> str:
+    """Escaped ``text`` within one block's limit, cut (never inside an entity) with an ellipsis."""
+    if len(text) <= _SLACK_TEXT_MAX:
+        return text
+    cut = text[: _SLACK_TEXT_MAX - 1]
+    amp = cut.rfind("&")
+    if amp >= 0 and ";" not in cut[amp:]:
+        cut = cut[:amp]
+    return cut + "…"
 
 
 SIGNATURE_HEADER = "X-Autonomic-Signature"
@@ -178,7 +197,8 @@ class WebhookNotifier:
 
 
 class EmailNotifier:
-    """Sends one email per notification over SMTP, subject ``[autonomic] <LEVEL> <title>``.
+    """Sends one email per notification over SMTP, subject ``[autonomic] <LEVEL> <title>`` on one
+    line (line breaks in the title, say from an alert's multi-line summary, become spaces).
     Credentials, when needed, come from the environment variables named."""
 
     name = "email"
@@ -206,7 +226,7 @@ class EmailNotifier:
 
     def message(self, n: Notification) -> EmailMessage:
         msg = EmailMessage()
-        msg["Subject"] = f"[autonomic] {_level_name(n)} {n.title}"
+        msg["Subject"] = " ".join(f"[autonomic] {_level_name(n)} {n.title}".split())  # a header is one line
         msg["From"] = self.sender
         msg["To"] = ", ".join(self.to)
         lines = [n.body] if n.body else []
