@@ -135,6 +135,8 @@ def run(
         engine = Engine(cfg, metrics=metrics)
     except StoreError as exc:  # the store cannot be opened: names the URL, password hidden
         raise _fail(str(exc), 1) from None
+    for handler in logging.getLogger().handlers:  # the config's secrets never reach the log
+        handler.addFilter(engine.secrets.log_filter())
     stop = threading.Event()
     if cfg.spec.api.enabled:
         try:

@@ -8,6 +8,7 @@ actuator ``repo`` and ``cwd``) are taken relative to the config file's folder.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -29,6 +30,7 @@ from autonomic.oversight.notify import ConsoleSpec, NotifierSpec
 from autonomic.oversight.reports import ReportSchedule
 from autonomic.oversight.server import ApiSpec
 from autonomic.plan.policy import PolicyConfig
+from autonomic.redact import credentials
 from autonomic.registry import Registry
 from autonomic.yamlio import YamlDoc, load_yaml, problems_from
 
@@ -217,6 +219,20 @@ class Config:
                 _env_names(binding, found)
         return frozenset(found)
 
+    def secret_values(self) -> list[str]:
+        """The secrets this configuration gives the process, as they are now: the value of each
+        variable in :attr:`secret_env_names` that is set, the database URL's password, and the
+        http actuator bindings' header values (credentials written in the file). For
+        :class:`autonomic.redact.Secrets`; read when asked, never logged."""
+        found = [os.environ[name] for name in sorted(self.secret_env_names) if os.environ.get(name)]
+        if self.spec.engine.database:
+            found.extend(credentials(self.spec.engine.database, password_only=True))
+        for service_bindings in self.bindings.values():
+            headers = getattr(service_bindings.get("http"), "headers", None)
+            if isinstance(headers, dict):
+                found.extend(v for v in headers.values() if isinstance(v, str))
+        return found
+
     @property
     def state_dir(self) -> Path:
         return _resolve(self.base_dir, self.spec.engine.state_dir)
@@ -247,6 +263,8 @@ def _env_names(value: Any, found: set[str]) -> None:
     for name, v in items:
         if isinstance(name, str) and name.endswith("_env") and isinstance(v, str):
             found.add(v)
+        elif isinstance(name, str) and name.endswith("_env") and isinstance(v, dict):  # headers_env
+            found.update(x for x in v.values() if isinstance(x, str))
         else:
             _env_names(v, found)
 

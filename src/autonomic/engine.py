@@ -82,6 +82,7 @@ from autonomic.plan.gates import (
 from autonomic.plan.policy import PolicyConfig
 from autonomic.protocols import ActuatorContext, Checkpointed, Clock, Detector, Source
 from autonomic.reconcile import Key, WorkQueue
+from autonomic.redact import Secrets
 from autonomic.registry import Registry, default_registry
 
 log = logging.getLogger("autonomic.engine")
@@ -196,6 +197,9 @@ class Engine:
         self.metrics: Any = metrics if metrics is not None else NullMetrics()
         config.state_dir.mkdir(parents=True, exist_ok=True)
         self.store = store or Store(config.database_url)
+        # the config's secrets, hidden wherever the engine writes (the audit log, notifications)
+        self.secrets = Secrets(config.secret_values())
+        self.store.hide(self.secrets)
         self.series = SeriesStore()
         self.supervisor = Supervisor(config.state_dir / "run", withhold=config.secret_env_names)
         for svc in config.services:
@@ -1296,6 +1300,8 @@ class Engine:
     # --- people ----------------------------------------------------------------------------
 
     def notify(self, notification: Notification) -> None:
+        if self.secrets:
+            notification = Notification.model_validate(self.secrets.data(notification.model_dump(mode="json")))
         if self._held is not None:  # inside a store unit: sent once it has committed
             self._held.append(notification)
             return

@@ -1,4 +1,4 @@
-"""URLs as they may be shown: in errors, logs, the audit log and explanations.
+"""Secrets as they may be shown (not at all): in errors, logs, the audit log and explanations.
 
 A URL in the config may carry a credential: a password (``https://user:pw@host``), a token as
 the user part (``https://TOKEN@host``) or a query value (``?token=...``). :func:`shown_url`
@@ -9,7 +9,10 @@ text may quote the URL).
 
 from __future__ import annotations
 
-from urllib.parse import parse_qsl
+import logging
+from collections.abc import Iterable
+from typing import Any
+from urllib.parse import parse_qsl, unquote
 
 HIDDEN = "***"
 # a credential shorter than this is not searched for elsewhere in a message (it would garble
@@ -34,13 +37,20 @@ def _query_values(tail: str) -> list[str]:
     return [*raw, *(v for _, v in parse_qsl(query, keep_blank_values=False))]
 
 
-def _secrets(url: str) -> list[str]:
+def credentials(url: str, *, password_only: bool = False) -> list[str]:
+    """The credentials ``url`` carries, longest first: its password (or a user part without one,
+    which may be a token), as written and percent-decoded, and its query values.
+    ``password_only``: the password alone (a database URL, whose user is a role name and whose
+    query holds options like ``sslmode``)."""
     head, userinfo, tail = _split(url)
     found: list[str] = []
     if userinfo:
         user, colon, password = userinfo.partition(":")
-        found.append(password if colon else user)
-    found.extend(_query_values(tail))
+        if colon or not password_only:
+            secret = password if colon else user
+            found += [secret, unquote(secret)]  # as written and as a client decodes it
+    if not password_only:
+        found.extend(_query_values(tail))
     return sorted({s for s in found if s}, key=len, reverse=True)
 
 
@@ -63,7 +73,59 @@ def scrub(text: str, url: str) -> str:
     """``text`` with ``url`` shown as :func:`shown_url`, and every credential of it at least
     :data:`MIN_SCRUB` characters long as ``***`` wherever else it occurs."""
     text = text.replace(url, shown_url(url))
-    for secret in _secrets(url):
+    for secret in credentials(url):
         if len(secret) >= MIN_SCRUB:
             text = text.replace(secret, HIDDEN)
     return text
+
+
+class Secrets:
+    """The secret values this process holds (what the config's ``*_env`` variables contain, a
+    database password), hidden as ``***`` wherever they would be written: the last net under
+    the specific rules above, for a secret that reaches a message by a path nobody foresaw (a
+    server quoting a credential back, a service printing its environment into the log tail an
+    error carries). Values shorter than :data:`MIN_SCRUB` are not searched for. An instance, not
+    a module global: the engine makes one from its config and hands it to the store (the audit
+    log), the notifications and, in ``autonomic run``, the log handlers (:meth:`log_filter`)."""
+
+    def __init__(self, values: Iterable[str] = ()) -> None:
+        self._values = sorted({v for v in values if len(v) >= MIN_SCRUB}, key=len, reverse=True)
+
+    def __bool__(self) -> bool:
+        return bool(self._values)
+
+    def text(self, text: str) -> str:
+        """``text`` with every secret value in it as ``***``."""
+        for value in self._values:
+            if value in text:
+                text = text.replace(value, HIDDEN)
+        return text
+
+    def data(self, value: Any) -> Any:
+        """``value`` (JSON-like: dicts, lists, strings, numbers) with every secret in its strings
+        (keys included) as ``***``; the same object when there is nothing to hide."""
+        if not self._values:
+            return value
+        if isinstance(value, str):
+            return self.text(value)
+        if isinstance(value, dict):
+            return {self.text(k) if isinstance(k, str) else k: self.data(v) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return type(value)(self.data(v) for v in value)
+        return value
+
+    def log_filter(self) -> logging.Filter:
+        """A filter for log handlers: each record's message, formatted, with the secrets hidden
+        (and any exception text, which is formatted when the record is)."""
+        secrets = self
+
+        class _Hide(logging.Filter):
+            def filter(self, record: logging.LogRecord) -> bool:
+                if secrets:
+                    record.msg, record.args = secrets.text(record.getMessage()), None
+                    if record.exc_info:
+                        record.exc_text = secrets.text(logging.Formatter().formatException(record.exc_info))
+                        record.exc_info = None
+                return True
+
+        return _Hide()

@@ -230,6 +230,31 @@ def test_http_a_credential_the_server_echoes_back_is_hidden_in_results_and_error
     assert token not in shown
 
 
+def test_http_headers_env_sends_a_credential_read_from_the_environment_at_each_call_and_hides_it(
+    ctx: ActuatorContext, server: ThreadingHTTPServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A credential kept out of autonomic.yaml: read from its variable when the request is made
+    (a rotated token is used at the next call), sent, never shown; an unset variable is a terminal
+    error naming it; a header given both ways is refused when the config loads."""
+    binding = HttpBinding(base_url=f"http://127.0.0.1:{server.server_address[1]}",
+                          headers_env={"Authorization": "AUTONOMIC_TEST_ADMIN_AUTH"})
+    t = Target(service="api", binding=binding)
+    monkeypatch.setenv("AUTONOMIC_TEST_ADMIN_AUTH", "Bearer tok-0123456789abcdef")
+    HttpActuator(ctx).apply(t, HttpParams(path="/admin/drain"), "k1", {})
+    monkeypatch.setenv("AUTONOMIC_TEST_ADMIN_AUTH", "Bearer tok-rotated-99999999")
+    with pytest.raises(TerminalActuatorError) as info:
+        HttpActuator(ctx).apply(t, HttpParams(path="/echo/401"), "k2", {})
+    assert [r["auth"] for r in server.requests] == ["Bearer tok-0123456789abcdef",  # type: ignore[attr-defined]
+                                                    "Bearer tok-rotated-99999999"]
+    assert "rejected credential: ***" in str(info.value) and "tok-rotated" not in str(info.value)
+    monkeypatch.delenv("AUTONOMIC_TEST_ADMIN_AUTH")
+    with pytest.raises(TerminalActuatorError, match=r"AUTONOMIC_TEST_ADMIN_AUTH \(headers_env.Authorization\)"):
+        HttpActuator(ctx).apply(t, HttpParams(path="/admin/drain"), "k3", {})
+    with pytest.raises(ValueError, match="headers and headers_env both set authorization"):
+        HttpBinding(base_url="http://127.0.0.1:1", headers={"authorization": "x"},
+                    headers_env={"Authorization": "V"})
+
+
 def test_http_connection_refused_is_retryable(ctx: ActuatorContext) -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -752,6 +752,31 @@ def test_an_answer_given_to_one_approval_request_does_not_approve_a_later_one(tm
     assert [e.data["decision"] for e in h.store.audit_events() if e.kind == "approval.stale"] == [first.id]
 
 
+def test_a_secret_an_actuator_error_quotes_reaches_neither_the_store_the_audit_log_nor_a_notification(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An actuator whose own redaction missed a credential (a server quoting it back in an error):
+    the action, its audit events and the notification about it show *** instead."""
+    import json
+
+    from autonomic.errors import TerminalActuatorError
+
+    LEAKED = "s3cr3t-Pa55w0rd"
+
+    class Leaky(FakeActuator):
+        def apply(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
+            raise TerminalActuatorError(f"admin API answered 401: token {LEAKED} is not valid")
+
+    monkeypatch.setenv("AUTONOMIC_TEST_HMAC", LEAKED)
+    h = Harness(tmp_path, actuator=Leaky(), extra={"api": {"webhook_hmac_env": "AUTONOMIC_TEST_HMAC"}})
+    h.run_until(lambda: any(a.state.terminal for a in h.store.actions()), "up", 0)
+    stored = json.dumps([a.model_dump(mode="json") for a in h.store.actions()])
+    audited = json.dumps([e.data for e in h.store.audit_events()])
+    sent = json.dumps([n.model_dump(mode="json") for n in h.notifier.sent])
+    assert "is not valid" in stored and "is not valid" in audited and "is not valid" in sent
+    assert LEAKED not in stored + audited + sent and "token ***" in stored + audited + sent
+    assert h.store.verify_audit().ok
+
+
 class GraphHarness(Harness):
     """web depends on api; both bound to the fake actuator. ``feed`` takes a value per service."""
 

@@ -296,3 +296,53 @@ def test_scrub_leaves_short_query_values_in_the_rest_of_a_message() -> None:
     url = "http://h/m?limit=1"
     shown = scrub(f"GET {url} answered HTTP 401 after 1 s", url)
     assert shown == "GET http://h/m?limit=*** answered HTTP 401 after 1 s"
+
+
+# --- the last net: the config's secret values, hidden wherever the engine writes ---------------
+
+
+def test_secrets_hide_every_value_in_text_nested_data_and_keys_but_not_short_values() -> None:
+    from autonomic.redact import Secrets
+
+    secrets = Secrets([SECRET, TOKEN, "short"])
+    assert secrets.text(f"401: Bearer {TOKEN} refused for {SECRET}!") == "401: Bearer *** refused for ***!"
+    data = {"error": f"got {SECRET}", "steps": [{"detail": {TOKEN: [f"x{TOKEN}y", 3, None]}}], "n": 1.5,
+            "short": "short"}
+    assert secrets.data(data) == {"error": "got ***", "steps": [{"detail": {"***": ["x***y", 3, None]}}],
+                                  "n": 1.5, "short": "short"}
+    assert not Secrets(["short", ""]) and Secrets().data(data) is data
+
+
+def test_the_log_filter_hides_secrets_in_messages_their_arguments_and_tracebacks(
+        caplog: pytest.LogCaptureFixture) -> None:
+    from autonomic.redact import Secrets
+
+    log = logging.getLogger("autonomic.test.secrets")
+    caplog.handler.addFilter(Secrets([SECRET]).log_filter())
+    with caplog.at_level(logging.INFO, logger="autonomic.test.secrets"):
+        log.info("connecting with %s", SECRET)
+        try:
+            raise RuntimeError(f"server said {SECRET}")
+        except RuntimeError:
+            log.exception("call failed")
+    assert SECRET not in caplog.text and caplog.text.count("***") == 2
+    assert "connecting with ***" in caplog.text and "RuntimeError: server said ***" in caplog.text
+
+
+def test_the_config_names_its_secret_values_from_env_the_database_password_and_http_headers(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AUTONOMIC_TEST_HMAC", SECRET)
+    monkeypatch.setenv("AUTONOMIC_TEST_KEY", "api-key-0000-1111")
+    monkeypatch.delenv("AUTONOMIC_TEST_UNSET", raising=False)
+    cfg = load_config_data({
+        "engine": {"database": "postgresql+psycopg://autonomic:db-pa%40ssword@db.example/autonomic?sslmode=verify-full"},
+        "api": {"webhook_hmac_env": "AUTONOMIC_TEST_HMAC", "webhook_token_env": "AUTONOMIC_TEST_UNSET"},
+        "services": [{"name": "web", "actuators": {"http": {"base_url": "http://127.0.0.1:1",
+                                                             "headers": {"Authorization": f"Bearer {TOKEN}"}}}},
+                     {"name": "api", "actuators": {"http": {"base_url": "http://127.0.0.1:2",
+                                                             "headers_env": {"X-Api-Key": "AUTONOMIC_TEST_KEY"}}}}],
+    }, source="t.yaml", base_dir=tmp_path)
+    assert cfg.secret_env_names == {"AUTONOMIC_TEST_HMAC", "AUTONOMIC_TEST_UNSET", "AUTONOMIC_TEST_KEY"}
+    assert sorted(cfg.secret_values()) == sorted([SECRET, "api-key-0000-1111", "db-pa%40ssword", "db-pa@ssword",
+                                                  f"Bearer {TOKEN}"])
+

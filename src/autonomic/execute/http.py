@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from typing import Any, ClassVar, Literal
 from urllib.parse import urlsplit
 
 import httpx
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from autonomic.errors import RetryableActuatorError, TerminalActuatorError
 from autonomic.protocols import ActuatorContext, Target
@@ -58,6 +59,8 @@ class HttpBinding(BaseModel):
 
     base_url: str
     headers: dict[str, str] = Field(default_factory=dict, repr=False)  # never logged or returned
+    # header -> the environment variable holding its value: a credential kept out of the file
+    headers_env: dict[str, str] = Field(default_factory=dict)
 
     @field_validator("base_url")
     @classmethod
@@ -67,12 +70,31 @@ class HttpBinding(BaseModel):
             raise ValueError(f"base_url must be an http(s) URL with a host, got {shown_url(v)!r}")
         return v.rstrip("/")
 
+    @model_validator(mode="after")
+    def _one_source_per_header(self) -> HttpBinding:
+        both = sorted({h.lower() for h in self.headers} & {h.lower() for h in self.headers_env})
+        if both:
+            raise ValueError(f"headers and headers_env both set {', '.join(both)}; give each header once")
+        return self
+
+    def all_headers(self) -> dict[str, str]:
+        """``headers`` and each ``headers_env`` header read from its variable now. An unset
+        variable is a TerminalActuatorError naming it (retrying will not set it)."""
+        found = dict(self.headers)
+        for header, var in self.headers_env.items():
+            value = os.environ.get(var)
+            if not value:
+                raise TerminalActuatorError(f"http: environment variable {var} (headers_env.{header}) is not set")
+            found[header] = value
+        return found
+
 
 class HttpActuator:
     """Sends ``method path`` (with an optional JSON body) to the binding's ``base_url`` and the
     header ``Idempotency-Key: <key>`` (``<key>:undo`` for the undo request). A status outside
     ``expect_status`` is terminal; a connection error or timeout is retryable. The binding's
-    headers (credentials) are sent but never appear in results or errors: a header value, and the
+    headers (``headers``, and ``headers_env``: a header's value read from an environment variable
+    at each call, for credentials) are sent but never appear in results or errors: a header value, and the
     credential after its scheme (``Bearer <token>``), 8 characters or more, is shown as ``***``
     wherever the response body or an error quotes it, as is a credential in ``base_url``."""
 
@@ -126,15 +148,17 @@ class HttpActuator:
     ) -> dict[str, Any]:
         b = self._binding(target)
         where = f"{method} {path} on {target.service}"
-        headers = {**b.headers, "Idempotency-Key": key}
+        credentials = b.all_headers()
+        headers = {**credentials, "Idempotency-Key": key}
         try:
             with httpx.Client(base_url=b.base_url, timeout=p.timeout_s) as client:
                 resp = client.request(method, path, json=body, headers=headers)
         except httpx.TimeoutException as exc:
             raise RetryableActuatorError(f"{where}: timed out after {p.timeout_s:g} s") from exc
         except httpx.TransportError as exc:
-            raise RetryableActuatorError(f"{where}: {type(exc).__name__}: {_hide(str(exc), b)}") from exc
-        text = _hide(resp.text, b)[:200]  # before cutting, so a credential across the cut is not half shown
+            raise RetryableActuatorError(f"{where}: {type(exc).__name__}: {_hide(str(exc), b, credentials)}") from exc
+        # hidden before cutting, so a credential across the cut is not half shown
+        text = _hide(resp.text, b, credentials)[:200]
         if resp.status_code not in p.expect_status:
             raise TerminalActuatorError(
                 f"{where}: status {resp.status_code} (expected {p.expect_status}): {text}"
@@ -142,10 +166,10 @@ class HttpActuator:
         return {"method": method, "path": path, "status": resp.status_code, "body": text}
 
 
-def _hide(text: str, b: HttpBinding) -> str:
+def _hide(text: str, b: HttpBinding, headers: dict[str, str]) -> str:
     """``text`` with the binding's credentials as ``***``: each header value and the part of it
     after a scheme (``Bearer <token>``), when at least MIN_SCRUB long, and those of ``base_url``."""
-    found = {part for value in b.headers.values() for part in (value, value.rpartition(" ")[2])}
+    found = {part for value in headers.values() for part in (value, value.rpartition(" ")[2])}
     for secret in sorted((f for f in found if len(f) >= MIN_SCRUB), key=len, reverse=True):
         text = text.replace(secret, HIDDEN)
     return scrub(text, b.base_url)

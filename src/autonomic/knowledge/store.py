@@ -94,7 +94,7 @@ from autonomic.model import (
     Outcome,
     Verdict,
 )
-from autonomic.redact import shown_url
+from autonomic.redact import Secrets, shown_url
 
 Noun = Finding | Incident | Diagnosis | Decision | Action | Outcome
 T = TypeVar("T", bound=Frozen)
@@ -357,6 +357,7 @@ class Store:
         self._listeners: list[Callable[[tuple[Noun, ...]], None]] = []
         self._reading = threading.local()  # this thread's shared read Session (see reading())
         self._fence: tuple[str, str, int] | None = None  # (lease key, holder, epoch): see fence()
+        self._secrets = Secrets()  # see hide()
         try:
             self._migrate()
         except StoreError as e:
@@ -367,6 +368,12 @@ class Store:
         except BaseException:
             engine.dispose()
             raise
+
+    def hide(self, secrets: Secrets) -> None:
+        """From now on every noun and audit event this Store object writes has ``secrets`` shown
+        as ``***`` (the audit hash is over what is written): the last net under the actuators' and
+        sources' own redaction, so a secret quoted in an error never reaches the audit log."""
+        self._secrets = secrets
 
     def on_record(self, listener: Callable[[tuple[Noun, ...]], None]) -> None:
         """Call ``listener(nouns)`` after every :meth:`record` through this Store object has
@@ -496,6 +503,7 @@ class Store:
         data: dict[str, Any] | None
     ) -> AuditEvent:
         _no_nul("audit event", {"actor": actor, "kind": kind, "subject": subject})
+        data = self._secrets.data(data)
         ev = make_event(
             seq=head[0] + 1,
             ts=time.time(),
@@ -552,7 +560,7 @@ class Store:
         with self._write() as conn:
             head = self._head(conn)
             for noun, (kind, row_cls) in zip(nouns, tables, strict=True):
-                body = noun.model_dump(mode="json")
+                body = self._secrets.data(noun.model_dump(mode="json"))
                 indexed = _index_values(row_cls, body)
                 _no_nul(kind, {"id": noun.id, **indexed})
                 values = {"id": noun.id, "first_seq": head[0] + 1, "body": body, **indexed}
