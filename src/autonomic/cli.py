@@ -16,6 +16,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from autonomic.errors import ConfigError, StoreError
 
@@ -54,9 +55,11 @@ PIPE_WIDTH = 200
 
 
 def _console() -> Console:
-    """Rich output on stdout: the terminal's width, or :data:`PIPE_WIDTH` when stdout is not one."""
+    """Rich output on stdout: the terminal's width, or :data:`PIPE_WIDTH` when stdout is not one.
+    No markup: what is printed holds text from outside (an alert's summary, a pause's reason), and
+    ``disk [/var] full`` is a summary, not a closing tag (rich would raise on it)."""
     wide = not sys.stdout.isatty() and "COLUMNS" not in os.environ
-    return Console(stderr=False, highlight=False, width=PIPE_WIDTH if wide else None)
+    return Console(stderr=False, highlight=False, markup=False, width=PIPE_WIDTH if wide else None)
 
 
 def _fail(message: str, code: int = 2) -> typer.Exit:
@@ -291,8 +294,8 @@ def status(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
     else:
         console.print("no live health: the engine has not run here (autonomic run)")
     for key, value in pauses.items():
-        console.print(f"[bold red]PAUSED[/] {key.split(':', 1)[1]}: {value.get('reason', '')} "
-                      f"(by {value.get('actor', '?')})")
+        console.print(Text.assemble(("PAUSED", "bold red"), f" {key.split(':', 1)[1]}: {value.get('reason', '')} "
+                                    f"(by {value.get('actor', '?')})"))
     for key, value in breakers.items():
         if value.get("state") != "closed":
             console.print(f"breaker {key.split(':', 1)[1]}: {value.get('state')}")

@@ -430,6 +430,25 @@ def test_incidents_written_to_a_pipe_keep_one_line_per_incident_for_grep(
     assert "web" in row and "prevented" in row and chain["incident"].summary in row
 
 
+def test_status_and_incidents_print_text_from_outside_as_written_not_as_rich_markup(
+    cfg: Path, store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An alert's summary like ``disk [/var] full`` made ``autonomic status`` and ``incidents``
+    fail (rich read ``[/var]`` as a closing tag and raised); ``[bold]`` in a pause's reason was
+    taken as a style. Both are printed as written."""
+    monkeypatch.delenv("COLUMNS", raising=False)
+    inc = _incident(store, "7777aaaa", IncidentState.OPEN)
+    inc = inc.model_copy(update={"summary": "disk [/var] full [bold]now[/]"})
+    store.record(inc, actor="engine", event="incident.updated", subject=inc.id)
+    store.set_state("pause:global", {"reason": "deploy [/x] [red]", "actor": "person:ann"},
+                    actor="person:ann", event="pause.set")
+    for args in (("incidents",), ("status",)):
+        result = cli(*args, "-c", cfg)
+        assert result.exit_code == 0, (args, result.output)
+        assert "disk [/var] full [bold]now[/]" in result.stdout
+    assert "PAUSED global: deploy [/x] [red] (by person:ann)" in result.stdout
+
+
 def test_the_cli_starts_without_loading_scipy_stats_or_the_detector_kernels() -> None:
     """``autonomic pause`` at 3 a.m. should not wait for scipy.stats and numba (about a second):
     they load only when a command uses them."""

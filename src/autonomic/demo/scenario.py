@@ -25,6 +25,7 @@ from typing import Any
 import httpx
 import yaml
 from rich.console import Console
+from rich.markup import escape
 
 from autonomic.config import load_config
 from autonomic.demo import faults
@@ -143,7 +144,7 @@ class Timeline:
         self.seq = 0
 
     def say(self, text: str, style: str = "bold") -> None:
-        self.console.print(f"[dim]{time.time() - self.t0:6.1f}s[/] [{style}]{text}[/]")
+        self.console.print(f"[dim]{time.time() - self.t0:6.1f}s[/] [{style}]{escape(text)}[/]")
 
     def pump(self, engine: Engine) -> bool:
         """Print new audit events; always False, so it can lead an ``or`` in a wait predicate."""
@@ -159,7 +160,7 @@ class Timeline:
                       "action.verified": "green", "action.rolled_back": "red", "decision.needs_approval": "magenta",
                       "action.verify_failed": "red"}.get(e.kind, "white")
             self.console.print(f"[dim]{e.ts - self.t0:6.1f}s[/] [{colour}]{e.kind:26s}[/] "
-                               f"{service:7s} {str(detail)[:110]}")
+                               f"{escape(f'{service:7s} {str(detail)[:110]}')}")
         return False
 
 
