@@ -164,6 +164,18 @@ def test_root_serves_the_dashboard_page_or_redirects_to_the_docs(env: Env) -> No
     assert env.client.get("/openapi.json").json()["info"]["title"] == "autonomic"
 
 
+def test_every_response_forbids_framing_sniffing_and_referers_errors_included(env: Env) -> None:
+    """The dashboard's one-click Approve may not sit under another site's frame, and its URL,
+    which holds ?token= until the page drops it, is never sent on as a Referer."""
+    for r in (env.client.get("/"), env.client.get("/static/app.js"), env.client.get("/api/v1/overview"),
+              env.client.get("/api/v1/overview", headers=env.auth("viewer")), env.client.get("/nope"),
+              env.client.post("/api/v1/alerts", content=b"{nope", headers={"Content-Type": "application/json"})):
+        assert r.headers["x-frame-options"] == "DENY", r.url
+        assert r.headers["content-security-policy"] == "frame-ancestors 'none'"
+        assert r.headers["x-content-type-options"] == "nosniff" and r.headers["referrer-policy"] == "no-referrer"
+        assert r.headers.get_list("x-frame-options") == ["DENY"]
+
+
 # --- reads -------------------------------------------------------------------------------------
 
 

@@ -234,6 +234,34 @@ class Guard:
                 self.metrics.api_request(str(scope.get("method", "")), route, time.perf_counter() - started_at)
 
 
+# on every response: the dashboard may not be framed by another site (a hidden frame over its
+# one-click Approve), nothing is sniffed into another type, and no page of ours sends its URL
+# (which may hold ?token= for a moment) as a Referer
+_SECURITY_HEADERS = [(b"x-frame-options", b"DENY"), (b"content-security-policy", b"frame-ancestors 'none'"),
+                     (b"x-content-type-options", b"nosniff"), (b"referrer-policy", b"no-referrer")]
+
+
+class SecurityHeaders:
+    """Outermost layer: adds :data:`_SECURITY_HEADERS` to every HTTP response (errors included)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                present = {name.lower() for name, _ in message.get("headers", [])}
+                extra = [(k, v) for k, v in _SECURITY_HEADERS if k not in present]
+                message = {**message, "headers": [*message.get("headers", []), *extra]}
+            await send(message)
+
+        await self.app(scope, receive, with_headers)
+
+
 async def _json(send: Send, status: int, detail: str) -> None:
     body = json.dumps({"detail": detail}).encode()
     await send({"type": "http.response.start", "status": status,
@@ -771,4 +799,5 @@ def create_app(ctx: ApiContext) -> FastAPI:
     app.add_middleware(ReadCache, authorize=still_valid, ttl_s=ctx.read_cache_s)
     app.add_middleware(BodyLimit, limit=ctx.max_body_bytes)
     app.add_middleware(Guard, metrics=ctx.metrics)
+    app.add_middleware(SecurityHeaders)
     return app
