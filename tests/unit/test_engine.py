@@ -350,6 +350,33 @@ def test_the_breaker_opens_after_three_failed_interventions(tmp_path: Path) -> N
     assert h.store.get_state("breaker:global")["state"] == "open"  # type: ignore[index]
 
 
+def test_a_half_open_breakers_trial_cancelled_by_a_pause_does_not_hold_the_breaker_shut_forever(
+        tmp_path: Path) -> None:
+    h = Harness(tmp_path)
+    for scope in ("fake", "global"):  # opened two hours ago: past open_s, the next action is the trial
+        h.store.set_state(f"breaker:{scope}", {"state": "open", "consecutive_failures": 3, "opened_at": T0 - 7200},
+                          actor="test", event="test.edit")
+    real_prepare = h.engine.executor.prepare
+
+    def prepare_then_pause(*args: Any, **kwargs: Any) -> Any:
+        action = real_prepare(*args, **kwargs)
+        h.store.set_state(pause_key(None), {"reason": "stop", "actor": "person:test"}, actor="person:test",
+                          event="pause.set")
+        return action
+
+    h.engine.executor.prepare = prepare_then_pause  # type: ignore[method-assign]
+    h.feed("up", 0, 5)
+    (trial,) = h.store.actions()
+    assert trial.state == ActionState.CANCELLED and h.actuator.calls == []  # the trial never ran
+    h.engine.executor.prepare = real_prepare  # type: ignore[method-assign]
+    h.store.set_state(pause_key(None), None, actor="person:test", event="pause.cleared")
+    h.feed("up", 1, 40)  # the incident closes
+    h.feed("up", 0, 5)  # a new fault: nothing is in flight, so it is the next trial
+    decision = h.store.decisions(h.incident().id)[-1]
+    assert decision.verdict == Verdict.APPROVED, [g.reason for g in decision.gates if not g.passed]
+    assert [c for c, *_ in h.actuator.calls] == ["apply"]
+
+
 def test_a_broken_source_is_logged_and_the_loop_carries_on(tmp_path: Path) -> None:
     h = Harness(tmp_path)
 

@@ -314,7 +314,22 @@ def test_circuit_breaker_half_open_allows_one_trial_then_denies() -> None:
     new_type, new_global = breakers_after_approval(c)
     assert (new_type.state, new_type.trial_in_flight) == ("half_open", True)
     assert new_global == BreakerState()
-    passed, _, why = result(g.circuit_breaker, replace(c, breaker_type=new_type))
+    # the trial's action is in flight (on another target): a second action waits for its verdict
+    passed, _, why = result(g.circuit_breaker, replace(c, breaker_type=new_type, in_flight_targets=1))
+    assert not passed and "already in flight" in why
+
+
+def test_a_half_open_breaker_whose_trial_ended_without_a_verdict_allows_another_trial() -> None:
+    # the trial was cancelled (a pause, a stale decision), escalated as inconclusive, or never
+    # prepared: nothing is in flight, so nothing will ever record its verdict
+    stuck = BreakerState(state="half_open", consecutive_failures=3, opened_at=T2AM - 3600, trial_in_flight=True)
+    c = ctx(now=T2AM, breaker_type=stuck, breaker_global=stuck)
+    passed, _, why = result(g.circuit_breaker, c)
+    assert passed and "ended without a verdict" in why
+    assert decide(c)[0] == Verdict.APPROVED
+    new_type, new_global = breakers_after_approval(c)
+    assert new_type == new_global == stuck  # the new trial is in flight
+    passed, _, why = result(g.circuit_breaker, replace(c, target_in_flight=True))
     assert not passed and "already in flight" in why
 
 
