@@ -1053,7 +1053,8 @@ class Engine:
             counts = Counts(*self.store.action_counts(now - _DAY, now - _WEEK, type=action_type,
                                                       service=inc.service))
         policy = self._policy_from(state[POLICY_OVERRIDE])
-        effective = policy.effective(action_type, diagnosis.pattern_id, inc.service)
+        step_types = tuple(s.type for s in diagnosis.action.steps) if diagnosis.action else ()
+        effective = policy.effective_for([action_type, *step_types], diagnosis.pattern_id, inc.service)
         if diagnosis.pattern_id is None and diagnosis.action is not None:
             # A fallback for a failure no pattern knows: only ever with a person's approval,
             # and the person, not a confidence score, judges it.
@@ -1089,7 +1090,7 @@ class Engine:
             target_in_flight=target in busy, in_flight_targets=len(busy - {target}),
             group=group, group_size=len(members), group_in_flight=len((busy & members) - {target}),
             backoff=BackoffState.model_validate(state[backoff_key(target)] or {}),
-            priority=0, competing_plans=tuple(competing),
+            priority=0, competing_plans=tuple(competing), step_types=step_types,
         )
 
     def _earned(self, effective: Any, policy: PolicyConfig, pattern_id: str, service: str, now: float) -> Any:

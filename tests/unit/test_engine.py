@@ -49,7 +49,8 @@ class Harness:
     def __init__(self, tmp_path: Path, policy: dict[str, Any] | None = None, op: str = "poke",
                  rollback: bool = True, store: Store | None = None, actuator: FakeActuator | None = None,
                  extra: dict[str, Any] | None = None, elector: LeaderElector | None = None,
-                 start_at: float = T0) -> None:
+                 start_at: float = T0, also: str | None = None) -> None:
+        """``also``: one more actuator type name, served by the same fake actuator and bound on svc."""
         self.clock = FakeClock(start_at)
         pdir = tmp_path / "patterns"
         pdir.mkdir(exist_ok=True)
@@ -63,11 +64,15 @@ class Harness:
         factory.Params = FakeActuator.Params  # type: ignore[attr-defined]
         factory.Binding = FakeActuator.Binding  # type: ignore[attr-defined]
         factory.type = "fake"  # type: ignore[attr-defined]
+        bindings: dict[str, Any] = {"fake": {"name": "x"}}
+        if also is not None:
+            registry.register("actuator", also, factory)
+            bindings[also] = {"name": "x"}
         self._registry = registry
         data = {
             "engine": {"interval_s": 1, "state_dir": str(tmp_path / "state"), "host_metrics": False,
                        "settle_s": 0, "resolve_after_s": 30},
-            "services": [{"name": "svc", "actuators": {"fake": {"name": "x"}},
+            "services": [{"name": "svc", "actuators": bindings,
                           "thresholds": {"down_after": 2, "sustain": 2}}],
             "patterns": [str(pdir)],
             "builtin_patterns": False,
@@ -526,6 +531,47 @@ def test_a_workflow_whose_third_step_fails_compensates_steps_two_then_one_and_es
     (outcome,) = h.store.outcomes(incident_id=inc.id)
     assert outcome.verdict == "fail" and "compensated steps: 2, 1" in outcome.reason
     assert h.store.verify_audit().ok
+
+
+MIXED_WORKFLOW = """
+id: fake-down-mixed
+match: {cause: down, kind: state}
+action:
+  steps:
+    - {name: drain, type: fake, params: {op: poke}}
+    - {name: restart, type: other, params: {op: poke}}
+prior_confidence: 1.0
+rollback_safe: true
+verify: {metric: up, min: 1, window_s: 10, delay_s: 3, min_samples: 3}
+"""
+
+
+def _mixed_harness(tmp_path: Path, policy: dict[str, Any]) -> Harness:
+    """A Harness whose library also holds a 2-step workflow (fake, then other), ranked first."""
+    pdir = tmp_path / "patterns"
+    pdir.mkdir(exist_ok=True)
+    (pdir / "mixed.yaml").write_text(MIXED_WORKFLOW)
+    return Harness(tmp_path, policy=policy, also="other")
+
+
+def test_a_workflow_with_a_step_of_a_disabled_action_type_is_denied_and_nothing_runs(tmp_path: Path) -> None:
+    h = _mixed_harness(tmp_path, {"actions": {"other": {"enabled": False}}})
+    h.feed("up", 0, 4)
+    decision = h.store.decisions(h.incident().id)[-1]
+    assert decision.pattern_id == "fake-down-mixed"
+    assert decision.verdict == Verdict.DENIED
+    gate = next(g for g in decision.gates if g.gate == "policy_enabled")
+    assert not gate.passed and gate.reason == "action type other disabled (a step of this workflow)"
+    assert h.actuator.calls == []
+
+
+def test_a_workflow_with_a_step_held_at_approve_waits_for_a_person(tmp_path: Path) -> None:
+    h = _mixed_harness(tmp_path, {"actions": {"other": {"autonomy": "approve"}}})  # the default is auto
+    h.feed("up", 0, 4)
+    inc = h.incident()
+    assert inc.state == IncidentState.AWAITING_APPROVAL
+    assert h.store.decisions(inc.id)[-1].verdict == Verdict.NEEDS_APPROVAL
+    assert h.actuator.calls == []
 
 
 def _crash_after(action: Any, records: int) -> Any:

@@ -157,6 +157,30 @@ def test_policy_enabled_passes_by_default_and_pattern_can_enable_a_disabled_type
     assert result(g.policy_enabled, ctx(pol))[0]
 
 
+def test_a_multi_step_action_takes_the_most_restrictive_policy_of_its_steps_types() -> None:
+    pol = policy(
+        autonomy="auto",
+        confidence_threshold=0.5,
+        actions={"process": {"autonomy": "approve", "confidence_threshold": 0.8}, "shell": {"enabled": False}},
+    )
+    eff = pol.effective_for(["http", "process"], "drain-then-restart", "api")
+    assert (eff.enabled, eff.autonomy, eff.autonomy_from, eff.confidence_threshold) == (
+        True, Autonomy.APPROVE, "action type process", 0.8)
+    assert not pol.effective_for(["http", "shell"], "drain-then-restart", "api").enabled
+    assert pol.effective_for(["http"], None, "api") == pol.effective("http", None, "api")
+    # a pattern's own setting is more specific than an action type's, for every step alike
+    pat = policy(autonomy="observe", actions={"process": {"autonomy": "approve"}}, patterns={"p": {"autonomy": "auto"}})
+    assert pat.effective_for(["http", "process"], "p", "api").autonomy == Autonomy.AUTO
+
+
+def test_policy_enabled_names_the_disabled_type_of_a_later_step() -> None:
+    pol = policy(autonomy="auto", actions={"process": {"enabled": False}})
+    c = ctx(pol, effective=pol.effective_for(["config", "process"], "pool-exhaustion-raise", "api"),
+            step_types=("config", "process"))
+    assert result(g.policy_enabled, c) == (False, False, "action type process disabled (a step of this workflow)")
+    assert decide(c)[0] == Verdict.DENIED
+
+
 def test_paused_global_and_service() -> None:
     assert result(g.paused, ctx()) == (True, False, "not paused")
     assert result(g.paused, ctx(paused_global="deploy freeze")) == (

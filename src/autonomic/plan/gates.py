@@ -141,6 +141,7 @@ class GateContext:
     backoff: BackoffState = field(default_factory=BackoffState)  # this target's failed attempts
     priority: int = 0  # this plan's priority (from its pattern)
     competing_plans: tuple[Plan, ...] = ()  # other undecided or running plans for this target
+    step_types: tuple[str, ...] = ()  # a multi-step action's steps' types (the first is action_type)
 
 
 Gate = Callable[[GateContext], GateResult]
@@ -175,15 +176,18 @@ def policy_enabled(ctx: GateContext) -> GateResult:
     pattern_id = ctx.diagnosis.pattern_id
     svc = pol.services.get(ctx.service)
     pat = pol.patterns.get(pattern_id) if pattern_id else None
-    act = pol.actions.get(ctx.action_type)
+    types = list(dict.fromkeys((ctx.action_type, *ctx.step_types)))
+    off = [t for t in types if (act := pol.actions.get(t)) is not None and act.enabled is False]
     if not pol.enabled:
         why = "policy disabled: no automatic actions at all"
     elif svc is not None and svc.enabled is False:
         why = f"actions disabled for service {ctx.service}"
     elif pat is not None and pat.enabled is False:
         why = f"pattern {pattern_id} disabled"
-    elif act is not None and act.enabled is False:
+    elif off and off[0] == ctx.action_type:
         why = f"action type {ctx.action_type} disabled"
+    elif off:
+        why = f"action type {', '.join(off)} disabled (a step of this workflow)"
     else:
         why = "disabled by policy"
     return _fail(gate, why)
