@@ -1179,15 +1179,30 @@ class Engine:
         return None
 
     def _await_approval(self, inc: Incident, now: float) -> float | None:
+        """An incident waiting for a person. The request expires ``approval_ttl_s`` after it was
+        made (its decision's time; the incident's ``updated_at`` moves with every finding the
+        lasting symptom brings, so it cannot measure that): an approval given after that (by
+        its own time and the engine's), or none, closes the incident as expired and nothing acts.
+        An approval given in time is honoured, through every gate again; a denial always is."""
         answer = self.store.get_state(approval_key(inc.id))
-        if answer is None:
-            if now - inc.updated_at >= self.config.engine.approval_ttl_s:
-                expired = inc.model_copy(update={"state": IncidentState.EXPIRED, "updated_at": now,
-                                                 "closed_at": now})
-                self.store.record(expired, actor="engine", event="approval.expired", subject=inc.id, data={})
-                self._open.pop((inc.service, inc.cause), None)
-                return None
-            return inc.updated_at + self.config.engine.approval_ttl_s
+        asked = next((d.ts for d in reversed(self.store.decisions(inc.id)) if d.verdict == Verdict.NEEDS_APPROVAL),
+                     inc.updated_at)
+        expires = asked + self.config.engine.approval_ttl_s
+        given = (answer or {}).get("ts")  # when the person answered (by their clock; now when unknown)
+        given = float(given) if isinstance(given, int | float) and not isinstance(given, bool) else now
+        late = answer is not None and answer.get("verdict") == "approve" and min(given, now) >= expires
+        if answer is None or late:
+            if now < expires:
+                return expires
+            expired = inc.model_copy(update={"state": IncidentState.EXPIRED, "updated_at": now,
+                                             "closed_at": now})
+            data = {"approved_late_by": str((answer or {}).get("actor", "?"))} if late else {}
+            if late:
+                self.store.set_state(approval_key(inc.id), None, actor="engine", event="approval.consumed",
+                                     data={"incident": inc.id, "verdict": "expired"})
+            self.store.record(expired, actor="engine", event="approval.expired", subject=inc.id, data=data)
+            self._open.pop((inc.service, inc.cause), None)
+            return None
         self.store.set_state(approval_key(inc.id), None, actor=str(answer.get("actor", "?")),
                              event="approval.consumed", data={"incident": inc.id, "verdict": answer.get("verdict")})
         diagnosis = self.store.diagnoses(inc.id)[-1]

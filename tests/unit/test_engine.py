@@ -312,6 +312,38 @@ def test_approve_autonomy_waits_for_a_person_then_acts_on_approval(tmp_path: Pat
     assert h.store.get_state(approval_key(inc.id)) is None
 
 
+def _short_ttl_harness(tmp_path: Path) -> Harness:
+    """Approve autonomy, and an approval request that expires 20 s after it was made."""
+    engine = {"interval_s": 1, "state_dir": str(tmp_path / "state"), "host_metrics": False, "settle_s": 0,
+              "resolve_after_s": 30, "approval_ttl_s": 20}
+    return Harness(tmp_path, policy={"autonomy": "approve"}, extra={"engine": engine})
+
+
+def test_an_approval_request_expires_its_ttl_after_it_was_made_while_the_symptom_goes_on(tmp_path: Path) -> None:
+    h = _short_ttl_harness(tmp_path)
+    h.feed("up", 0, 4)
+    inc = h.incident()
+    assert inc.state == IncidentState.AWAITING_APPROVAL
+    asked = h.store.decisions(inc.id)[-1].ts
+    h.feed("up", 0, 25)  # still down: its findings keep coming (and keep updating the incident)
+    assert h.clock.now() - asked > 20
+    assert h.store.get(Incident, inc.id).state == IncidentState.EXPIRED  # type: ignore[union-attr]
+
+
+def test_an_approval_given_after_its_request_expired_is_not_acted_on(tmp_path: Path) -> None:
+    h = _short_ttl_harness(tmp_path)
+    h.feed("up", 0, 4)
+    inc = h.incident()
+    asked = h.store.decisions(inc.id)[-1].ts
+    # the engine was down past the request's expiry; a person approved in the meantime
+    h.clock.advance(30)
+    h.store.set_state(approval_key(inc.id), {"verdict": "approve", "actor": "person:ann", "comment": "",
+                                             "ts": asked + 25}, actor="person:ann", event="approval.approve")
+    h.feed("up", 0, 2)
+    assert h.store.get(Incident, inc.id).state == IncidentState.EXPIRED  # type: ignore[union-attr]
+    assert h.actuator.calls == []
+
+
 def test_a_denial_leaves_the_incident_with_a_person_and_nothing_runs(tmp_path: Path) -> None:
     h = Harness(tmp_path, policy={"autonomy": "approve"})
     h.feed("up", 0, 4)
