@@ -273,6 +273,22 @@ def test_verification_failure_rolls_back_when_rollback_is_safe(tmp_path: Path) -
     assert any("did NOT restore" in n.body for n in h.notifier.sent)
 
 
+def test_a_fix_whose_metric_goes_silent_part_way_through_the_watch_is_never_called_a_success(
+        tmp_path: Path) -> None:
+    h = Harness(tmp_path)
+    h.feed("up", 1, 12)
+    h.feed("up", 0, 3)
+    inc = h.incident()
+    h.feed("up", 1, 5)  # up for a few samples after the fix (enough for min_samples) ...
+    h.feed("cpu_percent", 1, 40)  # ... then nothing reports it: the service died, nobody scrapes it
+    (action,) = h.store.actions()
+    assert action.state == ActionState.ESCALATED
+    assert [s.name for s in action.steps][-2:] == ["verify-extended", "verify"]  # watched once more first
+    assert action.steps[-1].detail["reason"].startswith("went silent")
+    done = h.store.get(Incident, inc.id)
+    assert done is not None and done.resolution not in (Resolution.RESOLVED, Resolution.PREVENTED)
+
+
 def _healthy_baseline(h: Harness) -> None:
     (action,) = h.store.actions()
     baseline = action.steps[0].model_copy(update={"detail": {"metric": "up", "ts": [T0 + i for i in range(8)],

@@ -559,11 +559,16 @@ class Executor:
         ts, values = self.series.window(action.service, spec.metric, action.applied_at + delay)
         mask = ts <= action.verify_until + 1e-9
         after = (ts[mask], values[mask])
-        judgement = judge(before, after, spec)
+        # the metric must still report in the second half of the window: one that went silent
+        # part-way (the service died) is no evidence the fix held
+        recent_since = action.verify_until - window / 2
+        judgement = judge(before, after, spec, recent_since=recent_since)
         extended = any(s.name == "verify-extended" for s in action.steps)
-        if (judgement.verdict == VerifyVerdict.INCONCLUSIVE and len(after[0]) < spec.min_samples
+        silent = not bool((after[0][np.isfinite(after[1])] >= recent_since).any())
+        if (judgement.verdict == VerifyVerdict.INCONCLUSIVE and (len(after[0]) < spec.min_samples or silent)
                 and not extended):
-            # Too little data (say, the engine was down for part of the window): watch once more.
+            # Too little data, or none lately (say, the engine was down for part of the window):
+            # watch once more.
             step = StepRecord(name="verify-extended", ok=True, started_at=now, finished_at=now,
                               detail={"reason": judgement.reason})
             longer = action.model_copy(update={"verify_until": now + window, "updated_at": now,
