@@ -311,6 +311,23 @@ def test_a_failed_undo_pages_a_person_and_opens_the_breakers(tmp_path: Path) -> 
     assert any("UNDO FAILED" in n.title for n in h.notifier.sent)
 
 
+def test_a_fix_that_made_things_worse_and_could_not_be_undone_counts_against_its_pattern(tmp_path: Path) -> None:
+    h = Harness(tmp_path, op="fail_undo")
+    h.feed("up", 1, 2)
+    h.feed("up", 0, 3)
+    inc = h.incident()
+    _healthy_baseline(h)
+    h.run_until(lambda: h.store.get(Incident, inc.id).state.terminal, "up", 0)  # type: ignore[union-attr]
+    (action,) = h.store.actions()
+    assert action.state == ActionState.ESCALATED and "undo failed" in (action.error or "")
+    (outcome,) = h.store.outcomes(incident_id=inc.id)
+    assert outcome.verdict == "fail" and not outcome.rolled_back
+    assert "undo failed" in outcome.reason
+    # the earned-autonomy ladder reads it as the failure it was
+    outcomes, _ = h.store.pattern_record("fake-down-poke", "svc")
+    assert [(verdict, rolled) for _, verdict, rolled in outcomes] == [("fail", False)]
+
+
 def test_approve_autonomy_waits_for_a_person_then_acts_on_approval(tmp_path: Path) -> None:
     h = Harness(tmp_path, policy={"autonomy": "approve"})
     h.feed("up", 0, 4)
@@ -620,6 +637,34 @@ def test_a_workflow_with_a_step_held_at_approve_waits_for_a_person(tmp_path: Pat
     assert inc.state == IncidentState.AWAITING_APPROVAL
     assert h.store.decisions(inc.id)[-1].verdict == Verdict.NEEDS_APPROVAL
     assert h.actuator.calls == []
+
+
+UNDOABLE_WORKFLOW = """
+id: fake-down-stuck
+match: {cause: down, kind: state}
+action:
+  steps:
+    - {name: first, type: fake, params: {op: fail_undo}}
+    - {name: second, type: fake, params: {op: fail}}
+prior_confidence: 1.0
+rollback_safe: true
+verify: {metric: up, min: 1, window_s: 10, delay_s: 3, min_samples: 3}
+"""
+
+
+def test_a_workflow_whose_compensation_fails_pages_a_person_and_counts_as_a_failure(tmp_path: Path) -> None:
+    pdir = tmp_path / "patterns"
+    pdir.mkdir(exist_ok=True)
+    (pdir / "stuck.yaml").write_text(UNDOABLE_WORKFLOW)
+    h = Harness(tmp_path)
+    h.feed("up", 0, 4)
+    (action,) = h.store.actions()
+    assert action.pattern_id == "fake-down-stuck" and action.state == ActionState.ESCALATED
+    assert any("COMPENSATION FAILED" in n.title for n in h.notifier.sent)
+    (outcome,) = h.store.outcomes(incident_id=action.incident_id)
+    assert outcome.verdict == "fail" and "compensating step 1/2 fake:first failed" in outcome.reason
+    outcomes, _ = h.store.pattern_record("fake-down-stuck", "svc")
+    assert [verdict for _, verdict, _ in outcomes] == ["fail"]
 
 
 def _crash_after(action: Any, records: int) -> Any:
