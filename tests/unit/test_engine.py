@@ -326,6 +326,7 @@ def test_a_fix_that_made_things_worse_and_could_not_be_undone_counts_against_its
     # the earned-autonomy ladder reads it as the failure it was
     outcomes, _ = h.store.pattern_record("fake-down-poke", "svc")
     assert [(verdict, rolled) for _, verdict, rolled in outcomes] == [("fail", False)]
+    assert h.engine._pattern_record() == {"fake-down-poke": (0, 1)}  # and the diagnosis's record factor
 
 
 def test_approve_autonomy_waits_for_a_person_then_acts_on_approval(tmp_path: Path) -> None:
