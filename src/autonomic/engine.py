@@ -1057,7 +1057,8 @@ class Engine:
             counts = Counts(*self.store.action_counts(now - _DAY, now - _WEEK, type=action_type,
                                                       service=inc.service))
         policy = self._policy_from(state[POLICY_OVERRIDE])
-        effective = policy.effective(action_type, diagnosis.pattern_id, inc.service)
+        step_types = tuple(s.type for s in diagnosis.action.steps) if diagnosis.action else ()
+        effective = policy.effective_for([action_type, *step_types], diagnosis.pattern_id, inc.service)
         if diagnosis.pattern_id is None and diagnosis.action is not None:
             # A fallback for a failure no pattern knows: only ever with a person's approval,
             # and the person, not a confidence score, judges it.
@@ -1093,7 +1094,7 @@ class Engine:
             target_in_flight=target in busy, in_flight_targets=len(busy - {target}),
             group=group, group_size=len(members), group_in_flight=len((busy & members) - {target}),
             backoff=BackoffState.model_validate(state[backoff_key(target)] or {}),
-            priority=0, competing_plans=tuple(competing),
+            priority=0, competing_plans=tuple(competing), step_types=step_types,
         )
 
     def _earned(self, effective: Any, policy: PolicyConfig, pattern_id: str, service: str, now: float) -> Any:
@@ -1182,27 +1183,41 @@ class Engine:
         return None
 
     def _await_approval(self, inc: Incident, now: float) -> float | None:
-        """Act on a person's answer to the approval request the incident waits on. An answer
-        names the decision it answers (``decision``, written by the API and the CLI): one given to
-        an earlier request on the incident (a second person's, written just after the first
-        answer was acted on) is removed, audited ``approval.stale``, and the incident keeps waiting."""
+        """An incident waiting for a person. An answer names the decision it answers
+        (``decision``, written by the API and the CLI): one given to an earlier request on the
+        incident (a second person's, written just after the first answer was acted on) is removed,
+        audited ``approval.stale``, and the incident keeps waiting. The request expires
+        ``approval_ttl_s`` after it was made (its decision's time; the incident's ``updated_at``
+        moves with every finding the lasting symptom brings, so it cannot measure that): an
+        approval given after that (by its own time and the engine's), or none, closes the incident
+        as expired and nothing acts. An approval given in time is honoured, through every gate
+        again; a denial always is."""
         answer = self.store.get_state(approval_key(inc.id))
+        decisions = self.store.decisions(inc.id)
         if answer is not None and answer.get("decision") is not None:
-            decisions = self.store.decisions(inc.id)
             awaiting = decisions[-1].id if decisions else None
             if answer["decision"] != awaiting:
                 self.store.set_state(approval_key(inc.id), None, actor=str(answer.get("actor", "?")),
                                      event="approval.stale", data={"incident": inc.id, "decision": answer["decision"],
                                                                    "awaiting": awaiting})
                 answer = None
-        if answer is None:
-            if now - inc.updated_at >= self.config.engine.approval_ttl_s:
-                expired = inc.model_copy(update={"state": IncidentState.EXPIRED, "updated_at": now,
-                                                 "closed_at": now})
-                self.store.record(expired, actor="engine", event="approval.expired", subject=inc.id, data={})
-                self._open.pop((inc.service, inc.cause), None)
-                return None
-            return inc.updated_at + self.config.engine.approval_ttl_s
+        asked = next((d.ts for d in reversed(decisions) if d.verdict == Verdict.NEEDS_APPROVAL), inc.updated_at)
+        expires = asked + self.config.engine.approval_ttl_s
+        given = (answer or {}).get("ts")  # when the person answered (by their clock; now when unknown)
+        given = float(given) if isinstance(given, int | float) and not isinstance(given, bool) else now
+        late = answer is not None and answer.get("verdict") == "approve" and min(given, now) >= expires
+        if answer is None or late:
+            if now < expires:
+                return expires
+            expired = inc.model_copy(update={"state": IncidentState.EXPIRED, "updated_at": now,
+                                             "closed_at": now})
+            data = {"approved_late_by": str((answer or {}).get("actor", "?"))} if late else {}
+            if late:
+                self.store.set_state(approval_key(inc.id), None, actor="engine", event="approval.consumed",
+                                     data={"incident": inc.id, "verdict": "expired"})
+            self.store.record(expired, actor="engine", event="approval.expired", subject=inc.id, data=data)
+            self._open.pop((inc.service, inc.cause), None)
+            return None
         self.store.set_state(approval_key(inc.id), None, actor=str(answer.get("actor", "?")),
                              event="approval.consumed", data={"incident": inc.id, "verdict": answer.get("verdict")})
         diagnosis = self.store.diagnoses(inc.id)[-1]

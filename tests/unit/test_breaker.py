@@ -45,6 +45,13 @@ def test_half_open_after_open_s_allows_exactly_one_trial() -> None:
     assert "already in flight" in why2
 
 
+def test_half_open_with_a_trial_that_is_no_longer_alive_allows_another() -> None:
+    s = BreakerState(state="half_open", consecutive_failures=3, opened_at=T0, trial_in_flight=True)
+    assert not breaker_allows(s, T0, OPEN_S)[0]
+    ok, why, after = breaker_allows(s, T0, OPEN_S, trial_alive=False)
+    assert ok and "without a verdict" in why and after.trial_in_flight
+
+
 def test_half_open_without_trial_in_flight_allows_one() -> None:
     s = BreakerState(state="half_open", consecutive_failures=3, opened_at=T0)
     ok, _, after = breaker_allows(s, T0, OPEN_S)

@@ -49,7 +49,8 @@ class Harness:
     def __init__(self, tmp_path: Path, policy: dict[str, Any] | None = None, op: str = "poke",
                  rollback: bool = True, store: Store | None = None, actuator: FakeActuator | None = None,
                  extra: dict[str, Any] | None = None, elector: LeaderElector | None = None,
-                 start_at: float = T0) -> None:
+                 start_at: float = T0, also: str | None = None) -> None:
+        """``also``: one more actuator type name, served by the same fake actuator and bound on svc."""
         self.clock = FakeClock(start_at)
         pdir = tmp_path / "patterns"
         pdir.mkdir(exist_ok=True)
@@ -63,11 +64,15 @@ class Harness:
         factory.Params = FakeActuator.Params  # type: ignore[attr-defined]
         factory.Binding = FakeActuator.Binding  # type: ignore[attr-defined]
         factory.type = "fake"  # type: ignore[attr-defined]
+        bindings: dict[str, Any] = {"fake": {"name": "x"}}
+        if also is not None:
+            registry.register("actuator", also, factory)
+            bindings[also] = {"name": "x"}
         self._registry = registry
         data = {
             "engine": {"interval_s": 1, "state_dir": str(tmp_path / "state"), "host_metrics": False,
                        "settle_s": 0, "resolve_after_s": 30},
-            "services": [{"name": "svc", "actuators": {"fake": {"name": "x"}},
+            "services": [{"name": "svc", "actuators": bindings,
                           "thresholds": {"down_after": 2, "sustain": 2}}],
             "patterns": [str(pdir)],
             "builtin_patterns": False,
@@ -268,6 +273,22 @@ def test_verification_failure_rolls_back_when_rollback_is_safe(tmp_path: Path) -
     assert any("did NOT restore" in n.body for n in h.notifier.sent)
 
 
+def test_a_fix_whose_metric_goes_silent_part_way_through_the_watch_is_never_called_a_success(
+        tmp_path: Path) -> None:
+    h = Harness(tmp_path)
+    h.feed("up", 1, 12)
+    h.feed("up", 0, 3)
+    inc = h.incident()
+    h.feed("up", 1, 5)  # up for a few samples after the fix (enough for min_samples) ...
+    h.feed("cpu_percent", 1, 40)  # ... then nothing reports it: the service died, nobody scrapes it
+    (action,) = h.store.actions()
+    assert action.state == ActionState.ESCALATED
+    assert [s.name for s in action.steps][-2:] == ["verify-extended", "verify"]  # watched once more first
+    assert action.steps[-1].detail["reason"].startswith("went silent")
+    done = h.store.get(Incident, inc.id)
+    assert done is not None and done.resolution not in (Resolution.RESOLVED, Resolution.PREVENTED)
+
+
 def _healthy_baseline(h: Harness) -> None:
     (action,) = h.store.actions()
     baseline = action.steps[0].model_copy(update={"detail": {"metric": "up", "ts": [T0 + i for i in range(8)],
@@ -290,6 +311,24 @@ def test_a_failed_undo_pages_a_person_and_opens_the_breakers(tmp_path: Path) -> 
     assert any("UNDO FAILED" in n.title for n in h.notifier.sent)
 
 
+def test_a_fix_that_made_things_worse_and_could_not_be_undone_counts_against_its_pattern(tmp_path: Path) -> None:
+    h = Harness(tmp_path, op="fail_undo")
+    h.feed("up", 1, 2)
+    h.feed("up", 0, 3)
+    inc = h.incident()
+    _healthy_baseline(h)
+    h.run_until(lambda: h.store.get(Incident, inc.id).state.terminal, "up", 0)  # type: ignore[union-attr]
+    (action,) = h.store.actions()
+    assert action.state == ActionState.ESCALATED and "undo failed" in (action.error or "")
+    (outcome,) = h.store.outcomes(incident_id=inc.id)
+    assert outcome.verdict == "fail" and not outcome.rolled_back
+    assert "undo failed" in outcome.reason
+    # the earned-autonomy ladder reads it as the failure it was
+    outcomes, _ = h.store.pattern_record("fake-down-poke", "svc")
+    assert [(verdict, rolled) for _, verdict, rolled in outcomes] == [("fail", False)]
+    assert h.engine._pattern_record() == {"fake-down-poke": (0, 1)}  # and the diagnosis's record factor
+
+
 def test_approve_autonomy_waits_for_a_person_then_acts_on_approval(tmp_path: Path) -> None:
     h = Harness(tmp_path, policy={"autonomy": "approve"})
     h.feed("up", 0, 4)
@@ -305,6 +344,38 @@ def test_approve_autonomy_waits_for_a_person_then_acts_on_approval(tmp_path: Pat
     assert decisions[-1].decided_by == "person:ann" and decisions[-1].comment == "go"
     assert [c for c, *_ in h.actuator.calls] == ["apply"]
     assert h.store.get_state(approval_key(inc.id)) is None
+
+
+def _short_ttl_harness(tmp_path: Path) -> Harness:
+    """Approve autonomy, and an approval request that expires 20 s after it was made."""
+    engine = {"interval_s": 1, "state_dir": str(tmp_path / "state"), "host_metrics": False, "settle_s": 0,
+              "resolve_after_s": 30, "approval_ttl_s": 20}
+    return Harness(tmp_path, policy={"autonomy": "approve"}, extra={"engine": engine})
+
+
+def test_an_approval_request_expires_its_ttl_after_it_was_made_while_the_symptom_goes_on(tmp_path: Path) -> None:
+    h = _short_ttl_harness(tmp_path)
+    h.feed("up", 0, 4)
+    inc = h.incident()
+    assert inc.state == IncidentState.AWAITING_APPROVAL
+    asked = h.store.decisions(inc.id)[-1].ts
+    h.feed("up", 0, 25)  # still down: its findings keep coming (and keep updating the incident)
+    assert h.clock.now() - asked > 20
+    assert h.store.get(Incident, inc.id).state == IncidentState.EXPIRED  # type: ignore[union-attr]
+
+
+def test_an_approval_given_after_its_request_expired_is_not_acted_on(tmp_path: Path) -> None:
+    h = _short_ttl_harness(tmp_path)
+    h.feed("up", 0, 4)
+    inc = h.incident()
+    asked = h.store.decisions(inc.id)[-1].ts
+    # the engine was down past the request's expiry; a person approved in the meantime
+    h.clock.advance(30)
+    h.store.set_state(approval_key(inc.id), {"verdict": "approve", "actor": "person:ann", "comment": "",
+                                             "ts": asked + 25}, actor="person:ann", event="approval.approve")
+    h.feed("up", 0, 2)
+    assert h.store.get(Incident, inc.id).state == IncidentState.EXPIRED  # type: ignore[union-attr]
+    assert h.actuator.calls == []
 
 
 def test_a_denial_leaves_the_incident_with_a_person_and_nothing_runs(tmp_path: Path) -> None:
@@ -348,6 +419,33 @@ def test_the_breaker_opens_after_three_failed_interventions(tmp_path: Path) -> N
     assert last.verdict == Verdict.DENIED
     assert not next(g for g in last.gates if g.gate == "circuit_breaker").passed
     assert h.store.get_state("breaker:global")["state"] == "open"  # type: ignore[index]
+
+
+def test_a_half_open_breakers_trial_cancelled_by_a_pause_does_not_hold_the_breaker_shut_forever(
+        tmp_path: Path) -> None:
+    h = Harness(tmp_path)
+    for scope in ("fake", "global"):  # opened two hours ago: past open_s, the next action is the trial
+        h.store.set_state(f"breaker:{scope}", {"state": "open", "consecutive_failures": 3, "opened_at": T0 - 7200},
+                          actor="test", event="test.edit")
+    real_prepare = h.engine.executor.prepare
+
+    def prepare_then_pause(*args: Any, **kwargs: Any) -> Any:
+        action = real_prepare(*args, **kwargs)
+        h.store.set_state(pause_key(None), {"reason": "stop", "actor": "person:test"}, actor="person:test",
+                          event="pause.set")
+        return action
+
+    h.engine.executor.prepare = prepare_then_pause  # type: ignore[method-assign]
+    h.feed("up", 0, 5)
+    (trial,) = h.store.actions()
+    assert trial.state == ActionState.CANCELLED and h.actuator.calls == []  # the trial never ran
+    h.engine.executor.prepare = real_prepare  # type: ignore[method-assign]
+    h.store.set_state(pause_key(None), None, actor="person:test", event="pause.cleared")
+    h.feed("up", 1, 40)  # the incident closes
+    h.feed("up", 0, 5)  # a new fault: nothing is in flight, so it is the next trial
+    decision = h.store.decisions(h.incident().id)[-1]
+    assert decision.verdict == Verdict.APPROVED, [g.reason for g in decision.gates if not g.passed]
+    assert [c for c, *_ in h.actuator.calls] == ["apply"]
 
 
 def test_a_broken_source_is_logged_and_the_loop_carries_on(tmp_path: Path) -> None:
@@ -499,6 +597,75 @@ def test_a_workflow_whose_third_step_fails_compensates_steps_two_then_one_and_es
     (outcome,) = h.store.outcomes(incident_id=inc.id)
     assert outcome.verdict == "fail" and "compensated steps: 2, 1" in outcome.reason
     assert h.store.verify_audit().ok
+
+
+MIXED_WORKFLOW = """
+id: fake-down-mixed
+match: {cause: down, kind: state}
+action:
+  steps:
+    - {name: drain, type: fake, params: {op: poke}}
+    - {name: restart, type: other, params: {op: poke}}
+prior_confidence: 1.0
+rollback_safe: true
+verify: {metric: up, min: 1, window_s: 10, delay_s: 3, min_samples: 3}
+"""
+
+
+def _mixed_harness(tmp_path: Path, policy: dict[str, Any]) -> Harness:
+    """A Harness whose library also holds a 2-step workflow (fake, then other), ranked first."""
+    pdir = tmp_path / "patterns"
+    pdir.mkdir(exist_ok=True)
+    (pdir / "mixed.yaml").write_text(MIXED_WORKFLOW)
+    return Harness(tmp_path, policy=policy, also="other")
+
+
+def test_a_workflow_with_a_step_of_a_disabled_action_type_is_denied_and_nothing_runs(tmp_path: Path) -> None:
+    h = _mixed_harness(tmp_path, {"actions": {"other": {"enabled": False}}})
+    h.feed("up", 0, 4)
+    decision = h.store.decisions(h.incident().id)[-1]
+    assert decision.pattern_id == "fake-down-mixed"
+    assert decision.verdict == Verdict.DENIED
+    gate = next(g for g in decision.gates if g.gate == "policy_enabled")
+    assert not gate.passed and gate.reason == "action type other disabled (a step of this workflow)"
+    assert h.actuator.calls == []
+
+
+def test_a_workflow_with_a_step_held_at_approve_waits_for_a_person(tmp_path: Path) -> None:
+    h = _mixed_harness(tmp_path, {"actions": {"other": {"autonomy": "approve"}}})  # the default is auto
+    h.feed("up", 0, 4)
+    inc = h.incident()
+    assert inc.state == IncidentState.AWAITING_APPROVAL
+    assert h.store.decisions(inc.id)[-1].verdict == Verdict.NEEDS_APPROVAL
+    assert h.actuator.calls == []
+
+
+UNDOABLE_WORKFLOW = """
+id: fake-down-stuck
+match: {cause: down, kind: state}
+action:
+  steps:
+    - {name: first, type: fake, params: {op: fail_undo}}
+    - {name: second, type: fake, params: {op: fail}}
+prior_confidence: 1.0
+rollback_safe: true
+verify: {metric: up, min: 1, window_s: 10, delay_s: 3, min_samples: 3}
+"""
+
+
+def test_a_workflow_whose_compensation_fails_pages_a_person_and_counts_as_a_failure(tmp_path: Path) -> None:
+    pdir = tmp_path / "patterns"
+    pdir.mkdir(exist_ok=True)
+    (pdir / "stuck.yaml").write_text(UNDOABLE_WORKFLOW)
+    h = Harness(tmp_path)
+    h.feed("up", 0, 4)
+    (action,) = h.store.actions()
+    assert action.pattern_id == "fake-down-stuck" and action.state == ActionState.ESCALATED
+    assert any("COMPENSATION FAILED" in n.title for n in h.notifier.sent)
+    (outcome,) = h.store.outcomes(incident_id=action.incident_id)
+    assert outcome.verdict == "fail" and "compensating step 1/2 fake:first failed" in outcome.reason
+    outcomes, _ = h.store.pattern_record("fake-down-stuck", "svc")
+    assert [verdict for _, verdict, _ in outcomes] == ["fail"]
 
 
 def _crash_after(action: Any, records: int) -> Any:

@@ -157,6 +157,30 @@ def test_policy_enabled_passes_by_default_and_pattern_can_enable_a_disabled_type
     assert result(g.policy_enabled, ctx(pol))[0]
 
 
+def test_a_multi_step_action_takes_the_most_restrictive_policy_of_its_steps_types() -> None:
+    pol = policy(
+        autonomy="auto",
+        confidence_threshold=0.5,
+        actions={"process": {"autonomy": "approve", "confidence_threshold": 0.8}, "shell": {"enabled": False}},
+    )
+    eff = pol.effective_for(["http", "process"], "drain-then-restart", "api")
+    assert (eff.enabled, eff.autonomy, eff.autonomy_from, eff.confidence_threshold) == (
+        True, Autonomy.APPROVE, "action type process", 0.8)
+    assert not pol.effective_for(["http", "shell"], "drain-then-restart", "api").enabled
+    assert pol.effective_for(["http"], None, "api") == pol.effective("http", None, "api")
+    # a pattern's own setting is more specific than an action type's, for every step alike
+    pat = policy(autonomy="observe", actions={"process": {"autonomy": "approve"}}, patterns={"p": {"autonomy": "auto"}})
+    assert pat.effective_for(["http", "process"], "p", "api").autonomy == Autonomy.AUTO
+
+
+def test_policy_enabled_names_the_disabled_type_of_a_later_step() -> None:
+    pol = policy(autonomy="auto", actions={"process": {"enabled": False}})
+    c = ctx(pol, effective=pol.effective_for(["config", "process"], "pool-exhaustion-raise", "api"),
+            step_types=("config", "process"))
+    assert result(g.policy_enabled, c) == (False, False, "action type process disabled (a step of this workflow)")
+    assert decide(c)[0] == Verdict.DENIED
+
+
 def test_paused_global_and_service() -> None:
     assert result(g.paused, ctx()) == (True, False, "not paused")
     assert result(g.paused, ctx(paused_global="deploy freeze")) == (
@@ -314,7 +338,22 @@ def test_circuit_breaker_half_open_allows_one_trial_then_denies() -> None:
     new_type, new_global = breakers_after_approval(c)
     assert (new_type.state, new_type.trial_in_flight) == ("half_open", True)
     assert new_global == BreakerState()
-    passed, _, why = result(g.circuit_breaker, replace(c, breaker_type=new_type))
+    # the trial's action is in flight (on another target): a second action waits for its verdict
+    passed, _, why = result(g.circuit_breaker, replace(c, breaker_type=new_type, in_flight_targets=1))
+    assert not passed and "already in flight" in why
+
+
+def test_a_half_open_breaker_whose_trial_ended_without_a_verdict_allows_another_trial() -> None:
+    # the trial was cancelled (a pause, a stale decision), escalated as inconclusive, or never
+    # prepared: nothing is in flight, so nothing will ever record its verdict
+    stuck = BreakerState(state="half_open", consecutive_failures=3, opened_at=T2AM - 3600, trial_in_flight=True)
+    c = ctx(now=T2AM, breaker_type=stuck, breaker_global=stuck)
+    passed, _, why = result(g.circuit_breaker, c)
+    assert passed and "ended without a verdict" in why
+    assert decide(c)[0] == Verdict.APPROVED
+    new_type, new_global = breakers_after_approval(c)
+    assert new_type == new_global == stuck  # the new trial is in flight
+    passed, _, why = result(g.circuit_breaker, replace(c, target_in_flight=True))
     assert not passed and "already in flight" in why
 
 

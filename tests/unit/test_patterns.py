@@ -258,3 +258,21 @@ def test_escalation_chain_problems_name_the_entry_and_line(tmp_path: Path, regis
     assert [p.message for p in problems] == [
         "no pattern has the id 'nowhere'", "'good-one' is already in this escalation chain",
         "'second' is already in this escalation chain", "pattern 'escalate-only' has no action to try"]
+
+
+@pytest.mark.parametrize(
+    ("verify", "message"),
+    [
+        ("{metric: up}", "give min or max (or both): without a bound every fix would pass verification"),
+        ("{metric: up, min: .nan}", "min must be a finite number"),
+        ("{metric: error_rate, min: 0.5, max: 0.1}", "min (0.5) is above max (0.1): no sample could pass"),
+    ],
+)
+def test_a_verification_every_fix_would_pass_or_none_could_is_refused_naming_the_line(
+    tmp_path: Path, registry: Registry, verify: str, message: str
+) -> None:
+    text = "id: unbounded\nmatch: {cause: down}\nprior_confidence: 0.5\nverify: " + verify + "\n"
+    f = write(tmp_path, "a.yaml", text)
+    [p] = problems_of([f], registry)
+    assert (p.field, p.line) == ("verify", 4)
+    assert message in p.message

@@ -564,6 +564,20 @@ def test_the_migrated_schema_is_the_one_the_tables_declare(store: Store, store_u
         engine.dispose()
 
 
+def test_an_escalated_action_counts_in_its_patterns_tallies_as_a_failure_only_with_a_failed_outcome(
+        store: Store) -> None:
+    undo_failed = action("i1", state=ActionState.ESCALATED, pattern_id="mem-leak")
+    inconclusive = action("i2", state=ActionState.ESCALATED, pattern_id="mem-leak")
+    unknown = action("i3", state=ActionState.ESCALATED, pattern_id="mem-leak")  # no verdict at all
+    store.record(
+        undo_failed, inconclusive, unknown,
+        Outcome(action_id=undo_failed.id, incident_id="i1", ts=1.0, verdict=VerifyVerdict.FAIL, reason="undo failed"),
+        Outcome(action_id=inconclusive.id, incident_id="i2", ts=1.0, verdict=VerifyVerdict.INCONCLUSIVE, reason="?"),
+        actor="engine", event="seed", subject="all",
+    )
+    assert store.pattern_tallies() == {"mem-leak": (0, 1)}
+
+
 def test_the_pattern_tallies_and_the_rate_limit_queries_give_the_same_numbers_on_both_backends(
         store: Store) -> None:
     """The aggregate queries the engine's gates use (grouping by a JSON field among them)."""

@@ -100,3 +100,21 @@ def test_judgement_is_frozen() -> None:
     assert isinstance(j, Judgement) and j.verdict == VerifyVerdict.PASS
     with pytest.raises(ValueError):
         j.reason = "changed"  # type: ignore[misc]
+
+
+def test_a_metric_that_went_silent_part_way_through_the_window_is_inconclusive_never_pass() -> None:
+    # three good samples right after the fix, then nothing: the service died and nobody scrapes it
+    after = (np.array([3.0, 4.0, 5.0]), np.array([0.01, 0.01, 0.01]))
+    spec = VerifySpec(metric="error_rate", max=0.05, window_s=10)
+    j = judge(series(0.5, 0.5), after, spec, recent_since=8.0)
+    assert j.verdict == VerifyVerdict.INCONCLUSIVE
+    assert j.reason == ("went silent: no error_rate sample in the last part of the watch window "
+                        "(the newest is 3 s before it)")
+    assert judge(series(0.5, 0.5), after, spec).verdict == VerifyVerdict.PASS  # without the check: as before
+    assert judge(series(0.5, 0.5), after, spec, recent_since=5.0).verdict == VerifyVerdict.PASS
+
+
+def test_a_non_finite_sample_late_in_the_window_does_not_count_as_the_metric_reporting() -> None:
+    after = (np.array([3.0, 4.0, 5.0, 9.0]), np.array([1.0, 1.0, 1.0, np.nan]))
+    j = judge(series(), after, VerifySpec(metric="up", min=1), recent_since=8.0)
+    assert j.verdict == VerifyVerdict.INCONCLUSIVE and j.reason.startswith("went silent")

@@ -463,7 +463,14 @@ class Executor:
                                               "steps": [*action.steps, step], "error": reason[:2000]})
         inc = self._set_incident(self._incident(action), now, IncidentState.ESCALATED,
                                  Resolution.FAILED if compensation_failed else Resolution.ESCALATED)
-        self._save(escalated, inc, "action.escalated", reason=reason[:500])
+        if compensation_failed:  # a step failed and what ran could not be undone: a failure, on the record
+            outcome = Outcome(action_id=action.id, incident_id=action.incident_id, ts=now,
+                              verdict=VerifyVerdict.FAIL, reason=reason[:2000], duration_s=now - action.created_at)
+            self.store.record(escalated, *([inc] if inc else []), outcome, actor="engine", event="action.escalated",
+                              subject=action.id, data={"service": action.service, "type": action.type,
+                                                       "state": escalated.state, "reason": reason[:500]})
+        else:
+            self._save(escalated, inc, "action.escalated", reason=reason[:500])
         if compensation_failed:
             self.on_result(escalated, False)
             self.on_undo_failed(escalated)  # as a failed undo: the breaker opens
@@ -559,11 +566,16 @@ class Executor:
         ts, values = self.series.window(action.service, spec.metric, action.applied_at + delay)
         mask = ts <= action.verify_until + 1e-9
         after = (ts[mask], values[mask])
-        judgement = judge(before, after, spec)
+        # the metric must still report in the second half of the window: one that went silent
+        # part-way (the service died) is no evidence the fix held
+        recent_since = action.verify_until - window / 2
+        judgement = judge(before, after, spec, recent_since=recent_since)
         extended = any(s.name == "verify-extended" for s in action.steps)
-        if (judgement.verdict == VerifyVerdict.INCONCLUSIVE and len(after[0]) < spec.min_samples
+        silent = not bool((after[0][np.isfinite(after[1])] >= recent_since).any())
+        if (judgement.verdict == VerifyVerdict.INCONCLUSIVE and (len(after[0]) < spec.min_samples or silent)
                 and not extended):
-            # Too little data (say, the engine was down for part of the window): watch once more.
+            # Too little data, or none lately (say, the engine was down for part of the window):
+            # watch once more.
             step = StepRecord(name="verify-extended", ok=True, started_at=now, finished_at=now,
                               detail={"reason": judgement.reason})
             longer = action.model_copy(update={"verify_until": now + window, "updated_at": now,
@@ -708,11 +720,14 @@ class Executor:
         return None
 
     def _undo_failed(self, action: Action, step: StepRecord, err: str, now: float) -> float | None:
-        """A failed undo pages a person and opens the breaker: no more automation of this kind."""
+        """A failed undo pages a person and opens the breaker: no more automation of this kind.
+        The fix made things worse and stays in place: its outcome is a failure (not rolled back),
+        so the pattern's record and earned autonomy count it."""
         failed = action.model_copy(update={"state": ActionState.ESCALATED, "updated_at": now,
                                            "steps": [*action.steps, step], "error": f"undo failed: {err}"})
         inc = self._set_incident(self._incident(action), now, IncidentState.ESCALATED, Resolution.FAILED)
-        self.store.record(failed, *([inc] if inc else []), actor="engine", event="action.undo_failed",
+        outcome = _failed_outcome(action, now, f"{action.error or 'verification failed'}; undo failed: {err}"[:2000])
+        self.store.record(failed, *([inc] if inc else []), outcome, actor="engine", event="action.undo_failed",
                           subject=action.id, data={"error": err[:500]})
         self.on_result(failed, False)
         self.on_undo_failed(failed)

@@ -43,15 +43,30 @@ def _values(series: tuple[ArrayLike, ArrayLike]) -> np.ndarray:
     return values[np.isfinite(values)]
 
 
+def _last_ts(series: tuple[ArrayLike, ArrayLike]) -> float | None:
+    """The time of the newest finite sample, or None when there is none."""
+    ts = np.asarray(series[0], dtype=float).ravel()
+    values = np.asarray(series[1], dtype=float).ravel()
+    finite = ts[np.isfinite(values)]
+    return float(finite.max()) if finite.size else None
+
+
 def judge(
-    before: tuple[ArrayLike, ArrayLike], after: tuple[ArrayLike, ArrayLike], spec: VerifySpec
+    before: tuple[ArrayLike, ArrayLike],
+    after: tuple[ArrayLike, ArrayLike],
+    spec: VerifySpec,
+    *,
+    recent_since: float | None = None,
 ) -> Judgement:
     """Judge an action from (timestamps, values) of ``spec.metric`` before and after it.
 
     Rules, in order (non-finite values are ignored):
 
     1. Fewer than ``spec.min_samples`` after-samples -> INCONCLUSIVE ("too little data: 1 of 3
-       samples"). Never PASS on too little data.
+       samples"). Never PASS on too little data. With ``recent_since`` (the start of the last
+       part of the watch window), no after-sample at or after it -> INCONCLUSIVE ("went
+       silent"): a metric that stopped reporting part-way (the service died, so nothing
+       scrapes it) says nothing about how the fix ended, however good its first samples were.
     2. Every after-sample within ``[min - tolerance, max + tolerance]`` (each bound only when
        set) -> PASS.
     3. Out of bounds and worse than before -> FAIL. The harmful direction is up when a sample
@@ -69,6 +84,15 @@ def judge(
         return Judgement(
             verdict=VerifyVerdict.INCONCLUSIVE,
             reason=f"too little data: {a.size} of {spec.min_samples} samples",
+            before=_stats(b),
+            after=_stats(a),
+        )
+    last = _last_ts(after)
+    if recent_since is not None and (last is None or last < recent_since):
+        return Judgement(
+            verdict=VerifyVerdict.INCONCLUSIVE,
+            reason=f"went silent: no {spec.metric} sample in the last part of the watch window"
+            + (f" (the newest is {recent_since - last:.0f} s before it)" if last is not None else ""),
             before=_stats(b),
             after=_stats(a),
         )

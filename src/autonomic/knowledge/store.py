@@ -47,6 +47,7 @@ from sqlalchemy import (
     Engine,
     Table,
     Text,
+    and_,
     bindparam,
     case,
     cast,
@@ -55,6 +56,7 @@ from sqlalchemy import (
     event,
     func,
     insert,
+    or_,
     select,
     update,
 )
@@ -134,13 +136,19 @@ _SERVICE_ACTIVITY = select(
                    ActionRow.body["updated_at"].as_float()), else_=None)),
 ).where(ActionRow.service == bindparam("service"))
 _OK, _BAD = ActionState.SUCCEEDED.value, [ActionState.FAILED.value, ActionState.ROLLED_BACK.value]
-TALLIED_STATES = frozenset({ActionState.SUCCEEDED, ActionState.FAILED, ActionState.ROLLED_BACK})
+_ESCALATED = ActionState.ESCALATED.value
+TALLIED_STATES = frozenset({ActionState.SUCCEEDED, ActionState.FAILED, ActionState.ROLLED_BACK,
+                            ActionState.ESCALATED})
 """The action states :meth:`Store.pattern_tallies` counts; a write in any other state leaves them as they were."""
 _PATTERN_ID = ActionRow.body["pattern_id"].as_string().label("pattern_id")
+# an escalated action with a failed outcome made things worse and stayed (its undo failed, or a
+# pause held it): a failure; one escalated as inconclusive, or before any verdict, is neither
+_ESCALATED_FAILURE = and_(ActionRow.state == _ESCALATED, select(OutcomeRow.id).where(
+    OutcomeRow.action_id == ActionRow.id, OutcomeRow.body["verdict"].as_string() == "fail").exists())
 _PATTERN_TALLIES = (  # grouped by the label: PostgreSQL binds each copy of the JSON path apart
     select(_PATTERN_ID, func.sum(case((ActionRow.state == _OK, 1), else_=0)),
-           func.sum(case((ActionRow.state.in_(_BAD), 1), else_=0)))
-    .where(ActionRow.state.in_([_OK, *_BAD]))
+           func.sum(case((or_(ActionRow.state.in_(_BAD), _ESCALATED_FAILURE), 1), else_=0)))
+    .where(ActionRow.state.in_([_OK, *_BAD, _ESCALATED]))
     .group_by(_PATTERN_ID)
 )
 _HEAD_FOR_UPDATE = select(_HEAD.c.seq, _HEAD.c.hash).where(_HEAD.c.id == _HEAD_ID).with_for_update()
@@ -763,7 +771,8 @@ class Store:
         return int(row[0]) > 0, float(row[1] or 0.0)
 
     def pattern_tallies(self) -> dict[str, tuple[int, int]]:
-        """Per pattern id, (succeeded, failed or rolled back) actions: the measured record."""
+        """Per pattern id, (succeeded, failed or rolled back or escalated with a failed outcome)
+        actions: the measured record."""
         with self._read() as s:
             return {p: (int(a), int(b)) for p, a, b in s.execute(_PATTERN_TALLIES) if p}
 

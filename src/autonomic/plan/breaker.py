@@ -8,7 +8,10 @@
 
 While closed every action is allowed. While open none is, until ``open_s`` has passed;
 then the breaker goes half-open and allows exactly one trial action. The trial's success
-closes it; its failure opens it again for another ``open_s``.
+closes it; its failure opens it again for another ``open_s``. A trial that ends with neither
+(cancelled by a pause or as stale, escalated as inconclusive, or never started because its
+preparation failed) leaves no action in flight; the caller says so (``trial_alive=False``) and
+the breaker allows another trial rather than waiting forever for a verdict that never comes.
 """
 
 from __future__ import annotations
@@ -32,17 +35,24 @@ def _iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def breaker_allows(s: BreakerState, now: float, open_s: float) -> tuple[bool, str, BreakerState]:
+def breaker_allows(
+    s: BreakerState, now: float, open_s: float, *, trial_alive: bool = True
+) -> tuple[bool, str, BreakerState]:
     """Whether an action may run now, why, and the state to keep if it does run.
 
     An open breaker whose ``open_s`` has passed becomes half-open and allows one trial
-    (the returned state has ``trial_in_flight`` set, so a second call denies)."""
+    (the returned state has ``trial_in_flight`` set, so a second call denies).
+    ``trial_alive=False`` says no action is in flight at all, so a half-open breaker's trial
+    ended without a verdict and another trial is allowed."""
     if s.state == "closed":
         return True, f"closed ({s.consecutive_failures} consecutive failures)", s
     if s.state == "half_open":
-        if s.trial_in_flight:
+        if s.trial_in_flight and trial_alive:
             return False, "half-open: a trial action is already in flight", s
-        return True, "half-open: one trial action allowed", s.model_copy(update={"trial_in_flight": True})
+        why = "half-open: one trial action allowed"
+        if s.trial_in_flight:
+            why = "half-open: the last trial ended without a verdict; one trial action allowed"
+        return True, why, s.model_copy(update={"trial_in_flight": True})
     opened_at = s.opened_at if s.opened_at is not None else now
     remaining = opened_at + open_s - now
     if remaining <= 0:

@@ -141,6 +141,7 @@ class GateContext:
     backoff: BackoffState = field(default_factory=BackoffState)  # this target's failed attempts
     priority: int = 0  # this plan's priority (from its pattern)
     competing_plans: tuple[Plan, ...] = ()  # other undecided or running plans for this target
+    step_types: tuple[str, ...] = ()  # a multi-step action's steps' types (the first is action_type)
 
 
 Gate = Callable[[GateContext], GateResult]
@@ -175,15 +176,18 @@ def policy_enabled(ctx: GateContext) -> GateResult:
     pattern_id = ctx.diagnosis.pattern_id
     svc = pol.services.get(ctx.service)
     pat = pol.patterns.get(pattern_id) if pattern_id else None
-    act = pol.actions.get(ctx.action_type)
+    types = list(dict.fromkeys((ctx.action_type, *ctx.step_types)))
+    off = [t for t in types if (act := pol.actions.get(t)) is not None and act.enabled is False]
     if not pol.enabled:
         why = "policy disabled: no automatic actions at all"
     elif svc is not None and svc.enabled is False:
         why = f"actions disabled for service {ctx.service}"
     elif pat is not None and pat.enabled is False:
         why = f"pattern {pattern_id} disabled"
-    elif act is not None and act.enabled is False:
+    elif off and off[0] == ctx.action_type:
         why = f"action type {ctx.action_type} disabled"
+    elif off:
+        why = f"action type {', '.join(off)} disabled (a step of this workflow)"
     else:
         why = "disabled by policy"
     return _fail(gate, why)
@@ -269,10 +273,16 @@ def maintenance_window(ctx: GateContext) -> GateResult:
     return _fail(gate, f"{what}: only rollback-safe actions; pattern {ctx.diagnosis.pattern_id} is not")
 
 
+def _anything_in_flight(ctx: GateContext) -> bool:
+    """Whether any action (on this target or another) has not finished: a half-open breaker's
+    trial can only be in flight if one has."""
+    return ctx.target_in_flight or ctx.in_flight_targets > 0
+
+
 def circuit_breaker(ctx: GateContext) -> GateResult:
-    open_s = ctx.policy.breaker.open_s
-    type_ok, type_why, _ = breaker_allows(ctx.breaker_type, ctx.now, open_s)
-    global_ok, global_why, _ = breaker_allows(ctx.breaker_global, ctx.now, open_s)
+    open_s, alive = ctx.policy.breaker.open_s, _anything_in_flight(ctx)
+    type_ok, type_why, _ = breaker_allows(ctx.breaker_type, ctx.now, open_s, trial_alive=alive)
+    global_ok, global_why, _ = breaker_allows(ctx.breaker_global, ctx.now, open_s, trial_alive=alive)
     type_part = f"{ctx.action_type} breaker {type_why}"
     global_part = f"global breaker {global_why}"
     if type_ok and global_ok:
@@ -413,9 +423,10 @@ def shadow_verdict(ctx: GateContext, verdict: Verdict, results: Sequence[GateRes
 
 def breakers_after_approval(ctx: GateContext) -> tuple[BreakerState, BreakerState]:
     """The (type, global) breaker states to store once an APPROVED action is started: an open
-    breaker past its open time turns half-open with its one trial now in flight."""
-    open_s = ctx.policy.breaker.open_s
+    breaker past its open time turns half-open with its one trial now in flight (as does a
+    half-open one whose last trial ended without a verdict)."""
+    open_s, alive = ctx.policy.breaker.open_s, _anything_in_flight(ctx)
     return (
-        breaker_allows(ctx.breaker_type, ctx.now, open_s)[2],
-        breaker_allows(ctx.breaker_global, ctx.now, open_s)[2],
+        breaker_allows(ctx.breaker_type, ctx.now, open_s, trial_alive=alive)[2],
+        breaker_allows(ctx.breaker_global, ctx.now, open_s, trial_alive=alive)[2],
     )

@@ -35,11 +35,12 @@ raises them together as one :class:`~autonomic.errors.PatternError`.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from autonomic.errors import ConfigError, PatternError, Problem
 from autonomic.model import ActionSpec, Pattern, PatternMatch, StepSpec, VerifySpec
@@ -86,6 +87,22 @@ class PatternYaml(BaseModel):
     rollback_safe: bool = False
     verify: VerifySpec
     then: list[str] = Field(default_factory=list, max_length=10)
+
+    @field_validator("verify")
+    @classmethod
+    def _verify_has_bounds(cls, v: VerifySpec) -> VerifySpec:
+        """A verification without a bound passes every fix whose metric reports at all (and a
+        NaN bound passes every sample), so nothing is ever rolled back and the pattern's record
+        fills with successes it never had: give ``min`` or ``max``, finite, ``min`` <= ``max``."""
+        bounds = {k: b for k, b in (("min", v.min), ("max", v.max)) if b is not None}
+        if not bounds:
+            raise ValueError("give min or max (or both): without a bound every fix would pass verification")
+        bad = [k for k, b in bounds.items() if not math.isfinite(b)]
+        if bad:
+            raise ValueError(f"{' and '.join(bad)} must be a finite number")
+        if v.min is not None and v.max is not None and v.min > v.max:
+            raise ValueError(f"min ({v.min:g}) is above max ({v.max:g}): no sample could pass")
+        return v
 
 
 def _pattern_files(paths: Sequence[Path], problems: list[Problem]) -> list[Path]:

@@ -209,6 +209,26 @@ class PolicyConfig(_Frozen):
         )
 
 
+    def effective_for(self, action_types: Sequence[str], pattern_id: str | None, service: str) -> EffectivePolicy:
+        """What the policy says for an action made of steps of ``action_types`` (one type for a
+        single-step action; the first step's type first): the most restrictive of
+        :meth:`effective` over every step's type. Enabled only if every type is, the lowest
+        autonomy, the highest confidence threshold; rate limits are the first type's (the
+        action is counted as that type). A workflow whose second step restarts a process is as
+        much a process action as a plain restart: disabling ``process`` actions, or holding
+        them at ``approve``, holds it too."""
+        if not action_types:
+            raise ValueError("effective_for needs at least one action type")
+        each = [self.effective(t, pattern_id, service) for t in dict.fromkeys(action_types)]
+        strictest = min(each, key=lambda e: e.autonomy.rank)  # the first such type on a tie
+        return each[0].model_copy(update={
+            "enabled": all(e.enabled for e in each),
+            "autonomy": strictest.autonomy,
+            "autonomy_from": strictest.autonomy_from,
+            "confidence_threshold": max(e.confidence_threshold for e in each),
+        })
+
+
 def _first(*values: T | None) -> T:
     for v in values:
         if v is not None:
