@@ -790,10 +790,18 @@ class Engine:
                 log.exception("report %s could not be built", s.key)
 
     def _poll_approvals(self, now: float) -> None:
+        """Each person's answer wakes its incident. An answer to an incident that is closed (it
+        expired or cleared while the person answered) can never be acted on: it is removed,
+        audited ``approval.stale``, instead of waking a closed incident at every tick for ever."""
         for key, value in self.store.states("approval:").items():
             incident_id = key.split(":", 1)[1]
+            inc = self._incident(incident_id)
+            if inc is None or inc.closed_at is not None:
+                self.store.set_state(key, None, actor=str(value.get("actor", "?")), event="approval.stale",
+                                     data={"incident": incident_id, "decision": value.get("decision"),
+                                           "reason": "the incident is closed"})
+                continue
             self.queue.add(("incident", incident_id), now)
-            del value
 
     # --- incidents -------------------------------------------------------------------------
 

@@ -944,6 +944,26 @@ def test_a_secret_an_actuator_error_quotes_reaches_neither_the_store_the_audit_l
     assert h.store.verify_audit().ok
 
 
+
+def test_an_answer_to_an_incident_that_closed_meanwhile_is_removed_not_polled_for_ever(tmp_path: Path) -> None:
+    """A person answers while the incident expires or clears: the answer can never be acted on.
+    It is removed (audited approval.stale) and nothing is applied."""
+    h = Harness(tmp_path, policy={"autonomy": "approve"})
+    h.feed("up", 0, 4)
+    inc = h.incident()
+    assert inc.state == IncidentState.AWAITING_APPROVAL
+    closed = inc.model_copy(update={"state": IncidentState.EXPIRED, "closed_at": h.clock.now()})
+    h.store.record(closed, actor="engine", event="incident.closed", subject=inc.id)
+    h.store.set_state(approval_key(inc.id), {"verdict": "approve", "actor": "person:ann", "comment": "",
+                                             "decision": h.store.decisions(inc.id)[-1].id},
+                      actor="person:ann", event="approval.approve")
+    h.feed("up", 1, 2)
+    assert h.store.get_state(approval_key(inc.id)) is None
+    stale = [e for e in h.store.audit_events() if e.kind == "approval.stale"]
+    assert [(e.actor, e.data["incident"], e.data["reason"]) for e in stale] == [
+        ("person:ann", inc.id, "the incident is closed")]
+    assert h.actuator.calls == []
+
 class GraphHarness(Harness):
     """web depends on api; both bound to the fake actuator. ``feed`` takes a value per service."""
 
