@@ -1062,6 +1062,9 @@ class Engine:
         with self.store.reading():  # one snapshot for every read the gates need
             state = self.store.get_states(keys)
             busy = self.store.busy_services()
+            trials = [_breaker_state(state[k]) for k in (breaker_key(action_type), breaker_key("global"))]
+            live = (self.store.live_decisions()
+                    if any(b.state == "half_open" and b.trial_in_flight for b in trials) else None)
             counts = Counts(*self.store.action_counts(now - _DAY, now - _WEEK, type=action_type,
                                                       service=inc.service))
         policy = self._policy_from(state[POLICY_OVERRIDE])
@@ -1102,7 +1105,7 @@ class Engine:
             target_in_flight=target in busy, in_flight_targets=len(busy - {target}),
             group=group, group_size=len(members), group_in_flight=len((busy & members) - {target}),
             backoff=BackoffState.model_validate(state[backoff_key(target)] or {}),
-            priority=0, competing_plans=tuple(competing), step_types=step_types,
+            priority=0, competing_plans=tuple(competing), step_types=step_types, live_decisions=live,
         )
 
     def _earned(self, effective: Any, policy: PolicyConfig, pattern_id: str, service: str, now: float) -> Any:
@@ -1155,8 +1158,8 @@ class Engine:
                      diagnosis.action.type if diagnosis.action else "-", inc.service)
             # an open breaker past its timeout turns half-open with this action as its one trial
             before = (ctx.breaker_type, ctx.breaker_global)  # as read for this decision, a moment ago
-            for scope, old, state in zip((ctx.action_type, "global"), before, breakers_after_approval(ctx),
-                                         strict=True):
+            for scope, old, state in zip((ctx.action_type, "global"), before,
+                                         breakers_after_approval(ctx, decision.id), strict=True):
                 if state != old:
                     self.store.set_state(breaker_key(scope), state.model_dump(mode="json"), actor="engine",
                                          event="breaker.updated", data={"scope": scope, "state": state.state})

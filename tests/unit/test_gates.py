@@ -335,11 +335,12 @@ def test_circuit_breaker_names_which_breaker_is_open() -> None:
 def test_circuit_breaker_half_open_allows_one_trial_then_denies() -> None:
     c = ctx(now=T2AM, breaker_type=_opened(T2AM - 3600))
     assert decide(c)[0] == Verdict.APPROVED
-    new_type, new_global = breakers_after_approval(c)
-    assert (new_type.state, new_type.trial_in_flight) == ("half_open", True)
+    new_type, new_global = breakers_after_approval(c, "d-trial")
+    assert (new_type.state, new_type.trial_in_flight, new_type.trial_decision) == ("half_open", True, "d-trial")
     assert new_global == BreakerState()
     # the trial's action is in flight (on another target): a second action waits for its verdict
-    passed, _, why = result(g.circuit_breaker, replace(c, breaker_type=new_type, in_flight_targets=1))
+    passed, _, why = result(g.circuit_breaker, replace(c, breaker_type=new_type, in_flight_targets=1,
+                                                       live_decisions=frozenset({"d-trial"})))
     assert not passed and "already in flight" in why
 
 
@@ -351,9 +352,23 @@ def test_a_half_open_breaker_whose_trial_ended_without_a_verdict_allows_another_
     passed, _, why = result(g.circuit_breaker, c)
     assert passed and "ended without a verdict" in why
     assert decide(c)[0] == Verdict.APPROVED
-    new_type, new_global = breakers_after_approval(c)
-    assert new_type == new_global == stuck  # the new trial is in flight
+    new_type, new_global = breakers_after_approval(c, "d-next")
+    assert new_type == new_global == stuck.model_copy(update={"trial_decision": "d-next"})  # the new trial
     passed, _, why = result(g.circuit_breaker, replace(c, target_in_flight=True))
+    assert not passed and "already in flight" in why
+
+
+def test_a_half_open_breakers_named_trial_is_judged_by_its_own_action_not_by_others_in_flight() -> None:
+    """In a busy fleet other actions are nearly always in flight: a trial that ended without a
+    verdict must not hold the breaker until a quiet moment, and one still running must hold it
+    even when nothing else is."""
+    named = BreakerState(state="half_open", consecutive_failures=3, opened_at=T2AM - 3600, trial_in_flight=True,
+                         trial_decision="d-trial")
+    busy_elsewhere = ctx(now=T2AM, breaker_type=named, in_flight_targets=7, live_decisions=frozenset({"d-a", "d-b"}))
+    passed, _, why = result(g.circuit_breaker, busy_elsewhere)
+    assert passed and "ended without a verdict" in why
+    trial_running = replace(busy_elsewhere, in_flight_targets=0, live_decisions=frozenset({"d-trial"}))
+    passed, _, why = result(g.circuit_breaker, trial_running)
     assert not passed and "already in flight" in why
 
 

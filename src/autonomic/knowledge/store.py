@@ -130,6 +130,7 @@ _ACTION_COUNTS = select(
     _n(_IS_TYPE & _DAY), _n(_IS_TYPE & _WEEK), _n(_IS_SVC & _DAY), _n(_IS_SVC & _WEEK),
 ).where(ActionRow.created_at >= bindparam("since"), ActionRow.state != ActionState.CANCELLED.value, _IS_TYPE | _IS_SVC)
 _BUSY_SERVICES = select(ActionRow.service).where(ActionRow.state.in_(_LIVE)).distinct()
+_LIVE_DECISIONS = select(ActionRow.decision_id).where(ActionRow.state.in_(_LIVE))
 _SERVICE_ACTIVITY = select(
     func.coalesce(func.sum(case((ActionRow.state.in_(_LIVE), 1), else_=0)), 0),
     func.max(case((ActionRow.state.not_in([*_LIVE, ActionState.CANCELLED.value]),
@@ -757,6 +758,12 @@ class Store:
         with self._read() as s:
             row = s.execute(_ACTION_COUNTS, params).one()
         return int(row[0]), int(row[1]), int(row[2]), int(row[3])
+
+    def live_decisions(self) -> frozenset[str]:
+        """The decisions whose action is not terminal (a half-open breaker's trial is alive while
+        its decision is one of them)."""
+        with self._read() as s:
+            return frozenset(s.execute(_LIVE_DECISIONS).scalars())
 
     def busy_services(self) -> set[str]:
         """The services (targets) with an action that is not terminal."""

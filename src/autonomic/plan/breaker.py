@@ -29,6 +29,7 @@ class BreakerState(BaseModel):
     consecutive_failures: int = Field(default=0, ge=0)
     opened_at: float | None = None
     trial_in_flight: bool = False
+    trial_decision: str | None = None  # the decision whose action is the half-open breaker's trial
 
 
 def _iso(ts: float) -> str:
@@ -36,14 +37,14 @@ def _iso(ts: float) -> str:
 
 
 def breaker_allows(
-    s: BreakerState, now: float, open_s: float, *, trial_alive: bool = True
+    s: BreakerState, now: float, open_s: float, *, trial_alive: bool = True, trial: str | None = None
 ) -> tuple[bool, str, BreakerState]:
     """Whether an action may run now, why, and the state to keep if it does run.
 
     An open breaker whose ``open_s`` has passed becomes half-open and allows one trial
-    (the returned state has ``trial_in_flight`` set, so a second call denies).
-    ``trial_alive=False`` says no action is in flight at all, so a half-open breaker's trial
-    ended without a verdict and another trial is allowed."""
+    (the returned state has ``trial_in_flight`` set, and ``trial_decision`` = ``trial``, the
+    decision it is allowed for, so a second call denies). ``trial_alive=False`` says the trial's
+    action is no longer in flight: it ended without a verdict, and another trial is allowed."""
     if s.state == "closed":
         return True, f"closed ({s.consecutive_failures} consecutive failures)", s
     if s.state == "half_open":
@@ -52,12 +53,12 @@ def breaker_allows(
         why = "half-open: one trial action allowed"
         if s.trial_in_flight:
             why = "half-open: the last trial ended without a verdict; one trial action allowed"
-        return True, why, s.model_copy(update={"trial_in_flight": True})
+        return True, why, s.model_copy(update={"trial_in_flight": True, "trial_decision": trial})
     opened_at = s.opened_at if s.opened_at is not None else now
     remaining = opened_at + open_s - now
     if remaining <= 0:
-        trial = s.model_copy(update={"state": "half_open", "trial_in_flight": True})
-        return True, f"half-open after {open_s:.0f} s open: one trial action allowed", trial
+        half = s.model_copy(update={"state": "half_open", "trial_in_flight": True, "trial_decision": trial})
+        return True, f"half-open after {open_s:.0f} s open: one trial action allowed", half
     reason = (
         f"open since {_iso(opened_at)} after {s.consecutive_failures} consecutive failures, "
         f"half-open in {remaining:.0f} s"

@@ -142,6 +142,9 @@ class GateContext:
     priority: int = 0  # this plan's priority (from its pattern)
     competing_plans: tuple[Plan, ...] = ()  # other undecided or running plans for this target
     step_types: tuple[str, ...] = ()  # a multi-step action's steps' types (the first is action_type)
+    # decisions whose action has not finished: a half-open breaker's trial is alive while its
+    # decision is among them (None: not read; then any action in flight counts as the trial)
+    live_decisions: frozenset[str] | None = None
 
 
 Gate = Callable[[GateContext], GateResult]
@@ -273,16 +276,21 @@ def maintenance_window(ctx: GateContext) -> GateResult:
     return _fail(gate, f"{what}: only rollback-safe actions; pattern {ctx.diagnosis.pattern_id} is not")
 
 
-def _anything_in_flight(ctx: GateContext) -> bool:
-    """Whether any action (on this target or another) has not finished: a half-open breaker's
-    trial can only be in flight if one has."""
+def _trial_alive(ctx: GateContext, breaker: BreakerState) -> bool:
+    """Whether a half-open breaker's trial action is still in flight: its decision's action has
+    not finished. A breaker stored before trials were named (no ``trial_decision``), or a context
+    without ``live_decisions``: while any action (on this target or another) is in flight."""
+    if breaker.trial_decision is not None and ctx.live_decisions is not None:
+        return breaker.trial_decision in ctx.live_decisions
     return ctx.target_in_flight or ctx.in_flight_targets > 0
 
 
 def circuit_breaker(ctx: GateContext) -> GateResult:
-    open_s, alive = ctx.policy.breaker.open_s, _anything_in_flight(ctx)
-    type_ok, type_why, _ = breaker_allows(ctx.breaker_type, ctx.now, open_s, trial_alive=alive)
-    global_ok, global_why, _ = breaker_allows(ctx.breaker_global, ctx.now, open_s, trial_alive=alive)
+    open_s = ctx.policy.breaker.open_s
+    type_ok, type_why, _ = breaker_allows(ctx.breaker_type, ctx.now, open_s,
+                                          trial_alive=_trial_alive(ctx, ctx.breaker_type))
+    global_ok, global_why, _ = breaker_allows(ctx.breaker_global, ctx.now, open_s,
+                                              trial_alive=_trial_alive(ctx, ctx.breaker_global))
     type_part = f"{ctx.action_type} breaker {type_why}"
     global_part = f"global breaker {global_why}"
     if type_ok and global_ok:
@@ -421,12 +429,12 @@ def shadow_verdict(ctx: GateContext, verdict: Verdict, results: Sequence[GateRes
     return None
 
 
-def breakers_after_approval(ctx: GateContext) -> tuple[BreakerState, BreakerState]:
-    """The (type, global) breaker states to store once an APPROVED action is started: an open
-    breaker past its open time turns half-open with its one trial now in flight (as does a
-    half-open one whose last trial ended without a verdict)."""
-    open_s, alive = ctx.policy.breaker.open_s, _anything_in_flight(ctx)
-    return (
-        breaker_allows(ctx.breaker_type, ctx.now, open_s, trial_alive=alive)[2],
-        breaker_allows(ctx.breaker_global, ctx.now, open_s, trial_alive=alive)[2],
-    )
+def breakers_after_approval(ctx: GateContext, decision_id: str) -> tuple[BreakerState, BreakerState]:
+    """The (type, global) breaker states to store once the APPROVED decision ``decision_id`` is
+    started: an open breaker past its open time turns half-open with that decision's action as
+    its one trial in flight (as does a half-open one whose last trial ended without a verdict)."""
+    def after(b: BreakerState) -> BreakerState:
+        return breaker_allows(b, ctx.now, ctx.policy.breaker.open_s, trial_alive=_trial_alive(ctx, b),
+                              trial=decision_id)[2]
+
+    return after(ctx.breaker_type), after(ctx.breaker_global)
