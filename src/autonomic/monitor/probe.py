@@ -46,6 +46,10 @@ class HttpProbe:
     round trip, also for failures). Connection refused, timeouts and wrong statuses are
     readings, never exceptions. Redirects are not followed: a 30x is a wrong status unless
     it is the expected one.
+
+    ``timeout_s`` bounds the whole answer, body included: httpx's timeout bounds each read,
+    so a server trickling its body could otherwise pass after many times the timeout (and
+    hold up the collection that long). The body is read until the deadline, then given up.
     """
 
     def __init__(self, service: str, spec: HttpProbeSpec, client: httpx.Client | None = None) -> None:
@@ -56,13 +60,19 @@ class HttpProbe:
         self._client = client if client is not None else httpx.Client()
 
     def collect(self, now: float) -> Sequence[Sample]:
+        timeout = self.spec.timeout_s
         started = time.perf_counter()
         try:
-            response = self._client.get(self.spec.url, timeout=self.spec.timeout_s)
-            ok = response.status_code == self.spec.expect_status
+            with self._client.stream("GET", self.spec.url, timeout=timeout) as response:
+                ok = response.status_code == self.spec.expect_status
+                for _ in response.iter_bytes():
+                    if time.perf_counter() - started > timeout:
+                        break
         except httpx.HTTPError:
             ok = False
-        latency_ms = (time.perf_counter() - started) * 1000.0
+        elapsed = time.perf_counter() - started
+        ok = ok and elapsed <= timeout
+        latency_ms = elapsed * 1000.0
         return [
             Sample(self.service, "probe_ok", now, 1.0 if ok else 0.0),
             Sample(self.service, "probe_latency_ms", now, latency_ms),
