@@ -82,3 +82,36 @@ class HttpProbe:
         """Close the HTTP client if this probe created it."""
         if self._owns_client:
             self._client.close()
+
+
+class ProbeGroup:
+    """Source ``probe:<service>`` for a service with several probes: one ``probe_ok`` per
+    collection (1 only when every probe passed) and one ``probe_latency_ms`` (the slowest).
+
+    One sample per collection keeps ``down_after`` and ``sustain`` counting collections: with a
+    sample per probe, two probes failing once would be two failed samples in a row (down at
+    the first failure), and one probe failing for good would alternate with the other's
+    successes (never down, only an availability breach).
+    """
+
+    def __init__(self, service: str, probes: Sequence[HttpProbe]) -> None:
+        if not probes:
+            raise ValueError("a probe group needs at least one probe")
+        self.service = service
+        self.name = f"probe:{service}"
+        self.probes = list(probes)
+
+    def collect(self, now: float) -> Sequence[Sample]:
+        ok, latency = 1.0, 0.0
+        for probe in self.probes:
+            for sample in probe.collect(now):
+                if sample.metric == "probe_ok":
+                    ok = min(ok, sample.value)
+                elif sample.metric == "probe_latency_ms":
+                    latency = max(latency, sample.value)
+        return [Sample(self.service, "probe_ok", now, ok), Sample(self.service, "probe_latency_ms", now, latency)]
+
+    def close(self) -> None:
+        """Close the probes' HTTP clients that they created."""
+        for probe in self.probes:
+            probe.close()
