@@ -60,7 +60,7 @@ from autonomic.model import (
     new_id,
 )
 from autonomic.monitor.host import HostSource, ProcessSource
-from autonomic.monitor.probe import HttpProbe
+from autonomic.monitor.probe import HttpProbe, ProbeGroup
 from autonomic.monitor.prometheus import PrometheusScrape
 from autonomic.monitor.promquery import PromQuerySource, PromQuerySpec
 from autonomic.monitor.series import SeriesStore
@@ -281,7 +281,10 @@ class Engine:
         if self.supervisor.services():
             sources.append(ProcessSource(self.supervisor.pids, limits))
         for svc in self.config.services:
-            sources.extend(HttpProbe(svc.name, p) for p in svc.probes)
+            if len(svc.probes) == 1:
+                sources.append(HttpProbe(svc.name, svc.probes[0]))
+            elif svc.probes:  # one reading per collection, so down_after counts collections
+                sources.append(ProbeGroup(svc.name, [HttpProbe(svc.name, p) for p in svc.probes]))
             for m in svc.metrics:
                 sources.append(PromQuerySource(svc.name, m) if isinstance(m, PromQuerySpec)
                                else PrometheusScrape(svc.name, m))

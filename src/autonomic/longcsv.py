@@ -7,7 +7,9 @@ text in, arrays out.
 Rules for bad input: a missing column or a file with no usable row is a
 :class:`~autonomic.errors.ConfigError` naming the source (and the column); a row whose value is
 not a finite number, whose timestamp is neither epoch seconds nor ISO 8601 (naive = UTC), or
-whose service or metric is empty is skipped and counted; extra columns are ignored and listed;
+whose service or metric is empty is skipped and counted; an epoch number of 1e11 or more (in
+size) is milliseconds, Prometheus' unit (1e11 seconds would be the year 5138), and one beyond the
+calendar (years 1 to 9999) is a bad timestamp; extra columns are ignored and listed;
 each series is sorted by time (stable, so duplicate timestamps keep file order).
 """
 
@@ -46,14 +48,22 @@ def from_series(series: Series) -> LongCsv:
     return LongCsv(series=dict(series), services=frozenset(s for s, _ in series))
 
 
+_EPOCH_MS = 1e11  # an epoch number this large is milliseconds: as seconds it is the year 5138
+_EPOCH_FIRST, _EPOCH_LAST = -62_135_596_800.0, 253_402_300_799.0  # 0001-01-01, 9999-12-31T23:59:59 (UTC)
+
+
 def parse_timestamp(text: str) -> float | None:
-    """Epoch seconds, or ISO 8601 (naive means UTC); None when it is neither."""
+    """Epoch seconds (milliseconds from 1e11 on), or ISO 8601 (naive means UTC); None when it is
+    neither, or outside the calendar (years 1 to 9999)."""
     text = text.strip()
     try:
         v = float(text)
-        return v if math.isfinite(v) else None
     except ValueError:
         pass
+    else:
+        if abs(v) >= _EPOCH_MS:
+            v /= 1000.0
+        return v if _EPOCH_FIRST <= v <= _EPOCH_LAST else None
     try:
         dt = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:

@@ -356,3 +356,28 @@ def test_ongoing_counts_only_a_departure_still_held_at_the_end_of_the_window() -
     live = by_name(rank([("web", "api")], window, baseline, target="web", params=RcaParams(ongoing=True)))
     assert live["web"]["role"] == "root_cause" and live["web"]["onset"] == T0 + 50
     assert live["api"]["role"] != "root_cause" and not live["api"]["anomalous"]
+
+
+def test_epoch_milliseconds_are_read_as_milliseconds_and_rank_like_seconds() -> None:
+    """A recording in Prometheus' unit (epoch ms) ranks as the same one in seconds: leads of
+    seconds, not thousands of them, and no crash naming the year 55,000."""
+    win, base = make_csvs(np.random.default_rng(3), ["api", "web"], {"api": (10, 20.0), "web": (15, 20.0)})
+
+    def in_ms(text: str) -> str:
+        head, *rows = text.strip().split("\n")
+        return "\n".join([head, *(f"{int(round(float(r.split(',', 1)[0]) * 1000))},{r.split(',', 1)[1]}"
+                                  for r in rows)]) + "\n"
+
+    edges = [("web", "api")]
+    seconds = rank(edges, parse_long_csv(win, "M.csv"), parse_long_csv(base, "B.csv"))
+    millis = rank(edges, parse_long_csv(in_ms(win), "M.csv"), parse_long_csv(in_ms(base), "B.csv"))
+    assert millis.root_causes == seconds.root_causes == ["api"]
+    assert [(r.service, r.onset, r.evidence) for r in millis.ranking] == \
+        [(r.service, r.onset, r.evidence) for r in seconds.ranking]
+    one = parse_long_csv("timestamp,service,metric,value\n1704103200000,a,m,1\n", "M.csv")
+    assert one.series[("a", "m")][0][0] == T0
+
+
+def test_timestamps_beyond_any_calendar_are_skipped_as_bad_timestamps() -> None:
+    parsed = parse_long_csv("timestamp,service,metric,value\n1e300,a,m,1\n-1e300,a,m,1\n5,a,m,2\n", "M.csv")
+    assert parsed.skipped_timestamps == 2 and list(parsed.series[("a", "m")][0]) == [5.0]

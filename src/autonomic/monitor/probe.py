@@ -46,6 +46,10 @@ class HttpProbe:
     round trip, also for failures). Connection refused, timeouts and wrong statuses are
     readings, never exceptions. Redirects are not followed: a 30x is a wrong status unless
     it is the expected one.
+
+    ``timeout_s`` bounds the whole answer, body included: httpx's timeout bounds each read,
+    so a server trickling its body could otherwise pass after many times the timeout (and
+    hold up the collection that long). The body is read until the deadline, then given up.
     """
 
     def __init__(self, service: str, spec: HttpProbeSpec, client: httpx.Client | None = None) -> None:
@@ -56,13 +60,19 @@ class HttpProbe:
         self._client = client if client is not None else httpx.Client()
 
     def collect(self, now: float) -> Sequence[Sample]:
+        timeout = self.spec.timeout_s
         started = time.perf_counter()
         try:
-            response = self._client.get(self.spec.url, timeout=self.spec.timeout_s)
-            ok = response.status_code == self.spec.expect_status
+            with self._client.stream("GET", self.spec.url, timeout=timeout) as response:
+                ok = response.status_code == self.spec.expect_status
+                for _ in response.iter_bytes():
+                    if time.perf_counter() - started > timeout:
+                        break
         except httpx.HTTPError:
             ok = False
-        latency_ms = (time.perf_counter() - started) * 1000.0
+        elapsed = time.perf_counter() - started
+        ok = ok and elapsed <= timeout
+        latency_ms = elapsed * 1000.0
         return [
             Sample(self.service, "probe_ok", now, 1.0 if ok else 0.0),
             Sample(self.service, "probe_latency_ms", now, latency_ms),
@@ -72,3 +82,36 @@ class HttpProbe:
         """Close the HTTP client if this probe created it."""
         if self._owns_client:
             self._client.close()
+
+
+class ProbeGroup:
+    """Source ``probe:<service>`` for a service with several probes: one ``probe_ok`` per
+    collection (1 only when every probe passed) and one ``probe_latency_ms`` (the slowest).
+
+    One sample per collection keeps ``down_after`` and ``sustain`` counting collections: with a
+    sample per probe, two probes failing once would be two failed samples in a row (down at
+    the first failure), and one probe failing for good would alternate with the other's
+    successes (never down, only an availability breach).
+    """
+
+    def __init__(self, service: str, probes: Sequence[HttpProbe]) -> None:
+        if not probes:
+            raise ValueError("a probe group needs at least one probe")
+        self.service = service
+        self.name = f"probe:{service}"
+        self.probes = list(probes)
+
+    def collect(self, now: float) -> Sequence[Sample]:
+        ok, latency = 1.0, 0.0
+        for probe in self.probes:
+            for sample in probe.collect(now):
+                if sample.metric == "probe_ok":
+                    ok = min(ok, sample.value)
+                elif sample.metric == "probe_latency_ms":
+                    latency = max(latency, sample.value)
+        return [Sample(self.service, "probe_ok", now, ok), Sample(self.service, "probe_latency_ms", now, latency)]
+
+    def close(self) -> None:
+        """Close the probes' HTTP clients that they created."""
+        for probe in self.probes:
+            probe.close()

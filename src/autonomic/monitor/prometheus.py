@@ -24,7 +24,8 @@ class PrometheusSpec(BaseModel):
     ``rename`` maps an exposed sample key to our metric name (``demo_error_rate`` ->
     ``error_rate``). A labelled sample's key is ``name{k="v",...}`` with labels sorted by
     name. When ``rename`` is non-empty only the keys it names are kept; when it is empty every
-    unlabelled sample is kept under its own name (labelled ones are dropped).
+    unlabelled sample is kept under its own name (labelled ones are dropped). Each metric may be
+    named once: two keys onto one metric would interleave two series into one.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -38,6 +39,17 @@ class PrometheusSpec(BaseModel):
     @classmethod
     def _url_is_http(cls, v: str) -> str:
         return check_http_url(v)
+
+    @field_validator("rename")
+    @classmethod
+    def _one_key_per_metric(cls, v: dict[str, str]) -> dict[str, str]:
+        seen: dict[str, str] = {}
+        for key, metric in v.items():
+            if metric in seen:
+                raise ValueError(f"{seen[metric]!r} and {key!r} are both renamed to {metric!r}; "
+                                 "a metric takes one series")
+            seen[metric] = key
+        return v
 
 
 def sample_key(name: str, labels: dict[str, str]) -> str:
@@ -58,7 +70,8 @@ class PrometheusScrape:
     Raises ``SourceError`` naming the URL (credentials in it shown as ``***``) for a
     connection failure, a timeout, a non-200 answer, or a body that is not Prometheus text
     (quoting at most 200 characters of the offending payload).
-    Non-finite values (NaN, +-Inf) are dropped.
+    Non-finite values (NaN, +-Inf) are dropped. A series the payload repeats gives one sample,
+    its first (as Prometheus keeps), so ``sustain`` and ``down_after`` count scrapes.
     """
 
     def __init__(self, service: str, spec: PrometheusSpec, client: httpx.Client | None = None) -> None:
@@ -93,6 +106,7 @@ class PrometheusScrape:
             raise SourceError(f"{url}: not Prometheus text ({type(exc).__name__}: {detail})") from None
         rename = self.spec.rename
         samples: list[Sample] = []
+        taken: set[str] = set()
         for family in families:
             for s in family.samples:
                 value = float(s.value)
@@ -107,6 +121,9 @@ class PrometheusScrape:
                     continue
                 else:
                     metric = key
+                if metric in taken:
+                    continue
+                taken.add(metric)
                 samples.append(Sample(self.service, metric, now, value))
         return samples
 

@@ -1,7 +1,7 @@
 """Source ``replay``: recorded samples played back in time order (shadow runs, tests).
 
 :meth:`ReplaySource.from_csv` reads the long CSV ``timestamp,service,metric,value`` (the format
-``autonomic rca`` reads: epoch seconds or ISO 8601 timestamps; rows whose value is not a finite
+``autonomic rca`` reads: epoch seconds (or milliseconds) or ISO 8601 timestamps; rows whose value is not a finite
 number are skipped and counted). Each ``collect(now)`` returns the samples with ``ts <= now``
 not given out yet.
 """
