@@ -346,11 +346,12 @@ def _answer(incident: str, verdict: str, comment: str, actor: str | None, config
     inc = store.get(Incident, inc_id)
     if inc is None or inc.state != IncidentState.AWAITING_APPROVAL:
         state = inc.state.value if inc else "unknown"
-        raise _fail(f"incident {incident} is not awaiting approval (it is {state})")
+        raise _fail(f"incident {inc_id[:8]} is not awaiting approval (it is {state})")
     who = _actor(actor)
     store.set_state(approval_key(inc_id), {"verdict": verdict, "actor": who, "comment": comment, "ts": time.time()},
                     actor=who, event=f"approval.{verdict}", data={"incident": inc_id, "comment": comment})
-    print(f"{verdict}d incident {inc_id[:8]} ({inc.headline}); the engine acts on its next tick")
+    done = "approved" if verdict == "approve" else "denied"
+    print(f"{done} incident {inc_id[:8]} ({inc.headline}); the engine acts on its next tick")
 
 
 @app.command()

@@ -315,6 +315,13 @@ def test_deny_defaults_the_actor_to_this_user(cfg: Path, store: Store) -> None:
     assert answer is not None and answer["verdict"] == "deny" and answer["actor"].startswith("person:")
 
 
+def test_approve_and_deny_say_what_they_did_in_plain_words(cfg: Path, store: Store) -> None:
+    yes = _incident(store, "5555aaaa", IncidentState.AWAITING_APPROVAL, cause="cpu")
+    no = _incident(store, "6666bbbb", IncidentState.AWAITING_APPROVAL, cause="disk")
+    assert cli("approve", yes.id[:8], "-c", cfg).stdout.startswith("approved incident 5555aaaa ")
+    assert cli("deny", no.id[:8], "-c", cfg).stdout.startswith("denied incident 6666bbbb ")
+
+
 def test_approve_refuses_an_incident_not_awaiting_approval_and_an_unknown_id(cfg: Path, store: Store) -> None:
     done = _incident(store, "3333cccc", IncidentState.RESOLVED, closed=True)
     result = cli("approve", done.id[:8], "-c", cfg)
