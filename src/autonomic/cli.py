@@ -95,10 +95,12 @@ def _actor(actor: str | None) -> str:
 
 
 def _resolve(store: Any, model: Any, ident: str) -> str:
+    """The full id ``ident`` is a prefix of; exit 2 with the store's message (its quotes kept)
+    when none or several match."""
     try:
         return str(store.resolve_id(model, ident))
-    except KeyError as exc:
-        raise _fail(str(exc).strip("'\"")) from None
+    except KeyError as exc:  # IdLookupError: str() is already the plain message
+        raise _fail(str(exc)) from None
 
 
 def _setup_logging(level: str) -> None:

@@ -235,6 +235,11 @@ def test_unknown_service_and_incident_are_404(env: Env) -> None:
     assert env.client.get("/api/v1/incidents/ab", headers=h).status_code == 404  # prefix too short
 
 
+def test_an_unknown_incident_prefix_is_quoted_whole_in_the_404(env: Env) -> None:
+    r = env.client.get("/api/v1/incidents/ffffffffffff", headers=env.auth("viewer"))
+    assert r.json()["detail"] == "no incident has an id starting with 'ffffffffffff'"
+
+
 def test_incident_list_shows_open_ones_by_default_all_on_request_and_filters_by_state(env: Env) -> None:
     h = env.auth("viewer")
     ids = lambda r: {i["id"] for i in r.json()}  # noqa: E731

@@ -322,6 +322,15 @@ def test_approve_and_deny_say_what_they_did_in_plain_words(cfg: Path, store: Sto
     assert cli("deny", no.id[:8], "-c", cfg).stdout.startswith("denied incident 6666bbbb ")
 
 
+def test_an_unknown_or_finished_incident_is_named_whole_and_quoted(cfg: Path, store: Store) -> None:
+    done = _incident(store, "7777cccc", IncidentState.RESOLVED, closed=True)
+    assert "incident 7777cccc is not awaiting approval" in cli("approve", "7777", "-c", cfg).stderr
+    unknown = cli("explain", "9999ffff", "-c", cfg)
+    assert unknown.exit_code == 2
+    assert unknown.stderr.strip() == "autonomic: no incident has an id starting with '9999ffff'"
+    assert done.id
+
+
 def test_approve_refuses_an_incident_not_awaiting_approval_and_an_unknown_id(cfg: Path, store: Store) -> None:
     done = _incident(store, "3333cccc", IncidentState.RESOLVED, closed=True)
     result = cli("approve", done.id[:8], "-c", cfg)

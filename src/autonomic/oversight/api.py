@@ -365,7 +365,7 @@ def _resolve_incident(ctx: ApiContext, ident: str) -> str:
     try:
         return ctx.store.resolve_id(Incident, ident)
     except KeyError as exc:
-        raise HTTPException(404, str(exc).strip("'\"")) from None
+        raise HTTPException(404, str(exc)) from None  # IdLookupError: str() is the plain message
 
 
 def _check_service(ctx: ApiContext, service: str | None) -> None:
