@@ -187,6 +187,13 @@ def test_test_missing_incident_file_exits_2(config: Path, tmp_path: Path) -> Non
     assert out.exit_code == 2 and "none.json: cannot read" in out.output
 
 
+def test_test_binary_incident_file_exits_2_naming_it(config: Path, tmp_path: Path) -> None:
+    binary = tmp_path / "incident.json"
+    binary.write_bytes(b"\xff\xfe\x00{")
+    out = run("test", "pool-exhaustion-raise", "-i", str(binary), "-c", str(config))
+    assert out.exit_code == 2 and "incident.json: cannot read" in out.output, out.output
+
+
 def test_bad_config_exits_2_with_the_problem(tmp_path: Path) -> None:
     cfg = tmp_path / "bad.yaml"
     cfg.write_text("policy: {autonomy: sometimes}\n")

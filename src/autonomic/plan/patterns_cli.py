@@ -155,6 +155,8 @@ def _read_incident(path: Path) -> IncidentFile:
         text = path.read_text(encoding="utf-8")
     except OSError as e:
         raise _exit(f"{path}: cannot read: {e.strerror or e}") from None
+    except UnicodeDecodeError as e:  # not text: exit 2 naming the file, never a traceback
+        raise _exit(f"{path}: cannot read: {e}") from None
     try:
         raw = json.loads(text)
     except json.JSONDecodeError as e:
