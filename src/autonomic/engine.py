@@ -182,7 +182,8 @@ class Engine:
         shadow_only: bool = False,
     ) -> None:
         """Everything is built from ``config``; tests may hand in their own clock, store,
-        notifiers, sources (say, a ReplaySource) and detectors.
+        notifiers, sources (say, a ReplaySource) and detectors. A ``state_dir`` that cannot be
+        created, or a store that cannot be opened, raises StoreError naming it.
 
         ``shadow_only`` (``autonomic replay``): every decision is taken in shadow mode whatever
         the policy says, no supervised service is started, and a pattern's remedy is considered
@@ -194,7 +195,10 @@ class Engine:
         self.clock: Clock = clock or SystemClock()
         self.engine_spec = config.engine
         self.metrics: Any = metrics if metrics is not None else NullMetrics()
-        config.state_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            config.state_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:  # raised as the store's: by default the store lives there
+            raise StoreError(f"engine.state_dir: cannot create {config.state_dir}: {exc.strerror or exc}") from exc
         self.store = store or Store(config.database_url)
         self.series = SeriesStore()
         self.supervisor = Supervisor(config.state_dir / "run")

@@ -172,6 +172,21 @@ def test_a_database_that_cannot_be_reached_is_named_without_its_password_or_a_tr
     assert "hunter2" not in result.output and "Traceback" not in result.output
 
 
+@pytest.mark.parametrize("command", [["run"], ["status"], ["incidents"], ["token", "list"], ["report", "daily"]])
+def test_a_state_dir_that_cannot_be_created_is_named_without_a_traceback(command: list[str], tmp_path: Path) -> None:
+    in_the_way = _write(tmp_path / "a-file", "")
+    config = _write(tmp_path / "autonomic.yaml",
+                    f"engine: {{state_dir: {in_the_way / 'state'}, host_metrics: false}}\n")
+
+    result = cli(*command, "-c", config)
+
+    assert result.exit_code == 1, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+    assert f"cannot create {in_the_way / 'state'}" in result.stderr or \
+        f"cannot create its folder {in_the_way / 'state'}" in result.stderr, result.stderr
+    assert "Not a directory" in result.stderr
+
+
 def test_the_engine_runs_on_postgresql_and_its_log_shows_the_url_without_the_password(
         tmp_path: Path, postgres_url: str) -> None:
     """``autonomic run`` over a PostgreSQL store: it starts, logs where its store is with the
