@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import re
 import time
 import warnings
 from collections.abc import Iterator
@@ -129,6 +130,23 @@ def test_healthz_and_metrics_need_no_token(env: Env) -> None:
     r = env.client.get("/metrics")
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain")
     assert "autonomic_findings_total" in r.text and "autonomic_loop_seconds" in r.text
+
+
+def test_every_route_the_readme_does_not_name_as_open_answers_401_without_a_token(env: Env) -> None:
+    """README: "Every route but `/healthz`, ... needs a token"; the rest are checked one by one."""
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    listed = re.search(r"Every route but (.+?) needs a token", readme, re.S)
+    assert listed is not None
+    named = set(re.findall(r"`([^`]+)`", listed.group(1)))
+    routes = env.client.get("/openapi.json").json()["paths"]
+    open_ones = []
+    for path, methods in routes.items():
+        for method in methods:
+            r = env.client.request(method.upper(), path.format(incident_id=env.waiting_id, name="web"), json={})
+            if r.status_code != 401:
+                open_ones.append(f"{method.upper()} {path}")
+    assert open_ones and all(route in named or route.split(" ", 1)[1] in named for route in open_ones), \
+        (open_ones, named)
 
 
 def test_metrics_show_pauses_set_elsewhere_and_request_latency(env: Env) -> None:
