@@ -173,6 +173,10 @@ def run(
     log.info("autonomic engine stopped cleanly")
 
 
+# the most ticks `autonomic replay` plays (a few minutes at about 1.5 ms a tick): a week at 1 s
+MAX_REPLAY_TICKS = 1_000_000
+
+
 @app.command()
 def replay(
     file: Annotated[Path, typer.Argument(help="recorded metrics: CSV timestamp,service,metric,value")],
@@ -181,7 +185,8 @@ def replay(
     as_json: JsonOpt = False,
 ) -> None:
     """Shadow mode over recorded metrics: the findings, incidents and decisions the engine would
-    have made (and what it would have done), with nothing executed."""
+    have made (and what it would have done), with nothing executed. A recording that would take
+    more than MAX_REPLAY_TICKS ticks at the interval is refused (exit 2), not played for hours."""
     import tempfile
 
     from autonomic.monitor.replay import ReplaySource
@@ -202,6 +207,12 @@ def replay(
             for p in err.problems:
                 print(str(p), file=sys.stderr)
             raise typer.Exit(2) from None
+        step = interval or cfg.engine.interval_s
+        ticks = (source.last_ts - source.first_ts) / step
+        if ticks > MAX_REPLAY_TICKS:  # a stray timestamp (milliseconds, a 0) would replay for days
+            raise _fail(f"{file}: its timestamps span {source.last_ts - source.first_ts:.0f} s ({source.first_ts:.0f} "
+                        f"to {source.last_ts:.0f}): at {step:g} s a tick that is {ticks:.3g} ticks, more than "
+                        f"{MAX_REPLAY_TICKS:,}; check the timestamps (Unix seconds) or give a larger --interval")
         summary = run_replay(source, cfg, interval)
     if as_json:
         print(json.dumps(summary))

@@ -111,3 +111,15 @@ def test_replay_bad_input_names_the_file_and_column(tmp_path: Path) -> None:
     assert code == 2 and "empty.csv" in err and "no usable rows" in err
     code, _, err = _run("replay", bad, "--interval", "0")
     assert code == 2 and "--interval" in err
+
+
+def test_replay_refuses_a_recording_too_long_for_its_interval_instead_of_running_for_days(tmp_path: Path) -> None:
+    stray = tmp_path / "stray.csv"  # one row stamped in milliseconds among rows in seconds
+    stray.write_text("timestamp,service,metric,value\n1700000000,web,up,1\n1700000005,web,up,1\n"
+                     "1700000010000,web,up,1\n")
+    code, _, err = _run("replay", stray)
+    assert code == 2 and "stray.csv" in err and "Unix seconds" in err and "--interval" in err
+    short = tmp_path / "short.csv"
+    short.write_text("timestamp,service,metric,value\n1700000000,web,up,1\n1700000060,web,up,1\n")
+    code, _, err = _run("replay", short, "--interval", "1e-9")
+    assert code == 2 and "--interval" in err
