@@ -155,6 +155,15 @@ class AutonomicSpec(_Spec):
     reports: list[ReportSchedule] = Field(default_factory=list)  # scheduled delivery through the notifiers
     api: ApiSpec = Field(default_factory=ApiSpec)  # REST API and dashboard; 127.0.0.1 unless configured
 
+    @model_validator(mode="before")
+    @classmethod
+    def _empty_sections_are_defaults(cls, data: Any) -> Any:
+        """A section left empty (``engine:`` with every key under it commented out, as in the
+        README's outline) means its defaults, as if it were not there."""
+        if isinstance(data, dict):
+            return {k: v for k, v in data.items() if v is not None}
+        return data
+
     @model_validator(mode="after")
     def _unique_services(self) -> AutonomicSpec:
         names = [s.name for s in self.services]
