@@ -164,17 +164,20 @@ class AutonomicSpec(_Spec):
             return {k: v for k, v in data.items() if v is not None}
         return data
 
-    @model_validator(mode="after")
-    def _unique_services(self) -> AutonomicSpec:
-        names = [s.name for s in self.services]
+    @field_validator("services")
+    @classmethod
+    def _unique_services(cls, services: list[ServiceSpec]) -> list[ServiceSpec]:
+        """Service names are unique and ``depends_on`` names only services of this file; a
+        problem is reported under ``services`` (with its line), naming the service."""
+        names = [s.name for s in services]
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise ValueError(f"service names must be unique: {', '.join(dupes)}")
-        for svc in self.services:
+        for svc in services:
             unknown = [d for d in svc.depends_on if d not in names]
             if unknown:
                 raise ValueError(f"service {svc.name!r} depends on unknown {', '.join(unknown)}")
-        return self
+        return services
 
 
 @dataclass(frozen=True)

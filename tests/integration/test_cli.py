@@ -151,6 +151,18 @@ def test_check_accepts_the_minimal_example() -> None:
     assert "ok (1 services" in result.stdout
 
 
+@pytest.mark.parametrize(("services", "message"), [
+    ("  - name: web\n    depends_on: [nope]\n", "services: Value error, service 'web' depends on unknown nope"),
+    ("  - name: web\n  - name: web\n", "services: Value error, service names must be unique: web"),
+])
+def test_check_names_services_and_its_line_for_an_unknown_dependency_or_a_repeated_name(
+        tmp_path: Path, services: str, message: str) -> None:
+    config = _write(tmp_path / "autonomic.yaml", "engine: {host_metrics: false}\n\nservices:\n" + services)
+    result = cli("check", "-c", config)
+    assert result.exit_code == 2
+    assert result.stderr.strip() == f"{config}:3: {message}"
+
+
 def test_run_rejects_an_unknown_log_level() -> None:
     result = cli("run", "--log-level", "nonsense")
     assert result.exit_code == 2
