@@ -268,14 +268,30 @@ def check(
     print(f"{config}: ok ({len(cfg.services)} services, {len(cfg.patterns)} patterns)")
 
 
+# beyond three ticks, how long `autonomic status` waits for the engine's health before calling it stale
+STATUS_GRACE_S = 10.0
+
+
+def _read_status(path: Path) -> dict[str, Any]:
+    """The engine's last health snapshot (state_dir/status.json); {} when there is none, or it
+    cannot be read (a partial file after a full disk), saying so on stderr."""
+    if not path.exists():
+        return {}
+    try:
+        live = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        print(f"autonomic: {path}: cannot read the engine's health ({exc}); showing the store only", file=sys.stderr)
+        return {}
+    return live if isinstance(live, dict) else {}
+
+
 @app.command()
 def status(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
     """Services' health, open incidents, pauses, breakers and (leader election) the leader."""
     from autonomic.knowledge.lease import ENGINE_LEASE
 
     cfg, store = _store(config)
-    live_path = cfg.state_dir / "status.json"
-    live = json.loads(live_path.read_text()) if live_path.exists() else {}
+    live = _read_status(cfg.state_dir / "status.json")
     open_incidents = store.incidents(unclosed=True, limit=1000)
     pauses = store.states("pause:")
     breakers = store.states("breaker:")
@@ -292,7 +308,11 @@ def status(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
                       if lease.holder else f"leader: none (released at {renewed}; epoch {lease.epoch})")
     if live:
         age = time.time() - live.get("ts", 0)
+        stale_after = 3 * cfg.engine.interval_s + STATUS_GRACE_S  # written every other tick
         table = Table(title=f"health (engine pid {live.get('pid')}, {age:.0f} s ago)")
+        if age > stale_after:
+            console.print(f"[bold red]STALE[/] health: the engine (pid {live.get('pid')}) last wrote it {age:.0f} s "
+                          f"ago, more than {stale_after:.0f} s: it is not running here, or is stuck")
         table.add_column("service")
         table.add_column("state")
         table.add_column("why")

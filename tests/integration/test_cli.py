@@ -254,6 +254,30 @@ def test_status_names_the_replica_that_leads_and_a_released_lease(cfg: Path, sto
     assert "leader: none (released at" in cli("status", "-c", cfg).stdout
 
 
+def _status_json(tmp_path: Path, text: str) -> None:
+    (tmp_path / "state").mkdir(exist_ok=True)
+    (tmp_path / "state" / "status.json").write_text(text)
+
+
+def test_status_says_when_the_engines_health_is_stale(cfg: Path, store: Store, tmp_path: Path) -> None:
+    health = {"web": {"state": "HEALTHY", "reasons": []}}
+    _status_json(tmp_path, json.dumps({"ts": time.time(), "pid": 4242, "health": health}))
+    assert "STALE" not in cli("status", "-c", cfg).stdout
+    _status_json(tmp_path, json.dumps({"ts": time.time() - 600, "pid": 4242, "health": health}))
+    shown = cli("status", "-c", cfg).stdout
+    assert "STALE health: the engine (pid 4242) last wrote it 600 s ago" in shown, shown
+
+
+@pytest.mark.parametrize("text", ["", "garbage", "[1, 2]"])
+def test_status_shows_the_store_when_the_engines_health_file_is_unreadable(
+        cfg: Path, store: Store, tmp_path: Path, text: str) -> None:
+    _status_json(tmp_path, text)
+    for args in (["status"], ["status", "--json"]):
+        result = cli(*args, "-c", cfg)
+        assert result.exit_code == 0, result.output
+        assert result.exception is None or isinstance(result.exception, SystemExit)
+
+
 def test_pause_shows_in_status_resume_lifts_it_and_both_are_audited(cfg: Path) -> None:
     assert cli("pause", "-r", "maintenance", "--actor", "person:ops", "-c", cfg).exit_code == 0
     assert cli("pause", "-r", "db migration", "--service", "web", "-c", cfg).exit_code == 0
