@@ -137,6 +137,10 @@ def run(
         engine = Engine(cfg, metrics=metrics)
     except StoreError as exc:  # the store cannot be opened: names the URL, password hidden
         raise _fail(str(exc), 1) from None
+    except ConfigError as err:  # what the file names but the host lacks (a notifier's *_env unset)
+        for p in err.problems:
+            print(str(p), file=sys.stderr)
+        raise typer.Exit(2) from None
     stop = threading.Event()
     if cfg.spec.api.enabled:
         try:

@@ -267,7 +267,7 @@ class Engine:
     # --- construction ----------------------------------------------------------------------
 
     def _build_notifiers(self) -> Dispatcher:
-        return build_dispatcher(self.config.spec.notifiers, self.config.base_dir,
+        return build_dispatcher(self.config.spec.notifiers, self.config.base_dir, source=self.config.source,
                                 on_failure=lambda name: self.metrics.notifier_failure(name))
 
     def _build_sources(self) -> list[Source]:

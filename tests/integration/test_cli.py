@@ -163,6 +163,20 @@ def test_check_names_services_and_its_line_for_an_unknown_dependency_or_a_repeat
     assert result.stderr.strip() == f"{config}:3: {message}"
 
 
+def test_run_names_a_notifiers_unset_secret_variable_without_a_traceback(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("AUTONOMIC_TEST_HOOK_SECRET", raising=False)
+    config = _write(tmp_path / "autonomic.yaml",
+                    f"engine: {{state_dir: {tmp_path / 'state'}, host_metrics: false}}\n"
+                    "api: {enabled: false}\n"
+                    "notifiers:\n  - {type: console}\n"
+                    "  - {type: webhook, url: 'http://127.0.0.1:9/', secret_env: AUTONOMIC_TEST_HOOK_SECRET}\n")
+    result = cli("run", "-c", config)
+    assert result.exit_code == 2, result.output
+    assert result.stderr.strip() == (f"{config}: notifiers[1].secret_env: "
+                                     "environment variable AUTONOMIC_TEST_HOOK_SECRET is not set")
+
+
 def test_run_rejects_an_unknown_log_level() -> None:
     result = cli("run", "--log-level", "nonsense")
     assert result.exit_code == 2
