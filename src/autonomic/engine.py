@@ -300,7 +300,8 @@ class Engine:
             # a paused service is not started: a person may have stopped it on purpose
             held = self.supervisor.adopt_or_start_all(hold=lambda svc: paused_reason(self.store, svc))
             for service, how in held.items():
-                (log.warning if how.startswith("held") else log.info)("service %s: %s", service, how)
+                # held or failed to start (a command not found): worth a person's eye, not INFO
+                (log.warning if how.startswith(("held", "error")) else log.info)("service %s: %s", service, how)
         for inc in self.store.incidents(unclosed=True, limit=None):
             self._incidents.setdefault(inc.id, inc)
             self._unclosed_on.setdefault(inc.service, set()).add(inc.id)
