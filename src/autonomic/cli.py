@@ -16,6 +16,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from autonomic.errors import ConfigError, StoreError
 
@@ -54,9 +55,11 @@ PIPE_WIDTH = 200
 
 
 def _console() -> Console:
-    """Rich output on stdout: the terminal's width, or :data:`PIPE_WIDTH` when stdout is not one."""
+    """Rich output on stdout: the terminal's width, or :data:`PIPE_WIDTH` when stdout is not one.
+    Markup and emoji codes are off: what is printed includes text people and alerts wrote (a
+    pause reason, an incident summary), shown as written; styles are given as :class:`Text`."""
     wide = not sys.stdout.isatty() and "COLUMNS" not in os.environ
-    return Console(stderr=False, highlight=False, width=PIPE_WIDTH if wide else None)
+    return Console(stderr=False, highlight=False, markup=False, emoji=False, width=PIPE_WIDTH if wide else None)
 
 
 def _fail(message: str, code: int = 2) -> typer.Exit:
@@ -315,8 +318,9 @@ def status(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
         stale_after = 3 * cfg.engine.interval_s + STATUS_GRACE_S  # written every other tick
         table = Table(title=f"health (engine pid {live.get('pid')}, {age:.0f} s ago)")
         if age > stale_after:
-            console.print(f"[bold red]STALE[/] health: the engine (pid {live.get('pid')}) last wrote it {age:.0f} s "
-                          f"ago, more than {stale_after:.0f} s: it is not running here, or is stuck")
+            console.print(Text.assemble(("STALE", "bold red"), f" health: the engine (pid {live.get('pid')}) last "
+                                        f"wrote it {age:.0f} s ago, more than {stale_after:.0f} s: it is not "
+                                        "running here, or is stuck"))
         table.add_column("service")
         table.add_column("state")
         table.add_column("why")
@@ -326,8 +330,8 @@ def status(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
     else:
         console.print("no live health: the engine has not run here (autonomic run)")
     for key, value in pauses.items():
-        console.print(f"[bold red]PAUSED[/] {key.split(':', 1)[1]}: {value.get('reason', '')} "
-                      f"(by {value.get('actor', '?')})")
+        console.print(Text.assemble(("PAUSED", "bold red"), f" {key.split(':', 1)[1]}: {value.get('reason', '')} "
+                                    f"(by {value.get('actor', '?')})"))
     for key, value in breakers.items():
         if value.get("state") != "closed":
             console.print(f"breaker {key.split(':', 1)[1]}: {value.get('state')}")

@@ -292,6 +292,20 @@ def test_status_shows_the_store_when_the_engines_health_file_is_unreadable(
         assert result.exception is None or isinstance(result.exception, SystemExit)
 
 
+def test_status_and_incidents_show_what_people_and_alerts_wrote_as_written(cfg: Path, store: Store) -> None:
+    """A pause reason or an incident summary with rich markup in it ("[/x]", "[bold]") is text,
+    not markup: it neither stops the command with a MarkupError nor restyles the output."""
+    inc = _incident(store, "8888dddd", IncidentState.OPEN)
+    store.record(inc.model_copy(update={"summary": "errors [/x] up, :smile: [bold]now[/bold]"}),
+                 actor="engine", event="incident.updated", subject=inc.id)
+    assert cli("pause", "-r", "deploy [/oops] freeze", "--actor", "person:[red]ops[/red]", "-c", cfg).exit_code == 0
+    for args in (["status"], ["incidents"]):
+        result = cli(*args, "-c", cfg)
+        assert result.exit_code == 0, result.output
+        assert "errors [/x] up, :smile: [bold]now[/bold]" in result.stdout
+    assert "PAUSED global: deploy [/oops] freeze (by person:[red]ops[/red])" in cli("status", "-c", cfg).stdout
+
+
 def test_pause_shows_in_status_resume_lifts_it_and_both_are_audited(cfg: Path) -> None:
     assert cli("pause", "-r", "maintenance", "--actor", "person:ops", "-c", cfg).exit_code == 0
     assert cli("pause", "-r", "db migration", "--service", "web", "-c", cfg).exit_code == 0
