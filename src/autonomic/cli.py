@@ -19,6 +19,7 @@ from rich.table import Table
 from rich.text import Text
 
 from autonomic.errors import ConfigError, StoreError
+from autonomic.printable import printable
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="autonomic: services that heal themselves, safely.")
@@ -57,7 +58,8 @@ PIPE_WIDTH = 200
 def _console() -> Console:
     """Rich output on stdout: the terminal's width, or :data:`PIPE_WIDTH` when stdout is not one.
     Markup and emoji codes are off: what is printed includes text people and alerts wrote (a
-    pause reason, an incident summary), shown as written; styles are given as :class:`Text`."""
+    pause reason, an incident summary), shown as written; styles are given as :class:`Text`.
+    Such text goes through :func:`printable` (control characters shown as ``\\xNN``)."""
     wide = not sys.stdout.isatty() and "COLUMNS" not in os.environ
     return Console(stderr=False, highlight=False, markup=False, emoji=False, width=PIPE_WIDTH if wide else None)
 
@@ -231,8 +233,9 @@ def replay(
     table = Table("incident", "service", "cause", "would have", "action", "held back by")
     for d in summary["decisions"]:
         action = d["action"]
-        table.add_row(d["incident"][:8], d["service"], d["cause"], d["would_have"] or "-",
-                      f"{action['type']} {action['params']}" if action else "-", "; ".join(d["held_back_by"]) or "-")
+        table.add_row(d["incident"][:8], printable(d["service"]), printable(d["cause"]), d["would_have"] or "-",
+                      f"{action['type']} {action['params']}" if action else "-",
+                      printable("; ".join(d["held_back_by"])) or "-")
     console.print(table)
 
 
@@ -311,7 +314,8 @@ def status(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
     console = _console()
     if lease is not None:
         renewed = time.strftime("%H:%M:%S", time.localtime(lease.renewed_at))
-        console.print(f"leader: {lease.holder} (epoch {lease.epoch}, last renewed {renewed} by its clock)"
+        holder = printable(lease.holder or "")
+        console.print(f"leader: {holder} (epoch {lease.epoch}, last renewed {renewed} by its clock)"
                       if lease.holder else f"leader: none (released at {renewed}; epoch {lease.epoch})")
     if live:
         age = time.time() - live.get("ts", 0)
@@ -325,13 +329,14 @@ def status(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
         table.add_column("state")
         table.add_column("why")
         for name, h in sorted(live.get("health", {}).items()):
-            table.add_row(name, h["state"], "; ".join(h["reasons"])[:100])
+            table.add_row(printable(name), printable(str(h["state"])), printable("; ".join(h["reasons"])[:100]))
         console.print(table)
     else:
         console.print("no live health: the engine has not run here (autonomic run)")
     for key, value in pauses.items():
-        console.print(Text.assemble(("PAUSED", "bold red"), f" {key.split(':', 1)[1]}: {value.get('reason', '')} "
-                                    f"(by {value.get('actor', '?')})"))
+        console.print(Text.assemble(("PAUSED", "bold red"), printable(f" {key.split(':', 1)[1]}: "
+                                                                      f"{value.get('reason', '')} "
+                                                                      f"(by {value.get('actor', '?')})")))
     for key, value in breakers.items():
         if value.get("state") != "closed":
             console.print(f"breaker {key.split(':', 1)[1]}: {value.get('state')}")
@@ -343,8 +348,10 @@ def _print_incidents(console: Console, incidents: list[Any], title: str) -> None
     for col in ("id", "service", "cause", "state", "resolution", "opened", "findings", "summary"):
         table.add_column(col)
     for i in incidents:
-        table.add_row(i.id[:8], i.service, i.cause, i.state.value, i.resolution.value if i.resolution else "",
-                      time.strftime("%H:%M:%S", time.localtime(i.opened_at)), str(i.finding_count), i.summary[:60])
+        table.add_row(i.id[:8], printable(i.service), printable(i.cause), i.state.value,
+                      i.resolution.value if i.resolution else "",
+                      time.strftime("%H:%M:%S", time.localtime(i.opened_at)), str(i.finding_count),
+                      printable(i.summary[:60]))
     console.print(table)
 
 
@@ -375,7 +382,7 @@ def explain(incident: str, config: ConfigOpt = None, as_json: JsonOpt = False) -
     if as_json:
         print(json.dumps(chain, indent=2, default=str))
     else:
-        print(render_text(chain))
+        print(printable(render_text(chain)))
 
 
 def _answer(incident: str, verdict: str, comment: str, actor: str | None, config: Path | None) -> None:
@@ -392,7 +399,7 @@ def _answer(incident: str, verdict: str, comment: str, actor: str | None, config
     store.set_state(approval_key(inc_id), {"verdict": verdict, "actor": who, "comment": comment, "ts": time.time()},
                     actor=who, event=f"approval.{verdict}", data={"incident": inc_id, "comment": comment})
     done = "approved" if verdict == "approve" else "denied"
-    print(f"{done} incident {inc_id[:8]} ({inc.headline}); the engine acts on its next tick")
+    print(f"{done} incident {inc_id[:8]} ({printable(inc.headline)}); the engine acts on its next tick")
 
 
 @app.command()
@@ -435,7 +442,7 @@ def pause(
     who = _actor(actor)
     store.set_state(pause_key(service), {"reason": reason, "actor": who, "ts": time.time()}, actor=who,
                     event="pause.set", data={"service": service, "reason": reason})
-    print(f"paused {'all automation' if service is None else service}: {reason}")
+    print(f"paused {'all automation' if service is None else service}: {printable(reason)}")
 
 
 @app.command()

@@ -306,6 +306,20 @@ def test_status_and_incidents_show_what_people_and_alerts_wrote_as_written(cfg: 
     assert "PAUSED global: deploy [/oops] freeze (by person:[red]ops[/red])" in cli("status", "-c", cfg).stdout
 
 
+def test_control_characters_people_and_alerts_wrote_reach_the_terminal_as_escapes(cfg: Path, store: Store) -> None:
+    """An escape sequence in a pause reason or an incident summary (an alert annotation) is shown
+    as ``\\x1b``, never written raw where it could clear the screen or retitle the window."""
+    inc = _incident(store, "9999eeee", IncidentState.AWAITING_APPROVAL)
+    store.record(inc.model_copy(update={"summary": "errors\x1b[2J\x1b]0;owned\x07 up"}),
+                 actor="engine", event="incident.updated", subject=inc.id)
+    outputs = [cli("pause", "-r", "freeze\x1b[31m now", "-c", cfg).stdout]
+    outputs += [cli(*args, "-c", cfg).stdout for args in (["status"], ["incidents"], ["explain", "9999eeee"],
+                                                         ["report", "daily"], ["approve", "9999eeee"])]
+    for out in outputs:
+        assert "\x1b" not in out and "\x07" not in out, out
+    assert "freeze\\x1b[31m now" in outputs[0] and "errors\\x1b[2J\\x1b]0;owned\\x07 up" in outputs[2]
+
+
 def test_pause_shows_in_status_resume_lifts_it_and_both_are_audited(cfg: Path) -> None:
     assert cli("pause", "-r", "maintenance", "--actor", "person:ops", "-c", cfg).exit_code == 0
     assert cli("pause", "-r", "db migration", "--service", "web", "-c", cfg).exit_code == 0

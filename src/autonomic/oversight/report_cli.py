@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from autonomic.errors import AutonomicError, ConfigError
+from autonomic.printable import printable
 
 if TYPE_CHECKING:
     from autonomic.oversight.reports import Period
@@ -60,8 +61,8 @@ def _run(period: Period, fmt: ReportFormat, config: Path | None, out: Path | Non
         print(f"autonomic: {err}", file=sys.stderr)
         raise typer.Exit(1) from None
     text = render(report, fmt.value)
-    if out is None:
-        sys.stdout.write(text)
+    if out is None:  # to a terminal: control characters in what people wrote shown as \xNN
+        sys.stdout.write(printable(text))
         return
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
