@@ -108,11 +108,22 @@ def _resolve(store: Any, model: Any, ident: str) -> str:
         raise _fail(str(exc)) from None
 
 
+class _PrintableRecords(logging.Filter):
+    """Log lines quote what alerts and people wrote (an incident's summary, a pause reason):
+    each message is passed through :func:`printable`, so an escape sequence in it is shown as
+    ``\\x1b`` instead of reaching the terminal or the journal raw."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg, record.args = printable(record.getMessage()), None
+        return True
+
+
 def _setup_logging(level: str) -> None:
     from rich.logging import RichHandler
 
-    logging.basicConfig(level=level.upper(), format="%(message)s", datefmt="%H:%M:%S",
-                        handlers=[RichHandler(show_path=False, rich_tracebacks=False, markup=False)])
+    handler = RichHandler(show_path=False, rich_tracebacks=False, markup=False)
+    handler.addFilter(_PrintableRecords())
+    logging.basicConfig(level=level.upper(), format="%(message)s", datefmt="%H:%M:%S", handlers=[handler])
     logging.getLogger("alembic").setLevel(logging.WARNING)
     logging.getLogger("httpx").setLevel(logging.WARNING)
 

@@ -548,3 +548,21 @@ def test_the_cli_starts_without_loading_scipy_stats_or_the_detector_kernels() ->
     probe = "import sys, autonomic.cli; print(sorted(m for m in ('numba', 'scipy.stats') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=60)
     assert out.stdout.strip() == "[]"
+
+
+def test_the_engines_log_shows_control_characters_in_what_it_quotes_as_escapes(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """`autonomic run` logs incidents' summaries (an alert annotation's text): its log handler
+    shows an escape sequence in them as \\x1b, never raw on the terminal or in the journal."""
+    import logging
+
+    from autonomic import cli as cli_module
+
+    handlers: list[logging.Handler] = []
+    monkeypatch.setattr(logging, "basicConfig", lambda **kw: handlers.extend(kw["handlers"]))
+    cli_module._setup_logging("info")
+    (handler,) = handlers
+    record = logging.LogRecord("autonomic.engine", logging.INFO, __file__, 1, "incident %s opened: %s",
+                               ("0b6756e0", "boom \x1b]0;owned\x07 now"), None)
+    assert handler.filter(record)
+    assert record.getMessage() == "incident 0b6756e0 opened: boom \\x1b]0;owned\\x07 now"
