@@ -223,8 +223,11 @@ class Config:
 
     @property
     def database_url(self) -> str:
+        """The store's SQLAlchemy URL: ``engine.database``, else a SQLite file in state_dir. A
+        SQLite file given by a relative path is relative to the config file's folder, as
+        state_dir is, so every command, run from any directory, opens the engine's store."""
         if self.spec.engine.database:
-            return self.spec.engine.database
+            return _anchored_sqlite(self.spec.engine.database, self.base_dir)
         return f"sqlite:///{(self.state_dir / 'autonomic.db').resolve()}"
 
     def fallback_action(self, service: str) -> ActionSpec | None:
@@ -237,6 +240,23 @@ class Config:
 def builtin_patterns_dir() -> Path:
     """The built-in pattern library (``autonomic/patterns/``, shipped in the package)."""
     return Path(__file__).resolve().parent / "patterns"
+
+
+def _anchored_sqlite(url: str, base: Path) -> str:
+    """``url`` with a relative SQLite file path made absolute under ``base``; any other URL
+    (PostgreSQL, in-memory SQLite, an absolute path, one that does not parse) as given."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        return url  # the store refuses it, naming it
+    database = parsed.database
+    if parsed.get_backend_name() != "sqlite" or database in (None, "", ":memory:") or database.startswith("file:"):
+        return url
+    path = _resolve(base, database)
+    return url if path == Path(database) else parsed.set(database=str(path.resolve())).render_as_string(False)
 
 
 def _resolve(base: Path, p: str) -> Path:

@@ -320,6 +320,21 @@ def test_control_characters_people_and_alerts_wrote_reach_the_terminal_as_escape
     assert "freeze\\x1b[31m now" in outputs[0] and "errors\\x1b[2J\\x1b]0;owned\\x07 up" in outputs[2]
 
 
+def test_a_relative_sqlite_database_is_the_same_store_from_any_directory(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """engine.database: sqlite:///rel.db is relative to the config file, as state_dir is: a pause
+    set from one directory is the one the engine (started from another) reads."""
+    config = _write(tmp_path / "autonomic.yaml",
+                    "engine: {database: 'sqlite:///state/rel.db', state_dir: state, host_metrics: false}\n")
+    for where in ("ops", "srv"):
+        (tmp_path / where).mkdir()
+    monkeypatch.chdir(tmp_path / "ops")
+    assert cli("pause", "-r", "deploy freeze", "-c", config).exit_code == 0
+    monkeypatch.chdir(tmp_path / "srv")
+    assert "PAUSED global: deploy freeze" in cli("status", "-c", config).stdout
+    assert sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*.db")) == ["state/rel.db"]
+
+
 def test_pause_shows_in_status_resume_lifts_it_and_both_are_audited(cfg: Path) -> None:
     assert cli("pause", "-r", "maintenance", "--actor", "person:ops", "-c", cfg).exit_code == 0
     assert cli("pause", "-r", "db migration", "--service", "web", "-c", cfg).exit_code == 0
