@@ -357,7 +357,30 @@ def load_config_data(
     if problems:
         raise ConfigError(problems)
     patterns = load_patterns(pattern_paths, registry)
+    unknown = _unknown_policy_names(spec, {p.id for p in patterns}, registry, source, doc)
+    if unknown:
+        raise ConfigError(unknown)
     return Config(spec=spec, source=source, base_dir=base_dir, bindings=bindings, patterns=tuple(patterns))
+
+
+def _unknown_policy_names(spec: AutonomicSpec, pattern_ids: set[str], registry: Registry, source: str,
+                          doc: YamlDoc) -> list[Problem]:
+    """Keys of ``policy.services``, ``policy.patterns`` and ``policy.actions`` that name no
+    service, pattern or actuator type: a misspelt name would leave its override (autonomy
+    observe for one service, say) silently unapplied."""
+    known = {
+        "services": ("service", {s.name for s in spec.services} | {"host"}),
+        "patterns": ("pattern", pattern_ids),
+        "actions": ("action type", set(registry.types("actuator"))),
+    }
+    problems = []
+    for section, (what, names) in known.items():
+        for key in getattr(spec.policy, section):
+            if key not in names:
+                loc: list[str | int] = ["policy", section, key]
+                problems.append(Problem(source, doc.line_of(loc), _dotted(loc),
+                                        f"no {what} named {key!r} (known: {', '.join(sorted(names)) or 'none'})"))
+    return problems
 
 
 def _unknown_actuators(data: dict[str, Any], source: str, doc: YamlDoc, registry: Registry) -> list[Problem]:

@@ -177,6 +177,29 @@ def test_run_names_a_notifiers_unset_secret_variable_without_a_traceback(
                                      "environment variable AUTONOMIC_TEST_HOOK_SECRET is not set")
 
 
+def test_check_names_a_policy_override_for_a_service_pattern_or_action_type_that_does_not_exist(
+        tmp_path: Path) -> None:
+    """A misspelt name under policy.services (or patterns, actions) would leave its override,
+    say autonomy observe for one service, silently unapplied: it is a problem with its line."""
+    config = _write(tmp_path / "autonomic.yaml",
+                    "engine: {host_metrics: false}\n"
+                    "services: [{name: web}]\n"
+                    "policy:\n"
+                    "  autonomy: auto\n"
+                    "  services: {web-frontend: {autonomy: observe}, web: {autonomy: approve}, host: {shadow: true}}\n"
+                    "  patterns: {proces-down-restart: {autonomy: approve}}\n"
+                    "  actions: {procss: {enabled: false}, process: {enabled: true}}\n")
+    result = cli("check", "-c", config)
+    assert result.exit_code == 2
+    assert result.stderr.splitlines() == [
+        f"{config}:5: policy.services.web-frontend: no service named 'web-frontend' (known: host, web)",
+        f"{config}:6: policy.patterns.proces-down-restart: no pattern named 'proces-down-restart' (known: "
+        "error-spike-after-config-revert, memory-leak-graceful-restart, pool-exhaustion-raise, process-down-restart)",
+        f"{config}:7: policy.actions.procss: no action type named 'procss' (known: config, docker, http, kubernetes, "
+        "process, shell, systemd)",
+    ]
+
+
 def test_run_rejects_an_unknown_log_level() -> None:
     result = cli("run", "--log-level", "nonsense")
     assert result.exit_code == 2
