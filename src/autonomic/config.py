@@ -8,7 +8,7 @@ actuator ``repo`` and ``cwd``) are taken relative to the config file's folder.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -357,30 +357,32 @@ def load_config_data(
     if problems:
         raise ConfigError(problems)
     patterns = load_patterns(pattern_paths, registry)
-    unknown = _unknown_policy_names(spec, {p.id for p in patterns}, registry, source, doc)
+    unknown = unknown_policy_names(spec.policy, [s.name for s in spec.services], [p.id for p in patterns],
+                                   registry.types("actuator"))
     if unknown:
-        raise ConfigError(unknown)
+        raise ConfigError([Problem(source, doc.line_of(["policy", *loc]), _dotted(["policy", *loc]), message)
+                           for loc, message in unknown])
     return Config(spec=spec, source=source, base_dir=base_dir, bindings=bindings, patterns=tuple(patterns))
 
 
-def _unknown_policy_names(spec: AutonomicSpec, pattern_ids: set[str], registry: Registry, source: str,
-                          doc: YamlDoc) -> list[Problem]:
+def unknown_policy_names(policy: PolicyConfig, services: Iterable[str], pattern_ids: Iterable[str],
+                         action_types: Iterable[str]) -> list[tuple[list[str | int], str]]:
     """Keys of ``policy.services``, ``policy.patterns`` and ``policy.actions`` that name no
-    service, pattern or actuator type: a misspelt name would leave its override (autonomy
-    observe for one service, say) silently unapplied."""
+    service (``host`` is one), pattern or actuator type, each as (its place under policy, the
+    message): a misspelt name would leave its override (autonomy observe for one service, say)
+    silently unapplied. Used for the config file and for ``PUT /api/v1/policy``."""
     known = {
-        "services": ("service", {s.name for s in spec.services} | {"host"}),
-        "patterns": ("pattern", pattern_ids),
-        "actions": ("action type", set(registry.types("actuator"))),
+        "services": ("service", {*services, "host"}),
+        "patterns": ("pattern", set(pattern_ids)),
+        "actions": ("action type", set(action_types)),
     }
-    problems = []
+    unknown: list[tuple[list[str | int], str]] = []
     for section, (what, names) in known.items():
-        for key in getattr(spec.policy, section):
+        for key in getattr(policy, section):
             if key not in names:
-                loc: list[str | int] = ["policy", section, key]
-                problems.append(Problem(source, doc.line_of(loc), _dotted(loc),
-                                        f"no {what} named {key!r} (known: {', '.join(sorted(names)) or 'none'})"))
-    return problems
+                known_list = ", ".join(sorted(names)) or "none"
+                unknown.append(([section, key], f"no {what} named {key!r} (known: {known_list})"))
+    return unknown
 
 
 def _unknown_actuators(data: dict[str, Any], source: str, doc: YamlDoc, registry: Registry) -> list[Problem]:

@@ -421,6 +421,19 @@ def test_put_policy_validates_stores_the_override_and_audits_it(env: Env) -> Non
     assert services["web"]["autonomy"] == "approve" and services["db"]["autonomy"] == "observe"
 
 
+def test_a_policy_override_for_a_service_or_pattern_that_does_not_exist_is_422_and_not_stored(env: Env) -> None:
+    before = env.store.get_state("policy:override")
+    body = {"autonomy": "auto", "services": {"wbe": {"autonomy": "observe"}, "db": {"autonomy": "observe"}},
+            "patterns": {"no-such-pattern": {"autonomy": "approve"}}}
+    r = env.client.put("/api/v1/policy", headers=env.auth("admin"), json=body)
+    assert r.status_code == 422
+    assert [(d["loc"], d["msg"].split(" (known")[0]) for d in r.json()["detail"]] == [
+        (["body", "services", "wbe"], "no service named 'wbe'"),
+        (["body", "patterns", "no-such-pattern"], "no pattern named 'no-such-pattern'"),
+    ]
+    assert env.store.get_state("policy:override") == before
+
+
 @pytest.mark.parametrize(("body", "field"), [
     ({"confidence_threshold": 1.5}, "confidence_threshold"),
     ({"autonomy": "yolo"}, "autonomy"),
