@@ -139,3 +139,9 @@ def test_merge_keys_and_anchors_load_as_data() -> None:
     doc = load_yaml_text("base: &b {x: 1}\nderived:\n  <<: *b\n  y: 2\n", "m.yaml")
     assert doc.data["derived"] == {"x": 1, "y": 2}
     assert doc.line_of(("derived", "y")) == 4
+
+
+def test_a_problem_without_a_file_reads_field_then_message_without_a_leading_colon() -> None:
+    assert str(Problem("", None, "--target", "unknown service 'x'")) == "--target: unknown service 'x'"
+    assert str(ConfigError("the kubeconfig names no current context")) == "the kubeconfig names no current context"
+    assert str(Problem("a.yaml", None, "", "no pattern in file")) == "a.yaml: (top): no pattern in file"
