@@ -104,10 +104,14 @@ class FallbackSpec(_Spec):
     params: dict[str, Any] = Field(default_factory=dict)
 
 
+# what a service may be called: lowercase, digits, _ and -, first a letter or digit, 1-63 long
+SERVICE_NAME = r"^[a-z0-9][a-z0-9_-]{0,62}$"
+
+
 class ServiceSpec(_Spec):
     """One entry of ``services:``."""
 
-    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")
+    name: str = Field(pattern=SERVICE_NAME)
     type: str = "generic"
     depends_on: list[str] = Field(default_factory=list)
     group: str | None = None  # services sharing a group share a blast-radius budget
