@@ -98,7 +98,14 @@ def _expanded_size(node: yaml.Node, sizes: dict[int, int]) -> int:
 def load_yaml_text(text: str, file: str) -> YamlDoc:
     """Parse YAML ``text`` (named ``file`` in errors). Raises ConfigError listing the syntax
     error, or every duplicate key, with its line, or aliases that expand beyond
-    :data:`MAX_EXPANDED_NODES` nodes."""
+    :data:`MAX_EXPANDED_NODES` nodes, or nesting deeper than Python's recursion allows."""
+    try:
+        return _load_yaml_text(text, file)
+    except RecursionError:
+        raise ConfigError([Problem(file, None, "", "YAML nested too deeply (thousands of levels)")]) from None
+
+
+def _load_yaml_text(text: str, file: str) -> YamlDoc:
     loader = yaml.SafeLoader(text)
     try:
         node = loader.get_single_node()

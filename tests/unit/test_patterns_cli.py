@@ -199,3 +199,10 @@ def test_bad_config_exits_2_with_the_problem(tmp_path: Path) -> None:
     cfg.write_text("policy: {autonomy: sometimes}\n")
     out = run("list", "-c", str(cfg))
     assert out.exit_code == 2 and "policy.autonomy" in out.output
+
+
+def test_test_incident_file_nested_too_deeply_exits_2_naming_it(config: Path, tmp_path: Path) -> None:
+    deep = tmp_path / "incident.json"
+    deep.write_text('{"incident": ' + "[" * 50_000 + "]" * 50_000 + "}")
+    out = run("test", "pool-exhaustion-raise", "-i", str(deep), "-c", str(config))
+    assert out.exit_code == 2 and "incident.json: nested too deeply" in out.output, out.output

@@ -356,3 +356,12 @@ def test_ongoing_counts_only_a_departure_still_held_at_the_end_of_the_window() -
     live = by_name(rank([("web", "api")], window, baseline, target="web", params=RcaParams(ongoing=True)))
     assert live["web"]["role"] == "root_cause" and live["web"]["onset"] == T0 + 50
     assert live["api"]["role"] != "root_cause" and not live["api"]["anomalous"]
+
+
+def test_a_graph_nested_deeper_than_recursion_allows_exits_2_naming_it(tmp_path: Path) -> None:
+    from autonomic.errors import ConfigError
+
+    graph = tmp_path / "deep.json"
+    graph.write_text('{"edges": ' + "[" * 50_000 + "]" * 50_000 + "}")
+    with pytest.raises(ConfigError, match="nested too deeply"):
+        rca_command(graph, tmp_path / "m.csv", tmp_path / "b.csv", None)

@@ -160,3 +160,8 @@ def test_aliases_that_expand_beyond_a_million_nodes_are_refused_quickly() -> Non
     assert time.monotonic() - started < 5
     small = load_yaml_text("base: &b {x: 1}\none: *b\ntwo: *b\n", "ok.yaml")  # ordinary aliases still work
     assert small.data == {"base": {"x": 1}, "one": {"x": 1}, "two": {"x": 1}}
+
+
+def test_nesting_deeper_than_recursion_allows_is_a_config_error_naming_the_file() -> None:
+    with pytest.raises(ConfigError, match=r"deep\.yaml: \(top\): YAML nested too deeply"):
+        load_yaml_text("engine: " + "[" * 50_000 + "]" * 50_000 + "\n", "deep.yaml")

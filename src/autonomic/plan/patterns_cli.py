@@ -161,6 +161,8 @@ def _read_incident(path: Path) -> IncidentFile:
         raw = json.loads(text)
     except json.JSONDecodeError as e:
         raise _exit(f"{path}:{e.lineno}: not valid JSON: {e.msg} (column {e.colno})") from None
+    except RecursionError:
+        raise _exit(f"{path}: nested too deeply to read (thousands of levels)") from None
     try:
         return IncidentFile.model_validate(raw)
     except ValidationError as e:
