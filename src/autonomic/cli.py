@@ -19,6 +19,7 @@ from rich.table import Table
 from rich.text import Text
 
 from autonomic.errors import ConfigError, StoreError
+from autonomic.printable import printable
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="autonomic: services that heal themselves, safely.")
@@ -56,10 +57,11 @@ PIPE_WIDTH = 200
 
 def _console() -> Console:
     """Rich output on stdout: the terminal's width, or :data:`PIPE_WIDTH` when stdout is not one.
-    No markup: what is printed holds text from outside (an alert's summary, a pause's reason), and
-    ``disk [/var] full`` is a summary, not a closing tag (rich would raise on it)."""
+    Markup and emoji codes are off: what is printed includes text people and alerts wrote (a
+    pause reason, an incident summary), shown as written; styles are given as :class:`Text`.
+    Such text goes through :func:`printable` (control characters shown as ``\\xNN``)."""
     wide = not sys.stdout.isatty() and "COLUMNS" not in os.environ
-    return Console(stderr=False, highlight=False, markup=False, width=PIPE_WIDTH if wide else None)
+    return Console(stderr=False, highlight=False, markup=False, emoji=False, width=PIPE_WIDTH if wide else None)
 
 
 def _fail(message: str, code: int = 2) -> typer.Exit:
@@ -98,17 +100,30 @@ def _actor(actor: str | None) -> str:
 
 
 def _resolve(store: Any, model: Any, ident: str) -> str:
+    """The full id ``ident`` is a prefix of; exit 2 with the store's message (its quotes kept)
+    when none or several match."""
     try:
         return str(store.resolve_id(model, ident))
-    except KeyError as exc:
-        raise _fail(str(exc).strip("'\"")) from None
+    except KeyError as exc:  # IdLookupError: str() is already the plain message
+        raise _fail(str(exc)) from None
+
+
+class _PrintableRecords(logging.Filter):
+    """Log lines quote what alerts and people wrote (an incident's summary, a pause reason):
+    each message is passed through :func:`printable`, so an escape sequence in it is shown as
+    ``\\x1b`` instead of reaching the terminal or the journal raw."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg, record.args = printable(record.getMessage()), None
+        return True
 
 
 def _setup_logging(level: str) -> None:
     from rich.logging import RichHandler
 
-    logging.basicConfig(level=level.upper(), format="%(message)s", datefmt="%H:%M:%S",
-                        handlers=[RichHandler(show_path=False, rich_tracebacks=False, markup=False)])
+    handler = RichHandler(show_path=False, rich_tracebacks=False, markup=False)
+    handler.addFilter(_PrintableRecords())
+    logging.basicConfig(level=level.upper(), format="%(message)s", datefmt="%H:%M:%S", handlers=[handler])
     logging.getLogger("alembic").setLevel(logging.WARNING)
     logging.getLogger("httpx").setLevel(logging.WARNING)
 
@@ -138,6 +153,10 @@ def run(
         engine = Engine(cfg, metrics=metrics)
     except StoreError as exc:  # the store cannot be opened: names the URL, password hidden
         raise _fail(str(exc), 1) from None
+    except ConfigError as err:  # what the file names but the host lacks (a notifier's *_env unset)
+        for p in err.problems:
+            print(str(p), file=sys.stderr)
+        raise typer.Exit(2) from None
     for handler in logging.getLogger().handlers:  # the config's secrets never reach the log
         handler.addFilter(engine.secrets.log_filter())
     stop = threading.Event()
@@ -176,6 +195,10 @@ def run(
     log.info("autonomic engine stopped cleanly")
 
 
+# the most ticks `autonomic replay` plays (a few minutes at about 1.5 ms a tick): a week at 1 s
+MAX_REPLAY_TICKS = 1_000_000
+
+
 @app.command()
 def replay(
     file: Annotated[Path, typer.Argument(help="recorded metrics: CSV timestamp,service,metric,value")],
@@ -184,7 +207,8 @@ def replay(
     as_json: JsonOpt = False,
 ) -> None:
     """Shadow mode over recorded metrics: the findings, incidents and decisions the engine would
-    have made (and what it would have done), with nothing executed."""
+    have made (and what it would have done), with nothing executed. A recording that would take
+    more than MAX_REPLAY_TICKS ticks at the interval is refused (exit 2), not played for hours."""
     import tempfile
 
     from autonomic.monitor.replay import ReplaySource
@@ -205,6 +229,12 @@ def replay(
             for p in err.problems:
                 print(str(p), file=sys.stderr)
             raise typer.Exit(2) from None
+        step = interval or cfg.engine.interval_s
+        ticks = (source.last_ts - source.first_ts) / step
+        if ticks > MAX_REPLAY_TICKS:  # a stray timestamp (milliseconds, a 0) would replay for days
+            raise _fail(f"{file}: its timestamps span {source.last_ts - source.first_ts:.0f} s ({source.first_ts:.0f} "
+                        f"to {source.last_ts:.0f}): at {step:g} s a tick that is {ticks:.3g} ticks, more than "
+                        f"{MAX_REPLAY_TICKS:,}; check the timestamps (Unix seconds) or give a larger --interval")
         summary = run_replay(source, cfg, interval)
     if as_json:
         print(json.dumps(summary))
@@ -216,8 +246,9 @@ def replay(
     table = Table("incident", "service", "cause", "would have", "action", "held back by")
     for d in summary["decisions"]:
         action = d["action"]
-        table.add_row(d["incident"][:8], d["service"], d["cause"], d["would_have"] or "-",
-                      f"{action['type']} {action['params']}" if action else "-", "; ".join(d["held_back_by"]) or "-")
+        table.add_row(d["incident"][:8], printable(d["service"]), printable(d["cause"]), d["would_have"] or "-",
+                      f"{action['type']} {action['params']}" if action else "-",
+                      printable("; ".join(d["held_back_by"])) or "-")
     console.print(table)
 
 
@@ -260,14 +291,30 @@ def check(
     print(f"{config}: ok ({len(cfg.services)} services, {len(cfg.patterns)} patterns)")
 
 
+# beyond three ticks, how long `autonomic status` waits for the engine's health before calling it stale
+STATUS_GRACE_S = 10.0
+
+
+def _read_status(path: Path) -> dict[str, Any]:
+    """The engine's last health snapshot (state_dir/status.json); {} when there is none, or it
+    cannot be read (a partial file after a full disk), saying so on stderr."""
+    if not path.exists():
+        return {}
+    try:
+        live = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        print(f"autonomic: {path}: cannot read the engine's health ({exc}); showing the store only", file=sys.stderr)
+        return {}
+    return live if isinstance(live, dict) else {}
+
+
 @app.command()
 def status(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
     """Services' health, open incidents, pauses, breakers and (leader election) the leader."""
     from autonomic.knowledge.lease import ENGINE_LEASE
 
     cfg, store = _store(config)
-    live_path = cfg.state_dir / "status.json"
-    live = json.loads(live_path.read_text()) if live_path.exists() else {}
+    live = _read_status(cfg.state_dir / "status.json")
     open_incidents = store.incidents(unclosed=True, limit=1000)
     pauses = store.states("pause:")
     breakers = store.states("breaker:")
@@ -280,22 +327,29 @@ def status(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
     console = _console()
     if lease is not None:
         renewed = time.strftime("%H:%M:%S", time.localtime(lease.renewed_at))
-        console.print(f"leader: {lease.holder} (epoch {lease.epoch}, last renewed {renewed} by its clock)"
+        holder = printable(lease.holder or "")
+        console.print(f"leader: {holder} (epoch {lease.epoch}, last renewed {renewed} by its clock)"
                       if lease.holder else f"leader: none (released at {renewed}; epoch {lease.epoch})")
     if live:
         age = time.time() - live.get("ts", 0)
+        stale_after = 3 * cfg.engine.interval_s + STATUS_GRACE_S  # written every other tick
         table = Table(title=f"health (engine pid {live.get('pid')}, {age:.0f} s ago)")
+        if age > stale_after:
+            console.print(Text.assemble(("STALE", "bold red"), f" health: the engine (pid {live.get('pid')}) last "
+                                        f"wrote it {age:.0f} s ago, more than {stale_after:.0f} s: it is not "
+                                        "running here, or is stuck"))
         table.add_column("service")
         table.add_column("state")
         table.add_column("why")
         for name, h in sorted(live.get("health", {}).items()):
-            table.add_row(name, h["state"], "; ".join(h["reasons"])[:100])
+            table.add_row(printable(name), printable(str(h["state"])), printable("; ".join(h["reasons"])[:100]))
         console.print(table)
     else:
         console.print("no live health: the engine has not run here (autonomic run)")
     for key, value in pauses.items():
-        console.print(Text.assemble(("PAUSED", "bold red"), f" {key.split(':', 1)[1]}: {value.get('reason', '')} "
-                                    f"(by {value.get('actor', '?')})"))
+        console.print(Text.assemble(("PAUSED", "bold red"), printable(f" {key.split(':', 1)[1]}: "
+                                                                      f"{value.get('reason', '')} "
+                                                                      f"(by {value.get('actor', '?')})")))
     for key, value in breakers.items():
         if value.get("state") != "closed":
             console.print(f"breaker {key.split(':', 1)[1]}: {value.get('state')}")
@@ -307,8 +361,10 @@ def _print_incidents(console: Console, incidents: list[Any], title: str) -> None
     for col in ("id", "service", "cause", "state", "resolution", "opened", "findings", "summary"):
         table.add_column(col)
     for i in incidents:
-        table.add_row(i.id[:8], i.service, i.cause, i.state.value, i.resolution.value if i.resolution else "",
-                      time.strftime("%H:%M:%S", time.localtime(i.opened_at)), str(i.finding_count), i.summary[:60])
+        table.add_row(i.id[:8], printable(i.service), printable(i.cause), i.state.value,
+                      i.resolution.value if i.resolution else "",
+                      time.strftime("%H:%M:%S", time.localtime(i.opened_at)), str(i.finding_count),
+                      printable(i.summary[:60]))
     console.print(table)
 
 
@@ -339,7 +395,7 @@ def explain(incident: str, config: ConfigOpt = None, as_json: JsonOpt = False) -
     if as_json:
         print(json.dumps(chain, indent=2, default=str))
     else:
-        print(render_text(chain))
+        print(printable(render_text(chain)))
 
 
 def _answer(incident: str, verdict: str, comment: str, actor: str | None, config: Path | None) -> None:
@@ -352,14 +408,15 @@ def _answer(incident: str, verdict: str, comment: str, actor: str | None, config
     decisions = store.decisions(inc_id)
     if inc is None or inc.state != IncidentState.AWAITING_APPROVAL:
         state = inc.state.value if inc else "unknown"
-        raise _fail(f"incident {incident} is not awaiting approval (it is {state})")
+        raise _fail(f"incident {inc_id[:8]} is not awaiting approval (it is {state})")
     who = _actor(actor)
     request = decisions[-1].id if decisions else None  # answers this request only (Engine._await_approval)
     store.set_state(approval_key(inc_id), {"verdict": verdict, "actor": who, "comment": comment, "ts": time.time(),
                                            "decision": request},
                     actor=who, event=f"approval.{verdict}",
                     data={"incident": inc_id, "comment": comment, "decision": request})
-    print(f"{verdict}d incident {inc_id[:8]} ({inc.headline}); the engine acts on its next tick")
+    done = "approved" if verdict == "approve" else "denied"
+    print(f"{done} incident {inc_id[:8]} ({printable(inc.headline)}); the engine acts on its next tick")
 
 
 @app.command()
@@ -402,7 +459,7 @@ def pause(
     who = _actor(actor)
     store.set_state(pause_key(service), {"reason": reason, "actor": who, "ts": time.time()}, actor=who,
                     event="pause.set", data={"service": service, "reason": reason})
-    print(f"paused {'all automation' if service is None else service}: {reason}")
+    print(f"paused {'all automation' if service is None else service}: {printable(reason)}")
 
 
 @app.command()

@@ -9,7 +9,7 @@ actuator ``repo`` and ``cwd``) are taken relative to the config file's folder.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -106,10 +106,14 @@ class FallbackSpec(_Spec):
     params: dict[str, Any] = Field(default_factory=dict)
 
 
+# what a service may be called: lowercase, digits, _ and -, first a letter or digit, 1-63 long
+SERVICE_NAME = r"^[a-z0-9][a-z0-9_-]{0,62}$"
+
+
 class ServiceSpec(_Spec):
     """One entry of ``services:``."""
 
-    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")
+    name: str = Field(pattern=SERVICE_NAME)
     type: str = "generic"
     depends_on: list[str] = Field(default_factory=list)
     group: str | None = None  # services sharing a group share a blast-radius budget
@@ -157,17 +161,29 @@ class AutonomicSpec(_Spec):
     reports: list[ReportSchedule] = Field(default_factory=list)  # scheduled delivery through the notifiers
     api: ApiSpec = Field(default_factory=ApiSpec)  # REST API and dashboard; 127.0.0.1 unless configured
 
-    @model_validator(mode="after")
-    def _unique_services(self) -> AutonomicSpec:
-        names = [s.name for s in self.services]
+    @model_validator(mode="before")
+    @classmethod
+    def _empty_sections_are_defaults(cls, data: Any) -> Any:
+        """A section left empty (``engine:`` with every key under it commented out, as in the
+        README's outline) means its defaults, as if it were not there."""
+        if isinstance(data, dict):
+            return {k: v for k, v in data.items() if v is not None}
+        return data
+
+    @field_validator("services")
+    @classmethod
+    def _unique_services(cls, services: list[ServiceSpec]) -> list[ServiceSpec]:
+        """Service names are unique and ``depends_on`` names only services of this file; a
+        problem is reported under ``services`` (with its line), naming the service."""
+        names = [s.name for s in services]
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise ValueError(f"service names must be unique: {', '.join(dupes)}")
-        for svc in self.services:
+        for svc in services:
             unknown = [d for d in svc.depends_on if d not in names]
             if unknown:
                 raise ValueError(f"service {svc.name!r} depends on unknown {', '.join(unknown)}")
-        return self
+        return services
 
 
 @dataclass(frozen=True)
@@ -239,8 +255,11 @@ class Config:
 
     @property
     def database_url(self) -> str:
+        """The store's SQLAlchemy URL: ``engine.database``, else a SQLite file in state_dir. A
+        SQLite file given by a relative path is relative to the config file's folder, as
+        state_dir is, so every command, run from any directory, opens the engine's store."""
         if self.spec.engine.database:
-            return self.spec.engine.database
+            return _anchored_sqlite(self.spec.engine.database, self.base_dir)
         return f"sqlite:///{(self.state_dir / 'autonomic.db').resolve()}"
 
     def fallback_action(self, service: str) -> ActionSpec | None:
@@ -272,6 +291,23 @@ def _env_names(value: Any, found: set[str]) -> None:
 def builtin_patterns_dir() -> Path:
     """The built-in pattern library (``autonomic/patterns/``, shipped in the package)."""
     return Path(__file__).resolve().parent / "patterns"
+
+
+def _anchored_sqlite(url: str, base: Path) -> str:
+    """``url`` with a relative SQLite file path made absolute under ``base``; any other URL
+    (PostgreSQL, in-memory SQLite, an absolute path, one that does not parse) as given."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        return url  # the store refuses it, naming it
+    database = parsed.database
+    if parsed.get_backend_name() != "sqlite" or database in (None, "", ":memory:") or database.startswith("file:"):
+        return url
+    path = _resolve(base, database)
+    return url if path == Path(database) else parsed.set(database=str(path.resolve())).render_as_string(False)
 
 
 def _resolve(base: Path, p: str) -> Path:
@@ -372,7 +408,32 @@ def load_config_data(
     if problems:
         raise ConfigError(problems)
     patterns = load_patterns(pattern_paths, registry)
+    unknown = unknown_policy_names(spec.policy, [s.name for s in spec.services], [p.id for p in patterns],
+                                   registry.types("actuator"))
+    if unknown:
+        raise ConfigError([Problem(source, doc.line_of(["policy", *loc]), _dotted(["policy", *loc]), message)
+                           for loc, message in unknown])
     return Config(spec=spec, source=source, base_dir=base_dir, bindings=bindings, patterns=tuple(patterns))
+
+
+def unknown_policy_names(policy: PolicyConfig, services: Iterable[str], pattern_ids: Iterable[str],
+                         action_types: Iterable[str]) -> list[tuple[list[str | int], str]]:
+    """Keys of ``policy.services``, ``policy.patterns`` and ``policy.actions`` that name no
+    service (``host`` is one), pattern or actuator type, each as (its place under policy, the
+    message): a misspelt name would leave its override (autonomy observe for one service, say)
+    silently unapplied. Used for the config file and for ``PUT /api/v1/policy``."""
+    known = {
+        "services": ("service", {*services, "host"}),
+        "patterns": ("pattern", set(pattern_ids)),
+        "actions": ("action type", set(action_types)),
+    }
+    unknown: list[tuple[list[str | int], str]] = []
+    for section, (what, names) in known.items():
+        for key in getattr(policy, section):
+            if key not in names:
+                known_list = ", ".join(sorted(names)) or "none"
+                unknown.append(([section, key], f"no {what} named {key!r} (known: {known_list})"))
+    return unknown
 
 
 def _unknown_actuators(data: dict[str, Any], source: str, doc: YamlDoc, registry: Registry) -> list[Problem]:

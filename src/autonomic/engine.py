@@ -183,7 +183,8 @@ class Engine:
         shadow_only: bool = False,
     ) -> None:
         """Everything is built from ``config``; tests may hand in their own clock, store,
-        notifiers, sources (say, a ReplaySource) and detectors.
+        notifiers, sources (say, a ReplaySource) and detectors. A ``state_dir`` that cannot be
+        created, or a store that cannot be opened, raises StoreError naming it.
 
         ``shadow_only`` (``autonomic replay``): every decision is taken in shadow mode whatever
         the policy says, no supervised service is started, and a pattern's remedy is considered
@@ -195,7 +196,10 @@ class Engine:
         self.clock: Clock = clock or SystemClock()
         self.engine_spec = config.engine
         self.metrics: Any = metrics if metrics is not None else NullMetrics()
-        config.state_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            config.state_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:  # raised as the store's: by default the store lives there
+            raise StoreError(f"engine.state_dir: cannot create {config.state_dir}: {exc.strerror or exc}") from exc
         self.store = store or Store(config.database_url)
         # the config's secrets, hidden wherever the engine writes (the audit log, notifications)
         self.secrets = Secrets(config.secret_values())
@@ -267,7 +271,7 @@ class Engine:
     # --- construction ----------------------------------------------------------------------
 
     def _build_notifiers(self) -> Dispatcher:
-        return build_dispatcher(self.config.spec.notifiers, self.config.base_dir,
+        return build_dispatcher(self.config.spec.notifiers, self.config.base_dir, source=self.config.source,
                                 on_failure=lambda name: self.metrics.notifier_failure(name))
 
     def _build_sources(self) -> list[Source]:
@@ -303,7 +307,8 @@ class Engine:
             # a paused service is not started: a person may have stopped it on purpose
             held = self.supervisor.adopt_or_start_all(hold=lambda svc: paused_reason(self.store, svc))
             for service, how in held.items():
-                (log.warning if how.startswith("held") else log.info)("service %s: %s", service, how)
+                # held or failed to start (a command not found): worth a person's eye, not INFO
+                (log.warning if how.startswith(("held", "error")) else log.info)("service %s: %s", service, how)
         for inc in self.store.incidents(unclosed=True, limit=None):
             self._incidents.setdefault(inc.id, inc)
             self._unclosed_on.setdefault(inc.service, set()).add(inc.id)

@@ -34,6 +34,10 @@ class Problem:
     message: str
 
     def __str__(self) -> str:
+        """``file:line: field: message``; without a file (a command-line option, an environment
+        variable) just ``field: message``, or the message alone, never a bare leading colon."""
+        if not self.file:
+            return f"{self.field}: {self.message}" if self.field else self.message
         where = f"{self.file}:{self.line}" if self.line is not None else self.file
         field = self.field or "(top)"
         return f"{where}: {field}: {self.message}"

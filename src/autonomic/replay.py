@@ -11,12 +11,14 @@ engine's own database is never touched.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
 from autonomic.clock import ManualClock
-from autonomic.config import Config, load_config_data
+from autonomic.config import SERVICE_NAME, Config, load_config_data
 from autonomic.engine import Engine
+from autonomic.errors import ConfigError, Problem
 from autonomic.knowledge import Store
 from autonomic.model import Level, Notification
 from autonomic.monitor.replay import ReplaySource
@@ -37,7 +39,14 @@ class _Kept:
 
 def replay_config(replay: ReplaySource, state_dir: Path) -> Config:
     """Without a config file: the recording's services with default thresholds and trends,
-    the built-in patterns, every decision at autonomy auto (then shadowed)."""
+    the built-in patterns, every decision at autonomy auto (then shadowed). A service name a
+    config could not hold (``WEB``, ``wéb``) is a ConfigError naming the recording and the name."""
+    source = replay.name.removeprefix("replay:")
+    bad = [name for name in replay.services if not re.fullmatch(SERVICE_NAME, name)]
+    if bad:
+        raise ConfigError([Problem(source, None, "service", f"{name!r} is not a service name autonomic accepts "
+                                   "(lowercase letters, digits, _ and -, first a letter or digit, at most 63): "
+                                   "rename it in the recording") for name in bad])
     services = [{"name": name} for name in replay.services if name != "host"]
     data = {"engine": {"host_metrics": "host" in replay.services, "state_dir": str(state_dir)},
             "services": services, "policy": {"autonomy": "auto"}}

@@ -75,12 +75,43 @@ def load_yaml(path: Path) -> YamlDoc:
     return load_yaml_text(text, str(path))
 
 
+# the most nodes a document may stand for once its aliases are expanded: a few aliases that
+# each repeat the one before ("billion laughs") would otherwise take every byte of memory
+MAX_EXPANDED_NODES = 1_000_000
+
+
+def _expanded_size(node: yaml.Node, sizes: dict[int, int]) -> int:
+    """How many nodes ``node`` stands for with every alias expanded (each shared node counted
+    once per use, computed once)."""
+    known = sizes.get(id(node))
+    if known is not None:
+        return known
+    size = 1
+    if isinstance(node, yaml.MappingNode):
+        size += sum(_expanded_size(k, sizes) + _expanded_size(v, sizes) for k, v in node.value)
+    elif isinstance(node, yaml.SequenceNode):
+        size += sum(_expanded_size(item, sizes) for item in node.value)
+    sizes[id(node)] = size
+    return size
+
+
 def load_yaml_text(text: str, file: str) -> YamlDoc:
     """Parse YAML ``text`` (named ``file`` in errors). Raises ConfigError listing the syntax
-    error, or every duplicate key, with its line."""
+    error, or every duplicate key, with its line, or aliases that expand beyond
+    :data:`MAX_EXPANDED_NODES` nodes, or nesting deeper than Python's recursion allows."""
+    try:
+        return _load_yaml_text(text, file)
+    except RecursionError:
+        raise ConfigError([Problem(file, None, "", "YAML nested too deeply (thousands of levels)")]) from None
+
+
+def _load_yaml_text(text: str, file: str) -> YamlDoc:
     loader = yaml.SafeLoader(text)
     try:
         node = loader.get_single_node()
+        if node is not None and _expanded_size(node, {}) > MAX_EXPANDED_NODES:
+            raise ConfigError([Problem(file, None, "", f"YAML aliases expand to more than {MAX_EXPANDED_NODES:,} "
+                                       "nodes: write the values out, or use fewer nested aliases")])
         data = loader.construct_document(node) if node is not None else None
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark

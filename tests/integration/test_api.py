@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import re
 import time
 import warnings
 from collections.abc import Iterator
@@ -131,6 +132,23 @@ def test_healthz_and_metrics_need_no_token(env: Env) -> None:
     assert "autonomic_findings_total" in r.text and "autonomic_loop_seconds" in r.text
 
 
+def test_every_route_the_readme_does_not_name_as_open_answers_401_without_a_token(env: Env) -> None:
+    """README: "Every route but `/healthz`, ... needs a token"; the rest are checked one by one."""
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    listed = re.search(r"Every route but (.+?) needs a token", readme, re.S)
+    assert listed is not None
+    named = set(re.findall(r"`([^`]+)`", listed.group(1)))
+    routes = env.client.get("/openapi.json").json()["paths"]
+    open_ones = []
+    for path, methods in routes.items():
+        for method in methods:
+            r = env.client.request(method.upper(), path.format(incident_id=env.waiting_id, name="web"), json={})
+            if r.status_code != 401:
+                open_ones.append(f"{method.upper()} {path}")
+    assert open_ones and all(route in named or route.split(" ", 1)[1] in named for route in open_ones), \
+        (open_ones, named)
+
+
 def test_metrics_show_pauses_set_elsewhere_and_request_latency(env: Env) -> None:
     env.store.set_state(pause_key("web"), {"reason": "cli"}, actor="person:x", event="pause.set")
     env.client.get("/api/v1/overview", headers=env.auth("viewer"))
@@ -245,6 +263,11 @@ def test_unknown_service_and_incident_are_404(env: Env) -> None:
     r = env.client.get("/api/v1/incidents/ffffffffffff", headers=h)
     assert r.status_code == 404 and "no incident" in r.json()["detail"]
     assert env.client.get("/api/v1/incidents/ab", headers=h).status_code == 404  # prefix too short
+
+
+def test_an_unknown_incident_prefix_is_quoted_whole_in_the_404(env: Env) -> None:
+    r = env.client.get("/api/v1/incidents/ffffffffffff", headers=env.auth("viewer"))
+    assert r.json()["detail"] == "no incident has an id starting with 'ffffffffffff'"
 
 
 def test_incident_list_shows_open_ones_by_default_all_on_request_and_filters_by_state(env: Env) -> None:
@@ -409,6 +432,19 @@ def test_put_policy_validates_stores_the_override_and_audits_it(env: Env) -> Non
     assert got["source"] == "override" and got["policy"]["services"]["db"]["autonomy"] == "observe"
     services = {s["name"]: s for s in env.client.get("/api/v1/services", headers=env.auth("viewer")).json()}
     assert services["web"]["autonomy"] == "approve" and services["db"]["autonomy"] == "observe"
+
+
+def test_a_policy_override_for_a_service_or_pattern_that_does_not_exist_is_422_and_not_stored(env: Env) -> None:
+    before = env.store.get_state("policy:override")
+    body = {"autonomy": "auto", "services": {"wbe": {"autonomy": "observe"}, "db": {"autonomy": "observe"}},
+            "patterns": {"no-such-pattern": {"autonomy": "approve"}}}
+    r = env.client.put("/api/v1/policy", headers=env.auth("admin"), json=body)
+    assert r.status_code == 422
+    assert [(d["loc"], d["msg"].split(" (known")[0]) for d in r.json()["detail"]] == [
+        (["body", "services", "wbe"], "no service named 'wbe'"),
+        (["body", "patterns", "no-such-pattern"], "no pattern named 'no-such-pattern'"),
+    ]
+    assert env.store.get_state("policy:override") == before
 
 
 @pytest.mark.parametrize(("body", "field"), [

@@ -151,6 +151,55 @@ def test_check_accepts_the_minimal_example() -> None:
     assert "ok (1 services" in result.stdout
 
 
+@pytest.mark.parametrize(("services", "message"), [
+    ("  - name: web\n    depends_on: [nope]\n", "services: Value error, service 'web' depends on unknown nope"),
+    ("  - name: web\n  - name: web\n", "services: Value error, service names must be unique: web"),
+])
+def test_check_names_services_and_its_line_for_an_unknown_dependency_or_a_repeated_name(
+        tmp_path: Path, services: str, message: str) -> None:
+    config = _write(tmp_path / "autonomic.yaml", "engine: {host_metrics: false}\n\nservices:\n" + services)
+    result = cli("check", "-c", config)
+    assert result.exit_code == 2
+    assert result.stderr.strip() == f"{config}:3: {message}"
+
+
+def test_run_names_a_notifiers_unset_secret_variable_without_a_traceback(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("AUTONOMIC_TEST_HOOK_SECRET", raising=False)
+    config = _write(tmp_path / "autonomic.yaml",
+                    f"engine: {{state_dir: {tmp_path / 'state'}, host_metrics: false}}\n"
+                    "api: {enabled: false}\n"
+                    "notifiers:\n  - {type: console}\n"
+                    "  - {type: webhook, url: 'http://127.0.0.1:9/', secret_env: AUTONOMIC_TEST_HOOK_SECRET}\n")
+    result = cli("run", "-c", config)
+    assert result.exit_code == 2, result.output
+    assert result.stderr.strip() == (f"{config}: notifiers[1].secret_env: "
+                                     "environment variable AUTONOMIC_TEST_HOOK_SECRET is not set")
+
+
+def test_check_names_a_policy_override_for_a_service_pattern_or_action_type_that_does_not_exist(
+        tmp_path: Path) -> None:
+    """A misspelt name under policy.services (or patterns, actions) would leave its override,
+    say autonomy observe for one service, silently unapplied: it is a problem with its line."""
+    config = _write(tmp_path / "autonomic.yaml",
+                    "engine: {host_metrics: false}\n"
+                    "services: [{name: web}]\n"
+                    "policy:\n"
+                    "  autonomy: auto\n"
+                    "  services: {web-frontend: {autonomy: observe}, web: {autonomy: approve}, host: {shadow: true}}\n"
+                    "  patterns: {proces-down-restart: {autonomy: approve}}\n"
+                    "  actions: {procss: {enabled: false}, process: {enabled: true}}\n")
+    result = cli("check", "-c", config)
+    assert result.exit_code == 2
+    assert result.stderr.splitlines() == [
+        f"{config}:5: policy.services.web-frontend: no service named 'web-frontend' (known: host, web)",
+        f"{config}:6: policy.patterns.proces-down-restart: no pattern named 'proces-down-restart' (known: "
+        "error-spike-after-config-revert, memory-leak-graceful-restart, pool-exhaustion-raise, process-down-restart)",
+        f"{config}:7: policy.actions.procss: no action type named 'procss' (known: config, docker, http, kubernetes, "
+        "process, shell, systemd)",
+    ]
+
+
 def test_run_rejects_an_unknown_log_level() -> None:
     result = cli("run", "--log-level", "nonsense")
     assert result.exit_code == 2
@@ -170,6 +219,21 @@ def test_a_database_that_cannot_be_reached_is_named_without_its_password_or_a_tr
     assert result.stderr.startswith(f"autonomic: cannot open the store at {shown}: "), result.stderr
     assert "Connection refused" in result.stderr
     assert "hunter2" not in result.output and "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("command", [["run"], ["status"], ["incidents"], ["token", "list"], ["report", "daily"]])
+def test_a_state_dir_that_cannot_be_created_is_named_without_a_traceback(command: list[str], tmp_path: Path) -> None:
+    in_the_way = _write(tmp_path / "a-file", "")
+    config = _write(tmp_path / "autonomic.yaml",
+                    f"engine: {{state_dir: {in_the_way / 'state'}, host_metrics: false}}\n")
+
+    result = cli(*command, "-c", config)
+
+    assert result.exit_code == 1, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+    assert f"cannot create {in_the_way / 'state'}" in result.stderr or \
+        f"cannot create its folder {in_the_way / 'state'}" in result.stderr, result.stderr
+    assert "Not a directory" in result.stderr
 
 
 def test_the_engine_runs_on_postgresql_and_its_log_shows_the_url_without_the_password(
@@ -225,6 +289,73 @@ def test_status_names_the_replica_that_leads_and_a_released_lease(cfg: Path, sto
     assert "leader: pod-a:17:abc123 (epoch 1, last renewed" in cli("status", "-c", cfg).stdout
     store.release_lease("engine", "pod-a:17:abc123", 1)
     assert "leader: none (released at" in cli("status", "-c", cfg).stdout
+
+
+def _status_json(tmp_path: Path, text: str) -> None:
+    (tmp_path / "state").mkdir(exist_ok=True)
+    (tmp_path / "state" / "status.json").write_text(text)
+
+
+def test_status_says_when_the_engines_health_is_stale(cfg: Path, store: Store, tmp_path: Path) -> None:
+    health = {"web": {"state": "HEALTHY", "reasons": []}}
+    _status_json(tmp_path, json.dumps({"ts": time.time(), "pid": 4242, "health": health}))
+    assert "STALE" not in cli("status", "-c", cfg).stdout
+    _status_json(tmp_path, json.dumps({"ts": time.time() - 600, "pid": 4242, "health": health}))
+    shown = cli("status", "-c", cfg).stdout
+    assert "STALE health: the engine (pid 4242) last wrote it 600 s ago" in shown, shown
+
+
+@pytest.mark.parametrize("text", ["", "garbage", "[1, 2]"])
+def test_status_shows_the_store_when_the_engines_health_file_is_unreadable(
+        cfg: Path, store: Store, tmp_path: Path, text: str) -> None:
+    _status_json(tmp_path, text)
+    for args in (["status"], ["status", "--json"]):
+        result = cli(*args, "-c", cfg)
+        assert result.exit_code == 0, result.output
+        assert result.exception is None or isinstance(result.exception, SystemExit)
+
+
+def test_status_and_incidents_show_what_people_and_alerts_wrote_as_written(cfg: Path, store: Store) -> None:
+    """A pause reason or an incident summary with rich markup in it ("[/x]", "[bold]") is text,
+    not markup: it neither stops the command with a MarkupError nor restyles the output."""
+    inc = _incident(store, "8888dddd", IncidentState.OPEN)
+    store.record(inc.model_copy(update={"summary": "errors [/x] up, :smile: [bold]now[/bold]"}),
+                 actor="engine", event="incident.updated", subject=inc.id)
+    assert cli("pause", "-r", "deploy [/oops] freeze", "--actor", "person:[red]ops[/red]", "-c", cfg).exit_code == 0
+    for args in (["status"], ["incidents"]):
+        result = cli(*args, "-c", cfg)
+        assert result.exit_code == 0, result.output
+        assert "errors [/x] up, :smile: [bold]now[/bold]" in result.stdout
+    assert "PAUSED global: deploy [/oops] freeze (by person:[red]ops[/red])" in cli("status", "-c", cfg).stdout
+
+
+def test_control_characters_people_and_alerts_wrote_reach_the_terminal_as_escapes(cfg: Path, store: Store) -> None:
+    """An escape sequence in a pause reason or an incident summary (an alert annotation) is shown
+    as ``\\x1b``, never written raw where it could clear the screen or retitle the window."""
+    inc = _incident(store, "9999eeee", IncidentState.AWAITING_APPROVAL)
+    store.record(inc.model_copy(update={"summary": "errors\x1b[2J\x1b]0;owned\x07 up"}),
+                 actor="engine", event="incident.updated", subject=inc.id)
+    outputs = [cli("pause", "-r", "freeze\x1b[31m now", "-c", cfg).stdout]
+    outputs += [cli(*args, "-c", cfg).stdout for args in (["status"], ["incidents"], ["explain", "9999eeee"],
+                                                         ["report", "daily"], ["approve", "9999eeee"])]
+    for out in outputs:
+        assert "\x1b" not in out and "\x07" not in out, out
+    assert "freeze\\x1b[31m now" in outputs[0] and "errors\\x1b[2J\\x1b]0;owned\\x07 up" in outputs[2]
+
+
+def test_a_relative_sqlite_database_is_the_same_store_from_any_directory(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """engine.database: sqlite:///rel.db is relative to the config file, as state_dir is: a pause
+    set from one directory is the one the engine (started from another) reads."""
+    config = _write(tmp_path / "autonomic.yaml",
+                    "engine: {database: 'sqlite:///state/rel.db', state_dir: state, host_metrics: false}\n")
+    for where in ("ops", "srv"):
+        (tmp_path / where).mkdir()
+    monkeypatch.chdir(tmp_path / "ops")
+    assert cli("pause", "-r", "deploy freeze", "-c", config).exit_code == 0
+    monkeypatch.chdir(tmp_path / "srv")
+    assert "PAUSED global: deploy freeze" in cli("status", "-c", config).stdout
+    assert sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*.db")) == ["state/rel.db"]
 
 
 def test_pause_shows_in_status_resume_lifts_it_and_both_are_audited(cfg: Path) -> None:
@@ -313,6 +444,22 @@ def test_deny_defaults_the_actor_to_this_user(cfg: Path, store: Store) -> None:
     assert cli("deny", inc.id[:8], "-m", "not now", "-c", cfg).exit_code == 0
     answer = store.get_state(f"approval:{inc.id}")
     assert answer is not None and answer["verdict"] == "deny" and answer["actor"].startswith("person:")
+
+
+def test_approve_and_deny_say_what_they_did_in_plain_words(cfg: Path, store: Store) -> None:
+    yes = _incident(store, "5555aaaa", IncidentState.AWAITING_APPROVAL, cause="cpu")
+    no = _incident(store, "6666bbbb", IncidentState.AWAITING_APPROVAL, cause="disk")
+    assert cli("approve", yes.id[:8], "-c", cfg).stdout.startswith("approved incident 5555aaaa ")
+    assert cli("deny", no.id[:8], "-c", cfg).stdout.startswith("denied incident 6666bbbb ")
+
+
+def test_an_unknown_or_finished_incident_is_named_whole_and_quoted(cfg: Path, store: Store) -> None:
+    done = _incident(store, "7777cccc", IncidentState.RESOLVED, closed=True)
+    assert "incident 7777cccc is not awaiting approval" in cli("approve", "7777", "-c", cfg).stderr
+    unknown = cli("explain", "9999ffff", "-c", cfg)
+    assert unknown.exit_code == 2
+    assert unknown.stderr.strip() == "autonomic: no incident has an id starting with '9999ffff'"
+    assert done.id
 
 
 def test_approve_refuses_an_incident_not_awaiting_approval_and_an_unknown_id(cfg: Path, store: Store) -> None:
@@ -458,3 +605,21 @@ def test_the_cli_starts_without_loading_scipy_stats_or_the_detector_kernels() ->
     probe = "import sys, autonomic.cli; print(sorted(m for m in ('numba', 'scipy.stats') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=60)
     assert out.stdout.strip() == "[]"
+
+
+def test_the_engines_log_shows_control_characters_in_what_it_quotes_as_escapes(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """`autonomic run` logs incidents' summaries (an alert annotation's text): its log handler
+    shows an escape sequence in them as \\x1b, never raw on the terminal or in the journal."""
+    import logging
+
+    from autonomic import cli as cli_module
+
+    handlers: list[logging.Handler] = []
+    monkeypatch.setattr(logging, "basicConfig", lambda **kw: handlers.extend(kw["handlers"]))
+    cli_module._setup_logging("info")
+    (handler,) = handlers
+    record = logging.LogRecord("autonomic.engine", logging.INFO, __file__, 1, "incident %s opened: %s",
+                               ("0b6756e0", "boom \x1b]0;owned\x07 now"), None)
+    assert handler.filter(record)
+    assert record.getMessage() == "incident 0b6756e0 opened: boom \\x1b]0;owned\\x07 now"

@@ -111,3 +111,25 @@ def test_replay_bad_input_names_the_file_and_column(tmp_path: Path) -> None:
     assert code == 2 and "empty.csv" in err and "no usable rows" in err
     code, _, err = _run("replay", bad, "--interval", "0")
     assert code == 2 and "--interval" in err
+
+
+def test_replay_without_a_config_names_a_recorded_service_name_no_config_could_hold(tmp_path: Path) -> None:
+    odd = tmp_path / "odd.csv"
+    odd.write_text("timestamp,service,metric,value\n1,web,up,1\n2,w\u00e9b,up,0\n3,api.v2,up,0\n")
+    code, _, err = _run("replay", odd)
+    assert code == 2, err
+    assert err.splitlines() == [
+        f"{odd}: service: {name!r} is not a service name autonomic accepts (lowercase letters, digits, _ and -, "
+        "first a letter or digit, at most 63): rename it in the recording" for name in ("api.v2", "w\u00e9b")]
+
+
+def test_replay_refuses_a_recording_too_long_for_its_interval_instead_of_running_for_days(tmp_path: Path) -> None:
+    stray = tmp_path / "stray.csv"  # one row stamped in milliseconds among rows in seconds
+    stray.write_text("timestamp,service,metric,value\n1700000000,web,up,1\n1700000005,web,up,1\n"
+                     "1700000010000,web,up,1\n")
+    code, _, err = _run("replay", stray)
+    assert code == 2 and "stray.csv" in err and "Unix seconds" in err and "--interval" in err
+    short = tmp_path / "short.csv"
+    short.write_text("timestamp,service,metric,value\n1700000000,web,up,1\n1700000060,web,up,1\n")
+    code, _, err = _run("replay", short, "--interval", "1e-9")
+    assert code == 2 and "--interval" in err

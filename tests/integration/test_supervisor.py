@@ -404,3 +404,25 @@ def test_a_supervised_service_does_not_inherit_the_secrets_autonomic_itself_read
     finally:
         engine.supervisor.stop_all(timeout_s=1.0)
         engine.store.close()
+
+
+def test_a_service_that_cannot_be_started_at_engine_start_is_a_warning_naming_it(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A command not found at start is what a person must fix; it is logged as a warning, not
+    among the INFO lines of services started and adopted."""
+    import logging
+
+    from autonomic.config import load_config_data
+    from autonomic.engine import Engine
+
+    data = {"engine": {"interval_s": 1, "state_dir": str(tmp_path / "state"), "host_metrics": False},
+            "services": [{"name": "api", "actuators": {"process": {"command": [str(tmp_path / "no-such-app")]}}}],
+            "builtin_patterns": False, "api": {"enabled": False}}
+    engine = Engine(load_config_data(data, source="t.yaml", base_dir=tmp_path))
+    with caplog.at_level(logging.INFO, logger="autonomic.engine"):
+        engine.start()
+    try:
+        (record,) = [r for r in caplog.records if r.getMessage().startswith("service api: error:")]
+        assert record.levelno == logging.WARNING and "no-such-app" in record.getMessage()
+    finally:
+        engine.shutdown()

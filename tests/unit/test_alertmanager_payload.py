@@ -264,3 +264,8 @@ def test_truncated_alerts_are_accepted_and_recorded_in_evidence() -> None:
     body = payload()
     del body["truncatedAlerts"]  # older Alertmanagers do not send it
     assert parse_webhook(encode(body)).truncatedAlerts == 0
+
+
+def test_a_body_nested_deeper_than_recursion_allows_is_a_value_error_naming_the_body() -> None:
+    with pytest.raises(ValueError, match="body: nested too deeply"):
+        parse_webhook(b'{"version": "4", "alerts": ' + b"[" * 50_000 + b"]" * 50_000 + b"}")

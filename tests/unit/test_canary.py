@@ -90,6 +90,13 @@ def test_csv_reading_drops_non_numbers_and_names_a_missing_column(tmp_path: Path
         read_samples(bad)
 
 
+def test_a_file_that_is_not_utf8_text_is_a_config_error_naming_it(tmp_path: Path) -> None:
+    binary = tmp_path / "canary.csv"
+    binary.write_bytes(b"\xff\xfe\x00metric,value\n")
+    with pytest.raises(ConfigError, match="canary.csv: .*cannot read"):
+        read_samples(binary)
+
+
 def _plan(**kw: object) -> RolloutPlan:
     return RolloutPlan.model_validate({"steps": [1, 25, 100], "wait_s": 0, "judge": CFG.model_dump(), **kw})
 

@@ -125,6 +125,13 @@ def test_typer_app_scores_files_and_exits_2_on_bad_input(tmp_path: Path) -> None
     assert result.exit_code == 2 and "timestamp" in result.output
 
 
+def test_a_file_that_is_not_utf8_text_exits_2_naming_it(tmp_path: Path) -> None:
+    binary = tmp_path / "bin.csv"
+    binary.write_bytes(b"\xff\xfe\x00timestamp,value\n")
+    result = CliRunner().invoke(detect_app, [str(binary), "--out", str(tmp_path / "out")])
+    assert result.exit_code == 2 and "bin.csv" in result.output and "cannot read" in result.output
+
+
 def test_module_entry_point_runs(tmp_path: Path) -> None:
     src = write(tmp_path / "a.csv", series(30))
     proc = subprocess.run([sys.executable, "-m", "autonomic.analyze.detect_cli", str(src), "--out",

@@ -4,6 +4,7 @@ probes, the secrets its ``*_env`` fields name, leader election for its replicas)
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,7 @@ import yaml
 from autonomic.config import load_config_data
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "kubernetes" / "autonomic.yaml"
+README = Path(__file__).resolve().parents[2] / "README.md"
 
 
 def _docs() -> dict[str, dict[str, Any]]:
@@ -44,3 +46,15 @@ def test_the_kubernetes_example_probes_ports_and_secrets_agree_with_its_config()
     assert config["engine"]["state_dir"] in mounts
     assert container["args"][-1].startswith(next(m for m in mounts if m != config["engine"]["state_dir"]))
     assert pod["serviceAccountName"] == docs["ServiceAccount"]["metadata"]["name"]
+
+
+def test_the_readmes_config_outline_loads_its_commented_out_engine_section_meaning_defaults(tmp_path: Path) -> None:
+    """README "The config file": the outline people copy, with ``engine:`` holding only comments."""
+    (outline,) = [b for b in re.findall(r"```yaml\n(.*?)```", README.read_text(encoding="utf-8"), re.S)
+                  if b.startswith("engine:")]
+    data = yaml.safe_load(outline)
+    assert data["engine"] is None  # every key under it is a comment
+    data["services"].append({"name": "api"})  # the outline's web depends on it
+    data["patterns"] = []  # my-patterns/ is the reader's own folder
+    config = load_config_data(data, source="README.md", base_dir=tmp_path)
+    assert config.engine.interval_s == 5.0 and config.service("web") is not None

@@ -187,8 +187,22 @@ def test_test_missing_incident_file_exits_2(config: Path, tmp_path: Path) -> Non
     assert out.exit_code == 2 and "none.json: cannot read" in out.output
 
 
+def test_test_binary_incident_file_exits_2_naming_it(config: Path, tmp_path: Path) -> None:
+    binary = tmp_path / "incident.json"
+    binary.write_bytes(b"\xff\xfe\x00{")
+    out = run("test", "pool-exhaustion-raise", "-i", str(binary), "-c", str(config))
+    assert out.exit_code == 2 and "incident.json: cannot read" in out.output, out.output
+
+
 def test_bad_config_exits_2_with_the_problem(tmp_path: Path) -> None:
     cfg = tmp_path / "bad.yaml"
     cfg.write_text("policy: {autonomy: sometimes}\n")
     out = run("list", "-c", str(cfg))
     assert out.exit_code == 2 and "policy.autonomy" in out.output
+
+
+def test_test_incident_file_nested_too_deeply_exits_2_naming_it(config: Path, tmp_path: Path) -> None:
+    deep = tmp_path / "incident.json"
+    deep.write_text('{"incident": ' + "[" * 50_000 + "]" * 50_000 + "}")
+    out = run("test", "pool-exhaustion-raise", "-i", str(deep), "-c", str(config))
+    assert out.exit_code == 2 and "incident.json: nested too deeply" in out.output, out.output

@@ -381,3 +381,12 @@ def test_epoch_milliseconds_are_read_as_milliseconds_and_rank_like_seconds() -> 
 def test_timestamps_beyond_any_calendar_are_skipped_as_bad_timestamps() -> None:
     parsed = parse_long_csv("timestamp,service,metric,value\n1e300,a,m,1\n-1e300,a,m,1\n5,a,m,2\n", "M.csv")
     assert parsed.skipped_timestamps == 2 and list(parsed.series[("a", "m")][0]) == [5.0]
+
+
+def test_a_graph_nested_deeper_than_recursion_allows_exits_2_naming_it(tmp_path: Path) -> None:
+    from autonomic.errors import ConfigError
+
+    graph = tmp_path / "deep.json"
+    graph.write_text('{"edges": ' + "[" * 50_000 + "]" * 50_000 + "}")
+    with pytest.raises(ConfigError, match="nested too deeply"):
+        rca_command(graph, tmp_path / "m.csv", tmp_path / "b.csv", None)

@@ -305,6 +305,15 @@ def test_cli_prints_markdown_and_writes_html(store: Store, store_url: str, tmp_p
 # --- schedules ---------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("now", ["nan", "inf", "-inf", "1e300", "-5"])
+def test_cli_refuses_a_now_no_date_can_show_naming_the_option(store_url: str, tmp_path: Path, now: str) -> None:
+    config = tmp_path / "autonomic.yaml"
+    config.write_text(f"engine: {{database: '{store_url}'}}\n")
+    result = CliRunner().invoke(report_app, ["daily", "-c", str(config), f"--now={now}"])
+    assert result.exit_code == 2, result.output  # not a traceback from datetime
+    assert "--now: must be Unix seconds" in result.stderr
+
+
 def test_schedule_rejects_a_bad_cron_naming_the_field() -> None:
     with pytest.raises(ValidationError, match="cron"):
         ReportSchedule(period="daily", cron="every morning")

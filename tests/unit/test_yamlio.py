@@ -139,3 +139,29 @@ def test_merge_keys_and_anchors_load_as_data() -> None:
     doc = load_yaml_text("base: &b {x: 1}\nderived:\n  <<: *b\n  y: 2\n", "m.yaml")
     assert doc.data["derived"] == {"x": 1, "y": 2}
     assert doc.line_of(("derived", "y")) == 4
+
+
+def test_a_problem_without_a_file_reads_field_then_message_without_a_leading_colon() -> None:
+    assert str(Problem("", None, "--target", "unknown service 'x'")) == "--target: unknown service 'x'"
+    assert str(ConfigError("the kubeconfig names no current context")) == "the kubeconfig names no current context"
+    assert str(Problem("a.yaml", None, "", "no pattern in file")) == "a.yaml: (top): no pattern in file"
+
+
+def test_aliases_that_expand_beyond_a_million_nodes_are_refused_quickly() -> None:
+    """A "billion laughs" document (each alias nine of the one before) is a ConfigError naming
+    the file, found in well under a second, not minutes of indexing and all the memory."""
+    import time
+
+    lines = ['a0: &a0 ["x","x","x","x","x","x","x","x","x"]']
+    lines += [f"a{i}: &a{i} [{','.join([f'*a{i - 1}'] * 9)}]" for i in range(1, 9)]
+    started = time.monotonic()
+    with pytest.raises(ConfigError, match=r"bomb\.yaml: \(top\): YAML aliases expand to more than 1,000,000"):
+        load_yaml_text("\n".join(lines) + "\n", "bomb.yaml")
+    assert time.monotonic() - started < 5
+    small = load_yaml_text("base: &b {x: 1}\none: *b\ntwo: *b\n", "ok.yaml")  # ordinary aliases still work
+    assert small.data == {"base": {"x": 1}, "one": {"x": 1}, "two": {"x": 1}}
+
+
+def test_nesting_deeper_than_recursion_allows_is_a_config_error_naming_the_file() -> None:
+    with pytest.raises(ConfigError, match=r"deep\.yaml: \(top\): YAML nested too deeply"):
+        load_yaml_text("engine: " + "[" * 50_000 + "]" * 50_000 + "\n", "deep.yaml")

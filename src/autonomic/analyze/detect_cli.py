@@ -84,7 +84,15 @@ def _parse(text: str) -> float:
 
 
 def read_series(path: Path) -> tuple[list[str], list[str], np.ndarray]:
-    """(timestamps, value strings, values) of one CSV; unparsable or non-finite values are NaN."""
+    """(timestamps, value strings, values) of one CSV; unparsable or non-finite values are NaN.
+    A file that is not UTF-8 text, or lacks a column, is a ConfigError naming it."""
+    try:
+        return _read_series(path)
+    except UnicodeDecodeError as exc:
+        raise ConfigError([Problem(str(path), None, "", f"cannot read: {exc}")]) from None
+
+
+def _read_series(path: Path) -> tuple[list[str], list[str], np.ndarray]:
     with path.open(newline="", encoding="utf-8-sig") as fh:
         reader = csv.reader(fh)
         header = next(reader, None)

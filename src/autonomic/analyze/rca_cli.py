@@ -34,6 +34,9 @@ def rca_command(graph: Path, metrics: Path, baseline: Path, target: str | None) 
         doc = json.loads(text)
     except json.JSONDecodeError as exc:
         raise ConfigError([Problem(str(graph), exc.lineno, "(json)", exc.msg)]) from None
+    except RecursionError:
+        raise ConfigError([Problem(str(graph), None, "(json)",
+                                   "nested too deeply to read (thousands of levels)")]) from None
     edges = parse_graph(doc, str(graph))
     window = parse_long_csv(_read(metrics, "--metrics"), str(metrics))
     base = parse_long_csv(_read(baseline, "--baseline"), str(baseline))

@@ -174,7 +174,7 @@ def judge(baseline: Mapping[str, Sequence[float] | np.ndarray], canary: Mapping[
 def read_samples(path: Path) -> dict[str, list[float]]:
     """A CSV with columns ``metric,value`` (any others, such as timestamp, are ignored).
     Values that do not parse, NaN and inf are dropped (they are not data). A missing column
-    or an unreadable file is a ConfigError naming the file and column."""
+    or an unreadable file (not UTF-8 text included) is a ConfigError naming the file and column."""
     try:
         with path.open(newline="", encoding="utf-8") as fh:
             reader = csv.DictReader(fh)
@@ -194,6 +194,8 @@ def read_samples(path: Path) -> dict[str, list[float]]:
             return out
     except OSError as exc:
         raise ConfigError([Problem(str(path), None, "", f"cannot read: {exc.strerror or exc}")]) from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError([Problem(str(path), None, "", f"cannot read: {exc}")]) from None
 
 
 # --- progressive rollouts -------------------------------------------------------------------

@@ -323,7 +323,8 @@ class Store:
         """Open (creating if needed) the database at ``url`` and bring its schema to the latest
         migration. ``"sqlite://"`` is a private in-memory database. A URL that cannot be used
         (unparsable, another database, a missing driver, a server that cannot be reached or
-        refuses us) raises StoreError naming the URL with its password hidden."""
+        refuses us, a SQLite file whose folder cannot be created) raises StoreError naming the
+        URL with its password hidden."""
         parsed = _parse_url(url)
         shown = _shown(parsed)
         sqlite = parsed.get_backend_name() == "sqlite"
@@ -336,7 +337,12 @@ class Store:
             if memory:
                 kwargs["poolclass"] = StaticPool
             else:
-                Path(str(parsed.database)).expanduser().parent.mkdir(parents=True, exist_ok=True)
+                folder = Path(str(parsed.database)).expanduser().parent
+                try:
+                    folder.mkdir(parents=True, exist_ok=True)
+                except OSError as e:  # a file in the way, no permission, a read-only file system
+                    raise StoreError(f"cannot open the store at {shown}: cannot create its folder "
+                                     f"{folder}: {e.strerror or e}") from e
         else:
             # a pooled connection the server closed (a restart, an idle timeout) is replaced,
             # not handed to the next call as an error

@@ -67,6 +67,8 @@ def parse_webhook(body: bytes) -> AlertmanagerPayload:
         data = json.loads(body)
     except (UnicodeDecodeError, ValueError) as exc:
         raise ValueError(f"body: not valid JSON ({exc})") from None
+    except RecursionError:
+        raise ValueError("body: nested too deeply to read (thousands of levels)") from None
     if not isinstance(data, dict):
         raise ValueError(f"body: must be a JSON object, got {type(data).__name__}")
     version = data.get("version")

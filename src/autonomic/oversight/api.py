@@ -394,7 +394,7 @@ def _resolve_incident(ctx: ApiContext, ident: str) -> str:
     try:
         return ctx.store.resolve_id(Incident, ident)
     except KeyError as exc:
-        raise HTTPException(404, str(exc).strip("'\"")) from None
+        raise HTTPException(404, str(exc)) from None  # IdLookupError: str() is the plain message
 
 
 def _check_service(ctx: ApiContext, service: str | None) -> None:
@@ -643,7 +643,17 @@ def _write_routes(ctx: ApiContext) -> APIRouter:
 
     @router.put("/policy")
     def put_policy(body: PolicyConfig, who: Annotated[Principal, Depends(admin)]) -> dict[str, Any]:
-        """Replace the policy in force (validated; audited ``policy.changed`` with the new policy)."""
+        """Replace the policy in force (validated; audited ``policy.changed`` with the new policy).
+        An override for a service, pattern or action type that does not exist is 422 naming it."""
+        from autonomic.config import unknown_policy_names
+        from autonomic.registry import default_registry
+
+        registry = ctx.engine.registry if ctx.engine is not None else default_registry()
+        unknown = unknown_policy_names(body, _service_names(ctx), [p.id for p in ctx.config.patterns],
+                                       registry.types("actuator"))
+        if unknown:
+            raise HTTPException(422, [{"type": "value_error", "loc": ["body", *loc], "msg": message}
+                                      for loc, message in unknown])
         new = body.model_dump(mode="json")
         ctx.store.set_state(POLICY_OVERRIDE, new, actor=who.actor, event="policy.changed", data={"policy": new})
         return {"source": "override", "policy": new}

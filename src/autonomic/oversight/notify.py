@@ -33,7 +33,7 @@ from urllib.parse import urlsplit
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from autonomic.errors import AutonomicError, ConfigError
+from autonomic.errors import AutonomicError, ConfigError, Problem
 from autonomic.model import Level, Notification
 from autonomic.protocols import Notifier
 
@@ -56,9 +56,11 @@ def _host(url: str) -> str:
 
 
 def _env(var: str, what: str) -> str:
+    """The value of environment variable ``var``, which the field ``what`` names; ConfigError
+    naming that field when it is unset or empty."""
     value = os.environ.get(var)
     if not value:
-        raise ConfigError(f"{what}: environment variable {var} is not set")
+        raise ConfigError([Problem("", None, what, f"environment variable {var} is not set")])
     return value
 
 
@@ -381,20 +383,29 @@ def build_notifier(spec: ConsoleSpec | JsonlSpec | SlackSpec | WebhookSpec | Ema
 def build_dispatcher(
     specs: Iterable[ConsoleSpec | JsonlSpec | SlackSpec | WebhookSpec | EmailSpec],
     base_dir: Path,
+    *,
+    source: str = "",
     **options: Any,
 ) -> Dispatcher:
     """A running :class:`Dispatcher` over the notifiers ``specs`` describe (names made unique:
-    a second ``slack`` becomes ``slack-2``). ``options`` go to the Dispatcher."""
+    a second ``slack`` becomes ``slack-2``). ``options`` go to the Dispatcher. A notifier that
+    cannot be built (its ``*_env`` variable unset) is a ConfigError naming ``source`` (the config
+    file) and ``notifiers[i].<field>``."""
     routes: list[Route] = []
     seen: set[str] = set()
-    for spec in specs:
+    for i, spec in enumerate(specs):
+        try:
+            notifier = build_notifier(spec, base_dir)
+        except ConfigError as err:
+            raise ConfigError([Problem(source, None, f"notifiers[{i}]" + (f".{p.field}" if p.field else ""),
+                                       p.message) for p in err.problems]) from None
         base = spec.name or spec.type
         name, i = base, 1
         while name in seen:
             i += 1
             name = f"{base}-{i}"
         seen.add(name)
-        routes.append(Route(build_notifier(spec, base_dir), levels=spec.accepts(), name=name))
+        routes.append(Route(notifier, levels=spec.accepts(), name=name))
     return Dispatcher(routes, **options)
 
 

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from autonomic.errors import AutonomicError, ConfigError
+from autonomic.printable import printable
 
 if TYPE_CHECKING:
     from autonomic.oversight.reports import Period
@@ -28,13 +29,22 @@ ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="autonomi
                                                  envvar="AUTONOMIC_CONFIG")]
 OutOpt = Annotated[Path | None, typer.Option("--out", "-o", help="write to this file instead of printing")]
 NowOpt = Annotated[float | None, typer.Option("--now", help="end of the window, unix seconds (default: now)")]
+# the last second a report's dates can be written for (9999-12-31 23:59:59 UTC)
+MAX_NOW = 253402300799.0
 
 
 def _run(period: Period, fmt: ReportFormat, config: Path | None, out: Path | None, now: float | None) -> None:
+    """Build the report ending at ``now`` and print or write it. Exit 2 on bad input (the config,
+    ``--now`` outside the dates a report can show, an ``--out`` that cannot be written), 1 when
+    the store cannot be read."""
     from autonomic.config import default_config, load_config
     from autonomic.knowledge import Store
     from autonomic.oversight.reports import build_report, render
 
+    if now is not None and not 0 <= now <= MAX_NOW:  # NaN fails both comparisons
+        print(f"autonomic: --now: must be Unix seconds from 0 to {MAX_NOW:.0f} (the year 9999), not {now:g}",
+              file=sys.stderr)
+        raise typer.Exit(2)
     try:
         cfg = load_config(config) if config else default_config()
     except ConfigError as err:
@@ -51,8 +61,8 @@ def _run(period: Period, fmt: ReportFormat, config: Path | None, out: Path | Non
         print(f"autonomic: {err}", file=sys.stderr)
         raise typer.Exit(1) from None
     text = render(report, fmt.value)
-    if out is None:
-        sys.stdout.write(text)
+    if out is None:  # to a terminal: control characters in what people wrote shown as \xNN
+        sys.stdout.write(printable(text))
         return
     try:
         out.parent.mkdir(parents=True, exist_ok=True)

@@ -155,10 +155,14 @@ def _read_incident(path: Path) -> IncidentFile:
         text = path.read_text(encoding="utf-8")
     except OSError as e:
         raise _exit(f"{path}: cannot read: {e.strerror or e}") from None
+    except UnicodeDecodeError as e:  # not text: exit 2 naming the file, never a traceback
+        raise _exit(f"{path}: cannot read: {e}") from None
     try:
         raw = json.loads(text)
     except json.JSONDecodeError as e:
         raise _exit(f"{path}:{e.lineno}: not valid JSON: {e.msg} (column {e.colno})") from None
+    except RecursionError:
+        raise _exit(f"{path}: nested too deeply to read (thousands of levels)") from None
     try:
         return IncidentFile.model_validate(raw)
     except ValidationError as e:

@@ -1,0 +1,20 @@
+"""Text as it may be written to a terminal.
+
+What the CLI prints includes text that people and alerts wrote: a pause reason, an incident's
+summary (from an Alertmanager annotation), a comment. Written raw, an escape sequence in it could
+clear the screen, retitle the window or hide a line from the operator reading it.
+:func:`printable` shows each control character as a ``\\xNN`` escape instead.
+"""
+
+from __future__ import annotations
+
+import re
+
+# C0 controls but tab and newline, DEL and C1 controls (which some terminals read as ESC + x)
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def printable(text: str) -> str:
+    """``text`` with every control character but tab and newline shown as ``\\xNN`` (ESC as
+    ``\\x1b``); everything else, other scripts and emoji included, as it is."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
