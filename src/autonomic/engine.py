@@ -913,7 +913,25 @@ class Engine:
             return self._decide(inc, diagnosis, now, human=None, ctx=ctx)
         if inc.state == IncidentState.AWAITING_APPROVAL:
             return self._await_approval(inc, now)
+        if inc.state == IncidentState.ESCALATED:
+            return self._held_by_pause(inc, now)
         return None
+
+    def _held_by_pause(self, inc: Incident, now: float) -> float | None:
+        """An incident whose last decision only a pause denied is the engine's again once the
+        pause is lifted: decided again, through every gate (its diagnosis made again when stale),
+        audited ``incident.resumed``. Looked at every ``interval_s`` while the pause lasts. Any
+        other escalation (a person's denial, a failed fix, another gate) stays with a person."""
+        decisions = self.store.decisions(inc.id)
+        if not decisions or not _only_paused(decisions[-1]):
+            return None
+        if paused_reason(self.store, inc.service) is not None:
+            return now + self.config.engine.interval_s
+        resumed = inc.model_copy(update={"state": IncidentState.DIAGNOSED, "resolution": None, "updated_at": now})
+        self.store.record(resumed, actor="engine", event="incident.resumed", subject=inc.id,
+                          data={"decision": decisions[-1].id, "why": "the pause that held it was lifted"})
+        log.info("incident %s: the pause that held it was lifted; deciding again", inc.id[:8])
+        return now
 
     def _diagnose_and_decide(self, inc: Incident, now: float) -> float | None:
         """A new incident: the diagnosis and, when the service is free and the verdict is not an
@@ -1197,9 +1215,11 @@ class Engine:
                    f"(every other gate passed); {why}")
         log.info("incident %s: not acting (%s)", inc.id[:8], why)
         level = Level.INFO if ctx.effective.autonomy == Autonomy.OBSERVE and not human else Level.ALERT
+        held = _only_paused(decision)
+        then = "; decided again when the pause is lifted" if held else ""
         self.notify(Notification(level=level, ts=now, service=inc.service, incident_id=inc.id,
-                                 title=inc.headline, body=f"not acting: {why}"))
-        return None
+                                 title=inc.headline, body=f"not acting: {why}{then}"))
+        return now + self.config.engine.interval_s if held else None
 
     def _await_approval(self, inc: Incident, now: float) -> float | None:
         """An incident waiting for a person. An answer names the decision it answers
@@ -1359,6 +1379,13 @@ def _persist_phase(incident_id: str) -> float:
     """A fixed offset in [0, _REPEAT_PERSIST_S) from the incident's id, so the repeat writes of
     incidents opened together (an alert storm) are spread out rather than all due in one tick."""
     return _REPEAT_PERSIST_S * (zlib.crc32(incident_id.encode()) / 2**32)
+
+
+def _only_paused(decision: Decision) -> bool:
+    """Whether a pause is all that denied ``decision`` (a gate asking for a person's approval
+    aside): with the pause lifted, it would be decided differently."""
+    hard = {g.gate for g in decision.gates if not g.passed and not g.needs_approval}
+    return decision.verdict == Verdict.DENIED and hard == {"paused"}
 
 
 def _breaker_state(raw: dict[str, Any] | None) -> BreakerState:

@@ -237,6 +237,43 @@ def test_a_paused_service_is_denied_at_the_paused_gate(tmp_path: Path) -> None:
     assert h.actuator.calls == []
 
 
+def test_an_incident_only_a_pause_held_back_is_decided_again_once_the_pause_is_lifted(tmp_path: Path) -> None:
+    """Paused for a deploy, a service goes down: nothing acts, and the people are told it is
+    decided again when the pause is lifted. After `resume`, with the service still down, the
+    engine takes it up again through every gate (audited incident.resumed) and fixes it; it did
+    not, and the service stayed down until a person acted. Also across a restart of the engine."""
+    store = Store(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    first = Harness(tmp_path, store=store)
+    store.set_state(pause_key(None), {"reason": "deploy", "actor": "person:a"}, actor="person:a", event="pause.set")
+    first.feed("up", 0, 6)
+    inc = first.incident()
+    assert store.get(Incident, inc.id).state == IncidentState.ESCALATED  # type: ignore[union-attr]
+    assert first.actuator.calls == [] and "decided again when the pause is lifted" in first.notifier.sent[-1].body
+    h = Harness(tmp_path, store=store, start_at=first.clock.now())  # the engine restarted while paused
+    h.feed("up", 0, 3)
+    assert h.actuator.calls == [] and len(h.store.decisions(inc.id)) == 1
+    h.store.set_state(pause_key(None), None, actor="person:a", event="pause.cleared")
+    h.run_until(lambda: any(a.state.terminal for a in store.actions(incident_id=inc.id)), "up", 0)
+    assert [c for c, *_ in h.actuator.calls][:1] == ["apply"]
+    assert [e.kind for e in h.store.audit_events(subject=inc.id)].count("incident.resumed") == 1
+    assert [d.verdict for d in h.store.decisions(inc.id)] == [Verdict.DENIED, Verdict.APPROVED]
+
+
+def test_an_incident_a_person_denied_is_not_taken_up_again_when_a_pause_is_lifted(tmp_path: Path) -> None:
+    h = Harness(tmp_path, policy={"autonomy": "approve"})
+    h.feed("up", 0, 4)
+    inc = h.incident()
+    h.store.set_state(approval_key(inc.id), {"verdict": "deny", "actor": "person:bo", "comment": "mine",
+                                             "decision": h.store.decisions(inc.id)[-1].id},
+                      actor="person:bo", event="approval.deny")
+    h.feed("up", 0, 2)
+    assert h.store.get(Incident, inc.id).state == IncidentState.ESCALATED  # type: ignore[union-attr]
+    h.store.set_state(pause_key(None), {"reason": "x", "actor": "person:a"}, actor="person:a", event="pause.set")
+    h.store.set_state(pause_key(None), None, actor="person:a", event="pause.cleared")
+    h.feed("up", 0, 5)
+    assert h.actuator.calls == [] and h.store.get(Incident, inc.id).state == IncidentState.ESCALATED  # type: ignore[union-attr]
+
+
 def test_a_remedy_that_leaves_the_service_down_is_never_called_a_success(tmp_path: Path) -> None:
     h = Harness(tmp_path)
     h.feed("up", 1, 12)  # a healthy baseline before the fault
