@@ -86,6 +86,9 @@ class EngineSpec(_Spec):
     database: str | None = None  # SQLAlchemy URL; default sqlite file in state_dir
     host_metrics: bool = True
     resolve_after_s: float = Field(default=120.0, gt=0)  # quiet this long -> incident closed
+    # ... but while an Alertmanager alert of the incident fires (no resolved notification yet),
+    # this long: Alertmanager resends a firing alert only every repeat_interval (4 h by default)
+    alert_resolve_after_s: float = Field(default=5 * 3600.0, gt=0)
     settle_s: float = Field(default=30.0, ge=0)  # after an action ends, no new one on that service
     approval_ttl_s: float = Field(default=3600.0, gt=0)
     # An action decided but not started within this long (the engine was down, say) is not run

@@ -19,7 +19,7 @@ import threading
 import time
 import zlib
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, Literal
@@ -49,6 +49,7 @@ from autonomic.model import (
     Decision,
     Diagnosis,
     Finding,
+    FindingKind,
     GateResult,
     HealthState,
     Incident,
@@ -135,7 +136,8 @@ def breaker_key(scope: str) -> str:
 INBOX = "inbox:"  # named-state prefix of received alerts not yet ingested (see queue_findings)
 
 
-def queue_findings(store: Store, findings: list[Finding], now: float, *, actor: str) -> str:
+def queue_findings(store: Store, findings: list[Finding], now: float, *, actor: str,
+                   resolved: Sequence[str] = ()) -> str:
     """Store ``findings`` (an Alertmanager webhook's) for the engine to ingest at its next
     collection, audited ``alerts.received`` with their count (not the findings: Alertmanager
     resends a group's alerts at every group and repeat interval, and the audit log is kept for
@@ -143,10 +145,13 @@ def queue_findings(store: Store, findings: list[Finding], now: float, *, actor: 
     engine's memory: a webhook accepted (202) is not lost when the process dies before its next
     tick, and any replica may accept it, the one that leads ingests it. The engine removes the key
     (``alerts.ingested``) once every finding in it is ingested; a crash between the two ingests it
-    again (at least once: a repeat of a finding is counted on its incident)."""
+    again (at least once: a repeat of a finding is counted on its incident). ``resolved``: the
+    fingerprints of alerts the webhook says are resolved (their incidents may then go quiet)."""
     key = f"{INBOX}{new_id()}"
-    store.set_state(key, {"received_at": now, "findings": [f.model_dump(mode="json") for f in findings]},
-                    actor=actor, event="alerts.received", data={"count": len(findings)}, audit_value=False)
+    store.set_state(key, {"received_at": now, "findings": [f.model_dump(mode="json") for f in findings],
+                          "resolved": list(resolved)},
+                    actor=actor, event="alerts.received", data={"count": len(findings), "resolved": len(resolved)},
+                    audit_value=False)
     return key
 
 
@@ -260,6 +265,10 @@ class Engine:
         self._inbox: queue.SimpleQueue[Finding] = queue.SimpleQueue()
         self._inbox_taken: set[str] = set()  # inbox keys whose findings are in memory (see _read_inbox)
         self._inbox_of: dict[str, str] = {}  # finding id -> the inbox key it was read from
+        # incident id -> fingerprints of its Alertmanager alerts still firing (no resolved
+        # notification yet): such an incident is quiet only after alert_resolve_after_s (see _sweep)
+        self._alerts_firing: dict[str, set[str]] = {}
+        self._alerts_resolved: list[str] = []  # read from the inbox, applied after this collection's ingest
         self.started = False
         self._next_checkpoint = math.inf  # set by start()
         self.before_close: list[Callable[[], None]] = []  # e.g. stop the API before the store closes
@@ -317,6 +326,11 @@ class Engine:
             # replica led and then died) nobody looked, and an incident not seen then is not quiet
             self._last_seen[inc.id] = max(inc.last_finding_at, now)
             self._last_persist[inc.id] = inc.updated_at - _persist_phase(inc.id)
+            if inc.kind == FindingKind.ALERT:  # resolved notifications missed while down: still firing
+                fired = {str(f.evidence.get("fingerprint")) for f in self.store.findings(inc.id)
+                         if f.kind == FindingKind.ALERT and f.evidence.get("fingerprint")}
+                if fired:
+                    self._alerts_firing[inc.id] = fired
             self.queue.add(("incident", inc.id), now)
         previous = None if self.elector is None else self.elector.took_over_from
         grace = self.config.engine.leader_election.takeover_grace_s
@@ -560,6 +574,10 @@ class Engine:
                         log.warning("finding %s/%s dropped: %s", f.service.encode("unicode_escape").decode(),
                                     f.metric.encode("unicode_escape").decode(), exc)
                     done += 1
+                for fingerprint in self._alerts_resolved:
+                    for firing in self._alerts_firing.values():
+                        firing.discard(fingerprint)
+                self._alerts_resolved.clear()
                 for inbox_key in sorted(self._inbox_taken):  # every finding in them is ingested now
                     self.store.set_state(inbox_key, None, actor="engine", event="alerts.ingested", audit_value=False)
                     self._inbox_taken.discard(inbox_key)
@@ -636,6 +654,9 @@ class Engine:
             if key in self._inbox_taken:
                 continue
             self._inbox_taken.add(key)  # cleared with the rest, even when nothing in it is a finding
+            resolved = value.get("resolved")
+            if isinstance(resolved, list):
+                self._alerts_resolved.extend(str(fp) for fp in resolved)
             raws = value.get("findings")
             if not isinstance(raws, list):
                 log.warning("%s: a stored alert entry without a list of findings, dropped", key)
@@ -740,12 +761,15 @@ class Engine:
             if current is not None and current.closed_at is not None:
                 current = None
         incident, finding, opened = correlate(finding, current, now)
+        fingerprint = finding.evidence.get("fingerprint") if finding.kind == FindingKind.ALERT else None
         if opened:  # stored first: when the store refuses, nothing in memory names the incident
             self.store.record(finding, incident, actor="engine", event="incident.opened", subject=incident.id,
                               data={"service": incident.service, "cause": incident.cause,
                                     "kind": incident.kind, "summary": incident.summary})
             self._last_seen[incident.id] = now
             self._open[key] = incident.id
+            if fingerprint:
+                self._alerts_firing.setdefault(incident.id, set()).add(str(fingerprint))
             self._seen_signatures[incident.id] = {(finding.kind.value, finding.metric)}
             self._last_persist[incident.id] = now - _persist_phase(incident.id)
             self.metrics.incident_opened()
@@ -754,6 +778,8 @@ class Engine:
             self.queue.add(("incident", incident.id), now)
             return incident
         self._last_seen[incident.id] = now
+        if fingerprint:
+            self._alerts_firing.setdefault(incident.id, set()).add(str(fingerprint))
         signature = (finding.kind.value, finding.metric)
         seen = self._seen_signatures.setdefault(incident.id, set())
         if signature in seen and now - self._last_persist.get(incident.id, 0.0) < _REPEAT_PERSIST_S:
@@ -817,10 +843,15 @@ class Engine:
         return max(4 * self.config.engine.interval_s, 5.0)
 
     def _sweep(self, now: float) -> None:
-        """Close incidents whose symptom has been quiet long enough."""
-        quiet = self.config.engine.resolve_after_s
+        """Close incidents whose symptom has been quiet long enough: ``resolve_after_s`` without a
+        finding, or ``alert_resolve_after_s`` while one of its Alertmanager alerts still fires
+        (Alertmanager resends a firing alert only every repeat_interval; its resolved notification
+        ends that, and so does a restart of the engine for the alerts resolved while it was down
+        only after the longer wait)."""
         for key, inc_id in list(self._open.items()):
             last = self._last_seen.get(inc_id, now)
+            firing = bool(self._alerts_firing.get(inc_id))
+            quiet = self.config.engine.alert_resolve_after_s if firing else self.config.engine.resolve_after_s
             if now - last < quiet:
                 continue
             inc = self.store.get(Incident, inc_id)
@@ -846,6 +877,7 @@ class Engine:
         self._last_persist.pop(inc_id, None)
         self._pending_repeats.pop(inc_id, None)
         self._seen_signatures.pop(inc_id, None)
+        self._alerts_firing.pop(inc_id, None)
 
     def _close_if_cleared(self, inc: Incident, now: float) -> bool:
         last = self._last_seen.get(inc.id, inc.last_finding_at)

@@ -611,6 +611,8 @@ def test_webhook_without_configured_auth_accepts_and_the_engine_ingests_the_find
 def test_webhook_counts_findings_without_an_engine_and_resolved_alerts_make_none(env: Env) -> None:
     resolved = {**ALERT, "status": "resolved", "alerts": [{**ALERT["alerts"][0], "status": "resolved"}]}  # type: ignore[dict-item]
     assert env.client.post("/api/v1/alerts", json=resolved).json() == {"accepted": 0}
+    # kept for the engine all the same: the incident of a resolved alert may go quiet (Engine._sweep)
+    assert [(v["findings"], v["resolved"]) for v in env.store.states("inbox:").values()] == [([], ["abc123"])]
     assert env.client.post("/api/v1/alerts", json=ALERT).json() == {"accepted": 1}
 
 

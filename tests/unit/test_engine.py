@@ -1767,6 +1767,50 @@ def test_queued_alerts_wait_in_the_store_while_it_refuses_writes_and_are_ingeste
     assert h.store.states(INBOX) == {}
 
 
+def _fired(h: Harness, name: str, fingerprint: str) -> Finding:
+    alert = _alert(h, name)
+    return alert.model_copy(update={"evidence": {"fingerprint": fingerprint}})
+
+
+def test_an_alert_incident_stays_open_while_its_alert_fires_and_closes_after_it_is_resolved(
+        tmp_path: Path) -> None:
+    """Alertmanager sends a firing alert once, then again only every repeat_interval (4 h): its
+    incident is not "quiet" after resolve_after_s (it was closed after 2 minutes, an approval
+    request with it). It stays open until every alert of it is resolved, then goes quiet as
+    usual; with the resolved notification missed (a restart), after alert_resolve_after_s."""
+    url = f"sqlite:///{tmp_path / 'one.db'}"
+    h = Harness(tmp_path, store=Store(url), policy={"autonomy": "observe"})
+    queue_findings(h.store, [_fired(h, "DiskFull", "fp-1"), _fired(h, "DiskSlow", "fp-2")], h.clock.now(),
+                   actor="webhook")
+    h.feed("up", 1, 200)  # well past resolve_after_s (30 s here), no resend
+    (inc,) = [i for i in h.store.incidents(service="svc") if i.cause == "disk"]
+    assert h.store.get(Incident, inc.id).closed_at is None  # type: ignore[union-attr]
+    queue_findings(h.store, [], h.clock.now(), actor="webhook", resolved=["fp-1"])
+    h.feed("up", 1, 5)
+    assert h.store.get(Incident, inc.id).closed_at is None, "closed with one alert still firing"  # type: ignore[union-attr]
+    h2 = Harness(tmp_path, store=Store(url), start_at=h.clock.now(), policy={"autonomy": "observe"})  # a restart
+    h2.feed("up", 1, 60)
+    assert h2.store.get(Incident, inc.id).closed_at is None  # type: ignore[union-attr]
+    queue_findings(h2.store, [], h2.clock.now(), actor="webhook", resolved=["fp-1", "fp-2"])
+    h2.feed("up", 1, 3)
+    closed = h2.store.get(Incident, inc.id)
+    assert closed is not None and closed.closed_at is not None and h2.store.states(INBOX) == {}
+
+
+def test_an_alert_incident_whose_resolved_notification_never_comes_closes_after_alert_resolve_after_s(
+        tmp_path: Path) -> None:
+    h = Harness(tmp_path, policy={"autonomy": "observe"}, extra={})
+    queue_findings(h.store, [_fired(h, "DiskFull", "fp-1")], h.clock.now(), actor="webhook")
+    h.feed("up", 1, 2)
+    (inc,) = [i for i in h.store.incidents(service="svc") if i.cause == "disk"]
+    h.clock.advance(h.config.engine.alert_resolve_after_s - 60)
+    h.feed("up", 1, 2)
+    assert h.store.get(Incident, inc.id).closed_at is None  # type: ignore[union-attr]
+    h.clock.advance(120)
+    h.feed("up", 1, 2)
+    assert h.store.get(Incident, inc.id).closed_at is not None  # type: ignore[union-attr]
+
+
 def test_alerts_queued_before_a_restart_are_ingested_by_the_next_engine(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'one.db'}"
     store = Store(url)

@@ -688,7 +688,7 @@ def _webhook_routes(ctx: ApiContext) -> APIRouter:
 
     def receive(raw: bytes, sig: str | None) -> int:
         try:
-            from autonomic.monitor.alertmanager import parse_webhook, to_findings
+            from autonomic.monitor.alertmanager import parse_webhook, resolved_fingerprints, to_findings
         except ImportError:
             raise HTTPException(503, "the Alertmanager receiver is not installed") from None
         try:
@@ -697,15 +697,16 @@ def _webhook_routes(ctx: ApiContext) -> APIRouter:
             raise HTTPException(422, f"invalid Alertmanager payload: {exc}") from None
         now = ctx.clock.now()
         findings = to_findings(payload, now, [s.name for s in ctx.config.services])
+        resolved = resolved_fingerprints(payload)  # their incidents may go quiet (Engine._sweep)
         # One transaction: a signature is remembered only with its alerts (a sender may retry a
         # request the store refused), and in the store, so every replica refuses its replay.
-        if sig is None and not findings:
+        if sig is None and not findings and not resolved:
             return 0
         with ctx.store.unit():
             if sig is not None and not ctx.store.first_time(ACCEPTED_SIGNATURES, sig, now, 2 * WEBHOOK_MAX_SKEW_S):
                 raise HTTPException(401, "replayed webhook: this signature was already accepted")
-            if findings:  # stored before the 202: the engine (this replica's or the leader's) ingests it
-                queue_findings(ctx.store, findings, now, actor="webhook")
+            if findings or resolved:  # stored before the 202: the engine (this replica's or the leader's) ingests it
+                queue_findings(ctx.store, findings, now, actor="webhook", resolved=resolved)
         return len(findings)
 
     @router.post(
