@@ -353,3 +353,28 @@ def test_a_repository_another_git_process_is_using_is_a_retryable_error_naming_t
     lock.unlink()
     act.apply(t, p, "act-lock", snap)
     assert commit_count(repo) == 2 and act.applied(t, p, "act-lock", snap) is True
+
+
+def test_undo_and_revert_last_leave_a_persons_staged_changes_out_of_their_commit(
+        act: ConfigActuator, tmp_path: Path) -> None:
+    """A person has staged a change to another file of the repository: the revert commits of an
+    undo and of revert_last hold only what they revert, and the person's change stays staged."""
+    repo, t = make_repo(tmp_path, "yaml")
+    (repo / "other.txt").write_text("a\n")
+    git(repo, "add", "other.txt")
+    git(repo, "commit", "-q", "-m", "another file")
+    p = scale(factor=1.2)
+    snap = act.snapshot(t, p)
+    act.apply(t, p, "act-staged", snap)
+    (repo / "other.txt").write_text("a person's edit\n")
+    git(repo, "add", "other.txt")
+    act.undo(t, p, "act-staged", snap)
+    assert git(repo, "show", "--name-only", "--format=", "HEAD").split() == ["app.yaml"]
+    assert git(repo, "status", "--porcelain").splitlines() == ["M  other.txt"]
+    act.apply(t, p, "act-staged-2", act.snapshot(t, p))
+    revert = ConfigParams(op="revert_last", reload="none")
+    act.apply(t, revert, "act-staged-3", act.snapshot(t, revert))
+    assert read_value(repo / "app.yaml", "yaml") == 50
+    assert git(repo, "show", "--name-only", "--format=", "HEAD").split() == ["app.yaml"]
+    assert git(repo, "status", "--porcelain").splitlines() == ["M  other.txt"]
+    assert (repo / "other.txt").read_text() == "a person's edit\n"

@@ -528,5 +528,9 @@ def _revert(b: ConfigBinding, sha: str, trailer_line: str, prefix: str) -> str:
         _git(b, "revert", "--abort", check=False)
         raise TerminalActuatorError(f"git revert of {sha[:12]} in {b.repo} does not apply cleanly")
     message = f'{prefix}: Revert "{subject}"\n\nThis reverts commit {sha}.\n\n{trailer_line}'
-    _git(b, "commit", "-q", "-m", message)
+    # only the paths the reverted commit touched: whatever else a person has staged stays
+    # staged, theirs to commit, never swept into this commit
+    touched = _git(b, "diff-tree", "--root", "--no-commit-id", "--name-only", "-r", "-z", sha)
+    paths = [x for x in touched.split("\0") if x]
+    _git(b, "commit", "-q", "-m", message, "--", *paths)
     return _git(b, "rev-parse", "HEAD").strip()
