@@ -378,3 +378,21 @@ def test_undo_and_revert_last_leave_a_persons_staged_changes_out_of_their_commit
     assert git(repo, "show", "--name-only", "--format=", "HEAD").split() == ["app.yaml"]
     assert git(repo, "status", "--porcelain").splitlines() == ["M  other.txt"]
     assert (repo / "other.txt").read_text() == "a person's edit\n"
+
+
+@pytest.mark.parametrize("fmt", ["yaml", "toml"])
+def test_a_persons_uncommitted_edit_of_the_file_is_neither_committed_as_autonomics_nor_lost_by_undo(
+        act: ConfigActuator, tmp_path: Path, fmt: str) -> None:
+    """The bound file has an edit nobody committed yet: the change is refused (terminal) and the
+    edit stays as it was, instead of being committed under the action's key, where an undo would
+    revert it away with the action's own change."""
+    repo, t = make_repo(tmp_path, fmt)
+    name = FILES[fmt][0]
+    edited = (repo / name).read_text().replace("api", "api-by-hand")
+    (repo / name).write_text(edited)
+    p = scale(factor=1.2)
+    snap = act.snapshot(t, p)
+    with pytest.raises(TerminalActuatorError, match="changes not committed"):
+        act.apply(t, p, "act-dirty", snap)
+    assert (repo / name).read_text() == edited
+    assert commit_count(repo) == 1 and act.applied(t, p, "act-dirty", snap) is False

@@ -169,6 +169,11 @@ class ConfigActuator:
         detail: dict[str, Any] = {"file": b.file, "key": p.key, "old": _jsonable(base), "new": new}
         if _jsonable(base) == new:
             return {**detail, "commit": None, "noop": True, "reason": "value unchanged"}
+        if _dirty(b) and not _holds_only(b, p.key, new):
+            # a person's edit not yet committed: committing it under this action's key would
+            # take it as autonomic's, and an undo (a revert of that commit) would throw it away
+            raise TerminalActuatorError(f"config file {b.file} in {b.repo} has changes not committed "
+                                        "(someone is editing it); not changed, commit or discard them first")
         if _jsonable(old) != new:
             _set(doc, p.key, new, b)
             _write_atomic(_checked_path(b), _dump(fmt, doc))
@@ -336,6 +341,10 @@ def _load(b: ConfigBinding) -> tuple[Format, Any]:
         text = path.read_text()
     except OSError as exc:
         raise TerminalActuatorError(f"cannot read config file {b.path}: {exc}") from exc
+    return _parse(b, text)
+
+
+def _parse(b: ConfigBinding, text: str) -> tuple[Format, Any]:
     fmt = b.fmt
     try:
         if fmt == "yaml":
@@ -466,6 +475,19 @@ def _git(b: ConfigBinding, *args: str, check: bool = True) -> str:
 def _dirty(b: ConfigBinding) -> bool:
     """Whether the bound file has changes not yet committed."""
     return bool(_git(b, "status", "--porcelain", "--", b.file).strip())
+
+
+def _holds_only(b: ConfigBinding, key: str, value: Any) -> bool:
+    """Whether the bound file differs from its committed version by exactly ``key`` set to
+    ``value`` as this actuator writes it (what an engine killed between its write and its
+    commit leaves behind), and by nothing else."""
+    committed = _git(b, "show", f"HEAD:./{b.file}", check=False)
+    try:
+        fmt, doc = _parse(b, committed)
+        _set(doc, key, value, b)
+        return _dump(fmt, doc) == _checked_path(b).read_text()
+    except (TerminalActuatorError, OSError):
+        return False
 
 
 def _commit(b: ConfigBinding, message: str) -> str:
