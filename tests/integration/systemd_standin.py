@@ -16,7 +16,8 @@ answers them:
   ``org.freedesktop.DBus.Error.AccessDenied`` for units marked ``denied``.
 
 Restart bumps ``ActiveEnterTimestamp`` and ``MainPID``; stop makes the unit inactive; a
-unit marked ``fails`` ends ``failed`` on start. ``calls`` counts every method by name.
+unit marked ``fails`` ends ``failed`` on start, one marked ``stop_fails`` ends ``failed`` on stop (stopped, but its
+main process exited with a failure status). ``calls`` counts every method by name.
 """
 
 from __future__ import annotations
@@ -80,6 +81,9 @@ class FakeUnit:
     main_pid: int = 1000
     load_state: str = "loaded"
     fails: bool = False  # a start ends "failed"
+    # its main process exits with a failure status on SIGTERM (a JVM's 143, with no
+    # SuccessExitStatus= for it): systemd stops it and marks it "failed" (Result exit-code)
+    stop_fails: bool = False
     denied: bool = False  # every job method answers AccessDenied
     job_s: float | None = None  # per-unit job duration; None: the stand-in's default
 
@@ -234,7 +238,8 @@ class SystemdStandin:
             del self._jobs[path]
             u = job.unit
             if job.op == "stop":
-                u.active_state, u.sub_state, u.main_pid = "inactive", "dead", 0
+                u.active_state, u.sub_state = ("failed", "failed") if u.stop_fails else ("inactive", "dead")
+                u.main_pid = 0
             elif job.op == "reload":
                 u.active_state, u.sub_state = "active", "running"
             elif u.fails:

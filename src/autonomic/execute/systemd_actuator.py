@@ -7,7 +7,7 @@ connection per call, on the system bus, the user bus, or an explicit ``bus_addre
   queue a job and return its object path;
 - the actuator then polls (every 50 ms, up to ``wait_s``) until the job object is gone and
   the unit settled: ``active`` for start, restart and reload (for restart also with an
-  ``ActiveEnterTimestamp`` newer than before), ``inactive`` for stop;
+  ``ActiveEnterTimestamp`` newer than before), ``inactive`` (or ``failed``: stopped all the same) for stop;
 - unit state is read with ``org.freedesktop.DBus.Properties.Get`` on the unit's path
   (from ``GetUnit``, or ``LoadUnit`` when the unit is not loaded).
 
@@ -62,6 +62,9 @@ _RETRYABLE_ERRORS = {
     "org.freedesktop.DBus.Error.Disconnected",
     f"{SYSTEMD}.TransactionIsDestructive",  # mode "fail" and a conflicting job is queued
 }
+# not running: "failed" too, as a unit whose main process exited with a failure status on
+# SIGTERM ends after a stop (a JVM's 143 without SuccessExitStatus=)
+_STOPPED = ("inactive", "failed")
 _JOB_GONE = {"org.freedesktop.DBus.Error.UnknownObject", "org.freedesktop.DBus.Error.UnknownMethod"}
 
 
@@ -193,8 +196,9 @@ class _Bus:
         while True:
             running = self.job_running(job)
             state = self.state(path)
-            # judged only once the job is done: a failed unit reads "failed" until its job starts
-            if not running and state["active_state"] == "failed":
+            # judged only once the job is done: a failed unit reads "failed" until its job starts;
+            # after a stop, "failed" is stopped too (the main process exited with a failure status)
+            if not running and state["active_state"] == "failed" and op != "stop":
                 raise TerminalActuatorError(
                     f"unit {self.b.unit}: {op} failed (ActiveState failed, SubState {state['sub_state']})"
                 )
@@ -215,7 +219,7 @@ def _dbus_error_name(exc: BaseException) -> str | None:
 
 def _settled(op: str, state: Mapping[str, Any], before: Mapping[str, Any]) -> bool:
     if op == "stop":
-        return bool(state["active_state"] == "inactive")
+        return state["active_state"] in _STOPPED
     if state["active_state"] != "active":
         return False
     return op != "restart" or state["active_enter_ts"] > before["active_enter_ts"]
@@ -226,7 +230,7 @@ class SystemdActuator:
 
     ``snapshot`` records ActiveState, SubState, ActiveEnterTimestamp and (for services)
     MainPID. ``applied``: restart, when the unit is active and entered that state after the
-    snapshot (None without a snapshot); start, when active; stop, when inactive; reload
+    snapshot (None without a snapshot); start, when active; stop, when inactive or failed; reload
     cannot be told (None).
     ``apply`` does nothing when ``applied`` holds. ``undo`` stops what a start started and
     starts what a stop stopped (only when the snapshot found it in that other state);
@@ -262,7 +266,7 @@ class SystemdActuator:
         finally:
             bus.close()
         if p.op == "stop":
-            return bool(state["active_state"] == "inactive")
+            return state["active_state"] in _STOPPED
         if state["active_state"] != "active":
             return False
         if p.op == "start":
@@ -292,7 +296,7 @@ class SystemdActuator:
         bus = _Bus(b)
         try:
             state = bus.state(bus.unit_path())
-            if state["active_state"] == ("active" if reverse == "start" else "inactive"):
+            if state["active_state"] in (("active",) if reverse == "start" else _STOPPED):
                 return {"undo": reverse, "noop": True, "reason": "already done", **state}
             return {"undo": reverse, **bus.run(reverse, p.mode, p.wait_s)}
         finally:
