@@ -9,9 +9,9 @@ answers them:
   ``LoadUnit``, ``StartUnit``, ``StopUnit``, ``RestartUnit``, ``ReloadUnit`` (each job
   method returns a job object path; the job finishes ``job_s`` seconds later);
 - ``org.freedesktop.DBus.Properties.Get`` on unit paths (``org.freedesktop.systemd1.Unit``:
-  ``LoadState``, ``ActiveState``, ``SubState``, ``ActiveEnterTimestamp``;
-  ``org.freedesktop.systemd1.Service``: ``MainPID``) and on job paths (``State`` while the
-  job runs; ``UnknownObject`` once it is gone);
+  ``LoadState``, ``ActiveState``, ``SubState``, ``ActiveEnterTimestamp``, ``Job`` (the pending
+  job's id and path, ``(0, "/")`` when none); ``org.freedesktop.systemd1.Service``: ``MainPID``)
+  and on job paths (``State`` and ``JobType`` while the job runs; ``UnknownObject`` once it is gone);
 - errors: ``org.freedesktop.systemd1.NoSuchUnit`` for unknown units,
   ``org.freedesktop.DBus.Error.AccessDenied`` for units marked ``denied``.
 
@@ -253,6 +253,8 @@ class SystemdStandin:
         if path in self._jobs:
             if iface == JOB_IFACE and prop == "State":
                 return new_method_return(msg, "v", (("s", "running"),))
+            if iface == JOB_IFACE and prop == "JobType":
+                return new_method_return(msg, "v", (("s", self._jobs[path].op),))
             return _error(msg, "org.freedesktop.DBus.Error.UnknownProperty", f"Unknown property {prop}")
         unit = next((u for u in self.units.values() if unit_path(u.name) == path), None)
         if unit is None:
@@ -263,6 +265,9 @@ class SystemdStandin:
             (UNIT_IFACE, "SubState"): ("s", unit.sub_state),
             (UNIT_IFACE, "ActiveEnterTimestamp"): ("t", unit.active_enter_ts),
         }
+        pending = next((j for j in self._jobs.values() if j.unit is unit), None)
+        values[(UNIT_IFACE, "Job")] = ("(uo)", (int(pending.path.rsplit("/", 1)[1]), pending.path) if pending
+                                       else (0, "/"))
         if unit.name.endswith(".service"):
             values[(SERVICE_IFACE, "MainPID")] = ("u", unit.main_pid)
         if (iface, prop) not in values:

@@ -214,6 +214,24 @@ def test_a_job_still_running_after_wait_s_is_retryable(
     assert time.monotonic() - started < 2
 
 
+def test_a_retry_after_wait_s_waits_for_the_pending_restart_instead_of_restarting_again(
+    act: SystemdActuator, bus: DbusDaemon, standin: SystemdStandin
+) -> None:
+    """A unit slower to restart than wait_s: the executor retries the apply, and the retry waits
+    for the restart job still pending; a second RestartUnit restarted the unit in mid-start (and
+    a third, at the next retry), so a slow unit never came up."""
+    standin.unit("slow.service").job_s = 1.0
+    t, p = target(bus, "slow.service"), SystemdParams(op="restart", wait_s=0.3)
+    snap = act.snapshot(t, p)
+    for _ in range(2):  # the first attempt and the executor's first retry, both before the job ends
+        with pytest.raises(RetryableActuatorError, match="not finished"):
+            act.apply(t, p, "k", snap)
+    assert standin.calls["RestartUnit"] == 1
+    time.sleep(0.6)
+    assert act.apply(t, p, "k", snap)["noop"] is True
+    assert act.applied(t, p, "k", snap) is True and standin.calls["RestartUnit"] == 1
+
+
 def test_bus_gone_is_retryable(act: SystemdActuator, bus: DbusDaemon, standin: SystemdStandin) -> None:
     t, p = target(bus), SystemdParams(op="restart", wait_s=5)
     snap = act.snapshot(t, p)

@@ -4,7 +4,8 @@ It talks to ``org.freedesktop.systemd1`` with jeepney (pure Python, blocking I/O
 connection per call, on the system bus, the user bus, or an explicit ``bus_address``:
 
 - the Manager's ``RestartUnit`` / ``ReloadUnit`` / ``StartUnit`` / ``StopUnit`` (name, mode)
-  queue a job and return its object path;
+  queue a job and return its object path; when the unit's ``Job`` is already one of that kind
+  (an earlier attempt's, still running after ``wait_s``), that job is waited for instead;
 - the actuator then polls (every 50 ms, up to ``wait_s``) until the job object is gone and
   the unit settled: ``active`` for start, restart and reload (for restart also with an
   ``ActiveEnterTimestamp`` newer than before), ``inactive`` (or ``failed``: stopped all the same) for stop;
@@ -65,6 +66,8 @@ _RETRYABLE_ERRORS = {
 # not running: "failed" too, as a unit whose main process exited with a failure status on
 # SIGTERM ends after a stop (a JVM's 143 without SuccessExitStatus=)
 _STOPPED = ("inactive", "failed")
+_SAME_JOB = {"restart": ("restart", "start"), "start": ("start", "restart"), "stop": ("stop",),
+             "reload": ("reload",)}
 _JOB_GONE = {"org.freedesktop.DBus.Error.UnknownObject", "org.freedesktop.DBus.Error.UnknownMethod"}
 
 
@@ -186,12 +189,30 @@ class _Bus:
                 return False
             raise
 
+    def pending_job(self, path: str, op: str) -> str | None:
+        """The path of the unit's pending job when it does what ``op`` asks (a restart job turns
+        into a start job once its stop part is done), else None."""
+        job_id, job = self.prop(path, UNIT_IFACE, "Job")
+        if not job_id:
+            return None
+        try:
+            kind = str(self.prop(str(job), JOB_IFACE, "JobType"))
+        except TerminalActuatorError as exc:
+            if _dbus_error_name(exc) in _JOB_GONE:
+                return None
+            raise
+        return str(job) if kind in _SAME_JOB[op] else None
+
     def run(self, op: str, mode: str, wait_s: float) -> dict[str, Any]:
         """Queue ``op`` on the unit, wait for its job to finish, return the unit's new state."""
         path = self.unit_path()
         before = self.state(path)
         method = _METHODS[op]
-        (job,) = self.call(new_method_call(MANAGER, method, "ss", (self.b.unit, mode)), method)
+        # a job of this kind still pending (an earlier attempt's, after wait_s ran out) is waited
+        # for, not queued again: a second RestartUnit would restart a slow unit in mid-start
+        job = self.pending_job(path, op)
+        if job is None:
+            (job,) = self.call(new_method_call(MANAGER, method, "ss", (self.b.unit, mode)), method)
         deadline = time.monotonic() + wait_s
         while True:
             running = self.job_running(job)
