@@ -218,6 +218,23 @@ def test_patch_configmap_undo_removes_a_key_that_did_not_exist(kube: KubeStandIn
     assert (kube.get("configmaps", "shop", "web-config") or {})["data"] == {"MODE": "fast"}
 
 
+def test_patch_configmap_undo_does_not_overwrite_a_value_someone_set_since(
+    kube: KubeStandIn, act: KubernetesActuator
+) -> None:
+    """After the action set POOL_SIZE to 40 a person set it to 60: undo refuses (a person decides)
+    rather than put back the 10 of the snapshot over their change."""
+    kube.add_configmap("shop", "web-config", {"POOL_SIZE": "10"})
+    t = target(kube)
+    p = params(op="patch_configmap", configmap="web-config", key="POOL_SIZE", value="40")
+    snap = act.snapshot(t, p)
+    act.apply(t, p, "k1", snap)
+    kube.handle("PATCH", "/api/v1/namespaces/shop/configmaps/web-config", {}, "application/merge-patch+json",
+                {"data": {"POOL_SIZE": "60"}})
+    with pytest.raises(TerminalActuatorError, match="is '60', not the '40' this action set"):
+        act.undo(t, p, "k1", snap)
+    assert (kube.get("configmaps", "shop", "web-config") or {})["data"] == {"POOL_SIZE": "60"}
+
+
 def test_missing_configmap_is_terminal_naming_it(kube: KubeStandIn, act: KubernetesActuator) -> None:
     p = params(op="patch_configmap", configmap="nope", key="A", value="1")
     with pytest.raises(TerminalActuatorError, match="ConfigMap shop/nope not found"):

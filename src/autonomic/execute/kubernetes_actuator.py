@@ -19,7 +19,8 @@ written in the same PATCH as the change itself, so ``applied`` is a single read 
   snapshot's replicas while they are still what the scale set (with a resourceVersion
   precondition); moved since by an HPA or a person, it refuses (terminal) rather than undo them.
 - ``patch_configmap``: set one ``data`` key and the key annotation on the ConfigMap; undo
-  restores the previous value, or removes the key when it did not exist. Pods only see the new
+  restores the previous value, or removes the key when it did not exist, while the key still holds
+  what the action set (else it refuses: someone changed it since). Pods only see the new
   value once they re-read the mount or restart.
 - ``delete_pod``: delete one pod (by name, or the oldest pod matching a label selector) with a
   UID precondition, so a pod recreated under the same name is never deleted by a retry.
@@ -555,8 +556,15 @@ class KubernetesActuator:
         detail: dict[str, Any] = {"op": p.op, "configmap": f"{s.b.namespace}/{p.configmap}", "key": p.key}
         if _annotations(cm).get(ACTION_ANNOTATION) != key:
             return {**detail, "noop": True, "reason": "not applied, or already undone"}
+        now = (cm.get("data") or {}).get(p.key)
+        if now != p.value:
+            raise TerminalActuatorError(
+                f"kubernetes: key {p.key!r} of ConfigMap {s.b.namespace}/{p.configmap} is {now!r}, not the "
+                f"{p.value!r} this action set: someone has changed it since; not put back")
         restore = value if existed else None  # None removes the key
-        s.patch_configmap(p.configmap, {"metadata": {"annotations": {ACTION_ANNOTATION: snapshot.get("annotation")}},
+        rv = (cm.get("metadata") or {}).get("resourceVersion")  # changed since that read: a 409
+        s.patch_configmap(p.configmap, {"metadata": {"annotations": {ACTION_ANNOTATION: snapshot.get("annotation")},
+                                                     "resourceVersion": rv},
                                         "data": {p.key: restore}})
         return {**detail, "old": (cm.get("data") or {}).get(p.key), "new": restore, "removed": not existed}
 
