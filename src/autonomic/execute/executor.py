@@ -39,6 +39,7 @@ compensates every step in reverse. After a crash the workflow resumes from the j
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 from collections.abc import Callable, Mapping
@@ -46,7 +47,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from autonomic.errors import ActuatorError, NotLeaderError, RetryableActuatorError
+from autonomic.errors import ActuatorError, NotLeaderError, RetryableActuatorError, StoreError
 from autonomic.execute import workflow
 from autonomic.execute.verify import judge
 from autonomic.knowledge import Store
@@ -251,6 +252,14 @@ class Executor:
             # is refused as well, and that replica recovers the action as after a crash.
             self._save(action.model_copy(update={"state": ActionState.PENDING, "updated_at": now}), None,
                        "action.deferred", reason=str(exc)[:500])
+            raise
+        except StoreError as exc:
+            # The kill switch could not be read (the store stopped answering for a moment):
+            # nothing ran, so back to PENDING when the store takes that write, else left RUNNING
+            # for recovery. Raised on: the loop retries the action at a later tick.
+            with contextlib.suppress(StoreError):
+                self._save(action.model_copy(update={"state": ActionState.PENDING, "updated_at": now}), None,
+                           "action.deferred", reason=str(exc)[:500])
             raise
         if reason is not None:
             self._cancel_paused(action, reason, now)
