@@ -19,7 +19,8 @@ the apply with this idempotency key took effect, and when it cannot tell, a pers
 kill switch is asked again before that apply (paused: one that never took effect is
 CANCELLED, one that had is handed to a person), and before every retry of a failed attempt.
 With leader election the same check raises NotLeaderError when this replica is not surely the
-leader; refused before its first attempt, an action goes back to PENDING (nothing ran).
+leader; refused before its first attempt, an action goes back to PENDING (nothing ran), as it
+does when that check cannot read the store.
 
 A multi-step action (``Action.workflow``) stays RUNNING while :func:`workflow.run` decides
 each step; for every step the journal gets "step i/n type:name" intent (with the snapshot
