@@ -10,9 +10,10 @@ makes through the official client:
 
 PATCH accepts ``application/strategic-merge-patch+json`` and ``application/merge-patch+json``
 (both a recursive dict merge where ``null`` deletes a key) and ``application/json-patch+json``
-(``add``/``replace``/``remove``). Objects carry apiVersion, kind, metadata (name, namespace, uid,
-resourceVersion bumped on every change, annotations, labels, creationTimestamp), spec and status;
-errors are Kubernetes ``Status`` objects. Every request is recorded in :attr:`KubeStandIn.requests`.
+(``add``/``replace``/``remove``); a ``metadata.resourceVersion`` in a patch is a precondition (409
+Conflict when the object has changed since). Objects carry apiVersion, kind, metadata (name,
+namespace, uid, resourceVersion bumped on every change, annotations, labels, creationTimestamp),
+spec and status; errors are Kubernetes ``Status`` objects. Every request is recorded in :attr:`KubeStandIn.requests`.
 """
 
 from __future__ import annotations
@@ -194,6 +195,11 @@ class KubeStandIn:
                        f"- accepted media types include: {', '.join((*MERGE_TYPES, JSON_PATCH))}")
 
     def _store(self, kind: str, old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+        if new["metadata"].get("resourceVersion") != old["metadata"]["resourceVersion"]:
+            # a patch naming a resourceVersion is a precondition, as on the API server
+            raise ApiError(409, "Conflict", f'Operation cannot be fulfilled on {kind} "{old["metadata"]["name"]}": '
+                           "the object has been modified; please apply your changes to the latest version "
+                           "and try again")
         for k in ("name", "namespace", "uid", "creationTimestamp"):
             new["metadata"][k] = old["metadata"][k]
         if new != old:

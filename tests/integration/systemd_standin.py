@@ -9,14 +9,15 @@ answers them:
   ``LoadUnit``, ``StartUnit``, ``StopUnit``, ``RestartUnit``, ``ReloadUnit`` (each job
   method returns a job object path; the job finishes ``job_s`` seconds later);
 - ``org.freedesktop.DBus.Properties.Get`` on unit paths (``org.freedesktop.systemd1.Unit``:
-  ``LoadState``, ``ActiveState``, ``SubState``, ``ActiveEnterTimestamp``;
-  ``org.freedesktop.systemd1.Service``: ``MainPID``) and on job paths (``State`` while the
-  job runs; ``UnknownObject`` once it is gone);
+  ``LoadState``, ``ActiveState``, ``SubState``, ``ActiveEnterTimestamp``, ``Job`` (the pending
+  job's id and path, ``(0, "/")`` when none); ``org.freedesktop.systemd1.Service``: ``MainPID``)
+  and on job paths (``State`` and ``JobType`` while the job runs; ``UnknownObject`` once it is gone);
 - errors: ``org.freedesktop.systemd1.NoSuchUnit`` for unknown units,
   ``org.freedesktop.DBus.Error.AccessDenied`` for units marked ``denied``.
 
 Restart bumps ``ActiveEnterTimestamp`` and ``MainPID``; stop makes the unit inactive; a
-unit marked ``fails`` ends ``failed`` on start. ``calls`` counts every method by name.
+unit marked ``fails`` ends ``failed`` on start, one marked ``stop_fails`` ends ``failed`` on stop (stopped, but its
+main process exited with a failure status). ``calls`` counts every method by name.
 """
 
 from __future__ import annotations
@@ -80,6 +81,9 @@ class FakeUnit:
     main_pid: int = 1000
     load_state: str = "loaded"
     fails: bool = False  # a start ends "failed"
+    # its main process exits with a failure status on SIGTERM (a JVM's 143, with no
+    # SuccessExitStatus= for it): systemd stops it and marks it "failed" (Result exit-code)
+    stop_fails: bool = False
     denied: bool = False  # every job method answers AccessDenied
     job_s: float | None = None  # per-unit job duration; None: the stand-in's default
 
@@ -234,7 +238,8 @@ class SystemdStandin:
             del self._jobs[path]
             u = job.unit
             if job.op == "stop":
-                u.active_state, u.sub_state, u.main_pid = "inactive", "dead", 0
+                u.active_state, u.sub_state = ("failed", "failed") if u.stop_fails else ("inactive", "dead")
+                u.main_pid = 0
             elif job.op == "reload":
                 u.active_state, u.sub_state = "active", "running"
             elif u.fails:
@@ -248,6 +253,8 @@ class SystemdStandin:
         if path in self._jobs:
             if iface == JOB_IFACE and prop == "State":
                 return new_method_return(msg, "v", (("s", "running"),))
+            if iface == JOB_IFACE and prop == "JobType":
+                return new_method_return(msg, "v", (("s", self._jobs[path].op),))
             return _error(msg, "org.freedesktop.DBus.Error.UnknownProperty", f"Unknown property {prop}")
         unit = next((u for u in self.units.values() if unit_path(u.name) == path), None)
         if unit is None:
@@ -258,6 +265,9 @@ class SystemdStandin:
             (UNIT_IFACE, "SubState"): ("s", unit.sub_state),
             (UNIT_IFACE, "ActiveEnterTimestamp"): ("t", unit.active_enter_ts),
         }
+        pending = next((j for j in self._jobs.values() if j.unit is unit), None)
+        values[(UNIT_IFACE, "Job")] = ("(uo)", (int(pending.path.rsplit("/", 1)[1]), pending.path) if pending
+                                       else (0, "/"))
         if unit.name.endswith(".service"):
             values[(SERVICE_IFACE, "MainPID")] = ("u", unit.main_pid)
         if (iface, prop) not in values:

@@ -353,3 +353,86 @@ def test_a_repository_another_git_process_is_using_is_a_retryable_error_naming_t
     lock.unlink()
     act.apply(t, p, "act-lock", snap)
     assert commit_count(repo) == 2 and act.applied(t, p, "act-lock", snap) is True
+
+
+def test_undo_and_revert_last_leave_a_persons_staged_changes_out_of_their_commit(
+        act: ConfigActuator, tmp_path: Path) -> None:
+    """A person has staged a change to another file of the repository: the revert commits of an
+    undo and of revert_last hold only what they revert, and the person's change stays staged."""
+    repo, t = make_repo(tmp_path, "yaml")
+    (repo / "other.txt").write_text("a\n")
+    git(repo, "add", "other.txt")
+    git(repo, "commit", "-q", "-m", "another file")
+    p = scale(factor=1.2)
+    snap = act.snapshot(t, p)
+    act.apply(t, p, "act-staged", snap)
+    (repo / "other.txt").write_text("a person's edit\n")
+    git(repo, "add", "other.txt")
+    act.undo(t, p, "act-staged", snap)
+    assert git(repo, "show", "--name-only", "--format=", "HEAD").split() == ["app.yaml"]
+    assert git(repo, "status", "--porcelain").splitlines() == ["M  other.txt"]
+    act.apply(t, p, "act-staged-2", act.snapshot(t, p))
+    revert = ConfigParams(op="revert_last", reload="none")
+    act.apply(t, revert, "act-staged-3", act.snapshot(t, revert))
+    assert read_value(repo / "app.yaml", "yaml") == 50
+    assert git(repo, "show", "--name-only", "--format=", "HEAD").split() == ["app.yaml"]
+    assert git(repo, "status", "--porcelain").splitlines() == ["M  other.txt"]
+    assert (repo / "other.txt").read_text() == "a person's edit\n"
+
+
+@pytest.mark.parametrize("fmt", ["yaml", "toml"])
+def test_a_persons_uncommitted_edit_of_the_file_is_neither_committed_as_autonomics_nor_lost_by_undo(
+        act: ConfigActuator, tmp_path: Path, fmt: str) -> None:
+    """The bound file has an edit nobody committed yet: the change is refused (terminal) and the
+    edit stays as it was, instead of being committed under the action's key, where an undo would
+    revert it away with the action's own change."""
+    repo, t = make_repo(tmp_path, fmt)
+    name = FILES[fmt][0]
+    edited = (repo / name).read_text().replace("api", "api-by-hand")
+    (repo / name).write_text(edited)
+    p = scale(factor=1.2)
+    snap = act.snapshot(t, p)
+    with pytest.raises(TerminalActuatorError, match="changes not committed"):
+        act.apply(t, p, "act-dirty", snap)
+    assert (repo / name).read_text() == edited
+    assert commit_count(repo) == 1 and act.applied(t, p, "act-dirty", snap) is False
+
+
+def test_an_undo_that_does_not_apply_cleanly_leaves_a_persons_staged_work_and_no_revert_in_progress(
+        act: ConfigActuator, tmp_path: Path) -> None:
+    """The action's line was changed again since (a later commit), so its revert conflicts: the
+    undo fails (terminal), the repository is as it was, and the person's staged change to another
+    file is still there; ``git revert --abort`` reset the whole index and worktree and threw it away."""
+    repo, t = make_repo(tmp_path, "yaml")
+    (repo / "other.txt").write_text("a\n")
+    git(repo, "add", "other.txt")
+    git(repo, "commit", "-q", "-m", "another file")
+    p = scale(factor=1.2)
+    snap = act.snapshot(t, p)
+    act.apply(t, p, "act-conflict", snap)
+    (repo / "app.yaml").write_text("server:\n  name: api\n  workers: 80\n")
+    git(repo, "commit", "-q", "-am", "tuned by hand")
+    (repo / "other.txt").write_text("a person's edit\n")
+    git(repo, "add", "other.txt")
+    with pytest.raises(TerminalActuatorError, match="does not apply cleanly"):
+        act.undo(t, p, "act-conflict", snap)
+    assert (repo / "other.txt").read_text() == "a person's edit\n"
+    assert git(repo, "status", "--porcelain").splitlines() == ["M  other.txt"]
+    assert (repo / "app.yaml").read_text() == "server:\n  name: api\n  workers: 80\n"
+    assert not (repo / ".git" / "REVERT_HEAD").exists()
+
+
+def test_undo_of_a_change_a_person_already_reverted_is_a_noop_with_no_revert_in_progress(
+        act: ConfigActuator, tmp_path: Path) -> None:
+    """A person ran ``git revert`` on the action's commit: the state is already the snapshot's, so
+    undo succeeds doing nothing; it failed on an empty commit and left the repository mid-revert."""
+    repo, t = make_repo(tmp_path, "yaml")
+    p = scale(factor=1.2)
+    snap = act.snapshot(t, p)
+    commit = act.apply(t, p, "act-reverted", snap)["commit"]
+    git(repo, "revert", "--no-edit", commit)
+    count = commit_count(repo)
+    undone = act.undo(t, p, "act-reverted", snap)
+    assert undone["noop"] is True and read_value(repo / "app.yaml", "yaml") == 50
+    assert commit_count(repo) == count and not (repo / ".git" / "REVERT_HEAD").exists()
+    assert git(repo, "status", "--porcelain") == ""

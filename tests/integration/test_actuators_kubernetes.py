@@ -20,7 +20,7 @@ from pydantic import ValidationError
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from kube_standin import KubeStandIn, running  # noqa: E402
+from kube_standin import ApiError, KubeStandIn, running  # noqa: E402
 
 from autonomic.errors import PatternError, RetryableActuatorError, TerminalActuatorError  # noqa: E402
 from autonomic.execute.kubernetes_actuator import (  # noqa: E402
@@ -216,6 +216,23 @@ def test_patch_configmap_undo_removes_a_key_that_did_not_exist(kube: KubeStandIn
     assert (kube.get("configmaps", "shop", "web-config") or {})["data"] == {"MODE": "fast", "DEBUG": "1"}
     assert act.undo(t, p, "k1", snap)["removed"] is True
     assert (kube.get("configmaps", "shop", "web-config") or {})["data"] == {"MODE": "fast"}
+
+
+def test_patch_configmap_undo_does_not_overwrite_a_value_someone_set_since(
+    kube: KubeStandIn, act: KubernetesActuator
+) -> None:
+    """After the action set POOL_SIZE to 40 a person set it to 60: undo refuses (a person decides)
+    rather than put back the 10 of the snapshot over their change."""
+    kube.add_configmap("shop", "web-config", {"POOL_SIZE": "10"})
+    t = target(kube)
+    p = params(op="patch_configmap", configmap="web-config", key="POOL_SIZE", value="40")
+    snap = act.snapshot(t, p)
+    act.apply(t, p, "k1", snap)
+    kube.handle("PATCH", "/api/v1/namespaces/shop/configmaps/web-config", {}, "application/merge-patch+json",
+                {"data": {"POOL_SIZE": "60"}})
+    with pytest.raises(TerminalActuatorError, match="is '60', not the '40' this action set"):
+        act.undo(t, p, "k1", snap)
+    assert (kube.get("configmaps", "shop", "web-config") or {})["data"] == {"POOL_SIZE": "60"}
 
 
 def test_missing_configmap_is_terminal_naming_it(kube: KubeStandIn, act: KubernetesActuator) -> None:
@@ -447,3 +464,39 @@ def test_meets_the_actuator_contract_that_registered_plugins_must_pass(act: Kube
     assert isinstance(act, Actuator) and KubernetesActuator.type == "kubernetes"
     with pytest.raises(ValidationError):
         KubernetesParams.model_validate({"surely_not_a_param": 1})
+
+
+def test_a_scale_an_autoscaler_moved_since_is_neither_applied_again_nor_scaled_back_by_undo(
+    kube: KubeStandIn, act: KubernetesActuator
+) -> None:
+    """After the scale to 5 an HPA scaled the Deployment to 7 (the /scale subresource, the key
+    annotation untouched). Recovery after a crash learns the scale took effect and a repeated
+    apply sends nothing, instead of setting 5 over the HPA's 7; undo refuses to drop 7 pods' worth
+    of an autoscaler's decision back to the snapshot's 2 (a person decides)."""
+    t, p = target(kube), params(op="scale", delta=3)
+    snap = act.snapshot(t, p)
+    act.apply(t, p, "k1", snap)
+    kube.handle("PATCH", "/apis/apps/v1/namespaces/shop/deployments/web/scale", {},
+                "application/merge-patch+json", {"spec": {"replicas": 7}})
+    assert act.applied(t, p, "k1", snap) is True
+    again = act.apply(t, p, "k1", snap)
+    assert again["noop"] is True and len(kube.mutations()) == 1
+    with pytest.raises(TerminalActuatorError, match="has 7 replicas, not the 5 this action set"):
+        act.undo(t, p, "k1", snap)
+    web = kube.get("deployments", "shop", "web")
+    assert web is not None and web["spec"]["replicas"] == 7
+
+
+def test_standin_refuses_a_patch_whose_resource_version_is_stale(kube: KubeStandIn) -> None:
+    """As the API server: a patch naming an old resourceVersion is a 409 Conflict, nothing changed."""
+    path = "/apis/apps/v1/namespaces/shop/deployments/web"
+    web = kube.get("deployments", "shop", "web")
+    assert web is not None
+    stale = web["metadata"]["resourceVersion"]
+    kube.handle("PATCH", path, {}, "application/merge-patch+json", {"spec": {"replicas": 3}})
+    with pytest.raises(ApiError) as err:
+        kube.handle("PATCH", path, {}, "application/merge-patch+json",
+                    {"metadata": {"resourceVersion": stale}, "spec": {"replicas": 9}})
+    assert err.value.code == 409
+    web = kube.get("deployments", "shop", "web")
+    assert web is not None and web["spec"]["replicas"] == 3

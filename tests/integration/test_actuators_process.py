@@ -120,6 +120,25 @@ def test_start_from_stopped_and_undo_stops(act: ProcessActuator, sup: Supervisor
     assert sup.pid("api") is None
 
 
+def test_undo_leaves_a_service_in_the_state_the_snapshot_saw(act: ProcessActuator, sup: Supervisor) -> None:
+    """A start of a service already running changes nothing, so its undo does not stop it (an
+    outage made by the rollback); nor does the undo of a stop start a service already stopped."""
+    t = target()
+    act.snapshot(t, ProcessParams(op="start"))
+    pid = sup.start("api")
+    start = ProcessParams(op="start")
+    snap = act.snapshot(t, start)
+    assert act.apply(t, start, "k5", snap)["noop"] is True
+    assert act.undo(t, start, "k5", snap)["noop"] is True
+    assert sup.pid("api") == pid
+    sup.stop("api")
+    stop = ProcessParams(op="stop")
+    snap = act.snapshot(t, stop)
+    assert act.apply(t, stop, "k6", snap)["noop"] is True
+    assert act.undo(t, stop, "k6", snap)["noop"] is True
+    assert sup.pid("api") is None
+
+
 def test_start_of_a_process_that_dies_at_once_is_retryable_with_exit_code_and_log(
     act: ProcessActuator,
 ) -> None:

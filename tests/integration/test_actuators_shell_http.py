@@ -76,6 +76,60 @@ def test_shell_timeout_is_retryable_and_kills_the_command(ctx: ActuatorContext) 
     assert time.monotonic() - started < 5
 
 
+def _daemon(pidfile: Path, then: str) -> list[str]:
+    """A command that starts a daemon in a session of its own (out of the command's process group)
+    which inherits its stdout and sleeps 30 s writing its pid to ``pidfile``, and then runs ``then``."""
+    child = f"import os, time; open({str(pidfile)!r}, 'w').write(str(os.getpid())); time.sleep(30)"
+    return py(f"import subprocess, sys, time; subprocess.Popen([sys.executable, '-c', {child!r}], "
+              f"start_new_session=True); {then}")
+
+
+def _wait_pid(pidfile: Path) -> int:
+    deadline = time.monotonic() + 5
+    while not pidfile.exists() or not pidfile.read_text():
+        assert time.monotonic() < deadline, "the daemon never started"
+        time.sleep(0.02)
+    return int(pidfile.read_text())
+
+
+def test_shell_timeout_kills_a_descendant_in_its_own_session_and_does_not_wait_for_it(
+        ctx: ActuatorContext, tmp_path: Path) -> None:
+    """The command hangs after starting a daemon that left its process group and holds its
+    stdout: the timeout comes on time (it waited for the daemon's end, or for ever) and the daemon
+    is killed with the command."""
+    import psutil
+
+    pidfile = tmp_path / "daemon.pid"
+    p = ShellParams(argv=_daemon(pidfile, "time.sleep(30)"), timeout_s=1.0)
+    started = time.monotonic()
+    with pytest.raises(RetryableActuatorError, match="timed out"):
+        ShellActuator(ctx).apply(shell_target(), p, "k", {})
+    assert time.monotonic() - started < 5
+    pid = _wait_pid(pidfile)
+    deadline = time.monotonic() + 5
+    while psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
+        assert time.monotonic() < deadline, "the daemon was left running"
+        time.sleep(0.02)
+
+
+def test_shell_a_command_that_exits_leaving_a_daemon_holding_its_stdout_succeeds_at_once(
+        ctx: ActuatorContext, tmp_path: Path) -> None:
+    """It exited 0 at once: that is its result, with its output. Waiting for the daemon to close
+    the pipe made it a timeout, and a retryable one: the runbook ran again, starting a second daemon."""
+    import os
+    import signal
+
+    pidfile = tmp_path / "daemon.pid"
+    p = ShellParams(argv=_daemon(pidfile, "print('started')"), timeout_s=5.0)
+    started = time.monotonic()
+    try:
+        detail = ShellActuator(ctx).apply(shell_target(), p, "k", {})
+        assert detail["exit_code"] == 0 and detail["stdout"] == "started\n"
+        assert time.monotonic() - started < 4
+    finally:
+        os.kill(_wait_pid(pidfile), signal.SIGKILL)
+
+
 def test_shell_missing_executable_is_terminal(ctx: ActuatorContext) -> None:
     p = ShellParams(argv=["autonomic-no-such-command", "x"])
     with pytest.raises(TerminalActuatorError, match="autonomic-no-such-command"):

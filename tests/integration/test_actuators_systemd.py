@@ -53,6 +53,7 @@ def standin(bus: DbusDaemon) -> Iterator[SystemdStandin]:
         FakeUnit("slow.service", job_s=10.0),
         FakeUnit("tick.timer", "active", "waiting"),
         FakeUnit("crashed.service", "failed", "failed", 5_000_000, 0),
+        FakeUnit("jvm.service", stop_fails=True),
     ]
     s = SystemdStandin(bus.address, units, job_s=0.1).start()
     yield s
@@ -213,6 +214,24 @@ def test_a_job_still_running_after_wait_s_is_retryable(
     assert time.monotonic() - started < 2
 
 
+def test_a_retry_after_wait_s_waits_for_the_pending_restart_instead_of_restarting_again(
+    act: SystemdActuator, bus: DbusDaemon, standin: SystemdStandin
+) -> None:
+    """A unit slower to restart than wait_s: the executor retries the apply, and the retry waits
+    for the restart job still pending; a second RestartUnit restarted the unit in mid-start (and
+    a third, at the next retry), so a slow unit never came up."""
+    standin.unit("slow.service").job_s = 1.0
+    t, p = target(bus, "slow.service"), SystemdParams(op="restart", wait_s=0.3)
+    snap = act.snapshot(t, p)
+    for _ in range(2):  # the first attempt and the executor's first retry, both before the job ends
+        with pytest.raises(RetryableActuatorError, match="not finished"):
+            act.apply(t, p, "k", snap)
+    assert standin.calls["RestartUnit"] == 1
+    time.sleep(0.6)
+    assert act.apply(t, p, "k", snap)["noop"] is True
+    assert act.applied(t, p, "k", snap) is True and standin.calls["RestartUnit"] == 1
+
+
 def test_bus_gone_is_retryable(act: SystemdActuator, bus: DbusDaemon, standin: SystemdStandin) -> None:
     t, p = target(bus), SystemdParams(op="restart", wait_s=5)
     snap = act.snapshot(t, p)
@@ -266,3 +285,27 @@ def test_load_patterns_accepts_a_systemd_pattern_when_registered(tmp_path: Path)
     bad.write_text(good.read_text().replace("op: restart", "op: reboot"))
     with pytest.raises(PatternError, match=r"bad\.yaml:3: action\.params\.op"):
         load_patterns([bad], reg)
+
+
+def test_a_stop_that_leaves_the_unit_failed_has_stopped_it(
+    act: SystemdActuator, bus: DbusDaemon, standin: SystemdStandin
+) -> None:
+    """A service whose main process exits 143 on SIGTERM ends "failed" after a stop: it is
+    stopped all the same. The stop succeeds, ``applied`` says so after a crash (no second
+    StopUnit), and undo starts it again."""
+    t, p = target(bus, "jvm.service"), SystemdParams(op="stop", wait_s=5)
+    snap = act.snapshot(t, p)
+    detail = act.apply(t, p, "k", snap)
+    assert detail["active_state"] == "failed" and detail["main_pid"] is None
+    assert act.applied(t, p, "k", snap) is True
+    assert act.apply(t, p, "k", snap)["noop"] is True and standin.calls["StopUnit"] == 1
+    assert act.undo(t, p, "k", snap)["active_state"] == "active"
+
+
+def test_stopping_a_unit_that_had_already_failed_is_a_noop(
+    act: SystemdActuator, bus: DbusDaemon, standin: SystemdStandin
+) -> None:
+    t, p = target(bus, "crashed.service"), SystemdParams(op="stop", wait_s=5)
+    snap = act.snapshot(t, p)
+    assert act.applied(t, p, "k", snap) is True
+    assert act.apply(t, p, "k", snap)["noop"] is True and standin.calls["StopUnit"] == 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -104,6 +105,37 @@ def test_stop_sigkills_a_child_that_ignores_sigterm_after_the_timeout(
     assert code == -signal.SIGKILL
     assert 0.3 <= elapsed < 3
     assert sup.exit_info("stubborn") == -signal.SIGKILL
+
+
+def test_stop_ends_a_worker_the_main_process_leaves_behind_in_its_group(
+    sup: Supervisor, tmp_path: Path
+) -> None:
+    """The main process exits on SIGTERM at once; its worker (same process group) ignores it.
+    Stopping the service ends the worker too, within the stop timeout: it was left running, so a
+    restart started the new instance beside the old one's worker."""
+    pidfile = tmp_path / "worker.pid"
+    worker = ("import os, signal, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+              f"open({str(pidfile)!r}, 'w').write(str(os.getpid()))\ntime.sleep(60)\n")
+    sup.add("api", py(f"import subprocess, sys, time\nsubprocess.Popen([sys.executable, '-c', {worker!r}])\n"
+                      "time.sleep(60)\n"))
+    sup.start("api")
+    wait_for(lambda: pidfile.exists() and pidfile.read_text())
+    worker_pid = int(pidfile.read_text())
+    started = time.monotonic()
+    assert sup.stop("api", timeout_s=0.5) == -signal.SIGTERM
+    assert time.monotonic() - started < 3
+
+    def gone() -> bool:
+        try:
+            return psutil.Process(worker_pid).status() == psutil.STATUS_ZOMBIE
+        except psutil.NoSuchProcess:
+            return True
+
+    try:
+        wait_for(gone, timeout=2.0)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(worker_pid, signal.SIGKILL)
 
 
 def test_exit_info_reports_the_exit_code_of_a_child_that_exited(sup: Supervisor) -> None:

@@ -3,11 +3,12 @@ store. Each test drives ticks by hand and reads the outcome from the store."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import BaseModel
 
 from autonomic.config import Config, load_config_data
 from autonomic.engine import INBOX, Engine, approval_key, pause_key, queue_findings
@@ -30,6 +31,7 @@ from autonomic.model import (
 )
 from autonomic.oversight.explain import explain_incident, render_text
 from autonomic.oversight.notify import Dispatcher
+from autonomic.protocols import Target
 from autonomic.registry import Registry
 from autonomic.testing import FakeActuator, FakeClock, FakeNotifier, ReplaySource
 
@@ -1916,3 +1918,37 @@ def test_an_incident_open_at_a_long_restart_is_not_closed_as_quiet_before_the_en
     assert [i.id for i in b.store.incidents(service="svc")] == [first.id], "the outage was split in two"
     (action,) = b.store.actions()
     assert action.incident_id == first.id
+
+
+def test_a_store_error_reading_the_kill_switch_before_the_first_attempt_leaves_the_action_to_run_later(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The action is journaled RUNNING, then the kill switch's read fails (the store stops
+    answering for a moment). Nothing ran, so the action goes back to PENDING and runs at a later
+    tick; left RUNNING, recovery asked an actuator that cannot tell (a runbook, an HTTP call)
+    whether it took effect and handed a fix that never ran to a person."""
+    import sys
+
+    import autonomic.engine as engine_module
+    from autonomic.errors import StoreError
+
+    class Untellable(FakeActuator):
+        def applied(self, target: Target, params: BaseModel, key: str, snapshot: Mapping[str, Any]) -> bool | None:
+            return None
+
+    h = Harness(tmp_path, actuator=Untellable())
+    real = engine_module.paused_reason
+    failed: list[str] = []
+
+    def flaky(store: Store, service: str | None) -> str | None:
+        if sys._getframe(1).f_code.co_name == "_may_act" and not failed:
+            failed.append("once")
+            raise StoreError("store read failed: database is locked")
+        return real(store, service)
+
+    monkeypatch.setattr(engine_module, "paused_reason", flaky)
+    h.feed("up", 1, 3)
+    h.feed("up", 0, 6)
+    assert failed, "the kill switch's read was not reached"
+    (action,) = h.store.actions()
+    assert action.state != ActionState.ESCALATED, action.error
+    assert [c for c, *_ in h.actuator.calls] == ["apply"]

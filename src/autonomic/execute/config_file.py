@@ -169,6 +169,11 @@ class ConfigActuator:
         detail: dict[str, Any] = {"file": b.file, "key": p.key, "old": _jsonable(base), "new": new}
         if _jsonable(base) == new:
             return {**detail, "commit": None, "noop": True, "reason": "value unchanged"}
+        if _dirty(b) and not _holds_only(b, p.key, new):
+            # a person's edit not yet committed: committing it under this action's key would
+            # take it as autonomic's, and an undo (a revert of that commit) would throw it away
+            raise TerminalActuatorError(f"config file {b.file} in {b.repo} has changes not committed "
+                                        "(someone is editing it); not changed, commit or discard them first")
         if _jsonable(old) != new:
             _set(doc, p.key, new, b)
             _write_atomic(_checked_path(b), _dump(fmt, doc))
@@ -197,6 +202,9 @@ class ConfigActuator:
             return {"file": b.file, "key": p.key, "undo": "nothing to undo (never applied)"}
         before = _jsonable(_get(_load(b)[1], p.key, b)) if p.key else None
         sha = _revert(b, ours, f"{UNDO_TRAILER}: {key}", "autonomic: undo")
+        if sha is None:
+            return {"file": b.file, "key": p.key, "noop": True, "reason": "already undone by someone else",
+                    "commit": None, "reload": self._reload(target, p, b)}
         after = _jsonable(_get(_load(b)[1], p.key, b)) if p.key else None
         detail = {"file": b.file, "key": p.key, "old": before, "new": after, "commit": sha}
         detail["reload"] = self._reload(target, p, b)
@@ -219,6 +227,9 @@ class ConfigActuator:
                                         "(only its first version, or changes already reverted)")
         before = _jsonable(_get(_load(b)[1], p.key, b)) if p.key else None
         new_sha = _revert(b, str(sha), f"{ACTION_TRAILER}: {key}", "autonomic: revert_last")
+        if new_sha is None:
+            raise TerminalActuatorError(f"revert_last: the change {str(sha)[:12]} to {b.file} is undone already "
+                                        "(reverted by hand)")
         after = _jsonable(_get(_load(b)[1], p.key, b)) if p.key else None
         detail: dict[str, Any] = {"file": b.file, "key": p.key, "old": before, "new": after}
         detail.update(commit=new_sha, reverted=sha)
@@ -336,6 +347,10 @@ def _load(b: ConfigBinding) -> tuple[Format, Any]:
         text = path.read_text()
     except OSError as exc:
         raise TerminalActuatorError(f"cannot read config file {b.path}: {exc}") from exc
+    return _parse(b, text)
+
+
+def _parse(b: ConfigBinding, text: str) -> tuple[Format, Any]:
     fmt = b.fmt
     try:
         if fmt == "yaml":
@@ -468,6 +483,19 @@ def _dirty(b: ConfigBinding) -> bool:
     return bool(_git(b, "status", "--porcelain", "--", b.file).strip())
 
 
+def _holds_only(b: ConfigBinding, key: str, value: Any) -> bool:
+    """Whether the bound file differs from its committed version by exactly ``key`` set to
+    ``value`` as this actuator writes it (what an engine killed between its write and its
+    commit leaves behind), and by nothing else."""
+    committed = _git(b, "show", f"HEAD:./{b.file}", check=False)
+    try:
+        fmt, doc = _parse(b, committed)
+        _set(doc, key, value, b)
+        return _dump(fmt, doc) == _checked_path(b).read_text()
+    except (TerminalActuatorError, OSError):
+        return False
+
+
 def _commit(b: ConfigBinding, message: str) -> str:
     _git(b, "add", "--", b.file)
     _git(b, "commit", "-q", "-m", message, "--", b.file)
@@ -516,17 +544,30 @@ def _find_commit(b: ConfigBinding, trailer: str, key: str) -> str | None:
     return None
 
 
-def _revert(b: ConfigBinding, sha: str, trailer_line: str, prefix: str) -> str:
-    """``git revert`` ``sha`` as one new commit whose message carries ``trailer_line``."""
+def _revert(b: ConfigBinding, sha: str, trailer_line: str, prefix: str) -> str | None:
+    """``git revert`` ``sha`` as one new commit whose message carries ``trailer_line``; None, with
+    nothing committed, when its change is undone already (a person reverted it by hand).
+
+    Only the paths ``sha`` touched are reverted, committed and, when the revert does not apply
+    cleanly, put back: whatever else a person has staged or edited in the repository is theirs,
+    never swept into this commit nor thrown away (``git revert --abort`` resets the whole index).
+    Those paths must have no changes not committed (TerminalActuatorError)."""
     subject = _git(b, "log", "-1", "--format=%s", sha).strip()
-    proc_ok = True
+    touched = _git(b, "diff-tree", "--root", "--no-commit-id", "--name-only", "-r", "-z", sha)
+    paths = [x for x in touched.split("\0") if x]
+    if _git(b, "status", "--porcelain", "--", *paths).strip():
+        raise TerminalActuatorError(f"{', '.join(paths)} in {b.repo} has changes not committed (someone is "
+                                    f"editing it); not reverting {sha[:12]} over them")
     try:
         _git(b, "revert", "--no-commit", sha)
     except TerminalActuatorError:
-        proc_ok = False
-    if not proc_ok:
-        _git(b, "revert", "--abort", check=False)
-        raise TerminalActuatorError(f"git revert of {sha[:12]} in {b.repo} does not apply cleanly")
+        _git(b, "reset", "-q", "HEAD", "--", *paths, check=False)
+        _git(b, "checkout", "-q", "HEAD", "--", *paths, check=False)
+        _git(b, "revert", "--quit", check=False)
+        raise TerminalActuatorError(f"git revert of {sha[:12]} in {b.repo} does not apply cleanly") from None
+    if not _git(b, "diff", "--cached", "--name-only", "HEAD", "--", *paths).strip():
+        _git(b, "revert", "--quit", check=False)
+        return None
     message = f'{prefix}: Revert "{subject}"\n\nThis reverts commit {sha}.\n\n{trailer_line}'
-    _git(b, "commit", "-q", "-m", message)
+    _git(b, "commit", "-q", "-m", message, "--", *paths)
     return _git(b, "rev-parse", "HEAD").strip()

@@ -19,7 +19,8 @@ the apply with this idempotency key took effect, and when it cannot tell, a pers
 kill switch is asked again before that apply (paused: one that never took effect is
 CANCELLED, one that had is handed to a person), and before every retry of a failed attempt.
 With leader election the same check raises NotLeaderError when this replica is not surely the
-leader; refused before its first attempt, an action goes back to PENDING (nothing ran).
+leader; refused before its first attempt, an action goes back to PENDING (nothing ran), as it
+does when that check cannot read the store.
 
 A multi-step action (``Action.workflow``) stays RUNNING while :func:`workflow.run` decides
 each step; for every step the journal gets "step i/n type:name" intent (with the snapshot
@@ -39,6 +40,7 @@ compensates every step in reverse. After a crash the workflow resumes from the j
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 from collections.abc import Callable, Mapping
@@ -46,7 +48,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from autonomic.errors import ActuatorError, NotLeaderError, RetryableActuatorError
+from autonomic.errors import ActuatorError, NotLeaderError, RetryableActuatorError, StoreError
 from autonomic.execute import workflow
 from autonomic.execute.verify import judge
 from autonomic.knowledge import Store
@@ -251,6 +253,14 @@ class Executor:
             # is refused as well, and that replica recovers the action as after a crash.
             self._save(action.model_copy(update={"state": ActionState.PENDING, "updated_at": now}), None,
                        "action.deferred", reason=str(exc)[:500])
+            raise
+        except StoreError as exc:
+            # The kill switch could not be read (the store stopped answering for a moment):
+            # nothing ran, so back to PENDING when the store takes that write, else left RUNNING
+            # for recovery. Raised on: the loop retries the action at a later tick.
+            with contextlib.suppress(StoreError):
+                self._save(action.model_copy(update={"state": ActionState.PENDING, "updated_at": now}), None,
+                           "action.deferred", reason=str(exc)[:500])
             raise
         if reason is not None:
             self._cancel_paused(action, reason, now)

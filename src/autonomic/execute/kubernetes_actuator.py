@@ -14,10 +14,13 @@ written in the same PATCH as the change itself, so ``applied`` is a single read 
   new rollout.
 - ``scale``: PATCH ``spec.replicas`` together with the key annotation on the workload's metadata
   (one request, so the two cannot disagree; the ``/scale`` subresource could not carry the
-  annotation). The target is clamped into ``[min, max]`` and the result says so. Undo restores
-  the snapshot's replicas.
+  annotation). The target is clamped into ``[min, max]`` and the result says so. Once the key is
+  there the scale is applied, whatever an autoscaler made of the replicas since. Undo restores the
+  snapshot's replicas while they are still what the scale set (with a resourceVersion
+  precondition); moved since by an HPA or a person, it refuses (terminal) rather than undo them.
 - ``patch_configmap``: set one ``data`` key and the key annotation on the ConfigMap; undo
-  restores the previous value, or removes the key when it did not exist. Pods only see the new
+  restores the previous value, or removes the key when it did not exist, while the key still holds
+  what the action set (else it refuses: someone changed it since). Pods only see the new
   value once they re-read the mount or restart.
 - ``delete_pod``: delete one pod (by name, or the oldest pod matching a label selector) with a
   UID precondition, so a pod recreated under the same name is never deleted by a retry.
@@ -465,7 +468,14 @@ class KubernetesActuator:
                     return {"op": p.op, "workload": b.workload, "noop": True,
                             "reason": "not applied, or already undone"}
                 replicas = int(_need(snapshot, "replicas"))
-                body = {"metadata": {"annotations": {ACTION_ANNOTATION: snapshot.get("annotation")}},
+                ours = p.target(replicas)[1]
+                if _replicas(obj) != ours:
+                    raise TerminalActuatorError(
+                        f"kubernetes: {b.workload} has {_replicas(obj)} replicas, not the {ours} this action "
+                        f"set: an autoscaler or a person has scaled it since; not scaled back to {replicas}")
+                # resourceVersion: a change between that read and this PATCH is a 409, not overwritten
+                body = {"metadata": {"annotations": {ACTION_ANNOTATION: snapshot.get("annotation")},
+                                     "resourceVersion": (obj.get("metadata") or {}).get("resourceVersion")},
                         "spec": {"replicas": replicas}}
                 s.patch_workload(body)
                 return {"op": p.op, "workload": b.workload, "from": _replicas(obj), "to": replicas}
@@ -478,13 +488,9 @@ class KubernetesActuator:
             meta = _template(s.read_workload()).get("metadata") or {}
             return bool((meta.get("annotations") or {}).get(ACTION_ANNOTATION) == key)
         if isinstance(p, ScaleParams):
-            obj = s.read_workload()
-            if _annotations(obj).get(ACTION_ANNOTATION) != key:
-                return False
-            current = snapshot.get("replicas")
-            if current is None and p.replicas is None:
-                return None  # a delta without the snapshot: the target cannot be told
-            return _replicas(obj) == p.target(int(current or 0))[1]
+            # the key is written in the same PATCH as the replicas: it is there once that PATCH
+            # landed, whatever an autoscaler or a person has made of the replicas since
+            return _annotations(s.read_workload()).get(ACTION_ANNOTATION) == key
         if isinstance(p, PatchConfigMapParams):
             return _annotations(s.read_configmap(p.configmap)).get(ACTION_ANNOTATION) == key
         name, uid = snapshot.get("pod"), snapshot.get("uid")
@@ -524,7 +530,9 @@ class KubernetesActuator:
                                   "requested": requested}
         if note:
             detail["clamped"] = note
-        if _annotations(obj).get(ACTION_ANNOTATION) == key and current == target:
+        if _annotations(obj).get(ACTION_ANNOTATION) == key:
+            # applied before (the replicas may have moved since: an autoscaler's or a person's
+            # to keep, not to scale back over)
             return {**detail, "noop": True, "reason": "already applied"}
         s.patch_workload({"metadata": {"annotations": {ACTION_ANNOTATION: key}}, "spec": {"replicas": target}})
         return detail
@@ -548,8 +556,15 @@ class KubernetesActuator:
         detail: dict[str, Any] = {"op": p.op, "configmap": f"{s.b.namespace}/{p.configmap}", "key": p.key}
         if _annotations(cm).get(ACTION_ANNOTATION) != key:
             return {**detail, "noop": True, "reason": "not applied, or already undone"}
+        now = (cm.get("data") or {}).get(p.key)
+        if now != p.value:
+            raise TerminalActuatorError(
+                f"kubernetes: key {p.key!r} of ConfigMap {s.b.namespace}/{p.configmap} is {now!r}, not the "
+                f"{p.value!r} this action set: someone has changed it since; not put back")
         restore = value if existed else None  # None removes the key
-        s.patch_configmap(p.configmap, {"metadata": {"annotations": {ACTION_ANNOTATION: snapshot.get("annotation")}},
+        rv = (cm.get("metadata") or {}).get("resourceVersion")  # changed since that read: a 409
+        s.patch_configmap(p.configmap, {"metadata": {"annotations": {ACTION_ANNOTATION: snapshot.get("annotation")},
+                                                     "resourceVersion": rv},
                                         "data": {p.key: restore}})
         return {**detail, "old": (cm.get("data") or {}).get(p.key), "new": restore, "removed": not existed}
 

@@ -34,7 +34,8 @@ class ProcessActuator:
     RetryableActuatorError with its exit code and the last lines of its log.
     ``applied``: for restarts, a live process whose identity differs from the snapshot's;
     for ``start``, a live process; for ``stop``, no live process. ``apply`` does nothing when
-    ``applied`` already holds. Restarts cannot be undone; ``stop`` undoes ``start`` and back.
+    ``applied`` already holds. Restarts cannot be undone; ``stop`` undoes ``start`` and back, when
+    the snapshot saw the service in the other state (else the apply changed nothing to undo).
     """
 
     type: ClassVar[str] = "process"
@@ -106,6 +107,13 @@ class ProcessActuator:
     ) -> dict[str, Any]:
         p = self._params(params)
         sup = self._supervisor(target)
+        if p.op in ("start", "stop"):
+            # back to what the snapshot saw: a service that was already running (start) or
+            # already stopped (stop) is left as it is, the apply having changed nothing
+            was_running = snapshot.get("pid") is not None
+            if was_running == (p.op == "start"):
+                return {"undo": "stop" if p.op == "start" else "start", "noop": True,
+                        "reason": f"it was already {'running' if was_running else 'stopped'} before"}
         if p.op == "stop":
             return {"undo": "start", "pid": self._start(sup, target.service)}
         if p.op == "start":

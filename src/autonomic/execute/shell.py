@@ -7,10 +7,12 @@ import os
 import shlex
 import signal
 import subprocess
+import threading
 import time
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import IO, Any, ClassVar
 
+import psutil
 from pydantic import BaseModel, ConfigDict, Field
 
 from autonomic.errors import RetryableActuatorError, TerminalActuatorError
@@ -18,6 +20,8 @@ from autonomic.protocols import ActuatorContext, Target
 from autonomic.redact import HIDDEN, MIN_SCRUB
 
 OUTPUT_LIMIT = 4096  # bytes kept of stdout and of stderr
+_KEEP = OUTPUT_LIMIT + 65536  # read and kept before the cut (a hidden value across it is still found)
+DRAIN_S = 1.0  # how long output is still read after the command ended
 # a value passed through ``env_allow`` at least MIN_SCRUB long is masked in what the command printed
 
 
@@ -40,7 +44,9 @@ class ShellActuator:
     """Runs ``argv`` with ``shell=False``, in a new session, with an environment of only ``PATH``
     and the ``env_allow`` names. stdout/stderr are kept up to 4 KiB each, with the value of every
     ``env_allow`` variable (8 characters or more: a token, a password) shown as ``***``. A non-zero exit or a
-    missing executable is terminal; a timeout (the whole process group is killed) is retryable.
+    missing executable is terminal; a timeout (the whole process group and every descendant is killed) is
+    retryable. A process the command leaves running (a daemon it started) does not hold up the
+    result: output is read for up to ``DRAIN_S`` after the command exits.
     Whether it took effect cannot be told (``applied`` is None); undo runs ``undo_argv``.
     """
 
@@ -95,6 +101,31 @@ def _truncate(data: bytes | None, hidden: list[str]) -> tuple[str, bool]:
     return data[:OUTPUT_LIMIT].decode(errors="replace"), len(data) > OUTPUT_LIMIT
 
 
+def _drain(pipe: IO[bytes] | None, buf: bytearray) -> None:
+    """Read ``pipe`` to its end into ``buf``, keeping the first ``_KEEP`` bytes."""
+    if pipe is None:
+        return
+    with pipe:
+        while chunk := os.read(pipe.fileno(), 65536):
+            if len(buf) < _KEEP:
+                buf += chunk[: _KEEP - len(buf)]
+
+
+def _kill_tree(proc: subprocess.Popen[bytes]) -> None:
+    """SIGKILL the command's process group and every descendant still under it (one that
+    started a session of its own is not in the group), then reap the command."""
+    try:
+        descendants = psutil.Process(proc.pid).children(recursive=True)
+    except psutil.Error:
+        descendants = []
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    for child in descendants:
+        with contextlib.suppress(psutil.Error):
+            child.kill()
+    proc.wait()
+
+
 def run_argv(argv: list[str], cwd: str | None, env_allow: list[str], timeout_s: float) -> dict[str, Any]:
     """Run ``argv``; the journal detail on success, ActuatorError subclasses otherwise."""
     env = {"PATH": os.environ.get("PATH", os.defpath)}
@@ -113,15 +144,27 @@ def run_argv(argv: list[str], cwd: str | None, env_allow: list[str], timeout_s: 
         )
     except OSError as exc:  # missing executable, not executable, missing cwd
         raise TerminalActuatorError(f"cannot run {argv!r}: {exc}") from exc
+    # The pipes are read by threads and the command is judged by its own exit: a process it
+    # left running (a daemon it started) may hold them open for ever, and neither a result nor a
+    # timeout may wait for that.
+    out_buf, err_buf = bytearray(), bytearray()
+    readers = [threading.Thread(target=_drain, args=(pipe, buf), daemon=True)
+               for pipe, buf in ((proc.stdout, out_buf), (proc.stderr, err_buf))]
+    for reader in readers:
+        reader.start()
+    timed_out = False
     try:
-        out, err = proc.communicate(timeout=timeout_s)
+        proc.wait(timeout=timeout_s)
     except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.communicate()
-        raise RetryableActuatorError(f"{argv!r} timed out after {timeout_s:g} s") from None
-    stdout, out_cut = _truncate(out, hidden)
-    stderr, err_cut = _truncate(err, hidden)
+        timed_out = True
+        _kill_tree(proc)
+    deadline = time.monotonic() + DRAIN_S
+    for reader in readers:
+        reader.join(max(0.0, deadline - time.monotonic()))
+    if timed_out:
+        raise RetryableActuatorError(f"{argv!r} timed out after {timeout_s:g} s")
+    stdout, out_cut = _truncate(bytes(out_buf), hidden)
+    stderr, err_cut = _truncate(bytes(err_buf), hidden)
     if proc.returncode != 0:
         raise TerminalActuatorError(f"{argv!r} exited with code {proc.returncode}: {stderr}")
     return {

@@ -255,16 +255,20 @@ class Supervisor:
 
     def stop(self, service: str, timeout_s: float | None = None) -> int | None:
         """SIGTERM the process group, wait up to ``timeout_s`` (default: the binding's
-        stop_timeout_s), then SIGKILL it. Returns the exit code if known; no-op if not running."""
+        stop_timeout_s), then SIGKILL it; what the main process leaves in its group is given what
+        is left of ``timeout_s`` too, then SIGKILLed. Returns the exit code if known; no-op if not
+        running."""
         timeout = self.binding(service).stop_timeout_s if timeout_s is None else timeout_s
         ident = self.identity(service)
         if ident is None:
             return None
+        deadline = time.monotonic() + timeout
         _killpg(ident[0], signal_mod.SIGTERM)
         code, gone = self._wait(service, ident, timeout)
         if not gone:
             _killpg(ident[0], signal_mod.SIGKILL)
             code, _ = self._wait(service, ident, 5.0)
+        _end_group(ident[0], deadline)
         return code
 
     def stop_all(self, timeout_s: float | None = None) -> None:
@@ -281,6 +285,7 @@ class Supervisor:
             if not gone:
                 _killpg(ident[0], signal_mod.SIGKILL)
                 self._wait(service, ident, 5.0)
+            _end_group(ident[0], start + timeout)
 
     # --- internals -----------------------------------------------------------------------
 
@@ -387,6 +392,33 @@ def _alive_with(pid: int, create_time: float, boot: tuple[str, float] | None = N
         return same and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
     except psutil.Error:
         return False
+
+
+def _end_group(pgid: int, deadline: float) -> None:
+    """After the main process is gone: wait until ``deadline`` for what it left in its process
+    group (workers that outlive it, ignore SIGTERM or take longer) to go, then SIGKILL the group.
+    While a member is left the kernel keeps the group's id, the old main pid, from being reused."""
+    while _group_alive(pgid):
+        if time.monotonic() >= deadline:
+            _killpg(pgid, signal_mod.SIGKILL)
+            return
+        time.sleep(0.02)
+
+
+def _group_alive(pgid: int) -> bool:
+    """Whether a process of group ``pgid`` is still running (zombies, dead and waiting for a
+    parent to reap them, do not count)."""
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    for proc in psutil.process_iter(["status"]):
+        with contextlib.suppress(OSError, psutil.Error):
+            if os.getpgid(proc.pid) == pgid and proc.info["status"] != psutil.STATUS_ZOMBIE:
+                return True
+    return False
 
 
 def _killpg(pid: int, sig: int) -> None:

@@ -4,10 +4,11 @@ It talks to ``org.freedesktop.systemd1`` with jeepney (pure Python, blocking I/O
 connection per call, on the system bus, the user bus, or an explicit ``bus_address``:
 
 - the Manager's ``RestartUnit`` / ``ReloadUnit`` / ``StartUnit`` / ``StopUnit`` (name, mode)
-  queue a job and return its object path;
+  queue a job and return its object path; when the unit's ``Job`` is already one of that kind
+  (an earlier attempt's, still running after ``wait_s``), that job is waited for instead;
 - the actuator then polls (every 50 ms, up to ``wait_s``) until the job object is gone and
   the unit settled: ``active`` for start, restart and reload (for restart also with an
-  ``ActiveEnterTimestamp`` newer than before), ``inactive`` for stop;
+  ``ActiveEnterTimestamp`` newer than before), ``inactive`` (or ``failed``: stopped all the same) for stop;
 - unit state is read with ``org.freedesktop.DBus.Properties.Get`` on the unit's path
   (from ``GetUnit``, or ``LoadUnit`` when the unit is not loaded).
 
@@ -62,6 +63,11 @@ _RETRYABLE_ERRORS = {
     "org.freedesktop.DBus.Error.Disconnected",
     f"{SYSTEMD}.TransactionIsDestructive",  # mode "fail" and a conflicting job is queued
 }
+# not running: "failed" too, as a unit whose main process exited with a failure status on
+# SIGTERM ends after a stop (a JVM's 143 without SuccessExitStatus=)
+_STOPPED = ("inactive", "failed")
+_SAME_JOB = {"restart": ("restart", "start"), "start": ("start", "restart"), "stop": ("stop",),
+             "reload": ("reload",)}
 _JOB_GONE = {"org.freedesktop.DBus.Error.UnknownObject", "org.freedesktop.DBus.Error.UnknownMethod"}
 
 
@@ -183,18 +189,37 @@ class _Bus:
                 return False
             raise
 
+    def pending_job(self, path: str, op: str) -> str | None:
+        """The path of the unit's pending job when it does what ``op`` asks (a restart job turns
+        into a start job once its stop part is done), else None."""
+        job_id, job = self.prop(path, UNIT_IFACE, "Job")
+        if not job_id:
+            return None
+        try:
+            kind = str(self.prop(str(job), JOB_IFACE, "JobType"))
+        except TerminalActuatorError as exc:
+            if _dbus_error_name(exc) in _JOB_GONE:
+                return None
+            raise
+        return str(job) if kind in _SAME_JOB[op] else None
+
     def run(self, op: str, mode: str, wait_s: float) -> dict[str, Any]:
         """Queue ``op`` on the unit, wait for its job to finish, return the unit's new state."""
         path = self.unit_path()
         before = self.state(path)
         method = _METHODS[op]
-        (job,) = self.call(new_method_call(MANAGER, method, "ss", (self.b.unit, mode)), method)
+        # a job of this kind still pending (an earlier attempt's, after wait_s ran out) is waited
+        # for, not queued again: a second RestartUnit would restart a slow unit in mid-start
+        job = self.pending_job(path, op)
+        if job is None:
+            (job,) = self.call(new_method_call(MANAGER, method, "ss", (self.b.unit, mode)), method)
         deadline = time.monotonic() + wait_s
         while True:
             running = self.job_running(job)
             state = self.state(path)
-            # judged only once the job is done: a failed unit reads "failed" until its job starts
-            if not running and state["active_state"] == "failed":
+            # judged only once the job is done: a failed unit reads "failed" until its job starts;
+            # after a stop, "failed" is stopped too (the main process exited with a failure status)
+            if not running and state["active_state"] == "failed" and op != "stop":
                 raise TerminalActuatorError(
                     f"unit {self.b.unit}: {op} failed (ActiveState failed, SubState {state['sub_state']})"
                 )
@@ -215,7 +240,7 @@ def _dbus_error_name(exc: BaseException) -> str | None:
 
 def _settled(op: str, state: Mapping[str, Any], before: Mapping[str, Any]) -> bool:
     if op == "stop":
-        return bool(state["active_state"] == "inactive")
+        return state["active_state"] in _STOPPED
     if state["active_state"] != "active":
         return False
     return op != "restart" or state["active_enter_ts"] > before["active_enter_ts"]
@@ -226,7 +251,7 @@ class SystemdActuator:
 
     ``snapshot`` records ActiveState, SubState, ActiveEnterTimestamp and (for services)
     MainPID. ``applied``: restart, when the unit is active and entered that state after the
-    snapshot (None without a snapshot); start, when active; stop, when inactive; reload
+    snapshot (None without a snapshot); start, when active; stop, when inactive or failed; reload
     cannot be told (None).
     ``apply`` does nothing when ``applied`` holds. ``undo`` stops what a start started and
     starts what a stop stopped (only when the snapshot found it in that other state);
@@ -262,7 +287,7 @@ class SystemdActuator:
         finally:
             bus.close()
         if p.op == "stop":
-            return bool(state["active_state"] == "inactive")
+            return state["active_state"] in _STOPPED
         if state["active_state"] != "active":
             return False
         if p.op == "start":
@@ -292,7 +317,7 @@ class SystemdActuator:
         bus = _Bus(b)
         try:
             state = bus.state(bus.unit_path())
-            if state["active_state"] == ("active" if reverse == "start" else "inactive"):
+            if state["active_state"] in (("active",) if reverse == "start" else _STOPPED):
                 return {"undo": reverse, "noop": True, "reason": "already done", **state}
             return {"undo": reverse, **bus.run(reverse, p.mode, p.wait_s)}
         finally:
