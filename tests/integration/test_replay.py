@@ -124,9 +124,10 @@ def test_replay_without_a_config_names_a_recorded_service_name_no_config_could_h
 
 
 def test_replay_refuses_a_recording_too_long_for_its_interval_instead_of_running_for_days(tmp_path: Path) -> None:
-    stray = tmp_path / "stray.csv"  # one row stamped in milliseconds among rows in seconds
-    stray.write_text("timestamp,service,metric,value\n1700000000,web,up,1\n1700000005,web,up,1\n"
-                     "1700000010000,web,up,1\n")
+    # one row from years before the rest (a stray epoch; one in milliseconds is read as such)
+    stray = tmp_path / "stray.csv"
+    stray.write_text("timestamp,service,metric,value\n1000000000,web,up,1\n1700000000,web,up,1\n"
+                     "1700000005,web,up,1\n")
     code, _, err = _run("replay", stray)
     assert code == 2 and "stray.csv" in err and "Unix seconds" in err and "--interval" in err
     short = tmp_path / "short.csv"
