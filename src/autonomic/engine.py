@@ -312,6 +312,11 @@ class Engine:
         self.store.audit("engine", "engine.started", "engine",
                          {"config": self.config.source, "services": [s.name for s in self.config.services],
                           **lease})
+        for service, bindings in self.config.bindings.items():  # a path that is not here fails at 3 a.m.
+            for kind, binding in bindings.items():
+                for problem in getattr(binding, "missing", lambda: [])():
+                    log.warning("service %s: actuators.%s.%s; its actions will fail until it is", service, kind,
+                                problem)
         if not self.shadow_only:
             # a paused service is not started: a person may have stopped it on purpose
             held = self.supervisor.adopt_or_start_all(hold=lambda svc: paused_reason(self.store, svc))

@@ -1952,3 +1952,32 @@ def test_a_store_error_reading_the_kill_switch_before_the_first_attempt_leaves_t
     (action,) = h.store.actions()
     assert action.state != ActionState.ESCALATED, action.error
     assert [c for c, *_ in h.actuator.calls] == ["apply"]
+
+
+def test_an_actuator_binding_naming_a_path_this_host_lacks_is_warned_at_start(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """`check` may run on another machine, so a config repository or a runbook folder that is not
+    there is no config error; but the engine that will act says so when it starts, naming the
+    service and the field, rather than first at 3 a.m. when the action fails."""
+    import logging
+    import subprocess
+
+    repo = tmp_path / "repo"
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    (repo / "app.yaml").write_text("pool: {size: 10}\n")
+    data = {"engine": {"state_dir": str(tmp_path / "state"), "host_metrics": False},
+            "builtin_patterns": False, "api": {"enabled": False},
+            "services": [{"name": "good", "actuators": {"config": {"repo": str(repo), "file": "app.yaml"},
+                                                        "shell": {"cwd": str(tmp_path)}}},
+                         {"name": "bad", "actuators": {"config": {"repo": str(tmp_path / "nope"), "file": "a.yaml"},
+                                                       "shell": {"cwd": str(tmp_path / "gone")}}},
+                         {"name": "nofile", "actuators": {"config": {"repo": str(repo), "file": "b.yaml"}}}]}
+    engine = Engine(load_config_data(data, source="t.yaml", base_dir=tmp_path), sources=[], detectors=[],
+                    notifiers=Dispatcher())
+    with caplog.at_level(logging.WARNING, logger="autonomic.engine"):
+        engine.start()
+    engine.shutdown()
+    warned = sorted(r.getMessage().split(";")[0] for r in caplog.records if "actuators." in r.getMessage())
+    assert warned == [f"service bad: actuators.config.repo: {tmp_path / 'nope'} does not exist here",
+                      f"service bad: actuators.shell.cwd: {tmp_path / 'gone'} is not a folder here",
+                      f"service nofile: actuators.config.file: b.yaml does not exist in {repo}"]

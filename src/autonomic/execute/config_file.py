@@ -94,6 +94,17 @@ class ConfigBinding(BaseModel):
             raise ValueError(f"file: {self.file!r} must be a path inside repo")
         return self
 
+    def missing(self) -> list[str]:
+        """What this binding names that this host lacks, each as ``field: why`` (warned at the
+        engine's start: ``autonomic check`` may run on another machine, so not a config error)."""
+        repo = Path(self.repo)
+        if not (repo / ".git").exists():
+            return [f"repo: {self.repo} is not a git work tree here" if repo.is_dir()
+                    else f"repo: {self.repo} does not exist here"]
+        if not (repo / self.file).is_file():
+            return [f"file: {self.file} does not exist in {self.repo}"]
+        return []
+
     @property
     def fmt(self) -> Format:
         return self.format or _SUFFIXES[Path(self.file).suffix.lower()]

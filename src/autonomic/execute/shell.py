@@ -10,6 +10,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Mapping
+from pathlib import Path
 from typing import IO, Any, ClassVar
 
 import psutil
@@ -38,6 +39,10 @@ class ShellBinding(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     cwd: str | None = None
+
+    def missing(self) -> list[str]:
+        """What this binding names that this host lacks (see ConfigBinding.missing)."""
+        return [f"cwd: {self.cwd} is not a folder here"] if self.cwd and not Path(self.cwd).is_dir() else []
 
 
 class ShellActuator:
