@@ -209,10 +209,9 @@ def test_observe_mode_records_the_decision_with_every_gate_and_never_acts(tmp_pa
     assert h.actuator.calls == []
 
 
-def test_kill_switch_set_after_the_decision_cancels_the_action_before_the_actuator_runs(tmp_path: Path) -> None:
-    h = Harness(tmp_path)
-    h.feed("up", 1, 2)
-    # decide, but do not run yet: pause the engine between the intent and the apply
+def _pause_after_prepare(h: Harness) -> Callable[..., Any]:
+    """Make the engine pause itself right after it journals an action's intent (before the apply);
+    returns the real prepare, to put back."""
     real_prepare = h.engine.executor.prepare
 
     def prepare_then_pause(*args: Any, **kwargs: Any) -> Any:
@@ -222,6 +221,14 @@ def test_kill_switch_set_after_the_decision_cancels_the_action_before_the_actuat
         return action
 
     h.engine.executor.prepare = prepare_then_pause  # type: ignore[method-assign]
+    return real_prepare
+
+
+def test_kill_switch_set_after_the_decision_cancels_the_action_before_the_actuator_runs(tmp_path: Path) -> None:
+    h = Harness(tmp_path)
+    h.feed("up", 1, 2)
+    # decide, but do not run yet: pause the engine between the intent and the apply
+    _pause_after_prepare(h)
     h.feed("up", 0, 5)
     (action,) = h.store.actions()
     assert action.state == ActionState.CANCELLED and "pause" in (action.error or "")
@@ -466,15 +473,7 @@ def test_a_half_open_breakers_trial_cancelled_by_a_pause_does_not_hold_the_break
     for scope in ("fake", "global"):  # opened two hours ago: past open_s, the next action is the trial
         h.store.set_state(f"breaker:{scope}", {"state": "open", "consecutive_failures": 3, "opened_at": T0 - 7200},
                           actor="test", event="test.edit")
-    real_prepare = h.engine.executor.prepare
-
-    def prepare_then_pause(*args: Any, **kwargs: Any) -> Any:
-        action = real_prepare(*args, **kwargs)
-        h.store.set_state(pause_key(None), {"reason": "stop", "actor": "person:test"}, actor="person:test",
-                          event="pause.set")
-        return action
-
-    h.engine.executor.prepare = prepare_then_pause  # type: ignore[method-assign]
+    real_prepare = _pause_after_prepare(h)
     h.feed("up", 0, 5)
     (trial,) = h.store.actions()
     assert trial.state == ActionState.CANCELLED and h.actuator.calls == []  # the trial never ran
