@@ -146,7 +146,23 @@ def test_shell_env_has_only_path_and_allowed_names(
     env = json.loads(ShellActuator(ctx).apply(shell_target(), p, "k", {})["stdout"])
     assert env["AUTONOMIC_T_ALLOWED"] == "yes"
     assert "AUTONOMIC_T_SECRET" not in env and "AUTONOMIC_T_UNSET" not in env
-    assert set(env) - {"LC_CTYPE"} == {"PATH", "AUTONOMIC_T_ALLOWED"}  # python may add LC_CTYPE
+    assert set(env) - {"LC_CTYPE"} == {"PATH", "AUTONOMIC_T_ALLOWED", "AUTONOMIC_ACTION_KEY"}  # python may add LC_CTYPE
+
+
+def test_shell_a_runbook_gets_its_actions_key_the_same_at_every_attempt_so_a_rerun_can_be_a_noop(
+    ctx: ActuatorContext, tmp_path: Path
+) -> None:
+    """A runbook that timed out is run again: with the action's key it can tell a second run of
+    the same action (here: it records done keys in a file) from a new action."""
+    done = tmp_path / "done"
+    code = ("import os, pathlib, sys\nkey = os.environ['AUTONOMIC_ACTION_KEY']\n"
+            f"f = pathlib.Path({str(done)!r})\nseen = f.read_text().split() if f.exists() else []\n"
+            "print('noop' if key in seen else 'did it')\nf.write_text(' '.join([*seen, key]))\n")
+    act, p = ShellActuator(ctx), ShellParams(argv=py(code), undo_argv=py(code))
+    assert [act.apply(shell_target(), p, k, {})["stdout"] for k in ("a1", "a1", "a2")] == \
+        ["did it\n", "noop\n", "did it\n"]
+    assert act.undo(shell_target(), p, "a1", {})["stdout"] == "did it\n"  # the undo has a key of its own
+    assert done.read_text().split() == ["a1", "a1", "a2", "a1:undo"]
 
 
 def test_shell_undo_runs_undo_argv_or_is_not_applicable(ctx: ActuatorContext) -> None:

@@ -20,6 +20,7 @@ from autonomic.errors import RetryableActuatorError, TerminalActuatorError
 from autonomic.protocols import ActuatorContext, Target
 from autonomic.redact import HIDDEN, MIN_SCRUB
 
+ACTION_KEY_ENV = "AUTONOMIC_ACTION_KEY"  # the action's idempotency key, in every run of its runbook
 OUTPUT_LIMIT = 4096  # bytes kept of stdout and of stderr
 _KEEP = OUTPUT_LIMIT + 65536  # read and kept before the cut (a hidden value across it is still found)
 DRAIN_S = 1.0  # how long output is still read after the command ended
@@ -52,7 +53,10 @@ class ShellActuator:
     missing executable is terminal; a timeout (the whole process group and every descendant is killed) is
     retryable. A process the command leaves running (a daemon it started) does not hold up the
     result: output is read for up to ``DRAIN_S`` after the command exits.
-    Whether it took effect cannot be told (``applied`` is None); undo runs ``undo_argv``.
+    Whether it took effect cannot be told (``applied`` is None); undo runs ``undo_argv``. A runbook
+    that timed out is run again (a retry, or recovery after a crash), so each run gets the action's
+    idempotency key in ``AUTONOMIC_ACTION_KEY`` (``<key>:undo`` for the undo), the same at every
+    attempt: a runbook can record it and make a second run of one action a no-op.
     """
 
     type: ClassVar[str] = "shell"
@@ -88,7 +92,7 @@ class ShellActuator:
         self, target: Target, params: BaseModel, key: str, snapshot: Mapping[str, Any]
     ) -> dict[str, Any]:
         p = self._params(params)
-        return run_argv(p.argv, self._cwd(target), p.env_allow, p.timeout_s)
+        return run_argv(p.argv, self._cwd(target), p.env_allow, p.timeout_s, key=key)
 
     def undo(
         self, target: Target, params: BaseModel, key: str, snapshot: Mapping[str, Any]
@@ -96,7 +100,7 @@ class ShellActuator:
         p = self._params(params)
         if not p.undo_argv:
             return {"undo": "not applicable"}
-        return run_argv(p.undo_argv, self._cwd(target), p.env_allow, p.timeout_s)
+        return run_argv(p.undo_argv, self._cwd(target), p.env_allow, p.timeout_s, key=f"{key}:undo")
 
 
 def _truncate(data: bytes | None, hidden: list[str]) -> tuple[str, bool]:
@@ -131,10 +135,14 @@ def _kill_tree(proc: subprocess.Popen[bytes]) -> None:
     proc.wait()
 
 
-def run_argv(argv: list[str], cwd: str | None, env_allow: list[str], timeout_s: float) -> dict[str, Any]:
-    """Run ``argv``; the journal detail on success, ActuatorError subclasses otherwise."""
+def run_argv(argv: list[str], cwd: str | None, env_allow: list[str], timeout_s: float, *,
+             key: str | None = None) -> dict[str, Any]:
+    """Run ``argv``; the journal detail on success, ActuatorError subclasses otherwise. ``key``,
+    when given, is passed as ``AUTONOMIC_ACTION_KEY``."""
     env = {"PATH": os.environ.get("PATH", os.defpath)}
     env.update({name: os.environ[name] for name in env_allow if name in os.environ})
+    if key is not None:
+        env[ACTION_KEY_ENV] = key
     hidden = sorted({env[n] for n in env_allow if n in env and len(env[n]) >= MIN_SCRUB}, key=len, reverse=True)
     started = time.monotonic()
     try:
