@@ -269,6 +269,7 @@ class Engine:
         # notification yet): such an incident is quiet only after alert_resolve_after_s (see _sweep)
         self._alerts_firing: dict[str, set[str]] = {}
         self._alerts_resolved: list[str] = []  # read from the inbox, applied after this collection's ingest
+        self._paused_out: set[str] = set()  # escalated incidents only a pause denied (see _held_by_pause)
         self.started = False
         self._next_checkpoint = math.inf  # set by start()
         self.before_close: list[Callable[[], None]] = []  # e.g. stop the API before the store closes
@@ -336,6 +337,10 @@ class Engine:
                          if f.kind == FindingKind.ALERT and f.evidence.get("fingerprint")}
                 if fired:
                     self._alerts_firing[inc.id] = fired
+            if inc.state == IncidentState.ESCALATED:
+                decisions = self.store.decisions(inc.id)
+                if decisions and _only_paused(decisions[-1]):
+                    self._paused_out.add(inc.id)
             self.queue.add(("incident", inc.id), now)
         previous = None if self.elector is None else self.elector.took_over_from
         grace = self.config.engine.leader_election.takeover_grace_s
@@ -883,6 +888,7 @@ class Engine:
         self._pending_repeats.pop(inc_id, None)
         self._seen_signatures.pop(inc_id, None)
         self._alerts_firing.pop(inc_id, None)
+        self._paused_out.discard(inc_id)
 
     def _close_if_cleared(self, inc: Incident, now: float) -> bool:
         last = self._last_seen.get(inc.id, inc.last_finding_at)
@@ -959,8 +965,11 @@ class Engine:
         pause is lifted: decided again, through every gate (its diagnosis made again when stale),
         audited ``incident.resumed``. Looked at every ``interval_s`` while the pause lasts. Any
         other escalation (a person's denial, a failed fix, another gate) stays with a person."""
+        if inc.id not in self._paused_out:  # the store's record, as read at start and followed since
+            return None
         decisions = self.store.decisions(inc.id)
         if not decisions or not _only_paused(decisions[-1]):
+            self._paused_out.discard(inc.id)
             return None
         if paused_reason(self.store, inc.service) is not None:
             return now + self.config.engine.interval_s
@@ -968,6 +977,7 @@ class Engine:
         self.store.record(resumed, actor="engine", event="incident.resumed", subject=inc.id,
                           data={"decision": decisions[-1].id, "why": "the pause that held it was lifted"})
         log.info("incident %s: the pause that held it was lifted; deciding again", inc.id[:8])
+        self._paused_out.discard(inc.id)
         return now
 
     def _diagnose_and_decide(self, inc: Incident, now: float) -> float | None:
@@ -1253,6 +1263,8 @@ class Engine:
         log.info("incident %s: not acting (%s)", inc.id[:8], why)
         level = Level.INFO if ctx.effective.autonomy == Autonomy.OBSERVE and not human else Level.ALERT
         held = _only_paused(decision)
+        if held:
+            self._paused_out.add(inc.id)
         then = "; decided again when the pause is lifted" if held else ""
         self.notify(Notification(level=level, ts=now, service=inc.service, incident_id=inc.id,
                                  title=inc.headline, body=f"not acting: {why}{then}"))
