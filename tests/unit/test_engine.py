@@ -236,6 +236,27 @@ def test_kill_switch_set_after_the_decision_cancels_the_action_before_the_actuat
     assert h.incident().state == IncidentState.ESCALATED
 
 
+def test_an_action_a_pause_cancelled_before_it_ran_is_decided_again_once_the_pause_is_lifted(
+        tmp_path: Path) -> None:
+    """The pause came between the decision and the apply: the action is cancelled (nothing ran),
+    and the incident is held back by the pause alone, as one the paused gate denied. Once the
+    pause is lifted, with the service still down, it is decided again and fixed; it stayed
+    escalated for ever while an incident decided a moment later was taken up again."""
+    h = Harness(tmp_path)
+    h.feed("up", 1, 2)
+    real_prepare = _pause_after_prepare(h)
+    h.feed("up", 0, 5)
+    (cancelled,) = h.store.actions()
+    assert cancelled.state == ActionState.CANCELLED and h.actuator.calls == []
+    h.engine.executor.prepare = real_prepare  # type: ignore[method-assign]
+    inc = h.incident()
+    h.store.set_state(pause_key(None), None, actor="person:test", event="pause.cleared")
+    h.run_until(lambda: any(a.state.terminal and a.id != cancelled.id for a in h.store.actions(incident_id=inc.id)),
+                "up", 0)
+    assert [c for c, *_ in h.actuator.calls][:1] == ["apply"]
+    assert [e.kind for e in h.store.audit_events(subject=inc.id)].count("incident.resumed") == 1
+
+
 def test_a_paused_service_is_denied_at_the_paused_gate(tmp_path: Path) -> None:
     h = Harness(tmp_path)
     h.store.set_state(pause_key("svc"), {"reason": "deploy", "actor": "person:a"}, actor="person:a", event="pause.set")
@@ -479,8 +500,7 @@ def test_a_half_open_breakers_trial_cancelled_by_a_pause_does_not_hold_the_break
     assert trial.state == ActionState.CANCELLED and h.actuator.calls == []  # the trial never ran
     h.engine.executor.prepare = real_prepare  # type: ignore[method-assign]
     h.store.set_state(pause_key(None), None, actor="person:test", event="pause.cleared")
-    h.feed("up", 1, 40)  # the incident closes
-    h.feed("up", 0, 5)  # a new fault: nothing is in flight, so it is the next trial
+    h.feed("up", 0, 3)  # still down: the incident the pause held back is decided again, the next trial
     decision = h.store.decisions(h.incident().id)[-1]
     assert decision.verdict == Verdict.APPROVED, [g.reason for g in decision.gates if not g.passed]
     assert [c for c, *_ in h.actuator.calls] == ["apply"]
