@@ -892,8 +892,11 @@ class Engine:
         self._paused_out.discard(inc_id)
 
     def _close_if_cleared(self, inc: Incident, now: float) -> bool:
+        """Close ``inc`` as cleared on its own (nothing done) when no finding came for a few
+        ticks; never while one of its Alertmanager alerts still fires (it is resent only every
+        repeat_interval: its silence says nothing, see :meth:`_sweep`)."""
         last = self._last_seen.get(inc.id, inc.last_finding_at)
-        if now - last <= self._stale_after():
+        if now - last <= self._stale_after() or self._alerts_firing.get(inc.id):
             return False
         closed = inc.model_copy(update={"state": IncidentState.EXPIRED, "resolution": Resolution.CLEARED,
                                         "closed_at": now, "updated_at": now})

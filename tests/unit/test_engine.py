@@ -1818,6 +1818,30 @@ def test_an_alert_incident_stays_open_while_its_alert_fires_and_closes_after_it_
     assert closed is not None and closed.closed_at is not None and h2.store.states(INBOX) == {}
 
 
+def test_an_alert_incident_a_pause_held_back_is_acted_on_after_the_pause_while_its_alert_still_fires(
+        tmp_path: Path) -> None:
+    """An Alertmanager alert fired during a pause (sent once; Alertmanager resends it only every
+    repeat_interval). Once the pause is lifted its incident is decided again and acted on, as
+    the alert still fires; it was closed at once as 'cleared on its own' (no finding for four
+    ticks), nothing done."""
+    (tmp_path / "patterns").mkdir()
+    (tmp_path / "patterns" / "disk.yaml").write_text(
+        "id: fake-disk-poke\nmatch: {cause: disk, kind: alert}\naction: {type: fake, params: {op: poke}}\n"
+        "prior_confidence: 0.9\nrollback_safe: true\n"
+        "verify: {metric: up, min: 1, window_s: 10, delay_s: 3, min_samples: 3}\n")
+    h = Harness(tmp_path)
+    h.store.set_state(pause_key(None), {"reason": "deploy", "actor": "person:a"}, actor="person:a", event="pause.set")
+    queue_findings(h.store, [_fired(h, "DiskFull", "fp-1")], h.clock.now(), actor="webhook")
+    h.feed("up", 1, 20)  # the pause lasts well beyond four ticks; the alert is not sent again
+    (inc,) = [i for i in h.store.incidents(service="svc") if i.cause == "disk"]
+    assert h.actuator.calls == []
+    h.store.set_state(pause_key(None), None, actor="person:a", event="pause.cleared")
+    h.feed("up", 1, 5)
+    kinds = [e.kind for e in h.store.audit_events(subject=inc.id)]
+    assert "incident.resumed" in kinds and "incident.cleared" not in kinds
+    assert [c for c, *_ in h.actuator.calls][:1] == ["apply"]
+
+
 def test_an_alert_incident_whose_resolved_notification_never_comes_closes_after_alert_resolve_after_s(
         tmp_path: Path) -> None:
     h = Harness(tmp_path, policy={"autonomy": "observe"}, extra={})
