@@ -245,6 +245,7 @@ class Engine:
             clock=self.clock, notify=self.notify, paused=self._may_act,
             on_result=self._record_result, on_undo_failed=self._open_breakers,
             on_stale=lambda action: self.queue.add(("incident", action.incident_id), self.clock.now()),
+            on_paused=self._held_back,
             on_ended=self._escalation_step,
             decision_ttl_s=config.engine.decision_ttl_s, time_scale=config.engine.time_scale,
         )
@@ -339,7 +340,7 @@ class Engine:
                     self._alerts_firing[inc.id] = fired
             if inc.state == IncidentState.ESCALATED:
                 decisions = self.store.decisions(inc.id)
-                if decisions and _only_paused(decisions[-1]):
+                if self._only_paused_held(decisions):
                     self._paused_out.add(inc.id)
             self.queue.add(("incident", inc.id), now)
         previous = None if self.elector is None else self.elector.took_over_from
@@ -891,8 +892,11 @@ class Engine:
         self._paused_out.discard(inc_id)
 
     def _close_if_cleared(self, inc: Incident, now: float) -> bool:
+        """Close ``inc`` as cleared on its own (nothing done) when no finding came for a few
+        ticks; never while one of its Alertmanager alerts still fires (it is resent only every
+        repeat_interval: its silence says nothing, see :meth:`_sweep`)."""
         last = self._last_seen.get(inc.id, inc.last_finding_at)
-        if now - last <= self._stale_after():
+        if now - last <= self._stale_after() or self._alerts_firing.get(inc.id):
             return False
         closed = inc.model_copy(update={"state": IncidentState.EXPIRED, "resolution": Resolution.CLEARED,
                                         "closed_at": now, "updated_at": now})
@@ -968,7 +972,7 @@ class Engine:
         if inc.id not in self._paused_out:  # the store's record, as read at start and followed since
             return None
         decisions = self.store.decisions(inc.id)
-        if not decisions or not _only_paused(decisions[-1]):
+        if not self._only_paused_held(decisions):
             self._paused_out.discard(inc.id)
             return None
         if paused_reason(self.store, inc.service) is not None:
@@ -979,6 +983,27 @@ class Engine:
         log.info("incident %s: the pause that held it was lifted; deciding again", inc.id[:8])
         self._paused_out.discard(inc.id)
         return now
+
+    def _held_back(self, action: Action) -> None:
+        """``action`` was cancelled by a pause before it ran: its incident is looked at again
+        (:meth:`_held_by_pause`) until the pause is lifted."""
+        self._paused_out.add(action.incident_id)
+        self.queue.add(("incident", action.incident_id), self.clock.now())
+
+    def _only_paused_held(self, decisions: Sequence[Decision]) -> bool:
+        """Whether a pause is all that held back the incident of ``decisions`` (its own, in
+        order): the last one denied by the paused gate alone, or approved with its action
+        cancelled by the kill switch before anything ran."""
+        if not decisions:
+            return False
+        last = decisions[-1]
+        if _only_paused(last):
+            return True
+        if last.verdict != Verdict.APPROVED:
+            return False
+        actions = [a for a in self.store.actions(incident_id=last.incident_id) if a.decision_id == last.id]
+        return bool(actions) and all(a.state == ActionState.CANCELLED and (a.error or "").startswith("paused:")
+                                     for a in actions)
 
     def _diagnose_and_decide(self, inc: Incident, now: float) -> float | None:
         """A new incident: the diagnosis and, when the service is free and the verdict is not an

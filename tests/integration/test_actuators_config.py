@@ -436,3 +436,20 @@ def test_undo_of_a_change_a_person_already_reverted_is_a_noop_with_no_revert_in_
     assert undone["noop"] is True and read_value(repo / "app.yaml", "yaml") == 50
     assert commit_count(repo) == count and not (repo / ".git" / "REVERT_HEAD").exists()
     assert git(repo, "status", "--porcelain") == ""
+
+
+def test_an_undo_retried_after_a_crash_between_its_revert_and_its_commit_commits_that_revert(
+        act: ConfigActuator, tmp_path: Path) -> None:
+    """An engine killed after ``git revert --no-commit`` and before the commit leaves the file
+    holding exactly the revert of the action's commit, staged: the retried undo commits it with
+    the undo trailer (as apply commits its own uncommitted write), not refused as a person's edit."""
+    repo, t = make_repo(tmp_path, "yaml")
+    p = scale(factor=1.2)
+    snap = act.snapshot(t, p)
+    commit = act.apply(t, p, "act-undo-crash", snap)["commit"]
+    git(repo, "revert", "--no-commit", commit)  # as the killed engine's undo left it
+    undone = act.undo(t, p, "act-undo-crash", snap)
+    assert read_value(repo / "app.yaml", "yaml") == 50 and undone["commit"]
+    assert "Autonomic-Undo: act-undo-crash" in git(repo, "log", "-1", "--format=%B").splitlines()
+    assert git(repo, "status", "--porcelain") == ""
+    assert not (repo / ".git" / "REVERT_HEAD").exists()

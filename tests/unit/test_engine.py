@@ -236,6 +236,27 @@ def test_kill_switch_set_after_the_decision_cancels_the_action_before_the_actuat
     assert h.incident().state == IncidentState.ESCALATED
 
 
+def test_an_action_a_pause_cancelled_before_it_ran_is_decided_again_once_the_pause_is_lifted(
+        tmp_path: Path) -> None:
+    """The pause came between the decision and the apply: the action is cancelled (nothing ran),
+    and the incident is held back by the pause alone, as one the paused gate denied. Once the
+    pause is lifted, with the service still down, it is decided again and fixed; it stayed
+    escalated for ever while an incident decided a moment later was taken up again."""
+    h = Harness(tmp_path)
+    h.feed("up", 1, 2)
+    real_prepare = _pause_after_prepare(h)
+    h.feed("up", 0, 5)
+    (cancelled,) = h.store.actions()
+    assert cancelled.state == ActionState.CANCELLED and h.actuator.calls == []
+    h.engine.executor.prepare = real_prepare  # type: ignore[method-assign]
+    inc = h.incident()
+    h.store.set_state(pause_key(None), None, actor="person:test", event="pause.cleared")
+    h.run_until(lambda: any(a.state.terminal and a.id != cancelled.id for a in h.store.actions(incident_id=inc.id)),
+                "up", 0)
+    assert [c for c, *_ in h.actuator.calls][:1] == ["apply"]
+    assert [e.kind for e in h.store.audit_events(subject=inc.id)].count("incident.resumed") == 1
+
+
 def test_a_paused_service_is_denied_at_the_paused_gate(tmp_path: Path) -> None:
     h = Harness(tmp_path)
     h.store.set_state(pause_key("svc"), {"reason": "deploy", "actor": "person:a"}, actor="person:a", event="pause.set")
@@ -479,8 +500,7 @@ def test_a_half_open_breakers_trial_cancelled_by_a_pause_does_not_hold_the_break
     assert trial.state == ActionState.CANCELLED and h.actuator.calls == []  # the trial never ran
     h.engine.executor.prepare = real_prepare  # type: ignore[method-assign]
     h.store.set_state(pause_key(None), None, actor="person:test", event="pause.cleared")
-    h.feed("up", 1, 40)  # the incident closes
-    h.feed("up", 0, 5)  # a new fault: nothing is in flight, so it is the next trial
+    h.feed("up", 0, 3)  # still down: the incident the pause held back is decided again, the next trial
     decision = h.store.decisions(h.incident().id)[-1]
     assert decision.verdict == Verdict.APPROVED, [g.reason for g in decision.gates if not g.passed]
     assert [c for c, *_ in h.actuator.calls] == ["apply"]
@@ -1796,6 +1816,30 @@ def test_an_alert_incident_stays_open_while_its_alert_fires_and_closes_after_it_
     h2.feed("up", 1, 3)
     closed = h2.store.get(Incident, inc.id)
     assert closed is not None and closed.closed_at is not None and h2.store.states(INBOX) == {}
+
+
+def test_an_alert_incident_a_pause_held_back_is_acted_on_after_the_pause_while_its_alert_still_fires(
+        tmp_path: Path) -> None:
+    """An Alertmanager alert fired during a pause (sent once; Alertmanager resends it only every
+    repeat_interval). Once the pause is lifted its incident is decided again and acted on, as
+    the alert still fires; it was closed at once as 'cleared on its own' (no finding for four
+    ticks), nothing done."""
+    (tmp_path / "patterns").mkdir()
+    (tmp_path / "patterns" / "disk.yaml").write_text(
+        "id: fake-disk-poke\nmatch: {cause: disk, kind: alert}\naction: {type: fake, params: {op: poke}}\n"
+        "prior_confidence: 0.9\nrollback_safe: true\n"
+        "verify: {metric: up, min: 1, window_s: 10, delay_s: 3, min_samples: 3}\n")
+    h = Harness(tmp_path)
+    h.store.set_state(pause_key(None), {"reason": "deploy", "actor": "person:a"}, actor="person:a", event="pause.set")
+    queue_findings(h.store, [_fired(h, "DiskFull", "fp-1")], h.clock.now(), actor="webhook")
+    h.feed("up", 1, 20)  # the pause lasts well beyond four ticks; the alert is not sent again
+    (inc,) = [i for i in h.store.incidents(service="svc") if i.cause == "disk"]
+    assert h.actuator.calls == []
+    h.store.set_state(pause_key(None), None, actor="person:a", event="pause.cleared")
+    h.feed("up", 1, 5)
+    kinds = [e.kind for e in h.store.audit_events(subject=inc.id)]
+    assert "incident.resumed" in kinds and "incident.cleared" not in kinds
+    assert [c for c, *_ in h.actuator.calls][:1] == ["apply"]
 
 
 def test_an_alert_incident_whose_resolved_notification_never_comes_closes_after_alert_resolve_after_s(

@@ -507,6 +507,18 @@ def _holds_only(b: ConfigBinding, key: str, value: Any) -> bool:
         return False
 
 
+def _holds_revert(b: ConfigBinding, sha: str, paths: list[str]) -> bool:
+    """Whether ``paths`` differ from HEAD by exactly the revert of ``sha``, staged, and by nothing
+    else (what an engine killed between ``git revert --no-commit`` and its commit leaves behind)."""
+    def changed_lines(diff: str) -> list[str]:
+        return [line for line in diff.splitlines() if line.startswith(("+", "-"))]
+
+    if _git(b, "diff", "--name-only", "--", *paths).strip():  # not staged: a person's edit
+        return False
+    staged = _git(b, "diff", "-U0", "--cached", "HEAD", "--", *paths)
+    return changed_lines(staged) == changed_lines(_git(b, "diff", "-U0", sha, f"{sha}^", "--", *paths))
+
+
 def _commit(b: ConfigBinding, message: str) -> str:
     _git(b, "add", "--", b.file)
     _git(b, "commit", "-q", "-m", message, "--", b.file)
@@ -566,16 +578,17 @@ def _revert(b: ConfigBinding, sha: str, trailer_line: str, prefix: str) -> str |
     subject = _git(b, "log", "-1", "--format=%s", sha).strip()
     touched = _git(b, "diff-tree", "--root", "--no-commit-id", "--name-only", "-r", "-z", sha)
     paths = [x for x in touched.split("\0") if x]
-    if _git(b, "status", "--porcelain", "--", *paths).strip():
+    if not _git(b, "status", "--porcelain", "--", *paths).strip():
+        try:
+            _git(b, "revert", "--no-commit", sha)
+        except TerminalActuatorError:
+            _git(b, "reset", "-q", "HEAD", "--", *paths, check=False)
+            _git(b, "checkout", "-q", "HEAD", "--", *paths, check=False)
+            _git(b, "revert", "--quit", check=False)
+            raise TerminalActuatorError(f"git revert of {sha[:12]} in {b.repo} does not apply cleanly") from None
+    elif not _holds_revert(b, sha, paths):  # else an engine killed before its commit staged it: commit it
         raise TerminalActuatorError(f"{', '.join(paths)} in {b.repo} has changes not committed (someone is "
                                     f"editing it); not reverting {sha[:12]} over them")
-    try:
-        _git(b, "revert", "--no-commit", sha)
-    except TerminalActuatorError:
-        _git(b, "reset", "-q", "HEAD", "--", *paths, check=False)
-        _git(b, "checkout", "-q", "HEAD", "--", *paths, check=False)
-        _git(b, "revert", "--quit", check=False)
-        raise TerminalActuatorError(f"git revert of {sha[:12]} in {b.repo} does not apply cleanly") from None
     if not _git(b, "diff", "--cached", "--name-only", "HEAD", "--", *paths).strip():
         _git(b, "revert", "--quit", check=False)
         return None

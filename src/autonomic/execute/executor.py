@@ -98,6 +98,7 @@ class Executor:
         on_result: Callable[[Action, bool], None],
         on_undo_failed: Callable[[Action], None] = lambda action: None,
         on_stale: Callable[[Action], None] = lambda action: None,
+        on_paused: Callable[[Action], None] = lambda action: None,
         on_ended: Callable[[Action], None] = lambda action: None,
         decision_ttl_s: float | None = None,
         time_scale: float = 1.0,
@@ -112,6 +113,7 @@ class Executor:
         self.on_result = on_result
         self.on_undo_failed = on_undo_failed
         self.on_stale = on_stale
+        self.on_paused = on_paused  # cancelled by a pause before it ran: decided again once it is lifted
         self.on_ended = on_ended  # failed cleanly, or rolled back with health restored: try what's next
         self.decision_ttl_s = decision_ttl_s
         self.time_scale = time_scale
@@ -277,6 +279,7 @@ class Executor:
                                  incident_id=action.incident_id,
                                  title=f"{action.type} action on {action.service} cancelled",
                                  body=f"automation is paused: {reason}"))
+        self.on_paused(cancelled)
 
     def _stale(self, action: Action, now: float) -> None:
         """A decision too old to act on (the engine was down between deciding and acting): the
