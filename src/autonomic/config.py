@@ -30,7 +30,7 @@ from autonomic.oversight.notify import ConsoleSpec, NotifierSpec
 from autonomic.oversight.reports import ReportSchedule
 from autonomic.oversight.server import ApiSpec
 from autonomic.plan.policy import PolicyConfig
-from autonomic.redact import credentials
+from autonomic.redact import credentials, is_credential_header
 from autonomic.registry import Registry
 from autonomic.yamlio import YamlDoc, load_yaml, problems_from
 
@@ -100,6 +100,14 @@ class EngineSpec(_Spec):
     # state_dir/detectors.json; it is also written at shutdown and read back at start
     checkpoint_s: float = Field(default=300.0, gt=0)
     leader_election: LeaderElectionSpec = Field(default_factory=LeaderElectionSpec)
+
+    @model_validator(mode="after")
+    def _alerts_wait_longer(self) -> EngineSpec:
+        if self.alert_resolve_after_s < self.resolve_after_s:
+            raise ValueError(f"alert_resolve_after_s ({self.alert_resolve_after_s:g}) must be at least resolve_after_s "
+                             f"({self.resolve_after_s:g}): an incident whose alert still fires is not quieter than one "
+                             "with no finding")
+        return self
 
 
 class FallbackSpec(_Spec):
@@ -249,7 +257,7 @@ class Config:
         for service_bindings in self.bindings.values():
             headers = getattr(service_bindings.get("http"), "headers", None)
             if isinstance(headers, dict):
-                found.extend(v for v in headers.values() if isinstance(v, str))
+                found.extend(v for k, v in headers.items() if isinstance(v, str) and is_credential_header(k))
         return found
 
     @property

@@ -10,6 +10,7 @@ text may quote the URL).
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterable
 from typing import Any
 from urllib.parse import parse_qsl, unquote
@@ -79,6 +80,16 @@ def scrub(text: str, url: str) -> str:
     return text
 
 
+# header names that carry credentials (an http binding's other headers, Content-Type say, are not secrets)
+_CREDENTIAL_HEADER = re.compile(r"auth|token|key|secret|pass|cookie|session|credential|signature", re.IGNORECASE)
+
+
+def is_credential_header(name: str) -> bool:
+    """Whether an HTTP header named ``name`` carries a credential (Authorization, X-Api-Key,
+    Cookie, X-Auth-Token, ...): its value is hidden wherever it could be shown."""
+    return bool(_CREDENTIAL_HEADER.search(name))
+
+
 class Secrets:
     """The secret values this process holds (what the config's ``*_env`` variables contain, a
     database password), hidden as ``***`` wherever they would be written: the last net under
@@ -101,17 +112,19 @@ class Secrets:
                 text = text.replace(value, HIDDEN)
         return text
 
-    def data(self, value: Any) -> Any:
+    def data(self, value: Any, keep: frozenset[str] = frozenset()) -> Any:
         """``value`` (JSON-like: dicts, lists, strings, numbers) with every secret in its strings
-        (keys included) as ``***``; the same object when there is nothing to hide."""
+        (keys included) as ``***``; the same object when there is nothing to hide. The value of a
+        key in ``keep``, at any depth, is left as it is (what an undo must put back)."""
         if not self._values:
             return value
         if isinstance(value, str):
             return self.text(value)
         if isinstance(value, dict):
-            return {self.text(k) if isinstance(k, str) else k: self.data(v) for k, v in value.items()}
+            return {self.text(k) if isinstance(k, str) else k: v if k in keep else self.data(v, keep)
+                    for k, v in value.items()}
         if isinstance(value, list | tuple):
-            return type(value)(self.data(v) for v in value)
+            return type(value)(self.data(v, keep) for v in value)
         return value
 
     def log_filter(self) -> logging.Filter:

@@ -338,7 +338,8 @@ def test_the_config_names_its_secret_values_from_env_the_database_password_and_h
         "engine": {"database": "postgresql+psycopg://autonomic:db-pa%40ssword@db.example/autonomic?sslmode=verify-full"},
         "api": {"webhook_hmac_env": "AUTONOMIC_TEST_HMAC", "webhook_token_env": "AUTONOMIC_TEST_UNSET"},
         "services": [{"name": "web", "actuators": {"http": {"base_url": "http://127.0.0.1:1",
-                                                             "headers": {"Authorization": f"Bearer {TOKEN}"}}}},
+                                                             "headers": {"Authorization": f"Bearer {TOKEN}",
+                                                                         "Content-Type": "application/json"}}}},
                      {"name": "api", "actuators": {"http": {"base_url": "http://127.0.0.1:2",
                                                              "headers_env": {"X-Api-Key": "AUTONOMIC_TEST_KEY"}}}}],
     }, source="t.yaml", base_dir=tmp_path)
@@ -346,3 +347,25 @@ def test_the_config_names_its_secret_values_from_env_the_database_password_and_h
     assert sorted(cfg.secret_values()) == sorted([SECRET, "api-key-0000-1111", "db-pa%40ssword", "db-pa@ssword",
                                                   f"Bearer {TOKEN}"])
 
+
+
+def test_the_store_hides_secrets_in_what_it_shows_but_keeps_what_an_undo_or_a_recovery_puts_back(
+        tmp_path: Path) -> None:
+    """An action whose undo snapshot or params hold a value that is also a secret (a config key
+    holding the database password) is undone with the real value, not ``***``; its error text and
+    the audit log show ``***``."""
+    from autonomic.knowledge import Store
+    from autonomic.model import Action
+    from autonomic.redact import Secrets
+
+    store = Store(f"sqlite:///{tmp_path / 's.db'}")
+    store.hide(Secrets([SECRET]))
+    action = Action(decision_id="d", incident_id="i", service="api", type="config", params={"value": SECRET},
+                    idempotency_key="k", undo={"old": SECRET}, error=f"reload failed: {SECRET} refused",
+                    created_at=1.0, updated_at=1.0)
+    store.record(action, actor="engine", event="action.failed", subject=action.id, data={"why": SECRET})
+    stored = store.get(Action, action.id)
+    assert stored is not None and stored.undo == {"old": SECRET} and stored.params == {"value": SECRET}
+    assert stored.error == "reload failed: *** refused"
+    assert store.audit_events()[-1].data["why"] == "***" and store.verify_audit().ok
+    store.close()

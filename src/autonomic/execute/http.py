@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from autonomic.errors import RetryableActuatorError, TerminalActuatorError
 from autonomic.protocols import ActuatorContext, Target
-from autonomic.redact import HIDDEN, MIN_SCRUB, scrub, shown_url
+from autonomic.redact import HIDDEN, MIN_SCRUB, is_credential_header, scrub, shown_url
 
 Method = Literal["GET", "POST", "PUT", "PATCH", "DELETE"]
 
@@ -94,7 +94,8 @@ class HttpActuator:
     header ``Idempotency-Key: <key>`` (``<key>:undo`` for the undo request). A status outside
     ``expect_status`` is terminal; a connection error or timeout is retryable. The binding's
     headers (``headers``, and ``headers_env``: a header's value read from an environment variable
-    at each call, for credentials) are sent but never appear in results or errors: a header value, and the
+    at each call, for credentials) are sent; credentials among them (``headers_env``, and
+    Authorization, X-Api-Key, Cookie and the like) never appear in results or errors: a header value, and the
     credential after its scheme (``Bearer <token>``), 8 characters or more, is shown as ``***``
     wherever the response body or an error quotes it, as is a credential in ``base_url``."""
 
@@ -167,9 +168,11 @@ class HttpActuator:
 
 
 def _hide(text: str, b: HttpBinding, headers: dict[str, str]) -> str:
-    """``text`` with the binding's credentials as ``***``: each header value and the part of it
+    """``text`` with the binding's credentials as ``***``: each credential header's value
+    (:func:`~autonomic.redact.is_credential_header`, or from ``headers_env``) and the part of it
     after a scheme (``Bearer <token>``), when at least MIN_SCRUB long, and those of ``base_url``."""
-    found = {part for value in headers.values() for part in (value, value.rpartition(" ")[2])}
+    credentials = [v for k, v in headers.items() if is_credential_header(k) or k in b.headers_env]
+    found = {part for value in credentials for part in (value, value.rpartition(" ")[2])}
     for secret in sorted((f for f in found if len(f) >= MIN_SCRUB), key=len, reverse=True):
         text = text.replace(secret, HIDDEN)
     return scrub(text, b.base_url)

@@ -131,6 +131,10 @@ _ACTION_COUNTS = select(
 ).where(ActionRow.created_at >= bindparam("since"), ActionRow.state != ActionState.CANCELLED.value, _IS_TYPE | _IS_SVC)
 _BUSY_SERVICES = select(ActionRow.service).where(ActionRow.state.in_(_LIVE)).distinct()
 _LIVE_DECISIONS = select(ActionRow.decision_id).where(ActionRow.state.in_(_LIVE))
+# fields of a stored noun that are inputs, not things shown: an undo puts a snapshot back (an
+# action's ``undo``, a workflow step's ``snapshot``) and params are applied again after a crash,
+# so the secrets net (Store.hide) leaves them be
+_RESTORED = frozenset({"undo", "snapshot", "params"})
 _SERVICE_ACTIVITY = select(
     func.coalesce(func.sum(case((ActionRow.state.in_(_LIVE), 1), else_=0)), 0),
     func.max(case((ActionRow.state.not_in([*_LIVE, ActionState.CANCELLED.value]),
@@ -387,7 +391,8 @@ class Store:
     def hide(self, secrets: Secrets) -> None:
         """From now on every noun and audit event this Store object writes has ``secrets`` shown
         as ``***`` (the audit hash is over what is written): the last net under the actuators' and
-        sources' own redaction, so a secret quoted in an error never reaches the audit log."""
+        sources' own redaction, so a secret quoted in an error never reaches the audit log. An
+        action's undo snapshot and params are stored as they are: an undo and a recovery use them."""
         self._secrets = secrets
 
     def on_record(self, listener: Callable[[tuple[Noun, ...]], None]) -> None:
@@ -575,7 +580,7 @@ class Store:
         with self._write() as conn:
             head = self._head(conn)
             for noun, (kind, row_cls) in zip(nouns, tables, strict=True):
-                body = self._secrets.data(noun.model_dump(mode="json"))
+                body = self._secrets.data(noun.model_dump(mode="json"), keep=_RESTORED)
                 indexed = _index_values(row_cls, body)
                 _no_nul(kind, {"id": noun.id, **indexed})
                 values = {"id": noun.id, "first_seq": head[0] + 1, "body": body, **indexed}
