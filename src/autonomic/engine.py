@@ -202,7 +202,9 @@ class Engine:
         self.engine_spec = config.engine
         self.metrics: Any = metrics if metrics is not None else NullMetrics()
         try:
-            config.state_dir.mkdir(parents=True, exist_ok=True)
+            # only its owner may read it (the store, service logs, pidfiles); a folder that is
+            # already there keeps its mode
+            config.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         except OSError as exc:  # raised as the store's: by default the store lives there
             raise StoreError(f"engine.state_dir: cannot create {config.state_dir}: {exc.strerror or exc}") from exc
         self.store = store or Store(config.database_url)

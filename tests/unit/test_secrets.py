@@ -369,3 +369,25 @@ def test_the_store_hides_secrets_in_what_it_shows_but_keeps_what_an_undo_or_a_re
     assert stored.error == "reload failed: *** refused"
     assert store.audit_events()[-1].data["why"] == "***" and store.verify_audit().ok
     store.close()
+
+
+def test_a_state_dir_the_engine_creates_is_its_owners_alone_and_one_already_there_keeps_its_mode(
+        tmp_path: Path) -> None:
+    """The store (token hashes, the audit log), service logs and pidfiles live there."""
+    import stat
+
+    from autonomic.engine import Engine
+    from autonomic.oversight.notify import Dispatcher
+
+    def mode(path: Path) -> int:
+        return stat.S_IMODE(path.stat().st_mode)
+
+    made = tmp_path / "new" / "state"
+    existing = tmp_path / "existing"
+    existing.mkdir(mode=0o755)
+    existing.chmod(0o755)
+    for folder in (made, existing):
+        cfg = load_config_data({"engine": {"state_dir": str(folder), "host_metrics": False}}, source="t.yaml",
+                               base_dir=tmp_path)
+        Engine(cfg, sources=[], detectors=[], notifiers=Dispatcher()).store.close()
+    assert mode(made) & 0o077 == 0 and mode(existing) == 0o755

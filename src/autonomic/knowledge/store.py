@@ -343,7 +343,7 @@ class Store:
             else:
                 folder = Path(str(parsed.database)).expanduser().parent
                 try:
-                    folder.mkdir(parents=True, exist_ok=True)
+                    folder.mkdir(mode=0o700, parents=True, exist_ok=True)  # its owner's alone
                 except OSError as e:  # a file in the way, no permission, a read-only file system
                     raise StoreError(f"cannot open the store at {shown}: cannot create its folder "
                                      f"{folder}: {e.strerror or e}") from e
