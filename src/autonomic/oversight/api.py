@@ -737,7 +737,8 @@ def _event_routes(ctx: ApiContext, stopping: threading.Event) -> APIRouter:
         since_seq: Annotated[int | None, Query(ge=0, le=MAX_SEQ)] = None,
     ) -> StreamingResponse:
         """Server-sent events: each new audit event as ``event: audit`` with its JSON; a heartbeat
-        comment every 15 s. Starts after ``since_seq`` (or Last-Event-ID), else from now."""
+        comment every 15 s. Starts after ``since_seq`` (or Last-Event-ID), else from now; the
+        first block carries only ``id: <seq it starts after>``, so a reconnect misses nothing."""
         start = since_seq
         if start is None:
             last_id = request.headers.get("last-event-id", "")
@@ -746,7 +747,10 @@ def _event_routes(ctx: ApiContext, stopping: threading.Event) -> APIRouter:
             start = await run_in_threadpool(latest_seq, ctx.store)
 
         async def stream(seq: int) -> AsyncIterator[str]:
-            yield ": connected\n\n"
+            # the id (with no data: nothing is dispatched) is where the stream starts, so an
+            # EventSource that reconnects before any event came sends it as Last-Event-ID and
+            # gets what happened while it was away instead of starting from the new now
+            yield f": connected\nid: {seq}\n\n"
             beat = time.monotonic()
             while not stopping.is_set() and not await request.is_disconnected():
                 for ev in await run_in_threadpool(ctx.store.audit_events, seq, 500):
