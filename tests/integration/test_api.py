@@ -158,6 +158,17 @@ def test_metrics_show_pauses_set_elsewhere_and_request_latency(env: Env) -> None
     assert 'autonomic_api_request_seconds_count{method="GET",route="/api/v1/overview"} 1.0' in text
 
 
+def test_metrics_label_a_request_with_an_unknown_method_other_so_anyone_cannot_add_series(env: Env) -> None:
+    """The method is a label: made-up methods (sent by anyone, no token needed) share one
+    ``other`` series instead of adding a histogram each to every scrape for ever."""
+    for i in range(20):
+        assert env.client.request(f"X{i}", "/api/v1/incidents").status_code == 405
+    text = env.client.get("/metrics").text
+    counts = [line for line in text.splitlines() if line.startswith("autonomic_api_request_seconds_count")]
+    assert 'autonomic_api_request_seconds_count{method="other",route="/api/v1/incidents"} 20.0' in counts
+    assert not any('method="X' in line for line in counts)
+
+
 def test_readyz_answers_200_when_the_store_answers_without_an_engine(env: Env) -> None:
     assert env.client.get("/readyz").json() == {"status": "ok"}
 
