@@ -306,6 +306,29 @@ def test_incident_detail_by_prefix_has_the_chain_series_and_thresholds(env: Env)
     assert body["thresholds"] == {"memory_percent": {"value": 80.0, "direction": "max"}}
 
 
+def test_incident_detail_of_a_long_lasting_symptom_keeps_the_first_and_latest_findings_and_counts_the_rest(
+        env: Env) -> None:
+    """A symptom that lasts keeps adding findings (one stored every 10 s: 8640 a day) and
+    ``incident.updated`` events to its incident: the page the dashboard fetches again on every
+    event keeps the opening evidence and the latest, and says how many it leaves out, instead of
+    growing by megabytes a day."""
+    inc = env.store.get(Incident, env.open_id)
+    assert inc is not None
+    for i in range(1, 600):
+        f = Finding(service="web", metric="memory_percent", kind=FindingKind.THRESHOLD, cause="memory",
+                    severity=Severity.WARNING, confidence=0.9, ts=T0 + 10 * i, value=91.0 + i / 1000,
+                    threshold=80.0, summary=f"memory_percent high #{i}", incident_id=inc.id)
+        inc = inc.model_copy(update={"updated_at": T0 + 10 * i, "finding_count": i + 1})
+        env.store.record(f, inc, actor="engine", event="incident.updated", subject=inc.id)
+    body = env.client.get(f"/api/v1/incidents/{env.open_id}", headers=env.auth("viewer")).json()
+    findings, audit = body["findings"], body["audit"]
+    assert len(findings) <= 250 and len(audit) <= 250
+    assert findings[0]["summary"] == "memory_percent 91 >= 80"  # what opened it
+    assert findings[-1]["summary"] == "memory_percent high #599"  # the latest
+    assert body["omitted"] == {"findings": 600 - len(findings), "audit": 600 - len(audit)}
+    assert [e["kind"] for e in audit[:1]] == ["incident.opened"] and audit[-1]["seq"] == env.seq()
+
+
 def test_incident_detail_without_an_engine_has_no_series(env: Env) -> None:
     body = env.client.get(f"/api/v1/incidents/{env.waiting_id}", headers=env.auth("viewer")).json()
     assert body["series"] == {} and body["decisions"][0]["verdict"] == "needs_approval"

@@ -78,6 +78,9 @@ SSE_HEARTBEAT_S = 15.0
 MAX_SEQ = 2**62  # SQLite integers are 64-bit: larger query numbers are refused with 422
 _DAY, _WEEK = 86_400.0, 7 * 86_400.0
 _SERIES_BEFORE_S = 900.0  # how much history before an incident opened its chart shows
+# an incident's page keeps this many of its first and of its latest findings and audit events:
+# a lasting symptom adds one of each every 10 s, and the dashboard fetches the page on every event
+_CHAIN_FIRST, _CHAIN_LATEST = 20, 200
 
 
 @dataclass
@@ -390,6 +393,16 @@ def _thresholds(ctx: ApiContext, service: str, metrics: list[str]) -> dict[str, 
     return out
 
 
+def _keep_ends(chain: dict[str, Any], key: str) -> int:
+    """Keep the first :data:`_CHAIN_FIRST` and the latest :data:`_CHAIN_LATEST` of ``chain[key]``
+    (a list in time order); return how many were left out between them."""
+    items = chain[key]
+    left_out = max(0, len(items) - _CHAIN_FIRST - _CHAIN_LATEST)
+    if left_out:
+        chain[key] = items[:_CHAIN_FIRST] + items[-_CHAIN_LATEST:]
+    return left_out
+
+
 def _resolve_incident(ctx: ApiContext, ident: str) -> str:
     try:
         return ctx.store.resolve_id(Incident, ident)
@@ -504,7 +517,9 @@ def _read_routes(ctx: ApiContext) -> APIRouter:
     @router.get("/incidents/{incident_id}", responses={404: {"description": "no such incident"}})
     def incident(incident_id: str) -> dict[str, Any]:
         """The whole chain (explain), the incident's metric series (with an engine) and thresholds.
-        ``incident_id`` may be a unique prefix of at least 4 characters."""
+        ``incident_id`` may be a unique prefix of at least 4 characters. Of a long incident's
+        findings and audit events the first 20 and the latest 200 are given; ``omitted`` says
+        how many of each were left out between them (``autonomic explain --json`` has them all)."""
         full = _resolve_incident(ctx, incident_id)
         chain = explain_incident(ctx.store, full)
         inc = chain["incident"]
@@ -517,6 +532,7 @@ def _read_routes(ctx: ApiContext) -> APIRouter:
                 series[metric] = {"ts": [float(t) for t in ts], "values": [float(v) for v in values]}
         chain["series"] = series
         chain["thresholds"] = _thresholds(ctx, inc["service"], metrics)
+        chain["omitted"] = {key: _keep_ends(chain, key) for key in ("findings", "audit")}
         return chain
 
     @router.get("/approvals")

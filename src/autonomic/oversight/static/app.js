@@ -384,13 +384,20 @@ async function renderIncident(id) {
       inc.closed_at ? ` · closed ${when(inc.closed_at)}` : ""),
     awaiting ? h("p", { class: "big" }, h("a", { href: "#/approvals" }, "This incident awaits your approval →")) : null,
     charts(chain),
-    section("Evidence", findingsTable(chain.findings || [])),
+    section("Evidence", findingsTable(chain.findings || []), omittedNote((chain.omitted || {}).findings, "findings", inc.id)),
     section("Diagnosis", diagnoses(chain.diagnoses || [])),
     section("Decisions and gates", decisions(chain.decisions || [])),
     section("Actions", actions(chain.actions || [])),
     section("Outcome", outcomes(chain.outcomes || [])),
-    section("Timeline", timeline(chain.audit || [])),
+    section("Timeline", timeline(chain.audit || []), omittedNote((chain.omitted || {}).audit, "events", inc.id)),
   ];
+}
+
+// a long incident's page holds its first and latest findings and events: say how many are left out
+function omittedNote(count, what, id) {
+  if (!count) return null;
+  return h("p", { class: "dim", testid: `omitted-${what}` },
+    `${count} ${what} between the first and the latest are not shown (autonomic explain ${short(id)} --json has them all).`);
 }
 
 function charts(chain) {
