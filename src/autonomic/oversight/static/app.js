@@ -48,11 +48,17 @@ class HttpError extends Error {
   }
 }
 
+// the newest audit event heard (SSE). Reads name it (?seen=), so a page redrawn for an event is
+// never the API's short replay of a read made before that event (the cache keys on the query)
+let seenSeq = 0;
+
 async function api(path, options = {}) {
   const headers = { Accept: "application/json", Authorization: `Bearer ${token()}` };
   if (options.body !== undefined) headers["Content-Type"] = "application/json";
-  const response = await fetch(API + path, {
-    method: options.method || "GET",
+  const method = options.method || "GET";
+  const url = method === "GET" && seenSeq ? `${path}${path.includes("?") ? "&" : "?"}seen=${seenSeq}` : path;
+  const response = await fetch(API + url, {
+    method,
     headers,
     body: options.body === undefined ? undefined : JSON.stringify(options.body),
   });
@@ -253,6 +259,7 @@ function connectEvents() {
     try {
       const e = JSON.parse(ev.data);
       live.title = `last event #${e.seq} ${e.kind}`;
+      if (typeof e.seq === "number" && e.seq > seenSeq) seenSeq = e.seq;
     } catch (_) { /* ignore a malformed event */ }
     scheduleRender();
   });
