@@ -380,6 +380,25 @@ def test_deny_with_a_comment_and_without_a_body(env: Env) -> None:
     assert env.store.audit_events()[-1].kind == "approval.deny"
 
 
+def test_an_answer_naming_a_request_since_replaced_is_409_and_approves_nothing(env: Env) -> None:
+    """The dashboard sends the decision its card showed: when the incident has been asked again
+    since (the escalation chain's next remedy), the click approves nothing the person did not see."""
+    seen = env.store.decisions(env.waiting_id)[-1]
+    action = ActionSpec(type="process", target="db", params={"op": "stop"})
+    newer = Decision(incident_id=env.waiting_id, diagnosis_id=seen.diagnosis_id, ts=T0 + 5,
+                     verdict=Verdict.NEEDS_APPROVAL, action=action)
+    env.store.record(newer, actor="engine", event="decision.needs_approval", subject=env.waiting_id)
+    before = env.seq()
+    r = env.client.post(f"/api/v1/approvals/{env.waiting_id}/approve", headers=env.auth("operator"),
+                        json={"comment": "restart it", "decision": seen.id})
+    assert r.status_code == 409 and "asked again" in r.json()["detail"]
+    assert env.store.get_state(approval_key(env.waiting_id)) is None and env.seq() == before
+    r = env.client.post(f"/api/v1/approvals/{env.waiting_id}/approve", headers=env.auth("operator"),
+                        json={"decision": newer.id})
+    assert r.status_code == 200
+    assert env.store.get_state(approval_key(env.waiting_id))["decision"] == newer.id  # type: ignore[index]
+
+
 def test_answering_an_incident_not_awaiting_approval_is_409_and_changes_nothing(env: Env) -> None:
     before = env.seq()
     r = env.client.post(f"/api/v1/approvals/{env.open_id}/approve", headers=env.auth("operator"), json={})

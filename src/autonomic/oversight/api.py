@@ -126,6 +126,9 @@ class _Body(BaseModel):
 
 class CommentBody(_Body):
     comment: str = Field(default="", max_length=2000)
+    # the request (decision id) the person saw and answers; when given and the incident has
+    # been asked again since, the answer is refused (409) rather than applied to a request unseen
+    decision: str | None = Field(default=None, max_length=64)
 
 
 class PauseBody(_Body):
@@ -615,6 +618,9 @@ def _write_routes(ctx: ApiContext) -> APIRouter:
             state = inc.state.value if inc else "unknown"
             raise HTTPException(409, f"incident {full[:8]} is not awaiting approval (it is {state})")
         request = decisions[-1].id if decisions else None  # answers this request only (Engine._await_approval)
+        if body.decision is not None and body.decision != request:
+            raise HTTPException(409, f"incident {full[:8]} was asked again since the request you answered; "
+                                     "look at the new one and answer that")
         ctx.store.set_state(approval_key(full),
                             {"verdict": verdict, "actor": who.actor, "comment": body.comment, "ts": ctx.clock.now(),
                              "decision": request},

@@ -639,6 +639,7 @@ async function renderApprovals() {
 }
 
 function approvalCard({ incident: inc, decision, answer }) {
+  const seen = decision ? decision.id : null; // the request this card shows: an answer names it
   decision = decision || { gates: [], action: null, ts: inc.updated_at };
   const comment = h("input", { type: "text", testid: `comment-${inc.id}`, placeholder: "comment (recorded in the audit log)",
     "aria-label": "comment" });
@@ -653,9 +654,9 @@ function approvalCard({ incident: inc, decision, answer }) {
       : null,
     answer ? null : h("div", { class: "act" }, comment,
       h("button", { class: "go", testid: `approve-${inc.id}`,
-        onclick: (ev) => act(ev.currentTarget, `/approvals/${inc.id}/approve`, { comment: comment.value }) }, "Approve"),
+        onclick: (ev) => act(ev.currentTarget, `/approvals/${inc.id}/approve`, { comment: comment.value, decision: seen }) }, "Approve"),
       h("button", { class: "stop", testid: `deny-${inc.id}`,
-        onclick: (ev) => act(ev.currentTarget, `/approvals/${inc.id}/deny`, { comment: comment.value }) }, "Deny")));
+        onclick: (ev) => act(ev.currentTarget, `/approvals/${inc.id}/deny`, { comment: comment.value, decision: seen }) }, "Deny")));
 }
 
 // --- audit -------------------------------------------------------------------------------------
