@@ -101,6 +101,23 @@ def test_same_level_title_and_incident_within_dedup_window_is_sent_once() -> Non
     assert d.stats()["deduplicated"] == 1
 
 
+def test_a_second_approval_request_on_one_incident_with_the_same_title_is_sent_not_deduplicated() -> None:
+    """The escalation chain's next remedy may need approval on the same incident with an action of
+    the same type (title "approval needed: process on web") minutes after the first: its body (the
+    new pattern's rationale) differs, so it reaches a person instead of being dropped as a repeat,
+    to expire unanswered. A repeat of the very same notification is still sent once."""
+    fake = FakeNotifier()
+    d = Dispatcher([Route(fake)], synchronous=True, dedup_s=300)
+    first = note(ts=1000, level=Level.APPROVAL_REQUESTED, title="approval needed: process on web").model_copy(
+        update={"body": "pattern web-restart: restart it"})
+    d.send(first)
+    d.send(first.model_copy(update={"ts": 1120, "body": "pattern web-graceful: stop it gracefully"}))
+    d.send(first.model_copy(update={"ts": 1130}))  # the first one again: a repeat
+    assert [n.body for n in fake.sent] == ["pattern web-restart: restart it",
+                                           "pattern web-graceful: stop it gracefully"]
+    assert d.deduplicated == 1
+
+
 def test_failing_notifier_is_retried_then_counted_and_reported_once() -> None:
     bad, good = Flaky("bad", failures=99), FakeNotifier()
     failed: list[str] = []

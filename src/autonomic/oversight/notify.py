@@ -3,7 +3,7 @@
 A notifier that fails or hangs never stops or slows the loop. :class:`Dispatcher` puts each
 notification on one bounded queue per notifier and returns at once; one worker thread per
 notifier delivers it, retrying with exponential backoff, and counts what was sent, what
-failed and what was dropped because a queue was full. The same (level, title, incident)
+failed and what was dropped because a queue was full. The same (level, title, body, incident)
 within ``dedup_s`` is sent once.
 
 Secrets never sit in YAML and are never logged: the webhook's HMAC secret, the SMTP
@@ -435,8 +435,9 @@ _STOP = object()
 class Dispatcher:
     """Fans each notification out to every route that accepts its level, without blocking.
 
-    ``send`` drops a duplicate (same level, title and incident within ``dedup_s`` of the
-    notification's ``ts``), then puts the notification on each matching route's bounded queue
+    ``send`` drops a duplicate (same level, title, body and incident within ``dedup_s`` of the
+    notification's ``ts``: a second approval request on one incident, titled alike, differs in
+    its body and is sent), then puts the notification on each matching route's bounded queue
     and returns. Each route's worker thread tries up to ``max_attempts`` times, waiting
     ``backoff_s``, then twice that, ... between attempts. A notification that finds its queue
     full is dropped and counted. Counters: ``sent`` (deliveries), ``failures`` (per route
@@ -466,7 +467,7 @@ class Dispatcher:
         self.dropped = 0
         self.deduplicated = 0
         self._lock = threading.Lock()
-        self._recent: dict[tuple[str, str, str | None], float] = {}
+        self._recent: dict[tuple[str, str, str, str | None], float] = {}
         self._closed = False
         self._queues: list[queue.Queue[Any]] = []
         self._workers: list[threading.Thread] = []
@@ -500,7 +501,7 @@ class Dispatcher:
                 self._count_drop(route)
 
     def _duplicate(self, n: Notification) -> bool:
-        key = (n.level.value, n.title, n.incident_id)
+        key = (n.level.value, n.title, n.body, n.incident_id)
         with self._lock:
             last = self._recent.get(key)
             if last is not None and abs(n.ts - last) < self.dedup_s:
