@@ -257,6 +257,24 @@ def test_email_message_subject_recipients_and_body() -> None:
     assert "incident: inc1" in msg.get_content()
 
 
+def test_an_html_report_by_email_is_an_html_part_with_a_plain_text_one_not_markup_shown_as_text() -> None:
+    """A report schedule with ``format: html`` delivers a whole HTML page as the body: the mail
+    carries it as text/html (what a mail client draws), with a plain-text part beside it."""
+    from autonomic.oversight.reports import Report, render_html
+
+    report = Report(period="daily", start=0.0, end=86_400.0, interventions=[], interventions_total=0, succeeded=0,
+                    finished=0, success_rate=None, rollbacks=0, incidents_opened=3, incidents_resolved=2,
+                    incidents_prevented=0, mttr_s=90.0, escalations=0, top_services=[], notable=[], action_items=[])
+    mail = EmailNotifier("localhost", 2525, sender="autonomic@example.com", to=["a@example.com"])
+    msg = mail.message(Notification(level=Level.INFO, ts=86_400.0, title="autonomic daily report",
+                                    body=render_html(report)))
+    html_part = msg.get_body(preferencelist=("html",))
+    assert html_part is not None and "<h2>Summary</h2>" in html_part.get_content()
+    text_part = msg.get_body(preferencelist=("plain",))
+    assert text_part is not None
+    assert "<" not in text_part.get_content() and "Incidents opened" in text_part.get_content()
+
+
 def test_specs_parse_each_type_as_a_discriminated_union() -> None:
     assert SPEC.validate_python({"type": "console"}).type == "console"
     assert SPEC.validate_python({"type": "jsonl", "path": "n.jsonl", "min_level": "alert"}).min_level == Level.ALERT
