@@ -231,6 +231,9 @@ class Incident(Frozen):
     summary: str
     resolution: Resolution | None = None
     closed_at: float | None = None
+    # when it last became ESCALATED (None: never, or written before this was kept); updated_at
+    # cannot say, it moves with every finding a lasting symptom brings
+    escalated_at: float | None = None
 
     @property
     def headline(self) -> str:

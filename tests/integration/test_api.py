@@ -158,6 +158,17 @@ def test_metrics_show_pauses_set_elsewhere_and_request_latency(env: Env) -> None
     assert 'autonomic_api_request_seconds_count{method="GET",route="/api/v1/overview"} 1.0' in text
 
 
+def test_metrics_label_a_request_with_an_unknown_method_other_so_anyone_cannot_add_series(env: Env) -> None:
+    """The method is a label: made-up methods (sent by anyone, no token needed) share one
+    ``other`` series instead of adding a histogram each to every scrape for ever."""
+    for i in range(20):
+        assert env.client.request(f"X{i}", "/api/v1/incidents").status_code == 405
+    text = env.client.get("/metrics").text
+    counts = [line for line in text.splitlines() if line.startswith("autonomic_api_request_seconds_count")]
+    assert 'autonomic_api_request_seconds_count{method="other",route="/api/v1/incidents"} 20.0' in counts
+    assert not any('method="X' in line for line in counts)
+
+
 def test_readyz_answers_200_when_the_store_answers_without_an_engine(env: Env) -> None:
     assert env.client.get("/readyz").json() == {"status": "ok"}
 
@@ -295,6 +306,29 @@ def test_incident_detail_by_prefix_has_the_chain_series_and_thresholds(env: Env)
     assert body["thresholds"] == {"memory_percent": {"value": 80.0, "direction": "max"}}
 
 
+def test_incident_detail_of_a_long_lasting_symptom_keeps_the_first_and_latest_findings_and_counts_the_rest(
+        env: Env) -> None:
+    """A symptom that lasts keeps adding findings (one stored every 10 s: 8640 a day) and
+    ``incident.updated`` events to its incident: the page the dashboard fetches again on every
+    event keeps the opening evidence and the latest, and says how many it leaves out, instead of
+    growing by megabytes a day."""
+    inc = env.store.get(Incident, env.open_id)
+    assert inc is not None
+    for i in range(1, 600):
+        f = Finding(service="web", metric="memory_percent", kind=FindingKind.THRESHOLD, cause="memory",
+                    severity=Severity.WARNING, confidence=0.9, ts=T0 + 10 * i, value=91.0 + i / 1000,
+                    threshold=80.0, summary=f"memory_percent high #{i}", incident_id=inc.id)
+        inc = inc.model_copy(update={"updated_at": T0 + 10 * i, "finding_count": i + 1})
+        env.store.record(f, inc, actor="engine", event="incident.updated", subject=inc.id)
+    body = env.client.get(f"/api/v1/incidents/{env.open_id}", headers=env.auth("viewer")).json()
+    findings, audit = body["findings"], body["audit"]
+    assert len(findings) <= 250 and len(audit) <= 250
+    assert findings[0]["summary"] == "memory_percent 91 >= 80"  # what opened it
+    assert findings[-1]["summary"] == "memory_percent high #599"  # the latest
+    assert body["omitted"] == {"findings": 600 - len(findings), "audit": 600 - len(audit)}
+    assert [e["kind"] for e in audit[:1]] == ["incident.opened"] and audit[-1]["seq"] == env.seq()
+
+
 def test_incident_detail_without_an_engine_has_no_series(env: Env) -> None:
     body = env.client.get(f"/api/v1/incidents/{env.waiting_id}", headers=env.auth("viewer")).json()
     assert body["series"] == {} and body["decisions"][0]["verdict"] == "needs_approval"
@@ -344,6 +378,25 @@ def test_deny_with_a_comment_and_without_a_body(env: Env) -> None:
     answer = env.store.get_state(approval_key(env.waiting_id))
     assert answer is not None and (answer["verdict"], answer["actor"]) == ("deny", "token:admin")
     assert env.store.audit_events()[-1].kind == "approval.deny"
+
+
+def test_an_answer_naming_a_request_since_replaced_is_409_and_approves_nothing(env: Env) -> None:
+    """The dashboard sends the decision its card showed: when the incident has been asked again
+    since (the escalation chain's next remedy), the click approves nothing the person did not see."""
+    seen = env.store.decisions(env.waiting_id)[-1]
+    action = ActionSpec(type="process", target="db", params={"op": "stop"})
+    newer = Decision(incident_id=env.waiting_id, diagnosis_id=seen.diagnosis_id, ts=T0 + 5,
+                     verdict=Verdict.NEEDS_APPROVAL, action=action)
+    env.store.record(newer, actor="engine", event="decision.needs_approval", subject=env.waiting_id)
+    before = env.seq()
+    r = env.client.post(f"/api/v1/approvals/{env.waiting_id}/approve", headers=env.auth("operator"),
+                        json={"comment": "restart it", "decision": seen.id})
+    assert r.status_code == 409 and "asked again" in r.json()["detail"]
+    assert env.store.get_state(approval_key(env.waiting_id)) is None and env.seq() == before
+    r = env.client.post(f"/api/v1/approvals/{env.waiting_id}/approve", headers=env.auth("operator"),
+                        json={"decision": newer.id})
+    assert r.status_code == 200
+    assert env.store.get_state(approval_key(env.waiting_id))["decision"] == newer.id  # type: ignore[index]
 
 
 def test_answering_an_incident_not_awaiting_approval_is_409_and_changes_nothing(env: Env) -> None:
@@ -784,8 +837,35 @@ def test_event_stream_replays_from_since_seq(env: Env) -> None:
         server.stop()
 
 
+def test_an_event_stream_reconnecting_before_any_event_gets_what_happened_while_it_was_away(env: Env) -> None:
+    """EventSource sends the last id it saw as Last-Event-ID when it reconnects: the stream
+    names where it starts, so a dashboard whose connection dropped on a quiet system still
+    hears of the incident opened during the gap (it used to start again from the new now)."""
+    server = ApiServer(create_app(env.ctx), port=0)
+    server.start()
+    try:
+        with httpx.Client(base_url=server.url, timeout=5.0) as http:
+            with http.stream("GET", "/api/v1/events", headers=env.auth("viewer")) as stream:
+                lines = stream.iter_lines()
+                last_id = ""
+                for line in lines:  # the first block, as a browser reads it
+                    if not line:
+                        break
+                    if line.startswith("id: "):
+                        last_id = line.removeprefix("id: ")
+            assert last_id == str(env.seq())
+            env.store.audit("engine", "incident.opened", "web", {"summary": "while the dashboard was away"})
+            with http.stream("GET", "/api/v1/events",
+                             headers={**env.auth("viewer"), "Last-Event-ID": last_id}) as stream:
+                event = _next_event(stream.iter_lines(), deadline=time.monotonic() + 5.0)
+        assert json.loads(event["data"])["data"] == {"summary": "while the dashboard was away"}
+    finally:
+        server.stop()
+
+
 def _next_event(lines: Iterator[str], deadline: float) -> dict[str, str]:
-    """The next complete SSE event (comments skipped) as its fields."""
+    """The next SSE event a browser dispatches (comments skipped, a block without data is not
+    an event) as its fields."""
     fields: dict[str, str] = {}
     for line in lines:
         if time.monotonic() > deadline:
@@ -793,8 +873,9 @@ def _next_event(lines: Iterator[str], deadline: float) -> dict[str, str]:
         if line.startswith(":"):
             continue
         if not line:
-            if fields:
+            if "data" in fields:
                 return fields
+            fields = {}
             continue
         key, _, value = line.partition(": ")
         fields[key] = value

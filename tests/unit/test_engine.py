@@ -31,6 +31,7 @@ from autonomic.model import (
 )
 from autonomic.oversight.explain import explain_incident, render_text
 from autonomic.oversight.notify import Dispatcher
+from autonomic.oversight.reports import build_report
 from autonomic.protocols import Target
 from autonomic.registry import Registry
 from autonomic.testing import FakeActuator, FakeClock, FakeNotifier, ReplaySource
@@ -193,6 +194,26 @@ def test_repeated_findings_update_one_incident_never_open_a_second(tmp_path: Pat
     assert len(incidents) == 1
     assert incidents[0].state == IncidentState.ESCALATED  # observe: recorded and told, never acted on
     assert h.actuator.calls == []
+
+
+def test_an_escalation_is_counted_in_the_daily_report_of_the_day_it_happened_and_not_again_while_its_symptom_lasts(
+        tmp_path: Path) -> None:
+    """An escalated incident keeps collecting its lasting symptom's findings (each moves its
+    ``updated_at``): the report counts the escalation by when it happened, so the next day's
+    report does not count it a second time."""
+    day = 86_400.0
+    engine = {"interval_s": 1, "state_dir": str(tmp_path / "state"), "host_metrics": False, "settle_s": 0,
+              "resolve_after_s": 2 * day}  # the symptom is not quiet across the day
+    h = Harness(tmp_path, policy={"autonomy": "observe"}, extra={"engine": engine})
+    h.feed("up", 0, 10)
+    assert h.incident().state == IncidentState.ESCALATED
+    first = h.clock.now()
+    assert build_report(h.store, "daily", first).escalations == 1
+    h.clock.advance(day - 20)
+    h.feed("up", 0, 15)  # the same symptom, still there a day later: the same escalated incident
+    (inc,) = h.store.incidents(service="svc")
+    assert inc.state == IncidentState.ESCALATED and inc.updated_at > first
+    assert build_report(h.store, "daily", first + day).escalations == 0
 
 
 def test_observe_mode_records_the_decision_with_every_gate_and_never_acts(tmp_path: Path) -> None:

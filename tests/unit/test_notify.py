@@ -101,6 +101,23 @@ def test_same_level_title_and_incident_within_dedup_window_is_sent_once() -> Non
     assert d.stats()["deduplicated"] == 1
 
 
+def test_a_second_approval_request_on_one_incident_with_the_same_title_is_sent_not_deduplicated() -> None:
+    """The escalation chain's next remedy may need approval on the same incident with an action of
+    the same type (title "approval needed: process on web") minutes after the first: its body (the
+    new pattern's rationale) differs, so it reaches a person instead of being dropped as a repeat,
+    to expire unanswered. A repeat of the very same notification is still sent once."""
+    fake = FakeNotifier()
+    d = Dispatcher([Route(fake)], synchronous=True, dedup_s=300)
+    first = note(ts=1000, level=Level.APPROVAL_REQUESTED, title="approval needed: process on web").model_copy(
+        update={"body": "pattern web-restart: restart it"})
+    d.send(first)
+    d.send(first.model_copy(update={"ts": 1120, "body": "pattern web-graceful: stop it gracefully"}))
+    d.send(first.model_copy(update={"ts": 1130}))  # the first one again: a repeat
+    assert [n.body for n in fake.sent] == ["pattern web-restart: restart it",
+                                           "pattern web-graceful: stop it gracefully"]
+    assert d.deduplicated == 1
+
+
 def test_failing_notifier_is_retried_then_counted_and_reported_once() -> None:
     bad, good = Flaky("bad", failures=99), FakeNotifier()
     failed: list[str] = []
@@ -238,6 +255,24 @@ def test_email_message_subject_recipients_and_body() -> None:
     assert msg["To"] == "a@example.com, b@example.com"
     assert "92% used" in msg.get_content()
     assert "incident: inc1" in msg.get_content()
+
+
+def test_an_html_report_by_email_is_an_html_part_with_a_plain_text_one_not_markup_shown_as_text() -> None:
+    """A report schedule with ``format: html`` delivers a whole HTML page as the body: the mail
+    carries it as text/html (what a mail client draws), with a plain-text part beside it."""
+    from autonomic.oversight.reports import Report, render_html
+
+    report = Report(period="daily", start=0.0, end=86_400.0, interventions=[], interventions_total=0, succeeded=0,
+                    finished=0, success_rate=None, rollbacks=0, incidents_opened=3, incidents_resolved=2,
+                    incidents_prevented=0, mttr_s=90.0, escalations=0, top_services=[], notable=[], action_items=[])
+    mail = EmailNotifier("localhost", 2525, sender="autonomic@example.com", to=["a@example.com"])
+    msg = mail.message(Notification(level=Level.INFO, ts=86_400.0, title="autonomic daily report",
+                                    body=render_html(report)))
+    html_part = msg.get_body(preferencelist=("html",))
+    assert html_part is not None and "<h2>Summary</h2>" in html_part.get_content()
+    text_part = msg.get_body(preferencelist=("plain",))
+    assert text_part is not None
+    assert "<" not in text_part.get_content() and "Incidents opened" in text_part.get_content()
 
 
 def test_specs_parse_each_type_as_a_discriminated_union() -> None:

@@ -148,6 +148,8 @@ class Executor:
         if incident is None:
             return None
         update: dict[str, Any] = {"state": state, "updated_at": now}
+        if state == IncidentState.ESCALATED and incident.state != IncidentState.ESCALATED:
+            update["escalated_at"] = now
         if resolution is not None:
             update["resolution"] = resolution
         if close:

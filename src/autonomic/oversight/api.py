@@ -78,6 +78,9 @@ SSE_HEARTBEAT_S = 15.0
 MAX_SEQ = 2**62  # SQLite integers are 64-bit: larger query numbers are refused with 422
 _DAY, _WEEK = 86_400.0, 7 * 86_400.0
 _SERIES_BEFORE_S = 900.0  # how much history before an incident opened its chart shows
+# an incident's page keeps this many of its first and of its latest findings and audit events:
+# a lasting symptom adds one of each every 10 s, and the dashboard fetches the page on every event
+_CHAIN_FIRST, _CHAIN_LATEST = 20, 200
 
 
 @dataclass
@@ -123,6 +126,9 @@ class _Body(BaseModel):
 
 class CommentBody(_Body):
     comment: str = Field(default="", max_length=2000)
+    # the request (decision id) the person saw and answers; when given and the incident has
+    # been asked again since, the answer is refused (409) rather than applied to a request unseen
+    decision: str | None = Field(default=None, max_length=64)
 
 
 class PauseBody(_Body):
@@ -390,6 +396,16 @@ def _thresholds(ctx: ApiContext, service: str, metrics: list[str]) -> dict[str, 
     return out
 
 
+def _keep_ends(chain: dict[str, Any], key: str) -> int:
+    """Keep the first :data:`_CHAIN_FIRST` and the latest :data:`_CHAIN_LATEST` of ``chain[key]``
+    (a list in time order); return how many were left out between them."""
+    items = chain[key]
+    left_out = max(0, len(items) - _CHAIN_FIRST - _CHAIN_LATEST)
+    if left_out:
+        chain[key] = items[:_CHAIN_FIRST] + items[-_CHAIN_LATEST:]
+    return left_out
+
+
 def _resolve_incident(ctx: ApiContext, ident: str) -> str:
     try:
         return ctx.store.resolve_id(Incident, ident)
@@ -504,7 +520,9 @@ def _read_routes(ctx: ApiContext) -> APIRouter:
     @router.get("/incidents/{incident_id}", responses={404: {"description": "no such incident"}})
     def incident(incident_id: str) -> dict[str, Any]:
         """The whole chain (explain), the incident's metric series (with an engine) and thresholds.
-        ``incident_id`` may be a unique prefix of at least 4 characters."""
+        ``incident_id`` may be a unique prefix of at least 4 characters. Of a long incident's
+        findings and audit events the first 20 and the latest 200 are given; ``omitted`` says
+        how many of each were left out between them (``autonomic explain --json`` has them all)."""
         full = _resolve_incident(ctx, incident_id)
         chain = explain_incident(ctx.store, full)
         inc = chain["incident"]
@@ -517,6 +535,7 @@ def _read_routes(ctx: ApiContext) -> APIRouter:
                 series[metric] = {"ts": [float(t) for t in ts], "values": [float(v) for v in values]}
         chain["series"] = series
         chain["thresholds"] = _thresholds(ctx, inc["service"], metrics)
+        chain["omitted"] = {key: _keep_ends(chain, key) for key in ("findings", "audit")}
         return chain
 
     @router.get("/approvals")
@@ -599,6 +618,9 @@ def _write_routes(ctx: ApiContext) -> APIRouter:
             state = inc.state.value if inc else "unknown"
             raise HTTPException(409, f"incident {full[:8]} is not awaiting approval (it is {state})")
         request = decisions[-1].id if decisions else None  # answers this request only (Engine._await_approval)
+        if body.decision is not None and body.decision != request:
+            raise HTTPException(409, f"incident {full[:8]} was asked again since the request you answered; "
+                                     "look at the new one and answer that")
         ctx.store.set_state(approval_key(full),
                             {"verdict": verdict, "actor": who.actor, "comment": body.comment, "ts": ctx.clock.now(),
                              "decision": request},
@@ -737,7 +759,8 @@ def _event_routes(ctx: ApiContext, stopping: threading.Event) -> APIRouter:
         since_seq: Annotated[int | None, Query(ge=0, le=MAX_SEQ)] = None,
     ) -> StreamingResponse:
         """Server-sent events: each new audit event as ``event: audit`` with its JSON; a heartbeat
-        comment every 15 s. Starts after ``since_seq`` (or Last-Event-ID), else from now."""
+        comment every 15 s. Starts after ``since_seq`` (or Last-Event-ID), else from now; the
+        first block carries only ``id: <seq it starts after>``, so a reconnect misses nothing."""
         start = since_seq
         if start is None:
             last_id = request.headers.get("last-event-id", "")
@@ -746,7 +769,10 @@ def _event_routes(ctx: ApiContext, stopping: threading.Event) -> APIRouter:
             start = await run_in_threadpool(latest_seq, ctx.store)
 
         async def stream(seq: int) -> AsyncIterator[str]:
-            yield ": connected\n\n"
+            # the id (with no data: nothing is dispatched) is where the stream starts, so an
+            # EventSource that reconnects before any event came sends it as Last-Event-ID and
+            # gets what happened while it was away instead of starting from the new now
+            yield f": connected\nid: {seq}\n\n"
             beat = time.monotonic()
             while not stopping.is_set() and not await request.is_disconnected():
                 for ev in await run_in_threadpool(ctx.store.audit_events, seq, 500):

@@ -13,6 +13,8 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 _LOOP_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 _API_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+# the ``method`` label's values: any other method (a client may send any token) is "other"
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
 class EngineMetrics:
@@ -60,7 +62,10 @@ class EngineMetrics:
         self._loop.observe(max(0.0, seconds))
 
     def api_request(self, method: str, route: str, seconds: float) -> None:
-        self._api.labels(method=method, route=route).observe(max(0.0, seconds))
+        """One API request; ``route`` is the matched route's template (bounded), and a method
+        outside the standard ones is labelled ``other`` so a client cannot add series."""
+        label = method if method in _METHODS else "other"
+        self._api.labels(method=label, route=route).observe(max(0.0, seconds))
 
     def breaker(self, scope: str, open: bool) -> None:
         self._breaker.labels(scope=scope).set(1 if open else 0)

@@ -3,7 +3,7 @@
 A notifier that fails or hangs never stops or slows the loop. :class:`Dispatcher` puts each
 notification on one bounded queue per notifier and returns at once; one worker thread per
 notifier delivers it, retrying with exponential backoff, and counts what was sent, what
-failed and what was dropped because a queue was full. The same (level, title, incident)
+failed and what was dropped because a queue was full. The same (level, title, body, incident)
 within ``dedup_s`` is sent once.
 
 Secrets never sit in YAML and are never logged: the webhook's HMAC secret, the SMTP
@@ -26,6 +26,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from email.message import EmailMessage
+from html.parser import HTMLParser
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
@@ -227,6 +228,11 @@ class EmailNotifier:
         )
 
     def message(self, n: Notification) -> EmailMessage:
+        """The mail. A body that is a whole HTML page (a report scheduled with ``format: html``)
+        goes as a text/html part, after a plain-text part holding its text."""
+        page = n.body if n.body.lstrip()[:15].lower() == "<!doctype html>" else None
+        if page is not None:
+            n = n.model_copy(update={"body": _html_text(page)})
         msg = EmailMessage()
         msg["Subject"] = " ".join(f"[autonomic] {_level_name(n)} {n.title}".split())  # a header is one line
         msg["From"] = self.sender
@@ -239,6 +245,8 @@ class EmailNotifier:
             lines.append(f"incident: {n.incident_id}")
         lines.append("at: " + time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(n.ts)))
         msg.set_content("\n".join(lines).lstrip("\n") + "\n")
+        if page is not None:
+            msg.add_alternative(page, subtype="html")
         return msg
 
     def send(self, notification: Notification) -> None:
@@ -253,6 +261,41 @@ class EmailNotifier:
         except (OSError, smtplib.SMTPException) as exc:
             code = getattr(exc, "smtp_code", None)
             raise NotifierError(f"{where}: {type(exc).__name__}" + (f" {code}" if code else "")) from None
+
+
+class _Text(HTMLParser):
+    """The text of an HTML page, one line per block, without its head, styles or charts."""
+
+    _SKIP = frozenset({"head", "style", "script", "svg"})
+    _BLOCK = frozenset({"h1", "h2", "h3", "p", "li", "tr", "table", "ul", "div"})
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.parts: list[str] = []
+        self._skipping = 0
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in self._SKIP:
+            self._skipping += 1
+        elif tag in self._BLOCK:
+            self.parts.append("\n")
+        elif tag == "td":
+            self.parts.append(" ")
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in self._SKIP:
+            self._skipping = max(0, self._skipping - 1)
+
+    def handle_data(self, data: str) -> None:
+        if not self._skipping:
+            self.parts.append(data)
+
+
+def _html_text(page: str) -> str:
+    parser = _Text()
+    parser.feed(page)
+    lines = (" ".join(line.split()) for line in "".join(parser.parts).splitlines())
+    return "\n".join(line for line in lines if line)
 
 
 def builtin_notifiers() -> dict[str, type]:
@@ -435,8 +478,9 @@ _STOP = object()
 class Dispatcher:
     """Fans each notification out to every route that accepts its level, without blocking.
 
-    ``send`` drops a duplicate (same level, title and incident within ``dedup_s`` of the
-    notification's ``ts``), then puts the notification on each matching route's bounded queue
+    ``send`` drops a duplicate (same level, title, body and incident within ``dedup_s`` of the
+    notification's ``ts``: a second approval request on one incident, titled alike, differs in
+    its body and is sent), then puts the notification on each matching route's bounded queue
     and returns. Each route's worker thread tries up to ``max_attempts`` times, waiting
     ``backoff_s``, then twice that, ... between attempts. A notification that finds its queue
     full is dropped and counted. Counters: ``sent`` (deliveries), ``failures`` (per route
@@ -466,7 +510,7 @@ class Dispatcher:
         self.dropped = 0
         self.deduplicated = 0
         self._lock = threading.Lock()
-        self._recent: dict[tuple[str, str, str | None], float] = {}
+        self._recent: dict[tuple[str, str, str, str | None], float] = {}
         self._closed = False
         self._queues: list[queue.Queue[Any]] = []
         self._workers: list[threading.Thread] = []
@@ -500,7 +544,7 @@ class Dispatcher:
                 self._count_drop(route)
 
     def _duplicate(self, n: Notification) -> bool:
-        key = (n.level.value, n.title, n.incident_id)
+        key = (n.level.value, n.title, n.body, n.incident_id)
         with self._lock:
             last = self._recent.get(key)
             if last is not None and abs(n.ts - last) < self.dedup_s:

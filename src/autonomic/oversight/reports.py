@@ -10,7 +10,8 @@ text. The window is ``[now - 1 day or 7 days, now)``. What counts where:
 - incidents opened: ``opened_at`` in the window; top services rank services by these;
 - resolved / prevented and mean time to resolve (``closed_at - opened_at``): incidents *closed*
   in the window with resolution ``resolved`` or ``prevented``;
-- escalations: incidents in state ``escalated`` last updated in the window;
+- escalations: incidents in state ``escalated`` that were escalated in the window (``escalated_at``;
+  not ``updated_at``, which moves with every finding of a lasting symptom);
 - notable events: audit entries in the window (breaker opened, ``policy.*``, pauses set and
   lifted, ``pattern.*``);
 - action items: what needs a person *now* (awaiting approval, escalated and unclosed, open
@@ -203,11 +204,17 @@ def summarize(
         incidents_resolved=sum(1 for i in closed if i.resolution == Resolution.RESOLVED),
         incidents_prevented=sum(1 for i in closed if i.resolution == Resolution.PREVENTED),
         mttr_s=(sum(float(i.closed_at or 0.0) - i.opened_at for i in fixed) / len(fixed)) if fixed else None,
-        escalations=sum(1 for i in incidents if i.state == IncidentState.ESCALATED and inside(i.updated_at)),
+        escalations=sum(1 for i in incidents if i.state == IncidentState.ESCALATED and inside(_escalated_at(i))),
         top_services=[ServiceCount(service=s, incidents=n) for s, n in top],
         notable=[n for n in (_notable(e) for e in events if inside(e.ts)) if n is not None],
         action_items=_action_items([i for i in incidents if i.opened_at < now], states),
     )
+
+
+def _escalated_at(inc: Incident) -> float:
+    """When an escalated incident was escalated; ``updated_at`` for one stored before that was
+    kept (it moves with every later finding, so it can only stand in)."""
+    return inc.updated_at if inc.escalated_at is None else inc.escalated_at
 
 
 def _type_stats(action_type: str, group: Sequence[Action]) -> InterventionStats:
@@ -252,7 +259,7 @@ def _action_items(incidents: Sequence[Incident], states: Mapping[str, Mapping[st
             items.append(ActionItem(kind="approval", subject=inc.id, since=inc.updated_at,
                                     text=f"approve or deny: {inc.headline} (incident {inc.id[:8]})"))
         elif inc.state == IncidentState.ESCALATED:
-            items.append(ActionItem(kind="escalated", subject=inc.id, since=inc.updated_at,
+            items.append(ActionItem(kind="escalated", subject=inc.id, since=_escalated_at(inc),
                                     text=f"escalated, needs a person: {inc.headline} (incident {inc.id[:8]})"))
     for key, value in sorted(states.items()):
         if key.startswith("breaker:") and value.get("state") == "open":

@@ -48,11 +48,17 @@ class HttpError extends Error {
   }
 }
 
+// the newest audit event heard (SSE). Reads name it (?seen=), so a page redrawn for an event is
+// never the API's short replay of a read made before that event (the cache keys on the query)
+let seenSeq = 0;
+
 async function api(path, options = {}) {
   const headers = { Accept: "application/json", Authorization: `Bearer ${token()}` };
   if (options.body !== undefined) headers["Content-Type"] = "application/json";
-  const response = await fetch(API + path, {
-    method: options.method || "GET",
+  const method = options.method || "GET";
+  const url = method === "GET" && seenSeq ? `${path}${path.includes("?") ? "&" : "?"}seen=${seenSeq}` : path;
+  const response = await fetch(API + url, {
+    method,
     headers,
     body: options.body === undefined ? undefined : JSON.stringify(options.body),
   });
@@ -253,6 +259,7 @@ function connectEvents() {
     try {
       const e = JSON.parse(ev.data);
       live.title = `last event #${e.seq} ${e.kind}`;
+      if (typeof e.seq === "number" && e.seq > seenSeq) seenSeq = e.seq;
     } catch (_) { /* ignore a malformed event */ }
     scheduleRender();
   });
@@ -384,13 +391,20 @@ async function renderIncident(id) {
       inc.closed_at ? ` · closed ${when(inc.closed_at)}` : ""),
     awaiting ? h("p", { class: "big" }, h("a", { href: "#/approvals" }, "This incident awaits your approval →")) : null,
     charts(chain),
-    section("Evidence", findingsTable(chain.findings || [])),
+    section("Evidence", findingsTable(chain.findings || []), omittedNote((chain.omitted || {}).findings, "findings", inc.id)),
     section("Diagnosis", diagnoses(chain.diagnoses || [])),
     section("Decisions and gates", decisions(chain.decisions || [])),
     section("Actions", actions(chain.actions || [])),
     section("Outcome", outcomes(chain.outcomes || [])),
-    section("Timeline", timeline(chain.audit || [])),
+    section("Timeline", timeline(chain.audit || []), omittedNote((chain.omitted || {}).audit, "events", inc.id)),
   ];
+}
+
+// a long incident's page holds its first and latest findings and events: say how many are left out
+function omittedNote(count, what, id) {
+  if (!count) return null;
+  return h("p", { class: "dim", testid: `omitted-${what}` },
+    `${count} ${what} between the first and the latest are not shown (autonomic explain ${short(id)} --json has them all).`);
 }
 
 function charts(chain) {
@@ -625,6 +639,7 @@ async function renderApprovals() {
 }
 
 function approvalCard({ incident: inc, decision, answer }) {
+  const seen = decision ? decision.id : null; // the request this card shows: an answer names it
   decision = decision || { gates: [], action: null, ts: inc.updated_at };
   const comment = h("input", { type: "text", testid: `comment-${inc.id}`, placeholder: "comment (recorded in the audit log)",
     "aria-label": "comment" });
@@ -639,9 +654,9 @@ function approvalCard({ incident: inc, decision, answer }) {
       : null,
     answer ? null : h("div", { class: "act" }, comment,
       h("button", { class: "go", testid: `approve-${inc.id}`,
-        onclick: (ev) => act(ev.currentTarget, `/approvals/${inc.id}/approve`, { comment: comment.value }) }, "Approve"),
+        onclick: (ev) => act(ev.currentTarget, `/approvals/${inc.id}/approve`, { comment: comment.value, decision: seen }) }, "Approve"),
       h("button", { class: "stop", testid: `deny-${inc.id}`,
-        onclick: (ev) => act(ev.currentTarget, `/approvals/${inc.id}/deny`, { comment: comment.value }) }, "Deny")));
+        onclick: (ev) => act(ev.currentTarget, `/approvals/${inc.id}/deny`, { comment: comment.value, decision: seen }) }, "Deny")));
 }
 
 // --- audit -------------------------------------------------------------------------------------
