@@ -78,6 +78,9 @@ class LeaderElectionSpec(_Spec):
         return self
 
 
+_ALERT_QUIET_S = 5 * 3600.0  # above Alertmanager's default repeat_interval (4 h)
+
+
 class EngineSpec(_Spec):
     """``engine:``: how the loop runs."""
 
@@ -88,7 +91,8 @@ class EngineSpec(_Spec):
     resolve_after_s: float = Field(default=120.0, gt=0)  # quiet this long -> incident closed
     # ... but while an Alertmanager alert of the incident fires (no resolved notification yet),
     # this long: Alertmanager resends a firing alert only every repeat_interval (4 h by default)
-    alert_resolve_after_s: float = Field(default=5 * 3600.0, gt=0)
+    # (None: 5 h, or resolve_after_s when that is longer)
+    alert_resolve_after_s: float | None = Field(default=None, gt=0)
     settle_s: float = Field(default=30.0, ge=0)  # after an action ends, no new one on that service
     approval_ttl_s: float = Field(default=3600.0, gt=0)
     # An action decided but not started within this long (the engine was down, say) is not run
@@ -101,9 +105,14 @@ class EngineSpec(_Spec):
     checkpoint_s: float = Field(default=300.0, gt=0)
     leader_election: LeaderElectionSpec = Field(default_factory=LeaderElectionSpec)
 
+    @property
+    def alert_quiet_s(self) -> float:
+        """How long an incident whose Alertmanager alert still fires may go without a finding."""
+        return self.alert_resolve_after_s or max(_ALERT_QUIET_S, self.resolve_after_s)
+
     @model_validator(mode="after")
     def _alerts_wait_longer(self) -> EngineSpec:
-        if self.alert_resolve_after_s < self.resolve_after_s:
+        if self.alert_resolve_after_s is not None and self.alert_resolve_after_s < self.resolve_after_s:
             raise ValueError(f"alert_resolve_after_s ({self.alert_resolve_after_s:g}) must be at least resolve_after_s "
                              f"({self.resolve_after_s:g}): an incident whose alert still fires is not quieter than one "
                              "with no finding")

@@ -872,7 +872,7 @@ class Engine:
         for key, inc_id in list(self._open.items()):
             last = self._last_seen.get(inc_id, now)
             firing = bool(self._alerts_firing.get(inc_id))
-            quiet = self.config.engine.alert_resolve_after_s if firing else self.config.engine.resolve_after_s
+            quiet = self.config.engine.alert_quiet_s if firing else self.config.engine.resolve_after_s
             if now - last < quiet:
                 continue
             inc = self.store.get(Incident, inc_id)

@@ -15,5 +15,9 @@ def test_alert_resolve_after_s_below_resolve_after_s_is_refused_naming_both(tmp_
     with pytest.raises(ConfigError, match=refused):
         load_config_data({"engine": {"resolve_after_s": 600, "alert_resolve_after_s": 60}}, source="a.yaml",
                          base_dir=tmp_path)
-    spec = load_config_data({"engine": {"resolve_after_s": 600}}, source="a.yaml", base_dir=tmp_path).engine
-    assert spec.alert_resolve_after_s == 18000.0
+    def quiet_s(engine: dict[str, float]) -> float:
+        return load_config_data({"engine": engine}, source="a.yaml", base_dir=tmp_path).engine.alert_quiet_s
+
+    assert quiet_s({"resolve_after_s": 600}) == 18000.0  # unset: 5 h, or resolve_after_s when longer
+    assert quiet_s({"resolve_after_s": 2 * 86400.0}) == 2 * 86400.0
+    assert quiet_s({"resolve_after_s": 600, "alert_resolve_after_s": 900}) == 900.0

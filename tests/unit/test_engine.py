@@ -1869,7 +1869,7 @@ def test_an_alert_incident_whose_resolved_notification_never_comes_closes_after_
     queue_findings(h.store, [_fired(h, "DiskFull", "fp-1")], h.clock.now(), actor="webhook")
     h.feed("up", 1, 2)
     (inc,) = [i for i in h.store.incidents(service="svc") if i.cause == "disk"]
-    h.clock.advance(h.config.engine.alert_resolve_after_s - 60)
+    h.clock.advance(h.config.engine.alert_quiet_s - 60)
     h.feed("up", 1, 2)
     assert h.store.get(Incident, inc.id).closed_at is None  # type: ignore[union-attr]
     h.clock.advance(120)
