@@ -19,7 +19,7 @@ from rich.table import Table
 from rich.text import Text
 
 from autonomic.errors import ConfigError, StoreError
-from autonomic.printable import printable
+from autonomic.printable import printable, rewrite_record
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="autonomic: services that heal themselves, safely.")
@@ -114,7 +114,7 @@ class _PrintableRecords(logging.Filter):
     ``\\x1b`` instead of reaching the terminal or the journal raw."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        record.msg, record.args = printable(record.getMessage()), None
+        rewrite_record(record, printable)  # a traceback quoting an alert's text included
         return True
 
 

@@ -8,7 +8,9 @@ clear the screen, retitle the window or hide a line from the operator reading it
 
 from __future__ import annotations
 
+import logging
 import re
+from collections.abc import Callable
 
 # C0 controls but tab and newline, DEL and C1 controls (which some terminals read as ESC + x)
 _CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
@@ -18,3 +20,15 @@ def printable(text: str) -> str:
     """``text`` with every control character but tab and newline shown as ``\\xNN`` (ESC as
     ``\\x1b``); everything else, other scripts and emoji included, as it is."""
     return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+
+
+def rewrite_record(record: logging.LogRecord, change: Callable[[str], str]) -> None:
+    """Apply ``change`` to a log record's message (formatted with its arguments) and to its
+    exception text (formatted here, once): for log filters that must see everything a handler
+    will write, the traceback of a logged exception included."""
+    record.msg, record.args = change(record.getMessage()), None
+    if record.exc_info:
+        record.exc_text = logging.Formatter().formatException(record.exc_info)
+        record.exc_info = None
+    if record.exc_text:
+        record.exc_text = change(record.exc_text)

@@ -15,6 +15,8 @@ from collections.abc import Iterable
 from typing import Any
 from urllib.parse import parse_qsl, unquote
 
+from autonomic.printable import rewrite_record
+
 HIDDEN = "***"
 # a credential shorter than this is not searched for elsewhere in a message (it would garble
 # "HTTP 401 after 1 s" for ?limit=1); the URL itself is always shown without it
@@ -135,10 +137,7 @@ class Secrets:
         class _Hide(logging.Filter):
             def filter(self, record: logging.LogRecord) -> bool:
                 if secrets:
-                    record.msg, record.args = secrets.text(record.getMessage()), None
-                    if record.exc_info:
-                        record.exc_text = secrets.text(logging.Formatter().formatException(record.exc_info))
-                        record.exc_info = None
+                    rewrite_record(record, secrets.text)
                 return True
 
         return _Hide()

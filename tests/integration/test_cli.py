@@ -623,3 +623,17 @@ def test_the_engines_log_shows_control_characters_in_what_it_quotes_as_escapes(
                                ("0b6756e0", "boom \x1b]0;owned\x07 now"), None)
     assert handler.filter(record)
     assert record.getMessage() == "incident 0b6756e0 opened: boom \\x1b]0;owned\\x07 now"
+    # a logged exception's traceback quoting such text too, and with the secrets net after it
+    from autonomic.redact import Secrets
+
+    handler.addFilter(Secrets(["hunter2-secret"]).log_filter())
+    try:
+        raise ValueError("bad label \x1b[2J with hunter2-secret")
+    except ValueError:
+        import sys
+
+        failed = logging.LogRecord("autonomic.engine", logging.ERROR, __file__, 1, "tick failed", None,
+                                   sys.exc_info())
+    assert handler.filter(failed)
+    shown = handler.format(failed)
+    assert "ValueError: bad label \\x1b[2J with ***" in shown and "\x1b" not in shown
