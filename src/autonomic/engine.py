@@ -121,14 +121,6 @@ def pause_key(service: str | None) -> str:
     return PAUSE_GLOBAL if service is None else f"pause:service:{service}"
 
 
-def _escalated_at(inc: Incident, now: float) -> float:
-    """When ``inc``, escalated now, became ESCALATED: now, unless it already was (a decision made
-    again, say while a pause holds it, is not a second escalation)."""
-    if inc.state == IncidentState.ESCALATED and inc.escalated_at is not None:
-        return inc.escalated_at
-    return now
-
-
 def approval_key(incident_id: str) -> str:
     return f"approval:{incident_id}"
 
@@ -1288,7 +1280,7 @@ class Engine:
             return now + self.config.engine.approval_ttl_s
         updated = inc.model_copy(update={"state": IncidentState.ESCALATED, "updated_at": now,
                                          "resolution": Resolution.ESCALATED,
-                                         "escalated_at": _escalated_at(inc, now)})
+                                         "escalated_at": inc.escalated_since(now)})
         would = decision.shadow_verdict.value if decision.shadow_verdict else None
         self.store.record(decision, updated, actor=decision.decided_by, event="decision.denied", subject=inc.id,
                           data={"decision": decision.id, "why": why, "would_have": would,
@@ -1355,7 +1347,7 @@ class Engine:
                             comment=str(answer.get("comment", "")), pattern_id=diagnosis.pattern_id)
         updated = inc.model_copy(update={"state": IncidentState.ESCALATED, "updated_at": now,
                                          "resolution": Resolution.ESCALATED,
-                                         "escalated_at": _escalated_at(inc, now)})
+                                         "escalated_at": inc.escalated_since(now)})
         self.store.record(decision, updated, actor=decision.decided_by, event="decision.denied_by_person",
                           subject=inc.id, data={"comment": decision.comment})
         return None

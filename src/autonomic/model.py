@@ -235,6 +235,13 @@ class Incident(Frozen):
     # cannot say, it moves with every finding a lasting symptom brings
     escalated_at: float | None = None
 
+    def escalated_since(self, now: float) -> float:
+        """When this incident, escalated at ``now``, became ESCALATED: ``now``, unless it already
+        was (a decision made again, say while a pause holds it, is not a second escalation)."""
+        if self.state == IncidentState.ESCALATED and self.escalated_at is not None:
+            return self.escalated_at
+        return now
+
     @property
     def headline(self) -> str:
         """``service: summary`` for titles and lists, naming the service once when the summary

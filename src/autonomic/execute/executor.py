@@ -132,10 +132,9 @@ class Executor:
     def _window(self, spec: VerifySpec) -> tuple[float, float]:
         return spec.delay_s * self.time_scale, spec.window_s * self.time_scale
 
-    def _save(self, action: Action, incident: Incident | None, event: str, **data: Any) -> Action:
-        nouns: list[Any] = [action]
-        if incident is not None:
-            nouns.append(incident)
+    def _save(self, action: Action, incident: Incident | None, event: str, *also: Outcome, **data: Any) -> Action:
+        """Write ``action``, its ``incident`` and ``also`` (an outcome) with one audit event."""
+        nouns: list[Any] = [action, *([incident] if incident is not None else []), *also]
         self.store.record(*nouns, actor="engine", event=event, subject=action.id,
                           data={"service": action.service, "type": action.type, "state": action.state, **data})
         return action
@@ -148,8 +147,8 @@ class Executor:
         if incident is None:
             return None
         update: dict[str, Any] = {"state": state, "updated_at": now}
-        if state == IncidentState.ESCALATED and incident.state != IncidentState.ESCALATED:
-            update["escalated_at"] = now
+        if state == IncidentState.ESCALATED:
+            update["escalated_at"] = incident.escalated_since(now)
         if resolution is not None:
             update["resolution"] = resolution
         if close:
@@ -478,14 +477,9 @@ class Executor:
                                               "steps": [*action.steps, step], "error": reason[:2000]})
         inc = self._set_incident(self._incident(action), now, IncidentState.ESCALATED,
                                  Resolution.FAILED if compensation_failed else Resolution.ESCALATED)
-        if compensation_failed:  # a step failed and what ran could not be undone: a failure, on the record
-            outcome = Outcome(action_id=action.id, incident_id=action.incident_id, ts=now,
-                              verdict=VerifyVerdict.FAIL, reason=reason[:2000], duration_s=now - action.created_at)
-            self.store.record(escalated, *([inc] if inc else []), outcome, actor="engine", event="action.escalated",
-                              subject=action.id, data={"service": action.service, "type": action.type,
-                                                       "state": escalated.state, "reason": reason[:500]})
-        else:
-            self._save(escalated, inc, "action.escalated", reason=reason[:500])
+        # a step failed and what ran could not be undone: a failure, on the record
+        failure = [_failed_outcome(action, now, reason[:2000])] if compensation_failed else []
+        self._save(escalated, inc, "action.escalated", *failure, reason=reason[:500])
         if compensation_failed:
             self.on_result(escalated, False)
             self.on_undo_failed(escalated)  # as a failed undo: the breaker opens

@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from autonomic.errors import RetryableActuatorError, TerminalActuatorError
 from autonomic.protocols import ActuatorContext, Target
-from autonomic.redact import HIDDEN, MIN_SCRUB, is_credential_header, scrub, shown_url
+from autonomic.redact import Secrets, is_credential_header, scrub, shown_url
 
 Method = Literal["GET", "POST", "PUT", "PATCH", "DELETE"]
 
@@ -172,7 +172,5 @@ def _hide(text: str, b: HttpBinding, headers: dict[str, str]) -> str:
     (:func:`~autonomic.redact.is_credential_header`, or from ``headers_env``) and the part of it
     after a scheme (``Bearer <token>``), when at least MIN_SCRUB long, and those of ``base_url``."""
     credentials = [v for k, v in headers.items() if is_credential_header(k) or k in b.headers_env]
-    found = {part for value in credentials for part in (value, value.rpartition(" ")[2])}
-    for secret in sorted((f for f in found if len(f) >= MIN_SCRUB), key=len, reverse=True):
-        text = text.replace(secret, HIDDEN)
-    return scrub(text, b.base_url)
+    hidden = Secrets(part for value in credentials for part in (value, value.rpartition(" ")[2]))
+    return scrub(hidden.text(text), b.base_url)
