@@ -11,7 +11,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import typer
 from rich.console import Console
@@ -398,23 +398,17 @@ def explain(incident: str, config: ConfigOpt = None, as_json: JsonOpt = False) -
         print(printable(render_text(chain)))
 
 
-def _answer(incident: str, verdict: str, comment: str, actor: str | None, config: Path | None) -> None:
-    from autonomic.engine import approval_key
-    from autonomic.model import Incident, IncidentState
+def _answer(incident: str, verdict: Literal["approve", "deny"], comment: str, actor: str | None,
+            config: Path | None) -> None:
+    from autonomic.engine import answer_approval
+    from autonomic.model import Incident
 
     _, store = _store(config)
     inc_id = _resolve(store, Incident, incident)
-    inc = store.get(Incident, inc_id)
-    decisions = store.decisions(inc_id)
-    if inc is None or inc.state != IncidentState.AWAITING_APPROVAL:
-        state = inc.state.value if inc else "unknown"
-        raise _fail(f"incident {inc_id[:8]} is not awaiting approval (it is {state})")
-    who = _actor(actor)
-    request = decisions[-1].id if decisions else None  # answers this request only (Engine._await_approval)
-    store.set_state(approval_key(inc_id), {"verdict": verdict, "actor": who, "comment": comment, "ts": time.time(),
-                                           "decision": request},
-                    actor=who, event=f"approval.{verdict}",
-                    data={"incident": inc_id, "comment": comment, "decision": request})
+    try:
+        inc = answer_approval(store, inc_id, verdict, actor=_actor(actor), comment=comment, now=time.time())
+    except ValueError as exc:
+        raise _fail(str(exc)) from None
     done = "approved" if verdict == "approve" else "denied"
     print(f"{done} incident {inc_id[:8]} ({printable(inc.headline)}); the engine acts on its next tick")
 

@@ -258,7 +258,8 @@ class Config:
     def secret_values(self) -> list[str]:
         """The secrets this configuration gives the process, as they are now: the value of each
         variable in :attr:`secret_env_names` that is set, the database URL's password, and the
-        http actuator bindings' header values (credentials written in the file). For
+        http actuator bindings' credential headers written in the file (Authorization, X-Api-Key,
+        ...; redact.is_credential_header). For
         :class:`autonomic.redact.Secrets`; read when asked, never logged."""
         found = [os.environ[name] for name in sorted(self.secret_env_names) if os.environ.get(name)]
         if self.spec.engine.database:

@@ -125,6 +125,30 @@ def approval_key(incident_id: str) -> str:
     return f"approval:{incident_id}"
 
 
+def answer_approval(store: Store, incident_id: str, verdict: Literal["approve", "deny"], *, actor: str,
+                    comment: str, now: float, answers: str | None = None) -> Incident:
+    """Store a person's answer to the approval request ``incident_id`` waits on (audited
+    ``approval.<verdict>``), for the engine to act on at its next tick (:meth:`Engine._await_approval`).
+    The answer names the request it answers, the incident's latest decision; ``answers``, when
+    given, is the request the person saw, and the answer is refused when the incident was asked
+    again since. Raises ValueError (nothing written) when the incident is not awaiting approval
+    or was asked again; returns the incident. For the API and the CLI alike."""
+    inc = store.get(Incident, incident_id)
+    if inc is None or inc.state != IncidentState.AWAITING_APPROVAL:
+        raise ValueError(f"incident {incident_id[:8]} is not awaiting approval "
+                         f"(it is {inc.state.value if inc else 'unknown'})")
+    decisions = store.decisions(incident_id)
+    request = decisions[-1].id if decisions else None
+    if answers is not None and answers != request:
+        raise ValueError(f"incident {incident_id[:8]} was asked again since the request you answered; "
+                         "look at the new one and answer that")
+    store.set_state(approval_key(incident_id), {"verdict": verdict, "actor": actor, "comment": comment, "ts": now,
+                                                "decision": request},
+                    actor=actor, event=f"approval.{verdict}",
+                    data={"incident": incident_id, "comment": comment, "decision": request})
+    return inc
+
+
 def backoff_key(service: str) -> str:
     return f"backoff:{service}"
 

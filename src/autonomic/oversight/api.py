@@ -31,7 +31,7 @@ import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Depends, FastAPI, HTTPException, Query, Request, Security
 from fastapi.concurrency import run_in_threadpool
@@ -46,6 +46,7 @@ from autonomic.engine import (
     PAUSE_GLOBAL,
     POLICY_OVERRIDE,
     Engine,
+    answer_approval,
     approval_key,
     pause_key,
     paused_reason,
@@ -610,22 +611,14 @@ def _write_routes(ctx: ApiContext) -> APIRouter:
     admin = _require(ctx, "admin")
     errors: dict[int | str, dict[str, Any]] = {404: {"description": "unknown"}, 409: {"description": "conflict"}}
 
-    def answer(incident_id: str, verdict: str, body: CommentBody, who: Principal) -> dict[str, Any]:
+    def answer(incident_id: str, verdict: Literal["approve", "deny"], body: CommentBody,
+               who: Principal) -> dict[str, Any]:
         full = _resolve_incident(ctx, incident_id)
-        inc = ctx.store.get(Incident, full)
-        decisions = ctx.store.decisions(full)
-        if inc is None or inc.state != IncidentState.AWAITING_APPROVAL:
-            state = inc.state.value if inc else "unknown"
-            raise HTTPException(409, f"incident {full[:8]} is not awaiting approval (it is {state})")
-        request = decisions[-1].id if decisions else None  # answers this request only (Engine._await_approval)
-        if body.decision is not None and body.decision != request:
-            raise HTTPException(409, f"incident {full[:8]} was asked again since the request you answered; "
-                                     "look at the new one and answer that")
-        ctx.store.set_state(approval_key(full),
-                            {"verdict": verdict, "actor": who.actor, "comment": body.comment, "ts": ctx.clock.now(),
-                             "decision": request},
-                            actor=who.actor, event=f"approval.{verdict}",
-                            data={"incident": full, "comment": body.comment, "decision": request})
+        try:
+            answer_approval(ctx.store, full, verdict, actor=who.actor, comment=body.comment, now=ctx.clock.now(),
+                            answers=body.decision)
+        except ValueError as exc:
+            raise HTTPException(409, str(exc)) from None
         return {"incident_id": full, "verdict": verdict, "actor": who.actor}
 
     @router.post("/approvals/{incident_id}/approve", responses=errors)
