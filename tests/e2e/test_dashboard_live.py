@@ -3,11 +3,10 @@ after a change made outside the API (the CLI, the engine) reaches it as a server
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, expect, sync_playwright
+from playwright.sync_api import Browser, expect
 
 from autonomic.config import load_config_data
 from autonomic.engine import PAUSE_GLOBAL
@@ -17,24 +16,6 @@ from autonomic.oversight.auth import create_token
 from autonomic.oversight.server import ApiServer
 
 pytestmark = pytest.mark.slow
-
-CHROMIUM = Path("/usr/bin/chromium")
-CHROME_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-               "--disable-component-update", "--disable-sync"]
-
-if not CHROMIUM.exists():
-    pytest.skip("Debian's chromium is not installed at /usr/bin/chromium (apt-get install chromium)",
-                allow_module_level=True)
-
-
-@pytest.fixture
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROME_ARGS)
-        try:
-            yield b
-        finally:
-            b.close()
 
 
 def test_a_change_made_outside_the_api_is_shown_even_while_the_read_cache_holds_the_old_page(
