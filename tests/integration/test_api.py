@@ -353,6 +353,8 @@ def test_patterns_policy_and_audit_reads(env: Env) -> None:
     assert rest["events"][0]["seq"] == 3 and rest["last_seq"] == env.seq()
     assert env.client.get("/api/v1/audit/verify", headers=h).json() == {"ok": True, "checked": env.seq(),
                                                                          "problems": []}
+    newest = env.client.get("/api/v1/audit?newest=true&limit=2", headers=h).json()
+    assert [e["seq"] for e in newest["events"]] == [env.seq() - 1, env.seq()] and newest["last_seq"] == env.seq()
 
 
 # --- mutations ---------------------------------------------------------------------------------

@@ -923,16 +923,20 @@ class Store:
     # --- audit reads -------------------------------------------------------------------------
 
     def audit_events(
-        self, since_seq: int = 0, limit: int | None = None, subject: str | None = None
+        self, since_seq: int = 0, limit: int | None = None, subject: str | None = None, newest: bool = False
     ) -> list[AuditEvent]:
-        """Audit events with seq greater than ``since_seq``, in order, optionally about one subject."""
-        stmt = select(AuditRow).where(AuditRow.seq > since_seq).order_by(AuditRow.seq)
+        """Audit events with seq greater than ``since_seq``, in order, optionally about one subject.
+        With ``newest``, the last ``limit`` of them (still oldest first), read from the end of the
+        index rather than by counting the whole log."""
+        stmt = select(AuditRow).where(AuditRow.seq > since_seq)
         if subject is not None:
             stmt = stmt.where(AuditRow.subject == subject)
+        stmt = stmt.order_by(AuditRow.seq.desc() if newest else AuditRow.seq)
         if limit is not None:
             stmt = stmt.limit(limit)
         with self._read() as conn:
-            return [_event(r) for r in conn.execute(stmt)]
+            events = [_event(r) for r in conn.execute(stmt)]
+        return events[::-1] if newest else events
 
     def verify_audit(self) -> AuditReport:
         """Recompute every hash and check the links, seq continuity and the head row, reading the

@@ -565,14 +565,18 @@ def _read_routes(ctx: ApiContext) -> APIRouter:
     def audit(
         since_seq: Annotated[int, Query(ge=0, le=MAX_SEQ)] = 0,
         limit: Annotated[int, Query(ge=1, le=1000)] = 200,
+        newest: bool = False,
     ) -> dict[str, Any]:
-        """Audit events after ``since_seq``, oldest first; page on with ``last_seq``."""
-        events = ctx.store.audit_events(since_seq=since_seq, limit=limit)
+        """Audit events after ``since_seq``, oldest first; page on with ``last_seq``. With
+        ``newest=true``, the newest ``limit`` of them (still oldest first)."""
+        events = ctx.store.audit_events(since_seq=since_seq, limit=limit, newest=newest)
         return {"events": [e.model_dump(mode="json") for e in events],
                 "last_seq": events[-1].seq if events else since_seq}
 
     @router.get("/audit/verify")
     def audit_verify() -> dict[str, Any]:
+        """Recompute every hash of the chain and check its links (reads the whole log: the
+        dashboard asks when the audit page is opened or on request, not at every redraw)."""
         report = ctx.store.verify_audit()
         return {"ok": report.ok, "checked": report.checked, "problems": report.problems}
 

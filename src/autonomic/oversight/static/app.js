@@ -36,7 +36,7 @@ $("#token-form").addEventListener("submit", (ev) => {
   $("#token-box").hidden = true;
   showError("");
   connectEvents();
-  render();
+  render(true);
 });
 
 // --- helpers -----------------------------------------------------------------------------------
@@ -178,7 +178,7 @@ const routes = [
   [/^#?\/?$/, "overview", () => renderOverview()],
   [/^#\/incidents\/([0-9a-zA-Z]+)$/, "overview", (m) => renderIncident(m[1])],
   [/^#\/approvals$/, "approvals", () => renderApprovals()],
-  [/^#\/audit$/, "audit", () => renderAudit()],
+  [/^#\/audit$/, "audit", (m, opened) => renderAudit(opened)],
 ];
 
 let renderSeq = 0;
@@ -188,7 +188,8 @@ function typing() {
   return Boolean(el && el.matches("#view input, #view textarea"));
 }
 
-async function render() {
+// opened: the person navigated here (or loaded the page); false for a redraw after an event
+async function render(opened = false) {
   const hash = window.location.hash || "#/";
   const seq = ++renderSeq;
   let route = routes.find(([re]) => re.test(hash));
@@ -201,7 +202,7 @@ async function render() {
     return;
   }
   try {
-    const content = await fn(hash.match(re));
+    const content = await fn(hash.match(re), opened);
     if (seq !== renderSeq) return; // a newer render started meanwhile
     $("#view").replaceChildren(...[content].flat(Infinity).filter(Boolean));
     showError("");
@@ -241,7 +242,7 @@ function scheduleRender() {
   }, 250);
 }
 
-window.addEventListener("hashchange", render);
+window.addEventListener("hashchange", () => render(true));
 
 // --- live updates ------------------------------------------------------------------------------
 
@@ -662,20 +663,29 @@ function approvalCard({ incident: inc, decision, answer }) {
 // --- audit -------------------------------------------------------------------------------------
 
 const AUDIT_SHOWN = 300;
+// the last verification of the whole chain and when it ran: it reads every event, so it runs when
+// the audit page is opened or on request, and a redraw for a new event shows the newest events
+// against that result instead of reading the whole log again
+let auditVerified = null;
 
-async function renderAudit() {
-  // the API pages oldest first: the verified count is the newest seq, so ask for the last few hundred
-  const report = await api("/audit/verify");
-  const since = Math.max(0, (report.checked || 0) - AUDIT_SHOWN);
-  const events = await api(`/audit?since_seq=${since}&limit=${AUDIT_SHOWN + 50}`);
-  const list = (Array.isArray(events) ? events : events.events || []).slice().sort((a, b) => b.seq - a.seq);
+async function renderAudit(opened) {
+  if (opened || !auditVerified) auditVerified = { report: await api("/audit/verify"), at: Date.now() / 1000 };
+  const { report, at } = auditVerified;
+  const page = await api(`/audit?newest=true&limit=${AUDIT_SHOWN}`);
+  const list = (Array.isArray(page) ? page : page.events || []).slice().sort((a, b) => b.seq - a.seq);
+  const newestSeq = list.length ? list[0].seq : 0;
+  const unchecked = Math.max(0, newestSeq - (report.checked || 0));
   const ok = report && report.ok;
+  const again = h("button", { testid: "audit-verify-again",
+    onclick: () => { auditVerified = null; render(); } }, "Verify again");
   return [
     h("h1", {}, "Audit log"),
     h("div", { class: `verify ${ok ? "ok" : "bad"}`, testid: "audit-verify" },
-      ok ? `✔ chain verified: ${report.checked} events, every hash and link intact`
-        : `✘ chain broken: ${(report.problems || []).join("; ")}`),
-    h("p", { class: "dim" }, `newest first; showing ${list.length} of ${report.checked} events`),
+      ok ? `✔ chain verified at ${when(at)}: ${report.checked} events, every hash and link intact`
+        : `✘ chain broken (checked at ${when(at)}): ${(report.problems || []).join("; ")}`,
+      unchecked ? h("span", { testid: "audit-unverified" }, ` (${unchecked} newer not yet verified) `) : " ",
+      again),
+    h("p", { class: "dim" }, `newest first; showing ${list.length} of ${Math.max(newestSeq, report.checked || 0)} events`),
     h("table", { testid: "audit-table" },
       h("tr", {}, ["#", "time", "actor", "event", "subject", "detail"].map((t) => h("th", {}, t))),
       list.map((e) => h("tr", { testid: `audit-${e.seq}` },
@@ -690,4 +700,4 @@ async function renderAudit() {
 
 takeTokenFromUrl();
 connectEvents();
-render();
+render(true);
