@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from autonomic.clock import local_stamp
 from autonomic.errors import ConfigError, StoreError
 from autonomic.printable import printable, rewrite_record
 
@@ -496,12 +497,12 @@ def audit_show(
 ) -> None:
     """The newest audit entries."""
     _, store = _store(config)
-    events = store.audit_events()[-limit:]
+    events = store.audit_events(limit=limit, newest=True)
     if as_json:
         print(json.dumps([e.model_dump(mode="json") for e in events], indent=2))
         return
     for e in events:
-        print(f"{e.seq:6d} {time.strftime('%H:%M:%S', time.localtime(e.ts))} {e.actor:16s} {e.kind:24s} "
+        print(f"{e.seq:6d} {local_stamp(e.ts)} {e.actor:16s} {e.kind:24s} "
               f"{e.subject[:8]} {json.dumps(e.data)[:100]}")
 
 

@@ -30,3 +30,10 @@ class ManualClock:
 
     def advance(self, seconds: float) -> None:
         self.t += max(0.0, seconds)
+
+
+def local_stamp(ts: float | None) -> str:
+    """A time a person reads in a terminal: the local date and time with its UTC offset
+    (``2026-12-01 05:30:12 +0100``), so a pasted explanation or audit listing is unambiguous;
+    ``-`` for no time."""
+    return time.strftime("%Y-%m-%d %H:%M:%S %z", time.localtime(ts)) if ts else "-"

@@ -4,6 +4,7 @@ each pointed at a tmp config whose ``engine.state_dir`` holds a tmp store."""
 from __future__ import annotations
 
 import json
+import re
 import os
 import signal
 import sqlite3
@@ -380,6 +381,18 @@ def test_pause_shows_in_status_resume_lifts_it_and_both_are_audited(cfg: Path) -
         ("pause.lifted", "pause:global", ""),
         ("pause.lifted", "pause:service:web", ""),
     ]
+
+
+def test_audit_show_lists_the_newest_entries_with_date_time_and_utc_offset(cfg: Path) -> None:
+    """An audit listing pasted into a ticket is read by people in other zones, on other days."""
+    for reason in ("one", "two", "three"):
+        assert cli("pause", "-r", reason, "-c", cfg).exit_code == 0
+        assert cli("resume", "-c", cfg).exit_code == 0
+    shown = cli("audit", "show", "--limit", "2", "-c", cfg)
+    assert shown.exit_code == 0
+    lines = shown.stdout.strip().splitlines()
+    assert len(lines) == 2 and "pause.set" in lines[0] and "three" in lines[0] and "pause.lifted" in lines[1]
+    assert all(re.search(r" \d{4}-\d\d-\d\d \d\d:\d\d:\d\d [+-]\d{4} ", line) for line in lines)
 
 
 def test_pause_and_resume_refuse_bad_requests_and_change_nothing(cfg: Path, store: Store) -> None:

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import json
-import time
 from typing import Any
 
+from autonomic.clock import local_stamp
 from autonomic.knowledge import Store
 from autonomic.model import Incident
 
@@ -26,8 +26,7 @@ def explain_incident(store: Store, incident_id: str) -> dict[str, Any]:
     }
 
 
-def _t(ts: float | None) -> str:
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts)) if ts else "-"
+_t = local_stamp
 
 
 def render_text(chain: dict[str, Any]) -> str:

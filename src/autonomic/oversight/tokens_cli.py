@@ -5,12 +5,12 @@ from __future__ import annotations
 import getpass
 import json
 import sys
-import time
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
+from autonomic.clock import local_stamp
 from autonomic.errors import ConfigError, StoreError
 
 token_app = typer.Typer(no_args_is_help=True, help="API tokens (stored only as hashes).")
@@ -78,7 +78,7 @@ def list_(config: ConfigOpt = None, as_json: Annotated[bool, typer.Option("--jso
         print(json.dumps(found, indent=2))
         return
     for t in found:
-        created = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t.get("created_at", 0)))
+        created = local_stamp(t.get("created_at", 0))
         print(f"{t.get('name', '?'):24s} {t.get('role', '?'):9s} {created}")
     if not found:
         print("no tokens")
