@@ -1401,7 +1401,9 @@ class Engine:
                 if after.state == "open" and before.state != "open":
                     self.notify(Notification(level=Level.ALERT, ts=now, service=action.service,
                                              title=f"circuit breaker opened for {scope} actions",
-                                             body=f"{after.consecutive_failures} consecutive failed interventions"))
+                                             body=f"{after.consecutive_failures} consecutive failed interventions;"
+                                                  f" the last: {action.type} on {action.service}"
+                                                  f" (action {action.id[:8]})"))
 
     def _escalation_step(self, action: Action) -> None:
         """The escalation chain (the ``then`` of the first pattern tried on the incident): after
@@ -1451,7 +1453,8 @@ class Engine:
             self.metrics.breaker(scope, True)
         self.notify(Notification(level=Level.ALERT, ts=now, service=action.service,
                                  title="circuit breakers opened: an undo failed",
-                                 body=f"{action.type} and global automation stopped until a person looks"))
+                                 body=f"{action.type} and global automation stopped until a person looks"
+                                      f" (the undo of action {action.id[:8]} on {action.service})"))
 
     # --- people ----------------------------------------------------------------------------
 

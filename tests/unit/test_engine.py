@@ -507,6 +507,10 @@ def test_the_breaker_opens_after_three_failed_interventions(tmp_path: Path) -> N
     assert last.verdict == Verdict.DENIED
     assert not next(g for g in last.gates if g.gate == "circuit_breaker").passed
     assert h.store.get_state("breaker:global")["state"] == "open"  # type: ignore[index]
+    # the alert names what failed last, so a breaker that opens again within the notifiers'
+    # duplicate window (a short open_s, a failed trial) is not taken for a copy of the first alert
+    (opened,) = [n for n in h.notifier.sent if n.title == "circuit breaker opened for global actions"]
+    assert f"the last: fake on svc (action {failed_actions[-1].id[:8]})" in opened.body
 
 
 def test_a_half_open_breakers_trial_cancelled_by_a_pause_does_not_hold_the_breaker_shut_forever(
