@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import threading
 import time
 from pathlib import Path
@@ -273,6 +274,23 @@ def test_an_html_report_by_email_is_an_html_part_with_a_plain_text_one_not_marku
     text_part = msg.get_body(preferencelist=("plain",))
     assert text_part is not None
     assert "<" not in text_part.get_content() and "Incidents opened" in text_part.get_content()
+
+
+def test_an_html_report_to_slack_or_the_console_is_its_text_not_its_markup(caplog: pytest.LogCaptureFixture) -> None:
+    """Slack and a log line draw no HTML: a report scheduled with ``format: html`` and routed
+    there is sent as the page's text (it used to post the page's markup, styles and all)."""
+    from autonomic.oversight.reports import Report, render_html
+
+    report = Report(period="daily", start=0.0, end=86_400.0, interventions=[], interventions_total=0, succeeded=0,
+                    finished=0, success_rate=None, rollbacks=0, incidents_opened=3, incidents_resolved=2,
+                    incidents_prevented=0, mttr_s=90.0, escalations=0, top_services=[], notable=[], action_items=[])
+    n = Notification(level=Level.INFO, ts=86_400.0, title="autonomic daily report", body=render_html(report))
+    blocks = SlackNotifier.payload(n)["blocks"]
+    body = blocks[1]["text"]["text"]
+    assert "Incidents opened" in body and "&lt;" not in body and "<style" not in body
+    with caplog.at_level(logging.INFO, logger="autonomic.notify"):
+        ConsoleNotifier().send(n)
+    assert "Incidents opened" in caplog.text and "<h2>" not in caplog.text and "DOCTYPE" not in caplog.text
 
 
 def test_specs_parse_each_type_as_a_discriminated_union() -> None:

@@ -69,7 +69,8 @@ def _env(var: str, what: str) -> str:
 
 
 class ConsoleNotifier:
-    """Writes each notification as one log line on the ``autonomic.notify`` logger."""
+    """Writes each notification as one log line on the ``autonomic.notify`` logger (an HTML
+    report as its text)."""
 
     name = "console"
 
@@ -80,8 +81,9 @@ class ConsoleNotifier:
         where = f" [{notification.service}]" if notification.service else ""
         ref = f" (incident {notification.incident_id[:8]})" if notification.incident_id else ""
         level = logging.WARNING if notification.level != Level.INFO else logging.INFO
+        body = _readable(notification.body)
         log.log(level, "%s%s: %s%s%s", notification.level.value.upper(), where, notification.title,
-                f" — {notification.body}" if notification.body else "", ref)
+                f" — {body}" if body else "", ref)
 
 
 class JsonlNotifier:
@@ -131,14 +133,15 @@ class SlackNotifier:
         """The message: a plain ``text`` fallback and blocks with the body and its context. The
         notification's text (which may come from outside: an alert's annotations) has ``&``, ``<``
         and ``>`` escaped, so Slack shows a ``<!channel>`` or ``<url|label>`` in it as written
-        rather than notifying everyone or drawing a link."""
+        rather than notifying everyone or drawing a link. A whole HTML page (an HTML report) is
+        sent as its text: Slack would show the markup."""
         head = f"[{_level_name(n)}] {_slack_escape(n.title)}"
         context = [f"service: {_slack_escape(n.service)}"] if n.service else []
         if n.incident_id:
             context.append(f"incident: {_slack_escape(n.incident_id[:8])}")
         context.append(time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(n.ts)))
         blocks: list[dict[str, Any]] = [{"type": "section", "text": {"type": "mrkdwn", "text": f"*{head}*"}}]
-        text = _slack_escape(n.body)
+        text = _slack_escape(_readable(n.body))
         if text:
             blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": _slack_cut(text)}})
         blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": " · ".join(context)}]})
@@ -230,7 +233,7 @@ class EmailNotifier:
     def message(self, n: Notification) -> EmailMessage:
         """The mail. A body that is a whole HTML page (a report scheduled with ``format: html``)
         goes as a text/html part, after a plain-text part holding its text."""
-        page = n.body if n.body.lstrip()[:15].lower() == "<!doctype html>" else None
+        page = n.body if _is_page(n.body) else None
         if page is not None:
             n = n.model_copy(update={"body": _html_text(page)})
         msg = EmailMessage()
@@ -289,6 +292,17 @@ class _Text(HTMLParser):
     def handle_data(self, data: str) -> None:
         if not self._skipping:
             self.parts.append(data)
+
+
+def _is_page(body: str) -> bool:
+    """A body that is a whole HTML page (a report scheduled with ``format: html``)."""
+    return body.lstrip()[:15].lower() == "<!doctype html>"
+
+
+def _readable(body: str) -> str:
+    """The body as a person reads it where markup is not drawn (a chat message, a log line): the
+    text of a whole HTML page, anything else as it is."""
+    return _html_text(body) if _is_page(body) else body
 
 
 def _html_text(page: str) -> str:
