@@ -4,8 +4,8 @@ each pointed at a tmp config whose ``engine.state_dir`` holds a tmp store."""
 from __future__ import annotations
 
 import json
-import re
 import os
+import re
 import signal
 import sqlite3
 import subprocess

@@ -808,6 +808,38 @@ def test_a_pause_mid_workflow_stops_there_leaves_what_ran_in_place_and_escalates
     assert any(n.level == Level.ALERT and "left in place" in n.body for n in h.notifier.sent)
 
 
+def test_a_workflow_step_whose_kill_switch_read_fails_runs_at_the_retry_not_handed_to_a_person(
+        tmp_path: Path) -> None:
+    """The store does not answer the kill-switch check before step 2 (its intent is journaled).
+    Before: the step stayed "started", and the retry asked the actuator whether it had run; an
+    actuator that cannot tell (a runbook) handed a step that never ran to a person. Now the
+    intent is withdrawn, the retry checks the kill switch again and runs the step."""
+    from autonomic.errors import StoreError
+
+    h = _workflow_harness(tmp_path)
+    real_paused = h.engine.executor.paused
+    checks = []
+
+    def flaky(service: str) -> str | None:
+        checks.append(service)
+        if len(checks) == 2:
+            raise StoreError("store read failed: database is locked")
+        return real_paused(service)
+
+    h.engine.executor.paused = flaky  # type: ignore[method-assign]
+    h.actuator.applied = lambda *args, **kwargs: None  # type: ignore[method-assign]
+    h.feed("up", 0, 4)
+    (action,) = h.store.actions()
+    key = action.idempotency_key
+    assert [c for c in h.actuator.calls if c[0] == "apply"] == [("apply", "svc", f"{key}:0"),
+                                                               ("apply", "svc", f"{key}:1"),
+                                                               ("apply", "svc", f"{key}:2")]
+    assert action.state in (ActionState.VERIFYING, ActionState.SUCCEEDED), action.error
+    withdrawn = [s for s in action.steps if s.detail.get("phase") == "withdrawn"]
+    assert [s.name for s in withdrawn] == ["step 2/3 fake:second"]
+    assert h.store.verify_audit().ok
+
+
 def test_a_workflow_that_fails_verification_is_undone_step_by_step_in_reverse(tmp_path: Path) -> None:
     h = _workflow_harness(tmp_path)
     h.feed("up", 1, 2)

@@ -257,6 +257,29 @@ def test_journal_from_records_ignores_other_records_and_keeps_the_first_snapshot
     assert snapshot_of(records, 1) == {"v": 2} and snapshot_of(records, 2) is None
 
 
+def test_a_withdrawn_intent_reads_as_not_started_and_its_snapshot_is_taken_again() -> None:
+    """An intent withdrawn because the kill switch could not be read: the step never ran, so it
+    is neither "started" (which would ask the actuator) nor holds the old snapshot."""
+    def rec(name: str, ok: bool, **detail: object) -> StepRecord:
+        return StepRecord(name=name, ok=ok, started_at=0, finished_at=0, detail=detail)
+
+    records = [
+        rec("step 1/2 fake:s0", True, **record_detail("do", 0, "intent", snapshot={"v": 1})),
+        rec("step 1/2 fake:s0", True, **record_detail("do", 0, "result")),
+        rec("step 2/2 fake:s1", True, **record_detail("do", 1, "intent", snapshot={"v": 2})),
+        rec("step 2/2 fake:s1", True, **record_detail("do", 1, "withdrawn", reason="store down")),
+    ]
+    assert journal_from_records(records, 2) == [StepState(do=Status.OK), StepState()]
+    assert snapshot_of(records, 0) == {"v": 1} and snapshot_of(records, 1) is None
+    again = [*records, rec("step 2/2 fake:s1", True, **record_detail("do", 1, "intent", snapshot={"v": 3}))]
+    assert journal_from_records(again, 2)[1] == StepState(do=Status.STARTED)
+    assert snapshot_of(again, 1) == {"v": 3}
+    # a compensation withdrawn after its step completed: the step reads as completed, not undone
+    comp = [*records[:2], rec("compensate 1/2 fake:s0", True, **record_detail("compensate", 0, "intent")),
+            rec("compensate 1/2 fake:s0", True, **record_detail("compensate", 0, "withdrawn"))]
+    assert journal_from_records(comp, 2)[0] == StepState(do=Status.OK)
+
+
 # --- pattern schema ------------------------------------------------------------------------
 
 

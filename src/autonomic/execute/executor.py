@@ -27,7 +27,8 @@ each step; for every step the journal gets "step i/n type:name" intent (with the
 taken right before it and the key ``f"{idempotency_key}:{i-1}"``) and result records, and
 "compensate i/n ..." ones when undone. The kill switch is checked before each step and each
 compensation: paused before the first step means CANCELLED, later means what ran is left in
-place (not compensated) and a person is told.
+place (not compensated) and a person is told; a check that cannot read the store journals the
+step's intent as "withdrawn" (nothing ran) and the step is tried again at a later tick.
 
 A pause stops every actuator call, undo and compensation included: a fix that fails
 verification while automation is paused is not undone; the action is ESCALATED (no breaker
@@ -541,7 +542,19 @@ class Executor:
         action = self._journal(action, StepRecord(name=name, ok=True, started_at=started, finished_at=started,
                                                   detail=workflow.record_detail(kind, i, "intent", **extra)),
                                f"action.{kind}_started")
-        reason = self.paused(action.service)  # the very last check before a step or a compensation
+        try:
+            reason = self.paused(action.service)  # the very last check before a step or a compensation
+        except StoreError as exc:
+            # The kill switch could not be read: nothing ran. The intent is withdrawn, so the retry
+            # at a later tick checks the kill switch again rather than asking the actuator whether
+            # a step that never ran took effect (one that cannot tell would hand it to a person).
+            # When the store refuses this write too, the intent stands and recovery asks.
+            with contextlib.suppress(StoreError):
+                self._journal(action, StepRecord(name=name, ok=True, started_at=started, finished_at=self.clock.now(),
+                                                 detail=workflow.record_detail(kind, i, "withdrawn", key=key,
+                                                                               reason=str(exc)[:500])),
+                              f"action.{kind}_withdrawn")
+            raise
         error: str | None = None
         detail: dict[str, Any] = {}
         if snap_error is not None:

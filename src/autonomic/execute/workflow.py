@@ -159,7 +159,9 @@ def _compensation_failed(reason: str, label: str, error: str, index: int, done: 
 # --- the journal as StepRecords ------------------------------------------------------------
 
 Kind = Literal["do", "compensate", "check"]
-Phase = Literal["intent", "result"]
+# "withdrawn": the intent was journaled but the step was not carried out (the kill switch could
+# not be read): the step reads as before that intent, so a retry checks the kill switch again
+Phase = Literal["intent", "result", "withdrawn"]
 
 
 def record_name(kind: Kind, index: int, steps: Sequence[StepSpec]) -> str:
@@ -176,13 +178,22 @@ def record_detail(kind: Kind, index: int, phase: Phase, **extra: Any) -> dict[st
 def journal_from_records(records: Sequence[StepRecord], n: int) -> list[StepState]:
     """Fold an action's journal into one :class:`StepState` per step (records of other
     kinds, such as "baseline" or "verify", are ignored). An intent without a result reads
-    as STARTED; a later record of the same step and kind supersedes an earlier one."""
+    as STARTED; a withdrawn intent as what came before it; a later record of the same step
+    and kind supersedes an earlier one."""
     state = [StepState() for _ in range(n)]
+    before: dict[tuple[str, int], Status] = {}  # each step and kind's status before its last intent
     for r in records:
         kind, index, phase = r.detail.get("workflow"), r.detail.get("index"), r.detail.get("phase")
         if kind not in ("do", "compensate") or not isinstance(index, int) or not 0 <= index < n:
             continue
-        status = Status.STARTED if phase == "intent" else Status.OK if r.ok else Status.FAILED
+        current = state[index].do if kind == "do" else state[index].compensate
+        if phase == "intent":
+            before[(kind, index)] = current
+            status = Status.STARTED
+        elif phase == "withdrawn":
+            status = before.get((kind, index), Status.NOT_STARTED) if current == Status.STARTED else current
+        else:
+            status = Status.OK if r.ok else Status.FAILED
         error = str(r.detail.get("error", "")) if status == Status.FAILED else state[index].error
         if kind == "do":
             state[index] = replace(state[index], do=status, error=error)
@@ -192,10 +203,18 @@ def journal_from_records(records: Sequence[StepRecord], n: int) -> list[StepStat
 
 
 def snapshot_of(records: Sequence[StepRecord], index: int) -> dict[str, Any] | None:
-    """The undo snapshot journaled with step ``index``'s first intent (None: not yet taken)."""
+    """The undo snapshot journaled with step ``index``'s first intent that was not withdrawn
+    (None: not yet taken; a withdrawn step's snapshot is taken again when it runs)."""
+    snap: dict[str, Any] | None = None
     for r in records:
         d = r.detail
-        if d.get("workflow") == "do" and d.get("index") == index and d.get("phase") == "intent":
-            snap = d.get("snapshot")
-            return dict(snap) if isinstance(snap, dict) else {}
-    return None
+        if d.get("workflow") != "do" or d.get("index") != index:
+            continue
+        if d.get("phase") == "intent" and snap is None:
+            taken = d.get("snapshot")
+            snap = dict(taken) if isinstance(taken, dict) else {}
+        elif d.get("phase") == "withdrawn":
+            snap = None
+        elif d.get("phase") == "result":
+            break  # the step ran with that snapshot: later intents are retries of it
+    return snap
