@@ -153,6 +153,12 @@ def backoff_key(service: str) -> str:
     return f"backoff:{service}"
 
 
+def _scopes(action: Action) -> tuple[str, ...]:
+    """The breakers an action's result counts towards: every type it runs (a workflow's steps
+    too), then ``global``."""
+    return (*dict.fromkeys([action.type, *(s.type for s in action.workflow)]), "global")
+
+
 def breaker_key(scope: str) -> str:
     return f"breaker:{scope}"
 
@@ -345,6 +351,10 @@ class Engine:
                 for problem in getattr(binding, "missing", lambda: [])():
                     log.warning("service %s: actuators.%s.%s; its actions will fail until it is", service, kind,
                                 problem)
+        if os.getpid() == 1 and not self.shadow_only:
+            log.warning("running as PID 1 (a container's only process): processes that runbooks and supervised "
+                        "services leave behind become autonomic's children and are never reaped (zombies, until "
+                        "the PID table is full); run it under an init: docker run --init, or tini as the entrypoint")
         if not self.shadow_only:
             # a paused service is not started: a person may have stopped it on purpose
             held = self.supervisor.adopt_or_start_all(hold=lambda svc: paused_reason(self.store, svc))
@@ -1181,18 +1191,22 @@ class Engine:
     def _gate_context(self, inc: Incident, diagnosis: Diagnosis, now: float, human: bool) -> GateContext:
         action_type = diagnosis.action.type if diagnosis.action else "none"
         target = diagnosis.action.target if diagnosis.action else inc.service
-        keys = (POLICY_OVERRIDE, PAUSE_GLOBAL, pause_key(inc.service), breaker_key(action_type),
-                breaker_key("global"), backoff_key(target))
+        step_types = tuple(s.type for s in diagnosis.action.steps) if diagnosis.action else ()
+        later = [t for t in dict.fromkeys(step_types) if t != action_type]  # a workflow's other step types
+        scopes = (action_type, *later, "global")
+        keys = (POLICY_OVERRIDE, PAUSE_GLOBAL, pause_key(inc.service), backoff_key(target),
+                *(breaker_key(scope) for scope in scopes))
         with self.store.reading():  # one snapshot for every read the gates need
             state = self.store.get_states(keys)
             busy = self.store.busy_services()
-            trials = [_breaker_state(state[k]) for k in (breaker_key(action_type), breaker_key("global"))]
+            breakers = {scope: _breaker_state(state[breaker_key(scope)]) for scope in scopes}
             live = (self.store.live_decisions()
-                    if any(b.state == "half_open" and b.trial_in_flight for b in trials) else None)
+                    if any(b.state == "half_open" and b.trial_in_flight for b in breakers.values()) else None)
             counts = Counts(*self.store.action_counts(now - _DAY, now - _WEEK, type=action_type,
                                                       service=inc.service))
+            step_counts = {t: self.store.action_counts(now - _DAY, now - _WEEK, type=t, service=inc.service)[:2]
+                           for t in later}
         policy = self._policy_from(state[POLICY_OVERRIDE])
-        step_types = tuple(s.type for s in diagnosis.action.steps) if diagnosis.action else ()
         effective = policy.effective_for([action_type, *step_types], diagnosis.pattern_id, inc.service)
         if diagnosis.pattern_id is None and diagnosis.action is not None:
             # A fallback for a failure no pattern knows: only ever with a person's approval,
@@ -1223,13 +1237,13 @@ class Engine:
             action_type=action_type, pattern_rollback_safe=pattern.rollback_safe if pattern else False,
             paused_global=_pause_text(PAUSE_GLOBAL, state[PAUSE_GLOBAL]),
             paused_service=_pause_text(pause_key(inc.service), state[pause_key(inc.service)]),
-            counts=counts, breaker_type=_breaker_state(state[breaker_key(action_type)]),
-            breaker_global=_breaker_state(state[breaker_key("global")]),
+            counts=counts, breaker_type=breakers[action_type], breaker_global=breakers["global"],
             human_approved=human,
             target_in_flight=target in busy, in_flight_targets=len(busy - {target}),
             group=group, group_size=len(members), group_in_flight=len((busy & members) - {target}),
             backoff=BackoffState.model_validate(state[backoff_key(target)] or {}),
             priority=0, competing_plans=tuple(competing), step_types=step_types, live_decisions=live,
+            step_counts=step_counts, step_breakers={t: breakers[t] for t in later},
         )
 
     def _earned(self, effective: Any, policy: PolicyConfig, pattern_id: str, service: str, now: float) -> Any:
@@ -1281,10 +1295,9 @@ class Engine:
             log.info("incident %s: approved %s on %s", inc.id[:8],
                      diagnosis.action.type if diagnosis.action else "-", inc.service)
             # an open breaker past its timeout turns half-open with this action as its one trial
-            before = (ctx.breaker_type, ctx.breaker_global)  # as read for this decision, a moment ago
-            for scope, old, state in zip((ctx.action_type, "global"), before,
-                                         breakers_after_approval(ctx, decision.id), strict=True):
-                if state != old:
+            before = {ctx.action_type: ctx.breaker_type, **ctx.step_breakers, "global": ctx.breaker_global}
+            for scope, state in breakers_after_approval(ctx, decision.id).items():
+                if state != before[scope]:  # as read for this decision, a moment ago
                     self.store.set_state(breaker_key(scope), state.model_dump(mode="json"), actor="engine",
                                          event="breaker.updated", data={"scope": scope, "state": state.state})
             pattern = self.patterns.get(diagnosis.pattern_id or "")
@@ -1391,7 +1404,7 @@ class Engine:
             self.store.set_state(key, new.model_dump(mode="json"), actor="engine", event="backoff.updated",
                                  data={"service": action.service, "failures": new.failures})
         failures = self.policy().breaker.failures
-        for scope in (action.type, "global"):
+        for scope in _scopes(action):
             before = self._breaker(scope)
             after = breaker_record(before, success, now, failures)
             self.metrics.breaker(scope, after.state == "open")
@@ -1444,7 +1457,7 @@ class Engine:
     def _open_breakers(self, action: Action) -> None:
         """A failed undo leaves the world in a state nobody chose: stop automating at once."""
         now = self.clock.now()
-        for scope in (action.type, "global"):
+        for scope in _scopes(action):
             state = self._breaker(scope).model_copy(update={"state": "open", "opened_at": now,
                                                              "trial_in_flight": False})
             self.store.set_state(breaker_key(scope), state.model_dump(mode="json"), actor="engine",
@@ -1453,7 +1466,8 @@ class Engine:
             self.metrics.breaker(scope, True)
         self.notify(Notification(level=Level.ALERT, ts=now, service=action.service,
                                  title="circuit breakers opened: an undo failed",
-                                 body=f"{action.type} and global automation stopped until a person looks"
+                                 body=f"{', '.join(_scopes(action)[:-1])} and global automation stopped until a "
+                                      f"person looks"
                                       f" (the undo of action {action.id[:8]} on {action.service})"))
 
     # --- people ----------------------------------------------------------------------------

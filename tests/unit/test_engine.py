@@ -714,6 +714,41 @@ def test_a_workflow_with_a_step_of_a_disabled_action_type_is_denied_and_nothing_
     assert h.actuator.calls == []
 
 
+def test_a_workflow_is_held_by_the_rate_limit_and_breaker_of_a_later_steps_type(tmp_path: Path) -> None:
+    """Before: a workflow (fake, then other) answered only to the fake limits and breaker, so it
+    ran with every other action spent for the day or the other breaker open."""
+    h = _mixed_harness(tmp_path, {"actions": {"other": {"rate_limits": {"per_day": 0}}}})
+    h.feed("up", 0, 4)
+    decision = h.store.decisions(h.incident().id)[-1]
+    assert decision.pattern_id == "fake-down-mixed" and decision.verdict == Verdict.DENIED
+    gate = next(g for g in decision.gates if g.gate == "rate_limit")
+    assert not gate.passed and gate.reason == "limit reached: 0 of 0 other actions today"
+    assert h.actuator.calls == []
+
+    (tmp_path / "b").mkdir()
+    h2 = _mixed_harness(tmp_path / "b", {})
+    h2.store.set_state("breaker:other", {"state": "open", "consecutive_failures": 3, "opened_at": T0},
+                       actor="test", event="test.edit")
+    h2.feed("up", 0, 4)
+    decision = h2.store.decisions(h2.incident().id)[-1]
+    gate = next(g for g in decision.gates if g.gate == "circuit_breaker")
+    assert decision.verdict == Verdict.DENIED and not gate.passed and gate.reason.startswith("other breaker open")
+    assert h2.actuator.calls == []
+
+
+def test_a_failed_workflow_counts_towards_the_breaker_of_every_type_it_runs(tmp_path: Path) -> None:
+    pdir = tmp_path / "patterns"
+    pdir.mkdir(exist_ok=True)
+    (pdir / "mixed.yaml").write_text(MIXED_WORKFLOW.replace("{name: restart, type: other, params: {op: poke}}",
+                                                            "{name: restart, type: other, params: {op: fail}}"))
+    h = Harness(tmp_path, policy={"breaker": {"failures": 1}}, also="other")
+    h.feed("up", 0, 4)
+    (action,) = h.store.actions()
+    assert action.pattern_id == "fake-down-mixed" and action.state == ActionState.FAILED
+    for scope in ("fake", "other", "global"):
+        assert (h.store.get_state(f"breaker:{scope}") or {}).get("state") == "open", scope
+
+
 def test_a_workflow_with_a_step_held_at_approve_waits_for_a_person(tmp_path: Path) -> None:
     h = _mixed_harness(tmp_path, {"actions": {"other": {"autonomy": "approve"}}})  # the default is auto
     h.feed("up", 0, 4)
@@ -2052,6 +2087,32 @@ def test_a_store_error_reading_the_kill_switch_before_the_first_attempt_leaves_t
     (action,) = h.store.actions()
     assert action.state != ActionState.ESCALATED, action.error
     assert [c for c, *_ in h.actuator.calls] == ["apply"]
+
+
+def test_an_engine_running_as_pid_1_warns_that_orphans_are_not_reaped(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    """In a container without an init, autonomic is PID 1: every process a runbook leaves behind is
+    reparented to it and stays a zombie. It says so at start, with the fix (an init)."""
+    import logging
+    import os
+
+    data = {"engine": {"state_dir": str(tmp_path / "state"), "host_metrics": False},
+            "builtin_patterns": False, "api": {"enabled": False}, "services": [{"name": "web"}]}
+
+    def started_as(pid: int) -> list[str]:
+        monkeypatch.setattr(os, "getpid", lambda: pid)
+        engine = Engine(load_config_data(data, source="t.yaml", base_dir=tmp_path), sources=[], detectors=[],
+                        notifiers=Dispatcher())
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="autonomic.engine"):
+            engine.start()
+        monkeypatch.undo()
+        engine.shutdown()
+        return [r.getMessage() for r in caplog.records if "PID 1" in r.getMessage()]
+
+    (warning,) = started_as(1)
+    assert "never reaped" in warning and "docker run --init" in warning
+    assert started_as(4242) == []
 
 
 def test_an_actuator_binding_naming_a_path_this_host_lacks_is_warned_at_start(

@@ -251,6 +251,30 @@ def test_rate_limit_per_action_type_override_keeps_other_defaults() -> None:
     assert pol.effective("process", None, "api").rate_limits.per_day == 20
 
 
+def test_rate_limit_holds_a_workflow_to_each_later_step_types_own_limits() -> None:
+    """A workflow (config, then process) is a process action too: the process limits and the
+    process actions already taken count, not only its first step's type."""
+    pol = policy(autonomy="auto", actions={"process": {"rate_limits": {"per_day": 2, "per_service_day": 1}}})
+    c = ctx(pol, step_types=("config", "process"), step_counts={"process": (2, 2)}, counts=Counts(0, 0, 0, 0))
+    passed, _, why = result(g.rate_limit, c)
+    assert not passed and why == "limit reached: 2 of 2 process actions today"
+    passed, _, why = result(g.rate_limit, replace(c, step_counts={"process": (1, 1)}))
+    assert passed and "1 of 2 process actions today" in why and "0 of 1 actions on api today" in why
+    # the strictest per-service limit of the types it runs
+    passed, _, why = result(g.rate_limit, replace(c, step_counts={"process": (1, 1)}, counts=Counts(0, 0, 1, 1)))
+    assert not passed and why == "limit reached: 1 of 1 actions on api today"
+
+
+def test_circuit_breaker_holds_a_workflow_whose_later_step_types_breaker_is_open() -> None:
+    now = T2AM
+    c = ctx(now=now, step_types=("config", "process"), step_breakers={"process": _opened(now - 60)})
+    passed, _, why = result(g.circuit_breaker, c)
+    assert not passed and why.startswith("process breaker open since") and "config" not in why
+    after = breakers_after_approval(replace(c, step_breakers={"process": _opened(now - 3600)}), "d-trial")
+    assert set(after) == {"config", "process", "global"}
+    assert (after["process"].state, after["process"].trial_decision) == ("half_open", "d-trial")
+
+
 def _window_policy(mode: str) -> PolicyConfig:
     return policy(
         autonomy="auto",
@@ -335,7 +359,8 @@ def test_circuit_breaker_names_which_breaker_is_open() -> None:
 def test_circuit_breaker_half_open_allows_one_trial_then_denies() -> None:
     c = ctx(now=T2AM, breaker_type=_opened(T2AM - 3600))
     assert decide(c)[0] == Verdict.APPROVED
-    new_type, new_global = breakers_after_approval(c, "d-trial")
+    after = breakers_after_approval(c, "d-trial")
+    new_type, new_global = after["config"], after["global"]
     assert (new_type.state, new_type.trial_in_flight, new_type.trial_decision) == ("half_open", True, "d-trial")
     assert new_global == BreakerState()
     # the trial's action is in flight (on another target): a second action waits for its verdict
@@ -352,7 +377,8 @@ def test_a_half_open_breaker_whose_trial_ended_without_a_verdict_allows_another_
     passed, _, why = result(g.circuit_breaker, c)
     assert passed and "ended without a verdict" in why
     assert decide(c)[0] == Verdict.APPROVED
-    new_type, new_global = breakers_after_approval(c, "d-next")
+    after = breakers_after_approval(c, "d-next")
+    new_type, new_global = after["config"], after["global"]
     assert new_type == new_global == stuck.model_copy(update={"trial_decision": "d-next"})  # the new trial
     passed, _, why = result(g.circuit_breaker, replace(c, target_in_flight=True))
     assert not passed and "already in flight" in why

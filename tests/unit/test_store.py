@@ -31,13 +31,14 @@ from autonomic.model import (
     Outcome,
     Severity,
     StepRecord,
+    StepSpec,
     Verdict,
     VerifySpec,
     VerifyVerdict,
 )
 
 RawSql = Callable[..., list[tuple[Any, ...]]]  # the raw_sql fixture (tests/conftest.py)
-HEAD_REVISION = "0003"  # the newest migration
+HEAD_REVISION = "0004"  # the newest migration
 
 
 @pytest.fixture
@@ -887,6 +888,56 @@ def test_migration_0003_fills_closed_at_of_the_incidents_already_stored(store_ur
     assert sorted(raw_sql("SELECT id, closed_at FROM incidents"), key=lambda r: r[0]) == sorted(
         [(still_open.id, None), (closed.id, 3.0)], key=lambda r: r[0])
     assert again.incidents(unclosed=True) == [still_open]
+    assert again.verify_audit().ok
+    again.close()
+
+
+def test_a_workflow_action_counts_under_every_type_it_runs_and_type_names_are_not_patterns(store: Store) -> None:
+    """Rate limits count a workflow whose second step restarts a process as a process action,
+    not only as its first step's type; ``_`` and ``%`` in a type name match only themselves."""
+    steps = [StepSpec(name="drain", type="config"), StepSpec(name="restart", type="process")]
+    store.record(
+        action("i1", created_at=100.0, type="config", workflow=steps),
+        action("i2", created_at=100.0, type="process"),
+        action("i3", created_at=100.0, type="my_type", service="web"),
+        actor="engine", event="seed", subject="all",
+    )
+    assert store.action_counts(0.0, 0.0, type="process", service="db") == (2, 2, 0, 0)
+    assert store.action_counts(0.0, 0.0, type="config", service="db") == (1, 1, 0, 0)
+    assert store.action_counts(0.0, 0.0, type="myXtype", service="db") == (0, 0, 0, 0)
+    assert store.action_counts(0.0, 0.0, type="my%", service="db") == (0, 0, 0, 0)
+    assert store.count_actions(0.0, type="my_type") == 1 and store.count_actions(0.0, type="process") == 2
+
+
+def test_migration_0004_fills_the_types_of_the_actions_already_stored(store_url: str, raw_sql: RawSql) -> None:
+    """A database from before revision 0004 (taken back to 0003 here) gets each action's types,
+    a workflow's steps included, from its body when it is opened."""
+    from alembic import command
+    from alembic.config import Config
+    from sqlalchemy import create_engine
+    from sqlalchemy.pool import NullPool
+
+    from autonomic.knowledge.store import _MIGRATIONS
+
+    first = Store(store_url)
+    steps = [StepSpec(name="drain", type="config"), StepSpec(name="restart", type="process")]
+    flow, plain = action("i1", type="config", workflow=steps), action("i2", type="restart")
+    first.record(flow, plain, actor="engine", event="seed", subject="all")
+    first.close()
+    engine = create_engine(store_url, poolclass=NullPool)
+    with engine.begin() as conn:
+        config = Config()
+        config.set_main_option("script_location", str(_MIGRATIONS))
+        config.attributes["connection"] = conn
+        command.downgrade(config, "0003")
+    engine.dispose()
+    assert raw_sql("SELECT version_num FROM alembic_version") == [("0003",)]
+
+    again = Store(store_url)
+    assert raw_sql("SELECT version_num FROM alembic_version") == [(HEAD_REVISION,)]
+    assert sorted(raw_sql("SELECT id, types FROM actions")) == sorted(
+        [(flow.id, "|config|process|"), (plain.id, "|restart|")])
+    assert again.count_actions(0.0, type="process") == 1
     assert again.verify_audit().ok
     again.close()
 

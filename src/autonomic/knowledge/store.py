@@ -70,6 +70,7 @@ from autonomic.errors import AuditChainError, NotLeaderError, StoreError, StoreV
 from autonomic.knowledge.audit import AuditReport, make_event, verify_chain
 from autonomic.knowledge.lease import Lease, lease_key
 from autonomic.knowledge.tables import (
+    DERIVED,
     NOUN_TABLES,
     ActionRow,
     AuditHeadRow,
@@ -124,7 +125,8 @@ def _n(cond: ColumnElement[bool]) -> Any:
     return func.coalesce(func.sum(case((cond, 1), else_=0)), 0)
 
 
-_IS_TYPE, _IS_SVC = ActionRow.type == bindparam("type"), ActionRow.service == bindparam("service")
+# an action counts under every type it runs (a workflow's steps too): its ``types`` column
+_IS_TYPE, _IS_SVC = ActionRow.types.like(bindparam("type_like"), escape="\\"), ActionRow.service == bindparam("service")
 _DAY, _WEEK = ActionRow.created_at >= bindparam("day"), ActionRow.created_at >= bindparam("week")
 _ACTION_COUNTS = select(
     _n(_IS_TYPE & _DAY), _n(_IS_TYPE & _WEEK), _n(_IS_SVC & _DAY), _n(_IS_SVC & _WEEK),
@@ -290,9 +292,18 @@ def _kind_and_table(model: type) -> tuple[str, type[NounRow]]:
         ) from None
 
 
+def _type_like(action_type: str) -> str:
+    """The LIKE pattern that finds ``action_type`` in an action's ``types`` column."""
+    escaped = action_type.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%|{escaped}|%"
+
+
 def _index_values(row_cls: type[NounRow], body: dict[str, Any]) -> dict[str, Any]:
-    """The indexed copies of a noun's fields: every row column named like a model field."""
-    return {c.key: body[c.key] for c in row_cls.__table__.columns if c.key not in ("id", "first_seq", "body")}
+    """The indexed copies of a noun's fields: every row column named like a model field, and
+    the derived ones (:data:`~autonomic.knowledge.tables.DERIVED`)."""
+    derived = DERIVED.get(row_cls, {})
+    return {c.key: derived[c.key](body) if c.key in derived else body[c.key]
+            for c in row_cls.__table__.columns if c.key not in ("id", "first_seq", "body")}
 
 
 def _event(row: Any) -> AuditEvent:
@@ -753,7 +764,7 @@ class Store:
             ActionRow.state != ActionState.CANCELLED.value,
         ]
         if type is not None:
-            where.append(ActionRow.type == type)
+            where.append(ActionRow.types.like(_type_like(type), escape="\\"))
         if service is not None:
             where.append(ActionRow.service == service)
         with self._read() as s:
@@ -764,7 +775,7 @@ class Store:
         """The four rate-limit counts in one query: actions of ``type`` created at or after
         ``day_since`` and ``week_since``, and on ``service`` likewise (CANCELLED ones not counted,
         as in :meth:`count_actions`)."""
-        params = {"type": type, "service": service, "day": day_since, "week": week_since,
+        params = {"type_like": _type_like(type), "service": service, "day": day_since, "week": week_since,
                   "since": min(day_since, week_since)}
         with self._read() as s:
             row = s.execute(_ACTION_COUNTS, params).one()

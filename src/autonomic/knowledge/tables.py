@@ -2,7 +2,8 @@
 
 Each noun table keeps the whole noun in ``body`` (``model_dump(mode="json")``) plus indexed
 copies of the fields that queries filter or sort on. A noun column with the same name as a
-model field is filled from that field (see :data:`NOUN_TABLES`); ``first_seq`` is the seq of the
+model field is filled from that field (see :data:`NOUN_TABLES`), a derived one by its function
+(:data:`DERIVED`: an action's ``types``); ``first_seq`` is the seq of the
 audit event that first wrote the row and breaks ties in "oldest first" orderings.
 
 The schema is created by the Alembic migrations in ``migrations/versions``; keep the two in step
@@ -82,6 +83,16 @@ class ActionRow(NounRow):
     type: Mapped[str] = mapped_column(NAME, index=True)
     state: Mapped[str] = mapped_column(String(32), index=True)
     created_at: Mapped[float] = mapped_column(Float, index=True)
+    # every type the action runs, "|a|b|" (its own, then each step's): derived, see DERIVED (0004)
+    types: Mapped[str] = mapped_column(Text, nullable=False, server_default="")
+
+
+def action_types(body: dict[str, Any]) -> str:
+    """An action's ``types`` column: its type and each workflow step's, once each, as
+    ``|process|config|`` (so ``LIKE '%|process|%'`` finds every action that runs a process step)."""
+    steps = body.get("workflow") or []
+    types = [str(body.get("type", "")), *(str(s.get("type", "")) for s in steps if isinstance(s, dict))]
+    return "|" + "|".join(dict.fromkeys(t for t in types if t)) + "|"
 
 
 class OutcomeRow(NounRow):
@@ -136,3 +147,7 @@ NOUN_TABLES: dict[type, tuple[str, type[NounRow]]] = {
     Action: ("action", ActionRow),
     Outcome: ("outcome", OutcomeRow),
 }
+
+# noun row class -> {column: its value from the noun's body}, for indexed columns that are not
+# a copy of one model field
+DERIVED: dict[type[NounRow], dict[str, Any]] = {ActionRow: {"types": action_types}}

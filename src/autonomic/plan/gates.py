@@ -142,6 +142,10 @@ class GateContext:
     priority: int = 0  # this plan's priority (from its pattern)
     competing_plans: tuple[Plan, ...] = ()  # other undecided or running plans for this target
     step_types: tuple[str, ...] = ()  # a multi-step action's steps' types (the first is action_type)
+    # for each step type other than action_type: its actions today and this week (every action
+    # that runs a step of that type), and its breaker
+    step_counts: Mapping[str, tuple[int, int]] = field(default_factory=dict)
+    step_breakers: Mapping[str, BreakerState] = field(default_factory=dict)
     # decisions whose action has not finished: a half-open breaker's trial is alive while its
     # decision is among them (None: not read; then any action in flight counts as the trial)
     live_decisions: frozenset[str] | None = None
@@ -236,12 +240,20 @@ def root_cause(ctx: GateContext) -> GateResult:
 
 
 def rate_limit(ctx: GateContext) -> GateResult:
+    """Every type the action runs within its own limits (a workflow's later steps' types under
+    theirs: a workflow that restarts a process is a process action), and the service within the
+    strictest of those types' per-service limits."""
     lim, c, t, s = ctx.effective.rate_limits, ctx.counts, ctx.action_type, ctx.service
-    checks = [
-        (c.day_type, lim.per_day, f"{t} actions today"),
-        (c.week_type, lim.per_week, f"{t} actions this week"),
-        (c.day_service, lim.per_service_day, f"actions on {s} today"),
-        (c.week_service, lim.per_service_week, f"actions on {s} this week"),
+    per_type = [(t, lim, c.day_type, c.week_type)]
+    for step, (day, week) in ctx.step_counts.items():
+        step_lim = ctx.policy.effective(step, ctx.diagnosis.pattern_id, s).rate_limits
+        per_type.append((step, step_lim, day, week))
+    checks = [check for name, limits, day, week in per_type for check in (
+        (day, limits.per_day, f"{name} actions today"),
+        (week, limits.per_week, f"{name} actions this week"))]
+    checks += [
+        (c.day_service, min(limits.per_service_day for _, limits, _, _ in per_type), f"actions on {s} today"),
+        (c.week_service, min(limits.per_service_week for _, limits, _, _ in per_type), f"actions on {s} this week"),
     ]
     summary = ", ".join(f"{n} of {limit} {what}" for n, limit, what in checks)
     reached = [f"{n} of {limit} {what}" for n, limit, what in checks if n >= limit]
@@ -285,18 +297,21 @@ def _trial_alive(ctx: GateContext, breaker: BreakerState) -> bool:
     return ctx.target_in_flight or ctx.in_flight_targets > 0
 
 
+def _breakers(ctx: GateContext) -> dict[str, BreakerState]:
+    """Every breaker this action answers to, by scope: its type's, each later step type's, global."""
+    return {ctx.action_type: ctx.breaker_type, **ctx.step_breakers, "global": ctx.breaker_global}
+
+
 def circuit_breaker(ctx: GateContext) -> GateResult:
+    """The breaker of every type the action runs (a workflow's steps too) and the global one."""
     open_s = ctx.policy.breaker.open_s
-    type_ok, type_why, _ = breaker_allows(ctx.breaker_type, ctx.now, open_s,
-                                          trial_alive=_trial_alive(ctx, ctx.breaker_type))
-    global_ok, global_why, _ = breaker_allows(ctx.breaker_global, ctx.now, open_s,
-                                              trial_alive=_trial_alive(ctx, ctx.breaker_global))
-    type_part = f"{ctx.action_type} breaker {type_why}"
-    global_part = f"global breaker {global_why}"
-    if type_ok and global_ok:
-        return _pass("circuit_breaker", f"{type_part}; {global_part}")
-    denied = [part for ok, part in ((type_ok, type_part), (global_ok, global_part)) if not ok]
-    return _fail("circuit_breaker", "; ".join(denied))
+    parts = []
+    for scope, state in _breakers(ctx).items():
+        ok, why, _ = breaker_allows(state, ctx.now, open_s, trial_alive=_trial_alive(ctx, state))
+        parts.append((ok, f"{scope} breaker {why}"))
+    if all(ok for ok, _ in parts):
+        return _pass("circuit_breaker", "; ".join(part for _, part in parts))
+    return _fail("circuit_breaker", "; ".join(part for ok, part in parts if not ok))
 
 
 def in_flight(ctx: GateContext) -> GateResult:
@@ -429,12 +444,11 @@ def shadow_verdict(ctx: GateContext, verdict: Verdict, results: Sequence[GateRes
     return None
 
 
-def breakers_after_approval(ctx: GateContext, decision_id: str) -> tuple[BreakerState, BreakerState]:
-    """The (type, global) breaker states to store once the APPROVED decision ``decision_id`` is
-    started: an open breaker past its open time turns half-open with that decision's action as
-    its one trial in flight (as does a half-open one whose last trial ended without a verdict)."""
-    def after(b: BreakerState) -> BreakerState:
-        return breaker_allows(b, ctx.now, ctx.policy.breaker.open_s, trial_alive=_trial_alive(ctx, b),
-                              trial=decision_id)[2]
-
-    return after(ctx.breaker_type), after(ctx.breaker_global)
+def breakers_after_approval(ctx: GateContext, decision_id: str) -> dict[str, BreakerState]:
+    """The breaker states to store, by scope (the action's type, each later step's type,
+    ``global``), once the APPROVED decision ``decision_id`` is started: an open breaker past its
+    open time turns half-open with that decision's action as its one trial in flight (as does a
+    half-open one whose last trial ended without a verdict)."""
+    return {scope: breaker_allows(b, ctx.now, ctx.policy.breaker.open_s, trial_alive=_trial_alive(ctx, b),
+                                  trial=decision_id)[2]
+            for scope, b in _breakers(ctx).items()}

@@ -213,8 +213,9 @@ class PolicyConfig(_Frozen):
         """What the policy says for an action made of steps of ``action_types`` (one type for a
         single-step action; the first step's type first): the most restrictive of
         :meth:`effective` over every step's type. Enabled only if every type is, the lowest
-        autonomy, the highest confidence threshold; rate limits are the first type's (the
-        action is counted as that type). A workflow whose second step restarts a process is as
+        autonomy, the highest confidence threshold; rate limits are the first type's here (the
+        rate-limit gate checks each later step's type against its own limits too, and counts the
+        action under every type it runs). A workflow whose second step restarts a process is as
         much a process action as a plain restart: disabling ``process`` actions, or holding
         them at ``approve``, holds it too."""
         if not action_types:

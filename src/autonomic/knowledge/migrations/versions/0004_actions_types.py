@@ -1,0 +1,42 @@
+"""A ``types`` column on actions: every action type the action runs, ``|a|b|``.
+
+A multi-step action (a workflow) was stored, counted and broken under its first step's type
+only: a workflow whose second step restarts a process did not count towards the ``process``
+rate limits. Rate limits now count an action under every type it runs (``types LIKE
+'%|process|%'``, among the actions the created_at index already narrowed to a week), so the
+column holds its own type and each step's, filled here from the body of every action already
+stored.
+
+Revision ID: 0004
+Revises: 0003
+Create Date: 2026-12-01
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+from autonomic.knowledge.tables import action_types
+
+revision: str = "0004"
+down_revision: str | None = "0003"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+_ACTIONS = sa.table("actions", sa.column("id", sa.Text()), sa.column("types", sa.Text()),
+                    sa.column("body", sa.JSON()))
+
+
+def upgrade() -> None:
+    op.add_column("actions", sa.Column("types", sa.Text(), nullable=False, server_default=""))
+    conn = op.get_bind()
+    rows = conn.execute(sa.select(_ACTIONS.c.id, _ACTIONS.c.body)).all()
+    for action_id, body in rows:
+        conn.execute(sa.update(_ACTIONS).where(_ACTIONS.c.id == action_id).values(types=action_types(body)))
+
+
+def downgrade() -> None:
+    op.drop_column("actions", "types")
