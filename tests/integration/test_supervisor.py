@@ -6,6 +6,7 @@ import contextlib
 import json
 import os
 import signal
+import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -180,6 +181,35 @@ def test_second_supervisor_adopts_the_running_child_instead_of_starting_another(
     assert later.identity("api") is None
 
 
+FORKER = ("import subprocess, sys, time\n"
+          "subprocess.Popen([sys.executable, '-c', 'import time\\nwhile True: time.sleep(0.05)'])\n"
+          "while True:\n    time.sleep(0.05)\n")
+
+
+def test_a_service_started_by_an_engine_that_died_before_its_pidfile_is_adopted_not_started_twice(
+    sup: Supervisor, tmp_path: Path
+) -> None:
+    """The engine is killed between starting the process and writing its pidfile: the next
+    engine finds the service by the marker in its environment (its session leader, not the
+    child it forked, which inherits the marker) and adopts it. Before: a second copy started
+    beside the first (two servers on one port, two consumers of one queue)."""
+    sup.add("api", py(FORKER))
+    pid = sup.start("api")
+    wait_for(lambda: len(psutil.Process(pid).children()) == 1)
+    (sup.state_dir / "pids" / "api.json").unlink()  # as if the engine died before writing it
+    other = Supervisor(tmp_path / "elsewhere")  # another engine's service of the same name is not ours
+    other.add("api", py(SLEEPER))
+    assert other._find_by_marker("api") is None
+
+    later = Supervisor(sup.state_dir)
+    later.add("api", py(FORKER))
+    assert later.adopt_or_start_all() == {"api": "adopted (found running without its pidfile)"}
+    assert later.pid("api") == pid and later.start("api") == pid
+    assert json.loads((sup.state_dir / "pids" / "api.json").read_text())["pid"] == pid
+    later.stop("api", timeout_s=2)
+    assert later.identity("api") is None
+
+
 def _step_the_wall_clock(monkeypatch: pytest.MonkeyPatch, seconds: float) -> None:
     """What NTP stepping the clock does to psutil on Linux: a process's create_time is its start
     since boot plus the boot time read from /proc/stat now, and that boot time moves with the
@@ -226,21 +256,29 @@ def test_an_adopted_child_stays_adopted_when_the_wall_clock_is_stepped(
 
 def test_pidfile_with_another_create_time_is_not_adopted(sup: Supervisor) -> None:
     sup.add("api", py(SLEEPER))
-    old_pid = sup.start("api")
+    sup.start("api")
     pidfile = sup.state_dir / "pids" / "api.json"
     record = json.loads(pidfile.read_text())
-    record["create_time"] -= 1000  # the pid now names some other process
-    if "since_boot" in record:
-        record["since_boot"] -= 1000
-    pidfile.write_text(json.dumps(record))
-    later = Supervisor(sup.state_dir)
-    later.add("api", py(SLEEPER))
-    assert later.identity("api") is None
-    assert later.adopt_or_start_all() == {"api": "started"}
-    new_pid = later.pid("api")
-    assert new_pid is not None and new_pid != old_pid
-    later.stop("api", timeout_s=2)
     sup.stop("api", timeout_s=2)
+    # the service is gone and its pid now names some other process (not started by autonomic)
+    stranger = subprocess.Popen([sys.executable, "-c", SLEEPER], start_new_session=True)
+    try:
+        record["pid"] = stranger.pid
+        record["create_time"] -= 1000  # recorded when the service started, long before the stranger
+        if "since_boot" in record:
+            record["since_boot"] -= 1000
+        pidfile.write_text(json.dumps(record))
+        later = Supervisor(sup.state_dir)
+        later.add("api", py(SLEEPER))
+        assert later.identity("api") is None
+        assert later.adopt_or_start_all() == {"api": "started"}
+        new_pid = later.pid("api")
+        assert new_pid is not None and new_pid != stranger.pid
+        assert stranger.poll() is None  # never signalled
+        later.stop("api", timeout_s=2)
+    finally:
+        stranger.kill()
+        stranger.wait()
 
 
 def test_a_pidfile_from_another_boot_is_adopted_only_if_its_create_time_matches(sup: Supervisor) -> None:

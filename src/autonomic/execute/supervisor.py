@@ -12,6 +12,12 @@ the kernel's boot id and the process's start time since boot (``since_boot``), w
 set by NTP does not move (psutil's ``create_time`` is that start plus the boot time in *wall*
 time, which does move with it); elsewhere, and for a pidfile without them, ``create_time``
 must match.
+
+Every service is started with ``AUTONOMIC_SUPERVISED=<state_dir>:<service>`` in its
+environment. An engine killed after starting a process but before writing its pidfile left a
+running service with no pidfile; at the next start :meth:`Supervisor.adopt_or_start_all` finds
+it by that marker (the session leader carrying it) and adopts it instead of starting a second
+copy beside it.
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from autonomic.errors import ActuatorError, TerminalActuatorError
 
 _CREATE_TIME_TOLERANCE_S = 0.01
+MARKER = "AUTONOMIC_SUPERVISED"  # in every supervised service's environment: <state_dir>:<service>
 _BOOT_ID = Path("/proc/sys/kernel/random/boot_id")
 
 
@@ -179,7 +186,8 @@ class Supervisor:
             ident = self.identity(service)
             if ident is not None:
                 return ident[0]
-            env = {**{k: v for k, v in os.environ.items() if k not in self.withhold}, **binding.env}
+            env = {**{k: v for k, v in os.environ.items() if k not in self.withhold}, **binding.env,
+                   MARKER: self._marker(service)}
             argv = binding.command
             exe = argv[0]
             if os.sep in exe:
@@ -207,18 +215,40 @@ class Supervisor:
                     raise TerminalActuatorError(
                         f"service {service!r}: cannot run {argv!r}: {exc}"
                     ) from exc
-            try:
-                create_time, since_boot = _start_times(proc.pid)
-            except psutil.Error:
-                create_time, since_boot = time.time(), None
-            self._children[service] = (proc, create_time)
+            self._children[service] = (proc, self._record(service, proc.pid, argv))
             self._exit.pop(service, None)
-            record: dict[str, object] = {"pid": proc.pid, "create_time": create_time, "argv": argv}
-            boot_id = _boot_id()
-            if boot_id is not None and since_boot is not None:
-                record.update(boot_id=boot_id, since_boot=since_boot)
-            self._write_pidfile(service, record)
             return proc.pid
+
+    def _record(self, service: str, pid: int, argv: list[str]) -> float:
+        """Write the pidfile of ``pid`` (with its start times); returns its create_time."""
+        try:
+            create_time, since_boot = _start_times(pid)
+        except psutil.Error:
+            create_time, since_boot = time.time(), None
+        record: dict[str, object] = {"pid": pid, "create_time": create_time, "argv": argv}
+        boot_id = _boot_id()
+        if boot_id is not None and since_boot is not None:
+            record.update(boot_id=boot_id, since_boot=since_boot)
+        self._write_pidfile(service, record)
+        return create_time
+
+    def _marker(self, service: str) -> str:
+        return f"{self.state_dir.resolve()}:{service}"
+
+    def _find_by_marker(self, service: str) -> int | None:
+        """The pid of a live session leader whose environment carries this service's marker:
+        a service started by an engine that died before writing its pidfile. (The service's own
+        children inherit the marker but are not the leader of its session.)"""
+        marker = self._marker(service)
+        for proc in psutil.process_iter():
+            try:
+                if os.getsid(proc.pid) != proc.pid or proc.status() == psutil.STATUS_ZOMBIE:
+                    continue
+                if proc.environ().get(MARKER) == marker:
+                    return proc.pid
+            except (psutil.Error, OSError):
+                continue  # gone meanwhile, or another user's process
+        return None
 
     def adopt_or_start_all(self, hold: Callable[[str], str | None] | None = None) -> dict[str, str]:
         """At engine start: adopt every live process from its pidfile, start the rest, except
@@ -230,6 +260,12 @@ class Supervisor:
         for service in self.services():
             if self.identity(service) is not None:
                 result[service] = "adopted"
+                continue
+            orphan = self._find_by_marker(service)
+            if orphan is not None:
+                with self._lock:
+                    self._record(service, orphan, self.binding(service).command)
+                result[service] = "adopted (found running without its pidfile)"
                 continue
             reason = hold(service) if hold is not None else None
             if reason is not None:
