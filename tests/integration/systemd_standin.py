@@ -15,6 +15,7 @@ answers them:
 - errors: ``org.freedesktop.systemd1.NoSuchUnit`` for unknown units,
   ``org.freedesktop.DBus.Error.AccessDenied`` for units marked ``denied``.
 
+A job of another kind replaces (cancels) the unit's pending job, as mode "replace" does.
 Restart bumps ``ActiveEnterTimestamp`` and ``MainPID``; stop makes the unit inactive; a
 unit marked ``fails`` ends ``failed`` on start, one marked ``stop_fails`` ends ``failed`` on stop (stopped, but its
 main process exited with a failure status). ``calls`` counts every method by name.
@@ -222,6 +223,10 @@ class SystemdStandin:
         return new_method_return(msg, "o", (self._enqueue(unit, ops[member]),))
 
     def _enqueue(self, unit: FakeUnit, op: str) -> str:
+        # mode "replace", as systemd does it: a job of another kind cancels the unit's pending
+        # job (its object disappears; its caller sees JobRemoved with result "canceled")
+        for pending in [p for p, j in self._jobs.items() if j.unit is unit and j.op != op]:
+            del self._jobs[pending]
         path = f"{MANAGER_PATH}/job/{next(self._job_ids)}"
         transitional = {"start": "activating", "restart": "deactivating", "stop": "deactivating"}
         unit.active_state = transitional.get(op, "reloading")

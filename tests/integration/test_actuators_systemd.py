@@ -232,6 +232,36 @@ def test_a_retry_after_wait_s_waits_for_the_pending_restart_instead_of_restartin
     assert act.applied(t, p, "k", snap) is True and standin.calls["RestartUnit"] == 1
 
 
+def _person_runs(bus: DbusDaemon, method: str, unit: str) -> None:
+    """``systemctl <method> <unit>`` from another client on the bus (mode "replace")."""
+    from jeepney import DBusAddress, new_method_call
+    from jeepney.io.blocking import open_dbus_connection
+
+    manager = DBusAddress("/org/freedesktop/systemd1", bus_name="org.freedesktop.systemd1",
+                          interface="org.freedesktop.systemd1.Manager")
+    with open_dbus_connection(bus.address) as conn:
+        conn.send_and_get_reply(new_method_call(manager, method, "ss", (unit, "replace")), timeout=2)
+
+
+@pytest.mark.parametrize(("op", "person"), [("restart", "StopUnit"), ("stop", "StartUnit")])
+def test_our_job_replaced_by_a_persons_opposite_job_is_terminal_not_retried(
+    act: SystemdActuator, bus: DbusDaemon, standin: SystemdStandin, op: str, person: str
+) -> None:
+    """A person runs ``systemctl stop`` while our restart is pending (or ``start`` while our stop
+    is): systemd cancels our job and does theirs. Before: the attempt timed out as retryable and
+    the retry restarted the unit the person had just stopped (stopped the one they started)."""
+    standin.unit("slow.service").job_s = 0.5
+    t, p = target(bus, "slow.service"), SystemdParams(op=op, wait_s=3)  # type: ignore[arg-type]
+    snap = act.snapshot(t, p)
+    import threading
+
+    timer = threading.Timer(0.1, _person_runs, (bus, person, "slow.service"))
+    timer.start()
+    with pytest.raises(TerminalActuatorError, match=r"replaced or cancelled it.*not retried"):
+        act.apply(t, p, "k", snap)
+    timer.join()
+
+
 def test_bus_gone_is_retryable(act: SystemdActuator, bus: DbusDaemon, standin: SystemdStandin) -> None:
     t, p = target(bus), SystemdParams(op="restart", wait_s=5)
     snap = act.snapshot(t, p)

@@ -225,6 +225,15 @@ class _Bus:
                 )
             if not running and _settled(op, state, before):
                 return {"job": job, **state}
+            if not running and _countermanded(op, state):
+                # our job is gone and the unit went the other way: another job replaced or
+                # cancelled it (a person's systemctl stop during our restart). Not retried: a
+                # retry would undo what that person just did.
+                raise TerminalActuatorError(
+                    f"unit {self.b.unit}: the {op} job ended with the unit {state['active_state']}: another job "
+                    f"replaced or cancelled it (someone's systemctl {_OPPOSITE[op]}?), or the service exited at "
+                    f"once; not retried"
+                )
             if time.monotonic() >= deadline:
                 raise RetryableActuatorError(
                     f"unit {self.b.unit}: {op} not finished after {wait_s:g} s "
@@ -236,6 +245,18 @@ class _Bus:
 def _dbus_error_name(exc: BaseException) -> str | None:
     cause = exc.__cause__
     return str(cause.name) if isinstance(cause, DBusErrorResponse) else None
+
+
+_OPPOSITE = {"start": "stop", "restart": "stop", "stop": "start", "reload": "stop"}
+
+
+def _countermanded(op: str, state: Mapping[str, Any]) -> bool:
+    """Whether the unit went the other way from ``op`` (judged once ``op``'s job is gone)."""
+    if op in ("start", "restart"):
+        return state["active_state"] in ("inactive", "deactivating")
+    if op == "stop":
+        return state["active_state"] in ("active", "activating", "reloading")
+    return False
 
 
 def _settled(op: str, state: Mapping[str, Any], before: Mapping[str, Any]) -> bool:
