@@ -33,6 +33,7 @@ from autonomic.model import (
     Sample,
     Severity,
     Verdict,
+    new_id,
 )
 from autonomic.oversight.api import ApiContext, create_app
 from autonomic.oversight.auth import create_token, revoke
@@ -339,6 +340,20 @@ def test_approvals_lists_waiting_incidents_with_their_decision(env: Env) -> None
     assert len(body) == 1
     assert body[0]["incident"]["id"] == env.waiting_id
     assert body[0]["decision"]["action"]["type"] == "process" and body[0]["answer"] is None
+
+
+def test_an_answer_to_an_earlier_request_is_not_shown_as_the_answer_to_the_new_one(env: Env) -> None:
+    """The incident was asked again (the escalation chain's next remedy) after a person answered
+    the first request, and the engine has not ticked since: the new request shows unanswered."""
+    h = env.auth("operator")
+    first = env.store.decisions(env.waiting_id)[-1]
+    assert env.client.post(f"/api/v1/approvals/{env.waiting_id}/approve", headers=h,
+                           json={"decision": first.id}).status_code == 200
+    assert env.client.get("/api/v1/approvals", headers=h).json()[0]["answer"]["decision"] == first.id
+    again = first.model_copy(update={"id": new_id(), "ts": first.ts + 60})
+    env.store.record(again, actor="engine", event="decision.needs_approval", subject=env.waiting_id)
+    (row,) = env.client.get("/api/v1/approvals", headers=h).json()
+    assert row["decision"]["id"] == again.id and row["answer"] is None
 
 
 def test_patterns_policy_and_audit_reads(env: Env) -> None:

@@ -541,14 +541,19 @@ def _read_routes(ctx: ApiContext) -> APIRouter:
 
     @router.get("/approvals")
     def approvals() -> list[dict[str, Any]]:
-        """Incidents awaiting a person's answer, each with its latest decision and any answer
-        given that the engine has not yet acted on."""
+        """Incidents awaiting a person's answer, each with its latest decision and the answer to
+        that request the engine has not yet acted on (an answer to an earlier request of the same
+        incident is not this request's answer, so the request shows as unanswered)."""
         out = []
         for inc in ctx.store.incidents(states=[IncidentState.AWAITING_APPROVAL], limit=1000):
             decisions = ctx.store.decisions(inc.id)
+            latest = decisions[-1] if decisions else None
+            answer = ctx.store.get_state(approval_key(inc.id))
+            if answer is not None and latest is not None and answer.get("decision") not in (None, latest.id):
+                answer = None
             out.append({"incident": inc.model_dump(mode="json"),
-                        "decision": decisions[-1].model_dump(mode="json") if decisions else None,
-                        "answer": ctx.store.get_state(approval_key(inc.id))})
+                        "decision": latest.model_dump(mode="json") if latest else None,
+                        "answer": answer})
         return out
 
     @router.get("/patterns")
