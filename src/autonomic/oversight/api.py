@@ -793,20 +793,9 @@ def _event_routes(ctx: ApiContext, stopping: threading.Event) -> APIRouter:
 
 
 def latest_seq(store: Store) -> int:
-    """The newest audit event's seq (0 when none), in O(log n) one-row reads."""
-
-    def after(k: int) -> bool:
-        return bool(store.audit_events(since_seq=k, limit=1))
-
-    if not after(0):
-        return 0
-    lo, hi = 0, 1  # invariant once the first loop ends: newest > lo and newest <= hi
-    while after(hi):
-        lo, hi = hi, hi * 2
-    while hi - lo > 1:
-        mid = (lo + hi) // 2
-        lo, hi = (mid, hi) if after(mid) else (lo, mid)
-    return hi
+    """The newest audit event's seq (0 when none): one read from the end of the index."""
+    newest = store.audit_events(newest=True, limit=1)
+    return newest[0].seq if newest else 0
 
 
 def create_app(ctx: ApiContext) -> FastAPI:
