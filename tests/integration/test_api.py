@@ -639,7 +639,7 @@ def test_a_webhook_is_stored_before_it_is_accepted_even_with_no_engine_in_this_p
     """Any replica, or an API serving without the loop, takes alerts in: they wait in the store
     (audited alerts.received) for the engine that runs the loop."""
     assert env.ctx.engine is None
-    r = env.client.post("/api/v1/alerts", json=ALERT)
+    r = env.client.post("/api/v1/alerts", json=ALERT, headers=env.auth("operator"))
     assert r.status_code == 202 and r.json() == {"accepted": 1}
     ((key, value),) = env.store.states("inbox:").items()
     assert [(f["metric"], f["summary"]) for f in value["findings"]] == [("memory_percent", "web memory high")]
@@ -655,7 +655,7 @@ def test_a_webhook_the_store_cannot_take_is_answered_503_so_the_sender_retries(
         raise StoreError("store write failed: connection refused")
 
     monkeypatch.setattr(env.store, "set_state", down)
-    r = env.client.post("/api/v1/alerts", json=ALERT)
+    r = env.client.post("/api/v1/alerts", json=ALERT, headers=env.auth("operator"))
     assert r.status_code == 503 and "try again" in r.json()["detail"]
     assert "connection refused" not in r.text
 
@@ -669,9 +669,20 @@ def _signed(body: bytes, ts: float, secret: str = SECRET) -> dict[str, str]:
             "Content-Type": "application/json"}
 
 
-def test_webhook_without_configured_auth_accepts_and_the_engine_ingests_the_finding(env: Env) -> None:
+def test_webhook_without_its_own_secret_wants_an_operator_api_token_and_the_engine_ingests_the_finding(
+        env: Env) -> None:
+    """Before: with neither webhook secret set, the receiver took alerts from any process that
+    reached it (on loopback: any local user could make the engine restart services). Now an API
+    token of the operator role is the credential (Alertmanager's http_config.authorization)."""
     engine = _engine(env)
-    r = env.client.post("/api/v1/alerts", json=ALERT)
+    anonymous = env.client.post("/api/v1/alerts", json=ALERT)
+    assert anonymous.status_code == 401 and "autonomic token create --role operator" in anonymous.json()["detail"]
+    wrong = {"Authorization": "Bearer aut_wrong"}
+    assert env.client.post("/api/v1/alerts", json=ALERT, headers=wrong).status_code == 401
+    viewer = env.client.post("/api/v1/alerts", json=ALERT, headers=env.auth("viewer"))
+    assert viewer.status_code == 403 and "operator role" in viewer.json()["detail"]
+    assert env.store.states("inbox:") == {}
+    r = env.client.post("/api/v1/alerts", json=ALERT, headers=env.auth("operator"))
     assert r.status_code == 202 and r.json() == {"accepted": 1}
     engine.tick()
     opened = [i for i in env.store.incidents(service="web") if i.kind == FindingKind.ALERT]
@@ -680,17 +691,27 @@ def test_webhook_without_configured_auth_accepts_and_the_engine_ingests_the_find
 
 def test_webhook_counts_findings_without_an_engine_and_resolved_alerts_make_none(env: Env) -> None:
     resolved = {**ALERT, "status": "resolved", "alerts": [{**ALERT["alerts"][0], "status": "resolved"}]}  # type: ignore[dict-item]
-    assert env.client.post("/api/v1/alerts", json=resolved).json() == {"accepted": 0}
+    assert env.client.post("/api/v1/alerts", json=resolved, headers=env.auth("operator")).json() == {"accepted": 0}
     # kept for the engine all the same: the incident of a resolved alert may go quiet (Engine._sweep)
     assert [(v["findings"], v["resolved"]) for v in env.store.states("inbox:").values()] == [([], ["abc123"])]
-    assert env.client.post("/api/v1/alerts", json=ALERT).json() == {"accepted": 1}
+    assert env.client.post("/api/v1/alerts", json=ALERT, headers=env.auth("operator")).json() == {"accepted": 1}
 
 
 def test_webhook_payload_errors_are_422_naming_the_field(env: Env) -> None:
-    r = env.client.post("/api/v1/alerts", json={**ALERT, "alerts": [{"status": "firing"}]})
+    r = env.client.post("/api/v1/alerts", json={**ALERT, "alerts": [{"status": "firing"}]},
+                        headers=env.auth("operator"))
     assert r.status_code == 422 and "alerts[0]" in r.json()["detail"]
-    r = env.client.post("/api/v1/alerts", content=b"{nope", headers={"Content-Type": "application/json"})
+    r = env.client.post("/api/v1/alerts", content=b"{nope",
+                        headers={"Content-Type": "application/json", **env.auth("operator")})
     assert r.status_code == 422 and "body" in r.json()["detail"]
+
+
+def test_webhook_open_takes_alerts_without_a_credential(env: Env) -> None:
+    """``api.webhook_open: true`` (a single-user host's loopback): any process that reaches the
+    receiver may send alerts, as before this option existed."""
+    env.ctx.webhook_open = True
+    r = env.client.post("/api/v1/alerts", json=ALERT)
+    assert r.status_code == 202 and r.json() == {"accepted": 1}
 
 
 def test_webhook_bearer_token_is_required_when_configured(env: Env) -> None:
@@ -976,7 +997,7 @@ def test_a_webhook_is_audited_by_its_count_not_copied_whole_into_the_audit_log(e
     group_interval and repeat_interval) must not add a copy of its whole payload to it."""
     many = {**ALERT, "alerts": [{**ALERT["alerts"][0], "fingerprint": f"f{i}",  # type: ignore[dict-item]
                                  "annotations": {"summary": "x" * 500}} for i in range(50)]}
-    assert env.client.post("/api/v1/alerts", json=many).json() == {"accepted": 50}
+    assert env.client.post("/api/v1/alerts", json=many, headers=env.auth("operator")).json() == {"accepted": 50}
     (key,) = env.store.states("inbox:")
     (received,) = [e for e in env.store.audit_events(subject=key)]
     assert received.kind == "alerts.received" and received.data["count"] == 50

@@ -19,6 +19,7 @@ import pytest
 from servers import free_port, wait_for
 
 from autonomic.knowledge import Store
+from autonomic.oversight.auth import create_token
 
 ALERT = {"version": "4", "status": "firing", "receiver": "autonomic", "groupKey": "{}:{}", "groupLabels": {},
          "commonLabels": {}, "commonAnnotations": {}, "externalURL": "http://am", "truncatedAlerts": 0,
@@ -90,7 +91,13 @@ def test_a_standby_takes_over_from_a_frozen_leader_which_then_exits_without_writ
     # ready (it serves the API from the store), and says it stands by and who leads
     assert standby[0] == 200 and "the leader is replica-a (epoch 1)" in standby[1]["reason"]
     # an alert sent to the standby is stored, and the leader ingests it
-    r = httpx.post(f"http://127.0.0.1:{b.port}/api/v1/alerts", json=ALERT, timeout=5)
+    tokens = Store(postgres_url)
+    try:
+        token = create_token(tokens, "alertmanager", "operator")
+    finally:
+        tokens.close()
+    r = httpx.post(f"http://127.0.0.1:{b.port}/api/v1/alerts", json=ALERT, timeout=5,
+                   headers={"Authorization": f"Bearer {token}"})
     assert r.status_code == 202 and r.json() == {"accepted": 1}
     check = Store(postgres_url)
     try:

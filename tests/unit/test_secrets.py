@@ -164,13 +164,15 @@ def test_short_env_allow_values_are_not_masked(monkeypatch: pytest.MonkeyPatch) 
 
 
 @pytest.mark.parametrize("host", ["0.0.0.0", "::", "", "10.1.2.3", "ops.example"])
-def test_the_api_refuses_a_non_loopback_address_without_webhook_authentication(tmp_path: Path, host: str) -> None:
-    """Before: ``api: {host: 0.0.0.0}`` was accepted with the Alertmanager receiver open, so anyone
-    on the network could send alerts the engine acts on. After: the config is refused, naming
-    api.host and what to set (every other /api/v1 route needs an API token anyway)."""
+def test_the_api_refuses_an_open_webhook_on_a_non_loopback_address(tmp_path: Path, host: str) -> None:
+    """``webhook_open`` (alerts taken without any credential) off loopback would let anyone on the
+    network send alerts the engine acts on: refused, naming the field and what to set. Without it
+    the receiver wants an API token, so a non-loopback address is fine."""
     with pytest.raises(ConfigError) as err:
-        load_config_data({"api": {"host": host}, "builtin_patterns": False}, source="a.yaml", base_dir=tmp_path)
-    assert "api" in str(err.value) and "webhook_token_env" in str(err.value)
+        load_config_data({"api": {"host": host, "webhook_open": True}, "builtin_patterns": False},
+                         source="a.yaml", base_dir=tmp_path)
+    assert "webhook_open" in str(err.value) and "webhook_token_env" in str(err.value)
+    load_config_data({"api": {"host": host}, "builtin_patterns": False}, source="a.yaml", base_dir=tmp_path)
 
 
 @pytest.mark.parametrize("api", [
@@ -180,7 +182,7 @@ def test_the_api_refuses_a_non_loopback_address_without_webhook_authentication(t
     {"host": "0.0.0.0", "webhook_hmac_env": "AM_HMAC"},
     {"host": "0.0.0.0", "enabled": False},
 ])
-def test_the_api_listens_on_loopback_by_default_and_elsewhere_only_with_webhook_authentication(
+def test_the_api_listens_on_loopback_by_default_and_elsewhere_when_asked(
         tmp_path: Path, api: dict[str, Any]) -> None:
     cfg = load_config_data({"api": api, "builtin_patterns": False}, source="a.yaml", base_dir=tmp_path)
     assert cfg.spec.api.host == api.get("host", "127.0.0.1")

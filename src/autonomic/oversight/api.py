@@ -95,6 +95,7 @@ class ApiContext:
     clock: Clock = field(default_factory=SystemClock)
     webhook_token: str | None = field(default=None, repr=False)  # secrets: never in a repr (or a log)
     webhook_hmac_secret: str | None = field(default=None, repr=False)
+    webhook_open: bool = False  # neither secret set: accept alerts without any credential (api.webhook_open)
     max_body_bytes: int = 1_048_576
     read_cache_s: float = 0.5  # how long a read response may be replayed (0: never); see oversight.cache
 
@@ -115,7 +116,7 @@ def context_from_spec(
                                        f"environment variable {var} is not set or empty")])
     return ApiContext(store=store, config=config, engine=engine, metrics=metrics, clock=clock or SystemClock(),
                       webhook_token=secrets["webhook_token_env"], webhook_hmac_secret=secrets["webhook_hmac_env"],
-                      max_body_bytes=spec.max_body_bytes)
+                      webhook_open=spec.webhook_open, max_body_bytes=spec.max_body_bytes)
 
 
 # --- request bodies ------------------------------------------------------------------------
@@ -690,7 +691,24 @@ def _webhook_routes(ctx: ApiContext) -> APIRouter:
 
     def check_auth(request: Request, raw: bytes, now: float) -> str | None:
         """Raise 401 unless the configured checks pass; return the signature (remembered with the
-        alerts it brings, see ``receive``), or None when no HMAC is configured."""
+        alerts it brings, see ``receive``), or None when no HMAC is configured. With neither the
+        webhook token nor the HMAC secret configured, an API token of the operator role is the
+        credential (Alertmanager's ``http_config.authorization``), unless ``webhook_open``."""
+        if ctx.webhook_token is None and ctx.webhook_hmac_secret is None:
+            if not ctx.webhook_open:
+                given = request.headers.get("authorization", "")
+                raw_token = given[7:].strip() if given[:7].lower() == "bearer " else ""
+                principal = authenticate(ctx.store, raw_token) if raw_token else None
+                if principal is None:
+                    raise HTTPException(401, "missing or invalid API token: POST /api/v1/alerts wants "
+                                             "Authorization: Bearer <token of the operator role> (autonomic token "
+                                             "create --role operator --name alertmanager), or the secret "
+                                             "api.webhook_token_env or api.webhook_hmac_env names",
+                                        headers=_UNAUTHORIZED)
+                if not principal.allows("operator"):
+                    raise HTTPException(403, f"alerts need the operator role; token {principal.name!r} "
+                                             f"is {principal.role}")
+            return None
         if ctx.webhook_token is not None:
             given = request.headers.get("authorization", "")
             if not hmac.compare_digest(given.encode(), f"Bearer {ctx.webhook_token}".encode()):
@@ -743,7 +761,7 @@ def _webhook_routes(ctx: ApiContext) -> APIRouter:
         """Alertmanager webhook receiver: each firing alert becomes a finding for the loop."""
         raw = await request.body()
         now = ctx.clock.now()
-        sig = check_auth(request, raw, now)
+        sig = await run_in_threadpool(check_auth, request, raw, now)  # an API token is a store read
         return {"accepted": await run_in_threadpool(receive, raw, sig)}
 
     return router

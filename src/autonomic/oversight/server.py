@@ -29,17 +29,22 @@ class ApiSpec(BaseModel):
     port: int = Field(default=8470, ge=0, le=65535)  # 0 = pick a free port
     webhook_token_env: str | None = None
     webhook_hmac_env: str | None = None
+    # accept alerts that carry no credential at all: only where nothing untrusted can reach the
+    # API (a single-user host's loopback); off, the receiver wants an API token (operator role)
+    # unless webhook_token_env or webhook_hmac_env names its own secret
+    webhook_open: bool = False
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
 
     @model_validator(mode="after")
-    def _webhook_authenticated_off_loopback(self) -> ApiSpec:
-        # every /api/v1 route but the Alertmanager receiver needs an API token; the receiver turns
-        # what it is sent into findings the engine may act on, so off loopback it must check
-        # who sends them
-        if self.enabled and not is_loopback(self.host) and not (self.webhook_token_env or self.webhook_hmac_env):
-            raise ValueError(f"host {self.host!r} is not a loopback address: set webhook_token_env or "
-                             "webhook_hmac_env, or anyone who can reach it can send POST /api/v1/alerts "
-                             "(alerts the engine acts on)")
+    def _webhook_open_only_on_loopback(self) -> ApiSpec:
+        # the receiver turns what it is sent into findings the engine may act on: taking them
+        # from anyone is allowed only where "anyone" is this machine's own processes
+        if (self.enabled and self.webhook_open and not is_loopback(self.host)
+                and not (self.webhook_token_env or self.webhook_hmac_env)):
+            raise ValueError(f"webhook_open: host {self.host!r} is not a loopback address: anyone who can "
+                             "reach it could send POST /api/v1/alerts (alerts the engine acts on); leave "
+                             "webhook_open off (the receiver then wants an API token) or set "
+                             "webhook_token_env or webhook_hmac_env")
         return self
 
 
