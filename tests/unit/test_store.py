@@ -859,9 +859,9 @@ def test_unclosed_incidents_are_found_by_the_index_however_many_closed_ones_are_
     assert store.incidents(open_since=1999.0) == [closed_later]
 
 
-def test_migration_0003_fills_closed_at_of_the_incidents_already_stored(store_url: str, raw_sql: RawSql) -> None:
-    """A database from before revision 0003 (taken back to 0002 here) gets the closed_at column
-    filled from each incident's body when it is opened, so its unclosed incidents are found."""
+def _downgrade(store_url: str, revision: str) -> None:
+    """Take the store's database back to schema ``revision`` (as a store written by an older
+    autonomic), behind the store's back."""
     from alembic import command
     from alembic.config import Config
     from sqlalchemy import create_engine
@@ -869,18 +869,24 @@ def test_migration_0003_fills_closed_at_of_the_incidents_already_stored(store_ur
 
     from autonomic.knowledge.store import _MIGRATIONS
 
-    first = Store(store_url)
-    still_open = incident(opened_at=5.0)
-    closed = incident(opened_at=1.0, state=IncidentState.RESOLVED, closed_at=3.0)
-    first.record(still_open, closed, actor="engine", event="seed", subject="all")
-    first.close()
     engine = create_engine(store_url, poolclass=NullPool)
     with engine.begin() as conn:
         config = Config()
         config.set_main_option("script_location", str(_MIGRATIONS))
         config.attributes["connection"] = conn
-        command.downgrade(config, "0002")
+        command.downgrade(config, revision)
     engine.dispose()
+
+
+def test_migration_0003_fills_closed_at_of_the_incidents_already_stored(store_url: str, raw_sql: RawSql) -> None:
+    """A database from before revision 0003 (taken back to 0002 here) gets the closed_at column
+    filled from each incident's body when it is opened, so its unclosed incidents are found."""
+    first = Store(store_url)
+    still_open = incident(opened_at=5.0)
+    closed = incident(opened_at=1.0, state=IncidentState.RESOLVED, closed_at=3.0)
+    first.record(still_open, closed, actor="engine", event="seed", subject="all")
+    first.close()
+    _downgrade(store_url, "0002")
     assert raw_sql("SELECT version_num FROM alembic_version") == [("0002",)]
 
     again = Store(store_url)
@@ -912,25 +918,12 @@ def test_a_workflow_action_counts_under_every_type_it_runs_and_type_names_are_no
 def test_migration_0004_fills_the_types_of_the_actions_already_stored(store_url: str, raw_sql: RawSql) -> None:
     """A database from before revision 0004 (taken back to 0003 here) gets each action's types,
     a workflow's steps included, from its body when it is opened."""
-    from alembic import command
-    from alembic.config import Config
-    from sqlalchemy import create_engine
-    from sqlalchemy.pool import NullPool
-
-    from autonomic.knowledge.store import _MIGRATIONS
-
     first = Store(store_url)
     steps = [StepSpec(name="drain", type="config"), StepSpec(name="restart", type="process")]
     flow, plain = action("i1", type="config", workflow=steps), action("i2", type="restart")
     first.record(flow, plain, actor="engine", event="seed", subject="all")
     first.close()
-    engine = create_engine(store_url, poolclass=NullPool)
-    with engine.begin() as conn:
-        config = Config()
-        config.set_main_option("script_location", str(_MIGRATIONS))
-        config.attributes["connection"] = conn
-        command.downgrade(config, "0003")
-    engine.dispose()
+    _downgrade(store_url, "0003")
     assert raw_sql("SELECT version_num FROM alembic_version") == [("0003",)]
 
     again = Store(store_url)
