@@ -578,7 +578,10 @@ class Executor:
         # the metric must still report in the second half of the window: one that went silent
         # part-way (the service died) is no evidence the fix held
         recent_since = action.verify_until - window / 2
-        judgement = judge(before, after, spec, recent_since=recent_since)
+        incident = self._incident(action)
+        # a fix made on a forecast must also have moved the metric off its course to the line
+        preventive = incident is not None and incident.kind == FindingKind.FORECAST
+        judgement = judge(before, after, spec, recent_since=recent_since, preventive=preventive)
         extended = any(s.name == "verify-extended" for s in action.steps)
         silent = not bool((after[0][np.isfinite(after[1])] >= recent_since).any())
         if (judgement.verdict == VerifyVerdict.INCONCLUSIVE and (len(after[0]) < spec.min_samples or silent)
@@ -599,7 +602,6 @@ class Executor:
                           verdict=judgement.verdict, reason=judgement.reason,
                           before=judgement.before, after=judgement.after,
                           duration_s=now - action.created_at)
-        incident = self._incident(action)
         if judgement.verdict == VerifyVerdict.PASS:
             done = action.model_copy(update={"state": ActionState.SUCCEEDED})
             # "prevented" only when it was forecast and never actually crossed its line

@@ -9,6 +9,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 from pydantic import BaseModel, ConfigDict
 from scipy.stats import mannwhitneyu
+from scipy.stats import t as student_t
 
 from autonomic.model import VerifySpec, VerifyVerdict
 
@@ -57,6 +58,7 @@ def judge(
     spec: VerifySpec,
     *,
     recent_since: float | None = None,
+    preventive: bool = False,
 ) -> Judgement:
     """Judge an action from (timestamps, values) of ``spec.metric`` before and after it.
 
@@ -68,7 +70,12 @@ def judge(
        silent"): a metric that stopped reporting part-way (the service died, so nothing
        scrapes it) says nothing about how the fix ended, however good its first samples were.
     2. Every after-sample within ``[min - tolerance, max + tolerance]`` (each bound only when
-       set) -> PASS.
+       set) -> PASS. With ``preventive`` (the action answered a forecast: the line was never
+       crossed, so staying within bounds alone proves nothing) the metric must also have left
+       the course it was on before the action (:func:`_off_course`): the after-samples' mean
+       lies significantly (one-sided, 95%) and by more than ``tolerance`` on the safe side of
+       the before-samples' straight line extrapolated to their times. Otherwise (still on its
+       way to the line, or fewer than 3 before-samples to draw the course from) -> INCONCLUSIVE.
     3. Out of bounds and worse than before -> FAIL. The harmful direction is up when a sample
        is above ``max``, down when one is below ``min``. Worse means the after mean moved in the
        harmful direction by more than ``tolerance``; with at least 5 samples on each side, a
@@ -100,12 +107,13 @@ def judge(
     above = spec.max is not None and bool((a > spec.max + tol).any())
     below = spec.min is not None and bool((a < spec.min - tol).any())
     if not above and not below:
-        return Judgement(
-            verdict=VerifyVerdict.PASS,
-            reason=f"{spec.metric} within bounds{_bounds(spec)} over {a.size} samples",
-            before=_stats(b),
-            after=_stats(a),
-        )
+        reason = f"{spec.metric} within bounds{_bounds(spec)} over {a.size} samples"
+        verdict = VerifyVerdict.PASS
+        if preventive and (spec.max is not None or spec.min is not None):
+            off, course = _off_course(before, after, spec)
+            reason = f"{reason}, {course}" if off else f"{reason}, but {course}"
+            verdict = VerifyVerdict.PASS if off else VerifyVerdict.INCONCLUSIVE
+        return Judgement(verdict=verdict, reason=reason, before=_stats(b), after=_stats(a))
     worse = False
     p_value: float | None = None
     if b.size:
@@ -138,6 +146,49 @@ def judge(
         before=before_s,
         after=after_s,
     )
+
+
+def _finite(series: tuple[ArrayLike, ArrayLike]) -> tuple[np.ndarray, np.ndarray]:
+    ts = np.asarray(series[0], dtype=float).ravel()
+    values = np.asarray(series[1], dtype=float).ravel()
+    keep = np.isfinite(ts) & np.isfinite(values)
+    return ts[keep], values[keep]
+
+
+def _off_course(before: tuple[ArrayLike, ArrayLike], after: tuple[ArrayLike, ArrayLike],
+                spec: VerifySpec) -> tuple[bool, str]:
+    """Did the metric leave the course it was on before a preventive action? The course is the
+    least-squares line through the before-samples of the later half of their span (all of them
+    when fewer than 6): a baseline reaching back to where a leak began would bend the line
+    below where the metric was heading at the action. ``shift`` is the after-samples' mean
+    distance from it at their times, counted toward the bound (toward ``max`` when set, else
+    toward ``min``), so a negative shift is away from the line. Off course when ``shift <
+    -tolerance`` and ``shift / se <= -t(0.95, n_before - 2)``, ``se`` being the standard error
+    of that difference (the before residuals' scale, both sample sizes and how far the line is
+    extrapolated; floored at 1e-9 of the level, so a noiseless line's rounding is no departure). Returns (off course, the reason's clause)."""
+    tb, vb = _finite(before)
+    ta, va = _finite(after)
+    if tb.size >= 6:  # the course where it was heading at the action, not where it began
+        recent = tb >= tb.min() + float(np.ptp(tb)) / 2
+        tb, vb = tb[recent], vb[recent]
+    if vb.size < 3 or float(np.ptp(tb)) == 0.0:
+        return False, f"there is no course before the action to compare with ({vb.size} samples)"
+    sign = 1.0 if spec.max is not None else -1.0
+    xb = tb - tb.mean()
+    sxx = float((xb * xb).sum())
+    slope = float((xb * (vb - vb.mean())).sum() / sxx)
+    resid_b = vb - vb.mean() - slope * xb
+    s = math.sqrt(float((resid_b * resid_b).sum()) / (vb.size - 2))
+    shift = sign * float((va - vb.mean() - slope * (ta - tb.mean())).mean())
+    se = s * math.sqrt(1.0 / va.size + 1.0 / vb.size + float(ta.mean() - tb.mean()) ** 2 / sxx)
+    se = max(se, 1e-9 * max(1.0, abs(float(vb.mean()))))  # exact lines: rounding is no departure
+    t_crit = float(student_t.ppf(1.0 - SIGNIFICANCE, vb.size - 2))
+    significant = shift / se <= -t_crit
+    course = f"its course before the action ({slope * 60:+.3g}/min)"
+    if shift < -spec.tolerance and significant:
+        return True, f"off {course} by {shift:+.3g} on average"
+    return False, (f"still on {course} ({shift:+.3g} from it on average): the forecast breach is not "
+                   "shown averted")
 
 
 def _bounds(spec: VerifySpec) -> str:

@@ -1,0 +1,104 @@
+"""Acting on a forecast, then verifying: the engine over a replayed series, a fake actuator, a
+fake clock and an in-memory store. The fake actuator changes nothing in the world; each test
+says what the metric does after it was called."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from autonomic.config import load_config_data
+from autonomic.engine import Engine
+from autonomic.knowledge import Store
+from autonomic.model import FindingKind, Incident, Level, Resolution, Sample
+from autonomic.oversight.notify import Dispatcher
+from autonomic.testing import FakeActuator, FakeClock, FakeNotifier, ReplaySource
+from autonomic.testing.fakes import fake_registry
+
+T0 = 1_700_000_000.0
+
+LEAK_PATTERN = """
+id: fake-leak-fix
+match: {cause: memory, kind: forecast}
+action: {type: fake, params: {op: poke}}
+prior_confidence: 0.9
+rollback_safe: false
+verify: {metric: memory_percent, max: 85, window_s: 60, delay_s: 5, min_samples: 3}
+"""
+
+
+class Loop:
+    """The engine with the trend detector's defaults on ``svc`` (memory_percent toward 85) and
+    one pattern, ``fake-leak-fix``, acting through the fake actuator."""
+
+    def __init__(self, tmp_path: Path, extra: dict[str, Any] | None = None) -> None:
+        (tmp_path / "patterns").mkdir()
+        (tmp_path / "patterns" / "leak.yaml").write_text(LEAK_PATTERN)
+        self.actuator = FakeActuator()
+        registry = fake_registry(self.actuator)
+        data = {
+            "engine": {"interval_s": 1, "state_dir": str(tmp_path / "state"), "host_metrics": False,
+                       "settle_s": 0, "resolve_after_s": 30},
+            "services": [{"name": "svc", "actuators": {"fake": {"name": "x"}}}],
+            "patterns": [str(tmp_path / "patterns")],
+            "builtin_patterns": False,
+            "policy": {"autonomy": "auto", "confidence_threshold": 0.5},
+            **(extra or {}),
+        }
+        config = load_config_data(data, source="test.yaml", base_dir=tmp_path, registry=registry)
+        self.clock = FakeClock(T0)
+        self.source = ReplaySource([])
+        self.store = Store("sqlite://")
+        self.engine = Engine(config, registry=registry, clock=self.clock, store=self.store,
+                             notifiers=Dispatcher([(FakeNotifier(), Level.INFO)], synchronous=True, dedup_s=0),
+                             sources=[self.source])
+        self.engine.start()
+
+    @property
+    def applies(self) -> int:
+        return sum(1 for call in self.actuator.calls if call[0] == "apply")
+
+    def run(self, seconds: int, value: Callable[[float], float]) -> None:
+        """One memory_percent sample a second, ``value(seconds since T0)``, ticking each second."""
+        for _ in range(seconds):
+            now = self.clock.now()
+            self.source._samples.append(Sample("svc", "memory_percent", now, value(now - T0)))
+            self.engine.tick()
+            self.clock.advance(1.0)
+
+    def incidents(self) -> list[Incident]:
+        return list(reversed(self.store.incidents(service="svc")))  # oldest first
+
+
+def test_a_forecast_fix_that_leaves_the_leak_on_its_course_is_not_prevented_and_earns_no_record(
+        tmp_path: Path) -> None:
+    """Memory rises 1.8 %/min from 50 toward 85; the fix does nothing. Every sample of the watch
+    window is under 85 (the line is minutes away), so bounds alone would call it prevented, close
+    the incident, credit the pattern, and act again on the next forecast, for ever."""
+    loop = Loop(tmp_path)
+    loop.run(400, lambda t: 50 + 0.03 * t)
+    first = loop.incidents()[0]
+    assert first.kind == FindingKind.FORECAST and loop.applies == 1
+    assert first.resolution == Resolution.ESCALATED and first.closed_at is None
+    (outcome,) = loop.store.outcomes(incident_id=first.id)
+    assert outcome.verdict == "inconclusive" and "still on its course" in outcome.reason
+    assert loop.store.pattern_tallies().get("fake-leak-fix", (0, 0))[0] == 0
+    assert len(loop.incidents()) == 1  # the lasting forecast stays on the escalated incident
+
+
+def test_a_forecast_fix_that_brings_memory_down_is_prevented(tmp_path: Path) -> None:
+    loop = Loop(tmp_path)
+    fixed_at: list[float] = []
+
+    def memory(t: float) -> float:
+        if loop.applies and not fixed_at:
+            fixed_at.append(t)
+        return 30 + 0.03 * (t - fixed_at[0]) if fixed_at else 50 + 0.03 * t
+
+    loop.run(300, memory)
+    first = loop.incidents()[0]
+    assert loop.applies == 1 and first.resolution == Resolution.PREVENTED and first.closed_at is not None
+    (outcome,) = loop.store.outcomes(incident_id=first.id)
+    assert outcome.verdict == "pass" and "off its course" in outcome.reason
+    assert loop.store.pattern_tallies()["fake-leak-fix"] == (1, 0)
