@@ -171,3 +171,33 @@ def test_trend_spec_for_a_metric_without_any_threshold_is_a_config_error() -> No
 def test_bad_trend_spec_is_rejected_naming_the_field(kwargs: dict, field: str) -> None:
     with pytest.raises(ValueError, match=field):
         TrendSpec(metric="memory_percent", **kwargs)
+
+
+def _sawtooth_store(seconds: int) -> SeriesStore:
+    """A healthy garbage-collected heap: 55 -> 65 % over two minutes, then back, one sample a
+    second since the series store began (the engine just started)."""
+    rng = np.random.default_rng(3)
+    store = SeriesStore()
+    store.extend(Sample("api", "memory_percent", NOW - seconds + i, 55 + 10 * (i % 120) / 120 + rng.normal(0, 0.3))
+                 for i in range(1, seconds + 1))
+    return store
+
+
+def test_a_series_younger_than_half_the_window_is_not_extrapolated_to_a_breach() -> None:
+    """The first upswing of a healthy sawtooth, 30 s after the series began, is a clean rise
+    (r2 ~0.99) 'reaching 85 in four minutes'; with half the 300 s window of history it is not."""
+    store = _sawtooth_store(30)
+    ts, values = store.window("api", "memory_percent", NOW - 300)
+    assert predict_breach(ts, values, 85.0, now=NOW) is not None  # no span rule: a forecast
+    assert predict_breach(ts, values, 85.0, now=NOW, min_span_s=150) is None
+    detector = TrendDetector({"api": [TrendSpec(metric="memory_percent")]}, {})
+    assert all(detector.detect(_sawtooth_store(s), NOW) == [] for s in range(10, 600, 7))
+
+
+def test_min_span_defaults_to_half_the_window_and_may_not_exceed_it() -> None:
+    assert TrendSpec(metric="memory_percent", window_s=300).span_s == 150
+    assert TrendSpec(metric="memory_percent", window_s=300, min_span_s=0).span_s == 0
+    with pytest.raises(ValueError, match="min_span_s"):
+        TrendSpec(metric="memory_percent", window_s=300, min_span_s=301)
+    ts, values, _ = _leak()  # 295 s of a leak: forecast with the default span
+    assert predict_breach(ts, values, 85.0, now=NOW, min_span_s=150) is not None

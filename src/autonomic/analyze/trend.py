@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from scipy import stats
 from scipy.signal import lfilter
 
@@ -27,7 +27,8 @@ MAX_FORECAST_CONFIDENCE = 0.95
 
 class TrendSpec(BaseModel):
     """Which metric to forecast and how. ``threshold`` None takes the service's maximum from
-    :class:`Thresholds`."""
+    :class:`Thresholds`. ``min_span_s`` None means half of ``window_s`` (see
+    :func:`predict_breach`, rule 1)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
@@ -35,10 +36,23 @@ class TrendSpec(BaseModel):
     threshold: float | None = None
     window_s: float = Field(default=300.0, gt=0)
     min_points: int = Field(default=8, ge=3)
+    min_span_s: float | None = Field(default=None, ge=0)
     horizon_s: float = Field(default=3600.0, gt=0)
     ema_alpha: float = Field(default=0.3, gt=0, le=1)
     z_min: float = Field(default=2.0, ge=0)
     min_r2: float = Field(default=0.5, ge=0, le=1)
+
+    @model_validator(mode="after")
+    def _span_fits_the_window(self) -> TrendSpec:
+        if self.min_span_s is not None and self.min_span_s > self.window_s:
+            raise ValueError(f"min_span_s ({self.min_span_s:g}) must not exceed window_s ({self.window_s:g}): "
+                             "no window could ever hold that much history")
+        return self
+
+    @property
+    def span_s(self) -> float:
+        """The history a forecast needs: ``min_span_s``, else half of ``window_s``."""
+        return self.window_s / 2 if self.min_span_s is None else self.min_span_s
 
 
 def default_trend_specs() -> list[TrendSpec]:
@@ -125,11 +139,14 @@ def predict_breach(
     ema_alpha: float = 0.3,
     z_min: float = 2.0,
     min_r2: float = 0.5,
+    min_span_s: float = 0.0,
 ) -> Forecast | None:
     """When will a rising series reach ``threshold`` (a maximum)? None unless every rule holds:
 
-    1. Only points with ``now - window_s <= ts <= now`` count; fewer than ``min_points``
-       (or all at one instant) -> None.
+    1. Only points with ``now - window_s <= ts <= now`` count; fewer than ``min_points``,
+       or spanning less than ``min_span_s`` (or all at one instant) -> None: a series only a
+       few seconds old (the engine just started: its series store begins empty) is not
+       extrapolated an hour ahead; the first upswing of a healthy sawtooth would look like a leak.
     2. Ordinary least squares of value on ``ts - now`` (``scipy.stats.linregress``): the slope
        must be > 0 (rising toward the maximum).
     3. Fit quality: ``r2 >= min_r2``, so noise around a flat line does not forecast.
@@ -155,7 +172,8 @@ def predict_breach(
     keep = (t_all >= now - window_s) & (t_all <= now) & np.isfinite(v_all)
     t, v = t_all[keep], v_all[keep]
     n = int(t.size)
-    if n < max(min_points, 3) or float(np.ptp(t)) == 0.0:
+    span = float(np.ptp(t)) if n else 0.0
+    if n < max(min_points, 3) or span == 0.0 or span < min_span_s:
         return None
     fit = stats.linregress(t - now, v)
     slope = float(fit.slope)
@@ -253,6 +271,7 @@ class TrendDetector:
                 ema_alpha=spec.ema_alpha,
                 z_min=spec.z_min,
                 min_r2=spec.min_r2,
+                min_span_s=spec.span_s,
             )
             if forecast is None:
                 continue
