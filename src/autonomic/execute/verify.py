@@ -165,7 +165,8 @@ def _off_course(before: tuple[ArrayLike, ArrayLike], after: tuple[ArrayLike, Arr
     toward ``min``), so a negative shift is away from the line. Off course when ``shift <
     -tolerance`` and ``shift / se <= -t(0.95, n_before - 2)``, ``se`` being the standard error
     of that difference (the before residuals' scale, both sample sizes and how far the line is
-    extrapolated; floored at 1e-9 of the level, so a noiseless line's rounding is no departure). Returns (off course, the reason's clause)."""
+    extrapolated; floored at 1e-9 of the level, so a noiseless line's rounding is no departure).
+    Returns (off course, the reason's clause)."""
     tb, vb = _finite(before)
     ta, va = _finite(after)
     if tb.size >= 6:  # the course where it was heading at the action, not where it began
