@@ -4,9 +4,12 @@ says what the metric does after it was called."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from autonomic.config import load_config_data
 from autonomic.engine import Engine
@@ -102,3 +105,25 @@ def test_a_forecast_fix_that_brings_memory_down_is_prevented(tmp_path: Path) -> 
     (outcome,) = loop.store.outcomes(incident_id=first.id)
     assert outcome.verdict == "pass" and "off its course" in outcome.reason
     assert loop.store.pattern_tallies()["fake-leak-fix"] == (1, 0)
+
+
+def test_the_warm_up_after_a_preventive_restart_is_not_forecast_as_a_new_leak(tmp_path: Path) -> None:
+    """The fix ends the leak; the restarted service warms up to a stable 50 % over a few minutes
+    (time constant two minutes). A straight line through that warm-up 'reaches 85 in six
+    minutes', so the engine restarted the healthy service every five minutes, each time
+    'prevented'."""
+    loop = Loop(tmp_path)
+    noise = np.random.default_rng(1)
+    fixed_at: list[float] = []
+
+    def memory(t: float) -> float:
+        if loop.applies and not fixed_at:
+            fixed_at.append(t)
+        if not fixed_at:
+            return 50 + 0.03 * t + noise.normal(0, 0.3)
+        return 10 + 40 * (1 - math.exp(-(t - fixed_at[0]) / 120)) + noise.normal(0, 0.3)
+
+    loop.run(1500, memory)
+    assert loop.applies == 1
+    (first,) = loop.incidents()
+    assert first.resolution == Resolution.PREVENTED

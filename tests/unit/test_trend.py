@@ -201,3 +201,20 @@ def test_min_span_defaults_to_half_the_window_and_may_not_exceed_it() -> None:
         TrendSpec(metric="memory_percent", window_s=300, min_span_s=301)
     ts, values, _ = _leak()  # 295 s of a leak: forecast with the default span
     assert predict_breach(ts, values, 85.0, now=NOW, min_span_s=150) is not None
+
+
+def test_a_rise_levelling_off_below_the_line_is_not_a_breach() -> None:
+    """Five minutes after a restart, memory warms up to a plateau of 50 % (time constant two
+    minutes): a clean rise (r2 0.9, 'reaching 85 in five minutes' as a straight line) that
+    levels off far below the line. A straight leak of the same noise is still forecast."""
+    rng = np.random.default_rng(1)
+    ts = np.arange(-299.0, 1.0)
+    warm_up = 10 + 40 * (1 - np.exp(-(ts + 300) / 120)) + rng.normal(0, 0.5, ts.size)
+    assert predict_breach(ts, warm_up, 85.0, now=0.0, min_span_s=150) is None
+    leak = 10 + 0.12 * (ts + 300) + rng.normal(0, 0.5, ts.size)
+    assert predict_breach(ts, leak, 85.0, now=0.0, min_span_s=150) is not None
+    accelerating = 10 + 0.0005 * (ts + 300) ** 2 + rng.normal(0, 0.5, ts.size)
+    assert predict_breach(ts, accelerating, 85.0, now=0.0, min_span_s=150) is not None
+    x = ts + 300
+    levelling_above = 10 + 0.25 * x - 0.0002 * x * x + rng.normal(0, 0.5, ts.size)  # peaks at 88 in 325 s
+    assert predict_breach(ts, levelling_above, 85.0, now=0.0, min_span_s=150) is not None

@@ -127,6 +127,27 @@ def _eta_interval(
     return max(0.0, max(below, default=0.0)), math.inf
 
 
+def _levels_off_below(x: np.ndarray, v: np.ndarray, threshold: float) -> bool:
+    """Whether the least-squares parabola through ``(x, v)`` (``x`` = time from now) is
+    significantly concave (its curvature's t statistic <= -2) and its highest value at
+    ``x >= 0`` (its vertex, or now when the vertex is past) is below ``threshold``."""
+    if x.size < 4:
+        return False
+    scale = max(float(np.ptp(x)), 1e-9)
+    u = x / scale
+    design = np.stack([np.ones_like(u), u, u * u], axis=1)
+    coef, *_ = np.linalg.lstsq(design, v, rcond=None)
+    resid = v - design @ coef
+    s2 = float(resid @ resid) / (x.size - 3)
+    cov = s2 * np.linalg.pinv(design.T @ design)
+    a, b, c = (float(k) for k in coef)
+    se_c = math.sqrt(max(float(cov[2, 2]), 0.0))
+    if not c < 0 or (se_c > 0 and c / se_c > -2.0):
+        return False
+    peak_at = max(-b / (2.0 * c), 0.0)
+    return a + b * peak_at + c * peak_at * peak_at < threshold
+
+
 def predict_breach(
     ts: Any,
     values: Any,
@@ -160,6 +181,13 @@ def predict_breach(
        it is the threshold detector's business.
     7. ``eta_s = (threshold - fitted value at now) / slope`` (clamped at 0) must be
        ``<= horizon_s``.
+    8. Not levelling off (:func:`_levels_off_below`): a rise whose least-squares parabola is
+       significantly concave (curvature t <= -2) and peaks below ``threshold`` from now on
+       is not a breach. A leak is a straight line; a service warming up after a restart (its
+       caches and heap filling to a plateau) is a decelerating curve, which the straight line
+       would extrapolate to a breach, and then the next restart's warm-up, for ever. (A
+       parabola peaks lower than an exponential approach to the same plateau: a rise levelling
+       off only just above the line may go unforecast, and is the threshold detector's.)
 
     The interval ``[eta_low_s, eta_high_s]`` is where the fitted line's 95% confidence band
     crosses ``threshold`` (Fieller's interval, see :func:`_eta_interval`). It comes from the
@@ -198,6 +226,8 @@ def predict_breach(
     gap = max(threshold - fitted_now, 0.0)
     eta = gap / slope
     if eta > horizon_s:
+        return None
+    if _levels_off_below(t - now, v, threshold):
         return None
     eta_low, eta_high = _eta_interval(t - now, slope, fitted_now, float(fit.stderr), threshold, eta)
     return Forecast(
