@@ -35,9 +35,9 @@ class Loop:
     """The engine with the trend detector's defaults on ``svc`` (memory_percent toward 85) and
     one pattern, ``fake-leak-fix``, acting through the fake actuator."""
 
-    def __init__(self, tmp_path: Path, extra: dict[str, Any] | None = None) -> None:
+    def __init__(self, tmp_path: Path, extra: dict[str, Any] | None = None, pattern: str = LEAK_PATTERN) -> None:
         (tmp_path / "patterns").mkdir()
-        (tmp_path / "patterns" / "leak.yaml").write_text(LEAK_PATTERN)
+        (tmp_path / "patterns" / "leak.yaml").write_text(pattern)
         self.actuator = FakeActuator()
         registry = fake_registry(self.actuator)
         data = {
@@ -126,4 +126,23 @@ def test_the_warm_up_after_a_preventive_restart_is_not_forecast_as_a_new_leak(tm
     loop.run(1500, memory)
     assert loop.applies == 1
     (first,) = loop.incidents()
+    assert first.resolution == Resolution.PREVENTED
+
+
+def test_a_forecast_fix_verified_on_another_metric_is_judged_on_that_metrics_bounds(tmp_path: Path) -> None:
+    """The pattern verifies that the service is up after acting on a memory forecast: there is
+    no course of ``up`` to leave, so its bounds decide, as for any fix."""
+    loop = Loop(tmp_path, pattern=LEAK_PATTERN.replace("metric: memory_percent, max: 85", "metric: up, min: 1"))
+    fixed_at: list[float] = []
+
+    def memory(t: float) -> float:
+        loop.source._samples.append(Sample("svc", "up", T0 + t, 1.0))
+        if loop.applies and not fixed_at:
+            fixed_at.append(t)
+        return 30.0 if fixed_at else 50 + 0.03 * t
+
+    loop.run(300, memory)
+    first = loop.incidents()[0]
+    (outcome,) = loop.store.outcomes(incident_id=first.id)
+    assert outcome.verdict == "pass" and outcome.reason == "up within bounds (min 1) over 61 samples"
     assert first.resolution == Resolution.PREVENTED
