@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, Validatio
 from autonomic.analyze.anomaly import AnomalySpec
 from autonomic.analyze.forecast import SeasonalTrendSpec
 from autonomic.analyze.thresholds import Thresholds
-from autonomic.analyze.trend import TrendSpec, default_trend_specs
+from autonomic.analyze.trend import TrendSpec
 from autonomic.errors import ConfigError, Problem
 from autonomic.model import ActionSpec, Pattern
 from autonomic.monitor.probe import HttpProbeSpec
@@ -353,12 +353,12 @@ def load_config(path: Path | str, registry: Registry | None = None) -> Config:
 def _trends_beyond_history(trends: list[TrendSpec] | None, loc: list[str | int], interval_s: float,
                            source: str, doc: YamlDoc) -> list[Problem]:
     """A trend spec whose required history (``span_s``) is longer than the series store holds
-    at ``interval_s`` would never forecast: one problem each (the default specs when ``trends``
-    is unset, located at the service)."""
+    at ``interval_s`` would never forecast: one problem each. (The default specs, when
+    ``trends`` is unset, fit themselves to that history: :func:`default_trend_specs`.)"""
     held = (DEFAULT_CAPACITY - 1) * interval_s
     out = []
-    for j, trend in enumerate(trends if trends is not None else default_trend_specs()):
-        where = [*loc, j] if trends is not None else loc[:-1]
+    for j, trend in enumerate(trends or []):
+        where = [*loc, j]
         if trend.span_s > held:
             out.append(Problem(source, doc.line_of(where), _dotted(where),
                                f"the {trend.metric} trend needs {trend.span_s:g} s of history (min_span_s, "

@@ -218,3 +218,8 @@ def test_a_rise_levelling_off_below_the_line_is_not_a_breach() -> None:
     x = ts + 300
     levelling_above = 10 + 0.25 * x - 0.0002 * x * x + rng.normal(0, 0.5, ts.size)  # peaks at 88 in 325 s
     assert predict_breach(ts, levelling_above, 85.0, now=0.0, min_span_s=150) is not None
+
+
+def test_the_default_checks_need_no_more_history_than_the_series_store_keeps() -> None:
+    assert {s.span_s for s in default_trend_specs()} == {150.0}
+    assert [s.span_s for s in default_trend_specs(held_s=143.8)] == [pytest.approx(0.9 * 143.8)] * 3

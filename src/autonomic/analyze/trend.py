@@ -55,9 +55,12 @@ class TrendSpec(BaseModel):
         return self.window_s / 2 if self.min_span_s is None else self.min_span_s
 
 
-def default_trend_specs() -> list[TrendSpec]:
-    """Forecasts worth having for every service: memory, pool and disk filling up."""
-    return [TrendSpec(metric=m) for m in ("memory_percent", "pool_utilization", "disk_percent")]
+def default_trend_specs(held_s: float = math.inf) -> list[TrendSpec]:
+    """Forecasts worth having for every service: memory, pool and disk filling up. Each needs
+    half its window of history, or 90% of ``held_s`` (the history the series store keeps) when
+    that is shorter: at a sub-second interval the store keeps less than half a window."""
+    specs = [TrendSpec(metric=m) for m in ("memory_percent", "pool_utilization", "disk_percent")]
+    return [s if s.span_s <= 0.9 * held_s else s.model_copy(update={"min_span_s": 0.9 * held_s}) for s in specs]
 
 
 @dataclass(frozen=True)
