@@ -202,3 +202,31 @@ def test_a_malformed_seasonal_checkpoint_is_refused(state: dict) -> None:
     det = SeasonalTrendDetector({"db": [SeasonalTrendSpec(metric="disk_percent")]}, {"db": Thresholds()})
     with pytest.raises(ValueError, match="seasonal_trend state"):
         det.restore(state)
+
+
+def test_a_seasonal_forecast_holds_between_evaluations_counting_down_to_the_same_breach() -> None:
+    """Evaluated hourly, a forecast is given again at every detect until the next evaluation:
+    an incident is kept open by findings coming, and one an hour would let it close between."""
+    spec = SeasonalTrendSpec(metric="disk_percent", eval_s=3600.0, confirm=1)
+    det = SeasonalTrendDetector({"db": [spec]}, {"db": Thresholds(disk_percent=90)})
+    store = SeriesStore()
+    rng = np.random.default_rng(5)
+    first, held = None, 0
+    for i in range(int(3 * DAY / 60)):  # the leak of _run_detector, until its breach
+        t, x = 1_700_000_000.0 + 60.0 * i, i * 60.0
+        v = 50 + 8 * np.sin(2 * np.pi * x / DAY) + rng.normal(0, 0.5) + max(0.0, x - 1.5 * DAY) * 45.0 / (1.25 * DAY)
+        if v >= 90:
+            break
+        store.append(Sample("db", "disk_percent", t, float(v)))
+        found = det.detect(store, t)
+        if first is None and found:
+            (first,) = found
+            made = t
+        elif first is not None and t < made + spec.eval_s:
+            (again,) = found
+            assert again.id != first.id and again.ts == t
+            assert again.evidence["breach_at"] == first.evidence["breach_at"]
+            assert again.evidence["eta_s"] == pytest.approx(first.evidence["eta_s"] - (t - made))
+            assert f"in {again.evidence['eta_s']:.0f} s" in again.summary
+            held += 1
+    assert first is not None and held >= 30, (first, held)

@@ -62,11 +62,11 @@ class Loop:
     def applies(self) -> int:
         return sum(1 for call in self.actuator.calls if call[0] == "apply")
 
-    def run(self, seconds: int, value: Callable[[float], float]) -> None:
-        """One memory_percent sample a second, ``value(seconds since T0)``, ticking each second."""
+    def run(self, seconds: int, value: Callable[[float], float], metric: str = "memory_percent") -> None:
+        """One ``metric`` sample a second, ``value(seconds since T0)``, ticking each second."""
         for _ in range(seconds):
             now = self.clock.now()
-            self.source._samples.append(Sample("svc", "memory_percent", now, value(now - T0)))
+            self.source._samples.append(Sample("svc", metric, now, value(now - T0)))
             self.engine.tick()
             self.clock.advance(1.0)
 
@@ -146,3 +146,40 @@ def test_a_forecast_fix_verified_on_another_metric_is_judged_on_that_metrics_bou
     (outcome,) = loop.store.outcomes(incident_id=first.id)
     assert outcome.verdict == "pass" and outcome.reason == "up within bounds (min 1) over 61 samples"
     assert first.resolution == Resolution.PREVENTED
+
+
+DISK_PATTERN = """
+id: fake-disk-cleanup
+match: {cause: disk, kind: forecast}
+action: {type: fake, params: {op: poke}}
+prior_confidence: 0.9
+rollback_safe: false
+verify: {metric: disk_percent, max: 90, window_s: 60, delay_s: 5, min_samples: 3}
+"""
+
+
+def test_a_lasting_seasonal_forecast_is_one_incident_and_one_approval_request(tmp_path: Path) -> None:
+    """A disk filling 3 %/h on a daily cycle, forecast every five minutes (eval_s) under
+    approve autonomy. With a finding only at each evaluation the incident went quiet, expired
+    after resolve_after_s (2 min) and the next evaluation opened another: a new approval
+    request every five minutes, none of them answerable after two."""
+    from autonomic.analyze.forecast import SeasonalTrendDetector
+
+    day = 86_400.0
+    loop = Loop(tmp_path, pattern=DISK_PATTERN, extra={
+        "services": [{"name": "svc", "actuators": {"fake": {"name": "x"}}, "trends": [],
+                      "seasonal_trends": [{"metric": "disk_percent", "threshold": 90}]}],
+        "policy": {"autonomy": "approve", "confidence_threshold": 0.5}})
+    noise = np.random.default_rng(1)
+
+    def disk(t: float) -> float:  # t from T0; the fill began 6 h before T0
+        return 60 + 5 * math.sin(2 * math.pi * t / day) + max(0.0, t + 6 * 3600) / 3600 * 3.0 + noise.normal(0, 0.3)
+
+    history = np.arange(-2 * day, 0.0, 60.0)
+    detector = next(d for d in loop.engine.detectors if isinstance(d, SeasonalTrendDetector))
+    detector.restore({"series": [{"service": "svc", "metric": "disk_percent", "ts": (T0 + history).tolist(),
+                                  "values": [disk(t) for t in history]}]})
+    loop.run(700, disk, metric="disk_percent")
+    (incident,) = loop.incidents()
+    assert incident.state == "awaiting_approval" and incident.closed_at is None
+    assert [d.verdict for d in loop.store.decisions(incident.id)] == ["needs_approval"]

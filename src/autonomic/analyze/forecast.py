@@ -36,6 +36,7 @@ One evaluation at time ``now`` sees only samples with ``ts <= now``:
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -338,6 +339,12 @@ class SeasonalTrendDetector:
     The engine checkpoints that history to its state folder (:meth:`checkpoint`), so a restart
     keeps the days already seen; the gap while it was down is just missing samples. A spec
     without a threshold takes the service's maximum.
+
+    A forecast holds until the next evaluation says otherwise: between evaluations each
+    ``detect`` gives it again, its times counted from ``now`` (``eta_s`` the time left to the
+    same ``breach_at``, at least 0). An incident is kept open by findings coming: one every
+    ``eval_s`` (5 min) would let it go quiet and close in between, and the next evaluation
+    open another, asking a person to approve the same fix anew every five minutes.
     """
 
     name = "seasonal_trend"
@@ -351,6 +358,7 @@ class SeasonalTrendDetector:
         self._ts: dict[tuple[str, str], list[float]] = {}
         self._values: dict[tuple[str, str], list[float]] = {}
         self._next_eval: dict[tuple[str, str], float] = {}
+        self._held: dict[tuple[str, str], tuple[Forecast, float]] = {}  # the last forecast, when it was made
 
     def _keep(self, key: tuple[str, str], spec: SeasonalTrendSpec, series: SeriesReader, now: float) -> None:
         latest = series.latest(*key)
@@ -399,19 +407,37 @@ class SeasonalTrendDetector:
             key = (service, spec.metric)
             self._keep(key, spec, series, now)
             if now < self._next_eval.get(key, -math.inf):
+                if key in self._held:
+                    held, made = self._held[key]
+                    findings.append(_finding(service, spec, line, _aged(held, now - made), now))
                 continue
             self._next_eval[key] = now + spec.eval_s
             forecast = predict_breach_seasonal(self._ts[key], self._values[key], line, now=now, spec=spec)
             if forecast is None:
+                self._held.pop(key, None)
                 continue
-            critical = forecast.eta_s < spec.horizon_s / 4
-            findings.append(Finding(
-                service=service, metric=spec.metric, kind=FindingKind.FORECAST, cause=cause_of(spec.metric),
-                severity=Severity.CRITICAL if critical else Severity.WARNING,
-                confidence=forecast_confidence(forecast, spec.t_min), ts=now, value=forecast.current,
-                threshold=line,
-                summary=f"{spec.metric} will reach {line:g} in {forecast.eta_s:.0f} s beyond its daily cycle "
-                        f"(trend {forecast.slope_per_s * 3600:.3g}/h, t {forecast.zscore:.1f})",
-                evidence={**forecast.evidence(), "seasonal": True},
-            ))
+            self._held[key] = (forecast, now)
+            findings.append(_finding(service, spec, line, forecast, now))
         return findings
+
+
+def _finding(service: str, spec: SeasonalTrendSpec, line: float, forecast: Forecast, now: float) -> Finding:
+    """The FORECAST finding of ``forecast``: critical when due within a quarter of the horizon."""
+    critical = forecast.eta_s < spec.horizon_s / 4
+    return Finding(
+        service=service, metric=spec.metric, kind=FindingKind.FORECAST, cause=cause_of(spec.metric),
+        severity=Severity.CRITICAL if critical else Severity.WARNING,
+        confidence=forecast_confidence(forecast, spec.t_min), ts=now, value=forecast.current,
+        threshold=line,
+        summary=f"{spec.metric} will reach {line:g} in {forecast.eta_s:.0f} s beyond its daily cycle "
+                f"(trend {forecast.slope_per_s * 3600:.3g}/h, t {forecast.zscore:.1f})",
+        evidence={**forecast.evidence(), "seasonal": True},
+    )
+
+
+def _aged(forecast: Forecast, elapsed: float) -> Forecast:
+    """``forecast`` as seen ``elapsed`` seconds after it was made: the same ``breach_at``, the
+    times to it (and to its interval's ends) that much shorter, never below 0."""
+    return dataclasses.replace(forecast, eta_s=max(0.0, forecast.eta_s - elapsed),
+                               eta_low_s=max(0.0, forecast.eta_low_s - elapsed),
+                               eta_high_s=max(0.0, forecast.eta_high_s - elapsed))
