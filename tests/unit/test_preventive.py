@@ -158,28 +158,49 @@ verify: {metric: disk_percent, max: 90, window_s: 60, delay_s: 5, min_samples: 3
 """
 
 
-def test_a_lasting_seasonal_forecast_is_one_incident_and_one_approval_request(tmp_path: Path) -> None:
-    """A disk filling 3 %/h on a daily cycle, forecast every five minutes (eval_s) under
-    approve autonomy. With a finding only at each evaluation the incident went quiet, expired
-    after resolve_after_s (2 min) and the next evaluation opened another: a new approval
-    request every five minutes, none of them answerable after two."""
+def _disk_loop(tmp_path: Path, autonomy: str) -> tuple[Loop, Callable[[float], float]]:
+    """The engine with a seasonal forecast of disk_percent toward 90 on ``svc`` and two days of
+    its history (one sample a minute, given to the detector as a checkpoint would) and five
+    minutes in the series store: a disk filling 3 %/h on a daily cycle, 90 about five hours
+    away; after the fake actuator is called, 30 points lower (a cleanup), still filling."""
     from autonomic.analyze.forecast import SeasonalTrendDetector
 
     day = 86_400.0
     loop = Loop(tmp_path, pattern=DISK_PATTERN, extra={
         "services": [{"name": "svc", "actuators": {"fake": {"name": "x"}}, "trends": [],
                       "seasonal_trends": [{"metric": "disk_percent", "threshold": 90}]}],
-        "policy": {"autonomy": "approve", "confidence_threshold": 0.5}})
+        "policy": {"autonomy": autonomy, "confidence_threshold": 0.5}})
     noise = np.random.default_rng(1)
 
     def disk(t: float) -> float:  # t from T0; the fill began 6 h before T0
-        return 60 + 5 * math.sin(2 * math.pi * t / day) + max(0.0, t + 6 * 3600) / 3600 * 3.0 + noise.normal(0, 0.3)
+        cleaned = 30.0 if loop.applies else 0.0
+        return (60 - cleaned + 5 * math.sin(2 * math.pi * t / day) + max(0.0, t + 6 * 3600) / 3600 * 3.0
+                + noise.normal(0, 0.3))
 
     history = np.arange(-2 * day, 0.0, 60.0)
     detector = next(d for d in loop.engine.detectors if isinstance(d, SeasonalTrendDetector))
     detector.restore({"series": [{"service": "svc", "metric": "disk_percent", "ts": (T0 + history).tolist(),
                                   "values": [disk(t) for t in history]}]})
+    loop.engine.series.extend(Sample("svc", "disk_percent", T0 + t, disk(t)) for t in np.arange(-300.0, 0.0))
+    return loop, disk
+
+
+def test_a_lasting_seasonal_forecast_is_one_incident_and_one_approval_request(tmp_path: Path) -> None:
+    """Forecast every five minutes (eval_s) under approve autonomy. With a finding only at each
+    evaluation the incident went quiet, expired after resolve_after_s (2 min) and the next
+    evaluation opened another: a new approval request every five minutes, none of them
+    answerable after two."""
+    loop, disk = _disk_loop(tmp_path, "approve")
     loop.run(700, disk, metric="disk_percent")
     (incident,) = loop.incidents()
     assert incident.state == "awaiting_approval" and incident.closed_at is None
     assert [d.verdict for d in loop.store.decisions(incident.id)] == ["needs_approval"]
+
+
+def test_a_seasonal_forecast_a_fix_answered_does_not_open_a_second_incident(tmp_path: Path) -> None:
+    """The cleanup takes the disk 30 points back and is verified: the forecast it answered is not
+    given again (so no new incident, no second cleanup) while it waits for its next evaluation."""
+    loop, disk = _disk_loop(tmp_path, "auto")
+    loop.run(700, disk, metric="disk_percent")
+    (incident,) = loop.incidents()
+    assert incident.resolution == Resolution.PREVENTED and loop.applies == 1

@@ -344,7 +344,10 @@ class SeasonalTrendDetector:
     ``detect`` gives it again, its times counted from ``now`` (``eta_s`` the time left to the
     same ``breach_at``, at least 0). An incident is kept open by findings coming: one every
     ``eval_s`` (5 min) would let it go quiet and close in between, and the next evaluation
-    open another, asking a person to approve the same fix anew every five minutes.
+    open another, asking a person to approve the same fix anew every five minutes. The hold
+    ends early when the latest value falls below the forecast's ``current`` by more than was
+    left to the line (a fix or a restart took it back): repeated after a verified fix, it would
+    open a new incident on the forecast the fix answered.
     """
 
     name = "seasonal_trend"
@@ -407,9 +410,12 @@ class SeasonalTrendDetector:
             key = (service, spec.metric)
             self._keep(key, spec, series, now)
             if now < self._next_eval.get(key, -math.inf):
-                if key in self._held:
-                    held, made = self._held[key]
-                    findings.append(_finding(service, spec, line, _aged(held, now - made), now))
+                held = self._held.get(key)
+                latest = series.latest(*key)
+                if held is not None and latest is not None and latest[1] < 2 * held[0].current - line:
+                    del self._held[key]  # fell by more than was left to the line: a fix, a restart
+                elif held is not None:
+                    findings.append(_finding(service, spec, line, _aged(held[0], now - held[1]), now))
                 continue
             self._next_eval[key] = now + spec.eval_s
             forecast = predict_breach_seasonal(self._ts[key], self._values[key], line, now=now, spec=spec)
