@@ -204,3 +204,22 @@ def test_a_seasonal_forecast_a_fix_answered_does_not_open_a_second_incident(tmp_
     loop.run(700, disk, metric="disk_percent")
     (incident,) = loop.incidents()
     assert incident.resolution == Resolution.PREVENTED and loop.applies == 1
+
+
+def test_explain_shows_the_breach_that_came_after_many_forecasts(tmp_path: Path) -> None:
+    """The fix did nothing and the line was crossed 17 minutes later: a hundred forecasts were
+    stored first, and the page listed only the first ten of them, hiding the breach. It lists
+    the first and latest five and the first of each kind, and a forecast's eta before its fit."""
+    from autonomic.oversight.explain import explain_incident, render_text
+
+    loop = Loop(tmp_path)
+    loop.run(1300, lambda t: 50 + 0.03 * t)
+    (incident,) = loop.incidents()
+    text = render_text(explain_incident(loop.store, incident.id))
+    findings = text.split("Findings (evidence):\n")[1].split("\n\n")[0].splitlines()
+    crossed = [line for line in findings if " threshold memory_percent: " in line]
+    assert crossed and "85.04 >= 85" in crossed[0]  # the first breach is on the page
+    assert findings[-1] == crossed[-1] and len(crossed) == 6  # its first and the latest five
+    assert sum(" forecast memory_percent: " in line for line in findings) == 5
+    assert findings[0].split("  {")[1].startswith('"eta_s": ')
+    assert any(line.startswith("  ... ") and line.endswith(" more") for line in findings)
