@@ -223,3 +223,14 @@ def test_a_rise_levelling_off_below_the_line_is_not_a_breach() -> None:
 def test_the_default_checks_need_no_more_history_than_the_series_store_keeps() -> None:
     assert {s.span_s for s in default_trend_specs()} == {150.0}
     assert [s.span_s for s in default_trend_specs(held_s=143.8)] == [pytest.approx(0.9 * 143.8)] * 3
+
+
+def test_an_exact_line_has_an_interval_of_width_zero_never_zero_to_infinity() -> None:
+    """A leak with no noise at all (a count rising one per sample): rounding made the band's
+    discriminant a hair below zero for some windows, read as 'the band never closes', so a
+    certain forecast showed '95%: 0 s to inf'."""
+    for start in range(200):
+        ts = np.arange(start, start + 300.0)
+        forecast = predict_breach(ts, 50 + 0.03 * ts, 85.0, now=ts[-1])
+        assert forecast is not None
+        assert (forecast.eta_low_s, forecast.eta_high_s) == pytest.approx((forecast.eta_s, forecast.eta_s))

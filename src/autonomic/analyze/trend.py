@@ -118,6 +118,8 @@ def _eta_interval(
     b = 2.0 * slope * c + 2.0 * q * xbar / sxx
     cc = c * c - q / n - q * xbar * xbar / sxx
     disc = b * b - 4.0 * a * cc
+    if a > 0 and -1e-9 * max(b * b, abs(4.0 * a * cc)) <= disc < 0:
+        disc = 0.0  # an exact line (no residuals): a band of width 0, not a rounding error's "never"
     if a > 0 and disc >= 0:
         root = math.sqrt(disc)
         low, high = (-b - root) / (2.0 * a), (-b + root) / (2.0 * a)
