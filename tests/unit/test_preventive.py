@@ -223,3 +223,18 @@ def test_explain_shows_the_breach_that_came_after_many_forecasts(tmp_path: Path)
     assert sum(" forecast memory_percent: " in line for line in findings) == 5
     assert findings[0].split("  {")[1].startswith('"eta_s": ')
     assert any(line.startswith("  ... ") and line.endswith(" more") for line in findings)
+
+
+def test_a_rollback_safe_forecast_fix_is_not_undone_because_the_rise_went_on(tmp_path: Path) -> None:
+    """Memory rises 0.6 %/s, the fix (rollback safe, like a pool raise) changes nothing and the
+    line is crossed in the watch window as forecast. Compared with the mean before the action
+    that was 'worse', so the fix was undone; it did not make things worse than the course they
+    were on, so a person decides and nothing is undone."""
+    loop = Loop(tmp_path, pattern=LEAK_PATTERN.replace("rollback_safe: false", "rollback_safe: true"))
+    loop.run(400, lambda t: min(99.0, max(0.0, 0.6 * t - 40)))
+    (incident,) = loop.incidents()
+    assert [call[0] for call in loop.actuator.calls] == ["apply"]
+    assert incident.resolution == Resolution.ESCALATED
+    (outcome,) = loop.store.outcomes(incident_id=incident.id)
+    assert outcome.verdict == "inconclusive" and not outcome.rolled_back
+    assert "the breach came as forecast" in outcome.reason

@@ -165,3 +165,23 @@ def test_a_noiseless_course_is_not_left_by_rounding_error() -> None:
     before, after = (tb, 52.13 + 0.03 * tb), (ta, 52.13 + 0.03 * ta)
     assert judge(before, after, PREVENT, preventive=True).verdict == VerifyVerdict.INCONCLUSIVE
     assert judge(before, (ta, 52.13 - 1e-6 + 0.03 * ta), PREVENT, preventive=True).verdict == VerifyVerdict.PASS
+
+
+def test_a_preventive_fix_the_breach_came_through_on_its_course_is_inconclusive_not_worse() -> None:
+    """Rising 0.6 a second, the line is crossed within the watch window as forecast. Against the
+    before mean that is 'worse' (FAIL, so a pool raise would be undone while the pool runs
+    dry); against the course it was on, it is unchanged: a person decides."""
+    tb, ta = np.arange(-60.0, 0.0), np.arange(5.0, 66.0)
+    before, after = (tb, _course(50, 0.6, tb, 0.5, 1)), (ta, _course(50, 0.6, ta, 0.5, 2))
+    assert judge(before, after, PREVENT).verdict == VerifyVerdict.FAIL  # not preventive: worse than before
+    j = judge(before, after, PREVENT, preventive=True)
+    assert j.verdict == VerifyVerdict.INCONCLUSIVE
+    assert j.reason.startswith("still out of bounds (max 85), on its course before the action (+35.5/min)")
+    assert j.reason.endswith("the breach came as forecast, the fix did not change it")
+
+
+def test_a_preventive_fix_that_sped_the_metric_up_past_the_line_fails() -> None:
+    tb, ta = np.arange(-60.0, 0.0), np.arange(5.0, 66.0)
+    before, after = (tb, _course(50, 0.3, tb, 0.5, 1)), (ta, _course(50, 0.9, ta, 0.5, 2))
+    j = judge(before, after, PREVENT, preventive=True)
+    assert j.verdict == VerifyVerdict.FAIL and j.reason.startswith("worse than its course before the action")
