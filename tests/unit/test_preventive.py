@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 
 from autonomic.config import load_config_data
 from autonomic.engine import Engine
@@ -158,11 +159,13 @@ verify: {metric: disk_percent, max: 90, window_s: 60, delay_s: 5, min_samples: 3
 """
 
 
-def _disk_loop(tmp_path: Path, autonomy: str) -> tuple[Loop, Callable[[float], float]]:
+def _disk_loop(tmp_path: Path, autonomy: str, base: float = 60.0, rate: float = 3.0,
+               cleanup: float = 30.0) -> tuple[Loop, Callable[[float], float]]:
     """The engine with a seasonal forecast of disk_percent toward 90 on ``svc`` and two days of
     its history (one sample a minute, given to the detector as a checkpoint would) and five
-    minutes in the series store: a disk filling 3 %/h on a daily cycle, 90 about five hours
-    away; after the fake actuator is called, 30 points lower (a cleanup), still filling."""
+    minutes in the series store: a disk at ``base`` on a daily cycle, filling ``rate`` %/h for
+    the last six hours (by default 90 is about five hours away); after the fake actuator is
+    called, ``cleanup`` points lower, still filling."""
     from autonomic.analyze.forecast import SeasonalTrendDetector
 
     day = 86_400.0
@@ -173,8 +176,8 @@ def _disk_loop(tmp_path: Path, autonomy: str) -> tuple[Loop, Callable[[float], f
     noise = np.random.default_rng(1)
 
     def disk(t: float) -> float:  # t from T0; the fill began 6 h before T0
-        cleaned = 30.0 if loop.applies else 0.0
-        return (60 - cleaned + 5 * math.sin(2 * math.pi * t / day) + max(0.0, t + 6 * 3600) / 3600 * 3.0
+        cleaned = cleanup if loop.applies else 0.0
+        return (base - cleaned + 5 * math.sin(2 * math.pi * t / day) + max(0.0, t + 6 * 3600) / 3600 * rate
                 + noise.normal(0, 0.3))
 
     history = np.arange(-2 * day, 0.0, 60.0)
@@ -197,10 +200,13 @@ def test_a_lasting_seasonal_forecast_is_one_incident_and_one_approval_request(tm
     assert [d.verdict for d in loop.store.decisions(incident.id)] == ["needs_approval"]
 
 
-def test_a_seasonal_forecast_a_fix_answered_does_not_open_a_second_incident(tmp_path: Path) -> None:
-    """The cleanup takes the disk 30 points back and is verified: the forecast it answered is not
-    given again (so no new incident, no second cleanup) while it waits for its next evaluation."""
-    loop, disk = _disk_loop(tmp_path, "auto")
+@pytest.mark.parametrize(("base", "rate", "cleanup"), [(60.0, 3.0, 30.0), (44.0, 5.0, 16.0)])
+def test_a_seasonal_forecast_a_fix_answered_does_not_open_a_second_incident(
+        tmp_path: Path, base: float, rate: float, cleanup: float) -> None:
+    """The cleanup takes the disk back (30 points from 78, or 16 from 72 with 18 left to the
+    line) and is verified: the forecast it answered is not given again (so no new incident, no
+    second cleanup) while it waits for its next evaluation."""
+    loop, disk = _disk_loop(tmp_path, "auto", base=base, rate=rate, cleanup=cleanup)
     loop.run(700, disk, metric="disk_percent")
     (incident,) = loop.incidents()
     assert incident.resolution == Resolution.PREVENTED and loop.applies == 1
