@@ -26,6 +26,7 @@ from autonomic.model import ActionSpec, Pattern
 from autonomic.monitor.probe import HttpProbeSpec
 from autonomic.monitor.prometheus import PrometheusSpec
 from autonomic.monitor.promquery import PromQuerySpec
+from autonomic.monitor.series import DEFAULT_CAPACITY
 from autonomic.oversight.notify import ConsoleSpec, NotifierSpec
 from autonomic.oversight.reports import ReportSchedule
 from autonomic.oversight.server import ApiSpec
@@ -349,6 +350,23 @@ def load_config(path: Path | str, registry: Registry | None = None) -> Config:
                             doc=doc)
 
 
+def _trends_beyond_history(trends: list[TrendSpec] | None, loc: list[str | int], interval_s: float,
+                           source: str, doc: YamlDoc) -> list[Problem]:
+    """A trend spec whose required history (``span_s``) is longer than the series store holds
+    at ``interval_s`` would never forecast: one problem each. (The default specs, when
+    ``trends`` is unset, fit themselves to that history: :func:`default_trend_specs`.)"""
+    held = (DEFAULT_CAPACITY - 1) * interval_s
+    out = []
+    for j, trend in enumerate(trends or []):
+        where = [*loc, j]
+        if trend.span_s > held:
+            out.append(Problem(source, doc.line_of(where), _dotted(where),
+                               f"the {trend.metric} trend needs {trend.span_s:g} s of history (min_span_s, "
+                               f"default half of window_s) but the series store keeps {DEFAULT_CAPACITY} samples, "
+                               f"{held:g} s at interval_s {interval_s:g}: it would never forecast"))
+    return out
+
+
 def load_config_data(
     data: Any,
     *,
@@ -409,6 +427,8 @@ def load_config_data(
                                         f"fallback uses actuator {svc.fallback.type!r} "
                                         "but the service has no binding for it under actuators"))
         bindings[svc.name] = svc_bindings
+        problems.extend(_trends_beyond_history(svc.trends, ["services", i, "trends"], spec.engine.interval_s,
+                                               source, doc))
         if spec.engine.leader_election.enabled and "process" in svc_bindings:
             loc = ["services", i, "actuators", "process"]
             problems.append(Problem(source, doc.line_of(loc), _dotted(loc),

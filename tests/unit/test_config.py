@@ -21,3 +21,20 @@ def test_alert_resolve_after_s_below_resolve_after_s_is_refused_naming_both(tmp_
     assert quiet_s({"resolve_after_s": 600}) == 18000.0  # unset: 5 h, or resolve_after_s when longer
     assert quiet_s({"resolve_after_s": 2 * 86400.0}) == 2 * 86400.0
     assert quiet_s({"resolve_after_s": 600, "alert_resolve_after_s": 900}) == 900.0
+
+
+def test_a_trend_needing_more_history_than_the_series_store_keeps_is_refused_naming_both(tmp_path: Path) -> None:
+    """A forecast needs half its window of history; the series store keeps 720 samples, so a
+    one-hour window at a 1 s interval (719 s kept) could never forecast."""
+    def load(interval_s: float, trends: list[dict[str, object]] | None) -> None:
+        service: dict[str, object] = {"name": "api", **({"trends": trends} if trends is not None else {})}
+        load_config_data({"engine": {"interval_s": interval_s}, "services": [service]}, source="a.yaml",
+                         base_dir=tmp_path)
+
+    refused = (r"services\[0\]\.trends\[0\]: the memory_percent trend needs 1800 s of history .*"
+               r"keeps 720 samples, 719 s at interval_s 1")
+    with pytest.raises(ConfigError, match=refused):
+        load(1, [{"metric": "memory_percent", "window_s": 3600}])
+    load(5, [{"metric": "memory_percent", "window_s": 3600}])
+    load(1, [{"metric": "memory_percent", "window_s": 3600, "min_span_s": 600}])
+    load(0.1, None)  # the default checks fit themselves to the history kept (default_trend_specs)

@@ -202,3 +202,53 @@ def test_a_malformed_seasonal_checkpoint_is_refused(state: dict) -> None:
     det = SeasonalTrendDetector({"db": [SeasonalTrendSpec(metric="disk_percent")]}, {"db": Thresholds()})
     with pytest.raises(ValueError, match="seasonal_trend state"):
         det.restore(state)
+
+
+def _filling_disk(cleanup: float, minutes_after: int) -> tuple[list, list]:
+    """A disk at 44 % on a daily cycle of +-5, filling 5 %/h for the last six hours of two days,
+    90 about five hours away, one sample a minute through a SeasonalTrendDetector (evaluating
+    every 5 min). ``cleanup`` points are taken off a minute after its first forecast. Returns
+    (the first forecast's findings, then each detect's findings for ``minutes_after``)."""
+    spec = SeasonalTrendSpec(metric="disk_percent")
+    det = SeasonalTrendDetector({"db": [spec]}, {"db": Thresholds(disk_percent=90)})
+    store = SeriesStore()
+    rng = np.random.default_rng(1)
+    first: list = []
+    after: list = []
+    for i in range(int(2.5 * DAY / 60)):
+        t, x = T0 + 60.0 * i, i * 60.0
+        v = 44 + 5 * np.sin(2 * np.pi * x / DAY) + max(0.0, x - (2 * DAY - 6 * 3600)) / 3600 * 5.0 + rng.normal(0, 0.3)
+        if first and len(after) >= 1:
+            v -= cleanup
+        store.append(Sample("db", "disk_percent", t, float(v)))
+        found = list(det.detect(store, t))
+        if not first:
+            first = found
+        elif len(after) < minutes_after:
+            after.append(found)
+        else:
+            break
+    return first, after
+
+
+def test_a_seasonal_forecast_holds_between_evaluations_counting_down_to_the_same_breach() -> None:
+    """Evaluated every five minutes, a forecast is given again at every detect until the next
+    evaluation: an incident is kept open by findings coming, and one every five minutes would
+    let it close between them."""
+    (first,), after = _filling_disk(cleanup=0.0, minutes_after=4)
+    for minute, found in enumerate(after, start=1):
+        (again,) = found
+        assert again.id != first.id and again.ts == first.ts + 60.0 * minute
+        assert again.evidence["breach_at"] == first.evidence["breach_at"]
+        assert again.evidence["eta_s"] == pytest.approx(first.evidence["eta_s"] - 60.0 * minute)
+        assert f"in {again.evidence['eta_s']:.0f} s" in again.summary
+
+
+@pytest.mark.parametrize("cleanup", [8.0, 16.0])
+def test_a_series_that_just_fell_is_not_forecast_from_blocks_that_still_hold_its_old_level(cleanup: float) -> None:
+    """A minute after the first forecast the disk is cleaned (it goes on filling, 90 now beyond
+    the horizon). For up to two blocks the medians still hold the old level and a step needs two
+    blocks on each side, so the fit projected the breach from a level the series had left,
+    and the held forecast was given again until the next evaluation: nothing for 30 minutes."""
+    first, after = _filling_disk(cleanup=cleanup, minutes_after=30)
+    assert first and after[0] and not any(after[1:])  # held until the cleanup, nothing after it

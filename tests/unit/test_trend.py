@@ -171,3 +171,66 @@ def test_trend_spec_for_a_metric_without_any_threshold_is_a_config_error() -> No
 def test_bad_trend_spec_is_rejected_naming_the_field(kwargs: dict, field: str) -> None:
     with pytest.raises(ValueError, match=field):
         TrendSpec(metric="memory_percent", **kwargs)
+
+
+def _sawtooth_store(seconds: int) -> SeriesStore:
+    """A healthy garbage-collected heap: 55 -> 65 % over two minutes, then back, one sample a
+    second since the series store began (the engine just started)."""
+    rng = np.random.default_rng(3)
+    store = SeriesStore()
+    store.extend(Sample("api", "memory_percent", NOW - seconds + i, 55 + 10 * (i % 120) / 120 + rng.normal(0, 0.3))
+                 for i in range(1, seconds + 1))
+    return store
+
+
+def test_a_series_younger_than_half_the_window_is_not_extrapolated_to_a_breach() -> None:
+    """The first upswing of a healthy sawtooth, 30 s after the series began, is a clean rise
+    (r2 ~0.99) 'reaching 85 in four minutes'; with half the 300 s window of history it is not."""
+    store = _sawtooth_store(30)
+    ts, values = store.window("api", "memory_percent", NOW - 300)
+    assert predict_breach(ts, values, 85.0, now=NOW) is not None  # no span rule: a forecast
+    assert predict_breach(ts, values, 85.0, now=NOW, min_span_s=150) is None
+    detector = TrendDetector({"api": [TrendSpec(metric="memory_percent")]}, {})
+    assert all(detector.detect(_sawtooth_store(s), NOW) == [] for s in range(10, 600, 7))
+
+
+def test_min_span_defaults_to_half_the_window_and_may_not_exceed_it() -> None:
+    assert TrendSpec(metric="memory_percent", window_s=300).span_s == 150
+    assert TrendSpec(metric="memory_percent", window_s=300, min_span_s=0).span_s == 0
+    with pytest.raises(ValueError, match="min_span_s"):
+        TrendSpec(metric="memory_percent", window_s=300, min_span_s=301)
+    ts, values, _ = _leak()  # 295 s of a leak: forecast with the default span
+    assert predict_breach(ts, values, 85.0, now=NOW, min_span_s=150) is not None
+
+
+def test_a_rise_levelling_off_below_the_line_is_not_a_breach() -> None:
+    """Five minutes after a restart, memory warms up to a plateau of 50 % (time constant two
+    minutes): a clean rise (r2 0.9, 'reaching 85 in five minutes' as a straight line) that
+    levels off far below the line. A straight leak of the same noise is still forecast."""
+    rng = np.random.default_rng(1)
+    ts = np.arange(-299.0, 1.0)
+    warm_up = 10 + 40 * (1 - np.exp(-(ts + 300) / 120)) + rng.normal(0, 0.5, ts.size)
+    assert predict_breach(ts, warm_up, 85.0, now=0.0, min_span_s=150) is None
+    leak = 10 + 0.12 * (ts + 300) + rng.normal(0, 0.5, ts.size)
+    assert predict_breach(ts, leak, 85.0, now=0.0, min_span_s=150) is not None
+    accelerating = 10 + 0.0005 * (ts + 300) ** 2 + rng.normal(0, 0.5, ts.size)
+    assert predict_breach(ts, accelerating, 85.0, now=0.0, min_span_s=150) is not None
+    x = ts + 300
+    levelling_above = 10 + 0.25 * x - 0.0002 * x * x + rng.normal(0, 0.5, ts.size)  # peaks at 88 in 325 s
+    assert predict_breach(ts, levelling_above, 85.0, now=0.0, min_span_s=150) is not None
+
+
+def test_the_default_checks_need_no_more_history_than_the_series_store_keeps() -> None:
+    assert {s.span_s for s in default_trend_specs()} == {150.0}
+    assert [s.span_s for s in default_trend_specs(held_s=143.8)] == [pytest.approx(0.9 * 143.8)] * 3
+
+
+def test_an_exact_line_has_an_interval_of_width_zero_never_zero_to_infinity() -> None:
+    """A leak with no noise at all (a count rising one per sample): rounding made the band's
+    discriminant a hair below zero for some windows, read as 'the band never closes', so a
+    certain forecast showed '95%: 0 s to inf'."""
+    for start in range(200):
+        ts = np.arange(start, start + 300.0)
+        forecast = predict_breach(ts, 50 + 0.03 * ts, 85.0, now=ts[-1])
+        assert forecast is not None
+        assert (forecast.eta_low_s, forecast.eta_high_s) == pytest.approx((forecast.eta_s, forecast.eta_s))

@@ -118,3 +118,70 @@ def test_a_non_finite_sample_late_in_the_window_does_not_count_as_the_metric_rep
     after = (np.array([3.0, 4.0, 5.0, 9.0]), np.array([1.0, 1.0, 1.0, np.nan]))
     j = judge(series(), after, VerifySpec(metric="up", min=1), recent_since=8.0)
     assert j.verdict == VerifyVerdict.INCONCLUSIVE and j.reason.startswith("went silent")
+
+
+def _course(values_at: float, slope: float, ts: np.ndarray, noise: float, seed: int) -> np.ndarray:
+    return values_at + slope * ts + np.random.default_rng(seed).normal(0.0, noise, ts.size)
+
+
+PREVENT = VerifySpec(metric="memory_percent", max=85, window_s=60, delay_s=5, min_samples=3)
+
+
+def test_a_preventive_fix_that_leaves_the_metric_on_its_course_to_the_line_is_inconclusive_not_pass() -> None:
+    """Memory rises 1.8 %/min toward 85 and the fix changes nothing: every after-sample is still
+    under 85 (the breach was forecast, never crossed), which alone would pass."""
+    tb, ta = np.arange(-60.0, 0.0), np.arange(5.0, 66.0)
+    before, after = (tb, _course(60, 0.03, tb, 0.5, 1)), (ta, _course(60, 0.03, ta, 0.5, 2))
+    assert judge(before, after, PREVENT).verdict == VerifyVerdict.PASS  # not preventive: bounds only
+    j = judge(before, after, PREVENT, preventive=True)
+    assert j.verdict == VerifyVerdict.INCONCLUSIVE
+    assert "but still on its course before the action" in j.reason and "not shown averted" in j.reason
+
+
+def test_a_preventive_fix_that_moves_the_metric_off_its_course_passes() -> None:
+    """A restart drops memory 40 points and the leak resumes at the same pace: off its course."""
+    tb, ta = np.arange(-60.0, 0.0), np.arange(5.0, 66.0)
+    j = judge((tb, _course(60, 0.03, tb, 0.5, 1)), (ta, _course(20, 0.03, ta, 0.5, 2)), PREVENT, preventive=True)
+    assert j.verdict == VerifyVerdict.PASS and "off its course before the action" in j.reason
+
+
+def test_a_preventive_fix_toward_a_minimum_is_judged_on_the_way_down() -> None:
+    spec = VerifySpec(metric="free_mb", min=100, window_s=60, min_samples=3)
+    tb, ta = np.arange(-60.0, 0.0), np.arange(5.0, 66.0)
+    before = (tb, _course(500, -2.0, tb, 1.0, 1))
+    assert judge(before, (ta, _course(500, -2.0, ta, 1.0, 2)), spec, preventive=True).verdict == "inconclusive"
+    assert judge(before, (ta, _course(900, -2.0, ta, 1.0, 2)), spec, preventive=True).verdict == "pass"
+
+
+def test_a_preventive_fix_with_no_course_before_it_is_inconclusive() -> None:
+    j = judge(series(70, 71), series(10, 10, 10), PREVENT, preventive=True)
+    assert j.verdict == VerifyVerdict.INCONCLUSIVE and "no course before the action" in j.reason
+
+
+def test_a_noiseless_course_is_not_left_by_rounding_error() -> None:
+    """A leak as exact as a test's line: after-samples on it differ from the extrapolation only
+    by floating-point rounding, which is no departure from the course."""
+    tb, ta = np.arange(-60.0, 0.0), np.arange(5.0, 66.0)
+    before, after = (tb, 52.13 + 0.03 * tb), (ta, 52.13 + 0.03 * ta)
+    assert judge(before, after, PREVENT, preventive=True).verdict == VerifyVerdict.INCONCLUSIVE
+    assert judge(before, (ta, 52.13 - 1e-6 + 0.03 * ta), PREVENT, preventive=True).verdict == VerifyVerdict.PASS
+
+
+def test_a_preventive_fix_the_breach_came_through_on_its_course_is_inconclusive_not_worse() -> None:
+    """Rising 0.6 a second, the line is crossed within the watch window as forecast. Against the
+    before mean that is 'worse' (FAIL, so a pool raise would be undone while the pool runs
+    dry); against the course it was on, it is unchanged: a person decides."""
+    tb, ta = np.arange(-60.0, 0.0), np.arange(5.0, 66.0)
+    before, after = (tb, _course(50, 0.6, tb, 0.5, 1)), (ta, _course(50, 0.6, ta, 0.5, 2))
+    assert judge(before, after, PREVENT).verdict == VerifyVerdict.FAIL  # not preventive: worse than before
+    j = judge(before, after, PREVENT, preventive=True)
+    assert j.verdict == VerifyVerdict.INCONCLUSIVE
+    assert j.reason.startswith("still out of bounds (max 85), on its course before the action (+35.5/min)")
+    assert j.reason.endswith("the breach came as forecast, the fix did not change it")
+
+
+def test_a_preventive_fix_that_sped_the_metric_up_past_the_line_fails() -> None:
+    tb, ta = np.arange(-60.0, 0.0), np.arange(5.0, 66.0)
+    before, after = (tb, _course(50, 0.3, tb, 0.5, 1)), (ta, _course(50, 0.9, ta, 0.5, 2))
+    j = judge(before, after, PREVENT, preventive=True)
+    assert j.verdict == VerifyVerdict.FAIL and j.reason.startswith("worse than its course before the action")

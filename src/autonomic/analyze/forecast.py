@@ -36,6 +36,7 @@ One evaluation at time ``now`` sees only samples with ``ts <= now``:
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -338,6 +339,21 @@ class SeasonalTrendDetector:
     The engine checkpoints that history to its state folder (:meth:`checkpoint`), so a restart
     keeps the days already seen; the gap while it was down is just missing samples. A spec
     without a threshold takes the service's maximum.
+
+    A forecast holds until the next evaluation says otherwise: between evaluations each
+    ``detect`` gives it again, its times counted from ``now`` (``eta_s`` the time left to the
+    same ``breach_at``, at least 0). An incident is kept open by findings coming: one every
+    ``eval_s`` (5 min) would let it go quiet and close in between, and the next evaluation
+    open another, asking a person to approve the same fix anew every five minutes.
+
+    A series that just fell is not forecast: when the latest sample is below the projection at
+    now (``intercept``, the daily profile included) by more than 4 noise sigmas (robust, from
+    the kept samples' differences) or a tenth of the way from it to the line, whichever is
+    more. A fix or a restart took it back, while the blocks (medians, and a step needs two of
+    them on each side) hold the level before the fall for up to 20 minutes; forecast on, from
+    a level the series has left, the breach a verified fix answered would open a new incident
+    and the fix be made again. Between evaluations a sample that far below the held forecast's
+    path (its ``intercept`` plus the slope since) brings the next evaluation forward.
     """
 
     name = "seasonal_trend"
@@ -351,6 +367,8 @@ class SeasonalTrendDetector:
         self._ts: dict[tuple[str, str], list[float]] = {}
         self._values: dict[tuple[str, str], list[float]] = {}
         self._next_eval: dict[tuple[str, str], float] = {}
+        # the last forecast, when it was made, and how far below its path a sample may fall
+        self._held: dict[tuple[str, str], tuple[Forecast, float, float]] = {}
 
     def _keep(self, key: tuple[str, str], spec: SeasonalTrendSpec, series: SeriesReader, now: float) -> None:
         latest = series.latest(*key)
@@ -398,20 +416,51 @@ class SeasonalTrendDetector:
         for service, spec, line in self._plan:
             key = (service, spec.metric)
             self._keep(key, spec, series, now)
+            latest = series.latest(*key)
             if now < self._next_eval.get(key, -math.inf):
-                continue
+                held = self._held.get(key)
+                if held is None:
+                    continue
+                last, made, slack = held
+                if not _below(latest, last.intercept + last.slope_per_s * (now - made), slack):
+                    findings.append(_finding(service, spec, line, _aged(last, now - made), now))
+                    continue
+                # well below the held forecast's path: the next evaluation comes now
             self._next_eval[key] = now + spec.eval_s
             forecast = predict_breach_seasonal(self._ts[key], self._values[key], line, now=now, spec=spec)
-            if forecast is None:
+            values = np.asarray(self._values[key][-60:], dtype=np.float64)
+            noise = 1.4826 * float(np.median(np.abs(np.diff(values)))) / math.sqrt(2.0) if values.size > 2 else 0.0
+            slack = 0.0 if forecast is None else max(4.0 * noise, (line - forecast.intercept) / 10)
+            if forecast is None or _below(latest, forecast.intercept, slack):
+                self._held.pop(key, None)
                 continue
-            critical = forecast.eta_s < spec.horizon_s / 4
-            findings.append(Finding(
-                service=service, metric=spec.metric, kind=FindingKind.FORECAST, cause=cause_of(spec.metric),
-                severity=Severity.CRITICAL if critical else Severity.WARNING,
-                confidence=forecast_confidence(forecast, spec.t_min), ts=now, value=forecast.current,
-                threshold=line,
-                summary=f"{spec.metric} will reach {line:g} in {forecast.eta_s:.0f} s beyond its daily cycle "
-                        f"(trend {forecast.slope_per_s * 3600:.3g}/h, t {forecast.zscore:.1f})",
-                evidence={**forecast.evidence(), "seasonal": True},
-            ))
+            self._held[key] = (forecast, now, slack)
+            findings.append(_finding(service, spec, line, forecast, now))
         return findings
+
+
+def _below(latest: tuple[float, float] | None, level: float, slack: float) -> bool:
+    """Whether the latest sample is more than ``slack`` below ``level``."""
+    return latest is not None and latest[1] < level - slack
+
+
+def _finding(service: str, spec: SeasonalTrendSpec, line: float, forecast: Forecast, now: float) -> Finding:
+    """The FORECAST finding of ``forecast``: critical when due within a quarter of the horizon."""
+    critical = forecast.eta_s < spec.horizon_s / 4
+    return Finding(
+        service=service, metric=spec.metric, kind=FindingKind.FORECAST, cause=cause_of(spec.metric),
+        severity=Severity.CRITICAL if critical else Severity.WARNING,
+        confidence=forecast_confidence(forecast, spec.t_min), ts=now, value=forecast.current,
+        threshold=line,
+        summary=f"{spec.metric} will reach {line:g} in {forecast.eta_s:.0f} s beyond its daily cycle "
+                f"(trend {forecast.slope_per_s * 3600:.3g}/h, t {forecast.zscore:.1f})",
+        evidence={**forecast.evidence(), "seasonal": True},
+    )
+
+
+def _aged(forecast: Forecast, elapsed: float) -> Forecast:
+    """``forecast`` as seen ``elapsed`` seconds after it was made: the same ``breach_at``, the
+    times to it (and to its interval's ends) that much shorter, never below 0."""
+    return dataclasses.replace(forecast, eta_s=max(0.0, forecast.eta_s - elapsed),
+                               eta_low_s=max(0.0, forecast.eta_low_s - elapsed),
+                               eta_high_s=max(0.0, forecast.eta_high_s - elapsed))

@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from scipy import stats
 from scipy.signal import lfilter
 
@@ -27,7 +27,8 @@ MAX_FORECAST_CONFIDENCE = 0.95
 
 class TrendSpec(BaseModel):
     """Which metric to forecast and how. ``threshold`` None takes the service's maximum from
-    :class:`Thresholds`."""
+    :class:`Thresholds`. ``min_span_s`` None means half of ``window_s`` (see
+    :func:`predict_breach`, rule 1)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
@@ -35,15 +36,31 @@ class TrendSpec(BaseModel):
     threshold: float | None = None
     window_s: float = Field(default=300.0, gt=0)
     min_points: int = Field(default=8, ge=3)
+    min_span_s: float | None = Field(default=None, ge=0)
     horizon_s: float = Field(default=3600.0, gt=0)
     ema_alpha: float = Field(default=0.3, gt=0, le=1)
     z_min: float = Field(default=2.0, ge=0)
     min_r2: float = Field(default=0.5, ge=0, le=1)
 
+    @model_validator(mode="after")
+    def _span_fits_the_window(self) -> TrendSpec:
+        if self.min_span_s is not None and self.min_span_s > self.window_s:
+            raise ValueError(f"min_span_s ({self.min_span_s:g}) must not exceed window_s ({self.window_s:g}): "
+                             "no window could ever hold that much history")
+        return self
 
-def default_trend_specs() -> list[TrendSpec]:
-    """Forecasts worth having for every service: memory, pool and disk filling up."""
-    return [TrendSpec(metric=m) for m in ("memory_percent", "pool_utilization", "disk_percent")]
+    @property
+    def span_s(self) -> float:
+        """The history a forecast needs: ``min_span_s``, else half of ``window_s``."""
+        return self.window_s / 2 if self.min_span_s is None else self.min_span_s
+
+
+def default_trend_specs(held_s: float = math.inf) -> list[TrendSpec]:
+    """Forecasts worth having for every service: memory, pool and disk filling up. Each needs
+    half its window of history, or 90% of ``held_s`` (the history the series store keeps) when
+    that is shorter: at a sub-second interval the store keeps less than half a window."""
+    specs = [TrendSpec(metric=m) for m in ("memory_percent", "pool_utilization", "disk_percent")]
+    return [s if s.span_s <= 0.9 * held_s else s.model_copy(update={"min_span_s": 0.9 * held_s}) for s in specs]
 
 
 @dataclass(frozen=True)
@@ -101,6 +118,8 @@ def _eta_interval(
     b = 2.0 * slope * c + 2.0 * q * xbar / sxx
     cc = c * c - q / n - q * xbar * xbar / sxx
     disc = b * b - 4.0 * a * cc
+    if a > 0 and -1e-9 * max(b * b, abs(4.0 * a * cc)) <= disc < 0:
+        disc = 0.0  # an exact line (no residuals): a band of width 0, not a rounding error's "never"
     if a > 0 and disc >= 0:
         root = math.sqrt(disc)
         low, high = (-b - root) / (2.0 * a), (-b + root) / (2.0 * a)
@@ -111,6 +130,27 @@ def _eta_interval(
         roots = [(-b + sign * math.sqrt(disc)) / (2.0 * a) for sign in (-1.0, 1.0)]
     below = [r for r in roots if r <= eta]
     return max(0.0, max(below, default=0.0)), math.inf
+
+
+def _levels_off_below(x: np.ndarray, v: np.ndarray, threshold: float) -> bool:
+    """Whether the least-squares parabola through ``(x, v)`` (``x`` = time from now) is
+    significantly concave (its curvature's t statistic <= -2) and its highest value at
+    ``x >= 0`` (its vertex, or now when the vertex is past) is below ``threshold``."""
+    if x.size < 4:
+        return False
+    scale = max(float(np.ptp(x)), 1e-9)
+    u = x / scale
+    design = np.stack([np.ones_like(u), u, u * u], axis=1)
+    coef, *_ = np.linalg.lstsq(design, v, rcond=None)
+    resid = v - design @ coef
+    s2 = float(resid @ resid) / (x.size - 3)
+    cov = s2 * np.linalg.pinv(design.T @ design)
+    a, b, c = (float(k) for k in coef)
+    se_c = math.sqrt(max(float(cov[2, 2]), 0.0))
+    if not c < 0 or (se_c > 0 and c / se_c > -2.0):
+        return False
+    peak_at = max(-b / (2.0 * c), 0.0)
+    return a + b * peak_at + c * peak_at * peak_at < threshold
 
 
 def predict_breach(
@@ -125,11 +165,14 @@ def predict_breach(
     ema_alpha: float = 0.3,
     z_min: float = 2.0,
     min_r2: float = 0.5,
+    min_span_s: float = 0.0,
 ) -> Forecast | None:
     """When will a rising series reach ``threshold`` (a maximum)? None unless every rule holds:
 
-    1. Only points with ``now - window_s <= ts <= now`` count; fewer than ``min_points``
-       (or all at one instant) -> None.
+    1. Only points with ``now - window_s <= ts <= now`` count; fewer than ``min_points``,
+       or spanning less than ``min_span_s`` (or all at one instant) -> None: a series only a
+       few seconds old (the engine just started: its series store begins empty) is not
+       extrapolated an hour ahead; the first upswing of a healthy sawtooth would look like a leak.
     2. Ordinary least squares of value on ``ts - now`` (``scipy.stats.linregress``): the slope
        must be > 0 (rising toward the maximum).
     3. Fit quality: ``r2 >= min_r2``, so noise around a flat line does not forecast.
@@ -143,6 +186,13 @@ def predict_breach(
        it is the threshold detector's business.
     7. ``eta_s = (threshold - fitted value at now) / slope`` (clamped at 0) must be
        ``<= horizon_s``.
+    8. Not levelling off (:func:`_levels_off_below`): a rise whose least-squares parabola is
+       significantly concave (curvature t <= -2) and peaks below ``threshold`` from now on
+       is not a breach. A leak is a straight line; a service warming up after a restart (its
+       caches and heap filling to a plateau) is a decelerating curve, which the straight line
+       would extrapolate to a breach, and then the next restart's warm-up, for ever. (A
+       parabola peaks lower than an exponential approach to the same plateau: a rise levelling
+       off only just above the line may go unforecast, and is the threshold detector's.)
 
     The interval ``[eta_low_s, eta_high_s]`` is where the fitted line's 95% confidence band
     crosses ``threshold`` (Fieller's interval, see :func:`_eta_interval`). It comes from the
@@ -155,7 +205,8 @@ def predict_breach(
     keep = (t_all >= now - window_s) & (t_all <= now) & np.isfinite(v_all)
     t, v = t_all[keep], v_all[keep]
     n = int(t.size)
-    if n < max(min_points, 3) or float(np.ptp(t)) == 0.0:
+    span = float(np.ptp(t)) if n else 0.0
+    if n < max(min_points, 3) or span == 0.0 or span < min_span_s:
         return None
     fit = stats.linregress(t - now, v)
     slope = float(fit.slope)
@@ -180,6 +231,8 @@ def predict_breach(
     gap = max(threshold - fitted_now, 0.0)
     eta = gap / slope
     if eta > horizon_s:
+        return None
+    if _levels_off_below(t - now, v, threshold):
         return None
     eta_low, eta_high = _eta_interval(t - now, slope, fitted_now, float(fit.stderr), threshold, eta)
     return Forecast(
@@ -253,6 +306,7 @@ class TrendDetector:
                 ema_alpha=spec.ema_alpha,
                 z_min=spec.z_min,
                 min_r2=spec.min_r2,
+                min_span_s=spec.span_s,
             )
             if forecast is None:
                 continue

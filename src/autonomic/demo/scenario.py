@@ -56,7 +56,7 @@ SCENARIOS = (
              "web crashes -> the engine restarts it -> verified up -> resolved"),
     Scenario("memory_leak", "api", "memory_leak", {"rate_mb": 8, "limit_mb": 400}, "prevented",
              "api leaks 8 MB/s -> breach forecast -> graceful restart before it -> prevented"),
-    Scenario("pool_exhaustion", "worker", "conn_leak", {"rate": 3, "limit": 38}, "prevented",
+    Scenario("pool_exhaustion", "worker", "conn_leak", {"rate": 5, "limit": 38}, "prevented",
              "worker's pool use grows toward its size of 50 -> pool raised 50 -> 60 by a git commit"
              " -> verified -> prevented"),
     Scenario("bad_remedy", "web", "latency", {"ms": 1500}, "rolled_back",

@@ -591,7 +591,13 @@ class Executor:
         # the metric must still report in the second half of the window: one that went silent
         # part-way (the service died) is no evidence the fix held
         recent_since = action.verify_until - window / 2
-        judgement = judge(before, after, spec, recent_since=recent_since)
+        incident = self._incident(action)
+        findings = self.store.findings(incident.id) if incident is not None else []
+        # a fix made on a forecast of the metric it verifies must also have moved that metric off
+        # its course to the line (a pattern verifying another metric is judged on its bounds)
+        preventive = incident is not None and incident.kind == FindingKind.FORECAST and any(
+            f.kind == FindingKind.FORECAST and f.metric == spec.metric for f in findings)
+        judgement = judge(before, after, spec, recent_since=recent_since, preventive=preventive)
         extended = any(s.name == "verify-extended" for s in action.steps)
         silent = not bool((after[0][np.isfinite(after[1])] >= recent_since).any())
         if (judgement.verdict == VerifyVerdict.INCONCLUSIVE and (len(after[0]) < spec.min_samples or silent)
@@ -612,12 +618,11 @@ class Executor:
                           verdict=judgement.verdict, reason=judgement.reason,
                           before=judgement.before, after=judgement.after,
                           duration_s=now - action.created_at)
-        incident = self._incident(action)
         if judgement.verdict == VerifyVerdict.PASS:
             done = action.model_copy(update={"state": ActionState.SUCCEEDED})
             # "prevented" only when it was forecast and never actually crossed its line
             prevented = incident is not None and incident.kind == FindingKind.FORECAST and not any(
-                f.kind == FindingKind.THRESHOLD for f in self.store.findings(incident.id))
+                f.kind == FindingKind.THRESHOLD for f in findings)
             resolution = Resolution.PREVENTED if prevented else Resolution.RESOLVED
             inc = self._set_incident(incident, now, IncidentState.RESOLVED, resolution, close=True)
             self.store.record(done, *([inc] if inc else []), outcome, actor="engine", event="action.verified",

@@ -93,6 +93,9 @@ class _Family:
         return rows
 
 
+DEFAULT_CAPACITY = 720  # samples kept per series by default: one hour at a 5 s tick
+
+
 class SeriesStore:
     """Bounded in-memory series, the read side of which is ``protocols.SeriesReader``.
 
@@ -101,7 +104,7 @@ class SeriesStore:
     measure says nothing rather than a number).
     """
 
-    def __init__(self, capacity: int = 720) -> None:
+    def __init__(self, capacity: int = DEFAULT_CAPACITY) -> None:
         if capacity < 1:
             raise ValueError(f"capacity must be at least 1, got {capacity}")
         self.capacity = capacity

@@ -29,6 +29,21 @@ def explain_incident(store: Store, incident_id: str) -> dict[str, Any]:
 _t = local_stamp
 
 
+_FIRST_EVIDENCE = ("eta_s", "eta_low_s", "eta_high_s")  # a forecast's answer, before how it was fitted
+
+
+def _findings_shown(findings: list[dict[str, Any]], ends: int = 5) -> set[int]:
+    """Which findings the page lists: the first and the latest ``ends``, and the first of each
+    kind and metric (a threshold crossed after a forecast, however many forecasts came first)."""
+    shown = set(range(min(ends, len(findings)))) | set(range(max(0, len(findings) - ends), len(findings)))
+    seen: set[tuple[str, str]] = set()
+    for i, f in enumerate(findings):
+        if (f["kind"], f["metric"]) not in seen:
+            seen.add((f["kind"], f["metric"]))
+            shown.add(i)
+    return shown
+
+
 def render_text(chain: dict[str, Any]) -> str:
     """The chain as a page a person reads at 3 a.m."""
     inc = chain["incident"]
@@ -39,12 +54,18 @@ def render_text(chain: dict[str, Any]) -> str:
         "",
         "Findings (evidence):",
     ]
-    for f in chain["findings"][:10]:
-        ev = {k: (round(v, 3) if isinstance(v, float) else v) for k, v in f["evidence"].items()
+    findings = chain["findings"]
+    shown = _findings_shown(findings)
+    for i, f in enumerate(findings):
+        if i not in shown:
+            if i - 1 in shown:
+                upto = next((j for j in range(i, len(findings)) if j in shown), len(findings))
+                lines.append(f"  ... {upto - i} more")
+            continue
+        ev = {k: (round(v, 3) if isinstance(v, float) else v)
+              for k, v in sorted(f["evidence"].items(), key=lambda kv: kv[0] not in _FIRST_EVIDENCE)
               if not isinstance(v, list)}
         lines.append(f"  {_t(f['ts'])} {f['kind']} {f['metric']}: {f['summary']}  {json.dumps(ev)[:160]}")
-    if len(chain["findings"]) > 10:
-        lines.append(f"  ... {len(chain['findings']) - 10} more")
     lines.append("")
     lines.append("Diagnosis (patterns considered):")
     for d in chain["diagnoses"]:
