@@ -909,6 +909,33 @@ def test_a_workflow_action_counts_under_every_type_it_runs_and_type_names_are_no
     assert store.count_actions(0.0, type="my_type") == 1 and store.count_actions(0.0, type="process") == 2
 
 
+def test_an_action_an_autonomic_from_before_0004_writes_after_the_migration_counts_under_its_type(
+        store: Store, store_url: str) -> None:
+    """An older engine still running while a newer autonomic migrated the store (a rolling
+    deploy, a newer CLI run beside it) writes actions without their ``types``: each still counts
+    towards its type's rate limits, as the older version counted it; it used to count under none,
+    so a week of its restarts was invisible to the limits the newer engine then enforced."""
+    import sqlalchemy as sa
+    from sqlalchemy.pool import NullPool
+
+    older = action("i1", created_at=100.0, type="process")  # as written by code knowing no types column
+    body = older.model_dump(mode="json")
+    known = sa.table("actions", *[sa.column(c) for c in ("id", "first_seq", "incident_id", "decision_id", "service",
+                                                         "type", "state", "created_at")], sa.column("body", sa.JSON()))
+    engine = sa.create_engine(store_url, poolclass=NullPool)
+    with engine.begin() as conn:
+        conn.execute(sa.insert(known).values(id=older.id, first_seq=1, body=body, incident_id="i1",
+                                             decision_id=older.decision_id, service="api", type="process",
+                                             state=older.state.value, created_at=100.0))
+    engine.dispose()
+    store.record(action("i2", created_at=100.0, type="config", service="web"), actor="engine", event="seed",
+                 subject="i2")
+
+    assert store.count_actions(0.0, type="process") == 1 and store.count_actions(0.0, type="config") == 1
+    assert store.action_counts(0.0, 0.0, type="process", service="web") == (1, 1, 1, 1)
+    assert store.count_actions(0.0, type="restart") == 0
+
+
 def test_migration_0004_fills_the_types_of_the_actions_already_stored(store_url: str, raw_sql: RawSql) -> None:
     """A database from before revision 0004 (taken back to 0003 here) gets each action's types,
     a workflow's steps included, from its body when it is opened."""

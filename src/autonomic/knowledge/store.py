@@ -125,8 +125,18 @@ def _n(cond: ColumnElement[bool]) -> Any:
     return func.coalesce(func.sum(case((cond, 1), else_=0)), 0)
 
 
-# an action counts under every type it runs (a workflow's steps too): its ``types`` column
-_IS_TYPE, _IS_SVC = ActionRow.types.like(bindparam("type_like"), escape="\\"), ActionRow.service == bindparam("service")
+def _of_type(type_like: Any, action_type: Any) -> ColumnElement[bool]:
+    """An action counts under every type it runs (a workflow's steps too): its ``types`` column.
+    One with ``types`` empty was written by an autonomic from before migration 0004 still
+    running beside the one that migrated the store (a rolling deploy, a replica not yet
+    replaced, a newer CLI run under an older engine): it counts under its own type, as that
+    version counted it, not under none (its rate limits were spent and nothing saw it)."""
+    return or_(ActionRow.types.like(type_like, escape="\\"),
+               and_(ActionRow.types == "", ActionRow.type == action_type))
+
+
+_IS_TYPE = _of_type(bindparam("type_like"), bindparam("type"))
+_IS_SVC = ActionRow.service == bindparam("service")
 _DAY, _WEEK = ActionRow.created_at >= bindparam("day"), ActionRow.created_at >= bindparam("week")
 _ACTION_COUNTS = select(
     _n(_IS_TYPE & _DAY), _n(_IS_TYPE & _WEEK), _n(_IS_SVC & _DAY), _n(_IS_SVC & _WEEK),
@@ -764,7 +774,7 @@ class Store:
             ActionRow.state != ActionState.CANCELLED.value,
         ]
         if type is not None:
-            where.append(ActionRow.types.like(_type_like(type), escape="\\"))
+            where.append(_of_type(_type_like(type), type))
         if service is not None:
             where.append(ActionRow.service == service)
         with self._read() as s:
@@ -775,8 +785,8 @@ class Store:
         """The four rate-limit counts in one query: actions of ``type`` created at or after
         ``day_since`` and ``week_since``, and on ``service`` likewise (CANCELLED ones not counted,
         as in :meth:`count_actions`)."""
-        params = {"type_like": _type_like(type), "service": service, "day": day_since, "week": week_since,
-                  "since": min(day_since, week_since)}
+        params = {"type_like": _type_like(type), "type": type, "service": service, "day": day_since,
+                  "week": week_since, "since": min(day_since, week_since)}
         with self._read() as s:
             row = s.execute(_ACTION_COUNTS, params).one()
         return int(row[0]), int(row[1]), int(row[2]), int(row[3])
