@@ -677,6 +677,30 @@ def test_a_nul_character_in_a_stored_name_is_refused_naming_the_field_and_nothin
     assert store.verify_audit().ok
 
 
+@pytest.mark.parametrize("where", ["service", "summary", "audit data", "state value"])
+def test_an_unpaired_surrogate_is_refused_for_good_naming_it_and_nothing_is_written(store: Store, where: str) -> None:
+    """JSON input may carry half an emoji (``"\\ud83d"``), which is not Unicode text: no back end
+    can hold it. It is refused as a value the store can never hold (StoreValueError, so callers
+    drop it), not as a store that did not answer (retried for ever ahead of everything else) nor
+    as a UnicodeEncodeError out of the audit hash."""
+    from autonomic.errors import StoreValueError
+
+    bad = "cut \ud83d"
+    named = "incident.service " if where == "service" else ""
+    with pytest.raises(StoreValueError, match=named + "contains an unpaired UTF-16 surrogate"):
+        if where == "service" or where == "summary":
+            store.record(incident(**{where: bad}), actor="engine", event="incident.opened", subject="i")
+        elif where == "audit data":
+            store.audit("engine", "incident.updated", "i", {"summary": bad})
+        else:
+            store.set_state("inbox:1", {"findings": [{"summary": bad}]}, actor="webhook", event="alerts.received",
+                            audit_value=False)
+
+    assert store.incidents() == [] and store.audit_events() == [] and store.states("") == {}
+    store.audit("engine", "after", "engine", {"text": "whole \U0001f600"})
+    assert store.verify_audit().ok
+
+
 def test_stores_opened_at_once_on_an_empty_database_migrate_it_once(store_url: str) -> None:
     """Four Stores (as four processes starting together would) on a database with no tables: one
     migrates, the others wait for it and find the schema done (PostgreSQL used to deadlock)."""

@@ -40,7 +40,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.script import ScriptDirectory
 from alembic.util.exc import CommandError
-from pydantic_core import to_json
+from pydantic_core import PydanticSerializationError, to_json
 from sqlalchemy import (
     ColumnElement,
     Connection,
@@ -272,18 +272,37 @@ def shown_database_url(url: str) -> str:
     return shown_url(url, keep_user=True)
 
 
+_UNPAIRED = ("contains an unpaired UTF-16 surrogate (half of an emoji cut off, sent as a \\ud83d escape in "
+             "JSON), which is not text the store can hold; nothing was written")
+
+
 def _json_text(value: Any) -> str:
-    """The JSON text stored for a JSON column's value: compact, NaN and infinities as null."""
-    return to_json(value, inf_nan_mode="null").decode()
+    """The JSON text stored for a JSON column's value: compact, NaN and infinities as null.
+    StoreValueError for a string that is not Unicode text (an unpaired surrogate, which JSON
+    input may carry): no back end can hold it, so the write is refused for good, not retried."""
+    try:
+        return to_json(value, inf_nan_mode="null").decode()
+    except PydanticSerializationError as e:
+        if "surrogates not allowed" in str(e):
+            raise StoreValueError(f"a value {_UNPAIRED}") from None
+        raise
 
 
-def _no_nul(what: str, values: dict[str, Any]) -> None:
-    """StoreValueError naming the field when a text column's value holds a NUL character:
-    PostgreSQL text cannot, so neither back end takes it (the same input fails the same way on both)."""
+def _storable(what: str, values: dict[str, Any]) -> None:
+    """StoreValueError naming the field when a text column's value holds a NUL character
+    (PostgreSQL text cannot, so neither back end takes it: the same input fails the same way on
+    both) or an unpaired surrogate (not UTF-8: no back end can)."""
     for field, value in values.items():
-        if isinstance(value, str) and "\x00" in value:
+        if not isinstance(value, str):
+            continue
+        if "\x00" in value:
             raise StoreValueError(f"{what}.{field} contains a NUL character (\\x00), which the store cannot hold; "
-                             "nothing was written")
+                                  "nothing was written")
+        if not value.isascii():
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                raise StoreValueError(f"{what}.{field} {_UNPAIRED}") from None
 
 
 def _lease_in(conn: Connection, key: str) -> Lease | None:
@@ -518,6 +537,9 @@ class Store:
                         self._check_fence(conn, self._fence)
                     yield conn
             except SQLAlchemyError as e:
+                refused = getattr(e, "orig", None)
+                if isinstance(refused, StoreValueError):  # raised by _json_text, inside SQLAlchemy's binding
+                    raise refused from None
                 raise StoreError(f"store write failed: {_cause(e)}") from e
 
     @staticmethod
@@ -543,17 +565,13 @@ class Store:
         self, conn: Connection, head: tuple[int, str], actor: str, kind: str, subject: str,
         data: dict[str, Any] | None
     ) -> AuditEvent:
-        _no_nul("audit event", {"actor": actor, "kind": kind, "subject": subject})
+        _storable("audit event", {"actor": actor, "kind": kind, "subject": subject})
         data = self._secrets.data(data)
-        ev = make_event(
-            seq=head[0] + 1,
-            ts=time.time(),
-            actor=actor,
-            kind=kind,
-            subject=subject,
-            data=data,
-            prev_hash=head[1],
-        )
+        try:
+            ev = make_event(seq=head[0] + 1, ts=time.time(), actor=actor, kind=kind, subject=subject, data=data,
+                            prev_hash=head[1])
+        except UnicodeEncodeError:  # the hash is over UTF-8
+            raise StoreValueError(f"audit event {kind!r}: its data {_UNPAIRED}") from None
         conn.execute(_AUDIT_INSERT, {"seq": ev.seq, "ts": ev.ts, "actor": ev.actor, "kind": ev.kind,
                                      "subject": ev.subject, "data": ev.data, "prev_hash": ev.prev_hash,
                                      "hash": ev.hash})
@@ -603,7 +621,7 @@ class Store:
             for noun, (kind, row_cls) in zip(nouns, tables, strict=True):
                 body = self._secrets.data(noun.model_dump(mode="json"), keep=_RESTORED)
                 indexed = _index_values(row_cls, body)
-                _no_nul(kind, {"id": noun.id, **indexed})
+                _storable(kind, {"id": noun.id, **indexed})
                 values = {"id": noun.id, "first_seq": head[0] + 1, "body": body, **indexed}
                 conn.execute(self._upsert(row_cls, values, keep=("first_seq",)), values)
             written = self._append(conn, head, actor, event, subject, payload)
@@ -845,7 +863,7 @@ class Store:
         bulky value that is only passing through, like received alerts) in the same transaction."""
         if value is not None and not isinstance(value, dict):
             raise TypeError(f"state value for {key!r} must be a dict or None, not {type(value).__name__}")
-        _no_nul("state", {"key": key})
+        _storable("state", {"key": key})
         with self._write() as conn:
             head = self._head(conn)
             if value is None:
@@ -865,7 +883,7 @@ class Store:
         Bookkeeping, not a state change anyone acts on: not audited (the caller audits what it
         accepted). Inside :meth:`unit` it joins the unit's transaction."""
         key = prefix + token
-        _no_nul("state", {"key": key})
+        _storable("state", {"key": key})
         with self._write() as conn:
             conn.execute(delete(StateRow).where(StateRow.key.startswith(prefix, autoescape=True),
                                                 StateRow.updated_at < now - keep_s))
@@ -898,7 +916,7 @@ class Store:
         the epoch goes up by one and the change is audited (``lease.acquired``). In every other
         case nothing is written and the caller sees who holds it."""
         key = lease_key(name)
-        _no_nul("lease", {"name": name, "holder": holder})
+        _storable("lease", {"name": name, "holder": holder})
         with self._write() as conn:
             current = _lease_in(conn, key)
             now = time.time()
