@@ -701,6 +701,40 @@ def test_an_unpaired_surrogate_is_refused_for_good_naming_it_and_nothing_is_writ
     assert store.verify_audit().ok
 
 
+def test_a_store_at_the_latest_revision_opens_and_reads_while_a_stuck_writer_holds_the_write_lock(
+        store_url: str, backend: str) -> None:
+    """A writer stopped inside its write transaction (an engine frozen mid-write, a person's
+    ``sqlite3`` session with a write open) holds the write lock; ``autonomic status`` and
+    ``autonomic audit verify`` open the store all the same and read what is committed. Opening
+    used to take the write lock to look at the schema's revision, so they waited out the lock
+    and failed with "database is locked"."""
+    import time
+
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.pool import NullPool
+
+    from autonomic.knowledge.store import _PG_WRITE_LOCK
+
+    first = Store(store_url)
+    inc = incident()
+    first.record(inc, actor="engine", event="incident.opened", subject=inc.id)
+    first.close()
+    stuck = create_engine(store_url, poolclass=NullPool).connect()
+    try:
+        if backend == "sqlite":
+            stuck.exec_driver_sql("BEGIN IMMEDIATE")
+            stuck.exec_driver_sql("INSERT INTO state VALUES ('x', '{}', 0)")
+        else:
+            stuck.execute(text(f"SELECT pg_advisory_lock({_PG_WRITE_LOCK})"))
+        started = time.monotonic()
+        reader = Store(store_url)
+        assert reader.incidents() == [inc] and reader.verify_audit().ok
+        assert time.monotonic() - started < 5.0
+        reader.close()
+    finally:
+        stuck.close()
+
+
 def test_stores_opened_at_once_on_an_empty_database_migrate_it_once(store_url: str) -> None:
     """Four Stores (as four processes starting together would) on a database with no tables: one
     migrates, the others wait for it and find the schema done (PostgreSQL used to deadlock)."""

@@ -38,6 +38,7 @@ from typing import Any, TypeVar
 
 from alembic import command
 from alembic.config import Config
+from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from alembic.util.exc import CommandError
 from pydantic_core import PydanticSerializationError, to_json
@@ -450,9 +451,17 @@ class Store:
     def _migrate(self) -> None:
         """Bring the schema to the latest migration. A database stamped with a revision this
         version does not know (a newer autonomic migrated it: a rollback of the deploy) is
-        refused with a StoreError saying so, and is left as it is."""
+        refused with a StoreError saying so, and is left as it is. A schema already at the
+        latest revision is only read, without the write lock, so a read-only command
+        (``autonomic status``, ``autonomic audit verify``) still opens the store while a writer
+        holds the lock (an engine frozen mid-write, a person's ``sqlite3`` session); it used to
+        wait out the lock and fail with "database is locked"."""
         config = Config()
         config.set_main_option("script_location", str(_MIGRATIONS))
+        with self._read() as conn:
+            current = MigrationContext.configure(conn).get_current_revision()
+        if current is not None and current == ScriptDirectory.from_config(config).get_current_head():
+            return
         with self._write() as conn:
             config.attributes["connection"] = conn
             try:
