@@ -39,6 +39,11 @@ from autonomic.model import (
 
 RawSql = Callable[..., list[tuple[Any, ...]]]  # the raw_sql fixture (tests/conftest.py)
 HEAD_REVISION = "0004"  # the newest migration
+# What a stored noun's body may hold (test_what_a_stored_noun_may_hold_changes_only_with_a_new_migration),
+# by the migration at which it last changed: append a line with each new migration that changes it.
+NOUN_SHAPES = {
+    "0004": "02e8b0e817a39163609430340368d5c3b756e917361bf6f348c2e1c558f0f0c4",
+}
 
 
 @pytest.fixture
@@ -440,6 +445,45 @@ def test_migrations_run_again_on_reopen_and_leave_the_data_and_the_chain_alone(
 
     assert raw_sql("SELECT version_num FROM alembic_version") == [(HEAD_REVISION,)]
     assert raw_sql("SELECT id, seq FROM audit_head") == [(1, 1)]
+
+
+def _noun_shape() -> str:
+    """A fingerprint of what the stored nouns' bodies may hold: each noun's JSON schema (fields,
+    nested models, enum values, constraints) without descriptions, titles and defaults."""
+    import hashlib
+    import json
+
+    from autonomic.knowledge.tables import NOUN_TABLES
+
+    def shape(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: shape(v) for k, v in value.items() if k not in ("description", "title", "examples", "default")}
+        return [shape(v) for v in value] if isinstance(value, list) else value
+
+    schemas = {m.__name__: shape(m.model_json_schema(mode="serialization")) for m in NOUN_TABLES}
+    return hashlib.sha256(json.dumps(schemas, sort_keys=True).encode()).hexdigest()
+
+
+def test_what_a_stored_noun_may_hold_changes_only_with_a_new_migration() -> None:
+    """Nouns are read strictly (unknown fields and enum values are refused), so an autonomic
+    rolled back past a change to them opens the store and then fails on the first noun it reads
+    (Decision.pattern_id, Diagnosis.rca and Incident.escalated_at each came without a migration:
+    the older engine's start failed with pydantic's extra_forbidden). With a new migration for
+    each such change the older version refuses the store at open, saying a newer one migrated it."""
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    from autonomic.knowledge.store import _MIGRATIONS
+
+    config = Config()
+    config.set_main_option("script_location", str(_MIGRATIONS))
+    newest = ScriptDirectory.from_config(config).get_current_head()
+    assert newest == HEAD_REVISION
+    assert NOUN_SHAPES.get(newest) == _noun_shape(), (
+        "what a stored noun may hold has changed (a field, a nested model, an enum value or a constraint) "
+        f"since migration {max(NOUN_SHAPES)}: add a migration (one that changes nothing else will do), so that an "
+        f"older autonomic refuses the store instead of failing on it, and record {_noun_shape()} under it in "
+        "NOUN_SHAPES")
 
 
 def test_a_database_migrated_by_a_newer_version_is_refused_naming_both_revisions_and_left_alone(
