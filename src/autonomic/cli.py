@@ -17,12 +17,27 @@ import typer
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
+from typer.core import TyperGroup
 
 from autonomic.clock import local_stamp
 from autonomic.errors import ConfigError, StoreError
 from autonomic.printable import printable, rewrite_record
 
-app = typer.Typer(add_completion=False, no_args_is_help=True,
+
+class _Commands(TyperGroup):
+    """The command group: a store that refuses or cannot answer in the middle of a command (its
+    write lock held past the wait, PostgreSQL restarting, a value it can never hold) is one line
+    on stderr and exit 1, as when it cannot be opened; it was a page of traceback, from the kill
+    switch (``autonomic pause``) too, at the moment a person most needs to read what happened."""
+
+    def invoke(self, ctx: Any) -> Any:  # typer's own (vendored) click Context
+        try:
+            return super().invoke(ctx)
+        except StoreError as exc:  # the message names no secret: the store's errors hide the password
+            raise _fail(str(exc), 1) from None
+
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, cls=_Commands,
                   help="autonomic: services that heal themselves, safely.")
 audit_app = typer.Typer(no_args_is_help=True, help="The hash-chained audit log.")
 app.add_typer(audit_app, name="audit")

@@ -237,6 +237,33 @@ def test_a_state_dir_that_cannot_be_created_is_named_without_a_traceback(command
     assert "Not a directory" in result.stderr
 
 
+def test_the_kill_switch_refused_by_a_stuck_writers_lock_says_so_in_one_line_and_reads_still_work(
+        tmp_path: Path, postgres_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Another session holds the store's write lock (a writer stuck in its transaction):
+    ``autonomic pause`` waits for it, then says in one line that the store refused the write and
+    exits 1; it printed a page of traceback. ``status`` still shows what is stored."""
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.pool import NullPool
+
+    from autonomic.knowledge import store as store_module
+
+    Store(postgres_url).close()
+    config = _write(tmp_path / "autonomic.yaml",
+                    f"engine: {{database: '{postgres_url}', state_dir: {tmp_path / 'state'}, host_metrics: false}}\n")
+    monkeypatch.setattr(store_module, "_PG_LOCK_WAIT_S", 0.5)
+    stuck = create_engine(postgres_url, poolclass=NullPool).connect()
+    try:
+        stuck.execute(text(f"SELECT pg_advisory_lock({store_module._PG_WRITE_LOCK})"))
+        result = cli("pause", "-c", config, "--reason", "bad night")
+        assert result.exit_code == 1, result.output
+        assert result.stderr.startswith("autonomic: store write failed: ") and "lock timeout" in result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.output, result.output
+        assert cli("status", "-c", config).exit_code == 0
+    finally:
+        stuck.close()
+    assert cli("pause", "-c", config, "--reason", "bad night").exit_code == 0
+
+
 def test_the_engine_runs_on_postgresql_and_its_log_shows_the_url_without_the_password(
         tmp_path: Path, postgres_url: str) -> None:
     """``autonomic run`` over a PostgreSQL store: it starts, logs where its store is with the

@@ -1326,6 +1326,20 @@ def test_a_finding_the_store_can_never_hold_is_dropped_and_the_loop_goes_on(tmp_
     assert [c for c, *_ in h.actuator.calls] == ["apply"]
 
 
+def test_a_finding_with_half_an_emoji_is_dropped_and_the_loop_goes_on(tmp_path: Path) -> None:
+    """An alert whose summary ends in an unpaired surrogate (a relay cut an emoji in half): the
+    store can never hold it. Before, it was kept as if the store were down and retried first
+    every tick, so no other finding was ingested and the engine never ticked again."""
+    h = Harness(tmp_path)
+    h.feed("up", 1, 2)
+    cut = _alert(h, "Evil").model_copy(update={"summary": "disk full \ud83d"})
+    h.engine.submit([cut, _alert(h, "DiskFull")])
+    h.feed("up", 0, 4)
+    assert {i.cause for i in h.store.incidents(service="svc")} == {"down", "disk"}
+    assert h.engine.last_tick_at == h.clock.now() - 1.0
+    assert h.store.verify_audit().ok
+
+
 def test_a_finding_joining_an_incident_is_stored_after_a_refused_write(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A second alert joins the open disk incident while the store refuses writes. Before, the

@@ -39,6 +39,11 @@ from autonomic.model import (
 
 RawSql = Callable[..., list[tuple[Any, ...]]]  # the raw_sql fixture (tests/conftest.py)
 HEAD_REVISION = "0004"  # the newest migration
+# What a stored noun's body may hold (test_what_a_stored_noun_may_hold_changes_only_with_a_new_migration),
+# by the migration at which it last changed: append a line with each new migration that changes it.
+NOUN_SHAPES = {
+    "0004": "02e8b0e817a39163609430340368d5c3b756e917361bf6f348c2e1c558f0f0c4",
+}
 
 
 @pytest.fixture
@@ -442,6 +447,45 @@ def test_migrations_run_again_on_reopen_and_leave_the_data_and_the_chain_alone(
     assert raw_sql("SELECT id, seq FROM audit_head") == [(1, 1)]
 
 
+def _noun_shape() -> str:
+    """A fingerprint of what the stored nouns' bodies may hold: each noun's JSON schema (fields,
+    nested models, enum values, constraints) without descriptions, titles and defaults."""
+    import hashlib
+    import json
+
+    from autonomic.knowledge.tables import NOUN_TABLES
+
+    def shape(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: shape(v) for k, v in value.items() if k not in ("description", "title", "examples", "default")}
+        return [shape(v) for v in value] if isinstance(value, list) else value
+
+    schemas = {m.__name__: shape(m.model_json_schema(mode="serialization")) for m in NOUN_TABLES}
+    return hashlib.sha256(json.dumps(schemas, sort_keys=True).encode()).hexdigest()
+
+
+def test_what_a_stored_noun_may_hold_changes_only_with_a_new_migration() -> None:
+    """Nouns are read strictly (unknown fields and enum values are refused), so an autonomic
+    rolled back past a change to them opens the store and then fails on the first noun it reads
+    (Decision.pattern_id, Diagnosis.rca and Incident.escalated_at each came without a migration:
+    the older engine's start failed with pydantic's extra_forbidden). With a new migration for
+    each such change the older version refuses the store at open, saying a newer one migrated it."""
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    from autonomic.knowledge.store import _MIGRATIONS
+
+    config = Config()
+    config.set_main_option("script_location", str(_MIGRATIONS))
+    newest = ScriptDirectory.from_config(config).get_current_head()
+    assert newest == HEAD_REVISION
+    assert NOUN_SHAPES.get(newest) == _noun_shape(), (
+        "what a stored noun may hold has changed (a field, a nested model, an enum value or a constraint) "
+        f"since migration {max(NOUN_SHAPES)}: add a migration (one that changes nothing else will do), so that an "
+        f"older autonomic refuses the store instead of failing on it, and record {_noun_shape()} under it in "
+        "NOUN_SHAPES")
+
+
 def test_a_database_migrated_by_a_newer_version_is_refused_naming_both_revisions_and_left_alone(
         store_url: str, raw_sql: RawSql) -> None:
     """A deploy rolled back after the new version migrated the store: opening it used to end in
@@ -675,6 +719,64 @@ def test_a_nul_character_in_a_stored_name_is_refused_naming_the_field_and_nothin
     assert store.incidents() == [] and store.audit_events() == []
     store.audit("engine", "after", "engine", {"text": bad})  # inside JSON data it is fine
     assert store.verify_audit().ok
+
+
+@pytest.mark.parametrize("where", ["service", "summary", "audit data", "state value"])
+def test_an_unpaired_surrogate_is_refused_for_good_naming_it_and_nothing_is_written(store: Store, where: str) -> None:
+    """JSON input may carry half an emoji (``"\\ud83d"``), which is not Unicode text: no back end
+    can hold it. It is refused as a value the store can never hold (StoreValueError, so callers
+    drop it), not as a store that did not answer (retried for ever ahead of everything else) nor
+    as a UnicodeEncodeError out of the audit hash."""
+    from autonomic.errors import StoreValueError
+
+    bad = "cut \ud83d"
+    named = "incident.service " if where == "service" else ""
+    with pytest.raises(StoreValueError, match=named + "contains an unpaired UTF-16 surrogate"):
+        if where == "service" or where == "summary":
+            store.record(incident(**{where: bad}), actor="engine", event="incident.opened", subject="i")
+        elif where == "audit data":
+            store.audit("engine", "incident.updated", "i", {"summary": bad})
+        else:
+            store.set_state("inbox:1", {"findings": [{"summary": bad}]}, actor="webhook", event="alerts.received",
+                            audit_value=False)
+
+    assert store.incidents() == [] and store.audit_events() == [] and store.states("") == {}
+    store.audit("engine", "after", "engine", {"text": "whole \U0001f600"})
+    assert store.verify_audit().ok
+
+
+def test_a_store_at_the_latest_revision_opens_and_reads_while_a_stuck_writer_holds_the_write_lock(
+        store_url: str, backend: str) -> None:
+    """A writer stopped inside its write transaction (an engine frozen mid-write, a person's
+    ``sqlite3`` session with a write open) holds the write lock; ``autonomic status`` and
+    ``autonomic audit verify`` open the store all the same and read what is committed. Opening
+    used to take the write lock to look at the schema's revision, so they waited out the lock
+    and failed with "database is locked"."""
+    import time
+
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.pool import NullPool
+
+    from autonomic.knowledge.store import _PG_WRITE_LOCK
+
+    first = Store(store_url)
+    inc = incident()
+    first.record(inc, actor="engine", event="incident.opened", subject=inc.id)
+    first.close()
+    stuck = create_engine(store_url, poolclass=NullPool).connect()
+    try:
+        if backend == "sqlite":
+            stuck.exec_driver_sql("BEGIN IMMEDIATE")
+            stuck.exec_driver_sql("INSERT INTO state VALUES ('x', '{}', 0)")
+        else:
+            stuck.execute(text(f"SELECT pg_advisory_lock({_PG_WRITE_LOCK})"))
+        started = time.monotonic()
+        reader = Store(store_url)
+        assert reader.incidents() == [inc] and reader.verify_audit().ok
+        assert time.monotonic() - started < 5.0
+        reader.close()
+    finally:
+        stuck.close()
 
 
 def test_stores_opened_at_once_on_an_empty_database_migrate_it_once(store_url: str) -> None:
@@ -915,6 +1017,33 @@ def test_a_workflow_action_counts_under_every_type_it_runs_and_type_names_are_no
     assert store.count_actions(0.0, type="my_type") == 1 and store.count_actions(0.0, type="process") == 2
 
 
+def test_an_action_an_autonomic_from_before_0004_writes_after_the_migration_counts_under_its_type(
+        store: Store, store_url: str) -> None:
+    """An older engine still running while a newer autonomic migrated the store (a rolling
+    deploy, a newer CLI run beside it) writes actions without their ``types``: each still counts
+    towards its type's rate limits, as the older version counted it; it used to count under none,
+    so a week of its restarts was invisible to the limits the newer engine then enforced."""
+    import sqlalchemy as sa
+    from sqlalchemy.pool import NullPool
+
+    older = action("i1", created_at=100.0, type="process")  # as written by code knowing no types column
+    body = older.model_dump(mode="json")
+    known = sa.table("actions", *[sa.column(c) for c in ("id", "first_seq", "incident_id", "decision_id", "service",
+                                                         "type", "state", "created_at")], sa.column("body", sa.JSON()))
+    engine = sa.create_engine(store_url, poolclass=NullPool)
+    with engine.begin() as conn:
+        conn.execute(sa.insert(known).values(id=older.id, first_seq=1, body=body, incident_id="i1",
+                                             decision_id=older.decision_id, service="api", type="process",
+                                             state=older.state.value, created_at=100.0))
+    engine.dispose()
+    store.record(action("i2", created_at=100.0, type="config", service="web"), actor="engine", event="seed",
+                 subject="i2")
+
+    assert store.count_actions(0.0, type="process") == 1 and store.count_actions(0.0, type="config") == 1
+    assert store.action_counts(0.0, 0.0, type="process", service="web") == (1, 1, 1, 1)
+    assert store.count_actions(0.0, type="restart") == 0
+
+
 def test_migration_0004_fills_the_types_of_the_actions_already_stored(store_url: str, raw_sql: RawSql) -> None:
     """A database from before revision 0004 (taken back to 0003 here) gets each action's types,
     a workflow's steps included, from its body when it is opened."""
@@ -932,6 +1061,50 @@ def test_migration_0004_fills_the_types_of_the_actions_already_stored(store_url:
         [(flow.id, "|config|process|"), (plain.id, "|restart|")])
     assert again.count_actions(0.0, type="process") == 1
     assert again.verify_audit().ok
+    again.close()
+
+
+def test_migration_0004_fills_the_types_of_many_actions_in_a_few_statements_not_one_per_action(
+        store_url: str, raw_sql: RawSql) -> None:
+    """Migration 0004 fills the types of the stored actions with one batched statement, not one
+    UPDATE per action: with 100,000 actions it held the store's write lock for 47 s on
+    PostgreSQL (15 s on SQLite), and another process opening the store at the same moment (a
+    second replica, a person's ``autonomic status``) gave up after the 10 s lock wait."""
+    from alembic import command
+    from alembic.config import Config
+    from sqlalchemy import create_engine, event
+    from sqlalchemy.engine import Engine
+    from sqlalchemy.pool import NullPool
+
+    from autonomic.knowledge.store import _MIGRATIONS
+
+    first = Store(store_url)
+    first.record(*[action(f"i{i}", idempotency_key=f"k{i}", type="process" if i % 2 else "config")
+                   for i in range(300)], actor="engine", event="seed", subject="all")
+    first.close()
+    engine = create_engine(store_url, poolclass=NullPool)
+    with engine.begin() as conn:
+        config = Config()
+        config.set_main_option("script_location", str(_MIGRATIONS))
+        config.attributes["connection"] = conn
+        command.downgrade(config, "0003")
+    engine.dispose()
+
+    updates: list[str] = []
+
+    def seen(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        if statement.lstrip().upper().startswith("UPDATE ACTIONS"):
+            updates.append(statement)
+
+    event.listen(Engine, "before_cursor_execute", seen)
+    try:
+        again = Store(store_url)
+    finally:
+        event.remove(Engine, "before_cursor_execute", seen)
+    assert len(updates) <= 2, f"{len(updates)} UPDATE statements for 300 actions"
+    assert raw_sql("SELECT COUNT(*) FROM actions WHERE types = '|process|'") == [(150,)]
+    assert raw_sql("SELECT COUNT(*) FROM actions WHERE types = '|config|'") == [(150,)]
+    assert again.count_actions(0.0, type="process") == 150
     again.close()
 
 

@@ -38,9 +38,10 @@ from typing import Any, TypeVar
 
 from alembic import command
 from alembic.config import Config
+from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from alembic.util.exc import CommandError
-from pydantic_core import to_json
+from pydantic_core import PydanticSerializationError, to_json
 from sqlalchemy import (
     ColumnElement,
     Connection,
@@ -125,8 +126,18 @@ def _n(cond: ColumnElement[bool]) -> Any:
     return func.coalesce(func.sum(case((cond, 1), else_=0)), 0)
 
 
-# an action counts under every type it runs (a workflow's steps too): its ``types`` column
-_IS_TYPE, _IS_SVC = ActionRow.types.like(bindparam("type_like"), escape="\\"), ActionRow.service == bindparam("service")
+def _of_type(type_like: Any, action_type: Any) -> ColumnElement[bool]:
+    """An action counts under every type it runs (a workflow's steps too): its ``types`` column.
+    One with ``types`` empty was written by an autonomic from before migration 0004 still
+    running beside the one that migrated the store (a rolling deploy, a replica not yet
+    replaced, a newer CLI run under an older engine): it counts under its own type, as that
+    version counted it, not under none (its rate limits were spent and nothing saw it)."""
+    return or_(ActionRow.types.like(type_like, escape="\\"),
+               and_(ActionRow.types == "", ActionRow.type == action_type))
+
+
+_IS_TYPE = _of_type(bindparam("type_like"), bindparam("type"))
+_IS_SVC = ActionRow.service == bindparam("service")
 _DAY, _WEEK = ActionRow.created_at >= bindparam("day"), ActionRow.created_at >= bindparam("week")
 _ACTION_COUNTS = select(
     _n(_IS_TYPE & _DAY), _n(_IS_TYPE & _WEEK), _n(_IS_SVC & _DAY), _n(_IS_SVC & _WEEK),
@@ -262,18 +273,37 @@ def shown_database_url(url: str) -> str:
     return shown_url(url, keep_user=True)
 
 
+_UNPAIRED = ("contains an unpaired UTF-16 surrogate (half of an emoji cut off, sent as a \\ud83d escape in "
+             "JSON), which is not text the store can hold; nothing was written")
+
+
 def _json_text(value: Any) -> str:
-    """The JSON text stored for a JSON column's value: compact, NaN and infinities as null."""
-    return to_json(value, inf_nan_mode="null").decode()
+    """The JSON text stored for a JSON column's value: compact, NaN and infinities as null.
+    StoreValueError for a string that is not Unicode text (an unpaired surrogate, which JSON
+    input may carry): no back end can hold it, so the write is refused for good, not retried."""
+    try:
+        return to_json(value, inf_nan_mode="null").decode()
+    except PydanticSerializationError as e:
+        if "surrogates not allowed" in str(e):
+            raise StoreValueError(f"a value {_UNPAIRED}") from None
+        raise
 
 
-def _no_nul(what: str, values: dict[str, Any]) -> None:
-    """StoreValueError naming the field when a text column's value holds a NUL character:
-    PostgreSQL text cannot, so neither back end takes it (the same input fails the same way on both)."""
+def _storable(what: str, values: dict[str, Any]) -> None:
+    """StoreValueError naming the field when a text column's value holds a NUL character
+    (PostgreSQL text cannot, so neither back end takes it: the same input fails the same way on
+    both) or an unpaired surrogate (not UTF-8: no back end can)."""
     for field, value in values.items():
-        if isinstance(value, str) and "\x00" in value:
+        if not isinstance(value, str):
+            continue
+        if "\x00" in value:
             raise StoreValueError(f"{what}.{field} contains a NUL character (\\x00), which the store cannot hold; "
-                             "nothing was written")
+                                  "nothing was written")
+        if not value.isascii():
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                raise StoreValueError(f"{what}.{field} {_UNPAIRED}") from None
 
 
 def _lease_in(conn: Connection, key: str) -> Lease | None:
@@ -421,9 +451,17 @@ class Store:
     def _migrate(self) -> None:
         """Bring the schema to the latest migration. A database stamped with a revision this
         version does not know (a newer autonomic migrated it: a rollback of the deploy) is
-        refused with a StoreError saying so, and is left as it is."""
+        refused with a StoreError saying so, and is left as it is. A schema already at the
+        latest revision is only read, without the write lock, so a read-only command
+        (``autonomic status``, ``autonomic audit verify``) still opens the store while a writer
+        holds the lock (an engine frozen mid-write, a person's ``sqlite3`` session); it used to
+        wait out the lock and fail with "database is locked"."""
         config = Config()
         config.set_main_option("script_location", str(_MIGRATIONS))
+        with self._read() as conn:
+            current = MigrationContext.configure(conn).get_current_revision()
+        if current is not None and current == ScriptDirectory.from_config(config).get_current_head():
+            return
         with self._write() as conn:
             config.attributes["connection"] = conn
             try:
@@ -508,6 +546,9 @@ class Store:
                         self._check_fence(conn, self._fence)
                     yield conn
             except SQLAlchemyError as e:
+                refused = getattr(e, "orig", None)
+                if isinstance(refused, StoreValueError):  # raised by _json_text, inside SQLAlchemy's binding
+                    raise refused from None
                 raise StoreError(f"store write failed: {_cause(e)}") from e
 
     @staticmethod
@@ -533,17 +574,13 @@ class Store:
         self, conn: Connection, head: tuple[int, str], actor: str, kind: str, subject: str,
         data: dict[str, Any] | None
     ) -> AuditEvent:
-        _no_nul("audit event", {"actor": actor, "kind": kind, "subject": subject})
+        _storable("audit event", {"actor": actor, "kind": kind, "subject": subject})
         data = self._secrets.data(data)
-        ev = make_event(
-            seq=head[0] + 1,
-            ts=time.time(),
-            actor=actor,
-            kind=kind,
-            subject=subject,
-            data=data,
-            prev_hash=head[1],
-        )
+        try:
+            ev = make_event(seq=head[0] + 1, ts=time.time(), actor=actor, kind=kind, subject=subject, data=data,
+                            prev_hash=head[1])
+        except UnicodeEncodeError:  # the hash is over UTF-8
+            raise StoreValueError(f"audit event {kind!r}: its data {_UNPAIRED}") from None
         conn.execute(_AUDIT_INSERT, {"seq": ev.seq, "ts": ev.ts, "actor": ev.actor, "kind": ev.kind,
                                      "subject": ev.subject, "data": ev.data, "prev_hash": ev.prev_hash,
                                      "hash": ev.hash})
@@ -593,7 +630,7 @@ class Store:
             for noun, (kind, row_cls) in zip(nouns, tables, strict=True):
                 body = self._secrets.data(noun.model_dump(mode="json"), keep=_RESTORED)
                 indexed = _index_values(row_cls, body)
-                _no_nul(kind, {"id": noun.id, **indexed})
+                _storable(kind, {"id": noun.id, **indexed})
                 values = {"id": noun.id, "first_seq": head[0] + 1, "body": body, **indexed}
                 conn.execute(self._upsert(row_cls, values, keep=("first_seq",)), values)
             written = self._append(conn, head, actor, event, subject, payload)
@@ -764,7 +801,7 @@ class Store:
             ActionRow.state != ActionState.CANCELLED.value,
         ]
         if type is not None:
-            where.append(ActionRow.types.like(_type_like(type), escape="\\"))
+            where.append(_of_type(_type_like(type), type))
         if service is not None:
             where.append(ActionRow.service == service)
         with self._read() as s:
@@ -775,8 +812,8 @@ class Store:
         """The four rate-limit counts in one query: actions of ``type`` created at or after
         ``day_since`` and ``week_since``, and on ``service`` likewise (CANCELLED ones not counted,
         as in :meth:`count_actions`)."""
-        params = {"type_like": _type_like(type), "service": service, "day": day_since, "week": week_since,
-                  "since": min(day_since, week_since)}
+        params = {"type_like": _type_like(type), "type": type, "service": service, "day": day_since,
+                  "week": week_since, "since": min(day_since, week_since)}
         with self._read() as s:
             row = s.execute(_ACTION_COUNTS, params).one()
         return int(row[0]), int(row[1]), int(row[2]), int(row[3])
@@ -835,7 +872,7 @@ class Store:
         bulky value that is only passing through, like received alerts) in the same transaction."""
         if value is not None and not isinstance(value, dict):
             raise TypeError(f"state value for {key!r} must be a dict or None, not {type(value).__name__}")
-        _no_nul("state", {"key": key})
+        _storable("state", {"key": key})
         with self._write() as conn:
             head = self._head(conn)
             if value is None:
@@ -855,7 +892,7 @@ class Store:
         Bookkeeping, not a state change anyone acts on: not audited (the caller audits what it
         accepted). Inside :meth:`unit` it joins the unit's transaction."""
         key = prefix + token
-        _no_nul("state", {"key": key})
+        _storable("state", {"key": key})
         with self._write() as conn:
             conn.execute(delete(StateRow).where(StateRow.key.startswith(prefix, autoescape=True),
                                                 StateRow.updated_at < now - keep_s))
@@ -888,7 +925,7 @@ class Store:
         the epoch goes up by one and the change is audited (``lease.acquired``). In every other
         case nothing is written and the caller sees who holds it."""
         key = lease_key(name)
-        _no_nul("lease", {"name": name, "holder": holder})
+        _storable("lease", {"name": name, "holder": holder})
         with self._write() as conn:
             current = _lease_in(conn, key)
             now = time.time()

@@ -52,7 +52,7 @@ from autonomic.engine import (
     paused_reason,
     queue_findings,
 )
-from autonomic.errors import ConfigError, NotLeaderError, Problem, StoreError
+from autonomic.errors import ConfigError, NotLeaderError, Problem, StoreError, StoreValueError
 from autonomic.execute.canary import JudgeConfig
 from autonomic.execute.canary import judge as judge_canary
 from autonomic.knowledge import Store
@@ -228,6 +228,10 @@ class Guard:
             log.warning("%s %s refused: %s", scope.get("method"), scope.get("path"), exc)
             if not started:
                 await _json(send, 503, str(exc))
+        except StoreValueError as exc:  # a value no store can hold: retrying it would fail for ever
+            log.warning("%s %s refused: %s", scope.get("method"), scope.get("path"), exc)
+            if not started:
+                await _json(send, 422, str(exc))
         except StoreError as exc:  # the store does not answer: nothing was written, the client may retry
             log.error("%s %s: %s", scope.get("method"), scope.get("path"), exc)
             if not started:

@@ -28,14 +28,21 @@ depends_on: str | Sequence[str] | None = None
 
 _ACTIONS = sa.table("actions", sa.column("id", sa.Text()), sa.column("types", sa.Text()),
                     sa.column("body", sa.JSON()))
+_BATCH = 5000
 
 
 def upgrade() -> None:
     op.add_column("actions", sa.Column("types", sa.Text(), nullable=False, server_default=""))
     conn = op.get_bind()
     rows = conn.execute(sa.select(_ACTIONS.c.id, _ACTIONS.c.body)).all()
-    for action_id, body in rows:
-        conn.execute(sa.update(_ACTIONS).where(_ACTIONS.c.id == action_id).values(types=action_types(body)))
+    # one executemany per batch, not one statement per action: a store with 100,000 actions was
+    # migrated in 47 s on PostgreSQL (15 s on SQLite) while every other process opening it gave
+    # up after the store's 10 s lock wait
+    fill = sa.update(_ACTIONS).where(_ACTIONS.c.id == sa.bindparam("action_id")).values(
+        types=sa.bindparam("action_types"))
+    for start in range(0, len(rows), _BATCH):
+        conn.execute(fill, [{"action_id": action_id, "action_types": action_types(body)}
+                            for action_id, body in rows[start:start + _BATCH]])
 
 
 def downgrade() -> None:
