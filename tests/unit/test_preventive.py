@@ -15,7 +15,7 @@ import pytest
 from autonomic.config import load_config_data
 from autonomic.engine import Engine
 from autonomic.knowledge import Store
-from autonomic.model import FindingKind, Incident, Level, Resolution, Sample
+from autonomic.model import Finding, FindingKind, Incident, Level, Resolution, Sample, Severity
 from autonomic.oversight.notify import Dispatcher
 from autonomic.testing import FakeActuator, FakeClock, FakeNotifier, ReplaySource
 from autonomic.testing.fakes import fake_registry
@@ -106,6 +106,27 @@ def test_a_forecast_fix_that_brings_memory_down_is_prevented(tmp_path: Path) -> 
     (outcome,) = loop.store.outcomes(incident_id=first.id)
     assert outcome.verdict == "pass" and "off its course" in outcome.reason
     assert loop.store.pattern_tallies()["fake-leak-fix"] == (1, 0)
+
+
+def test_a_forecast_incident_an_alert_of_the_same_trouble_joined_is_resolved_not_prevented(tmp_path: Path) -> None:
+    """The fix worked, but before it did, Alertmanager's memory alert fired on the service: the
+    trouble came, so the incident is resolved, not "prevented" (reports count what was avoided)."""
+    loop = Loop(tmp_path)
+    fixed_at: list[float] = []
+
+    def memory(t: float) -> float:
+        if loop.applies and not fixed_at:
+            fixed_at.append(t)
+            loop.engine.submit([Finding(service="svc", metric="alert:MemoryHigh", kind=FindingKind.ALERT,
+                                        cause="memory", severity=Severity.CRITICAL, confidence=0.9,
+                                        ts=loop.clock.now(), summary="MemoryHigh firing")])
+        return 30 + 0.03 * (t - fixed_at[0]) if fixed_at else 50 + 0.03 * t
+
+    loop.run(300, memory)
+    first = loop.incidents()[0]
+    assert loop.applies == 1 and first.kind == FindingKind.FORECAST
+    assert {f.kind for f in loop.store.findings(incident_id=first.id)} >= {FindingKind.FORECAST, FindingKind.ALERT}
+    assert first.resolution == Resolution.RESOLVED and first.closed_at is not None
 
 
 def test_the_warm_up_after_a_preventive_restart_is_not_forecast_as_a_new_leak(tmp_path: Path) -> None:

@@ -620,9 +620,10 @@ class Executor:
                           duration_s=now - action.created_at)
         if judgement.verdict == VerifyVerdict.PASS:
             done = action.model_copy(update={"state": ActionState.SUCCEEDED})
-            # "prevented" only when it was forecast and never actually crossed its line
+            # "prevented" only when it was forecast and the trouble never came: no threshold
+            # crossed, no firing alert, the service never found down
             prevented = incident is not None and incident.kind == FindingKind.FORECAST and not any(
-                f.kind == FindingKind.THRESHOLD for f in findings)
+                f.kind in _CAME for f in findings)
             resolution = Resolution.PREVENTED if prevented else Resolution.RESOLVED
             inc = self._set_incident(incident, now, IncidentState.RESOLVED, resolution, close=True)
             self.store.record(done, *([inc] if inc else []), outcome, actor="engine", event="action.verified",
@@ -799,6 +800,11 @@ def _undo_window(ts: Any, values: Any, start: float, until: float) -> tuple[Any,
     mid = start + (until - start) / 2
     mask = (ts >= mid) & (ts <= until + 1e-9)
     return ts[mask], values[mask]
+
+
+_CAME = frozenset({FindingKind.THRESHOLD, FindingKind.ALERT, FindingKind.STATE})
+"""Finding kinds that say the trouble is here, not coming: a forecast incident with one of
+them was not prevented, only resolved."""
 
 
 def _kind(action: Action) -> str:
