@@ -531,6 +531,34 @@ def test_a_half_open_breakers_trial_cancelled_by_a_pause_does_not_hold_the_break
     assert [c for c, *_ in h.actuator.calls] == ["apply"]
 
 
+def test_a_long_incident_writes_its_repeating_finding_less_often_and_counts_every_one(tmp_path: Path) -> None:
+    """A service down for 30 minutes (observe: nothing acts) at 1 s ticks: a repeating finding was
+    written every 10 s for as long as it lasted (8,640 findings and audit events a day for one down
+    service). Now every 10 s at first, then a tenth of the incident's age, at most once a minute;
+    the incident still counts every finding, the repeats since the last write included when it closes."""
+    h = Harness(tmp_path, policy={"autonomy": "observe"})
+    real_ingest = h.engine.ingest
+    ingested = []
+
+    def counting(finding: Finding, now: float) -> Incident | None:
+        out = real_ingest(finding, now)
+        if out is not None:
+            ingested.append(finding)
+        return out
+
+    h.engine.ingest = counting  # type: ignore[method-assign]
+    h.feed("up", 0, 1800)
+    inc = h.incident()
+    stored = h.store.findings(incident_id=inc.id)
+    assert 30 <= len(stored) <= 60, len(stored)  # every 10 s throughout: 180
+    gaps = [b.ts - a.ts for a, b in zip(stored, stored[1:], strict=False)]
+    assert max(gaps) <= 61 and min(gaps[-5:]) >= 59  # once a minute by the end
+    h.feed("up", 1, 40)  # quiet past resolve_after_s: closed
+    closed = h.store.get(Incident, inc.id)
+    assert closed is not None and closed.closed_at is not None
+    assert closed.finding_count == len([f for f in ingested if f.cause == "down"])
+
+
 def test_a_broken_source_is_logged_and_the_loop_carries_on(tmp_path: Path) -> None:
     h = Harness(tmp_path)
 
