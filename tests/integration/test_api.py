@@ -664,7 +664,8 @@ def test_a_webhook_the_store_can_never_hold_is_answered_422_not_503(env: Env) ->
     """An annotation with half an emoji (``\\ud83d``, valid JSON, not text): the store refuses it
     for good, so the sender is told so (422) instead of "try again" (503), which it would for ever."""
     body = json.dumps(ALERT).replace("web memory high", "web memory high \\ud83d").encode()
-    r = env.client.post("/api/v1/alerts", content=body, headers={"Content-Type": "application/json"})
+    r = env.client.post("/api/v1/alerts", content=body,
+                        headers={"Content-Type": "application/json", **env.auth("operator")})
     assert r.status_code == 422 and "surrogate" in r.json()["detail"]
     assert env.store.states("inbox:") == {}
 
