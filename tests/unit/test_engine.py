@@ -927,6 +927,36 @@ def test_a_step_that_took_effect_before_a_crash_keeps_its_snapshot_when_a_retry_
         {"before": 1}]  # taken once, before step 2 first ran
 
 
+def test_a_workflow_whose_first_step_was_withdrawn_is_not_run_on_a_decision_older_than_its_ttl(
+        tmp_path: Path) -> None:
+    """The kill switch cannot be read before the first step (nothing has run) and the store
+    stays unreadable for longer than decision_ttl_s. As for a single-step action, the action is
+    back to PENDING, so when the store answers again it is cancelled as stale and the incident
+    decided again; before, its steps ran on the old decision."""
+    from autonomic.errors import StoreError
+
+    h = _workflow_harness(tmp_path)
+    real_paused, outage = h.engine.executor.paused, [True]
+
+    def down(service: str) -> str | None:
+        if outage:
+            raise StoreError("store read failed: database is locked")
+        return real_paused(service)
+
+    h.engine.executor.paused = down  # type: ignore[method-assign]
+    h.feed("up", 0, 4)
+    (first,) = h.store.actions()
+    assert first.state == ActionState.PENDING and h.actuator.calls == []
+    phases = [s.detail.get("phase") for s in first.steps if s.detail.get("workflow")]
+    assert phases[:2] == ["intent", "withdrawn"] and set(phases) == {"intent", "withdrawn"}  # at every retry
+    outage.clear()
+    h.clock.t += h.config.engine.decision_ttl_s + 60
+    h.feed("up", 0, 4)
+    first = h.store.get(type(first), first.id)  # type: ignore[assignment]
+    assert first is not None and first.state == ActionState.CANCELLED and (first.error or "").startswith("stale")
+    assert not any(key.startswith(first.idempotency_key) for _, _, key in h.actuator.calls)
+
+
 def test_a_workflow_that_fails_verification_is_undone_step_by_step_in_reverse(tmp_path: Path) -> None:
     h = _workflow_harness(tmp_path)
     h.feed("up", 1, 2)
