@@ -16,7 +16,7 @@ import psutil
 import pytest
 
 from autonomic.errors import TerminalActuatorError
-from autonomic.execute.supervisor import ProcessBinding, Supervisor
+from autonomic.execute.supervisor import ProcessBinding, Supervisor, _runs
 
 SLEEPER = "import time\nwhile True:\n    time.sleep(0.05)\n"
 
@@ -208,6 +208,47 @@ def test_a_service_started_by_an_engine_that_died_before_its_pidfile_is_adopted_
     assert json.loads((sup.state_dir / "pids" / "api.json").read_text())["pid"] == pid
     later.stop("api", timeout_s=2)
     assert later.identity("api") is None
+
+
+JOB_RUNNER = ("import subprocess, sys, time\n"
+              "subprocess.Popen([sys.executable, '-c', 'import time\\nwhile True: time.sleep(0.05)'],"
+              " start_new_session=True)\n"
+              "while True:\n    time.sleep(0.05)\n")
+
+
+def test_a_job_left_by_a_service_that_died_while_the_engine_was_down_is_not_adopted_as_the_service(
+    sup: Supervisor,
+) -> None:
+    """The service ran a job in a session of its own (it inherits the marker and leads its
+    session) and died while the engine was down. Before: the next engine adopted the job as the
+    service, so the service was never started (and a restart would have killed the job). Now
+    the job runs another command than the service's: the service is started."""
+    sup.add("api", py(JOB_RUNNER))
+    pid = sup.start("api")
+    wait_for(lambda: len(psutil.Process(pid).children()) == 1)
+    job = psutil.Process(pid).children()[0]
+    try:
+        assert os.getsid(job.pid) == job.pid
+        os.kill(pid, signal.SIGKILL)
+        wait_for(lambda: sup.identity("api") is None)
+        later = Supervisor(sup.state_dir)
+        later.add("api", py(JOB_RUNNER))
+        assert later.adopt_or_start_all() == {"api": "started"}
+        assert later.pid("api") not in (None, job.pid)
+        later.stop("api", timeout_s=2)
+        assert job.is_running()
+    finally:
+        job.kill()
+
+
+def test_runs_matches_a_command_line_as_exec_shows_it() -> None:
+    assert _runs(["python3", "-c", "x"], ["python3", "-c", "x"])
+    # a #! script found on PATH: its interpreter, then its path, then its arguments
+    assert _runs(["/usr/bin/python3", "/opt/bin/svc.py", "a"], ["svc.py", "a"])
+    assert _runs(["/bin/sh", "-e", "./run.sh"], ["./run.sh"])
+    assert not _runs(["python3", "-c", "job"], ["python3", "-c", "x"])
+    assert not _runs(["python3"], ["python3", "-c", "x"])
+    assert not _runs(["nginx: master process"], ["nginx", "-g", "daemon off;"])
 
 
 def _step_the_wall_clock(monkeypatch: pytest.MonkeyPatch, seconds: float) -> None:

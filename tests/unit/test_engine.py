@@ -903,6 +903,88 @@ def test_a_workflow_step_whose_kill_switch_read_fails_runs_at_the_retry_not_hand
     assert h.store.verify_audit().ok
 
 
+def test_a_step_that_took_effect_before_a_crash_keeps_its_snapshot_when_a_retry_is_withdrawn(
+        tmp_path: Path) -> None:
+    """Step 2 took effect and the engine died before its result. The next engine asks the
+    actuator (it took effect), journals the intent to finish it, and the kill-switch read fails:
+    that intent is withdrawn. Before: the withdrawal dropped the step's undo snapshot, so the
+    next try took a new one, of the state the step had already changed, and an undo would have
+    "restored" the change. Now the snapshot journaled before the step first ran is kept."""
+    from autonomic.errors import StoreError
+    from autonomic.execute.workflow import snapshot_of
+
+    class Crash(BaseException):
+        pass
+
+    store = Store(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    h = _workflow_harness(tmp_path, store=store)
+    real_apply = h.actuator.apply
+
+    def dies_after_step_two(target: Any, params: Any, key: str, snapshot: Any) -> dict[str, Any]:
+        result = real_apply(target, params, key, snapshot)
+        if key.endswith(":1"):
+            raise Crash  # the engine is killed right after the step took effect
+        return result
+
+    h.actuator.apply = dies_after_step_two  # type: ignore[method-assign]
+    with pytest.raises(Crash):
+        h.feed("up", 0, 4)
+    (action,) = store.actions()
+    assert action.state == ActionState.RUNNING and snapshot_of(action.steps, 1) == {"before": 1}
+
+    actuator = FakeActuator()
+    actuator.applied_keys |= {f"{action.idempotency_key}:0", f"{action.idempotency_key}:1"}  # what ran
+    h2 = _workflow_harness(tmp_path, store=store, actuator=actuator)
+    h2.clock.t = h.clock.now()
+    real_paused, checks = h2.engine.executor.paused, []
+
+    def flaky(service: str) -> str | None:
+        checks.append(service)
+        if len(checks) == 1:
+            raise StoreError("store read failed: database is locked")
+        return real_paused(service)
+
+    h2.engine.executor.paused = flaky  # type: ignore[method-assign]
+    h2.feed("up", 1, 4)
+    action = store.get(type(action), action.id)  # type: ignore[assignment]
+    assert action is not None and [s.detail.get("phase") for s in action.steps
+                                   if s.detail.get("workflow") == "do" and s.detail.get("index") == 1] == [
+        "intent", "intent", "withdrawn", "intent", "result"]
+    assert snapshot_of(action.steps, 1) == {"before": 1}
+    assert [s.detail["snapshot"] for s in action.steps if s.detail.get("index") == 1 and "snapshot" in s.detail] == [
+        {"before": 1}]  # taken once, before step 2 first ran
+
+
+def test_a_workflow_whose_first_step_was_withdrawn_is_not_run_on_a_decision_older_than_its_ttl(
+        tmp_path: Path) -> None:
+    """The kill switch cannot be read before the first step (nothing has run) and the store
+    stays unreadable for longer than decision_ttl_s. As for a single-step action, the action is
+    back to PENDING, so when the store answers again it is cancelled as stale and the incident
+    decided again; before, its steps ran on the old decision."""
+    from autonomic.errors import StoreError
+
+    h = _workflow_harness(tmp_path)
+    real_paused, outage = h.engine.executor.paused, [True]
+
+    def down(service: str) -> str | None:
+        if outage:
+            raise StoreError("store read failed: database is locked")
+        return real_paused(service)
+
+    h.engine.executor.paused = down  # type: ignore[method-assign]
+    h.feed("up", 0, 4)
+    (first,) = h.store.actions()
+    assert first.state == ActionState.PENDING and h.actuator.calls == []
+    phases = [s.detail.get("phase") for s in first.steps if s.detail.get("workflow")]
+    assert phases[:2] == ["intent", "withdrawn"] and set(phases) == {"intent", "withdrawn"}  # at every retry
+    outage.clear()
+    h.clock.t += h.config.engine.decision_ttl_s + 60
+    h.feed("up", 0, 4)
+    first = h.store.get(type(first), first.id)  # type: ignore[assignment]
+    assert first is not None and first.state == ActionState.CANCELLED and (first.error or "").startswith("stale")
+    assert not any(key.startswith(first.idempotency_key) for _, _, key in h.actuator.calls)
+
+
 def test_a_workflow_that_fails_verification_is_undone_step_by_step_in_reverse(tmp_path: Path) -> None:
     h = _workflow_harness(tmp_path)
     h.feed("up", 1, 2)

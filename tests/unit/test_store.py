@@ -40,7 +40,8 @@ from autonomic.model import (
 RawSql = Callable[..., list[tuple[Any, ...]]]  # the raw_sql fixture (tests/conftest.py)
 HEAD_REVISION = "0004"  # the newest migration
 # What a stored noun's body may hold (test_what_a_stored_noun_may_hold_changes_only_with_a_new_migration),
-# by the migration at which it last changed: append a line with each new migration that changes it.
+# by migration: append a line with each new migration (the fingerprint of the nouns it goes with,
+# unchanged when it changes no noun: the newest migration must have its line).
 NOUN_SHAPES = {
     "0004": "02e8b0e817a39163609430340368d5c3b756e917361bf6f348c2e1c558f0f0c4",
 }
@@ -455,9 +456,12 @@ def _noun_shape() -> str:
 
     from autonomic.knowledge.tables import NOUN_TABLES
 
-    def shape(value: Any) -> Any:
+    def shape(value: Any, names: bool = False) -> Any:
+        # names: the keys are the names of fields (under "properties"), kept whatever they are
+        # called, so a field named "title" or "description" counts like any other
         if isinstance(value, dict):
-            return {k: shape(v) for k, v in value.items() if k not in ("description", "title", "examples", "default")}
+            return {k: shape(v, names=not names and k == "properties") for k, v in value.items()
+                    if names or k not in ("description", "title", "examples", "default")}
         return [shape(v) for v in value] if isinstance(value, list) else value
 
     schemas = {m.__name__: shape(m.model_json_schema(mode="serialization")) for m in NOUN_TABLES}

@@ -278,6 +278,12 @@ def test_a_withdrawn_intent_reads_as_not_started_and_its_snapshot_is_taken_again
     comp = [*records[:2], rec("compensate 1/2 fake:s0", True, **record_detail("compensate", 0, "intent")),
             rec("compensate 1/2 fake:s0", True, **record_detail("compensate", 0, "withdrawn"))]
     assert journal_from_records(comp, 2)[0] == StepState(do=Status.OK)
+    # an intent to finish a step that may have run before a crash reuses its snapshot; that
+    # intent's withdrawal keeps it (a new one would see what the step had already changed)
+    crashed = [records[2], rec("step 2/2 fake:s1", True, **record_detail("do", 1, "intent")),
+               rec("step 2/2 fake:s1", True, **record_detail("do", 1, "withdrawn", reason="store down"))]
+    assert journal_from_records(crashed, 2)[1] == StepState(do=Status.STARTED)
+    assert snapshot_of(crashed, 1) == {"v": 2}
 
 
 # --- pattern schema ------------------------------------------------------------------------

@@ -28,7 +28,9 @@ taken right before it and the key ``f"{idempotency_key}:{i-1}"``) and result rec
 "compensate i/n ..." ones when undone. The kill switch is checked before each step and each
 compensation: paused before the first step means CANCELLED, later means what ran is left in
 place (not compensated) and a person is told; a check that cannot read the store journals the
-step's intent as "withdrawn" (nothing ran) and the step is tried again at a later tick.
+step's intent as "withdrawn" (nothing ran) and the step is tried again at a later tick (before
+the first step, the action is back to PENDING: a decision older than ``decision_ttl_s`` by then
+is cancelled as stale, as a single-step action's is).
 
 A pause stops every actuator call, undo and compensation included: a fix that fails
 verification while automation is paused is not undone; the action is ESCALATED (no breaker
@@ -548,12 +550,16 @@ class Executor:
             # The kill switch could not be read: nothing ran. The intent is withdrawn, so the retry
             # at a later tick checks the kill switch again rather than asking the actuator whether
             # a step that never ran took effect (one that cannot tell would hand it to a person).
-            # When the store refuses this write too, the intent stands and recovery asks.
+            # When nothing of the action has run, it is back to PENDING, as a single-step action
+            # is: a retry after decision_ttl_s cancels it as stale instead of running an old
+            # decision. When the store refuses this write too, the intent stands and recovery asks.
+            withdrawn = StepRecord(name=name, ok=True, started_at=started, finished_at=self.clock.now(),
+                                   detail=workflow.record_detail(kind, i, "withdrawn", key=key, reason=str(exc)[:500]))
+            journal = workflow.journal_from_records([*action.steps, withdrawn], len(action.workflow))
+            if all(s.do == s.compensate == workflow.Status.NOT_STARTED for s in journal):
+                action = action.model_copy(update={"state": ActionState.PENDING})
             with contextlib.suppress(StoreError):
-                self._journal(action, StepRecord(name=name, ok=True, started_at=started, finished_at=self.clock.now(),
-                                                 detail=workflow.record_detail(kind, i, "withdrawn", key=key,
-                                                                               reason=str(exc)[:500])),
-                              f"action.{kind}_withdrawn")
+                self._journal(action, withdrawn, f"action.{kind}_withdrawn")
             raise
         error: str | None = None
         detail: dict[str, Any] = {}

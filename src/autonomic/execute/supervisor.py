@@ -16,8 +16,9 @@ must match.
 Every service is started with ``AUTONOMIC_SUPERVISED=<state_dir>:<service>`` in its
 environment. An engine killed after starting a process but before writing its pidfile left a
 running service with no pidfile; at the next start :meth:`Supervisor.adopt_or_start_all` finds
-it by that marker (the session leader carrying it) and adopts it instead of starting a second
-copy beside it.
+it by that marker (the session leader carrying it and running the service's command: a job
+the service ran in a session of its own carries it too) and adopts it instead of starting a
+second copy beside it.
 """
 
 from __future__ import annotations
@@ -236,15 +237,20 @@ class Supervisor:
         return f"{self.state_dir.resolve()}:{service}"
 
     def _find_by_marker(self, service: str) -> int | None:
-        """The pid of a live session leader whose environment carries this service's marker:
-        a service started by an engine that died before writing its pidfile. (The service's own
-        children inherit the marker but are not the leader of its session.)"""
-        marker = self._marker(service)
+        """The pid of a live session leader whose environment carries this service's marker and
+        that runs the service's command (:func:`_runs`): a service started by an engine that
+        died before writing its pidfile. The service's own children inherit the marker: those
+        in its session are not its leader, and one it ran in a session of its own (a job started
+        with ``setsid``) runs another command, so the job left behind by a service that died
+        while the engine was down is not taken for the service (which would then never be
+        started). A service that rewrites its command line (``setproctitle``) is not found this
+        way and is started again, as it was before markers."""
+        marker, argv = self._marker(service), self.binding(service).command
         for proc in psutil.process_iter():
             try:
                 if os.getsid(proc.pid) != proc.pid or proc.status() == psutil.STATUS_ZOMBIE:
                     continue
-                if proc.environ().get(MARKER) == marker:
+                if proc.environ().get(MARKER) == marker and _runs(proc.cmdline(), argv):
                     return proc.pid
             except (psutil.Error, OSError):
                 continue  # gone meanwhile, or another user's process
@@ -466,3 +472,13 @@ def _killpg(pid: int, sig: int) -> None:
     except PermissionError:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, sig)
+
+
+def _runs(cmdline: list[str], argv: list[str]) -> bool:
+    """Whether a process's command line is what exec of ``argv`` shows: ``argv`` itself, or, for
+    a script run through its ``#!`` interpreter, the interpreter (and its argument) followed by
+    the script's path (``argv[0]`` found on PATH: compared by base name) and ``argv[1:]``."""
+    if not argv or len(cmdline) < len(argv):
+        return False
+    tail = cmdline[len(cmdline) - len(argv):]
+    return tail[1:] == argv[1:] and os.path.basename(tail[0]) == os.path.basename(argv[0])

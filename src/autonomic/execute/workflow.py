@@ -204,17 +204,23 @@ def journal_from_records(records: Sequence[StepRecord], n: int) -> list[StepStat
 
 def snapshot_of(records: Sequence[StepRecord], index: int) -> dict[str, Any] | None:
     """The undo snapshot journaled with step ``index``'s first intent that was not withdrawn
-    (None: not yet taken; a withdrawn step's snapshot is taken again when it runs)."""
+    (None: not yet taken; a withdrawn step's snapshot is taken again when it runs). Only the
+    withdrawal of the intent that took the snapshot drops it: a later intent (finishing a step
+    that may have run before the engine stopped) reuses it, and its withdrawal says nothing of
+    that earlier attempt, which may have changed what a new snapshot would see."""
     snap: dict[str, Any] | None = None
+    own = False  # whether the latest intent is the one that took ``snap``
     for r in records:
         d = r.detail
         if d.get("workflow") != "do" or d.get("index") != index:
             continue
-        if d.get("phase") == "intent" and snap is None:
-            taken = d.get("snapshot")
-            snap = dict(taken) if isinstance(taken, dict) else {}
-        elif d.get("phase") == "withdrawn":
-            snap = None
+        if d.get("phase") == "intent":
+            own = snap is None
+            if own:
+                taken = d.get("snapshot")
+                snap = dict(taken) if isinstance(taken, dict) else {}
+        elif d.get("phase") == "withdrawn" and own:
+            snap, own = None, False
         elif d.get("phase") == "result":
             break  # the step ran with that snapshot: later intents are retries of it
     return snap

@@ -4,8 +4,9 @@ A token is ``aut_`` followed by 32 random bytes (URL-safe base64). Only its SHA-
 kept, as the store state ``token:<sha256>`` = ``{"name", "role", "created_at"}``; the token
 itself is shown once, when created, and is never stored, logged or audited.
 
-Roles are ordered: ``viewer`` reads, ``operator`` also approves, denies, pauses and resumes,
-``admin`` also changes the policy.
+Roles are ordered: ``viewer`` reads, ``operator`` also approves, denies, pauses and resumes
+(and sends Alertmanager alerts, unless the receiver has a secret of its own), ``admin`` also
+changes the policy.
 """
 
 from __future__ import annotations
