@@ -644,7 +644,7 @@ def test_a_webhook_is_stored_before_it_is_accepted_even_with_no_engine_in_this_p
     ((key, value),) = env.store.states("inbox:").items()
     assert [(f["metric"], f["summary"]) for f in value["findings"]] == [("memory_percent", "web memory high")]
     last = env.store.audit_events()[-1]
-    assert (last.kind, last.actor, last.subject, last.data["count"]) == ("alerts.received", "webhook", key, 1)
+    assert (last.kind, last.actor, last.subject, last.data["count"]) == ("alerts.received", "token:operator", key, 1)
 
 
 def test_a_webhook_the_store_cannot_take_is_answered_503_so_the_sender_retries(
@@ -686,11 +686,11 @@ def test_webhook_without_its_own_secret_wants_an_operator_api_token_and_the_engi
     token of the operator role is the credential (Alertmanager's http_config.authorization)."""
     engine = _engine(env)
     anonymous = env.client.post("/api/v1/alerts", json=ALERT)
-    assert anonymous.status_code == 401 and "autonomic token create --role operator" in anonymous.json()["detail"]
+    assert anonymous.status_code == 401 and "autonomic token create --role alerts" in anonymous.json()["detail"]
     wrong = {"Authorization": "Bearer aut_wrong"}
     assert env.client.post("/api/v1/alerts", json=ALERT, headers=wrong).status_code == 401
     viewer = env.client.post("/api/v1/alerts", json=ALERT, headers=env.auth("viewer"))
-    assert viewer.status_code == 403 and "operator role" in viewer.json()["detail"]
+    assert viewer.status_code == 403 and "alerts or operator role" in viewer.json()["detail"]
     assert env.store.states("inbox:") == {}
     r = env.client.post("/api/v1/alerts", json=ALERT, headers=env.auth("operator"))
     assert r.status_code == 202 and r.json() == {"accepted": 1}
@@ -714,6 +714,18 @@ def test_webhook_payload_errors_are_422_naming_the_field(env: Env) -> None:
     r = env.client.post("/api/v1/alerts", content=b"{nope",
                         headers={"Content-Type": "application/json", **env.auth("operator")})
     assert r.status_code == 422 and "body" in r.json()["detail"]
+
+
+def test_a_token_of_the_alerts_role_sends_alerts_and_nothing_else_and_is_named_in_the_audit(env: Env) -> None:
+    """Alertmanager needs to send alerts, not to approve, pause or read: the ``alerts`` role."""
+    token = create_token(env.store, "alertmanager", "alerts")
+    h = {"Authorization": f"Bearer {token}"}
+    assert env.client.post("/api/v1/alerts", json=ALERT, headers=h).json() == {"accepted": 1}
+    received = [e for e in env.store.audit_events() if e.kind == "alerts.received"]
+    assert [e.actor for e in received] == ["token:alertmanager"]
+    assert env.client.get("/api/v1/overview", headers=h).status_code == 403
+    assert env.client.post(f"/api/v1/approvals/{env.waiting_id}/approve", headers=h, json={}).status_code == 403
+    assert env.client.post("/api/v1/pause", headers=h, json={"reason": "x"}).status_code == 403
 
 
 def test_webhook_open_takes_alerts_without_a_credential(env: Env) -> None:

@@ -693,32 +693,34 @@ def _write_routes(ctx: ApiContext) -> APIRouter:
 def _webhook_routes(ctx: ApiContext) -> APIRouter:
     router = APIRouter(prefix=API, tags=["alerts"])
 
-    def check_auth(request: Request, raw: bytes, now: float) -> str | None:
+    def check_auth(request: Request, raw: bytes, now: float) -> tuple[str | None, str]:
         """Raise 401 unless the configured checks pass; return the signature (remembered with the
-        alerts it brings, see ``receive``), or None when no HMAC is configured. With neither the
-        webhook token nor the HMAC secret configured, an API token of the operator role is the
-        credential (Alertmanager's ``http_config.authorization``), unless ``webhook_open``."""
+        alerts it brings, see ``receive``; None when no HMAC is configured) and the audit actor.
+        With neither the webhook token nor the HMAC secret configured, an API token of the
+        ``alerts`` role (or operator and above) is the credential (Alertmanager's
+        ``http_config.authorization``), unless ``webhook_open``."""
         if ctx.webhook_token is None and ctx.webhook_hmac_secret is None:
-            if not ctx.webhook_open:
-                given = request.headers.get("authorization", "")
-                raw_token = given[7:].strip() if given[:7].lower() == "bearer " else ""
-                principal = authenticate(ctx.store, raw_token) if raw_token else None
-                if principal is None:
-                    raise HTTPException(401, "missing or invalid API token: POST /api/v1/alerts wants "
-                                             "Authorization: Bearer <token of the operator role> (autonomic token "
-                                             "create --role operator --name alertmanager), or the secret "
-                                             "api.webhook_token_env or api.webhook_hmac_env names",
-                                        headers=_UNAUTHORIZED)
-                if not principal.allows("operator"):
-                    raise HTTPException(403, f"alerts need the operator role; token {principal.name!r} "
-                                             f"is {principal.role}")
-            return None
+            if ctx.webhook_open:
+                return None, "webhook"
+            given = request.headers.get("authorization", "")
+            raw_token = given[7:].strip() if given[:7].lower() == "bearer " else ""
+            principal = authenticate(ctx.store, raw_token) if raw_token else None
+            if principal is None:
+                raise HTTPException(401, "missing or invalid API token: POST /api/v1/alerts wants "
+                                         "Authorization: Bearer <token of the alerts role> (autonomic token "
+                                         "create --role alerts --name alertmanager), or the secret "
+                                         "api.webhook_token_env or api.webhook_hmac_env names",
+                                    headers=_UNAUTHORIZED)
+            if not principal.allows("alerts"):
+                raise HTTPException(403, f"sending alerts needs the alerts or operator role; token "
+                                         f"{principal.name!r} is {principal.role}")
+            return None, principal.actor
         if ctx.webhook_token is not None:
             given = request.headers.get("authorization", "")
             if not hmac.compare_digest(given.encode(), f"Bearer {ctx.webhook_token}".encode()):
                 raise HTTPException(401, "missing or wrong webhook bearer token", headers=_UNAUTHORIZED)
         if ctx.webhook_hmac_secret is None:
-            return None
+            return None, "webhook"
         sig = request.headers.get(SIGNATURE_HEADER, "")
         stamp = request.headers.get(TIMESTAMP_HEADER, "")
         try:
@@ -730,9 +732,9 @@ def _webhook_routes(ctx: ApiContext) -> APIRouter:
         expected = sign(ctx.webhook_hmac_secret, stamp, raw)
         if not hmac.compare_digest(sig.encode(), expected.encode()):
             raise HTTPException(401, f"missing or wrong {SIGNATURE_HEADER} header")
-        return expected
+        return expected, "webhook"
 
-    def receive(raw: bytes, sig: str | None) -> int:
+    def receive(raw: bytes, sig: str | None, actor: str) -> int:
         try:
             from autonomic.monitor.alertmanager import parse_webhook, resolved_fingerprints, to_findings
         except ImportError:
@@ -752,7 +754,7 @@ def _webhook_routes(ctx: ApiContext) -> APIRouter:
             if sig is not None and not ctx.store.first_time(ACCEPTED_SIGNATURES, sig, now, 2 * WEBHOOK_MAX_SKEW_S):
                 raise HTTPException(401, "replayed webhook: this signature was already accepted")
             if findings or resolved:  # stored before the 202: the engine (this replica's or the leader's) ingests it
-                queue_findings(ctx.store, findings, now, actor="webhook", resolved=resolved)
+                queue_findings(ctx.store, findings, now, actor=actor, resolved=resolved)
         return len(findings)
 
     @router.post(
@@ -765,8 +767,8 @@ def _webhook_routes(ctx: ApiContext) -> APIRouter:
         """Alertmanager webhook receiver: each firing alert becomes a finding for the loop."""
         raw = await request.body()
         now = ctx.clock.now()
-        sig = await run_in_threadpool(check_auth, request, raw, now)  # an API token is a store read
-        return {"accepted": await run_in_threadpool(receive, raw, sig)}
+        sig, actor = await run_in_threadpool(check_auth, request, raw, now)  # an API token is a store read
+        return {"accepted": await run_in_threadpool(receive, raw, sig, actor)}
 
     return router
 

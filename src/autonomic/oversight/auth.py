@@ -6,7 +6,8 @@ itself is shown once, when created, and is never stored, logged or audited.
 
 Roles are ordered: ``viewer`` reads, ``operator`` also approves, denies, pauses and resumes
 (and sends Alertmanager alerts, unless the receiver has a secret of its own), ``admin`` also
-changes the policy.
+changes the policy. ``alerts`` stands apart: it sends Alertmanager alerts and nothing else (not
+even reads), the least an Alertmanager needs.
 """
 
 from __future__ import annotations
@@ -20,8 +21,9 @@ from typing import Any, Literal, cast
 
 from autonomic.knowledge import Store
 
-Role = Literal["viewer", "operator", "admin"]
-ROLES: tuple[Role, ...] = ("viewer", "operator", "admin")
+Role = Literal["alerts", "viewer", "operator", "admin"]
+ROLES: tuple[Role, ...] = ("alerts", "viewer", "operator", "admin")
+_RANKED: tuple[Role, ...] = ("viewer", "operator", "admin")  # each allows what the ones before it do
 TOKEN_PREFIX = "aut_"
 STATE_PREFIX = "token:"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")
@@ -40,8 +42,13 @@ class Principal:
         return f"token:{self.name}"
 
     def allows(self, needed: Role) -> bool:
-        """Whether this role is at least ``needed``."""
-        return ROLES.index(self.role) >= ROLES.index(needed)
+        """Whether this role may do what ``needed`` may: a role at least ``needed`` among viewer,
+        operator and admin; sending alerts, the ``alerts`` role or operator and above."""
+        if needed == "alerts":
+            return self.role in ("alerts", "operator", "admin")
+        if self.role == "alerts":
+            return False
+        return _RANKED.index(self.role) >= _RANKED.index(needed)
 
 
 def hash_token(raw: str) -> str:

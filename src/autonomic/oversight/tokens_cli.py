@@ -45,7 +45,8 @@ def _actor() -> str:
 
 @token_app.command("create")
 def create(
-    role: Annotated[str, typer.Option("--role", help="viewer, operator or admin")],
+    role: Annotated[str, typer.Option("--role",
+                                      help="viewer, operator or admin; alerts: sends Alertmanager alerts only")],
     name: Annotated[str, typer.Option("--name", help="who or what uses it (unique)")],
     config: ConfigOpt = None,
 ) -> None:
