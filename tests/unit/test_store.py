@@ -38,12 +38,13 @@ from autonomic.model import (
 )
 
 RawSql = Callable[..., list[tuple[Any, ...]]]  # the raw_sql fixture (tests/conftest.py)
-HEAD_REVISION = "0004"  # the newest migration
+HEAD_REVISION = "0005"  # the newest migration
 # What a stored noun's body may hold (test_what_a_stored_noun_may_hold_changes_only_with_a_new_migration),
 # by migration: append a line with each new migration (the fingerprint of the nouns it goes with,
 # unchanged when it changes no noun: the newest migration must have its line).
 NOUN_SHAPES = {
     "0004": "02e8b0e817a39163609430340368d5c3b756e917361bf6f348c2e1c558f0f0c4",
+    "0005": "02e8b0e817a39163609430340368d5c3b756e917361bf6f348c2e1c558f0f0c4",
 }
 
 
@@ -1046,6 +1047,43 @@ def test_an_action_an_autonomic_from_before_0004_writes_after_the_migration_coun
     assert store.count_actions(0.0, type="process") == 1 and store.count_actions(0.0, type="config") == 1
     assert store.action_counts(0.0, 0.0, type="process", service="web") == (1, 1, 1, 1)
     assert store.count_actions(0.0, type="restart") == 0
+
+
+def test_the_rate_limit_counts_read_actions_through_indexes_not_the_whole_week_on_sqlite(tmp_path: Path) -> None:
+    """Counting a workflow under each of its types must not cost every decision a read of the
+    week's actions: each term of the count's OR has an index (SQLite's multi-index OR)."""
+    import sqlite3
+
+    from autonomic.knowledge import store as store_module
+
+    s = Store(f"sqlite:///{tmp_path / 'plan.db'}")
+    with s._engine.connect() as conn:
+        compiled = store_module._ACTION_COUNTS.compile(conn)
+    s.close()
+    raw = sqlite3.connect(tmp_path / "plan.db")
+    params = {"type_like": "%|process|%", "type": "process", "service": "api", "day": 1.0, "week": 1.0,
+              "since": 1.0}
+    values = [params[k] if k in params else compiled.params[k] for k in compiled.positiontup or []]
+    plan = [row[-1] for row in raw.execute("EXPLAIN QUERY PLAN " + str(compiled), values)]
+    raw.close()
+    assert plan[0] == "MULTI-INDEX OR" and any("ix_actions_multi" in p for p in plan), plan
+    assert not any("created_at" in p for p in plan), plan
+
+
+def test_migration_0005_flags_the_workflows_of_several_types(store_url: str, raw_sql: RawSql) -> None:
+    first = Store(store_url)
+    steps = [StepSpec(name="drain", type="config"), StepSpec(name="restart", type="process")]
+    same = [StepSpec(name="a", type="config"), StepSpec(name="b", type="config")]
+    flow, single, plain = (action("i1", type="config", workflow=steps), action("i2", type="config", workflow=same),
+                           action("i3", type="restart"))
+    first.record(flow, single, plain, actor="engine", event="seed", subject="all")
+    first.close()
+    _downgrade(store_url, "0004")
+    again = Store(store_url)
+    assert sorted((i, bool(m)) for i, m in raw_sql("SELECT id, multi FROM actions")) == sorted(
+        [(flow.id, True), (single.id, False), (plain.id, False)])
+    assert again.count_actions(0.0, type="process") == 1 and again.count_actions(0.0, type="config") == 2
+    again.close()
 
 
 def test_migration_0004_fills_the_types_of_the_actions_already_stored(store_url: str, raw_sql: RawSql) -> None:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Float, Integer, String, Text
+from sqlalchemy import JSON, BigInteger, Boolean, Float, Integer, String, Text, false
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from autonomic.model import Action, Decision, Diagnosis, Finding, Incident, Outcome
@@ -85,6 +85,8 @@ class ActionRow(NounRow):
     created_at: Mapped[float] = mapped_column(Float, index=True)
     # every type the action runs, "|a|b|" (its own, then each step's): derived, see DERIVED (0004)
     types: Mapped[str] = mapped_column(Text, nullable=False, server_default="")
+    # whether it runs more than one type (a workflow of several): derived, see DERIVED (0005)
+    multi: Mapped[bool] = mapped_column(Boolean, index=True, nullable=False, server_default=false())
 
 
 def action_types(body: dict[str, Any]) -> str:
@@ -150,4 +152,6 @@ NOUN_TABLES: dict[type, tuple[str, type[NounRow]]] = {
 
 # noun row class -> {column: its value from the noun's body}, for indexed columns that are not
 # a copy of one model field
-DERIVED: dict[type[NounRow], dict[str, Any]] = {ActionRow: {"types": action_types}}
+DERIVED: dict[type[NounRow], dict[str, Any]] = {
+    ActionRow: {"types": action_types, "multi": lambda body: action_types(body).count("|") > 2},
+}
