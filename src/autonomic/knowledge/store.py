@@ -151,7 +151,7 @@ def _has_text_pg(element: _HasText, compiler: Any, **kw: Any) -> str:
     return f"(strpos({compiler.process(element.clauses, **kw)}) > 0)"
 
 
-def _of_type(type_like: Any, action_type: Any) -> ColumnElement[bool]:
+def _of_type(type_text: Any, action_type: Any) -> ColumnElement[bool]:
     """An action counts under every type it runs: its own, and for a workflow of several types
     (``multi``) each one in its ``types`` column. Each term has an index (type; multi), so with
     ``service = ...`` beside it SQLite reads only the matching rows (a multi-index OR), not every
@@ -159,7 +159,7 @@ def _of_type(type_like: Any, action_type: Any) -> ColumnElement[bool]:
     still running beside the one that migrated the store (a rolling deploy, a newer CLI beside an
     older engine) has no types or multi: it counts under its own type, as that version counted it."""
     return or_(ActionRow.type == action_type,
-               and_(ActionRow.multi == true(), _HasText(ActionRow.types, type_like)))
+               and_(ActionRow.multi == true(), _HasText(ActionRow.types, type_text)))
 
 
 _IS_TYPE = _of_type(bindparam("type_like"), bindparam("type"))

@@ -91,7 +91,7 @@ class ActionRow(NounRow):
 
 def action_types(body: dict[str, Any]) -> str:
     """An action's ``types`` column: its type and each workflow step's, once each, as
-    ``|process|config|`` (so ``LIKE '%|process|%'`` finds every action that runs a process step)."""
+    ``|process|config|`` (so finding ``|process|`` in it finds every action that runs a process step)."""
     steps = body.get("workflow") or []
     types = [str(body.get("type", "")), *(str(s.get("type", "")) for s in steps if isinstance(s, dict))]
     return "|" + "|".join(dict.fromkeys(t for t in types if t)) + "|"
