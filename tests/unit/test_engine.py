@@ -677,6 +677,21 @@ verify: {metric: up, min: 1, window_s: 10, delay_s: 3, min_samples: 3}
 """
 
 
+def _kill_switch_unreadable_at(h: Harness, nth: int) -> None:
+    """The executor's ``nth`` kill-switch check raises StoreError (the store did not answer)."""
+    from autonomic.errors import StoreError
+
+    real_paused, checks = h.engine.executor.paused, []
+
+    def flaky(service: str) -> str | None:
+        checks.append(service)
+        if len(checks) == nth:
+            raise StoreError("store read failed: database is locked")
+        return real_paused(service)
+
+    h.engine.executor.paused = flaky  # type: ignore[method-assign]
+
+
 def _workflow_harness(tmp_path: Path, third: str = "poke", **kwargs: Any) -> Harness:
     """A Harness whose library also holds a 3-step workflow for the same fault, ranked first."""
     pdir = tmp_path / "patterns"
@@ -877,19 +892,9 @@ def test_a_workflow_step_whose_kill_switch_read_fails_runs_at_the_retry_not_hand
     Before: the step stayed "started", and the retry asked the actuator whether it had run; an
     actuator that cannot tell (a runbook) handed a step that never ran to a person. Now the
     intent is withdrawn, the retry checks the kill switch again and runs the step."""
-    from autonomic.errors import StoreError
 
     h = _workflow_harness(tmp_path)
-    real_paused = h.engine.executor.paused
-    checks = []
-
-    def flaky(service: str) -> str | None:
-        checks.append(service)
-        if len(checks) == 2:
-            raise StoreError("store read failed: database is locked")
-        return real_paused(service)
-
-    h.engine.executor.paused = flaky  # type: ignore[method-assign]
+    _kill_switch_unreadable_at(h, 2)
     h.actuator.applied = lambda *args, **kwargs: None  # type: ignore[method-assign]
     h.feed("up", 0, 4)
     (action,) = h.store.actions()
@@ -910,7 +915,6 @@ def test_a_step_that_took_effect_before_a_crash_keeps_its_snapshot_when_a_retry_
     that intent is withdrawn. Before: the withdrawal dropped the step's undo snapshot, so the
     next try took a new one, of the state the step had already changed, and an undo would have
     "restored" the change. Now the snapshot journaled before the step first ran is kept."""
-    from autonomic.errors import StoreError
     from autonomic.execute.workflow import snapshot_of
 
     class Crash(BaseException):
@@ -936,15 +940,7 @@ def test_a_step_that_took_effect_before_a_crash_keeps_its_snapshot_when_a_retry_
     actuator.applied_keys |= {f"{action.idempotency_key}:0", f"{action.idempotency_key}:1"}  # what ran
     h2 = _workflow_harness(tmp_path, store=store, actuator=actuator)
     h2.clock.t = h.clock.now()
-    real_paused, checks = h2.engine.executor.paused, []
-
-    def flaky(service: str) -> str | None:
-        checks.append(service)
-        if len(checks) == 1:
-            raise StoreError("store read failed: database is locked")
-        return real_paused(service)
-
-    h2.engine.executor.paused = flaky  # type: ignore[method-assign]
+    _kill_switch_unreadable_at(h2, 1)
     h2.feed("up", 1, 4)
     action = store.get(type(action), action.id)  # type: ignore[assignment]
     assert action is not None and [s.detail.get("phase") for s in action.steps
