@@ -6,6 +6,7 @@ import re
 import sqlite3
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -983,6 +984,52 @@ def _downgrade(store_url: str, revision: str) -> None:
         config.attributes["connection"] = conn
         command.downgrade(config, revision)
     engine.dispose()
+
+
+def test_a_postgresql_reader_frozen_in_its_snapshot_is_cut_off_so_it_blocks_no_migration(
+        postgres_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A process frozen (SIGSTOP, a paused VM) inside a read snapshot held its table locks until
+    TCP gave up, hours later: a migration's ALTER TABLE, or VACUUM, waited behind it. The server
+    now ends any transaction of ours idle between statements for _PG_IDLE_S (here 1 s)."""
+    import threading
+
+    from sqlalchemy import create_engine
+    from sqlalchemy.pool import NullPool
+
+    from autonomic.knowledge import store as store_module
+
+    monkeypatch.setattr(store_module, "_PG_IDLE_S", 1.0)
+    s = Store(postgres_url)
+    in_snapshot, release = threading.Event(), threading.Event()
+    failures: list[BaseException] = []
+
+    def frozen_reader() -> None:
+        try:
+            with s.reading():
+                s.get_state("x")  # the snapshot holds its lock on the state table
+                in_snapshot.set()
+                release.wait(10)  # frozen between two statements
+                s.get_state("x")
+        except BaseException as exc:  # noqa: BLE001 - the server ended it: expected
+            failures.append(exc)
+
+    reader = threading.Thread(target=frozen_reader)
+    reader.start()
+    assert in_snapshot.wait(10)
+    time.sleep(2.0)
+    other = create_engine(postgres_url, poolclass=NullPool)
+    try:
+        with other.begin() as conn:
+            conn.exec_driver_sql("SET LOCAL lock_timeout = 3000")
+            conn.exec_driver_sql("ALTER TABLE state ADD COLUMN probe INTEGER")  # waits for no reader
+            conn.exec_driver_sql("ALTER TABLE state DROP COLUMN probe")
+    finally:
+        other.dispose()
+        release.set()
+        reader.join(10)
+    assert failures, "the frozen reader's transaction was not ended"
+    assert s.get_state("x") is None  # the store goes on with a new connection
+    s.close()
 
 
 def test_migration_0003_fills_closed_at_of_the_incidents_already_stored(store_url: str, raw_sql: RawSql) -> None:

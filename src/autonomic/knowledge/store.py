@@ -112,6 +112,7 @@ _WRITE = "autonomic_write"  # execution option: a write transaction (BEGIN IMMED
 # pg_advisory_xact_lock key of the store's write lock (per database): b"autonomi" as a bigint
 _PG_WRITE_LOCK = int.from_bytes(b"autonomi", "big")
 _PG_WRITE_IDLE_S = 5.0  # a write transaction idle this long between statements is ended by the server
+_PG_IDLE_S = 30.0  # any other transaction idle this long between statements is ended by the server
 _PG_LOCK_WAIT_S = 10.0  # how long a write waits for the lock (SQLite: busy_timeout, also 10 s)
 _HEAD_ID = 1
 _HEAD: Table = AuditHeadRow.__table__  # type: ignore[assignment]
@@ -417,6 +418,14 @@ class Store:
             # a pooled connection the server closed (a restart, an idle timeout) is replaced,
             # not handed to the next call as an error
             kwargs["pool_pre_ping"] = True
+            # any transaction of ours idle between statements this long is ended by the server:
+            # a reader frozen in a snapshot (SIGSTOP, a paused VM) otherwise held its locks until
+            # TCP gave up, hours later, and a migration or VACUUM waited behind it (writes set
+            # their own, shorter limit; see _install_postgresql_hooks). Set at connect: no round trip.
+            given = parsed.query.get("options", "")
+            options = given if isinstance(given, str) else " ".join(given)
+            kwargs["connect_args"] = {"options": f"{options} -c idle_in_transaction_session_timeout="
+                                                 f"{int(_PG_IDLE_S * 1000)}".strip()}
         try:
             engine = create_engine(parsed, **kwargs)
         except ImportError as e:
