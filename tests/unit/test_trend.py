@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -234,3 +235,21 @@ def test_an_exact_line_has_an_interval_of_width_zero_never_zero_to_infinity() ->
         forecast = predict_breach(ts, 50 + 0.03 * ts, 85.0, now=ts[-1])
         assert forecast is not None
         assert (forecast.eta_low_s, forecast.eta_high_s) == pytest.approx((forecast.eta_s, forecast.eta_s))
+
+
+@pytest.mark.parametrize("metric", ["http_requests_total", "gc_pause_seconds_count", "latency_seconds_sum",
+                                    "latency_seconds_bucket"])
+def test_a_trend_or_seasonal_forecast_of_a_counter_is_refused_naming_the_metric_and_the_fix(tmp_path: Path,
+                                                                                               metric: str) -> None:
+    """A counter only grows: a line through it reaches any threshold, so every forecast of it
+    would be a false breach, acted on. The config says so, with the rate to forecast instead."""
+    from autonomic.config import load_config_data
+    from autonomic.errors import ConfigError
+
+    for key in ("trends", "seasonal_trends"):
+        data = {"engine": {"state_dir": str(tmp_path / "s"), "host_metrics": False}, "builtin_patterns": False,
+                "services": [{"name": "web", key: [{"metric": metric, "threshold": 100}]}]}
+        with pytest.raises(ConfigError) as err:
+            load_config_data(data, source="a.yaml", base_dir=tmp_path)
+        assert key in str(err.value) and metric in str(err.value) and f"rate({metric}[5m])" in str(err.value)
+    assert TrendSpec(metric="queue_depth").metric == "queue_depth"  # a gauge is fine

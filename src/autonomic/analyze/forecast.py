@@ -42,12 +42,12 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from scipy.special import log_ndtr
 
 from autonomic.analyze.causes import cause_of
 from autonomic.analyze.thresholds import Thresholds
-from autonomic.analyze.trend import Forecast, forecast_confidence, spec_line
+from autonomic.analyze.trend import Forecast, forecast_confidence, not_a_counter, spec_line
 from autonomic.model import Finding, FindingKind, Severity
 from autonomic.protocols import SeriesReader
 
@@ -73,6 +73,8 @@ class SeasonalTrendSpec(BaseModel):
     eval_s: float = Field(default=300.0, gt=0)
     confirm: int = Field(default=3, ge=1)
     sample_s: float = Field(default=60.0, gt=0)  # SeasonalTrendDetector keeps one sample per this long
+
+    _metric_not_a_counter = field_validator("metric")(not_a_counter)
 
 
 def _basis(t: np.ndarray, period_s: float, harmonics: int) -> np.ndarray:

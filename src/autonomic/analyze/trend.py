@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from scipy import stats
 from scipy.signal import lfilter
 
@@ -23,6 +23,20 @@ from autonomic.model import Finding, FindingKind, Severity
 from autonomic.protocols import SeriesReader
 
 MAX_FORECAST_CONFIDENCE = 0.95
+
+
+_COUNTER_SUFFIXES = ("_total", "_count", "_sum", "_bucket")
+
+
+def not_a_counter(metric: str) -> str:
+    """``metric``, or ValueError when its name is a Prometheus counter's (``*_total``, and a
+    summary's or histogram's ``_count``, ``_sum``, ``_bucket``): a counter only grows, so a line
+    through it reaches any threshold and every forecast of it is a false breach."""
+    if metric.endswith(_COUNTER_SUFFIXES):
+        raise ValueError(f"{metric!r} is named like a Prometheus counter: a counter only grows, so its trend "
+                         "reaches any line; forecast its rate instead (a promql metric such as "
+                         f"rate({metric}[5m]))")
+    return metric
 
 
 class TrendSpec(BaseModel):
@@ -41,6 +55,8 @@ class TrendSpec(BaseModel):
     ema_alpha: float = Field(default=0.3, gt=0, le=1)
     z_min: float = Field(default=2.0, ge=0)
     min_r2: float = Field(default=0.5, ge=0, le=1)
+
+    _metric_not_a_counter = field_validator("metric")(not_a_counter)
 
     @model_validator(mode="after")
     def _span_fits_the_window(self) -> TrendSpec:
