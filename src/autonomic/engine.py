@@ -70,7 +70,7 @@ from autonomic.oversight.reports import due_reports, report_notification
 from autonomic.plan.autonomy import Evidence, earned_effective, ladder_event, people_evidence
 from autonomic.plan.backoff import BackoffState, backoff_allows, backoff_delay, backoff_record
 from autonomic.plan.breaker import BreakerState, breaker_record
-from autonomic.plan.diagnose import DiagnoseContext, diagnose
+from autonomic.plan.diagnose import DiagnoseContext, diagnose, service_record
 from autonomic.plan.gates import (
     Counts,
     GateContext,
@@ -293,7 +293,7 @@ class Engine:
         self._pending_repeats: Counter[str] = Counter()
         self._ladder_changes: list[Callable[[], None]] = []  # see _earned
         self._held: list[Notification] | None = None  # see _holding_notifications
-        self._tallies: dict[str, tuple[int, int]] | None = None  # see _pattern_record
+        self._tallies: dict[tuple[str, str], tuple[int, int]] | None = None  # see _pattern_record
         self._seen_signatures: dict[str, set[tuple[str, str]]] = {}  # (kind, metric) already stored
         self._problems: dict[str, str] = {}  # each ongoing problem, by topic, logged once (see _problem)
         self._next_collect = 0.0
@@ -1088,7 +1088,7 @@ class Engine:
         """The diagnosis of ``inc`` now: reads (and the config history), no writes."""
         with self.store.reading():
             findings = self.store.findings(inc.id)
-            record = self._pattern_record()
+            record = self._pattern_record(inc.service)
         svc = self.config.service(inc.service)
         ctx = DiagnoseContext(now=now, service_type=svc.type if svc else None,
                               last_change_at=self._last_change_at(inc.service), record=record)
@@ -1172,13 +1172,15 @@ class Engine:
             log.warning("cannot read config history of %s: %s", service, exc)
             return None
 
-    def _pattern_record(self) -> dict[str, tuple[int, int]]:
-        """Per pattern, (successes, failures): read once, then again after an action is written in a
-        state the tallies count (succeeded, failed, rolled back); the steps of an action before it
-        ends change nothing, so they do not make the next diagnosis read every action again."""
+    def _pattern_record(self, service: str) -> dict[str, tuple[float, float]]:
+        """Per pattern, (successes, failures) for a diagnosis on ``service``: its record there and a
+        quarter of it elsewhere (:func:`~autonomic.plan.diagnose.service_record`). The tallies are
+        read once, then again after an action is written in a state they count (succeeded,
+        failed, rolled back); the steps of an action before it ends change nothing, so they do not
+        make the next diagnosis read every action again."""
         if self._tallies is None:
-            self._tallies = self.store.pattern_tallies()
-        return self._tallies
+            self._tallies = self.store.pattern_tallies_by_service()
+        return service_record(self._tallies, service)
 
     def policy(self) -> PolicyConfig:
         """The policy in force: an admin's override from the store (PUT /api/v1/policy), else the file's."""

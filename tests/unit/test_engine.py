@@ -414,7 +414,7 @@ def test_a_fix_that_made_things_worse_and_could_not_be_undone_counts_against_its
     # the earned-autonomy ladder reads it as the failure it was
     outcomes, _ = h.store.pattern_record("fake-down-poke", "svc")
     assert [(verdict, rolled) for _, verdict, rolled in outcomes] == [("fail", False)]
-    assert h.engine._pattern_record() == {"fake-down-poke": (0, 1)}  # and the diagnosis's record factor
+    assert h.engine._pattern_record("svc") == {"fake-down-poke": (0, 1)}  # and the diagnosis's record factor
 
 
 def test_approve_autonomy_waits_for_a_person_then_acts_on_approval(tmp_path: Path) -> None:
@@ -1731,19 +1731,19 @@ def test_the_pattern_tallies_are_read_again_only_after_an_action_ends(tmp_path: 
     so they must not make the next diagnosis read every action again; its end does."""
     h = Harness(tmp_path)
     reads: list[int] = []
-    tallies = h.store.pattern_tallies
-    h.store.pattern_tallies = lambda: reads.append(1) or tallies()  # type: ignore[method-assign]
-    h.engine._pattern_record()
+    tallies = h.store.pattern_tallies_by_service
+    h.store.pattern_tallies_by_service = lambda: reads.append(1) or tallies()  # type: ignore[method-assign]
+    h.engine._pattern_record("svc")
     assert len(reads) == 1
     h.feed("up", 1, 3)
     h.feed("up", 0, 3)
     (action,) = h.store.actions()
     assert action.state in (ActionState.RUNNING, ActionState.VERIFYING)
-    h.engine._pattern_record()
+    h.engine._pattern_record("svc")
     assert len(reads) == 1, "an action that has not ended invalidated the tallies"
     h.run_until(lambda: h.store.actions()[0].state == ActionState.SUCCEEDED, "up", 1)
-    h.engine._pattern_record()
-    assert len(reads) == 2 and h.engine._pattern_record() == {"fake-down-poke": (1, 0)}
+    h.engine._pattern_record("svc")
+    assert len(reads) == 2 and h.engine._pattern_record("svc") == {"fake-down-poke": (1, 0)}
 
 
 class _Mono:

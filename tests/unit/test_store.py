@@ -644,6 +644,7 @@ def test_the_pattern_tallies_and_the_rate_limit_queries_give_the_same_numbers_on
     )
 
     assert store.pattern_tallies() == {"mem-leak": (1, 1), "disk-full": (0, 1)}
+    assert store.pattern_tallies_by_service() == {("mem-leak", "api"): (1, 1), ("disk-full", "web"): (0, 1)}
     assert store.action_counts(150.0, 50.0, type="restart", service="api") == (4, 5, 3, 4)
     assert store.busy_services() == {"api"}
     assert store.service_activity("api") == (True, 610.0)

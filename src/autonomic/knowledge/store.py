@@ -196,6 +196,12 @@ _PATTERN_TALLIES = (  # grouped by the label: PostgreSQL binds each copy of the 
     .where(ActionRow.state.in_([_OK, *_BAD, _ESCALATED]))
     .group_by(_PATTERN_ID)
 )
+_PATTERN_TALLIES_BY_SERVICE = (
+    select(_PATTERN_ID, ActionRow.service, func.sum(case((ActionRow.state == _OK, 1), else_=0)),
+           func.sum(case((or_(ActionRow.state.in_(_BAD), _ESCALATED_FAILURE), 1), else_=0)))
+    .where(ActionRow.state.in_([_OK, *_BAD, _ESCALATED]))
+    .group_by(_PATTERN_ID, ActionRow.service)
+)
 _HEAD_FOR_UPDATE = select(_HEAD.c.seq, _HEAD.c.hash).where(_HEAD.c.id == _HEAD_ID).with_for_update()
 _HEAD_UPDATE = (update(_HEAD).where(_HEAD.c.id == _HEAD_ID)
                 .values(seq=bindparam("new_seq"), hash=bindparam("new_hash")))
@@ -875,6 +881,11 @@ class Store:
         actions: the measured record."""
         with self._read() as s:
             return {p: (int(a), int(b)) for p, a, b in s.execute(_PATTERN_TALLIES) if p}
+
+    def pattern_tallies_by_service(self) -> dict[tuple[str, str], tuple[int, int]]:
+        """:meth:`pattern_tallies` per (pattern id, service acted on)."""
+        with self._read() as s:
+            return {(p, svc): (int(a), int(b)) for p, svc, a, b in s.execute(_PATTERN_TALLIES_BY_SERVICE) if p}
 
     # --- named state -------------------------------------------------------------------------
 

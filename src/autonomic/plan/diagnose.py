@@ -12,6 +12,10 @@ mean of a Beta(s+1, f+1) posterior over the pattern's measured successes ``s`` a
 failures ``f``, divided by its no-record value 0.5: no record (or more successes than
 failures) leaves the prior alone, failures lower it (one failure, no success: 0.67).
 Every factor is in [0, 1], so the confidence is too.
+
+``s`` and ``f`` are the pattern's record on the incident's own service plus a quarter of its
+record on every other service (:func:`service_record`): one misconfigured service's failures
+lower the pattern's confidence there in full, and elsewhere only a little.
 """
 
 from __future__ import annotations
@@ -29,10 +33,28 @@ class DiagnoseContext:
     now: float
     service_type: str | None = None
     last_change_at: float | None = None  # the service's last config change
-    record: Mapping[str, tuple[int, int]] = field(default_factory=dict)  # id -> (successes, failures)
+    record: Mapping[str, tuple[float, float]] = field(default_factory=dict)  # id -> (successes, failures)
 
 
-def record_factor(successes: int, failures: int) -> float:
+OTHERS_WEIGHT = 0.25
+"""How much a pattern's record on other services counts towards its record on this one."""
+
+
+def service_record(by_service: Mapping[tuple[str, str], tuple[int, int]], service: str,
+                   others: float = OTHERS_WEIGHT) -> dict[str, tuple[float, float]]:
+    """Per pattern, (successes, failures) for a diagnosis on ``service``: its record there, plus
+    ``others`` times its record on every other service (``by_service`` maps (pattern, service)
+    to that pair)."""
+    out: dict[str, list[float]] = {}
+    for (pattern, where), (s, f) in by_service.items():
+        w = 1.0 if where == service else others
+        acc = out.setdefault(pattern, [0.0, 0.0])
+        acc[0] += w * s
+        acc[1] += w * f
+    return {p: (s, f) for p, (s, f) in out.items()}
+
+
+def record_factor(successes: float, failures: float) -> float:
     """Beta-posterior mean of success, relative to no record, capped at 1."""
     return min(1.0, ((successes + 1) / (successes + failures + 2)) / 0.5)
 
@@ -143,7 +165,7 @@ def diagnose(
         s, f = ctx.record.get(p.id, (0, 0))
         factor = record_factor(s, f)
         if s or f:
-            reasons.append(f"record {s} succeeded, {f} failed: x{factor:.2f}")
+            reasons.append(f"record {s:g} succeeded, {f:g} failed: x{factor:.2f}")
         if p.action is None:
             reasons.append("no automatic remedy: escalate to a person")
         confidence = round(p.prior_confidence * quality * factor, 4)
