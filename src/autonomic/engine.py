@@ -293,7 +293,8 @@ class Engine:
         self._pending_repeats: Counter[str] = Counter()
         self._ladder_changes: list[Callable[[], None]] = []  # see _earned
         self._held: list[Notification] | None = None  # see _holding_notifications
-        self._tallies: dict[tuple[str, str], tuple[int, int]] | None = None  # see _pattern_record
+        # see _pattern_record: per pattern everywhere, and per service per pattern
+        self._tallies: tuple[dict[str, tuple[int, int]], dict[str, dict[str, tuple[int, int]]]] | None = None
         self._seen_signatures: dict[str, set[tuple[str, str]]] = {}  # (kind, metric) already stored
         self._problems: dict[str, str] = {}  # each ongoing problem, by topic, logged once (see _problem)
         self._next_collect = 0.0
@@ -1179,8 +1180,15 @@ class Engine:
         failed, rolled back); the steps of an action before it ends change nothing, so they do not
         make the next diagnosis read every action again."""
         if self._tallies is None:
-            self._tallies = self.store.pattern_tallies_by_service()
-        return service_record(self._tallies, service)
+            totals: dict[str, tuple[int, int]] = {}
+            per_service: dict[str, dict[str, tuple[int, int]]] = {}
+            for (pattern, where), (s, f) in self.store.pattern_tallies_by_service().items():
+                s_all, f_all = totals.get(pattern, (0, 0))
+                totals[pattern] = (s_all + s, f_all + f)
+                per_service.setdefault(where, {})[pattern] = (s, f)
+            self._tallies = (totals, per_service)
+        totals, per_service = self._tallies
+        return service_record(totals, per_service.get(service, {}))
 
     def policy(self) -> PolicyConfig:
         """The policy in force: an admin's override from the store (PUT /api/v1/policy), else the file's."""

@@ -251,9 +251,10 @@ def test_a_symptom_in_pattern_yaml_is_validated_and_names_the_field(tmp_path: Pa
 def test_a_patterns_record_elsewhere_counts_a_quarter_so_one_bad_service_does_not_sink_it_everywhere() -> None:
     """Three failures on a misconfigured service: there the record is three failures; on another
     service it is a quarter of that, so the pattern keeps most of its confidence where it works."""
-    tallies = {("restart", "broken"): (0, 3), ("restart", "web"): (1, 0), ("other", "web"): (2, 2)}
-    assert service_record(tallies, "broken") == {"restart": (0.25, 3.0), "other": (0.5, 0.5)}
-    assert service_record(tallies, "web") == {"restart": (1.0, 0.75), "other": (2.0, 2.0)}
-    assert service_record(tallies, "db") == {"restart": (0.25, 0.75), "other": (0.5, 0.5)}
-    here, there = (record_factor(*service_record(tallies, s)["restart"]) for s in ("broken", "db"))
+    totals = {"restart": (1, 3), "other": (2, 2)}
+    per_service = {"broken": {"restart": (0, 3)}, "web": {"restart": (1, 0), "other": (2, 2)}}
+    assert service_record(totals, per_service["broken"]) == {"restart": (0.25, 3.0), "other": (0.5, 0.5)}
+    assert service_record(totals, per_service["web"]) == {"restart": (1.0, 0.75), "other": (2.0, 2.0)}
+    assert service_record(totals, {}) == {"restart": (0.25, 0.75), "other": (0.5, 0.5)}
+    here, there = (record_factor(*service_record(totals, seen)["restart"]) for seen in (per_service["broken"], {}))
     assert here < 0.5 < 0.8 < there

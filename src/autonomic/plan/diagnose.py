@@ -40,18 +40,16 @@ OTHERS_WEIGHT = 0.25
 """How much a pattern's record on other services counts towards its record on this one."""
 
 
-def service_record(by_service: Mapping[tuple[str, str], tuple[int, int]], service: str,
+def service_record(totals: Mapping[str, tuple[int, int]], here: Mapping[str, tuple[int, int]],
                    others: float = OTHERS_WEIGHT) -> dict[str, tuple[float, float]]:
-    """Per pattern, (successes, failures) for a diagnosis on ``service``: its record there, plus
-    ``others`` times its record on every other service (``by_service`` maps (pattern, service)
-    to that pair)."""
-    out: dict[str, list[float]] = {}
-    for (pattern, where), (s, f) in by_service.items():
-        w = 1.0 if where == service else others
-        acc = out.setdefault(pattern, [0.0, 0.0])
-        acc[0] += w * s
-        acc[1] += w * f
-    return {p: (s, f) for p, (s, f) in out.items()}
+    """Per pattern, (successes, failures) for a diagnosis on one service: its record there
+    (``here``), plus ``others`` times its record on every other service (``totals`` is its record
+    everywhere). O(patterns), whatever the size of the fleet."""
+    out: dict[str, tuple[float, float]] = {}
+    for pattern, (s_all, f_all) in totals.items():
+        s, f = here.get(pattern, (0, 0))
+        out[pattern] = (s + others * (s_all - s), f + others * (f_all - f))
+    return out
 
 
 def record_factor(successes: float, failures: float) -> float:
