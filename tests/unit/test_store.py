@@ -1109,7 +1109,7 @@ def test_the_rate_limit_counts_read_actions_through_indexes_not_the_whole_week_o
         compiled = store_module._ACTION_COUNTS.compile(conn)
     s.close()
     raw = sqlite3.connect(tmp_path / "plan.db")
-    params = {"type_like": "%|process|%", "type": "process", "service": "api", "day": 1.0, "week": 1.0,
+    params = {"type_text": "|process|", "type": "process", "service": "api", "day": 1.0, "week": 1.0,
               "since": 1.0}
     values = [params[k] if k in params else compiled.params[k] for k in compiled.positiontup or []]
     plan = [row[-1] for row in raw.execute("EXPLAIN QUERY PLAN " + str(compiled), values)]

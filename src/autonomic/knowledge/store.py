@@ -163,7 +163,7 @@ def _of_type(type_text: Any, action_type: Any) -> ColumnElement[bool]:
                and_(ActionRow.multi == true(), _HasText(ActionRow.types, type_text)))
 
 
-_IS_TYPE = _of_type(bindparam("type_like"), bindparam("type"))
+_IS_TYPE = _of_type(bindparam("type_text"), bindparam("type"))
 _IS_SVC = ActionRow.service == bindparam("service")
 _DAY, _WEEK = ActionRow.created_at >= bindparam("day"), ActionRow.created_at >= bindparam("week")
 _ACTION_COUNTS = select(
@@ -191,12 +191,6 @@ _PATTERN_ID = ActionRow.body["pattern_id"].as_string().label("pattern_id")
 _ESCALATED_FAILURE = and_(ActionRow.state == _ESCALATED, select(OutcomeRow.id).where(
     OutcomeRow.action_id == ActionRow.id, OutcomeRow.body["verdict"].as_string() == "fail").exists())
 _PATTERN_TALLIES = (  # grouped by the label: PostgreSQL binds each copy of the JSON path apart
-    select(_PATTERN_ID, func.sum(case((ActionRow.state == _OK, 1), else_=0)),
-           func.sum(case((or_(ActionRow.state.in_(_BAD), _ESCALATED_FAILURE), 1), else_=0)))
-    .where(ActionRow.state.in_([_OK, *_BAD, _ESCALATED]))
-    .group_by(_PATTERN_ID)
-)
-_PATTERN_TALLIES_BY_SERVICE = (
     select(_PATTERN_ID, ActionRow.service, func.sum(case((ActionRow.state == _OK, 1), else_=0)),
            func.sum(case((or_(ActionRow.state.in_(_BAD), _ESCALATED_FAILURE), 1), else_=0)))
     .where(ActionRow.state.in_([_OK, *_BAD, _ESCALATED]))
@@ -355,7 +349,7 @@ def _kind_and_table(model: type) -> tuple[str, type[NounRow]]:
         ) from None
 
 
-def _type_like(action_type: str) -> str:
+def _type_text(action_type: str) -> str:
     """What an action's ``types`` column holds when it runs ``action_type``: ``|type|``."""
     return f"|{action_type}|"
 
@@ -841,7 +835,7 @@ class Store:
             ActionRow.state != ActionState.CANCELLED.value,
         ]
         if type is not None:
-            where.append(_of_type(_type_like(type), type))
+            where.append(_of_type(_type_text(type), type))
         if service is not None:
             where.append(ActionRow.service == service)
         with self._read() as s:
@@ -852,7 +846,7 @@ class Store:
         """The four rate-limit counts in one query: actions of ``type`` created at or after
         ``day_since`` and ``week_since``, and on ``service`` likewise (CANCELLED ones not counted,
         as in :meth:`count_actions`)."""
-        params = {"type_like": _type_like(type), "type": type, "service": service, "day": day_since,
+        params = {"type_text": _type_text(type), "type": type, "service": service, "day": day_since,
                   "week": week_since, "since": min(day_since, week_since)}
         with self._read() as s:
             row = s.execute(_ACTION_COUNTS, params).one()
@@ -879,13 +873,16 @@ class Store:
     def pattern_tallies(self) -> dict[str, tuple[int, int]]:
         """Per pattern id, (succeeded, failed or rolled back or escalated with a failed outcome)
         actions: the measured record."""
-        with self._read() as s:
-            return {p: (int(a), int(b)) for p, a, b in s.execute(_PATTERN_TALLIES) if p}
+        totals: dict[str, tuple[int, int]] = {}
+        for (pattern, _), (ok, bad) in self.pattern_tallies_by_service().items():
+            s, f = totals.get(pattern, (0, 0))
+            totals[pattern] = (s + ok, f + bad)
+        return totals
 
     def pattern_tallies_by_service(self) -> dict[tuple[str, str], tuple[int, int]]:
         """:meth:`pattern_tallies` per (pattern id, service acted on)."""
         with self._read() as s:
-            return {(p, svc): (int(a), int(b)) for p, svc, a, b in s.execute(_PATTERN_TALLIES_BY_SERVICE) if p}
+            return {(p, svc): (int(a), int(b)) for p, svc, a, b in s.execute(_PATTERN_TALLIES) if p}
 
     # --- named state -------------------------------------------------------------------------
 
