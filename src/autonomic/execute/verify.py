@@ -111,11 +111,12 @@ def judge(
     tol = spec.tolerance
     above = spec.max is not None and bool((a > spec.max + tol).any())
     below = spec.min is not None and bool((a < spec.min - tol).any())
-    course = _course(before, after, spec) if preventive and (spec.max is not None or spec.min is not None) else None
+    against_course = preventive and (spec.max is not None or spec.min is not None)
+    course = _course(before, after, spec) if against_course else None
     if not above and not below:
         reason = f"{spec.metric} within bounds{_bounds(spec)} over {a.size} samples"
         verdict = VerifyVerdict.PASS
-        if preventive and (spec.max is not None or spec.min is not None):
+        if against_course:
             off = course is not None and course.shift < -tol and course.t <= -course.t_crit
             if course is None:
                 reason += f", but there is no course before the action to compare with ({b.size} samples)"
