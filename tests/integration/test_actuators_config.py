@@ -54,6 +54,13 @@ def read_value(path: Path, fmt: str) -> Any:
     return int(parser["server"]["workers"])
 
 
+def commit_another_file(repo: Path) -> None:
+    """A second file in the repository (``other.txt``), committed: where a person's own work goes."""
+    (repo / "other.txt").write_text("a\n")
+    git(repo, "add", "other.txt")
+    git(repo, "commit", "-q", "-m", "another file")
+
+
 def commit_count(repo: Path) -> int:
     return int(git(repo, "rev-list", "--count", "HEAD"))
 
@@ -360,9 +367,7 @@ def test_undo_and_revert_last_leave_a_persons_staged_changes_out_of_their_commit
     """A person has staged a change to another file of the repository: the revert commits of an
     undo and of revert_last hold only what they revert, and the person's change stays staged."""
     repo, t = make_repo(tmp_path, "yaml")
-    (repo / "other.txt").write_text("a\n")
-    git(repo, "add", "other.txt")
-    git(repo, "commit", "-q", "-m", "another file")
+    commit_another_file(repo)
     p = scale(factor=1.2)
     snap = act.snapshot(t, p)
     act.apply(t, p, "act-staged", snap)
@@ -404,9 +409,7 @@ def test_an_undo_that_does_not_apply_cleanly_leaves_a_persons_staged_work_and_no
     undo fails (terminal), the repository is as it was, and the person's staged change to another
     file is still there; ``git revert --abort`` reset the whole index and worktree and threw it away."""
     repo, t = make_repo(tmp_path, "yaml")
-    (repo / "other.txt").write_text("a\n")
-    git(repo, "add", "other.txt")
-    git(repo, "commit", "-q", "-m", "another file")
+    commit_another_file(repo)
     p = scale(factor=1.2)
     snap = act.snapshot(t, p)
     act.apply(t, p, "act-conflict", snap)
