@@ -252,3 +252,33 @@ def test_a_series_that_just_fell_is_not_forecast_from_blocks_that_still_hold_its
     and the held forecast was given again until the next evaluation: nothing for 30 minutes."""
     first, after = _filling_disk(cleanup=cleanup, minutes_after=30)
     assert first and after[0] and not any(after[1:])  # held until the cleanup, nothing after it
+
+
+def test_a_restored_seasonal_detector_waits_for_three_live_samples_before_forecasting() -> None:
+    """After a restart the kept history alone would forecast at once, from one live sample: the
+    fix's verification then has no course before the action to judge it by (it needs 3), and a
+    person is paged for a fix that may have worked. So the first forecast waits for 3."""
+    day = 86_400.0
+    spec = SeasonalTrendSpec(metric="disk_percent", eval_s=600.0, confirm=1)
+    det = SeasonalTrendDetector({"db": [spec]}, {"db": Thresholds(disk_percent=90)})
+    store = SeriesStore()
+    t0 = 1_700_000_000.0
+
+    def value(i: int) -> float:  # a daily cycle with a leak from day 1.5 that crosses 90 in the third day
+        x = 60.0 * i
+        return 50 + 8 * np.sin(2 * np.pi * x / day) + max(0.0, x - 1.5 * day) * 45.0 / (1.25 * day)
+
+    i, found = 0, []
+    while not found:
+        i += 1
+        store.append(Sample("db", "disk_percent", t0 + 60.0 * i, value(i)))
+        found = list(det.detect(store, t0 + 60.0 * i))
+    assert value(i) < 90  # forecast ahead of the breach
+    again = SeasonalTrendDetector({"db": [spec]}, {"db": Thresholds(disk_percent=90)})
+    assert again.restore(json.loads(json.dumps(det.checkpoint()))) == []
+    live = SeriesStore()
+    for k in range(1, 4):
+        t = t0 + 60.0 * (i + 10 + k)  # ten minutes down, then the engine runs again
+        live.append(Sample("db", "disk_percent", t, value(i + 10 + k)))
+        got = list(again.detect(live, t))
+        assert (got != []) == (k == 3), f"live sample {k}: {got}"

@@ -330,6 +330,9 @@ def stream_forecasts(ts: np.ndarray, values: np.ndarray, thresholds: np.ndarray,
     return eval_ts, found, np.where(found, at, np.nan)
 
 
+MIN_LIVE_SAMPLES = 3  # as many as verification needs to draw a preventive fix's course
+
+
 class SeasonalTrendDetector:
     """Detector ``seasonal_trend``: FORECAST findings from :func:`predict_breach_seasonal` for
     the ``services[].seasonal_trends`` specs.
@@ -356,6 +359,11 @@ class SeasonalTrendDetector:
     a level the series has left, the breach a verified fix answered would open a new incident
     and the fix be made again. Between evaluations a sample that far below the held forecast's
     path (its ``intercept`` plus the slope since) brings the next evaluation forward.
+
+    A forecast needs :data:`MIN_LIVE_SAMPLES` samples of the series store's own (live) samples
+    besides the kept history: after a restart the history alone forecasts at once, and the
+    fix's verification, which draws the course the metric was on from the live samples before
+    the action, could not judge it (a person paged for a fix that may well have worked).
     """
 
     name = "seasonal_trend"
@@ -428,6 +436,8 @@ class SeasonalTrendDetector:
                     findings.append(_finding(service, spec, line, _aged(last, now - made), now))
                     continue
                 # well below the held forecast's path: the next evaluation comes now
+            if series.window(*key, -math.inf)[0].size < MIN_LIVE_SAMPLES:
+                continue  # the kept history alone (after a restart): evaluated at the next tick
             self._next_eval[key] = now + spec.eval_s
             forecast = predict_breach_seasonal(self._ts[key], self._values[key], line, now=now, spec=spec)
             values = np.asarray(self._values[key][-60:], dtype=np.float64)
