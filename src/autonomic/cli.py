@@ -19,6 +19,8 @@ from rich.table import Table
 from rich.text import Text
 from typer.core import TyperGroup
 
+from autonomic.cli_options import ConfigOpt, JsonOpt
+from autonomic.cli_options import text as _text
 from autonomic.clock import local_stamp
 from autonomic.errors import ConfigError, StoreError
 from autonomic.printable import printable, rewrite_record
@@ -61,9 +63,6 @@ def _add_subcommands() -> None:
 
 _add_subcommands()
 
-ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="autonomic.yaml (default: built-in defaults)",
-                                                 envvar="AUTONOMIC_CONFIG")]
-JsonOpt = Annotated[bool, typer.Option("--json", help="print JSON")]
 
 
 # Width of tables written to a pipe or file (``| grep``, ``> file``) when COLUMNS is not set: rich
@@ -432,8 +431,8 @@ def _answer(incident: str, verdict: Literal["approve", "deny"], comment: str, ac
 @app.command()
 def approve(
     incident: str,
-    comment: Annotated[str, typer.Option("--comment", "-m")] = "",
-    actor: Annotated[str | None, typer.Option(help="who approves (default: this user)")] = None,
+    comment: Annotated[str, typer.Option("--comment", "-m", parser=_text)] = "",
+    actor: Annotated[str | None, typer.Option(help="who approves (default: this user)", parser=_text)] = None,
     config: ConfigOpt = None,
 ) -> None:
     """Approve the action an incident is waiting on."""
@@ -443,8 +442,8 @@ def approve(
 @app.command()
 def deny(
     incident: str,
-    comment: Annotated[str, typer.Option("--comment", "-m")] = "",
-    actor: Annotated[str | None, typer.Option(help="who denies (default: this user)")] = None,
+    comment: Annotated[str, typer.Option("--comment", "-m", parser=_text)] = "",
+    actor: Annotated[str | None, typer.Option(help="who denies (default: this user)", parser=_text)] = None,
     config: ConfigOpt = None,
 ) -> None:
     """Deny the action an incident is waiting on; it stays with a person."""
@@ -453,9 +452,9 @@ def deny(
 
 @app.command()
 def pause(
-    reason: Annotated[str, typer.Option("--reason", "-r", help="why (recorded in the audit log)")],
-    service: Annotated[str | None, typer.Option("--service", "-s", help="only this service")] = None,
-    actor: Annotated[str | None, typer.Option()] = None,
+    reason: Annotated[str, typer.Option("--reason", "-r", help="why (recorded in the audit log)", parser=_text)],
+    service: Annotated[str | None, typer.Option("--service", "-s", help="only this service", parser=_text)] = None,
+    actor: Annotated[str | None, typer.Option(parser=_text)] = None,
     config: ConfigOpt = None,
 ) -> None:
     """The kill switch: stop all automated actions (or one service's). Durable and audited."""
@@ -474,9 +473,9 @@ def pause(
 
 @app.command()
 def resume(
-    service: Annotated[str | None, typer.Option("--service", "-s")] = None,
-    reason: Annotated[str, typer.Option("--reason", "-r")] = "",
-    actor: Annotated[str | None, typer.Option()] = None,
+    service: Annotated[str | None, typer.Option("--service", "-s", parser=_text)] = None,
+    reason: Annotated[str, typer.Option("--reason", "-r", parser=_text)] = "",
+    actor: Annotated[str | None, typer.Option(parser=_text)] = None,
     config: ConfigOpt = None,
 ) -> None:
     """Lift a pause set with `autonomic pause`."""

@@ -433,6 +433,22 @@ def test_pause_and_resume_refuse_bad_requests_and_change_nothing(cfg: Path, stor
     assert [e.kind for e in store.audit_events()] == []
 
 
+@pytest.mark.parametrize("args", [
+    ["pause", "-r", "deploy caf\udce9"],  # "café" typed in a Latin-1 terminal: byte 0xe9
+    ["pause", "-r", "x", "--actor", "\udce9ric"],
+    ["approve", "0123", "-m", "ok \udcff"],
+    ["token", "create", "--role", "viewer", "--name", "al\udce9"],
+])
+def test_free_text_that_is_not_utf8_is_refused_naming_the_option_and_the_byte(
+    args: list[str], cfg: Path, store: Store
+) -> None:
+    """Before, the store refused it with a message about half an emoji, exit 1."""
+    result = cli(*args, "-c", cfg)
+    assert result.exit_code == 2, result.output
+    assert "not UTF-8 text (byte 0x" in result.stderr
+    assert re.search(r"'--(reason|actor|comment|name)'", result.stderr)
+    assert store.states("pause:") == {} and store.audit_events() == []
+
 def test_audit_verify_passes_then_names_the_seq_of_an_edited_entry(
     cfg: Path, store: Store, tmp_path: Path
 ) -> None:

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from autonomic.cli_options import ConfigOpt
 from autonomic.errors import AutonomicError, ConfigError
 from autonomic.printable import printable
 
@@ -25,8 +26,6 @@ class ReportFormat(StrEnum):
 
 
 FormatOpt = Annotated[ReportFormat, typer.Option("--format", "-f", help="md or html")]
-ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="autonomic.yaml (default: built-in defaults)",
-                                                 envvar="AUTONOMIC_CONFIG")]
 OutOpt = Annotated[Path | None, typer.Option("--out", "-o", help="write to this file instead of printing")]
 NowOpt = Annotated[float | None, typer.Option("--now", help="end of the window, unix seconds (default: now)")]
 # the last second a report's dates can be written for (9999-12-31 23:59:59 UTC)

@@ -10,13 +10,12 @@ from typing import Annotated, Any
 
 import typer
 
+from autonomic.cli_options import ConfigOpt, text
 from autonomic.clock import local_stamp
 from autonomic.errors import ConfigError, StoreError
 
 token_app = typer.Typer(no_args_is_help=True, help="API tokens (stored only as hashes).")
 
-ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="autonomic.yaml (default: built-in defaults)",
-                                                 envvar="AUTONOMIC_CONFIG")]
 
 
 def _store(config: Path | None) -> Any:
@@ -47,7 +46,7 @@ def _actor() -> str:
 def create(
     role: Annotated[str, typer.Option("--role",
                                       help="viewer, operator or admin; alerts: sends Alertmanager alerts only")],
-    name: Annotated[str, typer.Option("--name", help="who or what uses it (unique)")],
+    name: Annotated[str, typer.Option("--name", help="who or what uses it (unique)", parser=text)],
     config: ConfigOpt = None,
 ) -> None:
     """Create a token and print it once; only its hash is kept."""

@@ -27,17 +27,13 @@ import typer
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from autonomic.cli_options import ConfigOpt, JsonOpt
 from autonomic.errors import ConfigError
 from autonomic.model import Finding, Incident, Pattern
 from autonomic.plan.diagnose import DiagnoseContext, _match, diagnose
 
 patterns_app = typer.Typer(no_args_is_help=True, help="The pattern library: list, show, test.")
 
-ConfigOpt = Annotated[
-    Path | None,
-    typer.Option("--config", "-c", help="autonomic.yaml (default: built-in defaults)", envvar="AUTONOMIC_CONFIG"),
-]
-JsonOpt = Annotated[bool, typer.Option("--json", help="print JSON")]
 
 
 class IncidentContext(BaseModel):
