@@ -221,9 +221,11 @@ def replay(
     interval: Annotated[float | None, typer.Option(help="seconds between ticks (default: the config's)")] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Shadow mode over recorded metrics: the findings, incidents and decisions the engine would
-    have made (and what it would have done), with nothing executed. A recording that would take
-    more than MAX_REPLAY_TICKS ticks at the interval is refused (exit 2), not played for hours."""
+    """Shadow mode: what the engine would have found, decided and done over recorded metrics.
+
+    The findings, incidents and decisions the engine would have made (and what it would have
+    done), with nothing executed. A recording that would take more than 1,000,000 ticks at the
+    interval is refused (exit 2), not played for hours."""
     import tempfile
 
     from autonomic.monitor.replay import ReplaySource
