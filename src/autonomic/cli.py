@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import getpass
 import json
 import logging
 import os
@@ -19,8 +18,12 @@ from rich.table import Table
 from rich.text import Text
 from typer.core import TyperGroup
 
-from autonomic.cli_options import ConfigOpt, JsonOpt
-from autonomic.cli_options import text as _text
+from autonomic.cli_common import ConfigOpt, JsonOpt
+from autonomic.cli_common import actor as _actor
+from autonomic.cli_common import fail as _fail
+from autonomic.cli_common import load as _load
+from autonomic.cli_common import open_store as _store
+from autonomic.cli_common import text as _text
 from autonomic.clock import local_stamp
 from autonomic.errors import ConfigError, StoreError
 from autonomic.printable import printable, rewrite_record
@@ -77,41 +80,6 @@ def _console() -> Console:
     Such text goes through :func:`printable` (control characters shown as ``\\xNN``)."""
     wide = not sys.stdout.isatty() and "COLUMNS" not in os.environ
     return Console(stderr=False, highlight=False, markup=False, emoji=False, width=PIPE_WIDTH if wide else None)
-
-
-def _fail(message: str, code: int = 2) -> typer.Exit:
-    print(f"autonomic: {message}", file=sys.stderr)
-    return typer.Exit(code)
-
-
-def _load(config: Path | None) -> Any:
-    from autonomic.config import default_config, load_config
-
-    try:
-        return load_config(config) if config else default_config()
-    except ConfigError as err:
-        for p in err.problems:
-            print(str(p), file=sys.stderr)
-        raise typer.Exit(2) from None
-
-
-def _store(config: Path | None) -> Any:
-    from autonomic.knowledge import Store
-
-    cfg = _load(config)
-    try:
-        return cfg, Store(cfg.database_url)
-    except StoreError as exc:  # names the URL, password hidden
-        raise _fail(str(exc), 1) from None
-
-
-def _actor(actor: str | None) -> str:
-    if actor:
-        return actor
-    try:
-        return f"person:{getpass.getuser()}"
-    except Exception:
-        return "person:unknown"
 
 
 def _resolve(store: Any, model: Any, ident: str) -> str:

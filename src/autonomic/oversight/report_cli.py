@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from autonomic.cli_options import ConfigOpt
-from autonomic.errors import AutonomicError, ConfigError
+from autonomic.cli_common import ConfigOpt, load
+from autonomic.errors import AutonomicError
 from autonomic.printable import printable
 
 if TYPE_CHECKING:
@@ -36,7 +36,6 @@ def _run(period: Period, fmt: ReportFormat, config: Path | None, out: Path | Non
     """Build the report ending at ``now`` and print or write it. Exit 2 on bad input (the config,
     ``--now`` outside the dates a report can show, an ``--out`` that cannot be written), 1 when
     the store cannot be read."""
-    from autonomic.config import default_config, load_config
     from autonomic.knowledge import Store
     from autonomic.oversight.reports import build_report, render
 
@@ -44,12 +43,7 @@ def _run(period: Period, fmt: ReportFormat, config: Path | None, out: Path | Non
         print(f"autonomic: --now: must be Unix seconds from 0 to {MAX_NOW:.0f} (the year 9999), not {now:g}",
               file=sys.stderr)
         raise typer.Exit(2)
-    try:
-        cfg = load_config(config) if config else default_config()
-    except ConfigError as err:
-        for problem in err.problems:
-            print(str(problem), file=sys.stderr)
-        raise typer.Exit(2) from None
+    cfg = load(config)
     try:
         store = Store(cfg.database_url)
         try:

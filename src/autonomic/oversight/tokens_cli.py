@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import getpass
 import json
 import sys
 from pathlib import Path
@@ -10,36 +9,14 @@ from typing import Annotated, Any
 
 import typer
 
-from autonomic.cli_options import ConfigOpt, text
+from autonomic.cli_common import ConfigOpt, actor, open_store, text
 from autonomic.clock import local_stamp
-from autonomic.errors import ConfigError, StoreError
 
 token_app = typer.Typer(no_args_is_help=True, help="API tokens (stored only as hashes).")
 
 
-
 def _store(config: Path | None) -> Any:
-    from autonomic.config import default_config, load_config
-    from autonomic.knowledge import Store
-
-    try:
-        cfg = load_config(config) if config else default_config()
-    except ConfigError as err:
-        for p in err.problems:
-            print(str(p), file=sys.stderr)
-        raise typer.Exit(2) from None
-    try:
-        return Store(cfg.database_url)
-    except StoreError as err:  # names the URL, password hidden
-        print(f"autonomic: {err}", file=sys.stderr)
-        raise typer.Exit(1) from None
-
-
-def _actor() -> str:
-    try:
-        return f"person:{getpass.getuser()}"
-    except Exception:
-        return "person:unknown"
+    return open_store(config)[1]
 
 
 @token_app.command("create")
@@ -54,7 +31,7 @@ def create(
 
     store = _store(config)
     try:
-        raw = create_token(store, name, role, actor=_actor())
+        raw = create_token(store, name, role, actor=actor())
     except ValueError as exc:
         print(f"autonomic: --{exc}", file=sys.stderr)
         raise typer.Exit(2) from None
@@ -91,7 +68,7 @@ def revoke(name: str, config: ConfigOpt = None) -> None:
 
     store = _store(config)
     try:
-        if not revoke_token(store, name, actor=_actor()):
+        if not revoke_token(store, name, actor=actor()):
             print(f"autonomic: no token named {name!r}", file=sys.stderr)
             raise typer.Exit(1)
     finally:

@@ -27,8 +27,9 @@ import typer
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from autonomic.cli_options import ConfigOpt, JsonOpt
-from autonomic.errors import ConfigError
+from autonomic.cli_common import ConfigOpt, JsonOpt
+from autonomic.cli_common import fail as _exit
+from autonomic.cli_common import load as _config
 from autonomic.model import Finding, Incident, Pattern
 from autonomic.plan.diagnose import DiagnoseContext, _match, diagnose
 
@@ -55,22 +56,6 @@ class IncidentFile(BaseModel):
     incident: Incident
     findings: list[Finding] = Field(default_factory=list)
     context: IncidentContext = Field(default_factory=IncidentContext)
-
-
-def _exit(message: str, code: int = 2) -> typer.Exit:
-    print(f"autonomic: {message}", file=sys.stderr)
-    return typer.Exit(code)
-
-
-def _config(path: Path | None) -> Any:
-    from autonomic.config import default_config, load_config
-
-    try:
-        return load_config(path) if path else default_config()
-    except ConfigError as err:
-        for p in err.problems:
-            print(str(p), file=sys.stderr)
-        raise typer.Exit(2) from None
 
 
 def _pattern(cfg: Any, pattern_id: str) -> Pattern:

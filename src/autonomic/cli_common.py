@@ -1,0 +1,78 @@
+"""What every command line of autonomic shares: the config file and ``--json`` options, free
+text, the one-line failure, loading the config and opening the store, and who is acting.
+
+Free text (a pause reason, a comment, a name) must be UTF-8: a terminal in another encoding
+passes bytes that Python keeps only as lone surrogates, which the store and the audit log refuse
+(``café`` typed in Latin-1 arrives as byte 0xe9). :func:`text` refuses it at the option, exit 2,
+naming the option and the byte.
+"""
+
+from __future__ import annotations
+
+import getpass
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from autonomic.errors import ConfigError, StoreError
+
+
+def text(value: str) -> str:
+    """``value`` as given when it is UTF-8 text, else :class:`typer.BadParameter` naming the first
+    byte (or lone surrogate) that is not."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        code = ord(value[exc.start])
+        what = f"byte 0x{code - 0xDC00:02x}" if 0xDC80 <= code <= 0xDCFF else f"U+{code:04X}"
+        raise typer.BadParameter(f"not UTF-8 text ({what} at character {exc.start + 1}; is the "
+                                 "terminal's encoding UTF-8?)") from None
+    return value
+
+
+ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="autonomic.yaml (default: built-in defaults)",
+                                                 envvar="AUTONOMIC_CONFIG")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="print JSON")]
+
+
+def fail(message: str, code: int = 2) -> typer.Exit:
+    """``autonomic: message`` on stderr; raise the returned Exit (2: bad input, 1: the store)."""
+    print(f"autonomic: {message}", file=sys.stderr)
+    return typer.Exit(code)
+
+
+def load(config: Path | None) -> Any:
+    """The config at ``config`` (built-in defaults without one); exit 2 listing each problem as
+    file:line: field: message."""
+    from autonomic.config import default_config, load_config
+
+    try:
+        return load_config(config) if config else default_config()
+    except ConfigError as err:
+        for p in err.problems:
+            print(str(p), file=sys.stderr)
+        raise typer.Exit(2) from None
+
+
+def open_store(config: Path | None) -> tuple[Any, Any]:
+    """(config, store) for a command; a store that cannot be opened is one line (its URL
+    without the password), exit 1."""
+    from autonomic.knowledge import Store
+
+    cfg = load(config)
+    try:
+        return cfg, Store(cfg.database_url)
+    except StoreError as exc:  # names the URL, password hidden
+        raise fail(str(exc), 1) from None
+
+
+def actor(given: str | None = None) -> str:
+    """Who acts: ``given``, else ``person:<login>`` (``person:unknown`` when there is none)."""
+    if given:
+        return given
+    try:
+        return f"person:{getpass.getuser()}"
+    except Exception:
+        return "person:unknown"
