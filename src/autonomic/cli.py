@@ -26,6 +26,7 @@ from autonomic.cli_common import open_store as _store
 from autonomic.cli_common import text as _text
 from autonomic.clock import local_stamp
 from autonomic.errors import ConfigError, StoreError
+from autonomic.logformat import LogFormat, make_handler
 from autonomic.printable import printable, rewrite_record
 
 
@@ -101,10 +102,8 @@ class _PrintableRecords(logging.Filter):
         return True
 
 
-def _setup_logging(level: str) -> None:
-    from rich.logging import RichHandler
-
-    handler = RichHandler(show_path=False, rich_tracebacks=False, markup=False)
+def _setup_logging(level: str, fmt: LogFormat) -> None:
+    handler = make_handler(fmt)
     handler.addFilter(_PrintableRecords())
     logging.basicConfig(level=level.upper(), format="%(message)s", datefmt="%H:%M:%S", handlers=[handler])
     logging.getLogger("alembic").setLevel(logging.WARNING)
@@ -115,6 +114,9 @@ def _setup_logging(level: str) -> None:
 def run(
     config: ConfigOpt = None,
     log_level: Annotated[str, typer.Option(help="debug, info, warning")] = "info",
+    log_format: Annotated[LogFormat, typer.Option(
+        envvar="AUTONOMIC_LOG_FORMAT", help="auto (rich on a terminal, else text), rich, text (a line per record, "
+        "UTC date and time), json (an object per line)")] = LogFormat.auto,
 ) -> None:
     """Run the engine in the foreground until SIGTERM or SIGINT."""
     from autonomic.engine import Engine
@@ -122,7 +124,7 @@ def run(
 
     if log_level.lower() not in ("debug", "info", "warning", "error"):
         raise _fail(f"--log-level: must be debug, info, warning or error, not {log_level!r}")
-    _setup_logging(log_level)
+    _setup_logging(log_level, log_format)
     cfg = _load(config)
     log = logging.getLogger("autonomic")
     if config is None:

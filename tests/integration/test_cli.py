@@ -298,6 +298,44 @@ def test_the_engine_runs_on_postgresql_and_its_log_shows_the_url_without_the_pas
         store.close()
 
 
+@pytest.mark.parametrize("fmt", ["auto", "json"])
+def test_the_engine_logs_one_dated_line_per_record_when_its_output_is_not_a_terminal(
+        tmp_path: Path, fmt: str) -> None:
+    """``autonomic run`` writing to a file (as under kubectl logs or journald), with no COLUMNS:
+    rich wrapped each message at 80 columns and printed the time of day only; now every line is
+    one record with its UTC date and time (text), or one JSON object (json)."""
+    config = _write(tmp_path / "autonomic.yaml",
+                    f"engine: {{state_dir: {tmp_path / 'state'}, host_metrics: false, interval_s: 0.2}}\n"
+                    "api: {enabled: false}\n")
+    log = tmp_path / "engine.log"
+    env = {k: v for k, v in os.environ.items() if k != "COLUMNS"}
+    with log.open("wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "autonomic.cli", "run", "-c", str(config), "--log-format", fmt],
+                                cwd=tmp_path, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, env=env)
+    try:
+        deadline = time.monotonic() + 30
+        while "engine started" not in log.read_text() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0, log.read_text()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    lines = log.read_text().splitlines()
+    stamp = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z"
+    if fmt == "json":
+        docs = [json.loads(line) for line in lines]
+        assert all(re.fullmatch(stamp, d["ts"]) and d["level"] and d["logger"] for d in docs), lines
+        messages = [d["message"] for d in docs]
+    else:
+        assert all(re.match(stamp + r" (INFO|WARNING|ERROR|DEBUG) autonomic", line) for line in lines), lines
+        messages = lines
+    started = next(m for m in messages if "engine started" in m)
+    assert f"store sqlite:///{tmp_path / 'state' / 'autonomic.db'})" in started  # the whole message, unwrapped
+    assert any("stopped cleanly" in m for m in messages)
+
+
 # --- pause / resume / audit ----------------------------------------------------------------
 
 
