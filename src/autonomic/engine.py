@@ -1299,7 +1299,7 @@ class Engine:
         )
         self.metrics.decision(verdict.value)
         failed = [g for g in gates if not g.passed]
-        why = "; ".join(f"{g.gate}: {g.reason}" for g in failed) or "every gate passed"
+        why = "; ".join(g.said() for g in failed) or "every gate passed"
         if verdict == Verdict.APPROVED:
             if self.shadow_only:  # the shadow gate denies every decision; this is a bug, not a case
                 raise RuntimeError("an approved decision in a shadow-only engine")

@@ -359,6 +359,13 @@ class GateResult(Frozen):
     # that requires approval) sets needs_approval; passed is then False
     needs_approval: bool = False
 
+    def said(self) -> str:
+        """The reason as one clause of a sentence: named by its gate (``rate_limit: limit
+        reached: ...``) unless it already begins with the gate's name (``confidence 0.42 below
+        threshold 0.60``, not ``confidence: confidence 0.42 ...``)."""
+        name = self.gate.replace("_", " ")
+        return self.reason if self.reason.startswith(name) else f"{self.gate}: {self.reason}"
+
 
 class Decision(Frozen):
     id: str = Field(default_factory=new_id)

@@ -71,7 +71,7 @@ def run_replay(replay: ReplaySource, config: Config, interval_s: float | None = 
     decisions = []
     for inc in incidents:
         for d in store.decisions(inc.id):
-            failed = [f"{g.gate}: {g.reason}" for g in d.gates if not g.passed]
+            failed = [g.said() for g in d.gates if not g.passed]
             decisions.append({
                 "incident": inc.id, "service": inc.service, "cause": inc.cause, "ts": d.ts,
                 "would_have": d.shadow_verdict.value if d.shadow_verdict else None,

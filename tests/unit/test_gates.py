@@ -742,3 +742,18 @@ def test_root_cause_gate_holds_back_an_action_on_an_impacted_service() -> None:
     own = diagnosis().model_copy(update={"root_causes": ["api"]})
     assert {r.gate: r for r in decide(ctx(diagnosis=own))[1]}["root_cause"].passed
     assert {r.gate: r for r in decide(ctx())[1]}["root_cause"].reason == "no dependency explains it"
+
+
+def test_a_gates_reason_is_said_once_with_its_gate_named_only_where_the_reason_does_not() -> None:
+    """The engine's "not acting (...)" line read "autonomy: autonomy observe: record only" and
+    "confidence: confidence 0.00 below threshold 0.60"."""
+    from autonomic.model import GateResult
+
+    assert GateResult(gate="confidence", passed=False, reason="confidence 0.00 below threshold 0.60").said() == (
+        "confidence 0.00 below threshold 0.60")
+    assert GateResult(gate="autonomy", passed=False, reason="autonomy observe: record only").said() == (
+        "autonomy observe: record only")
+    assert GateResult(gate="rate_limit", passed=False, reason="limit reached: 3/day").said() == (
+        "rate_limit: limit reached: 3/day")
+    assert GateResult(gate="root_cause", passed=False, reason="root cause analysis names db").said() == (
+        "root cause analysis names db")

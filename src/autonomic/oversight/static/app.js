@@ -649,7 +649,7 @@ function approvalCard({ incident: inc, decision, answer }) {
     h("div", { class: "what" }, `${inc.service}: ${actionText(decision.action)}?`),
     h("div", {}, inc.summary, " ", h("a", { href: `#/incidents/${inc.id}` }, `incident ${short(inc.id)} →`)),
     h("div", { class: "dim" }, `asked ${ago(decision.ts)}`,
-      waiting.length ? ` · ${waiting.map((g) => `${g.gate}: ${g.reason}`).join("; ")}` : ""),
+      waiting.length ? ` · ${waiting.map((g) => (g.reason.startsWith(g.gate.replaceAll("_", " ")) ? g.reason : `${g.gate}: ${g.reason}`)).join("; ")}` : ""),
     answer ? h("div", { class: "big", testid: `answered-${inc.id}` },
       `${answer.verdict === "approve" ? "Approved" : "Denied"} by ${answer.actor}; the engine picks it up on its next tick`)
       : null,
