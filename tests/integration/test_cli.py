@@ -264,19 +264,14 @@ def test_the_kill_switch_refused_by_a_stuck_writers_lock_says_so_in_one_line_and
     assert cli("pause", "-c", config, "--reason", "bad night").exit_code == 0
 
 
-def test_the_engine_runs_on_postgresql_and_its_log_shows_the_url_without_the_password(
-        tmp_path: Path, postgres_url: str) -> None:
-    """``autonomic run`` over a PostgreSQL store: it starts, logs where its store is with the
-    password hidden, audits its start there, and stops cleanly on SIGTERM."""
-    url = postgres_url.replace("postgresql+psycopg://postgres@", "postgresql+psycopg://postgres:hunter2@")
-    config = _write(tmp_path / "autonomic.yaml",
-                    f"engine: {{database: '{url}', state_dir: {tmp_path / 'state'}, host_metrics: false,"
-                    " interval_s: 0.2}\napi: {enabled: false}\n")
-    log = tmp_path / "engine.log"
+def _run_until_started(config: Path, cwd: Path, *args: str) -> str:
+    """Run ``autonomic run -c config *args`` with its output to a file (no terminal, no COLUMNS),
+    stop it with SIGTERM once it logged its start, and return what it wrote; it must exit 0."""
+    log = cwd / "engine.log"
+    env = {k: v for k, v in os.environ.items() if k != "COLUMNS"}
     with log.open("wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "autonomic.cli", "run", "-c", str(config)], cwd=tmp_path,
-                                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                                env={**os.environ, "COLUMNS": "500"})  # no wrapped or elided log lines
+        proc = subprocess.Popen([sys.executable, "-m", "autonomic.cli", "run", "-c", str(config), *args], cwd=cwd,
+                                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, env=env)
     try:
         deadline = time.monotonic() + 30
         while "engine started" not in log.read_text() and proc.poll() is None and time.monotonic() < deadline:
@@ -287,7 +282,18 @@ def test_the_engine_runs_on_postgresql_and_its_log_shows_the_url_without_the_pas
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-    text = log.read_text()
+    return log.read_text()
+
+
+def test_the_engine_runs_on_postgresql_and_its_log_shows_the_url_without_the_password(
+        tmp_path: Path, postgres_url: str) -> None:
+    """``autonomic run`` over a PostgreSQL store: it starts, logs where its store is with the
+    password hidden, audits its start there, and stops cleanly on SIGTERM."""
+    url = postgres_url.replace("postgresql+psycopg://postgres@", "postgresql+psycopg://postgres:hunter2@")
+    config = _write(tmp_path / "autonomic.yaml",
+                    f"engine: {{database: '{url}', state_dir: {tmp_path / 'state'}, host_metrics: false,"
+                    " interval_s: 0.2}\napi: {enabled: false}\n")
+    text = _run_until_started(config, tmp_path)
     assert "engine started" in text and "stopped cleanly" in text, text
     assert f"store {url.replace(':hunter2@', ':***@')})" in text, text
     assert "hunter2" not in text
@@ -307,22 +313,7 @@ def test_the_engine_logs_one_dated_line_per_record_when_its_output_is_not_a_term
     config = _write(tmp_path / "autonomic.yaml",
                     f"engine: {{state_dir: {tmp_path / 'state'}, host_metrics: false, interval_s: 0.2}}\n"
                     "api: {enabled: false}\n")
-    log = tmp_path / "engine.log"
-    env = {k: v for k, v in os.environ.items() if k != "COLUMNS"}
-    with log.open("wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "autonomic.cli", "run", "-c", str(config), "--log-format", fmt],
-                                cwd=tmp_path, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, env=env)
-    try:
-        deadline = time.monotonic() + 30
-        while "engine started" not in log.read_text() and proc.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.1)
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=30) == 0, log.read_text()
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    lines = log.read_text().splitlines()
+    lines = _run_until_started(config, tmp_path, "--log-format", fmt).splitlines()
     stamp = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z"
     if fmt == "json":
         docs = [json.loads(line) for line in lines]
