@@ -322,7 +322,7 @@ class Pattern(Frozen):
     action: ActionSpec | None  # target is "{service}" in YAML; None = escalate only
     prior_confidence: float = Field(ge=0.0, le=1.0)
     rollback_safe: bool = True
-    verify: VerifySpec
+    verify: VerifySpec | None = None  # None only for a pattern without an action (a hand-over)
     source: str = ""  # file:line where it was defined
     # The escalation chain: when this pattern's action fails (or is rolled back and the undo
     # restored health), try these patterns' actions in order on the same incident, each

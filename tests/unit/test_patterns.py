@@ -276,3 +276,16 @@ def test_a_verification_every_fix_would_pass_or_none_could_is_refused_naming_the
     [p] = problems_of([f], registry)
     assert (p.field, p.line) == ("verify", 4)
     assert message in p.message
+
+
+def test_a_hand_over_pattern_needs_no_verify_but_a_pattern_with_an_action_does(
+    tmp_path: Path, registry: Registry
+) -> None:
+    hand_over = write(tmp_path, "a.yaml", "id: page-me\nmatch: {cause: down}\nprior_confidence: 0.9\n")
+    [p] = load_patterns([hand_over], registry)
+    assert p.action is None and p.verify is None
+
+    acting = write(tmp_path, "b.yaml", "id: acts\nmatch: {cause: down}\naction: {type: fake}\nprior_confidence: 0.5\n")
+    [problem] = problems_of([acting], registry)
+    assert (problem.field, problem.line) == ("verify", 1)
+    assert "required with an action" in problem.message
