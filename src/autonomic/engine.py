@@ -1090,9 +1090,11 @@ class Engine:
         with self.store.reading():
             findings = self.store.findings(inc.id)
             record = self._pattern_record(inc.service)
+            recent = self._recent_actions(inc.service, now)
         svc = self.config.service(inc.service)
         ctx = DiagnoseContext(now=now, service_type=svc.type if svc else None,
-                              last_change_at=self._last_change_at(inc.service), record=record)
+                              last_change_at=self._last_change_at(inc.service), record=record,
+                              recent_actions=recent)
         diagnosis = self._with_root_causes(diagnose(inc, findings, list(self.patterns.values()), ctx), inc, now)
         action = diagnosis.action
         types = {action.type, *(s.type for s in action.steps)} if action is not None else set()
@@ -1160,6 +1162,20 @@ class Engine:
                 "evidence_against": r.evidence_against[:3]} for r in report.ranking[:5]]
         return diagnosis.model_copy(update={"root_causes": report.root_causes, "impacted_by": impacted_by,
                                             "rca": top, "rationale": diagnosis.rationale + note})
+
+    def _recent_actions(self, service: str, now: float) -> dict[str, list[float]]:
+        """Per pattern, when its actions on ``service`` were created (cancelled ones left out), as
+        far back as the longest ``match.after_actions.within_s`` of any pattern; nothing is read
+        when no pattern counts actions."""
+        longest = max((p.match.after_actions.within_s for p in self.patterns.values()
+                       if p.match.after_actions is not None), default=None)
+        if longest is None:
+            return {}
+        out: dict[str, list[float]] = {}
+        for action in self.store.actions(service=service, created_since=now - longest):
+            if action.pattern_id is not None and action.state != ActionState.CANCELLED:
+                out.setdefault(action.pattern_id, []).append(action.created_at)
+        return out
 
     def _last_change_at(self, service: str) -> float | None:
         binding = self.config.bindings.get(service, {}).get("config")

@@ -93,6 +93,7 @@ def test_builtin_library_loads_against_actuator_schemas(registry: Registry) -> N
         "memory-leak-graceful-restart",
         "pool-exhaustion-raise",
         "error-spike-after-config-revert",
+        "crash-loop-hand-over",
     }
     down = patterns["process-down-restart"]
     assert down.match.cause == "down" and down.match.kind == FindingKind.STATE
@@ -121,6 +122,9 @@ def test_builtin_library_loads_against_actuator_schemas(registry: Registry) -> N
     assert err.match.after_change_s == 900 and err.match.kind == FindingKind.THRESHOLD
     assert err.action is not None and err.action.params["op"] == "revert_last"
     assert (err.prior_confidence, err.verify.max) == (0.85, 0.05)
+    loop = patterns["crash-loop-hand-over"]
+    assert loop.action is None and loop.verify is None and loop.match.after_actions is not None
+    assert loop.match.after_actions.patterns == ["process-down-restart"]
     for p in patterns.values():
         assert p.source.startswith(str(BUILTIN)) and p.source.endswith(".yaml:" + p.source.rsplit(":", 1)[1])
 
@@ -289,3 +293,13 @@ def test_a_hand_over_pattern_needs_no_verify_but_a_pattern_with_an_action_does(
     [problem] = problems_of([acting], registry)
     assert (problem.field, problem.line) == ("verify", 1)
     assert "required with an action" in problem.message
+
+
+def test_after_actions_naming_an_unknown_pattern_is_refused_with_its_line(tmp_path: Path, registry: Registry) -> None:
+    text = ("id: loop\nmatch:\n  cause: down\n  after_actions:\n    patterns: [good-one, restrat]\n"
+            "    count: 3\n    within_s: 600\nprior_confidence: 0.9\n")
+    f = write(tmp_path, "loop.yaml", text)
+    g = write(tmp_path, "good.yaml", GOOD)
+    [p] = problems_of([f, g], registry)
+    assert (p.field, p.line) == ("match.after_actions.patterns[1]", 5)
+    assert "no pattern has the id 'restrat'" in p.message

@@ -23,7 +23,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from autonomic.model import Candidate, Diagnosis, Finding, Incident, Pattern, Symptom
+from autonomic.model import AfterActions, Candidate, Diagnosis, Finding, Incident, Pattern, Symptom
 
 _MATCH_FIELDS = 6
 
@@ -34,6 +34,9 @@ class DiagnoseContext:
     service_type: str | None = None
     last_change_at: float | None = None  # the service's last config change
     record: Mapping[str, tuple[float, float]] = field(default_factory=dict)  # id -> (successes, failures)
+    # pattern id -> when each of its actions on the service was created (none cancelled), for
+    # ``match.after_actions``; the engine reads back as far as the longest ``within_s`` asks
+    recent_actions: Mapping[str, Sequence[float]] = field(default_factory=dict)
 
 
 OTHERS_WEIGHT = 0.25
@@ -107,8 +110,20 @@ def _match(
                     else f"needs config change within {window}: last was {ago:.0f} s ago",
                 )
             )
+    if m.after_actions is not None:
+        checks.append(_after_actions(m.after_actions, ctx))
     checks.extend(_symptom(sym, findings) for sym in m.symptoms)
     return all(ok for ok, _ in checks), len(checks), [reason for _, reason in checks]
+
+
+def _after_actions(after: AfterActions, ctx: DiagnoseContext) -> tuple[bool, str]:
+    """Whether the named patterns acted on the service at least ``count`` times within
+    ``within_s`` before ``ctx.now``, and why."""
+    n = sum(1 for pid in after.patterns for ts in ctx.recent_actions.get(pid, ())
+            if 0 <= ctx.now - ts <= after.within_s)
+    ok = n >= after.count
+    return ok, (f"{n} actions of {', '.join(after.patterns)} in the last {after.within_s:g} s "
+                f"({'>=' if ok else '<'} {after.count})")
 
 
 def _symptom(sym: Symptom, findings: Sequence[Finding]) -> tuple[bool, str]:

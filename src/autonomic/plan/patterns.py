@@ -199,6 +199,7 @@ def _load(paths: Sequence[Path], registry: Registry) -> tuple[list[Pattern], lis
     patterns: list[Pattern] = []
     seen: dict[str, str] = {}  # id -> file:line
     chains: list[tuple[YamlDoc, tuple[str | int, ...], PatternYaml]] = []
+    counted: list[tuple[YamlDoc, tuple[str | int, ...], PatternYaml]] = []  # with match.after_actions
     for file in _pattern_files(paths, problems):
         try:
             doc = load_yaml(file)
@@ -230,6 +231,8 @@ def _load(paths: Sequence[Path], registry: Registry) -> tuple[list[Pattern], lis
                 continue
             if spec.then:
                 chains.append((doc, prefix, spec))
+            if spec.match.after_actions is not None:
+                counted.append((doc, prefix, spec))
             if spec.action is not None and params is None:
                 continue  # its action problems are already listed
             action = None
@@ -262,6 +265,13 @@ def _load(paths: Sequence[Path], registry: Registry) -> tuple[list[Pattern], lis
             else:
                 continue
             problems.append(Problem(doc.file, doc.line_of(loc), format_loc(loc), message))
+    for doc, prefix, spec in counted:  # the actions a pattern counts are those of patterns that exist
+        assert spec.match.after_actions is not None
+        for i, other in enumerate(spec.match.after_actions.patterns):
+            if other not in seen:
+                loc = (*prefix, "match", "after_actions", "patterns", i)
+                message = f"no pattern has the id {other!r}: its actions could never be counted"
+                problems.append(Problem(doc.file, doc.line_of(loc), format_loc(loc), message))
     return patterns, problems
 
 

@@ -9,8 +9,9 @@ library a config loads (the built-in patterns plus the config's own ``patterns:`
   FILE is JSON: ``{"incident": {...}, "findings": [...], "context": {...}}`` where
   ``incident`` is a ``model.Incident``, ``findings`` a list of ``model.Finding`` and the
   optional ``context`` gives ``now`` (default: the incident's ``last_finding_at``),
-  ``service_type`` (default: the config's type for the service), ``last_change_at`` and
-  ``record`` (pattern id -> [successes, failures]).
+  ``service_type`` (default: the config's type for the service), ``last_change_at``,
+  ``record`` (pattern id -> [successes, failures]) and ``recent_actions`` (pattern id -> the
+  times its actions on the service were created, for ``match.after_actions``).
 
 Exit codes: 0 the pattern matches (or list/show succeeded), 1 it does not match, 2 bad input
 (unreadable config, unknown pattern id, malformed incident file; each problem names the field).
@@ -49,6 +50,7 @@ class IncidentContext(BaseModel):
     service_type: str | None = None
     last_change_at: float | None = None
     record: dict[str, tuple[int, int]] = Field(default_factory=dict)
+    recent_actions: dict[str, list[float]] = Field(default_factory=dict)
 
 
 class IncidentFile(BaseModel):
@@ -88,8 +90,10 @@ def _pattern(cfg: Any, pattern_id: str) -> Pattern:
 
 def match_summary(p: Pattern) -> str:
     """``cause=memory kind=forecast``: the match fields the pattern sets."""
-    given = p.match.model_dump(mode="json", exclude_none=True, exclude={"symptoms"})
+    given = p.match.model_dump(mode="json", exclude_none=True, exclude={"symptoms", "after_actions"})
     parts = [f"{k}={v}" for k, v in given.items()]
+    if (after := p.match.after_actions) is not None:
+        parts.append(f"after_actions={after.count}x[{','.join(after.patterns)}]/{after.within_s:g}s")
     for sym in p.match.symptoms:
         bounds = sym.model_dump(mode="json", exclude_none=True, exclude={"metric"})
         parts.append(f"{sym.metric}[{','.join(f'{k}={v}' for k, v in bounds.items())}]")
@@ -190,6 +194,7 @@ def test(
         service_type=c.service_type if c.service_type is not None else (svc.type if svc else None),
         last_change_at=c.last_change_at,
         record=c.record,
+        recent_actions=c.recent_actions,
     )
     diagnosis = diagnose(inc, data.findings, list(cfg.patterns), ctx)
     ranking = [(cand.pattern_id, cand.confidence) for cand in diagnosis.candidates]
