@@ -1094,17 +1094,8 @@ class Engine:
         svc = self.config.service(inc.service)
         ctx = DiagnoseContext(now=now, service_type=svc.type if svc else None,
                               last_change_at=self._last_change_at(inc.service), record=record,
-                              recent_actions=recent)
+                              recent_actions=recent, cannot_run=self._cannot_run(inc.service))
         diagnosis = self._with_root_causes(diagnose(inc, findings, list(self.patterns.values()), ctx), inc, now)
-        action = diagnosis.action
-        types = {action.type, *(s.type for s in action.steps)} if action is not None else set()
-        missing = [] if self.shadow_only else sorted(t for t in types
-                                                      if t not in self.config.bindings.get(inc.service, {}))
-        if missing:
-            diagnosis = diagnosis.model_copy(update={
-                "action": None,
-                "rationale": f"{diagnosis.rationale}; but {inc.service} has no {', '.join(missing)} actuator "
-                             "binding, so there is nothing autonomic may do"})
         if diagnosis.action is None and inc.cause not in _NO_FALLBACK_CAUSES:
             fallback = self.config.fallback_action(inc.service)
             if fallback is not None and diagnosis.pattern_id is None:
@@ -1162,6 +1153,22 @@ class Engine:
                 "evidence_against": r.evidence_against[:3]} for r in report.ranking[:5]]
         return diagnosis.model_copy(update={"root_causes": report.root_causes, "impacted_by": impacted_by,
                                             "rca": top, "rationale": diagnosis.rationale + note})
+
+    def _cannot_run(self, service: str) -> dict[str, str]:
+        """Per pattern whose action ``service`` cannot carry out, why: a type of its action (or of a
+        step) has no binding on the service. Nothing in a shadow-only engine (replay), which runs
+        nothing and reports what every pattern would have done."""
+        if self.shadow_only:
+            return {}
+        bound = self.config.bindings.get(service, {})
+        out: dict[str, str] = {}
+        for p in self.patterns.values():
+            if p.action is None:
+                continue
+            missing = sorted({p.action.type, *(s.type for s in p.action.steps)} - set(bound))
+            if missing:
+                out[p.id] = f"{service} has no {', '.join(missing)} actuator binding"
+        return out
 
     def _recent_actions(self, service: str, now: float) -> dict[str, list[float]]:
         """Per pattern, when its actions on ``service`` were created (cancelled ones left out), as

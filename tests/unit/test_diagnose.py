@@ -290,3 +290,20 @@ def test_the_shipped_crash_loop_pattern_outranks_the_restart_only_after_three_re
     d = diagnose(inc, [up], builtin, three)
     assert d.pattern_id == "crash-loop-hand-over" and d.action is None
     assert [c.pattern_id for c in d.candidates] == ["crash-loop-hand-over", "process-down-restart"]
+
+
+def test_the_best_candidate_the_service_can_carry_out_is_chosen_over_a_better_one_it_cannot() -> None:
+    inc = incident("memory", FindingKind.FORECAST)
+    broad = pattern("shipped", prior=0.9, cause="memory")
+    mine = pattern("mine", prior=0.7, cause="memory")
+    ctx = DiagnoseContext(now=NOW, cannot_run={"shipped": "api has no process actuator binding"})
+    d = diagnose(inc, [], [broad, mine], ctx)
+    assert [c.pattern_id for c in d.candidates] == ["shipped", "mine"]  # still ranked, and shown
+    assert d.pattern_id == "mine" and d.action is not None and d.action.target == "api"
+    assert "preferred to shipped, which cannot run here" in d.rationale
+    assert "cannot run here: api has no process actuator binding" in d.candidates[0].reasons
+
+    none_can = DiagnoseContext(now=NOW, cannot_run={"shipped": "no binding a", "mine": "no binding b"})
+    d = diagnose(inc, [], [broad, mine], none_can)
+    assert d.pattern_id == "shipped" and d.action is None
+    assert "but no binding a, so there is nothing autonomic may do" in d.rationale

@@ -37,6 +37,9 @@ class DiagnoseContext:
     # pattern id -> when each of its actions on the service was created (none cancelled), for
     # ``match.after_actions``; the engine reads back as far as the longest ``within_s`` asks
     recent_actions: Mapping[str, Sequence[float]] = field(default_factory=dict)
+    # pattern id -> why the service cannot carry out that pattern's action (no binding for its
+    # actuator type): it stays a candidate, but the best one the service can carry out is chosen
+    cannot_run: Mapping[str, str] = field(default_factory=dict)
 
 
 OTHERS_WEIGHT = 0.25
@@ -181,6 +184,8 @@ def diagnose(
             reasons.append(f"record {s:g} succeeded, {f:g} failed: x{factor:.2f}")
         if p.action is None:
             reasons.append("no automatic remedy: escalate to a person")
+        elif p.id in ctx.cannot_run:
+            reasons.append(f"cannot run here: {ctx.cannot_run[p.id]}")
         confidence = round(p.prior_confidence * quality * factor, 4)
         scored.append(
             (confidence, given, p.id, Candidate(pattern_id=p.id, confidence=confidence, reasons=reasons))
@@ -194,20 +199,32 @@ def diagnose(
             ts=ctx.now,
             rationale=f"no known pattern matches cause {incident.cause} (kind {incident.kind.value})",
         )
-    best = candidates[0]
+    # the best candidate the service can carry out (a hand-over always can); only when none can,
+    # the best one, whose action is then dropped
+    best = next((c for c in candidates if c.pattern_id not in ctx.cannot_run), candidates[0])
     pattern = next(p for p in patterns if p.id == best.pattern_id)
-    why = "; ".join(r for r in best.reasons if not r.startswith("no automatic remedy")) or "matches anything"
+    skip = ("no automatic remedy", "cannot run here")
+    why = "; ".join(r for r in best.reasons if not r.startswith(skip)) or "matches anything"
+    passed_over = [c.pattern_id for c in candidates[: candidates.index(best)]]
+    over = f"; preferred to {', '.join(passed_over)}, which cannot run here" if passed_over else ""
     if pattern.action is None:
         action = None
         rationale = (
             f"{pattern.id} matches ({why}) but has no automatic remedy, so a person must look "
+            f"(confidence {best.confidence:.2f}{over})."
+        )
+    elif pattern.id in ctx.cannot_run:
+        action = None
+        rationale = (
+            f"{pattern.id} matches ({why}) and recommends {_describe(pattern.action.type, pattern.action.params)}, "
+            f"but {ctx.cannot_run[pattern.id]}, so there is nothing autonomic may do "
             f"(confidence {best.confidence:.2f})."
         )
     else:
         action = pattern.action.model_copy(update={"target": incident.service})
         rationale = (
             f"{pattern.id} matches ({why}) and recommends {_describe(action.type, action.params)} "
-            f"on {incident.service} (confidence {best.confidence:.2f})."
+            f"on {incident.service} (confidence {best.confidence:.2f}{over})."
         )
     return Diagnosis(
         incident_id=incident.id,
