@@ -70,7 +70,7 @@ from autonomic.oversight.reports import due_reports, report_notification
 from autonomic.plan.autonomy import Evidence, earned_effective, ladder_event, people_evidence
 from autonomic.plan.backoff import BackoffState, backoff_allows, backoff_delay, backoff_record
 from autonomic.plan.breaker import BreakerState, breaker_record
-from autonomic.plan.diagnose import DiagnoseContext, diagnose, service_record
+from autonomic.plan.diagnose import DiagnoseContext, cannot_run, diagnose, service_record
 from autonomic.plan.gates import (
     Counts,
     GateContext,
@@ -1155,20 +1155,12 @@ class Engine:
                                             "rca": top, "rationale": diagnosis.rationale + note})
 
     def _cannot_run(self, service: str) -> dict[str, str]:
-        """Per pattern whose action ``service`` cannot carry out, why: a type of its action (or of a
-        step) has no binding on the service. Nothing in a shadow-only engine (replay), which runs
-        nothing and reports what every pattern would have done."""
+        """Per pattern whose action ``service`` cannot carry out, why (``plan.diagnose.cannot_run``:
+        an actuator type it does not bind, a runbook its binding lacks). Nothing in a shadow-only
+        engine (replay), which runs nothing and reports what every pattern would have done."""
         if self.shadow_only:
             return {}
-        bound = self.config.bindings.get(service, {})
-        out: dict[str, str] = {}
-        for p in self.patterns.values():
-            if p.action is None:
-                continue
-            missing = sorted({p.action.type, *(s.type for s in p.action.steps)} - set(bound))
-            if missing:
-                out[p.id] = f"{service} has no {', '.join(missing)} actuator binding"
-        return out
+        return cannot_run(self.patterns.values(), self.config.bindings.get(service, {}), service)
 
     def _recent_actions(self, service: str, now: float) -> dict[str, list[float]]:
         """Per pattern, when its actions on ``service`` were created (cancelled ones left out), as

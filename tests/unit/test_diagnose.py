@@ -35,7 +35,7 @@ def _actuator(name: str) -> type:
 @pytest.fixture(scope="module")
 def builtin() -> list[Pattern]:
     reg = Registry()
-    for name in ("process", "config"):
+    for name in ("process", "config", "shell"):
         reg.register("actuator", name, _actuator(name))
     return load_patterns([BUILTIN], reg)
 
@@ -81,6 +81,7 @@ CASES = {
     "memory-leak-graceful-restart": ("memory", FindingKind.FORECAST, "memory_percent"),
     "pool-exhaustion-raise": ("pool", FindingKind.FORECAST, "pool_utilization"),
     "error-spike-after-config-revert": ("errors", FindingKind.THRESHOLD, "error_rate"),
+    "disk-fill-cleanup": ("disk", FindingKind.FORECAST, "disk_percent"),
 }
 
 

@@ -44,6 +44,16 @@ class FakeConfig:
     Params = ConfigParams
 
 
+class ShellParams(_Forbid):
+    runbook: str
+    timeout_s: float = 30
+
+
+class FakeShell:
+    type: ClassVar[str] = "shell"
+    Params = ShellParams
+
+
 class FakeParams(_Forbid):
     level: int = 1
 
@@ -56,7 +66,7 @@ class Fake:
 @pytest.fixture
 def registry() -> Registry:
     reg = Registry()
-    for cls in (FakeProcess, FakeConfig, Fake):
+    for cls in (FakeProcess, FakeConfig, FakeShell, Fake):
         reg.register("actuator", cls.type, cls)
     return reg
 
@@ -94,6 +104,7 @@ def test_builtin_library_loads_against_actuator_schemas(registry: Registry) -> N
         "pool-exhaustion-raise",
         "error-spike-after-config-revert",
         "crash-loop-hand-over",
+        "disk-fill-cleanup",
     }
     down = patterns["process-down-restart"]
     assert down.match.cause == "down" and down.match.kind == FindingKind.STATE
@@ -122,6 +133,12 @@ def test_builtin_library_loads_against_actuator_schemas(registry: Registry) -> N
     assert err.match.after_change_s == 900 and err.match.kind == FindingKind.THRESHOLD
     assert err.action is not None and err.action.params["op"] == "revert_last"
     assert (err.prior_confidence, err.verify.max) == (0.85, 0.05)
+    disk = patterns["disk-fill-cleanup"]
+    assert (disk.match.cause, disk.match.kind) == ("disk", FindingKind.FORECAST)
+    assert disk.action == ActionSpec(type="shell", target="{service}",
+                                     params={"runbook": "disk-cleanup", "timeout_s": 300})
+    assert disk.verify is not None and (disk.verify.metric, disk.verify.max) == ("disk_percent", 90)
+    assert (disk.prior_confidence, disk.rollback_safe) == (0.7, False)
     loop = patterns["crash-loop-hand-over"]
     assert loop.action is None and loop.verify is None and loop.match.after_actions is not None
     assert loop.match.after_actions.patterns == ["process-down-restart"]
@@ -178,7 +195,7 @@ def test_unknown_action_type_lists_known_types(tmp_path: Path, registry: Registr
     f = write(tmp_path, "a.yaml", GOOD.replace("type: fake", "type: teleport"))
     [p] = problems_of([f], registry)
     assert (p.file, p.line, p.field) == (str(f), 5, "action.type")
-    assert p.message == "unknown action type 'teleport' (known: config, fake, process)"
+    assert p.message == "unknown action type 'teleport' (known: config, fake, process, shell)"
 
 
 def test_params_outside_schema_name_the_param(tmp_path: Path, registry: Registry) -> None:

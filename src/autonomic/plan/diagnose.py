@@ -20,7 +20,7 @@ lower the pattern's confidence there in full, and elsewhere only a little.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from autonomic.model import AfterActions, Candidate, Diagnosis, Finding, Incident, Pattern, Symptom
@@ -55,6 +55,29 @@ def service_record(totals: Mapping[str, tuple[int, int]], here: Mapping[str, tup
     for pattern, (s_all, f_all) in totals.items():
         s, f = here.get(pattern, (0, 0))
         out[pattern] = (s + others * (s_all - s), f + others * (f_all - f))
+    return out
+
+
+def cannot_run(patterns: Iterable[Pattern], bindings: Mapping[str, object], service: str) -> dict[str, str]:
+    """Per pattern whose action ``service`` cannot carry out, why (for ``DiagnoseContext.cannot_run``).
+    ``bindings`` are the service's actuator bindings by type. A type of the action (or of a step)
+    with no binding, or a binding whose ``lacks(params)`` names what it lacks (the shell binding: a
+    runbook it does not have), rules the pattern out here."""
+    out: dict[str, str] = {}
+    for p in patterns:
+        if p.action is None:
+            continue
+        steps = [(st.type, st.params) for st in p.action.steps] or [(p.action.type, p.action.params)]
+        unbound = sorted({t for t, _ in steps if t not in bindings})
+        if unbound:
+            out[p.id] = f"{service} has no {', '.join(unbound)} actuator binding"
+            continue
+        for t, params in steps:
+            lacks = getattr(bindings[t], "lacks", None)
+            why = lacks(params) if lacks is not None else None
+            if why:
+                out[p.id] = f"{service}: {why}"
+                break
     return out
 
 

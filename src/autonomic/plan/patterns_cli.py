@@ -30,7 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from autonomic.errors import ConfigError
 from autonomic.model import Finding, Incident, Pattern
-from autonomic.plan.diagnose import DiagnoseContext, _match, diagnose
+from autonomic.plan.diagnose import DiagnoseContext, _match, cannot_run, diagnose
 
 patterns_app = typer.Typer(no_args_is_help=True, help="The pattern library: list, show, test.")
 
@@ -195,6 +195,8 @@ def test(
         last_change_at=c.last_change_at,
         record=c.record,
         recent_actions=c.recent_actions,
+        # as the engine does: a pattern the config's service cannot carry out is passed over
+        cannot_run=cannot_run(cfg.patterns, cfg.bindings.get(inc.service, {}), inc.service) if svc else {},
     )
     diagnosis = diagnose(inc, data.findings, list(cfg.patterns), ctx)
     ranking = [(cand.pattern_id, cand.confidence) for cand in diagnosis.candidates]
