@@ -6,7 +6,8 @@ library a config loads (the built-in patterns plus the config's own ``patterns:`
 * ``show ID``: the whole pattern as YAML, headed by the ``file:line`` it was defined at.
 * ``test ID --incident FILE``: run diagnosis on an incident and say whether pattern ID
   matches, with its confidence, each reason and its rank among the matching patterns.
-  FILE is JSON: ``{"incident": {...}, "findings": [...], "context": {...}}`` where
+  FILE is JSON: ``{"incident": {...}, "findings": [...], "context": {...}}`` (what
+  ``autonomic explain ID --json`` prints will do: its other parts are read past) where
   ``incident`` is a ``model.Incident``, ``findings`` a list of ``model.Finding`` and the
   optional ``context`` gives ``now`` (default: the incident's ``last_finding_at``),
   ``service_type`` (default: the config's type for the service), ``last_change_at``,
@@ -54,13 +55,20 @@ class IncidentContext(BaseModel):
 
 
 class IncidentFile(BaseModel):
-    """The ``--incident`` file of ``patterns test``."""
+    """The ``--incident`` file of ``patterns test``: written by hand, or what ``autonomic explain
+    ID --json`` printed (its other parts, named here, are read past)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     incident: Incident
     findings: list[Finding] = Field(default_factory=list)
     context: IncidentContext = Field(default_factory=IncidentContext)
+    # the rest of an ``explain --json`` document: not what a pattern matches on
+    diagnoses: list[Any] | None = None
+    decisions: list[Any] | None = None
+    actions: list[Any] | None = None
+    outcomes: list[Any] | None = None
+    audit: list[Any] | None = None
 
 
 def _exit(message: str, code: int = 2) -> typer.Exit:
@@ -101,12 +109,14 @@ def match_summary(p: Pattern) -> str:
 
 
 def action_summary(p: Pattern) -> str:
-    """``process graceful_restart``, ``drain -> process:graceful_restart`` or ``escalate``."""
+    """``process graceful_restart``, ``shell runbook:disk-cleanup``, ``drain -> process:graceful_restart``
+    or ``escalate``."""
     if p.action is None:
         return "escalate"
     if p.action.steps:
         return " -> ".join(f"{s.type}:{s.name}" for s in p.action.steps)
-    op = p.action.params.get("op")
+    op = p.action.params.get("op") or (f"runbook:{p.action.params['runbook']}" if p.action.params.get("runbook")
+                                       else None)
     return f"{p.action.type} {op}" if op else p.action.type
 
 
