@@ -230,10 +230,11 @@ def replay(
     console.print(f"{summary['samples']} samples over {summary['to'] - summary['from']:.0f} s, "
                   f"{len(summary['incidents'])} incidents, {summary['would_have_acted']} times it would have acted "
                   f"(nothing was executed)")
-    table = Table("incident", "service", "cause", "would have", "action", "held back by")
+    table = Table("incident", "service", "cause", "pattern", "would have", "action", "held back by")
     for d in summary["decisions"]:
         action = d["action"]
-        table.add_row(d["incident"][:8], printable(d["service"]), printable(d["cause"]), d["would_have"] or "-",
+        table.add_row(d["incident"][:8], printable(d["service"]), printable(d["cause"]), d["pattern"] or "-",
+                      d["would_have"] or "-",
                       f"{action['type']} {action['params']}" if action else "-",
                       printable("; ".join(d["held_back_by"])) or "-")
     console.print(table)

@@ -70,7 +70,7 @@ from autonomic.oversight.reports import due_reports, report_notification
 from autonomic.plan.autonomy import Evidence, earned_effective, ladder_event, people_evidence
 from autonomic.plan.backoff import BackoffState, backoff_allows, backoff_delay, backoff_record
 from autonomic.plan.breaker import BreakerState, breaker_record
-from autonomic.plan.diagnose import DiagnoseContext, diagnose, service_record
+from autonomic.plan.diagnose import DiagnoseContext, cannot_run, diagnose, service_record
 from autonomic.plan.gates import (
     Counts,
     GateContext,
@@ -1090,19 +1090,12 @@ class Engine:
         with self.store.reading():
             findings = self.store.findings(inc.id)
             record = self._pattern_record(inc.service)
+            recent = self._recent_actions(inc.service, now)
         svc = self.config.service(inc.service)
         ctx = DiagnoseContext(now=now, service_type=svc.type if svc else None,
-                              last_change_at=self._last_change_at(inc.service), record=record)
+                              last_change_at=self._last_change_at(inc.service), record=record,
+                              recent_actions=recent, cannot_run=self._cannot_run(inc.service))
         diagnosis = self._with_root_causes(diagnose(inc, findings, list(self.patterns.values()), ctx), inc, now)
-        action = diagnosis.action
-        types = {action.type, *(s.type for s in action.steps)} if action is not None else set()
-        missing = [] if self.shadow_only else sorted(t for t in types
-                                                      if t not in self.config.bindings.get(inc.service, {}))
-        if missing:
-            diagnosis = diagnosis.model_copy(update={
-                "action": None,
-                "rationale": f"{diagnosis.rationale}; but {inc.service} has no {', '.join(missing)} actuator "
-                             "binding, so there is nothing autonomic may do"})
         if diagnosis.action is None and inc.cause not in _NO_FALLBACK_CAUSES:
             fallback = self.config.fallback_action(inc.service)
             if fallback is not None and diagnosis.pattern_id is None:
@@ -1160,6 +1153,28 @@ class Engine:
                 "evidence_against": r.evidence_against[:3]} for r in report.ranking[:5]]
         return diagnosis.model_copy(update={"root_causes": report.root_causes, "impacted_by": impacted_by,
                                             "rca": top, "rationale": diagnosis.rationale + note})
+
+    def _cannot_run(self, service: str) -> dict[str, str]:
+        """Per pattern whose action ``service`` cannot carry out, why (``plan.diagnose.cannot_run``:
+        an actuator type it does not bind, a runbook its binding lacks). Nothing in a shadow-only
+        engine (replay), which runs nothing and reports what every pattern would have done."""
+        if self.shadow_only:
+            return {}
+        return cannot_run(self.patterns.values(), self.config.bindings.get(service, {}), service)
+
+    def _recent_actions(self, service: str, now: float) -> dict[str, list[float]]:
+        """Per pattern, when its actions on ``service`` were created (cancelled ones left out), as
+        far back as the longest ``match.after_actions.within_s`` of any pattern; nothing is read
+        when no pattern counts actions."""
+        longest = max((p.match.after_actions.within_s for p in self.patterns.values()
+                       if p.match.after_actions is not None), default=None)
+        if longest is None:
+            return {}
+        out: dict[str, list[float]] = {}
+        for action in self.store.actions(service=service, created_since=now - longest):
+            if action.pattern_id is not None and action.state != ActionState.CANCELLED:
+                out.setdefault(action.pattern_id, []).append(action.created_at)
+        return out
 
     def _last_change_at(self, service: str) -> float | None:
         binding = self.config.bindings.get(service, {}).get("config")

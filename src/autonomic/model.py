@@ -302,6 +302,17 @@ class Symptom(Frozen):
     eta_within_s: float | None = Field(default=None, gt=0)
 
 
+class AfterActions(Frozen):
+    """A condition on what was already done to the service: at least ``count`` actions of the
+    patterns named in ``patterns`` on it within the last ``within_s`` seconds (a cancelled one is
+    not counted). ``{patterns: [process-down-restart], count: 3, within_s: 1800}`` is a crash
+    loop: the service is down again although it was restarted three times in half an hour."""
+
+    patterns: list[str] = Field(min_length=1, max_length=10)
+    count: int = Field(ge=1)
+    within_s: float = Field(gt=0)
+
+
 class PatternMatch(Frozen):
     """What a pattern matches. Every field given must hold; absent fields match anything."""
 
@@ -311,6 +322,7 @@ class PatternMatch(Frozen):
     service_type: str | None = None
     min_severity: Severity | None = None
     after_change_s: float | None = None  # only when the service's config changed this recently
+    after_actions: AfterActions | None = None  # only when these patterns already acted this often
     symptoms: list[Symptom] = Field(default_factory=list, max_length=10)  # every one must hold
 
 
@@ -322,7 +334,7 @@ class Pattern(Frozen):
     action: ActionSpec | None  # target is "{service}" in YAML; None = escalate only
     prior_confidence: float = Field(ge=0.0, le=1.0)
     rollback_safe: bool = True
-    verify: VerifySpec
+    verify: VerifySpec | None = None  # None only for a pattern without an action (a hand-over)
     source: str = ""  # file:line where it was defined
     # The escalation chain: when this pattern's action fails (or is rolled back and the undo
     # restored health), try these patterns' actions in order on the same incident, each

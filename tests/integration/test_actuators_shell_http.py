@@ -181,6 +181,33 @@ def test_shell_describe_and_params_validation(ctx: ActuatorContext) -> None:
         ShellParams(argv=["x"], timeout_s=4000)
 
 
+
+def test_shell_runs_the_runbook_its_binding_names_in_the_bound_cwd(ctx: ActuatorContext, tmp_path: Path) -> None:
+    binding = ShellBinding(cwd=str(tmp_path), runbooks={"disk-cleanup": py("import os; print('clean', os.getcwd())")})
+    t, p = Target(service="api", binding=binding), ShellParams(runbook="disk-cleanup")
+    assert ShellActuator(ctx).apply(t, p, "k", {})["stdout"].strip() == f"clean {tmp_path}"
+    assert ShellActuator(ctx).describe(t, p).startswith("run runbook disk-cleanup: ")
+
+
+def test_shell_a_runbook_the_binding_does_not_name_is_terminal_and_named(ctx: ActuatorContext) -> None:
+    binding = ShellBinding(runbooks={"rotate-logs": ["true"]})
+    t, p = Target(service="api", binding=binding), ShellParams(runbook="disk-cleanup")
+    assert binding.lacks(p.model_dump()) == "its shell binding has no runbook 'disk-cleanup' (it has: rotate-logs)"
+    assert binding.lacks(ShellParams(runbook="rotate-logs").model_dump()) is None
+    with pytest.raises(TerminalActuatorError, match="no runbook 'disk-cleanup'"):
+        ShellActuator(ctx).apply(t, p, "k", {})
+
+
+def test_shell_params_need_argv_or_runbook_not_both(ctx: ActuatorContext) -> None:
+    for bad in ({}, {"argv": ["x"], "runbook": "disk-cleanup"}):
+        with pytest.raises(ValueError, match="either argv"):
+            ShellParams.model_validate(bad)
+    with pytest.raises(ValueError, match="runbook"):
+        ShellParams(runbook="Disk Cleanup")  # a name, as the binding's keys are
+    with pytest.raises(ValueError, match="runbooks"):
+        ShellBinding.model_validate({"runbooks": {"disk-cleanup": []}})
+
+
 # --- http ------------------------------------------------------------------------------------
 
 

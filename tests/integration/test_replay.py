@@ -134,3 +134,12 @@ def test_replay_refuses_a_recording_too_long_for_its_interval_instead_of_running
     short.write_text("timestamp,service,metric,value\n1700000000,web,up,1\n1700000060,web,up,1\n")
     code, _, err = _run("replay", short, "--interval", "1e-9")
     assert code == 2 and "--interval" in err
+
+
+def test_replay_table_names_the_pattern_behind_each_decision(tmp_path: Path) -> None:
+    """The table, like --json, says which pattern each decision came from: a pattern author
+    replays to see whether their pattern or another one took the incident."""
+    code, out, err = _run("replay", _recording(tmp_path / "rec.csv"))
+    assert code == 0, err
+    assert "pattern" in out.splitlines()[2]  # the header row
+    assert "memory-leak-graceful-restart" in out and "process-down-restart" in out

@@ -35,7 +35,7 @@ def _actuator(name: str) -> type:
 @pytest.fixture(scope="module")
 def builtin() -> list[Pattern]:
     reg = Registry()
-    for name in ("process", "config"):
+    for name in ("process", "config", "shell"):
         reg.register("actuator", name, _actuator(name))
     return load_patterns([BUILTIN], reg)
 
@@ -81,6 +81,7 @@ CASES = {
     "memory-leak-graceful-restart": ("memory", FindingKind.FORECAST, "memory_percent"),
     "pool-exhaustion-raise": ("pool", FindingKind.FORECAST, "pool_utilization"),
     "error-spike-after-config-revert": ("errors", FindingKind.THRESHOLD, "error_rate"),
+    "disk-fill-cleanup": ("disk", FindingKind.FORECAST, "disk_percent"),
 }
 
 
@@ -258,3 +259,52 @@ def test_a_patterns_record_elsewhere_counts_a_quarter_so_one_bad_service_does_no
     assert service_record(totals, {}) == {"restart": (0.25, 0.75), "other": (0.5, 0.5)}
     here, there = (record_factor(*service_record(totals, seen)["restart"]) for seen in (per_service["broken"], {}))
     assert here < 0.5 < 0.8 < there
+
+
+def test_after_actions_matches_only_once_the_named_patterns_acted_often_enough_within_the_window() -> None:
+    """A crash loop: down again after three restarts in half an hour; older restarts, other
+    patterns' actions and too few restarts do not count."""
+    loop = pattern("loop", prior=0.9, action=False, cause="down",
+                   after_actions={"patterns": ["restart"], "count": 3, "within_s": 1800})
+    inc = incident("down", FindingKind.STATE)
+
+    def matches(recent: dict[str, list[float]]) -> bool:
+        return bool(diagnose(inc, [], [loop], DiagnoseContext(now=NOW, recent_actions=recent)).candidates)
+
+    assert matches({"restart": [NOW - 1700, NOW - 900, NOW - 10]})
+    assert not matches({"restart": [NOW - 1900, NOW - 900, NOW - 10]})  # the first is outside the window
+    assert not matches({"restart": [NOW - 900, NOW - 10], "other": [NOW - 5]})
+    assert not matches({})
+    [cand] = diagnose(inc, [], [loop], DiagnoseContext(now=NOW, recent_actions={"restart": [NOW - 3] * 4})).candidates
+    assert "4 actions of restart in the last 1800 s (>= 3)" in cand.reasons
+
+
+def test_the_shipped_crash_loop_pattern_outranks_the_restart_only_after_three_restarts(
+    builtin: list[Pattern],
+) -> None:
+    inc, up = incident("down", FindingKind.STATE), finding("up", FindingKind.STATE, "down")
+    two = DiagnoseContext(now=NOW, record={"process-down-restart": (50, 0)},
+                          recent_actions={"process-down-restart": [NOW - 600, NOW - 60]})
+    assert diagnose(inc, [up], builtin, two).pattern_id == "process-down-restart"
+    three = DiagnoseContext(now=NOW, record={"process-down-restart": (50, 0)},
+                            recent_actions={"process-down-restart": [NOW - 1200, NOW - 600, NOW - 60]})
+    d = diagnose(inc, [up], builtin, three)
+    assert d.pattern_id == "crash-loop-hand-over" and d.action is None
+    assert [c.pattern_id for c in d.candidates] == ["crash-loop-hand-over", "process-down-restart"]
+
+
+def test_the_best_candidate_the_service_can_carry_out_is_chosen_over_a_better_one_it_cannot() -> None:
+    inc = incident("memory", FindingKind.FORECAST)
+    broad = pattern("shipped", prior=0.9, cause="memory")
+    mine = pattern("mine", prior=0.7, cause="memory")
+    ctx = DiagnoseContext(now=NOW, cannot_run={"shipped": "api has no process actuator binding"})
+    d = diagnose(inc, [], [broad, mine], ctx)
+    assert [c.pattern_id for c in d.candidates] == ["shipped", "mine"]  # still ranked, and shown
+    assert d.pattern_id == "mine" and d.action is not None and d.action.target == "api"
+    assert "preferred to shipped, which cannot run here" in d.rationale
+    assert "cannot run here: api has no process actuator binding" in d.candidates[0].reasons
+
+    none_can = DiagnoseContext(now=NOW, cannot_run={"shipped": "no binding a", "mine": "no binding b"})
+    d = diagnose(inc, [], [broad, mine], none_can)
+    assert d.pattern_id == "shipped" and d.action is None
+    assert "but no binding a, so there is nothing autonomic may do" in d.rationale

@@ -52,12 +52,16 @@ class Harness:
     def __init__(self, tmp_path: Path, policy: dict[str, Any] | None = None, op: str = "poke",
                  rollback: bool = True, store: Store | None = None, actuator: FakeActuator | None = None,
                  extra: dict[str, Any] | None = None, elector: LeaderElector | None = None,
-                 start_at: float = T0, also: str | None = None) -> None:
-        """``also``: one more actuator type name, served by the same fake actuator and bound on svc."""
+                 start_at: float = T0, also: str | None = None, patterns: str = "",
+                 unbound: str | None = None) -> None:
+        """``also``: one more actuator type name, served by the same fake actuator and bound on svc.
+        ``patterns``: more pattern YAML, beside the fake-down-poke pattern."""
         self.clock = FakeClock(start_at)
         pdir = tmp_path / "patterns"
         pdir.mkdir(exist_ok=True)
         (pdir / "fake.yaml").write_text(PATTERN % {"op": op, "rollback": str(rollback).lower()})
+        if patterns:
+            (pdir / "more.yaml").write_text(patterns)
         self.actuator = actuator or FakeActuator()
         registry = Registry()
         registry.register("actuator", "fake", lambda ctx: self.actuator)
@@ -71,6 +75,8 @@ class Harness:
         if also is not None:
             registry.register("actuator", also, factory)
             bindings[also] = {"name": "x"}
+        if unbound is not None:  # a type patterns may use that svc has no binding for
+            registry.register("actuator", unbound, factory)
         self._registry = registry
         data = {
             "engine": {"interval_s": 1, "state_dir": str(tmp_path / "state"), "host_metrics": False,
@@ -2262,3 +2268,20 @@ def test_an_actuator_binding_naming_a_path_this_host_lacks_is_warned_at_start(
     assert warned == [f"service bad: actuators.config.repo: {tmp_path / 'nope'} does not exist here",
                       f"service bad: actuators.shell.cwd: {tmp_path / 'gone'} is not a folder here",
                       f"service nofile: actuators.config.file: b.yaml does not exist in {repo}"]
+
+
+def test_a_pattern_the_service_has_no_binding_for_does_not_shadow_a_lower_ranked_one_it_can_run(
+    tmp_path: Path,
+) -> None:
+    """A broader pattern of an actuator type svc is not bound to (``elsewhere``, registered but
+    not bound) outranks fake-down-poke; svc acts with fake-down-poke instead of handing over."""
+    better = ("id: better-elsewhere\nmatch: {cause: down, kind: state, min_severity: info}\n"
+              "action: {type: elsewhere, params: {op: poke}}\nprior_confidence: 1.0\n"
+              "verify: {metric: up, min: 1}\n")
+    h = Harness(tmp_path, patterns=better, unbound="elsewhere")
+    h.feed("up", 1, 3)
+    h.feed("up", 0, 3)
+    [diagnosis] = h.store.diagnoses(h.incident().id)
+    assert [c.pattern_id for c in diagnosis.candidates] == ["better-elsewhere", "fake-down-poke"]
+    assert diagnosis.pattern_id == "fake-down-poke"
+    assert [c for c, *_ in h.actuator.calls] == ["apply"]

@@ -125,10 +125,15 @@ def test_denied_when_there_is_no_action_even_if_everything_else_passes() -> None
 
 def test_has_action() -> None:
     assert result(g.has_action, ctx())[0]
+    no_match = diagnosis(action=False).model_copy(update={"pattern_id": None})
+    assert result(g.has_action, ctx(diagnosis=no_match)) == (False, False, "no known remedy; a person must look")
+
+
+def test_has_action_names_the_pattern_that_matched_but_hands_over() -> None:
     assert result(g.has_action, ctx(diagnosis=diagnosis(action=False))) == (
         False,
         False,
-        "no known remedy; a person must look",
+        "pattern pool-exhaustion-raise matches with no action that may run here; a person must look",
     )
 
 

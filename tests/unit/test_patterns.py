@@ -44,6 +44,16 @@ class FakeConfig:
     Params = ConfigParams
 
 
+class ShellParams(_Forbid):
+    runbook: str
+    timeout_s: float = 30
+
+
+class FakeShell:
+    type: ClassVar[str] = "shell"
+    Params = ShellParams
+
+
 class FakeParams(_Forbid):
     level: int = 1
 
@@ -56,7 +66,7 @@ class Fake:
 @pytest.fixture
 def registry() -> Registry:
     reg = Registry()
-    for cls in (FakeProcess, FakeConfig, Fake):
+    for cls in (FakeProcess, FakeConfig, FakeShell, Fake):
         reg.register("actuator", cls.type, cls)
     return reg
 
@@ -93,6 +103,8 @@ def test_builtin_library_loads_against_actuator_schemas(registry: Registry) -> N
         "memory-leak-graceful-restart",
         "pool-exhaustion-raise",
         "error-spike-after-config-revert",
+        "crash-loop-hand-over",
+        "disk-fill-cleanup",
     }
     down = patterns["process-down-restart"]
     assert down.match.cause == "down" and down.match.kind == FindingKind.STATE
@@ -121,6 +133,15 @@ def test_builtin_library_loads_against_actuator_schemas(registry: Registry) -> N
     assert err.match.after_change_s == 900 and err.match.kind == FindingKind.THRESHOLD
     assert err.action is not None and err.action.params["op"] == "revert_last"
     assert (err.prior_confidence, err.verify.max) == (0.85, 0.05)
+    disk = patterns["disk-fill-cleanup"]
+    assert (disk.match.cause, disk.match.kind) == ("disk", FindingKind.FORECAST)
+    assert disk.action == ActionSpec(type="shell", target="{service}",
+                                     params={"runbook": "disk-cleanup", "timeout_s": 300})
+    assert disk.verify is not None and (disk.verify.metric, disk.verify.max) == ("disk_percent", 90)
+    assert (disk.prior_confidence, disk.rollback_safe) == (0.7, False)
+    loop = patterns["crash-loop-hand-over"]
+    assert loop.action is None and loop.verify is None and loop.match.after_actions is not None
+    assert loop.match.after_actions.patterns == ["process-down-restart"]
     for p in patterns.values():
         assert p.source.startswith(str(BUILTIN)) and p.source.endswith(".yaml:" + p.source.rsplit(":", 1)[1])
 
@@ -174,7 +195,7 @@ def test_unknown_action_type_lists_known_types(tmp_path: Path, registry: Registr
     f = write(tmp_path, "a.yaml", GOOD.replace("type: fake", "type: teleport"))
     [p] = problems_of([f], registry)
     assert (p.file, p.line, p.field) == (str(f), 5, "action.type")
-    assert p.message == "unknown action type 'teleport' (known: config, fake, process)"
+    assert p.message == "unknown action type 'teleport' (known: config, fake, process, shell)"
 
 
 def test_params_outside_schema_name_the_param(tmp_path: Path, registry: Registry) -> None:
@@ -276,3 +297,26 @@ def test_a_verification_every_fix_would_pass_or_none_could_is_refused_naming_the
     [p] = problems_of([f], registry)
     assert (p.field, p.line) == ("verify", 4)
     assert message in p.message
+
+
+def test_a_hand_over_pattern_needs_no_verify_but_a_pattern_with_an_action_does(
+    tmp_path: Path, registry: Registry
+) -> None:
+    hand_over = write(tmp_path, "a.yaml", "id: page-me\nmatch: {cause: down}\nprior_confidence: 0.9\n")
+    [p] = load_patterns([hand_over], registry)
+    assert p.action is None and p.verify is None
+
+    acting = write(tmp_path, "b.yaml", "id: acts\nmatch: {cause: down}\naction: {type: fake}\nprior_confidence: 0.5\n")
+    [problem] = problems_of([acting], registry)
+    assert (problem.field, problem.line) == ("verify", 1)
+    assert "required with an action" in problem.message
+
+
+def test_after_actions_naming_an_unknown_pattern_is_refused_with_its_line(tmp_path: Path, registry: Registry) -> None:
+    text = ("id: loop\nmatch:\n  cause: down\n  after_actions:\n    patterns: [good-one, restrat]\n"
+            "    count: 3\n    within_s: 600\nprior_confidence: 0.9\n")
+    f = write(tmp_path, "loop.yaml", text)
+    g = write(tmp_path, "good.yaml", GOOD)
+    [p] = problems_of([f, g], registry)
+    assert (p.field, p.line) == ("match.after_actions.patterns[1]", 5)
+    assert "no pattern has the id 'restrat'" in p.message

@@ -73,6 +73,8 @@ def test_list_shows_each_pattern_with_its_summary(config: Path) -> None:
                             "false"]
     pool = next(line for line in lines if line.startswith("pool-exhaustion-raise"))
     assert "cause=pool kind=forecast" in pool and "config scale" in pool and pool.endswith("true")
+    disk = next(line for line in lines if line.startswith("disk-fill-cleanup"))
+    assert "shell runbook:disk-cleanup" in disk  # which runbook, not only "shell"
 
 
 def test_list_json(config: Path) -> None:
@@ -206,3 +208,23 @@ def test_test_incident_file_nested_too_deeply_exits_2_naming_it(config: Path, tm
     deep.write_text('{"incident": ' + "[" * 50_000 + "]" * 50_000 + "}")
     out = run("test", "pool-exhaustion-raise", "-i", str(deep), "-c", str(config))
     assert out.exit_code == 2 and "incident.json: nested too deeply" in out.output, out.output
+
+
+def test_test_reads_what_explain_json_printed_for_a_stored_incident(config: Path, tmp_path: Path) -> None:
+    """An author asks whether a new pattern would have taken last night's incident: the incident
+    is stored in a real SQLite store, explained as ``autonomic explain ID --json`` does, and the
+    document is the --incident file as it is."""
+    from autonomic.knowledge import Store
+    from autonomic.model import Finding, Incident
+    from autonomic.oversight.explain import explain_incident
+
+    store = Store(f"sqlite:///{tmp_path / 'a.db'}")
+    inc = Incident.model_validate(INCIDENT)
+    store.record(inc, Finding.model_validate({**FINDING, "incident_id": inc.id}), actor="engine",
+                 event="incident.opened", subject=inc.id)
+    doc = tmp_path / "explained.json"
+    doc.write_text(json.dumps(explain_incident(store, inc.id), indent=2, default=str))
+    store.close()
+    out = run("test", "pool-exhaustion-raise", "--incident", str(doc), "-c", str(config))
+    assert out.exit_code == 0, out.output
+    assert out.output.startswith("pool-exhaustion-raise matches incident abcdef01 (api, cause pool, kind forecast)")

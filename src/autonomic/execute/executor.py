@@ -185,7 +185,8 @@ class Executor:
         return action
 
     def _baseline(self, service: str, pattern: Pattern | None, now: float) -> tuple[VerifySpec, StepRecord]:
-        verify = pattern.verify if pattern is not None else VerifySpec(metric="up", min=1.0, window_s=30)
+        verify = (pattern.verify if pattern is not None and pattern.verify is not None
+                  else VerifySpec(metric="up", min=1.0, window_s=30))
         _, window = self._window(verify)
         ts, values = self.series.window(service, verify.metric, now - max(window, 10.0))
         baseline = StepRecord(

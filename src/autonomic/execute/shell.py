@@ -11,10 +11,10 @@ import threading
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import IO, Any, ClassVar
+from typing import IO, Annotated, Any, ClassVar
 
 import psutil
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from autonomic.errors import RetryableActuatorError, TerminalActuatorError
 from autonomic.protocols import ActuatorContext, Target
@@ -27,23 +27,60 @@ DRAIN_S = 1.0  # how long output is still read after the command ended
 # a value passed through ``env_allow`` at least MIN_SCRUB long is masked in what the command printed
 
 
+RUNBOOK_NAME = r"^[a-z0-9][a-z0-9_-]{0,62}$"
+
+
 class ShellParams(BaseModel):
+    """What to run: ``argv``, or ``runbook``, the name of a command the service's binding gives
+    (so one pattern, a built-in one say, can run each service's own cleanup)."""
+
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    argv: list[str] = Field(min_length=1)
+    argv: list[str] | None = Field(default=None, min_length=1)
+    runbook: str | None = Field(default=None, pattern=RUNBOOK_NAME)
     timeout_s: float = Field(default=30.0, gt=0, le=3600)
     undo_argv: list[str] | None = Field(default=None, min_length=1)
     env_allow: list[str] = Field(default_factory=list)  # names passed through from os.environ
 
+    @model_validator(mode="after")
+    def _one_command(self) -> ShellParams:
+        if (self.argv is None) == (self.runbook is None):
+            raise ValueError("give either argv (the command) or runbook (a name the service's shell binding "
+                             "maps to its command), not both")
+        return self
+
 
 class ShellBinding(BaseModel):
+    """``services[].actuators.shell``: where commands run (``cwd``) and the service's named
+    runbooks (``runbooks: {disk-cleanup: [/srv/app/bin/cleanup, --keep, "7"]}``), each an argv."""
+
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     cwd: str | None = None
+    runbooks: dict[Annotated[str, StringConstraints(pattern=RUNBOOK_NAME)],
+                   Annotated[list[str], Field(min_length=1)]] = Field(default_factory=dict)
 
     def missing(self) -> list[str]:
         """What this binding names that this host lacks (see ConfigBinding.missing)."""
         return [f"cwd: {self.cwd} is not a folder here"] if self.cwd and not Path(self.cwd).is_dir() else []
+
+    def lacks(self, params: Mapping[str, Any]) -> str | None:
+        """Why this binding cannot run ``params`` (a runbook it does not name), or None."""
+        name = params.get("runbook")
+        if name is None or name in self.runbooks:
+            return None
+        has = ", ".join(sorted(self.runbooks)) or "none"
+        return f"its shell binding has no runbook {name!r} (it has: {has})"
+
+    def argv(self, params: ShellParams) -> list[str]:
+        """The command ``params`` runs here; TerminalActuatorError for a runbook not named."""
+        if params.argv is not None:
+            return params.argv
+        lacking = self.lacks(params.model_dump())
+        if lacking:
+            raise TerminalActuatorError(lacking)
+        assert params.runbook is not None
+        return self.runbooks[params.runbook]
 
 
 class ShellActuator:
@@ -75,10 +112,21 @@ class ShellActuator:
         b = target.binding
         return b.cwd if isinstance(b, ShellBinding) else None
 
+    @staticmethod
+    def _argv(target: Target, p: ShellParams) -> list[str]:
+        b = target.binding if isinstance(target.binding, ShellBinding) else ShellBinding()
+        return b.argv(p)
+
     def describe(self, target: Target, params: BaseModel) -> str:
         p = self._params(params)
         where = f" in {self._cwd(target)}" if self._cwd(target) else ""
-        return f"run {shlex.join(p.argv)}{where} for {target.service} (timeout {p.timeout_s:g} s)"
+        try:
+            command = shlex.join(self._argv(target, p))
+        except TerminalActuatorError as exc:
+            command = f"runbook {p.runbook} ({exc})"
+        else:
+            command = f"runbook {p.runbook}: {command}" if p.runbook else command
+        return f"run {command}{where} for {target.service} (timeout {p.timeout_s:g} s)"
 
     def snapshot(self, target: Target, params: BaseModel) -> dict[str, Any]:
         return {}
@@ -92,7 +140,7 @@ class ShellActuator:
         self, target: Target, params: BaseModel, key: str, snapshot: Mapping[str, Any]
     ) -> dict[str, Any]:
         p = self._params(params)
-        return run_argv(p.argv, self._cwd(target), p.env_allow, p.timeout_s, key=key)
+        return run_argv(self._argv(target, p), self._cwd(target), p.env_allow, p.timeout_s, key=key)
 
     def undo(
         self, target: Target, params: BaseModel, key: str, snapshot: Mapping[str, Any]

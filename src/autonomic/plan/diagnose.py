@@ -20,10 +20,10 @@ lower the pattern's confidence there in full, and elsewhere only a little.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from autonomic.model import Candidate, Diagnosis, Finding, Incident, Pattern, Symptom
+from autonomic.model import AfterActions, Candidate, Diagnosis, Finding, Incident, Pattern, Symptom
 
 _MATCH_FIELDS = 6
 
@@ -34,6 +34,12 @@ class DiagnoseContext:
     service_type: str | None = None
     last_change_at: float | None = None  # the service's last config change
     record: Mapping[str, tuple[float, float]] = field(default_factory=dict)  # id -> (successes, failures)
+    # pattern id -> when each of its actions on the service was created (none cancelled), for
+    # ``match.after_actions``; the engine reads back as far as the longest ``within_s`` asks
+    recent_actions: Mapping[str, Sequence[float]] = field(default_factory=dict)
+    # pattern id -> why the service cannot carry out that pattern's action (no binding for its
+    # actuator type): it stays a candidate, but the best one the service can carry out is chosen
+    cannot_run: Mapping[str, str] = field(default_factory=dict)
 
 
 OTHERS_WEIGHT = 0.25
@@ -49,6 +55,29 @@ def service_record(totals: Mapping[str, tuple[int, int]], here: Mapping[str, tup
     for pattern, (s_all, f_all) in totals.items():
         s, f = here.get(pattern, (0, 0))
         out[pattern] = (s + others * (s_all - s), f + others * (f_all - f))
+    return out
+
+
+def cannot_run(patterns: Iterable[Pattern], bindings: Mapping[str, object], service: str) -> dict[str, str]:
+    """Per pattern whose action ``service`` cannot carry out, why (for ``DiagnoseContext.cannot_run``).
+    ``bindings`` are the service's actuator bindings by type. A type of the action (or of a step)
+    with no binding, or a binding whose ``lacks(params)`` names what it lacks (the shell binding: a
+    runbook it does not have), rules the pattern out here."""
+    out: dict[str, str] = {}
+    for p in patterns:
+        if p.action is None:
+            continue
+        steps = [(st.type, st.params) for st in p.action.steps] or [(p.action.type, p.action.params)]
+        unbound = sorted({t for t, _ in steps if t not in bindings})
+        if unbound:
+            out[p.id] = f"{service} has no {', '.join(unbound)} actuator binding"
+            continue
+        for t, params in steps:
+            lacks = getattr(bindings[t], "lacks", None)
+            why = lacks(params) if lacks is not None else None
+            if why:
+                out[p.id] = f"{service}: {why}"
+                break
     return out
 
 
@@ -107,8 +136,20 @@ def _match(
                     else f"needs config change within {window}: last was {ago:.0f} s ago",
                 )
             )
+    if m.after_actions is not None:
+        checks.append(_after_actions(m.after_actions, ctx))
     checks.extend(_symptom(sym, findings) for sym in m.symptoms)
     return all(ok for ok, _ in checks), len(checks), [reason for _, reason in checks]
+
+
+def _after_actions(after: AfterActions, ctx: DiagnoseContext) -> tuple[bool, str]:
+    """Whether the named patterns acted on the service at least ``count`` times within
+    ``within_s`` before ``ctx.now``, and why."""
+    n = sum(1 for pid in after.patterns for ts in ctx.recent_actions.get(pid, ())
+            if 0 <= ctx.now - ts <= after.within_s)
+    ok = n >= after.count
+    return ok, (f"{n} actions of {', '.join(after.patterns)} in the last {after.within_s:g} s "
+                f"({'>=' if ok else '<'} {after.count})")
 
 
 def _symptom(sym: Symptom, findings: Sequence[Finding]) -> tuple[bool, str]:
@@ -166,6 +207,8 @@ def diagnose(
             reasons.append(f"record {s:g} succeeded, {f:g} failed: x{factor:.2f}")
         if p.action is None:
             reasons.append("no automatic remedy: escalate to a person")
+        elif p.id in ctx.cannot_run:
+            reasons.append(f"cannot run here: {ctx.cannot_run[p.id]}")
         confidence = round(p.prior_confidence * quality * factor, 4)
         scored.append(
             (confidence, given, p.id, Candidate(pattern_id=p.id, confidence=confidence, reasons=reasons))
@@ -179,20 +222,32 @@ def diagnose(
             ts=ctx.now,
             rationale=f"no known pattern matches cause {incident.cause} (kind {incident.kind.value})",
         )
-    best = candidates[0]
+    # the best candidate the service can carry out (a hand-over always can); only when none can,
+    # the best one, whose action is then dropped
+    best = next((c for c in candidates if c.pattern_id not in ctx.cannot_run), candidates[0])
     pattern = next(p for p in patterns if p.id == best.pattern_id)
-    why = "; ".join(r for r in best.reasons if not r.startswith("no automatic remedy")) or "matches anything"
+    skip = ("no automatic remedy", "cannot run here")
+    why = "; ".join(r for r in best.reasons if not r.startswith(skip)) or "matches anything"
+    passed_over = [c.pattern_id for c in candidates[: candidates.index(best)]]
+    over = f"; preferred to {', '.join(passed_over)}, which cannot run here" if passed_over else ""
     if pattern.action is None:
         action = None
         rationale = (
             f"{pattern.id} matches ({why}) but has no automatic remedy, so a person must look "
+            f"(confidence {best.confidence:.2f}{over})."
+        )
+    elif pattern.id in ctx.cannot_run:
+        action = None
+        rationale = (
+            f"{pattern.id} matches ({why}) and recommends {_describe(pattern.action.type, pattern.action.params)}, "
+            f"but {ctx.cannot_run[pattern.id]}, so there is nothing autonomic may do "
             f"(confidence {best.confidence:.2f})."
         )
     else:
         action = pattern.action.model_copy(update={"target": incident.service})
         rationale = (
             f"{pattern.id} matches ({why}) and recommends {_describe(action.type, action.params)} "
-            f"on {incident.service} (confidence {best.confidence:.2f})."
+            f"on {incident.service} (confidence {best.confidence:.2f}{over})."
         )
     return Diagnosis(
         incident_id=incident.id,

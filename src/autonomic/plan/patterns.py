@@ -11,7 +11,8 @@ A pattern file holds one pattern mapping, or ``patterns:`` with a list of them::
       params: {op: graceful_restart}         # validated against that actuator's Params
     prior_confidence: 0.8
     rollback_safe: false                     # default false: undo is not assumed safe
-    verify: {metric: memory_percent, max: 85}
+    verify: {metric: memory_percent, max: 85}   # required with an action; a pattern without
+                                                # one (a hand-over) may leave it out
     then: [memory-leak-hard-restart]         # escalation chain: if this fails, try these in
                                              # order on the same incident, then page a person
 
@@ -85,15 +86,17 @@ class PatternYaml(BaseModel):
     action: _ActionYaml | None = None
     prior_confidence: float = Field(ge=0.0, le=1.0)
     rollback_safe: bool = False
-    verify: VerifySpec
+    verify: VerifySpec | None = None  # required with an action; a hand-over has nothing to verify
     then: list[str] = Field(default_factory=list, max_length=10)
 
     @field_validator("verify")
     @classmethod
-    def _verify_has_bounds(cls, v: VerifySpec) -> VerifySpec:
+    def _verify_has_bounds(cls, v: VerifySpec | None) -> VerifySpec | None:
         """A verification without a bound passes every fix whose metric reports at all (and a
         NaN bound passes every sample), so nothing is ever rolled back and the pattern's record
         fills with successes it never had: give ``min`` or ``max``, finite, ``min`` <= ``max``."""
+        if v is None:
+            return v
         bounds = {k: b for k, b in (("min", v.min), ("max", v.max)) if b is not None}
         if not bounds:
             raise ValueError("give min or max (or both): without a bound every fix would pass verification")
@@ -196,6 +199,7 @@ def _load(paths: Sequence[Path], registry: Registry) -> tuple[list[Pattern], lis
     patterns: list[Pattern] = []
     seen: dict[str, str] = {}  # id -> file:line
     chains: list[tuple[YamlDoc, tuple[str | int, ...], PatternYaml]] = []
+    counted: list[tuple[YamlDoc, tuple[str | int, ...], PatternYaml]] = []  # with match.after_actions
     for file in _pattern_files(paths, problems):
         try:
             doc = load_yaml(file)
@@ -219,8 +223,16 @@ def _load(paths: Sequence[Path], registry: Registry) -> tuple[list[Pattern], lis
                 problems.append(Problem(doc.file, doc.line_of(loc), format_loc(loc), message))
                 continue
             seen[spec.id] = source
+            if spec.action is not None and spec.verify is None:
+                loc = (*prefix, "verify")
+                message = ("field required with an action (the metric and its min and/or max that say the fix "
+                           "worked); only a pattern without an action, a hand-over to a person, may leave it out")
+                problems.append(Problem(doc.file, doc.line_of(prefix), format_loc(loc), message))
+                continue
             if spec.then:
                 chains.append((doc, prefix, spec))
+            if spec.match.after_actions is not None:
+                counted.append((doc, prefix, spec))
             if spec.action is not None and params is None:
                 continue  # its action problems are already listed
             action = None
@@ -253,6 +265,13 @@ def _load(paths: Sequence[Path], registry: Registry) -> tuple[list[Pattern], lis
             else:
                 continue
             problems.append(Problem(doc.file, doc.line_of(loc), format_loc(loc), message))
+    for doc, prefix, spec in counted:  # the actions a pattern counts are those of patterns that exist
+        assert spec.match.after_actions is not None
+        for i, other in enumerate(spec.match.after_actions.patterns):
+            if other not in seen:
+                loc = (*prefix, "match", "after_actions", "patterns", i)
+                message = f"no pattern has the id {other!r}: its actions could never be counted"
+                problems.append(Problem(doc.file, doc.line_of(loc), format_loc(loc), message))
     return patterns, problems
 
 

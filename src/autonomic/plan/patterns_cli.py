@@ -6,11 +6,13 @@ library a config loads (the built-in patterns plus the config's own ``patterns:`
 * ``show ID``: the whole pattern as YAML, headed by the ``file:line`` it was defined at.
 * ``test ID --incident FILE``: run diagnosis on an incident and say whether pattern ID
   matches, with its confidence, each reason and its rank among the matching patterns.
-  FILE is JSON: ``{"incident": {...}, "findings": [...], "context": {...}}`` where
+  FILE is JSON: ``{"incident": {...}, "findings": [...], "context": {...}}`` (what
+  ``autonomic explain ID --json`` prints will do: its other parts are read past) where
   ``incident`` is a ``model.Incident``, ``findings`` a list of ``model.Finding`` and the
   optional ``context`` gives ``now`` (default: the incident's ``last_finding_at``),
-  ``service_type`` (default: the config's type for the service), ``last_change_at`` and
-  ``record`` (pattern id -> [successes, failures]).
+  ``service_type`` (default: the config's type for the service), ``last_change_at``,
+  ``record`` (pattern id -> [successes, failures]) and ``recent_actions`` (pattern id -> the
+  times its actions on the service were created, for ``match.after_actions``).
 
 Exit codes: 0 the pattern matches (or list/show succeeded), 1 it does not match, 2 bad input
 (unreadable config, unknown pattern id, malformed incident file; each problem names the field).
@@ -31,7 +33,7 @@ from autonomic.cli_common import ConfigOpt, JsonOpt
 from autonomic.cli_common import fail as _exit
 from autonomic.cli_common import load as _config
 from autonomic.model import Finding, Incident, Pattern
-from autonomic.plan.diagnose import DiagnoseContext, _match, diagnose
+from autonomic.plan.diagnose import DiagnoseContext, _match, cannot_run, diagnose
 
 patterns_app = typer.Typer(no_args_is_help=True, help="The pattern library: list, show, test.")
 
@@ -46,16 +48,24 @@ class IncidentContext(BaseModel):
     service_type: str | None = None
     last_change_at: float | None = None
     record: dict[str, tuple[int, int]] = Field(default_factory=dict)
+    recent_actions: dict[str, list[float]] = Field(default_factory=dict)
 
 
 class IncidentFile(BaseModel):
-    """The ``--incident`` file of ``patterns test``."""
+    """The ``--incident`` file of ``patterns test``: written by hand, or what ``autonomic explain
+    ID --json`` printed (its other parts, named here, are read past)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     incident: Incident
     findings: list[Finding] = Field(default_factory=list)
     context: IncidentContext = Field(default_factory=IncidentContext)
+    # the rest of an ``explain --json`` document: not what a pattern matches on
+    diagnoses: list[Any] | None = None
+    decisions: list[Any] | None = None
+    actions: list[Any] | None = None
+    outcomes: list[Any] | None = None
+    audit: list[Any] | None = None
 
 
 def _pattern(cfg: Any, pattern_id: str) -> Pattern:
@@ -69,8 +79,10 @@ def _pattern(cfg: Any, pattern_id: str) -> Pattern:
 
 def match_summary(p: Pattern) -> str:
     """``cause=memory kind=forecast``: the match fields the pattern sets."""
-    given = p.match.model_dump(mode="json", exclude_none=True, exclude={"symptoms"})
+    given = p.match.model_dump(mode="json", exclude_none=True, exclude={"symptoms", "after_actions"})
     parts = [f"{k}={v}" for k, v in given.items()]
+    if (after := p.match.after_actions) is not None:
+        parts.append(f"after_actions={after.count}x[{','.join(after.patterns)}]/{after.within_s:g}s")
     for sym in p.match.symptoms:
         bounds = sym.model_dump(mode="json", exclude_none=True, exclude={"metric"})
         parts.append(f"{sym.metric}[{','.join(f'{k}={v}' for k, v in bounds.items())}]")
@@ -78,12 +90,14 @@ def match_summary(p: Pattern) -> str:
 
 
 def action_summary(p: Pattern) -> str:
-    """``process graceful_restart``, ``drain -> process:graceful_restart`` or ``escalate``."""
+    """``process graceful_restart``, ``shell runbook:disk-cleanup``, ``drain -> process:graceful_restart``
+    or ``escalate``."""
     if p.action is None:
         return "escalate"
     if p.action.steps:
         return " -> ".join(f"{s.type}:{s.name}" for s in p.action.steps)
-    op = p.action.params.get("op")
+    op = p.action.params.get("op") or (f"runbook:{p.action.params['runbook']}" if p.action.params.get("runbook")
+                                       else None)
     return f"{p.action.type} {op}" if op else p.action.type
 
 
@@ -171,6 +185,9 @@ def test(
         service_type=c.service_type if c.service_type is not None else (svc.type if svc else None),
         last_change_at=c.last_change_at,
         record=c.record,
+        recent_actions=c.recent_actions,
+        # as the engine does: a pattern the config's service cannot carry out is passed over
+        cannot_run=cannot_run(cfg.patterns, cfg.bindings.get(inc.service, {}), inc.service) if svc else {},
     )
     diagnosis = diagnose(inc, data.findings, list(cfg.patterns), ctx)
     ranking = [(cand.pattern_id, cand.confidence) for cand in diagnosis.candidates]
