@@ -693,17 +693,20 @@ def test_the_cli_starts_without_loading_scipy_stats_or_the_detector_kernels() ->
     assert out.stdout.strip() == "[]"
 
 
+@pytest.mark.parametrize("fmt", ["rich", "text", "json"])
 def test_the_engines_log_shows_control_characters_in_what_it_quotes_as_escapes(
-        monkeypatch: pytest.MonkeyPatch) -> None:
-    """`autonomic run` logs incidents' summaries (an alert annotation's text): its log handler
-    shows an escape sequence in them as \\x1b, never raw on the terminal or in the journal."""
+        monkeypatch: pytest.MonkeyPatch, fmt: str) -> None:
+    """`autonomic run` logs incidents' summaries (an alert annotation's text): its log handler,
+    in every format, shows an escape sequence in them as \\x1b, never raw on the terminal or in
+    the journal."""
     import logging
 
     from autonomic import cli as cli_module
+    from autonomic.logformat import LogFormat
 
     handlers: list[logging.Handler] = []
     monkeypatch.setattr(logging, "basicConfig", lambda **kw: handlers.extend(kw["handlers"]))
-    cli_module._setup_logging("info")
+    cli_module._setup_logging("info", LogFormat(fmt))
     (handler,) = handlers
     record = logging.LogRecord("autonomic.engine", logging.INFO, __file__, 1, "incident %s opened: %s",
                                ("0b6756e0", "boom \x1b]0;owned\x07 now"), None)
@@ -722,4 +725,7 @@ def test_the_engines_log_shows_control_characters_in_what_it_quotes_as_escapes(
                                    sys.exc_info())
     assert handler.filter(failed)
     shown = handler.format(failed)
-    assert "ValueError: bad label \\x1b[2J with ***" in shown and "\x1b" not in shown
+    assert "\x1b" not in shown and "hunter2" not in shown
+    if fmt == "json":
+        shown = json.loads(shown)["exc"]
+    assert "ValueError: bad label \\x1b[2J with ***" in shown
