@@ -70,11 +70,13 @@ def test_list_shows_each_pattern_with_its_summary(config: Path) -> None:
     assert lines[0].split() == ["ID", "VER", "MATCH", "ACTION", "PRIOR", "ROLLBACK-SAFE"]
     mine = next(line for line in lines if line.startswith("pool-page-a-person"))
     assert mine.split() == ["pool-page-a-person", "3", "cause=pool", "min_severity=warning", "escalate", "0.3",
-                            "false"]
+                            "-"]  # nothing to roll back: rollback safety does not apply
     pool = next(line for line in lines if line.startswith("pool-exhaustion-raise"))
     assert "cause=pool kind=forecast" in pool and "config scale" in pool and pool.endswith("true")
     disk = next(line for line in lines if line.startswith("disk-fill-cleanup"))
     assert "shell runbook:disk-cleanup" in disk  # which runbook, not only "shell"
+    revert = next(line for line in lines if line.startswith("error-spike-after-config-revert"))
+    assert "after_change_s=900 " in revert  # as written, not 900.0
 
 
 def test_list_json(config: Path) -> None:
@@ -86,7 +88,7 @@ def test_list_json(config: Path) -> None:
         "match": "cause=pool min_severity=warning",
         "action": "escalate",
         "prior": 0.3,
-        "rollback_safe": False,
+        "rollback_safe": None,
     }
     assert "process-down-restart" in rows  # the built-in library is there too
 

@@ -80,13 +80,18 @@ def _pattern(cfg: Any, pattern_id: str) -> Pattern:
 def match_summary(p: Pattern) -> str:
     """``cause=memory kind=forecast``: the match fields the pattern sets."""
     given = p.match.model_dump(mode="json", exclude_none=True, exclude={"symptoms", "after_actions"})
-    parts = [f"{k}={v}" for k, v in given.items()]
+    parts = [f"{k}={_num(v)}" for k, v in given.items()]
     if (after := p.match.after_actions) is not None:
         parts.append(f"after_actions={after.count}x[{','.join(after.patterns)}]/{after.within_s:g}s")
     for sym in p.match.symptoms:
         bounds = sym.model_dump(mode="json", exclude_none=True, exclude={"metric"})
-        parts.append(f"{sym.metric}[{','.join(f'{k}={v}' for k, v in bounds.items())}]")
+        parts.append(f"{sym.metric}[{','.join(f'{k}={_num(v)}' for k, v in bounds.items())}]")
     return " ".join(parts) or "anything"
+
+
+def _num(value: object) -> str:
+    """A match value as a person writes it: ``900``, not ``900.0``."""
+    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
 def action_summary(p: Pattern) -> str:
@@ -112,7 +117,7 @@ def list_patterns(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
             "match": match_summary(p),
             "action": action_summary(p),
             "prior": p.prior_confidence,
-            "rollback_safe": p.rollback_safe,
+            "rollback_safe": p.rollback_safe if p.action is not None else None,
         }
         for p in cfg.patterns
     ]
@@ -121,7 +126,8 @@ def list_patterns(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
         return
     header = {"id": "ID", "version": "VER", "match": "MATCH", "action": "ACTION", "prior": "PRIOR",
               "rollback_safe": "ROLLBACK-SAFE"}
-    cells = [header, *({k: str(v).lower() if isinstance(v, bool) else str(v) for k, v in r.items()}
+    cells = [header, *({k: "-" if v is None else str(v).lower() if isinstance(v, bool) else str(v)
+                        for k, v in r.items()}
                        for r in rows)]
     widths = {k: max(len(str(c[k])) for c in cells) for k in header}
     for c in cells:
