@@ -29,7 +29,12 @@ ALERT = {"version": "4", "status": "firing", "receiver": "autonomic", "groupKey"
 
 
 class Replica:
-    def __init__(self, tmp_path: Path, name: str, url: str) -> None:
+    """``autonomic run`` with leader election over ``url``; ``extra`` is YAML appended to its config
+    (the top-level sections after ``engine``), ``engine`` more ``engine:`` settings, and ``skew_s``
+    sets its wall clock that far off the host's (see skewed.py)."""
+
+    def __init__(self, tmp_path: Path, name: str, url: str, *, extra: str = "", engine: str = "",
+                 skew_s: float = 0.0) -> None:
         self.name = name
         self.port = free_port()
         home = tmp_path / name
@@ -37,13 +42,15 @@ class Replica:
         config = home / "autonomic.yaml"
         config.write_text(
             f"engine:\n  database: '{url}'\n  state_dir: {home / 'state'}\n  host_metrics: false\n"
-            "  interval_s: 0.2\n"
+            f"  interval_s: 0.2\n{engine}"
             f"  leader_election: {{enabled: true, lease_s: 3, renew_s: 2, retry_s: 0.3, identity: {name}}}\n"
-            "services:\n  - name: web\n"
-            f"api: {{port: {self.port}}}\n")
+            + (extra or "services:\n  - name: web\n")
+            + f"api: {{port: {self.port}}}\n")
         self.log = home / "engine.log"
         with self.log.open("wb") as out:
-            self.proc = subprocess.Popen([sys.executable, "-m", "autonomic.cli", "run", "-c", str(config)],
+            command = ([sys.executable, str(Path(__file__).with_name("skewed.py")), str(skew_s)] if skew_s
+                       else [sys.executable, "-m", "autonomic.cli"])
+            self.proc = subprocess.Popen([*command, "run", "-c", str(config)],
                                          cwd=home, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
                                          env={**os.environ, "COLUMNS": "500"})
 
@@ -71,8 +78,8 @@ def leader_gauge(replica: Replica) -> float:
 def replicas(tmp_path: Path, postgres_url: str) -> Any:
     started: list[Replica] = []
 
-    def start(name: str) -> Replica:
-        r = Replica(tmp_path, name, postgres_url)
+    def start(name: str, **kwargs: Any) -> Replica:
+        r = Replica(tmp_path, name, postgres_url, **kwargs)
         started.append(r)
         return r
 
@@ -139,5 +146,43 @@ def test_a_standby_takes_over_from_a_frozen_leader_which_then_exits_without_writ
         assert [e.kind for e in store.audit_events(since_seq=takeover.seq)][-2:] == ["engine.stopped",
                                                                                      "lease.released"]
         assert store.verify_audit().ok
+    finally:
+        store.close()
+
+
+APPROVE = ("services:\n  - name: web\n    actuators: {http: {base_url: 'http://127.0.0.1:9'}}\n"
+           "    fallback: {type: http, params: {method: POST, path: /restart}}\n"
+           "policy: {autonomy: approve}\n")
+
+
+def test_a_request_for_approval_outlives_a_takeover_by_a_replica_whose_clock_is_twenty_minutes_ahead(
+        replicas: Any, postgres_url: str) -> None:
+    """The approval was asked for by the old leader's clock; the new leader, whose machine's clock
+    is 20 minutes ahead, must not take the request (approval_ttl_s 10 minutes) for expired: times
+    in the store are the database server's, whichever replica wrote them."""
+    a = replicas("replica-a", extra=APPROVE, engine="  approval_ttl_s: 600\n")
+    wait_for(lambda: (a.ready() or (0, {}))[1].get("status") == "ok" or None, timeout=30, what="replica-a leading")
+    b = replicas("replica-b", extra=APPROVE, engine="  approval_ttl_s: 600\n", skew_s=1200)
+    wait_for(lambda: (b.ready() or (0, {}))[1].get("status") == "standby" or None, timeout=30,
+             what="replica-b standing by")
+    store = Store(postgres_url)
+    try:
+        token = create_token(store, "alice", "operator")
+        headers = {"Authorization": f"Bearer {token}"}
+        r = httpx.post(f"http://127.0.0.1:{a.port}/api/v1/alerts", json=ALERT, timeout=5, headers=headers)
+        assert r.status_code == 202
+        (waiting,) = wait_for(lambda: [i for i in store.incidents(service="web")
+                                       if i.state == "awaiting_approval"] or None,
+                              timeout=30, what="the leader asking a person to approve")
+        a.proc.kill()
+        a.proc.wait()
+        wait_for(lambda: (b.ready() or (0, {}))[1].get("status") == "ok" or None, timeout=30,
+                 what="replica-b leading")
+        r = httpx.post(f"http://127.0.0.1:{b.port}/api/v1/approvals/{waiting.id}/approve", timeout=5,
+                       headers=headers, json={"comment": "go"})
+        assert r.status_code == 200, r.text
+        wait_for(lambda: [d for d in store.decisions(waiting.id) if d.verdict == "approved"] or None,
+                 timeout=30, what="the new leader acting on the approval")
+        assert not [e for e in store.audit_events() if e.kind == "approval.expired"]
     finally:
         store.close()

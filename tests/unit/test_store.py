@@ -1226,3 +1226,12 @@ def test_pattern_record_is_the_patterns_outcomes_on_the_service_and_peoples_answ
     outcomes, people = store.pattern_record("p", "api")
     assert outcomes == [(197.0, "fail", True), (200.0, "pass", False)]
     assert people == answers[:2]
+
+
+def test_the_server_time_is_the_database_servers_clock_and_shared_only_on_postgresql(
+        store: Store, backend: str) -> None:
+    """PostgreSQL's clock_timestamp() (on this host, the host's time); SQLite has no server."""
+    assert store.shared_clock is (backend == "postgresql")
+    before = time.time()
+    server = store.server_time()
+    assert before - 0.5 <= server <= time.time() + 0.5

@@ -944,6 +944,22 @@ class Store:
             conn.execute(self._upsert(StateRow, row, keep=()), row)
             return True
 
+    # --- the server's clock ---------------------------------------------------------------------
+
+    @property
+    def shared_clock(self) -> bool:
+        """Whether the store has a clock of its own that replicas on other machines share (a
+        PostgreSQL server): see :meth:`server_time` and :class:`autonomic.clock.ServerClock`."""
+        return self._engine.dialect.name == "postgresql"
+
+    def server_time(self) -> float:
+        """The database server's wall clock now, in Unix seconds (PostgreSQL's ``clock_timestamp()``;
+        this host's on SQLite, whose every user is on this host). StoreError when it does not answer."""
+        if not self.shared_clock:
+            return time.time()
+        with self._read() as conn:
+            return float(conn.exec_driver_sql("SELECT extract(epoch FROM clock_timestamp())").scalar_one())
+
     # --- leases (see autonomic.knowledge.lease) --------------------------------------------------
 
     def fence(self, name: str, holder: str, epoch: int) -> None:
