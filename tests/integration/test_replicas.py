@@ -6,6 +6,7 @@ lease lost and exits without writing anything."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -16,7 +17,7 @@ from typing import Any
 
 import httpx
 import pytest
-from servers import free_port, wait_for
+from servers import PartitionProxy, free_port, wait_for
 
 from autonomic.knowledge import Store
 from autonomic.oversight.auth import create_token
@@ -31,10 +32,11 @@ ALERT = {"version": "4", "status": "firing", "receiver": "autonomic", "groupKey"
 class Replica:
     """``autonomic run`` with leader election over ``url``; ``extra`` is YAML appended to its config
     (the top-level sections after ``engine``), ``engine`` more ``engine:`` settings, and ``skew_s``
-    sets its wall clock that far off the host's (see skewed.py)."""
+    sets its wall clock that far off the host's (see skewed.py); ``election`` adds
+    ``leader_election`` settings."""
 
     def __init__(self, tmp_path: Path, name: str, url: str, *, extra: str = "", engine: str = "",
-                 skew_s: float = 0.0) -> None:
+                 election: str = "", skew_s: float = 0.0) -> None:
         self.name = name
         self.port = free_port()
         home = tmp_path / name
@@ -43,7 +45,7 @@ class Replica:
         config.write_text(
             f"engine:\n  database: '{url}'\n  state_dir: {home / 'state'}\n  host_metrics: false\n"
             f"  interval_s: 0.2\n{engine}"
-            f"  leader_election: {{enabled: true, lease_s: 3, renew_s: 2, retry_s: 0.3, identity: {name}}}\n"
+            f"  leader_election: {{enabled: true, lease_s: 3, renew_s: 2, retry_s: 0.3, identity: {name}{election}}}\n"
             + (extra or "services:\n  - name: web\n")
             + f"api: {{port: {self.port}}}\n")
         self.log = home / "engine.log"
@@ -78,8 +80,8 @@ def leader_gauge(replica: Replica) -> float:
 def replicas(tmp_path: Path, postgres_url: str) -> Any:
     started: list[Replica] = []
 
-    def start(name: str, **kwargs: Any) -> Replica:
-        r = Replica(tmp_path, name, postgres_url, **kwargs)
+    def start(name: str, url: str | None = None, **kwargs: Any) -> Replica:
+        r = Replica(tmp_path, name, url or postgres_url, **kwargs)
         started.append(r)
         return r
 
@@ -186,3 +188,75 @@ def test_a_request_for_approval_outlives_a_takeover_by_a_replica_whose_clock_is_
         assert not [e for e in store.audit_events() if e.kind == "approval.expired"]
     finally:
         store.close()
+
+
+def runbook_config(marks: Path, seconds: float) -> str:
+    """A service whose remedy (a person approves it) is a runbook that notes its start (with the
+    action's key) in ``marks``, takes ``seconds``, then notes its end."""
+    script = (f"import os, time; f = open({str(marks)!r}, 'a'); f.write('start ' + os.environ['AUTONOMIC_ACTION_KEY']"
+              f" + '\\n'); f.flush(); time.sleep({seconds}); f.write('end\\n')")
+    return ("services:\n  - name: web\n    actuators: {shell: {}}\n"
+            f"    fallback: {{type: shell, params: {{argv: {json.dumps([sys.executable, '-c', script])}, "
+            "timeout_s: 60}}\n"
+            "policy: {autonomy: approve}\n")
+
+
+@pytest.mark.parametrize("cut", ["packets_lost", "connections_killed"])
+def test_a_leader_cut_off_from_postgresql_mid_action_is_fenced_and_its_standby_finishes_without_running_it_again(
+        replicas: Any, postgres_url: str, postgres_server: Any, tmp_path: Path, cut: str) -> None:
+    """The leader's runbook is running when the network between it and the database goes
+    (``packets_lost``: nothing arrives, connections hang; ``connections_killed``: its backends are
+    ended with pg_terminate_backend and new connections refused), for longer than its lease. The
+    standby takes over and leaves the action alone for takeover_grace_s; the runbook, not fenced
+    once started, ends; the deposed leader writes nothing of it (its journal write is fenced when
+    the network is back) and exits 3; the runbook ran once and the action went to a person (a
+    runbook cannot say whether it ran)."""
+    marks = tmp_path / "runbook.log"
+    proxy = PartitionProxy(("127.0.0.1", postgres_server.port))
+    try:
+        config = {"extra": runbook_config(marks, 6), "election": ", takeover_grace_s: 10"}
+        a = replicas("replica-a", url=proxy.url(postgres_url) + "?application_name=replica-a", **config)
+        wait_for(lambda: (a.ready() or (0, {}))[1].get("status") == "ok" or None, timeout=30,
+                 what="replica-a leading")
+        b = replicas("replica-b", **config)
+        wait_for(lambda: (b.ready() or (0, {}))[1].get("status") == "standby" or None, timeout=30,
+                 what="replica-b standing by")
+        store = Store(postgres_url)
+        try:
+            token = create_token(store, "alice", "operator")
+            headers = {"Authorization": f"Bearer {token}"}
+            assert httpx.post(f"http://127.0.0.1:{b.port}/api/v1/alerts", json=ALERT, timeout=5,
+                              headers=headers).status_code == 202
+            (waiting,) = wait_for(lambda: [i for i in store.incidents(service="web")
+                                           if i.state == "awaiting_approval"] or None,
+                                  timeout=30, what="the leader asking a person to approve")
+            r = httpx.post(f"http://127.0.0.1:{b.port}/api/v1/approvals/{waiting.id}/approve", timeout=5,
+                           headers=headers, json={"comment": "go"})
+            assert r.status_code == 200, r.text
+            wait_for(lambda: marks.exists() and "start" in marks.read_text() or None, timeout=30,
+                     what="the leader's runbook starting")
+            if cut == "packets_lost":
+                proxy.hold()
+            else:
+                proxy.refuse()
+                with postgres_server.connect() as conn:
+                    conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                                 "WHERE application_name = 'replica-a'")
+            wait_for(lambda: (b.ready() or (0, {}))[1].get("status") == "ok" or None, timeout=30,
+                     what="replica-b leading")
+            wait_for(lambda: "end" in marks.read_text() or None, timeout=30, what="the runbook ending")
+            (action,) = wait_for(lambda: [x for x in store.actions() if x.state.terminal] or None, timeout=60,
+                                 what="the new leader settling the action")
+            assert action.state == "escalated" and "cannot tell if it ran" in (action.error or "")
+            assert "apply" not in [step.name for step in action.steps], "the deposed leader's result was written"
+
+            proxy.heal()
+            assert a.proc.wait(timeout=60) == 3, a.log.read_text()
+            assert "lost the lease to replica-b (epoch 2)" in a.log.read_text()
+            assert store.get(type(action), action.id) == action, "the deposed leader wrote after the takeover"
+            assert [line.split()[0] for line in marks.read_text().splitlines()] == ["start", "end"]
+            assert store.verify_audit().ok
+        finally:
+            store.close()
+    finally:
+        proxy.close()
