@@ -277,7 +277,8 @@ class Engine:
         election = config.engine.leader_election
         # replicas over one database: only the lease's holder runs the loop (see run())
         self.elector: LeaderElector | None = None if not election.enabled or shadow_only else LeaderElector(
-            self.store, identity=election.identity, lease_s=election.lease_s, renew_s=election.renew_s)
+            self.store, identity=election.identity, lease_s=election.lease_s, renew_s=election.renew_s,
+            config=config.fingerprint)
         self.queue = WorkQueue()
         self.executor = Executor(
             store=self.store, actuators=self.actuators, bindings=config.bindings, series=self.series,
@@ -350,7 +351,8 @@ class Engine:
     def start(self) -> None:
         """Adopt or start supervised services and re-enqueue every unfinished item."""
         now = self.clock.now()
-        lease = {} if self.elector is None else {"replica": self.elector.identity, "lease": self.elector.describe()}
+        lease = {} if self.elector is None else {"replica": self.elector.identity, "lease": self.elector.describe(),
+                                                 "config_fingerprint": self.config.fingerprint}
         self.store.audit("engine", "engine.started", "engine",
                          {"config": self.config.source, "services": [s.name for s in self.config.services],
                           **lease})

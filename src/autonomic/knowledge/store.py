@@ -974,14 +974,15 @@ class Store:
         return None if value is None else Lease.from_state(value)
 
     def claim_lease(self, name: str, holder: str, *, renew_epoch: int | None = None,
-                    take: tuple[str | None, int, int] | None = None) -> Lease:
+                    take: tuple[str | None, int, int] | None = None, config: str | None = None) -> Lease:
         """One write transaction on lease ``name``; returns the lease as it is afterwards.
 
         With ``renew_epoch``: renew it when ``holder`` holds it at that epoch (the renewal count
         goes up; no audit event, it is a heartbeat). Otherwise take it when it was never taken,
         was released, or is still exactly ``take`` (the version the caller watched go unrenewed):
         the epoch goes up by one and the change is audited (``lease.acquired``). In every other
-        case nothing is written and the caller sees who holds it."""
+        case nothing is written and the caller sees who holds it. ``config`` (the taker's
+        Config.fingerprint) is kept in the lease for as long as it holds it."""
         key = lease_key(name)
         _storable("lease", {"name": name, "holder": holder})
         with self._write() as conn:
@@ -991,10 +992,10 @@ class Store:
                 if current is None or not current.held_by(holder, renew_epoch):
                     return current or Lease(None, 0, 0, 0.0, 0.0)
                 return self._put_lease(conn, key, Lease(holder, current.epoch, current.renewals + 1,
-                                                        current.acquired_at, now))
+                                                        current.acquired_at, now, current.config))
             if current is not None and current.holder is not None and current.version != take:
                 return current
-            new = self._put_lease(conn, key, Lease(holder, (current.epoch if current else 0) + 1, 0, now, now))
+            new = self._put_lease(conn, key, Lease(holder, (current.epoch if current else 0) + 1, 0, now, now, config))
             self._append(conn, self._head(conn), holder, "lease.acquired", key,
                          {"epoch": new.epoch, "previous": None if current is None else current.holder})
             return new
@@ -1009,7 +1010,8 @@ class Store:
             current = _lease_in(conn, key)
             if current is None or not current.held_by(holder, epoch):
                 return False
-            self._put_lease(conn, key, Lease(None, epoch, current.renewals, current.acquired_at, time.time()))
+            self._put_lease(conn, key, Lease(None, epoch, current.renewals, current.acquired_at, time.time(),
+                                             current.config))
             self._append(conn, self._head(conn), holder, "lease.released", key, {"epoch": epoch})
             return True
 
