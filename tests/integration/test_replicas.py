@@ -116,6 +116,13 @@ def test_a_standby_takes_over_from_a_frozen_leader_which_then_exits_without_writ
     finally:
         check.close()
     assert [leader_gauge(r) for r in (a, b)] == [1.0, 0.0]
+    # the dashboard's overview, on either replica, says who leads and since when, and its own part
+    views = {r.name: httpx.get(f"http://127.0.0.1:{r.port}/api/v1/overview", timeout=5,
+                               headers={"Authorization": f"Bearer {token}"}).json()["leadership"] for r in (a, b)}
+    for name, role in (("replica-a", "leader"), ("replica-b", "standby")):
+        view = views[name]
+        assert (view["leader"], view["epoch"], view["this_replica"], view["role"]) == ("replica-a", 1, name, role)
+        assert view["since"] is not None and 0 <= view["renewed_s_ago"] < 3 and not view["config_differs"]
 
     os.kill(a.proc.pid, signal.SIGSTOP)
     frozen_at = time.monotonic()

@@ -82,8 +82,10 @@ class Lease:
     holder: str | None
     epoch: int
     renewals: int
-    acquired_at: float  # wall clock of the holder when it took the lease (for people, not for timing)
-    renewed_at: float  # wall clock of the holder at its last renewal (for people, not for timing)
+    # when the holder took the lease and last renewed it, by the store's clock (the database
+    # server's on PostgreSQL: one clock for every replica); for people, never for timing
+    acquired_at: float
+    renewed_at: float
     config: str | None = None  # the holder's Config.fingerprint (None: not given, or an older holder)
 
     @classmethod
@@ -97,6 +99,18 @@ class Lease:
     def to_state(self) -> dict[str, Any]:
         return {"holder": self.holder, "epoch": self.epoch, "renewals": self.renewals,
                 "acquired_at": self.acquired_at, "renewed_at": self.renewed_at, "config": self.config}
+
+    def summary(self, now: float, lease_s: float) -> str:
+        """Who leads, since when, and whether the holder renews, for a person (``autonomic status``);
+        ``now`` by the store's clock (:meth:`Store.server_time`), ``lease_s`` the config's."""
+        since = time.strftime("%Y-%m-%d %H:%M:%S %z", time.localtime(self.acquired_at))
+        if self.holder is None:
+            return f"none (released {now - self.renewed_at:.0f} s ago; epoch {self.epoch})"
+        age = now - self.renewed_at
+        renewed = (f"renewed {age:.0f} s ago" if age <= lease_s else
+                   f"NOT RENEWED for {age:.0f} s (lease_s {lease_s:g}): the leader is down, frozen or cut off "
+                   "from the store; a standby takes over once it has watched it that long")
+        return f"{self.holder} (epoch {self.epoch}), leading since {since}, {renewed}"
 
     def held_by(self, holder: str, epoch: int) -> bool:
         """Whether ``holder`` holds this lease at ``epoch`` (the fence, a renewal, a release)."""

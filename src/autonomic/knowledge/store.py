@@ -958,7 +958,13 @@ class Store:
         if not self.shared_clock:
             return time.time()
         with self._read() as conn:
-            return float(conn.exec_driver_sql("SELECT extract(epoch FROM clock_timestamp())").scalar_one())
+            return self._server_time_in(conn)
+
+    def _server_time_in(self, conn: Connection) -> float:
+        """:meth:`server_time`, asked in this transaction."""
+        if not self.shared_clock:
+            return time.time()
+        return float(conn.exec_driver_sql("SELECT extract(epoch FROM clock_timestamp())").scalar_one())
 
     # --- leases (see autonomic.knowledge.lease) --------------------------------------------------
 
@@ -987,7 +993,7 @@ class Store:
         _storable("lease", {"name": name, "holder": holder})
         with self._write() as conn:
             current = _lease_in(conn, key)
-            now = time.time()
+            now = self._server_time_in(conn)  # the same clock for every replica (for people, not for timing)
             if renew_epoch is not None:
                 if current is None or not current.held_by(holder, renew_epoch):
                     return current or Lease(None, 0, 0, 0.0, 0.0)
@@ -1010,8 +1016,8 @@ class Store:
             current = _lease_in(conn, key)
             if current is None or not current.held_by(holder, epoch):
                 return False
-            self._put_lease(conn, key, Lease(None, epoch, current.renewals, current.acquired_at, time.time(),
-                                             current.config))
+            self._put_lease(conn, key, Lease(None, epoch, current.renewals, current.acquired_at,
+                                             self._server_time_in(conn), current.config))
             self._append(conn, self._head(conn), holder, "lease.released", key, {"epoch": epoch})
             return True
 
