@@ -6,11 +6,13 @@ lease lost and exits without writing anything."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -33,10 +35,10 @@ class Replica:
     """``autonomic run`` with leader election over ``url``; ``extra`` is YAML appended to its config
     (the top-level sections after ``engine``), ``engine`` more ``engine:`` settings, and ``skew_s``
     sets its wall clock that far off the host's (see skewed.py); ``election`` adds
-    ``leader_election`` settings."""
+    ``leader_election`` settings and ``lease`` replaces its timings."""
 
     def __init__(self, tmp_path: Path, name: str, url: str, *, extra: str = "", engine: str = "",
-                 election: str = "", skew_s: float = 0.0) -> None:
+                 election: str = "", lease: str = "lease_s: 3, renew_s: 2", skew_s: float = 0.0) -> None:
         self.name = name
         self.port = free_port()
         home = tmp_path / name
@@ -45,7 +47,7 @@ class Replica:
         config.write_text(
             f"engine:\n  database: '{url}'\n  state_dir: {home / 'state'}\n  host_metrics: false\n"
             f"  interval_s: 0.2\n{engine}"
-            f"  leader_election: {{enabled: true, lease_s: 3, renew_s: 2, retry_s: 0.3, identity: {name}{election}}}\n"
+            f"  leader_election: {{enabled: true, {lease}, retry_s: 0.3, identity: {name}{election}}}\n"
             + (extra or "services:\n  - name: web\n")
             + f"api: {{port: {self.port}}}\n")
         self.log = home / "engine.log"
@@ -267,3 +269,45 @@ def test_a_leader_cut_off_from_postgresql_mid_action_is_fenced_and_its_standby_f
             store.close()
     finally:
         proxy.close()
+
+
+def test_a_leader_stopped_with_sigterm_hands_the_lease_over_at_once_even_with_a_dashboard_streaming(
+        replicas: Any, postgres_url: str) -> None:
+    """Kubernetes sends SIGTERM to a pod it deletes (a rolling update, a drain). The leader gives
+    the lease up as it stops, so the standby takes over at its next round, without waiting out
+    lease_s (30 s here) or takeover_grace_s; a dashboard streaming events from the leader does not
+    hold the stop up past the pod's grace period."""
+    a = replicas("replica-a", lease="lease_s: 30, renew_s: 20")
+    wait_for(lambda: (a.ready() or (0, {}))[1].get("status") == "ok" or None, timeout=30, what="replica-a leading")
+    b = replicas("replica-b", lease="lease_s: 30, renew_s: 20")
+    wait_for(lambda: (b.ready() or (0, {}))[1].get("status") == "standby" or None, timeout=30,
+             what="replica-b standing by")
+    store = Store(postgres_url)
+    try:
+        token = create_token(store, "alice", "viewer")
+        streaming = threading.Event()
+
+        def watch() -> None:
+            with contextlib.suppress(httpx.HTTPError), httpx.stream(
+                    "GET", f"http://127.0.0.1:{a.port}/api/v1/events", timeout=60,
+                    headers={"Authorization": f"Bearer {token}"}) as r:
+                streaming.set()
+                for _ in r.iter_bytes():
+                    pass
+
+        threading.Thread(target=watch, daemon=True).start()
+        assert streaming.wait(10)
+        a.proc.send_signal(signal.SIGTERM)
+        sent = time.monotonic()
+        assert a.proc.wait(timeout=30) == 0, a.log.read_text()
+        stopped = time.monotonic() - sent
+        wait_for(lambda: (b.ready() or (0, {}))[1].get("status") == "ok" or None, timeout=20,
+                 what="replica-b leading")
+        took = time.monotonic() - sent
+        kinds = [(e.kind, e.actor, e.data) for e in store.audit_events() if e.kind.startswith("lease.")]
+        assert kinds[-2:] == [("lease.released", "replica-a", {"epoch": 1}),
+                              ("lease.acquired", "replica-b", {"epoch": 2, "previous": None})]
+        print(f"SIGTERM to exit {stopped:.2f} s, to the standby leading {took:.2f} s")
+        assert "a call of its may still be in flight" not in b.log.read_text()  # no takeover grace
+    finally:
+        store.close()
