@@ -269,6 +269,11 @@ def _install_postgresql_hooks(engine: Engine) -> None:
 
 
 _BACKENDS = ("sqlite", "postgresql")
+# libpq's network settings unless the URL gives its own: a connection attempt gives up after 10 s;
+# a connection whose sent data goes unacknowledged for 30 s (tcp_user_timeout, ms), or whose
+# idle peer misses 3 keepalives 5 s apart after 15 s, is dead (a partition, a host gone)
+_PG_NETWORK_DEFAULTS = {"connect_timeout": 10, "keepalives": 1, "keepalives_idle": 15,
+                        "keepalives_interval": 5, "keepalives_count": 3, "tcp_user_timeout": 30_000}
 
 
 def _parse_url(url: str) -> URL:
@@ -424,8 +429,13 @@ class Store:
             # their own, shorter limit; see _install_postgresql_hooks). Set at connect: no round trip.
             given = parsed.query.get("options", "")
             options = given if isinstance(given, str) else " ".join(given)
+            # a server that cannot be reached must not hang us: with libpq's defaults a connection
+            # to a server behind a partition waited for ever (no connect timeout) and a query sent
+            # into one waited about 15 minutes (TCP's retransmissions), so a deposed leader hung,
+            # neither acting nor exiting to come back as a standby. A URL's own values win.
+            given_args = {k: v for k, v in _PG_NETWORK_DEFAULTS.items() if k not in parsed.query}
             kwargs["connect_args"] = {"options": f"{options} -c idle_in_transaction_session_timeout="
-                                                 f"{int(_PG_IDLE_S * 1000)}".strip()}
+                                                 f"{int(_PG_IDLE_S * 1000)}".strip(), **given_args}
         try:
             engine = create_engine(parsed, **kwargs)
         except ImportError as e:
