@@ -425,7 +425,8 @@ def _answer(incident: str, verdict: Literal["approve", "deny"], comment: str, ac
     _, store = _store(config)
     inc_id = _resolve(store, Incident, incident)
     try:
-        inc = answer_approval(store, inc_id, verdict, actor=_actor(actor), comment=comment, now=time.time())
+        # stamped by the store's clock (the database server's), which the engine judges it by, not this machine's
+        inc = answer_approval(store, inc_id, verdict, actor=_actor(actor), comment=comment, now=store.server_time())
     except ValueError as exc:
         raise _fail(str(exc)) from None
     done = "approved" if verdict == "approve" else "denied"

@@ -498,6 +498,26 @@ def test_approve_writes_the_approval_state_with_verdict_and_actor(cfg: Path, sto
     assert (last.kind, last.actor, last.subject) == ("approval.approve", "person:alice", f"approval:{inc.id}")
 
 
+def test_approve_stamps_the_answer_by_the_database_servers_clock_not_the_operators_machines(
+        tmp_path: Path, postgres_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The engine judges an approval late by when it was given: by a laptop two hours behind, an
+    approval given after the request expired would count as given in time."""
+    config = _write(tmp_path / "pg.yaml", f"engine: {{state_dir: {tmp_path / 'state'}, host_metrics: false, "
+                                          f"database: '{postgres_url}'}}\nservices:\n  - name: web\n")
+    store = Store(postgres_url)
+    try:
+        inc = _incident(store, "3333cccc", IncidentState.AWAITING_APPROVAL)
+        real = time.time
+        monkeypatch.setattr(time, "time", lambda: real() - 7200)
+        result = cli("approve", inc.id[:8], "-m", "ok", "-c", config)
+        monkeypatch.undo()
+        assert result.exit_code == 0, result.stderr
+        answer = store.get_state(f"approval:{inc.id}")
+        assert answer is not None and abs(answer["ts"] - store.server_time()) < 60, answer
+    finally:
+        store.close()
+
+
 def test_deny_defaults_the_actor_to_this_user(cfg: Path, store: Store) -> None:
     inc = _incident(store, "2222bbbb", IncidentState.AWAITING_APPROVAL)
     assert cli("deny", inc.id[:8], "-m", "not now", "-c", cfg).exit_code == 0
