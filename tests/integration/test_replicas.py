@@ -185,6 +185,10 @@ def test_a_request_for_approval_outlives_a_takeover_by_a_replica_whose_clock_is_
         (waiting,) = wait_for(lambda: [i for i in store.incidents(service="web")
                                        if i.state == "awaiting_approval"] or None,
                               timeout=30, what="the leader asking a person to approve")
+        # the skewed standby watched the lease for longer than lease_s and left it alone: the lease
+        # compares no wall clocks
+        lease = store.lease("engine")
+        assert lease is not None and (lease.holder, lease.epoch) == ("replica-a", 1)
         a.proc.kill()
         a.proc.wait()
         wait_for(lambda: (b.ready() or (0, {}))[1].get("status") == "ok" or None, timeout=30,
