@@ -23,11 +23,14 @@ the lease over and finishes the action from the store. Then:
   killed (after 20 s here, as a liveness probe would); PostgreSQL ends such a transaction after 5 s.
 
 Usage: ``python benchmarks/failover.py --runs 20 --json [--seed 1] [--mode kill|freeze|both]
-[--commit-s 1] [--grace 2] [--postgres]`` (``--commit-s`` longer than the takeover with ``--grace 0`` shows what
+[--commit-s 1] [--grace 2] [--postgres]
+[--skew-s 600]`` (``--commit-s`` longer than the takeover with ``--grace 0`` shows what
 ``takeover_grace_s`` is for: the new leader commits again beside the old leader's commit);
 prints one JSON line (per-run lines on stderr). The store is a SQLite file per run (replicas on
 one host), or with ``--postgres`` a new database per run on a PostgreSQL server the program
-starts on loopback (what replicas on several hosts share; ``make sysdeps`` installs it).
+starts on loopback (what replicas on several hosts share; ``make sysdeps`` installs it). ``--skew-s``
+runs the standby with its wall clock that far off this host's, as on another machine whose clock
+is wrong (``takeover_s`` is then measured by this program's polls of the lease, to 0.05 s).
 """
 
 from __future__ import annotations
@@ -116,9 +119,14 @@ def _config(root: Path, name: str, url: str, app_port: int, repo: Path, grace_s:
     return path
 
 
-def _start(root: Path, name: str, config: Path) -> subprocess.Popen[bytes]:
+SKEWED = Path(__file__).resolve().parents[1] / "tests" / "integration" / "skewed.py"
+
+
+def _start(root: Path, name: str, config: Path, skew_s: float = 0.0) -> subprocess.Popen[bytes]:
+    """``autonomic run``; with ``skew_s`` its wall clock is that far off this host's (skewed.py)."""
     log = (root / f"{name}.log").open("wb")
-    return subprocess.Popen([sys.executable, "-m", "autonomic.cli", "run", "-c", str(config)], cwd=root,
+    command = [sys.executable, str(SKEWED), str(skew_s)] if skew_s else [sys.executable, "-m", "autonomic.cli"]
+    return subprocess.Popen([*command, "run", "-c", str(config)], cwd=root,
                             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
 
 
@@ -133,7 +141,7 @@ def _wait(check: Any, timeout: float) -> Any:
 
 
 def one_run(rng: random.Random, mode: str, commit_s: float, grace_s: float,
-            database: Callable[[Path], str]) -> dict[str, Any]:
+            database: Callable[[Path], str], skew_s: float = 0.0) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="autonomic-failover-") as d:
         root = Path(d)
         (root / "patterns").mkdir()
@@ -158,7 +166,7 @@ def one_run(rng: random.Random, mode: str, commit_s: float, grace_s: float,
             procs["a"] = _start(root, "a", _config(root, "a", url, app.server_address[1], repo, grace_s))
             if not _wait(lambda: (lease := store.lease("engine")) is not None and lease.holder == "a", 30):
                 raise RuntimeError("replica a never led: " + (root / "a.log").read_text()[-2000:])
-            procs["b"] = _start(root, "b", _config(root, "b", url, app.server_address[1], repo, grace_s))
+            procs["b"] = _start(root, "b", _config(root, "b", url, app.server_address[1], repo, grace_s), skew_s)
             time.sleep(2.0)  # b up and watching the lease
             (repo / "config.yaml").write_text(yaml.safe_dump({"pool": {"size": 10}}))  # the fault
             _git(repo, "commit", "-q", "--no-verify", "-am", "shrink the pool (the fault)")
@@ -178,6 +186,7 @@ def one_run(rng: random.Random, mode: str, commit_s: float, grace_s: float,
                 return lease is not None and lease.holder == "b"
 
             took = _wait(b_leads, 20 if mode == "freeze" else 60)
+            seen_at = time.time()  # b seen leading (0.05 s polls): b's own audit times are off by skew_s
             blocked = mode == "freeze" and not took
             if mode == "freeze":
                 # the supervisor ends it (its liveness probe fails; a frozen one that woke would find
@@ -187,7 +196,8 @@ def one_run(rng: random.Random, mode: str, commit_s: float, grace_s: float,
                 procs["a"].send_signal(signal.SIGCONT)
                 took = took or _wait(b_leads, 60)
             acquired = [e for e in store.audit_events() if e.kind == "lease.acquired" and e.actor == "b"]
-            takeover = acquired[0].ts - killed_at if acquired and not blocked else None
+            takeover = (None if not acquired or blocked
+                        else seen_at - killed_at if skew_s else acquired[0].ts - killed_at)
 
             def ended() -> Any:
                 acts = store.actions(incident_id=decision.incident_id)
@@ -238,6 +248,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--postgres", action="store_true",
                         help="the store on a PostgreSQL server this program starts (a new database per run); "
                              "default: a SQLite file per run")
+    parser.add_argument("--skew-s", type=float, default=0.0,
+                        help="the standby's wall clock this far ahead (negative: behind) of this host's")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     rng = random.Random(args.seed)
@@ -259,7 +271,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for i in range(args.runs):
             mode = args.mode if args.mode != "both" else ("kill", "freeze")[i % 2]
-            r = one_run(rng, mode, args.commit_s, args.grace, database)
+            r = one_run(rng, mode, args.commit_s, args.grace, database, args.skew_s)
             print(json.dumps(r), file=sys.stderr, flush=True)
             results.append(r)
     finally:
@@ -274,6 +286,7 @@ def main(argv: list[str] | None = None) -> int:
         "store": "postgresql" if args.postgres else "sqlite file",
         "commit_s": args.commit_s,
         "takeover_grace_s": args.grace,
+        "standby_skew_s": args.skew_s,
         "lost": sum(r["lost"] for r in results),
         "duplicated": sum(r["duplicated"] for r in results),
         "unresolved": sum(r["unresolved"] for r in results),

@@ -310,14 +310,17 @@ def status(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
     if as_json:
         print(json.dumps({"live": live, "open_incidents": [i.model_dump(mode="json") for i in open_incidents],
                           "pauses": pauses, "breakers": breakers,
-                          "lease": None if lease is None else lease.to_state()}, indent=2))
+                          "lease": None if lease is None else lease.to_state(),
+                          "config_fingerprint": cfg.fingerprint}, indent=2))
         return
     console = _console()
     if lease is not None:
-        renewed = time.strftime("%H:%M:%S", time.localtime(lease.renewed_at))
-        holder = printable(lease.holder or "")
-        console.print(f"leader: {holder} (epoch {lease.epoch}, last renewed {renewed} by its clock)"
-                      if lease.holder else f"leader: none (released at {renewed}; epoch {lease.epoch})")
+        election = cfg.engine.leader_election
+        line = f"leader: {printable(lease.summary(store.server_time(), election.lease_s))}"
+        if lease.holder is not None and lease.config is not None and lease.config != cfg.fingerprint:
+            line += (f"\n  the leader runs another config (fingerprint {printable(lease.config)}) than "
+                     f"{cfg.source} ({cfg.fingerprint})")
+        console.print(line, markup=False, highlight=False, soft_wrap=True)
     if live:
         age = time.time() - live.get("ts", 0)
         stale_after = 3 * cfg.engine.interval_s + STATUS_GRACE_S  # written every other tick
@@ -394,7 +397,8 @@ def _answer(incident: str, verdict: Literal["approve", "deny"], comment: str, ac
     _, store = _store(config)
     inc_id = _resolve(store, Incident, incident)
     try:
-        inc = answer_approval(store, inc_id, verdict, actor=_actor(actor), comment=comment, now=time.time())
+        # stamped by the store's clock (the database server's), which the engine judges it by, not this machine's
+        inc = answer_approval(store, inc_id, verdict, actor=_actor(actor), comment=comment, now=store.server_time())
     except ValueError as exc:
         raise _fail(str(exc)) from None
     done = "approved" if verdict == "approve" else "denied"

@@ -1,8 +1,10 @@
-"""Clocks: the real one, and one moved by hand (replays; :class:`autonomic.testing.FakeClock`)."""
+"""Clocks: the real one, the database server's (:class:`ServerClock`), and one moved by hand
+(replays; :class:`autonomic.testing.FakeClock`)."""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 
 class SystemClock:
@@ -14,6 +16,52 @@ class SystemClock:
     def sleep(self, seconds: float) -> None:
         if seconds > 0:
             time.sleep(seconds)
+
+
+class ServerClock:
+    """Wall-clock seconds by another machine's clock (the database server's, which every replica
+    shares), kept as this host's clock plus an offset that :meth:`measure` takes now and then.
+
+    Replicas on several machines store times (when an approval was asked for, when an action was
+    decided or applied, when a breaker opened) that another replica compares with its own ``now``
+    after a takeover. By their own clocks, a new leader whose machine's clock is minutes ahead
+    would take a fresh approval request for expired, a fresh decision for stale and an open
+    breaker for spent; one minutes behind would act on a decision past ``decision_ttl_s``. By the
+    server's clock every replica means the same time. Between measurements it runs at this host's
+    rate (a step of this host's clock, NTP's, shows until the next measurement corrects it)."""
+
+    # an offset change smaller than this is measurement noise (the round trip), not skew: it is
+    # not applied, so times do not jitter back and forth by milliseconds at every measurement
+    NOISE_S = 0.1
+    # a measurement whose round trip took longer than this says little about the offset: dropped
+    SLOW_S = 1.0
+
+    def __init__(self) -> None:
+        self.offset = 0.0  # server clock minus this host's, as last measured
+        self.measured = False
+
+    def now(self) -> float:
+        return time.time() + self.offset
+
+    def sleep(self, seconds: float) -> None:
+        if seconds > 0:
+            time.sleep(seconds)
+
+    def measure(self, server_time: Callable[[], float]) -> float | None:
+        """Ask ``server_time`` once and take the offset from the midpoint of the round trip.
+        Returns the change applied (None: none, the round trip too slow or the change noise).
+        What ``server_time`` raises goes through; the offset stays as it was."""
+        before = time.time()
+        server = server_time()
+        after = time.time()
+        if after - before > self.SLOW_S:
+            return None
+        offset = server - (before + after) / 2
+        change = offset - self.offset
+        if self.measured and abs(change) < self.NOISE_S:
+            return None
+        self.offset, self.measured = offset, True
+        return change
 
 
 class ManualClock:

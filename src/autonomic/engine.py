@@ -33,7 +33,7 @@ from autonomic.analyze.rca import RcaParams, dependency_closure
 from autonomic.analyze.rca import rank as rank_causes
 from autonomic.analyze.thresholds import HealthDetector, Thresholds, assess
 from autonomic.analyze.trend import TrendDetector, default_trend_specs
-from autonomic.clock import SystemClock
+from autonomic.clock import ServerClock, SystemClock
 from autonomic.config import Config
 from autonomic.errors import AuditChainError, AutonomicError, SourceError, StoreError, StoreValueError
 from autonomic.execute.executor import Executor
@@ -239,6 +239,11 @@ class Engine:
         except OSError as exc:  # raised as the store's: by default the store lives there
             raise StoreError(f"engine.state_dir: cannot create {config.state_dir}: {exc.strerror or exc}") from exc
         self.store = store or Store(config.database_url)
+        if clock is None and self.store.shared_clock and not shadow_only:
+            # replicas on several machines: every time stored and compared is the database server's
+            # (see ServerClock), measured now and at every lease round (see _sync_clock)
+            self.clock = ServerClock()
+            self._sync_clock()
         # the config's secrets, hidden wherever the engine writes (the audit log, notifications)
         self.secrets = Secrets(config.secret_values())
         self.store.hide(self.secrets)
@@ -272,7 +277,8 @@ class Engine:
         election = config.engine.leader_election
         # replicas over one database: only the lease's holder runs the loop (see run())
         self.elector: LeaderElector | None = None if not election.enabled or shadow_only else LeaderElector(
-            self.store, identity=election.identity, lease_s=election.lease_s, renew_s=election.renew_s)
+            self.store, identity=election.identity, lease_s=election.lease_s, renew_s=election.renew_s,
+            config=config.fingerprint)
         self.queue = WorkQueue()
         self.executor = Executor(
             store=self.store, actuators=self.actuators, bindings=config.bindings, series=self.series,
@@ -345,7 +351,8 @@ class Engine:
     def start(self) -> None:
         """Adopt or start supervised services and re-enqueue every unfinished item."""
         now = self.clock.now()
-        lease = {} if self.elector is None else {"replica": self.elector.identity, "lease": self.elector.describe()}
+        lease = {} if self.elector is None else {"replica": self.elector.identity, "lease": self.elector.describe(),
+                                                 "config_fingerprint": self.config.fingerprint}
         self.store.audit("engine", "engine.started", "engine",
                          {"config": self.config.source, "services": [s.name for s in self.config.services],
                           **lease})
@@ -525,12 +532,27 @@ class Engine:
             self.elector.check()
         return reason
 
+    def _sync_clock(self) -> None:
+        """Measure again how far this host's clock is off the database server's (a ServerClock
+        only); a change of a second or more is logged. A store that does not answer leaves the
+        offset as it was (the lease round says so)."""
+        if not isinstance(self.clock, ServerClock):
+            return
+        try:
+            change = self.clock.measure(self.store.server_time)
+        except StoreError:
+            return
+        if change is not None and abs(change) >= 1.0:
+            log.warning("this host's clock is %+.1f s off the database server's; the engine keeps the server's "
+                        "time (fix the host's time sync: its logs are stamped by its own clock)", -self.clock.offset)
+
     def _lead(self, stop: threading.Event) -> bool:
         """Leader election: stand by until this replica holds the lease (True) or ``stop`` is set
         (False), trying every ``retry_s``; each change of leader is logged once."""
         assert self.elector is not None
         said = None
         while not stop.is_set():
+            self._sync_clock()
             if self.elector.attempt():
                 return True
             text = self.elector.describe()
@@ -548,6 +570,7 @@ class Engine:
         while not done.wait(self.config.engine.leader_election.retry_s):
             try:
                 self.elector.attempt()
+                self._sync_clock()  # after the renewal: a slow answer must not hold it up
             except Exception:  # a bug must not end the renewals silently: the lease would lapse
                 log.exception("lease: renewal failed unexpectedly; trying again in %g s",
                               self.config.engine.leader_election.retry_s)

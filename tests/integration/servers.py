@@ -19,11 +19,13 @@ tests instead of skipping them: the store claims PostgreSQL, so it is always tes
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pwd
 import shutil
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import tempfile
@@ -411,3 +413,92 @@ def start_postgres() -> PostgresServer:
             pytest.fail(f"postgres did not accept connections on 127.0.0.1:{port} (exit {proc.returncode}):\n{tail}")
     shutil.rmtree(workdir, ignore_errors=True)
     pytest.fail(f"postgres: no free port after {_ATTEMPTS} attempts")
+
+
+_RESET = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: close() sends a reset, as a rejecting firewall
+
+
+class PartitionProxy:
+    """A TCP relay on a free 127.0.0.1 port to ``target`` (host, port) that can cut the network
+    between its clients and the target, as a partition does. :meth:`hold` drops nothing but
+    delivers nothing (packets lost: each side waits on an open connection, what is sent meanwhile
+    arrives after :meth:`heal`, as TCP retransmits it); :meth:`refuse` resets every connection and
+    refuses new ones (a route gone, a firewall rejecting). ``close()`` stops it."""
+
+    def __init__(self, target: tuple[str, int]) -> None:
+        import threading
+
+        self.target = target
+        self._flowing = threading.Event()
+        self._flowing.set()
+        self._refusing = False
+        self._lock = threading.Lock()
+        self._conns: list[socket.socket] = []
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self._listener.getsockname()[1]
+        self._closed = False
+        threading.Thread(target=self._accept, daemon=True, name="proxy-accept").start()
+
+    def _accept(self) -> None:
+        import threading
+
+        while not self._closed:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            if self._refusing:
+                client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _RESET)
+                client.close()
+                continue
+            try:
+                upstream = socket.create_connection(self.target, timeout=5)
+            except OSError:
+                client.close()
+                continue
+            upstream.settimeout(None)
+            with self._lock:
+                self._conns += [client, upstream]
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True, name="proxy-pipe").start()
+
+    def _pipe(self, src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while True:
+                data = src.recv(65536)
+                if not data:
+                    break
+                self._flowing.wait()
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (src, dst):
+                with contextlib.suppress(OSError):
+                    s.shutdown(socket.SHUT_RDWR)
+
+    def url(self, url: str) -> str:
+        """``url`` (a SQLAlchemy URL to the target) through this proxy."""
+        return url.replace(f":{self.target[1]}/", f":{self.port}/", 1)
+
+    def hold(self) -> None:
+        self._flowing.clear()
+
+    def refuse(self) -> None:
+        self._refusing = True
+        with self._lock:
+            conns, self._conns = self._conns, []
+        for s in conns:
+            with contextlib.suppress(OSError):
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _RESET)
+                s.close()
+
+    def heal(self) -> None:
+        self._refusing = False
+        self._flowing.set()
+
+    def close(self) -> None:
+        self._closed = True
+        self.heal()
+        self._listener.close()
+        self.refuse()

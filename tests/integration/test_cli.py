@@ -21,6 +21,7 @@ from typer.testing import CliRunner, Result
 
 from autonomic.cli import app
 from autonomic.knowledge import Store
+from autonomic.knowledge.lease import lease_key
 from autonomic.model import (
     Action,
     ActionSpec,
@@ -338,15 +339,33 @@ def _pauses(cfg: Path) -> dict[str, Any]:
     return pauses
 
 
-def test_status_names_the_replica_that_leads_and_a_released_lease(cfg: Path, store: Store) -> None:
+def test_status_names_the_replica_that_leads_since_when_and_a_released_lease(cfg: Path, store: Store) -> None:
     result = cli("status", "-c", cfg, "--json")
     assert result.exit_code == 0 and json.loads(result.stdout)["lease"] is None  # no leader election here
     store.claim_lease("engine", "pod-a:17:abc123")
     lease = json.loads(cli("status", "-c", cfg, "--json").stdout)["lease"]
     assert (lease["holder"], lease["epoch"]) == ("pod-a:17:abc123", 1)
-    assert "leader: pod-a:17:abc123 (epoch 1, last renewed" in cli("status", "-c", cfg).stdout
+    since = time.strftime("%Y-%m-%d %H:%M:%S %z", time.localtime(lease["acquired_at"]))
+    shown = cli("status", "-c", cfg).stdout
+    assert f"leader: pod-a:17:abc123 (epoch 1), leading since {since}, renewed 0 s ago" in shown, shown
     store.release_lease("engine", "pod-a:17:abc123", 1)
-    assert "leader: none (released at" in cli("status", "-c", cfg).stdout
+    assert "leader: none (released 0 s ago; epoch 1)" in cli("status", "-c", cfg).stdout
+
+
+def test_status_says_when_the_leader_has_stopped_renewing_and_when_it_runs_another_config(
+        cfg: Path, store: Store) -> None:
+    """A leader killed with no standby to take over left its lease as it was: without the age of
+    its last renewal, status named it as leading for ever."""
+    store.claim_lease("engine", "pod-a:17:abc123", config="0123456789ab")
+    value = store.get_state(lease_key("engine"))
+    assert value is not None
+    store.set_state(lease_key("engine"), {**value, "renewed_at": value["renewed_at"] - 60}, actor="test",
+                    event="test.lease_aged")
+    shown = cli("status", "-c", cfg).stdout
+    assert "renewed 60 s ago" not in shown
+    assert "NOT RENEWED for 60 s (lease_s 15): the leader is down, frozen or cut off from the store" in shown, shown
+    assert "the leader runs another config (fingerprint 0123456789ab) than" in shown
+    assert json.loads(cli("status", "-c", cfg, "--json").stdout)["lease"]["config"] == "0123456789ab"
 
 
 def _status_json(tmp_path: Path, text: str) -> None:
@@ -523,6 +542,26 @@ def test_approve_writes_the_approval_state_with_verdict_and_actor(cfg: Path, sto
     assert (answer["verdict"], answer["actor"], answer["comment"]) == ("approve", "person:alice", "ok")
     last = store.audit_events()[-1]
     assert (last.kind, last.actor, last.subject) == ("approval.approve", "person:alice", f"approval:{inc.id}")
+
+
+def test_approve_stamps_the_answer_by_the_database_servers_clock_not_the_operators_machines(
+        tmp_path: Path, postgres_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The engine judges an approval late by when it was given: by a laptop two hours behind, an
+    approval given after the request expired would count as given in time."""
+    config = _write(tmp_path / "pg.yaml", f"engine: {{state_dir: {tmp_path / 'state'}, host_metrics: false, "
+                                          f"database: '{postgres_url}'}}\nservices:\n  - name: web\n")
+    store = Store(postgres_url)
+    try:
+        inc = _incident(store, "3333cccc", IncidentState.AWAITING_APPROVAL)
+        real = time.time
+        monkeypatch.setattr(time, "time", lambda: real() - 7200)
+        result = cli("approve", inc.id[:8], "-m", "ok", "-c", config)
+        monkeypatch.undo()
+        assert result.exit_code == 0, result.stderr
+        answer = store.get_state(f"approval:{inc.id}")
+        assert answer is not None and abs(answer["ts"] - store.server_time()) < 60, answer
+    finally:
+        store.close()
 
 
 def test_deny_defaults_the_actor_to_this_user(cfg: Path, store: Store) -> None:

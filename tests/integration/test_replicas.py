@@ -6,17 +6,20 @@ lease lost and exits without writing anything."""
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from servers import free_port, wait_for
+from servers import PartitionProxy, free_port, wait_for
 
 from autonomic.knowledge import Store
 from autonomic.oversight.auth import create_token
@@ -29,7 +32,13 @@ ALERT = {"version": "4", "status": "firing", "receiver": "autonomic", "groupKey"
 
 
 class Replica:
-    def __init__(self, tmp_path: Path, name: str, url: str) -> None:
+    """``autonomic run`` with leader election over ``url``; ``extra`` is YAML appended to its config
+    (the top-level sections after ``engine``), ``engine`` more ``engine:`` settings, and ``skew_s``
+    sets its wall clock that far off the host's (see skewed.py); ``election`` adds
+    ``leader_election`` settings and ``lease`` replaces its timings."""
+
+    def __init__(self, tmp_path: Path, name: str, url: str, *, extra: str = "", engine: str = "",
+                 election: str = "", lease: str = "lease_s: 3, renew_s: 2", skew_s: float = 0.0) -> None:
         self.name = name
         self.port = free_port()
         home = tmp_path / name
@@ -37,13 +46,15 @@ class Replica:
         config = home / "autonomic.yaml"
         config.write_text(
             f"engine:\n  database: '{url}'\n  state_dir: {home / 'state'}\n  host_metrics: false\n"
-            "  interval_s: 0.2\n"
-            f"  leader_election: {{enabled: true, lease_s: 3, renew_s: 2, retry_s: 0.3, identity: {name}}}\n"
-            "services:\n  - name: web\n"
-            f"api: {{port: {self.port}}}\n")
+            f"  interval_s: 0.2\n{engine}"
+            f"  leader_election: {{enabled: true, {lease}, retry_s: 0.3, identity: {name}{election}}}\n"
+            + (extra or "services:\n  - name: web\n")
+            + f"api: {{port: {self.port}}}\n")
         self.log = home / "engine.log"
         with self.log.open("wb") as out:
-            self.proc = subprocess.Popen([sys.executable, "-m", "autonomic.cli", "run", "-c", str(config)],
+            command = ([sys.executable, str(Path(__file__).with_name("skewed.py")), str(skew_s)] if skew_s
+                       else [sys.executable, "-m", "autonomic.cli"])
+            self.proc = subprocess.Popen([*command, "run", "-c", str(config)],
                                          cwd=home, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
                                          env={**os.environ, "COLUMNS": "500"})
 
@@ -71,8 +82,8 @@ def leader_gauge(replica: Replica) -> float:
 def replicas(tmp_path: Path, postgres_url: str) -> Any:
     started: list[Replica] = []
 
-    def start(name: str) -> Replica:
-        r = Replica(tmp_path, name, postgres_url)
+    def start(name: str, url: str | None = None, **kwargs: Any) -> Replica:
+        r = Replica(tmp_path, name, url or postgres_url, **kwargs)
         started.append(r)
         return r
 
@@ -107,6 +118,13 @@ def test_a_standby_takes_over_from_a_frozen_leader_which_then_exits_without_writ
     finally:
         check.close()
     assert [leader_gauge(r) for r in (a, b)] == [1.0, 0.0]
+    # the dashboard's overview, on either replica, says who leads and since when, and its own part
+    views = {r.name: httpx.get(f"http://127.0.0.1:{r.port}/api/v1/overview", timeout=5,
+                               headers={"Authorization": f"Bearer {token}"}).json()["leadership"] for r in (a, b)}
+    for name, role in (("replica-a", "leader"), ("replica-b", "standby")):
+        view = views[name]
+        assert (view["leader"], view["epoch"], view["this_replica"], view["role"]) == ("replica-a", 1, name, role)
+        assert view["since"] is not None and 0 <= view["renewed_s_ago"] < 3 and not view["config_differs"]
 
     os.kill(a.proc.pid, signal.SIGSTOP)
     frozen_at = time.monotonic()
@@ -139,5 +157,161 @@ def test_a_standby_takes_over_from_a_frozen_leader_which_then_exits_without_writ
         assert [e.kind for e in store.audit_events(since_seq=takeover.seq)][-2:] == ["engine.stopped",
                                                                                      "lease.released"]
         assert store.verify_audit().ok
+    finally:
+        store.close()
+
+
+APPROVE = ("services:\n  - name: web\n    actuators: {http: {base_url: 'http://127.0.0.1:9'}}\n"
+           "    fallback: {type: http, params: {method: POST, path: /restart}}\n"
+           "policy: {autonomy: approve}\n")
+
+
+def test_a_request_for_approval_outlives_a_takeover_by_a_replica_whose_clock_is_twenty_minutes_ahead(
+        replicas: Any, postgres_url: str) -> None:
+    """The approval was asked for by the old leader's clock; the new leader, whose machine's clock
+    is 20 minutes ahead, must not take the request (approval_ttl_s 10 minutes) for expired: times
+    in the store are the database server's, whichever replica wrote them."""
+    a = replicas("replica-a", extra=APPROVE, engine="  approval_ttl_s: 600\n")
+    wait_for(lambda: (a.ready() or (0, {}))[1].get("status") == "ok" or None, timeout=30, what="replica-a leading")
+    b = replicas("replica-b", extra=APPROVE, engine="  approval_ttl_s: 600\n", skew_s=1200)
+    wait_for(lambda: (b.ready() or (0, {}))[1].get("status") == "standby" or None, timeout=30,
+             what="replica-b standing by")
+    store = Store(postgres_url)
+    try:
+        token = create_token(store, "alice", "operator")
+        headers = {"Authorization": f"Bearer {token}"}
+        r = httpx.post(f"http://127.0.0.1:{a.port}/api/v1/alerts", json=ALERT, timeout=5, headers=headers)
+        assert r.status_code == 202
+        (waiting,) = wait_for(lambda: [i for i in store.incidents(service="web")
+                                       if i.state == "awaiting_approval"] or None,
+                              timeout=30, what="the leader asking a person to approve")
+        # the skewed standby watched the lease for longer than lease_s and left it alone: the lease
+        # compares no wall clocks
+        lease = store.lease("engine")
+        assert lease is not None and (lease.holder, lease.epoch) == ("replica-a", 1)
+        a.proc.kill()
+        a.proc.wait()
+        wait_for(lambda: (b.ready() or (0, {}))[1].get("status") == "ok" or None, timeout=30,
+                 what="replica-b leading")
+        r = httpx.post(f"http://127.0.0.1:{b.port}/api/v1/approvals/{waiting.id}/approve", timeout=5,
+                       headers=headers, json={"comment": "go"})
+        assert r.status_code == 200, r.text
+        wait_for(lambda: [d for d in store.decisions(waiting.id) if d.verdict == "approved"] or None,
+                 timeout=30, what="the new leader acting on the approval")
+        assert not [e for e in store.audit_events() if e.kind == "approval.expired"]
+    finally:
+        store.close()
+
+
+def runbook_config(marks: Path, seconds: float) -> str:
+    """A service whose remedy (a person approves it) is a runbook that notes its start (with the
+    action's key) in ``marks``, takes ``seconds``, then notes its end."""
+    script = (f"import os, time; f = open({str(marks)!r}, 'a'); f.write('start ' + os.environ['AUTONOMIC_ACTION_KEY']"
+              f" + '\\n'); f.flush(); time.sleep({seconds}); f.write('end\\n')")
+    return ("services:\n  - name: web\n    actuators: {shell: {}}\n"
+            f"    fallback: {{type: shell, params: {{argv: {json.dumps([sys.executable, '-c', script])}, "
+            "timeout_s: 60}}\n"
+            "policy: {autonomy: approve}\n")
+
+
+@pytest.mark.parametrize("cut", ["packets_lost", "connections_killed"])
+def test_a_leader_cut_off_from_postgresql_mid_action_is_fenced_and_its_standby_finishes_without_running_it_again(
+        replicas: Any, postgres_url: str, postgres_server: Any, tmp_path: Path, cut: str) -> None:
+    """The leader's runbook is running when the network between it and the database goes
+    (``packets_lost``: nothing arrives, connections hang; ``connections_killed``: its backends are
+    ended with pg_terminate_backend and new connections refused), for longer than its lease. The
+    standby takes over and leaves the action alone for takeover_grace_s; the runbook, not fenced
+    once started, ends; the deposed leader writes nothing of it (its journal write is fenced when
+    the network is back) and exits 3; the runbook ran once and the action went to a person (a
+    runbook cannot say whether it ran)."""
+    marks = tmp_path / "runbook.log"
+    proxy = PartitionProxy(("127.0.0.1", postgres_server.port))
+    try:
+        config = {"extra": runbook_config(marks, 6), "election": ", takeover_grace_s: 10"}
+        a = replicas("replica-a", url=proxy.url(postgres_url) + "?application_name=replica-a", **config)
+        wait_for(lambda: (a.ready() or (0, {}))[1].get("status") == "ok" or None, timeout=30,
+                 what="replica-a leading")
+        b = replicas("replica-b", **config)
+        wait_for(lambda: (b.ready() or (0, {}))[1].get("status") == "standby" or None, timeout=30,
+                 what="replica-b standing by")
+        store = Store(postgres_url)
+        try:
+            token = create_token(store, "alice", "operator")
+            headers = {"Authorization": f"Bearer {token}"}
+            assert httpx.post(f"http://127.0.0.1:{b.port}/api/v1/alerts", json=ALERT, timeout=5,
+                              headers=headers).status_code == 202
+            (waiting,) = wait_for(lambda: [i for i in store.incidents(service="web")
+                                           if i.state == "awaiting_approval"] or None,
+                                  timeout=30, what="the leader asking a person to approve")
+            r = httpx.post(f"http://127.0.0.1:{b.port}/api/v1/approvals/{waiting.id}/approve", timeout=5,
+                           headers=headers, json={"comment": "go"})
+            assert r.status_code == 200, r.text
+            wait_for(lambda: marks.exists() and "start" in marks.read_text() or None, timeout=30,
+                     what="the leader's runbook starting")
+            if cut == "packets_lost":
+                proxy.hold()
+            else:
+                proxy.refuse()
+                with postgres_server.connect() as conn:
+                    conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                                 "WHERE application_name = 'replica-a'")
+            wait_for(lambda: (b.ready() or (0, {}))[1].get("status") == "ok" or None, timeout=30,
+                     what="replica-b leading")
+            wait_for(lambda: "end" in marks.read_text() or None, timeout=30, what="the runbook ending")
+            (action,) = wait_for(lambda: [x for x in store.actions() if x.state.terminal] or None, timeout=60,
+                                 what="the new leader settling the action")
+            assert action.state == "escalated" and "cannot tell if it ran" in (action.error or "")
+            assert "apply" not in [step.name for step in action.steps], "the deposed leader's result was written"
+
+            proxy.heal()
+            assert a.proc.wait(timeout=60) == 3, a.log.read_text()
+            assert "lost the lease to replica-b (epoch 2)" in a.log.read_text()
+            assert store.get(type(action), action.id) == action, "the deposed leader wrote after the takeover"
+            assert [line.split()[0] for line in marks.read_text().splitlines()] == ["start", "end"]
+            assert store.verify_audit().ok
+        finally:
+            store.close()
+    finally:
+        proxy.close()
+
+
+def test_a_leader_stopped_with_sigterm_hands_the_lease_over_at_once_even_with_a_dashboard_streaming(
+        replicas: Any, postgres_url: str) -> None:
+    """Kubernetes sends SIGTERM to a pod it deletes (a rolling update, a drain). The leader gives
+    the lease up as it stops, so the standby takes over at its next round, without waiting out
+    lease_s (30 s here) or takeover_grace_s; a dashboard streaming events from the leader does not
+    hold the stop up past the pod's grace period."""
+    a = replicas("replica-a", lease="lease_s: 30, renew_s: 20")
+    wait_for(lambda: (a.ready() or (0, {}))[1].get("status") == "ok" or None, timeout=30, what="replica-a leading")
+    b = replicas("replica-b", lease="lease_s: 30, renew_s: 20")
+    wait_for(lambda: (b.ready() or (0, {}))[1].get("status") == "standby" or None, timeout=30,
+             what="replica-b standing by")
+    store = Store(postgres_url)
+    try:
+        token = create_token(store, "alice", "viewer")
+        streaming = threading.Event()
+
+        def watch() -> None:
+            with contextlib.suppress(httpx.HTTPError), httpx.stream(
+                    "GET", f"http://127.0.0.1:{a.port}/api/v1/events", timeout=60,
+                    headers={"Authorization": f"Bearer {token}"}) as r:
+                streaming.set()
+                for _ in r.iter_bytes():
+                    pass
+
+        threading.Thread(target=watch, daemon=True).start()
+        assert streaming.wait(10)
+        a.proc.send_signal(signal.SIGTERM)
+        sent = time.monotonic()
+        assert a.proc.wait(timeout=30) == 0, a.log.read_text()
+        stopped = time.monotonic() - sent
+        wait_for(lambda: (b.ready() or (0, {}))[1].get("status") == "ok" or None, timeout=20,
+                 what="replica-b leading")
+        took = time.monotonic() - sent
+        kinds = [(e.kind, e.actor, e.data) for e in store.audit_events() if e.kind.startswith("lease.")]
+        assert kinds[-2:] == [("lease.released", "replica-a", {"epoch": 1}),
+                              ("lease.acquired", "replica-b", {"epoch": 2, "previous": None})]
+        print(f"SIGTERM to exit {stopped:.2f} s, to the standby leading {took:.2f} s")
+        assert "a call of its may still be in flight" not in b.log.read_text()  # no takeover grace
     finally:
         store.close()

@@ -38,3 +38,21 @@ def test_a_trend_needing_more_history_than_the_series_store_keeps_is_refused_nam
     load(5, [{"metric": "memory_percent", "window_s": 3600}])
     load(1, [{"metric": "memory_percent", "window_s": 3600, "min_span_s": 600}])
     load(0.1, None)  # the default checks fit themselves to the history kept (default_trend_specs)
+
+
+def test_the_config_fingerprint_is_what_decides_what_the_engine_does_not_what_is_each_replicas_own(
+        tmp_path: Path) -> None:
+    def fingerprint(**changes: object) -> str:
+        data: dict[str, object] = {
+            "engine": {"state_dir": str(tmp_path / "a"), "leader_election": {"enabled": True, "identity": "a"}},
+            "services": [{"name": "web"}], "policy": {"autonomy": "approve"}, "api": {"port": 8470}}
+        data.update(changes)
+        return load_config_data(data, source="autonomic.yaml", base_dir=tmp_path).fingerprint
+
+    base = fingerprint()
+    assert fingerprint(engine={"state_dir": str(tmp_path / "b"),
+                               "leader_election": {"enabled": True, "identity": "b"}},
+                       api={"port": 8471}) == base
+    assert fingerprint(policy={"autonomy": "auto"}) != base
+    assert fingerprint(services=[{"name": "web"}, {"name": "api"}]) != base
+    assert fingerprint(builtin_patterns=False) != base

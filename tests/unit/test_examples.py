@@ -48,6 +48,14 @@ def test_the_kubernetes_example_probes_ports_and_secrets_agree_with_its_config()
     assert pod["serviceAccountName"] == docs["ServiceAccount"]["metadata"]["name"]
 
 
+def test_the_kubernetes_example_keeps_one_replica_through_voluntary_disruptions() -> None:
+    """A drain evicts one replica at a time, so one is always there to lead."""
+    docs = _docs()
+    budget = docs["PodDisruptionBudget"]["spec"]
+    assert budget["minAvailable"] == 1
+    assert budget["selector"]["matchLabels"] == docs["Deployment"]["spec"]["selector"]["matchLabels"]
+
+
 def test_the_readmes_config_outline_loads_its_commented_out_engine_section_meaning_defaults(tmp_path: Path) -> None:
     """README "The config file": the outline people copy, with ``engine:`` holding only comments."""
     (outline,) = [b for b in re.findall(r"```yaml\n(.*?)```", README.read_text(encoding="utf-8"), re.S)

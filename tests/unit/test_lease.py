@@ -4,6 +4,7 @@ fake monotonic clock per replica so every duration is exact."""
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -187,6 +188,25 @@ def test_lease_timings_must_leave_the_leader_time_to_stop_first(store_url: str) 
     with pytest.raises(ValueError, match="renew_s < lease_s"):
         LeaderElector(store, identity="a", lease_s=10, renew_s=10)
     store.close()
+
+
+def test_a_standby_started_with_another_config_than_the_leaders_is_told_once_and_says_so(
+        stores: list[Store], caplog: pytest.LogCaptureFixture) -> None:
+    a = LeaderElector(stores[0], identity="a", lease_s=15.0, renew_s=10.0, monotonic=Mono(), config="aaaa")
+    b = LeaderElector(stores[1], identity="b", lease_s=15.0, renew_s=10.0, monotonic=Mono(), config="bbbb")
+    same = LeaderElector(stores[2], identity="c", lease_s=15.0, renew_s=10.0, monotonic=Mono(), config="aaaa")
+    assert a.attempt()
+    with caplog.at_level(logging.WARNING, logger="autonomic.lease"):
+        for _ in range(3):
+            assert not b.attempt() and not same.attempt()
+            assert a.attempt()
+    (warning,) = [r.getMessage() for r in caplog.records if "another config" in r.getMessage()]
+    assert "the leader a runs another config (fingerprint aaaa; this replica's: bbbb)" in warning
+    assert b.config_differs and b.describe() == ("standby; the leader is a (epoch 1); it runs another config "
+                                                 "(aaaa; this replica's: bbbb)")
+    assert not same.config_differs and same.describe() == "standby; the leader is a (epoch 1)"
+    lease = stores[2].lease("engine")
+    assert lease is not None and lease.config == "aaaa"  # kept through the renewals
 
 
 def test_the_lease_is_named_state_other_tools_can_read(stores: list[Store]) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import socket
 import sqlite3
 import sys
 import threading
@@ -901,6 +902,32 @@ def test_an_unusable_postgresql_url_is_a_store_error_naming_it_without_the_passw
     assert "hunter2" not in message
 
 
+def test_a_postgresql_server_that_never_answers_is_a_store_error_after_the_connect_timeout_not_a_hang() -> None:
+    """A server behind a partition, or a proxy that accepts and forwards nothing: the TCP
+    connection is made (the kernel's backlog accepts it) and nothing ever comes back. With
+    libpq's defaults opening the store waited for ever."""
+    silent = socket.create_server(("127.0.0.1", 0), backlog=8)
+    try:
+        url = f"postgresql+psycopg://autonomic@127.0.0.1:{silent.getsockname()[1]}/autonomic"
+        outcome: list[BaseException | None] = []
+
+        def open_store() -> None:
+            try:
+                Store(url).close()
+                outcome.append(None)
+            except BaseException as exc:  # noqa: BLE001 - handed to the test's thread
+                outcome.append(exc)
+
+        opener = threading.Thread(target=open_store, daemon=True)
+        opener.start()
+        opener.join(60)
+        assert not opener.is_alive(), "opening the store still hangs after 60 s"
+        (error,) = outcome
+        assert isinstance(error, StoreError) and "timeout" in str(error).lower(), error
+    finally:
+        silent.close()
+
+
 @pytest.mark.parametrize(("url", "expected"), [
     ("not a url", "'not a url' is not a SQLAlchemy URL"),
     ("http://user:hunter2@example.com/db", "'http://user:***@example.com/db' names a database the store does not"),
@@ -1226,3 +1253,12 @@ def test_pattern_record_is_the_patterns_outcomes_on_the_service_and_peoples_answ
     outcomes, people = store.pattern_record("p", "api")
     assert outcomes == [(197.0, "fail", True), (200.0, "pass", False)]
     assert people == answers[:2]
+
+
+def test_the_server_time_is_the_database_servers_clock_and_shared_only_on_postgresql(
+        store: Store, backend: str) -> None:
+    """PostgreSQL's clock_timestamp() (on this host, the host's time); SQLite has no server."""
+    assert store.shared_clock is (backend == "postgresql")
+    before = time.time()
+    server = store.server_time()
+    assert before - 0.5 <= server <= time.time() + 0.5

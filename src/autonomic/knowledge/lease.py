@@ -82,19 +82,35 @@ class Lease:
     holder: str | None
     epoch: int
     renewals: int
-    acquired_at: float  # wall clock of the holder when it took the lease (for people, not for timing)
-    renewed_at: float  # wall clock of the holder at its last renewal (for people, not for timing)
+    # when the holder took the lease and last renewed it, by the store's clock (the database
+    # server's on PostgreSQL: one clock for every replica); for people, never for timing
+    acquired_at: float
+    renewed_at: float
+    config: str | None = None  # the holder's Config.fingerprint (None: not given, or an older holder)
 
     @classmethod
     def from_state(cls, value: dict[str, Any]) -> Lease:
         holder = value.get("holder")
+        config = value.get("config")
         return cls(holder=None if holder is None else str(holder), epoch=int(value.get("epoch", 0)),
                    renewals=int(value.get("renewals", 0)), acquired_at=float(value.get("acquired_at", 0.0)),
-                   renewed_at=float(value.get("renewed_at", 0.0)))
+                   renewed_at=float(value.get("renewed_at", 0.0)), config=None if config is None else str(config))
 
     def to_state(self) -> dict[str, Any]:
         return {"holder": self.holder, "epoch": self.epoch, "renewals": self.renewals,
-                "acquired_at": self.acquired_at, "renewed_at": self.renewed_at}
+                "acquired_at": self.acquired_at, "renewed_at": self.renewed_at, "config": self.config}
+
+    def summary(self, now: float, lease_s: float) -> str:
+        """Who leads, since when, and whether the holder renews, for a person (``autonomic status``);
+        ``now`` by the store's clock (:meth:`Store.server_time`), ``lease_s`` the config's."""
+        since = time.strftime("%Y-%m-%d %H:%M:%S %z", time.localtime(self.acquired_at))
+        if self.holder is None:
+            return f"none (released {now - self.renewed_at:.0f} s ago; epoch {self.epoch})"
+        age = now - self.renewed_at
+        renewed = (f"renewed {age:.0f} s ago" if age <= lease_s else
+                   f"NOT RENEWED for {age:.0f} s (lease_s {lease_s:g}): the leader is down, frozen or cut off "
+                   "from the store; a standby takes over once it has watched it that long")
+        return f"{self.holder} (epoch {self.epoch}), leading since {since}, {renewed}"
 
     def held_by(self, holder: str, epoch: int) -> bool:
         """Whether ``holder`` holds this lease at ``epoch`` (the fence, a renewal, a release)."""
@@ -114,7 +130,7 @@ class LeaderElector:
 
     def __init__(self, store: Store, *, identity: str | None = None, name: str = ENGINE_LEASE,
                  lease_s: float = 15.0, renew_s: float = 10.0,
-                 monotonic: Callable[[], float] = elapsed_clock) -> None:
+                 monotonic: Callable[[], float] = elapsed_clock, config: str | None = None) -> None:
         if not 0 < renew_s < lease_s:
             raise ValueError(f"need 0 < renew_s < lease_s, got renew_s={renew_s:g}, lease_s={lease_s:g}")
         self.store = store
@@ -132,6 +148,10 @@ class LeaderElector:
         # store): its actuator calls may still be in flight (see Engine.start); None otherwise
         self.took_over_from: str | None = None
         self._store_problem: str | None = None  # the store error last logged (see attempt)
+        # this replica's Config.fingerprint, written into the lease while it holds it; a standby
+        # warns (once per leader and config) when the leader's differs: see _compare_config
+        self.config = config
+        self._config_warned: tuple[str | None, str | None] | None = None
 
     # --- state ---------------------------------------------------------------------------------
 
@@ -145,6 +165,14 @@ class LeaderElector:
         """The lease as this replica last read or wrote it."""
         return self._seen
 
+    @property
+    def config_differs(self) -> bool:
+        """Whether the replica that holds the lease, as last read, runs a config other than this
+        one's (by fingerprint; False when either is not known)."""
+        seen = self._seen
+        return (self.config is not None and seen is not None and seen.holder not in (None, self.identity)
+                and seen.config is not None and seen.config != self.config)
+
     def describe(self) -> str:
         """Who leads, as far as this replica knows: for logs, /readyz and API refusals."""
         if self.leading:
@@ -156,7 +184,9 @@ class LeaderElector:
             return f"this replica ({self.identity}) holds the lease but has not renewed it for {self.renew_s:g} s"
         if self._seen is None or self._seen.holder is None:
             return "no replica leads yet"
-        return f"standby; the leader is {self._seen.holder} (epoch {self._seen.epoch})"
+        differs = (f"; it runs another config ({self._seen.config}; this replica's: {self.config})"
+                   if self.config_differs else "")
+        return f"standby; the leader is {self._seen.holder} (epoch {self._seen.epoch}){differs}"
 
     def check(self) -> None:
         """Raise NotLeaderError unless :attr:`leading`: asked before every actuator call."""
@@ -210,7 +240,8 @@ class LeaderElector:
         free = lease is None or lease.holder is None
         if not free and read - self._seen_since < self.lease_s:
             return
-        taken = self.store.claim_lease(self.name, self.identity, take=None if lease is None else lease.version)
+        taken = self.store.claim_lease(self.name, self.identity, take=None if lease is None else lease.version,
+                                       config=self.config)
         self._observe(taken, self._monotonic())
         if taken.holder == self.identity:
             self._epoch, self._renewed = taken.epoch, started
@@ -218,13 +249,23 @@ class LeaderElector:
             previous = "none" if lease is None or lease.holder is None else lease.holder
             if lease is not None and lease.holder is not None and lease.holder != self.identity:
                 self.took_over_from = lease.holder
-            log.warning("lease %s: this replica (%s) now leads, epoch %d (previous holder: %s)",
-                        self.name, self.identity, taken.epoch, previous)
+            other = (lease is not None and lease.config is not None and self.config is not None
+                     and lease.config != self.config)
+            log.warning("lease %s: this replica (%s) now leads, epoch %d (previous holder: %s)%s",
+                        self.name, self.identity, taken.epoch, previous,
+                        f"; it ran another config ({lease.config}), this replica acts by its own ({self.config})"
+                        if other and lease is not None else "")
 
     def _observe(self, lease: Lease | None, now: float) -> None:
         if lease is None or self._seen is None or lease.version != self._seen.version:
             self._seen_since = now
         self._seen = lease
+        if self.config_differs and lease is not None and self._config_warned != (lease.holder, lease.config):
+            self._config_warned = (lease.holder, lease.config)
+            log.warning("lease %s: the leader %s runs another config (fingerprint %s; this replica's: %s): if "
+                        "this replica takes over, it acts by its own (its services, policy and patterns); "
+                        "start every replica with the same config", self.name, lease.holder, lease.config,
+                        self.config)
 
     def _lose(self) -> None:
         if not self.lost:

@@ -269,6 +269,11 @@ def _install_postgresql_hooks(engine: Engine) -> None:
 
 
 _BACKENDS = ("sqlite", "postgresql")
+# libpq's network settings unless the URL gives its own: a connection attempt gives up after 10 s;
+# a connection whose sent data goes unacknowledged for 30 s (tcp_user_timeout, ms), or whose
+# idle peer misses 3 keepalives 5 s apart after 15 s, is dead (a partition, a host gone)
+_PG_NETWORK_DEFAULTS = {"connect_timeout": 10, "keepalives": 1, "keepalives_idle": 15,
+                        "keepalives_interval": 5, "keepalives_count": 3, "tcp_user_timeout": 30_000}
 
 
 def _parse_url(url: str) -> URL:
@@ -424,8 +429,13 @@ class Store:
             # their own, shorter limit; see _install_postgresql_hooks). Set at connect: no round trip.
             given = parsed.query.get("options", "")
             options = given if isinstance(given, str) else " ".join(given)
+            # a server that cannot be reached must not hang us: with libpq's defaults a connection
+            # to a server behind a partition waited for ever (no connect timeout) and a query sent
+            # into one waited about 15 minutes (TCP's retransmissions), so a deposed leader hung,
+            # neither acting nor exiting to come back as a standby. A URL's own values win.
+            given_args = {k: v for k, v in _PG_NETWORK_DEFAULTS.items() if k not in parsed.query}
             kwargs["connect_args"] = {"options": f"{options} -c idle_in_transaction_session_timeout="
-                                                 f"{int(_PG_IDLE_S * 1000)}".strip()}
+                                                 f"{int(_PG_IDLE_S * 1000)}".strip(), **given_args}
         try:
             engine = create_engine(parsed, **kwargs)
         except ImportError as e:
@@ -944,6 +954,28 @@ class Store:
             conn.execute(self._upsert(StateRow, row, keep=()), row)
             return True
 
+    # --- the server's clock ---------------------------------------------------------------------
+
+    @property
+    def shared_clock(self) -> bool:
+        """Whether the store has a clock of its own that replicas on other machines share (a
+        PostgreSQL server): see :meth:`server_time` and :class:`autonomic.clock.ServerClock`."""
+        return self._engine.dialect.name == "postgresql"
+
+    def server_time(self) -> float:
+        """The database server's wall clock now, in Unix seconds (PostgreSQL's ``clock_timestamp()``;
+        this host's on SQLite, whose every user is on this host). StoreError when it does not answer."""
+        if not self.shared_clock:
+            return time.time()
+        with self._read() as conn:
+            return self._server_time_in(conn)
+
+    def _server_time_in(self, conn: Connection) -> float:
+        """:meth:`server_time`, asked in this transaction."""
+        if not self.shared_clock:
+            return time.time()
+        return float(conn.exec_driver_sql("SELECT extract(epoch FROM clock_timestamp())").scalar_one())
+
     # --- leases (see autonomic.knowledge.lease) --------------------------------------------------
 
     def fence(self, name: str, holder: str, epoch: int) -> None:
@@ -958,27 +990,28 @@ class Store:
         return None if value is None else Lease.from_state(value)
 
     def claim_lease(self, name: str, holder: str, *, renew_epoch: int | None = None,
-                    take: tuple[str | None, int, int] | None = None) -> Lease:
+                    take: tuple[str | None, int, int] | None = None, config: str | None = None) -> Lease:
         """One write transaction on lease ``name``; returns the lease as it is afterwards.
 
         With ``renew_epoch``: renew it when ``holder`` holds it at that epoch (the renewal count
         goes up; no audit event, it is a heartbeat). Otherwise take it when it was never taken,
         was released, or is still exactly ``take`` (the version the caller watched go unrenewed):
         the epoch goes up by one and the change is audited (``lease.acquired``). In every other
-        case nothing is written and the caller sees who holds it."""
+        case nothing is written and the caller sees who holds it. ``config`` (the taker's
+        Config.fingerprint) is kept in the lease for as long as it holds it."""
         key = lease_key(name)
         _storable("lease", {"name": name, "holder": holder})
         with self._write() as conn:
             current = _lease_in(conn, key)
-            now = time.time()
+            now = self._server_time_in(conn)  # the same clock for every replica (for people, not for timing)
             if renew_epoch is not None:
                 if current is None or not current.held_by(holder, renew_epoch):
                     return current or Lease(None, 0, 0, 0.0, 0.0)
                 return self._put_lease(conn, key, Lease(holder, current.epoch, current.renewals + 1,
-                                                        current.acquired_at, now))
+                                                        current.acquired_at, now, current.config))
             if current is not None and current.holder is not None and current.version != take:
                 return current
-            new = self._put_lease(conn, key, Lease(holder, (current.epoch if current else 0) + 1, 0, now, now))
+            new = self._put_lease(conn, key, Lease(holder, (current.epoch if current else 0) + 1, 0, now, now, config))
             self._append(conn, self._head(conn), holder, "lease.acquired", key,
                          {"epoch": new.epoch, "previous": None if current is None else current.holder})
             return new
@@ -993,7 +1026,8 @@ class Store:
             current = _lease_in(conn, key)
             if current is None or not current.held_by(holder, epoch):
                 return False
-            self._put_lease(conn, key, Lease(None, epoch, current.renewals, current.acquired_at, time.time()))
+            self._put_lease(conn, key, Lease(None, epoch, current.renewals, current.acquired_at,
+                                             self._server_time_in(conn), current.config))
             self._append(conn, self._head(conn), holder, "lease.released", key, {"epoch": epoch})
             return True
 

@@ -56,6 +56,7 @@ from autonomic.errors import ConfigError, NotLeaderError, Problem, StoreError, S
 from autonomic.execute.canary import JudgeConfig
 from autonomic.execute.canary import judge as judge_canary
 from autonomic.knowledge import Store
+from autonomic.knowledge.lease import ENGINE_LEASE
 from autonomic.model import Incident, IncidentState
 from autonomic.oversight import dashboard
 from autonomic.oversight.auth import Principal, Role, authenticate
@@ -424,6 +425,27 @@ def _check_service(ctx: ApiContext, service: str | None) -> None:
         raise HTTPException(404, f"no service named {service!r}")
 
 
+def _leadership(ctx: ApiContext) -> dict[str, Any] | None:
+    """Leader election, as the dashboard shows it: which replica leads, since when (the store's
+    clock), how long ago it renewed, and this replica's own part (``role``: leader or standby;
+    None for a process that is no replica, such as ``autonomic serve``). None without leader election."""
+    elector = ctx.engine.elector if ctx.engine is not None else None
+    lease = ctx.store.lease(ENGINE_LEASE)
+    if elector is None and lease is None:
+        return None
+    return {
+        "leader": lease.holder if lease else None,
+        "epoch": lease.epoch if lease else 0,
+        "since": lease.acquired_at if lease and lease.holder else None,
+        "renewed_s_ago": ctx.store.server_time() - lease.renewed_at if lease else None,
+        "lease_s": ctx.config.engine.leader_election.lease_s,
+        "this_replica": elector.identity if elector else None,
+        "role": None if elector is None else "leader" if elector.leading else "standby",
+        "status": elector.describe() if elector else None,
+        "config_differs": bool(elector and elector.config_differs),
+    }
+
+
 # --- routes --------------------------------------------------------------------------------
 
 
@@ -493,6 +515,7 @@ def _read_routes(ctx: ApiContext) -> APIRouter:
                         "per_week": {"limit": policy.rate_limits.per_week, "used": used_week}},
             "open_incidents": [i.model_dump(mode="json") for i in open_incidents],
             "awaiting_approval": sum(i.state == IncidentState.AWAITING_APPROVAL for i in open_incidents),
+            "leadership": _leadership(ctx),
         }
 
     @router.get("/services")

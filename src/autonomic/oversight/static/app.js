@@ -287,6 +287,7 @@ async function renderOverview() {
   lastOverview = ov;
   return [
     killSwitch(ov.paused_global),
+    leadership(ov.leadership),
     ov.awaiting_approval ? h("p", { class: "big" },
       h("a", { href: "#/approvals", testid: "awaiting-link" }, `${ov.awaiting_approval} awaiting approval →`)) : null,
     section("Services", h("div", { class: "grid", testid: "services" }, ov.services.map(serviceCard))),
@@ -295,6 +296,19 @@ async function renderOverview() {
       h("div", {}, section("Circuit breakers", breakers(ov.breakers))),
       h("div", {}, section("Remaining budgets", budgets(ov.budgets)))),
   ];
+}
+
+// leader election: who leads, since when, whether it renews, and this replica's part
+function leadership(l) {
+  if (!l) return null;
+  const stale = l.leader && l.renewed_s_ago > l.lease_s;
+  const parts = [l.leader ? `Leader: ${l.leader} (epoch ${l.epoch}), since ${when(l.since)}` : "No replica leads"];
+  if (stale) parts.push(`NOT RENEWED for ${Math.round(l.renewed_s_ago)} s: down, frozen or cut off from the store`);
+  if (l.this_replica) {
+    parts.push(`this replica (${l.this_replica}) is ${l.role === "leader" ? "the leader" : "a standby"}`);
+  }
+  if (l.config_differs) parts.push("it runs another config than the leader's");
+  return h("p", { class: stale || l.config_differs ? "leader-warn" : "dim", testid: "leadership" }, parts.join(" · "));
 }
 
 function killSwitch(paused) {
