@@ -249,14 +249,16 @@ class Config:
     @cached_property
     def fingerprint(self) -> str:
         """A short hash of what decides what the engine does: the services (with their bindings,
-        thresholds and fallbacks), the policy, every pattern loaded, and the engine's timings. Two
+        thresholds and fallbacks), the policy, every pattern loaded (not where its file is: the
+        same library installed elsewhere is the same), and the engine's timings. Two
         replicas with the same fingerprint act alike; what is each replica's own (its identity,
         state_dir, database URL, API, notifiers) is left out. Published in the lease, so a standby
         started with another config is told before it takes over (see LeaderElector)."""
         engine = self.spec.engine.model_dump(mode="json", exclude={"state_dir", "database", "leader_election"})
         doc = {"engine": engine, "services": [s.model_dump(mode="json") for s in self.spec.services],
                "policy": self.spec.policy.model_dump(mode="json"),
-               "patterns": sorted((p.model_dump(mode="json") for p in self.patterns), key=lambda p: str(p["id"]))}
+               "patterns": sorted((p.model_dump(mode="json", exclude={"source"}) for p in self.patterns),
+                                  key=lambda p: str(p["id"]))}
         return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:12]
 
     @cached_property

@@ -56,3 +56,10 @@ def test_the_config_fingerprint_is_what_decides_what_the_engine_does_not_what_is
     assert fingerprint(policy={"autonomy": "auto"}) != base
     assert fingerprint(services=[{"name": "web"}, {"name": "api"}]) != base
     assert fingerprint(builtin_patterns=False) != base
+    # the same pattern file, from another folder (another replica's mount, another install): the same
+    text = ("id: my-pattern\nversion: 1\ndescription: d\nmatch: {cause: down}\nprior_confidence: 0.5\n")
+    for folder in ("one", "two"):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "p.yaml").write_text(text)
+    mine = fingerprint(patterns=[str(tmp_path / "one")])
+    assert mine != base and fingerprint(patterns=[str(tmp_path / "two")]) == mine
