@@ -347,9 +347,11 @@ def test_status_names_the_replica_that_leads_since_when_and_a_released_lease(cfg
     assert (lease["holder"], lease["epoch"]) == ("pod-a:17:abc123", 1)
     since = time.strftime("%Y-%m-%d %H:%M:%S %z", time.localtime(lease["acquired_at"]))
     shown = cli("status", "-c", cfg).stdout
-    assert f"leader: pod-a:17:abc123 (epoch 1), leading since {since}, renewed 0 s ago" in shown, shown
+    # "0 s ago", give or take the seconds a loaded machine takes between the claim and the command
+    assert re.search(rf"leader: pod-a:17:abc123 \(epoch 1\), leading since {since}, renewed [0-5] s ago",
+                     shown), shown
     store.release_lease("engine", "pod-a:17:abc123", 1)
-    assert "leader: none (released 0 s ago; epoch 1)" in cli("status", "-c", cfg).stdout
+    assert re.search(r"leader: none \(released [0-5] s ago; epoch 1\)", cli("status", "-c", cfg).stdout)
 
 
 def test_status_says_when_the_leader_has_stopped_renewing_and_when_it_runs_another_config(
@@ -363,7 +365,9 @@ def test_status_says_when_the_leader_has_stopped_renewing_and_when_it_runs_anoth
                     event="test.lease_aged")
     shown = cli("status", "-c", cfg).stdout
     assert "renewed 60 s ago" not in shown
-    assert "NOT RENEWED for 60 s (lease_s 15): the leader is down, frozen or cut off from the store" in shown, shown
+    # 60 s, and the second or two a loaded machine takes to run the command
+    assert re.search(r"NOT RENEWED for 6[0-9] s \(lease_s 15\): the leader is down, frozen or cut off from the "
+                     r"store", shown), shown
     assert "the leader runs another config (fingerprint 0123456789ab) than" in shown
     assert json.loads(cli("status", "-c", cfg, "--json").stdout)["lease"]["config"] == "0123456789ab"
 
