@@ -348,7 +348,7 @@ def test_status_names_the_replica_that_leads_since_when_and_a_released_lease(cfg
     since = time.strftime("%Y-%m-%d %H:%M:%S %z", time.localtime(lease["acquired_at"]))
     shown = cli("status", "-c", cfg).stdout
     # "0 s ago", give or take the seconds a loaded machine takes between the claim and the command
-    assert re.search(rf"leader: pod-a:17:abc123 \(epoch 1\), leading since {since}, renewed [0-5] s ago",
+    assert re.search(rf"leader: pod-a:17:abc123 \(epoch 1\), leading since {re.escape(since)}, renewed [0-5] s ago",
                      shown), shown
     store.release_lease("engine", "pod-a:17:abc123", 1)
     assert re.search(r"leader: none \(released [0-5] s ago; epoch 1\)", cli("status", "-c", cfg).stdout)
