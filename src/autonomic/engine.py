@@ -21,9 +21,11 @@ import zlib
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
+from http.cookiejar import CookieJar, DefaultCookiePolicy
 from pathlib import Path
 from typing import Any, Literal
 
+import httpx
 from pydantic import ValidationError
 
 from autonomic.analyze.anomaly import AnomalyDetector
@@ -63,7 +65,7 @@ from autonomic.model import (
 from autonomic.monitor.host import HostSource, ProcessSource
 from autonomic.monitor.probe import HttpProbe, ProbeGroup
 from autonomic.monitor.prometheus import PrometheusScrape
-from autonomic.monitor.promquery import PromQuerySource, PromQuerySpec
+from autonomic.monitor.promquery import PromQuerySource, PromQuerySpec, SharedPromQuery, shared_key
 from autonomic.monitor.series import SeriesStore
 from autonomic.oversight.notify import Dispatcher, build_dispatcher
 from autonomic.oversight.reports import due_reports, report_notification
@@ -251,6 +253,7 @@ class Engine:
         ctx = ActuatorContext(clock=self.clock, state_dir=config.state_dir, supervisor=self.supervisor)
         self.actuators = {t: self.registry.actuator(t)(ctx) for t in self.registry.types("actuator")}
         self.notifiers = notifiers or self._build_notifiers()
+        self._http: httpx.Client | None = None  # the sources' HTTP client, when built here
         self.sources: list[Source] = sources if sources is not None else self._build_sources()
         self.thresholds: dict[str, Thresholds] = {s.name: s.thresholds for s in config.services}
         if config.engine.host_metrics:
@@ -330,14 +333,33 @@ class Engine:
             limits[svc.name] = getattr(binding, "memory_limit_bytes", None)
         if self.supervisor.services():
             sources.append(ProcessSource(self.supervisor.pids, limits))
+        # one HTTP client for every source: a client is ~40 ms and ~0.8 MB to make (its TLS
+        # context), too much per service for a fleet; it keeps no cookies, so none set by one
+        # service is sent to another on the same host
+        client = self._http = httpx.Client(cookies=CookieJar(DefaultCookiePolicy(allowed_domains=[])))
+        shared: dict[tuple[str, str, float], list[PromQuerySource]] = {}  # see SharedPromQuery
+        at: dict[tuple[str, str, float], int] = {}  # where each shared query's first source is
         for svc in self.config.services:
             if len(svc.probes) == 1:
-                sources.append(HttpProbe(svc.name, svc.probes[0]))
+                sources.append(HttpProbe(svc.name, svc.probes[0], client))
             elif svc.probes:  # one reading per collection, so down_after counts collections
-                sources.append(ProbeGroup(svc.name, [HttpProbe(svc.name, p) for p in svc.probes]))
+                sources.append(ProbeGroup(svc.name, [HttpProbe(svc.name, p, client) for p in svc.probes]))
             for m in svc.metrics:
-                sources.append(PromQuerySource(svc.name, m) if isinstance(m, PromQuerySpec)
-                               else PrometheusScrape(svc.name, m))
+                if not isinstance(m, PromQuerySpec):
+                    sources.append(PrometheusScrape(svc.name, m, client))
+                    continue
+                src = PromQuerySource(svc.name, m, client)
+                key = shared_key(m)
+                if key is None:
+                    sources.append(src)
+                elif key in shared:
+                    shared[key].append(src)
+                else:
+                    shared[key], at[key] = [src], len(sources)
+                    sources.append(src)
+        for key, group in shared.items():
+            if len(group) > 1:
+                sources[at[key]] = SharedPromQuery(group)
         return sources
 
     # --- lifecycle -------------------------------------------------------------------------
@@ -502,6 +524,8 @@ class Engine:
             if self.elector is not None:
                 self.elector.release()
         self.notifiers.close(timeout=5)
+        if self._http is not None:
+            self._http.close()
         self.store.close()
 
     @property
