@@ -2295,3 +2295,46 @@ def test_services_sharing_an_instant_query_get_one_source_and_every_source_one_h
     assert len(made) == 1
     engine.shutdown()
     assert made[0].is_closed  # type: ignore[attr-defined]
+
+
+def test_collecting_and_detecting_run_with_the_cyclic_garbage_collector_paused_and_it_is_restored(
+        tmp_path: Path) -> None:
+    """At 100,000 series the per-series objects of a collection (a parsed answer, its samples) set
+    off full collections that walk the whole process, a second or more a tick, and find nothing.
+    So sources and detectors run with the collector paused; it is on again after, and a process
+    that had it off keeps it off."""
+    import gc
+
+    seen: list[tuple[str, bool]] = []
+
+    class Source:
+        name = "recording"
+
+        def collect(self, now: float) -> list[Sample]:
+            seen.append(("collect", gc.isenabled()))
+            return []
+
+    class Detector:
+        name = "recording"
+
+        def detect(self, series: Any, now: float) -> list[Finding]:
+            seen.append(("detect", gc.isenabled()))
+            return []
+
+    data = {"engine": {"state_dir": str(tmp_path / "state"), "host_metrics": False, "interval_s": 1},
+            "builtin_patterns": False, "api": {"enabled": False}, "services": [{"name": "web"}]}
+    clock = FakeClock(T0)
+    engine = Engine(load_config_data(data, source="t.yaml", base_dir=tmp_path), clock=clock, sources=[Source()],
+                    detectors=[Detector()], notifiers=Dispatcher(), store=Store("sqlite://"))
+    engine.start()
+    assert gc.isenabled()
+    engine.tick()
+    assert seen == [("collect", False), ("detect", False)] and gc.isenabled()
+    gc.disable()
+    try:
+        clock.advance(1)
+        engine.tick()
+        assert seen[2:] == [("collect", False), ("detect", False)] and not gc.isenabled()
+    finally:
+        gc.enable()
+    engine.shutdown()
