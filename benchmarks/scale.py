@@ -18,17 +18,19 @@ Per tick, split by stage (seconds; ``first`` tick apart, then median and max of 
 ``fetch_parse`` (the sources' collect: HTTP, JSON, validation), ``ingest`` (writing the samples
 into the series store), ``detect`` (every detector: health states, trends, anomalies),
 ``findings`` (the rest of the tick: findings into incidents, the store, diagnosis and decision).
-Also ``parse_only_s``: :func:`parse_query_response` on the real JSON bytes of one N-series
-answer; ``config_s`` and ``engine_s`` (loading the config, building the engine);
-``rss_per_series_b`` (RSS growth from before the config to after the run, per series) and
-``store_b_per_series`` (the series store's arrays). The stand-in builds each tick's answer
-before the tick (a first request), so its JSON encoding is not in ``fetch_parse``; it still
-shares the core. Runs whose first tick exceeds ``--max-tick-s`` stop after that tick.
+Also ``parse_only_s``: ``json.loads`` and :func:`parse_query_response` on the real bytes of one
+N-series answer (the cyclic garbage collector paused, as in the engine's tick); ``config_s`` and
+``engine_s`` (loading the config, building the engine); ``rss_per_series_b`` (RSS growth from
+before the config to after the run, per series) and ``store_b_per_series`` (the series store's
+arrays). The stand-in builds each tick's answer before the tick (a first request), so its JSON
+encoding is not in ``fetch_parse``; it still shares the core. Runs whose first tick exceeds
+``--max-tick-s`` stop after that tick.
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import logging
 import multiprocessing as mp
@@ -207,9 +209,11 @@ def run_one(n: int, ticks: int, form: str, max_tick_s: float) -> dict[str, Any]:
                 if total > max_tick_s:
                     break
                 clock.advance(INTERVAL_S)
+            gc.disable()  # as in the engine's tick
             t = time.perf_counter()
             parse_query_response(json.loads(body))
             parse_only = time.perf_counter() - t
+            gc.enable()
             incidents = engine.store.incidents(limit=None)
             found = {(inc.service, inc.cause) for inc in incidents}
             family = engine.series._families.get("error_rate")
