@@ -293,6 +293,9 @@ class Config:
         return ActionSpec(type=svc.fallback.type, target=service, params=dict(svc.fallback.params))
 
 
+_LEAVES = frozenset({str, int, float, bool, type(None)})
+
+
 def _env_names(value: Any, found: set[str]) -> None:
     """Add to ``found`` the value of every ``*_env`` field or key in ``value``, recursively."""
     if isinstance(value, BaseModel):
@@ -308,7 +311,7 @@ def _env_names(value: Any, found: set[str]) -> None:
             found.add(v)
         elif isinstance(name, str) and name.endswith("_env") and isinstance(v, dict):  # headers_env
             found.update(x for x in v.values() if isinstance(x, str))
-        else:
+        elif type(v) not in _LEAVES:  # a fleet's config has millions of plain values: not walked
             _env_names(v, found)
 
 

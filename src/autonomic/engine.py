@@ -260,10 +260,10 @@ class Engine:
         if config.engine.host_metrics:
             self.thresholds["host"] = Thresholds()
         held_s = (self.series.capacity - 1) * config.engine.interval_s  # the history a series keeps
-        trend_specs = {s.name: (s.trends if s.trends is not None else default_trend_specs(held_s))
-                       for s in config.services}
+        defaults = default_trend_specs(held_s)  # frozen: one list for every service without its own
+        trend_specs = {s.name: (s.trends if s.trends is not None else defaults) for s in config.services}
         if config.engine.host_metrics:
-            trend_specs["host"] = default_trend_specs(held_s)
+            trend_specs["host"] = defaults
         seasonal = {s.name: s.seasonal_trends for s in config.services if s.seasonal_trends}
         anomalies = {s.name: s.anomalies for s in config.services if s.anomalies}
         self.detectors: list[Detector] = detectors if detectors is not None else [
