@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -198,10 +199,11 @@ class AutonomicSpec(_Spec):
     def _unique_services(cls, services: list[ServiceSpec]) -> list[ServiceSpec]:
         """Service names are unique and ``depends_on`` names only services of this file; a
         problem is reported under ``services`` (with its line), naming the service."""
-        names = [s.name for s in services]
-        dupes = sorted({n for n in names if names.count(n) > 1})
+        counts = Counter(s.name for s in services)  # not names.count per name: a fleet is 100,000 names
+        dupes = sorted(n for n, k in counts.items() if k > 1)
         if dupes:
             raise ValueError(f"service names must be unique: {', '.join(dupes)}")
+        names = counts.keys()
         for svc in services:
             unknown = [d for d in svc.depends_on if d not in names]
             if unknown:
@@ -308,6 +310,9 @@ class Config:
         return ActionSpec(type=svc.fallback.type, target=service, params=dict(svc.fallback.params))
 
 
+_LEAVES = frozenset({str, int, float, bool, type(None)})
+
+
 def _env_names(value: Any, found: set[str]) -> None:
     """Add to ``found`` the value of every ``*_env`` field or key in ``value``, recursively."""
     if isinstance(value, BaseModel):
@@ -323,7 +328,7 @@ def _env_names(value: Any, found: set[str]) -> None:
             found.add(v)
         elif isinstance(name, str) and name.endswith("_env") and isinstance(v, dict):  # headers_env
             found.update(x for x in v.values() if isinstance(x, str))
-        else:
+        elif type(v) not in _LEAVES:  # a fleet's config has millions of plain values: not walked
             _env_names(v, found)
 
 

@@ -63,3 +63,17 @@ def test_the_config_fingerprint_is_what_decides_what_the_engine_does_not_what_is
         (tmp_path / folder / "p.yaml").write_text(text)
     mine = fingerprint(patterns=[str(tmp_path / "one")])
     assert mine != base and fingerprint(patterns=[str(tmp_path / "two")]) == mine
+
+
+def test_repeated_service_names_are_refused_each_named_once_and_depends_on_names_only_listed_services(
+        tmp_path: Path) -> None:
+    """The rule the fleet-sized check (names counted once, not per name) must keep."""
+    def load(services: list[dict[str, object]]) -> None:
+        load_config_data({"services": services}, source="a.yaml", base_dir=tmp_path)
+
+    many: list[dict[str, object]] = [{"name": f"s{i}"} for i in range(50)]
+    with pytest.raises(ConfigError, match=r"service names must be unique: s3, s7$"):
+        load([*many, {"name": "s7"}, {"name": "s3"}, {"name": "s7"}])
+    with pytest.raises(ConfigError, match=r"service 's9' depends on unknown s50, x$"):
+        load([*many[:9], {"name": "s9", "depends_on": ["s1", "s50", "x"]}, *many[10:]])
+    load([*many, {"name": "top", "depends_on": ["s49", "s0"]}])

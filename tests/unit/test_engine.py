@@ -2285,3 +2285,79 @@ def test_a_pattern_the_service_has_no_binding_for_does_not_shadow_a_lower_ranked
     assert [c.pattern_id for c in diagnosis.candidates] == ["better-elsewhere", "fake-down-poke"]
     assert diagnosis.pattern_id == "fake-down-poke"
     assert [c for c, *_ in h.actuator.calls] == ["apply"]
+
+
+def test_services_sharing_an_instant_query_get_one_source_and_every_source_one_http_client(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A family query (``sum by (job) (...)`` read by each service with ``label: job``) is asked once
+    per collection for all of them, not once per service; a range query, or another query, keeps its
+    own source. All sources share one HTTP client: one is ~40 ms and ~0.8 MB to make."""
+    import httpx
+
+    made: list[object] = []
+    real_init = httpx.Client.__init__
+
+    def counted(self: httpx.Client, *args: Any, **kwargs: Any) -> None:
+        made.append(self)
+        real_init(self, *args, **kwargs)
+
+    monkeypatch.setattr(httpx.Client, "__init__", counted)
+    prom = "http://prom.test:9090"
+    family = {"type": "promql", "url": prom, "query": "sum by (job) (x)", "metric": "error_rate", "label": "job"}
+    services = [{"name": f"s{i}", "metrics": [family], "probes": [{"type": "http", "url": f"http://h{i}.test/"}]}
+                for i in range(4)]
+    services.append({"name": "own", "metrics": [{**family, "query": "y"},
+                                                {**family, "mode": "range"},
+                                                {"type": "prometheus", "url": "http://own.test/metrics"}]})
+    data = {"engine": {"state_dir": str(tmp_path / "state"), "host_metrics": False},
+            "builtin_patterns": False, "api": {"enabled": False}, "services": services}
+    engine = Engine(load_config_data(data, source="t.yaml", base_dir=tmp_path), detectors=[], notifiers=Dispatcher())
+    names = [s.name for s in engine.sources]
+    assert names == ["probe:s0", "promql:error_rate:4 services:sum by (job) (x)", "probe:s1", "probe:s2",
+                     "probe:s3", "promql:own:error_rate", "promql:own:error_rate", "prometheus:own"]
+    assert len(made) == 1
+    engine.shutdown()
+    assert made[0].is_closed  # type: ignore[attr-defined]
+
+
+def test_collecting_and_detecting_run_with_the_cyclic_garbage_collector_paused_and_it_is_restored(
+        tmp_path: Path) -> None:
+    """At 100,000 series the per-series objects of a collection (a parsed answer, its samples) set
+    off full collections that walk the whole process, a second or more a tick, and find nothing.
+    So sources and detectors run with the collector paused; it is on again after, and a process
+    that had it off keeps it off."""
+    import gc
+
+    seen: list[tuple[str, bool]] = []
+
+    class Source:
+        name = "recording"
+
+        def collect(self, now: float) -> list[Sample]:
+            seen.append(("collect", gc.isenabled()))
+            return []
+
+    class Detector:
+        name = "recording"
+
+        def detect(self, series: Any, now: float) -> list[Finding]:
+            seen.append(("detect", gc.isenabled()))
+            return []
+
+    data = {"engine": {"state_dir": str(tmp_path / "state"), "host_metrics": False, "interval_s": 1},
+            "builtin_patterns": False, "api": {"enabled": False}, "services": [{"name": "web"}]}
+    clock = FakeClock(T0)
+    engine = Engine(load_config_data(data, source="t.yaml", base_dir=tmp_path), clock=clock, sources=[Source()],
+                    detectors=[Detector()], notifiers=Dispatcher(), store=Store("sqlite://"))
+    engine.start()
+    assert gc.isenabled()
+    engine.tick()
+    assert seen == [("collect", False), ("detect", False)] and gc.isenabled()
+    gc.disable()
+    try:
+        clock.advance(1)
+        engine.tick()
+        assert seen[2:] == [("collect", False), ("detect", False)] and not gc.isenabled()
+    finally:
+        gc.enable()
+    engine.shutdown()

@@ -12,7 +12,7 @@ from pydantic import ValidationError
 
 from autonomic.errors import SourceError
 from autonomic.model import Sample
-from autonomic.monitor.promquery import PromQuerySource, PromQuerySpec, parse_query_response
+from autonomic.monitor.promquery import PromQuerySource, PromQuerySpec, SharedPromQuery, parse_query_response
 
 BASE = "http://prom.test:9090"
 NOW = 1_700_000_000.0
@@ -172,6 +172,51 @@ def test_range_query_polled_again_before_the_next_step_asks_nothing() -> None:
     assert values(src.collect(NOW)) == [(NOW, 1.0)]
     assert src.collect(NOW + 5) == []
     assert len(calls) == 1
+
+
+# --- one query shared by several services ---------------------------------------------------
+
+
+def test_shared_query_asks_once_and_gives_each_service_what_its_own_source_would() -> None:
+    body = vector(({"job": "web", "i": "1"}, "1"), ({"job": "db"}, "7"), ({"job": "web", "i": "2"}, "0.5"),
+                  ({"job": "cache"}, "NaN"), ({"instance": "z"}, "9"), ({"job": "db"}, "1e300"))
+    calls: list[httpx.Request] = []
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        calls.append(request)
+        return httpx.Response(200, json=body)
+
+    client = httpx.Client(transport=httpx.MockTransport(handle))
+    specs = [("web", {"label": "job"}), ("db", {"label": "job"}), ("cache", {"label": "job"}),
+             ("gone", {"label": "job"}), ("all", {}), ("web", {"label": "i", "metric": "other"})]
+
+    def each() -> list[PromQuerySource]:
+        return [PromQuerySource(svc, PromQuerySpec(url=BASE, query="q", **{"metric": "m", **kw}), client)
+                for svc, kw in specs]
+
+    expected = [s for src in each() for s in src.collect(NOW)]
+    assert len(calls) == len(specs)
+    assert SharedPromQuery(each()).collect(NOW) == expected
+    assert len(calls) == len(specs) + 1
+    assert {(s.service, s.value) for s in expected} == {("web", 1.5), ("db", 7 + 1e300), ("all", 9 + 8.5 + 1e300)}
+
+
+def test_a_shared_query_refuses_sources_that_do_not_ask_one_request() -> None:
+    def make(**kw: Any) -> PromQuerySource:
+        return PromQuerySource("web", PromQuerySpec(url=BASE, **{"query": "q", "metric": "m", **kw}))
+
+    for group in ([make(), make(query="other")], [make(mode="range"), make(mode="range")],
+                  [make(), make(timeout_s=1)], []):
+        with pytest.raises(ValueError, match="instant-mode sources asking one query"):
+            SharedPromQuery(group)
+
+
+def test_a_shared_query_that_fails_is_one_source_error_naming_the_url() -> None:
+    client = httpx.Client(transport=httpx.MockTransport(answer(b"oops", 502)))
+    shared = SharedPromQuery([PromQuerySource(svc, PromQuerySpec(url=BASE, query="q", metric="m"), client)
+                              for svc in ("a", "b")])
+    with pytest.raises(SourceError, match=f"^{BASE}/api/v1/query: HTTP 502"):
+        shared.collect(NOW)
 
 
 # --- errors -------------------------------------------------------------------------------

@@ -139,3 +139,21 @@ def test_aligned_reaches_back_through_a_wrapped_ring_and_sees_new_services() -> 
     store.append(Sample("late", "cpu_percent", 8.0, 5.0))  # a row added after the lookup was cached
     assert store.aligned("cpu_percent", services, 7.0, 9.0).tolist() == [85.0, 5.0]
     assert store.aligned("cpu_percent", services, -1.0, 100.0)[0] == 75.0  # all four kept samples
+
+
+def test_a_batch_of_new_series_is_made_room_for_at_once_and_every_sample_lands_in_its_own_row() -> None:
+    """100,000 services' first samples grow a family's arrays once to their number (growing by
+    doubling copied every row ~17 times), NaN samples make no row, and a series twice in the
+    batch gets both samples in order."""
+    store = SeriesStore(capacity=4)
+    store.extend([Sample("old", "m", 0.0, 1.0)])
+    batch = [Sample(f"s{i}", "m", 1.0, float(i)) for i in range(1000)]
+    batch += [Sample("nan", "m", 1.0, math.nan), Sample("s7", "m", 2.0, 70.0), Sample("old", "m", 2.0, 2.0)]
+    store.extend(iter(batch))
+    assert store._families["m"].ts.shape[0] == 1001  # the one row before, and one per new series
+    assert store.latest("s999", "m") == (1.0, 999.0)
+    assert store.window("s7", "m", -math.inf)[1].tolist() == [7.0, 70.0]
+    assert store.window("old", "m", -math.inf)[1].tolist() == [1.0, 2.0]
+    assert store.latest("nan", "m") is None and "nan" not in store.services()
+    store.extend([Sample("late", "m", 3.0, 5.0)])  # one more: doubling again
+    assert store._families["m"].ts.shape[0] == 2002 and store.latest("late", "m") == (3.0, 5.0)

@@ -9,6 +9,7 @@ from autonomic.analyze.causes import cause_of
 from autonomic.analyze.thresholds import HealthDetector, Thresholds, assess
 from autonomic.model import FindingKind, HealthState, Sample, Severity
 from autonomic.monitor.series import SeriesStore
+from autonomic.testing import RecordingReader
 
 NOW = 1_000.0
 
@@ -277,3 +278,24 @@ def test_the_health_state_holds_critical_through_the_hysteresis_band() -> None:
     det.detect(store, NOW + 20)
     assert det.crossed("api") == set()
     assert assess(store, "api", Thresholds(), NOW + 20, crossed=det.crossed("api"))[0] == HealthState.HEALTHY
+
+
+def test_health_reads_only_the_metrics_a_service_has_samples_of() -> None:
+    """A fleet's service reports a few of the dozen metrics with a line: the others cost no read."""
+    store = _feed(SeriesStore(), "error_rate", [0.01, 0.2, 0.3])
+    _feed(store, "up", [1, 1, 1], service="web")
+    reader = RecordingReader(store)
+    [finding] = HealthDetector({"api": Thresholds(), "web": Thresholds()}).detect(reader, NOW)
+    assert (finding.service, finding.metric, finding.kind) == ("api", "error_rate", FindingKind.THRESHOLD)
+    assert {(service, metric) for _, service, metric in reader.reads} == {("api", "error_rate"), ("web", "up")}
+
+
+def test_a_line_below_zero_is_crossed_by_values_at_or_above_it_and_degraded_only_past_its_fraction() -> None:
+    """``extra`` lines may be negative: then the degraded line (0.9 x -10 = -9) lies above the line,
+    and a value between them is a crossing, not merely degraded."""
+    th = Thresholds(extra={"skew": -10.0})
+    [f] = _detect(_feed(SeriesStore(), "skew", [-9.5, -9.5]), th)
+    assert (f.metric, f.value, f.threshold, f.severity) == ("skew", -9.5, -10.0, Severity.CRITICAL)
+    assert _detect(_feed(SeriesStore(), "skew", [-9.5, -10.5]), th) == []
+    state, reasons = assess(_feed(SeriesStore(), "skew", [-12.0, -8.0]), "api", th, NOW)
+    assert (state, reasons) == (HealthState.HEALTHY, [])

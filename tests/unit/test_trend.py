@@ -15,6 +15,7 @@ from autonomic.analyze.trend import TrendDetector, TrendSpec, default_trend_spec
 from autonomic.errors import ConfigError
 from autonomic.model import FindingKind, Sample, Severity
 from autonomic.monitor.series import SeriesStore
+from autonomic.testing import RecordingReader
 
 NOW = 1_700_000_000.0
 STEP = 5.0
@@ -155,6 +156,19 @@ def test_trend_detector_is_silent_for_missing_or_healthy_series() -> None:
     store = SeriesStore()
     store.extend(Sample("api", "memory_percent", NOW - i, 40.0) for i in range(30, 0, -1))
     assert detector.detect(store, NOW) == []
+
+
+def test_trend_detector_reads_no_window_of_a_series_with_no_sample_in_it() -> None:
+    """A fleet's services mostly lack most default forecasts' metrics: each is one cheap ``latest``
+    read, not a window read and a fit."""
+    detector = TrendDetector({"api": default_trend_specs(), "web": default_trend_specs()}, {})
+    store = _store_with_leak()  # api's memory_percent, ending at NOW
+    store.extend([Sample("web", "pool_utilization", NOW - 400, 50.0)])  # older than the 300 s window
+    reader = RecordingReader(store)
+    [finding] = detector.detect(reader, NOW)
+    assert (finding.service, finding.metric) == ("api", "memory_percent")
+    assert [r for r in reader.reads if r[0] == "window"] == [("window", "api", "memory_percent")]
+    assert len(reader.reads) == 7  # one latest per (service, spec), and the one window
 
 
 def test_trend_spec_for_a_metric_without_any_threshold_is_a_config_error() -> None:

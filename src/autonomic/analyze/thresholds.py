@@ -142,11 +142,17 @@ def _fresh_values(series: SeriesReader, service: str, metric: str, now: float, s
 
 
 def _evaluate(
-    series: SeriesReader, service: str, th: Thresholds, now: float, stale_s: float
+    series: SeriesReader, service: str, th: Thresholds, now: float, stale_s: float,
+    lines: Mapping[str, float] | None = None,
 ) -> _Evaluation:
+    """``lines``: ``th.maximums()``, when the caller keeps it. Only the metrics the service has
+    samples of are read (a fleet's service has a few of the dozen lines)."""
     ev = _Evaluation()
     probe_failing = False
+    present = set(series.metrics(service))
     for metric in _DOWN_METRICS:
+        if metric not in present:
+            continue
         values = _fresh_values(series, service, metric, now, stale_s)
         if values is None or values.size == 0:
             continue
@@ -159,20 +165,19 @@ def _evaluate(
         elif failed:
             ev.suspect.append(f"{metric} failed on the latest sample")
 
-    for metric, line in th.maximums().items():
-        if metric == "probe_latency_ms" and (probe_failing or ev.down is not None):
+    for metric, line in (th.maximums() if lines is None else lines).items():
+        if metric not in present or (metric == "probe_latency_ms" and (probe_failing or ev.down is not None)):
             continue
         values = _fresh_values(series, service, metric, now, stale_s)
         if values is None or values.size < th.sustain:
             continue
-        tail = values[-th.sustain :]
-        quoted = [float(x) for x in values[-max(th.sustain, _EVIDENCE_SAMPLES) :]]
-        if bool((tail >= line).all()):
-            ev.crossings.append(_Crossing(metric, float(values[-1]), line, quoted, critical=True))
-        elif bool((tail >= th.degraded_fraction * line).all()):
-            ev.crossings.append(_Crossing(metric, float(values[-1]), line, quoted, critical=False))
+        low = float(values[-th.sustain :].min())  # the tail is at or above a line when its least is
+        critical = low >= line
+        if critical or low >= th.degraded_fraction * line:
+            quoted = [float(x) for x in values[-max(th.sustain, _EVIDENCE_SAMPLES) :]]
+            ev.crossings.append(_Crossing(metric, float(values[-1]), line, quoted, critical=critical))
 
-    if ev.down is None:
+    if ev.down is None and "probe_ok" in present:
         crossing = _availability(series, service, th, now, stale_s)
         if crossing is not None:
             ev.crossings.append(crossing)
@@ -247,6 +252,8 @@ def _held(series: SeriesReader, service: str, th: Thresholds, now: float, stale_
     """Hysteresis: of the maximums in ``crossed`` (crossed earlier, not cleared yet), those not
     crossed now for ``sustain`` samples whose latest value is still at or above the clear line,
     as critical crossings marked ``held``."""
+    if not crossed:
+        return []
     crossed_now = {c.metric for c in ev.crossings if c.critical and not c.is_minimum}
     held: list[_Crossing] = []
     lines = th.maximums()
@@ -301,13 +308,14 @@ class HealthDetector:
         if stale_s <= 0:
             raise ValueError(f"stale_s must be positive, got {stale_s}")
         self.thresholds = dict(thresholds)
+        self._lines = {service: th.maximums() for service, th in self.thresholds.items()}
         self.stale_s = stale_s
         self._crossed: dict[str, set[str]] = {}  # service -> maximums crossed and not yet cleared
 
     def detect(self, series: SeriesReader, now: float) -> Sequence[Finding]:
         findings: list[Finding] = []
         for service, th in self.thresholds.items():
-            ev = _evaluate(series, service, th, now, self.stale_s)
+            ev = _evaluate(series, service, th, now, self.stale_s, self._lines[service])
             if ev.down is not None:
                 findings.append(
                     Finding(

@@ -310,6 +310,9 @@ class TrendDetector:
     def detect(self, series: SeriesReader, now: float) -> Sequence[Finding]:
         findings: list[Finding] = []
         for service, spec, line in self._plan:
+            latest = series.latest(service, spec.metric)
+            if latest is None or latest[0] < now - spec.window_s:
+                continue  # no point in the window: no forecast (rule 1), asked cheaply for a fleet
             ts, values = series.window(service, spec.metric, now - spec.window_s)
             forecast = predict_breach(
                 ts,

@@ -202,19 +202,30 @@ class PromQuerySource:
         self._last_ts: float | None = None
 
     def collect(self, now: float) -> Sequence[Sample]:
+        request = self.request(now)
+        if request is None:
+            return []
+        return self.samples(self.fetch(*request))
+
+    def request(self, now: float) -> tuple[str, dict[str, str | float]] | None:
+        """The URL and parameters of the query to ask at ``now``; None when there is nothing new
+        to ask (range mode, polled again before its next step)."""
         spec = self.spec
         if spec.mode == "instant":
-            url = f"{spec.url}/api/v1/query"
-            params: dict[str, str | float] = {"query": spec.query, "time": now}
-        else:
-            start = now - spec.range_s
-            if self._last_ts is not None:
-                start = max(start, self._last_ts + spec.step_s)
-            if start > now:
-                return []
-            url = f"{spec.url}/api/v1/query_range"
-            params = {"query": spec.query, "start": start, "end": now, "step": spec.step_s}
-        points = combine(self._fetch(url, params), spec.label, self.service)
+            return f"{spec.url}/api/v1/query", {"query": spec.query, "time": now}
+        start = now - spec.range_s
+        if self._last_ts is not None:
+            start = max(start, self._last_ts + spec.step_s)
+        if start > now:
+            return None
+        return f"{spec.url}/api/v1/query_range", {"query": spec.query, "start": start, "end": now,
+                                                   "step": spec.step_s}
+
+    def samples(self, series: Sequence[Series]) -> list[Sample]:
+        """This source's samples of the answer's ``series`` (see :func:`combine`); range mode
+        keeps only points newer than the last it returned, and remembers the newest."""
+        spec = self.spec
+        points = combine(series, spec.label, self.service)
         if spec.mode == "range" and self._last_ts is not None:
             last = self._last_ts
             points = [(ts, v) for ts, v in points if ts > last]
@@ -222,7 +233,9 @@ class PromQuerySource:
             self._last_ts = points[-1][0]
         return [Sample(self.service, spec.metric, ts, value) for ts, value in points]
 
-    def _fetch(self, url: str, params: dict[str, str | float]) -> list[Series]:
+    def fetch(self, url: str, params: dict[str, str | float]) -> list[Series]:
+        """The parsed answer to one query; SourceError naming the URL (credentials shown as
+        ``***``) for anything but a success answer of the query API's shape."""
         try:
             return self._fetch_raw(url, params)
         except SourceError as exc:  # named by its URL, credentials in it shown as ***
@@ -256,3 +269,50 @@ class PromQuerySource:
         """Close the HTTP client if this source created it."""
         if self._owns_client:
             self._client.close()
+
+
+def shared_key(spec: PromQuerySpec) -> tuple[str, str, float] | None:
+    """What makes instant queries one request: the Prometheus, the query and the timeout
+    (None for range mode, whose request depends on what each source returned before)."""
+    return (spec.url, spec.query, spec.timeout_s) if spec.mode == "instant" else None
+
+
+class SharedPromQuery:
+    """Source: the instant-mode :class:`PromQuerySource` of several services that ask the same
+    query of the same Prometheus (a family query such as ``sum by (job) (...)`` that each service
+    reads its own series of with ``label: job``), asked once per collection instead of once per
+    service. Each service gets exactly the samples its own source would have got from that answer;
+    the answer's series are indexed by label value once, so the work is the series in the answer
+    plus the services, not their product. A failed request is one SourceError for them all.
+    """
+
+    def __init__(self, sources: Sequence[PromQuerySource]) -> None:
+        keys = {shared_key(src.spec) for src in sources}
+        if not sources or len(keys) != 1 or None in keys:
+            raise ValueError("a shared query needs instant-mode sources asking one query of one Prometheus")
+        self.sources = list(sources)
+        first = sources[0].spec
+        self.name = f"promql:{first.metric}:{len(sources)} services:{first.query}"
+
+    def collect(self, now: float) -> Sequence[Sample]:
+        first = self.sources[0]
+        request = first.request(now)
+        if request is None:  # instant mode always asks
+            return []
+        series = first.fetch(*request)
+        by_label: dict[str, dict[str, list[Series]]] = {}
+        samples: list[Sample] = []
+        for src in self.sources:
+            label = src.spec.label
+            if label is None:
+                samples += src.samples(series)
+                continue
+            index = by_label.get(label)
+            if index is None:  # label value -> its series, in the answer's order
+                index = by_label[label] = {}
+                for item in series:
+                    value = item[0].get(label)
+                    if value is not None:
+                        index.setdefault(value, []).append(item)
+            samples += src.samples(index.get(src.service, []))
+        return samples

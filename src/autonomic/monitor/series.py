@@ -49,16 +49,26 @@ class _Family:
             return j
         j = len(self.rows)
         if j == self.ts.shape[0]:  # full: double the rows
-            grow = max(4, j)
-            cap = self.ts.shape[1]
-            self.ts = np.concatenate([self.ts, np.zeros((grow, cap))])
-            self.values = np.concatenate([self.values, np.zeros((grow, cap))])
-            self._ts, self._values = self.ts.ravel(), self.values.ravel()
+            self.reserve(j + 1)
         self.head.append(0)
         self.count.append(0)
         self.rows[service] = j
         self.version += 1
         return j
+
+    def reserve(self, rows: int) -> None:
+        """Room for at least ``rows`` rows without growing again: the arrays grow to that, or to
+        double their rows when that is more (so adding rows one by one is amortised O(1), and a
+        batch of many new series grows them once, not once per doubling)."""
+        have = self.ts.shape[0]
+        if rows <= have:
+            return
+        size = max(rows, 2 * have, 4)
+        cap = self.cap
+        ts, values = np.zeros((size, cap)), np.zeros((size, cap))  # untouched pages cost nothing yet
+        ts[:have], values[:have] = self.ts, self.values
+        self.ts, self.values = ts, values
+        self._ts, self._values = ts.ravel(), values.ravel()
 
     def append(self, service: str, ts: float, value: float) -> None:
         j = self.rows.get(service)
@@ -121,7 +131,21 @@ class SeriesStore:
         family.append(sample.service, float(sample.ts), value)
 
     def extend(self, samples: Iterable[Sample]) -> None:
-        for sample in samples:
+        """Store each sample in turn (as :meth:`append`); the rows of the series new to a family
+        are made room for at once first."""
+        batch = samples if isinstance(samples, list | tuple) else list(samples)
+        families = self._families
+        new: dict[str, set[str]] = {}
+        for sample in batch:
+            family = families.get(sample.metric)
+            if (family is None or sample.service not in family.rows) and not math.isnan(sample.value):
+                new.setdefault(sample.metric, set()).add(sample.service)
+        for metric, services in new.items():
+            family = families.get(metric)
+            if family is None:
+                family = families[metric] = _Family(self.capacity)
+            family.reserve(len(family.rows) + len(services))
+        for sample in batch:
             self.append(sample)
 
     def _row(self, service: str, metric: str) -> tuple[_Family, int] | None:

@@ -2,6 +2,7 @@
 
 from autonomic.monitor.replay import ReplaySource
 from autonomic.testing.clock import FakeClock
-from autonomic.testing.fakes import FakeActuator, FakeDetector, FakeNotifier, fake_registry
+from autonomic.testing.fakes import FakeActuator, FakeDetector, FakeNotifier, RecordingReader, fake_registry
 
-__all__ = ["FakeActuator", "FakeClock", "FakeDetector", "FakeNotifier", "ReplaySource", "fake_registry"]
+__all__ = ["FakeActuator", "FakeClock", "FakeDetector", "FakeNotifier", "RecordingReader", "ReplaySource",
+           "fake_registry"]

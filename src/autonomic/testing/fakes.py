@@ -27,6 +27,33 @@ class FakeDetector:
         return due
 
 
+class RecordingReader:
+    """A SeriesReader over another that records the series each read asks for, as
+    ``(method, service, metric)`` in ``reads`` (``window`` and ``latest``: what a detector asks
+    per series, the cost that grows with a fleet)."""
+
+    def __init__(self, inner: SeriesReader) -> None:
+        self.inner = inner
+        self.reads: list[tuple[str, str, str]] = []
+
+    def window(self, service: str, metric: str, since: float) -> tuple[Any, Any]:
+        self.reads.append(("window", service, metric))
+        return self.inner.window(service, metric, since)
+
+    def latest(self, service: str, metric: str) -> tuple[float, float] | None:
+        self.reads.append(("latest", service, metric))
+        return self.inner.latest(service, metric)
+
+    def aligned(self, metric: str, services: tuple[str, ...], since: float, until: float) -> Any:
+        return self.inner.aligned(metric, services, since, until)
+
+    def metrics(self, service: str) -> Sequence[str]:
+        return self.inner.metrics(service)
+
+    def services(self) -> Sequence[str]:
+        return self.inner.services()
+
+
 class FakeParams(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
     op: Literal["poke", "fail", "fail_undo"] = "poke"
