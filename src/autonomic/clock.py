@@ -47,6 +47,11 @@ class ServerClock:
         if seconds > 0:
             time.sleep(seconds)
 
+    def from_host(self, host_time: float) -> float:
+        """``host_time``, a time this host's clock stamped (a git commit, a file's mtime), as the
+        server's clock tells it: the last measured offset added."""
+        return host_time + self.offset
+
     def measure(self, server_time: Callable[[], float]) -> float | None:
         """Ask ``server_time`` once and take the offset from the midpoint of the round trip.
         Returns the change applied (None: none, the round trip too slow or the change noise).

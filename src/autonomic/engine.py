@@ -1226,16 +1226,23 @@ class Engine:
         return out
 
     def _last_change_at(self, service: str) -> float | None:
+        """When the service's bound config file last changed (for ``match.after_change_s``), by the
+        engine's clock: git stamps a commit by this host's clock, which over PostgreSQL is not the
+        engine's (a ServerClock); with this host 20 minutes ahead, a change made a moment ago would
+        otherwise be 20 minutes in the future and match no pattern."""
         binding = self.config.bindings.get(service, {}).get("config")
         if binding is None:
             return None
         from autonomic.execute.config_file import last_change_at
 
         try:
-            return last_change_at(binding)
+            changed = last_change_at(binding)
         except AutonomicError as exc:
             log.warning("cannot read config history of %s: %s", service, exc)
             return None
+        if changed is not None and isinstance(self.clock, ServerClock):
+            return self.clock.from_host(changed)
+        return changed
 
     def _pattern_record(self, service: str) -> dict[str, tuple[float, float]]:
         """Per pattern, (successes, failures) for a diagnosis on ``service``: its record there and a
