@@ -71,12 +71,13 @@ def run_replay(replay: ReplaySource, config: Config, interval_s: float | None = 
     decisions = []
     for inc in incidents:
         for d in store.decisions(inc.id):
-            failed = [g.said() for g in d.gates if not g.passed]
+            # the shadow gate denies every decision here: it holds nothing back, the others do
+            held_back = [g.said() for g in d.gates if not g.passed and g.gate != "shadow"]
             decisions.append({
                 "incident": inc.id, "service": inc.service, "cause": inc.cause, "ts": d.ts,
                 "would_have": d.shadow_verdict.value if d.shadow_verdict else None,
                 "action": d.action.model_dump() if d.action else None, "pattern": d.pattern_id,
-                "held_back_by": [f for f in failed if not f.startswith("shadow:")],
+                "held_back_by": held_back,
             })
     summary = {
         "samples": len(replay), "skipped_rows": replay.skipped, "ticks": ticks,

@@ -50,6 +50,16 @@ def test_replay_reports_what_the_engine_would_have_done_and_executes_nothing(tmp
     assert not (tmp_path / ".autonomic").exists()
 
 
+def test_replay_lists_no_gate_as_holding_back_a_decision_it_would_have_approved(tmp_path: Path) -> None:
+    """The shadow gate, which denies every decision in a replay, is not what held one back: a
+    decision that would have been approved has nothing in ``held back by``."""
+    code, out, err = _run("replay", _recording(tmp_path / "rec.csv"), "--json")
+    assert code == 0, err
+    approved = [d for d in json.loads(out)["decisions"] if d["would_have"] == "approved"]
+    assert len(approved) == 2
+    assert [d["held_back_by"] for d in approved] == [[], []]
+
+
 def test_replay_with_a_config_never_starts_its_services_even_where_it_turns_shadow_off(tmp_path: Path) -> None:
     """The config binds a real process actuator and turns shadow off for web: replay still
     starts nothing and runs nothing; the web decision shows what the policy would allow."""
