@@ -1141,15 +1141,21 @@ class Engine:
             record = self._pattern_record(inc.service)
             recent = self._recent_actions(inc.service, now)
         svc = self.config.service(inc.service)
+        cannot = self._cannot_run(inc.service)
         ctx = DiagnoseContext(now=now, service_type=svc.type if svc else None,
                               last_change_at=self._last_change_at(inc.service), record=record,
-                              recent_actions=recent, cannot_run=self._cannot_run(inc.service))
+                              recent_actions=recent, cannot_run=cannot)
         diagnosis = self._with_root_causes(diagnose(inc, findings, list(self.patterns.values()), ctx), inc, now)
         if diagnosis.action is None and inc.cause not in _NO_FALLBACK_CAUSES:
             fallback = self.config.fallback_action(inc.service)
-            if fallback is not None and diagnosis.pattern_id is None:
+            # a pattern that matched but that this service cannot carry out (a built-in one for an
+            # actuator it does not bind) knows no remedy here either; a hand-over pattern (no
+            # action) said a person decides, and keeps the incident
+            unknown = diagnosis.pattern_id is None or diagnosis.pattern_id in cannot
+            if fallback is not None and unknown:
+                # proposed as no pattern's: its decision then always waits for a person (see _decide)
                 diagnosis = diagnosis.model_copy(update={
-                    "action": fallback,
+                    "action": fallback, "pattern_id": None,
                     "rationale": diagnosis.rationale + "; proposing the service's fallback remedy "
                                  f"({fallback.type} {fallback.params}) for a person to approve"})
         return diagnosis

@@ -3,6 +3,7 @@ store. Each test drives ticks by hand and reads the outcome from the store."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -2361,3 +2362,51 @@ def test_collecting_and_detecting_run_with_the_cyclic_garbage_collector_paused_a
     finally:
         gc.enable()
     engine.shutdown()
+
+
+
+UNBOUND_DISK_FIX = {"id": "disk-fix-unbound", "match": {"cause": "disk", "kind": "forecast"},
+                    "action": {"type": "nobind", "params": {"op": "poke"}}, "prior_confidence": 0.9,
+                    "verify": {"metric": "disk_percent", "max": 90, "window_s": 10, "min_samples": 3}}
+HAND_OVER_DISK = {"id": "disk-hand-over", "match": {"cause": "disk", "kind": "forecast"}, "prior_confidence": 0.5}
+
+
+def _disk_forecast_harness(tmp_path: Path, *more: dict[str, Any]) -> Harness:
+    """svc binds only the fake actuator and has it as its fallback; disk-fix-unbound matches a disk
+    forecast with an actuator type svc does not bind (as the built-in disk-fill-cleanup does for a
+    service without a shell runbook)."""
+    services = [{"name": "svc", "actuators": {"fake": {"name": "x"}}, "thresholds": {"down_after": 2, "sustain": 2},
+                 "fallback": {"type": "fake", "params": {"op": "poke"}}}]
+    h = Harness(tmp_path, policy={"autonomy": "auto"}, patterns=json.dumps({"patterns": [UNBOUND_DISK_FIX, *more]}),
+                unbound="nobind", extra={"services": services})
+    h.engine.submit([Finding(service="svc", metric="disk_percent", kind=FindingKind.FORECAST, cause="disk",
+                             severity=Severity.WARNING, confidence=0.9, ts=h.clock.now(), value=80.0, threshold=90.0,
+                             summary="disk_percent will reach 90 in 600 s")])
+    h.feed("up", 1, 2)
+    return h
+
+
+def test_a_matching_pattern_the_service_cannot_carry_out_leaves_its_fallback_for_a_person_to_approve(
+        tmp_path: Path) -> None:
+    """A pattern matches but svc cannot carry it out: as when no pattern matches, svc's fallback
+    is proposed, and (as no pattern's remedy) waits for a person even at autonomy auto; nothing runs."""
+    h = _disk_forecast_harness(tmp_path)
+    inc = h.incident()
+    diagnosis = h.store.diagnoses(inc.id)[-1]
+    assert diagnosis.action is not None and diagnosis.action.type == "fake"
+    assert diagnosis.pattern_id is None
+    assert diagnosis.candidates[0].pattern_id == "disk-fix-unbound"
+    assert [d.verdict for d in h.store.decisions(inc.id)] == [Verdict.NEEDS_APPROVAL]
+    assert inc.state == IncidentState.AWAITING_APPROVAL
+    assert h.actuator.calls == []
+
+
+def test_a_hand_over_pattern_keeps_the_incident_for_a_person_and_no_fallback_is_proposed(tmp_path: Path) -> None:
+    """A hand-over pattern (no action) that matches says a person decides: the fallback is not
+    proposed, even where a better-ranked pattern cannot run here."""
+    h = _disk_forecast_harness(tmp_path, HAND_OVER_DISK)
+    inc = h.incident()
+    diagnosis = h.store.diagnoses(inc.id)[-1]
+    assert diagnosis.pattern_id == "disk-hand-over" and diagnosis.action is None
+    assert inc.state == IncidentState.ESCALATED
+    assert h.actuator.calls == []
