@@ -1513,7 +1513,9 @@ class Engine:
         """The escalation chain (the ``then`` of the first pattern tried on the incident): after
         an action failed (or was rolled back and the undo restored health), the next pattern in
         the chain not yet tried on this incident becomes the incident's diagnosis and is decided
-        through every gate again; when the chain is spent, a person is paged."""
+        through every gate again; when the chain is spent, a person is paged. A pattern of the
+        chain the service cannot carry out (an actuator it does not bind, a runbook its binding
+        lacks) is passed over, as diagnosis passes it over, and named in the step's audit."""
         tried = [a.pattern_id for a in self.store.actions(incident_id=action.incident_id) if a.pattern_id]
         origin = self.patterns.get(tried[0]) if tried else None  # the chain is the first pattern's
         pattern = self.patterns.get(action.pattern_id or "")
@@ -1523,12 +1525,17 @@ class Engine:
         if inc is None or inc.closed_at is not None:
             return
         now = self.clock.now()
-        nxt = next((self.patterns[p] for p in origin.then if p not in tried and p in self.patterns), None)
+        cannot = self._cannot_run(inc.service)
+        left = [p for p in origin.then if p not in tried and p in self.patterns]
+        passed_over = {p: cannot[p] for p in left if p in cannot}  # as diagnosis passes them over
+        nxt = next((self.patterns[p] for p in left if p not in cannot), None)
         if nxt is None or nxt.action is None:
+            skipped = "".join(f"; {p} passed over: {why}" for p, why in passed_over.items())
             self.notify(Notification(
                 level=Level.ALERT, ts=now, service=inc.service, incident_id=inc.id,
                 title=f"{inc.service}: escalation chain spent",
-                body=f"tried {', '.join(dict.fromkeys(tried))}; none fixed {inc.summary}. A person must act."))
+                body=f"tried {', '.join(dict.fromkeys(tried))}; none fixed {inc.summary}{skipped}. "
+                     "A person must act."))
             return
         target = inc.service if nxt.action.target == "{service}" else nxt.action.target
         diagnosis = Diagnosis(
@@ -1538,7 +1545,8 @@ class Engine:
         )
         again = inc.model_copy(update={"state": IncidentState.DIAGNOSED, "resolution": None, "updated_at": now})
         self.store.record(diagnosis, again, actor="engine", event="incident.escalation_step", subject=inc.id,
-                          data={"failed": pattern.id, "next": nxt.id, "action": action.id})
+                          data={"failed": pattern.id, "next": nxt.id, "action": action.id,
+                                "passed_over": passed_over})
         log.info("incident %s: %s did not fix it; trying %s next", inc.id[:8], pattern.id, nxt.id)
         self.notify(Notification(level=Level.ALERT, ts=now, service=inc.service, incident_id=inc.id,
                                  title=f"{inc.service}: {pattern.id} did not fix it; trying {nxt.id}",

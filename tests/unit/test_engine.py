@@ -2410,3 +2410,26 @@ def test_a_hand_over_pattern_keeps_the_incident_for_a_person_and_no_fallback_is_
     assert diagnosis.pattern_id == "disk-hand-over" and diagnosis.action is None
     assert inc.state == IncidentState.ESCALATED
     assert h.actuator.calls == []
+
+
+def test_an_escalation_chain_passes_over_a_pattern_the_service_cannot_carry_out(tmp_path: Path) -> None:
+    """The chain's next pattern acts through an actuator type svc is not bound to: it is passed
+    over (named in the step's audit) and the one after it is tried; before, it was put forward,
+    failed when run, and its failure counted towards that type's breaker."""
+    elsewhere = ("patterns:\n  - id: next-elsewhere\n    match: {cause: nothing-matches-this}\n"
+                 "    action: {type: elsewhere, params: {op: poke}}\n    prior_confidence: 0.9\n"
+                 "    verify: {metric: up, min: 1}\n")
+    pdir = tmp_path / "patterns"
+    pdir.mkdir(exist_ok=True)
+    (pdir / "chain.yaml").write_text(CHAIN % {"then": "next-elsewhere, fake-down-poke"})
+    h = Harness(tmp_path, patterns=elsewhere, unbound="elsewhere")
+    h.feed("up", 0, 4)
+    inc = h.incident()
+    h.run_until(lambda: len(h.actuator.calls) == 2, "up", 0)
+    h.run_until(lambda: h.store.get(Incident, inc.id).state == IncidentState.RESOLVED, "up", 1)  # type: ignore[union-attr]
+    assert [(a.pattern_id, a.type) for a in h.store.actions(incident_id=inc.id)] == [
+        ("fake-down-first", "fake"), ("fake-down-poke", "fake")]
+    [step] = [e for e in h.store.audit_events() if e.kind == "incident.escalation_step"]
+    assert step.data["next"] == "fake-down-poke"
+    assert "next-elsewhere" in step.data["passed_over"] and "no elsewhere actuator binding" in (
+        step.data["passed_over"]["next-elsewhere"])
