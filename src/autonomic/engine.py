@@ -90,6 +90,7 @@ from autonomic.redact import Secrets
 from autonomic.registry import Registry, default_registry
 
 log = logging.getLogger("autonomic.engine")
+CLOCK_SYNC_S = 60.0  # how often one engine over PostgreSQL measures its clock against the server's
 
 PAUSE_GLOBAL = "pause:global"
 POLICY_OVERRIDE = "policy:override"
@@ -244,9 +245,11 @@ class Engine:
         self.store = store or Store(config.database_url)
         if clock is None and self.store.shared_clock and not shadow_only:
             # replicas on several machines: every time stored and compared is the database server's
-            # (see ServerClock), measured now and at every lease round (see _sync_clock)
+            # (see ServerClock), measured now and at every lease round (see _sync_clock), or every
+            # CLOCK_SYNC_S by the loop of an engine without leader election
             self.clock = ServerClock()
             self._sync_clock()
+        self._next_clock_sync = -math.inf  # when the loop measures the offset again (no leader election)
         # the config's secrets, hidden wherever the engine writes (the audit log, notifications)
         self.secrets = Secrets(config.secret_values())
         self.store.hide(self.secrets)
@@ -649,6 +652,10 @@ class Engine:
         if self._last_now is not None and now < self._last_now:
             self._clock_went_back(self._last_now - now, now)
         self._last_now = now
+        if self.elector is None and isinstance(self.clock, ServerClock) and now >= self._next_clock_sync:
+            # one engine over PostgreSQL: no lease rounds to measure the offset at (see _sync_clock)
+            self._sync_clock()
+            self._next_clock_sync = self.clock.now() + CLOCK_SYNC_S  # by the clock as measured
         if now >= self._next_collect:
             self._next_collect = now + self.config.engine.interval_s
             with _collector_paused():

@@ -56,3 +56,32 @@ def test_a_config_commit_made_just_now_on_this_host_matches_after_change_s_whate
 
     assert diagnosis.pattern_id == "error-spike-after-config-revert", diagnosis.rationale
     assert diagnosis.action is not None and diagnosis.action.params["op"] == "revert_last"
+
+
+def test_one_engine_without_leader_election_measures_the_servers_clock_again_as_it_runs(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Replicas measure at every lease round; one engine over PostgreSQL, with no lease, measured
+    once at start and then kept that offset for ever (a host clock stepped by NTP later, or a
+    first measurement dropped as too slow, was never corrected). Now its loop measures every
+    CLOCK_SYNC_S. (SQLite stands in for PostgreSQL: the server's time is what the store says.)"""
+    import time
+
+    from autonomic.engine import CLOCK_SYNC_S
+
+    config = load_config_data({"engine": {"state_dir": str(tmp_path / "state"), "host_metrics": False}},
+                              source="test.yaml", base_dir=tmp_path)
+    store = Store("sqlite://")
+    clock = ServerClock()
+    engine = Engine(config, clock=clock, store=store, sources=[])
+    engine._sync_clock()
+    assert abs(clock.offset) < 1.0
+    monkeypatch.setattr(store, "server_time", lambda: time.time() + 300.0)  # the server says 5 min later
+    engine.tick()
+    assert clock.offset == pytest.approx(300.0, abs=1.0)
+    monkeypatch.setattr(store, "server_time", lambda: time.time() + 900.0)
+    engine.tick()  # within CLOCK_SYNC_S of the last measurement: not asked again
+    assert clock.offset == pytest.approx(300.0, abs=1.0)
+    engine._next_clock_sync -= CLOCK_SYNC_S
+    engine.tick()
+    assert clock.offset == pytest.approx(900.0, abs=1.0)
+    engine.shutdown()
