@@ -102,6 +102,12 @@ def test_each_builtin_pattern_matches_its_incident_and_no_other(
     assert d.rationale.startswith(expected) and "on api" in d.rationale
 
 
+def test_the_rationale_names_the_runbook_a_shell_remedy_runs(builtin: list[Pattern]) -> None:
+    d = diagnose(incident("disk", FindingKind.FORECAST), [finding("disk_percent", FindingKind.FORECAST, "disk")],
+                 builtin, DiagnoseContext(now=NOW))
+    assert "recommends shell runbook disk-cleanup on api" in d.rationale, d.rationale
+
+
 def test_memory_forecast_reasons_and_action_target(builtin: list[Pattern]) -> None:
     inc = incident("memory", FindingKind.FORECAST)
     d = diagnose(inc, [], builtin, DiagnoseContext(now=NOW))

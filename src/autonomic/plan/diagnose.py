@@ -261,5 +261,9 @@ def diagnose(
 
 
 def _describe(type_name: str, params: Mapping[str, object]) -> str:
+    """``process restart``, ``shell runbook disk-cleanup``, or the type alone."""
     op = params.get("op")
-    return f"{type_name} {op}" if op else type_name
+    if op:
+        return f"{type_name} {op}"
+    runbook = params.get("runbook")
+    return f"{type_name} runbook {runbook}" if runbook else type_name
