@@ -1262,3 +1262,15 @@ def test_the_server_time_is_the_database_servers_clock_and_shared_only_on_postgr
     before = time.time()
     server = store.server_time()
     assert before - 0.5 <= server <= time.time() + 0.5
+
+
+def test_libpq_network_limits_leave_out_tcp_user_timeout_for_a_libpq_older_than_12_and_yield_to_the_url() -> None:
+    """libpq 11 and older refuse a connection given tcp_user_timeout ("invalid connection
+    option"): a store over a system libpq that old (psycopg without its binary) could not open."""
+    from autonomic.knowledge.store import _pg_network_args
+
+    new = _pg_network_args({}, libpq=180006)
+    assert new["tcp_user_timeout"] == 30_000 and new["connect_timeout"] == 10
+    old = _pg_network_args({}, libpq=110022)
+    assert "tcp_user_timeout" not in old and old["keepalives"] == 1 and old["connect_timeout"] == 10
+    assert "connect_timeout" not in _pg_network_args({"connect_timeout": "3"}, libpq=180006)

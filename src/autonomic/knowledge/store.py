@@ -31,7 +31,7 @@ import json
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from time import monotonic, sleep
 from typing import Any, TypeVar
@@ -276,6 +276,21 @@ _PG_NETWORK_DEFAULTS = {"connect_timeout": 10, "keepalives": 1, "keepalives_idle
                         "keepalives_interval": 5, "keepalives_count": 3, "tcp_user_timeout": 30_000}
 
 
+def _pg_network_args(query: Mapping[str, Any], libpq: int | None = None) -> dict[str, int]:
+    """:data:`_PG_NETWORK_DEFAULTS` the URL's ``query`` does not set itself; ``tcp_user_timeout``
+    only for a libpq that knows it (12 and newer: an older one refuses the connection with
+    "invalid connection option"). ``libpq``: its version as ``psycopg.pq.version()`` gives it."""
+    if libpq is None:
+        try:
+            import psycopg
+
+            libpq = psycopg.pq.version()
+        except ImportError:  # no driver: create_engine says so, naming the extra to install
+            libpq = 0
+    return {k: v for k, v in _PG_NETWORK_DEFAULTS.items()
+            if k not in query and (k != "tcp_user_timeout" or libpq >= 120000)}
+
+
 def _parse_url(url: str) -> URL:
     """``url`` parsed; ``postgresql://`` means the psycopg (3) driver whatever SQLAlchemy's default
     is. StoreError, naming the URL without its password, for one the store cannot use."""
@@ -433,7 +448,7 @@ class Store:
             # to a server behind a partition waited for ever (no connect timeout) and a query sent
             # into one waited about 15 minutes (TCP's retransmissions), so a deposed leader hung,
             # neither acting nor exiting to come back as a standby. A URL's own values win.
-            given_args = {k: v for k, v in _PG_NETWORK_DEFAULTS.items() if k not in parsed.query}
+            given_args = _pg_network_args(parsed.query)
             kwargs["connect_args"] = {"options": f"{options} -c idle_in_transaction_session_timeout="
                                                  f"{int(_PG_IDLE_S * 1000)}".strip(), **given_args}
         try:
