@@ -125,6 +125,18 @@ def test_test_matching_pattern_prints_confidence_reasons_and_rank(config: Path, 
     assert lines[-2].startswith("  1. pool-exhaustion-raise ") and lines[-1].startswith("  2. pool-page-a-person ")
 
 
+def test_test_of_a_service_the_config_does_not_name_passes_over_what_it_cannot_run_as_the_engine_does(
+        config: Path, tmp_path: Path) -> None:
+    """An alert may name a service the config does not: it has no bindings, so the engine passes
+    every pattern with an action over; `patterns test -c` said the pattern would act."""
+    path = incident_file(tmp_path, service="ghost")
+    out = run("test", "pool-exhaustion-raise", "--incident", str(path), "-c", str(config))
+    assert out.exit_code == 0, out.output
+    assert "  - cannot run here: ghost has no config actuator binding" in out.output.splitlines(), out.output
+    bare = run("test", "pool-exhaustion-raise", "--incident", str(path))  # no config: the patterns alone
+    assert bare.exit_code == 0 and "cannot run here" not in bare.output, bare.output
+
+
 def test_test_lower_ranked_match_still_exits_0(config: Path, tmp_path: Path) -> None:
     out = run("test", "pool-page-a-person", "-i", str(incident_file(tmp_path)), "-c", str(config), "--json")
     assert out.exit_code == 0, out.output

@@ -192,8 +192,11 @@ def test(
         last_change_at=c.last_change_at,
         record=c.record,
         recent_actions=c.recent_actions,
-        # as the engine does: a pattern the config's service cannot carry out is passed over
-        cannot_run=cannot_run(cfg.patterns, cfg.bindings.get(inc.service, {}), inc.service) if svc else {},
+        # as the engine does: a pattern the config's service cannot carry out is passed over (a
+        # service the config does not name, alerts may, has no bindings: every action is); without
+        # a config, the patterns alone are tested
+        cannot_run=(cannot_run(cfg.patterns, cfg.bindings.get(inc.service, {}), inc.service)
+                    if cfg.source != "<defaults>" else {}),
     )
     diagnosis = diagnose(inc, data.findings, list(cfg.patterns), ctx)
     ranking = [(cand.pattern_id, cand.confidence) for cand in diagnosis.candidates]
