@@ -459,7 +459,8 @@ class Engine:
     def _follow(self, nouns: tuple[Any, ...]) -> None:
         """Keep the cache of unclosed incidents in step with every incident written to the store;
         an incident written closed (by the sweep, or by the executor on a verified fix) is
-        forgotten at once, so per-incident memory is bounded by the unclosed incidents."""
+        forgotten at once, so per-incident memory is bounded by the unclosed incidents (and
+        per-service memory by the services with one)."""
         for noun in nouns:
             if isinstance(noun, Action) and noun.state in TALLIED_STATES:
                 self._tallies = None  # only an action ending changes a pattern's record
@@ -469,7 +470,11 @@ class Engine:
                     self._unclosed_on.setdefault(noun.service, set()).add(noun.id)
                 else:
                     self._incidents.pop(noun.id, None)
-                    self._unclosed_on.get(noun.service, set()).discard(noun.id)
+                    ids = self._unclosed_on.get(noun.service)
+                    if ids is not None:
+                        ids.discard(noun.id)
+                        if not ids:  # a service named only by alerts may never come back
+                            del self._unclosed_on[noun.service]
                     key = (noun.service, noun.cause)
                     if self._open.get(key) == noun.id:
                         del self._open[key]

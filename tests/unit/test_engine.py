@@ -1658,6 +1658,23 @@ def test_the_engine_forgets_every_incident_it_closed_so_memory_stays_flat_over_m
     assert _per_incident_memory(h.engine) == {k: 0 for k in _per_incident_memory(h.engine)}
 
 
+def test_the_engine_forgets_a_service_with_no_unclosed_incident_so_churning_alert_services_stay_flat(
+        tmp_path: Path) -> None:
+    """Alertmanager alerts name services the config does not know (an ``instance`` host, a pod
+    name that changes with every deploy); each gets an incident that later goes quiet and is
+    closed. The engine's index of unclosed incidents per service then holds nothing for them.
+    Before, it kept an empty set per service name ever seen, for the life of the process
+    (40 here)."""
+    h = Harness(tmp_path, policy={"autonomy": "observe"})
+    for i in range(40):
+        h.engine.submit([_alert(h, "DiskFull", service=f"pod-{i}")])
+        h.feed("up", 1, 1)
+    h.feed("up", 1, 40)  # quiet past resolve_after_s: every alert incident is closed
+    assert all(i.closed_at is not None for i in h.store.incidents(limit=100))
+    assert len(h.store.incidents(limit=100)) == 40
+    assert not any(name.startswith("pod-") for name in h.engine._unclosed_on)
+
+
 def test_a_resolved_incident_keeps_the_time_it_was_resolved_and_is_closed_once(tmp_path: Path) -> None:
     """The executor closes an incident when its action is verified; the quiet-time sweep must not
     close it a second time (which moved closed_at, and with it the report's time to resolve,
