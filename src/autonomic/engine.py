@@ -935,6 +935,7 @@ class Engine:
             self._forget(inc_id)
 
     def _forget(self, inc_id: str) -> None:
+        self.queue.discard(("incident", inc_id))  # closed: no step is left (an approval's expiry)
         self._last_seen.pop(inc_id, None)
         self._last_persist.pop(inc_id, None)
         self._pending_repeats.pop(inc_id, None)

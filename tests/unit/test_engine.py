@@ -1698,6 +1698,22 @@ def test_the_engine_forgets_a_service_with_no_unclosed_incident_so_churning_aler
     assert not any(name.startswith("pod-") for name in h.engine._unclosed_on)
 
 
+def test_an_incident_closed_while_it_awaits_approval_leaves_nothing_queued(tmp_path: Path) -> None:
+    """Twelve outages, each waiting for a person who never answers, each closed once it has been
+    quiet for resolve_after_s: the work queue is empty again. Before, each closed incident stayed
+    queued until its approval would have expired (approval_ttl_s, an hour), so the queue grew
+    with every unanswered request made in the last hour (12 here)."""
+    h = Harness(tmp_path, policy={"autonomy": "approve"})
+    for _ in range(12):
+        h.feed("up", 1, 5)
+        h.feed("up", 0, 4)
+        h.feed("up", 1, 35)
+    incidents = h.store.incidents(limit=100)
+    assert len(incidents) == 12 and all(i.closed_at is not None for i in incidents)
+    assert all(h.store.decisions(i.id)[-1].verdict == Verdict.NEEDS_APPROVAL for i in incidents)
+    assert len(h.engine.queue) == 0
+
+
 def test_a_resolved_incident_keeps_the_time_it_was_resolved_and_is_closed_once(tmp_path: Path) -> None:
     """The executor closes an incident when its action is verified; the quiet-time sweep must not
     close it a second time (which moved closed_at, and with it the report's time to resolve,
