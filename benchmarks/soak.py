@@ -10,6 +10,9 @@ gaps come from ``--seed``: crash, memory leak, pool leak (sized to the pool the 
 by then), slowness (the demo's wrong remedy, rolled back) and an error spike no pattern knows
 (a person is asked; its callers are left alone).
 
+An episode that ends with a service left down (the engine handed it to a person: a crash loop,
+a restart held back) is followed by the person on call starting it again (``operator_starts``).
+
 Every ``--sample-s`` (60) it samples the process: RSS, CPU seconds and wall time per engine tick,
 open file descriptors, threads, child processes (and zombies), the SQLite file and its WAL,
 unclosed incidents and the oldest one's age, series held, rows per table, the service logs, the
@@ -25,12 +28,14 @@ turn most of the run into escalations).
 Usage: ``python benchmarks/soak.py --minutes 60 --json [--seed 1] [--samples soak.jsonl]``;
 prints one JSON line: start, end and slope per hour (least squares over the samples after
 ``--warmup-s``) of each figure, and the outcome counts. ``--tracemalloc`` adds the 15 biggest
-allocation growths between the end of the warm-up and the end (slow: for hunting a leak).
+allocation growths between the end of the warm-up and the end, and ``--profile DIR`` writes a
+cProfile of each sample period's ticks (both slow: for hunting a leak or a creeping tick).
 """
 
 from __future__ import annotations
 
 import argparse
+import cProfile
 import gc
 import json
 import logging
@@ -134,25 +139,42 @@ def containers(engine: Engine) -> dict[str, int]:
 
 
 class TickTimer:
-    """Wraps ``engine.tick``: wall and CPU (this thread's) seconds of every tick since the last read."""
+    """Wraps ``engine.tick``: wall and CPU (this thread's) seconds of every tick since the last
+    read; with ``profile_dir``, each period's ticks are also profiled (cProfile), one pstats file
+    per sample, to diff an early period with a late one."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, profile_dir: Path | None = None) -> None:
         self._tick = engine.tick
         self._lock = threading.Lock()
         self._wall: list[float] = []
         self._cpu: list[float] = []
+        self.profile_dir = profile_dir
+        self._profile = cProfile.Profile() if profile_dir is not None else None
         engine.tick = self  # type: ignore[method-assign]
 
     def __call__(self) -> None:
         w0, c0 = time.perf_counter(), time.thread_time()
-        self._tick()
+        with self._lock:
+            profile = self._profile
+        if profile is not None:
+            profile.enable()
+        try:
+            self._tick()
+        finally:
+            if profile is not None:
+                profile.disable()
         with self._lock:
             self._wall.append(time.perf_counter() - w0)
             self._cpu.append(time.thread_time() - c0)
 
-    def take(self) -> tuple[list[float], list[float]]:
+    def take(self, label: str = "") -> tuple[list[float], list[float]]:
         with self._lock:
             wall, cpu, self._wall, self._cpu = self._wall, self._cpu, [], []
+            profile = self._profile
+            if profile is not None:
+                self._profile = cProfile.Profile()
+        if profile is not None and self.profile_dir is not None:
+            profile.dump_stats(self.profile_dir / f"ticks-{label}.pstats")
         return wall, cpu
 
 
@@ -168,7 +190,7 @@ def sample(engine: Engine, timer: TickTimer, t0: float, api: tuple[str, str] | N
     now = time.time()
     state_dir = engine.config.state_dir
     db = state_dir / "autonomic.db"
-    wall, cpu = timer.take()
+    wall, cpu = timer.take(f"{now - t0:06.0f}s")
     usage = resource.getrusage(resource.RUSAGE_SELF)
     live, zombies = children(os.getpid())
     unclosed = engine.store.incidents(unclosed=True, limit=None)
@@ -297,6 +319,24 @@ def next_scenario(rng: random.Random, engine: Engine) -> Scenario:
                     cascade=cascade)
 
 
+def person_on_call(engine: Engine, urls: dict[str, str], t0: float) -> int:
+    """What the person paged does when a fault's episode ends with a service still down (the
+    engine handed it over: a crash loop, a restart held back): start it again through the
+    supervisor, as ``systemctl start`` would. Returns how many were started. Without this, one
+    escalation leaves a service down for the rest of the soak, and every later fault on it or on
+    the services calling it has nothing to act on."""
+    started = 0
+    for name, url in urls.items():
+        if scenario._healthy(url) or engine.supervisor.pid(name) is not None:
+            continue
+        engine.supervisor.start(name)
+        started += 1
+        print(f"[{time.time() - t0:7.0f}s] the person on call started {name} again", file=sys.stderr, flush=True)
+    if started:
+        scenario._wait(lambda: all(scenario._healthy(u) for u in urls.values()), 30)
+    return started
+
+
 def soak_config(work: Path) -> Path:
     """The demo's config at its fast pace, with the rate limits lifted and a short breaker."""
     path, _ = scenario.prepare(work, PACE)
@@ -314,7 +354,7 @@ def _urls(config: Any) -> dict[str, str]:
 
 
 def run(minutes: float, seed: int, sample_s: float, warmup_s: float, samples_path: Path | None,
-        use_tracemalloc: bool, timeline_path: Path | None) -> dict[str, Any]:
+        use_tracemalloc: bool, timeline_path: Path | None, profile_dir: Path | None = None) -> dict[str, Any]:
     from autonomic.oversight.api import ApiContext, create_app
     from autonomic.oversight.auth import create_token
 
@@ -325,7 +365,9 @@ def run(minutes: float, seed: int, sample_s: float, warmup_s: float, samples_pat
     urls = _urls(config)
     metrics = EngineMetrics()
     engine = Engine(config, metrics=metrics)
-    timer = TickTimer(engine)
+    if profile_dir is not None:
+        profile_dir.mkdir(parents=True, exist_ok=True)
+    timer = TickTimer(engine, profile_dir)
     server = ApiServer(create_app(ApiContext(store=engine.store, config=config, engine=engine, metrics=metrics)),
                        host="127.0.0.1", port=0)
     server.start()
@@ -340,6 +382,7 @@ def run(minutes: float, seed: int, sample_s: float, warmup_s: float, samples_pat
         samples_path.write_text("")
     sampler = Sampler(engine, timer, t0, sample_s, (server.url, token), samples_path)
     results: list[scenario.Result] = []
+    operator_starts = 0
     audit: Any = None
     snap_start: tracemalloc.Snapshot | None = None
     growth: list[str] = []
@@ -365,6 +408,7 @@ def run(minutes: float, seed: int, sample_s: float, warmup_s: float, samples_pat
             r = results[-1]
             print(f"[{time.time() - t0:7.0f}s] {sc.name}: {r.outcome} (expected {r.expected}) {'; '.join(r.notes)}",
                   file=sys.stderr, flush=True)
+            operator_starts += person_on_call(engine, urls, t0)
         # the last symptoms go quiet: every incident should close within resolve_after_s
         scenario._pump_for(engine, timeline, config.engine.resolve_after_s + 10 * config.engine.interval_s)
         sampler.stop.set()
@@ -410,6 +454,7 @@ def run(minutes: float, seed: int, sample_s: float, warmup_s: float, samples_pat
                                         "pattern": a.pattern_id, "state": a.state.value}
                                        for a in scenario.uncovered(actions, results)],
         "actions_total": len(actions),
+        "operator_starts": operator_starts,
         "incidents_total": len(incidents),
         "audit_ok": bool(audit.ok) if audit is not None else False,
         "audit_events": audit.checked if audit is not None else 0,
@@ -437,10 +482,12 @@ def main() -> int:
     parser.add_argument("--samples", type=Path, help="write every sample here, one JSON line each")
     parser.add_argument("--timeline", type=Path, help="write the engine's audit timeline here")
     parser.add_argument("--tracemalloc", action="store_true", help="report the biggest allocation growths")
+    parser.add_argument("--profile", type=Path, metavar="DIR",
+                        help="profile the engine's ticks, one pstats file per sample period, into DIR")
     parser.add_argument("--json", action="store_true", help="print only the JSON line on stdout")
     args = parser.parse_args()
     summary = run(args.minutes, args.seed, args.sample_s, args.warmup_s, args.samples, args.tracemalloc,
-                  args.timeline)
+                  args.timeline, args.profile)
     if args.json:
         print(json.dumps(summary))
     else:
