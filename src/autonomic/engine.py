@@ -281,6 +281,11 @@ class Engine:
             *([AnomalyDetector(anomalies)] if anomalies else []),
         ]
         self.patterns = {p.id: p for p in config.patterns}
+        edges = [(s.name, d) for s in config.services for d in s.depends_on]
+        # service -> what it depends on, transitively (see _busy_until)
+        self._dependencies: dict[str, tuple[str, ...]] = {
+            s.name: tuple(d for d in dependency_closure(edges, s.name) if d != s.name)
+            for s in config.services if s.depends_on}
         election = config.engine.leader_election
         # replicas over one database: only the lease's holder runs the loop (see run())
         self.elector: LeaderElector | None = None if not election.enabled or shadow_only else LeaderElector(
@@ -492,7 +497,8 @@ class Engine:
     def _follow(self, nouns: tuple[Any, ...]) -> None:
         """Keep the cache of unclosed incidents in step with every incident written to the store;
         an incident written closed (by the sweep, or by the executor on a verified fix) is
-        forgotten at once, so per-incident memory is bounded by the unclosed incidents."""
+        forgotten at once, so per-incident memory is bounded by the unclosed incidents (and
+        per-service memory by the services with one)."""
         for noun in nouns:
             if isinstance(noun, Action) and noun.state in TALLIED_STATES:
                 self._tallies = None  # only an action ending changes a pattern's record
@@ -502,7 +508,11 @@ class Engine:
                     self._unclosed_on.setdefault(noun.service, set()).add(noun.id)
                 else:
                     self._incidents.pop(noun.id, None)
-                    self._unclosed_on.get(noun.service, set()).discard(noun.id)
+                    ids = self._unclosed_on.get(noun.service)
+                    if ids is not None:
+                        ids.discard(noun.id)
+                        if not ids:  # a service named only by alerts may never come back
+                            del self._unclosed_on[noun.service]
                     key = (noun.service, noun.cause)
                     if self._open.get(key) == noun.id:
                         del self._open[key]
@@ -981,6 +991,7 @@ class Engine:
             self._forget(inc_id)
 
     def _forget(self, inc_id: str) -> None:
+        self.queue.discard(("incident", inc_id))  # closed: no step is left (an approval's expiry)
         self._last_seen.pop(inc_id, None)
         self._last_persist.pop(inc_id, None)
         self._pending_repeats.pop(inc_id, None)
@@ -1004,15 +1015,24 @@ class Engine:
         log.info("incident %s cleared on its own", inc.id[:8])
         return True
 
-    def _busy_until(self, service: str, now: float) -> float | None:
-        """One action in flight per service, and a settle time after each one ends."""
+    def _busy_until(self, service: str, now: float, *, echo: bool = True) -> float | None:
+        """One action in flight per service, and a settle time after each one ends. With ``echo``
+        (the diagnosis does not already name a dependency behind the trouble, which the
+        root_cause gate then denies at once), the same for an action on anything ``service``
+        depends on (``depends_on``, transitively): a caller's symptoms while its dependency is
+        being fixed, or in the seconds after (its errors lag the dependency's recovery), may be
+        echoes that root-cause ranking, looking at what is departing now, no longer traces to the
+        dependency. The incident waits; an echo clears on its own meanwhile, and a trouble of the
+        caller's own is diagnosed again and decided afterwards."""
         settle = self.config.engine.settle_s
-        live, latest_end = self.store.service_activity(service)
-        if live:
-            return now + self.config.engine.interval_s
-        if latest_end and now < latest_end + settle:
-            return latest_end + settle
-        return None
+        until = None
+        for name in (service, *(self._dependencies.get(service, ()) if echo else ())):
+            live, latest_end = self.store.service_activity(name)
+            if live:
+                return now + self.config.engine.interval_s
+            if latest_end and now < latest_end + settle:
+                until = max(until or 0.0, latest_end + settle)
+        return until
 
     def _retry_after(self, inc: Incident, diagnosis: Diagnosis, now: float) -> float | None:
         """A further attempt on an incident that already had one (its escalation chain) waits
@@ -1039,10 +1059,10 @@ class Engine:
             if self._close_if_cleared(inc, now):
                 return None
             with self.store.reading():  # one snapshot for the busy check and every gate's read
-                busy = self._busy_until(inc.service, now)
+                diagnosis = self.store.diagnoses(inc.id)[-1]
+                busy = self._busy_until(inc.service, now, echo=not diagnosis.impacted_by)
                 if busy is not None:
                     return busy
-                diagnosis = self.store.diagnoses(inc.id)[-1]
                 retry = self._retry_after(inc, diagnosis, now)
                 if retry is not None:
                     return retry
@@ -1111,7 +1131,7 @@ class Engine:
         with self._holding_notifications(), self.store.unit():
             inc = self._record_diagnosis(inc, diagnosis, now)
             with self.store.reading():
-                busy = self._busy_until(inc.service, now)
+                busy = self._busy_until(inc.service, now, echo=not diagnosis.impacted_by)
                 ctx = self._gate_context(inc, diagnosis, now, human=False) if busy is None else None
             if busy is not None:
                 return busy

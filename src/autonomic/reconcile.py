@@ -29,6 +29,22 @@ class WorkQueue:
             return
         self._due[key] = due
         heapq.heappush(self._heap, (due, next(self._seq), key))
+        if current is not None:  # the entry it was queued with is superseded
+            self._compact()
+
+    def discard(self, key: Key) -> None:
+        """Forget ``key`` if it is queued (its item needs nothing more: an incident closed)."""
+        if self._due.pop(key, None) is not None:
+            self._compact()
+
+    def _compact(self) -> None:
+        """Drop the superseded entries (a key discarded, or queued again earlier) once they are
+        most of the heap: otherwise each would stay until its own due time came, which may be an
+        hour away (an approval's expiry), so memory would follow the keys queued in the last
+        hour rather than the keys queued now."""
+        if len(self._heap) > 2 * len(self._due) + 64:
+            self._heap = [entry for entry in self._heap if self._due.get(entry[2]) == entry[0]]
+            heapq.heapify(self._heap)
 
     def pop_due(self, now: float) -> list[Key]:
         """Every key whose due time has come, earliest first, each once."""

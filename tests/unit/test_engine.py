@@ -1230,11 +1230,11 @@ def test_an_answer_to_an_incident_that_closed_meanwhile_is_removed_not_polled_fo
 class GraphHarness(Harness):
     """web depends on api; both bound to the fake actuator. ``feed`` takes a value per service."""
 
-    def __init__(self, tmp_path: Path) -> None:
+    def __init__(self, tmp_path: Path, settle_s: float = 0) -> None:
         super().__init__(tmp_path, rollback=True)
         data = {
             "engine": {"interval_s": 1, "state_dir": str(tmp_path / "state2"), "host_metrics": False,
-                       "settle_s": 0, "resolve_after_s": 30},
+                       "settle_s": settle_s, "resolve_after_s": 30},
             "services": [{"name": "web", "depends_on": ["api"], "actuators": {"fake": {"name": "w"}},
                           "thresholds": {"down_after": 2, "sustain": 2}},
                          {"name": "api", "actuators": {"fake": {"name": "a"}},
@@ -1281,6 +1281,29 @@ def test_an_impacted_service_is_not_acted_on_when_its_dependency_explains_it(tmp
     assert h.store.decisions(api.id)[0].verdict == Verdict.APPROVED
     text = render_text(explain_incident(h.store, web.id))
     assert "root cause ranking" in text and "api: root_cause" in text and "[FAIL] root_cause" in text
+
+
+def test_a_callers_echo_of_a_dependency_just_fixed_waits_out_the_fix_and_is_not_acted_on(tmp_path: Path) -> None:
+    """api goes down and is restarted at once; web (which calls api) fails for a few seconds
+    after api is back, its errors lagging api's recovery, and then recovers. Only api is acted
+    on: an incident on a service waits while an action on anything it depends on runs, verifies
+    and settles, and web's clears on its own meanwhile. Before, web's incident was decided at
+    once; root-cause ranking looks only at what is departing now, api was up again, so web was
+    its own root cause and was acted on too (the soak found it: web's config reverted 2 s after
+    api's restart, then rolled back)."""
+    h = GraphHarness(tmp_path, settle_s=10)
+    for _ in range(120):
+        h.tick(web=1, api=1)
+    h.tick(web=1, api=0)
+    h.tick(web=1, api=0)
+    for _ in range(3):  # api restarted; web's calls still failing
+        h.tick(web=0, api=1)
+    for _ in range(40):
+        h.tick(web=1, api=1)
+    assert [a.service for a in h.store.actions()] == ["api"]
+    (web,) = h.store.incidents(service="web")
+    assert web.closed_at is not None and web.resolution == Resolution.CLEARED
+    assert h.store.decisions(web.id) == []
 
 
 def test_a_service_whose_dependencies_are_healthy_is_its_own_root_cause(tmp_path: Path) -> None:
@@ -1657,6 +1680,39 @@ def test_the_engine_forgets_every_incident_it_closed_so_memory_stays_flat_over_m
     assert len(incidents) == 12
     assert all(i.closed_at is not None and i.state == IncidentState.RESOLVED for i in incidents)
     assert _per_incident_memory(h.engine) == {k: 0 for k in _per_incident_memory(h.engine)}
+
+
+def test_the_engine_forgets_a_service_with_no_unclosed_incident_so_churning_alert_services_stay_flat(
+        tmp_path: Path) -> None:
+    """Alertmanager alerts name services the config does not know (an ``instance`` host, a pod
+    name that changes with every deploy); each gets an incident that later goes quiet and is
+    closed. The engine's index of unclosed incidents per service then holds nothing for them.
+    Before, it kept an empty set per service name ever seen, for the life of the process
+    (40 here)."""
+    h = Harness(tmp_path, policy={"autonomy": "observe"})
+    for i in range(40):
+        h.engine.submit([_alert(h, "DiskFull", service=f"pod-{i}")])
+        h.feed("up", 1, 1)
+    h.feed("up", 1, 40)  # quiet past resolve_after_s: every alert incident is closed
+    assert all(i.closed_at is not None for i in h.store.incidents(limit=100))
+    assert len(h.store.incidents(limit=100)) == 40
+    assert not any(name.startswith("pod-") for name in h.engine._unclosed_on)
+
+
+def test_an_incident_closed_while_it_awaits_approval_leaves_nothing_queued(tmp_path: Path) -> None:
+    """Twelve outages, each waiting for a person who never answers, each closed once it has been
+    quiet for resolve_after_s: the work queue is empty again. Before, each closed incident stayed
+    queued until its approval would have expired (approval_ttl_s, an hour), so the queue grew
+    with every unanswered request made in the last hour (12 here)."""
+    h = Harness(tmp_path, policy={"autonomy": "approve"})
+    for _ in range(12):
+        h.feed("up", 1, 5)
+        h.feed("up", 0, 4)
+        h.feed("up", 1, 35)
+    incidents = h.store.incidents(limit=100)
+    assert len(incidents) == 12 and all(i.closed_at is not None for i in incidents)
+    assert all(h.store.decisions(i.id)[-1].verdict == Verdict.NEEDS_APPROVAL for i in incidents)
+    assert len(h.engine.queue) == 0
 
 
 def test_a_resolved_incident_keeps_the_time_it_was_resolved_and_is_closed_once(tmp_path: Path) -> None:

@@ -18,6 +18,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -198,10 +199,14 @@ def _healthy(url: str) -> bool:
         return False
 
 
-def play(engine: Engine, urls: dict[str, str], pace: Pace, timeline: Timeline) -> list[Result]:
+def play(engine: Engine, urls: dict[str, str], pace: Pace, timeline: Timeline,
+         scenarios: Sequence[Scenario] = SCENARIOS) -> list[Result]:
+    """Play ``scenarios`` in order (the demo's five by default; the soak benchmark plays a random
+    sequence of its own), one fault at a time; each result's ``started``..``ended`` is the time
+    its fault may explain an action (see :func:`false_interventions`)."""
     store = engine.store
     results = []
-    for sc in SCENARIOS:
+    for sc in scenarios:
         timeline.say(f"scenario {sc.name}: {sc.story}", "bold blue")
         res = Result(sc.name, sc.service, sc.expected, started=time.time())
         known = {i.id for i in store.incidents(service=sc.service, limit=1000)}
@@ -280,14 +285,15 @@ def _left_alone(engine: Engine) -> list[dict[str, Any]]:
     return found
 
 
+def uncovered(actions: list[Action], results: list[Result]) -> list[Action]:
+    """The actions on a service that had no injected fault when the action was decided."""
+    return [a for a in actions
+            if not any(r.service == a.service and r.started <= a.created_at <= r.ended for r in results)]
+
+
 def false_interventions(actions: list[Action], results: list[Result]) -> int:
-    """Actions on a service that had no injected fault when the action was decided."""
-    count = 0
-    for a in actions:
-        covered = any(r.service == a.service and r.started <= a.created_at <= r.ended for r in results)
-        if not covered:
-            count += 1
-    return count
+    """How many actions were on a service that had no injected fault when decided (:func:`uncovered`)."""
+    return len(uncovered(actions, results))
 
 
 def run_demo(*, fast: bool = False, as_json: bool = False, keep: bool = False,
