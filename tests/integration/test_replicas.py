@@ -65,6 +65,15 @@ class Replica:
             return None
         return r.status_code, r.json()
 
+    def status(self) -> str | None:
+        """What /readyz says it is ("ok": leading, "standby", ...), or None when it does not answer."""
+        ready = self.ready()
+        return None if ready is None else ready[1].get("status")
+
+    def wait_status(self, status: str, timeout: float) -> None:
+        """Wait until /readyz says ``status`` ("ok": it leads; "standby")."""
+        wait_for(lambda: self.status() == status or None, timeout=timeout, what=f"{self.name} {status}")
+
     def stop(self) -> None:
         if self.proc.poll() is None:
             os.kill(self.proc.pid, signal.SIGCONT)
@@ -95,7 +104,7 @@ def replicas(tmp_path: Path, postgres_url: str) -> Any:
 def test_a_standby_takes_over_from_a_frozen_leader_which_then_exits_without_writing(
         replicas: Any, postgres_url: str) -> None:
     a = replicas("replica-a")
-    wait_for(lambda: (a.ready() or (0, {}))[1].get("status") == "ok" or None, timeout=30, what="replica-a leading")
+    a.wait_status("ok", timeout=30)
     b = replicas("replica-b")
     standby = wait_for(lambda: (s := b.ready()) is not None and s[1].get("status") == "standby" and s or None,
                        timeout=30, what="replica-b standing by")
@@ -128,7 +137,7 @@ def test_a_standby_takes_over_from_a_frozen_leader_which_then_exits_without_writ
 
     os.kill(a.proc.pid, signal.SIGSTOP)
     frozen_at = time.monotonic()
-    wait_for(lambda: (b.ready() or (0, {}))[1].get("status") == "ok" or None, timeout=30, what="replica-b leading")
+    b.wait_status("ok", timeout=30)
     took = time.monotonic() - frozen_at
     # the last renewal came up to retry_s (0.3 s) before the freeze; lease_s (3 s) counts from it
     assert took >= 2.6, f"took the lease over {took:.1f} s after the leader froze, before lease_s"
@@ -148,7 +157,7 @@ def test_a_standby_takes_over_from_a_frozen_leader_which_then_exits_without_writ
         started = [e for e in after if e.kind == "engine.started"]
         assert [e.data["replica"] for e in started] == ["replica-b"]
         assert not [e for e in after if e.kind == "engine.stopped"], "the deposed leader wrote after the takeover"
-        assert (b.ready() or (0, {}))[1].get("status") == "ok" and leader_gauge(b) == 1.0
+        assert b.status() == "ok" and leader_gauge(b) == 1.0
 
         b.proc.send_signal(signal.SIGTERM)
         assert b.proc.wait(timeout=30) == 0, b.log.read_text()
@@ -172,10 +181,9 @@ def test_a_request_for_approval_outlives_a_takeover_by_a_replica_whose_clock_is_
     is 20 minutes ahead, must not take the request (approval_ttl_s 10 minutes) for expired: times
     in the store are the database server's, whichever replica wrote them."""
     a = replicas("replica-a", extra=APPROVE, engine="  approval_ttl_s: 600\n")
-    wait_for(lambda: (a.ready() or (0, {}))[1].get("status") == "ok" or None, timeout=30, what="replica-a leading")
+    a.wait_status("ok", timeout=30)
     b = replicas("replica-b", extra=APPROVE, engine="  approval_ttl_s: 600\n", skew_s=1200)
-    wait_for(lambda: (b.ready() or (0, {}))[1].get("status") == "standby" or None, timeout=30,
-             what="replica-b standing by")
+    b.wait_status("standby", timeout=30)
     store = Store(postgres_url)
     try:
         token = create_token(store, "alice", "operator")
@@ -191,8 +199,7 @@ def test_a_request_for_approval_outlives_a_takeover_by_a_replica_whose_clock_is_
         assert lease is not None and (lease.holder, lease.epoch) == ("replica-a", 1)
         a.proc.kill()
         a.proc.wait()
-        wait_for(lambda: (b.ready() or (0, {}))[1].get("status") == "ok" or None, timeout=30,
-                 what="replica-b leading")
+        b.wait_status("ok", timeout=30)
         r = httpx.post(f"http://127.0.0.1:{b.port}/api/v1/approvals/{waiting.id}/approve", timeout=5,
                        headers=headers, json={"comment": "go"})
         assert r.status_code == 200, r.text
@@ -229,11 +236,9 @@ def test_a_leader_cut_off_from_postgresql_mid_action_is_fenced_and_its_standby_f
     try:
         config = {"extra": runbook_config(marks, 6), "election": ", takeover_grace_s: 10"}
         a = replicas("replica-a", url=proxy.url(postgres_url) + "?application_name=replica-a", **config)
-        wait_for(lambda: (a.ready() or (0, {}))[1].get("status") == "ok" or None, timeout=30,
-                 what="replica-a leading")
+        a.wait_status("ok", timeout=30)
         b = replicas("replica-b", **config)
-        wait_for(lambda: (b.ready() or (0, {}))[1].get("status") == "standby" or None, timeout=30,
-                 what="replica-b standing by")
+        b.wait_status("standby", timeout=30)
         store = Store(postgres_url)
         try:
             token = create_token(store, "alice", "operator")
@@ -255,8 +260,7 @@ def test_a_leader_cut_off_from_postgresql_mid_action_is_fenced_and_its_standby_f
                 with postgres_server.connect() as conn:
                     conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
                                  "WHERE application_name = 'replica-a'")
-            wait_for(lambda: (b.ready() or (0, {}))[1].get("status") == "ok" or None, timeout=30,
-                     what="replica-b leading")
+            b.wait_status("ok", timeout=30)
             wait_for(lambda: "end" in marks.read_text() or None, timeout=30, what="the runbook ending")
             (action,) = wait_for(lambda: [x for x in store.actions() if x.state.terminal] or None, timeout=60,
                                  what="the new leader settling the action")
@@ -282,10 +286,9 @@ def test_a_leader_stopped_with_sigterm_hands_the_lease_over_at_once_even_with_a_
     lease_s (30 s here) or takeover_grace_s; a dashboard streaming events from the leader does not
     hold the stop up past the pod's grace period."""
     a = replicas("replica-a", lease="lease_s: 30, renew_s: 20")
-    wait_for(lambda: (a.ready() or (0, {}))[1].get("status") == "ok" or None, timeout=30, what="replica-a leading")
+    a.wait_status("ok", timeout=30)
     b = replicas("replica-b", lease="lease_s: 30, renew_s: 20")
-    wait_for(lambda: (b.ready() or (0, {}))[1].get("status") == "standby" or None, timeout=30,
-             what="replica-b standing by")
+    b.wait_status("standby", timeout=30)
     store = Store(postgres_url)
     try:
         token = create_token(store, "alice", "viewer")
@@ -305,8 +308,7 @@ def test_a_leader_stopped_with_sigterm_hands_the_lease_over_at_once_even_with_a_
         sent = time.monotonic()
         assert a.proc.wait(timeout=30) == 0, a.log.read_text()
         stopped = time.monotonic() - sent
-        wait_for(lambda: (b.ready() or (0, {}))[1].get("status") == "ok" or None, timeout=20,
-                 what="replica-b leading")
+        b.wait_status("ok", timeout=20)
         took = time.monotonic() - sent
         kinds = [(e.kind, e.actor, e.data) for e in store.audit_events() if e.kind.startswith("lease.")]
         assert kinds[-2:] == [("lease.released", "replica-a", {"epoch": 1}),
