@@ -34,10 +34,11 @@ from __future__ import annotations
 import math
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
 
 from autonomic.analyze.causes import cause_of
 from autonomic.model import Finding, FindingKind, HealthState, Severity
@@ -92,11 +93,19 @@ class Thresholds(BaseModel):
                 raise ValueError(f"{name!r} has its own field; set it there, not in extra")
         return v
 
-    def maximums(self) -> dict[str, float]:
-        """Every maximum by metric name: the built-in ones and ``extra``."""
+    # made once from the fields at validation (the model is frozen); a model_copy(update=...)
+    # would keep the old ones: make a new Thresholds instead
+    _maximums: Mapping[str, float] = PrivateAttr()
+
+    def model_post_init(self, context: Any, /) -> None:
         lines = {name: float(getattr(self, name)) for name in _MAXIMUMS}
         lines.update(self.extra)
-        return lines
+        self._maximums = MappingProxyType(lines)
+
+    def maximums(self) -> Mapping[str, float]:
+        """Every maximum by metric name: the built-in ones and ``extra`` (made once: the health
+        detector asks for every service at every tick)."""
+        return self._maximums
 
     def limit(self, metric: str) -> float | None:
         """The line for ``metric`` (a maximum, or the availability minimum), None if it has none."""
@@ -142,11 +151,10 @@ def _fresh_values(series: SeriesReader, service: str, metric: str, now: float, s
 
 
 def _evaluate(
-    series: SeriesReader, service: str, th: Thresholds, now: float, stale_s: float,
-    lines: Mapping[str, float] | None = None,
+    series: SeriesReader, service: str, th: Thresholds, now: float, stale_s: float
 ) -> _Evaluation:
-    """``lines``: ``th.maximums()``, when the caller keeps it. Only the metrics the service has
-    samples of are read (a fleet's service has a few of the dozen lines)."""
+    """Only the metrics the service has samples of are read (a fleet's service has a few of the
+    dozen lines)."""
     ev = _Evaluation()
     probe_failing = False
     present = set(series.metrics(service))
@@ -165,7 +173,7 @@ def _evaluate(
         elif failed:
             ev.suspect.append(f"{metric} failed on the latest sample")
 
-    for metric, line in (th.maximums() if lines is None else lines).items():
+    for metric, line in th.maximums().items():
         if metric not in present or (metric == "probe_latency_ms" and (probe_failing or ev.down is not None)):
             continue
         values = _fresh_values(series, service, metric, now, stale_s)
@@ -308,14 +316,13 @@ class HealthDetector:
         if stale_s <= 0:
             raise ValueError(f"stale_s must be positive, got {stale_s}")
         self.thresholds = dict(thresholds)
-        self._lines = {service: th.maximums() for service, th in self.thresholds.items()}
         self.stale_s = stale_s
         self._crossed: dict[str, set[str]] = {}  # service -> maximums crossed and not yet cleared
 
     def detect(self, series: SeriesReader, now: float) -> Sequence[Finding]:
         findings: list[Finding] = []
         for service, th in self.thresholds.items():
-            ev = _evaluate(series, service, th, now, self.stale_s, self._lines[service])
+            ev = _evaluate(series, service, th, now, self.stale_s)
             if ev.down is not None:
                 findings.append(
                     Finding(
