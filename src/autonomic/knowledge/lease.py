@@ -44,6 +44,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from autonomic.clock import local_stamp
 from autonomic.errors import NotLeaderError, StoreError
 
 if TYPE_CHECKING:
@@ -103,7 +104,7 @@ class Lease:
     def summary(self, now: float, lease_s: float) -> str:
         """Who leads, since when, and whether the holder renews, for a person (``autonomic status``);
         ``now`` by the store's clock (:meth:`Store.server_time`), ``lease_s`` the config's."""
-        since = time.strftime("%Y-%m-%d %H:%M:%S %z", time.localtime(self.acquired_at))
+        since = local_stamp(self.acquired_at)
         if self.holder is None:
             return f"none (released {now - self.renewed_at:.0f} s ago; epoch {self.epoch})"
         age = now - self.renewed_at
@@ -170,8 +171,13 @@ class LeaderElector:
         """Whether the replica that holds the lease, as last read, runs a config other than this
         one's (by fingerprint; False when either is not known)."""
         seen = self._seen
-        return (self.config is not None and seen is not None and seen.holder not in (None, self.identity)
-                and seen.config is not None and seen.config != self.config)
+        return seen is not None and seen.holder not in (None, self.identity) and self._other_config(seen)
+
+    def _other_config(self, lease: Lease | None) -> bool:
+        """Whether ``lease`` names a config fingerprint other than this replica's (False when either
+        is not known)."""
+        return (lease is not None and lease.config is not None and self.config is not None
+                and lease.config != self.config)
 
     def describe(self) -> str:
         """Who leads, as far as this replica knows: for logs, /readyz and API refusals."""
@@ -249,12 +255,10 @@ class LeaderElector:
             previous = "none" if lease is None or lease.holder is None else lease.holder
             if lease is not None and lease.holder is not None and lease.holder != self.identity:
                 self.took_over_from = lease.holder
-            other = (lease is not None and lease.config is not None and self.config is not None
-                     and lease.config != self.config)
             log.warning("lease %s: this replica (%s) now leads, epoch %d (previous holder: %s)%s",
                         self.name, self.identity, taken.epoch, previous,
                         f"; it ran another config ({lease.config}), this replica acts by its own ({self.config})"
-                        if other and lease is not None else "")
+                        if lease is not None and self._other_config(lease) else "")
 
     def _observe(self, lease: Lease | None, now: float) -> None:
         if lease is None or self._seen is None or lease.version != self._seen.version:
