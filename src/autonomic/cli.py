@@ -68,7 +68,6 @@ def _add_subcommands() -> None:
 _add_subcommands()
 
 
-
 # Width of tables written to a pipe or file (``| grep``, ``> file``) when COLUMNS is not set: rich
 # would wrap them at 80 columns, splitting one incident over several lines.
 PIPE_WIDTH = 200

@@ -281,6 +281,10 @@ class Engine:
             *([AnomalyDetector(anomalies)] if anomalies else []),
         ]
         self.patterns = {p.id: p for p in config.patterns}
+        # how far back match.after_actions looks, at the longest (None: no pattern counts actions)
+        self._after_actions_s: float | None = max(
+            (p.match.after_actions.within_s for p in config.patterns if p.match.after_actions is not None),
+            default=None)
         edges = [(s.name, d) for s in config.services for d in s.depends_on]
         # service -> what it depends on, transitively (see _busy_until)
         self._dependencies: dict[str, tuple[str, ...]] = {
@@ -1248,12 +1252,10 @@ class Engine:
         """Per pattern, when its actions on ``service`` were created (cancelled ones left out), as
         far back as the longest ``match.after_actions.within_s`` of any pattern; nothing is read
         when no pattern counts actions."""
-        longest = max((p.match.after_actions.within_s for p in self.patterns.values()
-                       if p.match.after_actions is not None), default=None)
-        if longest is None:
+        if self._after_actions_s is None:
             return {}
         out: dict[str, list[float]] = {}
-        for action in self.store.actions(service=service, created_since=now - longest):
+        for action in self.store.actions(service=service, created_since=now - self._after_actions_s):
             if action.pattern_id is not None and action.state != ActionState.CANCELLED:
                 out.setdefault(action.pattern_id, []).append(action.created_at)
         return out
