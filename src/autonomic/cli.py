@@ -316,7 +316,7 @@ def status(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
     if lease is not None:
         election = cfg.engine.leader_election
         line = f"leader: {printable(lease.summary(store.server_time(), election.lease_s))}"
-        if lease.holder is not None and lease.config is not None and lease.config != cfg.fingerprint:
+        if lease.holder is not None and lease.other_config(cfg.fingerprint):
             line += (f"\n  the leader runs another config (fingerprint {printable(lease.config)}) than "
                      f"{cfg.source} ({cfg.fingerprint})")
         console.print(line, markup=False, highlight=False, soft_wrap=True)

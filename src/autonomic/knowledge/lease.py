@@ -113,6 +113,11 @@ class Lease:
                    "from the store; a standby takes over once it has watched it that long")
         return f"{self.holder} (epoch {self.epoch}), leading since {since}, {renewed}"
 
+    def other_config(self, fingerprint: str | None) -> bool:
+        """Whether the holder published a config fingerprint other than ``fingerprint`` (False
+        when either is not known)."""
+        return self.config is not None and fingerprint is not None and self.config != fingerprint
+
     def held_by(self, holder: str, epoch: int) -> bool:
         """Whether ``holder`` holds this lease at ``epoch`` (the fence, a renewal, a release)."""
         return self.holder == holder and self.epoch == epoch
@@ -171,13 +176,7 @@ class LeaderElector:
         """Whether the replica that holds the lease, as last read, runs a config other than this
         one's (by fingerprint; False when either is not known)."""
         seen = self._seen
-        return seen is not None and seen.holder not in (None, self.identity) and self._other_config(seen)
-
-    def _other_config(self, lease: Lease | None) -> bool:
-        """Whether ``lease`` names a config fingerprint other than this replica's (False when either
-        is not known)."""
-        return (lease is not None and lease.config is not None and self.config is not None
-                and lease.config != self.config)
+        return seen is not None and seen.holder not in (None, self.identity) and seen.other_config(self.config)
 
     def describe(self) -> str:
         """Who leads, as far as this replica knows: for logs, /readyz and API refusals."""
@@ -258,7 +257,7 @@ class LeaderElector:
             log.warning("lease %s: this replica (%s) now leads, epoch %d (previous holder: %s)%s",
                         self.name, self.identity, taken.epoch, previous,
                         f"; it ran another config ({lease.config}), this replica acts by its own ({self.config})"
-                        if lease is not None and self._other_config(lease) else "")
+                        if lease is not None and lease.other_config(self.config) else "")
 
     def _observe(self, lease: Lease | None, now: float) -> None:
         if lease is None or self._seen is None or lease.version != self._seen.version:
