@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 from pydantic import ValidationError
@@ -364,3 +366,36 @@ def test_the_array_screen_never_passes_over_a_service_the_one_by_one_evaluation_
         assert screened._crossed == every._crossed, f"tick {tick}"
         reported += len(want)
     assert reported > 100  # the fleet was in trouble often enough for the comparison to mean something
+
+
+@pytest.mark.parametrize("seed", [5, 6])
+def test_health_states_through_the_screen_are_assess_of_every_service(seed: int) -> None:
+    """``HealthDetector.states`` (what the API and ``autonomic status`` show) passes over the
+    services the screen finds clear of every degraded line: they are HEALTHY, and every other
+    state and reason is :func:`assess`'s own, at every tick of a random fleet's life."""
+    rng = np.random.default_rng(seed)
+    fleet = _random_fleet(rng, 40)
+    det = HealthDetector(fleet)
+    store = SeriesStore(capacity=64)
+    seen: set[HealthState] = set()
+    now = NOW
+    for tick in range(80):
+        now += 5.0
+        for i, s in enumerate(fleet):
+            level = 0.75 + 0.3 * math.sin(tick / 6 + i)
+            store.append(Sample(s, "cpu_percent", now, 80.0 * level + float(rng.normal(0, 2))))
+            store.append(Sample(s, "skew", now, -10.0 * (1.6 - level)))
+            store.append(Sample(s, "probe_ok", now, 0.0 if rng.random() < 0.05 + 0.2 * (i % 9 == 0) else 1.0))
+        det.detect(store, now)
+        states = det.states(store, now)
+        want = {s: assess(store, s, th, now, crossed=det.crossed(s)) for s, th in fleet.items()}
+        assert states == want, f"tick {tick}"
+        seen |= {state for state, _ in states.values()}
+    assert seen >= {HealthState.HEALTHY, HealthState.DEGRADED, HealthState.CRITICAL, HealthState.FAILING}
+
+
+def test_health_states_see_a_crossed_line_below_zero_whose_degraded_line_lies_above_it() -> None:
+    th = Thresholds(extra={"skew": -10.0})
+    store = _feed(SeriesStore(), "skew", [-9.5, -9.5])
+    state, reasons = HealthDetector({"api": th}).states(store, NOW)["api"]
+    assert state == HealthState.CRITICAL and reasons == ["skew -9.5 >= -10"]

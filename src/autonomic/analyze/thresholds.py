@@ -312,7 +312,9 @@ class _Screen:
     line, its latest ``up`` / ``probe_ok`` sample did not fail, no probe failed within the
     windows its availability is computed over, and nothing of it is held crossed (hysteresis).
     For such a service the evaluation finds nothing: no finding, no crossing to remember (a
-    metric only past its degraded line makes neither). Every test here is the evaluation's own
+    metric only past its degraded line makes neither). Asked for ``degraded`` too (health
+    states), a metric's last samples all past its degraded line pick the service as well; a
+    service passed over then is HEALTHY. Every test here is the evaluation's own
     comparison or looser (staleness, the metrics a service has, an outage's probes left out of
     availability: all left to the evaluation), so a service it would report on is never passed
     over; the tests compare the two on random fleets. One assumption, the same as
@@ -329,24 +331,27 @@ class _Screen:
         self._sustain = sustain
         # of a tail of k samples (newest last), the columns within each service's sustain
         self._within = np.arange(self.k)[None, :] >= (self.k - sustain)[:, None]
-        self._lines = {  # metric -> each service's line (NaN: it has none)
-            metric: np.array([th.maximums().get(metric, math.nan) for th in ths], dtype=np.float64)
-            for metric in sorted({m for th in ths for m in th.maximums()})
-        }
+        fractions = np.array([th.degraded_fraction for th in ths], dtype=np.float64)
+        self._lines: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # metric -> (lines, degraded lines)
+        for metric in sorted({m for th in ths for m in th.maximums()}):
+            lines = np.array([th.maximums().get(metric, math.nan) for th in ths], dtype=np.float64)
+            # a line below zero has its degraded line above it: the lower of the two is the test
+            self._lines[metric] = (lines, np.fmin(lines, fractions * lines))
         self._window_s = np.array([th.availability_window_s for th in ths], dtype=np.float64)
 
-    def candidates(self, series: SeriesReader, held: Collection[str]) -> list[str]:
+    def candidates(self, series: SeriesReader, held: Collection[str], *, degraded: bool = False) -> list[str]:
         """The services to evaluate (in configuration order): every one the evaluation could
-        report on, and the services in ``held`` (maximums still crossed)."""
+        report on (``degraded``: or find DEGRADED), and the services in ``held`` (maximums still
+        crossed)."""
         n = len(self.services)
         if n == 0:
             return []
         pick = np.zeros(n, dtype=bool)
         with np.errstate(invalid="ignore"):  # NaN (no sample, no line) compares False: not picked
-            for metric, lines in self._lines.items():
+            for metric, (lines, near) in self._lines.items():
                 _, values = series.tails(metric, self.services, self.k)
                 low = np.where(self._within, values, np.inf).min(axis=1)  # NaN: fewer than sustain
-                pick |= low >= lines
+                pick |= low >= (near if degraded else lines)
             for metric in _DOWN_METRICS:
                 _, latest = series.tails(metric, self.services, 1)
                 pick |= latest[:, 0] < 0.5
@@ -446,6 +451,16 @@ class HealthDetector:
                     )
                 )
         return findings
+
+    def states(self, series: SeriesReader, now: float) -> dict[str, tuple[HealthState, list[str]]]:
+        """Every service's :func:`assess` (with the crossings this detector holds), in
+        configuration order: the services the screen passes over are HEALTHY without a read."""
+        near = set(self._screen.candidates(series, self._crossed, degraded=True))
+        return {
+            service: assess(series, service, th, now, stale_s=self.stale_s, crossed=self.crossed(service))
+            if service in near else (HealthState.HEALTHY, [])
+            for service, th in self.thresholds.items()
+        }
 
     def crossed(self, service: str) -> set[str]:
         """The maximums of ``service`` crossed and not yet cleared (see the hysteresis rule)."""
