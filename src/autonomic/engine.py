@@ -221,17 +221,21 @@ class Engine:
         detectors: list[Detector] | None = None,
         metrics: Any = None,
         shadow_only: bool = False,
+        assume_bound: bool = False,
     ) -> None:
         """Everything is built from ``config``; tests may hand in their own clock, store,
         notifiers, sources (say, a ReplaySource) and detectors. A ``state_dir`` that cannot be
         created, or a store that cannot be opened, raises StoreError naming it.
 
         ``shadow_only`` (``autonomic replay``): every decision is taken in shadow mode whatever
-        the policy says, no supervised service is started, and a pattern's remedy is considered
-        even where the service binds no actuator for it: nothing can act, so the record says
-        what would have been done."""
+        the policy says and no supervised service is started: nothing can act, so the record says
+        what would have been done. A pattern the service cannot carry out (an actuator it does not
+        bind, a runbook its binding lacks) is passed over as the live engine passes it over, unless
+        ``assume_bound`` (a replay without a config, whose services bind nothing: every remedy is
+        taken as one the service could run)."""
         self.config = config
         self.shadow_only = shadow_only
+        self.assume_bound = assume_bound
         self.registry = registry or default_registry()
         self.clock: Clock = clock or SystemClock()
         self.engine_spec = config.engine
@@ -1242,9 +1246,9 @@ class Engine:
 
     def _cannot_run(self, service: str) -> dict[str, str]:
         """Per pattern whose action ``service`` cannot carry out, why (``plan.diagnose.cannot_run``:
-        an actuator type it does not bind, a runbook its binding lacks). Nothing in a shadow-only
-        engine (replay), which runs nothing and reports what every pattern would have done."""
-        if self.shadow_only:
+        an actuator type it does not bind, a runbook its binding lacks). Nothing when the engine
+        was told to assume every binding (a replay without a config)."""
+        if self.assume_bound:
             return {}
         return cannot_run(self.patterns.values(), self.config.bindings.get(service, {}), service)
 
