@@ -49,6 +49,7 @@ from autonomic.model import (
     Action,
     ActionState,
     Autonomy,
+    ConfigChange,
     Decision,
     Diagnosis,
     Finding,
@@ -1177,8 +1178,9 @@ class Engine:
             recent = self._recent_actions(inc.service, now)
         svc = self.config.service(inc.service)
         cannot = self._cannot_run(inc.service)
+        change = self._last_change(inc.service)
         ctx = DiagnoseContext(now=now, service_type=svc.type if svc else None,
-                              last_change_at=self._last_change_at(inc.service), record=record,
+                              last_change_at=change.at if change else None, last_change=change, record=record,
                               recent_actions=recent, cannot_run=cannot)
         diagnosis = self._with_root_causes(diagnose(inc, findings, list(self.patterns.values()), ctx), inc, now)
         if diagnosis.action is None and inc.cause not in _NO_FALLBACK_CAUSES:
@@ -1264,23 +1266,24 @@ class Engine:
                 out.setdefault(action.pattern_id, []).append(action.created_at)
         return out
 
-    def _last_change_at(self, service: str) -> float | None:
-        """When the service's bound config file last changed (for ``match.after_change_s``), by the
-        engine's clock: git stamps a commit by this host's clock, which over PostgreSQL is not the
-        engine's (a ServerClock); with this host 20 minutes ahead, a change made a moment ago would
-        otherwise be 20 minutes in the future and match no pattern."""
+    def _last_change(self, service: str) -> ConfigChange | None:
+        """The last change to the service's bound config file made outside the engine (for
+        ``match.after_change_s``; the engine's own changes are judged by their own verification),
+        timed by the engine's clock: git stamps a commit by this host's clock, which over
+        PostgreSQL is not the engine's (a ServerClock); with this host 20 minutes ahead, a change
+        made a moment ago would otherwise be 20 minutes in the future and match no pattern."""
         binding = self.config.bindings.get(service, {}).get("config")
         if binding is None:
             return None
-        from autonomic.execute.config_file import last_change_at
+        from autonomic.execute.config_file import last_change
 
         try:
-            changed = last_change_at(binding)
+            changed = last_change(binding)
         except AutonomicError as exc:
             log.warning("cannot read config history of %s: %s", service, exc)
             return None
         if changed is not None and isinstance(self.clock, ServerClock):
-            return self.clock.from_host(changed)
+            return changed.model_copy(update={"at": self.clock.from_host(changed.at)})
         return changed
 
     def _pattern_record(self, service: str) -> dict[str, tuple[float, float]]:

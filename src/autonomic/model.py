@@ -313,6 +313,22 @@ class AfterActions(Frozen):
     within_s: float = Field(gt=0)
 
 
+class ConfigChange(Frozen):
+    """A commit to a service's bound config file that is still in effect and was made outside the
+    engine (a person, a deploy): what ``match.after_change_s`` measures from and what
+    ``config revert_last`` reverts. The engine's own changes (commits carrying its
+    ``Autonomic-Action`` trailer) are judged by their own verification, never taken for one."""
+
+    commit: str
+    at: float  # epoch seconds (the commit's time, by the engine's clock)
+    author: str = ""  # "Name <email>"
+    subject: str = ""
+
+    def describe(self) -> str:
+        """``1a2b3c4d5e6f "raise the timeout" by Ann <ann@example>``"""
+        return f"{self.commit[:12]} {self.subject!r} by {self.author or 'unknown author'}"
+
+
 class PatternMatch(Frozen):
     """What a pattern matches. Every field given must hold; absent fields match anything."""
 
@@ -321,7 +337,8 @@ class PatternMatch(Frozen):
     metric: str | None = None
     service_type: str | None = None
     min_severity: Severity | None = None
-    after_change_s: float | None = None  # only when the service's config changed this recently
+    # only when the service's config was changed this recently outside the engine (ConfigChange)
+    after_change_s: float | None = None
     after_actions: AfterActions | None = None  # only when these patterns already acted this often
     symptoms: list[Symptom] = Field(default_factory=list, max_length=10)  # every one must hold
 

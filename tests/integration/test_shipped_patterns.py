@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -17,13 +18,16 @@ from typing import Any
 import httpx
 import psutil
 import pytest
+import yaml
 from servers import free_port, wait_for
 
 from autonomic.config import load_config_data
 from autonomic.engine import Engine
+from autonomic.execute.config_file import ConfigParams
 from autonomic.knowledge import Store
 from autonomic.model import ActionState, Incident, IncidentState, Level, Resolution
 from autonomic.oversight.notify import Dispatcher
+from autonomic.protocols import Target
 from autonomic.testing import FakeClock, FakeNotifier
 
 SLEEPER = "import time\nwhile True:\n    time.sleep(0.05)\n"
@@ -216,5 +220,118 @@ def test_a_service_whose_shell_binding_has_no_cleanup_runbook_is_not_given_one_i
         assert diagnosis.pattern_id == "disk-fill-cleanup" and diagnosis.action is None
         assert "spool: its shell binding has no runbook 'disk-cleanup' (it has: rotate-logs)" in diagnosis.rationale
         assert rig.store.actions(service="spool") == []
+    finally:
+        rig.engine.shutdown()
+
+
+# A real service for error-spike-after-config-revert: it answers its metrics with an error ratio
+# of 0.3 while its config's timeout is under 2 s (read at every request) or a fault file exists,
+# else 0.01; SIGHUP (the config actuator's reload) is taken as a reload.
+SHOP = """\
+import os, signal, sys, yaml
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+CONFIG, FAULT = sys.argv[2], sys.argv[3]
+signal.signal(signal.SIGHUP, lambda *_: None)
+class Handler(BaseHTTPRequestHandler):
+    def do_GET(self):
+        with open(CONFIG) as f:
+            timeout = yaml.safe_load(f)["server"]["timeout"]
+        bad = timeout < 2 or os.path.exists(FAULT)
+        body = f"shop_error_ratio {0.3 if bad else 0.01}\\n".encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *args):
+        pass
+ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), Handler).serve_forever()
+"""
+
+SHOP_CONFIG = "server:\n  timeout: 5\n  log: info\n  port: 8080\n  host: 0.0.0.0\npool:\n  size: 50\n"
+
+
+def _git(repo: Path, *args: str, author: str = "Ann Operator <ann@example.com>") -> str:
+    name, _, email = author.partition(" <")
+    cmd = ["git", "-c", f"user.name={name}", "-c", f"user.email={email.rstrip('>')}", "-C", str(repo), *args]
+    return subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+
+
+def _shop_rig(tmp_path: Path) -> tuple[Rig, Path, Path]:
+    """The shop service with its config in a real git repository, after autonomic's own earlier
+    change to it (the pool raised 50 -> 60, committed by the config actuator as an action does)."""
+    repo = tmp_path / "shop-config"
+    repo.mkdir()
+    (repo / "app.yaml").write_text(SHOP_CONFIG)
+    _git(repo, "init", "-q")
+    _git(repo, "add", "app.yaml")
+    _git(repo, "commit", "-q", "-m", "shop: initial config")
+    (tmp_path / "shop.py").write_text(SHOP)
+    fault = tmp_path / "fault"
+    port = free_port()
+    rig = Rig(tmp_path, {
+        "name": "shop",
+        "metrics": [{"type": "prometheus", "url": f"http://127.0.0.1:{port}/metrics",
+                     "rename": {"shop_error_ratio": "error_rate"}}],
+        "actuators": {
+            "process": {"command": [sys.executable, str(tmp_path / "shop.py"), str(port), str(repo / "app.yaml"),
+                                    str(fault)]},
+            "config": {"repo": str(repo), "file": "app.yaml"},
+        },
+    })
+    wait_for(lambda: _answers(f"http://127.0.0.1:{port}/metrics"), what="shop metrics")
+    binding = rig.engine.config.bindings["shop"]["config"]
+    raise_pool = ConfigParams(op="scale", key="pool.size", factor=1.2, reload="none")
+    target = Target(service="shop", binding=binding)
+    actuator = rig.engine.actuators["config"]
+    actuator.apply(target, raise_pool, "earlier-pool-raise", actuator.snapshot(target, raise_pool))
+    return rig, repo, fault
+
+
+def _errors_incident(rig: Rig) -> Incident | None:
+    return next((i for i in rig.store.incidents(service="shop") if i.cause == "errors"), None)
+
+
+def test_an_error_spike_after_the_engines_own_config_change_does_not_revert_that_change(tmp_path: Path) -> None:
+    """The last commit to shop's config is autonomic's own (a pool raise its verification passed);
+    errors then spike for a reason of their own. error-spike-after-config-revert does not take the
+    engine's change for "the last config change": the pool stays raised, nothing is reverted, and
+    the incident goes to a person (before, the pattern reverted the engine's own verified fix)."""
+    rig, repo, fault = _shop_rig(tmp_path)
+    try:
+        fault.touch()
+        rig.tick_until(lambda: (i := _errors_incident(rig)) is not None and i.state.terminal)
+        inc = _errors_incident(rig)
+        assert inc is not None and inc.state == IncidentState.ESCALATED
+        [diagnosis] = rig.store.diagnoses(inc.id)
+        assert diagnosis.pattern_id is None and diagnosis.action is None
+        assert rig.store.actions(service="shop") == []
+        assert yaml.safe_load((repo / "app.yaml").read_text())["pool"]["size"] == 60
+        assert "Autonomic-Action: earlier-pool-raise" in _git(repo, "log", "-1", "--format=%B")
+    finally:
+        rig.engine.shutdown()
+
+
+def test_an_error_spike_after_a_persons_change_reverts_that_change_names_it_and_keeps_the_engines_own(
+    tmp_path: Path,
+) -> None:
+    """Ann shortens the timeout after autonomic raised the pool: errors spike, and the pattern
+    reverts Ann's commit (named with its author in the diagnosis and the action), not autonomic's
+    change after it: the engine's pool raise stays; errors fall; resolved."""
+    rig, repo, _ = _shop_rig(tmp_path)
+    try:
+        text = (repo / "app.yaml").read_text()
+        (repo / "app.yaml").write_text(text.replace("timeout: 5", "timeout: 1"))
+        _git(repo, "commit", "-q", "-am", "shorter timeout")
+        anns = _git(repo, "rev-parse", "HEAD").strip()
+        rig.tick_until(lambda: (i := _errors_incident(rig)) is not None and i.state.terminal)
+        inc = _errors_incident(rig)
+        assert inc is not None and inc.state == IncidentState.RESOLVED
+        [diagnosis] = rig.store.diagnoses(inc.id)
+        assert diagnosis.pattern_id == "error-spike-after-config-revert"
+        assert f"{anns[:12]} 'shorter timeout' by Ann Operator <ann@example.com>" in diagnosis.rationale
+        [action] = rig.store.actions(incident_id=inc.id)
+        assert action.state == ActionState.SUCCEEDED and action.undo["target_commit"] == anns
+        config = yaml.safe_load((repo / "app.yaml").read_text())
+        assert (config["server"]["timeout"], config["pool"]["size"]) == (5, 60)
     finally:
         rig.engine.shutdown()
