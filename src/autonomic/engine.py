@@ -1043,6 +1043,31 @@ class Engine:
                 until = max(until or 0.0, latest_end + settle)
         return until
 
+    def _may_echo(self, inc: Incident, diagnosis: Diagnosis) -> bool:
+        """Whether ``inc`` may be an echo of trouble on what its service depends on (see
+        :meth:`_busy_until`): not when the diagnosis already names a dependency behind it (the
+        root_cause gate denies it), nor when its service's own process is seen dead
+        (:meth:`_own_failure`)."""
+        return not diagnosis.impacted_by and self._own_failure(inc.service, inc.cause) is None
+
+    def _own_failure(self, service: str, cause: str) -> str | None:
+        """For a down incident of a service with dependencies whose process the engine supervises:
+        what the supervisor says when that process is not running ("web's own process exited with
+        code 3"). A process that has exited is its own fault and needs its own remedy, whatever the
+        services it calls are doing; its incident neither waits on them nor is held back as their
+        echo. None when the process runs or the engine cannot see it: a failing probe or an ``up``
+        of 0 from elsewhere (a Prometheus target) may be a dependency's echo. None in a
+        shadow-only engine (replay), which runs no process."""
+        if cause != "down" or self.shadow_only or service not in self._dependencies:
+            return None
+        if self.config.bindings.get(service, {}).get("process") is None or self.supervisor.identity(service):
+            return None
+        code = self.supervisor.exit_info(service)
+        if code is None:
+            return f"{service}'s own process is not running"
+        how = f"was killed by signal {-code}" if code < 0 else f"exited with code {code}"
+        return f"{service}'s own process {how}"
+
     def _retry_after(self, inc: Incident, diagnosis: Diagnosis, now: float) -> float | None:
         """A further attempt on an incident that already had one (its escalation chain) waits
         out the target's backoff rather than being denied by it; None when it may go now."""
@@ -1069,7 +1094,7 @@ class Engine:
                 return None
             with self.store.reading():  # one snapshot for the busy check and every gate's read
                 diagnosis = self.store.diagnoses(inc.id)[-1]
-                busy = self._busy_until(inc.service, now, echo=not diagnosis.impacted_by)
+                busy = self._busy_until(inc.service, now, echo=self._may_echo(inc, diagnosis))
                 if busy is not None:
                     return busy
                 retry = self._retry_after(inc, diagnosis, now)
@@ -1140,7 +1165,7 @@ class Engine:
         with self._holding_notifications(), self.store.unit():
             inc = self._record_diagnosis(inc, diagnosis, now)
             with self.store.reading():
-                busy = self._busy_until(inc.service, now, echo=not diagnosis.impacted_by)
+                busy = self._busy_until(inc.service, now, echo=self._may_echo(inc, diagnosis))
                 ctx = self._gate_context(inc, diagnosis, now, human=False) if busy is None else None
             if busy is not None:
                 return busy
@@ -1236,8 +1261,13 @@ class Engine:
             return diagnosis
         me = next((r for r in report.ranking if r.service == inc.service), None)
         impacted_by = me.caused_by if me is not None and me.role == "impacted" else []
+        own = self._own_failure(inc.service, inc.cause) if impacted_by else None
         note = ""
-        if impacted_by:
+        if own is not None:
+            note = (f"; root cause analysis ranks {inc.service} as impacted by {', '.join(impacted_by)}, but {own}: "
+                    f"its own fault, remedied whatever {', '.join(impacted_by)} does")
+            impacted_by = []
+        elif impacted_by:
             note = f"; root cause analysis: {inc.service} is impacted by {', '.join(impacted_by)}"
         elif report.root_causes:
             note = f"; root cause analysis names {', '.join(report.root_causes)}"

@@ -36,21 +36,28 @@ SLEEPER = "import time\nwhile True:\n    time.sleep(0.05)\n"
 class Rig:
     """A real engine over the built-in patterns with one service, ticked by hand."""
 
-    def __init__(self, tmp_path: Path, service: dict[str, Any]) -> None:
+    def __init__(self, tmp_path: Path, service: dict[str, Any], *, others: tuple[dict[str, Any], ...] = (),
+                 policy: dict[str, Any] | None = None) -> None:
         self.clock = FakeClock(time.time())
         self.notifier = FakeNotifier()
         self.store = Store("sqlite://")
         data = {
             "engine": {"interval_s": 1, "state_dir": str(tmp_path / "state"), "host_metrics": False,
                        "settle_s": 0, "resolve_after_s": 30},
-            "services": [service],
-            "policy": {"autonomy": "auto"},
+            "services": [service, *others],
+            "policy": {"autonomy": "auto", **(policy or {})},
         }
         config = load_config_data(data, source="test.yaml", base_dir=tmp_path)
         self.engine = Engine(config, clock=self.clock, store=self.store,
                              notifiers=Dispatcher([(self.notifier, Level.INFO)], synchronous=True, dedup_s=0))
         self.engine.start()
         self.service = service["name"]
+
+    def ticks(self, n: int) -> None:
+        for _ in range(n):
+            self.engine.tick()
+            self.clock.advance(1.0)
+            time.sleep(0.01)
 
     def tick_until(self, done: Callable[[], bool], limit: int = 150) -> None:
         for _ in range(limit):
@@ -115,6 +122,67 @@ def test_a_crash_loop_is_restarted_three_times_then_handed_to_a_person_and_left_
     assert len(flappy.store.actions(service="flappy")) == 3
     alerts = [n for n in flappy.notifier.sent if n.incident_id == loop.id and n.level != Level.INFO]
     assert alerts, "nobody was told"
+
+
+def test_a_caller_whose_own_process_died_is_restarted_while_the_dependency_it_calls_is_still_down(
+    tmp_path: Path,
+) -> None:
+    """web calls api; both are supervised. api crashes and stays down (its restart is only
+    observed here); then web's own process crashes too. Root-cause ranking sees api depart first
+    and would hold web back as its echo, but the supervisor says web's process exited: that is
+    web's own fault, so web is restarted at once, api still down (before, web was denied at the
+    root_cause gate, "impacted by api", and left down until api recovered: the soak found it)."""
+    sleeper = {"command": [sys.executable, "-c", SLEEPER], "start_grace_s": 0}
+    rig = Rig(tmp_path, {"name": "web", "depends_on": ["api"], "actuators": {"process": sleeper}},
+              others=({"name": "api", "actuators": {"process": sleeper}},),
+              policy={"services": {"api": {"autonomy": "observe"}}})
+    sup = rig.engine.supervisor
+    try:
+        rig.ticks(90)  # the baseline root-cause ranking compares with
+        api_pid, web_pid = sup.pid("api"), sup.pid("web")
+        assert api_pid is not None and web_pid is not None
+        _crash(api_pid)
+        rig.ticks(4)
+        _crash(web_pid)
+        rig.tick_until(lambda: (i := rig.latest()) is not None and i.state.terminal)
+        web = rig.latest()
+        assert web is not None and web.cause == "down" and web.state == IncidentState.RESOLVED
+        [diagnosis] = rig.store.diagnoses(web.id)
+        assert diagnosis.impacted_by == []
+        assert ("root cause analysis ranks web as impacted by api, but web's own process was killed by signal 9"
+                in diagnosis.rationale)
+        [action] = rig.store.actions(service="web")
+        assert (action.pattern_id, action.state) == ("process-down-restart", ActionState.SUCCEEDED)
+        assert sup.pid("web") not in (None, web_pid) and sup.pid("api") is None  # api still down
+        assert rig.store.actions(service="api") == []
+    finally:
+        rig.engine.shutdown()
+
+
+def test_a_caller_whose_own_process_died_does_not_wait_for_the_fix_of_its_dependency_to_verify(
+    tmp_path: Path,
+) -> None:
+    """api crashes and is restarted; while that restart is still being verified (30 s), web's own
+    process crashes. web is restarted at once, not after api's watch window and settle time: a
+    dead process is no echo of api's trouble (before, web's incident waited for api's action to
+    end, down all the while)."""
+    sleeper = {"command": [sys.executable, "-c", SLEEPER], "start_grace_s": 0}
+    rig = Rig(tmp_path, {"name": "web", "depends_on": ["api"], "actuators": {"process": sleeper}},
+              others=({"name": "api", "actuators": {"process": sleeper}},))
+    sup = rig.engine.supervisor
+    try:
+        rig.ticks(5)
+        api_pid, web_pid = sup.pid("api"), sup.pid("web")
+        assert api_pid is not None and web_pid is not None
+        _crash(api_pid)
+        rig.tick_until(lambda: any(a.state == ActionState.VERIFYING for a in rig.store.actions(service="api")))
+        _crash(web_pid)
+        rig.tick_until(lambda: bool(rig.store.actions(service="web")), limit=8)
+        [api_fix] = rig.store.actions(service="api")
+        assert api_fix.state == ActionState.VERIFYING  # web did not wait for it
+        rig.tick_until(lambda: sup.pid("web") not in (None, web_pid), limit=5)
+    finally:
+        rig.engine.shutdown()
 
 
 # A real metrics endpoint: how full the spool folder is against a 200 kB quota, as Prometheus text.
