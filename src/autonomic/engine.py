@@ -60,6 +60,7 @@ from autonomic.model import (
     IncidentState,
     Level,
     Notification,
+    Pattern,
     Resolution,
     Verdict,
     new_id,
@@ -1457,7 +1458,7 @@ class Engine:
                 if state != before[scope]:  # as read for this decision, a moment ago
                     self.store.set_state(breaker_key(scope), state.model_dump(mode="json"), actor="engine",
                                          event="breaker.updated", data={"scope": scope, "state": state.state})
-            pattern = self.patterns.get(diagnosis.pattern_id or "")
+            pattern = self._with_service_line(self.patterns.get(diagnosis.pattern_id or ""), inc.service)
             action = self.executor.prepare(inc, decision, pattern, now)
             self.queue.add(("action", action.id), now)
             return None
@@ -1491,6 +1492,17 @@ class Engine:
         self.notify(Notification(level=level, ts=now, service=inc.service, incident_id=inc.id,
                                  title=inc.headline, body=f"not acting: {why}{then}"))
         return now + self.config.engine.interval_s if held else None
+
+    def _with_service_line(self, pattern: Pattern | None, service: str) -> Pattern | None:
+        """``pattern`` with a verification bound given as the service's threshold (``max:
+        threshold``) set to ``service``'s number for that metric (validated at load: every service
+        that can carry out the pattern has one)."""
+        if pattern is None or pattern.verify is None or pattern.verify.threshold is None:
+            return pattern
+        line = self.thresholds.get(service, Thresholds()).limit(pattern.verify.metric)
+        if line is None:  # the config's validation rules it out; this is a bug, not a case
+            raise RuntimeError(f"pattern {pattern.id}: {service} has no threshold for {pattern.verify.metric}")
+        return pattern.model_copy(update={"verify": pattern.verify.with_line(line)})
 
     def _await_approval(self, inc: Incident, now: float) -> float | None:
         """An incident waiting for a person. An answer names the decision it answers

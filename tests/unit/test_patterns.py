@@ -287,6 +287,9 @@ def test_escalation_chain_problems_name_the_entry_and_line(tmp_path: Path, regis
         ("{metric: up}", "give min or max (or both): without a bound every fix would pass verification"),
         ("{metric: up, min: .nan}", "min must be a finite number"),
         ("{metric: error_rate, min: 0.5, max: 0.1}", "min (0.5) is above max (0.1): no sample could pass"),
+        ("{metric: error_rate, min: threshold}", "min: a service's thresholds are maximums"),
+        ("{metric: up, max: threshold}", "a service has no maximum for 'up' to verify against"),
+        ("{metric: availability, max: threshold}", "a service has no maximum for 'availability'"),
     ],
 )
 def test_a_verification_every_fix_would_pass_or_none_could_is_refused_naming_the_line(
@@ -320,3 +323,13 @@ def test_after_actions_naming_an_unknown_pattern_is_refused_with_its_line(tmp_pa
     [p] = problems_of([f, g], registry)
     assert (p.field, p.line) == ("match.after_actions.patterns[1]", 5)
     assert "no pattern has the id 'restrat'" in p.message
+
+
+def test_a_verification_bound_may_be_the_services_own_threshold(tmp_path: Path, registry: Registry) -> None:
+    """``max: threshold``: the number is the service's own line for the metric, filled in when an
+    action is prepared; the loaded pattern keeps the reference, not a number."""
+    text = ("id: errors\nmatch: {cause: errors}\nprior_confidence: 0.5\n"
+            "verify: {metric: error_rate, max: threshold, min: 0}\n")
+    [p] = load_patterns([write(tmp_path, "a.yaml", text)], registry)
+    assert p.verify is not None and (p.verify.max, p.verify.min, p.verify.threshold) == (None, 0.0, "max")
+    assert p.verify.with_line(0.2).max == 0.2
