@@ -294,18 +294,18 @@ def test_a_service_whose_shell_binding_has_no_cleanup_runbook_is_not_given_one_i
 
 # A real service for error-spike-after-config-revert: it answers its metrics with an error ratio
 # of 0.3 while its config's timeout is under 2 s (read at every request) or a fault file exists,
-# else 0.01; SIGHUP (the config actuator's reload) is taken as a reload.
+# else its usual ratio (argv[4]); SIGHUP (the config actuator's reload) is taken as a reload.
 SHOP = """\
 import os, signal, sys, yaml
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-CONFIG, FAULT = sys.argv[2], sys.argv[3]
+CONFIG, FAULT, USUAL = sys.argv[2], sys.argv[3], float(sys.argv[4])
 signal.signal(signal.SIGHUP, lambda *_: None)
 class Handler(BaseHTTPRequestHandler):
     def do_GET(self):
         with open(CONFIG) as f:
             timeout = yaml.safe_load(f)["server"]["timeout"]
         bad = timeout < 2 or os.path.exists(FAULT)
-        body = f"shop_error_ratio {0.3 if bad else 0.01}\\n".encode()
+        body = f"shop_error_ratio {0.3 if bad else USUAL}\\n".encode()
         self.send_response(200)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
@@ -324,7 +324,7 @@ def _git(repo: Path, *args: str, author: str = "Ann Operator <ann@example.com>")
     return subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
 
 
-def _shop_rig(tmp_path: Path) -> tuple[Rig, Path, Path]:
+def _shop_rig(tmp_path: Path, usual_errors: float = 0.01, **thresholds: float) -> tuple[Rig, Path, Path]:
     """The shop service with its config in a real git repository, after autonomic's own earlier
     change to it (the pool raised 50 -> 60, committed by the config actuator as an action does)."""
     repo = tmp_path / "shop-config"
@@ -342,9 +342,10 @@ def _shop_rig(tmp_path: Path) -> tuple[Rig, Path, Path]:
                      "rename": {"shop_error_ratio": "error_rate"}}],
         "actuators": {
             "process": {"command": [sys.executable, str(tmp_path / "shop.py"), str(port), str(repo / "app.yaml"),
-                                    str(fault)]},
+                                    str(fault), str(usual_errors)]},
             "config": {"repo": str(repo), "file": "app.yaml"},
         },
+        "thresholds": thresholds,
     })
     wait_for(lambda: _answers(f"http://127.0.0.1:{port}/metrics"), what="shop metrics")
     binding = rig.engine.config.bindings["shop"]["config"]
@@ -375,6 +376,25 @@ def test_an_error_spike_after_the_engines_own_config_change_does_not_revert_that
         assert rig.store.actions(service="shop") == []
         assert yaml.safe_load((repo / "app.yaml").read_text())["pool"]["size"] == 60
         assert "Autonomic-Action: earlier-pool-raise" in _git(repo, "log", "-1", "--format=%B")
+    finally:
+        rig.engine.shutdown()
+
+
+def test_a_revert_is_verified_against_the_services_own_error_line(tmp_path: Path) -> None:
+    """shop's error_rate line is 0.2 and its errors usually run at 0.1: the revert of Ann's change
+    brings them back to 0.1, under shop's line, and the built-in pattern verifies it against that
+    line (before, against its fixed 0.05: the fix that worked was judged a failure)."""
+    rig, repo, _ = _shop_rig(tmp_path, usual_errors=0.1, error_rate=0.2)
+    try:
+        text = (repo / "app.yaml").read_text()
+        (repo / "app.yaml").write_text(text.replace("timeout: 5", "timeout: 1"))
+        _git(repo, "commit", "-q", "-am", "shorter timeout")
+        rig.tick_until(lambda: (i := _errors_incident(rig)) is not None and i.state.terminal)
+        inc = _errors_incident(rig)
+        assert inc is not None and inc.state == IncidentState.RESOLVED
+        [action] = rig.store.actions(incident_id=inc.id)
+        assert action.verify is not None and (action.verify.max, action.verify.threshold) == (0.2, "max")
+        assert yaml.safe_load((repo / "app.yaml").read_text())["server"]["timeout"] == 5
     finally:
         rig.engine.shutdown()
 

@@ -1,13 +1,15 @@
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 import pytest
 from pydantic import BaseModel, ConfigDict, Field
 
+from autonomic.analyze.thresholds import Thresholds
 from autonomic.errors import PatternError, Problem
-from autonomic.model import ActionSpec, FindingKind
+from autonomic.model import ActionSpec, FindingKind, VerifySpec
 from autonomic.plan.patterns import check_patterns, load_patterns
 from autonomic.registry import Registry
 
@@ -96,6 +98,12 @@ def problems_of(paths: list[Path], registry: Registry) -> list[Problem]:
     return exc.value.problems
 
 
+def _default_line(verify: VerifySpec | None) -> float | None:
+    """The max a verification has for a service with the default thresholds."""
+    assert verify is not None
+    return verify.with_line(Thresholds().limit(verify.metric) or math.nan).max
+
+
 def test_builtin_library_loads_against_actuator_schemas(registry: Registry) -> None:
     patterns = {p.id: p for p in load_patterns([BUILTIN], registry)}
     assert set(patterns) == {
@@ -121,23 +129,23 @@ def test_builtin_library_loads_against_actuator_schemas(registry: Registry) -> N
 
     mem = patterns["memory-leak-graceful-restart"]
     assert mem.action is not None and mem.action.params["op"] == "graceful_restart"
-    assert (mem.verify.metric, mem.verify.max) == ("memory_percent", 85)
+    assert (mem.verify.metric, mem.verify.threshold, _default_line(mem.verify)) == ("memory_percent", "max", 85)
 
     pool = patterns["pool-exhaustion-raise"]
     assert pool.action is not None and pool.action.type == "config"
     assert pool.action.params["factor"] == 1.2 and pool.action.params["max"] == 200
     assert pool.rollback_safe is True
-    assert (pool.verify.metric, pool.verify.max) == ("pool_utilization", 90)
+    assert (pool.verify.metric, pool.verify.threshold, _default_line(pool.verify)) == ("pool_utilization", "max", 90)
 
     err = patterns["error-spike-after-config-revert"]
     assert err.match.after_change_s == 900 and err.match.kind == FindingKind.THRESHOLD
     assert err.action is not None and err.action.params["op"] == "revert_last"
-    assert (err.prior_confidence, err.verify.max) == (0.85, 0.05)
+    assert (err.prior_confidence, err.verify.threshold, _default_line(err.verify)) == (0.85, "max", 0.05)
     disk = patterns["disk-fill-cleanup"]
     assert (disk.match.cause, disk.match.kind) == ("disk", FindingKind.FORECAST)
     assert disk.action == ActionSpec(type="shell", target="{service}",
                                      params={"runbook": "disk-cleanup", "timeout_s": 300})
-    assert disk.verify is not None and (disk.verify.metric, disk.verify.max) == ("disk_percent", 90)
+    assert disk.verify is not None and (disk.verify.metric, _default_line(disk.verify)) == ("disk_percent", 90)
     assert (disk.prior_confidence, disk.rollback_safe) == (0.7, False)
     loop = patterns["crash-loop-hand-over"]
     assert loop.action is None and loop.verify is None and loop.match.after_actions is not None
