@@ -185,15 +185,16 @@ def test_a_caller_whose_own_process_died_does_not_wait_for_the_fix_of_its_depend
         rig.engine.shutdown()
 
 
-# A real metrics endpoint: how full the spool folder is against a 200 kB quota, as Prometheus text.
-SPOOL_METRICS = """\
-import os, sys
+def _metrics_server(setup: str) -> str:
+    """The program of a real metrics endpoint (port in argv[1]): ``setup`` defines ``reading()``,
+    the Prometheus text it answers with at each request (its own arguments from argv[2])."""
+    return f"""\
+import os, signal, sys
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-SPOOL, QUOTA = sys.argv[2], 200_000
+{setup}
 class Handler(BaseHTTPRequestHandler):
     def do_GET(self):
-        used = sum(e.stat().st_size for e in os.scandir(SPOOL))
-        body = f"spool_used_percent {100.0 * used / QUOTA}\\n".encode()
+        body = reading().encode()
         self.send_response(200)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
@@ -202,6 +203,15 @@ class Handler(BaseHTTPRequestHandler):
         pass
 ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), Handler).serve_forever()
 """
+
+
+# A real metrics endpoint: how full the spool folder is against a 200 kB quota, as Prometheus text.
+SPOOL_METRICS = _metrics_server("""\
+SPOOL, QUOTA = sys.argv[2], 200_000
+def reading():
+    used = sum(e.stat().st_size for e in os.scandir(SPOOL))
+    return f"spool_used_percent {100.0 * used / QUOTA}\\n"
+""")
 
 # The service's cleanup runbook: keep the two newest chunks in its working folder, note the run.
 CLEANUP = """\
@@ -295,25 +305,16 @@ def test_a_service_whose_shell_binding_has_no_cleanup_runbook_is_not_given_one_i
 # A real service for error-spike-after-config-revert: it answers its metrics with an error ratio
 # of 0.3 while its config's timeout is under 2 s (read at every request) or a fault file exists,
 # else its usual ratio (argv[4]); SIGHUP (the config actuator's reload) is taken as a reload.
-SHOP = """\
-import os, signal, sys, yaml
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+SHOP = _metrics_server("""\
+import yaml
 CONFIG, FAULT, USUAL = sys.argv[2], sys.argv[3], float(sys.argv[4])
 signal.signal(signal.SIGHUP, lambda *_: None)
-class Handler(BaseHTTPRequestHandler):
-    def do_GET(self):
-        with open(CONFIG) as f:
-            timeout = yaml.safe_load(f)["server"]["timeout"]
-        bad = timeout < 2 or os.path.exists(FAULT)
-        body = f"shop_error_ratio {0.3 if bad else USUAL}\\n".encode()
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-    def log_message(self, *args):
-        pass
-ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), Handler).serve_forever()
-"""
+def reading():
+    with open(CONFIG) as f:
+        timeout = yaml.safe_load(f)["server"]["timeout"]
+    bad = timeout < 2 or os.path.exists(FAULT)
+    return f"shop_error_ratio {0.3 if bad else USUAL}\\n"
+""")
 
 SHOP_CONFIG = "server:\n  timeout: 5\n  log: info\n  port: 8080\n  host: 0.0.0.0\npool:\n  size: 50\n"
 
