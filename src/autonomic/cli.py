@@ -221,7 +221,7 @@ def replay(
             raise _fail(f"{file}: its timestamps span {source.last_ts - source.first_ts:.0f} s ({source.first_ts:.0f} "
                         f"to {source.last_ts:.0f}): at {step:g} s a tick that is {ticks:.3g} ticks, more than "
                         f"{MAX_REPLAY_TICKS:,}; check the timestamps (Unix seconds) or give a larger --interval")
-        summary = run_replay(source, cfg, interval)
+        summary = run_replay(source, cfg, interval, assume_bound=config is None)
     if as_json:
         print(json.dumps(summary))
         return
@@ -237,6 +237,9 @@ def replay(
                       f"{action['type']} {action['params']}" if action else "-",
                       printable("; ".join(d["held_back_by"])) or "-")
     console.print(table)
+    if not summary["bindings_checked"]:
+        console.print("no config: every remedy is taken as one its service could run (give -c to pass over "
+                      "those a service cannot carry out, as the engine does)")
 
 
 def _write_status(engine: Any) -> None:

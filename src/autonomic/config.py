@@ -12,7 +12,7 @@ import hashlib
 import json
 import os
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, Validatio
 
 from autonomic.analyze.anomaly import AnomalySpec
 from autonomic.analyze.forecast import SeasonalTrendSpec
-from autonomic.analyze.thresholds import Thresholds
+from autonomic.analyze.thresholds import Thresholds, maximum_kind
 from autonomic.analyze.trend import TrendSpec
 from autonomic.errors import ConfigError, Problem
 from autonomic.model import ActionSpec, Pattern
@@ -33,6 +33,7 @@ from autonomic.monitor.series import DEFAULT_CAPACITY
 from autonomic.oversight.notify import ConsoleSpec, NotifierSpec
 from autonomic.oversight.reports import ReportSchedule
 from autonomic.oversight.server import ApiSpec
+from autonomic.plan.diagnose import cannot_run
 from autonomic.plan.policy import PolicyConfig
 from autonomic.redact import credentials, is_credential_header
 from autonomic.registry import Registry
@@ -471,12 +472,37 @@ def load_config_data(
     if problems:
         raise ConfigError(problems)
     patterns = load_patterns(pattern_paths, registry)
+    lines = _verify_lines_missing(patterns, spec.services, bindings)
+    if lines:
+        raise ConfigError(lines)
     unknown = unknown_policy_names(spec.policy, [s.name for s in spec.services], [p.id for p in patterns],
                                    registry.types("actuator"))
     if unknown:
         raise ConfigError([Problem(source, doc.line_of(["policy", *loc]), _dotted(["policy", *loc]), message)
                            for loc, message in unknown])
     return Config(spec=spec, source=source, base_dir=base_dir, bindings=bindings, patterns=tuple(patterns))
+
+
+def _verify_lines_missing(patterns: Sequence[Pattern], services: Sequence[ServiceSpec],
+                          bindings: Mapping[str, Mapping[str, BaseModel]]) -> list[Problem]:
+    """A pattern verified against the service's own threshold of a metric no built-in threshold
+    covers (``max: threshold`` of ``queue_depth``) needs that threshold, in ``thresholds.extra``, on
+    every service that can carry the pattern out: one problem per such pattern, at its file and
+    line, naming the services without it."""
+    problems = []
+    for p in patterns:
+        if p.verify is None or p.verify.threshold is None or maximum_kind(p.verify.metric) != "extra":
+            continue
+        lacking = [s.name for s in services if s.thresholds.limit(p.verify.metric) is None
+                   and p.id not in cannot_run([p], bindings.get(s.name, {}), s.name)]
+        if lacking:
+            file, _, line = p.source.rpartition(":")
+            problems.append(Problem(file or p.source, int(line) if line.isdigit() else None, "verify.max",
+                                    f"threshold: pattern {p.id} is verified against the service's own threshold "
+                                    f"for {p.verify.metric!r}, which {', '.join(lacking)} "
+                                    f"{'does' if len(lacking) == 1 else 'do'} not set: add it under "
+                                    f"thresholds.extra, or give the pattern a number"))
+    return problems
 
 
 def unknown_policy_names(policy: PolicyConfig, services: Iterable[str], pattern_ids: Iterable[str],

@@ -49,6 +49,7 @@ from autonomic.model import (
     Action,
     ActionState,
     Autonomy,
+    ConfigChange,
     Decision,
     Diagnosis,
     Finding,
@@ -59,6 +60,7 @@ from autonomic.model import (
     IncidentState,
     Level,
     Notification,
+    Pattern,
     Resolution,
     Verdict,
     new_id,
@@ -221,17 +223,21 @@ class Engine:
         detectors: list[Detector] | None = None,
         metrics: Any = None,
         shadow_only: bool = False,
+        assume_bound: bool = False,
     ) -> None:
         """Everything is built from ``config``; tests may hand in their own clock, store,
         notifiers, sources (say, a ReplaySource) and detectors. A ``state_dir`` that cannot be
         created, or a store that cannot be opened, raises StoreError naming it.
 
         ``shadow_only`` (``autonomic replay``): every decision is taken in shadow mode whatever
-        the policy says, no supervised service is started, and a pattern's remedy is considered
-        even where the service binds no actuator for it: nothing can act, so the record says
-        what would have been done."""
+        the policy says and no supervised service is started: nothing can act, so the record says
+        what would have been done. A pattern the service cannot carry out (an actuator it does not
+        bind, a runbook its binding lacks) is passed over as the live engine passes it over, unless
+        ``assume_bound`` (a replay without a config, whose services bind nothing: every remedy is
+        taken as one the service could run)."""
         self.config = config
         self.shadow_only = shadow_only
+        self.assume_bound = assume_bound
         self.registry = registry or default_registry()
         self.clock: Clock = clock or SystemClock()
         self.engine_spec = config.engine
@@ -1038,6 +1044,31 @@ class Engine:
                 until = max(until or 0.0, latest_end + settle)
         return until
 
+    def _may_echo(self, inc: Incident, diagnosis: Diagnosis) -> bool:
+        """Whether ``inc`` may be an echo of trouble on what its service depends on (see
+        :meth:`_busy_until`): not when the diagnosis already names a dependency behind it (the
+        root_cause gate denies it), nor when its service's own process is seen dead
+        (:meth:`_own_failure`)."""
+        return not diagnosis.impacted_by and self._own_failure(inc.service, inc.cause) is None
+
+    def _own_failure(self, service: str, cause: str) -> str | None:
+        """For a down incident of a service with dependencies whose process the engine supervises:
+        what the supervisor says when that process is not running ("web's own process exited with
+        code 3"). A process that has exited is its own fault and needs its own remedy, whatever the
+        services it calls are doing; its incident neither waits on them nor is held back as their
+        echo. None when the process runs or the engine cannot see it: a failing probe or an ``up``
+        of 0 from elsewhere (a Prometheus target) may be a dependency's echo. None in a
+        shadow-only engine (replay), which runs no process."""
+        if cause != "down" or self.shadow_only or service not in self._dependencies:
+            return None
+        if self.config.bindings.get(service, {}).get("process") is None or self.supervisor.identity(service):
+            return None
+        code = self.supervisor.exit_info(service)
+        if code is None:
+            return f"{service}'s own process is not running"
+        how = f"was killed by signal {-code}" if code < 0 else f"exited with code {code}"
+        return f"{service}'s own process {how}"
+
     def _retry_after(self, inc: Incident, diagnosis: Diagnosis, now: float) -> float | None:
         """A further attempt on an incident that already had one (its escalation chain) waits
         out the target's backoff rather than being denied by it; None when it may go now."""
@@ -1064,7 +1095,7 @@ class Engine:
                 return None
             with self.store.reading():  # one snapshot for the busy check and every gate's read
                 diagnosis = self.store.diagnoses(inc.id)[-1]
-                busy = self._busy_until(inc.service, now, echo=not diagnosis.impacted_by)
+                busy = self._busy_until(inc.service, now, echo=self._may_echo(inc, diagnosis))
                 if busy is not None:
                     return busy
                 retry = self._retry_after(inc, diagnosis, now)
@@ -1135,7 +1166,7 @@ class Engine:
         with self._holding_notifications(), self.store.unit():
             inc = self._record_diagnosis(inc, diagnosis, now)
             with self.store.reading():
-                busy = self._busy_until(inc.service, now, echo=not diagnosis.impacted_by)
+                busy = self._busy_until(inc.service, now, echo=self._may_echo(inc, diagnosis))
                 ctx = self._gate_context(inc, diagnosis, now, human=False) if busy is None else None
             if busy is not None:
                 return busy
@@ -1173,8 +1204,9 @@ class Engine:
             recent = self._recent_actions(inc.service, now)
         svc = self.config.service(inc.service)
         cannot = self._cannot_run(inc.service)
+        change = self._last_change(inc.service)
         ctx = DiagnoseContext(now=now, service_type=svc.type if svc else None,
-                              last_change_at=self._last_change_at(inc.service), record=record,
+                              last_change_at=change.at if change else None, last_change=change, record=record,
                               recent_actions=recent, cannot_run=cannot)
         diagnosis = self._with_root_causes(diagnose(inc, findings, list(self.patterns.values()), ctx), inc, now)
         if diagnosis.action is None and inc.cause not in _NO_FALLBACK_CAUSES:
@@ -1230,8 +1262,13 @@ class Engine:
             return diagnosis
         me = next((r for r in report.ranking if r.service == inc.service), None)
         impacted_by = me.caused_by if me is not None and me.role == "impacted" else []
+        own = self._own_failure(inc.service, inc.cause) if impacted_by else None
         note = ""
-        if impacted_by:
+        if own is not None:
+            note = (f"; root cause analysis ranks {inc.service} as impacted by {', '.join(impacted_by)}, but {own}: "
+                    f"its own fault, remedied whatever {', '.join(impacted_by)} does")
+            impacted_by = []
+        elif impacted_by:
             note = f"; root cause analysis: {inc.service} is impacted by {', '.join(impacted_by)}"
         elif report.root_causes:
             note = f"; root cause analysis names {', '.join(report.root_causes)}"
@@ -1242,9 +1279,9 @@ class Engine:
 
     def _cannot_run(self, service: str) -> dict[str, str]:
         """Per pattern whose action ``service`` cannot carry out, why (``plan.diagnose.cannot_run``:
-        an actuator type it does not bind, a runbook its binding lacks). Nothing in a shadow-only
-        engine (replay), which runs nothing and reports what every pattern would have done."""
-        if self.shadow_only:
+        an actuator type it does not bind, a runbook its binding lacks). Nothing when the engine
+        was told to assume every binding (a replay without a config)."""
+        if self.assume_bound:
             return {}
         return cannot_run(self.patterns.values(), self.config.bindings.get(service, {}), service)
 
@@ -1260,23 +1297,24 @@ class Engine:
                 out.setdefault(action.pattern_id, []).append(action.created_at)
         return out
 
-    def _last_change_at(self, service: str) -> float | None:
-        """When the service's bound config file last changed (for ``match.after_change_s``), by the
-        engine's clock: git stamps a commit by this host's clock, which over PostgreSQL is not the
-        engine's (a ServerClock); with this host 20 minutes ahead, a change made a moment ago would
-        otherwise be 20 minutes in the future and match no pattern."""
+    def _last_change(self, service: str) -> ConfigChange | None:
+        """The last change to the service's bound config file made outside the engine (for
+        ``match.after_change_s``; the engine's own changes are judged by their own verification),
+        timed by the engine's clock: git stamps a commit by this host's clock, which over
+        PostgreSQL is not the engine's (a ServerClock); with this host 20 minutes ahead, a change
+        made a moment ago would otherwise be 20 minutes in the future and match no pattern."""
         binding = self.config.bindings.get(service, {}).get("config")
         if binding is None:
             return None
-        from autonomic.execute.config_file import last_change_at
+        from autonomic.execute.config_file import last_change
 
         try:
-            changed = last_change_at(binding)
+            changed = last_change(binding)
         except AutonomicError as exc:
             log.warning("cannot read config history of %s: %s", service, exc)
             return None
         if changed is not None and isinstance(self.clock, ServerClock):
-            return self.clock.from_host(changed)
+            return changed.model_copy(update={"at": self.clock.from_host(changed.at)})
         return changed
 
     def _pattern_record(self, service: str) -> dict[str, tuple[float, float]]:
@@ -1420,7 +1458,7 @@ class Engine:
                 if state != before[scope]:  # as read for this decision, a moment ago
                     self.store.set_state(breaker_key(scope), state.model_dump(mode="json"), actor="engine",
                                          event="breaker.updated", data={"scope": scope, "state": state.state})
-            pattern = self.patterns.get(diagnosis.pattern_id or "")
+            pattern = self._with_service_line(self.patterns.get(diagnosis.pattern_id or ""), inc.service)
             action = self.executor.prepare(inc, decision, pattern, now)
             self.queue.add(("action", action.id), now)
             return None
@@ -1454,6 +1492,17 @@ class Engine:
         self.notify(Notification(level=level, ts=now, service=inc.service, incident_id=inc.id,
                                  title=inc.headline, body=f"not acting: {why}{then}"))
         return now + self.config.engine.interval_s if held else None
+
+    def _with_service_line(self, pattern: Pattern | None, service: str) -> Pattern | None:
+        """``pattern`` with a verification bound given as the service's threshold (``max:
+        threshold``) set to ``service``'s number for that metric (validated at load: every service
+        that can carry out the pattern has one)."""
+        if pattern is None or pattern.verify is None or pattern.verify.threshold is None:
+            return pattern
+        line = self.thresholds.get(service, Thresholds()).limit(pattern.verify.metric)
+        if line is None:  # the config's validation rules it out; this is a bug, not a case
+            raise RuntimeError(f"pattern {pattern.id}: {service} has no threshold for {pattern.verify.metric}")
+        return pattern.model_copy(update={"verify": pattern.verify.with_line(line)})
 
     def _await_approval(self, inc: Incident, now: float) -> float | None:
         """An incident waiting for a person. An answer names the decision it answers

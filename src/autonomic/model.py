@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
 def new_id() -> str:
@@ -277,7 +277,12 @@ class ActionSpec(Frozen):
 
 
 class VerifySpec(Frozen):
-    """How to judge an action: a metric that must be within bounds over a watch window."""
+    """How to judge an action: a metric that must be within bounds over a watch window.
+
+    ``max: threshold`` (in a pattern) is the service's own threshold for ``metric`` (its
+    ``thresholds``): kept as ``threshold="max"`` with ``max`` unset, and set to the service's number
+    by :meth:`with_line` when an action is prepared (the action's spec keeps ``threshold="max"``, to
+    say where its number came from)."""
 
     metric: str
     max: float | None = None
@@ -286,6 +291,25 @@ class VerifySpec(Frozen):
     delay_s: float = Field(default=0.0, ge=0)  # grace after the action before watching
     min_samples: int = Field(default=3, ge=1)
     tolerance: float = Field(default=0.0, ge=0)  # how much worse than before still counts as not worse
+    threshold: Literal["max"] | None = None  # max is the service's threshold for metric
+
+    @model_validator(mode="before")
+    @classmethod
+    def _threshold_bound(cls, data: Any) -> Any:
+        """``max: threshold`` -> ``threshold: max`` (the number is the service's, known later)."""
+        if isinstance(data, dict) and isinstance(data.get("max"), str) and data["max"].strip() == "threshold":
+            data = {**data, "max": None, "threshold": "max"}
+        if isinstance(data, dict) and isinstance(data.get("min"), str) and data["min"].strip() == "threshold":
+            raise ValueError("min: a service's thresholds are maximums (availability, the one minimum, is no "
+                             "series a verification can watch): give max: threshold, or a number")
+        return data
+
+    def with_line(self, line: float) -> VerifySpec:
+        """This spec with ``max`` set to ``line``, the service's threshold for ``metric``; itself
+        when its bounds are numbers already."""
+        if self.threshold is None or self.max is not None:
+            return self
+        return self.model_copy(update={"max": float(line)})
 
 
 class Symptom(Frozen):
@@ -313,6 +337,22 @@ class AfterActions(Frozen):
     within_s: float = Field(gt=0)
 
 
+class ConfigChange(Frozen):
+    """A commit to a service's bound config file that is still in effect and was made outside the
+    engine (a person, a deploy): what ``match.after_change_s`` measures from and what
+    ``config revert_last`` reverts. The engine's own changes (commits carrying its
+    ``Autonomic-Action`` trailer) are judged by their own verification, never taken for one."""
+
+    commit: str
+    at: float  # epoch seconds (the commit's time, by the engine's clock)
+    author: str = ""  # "Name <email>"
+    subject: str = ""
+
+    def describe(self) -> str:
+        """``1a2b3c4d5e6f "raise the timeout" by Ann <ann@example>``"""
+        return f"{self.commit[:12]} {self.subject!r} by {self.author or 'unknown author'}"
+
+
 class PatternMatch(Frozen):
     """What a pattern matches. Every field given must hold; absent fields match anything."""
 
@@ -321,7 +361,8 @@ class PatternMatch(Frozen):
     metric: str | None = None
     service_type: str | None = None
     min_severity: Severity | None = None
-    after_change_s: float | None = None  # only when the service's config changed this recently
+    # only when the service's config was changed this recently outside the engine (ConfigChange)
+    after_change_s: float | None = None
     after_actions: AfterActions | None = None  # only when these patterns already acted this often
     symptoms: list[Symptom] = Field(default_factory=list, max_length=10)  # every one must hold
 

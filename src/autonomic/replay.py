@@ -7,6 +7,11 @@ rank patterns (and root causes), and every decision is taken with its gates and 
 with what it would have done. Nothing is executed: no actuator is called, no supervised
 service is started, no notification leaves the process, and the store is in memory, so the
 engine's own database is never touched.
+
+With a config, a pattern a service cannot carry out (an actuator type it does not bind, a
+runbook its shell binding lacks) is passed over exactly as the live engine passes it over, so
+the replay shows only decisions the engine could make. Without one, the recording's services
+bind nothing, and every remedy is taken as one they could run (``bindings_checked: false``).
 """
 
 from __future__ import annotations
@@ -53,13 +58,16 @@ def replay_config(replay: ReplaySource, state_dir: Path) -> Config:
     return load_config_data(data, source="<replay defaults>", base_dir=Path.cwd())
 
 
-def run_replay(replay: ReplaySource, config: Config, interval_s: float | None = None) -> dict[str, Any]:
-    """Play ``replay`` through a shadow-only engine; the summary ``autonomic replay --json`` prints."""
+def run_replay(replay: ReplaySource, config: Config, interval_s: float | None = None, *,
+               assume_bound: bool = False) -> dict[str, Any]:
+    """Play ``replay`` through a shadow-only engine; the summary ``autonomic replay --json`` prints.
+    ``assume_bound`` (for :func:`replay_config`'s services, which bind nothing): take every
+    pattern's remedy as one the service could run, instead of passing it over as the engine does."""
     step = interval_s or config.engine.interval_s
     clock = ManualClock(replay.first_ts)
     kept = _Kept()
     store = Store("sqlite://")
-    engine = Engine(config, clock=clock, store=store, sources=[replay], shadow_only=True,
+    engine = Engine(config, clock=clock, store=store, sources=[replay], shadow_only=True, assume_bound=assume_bound,
                     notifiers=Dispatcher([(kept, Level.INFO)], synchronous=True, dedup_s=0))
     engine.start()
     ticks = 0
@@ -81,6 +89,7 @@ def run_replay(replay: ReplaySource, config: Config, interval_s: float | None = 
             })
     summary = {
         "samples": len(replay), "skipped_rows": replay.skipped, "ticks": ticks,
+        "bindings_checked": not assume_bound,
         "from": replay.first_ts, "to": replay.last_ts,
         "findings_recorded": sum(i.finding_count for i in incidents),
         "incidents": [{"id": i.id, "service": i.service, "cause": i.cause, "kind": i.kind.value,

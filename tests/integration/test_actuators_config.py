@@ -16,7 +16,7 @@ import tomlkit
 import yaml
 
 from autonomic.errors import TerminalActuatorError
-from autonomic.execute.config_file import ConfigActuator, ConfigBinding, ConfigParams, last_change_at
+from autonomic.execute.config_file import ConfigActuator, ConfigBinding, ConfigParams, last_change, last_change_at
 from autonomic.execute.supervisor import ProcessBinding, Supervisor
 from autonomic.protocols import ActuatorContext, Target
 
@@ -233,26 +233,57 @@ def test_reload_restart_restarts_the_service(act: ConfigActuator, sup: Superviso
     assert sup.pid("api") not in (None, pid)
 
 
-def test_last_change_at_counts_only_changes_still_in_effect(act: ConfigActuator, tmp_path: Path) -> None:
-    """The file's first version is not a change, and a change that was undone no longer counts:
-    this is what keeps "error spike after a config change" from matching an undo."""
-    _, t = make_repo(tmp_path, "yaml")
+def test_last_change_counts_only_changes_still_in_effect_made_outside_the_engine(
+    act: ConfigActuator, tmp_path: Path
+) -> None:
+    """The file's first version is not a change, a change that was undone no longer counts, and
+    neither does autonomic's own change (its own verification judges it): this keeps "error spike
+    after a config change" from matching an undo or reverting the engine's own fix."""
+    repo, t = make_repo(tmp_path, "yaml")
     assert isinstance(t.binding, ConfigBinding)
     assert ConfigActuator.last_change_at(t.binding) is None
     p = scale(factor=1.2)
-    snap = act.snapshot(t, p)
-    act.apply(t, p, "act-lc", snap)
-    changed = ConfigActuator.last_change_at(t.binding)
-    assert changed is not None and abs(changed - time.time()) < 60
-    assert last_change_at(t.binding.model_dump()) == changed
-    act.undo(t, p, "act-lc", snap)
+    act.apply(t, p, "act-lc", act.snapshot(t, p))
+    assert ConfigActuator.last_change_at(t.binding) is None  # the engine's own
+    (repo / "app.yaml").write_text("server:\n  name: api\n  workers: 60\n  timeout: 1\n")
+    git(repo, "commit", "-q", "-am", "shorter timeout")
+    change = last_change(t.binding)
+    assert change is not None and change.commit == git(repo, "rev-parse", "HEAD").strip()
+    assert (change.author, change.subject) == ("t <t@localhost>", "shorter timeout")
+    assert abs(change.at - time.time()) < 60 and last_change_at(t.binding.model_dump()) == change.at
+    git(repo, "revert", "--no-edit", "HEAD")  # the person takes it back
     assert ConfigActuator.last_change_at(t.binding) is None
     other = ConfigBinding(repo=t.binding.repo, file="never.yaml")
     assert act.last_change_at(other) is None
 
 
-def test_revert_last_refuses_to_revert_the_first_version_or_an_undo(act: ConfigActuator, tmp_path: Path) -> None:
-    _, t = make_repo(tmp_path, "yaml")
+def test_revert_last_reverts_the_last_change_made_outside_the_engine_and_leaves_the_engines_own(
+    act: ConfigActuator, tmp_path: Path
+) -> None:
+    """A person's change, then autonomic's (a pool raised and verified): revert_last takes back
+    the person's change, under the engine's, says whose it was, and leaves the engine's in place."""
+    repo, t = make_repo(tmp_path, "yaml")
+    layout = "server:\n  name: api\n  workers: 50\n  log: info\n  port: 8080\n  host: 0.0.0.0\n  timeout: {}\n"
+    (repo / "app.yaml").write_text(layout.format(5))
+    git(repo, "commit", "-q", "-am", "timeout setting")
+    (repo / "app.yaml").write_text(layout.format(1))
+    git(repo, "commit", "-q", "-am", "shorter timeout")
+    persons = git(repo, "rev-parse", "HEAD").strip()
+    p = scale(factor=1.2)
+    act.apply(t, p, "act-own", act.snapshot(t, p))
+    revert = ConfigParams(op="revert_last", reload="none")
+    snap = act.snapshot(t, revert)
+    assert snap["target_commit"] == persons and snap["target"] == f"{persons[:12]} 'shorter timeout' by t <t@localhost>"
+    detail = act.apply(t, revert, "act-revert", snap)
+    assert detail["reverted"] == persons and "by t <t@localhost>" in detail["reverted_change"]
+    server = yaml.safe_load((repo / "app.yaml").read_text())["server"]
+    assert (server["workers"], server["timeout"]) == (60, 5)
+
+
+def test_revert_last_refuses_to_revert_the_first_version_an_undo_or_the_engines_own_change(
+    act: ConfigActuator, tmp_path: Path
+) -> None:
+    repo, t = make_repo(tmp_path, "yaml")
     revert = ConfigParams(op="revert_last", reload="none")
     with pytest.raises(TerminalActuatorError, match="no change"):
         act.apply(t, revert, "act-rl1", act.snapshot(t, revert))
@@ -262,6 +293,10 @@ def test_revert_last_refuses_to_revert_the_first_version_or_an_undo(act: ConfigA
     act.undo(t, p, "act-rl2", snap)
     with pytest.raises(TerminalActuatorError, match="no change"):
         act.apply(t, revert, "act-rl3", act.snapshot(t, revert))
+    act.apply(t, p, "act-rl4", act.snapshot(t, p))  # autonomic's own change, verified: not its to revert
+    with pytest.raises(TerminalActuatorError, match="no change to app.yaml .* made outside autonomic"):
+        act.apply(t, revert, "act-rl5", act.snapshot(t, revert))
+    assert read_value(repo / "app.yaml", "yaml") == 60
 
 
 def test_describe_is_one_line() -> None:
@@ -376,7 +411,8 @@ def test_undo_and_revert_last_leave_a_persons_staged_changes_out_of_their_commit
     act.undo(t, p, "act-staged", snap)
     assert git(repo, "show", "--name-only", "--format=", "HEAD").split() == ["app.yaml"]
     assert git(repo, "status", "--porcelain").splitlines() == ["M  other.txt"]
-    act.apply(t, p, "act-staged-2", act.snapshot(t, p))
+    (repo / "app.yaml").write_text("server:\n  name: api\n  workers: 70\n")
+    git(repo, "commit", "-q", "-m", "workers to 70", "--", "app.yaml")  # a person's change, to revert
     revert = ConfigParams(op="revert_last", reload="none")
     act.apply(t, revert, "act-staged-3", act.snapshot(t, revert))
     assert read_value(repo / "app.yaml", "yaml") == 50

@@ -64,13 +64,10 @@ def test_replay_with_a_config_never_starts_its_services_even_where_it_turns_shad
     """The config binds a real process actuator and turns shadow off for web: replay still
     starts nothing and runs nothing; the web decision shows what the policy would allow."""
     marker = tmp_path / "started"
+    touch = {"process": {"command": [sys.executable, "-c", f"open({str(marker)!r}, 'w')"]}}
     cfg = {
         "engine": {"interval_s": 5, "state_dir": str(tmp_path / "state"), "host_metrics": False},
-        "services": [
-            {"name": "web", "actuators": {"process": {"command": [sys.executable, "-c",
-                                                                  f"open({str(marker)!r}, 'w')"]}}},
-            {"name": "api"},
-        ],
+        "services": [{"name": "web", "actuators": touch}, {"name": "api", "actuators": touch}],
         "policy": {"autonomy": "auto", "services": {"web": {"shadow": False}, "api": {"autonomy": "approve"}}},
     }
     path = tmp_path / "autonomic.yaml"
@@ -83,6 +80,34 @@ def test_replay_with_a_config_never_starts_its_services_even_where_it_turns_shad
     assert web["would_have"] == "approved"
     assert api["would_have"] == "needs_approval"  # approve autonomy: it would have asked a person
     assert summary["actions_executed"] == 0 and not marker.exists()
+
+
+def test_replay_with_a_config_passes_over_a_remedy_the_service_cannot_carry_out_as_the_engine_does(
+    tmp_path: Path,
+) -> None:
+    """api binds no process actuator: the engine would never restart it, so the replay does not
+    say it would have (before, replay took every pattern as runnable and showed a graceful
+    restart of api approved). web, bound, still would have been restarted. Without a config the
+    recording's services bind nothing, and the summary says their remedies were assumed runnable."""
+    cfg = {
+        "engine": {"interval_s": 5, "state_dir": str(tmp_path / "state"), "host_metrics": False},
+        "services": [{"name": "web", "actuators": {"process": {"command": [sys.executable, "-c", "pass"]}}},
+                     {"name": "api", "actuators": {"shell": {"runbooks": {"rotate": ["true"]}}}}],
+        "policy": {"autonomy": "auto"},
+    }
+    path = tmp_path / "autonomic.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    code, out, err = _run("replay", _recording(tmp_path / "rec.csv"), "-c", path, "--json")
+    assert code == 0, err
+    summary = json.loads(out)
+    by_service = {d["service"]: d for d in summary["decisions"]}
+    assert by_service["api"]["action"] is None and by_service["api"]["would_have"] != "approved"
+    assert by_service["api"]["pattern"] == "memory-leak-graceful-restart"
+    assert by_service["web"]["would_have"] == "approved" and by_service["web"]["action"]["params"]["op"] == "restart"
+    assert summary["would_have_acted"] == 1 and summary["bindings_checked"] is True
+    code, out, err = _run("replay", _recording(tmp_path / "rec.csv"), "--json")
+    assert code == 0, err
+    assert json.loads(out)["bindings_checked"] is False and json.loads(out)["would_have_acted"] == 2
 
 
 def test_replay_neither_reads_nor_writes_the_live_engines_detector_checkpoint(tmp_path: Path) -> None:

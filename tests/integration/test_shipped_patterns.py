@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -17,13 +18,16 @@ from typing import Any
 import httpx
 import psutil
 import pytest
+import yaml
 from servers import free_port, wait_for
 
 from autonomic.config import load_config_data
 from autonomic.engine import Engine
+from autonomic.execute.config_file import ConfigParams
 from autonomic.knowledge import Store
 from autonomic.model import ActionState, Incident, IncidentState, Level, Resolution
 from autonomic.oversight.notify import Dispatcher
+from autonomic.protocols import Target
 from autonomic.testing import FakeClock, FakeNotifier
 
 SLEEPER = "import time\nwhile True:\n    time.sleep(0.05)\n"
@@ -32,21 +36,28 @@ SLEEPER = "import time\nwhile True:\n    time.sleep(0.05)\n"
 class Rig:
     """A real engine over the built-in patterns with one service, ticked by hand."""
 
-    def __init__(self, tmp_path: Path, service: dict[str, Any]) -> None:
+    def __init__(self, tmp_path: Path, service: dict[str, Any], *, others: tuple[dict[str, Any], ...] = (),
+                 policy: dict[str, Any] | None = None) -> None:
         self.clock = FakeClock(time.time())
         self.notifier = FakeNotifier()
         self.store = Store("sqlite://")
         data = {
             "engine": {"interval_s": 1, "state_dir": str(tmp_path / "state"), "host_metrics": False,
                        "settle_s": 0, "resolve_after_s": 30},
-            "services": [service],
-            "policy": {"autonomy": "auto"},
+            "services": [service, *others],
+            "policy": {"autonomy": "auto", **(policy or {})},
         }
         config = load_config_data(data, source="test.yaml", base_dir=tmp_path)
         self.engine = Engine(config, clock=self.clock, store=self.store,
                              notifiers=Dispatcher([(self.notifier, Level.INFO)], synchronous=True, dedup_s=0))
         self.engine.start()
         self.service = service["name"]
+
+    def ticks(self, n: int) -> None:
+        for _ in range(n):
+            self.engine.tick()
+            self.clock.advance(1.0)
+            time.sleep(0.01)
 
     def tick_until(self, done: Callable[[], bool], limit: int = 150) -> None:
         for _ in range(limit):
@@ -113,15 +124,77 @@ def test_a_crash_loop_is_restarted_three_times_then_handed_to_a_person_and_left_
     assert alerts, "nobody was told"
 
 
-# A real metrics endpoint: how full the spool folder is against a 200 kB quota, as Prometheus text.
-SPOOL_METRICS = """\
-import os, sys
+def test_a_caller_whose_own_process_died_is_restarted_while_the_dependency_it_calls_is_still_down(
+    tmp_path: Path,
+) -> None:
+    """web calls api; both are supervised. api crashes and stays down (its restart is only
+    observed here); then web's own process crashes too. Root-cause ranking sees api depart first
+    and would hold web back as its echo, but the supervisor says web's process exited: that is
+    web's own fault, so web is restarted at once, api still down (before, web was denied at the
+    root_cause gate, "impacted by api", and left down until api recovered: the soak found it)."""
+    sleeper = {"command": [sys.executable, "-c", SLEEPER], "start_grace_s": 0}
+    rig = Rig(tmp_path, {"name": "web", "depends_on": ["api"], "actuators": {"process": sleeper}},
+              others=({"name": "api", "actuators": {"process": sleeper}},),
+              policy={"services": {"api": {"autonomy": "observe"}}})
+    sup = rig.engine.supervisor
+    try:
+        rig.ticks(90)  # the baseline root-cause ranking compares with
+        api_pid, web_pid = sup.pid("api"), sup.pid("web")
+        assert api_pid is not None and web_pid is not None
+        _crash(api_pid)
+        rig.ticks(4)
+        _crash(web_pid)
+        rig.tick_until(lambda: (i := rig.latest()) is not None and i.state.terminal)
+        web = rig.latest()
+        assert web is not None and web.cause == "down" and web.state == IncidentState.RESOLVED
+        [diagnosis] = rig.store.diagnoses(web.id)
+        assert diagnosis.impacted_by == []
+        assert ("root cause analysis ranks web as impacted by api, but web's own process was killed by signal 9"
+                in diagnosis.rationale)
+        [action] = rig.store.actions(service="web")
+        assert (action.pattern_id, action.state) == ("process-down-restart", ActionState.SUCCEEDED)
+        assert sup.pid("web") not in (None, web_pid) and sup.pid("api") is None  # api still down
+        assert rig.store.actions(service="api") == []
+    finally:
+        rig.engine.shutdown()
+
+
+def test_a_caller_whose_own_process_died_does_not_wait_for_the_fix_of_its_dependency_to_verify(
+    tmp_path: Path,
+) -> None:
+    """api crashes and is restarted; while that restart is still being verified (30 s), web's own
+    process crashes. web is restarted at once, not after api's watch window and settle time: a
+    dead process is no echo of api's trouble (before, web's incident waited for api's action to
+    end, down all the while)."""
+    sleeper = {"command": [sys.executable, "-c", SLEEPER], "start_grace_s": 0}
+    rig = Rig(tmp_path, {"name": "web", "depends_on": ["api"], "actuators": {"process": sleeper}},
+              others=({"name": "api", "actuators": {"process": sleeper}},))
+    sup = rig.engine.supervisor
+    try:
+        rig.ticks(5)
+        api_pid, web_pid = sup.pid("api"), sup.pid("web")
+        assert api_pid is not None and web_pid is not None
+        _crash(api_pid)
+        rig.tick_until(lambda: any(a.state == ActionState.VERIFYING for a in rig.store.actions(service="api")))
+        _crash(web_pid)
+        rig.tick_until(lambda: bool(rig.store.actions(service="web")), limit=8)
+        [api_fix] = rig.store.actions(service="api")
+        assert api_fix.state == ActionState.VERIFYING  # web did not wait for it
+        rig.tick_until(lambda: sup.pid("web") not in (None, web_pid), limit=5)
+    finally:
+        rig.engine.shutdown()
+
+
+def _metrics_server(setup: str) -> str:
+    """The program of a real metrics endpoint (port in argv[1]): ``setup`` defines ``reading()``,
+    the Prometheus text it answers with at each request (its own arguments from argv[2])."""
+    return f"""\
+import os, signal, sys
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-SPOOL, QUOTA = sys.argv[2], 200_000
+{setup}
 class Handler(BaseHTTPRequestHandler):
     def do_GET(self):
-        used = sum(e.stat().st_size for e in os.scandir(SPOOL))
-        body = f"spool_used_percent {100.0 * used / QUOTA}\\n".encode()
+        body = reading().encode()
         self.send_response(200)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
@@ -130,6 +203,15 @@ class Handler(BaseHTTPRequestHandler):
         pass
 ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), Handler).serve_forever()
 """
+
+
+# A real metrics endpoint: how full the spool folder is against a 200 kB quota, as Prometheus text.
+SPOOL_METRICS = _metrics_server("""\
+SPOOL, QUOTA = sys.argv[2], 200_000
+def reading():
+    used = sum(e.stat().st_size for e in os.scandir(SPOOL))
+    return f"spool_used_percent {100.0 * used / QUOTA}\\n"
+""")
 
 # The service's cleanup runbook: keep the two newest chunks in its working folder, note the run.
 CLEANUP = """\
@@ -216,5 +298,129 @@ def test_a_service_whose_shell_binding_has_no_cleanup_runbook_is_not_given_one_i
         assert diagnosis.pattern_id == "disk-fill-cleanup" and diagnosis.action is None
         assert "spool: its shell binding has no runbook 'disk-cleanup' (it has: rotate-logs)" in diagnosis.rationale
         assert rig.store.actions(service="spool") == []
+    finally:
+        rig.engine.shutdown()
+
+
+# A real service for error-spike-after-config-revert: it answers its metrics with an error ratio
+# of 0.3 while its config's timeout is under 2 s (read at every request) or a fault file exists,
+# else its usual ratio (argv[4]); SIGHUP (the config actuator's reload) is taken as a reload.
+SHOP = _metrics_server("""\
+import yaml
+CONFIG, FAULT, USUAL = sys.argv[2], sys.argv[3], float(sys.argv[4])
+signal.signal(signal.SIGHUP, lambda *_: None)
+def reading():
+    with open(CONFIG) as f:
+        timeout = yaml.safe_load(f)["server"]["timeout"]
+    bad = timeout < 2 or os.path.exists(FAULT)
+    return f"shop_error_ratio {0.3 if bad else USUAL}\\n"
+""")
+
+SHOP_CONFIG = "server:\n  timeout: 5\n  log: info\n  port: 8080\n  host: 0.0.0.0\npool:\n  size: 50\n"
+
+
+def _git(repo: Path, *args: str, author: str = "Ann Operator <ann@example.com>") -> str:
+    name, _, email = author.partition(" <")
+    cmd = ["git", "-c", f"user.name={name}", "-c", f"user.email={email.rstrip('>')}", "-C", str(repo), *args]
+    return subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+
+
+def _shop_rig(tmp_path: Path, usual_errors: float = 0.01, **thresholds: float) -> tuple[Rig, Path, Path]:
+    """The shop service with its config in a real git repository, after autonomic's own earlier
+    change to it (the pool raised 50 -> 60, committed by the config actuator as an action does)."""
+    repo = tmp_path / "shop-config"
+    repo.mkdir()
+    (repo / "app.yaml").write_text(SHOP_CONFIG)
+    _git(repo, "init", "-q")
+    _git(repo, "add", "app.yaml")
+    _git(repo, "commit", "-q", "-m", "shop: initial config")
+    (tmp_path / "shop.py").write_text(SHOP)
+    fault = tmp_path / "fault"
+    port = free_port()
+    rig = Rig(tmp_path, {
+        "name": "shop",
+        "metrics": [{"type": "prometheus", "url": f"http://127.0.0.1:{port}/metrics",
+                     "rename": {"shop_error_ratio": "error_rate"}}],
+        "actuators": {
+            "process": {"command": [sys.executable, str(tmp_path / "shop.py"), str(port), str(repo / "app.yaml"),
+                                    str(fault), str(usual_errors)]},
+            "config": {"repo": str(repo), "file": "app.yaml"},
+        },
+        "thresholds": thresholds,
+    })
+    wait_for(lambda: _answers(f"http://127.0.0.1:{port}/metrics"), what="shop metrics")
+    binding = rig.engine.config.bindings["shop"]["config"]
+    raise_pool = ConfigParams(op="scale", key="pool.size", factor=1.2, reload="none")
+    target = Target(service="shop", binding=binding)
+    actuator = rig.engine.actuators["config"]
+    actuator.apply(target, raise_pool, "earlier-pool-raise", actuator.snapshot(target, raise_pool))
+    return rig, repo, fault
+
+
+def _errors_incident(rig: Rig) -> Incident | None:
+    return next((i for i in rig.store.incidents(service="shop") if i.cause == "errors"), None)
+
+
+def test_an_error_spike_after_the_engines_own_config_change_does_not_revert_that_change(tmp_path: Path) -> None:
+    """The last commit to shop's config is autonomic's own (a pool raise its verification passed);
+    errors then spike for a reason of their own. error-spike-after-config-revert does not take the
+    engine's change for "the last config change": the pool stays raised, nothing is reverted, and
+    the incident goes to a person (before, the pattern reverted the engine's own verified fix)."""
+    rig, repo, fault = _shop_rig(tmp_path)
+    try:
+        fault.touch()
+        rig.tick_until(lambda: (i := _errors_incident(rig)) is not None and i.state.terminal)
+        inc = _errors_incident(rig)
+        assert inc is not None and inc.state == IncidentState.ESCALATED
+        [diagnosis] = rig.store.diagnoses(inc.id)
+        assert diagnosis.pattern_id is None and diagnosis.action is None
+        assert rig.store.actions(service="shop") == []
+        assert yaml.safe_load((repo / "app.yaml").read_text())["pool"]["size"] == 60
+        assert "Autonomic-Action: earlier-pool-raise" in _git(repo, "log", "-1", "--format=%B")
+    finally:
+        rig.engine.shutdown()
+
+
+def test_a_revert_is_verified_against_the_services_own_error_line(tmp_path: Path) -> None:
+    """shop's error_rate line is 0.2 and its errors usually run at 0.1: the revert of Ann's change
+    brings them back to 0.1, under shop's line, and the built-in pattern verifies it against that
+    line (before, against its fixed 0.05: the fix that worked was judged a failure)."""
+    rig, repo, _ = _shop_rig(tmp_path, usual_errors=0.1, error_rate=0.2)
+    try:
+        text = (repo / "app.yaml").read_text()
+        (repo / "app.yaml").write_text(text.replace("timeout: 5", "timeout: 1"))
+        _git(repo, "commit", "-q", "-am", "shorter timeout")
+        rig.tick_until(lambda: (i := _errors_incident(rig)) is not None and i.state.terminal)
+        inc = _errors_incident(rig)
+        assert inc is not None and inc.state == IncidentState.RESOLVED
+        [action] = rig.store.actions(incident_id=inc.id)
+        assert action.verify is not None and (action.verify.max, action.verify.threshold) == (0.2, "max")
+        assert yaml.safe_load((repo / "app.yaml").read_text())["server"]["timeout"] == 5
+    finally:
+        rig.engine.shutdown()
+
+
+def test_an_error_spike_after_a_persons_change_reverts_that_change_names_it_and_keeps_the_engines_own(
+    tmp_path: Path,
+) -> None:
+    """Ann shortens the timeout after autonomic raised the pool: errors spike, and the pattern
+    reverts Ann's commit (named with its author in the diagnosis and the action), not autonomic's
+    change after it: the engine's pool raise stays; errors fall; resolved."""
+    rig, repo, _ = _shop_rig(tmp_path)
+    try:
+        text = (repo / "app.yaml").read_text()
+        (repo / "app.yaml").write_text(text.replace("timeout: 5", "timeout: 1"))
+        _git(repo, "commit", "-q", "-am", "shorter timeout")
+        anns = _git(repo, "rev-parse", "HEAD").strip()
+        rig.tick_until(lambda: (i := _errors_incident(rig)) is not None and i.state.terminal)
+        inc = _errors_incident(rig)
+        assert inc is not None and inc.state == IncidentState.RESOLVED
+        [diagnosis] = rig.store.diagnoses(inc.id)
+        assert diagnosis.pattern_id == "error-spike-after-config-revert"
+        assert f"{anns[:12]} 'shorter timeout' by Ann Operator <ann@example.com>" in diagnosis.rationale
+        [action] = rig.store.actions(incident_id=inc.id)
+        assert action.state == ActionState.SUCCEEDED and action.undo["target_commit"] == anns
+        config = yaml.safe_load((repo / "app.yaml").read_text())
+        assert (config["server"]["timeout"], config["pool"]["size"]) == (5, 60)
     finally:
         rig.engine.shutdown()

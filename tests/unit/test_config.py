@@ -77,3 +77,25 @@ def test_repeated_service_names_are_refused_each_named_once_and_depends_on_names
     with pytest.raises(ConfigError, match=r"service 's9' depends on unknown s50, x$"):
         load([*many[:9], {"name": "s9", "depends_on": ["s1", "s50", "x"]}, *many[10:]])
     load([*many, {"name": "top", "depends_on": ["s49", "s0"]}])
+
+
+def test_a_pattern_verified_against_a_threshold_some_service_that_can_run_it_lacks_is_refused_naming_them(
+    tmp_path: Path,
+) -> None:
+    """``max: threshold`` of queue_depth, which no built-in threshold covers: every service that can
+    carry out the pattern (binds its actuator) must set it in thresholds.extra; the error names the
+    pattern's file and line and the services without it. A service that cannot run it need not."""
+    (tmp_path / "p").mkdir()
+    (tmp_path / "p" / "queue.yaml").write_text(
+        "id: queue-restart\nmatch: {cause: queue_depth}\naction: {type: process, params: {op: restart}}\n"
+        "prior_confidence: 0.5\nverify: {metric: queue_depth, max: threshold}\n")
+    proc = {"process": {"command": ["true"]}}
+
+    def load(services: list[dict[str, object]]) -> None:
+        load_config_data({"services": services, "patterns": ["p"]}, source="a.yaml", base_dir=tmp_path)
+
+    refused = (r"queue\.yaml:1: verify\.max: threshold: pattern queue-restart is verified against the service's "
+               r"own threshold for 'queue_depth', which api, jobs do not set")
+    with pytest.raises(ConfigError, match=refused):
+        load([{"name": "api", "actuators": proc}, {"name": "jobs", "actuators": proc}, {"name": "web"}])
+    load([{"name": "api", "actuators": proc, "thresholds": {"extra": {"queue_depth": 500}}}, {"name": "web"}])

@@ -2489,3 +2489,33 @@ def test_an_escalation_chain_passes_over_a_pattern_the_service_cannot_carry_out(
     assert step.data["next"] == "fake-down-poke"
     assert "next-elsewhere" in step.data["passed_over"] and "no elsewhere actuator binding" in (
         step.data["passed_over"]["next-elsewhere"])
+
+
+ERRORS_POKE = """
+id: errors-poke
+match: {cause: errors, kind: threshold}
+action: {type: fake, params: {op: poke}}
+prior_confidence: 0.9
+rollback_safe: true
+verify: {metric: error_rate, max: threshold, window_s: 10, delay_s: 3, min_samples: 3}
+"""
+
+
+def test_a_verification_bound_given_as_threshold_is_the_services_own_line(tmp_path: Path) -> None:
+    """svc's error_rate line is 0.2 (the default is 0.05): a pattern verified with ``max:
+    threshold`` judges the fix against 0.2, so errors settling at 0.1 pass, and the action keeps
+    the number it was judged by."""
+    services = [{"name": "svc", "actuators": {"fake": {"name": "x"}},
+                 "thresholds": {"down_after": 2, "sustain": 2, "error_rate": 0.2}}]
+    h = Harness(tmp_path, patterns=ERRORS_POKE, extra={"services": services})
+    h.feed("error_rate", 0.01, 3)
+    h.feed("error_rate", 0.5, 3)
+    inc = h.incident()
+    assert inc.cause == "errors"
+    h.run_until(lambda: h.store.get(Incident, inc.id).state.terminal, "error_rate", 0.1)  # type: ignore[union-attr]
+    (action,) = h.store.actions(incident_id=inc.id)
+    assert action.verify is not None and (action.verify.max, action.verify.threshold) == (0.2, "max")
+    assert action.state == ActionState.SUCCEEDED
+    (outcome,) = h.store.outcomes(incident_id=inc.id)
+    assert outcome.verdict == "pass"
+    assert "max 0.2, the service threshold" in render_text(explain_incident(h.store, inc.id))

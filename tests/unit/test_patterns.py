@@ -1,13 +1,15 @@
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 import pytest
 from pydantic import BaseModel, ConfigDict, Field
 
+from autonomic.analyze.thresholds import Thresholds
 from autonomic.errors import PatternError, Problem
-from autonomic.model import ActionSpec, FindingKind
+from autonomic.model import ActionSpec, FindingKind, VerifySpec
 from autonomic.plan.patterns import check_patterns, load_patterns
 from autonomic.registry import Registry
 
@@ -96,6 +98,12 @@ def problems_of(paths: list[Path], registry: Registry) -> list[Problem]:
     return exc.value.problems
 
 
+def _default_line(verify: VerifySpec | None) -> float | None:
+    """The max a verification has for a service with the default thresholds."""
+    assert verify is not None
+    return verify.with_line(Thresholds().limit(verify.metric) or math.nan).max
+
+
 def test_builtin_library_loads_against_actuator_schemas(registry: Registry) -> None:
     patterns = {p.id: p for p in load_patterns([BUILTIN], registry)}
     assert set(patterns) == {
@@ -121,23 +129,23 @@ def test_builtin_library_loads_against_actuator_schemas(registry: Registry) -> N
 
     mem = patterns["memory-leak-graceful-restart"]
     assert mem.action is not None and mem.action.params["op"] == "graceful_restart"
-    assert (mem.verify.metric, mem.verify.max) == ("memory_percent", 85)
+    assert (mem.verify.metric, mem.verify.threshold, _default_line(mem.verify)) == ("memory_percent", "max", 85)
 
     pool = patterns["pool-exhaustion-raise"]
     assert pool.action is not None and pool.action.type == "config"
     assert pool.action.params["factor"] == 1.2 and pool.action.params["max"] == 200
     assert pool.rollback_safe is True
-    assert (pool.verify.metric, pool.verify.max) == ("pool_utilization", 90)
+    assert (pool.verify.metric, pool.verify.threshold, _default_line(pool.verify)) == ("pool_utilization", "max", 90)
 
     err = patterns["error-spike-after-config-revert"]
     assert err.match.after_change_s == 900 and err.match.kind == FindingKind.THRESHOLD
     assert err.action is not None and err.action.params["op"] == "revert_last"
-    assert (err.prior_confidence, err.verify.max) == (0.85, 0.05)
+    assert (err.prior_confidence, err.verify.threshold, _default_line(err.verify)) == (0.85, "max", 0.05)
     disk = patterns["disk-fill-cleanup"]
     assert (disk.match.cause, disk.match.kind) == ("disk", FindingKind.FORECAST)
     assert disk.action == ActionSpec(type="shell", target="{service}",
                                      params={"runbook": "disk-cleanup", "timeout_s": 300})
-    assert disk.verify is not None and (disk.verify.metric, disk.verify.max) == ("disk_percent", 90)
+    assert disk.verify is not None and (disk.verify.metric, _default_line(disk.verify)) == ("disk_percent", 90)
     assert (disk.prior_confidence, disk.rollback_safe) == (0.7, False)
     loop = patterns["crash-loop-hand-over"]
     assert loop.action is None and loop.verify is None and loop.match.after_actions is not None
@@ -287,6 +295,9 @@ def test_escalation_chain_problems_name_the_entry_and_line(tmp_path: Path, regis
         ("{metric: up}", "give min or max (or both): without a bound every fix would pass verification"),
         ("{metric: up, min: .nan}", "min must be a finite number"),
         ("{metric: error_rate, min: 0.5, max: 0.1}", "min (0.5) is above max (0.1): no sample could pass"),
+        ("{metric: error_rate, min: threshold}", "min: a service's thresholds are maximums"),
+        ("{metric: up, max: threshold}", "a service has no maximum for 'up' to verify against"),
+        ("{metric: availability, max: threshold}", "a service has no maximum for 'availability'"),
     ],
 )
 def test_a_verification_every_fix_would_pass_or_none_could_is_refused_naming_the_line(
@@ -320,3 +331,13 @@ def test_after_actions_naming_an_unknown_pattern_is_refused_with_its_line(tmp_pa
     [p] = problems_of([f, g], registry)
     assert (p.field, p.line) == ("match.after_actions.patterns[1]", 5)
     assert "no pattern has the id 'restrat'" in p.message
+
+
+def test_a_verification_bound_may_be_the_services_own_threshold(tmp_path: Path, registry: Registry) -> None:
+    """``max: threshold``: the number is the service's own line for the metric, filled in when an
+    action is prepared; the loaded pattern keeps the reference, not a number."""
+    text = ("id: errors\nmatch: {cause: errors}\nprior_confidence: 0.5\n"
+            "verify: {metric: error_rate, max: threshold, min: 0}\n")
+    [p] = load_patterns([write(tmp_path, "a.yaml", text)], registry)
+    assert p.verify is not None and (p.verify.max, p.verify.min, p.verify.threshold) == (None, 0.0, "max")
+    assert p.verify.with_line(0.2).max == 0.2

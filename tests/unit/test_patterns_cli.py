@@ -173,7 +173,7 @@ def test_test_context_supplies_what_the_engine_would_know(config: Path, tmp_path
     del body["context"]
     path.write_text(json.dumps(body))
     out = run("test", "error-spike-after-config-revert", "-i", str(path), "-c", str(config))
-    assert out.exit_code == 1 and "needs config change within 900 s: none" in out.output
+    assert out.exit_code == 1 and "needs a config change made outside autonomic within 900 s: none" in out.output
 
 
 @pytest.mark.parametrize(

@@ -35,7 +35,7 @@ import math
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
@@ -57,6 +57,18 @@ _MAXIMUMS = (
     "probe_latency_ms",
     "pool_utilization",
 )
+
+
+def maximum_kind(metric: str) -> Literal["builtin", "extra"] | None:
+    """Where a service's maximum for ``metric`` comes from: a field every service has (``builtin``:
+    ``error_rate``, ``memory_percent``, ...), ``thresholds.extra`` (``extra``: any other name, which
+    a service may or may not give), or nowhere (None: ``availability`` is a minimum, ``up`` and
+    ``probe_ok`` have no line)."""
+    if metric in _MAXIMUMS:
+        return "builtin"
+    if metric == "availability" or metric in _DOWN_METRICS:
+        return None
+    return "extra"
 
 
 class Thresholds(BaseModel):

@@ -30,6 +30,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from autonomic.errors import RetryableActuatorError, TerminalActuatorError
+from autonomic.model import ConfigChange
 from autonomic.protocols import ActuatorContext, Target
 
 Format = Literal["yaml", "json", "toml", "ini"]
@@ -151,7 +152,10 @@ class ConfigActuator:
         if p.key:
             snap["old"] = _jsonable(_get(_load(b)[1], p.key, b))
         if p.op == "revert_last":
-            snap["target_commit"] = _latest_commit(b)
+            change = last_change(b)
+            snap["target_commit"] = change.commit if change else None
+            if change is not None:
+                snap["target"] = change.describe()
         return snap
 
     def applied(
@@ -223,8 +227,8 @@ class ConfigActuator:
 
     @staticmethod
     def last_change_at(binding: BaseModel) -> float | None:
-        """Epoch seconds of the latest change to the bound file still in effect (see
-        :func:`_changes_in_effect`); None when there is none."""
+        """Epoch seconds of the latest change to the bound file still in effect made outside the
+        engine (see :func:`last_change`); None when there is none."""
         return last_change_at(binding)
 
     # --- internals -----------------------------------------------------------------------
@@ -232,10 +236,12 @@ class ConfigActuator:
     def _revert_last(
         self, target: Target, p: ConfigParams, b: ConfigBinding, key: str, snapshot: Mapping[str, Any]
     ) -> dict[str, Any]:
-        sha = snapshot.get("target_commit") or _latest_commit(b)
+        change = None if snapshot.get("target_commit") else last_change(b)
+        sha = snapshot.get("target_commit") or (change.commit if change else None)
         if not sha:
-            raise TerminalActuatorError(f"revert_last: no change to {b.file} in {b.repo} is in effect "
-                                        "(only its first version, or changes already reverted)")
+            raise TerminalActuatorError(f"revert_last: no change to {b.file} in {b.repo} made outside autonomic is in "
+                                        "effect (only its first version, autonomic's own changes, which their own "
+                                        "verification judges, or changes already reverted)")
         before = _jsonable(_get(_load(b)[1], p.key, b)) if p.key else None
         new_sha = _revert(b, str(sha), f"{ACTION_TRAILER}: {key}", "autonomic: revert_last")
         if new_sha is None:
@@ -244,6 +250,9 @@ class ConfigActuator:
         after = _jsonable(_get(_load(b)[1], p.key, b)) if p.key else None
         detail: dict[str, Any] = {"file": b.file, "key": p.key, "old": before, "new": after}
         detail.update(commit=new_sha, reverted=sha)
+        what = snapshot.get("target") or (change.describe() if change else None)
+        if what:
+            detail["reverted_change"] = what
         detail["reload"] = self._reload(target, p, b)
         return detail
 
@@ -260,16 +269,21 @@ class ConfigActuator:
         return f"sent {b.reload_signal}" if sent else "not running"
 
 
+def last_change(binding: BaseModel | Mapping[str, Any]) -> ConfigChange | None:
+    """The latest change to the bound file still in effect that was made outside the engine
+    (reverted pairs, the root commit and autonomic's own commits do not count); None when there is
+    none. The engine measures patterns' ``after_change_s`` from it, and ``revert_last`` reverts
+    it: an earlier action of autonomic's is judged by its own verification (and undone by its own
+    rollback), never reverted as "the last config change" because errors rose after it."""
+    b = binding if isinstance(binding, ConfigBinding) else ConfigBinding.model_validate(
+        binding.model_dump() if isinstance(binding, BaseModel) else binding)
+    return next((c for c, ours in _changes_in_effect(b) if not ours), None)
+
+
 def last_change_at(binding: BaseModel | Mapping[str, Any]) -> float | None:
-    """Epoch seconds of the latest change to the bound file still in effect (reverted pairs
-    and the root commit do not count); None when there is none. The engine uses it for
-    patterns' ``after_change_s``."""
-    if isinstance(binding, ConfigBinding):
-        b = binding
-    else:
-        b = ConfigBinding.model_validate(binding.model_dump() if isinstance(binding, BaseModel) else binding)
-    changes = _changes_in_effect(b)
-    return changes[0][1] if changes else None
+    """Epoch seconds of :func:`last_change`; None when there is none."""
+    change = last_change(binding)
+    return change.at if change else None
 
 
 # --- params helpers --------------------------------------------------------------------------
@@ -525,21 +539,22 @@ def _commit(b: ConfigBinding, message: str) -> str:
     return _git(b, "rev-parse", "HEAD").strip()
 
 
-def _changes_in_effect(b: ConfigBinding) -> list[tuple[str, float]]:
-    """Commits touching the file that are still in effect, newest first, as (sha, epoch).
+def _changes_in_effect(b: ConfigBinding) -> list[tuple[ConfigChange, bool]]:
+    """Commits touching the file that are still in effect, newest first, each with whether it is
+    the engine's own (its message carries the ``Autonomic-Action`` trailer).
 
     A revert and the commit it reverts cancel out (neither is "the last change"), and the
     root commit is the file's first version, not a change. So after autonomic undoes its
     own change, "the last change" is whatever came before it, never the undo itself.
     """
-    out = _git(b, "log", "--format=%x1e%H%x1f%ct%x1f%P%n%B", "--", b.file, check=False)
+    out = _git(b, "log", "--format=%x1e%H%x1f%ct%x1f%P%x1f%an <%ae>%x1f%s%n%B", "--", b.file, check=False)
     cancelled: set[str] = set()
-    effective: list[tuple[str, float]] = []
+    effective: list[tuple[ConfigChange, bool]] = []
     for entry in out.split("\x1e"):
         head, _, body = entry.strip().partition("\n")
         if not head:
             continue
-        sha, ct, parents = (head.split("\x1f") + ["", ""])[:3]
+        sha, ct, parents, author, subject = (head.split("\x1f") + ["", "", "", ""])[:5]
         if any(sha.startswith(c) for c in cancelled):
             continue  # reverted later: its own effect (a change, or a revert) is gone
         reverted = re.findall(r"This reverts commit ([0-9a-f]{7,40})", body)
@@ -547,13 +562,9 @@ def _changes_in_effect(b: ConfigBinding) -> list[tuple[str, float]]:
             cancelled.update(reverted)
             continue
         if parents.strip():
-            effective.append((sha, float(ct)))
+            ours = any(line.startswith(f"{ACTION_TRAILER}:") for line in body.splitlines())
+            effective.append((ConfigChange(commit=sha, at=float(ct), author=author, subject=subject), ours))
     return effective
-
-
-def _latest_commit(b: ConfigBinding) -> str | None:
-    changes = _changes_in_effect(b)
-    return changes[0][0] if changes else None
 
 
 def _find_commit(b: ConfigBinding, trailer: str, key: str) -> str | None:

@@ -227,6 +227,6 @@ def _bounds(spec: VerifySpec) -> str:
     if spec.min is not None:
         parts.append(f"min {spec.min:g}")
     if spec.max is not None:
-        parts.append(f"max {spec.max:g}")
+        parts.append(f"max {spec.max:g}{', the service threshold' if spec.threshold else ''}")
     text = ", ".join(parts)
     return f" ({text})" if text else ""

@@ -23,7 +23,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from autonomic.model import AfterActions, Candidate, Diagnosis, Finding, Incident, Pattern, Symptom
+from autonomic.model import AfterActions, Candidate, ConfigChange, Diagnosis, Finding, Incident, Pattern, Symptom
 
 _MATCH_FIELDS = 6
 
@@ -32,7 +32,10 @@ _MATCH_FIELDS = 6
 class DiagnoseContext:
     now: float
     service_type: str | None = None
-    last_change_at: float | None = None  # the service's last config change
+    # when the service's config was last changed outside the engine (its own changes are judged
+    # by their own verification), and, when known, which change (named in the match's reason)
+    last_change_at: float | None = None
+    last_change: ConfigChange | None = None
     record: Mapping[str, tuple[float, float]] = field(default_factory=dict)  # id -> (successes, failures)
     # pattern id -> when each of its actions on the service was created (none cancelled), for
     # ``match.after_actions``; the engine reads back as far as the longest ``within_s`` asks
@@ -124,16 +127,18 @@ def _match(
     if m.after_change_s is not None:
         window = f"{m.after_change_s:g} s"
         if ctx.last_change_at is None:
-            checks.append((False, f"needs config change within {window}: none"))
+            checks.append((False, f"needs a config change made outside autonomic within {window}: none"))
         else:
             ago = ctx.now - ctx.last_change_at
             ok = 0 <= ago <= m.after_change_s
+            which = f" ({ctx.last_change.describe()})" if ctx.last_change is not None else ""
             checks.append(
                 (
                     ok,
-                    f"config changed {ago:.0f} s ago, within {window}"
+                    f"config changed {ago:.0f} s ago{which}, within {window}"
                     if ok
-                    else f"needs config change within {window}: last was {ago:.0f} s ago",
+                    else f"needs a config change made outside autonomic within {window}: last was {ago:.0f} s "
+                         f"ago{which}",
                 )
             )
     if m.after_actions is not None:

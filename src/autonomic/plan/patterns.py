@@ -43,6 +43,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from autonomic.analyze.thresholds import maximum_kind
 from autonomic.errors import ConfigError, PatternError, Problem
 from autonomic.model import ActionSpec, Pattern, PatternMatch, StepSpec, VerifySpec
 from autonomic.registry import Registry
@@ -97,8 +98,11 @@ class PatternYaml(BaseModel):
         fills with successes it never had: give ``min`` or ``max``, finite, ``min`` <= ``max``."""
         if v is None:
             return v
+        if v.threshold is not None and maximum_kind(v.metric) is None:
+            raise ValueError(f"max: threshold: a service has no maximum for {v.metric!r} to verify against "
+                             "(availability is a minimum, up and probe_ok have no line): give a number")
         bounds = {k: b for k, b in (("min", v.min), ("max", v.max)) if b is not None}
-        if not bounds:
+        if not bounds and v.threshold is None:
             raise ValueError("give min or max (or both): without a bound every fix would pass verification")
         bad = [k for k, b in bounds.items() if not math.isfinite(b)]
         if bad:

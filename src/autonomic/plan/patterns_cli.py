@@ -143,6 +143,8 @@ def show(pattern_id: Annotated[str, typer.Argument(metavar="ID")], config: Confi
         dumped["match"].pop("symptoms", None)
     if not p.then:
         dumped.pop("then", None)
+    if dumped.get("verify", {}).pop("threshold", None):
+        dumped["verify"]["max"] = "threshold"  # as written: the service's own line
     # keep the schema's order; an absent action is shown as null (escalate to a person)
     body = {k: dumped.get(k) for k in Pattern.model_fields if k in dumped or k == "action"}
     if body["action"] is not None and not body["action"]["steps"]:
