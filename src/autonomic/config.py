@@ -107,6 +107,10 @@ class EngineSpec(_Spec):
     # how often detectors' learned state (anomaly baselines, seasonal history) is written to
     # state_dir/detectors.json; it is also written at shutdown and read back at start
     checkpoint_s: float = Field(default=300.0, gt=0)
+    # The loop counts as stuck (the lease is no longer renewed, /healthz fails) once it has made
+    # no progress for this long; None: worked out from the config (the longest step the loop can
+    # take: see Engine.stuck_after_s), which the engine logs at start.
+    stuck_after_s: float | None = Field(default=None, gt=0, le=86_400)
     leader_election: LeaderElectionSpec = Field(default_factory=LeaderElectionSpec)
 
     @property

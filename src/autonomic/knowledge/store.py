@@ -276,6 +276,31 @@ _PG_NETWORK_DEFAULTS = {"connect_timeout": 10, "keepalives": 1, "keepalives_idle
                         "keepalives_interval": 5, "keepalives_count": 3, "tcp_user_timeout": 30_000}
 
 
+# the longest a store call on SQLite waits: busy_timeout for the write lock, and as long again
+# for the switch to WAL when the file is new (see _wal)
+_SQLITE_CALL_LIMIT_S = 20.0
+
+
+def _pg_call_limit_s(network: Mapping[str, Any]) -> float:
+    """The longest one store call over PostgreSQL waits on what can stop answering, with the
+    connection settings ``network`` (libpq's, from :data:`_PG_NETWORK_DEFAULTS` and the URL): a
+    new connection (``connect_timeout``), the write lock (``_PG_LOCK_WAIT_S``), and a connection
+    that went dead under it (``tcp_user_timeout``, else the keepalives). A query the server runs
+    for longer is not bounded (no statement_timeout): that is what the engine's watchdog is for."""
+    def number(key: str) -> float:
+        try:
+            return float(network.get(key, _PG_NETWORK_DEFAULTS[key]))
+        except (TypeError, ValueError):
+            return float(_PG_NETWORK_DEFAULTS[key])
+
+    if "tcp_user_timeout" in network and number("tcp_user_timeout") > 0:
+        dead = number("tcp_user_timeout") / 1000
+    else:
+        dead = number("keepalives_idle") + number("keepalives_interval") * number("keepalives_count")
+    connect = number("connect_timeout") or 10.0
+    return connect + _PG_LOCK_WAIT_S + dead
+
+
 def _pg_network_args(query: Mapping[str, Any], libpq: int | None = None) -> dict[str, int]:
     """:data:`_PG_NETWORK_DEFAULTS` the URL's ``query`` does not set itself; ``tcp_user_timeout``
     only for a libpq that knows it (12 and newer: an older one refuses the connection with
@@ -423,6 +448,7 @@ class Store:
         # NaN and infinities become null in every JSON column: PostgreSQL's json type has no
         # token for them, and one serialisation on both back ends reads back the same
         kwargs: dict[str, Any] = {"json_serializer": _json_text}
+        network: dict[str, Any] = {}  # libpq's connection settings (PostgreSQL)
         if sqlite:
             kwargs["connect_args"] = {"check_same_thread": False}
             if memory:
@@ -451,6 +477,7 @@ class Store:
             given_args = _pg_network_args(parsed.query)
             kwargs["connect_args"] = {"options": f"{options} -c idle_in_transaction_session_timeout="
                                                  f"{int(_PG_IDLE_S * 1000)}".strip(), **given_args}
+            network = {**{k: v for k, v in parsed.query.items() if k in _PG_NETWORK_DEFAULTS}, **given_args}
         try:
             engine = create_engine(parsed, **kwargs)
         except ImportError as e:
@@ -458,6 +485,7 @@ class Store:
                              "for PostgreSQL: pip install 'autonomic[postgres]'") from e
         except ArgumentError as e:
             raise StoreError(f"cannot open the store at {shown}: {e}") from e
+        self.call_limit_s = _SQLITE_CALL_LIMIT_S if sqlite else _pg_call_limit_s(network)
         if sqlite:
             _install_sqlite_hooks(engine)
             reader: Engine = engine
