@@ -304,6 +304,7 @@ class Engine:
         self.queue = WorkQueue()
         self.stuck_after_s, self.stuck_basis = self._stuck_after()
         self.watchdog = Watchdog(self.stuck_after_s, elapsed_clock)
+        self._stuck_said: str | None = None  # the stall the lease thread last logged (see _lease_round)
         self.executor = Executor(
             store=self.store, actuators=self.actuators, bindings=config.bindings, series=self.series,
             clock=self.clock, notify=self.notify, paused=self._may_act,
@@ -702,29 +703,34 @@ class Engine:
         Should the loop come back before that, renewals go on, or, the lease taken, the next one
         finds it lost (every write of the woken loop is refused by the fence)."""
         assert self.elector is not None
-        said: str | None = None
         while not done.wait(self.config.engine.leader_election.retry_s):
-            stuck = self.stuck
-            if stuck is not None:
-                if said is None:
-                    log.error("%s; this replica stops renewing its lease (%s), so a standby takes over after "
-                              "lease_s (%g s), and /healthz fails so that its supervisor restarts it",
-                              stuck, self.elector.describe(), self.elector.lease_s)
-                said = stuck
-                continue
-            if said is not None:
-                log.warning("the engine loop makes progress again (it was %s); %s", said.partition(": ")[2],
-                            "renewing the lease again" if self.elector.leading else "trying to renew the lease")
-                said = None
-            try:
-                self.elector.attempt()
-                self._sync_clock()  # after the renewal: a slow answer must not hold it up
-            except Exception:  # a bug must not end the renewals silently: the lease would lapse
-                log.exception("lease: renewal failed unexpectedly; trying again in %g s",
-                              self.config.engine.leader_election.retry_s)
-            if self.elector.lost:
+            if self._lease_round():
                 stop.set()
                 return
+
+    def _lease_round(self) -> bool:
+        """One round of :meth:`_keep_lease`: renew the lease, unless the loop is stuck (said once
+        per stall); True once the lease is lost."""
+        assert self.elector is not None
+        stuck = self.stuck
+        if stuck is not None:
+            if self._stuck_said is None:
+                log.error("%s; this replica stops renewing its lease (%s), so a standby takes over after "
+                          "lease_s (%g s), and /healthz fails so that its supervisor restarts it",
+                          stuck, self.elector.describe(), self.elector.lease_s)
+            self._stuck_said = stuck
+            return False
+        if self._stuck_said is not None:
+            log.warning("the engine loop makes progress again (it was %s); %s", self._stuck_said.partition(": ")[2],
+                        "renewing the lease again" if self.elector.leading else "trying to renew the lease")
+            self._stuck_said = None
+        try:
+            self.elector.attempt()
+            self._sync_clock()  # after the renewal: a slow answer must not hold it up
+        except Exception:  # a bug must not end the renewals silently: the lease would lapse
+            log.exception("lease: renewal failed unexpectedly; trying again in %g s",
+                          self.config.engine.leader_election.retry_s)
+        return self.elector.lost
 
     def run(self, stop: threading.Event, on_tick: Callable[[Engine], None] | None = None) -> None:
         """The main loop, until ``stop`` is set. With leader election, first stand by until this

@@ -16,6 +16,7 @@ from autonomic.engine import INBOX, Engine, approval_key, pause_key, queue_findi
 from autonomic.errors import NotLeaderError
 from autonomic.knowledge import Store
 from autonomic.knowledge.lease import LeaderElector
+from autonomic.liveness import Watchdog
 from autonomic.model import (
     ActionState,
     Autonomy,
@@ -1886,6 +1887,39 @@ def test_a_leader_that_cannot_renew_its_lease_advances_no_incident_or_action(tmp
     assert elector.attempt()  # renewed: the queued incident goes on
     h.feed("up", 0, 1)
     assert [c for c, *_ in h.actuator.calls] == ["apply"]
+
+
+def test_a_leader_whose_loop_is_stuck_past_stuck_after_s_renews_no_more_and_again_once_it_moves(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """The lease thread's round skips the renewal while the loop has made no progress for longer
+    than stuck_after_s (so a standby may take over), saying once what the loop is stuck in; the
+    first round after the loop beats again renews (no standby took the lease meanwhile)."""
+    mono = _Mono()
+    store = Store(f"sqlite:///{tmp_path / 'one.db'}")
+    elector = LeaderElector(store, identity="a", lease_s=15, renew_s=10, monotonic=mono)
+    assert elector.attempt()
+    h = Harness(tmp_path, store=store)
+    h.engine.elector = elector
+    t = [0.0]
+    h.engine.watchdog = Watchdog(30.0, lambda: t[0])
+    h.engine.watchdog.beat("fake apply of action 12345678 on svc, attempt 1 (an actuator call)")
+
+    def renewals() -> int:
+        lease = store.lease("engine")
+        assert lease is not None
+        return lease.renewals
+
+    assert h.engine._lease_round() is False and renewals() == 1
+    t[0] = 31.0
+    assert h.engine._lease_round() is False and h.engine._lease_round() is False
+    assert renewals() == 1, "a leader whose loop is stuck renewed its lease"
+    (line,) = [r.getMessage() for r in caplog.records if "stops renewing its lease" in r.getMessage()]
+    assert "no progress for 31 s (limit 30 s): stuck in fake apply of action 12345678 on svc" in line
+    mono.t += 11
+    assert not elector.leading and h.engine.standby is not None
+    h.engine.watchdog.beat("waiting for the next tick")
+    assert h.engine._lease_round() is False and renewals() == 2 and elector.leading
+    assert any("makes progress again" in r.getMessage() for r in caplog.records)
 
 
 def test_a_leader_whose_pause_read_stalls_past_its_lease_does_not_call_the_actuator(
