@@ -217,6 +217,13 @@ def test_a_request_for_approval_outlives_a_takeover_by_a_replica_whose_clock_is_
         wait_for(lambda: [d for d in store.decisions(waiting.id) if d.verdict == "approved"] or None,
                  timeout=30, what="the new leader acting on the approval")
         assert not [e for e in store.audit_events() if e.kind == "approval.expired"]
+        # the skewed replica's audit events are stamped by the server's clock too (they were 20
+        # minutes ahead), so the log's times grow with its sequence across the takeover
+        now = store.server_time()
+        events = store.audit_events()
+        assert [e for e in events if e.actor == "replica-b" or e.data.get("replica") == "replica-b"]
+        assert all(now - 300 <= e.ts <= now + 1 for e in events), [(e.kind, e.actor, e.ts - now) for e in events]
+        assert [e.ts for e in events] == sorted(e.ts for e in events)
     finally:
         store.close()
 

@@ -114,6 +114,9 @@ _PG_WRITE_LOCK = int.from_bytes(b"autonomi", "big")
 _PG_WRITE_IDLE_S = 5.0  # a write transaction idle this long between statements is ended by the server
 _PG_IDLE_S = 30.0  # any other transaction idle this long between statements is ended by the server
 _PG_LOCK_WAIT_S = 10.0  # how long a write waits for the lock (SQLite: busy_timeout, also 10 s)
+# connection info key: (the server's clock, this host's monotonic clock) as a write transaction
+# took the write lock on PostgreSQL (see _install_postgresql_hooks and Store._now_in)
+_SERVER_CLOCK_AT_LOCK = "autonomic_server_clock_at_lock"
 _HEAD_ID = 1
 _HEAD: Table = AuditHeadRow.__table__  # type: ignore[assignment]
 _AUDIT: Table = AuditRow.__table__  # type: ignore[assignment]
@@ -258,14 +261,19 @@ def _install_postgresql_hooks(engine: Engine) -> None:
     process frozen: a paused VM, SIGSTOP, a partition) is cut off by the server, which rolls the
     transaction back and frees the lock; our write transactions never wait on anything else
     between statements. Without it, a leader frozen mid-write held the lock until the kernel gave
-    up on its TCP connection, hours later, and no replica could write, or take its lease over."""
+    up on its TCP connection, hours later, and no replica could write, or take its lease over.
+
+    The same statement reads the server's clock as the lock is taken, so that what the transaction
+    stamps (audit events, named state) is by the server's clock without another round trip."""
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
         if conn.get_execution_options().get(_WRITE):
             conn.exec_driver_sql(f"SET LOCAL idle_in_transaction_session_timeout = {int(_PG_WRITE_IDLE_S * 1000)}")
             conn.exec_driver_sql(f"SET LOCAL lock_timeout = {int(_PG_LOCK_WAIT_S * 1000)}")
-            conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_PG_WRITE_LOCK})")
+            locked = conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_PG_WRITE_LOCK}), "
+                                          "extract(epoch FROM clock_timestamp())").one()
+            conn.info[_SERVER_CLOCK_AT_LOCK] = (float(locked[1]), monotonic())
 
 
 _BACKENDS = ("sqlite", "postgresql")
@@ -664,7 +672,7 @@ class Store:
         _storable("audit event", {"actor": actor, "kind": kind, "subject": subject})
         data = self._secrets.data(data)
         try:
-            ev = make_event(seq=head[0] + 1, ts=time.time(), actor=actor, kind=kind, subject=subject, data=data,
+            ev = make_event(seq=head[0] + 1, ts=self._now_in(conn), actor=actor, kind=kind, subject=subject, data=data,
                             prev_hash=head[1])
         except UnicodeEncodeError:  # the hash is over UTF-8
             raise StoreValueError(f"audit event {kind!r}: its data {_UNPAIRED}") from None
@@ -973,7 +981,7 @@ class Store:
             if value is None:
                 conn.execute(delete(StateRow).where(StateRow.key == key))
             else:
-                row = {"key": key, "value": value, "updated_at": time.time()}
+                row = {"key": key, "value": value, "updated_at": self._now_in(conn)}
                 conn.execute(self._upsert(StateRow, row, keep=()), row)
             return self._append(conn, head, actor, event, key,
                                 {**(data or {}), "value": value} if audit_value else dict(data or {}))
@@ -1012,6 +1020,18 @@ class Store:
             return time.time()
         with self._read() as conn:
             return self._server_time_in(conn)
+
+    def _now_in(self, conn: Connection) -> float:
+        """When this write transaction writes (an audit event's time, a named state's
+        ``updated_at``), by the clock every replica shares: on PostgreSQL the server's, read as the
+        transaction took the write lock and moved on by this host's monotonic clock since (no round
+        trip; a replica whose own clock is 20 minutes off stamps the same times as the others); on
+        SQLite, whose every user is on this host, this host's."""
+        taken = conn.info.get(_SERVER_CLOCK_AT_LOCK) if self.shared_clock else None
+        if taken is None:
+            return time.time()
+        server, at = taken
+        return float(server) + (monotonic() - at)
 
     def _server_time_in(self, conn: Connection) -> float:
         """:meth:`server_time`, asked in this transaction."""
