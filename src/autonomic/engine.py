@@ -39,7 +39,7 @@ from autonomic.analyze.trend import TrendDetector, default_trend_specs
 from autonomic.clock import ServerClock, SystemClock
 from autonomic.config import Config
 from autonomic.errors import AuditChainError, AutonomicError, SourceError, StoreError, StoreValueError
-from autonomic.execute.executor import Executor
+from autonomic.execute.executor import RETRY_PAUSE_MAX_S, Executor
 from autonomic.execute.supervisor import Supervisor
 from autonomic.knowledge import Store
 from autonomic.knowledge.lease import LeaderElector, elapsed_clock
@@ -407,8 +407,9 @@ class Engine:
         store_s = float(getattr(self.store, "call_limit_s", 20.0))
         wait_s = max(engine.interval_s, engine.leader_election.retry_s if self.elector is not None else 0.0)
         call_s, call = self._longest_actuator_call()
-        source_s, source = self._longest_collection()
-        slow_s, slow = (call_s, call) if call_s >= source_s else (source_s, source)
+        if call_s > 0:  # a failed call may be followed by the pause before its retry (which beats again)
+            call_s, call = call_s + RETRY_PAUSE_MAX_S, f"{call}, and the pause before a retry"
+        slow_s, slow = max((call_s, call), self._longest_collection())
         worked_out = wait_s + slow_s + _STORE_CALLS_PER_STEP * store_s
         basis = (f"the wait for the next tick {wait_s:g} s + the longest call {slow_s:g} s ({slow}) + "
                  f"{_STORE_CALLS_PER_STEP} store calls of at most {store_s:g} s")
@@ -422,7 +423,6 @@ class Engine:
         actuator it binds."""
         longest, which = 0.0, "no actuator bound"
         for svc in self.config.services:
-            bound = self.config.bindings.get(svc.name, {})
             cannot = self._cannot_run(svc.name)  # a runbook its binding lacks: never run here
             specs = [(svc.fallback.type, svc.fallback.params)] if svc.fallback is not None else []
             for pattern in self.config.patterns:
@@ -430,21 +430,47 @@ class Engine:
                     specs.append((pattern.action.type, pattern.action.params))
                     specs.extend((step.type, step.params) for step in pattern.action.steps)
             for kind, params in specs:
-                actuator = self.actuators.get(kind)
-                if kind not in bound or actuator is None:
-                    continue
-                limit = getattr(actuator, "call_limit_s", None)
-                try:
-                    seconds = (DEFAULT_CALL_LIMIT_S if limit is None else
-                               float(limit(Target(service=svc.name, binding=bound[kind]),
-                                           actuator.Params.model_validate(params))))
-                except (ValidationError, AutonomicError, ValueError, TypeError):
-                    continue  # params this actuator refuses: never run, so no step of the loop's
-                if seconds > longest:
+                seconds = self._call_limit_s(svc.name, kind, params)
+                if seconds is not None and seconds > longest:
                     longest = seconds
                     unknown = f", which gives no call_limit_s: {DEFAULT_CALL_LIMIT_S:g} s assumed"
-                    which = f"{kind} on {svc.name}" + ("" if limit is not None else unknown)
+                    which = f"{kind} on {svc.name}" + (unknown if self._no_call_limit(kind) else "")
         return longest, which
+
+    def _no_call_limit(self, kind: str) -> bool:
+        """Whether actuator ``kind`` gives no ``call_limit_s`` (a plug-in): DEFAULT_CALL_LIMIT_S is assumed."""
+        return getattr(self.actuators.get(kind), "call_limit_s", None) is None
+
+    def _call_limit_s(self, service: str, kind: str, params: dict[str, Any]) -> float | None:
+        """The longest one call of actuator ``kind`` with ``params`` on ``service`` can take, by
+        the actuator's ``call_limit_s`` (DEFAULT_CALL_LIMIT_S for one that gives none); None when
+        the service does not bind it or it refuses the params (never run so)."""
+        binding = self.config.bindings.get(service, {}).get(kind)
+        actuator = self.actuators.get(kind)
+        if binding is None or actuator is None:
+            return None
+        limit = getattr(actuator, "call_limit_s", None)
+        try:
+            return (DEFAULT_CALL_LIMIT_S if limit is None else
+                    float(limit(Target(service=service, binding=binding), actuator.Params.model_validate(params))))
+        except (ValidationError, AutonomicError, ValueError, TypeError):
+            return None
+
+    def _takeover_grace_s(self, action: Action) -> tuple[float, str]:
+        """How long after taking over a lease its holder did not give up an action it left running
+        or rolling back is left alone, and why: ``takeover_grace_s`` when the config gives it;
+        else the longest one call of the action can take (its workflow's longest step), less
+        ``lease_s - renew_s``. The old leader starts no call, nor a retry, once it has gone
+        ``renew_s`` without renewing, and this replica took the lease no sooner than ``lease_s``
+        after that renewal (each on its own monotonic clock), so its last call ends by then."""
+        election = self.config.engine.leader_election
+        if election.takeover_grace_s is not None:
+            return election.takeover_grace_s, "takeover_grace_s"
+        calls = [(action.type, action.params), *((step.type, step.params) for step in action.workflow)]
+        limits = [s for kind, params in calls if (s := self._call_limit_s(action.service, kind, params)) is not None]
+        longest = max(limits, default=DEFAULT_CALL_LIMIT_S)
+        margin = election.lease_s - election.renew_s
+        return max(0.0, longest - margin), f"its longest call, {longest:g} s, less lease_s - renew_s, {margin:g} s"
 
     def _longest_collection(self) -> tuple[float, str]:
         """The longest one source's collection can take, by the timeouts of the services' probes
@@ -510,12 +536,12 @@ class Engine:
                     self._paused_out.add(inc.id)
             self.queue.add(("incident", inc.id), now)
         previous = None if self.elector is None else self.elector.took_over_from
-        grace = self.config.engine.leader_election.takeover_grace_s
         for action in self.store.actions(states=[s for s in ActionState if not s.terminal]):
             if previous is not None and action.state in _MAY_BE_IN_FLIGHT:
+                grace, why = self._takeover_grace_s(action)
                 log.warning("%s action %s on %s was left %s by %s, whose lease this replica took: a call of "
-                            "its may still be in flight, so it is looked at in %g s", action.type, action.id[:8],
-                            action.service, action.state.value, previous, grace)
+                            "its may still be in flight, so it is looked at in %g s (%s)", action.type,
+                            action.id[:8], action.service, action.state.value, previous, grace, why)
                 self.queue.add(("action", action.id), now + grace)
                 continue
             log.info("reconciling %s action %s on %s left %s", action.type, action.id[:8],

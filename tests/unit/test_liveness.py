@@ -44,12 +44,12 @@ def _engine(tmp_path: Path, engine: dict[str, object] | None = None, **service: 
 
 def test_the_loop_counts_as_stuck_after_the_longest_step_the_config_allows(tmp_path: Path) -> None:
     """The wait for the next tick, the longest actuator call a service's bindings allow (a runbook's
-    timeout_s, the kill and the output's drain), and three store calls (SQLite: 20 s each); a
-    verification window is queued work, not a step, and does not count."""
+    timeout_s, the kill and the output's drain) and the pause before a retry, and three store calls
+    (SQLite: 20 s each); a verification window is queued work, not a step, and does not count."""
     runbook = {"type": "shell", "params": {"argv": [sys.executable, "-c", "pass"], "timeout_s": 100}}
     engine = _engine(tmp_path, actuators={"shell": {}}, fallback=runbook)
     try:
-        assert engine.stuck_after_s == 5 + (100 + 1 + 5) + 3 * 20
+        assert engine.stuck_after_s == 5 + (100 + 1 + 5) + 5 + 3 * 20
         assert "shell on web" in engine.stuck_basis
         assert engine.watchdog.stuck_after_s == engine.stuck_after_s
     finally:

@@ -77,6 +77,7 @@ log = logging.getLogger("autonomic.execute")
 
 _BASELINE_POINTS = 240
 _RETRIES = 2
+RETRY_PAUSE_MAX_S = 5.0  # the longest pause before retrying a failed actuator call
 
 
 def idempotency_key(decision_id: str) -> str:
@@ -328,7 +329,7 @@ class Executor:
                 error = exc
                 log.warning("%s on %s: attempt %d failed: %s", what, service, attempt + 1, exc)
                 if attempt < _RETRIES:
-                    self.clock.sleep(min(2.0 ** attempt, 5.0))
+                    self.clock.sleep(min(2.0 ** attempt, RETRY_PAUSE_MAX_S))
             except ActuatorError as exc:
                 error = exc
                 break
