@@ -61,20 +61,16 @@ class Replica:
                                          cwd=home, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
                                          env={**os.environ, "COLUMNS": "500"})
 
-    def ready(self) -> tuple[int, dict[str, Any]] | None:
+    def probe(self, path: str = "/readyz") -> tuple[int, dict[str, Any]] | None:
+        """What ``path`` (/readyz, /healthz) answers (status code, body), or None when it does not answer."""
         try:
-            r = httpx.get(f"http://127.0.0.1:{self.port}/readyz", timeout=2)
+            r = httpx.get(f"http://127.0.0.1:{self.port}{path}", timeout=2)
         except httpx.HTTPError:
             return None
         return r.status_code, r.json()
 
-    def health(self) -> tuple[int, dict[str, Any]] | None:
-        """What /healthz answers (status code, body), or None when it does not answer."""
-        try:
-            r = httpx.get(f"http://127.0.0.1:{self.port}/healthz", timeout=2)
-        except httpx.HTTPError:
-            return None
-        return r.status_code, r.json()
+    def ready(self) -> tuple[int, dict[str, Any]] | None:
+        return self.probe("/readyz")
 
     def status(self) -> str | None:
         """What /readyz says it is ("ok": leading, "standby", ...), or None when it does not answer."""
@@ -239,6 +235,30 @@ def runbook_config(marks: Path, seconds: float) -> str:
             "policy: {autonomy: approve}\n")
 
 
+def leader_and_standby(replicas: Any, config: dict[str, Any], **leader: Any) -> tuple[Replica, Replica]:
+    """replica-a leading and replica-b standing by, both with ``config`` (Replica's keywords), a
+    with ``leader`` too."""
+    a = replicas("replica-a", **config, **leader)
+    a.wait_status("ok", timeout=30)
+    b = replicas("replica-b", **config)
+    b.wait_status("standby", timeout=30)
+    return a, b
+
+
+def alert_and_approve(store: Store, via: Replica) -> None:
+    """Send the alert to ``via``, wait for the leader to ask a person, and approve through ``via``."""
+    token = create_token(store, "alice", "operator")
+    headers = {"Authorization": f"Bearer {token}"}
+    assert httpx.post(f"http://127.0.0.1:{via.port}/api/v1/alerts", json=ALERT, timeout=5,
+                      headers=headers).status_code == 202
+    (waiting,) = wait_for(lambda: [i for i in store.incidents(service="web")
+                                   if i.state == "awaiting_approval"] or None,
+                          timeout=30, what="the leader asking a person to approve")
+    r = httpx.post(f"http://127.0.0.1:{via.port}/api/v1/approvals/{waiting.id}/approve", timeout=5,
+                   headers=headers, json={"comment": "go"})
+    assert r.status_code == 200, r.text
+
+
 @pytest.mark.parametrize("cut", ["packets_lost", "connections_killed"])
 def test_a_leader_cut_off_from_postgresql_mid_action_is_fenced_and_its_standby_finishes_without_running_it_again(
         replicas: Any, postgres_url: str, postgres_server: Any, tmp_path: Path, cut: str) -> None:
@@ -253,22 +273,10 @@ def test_a_leader_cut_off_from_postgresql_mid_action_is_fenced_and_its_standby_f
     proxy = PartitionProxy(("127.0.0.1", postgres_server.port))
     try:
         config = {"extra": runbook_config(marks, 6), "election": ", takeover_grace_s: 10"}
-        a = replicas("replica-a", url=proxy.url(postgres_url) + "?application_name=replica-a", **config)
-        a.wait_status("ok", timeout=30)
-        b = replicas("replica-b", **config)
-        b.wait_status("standby", timeout=30)
+        a, b = leader_and_standby(replicas, config, url=proxy.url(postgres_url) + "?application_name=replica-a")
         store = Store(postgres_url)
         try:
-            token = create_token(store, "alice", "operator")
-            headers = {"Authorization": f"Bearer {token}"}
-            assert httpx.post(f"http://127.0.0.1:{b.port}/api/v1/alerts", json=ALERT, timeout=5,
-                              headers=headers).status_code == 202
-            (waiting,) = wait_for(lambda: [i for i in store.incidents(service="web")
-                                           if i.state == "awaiting_approval"] or None,
-                                  timeout=30, what="the leader asking a person to approve")
-            r = httpx.post(f"http://127.0.0.1:{b.port}/api/v1/approvals/{waiting.id}/approve", timeout=5,
-                           headers=headers, json={"comment": "go"})
-            assert r.status_code == 200, r.text
+            alert_and_approve(store, via=b)
             wait_for(lambda: marks.exists() and "start" in marks.read_text() or None, timeout=30,
                      what="the leader's runbook starting")
             if cut == "packets_lost":
@@ -349,22 +357,10 @@ def test_a_leader_whose_loop_hangs_in_an_actuator_call_stops_renewing_fails_heal
     block, calls = tmp_path / "block", tmp_path / "calls"
     block.touch()
     config = {"extra": APPROVE, "election": ", takeover_grace_s: 2"}
-    a = replicas("replica-a", engine="  stuck_after_s: 3\n", hang=(block, calls), **config)
-    a.wait_status("ok", timeout=30)
-    b = replicas("replica-b", **config)
-    b.wait_status("standby", timeout=30)
+    a, b = leader_and_standby(replicas, config, engine="  stuck_after_s: 3\n", hang=(block, calls))
     store = Store(postgres_url)
     try:
-        token = create_token(store, "alice", "operator")
-        headers = {"Authorization": f"Bearer {token}"}
-        assert httpx.post(f"http://127.0.0.1:{b.port}/api/v1/alerts", json=ALERT, timeout=5,
-                          headers=headers).status_code == 202
-        (waiting,) = wait_for(lambda: [i for i in store.incidents(service="web")
-                                       if i.state == "awaiting_approval"] or None,
-                              timeout=30, what="the leader asking a person to approve")
-        r = httpx.post(f"http://127.0.0.1:{b.port}/api/v1/approvals/{waiting.id}/approve", timeout=5,
-                       headers=headers, json={"comment": "go"})
-        assert r.status_code == 200, r.text
+        alert_and_approve(store, via=b)
         wait_for(lambda: calls.exists() or None, timeout=30, what="the leader's actuator call starting")
         hung_at = time.monotonic()
         b.wait_status("ok", timeout=30)
@@ -373,7 +369,7 @@ def test_a_leader_whose_loop_hangs_in_an_actuator_call_stops_renewing_fails_heal
         assert took >= 4.5, f"the standby took over {took:.1f} s after the call hung"
         lease = store.lease("engine")
         assert lease is not None and (lease.holder, lease.epoch) == ("replica-b", 2)
-        code, body = wait_for(lambda: (h := a.health()) is not None and h[0] == 503 and h or None, timeout=10,
+        code, body = wait_for(lambda: (h := a.probe("/healthz")) is not None and h[0] == 503 and h or None, timeout=10,
                               what="replica-a's /healthz failing")
         assert body["status"] == "stuck" and "stuck in http apply of action" in body["reason"], body
         assert "on web, attempt 1 (an actuator call)" in body["reason"], body
