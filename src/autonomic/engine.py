@@ -855,7 +855,7 @@ class Engine:
                 raise  # tampering, not an outage: the loop stops, loudly
             except StoreError as exc:
                 # the store refuses (locked past busy_timeout, a database restarting): keep what
-                # was not stored for the next tick, and go on; not counted as a tick (readyz)
+                # was not stored for the next tick, and go on; not counted as a tick (/readyz's last_tick_s_ago)
                 self._unstored = self._keep_unstored(findings[done:])
                 if self._problem("store", str(exc)):
                     log.error("the store refused a write; %d findings kept for the next tick: %s",
