@@ -196,6 +196,9 @@ def test_readyz_stays_ready_through_a_long_step_and_healthz_fails_once_the_loop_
     assert r.status_code == 503 and r.json() == {
         "status": "stuck", "reason": "the engine loop has made no progress for 31 s (limit 30 s): stuck in http "
                                      "apply of action 1234abcd on web, attempt 1 (an actuator call)"}
+    engine.stuck_after_s = 30.0
+    metrics = env.client.get("/metrics").text.splitlines()
+    assert "autonomic_loop_silent_seconds 31.0" in metrics and "autonomic_loop_stuck_after_seconds 30.0" in metrics
     assert env.client.get("/readyz").status_code == 200
     engine.watchdog.beat("waiting for the next tick")
     assert env.client.get("/healthz").json() == {"status": "ok"}

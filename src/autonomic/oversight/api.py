@@ -492,6 +492,7 @@ def _open_routes(ctx: ApiContext) -> APIRouter:
         """The engine's own figures, Prometheus text format."""
         if ctx.engine is not None:
             ctx.metrics.leader(ctx.engine.standby is None)
+            ctx.metrics.progress(ctx.engine.watchdog.silent_s(), ctx.engine.stuck_after_s)
         pauses = ctx.store.states("pause:")
         ctx.metrics.paused("global", PAUSE_GLOBAL in pauses)
         for name in _service_names(ctx):
