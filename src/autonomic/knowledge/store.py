@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import sqlite3
 import threading
 import time
@@ -109,11 +110,13 @@ T = TypeVar("T", bound=Frozen)
 
 _MIGRATIONS = Path(__file__).with_name("migrations")
 _WRITE = "autonomic_write"  # execution option: a write transaction (BEGIN IMMEDIATE, or the advisory lock)
+log = logging.getLogger(__name__)
 # pg_advisory_xact_lock key of the store's write lock (per database): b"autonomi" as a bigint
 _PG_WRITE_LOCK = int.from_bytes(b"autonomi", "big")
 _PG_WRITE_IDLE_S = 5.0  # a write transaction idle this long between statements is ended by the server
 _PG_IDLE_S = 30.0  # any other transaction idle this long between statements is ended by the server
-_PG_LOCK_WAIT_S = 10.0  # how long a write waits for the lock (SQLite: busy_timeout, also 10 s)
+_LOCK_WAIT_S = 10.0  # how long a write waits for the write lock (SQLite's busy_timeout, PostgreSQL's lock_timeout)
+_MIGRATION_WAIT_S = 600.0  # how long opening waits for another process's migration to finish
 # connection info key: (the server's clock, this host's monotonic clock) as a write transaction
 # took the write lock on PostgreSQL (see _install_postgresql_hooks and Store._now_in)
 _SERVER_CLOCK_AT_LOCK = "autonomic_server_clock_at_lock"
@@ -221,7 +224,7 @@ def _install_sqlite_hooks(engine: Engine) -> None:
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         try:
-            cursor.execute("PRAGMA busy_timeout=10000")
+            cursor.execute(f"PRAGMA busy_timeout={int(_LOCK_WAIT_S * 1000)}")
             _wal(cursor)
             cursor.execute("PRAGMA foreign_keys=ON")
         finally:
@@ -256,7 +259,7 @@ def _install_postgresql_hooks(engine: Engine) -> None:
     rolls back: PostgreSQL's counterpart of SQLite's BEGIN IMMEDIATE (one writer at a time).
 
     Two limits keep one stuck writer from stopping every other. A writer waits at most
-    ``_PG_LOCK_WAIT_S`` for the lock (then StoreError, as SQLite's busy_timeout). And a writer of
+    ``_LOCK_WAIT_S`` for the lock (then StoreError, as SQLite's busy_timeout). And a writer of
     ours that stops between two statements of its transaction for ``_PG_WRITE_IDLE_S`` (its
     process frozen: a paused VM, SIGSTOP, a partition) is cut off by the server, which rolls the
     transaction back and frees the lock; our write transactions never wait on anything else
@@ -270,7 +273,7 @@ def _install_postgresql_hooks(engine: Engine) -> None:
     def _on_begin(conn: Any) -> None:
         if conn.get_execution_options().get(_WRITE):
             conn.exec_driver_sql(f"SET LOCAL idle_in_transaction_session_timeout = {int(_PG_WRITE_IDLE_S * 1000)}")
-            conn.exec_driver_sql(f"SET LOCAL lock_timeout = {int(_PG_LOCK_WAIT_S * 1000)}")
+            conn.exec_driver_sql(f"SET LOCAL lock_timeout = {int(_LOCK_WAIT_S * 1000)}")
             locked = conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_PG_WRITE_LOCK}), "
                                           "extract(epoch FROM clock_timestamp())").one()
             conn.info[_SERVER_CLOCK_AT_LOCK] = (float(locked[1]), monotonic())
@@ -286,13 +289,13 @@ _PG_NETWORK_DEFAULTS = {"connect_timeout": 10, "keepalives": 1, "keepalives_idle
 
 # the longest a store call on SQLite waits: busy_timeout for the write lock, and as long again
 # for the switch to WAL when the file is new (see _wal)
-_SQLITE_CALL_LIMIT_S = 20.0
+_SQLITE_CALL_LIMIT_S = 2 * _LOCK_WAIT_S
 
 
 def _pg_call_limit_s(network: Mapping[str, Any]) -> float:
     """The longest one store call over PostgreSQL waits on what can stop answering, with the
     connection settings ``network`` (libpq's, from :data:`_PG_NETWORK_DEFAULTS` and the URL): a
-    new connection (``connect_timeout``), the write lock (``_PG_LOCK_WAIT_S``), and a connection
+    new connection (``connect_timeout``), the write lock (``_LOCK_WAIT_S``), and a connection
     that went dead under it (``tcp_user_timeout``, else the keepalives). A query the server runs
     for longer is not bounded (no statement_timeout): that is what the engine's watchdog is for."""
     def number(key: str) -> float:
@@ -306,7 +309,7 @@ def _pg_call_limit_s(network: Mapping[str, Any]) -> float:
     else:
         dead = number("keepalives_idle") + number("keepalives_interval") * number("keepalives_count")
     connect = number("connect_timeout") or 10.0
-    return connect + _PG_LOCK_WAIT_S + dead
+    return connect + _LOCK_WAIT_S + dead
 
 
 def _pg_network_args(query: Mapping[str, Any], libpq: int | None = None) -> dict[str, int]:
@@ -432,6 +435,15 @@ def _cause(e: SQLAlchemyError) -> Any:
     return e.orig if isinstance(e, DBAPIError) else e.__class__.__name__
 
 
+def _lock_wait(e: StoreError) -> bool:
+    """Whether a store error is a write that gave up waiting for the write lock (SQLite's
+    busy_timeout, PostgreSQL's lock_timeout), not a refusal."""
+    orig = getattr(e.__cause__, "orig", None)
+    if isinstance(orig, sqlite3.OperationalError):
+        return "locked" in str(orig)
+    return (getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)) == "55P03"  # lock_not_available
+
+
 def _parse_data(text: str | None) -> Any:
     """Stored audit data as JSON; something that cannot be parsed still gets hashed (and so fails)."""
     try:
@@ -550,23 +562,45 @@ class Store:
         latest revision is only read, without the write lock, so a read-only command
         (``autonomic status``, ``autonomic audit verify``) still opens the store while a writer
         holds the lock (an engine frozen mid-write, a person's ``sqlite3`` session); it used to
-        wait out the lock and fail with "database is locked"."""
+        wait out the lock and fail with "database is locked".
+
+        A schema behind is migrated under the write lock. While another process holds it (that
+        process migrating the schema: an upgrade's first engine, with a migration that rewrites a
+        big table), opening waits for it, up to ``_MIGRATION_WAIT_S``, and is done as soon as the
+        schema is found at the latest revision; it used to give up after the lock's 10 s."""
         config = Config()
         config.set_main_option("script_location", str(_MIGRATIONS))
-        with self._read() as conn:
-            current = MigrationContext.configure(conn).get_current_revision()
-        if current is not None and current == ScriptDirectory.from_config(config).get_current_head():
-            return
-        with self._write() as conn:
-            config.attributes["connection"] = conn
+        head = ScriptDirectory.from_config(config).get_current_head()
+        deadline = monotonic() + _MIGRATION_WAIT_S
+        said = False
+        while True:
+            with self._read() as conn:
+                current = MigrationContext.configure(conn).get_current_revision()
+            if current is not None and current == head:
+                return
             try:
-                command.upgrade(config, "head")
-            except CommandError as e:
-                known = ScriptDirectory.from_config(config).get_current_head()
-                raise StoreError(f"the database's schema is at a revision this version of autonomic does not "
-                                 f"know ({e}; this version's newest is {known}): it was migrated by a newer "
-                                 "autonomic. Run that version, or restore a backup taken before it; nothing "
-                                 "was changed") from None
+                with self._write() as conn:
+                    config.attributes["connection"] = conn
+                    try:
+                        command.upgrade(config, "head")
+                    except CommandError as e:
+                        raise StoreError(f"the database's schema is at a revision this version of autonomic does "
+                                         f"not know ({e}; this version's newest is {head}): it was migrated by a "
+                                         "newer autonomic. Run that version, or restore a backup taken before it; "
+                                         "nothing was changed") from None
+                return
+            except StoreError as e:
+                if not _lock_wait(e):
+                    raise
+                if monotonic() >= deadline:
+                    raise StoreError(f"the schema is at revision {current or 'none'} and this version needs "
+                                     f"{head}; another process has held the store's write lock for "
+                                     f"{_MIGRATION_WAIT_S:.0f} s (migrating it, or stuck mid-write): "
+                                     "nothing was changed") from e
+                if not said:
+                    log.warning("the store's schema is at revision %s, this version needs %s: waiting for the "
+                                "process holding the write lock (another one migrating it?)", current or "none", head)
+                    said = True
 
     @contextlib.contextmanager
     def reading(self) -> Iterator[None]:
