@@ -18,6 +18,9 @@ the lease over and finishes the action from the store. Then:
   60 s after the kill, or the standby never leading;
 * ``takeover_s``: from the kill (or freeze) to the standby's ``lease.acquired`` (audit time);
   with lease_s 3, renew_s 2 and retry_s 0.3 it cannot be less than about 2.7 s;
+* ``inflight_after_takeover_s``: for a leader killed while its remedy's commit ran, how long
+  that commit (orphaned, it goes on) ran on after the standby's ``lease.acquired``: what
+  ``takeover_grace_s`` must cover; at most the call's length less (lease_s - renew_s);
 * ``takeover_blocked``: freezes that landed inside a write transaction: on SQLite the frozen
   leader holds the file's write lock, so the standby takes over only once the frozen process is
   killed (after 20 s here, as a liveness probe would); PostgreSQL ends such a transaction after 5 s.
@@ -155,7 +158,8 @@ def one_run(rng: random.Random, mode: str, commit_s: float, grace_s: float,
         # the remedy's commit takes a second (a hook), so a kill can land while the actuator runs:
         # the commit then goes on without the engine that started it
         hook = repo / ".git" / "hooks" / "pre-commit"
-        hook.write_text(f"#!/bin/sh\nsleep {commit_s:g}\n")
+        ends = root / "commit-ends"  # when each remedy commit's hook ended (this host's clock)
+        hook.write_text(f"#!/bin/sh\nsleep {commit_s:g}\ndate +%s.%N >> {ends}\n")
         hook.chmod(0o755)
         app = App(repo / "config.yaml")
         threading.Thread(target=app.serve_forever, daemon=True).start()
@@ -206,6 +210,13 @@ def one_run(rng: random.Random, mode: str, commit_s: float, grace_s: float,
             acts = _wait(ended, 60) or store.actions(incident_id=decision.incident_id)
             # a commit the killed leader started may still be running (its hook): let it land first
             _wait(lambda: not (repo / ".git" / "index.lock").exists(), commit_s + 10)
+            # how long the old leader's call went on after the takeover: its commit's hook ending
+            # after the kill, less lease.acquired (what takeover_grace_s must cover; None: no call
+            # was in flight at the kill, or the standby's clock is skewed)
+            finished = sorted(float(t) for t in ends.read_text().split()) if ends.exists() else []
+            after_kill = [t for t in finished if t > killed_at]
+            inflight = (after_kill[0] - acquired[0].ts if after_kill and acquired and not skew_s
+                        and state_at_kill == "running" else None)
             log_text = _git(repo, "log", "--format=%B")  # every commit message: the key is in its trailer
             counts = {a.idempotency_key: log_text.count(f"Autonomic-Action: {a.idempotency_key}") for a in acts}
             keys = list(counts)
@@ -222,6 +233,7 @@ def one_run(rng: random.Random, mode: str, commit_s: float, grace_s: float,
                     "killed_in": state_at_kill, "final": [a.state.value for a in acts],
                     "errors": [a.error[:160] for a in acts if a.error],
                     "takeover_s": None if takeover is None else round(takeover, 2),
+                    "inflight_after_takeover_s": None if inflight is None else round(inflight, 2),
                     "audit_ok": store.verify_audit().ok}
         finally:
             for p in procs.values():
@@ -278,6 +290,7 @@ def main(argv: list[str] | None = None) -> int:
         if server is not None:
             server.stop()
     takeovers = [r["takeover_s"] for r in results if r["takeover_s"] is not None]
+    inflight = [r["inflight_after_takeover_s"] for r in results if r["inflight_after_takeover_s"] is not None]
     killed_in: dict[str, int] = {}
     for r in results:
         killed_in[r["killed_in"]] = killed_in.get(r["killed_in"], 0) + 1
@@ -297,6 +310,8 @@ def main(argv: list[str] | None = None) -> int:
         "finals": sorted({f for r in results for f in r["final"]}),
         "takeover_p50_s": round(float(np.percentile(takeovers, 50)), 2) if takeovers else None,
         "takeover_max_s": round(max(takeovers), 2) if takeovers else None,
+        # what takeover_grace_s must cover: the old leader's call going on after the takeover
+        "inflight_after_takeover_max_s": max(inflight) if inflight else None,
         "duration_s": round(time.monotonic() - started, 1),
     }
     print(json.dumps(summary) if args.json else summary)

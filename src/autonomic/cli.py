@@ -445,7 +445,7 @@ def pause(
     if not reason.strip():
         raise _fail("--reason: must not be empty")
     who = _actor(actor)
-    store.set_state(pause_key(service), {"reason": reason, "actor": who, "ts": time.time()}, actor=who,
+    store.set_state(pause_key(service), {"reason": reason, "actor": who, "ts": store.server_time()}, actor=who,
                     event="pause.set", data={"service": service, "reason": reason})
     print(f"paused {'all automation' if service is None else service}: {printable(reason)}")
 

@@ -71,9 +71,13 @@ class LeaderElectionSpec(_Spec):
     # After taking over a lease its holder did not give up (it died, froze or lost the database),
     # an action it left running or rolling back is looked at only this long after start: an
     # actuator call of the old leader may still be in flight, and recovery would otherwise ask the
-    # actuator too early and apply it again. Set it above the slowest actuator call (with its
-    # retries) less (lease_s - renew_s).
-    takeover_grace_s: float = Field(default=60.0, ge=0, le=3600)
+    # actuator too early and apply it again. The old leader starts no call (no retry either) once
+    # it has gone renew_s without renewing, and the lease is taken no sooner than lease_s after
+    # that renewal, so a call in flight ends at most (its longest call) - (lease_s - renew_s)
+    # after the takeover. None (the default): that, per action, from its actuator's call_limit_s
+    # with its params and binding (see Engine._takeover_grace_s; BENCHMARKS.md, failover, has the
+    # measurement). A number: that for every action.
+    takeover_grace_s: float | None = Field(default=None, ge=0, le=3600)
 
     @model_validator(mode="after")
     def _ordered(self) -> LeaderElectionSpec:
@@ -108,6 +112,10 @@ class EngineSpec(_Spec):
     # how often detectors' learned state (anomaly baselines, seasonal history) is written to
     # state_dir/detectors.json; it is also written at shutdown and read back at start
     checkpoint_s: float = Field(default=300.0, gt=0)
+    # The loop counts as stuck (the lease is no longer renewed, /healthz fails) once it has made
+    # no progress for this long; None: worked out from the config (the longest step the loop can
+    # take: see Engine.stuck_after_s), which the engine logs at start.
+    stuck_after_s: float | None = Field(default=None, gt=0, le=86_400)
     leader_election: LeaderElectionSpec = Field(default_factory=LeaderElectionSpec)
 
     @property

@@ -39,11 +39,12 @@ from autonomic.analyze.trend import TrendDetector, default_trend_specs
 from autonomic.clock import ServerClock, SystemClock
 from autonomic.config import Config
 from autonomic.errors import AuditChainError, AutonomicError, SourceError, StoreError, StoreValueError
-from autonomic.execute.executor import Executor
+from autonomic.execute.executor import RETRY_PAUSE_MAX_S, Executor
 from autonomic.execute.supervisor import Supervisor
 from autonomic.knowledge import Store
-from autonomic.knowledge.lease import LeaderElector
+from autonomic.knowledge.lease import LeaderElector, elapsed_clock
 from autonomic.knowledge.store import TALLIED_STATES
+from autonomic.liveness import Watchdog
 from autonomic.longcsv import from_series as rca_series
 from autonomic.model import (
     Action,
@@ -86,7 +87,7 @@ from autonomic.plan.gates import (
     shadow_verdict,
 )
 from autonomic.plan.policy import PolicyConfig
-from autonomic.protocols import ActuatorContext, Checkpointed, Clock, Detector, Source
+from autonomic.protocols import ActuatorContext, Checkpointed, Clock, Detector, Source, Target
 from autonomic.reconcile import Key, WorkQueue
 from autonomic.redact import Secrets
 from autonomic.registry import Registry, default_registry
@@ -122,6 +123,11 @@ _DAY, _WEEK = 86_400.0, 7 * 86_400.0
 # Availability is a lagging measure over a long window: by the time it is below its objective
 # the outage that spent it is usually over, so a fallback remedy is never proposed for it.
 _NO_FALLBACK_CAUSES = frozenset({"availability"})
+# how long one call of an actuator that does not say (no call_limit_s: a plug-in) is taken to last
+DEFAULT_CALL_LIMIT_S = 300.0
+# store calls counted into the loop's longest step beside its one slow call (the journal write
+# before it, the pause check before an actuator call, the result written after it)
+_STORE_CALLS_PER_STEP = 3
 
 
 def pause_key(service: str | None) -> str:
@@ -302,6 +308,9 @@ class Engine:
             self.store, identity=election.identity, lease_s=election.lease_s, renew_s=election.renew_s,
             config=config.fingerprint)
         self.queue = WorkQueue()
+        self.stuck_after_s, self.stuck_basis = self._stuck_after()
+        self.watchdog = Watchdog(self.stuck_after_s, elapsed_clock)
+        self._stuck_said: str | None = None  # the stall the lease thread last logged (see _lease_round)
         self.executor = Executor(
             store=self.store, actuators=self.actuators, bindings=config.bindings, series=self.series,
             clock=self.clock, notify=self.notify, paused=self._may_act,
@@ -310,6 +319,7 @@ class Engine:
             on_paused=self._held_back,
             on_ended=self._escalation_step,
             decision_ttl_s=config.engine.decision_ttl_s, time_scale=config.engine.time_scale,
+            progress=self.watchdog.beat,
         )
         self._open: dict[tuple[str, str], str] = {}  # (service, cause) -> unclosed incident id
         # every unclosed incident as last written, following the store's writes (see _follow)
@@ -387,6 +397,106 @@ class Engine:
                 sources[at[key]] = SharedPromQuery(group)
         return sources
 
+    # --- liveness --------------------------------------------------------------------------
+
+    def _stuck_after(self) -> tuple[float, str]:
+        """How long the loop may go without progress before it counts as stuck, and how that was
+        worked out, for the start's log line. ``engine.stuck_after_s`` when given; else the longest
+        step the loop can take between two beats of its watchdog (see :mod:`autonomic.liveness`):
+        the wait for the next tick (``interval_s``, or ``retry_s`` on a standby), plus its one slow
+        call (the longest actuator call any service's bindings allow, by each actuator's
+        ``call_limit_s`` and the params of every pattern and fallback; or one source's collection,
+        by its timeouts), plus the store calls around it (each at most what the store waits for
+        before giving up: :attr:`Store.call_limit_s`). Retries are not counted: every attempt
+        beats. Verification windows and backoffs are not steps: they are queued work."""
+        engine = self.config.engine
+        store_s = float(getattr(self.store, "call_limit_s", 20.0))
+        wait_s = max(engine.interval_s, engine.leader_election.retry_s if self.elector is not None else 0.0)
+        call_s, call = self._longest_actuator_call()
+        if call_s > 0:  # a failed call may be followed by the pause before its retry (which beats again)
+            call_s, call = call_s + RETRY_PAUSE_MAX_S, f"{call}, and the pause before a retry"
+        slow_s, slow = max((call_s, call), self._longest_collection())
+        worked_out = wait_s + slow_s + _STORE_CALLS_PER_STEP * store_s
+        basis = (f"the wait for the next tick {wait_s:g} s + the longest call {slow_s:g} s ({slow}) + "
+                 f"{_STORE_CALLS_PER_STEP} store calls of at most {store_s:g} s")
+        if engine.stuck_after_s is not None:
+            return engine.stuck_after_s, f"engine.stuck_after_s; worked out from the config: {worked_out:g} s ({basis})"
+        return worked_out, basis
+
+    def _longest_actuator_call(self) -> tuple[float, str]:
+        """The longest one actuator call the config allows, and which: over every service and every
+        action it may be given (each pattern's action and workflow steps, its fallback) whose
+        actuator it binds."""
+        longest, which = 0.0, "no actuator bound"
+        for svc in self.config.services:
+            cannot = self._cannot_run(svc.name)  # a runbook its binding lacks: never run here
+            specs = [(svc.fallback.type, svc.fallback.params)] if svc.fallback is not None else []
+            for pattern in self.config.patterns:
+                if pattern.action is not None and pattern.id not in cannot:
+                    specs.append((pattern.action.type, pattern.action.params))
+                    specs.extend((step.type, step.params) for step in pattern.action.steps)
+            for kind, params in specs:
+                seconds = self._call_limit_s(svc.name, kind, params)
+                if seconds is not None and seconds > longest:
+                    longest = seconds
+                    unknown = f", which gives no call_limit_s: {DEFAULT_CALL_LIMIT_S:g} s assumed"
+                    which = f"{kind} on {svc.name}" + (unknown if self._no_call_limit(kind) else "")
+        return longest, which
+
+    def _no_call_limit(self, kind: str) -> bool:
+        """Whether actuator ``kind`` gives no ``call_limit_s`` (a plug-in): DEFAULT_CALL_LIMIT_S is assumed."""
+        return getattr(self.actuators.get(kind), "call_limit_s", None) is None
+
+    def _call_limit_s(self, service: str, kind: str, params: dict[str, Any]) -> float | None:
+        """The longest one call of actuator ``kind`` with ``params`` on ``service`` can take, by
+        the actuator's ``call_limit_s`` (DEFAULT_CALL_LIMIT_S for one that gives none); None when
+        the service does not bind it or it refuses the params (never run so)."""
+        binding = self.config.bindings.get(service, {}).get(kind)
+        actuator = self.actuators.get(kind)
+        if binding is None or actuator is None:
+            return None
+        limit = getattr(actuator, "call_limit_s", None)
+        try:
+            return (DEFAULT_CALL_LIMIT_S if limit is None else
+                    float(limit(Target(service=service, binding=binding), actuator.Params.model_validate(params))))
+        except (ValidationError, AutonomicError, ValueError, TypeError):
+            return None
+
+    def _takeover_grace_s(self, action: Action) -> tuple[float, str]:
+        """How long after taking over a lease its holder did not give up an action it left running
+        or rolling back is left alone, and why: ``takeover_grace_s`` when the config gives it;
+        else the longest one call of the action can take (its workflow's longest step), less
+        ``lease_s - renew_s``. The old leader starts no call, nor a retry, once it has gone
+        ``renew_s`` without renewing, and this replica took the lease no sooner than ``lease_s``
+        after that renewal (each on its own monotonic clock), so its last call ends by then."""
+        election = self.config.engine.leader_election
+        if election.takeover_grace_s is not None:
+            return election.takeover_grace_s, "takeover_grace_s"
+        calls = [(action.type, action.params), *((step.type, step.params) for step in action.workflow)]
+        limits = [s for kind, params in calls if (s := self._call_limit_s(action.service, kind, params)) is not None]
+        longest = max(limits, default=DEFAULT_CALL_LIMIT_S)
+        margin = election.lease_s - election.renew_s
+        return max(0.0, longest - margin), f"its longest call, {longest:g} s, less lease_s - renew_s, {margin:g} s"
+
+    def _longest_collection(self) -> tuple[float, str]:
+        """The longest one source's collection can take, by the timeouts of the services' probes
+        (a service's probes run one after another, each bounded by its timeout and as long again
+        to connect) and metrics (httpx bounds each phase of a request by the timeout on its own)."""
+        longest, which = 0.0, "no source"
+        for svc in self.config.services:
+            probes_s = sum(2 * p.timeout_s for p in svc.probes)
+            metrics_s = max((4 * float(getattr(m, "timeout_s", 5.0)) for m in svc.metrics), default=0.0)
+            for seconds, what in ((probes_s, f"the probes of {svc.name}"), (metrics_s, f"the metrics of {svc.name}")):
+                if seconds > longest:
+                    longest, which = seconds, what
+        return longest, which
+
+    @property
+    def stuck(self) -> str | None:
+        """Why the loop counts as stuck (no progress for ``stuck_after_s``, naming the step it is
+        in), or None. Asked by the lease thread (a stuck leader stops renewing) and ``/healthz``."""
+        return self.watchdog.stuck()
+
     # --- lifecycle -------------------------------------------------------------------------
 
     def start(self) -> None:
@@ -413,6 +523,7 @@ class Engine:
                 # held or failed to start (a command not found): worth a person's eye, not INFO
                 (log.warning if how.startswith(("held", "error")) else log.info)("service %s: %s", service, how)
         for inc in self.store.incidents(unclosed=True, limit=None):
+            self.watchdog.beat(f"starting: reading incident {inc.id[:8]} back from the store")
             self._incidents.setdefault(inc.id, inc)
             self._unclosed_on.setdefault(inc.service, set()).add(inc.id)
             self._open[(inc.service, inc.cause)] = inc.id
@@ -431,12 +542,12 @@ class Engine:
                     self._paused_out.add(inc.id)
             self.queue.add(("incident", inc.id), now)
         previous = None if self.elector is None else self.elector.took_over_from
-        grace = self.config.engine.leader_election.takeover_grace_s
         for action in self.store.actions(states=[s for s in ActionState if not s.terminal]):
             if previous is not None and action.state in _MAY_BE_IN_FLIGHT:
+                grace, why = self._takeover_grace_s(action)
                 log.warning("%s action %s on %s was left %s by %s, whose lease this replica took: a call of "
-                            "its may still be in flight, so it is looked at in %g s", action.type, action.id[:8],
-                            action.service, action.state.value, previous, grace)
+                            "its may still be in flight, so it is looked at in %g s (%s)", action.type,
+                            action.id[:8], action.service, action.state.value, previous, grace, why)
                 self.queue.add(("action", action.id), now + grace)
                 continue
             log.info("reconciling %s action %s on %s left %s", action.type, action.id[:8],
@@ -600,6 +711,7 @@ class Engine:
         assert self.elector is not None
         said = None
         while not stop.is_set():
+            self.watchdog.beat("standing by: a round of the lease")
             self._sync_clock()
             if self.elector.attempt():
                 return True
@@ -613,24 +725,52 @@ class Engine:
     def _keep_lease(self, stop: threading.Event, done: threading.Event) -> None:
         """The leader's renewals, in their own thread (until ``done``) so a long step (an actuator
         call, a slow store) does not let the lease lapse. Losing the lease to another replica sets
-        ``stop``: this process must not lead again with caches that may be stale."""
+        ``stop``: this process must not lead again with caches that may be stale.
+
+        A step longer than any the config allows is no long step: the loop is stuck (a call that
+        never returns, a deadlock; see :attr:`stuck`). Its lease is then not renewed, so it stops
+        acting after ``renew_s`` and a standby takes over after ``lease_s`` (leaving what this
+        replica left running alone for ``takeover_grace_s``: the lease is not released, since a
+        call of its may be in flight); ``/healthz`` fails meanwhile, so its supervisor restarts it.
+        Should the loop come back before that, renewals go on, or, the lease taken, the next one
+        finds it lost (every write of the woken loop is refused by the fence)."""
         assert self.elector is not None
         while not done.wait(self.config.engine.leader_election.retry_s):
-            try:
-                self.elector.attempt()
-                self._sync_clock()  # after the renewal: a slow answer must not hold it up
-            except Exception:  # a bug must not end the renewals silently: the lease would lapse
-                log.exception("lease: renewal failed unexpectedly; trying again in %g s",
-                              self.config.engine.leader_election.retry_s)
-            if self.elector.lost:
+            if self._lease_round():
                 stop.set()
                 return
+
+    def _lease_round(self) -> bool:
+        """One round of :meth:`_keep_lease`: renew the lease, unless the loop is stuck (said once
+        per stall); True once the lease is lost."""
+        assert self.elector is not None
+        stuck = self.stuck
+        if stuck is not None:
+            if self._stuck_said is None:
+                log.error("%s; this replica stops renewing its lease (%s), so a standby takes over after "
+                          "lease_s (%g s), and /healthz fails so that its supervisor restarts it",
+                          stuck, self.elector.describe(), self.elector.lease_s)
+            self._stuck_said = stuck
+            return False
+        if self._stuck_said is not None:
+            log.warning("the engine loop makes progress again (it was %s); %s", self._stuck_said.partition(": ")[2],
+                        "renewing the lease again" if self.elector.leading else "trying to renew the lease")
+            self._stuck_said = None
+        try:
+            self.elector.attempt()
+            self._sync_clock()  # after the renewal: a slow answer must not hold it up
+        except Exception:  # a bug must not end the renewals silently: the lease would lapse
+            log.exception("lease: renewal failed unexpectedly; trying again in %g s",
+                          self.config.engine.leader_election.retry_s)
+        return self.elector.lost
 
     def run(self, stop: threading.Event, on_tick: Callable[[Engine], None] | None = None) -> None:
         """The main loop, until ``stop`` is set. With leader election, first stand by until this
         replica holds the lease, and stop when it loses it (:attr:`elector` ``.lost`` says so)."""
         keeper: threading.Thread | None = None
         done = threading.Event()
+        log.info("liveness: the loop counts as stuck after %g s without progress (%s)", self.stuck_after_s,
+                 self.stuck_basis)
         if self.elector is not None:
             if not self._lead(stop):
                 self.shutdown()
@@ -651,6 +791,7 @@ class Engine:
                 if due is not None:
                     wake = min(wake, due)
                 # at most one interval: a clock set back after the tick is noticed by the next one
+                self.watchdog.beat("waiting for the next tick")
                 stop.wait(min(max(0.01, wake - now), self.config.engine.interval_s))
         finally:
             if keeper is not None:
@@ -676,6 +817,7 @@ class Engine:
             # one engine over PostgreSQL: no lease rounds to measure the offset at (see _sync_clock)
             self._sync_clock()
             self._next_clock_sync = self.clock.now() + CLOCK_SYNC_S  # by the clock as measured
+        self.watchdog.beat("a tick's start")
         if now >= self._next_collect:
             self._next_collect = now + self.config.engine.interval_s
             with _collector_paused():
@@ -694,6 +836,7 @@ class Engine:
             done = 0
             try:
                 for f in findings:
+                    self.watchdog.beat(f"storing a finding of {f.service!r}")
                     try:
                         self.ingest(f, now)
                     except StoreValueError as exc:  # this finding can never be stored: drop it, go on
@@ -708,14 +851,17 @@ class Engine:
                     self.store.set_state(inbox_key, None, actor="engine", event="alerts.ingested", audit_value=False)
                     self._inbox_taken.discard(inbox_key)
                 self._inbox_of.clear()
+                self.watchdog.beat("reading people's answers to approval requests")
                 self._poll_approvals(now)
+                self.watchdog.beat("closing quiet incidents (the sweep)")
                 self._sweep(now)
+                self.watchdog.beat("sending scheduled reports")
                 self._send_reports(now)
             except AuditChainError:
                 raise  # tampering, not an outage: the loop stops, loudly
             except StoreError as exc:
                 # the store refuses (locked past busy_timeout, a database restarting): keep what
-                # was not stored for the next tick, and go on; not counted as a tick (readyz)
+                # was not stored for the next tick, and go on; not counted as a tick (/readyz's last_tick_s_ago)
                 self._unstored = self._keep_unstored(findings[done:])
                 if self._problem("store", str(exc)):
                     log.error("the store refused a write; %d findings kept for the next tick: %s",
@@ -724,6 +870,7 @@ class Engine:
                 if self._problem("store", None):
                     log.info("the store answers again")
                 if now >= self._next_checkpoint:
+                    self.watchdog.beat("writing the detectors' checkpoint")
                     self.checkpoint_detectors(now)
                 self.ticks += 1
                 self.last_tick_at = now
@@ -812,6 +959,7 @@ class Engine:
 
     def _reconcile(self, key: Key) -> None:
         kind, item_id = key
+        self.watchdog.beat(f"{kind} {item_id[:8]}: its next step")
         try:
             again = self.reconcile_incident(item_id) if kind == "incident" else self.executor.reconcile(item_id)
         except AutonomicError as exc:
@@ -834,6 +982,7 @@ class Engine:
 
     def collect(self, now: float) -> None:
         for src in self.sources:
+            self.watchdog.beat(f"collecting from source {src.name}")
             topic = f"source:{src.name}"
             try:
                 self.series.extend(src.collect(now))
@@ -861,6 +1010,7 @@ class Engine:
     def detect(self, now: float) -> list[Finding]:
         out: list[Finding] = []
         for det in self.detectors:
+            self.watchdog.beat(f"detector {det.name}")
             try:
                 out.extend(det.detect(self.series, now))
             except Exception:

@@ -21,6 +21,7 @@ import pytest
 from autonomic.config import load_config_data
 from autonomic.engine import Engine, approval_key, pause_key
 from autonomic.knowledge import Store
+from autonomic.liveness import Watchdog
 from autonomic.model import (
     ActionSpec,
     Decision,
@@ -174,15 +175,33 @@ def test_readyz_answers_200_when_the_store_answers_without_an_engine(env: Env) -
     assert env.client.get("/readyz").json() == {"status": "ok"}
 
 
-def test_readyz_follows_the_engine_ticks(env: Env) -> None:
+def test_readyz_stays_ready_through_a_long_step_and_healthz_fails_once_the_loop_is_stuck(env: Env) -> None:
+    """Readiness gates API traffic, which the store serves: a leader whose loop is in a long step
+    stays ready (it went not-ready after 3 intervals, so a rolling update deleted it first: a
+    second handover). Liveness is the loop's progress: /healthz fails, naming the step, once one
+    step has lasted longer than stuck_after_s."""
     engine = _engine(env)
-    r = env.client.get("/readyz")
-    assert r.status_code == 503 and "not ticked" in r.json()["reason"]
+    assert env.client.get("/readyz").json() == {"status": "ok", "last_tick_s_ago": None}
     engine.tick()
-    assert env.client.get("/readyz").status_code == 200
-    env.ctx.clock.advance(3.5)  # type: ignore[attr-defined]
+    env.ctx.clock.advance(600)  # type: ignore[attr-defined]
     r = env.client.get("/readyz")
-    assert r.status_code == 503 and "last ticked 4 s ago" in r.json()["reason"]
+    assert r.status_code == 200 and r.json() == {"status": "ok", "last_tick_s_ago": 600.0}
+    t = [0.0]
+    engine.watchdog = Watchdog(30.0, lambda: t[0])
+    engine.watchdog.beat("http apply of action 1234abcd on web, attempt 1 (an actuator call)")
+    t[0] = 30.0
+    assert env.client.get("/healthz").json() == {"status": "ok"}
+    t[0] = 31.0
+    r = env.client.get("/healthz")
+    assert r.status_code == 503 and r.json() == {
+        "status": "stuck", "reason": "the engine loop has made no progress for 31 s (limit 30 s): stuck in http "
+                                     "apply of action 1234abcd on web, attempt 1 (an actuator call)"}
+    engine.stuck_after_s = 30.0
+    metrics = env.client.get("/metrics").text.splitlines()
+    assert "autonomic_loop_silent_seconds 31.0" in metrics and "autonomic_loop_stuck_after_seconds 30.0" in metrics
+    assert env.client.get("/readyz").status_code == 200
+    engine.watchdog.beat("waiting for the next tick")
+    assert env.client.get("/healthz").json() == {"status": "ok"}
 
 
 def test_root_serves_the_dashboard_page_or_redirects_to_the_docs(env: Env) -> None:

@@ -568,6 +568,35 @@ def test_approve_stamps_the_answer_by_the_database_servers_clock_not_the_operato
         store.close()
 
 
+def test_report_pause_and_token_times_are_the_database_servers_clock_not_the_operators_machines(
+        tmp_path: Path, postgres_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a laptop two hours behind, ``autonomic report daily`` ended its window two hours before
+    now by the clock every replica stamps the store with (the database server's), leaving those
+    hours out; ``autonomic pause`` and ``autonomic token create`` stamped their times by it too."""
+    from autonomic.oversight.reports import _when
+
+    config = _write(tmp_path / "pg.yaml", f"engine: {{state_dir: {tmp_path / 'state'}, host_metrics: false, "
+                                          f"database: '{postgres_url}'}}\nservices:\n  - name: web\n")
+    store = Store(postgres_url)
+    try:
+        before = store.server_time()
+        real = time.time
+        monkeypatch.setattr(time, "time", lambda: real() - 7200)
+        report = cli("report", "daily", "-c", config)
+        paused = cli("pause", "-r", "maintenance", "-c", config)
+        token = cli("token", "create", "--name", "alice", "--role", "viewer", "-c", config)
+        monkeypatch.undo()
+        after = store.server_time()
+        assert (report.exit_code, paused.exit_code, token.exit_code) == (0, 0, 0), report.stderr + paused.stderr
+        assert any(f"to {_when(t)}" in report.stdout for t in (before, after)), report.stdout[:300]
+        pause = store.get_state("pause:global")
+        assert pause is not None and before - 1 <= pause["ts"] <= after + 1, pause
+        (created,) = [v["created_at"] for k, v in store.states("token:").items()]
+        assert before - 1 <= created <= after + 1
+    finally:
+        store.close()
+
+
 def test_deny_defaults_the_actor_to_this_user(cfg: Path, store: Store) -> None:
     inc = _incident(store, "2222bbbb", IncidentState.AWAITING_APPROVAL)
     assert cli("deny", inc.id[:8], "-m", "not now", "-c", cfg).exit_code == 0

@@ -35,10 +35,12 @@ class Replica:
     """``autonomic run`` with leader election over ``url``; ``extra`` is YAML appended to its config
     (the top-level sections after ``engine``), ``engine`` more ``engine:`` settings, and ``skew_s``
     sets its wall clock that far off the host's (see skewed.py); ``election`` adds
-    ``leader_election`` settings and ``lease`` replaces its timings."""
+    ``leader_election`` settings and ``lease`` replaces its timings; ``hang`` (a block file and a
+    calls file) makes its HTTP actuator's apply hang while the block file exists (see hang.py)."""
 
     def __init__(self, tmp_path: Path, name: str, url: str, *, extra: str = "", engine: str = "",
-                 election: str = "", lease: str = "lease_s: 3, renew_s: 2", skew_s: float = 0.0) -> None:
+                 election: str = "", lease: str = "lease_s: 3, renew_s: 2", skew_s: float = 0.0,
+                 hang: tuple[Path, Path] | None = None) -> None:
         self.name = name
         self.port = free_port()
         home = tmp_path / name
@@ -53,17 +55,22 @@ class Replica:
         self.log = home / "engine.log"
         with self.log.open("wb") as out:
             command = ([sys.executable, str(Path(__file__).with_name("skewed.py")), str(skew_s)] if skew_s
+                       else [sys.executable, str(Path(__file__).with_name("hang.py")), *map(str, hang)] if hang
                        else [sys.executable, "-m", "autonomic.cli"])
             self.proc = subprocess.Popen([*command, "run", "-c", str(config)],
                                          cwd=home, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
                                          env={**os.environ, "COLUMNS": "500"})
 
-    def ready(self) -> tuple[int, dict[str, Any]] | None:
+    def probe(self, path: str = "/readyz") -> tuple[int, dict[str, Any]] | None:
+        """What ``path`` (/readyz, /healthz) answers (status code, body), or None when it does not answer."""
         try:
-            r = httpx.get(f"http://127.0.0.1:{self.port}/readyz", timeout=2)
+            r = httpx.get(f"http://127.0.0.1:{self.port}{path}", timeout=2)
         except httpx.HTTPError:
             return None
         return r.status_code, r.json()
+
+    def ready(self) -> tuple[int, dict[str, Any]] | None:
+        return self.probe("/readyz")
 
     def status(self) -> str | None:
         """What /readyz says it is ("ok": leading, "standby", ...), or None when it does not answer."""
@@ -206,6 +213,13 @@ def test_a_request_for_approval_outlives_a_takeover_by_a_replica_whose_clock_is_
         wait_for(lambda: [d for d in store.decisions(waiting.id) if d.verdict == "approved"] or None,
                  timeout=30, what="the new leader acting on the approval")
         assert not [e for e in store.audit_events() if e.kind == "approval.expired"]
+        # the skewed replica's audit events are stamped by the server's clock too (they were 20
+        # minutes ahead), so the log's times grow with its sequence across the takeover
+        now = store.server_time()
+        events = store.audit_events()
+        assert [e for e in events if e.actor == "replica-b" or e.data.get("replica") == "replica-b"]
+        assert all(now - 300 <= e.ts <= now + 1 for e in events), [(e.kind, e.actor, e.ts - now) for e in events]
+        assert [e.ts for e in events] == sorted(e.ts for e in events)
     finally:
         store.close()
 
@@ -219,6 +233,30 @@ def runbook_config(marks: Path, seconds: float) -> str:
             f"    fallback: {{type: shell, params: {{argv: {json.dumps([sys.executable, '-c', script])}, "
             "timeout_s: 60}}\n"
             "policy: {autonomy: approve}\n")
+
+
+def leader_and_standby(replicas: Any, config: dict[str, Any], **leader: Any) -> tuple[Replica, Replica]:
+    """replica-a leading and replica-b standing by, both with ``config`` (Replica's keywords), a
+    with ``leader`` too."""
+    a = replicas("replica-a", **config, **leader)
+    a.wait_status("ok", timeout=30)
+    b = replicas("replica-b", **config)
+    b.wait_status("standby", timeout=30)
+    return a, b
+
+
+def alert_and_approve(store: Store, via: Replica) -> None:
+    """Send the alert to ``via``, wait for the leader to ask a person, and approve through ``via``."""
+    token = create_token(store, "alice", "operator")
+    headers = {"Authorization": f"Bearer {token}"}
+    assert httpx.post(f"http://127.0.0.1:{via.port}/api/v1/alerts", json=ALERT, timeout=5,
+                      headers=headers).status_code == 202
+    (waiting,) = wait_for(lambda: [i for i in store.incidents(service="web")
+                                   if i.state == "awaiting_approval"] or None,
+                          timeout=30, what="the leader asking a person to approve")
+    r = httpx.post(f"http://127.0.0.1:{via.port}/api/v1/approvals/{waiting.id}/approve", timeout=5,
+                   headers=headers, json={"comment": "go"})
+    assert r.status_code == 200, r.text
 
 
 @pytest.mark.parametrize("cut", ["packets_lost", "connections_killed"])
@@ -235,22 +273,10 @@ def test_a_leader_cut_off_from_postgresql_mid_action_is_fenced_and_its_standby_f
     proxy = PartitionProxy(("127.0.0.1", postgres_server.port))
     try:
         config = {"extra": runbook_config(marks, 6), "election": ", takeover_grace_s: 10"}
-        a = replicas("replica-a", url=proxy.url(postgres_url) + "?application_name=replica-a", **config)
-        a.wait_status("ok", timeout=30)
-        b = replicas("replica-b", **config)
-        b.wait_status("standby", timeout=30)
+        a, b = leader_and_standby(replicas, config, url=proxy.url(postgres_url) + "?application_name=replica-a")
         store = Store(postgres_url)
         try:
-            token = create_token(store, "alice", "operator")
-            headers = {"Authorization": f"Bearer {token}"}
-            assert httpx.post(f"http://127.0.0.1:{b.port}/api/v1/alerts", json=ALERT, timeout=5,
-                              headers=headers).status_code == 202
-            (waiting,) = wait_for(lambda: [i for i in store.incidents(service="web")
-                                           if i.state == "awaiting_approval"] or None,
-                                  timeout=30, what="the leader asking a person to approve")
-            r = httpx.post(f"http://127.0.0.1:{b.port}/api/v1/approvals/{waiting.id}/approve", timeout=5,
-                           headers=headers, json={"comment": "go"})
-            assert r.status_code == 200, r.text
+            alert_and_approve(store, via=b)
             wait_for(lambda: marks.exists() and "start" in marks.read_text() or None, timeout=30,
                      what="the leader's runbook starting")
             if cut == "packets_lost":
@@ -315,5 +341,52 @@ def test_a_leader_stopped_with_sigterm_hands_the_lease_over_at_once_even_with_a_
                               ("lease.acquired", "replica-b", {"epoch": 2, "previous": None})]
         print(f"SIGTERM to exit {stopped:.2f} s, to the standby leading {took:.2f} s")
         assert "a call of its may still be in flight" not in b.log.read_text()  # no takeover grace
+    finally:
+        store.close()
+
+
+def test_a_leader_whose_loop_hangs_in_an_actuator_call_stops_renewing_fails_healthz_and_once_woken_cannot_act(
+        replicas: Any, postgres_url: str, tmp_path: Path) -> None:
+    """The leader's HTTP actuator call never returns (a driver without a timeout). Its lease thread
+    went on renewing, so the standby never took over, and /healthz said ok, so nothing restarted
+    it: the engine stood still for good. Now the loop counts as stuck once a step has lasted
+    longer than stuck_after_s: the leader stops renewing (the standby takes over after lease_s and
+    settles the action after takeover_grace_s), its /healthz fails naming the call, and a log line
+    says what it is stuck in. When the call returns at last, the deposed leader writes nothing
+    (fenced), calls no actuator again, and exits 3."""
+    block, calls = tmp_path / "block", tmp_path / "calls"
+    block.touch()
+    config = {"extra": APPROVE, "election": ", takeover_grace_s: 2"}
+    a, b = leader_and_standby(replicas, config, engine="  stuck_after_s: 3\n", hang=(block, calls))
+    store = Store(postgres_url)
+    try:
+        alert_and_approve(store, via=b)
+        wait_for(lambda: calls.exists() or None, timeout=30, what="the leader's actuator call starting")
+        hung_at = time.monotonic()
+        b.wait_status("ok", timeout=30)
+        took = time.monotonic() - hung_at
+        # stuck_after_s (3 s), then lease_s (3 s) without a renewal
+        assert took >= 4.5, f"the standby took over {took:.1f} s after the call hung"
+        lease = store.lease("engine")
+        assert lease is not None and (lease.holder, lease.epoch) == ("replica-b", 2)
+        code, body = wait_for(lambda: (h := a.probe("/healthz")) is not None and h[0] == 503 and h or None, timeout=10,
+                              what="replica-a's /healthz failing")
+        assert body["status"] == "stuck" and "stuck in http apply of action" in body["reason"], body
+        assert "on web, attempt 1 (an actuator call)" in body["reason"], body
+        assert a.ready() is not None and a.ready()[0] == 200  # still serves the API: readiness is not liveness
+        text = a.log.read_text()
+        assert "stops renewing its lease" in text and "stuck in http apply of action" in text, text
+        (action,) = wait_for(lambda: [x for x in store.actions() if x.state.terminal] or None, timeout=30,
+                             what="the new leader settling the action after takeover_grace_s")
+        assert action.state == "escalated" and "cannot tell if it ran" in (action.error or "")
+        assert "a call of its may still be in flight" in b.log.read_text()
+
+        block.unlink()  # the call returns at last
+        assert a.proc.wait(timeout=30) == 3, a.log.read_text()
+        text = a.log.read_text()
+        assert "lost the lease to replica-b (epoch 2)" in text, text
+        assert store.get(type(action), action.id) == action, "the deposed leader wrote after the takeover"
+        assert len(calls.read_text().splitlines()) == 1, "the deposed leader called the actuator again"
+        assert store.verify_audit().ok
     finally:
         store.close()

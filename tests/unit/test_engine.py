@@ -16,7 +16,9 @@ from autonomic.engine import INBOX, Engine, approval_key, pause_key, queue_findi
 from autonomic.errors import NotLeaderError
 from autonomic.knowledge import Store
 from autonomic.knowledge.lease import LeaderElector
+from autonomic.liveness import Watchdog
 from autonomic.model import (
+    Action,
     ActionState,
     Autonomy,
     Decision,
@@ -1888,6 +1890,39 @@ def test_a_leader_that_cannot_renew_its_lease_advances_no_incident_or_action(tmp
     assert [c for c, *_ in h.actuator.calls] == ["apply"]
 
 
+def test_a_leader_whose_loop_is_stuck_past_stuck_after_s_renews_no_more_and_again_once_it_moves(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """The lease thread's round skips the renewal while the loop has made no progress for longer
+    than stuck_after_s (so a standby may take over), saying once what the loop is stuck in; the
+    first round after the loop beats again renews (no standby took the lease meanwhile)."""
+    mono = _Mono()
+    store = Store(f"sqlite:///{tmp_path / 'one.db'}")
+    elector = LeaderElector(store, identity="a", lease_s=15, renew_s=10, monotonic=mono)
+    assert elector.attempt()
+    h = Harness(tmp_path, store=store)
+    h.engine.elector = elector
+    t = [0.0]
+    h.engine.watchdog = Watchdog(30.0, lambda: t[0])
+    h.engine.watchdog.beat("fake apply of action 12345678 on svc, attempt 1 (an actuator call)")
+
+    def renewals() -> int:
+        lease = store.lease("engine")
+        assert lease is not None
+        return lease.renewals
+
+    assert h.engine._lease_round() is False and renewals() == 1
+    t[0] = 31.0
+    assert h.engine._lease_round() is False and h.engine._lease_round() is False
+    assert renewals() == 1, "a leader whose loop is stuck renewed its lease"
+    (line,) = [r.getMessage() for r in caplog.records if "stops renewing its lease" in r.getMessage()]
+    assert "no progress for 31 s (limit 30 s): stuck in fake apply of action 12345678 on svc" in line
+    mono.t += 11
+    assert not elector.leading and h.engine.standby is not None
+    h.engine.watchdog.beat("waiting for the next tick")
+    assert h.engine._lease_round() is False and renewals() == 2 and elector.leading
+    assert any("makes progress again" in r.getMessage() for r in caplog.records)
+
+
 def test_a_leader_whose_pause_read_stalls_past_its_lease_does_not_call_the_actuator(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The kill switch is read from the store right before an actuator call. When that read
@@ -1922,7 +1957,8 @@ def test_an_apply_in_flight_on_a_leader_cut_off_from_the_store_is_not_applied_ag
         tmp_path: Path) -> None:
     """A leader's apply is still running (a long rollout) when it loses the database and a
     standby takes the lease over. The new leader leaves the action the old one left RUNNING alone
-    for takeover_grace_s (here the default 60 s): asked at once, the actuator would say "not yet"
+    for takeover_grace_s (by default the fake's longest call, 60 s, less lease_s - renew_s, 5 s):
+    asked at once, the actuator would say "not yet"
     and the action would be applied a second time while the first call runs. After the grace it
     recovers it: the apply took effect, so it is verified, not applied again."""
     import threading
@@ -1972,6 +2008,29 @@ def test_an_apply_in_flight_on_a_leader_cut_off_from_the_store_is_not_applied_ag
     # recovery found the effect there (the finishing apply is a no-op by key), never two at once
     assert "recovered" in [st.name for st in done.steps] and world.most == 1
     assert {key for _, _, key in world.calls} == {done.idempotency_key} and len(world.applied_keys) == 1
+
+
+@pytest.mark.parametrize(("election", "grace"), [({}, 60.0 - 5.0), ({"takeover_grace_s": 7}, 7.0)])
+def test_an_action_a_deposed_leader_left_running_waits_out_its_longest_call_less_lease_s_minus_renew_s(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture, election: dict[str, Any], grace: float) -> None:
+    """takeover_grace_s was one guess (60 s) for every action: too short for a 5-minute runbook, too
+    long for an HTTP call. The old leader starts no call once it has gone renew_s without renewing,
+    and the lease is taken no sooner than lease_s after that renewal, so its last call ends at most
+    (the action's longest call) - (lease_s - renew_s) after the takeover: by default the action is
+    looked at then (the fake actuator's calls last at most 60 s; lease_s 15, renew_s 10). A
+    takeover_grace_s in the config is used for every action."""
+    (sa, ea, _), (sb, eb, mb) = _replicas(tmp_path)
+    assert ea.attempt() and not eb.attempt()
+    running = Action(decision_id="d1", incident_id="i1", service="svc", type="fake", params={"op": "poke"},
+                     idempotency_key="act-1", state=ActionState.RUNNING, created_at=T0, updated_at=T0)
+    sa.record(running, actor="engine", event="action.running", subject=running.id)
+    mb.t += 16
+    assert eb.attempt() and eb.took_over_from == "a"
+    b = Harness(tmp_path, store=sb, elector=eb, extra={"engine": {
+        "interval_s": 1, "state_dir": str(tmp_path / "state"), "host_metrics": False, "settle_s": 0,
+        "resolve_after_s": 30, "leader_election": {"enabled": True, "lease_s": 15, "renew_s": 10, **election}}})
+    assert b.engine.queue.next_due() == pytest.approx(T0 + grace)
+    assert f"looked at in {grace:g} s" in caplog.text
 
 
 def test_a_lease_given_up_cleanly_needs_no_grace_for_the_actions_left(tmp_path: Path) -> None:

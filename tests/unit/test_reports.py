@@ -43,7 +43,8 @@ H, DAY = 3600.0, 86_400.0
 
 
 class Clock:
-    """Stands in for ``time`` inside the store, so audit entries carry the history's times."""
+    """Stands in for the store's clock (this host's on SQLite, the server's as read with the write
+    lock on PostgreSQL), so audit entries carry the history's times."""
 
     def __init__(self) -> None:
         self.t = NOW - 30 * DAY
@@ -56,6 +57,7 @@ class Clock:
 def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
     c = Clock()
     monkeypatch.setattr(store_module, "time", types.SimpleNamespace(time=c.time))
+    monkeypatch.setattr(Store, "_now_in", lambda self, conn: c.time())
     return c
 
 

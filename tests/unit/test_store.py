@@ -1277,6 +1277,40 @@ def test_libpq_network_limits_leave_out_tcp_user_timeout_for_a_libpq_older_than_
     assert "connect_timeout" not in _pg_network_args({"connect_timeout": "3"}, libpq=180006)
 
 
+def test_audit_and_state_times_are_the_database_servers_clock_on_postgresql_whatever_this_hosts_says(
+        postgres_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A replica whose host clock is 20 minutes ahead stamped its audit events and named state by
+    that clock, while every other time it stores is the database server's (ServerClock): the
+    audit log's times jumped 20 minutes at each change of leader. Now a write transaction stamps
+    by the server's clock, read with the write lock (the server runs on this host, whose clock is
+    right). Audit times stay in order of seq, within a transaction too."""
+    import types
+
+    import autonomic.knowledge.store as store_module
+
+    store = Store(postgres_url)
+    try:
+        monkeypatch.setattr(store_module, "time", types.SimpleNamespace(time=lambda: time.time() + 1200.0))
+        before = time.time()
+        store.audit("engine", "test.one", "x", {})
+        store.set_state("breaker:global", {"state": "closed"}, actor="engine", event="breaker.updated")
+        with store.unit():
+            store.audit("engine", "test.two", "x", {})
+            store.audit("engine", "test.three", "x", {})
+        after = time.time()
+        events = [e for e in store.audit_events() if e.kind.startswith(("test.", "breaker."))]
+        assert [e.kind for e in events] == ["test.one", "breaker.updated", "test.two", "test.three"]
+        for e in events:
+            assert before - 1.0 <= e.ts <= after + 1.0, (e.kind, e.ts - before)
+        assert [e.ts for e in events] == sorted(e.ts for e in events)
+        assert events[2].ts < events[3].ts  # one transaction, two times
+        with store._read() as conn:
+            updated = conn.exec_driver_sql("SELECT updated_at FROM state WHERE key = 'breaker:global'").scalar_one()
+        assert before - 1.0 <= updated <= after + 1.0
+    finally:
+        store.close()
+
+
 def _hold_write_lock(store_url: str, backend: str, seconds: float, then_upgrade: bool) -> threading.Thread:
     """Another process's view: take the store's write lock (as a migrating Store does), hold it
     ``seconds``, then bring the schema to the latest revision in that transaction (or not)."""

@@ -46,6 +46,8 @@ ACTION_TRAILER = "Autonomic-Action"
 UNDO_TRAILER = "Autonomic-Undo"
 _GIT = ["git", "-c", "user.name=autonomic", "-c", "user.email=autonomic@localhost"]
 _GIT += ["-c", "commit.gpgsign=false"]
+_GIT_TIMEOUT_S = 60.0  # one git command is killed after this long
+_GIT_CALLS = 12  # the most git commands one call runs (an undo by revert)
 
 
 class ConfigParams(BaseModel):
@@ -144,6 +146,11 @@ class ConfigActuator:
             change = "revert the last change"
         clamp = _clamp_text(p)
         return f"{change}{clamp} in {b.file} of {target.service}, commit, reload: {p.reload}"
+
+    def call_limit_s(self, target: Target, params: BaseModel) -> float:
+        """The longest one call can take: its git commands (up to ``_GIT_CALLS`` of them in one
+        call, each killed after ``_GIT_TIMEOUT_S``) and a reload (a signal, or a restart)."""
+        return _GIT_CALLS * _GIT_TIMEOUT_S + 15.0
 
     def snapshot(self, target: Target, params: BaseModel) -> dict[str, Any]:
         p, b = _params(params), _binding(target)
@@ -486,7 +493,7 @@ def _write_atomic(path: Path, text: str) -> None:
 def _git(b: ConfigBinding, *args: str, check: bool = True) -> str:
     try:
         proc = subprocess.run(
-            [*_GIT, "-C", b.repo, *args], capture_output=True, text=True, check=False, timeout=60
+            [*_GIT, "-C", b.repo, *args], capture_output=True, text=True, check=False, timeout=_GIT_TIMEOUT_S
         )
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise TerminalActuatorError(f"git {args[0]} in {b.repo} failed: {exc}") from exc

@@ -83,6 +83,11 @@ class DockerActuator:
         grace = f" (stop grace {p.timeout_s} s)" if p.op != "start" else ""
         return f"{p.op} docker container {b.container!r} of {target.service} at {shown_url(b.base_url)}{grace}"
 
+    def call_limit_s(self, target: Target, params: BaseModel) -> float:
+        """The longest one call can take: a few requests to the Docker engine (the binding's
+        ``timeout_s`` each) and the container's stop grace (``timeout_s`` of the params)."""
+        return 3 * _binding(target).timeout_s + _params(params).timeout_s
+
     def snapshot(self, target: Target, params: BaseModel) -> dict[str, Any]:
         b = _binding(target)
         with _engine(b, "inspect") as client:

@@ -77,6 +77,7 @@ log = logging.getLogger("autonomic.execute")
 
 _BASELINE_POINTS = 240
 _RETRIES = 2
+RETRY_PAUSE_MAX_S = 5.0  # the longest pause before retrying a failed actuator call
 
 
 def idempotency_key(decision_id: str) -> str:
@@ -105,6 +106,7 @@ class Executor:
         on_ended: Callable[[Action], None] = lambda action: None,
         decision_ttl_s: float | None = None,
         time_scale: float = 1.0,
+        progress: Callable[[str], None] = lambda what: None,
     ) -> None:
         self.store = store
         self.actuators = actuators
@@ -120,6 +122,8 @@ class Executor:
         self.on_ended = on_ended  # failed cleanly, or rolled back with health restored: try what's next
         self.decision_ttl_s = decision_ttl_s
         self.time_scale = time_scale
+        # told before every actuator call, what it is (the engine's watchdog: see autonomic.liveness)
+        self.progress = progress
 
     # --- helpers ---------------------------------------------------------------------------
 
@@ -170,6 +174,8 @@ class Executor:
         actuator = self._actuator(spec.type)
         params = actuator.Params.model_validate(spec.params)
         target = self._target(spec.target, spec.type)
+        self.progress(f"{spec.type} on {spec.target}: the snapshot before acting on incident {incident.id[:8]} "
+                      "(an actuator call)")
         snapshot = actuator.snapshot(target, params)
         verify, baseline = self._baseline(spec.target, pattern, now)
         action = Action(
@@ -314,6 +320,7 @@ class Executor:
             if reason is not None:
                 error = ActuatorError(f"{error}; not retried, automation is paused: {reason}")
                 break
+            self.progress(f"{what} on {service}, attempt {attempt + 1} (an actuator call)")
             try:
                 detail = call()
                 error = None
@@ -322,7 +329,7 @@ class Executor:
                 error = exc
                 log.warning("%s on %s: attempt %d failed: %s", what, service, attempt + 1, exc)
                 if attempt < _RETRIES:
-                    self.clock.sleep(min(2.0 ** attempt, 5.0))
+                    self.clock.sleep(min(2.0 ** attempt, RETRY_PAUSE_MAX_S))
             except ActuatorError as exc:
                 error = exc
                 break
@@ -336,7 +343,7 @@ class Executor:
         target = self._target(action.service, action.type)
         params = self._params(action)
         started = self.clock.now()
-        detail, error = self._call(action.type, action.service,
+        detail, error = self._call(f"{action.type} apply of action {action.id[:8]}", action.service,
                                    lambda: actuator.apply(target, params, action.idempotency_key, action.undo))
         now = self.clock.now()
         if error is not None:
@@ -379,6 +386,8 @@ class Executor:
         if action.workflow:
             return self._run_workflow(action, undo=False)  # resumes from the journal
         actuator = self._actuator(action.type)
+        self.progress(f"{action.type} on {action.service}: asking whether action {action.id[:8]} took effect "
+                      "(an actuator call)")
         try:
             took = actuator.applied(self._target(action.service, action.type), self._params(action),
                                     action.idempotency_key, action.undo)
@@ -522,6 +531,8 @@ class Executor:
         snapshot = workflow.snapshot_of(action.steps, i)
         started = self.clock.now()
         if isinstance(command, workflow.Check):
+            self.progress(f"{spec.type} on {action.service}: asking whether step {i + 1} of action {action.id[:8]} "
+                          "took effect (an actuator call)")
             try:
                 took, err = actuator.applied(target, params, key, snapshot or {}), ""
             except ActuatorError as exc:
@@ -536,6 +547,8 @@ class Executor:
         extra: dict[str, Any] = {"key": key}
         snap_error: ActuatorError | None = None
         if kind == "do" and snapshot is None:
+            self.progress(f"{spec.type} on {action.service}: the snapshot before step {i + 1} of action "
+                          f"{action.id[:8]} (an actuator call)")
             try:
                 snapshot = _jsonable(actuator.snapshot(target, params))  # right before the step
             except ActuatorError as exc:
@@ -571,7 +584,7 @@ class Executor:
         else:
             call = ((lambda: actuator.apply(target, params, key, snap)) if kind == "do"
                     else (lambda: actuator.undo(target, params, key, snap)))
-            detail, failure = self._call(name, action.service, call)
+            detail, failure = self._call(f"{name} of action {action.id[:8]}", action.service, call)
             error = None if failure is None else str(failure)
         result = StepRecord(name=name, ok=error is None, started_at=started, finished_at=self.clock.now(),
                             detail=workflow.record_detail(kind, i, "result", key=key, **(
@@ -708,6 +721,7 @@ class Executor:
             return self._run_workflow(action, undo=True)
         actuator = self._actuator(action.type)
         started = self.clock.now()
+        self.progress(f"{action.type} undo on {action.service} of action {action.id[:8]} (an actuator call)")
         try:
             detail = actuator.undo(self._target(action.service, action.type), self._params(action),
                                    action.idempotency_key, action.undo)

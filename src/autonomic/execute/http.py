@@ -122,6 +122,11 @@ class HttpActuator:
         body = " with a JSON body" if p.body is not None else ""
         return f"{p.method} {p.path}{body} on {target.service}, expecting {p.expect_status}"
 
+    def call_limit_s(self, target: Target, params: BaseModel) -> float:
+        """The longest one call can take: httpx's ``timeout_s`` bounds each phase (connect, write,
+        read, the pool) on its own, so four of them."""
+        return 4 * self._params(params).timeout_s
+
     def snapshot(self, target: Target, params: BaseModel) -> dict[str, Any]:
         return {}
 

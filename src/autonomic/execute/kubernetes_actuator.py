@@ -59,6 +59,7 @@ from autonomic.redact import scrub, shown_url
 ACTION_ANNOTATION = "autonomic.io/action-key"
 RESTARTED_AT = "kubectl.kubernetes.io/restartedAt"
 REQUEST_TIMEOUT_S = 10.0
+_REQUESTS_PER_CALL = 4  # the most requests one call makes (read, then patch or delete, and a read back)
 _INSTALL_HINT = "the kubernetes actuator needs the kubernetes package: install autonomic[kubernetes]"
 
 
@@ -431,6 +432,11 @@ class KubernetesActuator:
                         "value": data.get(p.key), "annotation": _annotations(cm).get(ACTION_ANNOTATION)}
             pod = _resolve_pod(s, p)
             return {"op": p.op, "pod": pod["metadata"]["name"], "uid": pod["metadata"]["uid"]}
+
+    def call_limit_s(self, target: Target, params: BaseModel) -> float:
+        """The longest one call can take: up to ``_REQUESTS_PER_CALL`` requests to the API server,
+        each given REQUEST_TIMEOUT_S to connect and as long again to answer."""
+        return _REQUESTS_PER_CALL * 2 * REQUEST_TIMEOUT_S
 
     def applied(
         self, target: Target, params: BaseModel, key: str, snapshot: Mapping[str, Any]

@@ -65,6 +65,11 @@ class ProcessActuator:
             return f"gracefully restart {target.service} (SIGTERM, up to {p.grace_s:g} s, then SIGKILL)"
         return f"{p.op} {target.service}"
 
+    def call_limit_s(self, target: Target, params: BaseModel) -> float:
+        """The longest one call can take: the stop's wait (``grace_s``, or the restart's
+        RESTART_STOP_TIMEOUT_S), the group's SIGKILL and a start (a fork)."""
+        return max(self._params(params).grace_s, RESTART_STOP_TIMEOUT_S) + 10.0
+
     def snapshot(self, target: Target, params: BaseModel) -> dict[str, Any]:
         ident = self._supervisor(target).identity(target.service)
         return {"pid": ident[0] if ident else None, "create_time": ident[1] if ident else None}

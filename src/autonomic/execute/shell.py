@@ -128,6 +128,11 @@ class ShellActuator:
             command = f"runbook {p.runbook}: {command}" if p.runbook else command
         return f"run {command}{where} for {target.service} (timeout {p.timeout_s:g} s)"
 
+    def call_limit_s(self, target: Target, params: BaseModel) -> float:
+        """The longest one call can take: the command's ``timeout_s``, then killing its tree and
+        reading what is left of its output (``DRAIN_S``)."""
+        return self._params(params).timeout_s + DRAIN_S + 5.0
+
     def snapshot(self, target: Target, params: BaseModel) -> dict[str, Any]:
         return {}
 

@@ -291,6 +291,11 @@ class SystemdActuator:
         bus = f"bus {b.bus_address}" if b.bus_address else f"{b.bus} bus"
         return f"{p.op} systemd unit {b.unit} of {target.service} (mode {p.mode}, {bus}, wait {p.wait_s:g} s)"
 
+    def call_limit_s(self, target: Target, params: BaseModel) -> float:
+        """The longest one call can take: connecting and queueing the job (a D-Bus call each, at
+        most the binding's ``timeout_s``), ``wait_s`` for the job, and the last poll's call."""
+        return _params(params).wait_s + 3 * _binding(target).timeout_s
+
     def snapshot(self, target: Target, params: BaseModel) -> dict[str, Any]:
         bus = _Bus(_binding(target))
         try:

@@ -22,7 +22,8 @@ store as the lock:
   journal write too): it can neither write nor start an actuator call. A call already running when
   the leader was cut off is not fenced: it goes on. So a replica that took the lease without its
   holder giving it up (:attr:`LeaderElector.took_over_from`) leaves the actions left running or
-  rolling back alone for ``takeover_grace_s`` before recovering them (Engine.start).
+  rolling back alone for ``takeover_grace_s`` (by default each action's longest call less
+  ``lease_s - renew_s``) before recovering them (Engine.start).
 - A replica that has lost the lease does not try to lead again in the same process: its
   in-memory caches may be stale. The engine stops and its supervisor (Kubernetes) starts it
   again, as a standby (controller-runtime does the same).

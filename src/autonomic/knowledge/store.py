@@ -117,6 +117,9 @@ _PG_WRITE_IDLE_S = 5.0  # a write transaction idle this long between statements 
 _PG_IDLE_S = 30.0  # any other transaction idle this long between statements is ended by the server
 _LOCK_WAIT_S = 10.0  # how long a write waits for the write lock (SQLite's busy_timeout, PostgreSQL's lock_timeout)
 _MIGRATION_WAIT_S = 600.0  # how long opening waits for another process's migration to finish
+# connection info key: (the server's clock, this host's monotonic clock) as a write transaction
+# took the write lock on PostgreSQL (see _install_postgresql_hooks and Store._now_in)
+_SERVER_CLOCK_AT_LOCK = "autonomic_server_clock_at_lock"
 _HEAD_ID = 1
 _HEAD: Table = AuditHeadRow.__table__  # type: ignore[assignment]
 _AUDIT: Table = AuditRow.__table__  # type: ignore[assignment]
@@ -261,14 +264,19 @@ def _install_postgresql_hooks(engine: Engine) -> None:
     process frozen: a paused VM, SIGSTOP, a partition) is cut off by the server, which rolls the
     transaction back and frees the lock; our write transactions never wait on anything else
     between statements. Without it, a leader frozen mid-write held the lock until the kernel gave
-    up on its TCP connection, hours later, and no replica could write, or take its lease over."""
+    up on its TCP connection, hours later, and no replica could write, or take its lease over.
+
+    The same statement reads the server's clock as the lock is taken, so that what the transaction
+    stamps (audit events, named state) is by the server's clock without another round trip."""
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
         if conn.get_execution_options().get(_WRITE):
             conn.exec_driver_sql(f"SET LOCAL idle_in_transaction_session_timeout = {int(_PG_WRITE_IDLE_S * 1000)}")
             conn.exec_driver_sql(f"SET LOCAL lock_timeout = {int(_LOCK_WAIT_S * 1000)}")
-            conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_PG_WRITE_LOCK})")
+            locked = conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_PG_WRITE_LOCK}), "
+                                          "extract(epoch FROM clock_timestamp())").one()
+            conn.info[_SERVER_CLOCK_AT_LOCK] = (float(locked[1]), monotonic())
 
 
 _BACKENDS = ("sqlite", "postgresql")
@@ -277,6 +285,31 @@ _BACKENDS = ("sqlite", "postgresql")
 # idle peer misses 3 keepalives 5 s apart after 15 s, is dead (a partition, a host gone)
 _PG_NETWORK_DEFAULTS = {"connect_timeout": 10, "keepalives": 1, "keepalives_idle": 15,
                         "keepalives_interval": 5, "keepalives_count": 3, "tcp_user_timeout": 30_000}
+
+
+# the longest a store call on SQLite waits: busy_timeout for the write lock, and as long again
+# for the switch to WAL when the file is new (see _wal)
+_SQLITE_CALL_LIMIT_S = 2 * _LOCK_WAIT_S
+
+
+def _pg_call_limit_s(network: Mapping[str, Any]) -> float:
+    """The longest one store call over PostgreSQL waits on what can stop answering, with the
+    connection settings ``network`` (libpq's, from :data:`_PG_NETWORK_DEFAULTS` and the URL): a
+    new connection (``connect_timeout``), the write lock (``_LOCK_WAIT_S``), and a connection
+    that went dead under it (``tcp_user_timeout``, else the keepalives). A query the server runs
+    for longer is not bounded (no statement_timeout): that is what the engine's watchdog is for."""
+    def number(key: str) -> float:
+        try:
+            return float(network.get(key, _PG_NETWORK_DEFAULTS[key]))
+        except (TypeError, ValueError):
+            return float(_PG_NETWORK_DEFAULTS[key])
+
+    if "tcp_user_timeout" in network and number("tcp_user_timeout") > 0:
+        dead = number("tcp_user_timeout") / 1000
+    else:
+        dead = number("keepalives_idle") + number("keepalives_interval") * number("keepalives_count")
+    connect = number("connect_timeout") or 10.0
+    return connect + _LOCK_WAIT_S + dead
 
 
 def _pg_network_args(query: Mapping[str, Any], libpq: int | None = None) -> dict[str, int]:
@@ -435,6 +468,7 @@ class Store:
         # NaN and infinities become null in every JSON column: PostgreSQL's json type has no
         # token for them, and one serialisation on both back ends reads back the same
         kwargs: dict[str, Any] = {"json_serializer": _json_text}
+        network: dict[str, Any] = {}  # libpq's connection settings (PostgreSQL)
         if sqlite:
             kwargs["connect_args"] = {"check_same_thread": False}
             if memory:
@@ -463,6 +497,7 @@ class Store:
             given_args = _pg_network_args(parsed.query)
             kwargs["connect_args"] = {"options": f"{options} -c idle_in_transaction_session_timeout="
                                                  f"{int(_PG_IDLE_S * 1000)}".strip(), **given_args}
+            network = {**{k: v for k, v in parsed.query.items() if k in _PG_NETWORK_DEFAULTS}, **given_args}
         try:
             engine = create_engine(parsed, **kwargs)
         except ImportError as e:
@@ -470,6 +505,7 @@ class Store:
                              "for PostgreSQL: pip install 'autonomic[postgres]'") from e
         except ArgumentError as e:
             raise StoreError(f"cannot open the store at {shown}: {e}") from e
+        self.call_limit_s = _SQLITE_CALL_LIMIT_S if sqlite else _pg_call_limit_s(network)
         if sqlite:
             _install_sqlite_hooks(engine)
             reader: Engine = engine
@@ -670,7 +706,7 @@ class Store:
         _storable("audit event", {"actor": actor, "kind": kind, "subject": subject})
         data = self._secrets.data(data)
         try:
-            ev = make_event(seq=head[0] + 1, ts=time.time(), actor=actor, kind=kind, subject=subject, data=data,
+            ev = make_event(seq=head[0] + 1, ts=self._now_in(conn), actor=actor, kind=kind, subject=subject, data=data,
                             prev_hash=head[1])
         except UnicodeEncodeError:  # the hash is over UTF-8
             raise StoreValueError(f"audit event {kind!r}: its data {_UNPAIRED}") from None
@@ -979,7 +1015,7 @@ class Store:
             if value is None:
                 conn.execute(delete(StateRow).where(StateRow.key == key))
             else:
-                row = {"key": key, "value": value, "updated_at": time.time()}
+                row = {"key": key, "value": value, "updated_at": self._now_in(conn)}
                 conn.execute(self._upsert(StateRow, row, keep=()), row)
             return self._append(conn, head, actor, event, key,
                                 {**(data or {}), "value": value} if audit_value else dict(data or {}))
@@ -1018,6 +1054,18 @@ class Store:
             return time.time()
         with self._read() as conn:
             return self._server_time_in(conn)
+
+    def _now_in(self, conn: Connection) -> float:
+        """When this write transaction writes (an audit event's time, a named state's
+        ``updated_at``), by the clock every replica shares: on PostgreSQL the server's, read as the
+        transaction took the write lock and moved on by this host's monotonic clock since (no round
+        trip; a replica whose own clock is 20 minutes off stamps the same times as the others); on
+        SQLite, whose every user is on this host, this host's."""
+        taken = conn.info.get(_SERVER_CLOCK_AT_LOCK) if self.shared_clock else None
+        if taken is None:
+            return time.time()
+        server, at = taken
+        return float(server) + (monotonic() - at)
 
     def _server_time_in(self, conn: Connection) -> float:
         """:meth:`server_time`, asked in this transaction."""

@@ -452,17 +452,27 @@ def _leadership(ctx: ApiContext) -> dict[str, Any] | None:
 def _open_routes(ctx: ApiContext) -> APIRouter:
     router = APIRouter(tags=["health"])
 
-    @router.get("/healthz")
-    def healthz() -> dict[str, str]:
-        """The process answers."""
-        return {"status": "ok"}
+    @router.get("/healthz", responses={503: {"description": "the engine's loop is stuck, with the reason"}})
+    def healthz() -> JSONResponse:
+        """Alive (a liveness probe): the process answers and, with an engine attached, its loop
+        makes progress: it has not spent longer than ``stuck_after_s`` (the longest step the
+        config allows, see Engine.stuck_after_s) in one step. A stuck loop answers 503 naming the
+        step it is stuck in, so the supervisor restarts the process; its lease is no longer renewed
+        either, so a standby takes over. A standby is alive while its lease rounds go on."""
+        stuck = ctx.engine.stuck if ctx.engine is not None else None
+        if stuck is not None:
+            return JSONResponse({"status": "stuck", "reason": stuck}, 503)
+        return JSONResponse({"status": "ok"})
 
     @router.get("/readyz", responses={503: {"description": "not ready, with the reason"}})
     def readyz() -> JSONResponse:
-        """Ready when the store answers and, with an engine attached, it ticked within 3
-        intervals. A standby replica (leader election) is ready when the store answers, and says
-        ``{"status": "standby", "reason": ...}`` naming the leader: it serves the API and the
-        dashboard from the store, and the webhook through it (any replica takes alerts in)."""
+        """Ready (a readiness probe: may this replica be sent API traffic?) when the store answers:
+        every route is served from the store, by a leader in the middle of a long step (an actuator
+        call, a verification) as by a standby. Whether the loop makes progress is liveness
+        (``/healthz``), not readiness: a leader made not-ready by a long step was the first pod a
+        rolling update deleted, a second handover. A standby replica (leader election) says
+        ``{"status": "standby", "reason": ...}`` naming the leader; a leader ``"ok"`` with how
+        long ago its loop last ticked (``last_tick_s_ago``; None before its first tick)."""
         try:
             ctx.store.get_state(PAUSE_GLOBAL)
         except Exception:
@@ -473,13 +483,8 @@ def _open_routes(ctx: ApiContext) -> APIRouter:
             if standby is not None:  # leader election: it serves the API from the store all the same
                 return JSONResponse({"status": "standby", "reason": standby})
             last = ctx.engine.last_tick_at
-            limit = 3 * ctx.config.engine.interval_s
-            if last is None:
-                return JSONResponse({"status": "unavailable", "reason": "the engine has not ticked yet"}, 503)
-            age = ctx.clock.now() - last
-            if age > limit:
-                return JSONResponse({"status": "unavailable",
-                                     "reason": f"the engine last ticked {age:.0f} s ago (limit {limit:.0f} s)"}, 503)
+            age = None if last is None else round(max(0.0, ctx.clock.now() - last), 1)
+            return JSONResponse({"status": "ok", "last_tick_s_ago": age})
         return JSONResponse({"status": "ok"})
 
     @router.get("/metrics", response_class=Response)
@@ -487,6 +492,7 @@ def _open_routes(ctx: ApiContext) -> APIRouter:
         """The engine's own figures, Prometheus text format."""
         if ctx.engine is not None:
             ctx.metrics.leader(ctx.engine.standby is None)
+            ctx.metrics.progress(ctx.engine.watchdog.silent_s(), ctx.engine.stuck_after_s)
         pauses = ctx.store.states("pause:")
         ctx.metrics.paused("global", PAUSE_GLOBAL in pauses)
         for name in _service_names(ctx):

@@ -15,7 +15,6 @@ from __future__ import annotations
 import hashlib
 import re
 import secrets
-import time
 from dataclasses import dataclass
 from typing import Any, Literal, cast
 
@@ -76,7 +75,7 @@ def create_token(store: Store, name: str, role: str, *, actor: str = "cli") -> s
     if any(t.get("name") == name for t in tokens(store)):
         raise ValueError(f"name: a token named {name!r} already exists (revoke it first)")
     raw = TOKEN_PREFIX + secrets.token_urlsafe(32)
-    value = {"name": name, "role": checked, "created_at": time.time()}
+    value = {"name": name, "role": checked, "created_at": store.server_time()}  # the server's clock on PostgreSQL
     store.set_state(STATE_PREFIX + hash_token(raw), value, actor=actor, event="token.created",
                     data={"name": name, "role": checked})
     return raw

@@ -38,6 +38,11 @@ class EngineMetrics:
                              registry=r)
         self._leader = Gauge("autonomic_leader", "1 while this replica runs the loop (it holds the lease, or "
                              "leader election is off); summed over replicas it should be 1", registry=r)
+        self._silent = Gauge("autonomic_loop_silent_seconds", "Seconds since the engine loop last made progress "
+                             "(began a step); past autonomic_loop_stuck_after_seconds it is stuck", registry=r)
+        self._stuck_after = Gauge("autonomic_loop_stuck_after_seconds", "How long the loop may go without "
+                                  "progress before it counts as stuck (/healthz fails, the lease is not renewed)",
+                                  registry=r)
         self._loop = Histogram("autonomic_loop_seconds", "Duration of one engine tick", buckets=_LOOP_BUCKETS,
                                registry=r)
         self._api = Histogram("autonomic_api_request_seconds", "API request latency, by method and route",
@@ -75,6 +80,11 @@ class EngineMetrics:
 
     def leader(self, on: bool) -> None:
         self._leader.set(1 if on else 0)
+
+    def progress(self, silent_s: float, stuck_after_s: float) -> None:
+        """How long the loop has gone without progress, and how long it may (see autonomic.liveness)."""
+        self._silent.set(max(0.0, silent_s))
+        self._stuck_after.set(stuck_after_s)
 
     def render(self) -> bytes:
         """Every metric in the Prometheus text exposition format."""

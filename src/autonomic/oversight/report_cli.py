@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-import time
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -27,7 +26,8 @@ class ReportFormat(StrEnum):
 
 FormatOpt = Annotated[ReportFormat, typer.Option("--format", "-f", help="md or html")]
 OutOpt = Annotated[Path | None, typer.Option("--out", "-o", help="write to this file instead of printing")]
-NowOpt = Annotated[float | None, typer.Option("--now", help="end of the window, unix seconds (default: now)")]
+NowOpt = Annotated[float | None, typer.Option("--now", help="end of the window, unix seconds (default: now, by "
+                                                         "the database server's clock on PostgreSQL)")]
 # the last second a report's dates can be written for (9999-12-31 23:59:59 UTC)
 MAX_NOW = 253402300799.0
 
@@ -47,7 +47,8 @@ def _run(period: Period, fmt: ReportFormat, config: Path | None, out: Path | Non
     try:
         store = Store(cfg.database_url)
         try:
-            report = build_report(store, period, time.time() if now is None else now)
+            # by the store's clock (the database server's on PostgreSQL), which stamped what it reports
+            report = build_report(store, period, store.server_time() if now is None else now)
         finally:
             store.close()
     except AutonomicError as err:

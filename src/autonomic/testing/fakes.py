@@ -84,6 +84,10 @@ class FakeActuator:
     def describe(self, target: Target, params: BaseModel) -> str:
         return f"fake {getattr(params, 'op', '?')} on {target.service}"
 
+    def call_limit_s(self, target: Target, params: BaseModel) -> float:
+        """A fake call returns at once; it stands for a real one that may take a minute."""
+        return 60.0
+
     def snapshot(self, target: Target, params: BaseModel) -> dict[str, Any]:
         return {"before": len(self.applied_keys)}
 
