@@ -43,6 +43,7 @@ from autonomic.execute.executor import Executor
 from autonomic.execute.supervisor import Supervisor
 from autonomic.knowledge import Store
 from autonomic.knowledge.lease import LeaderElector
+from autonomic.knowledge.retention import prune
 from autonomic.knowledge.store import TALLIED_STATES
 from autonomic.longcsv import from_series as rca_series
 from autonomic.model import (
@@ -95,6 +96,8 @@ CLOCK_SYNC_S = 60.0  # how often one engine over PostgreSQL measures its clock a
 PAUSE_GLOBAL = "pause:global"
 POLICY_OVERRIDE = "policy:override"
 _STEPS_PER_TICK = 8
+# retention: at most this many prune transactions a tick; more left is pruned at the next ticks
+_PRUNES_PER_TICK = 10
 # findings kept while the store refuses writes (the newest; an outage of hours drops the oldest)
 _MAX_UNSTORED = 10_000
 # What root-cause ranking compares with normal: how a service is doing, not how it is set up.
@@ -330,6 +333,8 @@ class Engine:
         self._paused_out: set[str] = set()  # escalated incidents only a pause denied (see _held_by_pause)
         self.started = False
         self._next_checkpoint = math.inf  # set by start()
+        self._next_prune = math.inf  # set by start(): see _prune
+        self._audit_pruning = True  # off after the audit log failed to verify for pruning (see _prune)
         self.before_close: list[Callable[[], None]] = []  # e.g. stop the API before the store closes
         self.ticks = 0
         self.last_tick_at: float | None = None
@@ -438,6 +443,7 @@ class Engine:
             self.queue.add(("action", action.id), now)
         self._restore_detectors()
         self._next_checkpoint = now + self.config.engine.checkpoint_s
+        self._next_prune = now  # at the first tick that leads, then every retention.interval_s
         self.started = True
 
     @property
@@ -738,7 +744,33 @@ class Engine:
                 break
             for key in due:
                 self._reconcile(key)
+        if now >= self._next_prune:
+            self._prune(now)
         self.metrics.loop(time.perf_counter() - started)
+
+    def _prune(self, now: float) -> None:
+        """Retention (:mod:`autonomic.knowledge.retention`): prune what the config no longer keeps,
+        at most ``_PRUNES_PER_TICK`` short transactions this tick (the rest at the next ticks),
+        then again after ``retention.interval_s``. Runs only on the replica that leads (its
+        writes are fenced). A store that refuses is tried again at the next interval; an audit log
+        that does not verify is not archived or pruned again until a restart (logged: a person
+        must look, ``autonomic audit verify``), the rest still is."""
+        spec = self.config.spec.retention
+        if not self._audit_pruning:
+            spec = spec.model_copy(update={"audit_days": None})
+        try:
+            result = prune(self.store, spec, now, self.config.archive_dir, max_transactions=_PRUNES_PER_TICK)
+        except AuditChainError as exc:
+            log.error("retention: the audit log is not archived or pruned until restart: %s", exc)
+            self._audit_pruning = False
+            return
+        except (StoreError, OSError) as exc:
+            log.error("retention: pruning stopped (tried again in %g s): %s", spec.interval_s, exc)
+            self._next_prune = now + spec.interval_s
+            return
+        self._next_prune = now if not result.finished else now + spec.interval_s
+        if result.total:
+            log.info("retention: pruned %s", ", ".join(f"{n} {k}" for k, n in result.counts.items() if n))
 
     def _keep_unstored(self, left: list[Finding]) -> list[Finding]:
         """What is kept in memory of the findings a refused write left: the newest

@@ -40,13 +40,14 @@ from autonomic.model import (
 )
 
 RawSql = Callable[..., list[tuple[Any, ...]]]  # the raw_sql fixture (tests/conftest.py)
-HEAD_REVISION = "0005"  # the newest migration
+HEAD_REVISION = "0006"  # the newest migration
 # What a stored noun's body may hold (test_what_a_stored_noun_may_hold_changes_only_with_a_new_migration),
 # by migration: append a line with each new migration (the fingerprint of the nouns it goes with,
 # unchanged when it changes no noun: the newest migration must have its line).
 NOUN_SHAPES = {
     "0004": "02e8b0e817a39163609430340368d5c3b756e917361bf6f348c2e1c558f0f0c4",
     "0005": "02e8b0e817a39163609430340368d5c3b756e917361bf6f348c2e1c558f0f0c4",
+    "0006": "02e8b0e817a39163609430340368d5c3b756e917361bf6f348c2e1c558f0f0c4",
 }
 
 
