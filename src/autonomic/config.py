@@ -506,7 +506,7 @@ def read_windows(spec: AutonomicSpec, patterns: Iterable[Pattern]) -> dict[str, 
         (engine.decision_ttl_s, "a decision is acted on within engine.decision_ttl_s"),
     ]
     incidents += [(p.match.after_actions.within_s, f"pattern {p.id} counts actions of the last "
-                   f"{p.match.after_actions.within_s:g} s (match.after_actions.within_s)")
+                   f"{p.match.after_actions.within_s / DAY_S:g} days (match.after_actions.within_s)")
                   for p in patterns if p.match.after_actions is not None]
     return {
         "incidents_days": incidents,

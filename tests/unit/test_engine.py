@@ -2489,3 +2489,47 @@ def test_an_escalation_chain_passes_over_a_pattern_the_service_cannot_carry_out(
     assert step.data["next"] == "fake-down-poke"
     assert "next-elsewhere" in step.data["passed_over"] and "no elsewhere actuator binding" in (
         step.data["passed_over"]["next-elsewhere"])
+
+
+def _closed_long_ago(store: Store, days: float) -> Incident:
+    """An incident closed ``days`` before T0, with one finding, stored as the engine stores them."""
+    at = T0 - days * 86_400
+    inc = Incident(service="svc", cause="down", severity=Severity.CRITICAL, kind=FindingKind.STATE, opened_at=at,
+                   updated_at=at, last_finding_at=at, summary="down", state=IncidentState.RESOLVED, closed_at=at)
+    finding = Finding(service="svc", metric="up", kind=FindingKind.STATE, cause="down", severity=Severity.CRITICAL,
+                      confidence=1.0, ts=at, value=0.0, summary="down", incident_id=inc.id)
+    store.record(finding, inc, actor="engine", event="incident.opened", subject=inc.id)
+    return inc
+
+
+def test_the_engine_prunes_what_retention_no_longer_keeps_at_start_and_every_interval(tmp_path: Path) -> None:
+    store = Store(f"sqlite:///{tmp_path / 'a.db'}")
+    gone = _closed_long_ago(store, 91)  # retention keeps closed incidents 90 days by default
+    kept = _closed_long_ago(store, 89)
+    h = Harness(tmp_path, store=store, extra={"retention": {"interval_s": 3600}})
+    h.feed("up", 1, 1)
+    assert store.get(Incident, gone.id) is None and store.get(Incident, kept.id) is not None
+    (pruned,) = [e for e in store.audit_events() if e.kind == "retention.pruned" and e.data["what"] == "incidents"]
+    assert pruned.actor == "engine" and pruned.data["counts"]["incidents"] == 1
+    later = _closed_long_ago(store, 100)
+    h.feed("up", 1, 60)
+    assert store.get(Incident, later.id) is not None  # not before retention.interval_s
+    h.clock.advance(3600)
+    h.feed("up", 1, 1)
+    assert store.get(Incident, later.id) is None and store.verify_audit().ok
+
+
+def test_a_replica_that_is_not_sure_it_leads_prunes_nothing(tmp_path: Path) -> None:
+    store = Store(f"sqlite:///{tmp_path / 'one.db'}")
+    mono = _Mono()
+    elector = LeaderElector(store, identity="a", lease_s=15, renew_s=10, monotonic=mono)
+    assert elector.attempt()
+    old = _closed_long_ago(store, 200)
+    h = Harness(tmp_path, store=store)
+    h.engine.elector = elector
+    mono.t += 11  # past renew_s without a renewal: standing by
+    h.feed("up", 1, 3)
+    assert store.get(Incident, old.id) is not None
+    assert elector.attempt()  # renewed: it leads again
+    h.feed("up", 1, 1)
+    assert store.get(Incident, old.id) is None

@@ -1162,6 +1162,26 @@ def test_migration_0005_flags_the_workflows_of_several_types(store_url: str, raw
     again.close()
 
 
+def test_migration_0006_anchors_a_stored_chain_at_its_start_and_adds_empty_pruned_records(
+        store_url: str, raw_sql: RawSql) -> None:
+    first = Store(store_url)
+    first.record(incident(), actor="engine", event="incident.opened", subject="i")
+    first.audit("alice", "pause.set", "api", {"reason": "r"})
+    first.close()
+    _downgrade(store_url, "0005")
+    assert raw_sql("SELECT seq FROM audit_head") == [(2,)]
+    again = Store(store_url)
+    assert raw_sql("SELECT seq, pruned_seq, pruned_hash FROM audit_head") == [(2, 0, "0" * 64)]
+    assert raw_sql("SELECT count(*) FROM pattern_tallies") == [(0,)]
+    assert raw_sql("SELECT count(*) FROM pattern_evidence") == [(0,)]
+    report = again.verify_audit()
+    assert report.ok and report.checked == 2 and report.anchor_seq == 0
+    assert again.pattern_tallies() == {} and again.pattern_record("p", "api") == ([], [])
+    again.close()
+    _downgrade(store_url, "0005")  # and back: the columns and tables go
+    assert raw_sql("SELECT seq, hash FROM audit_head")[0][0] == 2
+
+
 def test_migration_0004_fills_the_types_of_the_actions_already_stored(store_url: str, raw_sql: RawSql) -> None:
     """A database from before revision 0004 (taken back to 0003 here) gets each action's types,
     a workflow's steps included, from its body when it is opened."""
