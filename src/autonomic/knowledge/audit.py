@@ -15,7 +15,7 @@ import hashlib
 import json
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic_core import to_jsonable_python
@@ -42,8 +42,8 @@ class AuditReport:
     problems: list[str]
     anchor_seq: int = 0
     anchor_hash: str = GENESIS_HASH
-    last_seq: int = 0
-    last_hash: str = GENESIS_HASH
+    last_seq: int = field(default=0, compare=False)
+    last_hash: str = field(default=GENESIS_HASH, compare=False)
 
     def summary(self) -> str:
         """One line for people: how many entries, from where."""
