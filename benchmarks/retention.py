@@ -10,8 +10,9 @@ prunes with the default retention (findings 30 days, closed incidents 90, audit 
 engine does, the audit log judged from a wall clock two years on, and reports:
 
 * ``prune_s``, ``rows``, ``rows_per_s``: the whole prune, every kind of row;
-* ``transactions``, ``longest_transaction_ms``: the longest single write transaction (how long
-  the engine's own writes may wait behind a prune);
+* ``transactions``, ``longest_transaction_ms`` (also per kind), ``transaction_ms_p50`` / ``_p99``:
+  the write transactions' times (how long the engine's own writes may wait behind a prune; a
+  commit that runs SQLite's WAL checkpoint is the longest);
 * ``size_mb_*``: the file (with its WAL checkpointed) before, after the prune, after seeding the
   same history again (SQLite reuses the pages a prune freed: the file does not grow), and after
   a VACUUM for comparison (what ``sqlite3 autonomic.db VACUUM`` with the engine stopped gives);
@@ -30,6 +31,8 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from autonomic.knowledge import Store
 from autonomic.knowledge.retention import DAY_S, RetentionSpec, prune
@@ -110,6 +113,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--incidents", type=int, default=10_000)
     parser.add_argument("--findings-per", type=int, default=10)
     parser.add_argument("--kept", type=int, default=1_000)
+    parser.add_argument("--batch", type=int, default=RetentionSpec().batch, help="retention.batch")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
@@ -122,7 +126,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         before = size_mb(path)
         record_before = records(store)
         started = time.perf_counter()
-        result = prune(store, RetentionSpec(), NOW, Path(tmp) / "audit-archive",
+        result = prune(store, RetentionSpec(batch=args.batch), NOW, Path(tmp) / "audit-archive",
                        wall_now=time.time() + 730 * DAY_S)
         prune_s = time.perf_counter() - started
         after = size_mb(path)
@@ -136,9 +140,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     rows = result.total
     out = {
         "benchmark": "retention", "incidents": args.incidents, "findings": args.incidents * args.findings_per,
-        "kept_incidents": args.kept, "seed_s": round(seed_s, 1), "prune_s": round(prune_s, 2), "rows": rows,
+        "kept_incidents": args.kept, "batch": args.batch, "seed_s": round(seed_s, 1),
+        "prune_s": round(prune_s, 2), "rows": rows,
         "counts": result.counts, "rows_per_s": round(rows / prune_s), "transactions": result.transactions,
         "longest_transaction_ms": round(result.longest_transaction_s * 1000, 1),
+        "longest_ms_by_kind": {k: round(v * 1000, 1) for k, v in result.longest_s.items()},
+        "transaction_ms_p50": round(float(np.percentile(result.took_s, 50)) * 1000, 1),
+        "transaction_ms_p99": round(float(np.percentile(result.took_s, 99)) * 1000, 1),
         "archives": len(result.archives), "size_mb_before": before, "size_mb_after_prune": after,
         "size_mb_after_refill": refilled, "size_mb_after_vacuum": vacuumed, "same_record": same,
     }

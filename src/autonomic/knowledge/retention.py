@@ -93,17 +93,21 @@ class PruneResult:
     archives: list[str] = field(default_factory=list)
     transactions: int = 0
     longest_transaction_s: float = 0.0
+    longest_s: dict[str, float] = field(default_factory=dict)  # per kind pruned (incidents, findings, audit)
+    took_s: list[float] = field(default_factory=list)  # each transaction's time, in order
     finished: bool = True  # False: stopped at max_transactions with more to prune
 
     @property
     def total(self) -> int:
         return sum(self.counts.values())
 
-    def add(self, counts: dict[str, int], took_s: float) -> None:
+    def add(self, kind: str, counts: dict[str, int], took_s: float) -> None:
         for k, v in counts.items():
             self.counts[k] = self.counts.get(k, 0) + v
         self.transactions += 1
         self.longest_transaction_s = max(self.longest_transaction_s, took_s)
+        self.longest_s[kind] = max(self.longest_s.get(kind, 0.0), took_s)
+        self.took_s.append(took_s)
 
 
 _KINDS = ("incidents", "findings", "diagnoses", "decisions", "actions", "outcomes", "audit_events")
@@ -139,7 +143,7 @@ def prune(store: Store, spec: RetentionSpec, now: float, archive_dir: Path, *, a
                 break
             started = time.perf_counter()
             counts = store.prune_incidents(ids, cut.incidents, actor=actor)
-            result.add(counts, time.perf_counter() - started)
+            result.add("incidents", counts, time.perf_counter() - started)
             if not counts["incidents"]:
                 break  # taken meanwhile (another process pruning): looked at again next time
     if cut.findings is not None:
@@ -148,7 +152,7 @@ def prune(store: Store, spec: RetentionSpec, now: float, archive_dir: Path, *, a
             n = store.prune_findings(cut.findings, spec.batch * 10, actor=actor)
             if not n:
                 break
-            result.add({"findings": n}, time.perf_counter() - started)
+            result.add("findings", {"findings": n}, time.perf_counter() - started)
     if cut.audit is not None:
         while more():
             archived = _prune_audit_chunk(store, cut.audit, archive_dir, actor, result)
@@ -174,6 +178,6 @@ def _prune_audit_chunk(store: Store, before: float, archive_dir: Path, actor: st
     started = time.perf_counter()
     if not store.prune_audit(chunk, str(path), actor=actor):
         return None  # another process pruned it first: its file is this one, byte for byte
-    result.add({"audit_events": len(chunk)}, time.perf_counter() - started)
+    result.add("audit", {"audit_events": len(chunk)}, time.perf_counter() - started)
     result.archives.append(str(path))
     return str(path)
