@@ -443,7 +443,9 @@ class Engine:
             self.queue.add(("action", action.id), now)
         self._restore_detectors()
         self._next_checkpoint = now + self.config.engine.checkpoint_s
-        self._next_prune = now  # at the first tick that leads, then every retention.interval_s
+        # at the first tick that leads, then every retention.interval_s; never in a replay, which
+        # reports every incident of its private store at the end, however long the recording
+        self._next_prune = math.inf if self.shadow_only else now
         self.started = True
 
     @property
@@ -826,7 +828,8 @@ class Engine:
     def _clock_went_back(self, by: float, now: float) -> None:
         """The wall clock was set back (NTP stepping it, a person): every schedule in memory was
         taken from the later clock and would put the loop off by the step. So collection is due
-        now, the checkpoint within ``checkpoint_s``, and every queued item now: a step re-reads
+        now, the checkpoint within ``checkpoint_s``, the next prune within ``retention.interval_s``,
+        and every queued item now: a step re-reads
         the store and says when it is next due, as after a restart. Deadlines kept in the store
         (a verification's end, an approval's expiry, breaker and backoff times, the settle time)
         are not moved: they come later by the step, never sooner."""
@@ -834,6 +837,8 @@ class Engine:
                                                   "from now", by)
         self._next_collect = now
         self._next_checkpoint = min(self._next_checkpoint, now + self.config.engine.checkpoint_s)
+        if not self.shadow_only:
+            self._next_prune = min(self._next_prune, now + self.config.spec.retention.interval_s)
         self.queue.due_by(now)
 
     def _reconcile(self, key: Key) -> None:

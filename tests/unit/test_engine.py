@@ -2533,3 +2533,18 @@ def test_a_replica_that_is_not_sure_it_leads_prunes_nothing(tmp_path: Path) -> N
     assert elector.attempt()  # renewed: it leads again
     h.feed("up", 1, 1)
     assert store.get(Incident, old.id) is None
+
+
+def test_a_replay_in_shadow_prunes_nothing_of_what_it_reports(tmp_path: Path) -> None:
+    """``autonomic replay`` reads every incident from its private store at the end: a recording
+    longer than the retention must not lose its first incidents to the engine's pruning."""
+    store = Store("sqlite://")
+    old = _closed_long_ago(store, 200)
+    h = Harness(tmp_path, store=Store("sqlite://"))
+    shadow = Engine(h.config, registry=h._registry, clock=h.clock, store=store, sources=[ReplaySource([])],
+                    notifiers=Dispatcher([(FakeNotifier(), Level.INFO)], synchronous=True, dedup_s=0),
+                    shadow_only=True)
+    shadow.start()
+    shadow.tick()
+    assert store.get(Incident, old.id) is not None
+    assert not (h.config.state_dir / "audit-archive").exists()
