@@ -334,7 +334,9 @@ class Engine:
         self.started = False
         self._next_checkpoint = math.inf  # set by start()
         self._next_prune = math.inf  # set by start(): see _prune
-        self._audit_pruning = True  # off after the audit log failed to verify for pruning (see _prune)
+        # off after the audit log failed to verify for pruning (see _prune); and with replicas
+        # unless the archive is a folder they all share (the default, state_dir, is each one's own)
+        self._audit_pruning = not (config.engine.leader_election.enabled and config.spec.retention.archive_dir is None)
         self.before_close: list[Callable[[], None]] = []  # e.g. stop the API before the store closes
         self.ticks = 0
         self.last_tick_at: float | None = None
@@ -442,6 +444,10 @@ class Engine:
                      action.service, action.state.value)
             self.queue.add(("action", action.id), now)
         self._restore_detectors()
+        if not self._audit_pruning and self.config.spec.retention.audit_s is not None and not self.shadow_only:
+            log.warning("retention: audit entries are kept in the store, not archived and pruned: with leader "
+                        "election the archive would be in this replica's own state_dir; set retention.archive_dir "
+                        "to a folder every replica mounts (or retention.audit_days: null to say so)")
         self._next_checkpoint = now + self.config.engine.checkpoint_s
         # at the first tick that leads, then every retention.interval_s; never in a replay, which
         # reports every incident of its private store at the end, however long the recording

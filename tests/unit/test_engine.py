@@ -2548,3 +2548,35 @@ def test_a_replay_in_shadow_prunes_nothing_of_what_it_reports(tmp_path: Path) ->
     shadow.tick()
     assert store.get(Incident, old.id) is not None
     assert not (h.config.state_dir / "audit-archive").exists()
+
+
+def test_with_leader_election_the_audit_log_is_archived_only_to_a_folder_named_for_every_replica(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each replica's state_dir is its own (a pod's emptyDir): an archive there would be lost with
+    the pod while the entries are gone from the shared database. So without retention.archive_dir
+    the audit log is kept, and the start says why; closed incidents are pruned still."""
+    import time
+
+    import autonomic.knowledge.store as store_module
+    from autonomic.knowledge.archive import CHUNK
+
+    store = Store(f"sqlite:///{tmp_path / 'a.db'}")
+    month_ago = time.time() - 30 * 86_400
+    with monkeypatch.context() as m:  # audit entries written a month ago (stamped by the wall clock)
+        m.setattr(store_module.time, "time", lambda: month_ago)
+        with store.unit():
+            for i in range(CHUNK + 1):
+                store.audit("alice", "pause.set", "svc", {"i": i})
+    old = _closed_long_ago(store, 200)
+    engine = {"interval_s": 1, "state_dir": str(tmp_path / "state"), "host_metrics": False,
+              "leader_election": {"enabled": True}}
+    shared = tmp_path / "shared-archive"
+    for archive, pruned in (({}, 0), ({"archive_dir": str(shared)}, CHUNK)):
+        caplog.clear()
+        h = Harness(tmp_path, store=store, extra={"engine": engine, "retention": {"audit_days": 7, **archive}})
+        h.feed("up", 1, 1)
+        assert store.audit_anchor()[0] == pruned
+        assert ("audit entries are kept in the store" in caplog.text) == (not archive)
+        assert store.get(Incident, old.id) is None
+    assert [p.name for p in shared.iterdir()] == ["audit-000000000001-000000001000.jsonl.gz"]
+    assert not (tmp_path / "state" / "audit-archive").exists() and store.verify_audit().ok
