@@ -15,7 +15,9 @@ engine does, the audit log judged from a wall clock two years on, and reports:
   commit that runs SQLite's WAL checkpoint is the longest);
 * ``size_mb_*``: the file (with its WAL checkpointed) before, after the prune, after seeding the
   same history again (SQLite reuses the pages a prune freed: the file does not grow), and after
-  a VACUUM for comparison (what ``sqlite3 autonomic.db VACUUM`` with the engine stopped gives);
+  a VACUUM for comparison (what ``sqlite3 autonomic.db VACUUM`` with the engine stopped gives).
+  With ``--database`` (an empty PostgreSQL database): ``pg_database_size``, a plain VACUUM (what
+  autovacuum does) before the refill, VACUUM FULL for the last;
 * ``same_record``: the pattern tallies and autonomy records read the same after the prune.
 
 Prints one JSON line.
@@ -33,6 +35,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.pool import NullPool
 
 from autonomic.knowledge import Store
 from autonomic.knowledge.retention import DAY_S, RetentionSpec, prune
@@ -90,11 +95,31 @@ def seed(store: Store, n: int, findings_per: int, at: float, per_unit: int = 50)
                              subject=inc.id)
 
 
-def size_mb(path: Path) -> float:
+def size_mb(path: Path | None, url: str) -> float:
+    """The SQLite file (its WAL checkpointed first), or the PostgreSQL database, in MB."""
+    if path is None:
+        engine = create_engine(url, poolclass=NullPool)
+        with engine.connect() as conn:
+            size = conn.execute(text("SELECT pg_database_size(current_database())")).scalar_one()
+        engine.dispose()
+        return round(size / 1e6, 2)
     with sqlite3.connect(path) as db:
         db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     wal = path.with_name(path.name + "-wal")
     return round((path.stat().st_size + (wal.stat().st_size if wal.exists() else 0)) / 1e6, 2)
+
+
+def vacuum(path: Path | None, url: str, full: bool) -> None:
+    """SQLite: VACUUM (the file rewritten). PostgreSQL: VACUUM (what autovacuum does: dead rows'
+    space reusable), or VACUUM FULL (the tables rewritten) with ``full``."""
+    if path is not None:
+        with sqlite3.connect(path) as db:
+            db.execute("VACUUM")
+        return
+    engine = create_engine(url, poolclass=NullPool, isolation_level="AUTOCOMMIT")
+    with engine.connect() as conn:
+        conn.execute(text("VACUUM FULL" if full else "VACUUM"))
+    engine.dispose()
 
 
 def records(store: Store) -> Any:
@@ -114,32 +139,37 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--findings-per", type=int, default=10)
     parser.add_argument("--kept", type=int, default=1_000)
     parser.add_argument("--batch", type=int, default=RetentionSpec().batch, help="retention.batch")
+    parser.add_argument("--database", default=None,
+                        help="store URL (an empty PostgreSQL database); default: a SQLite file")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "autonomic.db"
-        store = Store(f"sqlite:///{path}")
+        url = args.database or f"sqlite:///{Path(tmp) / 'autonomic.db'}"
+        path = None if args.database else Path(tmp) / "autonomic.db"
+        store = Store(url)
         started = time.perf_counter()
         seed(store, args.incidents, args.findings_per, NOW - 200 * DAY_S)
         seed(store, args.kept, args.findings_per, NOW - 5 * DAY_S)
         seed_s = time.perf_counter() - started
-        before = size_mb(path)
+        before = size_mb(path, url)
         record_before = records(store)
         started = time.perf_counter()
         result = prune(store, RetentionSpec(batch=args.batch), NOW, Path(tmp) / "audit-archive",
                        wall_now=time.time() + 730 * DAY_S)
         prune_s = time.perf_counter() - started
-        after = size_mb(path)
+        after = size_mb(path, url)
         same = records(store) == record_before
+        if path is None:
+            vacuum(path, url, full=False)  # autovacuum's part on PostgreSQL
         seed(store, args.incidents, args.findings_per, NOW - 100 * DAY_S)  # as much history again
-        refilled = size_mb(path)
+        refilled = size_mb(path, url)
         store.close()
-        with sqlite3.connect(path) as db:
-            db.execute("VACUUM")
-        vacuumed = size_mb(path)
+        vacuum(path, url, full=True)
+        vacuumed = size_mb(path, url)
     rows = result.total
     out = {
-        "benchmark": "retention", "incidents": args.incidents, "findings": args.incidents * args.findings_per,
+        "benchmark": "retention", "store": make_url(url).get_backend_name(), "incidents": args.incidents,
+        "findings": args.incidents * args.findings_per,
         "kept_incidents": args.kept, "batch": args.batch, "seed_s": round(seed_s, 1),
         "prune_s": round(prune_s, 2), "rows": rows,
         "counts": result.counts, "rows_per_s": round(rows / prune_s), "transactions": result.transactions,
