@@ -1654,8 +1654,9 @@ class Engine:
     def health(self) -> dict[str, tuple[HealthState, list[str]]]:
         now = self.clock.now()
         health = next((d for d in self.detectors if isinstance(d, HealthDetector)), None)
-        return {name: assess(self.series, name, th, now, crossed=health.crossed(name) if health else ())
-                for name, th in self.thresholds.items()}
+        if health is not None:
+            return health.states(self.series, now)
+        return {name: assess(self.series, name, th, now) for name, th in self.thresholds.items()}
 
 
 class NullMetrics:

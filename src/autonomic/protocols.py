@@ -50,6 +50,11 @@ class SeriesReader(Protocol):
         ``since < ts <= until``, NaN where there are none."""
         ...
 
+    def tails(self, metric: str, services: tuple[str, ...], k: int) -> tuple[Any, Any]:
+        """The last ``k`` samples of each service: (timestamps, values) as ``(len(services), k)``
+        float arrays, newest in the last column, NaN where a series holds fewer."""
+        ...
+
     def metrics(self, service: str) -> Sequence[str]:
         """Every metric the service has a sample of (the health detector reads only these)."""
         ...

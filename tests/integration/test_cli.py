@@ -252,7 +252,7 @@ def test_the_kill_switch_refused_by_a_stuck_writers_lock_says_so_in_one_line_and
     Store(postgres_url).close()
     config = _write(tmp_path / "autonomic.yaml",
                     f"engine: {{database: '{postgres_url}', state_dir: {tmp_path / 'state'}, host_metrics: false}}\n")
-    monkeypatch.setattr(store_module, "_PG_LOCK_WAIT_S", 0.5)
+    monkeypatch.setattr(store_module, "_LOCK_WAIT_S", 0.5)
     stuck = create_engine(postgres_url, poolclass=NullPool).connect()
     try:
         stuck.execute(text(f"SELECT pg_advisory_lock({store_module._PG_WRITE_LOCK})"))

@@ -157,3 +157,38 @@ def test_a_batch_of_new_series_is_made_room_for_at_once_and_every_sample_lands_i
     assert store.latest("nan", "m") is None and "nan" not in store.services()
     store.extend([Sample("late", "m", 3.0, 5.0)])  # one more: doubling again
     assert store._families["m"].ts.shape[0] == 2002 and store.latest("late", "m") == (3.0, 5.0)
+
+
+def test_tails_give_each_service_its_last_k_samples_newest_last_and_nan_where_it_has_fewer() -> None:
+    """Rows follow the services asked for (one never seen is all NaN); rings that wrapped read in
+    time order; a series with fewer than k samples is NaN on the left."""
+    store = SeriesStore(capacity=4)
+    _fill(store, 6, service="api")  # wrapped: holds 2..5
+    _fill(store, 2, service="web")
+    ts, values = store.tails("cpu_percent", ("web", "nobody", "api"), 3)
+    assert ts.shape == values.shape == (3, 3)
+    np.testing.assert_array_equal(ts[2], [3.0, 4.0, 5.0])
+    np.testing.assert_array_equal(values[2], [30.0, 40.0, 50.0])
+    np.testing.assert_array_equal(ts[0], [np.nan, 0.0, 1.0])
+    assert np.isnan(values[1]).all()
+    ts, values = store.tails("cpu_percent", ("api",), 6)  # more than the ring holds
+    np.testing.assert_array_equal(values[0], [np.nan, np.nan, 20.0, 30.0, 40.0, 50.0])
+    assert store.tails("no_such_metric", ("api",), 2)[1].shape == (1, 2)
+
+
+def test_tails_agree_with_window_for_every_series_of_a_randomly_filled_family() -> None:
+    rng = np.random.default_rng(7)
+    store = SeriesStore(capacity=16)
+    services = tuple(f"s{i}" for i in range(40))
+    t = 0.0
+    for _ in range(300):
+        t += 1.0
+        service = services[int(rng.integers(len(services)))]
+        store.append(Sample(service, "m", t, float(rng.normal())))
+    ts, values = store.tails("m", services, 10)
+    for i, service in enumerate(services):
+        wts, wvalues = store.window(service, "m", -math.inf)
+        k = min(10, wts.size)
+        np.testing.assert_array_equal(ts[i, 10 - k:], wts[wts.size - k:])
+        np.testing.assert_array_equal(values[i, 10 - k:], wvalues[wvalues.size - k:])
+        assert np.isnan(values[i, : 10 - k]).all()

@@ -1295,3 +1295,78 @@ def test_libpq_network_limits_leave_out_tcp_user_timeout_for_a_libpq_older_than_
     old = _pg_network_args({}, libpq=110022)
     assert "tcp_user_timeout" not in old and old["keepalives"] == 1 and old["connect_timeout"] == 10
     assert "connect_timeout" not in _pg_network_args({"connect_timeout": "3"}, libpq=180006)
+
+
+def _hold_write_lock(store_url: str, backend: str, seconds: float, then_upgrade: bool) -> threading.Thread:
+    """Another process's view: take the store's write lock (as a migrating Store does), hold it
+    ``seconds``, then bring the schema to the latest revision in that transaction (or not)."""
+    from alembic import command
+    from alembic.config import Config
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.pool import NullPool
+
+    from autonomic.knowledge.store import _MIGRATIONS, _PG_WRITE_LOCK
+
+    taken = threading.Event()
+
+    def hold() -> None:
+        engine = create_engine(store_url, poolclass=NullPool)
+        with engine.connect() as conn:
+            if backend == "sqlite":
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
+            else:
+                conn.begin()
+                conn.execute(text(f"SELECT pg_advisory_xact_lock({_PG_WRITE_LOCK})"))
+            taken.set()
+            time.sleep(seconds)
+            if then_upgrade:
+                config = Config()
+                config.set_main_option("script_location", str(_MIGRATIONS))
+                config.attributes["connection"] = conn
+                command.upgrade(config, "head")
+            conn.exec_driver_sql("COMMIT")
+        engine.dispose()
+
+    thread = threading.Thread(target=hold, daemon=True)
+    thread.start()
+    assert taken.wait(10.0)
+    return thread
+
+
+def test_opening_a_store_another_process_is_migrating_waits_past_the_lock_timeout_for_the_migration(
+        store_url: str, backend: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    """An upgrade's first engine migrates the store under the write lock; a migration that
+    rewrites a big table takes longer than a write waits for the lock. A second process opening
+    the store then (another replica, ``autonomic status``) waits for it and finds the schema done;
+    it used to fail with "database is locked" (or PostgreSQL's lock timeout) after 10 s."""
+    from autonomic.knowledge import store as store_module
+
+    first = Store(store_url)
+    inc = incident()
+    first.record(inc, actor="engine", event="incident.opened", subject=inc.id)
+    first.close()
+    _downgrade(store_url, "0002")
+    monkeypatch.setattr(store_module, "_LOCK_WAIT_S", 0.3)
+    migrator = _hold_write_lock(store_url, backend, 1.5, then_upgrade=True)
+    again = Store(store_url)
+    migrator.join()
+    assert again.incidents() == [inc] and again.verify_audit().ok
+    assert "waiting for the process holding the write lock" in caplog.text
+    again.close()
+
+
+def test_opening_a_store_behind_while_a_writer_never_lets_go_fails_naming_both_revisions(
+        store_url: str, backend: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The wait for another process's migration is bounded: a writer stuck with the lock past
+    ``_MIGRATION_WAIT_S`` gets a StoreError saying which revision the schema is at and which this
+    version needs; nothing is changed."""
+    from autonomic.knowledge import store as store_module
+
+    Store(store_url).close()
+    _downgrade(store_url, "0002")
+    monkeypatch.setattr(store_module, "_LOCK_WAIT_S", 0.3)
+    monkeypatch.setattr(store_module, "_MIGRATION_WAIT_S", 1.0)
+    stuck = _hold_write_lock(store_url, backend, 3.0, then_upgrade=False)
+    with pytest.raises(StoreError, match=rf"schema is at revision 0002 and this version needs {HEAD_REVISION}"):
+        Store(store_url)
+    stuck.join()

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import math
+
+import numpy as np
 import pytest
 from pydantic import ValidationError
 
 from autonomic.analyze.causes import cause_of
 from autonomic.analyze.thresholds import HealthDetector, Thresholds, assess
-from autonomic.model import FindingKind, HealthState, Sample, Severity
+from autonomic.model import Finding, FindingKind, HealthState, Sample, Severity
 from autonomic.monitor.series import SeriesStore
 from autonomic.testing import RecordingReader
 
@@ -280,14 +283,20 @@ def test_the_health_state_holds_critical_through_the_hysteresis_band() -> None:
     assert assess(store, "api", Thresholds(), NOW + 20, crossed=det.crossed("api"))[0] == HealthState.HEALTHY
 
 
-def test_health_reads_only_the_metrics_a_service_has_samples_of() -> None:
-    """A fleet's service reports a few of the dozen metrics with a line: the others cost no read."""
+def test_health_reads_one_by_one_only_services_near_a_line_and_only_the_metrics_they_have() -> None:
+    """A fleet's service reports a few of the dozen metrics with a line: the others cost no read;
+    a service whose samples are all clear of their lines (web) is passed over by the array screen
+    and costs no read of its own at all."""
     store = _feed(SeriesStore(), "error_rate", [0.01, 0.2, 0.3])
     _feed(store, "up", [1, 1, 1], service="web")
     reader = RecordingReader(store)
     [finding] = HealthDetector({"api": Thresholds(), "web": Thresholds()}).detect(reader, NOW)
     assert (finding.service, finding.metric, finding.kind) == ("api", "error_rate", FindingKind.THRESHOLD)
-    assert {(service, metric) for _, service, metric in reader.reads} == {("api", "error_rate"), ("web", "up")}
+    assert {(service, metric) for _, service, metric in reader.reads} == {("api", "error_rate")}
+    store.append(Sample("web", "up", NOW + 5, 0.0))  # failed once: suspect, read one by one
+    reader.reads.clear()
+    HealthDetector({"api": Thresholds(), "web": Thresholds()}).detect(reader, NOW + 5)
+    assert ("web", "up") in {(service, metric) for _, service, metric in reader.reads}
 
 
 def test_a_line_below_zero_is_crossed_by_values_at_or_above_it_and_degraded_only_past_its_fraction() -> None:
@@ -299,3 +308,94 @@ def test_a_line_below_zero_is_crossed_by_values_at_or_above_it_and_degraded_only
     assert _detect(_feed(SeriesStore(), "skew", [-9.5, -10.5]), th) == []
     state, reasons = assess(_feed(SeriesStore(), "skew", [-12.0, -8.0]), "api", th, NOW)
     assert (state, reasons) == (HealthState.HEALTHY, [])
+
+
+def _without_id(finding: Finding) -> dict:
+    return {k: v for k, v in vars(finding).items() if k != "id"}
+
+
+def _random_fleet(rng: np.random.Generator, n: int) -> dict[str, Thresholds]:
+    fleet = {}
+    for i in range(n):
+        fleet[f"svc{i:03d}"] = Thresholds(
+            sustain=int(rng.integers(1, 5)), down_after=int(rng.integers(1, 4)),
+            degraded_fraction=float(rng.choice([0.5, 0.8, 0.9, 1.0])),
+            clear_fraction=float(rng.choice([0.7, 0.9, 1.0])),
+            availability=float(rng.choice([90.0, 99.0, 99.9])),
+            availability_window_s=float(rng.choice([20.0, 60.0, 300.0])),
+            availability_min_probes=int(rng.integers(1, 12)),
+            extra={"skew": -10.0} if i % 7 == 0 else {"queue": 50.0} if i % 5 == 0 else {},
+        )
+    return fleet
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3, 4])
+def test_the_array_screen_never_passes_over_a_service_the_one_by_one_evaluation_reports_on(seed: int) -> None:
+    """Two detectors over the same random fleet and samples for 150 ticks: one screens services
+    with array operations first, the other evaluates every service one by one. Their findings and
+    the maximums they hold crossed (hysteresis) are the same at every tick. The samples wander
+    around each line, probes fail now and then and in runs (outages), series go stale and come
+    back, services report different metrics, some at several samples per tick."""
+    rng = np.random.default_rng(seed)
+    fleet = _random_fleet(rng, 60)
+    screened, every = HealthDetector(fleet), HealthDetector(fleet)
+    store = SeriesStore(capacity=64)
+    metrics = {s: list(rng.choice(["cpu_percent", "error_rate", "probe_latency_ms", "skew", "queue"],
+                                  size=int(rng.integers(1, 4)), replace=False)) for s in fleet}
+    lines = {"cpu_percent": 80.0, "error_rate": 0.05, "probe_latency_ms": 1000.0, "skew": -10.0, "queue": 50.0}
+    level = {(s, m): float(rng.uniform(0.3, 1.2)) for s in fleet for m in lines}
+    reported = 0
+    now = NOW
+    for tick in range(150):
+        now += 5.0
+        for s in fleet:
+            if rng.random() < 0.05:
+                continue  # this service says nothing this tick (goes stale for a while if repeated)
+            for k in range(int(rng.integers(1, 3))):
+                ts = now - 2.0 + k
+                for m in metrics[s]:
+                    level[s, m] = float(np.clip(level[s, m] + rng.normal(0, 0.08), 0.2, 1.4))
+                    store.append(Sample(s, m, ts, lines[m] * level[s, m]))
+                outage = (tick // 10) % 4 == 3 and int(s[3:]) % 3 == 0
+                store.append(Sample(s, "probe_ok", ts, 0.0 if outage or rng.random() < 0.08 else 1.0))
+                if int(s[3:]) % 4 == 0:
+                    store.append(Sample(s, "up", ts, 0.0 if rng.random() < 0.1 else 1.0))
+        got = [_without_id(f) for f in screened.detect(store, now)]
+        want = [_without_id(f) for f in every._detect(store, now, fleet)]
+        assert got == want, f"tick {tick}"
+        assert screened._crossed == every._crossed, f"tick {tick}"
+        reported += len(want)
+    assert reported > 100  # the fleet was in trouble often enough for the comparison to mean something
+
+
+@pytest.mark.parametrize("seed", [5, 6])
+def test_health_states_through_the_screen_are_assess_of_every_service(seed: int) -> None:
+    """``HealthDetector.states`` (what the API and ``autonomic status`` show) passes over the
+    services the screen finds clear of every degraded line: they are HEALTHY, and every other
+    state and reason is :func:`assess`'s own, at every tick of a random fleet's life."""
+    rng = np.random.default_rng(seed)
+    fleet = _random_fleet(rng, 40)
+    det = HealthDetector(fleet)
+    store = SeriesStore(capacity=64)
+    seen: set[HealthState] = set()
+    now = NOW
+    for tick in range(80):
+        now += 5.0
+        for i, s in enumerate(fleet):
+            level = 0.75 + 0.3 * math.sin(tick / 6 + i)
+            store.append(Sample(s, "cpu_percent", now, 80.0 * level + float(rng.normal(0, 2))))
+            store.append(Sample(s, "skew", now, -10.0 * (1.6 - level)))
+            store.append(Sample(s, "probe_ok", now, 0.0 if rng.random() < 0.05 + 0.2 * (i % 9 == 0) else 1.0))
+        det.detect(store, now)
+        states = det.states(store, now)
+        want = {s: assess(store, s, th, now, crossed=det.crossed(s)) for s, th in fleet.items()}
+        assert states == want, f"tick {tick}"
+        seen |= {state for state, _ in states.values()}
+    assert seen >= {HealthState.HEALTHY, HealthState.DEGRADED, HealthState.CRITICAL, HealthState.FAILING}
+
+
+def test_health_states_see_a_crossed_line_below_zero_whose_degraded_line_lies_above_it() -> None:
+    th = Thresholds(extra={"skew": -10.0})
+    store = _feed(SeriesStore(), "skew", [-9.5, -9.5])
+    state, reasons = HealthDetector({"api": th}).states(store, NOW)["api"]
+    assert state == HealthState.CRITICAL and reasons == ["skew -9.5 >= -10"]

@@ -32,7 +32,7 @@ threshold is crossed, DEGRADED when a metric is past its degraded line
 from __future__ import annotations
 
 import math
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
@@ -304,10 +304,95 @@ def assess(
     return state, reasons
 
 
+class _Screen:
+    """Which services are worth evaluating one by one at a tick, found with array operations
+    over each metric family (:meth:`SeriesReader.tails`), not a read per service.
+
+    A service is passed over when none of its metrics' last ``sustain`` samples all reach its
+    line, its latest ``up`` / ``probe_ok`` sample did not fail, no probe failed within the
+    windows its availability is computed over, and nothing of it is held crossed (hysteresis).
+    For such a service the evaluation finds nothing: no finding, no crossing to remember (a
+    metric only past its degraded line makes neither). Asked for ``degraded`` too (health
+    states), a metric's last samples all past its degraded line pick the service as well; a
+    service passed over then is HEALTHY. Every test here is the evaluation's own
+    comparison or looser (staleness, the metrics a service has, an outage's probes left out of
+    availability: all left to the evaluation), so a service it would report on is never passed
+    over; the tests compare the two on random fleets. One assumption, the same as
+    availability's own window search: each series' timestamps increase."""
+
+    _PROBE_DEPTH = 32  # samples of probe_ok read first; more for the rows whose window reaches further
+
+    def __init__(self, thresholds: Mapping[str, Thresholds]) -> None:
+        ths = list(thresholds.values())
+        self.services = tuple(thresholds)
+        self._at = {service: i for i, service in enumerate(self.services)}
+        sustain = np.array([th.sustain for th in ths], dtype=np.int64)
+        self.k = int(sustain.max()) if ths else 1
+        self._sustain = sustain
+        # of a tail of k samples (newest last), the columns within each service's sustain
+        self._within = np.arange(self.k)[None, :] >= (self.k - sustain)[:, None]
+        fractions = np.array([th.degraded_fraction for th in ths], dtype=np.float64)
+        self._lines: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # metric -> (lines, degraded lines)
+        for metric in sorted({m for th in ths for m in th.maximums()}):
+            lines = np.array([th.maximums().get(metric, math.nan) for th in ths], dtype=np.float64)
+            # a line below zero has its degraded line above it: the lower of the two is the test
+            self._lines[metric] = (lines, np.fmin(lines, fractions * lines))
+        self._window_s = np.array([th.availability_window_s for th in ths], dtype=np.float64)
+
+    def candidates(self, series: SeriesReader, held: Collection[str], *, degraded: bool = False) -> list[str]:
+        """The services to evaluate (in configuration order): every one the evaluation could
+        report on (``degraded``: or find DEGRADED), and the services in ``held`` (maximums still
+        crossed)."""
+        n = len(self.services)
+        if n == 0:
+            return []
+        pick = np.zeros(n, dtype=bool)
+        with np.errstate(invalid="ignore"):  # NaN (no sample, no line) compares False: not picked
+            for metric, (lines, near) in self._lines.items():
+                _, values = series.tails(metric, self.services, self.k)
+                low = np.where(self._within, values, np.inf).min(axis=1)  # NaN: fewer than sustain
+                pick |= low >= (near if degraded else lines)
+            for metric in _DOWN_METRICS:
+                _, latest = series.tails(metric, self.services, 1)
+                pick |= latest[:, 0] < 0.5
+            pick |= self._probe_failed_within_window(series)
+        for service in held:
+            i = self._at.get(service)
+            if i is not None:
+                pick[i] = True
+        return [self.services[i] for i in np.flatnonzero(pick)]
+
+    def _probe_failed_within_window(self, series: SeriesReader) -> np.ndarray:
+        """Per service: a failed probe_ok sample newer than its availability window before the
+        earliest of its last ``sustain`` samples (the windows availability is computed over)."""
+        n = len(self.services)
+        failed = np.zeros(n, dtype=bool)
+        rows = np.arange(n)
+        depth = max(self._PROBE_DEPTH, self.k)
+        while rows.size:
+            names = tuple(self.services[i] for i in rows) if rows.size < n else self.services
+            ts, values = series.tails("probe_ok", names, depth)
+            sustain = self._sustain[rows]
+            first_end = ts[np.arange(rows.size), depth - sustain]  # NaN: fewer than sustain samples
+            cutoff = first_end - self._window_s[rows]
+            with np.errstate(invalid="ignore"):
+                inside = ts > cutoff[:, None]
+                failed[rows] |= (inside & (values < 0.5)).any(axis=1)
+                # read further where the oldest sample read is still inside the window
+                further = inside[:, 0] & ~failed[rows]
+            rows = rows[further]
+            depth *= 2
+        return failed
+
+
 class HealthDetector:
     """Detector ``health``: down and threshold findings for each configured service.
 
     ``stale_s``: a metric whose latest sample is older than this is ignored.
+
+    Each tick, the services that can have a finding are found first with array operations over
+    each metric family (:class:`_Screen`); only those are evaluated one by one. A fleet's
+    healthy services cost a share of one array operation, not a read each.
     """
 
     name = "health"
@@ -318,10 +403,17 @@ class HealthDetector:
         self.thresholds = dict(thresholds)
         self.stale_s = stale_s
         self._crossed: dict[str, set[str]] = {}  # service -> maximums crossed and not yet cleared
+        self._screen = _Screen(self.thresholds)
 
     def detect(self, series: SeriesReader, now: float) -> Sequence[Finding]:
+        return self._detect(series, now, self._screen.candidates(series, self._crossed))
+
+    def _detect(self, series: SeriesReader, now: float, services: Iterable[str]) -> list[Finding]:
+        """The findings of ``services``, each evaluated on its own (the screen's passed-over
+        services would add none)."""
         findings: list[Finding] = []
-        for service, th in self.thresholds.items():
+        for service in services:
+            th = self.thresholds[service]
             ev = _evaluate(series, service, th, now, self.stale_s)
             if ev.down is not None:
                 findings.append(
@@ -360,6 +452,16 @@ class HealthDetector:
                 )
         return findings
 
+    def states(self, series: SeriesReader, now: float) -> dict[str, tuple[HealthState, list[str]]]:
+        """Every service's :func:`assess` (with the crossings this detector holds), in
+        configuration order: the services the screen passes over are HEALTHY without a read."""
+        near = set(self._screen.candidates(series, self._crossed, degraded=True))
+        return {
+            service: assess(series, service, th, now, stale_s=self.stale_s, crossed=self.crossed(service))
+            if service in near else (HealthState.HEALTHY, [])
+            for service, th in self.thresholds.items()
+        }
+
     def crossed(self, service: str) -> set[str]:
         """The maximums of ``service`` crossed and not yet cleared (see the hysteresis rule)."""
         return set(self._crossed.get(service, ()))
@@ -370,5 +472,9 @@ class HealthDetector:
         held (reported as still crossed) while its latest value is at or above the clear line."""
         crossed_now = {c.metric for c in ev.crossings if c.critical and not c.is_minimum}
         held = _held(series, service, th, now, self.stale_s, self._crossed.get(service, set()) - crossed_now, ev)
-        self._crossed[service] = crossed_now | {c.metric for c in held}
+        crossed = crossed_now | {c.metric for c in held}
+        if crossed:
+            self._crossed[service] = crossed
+        else:
+            self._crossed.pop(service, None)
         return held

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import sqlite3
 import threading
 import time
@@ -112,11 +113,13 @@ T = TypeVar("T", bound=Frozen)
 
 _MIGRATIONS = Path(__file__).with_name("migrations")
 _WRITE = "autonomic_write"  # execution option: a write transaction (BEGIN IMMEDIATE, or the advisory lock)
+log = logging.getLogger(__name__)
 # pg_advisory_xact_lock key of the store's write lock (per database): b"autonomi" as a bigint
 _PG_WRITE_LOCK = int.from_bytes(b"autonomi", "big")
 _PG_WRITE_IDLE_S = 5.0  # a write transaction idle this long between statements is ended by the server
 _PG_IDLE_S = 30.0  # any other transaction idle this long between statements is ended by the server
-_PG_LOCK_WAIT_S = 10.0  # how long a write waits for the lock (SQLite: busy_timeout, also 10 s)
+_LOCK_WAIT_S = 10.0  # how long a write waits for the write lock (SQLite's busy_timeout, PostgreSQL's lock_timeout)
+_MIGRATION_WAIT_S = 600.0  # how long opening waits for another process's migration to finish
 _HEAD_ID = 1
 _HEAD: Table = AuditHeadRow.__table__  # type: ignore[assignment]
 _AUDIT: Table = AuditRow.__table__  # type: ignore[assignment]
@@ -243,7 +246,7 @@ def _install_sqlite_hooks(engine: Engine) -> None:
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         try:
-            cursor.execute("PRAGMA busy_timeout=10000")
+            cursor.execute(f"PRAGMA busy_timeout={int(_LOCK_WAIT_S * 1000)}")
             _wal(cursor)
             cursor.execute("PRAGMA foreign_keys=ON")
         finally:
@@ -278,7 +281,7 @@ def _install_postgresql_hooks(engine: Engine) -> None:
     rolls back: PostgreSQL's counterpart of SQLite's BEGIN IMMEDIATE (one writer at a time).
 
     Two limits keep one stuck writer from stopping every other. A writer waits at most
-    ``_PG_LOCK_WAIT_S`` for the lock (then StoreError, as SQLite's busy_timeout). And a writer of
+    ``_LOCK_WAIT_S`` for the lock (then StoreError, as SQLite's busy_timeout). And a writer of
     ours that stops between two statements of its transaction for ``_PG_WRITE_IDLE_S`` (its
     process frozen: a paused VM, SIGSTOP, a partition) is cut off by the server, which rolls the
     transaction back and frees the lock; our write transactions never wait on anything else
@@ -289,7 +292,7 @@ def _install_postgresql_hooks(engine: Engine) -> None:
     def _on_begin(conn: Any) -> None:
         if conn.get_execution_options().get(_WRITE):
             conn.exec_driver_sql(f"SET LOCAL idle_in_transaction_session_timeout = {int(_PG_WRITE_IDLE_S * 1000)}")
-            conn.exec_driver_sql(f"SET LOCAL lock_timeout = {int(_PG_LOCK_WAIT_S * 1000)}")
+            conn.exec_driver_sql(f"SET LOCAL lock_timeout = {int(_LOCK_WAIT_S * 1000)}")
             conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_PG_WRITE_LOCK})")
 
 
@@ -424,6 +427,15 @@ def _cause(e: SQLAlchemyError) -> Any:
     return e.orig if isinstance(e, DBAPIError) else e.__class__.__name__
 
 
+def _lock_wait(e: StoreError) -> bool:
+    """Whether a store error is a write that gave up waiting for the write lock (SQLite's
+    busy_timeout, PostgreSQL's lock_timeout), not a refusal."""
+    orig = getattr(e.__cause__, "orig", None)
+    if isinstance(orig, sqlite3.OperationalError):
+        return "locked" in str(orig)
+    return (getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)) == "55P03"  # lock_not_available
+
+
 def _parse_data(text: str | None) -> Any:
     """Stored audit data as JSON; something that cannot be parsed still gets hashed (and so fails)."""
     try:
@@ -539,23 +551,45 @@ class Store:
         latest revision is only read, without the write lock, so a read-only command
         (``autonomic status``, ``autonomic audit verify``) still opens the store while a writer
         holds the lock (an engine frozen mid-write, a person's ``sqlite3`` session); it used to
-        wait out the lock and fail with "database is locked"."""
+        wait out the lock and fail with "database is locked".
+
+        A schema behind is migrated under the write lock. While another process holds it (that
+        process migrating the schema: an upgrade's first engine, with a migration that rewrites a
+        big table), opening waits for it, up to ``_MIGRATION_WAIT_S``, and is done as soon as the
+        schema is found at the latest revision; it used to give up after the lock's 10 s."""
         config = Config()
         config.set_main_option("script_location", str(_MIGRATIONS))
-        with self._read() as conn:
-            current = MigrationContext.configure(conn).get_current_revision()
-        if current is not None and current == ScriptDirectory.from_config(config).get_current_head():
-            return
-        with self._write() as conn:
-            config.attributes["connection"] = conn
+        head = ScriptDirectory.from_config(config).get_current_head()
+        deadline = monotonic() + _MIGRATION_WAIT_S
+        said = False
+        while True:
+            with self._read() as conn:
+                current = MigrationContext.configure(conn).get_current_revision()
+            if current is not None and current == head:
+                return
             try:
-                command.upgrade(config, "head")
-            except CommandError as e:
-                known = ScriptDirectory.from_config(config).get_current_head()
-                raise StoreError(f"the database's schema is at a revision this version of autonomic does not "
-                                 f"know ({e}; this version's newest is {known}): it was migrated by a newer "
-                                 "autonomic. Run that version, or restore a backup taken before it; nothing "
-                                 "was changed") from None
+                with self._write() as conn:
+                    config.attributes["connection"] = conn
+                    try:
+                        command.upgrade(config, "head")
+                    except CommandError as e:
+                        raise StoreError(f"the database's schema is at a revision this version of autonomic does "
+                                         f"not know ({e}; this version's newest is {head}): it was migrated by a "
+                                         "newer autonomic. Run that version, or restore a backup taken before it; "
+                                         "nothing was changed") from None
+                return
+            except StoreError as e:
+                if not _lock_wait(e):
+                    raise
+                if monotonic() >= deadline:
+                    raise StoreError(f"the schema is at revision {current or 'none'} and this version needs "
+                                     f"{head}; another process has held the store's write lock for "
+                                     f"{_MIGRATION_WAIT_S:.0f} s (migrating it, or stuck mid-write): "
+                                     "nothing was changed") from e
+                if not said:
+                    log.warning("the store's schema is at revision %s, this version needs %s: waiting for the "
+                                "process holding the write lock (another one migrating it?)", current or "none", head)
+                    said = True
 
     @contextlib.contextmanager
     def reading(self) -> Iterator[None]:

@@ -214,6 +214,31 @@ class SeriesStore:
             out[known] = np.where(n > 0, total / np.maximum(n, 1.0), np.nan)
         return out
 
+    def tails(self, metric: str, services: tuple[str, ...], k: int) -> tuple[FloatArray, FloatArray]:
+        """The last ``k`` samples of each service, as two ``(len(services), k)`` arrays
+        (timestamps, values), newest in the last column; NaN where a series holds fewer than
+        ``k`` samples (all NaN for a service this family has not seen). One gather over the
+        family, not a read per series."""
+        n = len(services)
+        ts_out = np.full((n, max(k, 0)), np.nan)
+        values_out = np.full((n, max(k, 0)), np.nan)
+        family = self._families.get(metric)
+        if family is None or n == 0 or k < 1:
+            return ts_out, values_out
+        rows = family.lookup(services)
+        known = rows >= 0
+        r = rows[known]
+        if r.size == 0:
+            return ts_out, values_out
+        back = np.arange(k - 1, -1, -1)  # column c holds the sample (k - 1 - c) before the newest
+        head = np.asarray(family.head, dtype=np.int64)[r]
+        count = np.asarray(family.count, dtype=np.int64)[r]
+        slots = (head[:, None] - 1 - back[None, :]) % family.cap
+        held = back[None, :] < count[:, None]
+        ts_out[known] = np.where(held, family.ts[r[:, None], slots], np.nan)
+        values_out[known] = np.where(held, family.values[r[:, None], slots], np.nan)
+        return ts_out, values_out
+
     def metrics(self, service: str) -> Sequence[str]:
         return sorted(metric for metric, family in self._families.items() if service in family.rows)
 

@@ -47,6 +47,9 @@ class RecordingReader:
     def aligned(self, metric: str, services: tuple[str, ...], since: float, until: float) -> Any:
         return self.inner.aligned(metric, services, since, until)
 
+    def tails(self, metric: str, services: tuple[str, ...], k: int) -> tuple[Any, Any]:
+        return self.inner.tails(metric, services, k)
+
     def metrics(self, service: str) -> Sequence[str]:
         return self.inner.metrics(service)
 
