@@ -511,7 +511,8 @@ def read_windows(spec: AutonomicSpec, patterns: Iterable[Pattern]) -> dict[str, 
     return {
         "incidents_days": incidents,
         "audit_days": [(week, "the weekly report reads a week of the audit log (its notable events)")],
-        "findings_days": [(DAY_S, "the daily report and a person's look at the day before need its findings"),
+        "findings_days": [(DAY_S, "a floor of a day (a person looks back at yesterday's findings; the engine itself "
+                                  "reads only an open incident's findings, which are never pruned)"),
                           (engine.alert_quiet_s, "an incident whose alert fires waits engine.alert_resolve_after_s")],
     }
 
