@@ -368,3 +368,32 @@ def test_null_or_zero_keeps_a_kind_of_history_for_ever(store: Store, tmp_path: P
     assert RetentionSpec().model_dump() == {"findings_days": 30.0, "incidents_days": 90.0, "audit_days": 365.0,
                                             "interval_s": 3600.0, "batch": 200, "archive_dir": None}
     assert cfg.archive_dir == tmp_path / ".autonomic" / "audit-archive"
+
+
+def test_the_weekly_report_reads_the_same_after_pruning_at_the_shortest_retention_allowed(
+        store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Retention refuses less than the week the weekly report reads, so a report over what
+    remains is the report over everything: incidents, interventions, notable events."""
+    import autonomic.knowledge.store as store_module
+    from autonomic.oversight.reports import build_report, render_markdown
+
+    now = time.time()
+    with monkeypatch.context() as m:  # a month of history before this week, audited a month ago
+        m.setattr(store_module.time, "time", lambda: now - 30 * DAY_S)
+        for i in range(5):
+            _incident_with_history(store, opened=now - 30 * DAY_S + i, closed=now - 29 * DAY_S)
+        _fill_audit(store, CHUNK)
+    for i, state in enumerate((ActionState.SUCCEEDED, ActionState.ROLLED_BACK, ActionState.SUCCEEDED)):
+        _incident_with_history(store, opened=now - (3 + i) * DAY_S, closed=now - 2 * DAY_S, action_state=state,
+                               verdict=VerifyVerdict.PASS if state == ActionState.SUCCEEDED else VerifyVerdict.FAIL,
+                               rolled_back=state == ActionState.ROLLED_BACK)
+    store.audit("alice", "pause.set", "web", {"reason": "deploy"})
+    at = time.time() + 1  # the report's end: after that entry
+    before = render_markdown(build_report(store, "weekly", at))
+
+    shortest = RetentionSpec(findings_days=1, incidents_days=7, audit_days=7)
+    result = prune(store, shortest, now, tmp_path)
+
+    assert result.counts["incidents"] == 5 and result.counts["audit_events"] == CHUNK
+    assert render_markdown(build_report(store, "weekly", at)) == before
+    assert "deploy" in before and "Rollbacks" in before
