@@ -470,16 +470,73 @@ def resume(
 
 
 @audit_app.command("verify")
-def audit_verify(config: ConfigOpt = None) -> None:
-    """Check the audit chain: every entry's hash, its link to the one before, and the head."""
-    _, store = _store(config)
+def audit_verify(
+    config: ConfigOpt = None,
+    archive: Annotated[bool, typer.Option(
+        "--archive", help="also verify the audit archive (retention.archive_dir): each file, and that the "
+        "files join from the first entry to where the store's chain starts")] = False,
+) -> None:
+    """Check the audit chain: every entry's hash, its link to the one before, and the head. After
+    retention pruned the oldest entries, the chain is checked from its anchor (the last pruned
+    entry's seq and hash, kept in the store), and says so."""
+    from autonomic.knowledge.archive import verify_archive
+
+    cfg, store = _store(config)
     report = store.verify_audit()
-    if report.ok:
-        print(f"audit chain ok: {report.checked} entries")
+    problems = list(report.problems)
+    if archive:
+        kept = verify_archive(cfg.archive_dir)
+        problems += [f"archive {p}" for p in kept.problems]
+        if not kept.problems and (kept.last_seq, kept.last_hash) != (report.anchor_seq, report.anchor_hash):
+            problems.append(f"archive {cfg.archive_dir} ends at seq {kept.last_seq}, but the store's chain starts "
+                            f"after seq {report.anchor_seq}: the archive does not join it (files missing?)")
+    if not problems:
+        print(f"audit chain ok: {report.summary()}")
+        if archive:
+            print(f"audit archive ok: {kept.checked} entries in {cfg.archive_dir}, joining the store's chain")
         return
-    for problem in report.problems:
+    for problem in problems:
         print(problem, file=sys.stderr)
     raise typer.Exit(1)
+
+
+@app.command("prune")
+def prune_command(
+    config: ConfigOpt = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="only count what would be pruned now")] = False,
+    actor: Annotated[str | None, typer.Option(help="who is pruning (default: $USER)", parser=_text)] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Prune what retention no longer keeps (retention: in the config): closed incidents with what
+    hangs off them, old findings, and the oldest audit entries (archived first). The engine does
+    this every retention.interval_s on its own; this is the same, now."""
+    from autonomic.knowledge.retention import dry_run as count_prunable
+    from autonomic.knowledge.retention import prune
+
+    cfg, store = _store(config)
+    spec = cfg.spec.retention
+    now = store.server_time()  # the engine's clock with replicas over PostgreSQL (ServerClock)
+    result = (count_prunable(store, spec, now) if dry_run
+              else prune(store, spec, now, cfg.archive_dir, actor=_actor(actor)))
+    cut = result.cutoffs
+    if as_json:
+        print(json.dumps({"dry_run": dry_run, "cutoffs": {"findings": cut.findings, "incidents": cut.incidents,
+                                                          "audit": cut.audit},
+                          "counts": result.counts, "archives": result.archives,
+                          "transactions": result.transactions}, indent=2))
+        return
+
+    def before(ts: float | None) -> str:
+        return "kept for ever" if ts is None else f"before {local_stamp(ts)}"
+
+    print(f"{'would prune' if dry_run else 'pruned'} (findings {before(cut.findings)}; closed incidents "
+          f"{before(cut.incidents)}; audit entries {before(cut.audit)}):")
+    for kind, n in result.counts.items():
+        print(f"  {n:8d} {kind.replace('_', ' ')}")
+    for path in result.archives:
+        print(f"  archived to {path}")
+    if not dry_run and result.total == 0:
+        print("  nothing was old enough")
 
 
 @audit_app.command("show")

@@ -25,6 +25,7 @@ from autonomic.analyze.forecast import SeasonalTrendSpec
 from autonomic.analyze.thresholds import Thresholds, maximum_kind
 from autonomic.analyze.trend import TrendSpec
 from autonomic.errors import ConfigError, Problem
+from autonomic.knowledge.retention import DAY_S, RetentionSpec
 from autonomic.model import ActionSpec, Pattern
 from autonomic.monitor.probe import HttpProbeSpec
 from autonomic.monitor.prometheus import PrometheusSpec
@@ -193,6 +194,7 @@ class AutonomicSpec(_Spec):
     notifiers: list[NotifierSpec] = Field(default_factory=lambda: [_console()])
     reports: list[ReportSchedule] = Field(default_factory=list)  # scheduled delivery through the notifiers
     api: ApiSpec = Field(default_factory=ApiSpec)  # REST API and dashboard; 127.0.0.1 unless configured
+    retention: RetentionSpec = Field(default_factory=RetentionSpec)  # how long history is kept
 
     @model_validator(mode="before")
     @classmethod
@@ -311,6 +313,13 @@ class Config:
         if self.spec.engine.database:
             return _anchored_sqlite(self.spec.engine.database, self.base_dir)
         return f"sqlite:///{(self.state_dir / 'autonomic.db').resolve()}"
+
+    @property
+    def archive_dir(self) -> Path:
+        """Where pruned audit events are archived: ``retention.archive_dir``, else
+        state_dir/audit-archive (a relative path is relative to the config file's folder)."""
+        given = self.spec.retention.archive_dir
+        return _resolve(self.base_dir, given) if given else self.state_dir / "audit-archive"
 
     def fallback_action(self, service: str) -> ActionSpec | None:
         svc = self.service(service)
@@ -483,6 +492,10 @@ def load_config_data(
     lines = _verify_lines_missing(patterns, spec.services, bindings)
     if lines:
         raise ConfigError(lines)
+    short = retention_too_short(spec, patterns)
+    if short:
+        raise ConfigError([Problem(source, doc.line_of(["retention", key]) if "retention" in data else 1,
+                                   f"retention.{key}", message) for key, message in short])
     unknown = unknown_policy_names(spec.policy, [s.name for s in spec.services], [p.id for p in patterns],
                                    registry.types("actuator"))
     if unknown:
@@ -511,6 +524,47 @@ def _verify_lines_missing(patterns: Sequence[Pattern], services: Sequence[Servic
                                     f"{'does' if len(lacking) == 1 else 'do'} not set: add it under "
                                     f"thresholds.extra, or give the pattern a number"))
     return problems
+
+
+def read_windows(spec: AutonomicSpec, patterns: Iterable[Pattern]) -> dict[str, list[tuple[float, str]]]:
+    """Per ``retention`` field, how far back the engine itself still reads that kind of history,
+    as (seconds, what reads it): retention must keep at least the longest of them."""
+    engine, policy = spec.engine, spec.policy
+    week = 7 * DAY_S
+    incidents = [
+        (week, "the weekly rate limits (policy.rate_limits.per_week, per_service_week) count a week of actions"),
+        (week, "the weekly report reads a week of incidents and actions"),
+        (policy.breaker.open_s, "a breaker stays open policy.breaker.open_s"),
+        (policy.backoff.reset_after_s, "backoff looks back policy.backoff.reset_after_s"),
+        (engine.approval_ttl_s, "an approval request waits engine.approval_ttl_s"),
+        (engine.decision_ttl_s, "a decision is acted on within engine.decision_ttl_s"),
+    ]
+    incidents += [(p.match.after_actions.within_s, f"pattern {p.id} counts actions of the last "
+                   f"{p.match.after_actions.within_s / DAY_S:g} days (match.after_actions.within_s)")
+                  for p in patterns if p.match.after_actions is not None]
+    return {
+        "incidents_days": incidents,
+        "audit_days": [(week, "the weekly report reads a week of the audit log (its notable events)")],
+        "findings_days": [(DAY_S, "a floor of a day (a person looks back at yesterday's findings; the engine itself "
+                                  "reads only an open incident's findings, which are never pruned)"),
+                          (engine.alert_quiet_s, "an incident whose alert fires waits engine.alert_resolve_after_s")],
+    }
+
+
+def retention_too_short(spec: AutonomicSpec, patterns: Iterable[Pattern]) -> list[tuple[str, str]]:
+    """Each ``retention`` field set shorter than what the engine still reads (:func:`read_windows`),
+    as (field, message): pruning would change what the engine decides. Null or 0 (for ever) is
+    never too short."""
+    found = []
+    for key, windows in read_windows(spec, patterns).items():
+        days = getattr(spec.retention, key)
+        if not days:
+            continue
+        need_s, why = max(windows, key=lambda w: w[0])
+        if days * DAY_S < need_s:
+            found.append((key, f"{days:g} days is shorter than the {need_s / DAY_S:g} days the engine still reads: "
+                               f"{why}; keep at least that (or null to keep for ever)"))
+    return found
 
 
 def unknown_policy_names(policy: PolicyConfig, services: Iterable[str], pattern_ids: Iterable[str],

@@ -43,6 +43,7 @@ from autonomic.execute.executor import RETRY_PAUSE_MAX_S, Executor
 from autonomic.execute.supervisor import Supervisor
 from autonomic.knowledge import Store
 from autonomic.knowledge.lease import LeaderElector, elapsed_clock
+from autonomic.knowledge.retention import prune
 from autonomic.knowledge.store import TALLIED_STATES
 from autonomic.liveness import Watchdog
 from autonomic.longcsv import from_series as rca_series
@@ -98,6 +99,8 @@ CLOCK_SYNC_S = 60.0  # how often one engine over PostgreSQL measures its clock a
 PAUSE_GLOBAL = "pause:global"
 POLICY_OVERRIDE = "policy:override"
 _STEPS_PER_TICK = 8
+# retention: at most this many prune transactions a tick; more left is pruned at the next ticks
+_PRUNES_PER_TICK = 10
 # findings kept while the store refuses writes (the newest; an outage of hours drops the oldest)
 _MAX_UNSTORED = 10_000
 # What root-cause ranking compares with normal: how a service is doing, not how it is set up.
@@ -346,6 +349,10 @@ class Engine:
         self._paused_out: set[str] = set()  # escalated incidents only a pause denied (see _held_by_pause)
         self.started = False
         self._next_checkpoint = math.inf  # set by start()
+        self._next_prune = math.inf  # set by start(): see _prune
+        # off after the audit log failed to verify for pruning (see _prune); and with replicas
+        # unless the archive is a folder they all share (the default, state_dir, is each one's own)
+        self._audit_pruning = not (config.engine.leader_election.enabled and config.spec.retention.archive_dir is None)
         self.before_close: list[Callable[[], None]] = []  # e.g. stop the API before the store closes
         self.ticks = 0
         self.last_tick_at: float | None = None
@@ -554,7 +561,14 @@ class Engine:
                      action.service, action.state.value)
             self.queue.add(("action", action.id), now)
         self._restore_detectors()
+        if not self._audit_pruning and self.config.spec.retention.audit_s is not None and not self.shadow_only:
+            log.warning("retention: audit entries are kept in the store, not archived and pruned: with leader "
+                        "election the archive would be in this replica's own state_dir; set retention.archive_dir "
+                        "to a folder every replica mounts (or retention.audit_days: null to say so)")
         self._next_checkpoint = now + self.config.engine.checkpoint_s
+        # at the first tick that leads, then every retention.interval_s; never in a replay, which
+        # reports every incident of its private store at the end, however long the recording
+        self._next_prune = math.inf if self.shadow_only else now
         self.started = True
 
     @property
@@ -891,7 +905,34 @@ class Engine:
                 break
             for key in due:
                 self._reconcile(key)
+        if now >= self._next_prune:
+            self._prune(now)
         self.metrics.loop(time.perf_counter() - started)
+
+    def _prune(self, now: float) -> None:
+        """Retention (:mod:`autonomic.knowledge.retention`): prune what the config no longer keeps,
+        at most ``_PRUNES_PER_TICK`` short transactions this tick (the rest at the next ticks),
+        then again after ``retention.interval_s``. Runs only on the replica that leads (its
+        writes are fenced). A store that refuses is tried again at the next interval; an audit log
+        that does not verify is not archived or pruned again until a restart (logged: a person
+        must look, ``autonomic audit verify``), the rest still is."""
+        spec = self.config.spec.retention
+        if not self._audit_pruning:
+            spec = spec.model_copy(update={"audit_days": None})
+        try:
+            result = prune(self.store, spec, now, self.config.archive_dir, max_transactions=_PRUNES_PER_TICK,
+                           before_transaction=lambda: self.watchdog.beat("retention: one prune transaction"))
+        except AuditChainError as exc:
+            log.error("retention: the audit log is not archived or pruned until restart: %s", exc)
+            self._audit_pruning = False
+            return
+        except (StoreError, OSError) as exc:
+            log.error("retention: pruning stopped (tried again in %g s): %s", spec.interval_s, exc)
+            self._next_prune = now + spec.interval_s
+            return
+        self._next_prune = now if not result.finished else now + spec.interval_s
+        if result.total:
+            log.info("retention: pruned %s", ", ".join(f"{n} {k}" for k, n in result.counts.items() if n))
 
     def _keep_unstored(self, left: list[Finding]) -> list[Finding]:
         """What is kept in memory of the findings a refused write left: the newest
@@ -947,7 +988,8 @@ class Engine:
     def _clock_went_back(self, by: float, now: float) -> None:
         """The wall clock was set back (NTP stepping it, a person): every schedule in memory was
         taken from the later clock and would put the loop off by the step. So collection is due
-        now, the checkpoint within ``checkpoint_s``, and every queued item now: a step re-reads
+        now, the checkpoint within ``checkpoint_s``, the next prune within ``retention.interval_s``,
+        and every queued item now: a step re-reads
         the store and says when it is next due, as after a restart. Deadlines kept in the store
         (a verification's end, an approval's expiry, breaker and backoff times, the settle time)
         are not moved: they come later by the step, never sooner."""
@@ -955,6 +997,8 @@ class Engine:
                                                   "from now", by)
         self._next_collect = now
         self._next_checkpoint = min(self._next_checkpoint, now + self.config.engine.checkpoint_s)
+        if not self.shadow_only:
+            self._next_prune = min(self._next_prune, now + self.config.spec.retention.interval_s)
         self.queue.due_by(now)
 
     def _reconcile(self, key: Key) -> None:

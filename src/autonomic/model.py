@@ -435,6 +435,12 @@ class Decision(Frozen):
     # the verdict every other gate gave ("would have acted" is APPROVED).
     shadow_verdict: Verdict | None = None
 
+    @property
+    def person_said_no(self) -> bool:
+        """A person's answer that was no: a denial with no gates (the person ruled). A person's
+        approval runs the gates again, so whatever they then said, the person said yes."""
+        return self.verdict == Verdict.DENIED and not self.gates
+
 
 # --- execute -------------------------------------------------------------------------------
 

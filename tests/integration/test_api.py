@@ -385,8 +385,9 @@ def test_patterns_policy_and_audit_reads(env: Env) -> None:
     assert [e["seq"] for e in page["events"]] == [1, 2] and page["last_seq"] == 2
     rest = env.client.get(f"/api/v1/audit?since_seq={page['last_seq']}", headers=h).json()
     assert rest["events"][0]["seq"] == 3 and rest["last_seq"] == env.seq()
-    assert env.client.get("/api/v1/audit/verify", headers=h).json() == {"ok": True, "checked": env.seq(),
-                                                                         "problems": []}
+    assert env.client.get("/api/v1/audit/verify", headers=h).json() == {
+        "ok": True, "checked": env.seq(), "problems": [], "from_seq": 1,
+        "summary": f"{env.seq()} entries (seq 1..{env.seq()}, from the first entry)"}
     newest = env.client.get("/api/v1/audit?newest=true&limit=2", headers=h).json()
     assert [e["seq"] for e in newest["events"]] == [env.seq() - 1, env.seq()] and newest["last_seq"] == env.seq()
 
@@ -1043,3 +1044,19 @@ def test_a_webhook_is_audited_by_its_count_not_copied_whole_into_the_audit_log(e
     (received,) = [e for e in env.store.audit_events(subject=key)]
     assert received.kind == "alerts.received" and received.data["count"] == 50
     assert len(json.dumps(received.data)) < 1000, "the payload was copied into the audit log"
+
+
+def test_a_pruned_incident_is_a_404_saying_retention_pruned_it_and_what_remains_is_served(env: Env) -> None:
+    from autonomic.knowledge.retention import DAY_S, RetentionSpec, prune
+
+    closed_id = env.store.incidents(states=[IncidentState.RESOLVED])[0].id
+    spec = RetentionSpec(incidents_days=7, findings_days=None, audit_days=None)
+    assert prune(env.store, spec, T0 + 8 * DAY_S, env.ctx.config.archive_dir).counts["incidents"] == 1
+    h = env.auth("viewer")
+    r = env.client.get(f"/api/v1/incidents/{closed_id[:8]}", headers=h)
+    assert r.status_code == 404 and "retention pruned closed incidents before" in r.json()["detail"]
+    assert env.client.get(f"/api/v1/incidents/{env.open_id}", headers=h).status_code == 200  # an open one stays
+    listed = env.client.get("/api/v1/incidents?all=true", headers=h).json()
+    assert closed_id not in json.dumps(listed) and env.open_id in json.dumps(listed)
+    report = env.client.get("/api/v1/audit/verify", headers=h).json()
+    assert report["ok"] and report["from_seq"] == 1

@@ -801,3 +801,51 @@ def test_the_engines_log_shows_control_characters_in_what_it_quotes_as_escapes(
     if fmt == "json":
         shown = json.loads(shown)["exc"]
     assert "ValueError: bad label \\x1b[2J with ***" in shown
+
+
+# --- prune ---------------------------------------------------------------------------------
+
+
+def test_prune_dry_run_counts_prune_archives_and_verify_and_explain_say_what_went(
+        cfg: Path, store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import autonomic.knowledge.store as store_module
+
+    cfg.write_text(cfg.read_text() + "retention: {audit_days: 7}\n")
+    month_ago = time.time() - 30 * 86_400
+    with monkeypatch.context() as m:  # entries written a month ago (the audit log is stamped by the wall clock)
+        m.setattr(store_module.time, "time", lambda: month_ago)
+        inc = Incident(service="web", cause="down", severity=Severity.CRITICAL, kind=FindingKind.STATE,
+                       opened_at=month_ago - 200 * 86_400, updated_at=month_ago, last_finding_at=month_ago,
+                       summary="down", state=IncidentState.RESOLVED, closed_at=month_ago - 199 * 86_400)
+        store.record(inc, actor="engine", event="incident.opened", subject=inc.id)
+        with store.unit():
+            for i in range(1000):
+                store.audit("alice", "pause.set", "web", {"i": i})
+    seq = store.audit_events(newest=True, limit=1)[0].seq
+
+    dry = cli("prune", "--dry-run", "-c", cfg)
+    assert dry.exit_code == 0, dry.stderr
+    assert "would prune" in dry.stdout and re.search(r"\b1 incidents\b", dry.stdout)
+    assert re.search(r"\b1000 audit events\b", dry.stdout)
+    assert store.get(Incident, inc.id) is not None and store.audit_events(newest=True, limit=1)[0].seq == seq
+
+    done = cli("prune", "-c", cfg, "--actor", "ops")
+    assert done.exit_code == 0, done.stderr
+    assert "pruned (" in done.stdout and re.search(r"\b1000 audit events\b", done.stdout)
+    archive = tmp_path / "state" / "audit-archive" / "audit-000000000001-000000001000.jsonl.gz"
+    assert f"archived to {archive}" in done.stdout and archive.exists()
+    assert store.get(Incident, inc.id) is None
+    assert {e.actor for e in store.audit_events() if e.kind.startswith("retention.")} == {"ops"}
+
+    verified = cli("audit", "verify", "--archive", "-c", cfg)
+    assert verified.exit_code == 0, verified.stderr
+    assert "verified from the retention anchor: seq 1..1000 were pruned" in verified.stdout
+    assert "audit archive ok: 1000 entries" in verified.stdout
+
+    gone = cli("explain", inc.id[:8], "-c", cfg)
+    assert gone.exit_code == 2 and "retention pruned closed incidents before" in gone.stderr
+
+    archive.unlink()
+    broken = cli("audit", "verify", "--archive", "-c", cfg)
+    assert broken.exit_code == 1 and "the archive does not join it" in broken.stderr
+    assert cli("audit", "verify", "-c", cfg).exit_code == 0  # the store's own chain is still whole

@@ -2578,3 +2578,94 @@ def test_a_verification_bound_given_as_threshold_is_the_services_own_line(tmp_pa
     (outcome,) = h.store.outcomes(incident_id=inc.id)
     assert outcome.verdict == "pass"
     assert "max 0.2, the service threshold" in render_text(explain_incident(h.store, inc.id))
+
+
+def _closed_long_ago(store: Store, days: float) -> Incident:
+    """An incident closed ``days`` before T0, with one finding, stored as the engine stores them."""
+    at = T0 - days * 86_400
+    inc = Incident(service="svc", cause="down", severity=Severity.CRITICAL, kind=FindingKind.STATE, opened_at=at,
+                   updated_at=at, last_finding_at=at, summary="down", state=IncidentState.RESOLVED, closed_at=at)
+    finding = Finding(service="svc", metric="up", kind=FindingKind.STATE, cause="down", severity=Severity.CRITICAL,
+                      confidence=1.0, ts=at, value=0.0, summary="down", incident_id=inc.id)
+    store.record(finding, inc, actor="engine", event="incident.opened", subject=inc.id)
+    return inc
+
+
+def test_the_engine_prunes_what_retention_no_longer_keeps_at_start_and_every_interval(tmp_path: Path) -> None:
+    store = Store(f"sqlite:///{tmp_path / 'a.db'}")
+    gone = _closed_long_ago(store, 91)  # retention keeps closed incidents 90 days by default
+    kept = _closed_long_ago(store, 89)
+    h = Harness(tmp_path, store=store, extra={"retention": {"interval_s": 3600}})
+    h.feed("up", 1, 1)
+    assert store.get(Incident, gone.id) is None and store.get(Incident, kept.id) is not None
+    (pruned,) = [e for e in store.audit_events() if e.kind == "retention.pruned" and e.data["what"] == "incidents"]
+    assert pruned.actor == "engine" and pruned.data["counts"]["incidents"] == 1
+    later = _closed_long_ago(store, 100)
+    h.feed("up", 1, 60)
+    assert store.get(Incident, later.id) is not None  # not before retention.interval_s
+    h.clock.advance(3600)
+    h.feed("up", 1, 1)
+    assert store.get(Incident, later.id) is None and store.verify_audit().ok
+
+
+def test_a_replica_that_is_not_sure_it_leads_prunes_nothing(tmp_path: Path) -> None:
+    store = Store(f"sqlite:///{tmp_path / 'one.db'}")
+    mono = _Mono()
+    elector = LeaderElector(store, identity="a", lease_s=15, renew_s=10, monotonic=mono)
+    assert elector.attempt()
+    old = _closed_long_ago(store, 200)
+    h = Harness(tmp_path, store=store)
+    h.engine.elector = elector
+    mono.t += 11  # past renew_s without a renewal: standing by
+    h.feed("up", 1, 3)
+    assert store.get(Incident, old.id) is not None
+    assert elector.attempt()  # renewed: it leads again
+    h.feed("up", 1, 1)
+    assert store.get(Incident, old.id) is None
+
+
+def test_a_replay_in_shadow_prunes_nothing_of_what_it_reports(tmp_path: Path) -> None:
+    """``autonomic replay`` reads every incident from its private store at the end: a recording
+    longer than the retention must not lose its first incidents to the engine's pruning."""
+    store = Store("sqlite://")
+    old = _closed_long_ago(store, 200)
+    h = Harness(tmp_path, store=Store("sqlite://"))
+    shadow = Engine(h.config, registry=h._registry, clock=h.clock, store=store, sources=[ReplaySource([])],
+                    notifiers=Dispatcher([(FakeNotifier(), Level.INFO)], synchronous=True, dedup_s=0),
+                    shadow_only=True)
+    shadow.start()
+    shadow.tick()
+    assert store.get(Incident, old.id) is not None
+    assert not (h.config.state_dir / "audit-archive").exists()
+
+
+def test_with_leader_election_the_audit_log_is_archived_only_to_a_folder_named_for_every_replica(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each replica's state_dir is its own (a pod's emptyDir): an archive there would be lost with
+    the pod while the entries are gone from the shared database. So without retention.archive_dir
+    the audit log is kept, and the start says why; closed incidents are pruned still."""
+    import time
+
+    import autonomic.knowledge.store as store_module
+    from autonomic.knowledge.archive import CHUNK
+
+    store = Store(f"sqlite:///{tmp_path / 'a.db'}")
+    month_ago = time.time() - 30 * 86_400
+    with monkeypatch.context() as m:  # audit entries written a month ago (stamped by the wall clock)
+        m.setattr(store_module.time, "time", lambda: month_ago)
+        with store.unit():
+            for i in range(CHUNK + 1):
+                store.audit("alice", "pause.set", "svc", {"i": i})
+    old = _closed_long_ago(store, 200)
+    engine = {"interval_s": 1, "state_dir": str(tmp_path / "state"), "host_metrics": False,
+              "leader_election": {"enabled": True}}
+    shared = tmp_path / "shared-archive"
+    for archive, pruned in (({}, 0), ({"archive_dir": str(shared)}, CHUNK)):
+        caplog.clear()
+        h = Harness(tmp_path, store=store, extra={"engine": engine, "retention": {"audit_days": 7, **archive}})
+        h.feed("up", 1, 1)
+        assert store.audit_anchor()[0] == pruned
+        assert ("audit entries are kept in the store" in caplog.text) == (not archive)
+        assert store.get(Incident, old.id) is None
+    assert [p.name for p in shared.iterdir()] == ["audit-000000000001-000000001000.jsonl.gz"]
+    assert not (tmp_path / "state" / "audit-archive").exists() and store.verify_audit().ok

@@ -40,7 +40,7 @@ from autonomic.model import (
 )
 
 RawSql = Callable[..., list[tuple[Any, ...]]]  # the raw_sql fixture (tests/conftest.py)
-HEAD_REVISION = "0006"  # the newest migration
+HEAD_REVISION = "0007"  # the newest migration
 # What a stored noun's body may hold (test_what_a_stored_noun_may_hold_changes_only_with_a_new_migration),
 # by migration: append a line with each new migration (the fingerprint of the nouns it goes with,
 # unchanged when it changes no noun: the newest migration must have its line).
@@ -48,6 +48,7 @@ NOUN_SHAPES = {
     "0004": "02e8b0e817a39163609430340368d5c3b756e917361bf6f348c2e1c558f0f0c4",
     "0005": "02e8b0e817a39163609430340368d5c3b756e917361bf6f348c2e1c558f0f0c4",
     "0006": "9ffba9eb016f25c2b3c5727b1d547c9cb93786dedaa5d4c58c167d0b41505e7c",
+    "0007": "9ffba9eb016f25c2b3c5727b1d547c9cb93786dedaa5d4c58c167d0b41505e7c",
 }
 
 
@@ -1160,6 +1161,26 @@ def test_migration_0005_flags_the_workflows_of_several_types(store_url: str, raw
         [(flow.id, True), (single.id, False), (plain.id, False)])
     assert again.count_actions(0.0, type="process") == 1 and again.count_actions(0.0, type="config") == 2
     again.close()
+
+
+def test_migration_0007_anchors_a_stored_chain_at_its_start_and_adds_empty_pruned_records(
+        store_url: str, raw_sql: RawSql) -> None:
+    first = Store(store_url)
+    first.record(incident(), actor="engine", event="incident.opened", subject="i")
+    first.audit("alice", "pause.set", "api", {"reason": "r"})
+    first.close()
+    _downgrade(store_url, "0006")
+    assert raw_sql("SELECT seq FROM audit_head") == [(2,)]
+    again = Store(store_url)
+    assert raw_sql("SELECT seq, pruned_seq, pruned_hash FROM audit_head") == [(2, 0, "0" * 64)]
+    assert raw_sql("SELECT count(*) FROM pattern_tallies") == [(0,)]
+    assert raw_sql("SELECT count(*) FROM pattern_evidence") == [(0,)]
+    report = again.verify_audit()
+    assert report.ok and report.checked == 2 and report.anchor_seq == 0
+    assert again.pattern_tallies() == {} and again.pattern_record("p", "api") == ([], [])
+    again.close()
+    _downgrade(store_url, "0006")  # and back: the columns and tables go
+    assert raw_sql("SELECT seq, hash FROM audit_head")[0][0] == 2
 
 
 def test_migration_0004_fills_the_types_of_the_actions_already_stored(store_url: str, raw_sql: RawSql) -> None:

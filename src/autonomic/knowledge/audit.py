@@ -15,7 +15,7 @@ import hashlib
 import json
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic_core import to_jsonable_python
@@ -32,11 +32,26 @@ _SECRET_KEY = re.compile(
 
 @dataclass(frozen=True)
 class AuditReport:
-    """The result of verifying the whole chain. ``ok`` is True only when ``problems`` is empty."""
+    """The result of verifying the whole chain. ``ok`` is True only when ``problems`` is empty.
+    ``anchor_seq`` and ``anchor_hash``: where the verified events start from, the last event
+    pruned by retention (0 and the genesis hash when the chain is checked from its first event);
+    ``last_seq`` and ``last_hash``: the last event checked (the anchor's when none was)."""
 
     ok: bool
     checked: int
     problems: list[str]
+    anchor_seq: int = 0
+    anchor_hash: str = GENESIS_HASH
+    last_seq: int = field(default=0, compare=False)
+    last_hash: str = field(default=GENESIS_HASH, compare=False)
+
+    def summary(self) -> str:
+        """One line for people: how many entries, from where."""
+        if self.anchor_seq == 0:
+            return f"{self.checked} entries (seq 1..{self.last_seq}, from the first entry)"
+        return (f"{self.checked} entries (seq {self.anchor_seq + 1}..{self.last_seq}); verified from the "
+                f"retention anchor: seq 1..{self.anchor_seq} were pruned into the audit archive, the last "
+                f"ending in hash {self.anchor_hash[:16]}")
 
 
 def canonical_json(value: Any) -> str:
@@ -95,13 +110,35 @@ def make_event(
     )
 
 
-def verify_chain(events: Iterable[AuditEvent], head: tuple[int, str] | None) -> AuditReport:
-    """Check every event's hash, the prev-hash links, seq continuity from 1, and that the head
-    row (last seq, last hash) matches the end of the chain. ``events`` must be in seq order."""
+def verify_chain(events: Iterable[AuditEvent], head: tuple[int, str] | None,
+                 anchor: tuple[int, str] = (0, GENESIS_HASH)) -> AuditReport:
+    """Check every event's hash, the prev-hash links, seq continuity from the anchor (the last
+    event retention pruned, whose seq and hash the store keeps; seq 0 and the genesis hash when
+    none was: the chain then starts at seq 1), and that the head row (last seq, last hash)
+    matches the end of the chain. ``events`` must be in seq order."""
+    report = verify_links(events, anchor)
+    problems = list(report.problems)
+    last_seq, last_hash = report.last_seq, report.last_hash
+    if head is None:
+        problems.append("audit head row missing")
+    else:
+        head_seq, head_hash = head
+        if head_seq > last_seq:
+            problems.append(f"head says seq {head_seq}, chain ends at {last_seq} (tail deleted)")
+        elif head_seq < last_seq:
+            problems.append(f"head says seq {head_seq}, chain ends at {last_seq} (appended without head)")
+        elif head_hash != last_hash:
+            problems.append(f"head hash does not match seq {last_seq} (tail replaced)")
+    return AuditReport(ok=not problems, checked=report.checked, problems=problems, anchor_seq=anchor[0],
+                       anchor_hash=anchor[1], last_seq=last_seq, last_hash=last_hash)
+
+
+def verify_links(events: Iterable[AuditEvent], anchor: tuple[int, str] = (0, GENESIS_HASH)) -> AuditReport:
+    """Check every event's hash, the prev-hash links and seq continuity, starting after
+    ``anchor`` (seq, hash): a stretch of the chain on its own (an archive file), with no head."""
     problems: list[str] = []
     checked = 0
-    last_seq = 0
-    last_hash = GENESIS_HASH
+    last_seq, last_hash = anchor
     for ev in events:
         checked += 1
         recomputed = event_hash(
@@ -125,15 +162,5 @@ def verify_chain(events: Iterable[AuditEvent], head: tuple[int, str] | None) -> 
         elif ev.prev_hash != last_hash:
             problems.append(f"seq {ev.seq}: prev_hash does not match seq {last_seq} (chain broken)")
         last_seq, last_hash = ev.seq, ev.hash
-
-    if head is None:
-        problems.append("audit head row missing")
-    else:
-        head_seq, head_hash = head
-        if head_seq > last_seq:
-            problems.append(f"head says seq {head_seq}, chain ends at {last_seq} (tail deleted)")
-        elif head_seq < last_seq:
-            problems.append(f"head says seq {head_seq}, chain ends at {last_seq} (appended without head)")
-        elif head_hash != last_hash:
-            problems.append(f"head hash does not match seq {last_seq} (tail replaced)")
-    return AuditReport(ok=not problems, checked=checked, problems=problems)
+    return AuditReport(ok=not problems, checked=checked, problems=problems, anchor_seq=anchor[0],
+                       anchor_hash=anchor[1], last_seq=last_seq, last_hash=last_hash)

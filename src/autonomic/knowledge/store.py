@@ -72,8 +72,9 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.pool import StaticPool
 from sqlalchemy.sql.functions import FunctionElement
 
+from autonomic.clock import local_stamp
 from autonomic.errors import AuditChainError, NotLeaderError, StoreError, StoreValueError
-from autonomic.knowledge.audit import AuditReport, make_event, verify_chain
+from autonomic.knowledge.audit import GENESIS_HASH, AuditReport, make_event, verify_chain
 from autonomic.knowledge.lease import Lease, lease_key
 from autonomic.knowledge.tables import (
     DERIVED,
@@ -88,6 +89,8 @@ from autonomic.knowledge.tables import (
     IncidentRow,
     NounRow,
     OutcomeRow,
+    PatternEvidenceRow,
+    PatternTallyRow,
     StateRow,
 )
 from autonomic.model import (
@@ -202,6 +205,28 @@ _PATTERN_TALLIES = (  # grouped by the label: PostgreSQL binds each copy of the 
     .where(ActionRow.state.in_([_OK, *_BAD, _ESCALATED]))
     .group_by(_PATTERN_ID, ActionRow.service)
 )
+PRUNED_KEY = "retention:pruned"
+"""Named state: the latest cut-off each kind of history was pruned at (see Store.pruned_before)."""
+_TERMINAL_INCIDENTS = [s.value for s in IncidentState if s.terminal]
+
+
+def _prunable_incidents(closed_before: float) -> Any:
+    """SELECT the ids of incidents retention may prune (see Store.prunable_incidents)."""
+    kept_action = select(ActionRow.id).where(
+        ActionRow.incident_id == IncidentRow.id,
+        or_(ActionRow.state.in_(_LIVE), ActionRow.created_at >= closed_before)).exists()
+    return select(IncidentRow.id).where(IncidentRow.closed_at < closed_before,
+                                        IncidentRow.state.in_(_TERMINAL_INCIDENTS), ~kept_action)
+
+
+def _prunable_findings(before: float) -> Any:
+    """SELECT the ids of findings from before ``before`` whose incident is closed, or that have none."""
+    closed = select(IncidentRow.id).where(IncidentRow.id == FindingRow.incident_id,
+                                          IncidentRow.closed_at.is_not(None),
+                                          IncidentRow.state.in_(_TERMINAL_INCIDENTS)).exists()
+    return select(FindingRow.id).where(FindingRow.ts < before, FindingRow.incident_id.is_(None) | closed)
+
+
 _HEAD_FOR_UPDATE = select(_HEAD.c.seq, _HEAD.c.hash).where(_HEAD.c.id == _HEAD_ID).with_for_update()
 _HEAD_UPDATE = (update(_HEAD).where(_HEAD.c.id == _HEAD_ID)
                 .values(seq=bindparam("new_seq"), hash=bindparam("new_hash")))
@@ -800,11 +825,21 @@ class Store:
             found = s.scalars(select(row_cls.id).where(row_cls.id.startswith(prefix, autoescape=True))).all()
         matches = sorted(i for i in found if i.startswith(prefix))  # LIKE ignores case on SQLite
         if not matches:
-            raise IdLookupError(f"no {kind} has an id starting with {prefix!r}")
+            raise IdLookupError(f"no {kind} has an id starting with {prefix!r}{self._gone_since(kind)}")
         if len(matches) > 1:
             shown = ", ".join(matches[:5]) + (", ..." if len(matches) > 5 else "")
             raise IdLookupError(f"{kind} id prefix {prefix!r} is ambiguous: {len(matches)} match ({shown})")
         return matches[0]
+
+    def _gone_since(self, kind: str) -> str:
+        """For a lookup that found nothing: what retention pruned that it may have been, or ""."""
+        pruned = self.pruned_before()
+        if kind == "finding" and "findings" in pruned:
+            return f" (retention pruned the findings from before {local_stamp(pruned['findings'])})"
+        if "incidents" in pruned and kind != "finding":
+            what = "closed incidents" if kind == "incident" else f"the {kind}s of incidents closed"
+            return f" (retention pruned {what} before {local_stamp(pruned['incidents'])})"
+        return ""
 
     def open_incident(self, service: str, cause: str) -> Incident | None:
         """The non-terminal incident for (service, cause), if any (the newest, should there be two)."""
@@ -904,7 +939,10 @@ class Store:
         outcomes of the pattern's actions on the service as ``(ts, verdict, rolled_back)``, oldest
         first (only what the ladder reads, so a long record is not parsed into models), and the
         approvals and denials a person (not the engine) gave on the pattern, oldest first (their
-        targets are for the caller to match). Before, the engine read every action of the
+        targets are for the caller to match). The first list also holds what retention kept of
+        the pair's pruned outcomes and pruned people's answers (``pattern_evidence``: an answer
+        as ``pass`` or ``fail``, as :func:`~autonomic.plan.autonomy.people_evidence` reads it),
+        so pruning changes no pair's record. Before, the engine read every action of the
         service, then each action's outcomes one query at a time, then every approved or denied
         decision of every service: 443 statements and 1.9 s a decision after a few thousand
         actions."""
@@ -918,9 +956,15 @@ class Store:
                           DecisionRow.body["decided_by"].as_string() != "engine",
                           DecisionRow.body["pattern_id"].as_string() == pattern_id)
                    .order_by(DecisionRow.ts, DecisionRow.first_seq))
+        kept = (select(PatternEvidenceRow.ts, PatternEvidenceRow.verdict, PatternEvidenceRow.rolled_back)
+                .where(PatternEvidenceRow.pattern_id == pattern_id, PatternEvidenceRow.service == service))
         with self.reading(), self._read() as conn:
             record = [(float(ts), str(verdict), bool(rolled)) for ts, verdict, rolled in conn.execute(outcomes)]
-        return record, self._read_nouns(Decision, answers)
+            pruned = [(float(ts), str(verdict), bool(rolled)) for ts, verdict, rolled in conn.execute(kept)]
+            decisions = self._read_nouns(Decision, answers)
+        if pruned:  # oldest first, as the ladder replays them
+            record = sorted(pruned + record, key=lambda item: item[0])
+        return record, decisions
 
     def count_actions(self, since: float, *, type: str | None = None, service: str | None = None) -> int:
         """How many actions were created at or after ``since`` (optionally of one type and/or on one
@@ -975,9 +1019,17 @@ class Store:
         return totals
 
     def pattern_tallies_by_service(self) -> dict[tuple[str, str], tuple[int, int]]:
-        """:meth:`pattern_tallies` per (pattern id, service acted on)."""
+        """:meth:`pattern_tallies` per (pattern id, service acted on), those of actions retention
+        pruned included (kept in ``pattern_tallies``)."""
+        totals: dict[tuple[str, str], tuple[int, int]] = {}
         with self._read() as s:
-            return {(p, svc): (int(a), int(b)) for p, svc, a, b in s.execute(_PATTERN_TALLIES) if p}
+            pruned = s.execute(select(PatternTallyRow.pattern_id, PatternTallyRow.service,
+                                      PatternTallyRow.succeeded, PatternTallyRow.failed))
+            for p, svc, a, b in [*s.execute(_PATTERN_TALLIES), *pruned]:
+                if p:
+                    ok, bad = totals.get((p, svc), (0, 0))
+                    totals[(p, svc)] = (ok + int(a), bad + int(b))
+        return totals
 
     # --- named state -------------------------------------------------------------------------
 
@@ -1141,6 +1193,172 @@ class Store:
                                 .where(StateRow.key.startswith(prefix, autoescape=True))).all()
             return {k: dict(v) for k, v in rows if k.startswith(prefix)}
 
+    # --- retention (see autonomic.knowledge.retention) ------------------------------------------
+
+    def prunable_incidents(self, closed_before: float, limit: int) -> list[str]:
+        """Ids of at most ``limit`` incidents retention may prune, oldest closed first: closed
+        before ``closed_before``, in a terminal state, and with no action that is not terminal
+        or was created at or after ``closed_before``."""
+        with self._read() as conn:
+            return list(conn.execute(_prunable_incidents(closed_before).order_by(IncidentRow.closed_at)
+                                     .limit(limit)).scalars())
+
+    def prune_incidents(self, ids: Iterable[str], closed_before: float, *, actor: str = "engine") -> dict[str, int]:
+        """Delete these incidents with everything hanging off them (findings, diagnoses,
+        decisions, actions, outcomes) in one write transaction, each one only if it is still
+        prunable (:meth:`prunable_incidents`, asked again under the write lock). First, in the
+        same transaction, what the pattern statistics read of them is kept: their actions'
+        tallies added to ``pattern_tallies``, their outcomes and people's answers copied to
+        ``pattern_evidence``. Audited ``retention.pruned`` with the counts and the cut-off.
+        Returns the counts (all 0, nothing written, when none was still prunable)."""
+        wanted = list(dict.fromkeys(ids))
+        counts = dict.fromkeys(("incidents", "findings", "diagnoses", "decisions", "actions", "outcomes"), 0)
+        if not wanted:
+            return counts
+        with self._write() as conn:
+            ids = list(conn.execute(_prunable_incidents(closed_before).where(IncidentRow.id.in_(wanted))).scalars())
+            if not ids:
+                return counts
+            self._keep_pattern_record(conn, ids)
+            for name, row_cls in (("findings", FindingRow), ("diagnoses", DiagnosisRow), ("decisions", DecisionRow),
+                                  ("outcomes", OutcomeRow), ("actions", ActionRow)):
+                counts[name] = conn.execute(delete(row_cls).where(row_cls.incident_id.in_(ids))).rowcount
+            counts["incidents"] = conn.execute(delete(IncidentRow).where(IncidentRow.id.in_(ids))).rowcount
+            self._pruned_before(conn, "incidents", closed_before)
+            self._append(conn, self._head(conn), actor, "retention.pruned", "retention",
+                         {"what": "incidents", "closed_before": closed_before, "counts": counts})
+        return counts
+
+    def _keep_pattern_record(self, conn: Connection, incident_ids: list[str]) -> None:
+        """Fold what :meth:`pattern_tallies_by_service` and :meth:`pattern_record` read of these
+        incidents into the tables retention keeps, in this write transaction."""
+        tallies = conn.execute(_PATTERN_TALLIES.where(ActionRow.incident_id.in_(incident_ids))).all()
+        table = self._insert(PatternTallyRow)
+        add = table.on_conflict_do_update(
+            index_elements=["pattern_id", "service"],
+            set_={"succeeded": PatternTallyRow.succeeded + table.excluded.succeeded,
+                  "failed": PatternTallyRow.failed + table.excluded.failed})
+        for pattern, service, ok, bad in tallies:
+            if pattern and (ok or bad):
+                conn.execute(add, {"pattern_id": pattern, "service": service, "succeeded": int(ok), "failed": int(bad)})
+        evidence: list[dict[str, Any]] = [
+            {"ref": ref, "pattern_id": pattern, "service": service, "ts": float(ts), "verdict": str(verdict),
+             "rolled_back": bool(rolled), "person": False}
+            for ref, pattern, service, ts, verdict, rolled in conn.execute(
+                select(OutcomeRow.id, _PATTERN_ID, ActionRow.service, OutcomeRow.ts,
+                       OutcomeRow.body["verdict"].as_string(), OutcomeRow.body["rolled_back"].as_boolean())
+                .join(ActionRow, OutcomeRow.action_id == ActionRow.id)
+                .where(OutcomeRow.incident_id.in_(incident_ids), _PATTERN_ID.is_not(None)))]
+        answers = (select(DecisionRow.body)
+                   .where(DecisionRow.incident_id.in_(incident_ids),
+                          DecisionRow.verdict.in_([Verdict.APPROVED.value, Verdict.DENIED.value]),
+                          DecisionRow.body["decided_by"].as_string() != "engine"))
+        for body in conn.execute(answers).scalars():
+            d = Decision.model_validate(body)
+            if d.pattern_id and d.action is not None:  # what people_evidence counts
+                evidence.append({"ref": d.id, "pattern_id": d.pattern_id, "service": d.action.target, "ts": d.ts,
+                                 "verdict": "fail" if d.person_said_no else "pass", "rolled_back": False,
+                                 "person": True})
+        if evidence:
+            conn.execute(self._insert(PatternEvidenceRow).on_conflict_do_nothing(index_elements=["ref"]), evidence)
+
+    def _pruned_before(self, conn: Connection, kind: str, before: float) -> None:
+        """Remember, under :data:`PRUNED_KEY`, the latest cut-off ``kind`` was pruned at (in this
+        write transaction, audited with the prune): so a lookup of something gone can say why."""
+        value = dict(conn.execute(_STATE_BY_KEY, {"key": PRUNED_KEY}).scalar() or {})
+        value[kind] = max(float(value.get(kind) or 0.0), before)
+        row = {"key": PRUNED_KEY, "value": value, "updated_at": time.time()}
+        conn.execute(self._upsert(StateRow, row, keep=()), row)
+
+    def pruned_before(self) -> dict[str, float]:
+        """The latest cut-off each kind of history was pruned at (``incidents``: closed before it;
+        ``findings``: from before it); a kind never pruned is not in it."""
+        return {k: float(v) for k, v in (self.get_state(PRUNED_KEY) or {}).items()}
+
+    def prune_findings(self, before: float, limit: int, *, actor: str = "engine") -> int:
+        """Delete at most ``limit`` findings from before ``before`` whose incident is closed (or
+        that belong to none), in one write transaction audited ``retention.pruned``; how many."""
+        with self._write() as conn:
+            ids = list(conn.execute(_prunable_findings(before).limit(limit)).scalars())
+            if not ids:
+                return 0
+            n = int(conn.execute(delete(FindingRow).where(FindingRow.id.in_(ids))).rowcount)
+            self._pruned_before(conn, "findings", before)
+            self._append(conn, self._head(conn), actor, "retention.pruned", "retention",
+                         {"what": "findings", "before": before, "counts": {"findings": n}})
+        return n
+
+    def prunable_counts(self, findings_before: float | None, incidents_before: float | None,
+                        audit_before: float | None, audit_chunk: int) -> dict[str, int]:
+        """What a prune with these cut-offs (None: that kind is kept for ever) would delete now,
+        counted in one snapshot: for ``autonomic prune --dry-run``. Audit events go in whole
+        chunks of ``audit_chunk`` after the anchor, only while a whole chunk is older than
+        ``audit_before`` and the head stays."""
+        counts = dict.fromkeys(("incidents", "findings", "diagnoses", "decisions", "actions", "outcomes",
+                                "audit_events"), 0)
+        with self.reading(), self._read() as conn:
+            if incidents_before is not None:
+                ids = _prunable_incidents(incidents_before).subquery()
+                counts["incidents"] = int(conn.execute(select(func.count()).select_from(ids)).scalar_one())
+                for name, row_cls in (("diagnoses", DiagnosisRow), ("decisions", DecisionRow),
+                                      ("outcomes", OutcomeRow), ("actions", ActionRow), ("findings", FindingRow)):
+                    counts[name] = int(conn.execute(select(func.count()).select_from(row_cls).where(
+                        row_cls.incident_id.in_(select(ids.c.id)))).scalar_one())
+            if findings_before is not None:
+                older = _prunable_findings(findings_before)
+                if incidents_before is not None:  # not counted twice
+                    older = older.where(FindingRow.incident_id.is_(None) | FindingRow.incident_id.not_in(
+                        _prunable_incidents(incidents_before)))
+                counts["findings"] += int(conn.execute(select(func.count()).select_from(older.subquery())).scalar_one())
+            if audit_before is not None:
+                anchor, head = self._anchor_and_head(conn)
+                newer = conn.execute(select(func.min(AuditRow.seq)).where(AuditRow.seq > anchor[0],
+                                                                          AuditRow.ts >= audit_before)).scalar()
+                stop = min(int(newer) if newer is not None else head[0] + 1, head[0])  # the head stays
+                whole = (stop - 1 - anchor[0]) // audit_chunk * audit_chunk if stop - 1 > anchor[0] else 0
+                counts["audit_events"] = max(0, whole)
+        return counts
+
+    def audit_anchor(self) -> tuple[int, str]:
+        """The seq and hash of the last audit event retention pruned: where the kept chain starts
+        (0 and the genesis hash while none was)."""
+        with self._read() as conn:
+            return self._anchor_and_head(conn)[0]
+
+    @staticmethod
+    def _anchor_and_head(conn: Connection) -> tuple[tuple[int, str], tuple[int, str]]:
+        row = conn.execute(select(_HEAD.c.pruned_seq, _HEAD.c.pruned_hash, _HEAD.c.seq, _HEAD.c.hash)
+                           .where(_HEAD.c.id == _HEAD_ID)).one_or_none()
+        if row is None:
+            raise AuditChainError("audit head row is missing (the audit log was tampered with)")
+        return (int(row[0]), str(row[1])), (int(row[2]), str(row[3]))
+
+    def prune_audit(self, events: list[AuditEvent], archive: str, *, actor: str = "engine") -> bool:
+        """Delete ``events`` (the oldest kept ones, in seq order, already written to the durable
+        archive file ``archive``) and move the anchor to the last of them, in one write
+        transaction audited ``retention.audit_pruned``. False, nothing written, when the anchor
+        moved meanwhile (another process pruned them). AuditChainError when the stored events
+        are not the ones archived, or would leave no event after the anchor."""
+        first, last = events[0], events[-1]
+        with self._write() as conn:
+            head = self._head(conn)
+            anchor, _ = self._anchor_and_head(conn)
+            if anchor[0] != first.seq - 1:
+                return False
+            if last.seq >= head[0]:
+                raise AuditChainError(f"retention may not prune the audit head (seq {head[0]})")
+            stored = conn.execute(select(AuditRow.seq, AuditRow.hash).where(
+                AuditRow.seq.in_([first.seq, last.seq]))).all()
+            if sorted((int(q), str(h)) for q, h in stored) != [(first.seq, first.hash), (last.seq, last.hash)]:
+                raise AuditChainError(f"audit seq {first.seq}..{last.seq} in the store are not the events archived "
+                                      f"to {archive}; nothing was pruned")
+            n = conn.execute(delete(AuditRow).where(AuditRow.seq >= first.seq, AuditRow.seq <= last.seq)).rowcount
+            conn.execute(update(_HEAD).where(_HEAD.c.id == _HEAD_ID).values(pruned_seq=last.seq, pruned_hash=last.hash))
+            self._append(conn, head, actor, "retention.audit_pruned", "retention",
+                         {"first_seq": first.seq, "last_seq": last.seq, "events": n, "anchor_hash": last.hash,
+                          "archive": archive, "before_ts": last.ts})
+        return True
+
     # --- audit reads -------------------------------------------------------------------------
 
     def audit_events(
@@ -1161,10 +1379,15 @@ class Store:
 
     def verify_audit(self) -> AuditReport:
         """Recompute every hash and check the links, seq continuity and the head row, reading the
-        whole chain in one consistent snapshot."""
+        whole chain in one consistent snapshot. The chain is checked from its anchor: the last
+        event retention pruned (its seq and hash kept in the head row; the events before it are
+        in the audit archive, see :func:`autonomic.knowledge.archive.verify_archive`), or from
+        seq 1 while none was."""
         with self._read() as s:
-            head = s.execute(select(_HEAD.c.seq, _HEAD.c.hash).where(_HEAD.c.id == _HEAD_ID)).first()
+            head = s.execute(select(_HEAD.c.seq, _HEAD.c.hash, _HEAD.c.pruned_seq, _HEAD.c.pruned_hash)
+                             .where(_HEAD.c.id == _HEAD_ID)).first()
             head_pair = None if head is None else (int(head[0]), str(head[1]))
+            anchor = (0, GENESIS_HASH) if head is None else (int(head[2]), str(head[3]))
             cols = [
                 getattr(AuditRow, c) for c in ("seq", "ts", "actor", "kind", "subject", "prev_hash", "hash")
             ]
@@ -1184,4 +1407,4 @@ class Store:
                 )
                 for r in rows
             )
-            return verify_chain(events, head_pair)
+            return verify_chain(events, head_pair, anchor)

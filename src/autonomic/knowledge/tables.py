@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Boolean, Float, Integer, String, Text, false
+from sqlalchemy import JSON, BigInteger, Boolean, Float, Index, Integer, String, Text, false
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from autonomic.model import Action, Decision, Diagnosis, Finding, Incident, Outcome
@@ -121,13 +121,50 @@ class AuditRow(Base):
 
 
 class AuditHeadRow(Base):
-    """Exactly one row (id 1): the seq and hash of the last audit event."""
+    """Exactly one row (id 1): the seq and hash of the last audit event, and the anchor the kept
+    chain starts from (migration 0007): the seq and hash of the last event retention pruned (0
+    and the genesis hash while none was), so the events after it still verify."""
 
     __tablename__ = "audit_head"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     seq: Mapped[int] = mapped_column(SEQ, nullable=False)
     hash: Mapped[str] = mapped_column(String(64), nullable=False)
+    pruned_seq: Mapped[int] = mapped_column(SEQ, nullable=False, server_default="0")
+    pruned_hash: Mapped[str] = mapped_column(String(64), nullable=False, server_default="0" * 64)
+
+
+class PatternTallyRow(Base):
+    """What retention pruned of a pattern's tallies (see ``Store.pattern_tallies``), per
+    (pattern, service acted on): added to what the kept actions count, so pruning changes no
+    pattern's record (migration 0007)."""
+
+    __tablename__ = "pattern_tallies"
+
+    pattern_id: Mapped[str] = mapped_column(NAME, primary_key=True)
+    service: Mapped[str] = mapped_column(NAME, primary_key=True)
+    succeeded: Mapped[int] = mapped_column(Integer, nullable=False)
+    failed: Mapped[int] = mapped_column(Integer, nullable=False)
+
+
+class PatternEvidenceRow(Base):
+    """One item of a pattern's autonomy record (``Store.pattern_record``) whose outcome or
+    decision retention pruned: ``ref`` is that outcome's or decision's id (so it is kept once),
+    ``verdict`` what the ladder reads (pass, fail, inconclusive; a person's answer as pass or
+    fail). The ladder replays the whole record in order, so the items are kept, not a count
+    (migration 0007)."""
+
+    __tablename__ = "pattern_evidence"
+
+    ref: Mapped[str] = mapped_column(ID, primary_key=True)
+    pattern_id: Mapped[str] = mapped_column(NAME, nullable=False)
+    service: Mapped[str] = mapped_column(NAME, nullable=False)
+    ts: Mapped[float] = mapped_column(Float, nullable=False)
+    verdict: Mapped[str] = mapped_column(String(32), nullable=False)
+    rolled_back: Mapped[bool] = mapped_column(Boolean, nullable=False)
+    person: Mapped[bool] = mapped_column(Boolean, nullable=False)
+
+    __table_args__ = (Index("ix_pattern_evidence_pattern_service", "pattern_id", "service"),)
 
 
 class StateRow(Base):

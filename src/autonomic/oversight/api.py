@@ -615,9 +615,12 @@ def _read_routes(ctx: ApiContext) -> APIRouter:
     @router.get("/audit/verify")
     def audit_verify() -> dict[str, Any]:
         """Recompute every hash of the chain and check its links (reads the whole log: the
-        dashboard asks when the audit page is opened or on request, not at every redraw)."""
+        dashboard asks when the audit page is opened or on request, not at every redraw). After
+        retention pruned the oldest entries, the chain is checked from its anchor: ``from_seq``
+        is the first entry checked, ``summary`` says where it starts in words."""
         report = ctx.store.verify_audit()
-        return {"ok": report.ok, "checked": report.checked, "problems": report.problems}
+        return {"ok": report.ok, "checked": report.checked, "problems": report.problems,
+                "from_seq": report.anchor_seq + 1, "summary": report.summary()}
 
     return router
 

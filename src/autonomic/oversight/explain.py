@@ -23,6 +23,8 @@ def explain_incident(store: Store, incident_id: str) -> dict[str, Any]:
         "actions": [a.model_dump(mode="json") for a in store.actions(incident_id=incident_id)],
         "outcomes": [o.model_dump(mode="json") for o in store.outcomes(incident_id=incident_id)],
         "audit": [e.model_dump(mode="json") for e in store.audit_events(subject=incident_id)],
+        # retention pruned the findings from before this time (see 'autonomic prune'), when it did
+        "pruned_before": {k: v for k, v in store.pruned_before().items() if k == "findings"},
     }
 
 
@@ -55,6 +57,10 @@ def render_text(chain: dict[str, Any]) -> str:
         "Findings (evidence):",
     ]
     findings = chain["findings"]
+    pruned = chain.get("pruned_before", {})
+    if len(findings) < inc["finding_count"] and "findings" in pruned:
+        lines.append(f"  ({inc['finding_count'] - len(findings)} findings from before {_t(pruned['findings'])} "
+                     "were pruned by retention)")
     shown = _findings_shown(findings)
     for i, f in enumerate(findings):
         if i not in shown:

@@ -32,7 +32,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from autonomic.model import Autonomy, Decision, Verdict
+from autonomic.model import Autonomy, Decision
 from autonomic.plan.policy import AutonomyLadder, EffectivePolicy, PolicyConfig
 
 _LADDER = [Autonomy.OBSERVE, Autonomy.SUGGEST, Autonomy.APPROVE, Autonomy.AUTO]
@@ -66,8 +66,7 @@ def people_evidence(decisions: Iterable[Decision], pattern_id: str, service: str
     for d in decisions:
         if d.decided_by == "engine" or d.pattern_id != pattern_id or d.action is None or d.action.target != service:
             continue
-        said_no = d.verdict == Verdict.DENIED and not d.gates
-        found.append(Evidence(ts=d.ts, verdict="fail" if said_no else "pass", by=d.decided_by))
+        found.append(Evidence(ts=d.ts, verdict="fail" if d.person_said_no else "pass", by=d.decided_by))
     return sorted(found, key=lambda e: e.ts)
 
 

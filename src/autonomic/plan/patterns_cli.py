@@ -66,6 +66,7 @@ class IncidentFile(BaseModel):
     actions: list[Any] | None = None
     outcomes: list[Any] | None = None
     audit: list[Any] | None = None
+    pruned_before: dict[str, Any] | None = None
 
 
 def _pattern(cfg: Any, pattern_id: str) -> Pattern:

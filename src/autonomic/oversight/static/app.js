@@ -688,18 +688,21 @@ async function renderAudit(opened) {
   const page = await api(`/audit?newest=true&limit=${AUDIT_SHOWN}`);
   const list = (Array.isArray(page) ? page : page.events || []).slice().sort((a, b) => b.seq - a.seq);
   const newestSeq = list.length ? list[0].seq : 0;
-  const unchecked = Math.max(0, newestSeq - (report.checked || 0));
+  // retention archives the oldest entries: the chain is verified from seq from_seq on
+  const pruned = Math.max(0, (report.from_seq || 1) - 1);
+  const unchecked = Math.max(0, newestSeq - pruned - (report.checked || 0));
   const ok = report && report.ok;
   const again = h("button", { testid: "audit-verify-again",
     onclick: () => { auditVerified = null; render(); } }, "Verify again");
   return [
     h("h1", {}, "Audit log"),
     h("div", { class: `verify ${ok ? "ok" : "bad"}`, testid: "audit-verify" },
-      ok ? `✔ chain verified at ${when(at)}: ${report.checked} events, every hash and link intact`
+      ok ? `✔ chain verified at ${when(at)}: ${report.checked} events, every hash and link intact` +
+           (pruned ? ` (from seq ${pruned + 1}: seq 1..${pruned} were pruned by retention into the audit archive)` : "")
         : `✘ chain broken (checked at ${when(at)}): ${(report.problems || []).join("; ")}`,
       unchecked ? h("span", { testid: "audit-unverified" }, ` (${unchecked} newer not yet verified) `) : " ",
       again),
-    h("p", { class: "dim" }, `newest first; showing ${list.length} of ${Math.max(newestSeq, report.checked || 0)} events`),
+    h("p", { class: "dim" }, `newest first; showing ${list.length} of ${Math.max(newestSeq - pruned, report.checked || 0)} events`),
     h("table", { testid: "audit-table" },
       h("tr", {}, ["#", "time", "actor", "event", "subject", "detail"].map((t) => h("th", {}, t))),
       list.map((e) => h("tr", { testid: `audit-${e.seq}` },
