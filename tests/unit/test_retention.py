@@ -374,12 +374,12 @@ def test_the_weekly_report_reads_the_same_after_pruning_at_the_shortest_retentio
         store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Retention refuses less than the week the weekly report reads, so a report over what
     remains is the report over everything: incidents, interventions, notable events."""
-    import autonomic.knowledge.store as store_module
     from autonomic.oversight.reports import build_report, render_markdown
 
     now = time.time()
     with monkeypatch.context() as m:  # a month of history before this week, audited a month ago
-        m.setattr(store_module.time, "time", lambda: now - 30 * DAY_S)
+        # (audit times are the store's clock: the server's on PostgreSQL, this host's on SQLite)
+        m.setattr(Store, "_now_in", lambda self, conn: now - 30 * DAY_S)
         for i in range(5):
             _incident_with_history(store, opened=now - 30 * DAY_S + i, closed=now - 29 * DAY_S)
         _fill_audit(store, CHUNK)

@@ -71,7 +71,7 @@ class RetentionSpec(BaseModel):
 @dataclass(frozen=True)
 class Cutoffs:
     """What is older than these times goes (None: that kind is kept). Nouns are dated by the
-    engine's clock; audit events by the wall clock of the process that wrote them."""
+    engine's clock; audit events by the store's (PostgreSQL's server clock, this host's on SQLite)."""
 
     findings: float | None
     incidents: float | None
@@ -116,7 +116,7 @@ _KINDS = ("incidents", "findings", "diagnoses", "decisions", "actions", "outcome
 
 def dry_run(store: Store, spec: RetentionSpec, now: float, wall_now: float | None = None) -> PruneResult:
     """What :func:`prune` would delete now, counted, nothing written."""
-    cut = Cutoffs.of(spec, now, time.time() if wall_now is None else wall_now)
+    cut = Cutoffs.of(spec, now, store.server_time() if wall_now is None else wall_now)
     return PruneResult(cut, store.prunable_counts(cut.findings, cut.incidents, cut.audit, CHUNK))
 
 
@@ -130,7 +130,7 @@ def prune(store: Store, spec: RetentionSpec, now: float, archive_dir: Path, *, a
     ``before_transaction`` is called before each (the engine's watchdog: each is one bounded step).
     AuditChainError when the audit events to archive do not verify: they are not archived or
     deleted (``autonomic audit verify`` says what is wrong)."""
-    cut = Cutoffs.of(spec, now, time.time() if wall_now is None else wall_now)
+    cut = Cutoffs.of(spec, now, store.server_time() if wall_now is None else wall_now)
     result = PruneResult(cut, dict.fromkeys(_KINDS, 0))
 
     def more() -> bool:

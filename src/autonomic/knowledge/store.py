@@ -1267,7 +1267,7 @@ class Store:
         write transaction, audited with the prune): so a lookup of something gone can say why."""
         value = dict(conn.execute(_STATE_BY_KEY, {"key": PRUNED_KEY}).scalar() or {})
         value[kind] = max(float(value.get(kind) or 0.0), before)
-        row = {"key": PRUNED_KEY, "value": value, "updated_at": time.time()}
+        row = {"key": PRUNED_KEY, "value": value, "updated_at": self._now_in(conn)}
         conn.execute(self._upsert(StateRow, row, keep=()), row)
 
     def pruned_before(self) -> dict[str, float]:
