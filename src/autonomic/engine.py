@@ -545,7 +545,7 @@ class Engine:
                 except StoreError as exc:  # stopping goes on: the services and notifiers still need it
                     log.error("could not record engine.stopped: %s", exc)
             if self.config.engine.stop_services_on_exit and not self.shadow_only:
-                self.supervisor.stop_all(timeout_s=5.0)
+                self.supervisor.stop_all()  # each given its binding's stop_timeout_s, as a restart gives it
             if self.elector is not None:
                 self.elector.release()
         self.notifiers.close(timeout=5)

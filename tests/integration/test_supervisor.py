@@ -537,3 +537,34 @@ def test_a_service_that_cannot_be_started_at_engine_start_is_a_warning_naming_it
         assert record.levelno == logging.WARNING and "no-such-app" in record.getMessage()
     finally:
         engine.shutdown()
+
+
+def test_a_clean_engine_stop_gives_each_service_its_own_stop_timeout_before_sigkill(tmp_path: Path) -> None:
+    """``engine.stop_services_on_exit`` (the default): a service that needs longer than 5 s to
+    shut down after SIGTERM (a store flushing to disk) and says so with ``stop_timeout_s`` gets
+    that long when the engine stops, as it does at a restart. Before, the engine's stop SIGKILLed
+    every service 5 s after SIGTERM, whatever its binding said."""
+    from autonomic.config import load_config_data
+    from autonomic.engine import Engine
+
+    done, ready = tmp_path / "flushed", tmp_path / "ready"
+    code = ("import pathlib, signal, sys, time\n"
+            "def term(*_):\n"
+            "    time.sleep(6)\n"
+            f"    pathlib.Path({str(done)!r}).write_text('flushed')\n"
+            "    sys.exit(0)\n"
+            "signal.signal(signal.SIGTERM, term)\n"
+            f"pathlib.Path({str(ready)!r}).write_text('ready')\n"
+            "while True:\n    time.sleep(0.05)\n")
+    data = {"engine": {"interval_s": 1, "state_dir": str(tmp_path / "state"), "host_metrics": False},
+            "services": [{"name": "db", "actuators": {"process": {"command": [sys.executable, "-c", code],
+                                                                  "stop_timeout_s": 20}}}],
+            "builtin_patterns": False, "api": {"enabled": False}}
+    engine = Engine(load_config_data(data, source="t.yaml", base_dir=tmp_path))
+    engine.start()
+    try:
+        wait_for(ready.exists)
+    finally:
+        engine.shutdown()
+    assert done.read_text() == "flushed"
+    assert engine.supervisor.pids() == {"db": None}
