@@ -430,6 +430,10 @@ def load_config_data(
                 k: (str(_resolve(base_dir, v)) if k in _PATH_KEYS and isinstance(v, str) else v)
                 for k, v in (raw or {}).items()
             }
+            if "cwd" in actuator.Binding.model_fields and resolved.get("cwd") is None:
+                # a command's relative paths mean what they mean in this file's folder, not in
+                # whichever folder `autonomic run` happened to be started from
+                resolved["cwd"] = str(base_dir)
             try:
                 svc_bindings[type_name] = actuator.Binding.model_validate(resolved)
             except ValidationError as err:

@@ -55,7 +55,7 @@ class ProcessBinding(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     command: list[str] = Field(min_length=1)  # argv, never a shell string
-    cwd: str | None = None
+    cwd: str | None = None  # config.py makes a relative one (and none given) the config file's folder
     env: dict[str, str] = Field(default_factory=dict)  # added to os.environ (less the engine's secrets)
     stop_timeout_s: float = Field(default=10.0, gt=0)
     memory_limit_bytes: int | None = Field(default=None, gt=0)
