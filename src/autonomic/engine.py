@@ -40,7 +40,7 @@ from autonomic.clock import ServerClock, SystemClock
 from autonomic.config import Config
 from autonomic.errors import AuditChainError, AutonomicError, SourceError, StoreError, StoreValueError
 from autonomic.execute.executor import Executor
-from autonomic.execute.supervisor import Supervisor
+from autonomic.execute.supervisor import Supervisor, describe_exit
 from autonomic.knowledge import Store
 from autonomic.knowledge.lease import LeaderElector
 from autonomic.knowledge.store import TALLIED_STATES
@@ -97,6 +97,7 @@ POLICY_OVERRIDE = "policy:override"
 _STEPS_PER_TICK = 8
 # findings kept while the store refuses writes (the newest; an outage of hours drops the oldest)
 _MAX_UNSTORED = 10_000
+_EXIT_TAIL_CHARS = 800  # of a dead service's log kept in its down finding's evidence
 # What root-cause ranking compares with normal: how a service is doing, not how it is set up.
 _SYMPTOMS = frozenset({"up", "probe_ok", "probe_latency_ms", "error_rate", "latency_ms", "availability",
                        "cpu_percent", "memory_percent", "pool_utilization"})
@@ -674,7 +675,8 @@ class Engine:
             self._next_collect = now + self.config.engine.interval_s
             with _collector_paused():
                 self.collect(now)
-                fresh = self.detect(now)
+                fresh = [self._with_exit(f) for f in self.detect(now)]
+            self._watch_exits()
             while True:
                 try:
                     fresh.append(self._inbox.get_nowait())
@@ -839,6 +841,35 @@ class Engine:
             except Exception as exc:  # a broken source must not stop the loop
                 if self._problem(topic, repr(exc)):
                     log.exception("source %s failed", src.name)
+
+    def _watch_exits(self) -> None:
+        """Say once, as a warning, that a supervised service ended, how (its exit code or signal)
+        and the last lines of its log: a service that dies right after its start (a typo in its
+        command, a file it cannot find) is otherwise only "down", and restarting it, which is what a
+        person is asked to approve, meets the same end. Said again after its next start and end."""
+        if self.shadow_only:
+            return
+        for service in self.supervisor.services():
+            code = self.supervisor.exit_info(service)
+            how = None if code is None else describe_exit(code)
+            if self._problem(f"exit:{service}", how) and how is not None:
+                log.warning("service %s %s; the last lines of %s:\n%s", service, how,
+                            self.supervisor.log_path(service), self.supervisor.log_tail(service, 5) or "(empty)")
+
+    def _with_exit(self, finding: Finding) -> Finding:
+        """A supervised service's ``up`` finding with how its process ended (``exit``) and the last
+        lines of its log (``log_tail``) in its evidence, for ``autonomic explain`` and the
+        dashboard; any other finding as it is."""
+        if finding.metric != "up" or finding.cause != "down" or self.shadow_only:
+            return finding
+        if finding.service not in self.supervisor.services():
+            return finding
+        code = self.supervisor.exit_info(finding.service)
+        if code is None:
+            return finding
+        tail = self.supervisor.log_tail(finding.service, 5)[-_EXIT_TAIL_CHARS:]
+        return finding.model_copy(update={"evidence": {**finding.evidence, "exit": describe_exit(code),
+                                                       "log_tail": tail}})
 
     def _rotate_service_logs(self) -> None:
         """Keep the supervised services' logs under their size bound (Supervisor.rotate_logs)."""

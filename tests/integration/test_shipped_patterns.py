@@ -218,3 +218,28 @@ def test_a_service_whose_shell_binding_has_no_cleanup_runbook_is_not_given_one_i
         assert rig.store.actions(service="spool") == []
     finally:
         rig.engine.shutdown()
+
+
+def test_a_service_that_dies_right_after_start_is_reported_with_its_exit_code_and_log_tail(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A service whose command cannot work (a file it needs is missing) dies at once. Before,
+    the engine logged "started" and then only "myapp is down: up == 0": nothing said that it
+    had exited, with which code, or what it printed, so the person asked to approve a restart
+    could not tell that a restart would meet the same end. Now a warning says how it ended and
+    quotes the last lines of its log, and its down finding carries both (``autonomic explain``)."""
+    import logging
+
+    code = "import sys\nprint('fatal: /etc/myapp.conf: no such file', file=sys.stderr)\nsys.exit(3)\n"
+    with caplog.at_level(logging.WARNING, logger="autonomic.engine"):
+        rig = Rig(tmp_path, {"name": "myapp", "actuators": {"process": {"command": [sys.executable, "-c", code]}}})
+        try:
+            rig.tick_until(lambda: rig.latest() is not None)
+            inc = rig.latest()
+            assert inc is not None
+            (down,) = [f for f in rig.store.findings(inc.id) if f.metric == "up"][:1]
+        finally:
+            rig.engine.shutdown()
+    assert down.evidence["exit"] == "exited with code 3"
+    assert "fatal: /etc/myapp.conf: no such file" in down.evidence["log_tail"]
+    (warning,) = [r.getMessage() for r in caplog.records if r.getMessage().startswith("service myapp exited")]
+    assert "exited with code 3" in warning and "fatal: /etc/myapp.conf: no such file" in warning

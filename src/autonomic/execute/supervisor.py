@@ -45,6 +45,16 @@ MARKER = "AUTONOMIC_SUPERVISED"  # in every supervised service's environment: <s
 _BOOT_ID = Path("/proc/sys/kernel/random/boot_id")
 
 
+def describe_exit(code: int) -> str:
+    """How a process ended, for a person: ``exited with code 2``, ``was killed by SIGKILL``."""
+    if code >= 0:
+        return f"exited with code {code}"
+    try:
+        return f"was killed by {signal_mod.Signals(-code).name}"
+    except ValueError:
+        return f"was killed by signal {-code}"
+
+
 class ProcessBinding(BaseModel):
     """``services[].actuators.process`` in autonomic.yaml: how to run the service.
 
