@@ -268,14 +268,29 @@ def check(
     except ConfigError as err:
         problems.extend(err.problems)
         cfg = None
-    if patterns:
-        problems.extend(check_patterns(list(patterns), registry))
+    extra = list(patterns or [])
+    if extra and cfg is None:  # the config's own library cannot be read: each file on its own
+        problems.extend(check_patterns(extra, registry))
+    elif extra and cfg is not None:
+        # beside the library the config loads, as the engine would read them once added to it: a
+        # `then:` may name a built-in pattern, and an id the library has already is a duplicate
+        library = cfg.pattern_paths
+        problems.extend(check_patterns([*library, *(p for p in extra if not _inside(p, library))], registry))
     if problems:
         for p in problems:
             print(str(p), file=sys.stderr)
         raise typer.Exit(2)
     assert cfg is not None
     print(f"{config}: ok ({len(cfg.services)} services, {len(cfg.patterns)} patterns)")
+    for path in extra:
+        print(f"{path}: ok" + (" (already in the config's patterns)" if _inside(path, cfg.pattern_paths) else
+                               " (with the config's patterns)"))
+
+
+def _inside(path: Path, paths: list[Path]) -> bool:
+    """Whether ``path`` is one of ``paths`` or in one of their folders."""
+    here = path.resolve()
+    return any(here == p.resolve() or p.resolve() in here.parents for p in paths)
 
 
 # beyond three ticks, how long `autonomic status` waits for the engine's health before calling it stale

@@ -291,6 +291,13 @@ class Config:
         return found
 
     @property
+    def pattern_paths(self) -> list[Path]:
+        """Where this config's patterns are read from: the built-in library (unless
+        ``builtin_patterns: false``), then each ``patterns:`` entry, relative to the file's folder."""
+        builtin = [builtin_patterns_dir()] if self.spec.builtin_patterns else []
+        return [*builtin, *(_resolve(self.base_dir, p) for p in self.spec.patterns)]
+
+    @property
     def state_dir(self) -> Path:
         return _resolve(self.base_dir, self.spec.engine.state_dir)
 

@@ -131,6 +131,31 @@ def test_check_reports_pattern_files_with_unknown_action_or_params_outside_the_s
     assert len(result.stderr.splitlines()) == 2
 
 
+def test_check_judges_a_pattern_file_beside_the_library_the_config_loads(cfg: Path, tmp_path: Path) -> None:
+    """README: "Check a pattern file with ``autonomic check -c autonomic.yaml my-pattern.yaml``".
+    The file is judged as the engine would read it once added to the config's patterns: a
+    ``then:`` naming a built-in pattern is fine (before, "no pattern has the id" for it), and an
+    id the built-in library already has is a duplicate (before, passed, and the engine then
+    refused to start)."""
+    chained = _write(tmp_path / "chained.yaml",
+                     "id: web-errors-restart\n"
+                     "match: {cause: errors}\n"
+                     "action: {type: process, params: {op: restart}}\n"
+                     "prior_confidence: 0.5\n"
+                     "verify: {metric: error_rate, max: 0.05}\n"
+                     "then: [process-down-restart]\n")
+    result = cli("check", "-c", cfg, chained)
+    assert result.exit_code == 0, result.stderr
+    assert f"{chained}: ok (with the config's patterns)" in result.stdout
+    clash = _write(tmp_path / "clash.yaml",
+                   "id: process-down-restart\n"  # line 1
+                   "match: {cause: down}\n"
+                   "prior_confidence: 0.5\n")
+    result = cli("check", "-c", cfg, clash)
+    assert result.exit_code == 2
+    assert result.stderr.startswith(f"{clash}:1: id: duplicate pattern id 'process-down-restart' (also defined at ")
+
+
 def test_check_reports_schema_and_actuator_problems_of_one_file_together(tmp_path: Path) -> None:
     bad = _write(tmp_path / "bad.yaml",
                  "engine:\n"
