@@ -282,6 +282,11 @@ def check(
         raise typer.Exit(2)
     assert cfg is not None
     print(f"{config}: ok ({len(cfg.services)} services, {len(cfg.patterns)} patterns)")
+    for name in sorted(n for n in cfg.secret_env_names if not os.environ.get(n)):
+        # not an error: check may run where the secrets are not (CI); the engine refuses to start
+        # (or the actuator to act) without them
+        print(f"{config}: warning: environment variable {name} is not set here; the config reads a "
+              f"secret from it, so set it where `autonomic run` runs", file=sys.stderr)
     for path in extra:
         print(f"{path}: ok" + (" (already in the config's patterns)" if _inside(path, cfg.pattern_paths) else
                                " (with the config's patterns)"))

@@ -156,6 +156,23 @@ def test_check_judges_a_pattern_file_beside_the_library_the_config_loads(cfg: Pa
     assert result.stderr.startswith(f"{clash}:1: id: duplicate pattern id 'process-down-restart' (also defined at ")
 
 
+def test_check_warns_of_a_secrets_variable_not_set_here_that_run_would_refuse_to_start_without(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A webhook notifier's ``secret_env: HOOK_SECRET`` with HOOK_SECRET unset: before, check said
+    ok and ``autonomic run`` then refused to start. The file is still valid (check may run where
+    the secrets are not), so it exits 0, with a warning naming the variable."""
+    monkeypatch.delenv("AUTONOMIC_TEST_HOOK_SECRET", raising=False)
+    config = _write(tmp_path / "autonomic.yaml",
+                    f"engine: {{state_dir: {tmp_path / 'state'}}}\n"
+                    "notifiers: [{type: webhook, url: 'http://127.0.0.1:9/hook',\n"
+                    "             secret_env: AUTONOMIC_TEST_HOOK_SECRET}]\n")
+    result = cli("check", "-c", config)
+    assert result.exit_code == 0
+    assert "environment variable AUTONOMIC_TEST_HOOK_SECRET is not set here" in result.stderr
+    monkeypatch.setenv("AUTONOMIC_TEST_HOOK_SECRET", "s3cret-value")
+    assert cli("check", "-c", config).stderr == ""
+
+
 def test_check_reports_schema_and_actuator_problems_of_one_file_together(tmp_path: Path) -> None:
     bad = _write(tmp_path / "bad.yaml",
                  "engine:\n"
