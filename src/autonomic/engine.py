@@ -1495,7 +1495,8 @@ class Engine:
         moves with every finding the lasting symptom brings, so it cannot measure that): an
         approval given after that (by its own time and the engine's), or none, closes the incident
         as expired and nothing acts. An approval given in time is honoured, through every gate
-        again; a denial always is."""
+        again, unless the incident has had no finding for a few ticks meanwhile (its trouble cleared
+        on its own): then it is closed as cleared and nothing acts. A denial always is honoured."""
         answer = self.store.get_state(approval_key(inc.id))
         decisions = self.store.decisions(inc.id)
         if answer is not None and answer.get("decision") is not None:
@@ -1522,7 +1523,18 @@ class Engine:
             self.store.record(expired, actor="engine", event="approval.expired", subject=inc.id, data=data)
             self._open.pop((inc.service, inc.cause), None)
             return None
-        self.store.set_state(approval_key(inc.id), None, actor=str(answer.get("actor", "?")),
+        who = str(answer.get("actor", "?"))
+        if answer.get("verdict") == "approve" and self._close_if_cleared(inc, now):
+            # the trouble went away on its own while the person was asked (a blip): acting now
+            # would act on a healthy service, so nothing is done, as for a diagnosed incident
+            self.store.set_state(approval_key(inc.id), None, actor=who, event="approval.consumed",
+                                 data={"incident": inc.id, "verdict": "cleared"})
+            self.notify(Notification(level=Level.INFO, ts=now, service=inc.service, incident_id=inc.id,
+                                     title=f"approval not acted on: {inc.headline}",
+                                     body=f"approved by {who}, but the trouble cleared on its own before that; "
+                                          "nothing done"))
+            return None
+        self.store.set_state(approval_key(inc.id), None, actor=who,
                              event="approval.consumed", data={"incident": inc.id, "verdict": answer.get("verdict")})
         diagnosis = self.store.diagnoses(inc.id)[-1]
         if answer.get("verdict") == "approve":

@@ -32,7 +32,7 @@ SLEEPER = "import time\nwhile True:\n    time.sleep(0.05)\n"
 class Rig:
     """A real engine over the built-in patterns with one service, ticked by hand."""
 
-    def __init__(self, tmp_path: Path, service: dict[str, Any]) -> None:
+    def __init__(self, tmp_path: Path, service: dict[str, Any], autonomy: str = "auto") -> None:
         self.clock = FakeClock(time.time())
         self.notifier = FakeNotifier()
         self.store = Store("sqlite://")
@@ -40,7 +40,7 @@ class Rig:
             "engine": {"interval_s": 1, "state_dir": str(tmp_path / "state"), "host_metrics": False,
                        "settle_s": 0, "resolve_after_s": 30},
             "services": [service],
-            "policy": {"autonomy": "auto"},
+            "policy": {"autonomy": autonomy},
         }
         config = load_config_data(data, source="test.yaml", base_dir=tmp_path)
         self.engine = Engine(config, clock=self.clock, store=self.store,
@@ -243,3 +243,54 @@ def test_a_service_that_dies_right_after_start_is_reported_with_its_exit_code_an
     assert "fatal: /etc/myapp.conf: no such file" in down.evidence["log_tail"]
     (warning,) = [r.getMessage() for r in caplog.records if r.getMessage().startswith("service myapp exited")]
     assert "exited with code 3" in warning and "fatal: /etc/myapp.conf: no such file" in warning
+
+
+def test_an_approval_that_comes_after_the_trouble_cleared_on_its_own_acts_on_nothing(tmp_path: Path) -> None:
+    """3 a.m.: web's probe fails, a restart is proposed for approval; a minute later the probe
+    passes again on its own (a blip); then the person, just awake, approves. Before, the approval
+    was honoured (every gate passed) and a healthy service was restarted. Now an approval of an
+    incident that has had no finding for a few ticks (as a diagnosed incident is cleared) closes
+    it as cleared and acts on nothing; the approval is audited as consumed, verdict cleared."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+    from threading import Thread
+
+    from autonomic.engine import answer_approval
+
+    class Health(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    port = free_port()
+    rig = Rig(tmp_path, {"name": "web", "probes": [{"type": "http", "url": f"http://127.0.0.1:{port}/health",
+                                                    "timeout_s": 0.5}],
+                         "actuators": {"process": {"command": [sys.executable, "-c", SLEEPER], "start_grace_s": 0}}},
+              autonomy="approve")
+    server = None
+    try:
+        pid = rig.engine.supervisor.pid("web")
+        rig.tick_until(lambda: (i := rig.latest()) is not None and i.state == IncidentState.AWAITING_APPROVAL)
+        inc = rig.latest()
+        assert inc is not None
+        server = ThreadingHTTPServer(("127.0.0.1", port), Health)
+        Thread(target=server.serve_forever, daemon=True).start()
+        for _ in range(10):  # the probe passes: no finding for 10 s
+            rig.engine.tick()
+            rig.clock.advance(1.0)
+        answer_approval(rig.store, inc.id, "approve", actor="person:ops", comment="go", now=rig.clock.now())
+        for _ in range(5):
+            rig.engine.tick()
+            rig.clock.advance(1.0)
+        assert rig.store.actions(incident_id=inc.id) == []
+        closed = rig.latest()
+        assert closed is not None and closed.closed_at is not None and closed.resolution == Resolution.CLEARED
+        assert rig.engine.supervisor.pid("web") == pid  # not restarted
+        consumed = [e for e in rig.store.audit_events() if e.kind == "approval.consumed"]
+        assert consumed and consumed[-1].data["verdict"] == "cleared"
+    finally:
+        if server is not None:
+            server.shutdown()
+        rig.engine.shutdown()
