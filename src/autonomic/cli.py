@@ -10,7 +10,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import IO, Annotated, Any, Literal
 
 import typer
 from rich.console import Console
@@ -141,6 +141,13 @@ def run(
         for p in err.problems:
             print(str(p), file=sys.stderr)
         raise typer.Exit(2) from None
+    held = None  # kept open (held) until this function returns, after the engine's shutdown
+    if not cfg.engine.leader_election.enabled:
+        try:
+            held = _hold_state_dir(cfg.state_dir)
+        except RuntimeError as exc:
+            engine.store.close()
+            raise _fail(str(exc), 1) from None
     for handler in logging.getLogger().handlers:  # the config's secrets never reach the log
         handler.addFilter(engine.secrets.log_filter())
     stop = threading.Event()
@@ -177,6 +184,34 @@ def run(
         log.error("autonomic engine stopped: %s", engine.elector.describe())
         raise typer.Exit(3)
     log.info("autonomic engine stopped cleanly")
+    if held is not None:
+        held.close()
+
+
+def _hold_state_dir(state_dir: Path) -> IO[str]:
+    """Hold ``state_dir/engine.lock`` (an exclusive flock, with this process's pid in it) while the
+    engine runs; the kernel lets it go when the process ends, however it ends. Without leader
+    election a second engine over the same state_dir would adopt the first one's services, act on
+    the same incidents beside it and, stopping, stop the services the first one watches: it is
+    refused (RuntimeError naming the holder's pid)."""
+    import fcntl
+
+    lock = (state_dir / "engine.lock").open("a+", encoding="utf-8")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        lock.seek(0)
+        holder = lock.read().strip() or "?"
+        lock.close()
+        raise RuntimeError(f"another autonomic engine (pid {holder}) runs with state_dir {state_dir}: it supervises "
+                           "the same services and acts on the same incidents; stop it first (`autonomic status` "
+                           "shows it), or give this one a state_dir of its own (replicas over one database: "
+                           "engine.leader_election)") from None
+    lock.seek(0)
+    lock.truncate()
+    lock.write(f"{os.getpid()}\n")
+    lock.flush()
+    return lock
 
 
 # the most ticks `autonomic replay` plays (a few minutes at about 1.5 ms a tick): a week at 1 s

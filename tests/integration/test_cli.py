@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 from servers import free_port
 from typer.testing import CliRunner, Result
@@ -327,6 +328,43 @@ def _run_until_started(config: Path, cwd: Path, *args: str) -> str:
             proc.kill()
             proc.wait()
     return log.read_text()
+
+
+def test_a_second_engine_over_the_same_state_dir_is_refused_and_leaves_the_first_ones_service_alone(
+        tmp_path: Path) -> None:
+    """``autonomic run`` started twice on one config (a systemd unit, and a person trying it in
+    the foreground). Before, the second adopted the first one's service, acted beside it, and on
+    its own stop (Ctrl-C) stopped the service the first still watched. Now it exits 1 at once,
+    naming the first engine's pid, and the service runs on."""
+    config = _write(tmp_path / "autonomic.yaml",
+                    f"engine: {{state_dir: {tmp_path / 'state'}, host_metrics: false, interval_s: 0.5}}\n"
+                    "api: {enabled: false}\nbuiltin_patterns: false\n"
+                    f"services:\n  - name: app\n    actuators: {{process: {{command: [{sys.executable}, -c, "
+                    "'import time; time.sleep(600)']}}\n")
+    log = tmp_path / "first.log"
+    with log.open("wb") as out:
+        first = subprocess.Popen([sys.executable, "-m", "autonomic.cli", "run", "-c", str(config)], cwd=tmp_path,
+                                 stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 30
+        while "engine started" not in log.read_text() and first.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        pidfile = tmp_path / "state" / "run" / "pids" / "app.json"
+        while not pidfile.exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        service = json.loads(pidfile.read_text())["pid"]
+        second = subprocess.run([sys.executable, "-m", "autonomic.cli", "run", "-c", str(config)], cwd=tmp_path,
+                                stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60)
+        assert second.returncode == 1, second.stderr
+        assert f"another autonomic engine (pid {first.pid}) runs with state_dir" in second.stderr
+        assert first.poll() is None
+        assert psutil.Process(service).status() != psutil.STATUS_ZOMBIE
+        first.send_signal(signal.SIGTERM)
+        assert first.wait(timeout=30) == 0, log.read_text()
+    finally:
+        if first.poll() is None:
+            first.kill()
+            first.wait()
 
 
 def test_the_engine_runs_on_postgresql_and_its_log_shows_the_url_without_the_password(
