@@ -59,7 +59,7 @@ def _add_subcommands() -> None:
     from autonomic.plan.patterns_cli import patterns_app
 
     app.add_typer(report_app, name="report", help="Daily and weekly reports (markdown or HTML).")
-    app.add_typer(token_app, name="token", help="API tokens (viewer, operator, admin); stored only as hashes.")
+    app.add_typer(token_app, name="token", help="API tokens (viewer, operator, admin, alerts); stored only as hashes.")
     app.command("rca")(rca)
     app.add_typer(patterns_app, name="patterns", help="The pattern library: list, show, test against an incident.")
     app.command("detect")(detect)
@@ -455,8 +455,10 @@ def _answer(incident: str, verdict: Literal["approve", "deny"], comment: str, ac
         inc = answer_approval(store, inc_id, verdict, actor=_actor(actor), comment=comment, now=store.server_time())
     except ValueError as exc:
         raise _fail(str(exc)) from None
-    done = "approved" if verdict == "approve" else "denied"
-    print(f"{done} incident {inc_id[:8]} ({printable(inc.headline)}); the engine acts on its next tick")
+    then = ("the engine acts on its next tick, through every gate again" if verdict == "approve" else
+            "nothing is done; it stays with a person")
+    print(f"{'approved' if verdict == 'approve' else 'denied'} incident {inc_id[:8]} ({printable(inc.headline)}); "
+          f"{then}")
 
 
 @app.command()

@@ -1462,8 +1462,8 @@ class Engine:
                               subject=inc.id, data={"decision": decision.id, "why": why})
             self.notify(Notification(
                 level=Level.APPROVAL_REQUESTED, ts=now, service=inc.service, incident_id=inc.id,
-                title=f"approval needed: {diagnosis.action.type if diagnosis.action else '?'} on {inc.service}",
-                body=f"{inc.summary}. {diagnosis.rationale}. Run: autonomic approve {inc.id[:8]} "
+                title=f"approval needed: {diagnosis.action.describe() if diagnosis.action else '?'} on {inc.service}",
+                body=f"{inc.summary}. {diagnosis.rationale.rstrip('.')}. Run: autonomic approve {inc.id[:8]} "
                      f"(or deny {inc.id[:8]})"))
             return now + self.config.engine.approval_ttl_s
         updated = inc.model_copy(update={"state": IncidentState.ESCALATED, "updated_at": now,

@@ -658,8 +658,12 @@ def test_deny_defaults_the_actor_to_this_user(cfg: Path, store: Store) -> None:
 def test_approve_and_deny_say_what_they_did_in_plain_words(cfg: Path, store: Store) -> None:
     yes = _incident(store, "5555aaaa", IncidentState.AWAITING_APPROVAL, cause="cpu")
     no = _incident(store, "6666bbbb", IncidentState.AWAITING_APPROVAL, cause="disk")
-    assert cli("approve", yes.id[:8], "-c", cfg).stdout.startswith("approved incident 5555aaaa ")
-    assert cli("deny", no.id[:8], "-c", cfg).stdout.startswith("denied incident 6666bbbb ")
+    approved = cli("approve", yes.id[:8], "-c", cfg).stdout
+    assert approved.startswith("approved incident 5555aaaa ") and "the engine acts on its next tick" in approved
+    denied = cli("deny", no.id[:8], "-c", cfg).stdout
+    # before, a denial also said "the engine acts on its next tick", which reads as the opposite
+    assert denied.startswith("denied incident 6666bbbb ") and denied.rstrip().endswith(
+        "nothing is done; it stays with a person")
 
 
 def test_an_unknown_or_finished_incident_is_named_whole_and_quoted(cfg: Path, store: Store) -> None:

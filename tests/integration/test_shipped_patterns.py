@@ -275,6 +275,9 @@ def test_an_approval_that_comes_after_the_trouble_cleared_on_its_own_acts_on_not
         rig.tick_until(lambda: (i := rig.latest()) is not None and i.state == IncidentState.AWAITING_APPROVAL)
         inc = rig.latest()
         assert inc is not None
+        (asked,) = [n for n in rig.notifier.sent if n.level == Level.APPROVAL_REQUESTED]
+        # the request names the operation (was "process on web") and reads as sentences (was "(confidence 0.78).. Run")
+        assert asked.title == "approval needed: process restart on web" and ".." not in asked.body
         server = ThreadingHTTPServer(("127.0.0.1", port), Health)
         Thread(target=server.serve_forever, daemon=True).start()
         for _ in range(10):  # the probe passes: no finding for 10 s
