@@ -1436,6 +1436,9 @@ class Engine:
         )
         self.metrics.decision(verdict.value)
         failed = [g for g in gates if not g.passed]
+        # with no remedy there is nothing to approve or to be confident in: the other gates' word
+        # on doing it would only read as if something waited on a person
+        failed = [g for g in failed if g.gate == "has_action"] or failed
         why = "; ".join(g.said() for g in failed) or "every gate passed"
         if verdict == Verdict.APPROVED:
             if self.shadow_only:  # the shadow gate denies every decision; this is a bug, not a case

@@ -297,3 +297,20 @@ def test_an_approval_that_comes_after_the_trouble_cleared_on_its_own_acts_on_not
         if server is not None:
             server.shutdown()
         rig.engine.shutdown()
+
+
+def test_an_incident_with_no_remedy_tells_a_person_so_without_asking_them_to_approve_anything(
+        tmp_path: Path) -> None:
+    """A service autonomic only watches (a probe, no actuator) goes down at autonomy approve.
+    Before, the alert read "not acting: has_action: ...; autonomy approve: waiting for a person
+    to approve (from default); confidence 0.00 below threshold 0.60", as if an approval were
+    awaited; there is nothing to approve. Now it gives the one reason that matters."""
+    rig = Rig(tmp_path, {"name": "edge", "probes": [{"type": "http", "url": f"http://127.0.0.1:{free_port()}/",
+                                                     "timeout_s": 0.5}]}, autonomy="approve")
+    try:
+        rig.tick_until(lambda: (i := rig.latest()) is not None and i.state == IncidentState.ESCALATED)
+    finally:
+        rig.engine.shutdown()
+    (alert,) = [n for n in rig.notifier.sent if n.level == Level.ALERT]
+    assert alert.body.startswith("not acting: has_action: ")
+    assert "waiting for a person to approve" not in alert.body and "confidence" not in alert.body
