@@ -747,6 +747,23 @@ def test_explain_prints_findings_candidates_every_gate_the_action_and_the_outcom
     assert "Outcome:" in text and chain["outcome"].reason in text
 
 
+def test_explain_does_not_show_a_persons_approval_that_a_gate_refused_as_their_denial(
+        cfg: Path, store: Store) -> None:
+    """A person approved ("-m ok") while automation was paused: the decision made on that approval
+    is DENIED by the pause gate. Before, explain printed "DENIED by person:ann (ok)", which reads as
+    ann's denial; now it names the gate that refused and says ann approved."""
+    chain = _full_chain(store)
+    inc = chain["incident"]
+    gates = [GateResult(gate="paused", passed=False, reason="engine paused: deploy freeze"),
+             GateResult(gate="autonomy", passed=True, reason="autonomy approve: approved by a person")]
+    store.record(Decision(incident_id=inc.id, diagnosis_id=chain["diagnosis"].id, ts=time.time(),
+                          verdict=Verdict.DENIED, gates=gates, decided_by="person:ann", comment="ok"),
+                 actor="person:ann", event="decision.denied", subject=inc.id)
+    text = cli("explain", inc.id[:8], "-c", cfg).stdout
+    assert "DENIED by paused, though person:ann approved (ok)" in text
+    assert "DENIED by person:ann" not in text
+
+
 def test_explain_json_returns_every_section_of_the_chain(cfg: Path, store: Store) -> None:
     chain = _full_chain(store)
     result = cli("explain", chain["incident"].id[:8], "--json", "-c", cfg)
