@@ -990,8 +990,15 @@ class Engine:
 
     # --- incidents -------------------------------------------------------------------------
 
-    def _stale_after(self) -> float:
-        return max(4 * self.config.engine.interval_s, 5.0)
+    def _stale_after(self, service: str | None = None) -> float:
+        """How long without a finding counts as quiet: a few ticks; for ``service``'s incidents, on
+        a service whose anomaly detectors score once per ``step_s`` (silent in between), a step and
+        two ticks at least, so an anomaly still there is not taken for one gone."""
+        quiet = max(4 * self.config.engine.interval_s, 5.0)
+        spec = self.config.service(service) if service is not None else None
+        if spec is not None and spec.anomalies:
+            quiet = max(quiet, max(a.step_s for a in spec.anomalies) + 2 * self.config.engine.interval_s)
+        return quiet
 
     def _sweep(self, now: float) -> None:
         """Close incidents whose symptom has been quiet long enough: ``resolve_after_s`` without a
@@ -1039,7 +1046,7 @@ class Engine:
         ticks; never while one of its Alertmanager alerts still fires (it is resent only every
         repeat_interval: its silence says nothing, see :meth:`_sweep`)."""
         last = self._last_seen.get(inc.id, inc.last_finding_at)
-        if now - last <= self._stale_after() or self._alerts_firing.get(inc.id):
+        if now - last <= self._stale_after(inc.service) or self._alerts_firing.get(inc.id):
             return False
         closed = inc.model_copy(update={"state": IncidentState.EXPIRED, "resolution": Resolution.CLEARED,
                                         "closed_at": now, "updated_at": now})

@@ -245,16 +245,9 @@ def test_a_service_that_dies_right_after_start_is_reported_with_its_exit_code_an
     assert "exited with code 3" in warning and "fatal: /etc/myapp.conf: no such file" in warning
 
 
-def test_an_approval_that_comes_after_the_trouble_cleared_on_its_own_acts_on_nothing(tmp_path: Path) -> None:
-    """3 a.m.: web's probe fails, a restart is proposed for approval; a minute later the probe
-    passes again on its own (a blip); then the person, just awake, approves. Before, the approval
-    was honoured (every gate passed) and a healthy service was restarted. Now an approval of an
-    incident that has had no finding for a few ticks (as a diagnosed incident is cleared) closes
-    it as cleared and acts on nothing; the approval is audited as consumed, verdict cleared."""
+def _health_server(port: int) -> Any:
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
     from threading import Thread
-
-    from autonomic.engine import answer_approval
 
     class Health(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
@@ -263,6 +256,52 @@ def test_an_approval_that_comes_after_the_trouble_cleared_on_its_own_acts_on_not
 
         def log_message(self, *args: object) -> None:
             pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", port), Health)
+    Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+def test_an_approval_is_not_taken_as_cleared_between_the_steps_of_a_services_anomaly_detectors(
+        tmp_path: Path) -> None:
+    """A service whose anomaly detectors score once a minute (``step_s: 60``) says nothing about
+    its anomalies in between: ten quiet seconds are not its trouble gone, and an approval given
+    then is honoured (the restart runs)."""
+    from autonomic.engine import answer_approval
+
+    port = free_port()
+    rig = Rig(tmp_path, {"name": "web", "probes": [{"type": "http", "url": f"http://127.0.0.1:{port}/health",
+                                                    "timeout_s": 0.5}],
+                         "anomalies": [{"metric": "latency_ms", "step_s": 60}],
+                         "actuators": {"process": {"command": [sys.executable, "-c", SLEEPER], "start_grace_s": 0}}},
+              autonomy="approve")
+    server = None
+    try:
+        rig.tick_until(lambda: (i := rig.latest()) is not None and i.state == IncidentState.AWAITING_APPROVAL)
+        inc = rig.latest()
+        assert inc is not None
+        server = _health_server(port)
+        for _ in range(10):
+            rig.engine.tick()
+            rig.clock.advance(1.0)
+        answer_approval(rig.store, inc.id, "approve", actor="person:ops", comment="go", now=rig.clock.now())
+        for _ in range(3):
+            rig.engine.tick()
+            rig.clock.advance(1.0)
+        assert [a.pattern_id for a in rig.store.actions(incident_id=inc.id)] == ["process-down-restart"]
+    finally:
+        if server is not None:
+            server.shutdown()
+        rig.engine.shutdown()
+
+
+def test_an_approval_that_comes_after_the_trouble_cleared_on_its_own_acts_on_nothing(tmp_path: Path) -> None:
+    """3 a.m.: web's probe fails, a restart is proposed for approval; a minute later the probe
+    passes again on its own (a blip); then the person, just awake, approves. Before, the approval
+    was honoured (every gate passed) and a healthy service was restarted. Now an approval of an
+    incident that has had no finding for a few ticks (as a diagnosed incident is cleared) closes
+    it as cleared and acts on nothing; the approval is audited as consumed, verdict cleared."""
+    from autonomic.engine import answer_approval
 
     port = free_port()
     rig = Rig(tmp_path, {"name": "web", "probes": [{"type": "http", "url": f"http://127.0.0.1:{port}/health",
@@ -278,8 +317,7 @@ def test_an_approval_that_comes_after_the_trouble_cleared_on_its_own_acts_on_not
         (asked,) = [n for n in rig.notifier.sent if n.level == Level.APPROVAL_REQUESTED]
         # the request names the operation (was "process on web") and reads as sentences (was "(confidence 0.78).. Run")
         assert asked.title == "approval needed: process restart on web" and ".." not in asked.body
-        server = ThreadingHTTPServer(("127.0.0.1", port), Health)
-        Thread(target=server.serve_forever, daemon=True).start()
+        server = _health_server(port)
         for _ in range(10):  # the probe passes: no finding for 10 s
             rig.engine.tick()
             rig.clock.advance(1.0)
