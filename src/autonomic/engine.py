@@ -137,8 +137,10 @@ def answer_approval(store: Store, incident_id: str, verdict: Literal["approve", 
     ``approval.<verdict>``), for the engine to act on at its next tick (:meth:`Engine._await_approval`).
     The answer names the request it answers, the incident's latest decision; ``answers``, when
     given, is the request the person saw, and the answer is refused when the incident was asked
-    again since. Raises ValueError (nothing written) when the incident is not awaiting approval
-    or was asked again; returns the incident. For the API and the CLI alike."""
+    again since. Raises ValueError (nothing written) when the incident is not awaiting approval,
+    was asked again, or its request was already answered and the engine has not yet acted on
+    that answer (a denial may still replace an approval: it stops it); returns the incident. For
+    the API and the CLI alike."""
     inc = store.get(Incident, incident_id)
     if inc is None or inc.state != IncidentState.AWAITING_APPROVAL:
         raise ValueError(f"incident {incident_id[:8]} is not awaiting approval "
@@ -148,6 +150,14 @@ def answer_approval(store: Store, incident_id: str, verdict: Literal["approve", 
     if answers is not None and answers != request:
         raise ValueError(f"incident {incident_id[:8]} was asked again since the request you answered; "
                          "look at the new one and answer that")
+    given = store.get_state(approval_key(incident_id))
+    if given is not None and given.get("decision") == request and not (
+            verdict == "deny" and given.get("verdict") == "approve"):
+        # a second person's approval must not silently replace the first one's denial (nor be
+        # audited as if it did something); a denial may still stop an approval the engine has
+        # not acted on yet
+        raise ValueError(f"incident {incident_id[:8]} was already answered: {given.get('verdict')} by "
+                         f"{given.get('actor', '?')}; the engine acts on that at its next tick")
     store.set_state(approval_key(incident_id), {"verdict": verdict, "actor": actor, "comment": comment, "ts": now,
                                                 "decision": request},
                     actor=actor, event=f"approval.{verdict}",
