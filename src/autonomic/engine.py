@@ -1464,7 +1464,7 @@ class Engine:
                               data={"decision": decision.id, "action": diagnosis.action.model_dump()
                                     if diagnosis.action else None})
             log.info("incident %s: approved %s on %s", inc.id[:8],
-                     diagnosis.action.type if diagnosis.action else "-", inc.service)
+                     diagnosis.action.describe() if diagnosis.action else "-", inc.service)
             # an open breaker past its timeout turns half-open with this action as its one trial
             before = {ctx.action_type: ctx.breaker_type, **ctx.step_breakers, "global": ctx.breaker_global}
             for scope, state in breakers_after_approval(ctx, decision.id).items():

@@ -6,6 +6,7 @@ pass in ticks instead of minutes; the processes, files and runbooks are real."""
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import sys
@@ -263,7 +264,7 @@ def _health_server(port: int) -> Any:
 
 
 def test_an_approval_is_not_taken_as_cleared_between_the_steps_of_a_services_anomaly_detectors(
-        tmp_path: Path) -> None:
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     """A service whose anomaly detectors score once a minute (``step_s: 60``) says nothing about
     its anomalies in between: ten quiet seconds are not its trouble gone, and an approval given
     then is honoured (the restart runs)."""
@@ -285,10 +286,13 @@ def test_an_approval_is_not_taken_as_cleared_between_the_steps_of_a_services_ano
             rig.engine.tick()
             rig.clock.advance(1.0)
         answer_approval(rig.store, inc.id, "approve", actor="person:ops", comment="go", now=rig.clock.now())
-        for _ in range(3):
-            rig.engine.tick()
-            rig.clock.advance(1.0)
+        with caplog.at_level(logging.INFO, logger="autonomic.engine"):
+            for _ in range(3):
+                rig.engine.tick()
+                rig.clock.advance(1.0)
         assert [a.pattern_id for a in rig.store.actions(incident_id=inc.id)] == ["process-down-restart"]
+        # the log names the operation, as the request did (it said "approved process on web")
+        assert f"incident {inc.id[:8]}: approved process restart on web" in caplog.messages
     finally:
         if server is not None:
             server.shutdown()
