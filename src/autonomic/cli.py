@@ -179,6 +179,7 @@ def run(
     log.info("autonomic engine started (%d services, %d patterns, interval %.1fs, store %s)",
              len(cfg.services), len(cfg.patterns), cfg.engine.interval_s, shown_database_url(cfg.database_url))
     engine.run(stop, on_tick=_write_status)
+    _mark_stopped(cfg.state_dir / "status.json")
     if engine.elector is not None and engine.elector.lost:
         # not clean: another replica took the lease; a supervisor restarts this one as a standby
         log.error("autonomic engine stopped: %s", engine.elector.describe())
@@ -286,6 +287,21 @@ def _write_status(engine: Any) -> None:
     os.replace(tmp, path)
 
 
+def _mark_stopped(path: Path) -> None:
+    """Record in the live health view that the engine has stopped (``stopped_at``), so `autonomic
+    status` does not show the health it saw last as if it were still watching."""
+    live = _read_status(path)
+    if not live:
+        return
+    live["stopped_at"] = time.time()
+    tmp = path.with_suffix(".tmp")
+    try:
+        tmp.write_text(json.dumps(live))
+        os.replace(tmp, path)
+    except OSError as exc:  # a full disk: status then says STALE once the grace is over
+        logging.getLogger("autonomic").warning("%s: could not record the stop: %s", path, exc)
+
+
 @app.command()
 def check(
     config: Annotated[Path, typer.Option("--config", "-c", help="autonomic.yaml to validate")],
@@ -379,7 +395,14 @@ def status(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
         age = time.time() - live.get("ts", 0)
         stale_after = 3 * cfg.engine.interval_s + STATUS_GRACE_S  # written every other tick
         table = Table(title=f"health (engine pid {live.get('pid')}, {age:.0f} s ago)")
-        if age > stale_after:
+        stopped = live.get("stopped_at")
+        if isinstance(stopped, int | float):
+            down = ("; the services it supervised were stopped with it" if cfg.engine.stop_services_on_exit
+                    and cfg.bindings and any("process" in b for b in cfg.bindings.values()) else "")
+            console.print(Text.assemble(("STOPPED", "bold red"), f" the engine (pid {live.get('pid')}) stopped "
+                                        f"{time.time() - stopped:.0f} s ago{down}: nothing is watched or acted "
+                                        "on; the health below is what it saw last"))
+        elif age > stale_after:
             console.print(Text.assemble(("STALE", "bold red"), f" health: the engine (pid {live.get('pid')}) last "
                                         f"wrote it {age:.0f} s ago, more than {stale_after:.0f} s: it is not "
                                         "running here, or is stuck"))

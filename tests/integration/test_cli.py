@@ -367,6 +367,36 @@ def test_a_second_engine_over_the_same_state_dir_is_refused_and_leaves_the_first
             first.wait()
 
 
+def test_status_after_a_clean_stop_says_the_engine_stopped_rather_than_showing_its_last_health_as_live(
+        tmp_path: Path) -> None:
+    """Before, `autonomic status` right after the engine stopped (and stopped its services with it)
+    showed "health (engine pid N, 3 s ago)" with the service HEALTHY, as if still watched, until
+    the staleness grace ran out. Now it says STOPPED, and that the services went down with it."""
+    config = _write(tmp_path / "autonomic.yaml",
+                    f"engine: {{state_dir: {tmp_path / 'state'}, host_metrics: false, interval_s: 0.2}}\n"
+                    "api: {enabled: false}\nbuiltin_patterns: false\n"
+                    f"services:\n  - name: app\n    actuators: {{process: {{command: [{sys.executable}, -c, "
+                    "'import time; time.sleep(600)']}}\n")
+    status = tmp_path / "state" / "status.json"
+    engine = subprocess.Popen([sys.executable, "-m", "autonomic.cli", "run", "-c", str(config)], cwd=tmp_path,
+                              stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 30
+        while not status.exists() and engine.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        live = cli("status", "-c", config).stdout
+        assert "health (engine pid" in live and "STOPPED" not in live
+        engine.send_signal(signal.SIGTERM)
+        assert engine.wait(timeout=30) == 0
+    finally:
+        if engine.poll() is None:
+            engine.kill()
+            engine.wait()
+    text = cli("status", "-c", config).stdout
+    assert f"STOPPED the engine (pid {engine.pid}) stopped " in text
+    assert "the services it supervised were stopped with it" in text and "STALE" not in text
+
+
 def test_the_engine_runs_on_postgresql_and_its_log_shows_the_url_without_the_password(
         tmp_path: Path, postgres_url: str) -> None:
     """``autonomic run`` over a PostgreSQL store: it starts, logs where its store is with the
