@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -137,7 +138,7 @@ SERVICE_NAME = r"^[a-z0-9][a-z0-9_-]{0,62}$"
 class ServiceSpec(_Spec):
     """One entry of ``services:``."""
 
-    name: str = Field(pattern=SERVICE_NAME)
+    name: str
     type: str = "generic"
     depends_on: list[str] = Field(default_factory=list)
     group: str | None = None  # services sharing a group share a blast-radius budget
@@ -155,6 +156,9 @@ class ServiceSpec(_Spec):
     @field_validator("name")
     @classmethod
     def _not_host(cls, v: str) -> str:
+        if not re.fullmatch(SERVICE_NAME, v):
+            raise ValueError(f"{v!r} is not a service name: lowercase letters, digits, '-' and '_', "
+                             "starting with a letter or digit, at most 63 characters")
         if v == "host":
             raise ValueError("'host' is reserved for this machine's own metrics")
         return v
@@ -420,7 +424,8 @@ def load_config_data(
         spec = AutonomicSpec.model_validate(data)
     except ValidationError as err:
         # report what the schema check cannot see too, so one run lists every problem
-        raise ConfigError([*problems_from(err, doc), *_unknown_actuators(data, source, doc, registry)]) from None
+        raise ConfigError([*problems_from(err, doc, model=AutonomicSpec),
+                           *_unknown_actuators(data, source, doc, registry)]) from None
 
     problems: list[Problem] = []
     bindings: dict[str, dict[str, BaseModel]] = {}
@@ -444,7 +449,7 @@ def load_config_data(
             try:
                 svc_bindings[type_name] = actuator.Binding.model_validate(resolved)
             except ValidationError as err:
-                problems.extend(problems_from(err, doc, prefix=loc))
+                problems.extend(problems_from(err, doc, prefix=loc, model=actuator.Binding))
         if svc.fallback is not None:
             loc = ["services", i, "fallback"]
             try:

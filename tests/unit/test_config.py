@@ -77,3 +77,21 @@ def test_repeated_service_names_are_refused_each_named_once_and_depends_on_names
     with pytest.raises(ConfigError, match=r"service 's9' depends on unknown s50, x$"):
         load([*many[:9], {"name": "s9", "depends_on": ["s1", "s50", "x"]}, *many[10:]])
     load([*many, {"name": "top", "depends_on": ["s49", "s0"]}])
+
+
+def test_a_misspelt_key_is_named_with_the_key_meant_even_under_a_mapping_and_a_bad_name_in_words(
+        tmp_path: Path) -> None:
+    """A first config's typical mistakes. Before: "Extra inputs are not permitted" for a misspelt
+    key, and "String should match pattern '^[a-z0-9][a-z0-9_-]{0,62}$'" for a service name."""
+    data = {"engine": {"intervall_s": 2},
+            "services": [{"name": "MyApp", "thresholds": {"memory_precent": 85}}],
+            "policy": {"patterns": {"process-down-restart": {"autonomyy": "approve"}}}}
+    with pytest.raises(ConfigError) as err:
+        load_config_data(data, source="autonomic.yaml", base_dir=tmp_path)
+    said = {p.field: p.message for p in err.value.problems}
+    assert said["engine.intervall_s"] == "unknown field 'intervall_s'; did you mean 'interval_s'?"
+    assert said["services[0].thresholds.memory_precent"] == (
+        "unknown field 'memory_precent'; did you mean 'memory_percent'?")
+    assert said["policy.patterns.process-down-restart.autonomyy"] == (
+        "unknown field 'autonomyy'; did you mean 'autonomy'?")
+    assert "'MyApp' is not a service name: lowercase letters, digits" in said["services[0].name"]
