@@ -425,33 +425,14 @@ def load_config_data(
     except ValidationError as err:
         # report what the schema check cannot see too, so one run lists every problem
         raise ConfigError([*problems_from(err, doc, model=AutonomicSpec),
-                           *_unknown_actuators(data, source, doc, registry)]) from None
+                           *_raw_bindings(data, base_dir, source, doc, registry)]) from None
 
     problems: list[Problem] = []
     bindings: dict[str, dict[str, BaseModel]] = {}
     for i, svc in enumerate(spec.services):
-        svc_bindings: dict[str, BaseModel] = {}
-        for type_name, raw in svc.actuators.items():
-            loc: list[str | int] = ["services", i, "actuators", type_name]
-            try:
-                actuator = registry.actuator(type_name)
-            except ConfigError as err:
-                problems.append(Problem(source, doc.line_of(loc), _dotted(loc), err.problems[0].message))
-                continue
-            resolved = {
-                k: (str(_resolve(base_dir, v)) if k in _PATH_KEYS and isinstance(v, str) else v)
-                for k, v in (raw or {}).items()
-            }
-            if "cwd" in actuator.Binding.model_fields and resolved.get("cwd") is None:
-                # a command's relative paths mean what they mean in this file's folder, not in
-                # whichever folder `autonomic run` happened to be started from
-                resolved["cwd"] = str(base_dir)
-            try:
-                svc_bindings[type_name] = actuator.Binding.model_validate(resolved)
-            except ValidationError as err:
-                problems.extend(problems_from(err, doc, prefix=loc, model=actuator.Binding))
+        svc_bindings = _bindings(svc.actuators, i, base_dir, source, doc, registry, problems)
         if svc.fallback is not None:
-            loc = ["services", i, "fallback"]
+            loc: list[str | int] = ["services", i, "fallback"]
             try:
                 actuator = registry.actuator(svc.fallback.type)
                 actuator.Params.model_validate(svc.fallback.params)
@@ -515,18 +496,48 @@ def unknown_policy_names(policy: PolicyConfig, services: Iterable[str], pattern_
     return unknown
 
 
-def _unknown_actuators(data: dict[str, Any], source: str, doc: YamlDoc, registry: Registry) -> list[Problem]:
-    """Unknown ``services[].actuators`` types, read from the raw data (used when the schema failed)."""
+def _bindings(actuators: Mapping[str, Any], i: int, base_dir: Path, source: str, doc: YamlDoc,
+              registry: Registry, problems: list[Problem]) -> dict[str, BaseModel]:
+    """``services[i].actuators`` validated, by actuator type; each problem (an unknown type, a
+    binding outside its actuator's schema) appended to ``problems``. Paths in a binding are read
+    relative to the config file's folder, and a ``cwd`` not given is that folder: a command's
+    relative paths mean what they mean there, not in whichever folder ``autonomic run`` was
+    started from."""
+    out: dict[str, BaseModel] = {}
+    for type_name, raw in actuators.items():
+        loc: list[str | int] = ["services", i, "actuators", str(type_name)]
+        try:
+            actuator = registry.actuator(str(type_name))
+        except ConfigError as err:
+            problems.append(Problem(source, doc.line_of(loc), _dotted(loc), err.problems[0].message))
+            continue
+        if raw is not None and not isinstance(raw, dict):
+            problems.append(Problem(source, doc.line_of(loc), _dotted(loc),
+                                    "must be a mapping of the binding's fields"))
+            continue
+        resolved = {
+            k: (str(_resolve(base_dir, v)) if k in _PATH_KEYS and isinstance(v, str) else v)
+            for k, v in (raw or {}).items()
+        }
+        if "cwd" in actuator.Binding.model_fields and resolved.get("cwd") is None:
+            resolved["cwd"] = str(base_dir)
+        try:
+            out[str(type_name)] = actuator.Binding.model_validate(resolved)
+        except ValidationError as err:
+            problems.extend(problems_from(err, doc, prefix=loc, model=actuator.Binding))
+    return out
+
+
+def _raw_bindings(data: dict[str, Any], base_dir: Path, source: str, doc: YamlDoc,
+                  registry: Registry) -> list[Problem]:
+    """The problems of every ``services[].actuators`` binding, read from the raw data (used when
+    the schema failed, so one run lists those too)."""
     services = data.get("services")
     problems: list[Problem] = []
     for i, svc in enumerate(services if isinstance(services, list) else []):
         actuators = svc.get("actuators") if isinstance(svc, dict) else None
-        for type_name in actuators if isinstance(actuators, dict) else {}:
-            loc: list[str | int] = ["services", i, "actuators", str(type_name)]
-            try:
-                registry.actuator(str(type_name))
-            except ConfigError as err:
-                problems.append(Problem(source, doc.line_of(loc), _dotted(loc), err.problems[0].message))
+        if isinstance(actuators, dict):
+            _bindings(actuators, i, base_dir, source, doc, registry, problems)
     return problems
 
 

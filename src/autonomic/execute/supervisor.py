@@ -34,9 +34,10 @@ import time
 from collections.abc import Callable, Collection
 from glob import escape as glob_escape
 from pathlib import Path
+from typing import Any
 
 import psutil
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from autonomic.errors import ActuatorError, TerminalActuatorError
 
@@ -76,6 +77,14 @@ class ProcessBinding(BaseModel):
     # keeping log_backups older files (<service>.log.1 the newest); see Supervisor.rotate_logs
     log_max_bytes: int | None = Field(default=10 * 1024 * 1024, ge=1024)
     log_backups: int = Field(default=3, ge=0, le=100)
+
+    @field_validator("command", mode="before")
+    @classmethod
+    def _argv(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            raise ValueError(f"must be a list of arguments (argv), not one string: {v.split()!r}, say; no shell "
+                             "runs it (wrap it in [sh, -c, ...] yourself if you need one)")
+        return v
 
 
 class Supervisor:
