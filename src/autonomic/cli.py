@@ -10,7 +10,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import IO, Annotated, Any, Literal
 
 import typer
 from rich.console import Console
@@ -59,7 +59,7 @@ def _add_subcommands() -> None:
     from autonomic.plan.patterns_cli import patterns_app
 
     app.add_typer(report_app, name="report", help="Daily and weekly reports (markdown or HTML).")
-    app.add_typer(token_app, name="token", help="API tokens (viewer, operator, admin); stored only as hashes.")
+    app.add_typer(token_app, name="token", help="API tokens (viewer, operator, admin, alerts); stored only as hashes.")
     app.command("rca")(rca)
     app.add_typer(patterns_app, name="patterns", help="The pattern library: list, show, test against an incident.")
     app.command("detect")(detect)
@@ -141,6 +141,13 @@ def run(
         for p in err.problems:
             print(str(p), file=sys.stderr)
         raise typer.Exit(2) from None
+    held = None  # kept open (held) until this function returns, after the engine's shutdown
+    if not cfg.engine.leader_election.enabled:
+        try:
+            held = _hold_state_dir(cfg.state_dir)
+        except RuntimeError as exc:
+            engine.store.close()
+            raise _fail(str(exc), 1) from None
     for handler in logging.getLogger().handlers:  # the config's secrets never reach the log
         handler.addFilter(engine.secrets.log_filter())
     stop = threading.Event()
@@ -172,11 +179,40 @@ def run(
     log.info("autonomic engine started (%d services, %d patterns, interval %.1fs, store %s)",
              len(cfg.services), len(cfg.patterns), cfg.engine.interval_s, shown_database_url(cfg.database_url))
     engine.run(stop, on_tick=_write_status)
+    _mark_stopped(cfg.state_dir / "status.json")
     if engine.elector is not None and engine.elector.lost:
         # not clean: another replica took the lease; a supervisor restarts this one as a standby
         log.error("autonomic engine stopped: %s", engine.elector.describe())
         raise typer.Exit(3)
     log.info("autonomic engine stopped cleanly")
+    if held is not None:
+        held.close()
+
+
+def _hold_state_dir(state_dir: Path) -> IO[str]:
+    """Hold ``state_dir/engine.lock`` (an exclusive flock, with this process's pid in it) while the
+    engine runs; the kernel lets it go when the process ends, however it ends. Without leader
+    election a second engine over the same state_dir would adopt the first one's services, act on
+    the same incidents beside it and, stopping, stop the services the first one watches: it is
+    refused (RuntimeError naming the holder's pid)."""
+    import fcntl
+
+    lock = (state_dir / "engine.lock").open("a+", encoding="utf-8")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        lock.seek(0)
+        holder = lock.read().strip() or "?"
+        lock.close()
+        raise RuntimeError(f"another autonomic engine (pid {holder}) runs with state_dir {state_dir}: it supervises "
+                           "the same services and acts on the same incidents; stop it first (`autonomic status` "
+                           "shows it), or give this one a state_dir of its own (replicas over one database: "
+                           "engine.leader_election)") from None
+    lock.seek(0)
+    lock.truncate()
+    lock.write(f"{os.getpid()}\n")
+    lock.flush()
+    return lock
 
 
 # the most ticks `autonomic replay` plays (a few minutes at about 1.5 ms a tick): a week at 1 s
@@ -254,6 +290,21 @@ def _write_status(engine: Any) -> None:
     os.replace(tmp, path)
 
 
+def _mark_stopped(path: Path) -> None:
+    """Record in the live health view that the engine has stopped (``stopped_at``), so `autonomic
+    status` does not show the health it saw last as if it were still watching."""
+    live = _read_status(path)
+    if not live:
+        return
+    live["stopped_at"] = time.time()
+    tmp = path.with_suffix(".tmp")
+    try:
+        tmp.write_text(json.dumps(live))
+        os.replace(tmp, path)
+    except OSError as exc:  # a full disk: status then says STALE once the grace is over
+        logging.getLogger("autonomic").warning("%s: could not record the stop: %s", path, exc)
+
+
 @app.command()
 def check(
     config: Annotated[Path, typer.Option("--config", "-c", help="autonomic.yaml to validate")],
@@ -271,14 +322,34 @@ def check(
     except ConfigError as err:
         problems.extend(err.problems)
         cfg = None
-    if patterns:
-        problems.extend(check_patterns(list(patterns), registry))
+    extra = list(patterns or [])
+    if extra and cfg is None:  # the config's own library cannot be read: each file on its own
+        problems.extend(check_patterns(extra, registry))
+    elif extra and cfg is not None:
+        # beside the library the config loads, as the engine would read them once added to it: a
+        # `then:` may name a built-in pattern, and an id the library has already is a duplicate
+        library = cfg.pattern_paths
+        problems.extend(check_patterns([*library, *(p for p in extra if not _inside(p, library))], registry))
     if problems:
         for p in problems:
             print(str(p), file=sys.stderr)
         raise typer.Exit(2)
     assert cfg is not None
     print(f"{config}: ok ({len(cfg.services)} services, {len(cfg.patterns)} patterns)")
+    for name in sorted(n for n in cfg.secret_env_names if not os.environ.get(n)):
+        # not an error: check may run where the secrets are not (CI); the engine refuses to start
+        # (or the actuator to act) without them
+        print(f"{config}: warning: environment variable {name} is not set here; the config reads a "
+              f"secret from it, so set it where `autonomic run` runs", file=sys.stderr)
+    for path in extra:
+        print(f"{path}: ok" + (" (already in the config's patterns)" if _inside(path, cfg.pattern_paths) else
+                               " (with the config's patterns)"))
+
+
+def _inside(path: Path, paths: list[Path]) -> bool:
+    """Whether ``path`` is one of ``paths`` or in one of their folders."""
+    here = path.resolve()
+    return any(here == p.resolve() or p.resolve() in here.parents for p in paths)
 
 
 # beyond three ticks, how long `autonomic status` waits for the engine's health before calling it stale
@@ -327,7 +398,14 @@ def status(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
         age = time.time() - live.get("ts", 0)
         stale_after = 3 * cfg.engine.interval_s + STATUS_GRACE_S  # written every other tick
         table = Table(title=f"health (engine pid {live.get('pid')}, {age:.0f} s ago)")
-        if age > stale_after:
+        stopped = live.get("stopped_at")
+        if isinstance(stopped, int | float):
+            down = ("; the services it supervised were stopped with it" if cfg.engine.stop_services_on_exit
+                    and cfg.bindings and any("process" in b for b in cfg.bindings.values()) else "")
+            console.print(Text.assemble(("STOPPED", "bold red"), f" the engine (pid {live.get('pid')}) stopped "
+                                        f"{time.time() - stopped:.0f} s ago{down}: nothing is watched or acted "
+                                        "on; the health below is what it saw last"))
+        elif age > stale_after:
             console.print(Text.assemble(("STALE", "bold red"), f" health: the engine (pid {live.get('pid')}) last "
                                         f"wrote it {age:.0f} s ago, more than {stale_after:.0f} s: it is not "
                                         "running here, or is stuck"))
@@ -403,8 +481,10 @@ def _answer(incident: str, verdict: Literal["approve", "deny"], comment: str, ac
         inc = answer_approval(store, inc_id, verdict, actor=_actor(actor), comment=comment, now=store.server_time())
     except ValueError as exc:
         raise _fail(str(exc)) from None
-    done = "approved" if verdict == "approve" else "denied"
-    print(f"{done} incident {inc_id[:8]} ({printable(inc.headline)}); the engine acts on its next tick")
+    then = ("the engine acts on its next tick, through every gate again" if verdict == "approve" else
+            "nothing is done; it stays with a person")
+    print(f"{'approved' if verdict == 'approve' else 'denied'} incident {inc_id[:8]} ({printable(inc.headline)}); "
+          f"{then}")
 
 
 @app.command()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -147,7 +148,7 @@ SERVICE_NAME = r"^[a-z0-9][a-z0-9_-]{0,62}$"
 class ServiceSpec(_Spec):
     """One entry of ``services:``."""
 
-    name: str = Field(pattern=SERVICE_NAME)
+    name: str
     type: str = "generic"
     depends_on: list[str] = Field(default_factory=list)
     group: str | None = None  # services sharing a group share a blast-radius budget
@@ -165,6 +166,9 @@ class ServiceSpec(_Spec):
     @field_validator("name")
     @classmethod
     def _not_host(cls, v: str) -> str:
+        if not re.fullmatch(SERVICE_NAME, v):
+            raise ValueError(f"{v!r} is not a service name: lowercase letters, digits, '-' and '_', "
+                             "starting with a letter or digit, at most 63 characters")
         if v == "host":
             raise ValueError("'host' is reserved for this machine's own metrics")
         return v
@@ -302,6 +306,13 @@ class Config:
         return found
 
     @property
+    def pattern_paths(self) -> list[Path]:
+        """Where this config's patterns are read from: the built-in library (unless
+        ``builtin_patterns: false``), then each ``patterns:`` entry, relative to the file's folder."""
+        builtin = [builtin_patterns_dir()] if self.spec.builtin_patterns else []
+        return [*builtin, *(_resolve(self.base_dir, p) for p in self.spec.patterns)]
+
+    @property
     def state_dir(self) -> Path:
         return _resolve(self.base_dir, self.spec.engine.state_dir)
 
@@ -431,29 +442,15 @@ def load_config_data(
         spec = AutonomicSpec.model_validate(data)
     except ValidationError as err:
         # report what the schema check cannot see too, so one run lists every problem
-        raise ConfigError([*problems_from(err, doc), *_unknown_actuators(data, source, doc, registry)]) from None
+        raise ConfigError([*problems_from(err, doc, model=AutonomicSpec),
+                           *_raw_bindings(data, base_dir, source, doc, registry)]) from None
 
     problems: list[Problem] = []
     bindings: dict[str, dict[str, BaseModel]] = {}
     for i, svc in enumerate(spec.services):
-        svc_bindings: dict[str, BaseModel] = {}
-        for type_name, raw in svc.actuators.items():
-            loc: list[str | int] = ["services", i, "actuators", type_name]
-            try:
-                actuator = registry.actuator(type_name)
-            except ConfigError as err:
-                problems.append(Problem(source, doc.line_of(loc), _dotted(loc), err.problems[0].message))
-                continue
-            resolved = {
-                k: (str(_resolve(base_dir, v)) if k in _PATH_KEYS and isinstance(v, str) else v)
-                for k, v in (raw or {}).items()
-            }
-            try:
-                svc_bindings[type_name] = actuator.Binding.model_validate(resolved)
-            except ValidationError as err:
-                problems.extend(problems_from(err, doc, prefix=loc))
+        svc_bindings = _bindings(svc.actuators, i, base_dir, source, doc, registry, problems)
         if svc.fallback is not None:
-            loc = ["services", i, "fallback"]
+            loc: list[str | int] = ["services", i, "fallback"]
             try:
                 actuator = registry.actuator(svc.fallback.type)
                 actuator.Params.model_validate(svc.fallback.params)
@@ -587,18 +584,48 @@ def unknown_policy_names(policy: PolicyConfig, services: Iterable[str], pattern_
     return unknown
 
 
-def _unknown_actuators(data: dict[str, Any], source: str, doc: YamlDoc, registry: Registry) -> list[Problem]:
-    """Unknown ``services[].actuators`` types, read from the raw data (used when the schema failed)."""
+def _bindings(actuators: Mapping[str, Any], i: int, base_dir: Path, source: str, doc: YamlDoc,
+              registry: Registry, problems: list[Problem]) -> dict[str, BaseModel]:
+    """``services[i].actuators`` validated, by actuator type; each problem (an unknown type, a
+    binding outside its actuator's schema) appended to ``problems``. Paths in a binding are read
+    relative to the config file's folder, and a ``cwd`` not given is that folder: a command's
+    relative paths mean what they mean there, not in whichever folder ``autonomic run`` was
+    started from."""
+    out: dict[str, BaseModel] = {}
+    for type_name, raw in actuators.items():
+        loc: list[str | int] = ["services", i, "actuators", str(type_name)]
+        try:
+            actuator = registry.actuator(str(type_name))
+        except ConfigError as err:
+            problems.append(Problem(source, doc.line_of(loc), _dotted(loc), err.problems[0].message))
+            continue
+        if raw is not None and not isinstance(raw, dict):
+            problems.append(Problem(source, doc.line_of(loc), _dotted(loc),
+                                    "must be a mapping of the binding's fields"))
+            continue
+        resolved = {
+            k: (str(_resolve(base_dir, v)) if k in _PATH_KEYS and isinstance(v, str) else v)
+            for k, v in (raw or {}).items()
+        }
+        if "cwd" in actuator.Binding.model_fields and resolved.get("cwd") is None:
+            resolved["cwd"] = str(base_dir)
+        try:
+            out[str(type_name)] = actuator.Binding.model_validate(resolved)
+        except ValidationError as err:
+            problems.extend(problems_from(err, doc, prefix=loc, model=actuator.Binding))
+    return out
+
+
+def _raw_bindings(data: dict[str, Any], base_dir: Path, source: str, doc: YamlDoc,
+                  registry: Registry) -> list[Problem]:
+    """The problems of every ``services[].actuators`` binding, read from the raw data (used when
+    the schema failed, so one run lists those too)."""
     services = data.get("services")
     problems: list[Problem] = []
     for i, svc in enumerate(services if isinstance(services, list) else []):
         actuators = svc.get("actuators") if isinstance(svc, dict) else None
-        for type_name in actuators if isinstance(actuators, dict) else {}:
-            loc: list[str | int] = ["services", i, "actuators", str(type_name)]
-            try:
-                registry.actuator(str(type_name))
-            except ConfigError as err:
-                problems.append(Problem(source, doc.line_of(loc), _dotted(loc), err.problems[0].message))
+        if isinstance(actuators, dict):
+            _bindings(actuators, i, base_dir, source, doc, registry, problems)
     return problems
 
 

@@ -40,7 +40,7 @@ from autonomic.clock import ServerClock, SystemClock
 from autonomic.config import Config
 from autonomic.errors import AuditChainError, AutonomicError, SourceError, StoreError, StoreValueError
 from autonomic.execute.executor import RETRY_PAUSE_MAX_S, Executor
-from autonomic.execute.supervisor import Supervisor
+from autonomic.execute.supervisor import Supervisor, describe_exit
 from autonomic.knowledge import Store
 from autonomic.knowledge.lease import LeaderElector, elapsed_clock
 from autonomic.knowledge.retention import prune
@@ -103,6 +103,7 @@ _STEPS_PER_TICK = 8
 _PRUNES_PER_TICK = 10
 # findings kept while the store refuses writes (the newest; an outage of hours drops the oldest)
 _MAX_UNSTORED = 10_000
+_EXIT_TAIL_CHARS = 800  # of a dead service's log kept in its down finding's evidence
 # What root-cause ranking compares with normal: how a service is doing, not how it is set up.
 _SYMPTOMS = frozenset({"up", "probe_ok", "probe_latency_ms", "error_rate", "latency_ms", "availability",
                        "cpu_percent", "memory_percent", "pool_utilization"})
@@ -147,8 +148,10 @@ def answer_approval(store: Store, incident_id: str, verdict: Literal["approve", 
     ``approval.<verdict>``), for the engine to act on at its next tick (:meth:`Engine._await_approval`).
     The answer names the request it answers, the incident's latest decision; ``answers``, when
     given, is the request the person saw, and the answer is refused when the incident was asked
-    again since. Raises ValueError (nothing written) when the incident is not awaiting approval
-    or was asked again; returns the incident. For the API and the CLI alike."""
+    again since. Raises ValueError (nothing written) when the incident is not awaiting approval,
+    was asked again, or its request was already answered and the engine has not yet acted on
+    that answer (a denial may still replace an approval: it stops it); returns the incident. For
+    the API and the CLI alike."""
     inc = store.get(Incident, incident_id)
     if inc is None or inc.state != IncidentState.AWAITING_APPROVAL:
         raise ValueError(f"incident {incident_id[:8]} is not awaiting approval "
@@ -158,6 +161,14 @@ def answer_approval(store: Store, incident_id: str, verdict: Literal["approve", 
     if answers is not None and answers != request:
         raise ValueError(f"incident {incident_id[:8]} was asked again since the request you answered; "
                          "look at the new one and answer that")
+    given = store.get_state(approval_key(incident_id))
+    if given is not None and given.get("decision") == request and not (
+            verdict == "deny" and given.get("verdict") == "approve"):
+        # a second person's approval must not silently replace the first one's denial (nor be
+        # audited as if it did something); a denial may still stop an approval the engine has
+        # not acted on yet
+        raise ValueError(f"incident {incident_id[:8]} was already answered: {given.get('verdict')} by "
+                         f"{given.get('actor', '?')}; the engine acts on that at its next tick")
     store.set_state(approval_key(incident_id), {"verdict": verdict, "actor": actor, "comment": comment, "ts": now,
                                                 "decision": request},
                     actor=actor, event=f"approval.{verdict}",
@@ -676,7 +687,7 @@ class Engine:
                 except StoreError as exc:  # stopping goes on: the services and notifiers still need it
                     log.error("could not record engine.stopped: %s", exc)
             if self.config.engine.stop_services_on_exit and not self.shadow_only:
-                self.supervisor.stop_all(timeout_s=5.0)
+                self.supervisor.stop_all()  # each given its binding's stop_timeout_s, as a restart gives it
             if self.elector is not None:
                 self.elector.release()
         self.notifiers.close(timeout=5)
@@ -836,7 +847,8 @@ class Engine:
             self._next_collect = now + self.config.engine.interval_s
             with _collector_paused():
                 self.collect(now)
-                fresh = self.detect(now)
+                fresh = [self._with_exit(f) for f in self.detect(now)]
+            self._watch_exits()
             while True:
                 try:
                     fresh.append(self._inbox.get_nowait())
@@ -1039,6 +1051,35 @@ class Engine:
                 if self._problem(topic, repr(exc)):
                     log.exception("source %s failed", src.name)
 
+    def _watch_exits(self) -> None:
+        """Say once, as a warning, that a supervised service ended, how (its exit code or signal)
+        and the last lines of its log: a service that dies right after its start (a typo in its
+        command, a file it cannot find) is otherwise only "down", and restarting it, which is what a
+        person is asked to approve, meets the same end. Said again after its next start and end."""
+        if self.shadow_only:
+            return
+        for service in self.supervisor.services():
+            code = self.supervisor.exit_info(service)
+            how = None if code is None else describe_exit(code)
+            if self._problem(f"exit:{service}", how) and how is not None:
+                log.warning("service %s %s; the last lines of %s:\n%s", service, how,
+                            self.supervisor.log_path(service), self.supervisor.log_tail(service, 5) or "(empty)")
+
+    def _with_exit(self, finding: Finding) -> Finding:
+        """A supervised service's ``up`` finding with how its process ended (``exit``) and the last
+        lines of its log (``log_tail``) in its evidence, for ``autonomic explain`` and the
+        dashboard; any other finding as it is."""
+        if finding.metric != "up" or finding.cause != "down" or self.shadow_only:
+            return finding
+        if finding.service not in self.supervisor.services():
+            return finding
+        code = self.supervisor.exit_info(finding.service)
+        if code is None:
+            return finding
+        tail = self.supervisor.log_tail(finding.service, 5)[-_EXIT_TAIL_CHARS:]
+        return finding.model_copy(update={"evidence": {**finding.evidence, "exit": describe_exit(code),
+                                                       "log_tail": tail}})
+
     def _rotate_service_logs(self) -> None:
         """Keep the supervised services' logs under their size bound (Supervisor.rotate_logs)."""
         if self.shadow_only:
@@ -1159,8 +1200,15 @@ class Engine:
 
     # --- incidents -------------------------------------------------------------------------
 
-    def _stale_after(self) -> float:
-        return max(4 * self.config.engine.interval_s, 5.0)
+    def _stale_after(self, service: str | None = None) -> float:
+        """How long without a finding counts as quiet: a few ticks; for ``service``'s incidents, on
+        a service whose anomaly detectors score once per ``step_s`` (silent in between), a step and
+        two ticks at least, so an anomaly still there is not taken for one gone."""
+        quiet = max(4 * self.config.engine.interval_s, 5.0)
+        spec = self.config.service(service) if service is not None else None
+        if spec is not None and spec.anomalies:
+            quiet = max(quiet, max(a.step_s for a in spec.anomalies) + 2 * self.config.engine.interval_s)
+        return quiet
 
     def _sweep(self, now: float) -> None:
         """Close incidents whose symptom has been quiet long enough: ``resolve_after_s`` without a
@@ -1208,7 +1256,7 @@ class Engine:
         ticks; never while one of its Alertmanager alerts still fires (it is resent only every
         repeat_interval: its silence says nothing, see :meth:`_sweep`)."""
         last = self._last_seen.get(inc.id, inc.last_finding_at)
-        if now - last <= self._stale_after() or self._alerts_firing.get(inc.id):
+        if now - last <= self._stale_after(inc.service) or self._alerts_firing.get(inc.id):
             return False
         closed = inc.model_copy(update={"state": IncidentState.EXPIRED, "resolution": Resolution.CLEARED,
                                         "closed_at": now, "updated_at": now})
@@ -1637,6 +1685,9 @@ class Engine:
         )
         self.metrics.decision(verdict.value)
         failed = [g for g in gates if not g.passed]
+        # with no remedy there is nothing to approve or to be confident in: the other gates' word
+        # on doing it would only read as if something waited on a person
+        failed = [g for g in failed if g.gate == "has_action"] or failed
         why = "; ".join(g.said() for g in failed) or "every gate passed"
         if verdict == Verdict.APPROVED:
             if self.shadow_only:  # the shadow gate denies every decision; this is a bug, not a case
@@ -1645,7 +1696,7 @@ class Engine:
                               data={"decision": decision.id, "action": diagnosis.action.model_dump()
                                     if diagnosis.action else None})
             log.info("incident %s: approved %s on %s", inc.id[:8],
-                     diagnosis.action.type if diagnosis.action else "-", inc.service)
+                     diagnosis.action.describe() if diagnosis.action else "-", inc.service)
             # an open breaker past its timeout turns half-open with this action as its one trial
             before = {ctx.action_type: ctx.breaker_type, **ctx.step_breakers, "global": ctx.breaker_global}
             for scope, state in breakers_after_approval(ctx, decision.id).items():
@@ -1663,8 +1714,8 @@ class Engine:
                               subject=inc.id, data={"decision": decision.id, "why": why})
             self.notify(Notification(
                 level=Level.APPROVAL_REQUESTED, ts=now, service=inc.service, incident_id=inc.id,
-                title=f"approval needed: {diagnosis.action.type if diagnosis.action else '?'} on {inc.service}",
-                body=f"{inc.summary}. {diagnosis.rationale}. Run: autonomic approve {inc.id[:8]} "
+                title=f"approval needed: {diagnosis.action.describe() if diagnosis.action else '?'} on {inc.service}",
+                body=f"{inc.summary}. {diagnosis.rationale.rstrip('.')}. Run: autonomic approve {inc.id[:8]} "
                      f"(or deny {inc.id[:8]})"))
             return now + self.config.engine.approval_ttl_s
         updated = inc.model_copy(update={"state": IncidentState.ESCALATED, "updated_at": now,
@@ -1707,7 +1758,8 @@ class Engine:
         moves with every finding the lasting symptom brings, so it cannot measure that): an
         approval given after that (by its own time and the engine's), or none, closes the incident
         as expired and nothing acts. An approval given in time is honoured, through every gate
-        again; a denial always is."""
+        again, unless the incident has had no finding for a few ticks meanwhile (its trouble cleared
+        on its own): then it is closed as cleared and nothing acts. A denial always is honoured."""
         answer = self.store.get_state(approval_key(inc.id))
         decisions = self.store.decisions(inc.id)
         if answer is not None and answer.get("decision") is not None:
@@ -1734,7 +1786,18 @@ class Engine:
             self.store.record(expired, actor="engine", event="approval.expired", subject=inc.id, data=data)
             self._open.pop((inc.service, inc.cause), None)
             return None
-        self.store.set_state(approval_key(inc.id), None, actor=str(answer.get("actor", "?")),
+        who = str(answer.get("actor", "?"))
+        if answer.get("verdict") == "approve" and self._close_if_cleared(inc, now):
+            # the trouble went away on its own while the person was asked (a blip): acting now
+            # would act on a healthy service, so nothing is done, as for a diagnosed incident
+            self.store.set_state(approval_key(inc.id), None, actor=who, event="approval.consumed",
+                                 data={"incident": inc.id, "verdict": "cleared"})
+            self.notify(Notification(level=Level.INFO, ts=now, service=inc.service, incident_id=inc.id,
+                                     title=f"approval not acted on: {inc.headline}",
+                                     body=f"approved by {who}, but the trouble cleared on its own before that; "
+                                          "nothing done"))
+            return None
+        self.store.set_state(approval_key(inc.id), None, actor=who,
                              event="approval.consumed", data={"incident": inc.id, "verdict": answer.get("verdict")})
         diagnosis = self.store.diagnoses(inc.id)[-1]
         if answer.get("verdict") == "approve":

@@ -275,6 +275,14 @@ class ActionSpec(Frozen):
     params: dict[str, Any] = Field(default_factory=dict)
     steps: list[StepSpec] = Field(default_factory=list)  # empty: a single-step action
 
+    def describe(self) -> str:
+        """``process restart``, ``shell runbook disk-cleanup``, or the type alone."""
+        op = self.params.get("op")
+        if op:
+            return f"{self.type} {op}"
+        runbook = self.params.get("runbook")
+        return f"{self.type} runbook {runbook}" if runbook else self.type
+
 
 class VerifySpec(Frozen):
     """How to judge an action: a metric that must be within bounds over a watch window.

@@ -9,7 +9,9 @@ values. Duplicate keys in a mapping are an error (PyYAML silently keeps the last
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import difflib
+import typing
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -155,12 +157,55 @@ def _index(node: yaml.Node, loc: tuple[str | int, ...], file: str, dups: list[Pr
     return out
 
 
-def problems_from(err: pydantic.ValidationError, doc: YamlDoc, prefix: Loc = ()) -> list[Problem]:
+def problems_from(err: pydantic.ValidationError, doc: YamlDoc, prefix: Loc = (),
+                  model: type[pydantic.BaseModel] | None = None) -> list[Problem]:
     """One Problem per validation error: the field as ``a[0].b``, its line, pydantic's message.
 
-    ``prefix`` is where the validated value sits in ``doc`` (e.g. ``("patterns", 2)``)."""
+    ``prefix`` is where the validated value sits in ``doc`` (e.g. ``("patterns", 2)``). With
+    ``model`` (what was validated), a field it does not have is named with the nearest one it
+    does (``unknown field 'memory_precent'; did you mean 'memory_percent'?``)."""
     problems = []
     for e in err.errors():
         loc = (*prefix, *e["loc"])
-        problems.append(Problem(doc.file, doc.line_of(loc), format_loc(loc), e["msg"]))
+        message = e["msg"]
+        if e["type"] == "extra_forbidden" and e["loc"]:
+            message = f"unknown field {str(e['loc'][-1])!r}"
+            known = _fields_at(model, e["loc"][:-1]) if model is not None else []
+            near = difflib.get_close_matches(str(e["loc"][-1]), known, n=1, cutoff=0.6)
+            message += f"; did you mean {near[0]!r}?" if near else (
+                f" (known here: {', '.join(sorted(known))})" if known else "")
+        problems.append(Problem(doc.file, doc.line_of(loc), format_loc(loc), message))
     return problems
+
+
+def _fields_at(model: type[pydantic.BaseModel], loc: Sequence[str | int]) -> list[str]:
+    """The field names of the model found at ``loc`` inside ``model`` (list indexes and mapping
+    keys stepped over); [] when the path cannot be followed."""
+    current: type[pydantic.BaseModel] | None = model
+    keyed = False  # the next part is a key of a mapping, not a field
+    for part in loc:
+        if current is None:
+            return []
+        if isinstance(part, int) or keyed:
+            keyed = False
+            continue
+        field = current.model_fields.get(part)
+        if field is None:
+            return []
+        current, keyed = _model_in(field.annotation)
+    return list(current.model_fields) if current is not None and not keyed else []
+
+
+def _model_in(annotation: Any) -> tuple[type[pydantic.BaseModel] | None, bool]:
+    """The model an annotation holds (itself, or inside ``list[...]``, ``X | None``, a mapping's
+    values) and whether it is a mapping's values (the path then names a key first)."""
+    if isinstance(annotation, type) and issubclass(annotation, pydantic.BaseModel):
+        return annotation, False
+    args = typing.get_args(annotation)
+    if typing.get_origin(annotation) in (dict, Mapping) and len(args) == 2:
+        return _model_in(args[1])[0], True
+    for arg in args:
+        found, keyed = _model_in(arg)
+        if found is not None:
+            return found, keyed
+    return None, False

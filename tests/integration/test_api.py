@@ -436,6 +436,27 @@ def test_an_answer_naming_a_request_since_replaced_is_409_and_approves_nothing(e
     assert env.store.get_state(approval_key(env.waiting_id))["decision"] == newer.id  # type: ignore[index]
 
 
+def test_a_second_answer_does_not_replace_a_denial_but_a_denial_stops_an_approval_not_yet_acted_on(
+        env: Env) -> None:
+    """Two people on call answer one request seconds apart, before the engine's next tick. Before,
+    the last answer won silently: an approval replaced a colleague's denial (and a repeated
+    approval was audited twice). Now an answer to a request already answered is 409 naming the
+    first answer, except a denial over an approval, which stops it (the safe way round)."""
+    op, admin = env.auth("operator"), env.auth("admin")
+    url = f"/api/v1/approvals/{env.waiting_id}"
+    assert env.client.post(f"{url}/deny", headers=op, json={"comment": "I am fixing it by hand"}).status_code == 200
+    before = env.seq()
+    r = env.client.post(f"{url}/approve", headers=admin, json={"comment": "restart it"})
+    assert r.status_code == 409 and "already answered: deny by token:operator" in r.json()["detail"]
+    assert env.store.get_state(approval_key(env.waiting_id))["verdict"] == "deny"  # type: ignore[index]
+    assert env.seq() == before
+    env.store.set_state(approval_key(env.waiting_id), None, actor="test", event="approval.cleared")
+    assert env.client.post(f"{url}/approve", headers=op, json={}).status_code == 200
+    assert env.client.post(f"{url}/approve", headers=op, json={}).status_code == 409  # not audited twice
+    assert env.client.post(f"{url}/deny", headers=admin, json={"comment": "wait"}).status_code == 200
+    assert env.store.get_state(approval_key(env.waiting_id))["verdict"] == "deny"  # type: ignore[index]
+
+
 def test_answering_an_incident_not_awaiting_approval_is_409_and_changes_nothing(env: Env) -> None:
     before = env.seq()
     r = env.client.post(f"/api/v1/approvals/{env.open_id}/approve", headers=env.auth("operator"), json={})

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 from servers import free_port
 from typer.testing import CliRunner, Result
@@ -129,6 +130,48 @@ def test_check_reports_pattern_files_with_unknown_action_or_params_outside_the_s
     assert f"{unknown}:4: action.type: unknown action type 'teleport'" in result.stderr
     assert f"{params}:5: action.params.grace_s: " in result.stderr
     assert len(result.stderr.splitlines()) == 2
+
+
+def test_check_judges_a_pattern_file_beside_the_library_the_config_loads(cfg: Path, tmp_path: Path) -> None:
+    """README: "Check a pattern file with ``autonomic check -c autonomic.yaml my-pattern.yaml``".
+    The file is judged as the engine would read it once added to the config's patterns: a
+    ``then:`` naming a built-in pattern is fine (before, "no pattern has the id" for it), and an
+    id the built-in library already has is a duplicate (before, passed, and the engine then
+    refused to start)."""
+    chained = _write(tmp_path / "chained.yaml",
+                     "id: web-errors-restart\n"
+                     "match: {cause: errors}\n"
+                     "action: {type: process, params: {op: restart}}\n"
+                     "prior_confidence: 0.5\n"
+                     "verify: {metric: error_rate, max: 0.05}\n"
+                     "then: [process-down-restart]\n")
+    result = cli("check", "-c", cfg, chained)
+    assert result.exit_code == 0, result.stderr
+    assert f"{chained}: ok (with the config's patterns)" in result.stdout
+    clash = _write(tmp_path / "clash.yaml",
+                   "id: process-down-restart\n"  # line 1
+                   "match: {cause: down}\n"
+                   "prior_confidence: 0.5\n")
+    result = cli("check", "-c", cfg, clash)
+    assert result.exit_code == 2
+    assert result.stderr.startswith(f"{clash}:1: id: duplicate pattern id 'process-down-restart' (also defined at ")
+
+
+def test_check_warns_of_a_secrets_variable_not_set_here_that_run_would_refuse_to_start_without(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A webhook notifier's ``secret_env: HOOK_SECRET`` with HOOK_SECRET unset: before, check said
+    ok and ``autonomic run`` then refused to start. The file is still valid (check may run where
+    the secrets are not), so it exits 0, with a warning naming the variable."""
+    monkeypatch.delenv("AUTONOMIC_TEST_HOOK_SECRET", raising=False)
+    config = _write(tmp_path / "autonomic.yaml",
+                    f"engine: {{state_dir: {tmp_path / 'state'}}}\n"
+                    "notifiers: [{type: webhook, url: 'http://127.0.0.1:9/hook',\n"
+                    "             secret_env: AUTONOMIC_TEST_HOOK_SECRET}]\n")
+    result = cli("check", "-c", config)
+    assert result.exit_code == 0
+    assert "environment variable AUTONOMIC_TEST_HOOK_SECRET is not set here" in result.stderr
+    monkeypatch.setenv("AUTONOMIC_TEST_HOOK_SECRET", "s3cret-value")
+    assert cli("check", "-c", config).stderr == ""
 
 
 def test_check_reports_schema_and_actuator_problems_of_one_file_together(tmp_path: Path) -> None:
@@ -285,6 +328,73 @@ def _run_until_started(config: Path, cwd: Path, *args: str) -> str:
             proc.kill()
             proc.wait()
     return log.read_text()
+
+
+def test_a_second_engine_over_the_same_state_dir_is_refused_and_leaves_the_first_ones_service_alone(
+        tmp_path: Path) -> None:
+    """``autonomic run`` started twice on one config (a systemd unit, and a person trying it in
+    the foreground). Before, the second adopted the first one's service, acted beside it, and on
+    its own stop (Ctrl-C) stopped the service the first still watched. Now it exits 1 at once,
+    naming the first engine's pid, and the service runs on."""
+    config = _write(tmp_path / "autonomic.yaml",
+                    f"engine: {{state_dir: {tmp_path / 'state'}, host_metrics: false, interval_s: 0.5}}\n"
+                    "api: {enabled: false}\nbuiltin_patterns: false\n"
+                    f"services:\n  - name: app\n    actuators: {{process: {{command: [{sys.executable}, -c, "
+                    "'import time; time.sleep(600)']}}\n")
+    log = tmp_path / "first.log"
+    with log.open("wb") as out:
+        first = subprocess.Popen([sys.executable, "-m", "autonomic.cli", "run", "-c", str(config)], cwd=tmp_path,
+                                 stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 30
+        while "engine started" not in log.read_text() and first.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        pidfile = tmp_path / "state" / "run" / "pids" / "app.json"
+        while not pidfile.exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        service = json.loads(pidfile.read_text())["pid"]
+        second = subprocess.run([sys.executable, "-m", "autonomic.cli", "run", "-c", str(config)], cwd=tmp_path,
+                                stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60)
+        assert second.returncode == 1, second.stderr
+        assert f"another autonomic engine (pid {first.pid}) runs with state_dir" in second.stderr
+        assert first.poll() is None
+        assert psutil.Process(service).status() != psutil.STATUS_ZOMBIE
+        first.send_signal(signal.SIGTERM)
+        assert first.wait(timeout=30) == 0, log.read_text()
+    finally:
+        if first.poll() is None:
+            first.kill()
+            first.wait()
+
+
+def test_status_after_a_clean_stop_says_the_engine_stopped_rather_than_showing_its_last_health_as_live(
+        tmp_path: Path) -> None:
+    """Before, `autonomic status` right after the engine stopped (and stopped its services with it)
+    showed "health (engine pid N, 3 s ago)" with the service HEALTHY, as if still watched, until
+    the staleness grace ran out. Now it says STOPPED, and that the services went down with it."""
+    config = _write(tmp_path / "autonomic.yaml",
+                    f"engine: {{state_dir: {tmp_path / 'state'}, host_metrics: false, interval_s: 0.2}}\n"
+                    "api: {enabled: false}\nbuiltin_patterns: false\n"
+                    f"services:\n  - name: app\n    actuators: {{process: {{command: [{sys.executable}, -c, "
+                    "'import time; time.sleep(600)']}}\n")
+    status = tmp_path / "state" / "status.json"
+    engine = subprocess.Popen([sys.executable, "-m", "autonomic.cli", "run", "-c", str(config)], cwd=tmp_path,
+                              stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 30
+        while not status.exists() and engine.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        live = cli("status", "-c", config).stdout
+        assert "health (engine pid" in live and "STOPPED" not in live
+        engine.send_signal(signal.SIGTERM)
+        assert engine.wait(timeout=30) == 0
+    finally:
+        if engine.poll() is None:
+            engine.kill()
+            engine.wait()
+    text = cli("status", "-c", config).stdout
+    assert f"STOPPED the engine (pid {engine.pid}) stopped " in text
+    assert "the services it supervised were stopped with it" in text and "STALE" not in text
 
 
 def test_the_engine_runs_on_postgresql_and_its_log_shows_the_url_without_the_password(
@@ -607,8 +717,12 @@ def test_deny_defaults_the_actor_to_this_user(cfg: Path, store: Store) -> None:
 def test_approve_and_deny_say_what_they_did_in_plain_words(cfg: Path, store: Store) -> None:
     yes = _incident(store, "5555aaaa", IncidentState.AWAITING_APPROVAL, cause="cpu")
     no = _incident(store, "6666bbbb", IncidentState.AWAITING_APPROVAL, cause="disk")
-    assert cli("approve", yes.id[:8], "-c", cfg).stdout.startswith("approved incident 5555aaaa ")
-    assert cli("deny", no.id[:8], "-c", cfg).stdout.startswith("denied incident 6666bbbb ")
+    approved = cli("approve", yes.id[:8], "-c", cfg).stdout
+    assert approved.startswith("approved incident 5555aaaa ") and "the engine acts on its next tick" in approved
+    denied = cli("deny", no.id[:8], "-c", cfg).stdout
+    # before, a denial also said "the engine acts on its next tick", which reads as the opposite
+    assert denied.startswith("denied incident 6666bbbb ") and denied.rstrip().endswith(
+        "nothing is done; it stays with a person")
 
 
 def test_an_unknown_or_finished_incident_is_named_whole_and_quoted(cfg: Path, store: Store) -> None:
@@ -690,6 +804,23 @@ def test_explain_prints_findings_candidates_every_gate_the_action_and_the_outcom
     assert "Actions:" in text and "process on web" in text and "succeeded" in text
     assert " apply " in text and " verify " in text
     assert "Outcome:" in text and chain["outcome"].reason in text
+
+
+def test_explain_does_not_show_a_persons_approval_that_a_gate_refused_as_their_denial(
+        cfg: Path, store: Store) -> None:
+    """A person approved ("-m ok") while automation was paused: the decision made on that approval
+    is DENIED by the pause gate. Before, explain printed "DENIED by person:ann (ok)", which reads as
+    ann's denial; now it names the gate that refused and says ann approved."""
+    chain = _full_chain(store)
+    inc = chain["incident"]
+    gates = [GateResult(gate="paused", passed=False, reason="engine paused: deploy freeze"),
+             GateResult(gate="autonomy", passed=True, reason="autonomy approve: approved by a person")]
+    store.record(Decision(incident_id=inc.id, diagnosis_id=chain["diagnosis"].id, ts=time.time(),
+                          verdict=Verdict.DENIED, gates=gates, decided_by="person:ann", comment="ok"),
+                 actor="person:ann", event="decision.denied", subject=inc.id)
+    text = cli("explain", inc.id[:8], "-c", cfg).stdout
+    assert "DENIED by paused, though person:ann approved (ok)" in text
+    assert "DENIED by person:ann" not in text
 
 
 def test_explain_json_returns_every_section_of_the_chain(cfg: Path, store: Store) -> None:

@@ -6,6 +6,7 @@ pass in ticks instead of minutes; the processes, files and runbooks are real."""
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import subprocess
@@ -36,8 +37,8 @@ SLEEPER = "import time\nwhile True:\n    time.sleep(0.05)\n"
 class Rig:
     """A real engine over the built-in patterns with one service, ticked by hand."""
 
-    def __init__(self, tmp_path: Path, service: dict[str, Any], *, others: tuple[dict[str, Any], ...] = (),
-                 policy: dict[str, Any] | None = None) -> None:
+    def __init__(self, tmp_path: Path, service: dict[str, Any], autonomy: str = "auto", *,
+                 others: tuple[dict[str, Any], ...] = (), policy: dict[str, Any] | None = None) -> None:
         self.clock = FakeClock(time.time())
         self.notifier = FakeNotifier()
         self.store = Store("sqlite://")
@@ -45,7 +46,7 @@ class Rig:
             "engine": {"interval_s": 1, "state_dir": str(tmp_path / "state"), "host_metrics": False,
                        "settle_s": 0, "resolve_after_s": 30},
             "services": [service, *others],
-            "policy": {"autonomy": "auto", **(policy or {})},
+            "policy": {"autonomy": autonomy, **(policy or {})},
         }
         config = load_config_data(data, source="test.yaml", base_dir=tmp_path)
         self.engine = Engine(config, clock=self.clock, store=self.store,
@@ -424,3 +425,140 @@ def test_an_error_spike_after_a_persons_change_reverts_that_change_names_it_and_
         assert (config["server"]["timeout"], config["pool"]["size"]) == (5, 60)
     finally:
         rig.engine.shutdown()
+
+
+def test_a_service_that_dies_right_after_start_is_reported_with_its_exit_code_and_log_tail(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A service whose command cannot work (a file it needs is missing) dies at once. Before,
+    the engine logged "started" and then only "myapp is down: up == 0": nothing said that it
+    had exited, with which code, or what it printed, so the person asked to approve a restart
+    could not tell that a restart would meet the same end. Now a warning says how it ended and
+    quotes the last lines of its log, and its down finding carries both (``autonomic explain``)."""
+    import logging
+
+    code = "import sys\nprint('fatal: /etc/myapp.conf: no such file', file=sys.stderr)\nsys.exit(3)\n"
+    with caplog.at_level(logging.WARNING, logger="autonomic.engine"):
+        rig = Rig(tmp_path, {"name": "myapp", "actuators": {"process": {"command": [sys.executable, "-c", code]}}})
+        try:
+            rig.tick_until(lambda: rig.latest() is not None)
+            inc = rig.latest()
+            assert inc is not None
+            (down,) = [f for f in rig.store.findings(inc.id) if f.metric == "up"][:1]
+        finally:
+            rig.engine.shutdown()
+    assert down.evidence["exit"] == "exited with code 3"
+    assert "fatal: /etc/myapp.conf: no such file" in down.evidence["log_tail"]
+    (warning,) = [r.getMessage() for r in caplog.records if r.getMessage().startswith("service myapp exited")]
+    assert "exited with code 3" in warning and "fatal: /etc/myapp.conf: no such file" in warning
+
+
+def _health_server(port: int) -> Any:
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+    from threading import Thread
+
+    class Health(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", port), Health)
+    Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+def test_an_approval_is_not_taken_as_cleared_between_the_steps_of_a_services_anomaly_detectors(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A service whose anomaly detectors score once a minute (``step_s: 60``) says nothing about
+    its anomalies in between: ten quiet seconds are not its trouble gone, and an approval given
+    then is honoured (the restart runs)."""
+    from autonomic.engine import answer_approval
+
+    port = free_port()
+    rig = Rig(tmp_path, {"name": "web", "probes": [{"type": "http", "url": f"http://127.0.0.1:{port}/health",
+                                                    "timeout_s": 0.5}],
+                         "anomalies": [{"metric": "latency_ms", "step_s": 60}],
+                         "actuators": {"process": {"command": [sys.executable, "-c", SLEEPER], "start_grace_s": 0}}},
+              autonomy="approve")
+    server = None
+    try:
+        rig.tick_until(lambda: (i := rig.latest()) is not None and i.state == IncidentState.AWAITING_APPROVAL)
+        inc = rig.latest()
+        assert inc is not None
+        server = _health_server(port)
+        for _ in range(10):
+            rig.engine.tick()
+            rig.clock.advance(1.0)
+        answer_approval(rig.store, inc.id, "approve", actor="person:ops", comment="go", now=rig.clock.now())
+        with caplog.at_level(logging.INFO, logger="autonomic.engine"):
+            for _ in range(3):
+                rig.engine.tick()
+                rig.clock.advance(1.0)
+        assert [a.pattern_id for a in rig.store.actions(incident_id=inc.id)] == ["process-down-restart"]
+        # the log names the operation, as the request did (it said "approved process on web")
+        assert f"incident {inc.id[:8]}: approved process restart on web" in caplog.messages
+    finally:
+        if server is not None:
+            server.shutdown()
+        rig.engine.shutdown()
+
+
+def test_an_approval_that_comes_after_the_trouble_cleared_on_its_own_acts_on_nothing(tmp_path: Path) -> None:
+    """3 a.m.: web's probe fails, a restart is proposed for approval; a minute later the probe
+    passes again on its own (a blip); then the person, just awake, approves. Before, the approval
+    was honoured (every gate passed) and a healthy service was restarted. Now an approval of an
+    incident that has had no finding for a few ticks (as a diagnosed incident is cleared) closes
+    it as cleared and acts on nothing; the approval is audited as consumed, verdict cleared."""
+    from autonomic.engine import answer_approval
+
+    port = free_port()
+    rig = Rig(tmp_path, {"name": "web", "probes": [{"type": "http", "url": f"http://127.0.0.1:{port}/health",
+                                                    "timeout_s": 0.5}],
+                         "actuators": {"process": {"command": [sys.executable, "-c", SLEEPER], "start_grace_s": 0}}},
+              autonomy="approve")
+    server = None
+    try:
+        pid = rig.engine.supervisor.pid("web")
+        rig.tick_until(lambda: (i := rig.latest()) is not None and i.state == IncidentState.AWAITING_APPROVAL)
+        inc = rig.latest()
+        assert inc is not None
+        (asked,) = [n for n in rig.notifier.sent if n.level == Level.APPROVAL_REQUESTED]
+        # the request names the operation (was "process on web") and reads as sentences (was "(confidence 0.78).. Run")
+        assert asked.title == "approval needed: process restart on web" and ".." not in asked.body
+        server = _health_server(port)
+        for _ in range(10):  # the probe passes: no finding for 10 s
+            rig.engine.tick()
+            rig.clock.advance(1.0)
+        answer_approval(rig.store, inc.id, "approve", actor="person:ops", comment="go", now=rig.clock.now())
+        for _ in range(5):
+            rig.engine.tick()
+            rig.clock.advance(1.0)
+        assert rig.store.actions(incident_id=inc.id) == []
+        closed = rig.latest()
+        assert closed is not None and closed.closed_at is not None and closed.resolution == Resolution.CLEARED
+        assert rig.engine.supervisor.pid("web") == pid  # not restarted
+        consumed = [e for e in rig.store.audit_events() if e.kind == "approval.consumed"]
+        assert consumed and consumed[-1].data["verdict"] == "cleared"
+    finally:
+        if server is not None:
+            server.shutdown()
+        rig.engine.shutdown()
+
+
+def test_an_incident_with_no_remedy_tells_a_person_so_without_asking_them_to_approve_anything(
+        tmp_path: Path) -> None:
+    """A service autonomic only watches (a probe, no actuator) goes down at autonomy approve.
+    Before, the alert read "not acting: has_action: ...; autonomy approve: waiting for a person
+    to approve (from default); confidence 0.00 below threshold 0.60", as if an approval were
+    awaited; there is nothing to approve. Now it gives the one reason that matters."""
+    rig = Rig(tmp_path, {"name": "edge", "probes": [{"type": "http", "url": f"http://127.0.0.1:{free_port()}/",
+                                                     "timeout_s": 0.5}]}, autonomy="approve")
+    try:
+        rig.tick_until(lambda: (i := rig.latest()) is not None and i.state == IncidentState.ESCALATED)
+    finally:
+        rig.engine.shutdown()
+    (alert,) = [n for n in rig.notifier.sent if n.level == Level.ALERT]
+    assert alert.body.startswith("not acting: has_action: ")
+    assert "waiting for a person to approve" not in alert.body and "confidence" not in alert.body

@@ -537,3 +537,75 @@ def test_a_service_that_cannot_be_started_at_engine_start_is_a_warning_naming_it
         assert record.levelno == logging.WARNING and "no-such-app" in record.getMessage()
     finally:
         engine.shutdown()
+
+
+def test_a_clean_engine_stop_gives_each_service_its_own_stop_timeout_before_sigkill(tmp_path: Path) -> None:
+    """``engine.stop_services_on_exit`` (the default): a service that needs longer than 5 s to
+    shut down after SIGTERM (a store flushing to disk) and says so with ``stop_timeout_s`` gets
+    that long when the engine stops, as it does at a restart. Before, the engine's stop SIGKILLed
+    every service 5 s after SIGTERM, whatever its binding said."""
+    from autonomic.config import load_config_data
+    from autonomic.engine import Engine
+
+    done, ready = tmp_path / "flushed", tmp_path / "ready"
+    code = ("import pathlib, signal, sys, time\n"
+            "def term(*_):\n"
+            "    time.sleep(6)\n"
+            f"    pathlib.Path({str(done)!r}).write_text('flushed')\n"
+            "    sys.exit(0)\n"
+            "signal.signal(signal.SIGTERM, term)\n"
+            f"pathlib.Path({str(ready)!r}).write_text('ready')\n"
+            "while True:\n    time.sleep(0.05)\n")
+    data = {"engine": {"interval_s": 1, "state_dir": str(tmp_path / "state"), "host_metrics": False},
+            "services": [{"name": "db", "actuators": {"process": {"command": [sys.executable, "-c", code],
+                                                                  "stop_timeout_s": 20}}}],
+            "builtin_patterns": False, "api": {"enabled": False}}
+    engine = Engine(load_config_data(data, source="t.yaml", base_dir=tmp_path))
+    engine.start()
+    try:
+        wait_for(ready.exists)
+    finally:
+        engine.shutdown()
+    assert done.read_text() == "flushed"
+    assert engine.supervisor.pids() == {"db": None}
+
+
+def test_a_relative_command_runs_in_the_config_files_folder_wherever_autonomic_is_started(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``command: [python3, svc.py]`` next to autonomic.yaml, started as ``autonomic run -c
+    /etc/x/autonomic.yaml`` from another folder: the service runs in the config file's folder,
+    as every other relative path in the file is read there. Before, it ran in the engine's own
+    working directory, where svc.py was not, and died at once ("can't open file")."""
+    from autonomic.config import load_config
+    from autonomic.engine import Engine
+
+    home, elsewhere = tmp_path / "etc", tmp_path / "elsewhere"
+    home.mkdir()
+    elsewhere.mkdir()
+    ran = tmp_path / "ran"
+    (home / "svc.py").write_text(f"import os, pathlib, time\npathlib.Path({str(ran)!r}).write_text(os.getcwd())\n"
+                                 "while True:\n    time.sleep(0.05)\n")
+    (home / "autonomic.yaml").write_text(
+        "engine: {interval_s: 1, host_metrics: false}\napi: {enabled: false}\nbuiltin_patterns: false\n"
+        f"services:\n  - name: app\n    actuators: {{process: {{command: [{sys.executable}, svc.py]}}}}\n")
+    monkeypatch.chdir(elsewhere)
+    config = load_config(home / "autonomic.yaml")
+    engine = Engine(config)
+    engine.start()
+    try:
+        wait_for(ran.exists)
+        assert Path(ran.read_text()) == home.resolve()
+        assert (home / ".autonomic").is_dir() and not (elsewhere / ".autonomic").exists()
+    finally:
+        engine.shutdown()
+
+
+def test_a_commands_cwd_given_in_the_file_is_kept_relative_to_the_file(tmp_path: Path) -> None:
+    """A ``cwd`` given is read relative to the file; none given is the file's folder."""
+    from autonomic.config import load_config_data
+
+    data = {"services": [{"name": "app", "actuators": {"process": {"command": ["app"], "cwd": "srv"}}},
+                         {"name": "other", "actuators": {"process": {"command": ["/bin/app"]}}}]}
+    config = load_config_data(data, source="t.yaml", base_dir=tmp_path)
+    assert config.bindings["app"]["process"].cwd == str(tmp_path / "srv")  # type: ignore[attr-defined]
+    assert config.bindings["other"]["process"].cwd == str(tmp_path)  # type: ignore[attr-defined]

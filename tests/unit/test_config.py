@@ -99,3 +99,38 @@ def test_a_pattern_verified_against_a_threshold_some_service_that_can_run_it_lac
     with pytest.raises(ConfigError, match=refused):
         load([{"name": "api", "actuators": proc}, {"name": "jobs", "actuators": proc}, {"name": "web"}])
     load([{"name": "api", "actuators": proc, "thresholds": {"extra": {"queue_depth": 500}}}, {"name": "web"}])
+
+
+def test_a_misspelt_key_is_named_with_the_key_meant_even_under_a_mapping_and_a_bad_name_in_words(
+        tmp_path: Path) -> None:
+    """A first config's typical mistakes. Before: "Extra inputs are not permitted" for a misspelt
+    key, and "String should match pattern '^[a-z0-9][a-z0-9_-]{0,62}$'" for a service name."""
+    data = {"engine": {"intervall_s": 2},
+            "services": [{"name": "MyApp", "thresholds": {"memory_precent": 85}}],
+            "policy": {"patterns": {"process-down-restart": {"autonomyy": "approve"}}}}
+    with pytest.raises(ConfigError) as err:
+        load_config_data(data, source="autonomic.yaml", base_dir=tmp_path)
+    said = {p.field: p.message for p in err.value.problems}
+    assert said["engine.intervall_s"] == "unknown field 'intervall_s'; did you mean 'interval_s'?"
+    assert said["services[0].thresholds.memory_precent"] == (
+        "unknown field 'memory_precent'; did you mean 'memory_percent'?")
+    assert said["policy.patterns.process-down-restart.autonomyy"] == (
+        "unknown field 'autonomyy'; did you mean 'autonomy'?")
+    assert "'MyApp' is not a service name: lowercase letters, digits" in said["services[0].name"]
+
+
+def test_one_run_lists_a_bindings_problems_beside_the_schemas_and_a_command_string_is_named_as_such(
+        tmp_path: Path) -> None:
+    """Before, a binding was checked only once the rest of the file was valid: fixing a typo in
+    ``engine:`` revealed the one in ``actuators.process`` at the next run. And a command written as
+    one string was "Input should be a valid list", not what to write instead."""
+    data = {"engine": {"intervall_s": 2},
+            "services": [{"name": "app", "actuators": {"process": {"comand": ["python3", "svc.py"]}}},
+                         {"name": "web", "actuators": {"process": {"command": "python3 web.py --port 80"}}}]}
+    with pytest.raises(ConfigError) as err:
+        load_config_data(data, source="autonomic.yaml", base_dir=tmp_path)
+    said = {p.field: p.message for p in err.value.problems}
+    assert said["engine.intervall_s"] == "unknown field 'intervall_s'; did you mean 'interval_s'?"
+    assert said["services[0].actuators.process.comand"] == "unknown field 'comand'; did you mean 'command'?"
+    assert "must be a list of arguments (argv), not one string: ['python3', 'web.py', '--port', '80']" in (
+        said["services[1].actuators.process.command"])

@@ -66,3 +66,30 @@ def test_the_readmes_config_outline_loads_its_commented_out_engine_section_meani
     data["patterns"] = []  # my-patterns/ is the reader's own folder
     config = load_config_data(data, source="README.md", base_dir=tmp_path)
     assert config.engine.interval_s == 5.0 and config.service("web") is not None
+
+
+def _readme_blocks(lang: str) -> list[str]:
+    return re.findall(rf"```{lang}\n(.*?)```", README.read_text(encoding="utf-8"), re.S)
+
+
+def test_the_readmes_pattern_example_loads_beside_the_built_in_library_as_written(tmp_path: Path) -> None:
+    """README "Writing a pattern": the example people copy into their own patterns folder. Before,
+    its ``then:`` named a pattern that exists nowhere and its id was the built-in pool pattern's,
+    so a copy of it stopped the engine's start."""
+    from autonomic.config import builtin_patterns_dir
+    from autonomic.plan.patterns import check_patterns
+    from autonomic.registry import default_registry
+
+    (example,) = [b for b in _readme_blocks("yaml") if b.startswith("id:")]
+    mine = tmp_path / "my-patterns"
+    mine.mkdir()
+    (mine / "example.yaml").write_text(example)
+    assert check_patterns([builtin_patterns_dir(), mine], default_registry()) == []
+
+
+def test_the_readmes_one_line_process_binding_loads_as_written(tmp_path: Path) -> None:
+    """The ``process:`` binding of the README's log-rotation paragraph, as written."""
+    (line,) = re.findall(r"`(process: \{command: .*?\})`", README.read_text(encoding="utf-8"))
+    data = {"services": [{"name": "myapp", "actuators": yaml.safe_load(line)}]}
+    loaded = load_config_data(data, source="README.md", base_dir=tmp_path)
+    assert loaded.bindings["myapp"]["process"].log_backups == 5  # type: ignore[attr-defined]

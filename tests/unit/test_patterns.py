@@ -196,7 +196,15 @@ def test_schema_errors_name_field_and_line(tmp_path: Path, registry: Registry) -
     assert problems["match.kind"].line == 3
     assert problems["prior_confidence"].line == 7
     assert problems["colour"].line == 9
-    assert "Extra inputs" in problems["colour"].message
+    # named as a field the pattern does not have, with the ones it has (none is near "colour")
+    assert problems["colour"].message.startswith("unknown field 'colour' (known here: action, ")
+
+
+def test_a_misspelt_pattern_field_is_named_with_the_field_meant(tmp_path: Path, registry: Registry) -> None:
+    """Before, pydantic's "Extra inputs are not permitted", leaving the reader to find the typo."""
+    f = write(tmp_path, "a.yaml", GOOD.replace("prior_confidence: 0.5", "prior_confidnce: 0.5"))
+    problems = {p.field: p.message for p in problems_of([f], registry)}
+    assert problems["prior_confidnce"] == "unknown field 'prior_confidnce'; did you mean 'prior_confidence'?"
 
 
 def test_unknown_action_type_lists_known_types(tmp_path: Path, registry: Registry) -> None:

@@ -111,6 +111,15 @@ def test_show_unknown_id_exits_2_listing_known_ids(config: Path) -> None:
     out = run("show", "nope", "-c", str(config))
     assert out.exit_code == 2
     assert "unknown pattern 'nope' (known: " in out.output and "pool-exhaustion-raise" in out.output
+    assert "without -c" not in out.output
+
+
+def test_an_id_unknown_without_a_config_says_that_only_the_built_in_library_was_read() -> None:
+    """``autonomic patterns test my-own-pattern --incident ...`` with no -c: before, only
+    "unknown pattern" and the built-ins' ids, leaving the reader to guess why theirs was missing."""
+    out = run("show", "my-own-pattern")
+    assert out.exit_code == 2
+    assert "without -c only the built-in library is read: -c autonomic.yaml for your own" in out.output
 
 
 def test_test_matching_pattern_prints_confidence_reasons_and_rank(config: Path, tmp_path: Path) -> None:

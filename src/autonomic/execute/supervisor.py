@@ -34,15 +34,26 @@ import time
 from collections.abc import Callable, Collection
 from glob import escape as glob_escape
 from pathlib import Path
+from typing import Any
 
 import psutil
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from autonomic.errors import ActuatorError, TerminalActuatorError
 
 _CREATE_TIME_TOLERANCE_S = 0.01
 MARKER = "AUTONOMIC_SUPERVISED"  # in every supervised service's environment: <state_dir>:<service>
 _BOOT_ID = Path("/proc/sys/kernel/random/boot_id")
+
+
+def describe_exit(code: int) -> str:
+    """How a process ended, for a person: ``exited with code 2``, ``was killed by SIGKILL``."""
+    if code >= 0:
+        return f"exited with code {code}"
+    try:
+        return f"was killed by {signal_mod.Signals(-code).name}"
+    except ValueError:
+        return f"was killed by signal {-code}"
 
 
 class ProcessBinding(BaseModel):
@@ -55,7 +66,7 @@ class ProcessBinding(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     command: list[str] = Field(min_length=1)  # argv, never a shell string
-    cwd: str | None = None
+    cwd: str | None = None  # config.py makes a relative one (and none given) the config file's folder
     env: dict[str, str] = Field(default_factory=dict)  # added to os.environ (less the engine's secrets)
     stop_timeout_s: float = Field(default=10.0, gt=0)
     memory_limit_bytes: int | None = Field(default=None, gt=0)
@@ -66,6 +77,14 @@ class ProcessBinding(BaseModel):
     # keeping log_backups older files (<service>.log.1 the newest); see Supervisor.rotate_logs
     log_max_bytes: int | None = Field(default=10 * 1024 * 1024, ge=1024)
     log_backups: int = Field(default=3, ge=0, le=100)
+
+    @field_validator("command", mode="before")
+    @classmethod
+    def _argv(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            raise ValueError(f"must be a list of arguments (argv), not one string: {v.split()!r}, say; no shell "
+                             "runs it (wrap it in [sh, -c, ...] yourself if you need one)")
+        return v
 
 
 class Supervisor:

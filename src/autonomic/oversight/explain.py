@@ -85,8 +85,13 @@ def render_text(chain: dict[str, Any]) -> str:
     lines.append("")
     lines.append("Decisions (every gate and its reason):")
     for d in chain["decisions"]:
-        lines.append(f"  {_t(d['ts'])} {d['verdict'].upper()} by {d['decided_by']}"
-                     + (f" ({d['comment']})" if d["comment"] else ""))
+        said_no = [g["gate"] for g in d["gates"] if not g["passed"] and not g["needs_approval"]]
+        if d["verdict"] == "denied" and d["decided_by"] != "engine" and said_no:
+            # a person approved and a gate (a pause, a rate limit) said no: the person did not deny it
+            head = f"DENIED by {', '.join(said_no)}, though {d['decided_by']} approved"
+        else:
+            head = f"{d['verdict'].upper()} by {d['decided_by']}"
+        lines.append(f"  {_t(d['ts'])} {head}" + (f" ({d['comment']})" if d["comment"] else ""))
         would = d.get("shadow_verdict")
         if would == "approved" and d.get("action"):
             lines.append(f"    would have run {d['action']['type']} on {d['action']['target']} "

@@ -244,14 +244,14 @@ def diagnose(
     elif pattern.id in ctx.cannot_run:
         action = None
         rationale = (
-            f"{pattern.id} matches ({why}) and recommends {_describe(pattern.action.type, pattern.action.params)}, "
+            f"{pattern.id} matches ({why}) and recommends {pattern.action.describe()}, "
             f"but {ctx.cannot_run[pattern.id]}, so there is nothing autonomic may do "
             f"(confidence {best.confidence:.2f})."
         )
     else:
         action = pattern.action.model_copy(update={"target": incident.service})
         rationale = (
-            f"{pattern.id} matches ({why}) and recommends {_describe(action.type, action.params)} "
+            f"{pattern.id} matches ({why}) and recommends {action.describe()} "
             f"on {incident.service} (confidence {best.confidence:.2f}{over})."
         )
     return Diagnosis(
@@ -263,12 +263,3 @@ def diagnose(
         confidence=best.confidence,
         rationale=rationale,
     )
-
-
-def _describe(type_name: str, params: Mapping[str, object]) -> str:
-    """``process restart``, ``shell runbook disk-cleanup``, or the type alone."""
-    op = params.get("op")
-    if op:
-        return f"{type_name} {op}"
-    runbook = params.get("runbook")
-    return f"{type_name} runbook {runbook}" if runbook else type_name

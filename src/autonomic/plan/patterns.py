@@ -216,7 +216,7 @@ def _load(paths: Sequence[Path], registry: Registry) -> tuple[list[Pattern], lis
             try:
                 spec: PatternYaml | None = PatternYaml.model_validate(raw)
             except ValidationError as e:
-                problems.extend(problems_from(e, doc, prefix))
+                problems.extend(problems_from(e, doc, prefix, model=PatternYaml))
                 spec = None
             params = _check_action(raw, prefix, doc, registry, problems)
             if spec is None:

@@ -75,7 +75,9 @@ def _pattern(cfg: Any, pattern_id: str) -> Pattern:
         if p.id == pattern_id:
             return p
     known = ", ".join(p.id for p in patterns) or "none"
-    raise _exit(f"unknown pattern {pattern_id!r} (known: {known})")
+    hint = "; without -c only the built-in library is read: -c autonomic.yaml for your own" \
+        if cfg.source == "<defaults>" else ""
+    raise _exit(f"unknown pattern {pattern_id!r} (known: {known}){hint}")
 
 
 def match_summary(p: Pattern) -> str:
