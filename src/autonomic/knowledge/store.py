@@ -171,15 +171,16 @@ _ACTION_COUNTS = select(
 ).where(ActionRow.created_at >= bindparam("since"), ActionRow.state != ActionState.CANCELLED.value, _IS_TYPE | _IS_SVC)
 _BUSY_SERVICES = select(ActionRow.service).where(ActionRow.state.in_(_LIVE)).distinct()
 _LIVE_DECISIONS = select(ActionRow.decision_id).where(ActionRow.state.in_(_LIVE))
+_LIVE_ACTIONS = select(ActionRow.id).where(ActionRow.state.in_(_LIVE))
 # fields of a stored noun that are inputs, not things shown: an undo puts a snapshot back (an
 # action's ``undo``, a workflow step's ``snapshot``) and params are applied again after a crash,
 # so the secrets net (Store.hide) leaves them be
 _RESTORED = frozenset({"undo", "snapshot", "params"})
+# two index lookups whatever the service's history: (service, state) and (service, ended_at)
 _SERVICE_ACTIVITY = select(
-    func.coalesce(func.sum(case((ActionRow.state.in_(_LIVE), 1), else_=0)), 0),
-    func.max(case((ActionRow.state.not_in([*_LIVE, ActionState.CANCELLED.value]),
-                   ActionRow.body["updated_at"].as_float()), else_=None)),
-).where(ActionRow.service == bindparam("service"))
+    select(ActionRow.id).where(ActionRow.service == bindparam("service"), ActionRow.state.in_(_LIVE)).exists(),
+    select(func.max(ActionRow.ended_at)).where(ActionRow.service == bindparam("service")).scalar_subquery(),
+)
 _OK, _BAD = ActionState.SUCCEEDED.value, [ActionState.FAILED.value, ActionState.ROLLED_BACK.value]
 _ESCALATED = ActionState.ESCALATED.value
 TALLIED_STATES = frozenset({ActionState.SUCCEEDED, ActionState.FAILED, ActionState.ROLLED_BACK,
@@ -883,6 +884,11 @@ class Store:
         with self._read() as s:
             return frozenset(s.execute(_LIVE_DECISIONS).scalars())
 
+    def unended_actions(self) -> frozenset[str]:
+        """The ids of the actions that are not terminal (in flight)."""
+        with self._read() as s:
+            return frozenset(s.execute(_LIVE_ACTIONS).scalars())
+
     def busy_services(self) -> set[str]:
         """The services (targets) with an action that is not terminal."""
         with self._read() as s:
@@ -890,10 +896,13 @@ class Store:
 
     def service_activity(self, service: str) -> tuple[bool, float]:
         """For one service: whether any action on it is not terminal, and the latest
-        ``updated_at`` of its terminal actions other than CANCELLED ones (0.0 when none)."""
+        ``updated_at`` of its terminal actions other than CANCELLED ones (0.0 when none). Two
+        index lookups, however many actions the service had (an action written by an autonomic
+        from before migration 0007 has no ``ended_at``: it counts as in flight while it is, but
+        not for the settle time after it ended)."""
         with self._read() as s:
             row = s.execute(_SERVICE_ACTIVITY, {"service": service}).one()
-        return int(row[0]) > 0, float(row[1] or 0.0)
+        return bool(row[0]), float(row[1] or 0.0)
 
     def pattern_tallies(self) -> dict[str, tuple[int, int]]:
         """Per pattern id, (succeeded, failed or rolled back or escalated with a failed outcome)
