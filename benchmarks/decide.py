@@ -15,11 +15,13 @@ Prints ``{"p50_ms", "p99_ms", "open_incidents", ...}``.
 The same with a year of past actions in the store: for each size, a fresh store holding that many
 actions (each with its outcome, created over the 365 days before the first finding, spread over
 the measured services, the benchmark's one pattern, mostly succeeded, some failed, rolled back,
-escalated or cancelled), and before each measured finding, outside the timing, one more action
-ending (recorded verifying, then succeeded with its outcome, through the store, as the executor
-does): the steady state of a fleet
-where actions end between decisions, so that nothing the engine caches until an action ends is
-measured as if it lasted. Prints one line ``{"history": {"0": {"p50_ms", "p99_ms", ...}, ...}}``.
+escalated or cancelled; each with its approval, one in 20 a person's, and an engine's denial
+beside it), and before each measured finding, outside the timing, one more action ending
+(recorded verifying, then succeeded with its outcome, through the store, as the executor does):
+the steady state of a fleet where actions end between decisions, so that nothing the engine
+caches until an action ends is measured as if it lasted. Prints one line
+``{"history": {"0": {"p50_ms", "p99_ms", ...}, ...}}``. ``--ladder`` turns earned autonomy on,
+so each decision also reads its pattern's record on the service.
 """
 
 from __future__ import annotations
@@ -40,15 +42,19 @@ from autonomic.engine import Engine
 from autonomic.knowledge import Store
 from autonomic.model import (
     Action,
+    ActionSpec,
     ActionState,
+    Decision,
     Finding,
     FindingKind,
+    GateResult,
     Incident,
     IncidentState,
     Level,
     Outcome,
     Resolution,
     Severity,
+    Verdict,
     VerifyVerdict,
 )
 from autonomic.oversight.notify import Dispatcher
@@ -99,6 +105,14 @@ _ENDS = [ActionState.SUCCEEDED] * 6 + [ActionState.FAILED, ActionState.ROLLED_BA
                                       ActionState.CANCELLED]
 
 
+def past_decision(service: str, at: float, verdict: Verdict, by: str = "engine") -> Decision:
+    """A decision on an incident of ``service`` with the benchmark's pattern, made at ``at``."""
+    return Decision(incident_id="past", diagnosis_id="past", ts=at, verdict=verdict, decided_by=by,
+                    action=ActionSpec(type="fake", target=service, params={"op": "poke"}), pattern_id="fake-down-poke",
+                    gates=[] if verdict == Verdict.APPROVED else [GateResult(gate="rate_limit", passed=False,
+                                                                             reason="20 of 20 today")])
+
+
 def past_action(service: str, at: float, state: ActionState) -> tuple[Action, Outcome | None]:
     """An action of the benchmark's pattern on ``service``, created at ``at`` and ended in
     ``state`` a minute later, and its outcome (None for a cancelled one, which never ran)."""
@@ -115,13 +129,18 @@ def past_action(service: str, at: float, state: ActionState) -> tuple[Action, Ou
 
 def fill_history(store: Store, count: int, services: list[str], end: float) -> None:
     """``count`` past actions (and outcomes) over the year before ``end``, spread over ``services``,
-    written through the store (each with its audit event) in transactions of 2,000."""
+    each with the engine's approval and one denial by the engine beside it (a decision on another
+    incident), and for one in 20 a person's approval: written through the store (each with its
+    audit event) in transactions of 2,000."""
     for start in range(0, count, 2000):
         with store.unit():
             for i in range(start, min(count, start + 2000)):
                 at = end - _YEAR + _YEAR * i / max(count, 1)
-                action, outcome = past_action(services[i % len(services)], at, _ENDS[i % len(_ENDS)])
-                store.record(action, *([outcome] if outcome else []), actor="bench", event="action.past",
+                service = services[i % len(services)]
+                action, outcome = past_action(service, at, _ENDS[i % len(_ENDS)])
+                decisions = [past_decision(service, at, Verdict.APPROVED, "person:ann" if i % 20 == 0 else "engine"),
+                             past_decision(service, at + 1.0, Verdict.DENIED)]
+                store.record(action, *([outcome] if outcome else []), *decisions, actor="bench", event="action.past",
                              subject=action.id)
 
 
@@ -133,7 +152,8 @@ def measure(args: argparse.Namespace, history: int | None) -> dict[str, Any]:
         clock = FakeClock(T0)
         registry = fake_registry(FakeActuator())
         election = {"leader_election": {"enabled": True}} if args.leader_election else None
-        config = build_config(tmp, args.open + args.n, registry, engine=election)
+        ladder = {"autonomy_ladder": {"enabled": True, "max_level": "auto"}} if args.ladder else None
+        config = build_config(tmp, args.open + args.n, registry, engine=election, policy=ladder)
         store = Store(args.database or f"sqlite:///{tmp / 'bench.db'}")
         measured = [f"svc{args.open + j:05d}" for j in range(args.n)]
         if history:
@@ -188,11 +208,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--history", default=None, metavar="N[,N...]",
                     help="past actions in the store, one run per size (e.g. 0,10000,100000); an action "
                          "then also ends before each measured finding")
+    ap.add_argument("--ladder", action="store_true",
+                    help="earned autonomy on (policy.autonomy_ladder): each decision also weighs its pattern's record")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
 
     where = {"store": make_url(args.database).get_backend_name() if args.database else "sqlite file",
-             "leader_election": args.leader_election}
+             "leader_election": args.leader_election, "ladder": args.ladder}
     if args.history is None:
         result: dict[str, Any] = {**measure(args, None), **where}
     else:

@@ -1336,6 +1336,94 @@ def test_pattern_record_is_the_patterns_outcomes_on_the_service_and_peoples_answ
     assert people == answers[:2]
 
 
+
+def _seed_ladder_history(store: Store) -> None:
+    """Actions of two patterns on two services with their outcomes, the engine's decisions on
+    them, and people's answers, some on each pattern."""
+    import random
+
+    rng = random.Random(5)
+    inc = incident()
+    store.record(inc, actor="engine", event="incident.opened", subject=inc.id)
+    for i in range(120):
+        pattern, service = rng.choice(["p", "q"]), rng.choice(["api", "web"])
+        act = action(inc.id, created_at=100.0 + i, pattern_id=pattern, service=service, idempotency_key=f"k{i}",
+                     state=ActionState.SUCCEEDED)
+        verdict = rng.choice(list(VerifyVerdict))
+        out = Outcome(action_id=act.id, incident_id=inc.id, ts=200.0 + rng.randrange(50), reason="r",
+                      verdict=verdict, rolled_back=verdict == VerifyVerdict.FAIL and rng.random() < 0.5)
+        by = rng.choice(["engine", "engine", "engine", "person:ann"])
+        spec = ActionSpec(type="restart", target=service)
+        decision = Decision(incident_id=inc.id, diagnosis_id="d", ts=300.0 + i, verdict=rng.choice(list(Verdict)),
+                            action=spec, pattern_id=pattern, decided_by=by)
+        store.record(act, out, decision, actor="engine", event="seed", subject=act.id)
+
+
+def _pattern_record_from_history(store: Store, pattern: str, service: str) -> tuple[Any, list[Decision]]:
+    """:meth:`Store.pattern_record` computed in Python from every action, outcome and decision."""
+    ids = {a.id for a in store.actions(service=service) if a.pattern_id == pattern}
+    outcomes = sorted((o for o in store.outcomes() if o.action_id in ids), key=lambda o: o.ts)
+    answers = [d for d in store.decisions(verdicts=[Verdict.APPROVED, Verdict.DENIED])
+               if d.decided_by != "engine" and d.pattern_id == pattern and d.action and d.action.target == service]
+    return [(o.ts, o.verdict.value, o.rolled_back) for o in outcomes], answers
+
+
+def test_pattern_record_answers_as_the_whole_history_does(store: Store) -> None:
+    """Every (pattern, service): the same outcomes and answers as computed from everything
+    stored, and the same evidence for the ladder as people's answers on the pattern everywhere
+    gave (which the ladder used to read, and then kept those on the service)."""
+    from autonomic.plan.autonomy import people_evidence
+
+    _seed_ladder_history(store)
+    everywhere = store.decisions(verdicts=[Verdict.APPROVED, Verdict.DENIED])
+    for pattern in ("p", "q", "none"):
+        for service in ("api", "web", "db"):
+            record = store.pattern_record(pattern, service)
+            assert record == _pattern_record_from_history(store, pattern, service)
+            assert people_evidence(record[1], pattern, service) == people_evidence(everywhere, pattern, service)
+
+
+def test_pattern_record_reads_the_pairs_rows_through_indexes_on_sqlite(tmp_path: Path) -> None:
+    """The ladder's two reads use the (service, pattern_id) index of actions and the (person,
+    pattern_id, target) index of decisions: they used to read every action of the service and
+    every approved or denied decision ever made (the engine's own denials among them)."""
+    s = Store(f"sqlite:///{tmp_path / 'plan.db'}")
+    statements: list[str] = []
+    from sqlalchemy import event
+
+    event.listen(s._engine, "before_cursor_execute", lambda _c, _cur, sql, *_: statements.append(sql))
+    s.pattern_record("p", "api")
+    plans = []
+    with s._read() as conn:
+        for sql in statements:
+            if sql.lstrip().upper().startswith("SELECT"):
+                marks = sql.count("?")
+                args = ["p" if i == 0 else "api" for i in range(marks)]
+                plans.append([r[-1] for r in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + sql, tuple(args))])
+    s.close()
+    flat = [p for plan in plans for p in plan]
+    assert any("ix_actions_service_pattern_id (service=? AND pattern_id=?)" in p for p in flat), plans
+    assert any("ix_decisions_person_pattern_id_target (person=? AND pattern_id=? AND target=?)" in p
+               for p in flat), plans
+
+
+def test_migration_0007_fills_the_columns_of_what_was_stored_before_it(store_url: str, raw_sql: RawSql) -> None:
+    """A store from before revision 0007 (taken back to 0005) gets each action's and decision's
+    pattern_id and each decision's person flag from their bodies: the ladder's record and the
+    busy check answer as before the upgrade."""
+    first = Store(store_url)
+    _seed_ladder_history(first)
+    before = {(p, s): first.pattern_record(p, s) for p in ("p", "q") for s in ("api", "web")}
+    activity = first.service_activity("api")
+    first.close()
+    _downgrade(store_url, "0005")
+    again = Store(store_url)
+    assert {(p, s): again.pattern_record(p, s) for p in ("p", "q") for s in ("api", "web")} == before
+    assert again.service_activity("api") == activity
+    assert raw_sql("SELECT COUNT(*) FROM decisions WHERE person") == [
+        (sum(d.decided_by != "engine" for d in again.decisions()),)]
+    again.close()
+
 def test_the_server_time_is_the_database_servers_clock_and_shared_only_on_postgresql(
         store: Store, backend: str) -> None:
     """PostgreSQL's clock_timestamp() (on this host, the host's time); SQLite has no server."""

@@ -3,8 +3,9 @@
 Each noun table keeps the whole noun in ``body`` (``model_dump(mode="json")``) plus indexed
 copies of the fields that queries filter or sort on. A noun column with the same name as a
 model field is filled from that field (see :data:`NOUN_TABLES`), a derived one by its function
-(:data:`DERIVED`: an action's ``types``, ``multi`` and ``ended_at``); ``first_seq`` is the seq of the
-audit event that first wrote the row and breaks ties in "oldest first" orderings.
+(:data:`DERIVED`: an action's ``types``, ``multi`` and ``ended_at``, a decision's ``person`` and ``target``);
+``first_seq`` is the seq of the audit event that first wrote the row and breaks ties in "oldest
+first" orderings.
 
 The schema is created by the Alembic migrations in ``migrations/versions``; keep the two in step
 (a test compares them on both back ends). Names and ids are TEXT and sequence numbers BIGINT on
@@ -72,6 +73,14 @@ class DecisionRow(NounRow):
     incident_id: Mapped[str] = mapped_column(ID, index=True)
     verdict: Mapped[str] = mapped_column(String(32), index=True)
     ts: Mapped[float] = mapped_column(Float, index=True)
+    pattern_id: Mapped[str | None] = mapped_column(NAME)  # 0007
+    # whether a person decided (decided_by is not "engine"), and the service its action is on
+    # (None without one): derived, see DERIVED (0007)
+    person: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default=false())
+    target: Mapped[str | None] = mapped_column(NAME)
+
+    # the autonomy ladder's read of people's answers on a pattern and service, not of every decision (0007)
+    __table_args__ = (Index("ix_decisions_person_pattern_id_target", "person", "pattern_id", "target"),)
 
 
 class ActionRow(NounRow):
@@ -89,6 +98,7 @@ class ActionRow(NounRow):
     multi: Mapped[bool] = mapped_column(Boolean, index=True, nullable=False, server_default=false())
     # when it ended (its updated_at) once in a state of ENDED; NULL before, and when cancelled (0007)
     ended_at: Mapped[float | None] = mapped_column(Float)
+    pattern_id: Mapped[str | None] = mapped_column(NAME)  # 0007
 
     # a decision's reads of a service's or a type's recent actions, whatever the history (0007)
     __table_args__ = (
@@ -97,6 +107,7 @@ class ActionRow(NounRow):
         Index("ix_actions_multi_created_at", "multi", "created_at"),
         Index("ix_actions_service_state", "service", "state"),
         Index("ix_actions_service_ended_at", "service", "ended_at"),
+        Index("ix_actions_service_pattern_id", "service", "pattern_id"),
     )
 
 
@@ -176,4 +187,6 @@ NOUN_TABLES: dict[type, tuple[str, type[NounRow]]] = {
 DERIVED: dict[type[NounRow], dict[str, Any]] = {
     ActionRow: {"types": action_types, "multi": lambda body: action_types(body).count("|") > 2,
                 "ended_at": ended_at},
+    DecisionRow: {"person": lambda body: body.get("decided_by", "engine") != "engine",
+                  "target": lambda body: (body.get("action") or {}).get("target")},
 }
