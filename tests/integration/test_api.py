@@ -248,6 +248,33 @@ def test_open_incidents_older_than_a_thousand_closed_ones_are_still_listed_and_r
     assert set(engine._incidents) == {env.open_id, env.waiting_id}
 
 
+
+def test_the_incident_list_pages_through_the_whole_history_with_before(env: Env) -> None:
+    """``limit`` and ``before`` (the last id of the previous page) walk every incident ever
+    stored, newest first, each once, ties in opened_at included; it used to give the newest
+    ``limit`` (at most 1,000) and no way to the older ones."""
+    with env.store.unit():
+        for k in range(25):
+            t = T0 + 100 + k // 2  # two incidents opened in each second
+            done = Incident(service="web", cause="cpu", state=IncidentState.RESOLVED, severity=Severity.WARNING,
+                            kind=FindingKind.THRESHOLD, opened_at=t, updated_at=t + 1, last_finding_at=t,
+                            summary="cpu high", resolution=Resolution.RESOLVED, closed_at=t + 1)
+            env.store.record(done, actor="engine", event="incident.closed", subject=done.id)
+    every = [i.id for i in env.store.incidents(limit=None)]
+    seen: list[str] = []
+    params: dict[str, Any] = {"all": "true", "limit": 10}
+    for _ in range(5):  # three pages of 10, 10 and 8, then an empty one
+        page = env.client.get("/api/v1/incidents", params=params, headers=env.auth("viewer"))
+        assert page.status_code == 200, page.text
+        ids = [i["id"] for i in page.json()]
+        if not ids:
+            break
+        seen += ids
+        params["before"] = ids[-1]
+    assert seen == every and len(seen) == len(set(seen)) == 28
+    missing = env.client.get("/api/v1/incidents", params={"before": "nope"}, headers=env.auth("viewer"))
+    assert missing.status_code == 404 and "before" in missing.json()["detail"]
+
 def test_health_comes_from_status_json_without_an_engine_and_from_the_engine_with_one(env: Env) -> None:
     state_dir = env.ctx.config.state_dir
     state_dir.mkdir(parents=True, exist_ok=True)

@@ -246,6 +246,27 @@ def test_incidents_filter_by_state_and_service_newest_opened_first(store: Store)
     assert store.incidents(states=[IncidentState.DIAGNOSED], service="web") == []
 
 
+
+def test_incidents_page_on_after_the_last_one_listed_ties_included(store: Store) -> None:
+    """``before``: the incidents after that one in the list's order (newest opened first, the
+    later written first among those opened at once), each page read from the index onwards."""
+    made = [incident(opened_at=float(k // 3), service="api" if k % 2 else "web") for k in range(10)]
+    for inc in made:  # one write each: first_seq orders those opened in the same second
+        store.record(inc, actor="engine", event="seed", subject=inc.id)
+    every = store.incidents(limit=None)
+    pages, before = [], None
+    for _ in range(6):
+        page = store.incidents(limit=3, before=before)
+        if not page:
+            break
+        pages.append(page)
+        before = page[-1].id
+    assert [i for page in pages for i in page] == every and [len(p) for p in pages] == [3, 3, 3, 1]
+    api = store.incidents(service="api", limit=None)
+    assert store.incidents(service="api", before=api[1].id, limit=None) == api[2:]
+    with pytest.raises(KeyError, match="no incident"):
+        store.incidents(before="nope")
+
 def test_resolve_id_expands_a_unique_prefix_and_rejects_none_ambiguous_or_short(store: Store) -> None:
     store.record(
         incident(id="abcd1111"),

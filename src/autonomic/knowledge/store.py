@@ -764,13 +764,24 @@ class Store:
 
     def incidents(
         self, states: Iterable[IncidentState] | None = None, service: str | None = None, limit: int | None = 200,
-        *, unclosed: bool = False, open_since: float | None = None,
+        *, unclosed: bool = False, open_since: float | None = None, before: str | None = None,
     ) -> list[Incident]:
         """Incidents, newest opened first (at most ``limit``; None: all), optionally only in
         ``states``, for ``service``, not yet closed (``unclosed``), or open at some moment at or
         after ``open_since`` (unclosed, or closed then or later). The last two are answered by
-        the index on ``closed_at``, whatever the history held."""
+        the index on ``closed_at``, whatever the history held. ``before`` (an incident's id): only
+        those after it in this order, the next page of a list whose last item it was (read from
+        the ``opened_at`` index onwards, however far back the page is); KeyError (IdLookupError)
+        when no incident has that id."""
         where: list[ColumnElement[bool]] = []
+        if before is not None:
+            with self._read() as conn:
+                mark = conn.execute(select(IncidentRow.opened_at, IncidentRow.first_seq)
+                                    .where(IncidentRow.id == before)).first()
+            if mark is None:
+                raise IdLookupError(f"no incident has the id {before!r}")
+            where.append(or_(IncidentRow.opened_at < mark[0],
+                             and_(IncidentRow.opened_at == mark[0], IncidentRow.first_seq < mark[1])))
         if states is not None:
             where.append(IncidentRow.state.in_([IncidentState(s).value for s in states]))
         if service is not None:

@@ -539,11 +539,17 @@ def _read_routes(ctx: ApiContext) -> APIRouter:
         service: Annotated[str | None, Query(max_length=100)] = None,
         all: bool = False,
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+        before: Annotated[str | None, Query(min_length=1, max_length=64)] = None,
     ) -> list[dict[str, Any]]:
-        """Incidents, newest first: the unclosed ones, or every one with ``all``, or those in ``state``."""
+        """Incidents, newest first: the unclosed ones, or every one with ``all``, or those in
+        ``state``; at most ``limit``. The next page: ``before`` = the id of the last one listed
+        (an empty list after the last page)."""
         wide = all or state is not None
-        found = ctx.store.incidents(states=[state] if state else None, service=service, limit=limit,
-                                    unclosed=not wide)
+        try:
+            found = ctx.store.incidents(states=[state] if state else None, service=service, limit=limit,
+                                        unclosed=not wide, before=before)
+        except KeyError as exc:
+            raise HTTPException(404, f"before: {exc}") from None
         return [i.model_dump(mode="json") for i in found]
 
     @router.get("/incidents/{incident_id}", responses={404: {"description": "no such incident"}})
