@@ -267,6 +267,25 @@ def test_incidents_page_on_after_the_last_one_listed_ties_included(store: Store)
     with pytest.raises(KeyError, match="no incident"):
         store.incidents(before="nope")
 
+
+@pytest.mark.parametrize("count", [0, 7, 25, 26, 60])
+def test_the_ends_of_an_incidents_findings_and_audit_are_those_of_the_whole_lists(store: Store, count: int) -> None:
+    """``findings_ends`` and ``audit_ends`` give the first and latest of what ``findings`` and
+    ``audit_events`` give in full (ties in ts ordered as there), and count the rest."""
+    inc = incident()
+    store.record(inc, actor="engine", event="incident.opened", subject=inc.id)
+    for i in range(count):
+        store.record(finding(inc.id, ts=100.0 + i // 4), actor="engine", event="incident.updated", subject=inc.id)
+        store.audit("engine", "other", "elsewhere")
+    every, events = store.findings(inc.id), store.audit_events(subject=inc.id)
+    for first, latest in [(5, 20), (0, 3), (30, 0)]:
+        ends, left = store.findings_ends(inc.id, first, latest)
+        kept = every if len(every) <= first + latest else every[:first] + (every[-latest:] if latest else [])
+        assert (ends, left) == (kept, len(every) - len(kept))
+        audit, left_audit = store.audit_ends(inc.id, first, latest)
+        kept_audit = events if len(events) <= first + latest else events[:first] + (events[-latest:] if latest else [])
+        assert (audit, left_audit) == (kept_audit, len(events) - len(kept_audit))
+
 def test_resolve_id_expands_a_unique_prefix_and_rejects_none_ambiguous_or_short(store: Store) -> None:
     store.record(
         incident(id="abcd1111"),

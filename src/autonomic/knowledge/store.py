@@ -803,6 +803,32 @@ class Store:
         with self._read() as conn:
             return [Finding.model_validate(b) for b in conn.execute(_FINDINGS_OF, {"incident": incident_id}).scalars()]
 
+    def findings_ends(self, incident_id: str, first: int, latest: int) -> tuple[list[Finding], int]:
+        """The incident's first ``first`` and latest ``latest`` findings, oldest first, and how
+        many of its findings lie between them: three indexed reads, the findings between the two
+        ends neither read nor parsed, however long the incident lasted."""
+        where = FindingRow.incident_id == incident_id
+        order = (FindingRow.ts, FindingRow.first_seq)
+        with self.reading(), self._read() as conn:
+            total = int(conn.execute(select(func.count()).select_from(FindingRow).where(where)).scalar_one())
+            head = list(conn.execute(select(FindingRow.body).where(where).order_by(*order).limit(first)).scalars())
+            tail_n = min(latest, max(0, total - len(head)))
+            tail = list(conn.execute(select(FindingRow.body).where(where).order_by(*(c.desc() for c in order))
+                                     .limit(tail_n)).scalars())[::-1] if tail_n else []
+        return [Finding.model_validate(b) for b in head + tail], total - len(head) - len(tail)
+
+    def audit_ends(self, subject: str, first: int, latest: int) -> tuple[list[AuditEvent], int]:
+        """The first ``first`` and latest ``latest`` audit events about ``subject``, oldest
+        first, and how many lie between them (see :meth:`findings_ends`)."""
+        where = AuditRow.subject == subject
+        with self.reading(), self._read() as conn:
+            total = int(conn.execute(select(func.count()).select_from(AuditRow).where(where)).scalar_one())
+            head = list(conn.execute(select(AuditRow).where(where).order_by(AuditRow.seq).limit(first)))
+            tail_n = min(latest, max(0, total - len(head)))
+            tail = list(conn.execute(select(AuditRow).where(where).order_by(AuditRow.seq.desc())
+                                     .limit(tail_n)))[::-1] if tail_n else []
+        return [_event(r) for r in head + tail], total - len(head) - len(tail)
+
     def diagnoses(self, incident_id: str) -> list[Diagnosis]:
         """The incident's diagnoses, oldest first."""
         with self._read() as conn:

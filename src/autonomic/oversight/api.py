@@ -403,16 +403,6 @@ def _thresholds(ctx: ApiContext, service: str, metrics: list[str]) -> dict[str, 
     return out
 
 
-def _keep_ends(chain: dict[str, Any], key: str) -> int:
-    """Keep the first :data:`_CHAIN_FIRST` and the latest :data:`_CHAIN_LATEST` of ``chain[key]``
-    (a list in time order); return how many were left out between them."""
-    items = chain[key]
-    left_out = max(0, len(items) - _CHAIN_FIRST - _CHAIN_LATEST)
-    if left_out:
-        chain[key] = items[:_CHAIN_FIRST] + items[-_CHAIN_LATEST:]
-    return left_out
-
-
 def _resolve_incident(ctx: ApiContext, ident: str) -> str:
     try:
         return ctx.store.resolve_id(Incident, ident)
@@ -559,7 +549,7 @@ def _read_routes(ctx: ApiContext) -> APIRouter:
         findings and audit events the first 20 and the latest 200 are given; ``omitted`` says
         how many of each were left out between them (``autonomic explain --json`` has them all)."""
         full = _resolve_incident(ctx, incident_id)
-        chain = explain_incident(ctx.store, full)
+        chain = explain_incident(ctx.store, full, ends=(_CHAIN_FIRST, _CHAIN_LATEST))
         inc = chain["incident"]
         metrics = sorted({f["metric"] for f in chain["findings"]})
         series: dict[str, dict[str, list[float]]] = {}
@@ -570,7 +560,6 @@ def _read_routes(ctx: ApiContext) -> APIRouter:
                 series[metric] = {"ts": [float(t) for t in ts], "values": [float(v) for v in values]}
         chain["series"] = series
         chain["thresholds"] = _thresholds(ctx, inc["service"], metrics)
-        chain["omitted"] = {key: _keep_ends(chain, key) for key in ("findings", "audit")}
         return chain
 
     @router.get("/approvals")
