@@ -44,7 +44,7 @@ from autonomic.execute.supervisor import Supervisor, describe_exit
 from autonomic.knowledge import Store
 from autonomic.knowledge.lease import LeaderElector, elapsed_clock
 from autonomic.knowledge.retention import prune
-from autonomic.knowledge.store import TALLIED_STATES
+from autonomic.knowledge.tallies import PatternTallies
 from autonomic.liveness import Watchdog
 from autonomic.longcsv import from_series as rca_series
 from autonomic.model import (
@@ -345,8 +345,8 @@ class Engine:
         self._pending_repeats: Counter[str] = Counter()
         self._ladder_changes: list[Callable[[], None]] = []  # see _earned
         self._held: list[Notification] | None = None  # see _holding_notifications
-        # see _pattern_record: per pattern everywhere, and per service per pattern
-        self._tallies: tuple[dict[str, tuple[int, int]], dict[str, dict[str, tuple[int, int]]]] | None = None
+        # each pattern's measured record, read once and moved by each action that ends (see _follow)
+        self._tallies = PatternTallies(self.store)
         self._seen_signatures: dict[str, set[tuple[str, str]]] = {}  # (kind, metric) already stored
         self._problems: dict[str, str] = {}  # each ongoing problem, by topic, logged once (see _problem)
         self._next_collect = 0.0
@@ -645,9 +645,8 @@ class Engine:
         an incident written closed (by the sweep, or by the executor on a verified fix) is
         forgotten at once, so per-incident memory is bounded by the unclosed incidents (and
         per-service memory by the services with one)."""
+        self._tallies.follow(nouns)
         for noun in nouns:
-            if isinstance(noun, Action) and noun.state in TALLIED_STATES:
-                self._tallies = None  # only an action ending changes a pattern's record
             if isinstance(noun, Incident):
                 if noun.closed_at is None:
                     self._incidents[noun.id] = noun
@@ -1562,18 +1561,9 @@ class Engine:
     def _pattern_record(self, service: str) -> dict[str, tuple[float, float]]:
         """Per pattern, (successes, failures) for a diagnosis on ``service``: its record there and a
         quarter of it elsewhere (:func:`~autonomic.plan.diagnose.service_record`). The tallies are
-        read once, then again after an action is written in a state they count (succeeded,
-        failed, rolled back); the steps of an action before it ends change nothing, so they do not
-        make the next diagnosis read every action again."""
-        if self._tallies is None:
-            totals: dict[str, tuple[int, int]] = {}
-            per_service: dict[str, dict[str, tuple[int, int]]] = {}
-            for (pattern, where), (s, f) in self.store.pattern_tallies_by_service().items():
-                s_all, f_all = totals.get(pattern, (0, 0))
-                totals[pattern] = (s_all + s, f_all + f)
-                per_service.setdefault(where, {})[pattern] = (s, f)
-            self._tallies = (totals, per_service)
-        totals, per_service = self._tallies
+        read from the store once, then moved by each action that ends (:class:`PatternTallies`),
+        not read again whole: with a year of actions that read cost a decision 0.34 s."""
+        totals, per_service = self._tallies.read()
         return service_record(totals, per_service.get(service, {}))
 
     def policy(self) -> PolicyConfig:

@@ -267,6 +267,33 @@ def test_open_incidents_older_than_a_thousand_closed_ones_are_still_listed_and_r
     assert set(engine._incidents) == {env.open_id, env.waiting_id}
 
 
+
+def test_the_incident_list_pages_through_the_whole_history_with_before(env: Env) -> None:
+    """``limit`` and ``before`` (the last id of the previous page) walk every incident ever
+    stored, newest first, each once, ties in opened_at included; it used to give the newest
+    ``limit`` (at most 1,000) and no way to the older ones."""
+    with env.store.unit():
+        for k in range(25):
+            t = T0 + 100 + k // 2  # two incidents opened in each second
+            done = Incident(service="web", cause="cpu", state=IncidentState.RESOLVED, severity=Severity.WARNING,
+                            kind=FindingKind.THRESHOLD, opened_at=t, updated_at=t + 1, last_finding_at=t,
+                            summary="cpu high", resolution=Resolution.RESOLVED, closed_at=t + 1)
+            env.store.record(done, actor="engine", event="incident.closed", subject=done.id)
+    every = [i.id for i in env.store.incidents(limit=None)]
+    seen: list[str] = []
+    params: dict[str, Any] = {"all": "true", "limit": 10}
+    for _ in range(5):  # three pages of 10, 10 and 8, then an empty one
+        page = env.client.get("/api/v1/incidents", params=params, headers=env.auth("viewer"))
+        assert page.status_code == 200, page.text
+        ids = [i["id"] for i in page.json()]
+        if not ids:
+            break
+        seen += ids
+        params["before"] = ids[-1]
+    assert seen == every and len(seen) == len(set(seen)) == 28
+    missing = env.client.get("/api/v1/incidents", params={"before": "nope"}, headers=env.auth("viewer"))
+    assert missing.status_code == 404 and "before" in missing.json()["detail"]
+
 def test_health_comes_from_status_json_without_an_engine_and_from_the_engine_with_one(env: Env) -> None:
     state_dir = env.ctx.config.state_dir
     state_dir.mkdir(parents=True, exist_ok=True)
@@ -327,11 +354,12 @@ def test_incident_detail_by_prefix_has_the_chain_series_and_thresholds(env: Env)
 
 
 def test_incident_detail_of_a_long_lasting_symptom_keeps_the_first_and_latest_findings_and_counts_the_rest(
-        env: Env) -> None:
+        env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
     """A symptom that lasts keeps adding findings (one stored every 10 s: 8640 a day) and
     ``incident.updated`` events to its incident: the page the dashboard fetches again on every
     event keeps the opening evidence and the latest, and says how many it leaves out, instead of
-    growing by megabytes a day."""
+    growing by megabytes a day. Nor does it read them all to leave most out (a month-long
+    incident's page parsed every one of its tens of thousands of findings)."""
     inc = env.store.get(Incident, env.open_id)
     assert inc is not None
     for i in range(1, 600):
@@ -340,9 +368,14 @@ def test_incident_detail_of_a_long_lasting_symptom_keeps_the_first_and_latest_fi
                     threshold=80.0, summary=f"memory_percent high #{i}", incident_id=inc.id)
         inc = inc.model_copy(update={"updated_at": T0 + 10 * i, "finding_count": i + 1})
         env.store.record(f, inc, actor="engine", event="incident.updated", subject=inc.id)
+    parsed: list[int] = []
+    parse = Finding.model_validate
+    monkeypatch.setattr(Finding, "model_validate", classmethod(lambda cls, obj, **kw: parsed.append(1) or parse(obj)))
     body = env.client.get(f"/api/v1/incidents/{env.open_id}", headers=env.auth("viewer")).json()
+    monkeypatch.undo()
     findings, audit = body["findings"], body["audit"]
     assert len(findings) <= 250 and len(audit) <= 250
+    assert len(parsed) == len(findings)  # the findings between the ends are neither read nor parsed
     assert findings[0]["summary"] == "memory_percent 91 >= 80"  # what opened it
     assert findings[-1]["summary"] == "memory_percent high #599"  # the latest
     assert body["omitted"] == {"findings": 600 - len(findings), "audit": 600 - len(audit)}

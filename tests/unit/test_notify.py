@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import logging
 import threading
 import time
@@ -353,3 +354,62 @@ def test_build_dispatcher_needs_the_named_secret_in_the_environment(monkeypatch:
         build_dispatcher([spec], tmp_path, synchronous=True)
     monkeypatch.setenv("AUTONOMIC_TEST_SECRET", "x")
     assert build_dispatcher([spec], tmp_path, synchronous=True).routes[0].label == "webhook"
+
+
+def _lines(path: Path) -> list[str]:
+    return [json.loads(line)["title"] for line in path.read_text().splitlines()]
+
+
+def test_the_jsonl_file_moved_by_logrotate_between_writes_is_left_alone_and_a_new_one_started(
+        tmp_path: Path) -> None:
+    """logrotate's default (rename, then the writer starts a new file at the path): the lines
+    after the move go to a new file at the configured path, none into the moved one."""
+    path = tmp_path / "notifications.jsonl"
+    notifier = JsonlNotifier(path)
+    notifier.send(note("one"))
+    notifier.send(note("two"))
+    path.rename(tmp_path / "notifications.jsonl.1")
+    notifier.send(note("three"))
+    assert _lines(tmp_path / "notifications.jsonl.1") == ["one", "two"]
+    assert _lines(path) == ["three"]
+    path.unlink()  # removed outright
+    notifier.send(note("four"))
+    assert _lines(path) == ["four"]
+
+
+def test_the_jsonl_file_rotates_by_size_keeping_the_backups_asked_for(tmp_path: Path) -> None:
+    """With max_bytes, a line that would take the file past it first moves the file to
+    ``.1`` (``.1`` to ``.2``, ...), keeping ``backups`` old files; no line is ever split, and
+    every line written is in exactly one file until the oldest backup is dropped."""
+    path = tmp_path / "n.jsonl"
+    one_line = len(json.dumps(note("x00").model_dump(mode="json"), sort_keys=True)) + 1  # the same for x01...
+    notifier = JsonlNotifier(path, max_bytes=3 * one_line, backups=2)
+    for i in range(10):
+        notifier.send(note(f"x{i:02d}"))
+    assert _lines(path) == ["x09"]
+    assert _lines(tmp_path / "n.jsonl.1") == ["x06", "x07", "x08"]
+    assert _lines(tmp_path / "n.jsonl.2") == ["x03", "x04", "x05"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["n.jsonl", "n.jsonl.1", "n.jsonl.2"]
+    for p in tmp_path.iterdir():
+        assert p.stat().st_size <= 3 * one_line
+
+
+def test_a_line_longer_than_max_bytes_is_written_whole_in_a_file_of_its_own(tmp_path: Path) -> None:
+    path = tmp_path / "n.jsonl"
+    notifier = JsonlNotifier(path, max_bytes=50, backups=1)
+    notifier.send(note("first"))
+    notifier.send(note("second"))
+    assert _lines(tmp_path / "n.jsonl.1") == ["first"] and _lines(path) == ["second"]
+
+
+def test_jsonl_rotation_is_read_from_the_config_and_bad_values_name_the_field(tmp_path: Path) -> None:
+    spec = SPEC.validate_python({"type": "jsonl", "path": "n.jsonl", "max_bytes": 10_000_000, "backups": 3})
+    d = build_dispatcher([spec], tmp_path, synchronous=True)
+    notifier = d.routes[0].notifier
+    assert isinstance(notifier, JsonlNotifier) and (notifier.max_bytes, notifier.backups) == (10_000_000, 3)
+    assert SPEC.validate_python({"type": "jsonl", "path": "n.jsonl", "max_bytes": 1000}).backups == 5
+    for data, field in [({"max_bytes": 0}, "max_bytes"), ({"max_bytes": "10MB"}, "max_bytes"),
+                        ({"max_bytes": 1000, "backups": 0}, "backups"), ({"backups": 3}, "backups")]:
+        with pytest.raises(ValidationError) as err:
+            SPEC.validate_python({"type": "jsonl", "path": "n.jsonl", **data})
+        assert field in str(err.value), (data, str(err.value))

@@ -3,8 +3,9 @@
 Each noun table keeps the whole noun in ``body`` (``model_dump(mode="json")``) plus indexed
 copies of the fields that queries filter or sort on. A noun column with the same name as a
 model field is filled from that field (see :data:`NOUN_TABLES`), a derived one by its function
-(:data:`DERIVED`: an action's ``types``); ``first_seq`` is the seq of the
-audit event that first wrote the row and breaks ties in "oldest first" orderings.
+(:data:`DERIVED`: an action's ``types``, ``multi`` and ``ended_at``, a decision's ``person`` and ``target``);
+``first_seq`` is the seq of the audit event that first wrote the row and breaks ties in "oldest
+first" orderings.
 
 The schema is created by the Alembic migrations in ``migrations/versions``; keep the two in step
 (a test compares them on both back ends). Names and ids are TEXT and sequence numbers BIGINT on
@@ -19,7 +20,7 @@ from typing import Any
 from sqlalchemy import JSON, BigInteger, Boolean, Float, Index, Integer, String, Text, false
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from autonomic.model import Action, Decision, Diagnosis, Finding, Incident, Outcome
+from autonomic.model import Action, ActionState, Decision, Diagnosis, Finding, Incident, Outcome
 
 ID = String(64).with_variant(Text(), "postgresql")
 NAME = String(255).with_variant(Text(), "postgresql")
@@ -72,6 +73,14 @@ class DecisionRow(NounRow):
     incident_id: Mapped[str] = mapped_column(ID, index=True)
     verdict: Mapped[str] = mapped_column(String(32), index=True)
     ts: Mapped[float] = mapped_column(Float, index=True)
+    pattern_id: Mapped[str | None] = mapped_column(NAME)  # 0008
+    # whether a person decided (decided_by is not "engine"), and the service its action is on
+    # (None without one): derived, see DERIVED (0008)
+    person: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default=false())
+    target: Mapped[str | None] = mapped_column(NAME)
+
+    # the autonomy ladder's read of people's answers on a pattern and service, not of every decision (0008)
+    __table_args__ = (Index("ix_decisions_person_pattern_id_target", "person", "pattern_id", "target"),)
 
 
 class ActionRow(NounRow):
@@ -87,6 +96,29 @@ class ActionRow(NounRow):
     types: Mapped[str] = mapped_column(Text, nullable=False, server_default="")
     # whether it runs more than one type (a workflow of several): derived, see DERIVED (0005)
     multi: Mapped[bool] = mapped_column(Boolean, index=True, nullable=False, server_default=false())
+    # when it ended (its updated_at) once in a state of ENDED; NULL before, and when cancelled (0008)
+    ended_at: Mapped[float | None] = mapped_column(Float)
+    pattern_id: Mapped[str | None] = mapped_column(NAME)  # 0008
+
+    # a decision's reads of a service's or a type's recent actions, whatever the history (0008)
+    __table_args__ = (
+        Index("ix_actions_type_created_at", "type", "created_at"),
+        Index("ix_actions_service_created_at", "service", "created_at"),
+        Index("ix_actions_multi_created_at", "multi", "created_at"),
+        Index("ix_actions_service_state", "service", "state"),
+        Index("ix_actions_service_ended_at", "service", "ended_at"),
+        Index("ix_actions_service_pattern_id", "service", "pattern_id"),
+    )
+
+
+ENDED = frozenset({ActionState.SUCCEEDED.value, ActionState.FAILED.value, ActionState.ROLLED_BACK.value,
+                   ActionState.ESCALATED.value})
+"""The states an action ends in once it ran (every terminal state but cancelled): its ``ended_at`` is set."""
+
+
+def ended_at(body: dict[str, Any]) -> float | None:
+    """An action's ``ended_at`` column: its ``updated_at`` once its state is one of :data:`ENDED`, else None."""
+    return float(body["updated_at"]) if body.get("state") in ENDED else None
 
 
 def action_types(body: dict[str, Any]) -> str:
@@ -190,5 +222,8 @@ NOUN_TABLES: dict[type, tuple[str, type[NounRow]]] = {
 # noun row class -> {column: its value from the noun's body}, for indexed columns that are not
 # a copy of one model field
 DERIVED: dict[type[NounRow], dict[str, Any]] = {
-    ActionRow: {"types": action_types, "multi": lambda body: action_types(body).count("|") > 2},
+    ActionRow: {"types": action_types, "multi": lambda body: action_types(body).count("|") > 2,
+                "ended_at": ended_at},
+    DecisionRow: {"person": lambda body: body.get("decided_by", "engine") != "engine",
+                  "target": lambda body: (body.get("action") or {}).get("target")},
 }

@@ -403,16 +403,6 @@ def _thresholds(ctx: ApiContext, service: str, metrics: list[str]) -> dict[str, 
     return out
 
 
-def _keep_ends(chain: dict[str, Any], key: str) -> int:
-    """Keep the first :data:`_CHAIN_FIRST` and the latest :data:`_CHAIN_LATEST` of ``chain[key]``
-    (a list in time order); return how many were left out between them."""
-    items = chain[key]
-    left_out = max(0, len(items) - _CHAIN_FIRST - _CHAIN_LATEST)
-    if left_out:
-        chain[key] = items[:_CHAIN_FIRST] + items[-_CHAIN_LATEST:]
-    return left_out
-
-
 def _resolve_incident(ctx: ApiContext, ident: str) -> str:
     try:
         return ctx.store.resolve_id(Incident, ident)
@@ -545,11 +535,17 @@ def _read_routes(ctx: ApiContext) -> APIRouter:
         service: Annotated[str | None, Query(max_length=100)] = None,
         all: bool = False,
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+        before: Annotated[str | None, Query(min_length=1, max_length=64)] = None,
     ) -> list[dict[str, Any]]:
-        """Incidents, newest first: the unclosed ones, or every one with ``all``, or those in ``state``."""
+        """Incidents, newest first: the unclosed ones, or every one with ``all``, or those in
+        ``state``; at most ``limit``. The next page: ``before`` = the id of the last one listed
+        (an empty list after the last page)."""
         wide = all or state is not None
-        found = ctx.store.incidents(states=[state] if state else None, service=service, limit=limit,
-                                    unclosed=not wide)
+        try:
+            found = ctx.store.incidents(states=[state] if state else None, service=service, limit=limit,
+                                        unclosed=not wide, before=before)
+        except KeyError as exc:
+            raise HTTPException(404, f"before: {exc}") from None
         return [i.model_dump(mode="json") for i in found]
 
     @router.get("/incidents/{incident_id}", responses={404: {"description": "no such incident"}})
@@ -559,7 +555,7 @@ def _read_routes(ctx: ApiContext) -> APIRouter:
         findings and audit events the first 20 and the latest 200 are given; ``omitted`` says
         how many of each were left out between them (``autonomic explain --json`` has them all)."""
         full = _resolve_incident(ctx, incident_id)
-        chain = explain_incident(ctx.store, full)
+        chain = explain_incident(ctx.store, full, ends=(_CHAIN_FIRST, _CHAIN_LATEST))
         inc = chain["incident"]
         metrics = sorted({f["metric"] for f in chain["findings"]})
         series: dict[str, dict[str, list[float]]] = {}
@@ -570,7 +566,6 @@ def _read_routes(ctx: ApiContext) -> APIRouter:
                 series[metric] = {"ts": [float(t) for t in ts], "values": [float(v) for v in values]}
         chain["series"] = series
         chain["thresholds"] = _thresholds(ctx, inc["service"], metrics)
-        chain["omitted"] = {key: _keep_ends(chain, key) for key in ("findings", "audit")}
         return chain
 
     @router.get("/approvals")

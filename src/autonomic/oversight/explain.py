@@ -10,22 +10,34 @@ from autonomic.knowledge import Store
 from autonomic.model import Incident
 
 
-def explain_incident(store: Store, incident_id: str) -> dict[str, Any]:
-    """Everything recorded about one incident, in order, as plain JSON-ready data."""
+def explain_incident(store: Store, incident_id: str, ends: tuple[int, int] | None = None) -> dict[str, Any]:
+    """Everything recorded about one incident, in order, as plain JSON-ready data. With ``ends``
+    (first, latest), of the findings and audit events only the first and the latest that many
+    are read, and ``omitted`` says how many of each lie between them (a long incident's page)."""
     incident = store.get(Incident, incident_id)
     if incident is None:
         raise KeyError(f"no incident {incident_id}")
-    return {
+    if ends is None:
+        findings, audit = store.findings(incident_id), store.audit_events(subject=incident_id)
+        omitted = None
+    else:
+        findings, left_findings = store.findings_ends(incident_id, *ends)
+        audit, left_audit = store.audit_ends(incident_id, *ends)
+        omitted = {"findings": left_findings, "audit": left_audit}
+    chain = {
         "incident": incident.model_dump(mode="json"),
-        "findings": [f.model_dump(mode="json") for f in store.findings(incident_id)],
+        "findings": [f.model_dump(mode="json") for f in findings],
         "diagnoses": [d.model_dump(mode="json") for d in store.diagnoses(incident_id)],
         "decisions": [d.model_dump(mode="json") for d in store.decisions(incident_id)],
         "actions": [a.model_dump(mode="json") for a in store.actions(incident_id=incident_id)],
         "outcomes": [o.model_dump(mode="json") for o in store.outcomes(incident_id=incident_id)],
-        "audit": [e.model_dump(mode="json") for e in store.audit_events(subject=incident_id)],
+        "audit": [e.model_dump(mode="json") for e in audit],
         # retention pruned the findings from before this time (see 'autonomic prune'), when it did
         "pruned_before": {k: v for k, v in store.pruned_before().items() if k == "findings"},
     }
+    if omitted is not None:
+        chain["omitted"] = omitted
+    return chain
 
 
 _t = local_stamp

@@ -87,20 +87,48 @@ class ConsoleNotifier:
 
 
 class JsonlNotifier:
-    """Appends each notification as one JSON object per line to ``path``."""
+    """Appends each notification as one JSON object per line to ``path``.
+
+    The file is opened by its name for each line, so when an operator's logrotate moves or
+    removes it, the next line starts a new file at ``path`` and nothing more goes into the moved
+    one (logrotate needs neither ``copytruncate`` nor a signal). With ``max_bytes``, the notifier
+    rotates it itself: a line that would take the file past ``max_bytes`` first moves it to
+    ``path.1`` (``path.1`` to ``path.2``, and so on), keeping ``backups`` old files and removing
+    the oldest, as Python's RotatingFileHandler names them. A line is never split: one longer
+    than ``max_bytes`` is written whole into a file of its own. Rotation is this process's: two
+    processes writing one file with ``max_bytes`` may each rotate it."""
 
     name = "jsonl"
 
-    def __init__(self, path: str | Path, **_: Any) -> None:
+    def __init__(self, path: str | Path, max_bytes: int | None = None, backups: int = 5, **_: Any) -> None:
         self.path = Path(path)
+        self.max_bytes, self.backups = max_bytes, backups
         self._lock = threading.Lock()
 
     def send(self, notification: Notification) -> None:
-        line = json.dumps(notification.model_dump(mode="json"), sort_keys=True)
+        data = (json.dumps(notification.model_dump(mode="json"), sort_keys=True) + "\n").encode("utf-8")
         with self._lock:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            with self.path.open("a", encoding="utf-8") as fh:
-                fh.write(line + "\n")
+            if self.max_bytes is not None:
+                self._rotate_before(len(data))
+            with self.path.open("ab") as fh:
+                fh.write(data)
+
+    def _rotate_before(self, size: int) -> None:
+        """Rotate the file when ``size`` more bytes would take it past ``max_bytes`` (an empty or
+        missing file is never rotated)."""
+        assert self.max_bytes is not None
+        try:
+            current = self.path.stat().st_size
+        except FileNotFoundError:
+            return
+        if current == 0 or current + size <= self.max_bytes:
+            return
+        for n in range(self.backups - 1, 0, -1):
+            older = self.path.with_name(f"{self.path.name}.{n}")
+            if older.exists():
+                os.replace(older, self.path.with_name(f"{self.path.name}.{n + 1}"))
+        os.replace(self.path, self.path.with_name(f"{self.path.name}.1"))
 
 
 def _post(url: str, content: bytes, headers: dict[str, str], timeout_s: float) -> None:
@@ -355,10 +383,20 @@ class ConsoleSpec(_NotifierSpecBase):
 
 
 class JsonlSpec(_NotifierSpecBase):
-    """``type: jsonl``: one JSON object per line appended to ``path`` (relative to the config)."""
+    """``type: jsonl``: one JSON object per line appended to ``path`` (relative to the config);
+    with ``max_bytes``, rotated at that size keeping ``backups`` old files (default 5)."""
 
     type: Literal["jsonl"]
     path: str = Field(min_length=1)
+    max_bytes: int | None = Field(default=None, ge=1, strict=True)
+    backups: int = Field(default=5, ge=1, le=1000, strict=True)
+
+    @model_validator(mode="after")
+    def _backups_with_max_bytes(self) -> JsonlSpec:
+        if "backups" in self.model_fields_set and self.max_bytes is None:
+            raise ValueError("backups: rotation is by size; give max_bytes too (the size, in bytes, a file "
+                             "is rotated at)")
+        return self
 
 
 class SlackSpec(_NotifierSpecBase):
@@ -427,7 +465,8 @@ def build_notifier(spec: ConsoleSpec | JsonlSpec | SlackSpec | WebhookSpec | Ema
         return ConsoleNotifier()
     if isinstance(spec, JsonlSpec):
         path = Path(spec.path).expanduser()
-        return JsonlNotifier(path if path.is_absolute() else base_dir / path)
+        return JsonlNotifier(path if path.is_absolute() else base_dir / path, max_bytes=spec.max_bytes,
+                             backups=spec.backups)
     if isinstance(spec, SlackSpec):
         url = spec.url if spec.url is not None else _http_url(_env(str(spec.url_env), "url_env"))
         return SlackNotifier(url, timeout_s=spec.timeout_s)
