@@ -344,9 +344,10 @@ class _Screen:
         # of a tail of k samples (newest last), the columns within each service's sustain
         self._within = np.arange(self.k)[None, :] >= (self.k - sustain)[:, None]
         fractions = np.array([th.degraded_fraction for th in ths], dtype=np.float64)
+        maximums = [th.maximums() for th in ths]  # (a private attribute: read once per service)
         self._lines: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # metric -> (lines, degraded lines)
-        for metric in sorted({m for th in ths for m in th.maximums()}):
-            lines = np.array([th.maximums().get(metric, math.nan) for th in ths], dtype=np.float64)
+        for metric in sorted({m for lines_of in maximums for m in lines_of}):
+            lines = np.array([lines_of.get(metric, math.nan) for lines_of in maximums], dtype=np.float64)
             # a line below zero has its degraded line above it: the lower of the two is the test
             self._lines[metric] = (lines, np.fmin(lines, fractions * lines))
         self._window_s = np.array([th.availability_window_s for th in ths], dtype=np.float64)
