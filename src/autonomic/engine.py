@@ -447,6 +447,8 @@ class Engine:
         actuator it binds."""
         longest, which = 0.0, "no actuator bound"
         for svc in self.config.services:
+            if not self.config.bindings.get(svc.name):
+                continue  # binds no actuator: no call is ever made on it (a fleet's watched-only services)
             cannot = self._cannot_run(svc.name)  # a runbook its binding lacks: never run here
             specs = [(svc.fallback.type, svc.fallback.params)] if svc.fallback is not None else []
             for pattern in self.config.patterns:
