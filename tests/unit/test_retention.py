@@ -147,6 +147,16 @@ def test_a_pruned_incident_is_named_as_pruned_when_looked_up(store: Store) -> No
         store.resolve_id(Incident, old.id[:8])
 
 
+def test_a_page_after_an_incident_pruned_since_the_last_page_says_retention_pruned_it(store: Store) -> None:
+    """Paging the incident list (``before`` = the last id listed) while retention prunes that one:
+    the refusal says why the id is gone, as a lookup of it does (it said only 'no incident')."""
+    old = _incident_with_history(store, opened=OLD, closed=OLD + 60)
+    assert store.incidents(before=old.id) == []
+    prune(store, KEEP, NOW, Path("unused"))
+    with pytest.raises(IdLookupError, match="retention pruned closed incidents before"):
+        store.incidents(before=old.id)
+
+
 def _ladder_record(store: Store, pattern: str, service: str) -> list[tuple[float, str, bool]]:
     """The record the engine's _earned builds (outcomes, then people's answers, by time)."""
     outcomes, answers = store.pattern_record(pattern, service)
