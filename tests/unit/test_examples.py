@@ -93,3 +93,17 @@ def test_the_readmes_one_line_process_binding_loads_as_written(tmp_path: Path) -
     data = {"services": [{"name": "myapp", "actuators": yaml.safe_load(line)}]}
     loaded = load_config_data(data, source="README.md", base_dir=tmp_path)
     assert loaded.bindings["myapp"]["process"].log_backups == 5  # type: ignore[attr-defined]
+
+
+def test_the_kubernetes_example_lets_a_pod_open_the_store_through_an_upgrade_s_migration_before_liveness() -> None:
+    """The API (and so ``/healthz``) starts only once the store is open: after this version's
+    migration, or after waiting up to ``_MIGRATION_WAIT_S`` for another replica's. With only the
+    liveness probe (3 x 10 s), the kubelet killed a pod still migrating a large store (its
+    migration rolled back, to start over at the next start, killed again) and the replica
+    waiting for it. A startup probe holds liveness off for longer than that wait."""
+    from autonomic.knowledge.store import _MIGRATION_WAIT_S
+
+    (container,) = _docs()["Deployment"]["spec"]["template"]["spec"]["containers"]
+    startup = container["startupProbe"]
+    assert startup["httpGet"]["path"] == "/healthz"
+    assert startup["periodSeconds"] * startup["failureThreshold"] > _MIGRATION_WAIT_S

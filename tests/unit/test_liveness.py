@@ -85,3 +85,20 @@ def test_a_store_call_over_postgresql_is_bounded_by_the_connect_timeout_the_writ
     assert _pg_call_limit_s({"connect_timeout": "2", "tcp_user_timeout": "5000"}) == 17.0
     assert _pg_call_limit_s({"connect_timeout": 10, "keepalives_idle": 15, "keepalives_interval": 5,
                              "keepalives_count": 3}) == 50.0
+
+
+@pytest.mark.parametrize("op", ["stop", "start"])
+def test_a_process_stop_or_start_counts_the_service_s_own_stop_timeout_as_its_longest_call(
+        tmp_path: Path, op: str) -> None:
+    """A stop waits the binding's stop_timeout_s before its SIGKILL (and a start's undo is a stop):
+    a service given 120 s to stop makes that call, and so the loop's step, that long. Taken as the
+    20 s of a restart, a leader stopping it was called stuck mid-call (its lease let go, a standby
+    recovering the action while the stop still ran)."""
+    process = {"command": [sys.executable, "-c", "pass"], "stop_timeout_s": 120}
+    fallback = {"type": "process", "params": {"op": op}}
+    engine = _engine(tmp_path, actuators={"process": process}, fallback=fallback)
+    try:
+        assert engine.stuck_after_s >= 5 + 120 + 5 + 3 * 20
+        assert "process on web" in engine.stuck_basis
+    finally:
+        engine.shutdown()

@@ -134,7 +134,25 @@ def test_old_findings_of_a_kept_incident_go_and_explain_says_so(store: Store) ->
     assert len(store.findings(open_one.id)) == 1  # an open incident keeps its evidence, however old
     assert store.get(Incident, inc.id) is not None and len(store.actions(incident_id=inc.id)) == 1
     text = render_text(explain_incident(store, inc.id))
-    assert "1 findings from before" in text and "were pruned by retention" in text
+    assert "its findings from before" in text and "were pruned by retention" in text
+
+
+def test_explain_says_findings_were_pruned_only_of_an_incident_whose_findings_were(store: Store) -> None:
+    """A repeating finding is stored only now and then (its incident's count stays exact), so an
+    incident holds fewer stored findings than its count without any pruned. Once retention had
+    pruned any findings, explain said of every such incident 'N findings from before ... were
+    pruned by retention', N its count less what is stored, retention never having touched it."""
+    from autonomic.oversight.explain import explain_incident, render_text
+
+    kept = _incident_with_history(store, opened=NOW - 60 * DAY_S, closed=NOW - 50 * DAY_S)  # its findings go
+    recent = _incident_with_history(store, opened=RECENT, closed=RECENT + 60)
+    counted = store.get(Incident, recent.id).model_copy(update={"finding_count": 40})  # type: ignore[union-attr]
+    store.record(counted, actor="engine", event="incident.updated", subject=recent.id)
+    assert prune(store, KEEP, NOW, Path("unused")).counts["findings"] == 1 and store.findings(kept.id) == []
+
+    text = render_text(explain_incident(store, recent.id))
+    assert "40 findings" in text and "pruned" not in text
+    assert len(store.findings(recent.id)) == 1
 
 
 def test_a_pruned_incident_is_named_as_pruned_when_looked_up(store: Store) -> None:
@@ -145,6 +163,16 @@ def test_a_pruned_incident_is_named_as_pruned_when_looked_up(store: Store) -> No
     prune(store, KEEP, NOW, Path("unused"))
     with pytest.raises(IdLookupError, match="retention pruned closed incidents before"):
         store.resolve_id(Incident, old.id[:8])
+
+
+def test_a_page_after_an_incident_pruned_since_the_last_page_says_retention_pruned_it(store: Store) -> None:
+    """Paging the incident list (``before`` = the last id listed) while retention prunes that one:
+    the refusal says why the id is gone, as a lookup of it does (it said only 'no incident')."""
+    old = _incident_with_history(store, opened=OLD, closed=OLD + 60)
+    assert store.incidents(before=old.id) == []
+    prune(store, KEEP, NOW, Path("unused"))
+    with pytest.raises(IdLookupError, match="retention pruned closed incidents before"):
+        store.incidents(before=old.id)
 
 
 def _ladder_record(store: Store, pattern: str, service: str) -> list[tuple[float, str, bool]]:

@@ -164,3 +164,29 @@ def test_an_escalation_whose_failed_outcome_was_written_before_it_counts_as_a_fa
     assert _as_dicts(tallies.read()) == _whole_history(store) == ({"mem-leak": (0, 1)}, {"api": {"mem-leak": (0, 1)}})
     assert tallies.reads == 1
 
+
+
+def test_a_store_read_that_fails_while_an_action_ends_drops_the_record_instead_of_losing_the_action(
+        store: Store, raw_sql: Any) -> None:
+    """An escalation's outcome is looked up in the store as its write is heard, after that write
+    committed. When that read failed (the store gone for a moment), the error came out of the
+    write that had succeeded, and the action, no longer in flight and never added, was missing
+    from the record for the rest of the process's life. Now the record is dropped (read again
+    whole at its next use) and the write returns."""
+    tallies = PatternTallies(store)
+    store.on_record(tallies.follow)
+    tallies.read()
+    a = Action(decision_id="d", incident_id="i", service="api", type="restart", idempotency_key="k",
+               created_at=1.0, updated_at=1.0, pattern_id="mem-leak")
+    store.record(a, actor="engine", event="action.intent", subject=a.id)
+    store.record(a.model_copy(update={"state": ActionState.ROLLING_BACK}), _outcome(a, VerifyVerdict.FAIL),
+                 actor="engine", event="action.verify_failed", subject=a.id)
+    raw_sql("ALTER TABLE outcomes RENAME TO outcomes_away")  # the escalation's outcome read fails
+    try:
+        store.record(a.model_copy(update={"state": ActionState.ESCALATED}), actor="engine",
+                     event="action.undo_failed", subject=a.id)
+    finally:
+        raw_sql("ALTER TABLE outcomes_away RENAME TO outcomes")
+    assert store.get(Action, a.id).state == ActionState.ESCALATED  # type: ignore[union-attr]
+    assert _as_dicts(tallies.read()) == _whole_history(store) == ({"mem-leak": (0, 1)}, {"api": {"mem-leak": (0, 1)}})
+    assert tallies.reads == 2

@@ -66,9 +66,12 @@ class ProcessActuator:
         return f"{p.op} {target.service}"
 
     def call_limit_s(self, target: Target, params: BaseModel) -> float:
-        """The longest one call can take: the stop's wait (``grace_s``, or the restart's
-        RESTART_STOP_TIMEOUT_S), the group's SIGKILL and a start (a fork)."""
-        return max(self._params(params).grace_s, RESTART_STOP_TIMEOUT_S) + 10.0
+        """The longest one call can take: the stop's wait (a restart's RESTART_STOP_TIMEOUT_S, a
+        graceful restart's ``grace_s``; a stop's, and a start's undo's, the binding's
+        ``stop_timeout_s``), the group's SIGKILL and a start (a fork)."""
+        p = self._params(params)
+        stop_s = float(getattr(target.binding, "stop_timeout_s", 0.0)) if p.op in ("stop", "start") else 0.0
+        return max(stop_s, p.grace_s, RESTART_STOP_TIMEOUT_S) + 10.0
 
     def snapshot(self, target: Target, params: BaseModel) -> dict[str, Any]:
         ident = self._supervisor(target).identity(target.service)

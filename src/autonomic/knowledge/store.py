@@ -884,7 +884,7 @@ class Store:
                 mark = conn.execute(select(IncidentRow.opened_at, IncidentRow.first_seq)
                                     .where(IncidentRow.id == before)).first()
             if mark is None:
-                raise IdLookupError(f"no incident has the id {before!r}")
+                raise IdLookupError(f"no incident has the id {before!r}{self._gone_since('incident')}")
             where.append(or_(IncidentRow.opened_at < mark[0],
                              and_(IncidentRow.opened_at == mark[0], IncidentRow.first_seq < mark[1])))
         if states is not None:

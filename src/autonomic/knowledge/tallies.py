@@ -15,20 +15,24 @@ flight). An action heard ending that was one of them, or that was written since 
 before its end, is added once: a success, or a failure (failed, rolled back, or escalated with
 a failed outcome; an escalation is looked up in the store, one indexed read). Anything it cannot
 place exactly (an action heard ending that it never saw in flight, written again after it
-ended, or a failed outcome for an action already ended) drops the cache, and the next read
+ended, or a failed outcome for an action already ended), or an escalation's outcome it cannot read
+(the store gone for a moment), drops the cache, and the next read
 reads the store again: never a wrong number, at worst the old cost once.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Mapping
 from typing import Any
 
+from autonomic.errors import StoreError
 from autonomic.knowledge.store import TALLIED_STATES, Store
 from autonomic.model import Action, ActionState, Outcome, VerifyVerdict
 
 Tally = tuple[int, int]  # (successes, failures)
+log = logging.getLogger(__name__)
 
 
 class PatternTallies:
@@ -65,9 +69,16 @@ class PatternTallies:
             return self._totals, self._per_service
 
     def follow(self, nouns: tuple[Any, ...]) -> None:
-        """Move the record by what one committed :meth:`Store.record` wrote (``nouns``)."""
+        """Move the record by what one committed :meth:`Store.record` wrote (``nouns``). Never
+        raises for the store: the write it follows is committed, so a read here that fails (an
+        escalation's outcome looked up) drops the record, read again whole at its next use."""
         with self._lock:
-            if self._totals is not None and not self._moved(nouns):
+            try:
+                moved = self._totals is None or self._moved(nouns)
+            except StoreError as exc:
+                log.warning("pattern tallies: read again at their next use (%s)", exc)
+                moved = False
+            if not moved:
                 self._totals, self._per_service, self._in_flight = None, {}, set()
 
     def _moved(self, nouns: tuple[Any, ...]) -> bool:

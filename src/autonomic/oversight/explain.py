@@ -58,6 +58,16 @@ def _findings_shown(findings: list[dict[str, Any]], ends: int = 5) -> set[int]:
     return shown
 
 
+def _findings_pruned(inc: dict[str, Any], findings: list[dict[str, Any]], cutoff: float | None) -> bool:
+    """Whether retention pruned findings of this incident: it is closed, it opened before the
+    latest findings cut-off, and none of its findings from before that is left (retention
+    prunes all of a closed incident's). Not how many: a repeating finding is stored only now and
+    then, so its stored findings are fewer than its count whether or not any were pruned."""
+    if cutoff is None or inc["closed_at"] is None or inc["opened_at"] >= cutoff:
+        return False
+    return not findings or findings[0]["ts"] >= cutoff
+
+
 def render_text(chain: dict[str, Any]) -> str:
     """The chain as a page a person reads at 3 a.m."""
     inc = chain["incident"]
@@ -70,9 +80,8 @@ def render_text(chain: dict[str, Any]) -> str:
     ]
     findings = chain["findings"]
     pruned = chain.get("pruned_before", {})
-    if len(findings) < inc["finding_count"] and "findings" in pruned:
-        lines.append(f"  ({inc['finding_count'] - len(findings)} findings from before {_t(pruned['findings'])} "
-                     "were pruned by retention)")
+    if _findings_pruned(inc, findings, pruned.get("findings")):
+        lines.append(f"  (its findings from before {_t(pruned['findings'])} were pruned by retention)")
     shown = _findings_shown(findings)
     for i, f in enumerate(findings):
         if i not in shown:
