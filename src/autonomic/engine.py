@@ -361,6 +361,7 @@ class Engine:
         self.started = False
         self._next_checkpoint = math.inf  # set by start()
         self._next_prune = math.inf  # set by start(): see _prune
+        self._services_stopped = False  # see _stop_services
         # off after the audit log failed to verify for pruning (see _prune); and with replicas
         # unless the archive is a folder they all share (the default, state_dir, is each one's own)
         self._audit_pruning = not (config.engine.leader_election.enabled and config.spec.retention.archive_dir is None)
@@ -687,14 +688,23 @@ class Engine:
                     self.store.audit("engine", "engine.stopped", "engine", {})
                 except StoreError as exc:  # stopping goes on: the services and notifiers still need it
                     log.error("could not record engine.stopped: %s", exc)
-            if self.config.engine.stop_services_on_exit and not self.shadow_only:
-                self.supervisor.stop_all()  # each given its binding's stop_timeout_s, as a restart gives it
+            self._stop_services()
             if self.elector is not None:
                 self.elector.release()
         self.notifiers.close(timeout=5)
         if self._http is not None:
             self._http.close()
         self.store.close()
+
+    def _stop_services(self) -> None:
+        """Stop the supervised services (``stop_services_on_exit``), each given its binding's
+        stop_timeout_s, as a restart gives it; once: :meth:`run` stops them before it stops
+        renewing the lease, :meth:`shutdown` when nothing did."""
+        if self._services_stopped or not self.config.engine.stop_services_on_exit or self.shadow_only:
+            return
+        self._services_stopped = True
+        self.watchdog.beat("stopping the supervised services")
+        self.supervisor.stop_all()
 
     @property
     def standby(self) -> str | None:
@@ -821,6 +831,10 @@ class Engine:
                 stop.wait(min(max(0.01, wake - now), self.config.engine.interval_s))
         finally:
             if keeper is not None:
+                # the supervised services stop while the lease is still renewed: each may take its
+                # stop_timeout_s, and a lease lapsed meanwhile would have the standby take over as
+                # from a crash (waiting out its takeover grace) instead of at its next round
+                self._stop_services()
                 done.set()
                 keeper.join(timeout=30)  # a renewal in flight ends before the lease is released
             self.shutdown()

@@ -4,6 +4,7 @@ store. Each test drives ticks by hand and reads the outcome from the store."""
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -2671,3 +2672,25 @@ def test_with_leader_election_the_audit_log_is_archived_only_to_a_folder_named_f
         assert store.get(Incident, old.id) is None
     assert [p.name for p in shared.iterdir()] == ["audit-000000000001-000000001000.jsonl.gz"]
     assert not (tmp_path / "state" / "audit-archive").exists() and store.verify_audit().ok
+
+
+def test_a_leader_stops_its_supervised_services_while_it_still_renews_its_lease(tmp_path: Path) -> None:
+    """Stopping, a leader stops its supervised services (each may take its stop_timeout_s) before
+    its lease thread ends and the lease is released. Before, the lease thread ended first: services
+    slow to stop outlasted lease_s, the lease lapsed, and the standby took over as from a crash
+    (waiting out its takeover grace) instead of at its next round."""
+    store = Store(f"sqlite:///{tmp_path / 'one.db'}")
+    elector = LeaderElector(store, identity="a", lease_s=15, renew_s=10)
+    assert elector.attempt()
+    h = Harness(tmp_path, store=store, elector=elector)
+    renewing_while_stopping: list[bool] = []
+
+    def stop_all(timeout_s: float | None = None) -> None:
+        renewing_while_stopping.append(
+            any(t.name == "autonomic-lease" and t.is_alive() for t in threading.enumerate()))
+
+    h.engine.supervisor.stop_all = stop_all  # type: ignore[method-assign]
+    stop = threading.Event()
+    h.engine.run(stop, on_tick=lambda _: stop.set())
+    assert renewing_while_stopping == [True]
+    assert store.lease("engine") is None or store.lease("engine").holder is None  # released after
