@@ -1323,8 +1323,7 @@ class Engine:
         code = self.supervisor.exit_info(service)
         if code is None:
             return f"{service}'s own process is not running"
-        how = f"was killed by signal {-code}" if code < 0 else f"exited with code {code}"
-        return f"{service}'s own process {how}"
+        return f"{service}'s own process {describe_exit(code)}"
 
     def _retry_after(self, inc: Incident, diagnosis: Diagnosis, now: float) -> float | None:
         """A further attempt on an incident that already had one (its escalation chain) waits

@@ -150,7 +150,7 @@ def test_a_caller_whose_own_process_died_is_restarted_while_the_dependency_it_ca
         assert web is not None and web.cause == "down" and web.state == IncidentState.RESOLVED
         [diagnosis] = rig.store.diagnoses(web.id)
         assert diagnosis.impacted_by == []
-        assert ("root cause analysis ranks web as impacted by api, but web's own process was killed by signal 9"
+        assert ("root cause analysis ranks web as impacted by api, but web's own process was killed by SIGKILL"
                 in diagnosis.rationale)
         [action] = rig.store.actions(service="web")
         assert (action.pattern_id, action.state) == ("process-down-restart", ActionState.SUCCEEDED)

@@ -165,7 +165,6 @@ def test_an_escalation_whose_failed_outcome_was_written_before_it_counts_as_a_fa
     assert tallies.reads == 1
 
 
-
 def test_a_store_read_that_fails_while_an_action_ends_drops_the_record_instead_of_losing_the_action(
         store: Store, raw_sql: Any) -> None:
     """An escalation's outcome is looked up in the store as its write is heard, after that write
