@@ -13,7 +13,8 @@ by then), slowness (the demo's wrong remedy, rolled back) and an error spike no 
 An episode that ends with a service left down (the engine handed it to a person: a crash loop,
 a restart held back) is followed by the person on call starting it again (``operator_starts``).
 
-Every ``--sample-s`` (60) it samples the process: RSS, CPU seconds and wall time per engine tick,
+Every ``--sample-s`` (60) it samples the process: RSS (anonymous and file-backed, and glibc's
+heap in use and free), CPU seconds and wall time per engine tick,
 open file descriptors, threads, child processes (and zombies), the SQLite file and its WAL,
 unclosed incidents and the oldest one's age, series held, rows per table, the service logs, the
 Python objects alive, and the length of every dict, list and set the engine, its executor,
@@ -36,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import cProfile
+import ctypes
 import gc
 import json
 import logging
@@ -110,6 +112,28 @@ def _status(field: str) -> int:
             if line.startswith(field + ":"):
                 return int(line.split()[1])
     return 0
+
+
+class _MallInfo2(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in (
+        "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks",
+        "keepcost")]
+
+
+def malloc_figures() -> dict[str, float]:
+    """glibc's own account of its heap (``mallinfo2``), in MB: bytes in use (ordinary and mmapped
+    blocks) and bytes free but kept by the allocator; empty where there is no glibc 2.33+.
+
+    With RSS split into anonymous and file-backed pages (``/proc/self/status``), this tells a leak
+    (in use grows) from an allocator that keeps freed pages (free grows) and from mapped files."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        fn = libc.mallinfo2
+    except (OSError, AttributeError):
+        return {}
+    fn.restype = _MallInfo2
+    info = fn()
+    return {"malloc_used_mb": (info.uordblks + info.hblkhd) / 2**20, "malloc_free_mb": info.fordblks / 2**20}
 
 
 def table_rows(db: Path) -> dict[str, int]:
@@ -198,6 +222,9 @@ def sample(engine: Engine, timer: TickTimer, t0: float, api: tuple[str, str] | N
     row: dict[str, Any] = {
         "t_s": round(now - t0, 1),
         "rss_mb": _status("VmRSS") / 1024,
+        "rss_anon_mb": _status("RssAnon") / 1024,
+        "rss_file_mb": _status("RssFile") / 1024,
+        **malloc_figures(),
         "process_cpu_s": usage.ru_utime + usage.ru_stime,
         "ticks": len(wall),
         "tick_ms_median": _median(wall) * 1000,
