@@ -528,6 +528,12 @@ class Engine:
         self.store.audit("engine", "engine.started", "engine",
                          {"config": self.config.source, "services": [s.name for s in self.config.services],
                           **lease})
+        filled = self.store.fill_derived()  # before anything reads the history through them
+        if any(filled.values()):
+            log.warning("the store held %s written by an older autonomic after it was migrated (a rolling "
+                        "upgrade's old replica, or an engine left running while a newer autonomic opened the "
+                        "store): their indexed columns are now filled from the rows themselves",
+                        " and ".join(f"{n} {table}" for table, n in filled.items() if n))
         for service, bindings in self.config.bindings.items():  # a path that is not here fails at 3 a.m.
             for kind, binding in bindings.items():
                 for problem in getattr(binding, "missing", lambda: [])():

@@ -57,6 +57,7 @@ from sqlalchemy import (
     create_engine,
     delete,
     event,
+    false,
     func,
     insert,
     or_,
@@ -78,6 +79,7 @@ from autonomic.knowledge.audit import GENESIS_HASH, AuditReport, make_event, ver
 from autonomic.knowledge.lease import Lease, lease_key
 from autonomic.knowledge.tables import (
     DERIVED,
+    ENDED,
     NOUN_TABLES,
     ActionRow,
     AuditHeadRow,
@@ -1081,6 +1083,51 @@ class Store:
                     ok, bad = totals.get((p, svc), (0, 0))
                     totals[(p, svc)] = (ok + int(a), bad + int(b))
         return totals
+
+    def fill_derived(self, *, actor: str = "engine") -> dict[str, int]:
+        """Fill the indexed copies of action and decision fields that an older autonomic left
+        empty, from each row's own body: per table, how many rows were filled (audited
+        ``store.filled`` when any were).
+
+        A migration fills them on every row stored when it runs, but an older autonomic that was
+        already running then (a rolling upgrade's old replica, leading until it is replaced; an
+        engine left running while a newer CLI opened, and so migrated, the store) goes on writing
+        rows that leave them empty: the types an action runs (0004, 0005), when it ended, its
+        pattern (0008), a decision's pattern, whether a person made it and its action's target
+        (0008). The reads that the engine decides on find rows through those columns (the
+        autonomy ladder's record, the settle time after an action, the rate limits of a
+        workflow's later steps), so such rows were left out of them for good. The engine calls
+        this as it starts leading, when no older replica can write any more (the fence refuses
+        it; restarted, it refuses the newer schema). The rows to fill are found in one read
+        without the write lock (a scan of the two tables' columns); only those are written."""
+        body_pattern = ActionRow.body["pattern_id"].as_string()
+        unfilled = {
+            ActionRow: or_(ActionRow.types == "",
+                           and_(ActionRow.ended_at.is_(None), ActionRow.state.in_(sorted(ENDED))),
+                           and_(ActionRow.pattern_id.is_(None), body_pattern.is_not(None))),
+            DecisionRow: or_(and_(DecisionRow.pattern_id.is_(None),
+                                  DecisionRow.body["pattern_id"].as_string().is_not(None)),
+                             and_(DecisionRow.target.is_(None),
+                                  DecisionRow.body[("action", "target")].as_string().is_not(None)),
+                             and_(DecisionRow.person == false(),
+                                  DecisionRow.body["decided_by"].as_string() != "engine")),
+        }
+        with self._read() as conn:
+            found = {row_cls: list(conn.execute(select(row_cls.id).where(cond)).scalars())
+                     for row_cls, cond in unfilled.items()}
+        counts = {row_cls.__tablename__: len(ids) for row_cls, ids in found.items()}
+        if not any(counts.values()):
+            return counts
+        with self._write() as conn:
+            for row_cls, ids in found.items():
+                for start in range(0, len(ids), 1000):  # one executemany per thousand rows
+                    rows = [{"_id": id_, **_index_values(row_cls, body)} for id_, body in conn.execute(
+                        select(row_cls.id, row_cls.body).where(row_cls.id.in_(ids[start:start + 1000])))]
+                    columns: dict[str, Any] = {k: bindparam(k) for k in rows[0] if k != "_id"}
+                    conn.execute(update(row_cls).where(row_cls.id == bindparam("_id")).values(columns), rows)
+            self._append(conn, self._head(conn), actor, "store.filled", "store",
+                         {"rows": counts, "why": "written by an older autonomic after the store was migrated"})
+        return counts
 
     # --- named state -------------------------------------------------------------------------
 
