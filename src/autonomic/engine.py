@@ -37,7 +37,7 @@ from autonomic.analyze.rca import rank as rank_causes
 from autonomic.analyze.thresholds import HealthDetector, Thresholds, assess
 from autonomic.analyze.trend import TrendDetector, default_trend_specs
 from autonomic.clock import ServerClock, SystemClock
-from autonomic.config import Config
+from autonomic.config import Config, policy_retention_too_short
 from autonomic.errors import AuditChainError, AutonomicError, SourceError, StoreError, StoreValueError
 from autonomic.execute.executor import RETRY_PAUSE_MAX_S, Executor
 from autonomic.execute.supervisor import Supervisor, describe_exit
@@ -581,6 +581,7 @@ class Engine:
                      action.service, action.state.value)
             self.queue.add(("action", action.id), now)
         self._restore_detectors()
+        self._check_override_retention()
         if not self._audit_pruning and self.config.spec.retention.audit_s is not None and not self.shadow_only:
             log.warning("retention: audit entries are kept in the store, not archived and pruned: with leader "
                         "election the archive would be in this replica's own state_dir; set retention.archive_dir "
@@ -590,6 +591,18 @@ class Engine:
         # reports every incident of its private store at the end, however long the recording
         self._next_prune = math.inf if self.shadow_only else now
         self.started = True
+
+    def _check_override_retention(self) -> None:
+        """Warn, naming the field as loading the file would, when the policy an admin stored at
+        run time (PUT /api/v1/policy, refused now when it does this) reads further back than the
+        file's retention keeps: stored before an upgrade that turned retention on, or before the
+        file's retention was shortened. Kept in force, as stored; the fix is a person's."""
+        raw = self.store.get_state(POLICY_OVERRIDE)
+        if not raw:
+            return
+        for key, message in policy_retention_too_short(self.config, self._policy_from(raw)):
+            log.warning("retention.%s: %s (with the policy stored by PUT /api/v1/policy; lengthen retention.%s "
+                        "in the file, or PUT a policy within it)", key, message, key)
 
     @property
     def _checkpoint_path(self) -> Path:

@@ -671,6 +671,22 @@ def test_a_stored_policy_override_is_in_force_at_the_next_decision(tmp_path: Pat
     assert h.actuator.calls == []
 
 
+def test_a_stored_policy_override_reading_further_back_than_retention_is_warned_of_at_start_naming_the_field(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Stored before an upgrade turned retention on (or before the file's retention was
+    shortened), it is still in force; the start says which retention field it outlasts."""
+    from autonomic.engine import POLICY_OVERRIDE
+
+    store = Store("sqlite://")
+    store.set_state(POLICY_OVERRIDE, {"autonomy": "auto", "breaker": {"open_s": 100 * 86400.0}},
+                    actor="token:admin", event="policy.changed")
+    with caplog.at_level("WARNING", logger="autonomic.engine"):
+        Harness(tmp_path, store=store)
+    said = [r.getMessage() for r in caplog.records if r.getMessage().startswith("retention.")]
+    assert len(said) == 1 and said[0].startswith("retention.incidents_days: 90 days is shorter than the 100 days")
+    assert "policy.breaker.open_s" in said[0] and "PUT /api/v1/policy" in said[0]
+
+
 # --- multi-step actions (workflows) --------------------------------------------------------
 
 WORKFLOW = """
