@@ -57,7 +57,6 @@ from sqlalchemy import (
     create_engine,
     delete,
     event,
-    false,
     func,
     insert,
     or_,
@@ -230,6 +229,9 @@ def _prunable_findings(before: float) -> Any:
     return select(FindingRow.id).where(FindingRow.ts < before, FindingRow.incident_id.is_(None) | closed)
 
 
+# the columns Store.fill_derived fills: those added after 0003 (what an older autonomic still
+# running beside a newer one may leave empty); the rest every version has written
+_FILLED = frozenset({"types", "multi", "ended_at", "pattern_id", "person", "target"})
 # the autonomy ladder's record of one (pattern, service): see Store.pattern_record
 _PAIR_OUTCOMES = (select(OutcomeRow.ts, OutcomeRow.body["verdict"].as_string(),
                          OutcomeRow.body["rolled_back"].as_boolean())
@@ -1057,7 +1059,8 @@ class Store:
         ``updated_at`` of its terminal actions other than CANCELLED ones (0.0 when none). Two
         index lookups, however many actions the service had (an action written by an autonomic
         from before migration 0008 has no ``ended_at``: it counts as in flight while it is, but
-        not for the settle time after it ended)."""
+        not for the settle time after it ended, until the engine's next start fills it: see
+        :meth:`fill_derived`)."""
         with self._read() as s:
             row = s.execute(_SERVICE_ACTIVITY, {"service": service}).one()
         return bool(row[0]), float(row[1] or 0.0)
@@ -1099,18 +1102,18 @@ class Store:
         workflow's later steps), so such rows were left out of them for good. The engine calls
         this as it starts leading, when no older replica can write any more (the fence refuses
         it; restarted, it refuses the newer schema). The rows to fill are found in one read
-        without the write lock (a scan of the two tables' columns); only those are written."""
+        without the write lock (a scan of each table: 0.1 s on SQLite with 100,000 actions and
+        200,000 decisions, nothing to fill); only those are written, in one write transaction."""
         body_pattern = ActionRow.body["pattern_id"].as_string()
         unfilled = {
             ActionRow: or_(ActionRow.types == "",
                            and_(ActionRow.ended_at.is_(None), ActionRow.state.in_(sorted(ENDED))),
                            and_(ActionRow.pattern_id.is_(None), body_pattern.is_not(None))),
-            DecisionRow: or_(and_(DecisionRow.pattern_id.is_(None),
-                                  DecisionRow.body["pattern_id"].as_string().is_not(None)),
-                             and_(DecisionRow.target.is_(None),
-                                  DecisionRow.body[("action", "target")].as_string().is_not(None)),
-                             and_(DecisionRow.person == false(),
-                                  DecisionRow.body["decided_by"].as_string() != "engine")),
+            # person and target are read only with the pattern (the ladder's answers): a decision
+            # whose pattern is missing has them recomputed with it, and one without a pattern
+            # needs none (reading every engine decision's body for its author cost 0.5 s a start)
+            DecisionRow: and_(DecisionRow.pattern_id.is_(None),
+                              DecisionRow.body["pattern_id"].as_string().is_not(None)),
         }
         with self._read() as conn:
             found = {row_cls: list(conn.execute(select(row_cls.id).where(cond)).scalars())
@@ -1121,8 +1124,9 @@ class Store:
         with self._write() as conn:
             for row_cls, ids in found.items():
                 for start in range(0, len(ids), 1000):  # one executemany per thousand rows
-                    rows = [{"_id": id_, **_index_values(row_cls, body)} for id_, body in conn.execute(
-                        select(row_cls.id, row_cls.body).where(row_cls.id.in_(ids[start:start + 1000])))]
+                    rows = [{"_id": id_, **{k: v for k, v in _index_values(row_cls, body).items() if k in _FILLED}}
+                            for id_, body in conn.execute(select(row_cls.id, row_cls.body)
+                                                          .where(row_cls.id.in_(ids[start:start + 1000])))]
                     columns: dict[str, Any] = {k: bindparam(k) for k in rows[0] if k != "_id"}
                     conn.execute(update(row_cls).where(row_cls.id == bindparam("_id")).values(columns), rows)
             self._append(conn, self._head(conn), actor, "store.filled", "store",
