@@ -105,6 +105,10 @@ _PRUNES_PER_TICK = 10
 _MAX_UNSTORED = 10_000
 _EXIT_TAIL_CHARS = 800  # of a dead service's log kept in its down finding's evidence
 # What root-cause ranking compares with normal: how a service is doing, not how it is set up.
+# the states of a dependency's down incident whose fix is still to come or under way: a dead
+# service calling it waits for that fix (Engine._dependency_fix_until)
+_FIX_COMING = frozenset({IncidentState.OPEN, IncidentState.DIAGNOSED, IncidentState.AWAITING_APPROVAL,
+                         IncidentState.ACTING, IncidentState.VERIFYING})
 _SYMPTOMS = frozenset({"up", "probe_ok", "probe_latency_ms", "error_rate", "latency_ms", "availability",
                        "cpu_percent", "memory_percent", "pool_utilization"})
 # the direction in which each symptom is trouble: an idle service's CPU falling from 2% to 0%
@@ -1301,12 +1305,57 @@ class Engine:
                 until = max(until or 0.0, latest_end + settle)
         return until
 
-    def _may_echo(self, inc: Incident, diagnosis: Diagnosis) -> bool:
-        """Whether ``inc`` may be an echo of trouble on what its service depends on (see
-        :meth:`_busy_until`): not when the diagnosis already names a dependency behind it (the
-        root_cause gate denies it), nor when its service's own process is seen dead
-        (:meth:`_own_failure`)."""
-        return not diagnosis.impacted_by and self._own_failure(inc.service, inc.cause) is None
+    def _may_echo(self, diagnosis: Diagnosis) -> bool:
+        """Whether the incident of ``diagnosis`` may be an echo of trouble on what its service
+        depends on (see :meth:`_busy_until`): not when the diagnosis already names a dependency
+        behind it (the root_cause gate denies it), nor when its service's own process was seen
+        dead (:meth:`_own_failure`, kept on the diagnosis)."""
+        return not diagnosis.impacted_by and diagnosis.own_failure is None
+
+    def _wait_until(self, inc: Incident, diagnosis: Diagnosis, now: float) -> float | None:
+        """When ``inc`` may be decided, None for now: after the service's own action and, when its
+        trouble may be an echo, its dependencies' actions have ended and settled
+        (:meth:`_busy_until`); a service seen dead while a dependency was down also waits for that
+        dependency's fix (:meth:`_dependency_fix_until`)."""
+        busy = self._busy_until(inc.service, now, echo=self._may_echo(diagnosis))
+        if busy is None and diagnosis.dependencies_down:
+            busy = self._dependency_fix_until(inc.service, diagnosis.dependencies_down, now)
+        return busy
+
+    def _dependency_down(self, dep: str) -> bool:
+        """Whether ``dep`` is down now: it has an unclosed down incident, and its latest ``up`` and
+        ``probe_ok`` samples (those it has) do not all say it is up again."""
+        if (dep, "down") not in self._open:
+            return False
+        latest = [self.series.latest(dep, m) for m in ("up", "probe_ok")]
+        values = [v for _, v in (x for x in latest if x is not None)]
+        return not values or min(values) < 1
+
+    def _dependency_fix_until(self, service: str, deps: Sequence[str], now: float) -> float | None:
+        """For a service seen dead while ``deps`` (what it depends on) were down: when its own
+        remedy may go, None for now. Restarted while a dependency is still down, a service that
+        cannot run without it dies again at once. So it waits while a dependency is still down and
+        its fix is on its way (its down incident not yet decided, awaiting a person's approval,
+        acting or verifying) or settling (``settle_s`` after it ended); no longer once every
+        dependency is up again, nor once the fix has ended and settled with the dependency still
+        down (nor when no fix is coming: escalated to a person): then it goes ahead all the same,
+        never held for ever. A dependency that itself depends on ``service`` (a cycle) is not
+        waited for while undecided (each would wait for the other)."""
+        settle = self.config.engine.settle_s
+        until = None
+        for dep in deps:
+            if not self._dependency_down(dep):
+                continue
+            inc = self._incident(self._open[(dep, "down")])
+            if (inc is not None and inc.state in _FIX_COMING
+                    and service not in self._dependencies.get(dep, ())):
+                return now + self.config.engine.interval_s
+            live, latest_end = self.store.service_activity(dep)
+            if live:
+                return now + self.config.engine.interval_s
+            if latest_end and now < latest_end + settle:
+                until = max(until or 0.0, latest_end + settle)
+        return until
 
     def _own_failure(self, service: str, cause: str) -> str | None:
         """For a down incident of a service with dependencies whose process the engine supervises:
@@ -1351,7 +1400,7 @@ class Engine:
                 return None
             with self.store.reading():  # one snapshot for the busy check and every gate's read
                 diagnosis = self.store.diagnoses(inc.id)[-1]
-                busy = self._busy_until(inc.service, now, echo=self._may_echo(inc, diagnosis))
+                busy = self._wait_until(inc, diagnosis, now)
                 if busy is not None:
                     return busy
                 retry = self._retry_after(inc, diagnosis, now)
@@ -1422,7 +1471,7 @@ class Engine:
         with self._holding_notifications(), self.store.unit():
             inc = self._record_diagnosis(inc, diagnosis, now)
             with self.store.reading():
-                busy = self._busy_until(inc.service, now, echo=self._may_echo(inc, diagnosis))
+                busy = self._wait_until(inc, diagnosis, now)
                 ctx = self._gate_context(inc, diagnosis, now, human=False) if busy is None else None
             if busy is not None:
                 return busy
@@ -1457,14 +1506,17 @@ class Engine:
         with self.store.reading():
             findings = self.store.findings(inc.id)
             record = self._pattern_record(inc.service)
-            recent = self._recent_actions(inc.service, now)
+            recent, uncounted = self._recent_actions(inc.service, now)
         svc = self.config.service(inc.service)
         cannot = self._cannot_run(inc.service)
         change = self._last_change(inc.service)
         ctx = DiagnoseContext(now=now, service_type=svc.type if svc else None,
                               last_change_at=change.at if change else None, last_change=change, record=record,
-                              recent_actions=recent, cannot_run=cannot)
-        diagnosis = self._with_root_causes(diagnose(inc, findings, list(self.patterns.values()), ctx), inc, now)
+                              recent_actions=recent, uncounted_actions=uncounted, cannot_run=cannot)
+        own = self._own_failure(inc.service, inc.cause)
+        diagnosis = diagnose(inc, findings, list(self.patterns.values()), ctx)
+        diagnosis = self._with_root_causes(diagnosis, inc, now, own)
+        diagnosis = self._with_dependencies_down(diagnosis, inc, own)
         if diagnosis.action is None and inc.cause not in _NO_FALLBACK_CAUSES:
             fallback = self.config.fallback_action(inc.service)
             # a pattern that matched but that this service cannot carry out (a built-in one for an
@@ -1487,7 +1539,25 @@ class Engine:
         log.info("incident %s diagnosed: %s", inc.id[:8], diagnosis.rationale)
         return updated
 
-    def _with_root_causes(self, diagnosis: Diagnosis, inc: Incident, now: float) -> Diagnosis:
+    def _with_dependencies_down(self, diagnosis: Diagnosis, inc: Incident, own: str | None) -> Diagnosis:
+        """Keep on the diagnosis how the service's own process ended (``own``) and, when it did
+        while something it depends on is down, which: its remedy then waits for their fix
+        (:meth:`_dependency_fix_until`) and does not count toward a crash loop, as the rationale says."""
+        if own is None:
+            return diagnosis
+        down = [d for d in sorted(self._dependencies.get(inc.service, ())) if self._dependency_down(d)]
+        if not down:
+            return diagnosis.model_copy(update={"own_failure": own})
+        names = ", ".join(down)
+        verb = "is" if len(down) == 1 else "are"
+        note = (f"; {own} while {names}, which it depends on, {verb} down: {inc.service} is restarted once "
+                f"{names}'s fix has run and {names} {verb} up again (at the latest once that fix has been verified "
+                f"and has settled, or at once when none is coming), and this death does not count toward a "
+                f"crash loop")
+        return diagnosis.model_copy(update={"own_failure": own, "dependencies_down": down,
+                                            "rationale": diagnosis.rationale + note})
+
+    def _with_root_causes(self, diagnosis: Diagnosis, inc: Incident, now: float, own: str | None) -> Diagnosis:
         """For a service with dependencies: rank root causes over the dependency graph from the
         series store (window: from a little before the incident opened; baseline: before that)
         and keep the ranking on the diagnosis; the ``root_cause`` gate then holds back an action
@@ -1518,9 +1588,8 @@ class Engine:
             return diagnosis
         me = next((r for r in report.ranking if r.service == inc.service), None)
         impacted_by = me.caused_by if me is not None and me.role == "impacted" else []
-        own = self._own_failure(inc.service, inc.cause) if impacted_by else None
         note = ""
-        if own is not None:
+        if own is not None and impacted_by:
             note = (f"; root cause analysis ranks {inc.service} as impacted by {', '.join(impacted_by)}, but {own}: "
                     f"its own fault, remedied whatever {', '.join(impacted_by)} does")
             impacted_by = []
@@ -1541,17 +1610,26 @@ class Engine:
             return {}
         return cannot_run(self.patterns.values(), self.config.bindings.get(service, {}), service)
 
-    def _recent_actions(self, service: str, now: float) -> dict[str, list[float]]:
+    def _recent_actions(self, service: str, now: float) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
         """Per pattern, when its actions on ``service`` were created (cancelled ones left out), as
         far back as the longest ``match.after_actions.within_s`` of any pattern; nothing is read
-        when no pattern counts actions."""
+        when no pattern counts actions. Two maps: the actions that count, and those that answered
+        a death of the service while something it depends on was down (a diagnosis of their
+        incident says ``dependencies_down``), which do not count toward a crash loop."""
+        counted: dict[str, list[float]] = {}
+        uncounted: dict[str, list[float]] = {}
         if self._after_actions_s is None:
-            return {}
-        out: dict[str, list[float]] = {}
+            return counted, uncounted
+        excused: dict[str, bool] = {}
         for action in self.store.actions(service=service, created_since=now - self._after_actions_s):
-            if action.pattern_id is not None and action.state != ActionState.CANCELLED:
-                out.setdefault(action.pattern_id, []).append(action.created_at)
-        return out
+            if action.pattern_id is None or action.state == ActionState.CANCELLED:
+                continue
+            if action.incident_id not in excused:
+                excused[action.incident_id] = service in self._dependencies and any(
+                    d.dependencies_down for d in self.store.diagnoses(action.incident_id))
+            into = uncounted if excused[action.incident_id] else counted
+            into.setdefault(action.pattern_id, []).append(action.created_at)
+        return counted, uncounted
 
     def _last_change(self, service: str) -> ConfigChange | None:
         """The last change to the service's bound config file made outside the engine (for

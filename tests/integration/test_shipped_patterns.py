@@ -206,6 +206,148 @@ ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), Handler).serve_forever()
 """
 
 
+# A real dependency and its real caller: api answers HTTP on the port in argv[1]; web calls it every
+# 50 ms and exits with code 3 the moment api refuses the connection (as a service that cannot run
+# without its database does).
+API = """\
+import sys
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+class H(BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(200)
+        self.end_headers()
+    def log_message(self, *args):
+        pass
+ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
+"""
+WEB = """\
+import sys, time, urllib.request
+while True:
+    try:
+        urllib.request.urlopen(f"http://127.0.0.1:{sys.argv[1]}/", timeout=1).close()
+    except OSError:
+        sys.exit(3)
+    time.sleep(0.05)
+"""
+
+
+def _api_and_web(tmp_path: Path, *, api_autonomy: str = "auto") -> Rig:
+    """web depends on api; both are real processes the engine supervises; api has an HTTP probe."""
+    port = free_port()
+    api = {"name": "api", "probes": [{"type": "http", "url": f"http://127.0.0.1:{port}/", "timeout_s": 0.5}],
+           "actuators": {"process": {"command": [sys.executable, "-c", API, str(port)], "start_grace_s": 0}}}
+    web = {"name": "web", "depends_on": ["api"],
+           "actuators": {"process": {"command": [sys.executable, "-c", WEB, str(port)], "start_grace_s": 0}}}
+    rig = Rig(tmp_path, web, others=(api,), policy={"services": {"api": {"autonomy": api_autonomy}}})
+    wait_for(lambda: _answers(f"http://127.0.0.1:{port}/"), what="api answering")
+    return rig
+
+
+def _ended(pid: int) -> None:
+    """Wait (real time) until ``pid`` has ended by itself."""
+    deadline = time.monotonic() + 5
+    while psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
+        assert time.monotonic() < deadline, f"process {pid} did not end"
+        time.sleep(0.02)
+
+
+def _kill_api(rig: Rig) -> int:
+    """Crash api; web, calling it, exits with code 3 on its own. Returns web's old pid."""
+    sup = rig.engine.supervisor
+    api_pid, web_pid = sup.pid("api"), sup.pid("web")
+    assert api_pid is not None and web_pid is not None
+    _crash(api_pid)
+    _ended(web_pid)
+    return web_pid
+
+
+def _incident_of(rig: Rig, service: str, after: Incident | None = None) -> Incident | None:
+    incidents = rig.store.incidents(service=service)  # newest first
+    return incidents[0] if incidents and incidents[0] != after else None
+
+
+def test_a_caller_that_exits_because_its_dependency_is_down_is_restarted_after_the_dependencys_fix(
+    tmp_path: Path,
+) -> None:
+    """web exits (code 3) when api, which it calls, refuses. api's restart waits for a person's
+    approval. web is dead and must be restarted, but not while api is down: restarted then, it
+    exits again at once and its restart fails (before, web was restarted at once, died again and
+    its incident was handed to a person: the fix was api's). web's incident waits, its diagnosis
+    saying why; once the person approves api's restart and api answers again, web is restarted
+    and stays up."""
+    from autonomic.engine import answer_approval
+
+    rig = _api_and_web(tmp_path, api_autonomy="approve")
+    sup = rig.engine.supervisor
+    try:
+        web_pid = _kill_api(rig)
+        rig.tick_until(lambda: (i := _incident_of(rig, "api")) is not None
+                       and i.state == IncidentState.AWAITING_APPROVAL)
+        rig.ticks(10)
+        assert rig.store.actions(service="web") == []  # web waits: api's fix has not run
+        web = _incident_of(rig, "web")
+        assert web is not None and not web.state.terminal
+        diagnosis = rig.store.diagnoses(web.id)[-1]
+        assert diagnosis.dependencies_down == ["api"]
+        assert ("web's own process exited with code 3 while api, which it depends on, is down: web is restarted "
+                "once api's fix has run and api is up again" in diagnosis.rationale)
+        api = _incident_of(rig, "api")
+        assert api is not None
+        answer_approval(rig.store, api.id, "approve", actor="person:ops", comment="go", now=rig.clock.now())
+        rig.tick_until(lambda: (i := _incident_of(rig, "web")) is not None and i.state.terminal)
+        web = _incident_of(rig, "web")
+        assert web is not None and web.state == IncidentState.RESOLVED
+        [action] = rig.store.actions(service="web")
+        assert (action.pattern_id, action.state) == ("process-down-restart", ActionState.SUCCEEDED)
+        [api_fix] = rig.store.actions(service="api")
+        assert action.created_at > api_fix.created_at
+        assert sup.pid("web") not in (None, web_pid)
+    finally:
+        rig.engine.shutdown()
+
+
+def test_a_callers_crashes_while_its_dependency_is_down_do_not_count_toward_a_crash_loop(
+    tmp_path: Path,
+) -> None:
+    """api crashes twice; each time web, calling it, exits too, and is restarted after api's
+    restart. Then web crashes on its own with api healthy. Its restarts after api's crashes do not
+    count toward crash-loop-hand-over: its fourth death is restarted, not handed to a person
+    (before, it was: '3 actions of process-down-restart in the last 1800 s'). Crashing on its own
+    with api healthy, it is still handed over after three counted restarts (its sixth death)."""
+    rig = _api_and_web(tmp_path)
+    sup = rig.engine.supervisor
+    try:
+        for _ in range(2):
+            before = _incident_of(rig, "web")
+            _kill_api(rig)
+            rig.tick_until(lambda b=before: (i := _incident_of(rig, "web", b)) is not None  # type: ignore[misc]
+                           and i.state.terminal)
+            inc = _incident_of(rig, "web")
+            assert inc is not None and inc.state == IncidentState.RESOLVED
+            rig.tick_until(lambda: all(i.state.terminal for i in rig.store.incidents()))
+        for n in range(3, 7):
+            before = _incident_of(rig, "web")
+            pid = sup.pid("web")
+            assert pid is not None
+            _crash(pid)
+            rig.tick_until(lambda b=before: (i := _incident_of(rig, "web", b)) is not None  # type: ignore[misc]
+                           and i.state.terminal)
+            inc = _incident_of(rig, "web")
+            assert inc is not None
+            [diagnosis] = rig.store.diagnoses(inc.id)
+            if n < 6:
+                assert inc.state == IncidentState.RESOLVED, f"death {n}: {diagnosis.rationale}"
+                assert diagnosis.pattern_id == "process-down-restart"
+            else:
+                assert inc.state == IncidentState.ESCALATED
+                assert diagnosis.pattern_id == "crash-loop-hand-over"
+        reasons = diagnosis.candidates[0].reasons
+        assert ("3 actions of process-down-restart in the last 1800 s (>= 3); 2 more answered a crash while a "
+                "dependency was down, not counted" in reasons), reasons
+    finally:
+        rig.engine.shutdown()
+
+
 # A real metrics endpoint: how full the spool folder is against a 200 kB quota, as Prometheus text.
 SPOOL_METRICS = _metrics_server("""\
 SPOOL, QUOTA = sys.argv[2], 200_000
