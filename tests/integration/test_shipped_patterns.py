@@ -232,10 +232,13 @@ while True:
 
 
 def _api_and_web(tmp_path: Path, *, api_autonomy: str = "auto") -> Rig:
-    """web depends on api; both are real processes the engine supervises; api has an HTTP probe."""
+    """web depends on api; both are real processes the engine supervises; api has an HTTP probe.
+    api will not start while the file ``tmp_path/api-broken`` exists (exit code 1)."""
     port = free_port()
+    broken = tmp_path / "api-broken"
+    api_cmd = f"import os, sys\nif os.path.exists({str(broken)!r}):\n    sys.exit(1)\n{API}"
     api = {"name": "api", "probes": [{"type": "http", "url": f"http://127.0.0.1:{port}/", "timeout_s": 0.5}],
-           "actuators": {"process": {"command": [sys.executable, "-c", API, str(port)], "start_grace_s": 0}}}
+           "actuators": {"process": {"command": [sys.executable, "-c", api_cmd, str(port)], "start_grace_s": 0}}}
     web = {"name": "web", "depends_on": ["api"],
            "actuators": {"process": {"command": [sys.executable, "-c", WEB, str(port)], "start_grace_s": 0}}}
     rig = Rig(tmp_path, web, others=(api,), policy={"services": {"api": {"autonomy": api_autonomy}}})
@@ -302,6 +305,31 @@ def test_a_caller_that_exits_because_its_dependency_is_down_is_restarted_after_t
         [api_fix] = rig.store.actions(service="api")
         assert action.created_at > api_fix.created_at
         assert sup.pid("web") not in (None, web_pid)
+    finally:
+        rig.engine.shutdown()
+
+
+def test_a_caller_whose_dependency_cannot_be_fixed_is_restarted_anyway_once_that_fix_has_ended(
+    tmp_path: Path,
+) -> None:
+    """api crashes and will not start again (its restart dies at once, the action fails and api's
+    incident goes to a person). web, dead since api went down, is not held for ever: it waits
+    while api's restart is tried, then goes ahead once that action has ended (settle_s is 0
+    here), and its own incident reaches a person with its own failed restart."""
+    rig = _api_and_web(tmp_path)
+    try:
+        (tmp_path / "api-broken").write_text("")
+        _kill_api(rig)
+        rig.tick_until(lambda: bool(rig.store.actions(service="web")))
+        [api_fix] = rig.store.actions(service="api")
+        [web_fix] = rig.store.actions(service="web")
+        assert api_fix.state == ActionState.FAILED
+        events = rig.store.audit_events()  # in order; the clock stands still within a tick
+        api_failed = next(e.seq for e in events if e.kind == "action.failed" and e.subject == api_fix.id)
+        assert all(e.seq > api_failed for e in events if e.subject == web_fix.id)
+        api = _incident_of(rig, "api")
+        assert api is not None and api.state == IncidentState.ESCALATED
+        rig.tick_until(lambda: (i := _incident_of(rig, "web")) is not None and i.state.terminal)
     finally:
         rig.engine.shutdown()
 
