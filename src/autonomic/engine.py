@@ -1358,21 +1358,38 @@ class Engine:
         return until
 
     def _own_failure(self, service: str, cause: str) -> str | None:
-        """For a down incident of a service with dependencies whose process the engine supervises:
-        what the supervisor says when that process is not running ("web's own process exited with
-        code 3"). A process that has exited is its own fault and needs its own remedy, whatever the
-        services it calls are doing; its incident neither waits on them nor is held back as their
-        echo. None when the process runs or the engine cannot see it: a failing probe or an ``up``
-        of 0 from elsewhere (a Prometheus target) may be a dependency's echo. None in a
-        shadow-only engine (replay), which runs no process."""
+        """For a down incident of a service with dependencies: how its own process or unit ended,
+        when it is seen dead ("web's own process exited with code 3", "web's container web-1
+        exited with code 137 (OOMKilled)"). Dead, it is its own fault and needs its own remedy: its
+        incident is not held back as a dependency's echo. Seen by the supervisor for a ``process``
+        binding, else by each bound actuator that reads its unit's state (``unit_exit``: systemd's
+        failed unit, Docker's exited container, a Kubernetes workload none of whose pods runs). None
+        when it runs, or nothing can tell (a failing probe or an ``up`` of 0 from elsewhere, such
+        as a Prometheus target, may be a dependency's echo), or the read fails (logged). None in
+        a shadow-only engine (replay), which runs nothing."""
         if cause != "down" or self.shadow_only or service not in self._dependencies:
             return None
-        if self.config.bindings.get(service, {}).get("process") is None or self.supervisor.identity(service):
-            return None
-        code = self.supervisor.exit_info(service)
-        if code is None:
-            return f"{service}'s own process is not running"
-        return f"{service}'s own process {describe_exit(code)}"
+        bindings = self.config.bindings.get(service, {})
+        if bindings.get("process") is not None:
+            if self.supervisor.identity(service):
+                return None
+            code = self.supervisor.exit_info(service)
+            if code is None:
+                return f"{service}'s own process is not running"
+            return f"{service}'s own process {describe_exit(code)}"
+        for kind, binding in bindings.items():
+            read = getattr(self.actuators.get(kind), "unit_exit", None)
+            if read is None:
+                continue
+            try:
+                how = read(Target(service=service, binding=binding))
+            except AutonomicError as exc:
+                log.info("service %s: cannot read its %s unit's state (taken as not seen dead): %s",
+                         service, kind, exc)
+                continue
+            if how:
+                return f"{service}'s {how}"
+        return None
 
     def _retry_after(self, inc: Incident, diagnosis: Diagnosis, now: float) -> float | None:
         """A further attempt on an incident that already had one (its escalation chain) waits
@@ -1547,7 +1564,8 @@ class Engine:
             return diagnosis
         down = [d for d in sorted(self._dependencies.get(inc.service, ())) if self._dependency_down(d)]
         if not down:
-            return diagnosis.model_copy(update={"own_failure": own})
+            said = "" if own in diagnosis.rationale else f"; {own}: its own fault, not an echo of its dependencies"
+            return diagnosis.model_copy(update={"own_failure": own, "rationale": diagnosis.rationale + said})
         names = ", ".join(down)
         verb = "is" if len(down) == 1 else "are"
         note = (f"; {own} while {names}, which it depends on, {verb} down: {inc.service} is restarted once "

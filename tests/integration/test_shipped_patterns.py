@@ -6,8 +6,10 @@ pass in ticks instead of minutes; the processes, files and runbooks are real."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -374,6 +376,110 @@ def test_a_callers_crashes_while_its_dependency_is_down_do_not_count_toward_a_cr
                 "dependency was down, not counted" in reasons), reasons
     finally:
         rig.engine.shutdown()
+
+
+@contextlib.contextmanager
+def _unit_host(kind: str, tmp_path: Path) -> Iterator[tuple[dict[str, Any], Callable[[], str]]]:
+    """A stand-in of the service manager ``kind`` speaking its real wire protocol, holding one
+    running unit for web: (web's binding, a function that makes that unit die and returns how the
+    engine should say it ended). systemd: a private dbus-daemon and the stand-in systemd on it
+    (systemd_standin.py); docker: the stand-in Docker Engine on a UNIX socket (docker_standin.py);
+    kubernetes: the stand-in API server (kube_standin.py)."""
+    if kind == "systemd":
+        from systemd_standin import DbusDaemon, FakeUnit, SystemdStandin
+
+        bus = DbusDaemon()
+        systemd = SystemdStandin(bus.address, [FakeUnit("web.service")]).start()
+
+        def die() -> str:
+            unit = systemd.unit("web.service")
+            unit.active_state, unit.sub_state, unit.main_pid = "failed", "failed", 0
+            unit.result, unit.exec_main_code, unit.exec_main_status = "exit-code", 1, 3
+            return "web's unit web.service failed: its main process exited with code 3 (Result exit-code)"
+
+        try:
+            yield {"unit": "web.service", "bus_address": bus.address, "timeout_s": 2}, die
+        finally:
+            systemd.stop()
+            bus.stop()
+    elif kind == "docker":
+        import tempfile
+
+        from docker_standin import DockerStandin
+
+        folder = Path(tempfile.mkdtemp(prefix="dk", dir="/tmp"))
+        dockerd = DockerStandin(folder / "docker.sock")
+        dockerd.start()
+        container = dockerd.add("web-1")
+
+        def die() -> str:
+            container.running, container.exit_code, container.oom_killed = False, 137, True
+            container.finished_at = dockerd.now()
+            return "web's container web-1 exited with code 137 (OOMKilled)"
+
+        try:
+            yield {"container": "web-1", "base_url": dockerd.base_url, "timeout_s": 5}, die
+        finally:
+            dockerd.stop()
+            shutil.rmtree(folder, ignore_errors=True)
+    else:
+        from kube_standin import running
+
+        with running() as kube:
+            kube.add_workload("shop", "web", replicas=1)
+            kube.add_pod("shop", "web-7f9c", {"app": "web"}, "2024-01-01T00:00:00Z")
+
+            def die() -> str:
+                kube.objects.pop(("pods", "shop", "web-7f9c"))
+                kube.add_pod("shop", "web-7f9c", {"app": "web"}, "2024-01-01T00:00:00Z", [
+                    {"name": "web", "ready": False, "restartCount": 4,
+                     "state": {"waiting": {"reason": "CrashLoopBackOff"}},
+                     "lastState": {"terminated": {"exitCode": 137, "reason": "OOMKilled"}}}])
+                return ("web's pod web-7f9c's container web is in CrashLoopBackOff, last terminated with exit code "
+                        "137 (OOMKilled), 4 restarts")
+
+            yield {"namespace": "shop", "name": "web", "api_url": kube.url}, die
+
+
+@pytest.mark.parametrize("kind", ["systemd", "docker", "kubernetes"])
+def test_a_caller_whose_unit_is_seen_dead_is_its_own_fault_and_not_held_back_as_its_dependencys_echo(
+    tmp_path: Path, kind: str,
+) -> None:
+    """web, run by systemd, Docker or Kubernetes (stand-ins speaking each one's wire protocol),
+    calls api (a real supervised process). api crashes and is restarted; while that restart is
+    verified (30 s), web's probe fails and its unit is dead: a failed systemd unit, an exited
+    container, a pod in CrashLoopBackOff. The actuator reads that state, so web's diagnosis
+    says how it ended and web is decided at once (here handed to a person: no built-in pattern
+    restarts these), not held back as api's echo until api's restart is verified (before, only a
+    ``process`` binding's death was seen; these waited)."""
+    port = free_port()
+    with _unit_host(kind, tmp_path) as (binding, die):
+        server = _health_server(port)
+        web = {"name": "web", "depends_on": ["api"], "actuators": {kind: binding},
+               "probes": [{"type": "http", "url": f"http://127.0.0.1:{port}/health", "timeout_s": 0.5}]}
+        api = {"name": "api", "actuators": {"process": {"command": [sys.executable, "-c", SLEEPER],
+                                                         "start_grace_s": 0}}}
+        rig = Rig(tmp_path, web, others=(api,))
+        try:
+            rig.ticks(5)
+            api_pid = rig.engine.supervisor.pid("api")
+            assert api_pid is not None and _incident_of(rig, "web") is None
+            _crash(api_pid)
+            rig.tick_until(lambda: any(a.state == ActionState.VERIFYING for a in rig.store.actions(service="api")))
+            said = die()
+            server.shutdown()
+            server.server_close()
+            rig.tick_until(lambda: (i := _incident_of(rig, "web")) is not None and bool(rig.store.decisions(i.id)),
+                           limit=8)
+            [api_fix] = rig.store.actions(service="api")
+            assert api_fix.state == ActionState.VERIFYING  # web did not wait for it
+            inc = _incident_of(rig, "web")
+            assert inc is not None
+            diagnosis = rig.store.diagnoses(inc.id)[-1]
+            assert diagnosis.own_failure == said
+            assert f"{said}: its own fault, not an echo of its dependencies" in diagnosis.rationale
+        finally:
+            rig.engine.shutdown()
 
 
 # A real metrics endpoint: how full the spool folder is against a 200 kB quota, as Prometheus text.
