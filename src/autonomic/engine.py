@@ -20,7 +20,7 @@ import threading
 import time
 import zlib
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import replace
 from http.cookiejar import CookieJar, DefaultCookiePolicy
 from pathlib import Path
@@ -1295,9 +1295,15 @@ class Engine:
         echoes that root-cause ranking, looking at what is departing now, no longer traces to the
         dependency. The incident waits; an echo clears on its own meanwhile, and a trouble of the
         caller's own is diagnosed again and decided afterwards."""
+        return self._activity_until((service, *(self._dependencies.get(service, ()) if echo else ())), now)
+
+    def _activity_until(self, services: Iterable[str], now: float) -> float | None:
+        """``interval_s`` from now while an action on one of ``services`` is in flight; else the end
+        of the latest settle time (``settle_s`` after an action on one of them ended) still to come;
+        None when neither."""
         settle = self.config.engine.settle_s
         until = None
-        for name in (service, *(self._dependencies.get(service, ()) if echo else ())):
+        for name in services:
             live, latest_end = self.store.service_activity(name)
             if live:
                 return now + self.config.engine.interval_s
@@ -1341,21 +1347,13 @@ class Engine:
         down (nor when no fix is coming: escalated to a person): then it goes ahead all the same,
         never held for ever. A dependency that itself depends on ``service`` (a cycle) is not
         waited for while undecided (each would wait for the other)."""
-        settle = self.config.engine.settle_s
-        until = None
-        for dep in deps:
-            if not self._dependency_down(dep):
-                continue
+        down = [dep for dep in deps if self._dependency_down(dep)]
+        for dep in down:
             inc = self._incident(self._open[(dep, "down")])
             if (inc is not None and inc.state in _FIX_COMING
                     and service not in self._dependencies.get(dep, ())):
                 return now + self.config.engine.interval_s
-            live, latest_end = self.store.service_activity(dep)
-            if live:
-                return now + self.config.engine.interval_s
-            if latest_end and now < latest_end + settle:
-                until = max(until or 0.0, latest_end + settle)
-        return until
+        return self._activity_until(down, now)
 
     def _own_failure(self, service: str, cause: str) -> str | None:
         """For a down incident of a service with dependencies: how its own process or unit ended,
