@@ -20,7 +20,7 @@ import threading
 import time
 import zlib
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import replace
 from http.cookiejar import CookieJar, DefaultCookiePolicy
 from pathlib import Path
@@ -105,6 +105,10 @@ _PRUNES_PER_TICK = 10
 _MAX_UNSTORED = 10_000
 _EXIT_TAIL_CHARS = 800  # of a dead service's log kept in its down finding's evidence
 # What root-cause ranking compares with normal: how a service is doing, not how it is set up.
+# the states of a dependency's down incident whose fix is still to come or under way: a dead
+# service calling it waits for that fix (Engine._dependency_fix_until)
+_FIX_COMING = frozenset({IncidentState.OPEN, IncidentState.DIAGNOSED, IncidentState.AWAITING_APPROVAL,
+                         IncidentState.ACTING, IncidentState.VERIFYING})
 _SYMPTOMS = frozenset({"up", "probe_ok", "probe_latency_ms", "error_rate", "latency_ms", "availability",
                        "cpu_percent", "memory_percent", "pool_utilization"})
 # the direction in which each symptom is trouble: an idle service's CPU falling from 2% to 0%
@@ -1310,9 +1314,15 @@ class Engine:
         echoes that root-cause ranking, looking at what is departing now, no longer traces to the
         dependency. The incident waits; an echo clears on its own meanwhile, and a trouble of the
         caller's own is diagnosed again and decided afterwards."""
+        return self._activity_until((service, *(self._dependencies.get(service, ()) if echo else ())), now)
+
+    def _activity_until(self, services: Iterable[str], now: float) -> float | None:
+        """``interval_s`` from now while an action on one of ``services`` is in flight; else the end
+        of the latest settle time (``settle_s`` after an action on one of them ended) still to come;
+        None when neither."""
         settle = self.config.engine.settle_s
         until = None
-        for name in (service, *(self._dependencies.get(service, ()) if echo else ())):
+        for name in services:
             live, latest_end = self.store.service_activity(name)
             if live:
                 return now + self.config.engine.interval_s
@@ -1320,29 +1330,83 @@ class Engine:
                 until = max(until or 0.0, latest_end + settle)
         return until
 
-    def _may_echo(self, inc: Incident, diagnosis: Diagnosis) -> bool:
-        """Whether ``inc`` may be an echo of trouble on what its service depends on (see
-        :meth:`_busy_until`): not when the diagnosis already names a dependency behind it (the
-        root_cause gate denies it), nor when its service's own process is seen dead
-        (:meth:`_own_failure`)."""
-        return not diagnosis.impacted_by and self._own_failure(inc.service, inc.cause) is None
+    def _may_echo(self, diagnosis: Diagnosis) -> bool:
+        """Whether the incident of ``diagnosis`` may be an echo of trouble on what its service
+        depends on (see :meth:`_busy_until`): not when the diagnosis already names a dependency
+        behind it (the root_cause gate denies it), nor when its service's own process was seen
+        dead (:meth:`_own_failure`, kept on the diagnosis)."""
+        return not diagnosis.impacted_by and diagnosis.own_failure is None
+
+    def _wait_until(self, inc: Incident, diagnosis: Diagnosis, now: float) -> float | None:
+        """When ``inc`` may be decided, None for now: after the service's own action and, when its
+        trouble may be an echo, its dependencies' actions have ended and settled
+        (:meth:`_busy_until`); a service seen dead while a dependency was down also waits for that
+        dependency's fix (:meth:`_dependency_fix_until`)."""
+        busy = self._busy_until(inc.service, now, echo=self._may_echo(diagnosis))
+        if busy is None and diagnosis.dependencies_down:
+            busy = self._dependency_fix_until(inc.service, diagnosis.dependencies_down, now)
+        return busy
+
+    def _dependency_down(self, dep: str) -> bool:
+        """Whether ``dep`` is down now: it has an unclosed down incident, and its latest ``up`` and
+        ``probe_ok`` samples (those it has) do not all say it is up again."""
+        if (dep, "down") not in self._open:
+            return False
+        latest = [self.series.latest(dep, m) for m in ("up", "probe_ok")]
+        values = [v for _, v in (x for x in latest if x is not None)]
+        return not values or min(values) < 1
+
+    def _dependency_fix_until(self, service: str, deps: Sequence[str], now: float) -> float | None:
+        """For a service seen dead while ``deps`` (what it depends on) were down: when its own
+        remedy may go, None for now. Restarted while a dependency is still down, a service that
+        cannot run without it dies again at once. So it waits while a dependency is still down and
+        its fix is on its way (its down incident not yet decided, awaiting a person's approval,
+        acting or verifying) or settling (``settle_s`` after it ended); no longer once every
+        dependency is up again, nor once the fix has ended and settled with the dependency still
+        down (nor when no fix is coming: escalated to a person): then it goes ahead all the same,
+        never held for ever. A dependency that itself depends on ``service`` (a cycle) is not
+        waited for while undecided (each would wait for the other)."""
+        down = [dep for dep in deps if self._dependency_down(dep)]
+        for dep in down:
+            inc = self._incident(self._open[(dep, "down")])
+            if (inc is not None and inc.state in _FIX_COMING
+                    and service not in self._dependencies.get(dep, ())):
+                return now + self.config.engine.interval_s
+        return self._activity_until(down, now)
 
     def _own_failure(self, service: str, cause: str) -> str | None:
-        """For a down incident of a service with dependencies whose process the engine supervises:
-        what the supervisor says when that process is not running ("web's own process exited with
-        code 3"). A process that has exited is its own fault and needs its own remedy, whatever the
-        services it calls are doing; its incident neither waits on them nor is held back as their
-        echo. None when the process runs or the engine cannot see it: a failing probe or an ``up``
-        of 0 from elsewhere (a Prometheus target) may be a dependency's echo. None in a
-        shadow-only engine (replay), which runs no process."""
+        """For a down incident of a service with dependencies: how its own process or unit ended,
+        when it is seen dead ("web's own process exited with code 3", "web's container web-1
+        exited with code 137 (OOMKilled)"). Dead, it is its own fault and needs its own remedy: its
+        incident is not held back as a dependency's echo. Seen by the supervisor for a ``process``
+        binding, else by each bound actuator that reads its unit's state (``unit_exit``: systemd's
+        failed unit, Docker's exited container, a Kubernetes workload none of whose pods runs). None
+        when it runs, or nothing can tell (a failing probe or an ``up`` of 0 from elsewhere, such
+        as a Prometheus target, may be a dependency's echo), or the read fails (logged). None in
+        a shadow-only engine (replay), which runs nothing."""
         if cause != "down" or self.shadow_only or service not in self._dependencies:
             return None
-        if self.config.bindings.get(service, {}).get("process") is None or self.supervisor.identity(service):
-            return None
-        code = self.supervisor.exit_info(service)
-        if code is None:
-            return f"{service}'s own process is not running"
-        return f"{service}'s own process {describe_exit(code)}"
+        bindings = self.config.bindings.get(service, {})
+        if bindings.get("process") is not None:
+            if self.supervisor.identity(service):
+                return None
+            code = self.supervisor.exit_info(service)
+            if code is None:
+                return f"{service}'s own process is not running"
+            return f"{service}'s own process {describe_exit(code)}"
+        for kind, binding in bindings.items():
+            read = getattr(self.actuators.get(kind), "unit_exit", None)
+            if read is None:
+                continue
+            try:
+                how = read(Target(service=service, binding=binding))
+            except AutonomicError as exc:
+                log.info("service %s: cannot read its %s unit's state (taken as not seen dead): %s",
+                         service, kind, exc)
+                continue
+            if how:
+                return f"{service}'s {how}"
+        return None
 
     def _retry_after(self, inc: Incident, diagnosis: Diagnosis, now: float) -> float | None:
         """A further attempt on an incident that already had one (its escalation chain) waits
@@ -1370,7 +1434,7 @@ class Engine:
                 return None
             with self.store.reading():  # one snapshot for the busy check and every gate's read
                 diagnosis = self.store.diagnoses(inc.id)[-1]
-                busy = self._busy_until(inc.service, now, echo=self._may_echo(inc, diagnosis))
+                busy = self._wait_until(inc, diagnosis, now)
                 if busy is not None:
                     return busy
                 retry = self._retry_after(inc, diagnosis, now)
@@ -1441,7 +1505,7 @@ class Engine:
         with self._holding_notifications(), self.store.unit():
             inc = self._record_diagnosis(inc, diagnosis, now)
             with self.store.reading():
-                busy = self._busy_until(inc.service, now, echo=self._may_echo(inc, diagnosis))
+                busy = self._wait_until(inc, diagnosis, now)
                 ctx = self._gate_context(inc, diagnosis, now, human=False) if busy is None else None
             if busy is not None:
                 return busy
@@ -1476,14 +1540,17 @@ class Engine:
         with self.store.reading():
             findings = self.store.findings(inc.id)
             record = self._pattern_record(inc.service)
-            recent = self._recent_actions(inc.service, now)
+            recent, uncounted = self._recent_actions(inc.service, now)
         svc = self.config.service(inc.service)
         cannot = self._cannot_run(inc.service)
         change = self._last_change(inc.service)
         ctx = DiagnoseContext(now=now, service_type=svc.type if svc else None,
                               last_change_at=change.at if change else None, last_change=change, record=record,
-                              recent_actions=recent, cannot_run=cannot)
-        diagnosis = self._with_root_causes(diagnose(inc, findings, list(self.patterns.values()), ctx), inc, now)
+                              recent_actions=recent, uncounted_actions=uncounted, cannot_run=cannot)
+        own = self._own_failure(inc.service, inc.cause)
+        diagnosis = diagnose(inc, findings, list(self.patterns.values()), ctx)
+        diagnosis = self._with_root_causes(diagnosis, inc, now, own)
+        diagnosis = self._with_dependencies_down(diagnosis, inc, own)
         if diagnosis.action is None and inc.cause not in _NO_FALLBACK_CAUSES:
             fallback = self.config.fallback_action(inc.service)
             # a pattern that matched but that this service cannot carry out (a built-in one for an
@@ -1506,7 +1573,26 @@ class Engine:
         log.info("incident %s diagnosed: %s", inc.id[:8], diagnosis.rationale)
         return updated
 
-    def _with_root_causes(self, diagnosis: Diagnosis, inc: Incident, now: float) -> Diagnosis:
+    def _with_dependencies_down(self, diagnosis: Diagnosis, inc: Incident, own: str | None) -> Diagnosis:
+        """Keep on the diagnosis how the service's own process ended (``own``) and, when it did
+        while something it depends on is down, which: its remedy then waits for their fix
+        (:meth:`_dependency_fix_until`) and does not count toward a crash loop, as the rationale says."""
+        if own is None:
+            return diagnosis
+        down = [d for d in sorted(self._dependencies.get(inc.service, ())) if self._dependency_down(d)]
+        if not down:
+            said = "" if own in diagnosis.rationale else f"; {own}: its own fault, not an echo of its dependencies"
+            return diagnosis.model_copy(update={"own_failure": own, "rationale": diagnosis.rationale + said})
+        names = ", ".join(down)
+        verb = "is" if len(down) == 1 else "are"
+        note = (f"; {own} while {names}, which it depends on, {verb} down: {inc.service} is restarted once "
+                f"{names}'s fix has run and {names} {verb} up again (at the latest once that fix has been verified "
+                f"and has settled, or at once when none is coming), and this death does not count toward a "
+                f"crash loop")
+        return diagnosis.model_copy(update={"own_failure": own, "dependencies_down": down,
+                                            "rationale": diagnosis.rationale + note})
+
+    def _with_root_causes(self, diagnosis: Diagnosis, inc: Incident, now: float, own: str | None) -> Diagnosis:
         """For a service with dependencies: rank root causes over the dependency graph from the
         series store (window: from a little before the incident opened; baseline: before that)
         and keep the ranking on the diagnosis; the ``root_cause`` gate then holds back an action
@@ -1537,9 +1623,8 @@ class Engine:
             return diagnosis
         me = next((r for r in report.ranking if r.service == inc.service), None)
         impacted_by = me.caused_by if me is not None and me.role == "impacted" else []
-        own = self._own_failure(inc.service, inc.cause) if impacted_by else None
         note = ""
-        if own is not None:
+        if own is not None and impacted_by:
             note = (f"; root cause analysis ranks {inc.service} as impacted by {', '.join(impacted_by)}, but {own}: "
                     f"its own fault, remedied whatever {', '.join(impacted_by)} does")
             impacted_by = []
@@ -1560,17 +1645,26 @@ class Engine:
             return {}
         return cannot_run(self.patterns.values(), self.config.bindings.get(service, {}), service)
 
-    def _recent_actions(self, service: str, now: float) -> dict[str, list[float]]:
+    def _recent_actions(self, service: str, now: float) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
         """Per pattern, when its actions on ``service`` were created (cancelled ones left out), as
         far back as the longest ``match.after_actions.within_s`` of any pattern; nothing is read
-        when no pattern counts actions."""
+        when no pattern counts actions. Two maps: the actions that count, and those that answered
+        a death of the service while something it depends on was down (a diagnosis of their
+        incident says ``dependencies_down``), which do not count toward a crash loop."""
+        counted: dict[str, list[float]] = {}
+        uncounted: dict[str, list[float]] = {}
         if self._after_actions_s is None:
-            return {}
-        out: dict[str, list[float]] = {}
+            return counted, uncounted
+        excused: dict[str, bool] = {}
         for action in self.store.actions(service=service, created_since=now - self._after_actions_s):
-            if action.pattern_id is not None and action.state != ActionState.CANCELLED:
-                out.setdefault(action.pattern_id, []).append(action.created_at)
-        return out
+            if action.pattern_id is None or action.state == ActionState.CANCELLED:
+                continue
+            if action.incident_id not in excused:
+                excused[action.incident_id] = service in self._dependencies and any(
+                    d.dependencies_down for d in self.store.diagnoses(action.incident_id))
+            into = uncounted if excused[action.incident_id] else counted
+            into.setdefault(action.pattern_id, []).append(action.created_at)
+        return counted, uncounted
 
     def _last_change(self, service: str) -> ConfigChange | None:
         """The last change to the service's bound config file made outside the engine (for

@@ -410,6 +410,13 @@ class Diagnosis(Frozen):
     root_causes: list[str] = Field(default_factory=list)  # the services it names as root causes
     impacted_by: list[str] = Field(default_factory=list)  # this service's trouble is explained by these
     rca: list[dict[str, Any]] = Field(default_factory=list)  # the ranking, best first, with evidence
+    # a down service whose own process (or unit) is seen dead: how it ended ("web's own process
+    # exited with code 3"); its own fault, never held back as a dependency's echo
+    own_failure: str | None = None
+    # with ``own_failure``: what it depends on that was down at the time. Its restart waits for
+    # their fix (bounded by that fix's verification and settle time), and its action does not
+    # count toward a crash loop (``match.after_actions``)
+    dependencies_down: list[str] = Field(default_factory=list)
 
 
 class GateResult(Frozen):

@@ -116,6 +116,11 @@ class Actuator(Protocol):
     load, with ``extra="forbid"``); ``Binding`` is the model of the per-service settings.
     The journal calls, in order: ``snapshot`` (read-only; what undo needs), then ``apply``.
     After a crash it calls ``applied`` to learn whether ``apply`` took effect.
+
+    Optional: ``unit_exit(target) -> str | None``, read-only, says how the bound unit ended when
+    it is seen dead ("container web-1 exited with code 137 (OOMKilled)"), None while it runs or
+    when it cannot tell; a down service whose unit is dead is its own fault, not a dependency's
+    echo (the systemd, Docker and Kubernetes actuators have it).
     """
 
     type: ClassVar[str]

@@ -56,9 +56,11 @@ class Container:
     exit_code: int = 0
     restart_count: int = 0
     dies_on_start: int | None = None  # exit code the process dies with right after a start
+    oom_killed: bool = False  # State.OOMKilled: the kernel's OOM killer ended it
+    status: str | None = None  # State.Status when set ("dead"); else from running / started_at
 
     def inspect(self) -> dict[str, Any]:
-        status = "running" if self.running else ("exited" if self.started_at != NEVER else "created")
+        status = self.status or ("running" if self.running else ("exited" if self.started_at != NEVER else "created"))
         return {
             "Id": self.id,
             "Created": "2024-05-01T10:00:00.000000000Z",
@@ -69,7 +71,7 @@ class Container:
                 "Running": self.running,
                 "Paused": False,
                 "Restarting": False,
-                "OOMKilled": False,
+                "OOMKilled": self.oom_killed,
                 "Dead": False,
                 "Pid": 4242 if self.running else 0,
                 "ExitCode": self.exit_code,

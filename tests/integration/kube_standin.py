@@ -155,11 +155,16 @@ class KubeStandIn:
         self.objects[("configmaps", ns, name)] = obj
         return obj
 
-    def add_pod(self, ns: str, name: str, labels: dict[str, str], created: str) -> dict[str, Any]:
+    def add_pod(self, ns: str, name: str, labels: dict[str, str], created: str,
+                container_statuses: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+        """A pod; ``container_statuses`` (the kubelet's ``status.containerStatuses``, e.g. a
+        container ``terminated`` or ``waiting`` in CrashLoopBackOff) default to one running ``app``."""
+        statuses = container_statuses if container_statuses is not None else [
+            {"name": "app", "ready": True, "restartCount": 0, "state": {"running": {"startedAt": created}}}]
         obj = {"apiVersion": "v1", "kind": "Pod",
                "metadata": self._meta(ns, name, labels=dict(labels), creationTimestamp=created),
                "spec": {"containers": [{"name": "app", "image": "app:1"}]},
-               "status": {"phase": "Running"}}
+               "status": {"phase": "Running", "containerStatuses": statuses}}
         self.objects[("pods", ns, name)] = obj
         return obj
 

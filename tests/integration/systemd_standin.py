@@ -10,7 +10,8 @@ answers them:
   method returns a job object path; the job finishes ``job_s`` seconds later);
 - ``org.freedesktop.DBus.Properties.Get`` on unit paths (``org.freedesktop.systemd1.Unit``:
   ``LoadState``, ``ActiveState``, ``SubState``, ``ActiveEnterTimestamp``, ``Job`` (the pending
-  job's id and path, ``(0, "/")`` when none); ``org.freedesktop.systemd1.Service``: ``MainPID``)
+  job's id and path, ``(0, "/")`` when none); ``org.freedesktop.systemd1.Service``: ``MainPID``,
+  ``Result``, ``ExecMainCode``, ``ExecMainStatus``)
   and on job paths (``State`` and ``JobType`` while the job runs; ``UnknownObject`` once it is gone);
 - errors: ``org.freedesktop.systemd1.NoSuchUnit`` for unknown units,
   ``org.freedesktop.DBus.Error.AccessDenied`` for units marked ``denied``.
@@ -86,6 +87,11 @@ class FakeUnit:
     # SuccessExitStatus= for it): systemd stops it and marks it "failed" (Result exit-code)
     stop_fails: bool = False
     denied: bool = False  # every job method answers AccessDenied
+    # how the main process last ended (org.freedesktop.systemd1.Service): Result, and ExecMainCode
+    # (1 exited, 2 killed, 3 dumped core) with ExecMainStatus (the exit code or the signal)
+    result: str = "success"
+    exec_main_code: int = 0
+    exec_main_status: int = 0
     job_s: float | None = None  # per-unit job duration; None: the stand-in's default
 
 
@@ -275,6 +281,9 @@ class SystemdStandin:
                                        else (0, "/"))
         if unit.name.endswith(".service"):
             values[(SERVICE_IFACE, "MainPID")] = ("u", unit.main_pid)
+            values[(SERVICE_IFACE, "Result")] = ("s", unit.result)
+            values[(SERVICE_IFACE, "ExecMainCode")] = ("i", unit.exec_main_code)
+            values[(SERVICE_IFACE, "ExecMainStatus")] = ("i", unit.exec_main_status)
         if (iface, prop) not in values:
             return _error(msg, "org.freedesktop.DBus.Error.UnknownProperty", f"Unknown property {prop}")
         return new_method_return(msg, "v", (values[(iface, prop)],))

@@ -279,3 +279,23 @@ def test_the_pattern_loader_accepts_docker_actions_when_registered(tmp_path: Pat
     bad.write_text(good.read_text().replace("timeout_s: 20", "timeout_s: 900"))
     with pytest.raises(PatternError, match=r"bad.yaml:3: action.params.timeout_s"):
         load_patterns([bad], reg)
+
+
+def test_unit_exit_says_how_an_exited_container_ended_and_nothing_for_a_running_one(
+    act: DockerActuator, engine: DockerStandin
+) -> None:
+    """``unit_exit`` inspects the container through the real SDK against the stand-in engine:
+    State.Status exited with ExitCode and OOMKilled, or dead; None while it runs or was only
+    created."""
+    engine.add("web")
+    assert act.unit_exit(target(engine)) is None
+    engine.add("worker", running=False, started_at=engine.now(), exit_code=137, oom_killed=True)
+    assert act.unit_exit(target(engine, "worker")) == "container worker exited with code 137 (OOMKilled)"
+    engine.add("batch", running=False, started_at=engine.now(), exit_code=2)
+    assert act.unit_exit(target(engine, "batch")) == "container batch exited with code 2"
+    engine.add("stuck", running=False, started_at=engine.now(), exit_code=1, status="dead")
+    assert act.unit_exit(target(engine, "stuck")) == "container stuck is dead, having exited with code 1"
+    engine.add("fresh", running=False)  # created, never started
+    assert act.unit_exit(target(engine, "fresh")) is None
+    with pytest.raises(TerminalActuatorError, match="no such container"):
+        act.unit_exit(target(engine, "ghost"))

@@ -500,3 +500,39 @@ def test_standin_refuses_a_patch_whose_resource_version_is_stale(kube: KubeStand
     assert err.value.code == 409
     web = kube.get("deployments", "shop", "web")
     assert web is not None and web["spec"]["replicas"] == 3
+
+
+def _terminated(code: int, reason: str) -> dict[str, Any]:
+    return {"terminated": {"exitCode": code, "reason": reason, "startedAt": "2024-01-01T00:00:00Z",
+                           "finishedAt": "2024-01-01T00:01:00Z"}}
+
+
+def test_unit_exit_says_how_a_workloads_pods_ended_when_none_of_them_runs(act: KubernetesActuator) -> None:
+    """``unit_exit`` reads the Deployment's selector, then its pods, through the real client
+    from the stand-in API server: a container terminated (reason, exit code) or waiting in
+    CrashLoopBackOff (with its last termination and restarts). None while one pod runs, and for
+    pods that say nothing of how they ended (pulling an image)."""
+    with running() as kube:
+        kube.add_workload("shop", "web")
+        t = target(kube)
+        assert act.unit_exit(t) is None  # no pods: cannot tell
+        crashloop = {"name": "app", "ready": False, "restartCount": 5,
+                     "state": {"waiting": {"reason": "CrashLoopBackOff", "message": "back-off 5m0s"}},
+                     "lastState": _terminated(137, "OOMKilled")}
+        kube.add_pod("shop", "web-b", {"app": "web"}, "2024-01-01T00:00:00Z", [crashloop])
+        kube.add_pod("shop", "web-a", {"app": "web"}, "2024-01-01T00:00:00Z",
+                     [{"name": "app", "ready": False, "restartCount": 0, "state": _terminated(1, "Error")}])
+        kube.add_pod("shop", "other", {"app": "other"}, "2024-01-01T00:00:00Z")  # another workload's, running
+        assert act.unit_exit(t) == ("pod web-a's container app terminated with exit code 1 (Error) "
+                                    "(1 more pods likewise)")
+        kube.objects.pop(("pods", "shop", "web-a"))
+        assert act.unit_exit(t) == ("pod web-b's container app is in CrashLoopBackOff, last terminated with exit "
+                                    "code 137 (OOMKilled), 5 restarts")
+        kube.add_pod("shop", "web-c", {"app": "web"}, "2024-01-01T00:00:00Z")  # one pod runs: not dead
+        assert act.unit_exit(t) is None
+        kube.objects.pop(("pods", "shop", "web-c"))
+        kube.objects.pop(("pods", "shop", "web-b"))
+        kube.add_pod("shop", "web-d", {"app": "web"}, "2024-01-01T00:00:00Z",
+                     [{"name": "app", "ready": False, "restartCount": 0,
+                       "state": {"waiting": {"reason": "ContainerCreating"}}}])
+        assert act.unit_exit(t) is None

@@ -339,3 +339,28 @@ def test_stopping_a_unit_that_had_already_failed_is_a_noop(
     snap = act.snapshot(t, p)
     assert act.applied(t, p, "k", snap) is True
     assert act.apply(t, p, "k", snap)["noop"] is True and standin.calls["StopUnit"] == 0
+
+
+def test_unit_exit_says_how_a_failed_service_unit_ended_and_nothing_for_one_that_is_not_failed(
+    act: SystemdActuator, bus: DbusDaemon, standin: SystemdStandin
+) -> None:
+    """``unit_exit`` reads ActiveState, then the Service's Result, ExecMainCode and ExecMainStatus
+    over the real D-Bus from the stand-in systemd: an exit code, a signal (the OOM killer's
+    SIGKILL), a core dump, and a unit that never ran its main process; None for a running,
+    stopped or restarting unit."""
+    crashed = standin.unit("crashed.service")
+    crashed.result, crashed.exec_main_code, crashed.exec_main_status = "exit-code", 1, 3
+    assert act.unit_exit(target(bus, "crashed.service")) == (
+        "unit crashed.service failed: its main process exited with code 3 (Result exit-code)")
+    crashed.result, crashed.exec_main_code, crashed.exec_main_status = "oom-kill", 2, 9
+    assert act.unit_exit(target(bus, "crashed.service")) == (
+        "unit crashed.service failed: its main process was killed by SIGKILL (Result oom-kill)")
+    crashed.result, crashed.exec_main_code, crashed.exec_main_status = "core-dump", 3, 11
+    assert act.unit_exit(target(bus, "crashed.service")) == (
+        "unit crashed.service failed: its main process was killed by SIGSEGV and dumped core (Result core-dump)")
+    crashed.result, crashed.exec_main_code, crashed.exec_main_status = "timeout", 0, 0
+    assert act.unit_exit(target(bus, "crashed.service")) == "unit crashed.service failed (Result timeout)"
+    assert act.unit_exit(target(bus, "app.service")) is None
+    assert act.unit_exit(target(bus, "idle.service")) is None  # stopped: not a failure
+    with pytest.raises(TerminalActuatorError, match="no such unit"):
+        act.unit_exit(target(bus, "ghost.service"))

@@ -6,8 +6,10 @@ pass in ticks instead of minutes; the processes, files and runbooks are real."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -204,6 +206,280 @@ class Handler(BaseHTTPRequestHandler):
         pass
 ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), Handler).serve_forever()
 """
+
+
+# A real dependency and its real caller: api answers HTTP on the port in argv[1]; web calls it every
+# 50 ms and exits with code 3 the moment api refuses the connection (as a service that cannot run
+# without its database does).
+API = """\
+import sys
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+class H(BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(200)
+        self.end_headers()
+    def log_message(self, *args):
+        pass
+ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
+"""
+WEB = """\
+import sys, time, urllib.request
+while True:
+    try:
+        urllib.request.urlopen(f"http://127.0.0.1:{sys.argv[1]}/", timeout=1).close()
+    except OSError:
+        sys.exit(3)
+    time.sleep(0.05)
+"""
+
+
+def _api_and_web(tmp_path: Path, *, api_autonomy: str = "auto") -> Rig:
+    """web depends on api; both are real processes the engine supervises; api has an HTTP probe.
+    api will not start while the file ``tmp_path/api-broken`` exists (exit code 1)."""
+    port = free_port()
+    broken = tmp_path / "api-broken"
+    api_cmd = f"import os, sys\nif os.path.exists({str(broken)!r}):\n    sys.exit(1)\n{API}"
+    api = {"name": "api", "probes": [{"type": "http", "url": f"http://127.0.0.1:{port}/", "timeout_s": 0.5}],
+           "actuators": {"process": {"command": [sys.executable, "-c", api_cmd, str(port)], "start_grace_s": 0}}}
+    web = {"name": "web", "depends_on": ["api"],
+           "actuators": {"process": {"command": [sys.executable, "-c", WEB, str(port)], "start_grace_s": 0}}}
+    rig = Rig(tmp_path, web, others=(api,), policy={"services": {"api": {"autonomy": api_autonomy}}})
+    wait_for(lambda: _answers(f"http://127.0.0.1:{port}/"), what="api answering")
+    return rig
+
+
+def _ended(pid: int) -> None:
+    """Wait (real time) until ``pid`` has ended by itself."""
+    deadline = time.monotonic() + 5
+    while psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
+        assert time.monotonic() < deadline, f"process {pid} did not end"
+        time.sleep(0.02)
+
+
+def _kill_api(rig: Rig) -> int:
+    """Crash api; web, calling it, exits with code 3 on its own. Returns web's old pid."""
+    sup = rig.engine.supervisor
+    api_pid, web_pid = sup.pid("api"), sup.pid("web")
+    assert api_pid is not None and web_pid is not None
+    _crash(api_pid)
+    _ended(web_pid)
+    return web_pid
+
+
+def _incident_of(rig: Rig, service: str, after: Incident | None = None) -> Incident | None:
+    incidents = rig.store.incidents(service=service)  # newest first
+    return incidents[0] if incidents and incidents[0] != after else None
+
+
+def test_a_caller_that_exits_because_its_dependency_is_down_is_restarted_after_the_dependencys_fix(
+    tmp_path: Path,
+) -> None:
+    """web exits (code 3) when api, which it calls, refuses. api's restart waits for a person's
+    approval. web is dead and must be restarted, but not while api is down: restarted then, it
+    exits again at once and its restart fails (before, web was restarted at once, died again and
+    its incident was handed to a person: the fix was api's). web's incident waits, its diagnosis
+    saying why; once the person approves api's restart and api answers again, web is restarted
+    and stays up."""
+    from autonomic.engine import answer_approval
+
+    rig = _api_and_web(tmp_path, api_autonomy="approve")
+    sup = rig.engine.supervisor
+    try:
+        web_pid = _kill_api(rig)
+        rig.tick_until(lambda: (i := _incident_of(rig, "api")) is not None
+                       and i.state == IncidentState.AWAITING_APPROVAL)
+        rig.ticks(10)
+        assert rig.store.actions(service="web") == []  # web waits: api's fix has not run
+        web = _incident_of(rig, "web")
+        assert web is not None and not web.state.terminal
+        diagnosis = rig.store.diagnoses(web.id)[-1]
+        assert diagnosis.dependencies_down == ["api"]
+        assert ("web's own process exited with code 3 while api, which it depends on, is down: web is restarted "
+                "once api's fix has run and api is up again" in diagnosis.rationale)
+        api = _incident_of(rig, "api")
+        assert api is not None
+        answer_approval(rig.store, api.id, "approve", actor="person:ops", comment="go", now=rig.clock.now())
+        rig.tick_until(lambda: (i := _incident_of(rig, "web")) is not None and i.state.terminal)
+        web = _incident_of(rig, "web")
+        assert web is not None and web.state == IncidentState.RESOLVED
+        [action] = rig.store.actions(service="web")
+        assert (action.pattern_id, action.state) == ("process-down-restart", ActionState.SUCCEEDED)
+        [api_fix] = rig.store.actions(service="api")
+        assert action.created_at > api_fix.created_at
+        assert sup.pid("web") not in (None, web_pid)
+    finally:
+        rig.engine.shutdown()
+
+
+def test_a_caller_whose_dependency_cannot_be_fixed_is_restarted_anyway_once_that_fix_has_ended(
+    tmp_path: Path,
+) -> None:
+    """api crashes and will not start again (its restart dies at once, the action fails and api's
+    incident goes to a person). web, dead since api went down, is not held for ever: it waits
+    while api's restart is tried, then goes ahead once that action has ended (settle_s is 0
+    here), and its own incident reaches a person with its own failed restart."""
+    rig = _api_and_web(tmp_path)
+    try:
+        (tmp_path / "api-broken").write_text("")
+        _kill_api(rig)
+        rig.tick_until(lambda: bool(rig.store.actions(service="web")))
+        [api_fix] = rig.store.actions(service="api")
+        [web_fix] = rig.store.actions(service="web")
+        assert api_fix.state == ActionState.FAILED
+        events = rig.store.audit_events()  # in order; the clock stands still within a tick
+        api_failed = next(e.seq for e in events if e.kind == "action.failed" and e.subject == api_fix.id)
+        assert all(e.seq > api_failed for e in events if e.subject == web_fix.id)
+        api = _incident_of(rig, "api")
+        assert api is not None and api.state == IncidentState.ESCALATED
+        rig.tick_until(lambda: (i := _incident_of(rig, "web")) is not None and i.state.terminal)
+    finally:
+        rig.engine.shutdown()
+
+
+def test_a_callers_crashes_while_its_dependency_is_down_do_not_count_toward_a_crash_loop(
+    tmp_path: Path,
+) -> None:
+    """api crashes twice; each time web, calling it, exits too, and is restarted after api's
+    restart. Then web crashes on its own with api healthy. Its restarts after api's crashes do not
+    count toward crash-loop-hand-over: its fourth death is restarted, not handed to a person
+    (before, it was: '3 actions of process-down-restart in the last 1800 s'). Crashing on its own
+    with api healthy, it is still handed over after three counted restarts (its sixth death)."""
+    rig = _api_and_web(tmp_path)
+    sup = rig.engine.supervisor
+    try:
+        for _ in range(2):
+            before = _incident_of(rig, "web")
+            _kill_api(rig)
+            rig.tick_until(lambda b=before: (i := _incident_of(rig, "web", b)) is not None  # type: ignore[misc]
+                           and i.state.terminal)
+            inc = _incident_of(rig, "web")
+            assert inc is not None and inc.state == IncidentState.RESOLVED
+            rig.tick_until(lambda: all(i.state.terminal for i in rig.store.incidents()))
+        for n in range(3, 7):
+            before = _incident_of(rig, "web")
+            pid = sup.pid("web")
+            assert pid is not None
+            _crash(pid)
+            rig.tick_until(lambda b=before: (i := _incident_of(rig, "web", b)) is not None  # type: ignore[misc]
+                           and i.state.terminal)
+            inc = _incident_of(rig, "web")
+            assert inc is not None
+            [diagnosis] = rig.store.diagnoses(inc.id)
+            if n < 6:
+                assert inc.state == IncidentState.RESOLVED, f"death {n}: {diagnosis.rationale}"
+                assert diagnosis.pattern_id == "process-down-restart"
+            else:
+                assert inc.state == IncidentState.ESCALATED
+                assert diagnosis.pattern_id == "crash-loop-hand-over"
+        reasons = diagnosis.candidates[0].reasons
+        assert ("3 actions of process-down-restart in the last 1800 s (>= 3); 2 more answered a crash while a "
+                "dependency was down, not counted" in reasons), reasons
+    finally:
+        rig.engine.shutdown()
+
+
+@contextlib.contextmanager
+def _unit_host(kind: str, tmp_path: Path) -> Iterator[tuple[dict[str, Any], Callable[[], str]]]:
+    """A stand-in of the service manager ``kind`` speaking its real wire protocol, holding one
+    running unit for web: (web's binding, a function that makes that unit die and returns how the
+    engine should say it ended). systemd: a private dbus-daemon and the stand-in systemd on it
+    (systemd_standin.py); docker: the stand-in Docker Engine on a UNIX socket (docker_standin.py);
+    kubernetes: the stand-in API server (kube_standin.py)."""
+    if kind == "systemd":
+        from systemd_standin import DbusDaemon, FakeUnit, SystemdStandin
+
+        bus = DbusDaemon()
+        systemd = SystemdStandin(bus.address, [FakeUnit("web.service")]).start()
+
+        def die() -> str:
+            unit = systemd.unit("web.service")
+            unit.active_state, unit.sub_state, unit.main_pid = "failed", "failed", 0
+            unit.result, unit.exec_main_code, unit.exec_main_status = "exit-code", 1, 3
+            return "web's unit web.service failed: its main process exited with code 3 (Result exit-code)"
+
+        try:
+            yield {"unit": "web.service", "bus_address": bus.address, "timeout_s": 2}, die
+        finally:
+            systemd.stop()
+            bus.stop()
+    elif kind == "docker":
+        import tempfile
+
+        from docker_standin import DockerStandin
+
+        folder = Path(tempfile.mkdtemp(prefix="dk", dir="/tmp"))
+        dockerd = DockerStandin(folder / "docker.sock")
+        dockerd.start()
+        container = dockerd.add("web-1")
+
+        def die() -> str:
+            container.running, container.exit_code, container.oom_killed = False, 137, True
+            container.finished_at = dockerd.now()
+            return "web's container web-1 exited with code 137 (OOMKilled)"
+
+        try:
+            yield {"container": "web-1", "base_url": dockerd.base_url, "timeout_s": 5}, die
+        finally:
+            dockerd.stop()
+            shutil.rmtree(folder, ignore_errors=True)
+    else:
+        from kube_standin import running
+
+        with running() as kube:
+            kube.add_workload("shop", "web", replicas=1)
+            kube.add_pod("shop", "web-7f9c", {"app": "web"}, "2024-01-01T00:00:00Z")
+
+            def die() -> str:
+                kube.objects.pop(("pods", "shop", "web-7f9c"))
+                kube.add_pod("shop", "web-7f9c", {"app": "web"}, "2024-01-01T00:00:00Z", [
+                    {"name": "web", "ready": False, "restartCount": 4,
+                     "state": {"waiting": {"reason": "CrashLoopBackOff"}},
+                     "lastState": {"terminated": {"exitCode": 137, "reason": "OOMKilled"}}}])
+                return ("web's pod web-7f9c's container web is in CrashLoopBackOff, last terminated with exit code "
+                        "137 (OOMKilled), 4 restarts")
+
+            yield {"namespace": "shop", "name": "web", "api_url": kube.url}, die
+
+
+@pytest.mark.parametrize("kind", ["systemd", "docker", "kubernetes"])
+def test_a_caller_whose_unit_is_seen_dead_is_its_own_fault_and_not_held_back_as_its_dependencys_echo(
+    tmp_path: Path, kind: str,
+) -> None:
+    """web, run by systemd, Docker or Kubernetes (stand-ins speaking each one's wire protocol),
+    calls api (a real supervised process). api crashes and is restarted; while that restart is
+    verified (30 s), web's probe fails and its unit is dead: a failed systemd unit, an exited
+    container, a pod in CrashLoopBackOff. The actuator reads that state, so web's diagnosis
+    says how it ended and web is decided at once (here handed to a person: no built-in pattern
+    restarts these), not held back as api's echo until api's restart is verified (before, only a
+    ``process`` binding's death was seen; these waited)."""
+    port = free_port()
+    with _unit_host(kind, tmp_path) as (binding, die):
+        server = _health_server(port)
+        web = {"name": "web", "depends_on": ["api"], "actuators": {kind: binding},
+               "probes": [{"type": "http", "url": f"http://127.0.0.1:{port}/health", "timeout_s": 0.5}]}
+        api = {"name": "api", "actuators": {"process": {"command": [sys.executable, "-c", SLEEPER],
+                                                         "start_grace_s": 0}}}
+        rig = Rig(tmp_path, web, others=(api,))
+        try:
+            rig.ticks(5)
+            api_pid = rig.engine.supervisor.pid("api")
+            assert api_pid is not None and _incident_of(rig, "web") is None
+            _crash(api_pid)
+            rig.tick_until(lambda: any(a.state == ActionState.VERIFYING for a in rig.store.actions(service="api")))
+            said = die()
+            server.shutdown()
+            server.server_close()
+            rig.tick_until(lambda: (i := _incident_of(rig, "web")) is not None and bool(rig.store.decisions(i.id)),
+                           limit=8)
+            [api_fix] = rig.store.actions(service="api")
+            assert api_fix.state == ActionState.VERIFYING  # web did not wait for it
+            inc = _incident_of(rig, "web")
+            assert inc is not None
+            diagnosis = rig.store.diagnoses(inc.id)[-1]
+            assert diagnosis.own_failure == said
+            assert f"{said}: its own fault, not an echo of its dependencies" in diagnosis.rationale
+        finally:
+            rig.engine.shutdown()
 
 
 # A real metrics endpoint: how full the spool folder is against a 200 kB quota, as Prometheus text.

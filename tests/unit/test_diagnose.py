@@ -285,6 +285,22 @@ def test_after_actions_matches_only_once_the_named_patterns_acted_often_enough_w
     assert "4 actions of restart in the last 1800 s (>= 3)" in cand.reasons
 
 
+def test_actions_that_answered_a_death_while_a_dependency_was_down_are_named_but_not_counted() -> None:
+    """Restarts after deaths while a dependency was down do not make a crash loop: one counted and
+    three such do not match; three counted do, and the reason names the ones left out."""
+    loop = pattern("loop", prior=0.9, action=False, cause="down",
+                   after_actions={"patterns": ["restart"], "count": 3, "within_s": 1800})
+    inc = incident("down", FindingKind.STATE)
+    excused = {"restart": [NOW - 900, NOW - 600, NOW - 300, NOW - 1900]}
+    one = DiagnoseContext(now=NOW, recent_actions={"restart": [NOW - 10]}, uncounted_actions=excused)
+    assert diagnose(inc, [], [loop], one).candidates == []
+    three = DiagnoseContext(now=NOW, recent_actions={"restart": [NOW - 30, NOW - 20, NOW - 10]},
+                            uncounted_actions=excused)
+    [cand] = diagnose(inc, [], [loop], three).candidates
+    assert ("3 actions of restart in the last 1800 s (>= 3); 3 more answered a crash while a dependency was "
+            "down, not counted") in cand.reasons
+
+
 def test_the_shipped_crash_loop_pattern_outranks_the_restart_only_after_three_restarts(
     builtin: list[Pattern],
 ) -> None:

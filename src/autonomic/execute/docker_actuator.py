@@ -27,6 +27,7 @@ from autonomic.redact import scrub, shown_url
 
 _SCHEMES = ("unix", "tcp", "http", "https", "ssh")
 _MAX_MESSAGE = 300
+UNIT_READ_TIMEOUT_S = 5.0  # per request of unit_exit, a read made while diagnosing (at most the binding's)
 
 
 class DockerParams(BaseModel):
@@ -87,6 +88,16 @@ class DockerActuator:
         """The longest one call can take: a few requests to the Docker engine (the binding's
         ``timeout_s`` each) and the container's stop grace (``timeout_s`` of the params)."""
         return 3 * _binding(target).timeout_s + _params(params).timeout_s
+
+    def unit_exit(self, target: Target) -> str | None:
+        """How the container ended when it has (``State.Status`` exited or dead), from its
+        ``ExitCode`` and ``OOMKilled``: "container web-1 exited with code 137 (OOMKilled)". None
+        while it runs, is created, restarting or paused. One inspect, given at most
+        ``UNIT_READ_TIMEOUT_S``; raises ActuatorError when the engine cannot be read."""
+        b = _binding(target)
+        with _engine(b.model_copy(update={"timeout_s": min(b.timeout_s, UNIT_READ_TIMEOUT_S)}), "inspect") as client:
+            state = _inspect(client, b.container).get("State") or {}
+        return _container_exit(b.container, state)
 
     def snapshot(self, target: Target, params: BaseModel) -> dict[str, Any]:
         b = _binding(target)
@@ -186,6 +197,17 @@ def _took_effect(p: DockerParams, state: Mapping[str, Any], snapshot: Mapping[st
     if not snapshot.get("started_at"):
         return None  # no snapshot to compare with: cannot tell whether a restart happened
     return running and state.get("StartedAt") != snapshot["started_at"]
+
+
+def _container_exit(container: str, state: Mapping[str, Any]) -> str | None:
+    """How a container that is no longer running ended (see ``DockerActuator.unit_exit``)."""
+    status = state.get("Status")
+    if status not in ("exited", "dead"):
+        return None
+    notes = [n for n in ("OOMKilled" if state.get("OOMKilled") else "", _short(state.get("Error") or "")) if n]
+    note = f" ({'; '.join(notes)})" if notes else ""
+    verb = "exited" if status == "exited" else "is dead, having exited"
+    return f"container {container} {verb} with code {state.get('ExitCode')}{note}"
 
 
 def _state(state: Mapping[str, Any]) -> dict[str, Any]:

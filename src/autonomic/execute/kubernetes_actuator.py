@@ -415,6 +415,22 @@ class KubernetesActuator:
             return f"delete pod {b.namespace}/{p.pod}"
         return f"delete the oldest pod in namespace {b.namespace} matching {p.selector!r}"
 
+    def unit_exit(self, target: Target) -> str | None:
+        """How the workload's pods ended when none of them runs: the first pod (by name) whose
+        container has terminated, or waits in ``CrashLoopBackOff``, from its container status
+        (reason, exit code, restarts): "pod web-7f9c's container web is in CrashLoopBackOff, last
+        terminated with exit code 137 (OOMKilled), 5 restarts". None while any pod has every
+        container running, or no pod says how it ended (pending, pulling its image: cannot tell).
+        Pods are found by the workload's ``spec.selector.matchLabels`` (``matchExpressions`` are
+        not read). Two reads; raises ActuatorError when the API server cannot be read."""
+        b = _binding(target)
+        with _session(b) as s:
+            selector = ((s.read_workload().get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
+            if not selector:
+                return None
+            pods = s.list_pods(",".join(f"{k}={v}" for k, v in sorted(selector.items())))
+        return _pods_exit(pods)
+
     def snapshot(self, target: Target, params: BaseModel) -> dict[str, Any]:
         p, b = _op(params), _binding(target)
         with _session(b) as s:
@@ -589,6 +605,47 @@ class KubernetesActuator:
 
 
 # --- helpers -------------------------------------------------------------------------------------
+
+
+def _pods_exit(pods: list[dict[str, Any]]) -> str | None:
+    """How a workload whose pods are ``pods`` ended, when none of them runs (see
+    ``KubernetesActuator.unit_exit``)."""
+    ended: list[str] = []
+    for pod in sorted(pods, key=lambda x: str((x.get("metadata") or {}).get("name"))):
+        meta, status = pod.get("metadata") or {}, pod.get("status") or {}
+        if meta.get("deletionTimestamp"):
+            continue
+        containers = status.get("containerStatuses") or []
+        if containers and all("running" in (c.get("state") or {}) for c in containers):
+            return None  # a pod runs: the workload is not dead
+        for c in containers:
+            how = _container_end(c)
+            if how is not None:
+                ended.append(f"pod {meta.get('name')}'s container {c.get('name')} {how}")
+                break
+    if not ended:
+        return None
+    return ended[0] + (f" ({len(ended) - 1} more pods likewise)" if len(ended) > 1 else "")
+
+
+def _container_end(c: Mapping[str, Any]) -> str | None:
+    """How one container status says it ended: terminated, or waiting in CrashLoopBackOff (then
+    its last termination); None otherwise (running, creating, pulling its image)."""
+    state = c.get("state") or {}
+    restarts = int(c.get("restartCount") or 0)
+    tail = f", {restarts} restart{'s' if restarts != 1 else ''}" if restarts else ""
+
+    def ended(t: Mapping[str, Any]) -> str:
+        reason = f" ({t['reason']})" if t.get("reason") else ""
+        return f"terminated with exit code {t.get('exitCode')}{reason}"
+
+    if "terminated" in state:
+        return ended(state["terminated"] or {}) + tail
+    waiting = state.get("waiting") or {}
+    if waiting.get("reason") == "CrashLoopBackOff":
+        last = (c.get("lastState") or {}).get("terminated")
+        return "is in CrashLoopBackOff" + (f", last {ended(last)}" if last else "") + tail
+    return None
 
 
 def _op(params: BaseModel | Mapping[str, Any]) -> OpParams:

@@ -31,6 +31,7 @@ from jeepney.wrappers import DBusErrorResponse, unwrap_msg
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from autonomic.errors import ActuatorError, RetryableActuatorError, TerminalActuatorError
+from autonomic.execute.supervisor import describe_exit
 from autonomic.protocols import ActuatorContext, Target
 
 SYSTEMD = "org.freedesktop.systemd1"
@@ -39,6 +40,9 @@ UNIT_IFACE = f"{SYSTEMD}.Unit"
 SERVICE_IFACE = f"{SYSTEMD}.Service"
 JOB_IFACE = f"{SYSTEMD}.Job"
 POLL_S = 0.05
+UNIT_READ_TIMEOUT_S = 5.0  # per D-Bus call of unit_exit, a read made while diagnosing (at most the binding's)
+# ExecMainCode: how the main process ended (siginfo's si_code: CLD_EXITED, CLD_KILLED, CLD_DUMPED)
+_EXITED, _KILLED, _DUMPED = 1, 2, 3
 
 UNIT_SUFFIXES = (
     "service", "socket", "target", "device", "mount", "automount",
@@ -295,6 +299,33 @@ class SystemdActuator:
         """The longest one call can take: connecting and queueing the job (a D-Bus call each, at
         most the binding's ``timeout_s``), ``wait_s`` for the job, and the last poll's call."""
         return _params(params).wait_s + 3 * _binding(target).timeout_s
+
+    def unit_exit(self, target: Target) -> str | None:
+        """How the unit ended when systemd has marked it ``failed`` (``ActiveState``), read from the
+        service's ``Result`` and ``ExecMainCode``/``ExecMainStatus``: "unit app.service failed: its
+        main process exited with code 3 (Result exit-code)". None when it is in any other state
+        (running, starting, restarting, stopped on purpose). A few reads, each given at most
+        ``UNIT_READ_TIMEOUT_S``; raises ActuatorError when the bus cannot be read."""
+        b = _binding(target)
+        bus = _Bus(b.model_copy(update={"timeout_s": min(b.timeout_s, UNIT_READ_TIMEOUT_S)}))
+        try:
+            path = bus.unit_path()
+            if str(bus.prop(path, UNIT_IFACE, "ActiveState")) != "failed":
+                return None
+            if not b.unit.endswith(".service"):
+                return f"unit {b.unit} failed"
+            result = str(bus.prop(path, SERVICE_IFACE, "Result"))
+            how, status = int(bus.prop(path, SERVICE_IFACE, "ExecMainCode")), int(
+                bus.prop(path, SERVICE_IFACE, "ExecMainStatus"))
+        finally:
+            bus.close()
+        if how == _EXITED:
+            main = f": its main process {describe_exit(status)}"
+        elif how in (_KILLED, _DUMPED):
+            main = f": its main process {describe_exit(-status)}" + (" and dumped core" if how == _DUMPED else "")
+        else:
+            main = ""  # it never ran (a failed ExecStartPre=, a start timeout): Result says why
+        return f"unit {b.unit} failed{main} (Result {result})"
 
     def snapshot(self, target: Target, params: BaseModel) -> dict[str, Any]:
         bus = _Bus(_binding(target))

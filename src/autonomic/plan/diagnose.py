@@ -40,6 +40,10 @@ class DiagnoseContext:
     # pattern id -> when each of its actions on the service was created (none cancelled), for
     # ``match.after_actions``; the engine reads back as far as the longest ``within_s`` asks
     recent_actions: Mapping[str, Sequence[float]] = field(default_factory=dict)
+    # the same for actions that answered a death of the service while something it depends on was
+    # down (``Diagnosis.dependencies_down``): left out of ``recent_actions``, not counted toward
+    # ``after_actions`` (a crash loop), only named in its reason
+    uncounted_actions: Mapping[str, Sequence[float]] = field(default_factory=dict)
     # pattern id -> why the service cannot carry out that pattern's action (no binding for its
     # actuator type): it stays a candidate, but the best one the service can carry out is chosen
     cannot_run: Mapping[str, str] = field(default_factory=dict)
@@ -149,12 +153,17 @@ def _match(
 
 def _after_actions(after: AfterActions, ctx: DiagnoseContext) -> tuple[bool, str]:
     """Whether the named patterns acted on the service at least ``count`` times within
-    ``within_s`` before ``ctx.now``, and why."""
-    n = sum(1 for pid in after.patterns for ts in ctx.recent_actions.get(pid, ())
-            if 0 <= ctx.now - ts <= after.within_s)
+    ``within_s`` before ``ctx.now``, and why (naming the actions not counted, see
+    ``DiagnoseContext.uncounted_actions``)."""
+    def within(actions: Mapping[str, Sequence[float]]) -> int:
+        return sum(1 for pid in after.patterns for ts in actions.get(pid, ()) if 0 <= ctx.now - ts <= after.within_s)
+
+    n = within(ctx.recent_actions)
     ok = n >= after.count
+    uncounted = within(ctx.uncounted_actions)
+    more = f"; {uncounted} more answered a crash while a dependency was down, not counted" if uncounted else ""
     return ok, (f"{n} actions of {', '.join(after.patterns)} in the last {after.within_s:g} s "
-                f"({'>=' if ok else '<'} {after.count})")
+                f"({'>=' if ok else '<'} {after.count}){more}")
 
 
 def _symptom(sym: Symptom, findings: Sequence[Finding]) -> tuple[bool, str]:
