@@ -39,7 +39,8 @@ def _without_audit(found: dict[str, Any]) -> dict[str, Any]:
 
 
 def test_there_is_an_old_store_for_each_migration_since_0005() -> None:
-    assert [p.name for p in OLD_STORES] == ["store-0005.json", "store-0006.json", "store-0007.json"]
+    assert [p.name for p in OLD_STORES] == ["store-0005.json", "store-0006.json", "store-0007.json",
+                                            "store-0008.json"]
 
 
 @pytest.mark.parametrize("path", OLD_STORES, ids=lambda p: p.stem)
