@@ -235,16 +235,27 @@ while True:
 
 def _api_and_web(tmp_path: Path, *, api_autonomy: str = "auto") -> Rig:
     """web depends on api; both are real processes the engine supervises; api has an HTTP probe.
-    api will not start while the file ``tmp_path/api-broken`` exists (exit code 1)."""
+    api will not start while the file ``tmp_path/api-broken`` exists (exit code 1). web's first
+    start waits (up to 10 s) for api to answer; every later start exits at once when api refuses."""
     port = free_port()
     broken = tmp_path / "api-broken"
     api_cmd = f"import os, sys\nif os.path.exists({str(broken)!r}):\n    sys.exit(1)\n{API}"
     api = {"name": "api", "probes": [{"type": "http", "url": f"http://127.0.0.1:{port}/", "timeout_s": 0.5}],
            "actuators": {"process": {"command": [sys.executable, "-c", api_cmd, str(port)], "start_grace_s": 0}}}
+    # web's very first start (with the engine's, beside api's) waits for api to listen: started
+    # before api answers, it would exit at once and the test would begin from a dead web
+    first = tmp_path / "web-started"
+    web_cmd = (f"import os, sys, time, urllib.request\nif not os.path.exists({str(first)!r}):\n"
+               f"    deadline = time.monotonic() + 10\n"
+               f"    while time.monotonic() < deadline:\n        try:\n"
+               f"            urllib.request.urlopen(f'http://127.0.0.1:{{sys.argv[1]}}/', timeout=1).close()\n"
+               f"            break\n        except OSError:\n            time.sleep(0.05)\n"
+               f"    open({str(first)!r}, 'w').close()\n{WEB}")
     web = {"name": "web", "depends_on": ["api"],
-           "actuators": {"process": {"command": [sys.executable, "-c", WEB, str(port)], "start_grace_s": 0}}}
+           "actuators": {"process": {"command": [sys.executable, "-c", web_cmd, str(port)], "start_grace_s": 0}}}
     rig = Rig(tmp_path, web, others=(api,), policy={"services": {"api": {"autonomy": api_autonomy}}})
     wait_for(lambda: _answers(f"http://127.0.0.1:{port}/"), what="api answering")
+    wait_for(first.exists, what="web connected to api once")
     return rig
 
 
