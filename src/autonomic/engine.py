@@ -161,18 +161,22 @@ def answer_approval(store: Store, incident_id: str, verdict: Literal["approve", 
     if answers is not None and answers != request:
         raise ValueError(f"incident {incident_id[:8]} was asked again since the request you answered; "
                          "look at the new one and answer that")
-    given = store.get_state(approval_key(incident_id))
-    if given is not None and given.get("decision") == request and not (
-            verdict == "deny" and given.get("verdict") == "approve"):
-        # a second person's approval must not silently replace the first one's denial (nor be
-        # audited as if it did something); a denial may still stop an approval the engine has
-        # not acted on yet
+    # one compare-and-set in the store: of two answers in the same instant (two people, two
+    # replicas) only one is written. Any answer to this request stands, except that a denial
+    # replaces an approval the engine has not acted on yet (it stops it: the safe way round); a
+    # second person's approval must not replace the first one's denial, nor be audited as if it
+    # did something. An answer to an earlier request (stale) is replaced.
+    kept_if: dict[str, str | None] = {"decision": request}
+    if verdict == "deny":
+        kept_if["verdict"] = "deny"
+    written, given = store.set_state_unless(
+        approval_key(incident_id), {"verdict": verdict, "actor": actor, "comment": comment, "ts": now,
+                                    "decision": request},
+        kept_if=kept_if, actor=actor, event=f"approval.{verdict}",
+        data={"incident": incident_id, "comment": comment, "decision": request})
+    if not written:
         raise ValueError(f"incident {incident_id[:8]} was already answered: {given.get('verdict')} by "
                          f"{given.get('actor', '?')}; the engine acts on that at its next tick")
-    store.set_state(approval_key(incident_id), {"verdict": verdict, "actor": actor, "comment": comment, "ts": now,
-                                                "decision": request},
-                    actor=actor, event=f"approval.{verdict}",
-                    data={"incident": incident_id, "comment": comment, "decision": request})
     return inc
 
 
