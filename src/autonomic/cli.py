@@ -18,7 +18,7 @@ from rich.table import Table
 from rich.text import Text
 from typer.core import TyperGroup
 
-from autonomic.cli_common import ConfigOpt, JsonOpt
+from autonomic.cli_common import ConfigOpt, JsonOpt, given_config, group_config
 from autonomic.cli_common import actor as _actor
 from autonomic.cli_common import fail as _fail
 from autonomic.cli_common import load as _load
@@ -45,7 +45,7 @@ class _Commands(TyperGroup):
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, cls=_Commands,
                   help="autonomic: services that heal themselves, safely.")
-audit_app = typer.Typer(no_args_is_help=True, help="The hash-chained audit log.")
+audit_app = typer.Typer(no_args_is_help=True, help="The hash-chained audit log.", callback=group_config)
 app.add_typer(audit_app, name="audit")
 canary_app = typer.Typer(no_args_is_help=True, help="Judge a canary against its baseline.")
 app.add_typer(canary_app, name="canary")
@@ -551,6 +551,7 @@ def resume(
 
 @audit_app.command("verify")
 def audit_verify(
+    ctx: typer.Context,
     config: ConfigOpt = None,
     archive: Annotated[bool, typer.Option(
         "--archive", help="also verify the audit archive (retention.archive_dir): each file, and that the "
@@ -561,7 +562,7 @@ def audit_verify(
     entry's seq and hash, kept in the store), and says so."""
     from autonomic.knowledge.archive import verify_archive
 
-    cfg, store = _store(config)
+    cfg, store = _store(given_config(ctx, config))
     report = store.verify_audit()
     problems = list(report.problems)
     if archive:
@@ -621,12 +622,13 @@ def prune_command(
 
 @audit_app.command("show")
 def audit_show(
+    ctx: typer.Context,
     config: ConfigOpt = None,
     limit: Annotated[int, typer.Option(min=1, max=100_000)] = 50,
     as_json: JsonOpt = False,
 ) -> None:
     """The newest audit entries."""
-    _, store = _store(config)
+    _, store = _store(given_config(ctx, config))
     events = store.audit_events(limit=limit, newest=True)
     if as_json:
         print(json.dumps([e.model_dump(mode="json") for e in events], indent=2))
