@@ -48,6 +48,7 @@ from autonomic.knowledge.tallies import PatternTallies
 from autonomic.liveness import Watchdog
 from autonomic.longcsv import from_series as rca_series
 from autonomic.model import (
+    TROUBLE_CLEARED,
     Action,
     ActionState,
     Autonomy,
@@ -1270,17 +1271,30 @@ class Engine:
         self._alerts_firing.pop(inc_id, None)
         self._paused_out.discard(inc_id)
 
-    def _close_if_cleared(self, inc: Incident, now: float) -> bool:
+    def _close_if_cleared(self, inc: Incident, now: float, approved: dict[str, Any] | None = None) -> bool:
         """Close ``inc`` as cleared on its own (nothing done) when no finding came for a few
         ticks; never while one of its Alertmanager alerts still fires (it is resent only every
-        repeat_interval: its silence says nothing, see :meth:`_sweep`)."""
+        repeat_interval: its silence says nothing, see :meth:`_sweep`). With ``approved`` (a
+        person's approval it was waiting on), that answer is recorded in the same write as what
+        it is: a decision of the person's, never acted on (:attr:`Decision.never_acted_on`)."""
         last = self._last_seen.get(inc.id, inc.last_finding_at)
         if now - last <= self._stale_after(inc.service) or self._alerts_firing.get(inc.id):
             return False
         closed = inc.model_copy(update={"state": IncidentState.EXPIRED, "resolution": Resolution.CLEARED,
                                         "closed_at": now, "updated_at": now})
-        self.store.record(closed, actor="engine", event="incident.cleared", subject=inc.id,
-                          data={"reason": f"no finding for {now - last:.0f} s; nothing done"})
+        reason = f"no finding for {now - last:.0f} s; nothing done"
+        nouns: list[Incident | Decision] = [closed]
+        if approved is not None:
+            diagnosis = self.store.diagnoses(inc.id)[-1]
+            nouns.append(Decision(
+                incident_id=inc.id, diagnosis_id=diagnosis.id, ts=now, verdict=Verdict.DENIED,
+                gates=[GateResult(gate=TROUBLE_CLEARED, passed=False, reason="the trouble cleared on its own before "
+                                                                             f"the approval was acted on ({reason})")],
+                action=diagnosis.action, decided_by=str(approved.get("actor", "?")),
+                comment=str(approved.get("comment", "")), pattern_id=diagnosis.pattern_id))
+        self.store.record(*nouns, actor="engine", event="incident.cleared", subject=inc.id,
+                          data={"reason": reason,
+                                **({"approved_by": str(approved.get("actor", "?"))} if approved else {})})
         self._open.pop((inc.service, inc.cause), None)
         self._forget(inc.id)
         log.info("incident %s cleared on its own", inc.id[:8])
@@ -1796,11 +1810,20 @@ class Engine:
             self._open.pop((inc.service, inc.cause), None)
             return None
         who = str(answer.get("actor", "?"))
-        if answer.get("verdict") == "approve" and self._close_if_cleared(inc, now):
+        cleared = False
+        if answer.get("verdict") == "approve":
             # the trouble went away on its own while the person was asked (a blip): acting now
-            # would act on a healthy service, so nothing is done, as for a diagnosed incident
-            self.store.set_state(approval_key(inc.id), None, actor=who, event="approval.consumed",
-                                 data={"incident": inc.id, "verdict": "cleared"})
+            # would act on a healthy service, so nothing is done, as for a diagnosed incident; the
+            # person's answer is recorded as a decision never acted on, with the close, and the
+            # answer is consumed by the engine (it did not act on it), all in one write
+            with self.store.unit():
+                cleared = self._close_if_cleared(inc, now, approved=answer)
+                if cleared:
+                    self.store.set_state(approval_key(inc.id), None, actor="engine", event="approval.consumed",
+                                         data={"incident": inc.id, "verdict": "cleared", "approved_by": who,
+                                               "reason": f"approved by {who}, but the trouble cleared on its own "
+                                                         "before it was acted on; nothing done"})
+        if cleared:
             self.notify(Notification(level=Level.INFO, ts=now, service=inc.service, incident_id=inc.id,
                                      title=f"approval not acted on: {inc.headline}",
                                      body=f"approved by {who}, but the trouble cleared on its own before that; "

@@ -1346,9 +1346,9 @@ class Store:
                           DecisionRow.body["decided_by"].as_string() != "engine"))
         for body in conn.execute(answers).scalars():
             d = Decision.model_validate(body)
-            if d.pattern_id and d.action is not None:  # what people_evidence counts
+            if d.pattern_id and d.action is not None and d.person_evidence is not None:  # what people_evidence counts
                 evidence.append({"ref": d.id, "pattern_id": d.pattern_id, "service": d.action.target, "ts": d.ts,
-                                 "verdict": "fail" if d.person_said_no else "pass", "rolled_back": False,
+                                 "verdict": d.person_evidence, "rolled_back": False,
                                  "person": True})
         if evidence:
             conn.execute(self._insert(PatternEvidenceRow).on_conflict_do_nothing(index_elements=["ref"]), evidence)
