@@ -11,6 +11,18 @@ from playwright.sync_api import Browser, expect
 from autonomic.config import load_config_data
 from autonomic.engine import PAUSE_GLOBAL
 from autonomic.knowledge import Store
+from autonomic.model import (
+    TROUBLE_CLEARED,
+    ActionSpec,
+    Decision,
+    Diagnosis,
+    FindingKind,
+    GateResult,
+    Incident,
+    IncidentState,
+    Severity,
+    Verdict,
+)
 from autonomic.oversight.api import ApiContext, create_app
 from autonomic.oversight.auth import create_token
 from autonomic.oversight.server import ApiServer
@@ -76,6 +88,82 @@ def test_the_audit_page_verifies_the_chain_when_opened_not_at_every_redraw_for_a
         expect(page.get_by_test_id("audit-verify")).to_contain_text(f"{newest} events")
         expect(page.get_by_test_id("audit-unverified")).to_have_count(0)
         assert len(verifies) == 2
+        page.close()
+    finally:
+        server.stop()
+        store.close()
+
+
+def _asked_then(store: Store, ts: float, *, then: Decision | None = None, closed: str | None = None,
+                late_by: str | None = None) -> tuple[Incident, Decision]:
+    """An incident whose restart was put to a person, then ``then`` (a decision) or, with
+    ``closed``, closed unanswered: ``expired`` (the request's time ran out; ``late_by`` approved
+    after it) or ``quiet`` (swept closed: the trouble cleared before an answer)."""
+    inc = Incident(service="web", cause="down", severity=Severity.CRITICAL, kind=FindingKind.STATE, opened_at=ts,
+                   updated_at=ts, last_finding_at=ts, summary="web is down", state=IncidentState.AWAITING_APPROVAL)
+    action = ActionSpec(type="process", target="web", params={"op": "restart"})
+    diagnosis = Diagnosis(incident_id=inc.id, ts=ts, pattern_id="process-down-restart", action=action,
+                          confidence=0.8, rationale="down")
+    asked = Decision(incident_id=inc.id, diagnosis_id=diagnosis.id, ts=ts, verdict=Verdict.NEEDS_APPROVAL,
+                     action=action, pattern_id="process-down-restart",
+                     gates=[GateResult(gate="autonomy", passed=False, needs_approval=True, reason="approve")])
+    store.record(inc, diagnosis, asked, actor="engine", event="decision.needs_approval", subject=inc.id)
+    done = inc.model_copy(update={"state": IncidentState.EXPIRED, "closed_at": ts + 60, "updated_at": ts + 60})
+    if then is not None:
+        then = then.model_copy(update={"incident_id": inc.id, "diagnosis_id": diagnosis.id, "action": action,
+                                       "pattern_id": "process-down-restart"})
+        store.record(then, done, actor="engine", event="decision.denied", subject=inc.id)
+        return inc, then
+    event = "approval.expired" if closed == "expired" else "incident.closed"
+    store.record(done, actor="engine", event=event, subject=inc.id,
+                 data={"approved_late_by": late_by} if late_by else {"quiet_s": 60})
+    return inc, asked
+
+
+def test_a_persons_approval_that_a_gate_refused_or_the_engine_closed_is_not_shown_as_their_denial(
+    tmp_path: Path, browser: Browser
+) -> None:
+    """An incident page listed each decision as "<verdict> by <decided_by>": a person's approval
+    that the rate limit then refused read "denied by person:ana", as if ana had said no; one not
+    acted on because the trouble cleared read the same. Each now says what really happened, and
+    a request the incident closed on says why it was never acted on."""
+    store = Store(f"sqlite:///{tmp_path / 'live.db'}")
+    config = load_config_data({"engine": {"state_dir": str(tmp_path / "state"), "host_metrics": False},
+                               "services": [{"name": "web", "type": "http"}]}, source="t.yaml", base_dir=tmp_path)
+    server = ApiServer(create_app(ApiContext(store=store, config=config)), port=0)
+    server.start()
+    try:
+        t = 1_700_000_000.0
+        gated = Decision(incident_id="-", diagnosis_id="-", ts=t + 30, verdict=Verdict.DENIED, decided_by="person:ana",
+                         gates=[GateResult(gate="autonomy", passed=True, reason="approved by a person"),
+                                GateResult(gate="rate_limit", passed=False, reason="3 of 3 today")])
+        cleared = Decision(incident_id="-", diagnosis_id="-", ts=t + 30, verdict=Verdict.DENIED,
+                           decided_by="person:bob", gates=[GateResult(gate=TROUBLE_CLEARED, passed=False,
+                                                                      reason="cleared before it was acted on")])
+        said_no = Decision(incident_id="-", diagnosis_id="-", ts=t + 30, verdict=Verdict.DENIED,
+                           decided_by="person:cy")
+        shown = {
+            "gated": (_asked_then(store, t, then=gated)[1], "denied", "by rate_limit, though person:ana approved"),
+            "cleared": (_asked_then(store, t, then=cleared)[1], "not acted on",
+                        "as the trouble cleared on its own first, though person:bob approved"),
+            "said no": (_asked_then(store, t, then=said_no)[1], "denied", "by person:cy"),
+            "expired": (_asked_then(store, t, closed="expired")[1], "needs approval",
+                        "by engine; expired unanswered"),
+            "late": (_asked_then(store, t, closed="expired", late_by="person:dee")[1], "needs approval",
+                     "by engine; expired: approved by person:dee after the request expired"),
+            "quiet": (_asked_then(store, t, closed="quiet")[1], "needs approval",
+                      "by engine; the trouble cleared on its own before an answer"),
+        }
+        token = create_token(store, "e2e-viewer", "viewer")
+        page = browser.new_page()
+        page.goto(f"{server.url}/?token={token}")
+        for what, (decision, verdict, by) in shown.items():
+            page.goto(f"{server.url}/#/incidents/{decision.incident_id}")
+            panel = page.get_by_test_id(f"decision-{decision.id}")
+            expect(panel.locator(".tag").first).to_have_text(verdict)
+            expect(panel.get_by_test_id("ruled-by")).to_contain_text(by)
+            # only a person's own denial is theirs
+            assert panel.get_by_test_id("ruled-by").inner_text().startswith("by person:") == (what == "said no")
         page.close()
     finally:
         server.stop()
