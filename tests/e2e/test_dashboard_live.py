@@ -3,6 +3,8 @@ after a change made outside the API (the CLI, the engine) reaches it as a server
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -30,18 +32,28 @@ from autonomic.oversight.server import ApiServer
 pytestmark = pytest.mark.slow
 
 
+@contextlib.contextmanager
+def _api(tmp_path: Path, read_cache_s: float = 0.5) -> Iterator[tuple[Store, ApiServer]]:
+    """A store in ``tmp_path`` and the API (no engine) serving it on a free port, for the block."""
+    store = Store(f"sqlite:///{tmp_path / 'live.db'}")
+    config = load_config_data({"engine": {"state_dir": str(tmp_path / "state"), "host_metrics": False},
+                               "services": [{"name": "web", "type": "http"}]}, source="t.yaml", base_dir=tmp_path)
+    server = ApiServer(create_app(ApiContext(store=store, config=config, read_cache_s=read_cache_s)), port=0)
+    server.start()
+    try:
+        yield store, server
+    finally:
+        server.stop()
+        store.close()
+
+
 def test_a_change_made_outside_the_api_is_shown_even_while_the_read_cache_holds_the_old_page(
     tmp_path: Path, browser: Browser
 ) -> None:
     """The API replays a read for a moment (here 30 s, to make the moment plain); a page redrawn
     for an audit event asks for what follows that event, never for the replay of a read made
     before it (which left the page showing the old state until some later event)."""
-    store = Store(f"sqlite:///{tmp_path / 'live.db'}")
-    config = load_config_data({"engine": {"state_dir": str(tmp_path / "state"), "host_metrics": False},
-                               "services": [{"name": "web", "type": "http"}]}, source="t.yaml", base_dir=tmp_path)
-    server = ApiServer(create_app(ApiContext(store=store, config=config, read_cache_s=30.0)), port=0)
-    server.start()
-    try:
+    with _api(tmp_path, read_cache_s=30.0) as (store, server):
         token = create_token(store, "e2e-viewer", "viewer")
         page = browser.new_page()
         page.goto(f"{server.url}/?token={token}")
@@ -53,9 +65,6 @@ def test_a_change_made_outside_the_api_is_shown_even_while_the_read_cache_holds_
         expect(page.get_by_test_id("pause-state")).to_contain_text("PAUSED by person:cli", timeout=10_000)
         expect(page.get_by_test_id("paused-banner")).to_contain_text("ALL AUTOMATION PAUSED")
         page.close()
-    finally:
-        server.stop()
-        store.close()
 
 
 def test_the_audit_page_verifies_the_chain_when_opened_not_at_every_redraw_for_a_new_event(
@@ -64,12 +73,7 @@ def test_the_audit_page_verifies_the_chain_when_opened_not_at_every_redraw_for_a
     """Verifying reads the whole log (seconds at a million events), so a busy engine's events
     must not make the page re-read it at every redraw: the new event is listed at once and
     marked as not yet verified, and "Verify again" checks the chain with it."""
-    store = Store(f"sqlite:///{tmp_path / 'live.db'}")
-    config = load_config_data({"engine": {"state_dir": str(tmp_path / "state"), "host_metrics": False},
-                               "services": [{"name": "web", "type": "http"}]}, source="t.yaml", base_dir=tmp_path)
-    server = ApiServer(create_app(ApiContext(store=store, config=config)), port=0)
-    server.start()
-    try:
+    with _api(tmp_path) as (store, server):
         token = create_token(store, "e2e-viewer", "viewer")
         page = browser.new_page()
         verifies: list[str] = []
@@ -89,9 +93,6 @@ def test_the_audit_page_verifies_the_chain_when_opened_not_at_every_redraw_for_a
         expect(page.get_by_test_id("audit-unverified")).to_have_count(0)
         assert len(verifies) == 2
         page.close()
-    finally:
-        server.stop()
-        store.close()
 
 
 def _asked_then(store: Store, ts: float, *, then: Decision | None = None, closed: str | None = None,
@@ -127,12 +128,7 @@ def test_a_persons_approval_that_a_gate_refused_or_the_engine_closed_is_not_show
     that the rate limit then refused read "denied by person:ana", as if ana had said no; one not
     acted on because the trouble cleared read the same. Each now says what really happened, and
     a request the incident closed on says why it was never acted on."""
-    store = Store(f"sqlite:///{tmp_path / 'live.db'}")
-    config = load_config_data({"engine": {"state_dir": str(tmp_path / "state"), "host_metrics": False},
-                               "services": [{"name": "web", "type": "http"}]}, source="t.yaml", base_dir=tmp_path)
-    server = ApiServer(create_app(ApiContext(store=store, config=config)), port=0)
-    server.start()
-    try:
+    with _api(tmp_path) as (store, server):
         t = 1_700_000_000.0
         gated = Decision(incident_id="-", diagnosis_id="-", ts=t + 30, verdict=Verdict.DENIED, decided_by="person:ana",
                          gates=[GateResult(gate="autonomy", passed=True, reason="approved by a person"),
@@ -165,6 +161,3 @@ def test_a_persons_approval_that_a_gate_refused_or_the_engine_closed_is_not_show
             # only a person's own denial is theirs
             assert panel.get_by_test_id("ruled-by").inner_text().startswith("by person:") == (what == "said no")
         page.close()
-    finally:
-        server.stop()
-        store.close()
