@@ -1000,8 +1000,9 @@ def test_every_command_group_takes_c_after_its_name_as_after_the_subcommand(
     group, sub, *rest = words
     before = cli(group, "-c", config, sub, *rest)
     after = cli(group, sub, *rest, "-c", config)
+    first = cli("-c", config, group, sub, *rest)  # and before the group: autonomic -c FILE audit verify
     assert before.exit_code == 0, before.output
-    assert (before.exit_code, before.stdout) == (after.exit_code, after.stdout)
+    assert (before.exit_code, before.stdout) == (after.exit_code, after.stdout) == (first.exit_code, first.stdout)
     marker = {"audit": "token.created" if sub == "show" else "audit chain ok: 1 entries", "report": "daily report",
               "token": "alice", "patterns": "mine"}[group]
     assert marker in before.stdout
@@ -1020,3 +1021,29 @@ def test_c_at_both_places_naming_two_files_is_refused_naming_both_and_the_same_f
     listed = cli("token", "list", "-c", cfg)
     assert "bob" in listed.stdout
     assert "bob" not in cli("token", "list").stdout and "no tokens" in cli("token", "list").stdout
+
+
+@pytest.mark.parametrize("words", [["status"], ["incidents", "--all"], ["pause", "-r", "freeze"],
+                                   ["prune", "--dry-run"], ["check"], ["approve", "2222bbbb"]])
+def test_every_command_takes_c_before_its_name_as_after_it(
+        words: list[str], cfg: Path, store: Store, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """``autonomic -c FILE status`` was "No such option: -c": the config went after the command only."""
+    monkeypatch.chdir(tmp_path)
+    _incident(store, "2222bbbb", IncidentState.AWAITING_APPROVAL)
+    first = cli("-c", cfg, *words)
+    assert first.exit_code == 0, first.output
+    if words[0] == "check":
+        assert f"{cfg}: ok" in first.stdout
+    elif words[0] == "approve":
+        assert store.get_state("approval:" + store.resolve_id(Incident, "2222bbbb")) is not None
+    elif words[0] == "pause":
+        assert store.get_state("pause:global") is not None
+    else:
+        assert first.stdout == cli(*words, "-c", cfg).stdout
+
+
+def test_c_before_a_command_that_reads_no_config_is_refused_not_ignored(cfg: Path) -> None:
+    for words in (["demo"], ["canary", "judge"], ["rca"], ["detect"]):
+        result = cli("-c", cfg, *words)
+        assert result.exit_code == 2 and f"`autonomic {words[0]}` reads no autonomic.yaml" in result.stderr
+    assert cli("check").exit_code == 2 and "--config: which autonomic.yaml" in cli("check").stderr
