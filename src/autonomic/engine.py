@@ -1271,15 +1271,21 @@ class Engine:
         self._alerts_firing.pop(inc_id, None)
         self._paused_out.discard(inc_id)
 
+    def _quiet(self, inc: Incident, now: float) -> bool:
+        """Whether ``inc``'s trouble has cleared on its own: no finding for a few ticks, and none of
+        its Alertmanager alerts still firing (see :meth:`_close_if_cleared`)."""
+        last = self._last_seen.get(inc.id, inc.last_finding_at)
+        return now - last > self._stale_after(inc.service) and not self._alerts_firing.get(inc.id)
+
     def _close_if_cleared(self, inc: Incident, now: float, approved: dict[str, Any] | None = None) -> bool:
         """Close ``inc`` as cleared on its own (nothing done) when no finding came for a few
         ticks; never while one of its Alertmanager alerts still fires (it is resent only every
         repeat_interval: its silence says nothing, see :meth:`_sweep`). With ``approved`` (a
         person's approval it was waiting on), that answer is recorded in the same write as what
         it is: a decision of the person's, never acted on (:attr:`Decision.never_acted_on`)."""
-        last = self._last_seen.get(inc.id, inc.last_finding_at)
-        if now - last <= self._stale_after(inc.service) or self._alerts_firing.get(inc.id):
+        if not self._quiet(inc, now):
             return False
+        last = self._last_seen.get(inc.id, inc.last_finding_at)
         closed = inc.model_copy(update={"state": IncidentState.EXPIRED, "resolution": Resolution.CLEARED,
                                         "closed_at": now, "updated_at": now})
         reason = f"no finding for {now - last:.0f} s; nothing done"
@@ -1810,27 +1816,35 @@ class Engine:
             self._open.pop((inc.service, inc.cause), None)
             return None
         who = str(answer.get("actor", "?"))
-        cleared = False
-        if answer.get("verdict") == "approve":
+        # an approval is taken only while it is still the answer stored: a denial may replace an
+        # approval the engine has not acted on (it stops it), up to the instant the engine takes it
+        approval = {"verdict": "approve", "actor": answer.get("actor"), "decision": answer.get("decision")}
+        if answer.get("verdict") == "approve" and self._quiet(inc, now):
             # the trouble went away on its own while the person was asked (a blip): acting now
             # would act on a healthy service, so nothing is done, as for a diagnosed incident; the
-            # person's answer is recorded as a decision never acted on, with the close, and the
-            # answer is consumed by the engine (it did not act on it), all in one write
+            # answer is taken by the engine (it did not act on it) and recorded as a decision of the
+            # person's never acted on, with the close, all in one write
             with self.store.unit():
-                cleared = self._close_if_cleared(inc, now, approved=answer)
-                if cleared:
-                    self.store.set_state(approval_key(inc.id), None, actor="engine", event="approval.consumed",
-                                         data={"incident": inc.id, "verdict": "cleared", "approved_by": who,
-                                               "reason": f"approved by {who}, but the trouble cleared on its own "
-                                                         "before it was acted on; nothing done"})
-        if cleared:
+                taken = self.store.delete_state_if(
+                    approval_key(inc.id), approval, actor="engine", event="approval.consumed",
+                    data={"incident": inc.id, "verdict": "cleared", "approved_by": who,
+                          "reason": f"approved by {who}, but the trouble cleared on its own before it was "
+                                    "acted on; nothing done"})
+                if taken:
+                    self._close_if_cleared(inc, now, approved=answer)
+            if not taken:  # replaced by a denial since it was read: that is the answer now
+                return now
             self.notify(Notification(level=Level.INFO, ts=now, service=inc.service, incident_id=inc.id,
                                      title=f"approval not acted on: {inc.headline}",
                                      body=f"approved by {who}, but the trouble cleared on its own before that; "
                                           "nothing done"))
             return None
-        self.store.set_state(approval_key(inc.id), None, actor=who,
-                             event="approval.consumed", data={"incident": inc.id, "verdict": answer.get("verdict")})
+        consumed = {"incident": inc.id, "verdict": answer.get("verdict")}
+        if answer.get("verdict") != "approve":  # a denial is never replaced
+            self.store.set_state(approval_key(inc.id), None, actor=who, event="approval.consumed", data=consumed)
+        elif not self.store.delete_state_if(approval_key(inc.id), approval, actor=who, event="approval.consumed",
+                                            data=consumed):
+            return now  # replaced by a denial since it was read: that is the answer now
         diagnosis = self.store.diagnoses(inc.id)[-1]
         if answer.get("verdict") == "approve":
             if self.store.get_state(backoff_key(inc.service)):  # a person's act resets the backoff

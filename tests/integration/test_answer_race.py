@@ -118,3 +118,23 @@ def test_of_simultaneous_denials_of_an_approval_exactly_one_replaces_it(stores: 
                    for msg in refused.values())
         assert _answer_events(store, before) == won
         store.set_state(approval_key(incident_id), None, actor="test", event="approval.cleared")
+
+
+def test_the_engine_takes_an_approval_only_while_it_is_still_the_answer_stored(stores: list[Store]) -> None:
+    """The engine's side of "a denial stops an approval": its conditional delete of the approval it
+    read deletes nothing (and audits nothing) once a denial has replaced it, on either back end."""
+    store = stores[0]
+    incident_id, decision = _waiting(store)
+    answer_approval(store, incident_id, "approve", actor="person:ann", comment="", now=T0)
+    read = store.get_state(approval_key(incident_id))
+    assert read is not None
+    answer_approval(stores[1], incident_id, "deny", actor="person:bob", comment="", now=T0)  # another replica
+    before = store.audit_events()[-1].seq
+    approval = {"verdict": "approve", "actor": read["actor"], "decision": read["decision"]}
+    assert not store.delete_state_if(approval_key(incident_id), approval, actor="engine", event="approval.consumed")
+    assert store.get_state(approval_key(incident_id))["verdict"] == "deny"  # type: ignore[index]
+    assert store.audit_events()[-1].seq == before
+    denial = {"verdict": "deny", "actor": "person:bob", "decision": decision}
+    assert store.delete_state_if(approval_key(incident_id), denial, actor="engine", event="approval.consumed")
+    assert store.get_state(approval_key(incident_id)) is None
+    assert [e.kind for e in store.audit_events() if e.seq > before] == ["approval.consumed"]

@@ -1163,6 +1163,31 @@ class Store:
             self._append(conn, head, actor, event, key, {**(data or {}), "value": value})
             return True, value
 
+    def delete_state_if(
+        self,
+        key: str,
+        expect: Mapping[str, str | None],
+        *,
+        actor: str,
+        event: str,
+        data: dict[str, Any] | None = None,
+    ) -> bool:
+        """Delete ``key`` only when what is stored there still has every field of ``expect`` at its
+        value (a missing field counts as None), audited (subject ``key``, ``data``) in the same
+        transaction; returns whether it did. One conditional ``DELETE ... RETURNING``: a value
+        replaced since the caller read it (a denial replacing an approval the engine is about to
+        act on) is neither deleted nor acted on."""
+        _storable("state", {"key": key})
+        with self._write() as conn:
+            head = self._head(conn)
+            matches = and_(true(), *(StateRow.value[field].as_string().is_not_distinct_from(want)
+                                     for field, want in expect.items()))
+            gone = conn.execute(delete(StateRow).where(StateRow.key == key, matches)
+                                .returning(StateRow.key)).first() is not None
+            if gone:
+                self._append(conn, head, actor, event, key, {**(data or {}), "value": None})
+            return gone
+
     def first_time(self, prefix: str, token: str, now: float, keep_s: float) -> bool:
         """True, and ``token`` remembered at ``now``, when it is not remembered under ``prefix``
         yet; False, writing nothing, when it is. Tokens remembered before ``now - keep_s`` are
