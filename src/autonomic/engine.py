@@ -48,6 +48,7 @@ from autonomic.knowledge.tallies import PatternTallies
 from autonomic.liveness import Watchdog
 from autonomic.longcsv import from_series as rca_series
 from autonomic.model import (
+    TROUBLE_CLEARED,
     Action,
     ActionState,
     Autonomy,
@@ -165,18 +166,22 @@ def answer_approval(store: Store, incident_id: str, verdict: Literal["approve", 
     if answers is not None and answers != request:
         raise ValueError(f"incident {incident_id[:8]} was asked again since the request you answered; "
                          "look at the new one and answer that")
-    given = store.get_state(approval_key(incident_id))
-    if given is not None and given.get("decision") == request and not (
-            verdict == "deny" and given.get("verdict") == "approve"):
-        # a second person's approval must not silently replace the first one's denial (nor be
-        # audited as if it did something); a denial may still stop an approval the engine has
-        # not acted on yet
+    # one compare-and-set in the store: of two answers in the same instant (two people, two
+    # replicas) only one is written. Any answer to this request stands, except that a denial
+    # replaces an approval the engine has not acted on yet (it stops it: the safe way round); a
+    # second person's approval must not replace the first one's denial, nor be audited as if it
+    # did something. An answer to an earlier request (stale) is replaced.
+    kept_if: dict[str, str | None] = {"decision": request}
+    if verdict == "deny":
+        kept_if["verdict"] = "deny"
+    written, given = store.set_state_unless(
+        approval_key(incident_id), {"verdict": verdict, "actor": actor, "comment": comment, "ts": now,
+                                    "decision": request},
+        kept_if=kept_if, actor=actor, event=f"approval.{verdict}",
+        data={"incident": incident_id, "comment": comment, "decision": request})
+    if not written:
         raise ValueError(f"incident {incident_id[:8]} was already answered: {given.get('verdict')} by "
                          f"{given.get('actor', '?')}; the engine acts on that at its next tick")
-    store.set_state(approval_key(incident_id), {"verdict": verdict, "actor": actor, "comment": comment, "ts": now,
-                                                "decision": request},
-                    actor=actor, event=f"approval.{verdict}",
-                    data={"incident": incident_id, "comment": comment, "decision": request})
     return inc
 
 
@@ -1289,17 +1294,36 @@ class Engine:
         self._alerts_firing.pop(inc_id, None)
         self._paused_out.discard(inc_id)
 
-    def _close_if_cleared(self, inc: Incident, now: float) -> bool:
+    def _quiet(self, inc: Incident, now: float) -> bool:
+        """Whether ``inc``'s trouble has cleared on its own: no finding for a few ticks, and none of
+        its Alertmanager alerts still firing (see :meth:`_close_if_cleared`)."""
+        last = self._last_seen.get(inc.id, inc.last_finding_at)
+        return now - last > self._stale_after(inc.service) and not self._alerts_firing.get(inc.id)
+
+    def _close_if_cleared(self, inc: Incident, now: float, approved: dict[str, Any] | None = None) -> bool:
         """Close ``inc`` as cleared on its own (nothing done) when no finding came for a few
         ticks; never while one of its Alertmanager alerts still fires (it is resent only every
-        repeat_interval: its silence says nothing, see :meth:`_sweep`)."""
-        last = self._last_seen.get(inc.id, inc.last_finding_at)
-        if now - last <= self._stale_after(inc.service) or self._alerts_firing.get(inc.id):
+        repeat_interval: its silence says nothing, see :meth:`_sweep`). With ``approved`` (a
+        person's approval it was waiting on), that answer is recorded in the same write as what
+        it is: a decision of the person's, never acted on (:attr:`Decision.never_acted_on`)."""
+        if not self._quiet(inc, now):
             return False
+        last = self._last_seen.get(inc.id, inc.last_finding_at)
         closed = inc.model_copy(update={"state": IncidentState.EXPIRED, "resolution": Resolution.CLEARED,
                                         "closed_at": now, "updated_at": now})
-        self.store.record(closed, actor="engine", event="incident.cleared", subject=inc.id,
-                          data={"reason": f"no finding for {now - last:.0f} s; nothing done"})
+        reason = f"no finding for {now - last:.0f} s; nothing done"
+        nouns: list[Incident | Decision] = [closed]
+        if approved is not None:
+            diagnosis = self.store.diagnoses(inc.id)[-1]
+            nouns.append(Decision(
+                incident_id=inc.id, diagnosis_id=diagnosis.id, ts=now, verdict=Verdict.DENIED,
+                gates=[GateResult(gate=TROUBLE_CLEARED, passed=False, reason="the trouble cleared on its own before "
+                                                                             f"the approval was acted on ({reason})")],
+                action=diagnosis.action, decided_by=str(approved.get("actor", "?")),
+                comment=str(approved.get("comment", "")), pattern_id=diagnosis.pattern_id))
+        self.store.record(*nouns, actor="engine", event="incident.cleared", subject=inc.id,
+                          data={"reason": reason,
+                                **({"approved_by": str(approved.get("actor", "?"))} if approved else {})})
         self._open.pop((inc.service, inc.cause), None)
         self._forget(inc.id)
         log.info("incident %s cleared on its own", inc.id[:8])
@@ -1905,18 +1929,35 @@ class Engine:
             self._open.pop((inc.service, inc.cause), None)
             return None
         who = str(answer.get("actor", "?"))
-        if answer.get("verdict") == "approve" and self._close_if_cleared(inc, now):
+        # an approval is taken only while it is still the answer stored: a denial may replace an
+        # approval the engine has not acted on (it stops it), up to the instant the engine takes it
+        approval = {"verdict": "approve", "actor": answer.get("actor"), "decision": answer.get("decision")}
+        if answer.get("verdict") == "approve" and self._quiet(inc, now):
             # the trouble went away on its own while the person was asked (a blip): acting now
-            # would act on a healthy service, so nothing is done, as for a diagnosed incident
-            self.store.set_state(approval_key(inc.id), None, actor=who, event="approval.consumed",
-                                 data={"incident": inc.id, "verdict": "cleared"})
+            # would act on a healthy service, so nothing is done, as for a diagnosed incident; the
+            # answer is taken by the engine (it did not act on it) and recorded as a decision of the
+            # person's never acted on, with the close, all in one write
+            with self.store.unit():
+                taken = self.store.delete_state_if(
+                    approval_key(inc.id), approval, actor="engine", event="approval.consumed",
+                    data={"incident": inc.id, "verdict": "cleared", "approved_by": who,
+                          "reason": f"approved by {who}, but the trouble cleared on its own before it was "
+                                    "acted on; nothing done"})
+                if taken:
+                    self._close_if_cleared(inc, now, approved=answer)
+            if not taken:  # replaced by a denial since it was read: that is the answer now
+                return now
             self.notify(Notification(level=Level.INFO, ts=now, service=inc.service, incident_id=inc.id,
                                      title=f"approval not acted on: {inc.headline}",
                                      body=f"approved by {who}, but the trouble cleared on its own before that; "
                                           "nothing done"))
             return None
-        self.store.set_state(approval_key(inc.id), None, actor=who,
-                             event="approval.consumed", data={"incident": inc.id, "verdict": answer.get("verdict")})
+        consumed = {"incident": inc.id, "verdict": answer.get("verdict")}
+        if answer.get("verdict") != "approve":  # a denial is never replaced
+            self.store.set_state(approval_key(inc.id), None, actor=who, event="approval.consumed", data=consumed)
+        elif not self.store.delete_state_if(approval_key(inc.id), approval, actor=who, event="approval.consumed",
+                                            data=consumed):
+            return now  # replaced by a denial since it was read: that is the answer now
         diagnosis = self.store.diagnoses(inc.id)[-1]
         if answer.get("verdict") == "approve":
             if self.store.get_state(backoff_key(inc.service)):  # a person's act resets the backoff

@@ -13,7 +13,7 @@ import pytest
 from pydantic import BaseModel
 
 from autonomic.config import Config, load_config_data
-from autonomic.engine import INBOX, Engine, approval_key, pause_key, queue_findings
+from autonomic.engine import INBOX, Engine, answer_approval, approval_key, pause_key, queue_findings
 from autonomic.errors import NotLeaderError
 from autonomic.knowledge import Store
 from autonomic.knowledge.lease import LeaderElector
@@ -442,6 +442,35 @@ def test_approve_autonomy_waits_for_a_person_then_acts_on_approval(tmp_path: Pat
     assert decisions[-1].decided_by == "person:ann" and decisions[-1].comment == "go"
     assert [c for c, *_ in h.actuator.calls] == ["apply"]
     assert h.store.get_state(approval_key(inc.id)) is None
+
+
+def test_a_denial_given_in_the_instant_the_engine_takes_an_approval_stops_it(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A denial may replace an approval the engine has not acted on yet (it stops it), and the
+    person is told "nothing is done". Before, the engine took the approval it had read by deleting
+    whatever answer was stored: a denial written between its read and that delete (another
+    replica's API, in the same instant) was deleted unseen and the restart ran. Now the engine takes
+    the approval only while it is still the answer stored; otherwise it reads the answer again."""
+    h = Harness(tmp_path, policy={"autonomy": "approve"})
+    h.feed("up", 0, 4)
+    inc = h.incident()
+    answer_approval(h.store, inc.id, "approve", actor="person:ann", comment="go", now=h.clock.now())
+    read = h.store.get_state
+
+    def read_then_a_denial_lands(key: str) -> dict[str, Any] | None:
+        value = read(key)
+        if key == approval_key(inc.id) and value is not None and value["verdict"] == "approve":
+            answer_approval(h.store, inc.id, "deny", actor="person:bob", comment="I am on it", now=h.clock.now())
+        return value
+
+    monkeypatch.setattr(h.store, "get_state", read_then_a_denial_lands)
+    h.feed("up", 0, 2)
+    assert h.actuator.calls == []
+    decisions = h.store.decisions(inc.id)
+    assert [(d.verdict, d.decided_by) for d in decisions] == [(Verdict.NEEDS_APPROVAL, "engine"),
+                                                               (Verdict.DENIED, "person:bob")]
+    consumed = [e for e in h.store.audit_events() if e.kind == "approval.consumed"]
+    assert [(e.actor, e.data["verdict"]) for e in consumed] == [("person:bob", "deny")]
 
 
 def _short_ttl_harness(tmp_path: Path) -> Harness:

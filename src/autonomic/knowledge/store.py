@@ -1174,6 +1174,71 @@ class Store:
             return self._append(conn, head, actor, event, key,
                                 {**(data or {}), "value": value} if audit_value else dict(data or {}))
 
+    def set_state_unless(
+        self,
+        key: str,
+        value: dict[str, Any],
+        *,
+        kept_if: Mapping[str, str | None],
+        actor: str,
+        event: str,
+        data: dict[str, Any] | None = None,
+    ) -> tuple[bool, dict[str, Any]]:
+        """Compare-and-set: store ``value`` under ``key`` (audited as :meth:`set_state` audits it)
+        when nothing is stored there, or when what is stored does not have every field of
+        ``kept_if`` at its value there (a missing field counts as None); otherwise write nothing.
+        Returns (written, the value stored under ``key`` afterwards: ours, or the one kept).
+
+        The decision is the database's, not a read before the write: one ``INSERT ... ON CONFLICT
+        DO NOTHING``, then one conditional ``UPDATE``, each ``RETURNING`` the row it wrote, which
+        says whether this call wrote. Two callers racing (two people answering one request in the same instant, on one
+        replica or two over PostgreSQL) cannot both write: the second's statements find the
+        first's row and match nothing. Inside :meth:`unit` it joins the unit's transaction."""
+        _storable("state", {"key": key})
+        with self._write() as conn:
+            head = self._head(conn)
+            row = {"key": key, "value": value, "updated_at": self._now_in(conn)}
+            # the row each statement returns is the one it wrote (psycopg gives no row count for
+            # an INSERT ... ON CONFLICT DO NOTHING through SQLAlchemy: -1, written or not)
+            written = conn.execute(self._insert(StateRow).values(row).on_conflict_do_nothing(index_elements=["key"])
+                                   .returning(StateRow.key)).first() is not None
+            if not written:
+                kept = and_(true(), *(StateRow.value[field].as_string().is_not_distinct_from(want)
+                                      for field, want in kept_if.items()))
+                written = conn.execute(update(StateRow).where(StateRow.key == key, ~kept)
+                                       .values(value=value, updated_at=row["updated_at"])
+                                       .returning(StateRow.key)).first() is not None
+            if not written:
+                stored = conn.execute(_STATE_BY_KEY, {"key": key}).scalar()
+                return False, dict(stored) if stored is not None else {}
+            self._append(conn, head, actor, event, key, {**(data or {}), "value": value})
+            return True, value
+
+    def delete_state_if(
+        self,
+        key: str,
+        expect: Mapping[str, str | None],
+        *,
+        actor: str,
+        event: str,
+        data: dict[str, Any] | None = None,
+    ) -> bool:
+        """Delete ``key`` only when what is stored there still has every field of ``expect`` at its
+        value (a missing field counts as None), audited (subject ``key``, ``data``) in the same
+        transaction; returns whether it did. One conditional ``DELETE ... RETURNING``: a value
+        replaced since the caller read it (a denial replacing an approval the engine is about to
+        act on) is neither deleted nor acted on."""
+        _storable("state", {"key": key})
+        with self._write() as conn:
+            head = self._head(conn)
+            matches = and_(true(), *(StateRow.value[field].as_string().is_not_distinct_from(want)
+                                     for field, want in expect.items()))
+            gone = conn.execute(delete(StateRow).where(StateRow.key == key, matches)
+                                .returning(StateRow.key)).first() is not None
+            if gone:
+                self._append(conn, head, actor, event, key, {**(data or {}), "value": None})
+            return gone
+
     def first_time(self, prefix: str, token: str, now: float, keep_s: float) -> bool:
         """True, and ``token`` remembered at ``now``, when it is not remembered under ``prefix``
         yet; False, writing nothing, when it is. Tokens remembered before ``now - keep_s`` are
@@ -1357,9 +1422,9 @@ class Store:
                           DecisionRow.body["decided_by"].as_string() != "engine"))
         for body in conn.execute(answers).scalars():
             d = Decision.model_validate(body)
-            if d.pattern_id and d.action is not None:  # what people_evidence counts
+            if d.pattern_id and d.action is not None and d.person_evidence is not None:  # what people_evidence counts
                 evidence.append({"ref": d.id, "pattern_id": d.pattern_id, "service": d.action.target, "ts": d.ts,
-                                 "verdict": "fail" if d.person_said_no else "pass", "rolled_back": False,
+                                 "verdict": d.person_evidence, "rolled_back": False,
                                  "person": True})
         if evidence:
             conn.execute(self._insert(PatternEvidenceRow).on_conflict_do_nothing(index_elements=["ref"]), evidence)
