@@ -157,32 +157,50 @@ def answer_approval(store: Store, incident_id: str, verdict: Literal["approve", 
     was asked again, or its request was already answered and the engine has not yet acted on
     that answer (a denial may still replace an approval: it stops it); returns the incident. For
     the API and the CLI alike."""
-    inc = store.get(Incident, incident_id)
-    if inc is None or inc.state != IncidentState.AWAITING_APPROVAL:
-        raise ValueError(f"incident {incident_id[:8]} is not awaiting approval "
-                         f"(it is {inc.state.value if inc else 'unknown'})")
-    decisions = store.decisions(incident_id)
-    request = decisions[-1].id if decisions else None
-    if answers is not None and answers != request:
-        raise ValueError(f"incident {incident_id[:8]} was asked again since the request you answered; "
-                         "look at the new one and answer that")
-    # one compare-and-set in the store: of two answers in the same instant (two people, two
-    # replicas) only one is written. Any answer to this request stands, except that a denial
-    # replaces an approval the engine has not acted on yet (it stops it: the safe way round); a
-    # second person's approval must not replace the first one's denial, nor be audited as if it
-    # did something. An answer to an earlier request (stale) is replaced.
-    kept_if: dict[str, str | None] = {"decision": request}
-    if verdict == "deny":
-        kept_if["verdict"] = "deny"
-    written, given = store.set_state_unless(
-        approval_key(incident_id), {"verdict": verdict, "actor": actor, "comment": comment, "ts": now,
-                                    "decision": request},
-        kept_if=kept_if, actor=actor, event=f"approval.{verdict}",
-        data={"incident": incident_id, "comment": comment, "decision": request})
+    # the incident's state is read under the store's write lock (the unit), with the write: the
+    # engine takes an approval and moves the incident on in one write of its own, so an answer
+    # either lands before that (a denial then stops the approval) or sees it taken
+    with store.unit():
+        inc = store.get(Incident, incident_id)
+        if inc is None or inc.state != IncidentState.AWAITING_APPROVAL:
+            raise ValueError(_not_awaiting(store, incident_id, inc))
+        decisions = store.decisions(incident_id)
+        request = decisions[-1].id if decisions else None
+        if answers is not None and answers != request:
+            raise ValueError(f"incident {incident_id[:8]} was asked again since the request you answered; "
+                             "look at the new one and answer that")
+        # one compare-and-set in the store: of two answers in the same instant (two people, two
+        # replicas) only one is written. Any answer to this request stands, except that a denial
+        # replaces an approval the engine has not acted on yet (it stops it: the safe way round); a
+        # second person's approval must not replace the first one's denial, nor be audited as if it
+        # did something. An answer to an earlier request (stale) is replaced.
+        kept_if: dict[str, str | None] = {"decision": request}
+        if verdict == "deny":
+            kept_if["verdict"] = "deny"
+        written, given = store.set_state_unless(
+            approval_key(incident_id), {"verdict": verdict, "actor": actor, "comment": comment, "ts": now,
+                                        "decision": request},
+            kept_if=kept_if, actor=actor, event=f"approval.{verdict}",
+            data={"incident": incident_id, "comment": comment, "decision": request})
     if not written:
         raise ValueError(f"incident {incident_id[:8]} was already answered: {given.get('verdict')} by "
                          f"{given.get('actor', '?')}; the engine acts on that at its next tick")
     return inc
+
+
+def _not_awaiting(store: Store, incident_id: str, inc: Incident | None) -> str:
+    """Why an answer to ``incident_id`` is refused: it is not awaiting approval. When the engine
+    has just taken an approval of it (the last approval event is its take and the incident is
+    not yet closed), says so, by whom, and how to stop the action now."""
+    said = f"incident {incident_id[:8]} is not awaiting approval (it is {inc.state.value if inc else 'unknown'})"
+    if inc is None or inc.state.terminal:
+        return said
+    taken = next((e for e in reversed(store.audit_events(subject=approval_key(incident_id), limit=5, newest=True))
+                  if e.kind.startswith("approval.")), None)
+    if taken is None or taken.kind != "approval.consumed" or taken.data.get("verdict") != "approve":
+        return said
+    return (f"{said}: approved by {taken.actor}, an approval already taken by the engine, which acts on it; to "
+            f"stop what it does, pause it: autonomic pause --service {inc.service} --reason ...")
 
 
 def backoff_key(service: str) -> str:
@@ -1953,11 +1971,22 @@ class Engine:
                                           "nothing done"))
             return None
         consumed = {"incident": inc.id, "verdict": answer.get("verdict")}
-        if answer.get("verdict") != "approve":  # a denial is never replaced
-            self.store.set_state(approval_key(inc.id), None, actor=who, event="approval.consumed", data=consumed)
-        elif not self.store.delete_state_if(approval_key(inc.id), approval, actor=who, event="approval.consumed",
-                                            data=consumed):
-            return now  # replaced by a denial since it was read: that is the answer now
+        if answer.get("verdict") == "approve":
+            # taken, and the incident moved on from awaiting approval, in one write: an answer
+            # given after it sees the approval taken (refused, saying how to stop the action) rather
+            # than being told it will be acted on while the engine goes ahead (its snapshot, an
+            # actuator call, comes before the decision's write). Killed between the two, the
+            # incident is decided again on restart, through every gate: a person is asked again.
+            taking = inc.model_copy(update={"state": IncidentState.DIAGNOSED, "resolution": None, "updated_at": now})
+            with self.store.unit():
+                taken = self.store.delete_state_if(approval_key(inc.id), approval, actor=who,
+                                                   event="approval.consumed", data=consumed)
+                if taken:
+                    self.store.record(taking, actor="engine", event="incident.deciding", subject=inc.id,
+                                      data={"approved_by": who})
+            if not taken:
+                return now  # replaced by a denial since it was read: that is the answer now
+            inc = taking
         diagnosis = self.store.diagnoses(inc.id)[-1]
         if answer.get("verdict") == "approve":
             if self.store.get_state(backoff_key(inc.service)):  # a person's act resets the backoff
@@ -1970,8 +1999,10 @@ class Engine:
         updated = inc.model_copy(update={"state": IncidentState.ESCALATED, "updated_at": now,
                                          "resolution": Resolution.ESCALATED,
                                          "escalated_at": inc.escalated_since(now)})
-        self.store.record(decision, updated, actor=decision.decided_by, event="decision.denied_by_person",
-                          subject=inc.id, data={"comment": decision.comment})
+        with self.store.unit():  # the denial taken and the incident closed on it: one write
+            self.store.set_state(approval_key(inc.id), None, actor=who, event="approval.consumed", data=consumed)
+            self.store.record(decision, updated, actor=decision.decided_by, event="decision.denied_by_person",
+                              subject=inc.id, data={"comment": decision.comment})
         return None
 
     # --- breaker ---------------------------------------------------------------------------

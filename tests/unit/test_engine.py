@@ -473,6 +473,36 @@ def test_a_denial_given_in_the_instant_the_engine_takes_an_approval_stops_it(
     assert [(e.actor, e.data["verdict"]) for e in consumed] == [("person:bob", "deny")]
 
 
+def test_a_denial_given_after_the_engine_took_an_approval_is_refused_not_told_it_stopped_anything(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Once the engine has taken an approval (its next step is the decision and the action's
+    snapshot), a denial can no longer stop it. Before, the incident still read "awaiting approval"
+    between the take and the decision: a denial given then was accepted, the person told the engine
+    would act on it, and the restart ran anyway. Now the take moves the incident on in the same
+    write; the denial is refused, saying the approval was taken and how to stop the action."""
+    h = Harness(tmp_path, policy={"autonomy": "approve"})
+    h.feed("up", 0, 4)
+    inc = h.incident()
+    answer_approval(h.store, inc.id, "approve", actor="person:ann", comment="go", now=h.clock.now())
+    decide = h.engine._decide
+    refused: list[str] = []
+
+    def a_denial_lands_first(*args: Any, **kwargs: Any) -> float | None:
+        try:
+            answer_approval(h.store, inc.id, "deny", actor="person:bob", comment="stop", now=h.clock.now())
+        except ValueError as e:
+            refused.append(str(e))
+        return decide(*args, **kwargs)
+
+    monkeypatch.setattr(h.engine, "_decide", a_denial_lands_first)
+    h.feed("up", 0, 2)
+    assert len(h.actuator.calls) == 1  # the approval was taken: the restart ran
+    assert len(refused) == 1 and "already taken" in refused[0] and "approved by person:ann" in refused[0]
+    assert "autonomic pause" in refused[0]
+    assert not [e for e in h.store.audit_events() if e.kind == "approval.deny"]
+    assert h.store.get_state(approval_key(inc.id)) is None
+
+
 def _short_ttl_harness(tmp_path: Path) -> Harness:
     """Approve autonomy, and an approval request that expires 20 s after it was made."""
     engine = {"interval_s": 1, "state_dir": str(tmp_path / "state"), "host_metrics": False, "settle_s": 0,
