@@ -336,6 +336,17 @@ class Sampler(threading.Thread):
             self.take()
 
 
+def pool_leak(size: float) -> dict[str, float]:
+    """The demo's pool leak (38 connections at 5 a second into a pool of 50, 96% in use with the
+    traffic's 10) sized to a pool of ``size``: the limit and the rate both scale, so the pool fills
+    in the same 7.6 s whatever its size. With the rate kept at 5 a second, a leak into a pool of 179
+    took 32 s to fill, five times the verification window at the demo's pace (60 s x 0.1): a raise
+    was judged while the leak still climbed, off its course by less each time (-30 at 50, -3 at
+    179), and a raise at 179 or more could not be shown to avert the breach."""
+    limit = max(1, round(0.96 * size) - 10)
+    return {"rate": round(5 * limit / 38, 3), "limit": limit}
+
+
 def next_scenario(rng: random.Random, engine: Engine, past: list[scenario.Result]) -> Scenario:
     """A random fault on a random service it fits, with the demo's parameters; a pool leak is
     sized to the pool the service has now (the engine raises it at each such fault); the outcome
@@ -349,8 +360,7 @@ def next_scenario(rng: random.Random, engine: Engine, past: list[scenario.Result
         params = {"rate_mb": 8, "limit_mb": 400}
     elif fault == "conn_leak":
         latest = engine.series.latest(service, "pool_size")
-        size = latest[1] if latest is not None else 50.0
-        params = {"rate": 5, "limit": max(1, round(0.96 * size) - 10)}  # the demo's 38 of 50: 96% in use
+        params = pool_leak(latest[1] if latest is not None else 50.0)
     elif fault == "latency":
         params = {"ms": 1500}
     elif fault == "error_spike":

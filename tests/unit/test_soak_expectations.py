@@ -40,3 +40,15 @@ def test_the_other_faults_expect_the_same_outcome_whatever_came_before() -> None
     assert [soak.expected_outcome(f, "web", past) for f in ("crash", "memory_leak", "conn_leak")] == [
         "resolved", "prevented", "prevented"]
     assert soak.expected_outcome("error_spike", "api", past) == "escalated"
+
+
+def test_a_pool_leak_fills_any_pool_in_the_time_the_demos_fills_its_pool_of_50() -> None:
+    """The leak is sized to the pool the engine has raised: its rate as well as its limit, so the
+    leak ends within the demo's verification window at every size (before, a fixed 5 a second
+    took 32 s to fill a pool of 179)."""
+    soak = _soak()
+    assert soak.pool_leak(50) == {"rate": 5.0, "limit": 38}
+    for size in (60, 86, 149, 179, 200):
+        leak = soak.pool_leak(size)
+        assert leak["limit"] + 10 == round(0.96 * size)  # 96% in use with the traffic's 10
+        assert abs(leak["limit"] / leak["rate"] - 7.6) < 0.01
