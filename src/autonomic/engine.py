@@ -1585,6 +1585,7 @@ class Engine:
             recent, uncounted = self._recent_actions(inc.service, now)
         svc = self.config.service(inc.service)
         cannot = self._cannot_run(inc.service)
+        cannot.update(self._no_effect(inc, cannot))
         change = self._last_change(inc.service)
         ctx = DiagnoseContext(now=now, service_type=svc.type if svc else None,
                               last_change_at=change.at if change else None, last_change=change, record=record,
@@ -1686,6 +1687,35 @@ class Engine:
         if self.assume_bound:
             return {}
         return cannot_run(self.patterns.values(), self.config.bindings.get(service, {}), service)
+
+    def _no_effect(self, inc: Incident, cannot: dict[str, str]) -> dict[str, str]:
+        """Per pattern that may match ``inc`` whose action would change nothing on its service now
+        (the actuator's optional read-only ``no_effect``: a pool already at the size a raise is
+        clamped to), why. Diagnosis passes these over as it passes over what the service cannot
+        run, so the next remedy (or a person) gets the incident, instead of an action that changes
+        nothing and then waits a verification window for the trouble to go away by itself."""
+        if self.assume_bound:
+            return {}
+        bindings = self.config.bindings.get(inc.service, {})
+        out: dict[str, str] = {}
+        for p in self.patterns.values():
+            if p.action is None or p.action.steps or p.id in cannot:
+                continue
+            if p.match.cause is not None and p.match.cause != inc.cause:
+                continue
+            actuator = self.actuators.get(p.action.type)
+            check = getattr(actuator, "no_effect", None)
+            if actuator is None or check is None:
+                continue
+            try:
+                why = check(Target(service=inc.service, binding=bindings.get(p.action.type)),
+                            actuator.Params.model_validate(p.action.params))
+            except (ValidationError, AutonomicError, OSError, ValueError) as exc:
+                log.warning("incident %s: could not tell whether %s would change anything: %s", inc.id[:8], p.id, exc)
+                continue
+            if why:
+                out[p.id] = f"{inc.service}: {why}"
+        return out
 
     def _recent_actions(self, service: str, now: float) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
         """Per pattern, when its actions on ``service`` were created (cancelled ones left out), as

@@ -149,6 +149,25 @@ def test_max_clamps_the_scaled_value(act: ConfigActuator, tmp_path: Path) -> Non
     assert read_value(repo / "app.yaml", "yaml") == 80
 
 
+@pytest.mark.parametrize("fmt", ["yaml", "ini"])
+def test_no_effect_names_a_scale_already_at_its_max_and_nothing_else(
+    act: ConfigActuator, tmp_path: Path, fmt: str
+) -> None:
+    """A scale clamped to the value the file holds changes nothing: ``no_effect`` says so (read
+    only: no commit); below the max, or with no file to read, it has no objection."""
+    repo, t = make_repo(tmp_path, fmt)
+    assert act.no_effect(t, scale(factor=1.2, max=200)) is None
+    why = act.no_effect(t, scale(factor=1.2, max=50))
+    assert why is not None and why.startswith(f"server.workers is {50 if fmt == 'yaml' else '50'!r} in ")
+    assert "scaling it by 1.2 (clamped to max 50)" in why and why.endswith("so the action would change nothing")
+    assert act.no_effect(t, ConfigParams(op="set", key="server.name", value="api", reload="none")) is not None
+    assert act.no_effect(t, ConfigParams(op="set", key="server.name", value="web", reload="none")) is None
+    assert act.no_effect(t, ConfigParams(op="revert_last", reload="none")) is None
+    assert commit_count(repo) == 1 and git(repo, "status", "--porcelain") == ""
+    gone = Target(service="api", binding=ConfigBinding(repo=str(repo), file="missing.yaml"))
+    assert act.no_effect(gone, scale(factor=1.2, max=50)) is None  # apply reports the missing file
+
+
 def test_set_clamps_to_min_and_keeps_other_keys(act: ConfigActuator, tmp_path: Path) -> None:
     repo, t = make_repo(tmp_path, "json")
     p = ConfigParams(op="set", key="server.workers", value=2, min=4, reload="none")

@@ -83,6 +83,8 @@ CASES = {
     "error-spike-after-config-revert": ("errors", FindingKind.THRESHOLD, "error_rate"),
     "disk-fill-cleanup": ("disk", FindingKind.FORECAST, "disk_percent"),
 }
+# the remedies a built-in pattern's incident also matches, ranked under it
+SECOND = {"pool-exhaustion-raise": ["pool-exhaustion-restart"]}
 
 
 @pytest.mark.parametrize("expected", sorted(CASES))
@@ -92,7 +94,7 @@ def test_each_builtin_pattern_matches_its_incident_and_no_other(
     cause, kind, metric = CASES[expected]
     ctx = DiagnoseContext(now=NOW, last_change_at=NOW - 120)
     d = diagnose(incident(cause, kind), [finding(metric, kind, cause)], builtin, ctx)
-    assert [c.pattern_id for c in d.candidates] == [expected]
+    assert [c.pattern_id for c in d.candidates] == [expected, *SECOND.get(expected, [])]
     assert d.pattern_id == expected
     chosen = next(p for p in builtin if p.id == expected)
     assert chosen.action is not None
@@ -100,6 +102,22 @@ def test_each_builtin_pattern_matches_its_incident_and_no_other(
     assert d.confidence >= 0.6  # the default policy threshold: a built-in match is actionable
     assert d.confidence <= chosen.prior_confidence
     assert d.rationale.startswith(expected) and "on api" in d.rationale
+
+
+def test_a_pool_forecast_is_met_by_a_graceful_restart_when_the_raise_cannot_change_anything(
+    builtin: list[Pattern],
+) -> None:
+    """The raise passed over (the engine found the pool at the raise's max): the restart that
+    releases leaked connections is chosen, still over the default threshold, and the rationale
+    says which remedy was passed over."""
+    at_max = "api: pool.size is 200 in config.yaml already: scaling it by 1.2 (clamped to max 200) leaves it 200"
+    ctx = DiagnoseContext(now=NOW, cannot_run={"pool-exhaustion-raise": at_max})
+    d = diagnose(incident("pool", FindingKind.FORECAST), [finding("pool_utilization", FindingKind.FORECAST, "pool")],
+                 builtin, ctx)
+    assert d.pattern_id == "pool-exhaustion-restart"
+    assert d.action == ActionSpec(type="process", target="api", params={"op": "graceful_restart", "grace_s": 10})
+    assert 0.6 <= d.confidence < next(c.confidence for c in d.candidates if c.pattern_id == "pool-exhaustion-raise")
+    assert "preferred to pool-exhaustion-raise, which cannot run here" in d.rationale
 
 
 def test_the_rationale_names_the_runbook_a_shell_remedy_runs(builtin: list[Pattern]) -> None:

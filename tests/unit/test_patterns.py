@@ -110,6 +110,7 @@ def test_builtin_library_loads_against_actuator_schemas(registry: Registry) -> N
         "process-down-restart",
         "memory-leak-graceful-restart",
         "pool-exhaustion-raise",
+        "pool-exhaustion-restart",
         "error-spike-after-config-revert",
         "crash-loop-hand-over",
         "disk-fill-cleanup",

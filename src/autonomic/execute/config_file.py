@@ -232,6 +232,24 @@ class ConfigActuator:
         detail["reload"] = self._reload(target, p, b)
         return detail
 
+    def no_effect(self, target: Target, params: BaseModel) -> str | None:
+        """Why carrying out ``params`` on ``target`` now would change nothing, or None: a ``set``
+        or ``scale`` whose new value is the one the file holds already (a pool at the scale's
+        ``max``: raising it again is no remedy). Read-only; None when the file cannot be read
+        (``apply`` then reports why)."""
+        p, b = _params(params), _binding(target)
+        if p.op == "revert_last":
+            return None
+        try:
+            old = _jsonable(_get(_load(b)[1], p.key, b))
+            new = _new_value(p, old, b)
+        except TerminalActuatorError:
+            return None
+        if old != new:
+            return None
+        how = f"scaling it by {p.factor:g}{_clamp_text(p)}" if p.op == "scale" else f"setting it{_clamp_text(p)}"
+        return f"{p.key} is {old!r} in {b.file} already: {how} leaves it {new!r}, so the action would change nothing"
+
     @staticmethod
     def last_change_at(binding: BaseModel) -> float | None:
         """Epoch seconds of the latest change to the bound file still in effect made outside the
