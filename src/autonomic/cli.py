@@ -234,13 +234,13 @@ class _TellSystemd:
         if self.sd.ready_sent and now < self._next:
             return
         self._next = now + _SD_STATUS_EVERY_S
-        self.sd.status(sd_status(engine), ready=True)
+        self.sd.status(_sd_status(engine), ready=True)
 
 
 _SD_STATUS_EVERY_S = 2.0
 
 
-def sd_status(engine: Any) -> str:
+def _sd_status(engine: Any) -> str:
     """The engine in one line for ``systemctl status``: leading, running (no leader election) or
     standing by; its open incidents; the pauses (the kill switch first)."""
     standby = engine.standby
