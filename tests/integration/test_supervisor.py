@@ -593,8 +593,8 @@ def test_a_relative_command_runs_in_the_config_files_folder_wherever_autonomic_i
     engine = Engine(config)
     engine.start()
     try:
-        # the service may be caught between creating the file and writing it
-        assert Path(wait_for(lambda: ran.exists() and ran.read_text())) == home.resolve()
+        wait_for(lambda: ran.exists() and ran.read_text())  # written, not only created
+        assert Path(ran.read_text()) == home.resolve()
         assert (home / ".autonomic").is_dir() and not (elsewhere / ".autonomic").exists()
     finally:
         engine.shutdown()
