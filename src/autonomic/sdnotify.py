@@ -39,7 +39,7 @@ class SystemdNotify:
     def __init__(self, address: str | bytes, watchdog_s: float | None = None) -> None:
         self.address = address
         self.watchdog_s = watchdog_s
-        self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
+        self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)  # not inherited (PEP 446)
         self._sock.setblocking(False)  # a full queue costs one message, never a thread
         self._failed: str | None = None
         self._status: str | None = None
