@@ -18,7 +18,7 @@ from rich.table import Table
 from rich.text import Text
 from typer.core import TyperGroup
 
-from autonomic.cli_common import ConfigOpt, JsonOpt
+from autonomic.cli_common import ConfigOpt, JsonOpt, given_config, group_config
 from autonomic.cli_common import actor as _actor
 from autonomic.cli_common import fail as _fail
 from autonomic.cli_common import load as _load
@@ -44,9 +44,24 @@ class _Commands(TyperGroup):
             raise _fail(str(exc), 1) from None
 
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, cls=_Commands,
+# the commands that read no autonomic.yaml: a -c given before them is refused, not ignored
+_READS_NO_CONFIG = frozenset({"canary", "demo", "rca", "detect"})
+
+
+def _before_any_command(ctx: typer.Context, config: ConfigOpt = None) -> None:
+    """``-c/--config`` before the command (``autonomic -c FILE status``), as after it; refused
+    (exit 2) before a command that reads no autonomic.yaml, rather than silently ignored."""
+    source = ctx.get_parameter_source("config")
+    if config is not None and source is not None and source.name == "COMMANDLINE" \
+            and ctx.invoked_subcommand in _READS_NO_CONFIG:
+        raise _fail(f"-c/--config: `autonomic {ctx.invoked_subcommand}` reads no autonomic.yaml"
+                    + ("; its judgement rules are `canary judge --config RULES`"
+                       if ctx.invoked_subcommand == "canary" else ""))
+
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, cls=_Commands, callback=_before_any_command,
                   help="autonomic: services that heal themselves, safely.")
-audit_app = typer.Typer(no_args_is_help=True, help="The hash-chained audit log.")
+audit_app = typer.Typer(no_args_is_help=True, help="The hash-chained audit log.", callback=group_config)
 app.add_typer(audit_app, name="audit")
 canary_app = typer.Typer(no_args_is_help=True, help="Judge a canary against its baseline.")
 app.add_typer(canary_app, name="canary")
@@ -112,6 +127,7 @@ def _setup_logging(level: str, fmt: LogFormat) -> None:
 
 @app.command()
 def run(
+    cli: typer.Context,
     config: ConfigOpt = None,
     log_level: Annotated[str, typer.Option(help="debug, info, warning")] = "info",
     log_format: Annotated[LogFormat, typer.Option(
@@ -119,6 +135,7 @@ def run(
         "UTC date and time), json (an object per line)")] = LogFormat.auto,
 ) -> None:
     """Run the engine in the foreground until SIGTERM or SIGINT."""
+    config = given_config(cli, config)
     from autonomic.engine import Engine
     from autonomic.knowledge.store import shown_database_url
 
@@ -293,6 +310,7 @@ MAX_REPLAY_TICKS = 1_000_000
 
 @app.command()
 def replay(
+    ctx: typer.Context,
     file: Annotated[Path, typer.Argument(help="recorded metrics: CSV timestamp,service,metric,value")],
     config: ConfigOpt = None,
     interval: Annotated[float | None, typer.Option(help="seconds between ticks (default: the config's)")] = None,
@@ -303,6 +321,7 @@ def replay(
     The findings, incidents and decisions the engine would have made (and what it would have
     done), with nothing executed. A recording that would take more than 1,000,000 ticks at the
     interval is refused (exit 2), not played for hours."""
+    config = given_config(ctx, config)
     import tempfile
 
     from autonomic.monitor.replay import ReplaySource
@@ -379,10 +398,14 @@ def _mark_stopped(path: Path) -> None:
 
 @app.command()
 def check(
-    config: Annotated[Path, typer.Option("--config", "-c", help="autonomic.yaml to validate")],
+    ctx: typer.Context,
+    config: Annotated[Path | None, typer.Option("--config", "-c", help="autonomic.yaml to validate")] = None,
     patterns: Annotated[list[Path] | None, typer.Argument(help="extra pattern files to validate")] = None,
 ) -> None:
     """Validate a config file and its pattern files; exit 2 listing each problem as file:line: field: message."""
+    config = given_config(ctx, config)
+    if config is None:
+        raise _fail("--config: which autonomic.yaml to validate? (-c FILE)")
     from autonomic.config import load_config
     from autonomic.plan.patterns import check_patterns
     from autonomic.registry import default_registry
@@ -442,8 +465,9 @@ def _read_status(path: Path) -> dict[str, Any]:
 
 
 @app.command()
-def status(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
+def status(ctx: typer.Context, config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
     """Services' health, open incidents, pauses, breakers and (leader election) the leader."""
+    config = given_config(ctx, config)
     from autonomic.knowledge.lease import ENGINE_LEASE
 
     cfg, store = _store(config)
@@ -513,11 +537,13 @@ def _print_incidents(console: Console, incidents: list[Any], title: str) -> None
 
 @app.command()
 def incidents(
+    ctx: typer.Context,
     config: ConfigOpt = None,
     all_: Annotated[bool, typer.Option("--all", help="closed ones too")] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """List incidents, newest first."""
+    config = given_config(ctx, config)
     _, store = _store(config)
     items = store.incidents(limit=500, unclosed=not all_)
     if as_json:
@@ -527,8 +553,9 @@ def incidents(
 
 
 @app.command()
-def explain(incident: str, config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
+def explain(ctx: typer.Context, incident: str, config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
     """The whole chain for one incident: findings, patterns considered, gates, action, outcome."""
+    config = given_config(ctx, config)
     from autonomic.oversight.explain import explain_incident, render_text
 
     _, store = _store(config)
@@ -561,34 +588,40 @@ def _answer(incident: str, verdict: Literal["approve", "deny"], comment: str, ac
 
 @app.command()
 def approve(
+    ctx: typer.Context,
     incident: str,
     comment: Annotated[str, typer.Option("--comment", "-m", parser=_text)] = "",
     actor: Annotated[str | None, typer.Option(help="who approves (default: this user)", parser=_text)] = None,
     config: ConfigOpt = None,
 ) -> None:
     """Approve the action an incident is waiting on."""
+    config = given_config(ctx, config)
     _answer(incident, "approve", comment, actor, config)
 
 
 @app.command()
 def deny(
+    ctx: typer.Context,
     incident: str,
     comment: Annotated[str, typer.Option("--comment", "-m", parser=_text)] = "",
     actor: Annotated[str | None, typer.Option(help="who denies (default: this user)", parser=_text)] = None,
     config: ConfigOpt = None,
 ) -> None:
     """Deny the action an incident is waiting on; it stays with a person."""
+    config = given_config(ctx, config)
     _answer(incident, "deny", comment, actor, config)
 
 
 @app.command()
 def pause(
+    ctx: typer.Context,
     reason: Annotated[str, typer.Option("--reason", "-r", help="why (recorded in the audit log)", parser=_text)],
     service: Annotated[str | None, typer.Option("--service", "-s", help="only this service", parser=_text)] = None,
     actor: Annotated[str | None, typer.Option(parser=_text)] = None,
     config: ConfigOpt = None,
 ) -> None:
     """The kill switch: stop all automated actions (or one service's). Durable and audited."""
+    config = given_config(ctx, config)
     from autonomic.engine import pause_key
 
     cfg, store = _store(config)
@@ -604,12 +637,14 @@ def pause(
 
 @app.command()
 def resume(
+    ctx: typer.Context,
     service: Annotated[str | None, typer.Option("--service", "-s", parser=_text)] = None,
     reason: Annotated[str, typer.Option("--reason", "-r", parser=_text)] = "",
     actor: Annotated[str | None, typer.Option(parser=_text)] = None,
     config: ConfigOpt = None,
 ) -> None:
     """Lift a pause set with `autonomic pause`."""
+    config = given_config(ctx, config)
     from autonomic.engine import pause_key
 
     _, store = _store(config)
@@ -623,6 +658,7 @@ def resume(
 
 @audit_app.command("verify")
 def audit_verify(
+    ctx: typer.Context,
     config: ConfigOpt = None,
     archive: Annotated[bool, typer.Option(
         "--archive", help="also verify the audit archive (retention.archive_dir): each file, and that the "
@@ -633,7 +669,7 @@ def audit_verify(
     entry's seq and hash, kept in the store), and says so."""
     from autonomic.knowledge.archive import verify_archive
 
-    cfg, store = _store(config)
+    cfg, store = _store(given_config(ctx, config))
     report = store.verify_audit()
     problems = list(report.problems)
     if archive:
@@ -654,6 +690,7 @@ def audit_verify(
 
 @app.command("prune")
 def prune_command(
+    ctx: typer.Context,
     config: ConfigOpt = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="only count what would be pruned now")] = False,
     actor: Annotated[str | None, typer.Option(help="who is pruning (default: $USER)", parser=_text)] = None,
@@ -662,6 +699,7 @@ def prune_command(
     """Prune what retention no longer keeps (retention: in the config): closed incidents with what
     hangs off them, old findings, and the oldest audit entries (archived first). The engine does
     this every retention.interval_s on its own; this is the same, now."""
+    config = given_config(ctx, config)
     from autonomic.knowledge.retention import dry_run as count_prunable
     from autonomic.knowledge.retention import prune
 
@@ -693,12 +731,13 @@ def prune_command(
 
 @audit_app.command("show")
 def audit_show(
+    ctx: typer.Context,
     config: ConfigOpt = None,
     limit: Annotated[int, typer.Option(min=1, max=100_000)] = 50,
     as_json: JsonOpt = False,
 ) -> None:
     """The newest audit entries."""
-    _, store = _store(config)
+    _, store = _store(given_config(ctx, config))
     events = store.audit_events(limit=limit, newest=True)
     if as_json:
         print(json.dumps([e.model_dump(mode="json") for e in events], indent=2))

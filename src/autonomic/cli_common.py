@@ -37,6 +37,30 @@ ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="autonomi
 JsonOpt = Annotated[bool, typer.Option("--json", help="print JSON")]
 
 
+def group_config(config: ConfigOpt = None) -> None:
+    """The callback of a command group (``audit``, ``report``, ``token``, ``patterns``): it takes
+    ``-c/--config`` before the subcommand too (``autonomic audit -c FILE verify``), as operators
+    type it; the subcommand reads it with :func:`given_config`."""
+
+
+def given_config(ctx: typer.Context, config: Path | None) -> Path | None:
+    """The config file for a subcommand whose own ``-c`` is ``config``: the one typed on the command
+    line, after the group's name (see :func:`group_config`) or after the subcommand's; else
+    ``AUTONOMIC_CONFIG``; else None (the built-in defaults). Typed at both places and naming two
+    different files: exit 2 naming both, rather than a guess at which the person meant."""
+    typed: list[tuple[str, Path]] = []
+    level: Any = ctx  # typer.Context, then its parents (click contexts)
+    while level is not None:
+        source = level.get_parameter_source("config") if "config" in level.params else None
+        if source is not None and source.name == "COMMANDLINE" and level.params["config"] is not None:
+            typed.append((str(level.info_name), Path(level.params["config"])))
+        level = level.parent
+    if len({p.expanduser().resolve() for _, p in typed}) > 1:
+        shown = " and ".join(f"`{name} -c {path}`" for name, path in reversed(typed))
+        raise fail(f"-c/--config: given twice, naming two files: {shown}; give it once")
+    return typed[0][1] if typed else config
+
+
 def fail(message: str, code: int = 2) -> typer.Exit:
     """``autonomic: message`` on stderr; raise the returned Exit (2: bad input, 1: the store)."""
     print(f"autonomic: {message}", file=sys.stderr)

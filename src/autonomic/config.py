@@ -564,6 +564,14 @@ def retention_too_short(spec: AutonomicSpec, patterns: Iterable[Pattern]) -> lis
     return found
 
 
+def policy_retention_too_short(config: Config, policy: PolicyConfig) -> list[tuple[str, str]]:
+    """:func:`retention_too_short` of ``config`` with ``policy`` in force instead of the file's:
+    what a runtime change of the policy (``PUT /api/v1/policy``) is checked against, as loading
+    the file checks the file's policy, so a window the change lengthens past retention is refused
+    with the same field and message."""
+    return retention_too_short(config.spec.model_copy(update={"policy": policy}), config.patterns)
+
+
 def unknown_policy_names(policy: PolicyConfig, services: Iterable[str], pattern_ids: Iterable[str],
                          action_types: Iterable[str]) -> list[tuple[list[str | int], str]]:
     """Keys of ``policy.services``, ``policy.patterns`` and ``policy.actions`` that name no

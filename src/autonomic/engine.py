@@ -37,7 +37,7 @@ from autonomic.analyze.rca import rank as rank_causes
 from autonomic.analyze.thresholds import HealthDetector, Thresholds, assess
 from autonomic.analyze.trend import TrendDetector, default_trend_specs
 from autonomic.clock import ServerClock, SystemClock
-from autonomic.config import Config
+from autonomic.config import Config, policy_retention_too_short
 from autonomic.errors import AuditChainError, AutonomicError, SourceError, StoreError, StoreValueError
 from autonomic.execute.executor import RETRY_PAUSE_MAX_S, Executor
 from autonomic.execute.supervisor import Supervisor, describe_exit
@@ -48,6 +48,7 @@ from autonomic.knowledge.tallies import PatternTallies
 from autonomic.liveness import Watchdog
 from autonomic.longcsv import from_series as rca_series
 from autonomic.model import (
+    TROUBLE_CLEARED,
     Action,
     ActionState,
     Autonomy,
@@ -156,28 +157,50 @@ def answer_approval(store: Store, incident_id: str, verdict: Literal["approve", 
     was asked again, or its request was already answered and the engine has not yet acted on
     that answer (a denial may still replace an approval: it stops it); returns the incident. For
     the API and the CLI alike."""
-    inc = store.get(Incident, incident_id)
-    if inc is None or inc.state != IncidentState.AWAITING_APPROVAL:
-        raise ValueError(f"incident {incident_id[:8]} is not awaiting approval "
-                         f"(it is {inc.state.value if inc else 'unknown'})")
-    decisions = store.decisions(incident_id)
-    request = decisions[-1].id if decisions else None
-    if answers is not None and answers != request:
-        raise ValueError(f"incident {incident_id[:8]} was asked again since the request you answered; "
-                         "look at the new one and answer that")
-    given = store.get_state(approval_key(incident_id))
-    if given is not None and given.get("decision") == request and not (
-            verdict == "deny" and given.get("verdict") == "approve"):
-        # a second person's approval must not silently replace the first one's denial (nor be
-        # audited as if it did something); a denial may still stop an approval the engine has
-        # not acted on yet
+    # the incident's state is read under the store's write lock (the unit), with the write: the
+    # engine takes an approval and moves the incident on in one write of its own, so an answer
+    # either lands before that (a denial then stops the approval) or sees it taken
+    with store.unit():
+        inc = store.get(Incident, incident_id)
+        if inc is None or inc.state != IncidentState.AWAITING_APPROVAL:
+            raise ValueError(_not_awaiting(store, incident_id, inc))
+        decisions = store.decisions(incident_id)
+        request = decisions[-1].id if decisions else None
+        if answers is not None and answers != request:
+            raise ValueError(f"incident {incident_id[:8]} was asked again since the request you answered; "
+                             "look at the new one and answer that")
+        # one compare-and-set in the store: of two answers in the same instant (two people, two
+        # replicas) only one is written. Any answer to this request stands, except that a denial
+        # replaces an approval the engine has not acted on yet (it stops it: the safe way round); a
+        # second person's approval must not replace the first one's denial, nor be audited as if it
+        # did something. An answer to an earlier request (stale) is replaced.
+        kept_if: dict[str, str | None] = {"decision": request}
+        if verdict == "deny":
+            kept_if["verdict"] = "deny"
+        written, given = store.set_state_unless(
+            approval_key(incident_id), {"verdict": verdict, "actor": actor, "comment": comment, "ts": now,
+                                        "decision": request},
+            kept_if=kept_if, actor=actor, event=f"approval.{verdict}",
+            data={"incident": incident_id, "comment": comment, "decision": request})
+    if not written:
         raise ValueError(f"incident {incident_id[:8]} was already answered: {given.get('verdict')} by "
                          f"{given.get('actor', '?')}; the engine acts on that at its next tick")
-    store.set_state(approval_key(incident_id), {"verdict": verdict, "actor": actor, "comment": comment, "ts": now,
-                                                "decision": request},
-                    actor=actor, event=f"approval.{verdict}",
-                    data={"incident": incident_id, "comment": comment, "decision": request})
     return inc
+
+
+def _not_awaiting(store: Store, incident_id: str, inc: Incident | None) -> str:
+    """Why an answer to ``incident_id`` is refused: it is not awaiting approval. When the engine
+    has just taken an approval of it (the last approval event is its take and the incident is
+    not yet closed), says so, by whom, and how to stop the action now."""
+    said = f"incident {incident_id[:8]} is not awaiting approval (it is {inc.state.value if inc else 'unknown'})"
+    if inc is None or inc.state.terminal:
+        return said
+    taken = next((e for e in reversed(store.audit_events(subject=approval_key(incident_id), limit=5, newest=True))
+                  if e.kind.startswith("approval.")), None)
+    if taken is None or taken.kind != "approval.consumed" or taken.data.get("verdict") != "approve":
+        return said
+    return (f"{said}: approved by {taken.actor}, an approval already taken by the engine, which acts on it; to "
+            f"stop what it does, pause it: autonomic pause --service {inc.service} --reason ...")
 
 
 def backoff_key(service: str) -> str:
@@ -532,6 +555,12 @@ class Engine:
         self.store.audit("engine", "engine.started", "engine",
                          {"config": self.config.source, "services": [s.name for s in self.config.services],
                           **lease})
+        filled = self.store.fill_derived()  # before anything reads the history through them
+        if any(filled.values()):
+            log.warning("the store held %s written by an older autonomic after it was migrated (a rolling "
+                        "upgrade's old replica, or an engine left running while a newer autonomic opened the "
+                        "store): their indexed columns are now filled from the rows themselves",
+                        " and ".join(f"{n} {table}" for table, n in filled.items() if n))
         for service, bindings in self.config.bindings.items():  # a path that is not here fails at 3 a.m.
             for kind, binding in bindings.items():
                 for problem in getattr(binding, "missing", lambda: [])():
@@ -579,6 +608,7 @@ class Engine:
                      action.service, action.state.value)
             self.queue.add(("action", action.id), now)
         self._restore_detectors()
+        self._check_override_retention()
         if not self._audit_pruning and self.config.spec.retention.audit_s is not None and not self.shadow_only:
             log.warning("retention: audit entries are kept in the store, not archived and pruned: with leader "
                         "election the archive would be in this replica's own state_dir; set retention.archive_dir "
@@ -588,6 +618,18 @@ class Engine:
         # reports every incident of its private store at the end, however long the recording
         self._next_prune = math.inf if self.shadow_only else now
         self.started = True
+
+    def _check_override_retention(self) -> None:
+        """Warn, naming the field as loading the file would, when the policy an admin stored at
+        run time (PUT /api/v1/policy, refused now when it does this) reads further back than the
+        file's retention keeps: stored before an upgrade that turned retention on, or before the
+        file's retention was shortened. Kept in force, as stored; the fix is a person's."""
+        raw = self.store.get_state(POLICY_OVERRIDE)
+        if not raw:
+            return
+        for key, message in policy_retention_too_short(self.config, self._policy_from(raw)):
+            log.warning("retention.%s: %s (with the policy stored by PUT /api/v1/policy; lengthen retention.%s "
+                        "in the file, or PUT a policy within it)", key, message, key)
 
     @property
     def _checkpoint_path(self) -> Path:
@@ -1282,17 +1324,36 @@ class Engine:
         self._alerts_firing.pop(inc_id, None)
         self._paused_out.discard(inc_id)
 
-    def _close_if_cleared(self, inc: Incident, now: float) -> bool:
+    def _quiet(self, inc: Incident, now: float) -> bool:
+        """Whether ``inc``'s trouble has cleared on its own: no finding for a few ticks, and none of
+        its Alertmanager alerts still firing (see :meth:`_close_if_cleared`)."""
+        last = self._last_seen.get(inc.id, inc.last_finding_at)
+        return now - last > self._stale_after(inc.service) and not self._alerts_firing.get(inc.id)
+
+    def _close_if_cleared(self, inc: Incident, now: float, approved: dict[str, Any] | None = None) -> bool:
         """Close ``inc`` as cleared on its own (nothing done) when no finding came for a few
         ticks; never while one of its Alertmanager alerts still fires (it is resent only every
-        repeat_interval: its silence says nothing, see :meth:`_sweep`)."""
-        last = self._last_seen.get(inc.id, inc.last_finding_at)
-        if now - last <= self._stale_after(inc.service) or self._alerts_firing.get(inc.id):
+        repeat_interval: its silence says nothing, see :meth:`_sweep`). With ``approved`` (a
+        person's approval it was waiting on), that answer is recorded in the same write as what
+        it is: a decision of the person's, never acted on (:attr:`Decision.never_acted_on`)."""
+        if not self._quiet(inc, now):
             return False
+        last = self._last_seen.get(inc.id, inc.last_finding_at)
         closed = inc.model_copy(update={"state": IncidentState.EXPIRED, "resolution": Resolution.CLEARED,
                                         "closed_at": now, "updated_at": now})
-        self.store.record(closed, actor="engine", event="incident.cleared", subject=inc.id,
-                          data={"reason": f"no finding for {now - last:.0f} s; nothing done"})
+        reason = f"no finding for {now - last:.0f} s; nothing done"
+        nouns: list[Incident | Decision] = [closed]
+        if approved is not None:
+            diagnosis = self.store.diagnoses(inc.id)[-1]
+            nouns.append(Decision(
+                incident_id=inc.id, diagnosis_id=diagnosis.id, ts=now, verdict=Verdict.DENIED,
+                gates=[GateResult(gate=TROUBLE_CLEARED, passed=False, reason="the trouble cleared on its own before "
+                                                                             f"the approval was acted on ({reason})")],
+                action=diagnosis.action, decided_by=str(approved.get("actor", "?")),
+                comment=str(approved.get("comment", "")), pattern_id=diagnosis.pattern_id))
+        self.store.record(*nouns, actor="engine", event="incident.cleared", subject=inc.id,
+                          data={"reason": reason,
+                                **({"approved_by": str(approved.get("actor", "?"))} if approved else {})})
         self._open.pop((inc.service, inc.cause), None)
         self._forget(inc.id)
         log.info("incident %s cleared on its own", inc.id[:8])
@@ -1898,18 +1959,46 @@ class Engine:
             self._open.pop((inc.service, inc.cause), None)
             return None
         who = str(answer.get("actor", "?"))
-        if answer.get("verdict") == "approve" and self._close_if_cleared(inc, now):
+        # an approval is taken only while it is still the answer stored: a denial may replace an
+        # approval the engine has not acted on (it stops it), up to the instant the engine takes it
+        approval = {"verdict": "approve", "actor": answer.get("actor"), "decision": answer.get("decision")}
+        if answer.get("verdict") == "approve" and self._quiet(inc, now):
             # the trouble went away on its own while the person was asked (a blip): acting now
-            # would act on a healthy service, so nothing is done, as for a diagnosed incident
-            self.store.set_state(approval_key(inc.id), None, actor=who, event="approval.consumed",
-                                 data={"incident": inc.id, "verdict": "cleared"})
+            # would act on a healthy service, so nothing is done, as for a diagnosed incident; the
+            # answer is taken by the engine (it did not act on it) and recorded as a decision of the
+            # person's never acted on, with the close, all in one write
+            with self.store.unit():
+                taken = self.store.delete_state_if(
+                    approval_key(inc.id), approval, actor="engine", event="approval.consumed",
+                    data={"incident": inc.id, "verdict": "cleared", "approved_by": who,
+                          "reason": f"approved by {who}, but the trouble cleared on its own before it was "
+                                    "acted on; nothing done"})
+                if taken:
+                    self._close_if_cleared(inc, now, approved=answer)
+            if not taken:  # replaced by a denial since it was read: that is the answer now
+                return now
             self.notify(Notification(level=Level.INFO, ts=now, service=inc.service, incident_id=inc.id,
                                      title=f"approval not acted on: {inc.headline}",
                                      body=f"approved by {who}, but the trouble cleared on its own before that; "
                                           "nothing done"))
             return None
-        self.store.set_state(approval_key(inc.id), None, actor=who,
-                             event="approval.consumed", data={"incident": inc.id, "verdict": answer.get("verdict")})
+        consumed = {"incident": inc.id, "verdict": answer.get("verdict")}
+        if answer.get("verdict") == "approve":
+            # taken, and the incident moved on from awaiting approval, in one write: an answer
+            # given after it sees the approval taken (refused, saying how to stop the action) rather
+            # than being told it will be acted on while the engine goes ahead (its snapshot, an
+            # actuator call, comes before the decision's write). Killed between the two, the
+            # incident is decided again on restart, through every gate: a person is asked again.
+            taking = inc.model_copy(update={"state": IncidentState.DIAGNOSED, "resolution": None, "updated_at": now})
+            with self.store.unit():
+                taken = self.store.delete_state_if(approval_key(inc.id), approval, actor=who,
+                                                   event="approval.consumed", data=consumed)
+                if taken:
+                    self.store.record(taking, actor="engine", event="incident.deciding", subject=inc.id,
+                                      data={"approved_by": who})
+            if not taken:
+                return now  # replaced by a denial since it was read: that is the answer now
+            inc = taking
         diagnosis = self.store.diagnoses(inc.id)[-1]
         if answer.get("verdict") == "approve":
             if self.store.get_state(backoff_key(inc.service)):  # a person's act resets the backoff
@@ -1922,8 +2011,10 @@ class Engine:
         updated = inc.model_copy(update={"state": IncidentState.ESCALATED, "updated_at": now,
                                          "resolution": Resolution.ESCALATED,
                                          "escalated_at": inc.escalated_since(now)})
-        self.store.record(decision, updated, actor=decision.decided_by, event="decision.denied_by_person",
-                          subject=inc.id, data={"comment": decision.comment})
+        with self.store.unit():  # the denial taken and the incident closed on it: one write
+            self.store.set_state(approval_key(inc.id), None, actor=who, event="approval.consumed", data=consumed)
+            self.store.record(decision, updated, actor=decision.decided_by, event="decision.denied_by_person",
+                              subject=inc.id, data={"comment": decision.comment})
         return None
 
     # --- breaker ---------------------------------------------------------------------------

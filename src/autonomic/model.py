@@ -435,6 +435,11 @@ class GateResult(Frozen):
         return self.reason if self.reason.startswith(name) else f"{self.gate}: {self.reason}"
 
 
+# the gate of a decision recording a person's approval that was never acted on because the
+# trouble cleared on its own first (see Decision.person_evidence)
+TROUBLE_CLEARED = "trouble_cleared"
+
+
 class Decision(Frozen):
     id: str = Field(default_factory=new_id)
     incident_id: str
@@ -455,6 +460,25 @@ class Decision(Frozen):
         """A person's answer that was no: a denial with no gates (the person ruled). A person's
         approval runs the gates again, so whatever they then said, the person said yes."""
         return self.verdict == Verdict.DENIED and not self.gates
+
+    @property
+    def never_acted_on(self) -> bool:
+        """A person's approval the engine did not act on because the trouble had cleared on its
+        own first (a blip): recorded as it is, a denied decision whose one gate is
+        :data:`TROUBLE_CLEARED`."""
+        return self.verdict == Verdict.DENIED and any(g.gate == TROUBLE_CLEARED for g in self.gates)
+
+    @property
+    def person_evidence(self) -> str | None:
+        """What this decision says to the autonomy ladder about a person's trust in the remedy:
+        ``"fail"`` for a person's denial, ``"pass"`` for a person's approval (whatever the gates
+        then said), None for the engine's own decisions and for an approval never acted on
+        because the trouble cleared first (it says nothing of the remedy: it ran nowhere, and
+        counting it would let a pattern whose troubles heal themselves climb the ladder on
+        blips; nor did the person say no)."""
+        if self.decided_by == "engine" or self.never_acted_on:
+            return None
+        return "fail" if self.person_said_no else "pass"
 
 
 # --- execute -------------------------------------------------------------------------------

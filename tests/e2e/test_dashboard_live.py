@@ -3,6 +3,8 @@ after a change made outside the API (the CLI, the engine) reaches it as a server
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -11,11 +13,38 @@ from playwright.sync_api import Browser, expect
 from autonomic.config import load_config_data
 from autonomic.engine import PAUSE_GLOBAL
 from autonomic.knowledge import Store
+from autonomic.model import (
+    TROUBLE_CLEARED,
+    ActionSpec,
+    Decision,
+    Diagnosis,
+    FindingKind,
+    GateResult,
+    Incident,
+    IncidentState,
+    Severity,
+    Verdict,
+)
 from autonomic.oversight.api import ApiContext, create_app
 from autonomic.oversight.auth import create_token
 from autonomic.oversight.server import ApiServer
 
 pytestmark = pytest.mark.slow
+
+
+@contextlib.contextmanager
+def _api(tmp_path: Path, read_cache_s: float = 0.5) -> Iterator[tuple[Store, ApiServer]]:
+    """A store in ``tmp_path`` and the API (no engine) serving it on a free port, for the block."""
+    store = Store(f"sqlite:///{tmp_path / 'live.db'}")
+    config = load_config_data({"engine": {"state_dir": str(tmp_path / "state"), "host_metrics": False},
+                               "services": [{"name": "web", "type": "http"}]}, source="t.yaml", base_dir=tmp_path)
+    server = ApiServer(create_app(ApiContext(store=store, config=config, read_cache_s=read_cache_s)), port=0)
+    server.start()
+    try:
+        yield store, server
+    finally:
+        server.stop()
+        store.close()
 
 
 def test_a_change_made_outside_the_api_is_shown_even_while_the_read_cache_holds_the_old_page(
@@ -24,12 +53,7 @@ def test_a_change_made_outside_the_api_is_shown_even_while_the_read_cache_holds_
     """The API replays a read for a moment (here 30 s, to make the moment plain); a page redrawn
     for an audit event asks for what follows that event, never for the replay of a read made
     before it (which left the page showing the old state until some later event)."""
-    store = Store(f"sqlite:///{tmp_path / 'live.db'}")
-    config = load_config_data({"engine": {"state_dir": str(tmp_path / "state"), "host_metrics": False},
-                               "services": [{"name": "web", "type": "http"}]}, source="t.yaml", base_dir=tmp_path)
-    server = ApiServer(create_app(ApiContext(store=store, config=config, read_cache_s=30.0)), port=0)
-    server.start()
-    try:
+    with _api(tmp_path, read_cache_s=30.0) as (store, server):
         token = create_token(store, "e2e-viewer", "viewer")
         page = browser.new_page()
         page.goto(f"{server.url}/?token={token}")
@@ -41,9 +65,6 @@ def test_a_change_made_outside_the_api_is_shown_even_while_the_read_cache_holds_
         expect(page.get_by_test_id("pause-state")).to_contain_text("PAUSED by person:cli", timeout=10_000)
         expect(page.get_by_test_id("paused-banner")).to_contain_text("ALL AUTOMATION PAUSED")
         page.close()
-    finally:
-        server.stop()
-        store.close()
 
 
 def test_the_audit_page_verifies_the_chain_when_opened_not_at_every_redraw_for_a_new_event(
@@ -52,12 +73,7 @@ def test_the_audit_page_verifies_the_chain_when_opened_not_at_every_redraw_for_a
     """Verifying reads the whole log (seconds at a million events), so a busy engine's events
     must not make the page re-read it at every redraw: the new event is listed at once and
     marked as not yet verified, and "Verify again" checks the chain with it."""
-    store = Store(f"sqlite:///{tmp_path / 'live.db'}")
-    config = load_config_data({"engine": {"state_dir": str(tmp_path / "state"), "host_metrics": False},
-                               "services": [{"name": "web", "type": "http"}]}, source="t.yaml", base_dir=tmp_path)
-    server = ApiServer(create_app(ApiContext(store=store, config=config)), port=0)
-    server.start()
-    try:
+    with _api(tmp_path) as (store, server):
         token = create_token(store, "e2e-viewer", "viewer")
         page = browser.new_page()
         verifies: list[str] = []
@@ -77,6 +93,71 @@ def test_the_audit_page_verifies_the_chain_when_opened_not_at_every_redraw_for_a
         expect(page.get_by_test_id("audit-unverified")).to_have_count(0)
         assert len(verifies) == 2
         page.close()
-    finally:
-        server.stop()
-        store.close()
+
+
+def _asked_then(store: Store, ts: float, *, then: Decision | None = None, closed: str | None = None,
+                late_by: str | None = None) -> tuple[Incident, Decision]:
+    """An incident whose restart was put to a person, then ``then`` (a decision) or, with
+    ``closed``, closed unanswered: ``expired`` (the request's time ran out; ``late_by`` approved
+    after it) or ``quiet`` (swept closed: the trouble cleared before an answer)."""
+    inc = Incident(service="web", cause="down", severity=Severity.CRITICAL, kind=FindingKind.STATE, opened_at=ts,
+                   updated_at=ts, last_finding_at=ts, summary="web is down", state=IncidentState.AWAITING_APPROVAL)
+    action = ActionSpec(type="process", target="web", params={"op": "restart"})
+    diagnosis = Diagnosis(incident_id=inc.id, ts=ts, pattern_id="process-down-restart", action=action,
+                          confidence=0.8, rationale="down")
+    asked = Decision(incident_id=inc.id, diagnosis_id=diagnosis.id, ts=ts, verdict=Verdict.NEEDS_APPROVAL,
+                     action=action, pattern_id="process-down-restart",
+                     gates=[GateResult(gate="autonomy", passed=False, needs_approval=True, reason="approve")])
+    store.record(inc, diagnosis, asked, actor="engine", event="decision.needs_approval", subject=inc.id)
+    done = inc.model_copy(update={"state": IncidentState.EXPIRED, "closed_at": ts + 60, "updated_at": ts + 60})
+    if then is not None:
+        then = then.model_copy(update={"incident_id": inc.id, "diagnosis_id": diagnosis.id, "action": action,
+                                       "pattern_id": "process-down-restart"})
+        store.record(then, done, actor="engine", event="decision.denied", subject=inc.id)
+        return inc, then
+    event = "approval.expired" if closed == "expired" else "incident.closed"
+    store.record(done, actor="engine", event=event, subject=inc.id,
+                 data={"approved_late_by": late_by} if late_by else {"quiet_s": 60})
+    return inc, asked
+
+
+def test_a_persons_approval_that_a_gate_refused_or_the_engine_closed_is_not_shown_as_their_denial(
+    tmp_path: Path, browser: Browser
+) -> None:
+    """An incident page listed each decision as "<verdict> by <decided_by>": a person's approval
+    that the rate limit then refused read "denied by person:ana", as if ana had said no; one not
+    acted on because the trouble cleared read the same. Each now says what really happened, and
+    a request the incident closed on says why it was never acted on."""
+    with _api(tmp_path) as (store, server):
+        t = 1_700_000_000.0
+        gated = Decision(incident_id="-", diagnosis_id="-", ts=t + 30, verdict=Verdict.DENIED, decided_by="person:ana",
+                         gates=[GateResult(gate="autonomy", passed=True, reason="approved by a person"),
+                                GateResult(gate="rate_limit", passed=False, reason="3 of 3 today")])
+        cleared = Decision(incident_id="-", diagnosis_id="-", ts=t + 30, verdict=Verdict.DENIED,
+                           decided_by="person:bob", gates=[GateResult(gate=TROUBLE_CLEARED, passed=False,
+                                                                      reason="cleared before it was acted on")])
+        said_no = Decision(incident_id="-", diagnosis_id="-", ts=t + 30, verdict=Verdict.DENIED,
+                           decided_by="person:cy")
+        shown = {
+            "gated": (_asked_then(store, t, then=gated)[1], "denied", "by rate_limit, though person:ana approved"),
+            "cleared": (_asked_then(store, t, then=cleared)[1], "not acted on",
+                        "as the trouble cleared on its own first, though person:bob approved"),
+            "said no": (_asked_then(store, t, then=said_no)[1], "denied", "by person:cy"),
+            "expired": (_asked_then(store, t, closed="expired")[1], "needs approval",
+                        "by engine; expired unanswered"),
+            "late": (_asked_then(store, t, closed="expired", late_by="person:dee")[1], "needs approval",
+                     "by engine; expired: approved by person:dee after the request expired"),
+            "quiet": (_asked_then(store, t, closed="quiet")[1], "needs approval",
+                      "by engine; the trouble cleared on its own before an answer"),
+        }
+        token = create_token(store, "e2e-viewer", "viewer")
+        page = browser.new_page()
+        page.goto(f"{server.url}/?token={token}")
+        for what, (decision, verdict, by) in shown.items():
+            page.goto(f"{server.url}/#/incidents/{decision.incident_id}")
+            panel = page.get_by_test_id(f"decision-{decision.id}")
+            expect(panel.locator(".tag").first).to_have_text(verdict)
+            expect(panel.get_by_test_id("ruled-by")).to_contain_text(by)
+            # only a person's own denial is theirs
+            assert panel.get_by_test_id("ruled-by").inner_text().startswith("by person:") == (what == "said no")
+        page.close()

@@ -591,6 +591,26 @@ def test_a_policy_override_for_a_service_or_pattern_that_does_not_exist_is_422_a
     assert env.store.get_state("policy:override") == before
 
 
+def test_a_policy_whose_windows_outlast_retention_is_422_naming_the_field_as_config_load_does(env: Env,
+                                                                                              tmp_path: Path) -> None:
+    from autonomic.config import ConfigError
+    from autonomic.knowledge.retention import DAY_S
+
+    before = env.seq()
+    # the default retention keeps incidents and actions 90 days; a breaker held open 100 days reads further back
+    body = {"breaker": {"open_s": 100 * DAY_S}}
+    with pytest.raises(ConfigError) as at_load:
+        load_config_data({"policy": body}, source="test.yaml", base_dir=tmp_path)
+    [problem] = at_load.value.problems
+    r = env.client.put("/api/v1/policy", headers=env.auth("admin"), json=body)
+    assert r.status_code == 422
+    assert [(d["loc"], d["msg"]) for d in r.json()["detail"]] == [(["retention", "incidents_days"], problem.message)]
+    assert problem.field == "retention.incidents_days" and "policy.breaker.open_s" in problem.message
+    assert env.store.get_state("policy:override") is None and env.seq() == before
+    ok = env.client.put("/api/v1/policy", headers=env.auth("admin"), json={"breaker": {"open_s": 80 * DAY_S}})
+    assert ok.status_code == 200 and ok.json()["policy"]["breaker"]["open_s"] == 80 * DAY_S
+
+
 @pytest.mark.parametrize(("body", "field"), [
     ({"confidence_threshold": 1.5}, "confidence_threshold"),
     ({"autonomy": "yolo"}, "autonomy"),

@@ -980,3 +980,70 @@ def test_prune_dry_run_counts_prune_archives_and_verify_and_explain_say_what_wen
     broken = cli("audit", "verify", "--archive", "-c", cfg)
     assert broken.exit_code == 1 and "the archive does not join it" in broken.stderr
     assert cli("audit", "verify", "-c", cfg).exit_code == 0  # the store's own chain is still whole
+
+
+# --- -c where the operator puts it --------------------------------------------------------------
+
+
+@pytest.mark.parametrize("words", [
+    ["audit", "verify"], ["audit", "show"], ["report", "daily", "--now", "1700000000"], ["token", "list"],
+    ["patterns", "list"], ["patterns", "show", "mine"]])
+def test_every_command_group_takes_c_after_its_name_as_after_the_subcommand(
+        words: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``autonomic audit -c FILE verify`` was "No such option: -c" (exit 2): -c had to follow the
+    last word. Now the group takes it too, and both placements read the same config and store."""
+    _write(tmp_path / "mine.yaml", "id: mine\nmatch: {cause: memory}\nprior_confidence: 0.5\n")
+    config = _write(tmp_path / "grouped.yaml", f"engine: {{state_dir: {tmp_path / 'state'}, host_metrics: false}}\n"
+                                               "builtin_patterns: false\npatterns: [mine.yaml]\n")
+    monkeypatch.chdir(tmp_path)  # were the config ignored, the defaults' store would be here
+    assert cli("token", "-c", config, "create", "--role", "viewer", "--name", "alice").exit_code == 0
+    group, sub, *rest = words
+    before = cli(group, "-c", config, sub, *rest)
+    after = cli(group, sub, *rest, "-c", config)
+    first = cli("-c", config, group, sub, *rest)  # and before the group: autonomic -c FILE audit verify
+    assert before.exit_code == 0, before.output
+    assert (before.exit_code, before.stdout) == (after.exit_code, after.stdout) == (first.exit_code, first.stdout)
+    marker = {"audit": "token.created" if sub == "show" else "audit chain ok: 1 entries", "report": "daily report",
+              "token": "alice", "patterns": "mine"}[group]
+    assert marker in before.stdout
+
+
+def test_c_at_both_places_naming_two_files_is_refused_naming_both_and_the_same_file_twice_is_fine(
+        cfg: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    other = _write(tmp_path / "other.yaml", f"engine: {{state_dir: {tmp_path / 'other'}, host_metrics: false}}\n")
+    both = cli("audit", "-c", cfg, "verify", "-c", other)
+    assert both.exit_code == 2 and not both.stdout
+    assert f"-c/--config: given twice, naming two files: `audit -c {cfg}` and `verify -c {other}`" in both.stderr
+    assert cli("token", "-c", cfg, "list", "-c", cfg).exit_code == 0
+    # AUTONOMIC_CONFIG is the fallback: a -c typed before the subcommand wins over it, no conflict
+    monkeypatch.setenv("AUTONOMIC_CONFIG", str(other))
+    assert cli("token", "-c", cfg, "create", "--role", "viewer", "--name", "bob").exit_code == 0
+    listed = cli("token", "list", "-c", cfg)
+    assert "bob" in listed.stdout
+    assert "bob" not in cli("token", "list").stdout and "no tokens" in cli("token", "list").stdout
+
+
+@pytest.mark.parametrize("words", [["status"], ["incidents", "--all"], ["pause", "-r", "freeze"],
+                                   ["prune", "--dry-run"], ["check"], ["approve", "2222bbbb"]])
+def test_every_command_takes_c_before_its_name_as_after_it(
+        words: list[str], cfg: Path, store: Store, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """``autonomic -c FILE status`` was "No such option: -c": the config went after the command only."""
+    monkeypatch.chdir(tmp_path)
+    _incident(store, "2222bbbb", IncidentState.AWAITING_APPROVAL)
+    first = cli("-c", cfg, *words)
+    assert first.exit_code == 0, first.output
+    if words[0] == "check":
+        assert f"{cfg}: ok" in first.stdout
+    elif words[0] == "approve":
+        assert store.get_state("approval:" + store.resolve_id(Incident, "2222bbbb")) is not None
+    elif words[0] == "pause":
+        assert store.get_state("pause:global") is not None
+    else:
+        assert first.stdout == cli(*words, "-c", cfg).stdout
+
+
+def test_c_before_a_command_that_reads_no_config_is_refused_not_ignored(cfg: Path) -> None:
+    for words in (["demo"], ["canary", "judge"], ["rca"], ["detect"]):
+        result = cli("-c", cfg, *words)
+        assert result.exit_code == 2 and f"`autonomic {words[0]}` reads no autonomic.yaml" in result.stderr
+    assert cli("check").exit_code == 2 and "--config: which autonomic.yaml" in cli("check").stderr

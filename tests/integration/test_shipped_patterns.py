@@ -235,16 +235,27 @@ while True:
 
 def _api_and_web(tmp_path: Path, *, api_autonomy: str = "auto") -> Rig:
     """web depends on api; both are real processes the engine supervises; api has an HTTP probe.
-    api will not start while the file ``tmp_path/api-broken`` exists (exit code 1)."""
+    api will not start while the file ``tmp_path/api-broken`` exists (exit code 1). web's first
+    start waits (up to 10 s) for api to answer; every later start exits at once when api refuses."""
     port = free_port()
     broken = tmp_path / "api-broken"
     api_cmd = f"import os, sys\nif os.path.exists({str(broken)!r}):\n    sys.exit(1)\n{API}"
     api = {"name": "api", "probes": [{"type": "http", "url": f"http://127.0.0.1:{port}/", "timeout_s": 0.5}],
            "actuators": {"process": {"command": [sys.executable, "-c", api_cmd, str(port)], "start_grace_s": 0}}}
+    # web's very first start (with the engine's, beside api's) waits for api to listen: started
+    # before api answers, it would exit at once and the test would begin from a dead web
+    first = tmp_path / "web-started"
+    web_cmd = (f"import os, sys, time, urllib.request\nif not os.path.exists({str(first)!r}):\n"
+               f"    deadline = time.monotonic() + 10\n"
+               f"    while time.monotonic() < deadline:\n        try:\n"
+               f"            urllib.request.urlopen(f'http://127.0.0.1:{{sys.argv[1]}}/', timeout=1).close()\n"
+               f"            break\n        except OSError:\n            time.sleep(0.05)\n"
+               f"    open({str(first)!r}, 'w').close()\n{WEB}")
     web = {"name": "web", "depends_on": ["api"],
-           "actuators": {"process": {"command": [sys.executable, "-c", WEB, str(port)], "start_grace_s": 0}}}
+           "actuators": {"process": {"command": [sys.executable, "-c", web_cmd, str(port)], "start_grace_s": 0}}}
     rig = Rig(tmp_path, web, others=(api,), policy={"services": {"api": {"autonomy": api_autonomy}}})
     wait_for(lambda: _answers(f"http://127.0.0.1:{port}/"), what="api answering")
+    wait_for(first.exists, what="web connected to api once")
     return rig
 
 
@@ -786,8 +797,10 @@ def test_an_approval_that_comes_after_the_trouble_cleared_on_its_own_acts_on_not
     passes again on its own (a blip); then the person, just awake, approves. Before, the approval
     was honoured (every gate passed) and a healthy service was restarted. Now an approval of an
     incident that has had no finding for a few ticks (as a diagnosed incident is cleared) closes
-    it as cleared and acts on nothing; the approval is audited as consumed, verdict cleared."""
+    it as cleared and acts on nothing; the approval is audited as consumed, verdict cleared, and
+    recorded as a decision of the person's never acted on, which the ladder does not count."""
     from autonomic.engine import answer_approval
+    from autonomic.plan.autonomy import people_evidence
 
     port = free_port()
     rig = Rig(tmp_path, {"name": "web", "probes": [{"type": "http", "url": f"http://127.0.0.1:{port}/health",
@@ -817,6 +830,20 @@ def test_an_approval_that_comes_after_the_trouble_cleared_on_its_own_acts_on_not
         assert rig.engine.supervisor.pid("web") == pid  # not restarted
         consumed = [e for e in rig.store.audit_events() if e.kind == "approval.consumed"]
         assert consumed and consumed[-1].data["verdict"] == "cleared"
+        # the person's yes is recorded as what it is, a decision of theirs never acted on (there was
+        # none: "no action without a recorded decision", and the record of people's answers had a
+        # hole), closed with the incident; the engine, not the person, consumed it
+        assert (consumed[-1].actor, consumed[-1].data["approved_by"]) == ("engine", "person:ops")
+        last = rig.store.decisions(inc.id)[-1]
+        assert last.never_acted_on and (last.decided_by, last.comment, last.pattern_id) == (
+            "person:ops", "go", "process-down-restart")
+        assert [g.gate for g in last.gates] == ["trouble_cleared"] and "cleared on its own" in last.gates[0].reason
+        # ... and counted neither as a success nor as a failure: of the remedy's record (no
+        # action ran) and of the ladder's (no evidence from it)
+        assert rig.store.pattern_tallies() == {}
+        outcomes, answers = rig.store.pattern_record("process-down-restart", "web")
+        assert outcomes == [] and [a.id for a in answers] == [last.id]
+        assert people_evidence(answers, "process-down-restart", "web") == []
     finally:
         if server is not None:
             server.shutdown()

@@ -6,7 +6,16 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from autonomic.model import ActionSpec, Autonomy, Decision, GateResult, Outcome, Verdict, VerifyVerdict
+from autonomic.model import (
+    TROUBLE_CLEARED,
+    ActionSpec,
+    Autonomy,
+    Decision,
+    GateResult,
+    Outcome,
+    Verdict,
+    VerifyVerdict,
+)
 from autonomic.plan.autonomy import earned_effective, earned_level, ladder_event, people_evidence, wilson_lower
 from autonomic.plan.policy import AutonomyLadder, PolicyConfig
 
@@ -182,6 +191,19 @@ def test_a_persons_approvals_and_denials_are_evidence_in_time_order() -> None:
     ev = people_evidence(decisions, "p", "api")
     assert [(e.ts, e.verdict) for e in ev] == [(1, "pass"), (2, "pass"), (3, "fail")]
     assert all(e.by == "person:ana" for e in ev)
+
+
+def test_an_approval_never_acted_on_because_the_trouble_cleared_counts_neither_way() -> None:
+    """A person approved, but the trouble cleared on its own before the engine could act (a blip):
+    the answer is recorded as a decision, whose one gate says so. It says nothing of the remedy,
+    which ran nowhere: counted as a success, a pattern whose troubles heal themselves would climb
+    the ladder on blips; nor did the person say no."""
+    cleared = Decision(incident_id="i", diagnosis_id="d", ts=2, verdict=Verdict.DENIED, decided_by="person:ana",
+                       pattern_id="p", action=ActionSpec(type="restart", target="api"),
+                       gates=[GateResult(gate=TROUBLE_CLEARED, passed=False, reason="cleared before it was acted on")])
+    assert cleared.never_acted_on and not cleared.person_said_no and cleared.person_evidence is None
+    ev = people_evidence([_decision(1, "approved"), cleared, _decision(3, "approved")], "p", "api")
+    assert [(e.ts, e.verdict) for e in ev] == [(1, "pass"), (3, "pass")]
 
 
 def test_a_persons_denials_demote_like_failures() -> None:

@@ -13,7 +13,7 @@ import pytest
 from pydantic import BaseModel
 
 from autonomic.config import Config, load_config_data
-from autonomic.engine import INBOX, Engine, approval_key, pause_key, queue_findings
+from autonomic.engine import INBOX, Engine, answer_approval, approval_key, pause_key, queue_findings
 from autonomic.errors import NotLeaderError
 from autonomic.knowledge import Store
 from autonomic.knowledge.lease import LeaderElector
@@ -444,6 +444,65 @@ def test_approve_autonomy_waits_for_a_person_then_acts_on_approval(tmp_path: Pat
     assert h.store.get_state(approval_key(inc.id)) is None
 
 
+def test_a_denial_given_in_the_instant_the_engine_takes_an_approval_stops_it(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A denial may replace an approval the engine has not acted on yet (it stops it), and the
+    person is told "nothing is done". Before, the engine took the approval it had read by deleting
+    whatever answer was stored: a denial written between its read and that delete (another
+    replica's API, in the same instant) was deleted unseen and the restart ran. Now the engine takes
+    the approval only while it is still the answer stored; otherwise it reads the answer again."""
+    h = Harness(tmp_path, policy={"autonomy": "approve"})
+    h.feed("up", 0, 4)
+    inc = h.incident()
+    answer_approval(h.store, inc.id, "approve", actor="person:ann", comment="go", now=h.clock.now())
+    read = h.store.get_state
+
+    def read_then_a_denial_lands(key: str) -> dict[str, Any] | None:
+        value = read(key)
+        if key == approval_key(inc.id) and value is not None and value["verdict"] == "approve":
+            answer_approval(h.store, inc.id, "deny", actor="person:bob", comment="I am on it", now=h.clock.now())
+        return value
+
+    monkeypatch.setattr(h.store, "get_state", read_then_a_denial_lands)
+    h.feed("up", 0, 2)
+    assert h.actuator.calls == []
+    decisions = h.store.decisions(inc.id)
+    assert [(d.verdict, d.decided_by) for d in decisions] == [(Verdict.NEEDS_APPROVAL, "engine"),
+                                                               (Verdict.DENIED, "person:bob")]
+    consumed = [e for e in h.store.audit_events() if e.kind == "approval.consumed"]
+    assert [(e.actor, e.data["verdict"]) for e in consumed] == [("person:bob", "deny")]
+
+
+def test_a_denial_given_after_the_engine_took_an_approval_is_refused_not_told_it_stopped_anything(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Once the engine has taken an approval (its next step is the decision and the action's
+    snapshot), a denial can no longer stop it. Before, the incident still read "awaiting approval"
+    between the take and the decision: a denial given then was accepted, the person told the engine
+    would act on it, and the restart ran anyway. Now the take moves the incident on in the same
+    write; the denial is refused, saying the approval was taken and how to stop the action."""
+    h = Harness(tmp_path, policy={"autonomy": "approve"})
+    h.feed("up", 0, 4)
+    inc = h.incident()
+    answer_approval(h.store, inc.id, "approve", actor="person:ann", comment="go", now=h.clock.now())
+    decide = h.engine._decide
+    refused: list[str] = []
+
+    def a_denial_lands_first(*args: Any, **kwargs: Any) -> float | None:
+        try:
+            answer_approval(h.store, inc.id, "deny", actor="person:bob", comment="stop", now=h.clock.now())
+        except ValueError as e:
+            refused.append(str(e))
+        return decide(*args, **kwargs)
+
+    monkeypatch.setattr(h.engine, "_decide", a_denial_lands_first)
+    h.feed("up", 0, 2)
+    assert len(h.actuator.calls) == 1  # the approval was taken: the restart ran
+    assert len(refused) == 1 and "already taken" in refused[0] and "approved by person:ann" in refused[0]
+    assert "autonomic pause" in refused[0]
+    assert not [e for e in h.store.audit_events() if e.kind == "approval.deny"]
+    assert h.store.get_state(approval_key(inc.id)) is None
+
+
 def _short_ttl_harness(tmp_path: Path) -> Harness:
     """Approve autonomy, and an approval request that expires 20 s after it was made."""
     engine = {"interval_s": 1, "state_dir": str(tmp_path / "state"), "host_metrics": False, "settle_s": 0,
@@ -669,6 +728,22 @@ def test_a_stored_policy_override_is_in_force_at_the_next_decision(tmp_path: Pat
     decision = h.store.decisions(h.incident().id)[-1]
     assert decision.verdict == Verdict.DENIED
     assert h.actuator.calls == []
+
+
+def test_a_stored_policy_override_reading_further_back_than_retention_is_warned_of_at_start_naming_the_field(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Stored before an upgrade turned retention on (or before the file's retention was
+    shortened), it is still in force; the start says which retention field it outlasts."""
+    from autonomic.engine import POLICY_OVERRIDE
+
+    store = Store("sqlite://")
+    store.set_state(POLICY_OVERRIDE, {"autonomy": "auto", "breaker": {"open_s": 100 * 86400.0}},
+                    actor="token:admin", event="policy.changed")
+    with caplog.at_level("WARNING", logger="autonomic.engine"):
+        Harness(tmp_path, store=store)
+    said = [r.getMessage() for r in caplog.records if r.getMessage().startswith("retention.")]
+    assert len(said) == 1 and said[0].startswith("retention.incidents_days: 90 days is shorter than the 100 days")
+    assert "policy.breaker.open_s" in said[0] and "PUT /api/v1/policy" in said[0]
 
 
 # --- multi-step actions (workflows) --------------------------------------------------------

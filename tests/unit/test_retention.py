@@ -19,6 +19,7 @@ from autonomic.knowledge.archive import CHUNK, archive_files, read_archive, veri
 from autonomic.knowledge.retention import DAY_S, RetentionSpec, dry_run, prune
 from autonomic.knowledge.store import IdLookupError
 from autonomic.model import (
+    TROUBLE_CLEARED,
     Action,
     ActionSpec,
     ActionState,
@@ -224,6 +225,30 @@ def test_pruning_changes_no_patterns_tallies_record_or_earned_autonomy(store: St
     prune(store, KEEP, NOW + 1, Path("unused"))
     assert store.pattern_tallies_by_service() == before_tallies
     assert {pair: _ladder_record(store, *pair) for pair in pairs} == before
+
+
+def test_pruning_an_approval_never_acted_on_adds_nothing_to_the_ladders_record(store: Store) -> None:
+    """A person's approval the engine did not act on, the trouble having cleared first, counts
+    neither way on the ladder; pruning its incident must not turn it into a person's yes in the
+    kept evidence (it was copied as 'pass', the check being only 'not a denial')."""
+    inc = Incident(service="api", cause="down", severity=Severity.CRITICAL, kind=FindingKind.THRESHOLD,
+                   opened_at=OLD, updated_at=OLD + 60, last_finding_at=OLD, summary="down",
+                   state=IncidentState.EXPIRED, closed_at=OLD + 60, finding_count=1)
+    spec = ActionSpec(type="restart", target="api")
+    diagnosis = Diagnosis(incident_id=inc.id, ts=OLD + 1, pattern_id="restart-it", action=spec, confidence=0.9,
+                          rationale="down")
+    never = Decision(incident_id=inc.id, diagnosis_id=diagnosis.id, ts=OLD + 50, verdict=Verdict.DENIED,
+                     gates=[GateResult(gate=TROUBLE_CLEARED, passed=False, reason="cleared")], action=spec,
+                     decided_by="person:ana", pattern_id="restart-it")
+    store.record(_finding(inc.id, OLD), inc, diagnosis, never, actor="engine", event="incident.cleared",
+                 subject=inc.id)
+    _incident_with_history(store, opened=OLD + 100, closed=OLD + 200)  # a run of the remedy beside it
+    before = _ladder_record(store, "restart-it", "api")
+    assert [v for _, v, _ in before] == ["pass"]  # the run's outcome alone
+
+    assert prune(store, KEEP, NOW, Path("unused")).counts["decisions"] == 2
+
+    assert _ladder_record(store, "restart-it", "api") == before
 
 
 def test_a_dry_run_counts_what_a_prune_deletes_and_deletes_nothing(store: Store) -> None:

@@ -700,8 +700,10 @@ def _write_routes(ctx: ApiContext) -> APIRouter:
     @router.put("/policy")
     def put_policy(body: PolicyConfig, who: Annotated[Principal, Depends(admin)]) -> dict[str, Any]:
         """Replace the policy in force (validated; audited ``policy.changed`` with the new policy).
-        An override for a service, pattern or action type that does not exist is 422 naming it."""
-        from autonomic.config import unknown_policy_names
+        An override for a service, pattern or action type that does not exist is 422 naming it; so
+        is a window that would read further back than retention keeps (a breaker held open longer
+        than ``retention.incidents_days``), naming the retention field with config load's message."""
+        from autonomic.config import policy_retention_too_short, unknown_policy_names
         from autonomic.registry import default_registry
 
         registry = ctx.engine.registry if ctx.engine is not None else default_registry()
@@ -710,6 +712,10 @@ def _write_routes(ctx: ApiContext) -> APIRouter:
         if unknown:
             raise HTTPException(422, [{"type": "value_error", "loc": ["body", *loc], "msg": message}
                                       for loc, message in unknown])
+        short = policy_retention_too_short(ctx.config, body)
+        if short:
+            raise HTTPException(422, [{"type": "value_error", "loc": ["retention", key], "msg": message}
+                                      for key, message in short])
         new = body.model_dump(mode="json")
         ctx.store.set_state(POLICY_OVERRIDE, new, actor=who.actor, event="policy.changed", data={"policy": new})
         return {"source": "override", "policy": new}

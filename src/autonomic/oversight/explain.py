@@ -7,7 +7,7 @@ from typing import Any
 
 from autonomic.clock import local_stamp
 from autonomic.knowledge import Store
-from autonomic.model import Incident
+from autonomic.model import TROUBLE_CLEARED, Incident, Verdict
 
 
 def explain_incident(store: Store, incident_id: str, ends: tuple[int, int] | None = None) -> dict[str, Any]:
@@ -24,7 +24,7 @@ def explain_incident(store: Store, incident_id: str, ends: tuple[int, int] | Non
         findings, left_findings = store.findings_ends(incident_id, *ends)
         audit, left_audit = store.audit_ends(incident_id, *ends)
         omitted = {"findings": left_findings, "audit": left_audit}
-    chain = {
+    chain: dict[str, Any] = {
         "incident": incident.model_dump(mode="json"),
         "findings": [f.model_dump(mode="json") for f in findings],
         "diagnoses": [d.model_dump(mode="json") for d in store.diagnoses(incident_id)],
@@ -37,7 +37,39 @@ def explain_incident(store: Store, incident_id: str, ends: tuple[int, int] | Non
     }
     if omitted is not None:
         chain["omitted"] = omitted
+    # how each decision was settled, in words (the dashboard and the text below show these): its
+    # verdict as a person reads it, and by whom or what
+    for d in chain["decisions"]:
+        d["ruling"], d["ruled_by"] = ruling(d)
+    if chain["decisions"] and incident.closed_at is not None:
+        last = chain["decisions"][-1]
+        if last["verdict"] == Verdict.NEEDS_APPROVAL.value:
+            last["ruled_by"] += f"; {_unanswered(chain['audit'])}"
     return chain
+
+
+def ruling(d: dict[str, Any]) -> tuple[str, str]:
+    """How a decision (as JSON) was settled, in words: its verdict, and by whom or what. A
+    person's approval that a gate then refused is the gate's denial, not the person's
+    (``denied``, ``by rate_limit, though person:ana approved``; it read ``denied by person:ana``);
+    one the engine did not act on because the trouble had cleared first says so (``not acted
+    on``, ``as the trouble cleared on its own first, though person:ana approved``)."""
+    by = d["decided_by"]
+    said_no = [g["gate"] for g in d["gates"] if not g["passed"] and not g["needs_approval"]]
+    if d["verdict"] != Verdict.DENIED.value or by == "engine" or not said_no:
+        return d["verdict"], f"by {by}"
+    if TROUBLE_CLEARED in said_no:
+        return "not acted on", f"as the trouble cleared on its own first, though {by} approved"
+    return d["verdict"], f"by {', '.join(said_no)}, though {by} approved"
+
+
+def _unanswered(audit: list[dict[str, Any]]) -> str:
+    """Why an approval request the incident closed on was never acted on, from its audit events."""
+    late = next((e for e in reversed(audit) if e["kind"] == "approval.expired"), None)
+    if late is not None:
+        who = (late.get("data") or {}).get("approved_late_by")
+        return f"expired: approved by {who} after the request expired" if who else "expired unanswered"
+    return "the trouble cleared on its own before an answer"
 
 
 _t = local_stamp
@@ -106,12 +138,9 @@ def render_text(chain: dict[str, Any]) -> str:
     lines.append("")
     lines.append("Decisions (every gate and its reason):")
     for d in chain["decisions"]:
-        said_no = [g["gate"] for g in d["gates"] if not g["passed"] and not g["needs_approval"]]
-        if d["verdict"] == "denied" and d["decided_by"] != "engine" and said_no:
-            # a person approved and a gate (a pause, a rate limit) said no: the person did not deny it
-            head = f"DENIED by {', '.join(said_no)}, though {d['decided_by']} approved"
-        else:
-            head = f"{d['verdict'].upper()} by {d['decided_by']}"
+        # a person approved and a gate (a pause, a rate limit) said no: the person did not deny it
+        word, by = (d["ruling"], d["ruled_by"]) if "ruling" in d else ruling(d)
+        head = f"{word.upper()} {by}"
         lines.append(f"  {_t(d['ts'])} {head}" + (f" ({d['comment']})" if d["comment"] else ""))
         would = d.get("shadow_verdict")
         if would == "approved" and d.get("action"):

@@ -9,14 +9,15 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from autonomic.cli_common import ConfigOpt, load
+from autonomic.cli_common import ConfigOpt, given_config, group_config, load
 from autonomic.errors import AutonomicError
 from autonomic.printable import printable
 
 if TYPE_CHECKING:
     from autonomic.oversight.reports import Period
 
-report_app = typer.Typer(no_args_is_help=True, help="Digests of what autonomic did (daily or weekly).")
+report_app = typer.Typer(no_args_is_help=True, help="Digests of what autonomic did (daily or weekly).",
+                         callback=group_config)
 
 
 class ReportFormat(StrEnum):
@@ -68,12 +69,14 @@ def _run(period: Period, fmt: ReportFormat, config: Path | None, out: Path | Non
 
 
 @report_app.command()
-def daily(fmt: FormatOpt = ReportFormat.md, config: ConfigOpt = None, out: OutOpt = None, now: NowOpt = None) -> None:
+def daily(ctx: typer.Context, fmt: FormatOpt = ReportFormat.md, config: ConfigOpt = None, out: OutOpt = None,
+          now: NowOpt = None) -> None:
     """What happened in the last 24 hours."""
-    _run("daily", fmt, config, out, now)
+    _run("daily", fmt, given_config(ctx, config), out, now)
 
 
 @report_app.command()
-def weekly(fmt: FormatOpt = ReportFormat.md, config: ConfigOpt = None, out: OutOpt = None, now: NowOpt = None) -> None:
+def weekly(ctx: typer.Context, fmt: FormatOpt = ReportFormat.md, config: ConfigOpt = None, out: OutOpt = None,
+           now: NowOpt = None) -> None:
     """What happened in the last 7 days."""
-    _run("weekly", fmt, config, out, now)
+    _run("weekly", fmt, given_config(ctx, config), out, now)

@@ -9,10 +9,10 @@ from typing import Annotated, Any
 
 import typer
 
-from autonomic.cli_common import ConfigOpt, actor, open_store, text
+from autonomic.cli_common import ConfigOpt, actor, given_config, group_config, open_store, text
 from autonomic.clock import local_stamp
 
-token_app = typer.Typer(no_args_is_help=True, help="API tokens (stored only as hashes).")
+token_app = typer.Typer(no_args_is_help=True, help="API tokens (stored only as hashes).", callback=group_config)
 
 
 def _store(config: Path | None) -> Any:
@@ -21,6 +21,7 @@ def _store(config: Path | None) -> Any:
 
 @token_app.command("create")
 def create(
+    ctx: typer.Context,
     role: Annotated[str, typer.Option("--role",
                                       help="viewer, operator or admin; alerts: sends Alertmanager alerts only")],
     name: Annotated[str, typer.Option("--name", help="who or what uses it (unique)", parser=text)],
@@ -29,7 +30,7 @@ def create(
     """Create a token and print it once; only its hash is kept."""
     from autonomic.oversight.auth import create_token
 
-    store = _store(config)
+    store = _store(given_config(ctx, config))
     try:
         raw = create_token(store, name, role, actor=actor())
     except ValueError as exc:
@@ -42,11 +43,12 @@ def create(
 
 
 @token_app.command("list")
-def list_(config: ConfigOpt = None, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+def list_(ctx: typer.Context, config: ConfigOpt = None,
+          as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """Every token's name, role and creation time (never the token)."""
     from autonomic.oversight.auth import tokens
 
-    store = _store(config)
+    store = _store(given_config(ctx, config))
     try:
         found = tokens(store)
     finally:
@@ -62,11 +64,11 @@ def list_(config: ConfigOpt = None, as_json: Annotated[bool, typer.Option("--jso
 
 
 @token_app.command("revoke")
-def revoke(name: str, config: ConfigOpt = None) -> None:
+def revoke(ctx: typer.Context, name: str, config: ConfigOpt = None) -> None:
     """Delete the token named NAME; requests with it get 401 at once."""
     from autonomic.oversight.auth import revoke as revoke_token
 
-    store = _store(config)
+    store = _store(given_config(ctx, config))
     try:
         if not revoke_token(store, name, actor=actor()):
             print(f"autonomic: no token named {name!r}", file=sys.stderr)

@@ -18,7 +18,8 @@ with verdict ``pass`` that was not rolled back; a failure is a ``fail`` verdict 
 an ``inconclusive`` one breaks a streak but is no failure.
 
 A person's answer to an approval request counts as evidence too (:func:`people_evidence`): an
-approval counts as a success and a denial as a failure, at the time it was given.
+approval counts as a success and a denial as a failure, at the time it was given; an approval
+never acted on because the trouble cleared on its own first counts neither way.
 
 The engine stores the level per (pattern, service) and, when it changes, records an audited
 event ``pattern.promoted`` or ``pattern.demoted`` (see :func:`ladder_event`) with the reason
@@ -61,12 +62,15 @@ class Evidence:
 def people_evidence(decisions: Iterable[Decision], pattern_id: str, service: str) -> list[Evidence]:
     """Every answer a person gave to an approval request on this pattern and service, as
     evidence, oldest first. A person's denial is a decision with no gates (the person ruled);
-    an approval runs the gates again, so whatever they then said, the person said yes."""
+    an approval runs the gates again, so whatever they then said, the person said yes. An
+    approval never acted on because the trouble cleared first is not counted either way
+    (:attr:`Decision.person_evidence`)."""
     found = []
     for d in decisions:
-        if d.decided_by == "engine" or d.pattern_id != pattern_id or d.action is None or d.action.target != service:
+        verdict = d.person_evidence
+        if verdict is None or d.pattern_id != pattern_id or d.action is None or d.action.target != service:
             continue
-        found.append(Evidence(ts=d.ts, verdict="fail" if d.person_said_no else "pass", by=d.decided_by))
+        found.append(Evidence(ts=d.ts, verdict=verdict, by=d.decided_by))
     return sorted(found, key=lambda e: e.ts)
 
 

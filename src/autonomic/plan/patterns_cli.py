@@ -29,13 +29,14 @@ import typer
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from autonomic.cli_common import ConfigOpt, JsonOpt
+from autonomic.cli_common import ConfigOpt, JsonOpt, given_config, group_config
 from autonomic.cli_common import fail as _exit
 from autonomic.cli_common import load as _config
 from autonomic.model import Finding, Incident, Pattern
 from autonomic.plan.diagnose import DiagnoseContext, _match, cannot_run, diagnose
 
-patterns_app = typer.Typer(no_args_is_help=True, help="The pattern library: list, show, test.")
+patterns_app = typer.Typer(no_args_is_help=True, help="The pattern library: list, show, test.",
+                           callback=group_config)
 
 
 
@@ -110,9 +111,9 @@ def action_summary(p: Pattern) -> str:
 
 
 @patterns_app.command("list")
-def list_patterns(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
+def list_patterns(cli: typer.Context, config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
     """Every pattern: id, version, match, action, prior confidence, rollback safety."""
-    cfg = _config(config)
+    cfg = _config(given_config(cli, config))
     rows = [
         {
             "id": p.id,
@@ -138,9 +139,10 @@ def list_patterns(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
 
 
 @patterns_app.command("show")
-def show(pattern_id: Annotated[str, typer.Argument(metavar="ID")], config: ConfigOpt = None) -> None:
+def show(cli: typer.Context, pattern_id: Annotated[str, typer.Argument(metavar="ID")],
+         config: ConfigOpt = None) -> None:
     """The whole pattern as YAML, with the file:line it comes from."""
-    p = _pattern(_config(config), pattern_id)
+    p = _pattern(_config(given_config(cli, config)), pattern_id)
     dumped = p.model_dump(mode="json", exclude={"source"}, exclude_none=True)
     if not p.match.symptoms:
         dumped["match"].pop("symptoms", None)
@@ -180,13 +182,14 @@ def _read_incident(path: Path) -> IncidentFile:
 
 @patterns_app.command("test")
 def test(
+    cli: typer.Context,
     pattern_id: Annotated[str, typer.Argument(metavar="ID")],
     incident: Annotated[Path, typer.Option("--incident", "-i", help="incident JSON: {incident, findings}")],
     config: ConfigOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Would pattern ID match this incident? Exit 0 yes, 1 no, 2 bad input."""
-    cfg = _config(config)
+    cfg = _config(given_config(cli, config))
     pattern = _pattern(cfg, pattern_id)
     data = _read_incident(incident)
     inc, c = data.incident, data.context

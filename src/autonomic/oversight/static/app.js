@@ -571,9 +571,13 @@ function diagnoses(list) {
 function decisions(list) {
   if (!list.length) return h("p", { class: "empty" }, "No decision yet.");
   return list.map((d) => h("div", { class: "panel", testid: `decision-${d.id}`, style: "margin-bottom:0.8rem" },
-    h("div", { class: "inc-head" }, tag(d.verdict, d.verdict === "approved" ? "ok" : d.verdict === "denied" ? "bad" : "needs"),
+    // ruling and ruled_by (the API's): a person's approval that a gate refused, or that was not
+    // acted on because the trouble cleared, is not shown as the person's denial
+    h("div", { class: "inc-head" }, tag(d.ruling || d.verdict,
+        d.verdict === "approved" ? "ok" : d.verdict === "denied" ? (d.ruling === "not acted on" ? "inconclusive" : "bad") : "needs"),
       h("b", {}, actionText(d.action)),
-      h("span", { class: "dim" }, `by ${d.decided_by} at ${clock(d.ts)}`), d.comment ? h("i", {}, `“${d.comment}”`) : null),
+      h("span", { class: "dim", testid: "ruled-by" }, `${d.ruled_by || `by ${d.decided_by}`} at ${clock(d.ts)}`),
+      d.comment ? h("i", {}, `“${d.comment}”`) : null),
     gates(d.gates || [])));
 }
 
