@@ -28,6 +28,7 @@ from autonomic.clock import local_stamp
 from autonomic.errors import ConfigError, StoreError
 from autonomic.logformat import LogFormat, make_handler
 from autonomic.printable import printable, rewrite_record
+from autonomic.sdnotify import NotifyConfigError, SystemdNotify
 
 
 class _Commands(TyperGroup):
@@ -141,6 +142,10 @@ def run(
     if log_level.lower() not in ("debug", "info", "warning", "error"):
         raise _fail(f"--log-level: must be debug, info, warning or error, not {log_level!r}")
     _setup_logging(log_level, log_format)
+    try:  # under systemd (Type=notify); read before any child is started, which must not inherit it
+        sd = SystemdNotify.from_environ(os.environ, os.getpid())
+    except NotifyConfigError as exc:
+        raise _fail(str(exc)) from None
     cfg = _load(config)
     log = logging.getLogger("autonomic")
     if config is None:
@@ -186,6 +191,8 @@ def run(
 
     def _stop(signum: int, _frame: Any) -> None:
         log.info("received %s; stopping after the current step", signal.Signals(signum).name)
+        if sd is not None and not stop.is_set():
+            sd.stopping(f"stopping ({signal.Signals(signum).name}) after the current step")
         stop.set()
 
     signal.signal(signal.SIGTERM, _stop)
@@ -195,7 +202,22 @@ def run(
                  engine.elector.identity)
     log.info("autonomic engine started (%d services, %d patterns, interval %.1fs, store %s)",
              len(cfg.services), len(cfg.patterns), cfg.engine.interval_s, shown_database_url(cfg.database_url))
-    engine.run(stop, on_tick=_write_status)
+    beats = threading.Event()  # set when the engine has stopped: no WATCHDOG=1 after that
+    on_tick, on_standby = _write_status, None
+    if sd is not None:
+        sd.status("starting: adopting or starting the services, then a first look")
+        if sd.keep_watchdog(engine.watchdog.stuck, beats) is not None:
+            log.info("systemd watchdog: WATCHDOG=1 every %g s while the loop makes progress; a loop stuck for "
+                     "stuck_after_s (%g s) is ended by systemd at most WatchdogSec (%g s) later",
+                     (sd.watchdog_s or 0) / 2, engine.stuck_after_s, sd.watchdog_s)
+        told = _TellSystemd(sd)
+        on_tick, on_standby = told.ticked, told.standing_by
+    try:
+        engine.run(stop, on_tick=on_tick, on_standby=on_standby)
+    finally:
+        beats.set()
+    if sd is not None:
+        sd.close()
     _mark_stopped(cfg.state_dir / "status.json")
     if engine.elector is not None and engine.elector.lost:
         # not clean: another replica took the lease; a supervisor restarts this one as a standby
@@ -204,6 +226,56 @@ def run(
     log.info("autonomic engine stopped cleanly")
     if held is not None:
         held.close()
+
+
+class _TellSystemd:
+    """What ``autonomic run`` tells systemd as the loop goes (see :mod:`autonomic.sdnotify`):
+    ``READY=1`` after the first tick (the store open, the services adopted or started, one look
+    taken) or, with leader election, after the first lease round that found another replica
+    leading; then a ``STATUS=`` line when it changes, worked out at most every
+    ``_SD_STATUS_EVERY_S``."""
+
+    def __init__(self, sd: SystemdNotify) -> None:
+        self.sd = sd
+        self._next = 0.0
+
+    def ticked(self, engine: Any) -> None:
+        _write_status(engine)
+        self._tell(engine)
+
+    def standing_by(self, engine: Any) -> None:
+        self._tell(engine)
+
+    def _tell(self, engine: Any) -> None:
+        now = time.monotonic()
+        if self.sd.ready_sent and now < self._next:
+            return
+        self._next = now + _SD_STATUS_EVERY_S
+        self.sd.status(_sd_status(engine), ready=True)
+
+
+_SD_STATUS_EVERY_S = 2.0
+
+
+def _sd_status(engine: Any) -> str:
+    """The engine in one line for ``systemctl status``: leading, running (no leader election) or
+    standing by; its open incidents; the pauses (the kill switch first)."""
+    standby = engine.standby
+    if standby is not None:
+        return printable(standby)
+    count = engine.open_incidents
+    line = (f"{'running' if engine.elector is None else 'leading'}: {count} open incident"
+            f"{'' if count == 1 else 's'}")
+    try:
+        pauses = engine.store.states("pause:")
+    except StoreError:
+        return f"{line}; pauses unknown: the store does not answer"
+    state = pauses.pop("pause:global", None)
+    if state is not None:
+        line += f"; PAUSED everywhere (kill switch) by {state.get('actor', '?')}: {state.get('reason', '')}"
+    if pauses:
+        line += "; paused for " + ", ".join(sorted(key.rsplit(":", 1)[1] for key in pauses))
+    return printable(line)
 
 
 def _hold_state_dir(state_dir: Path) -> IO[str]:

@@ -753,6 +753,11 @@ class Engine:
         self.supervisor.stop_all()
 
     @property
+    def open_incidents(self) -> int:
+        """How many incidents are not closed (as this engine follows them; 0 on a standby)."""
+        return len(self._incidents)
+
+    @property
     def standby(self) -> str | None:
         """Why this replica is not running the loop (leader election: another replica leads, or
         this one lost or cannot renew the lease), or None when it runs it."""
@@ -787,9 +792,10 @@ class Engine:
             log.warning("this host's clock is %+.1f s off the database server's; the engine keeps the server's "
                         "time (fix the host's time sync: its logs are stamped by its own clock)", -self.clock.offset)
 
-    def _lead(self, stop: threading.Event) -> bool:
+    def _lead(self, stop: threading.Event, on_standby: Callable[[Engine], None] | None = None) -> bool:
         """Leader election: stand by until this replica holds the lease (True) or ``stop`` is set
-        (False), trying every ``retry_s``; each change of leader is logged once."""
+        (False), trying every ``retry_s``; each change of leader is logged once. ``on_standby`` is
+        called after each round that left another replica leading."""
         assert self.elector is not None
         said = None
         while not stop.is_set():
@@ -801,6 +807,8 @@ class Engine:
             if text != said:
                 log.info("lease: %s", text)
                 said = text
+            if on_standby is not None:
+                on_standby(self)
             stop.wait(self.config.engine.leader_election.retry_s)
         return False
 
@@ -846,15 +854,19 @@ class Engine:
                           self.config.engine.leader_election.retry_s)
         return self.elector.lost
 
-    def run(self, stop: threading.Event, on_tick: Callable[[Engine], None] | None = None) -> None:
+    def run(self, stop: threading.Event, on_tick: Callable[[Engine], None] | None = None,
+            on_standby: Callable[[Engine], None] | None = None) -> None:
         """The main loop, until ``stop`` is set. With leader election, first stand by until this
-        replica holds the lease, and stop when it loses it (:attr:`elector` ``.lost`` says so)."""
+        replica holds the lease, and stop when it loses it (:attr:`elector` ``.lost`` says so).
+        ``on_tick`` is called after every tick (the first one: the engine has opened the store,
+        adopted or started its services and looked once), ``on_standby`` after every lease round
+        spent standing by."""
         keeper: threading.Thread | None = None
         done = threading.Event()
         log.info("liveness: the loop counts as stuck after %g s without progress (%s)", self.stuck_after_s,
                  self.stuck_basis)
         if self.elector is not None:
-            if not self._lead(stop):
+            if not self._lead(stop, on_standby):
                 self.shutdown()
                 return
             keeper = threading.Thread(target=self._keep_lease, args=(stop, done), name="autonomic-lease",

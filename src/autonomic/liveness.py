@@ -6,8 +6,9 @@ action advanced, one actuator call, the wait for the next tick). ``stuck_after_s
 from the config by the engine, is longer than any one such step can take. When the last beat is
 older than that, the loop is stuck (a call that never returns: an actuator or driver without a
 timeout, a store call the server never answers, a deadlock), and :meth:`Watchdog.stuck` says so,
-naming the step. The lease thread then stops renewing (a standby takes over) and ``/healthz``
-fails (the supervisor restarts the process). Pure: no I/O; its clock is handed in.
+naming the step. The lease thread then stops renewing (a standby takes over), ``/healthz`` fails
+(the kubelet restarts the process) and, under systemd, the ``WATCHDOG=1`` beats stop (systemd
+restarts it: :mod:`autonomic.sdnotify`). Pure: no I/O; its clock is handed in.
 """
 
 from __future__ import annotations

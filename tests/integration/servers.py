@@ -30,6 +30,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -502,3 +503,42 @@ class PartitionProxy:
         self.heal()
         self._listener.close()
         self.refuse()
+
+
+class NotifySocket:
+    """systemd's end of its notify protocol: a datagram socket bound at ``path``, or without one at
+    a fresh name in the abstract namespace; ``variable`` is what ``NOTIFY_SOCKET`` says (``@name``
+    for an abstract one), ``messages`` every message read, in order."""
+
+    def __init__(self, path: Path | None = None) -> None:
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        if path is None:
+            name = f"autonomic-test/{uuid.uuid4().hex}"
+            self.sock.bind(b"\0" + name.encode())
+            self.variable = f"@{name}"
+        else:
+            self.variable = str(path)
+            self.sock.bind(self.variable)
+        self.messages: list[str] = []
+
+    def read(self, timeout: float) -> str | None:
+        """The next message, or None when none came within ``timeout`` s."""
+        self.sock.settimeout(timeout)
+        try:
+            text = self.sock.recv(65536).decode()
+        except TimeoutError:
+            return None
+        self.messages.append(text)
+        return text
+
+    def wait(self, check: str, timeout: float = 60) -> str:
+        """Read until a message contains ``check``; return it."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            text = self.read(max(0.01, deadline - time.monotonic()))
+            if text is not None and check in text:
+                return text
+        pytest.fail(f"no message with {check!r} in {timeout:g} s; got {self.messages!r}")
+
+    def close(self) -> None:
+        self.sock.close()

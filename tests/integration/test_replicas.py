@@ -19,7 +19,7 @@ from typing import Any
 
 import httpx
 import pytest
-from servers import PartitionProxy, free_port, wait_for
+from servers import NotifySocket, PartitionProxy, free_port, wait_for
 
 from autonomic.knowledge import Store
 from autonomic.oversight.auth import create_token
@@ -36,11 +36,12 @@ class Replica:
     (the top-level sections after ``engine``), ``engine`` more ``engine:`` settings, and ``skew_s``
     sets its wall clock that far off the host's (see skewed.py); ``election`` adds
     ``leader_election`` settings and ``lease`` replaces its timings; ``hang`` (a block file and a
-    calls file) makes its HTTP actuator's apply hang while the block file exists (see hang.py)."""
+    calls file) makes its HTTP actuator's apply hang while the block file exists (see hang.py);
+    ``env``: more environment variables."""
 
     def __init__(self, tmp_path: Path, name: str, url: str, *, extra: str = "", engine: str = "",
                  election: str = "", lease: str = "lease_s: 3, renew_s: 2", skew_s: float = 0.0,
-                 hang: tuple[Path, Path] | None = None) -> None:
+                 hang: tuple[Path, Path] | None = None, env: dict[str, str] | None = None) -> None:
         self.name = name
         self.port = free_port()
         home = tmp_path / name
@@ -59,7 +60,7 @@ class Replica:
                        else [sys.executable, "-m", "autonomic.cli"])
             self.proc = subprocess.Popen([*command, "run", "-c", str(config)],
                                          cwd=home, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                                         env={**os.environ, "COLUMNS": "500"})
+                                         env={**os.environ, "COLUMNS": "500", **(env or {})})
 
     def probe(self, path: str = "/readyz") -> tuple[int, dict[str, Any]] | None:
         """What ``path`` (/readyz, /healthz) answers (status code, body), or None when it does not answer."""
@@ -86,6 +87,25 @@ class Replica:
             os.kill(self.proc.pid, signal.SIGCONT)
             self.proc.kill()
             self.proc.wait()
+
+
+def test_under_systemd_the_leader_and_a_standby_each_say_ready_and_who_leads(replicas: Any, tmp_path: Path) -> None:
+    """Type=notify: the leader says READY=1 after its first tick, a standby after its first lease
+    round (it never ticks while it stands by: waiting for its first tick, systemd would have
+    failed its start); each STATUS says which it is, and a takeover changes the standby's."""
+    a_sd, b_sd = NotifySocket(tmp_path / "a.notify"), NotifySocket(tmp_path / "b.notify")
+    try:
+        a = replicas("replica-a", env={"NOTIFY_SOCKET": a_sd.variable})
+        assert a_sd.wait("READY=1") == "READY=1\nSTATUS=leading: 0 open incidents"
+        replicas("replica-b", env={"NOTIFY_SOCKET": b_sd.variable})
+        assert b_sd.wait("READY=1") == "READY=1\nSTATUS=standby; the leader is replica-a (epoch 1)"
+        a.proc.send_signal(signal.SIGTERM)
+        a_sd.wait("STOPPING=1")
+        assert b_sd.wait("STATUS=leading") == "STATUS=leading: 0 open incidents"
+        assert a.proc.wait(timeout=30) == 0
+    finally:
+        a_sd.close()
+        b_sd.close()
 
 
 def leader_gauge(replica: Replica) -> float:

@@ -593,7 +593,7 @@ def test_a_relative_command_runs_in_the_config_files_folder_wherever_autonomic_i
     engine = Engine(config)
     engine.start()
     try:
-        wait_for(ran.exists)
+        wait_for(lambda: ran.exists() and ran.read_text())  # written, not only created
         assert Path(ran.read_text()) == home.resolve()
         assert (home / ".autonomic").is_dir() and not (elsewhere / ".autonomic").exists()
     finally:
