@@ -1692,21 +1692,42 @@ class Engine:
         far back as the longest ``match.after_actions.within_s`` of any pattern; nothing is read
         when no pattern counts actions. Two maps: the actions that count, and those that answered
         a death of the service while something it depends on was down (a diagnosis of their
-        incident says ``dependencies_down``), which do not count toward a crash loop."""
+        incident says ``dependencies_down``), which do not count toward a crash loop: only the
+        first incident of the service in each outage of its dependencies (:meth:`_outage_of`).
+        A service restarted again and again into one outage (its dependency down for good, no fix
+        coming: it goes ahead all the same) dies again for a reason of its own as far as its
+        remedy goes, and those restarts count: it is handed over as a crash loop, not restarted
+        for ever."""
         counted: dict[str, list[float]] = {}
         uncounted: dict[str, list[float]] = {}
         if self._after_actions_s is None:
             return counted, uncounted
         excused: dict[str, bool] = {}
-        for action in self.store.actions(service=service, created_since=now - self._after_actions_s):
+        outages: set[tuple[str, ...]] = set()  # the dependencies' outages an incident was excused in
+        actions = self.store.actions(service=service, created_since=now - self._after_actions_s)
+        for action in sorted(actions, key=lambda a: a.created_at):
             if action.pattern_id is None or action.state == ActionState.CANCELLED:
                 continue
             if action.incident_id not in excused:
-                excused[action.incident_id] = service in self._dependencies and any(
-                    d.dependencies_down for d in self.store.diagnoses(action.incident_id))
+                excused[action.incident_id] = False
+                if service in self._dependencies:
+                    down = next((d for d in self.store.diagnoses(action.incident_id) if d.dependencies_down), None)
+                    outage = self._outage_of(down) if down is not None else None
+                    if outage is not None and outage not in outages:
+                        outages.add(outage)
+                        excused[action.incident_id] = True
             into = uncounted if excused[action.incident_id] else counted
             into.setdefault(action.pattern_id, []).append(action.created_at)
         return counted, uncounted
+
+    def _outage_of(self, diagnosis: Diagnosis) -> tuple[str, ...]:
+        """Which outage of its dependencies a diagnosis saying ``dependencies_down`` was made in:
+        the ids of those dependencies' down incidents open at its time (its own incident's id when
+        none is found any more)."""
+        found = sorted(i.id for dep in diagnosis.dependencies_down
+                       for i in self.store.incidents(service=dep, open_since=diagnosis.ts, limit=None)
+                       if i.cause == "down" and i.opened_at <= diagnosis.ts)
+        return tuple(found) or (diagnosis.incident_id,)
 
     def _last_change(self, service: str) -> ConfigChange | None:
         """The last change to the service's bound config file made outside the engine (for

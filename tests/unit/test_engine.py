@@ -1308,8 +1308,9 @@ def test_an_answer_to_an_incident_that_closed_meanwhile_is_removed_not_polled_fo
 class GraphHarness(Harness):
     """web depends on api; both bound to the fake actuator. ``feed`` takes a value per service."""
 
-    def __init__(self, tmp_path: Path, settle_s: float = 0) -> None:
-        super().__init__(tmp_path, rollback=True)
+    def __init__(self, tmp_path: Path, settle_s: float = 0, actuator: FakeActuator | None = None,
+                 patterns: str = "") -> None:
+        super().__init__(tmp_path, rollback=True, actuator=actuator, patterns=patterns)
         data = {
             "engine": {"interval_s": 1, "state_dir": str(tmp_path / "state2"), "host_metrics": False,
                        "settle_s": settle_s, "resolve_after_s": 30},
@@ -1382,6 +1383,71 @@ def test_a_callers_echo_of_a_dependency_just_fixed_waits_out_the_fix_and_is_not_
     (web,) = h.store.incidents(service="web")
     assert web.closed_at is not None and web.resolution == Resolution.CLEARED
     assert h.store.decisions(web.id) == []
+
+
+class UnitFake(FakeActuator):
+    """The fake actuator, reading a unit's state as systemd's, Docker's and Kubernetes' do: the
+    services in ``dead`` are seen dead (``unit_exit``)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.dead: set[str] = set()
+
+    def unit_exit(self, target: Target) -> str | None:
+        return "unit w exited with code 3" if target.service in self.dead else None
+
+
+CRASH_LOOP = """
+id: fake-crash-loop
+match:
+  cause: down
+  kind: state
+  after_actions: {patterns: [fake-down-poke], count: 3, within_s: 1800}
+prior_confidence: 0.9
+"""
+
+
+def test_a_caller_restarted_again_and_again_into_one_outage_of_its_dependency_is_handed_over_as_a_crash_loop(
+        tmp_path: Path) -> None:
+    """api goes down for good: its restart fails verification and it goes to a person (no fix is
+    coming). web, which calls it, dies; it is restarted anyway (it is not held for ever), stays up
+    a while, and dies again, over and over, while api is still down. Only its first death in
+    api's outage is excused from crash-loop counting (the one the dependency's fix was awaited
+    for); its restarts into the same outage count, and after three of them web is handed to a
+    person. Before, every death while api was down was left out of the count, so web was
+    restarted for ever, never handed over."""
+    unit = UnitFake()
+    h = GraphHarness(tmp_path, actuator=unit, patterns=CRASH_LOOP)
+    for _ in range(120):
+        h.tick(web=1, api=1)
+    api: Incident | None = None
+    for _ in range(60):  # api down for good: its restart is tried, fails verification, goes to a person
+        h.tick(web=1, api=0)
+        api = h.store.incidents(service="api")[0] if h.store.incidents(service="api") else None
+        if api is not None and api.state.terminal:
+            break
+    assert api is not None and api.state == IncidentState.ROLLED_BACK and api.closed_at is None
+    handed_over = None
+    for _ in range(8):  # web dies; restarted, it stays up long enough to verify, then dies again
+        unit.dead.add("web")
+        before = len(h.store.actions(service="web"))
+        for _ in range(30):
+            h.tick(web=0, api=0)
+            web = h.store.incidents(service="web")[0] if h.store.incidents(service="web") else None
+            if len(h.store.actions(service="web")) > before or (web and web.state == IncidentState.ESCALATED):
+                break
+        if web is not None and web.state == IncidentState.ESCALATED:
+            handed_over = web
+            break
+        unit.dead.discard("web")
+        for _ in range(40):
+            h.tick(web=1, api=0)
+            if h.store.incidents(service="web")[0].state.terminal:
+                break
+        assert h.store.incidents(service="web")[0].state == IncidentState.RESOLVED
+    assert handed_over is not None, "web was restarted again and again, never handed over"
+    assert h.store.diagnoses(handed_over.id)[-1].pattern_id == "fake-crash-loop"
+    assert len(h.store.actions(service="web")) == 4  # one excused, then three counted
 
 
 def test_a_service_whose_dependencies_are_healthy_is_its_own_root_cause(tmp_path: Path) -> None:
