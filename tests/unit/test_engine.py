@@ -3,6 +3,7 @@ store. Each test drives ticks by hand and reads the outcome from the store."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 from collections.abc import Callable, Mapping
@@ -501,6 +502,46 @@ def test_a_denial_given_after_the_engine_took_an_approval_is_refused_not_told_it
     assert "autonomic pause" in refused[0]
     assert not [e for e in h.store.audit_events() if e.kind == "approval.deny"]
     assert h.store.get_state(approval_key(inc.id)) is None
+
+
+def test_an_engine_killed_between_taking_an_approval_and_deciding_asks_again_on_restart_and_acts_on_nothing_meanwhile(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The take of an approval moves the incident to diagnosed in the same write; the decision and
+    the action's snapshot come after. Killed between the two, the restarted engine finds a
+    diagnosed incident whose approval is gone: it decides it again through every gate, so the
+    person is asked again (a new request, which a new answer must name); nothing runs on the
+    approval taken before the kill; the answer to the new request is acted on."""
+    store = Store("sqlite://")
+    first = Harness(tmp_path, policy={"autonomy": "approve"}, store=store)
+    first.feed("up", 0, 4)
+    inc = first.incident()
+    [asked] = store.decisions(inc.id)
+    answer_approval(store, inc.id, "approve", actor="person:ann", comment="go", now=first.clock.now())
+
+    def killed(*args: Any, **kwargs: Any) -> float | None:
+        raise RuntimeError("killed after the take")
+
+    monkeypatch.setattr(first.engine, "_decide", killed)
+    with contextlib.suppress(RuntimeError):
+        first.feed("up", 0, 1)
+    taken = store.get(Incident, inc.id)
+    assert taken is not None and taken.state == IncidentState.DIAGNOSED
+    assert store.get_state(approval_key(inc.id)) is None
+    h = Harness(tmp_path, policy={"autonomy": "approve"}, store=store, start_at=first.clock.now())
+    h.feed("up", 0, 2)
+    again = store.get(Incident, inc.id)
+    assert again is not None and again.state == IncidentState.AWAITING_APPROVAL
+    decisions = store.decisions(inc.id)
+    assert [(d.verdict, d.decided_by) for d in decisions] == [(Verdict.NEEDS_APPROVAL, "engine")] * 2
+    assert decisions[0].id == asked.id
+    assert first.actuator.calls == [] and h.actuator.calls == [] and store.actions() == []
+    with pytest.raises(ValueError, match="asked again"):
+        answer_approval(store, inc.id, "approve", actor="person:ann", comment="go", now=h.clock.now(),
+                        answers=asked.id)
+    answer_approval(store, inc.id, "approve", actor="person:ann", comment="go again", now=h.clock.now(),
+                    answers=decisions[-1].id)
+    h.feed("up", 0, 2)
+    assert [c for c, *_ in h.actuator.calls] == ["apply"]
 
 
 def _short_ttl_harness(tmp_path: Path) -> Harness:
