@@ -1440,6 +1440,9 @@ class Engine:
             read = getattr(self.actuators.get(kind), "unit_exit", None)
             if read is None:
                 continue
+            # an actuator call like the executor's, which beat before each: a read that hangs is
+            # named as what the loop is stuck in, not as the incident's step around it
+            self.watchdog.beat(f"{kind} on {service}: reading whether its unit is dead (an actuator call)")
             try:
                 how = read(Target(service=service, binding=binding))
             except AutonomicError as exc:

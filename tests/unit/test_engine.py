@@ -1491,6 +1491,33 @@ def test_a_caller_restarted_again_and_again_into_one_outage_of_its_dependency_is
     assert len(h.store.actions(service="web")) == 4  # one excused, then three counted
 
 
+def test_a_unit_state_read_while_diagnosing_is_a_step_the_liveness_watchdog_names(tmp_path: Path) -> None:
+    """Reading whether a down service's unit is dead (``unit_exit``: systemd, Docker and
+    Kubernetes reads of up to 5 s a request) is an actuator call made while diagnosing. The loop
+    beats its watchdog before it, as the executor does before each actuator call, so a read that
+    hangs is reported as what the loop is stuck in. Before, the watchdog still named the
+    incident's step around it ("incident ...: its next step")."""
+
+    class Watched(UnitFake):
+        def __init__(self) -> None:
+            super().__init__()
+            self.doing: list[str] = []
+
+        def unit_exit(self, target: Target) -> str | None:
+            self.doing.append(h.engine.watchdog.doing)
+            return super().unit_exit(target)
+
+    unit = Watched()
+    h = GraphHarness(tmp_path, actuator=unit)
+    for _ in range(60):
+        h.tick(web=1, api=1)
+    unit.dead.add("web")
+    for _ in range(6):
+        h.tick(web=0, api=1)
+    assert unit.doing, "web's unit was never read"
+    assert set(unit.doing) == {"fake on web: reading whether its unit is dead (an actuator call)"}
+
+
 def test_a_service_whose_dependencies_are_healthy_is_its_own_root_cause(tmp_path: Path) -> None:
     h = GraphHarness(tmp_path)
     for _ in range(120):
