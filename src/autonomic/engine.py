@@ -489,7 +489,29 @@ class Engine:
                     longest = seconds
                     unknown = f", which gives no call_limit_s: {DEFAULT_CALL_LIMIT_S:g} s assumed"
                     which = f"{kind} on {svc.name}" + (unknown if self._no_call_limit(kind) else "")
+            reads, kinds = self._unit_reads_s(svc.name)
+            if reads > longest:
+                longest, which = reads, f"reading whether {svc.name}'s unit is dead ({', '.join(kinds)})"
         return longest, which
+
+    def _unit_reads_s(self, service: str) -> tuple[float, list[str]]:
+        """The longest the reads of :meth:`_own_failure` can take for ``service`` (made while
+        diagnosing, one after another, in one step of the loop), and through which actuators: each
+        bound actuator's ``unit_exit_limit_s`` (DEFAULT_CALL_LIMIT_S for a ``unit_exit`` without
+        one). None are made for a service without dependencies, or with a ``process`` binding
+        (its supervisor says)."""
+        bindings = self.config.bindings.get(service, {})
+        if service not in self._dependencies or bindings.get("process") is not None:
+            return 0.0, []
+        total, kinds = 0.0, []
+        for kind, binding in bindings.items():
+            actuator = self.actuators.get(kind)
+            if getattr(actuator, "unit_exit", None) is None:
+                continue
+            limit = getattr(actuator, "unit_exit_limit_s", None)
+            total += DEFAULT_CALL_LIMIT_S if limit is None else float(limit(Target(service=service, binding=binding)))
+            kinds.append(kind)
+        return total, kinds
 
     def _no_call_limit(self, kind: str) -> bool:
         """Whether actuator ``kind`` gives no ``call_limit_s`` (a plug-in): DEFAULT_CALL_LIMIT_S is assumed."""

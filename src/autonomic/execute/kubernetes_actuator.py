@@ -417,6 +417,11 @@ class KubernetesActuator:
             return f"delete pod {b.namespace}/{p.pod}"
         return f"delete the oldest pod in namespace {b.namespace} matching {p.selector!r}"
 
+    def unit_exit_limit_s(self, target: Target) -> float:
+        """The longest :meth:`unit_exit` can take: two requests, each given ``UNIT_READ_TIMEOUT_S``
+        to connect and as long again to answer."""
+        return 2 * 2 * UNIT_READ_TIMEOUT_S
+
     def unit_exit(self, target: Target) -> str | None:
         """How the workload's pods ended when none of them runs: the first pod (by name) whose
         container has terminated, or waits in ``CrashLoopBackOff``, from its container status
