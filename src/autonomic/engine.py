@@ -489,7 +489,29 @@ class Engine:
                     longest = seconds
                     unknown = f", which gives no call_limit_s: {DEFAULT_CALL_LIMIT_S:g} s assumed"
                     which = f"{kind} on {svc.name}" + (unknown if self._no_call_limit(kind) else "")
+            reads, kinds = self._unit_reads_s(svc.name)
+            if reads > longest:
+                longest, which = reads, f"reading whether {svc.name}'s unit is dead ({', '.join(kinds)})"
         return longest, which
+
+    def _unit_reads_s(self, service: str) -> tuple[float, list[str]]:
+        """The longest the reads of :meth:`_own_failure` can take for ``service`` (made while
+        diagnosing, one after another, in one step of the loop), and through which actuators: each
+        bound actuator's ``unit_exit_limit_s`` (DEFAULT_CALL_LIMIT_S for a ``unit_exit`` without
+        one). None are made for a service without dependencies, or with a ``process`` binding
+        (its supervisor says)."""
+        bindings = self.config.bindings.get(service, {})
+        if service not in self._dependencies or bindings.get("process") is not None:
+            return 0.0, []
+        total, kinds = 0.0, []
+        for kind, binding in bindings.items():
+            actuator = self.actuators.get(kind)
+            if getattr(actuator, "unit_exit", None) is None:
+                continue
+            limit = getattr(actuator, "unit_exit_limit_s", None)
+            total += DEFAULT_CALL_LIMIT_S if limit is None else float(limit(Target(service=service, binding=binding)))
+            kinds.append(kind)
+        return total, kinds
 
     def _no_call_limit(self, kind: str) -> bool:
         """Whether actuator ``kind`` gives no ``call_limit_s`` (a plug-in): DEFAULT_CALL_LIMIT_S is assumed."""
@@ -1452,6 +1474,9 @@ class Engine:
             read = getattr(self.actuators.get(kind), "unit_exit", None)
             if read is None:
                 continue
+            # an actuator call like the executor's, which beat before each: a read that hangs is
+            # named as what the loop is stuck in, not as the incident's step around it
+            self.watchdog.beat(f"{kind} on {service}: reading whether its unit is dead (an actuator call)")
             try:
                 how = read(Target(service=service, binding=binding))
             except AutonomicError as exc:
@@ -1734,21 +1759,42 @@ class Engine:
         far back as the longest ``match.after_actions.within_s`` of any pattern; nothing is read
         when no pattern counts actions. Two maps: the actions that count, and those that answered
         a death of the service while something it depends on was down (a diagnosis of their
-        incident says ``dependencies_down``), which do not count toward a crash loop."""
+        incident says ``dependencies_down``), which do not count toward a crash loop: only the
+        first incident of the service in each outage of its dependencies (:meth:`_outage_of`).
+        A service restarted again and again into one outage (its dependency down for good, no fix
+        coming: it goes ahead all the same) dies again for a reason of its own as far as its
+        remedy goes, and those restarts count: it is handed over as a crash loop, not restarted
+        for ever."""
         counted: dict[str, list[float]] = {}
         uncounted: dict[str, list[float]] = {}
         if self._after_actions_s is None:
             return counted, uncounted
         excused: dict[str, bool] = {}
-        for action in self.store.actions(service=service, created_since=now - self._after_actions_s):
+        outages: set[tuple[str, ...]] = set()  # the dependencies' outages an incident was excused in
+        actions = self.store.actions(service=service, created_since=now - self._after_actions_s)
+        for action in sorted(actions, key=lambda a: a.created_at):
             if action.pattern_id is None or action.state == ActionState.CANCELLED:
                 continue
             if action.incident_id not in excused:
-                excused[action.incident_id] = service in self._dependencies and any(
-                    d.dependencies_down for d in self.store.diagnoses(action.incident_id))
+                excused[action.incident_id] = False
+                if service in self._dependencies:
+                    down = next((d for d in self.store.diagnoses(action.incident_id) if d.dependencies_down), None)
+                    outage = self._outage_of(down) if down is not None else None
+                    if outage is not None and outage not in outages:
+                        outages.add(outage)
+                        excused[action.incident_id] = True
             into = uncounted if excused[action.incident_id] else counted
             into.setdefault(action.pattern_id, []).append(action.created_at)
         return counted, uncounted
+
+    def _outage_of(self, diagnosis: Diagnosis) -> tuple[str, ...]:
+        """Which outage of its dependencies a diagnosis saying ``dependencies_down`` was made in:
+        the ids of those dependencies' down incidents open at its time (its own incident's id when
+        none is found any more)."""
+        found = sorted(i.id for dep in diagnosis.dependencies_down
+                       for i in self.store.incidents(service=dep, open_since=diagnosis.ts, limit=None)
+                       if i.cause == "down" and i.opened_at <= diagnosis.ts)
+        return tuple(found) or (diagnosis.incident_id,)
 
     def _last_change(self, service: str) -> ConfigChange | None:
         """The last change to the service's bound config file made outside the engine (for

@@ -120,7 +120,9 @@ class Actuator(Protocol):
     Optional: ``unit_exit(target) -> str | None``, read-only, says how the bound unit ended when
     it is seen dead ("container web-1 exited with code 137 (OOMKilled)"), None while it runs or
     when it cannot tell; a down service whose unit is dead is its own fault, not a dependency's
-    echo (the systemd, Docker and Kubernetes actuators have it).
+    echo (the systemd, Docker and Kubernetes actuators have it). With it,
+    ``unit_exit_limit_s(target) -> float``: the longest that read can take (the engine makes it
+    while diagnosing, one step of its loop: see ``Engine.stuck_after_s``).
     """
 
     type: ClassVar[str]

@@ -536,3 +536,26 @@ def test_unit_exit_says_how_a_workloads_pods_ended_when_none_of_them_runs(act: K
                      [{"name": "app", "ready": False, "restartCount": 0,
                        "state": {"waiting": {"reason": "ContainerCreating"}}}])
         assert act.unit_exit(t) is None
+
+
+def test_unit_exit_gives_an_api_server_that_does_not_answer_5_s_a_read_not_an_actions_10_s(
+        act: KubernetesActuator, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``unit_exit`` is read while diagnosing, inside the engine's loop: each of its requests is
+    given at most 5 s, as systemd's and Docker's reads are (the README says so). An API server
+    that takes 7 s to list the pods makes it raise a retryable error (taken as not seen dead).
+    Before, it was given an action's 10 s a request: it waited the 7 s out, and an API server
+    that did not answer at all held the loop 40 s a diagnosis."""
+    with running() as kube:
+        kube.add_workload("shop", "web")
+        kube.add_pod("shop", "web-a", {"app": "web"}, "2024-01-01T00:00:00Z",
+                     [{"name": "app", "ready": False, "restartCount": 0, "state": _terminated(1, "Error")}])
+        handle = kube.handle
+
+        def slow_pods(method: str, path: str, *args: Any, **kwargs: Any) -> Any:
+            if path.endswith("/pods"):
+                time.sleep(7)
+            return handle(method, path, *args, **kwargs)
+
+        monkeypatch.setattr(kube, "handle", slow_pods)
+        with pytest.raises(RetryableActuatorError):
+            act.unit_exit(target(kube))

@@ -3,6 +3,7 @@ store. Each test drives ticks by hand and reads the outcome from the store."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 from collections.abc import Callable, Mapping
@@ -501,6 +502,46 @@ def test_a_denial_given_after_the_engine_took_an_approval_is_refused_not_told_it
     assert "autonomic pause" in refused[0]
     assert not [e for e in h.store.audit_events() if e.kind == "approval.deny"]
     assert h.store.get_state(approval_key(inc.id)) is None
+
+
+def test_an_engine_killed_between_taking_an_approval_and_deciding_asks_again_on_restart_and_acts_on_nothing_meanwhile(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The take of an approval moves the incident to diagnosed in the same write; the decision and
+    the action's snapshot come after. Killed between the two, the restarted engine finds a
+    diagnosed incident whose approval is gone: it decides it again through every gate, so the
+    person is asked again (a new request, which a new answer must name); nothing runs on the
+    approval taken before the kill; the answer to the new request is acted on."""
+    store = Store("sqlite://")
+    first = Harness(tmp_path, policy={"autonomy": "approve"}, store=store)
+    first.feed("up", 0, 4)
+    inc = first.incident()
+    [asked] = store.decisions(inc.id)
+    answer_approval(store, inc.id, "approve", actor="person:ann", comment="go", now=first.clock.now())
+
+    def killed(*args: Any, **kwargs: Any) -> float | None:
+        raise RuntimeError("killed after the take")
+
+    monkeypatch.setattr(first.engine, "_decide", killed)
+    with contextlib.suppress(RuntimeError):
+        first.feed("up", 0, 1)
+    taken = store.get(Incident, inc.id)
+    assert taken is not None and taken.state == IncidentState.DIAGNOSED
+    assert store.get_state(approval_key(inc.id)) is None
+    h = Harness(tmp_path, policy={"autonomy": "approve"}, store=store, start_at=first.clock.now())
+    h.feed("up", 0, 2)
+    again = store.get(Incident, inc.id)
+    assert again is not None and again.state == IncidentState.AWAITING_APPROVAL
+    decisions = store.decisions(inc.id)
+    assert [(d.verdict, d.decided_by) for d in decisions] == [(Verdict.NEEDS_APPROVAL, "engine")] * 2
+    assert decisions[0].id == asked.id
+    assert first.actuator.calls == [] and h.actuator.calls == [] and store.actions() == []
+    with pytest.raises(ValueError, match="asked again"):
+        answer_approval(store, inc.id, "approve", actor="person:ann", comment="go", now=h.clock.now(),
+                        answers=asked.id)
+    answer_approval(store, inc.id, "approve", actor="person:ann", comment="go again", now=h.clock.now(),
+                    answers=decisions[-1].id)
+    h.feed("up", 0, 2)
+    assert [c for c, *_ in h.actuator.calls] == ["apply"]
 
 
 def _short_ttl_harness(tmp_path: Path) -> Harness:
@@ -1308,8 +1349,9 @@ def test_an_answer_to_an_incident_that_closed_meanwhile_is_removed_not_polled_fo
 class GraphHarness(Harness):
     """web depends on api; both bound to the fake actuator. ``feed`` takes a value per service."""
 
-    def __init__(self, tmp_path: Path, settle_s: float = 0) -> None:
-        super().__init__(tmp_path, rollback=True)
+    def __init__(self, tmp_path: Path, settle_s: float = 0, actuator: FakeActuator | None = None,
+                 patterns: str = "") -> None:
+        super().__init__(tmp_path, rollback=True, actuator=actuator, patterns=patterns)
         data = {
             "engine": {"interval_s": 1, "state_dir": str(tmp_path / "state2"), "host_metrics": False,
                        "settle_s": settle_s, "resolve_after_s": 30},
@@ -1382,6 +1424,98 @@ def test_a_callers_echo_of_a_dependency_just_fixed_waits_out_the_fix_and_is_not_
     (web,) = h.store.incidents(service="web")
     assert web.closed_at is not None and web.resolution == Resolution.CLEARED
     assert h.store.decisions(web.id) == []
+
+
+class UnitFake(FakeActuator):
+    """The fake actuator, reading a unit's state as systemd's, Docker's and Kubernetes' do: the
+    services in ``dead`` are seen dead (``unit_exit``)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.dead: set[str] = set()
+
+    def unit_exit(self, target: Target) -> str | None:
+        return "unit w exited with code 3" if target.service in self.dead else None
+
+
+CRASH_LOOP = """
+id: fake-crash-loop
+match:
+  cause: down
+  kind: state
+  after_actions: {patterns: [fake-down-poke], count: 3, within_s: 1800}
+prior_confidence: 0.9
+"""
+
+
+def test_a_caller_restarted_again_and_again_into_one_outage_of_its_dependency_is_handed_over_as_a_crash_loop(
+        tmp_path: Path) -> None:
+    """api goes down for good: its restart fails verification and it goes to a person (no fix is
+    coming). web, which calls it, dies; it is restarted anyway (it is not held for ever), stays up
+    a while, and dies again, over and over, while api is still down. Only its first death in
+    api's outage is excused from crash-loop counting (the one the dependency's fix was awaited
+    for); its restarts into the same outage count, and after three of them web is handed to a
+    person. Before, every death while api was down was left out of the count, so web was
+    restarted for ever, never handed over."""
+    unit = UnitFake()
+    h = GraphHarness(tmp_path, actuator=unit, patterns=CRASH_LOOP)
+    for _ in range(120):
+        h.tick(web=1, api=1)
+    api: Incident | None = None
+    for _ in range(60):  # api down for good: its restart is tried, fails verification, goes to a person
+        h.tick(web=1, api=0)
+        api = h.store.incidents(service="api")[0] if h.store.incidents(service="api") else None
+        if api is not None and api.state.terminal:
+            break
+    assert api is not None and api.state == IncidentState.ROLLED_BACK and api.closed_at is None
+    handed_over = None
+    for _ in range(8):  # web dies; restarted, it stays up long enough to verify, then dies again
+        unit.dead.add("web")
+        before = len(h.store.actions(service="web"))
+        for _ in range(30):
+            h.tick(web=0, api=0)
+            web = h.store.incidents(service="web")[0] if h.store.incidents(service="web") else None
+            if len(h.store.actions(service="web")) > before or (web and web.state == IncidentState.ESCALATED):
+                break
+        if web is not None and web.state == IncidentState.ESCALATED:
+            handed_over = web
+            break
+        unit.dead.discard("web")
+        for _ in range(40):
+            h.tick(web=1, api=0)
+            if h.store.incidents(service="web")[0].state.terminal:
+                break
+        assert h.store.incidents(service="web")[0].state == IncidentState.RESOLVED
+    assert handed_over is not None, "web was restarted again and again, never handed over"
+    assert h.store.diagnoses(handed_over.id)[-1].pattern_id == "fake-crash-loop"
+    assert len(h.store.actions(service="web")) == 4  # one excused, then three counted
+
+
+def test_a_unit_state_read_while_diagnosing_is_a_step_the_liveness_watchdog_names(tmp_path: Path) -> None:
+    """Reading whether a down service's unit is dead (``unit_exit``: systemd, Docker and
+    Kubernetes reads of up to 5 s a request) is an actuator call made while diagnosing. The loop
+    beats its watchdog before it, as the executor does before each actuator call, so a read that
+    hangs is reported as what the loop is stuck in. Before, the watchdog still named the
+    incident's step around it ("incident ...: its next step")."""
+
+    class Watched(UnitFake):
+        def __init__(self) -> None:
+            super().__init__()
+            self.doing: list[str] = []
+
+        def unit_exit(self, target: Target) -> str | None:
+            self.doing.append(h.engine.watchdog.doing)
+            return super().unit_exit(target)
+
+    unit = Watched()
+    h = GraphHarness(tmp_path, actuator=unit)
+    for _ in range(60):
+        h.tick(web=1, api=1)
+    unit.dead.add("web")
+    for _ in range(6):
+        h.tick(web=0, api=1)
+    assert unit.doing, "web's unit was never read"
+    assert set(unit.doing) == {"fake on web: reading whether its unit is dead (an actuator call)"}
 
 
 def test_a_service_whose_dependencies_are_healthy_is_its_own_root_cause(tmp_path: Path) -> None:

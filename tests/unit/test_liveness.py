@@ -102,3 +102,27 @@ def test_a_process_stop_or_start_counts_the_service_s_own_stop_timeout_as_its_lo
         assert "process on web" in engine.stuck_basis
     finally:
         engine.shutdown()
+
+
+@pytest.mark.parametrize(("kind", "binding", "reads_s"), [
+    ("systemd", {"unit": "web.service", "timeout_s": 10}, 8 * 5),
+    ("docker", {"container": "web-1"}, 2 * 5),
+    ("kubernetes", {"namespace": "shop", "name": "web", "api_url": "http://127.0.0.1:9"}, 2 * 2 * 5),
+])
+def test_reading_a_down_services_unit_state_while_diagnosing_counts_as_a_step_of_the_loop(
+        tmp_path: Path, kind: str, binding: dict[str, object], reads_s: float) -> None:
+    """A service with dependencies bound to systemd, Docker or Kubernetes has its unit's state read
+    while a down incident of it is diagnosed (unit_exit: up to 5 s a request), a step of the loop of
+    its own: the worked-out limit counts it, naming it, even when no remedy runs through that
+    actuator (no built-in pattern does). Before, only remedies' calls were counted: a service whose
+    only calls were these reads did not count toward the limit at all."""
+    config = load_config_data({
+        "engine": {"state_dir": str(tmp_path / "state"), "host_metrics": False, "interval_s": 5},
+        "services": [{"name": "web", "depends_on": ["api"], "actuators": {kind: binding}}, {"name": "api"}],
+    }, source="test.yaml", base_dir=tmp_path)
+    engine = Engine(config, store=Store("sqlite://"), sources=[])
+    try:
+        assert engine.stuck_after_s >= 5 + reads_s + 3 * 20
+        assert f"reading whether web's unit is dead ({kind})" in engine.stuck_basis
+    finally:
+        engine.shutdown()

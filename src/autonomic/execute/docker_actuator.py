@@ -89,6 +89,11 @@ class DockerActuator:
         ``timeout_s`` each) and the container's stop grace (``timeout_s`` of the params)."""
         return 3 * _binding(target).timeout_s + _params(params).timeout_s
 
+    def unit_exit_limit_s(self, target: Target) -> float:
+        """The longest :meth:`unit_exit` can take: one inspect, given at most ``UNIT_READ_TIMEOUT_S``
+        (or the binding's ``timeout_s`` when shorter) to connect and as long again to answer."""
+        return 2 * min(_binding(target).timeout_s, UNIT_READ_TIMEOUT_S)
+
     def unit_exit(self, target: Target) -> str | None:
         """How the container ended when it has (``State.Status`` exited or dead), from its
         ``ExitCode`` and ``OOMKilled``: "container web-1 exited with code 137 (OOMKilled)". None

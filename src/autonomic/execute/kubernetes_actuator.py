@@ -59,6 +59,7 @@ from autonomic.redact import scrub, shown_url
 ACTION_ANNOTATION = "autonomic.io/action-key"
 RESTARTED_AT = "kubectl.kubernetes.io/restartedAt"
 REQUEST_TIMEOUT_S = 10.0
+UNIT_READ_TIMEOUT_S = 5.0  # per request of unit_exit, a read made while diagnosing (as systemd's and Docker's)
 _REQUESTS_PER_CALL = 4  # the most requests one call makes (read, then patch or delete, and a read back)
 _INSTALL_HINT = "the kubernetes actuator needs the kubernetes package: install autonomic[kubernetes]"
 
@@ -244,9 +245,10 @@ class _Session:
     """One ApiClient for one actuator call; every request returns plain JSON or raises an
     ActuatorError subclass."""
 
-    def __init__(self, b: KubernetesBinding) -> None:
+    def __init__(self, b: KubernetesBinding, request_timeout_s: float = REQUEST_TIMEOUT_S) -> None:
         client, config, self._http_error = _import_client()
         self.b = b
+        self.request_timeout_s = request_timeout_s
         cfg = client.Configuration()
         try:
             if b.kubeconfig or b.context:
@@ -286,7 +288,7 @@ class _Session:
              ok_missing: tuple[int, ...] = (), **kwargs: Any) -> dict[str, Any] | None:
         """``fn(*args, **kwargs)`` as raw JSON; None when the status is in ``ok_missing``."""
         try:
-            resp = fn(*args, _preload_content=False, _request_timeout=REQUEST_TIMEOUT_S, **kwargs)
+            resp = fn(*args, _preload_content=False, _request_timeout=self.request_timeout_s, **kwargs)
         except self._api_exception as exc:
             status = int(exc.status or 0)
             if status in ok_missing:
@@ -415,6 +417,11 @@ class KubernetesActuator:
             return f"delete pod {b.namespace}/{p.pod}"
         return f"delete the oldest pod in namespace {b.namespace} matching {p.selector!r}"
 
+    def unit_exit_limit_s(self, target: Target) -> float:
+        """The longest :meth:`unit_exit` can take: two requests, each given ``UNIT_READ_TIMEOUT_S``
+        to connect and as long again to answer."""
+        return 2 * 2 * UNIT_READ_TIMEOUT_S
+
     def unit_exit(self, target: Target) -> str | None:
         """How the workload's pods ended when none of them runs: the first pod (by name) whose
         container has terminated, or waits in ``CrashLoopBackOff``, from its container status
@@ -422,9 +429,12 @@ class KubernetesActuator:
         terminated with exit code 137 (OOMKilled), 5 restarts". None while any pod has every
         container running, or no pod says how it ended (pending, pulling its image: cannot tell).
         Pods are found by the workload's ``spec.selector.matchLabels`` (``matchExpressions`` are
-        not read). Two reads; raises ActuatorError when the API server cannot be read."""
+        not read). Two reads, each given at most ``UNIT_READ_TIMEOUT_S`` (not the 10 s an action's
+        request is given: it is made while diagnosing, and an API server that does not answer
+        would hold the engine's loop 40 s a diagnosis); raises ActuatorError when the API server
+        cannot be read."""
         b = _binding(target)
-        with _session(b) as s:
+        with _session(b, UNIT_READ_TIMEOUT_S) as s:
             selector = ((s.read_workload().get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
             if not selector:
                 return None
@@ -665,8 +675,8 @@ def _binding(target: Target) -> KubernetesBinding:
 
 
 @contextlib.contextmanager
-def _session(b: KubernetesBinding) -> Iterator[_Session]:
-    s = _Session(b)
+def _session(b: KubernetesBinding, request_timeout_s: float = REQUEST_TIMEOUT_S) -> Iterator[_Session]:
+    s = _Session(b, request_timeout_s)
     try:
         yield s
     finally:

@@ -300,6 +300,12 @@ class SystemdActuator:
         most the binding's ``timeout_s``), ``wait_s`` for the job, and the last poll's call."""
         return _params(params).wait_s + 3 * _binding(target).timeout_s
 
+    def unit_exit_limit_s(self, target: Target) -> float:
+        """The longest :meth:`unit_exit` can take: connecting, then up to seven D-Bus calls
+        (GetUnit, LoadUnit, LoadState, ActiveState, Result, ExecMainCode, ExecMainStatus), each
+        given at most ``UNIT_READ_TIMEOUT_S`` (or the binding's ``timeout_s`` when shorter)."""
+        return 8 * min(_binding(target).timeout_s, UNIT_READ_TIMEOUT_S)
+
     def unit_exit(self, target: Target) -> str | None:
         """How the unit ended when systemd has marked it ``failed`` (``ActiveState``), read from the
         service's ``Result`` and ``ExecMainCode``/``ExecMainStatus``: "unit app.service failed: its

@@ -249,6 +249,13 @@ _HEAD_UPDATE = (update(_HEAD).where(_HEAD.c.id == _HEAD_ID)
 _MIN_PREFIX = 4
 
 
+def _state_has(fields: Mapping[str, str | None]) -> ColumnElement[bool]:
+    """A named state's value has every field of ``fields`` at its value there (a missing field
+    counts as None): the condition of Store.set_state_unless and Store.delete_state_if."""
+    return and_(true(), *(StateRow.value[field].as_string().is_not_distinct_from(want)
+                          for field, want in fields.items()))
+
+
 class IdLookupError(KeyError):
     """No id, or more than one, starts with the given prefix. ``str()`` is the plain message."""
 
@@ -1203,8 +1210,7 @@ class Store:
             written = conn.execute(self._insert(StateRow).values(row).on_conflict_do_nothing(index_elements=["key"])
                                    .returning(StateRow.key)).first() is not None
             if not written:
-                kept = and_(true(), *(StateRow.value[field].as_string().is_not_distinct_from(want)
-                                      for field, want in kept_if.items()))
+                kept = _state_has(kept_if)
                 written = conn.execute(update(StateRow).where(StateRow.key == key, ~kept)
                                        .values(value=value, updated_at=row["updated_at"])
                                        .returning(StateRow.key)).first() is not None
@@ -1231,8 +1237,7 @@ class Store:
         _storable("state", {"key": key})
         with self._write() as conn:
             head = self._head(conn)
-            matches = and_(true(), *(StateRow.value[field].as_string().is_not_distinct_from(want)
-                                     for field, want in expect.items()))
+            matches = _state_has(expect)
             gone = conn.execute(delete(StateRow).where(StateRow.key == key, matches)
                                 .returning(StateRow.key)).first() is not None
             if gone:
