@@ -107,6 +107,11 @@ class ActuatorContext:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+# what each request of an actuator's ``unit_exit`` is given at most (or its binding's own timeout
+# when shorter): the read is made while diagnosing, inside the engine's loop
+UNIT_READ_TIMEOUT_S = 5.0
+
+
 @runtime_checkable
 class Actuator(Protocol):
     """Changes the world. Every call is given the action's idempotency key; calling
@@ -120,9 +125,14 @@ class Actuator(Protocol):
     Optional: ``unit_exit(target) -> str | None``, read-only, says how the bound unit ended when
     it is seen dead ("container web-1 exited with code 137 (OOMKilled)"), None while it runs or
     when it cannot tell; a down service whose unit is dead is its own fault, not a dependency's
-    echo (the systemd, Docker and Kubernetes actuators have it). With it,
-    ``unit_exit_limit_s(target) -> float``: the longest that read can take (the engine makes it
-    while diagnosing, one step of its loop: see ``Engine.stuck_after_s``).
+    echo (the systemd, Docker and Kubernetes actuators have it, each request given at most
+    :data:`UNIT_READ_TIMEOUT_S`). With it, ``unit_exit_limit_s(target) -> float``: the longest
+    that read can take (the engine makes it while diagnosing, one step of its loop: see
+    ``Engine.stuck_after_s``).
+
+    Optional: ``no_effect(target, params) -> str | None``, read-only, says why carrying out
+    ``params`` now would change nothing (a config value already at a scale's ``max``), None
+    otherwise; diagnosis passes such a remedy over (the config actuator has it).
     """
 
     type: ClassVar[str]

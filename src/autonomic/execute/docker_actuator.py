@@ -22,12 +22,11 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from autonomic.errors import ActuatorError, RetryableActuatorError, TerminalActuatorError
-from autonomic.protocols import ActuatorContext, Target
+from autonomic.protocols import UNIT_READ_TIMEOUT_S, ActuatorContext, Target
 from autonomic.redact import scrub, shown_url
 
 _SCHEMES = ("unix", "tcp", "http", "https", "ssh")
 _MAX_MESSAGE = 300
-UNIT_READ_TIMEOUT_S = 5.0  # per request of unit_exit, a read made while diagnosing (at most the binding's)
 
 
 class DockerParams(BaseModel):

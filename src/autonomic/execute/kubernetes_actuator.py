@@ -53,13 +53,12 @@ from pydantic import (
 )
 
 from autonomic.errors import RetryableActuatorError, TerminalActuatorError
-from autonomic.protocols import ActuatorContext, Target
+from autonomic.protocols import UNIT_READ_TIMEOUT_S, ActuatorContext, Target
 from autonomic.redact import scrub, shown_url
 
 ACTION_ANNOTATION = "autonomic.io/action-key"
 RESTARTED_AT = "kubectl.kubernetes.io/restartedAt"
 REQUEST_TIMEOUT_S = 10.0
-UNIT_READ_TIMEOUT_S = 5.0  # per request of unit_exit, a read made while diagnosing (as systemd's and Docker's)
 _REQUESTS_PER_CALL = 4  # the most requests one call makes (read, then patch or delete, and a read back)
 _INSTALL_HINT = "the kubernetes actuator needs the kubernetes package: install autonomic[kubernetes]"
 

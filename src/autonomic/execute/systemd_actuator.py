@@ -32,7 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from autonomic.errors import ActuatorError, RetryableActuatorError, TerminalActuatorError
 from autonomic.execute.supervisor import describe_exit
-from autonomic.protocols import ActuatorContext, Target
+from autonomic.protocols import UNIT_READ_TIMEOUT_S, ActuatorContext, Target
 
 SYSTEMD = "org.freedesktop.systemd1"
 MANAGER = DBusAddress("/org/freedesktop/systemd1", bus_name=SYSTEMD, interface=f"{SYSTEMD}.Manager")
@@ -40,7 +40,6 @@ UNIT_IFACE = f"{SYSTEMD}.Unit"
 SERVICE_IFACE = f"{SYSTEMD}.Service"
 JOB_IFACE = f"{SYSTEMD}.Job"
 POLL_S = 0.05
-UNIT_READ_TIMEOUT_S = 5.0  # per D-Bus call of unit_exit, a read made while diagnosing (at most the binding's)
 # ExecMainCode: how the main process ended (siginfo's si_code: CLD_EXITED, CLD_KILLED, CLD_DUMPED)
 _EXITED, _KILLED, _DUMPED = 1, 2, 3
 
