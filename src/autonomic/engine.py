@@ -137,6 +137,10 @@ DEFAULT_CALL_LIMIT_S = 300.0
 # store calls counted into the loop's longest step beside its one slow call (the journal write
 # before it, the pause check before an actuator call, the result written after it)
 _STORE_CALLS_PER_STEP = 3
+# what stopping gives the notifiers to send what is queued, and a service still alive after its
+# stop_timeout_s once SIGKILLed (Supervisor.stop_all)
+NOTIFIERS_CLOSE_S = 5.0
+_KILLED_WAIT_S = 5.0
 
 
 def pause_key(service: str | None) -> str:
@@ -444,6 +448,22 @@ class Engine:
         return sources
 
     # --- liveness --------------------------------------------------------------------------
+
+    def stop_needs_s(self) -> tuple[float, str]:
+        """How long a clean stop may take once asked for (SIGTERM), and how that was worked out, for
+        the start's log line under systemd (whose ``TimeoutStopSec=`` should be longer; systemd
+        does not tell the process its value): the current step, at most :attr:`stuck_after_s`;
+        then, with ``stop_services_on_exit``, the supervised services' longest ``stop_timeout_s``
+        and the wait after a SIGKILL; then the notifiers' last sends."""
+        parts = [(self.stuck_after_s, f"the current step, at most stuck_after_s {self.stuck_after_s:g} s")]
+        if self.config.engine.stop_services_on_exit and not self.shadow_only:
+            timeouts = [float(getattr(b.get("process"), "stop_timeout_s", 0.0))
+                        for b in self.config.bindings.values() if b.get("process") is not None]
+            if timeouts:
+                parts.append((max(timeouts) + _KILLED_WAIT_S, f"the services' longest stop_timeout_s {max(timeouts):g} "
+                              f"s + {_KILLED_WAIT_S:g} s after a SIGKILL"))
+        parts.append((NOTIFIERS_CLOSE_S, f"the notifiers {NOTIFIERS_CLOSE_S:g} s"))
+        return sum(s for s, _ in parts), " + ".join(text for _, text in parts)
 
     def _stuck_after(self) -> tuple[float, str]:
         """How long the loop may go without progress before it counts as stuck, and how that was
@@ -759,7 +779,7 @@ class Engine:
             self._stop_services()
             if self.elector is not None:
                 self.elector.release()
-        self.notifiers.close(timeout=5)
+        self.notifiers.close(timeout=NOTIFIERS_CLOSE_S)
         if self._http is not None:
             self._http.close()
         self.store.close()
@@ -877,24 +897,27 @@ class Engine:
         return self.elector.lost
 
     def run(self, stop: threading.Event, on_tick: Callable[[Engine], None] | None = None,
-            on_standby: Callable[[Engine], None] | None = None) -> None:
+            on_standby: Callable[[Engine], None] | None = None,
+            on_stopping: Callable[[str], None] | None = None) -> None:
         """The main loop, until ``stop`` is set. With leader election, first stand by until this
         replica holds the lease, and stop when it loses it (:attr:`elector` ``.lost`` says so).
         ``on_tick`` is called after every tick (the first one: the engine has opened the store,
         adopted or started its services and looked once), ``on_standby`` after every lease round
-        spent standing by."""
+        spent standing by, and ``on_stopping`` once, however the loop ends (``stop`` set, the lease
+        lost, an exception), before the services are stopped and the store closed, with why in
+        one line (see :meth:`_stopping_why`)."""
         keeper: threading.Thread | None = None
         done = threading.Event()
         log.info("liveness: the loop counts as stuck after %g s without progress (%s)", self.stuck_after_s,
                  self.stuck_basis)
-        if self.elector is not None:
-            if not self._lead(stop, on_standby):
-                self.shutdown()
-                return
-            keeper = threading.Thread(target=self._keep_lease, args=(stop, done), name="autonomic-lease",
-                                      daemon=True)
-            keeper.start()
+        failed: BaseException | None = None
         try:
+            if self.elector is not None:
+                if not self._lead(stop, on_standby):
+                    return
+                keeper = threading.Thread(target=self._keep_lease, args=(stop, done), name="autonomic-lease",
+                                          daemon=True)
+                keeper.start()
             if not self.started:
                 self.start()
             while not stop.is_set():
@@ -909,7 +932,15 @@ class Engine:
                 # at most one interval: a clock set back after the tick is noticed by the next one
                 self.watchdog.beat("waiting for the next tick")
                 stop.wait(min(max(0.01, wake - now), self.config.engine.interval_s))
+        except BaseException as exc:
+            failed = exc
+            raise
         finally:
+            if on_stopping is not None:
+                try:
+                    on_stopping(self._stopping_why(failed))
+                except Exception:  # the stop goes on: the services and the lease still need it
+                    log.exception("on_stopping failed")
             if keeper is not None:
                 # the supervised services stop while the lease is still renewed: each may take its
                 # stop_timeout_s, and a lease lapsed meanwhile would have the standby take over as
@@ -918,6 +949,16 @@ class Engine:
                 done.set()
                 keeper.join(timeout=30)  # a renewal in flight ends before the lease is released
             self.shutdown()
+
+    def _stopping_why(self, failed: BaseException | None) -> str:
+        """Why the loop ended, in one line (for systemd's STATUS): it raised ``failed``; this
+        replica lost the lease (it exits 3 and is restarted as a standby); or it was asked to stop.
+        The config's secrets are hidden (it leaves the process, as the log does)."""
+        if failed is not None and not isinstance(failed, KeyboardInterrupt):
+            return self.secrets.text(f"stopping: the engine loop failed ({type(failed).__name__}: {failed})")
+        if self.elector is not None and self.elector.lost:
+            return f"stopping: {self.elector.describe()}; it exits (code 3) to be restarted as a standby"
+        return "stopping after the current step"
 
     # --- one tick --------------------------------------------------------------------------
 

@@ -2903,3 +2903,29 @@ def test_a_leader_stops_its_supervised_services_while_it_still_renews_its_lease(
     h.engine.run(stop, on_tick=lambda _: stop.set())
     assert renewing_while_stopping == [True]
     assert store.lease("engine") is None or store.lease("engine").holder is None  # released after
+
+
+def test_the_loop_says_why_it_stops_once_however_it_stops_before_the_services_stop(tmp_path: Path) -> None:
+    """``on_stopping`` (what ``autonomic run`` tells systemd as STOPPING=1 and a STATUS): called
+    once, before the supervised services are stopped, when the loop is asked to stop and when it
+    raises (the exception still goes up). Before, only a signal was told, by the CLI itself."""
+    said: list[str] = []
+    order: list[str] = []
+    h = Harness(tmp_path)
+    h.engine.supervisor.stop_all = lambda timeout_s=None: order.append("services stopped")  # type: ignore[method-assign]
+    stop = threading.Event()
+    h.engine.run(stop, on_tick=lambda _: stop.set(), on_stopping=lambda why: (said.append(why), order.append(why)))
+    assert said == ["stopping after the current step"]
+    assert order == ["stopping after the current step", "services stopped"]
+
+    said.clear()
+    (tmp_path / "again").mkdir()
+    failing = Harness(tmp_path / "again")
+
+    def tick() -> None:
+        raise RuntimeError("the store went away")
+
+    failing.engine.tick = tick  # type: ignore[method-assign]
+    with pytest.raises(RuntimeError, match="the store went away"):
+        failing.engine.run(threading.Event(), on_stopping=said.append)
+    assert said == ["stopping: the engine loop failed (RuntimeError: the store went away)"]
