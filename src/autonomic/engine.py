@@ -1417,6 +1417,9 @@ class Engine:
         self.store.record(*nouns, actor="engine", event="incident.cleared", subject=inc.id,
                           data={"reason": reason,
                                 **({"approved_by": str(approved.get("actor", "?"))} if approved else {})})
+        for noun in nouns:
+            if isinstance(noun, Decision):
+                self._count(noun)
         self._open.pop((inc.service, inc.cause), None)
         self._forget(inc.id)
         log.info("incident %s cleared on its own", inc.id[:8])
@@ -1972,7 +1975,7 @@ class Engine:
             comment=(human or {}).get("comment", ""), pattern_id=diagnosis.pattern_id,
             shadow_verdict=shadow_verdict(ctx, verdict, gates),
         )
-        self.metrics.decision(verdict.value)
+        self._count(decision)
         failed = [g for g in gates if not g.passed]
         # with no remedy there is nothing to approve or to be confident in: the other gates' word
         # on doing it would only read as if something waited on a person
@@ -2132,7 +2135,14 @@ class Engine:
             self.store.set_state(approval_key(inc.id), None, actor=who, event="approval.consumed", data=consumed)
             self.store.record(decision, updated, actor=decision.decided_by, event="decision.denied_by_person",
                               subject=inc.id, data={"comment": decision.comment})
+        self._count(decision)
         return None
+
+    def _count(self, decision: Decision) -> None:
+        """One more decision in ``autonomic_decisions_total``, by verdict; a person's approval
+        never acted on because the trouble cleared first (a denied decision of the
+        :data:`TROUBLE_CLEARED` gate) as ``trouble_cleared``: it is no denial of the remedy."""
+        self.metrics.decision(TROUBLE_CLEARED if decision.never_acted_on else decision.verdict.value)
 
     # --- breaker ---------------------------------------------------------------------------
 

@@ -10,6 +10,7 @@ import json
 import re
 import time
 import warnings
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +18,7 @@ from typing import Any
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from autonomic.config import load_config_data
 from autonomic.engine import Engine, approval_key, pause_key
@@ -1134,3 +1136,45 @@ def test_a_pruned_incident_is_a_404_saying_retention_pruned_it_and_what_remains_
     assert closed_id not in json.dumps(listed) and env.open_id in json.dumps(listed)
     report = env.client.get("/api/v1/audit/verify", headers=h).json()
     assert report["ok"] and report["from_seq"] == 1
+
+
+def _decisions_counted(env: Env) -> dict[str, int]:
+    """``autonomic_decisions_total`` per verdict, as GET /metrics serves it."""
+    text = env.client.get("/metrics").text
+    return {s.labels["verdict"]: int(s.value) for family in text_string_to_metric_families(text)
+            for s in family.samples if s.name == "autonomic_decisions_total"}
+
+
+def _engines_own_on_web(env: Env) -> Counter[str]:
+    """The decisions the engine made on web's open incident meanwhile (it decides it at the same tick)."""
+    return Counter(d.verdict.value for d in env.store.decisions(env.open_id))
+
+
+def test_an_approval_never_acted_on_because_the_trouble_cleared_is_counted_in_metrics_as_trouble_cleared(
+        env: Env) -> None:
+    """db waits for approval; no finding has come for 9 s (its trouble cleared on its own); a
+    person approves through the API. The engine records a decision of the person's, never acted
+    on (gate trouble_cleared). Before, /metrics did not count it at all; now it is counted under
+    its own verdict label, apart from denials."""
+    engine = _engine(env)
+    engine.start()
+    r = env.client.post(f"/api/v1/approvals/{env.waiting_id}/approve", headers=env.auth("operator"),
+                        json={"comment": "go"})
+    assert r.status_code == 200, r.text
+    env.ctx.clock.advance(30)  # type: ignore[attr-defined]
+    engine.tick()
+    assert env.store.decisions(env.waiting_id)[-1].never_acted_on
+    assert _decisions_counted(env) == _engines_own_on_web(env) + Counter({"trouble_cleared": 1})
+
+
+def test_a_persons_denial_is_counted_in_metrics_as_denied(env: Env) -> None:
+    """Before, a person's denial was recorded as a denied decision but /metrics did not count it."""
+    engine = _engine(env)
+    engine.start()
+    r = env.client.post(f"/api/v1/approvals/{env.waiting_id}/deny", headers=env.auth("operator"),
+                        json={"comment": "not now"})
+    assert r.status_code == 200, r.text
+    env.ctx.clock.advance(30)  # type: ignore[attr-defined]
+    engine.tick()
+    assert env.store.decisions(env.waiting_id)[-1].person_said_no
+    assert _decisions_counted(env) == _engines_own_on_web(env) + Counter({"denied": 1})
