@@ -1774,29 +1774,51 @@ class Engine:
         (the actuator's optional read-only ``no_effect``: a pool already at the size a raise is
         clamped to), why. Diagnosis passes these over as it passes over what the service cannot
         run, so the next remedy (or a person) gets the incident, instead of an action that changes
-        nothing and then waits a verification window for the trouble to go away by itself."""
+        nothing and then waits a verification window for the trouble to go away by itself. A
+        workflow changes nothing only when every one of its steps would change nothing: a step
+        whose actuator cannot tell (no ``no_effect``: a restart) counts as a change, so a no-op
+        followed by a restart is no no-op. Each read is one actuator call of the loop, named to
+        its watchdog first, as :meth:`_own_failure`'s reads are."""
         if self.assume_bound:
             return {}
-        bindings = self.config.bindings.get(inc.service, {})
         out: dict[str, str] = {}
         for p in self.patterns.values():
-            if p.action is None or p.action.steps or p.id in cannot:
+            if p.action is None or p.id in cannot:
                 continue
             if p.match.cause is not None and p.match.cause != inc.cause:
                 continue
-            actuator = self.actuators.get(p.action.type)
-            check = getattr(actuator, "no_effect", None)
-            if actuator is None or check is None:
-                continue
-            try:
-                why = check(Target(service=inc.service, binding=bindings.get(p.action.type)),
-                            actuator.Params.model_validate(p.action.params))
-            except (ValidationError, AutonomicError, OSError, ValueError) as exc:
-                log.warning("incident %s: could not tell whether %s would change anything: %s", inc.id[:8], p.id, exc)
-                continue
-            if why:
-                out[p.id] = f"{inc.service}: {why}"
+            steps = [(s.name, s.type, s.params) for s in p.action.steps] or [("", p.action.type, p.action.params)]
+            whys: list[str] = []
+            for name, kind, params in steps:
+                why = self._step_no_effect(inc, p.id, kind, params)
+                if why is None:
+                    break  # this step changes something (or cannot tell): the action does
+                whys.append(f"step {len(whys) + 1}/{len(steps)} {kind}:{name}: {why}" if name else why)
+            else:
+                out[p.id] = f"{inc.service}: " + ("; ".join(whys) if len(whys) == 1 else
+                                                  "every step would change nothing: " + "; ".join(whys))
         return out
+
+    def _step_no_effect(self, inc: Incident, pattern_id: str, kind: str, params: dict[str, Any]) -> str | None:
+        """Why one step (actuator ``kind`` with ``params``) of pattern ``pattern_id`` would change
+        nothing on ``inc``'s service now, by the actuator's ``no_effect``; None when it would
+        change something, or its actuator cannot tell (none, or the read failed: logged)."""
+        actuator = self.actuators.get(kind)
+        check = getattr(actuator, "no_effect", None)
+        if actuator is None or check is None:
+            return None
+        # an actuator call like the executor's, which beat before each: a read that hangs is
+        # named as what the loop is stuck in, not as the incident's step around it
+        self.watchdog.beat(f"{kind} on {inc.service}: reading whether {pattern_id} would change anything "
+                           "(an actuator call)")
+        try:
+            why = check(Target(service=inc.service, binding=self.config.bindings.get(inc.service, {}).get(kind)),
+                        actuator.Params.model_validate(params))
+        except (ValidationError, AutonomicError, OSError, ValueError) as exc:
+            log.warning("incident %s: could not tell whether %s would change anything: %s", inc.id[:8], pattern_id,
+                        exc)
+            return None
+        return str(why) if why else None
 
     def _recent_actions(self, service: str, now: float) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
         """Per pattern, when its actions on ``service`` were created (cancelled ones left out), as

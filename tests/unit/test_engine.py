@@ -2929,3 +2929,72 @@ def test_the_loop_says_why_it_stops_once_however_it_stops_before_the_services_st
     with pytest.raises(RuntimeError, match="the store went away"):
         failing.engine.run(threading.Event(), on_stopping=said.append)
     assert said == ["stopping: the engine loop failed (RuntimeError: the store went away)"]
+
+
+SETTLE_WORKFLOW = """
+id: fake-down-settle
+match: {cause: down, kind: state}
+action:
+  steps:
+    - {name: set, type: fake, params: {op: poke, value: 0}}
+    - {name: then, type: fake, params: {op: poke, value: %(then)d}}
+prior_confidence: 1.0
+rollback_safe: true
+verify: {metric: up, min: 1, window_s: 10, delay_s: 3, min_samples: 3}
+"""
+
+
+class SettledActuator(FakeActuator):
+    """A fake actuator that can tell an action would change nothing (as the config actuator can
+    for a value already set): ``value: 0`` is what the service has already. Records what the
+    engine's watchdog was told the loop was doing during each read."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.engine: Engine | None = None
+        self.reads: list[str] = []
+
+    def no_effect(self, target: Target, params: BaseModel) -> str | None:
+        assert self.engine is not None
+        self.reads.append(self.engine.watchdog.doing)
+        return "value 0 is set already" if getattr(params, "value", None) == 0 else None
+
+
+def _settle_harness(tmp_path: Path, then: int) -> tuple[Harness, SettledActuator]:
+    pdir = tmp_path / "patterns"
+    pdir.mkdir(exist_ok=True)
+    (pdir / "settle.yaml").write_text(SETTLE_WORKFLOW % {"then": then})
+    actuator = SettledActuator()
+    h = Harness(tmp_path, actuator=actuator)
+    actuator.engine = h.engine
+    return h, actuator
+
+
+def test_a_workflow_every_step_of_which_would_change_nothing_is_passed_over_for_the_next_remedy(
+        tmp_path: Path) -> None:
+    """Before, only single-step actions were asked whether they would change anything: a workflow
+    of no-ops ran, then waited its verification window for nothing. Now it is passed over as one
+    that cannot run here, naming each step's reason, and the next remedy is carried out. Each
+    read is named to the loop's watchdog first (an actuator call made while diagnosing)."""
+    h, actuator = _settle_harness(tmp_path, then=0)
+    h.feed("up", 0, 4)
+    (action,) = h.store.actions()
+    assert action.pattern_id == "fake-down-poke"
+    (diagnosis,) = h.store.diagnoses(h.incident().id)
+    settle = next(c for c in diagnosis.candidates if c.pattern_id == "fake-down-settle")
+    assert ("cannot run here: svc: every step would change nothing: step 1/2 fake:set: value 0 is set already; "
+            "step 2/2 fake:then: value 0 is set already") in settle.reasons
+    read = "fake on svc: reading whether {} would change anything (an actuator call)"
+    assert sorted(actuator.reads) == [read.format("fake-down-poke"), *[read.format("fake-down-settle")] * 2]
+
+
+def test_a_workflow_with_one_step_that_changes_something_is_carried_out_whole(tmp_path: Path) -> None:
+    """A no-op step followed by one that changes something (a value set already, then a restart)
+    is no no-op: the workflow is chosen and runs both steps."""
+    h, _ = _settle_harness(tmp_path, then=1)
+    h.feed("up", 0, 4)
+    (action,) = h.store.actions()
+    assert action.pattern_id == "fake-down-settle" and len(action.workflow) == 2
+    key = action.idempotency_key
+    assert [c for c in h.actuator.calls if c[0] == "apply"] == [("apply", "svc", f"{key}:0"),
+                                                                  ("apply", "svc", f"{key}:1")]
