@@ -577,11 +577,12 @@ def _answer(incident: str, verdict: Literal["approve", "deny"], comment: str, ac
     from autonomic.engine import answer_approval
     from autonomic.model import Incident
 
-    _, store = _store(config)
+    cfg, store = _store(config)
     inc_id = _resolve(store, Incident, incident)
     try:
         # stamped by the store's clock (the database server's), which the engine judges it by, not this machine's
-        inc = answer_approval(store, inc_id, verdict, actor=_actor(actor), comment=comment, now=store.server_time())
+        inc = answer_approval(store, inc_id, verdict, actor=_actor(actor), comment=comment, now=store.server_time(),
+                              approval_ttl_s=cfg.engine.approval_ttl_s)
     except ValueError as exc:
         raise _fail(str(exc)) from None
     then = ("the engine acts on its next tick, through every gate again" if verdict == "approve" else

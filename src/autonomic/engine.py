@@ -22,6 +22,7 @@ import zlib
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import replace
+from datetime import UTC, datetime
 from http.cookiejar import CookieJar, DefaultCookiePolicy
 from pathlib import Path
 from typing import Any, Literal
@@ -151,8 +152,22 @@ def approval_key(incident_id: str) -> str:
     return f"approval:{incident_id}"
 
 
+class LateApproval(ValueError):
+    """An approval given after the request it answers expired: refused (nothing acts on it), and
+    audited ``approval.late``; the message says when the request expired and what happens."""
+
+
+def approval_expires_at(inc: Incident, decisions: Sequence[Decision], ttl_s: float) -> float:
+    """When the approval request ``inc`` waits on expires: ``ttl_s`` (``engine.approval_ttl_s``)
+    after it was asked, the time of its latest needs_approval decision among ``decisions`` (the
+    incident's ``updated_at`` when none is stored; it moves with every finding, so it is only the
+    fallback)."""
+    asked = next((d.ts for d in reversed(decisions) if d.verdict == Verdict.NEEDS_APPROVAL), inc.updated_at)
+    return asked + ttl_s
+
+
 def answer_approval(store: Store, incident_id: str, verdict: Literal["approve", "deny"], *, actor: str,
-                    comment: str, now: float, answers: str | None = None) -> Incident:
+                    comment: str, now: float, approval_ttl_s: float, answers: str | None = None) -> Incident:
     """Store a person's answer to the approval request ``incident_id`` waits on (audited
     ``approval.<verdict>``), for the engine to act on at its next tick (:meth:`Engine._await_approval`).
     The answer names the request it answers, the incident's latest decision; ``answers``, when
@@ -160,36 +175,76 @@ def answer_approval(store: Store, incident_id: str, verdict: Literal["approve", 
     again since. Raises ValueError (nothing written) when the incident is not awaiting approval,
     was asked again, or its request was already answered and the engine has not yet acted on
     that answer (a denial may still replace an approval: it stops it); returns the incident. For
-    the API and the CLI alike."""
+    the API and the CLI alike.
+
+    An approval given at ``now`` (the store's clock) when the request has expired
+    (``approval_ttl_s`` after it was asked), whether or not the engine has closed the incident as
+    expired yet, raises :class:`LateApproval`: the engine would not act on it, so the person is not
+    told it will. Only the attempt is written, audited ``approval.late`` (who, when, by how late),
+    never an answer. A late denial is stored as any denial (it stops nothing that would run)."""
     # the incident's state is read under the store's write lock (the unit), with the write: the
     # engine takes an approval and moves the incident on in one write of its own, so an answer
     # either lands before that (a denial then stops the approval) or sees it taken
+    late: str | None = None
     with store.unit():
         inc = store.get(Incident, incident_id)
-        if inc is None or inc.state != IncidentState.AWAITING_APPROVAL:
-            raise ValueError(_not_awaiting(store, incident_id, inc))
-        decisions = store.decisions(incident_id)
-        request = decisions[-1].id if decisions else None
-        if answers is not None and answers != request:
-            raise ValueError(f"incident {incident_id[:8]} was asked again since the request you answered; "
-                             "look at the new one and answer that")
-        # one compare-and-set in the store: of two answers in the same instant (two people, two
-        # replicas) only one is written. Any answer to this request stands, except that a denial
-        # replaces an approval the engine has not acted on yet (it stops it: the safe way round); a
-        # second person's approval must not replace the first one's denial, nor be audited as if it
-        # did something. An answer to an earlier request (stale) is replaced.
-        kept_if: dict[str, str | None] = {"decision": request}
-        if verdict == "deny":
-            kept_if["verdict"] = "deny"
-        written, given = store.set_state_unless(
-            approval_key(incident_id), {"verdict": verdict, "actor": actor, "comment": comment, "ts": now,
-                                        "decision": request},
-            kept_if=kept_if, actor=actor, event=f"approval.{verdict}",
-            data={"incident": incident_id, "comment": comment, "decision": request})
+        if verdict == "approve" and inc is not None:
+            late = _late(store, inc, actor=actor, comment=comment, now=now, ttl_s=approval_ttl_s)
+        if late is None:
+            if inc is None or inc.state != IncidentState.AWAITING_APPROVAL:
+                raise ValueError(_not_awaiting(store, incident_id, inc))
+            decisions = store.decisions(incident_id)
+            request = decisions[-1].id if decisions else None
+            if answers is not None and answers != request:
+                raise ValueError(f"incident {incident_id[:8]} was asked again since the request you answered; "
+                                 "look at the new one and answer that")
+            # one compare-and-set in the store: of two answers in the same instant (two people, two
+            # replicas) only one is written. Any answer to this request stands, except that a denial
+            # replaces an approval the engine has not acted on yet (it stops it: the safe way round); a
+            # second person's approval must not replace the first one's denial, nor be audited as if it
+            # did something. An answer to an earlier request (stale) is replaced.
+            kept_if: dict[str, str | None] = {"decision": request}
+            if verdict == "deny":
+                kept_if["verdict"] = "deny"
+            written, given = store.set_state_unless(
+                approval_key(incident_id), {"verdict": verdict, "actor": actor, "comment": comment, "ts": now,
+                                            "decision": request},
+                kept_if=kept_if, actor=actor, event=f"approval.{verdict}",
+                data={"incident": incident_id, "comment": comment, "decision": request})
+    if late is not None:  # raised after the unit: its audit entry stays written
+        raise LateApproval(late)
     if not written:
         raise ValueError(f"incident {incident_id[:8]} was already answered: {given.get('verdict')} by "
                          f"{given.get('actor', '?')}; the engine acts on that at its next tick")
+    assert inc is not None
     return inc
+
+
+def _late(store: Store, inc: Incident, *, actor: str, comment: str, now: float, ttl_s: float) -> str | None:
+    """Why an approval of ``inc`` at ``now`` comes too late, having audited it ``approval.late``
+    (in the caller's unit); None when it does not: the incident awaits approval and its request
+    has not expired, or it is closed for another reason than its request expiring."""
+    if inc.state == IncidentState.AWAITING_APPROVAL:
+        closed = False
+    elif inc.state == IncidentState.EXPIRED and any(
+            e.kind == "approval.expired" for e in store.audit_events(subject=inc.id, limit=5, newest=True)):
+        closed = True
+    else:
+        return None
+    decisions = store.decisions(inc.id)
+    expires = approval_expires_at(inc, decisions, ttl_s)
+    if now < expires:
+        return None
+    when = datetime.fromtimestamp(expires, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    store.audit(actor, "approval.late", inc.id,  # the incident's: its explanation tells of it
+                {"incident": inc.id, "comment": comment, "decision": decisions[-1].id if decisions else None,
+                 "expired_at": expires, "late_by_s": round(now - expires, 3)})
+    then = ("the engine has closed the incident as expired" if closed else
+            "the engine closes the incident as expired at its next look")
+    return (f"incident {inc.id[:8]}: too late, nothing will be done on this approval: its approval request expired "
+            f"at {when} (engine.approval_ttl_s {ttl_s:g} s after it was asked), {now - expires:.0f} s before it, "
+            f"and {then}. The attempt is in the audit log (approval.late). If the trouble goes on, the engine "
+            "opens a new incident and asks again.")
 
 
 def _not_awaiting(store: Store, incident_id: str, inc: Incident | None) -> str:
@@ -2083,8 +2138,7 @@ class Engine:
                                      event="approval.stale", data={"incident": inc.id, "decision": answer["decision"],
                                                                    "awaiting": awaiting})
                 answer = None
-        asked = next((d.ts for d in reversed(decisions) if d.verdict == Verdict.NEEDS_APPROVAL), inc.updated_at)
-        expires = asked + self.config.engine.approval_ttl_s
+        expires = approval_expires_at(inc, decisions, self.config.engine.approval_ttl_s)
         given = (answer or {}).get("ts")  # when the person answered (by their clock; now when unknown)
         given = float(given) if isinstance(given, int | float) and not isinstance(given, bool) else now
         late = answer is not None and answer.get("verdict") == "approve" and min(given, now) >= expires

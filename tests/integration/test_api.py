@@ -1178,3 +1178,38 @@ def test_a_persons_denial_is_counted_in_metrics_as_denied(env: Env) -> None:
     engine.tick()
     assert env.store.decisions(env.waiting_id)[-1].person_said_no
     assert _decisions_counted(env) == _engines_own_on_web(env) + Counter({"denied": 1})
+
+
+def test_an_approval_given_after_its_request_expired_is_refused_with_409_and_audited_as_late(env: Env) -> None:
+    """db's request was made at T0+1 (approval_ttl_s: an hour); a person approves a minute after it
+    expired, before the engine has looked. Before, the API answered 200 ("the engine acts on its
+    next tick") and the engine then closed the incident as expired, acting on nothing. Now 409
+    says so and nothing is stored but the attempt, audited approval.late on the incident; after
+    the engine has closed the incident, a second late approval is told that too, nothing runs
+    either way, and the incident's explanation says it was approved after the request expired."""
+    env.ctx.clock.advance(3600 + 1 + 60 - 10)  # type: ignore[attr-defined]  # the clock is at T0+10
+    headers = env.auth("operator")
+    r = env.client.post(f"/api/v1/approvals/{env.waiting_id}/approve", headers=headers, json={"comment": "go"})
+    assert r.status_code == 409, r.text
+    detail = r.json()["detail"]
+    assert detail.startswith(f"incident {env.waiting_id[:8]}: too late, nothing will be done on this approval: its "
+                             "approval request expired at "), detail
+    assert "60 s before it, and the engine closes the incident as expired at its next look" in detail
+    assert env.store.get_state(approval_key(env.waiting_id)) is None
+    late = env.store.audit_events()[-1]
+    assert (late.kind, late.actor, late.data["late_by_s"]) == ("approval.late", "token:operator", 60.0)
+
+    engine = _engine(env)
+    engine.start()
+    engine.tick()
+    inc = env.store.get(Incident, env.waiting_id)
+    assert inc is not None and inc.state == IncidentState.EXPIRED
+    assert env.store.actions(incident_id=env.waiting_id) == []
+    again = env.client.post(f"/api/v1/approvals/{env.waiting_id}/approve", headers=headers, json={})
+    assert again.status_code == 409 and "the engine has closed the incident as expired" in again.json()["detail"]
+    assert [e.kind for e in env.store.audit_events(subject=env.waiting_id)
+            if e.kind.startswith("approval.")] == ["approval.late", "approval.expired", "approval.late"]
+    # the incident's explanation says the request was approved, late (it said "expired unanswered")
+    chain = env.client.get(f"/api/v1/incidents/{env.waiting_id}", headers=env.auth("viewer")).json()
+    assert chain["decisions"][-1]["ruled_by"] == "by engine; expired: approved by token:operator after the request " \
+                                                "expired"

@@ -455,13 +455,15 @@ def test_a_denial_given_in_the_instant_the_engine_takes_an_approval_stops_it(
     h = Harness(tmp_path, policy={"autonomy": "approve"})
     h.feed("up", 0, 4)
     inc = h.incident()
-    answer_approval(h.store, inc.id, "approve", actor="person:ann", comment="go", now=h.clock.now())
+    answer_approval(h.store, inc.id, "approve", actor="person:ann", comment="go", now=h.clock.now(),
+                    approval_ttl_s=3600.0)
     read = h.store.get_state
 
     def read_then_a_denial_lands(key: str) -> dict[str, Any] | None:
         value = read(key)
         if key == approval_key(inc.id) and value is not None and value["verdict"] == "approve":
-            answer_approval(h.store, inc.id, "deny", actor="person:bob", comment="I am on it", now=h.clock.now())
+            answer_approval(h.store, inc.id, "deny", actor="person:bob", comment="I am on it", now=h.clock.now(),
+                            approval_ttl_s=3600.0)
         return value
 
     monkeypatch.setattr(h.store, "get_state", read_then_a_denial_lands)
@@ -484,13 +486,15 @@ def test_a_denial_given_after_the_engine_took_an_approval_is_refused_not_told_it
     h = Harness(tmp_path, policy={"autonomy": "approve"})
     h.feed("up", 0, 4)
     inc = h.incident()
-    answer_approval(h.store, inc.id, "approve", actor="person:ann", comment="go", now=h.clock.now())
+    answer_approval(h.store, inc.id, "approve", actor="person:ann", comment="go", now=h.clock.now(),
+                    approval_ttl_s=3600.0)
     decide = h.engine._decide
     refused: list[str] = []
 
     def a_denial_lands_first(*args: Any, **kwargs: Any) -> float | None:
         try:
-            answer_approval(h.store, inc.id, "deny", actor="person:bob", comment="stop", now=h.clock.now())
+            answer_approval(h.store, inc.id, "deny", actor="person:bob", comment="stop", now=h.clock.now(),
+                            approval_ttl_s=3600.0)
         except ValueError as e:
             refused.append(str(e))
         return decide(*args, **kwargs)
@@ -516,7 +520,8 @@ def test_an_engine_killed_between_taking_an_approval_and_deciding_asks_again_on_
     first.feed("up", 0, 4)
     inc = first.incident()
     [asked] = store.decisions(inc.id)
-    answer_approval(store, inc.id, "approve", actor="person:ann", comment="go", now=first.clock.now())
+    answer_approval(store, inc.id, "approve", actor="person:ann", comment="go", now=first.clock.now(),
+                    approval_ttl_s=3600.0)
 
     def killed(*args: Any, **kwargs: Any) -> float | None:
         raise RuntimeError("killed after the take")
@@ -537,9 +542,9 @@ def test_an_engine_killed_between_taking_an_approval_and_deciding_asks_again_on_
     assert first.actuator.calls == [] and h.actuator.calls == [] and store.actions() == []
     with pytest.raises(ValueError, match="asked again"):
         answer_approval(store, inc.id, "approve", actor="person:ann", comment="go", now=h.clock.now(),
-                        answers=asked.id)
+                        approval_ttl_s=3600.0, answers=asked.id)
     answer_approval(store, inc.id, "approve", actor="person:ann", comment="go again", now=h.clock.now(),
-                    answers=decisions[-1].id)
+                    approval_ttl_s=3600.0, answers=decisions[-1].id)
     h.feed("up", 0, 2)
     assert [c for c, *_ in h.actuator.calls] == ["apply"]
 
