@@ -509,7 +509,8 @@ class Engine:
         the start's log line under systemd (whose ``TimeoutStopSec=`` should be longer; systemd
         does not tell the process its value): the current step, at most :attr:`stuck_after_s`;
         then, with ``stop_services_on_exit``, the supervised services' longest ``stop_timeout_s``
-        and the wait after a SIGKILL; then the notifiers' last sends."""
+        and the wait after a SIGKILL; then its last store writes (each at most the store's
+        ``call_limit_s``, when the database does not answer); then the notifiers' last sends."""
         parts = [(self.stuck_after_s, f"the current step, at most stuck_after_s {self.stuck_after_s:g} s")]
         if self.config.engine.stop_services_on_exit and not self.shadow_only:
             timeouts = [float(getattr(b.get("process"), "stop_timeout_s", 0.0))
@@ -517,6 +518,11 @@ class Engine:
             if timeouts:
                 parts.append((max(timeouts) + _KILLED_WAIT_S, f"the services' longest stop_timeout_s {max(timeouts):g} "
                               f"s + {_KILLED_WAIT_S:g} s after a SIGKILL"))
+        # engine.stopped, and with leader election a renewal in flight and the lease's release
+        writes = 1 if self.elector is None else 3
+        store_s = float(getattr(self.store, "call_limit_s", 20.0))
+        parts.append((writes * store_s, f"{writes} last store write{'s' if writes > 1 else ''} of at most "
+                                        f"{store_s:g} s"))
         parts.append((NOTIFIERS_CLOSE_S, f"the notifiers {NOTIFIERS_CLOSE_S:g} s"))
         return sum(s for s, _ in parts), " + ".join(text for _, text in parts)
 

@@ -103,8 +103,8 @@ def test_the_engine_says_ready_after_its_first_tick_beats_the_watchdog_says_its_
     assert "systemd watchdog: WATCHDOG=1 every 0.5 s while the loop makes progress" in text
     # what a clean stop may need, for the unit's TimeoutStopSec= (systemd does not tell the engine its value)
     assert "systemd: a clean stop may take up to " in text, text
-    assert "the services' longest stop_timeout_s 10 s + 5 s after a SIGKILL + the notifiers 5 s); keep the unit's " \
-        "TimeoutStopSec= above that" in text, text
+    assert "the services' longest stop_timeout_s 10 s + 5 s after a SIGKILL + 1 last store write of at most " in text
+    assert " s + the notifiers 5 s); keep the unit's TimeoutStopSec= above that" in text, text
 
 
 def test_an_abstract_notify_socket_is_told_too(tmp_path: Path, procs: list[subprocess.Popen[bytes]]) -> None:
