@@ -210,10 +210,14 @@ def run(
             log.info("systemd watchdog: WATCHDOG=1 every %g s while the loop makes progress; a loop stuck for "
                      "stuck_after_s (%g s) is ended by systemd at most WatchdogSec (%g s) later",
                      (sd.watchdog_s or 0) / 2, engine.stuck_after_s, sd.watchdog_s)
+        needs_s, basis = engine.stop_needs_s()
+        log.info("systemd: a clean stop may take up to %g s (%s); keep the unit's TimeoutStopSec= above that, or "
+                 "systemd SIGKILLs the engine mid-stop (systemd does not tell the engine its TimeoutStopSec)",
+                 needs_s, basis)
         told = _TellSystemd(sd)
         on_tick, on_standby = told.ticked, told.standing_by
     try:
-        engine.run(stop, on_tick=on_tick, on_standby=on_standby)
+        engine.run(stop, on_tick=on_tick, on_standby=on_standby, on_stopping=None if sd is None else sd.stopping)
     finally:
         beats.set()
     if sd is not None:
@@ -573,11 +577,12 @@ def _answer(incident: str, verdict: Literal["approve", "deny"], comment: str, ac
     from autonomic.engine import answer_approval
     from autonomic.model import Incident
 
-    _, store = _store(config)
+    cfg, store = _store(config)
     inc_id = _resolve(store, Incident, incident)
     try:
         # stamped by the store's clock (the database server's), which the engine judges it by, not this machine's
-        inc = answer_approval(store, inc_id, verdict, actor=_actor(actor), comment=comment, now=store.server_time())
+        inc = answer_approval(store, inc_id, verdict, actor=_actor(actor), comment=comment, now=store.server_time(),
+                              approval_ttl_s=cfg.engine.approval_ttl_s)
     except ValueError as exc:
         raise _fail(str(exc)) from None
     then = ("the engine acts on its next tick, through every gate again" if verdict == "approve" else

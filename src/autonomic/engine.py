@@ -22,6 +22,7 @@ import zlib
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import replace
+from datetime import UTC, datetime
 from http.cookiejar import CookieJar, DefaultCookiePolicy
 from pathlib import Path
 from typing import Any, Literal
@@ -137,6 +138,10 @@ DEFAULT_CALL_LIMIT_S = 300.0
 # store calls counted into the loop's longest step beside its one slow call (the journal write
 # before it, the pause check before an actuator call, the result written after it)
 _STORE_CALLS_PER_STEP = 3
+# what stopping gives the notifiers to send what is queued, and a service still alive after its
+# stop_timeout_s once SIGKILLed (Supervisor.stop_all)
+NOTIFIERS_CLOSE_S = 5.0
+_KILLED_WAIT_S = 5.0
 
 
 def pause_key(service: str | None) -> str:
@@ -147,8 +152,22 @@ def approval_key(incident_id: str) -> str:
     return f"approval:{incident_id}"
 
 
+class LateApproval(ValueError):
+    """An approval given after the request it answers expired: refused (nothing acts on it), and
+    audited ``approval.late``; the message says when the request expired and what happens."""
+
+
+def approval_expires_at(inc: Incident, decisions: Sequence[Decision], ttl_s: float) -> float:
+    """When the approval request ``inc`` waits on expires: ``ttl_s`` (``engine.approval_ttl_s``)
+    after it was asked, the time of its latest needs_approval decision among ``decisions`` (the
+    incident's ``updated_at`` when none is stored; it moves with every finding, so it is only the
+    fallback)."""
+    asked = next((d.ts for d in reversed(decisions) if d.verdict == Verdict.NEEDS_APPROVAL), inc.updated_at)
+    return asked + ttl_s
+
+
 def answer_approval(store: Store, incident_id: str, verdict: Literal["approve", "deny"], *, actor: str,
-                    comment: str, now: float, answers: str | None = None) -> Incident:
+                    comment: str, now: float, approval_ttl_s: float, answers: str | None = None) -> Incident:
     """Store a person's answer to the approval request ``incident_id`` waits on (audited
     ``approval.<verdict>``), for the engine to act on at its next tick (:meth:`Engine._await_approval`).
     The answer names the request it answers, the incident's latest decision; ``answers``, when
@@ -156,36 +175,76 @@ def answer_approval(store: Store, incident_id: str, verdict: Literal["approve", 
     again since. Raises ValueError (nothing written) when the incident is not awaiting approval,
     was asked again, or its request was already answered and the engine has not yet acted on
     that answer (a denial may still replace an approval: it stops it); returns the incident. For
-    the API and the CLI alike."""
+    the API and the CLI alike.
+
+    An approval given at ``now`` (the store's clock) when the request has expired
+    (``approval_ttl_s`` after it was asked), whether or not the engine has closed the incident as
+    expired yet, raises :class:`LateApproval`: the engine would not act on it, so the person is not
+    told it will. Only the attempt is written, audited ``approval.late`` (who, when, by how late),
+    never an answer. A late denial is stored as any denial (it stops nothing that would run)."""
     # the incident's state is read under the store's write lock (the unit), with the write: the
     # engine takes an approval and moves the incident on in one write of its own, so an answer
     # either lands before that (a denial then stops the approval) or sees it taken
+    late: str | None = None
     with store.unit():
         inc = store.get(Incident, incident_id)
-        if inc is None or inc.state != IncidentState.AWAITING_APPROVAL:
-            raise ValueError(_not_awaiting(store, incident_id, inc))
-        decisions = store.decisions(incident_id)
-        request = decisions[-1].id if decisions else None
-        if answers is not None and answers != request:
-            raise ValueError(f"incident {incident_id[:8]} was asked again since the request you answered; "
-                             "look at the new one and answer that")
-        # one compare-and-set in the store: of two answers in the same instant (two people, two
-        # replicas) only one is written. Any answer to this request stands, except that a denial
-        # replaces an approval the engine has not acted on yet (it stops it: the safe way round); a
-        # second person's approval must not replace the first one's denial, nor be audited as if it
-        # did something. An answer to an earlier request (stale) is replaced.
-        kept_if: dict[str, str | None] = {"decision": request}
-        if verdict == "deny":
-            kept_if["verdict"] = "deny"
-        written, given = store.set_state_unless(
-            approval_key(incident_id), {"verdict": verdict, "actor": actor, "comment": comment, "ts": now,
-                                        "decision": request},
-            kept_if=kept_if, actor=actor, event=f"approval.{verdict}",
-            data={"incident": incident_id, "comment": comment, "decision": request})
+        if verdict == "approve" and inc is not None:
+            late = _late(store, inc, actor=actor, comment=comment, now=now, ttl_s=approval_ttl_s)
+        if late is None:
+            if inc is None or inc.state != IncidentState.AWAITING_APPROVAL:
+                raise ValueError(_not_awaiting(store, incident_id, inc))
+            decisions = store.decisions(incident_id)
+            request = decisions[-1].id if decisions else None
+            if answers is not None and answers != request:
+                raise ValueError(f"incident {incident_id[:8]} was asked again since the request you answered; "
+                                 "look at the new one and answer that")
+            # one compare-and-set in the store: of two answers in the same instant (two people, two
+            # replicas) only one is written. Any answer to this request stands, except that a denial
+            # replaces an approval the engine has not acted on yet (it stops it: the safe way round); a
+            # second person's approval must not replace the first one's denial, nor be audited as if it
+            # did something. An answer to an earlier request (stale) is replaced.
+            kept_if: dict[str, str | None] = {"decision": request}
+            if verdict == "deny":
+                kept_if["verdict"] = "deny"
+            written, given = store.set_state_unless(
+                approval_key(incident_id), {"verdict": verdict, "actor": actor, "comment": comment, "ts": now,
+                                            "decision": request},
+                kept_if=kept_if, actor=actor, event=f"approval.{verdict}",
+                data={"incident": incident_id, "comment": comment, "decision": request})
+    if late is not None:  # raised after the unit: its audit entry stays written
+        raise LateApproval(late)
     if not written:
         raise ValueError(f"incident {incident_id[:8]} was already answered: {given.get('verdict')} by "
                          f"{given.get('actor', '?')}; the engine acts on that at its next tick")
+    assert inc is not None
     return inc
+
+
+def _late(store: Store, inc: Incident, *, actor: str, comment: str, now: float, ttl_s: float) -> str | None:
+    """Why an approval of ``inc`` at ``now`` comes too late, having audited it ``approval.late``
+    (in the caller's unit); None when it does not: the incident awaits approval and its request
+    has not expired, or it is closed for another reason than its request expiring."""
+    if inc.state == IncidentState.AWAITING_APPROVAL:
+        closed = False
+    elif inc.state == IncidentState.EXPIRED and any(
+            e.kind == "approval.expired" for e in store.audit_events(subject=inc.id, limit=5, newest=True)):
+        closed = True
+    else:
+        return None
+    decisions = store.decisions(inc.id)
+    expires = approval_expires_at(inc, decisions, ttl_s)
+    if now < expires:
+        return None
+    when = datetime.fromtimestamp(expires, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    store.audit(actor, "approval.late", inc.id,  # the incident's: its explanation tells of it
+                {"incident": inc.id, "comment": comment, "decision": decisions[-1].id if decisions else None,
+                 "expired_at": expires, "late_by_s": round(now - expires, 3)})
+    then = ("the engine has closed the incident as expired" if closed else
+            "the engine closes the incident as expired at its next look")
+    return (f"incident {inc.id[:8]}: too late, nothing will be done on this approval: its approval request expired "
+            f"at {when} (engine.approval_ttl_s {ttl_s:g} s after it was asked), {now - expires:.0f} s before it, "
+            f"and {then}. The attempt is in the audit log (approval.late). If the trouble goes on, the engine "
+            "opens a new incident and asks again.")
 
 
 def _not_awaiting(store: Store, incident_id: str, inc: Incident | None) -> str:
@@ -444,6 +503,28 @@ class Engine:
         return sources
 
     # --- liveness --------------------------------------------------------------------------
+
+    def stop_needs_s(self) -> tuple[float, str]:
+        """How long a clean stop may take once asked for (SIGTERM), and how that was worked out, for
+        the start's log line under systemd (whose ``TimeoutStopSec=`` should be longer; systemd
+        does not tell the process its value): the current step, at most :attr:`stuck_after_s`;
+        then, with ``stop_services_on_exit``, the supervised services' longest ``stop_timeout_s``
+        and the wait after a SIGKILL; then its last store writes (each at most the store's
+        ``call_limit_s``, when the database does not answer); then the notifiers' last sends."""
+        parts = [(self.stuck_after_s, f"the current step, at most stuck_after_s {self.stuck_after_s:g} s")]
+        if self.config.engine.stop_services_on_exit and not self.shadow_only:
+            timeouts = [float(getattr(b.get("process"), "stop_timeout_s", 0.0))
+                        for b in self.config.bindings.values() if b.get("process") is not None]
+            if timeouts:
+                parts.append((max(timeouts) + _KILLED_WAIT_S, f"the services' longest stop_timeout_s {max(timeouts):g} "
+                              f"s + {_KILLED_WAIT_S:g} s after a SIGKILL"))
+        # engine.stopped, and with leader election a renewal in flight and the lease's release
+        writes = 1 if self.elector is None else 3
+        store_s = float(getattr(self.store, "call_limit_s", 20.0))
+        parts.append((writes * store_s, f"{writes} last store write{'s' if writes > 1 else ''} of at most "
+                                        f"{store_s:g} s"))
+        parts.append((NOTIFIERS_CLOSE_S, f"the notifiers {NOTIFIERS_CLOSE_S:g} s"))
+        return sum(s for s, _ in parts), " + ".join(text for _, text in parts)
 
     def _stuck_after(self) -> tuple[float, str]:
         """How long the loop may go without progress before it counts as stuck, and how that was
@@ -759,7 +840,7 @@ class Engine:
             self._stop_services()
             if self.elector is not None:
                 self.elector.release()
-        self.notifiers.close(timeout=5)
+        self.notifiers.close(timeout=NOTIFIERS_CLOSE_S)
         if self._http is not None:
             self._http.close()
         self.store.close()
@@ -877,24 +958,27 @@ class Engine:
         return self.elector.lost
 
     def run(self, stop: threading.Event, on_tick: Callable[[Engine], None] | None = None,
-            on_standby: Callable[[Engine], None] | None = None) -> None:
+            on_standby: Callable[[Engine], None] | None = None,
+            on_stopping: Callable[[str], None] | None = None) -> None:
         """The main loop, until ``stop`` is set. With leader election, first stand by until this
         replica holds the lease, and stop when it loses it (:attr:`elector` ``.lost`` says so).
         ``on_tick`` is called after every tick (the first one: the engine has opened the store,
         adopted or started its services and looked once), ``on_standby`` after every lease round
-        spent standing by."""
+        spent standing by, and ``on_stopping`` once, however the loop ends (``stop`` set, the lease
+        lost, an exception), before the services are stopped and the store closed, with why in
+        one line (see :meth:`_stopping_why`)."""
         keeper: threading.Thread | None = None
         done = threading.Event()
         log.info("liveness: the loop counts as stuck after %g s without progress (%s)", self.stuck_after_s,
                  self.stuck_basis)
-        if self.elector is not None:
-            if not self._lead(stop, on_standby):
-                self.shutdown()
-                return
-            keeper = threading.Thread(target=self._keep_lease, args=(stop, done), name="autonomic-lease",
-                                      daemon=True)
-            keeper.start()
+        failed: BaseException | None = None
         try:
+            if self.elector is not None:
+                if not self._lead(stop, on_standby):
+                    return
+                keeper = threading.Thread(target=self._keep_lease, args=(stop, done), name="autonomic-lease",
+                                          daemon=True)
+                keeper.start()
             if not self.started:
                 self.start()
             while not stop.is_set():
@@ -909,7 +993,15 @@ class Engine:
                 # at most one interval: a clock set back after the tick is noticed by the next one
                 self.watchdog.beat("waiting for the next tick")
                 stop.wait(min(max(0.01, wake - now), self.config.engine.interval_s))
+        except BaseException as exc:
+            failed = exc
+            raise
         finally:
+            if on_stopping is not None:
+                try:
+                    on_stopping(self._stopping_why(failed))
+                except Exception:  # the stop goes on: the services and the lease still need it
+                    log.exception("on_stopping failed")
             if keeper is not None:
                 # the supervised services stop while the lease is still renewed: each may take its
                 # stop_timeout_s, and a lease lapsed meanwhile would have the standby take over as
@@ -918,6 +1010,16 @@ class Engine:
                 done.set()
                 keeper.join(timeout=30)  # a renewal in flight ends before the lease is released
             self.shutdown()
+
+    def _stopping_why(self, failed: BaseException | None) -> str:
+        """Why the loop ended, in one line (for systemd's STATUS): it raised ``failed``; this
+        replica lost the lease (it exits 3 and is restarted as a standby); or it was asked to stop.
+        The config's secrets are hidden (it leaves the process, as the log does)."""
+        if failed is not None and not isinstance(failed, KeyboardInterrupt):
+            return self.secrets.text(f"stopping: the engine loop failed ({type(failed).__name__}: {failed})")
+        if self.elector is not None and self.elector.lost:
+            return f"stopping: {self.elector.describe()}; it exits (code 3) to be restarted as a standby"
+        return "stopping after the current step"
 
     # --- one tick --------------------------------------------------------------------------
 
@@ -1376,6 +1478,9 @@ class Engine:
         self.store.record(*nouns, actor="engine", event="incident.cleared", subject=inc.id,
                           data={"reason": reason,
                                 **({"approved_by": str(approved.get("actor", "?"))} if approved else {})})
+        for noun in nouns:
+            if isinstance(noun, Decision):
+                self._count(noun)
         self._open.pop((inc.service, inc.cause), None)
         self._forget(inc.id)
         log.info("incident %s cleared on its own", inc.id[:8])
@@ -1730,29 +1835,51 @@ class Engine:
         (the actuator's optional read-only ``no_effect``: a pool already at the size a raise is
         clamped to), why. Diagnosis passes these over as it passes over what the service cannot
         run, so the next remedy (or a person) gets the incident, instead of an action that changes
-        nothing and then waits a verification window for the trouble to go away by itself."""
+        nothing and then waits a verification window for the trouble to go away by itself. A
+        workflow changes nothing only when every one of its steps would change nothing: a step
+        whose actuator cannot tell (no ``no_effect``: a restart) counts as a change, so a no-op
+        followed by a restart is no no-op. Each read is one actuator call of the loop, named to
+        its watchdog first, as :meth:`_own_failure`'s reads are."""
         if self.assume_bound:
             return {}
-        bindings = self.config.bindings.get(inc.service, {})
         out: dict[str, str] = {}
         for p in self.patterns.values():
-            if p.action is None or p.action.steps or p.id in cannot:
+            if p.action is None or p.id in cannot:
                 continue
             if p.match.cause is not None and p.match.cause != inc.cause:
                 continue
-            actuator = self.actuators.get(p.action.type)
-            check = getattr(actuator, "no_effect", None)
-            if actuator is None or check is None:
-                continue
-            try:
-                why = check(Target(service=inc.service, binding=bindings.get(p.action.type)),
-                            actuator.Params.model_validate(p.action.params))
-            except (ValidationError, AutonomicError, OSError, ValueError) as exc:
-                log.warning("incident %s: could not tell whether %s would change anything: %s", inc.id[:8], p.id, exc)
-                continue
-            if why:
-                out[p.id] = f"{inc.service}: {why}"
+            steps = [(s.name, s.type, s.params) for s in p.action.steps] or [("", p.action.type, p.action.params)]
+            whys: list[str] = []
+            for name, kind, params in steps:
+                why = self._step_no_effect(inc, p.id, kind, params)
+                if why is None:
+                    break  # this step changes something (or cannot tell): the action does
+                whys.append(f"step {len(whys) + 1}/{len(steps)} {kind}:{name}: {why}" if name else why)
+            else:
+                out[p.id] = f"{inc.service}: " + ("; ".join(whys) if len(whys) == 1 else
+                                                  "every step would change nothing: " + "; ".join(whys))
         return out
+
+    def _step_no_effect(self, inc: Incident, pattern_id: str, kind: str, params: dict[str, Any]) -> str | None:
+        """Why one step (actuator ``kind`` with ``params``) of pattern ``pattern_id`` would change
+        nothing on ``inc``'s service now, by the actuator's ``no_effect``; None when it would
+        change something, or its actuator cannot tell (none, or the read failed: logged)."""
+        actuator = self.actuators.get(kind)
+        check = getattr(actuator, "no_effect", None)
+        if actuator is None or check is None:
+            return None
+        # an actuator call like the executor's, which beat before each: a read that hangs is
+        # named as what the loop is stuck in, not as the incident's step around it
+        self.watchdog.beat(f"{kind} on {inc.service}: reading whether {pattern_id} would change anything "
+                           "(an actuator call)")
+        try:
+            why = check(Target(service=inc.service, binding=self.config.bindings.get(inc.service, {}).get(kind)),
+                        actuator.Params.model_validate(params))
+        except (ValidationError, AutonomicError, OSError, ValueError) as exc:
+            log.warning("incident %s: could not tell whether %s would change anything: %s", inc.id[:8], pattern_id,
+                        exc)
+            return None
+        return str(why) if why else None
 
     def _recent_actions(self, service: str, now: float) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
         """Per pattern, when its actions on ``service`` were created (cancelled ones left out), as
@@ -1931,7 +2058,7 @@ class Engine:
             comment=(human or {}).get("comment", ""), pattern_id=diagnosis.pattern_id,
             shadow_verdict=shadow_verdict(ctx, verdict, gates),
         )
-        self.metrics.decision(verdict.value)
+        self._count(decision)
         failed = [g for g in gates if not g.passed]
         # with no remedy there is nothing to approve or to be confident in: the other gates' word
         # on doing it would only read as if something waited on a person
@@ -2017,8 +2144,7 @@ class Engine:
                                      event="approval.stale", data={"incident": inc.id, "decision": answer["decision"],
                                                                    "awaiting": awaiting})
                 answer = None
-        asked = next((d.ts for d in reversed(decisions) if d.verdict == Verdict.NEEDS_APPROVAL), inc.updated_at)
-        expires = asked + self.config.engine.approval_ttl_s
+        expires = approval_expires_at(inc, decisions, self.config.engine.approval_ttl_s)
         given = (answer or {}).get("ts")  # when the person answered (by their clock; now when unknown)
         given = float(given) if isinstance(given, int | float) and not isinstance(given, bool) else now
         late = answer is not None and answer.get("verdict") == "approve" and min(given, now) >= expires
@@ -2091,7 +2217,14 @@ class Engine:
             self.store.set_state(approval_key(inc.id), None, actor=who, event="approval.consumed", data=consumed)
             self.store.record(decision, updated, actor=decision.decided_by, event="decision.denied_by_person",
                               subject=inc.id, data={"comment": decision.comment})
+        self._count(decision)
         return None
+
+    def _count(self, decision: Decision) -> None:
+        """One more decision in ``autonomic_decisions_total``, by verdict; a person's approval
+        never acted on because the trouble cleared first (a denied decision of the
+        :data:`TROUBLE_CLEARED` gate) as ``trouble_cleared``: it is no denial of the remedy."""
+        self.metrics.decision(TROUBLE_CLEARED if decision.never_acted_on else decision.verdict.value)
 
     # --- breaker ---------------------------------------------------------------------------
 

@@ -132,7 +132,11 @@ class Actuator(Protocol):
 
     Optional: ``no_effect(target, params) -> str | None``, read-only, says why carrying out
     ``params`` now would change nothing (a config value already at a scale's ``max``), None
-    otherwise; diagnosis passes such a remedy over (the config actuator has it).
+    otherwise; diagnosis passes such a remedy over, and a workflow when every one of its steps
+    says so (the config actuator has it). It is asked while diagnosing, in one step of the
+    engine's loop (named to its watchdog first) and not counted in ``Engine.stuck_after_s``: keep
+    it a quick local read (the config actuator reads its file, no git, no network), or give each
+    request at most :data:`UNIT_READ_TIMEOUT_S`.
     """
 
     type: ClassVar[str]

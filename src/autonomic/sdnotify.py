@@ -3,8 +3,9 @@
 A ``Type=notify`` unit gives the process ``$NOTIFY_SOCKET``: an AF_UNIX datagram socket, a path or,
 starting with ``@``, an abstract name. Each message is one datagram of ``KEY=value`` lines. The
 engine sends ``READY=1`` once it runs (see ``autonomic run``), a ``STATUS=`` line that
-``systemctl status`` shows, ``STOPPING=1`` when it begins a clean stop and, with ``WatchdogSec=``
-(``$WATCHDOG_USEC``, for the process ``$WATCHDOG_PID`` names, if any), ``WATCHDOG=1`` every half
+``systemctl status`` shows, ``STOPPING=1`` when it begins to stop, however it stops (a signal,
+the leader's lease lost, the loop failing), with a ``STATUS=`` line saying why, and, with
+``WatchdogSec=`` (``$WATCHDOG_USEC``, for the process ``$WATCHDOG_PID`` names, if any), ``WATCHDOG=1`` every half
 of that, but only while the loop's :class:`~autonomic.liveness.Watchdog` says it makes progress:
 once one step has lasted past ``stuck_after_s`` the beats stop and systemd restarts the engine
 (``WatchdogSec=`` later), as the kubelet does when ``/healthz`` fails. A thread that beat on a timer
@@ -44,6 +45,7 @@ class SystemdNotify:
         self._failed: str | None = None
         self._status: str | None = None
         self.ready_sent = False
+        self.stopping_sent = False
 
     @classmethod
     def from_environ(cls, environ: MutableMapping[str, str], pid: int) -> SystemdNotify | None:
@@ -106,8 +108,11 @@ class SystemdNotify:
             self.ready_sent = self.ready_sent or ready
 
     def stopping(self, why: str) -> None:
-        """``STOPPING=1``: the engine begins its clean stop (systemd's stop timeout applies now)."""
-        self.send("STOPPING=1", f"STATUS={' '.join(why.split())[:300]}")
+        """``STOPPING=1`` and ``STATUS=why``: the engine begins to stop (systemd's stop timeout
+        applies now); once: the first reason told stands (a SIGTERM, then the loop ending on it)."""
+        if self.stopping_sent:
+            return
+        self.stopping_sent = self.send("STOPPING=1", f"STATUS={' '.join(why.split())[:300]}")
 
     def keep_watchdog(self, stuck: Callable[[], str | None], done: threading.Event) -> threading.Thread | None:
         """Start the thread that sends ``WATCHDOG=1`` every half of ``watchdog_s`` while

@@ -63,7 +63,8 @@ def _race(stores: list[Store], incident_id: str,
         who = f"person:p{i}"
         barrier.wait()
         try:
-            answer_approval(stores[i], incident_id, verdicts[i], actor=who, comment=f"from {who}", now=T0 + 1)
+            answer_approval(stores[i], incident_id, verdicts[i], actor=who, comment=f"from {who}", now=T0 + 1,
+                            approval_ttl_s=3600.0)
             won.append(who)
         except ValueError as exc:
             refused[who] = str(exc)
@@ -106,7 +107,7 @@ def test_of_simultaneous_denials_of_an_approval_exactly_one_replaces_it(stores: 
     store = stores[0]
     incident_id, decision = _waiting(store)
     for _ in range(ROUNDS):
-        answer_approval(store, incident_id, "approve", actor="person:first", comment="", now=T0)
+        answer_approval(store, incident_id, "approve", actor="person:first", comment="", now=T0, approval_ttl_s=3600.0)
         before = store.audit_events()[-1].seq
         verdicts: list[Literal["approve", "deny"]] = ["deny"] * (PEOPLE - 1) + ["approve"]
         won, refused = _race(stores, incident_id, verdicts)
@@ -125,10 +126,11 @@ def test_the_engine_takes_an_approval_only_while_it_is_still_the_answer_stored(s
     read deletes nothing (and audits nothing) once a denial has replaced it, on either back end."""
     store = stores[0]
     incident_id, decision = _waiting(store)
-    answer_approval(store, incident_id, "approve", actor="person:ann", comment="", now=T0)
+    answer_approval(store, incident_id, "approve", actor="person:ann", comment="", now=T0, approval_ttl_s=3600.0)
     read = store.get_state(approval_key(incident_id))
     assert read is not None
-    answer_approval(stores[1], incident_id, "deny", actor="person:bob", comment="", now=T0)  # another replica
+    answer_approval(stores[1], incident_id, "deny", actor="person:bob", comment="", now=T0,  # another replica
+                    approval_ttl_s=3600.0)
     before = store.audit_events()[-1].seq
     approval = {"verdict": "approve", "actor": read["actor"], "decision": read["decision"]}
     assert not store.delete_state_if(approval_key(incident_id), approval, actor="engine", event="approval.consumed")

@@ -10,6 +10,7 @@ import json
 import re
 import time
 import warnings
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +18,7 @@ from typing import Any
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from autonomic.config import load_config_data
 from autonomic.engine import Engine, approval_key, pause_key
@@ -1134,3 +1136,80 @@ def test_a_pruned_incident_is_a_404_saying_retention_pruned_it_and_what_remains_
     assert closed_id not in json.dumps(listed) and env.open_id in json.dumps(listed)
     report = env.client.get("/api/v1/audit/verify", headers=h).json()
     assert report["ok"] and report["from_seq"] == 1
+
+
+def _decisions_counted(env: Env) -> dict[str, int]:
+    """``autonomic_decisions_total`` per verdict, as GET /metrics serves it."""
+    text = env.client.get("/metrics").text
+    return {s.labels["verdict"]: int(s.value) for family in text_string_to_metric_families(text)
+            for s in family.samples if s.name == "autonomic_decisions_total"}
+
+
+def _engines_own_on_web(env: Env) -> Counter[str]:
+    """The decisions the engine made on web's open incident meanwhile (it decides it at the same tick)."""
+    return Counter(d.verdict.value for d in env.store.decisions(env.open_id))
+
+
+def test_an_approval_never_acted_on_because_the_trouble_cleared_is_counted_in_metrics_as_trouble_cleared(
+        env: Env) -> None:
+    """db waits for approval; no finding has come for 9 s (its trouble cleared on its own); a
+    person approves through the API. The engine records a decision of the person's, never acted
+    on (gate trouble_cleared). Before, /metrics did not count it at all; now it is counted under
+    its own verdict label, apart from denials."""
+    engine = _engine(env)
+    engine.start()
+    r = env.client.post(f"/api/v1/approvals/{env.waiting_id}/approve", headers=env.auth("operator"),
+                        json={"comment": "go"})
+    assert r.status_code == 200, r.text
+    env.ctx.clock.advance(30)  # type: ignore[attr-defined]
+    engine.tick()
+    assert env.store.decisions(env.waiting_id)[-1].never_acted_on
+    assert _decisions_counted(env) == _engines_own_on_web(env) + Counter({"trouble_cleared": 1})
+
+
+def test_a_persons_denial_is_counted_in_metrics_as_denied(env: Env) -> None:
+    """Before, a person's denial was recorded as a denied decision but /metrics did not count it."""
+    engine = _engine(env)
+    engine.start()
+    r = env.client.post(f"/api/v1/approvals/{env.waiting_id}/deny", headers=env.auth("operator"),
+                        json={"comment": "not now"})
+    assert r.status_code == 200, r.text
+    env.ctx.clock.advance(30)  # type: ignore[attr-defined]
+    engine.tick()
+    assert env.store.decisions(env.waiting_id)[-1].person_said_no
+    assert _decisions_counted(env) == _engines_own_on_web(env) + Counter({"denied": 1})
+
+
+def test_an_approval_given_after_its_request_expired_is_refused_with_409_and_audited_as_late(env: Env) -> None:
+    """db's request was made at T0+1 (approval_ttl_s: an hour); a person approves a minute after it
+    expired, before the engine has looked. Before, the API answered 200 ("the engine acts on its
+    next tick") and the engine then closed the incident as expired, acting on nothing. Now 409
+    says so and nothing is stored but the attempt, audited approval.late on the incident; after
+    the engine has closed the incident, a second late approval is told that too, nothing runs
+    either way, and the incident's explanation says it was approved after the request expired."""
+    env.ctx.clock.advance(3600 + 1 + 60 - 10)  # type: ignore[attr-defined]  # the clock is at T0+10
+    headers = env.auth("operator")
+    r = env.client.post(f"/api/v1/approvals/{env.waiting_id}/approve", headers=headers, json={"comment": "go"})
+    assert r.status_code == 409, r.text
+    detail = r.json()["detail"]
+    assert detail.startswith(f"incident {env.waiting_id[:8]}: too late, nothing will be done on this approval: its "
+                             "approval request expired at "), detail
+    assert "60 s before it, and the engine closes the incident as expired at its next look" in detail
+    assert env.store.get_state(approval_key(env.waiting_id)) is None
+    late = env.store.audit_events()[-1]
+    assert (late.kind, late.actor, late.data["late_by_s"]) == ("approval.late", "token:operator", 60.0)
+
+    engine = _engine(env)
+    engine.start()
+    engine.tick()
+    inc = env.store.get(Incident, env.waiting_id)
+    assert inc is not None and inc.state == IncidentState.EXPIRED
+    assert env.store.actions(incident_id=env.waiting_id) == []
+    again = env.client.post(f"/api/v1/approvals/{env.waiting_id}/approve", headers=headers, json={})
+    assert again.status_code == 409 and "the engine has closed the incident as expired" in again.json()["detail"]
+    assert [e.kind for e in env.store.audit_events(subject=env.waiting_id)
+            if e.kind.startswith("approval.")] == ["approval.late", "approval.expired", "approval.late"]
+    # the incident's explanation says the request was approved, late (it said "expired unanswered")
+    chain = env.client.get(f"/api/v1/incidents/{env.waiting_id}", headers=env.auth("viewer")).json()
+    assert chain["decisions"][-1]["ruled_by"] == "by engine; expired: approved by token:operator after the request " \
+                                                "expired"

@@ -707,6 +707,34 @@ def test_report_pause_and_token_times_are_the_database_servers_clock_not_the_ope
         store.close()
 
 
+def test_an_approval_given_after_its_request_expired_is_refused_saying_so_and_audited_as_late(
+        cfg: Path, store: Store) -> None:
+    """The request was made two hours ago (approval_ttl_s: an hour); the engine, stopped meanwhile,
+    has not yet closed the incident as expired. Before, ``autonomic approve`` said "the engine acts
+    on its next tick" (exit 0) and the engine then expired it without acting: the person believed a
+    fix was coming. Now it is refused (exit 2) saying the request expired, when, and that nothing
+    will be done; no answer is stored, and the audit log says who approved, and how late."""
+    inc = _incident(store, "8888aaaa", IncidentState.AWAITING_APPROVAL)
+    action = ActionSpec(type="process", target="web", params={"op": "restart"})
+    diagnosis = Diagnosis(incident_id=inc.id, ts=inc.opened_at, pattern_id="process-down-restart", action=action,
+                          confidence=0.8, rationale="down")
+    asked = Decision(incident_id=inc.id, diagnosis_id=diagnosis.id, ts=time.time() - 7200,
+                     verdict=Verdict.NEEDS_APPROVAL, action=action)
+    store.record(diagnosis, asked, actor="engine", event="decision.needs_approval", subject=inc.id)
+    result = cli("approve", inc.id[:8], "-m", "go", "--actor", "person:alice", "-c", cfg)
+    assert result.exit_code == 2, result.stdout
+    assert "the engine acts" not in result.stdout + result.stderr
+    assert result.stderr.startswith("autonomic: incident 8888aaaa: too late, nothing will be done on this approval: "
+                                    "its approval request expired at "), result.stderr
+    assert "(engine.approval_ttl_s 3600 s after it was asked)" in result.stderr
+    assert "the engine closes the incident as expired at its next look" in result.stderr
+    assert store.get_state(f"approval:{inc.id}") is None
+    late = store.audit_events()[-1]
+    assert (late.kind, late.actor, late.subject) == ("approval.late", "person:alice", inc.id)
+    assert (late.data["incident"], late.data["decision"], late.data["comment"]) == (inc.id, asked.id, "go")
+    assert late.data["expired_at"] == asked.ts + 3600 and 3590 < late.data["late_by_s"] < 3700
+
+
 def test_deny_defaults_the_actor_to_this_user(cfg: Path, store: Store) -> None:
     inc = _incident(store, "2222bbbb", IncidentState.AWAITING_APPROVAL)
     assert cli("deny", inc.id[:8], "-m", "not now", "-c", cfg).exit_code == 0

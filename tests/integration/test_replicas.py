@@ -108,6 +108,29 @@ def test_under_systemd_the_leader_and_a_standby_each_say_ready_and_who_leads(rep
         b_sd.close()
 
 
+def test_under_systemd_a_leader_that_lost_its_lease_says_stopping_and_why_before_it_exits_3(
+        replicas: Any, tmp_path: Path) -> None:
+    """The leader is frozen (SIGSTOP) until the standby takes over; woken, it finds the lease lost
+    and exits 3. Before, systemd was told nothing of that stop (STOPPING=1 came only from SIGTERM):
+    the unit read as running, its STATUS "leading", while it stopped its services and exited. Now
+    STOPPING=1 comes first, with a STATUS saying the lease was lost, to whom, and that it exits."""
+    a_sd = NotifySocket(tmp_path / "a.notify")
+    try:
+        a = replicas("replica-a", env={"NOTIFY_SOCKET": a_sd.variable})
+        assert a_sd.wait("READY=1") == "READY=1\nSTATUS=leading: 0 open incidents"
+        b = replicas("replica-b")
+        b.wait_status("standby", timeout=30)
+        os.kill(a.proc.pid, signal.SIGSTOP)
+        b.wait_status("ok", timeout=30)
+        os.kill(a.proc.pid, signal.SIGCONT)
+        assert a.proc.wait(timeout=30) == 3, a.log.read_text()
+        stopping = a_sd.wait("STOPPING=1", timeout=5)
+        assert stopping == ("STOPPING=1\nSTATUS=stopping: this replica (replica-a) lost the lease to replica-b "
+                            "(epoch 2); it exits (code 3) to be restarted as a standby"), a_sd.messages
+    finally:
+        a_sd.close()
+
+
 def leader_gauge(replica: Replica) -> float:
     text = httpx.get(f"http://127.0.0.1:{replica.port}/metrics", timeout=5).text
     (line,) = [ln for ln in text.splitlines() if ln.startswith("autonomic_leader ")]

@@ -312,7 +312,8 @@ def test_a_caller_that_exits_because_its_dependency_is_down_is_restarted_after_t
                 "once api's fix has run and api is up again" in diagnosis.rationale)
         api = _incident_of(rig, "api")
         assert api is not None
-        answer_approval(rig.store, api.id, "approve", actor="person:ops", comment="go", now=rig.clock.now())
+        answer_approval(rig.store, api.id, "approve", actor="person:ops", comment="go", now=rig.clock.now(),
+                        approval_ttl_s=3600.0)
         rig.tick_until(lambda: (i := _incident_of(rig, "web")) is not None and i.state.terminal)
         web = _incident_of(rig, "web")
         assert web is not None and web.state == IncidentState.RESOLVED
@@ -781,7 +782,8 @@ def test_an_approval_is_not_taken_as_cleared_between_the_steps_of_a_services_ano
         for _ in range(10):
             rig.engine.tick()
             rig.clock.advance(1.0)
-        answer_approval(rig.store, inc.id, "approve", actor="person:ops", comment="go", now=rig.clock.now())
+        answer_approval(rig.store, inc.id, "approve", actor="person:ops", comment="go", now=rig.clock.now(),
+                        approval_ttl_s=3600.0)
         with caplog.at_level(logging.INFO, logger="autonomic.engine"):
             for _ in range(3):
                 rig.engine.tick()
@@ -823,7 +825,8 @@ def test_an_approval_that_comes_after_the_trouble_cleared_on_its_own_acts_on_not
         for _ in range(10):  # the probe passes: no finding for 10 s
             rig.engine.tick()
             rig.clock.advance(1.0)
-        answer_approval(rig.store, inc.id, "approve", actor="person:ops", comment="go", now=rig.clock.now())
+        answer_approval(rig.store, inc.id, "approve", actor="person:ops", comment="go", now=rig.clock.now(),
+                        approval_ttl_s=3600.0)
         for _ in range(5):
             rig.engine.tick()
             rig.clock.advance(1.0)

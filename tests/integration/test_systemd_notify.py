@@ -70,7 +70,8 @@ def test_the_engine_says_ready_after_its_first_tick_beats_the_watchdog_says_its_
     """Before, systemd could not tell started from ready, nor a stuck engine from a working one:
     nothing was sent. Now READY=1 comes once the store is open, the services are started and the
     first tick is done; WATCHDOG=1 every half WATCHDOG_USEC; a STATUS line that follows the kill
-    switch; STOPPING=1 at SIGTERM. The supervised service does not inherit NOTIFY_SOCKET."""
+    switch; STOPPING=1 at SIGTERM. The supervised service does not inherit NOTIFY_SOCKET. The start
+    logs how long a clean stop may take (TimeoutStopSec= should be longer)."""
     env_file = tmp_path / "service-env.txt"
     service = (f"import os, time; open({str(env_file)!r}, 'w').write(os.environ.get('NOTIFY_SOCKET', 'unset') + ' ' "
                "+ os.environ.get('WATCHDOG_USEC', 'unset')); time.sleep(600)")
@@ -98,7 +99,12 @@ def test_the_engine_says_ready_after_its_first_tick_beats_the_watchdog_says_its_
     proc.send_signal(signal.SIGTERM)
     assert systemd.wait("STOPPING=1") == "STOPPING=1\nSTATUS=stopping (SIGTERM) after the current step"
     assert proc.wait(timeout=60) == 0, log.read_text()
-    assert "systemd watchdog: WATCHDOG=1 every 0.5 s while the loop makes progress" in log.read_text()
+    text = log.read_text()
+    assert "systemd watchdog: WATCHDOG=1 every 0.5 s while the loop makes progress" in text
+    # what a clean stop may need, for the unit's TimeoutStopSec= (systemd does not tell the engine its value)
+    assert "systemd: a clean stop may take up to " in text, text
+    assert "the services' longest stop_timeout_s 10 s + 5 s after a SIGKILL + 1 last store write of at most " in text
+    assert " s + the notifiers 5 s); keep the unit's TimeoutStopSec= above that" in text, text
 
 
 def test_an_abstract_notify_socket_is_told_too(tmp_path: Path, procs: list[subprocess.Popen[bytes]]) -> None:

@@ -455,13 +455,15 @@ def test_a_denial_given_in_the_instant_the_engine_takes_an_approval_stops_it(
     h = Harness(tmp_path, policy={"autonomy": "approve"})
     h.feed("up", 0, 4)
     inc = h.incident()
-    answer_approval(h.store, inc.id, "approve", actor="person:ann", comment="go", now=h.clock.now())
+    answer_approval(h.store, inc.id, "approve", actor="person:ann", comment="go", now=h.clock.now(),
+                    approval_ttl_s=3600.0)
     read = h.store.get_state
 
     def read_then_a_denial_lands(key: str) -> dict[str, Any] | None:
         value = read(key)
         if key == approval_key(inc.id) and value is not None and value["verdict"] == "approve":
-            answer_approval(h.store, inc.id, "deny", actor="person:bob", comment="I am on it", now=h.clock.now())
+            answer_approval(h.store, inc.id, "deny", actor="person:bob", comment="I am on it", now=h.clock.now(),
+                            approval_ttl_s=3600.0)
         return value
 
     monkeypatch.setattr(h.store, "get_state", read_then_a_denial_lands)
@@ -484,13 +486,15 @@ def test_a_denial_given_after_the_engine_took_an_approval_is_refused_not_told_it
     h = Harness(tmp_path, policy={"autonomy": "approve"})
     h.feed("up", 0, 4)
     inc = h.incident()
-    answer_approval(h.store, inc.id, "approve", actor="person:ann", comment="go", now=h.clock.now())
+    answer_approval(h.store, inc.id, "approve", actor="person:ann", comment="go", now=h.clock.now(),
+                    approval_ttl_s=3600.0)
     decide = h.engine._decide
     refused: list[str] = []
 
     def a_denial_lands_first(*args: Any, **kwargs: Any) -> float | None:
         try:
-            answer_approval(h.store, inc.id, "deny", actor="person:bob", comment="stop", now=h.clock.now())
+            answer_approval(h.store, inc.id, "deny", actor="person:bob", comment="stop", now=h.clock.now(),
+                            approval_ttl_s=3600.0)
         except ValueError as e:
             refused.append(str(e))
         return decide(*args, **kwargs)
@@ -516,7 +520,8 @@ def test_an_engine_killed_between_taking_an_approval_and_deciding_asks_again_on_
     first.feed("up", 0, 4)
     inc = first.incident()
     [asked] = store.decisions(inc.id)
-    answer_approval(store, inc.id, "approve", actor="person:ann", comment="go", now=first.clock.now())
+    answer_approval(store, inc.id, "approve", actor="person:ann", comment="go", now=first.clock.now(),
+                    approval_ttl_s=3600.0)
 
     def killed(*args: Any, **kwargs: Any) -> float | None:
         raise RuntimeError("killed after the take")
@@ -537,9 +542,9 @@ def test_an_engine_killed_between_taking_an_approval_and_deciding_asks_again_on_
     assert first.actuator.calls == [] and h.actuator.calls == [] and store.actions() == []
     with pytest.raises(ValueError, match="asked again"):
         answer_approval(store, inc.id, "approve", actor="person:ann", comment="go", now=h.clock.now(),
-                        answers=asked.id)
+                        approval_ttl_s=3600.0, answers=asked.id)
     answer_approval(store, inc.id, "approve", actor="person:ann", comment="go again", now=h.clock.now(),
-                    answers=decisions[-1].id)
+                    approval_ttl_s=3600.0, answers=decisions[-1].id)
     h.feed("up", 0, 2)
     assert [c for c, *_ in h.actuator.calls] == ["apply"]
 
@@ -2903,3 +2908,98 @@ def test_a_leader_stops_its_supervised_services_while_it_still_renews_its_lease(
     h.engine.run(stop, on_tick=lambda _: stop.set())
     assert renewing_while_stopping == [True]
     assert store.lease("engine") is None or store.lease("engine").holder is None  # released after
+
+
+def test_the_loop_says_why_it_stops_once_however_it_stops_before_the_services_stop(tmp_path: Path) -> None:
+    """``on_stopping`` (what ``autonomic run`` tells systemd as STOPPING=1 and a STATUS): called
+    once, before the supervised services are stopped, when the loop is asked to stop and when it
+    raises (the exception still goes up). Before, only a signal was told, by the CLI itself."""
+    said: list[str] = []
+    order: list[str] = []
+    h = Harness(tmp_path)
+    h.engine.supervisor.stop_all = lambda timeout_s=None: order.append("services stopped")  # type: ignore[method-assign]
+    stop = threading.Event()
+    h.engine.run(stop, on_tick=lambda _: stop.set(), on_stopping=lambda why: (said.append(why), order.append(why)))
+    assert said == ["stopping after the current step"]
+    assert order == ["stopping after the current step", "services stopped"]
+
+    said.clear()
+    (tmp_path / "again").mkdir()
+    failing = Harness(tmp_path / "again")
+
+    def tick() -> None:
+        raise RuntimeError("the store went away")
+
+    failing.engine.tick = tick  # type: ignore[method-assign]
+    with pytest.raises(RuntimeError, match="the store went away"):
+        failing.engine.run(threading.Event(), on_stopping=said.append)
+    assert said == ["stopping: the engine loop failed (RuntimeError: the store went away)"]
+
+
+SETTLE_WORKFLOW = """
+id: fake-down-settle
+match: {cause: down, kind: state}
+action:
+  steps:
+    - {name: set, type: fake, params: {op: poke, value: 0}}
+    - {name: then, type: fake, params: {op: poke, value: %(then)d}}
+prior_confidence: 1.0
+rollback_safe: true
+verify: {metric: up, min: 1, window_s: 10, delay_s: 3, min_samples: 3}
+"""
+
+
+class SettledActuator(FakeActuator):
+    """A fake actuator that can tell an action would change nothing (as the config actuator can
+    for a value already set): ``value: 0`` is what the service has already. Records what the
+    engine's watchdog was told the loop was doing during each read."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.engine: Engine | None = None
+        self.reads: list[str] = []
+
+    def no_effect(self, target: Target, params: BaseModel) -> str | None:
+        assert self.engine is not None
+        self.reads.append(self.engine.watchdog.doing)
+        return "value 0 is set already" if getattr(params, "value", None) == 0 else None
+
+
+def _settle_harness(tmp_path: Path, then: int) -> tuple[Harness, SettledActuator]:
+    pdir = tmp_path / "patterns"
+    pdir.mkdir(exist_ok=True)
+    (pdir / "settle.yaml").write_text(SETTLE_WORKFLOW % {"then": then})
+    actuator = SettledActuator()
+    h = Harness(tmp_path, actuator=actuator)
+    actuator.engine = h.engine
+    return h, actuator
+
+
+def test_a_workflow_every_step_of_which_would_change_nothing_is_passed_over_for_the_next_remedy(
+        tmp_path: Path) -> None:
+    """Before, only single-step actions were asked whether they would change anything: a workflow
+    of no-ops ran, then waited its verification window for nothing. Now it is passed over as one
+    that cannot run here, naming each step's reason, and the next remedy is carried out. Each
+    read is named to the loop's watchdog first (an actuator call made while diagnosing)."""
+    h, actuator = _settle_harness(tmp_path, then=0)
+    h.feed("up", 0, 4)
+    (action,) = h.store.actions()
+    assert action.pattern_id == "fake-down-poke"
+    (diagnosis,) = h.store.diagnoses(h.incident().id)
+    settle = next(c for c in diagnosis.candidates if c.pattern_id == "fake-down-settle")
+    assert ("cannot run here: svc: every step would change nothing: step 1/2 fake:set: value 0 is set already; "
+            "step 2/2 fake:then: value 0 is set already") in settle.reasons
+    read = "fake on svc: reading whether {} would change anything (an actuator call)"
+    assert sorted(actuator.reads) == [read.format("fake-down-poke"), *[read.format("fake-down-settle")] * 2]
+
+
+def test_a_workflow_with_one_step_that_changes_something_is_carried_out_whole(tmp_path: Path) -> None:
+    """A no-op step followed by one that changes something (a value set already, then a restart)
+    is no no-op: the workflow is chosen and runs both steps."""
+    h, _ = _settle_harness(tmp_path, then=1)
+    h.feed("up", 0, 4)
+    (action,) = h.store.actions()
+    assert action.pattern_id == "fake-down-settle" and len(action.workflow) == 2
+    key = action.idempotency_key
+    assert [c for c in h.actuator.calls if c[0] == "apply"] == [("apply", "svc", f"{key}:0"),
+                                                                  ("apply", "svc", f"{key}:1")]

@@ -129,3 +129,16 @@ def test_no_watchdog_thread_when_systemd_expects_no_beats(listener: tuple[socket
     sd = SystemdNotify(listener[1])
     assert sd.keep_watchdog(lambda: None, threading.Event()) is None
     sd.close()
+
+
+def test_stopping_is_sent_once_and_the_first_reason_stands(listener: tuple[socket.socket, str]) -> None:
+    """A SIGTERM says STOPPING=1, then the loop ending on it says so again with its own reason:
+    systemd is told once, with the first reason (the signal); later messages still go."""
+    sock, path = listener
+    sd = SystemdNotify(path)
+    sd.stopping("stopping (SIGTERM) after the current step")
+    sd.stopping("stopping after the current step")
+    sd.status("stopped")
+    got = [sock.recv(4096).decode() for _ in range(2)]
+    assert got == ["STOPPING=1\nSTATUS=stopping (SIGTERM) after the current step", "STATUS=stopped"]
+    sd.close()

@@ -235,8 +235,9 @@ class ConfigActuator:
     def no_effect(self, target: Target, params: BaseModel) -> str | None:
         """Why carrying out ``params`` on ``target`` now would change nothing, or None: a ``set``
         or ``scale`` whose new value is the one the file holds already (a pool at the scale's
-        ``max``: raising it again is no remedy). Read-only; None when the file cannot be read
-        (``apply`` then reports why)."""
+        ``max``: raising it again is no remedy). Read-only, the file alone (no git command: it is
+        asked while diagnosing, in the engine's loop); None when the file cannot be read (``apply``
+        then reports why)."""
         p, b = _params(params), _binding(target)
         if p.op == "revert_last":
             return None

@@ -657,7 +657,7 @@ def _write_routes(ctx: ApiContext) -> APIRouter:
         full = _resolve_incident(ctx, incident_id)
         try:
             answer_approval(ctx.store, full, verdict, actor=who.actor, comment=body.comment, now=ctx.clock.now(),
-                            answers=body.decision)
+                            approval_ttl_s=ctx.config.engine.approval_ttl_s, answers=body.decision)
         except ValueError as exc:
             raise HTTPException(409, str(exc)) from None
         return {"incident_id": full, "verdict": verdict, "actor": who.actor}
@@ -665,7 +665,9 @@ def _write_routes(ctx: ApiContext) -> APIRouter:
     @router.post("/approvals/{incident_id}/approve", responses=errors)
     def approve(incident_id: str, who: Annotated[Principal, Depends(operator)],
                 body: Annotated[CommentBody, Body()] = CommentBody()) -> dict[str, Any]:
-        """Approve the action the incident waits on; the engine acts on its next tick."""
+        """Approve the action the incident waits on; the engine acts on its next tick. 409 when its
+        request has expired (engine.approval_ttl_s): nothing will act on it; the attempt is
+        audited ``approval.late``."""
         return answer(incident_id, "approve", body, who)
 
     @router.post("/approvals/{incident_id}/deny", responses=errors)

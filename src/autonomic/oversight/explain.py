@@ -64,10 +64,13 @@ def ruling(d: dict[str, Any]) -> tuple[str, str]:
 
 
 def _unanswered(audit: list[dict[str, Any]]) -> str:
-    """Why an approval request the incident closed on was never acted on, from its audit events."""
-    late = next((e for e in reversed(audit) if e["kind"] == "approval.expired"), None)
-    if late is not None:
-        who = (late.get("data") or {}).get("approved_late_by")
+    """Why an approval request the incident closed on was never acted on, from its audit events:
+    it expired, unanswered or approved late (an approval the engine found late, or one refused
+    as late when given, audited ``approval.late``), or the trouble cleared first."""
+    expired = next((e for e in reversed(audit) if e["kind"] == "approval.expired"), None)
+    if expired is not None:
+        refused = next((e for e in audit if e["kind"] == "approval.late"), None)
+        who = (expired.get("data") or {}).get("approved_late_by") or (refused or {}).get("actor")
         return f"expired: approved by {who} after the request expired" if who else "expired unanswered"
     return "the trouble cleared on its own before an answer"
 

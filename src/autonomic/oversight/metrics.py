@@ -25,7 +25,9 @@ class EngineMetrics:
         r = self.registry
         self._findings = Counter("autonomic_findings", "Findings produced, by kind", ["kind"], registry=r)
         self._incidents = Counter("autonomic_incidents_opened", "Incidents opened", registry=r)
-        self._decisions = Counter("autonomic_decisions", "Decisions made, by verdict", ["verdict"], registry=r)
+        self._decisions = Counter("autonomic_decisions", "Decisions made, by verdict (trouble_cleared: a person's "
+                                  "approval never acted on because the trouble cleared first)", ["verdict"],
+                                  registry=r)
         self._actions = Counter(
             "autonomic_actions", "Actions finished, by type and outcome", ["type", "outcome"], registry=r
         )
