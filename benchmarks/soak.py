@@ -28,9 +28,11 @@ turn most of the run into escalations).
 
 Usage: ``python benchmarks/soak.py --minutes 60 --json [--seed 1] [--samples soak.jsonl]``;
 prints one JSON line: start, end and slope per hour (least squares over the samples after
-``--warmup-s``) of each figure, and the outcome counts. ``--tracemalloc`` adds the 15 biggest
-allocation growths between the end of the warm-up and the end, and ``--profile DIR`` writes a
-cProfile of each sample period's ticks (both slow: for hunting a leak or a creeping tick).
+``--warmup-s``) of each figure, and the outcome counts. ``--trim`` calls glibc's ``malloc_trim(0)``
+after each sample and records the RSS left (what the allocator could not give back).
+``--tracemalloc`` adds the 15 biggest allocation growths between the end of the warm-up and the
+end, and ``--profile DIR`` writes a cProfile of each sample period's ticks (both slow: for hunting
+a leak or a creeping tick).
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ import json
 import logging
 import os
 import random
+import re
 import resource
 import shutil
 import sqlite3
@@ -148,6 +151,49 @@ def malloc_figures() -> dict[str, float]:
     return {"malloc_used_mb": (info.uordblks + info.hblkhd) / 2**20, "malloc_free_mb": info.fordblks / 2**20}
 
 
+def pymalloc_figures() -> dict[str, float]:
+    """CPython's own small-object allocator (pymalloc), from ``sys._debugmallocstats``, in MB: the
+    arenas it holds (mmapped, so outside glibc's account), the bytes in blocks in use, and the
+    bytes free inside its arenas (free blocks and unused pools). Arenas growing while blocks in use
+    stay flat is fragmentation: a few live objects pinning otherwise empty arenas."""
+    fd = os.dup(2)
+    try:
+        with tempfile.TemporaryFile() as f:
+            os.dup2(f.fileno(), 2)  # the statistics are written by C code to file descriptor 2
+            try:
+                sys._debugmallocstats()
+            finally:
+                os.dup2(fd, 2)
+            f.seek(0)
+            text = f.read().decode(errors="replace")
+    finally:
+        os.close(fd)
+
+    def total(pattern: str) -> int | None:
+        found = re.search(pattern + r".*=\s*([\d,]+)\s*$", text, re.MULTILINE)
+        return int(found.group(1).replace(",", "")) if found else None
+
+    arenas = total(r"^\d+ arenas \* \d+ bytes/arena")
+    if arenas is None:
+        return {}
+    return {"pymalloc_arenas_mb": arenas / 2**20,
+            "pymalloc_used_mb": (total(r"^# bytes in allocated blocks") or 0) / 2**20,
+            "pymalloc_free_mb": ((total(r"^# bytes in available blocks") or 0)
+                                 + (total(r"^\d+ unused pools \* \d+ bytes") or 0)) / 2**20}
+
+
+def malloc_trim() -> bool:
+    """Ask glibc to give its free memory back to the system (``malloc_trim(0)``); False where
+    there is no glibc."""
+    try:
+        fn = ctypes.CDLL("libc.so.6").malloc_trim
+    except (OSError, AttributeError):
+        return False
+    fn.argtypes = [ctypes.c_size_t]
+    fn(0)
+    return True
+
+
 def table_rows(db: Path) -> dict[str, int]:
     """Rows per table, read through a read-only connection of its own."""
     conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10)
@@ -237,6 +283,7 @@ def sample(engine: Engine, timer: TickTimer, t0: float, api: tuple[str, str] | N
         "rss_anon_mb": _status("RssAnon") / 1024,
         "rss_file_mb": _status("RssFile") / 1024,
         **malloc_figures(),
+        **pymalloc_figures(),
         "process_cpu_s": usage.ru_utime + usage.ru_stime,
         "ticks": len(wall),
         "tick_ms_median": _median(wall) * 1000,
@@ -308,9 +355,10 @@ def summarise(rows: list[dict[str, Any]], warmup_s: float) -> dict[str, dict[str
 
 class Sampler(threading.Thread):
     def __init__(self, engine: Engine, timer: TickTimer, t0: float, every_s: float,
-                 api: tuple[str, str] | None, out: Path | None) -> None:
+                 api: tuple[str, str] | None, out: Path | None, trim: bool = False) -> None:
         super().__init__(name="soak-sampler", daemon=True)
         self.engine, self.timer, self.t0, self.every_s, self.api, self.out = engine, timer, t0, every_s, api, out
+        self.trim = trim
         self.rows: list[dict[str, Any]] = []
         self.stop = threading.Event()
 
@@ -320,6 +368,9 @@ class Sampler(threading.Thread):
         except Exception as exc:  # a sample lost is reported, the soak goes on
             print(f"sample failed: {exc!r}", file=sys.stderr)
             return
+        if self.trim and malloc_trim():  # what is left once glibc has given back what it can
+            row["rss_trimmed_mb"] = _status("VmRSS") / 1024
+            row["rss_anon_trimmed_mb"] = _status("RssAnon") / 1024
         self.rows.append(row)
         if self.out is not None:
             with self.out.open("a") as f:
@@ -404,7 +455,8 @@ def _urls(config: Any) -> dict[str, str]:
 
 
 def run(minutes: float, seed: int, sample_s: float, warmup_s: float, samples_path: Path | None,
-        use_tracemalloc: bool, timeline_path: Path | None, profile_dir: Path | None = None) -> dict[str, Any]:
+        use_tracemalloc: bool, timeline_path: Path | None, profile_dir: Path | None = None,
+        trim: bool = False) -> dict[str, Any]:
     from autonomic.oversight.api import ApiContext, create_app
     from autonomic.oversight.auth import create_token
 
@@ -430,7 +482,7 @@ def run(minutes: float, seed: int, sample_s: float, warmup_s: float, samples_pat
     thread = threading.Thread(target=engine.run, args=(stop,), name="engine", daemon=True)
     if samples_path is not None:
         samples_path.write_text("")
-    sampler = Sampler(engine, timer, t0, sample_s, (server.url, token), samples_path)
+    sampler = Sampler(engine, timer, t0, sample_s, (server.url, token), samples_path, trim)
     results: list[scenario.Result] = []
     operator_starts = 0
     audit: Any = None
@@ -534,10 +586,12 @@ def main() -> int:
     parser.add_argument("--tracemalloc", action="store_true", help="report the biggest allocation growths")
     parser.add_argument("--profile", type=Path, metavar="DIR",
                         help="profile the engine's ticks, one pstats file per sample period, into DIR")
+    parser.add_argument("--trim", action="store_true",
+                        help="after each sample, malloc_trim(0) and record the RSS left (rss_trimmed_mb)")
     parser.add_argument("--json", action="store_true", help="print only the JSON line on stdout")
     args = parser.parse_args()
     summary = run(args.minutes, args.seed, args.sample_s, args.warmup_s, args.samples, args.tracemalloc,
-                  args.timeline, args.profile)
+                  args.timeline, args.profile, args.trim)
     if args.json:
         print(json.dumps(summary))
     else:
