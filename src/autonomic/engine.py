@@ -78,7 +78,7 @@ from autonomic.oversight.reports import due_reports, report_notification
 from autonomic.plan.autonomy import Evidence, earned_effective, ladder_event, people_evidence
 from autonomic.plan.backoff import BackoffState, backoff_allows, backoff_delay, backoff_record
 from autonomic.plan.breaker import BreakerState, breaker_record
-from autonomic.plan.diagnose import DiagnoseContext, cannot_run, diagnose, service_record
+from autonomic.plan.diagnose import ASSUMED_ORDER, DiagnoseContext, cannot_run, diagnose, service_record
 from autonomic.plan.gates import (
     Counts,
     GateContext,
@@ -281,7 +281,8 @@ class Engine:
         what would have been done. A pattern the service cannot carry out (an actuator it does not
         bind, a runbook its binding lacks) is passed over as the live engine passes it over, unless
         ``assume_bound`` (a replay without a config, whose services bind nothing: every remedy is
-        taken as one the service could run)."""
+        taken as one the service could run; among remedies equally ranked, one through autonomic's own
+        ``process`` actuator, the embedded default, is taken as the service's first binding)."""
         self.config = config
         self.shadow_only = shadow_only
         self.assume_bound = assume_bound
@@ -1626,7 +1627,8 @@ class Engine:
         change = self._last_change(inc.service)
         ctx = DiagnoseContext(now=now, service_type=svc.type if svc else None,
                               last_change_at=change.at if change else None, last_change=change, record=record,
-                              recent_actions=recent, uncounted_actions=uncounted, cannot_run=cannot)
+                              recent_actions=recent, uncounted_actions=uncounted, cannot_run=cannot,
+                              actuator_order=self._actuator_order(inc.service))
         own = self._own_failure(inc.service, inc.cause)
         diagnosis = diagnose(inc, findings, list(self.patterns.values()), ctx)
         diagnosis = self._with_root_causes(diagnosis, inc, now, own)
@@ -1724,6 +1726,15 @@ class Engine:
         if self.assume_bound:
             return {}
         return cannot_run(self.patterns.values(), self.config.bindings.get(service, {}), service)
+
+    def _actuator_order(self, service: str) -> tuple[str, ...]:
+        """The service's actuator types in the order its config binds them, which ranks remedies
+        of equal confidence (``DiagnoseContext.actuator_order``): a service bound to process and
+        systemd is restarted through the one it lists first. A replay without a config, whose
+        services bind nothing, takes autonomic's own ``process`` actuator as bound first."""
+        if self.assume_bound:
+            return ASSUMED_ORDER
+        return tuple(self.config.bindings.get(service, {}))
 
     def _no_effect(self, inc: Incident, cannot: dict[str, str]) -> dict[str, str]:
         """Per pattern that may match ``inc`` whose action would change nothing on its service now

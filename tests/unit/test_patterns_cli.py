@@ -127,12 +127,15 @@ def test_test_matching_pattern_prints_confidence_reasons_and_rank(config: Path, 
     assert out.exit_code == 0, out.output
     lines = out.output.splitlines()
     head = "pool-exhaustion-raise matches incident abcdef01 (api, cause pool, kind forecast): confidence "
-    assert lines[0].startswith(head) and lines[0].endswith(", rank 1 of 3")
+    assert lines[0].startswith(head) and lines[0].endswith(", rank 1 of 6")
     assert 0.5 < float(lines[0][len(head):].split(",")[0]) <= 0.8  # the prior 0.8 times match quality
     assert "  - cause pool == pool" in lines and "  - kind forecast matched" in lines
-    assert lines[-4] == "candidates:"
-    assert lines[-3].startswith("  1. pool-exhaustion-raise ") and lines[-2].startswith("  2. pool-exhaustion-restart ")
-    assert lines[-1].startswith("  3. pool-page-a-person ")
+    assert lines[-7] == "candidates:"
+    # the restarts through each actuator tie, ranked by id: api binds none of them
+    assert [line.split()[:2] for line in lines[-6:]] == [
+        ["1.", "pool-exhaustion-raise"], ["2.", "docker-pool-exhaustion-restart"],
+        ["3.", "kubernetes-pool-exhaustion-rollout-restart"], ["4.", "pool-exhaustion-restart"],
+        ["5.", "systemd-pool-exhaustion-restart"], ["6.", "pool-page-a-person"]]
 
 
 def test_test_of_a_service_the_config_does_not_name_passes_over_what_it_cannot_run_as_the_engine_does(
@@ -151,12 +154,13 @@ def test_test_lower_ranked_match_still_exits_0(config: Path, tmp_path: Path) -> 
     out = run("test", "pool-page-a-person", "-i", str(incident_file(tmp_path)), "-c", str(config), "--json")
     assert out.exit_code == 0, out.output
     body = json.loads(out.output)
-    assert (body["matches"], body["rank"], body["candidates"]) == (True, 3, 3)
+    assert (body["matches"], body["rank"], body["candidates"]) == (True, 6, 6)
     assert body["reasons"][:2] == ["cause pool == pool", "severity critical >= warning"]
     assert "escalate to a person" in body["reasons"][-1]
-    assert [r["pattern"] for r in body["ranking"]] == ["pool-exhaustion-raise", "pool-exhaustion-restart",
-                                                        "pool-page-a-person"]
-    assert body["confidence"] == body["ranking"][2]["confidence"] < body["ranking"][1]["confidence"]
+    assert [r["pattern"] for r in body["ranking"]] == [
+        "pool-exhaustion-raise", "docker-pool-exhaustion-restart", "kubernetes-pool-exhaustion-rollout-restart",
+        "pool-exhaustion-restart", "systemd-pool-exhaustion-restart", "pool-page-a-person"]
+    assert body["confidence"] == body["ranking"][5]["confidence"] < body["ranking"][4]["confidence"]
 
 
 def test_test_non_matching_pattern_exits_1_with_the_failed_checks(config: Path, tmp_path: Path) -> None:
