@@ -78,7 +78,7 @@ from autonomic.oversight.reports import due_reports, report_notification
 from autonomic.plan.autonomy import Evidence, earned_effective, ladder_event, people_evidence
 from autonomic.plan.backoff import BackoffState, backoff_allows, backoff_delay, backoff_record
 from autonomic.plan.breaker import BreakerState, breaker_record
-from autonomic.plan.diagnose import ASSUMED_ORDER, DiagnoseContext, cannot_run, diagnose, service_record
+from autonomic.plan.diagnose import DiagnoseContext, actuator_order, cannot_run, diagnose, service_record
 from autonomic.plan.gates import (
     Counts,
     GateContext,
@@ -1730,11 +1730,10 @@ class Engine:
     def _actuator_order(self, service: str) -> tuple[str, ...]:
         """The service's actuator types in the order its config binds them, which ranks remedies
         of equal confidence (``DiagnoseContext.actuator_order``): a service bound to process and
-        systemd is restarted through the one it lists first. A replay without a config, whose
-        services bind nothing, takes autonomic's own ``process`` actuator as bound first."""
-        if self.assume_bound:
-            return ASSUMED_ORDER
-        return tuple(self.config.bindings.get(service, {}))
+        systemd is restarted through the one it lists first (``plan.diagnose.actuator_order``). A
+        replay without a config, whose services bind nothing, takes autonomic's own ``process``
+        actuator as bound first."""
+        return actuator_order(None if self.assume_bound else self.config.bindings.get(service, {}))
 
     def _no_effect(self, inc: Incident, cannot: dict[str, str]) -> dict[str, str]:
         """Per pattern that may match ``inc`` whose action would change nothing on its service now

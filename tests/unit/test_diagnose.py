@@ -17,7 +17,14 @@ from autonomic.model import (
     Severity,
     VerifySpec,
 )
-from autonomic.plan.diagnose import DiagnoseContext, cannot_run, diagnose, record_factor, service_record
+from autonomic.plan.diagnose import (
+    DiagnoseContext,
+    actuator_order,
+    cannot_run,
+    diagnose,
+    record_factor,
+    service_record,
+)
 from autonomic.plan.patterns import load_patterns
 from autonomic.registry import Registry
 
@@ -48,8 +55,8 @@ PROCESS_WORLD = {"process": object(), "config": object(), "shell": object()}
 def bound(patterns: list[Pattern], bindings: dict[str, object] = PROCESS_WORLD, **kw: Any) -> DiagnoseContext:
     """The context of a diagnosis of api bound to ``bindings`` (in that order), as the engine makes it:
     the patterns it cannot carry out passed over, equals ranked by the order of its bindings."""
-    return DiagnoseContext(now=NOW, cannot_run=cannot_run(patterns, bindings, "api"), actuator_order=tuple(bindings),
-                           **kw)
+    return DiagnoseContext(now=NOW, cannot_run=cannot_run(patterns, bindings, "api"),
+                           actuator_order=actuator_order(bindings), **kw)
 
 
 def incident(cause: str, kind: FindingKind, severity: Severity = Severity.WARNING) -> Incident:
@@ -486,3 +493,14 @@ def test_the_crash_loop_counts_restarts_through_several_bindings_together_naming
     assert d.pattern_id == "crash-loop-hand-over"
     assert ("3 actions of process-down-restart (1), systemd-down-restart (2) in the last 1800 s (>= 3)"
             in d.candidates[0].reasons), d.candidates[0].reasons
+
+
+def test_when_no_restart_can_run_the_diagnosis_names_the_process_one_not_a_containers(
+    builtin: list[Pattern],
+) -> None:
+    """api binds only a shell: no memory restart can run there. The diagnosis names the one through
+    autonomic's own process actuator (with why it cannot run), not whichever of the tied restarts
+    through Docker, Kubernetes or systemd sorts first by id."""
+    d = diagnose(incident("memory", FindingKind.FORECAST), [], builtin, bound(builtin, {"shell": object()}))
+    assert d.pattern_id == "memory-leak-graceful-restart" and d.action is None
+    assert "but api has no process actuator binding" in d.rationale

@@ -131,11 +131,12 @@ def test_test_matching_pattern_prints_confidence_reasons_and_rank(config: Path, 
     assert 0.5 < float(lines[0][len(head):].split(",")[0]) <= 0.8  # the prior 0.8 times match quality
     assert "  - cause pool == pool" in lines and "  - kind forecast matched" in lines
     assert lines[-7] == "candidates:"
-    # the restarts through each actuator tie, ranked by id: api binds none of them
+    # the restarts through each actuator tie: api binds none of them, so autonomic's own process
+    # actuator's goes first, as the engine ranks them, then by id
     assert [line.split()[:2] for line in lines[-6:]] == [
-        ["1.", "pool-exhaustion-raise"], ["2.", "docker-pool-exhaustion-restart"],
-        ["3.", "kubernetes-pool-exhaustion-rollout-restart"], ["4.", "pool-exhaustion-restart"],
-        ["5.", "systemd-pool-exhaustion-restart"], ["6.", "pool-page-a-person"]]
+        ["1.", "pool-exhaustion-raise"], ["2.", "pool-exhaustion-restart"], ["3.", "docker-pool-exhaustion-restart"],
+        ["4.", "kubernetes-pool-exhaustion-rollout-restart"], ["5.", "systemd-pool-exhaustion-restart"],
+        ["6.", "pool-page-a-person"]]
 
 
 def test_test_of_a_service_the_config_does_not_name_passes_over_what_it_cannot_run_as_the_engine_does(
@@ -158,8 +159,8 @@ def test_test_lower_ranked_match_still_exits_0(config: Path, tmp_path: Path) -> 
     assert body["reasons"][:2] == ["cause pool == pool", "severity critical >= warning"]
     assert "escalate to a person" in body["reasons"][-1]
     assert [r["pattern"] for r in body["ranking"]] == [
-        "pool-exhaustion-raise", "docker-pool-exhaustion-restart", "kubernetes-pool-exhaustion-rollout-restart",
-        "pool-exhaustion-restart", "systemd-pool-exhaustion-restart", "pool-page-a-person"]
+        "pool-exhaustion-raise", "pool-exhaustion-restart", "docker-pool-exhaustion-restart",
+        "kubernetes-pool-exhaustion-rollout-restart", "systemd-pool-exhaustion-restart", "pool-page-a-person"]
     assert body["confidence"] == body["ranking"][5]["confidence"] < body["ranking"][4]["confidence"]
 
 

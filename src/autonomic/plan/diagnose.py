@@ -61,10 +61,18 @@ class DiagnoseContext:
     actuator_order: Sequence[str] = ()
 
 
-ASSUMED_ORDER = ("process",)
-"""``DiagnoseContext.actuator_order`` where a service's bindings are not known (a replay or a
-``patterns test`` without a config, which take every remedy as one the service could run): among
-remedies equally ranked, the one through autonomic's own process actuator, the embedded default."""
+_DEFAULT_ORDER = ("process",)  # autonomic's own actuator, the embedded default
+
+
+def actuator_order(bound: Iterable[str] | None) -> tuple[str, ...]:
+    """``DiagnoseContext.actuator_order`` of a service bound to the actuator types ``bound`` (in the
+    order its config binds them), then autonomic's own ``process`` when it is not bound: among
+    remedies equally ranked that the service cannot run, the rationale names the process one (a
+    service binding only a shell is told the graceful restart it lacks, not a container's). None:
+    its bindings are not known (a replay or a ``patterns test`` without a config, which take every
+    remedy as one the service could run): the process one first."""
+    mine = tuple(bound or ())
+    return mine + tuple(t for t in _DEFAULT_ORDER if t not in mine)
 
 OTHERS_WEIGHT = 0.25
 """How much a pattern's record on other services counts towards its record on this one."""

@@ -33,7 +33,7 @@ from autonomic.cli_common import ConfigOpt, JsonOpt, given_config, group_config
 from autonomic.cli_common import fail as _exit
 from autonomic.cli_common import load as _config
 from autonomic.model import Finding, Incident, Pattern
-from autonomic.plan.diagnose import ASSUMED_ORDER, DiagnoseContext, _match, cannot_run, diagnose
+from autonomic.plan.diagnose import DiagnoseContext, _match, actuator_order, cannot_run, diagnose
 
 patterns_app = typer.Typer(no_args_is_help=True, help="The pattern library: list, show, test.",
                            callback=group_config)
@@ -206,7 +206,7 @@ def test(
         cannot_run=(cannot_run(cfg.patterns, cfg.bindings.get(inc.service, {}), inc.service)
                     if cfg.source != "<defaults>" else {}),
         # and ranks equals by the order the service binds its actuators in
-        actuator_order=(tuple(cfg.bindings.get(inc.service, {})) if cfg.source != "<defaults>" else ASSUMED_ORDER),
+        actuator_order=actuator_order(cfg.bindings.get(inc.service, {}) if cfg.source != "<defaults>" else None),
     )
     diagnosis = diagnose(inc, data.findings, list(cfg.patterns), ctx)
     ranking = [(cand.pattern_id, cand.confidence) for cand in diagnosis.candidates]
