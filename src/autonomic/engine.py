@@ -20,7 +20,7 @@ import threading
 import time
 import zlib
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from http.cookiejar import CookieJar, DefaultCookiePolicy
 from pathlib import Path
@@ -110,6 +110,7 @@ _EXIT_TAIL_CHARS = 800  # of a dead service's log kept in its down finding's evi
 # service calling it waits for that fix (Engine._dependency_fix_until)
 _FIX_COMING = frozenset({IncidentState.OPEN, IncidentState.DIAGNOSED, IncidentState.AWAITING_APPROVAL,
                          IncidentState.ACTING, IncidentState.VERIFYING})
+_PROBE_METRICS = ("probe_ok", "probe_latency_ms")  # sampled by a service's probes (or a metrics source naming them)
 _SYMPTOMS = frozenset({"up", "probe_ok", "probe_latency_ms", "error_rate", "latency_ms", "availability",
                        "cpu_percent", "memory_percent", "pool_utilization"})
 # the direction in which each symptom is trouble: an idle service's CPU falling from 2% to 0%
@@ -317,6 +318,9 @@ class Engine:
         self.actuators = {t: self.registry.actuator(t)(ctx) for t in self.registry.types("actuator")}
         self.notifiers = notifiers or self._build_notifiers()
         self._http: httpx.Client | None = None  # the sources' HTTP client, when built here
+        # the sources are the config's own (not handed in by a test or a replay): what a service's
+        # entry configures is all that samples it (see _unverifiable)
+        self._config_sources = sources is None
         self.sources: list[Source] = sources if sources is not None else self._build_sources()
         self.thresholds: dict[str, Thresholds] = {s.name: s.thresholds for s in config.services}
         if config.engine.host_metrics:
@@ -1725,7 +1729,28 @@ class Engine:
         was told to assume every binding (a replay without a config)."""
         if self.assume_bound:
             return {}
-        return cannot_run(self.patterns.values(), self.config.bindings.get(service, {}), service)
+        out = cannot_run(self.patterns.values(), self.config.bindings.get(service, {}), service)
+        out.update(self._unverifiable(service, out))
+        return out
+
+    def _unverifiable(self, service: str, cannot: Mapping[str, str]) -> dict[str, str]:
+        """Per pattern ``service`` could carry out whose verification watches a probe's metric
+        (``probe_ok``: the restarts of a unit that systemd, Docker or Kubernetes runs) that nothing
+        samples for it (no ``probes:``, no metrics source naming it), why: acted on, it could
+        never be judged (too little data, every time), so it is passed over like one it cannot
+        run, and the service's fallback or a person gets the incident. Only when the sources are
+        the config's own."""
+        svc = self.config.service(service)
+        if svc is None or not self._config_sources:
+            return {}
+        out: dict[str, str] = {}
+        for p in self.patterns.values():
+            if p.action is None or p.verify is None or p.id in cannot:
+                continue
+            metric = p.verify.metric
+            if metric in _PROBE_METRICS and not svc.may_report(metric):
+                out[p.id] = f"{service} has no probe (probes:) to verify it by: nothing samples its {metric}"
+        return out
 
     def _actuator_order(self, service: str) -> tuple[str, ...]:
         """The service's actuator types in the order its config binds them, which ranks remedies

@@ -648,6 +648,39 @@ def test_a_service_bound_to_systemd_and_process_is_restarted_through_the_binding
             server.server_close()
 
 
+def test_a_unit_whose_death_only_a_metric_shows_is_handed_to_a_person_not_restarted_unverifiably(
+    tmp_path: Path,
+) -> None:
+    """web, run by systemd (the stand-in), has no probe: its death shows only in ``up`` from its
+    metrics endpoint (a real HTTP server saying ``web_up 0`` once the unit died). The unit restart
+    is verified by the probe, which nothing samples here: acted on, it could never be judged (too
+    little data, every time). So it is passed over, saying why, and a person gets the incident;
+    the unit is not restarted (before, it was, and its verification escalated as inconclusive)."""
+    with _unit_host("systemd", tmp_path) as host:
+        port = free_port()
+        server = _text_server(port, lambda: f"web_up {1 if host.alive() else 0}\n")
+        rig = Rig(tmp_path, {"name": "web", "actuators": {"systemd": host.binding},
+                             "metrics": [{"type": "prometheus", "url": f"http://127.0.0.1:{port}/metrics",
+                                          "rename": {"web_up": "up"}}]})
+        try:
+            rig.ticks(3)
+            host.die()
+            rig.tick_until(lambda: (i := rig.latest("down")) is not None and bool(rig.store.decisions(i.id)))
+            inc = rig.latest("down")
+            assert inc is not None
+            [diagnosis] = rig.store.diagnoses(inc.id)
+            assert diagnosis.pattern_id == "systemd-down-restart" and diagnosis.action is None
+            assert ("but web has no probe (probes:) to verify it by: nothing samples its probe_ok, so there is "
+                    "nothing autonomic may do") in diagnosis.rationale, diagnosis.rationale
+            rig.ticks(5)
+            assert host.restarts() == 0 and rig.store.actions(service="web") == []
+            assert any(n.incident_id == inc.id and n.level != Level.INFO for n in rig.notifier.sent)
+        finally:
+            rig.engine.shutdown()
+            server.shutdown()
+            server.server_close()
+
+
 # A real metrics endpoint: how full the spool folder is against a 200 kB quota, as Prometheus text.
 SPOOL_METRICS = _metrics_server("""\
 SPOOL, QUOTA = sys.argv[2], 200_000
@@ -892,6 +925,27 @@ def test_a_service_that_dies_right_after_start_is_reported_with_its_exit_code_an
     assert "fatal: /etc/myapp.conf: no such file" in down.evidence["log_tail"]
     (warning,) = [r.getMessage() for r in caplog.records if r.getMessage().startswith("service myapp exited")]
     assert "exited with code 3" in warning and "fatal: /etc/myapp.conf: no such file" in warning
+
+
+def _text_server(port: int, text: Callable[[], str]) -> Any:
+    """A real HTTP endpoint on ``port`` answering every GET with ``text()`` (Prometheus text)."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+    from threading import Thread
+
+    class Metrics(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = text().encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", port), Metrics)
+    Thread(target=server.serve_forever, daemon=True).start()
+    return server
 
 
 def _health_server(port: int, healthy: Callable[[], bool] = lambda: True) -> Any:
