@@ -504,3 +504,23 @@ def test_when_no_restart_can_run_the_diagnosis_names_the_process_one_not_a_conta
     d = diagnose(incident("memory", FindingKind.FORECAST), [], builtin, bound(builtin, {"shell": object()}))
     assert d.pattern_id == "memory-leak-graceful-restart" and d.action is None
     assert "but api has no process actuator binding" in d.rationale
+
+
+def test_a_units_restarts_after_deaths_while_a_dependency_was_down_are_not_counted_toward_its_crash_loop(
+    builtin: list[Pattern],
+) -> None:
+    """The engine's excuse (restarts answering a death while a dependency was down are kept apart,
+    ``uncounted_actions``) holds for a unit's restarts as for a process's: one counted and three such
+    is no crash loop, and the reason names those left out."""
+    inc, f = incident("down", FindingKind.STATE), finding("probe_ok", FindingKind.STATE, "down")
+    ctx = bound(builtin, {"systemd": object()}, recent_actions={"systemd-down-restart": [NOW - 60]},
+                uncounted_actions={"systemd-down-restart": [NOW - 900, NOW - 600, NOW - 300]})
+    d = diagnose(inc, [f], builtin, ctx)
+    assert d.pattern_id == "systemd-down-restart"
+    three = bound(builtin, {"systemd": object()},
+                  recent_actions={"systemd-down-restart": [NOW - 1200, NOW - 600, NOW - 60]},
+                  uncounted_actions={"systemd-down-restart": [NOW - 900]})
+    loop = diagnose(inc, [f], builtin, three)
+    assert loop.pattern_id == "crash-loop-hand-over"
+    assert ("3 actions of systemd-down-restart in the last 1800 s (>= 3); 1 more answered a crash while a "
+            "dependency was down, not counted") in loop.candidates[0].reasons
