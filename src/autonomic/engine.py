@@ -318,9 +318,10 @@ class Engine:
         self.actuators = {t: self.registry.actuator(t)(ctx) for t in self.registry.types("actuator")}
         self.notifiers = notifiers or self._build_notifiers()
         self._http: httpx.Client | None = None  # the sources' HTTP client, when built here
-        # the sources are the config's own (not handed in by a test or a replay): what a service's
-        # entry configures is all that samples it (see _unverifiable)
-        self._config_sources = sources is None
+        # what a service's entry configures is all that samples it (see _unverifiable): the live
+        # engine's own sources, and a replay of its recording with its config; not sources a test
+        # hands in, nor a replay without a config
+        self._config_sources = sources is None or (shadow_only and not assume_bound)
         self.sources: list[Source] = sources if sources is not None else self._build_sources()
         self.thresholds: dict[str, Thresholds] = {s.name: s.thresholds for s in config.services}
         if config.engine.host_metrics:
@@ -1738,8 +1739,8 @@ class Engine:
         (``probe_ok``: the restarts of a unit that systemd, Docker or Kubernetes runs) that nothing
         samples for it (no ``probes:``, no metrics source naming it), why: acted on, it could
         never be judged (too little data, every time), so it is passed over like one it cannot
-        run, and the service's fallback or a person gets the incident. Only when the sources are
-        the config's own."""
+        run, and the service's fallback or a person gets the incident. Only when the config's
+        service entries say what samples the service (the live engine, a replay with its config)."""
         svc = self.config.service(service)
         if svc is None or not self._config_sources:
             return {}
