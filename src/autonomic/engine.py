@@ -78,7 +78,14 @@ from autonomic.oversight.reports import due_reports, report_notification
 from autonomic.plan.autonomy import Evidence, earned_effective, ladder_event, people_evidence
 from autonomic.plan.backoff import BackoffState, backoff_allows, backoff_delay, backoff_record
 from autonomic.plan.breaker import BreakerState, breaker_record
-from autonomic.plan.diagnose import DiagnoseContext, actuator_order, cannot_run, diagnose, service_record
+from autonomic.plan.diagnose import (
+    DiagnoseContext,
+    actuator_order,
+    cannot_run,
+    diagnose,
+    service_record,
+    unverifiable,
+)
 from autonomic.plan.gates import (
     Counts,
     GateContext,
@@ -110,7 +117,6 @@ _EXIT_TAIL_CHARS = 800  # of a dead service's log kept in its down finding's evi
 # service calling it waits for that fix (Engine._dependency_fix_until)
 _FIX_COMING = frozenset({IncidentState.OPEN, IncidentState.DIAGNOSED, IncidentState.AWAITING_APPROVAL,
                          IncidentState.ACTING, IncidentState.VERIFYING})
-_PROBE_METRICS = ("probe_ok", "probe_latency_ms")  # sampled by a service's probes (or a metrics source naming them)
 _SYMPTOMS = frozenset({"up", "probe_ok", "probe_latency_ms", "error_rate", "latency_ms", "availability",
                        "cpu_percent", "memory_percent", "pool_utilization"})
 # the direction in which each symptom is trouble: an idle service's CPU falling from 2% to 0%
@@ -1735,23 +1741,14 @@ class Engine:
         return out
 
     def _unverifiable(self, service: str, cannot: Mapping[str, str]) -> dict[str, str]:
-        """Per pattern ``service`` could carry out whose verification watches a probe's metric
-        (``probe_ok``: the restarts of a unit that systemd, Docker or Kubernetes runs) that nothing
-        samples for it (no ``probes:``, no metrics source naming it), why: acted on, it could
-        never be judged (too little data, every time), so it is passed over like one it cannot
-        run, and the service's fallback or a person gets the incident. Only when the config's
-        service entries say what samples the service (the live engine, a replay with its config)."""
+        """Per pattern ``service`` could carry out that is verified by a probe's metric nothing
+        samples for it, why (``plan.diagnose.unverifiable``): its fallback or a person gets the
+        incident instead of a remedy that could never be judged. Only when the config's service
+        entries say what samples the service (the live engine, a replay with its config)."""
         svc = self.config.service(service)
         if svc is None or not self._config_sources:
             return {}
-        out: dict[str, str] = {}
-        for p in self.patterns.values():
-            if p.action is None or p.verify is None or p.id in cannot:
-                continue
-            metric = p.verify.metric
-            if metric in _PROBE_METRICS and not svc.may_report(metric):
-                out[p.id] = f"{service} has no probe (probes:) to verify it by: nothing samples its {metric}"
-        return out
+        return unverifiable(self.patterns.values(), svc.may_report, service, cannot)
 
     def _actuator_order(self, service: str) -> tuple[str, ...]:
         """The service's actuator types in the order its config binds them, which ranks remedies

@@ -258,3 +258,22 @@ def test_test_reads_what_explain_json_printed_for_a_stored_incident(config: Path
     out = run("test", "pool-exhaustion-raise", "--incident", str(doc), "-c", str(config))
     assert out.exit_code == 0, out.output
     assert out.output.startswith("pool-exhaustion-raise matches incident abcdef01 (api, cause pool, kind forecast)")
+
+
+@pytest.mark.parametrize(("probes", "passed_over"), [(True, False), (False, True)])
+def test_test_of_a_unit_down_passes_over_its_restart_where_no_probe_could_verify_it_as_the_engine_does(
+        tmp_path: Path, probes: bool, passed_over: bool) -> None:
+    """api is run by systemd; its down incident matches systemd-down-restart, which the probe
+    verifies: without a probe in the config the engine passes it over, and so does `patterns test -c`."""
+    probe = ', probes: [{type: http, url: "http://127.0.0.1:1/health"}]' if probes else ""
+    cfg = tmp_path / "autonomic.yaml"
+    cfg.write_text(f"services: [{{name: api, actuators: {{systemd: {{unit: api.service}}}}{probe}}}]\n")
+    down = {"incident": {**INCIDENT, "cause": "down", "kind": "state", "summary": "api is down"},
+            "findings": [{**FINDING, "metric": "up", "kind": "state", "cause": "down", "value": 0,
+                          "summary": "api is down", "evidence": {}}]}
+    path = tmp_path / "down.json"
+    path.write_text(json.dumps(down))
+    out = run("test", "systemd-down-restart", "-i", str(path), "-c", str(cfg))
+    assert out.exit_code == 0, out.output  # it matches either way
+    reason = "  - cannot run here: api has no probe (probes:) to verify it by: nothing samples its probe_ok"
+    assert (reason in out.output.splitlines()) is passed_over, out.output

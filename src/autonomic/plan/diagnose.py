@@ -28,7 +28,7 @@ part them. The rationale names the candidates tied with the chosen one and what 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from autonomic.model import AfterActions, Candidate, ConfigChange, Diagnosis, Finding, Incident, Pattern, Symptom
@@ -110,6 +110,28 @@ def cannot_run(patterns: Iterable[Pattern], bindings: Mapping[str, object], serv
             if why:
                 out[p.id] = f"{service}: {why}"
                 break
+    return out
+
+
+PROBE_METRICS = ("probe_ok", "probe_latency_ms")
+"""What a service's probes sample (``services[].probes``), and nothing else unless a metrics source
+of its own names them."""
+
+
+def unverifiable(patterns: Iterable[Pattern], may_report: Callable[[str], bool], service: str,
+                 cannot: Mapping[str, str]) -> dict[str, str]:
+    """Per pattern ``service`` could carry out (not in ``cannot``) whose verification watches a
+    probe's metric (``probe_ok``: the restarts of a unit that systemd, Docker or Kubernetes runs)
+    that nothing samples for it (``may_report(metric)`` false: no ``probes:``, no metrics source
+    naming it), why: acted on, it could never be judged (too little data, every time), so it is
+    passed over like one the service cannot run (for ``DiagnoseContext.cannot_run``)."""
+    out: dict[str, str] = {}
+    for p in patterns:
+        if p.action is None or p.verify is None or p.id in cannot:
+            continue
+        metric = p.verify.metric
+        if metric in PROBE_METRICS and not may_report(metric):
+            out[p.id] = f"{service} has no probe (probes:) to verify it by: nothing samples its {metric}"
     return out
 
 
