@@ -74,6 +74,7 @@ def actuator_order(bound: Iterable[str] | None) -> tuple[str, ...]:
     mine = tuple(bound or ())
     return mine + tuple(t for t in _DEFAULT_ORDER if t not in mine)
 
+
 OTHERS_WEIGHT = 0.25
 """How much a pattern's record on other services counts towards its record on this one."""
 
@@ -291,7 +292,8 @@ def _tie(best: Candidate, scored: Sequence[_Scored], patterns: Mapping[str, Patt
         elif r > rank:
             assert chosen.action is not None
             reason = (f"the order of the service's actuators (its {chosen.action.type} binding comes first)"
-                      if r < len(ctx.actuator_order) else "the order of the service's actuators")
+                      if r < len(ctx.actuator_order)
+                      else f"the {chosen.action.type} actuator first, the service's bindings not being known")
         else:
             reason = "pattern id (alphabetical order)"
         if reason not in why:
