@@ -163,6 +163,21 @@ class ServiceSpec(_Spec):
     actuators: dict[str, dict[str, Any]] = Field(default_factory=dict)
     fallback: FallbackSpec | None = None
 
+    def may_report(self, metric: str) -> bool:
+        """Whether one of the sources this entry configures may sample ``metric`` of the service:
+        its probes (``probe_ok``, ``probe_latency_ms``), a ``promql`` query recording it, a
+        ``prometheus`` scrape renaming a sample to it or keeping every sample under its own name (no
+        ``rename``). A ``process`` binding's readings (``up``, ``memory_percent``, ...) are not
+        counted here."""
+        if self.probes and metric in ("probe_ok", "probe_latency_ms"):
+            return True
+        for m in self.metrics:
+            if isinstance(m, PromQuerySpec) and m.metric == metric:
+                return True
+            if isinstance(m, PrometheusSpec) and (not m.rename or metric in m.rename.values()):
+                return True
+        return False
+
     @field_validator("name")
     @classmethod
     def _not_host(cls, v: str) -> str:

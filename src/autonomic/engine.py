@@ -20,7 +20,7 @@ import threading
 import time
 import zlib
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from http.cookiejar import CookieJar, DefaultCookiePolicy
@@ -79,7 +79,14 @@ from autonomic.oversight.reports import due_reports, report_notification
 from autonomic.plan.autonomy import Evidence, earned_effective, ladder_event, people_evidence
 from autonomic.plan.backoff import BackoffState, backoff_allows, backoff_delay, backoff_record
 from autonomic.plan.breaker import BreakerState, breaker_record
-from autonomic.plan.diagnose import DiagnoseContext, cannot_run, diagnose, service_record
+from autonomic.plan.diagnose import (
+    DiagnoseContext,
+    actuator_order,
+    cannot_run,
+    diagnose,
+    service_record,
+    unverifiable,
+)
 from autonomic.plan.gates import (
     Counts,
     GateContext,
@@ -340,7 +347,8 @@ class Engine:
         what would have been done. A pattern the service cannot carry out (an actuator it does not
         bind, a runbook its binding lacks) is passed over as the live engine passes it over, unless
         ``assume_bound`` (a replay without a config, whose services bind nothing: every remedy is
-        taken as one the service could run)."""
+        taken as one the service could run; among remedies equally ranked, one through autonomic's own
+        ``process`` actuator, the embedded default, is taken as the service's first binding)."""
         self.config = config
         self.shadow_only = shadow_only
         self.assume_bound = assume_bound
@@ -375,6 +383,10 @@ class Engine:
         self.actuators = {t: self.registry.actuator(t)(ctx) for t in self.registry.types("actuator")}
         self.notifiers = notifiers or self._build_notifiers()
         self._http: httpx.Client | None = None  # the sources' HTTP client, when built here
+        # what a service's entry configures is all that samples it (see _unverifiable): the live
+        # engine's own sources, and a replay of its recording with its config; not sources a test
+        # hands in, nor a replay without a config
+        self._config_sources = sources is None or (shadow_only and not assume_bound)
         self.sources: list[Source] = sources if sources is not None else self._build_sources()
         self.thresholds: dict[str, Thresholds] = {s.name: s.thresholds for s in config.services}
         if config.engine.host_metrics:
@@ -1731,7 +1743,8 @@ class Engine:
         change = self._last_change(inc.service)
         ctx = DiagnoseContext(now=now, service_type=svc.type if svc else None,
                               last_change_at=change.at if change else None, last_change=change, record=record,
-                              recent_actions=recent, uncounted_actions=uncounted, cannot_run=cannot)
+                              recent_actions=recent, uncounted_actions=uncounted, cannot_run=cannot,
+                              actuator_order=self._actuator_order(inc.service))
         own = self._own_failure(inc.service, inc.cause)
         diagnosis = diagnose(inc, findings, list(self.patterns.values()), ctx)
         diagnosis = self._with_root_causes(diagnosis, inc, now, own)
@@ -1828,7 +1841,27 @@ class Engine:
         was told to assume every binding (a replay without a config)."""
         if self.assume_bound:
             return {}
-        return cannot_run(self.patterns.values(), self.config.bindings.get(service, {}), service)
+        out = cannot_run(self.patterns.values(), self.config.bindings.get(service, {}), service)
+        out.update(self._unverifiable(service, out))
+        return out
+
+    def _unverifiable(self, service: str, cannot: Mapping[str, str]) -> dict[str, str]:
+        """Per pattern ``service`` could carry out that is verified by a probe's metric nothing
+        samples for it, why (``plan.diagnose.unverifiable``): its fallback or a person gets the
+        incident instead of a remedy that could never be judged. Only when the config's service
+        entries say what samples the service (the live engine, a replay with its config)."""
+        svc = self.config.service(service)
+        if svc is None or not self._config_sources:
+            return {}
+        return unverifiable(self.patterns.values(), svc.may_report, service, cannot)
+
+    def _actuator_order(self, service: str) -> tuple[str, ...]:
+        """The service's actuator types in the order its config binds them, which ranks remedies
+        of equal confidence (``DiagnoseContext.actuator_order``): a service bound to process and
+        systemd is restarted through the one it lists first (``plan.diagnose.actuator_order``). A
+        replay without a config, whose services bind nothing, takes autonomic's own ``process``
+        actuator as bound first."""
+        return actuator_order(None if self.assume_bound else self.config.bindings.get(service, {}))
 
     def _no_effect(self, inc: Incident, cannot: dict[str, str]) -> dict[str, str]:
         """Per pattern that may match ``inc`` whose action would change nothing on its service now

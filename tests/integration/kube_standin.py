@@ -14,6 +14,11 @@ PATCH accepts ``application/strategic-merge-patch+json`` and ``application/merge
 Conflict when the object has changed since). Objects carry apiVersion, kind, metadata (name,
 namespace, uid, resourceVersion bumped on every change, annotations, labels, creationTimestamp),
 spec and status; errors are Kubernetes ``Status`` objects. Every request is recorded in :attr:`KubeStandIn.requests`.
+
+With ``rollouts=True`` it also plays the Deployment controller, at once: a change to a workload's
+pod template (a rollout restart's annotation) replaces the pods its selector matches with one new,
+running pod per replica, named after the new resourceVersion (``web-r123-0``). Off by default: the
+actuator's own tests look at the API objects alone.
 """
 
 from __future__ import annotations
@@ -103,8 +108,9 @@ class KubeStandIn:
     ``Authorization: Bearer <token>`` (else 401). ``fail_next``: HTTP codes to answer the next
     requests with (a Status object each), e.g. ``[409]`` or ``[503]``."""
 
-    def __init__(self, token: str | None = None) -> None:
+    def __init__(self, token: str | None = None, rollouts: bool = False) -> None:
         self.token = token
+        self.rollouts = rollouts
         self.objects: dict[tuple[str, str, str], dict[str, Any]] = {}
         self.requests: list[Request] = []
         self.fail_next: list[int] = []
@@ -216,8 +222,22 @@ class KubeStandIn:
                 replicas = new["spec"].get("replicas", 1)
                 new["status"] = {"replicas": replicas, "readyReplicas": replicas,
                                  "observedGeneration": new["metadata"]["generation"]}
+                if self.rollouts and (new.get("spec") or {}).get("template") != (old.get("spec") or {}).get("template"):
+                    self._roll_out(old["metadata"]["namespace"], new)
         self.objects[(kind, old["metadata"]["namespace"], old["metadata"]["name"])] = new
         return new
+
+    def _roll_out(self, ns: str, workload: dict[str, Any]) -> None:
+        """What the Deployment controller makes of a new pod template, done at once: the pods the
+        workload's selector matches are replaced by ``spec.replicas`` new running ones."""
+        labels = workload["spec"]["selector"]["matchLabels"]
+        selector = ",".join(f"{k}={v}" for k, v in labels.items())
+        for key in [k for k, o in self.objects.items()
+                    if k[0] == "pods" and k[1] == ns and self._selected(o["metadata"]["labels"], selector)]:
+            del self.objects[key]
+        rv = workload["metadata"]["resourceVersion"]
+        for i in range(workload["spec"].get("replicas", 1)):
+            self.add_pod(ns, f"{workload['metadata']['name']}-r{rv}-{i}", dict(labels), "2024-01-02T00:00:00Z")
 
     @staticmethod
     def _scale(obj: dict[str, Any]) -> dict[str, Any]:
@@ -331,8 +351,8 @@ class KubeStandIn:
 
 
 @contextmanager
-def running(token: str | None = None) -> Iterator[KubeStandIn]:
-    server = KubeStandIn(token=token).start()
+def running(token: str | None = None, rollouts: bool = False) -> Iterator[KubeStandIn]:
+    server = KubeStandIn(token=token, rollouts=rollouts).start()
     try:
         yield server
     finally:

@@ -178,3 +178,27 @@ def test_replay_table_names_the_pattern_behind_each_decision(tmp_path: Path) -> 
     assert code == 0, err
     assert "pattern" in out.splitlines()[2]  # the header row
     assert "memory-leak-graceful-restart" in out and "process-down-restart" in out
+
+
+def test_replay_with_a_config_restarts_a_probed_systemd_unit_and_passes_over_one_nothing_probes(
+    tmp_path: Path,
+) -> None:
+    """web is run by systemd: with a probe in the config, the replay says its unit would have been
+    restarted; without one (its death seen in the recording's up alone) the restart, which only
+    the probe could verify, is passed over as the live engine passes it over, saying why."""
+    def replay(web: dict[str, object]) -> dict[str, object]:
+        cfg = {"engine": {"interval_s": 5, "state_dir": str(tmp_path / "state"), "host_metrics": False},
+               "services": [{"name": "web", "actuators": {"systemd": {"unit": "web.service"}}, **web}, {"name": "api"}],
+               "policy": {"autonomy": "auto"}}
+        path = tmp_path / "autonomic.yaml"
+        path.write_text(yaml.safe_dump(cfg))
+        code, out, err = _run("replay", _recording(tmp_path / "rec.csv"), "-c", path, "--json")
+        assert code == 0, err
+        return next(d for d in json.loads(out)["decisions"] if d["service"] == "web")
+
+    probed = replay({"probes": [{"type": "http", "url": "http://127.0.0.1:1/health"}]})
+    assert probed["pattern"] == "systemd-down-restart" and probed["would_have"] == "approved"
+    assert probed["action"]["type"] == "systemd" and probed["action"]["params"]["op"] == "restart"
+    bare = replay({})
+    assert bare["pattern"] == "systemd-down-restart" and bare["action"] is None
+    assert bare["would_have"] != "approved"

@@ -7,6 +7,7 @@ pass in ticks instead of minutes; the processes, files and runbooks are real."""
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import shutil
@@ -393,13 +394,25 @@ def test_a_callers_crashes_while_its_dependency_is_down_do_not_count_toward_a_cr
         rig.engine.shutdown()
 
 
+class UnitHost:
+    """What a test of a service run by systemd, Docker or Kubernetes holds (see :func:`_unit_host`)."""
+
+    def __init__(self, binding: dict[str, Any], die: Callable[[], str], alive: Callable[[], bool],
+                 restarts: Callable[[], int]) -> None:
+        self.binding = binding
+        self.die = die  # makes web's unit die; returns how the engine should say it ended
+        self.alive = alive  # whether web's unit runs, as its manager says (its probe answers by it)
+        self.restarts = restarts  # how many restarts the manager was asked for
+
+
 @contextlib.contextmanager
-def _unit_host(kind: str, tmp_path: Path) -> Iterator[tuple[dict[str, Any], Callable[[], str]]]:
+def _unit_host(kind: str, tmp_path: Path) -> Iterator[UnitHost]:
     """A stand-in of the service manager ``kind`` speaking its real wire protocol, holding one
-    running unit for web: (web's binding, a function that makes that unit die and returns how the
-    engine should say it ended). systemd: a private dbus-daemon and the stand-in systemd on it
-    (systemd_standin.py); docker: the stand-in Docker Engine on a UNIX socket (docker_standin.py);
-    kubernetes: the stand-in API server (kube_standin.py)."""
+    running unit for web. systemd: a private dbus-daemon and the stand-in systemd on it
+    (systemd_standin.py), restarts counted as RestartUnit calls; docker: the stand-in Docker Engine
+    on a UNIX socket (docker_standin.py), restarts as POST .../restart; kubernetes: the stand-in
+    API server (kube_standin.py) playing the Deployment controller (a rollout replaces the pods
+    with running ones), restarts as PATCHes of the Deployment's template setting restartedAt."""
     if kind == "systemd":
         from systemd_standin import DbusDaemon, FakeUnit, SystemdStandin
 
@@ -413,7 +426,9 @@ def _unit_host(kind: str, tmp_path: Path) -> Iterator[tuple[dict[str, Any], Call
             return "web's unit web.service failed: its main process exited with code 3 (Result exit-code)"
 
         try:
-            yield {"unit": "web.service", "bus_address": bus.address, "timeout_s": 2}, die
+            yield UnitHost({"unit": "web.service", "bus_address": bus.address, "timeout_s": 2}, die,
+                           lambda: systemd.unit("web.service").active_state == "active",
+                           lambda: systemd.calls["RestartUnit"])
         finally:
             systemd.stop()
             bus.stop()
@@ -433,27 +448,41 @@ def _unit_host(kind: str, tmp_path: Path) -> Iterator[tuple[dict[str, Any], Call
             return "web's container web-1 exited with code 137 (OOMKilled)"
 
         try:
-            yield {"container": "web-1", "base_url": dockerd.base_url, "timeout_s": 5}, die
+            yield UnitHost({"container": "web-1", "base_url": dockerd.base_url, "timeout_s": 5}, die,
+                           lambda: container.running,
+                           lambda: sum(r.path.endswith("/restart") for r in dockerd.calls("POST")))
         finally:
             dockerd.stop()
             shutil.rmtree(folder, ignore_errors=True)
     else:
         from kube_standin import running
 
-        with running() as kube:
+        with running(rollouts=True) as kube:
             kube.add_workload("shop", "web", replicas=1)
             kube.add_pod("shop", "web-7f9c", {"app": "web"}, "2024-01-01T00:00:00Z")
 
-            def die() -> str:
-                kube.objects.pop(("pods", "shop", "web-7f9c"))
-                kube.add_pod("shop", "web-7f9c", {"app": "web"}, "2024-01-01T00:00:00Z", [
-                    {"name": "web", "ready": False, "restartCount": 4,
-                     "state": {"waiting": {"reason": "CrashLoopBackOff"}},
-                     "lastState": {"terminated": {"exitCode": 137, "reason": "OOMKilled"}}}])
+            def die() -> str:  # web's pods (the first, or the ones a rollout made since) crash-loop
+                with kube._lock:
+                    for key in [k for k in kube.objects if k[:2] == ("pods", "shop")]:
+                        del kube.objects[key]
+                    kube.add_pod("shop", "web-7f9c", {"app": "web"}, "2024-01-01T00:00:00Z", [
+                        {"name": "web", "ready": False, "restartCount": 4,
+                         "state": {"waiting": {"reason": "CrashLoopBackOff"}},
+                         "lastState": {"terminated": {"exitCode": 137, "reason": "OOMKilled"}}}])
                 return ("web's pod web-7f9c's container web is in CrashLoopBackOff, last terminated with exit code "
                         "137 (OOMKilled), 4 restarts")
 
-            yield {"namespace": "shop", "name": "web", "api_url": kube.url}, die
+            def alive() -> bool:
+                with kube._lock:
+                    pods = [o for (k, ns, _), o in kube.objects.items() if k == "pods" and ns == "shop"]
+                return any(all("running" in (c.get("state") or {}) for c in p["status"]["containerStatuses"])
+                           for p in pods)
+
+            def restarts() -> int:
+                return sum(r.method == "PATCH" and r.path.endswith("/deployments/web")
+                           and "kubectl.kubernetes.io/restartedAt" in json.dumps(r.body) for r in kube.requests)
+
+            yield UnitHost({"namespace": "shop", "name": "web", "api_url": kube.url}, die, alive, restarts)
 
 
 @pytest.mark.parametrize("kind", ["systemd", "docker", "kubernetes"])
@@ -464,13 +493,13 @@ def test_a_caller_whose_unit_is_seen_dead_is_its_own_fault_and_not_held_back_as_
     calls api (a real supervised process). api crashes and is restarted; while that restart is
     verified (30 s), web's probe fails and its unit is dead: a failed systemd unit, an exited
     container, a pod in CrashLoopBackOff. The actuator reads that state, so web's diagnosis
-    says how it ended and web is decided at once (here handed to a person: no built-in pattern
-    restarts these), not held back as api's echo until api's restart is verified (before, only a
-    ``process`` binding's death was seen; these waited)."""
+    says how it ended and web is decided at once (its restart through that actuator), not held
+    back as api's echo until api's restart is verified (before, only a ``process`` binding's death
+    was seen; these waited)."""
     port = free_port()
-    with _unit_host(kind, tmp_path) as (binding, die):
+    with _unit_host(kind, tmp_path) as host:
         server = _health_server(port)
-        web = {"name": "web", "depends_on": ["api"], "actuators": {kind: binding},
+        web = {"name": "web", "depends_on": ["api"], "actuators": {kind: host.binding},
                "probes": [{"type": "http", "url": f"http://127.0.0.1:{port}/health", "timeout_s": 0.5}]}
         api = {"name": "api", "actuators": {"process": {"command": [sys.executable, "-c", SLEEPER],
                                                          "start_grace_s": 0}}}
@@ -481,7 +510,7 @@ def test_a_caller_whose_unit_is_seen_dead_is_its_own_fault_and_not_held_back_as_
             assert api_pid is not None and _incident_of(rig, "web") is None
             _crash(api_pid)
             rig.tick_until(lambda: any(a.state == ActionState.VERIFYING for a in rig.store.actions(service="api")))
-            said = die()
+            said = host.die()
             server.shutdown()
             server.server_close()
             rig.tick_until(lambda: (i := _incident_of(rig, "web")) is not None and bool(rig.store.decisions(i.id)),
@@ -493,8 +522,164 @@ def test_a_caller_whose_unit_is_seen_dead_is_its_own_fault_and_not_held_back_as_
             diagnosis = rig.store.diagnoses(inc.id)[-1]
             assert diagnosis.own_failure == said
             assert f"{said}: its own fault, not an echo of its dependencies" in diagnosis.rationale
+            assert diagnosis.pattern_id == UNIT_RESTARTS[kind]
         finally:
             rig.engine.shutdown()
+
+
+UNIT_RESTARTS = {"systemd": "systemd-down-restart", "docker": "docker-down-restart",
+                 "kubernetes": "kubernetes-down-rollout-restart"}
+
+
+def _unit_rig(tmp_path: Path, kind: str, host: UnitHost, **service: Any) -> tuple[Rig, Any]:
+    """A real engine over the built-in library watching web, run by ``kind`` (the stand-in in
+    ``host``) and bound to that actuator only, with a real HTTP probe that answers 200 while the
+    stand-in says web's unit runs (as the service in a real unit would) and 503 once it died."""
+    port = free_port()
+    server = _health_server(port, host.alive)
+    web = {"name": "web", "actuators": {kind: host.binding},
+           "probes": [{"type": "http", "url": f"http://127.0.0.1:{port}/health", "timeout_s": 0.5}], **service}
+    return Rig(tmp_path, web), server
+
+
+@pytest.mark.parametrize("kind", ["systemd", "docker", "kubernetes"])
+def test_a_service_run_by_systemd_docker_or_kubernetes_that_dies_is_restarted_through_it_and_verified(
+    tmp_path: Path, kind: str,
+) -> None:
+    """web is run by systemd, Docker or Kubernetes (stand-ins speaking each one's wire protocol;
+    the engine, its store, the built-in library, the actuator and the HTTP probe are real), bound
+    to that actuator only. Its unit dies: the probe fails, the down incident is diagnosed as that
+    actuator's restart (the process restart ranked above it passed over: web binds no process),
+    decided at autonomy auto, carried out (RestartUnit, POST .../restart, a rollout restart's
+    PATCH), and verified by the probe answering again. Before, no built-in pattern could run on web:
+    it stayed down and a person was paged."""
+    with _unit_host(kind, tmp_path) as host:
+        rig, server = _unit_rig(tmp_path, kind, host)
+        try:
+            rig.ticks(3)
+            assert rig.latest() is None
+            host.die()
+            rig.tick_until(lambda: (i := rig.latest("down")) is not None and i.state.terminal, limit=250)
+            inc = rig.latest("down")
+            assert inc is not None and inc.state == IncidentState.RESOLVED, inc
+            [diagnosis] = rig.store.diagnoses(inc.id)
+            assert diagnosis.pattern_id == UNIT_RESTARTS[kind]
+            process = next(c for c in diagnosis.candidates if c.pattern_id == "process-down-restart")
+            assert "cannot run here: web has no process actuator binding" in process.reasons
+            [action] = rig.store.actions(incident_id=inc.id)
+            assert (action.type, action.pattern_id, action.state) == (kind, UNIT_RESTARTS[kind], ActionState.SUCCEEDED)
+            assert action.verify is not None and action.verify.metric == "probe_ok"
+            assert host.restarts() == 1 and host.alive()
+            [outcome] = rig.store.outcomes(action_id=action.id)
+            assert outcome.verdict.value == "pass"
+        finally:
+            rig.engine.shutdown()
+            server.shutdown()
+            server.server_close()
+
+
+@pytest.mark.parametrize("kind", ["systemd", "docker", "kubernetes"])
+def test_a_unit_in_a_crash_loop_is_restarted_three_times_then_handed_to_a_person_and_left_down(
+    tmp_path: Path, kind: str,
+) -> None:
+    """web's unit (systemd, Docker or Kubernetes stand-in) dies four times. It is restarted through
+    its actuator three times, each verified; the fourth death is a crash loop: crash-loop-hand-over
+    counts that actuator's restarts as it counts a process's, escalates to a person and leaves the
+    unit down (before, only process-down-restart's restarts counted: a unit would be restarted for
+    ever)."""
+    with _unit_host(kind, tmp_path) as host:
+        rig, server = _unit_rig(tmp_path, kind, host)
+        try:
+            rig.ticks(3)
+            for n in range(1, 4):
+                before = rig.latest("down")
+                host.die()
+                rig.tick_until(lambda b=before: (i := rig.latest("down")) is not None  # type: ignore[misc]
+                               and i != b and i.state.terminal, limit=250)
+                inc = rig.latest("down")
+                assert inc is not None and inc.state == IncidentState.RESOLVED, f"death {n}"
+                assert host.restarts() == n and host.alive()
+            third = rig.latest("down")
+            host.die()
+            rig.tick_until(lambda: (i := rig.latest("down")) is not None and i != third and i.state.terminal)
+            loop = rig.latest("down")
+            assert loop is not None and loop.state == IncidentState.ESCALATED
+            [diagnosis] = rig.store.diagnoses(loop.id)
+            assert diagnosis.pattern_id == "crash-loop-hand-over" and diagnosis.action is None
+            assert f"3 actions of {UNIT_RESTARTS[kind]} in the last 1800 s (>= 3)" in diagnosis.candidates[0].reasons
+            assert rig.store.actions(incident_id=loop.id) == []
+            rig.ticks(10)  # it stays down: no restart while the person looks
+            assert host.restarts() == 3 and not host.alive()
+            alerts = [n for n in rig.notifier.sent if n.incident_id == loop.id and n.level != Level.INFO]
+            assert alerts, "nobody was told"
+        finally:
+            rig.engine.shutdown()
+            server.shutdown()
+            server.server_close()
+
+
+def test_a_service_bound_to_systemd_and_process_is_restarted_through_the_binding_its_config_lists_first(
+    tmp_path: Path,
+) -> None:
+    """web binds systemd (the stand-in) before process (a real supervised process). Both restarts
+    match its failing probe with the same confidence: the order of its actuators decides, the
+    diagnosis says so, and the unit is restarted while the process is left alone."""
+    with _unit_host("systemd", tmp_path) as host:
+        sleeper = {"command": [sys.executable, "-c", SLEEPER], "start_grace_s": 0}
+        port = free_port()
+        server = _health_server(port, host.alive)
+        rig = Rig(tmp_path, {"name": "web", "actuators": {"systemd": host.binding, "process": sleeper},
+                             "probes": [{"type": "http", "url": f"http://127.0.0.1:{port}/health", "timeout_s": 0.5}]})
+        try:
+            rig.ticks(3)
+            pid = rig.engine.supervisor.pid("web")
+            assert pid is not None
+            host.die()
+            rig.tick_until(lambda: (i := rig.latest("down")) is not None and i.state.terminal)
+            inc = rig.latest("down")
+            assert inc is not None and inc.state == IncidentState.RESOLVED
+            [diagnosis] = rig.store.diagnoses(inc.id)
+            assert diagnosis.pattern_id == "systemd-down-restart"
+            assert ("tied with process-down-restart, ranked first by the order of the service's actuators (its "
+                    "systemd binding comes first)") in diagnosis.rationale, diagnosis.rationale
+            assert host.restarts() == 1 and rig.engine.supervisor.pid("web") == pid
+        finally:
+            rig.engine.shutdown()
+            server.shutdown()
+            server.server_close()
+
+
+def test_a_unit_whose_death_only_a_metric_shows_is_handed_to_a_person_not_restarted_unverifiably(
+    tmp_path: Path,
+) -> None:
+    """web, run by systemd (the stand-in), has no probe: its death shows only in ``up`` from its
+    metrics endpoint (a real HTTP server saying ``web_up 0`` once the unit died). The unit restart
+    is verified by the probe, which nothing samples here: acted on, it could never be judged (too
+    little data, every time). So it is passed over, saying why, and a person gets the incident;
+    the unit is not restarted (before, it was, and its verification escalated as inconclusive)."""
+    with _unit_host("systemd", tmp_path) as host:
+        port = free_port()
+        server = _text_server(port, lambda: f"web_up {1 if host.alive() else 0}\n")
+        rig = Rig(tmp_path, {"name": "web", "actuators": {"systemd": host.binding},
+                             "metrics": [{"type": "prometheus", "url": f"http://127.0.0.1:{port}/metrics",
+                                          "rename": {"web_up": "up"}}]})
+        try:
+            rig.ticks(3)
+            host.die()
+            rig.tick_until(lambda: (i := rig.latest("down")) is not None and bool(rig.store.decisions(i.id)))
+            inc = rig.latest("down")
+            assert inc is not None
+            [diagnosis] = rig.store.diagnoses(inc.id)
+            assert diagnosis.pattern_id == "systemd-down-restart" and diagnosis.action is None
+            assert ("but web has no probe (probes:) to verify it by: nothing samples its probe_ok, so there is "
+                    "nothing autonomic may do") in diagnosis.rationale, diagnosis.rationale
+            rig.ticks(5)
+            assert host.restarts() == 0 and rig.store.actions(service="web") == []
+            assert any(n.incident_id == inc.id and n.level != Level.INFO for n in rig.notifier.sent)
+        finally:
+            rig.engine.shutdown()
+            server.shutdown()
+            server.server_close()
 
 
 # A real metrics endpoint: how full the spool folder is against a 200 kB quota, as Prometheus text.
@@ -743,13 +928,35 @@ def test_a_service_that_dies_right_after_start_is_reported_with_its_exit_code_an
     assert "exited with code 3" in warning and "fatal: /etc/myapp.conf: no such file" in warning
 
 
-def _health_server(port: int) -> Any:
+def _text_server(port: int, text: Callable[[], str]) -> Any:
+    """A real HTTP endpoint on ``port`` answering every GET with ``text()`` (Prometheus text)."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+    from threading import Thread
+
+    class Metrics(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = text().encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", port), Metrics)
+    Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+def _health_server(port: int, healthy: Callable[[], bool] = lambda: True) -> Any:
+    """A real HTTP health endpoint on ``port``: 200 while ``healthy()``, else 503."""
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
     from threading import Thread
 
     class Health(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
-            self.send_response(200)
+            self.send_response(200 if healthy() else 503)
             self.end_headers()
 
         def log_message(self, *args: object) -> None:

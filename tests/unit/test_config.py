@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from autonomic.config import load_config_data
+from autonomic.config import ServiceSpec, load_config_data
 from autonomic.errors import ConfigError
 
 
@@ -134,3 +134,20 @@ def test_one_run_lists_a_bindings_problems_beside_the_schemas_and_a_command_stri
     assert said["services[0].actuators.process.comand"] == "unknown field 'comand'; did you mean 'command'?"
     assert "must be a list of arguments (argv), not one string: ['python3', 'web.py', '--port', '80']" in (
         said["services[1].actuators.process.command"])
+
+
+def test_a_service_may_report_a_metric_through_its_probes_or_a_metrics_source_naming_it() -> None:
+    """What the engine asks before running a remedy verified by a probe's metric on a service."""
+    def svc(**kw: object) -> ServiceSpec:
+        return ServiceSpec.model_validate({"name": "web", **kw})
+
+    probe = {"type": "http", "url": "http://127.0.0.1:1/health"}
+    assert svc(probes=[probe]).may_report("probe_ok")
+    assert not svc().may_report("probe_ok")
+    assert not svc(probes=[probe]).may_report("up")
+    promql = {"type": "promql", "url": "http://prom:9090", "query": "up{job='web'}", "metric": "up"}
+    assert svc(metrics=[promql]).may_report("up") and not svc(metrics=[promql]).may_report("probe_ok")
+    scrape = {"type": "prometheus", "url": "http://127.0.0.1:1/metrics"}
+    assert svc(metrics=[scrape]).may_report("probe_ok")  # every sample kept under its own name: it may be one
+    renamed = {**scrape, "rename": {"web_up": "up"}}
+    assert svc(metrics=[renamed]).may_report("up") and not svc(metrics=[renamed]).may_report("probe_ok")

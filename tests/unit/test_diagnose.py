@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pydantic import BaseModel, ConfigDict
@@ -16,7 +17,14 @@ from autonomic.model import (
     Severity,
     VerifySpec,
 )
-from autonomic.plan.diagnose import DiagnoseContext, diagnose, record_factor, service_record
+from autonomic.plan.diagnose import (
+    DiagnoseContext,
+    actuator_order,
+    cannot_run,
+    diagnose,
+    record_factor,
+    service_record,
+)
 from autonomic.plan.patterns import load_patterns
 from autonomic.registry import Registry
 
@@ -35,9 +43,20 @@ def _actuator(name: str) -> type:
 @pytest.fixture(scope="module")
 def builtin() -> list[Pattern]:
     reg = Registry()
-    for name in ("process", "config", "shell"):
+    for name in ("process", "config", "shell", "systemd", "docker", "kubernetes"):
         reg.register("actuator", name, _actuator(name))
     return load_patterns([BUILTIN], reg)
+
+
+# a service autonomic runs itself, as the demo's: its process supervised, its config file and runbooks bound
+PROCESS_WORLD = {"process": object(), "config": object(), "shell": object()}
+
+
+def bound(patterns: list[Pattern], bindings: dict[str, object] = PROCESS_WORLD, **kw: Any) -> DiagnoseContext:
+    """The context of a diagnosis of api bound to ``bindings`` (in that order), as the engine makes it:
+    the patterns it cannot carry out passed over, equals ranked by the order of its bindings."""
+    return DiagnoseContext(now=NOW, cannot_run=cannot_run(patterns, bindings, "api"),
+                           actuator_order=actuator_order(bindings), **kw)
 
 
 def incident(cause: str, kind: FindingKind, severity: Severity = Severity.WARNING) -> Incident:
@@ -92,9 +111,10 @@ def test_each_builtin_pattern_matches_its_incident_and_no_other(
     builtin: list[Pattern], expected: str
 ) -> None:
     cause, kind, metric = CASES[expected]
-    ctx = DiagnoseContext(now=NOW, last_change_at=NOW - 120)
+    ctx = bound(builtin, last_change_at=NOW - 120)
     d = diagnose(incident(cause, kind), [finding(metric, kind, cause)], builtin, ctx)
-    assert [c.pattern_id for c in d.candidates] == [expected, *SECOND.get(expected, [])]
+    assert [c.pattern_id for c in d.candidates if c.pattern_id not in ctx.cannot_run] == [
+        expected, *SECOND.get(expected, [])]
     assert d.pattern_id == expected
     chosen = next(p for p in builtin if p.id == expected)
     assert chosen.action is not None
@@ -111,7 +131,9 @@ def test_a_pool_forecast_is_met_by_a_graceful_restart_when_the_raise_cannot_chan
     releases leaked connections is chosen, still over the default threshold, and the rationale
     says which remedy was passed over."""
     at_max = "api: pool.size is 200 in config.yaml already: scaling it by 1.2 (clamped to max 200) leaves it 200"
-    ctx = DiagnoseContext(now=NOW, cannot_run={"pool-exhaustion-raise": at_max})
+    ctx = bound(builtin)
+    ctx = DiagnoseContext(now=NOW, cannot_run={**ctx.cannot_run, "pool-exhaustion-raise": at_max},
+                          actuator_order=ctx.actuator_order)
     d = diagnose(incident("pool", FindingKind.FORECAST), [finding("pool_utilization", FindingKind.FORECAST, "pool")],
                  builtin, ctx)
     assert d.pattern_id == "pool-exhaustion-restart"
@@ -128,8 +150,9 @@ def test_the_rationale_names_the_runbook_a_shell_remedy_runs(builtin: list[Patte
 
 def test_memory_forecast_reasons_and_action_target(builtin: list[Pattern]) -> None:
     inc = incident("memory", FindingKind.FORECAST)
-    d = diagnose(inc, [], builtin, DiagnoseContext(now=NOW))
-    [c] = d.candidates
+    d = diagnose(inc, [], builtin, bound(builtin))
+    c = d.candidates[0]
+    assert c.pattern_id == d.pattern_id == "memory-leak-graceful-restart"
     assert c.reasons == ["cause memory == memory", "kind forecast matched"]
     assert d.action == ActionSpec(
         type="process", target="api", params={"op": "graceful_restart", "grace_s": 10}
@@ -141,7 +164,7 @@ def test_kind_may_come_from_any_finding_not_only_the_incident(builtin: list[Patt
     inc = incident("memory", FindingKind.THRESHOLD)
     assert diagnose(inc, [], builtin, DiagnoseContext(now=NOW)).pattern_id is None
     f = finding("memory_percent", FindingKind.FORECAST, "memory")
-    assert diagnose(inc, [f], builtin, DiagnoseContext(now=NOW)).pattern_id == "memory-leak-graceful-restart"
+    assert diagnose(inc, [f], builtin, bound(builtin)).pattern_id == "memory-leak-graceful-restart"
 
 
 def test_error_spike_needs_a_recent_config_change(builtin: list[Pattern]) -> None:
@@ -323,14 +346,15 @@ def test_the_shipped_crash_loop_pattern_outranks_the_restart_only_after_three_re
     builtin: list[Pattern],
 ) -> None:
     inc, up = incident("down", FindingKind.STATE), finding("up", FindingKind.STATE, "down")
-    two = DiagnoseContext(now=NOW, record={"process-down-restart": (50, 0)},
-                          recent_actions={"process-down-restart": [NOW - 600, NOW - 60]})
+    two = bound(builtin, record={"process-down-restart": (50, 0)},
+                recent_actions={"process-down-restart": [NOW - 600, NOW - 60]})
     assert diagnose(inc, [up], builtin, two).pattern_id == "process-down-restart"
-    three = DiagnoseContext(now=NOW, record={"process-down-restart": (50, 0)},
-                            recent_actions={"process-down-restart": [NOW - 1200, NOW - 600, NOW - 60]})
+    three = bound(builtin, record={"process-down-restart": (50, 0)},
+                  recent_actions={"process-down-restart": [NOW - 1200, NOW - 600, NOW - 60]})
     d = diagnose(inc, [up], builtin, three)
     assert d.pattern_id == "crash-loop-hand-over" and d.action is None
-    assert [c.pattern_id for c in d.candidates] == ["crash-loop-hand-over", "process-down-restart"]
+    assert [c.pattern_id for c in d.candidates if c.pattern_id not in three.cannot_run] == [
+        "crash-loop-hand-over", "process-down-restart"]
 
 
 def test_the_best_candidate_the_service_can_carry_out_is_chosen_over_a_better_one_it_cannot() -> None:
@@ -348,3 +372,155 @@ def test_the_best_candidate_the_service_can_carry_out_is_chosen_over_a_better_on
     d = diagnose(inc, [], [broad, mine], none_can)
     assert d.pattern_id == "shipped" and d.action is None
     assert "but no binding a, so there is nothing autonomic may do" in d.rationale
+
+
+UNIT_REMEDIES = {  # (actuator bound, incident) -> the built-in pattern that remedies it
+    ("systemd", "down"): "systemd-down-restart",
+    ("docker", "down"): "docker-down-restart",
+    ("kubernetes", "down"): "kubernetes-down-rollout-restart",
+    ("systemd", "memory"): "systemd-memory-leak-restart",
+    ("docker", "memory"): "docker-memory-leak-restart",
+    ("kubernetes", "memory"): "kubernetes-memory-leak-rollout-restart",
+    ("systemd", "pool"): "systemd-pool-exhaustion-restart",
+    ("docker", "pool"): "docker-pool-exhaustion-restart",
+    ("kubernetes", "pool"): "kubernetes-pool-exhaustion-rollout-restart",
+}
+UNIT_INCIDENTS = {"down": (FindingKind.STATE, "probe_ok"), "memory": (FindingKind.FORECAST, "memory_percent"),
+                  "pool": (FindingKind.FORECAST, "pool_utilization")}
+
+
+@pytest.mark.parametrize(("kind", "cause"), sorted(UNIT_REMEDIES))
+def test_a_service_bound_only_to_systemd_docker_or_kubernetes_is_given_that_actuators_restart(
+    builtin: list[Pattern], kind: str, cause: str,
+) -> None:
+    """A service run by systemd, Docker or Kubernetes (its only binding) that goes down, leaks
+    memory or exhausts its pool is given the built-in restart through that actuator, over the
+    default confidence threshold; the process and config remedies ranked above it are passed over,
+    as the rationale says (before, there was none: the incident went to a person)."""
+    finding_kind, metric = UNIT_INCIDENTS[cause]
+    ctx = bound(builtin, {kind: object()})
+    d = diagnose(incident(cause, finding_kind), [finding(metric, finding_kind, cause)], builtin, ctx)
+    expected = UNIT_REMEDIES[(kind, cause)]
+    assert d.pattern_id == expected, d.rationale
+    chosen = next(p for p in builtin if p.id == expected)
+    assert chosen.action is not None and chosen.action.type == kind
+    assert d.action == chosen.action.model_copy(update={"target": "api"})
+    assert d.confidence >= 0.6  # the default threshold: actionable at the autonomy the policy gives it
+    assert chosen.rollback_safe is False and chosen.verify is not None
+    passed = [c.pattern_id for c in d.candidates[: [c.pattern_id for c in d.candidates].index(expected)]]
+    if passed:
+        assert f"preferred to {', '.join(passed)}, which cannot run here" in d.rationale
+    assert "tied" not in d.rationale  # nothing else it binds matched
+
+
+def test_a_kubernetes_workload_that_is_down_gets_a_rollout_restart_ranked_under_a_units_restart(
+    builtin: list[Pattern],
+) -> None:
+    """The kubelet has already restarted a dead workload's containers in place: new pods fix less,
+    so the rollout restart ranks under the unit and process restarts (a service bound to both
+    is restarted through the other) yet stays over the default threshold on its own."""
+    inc, f = incident("down", FindingKind.STATE), finding("probe_ok", FindingKind.STATE, "down")
+    d = diagnose(inc, [f], builtin, bound(builtin, {"kubernetes": object(), "systemd": object()}))
+    assert d.pattern_id == "systemd-down-restart" and "tied" not in d.rationale
+    rollout = next(c for c in d.candidates if c.pattern_id == "kubernetes-down-rollout-restart")
+    assert 0.6 <= rollout.confidence < d.confidence
+
+
+@pytest.mark.parametrize("first", ["systemd", "process"])
+def test_a_service_bound_to_process_and_systemd_is_restarted_through_the_binding_its_config_lists_first(
+    builtin: list[Pattern], first: str,
+) -> None:
+    """process-down-restart and systemd-down-restart tie (same prior, same match): the order of the
+    service's actuators decides, whatever the ids, and the rationale says so. Once the first one
+    has failed there, its record parts them and the other is chosen, no tie left to explain."""
+    other = "process" if first == "systemd" else "systemd"
+    bindings = {first: object(), other: object()}
+    inc, f = incident("down", FindingKind.STATE), finding("probe_ok", FindingKind.STATE, "down")
+    d = diagnose(inc, [f], builtin, bound(builtin, bindings))
+    assert d.pattern_id == f"{first}-down-restart"
+    assert d.action is not None and d.action.type == first
+    assert (f"(confidence 0.78; tied with {other}-down-restart, ranked first by the order of the service's "
+            f"actuators (its {first} binding comes first))") in d.rationale, d.rationale
+
+    failed = diagnose(inc, [f], builtin, bound(builtin, bindings, record={f"{first}-down-restart": (0, 1)}))
+    assert failed.pattern_id == f"{other}-down-restart" and "tied" not in failed.rationale
+
+
+def test_without_known_bindings_equal_remedies_are_ranked_by_id_and_the_rationale_says_so() -> None:
+    inc = incident("down", FindingKind.STATE)
+    d = diagnose(inc, [], [pattern("b-restart", cause="down"), pattern("a-restart", cause="down")],
+                 DiagnoseContext(now=NOW))
+    assert d.pattern_id == "a-restart"
+    assert "tied with b-restart, ranked first by pattern id (alphabetical order)" in d.rationale
+
+
+def test_a_hand_over_as_sure_as_a_remedy_goes_first_when_the_bindings_are_known() -> None:
+    """At equal confidence and specificity a person looks rather than an automatic remedy being
+    run (safety first); without known bindings the ids decide, as before."""
+    inc = incident("down", FindingKind.STATE)
+    person, fix = pattern("z-person", action=False, cause="down"), pattern("a-fix", cause="down")
+    d = diagnose(inc, [], [fix, person], DiagnoseContext(now=NOW, actuator_order=("process",)))
+    assert d.pattern_id == "z-person" and d.action is None
+    assert "ranked first by a hand-over before an automatic remedy no surer" in d.rationale
+    assert diagnose(inc, [], [fix, person], DiagnoseContext(now=NOW)).pattern_id == "a-fix"
+
+
+@pytest.mark.parametrize("kind", ["systemd", "docker", "kubernetes"])
+def test_the_crash_loop_hand_over_counts_the_restarts_of_a_unit_as_those_of_a_process(
+    builtin: list[Pattern], kind: str,
+) -> None:
+    """A unit, container or workload down again after three restarts in half an hour is handed to a
+    person, as a process is (before, only process-down-restart's restarts counted: a systemd unit in
+    a crash loop was restarted for ever)."""
+    restart = UNIT_REMEDIES[(kind, "down")]
+    inc, f = incident("down", FindingKind.STATE), finding("probe_ok", FindingKind.STATE, "down")
+    two = diagnose(inc, [f], builtin, bound(builtin, {kind: object()},
+                                            recent_actions={restart: [NOW - 600, NOW - 60]}))
+    assert two.pattern_id == restart
+    three = diagnose(inc, [f], builtin, bound(builtin, {kind: object()},
+                                              recent_actions={restart: [NOW - 1200, NOW - 600, NOW - 60]}))
+    assert three.pattern_id == "crash-loop-hand-over" and three.action is None
+    assert f"3 actions of {restart} in the last 1800 s (>= 3)" in three.candidates[0].reasons
+
+
+def test_the_crash_loop_counts_restarts_through_several_bindings_together_naming_each_ones_share(
+    builtin: list[Pattern],
+) -> None:
+    inc, f = incident("down", FindingKind.STATE), finding("probe_ok", FindingKind.STATE, "down")
+    ctx = bound(builtin, {"process": object(), "systemd": object()},
+                recent_actions={"systemd-down-restart": [NOW - 900, NOW - 60], "process-down-restart": [NOW - 300]})
+    d = diagnose(inc, [f], builtin, ctx)
+    assert d.pattern_id == "crash-loop-hand-over"
+    assert ("3 actions of process-down-restart (1), systemd-down-restart (2) in the last 1800 s (>= 3)"
+            in d.candidates[0].reasons), d.candidates[0].reasons
+
+
+def test_when_no_restart_can_run_the_diagnosis_names_the_process_one_not_a_containers(
+    builtin: list[Pattern],
+) -> None:
+    """api binds only a shell: no memory restart can run there. The diagnosis names the one through
+    autonomic's own process actuator (with why it cannot run), not whichever of the tied restarts
+    through Docker, Kubernetes or systemd sorts first by id."""
+    d = diagnose(incident("memory", FindingKind.FORECAST), [], builtin, bound(builtin, {"shell": object()}))
+    assert d.pattern_id == "memory-leak-graceful-restart" and d.action is None
+    assert "but api has no process actuator binding" in d.rationale
+
+
+def test_a_units_restarts_after_deaths_while_a_dependency_was_down_are_not_counted_toward_its_crash_loop(
+    builtin: list[Pattern],
+) -> None:
+    """The engine's excuse (restarts answering a death while a dependency was down are kept apart,
+    ``uncounted_actions``) holds for a unit's restarts as for a process's: one counted and three such
+    is no crash loop, and the reason names those left out."""
+    inc, f = incident("down", FindingKind.STATE), finding("probe_ok", FindingKind.STATE, "down")
+    ctx = bound(builtin, {"systemd": object()}, recent_actions={"systemd-down-restart": [NOW - 60]},
+                uncounted_actions={"systemd-down-restart": [NOW - 900, NOW - 600, NOW - 300]})
+    d = diagnose(inc, [f], builtin, ctx)
+    assert d.pattern_id == "systemd-down-restart"
+    three = bound(builtin, {"systemd": object()},
+                  recent_actions={"systemd-down-restart": [NOW - 1200, NOW - 600, NOW - 60]},
+                  uncounted_actions={"systemd-down-restart": [NOW - 900]})
+    loop = diagnose(inc, [f], builtin, three)
+    assert loop.pattern_id == "crash-loop-hand-over"
+    assert ("3 actions of systemd-down-restart in the last 1800 s (>= 3); 1 more answered a crash while a "
+            "dependency was down, not counted") in loop.candidates[0].reasons

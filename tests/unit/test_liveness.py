@@ -114,11 +114,13 @@ def test_reading_a_down_services_unit_state_while_diagnosing_counts_as_a_step_of
     """A service with dependencies bound to systemd, Docker or Kubernetes has its unit's state read
     while a down incident of it is diagnosed (unit_exit: up to 5 s a request), a step of the loop of
     its own: the worked-out limit counts it, naming it, even when no remedy runs through that
-    actuator (no built-in pattern does). Before, only remedies' calls were counted: a service whose
-    only calls were these reads did not count toward the limit at all."""
+    actuator (here no pattern is loaded: the built-in restarts through these actuators' calls are
+    longer than the reads). Before, only remedies' calls were counted: a service whose only calls
+    were these reads did not count toward the limit at all."""
     config = load_config_data({
         "engine": {"state_dir": str(tmp_path / "state"), "host_metrics": False, "interval_s": 5},
         "services": [{"name": "web", "depends_on": ["api"], "actuators": {kind: binding}}, {"name": "api"}],
+        "builtin_patterns": False,
     }, source="test.yaml", base_dir=tmp_path)
     engine = Engine(config, store=Store("sqlite://"), sources=[])
     try:

@@ -9,6 +9,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from autonomic.analyze.thresholds import Thresholds
 from autonomic.errors import PatternError, Problem
+from autonomic.execute.docker_actuator import DockerActuator
+from autonomic.execute.kubernetes_actuator import KubernetesActuator
+from autonomic.execute.systemd_actuator import SystemdActuator
 from autonomic.model import ActionSpec, FindingKind, VerifySpec
 from autonomic.plan.patterns import check_patterns, load_patterns
 from autonomic.registry import Registry
@@ -73,6 +76,15 @@ def registry() -> Registry:
     return reg
 
 
+@pytest.fixture
+def builtin_registry(registry: Registry) -> Registry:
+    """The fakes, and the real systemd, Docker and Kubernetes actuators, whose Params the built-in
+    library's restarts through them are checked against (loading does no I/O)."""
+    for real in (SystemdActuator, DockerActuator, KubernetesActuator):
+        registry.register("actuator", real.type, real)
+    return registry
+
+
 GOOD = """\
 id: good-one
 description: a fine pattern
@@ -104,8 +116,8 @@ def _default_line(verify: VerifySpec | None) -> float | None:
     return verify.with_line(Thresholds().limit(verify.metric) or math.nan).max
 
 
-def test_builtin_library_loads_against_actuator_schemas(registry: Registry) -> None:
-    patterns = {p.id: p for p in load_patterns([BUILTIN], registry)}
+def test_builtin_library_loads_against_actuator_schemas(builtin_registry: Registry) -> None:
+    patterns = {p.id: p for p in load_patterns([BUILTIN], builtin_registry)}
     assert set(patterns) == {
         "process-down-restart",
         "memory-leak-graceful-restart",
@@ -114,6 +126,15 @@ def test_builtin_library_loads_against_actuator_schemas(registry: Registry) -> N
         "error-spike-after-config-revert",
         "crash-loop-hand-over",
         "disk-fill-cleanup",
+        "systemd-down-restart",
+        "docker-down-restart",
+        "kubernetes-down-rollout-restart",
+        "systemd-memory-leak-restart",
+        "docker-memory-leak-restart",
+        "kubernetes-memory-leak-rollout-restart",
+        "systemd-pool-exhaustion-restart",
+        "docker-pool-exhaustion-restart",
+        "kubernetes-pool-exhaustion-rollout-restart",
     }
     down = patterns["process-down-restart"]
     assert down.match.cause == "down" and down.match.kind == FindingKind.STATE
@@ -150,9 +171,39 @@ def test_builtin_library_loads_against_actuator_schemas(registry: Registry) -> N
     assert (disk.prior_confidence, disk.rollback_safe) == (0.7, False)
     loop = patterns["crash-loop-hand-over"]
     assert loop.action is None and loop.verify is None and loop.match.after_actions is not None
-    assert loop.match.after_actions.patterns == ["process-down-restart"]
+    assert loop.match.after_actions.patterns == ["process-down-restart", "systemd-down-restart", "docker-down-restart",
+                                                 "kubernetes-down-rollout-restart"]
+    _check_unit_restarts(patterns)
     for p in patterns.values():
         assert p.source.startswith(str(BUILTIN)) and p.source.endswith(".yaml:" + p.source.rsplit(":", 1)[1])
+
+
+def _check_unit_restarts(patterns: dict[str, Any]) -> None:
+    """The restarts through systemd, Docker and Kubernetes: one pattern per failure and actuator
+    (each earns its own record and autonomy), as sure as the process one of the same failure but
+    for a dead workload's rollout (the kubelet has restarted its containers already), never undone,
+    a dead unit verified by its probe (nothing samples ``up`` of a unit autonomic does not run)."""
+    restart = {"systemd": {"op": "restart", "mode": "replace", "wait_s": 30},
+               "docker": {"op": "restart", "timeout_s": 10},
+               "kubernetes": {"op": "rollout_restart"}}
+    like = {"down": patterns["process-down-restart"], "memory-leak": patterns["memory-leak-graceful-restart"],
+            "pool-exhaustion": patterns["pool-exhaustion-restart"]}
+    for kind, params in restart.items():
+        for failure, process in like.items():
+            pid = f"{kind}-{failure}-{'rollout-' if kind == 'kubernetes' else ''}restart"
+            p = patterns[pid]
+            assert p.match == process.match
+            assert p.action == ActionSpec(type=kind, target="{service}", params=params)
+            assert p.rollback_safe is False
+            k8s_down = (kind, failure) == ("kubernetes", "down")
+            assert p.prior_confidence == (0.7 if k8s_down else process.prior_confidence)
+            assert p.verify is not None and process.verify is not None
+            if failure == "down":
+                assert (p.verify.metric, p.verify.min, p.verify.max) == ("probe_ok", 1, None)
+            else:
+                assert (p.verify.metric, p.verify.threshold) == (process.verify.metric, "max")
+            # a rollout is not waited for by the actuator: the watch starts once new pods can be up
+            assert p.verify.delay_s == (60 if kind == "kubernetes" else 10)
 
 
 def test_single_and_list_files_load_with_source_lines(tmp_path: Path, registry: Registry) -> None:
@@ -271,8 +322,8 @@ def test_patterns_key_must_hold_a_list(tmp_path: Path, registry: Registry) -> No
     assert [(p.line, p.field) for p in problems] == [(2, "other"), (1, "patterns")]
 
 
-def test_check_patterns_returns_nothing_for_a_good_library(registry: Registry) -> None:
-    assert check_patterns([BUILTIN], registry) == []
+def test_check_patterns_returns_nothing_for_a_good_library(builtin_registry: Registry) -> None:
+    assert check_patterns([BUILTIN], builtin_registry) == []
 
 
 def test_an_escalation_chain_loads_in_order(tmp_path: Path, registry: Registry) -> None:

@@ -127,12 +127,16 @@ def test_test_matching_pattern_prints_confidence_reasons_and_rank(config: Path, 
     assert out.exit_code == 0, out.output
     lines = out.output.splitlines()
     head = "pool-exhaustion-raise matches incident abcdef01 (api, cause pool, kind forecast): confidence "
-    assert lines[0].startswith(head) and lines[0].endswith(", rank 1 of 3")
+    assert lines[0].startswith(head) and lines[0].endswith(", rank 1 of 6")
     assert 0.5 < float(lines[0][len(head):].split(",")[0]) <= 0.8  # the prior 0.8 times match quality
     assert "  - cause pool == pool" in lines and "  - kind forecast matched" in lines
-    assert lines[-4] == "candidates:"
-    assert lines[-3].startswith("  1. pool-exhaustion-raise ") and lines[-2].startswith("  2. pool-exhaustion-restart ")
-    assert lines[-1].startswith("  3. pool-page-a-person ")
+    assert lines[-7] == "candidates:"
+    # the restarts through each actuator tie: api binds none of them, so autonomic's own process
+    # actuator's goes first, as the engine ranks them, then by id
+    assert [line.split()[:2] for line in lines[-6:]] == [
+        ["1.", "pool-exhaustion-raise"], ["2.", "pool-exhaustion-restart"], ["3.", "docker-pool-exhaustion-restart"],
+        ["4.", "kubernetes-pool-exhaustion-rollout-restart"], ["5.", "systemd-pool-exhaustion-restart"],
+        ["6.", "pool-page-a-person"]]
 
 
 def test_test_of_a_service_the_config_does_not_name_passes_over_what_it_cannot_run_as_the_engine_does(
@@ -151,12 +155,13 @@ def test_test_lower_ranked_match_still_exits_0(config: Path, tmp_path: Path) -> 
     out = run("test", "pool-page-a-person", "-i", str(incident_file(tmp_path)), "-c", str(config), "--json")
     assert out.exit_code == 0, out.output
     body = json.loads(out.output)
-    assert (body["matches"], body["rank"], body["candidates"]) == (True, 3, 3)
+    assert (body["matches"], body["rank"], body["candidates"]) == (True, 6, 6)
     assert body["reasons"][:2] == ["cause pool == pool", "severity critical >= warning"]
     assert "escalate to a person" in body["reasons"][-1]
-    assert [r["pattern"] for r in body["ranking"]] == ["pool-exhaustion-raise", "pool-exhaustion-restart",
-                                                        "pool-page-a-person"]
-    assert body["confidence"] == body["ranking"][2]["confidence"] < body["ranking"][1]["confidence"]
+    assert [r["pattern"] for r in body["ranking"]] == [
+        "pool-exhaustion-raise", "pool-exhaustion-restart", "docker-pool-exhaustion-restart",
+        "kubernetes-pool-exhaustion-rollout-restart", "systemd-pool-exhaustion-restart", "pool-page-a-person"]
+    assert body["confidence"] == body["ranking"][5]["confidence"] < body["ranking"][4]["confidence"]
 
 
 def test_test_non_matching_pattern_exits_1_with_the_failed_checks(config: Path, tmp_path: Path) -> None:
@@ -253,3 +258,22 @@ def test_test_reads_what_explain_json_printed_for_a_stored_incident(config: Path
     out = run("test", "pool-exhaustion-raise", "--incident", str(doc), "-c", str(config))
     assert out.exit_code == 0, out.output
     assert out.output.startswith("pool-exhaustion-raise matches incident abcdef01 (api, cause pool, kind forecast)")
+
+
+@pytest.mark.parametrize(("probes", "passed_over"), [(True, False), (False, True)])
+def test_test_of_a_unit_down_passes_over_its_restart_where_no_probe_could_verify_it_as_the_engine_does(
+        tmp_path: Path, probes: bool, passed_over: bool) -> None:
+    """api is run by systemd; its down incident matches systemd-down-restart, which the probe
+    verifies: without a probe in the config the engine passes it over, and so does `patterns test -c`."""
+    probe = ', probes: [{type: http, url: "http://127.0.0.1:1/health"}]' if probes else ""
+    cfg = tmp_path / "autonomic.yaml"
+    cfg.write_text(f"services: [{{name: api, actuators: {{systemd: {{unit: api.service}}}}{probe}}}]\n")
+    down = {"incident": {**INCIDENT, "cause": "down", "kind": "state", "summary": "api is down"},
+            "findings": [{**FINDING, "metric": "up", "kind": "state", "cause": "down", "value": 0,
+                          "summary": "api is down", "evidence": {}}]}
+    path = tmp_path / "down.json"
+    path.write_text(json.dumps(down))
+    out = run("test", "systemd-down-restart", "-i", str(path), "-c", str(cfg))
+    assert out.exit_code == 0, out.output  # it matches either way
+    reason = "  - cannot run here: api has no probe (probes:) to verify it by: nothing samples its probe_ok"
+    assert (reason in out.output.splitlines()) is passed_over, out.output

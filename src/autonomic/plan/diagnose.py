@@ -16,11 +16,19 @@ Every factor is in [0, 1], so the confidence is too.
 ``s`` and ``f`` are the pattern's record on the incident's own service plus a quarter of its
 record on every other service (:func:`service_record`): one misconfigured service's failures
 lower the pattern's confidence there in full, and elsewhere only a little.
+
+Candidates are ranked by confidence, then by ``given`` (the more specific match first), then, when
+the service's bindings are known (``DiagnoseContext.actuator_order``), a hand-over before a remedy
+and a remedy through an actuator bound earlier under ``services[].actuators`` before one bound
+later, then by id in alphabetical order: the same ranking at every run. Equal confidences are what
+a service bound to two actuators meets (process and systemd, say: each one's down restart matches
+with the same prior): the order its config binds them in says which it prefers, until their records
+part them. The rationale names the candidates tied with the chosen one and what ranked it first.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from autonomic.model import AfterActions, Candidate, ConfigChange, Diagnosis, Finding, Incident, Pattern, Symptom
@@ -47,6 +55,24 @@ class DiagnoseContext:
     # pattern id -> why the service cannot carry out that pattern's action (no binding for its
     # actuator type): it stays a candidate, but the best one the service can carry out is chosen
     cannot_run: Mapping[str, str] = field(default_factory=dict)
+    # the service's actuator types in the order its config binds them (``services[].actuators``):
+    # among candidates of equal confidence and specificity, a hand-over first (a person, when an
+    # automatic remedy is no surer), then the one whose action's type is bound first. Empty: by id
+    actuator_order: Sequence[str] = ()
+
+
+_DEFAULT_ORDER = ("process",)  # autonomic's own actuator, the embedded default
+
+
+def actuator_order(bound: Iterable[str] | None) -> tuple[str, ...]:
+    """``DiagnoseContext.actuator_order`` of a service bound to the actuator types ``bound`` (in the
+    order its config binds them), then autonomic's own ``process`` when it is not bound: among
+    remedies equally ranked that the service cannot run, the rationale names the process one (a
+    service binding only a shell is told the graceful restart it lacks, not a container's). None:
+    its bindings are not known (a replay or a ``patterns test`` without a config, which take every
+    remedy as one the service could run): the process one first."""
+    mine = tuple(bound or ())
+    return mine + tuple(t for t in _DEFAULT_ORDER if t not in mine)
 
 
 OTHERS_WEIGHT = 0.25
@@ -85,6 +111,28 @@ def cannot_run(patterns: Iterable[Pattern], bindings: Mapping[str, object], serv
             if why:
                 out[p.id] = f"{service}: {why}"
                 break
+    return out
+
+
+PROBE_METRICS = ("probe_ok", "probe_latency_ms")
+"""What a service's probes sample (``services[].probes``), and nothing else unless a metrics source
+of its own names them."""
+
+
+def unverifiable(patterns: Iterable[Pattern], may_report: Callable[[str], bool], service: str,
+                 cannot: Mapping[str, str]) -> dict[str, str]:
+    """Per pattern ``service`` could carry out (not in ``cannot``) whose verification watches a
+    probe's metric (``probe_ok``: the restarts of a unit that systemd, Docker or Kubernetes runs)
+    that nothing samples for it (``may_report(metric)`` false: no ``probes:``, no metrics source
+    naming it), why: acted on, it could never be judged (too little data, every time), so it is
+    passed over like one the service cannot run (for ``DiagnoseContext.cannot_run``)."""
+    out: dict[str, str] = {}
+    for p in patterns:
+        if p.action is None or p.verify is None or p.id in cannot:
+            continue
+        metric = p.verify.metric
+        if metric in PROBE_METRICS and not may_report(metric):
+            out[p.id] = f"{service} has no probe (probes:) to verify it by: nothing samples its {metric}"
     return out
 
 
@@ -155,14 +203,21 @@ def _after_actions(after: AfterActions, ctx: DiagnoseContext) -> tuple[bool, str
     """Whether the named patterns acted on the service at least ``count`` times within
     ``within_s`` before ``ctx.now``, and why (naming the actions not counted, see
     ``DiagnoseContext.uncounted_actions``)."""
-    def within(actions: Mapping[str, Sequence[float]]) -> int:
-        return sum(1 for pid in after.patterns for ts in actions.get(pid, ()) if 0 <= ctx.now - ts <= after.within_s)
+    def within(actions: Mapping[str, Sequence[float]]) -> dict[str, int]:
+        return {pid: n for pid in after.patterns
+                if (n := sum(1 for ts in actions.get(pid, ()) if 0 <= ctx.now - ts <= after.within_s))}
 
-    n = within(ctx.recent_actions)
+    counted = within(ctx.recent_actions)
+    n = sum(counted.values())
     ok = n >= after.count
-    uncounted = within(ctx.uncounted_actions)
+    uncounted = sum(within(ctx.uncounted_actions).values())
     more = f"; {uncounted} more answered a crash while a dependency was down, not counted" if uncounted else ""
-    return ok, (f"{n} actions of {', '.join(after.patterns)} in the last {after.within_s:g} s "
+    # the patterns that acted (with their share when several did); all of them when none did
+    if len(counted) > 1:
+        which = ", ".join(f"{pid} ({k})" for pid, k in counted.items())
+    else:
+        which = ", ".join(counted or after.patterns)
+    return ok, (f"{n} actions of {which} in the last {after.within_s:g} s "
                 f"({'>=' if ok else '<'} {after.count}){more}")
 
 
@@ -204,12 +259,54 @@ def _symptom(sym: Symptom, findings: Sequence[Finding]) -> tuple[bool, str]:
     return False, f"symptom {what}: no such finding"
 
 
+_Scored = tuple[float, int, int, str, Candidate]  # confidence, fields given, actuator order, id, candidate
+
+
+def _actuator_rank(pattern: Pattern, order: Sequence[str]) -> int:
+    """Where ``pattern`` goes among candidates of equal confidence and specificity
+    (``DiagnoseContext.actuator_order``): a hand-over -1, else the place of its action's type (its
+    first step's) among the service's bindings, a type it does not bind after them all."""
+    if pattern.action is None:
+        return -1
+    return order.index(pattern.action.type) if pattern.action.type in order else len(order)
+
+
+def _tie(best: Candidate, scored: Sequence[_Scored], patterns: Mapping[str, Pattern], ctx: DiagnoseContext) -> str:
+    """What the rationale says when other candidates the service could carry out have the chosen
+    one's confidence (a service bound to two actuators, say process and systemd, matched by each
+    one's down restart): which, and what ranked the chosen one first: the more specific match, a
+    hand-over before a remedy, the order of the service's actuators, else its id, first in
+    alphabetical order. "" when there is no such tie."""
+    _, given, rank, _, _ = next(t for t in scored if t[3] == best.pattern_id)
+    tied = [t for t in scored
+            if t[0] == best.confidence and t[3] != best.pattern_id and t[3] not in ctx.cannot_run]
+    if not tied:
+        return ""
+    chosen = patterns[best.pattern_id]
+    why: list[str] = []
+    for _, g, r, _, _ in tied:
+        if g < given:
+            reason = "the more specific match"
+        elif r > rank and chosen.action is None:
+            reason = "a hand-over before an automatic remedy no surer"
+        elif r > rank:
+            assert chosen.action is not None
+            reason = (f"the order of the service's actuators (its {chosen.action.type} binding comes first)"
+                      if r < len(ctx.actuator_order)
+                      else f"the {chosen.action.type} actuator first, the service's bindings not being known")
+        else:
+            reason = "pattern id (alphabetical order)"
+        if reason not in why:
+            why.append(reason)
+    return f"; tied with {', '.join(t[3] for t in tied)}, ranked first by {' and '.join(why)}"
+
+
 def diagnose(
     incident: Incident, findings: Sequence[Finding], patterns: Sequence[Pattern], ctx: DiagnoseContext
 ) -> Diagnosis:
     """Rank the patterns that match ``incident`` (best first) and recommend the best one's
     action, aimed at the incident's service."""
-    scored: list[tuple[float, int, str, Candidate]] = []
+    scored: list[_Scored] = []
     for p in patterns:
         ok, given, reasons = _match(p, incident, findings, ctx)
         if not ok:
@@ -224,10 +321,11 @@ def diagnose(
         elif p.id in ctx.cannot_run:
             reasons.append(f"cannot run here: {ctx.cannot_run[p.id]}")
         confidence = round(p.prior_confidence * quality * factor, 4)
+        rank = _actuator_rank(p, ctx.actuator_order) if ctx.actuator_order else 0
         scored.append(
-            (confidence, given, p.id, Candidate(pattern_id=p.id, confidence=confidence, reasons=reasons))
+            (confidence, given, rank, p.id, Candidate(pattern_id=p.id, confidence=confidence, reasons=reasons))
         )
-    scored.sort(key=lambda t: (-t[0], -t[1], t[2]))
+    scored.sort(key=lambda t: (-t[0], -t[1], t[2], t[3]))
     candidates = [c for *_, c in scored]
 
     if not candidates:
@@ -244,6 +342,7 @@ def diagnose(
     why = "; ".join(r for r in best.reasons if not r.startswith(skip)) or "matches anything"
     passed_over = [c.pattern_id for c in candidates[: candidates.index(best)]]
     over = f"; preferred to {', '.join(passed_over)}, which cannot run here" if passed_over else ""
+    over += _tie(best, scored, {p.id: p for p in patterns}, ctx)
     if pattern.action is None:
         action = None
         rationale = (

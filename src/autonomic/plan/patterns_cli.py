@@ -33,7 +33,7 @@ from autonomic.cli_common import ConfigOpt, JsonOpt, given_config, group_config
 from autonomic.cli_common import fail as _exit
 from autonomic.cli_common import load as _config
 from autonomic.model import Finding, Incident, Pattern
-from autonomic.plan.diagnose import DiagnoseContext, _match, cannot_run, diagnose
+from autonomic.plan.diagnose import DiagnoseContext, _match, actuator_order, cannot_run, diagnose, unverifiable
 
 patterns_app = typer.Typer(no_args_is_help=True, help="The pattern library: list, show, test.",
                            callback=group_config)
@@ -194,17 +194,23 @@ def test(
     data = _read_incident(incident)
     inc, c = data.incident, data.context
     svc = cfg.service(inc.service)
+    cannot: dict[str, str] = {}
+    if cfg.source != "<defaults>":
+        cannot = cannot_run(cfg.patterns, cfg.bindings.get(inc.service, {}), inc.service)
+        if svc is not None:
+            cannot.update(unverifiable(cfg.patterns, svc.may_report, inc.service, cannot))
     ctx = DiagnoseContext(
         now=c.now if c.now is not None else inc.last_finding_at,
         service_type=c.service_type if c.service_type is not None else (svc.type if svc else None),
         last_change_at=c.last_change_at,
         record=c.record,
         recent_actions=c.recent_actions,
-        # as the engine does: a pattern the config's service cannot carry out is passed over (a
-        # service the config does not name, alerts may, has no bindings: every action is); without
-        # a config, the patterns alone are tested
-        cannot_run=(cannot_run(cfg.patterns, cfg.bindings.get(inc.service, {}), inc.service)
-                    if cfg.source != "<defaults>" else {}),
+        # as the engine does: a pattern the config's service cannot carry out (or verify: no probe
+        # for a remedy the probe judges) is passed over (a service the config does not name, alerts
+        # may, has no bindings: every action is); without a config, the patterns alone are tested
+        cannot_run=cannot,
+        # and ranks equals by the order the service binds its actuators in
+        actuator_order=actuator_order(cfg.bindings.get(inc.service, {}) if cfg.source != "<defaults>" else None),
     )
     diagnosis = diagnose(inc, data.findings, list(cfg.patterns), ctx)
     ranking = [(cand.pattern_id, cand.confidence) for cand in diagnosis.candidates]
