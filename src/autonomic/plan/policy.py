@@ -6,6 +6,13 @@ default. The most specific level that gives a setting wins, except that a servic
 lifted to ``auto`` by a pattern, and a service with ``enabled: true`` does not re-enable a
 pattern or action type that is disabled. ``policy.enabled: false`` turns every action off.
 
+``confidence_threshold`` and ``confidence_floor`` split a diagnosis's confidence in three: at
+or above the threshold the engine may act on its own; below it but at or above the floor a
+person is asked to approve the remedy (it then runs through every other gate, and its verified
+outcome enters the pattern's record, so a pattern demoted by one unlucky failure can recover);
+below the floor it is denied (a pattern that keeps failing stops asking). Both per action type
+and per pattern too; a floor set above a threshold given at the same level is refused.
+
 Maintenance windows (and change freezes: a window in ``block`` mode) are cron expressions
 evaluated in UTC; a window is active for ``duration_s`` seconds after each time its cron fires.
 
@@ -48,18 +55,44 @@ class RateLimitsOverride(_Frozen):
     per_service_week: int | None = Field(default=None, ge=0)
 
 
+def _floor_not_above_threshold(model: BaseModel) -> None:
+    """A ``confidence_floor`` set above the ``confidence_threshold`` set beside it, at the same
+    level, is a mistake (nothing below the threshold could ever be asked): refused, naming both.
+    Set at different levels (a pattern's threshold under the default floor) it is no error: the
+    band between them is empty, so below the threshold is a plain denial there."""
+    floor, threshold = getattr(model, "confidence_floor", None), getattr(model, "confidence_threshold", None)
+    given = model.model_fields_set
+    if "confidence_floor" in given and "confidence_threshold" in given and floor is not None \
+            and threshold is not None and floor > threshold:
+        raise ValueError(f"confidence_floor ({floor:g}) is above confidence_threshold ({threshold:g}): the floor "
+                         "is the least confidence at which a person is asked to approve a remedy below the "
+                         "threshold; set it at most the threshold (equal: never ask, deny below the threshold)")
+
+
 class ActionPolicy(_Frozen):
     enabled: bool | None = None
     autonomy: Autonomy | None = None
     confidence_threshold: float | None = Field(default=None, ge=0.0, le=1.0)
+    confidence_floor: float | None = Field(default=None, ge=0.0, le=1.0)
     rate_limits: RateLimitsOverride | None = None
+
+    @model_validator(mode="after")
+    def _floor_at_most_threshold(self) -> ActionPolicy:
+        _floor_not_above_threshold(self)
+        return self
 
 
 class PatternPolicy(_Frozen):
     enabled: bool | None = None
     autonomy: Autonomy | None = None
     confidence_threshold: float | None = Field(default=None, ge=0.0, le=1.0)
+    confidence_floor: float | None = Field(default=None, ge=0.0, le=1.0)
     shadow: bool | None = None
+
+    @model_validator(mode="after")
+    def _floor_at_most_threshold(self) -> PatternPolicy:
+        _floor_not_above_threshold(self)
+        return self
 
 
 class ServicePolicy(_Frozen):
@@ -155,6 +188,8 @@ class EffectivePolicy(_Frozen):
     autonomy: Autonomy
     confidence_threshold: float
     rate_limits: RateLimits
+    # below confidence_threshold but at least this, a person is asked to approve (see PolicyConfig)
+    confidence_floor: float = 0.3
     autonomy_from: str = "default"  # which level set the autonomy, for gate reasons
     shadow: bool = False  # decide fully, record what would have been done, never act
 
@@ -166,6 +201,13 @@ class PolicyConfig(_Frozen):
     # done, but nothing acts. Per pattern and per service too (service > pattern > this).
     shadow: bool = False
     confidence_threshold: float = Field(default=0.6, ge=0.0, le=1.0)
+    # A remedy whose confidence is below confidence_threshold but at least confidence_floor is
+    # not run on its own: a person is asked to approve it (the confidence gate asks), so a
+    # pattern demoted by an unlucky failure can earn its record back. Below the floor it is
+    # denied. A floor at or above the threshold asks nothing: below the threshold is then a plain
+    # denial, as it always was before the floor. Per action type and pattern too (pattern >
+    # action type > this).
+    confidence_floor: float = Field(default=0.3, ge=0.0, le=1.0)
     rate_limits: RateLimits = RateLimits()
     actions: dict[str, ActionPolicy] = Field(default_factory=dict)
     patterns: dict[str, PatternPolicy] = Field(default_factory=dict)
@@ -175,6 +217,11 @@ class PolicyConfig(_Frozen):
     blast_radius: BlastRadiusConfig = BlastRadiusConfig()
     backoff: BackoffConfig = BackoffConfig()
     autonomy_ladder: AutonomyLadder = AutonomyLadder()
+
+    @model_validator(mode="after")
+    def _floor_at_most_threshold(self) -> PolicyConfig:
+        _floor_not_above_threshold(self)
+        return self
 
     def effective(self, action_type: str, pattern_id: str | None, service: str) -> EffectivePolicy:
         """Resolve the levels (service > pattern > action type > default) for one action."""
@@ -193,6 +240,7 @@ class PolicyConfig(_Frozen):
             autonomy, source = svc.autonomy, f"service {service}"
 
         threshold = _first(pat.confidence_threshold, act.confidence_threshold, self.confidence_threshold)
+        floor = _first(pat.confidence_floor, act.confidence_floor, self.confidence_floor)
         shadow = _first(svc.shadow, pat.shadow, self.shadow)
 
         limits = self.rate_limits
@@ -203,6 +251,7 @@ class PolicyConfig(_Frozen):
             enabled=enabled,
             autonomy=autonomy,
             confidence_threshold=threshold,
+            confidence_floor=floor,
             rate_limits=limits,
             autonomy_from=source,
             shadow=shadow,
@@ -213,7 +262,7 @@ class PolicyConfig(_Frozen):
         """What the policy says for an action made of steps of ``action_types`` (one type for a
         single-step action; the first step's type first): the most restrictive of
         :meth:`effective` over every step's type. Enabled only if every type is, the lowest
-        autonomy, the highest confidence threshold; rate limits are the first type's here (the
+        autonomy, the highest confidence threshold and floor; rate limits are the first type's here (the
         rate-limit gate checks each later step's type against its own limits too, and counts the
         action under every type it runs). A workflow whose second step restarts a process is as
         much a process action as a plain restart: disabling ``process`` actions, or holding
@@ -227,6 +276,7 @@ class PolicyConfig(_Frozen):
             "autonomy": strictest.autonomy,
             "autonomy_from": strictest.autonomy_from,
             "confidence_threshold": max(e.confidence_threshold for e in each),
+            "confidence_floor": max(e.confidence_floor for e in each),
         })
 
 
