@@ -37,6 +37,7 @@ from autonomic.model import (
 from autonomic.oversight.explain import explain_incident, render_text
 from autonomic.oversight.notify import Dispatcher
 from autonomic.oversight.reports import build_report
+from autonomic.plan.autonomy import people_evidence
 from autonomic.protocols import Target
 from autonomic.registry import Registry
 from autonomic.testing import FakeActuator, FakeClock, FakeNotifier, ReplaySource
@@ -628,6 +629,10 @@ def test_a_pattern_rolled_back_once_asks_a_person_and_an_approved_success_restor
     assert next(g for g in approved.gates if g.gate == "confidence").reason.endswith("approved by a person")
     h.run_until(lambda: h.store.get(Incident, second.id).state == IncidentState.RESOLVED, "up", 1)  # type: ignore[union-attr]
     assert h.engine._pattern_record("svc") == {"fake-down-poke": (1, 1)}
+    # the person's approval is on the autonomy ladder's record as any approval is: asked on
+    # confidence or on the autonomy level, a person's yes is the same trust in the remedy there
+    _, answers = h.store.pattern_record("fake-down-poke", "svc")
+    assert [(e.verdict, e.by) for e in people_evidence(answers, "fake-down-poke", "svc")] == [("pass", "person:ann")]
 
     third = _outage(h)
     (decision,) = h.store.decisions(third.id)

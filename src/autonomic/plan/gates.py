@@ -5,6 +5,13 @@ stages, :data:`GATES`, each ``(GateContext) -> GateResult``. Every gate is evalu
 kept (the decision shows all of them); then :func:`decide` folds them: any plain failure
 denies, else any gate asking a person makes it ``needs_approval``, else it is approved.
 
+Three gates ask a person rather than deny in some cases: ``autonomy`` at ``approve``,
+``maintenance_window`` in an ``approve`` window, and ``confidence`` below the policy's
+threshold but at or above its floor (the person's approval lets a pattern whose record fell,
+say after one unlucky rollback, run again and earn its record back; below the floor, a pattern
+that keeps failing, it is a plain denial). A person's approval passes each asking gate, and
+every other gate is evaluated again as for any decision.
+
 The ``paused`` gate is the decision-time check only (global and per service); the executor
 checks the kill switch and pauses again as its very last step before acting.
 
