@@ -23,22 +23,6 @@ def test_alert_resolve_after_s_below_resolve_after_s_is_refused_naming_both(tmp_
     assert quiet_s({"resolve_after_s": 600, "alert_resolve_after_s": 900}) == 900.0
 
 
-def test_a_confidence_floor_above_the_threshold_beside_it_is_refused_naming_both_and_where(tmp_path: Path) -> None:
-    """The floor under which a remedy below the threshold is not even offered to a person must not
-    be above the threshold set at the same level (nothing could be asked); at different levels it
-    may (a pattern's low threshold under the default floor: nothing between them to ask about)."""
-    def load(policy: dict[str, object]) -> None:
-        load_config_data({"policy": policy}, source="a.yaml", base_dir=tmp_path)
-
-    refused = (r"policy\.patterns\.disk-fill-cleanup: .*confidence_floor \(0\.7\) is above confidence_threshold "
-               r"\(0\.5\): the floor is the least confidence at which a person is asked")
-    with pytest.raises(ConfigError, match=refused):
-        load({"patterns": {"disk-fill-cleanup": {"confidence_threshold": 0.5, "confidence_floor": 0.7}}})
-    with pytest.raises(ConfigError, match=r"policy\.confidence_floor: .*less than or equal to 1"):
-        load({"confidence_floor": 1.5})
-    load({"confidence_floor": 0.4, "patterns": {"disk-fill-cleanup": {"confidence_threshold": 0.2}}})
-
-
 def test_a_trend_needing_more_history_than_the_series_store_keeps_is_refused_naming_both(tmp_path: Path) -> None:
     """A forecast needs half its window of history; the series store keeps 720 samples, so a
     one-hour window at a 1 s interval (719 s kept) could never forecast."""

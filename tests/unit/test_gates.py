@@ -282,17 +282,13 @@ def test_the_confidence_floor_is_set_per_pattern_over_action_type_over_default()
     assert result(g.confidence, c)[:2] == (False, False)
 
 
-@pytest.mark.parametrize("level", ["", "actions.config", "patterns.p"])
-def test_a_confidence_floor_above_the_threshold_beside_it_is_refused_naming_both(level: str) -> None:
-    bad: dict[str, Any] = {"confidence_threshold": 0.5, "confidence_floor": 0.7}
-    for key in reversed(level.split(".") if level else []):
-        bad = {key: bad}
-    with pytest.raises(ValidationError, match=r"confidence_floor \(0.7\) is above confidence_threshold \(0.5\)") as exc:
-        policy(**bad)
-    assert [".".join(str(x) for x in e["loc"]) for e in exc.value.errors()] == [level]
-    # set at different levels it is no mistake: a default floor above a pattern's low threshold
-    policy(confidence_threshold=0.1)
-    policy(confidence_floor=0.5, patterns={"p": {"confidence_threshold": 0.4}})
+def test_a_floor_of_one_asks_about_nothing_below_any_threshold_as_before_the_floor() -> None:
+    """The way back to "below the threshold is a denial" everywhere, whatever threshold a pattern
+    or action type sets: a floor at or above the threshold leaves no band to ask about."""
+    pol = policy(autonomy="auto", confidence_floor=1, patterns={"pool-exhaustion-raise": {"confidence_threshold": 0.9}})
+    for have in (0.0, 0.3, 0.59, 0.89):
+        assert result(g.confidence, ctx(pol, diagnosis=diagnosis(have)))[:2] == (False, False)
+    assert result(g.confidence, ctx(pol, diagnosis=diagnosis(0.9)))[0]
 
 
 def test_rate_limit_reason_has_the_numbers() -> None:

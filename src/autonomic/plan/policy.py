@@ -11,7 +11,8 @@ or above the threshold the engine may act on its own; below it but at or above t
 person is asked to approve the remedy (it then runs through every other gate, and its verified
 outcome enters the pattern's record, so a pattern demoted by one unlucky failure can recover);
 below the floor it is denied (a pattern that keeps failing stops asking). Both per action type
-and per pattern too; a floor set above a threshold given at the same level is refused.
+and per pattern too. A floor at or above the threshold leaves nothing to ask about: below the
+threshold is then a plain denial, as before the floor existed (``confidence_floor: 1`` everywhere).
 
 Maintenance windows (and change freezes: a window in ``block`` mode) are cron expressions
 evaluated in UTC; a window is active for ``duration_s`` seconds after each time its cron fires.
@@ -55,31 +56,12 @@ class RateLimitsOverride(_Frozen):
     per_service_week: int | None = Field(default=None, ge=0)
 
 
-def _floor_not_above_threshold(model: BaseModel) -> None:
-    """A ``confidence_floor`` set above the ``confidence_threshold`` set beside it, at the same
-    level, is a mistake (nothing below the threshold could ever be asked): refused, naming both.
-    Set at different levels (a pattern's threshold under the default floor) it is no error: the
-    band between them is empty, so below the threshold is a plain denial there."""
-    floor, threshold = getattr(model, "confidence_floor", None), getattr(model, "confidence_threshold", None)
-    given = model.model_fields_set
-    if "confidence_floor" in given and "confidence_threshold" in given and floor is not None \
-            and threshold is not None and floor > threshold:
-        raise ValueError(f"confidence_floor ({floor:g}) is above confidence_threshold ({threshold:g}): the floor "
-                         "is the least confidence at which a person is asked to approve a remedy below the "
-                         "threshold; set it at most the threshold (equal: never ask, deny below the threshold)")
-
-
 class ActionPolicy(_Frozen):
     enabled: bool | None = None
     autonomy: Autonomy | None = None
     confidence_threshold: float | None = Field(default=None, ge=0.0, le=1.0)
     confidence_floor: float | None = Field(default=None, ge=0.0, le=1.0)
     rate_limits: RateLimitsOverride | None = None
-
-    @model_validator(mode="after")
-    def _floor_at_most_threshold(self) -> ActionPolicy:
-        _floor_not_above_threshold(self)
-        return self
 
 
 class PatternPolicy(_Frozen):
@@ -88,11 +70,6 @@ class PatternPolicy(_Frozen):
     confidence_threshold: float | None = Field(default=None, ge=0.0, le=1.0)
     confidence_floor: float | None = Field(default=None, ge=0.0, le=1.0)
     shadow: bool | None = None
-
-    @model_validator(mode="after")
-    def _floor_at_most_threshold(self) -> PatternPolicy:
-        _floor_not_above_threshold(self)
-        return self
 
 
 class ServicePolicy(_Frozen):
@@ -217,11 +194,6 @@ class PolicyConfig(_Frozen):
     blast_radius: BlastRadiusConfig = BlastRadiusConfig()
     backoff: BackoffConfig = BackoffConfig()
     autonomy_ladder: AutonomyLadder = AutonomyLadder()
-
-    @model_validator(mode="after")
-    def _floor_at_most_threshold(self) -> PolicyConfig:
-        _floor_not_above_threshold(self)
-        return self
 
     def effective(self, action_type: str, pattern_id: str | None, service: str) -> EffectivePolicy:
         """Resolve the levels (service > pattern > action type > default) for one action."""
