@@ -89,8 +89,11 @@ def expected_outcome(fault: str, service: str, past: list[scenario.Result]) -> s
 
     Slowness is met by the demo's deliberately wrong remedy (the fast-path flag): the first time on a
     service it is rolled back; from then on that rollback is the pattern's record there (0 verified,
-    1 failed: x0.67, so 0.7 x 0.9 x 0.67 = 0.42, under the demo's threshold of 0.5) and the engine
-    asks a person instead of trying a remedy it saw make things worse, as it should."""
+    1 failed: x0.67, so 0.7 x 0.9 x 0.67 = 0.42, under the demo's threshold of 0.5 but above its
+    floor of 0.3) and the engine asks a person to approve it instead of trying on its own a remedy
+    it saw make things worse, as it should. Nobody answers in the soak (the remedy is wrong: a
+    person would deny it); the request closes once the slowness is gone. The demo's outcome for an
+    incident handed to a person, asked to approve or escalated, is ``escalated``."""
     if fault == "latency" and any(r.name == f"latency@{service}" and r.outcome == "rolled_back" for r in past):
         return "escalated"
     return EXPECTED[fault]

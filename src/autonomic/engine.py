@@ -2022,6 +2022,7 @@ class Engine:
             level = Autonomy.APPROVE if effective.autonomy.rank >= Autonomy.APPROVE.rank else effective.autonomy
             effective = _replace(effective, autonomy=level, confidence_threshold=0.0)
         pattern = self.patterns.get(diagnosis.pattern_id or "")
+        here, elsewhere = self._record_split(diagnosis.pattern_id, inc.service)
         if policy.autonomy_ladder.enabled and diagnosis.pattern_id is not None:
             effective = self._earned(effective, policy, diagnosis.pattern_id, inc.service, now)
         if self.shadow_only:
@@ -2052,7 +2053,19 @@ class Engine:
             backoff=BackoffState.model_validate(state[backoff_key(target)] or {}),
             priority=0, competing_plans=tuple(competing), step_types=step_types, live_decisions=live,
             step_counts=step_counts, step_breakers={t: breakers[t] for t in later},
+            record_here=here, record_elsewhere=elsewhere,
         )
+
+    def _record_split(self, pattern_id: str | None, service: str) -> tuple[tuple[int, int], tuple[int, int]]:
+        """``pattern_id``'s measured record, (successes, failures), on ``service`` and on every
+        other service (the confidence gate's reason names them), from the tallies the diagnosis
+        reads; zeros with no pattern."""
+        if pattern_id is None:
+            return (0, 0), (0, 0)
+        totals, per_service = self._tallies.read()
+        s_all, f_all = totals.get(pattern_id, (0, 0))
+        s, f = per_service.get(service, {}).get(pattern_id, (0, 0))
+        return (s, f), (s_all - s, f_all - f)
 
     def _earned(self, effective: Any, policy: PolicyConfig, pattern_id: str, service: str, now: float) -> Any:
         """The autonomy this pattern has earned on this service from its measured record;
@@ -2123,8 +2136,8 @@ class Engine:
             self.notify(Notification(
                 level=Level.APPROVAL_REQUESTED, ts=now, service=inc.service, incident_id=inc.id,
                 title=f"approval needed: {diagnosis.action.describe() if diagnosis.action else '?'} on {inc.service}",
-                body=f"{inc.summary}. {diagnosis.rationale.rstrip('.')}. Run: autonomic approve {inc.id[:8]} "
-                     f"(or deny {inc.id[:8]})"))
+                body=f"{inc.summary}. {diagnosis.rationale.rstrip('.')}. Asked because {why}. Run: autonomic "
+                     f"approve {inc.id[:8]} (or deny {inc.id[:8]})"))
             return now + self.config.engine.approval_ttl_s
         updated = inc.model_copy(update={"state": IncidentState.ESCALATED, "updated_at": now,
                                          "resolution": Resolution.ESCALATED,

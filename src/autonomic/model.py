@@ -424,7 +424,8 @@ class GateResult(Frozen):
     passed: bool
     reason: str
     # a gate that does not deny outright but asks a person (autonomy "approve", a window
-    # that requires approval) sets needs_approval; passed is then False
+    # that requires approval, a confidence below the threshold but not below the policy's
+    # floor) sets needs_approval; passed is then False
     needs_approval: bool = False
 
     def said(self) -> str:

@@ -615,6 +615,7 @@ def test_a_policy_whose_windows_outlast_retention_is_422_naming_the_field_as_con
 
 @pytest.mark.parametrize(("body", "field"), [
     ({"confidence_threshold": 1.5}, "confidence_threshold"),
+    ({"confidence_floor": 1.5}, "confidence_floor"),
     ({"autonomy": "yolo"}, "autonomy"),
     ({"maintenance_windows": [{"name": "n", "cron": "not cron", "duration_s": 60}]}, "cron"),
     ({"unknown_key": True}, "unknown_key"),

@@ -37,6 +37,7 @@ from autonomic.model import (
 from autonomic.oversight.explain import explain_incident, render_text
 from autonomic.oversight.notify import Dispatcher
 from autonomic.oversight.reports import build_report
+from autonomic.plan.autonomy import people_evidence
 from autonomic.protocols import Target
 from autonomic.registry import Registry
 from autonomic.testing import FakeActuator, FakeClock, FakeNotifier, ReplaySource
@@ -579,6 +580,100 @@ def test_an_approval_given_after_its_request_expired_is_not_acted_on(tmp_path: P
     h.feed("up", 0, 2)
     assert h.store.get(Incident, inc.id).state == IncidentState.EXPIRED  # type: ignore[union-attr]
     assert h.actuator.calls == []
+
+
+def _outage(h: Harness) -> Incident:
+    """The service goes down after a quiet spell long enough to close the last incident (and for
+    the target's backoff to run out): the new incident, once decided."""
+    h.feed("up", 1, 40)
+    h.feed("up", 0, 4)
+    return h.incident()
+
+
+def _roll_back(h: Harness, inc: Incident) -> None:
+    """The action on ``inc`` runs and makes things worse (its baseline was healthy, the service
+    stays down): verification fails and it is rolled back."""
+    action = next(a for a in h.store.actions(incident_id=inc.id))
+    baseline = action.steps[0].model_copy(update={"detail": {"metric": "up", "ts": [T0 + i for i in range(8)],
+                                                             "values": [1.0] * 8}})
+    h.store.record(action.model_copy(update={"steps": [baseline, *action.steps[1:]]}), actor="test",
+                   event="test.edit", subject=action.id)
+    h.run_until(lambda: h.store.get(Incident, inc.id).state.terminal, "up", 0)  # type: ignore[union-attr]
+    assert h.store.get(Incident, inc.id).state == IncidentState.ROLLED_BACK  # type: ignore[union-attr]
+
+
+def test_a_pattern_rolled_back_once_asks_a_person_and_an_approved_success_restores_its_record(
+        tmp_path: Path) -> None:
+    """The fake pattern (prior 0.9, confidence 0.78) is rolled back once on svc: its record there
+    (0 verified, 1 failed: x0.67) puts it at 0.52, under the threshold of 0.6. Before, every later
+    outage of svc was denied on confidence and escalated for ever: nothing a person did let the
+    record recover. Now the engine asks a person to approve instead (an approval request, not an
+    escalation page); the approved action runs through every gate, verifies, and enters the
+    record; the outage after that is acted on at once, on the record alone."""
+    h = Harness(tmp_path, policy={"confidence_threshold": 0.6})
+    first = _outage(h)
+    assert h.store.decisions(first.id)[0].verdict == Verdict.APPROVED
+    _roll_back(h, first)
+
+    second = _outage(h)
+    assert second.state == IncidentState.AWAITING_APPROVAL
+    (asked,) = h.store.decisions(second.id)
+    gate = next(g for g in asked.gates if g.gate == "confidence")
+    assert asked.verdict == Verdict.NEEDS_APPROVAL and gate.needs_approval
+    assert gate.reason == ("confidence 0.52 below threshold 0.60 after 1 failed or rolled-back action of "
+                           "fake-down-poke on svc: a person may approve")
+    [request] = [n for n in h.notifier.sent if n.incident_id == second.id]  # asked, not paged
+    assert request.level == Level.APPROVAL_REQUESTED and gate.reason in request.body
+    assert len(h.actuator.calls) == 2  # the first outage's apply and undo: nothing ran on its own
+
+    answer_approval(h.store, second.id, "approve", actor="person:ann", comment="it was the deploy",
+                    now=h.clock.now(), answers=asked.id)
+    h.feed("up", 0, 2)
+    approved = h.store.decisions(second.id)[-1]
+    assert (approved.verdict, approved.decided_by) == (Verdict.APPROVED, "person:ann")
+    assert next(g for g in approved.gates if g.gate == "confidence").reason.endswith("approved by a person")
+    h.run_until(lambda: h.store.get(Incident, second.id).state == IncidentState.RESOLVED, "up", 1)  # type: ignore[union-attr]
+    assert h.engine._pattern_record("svc") == {"fake-down-poke": (1, 1)}
+    # the person's approval is on the autonomy ladder's record as any approval is: asked on
+    # confidence or on the autonomy level, a person's yes is the same trust in the remedy there
+    _, answers = h.store.pattern_record("fake-down-poke", "svc")
+    assert [(e.verdict, e.by) for e in people_evidence(answers, "fake-down-poke", "svc")] == [("pass", "person:ann")]
+
+    third = _outage(h)
+    (decision,) = h.store.decisions(third.id)
+    assert (decision.verdict, decision.decided_by) == (Verdict.APPROVED, "engine")
+    assert next(g for g in decision.gates if g.gate == "confidence").reason == "confidence 0.78 >= threshold 0.60"
+    assert [c for c, *_ in h.actuator.calls] == ["apply", "undo", "apply", "apply"]
+
+
+def test_a_pattern_that_keeps_failing_after_people_approved_it_falls_under_the_floor_and_stops_asking(
+        tmp_path: Path) -> None:
+    """Each outage's action fails; each request is approved. The record sinks (0.78 x 0.67, x0.5,
+    x0.4: 0.52, 0.39, 0.31, each asked) until, after four failures, the confidence (0.26) is under
+    the policy's floor of 0.3: the fifth outage is denied and escalated, no person is asked."""
+    h = Harness(tmp_path, op="fail", policy={"confidence_threshold": 0.6, "breaker": {"failures": 10}})
+    asked = []
+    for _ in range(4):
+        inc = _outage(h)
+        if inc.state == IncidentState.AWAITING_APPROVAL:
+            asked.append(h.store.decisions(inc.id)[-1])
+            answer_approval(h.store, inc.id, "approve", actor="person:ann", comment="try", now=h.clock.now())
+            h.feed("up", 0, 2)
+        assert h.store.actions(incident_id=inc.id)[0].state == ActionState.FAILED
+    assert [next(g.reason for g in d.gates if g.gate == "confidence")[:16] for d in asked] == [
+        "confidence 0.52 ", "confidence 0.39 ", "confidence 0.31 "]
+    requests = sum(n.level == Level.APPROVAL_REQUESTED for n in h.notifier.sent)
+    assert requests == 3
+
+    fifth = _outage(h)
+    assert fifth.state == IncidentState.ESCALATED
+    (denied,) = h.store.decisions(fifth.id)
+    gate = next(g for g in denied.gates if g.gate == "confidence")
+    assert denied.verdict == Verdict.DENIED and not gate.needs_approval
+    assert gate.reason == ("confidence 0.26 below threshold 0.60 after 4 failed or rolled-back actions of "
+                           "fake-down-poke on svc; under the floor 0.30 a person is not asked either")
+    assert sum(n.level == Level.APPROVAL_REQUESTED for n in h.notifier.sent) == requests
+    assert any(n.level == Level.ALERT and n.incident_id == fifth.id for n in h.notifier.sent)
 
 
 def test_a_denial_leaves_the_incident_with_a_person_and_nothing_runs(tmp_path: Path) -> None:

@@ -217,13 +217,78 @@ def test_confidence_threshold() -> None:
         False,
         "confidence 0.60 >= threshold 0.60",
     )
-    assert result(g.confidence, ctx(diagnosis=diagnosis(0.59))) == (
-        False,
-        False,
-        "confidence 0.59 below threshold 0.60",
-    )
     pol = policy(autonomy="auto", patterns={"pool-exhaustion-raise": {"confidence_threshold": 0.9}})
     assert not result(g.confidence, ctx(pol))[0]
+
+
+def test_a_confidence_below_the_threshold_but_above_the_floor_asks_a_person_naming_the_record() -> None:
+    """Below the threshold the engine does not act on its own; above the policy's floor (0.30 by
+    default) it asks a person instead of denying, saying what lowered the confidence. Before, it
+    was a plain failure: the decision was denied, and a pattern rolled back once on a service
+    stayed under the threshold there for ever."""
+    once = ctx(diagnosis=diagnosis(0.46), record_here=(0, 1))
+    assert result(g.confidence, once) == (
+        False, True, "confidence 0.46 below threshold 0.60 after 1 failed or rolled-back action of "
+                     "pool-exhaustion-raise on api: a person may approve")
+    assert decide(once)[0] == Verdict.NEEDS_APPROVAL
+    approved = replace(once, human_approved=True)
+    assert result(g.confidence, approved) == (
+        True, False, "confidence 0.46 below threshold 0.60 after 1 failed or rolled-back action of "
+                     "pool-exhaustion-raise on api: approved by a person")
+    assert decide(approved)[0] == Verdict.APPROVED
+    # a low prior with no record, and a record elsewhere, are named as such
+    assert result(g.confidence, ctx(diagnosis=diagnosis(0.45)))[2] == (
+        "confidence 0.45 below threshold 0.60 with no record of pool-exhaustion-raise on api: a person may approve")
+    mixed = ctx(diagnosis=diagnosis(0.5), record_here=(2, 3), record_elsewhere=(1, 4))
+    assert result(g.confidence, mixed)[2] == (
+        "confidence 0.50 below threshold 0.60 after 3 failed or rolled-back and 2 verified actions of "
+        "pool-exhaustion-raise on api (1 verified and 4 failed elsewhere, counted at a quarter): a person may approve")
+
+
+def test_a_confidence_below_the_floor_is_denied_without_asking_even_a_person_who_approved() -> None:
+    """A pattern that has failed again and again (here 5 of 5 on api: a record factor of 0.29)
+    falls under the floor: a plain denial, no approval request, and no person's approval lifts it."""
+    worn = ctx(diagnosis=diagnosis(0.8 * 0.29), record_here=(0, 5))
+    passed, asks, why = result(g.confidence, worn)
+    assert (passed, asks) == (False, False)
+    assert why == ("confidence 0.23 below threshold 0.60 after 5 failed or rolled-back actions of "
+                   "pool-exhaustion-raise on api; under the floor 0.30 a person is not asked either")
+    assert decide(worn)[0] == Verdict.DENIED
+    assert decide(replace(worn, human_approved=True))[0] == Verdict.DENIED
+    assert decide(ctx(diagnosis=diagnosis(0.3)))[0] == Verdict.NEEDS_APPROVAL  # the floor itself asks
+
+
+def test_a_floor_at_the_threshold_denies_below_it_as_before() -> None:
+    pol = policy(autonomy="auto", confidence_floor=0.6)
+    c = ctx(pol, diagnosis=diagnosis(0.59))
+    assert result(g.confidence, c) == (
+        False, False, "confidence 0.59 below threshold 0.60 with no record of pool-exhaustion-raise on api")
+    # a pattern's own threshold under the default floor: nothing between them to ask about
+    low = policy(autonomy="auto", patterns={"pool-exhaustion-raise": {"confidence_threshold": 0.2}})
+    assert result(g.confidence, ctx(low, diagnosis=diagnosis(0.1)))[:2] == (False, False)
+    assert result(g.confidence, ctx(low, diagnosis=diagnosis(0.25)))[0]
+
+
+def test_the_confidence_floor_is_set_per_pattern_over_action_type_over_default() -> None:
+    pol = policy(autonomy="auto", confidence_floor=0.2, actions={"config": {"confidence_floor": 0.4}},
+                 patterns={"p": {"confidence_floor": 0.5}})
+    assert PolicyConfig().effective("config", None, "api").confidence_floor == 0.3
+    assert pol.effective("process", "q", "api").confidence_floor == 0.2
+    assert pol.effective("config", "q", "api").confidence_floor == 0.4
+    assert pol.effective("config", "p", "api").confidence_floor == 0.5
+    # a workflow answers to the highest floor of its steps' types, as to the highest threshold
+    assert pol.effective_for(["process", "config"], "q", "api").confidence_floor == 0.4
+    c = ctx(pol, diagnosis=diagnosis(0.35), effective=pol.effective("config", "q", "api"))
+    assert result(g.confidence, c)[:2] == (False, False)
+
+
+def test_a_floor_of_one_asks_about_nothing_below_any_threshold_as_before_the_floor() -> None:
+    """The way back to "below the threshold is a denial" everywhere, whatever threshold a pattern
+    or action type sets: a floor at or above the threshold leaves no band to ask about."""
+    pol = policy(autonomy="auto", confidence_floor=1, patterns={"pool-exhaustion-raise": {"confidence_threshold": 0.9}})
+    for have in (0.0, 0.3, 0.59, 0.89):
+        assert result(g.confidence, ctx(pol, diagnosis=diagnosis(have)))[:2] == (False, False)
+    assert result(g.confidence, ctx(pol, diagnosis=diagnosis(0.9)))[0]
 
 
 def test_rate_limit_reason_has_the_numbers() -> None:
@@ -451,6 +516,8 @@ def test_service_enabled_true_does_not_reenable_a_disabled_type() -> None:
     [
         ({"autonomy": "yolo"}, "autonomy"),
         ({"confidence_threshold": 1.5}, "confidence_threshold"),
+        ({"confidence_floor": -0.1}, "confidence_floor"),
+        ({"patterns": {"p": {"confidence_floor": 2}}}, "patterns.p.confidence_floor"),
         ({"rate_limits": {"per_day": -1}}, "rate_limits.per_day"),
         ({"actions": {"config": {"autonomy": "sometimes"}}}, "actions.config.autonomy"),
         ({"services": {"api": {"confidence_threshold": 0.5}}}, "services.api.confidence_threshold"),

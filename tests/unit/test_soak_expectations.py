@@ -23,8 +23,9 @@ def _soak() -> ModuleType:
 
 def test_slowness_is_rolled_back_the_first_time_and_handed_to_a_person_after_that_rollback() -> None:
     """The demo's slowness remedy is the wrong one on purpose: once rolled back on web, its record
-    there keeps it under the demo's threshold and a person is asked. The soak expected a rollback
-    every time, and counted each of those escalations as the engine missing."""
+    there keeps it under the demo's threshold (above its floor: a person is asked to approve it,
+    which the demo's outcome calls escalated, as before when it was denied and escalated). The soak
+    expected a rollback every time, and counted each of those escalations as the engine missing."""
     soak = _soak()
     assert soak.expected_outcome("latency", "web", []) == "rolled_back"
     earlier = [Result("latency@web", "web", "rolled_back", outcome="rolled_back")]

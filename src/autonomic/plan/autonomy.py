@@ -19,7 +19,11 @@ an ``inconclusive`` one breaks a streak but is no failure.
 
 A person's answer to an approval request counts as evidence too (:func:`people_evidence`): an
 approval counts as a success and a denial as a failure, at the time it was given; an approval
-never acted on because the trouble cleared on its own first counts neither way.
+never acted on because the trouble cleared on its own first counts neither way. Why the person
+was asked does not matter: a request made because the pair's level is ``approve``, because a
+maintenance window asks, or because the remedy's confidence fell below the policy's threshold
+(but not its floor, see the ``confidence`` gate) is answered with the same trust in the remedy
+on that service, and counts the same.
 
 The engine stores the level per (pattern, service) and, when it changes, records an audited
 event ``pattern.promoted`` or ``pattern.demoted`` (see :func:`ladder_event`) with the reason

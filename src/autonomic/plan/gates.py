@@ -5,6 +5,13 @@ stages, :data:`GATES`, each ``(GateContext) -> GateResult``. Every gate is evalu
 kept (the decision shows all of them); then :func:`decide` folds them: any plain failure
 denies, else any gate asking a person makes it ``needs_approval``, else it is approved.
 
+Three gates ask a person rather than deny in some cases: ``autonomy`` at ``approve``,
+``maintenance_window`` in an ``approve`` window, and ``confidence`` below the policy's
+threshold but at or above its floor (the person's approval lets a pattern whose record fell,
+say after one unlucky rollback, run again and earn its record back; below the floor, a pattern
+that keeps failing, it is a plain denial). A person's approval passes each asking gate, and
+every other gate is evaluated again as for any decision.
+
 The ``paused`` gate is the decision-time check only (global and per service); the executor
 checks the kill switch and pauses again as its very last step before acting.
 
@@ -149,6 +156,10 @@ class GateContext:
     # decisions whose action has not finished: a half-open breaker's trial is alive while its
     # decision is among them (None: not read; then any action in flight counts as the trial)
     live_decisions: frozenset[str] | None = None
+    # the diagnosed pattern's measured record, (successes, failures): on this service, and on
+    # every other (which the diagnosis counts at a quarter), for the confidence gate's reason
+    record_here: tuple[int, int] = (0, 0)
+    record_elsewhere: tuple[int, int] = (0, 0)
 
 
 Gate = Callable[[GateContext], GateResult]
@@ -226,10 +237,47 @@ def autonomy(ctx: GateContext) -> GateResult:
 
 
 def confidence(ctx: GateContext) -> GateResult:
-    have, need = ctx.diagnosis.confidence, ctx.effective.confidence_threshold
+    """At or above the threshold: pass. Below it but at or above the policy's floor: ask a
+    person (pass once one approved), so a pattern whose record one unlucky failure lowered is not
+    denied for ever: an approved action's verified outcome enters its record. Below the floor
+    (or when the floor is at or above the threshold): a plain failure. The reason says what
+    lowered the confidence: the pattern's record on this service (and elsewhere)."""
+    have, need, floor = ctx.diagnosis.confidence, ctx.effective.confidence_threshold, ctx.effective.confidence_floor
     if have >= need:
         return _pass("confidence", f"confidence {have:.2f} >= threshold {need:.2f}")
-    return _fail("confidence", f"confidence {have:.2f} below threshold {need:.2f}")
+    below = f"confidence {have:.2f} below threshold {need:.2f}{_record_said(ctx)}"
+    if have < floor or floor >= need:
+        if floor >= need:
+            return _fail("confidence", below)
+        return _fail("confidence", f"{below}; under the floor {floor:.2f} a person is not asked either")
+    if ctx.human_approved:
+        return _pass("confidence", f"{below}: approved by a person")
+    return _ask("confidence", f"{below}: a person may approve")
+
+
+def _record_said(ctx: GateContext) -> str:
+    """`` after 1 failed or rolled-back action of p on api`` and the like: the diagnosed
+    pattern's measured record, as the confidence gate names it (empty with no pattern)."""
+    pattern = ctx.diagnosis.pattern_id
+    if pattern is None:
+        return ""
+    (s, f), (s_else, f_else) = ctx.record_here, ctx.record_elsewhere
+    of = f"of {pattern} on {ctx.service}"
+    if not (s or f):
+        said = f" with no record {of}"
+    elif not f:
+        said = f" with {s} verified action{_s(s)} and no failure {of}"
+    elif not s:
+        said = f" after {f} failed or rolled-back action{_s(f)} {of}"
+    else:
+        said = f" after {f} failed or rolled-back and {s} verified action{_s(s)} {of}"
+    if s_else or f_else:
+        said += f" ({s_else} verified and {f_else} failed elsewhere, counted at a quarter)"
+    return said
+
+
+def _s(n: int) -> str:
+    return "" if n == 1 else "s"
 
 
 def root_cause(ctx: GateContext) -> GateResult:

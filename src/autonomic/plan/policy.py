@@ -6,6 +6,14 @@ default. The most specific level that gives a setting wins, except that a servic
 lifted to ``auto`` by a pattern, and a service with ``enabled: true`` does not re-enable a
 pattern or action type that is disabled. ``policy.enabled: false`` turns every action off.
 
+``confidence_threshold`` and ``confidence_floor`` split a diagnosis's confidence in three: at
+or above the threshold the engine may act on its own; below it but at or above the floor a
+person is asked to approve the remedy (it then runs through every other gate, and its verified
+outcome enters the pattern's record, so a pattern demoted by one unlucky failure can recover);
+below the floor it is denied (a pattern that keeps failing stops asking). Both per action type
+and per pattern too. A floor at or above the threshold leaves nothing to ask about: below the
+threshold is then a plain denial, as before the floor existed (``confidence_floor: 1`` everywhere).
+
 Maintenance windows (and change freezes: a window in ``block`` mode) are cron expressions
 evaluated in UTC; a window is active for ``duration_s`` seconds after each time its cron fires.
 
@@ -52,6 +60,7 @@ class ActionPolicy(_Frozen):
     enabled: bool | None = None
     autonomy: Autonomy | None = None
     confidence_threshold: float | None = Field(default=None, ge=0.0, le=1.0)
+    confidence_floor: float | None = Field(default=None, ge=0.0, le=1.0)
     rate_limits: RateLimitsOverride | None = None
 
 
@@ -59,6 +68,7 @@ class PatternPolicy(_Frozen):
     enabled: bool | None = None
     autonomy: Autonomy | None = None
     confidence_threshold: float | None = Field(default=None, ge=0.0, le=1.0)
+    confidence_floor: float | None = Field(default=None, ge=0.0, le=1.0)
     shadow: bool | None = None
 
 
@@ -155,6 +165,8 @@ class EffectivePolicy(_Frozen):
     autonomy: Autonomy
     confidence_threshold: float
     rate_limits: RateLimits
+    # below confidence_threshold but at least this, a person is asked to approve (see PolicyConfig)
+    confidence_floor: float = 0.3
     autonomy_from: str = "default"  # which level set the autonomy, for gate reasons
     shadow: bool = False  # decide fully, record what would have been done, never act
 
@@ -166,6 +178,13 @@ class PolicyConfig(_Frozen):
     # done, but nothing acts. Per pattern and per service too (service > pattern > this).
     shadow: bool = False
     confidence_threshold: float = Field(default=0.6, ge=0.0, le=1.0)
+    # A remedy whose confidence is below confidence_threshold but at least confidence_floor is
+    # not run on its own: a person is asked to approve it (the confidence gate asks), so a
+    # pattern demoted by an unlucky failure can earn its record back. Below the floor it is
+    # denied. A floor at or above the threshold asks nothing: below the threshold is then a plain
+    # denial, as it always was before the floor. Per action type and pattern too (pattern >
+    # action type > this).
+    confidence_floor: float = Field(default=0.3, ge=0.0, le=1.0)
     rate_limits: RateLimits = RateLimits()
     actions: dict[str, ActionPolicy] = Field(default_factory=dict)
     patterns: dict[str, PatternPolicy] = Field(default_factory=dict)
@@ -193,6 +212,7 @@ class PolicyConfig(_Frozen):
             autonomy, source = svc.autonomy, f"service {service}"
 
         threshold = _first(pat.confidence_threshold, act.confidence_threshold, self.confidence_threshold)
+        floor = _first(pat.confidence_floor, act.confidence_floor, self.confidence_floor)
         shadow = _first(svc.shadow, pat.shadow, self.shadow)
 
         limits = self.rate_limits
@@ -203,6 +223,7 @@ class PolicyConfig(_Frozen):
             enabled=enabled,
             autonomy=autonomy,
             confidence_threshold=threshold,
+            confidence_floor=floor,
             rate_limits=limits,
             autonomy_from=source,
             shadow=shadow,
@@ -213,7 +234,7 @@ class PolicyConfig(_Frozen):
         """What the policy says for an action made of steps of ``action_types`` (one type for a
         single-step action; the first step's type first): the most restrictive of
         :meth:`effective` over every step's type. Enabled only if every type is, the lowest
-        autonomy, the highest confidence threshold; rate limits are the first type's here (the
+        autonomy, the highest confidence threshold and floor; rate limits are the first type's here (the
         rate-limit gate checks each later step's type against its own limits too, and counts the
         action under every type it runs). A workflow whose second step restarts a process is as
         much a process action as a plain restart: disabling ``process`` actions, or holding
@@ -227,6 +248,7 @@ class PolicyConfig(_Frozen):
             "autonomy": strictest.autonomy,
             "autonomy_from": strictest.autonomy_from,
             "confidence_threshold": max(e.confidence_threshold for e in each),
+            "confidence_floor": max(e.confidence_floor for e in each),
         })
 
 
