@@ -627,7 +627,7 @@ def test_a_pattern_rolled_back_once_asks_a_person_and_an_approved_success_restor
     assert len(h.actuator.calls) == 2  # the first outage's apply and undo: nothing ran on its own
 
     answer_approval(h.store, second.id, "approve", actor="person:ann", comment="it was the deploy",
-                    now=h.clock.now(), answers=asked.id)
+                    now=h.clock.now(), approval_ttl_s=3600.0, answers=asked.id)
     h.feed("up", 0, 2)
     approved = h.store.decisions(second.id)[-1]
     assert (approved.verdict, approved.decided_by) == (Verdict.APPROVED, "person:ann")
@@ -657,7 +657,8 @@ def test_a_pattern_that_keeps_failing_after_people_approved_it_falls_under_the_f
         inc = _outage(h)
         if inc.state == IncidentState.AWAITING_APPROVAL:
             asked.append(h.store.decisions(inc.id)[-1])
-            answer_approval(h.store, inc.id, "approve", actor="person:ann", comment="try", now=h.clock.now())
+            answer_approval(h.store, inc.id, "approve", actor="person:ann", comment="try", now=h.clock.now(),
+                            approval_ttl_s=3600.0)
             h.feed("up", 0, 2)
         assert h.store.actions(incident_id=inc.id)[0].state == ActionState.FAILED
     assert [next(g.reason for g in d.gates if g.gate == "confidence")[:16] for d in asked] == [
