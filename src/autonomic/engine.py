@@ -233,8 +233,7 @@ def _late(store: Store, inc: Incident, *, actor: str, comment: str, now: float, 
     has not expired, or it is closed for another reason than its request expiring."""
     if inc.state == IncidentState.AWAITING_APPROVAL:
         closed = False
-    elif inc.state == IncidentState.EXPIRED and any(
-            e.kind == "approval.expired" for e in store.audit_events(subject=inc.id, limit=5, newest=True)):
+    elif inc.state == IncidentState.EXPIRED and _closed_as_expired(store, inc.id):
         closed = True
     else:
         return None
@@ -252,6 +251,20 @@ def _late(store: Store, inc: Incident, *, actor: str, comment: str, now: float, 
             f"at {when} (engine.approval_ttl_s {ttl_s:g} s after it was asked), {now - expires:.0f} s before it, "
             f"and {then}. The attempt is in the audit log (approval.late). If the trouble goes on, the engine "
             "opens a new incident and asks again.")
+
+
+def _closed_as_expired(store: Store, incident_id: str) -> bool:
+    """Whether the engine closed ``incident_id`` because its approval request expired: an
+    ``approval.expired`` among its 5 newest audit entries, the late approvals refused since
+    (``approval.late``, as many as people tried) left out, so that retrying does not change the
+    answer."""
+    limit = 16
+    while True:
+        events = store.audit_events(subject=incident_id, limit=limit, newest=True)
+        others = [e for e in events if e.kind != "approval.late"]
+        if len(others) >= 5 or len(events) < limit:
+            return any(e.kind == "approval.expired" for e in others[-5:])
+        limit *= 4
 
 
 def _not_awaiting(store: Store, incident_id: str, inc: Incident | None) -> str:

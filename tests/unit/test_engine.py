@@ -14,7 +14,15 @@ import pytest
 from pydantic import BaseModel
 
 from autonomic.config import Config, load_config_data
-from autonomic.engine import INBOX, Engine, answer_approval, approval_key, pause_key, queue_findings
+from autonomic.engine import (
+    INBOX,
+    Engine,
+    LateApproval,
+    answer_approval,
+    approval_key,
+    pause_key,
+    queue_findings,
+)
 from autonomic.errors import NotLeaderError
 from autonomic.knowledge import Store
 from autonomic.knowledge.lease import LeaderElector
@@ -580,6 +588,27 @@ def test_an_approval_given_after_its_request_expired_is_not_acted_on(tmp_path: P
     h.feed("up", 0, 2)
     assert h.store.get(Incident, inc.id).state == IncidentState.EXPIRED  # type: ignore[union-attr]
     assert h.actuator.calls == []
+
+
+def test_every_late_approval_of_an_expired_request_is_refused_as_late_and_audited_however_many_came_before(
+        tmp_path: Path) -> None:
+    """Once the engine has closed the request as expired, each approval still given is refused as
+    late (LateApproval, "the engine has closed the incident as expired") and audited approval.late.
+    Before, the check read only the incident's 5 newest audit entries for approval.expired: those
+    late attempts are entries on the incident too, so from the 6th on (a person retrying, a
+    script) the attempt got a bare "not awaiting approval (it is expired)" and went unaudited."""
+    h = _short_ttl_harness(tmp_path)
+    h.feed("up", 0, 4)
+    inc = h.incident()
+    h.feed("up", 0, 25)
+    assert h.store.get(Incident, inc.id).state == IncidentState.EXPIRED  # type: ignore[union-attr]
+    for _ in range(8):
+        with pytest.raises(LateApproval, match="the engine has closed the incident as expired"):
+            answer_approval(h.store, inc.id, "approve", actor="person:ann", comment="go", now=h.clock.now(),
+                            approval_ttl_s=20.0)
+    late = [e for e in h.store.audit_events(subject=inc.id) if e.kind == "approval.late"]
+    assert [e.actor for e in late] == ["person:ann"] * 8
+    assert h.store.get_state(approval_key(inc.id)) is None and h.actuator.calls == []
 
 
 def _outage(h: Harness) -> Incident:
