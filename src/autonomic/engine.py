@@ -84,6 +84,7 @@ from autonomic.plan.diagnose import (
     actuator_order,
     cannot_run,
     diagnose,
+    record_factor,
     service_record,
     unverifiable,
 )
@@ -2317,8 +2318,10 @@ class Engine:
     def _escalation_step(self, action: Action) -> None:
         """The escalation chain (the ``then`` of the first pattern tried on the incident): after
         an action failed (or was rolled back and the undo restored health), the next pattern in
-        the chain not yet tried on this incident becomes the incident's diagnosis and is decided
-        through every gate again; when the chain is spent, a person is paged. A pattern of the
+        the chain not yet tried on this incident becomes the incident's diagnosis, at its prior
+        confidence lowered by its record on the service (as :func:`~autonomic.plan.diagnose.diagnose`
+        lowers it), and is decided through every gate again; when the chain is spent, a person is
+        paged. A pattern of the
         chain the service cannot carry out (an actuator it does not bind, a runbook its binding
         lacks) is passed over, as diagnosis passes it over, and named in the step's audit."""
         tried = [a.pattern_id for a in self.store.actions(incident_id=action.incident_id) if a.pattern_id]
@@ -2343,10 +2346,16 @@ class Engine:
                      "A person must act."))
             return
         target = inc.service if nxt.action.target == "{service}" else nxt.action.target
+        # its prior, lowered by its record on the service as a diagnosis lowers it (a chained remedy
+        # that keeps failing there falls under the threshold, then the floor, as any other does)
+        factor = record_factor(*self._pattern_record(inc.service).get(nxt.id, (0.0, 0.0)))
+        confidence = round(nxt.prior_confidence * factor, 4)
+        record = f" x {factor:.2f} for its record on {inc.service}" if factor < 1 else ""
         diagnosis = Diagnosis(
-            incident_id=inc.id, ts=now, pattern_id=nxt.id, confidence=nxt.prior_confidence,
+            incident_id=inc.id, ts=now, pattern_id=nxt.id, confidence=confidence,
             action=nxt.action.model_copy(update={"target": target}),
-            rationale=f"escalation chain: {pattern.id} did not fix it; next is {nxt.id}",
+            rationale=f"escalation chain: {pattern.id} did not fix it; next is {nxt.id} (confidence {confidence:.2f}: "
+                      f"its prior {nxt.prior_confidence:g}{record})",
         )
         again = inc.model_copy(update={"state": IncidentState.DIAGNOSED, "resolution": None, "updated_at": now})
         self.store.record(diagnosis, again, actor="engine", event="incident.escalation_step", subject=inc.id,

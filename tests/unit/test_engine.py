@@ -1404,6 +1404,53 @@ def test_when_the_escalation_chain_is_spent_a_person_is_paged(tmp_path: Path) ->
     assert len(h.store.actions()) == 2  # nothing more is tried on its own
 
 
+CHAIN_TWICE = """
+patterns:
+  - id: first-origin
+    match: {cause: down, kind: state}
+    action: {type: fake, params: {op: fail}}
+    prior_confidence: 1.0
+    verify: {metric: up, min: 1, window_s: 10, delay_s: 3, min_samples: 3}
+    then: [chained-fails]
+  - id: second-origin
+    match: {cause: down, kind: state}
+    action: {type: fake, params: {op: fail}}
+    prior_confidence: 0.95
+    verify: {metric: up, min: 1, window_s: 10, delay_s: 3, min_samples: 3}
+    then: [chained-fails]
+  - id: chained-fails
+    match: {cause: nothing-matches-this}
+    action: {type: fake, params: {op: fail}}
+    prior_confidence: 0.5
+    verify: {metric: up, min: 1, window_s: 10, delay_s: 3, min_samples: 3}
+"""
+
+
+def test_an_escalation_chains_next_remedy_is_as_confident_as_its_record_on_the_service_allows(
+        tmp_path: Path) -> None:
+    """The chain's next remedy (chained-fails, prior 0.5; threshold 0.5, floor 0.3) failed on svc in
+    the first outage (after first-origin, 0.87, failed). In the second, second-origin (0.82, no
+    record) fails and the chain reaches chained-fails again: its confidence is its prior times its
+    record factor there (0.5 x 0.67 = 0.33), below the threshold and above the floor, so a person
+    is asked. Before, a chain step was decided at its bare prior whatever its record (0.50: run
+    again on its own, outage after outage): a remedy that kept failing never fell under the
+    threshold or the floor, and the confidence gate's reason named failures its figure ignored."""
+    h = Harness(tmp_path, policy={"breaker": {"failures": 10}}, patterns=CHAIN_TWICE)
+    h.feed("up", 0, 16)
+    first = h.incident()
+    assert [a.pattern_id for a in h.store.actions(incident_id=first.id)] == ["first-origin", "chained-fails"]
+    second = _outage(h)
+    assert second.id != first.id
+    h.run_until(lambda: len(h.store.decisions(second.id)) == 2, "up", 0)
+    step = h.store.decisions(second.id)[-1]
+    assert (step.pattern_id, step.verdict) == ("chained-fails", Verdict.NEEDS_APPROVAL)
+    assert next(g for g in step.gates if g.gate == "confidence").reason == (
+        "confidence 0.33 below threshold 0.50 after 1 failed or rolled-back action of chained-fails on svc: "
+        "a person may approve")
+    assert h.store.diagnoses(second.id)[-1].confidence == 0.3333
+    assert [a.pattern_id for a in h.store.actions(incident_id=second.id)] == ["second-origin"]
+
+
 def test_an_answer_given_to_one_approval_request_does_not_approve_a_later_one(tmp_path: Path) -> None:
     """Two people approve at once: the engine acts on the first answer, and the second, written just
     after (its check that the incident awaited approval passed before the first was acted on), is
