@@ -189,7 +189,9 @@ def answer_approval(store: Store, incident_id: str, verdict: Literal["approve", 
     (``approval_ttl_s`` after it was asked), whether or not the engine has closed the incident as
     expired yet, raises :class:`LateApproval`: the engine would not act on it, so the person is not
     told it will. Only the attempt is written, audited ``approval.late`` (who, when, by how late),
-    never an answer. A late denial is stored as any denial (it stops nothing that would run)."""
+    never an answer. Not when another person's answer, given in time, is stored and not yet taken:
+    the engine acts on that whenever it looks, and this one is refused as any second answer is,
+    saying so. A late denial is stored as any denial (it stops nothing that would run)."""
     # the incident's state is read under the store's write lock (the unit), with the write: the
     # engine takes an approval and moves the incident on in one write of its own, so an answer
     # either lands before that (a denial then stops the approval) or sees it taken
@@ -234,6 +236,8 @@ def _late(store: Store, inc: Incident, *, actor: str, comment: str, now: float, 
     has not expired, or it is closed for another reason than its request expiring."""
     if inc.state == IncidentState.AWAITING_APPROVAL:
         closed = False
+        if _answered_in_time(store, inc, ttl_s):
+            return None  # the engine acts on that answer: this one is told so, as any second answer is
     elif inc.state == IncidentState.EXPIRED and _closed_as_expired(store, inc.id):
         closed = True
     else:
@@ -252,6 +256,20 @@ def _late(store: Store, inc: Incident, *, actor: str, comment: str, now: float, 
             f"at {when} (engine.approval_ttl_s {ttl_s:g} s after it was asked), {now - expires:.0f} s before it, "
             f"and {then}. The attempt is in the audit log (approval.late). If the trouble goes on, the engine "
             "opens a new incident and asks again.")
+
+
+def _answered_in_time(store: Store, inc: Incident, ttl_s: float) -> bool:
+    """Whether the request ``inc`` awaits approval on holds an answer given before it expired, not
+    yet taken by the engine: the engine acts on that one (:meth:`Engine._await_approval` judges an
+    answer late by when it was given), whenever it looks."""
+    answer = store.get_state(approval_key(inc.id))
+    if not answer:
+        return False
+    decisions = store.decisions(inc.id)
+    request = decisions[-1].id if decisions else None
+    given = answer.get("ts")  # the engine's reading: one naming no request answers the current one
+    return (answer.get("decision") in (None, request) and isinstance(given, int | float)
+            and not isinstance(given, bool) and given < approval_expires_at(inc, decisions, ttl_s))
 
 
 def _closed_as_expired(store: Store, incident_id: str) -> bool:

@@ -611,6 +611,33 @@ def test_every_late_approval_of_an_expired_request_is_refused_as_late_and_audite
     assert h.store.get_state(approval_key(inc.id)) is None and h.actuator.calls == []
 
 
+def test_an_approval_after_expiry_of_a_request_already_approved_in_time_is_told_the_engine_acts_on_that(
+        tmp_path: Path) -> None:
+    """ann approves in time; bob approves the same request after it expired, before the engine has
+    looked. The engine acts on ann's approval (given in time), so bob must be told that, as any
+    second answer is ("already answered: approve by person:ann; the engine acts on that"). Before,
+    bob got LateApproval: "too late, nothing will be done ... the engine closes the incident as
+    expired", while the engine went on to run the remedy: a person told nothing will happen may
+    well do it by hand."""
+    h = _short_ttl_harness(tmp_path)
+    h.feed("up", 0, 4)
+    inc = h.incident()
+    asked = h.store.decisions(inc.id)[-1]
+    answer_approval(h.store, inc.id, "approve", actor="person:ann", comment="go", now=asked.ts + 15,
+                    approval_ttl_s=20.0, answers=asked.id)
+    with pytest.raises(ValueError) as refused:
+        answer_approval(h.store, inc.id, "approve", actor="person:bob", comment="go", now=asked.ts + 25,
+                        approval_ttl_s=20.0, answers=asked.id)
+    assert not isinstance(refused.value, LateApproval)
+    assert str(refused.value) == (f"incident {inc.id[:8]} was already answered: approve by person:ann; the engine "
+                                  "acts on that at its next tick")
+    assert not [e for e in h.store.audit_events(subject=inc.id) if e.kind == "approval.late"]
+    h.clock.advance(25)  # the engine looks after the request expired
+    h.feed("up", 0, 2)
+    assert [c for c, *_ in h.actuator.calls] == ["apply"]  # ann's approval, given in time, is acted on
+    assert h.store.decisions(inc.id)[-1].decided_by == "person:ann"
+
+
 def _outage(h: Harness) -> Incident:
     """The service goes down after a quiet spell long enough to close the last incident (and for
     the target's backoff to run out): the new incident, once decided."""
