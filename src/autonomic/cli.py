@@ -237,7 +237,8 @@ class _TellSystemd:
     ``READY=1`` after the first tick (the store open, the services adopted or started, one look
     taken) or, with leader election, after the first lease round that found another replica
     leading; then a ``STATUS=`` line when it changes, worked out at most every
-    ``_SD_STATUS_EVERY_S``."""
+    ``_SD_STATUS_EVERY_S``; nothing once the stop has been told (``STOPPING=1``: a signal arrived
+    during the tick just ended)."""
 
     def __init__(self, sd: SystemdNotify) -> None:
         self.sd = sd
@@ -251,6 +252,8 @@ class _TellSystemd:
         self._tell(engine)
 
     def _tell(self, engine: Any) -> None:
+        if self.sd.stopping_sent:  # a SIGTERM told systemd mid-tick: its STATUS stands, no READY=1 after it
+            return
         now = time.monotonic()
         if self.sd.ready_sent and now < self._next:
             return

@@ -84,6 +84,7 @@ from autonomic.plan.diagnose import (
     actuator_order,
     cannot_run,
     diagnose,
+    record_factor,
     service_record,
     unverifiable,
 )
@@ -188,7 +189,9 @@ def answer_approval(store: Store, incident_id: str, verdict: Literal["approve", 
     (``approval_ttl_s`` after it was asked), whether or not the engine has closed the incident as
     expired yet, raises :class:`LateApproval`: the engine would not act on it, so the person is not
     told it will. Only the attempt is written, audited ``approval.late`` (who, when, by how late),
-    never an answer. A late denial is stored as any denial (it stops nothing that would run)."""
+    never an answer. Not when another person's answer, given in time, is stored and not yet taken:
+    the engine acts on that whenever it looks, and this one is refused as any second answer is,
+    saying so. A late denial is stored as any denial (it stops nothing that would run)."""
     # the incident's state is read under the store's write lock (the unit), with the write: the
     # engine takes an approval and moves the incident on in one write of its own, so an answer
     # either lands before that (a denial then stops the approval) or sees it taken
@@ -233,8 +236,9 @@ def _late(store: Store, inc: Incident, *, actor: str, comment: str, now: float, 
     has not expired, or it is closed for another reason than its request expiring."""
     if inc.state == IncidentState.AWAITING_APPROVAL:
         closed = False
-    elif inc.state == IncidentState.EXPIRED and any(
-            e.kind == "approval.expired" for e in store.audit_events(subject=inc.id, limit=5, newest=True)):
+        if _answered_in_time(store, inc, ttl_s):
+            return None  # the engine acts on that answer: this one is told so, as any second answer is
+    elif inc.state == IncidentState.EXPIRED and _closed_as_expired(store, inc.id):
         closed = True
     else:
         return None
@@ -252,6 +256,34 @@ def _late(store: Store, inc: Incident, *, actor: str, comment: str, now: float, 
             f"at {when} (engine.approval_ttl_s {ttl_s:g} s after it was asked), {now - expires:.0f} s before it, "
             f"and {then}. The attempt is in the audit log (approval.late). If the trouble goes on, the engine "
             "opens a new incident and asks again.")
+
+
+def _answered_in_time(store: Store, inc: Incident, ttl_s: float) -> bool:
+    """Whether the request ``inc`` awaits approval on holds an answer given before it expired, not
+    yet taken by the engine: the engine acts on that one (:meth:`Engine._await_approval` judges an
+    answer late by when it was given), whenever it looks."""
+    answer = store.get_state(approval_key(inc.id))
+    if not answer:
+        return False
+    decisions = store.decisions(inc.id)
+    request = decisions[-1].id if decisions else None
+    given = answer.get("ts")  # the engine's reading: one naming no request answers the current one
+    return (answer.get("decision") in (None, request) and isinstance(given, int | float)
+            and not isinstance(given, bool) and given < approval_expires_at(inc, decisions, ttl_s))
+
+
+def _closed_as_expired(store: Store, incident_id: str) -> bool:
+    """Whether the engine closed ``incident_id`` because its approval request expired: an
+    ``approval.expired`` among its 5 newest audit entries, the late approvals refused since
+    (``approval.late``, as many as people tried) left out, so that retrying does not change the
+    answer."""
+    limit = 16
+    while True:
+        events = store.audit_events(subject=incident_id, limit=limit, newest=True)
+        others = [e for e in events if e.kind != "approval.late"]
+        if len(others) >= 5 or len(events) < limit:
+            return any(e.kind == "approval.expired" for e in others[-5:])
+        limit *= 4
 
 
 def _not_awaiting(store: Store, incident_id: str, inc: Incident | None) -> str:
@@ -2304,8 +2336,10 @@ class Engine:
     def _escalation_step(self, action: Action) -> None:
         """The escalation chain (the ``then`` of the first pattern tried on the incident): after
         an action failed (or was rolled back and the undo restored health), the next pattern in
-        the chain not yet tried on this incident becomes the incident's diagnosis and is decided
-        through every gate again; when the chain is spent, a person is paged. A pattern of the
+        the chain not yet tried on this incident becomes the incident's diagnosis, at its prior
+        confidence lowered by its record on the service (as :func:`~autonomic.plan.diagnose.diagnose`
+        lowers it), and is decided through every gate again; when the chain is spent, a person is
+        paged. A pattern of the
         chain the service cannot carry out (an actuator it does not bind, a runbook its binding
         lacks) is passed over, as diagnosis passes it over, and named in the step's audit."""
         tried = [a.pattern_id for a in self.store.actions(incident_id=action.incident_id) if a.pattern_id]
@@ -2330,10 +2364,16 @@ class Engine:
                      "A person must act."))
             return
         target = inc.service if nxt.action.target == "{service}" else nxt.action.target
+        # its prior, lowered by its record on the service as a diagnosis lowers it (a chained remedy
+        # that keeps failing there falls under the threshold, then the floor, as any other does)
+        factor = record_factor(*self._pattern_record(inc.service).get(nxt.id, (0.0, 0.0)))
+        confidence = round(nxt.prior_confidence * factor, 4)
+        record = f" x {factor:.2f} for its record on {inc.service}" if factor < 1 else ""
         diagnosis = Diagnosis(
-            incident_id=inc.id, ts=now, pattern_id=nxt.id, confidence=nxt.prior_confidence,
+            incident_id=inc.id, ts=now, pattern_id=nxt.id, confidence=confidence,
             action=nxt.action.model_copy(update={"target": target}),
-            rationale=f"escalation chain: {pattern.id} did not fix it; next is {nxt.id}",
+            rationale=f"escalation chain: {pattern.id} did not fix it; next is {nxt.id} (confidence {confidence:.2f}: "
+                      f"its prior {nxt.prior_confidence:g}{record})",
         )
         again = inc.model_copy(update={"state": IncidentState.DIAGNOSED, "resolution": None, "updated_at": now})
         self.store.record(diagnosis, again, actor="engine", event="incident.escalation_step", subject=inc.id,

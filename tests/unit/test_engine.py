@@ -14,7 +14,15 @@ import pytest
 from pydantic import BaseModel
 
 from autonomic.config import Config, load_config_data
-from autonomic.engine import INBOX, Engine, answer_approval, approval_key, pause_key, queue_findings
+from autonomic.engine import (
+    INBOX,
+    Engine,
+    LateApproval,
+    answer_approval,
+    approval_key,
+    pause_key,
+    queue_findings,
+)
 from autonomic.errors import NotLeaderError
 from autonomic.knowledge import Store
 from autonomic.knowledge.lease import LeaderElector
@@ -582,6 +590,54 @@ def test_an_approval_given_after_its_request_expired_is_not_acted_on(tmp_path: P
     assert h.actuator.calls == []
 
 
+def test_every_late_approval_of_an_expired_request_is_refused_as_late_and_audited_however_many_came_before(
+        tmp_path: Path) -> None:
+    """Once the engine has closed the request as expired, each approval still given is refused as
+    late (LateApproval, "the engine has closed the incident as expired") and audited approval.late.
+    Before, the check read only the incident's 5 newest audit entries for approval.expired: those
+    late attempts are entries on the incident too, so from the 6th on (a person retrying, a
+    script) the attempt got a bare "not awaiting approval (it is expired)" and went unaudited."""
+    h = _short_ttl_harness(tmp_path)
+    h.feed("up", 0, 4)
+    inc = h.incident()
+    h.feed("up", 0, 25)
+    assert h.store.get(Incident, inc.id).state == IncidentState.EXPIRED  # type: ignore[union-attr]
+    for _ in range(8):
+        with pytest.raises(LateApproval, match="the engine has closed the incident as expired"):
+            answer_approval(h.store, inc.id, "approve", actor="person:ann", comment="go", now=h.clock.now(),
+                            approval_ttl_s=20.0)
+    late = [e for e in h.store.audit_events(subject=inc.id) if e.kind == "approval.late"]
+    assert [e.actor for e in late] == ["person:ann"] * 8
+    assert h.store.get_state(approval_key(inc.id)) is None and h.actuator.calls == []
+
+
+def test_an_approval_after_expiry_of_a_request_already_approved_in_time_is_told_the_engine_acts_on_that(
+        tmp_path: Path) -> None:
+    """ann approves in time; bob approves the same request after it expired, before the engine has
+    looked. The engine acts on ann's approval (given in time), so bob must be told that, as any
+    second answer is ("already answered: approve by person:ann; the engine acts on that"). Before,
+    bob got LateApproval: "too late, nothing will be done ... the engine closes the incident as
+    expired", while the engine went on to run the remedy: a person told nothing will happen may
+    well do it by hand."""
+    h = _short_ttl_harness(tmp_path)
+    h.feed("up", 0, 4)
+    inc = h.incident()
+    asked = h.store.decisions(inc.id)[-1]
+    answer_approval(h.store, inc.id, "approve", actor="person:ann", comment="go", now=asked.ts + 15,
+                    approval_ttl_s=20.0, answers=asked.id)
+    with pytest.raises(ValueError) as refused:
+        answer_approval(h.store, inc.id, "approve", actor="person:bob", comment="go", now=asked.ts + 25,
+                        approval_ttl_s=20.0, answers=asked.id)
+    assert not isinstance(refused.value, LateApproval)
+    assert str(refused.value) == (f"incident {inc.id[:8]} was already answered: approve by person:ann; the engine "
+                                  "acts on that at its next tick")
+    assert not [e for e in h.store.audit_events(subject=inc.id) if e.kind == "approval.late"]
+    h.clock.advance(25)  # the engine looks after the request expired
+    h.feed("up", 0, 2)
+    assert [c for c, *_ in h.actuator.calls] == ["apply"]  # ann's approval, given in time, is acted on
+    assert h.store.decisions(inc.id)[-1].decided_by == "person:ann"
+
+
 def _outage(h: Harness) -> Incident:
     """The service goes down after a quiet spell long enough to close the last incident (and for
     the target's backoff to run out): the new incident, once decided."""
@@ -627,7 +683,7 @@ def test_a_pattern_rolled_back_once_asks_a_person_and_an_approved_success_restor
     assert len(h.actuator.calls) == 2  # the first outage's apply and undo: nothing ran on its own
 
     answer_approval(h.store, second.id, "approve", actor="person:ann", comment="it was the deploy",
-                    now=h.clock.now(), approval_ttl_s=h.engine.config.engine.approval_ttl_s, answers=asked.id)
+                    now=h.clock.now(), approval_ttl_s=3600.0, answers=asked.id)
     h.feed("up", 0, 2)
     approved = h.store.decisions(second.id)[-1]
     assert (approved.verdict, approved.decided_by) == (Verdict.APPROVED, "person:ann")
@@ -658,7 +714,7 @@ def test_a_pattern_that_keeps_failing_after_people_approved_it_falls_under_the_f
         if inc.state == IncidentState.AWAITING_APPROVAL:
             asked.append(h.store.decisions(inc.id)[-1])
             answer_approval(h.store, inc.id, "approve", actor="person:ann", comment="try", now=h.clock.now(),
-                            approval_ttl_s=h.engine.config.engine.approval_ttl_s)
+                            approval_ttl_s=3600.0)
             h.feed("up", 0, 2)
         assert h.store.actions(incident_id=inc.id)[0].state == ActionState.FAILED
     assert [next(g.reason for g in d.gates if g.gate == "confidence")[:16] for d in asked] == [
@@ -1373,6 +1429,53 @@ def test_when_the_escalation_chain_is_spent_a_person_is_paged(tmp_path: Path) ->
     assert "fake-down-first, fake-down-also-fails" in spent[0].body
     h.feed("up", 0, 5)
     assert len(h.store.actions()) == 2  # nothing more is tried on its own
+
+
+CHAIN_TWICE = """
+patterns:
+  - id: first-origin
+    match: {cause: down, kind: state}
+    action: {type: fake, params: {op: fail}}
+    prior_confidence: 1.0
+    verify: {metric: up, min: 1, window_s: 10, delay_s: 3, min_samples: 3}
+    then: [chained-fails]
+  - id: second-origin
+    match: {cause: down, kind: state}
+    action: {type: fake, params: {op: fail}}
+    prior_confidence: 0.95
+    verify: {metric: up, min: 1, window_s: 10, delay_s: 3, min_samples: 3}
+    then: [chained-fails]
+  - id: chained-fails
+    match: {cause: nothing-matches-this}
+    action: {type: fake, params: {op: fail}}
+    prior_confidence: 0.5
+    verify: {metric: up, min: 1, window_s: 10, delay_s: 3, min_samples: 3}
+"""
+
+
+def test_an_escalation_chains_next_remedy_is_as_confident_as_its_record_on_the_service_allows(
+        tmp_path: Path) -> None:
+    """The chain's next remedy (chained-fails, prior 0.5; threshold 0.5, floor 0.3) failed on svc in
+    the first outage (after first-origin, 0.87, failed). In the second, second-origin (0.82, no
+    record) fails and the chain reaches chained-fails again: its confidence is its prior times its
+    record factor there (0.5 x 0.67 = 0.33), below the threshold and above the floor, so a person
+    is asked. Before, a chain step was decided at its bare prior whatever its record (0.50: run
+    again on its own, outage after outage): a remedy that kept failing never fell under the
+    threshold or the floor, and the confidence gate's reason named failures its figure ignored."""
+    h = Harness(tmp_path, policy={"breaker": {"failures": 10}}, patterns=CHAIN_TWICE)
+    h.feed("up", 0, 16)
+    first = h.incident()
+    assert [a.pattern_id for a in h.store.actions(incident_id=first.id)] == ["first-origin", "chained-fails"]
+    second = _outage(h)
+    assert second.id != first.id
+    h.run_until(lambda: len(h.store.decisions(second.id)) == 2, "up", 0)
+    step = h.store.decisions(second.id)[-1]
+    assert (step.pattern_id, step.verdict) == ("chained-fails", Verdict.NEEDS_APPROVAL)
+    assert next(g for g in step.gates if g.gate == "confidence").reason == (
+        "confidence 0.33 below threshold 0.50 after 1 failed or rolled-back action of chained-fails on svc: "
+        "a person may approve")
+    assert h.store.diagnoses(second.id)[-1].confidence == 0.3333
+    assert [a.pattern_id for a in h.store.actions(incident_id=second.id)] == ["second-origin"]
 
 
 def test_an_answer_given_to_one_approval_request_does_not_approve_a_later_one(tmp_path: Path) -> None:

@@ -3,6 +3,7 @@ beats, over a real AF_UNIX datagram socket."""
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 from collections.abc import Iterator
@@ -141,4 +142,41 @@ def test_stopping_is_sent_once_and_the_first_reason_stands(listener: tuple[socke
     sd.status("stopped")
     got = [sock.recv(4096).decode() for _ in range(2)]
     assert got == ["STOPPING=1\nSTATUS=stopping (SIGTERM) after the current step", "STATUS=stopped"]
+    sd.close()
+
+
+def test_a_sigterm_during_a_tick_is_not_followed_by_a_running_status_or_ready(
+        listener: tuple[socket.socket, str], tmp_path: Path) -> None:
+    """``autonomic run``'s wiring, on a real engine over a real socket: SIGTERM arrives during a
+    tick (its handler tells systemd STOPPING=1 and sets the stop), and the tick then ends. Before,
+    the after-tick hook went on to send ``READY=1`` and ``STATUS=running: ...``: for the rest of
+    the stop (services stopping, up to minutes) ``systemctl status`` read as if the engine ran, and
+    the loop's own STOPPING on its way out, sent once, did not put it back. Now, once stopping is
+    told, nothing more of the running status is sent."""
+    from autonomic.cli import _TellSystemd
+    from autonomic.config import load_config_data
+    from autonomic.engine import Engine
+
+    sock, path = listener
+    sd = SystemdNotify(path)
+    cfg = load_config_data({"engine": {"interval_s": 1, "state_dir": str(tmp_path / "state"), "host_metrics": False}},
+                           source="test.yaml", base_dir=tmp_path)
+    engine = Engine(cfg)
+    stop = threading.Event()
+    tick = engine.tick
+
+    def tick_then_sigterm() -> None:
+        tick()
+        sd.stopping("stopping (SIGTERM) after the current step")  # what run's signal handler does
+        stop.set()
+
+    engine.tick = tick_then_sigterm  # type: ignore[method-assign]
+    told = _TellSystemd(sd)
+    engine.run(stop, on_tick=told.ticked, on_standby=told.standing_by, on_stopping=sd.stopping)
+    sock.settimeout(0.5)
+    got = []
+    with contextlib.suppress(TimeoutError):
+        while True:
+            got.append(sock.recv(4096).decode())
+    assert got == ["STOPPING=1\nSTATUS=stopping (SIGTERM) after the current step"]
     sd.close()
