@@ -565,7 +565,7 @@ def test_a_service_run_by_systemd_docker_or_kubernetes_that_dies_is_restarted_th
             [diagnosis] = rig.store.diagnoses(inc.id)
             assert diagnosis.pattern_id == UNIT_RESTARTS[kind]
             process = next(c for c in diagnosis.candidates if c.pattern_id == "process-down-restart")
-            assert "cannot run here: web has no process actuator binding" in process.reasons
+            assert "passed over here: web has no process actuator binding" in process.reasons
             [action] = rig.store.actions(incident_id=inc.id)
             assert (action.type, action.pattern_id, action.state) == (kind, UNIT_RESTARTS[kind], ActionState.SUCCEEDED)
             assert action.verify is not None and action.verify.metric == "probe_ok"
@@ -1151,7 +1151,7 @@ def test_a_pool_leak_at_the_raises_max_is_met_by_a_graceful_restart_not_a_raise_
         [diagnosis] = rig.store.diagnoses(inc.id)
         assert diagnosis.pattern_id == "pool-exhaustion-restart"
         raise_ = next(c for c in diagnosis.candidates if c.pattern_id == "pool-exhaustion-raise")
-        assert ("cannot run here: web: pool.size is 200 in config.yaml already: scaling it by 1.2 (clamped to max "
+        assert ("passed over here: web: pool.size is 200 in config.yaml already: scaling it by 1.2 (clamped to max "
                 "200) leaves it 200, so the action would change nothing") in raise_.reasons
         [action] = rig.store.actions(incident_id=inc.id)
         assert (action.pattern_id, action.state) == ("pool-exhaustion-restart", ActionState.SUCCEEDED)

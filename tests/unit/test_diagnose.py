@@ -139,7 +139,7 @@ def test_a_pool_forecast_is_met_by_a_graceful_restart_when_the_raise_cannot_chan
     assert d.pattern_id == "pool-exhaustion-restart"
     assert d.action == ActionSpec(type="process", target="api", params={"op": "graceful_restart", "grace_s": 10})
     assert 0.6 <= d.confidence < next(c.confidence for c in d.candidates if c.pattern_id == "pool-exhaustion-raise")
-    assert "preferred to pool-exhaustion-raise, which cannot run here" in d.rationale
+    assert f"preferred to pool-exhaustion-raise (passed over here: {at_max})" in d.rationale
 
 
 def test_the_rationale_names_the_runbook_a_shell_remedy_runs(builtin: list[Pattern]) -> None:
@@ -365,8 +365,8 @@ def test_the_best_candidate_the_service_can_carry_out_is_chosen_over_a_better_on
     d = diagnose(inc, [], [broad, mine], ctx)
     assert [c.pattern_id for c in d.candidates] == ["shipped", "mine"]  # still ranked, and shown
     assert d.pattern_id == "mine" and d.action is not None and d.action.target == "api"
-    assert "preferred to shipped, which cannot run here" in d.rationale
-    assert "cannot run here: api has no process actuator binding" in d.candidates[0].reasons
+    assert "preferred to shipped (passed over here: api has no process actuator binding)" in d.rationale
+    assert "passed over here: api has no process actuator binding" in d.candidates[0].reasons
 
     none_can = DiagnoseContext(now=NOW, cannot_run={"shipped": "no binding a", "mine": "no binding b"})
     d = diagnose(inc, [], [broad, mine], none_can)
@@ -409,7 +409,8 @@ def test_a_service_bound_only_to_systemd_docker_or_kubernetes_is_given_that_actu
     assert chosen.rollback_safe is False and chosen.verify is not None
     passed = [c.pattern_id for c in d.candidates[: [c.pattern_id for c in d.candidates].index(expected)]]
     if passed:
-        assert f"preferred to {', '.join(passed)}, which cannot run here" in d.rationale
+        for pid in passed:
+            assert f"preferred to {pid} (passed over here: {ctx.cannot_run[pid]})" in d.rationale
     assert "tied" not in d.rationale  # nothing else it binds matched
 
 

@@ -3186,7 +3186,7 @@ def test_a_workflow_every_step_of_which_would_change_nothing_is_passed_over_for_
     assert action.pattern_id == "fake-down-poke"
     (diagnosis,) = h.store.diagnoses(h.incident().id)
     settle = next(c for c in diagnosis.candidates if c.pattern_id == "fake-down-settle")
-    assert ("cannot run here: svc: every step would change nothing: step 1/2 fake:set: value 0 is set already; "
+    assert ("passed over here: svc: every step would change nothing: step 1/2 fake:set: value 0 is set already; "
             "step 2/2 fake:then: value 0 is set already") in settle.reasons
     read = "fake on svc: reading whether {} would change anything (an actuator call)"
     assert sorted(actuator.reads) == [read.format("fake-down-poke"), *[read.format("fake-down-settle")] * 2]

@@ -146,9 +146,9 @@ def test_test_of_a_service_the_config_does_not_name_passes_over_what_it_cannot_r
     path = incident_file(tmp_path, service="ghost")
     out = run("test", "pool-exhaustion-raise", "--incident", str(path), "-c", str(config))
     assert out.exit_code == 0, out.output
-    assert "  - cannot run here: ghost has no config actuator binding" in out.output.splitlines(), out.output
+    assert "  - passed over here: ghost has no config actuator binding" in out.output.splitlines(), out.output
     bare = run("test", "pool-exhaustion-raise", "--incident", str(path))  # no config: the patterns alone
-    assert bare.exit_code == 0 and "cannot run here" not in bare.output, bare.output
+    assert bare.exit_code == 0 and "passed over here" not in bare.output, bare.output
 
 
 def test_test_lower_ranked_match_still_exits_0(config: Path, tmp_path: Path) -> None:
@@ -275,5 +275,5 @@ def test_test_of_a_unit_down_passes_over_its_restart_where_no_probe_could_verify
     path.write_text(json.dumps(down))
     out = run("test", "systemd-down-restart", "-i", str(path), "-c", str(cfg))
     assert out.exit_code == 0, out.output  # it matches either way
-    reason = "  - cannot run here: api has no probe (probes:) to verify it by: nothing samples its probe_ok"
+    reason = "  - passed over here: api has no probe (probes:) to verify it by: nothing samples its probe_ok"
     assert (reason in out.output.splitlines()) is passed_over, out.output

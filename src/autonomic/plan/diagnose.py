@@ -319,7 +319,7 @@ def diagnose(
         if p.action is None:
             reasons.append("no automatic remedy: escalate to a person")
         elif p.id in ctx.cannot_run:
-            reasons.append(f"cannot run here: {ctx.cannot_run[p.id]}")
+            reasons.append(f"passed over here: {ctx.cannot_run[p.id]}")
         confidence = round(p.prior_confidence * quality * factor, 4)
         rank = _actuator_rank(p, ctx.actuator_order) if ctx.actuator_order else 0
         scored.append(
@@ -338,10 +338,12 @@ def diagnose(
     # the best one, whose action is then dropped
     best = next((c for c in candidates if c.pattern_id not in ctx.cannot_run), candidates[0])
     pattern = next(p for p in patterns if p.id == best.pattern_id)
-    skip = ("no automatic remedy", "cannot run here")
+    skip = ("no automatic remedy", "passed over here")
     why = "; ".join(r for r in best.reasons if not r.startswith(skip)) or "matches anything"
     passed_over = [c.pattern_id for c in candidates[: candidates.index(best)]]
-    over = f"; preferred to {', '.join(passed_over)}, which cannot run here" if passed_over else ""
+    # why each was passed over: the service cannot carry it out, nothing could verify it there, or
+    # it would change nothing now (DiagnoseContext.cannot_run says which)
+    over = "".join(f"; preferred to {pid} (passed over here: {ctx.cannot_run[pid]})" for pid in passed_over)
     over += _tie(best, scored, {p.id: p for p in patterns}, ctx)
     if pattern.action is None:
         action = None
