@@ -611,14 +611,17 @@ def test_a_restarted_engine_with_a_longer_ttl_expires_a_request_when_it_was_reco
     asked = first.store.decisions(inc.id)[-1]
     first.engine.shutdown()
     again = _ttl_harness(tmp_path, 3600, store=Store(db), start_at=first.clock.now())
-    again.clock.advance(30)  # past the request's 20 s
-    # an approval given late, as the CLI or the API would have refused it, found by the engine
+    again.feed("up", 0, int(asked.ts + 18 - again.clock.now()))  # still down
+    again.clock.advance(4)  # past the request's 20 s, before the engine looks again
+    # an approval given then, stored (by an older CLI: this one refuses it as late), found by the engine
     again.store.set_state(approval_key(inc.id), {"verdict": "approve", "actor": "person:ann", "comment": "",
-                                                 "ts": asked.ts + 25, "decision": asked.id},
+                                                 "ts": again.clock.now(), "decision": asked.id},
                           actor="person:ann", event="approval.approve")
     again.feed("up", 0, 2)
-    assert again.store.get(Incident, inc.id).state == IncidentState.EXPIRED  # type: ignore[union-attr]
     assert again.actuator.calls == []
+    assert again.store.get(Incident, inc.id).state == IncidentState.EXPIRED  # type: ignore[union-attr]
+    expired = again.store.audit_events(subject=inc.id)[-1]
+    assert (expired.kind, expired.data["approved_late_by"]) == ("approval.expired", "person:ann")
 
 
 def test_a_restarted_engine_with_a_shorter_ttl_acts_on_an_approval_given_before_the_recorded_expiry(
