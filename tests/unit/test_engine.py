@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from pydantic import BaseModel
 
+from autonomic.clock import local_stamp
 from autonomic.config import Config, load_config_data
 from autonomic.engine import (
     INBOX,
@@ -594,6 +595,9 @@ def test_an_approval_request_records_when_it_expires_by_the_ttl_of_the_engine_th
     asked = h.store.decisions(inc.id)[-1]
     assert asked.verdict == Verdict.NEEDS_APPROVAL and asked.expires_at == asked.ts + 20
     assert approval_expires_at(inc, h.store.decisions(inc.id), ttl_s=3600.0) == asked.ts + 20
+    # autonomic explain says when, as recorded
+    text = render_text(explain_incident(h.store, inc.id))
+    assert f"request expiry: {local_stamp(asked.ts + 20)} (engine.approval_ttl_s 20 s after it was asked)" in text
     # the engine's other decisions have no expiry
     h.feed("up", 0, 25)
     assert all(d.expires_at is None for d in h.store.decisions(inc.id) if d.verdict != Verdict.NEEDS_APPROVAL)
