@@ -263,8 +263,9 @@ def _late(store: Store, inc: Incident, *, actor: str, comment: str, now: float, 
                  "expired_at": expires, "late_by_s": round(now - expires, 3)})
     then = ("the engine has closed the incident as expired" if closed else
             "the engine closes the incident as expired at its next look")
+    window_s = expires - asked  # as recorded with the request (by the engine that asked), else ttl_s
     return (f"incident {inc.id[:8]}: too late, nothing will be done on this approval: its approval request expired "
-            f"at {when} (engine.approval_ttl_s {expires - asked:g} s after it was asked), {now - expires:.0f} s before it, "
+            f"at {when} (engine.approval_ttl_s {window_s:g} s after it was asked), {now - expires:.0f} s before it, "
             f"and {then}. The attempt is in the audit log (approval.late). If the trouble goes on, the engine "
             "opens a new incident and asks again.")
 

@@ -38,13 +38,13 @@ from autonomic.model import (
     Verdict,
     new_id,
 )
+from autonomic.monitor.replay import ReplaySource
 from autonomic.oversight.api import ApiContext, create_app
 from autonomic.oversight.auth import create_token, revoke
 from autonomic.oversight.dashboard import STATIC
 from autonomic.oversight.metrics import EngineMetrics
 from autonomic.oversight.notify import Dispatcher
 from autonomic.oversight.server import ApiServer
-from autonomic.monitor.replay import ReplaySource
 from autonomic.testing import FakeClock
 
 with warnings.catch_warnings():
