@@ -196,10 +196,10 @@ def answer_approval(store: Store, incident_id: str, verdict: Literal["approve", 
     the API and the CLI alike.
 
     An approval given at ``now`` (the store's clock) when the request has expired (when recorded
-    with it by the engine that asked; ``approval_ttl_s``, the caller's ``engine.approval_ttl_s``,
-    after it was asked for a request recorded without it), whether or not the engine has closed the incident as
-    expired yet, raises :class:`LateApproval`: the engine would not act on it, so the person is not
-    told it will. Only the attempt is written, audited ``approval.late`` (who, when, by how late),
+    with it by the engine that asked; for a request recorded without it, ``approval_ttl_s``, the
+    caller's ``engine.approval_ttl_s``, after it was asked), whether or not the engine has closed
+    the incident as expired yet, raises :class:`LateApproval`: the engine would not act on it, so
+    the person is not told it will. Only the attempt is written, audited ``approval.late`` (who, when, by how late),
     never an answer. Not when another person's answer, given in time, is stored and not yet taken:
     the engine acts on that whenever it looks, and this one is refused as any second answer is,
     saying so. A late denial is stored as any denial (it stops nothing that would run)."""
@@ -2223,14 +2223,14 @@ class Engine:
         (``decision``, written by the API and the CLI): one given to an earlier request on the
         incident (a second person's, written just after the first answer was acted on) is removed,
         audited ``approval.stale``, and the incident keeps waiting. The request expires when
-        recorded with it (``expires_at``: the TTL of the engine that asked, whatever this one's is
-        now); one recorded without it, ``approval_ttl_s`` after it was made (its decision's time;
-        the incident's ``updated_at`` moves with every finding the lasting symptom brings, so it
-        cannot measure that): an
-        approval given after that (by its own time and the engine's), or none, closes the incident
-        as expired and nothing acts. An approval given in time is honoured, through every gate
-        again, unless the incident has had no finding for a few ticks meanwhile (its trouble cleared
-        on its own): then it is closed as cleared and nothing acts. A denial always is honoured."""
+        recorded with it (``expires_at``: by the TTL of the engine that asked, whatever this one's
+        is now); one recorded without it, ``approval_ttl_s`` after it was made (its decision's
+        time; the incident's ``updated_at`` moves with every finding the lasting symptom brings, so
+        it cannot measure that): an approval given after that (by its own time and the engine's),
+        or none, closes the incident as expired and nothing acts. An approval given in time is
+        honoured, through every gate again, unless the incident has had no finding for a few ticks
+        meanwhile (its trouble cleared on its own): then it is closed as cleared and nothing acts.
+        A denial always is honoured."""
         answer = self.store.get_state(approval_key(inc.id))
         decisions = self.store.decisions(inc.id)
         if answer is not None and answer.get("decision") is not None:
