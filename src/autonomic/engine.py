@@ -166,12 +166,22 @@ class LateApproval(ValueError):
 
 
 def approval_expires_at(inc: Incident, decisions: Sequence[Decision], ttl_s: float) -> float:
-    """When the approval request ``inc`` waits on expires: ``ttl_s`` (``engine.approval_ttl_s``)
-    after it was asked, the time of its latest needs_approval decision among ``decisions`` (the
-    incident's ``updated_at`` when none is stored; it moves with every finding, so it is only the
-    fallback)."""
-    asked = next((d.ts for d in reversed(decisions) if d.verdict == Verdict.NEEDS_APPROVAL), inc.updated_at)
-    return asked + ttl_s
+    """When the approval request ``inc`` waits on expires: as recorded on its latest
+    needs_approval decision among ``decisions`` (``expires_at``, set by the engine that asked,
+    from its own ``engine.approval_ttl_s``), so that every reader agrees whatever its config says
+    now. A request recorded before that (before migration 0010, or by an older replica still
+    running) expires ``ttl_s``, the reader's ``engine.approval_ttl_s``, after it was asked: the
+    decision's time, or the incident's ``updated_at`` when none is stored (it moves with every
+    finding, so it is only the last fallback)."""
+    return _approval_window(inc, decisions, ttl_s)[1]
+
+
+def _approval_window(inc: Incident, decisions: Sequence[Decision], ttl_s: float) -> tuple[float, float]:
+    """When the request ``inc`` waits on was asked and when it expires (see :func:`approval_expires_at`)."""
+    asked = next((d for d in reversed(decisions) if d.verdict == Verdict.NEEDS_APPROVAL), None)
+    if asked is None:
+        return inc.updated_at, inc.updated_at + ttl_s
+    return asked.ts, asked.expires_at if asked.expires_at is not None else asked.ts + ttl_s
 
 
 def answer_approval(store: Store, incident_id: str, verdict: Literal["approve", "deny"], *, actor: str,
@@ -185,10 +195,11 @@ def answer_approval(store: Store, incident_id: str, verdict: Literal["approve", 
     that answer (a denial may still replace an approval: it stops it); returns the incident. For
     the API and the CLI alike.
 
-    An approval given at ``now`` (the store's clock) when the request has expired
-    (``approval_ttl_s`` after it was asked), whether or not the engine has closed the incident as
-    expired yet, raises :class:`LateApproval`: the engine would not act on it, so the person is not
-    told it will. Only the attempt is written, audited ``approval.late`` (who, when, by how late),
+    An approval given at ``now`` (the store's clock) when the request has expired (when recorded
+    with it by the engine that asked; for a request recorded without it, ``approval_ttl_s``, the
+    caller's ``engine.approval_ttl_s``, after it was asked), whether or not the engine has closed
+    the incident as expired yet, raises :class:`LateApproval`: the engine would not act on it, so
+    the person is not told it will. Only the attempt is written, audited ``approval.late`` (who, when, by how late),
     never an answer. Not when another person's answer, given in time, is stored and not yet taken:
     the engine acts on that whenever it looks, and this one is refused as any second answer is,
     saying so. A late denial is stored as any denial (it stops nothing that would run)."""
@@ -243,7 +254,7 @@ def _late(store: Store, inc: Incident, *, actor: str, comment: str, now: float, 
     else:
         return None
     decisions = store.decisions(inc.id)
-    expires = approval_expires_at(inc, decisions, ttl_s)
+    asked, expires = _approval_window(inc, decisions, ttl_s)
     if now < expires:
         return None
     when = datetime.fromtimestamp(expires, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
@@ -252,8 +263,9 @@ def _late(store: Store, inc: Incident, *, actor: str, comment: str, now: float, 
                  "expired_at": expires, "late_by_s": round(now - expires, 3)})
     then = ("the engine has closed the incident as expired" if closed else
             "the engine closes the incident as expired at its next look")
+    window_s = expires - asked  # as recorded with the request (by the engine that asked), else ttl_s
     return (f"incident {inc.id[:8]}: too late, nothing will be done on this approval: its approval request expired "
-            f"at {when} (engine.approval_ttl_s {ttl_s:g} s after it was asked), {now - expires:.0f} s before it, "
+            f"at {when} (engine.approval_ttl_s {window_s:g} s after it was asked), {now - expires:.0f} s before it, "
             f"and {then}. The attempt is in the audit log (approval.late). If the trouble goes on, the engine "
             "opens a new incident and asks again.")
 
@@ -2130,11 +2142,15 @@ class Engine:
         while self._ladder_changes:  # a promotion or demotion found while reading the gates' context
             self._ladder_changes.pop(0)()
         verdict, gates = ruling if ruling is not None else decide(ctx)
+        # a request's expiry is recorded with it, by this engine's TTL: the CLI, the API and the
+        # other replicas judge an answer by it whatever their own config says now
+        expires = now + self.config.engine.approval_ttl_s
         decision = Decision(
             incident_id=inc.id, diagnosis_id=diagnosis.id, ts=now, verdict=verdict, gates=gates,
             action=diagnosis.action, decided_by=(human or {}).get("actor", "engine"),
             comment=(human or {}).get("comment", ""), pattern_id=diagnosis.pattern_id,
             shadow_verdict=shadow_verdict(ctx, verdict, gates),
+            expires_at=expires if verdict == Verdict.NEEDS_APPROVAL else None,
         )
         self._count(decision)
         failed = [g for g in gates if not g.passed]
@@ -2170,7 +2186,7 @@ class Engine:
                 title=f"approval needed: {diagnosis.action.describe() if diagnosis.action else '?'} on {inc.service}",
                 body=f"{inc.summary}. {diagnosis.rationale.rstrip('.')}. Asked because {why}. Run: autonomic "
                      f"approve {inc.id[:8]} (or deny {inc.id[:8]})"))
-            return now + self.config.engine.approval_ttl_s
+            return expires
         updated = inc.model_copy(update={"state": IncidentState.ESCALATED, "updated_at": now,
                                          "resolution": Resolution.ESCALATED,
                                          "escalated_at": inc.escalated_since(now)})
@@ -2206,13 +2222,15 @@ class Engine:
         """An incident waiting for a person. An answer names the decision it answers
         (``decision``, written by the API and the CLI): one given to an earlier request on the
         incident (a second person's, written just after the first answer was acted on) is removed,
-        audited ``approval.stale``, and the incident keeps waiting. The request expires
-        ``approval_ttl_s`` after it was made (its decision's time; the incident's ``updated_at``
-        moves with every finding the lasting symptom brings, so it cannot measure that): an
-        approval given after that (by its own time and the engine's), or none, closes the incident
-        as expired and nothing acts. An approval given in time is honoured, through every gate
-        again, unless the incident has had no finding for a few ticks meanwhile (its trouble cleared
-        on its own): then it is closed as cleared and nothing acts. A denial always is honoured."""
+        audited ``approval.stale``, and the incident keeps waiting. The request expires when
+        recorded with it (``expires_at``: by the TTL of the engine that asked, whatever this one's
+        is now); one recorded without it, ``approval_ttl_s`` after it was made (its decision's
+        time; the incident's ``updated_at`` moves with every finding the lasting symptom brings, so
+        it cannot measure that): an approval given after that (by its own time and the engine's),
+        or none, closes the incident as expired and nothing acts. An approval given in time is
+        honoured, through every gate again, unless the incident has had no finding for a few ticks
+        meanwhile (its trouble cleared on its own): then it is closed as cleared and nothing acts.
+        A denial always is honoured."""
         answer = self.store.get_state(approval_key(inc.id))
         decisions = self.store.decisions(inc.id)
         if answer is not None and answer.get("decision") is not None:

@@ -455,6 +455,11 @@ class Decision(Frozen):
     # When nothing was done only because of shadow mode or an observe/suggest autonomy level:
     # the verdict every other gate gave ("would have acted" is APPROVED).
     shadow_verdict: Verdict | None = None
+    # A needs_approval decision's request expires then (wall clock): ``engine.approval_ttl_s`` of
+    # the engine that asked, after ``ts``, recorded with the request so that the CLI, the API and
+    # every replica judge an answer by it, whatever TTL their own config says now. None for other
+    # verdicts, and for requests recorded before migration 0010 (they expire by the reader's TTL).
+    expires_at: float | None = None
 
     @property
     def person_said_no(self) -> bool:

@@ -4,6 +4,7 @@ after a change made outside the API (the CLI, the engine) reaches it as a server
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -160,4 +161,33 @@ def test_a_persons_approval_that_a_gate_refused_or_the_engine_closed_is_not_show
             expect(panel.get_by_test_id("ruled-by")).to_contain_text(by)
             # only a person's own denial is theirs
             assert panel.get_by_test_id("ruled-by").inner_text().startswith("by person:") == (what == "said no")
+        page.close()
+
+
+def test_the_approvals_queue_and_the_incident_page_show_when_a_request_expires_as_recorded(
+    tmp_path: Path, browser: Browser
+) -> None:
+    """The engine that asked recorded its request to expire two hours after it (its
+    approval_ttl_s); this API's config says an hour. The approvals card says when the request
+    expires by the recorded time (in about 2 h, not in 59 min), and so does the incident page."""
+    with _api(tmp_path) as (store, server):
+        ts = time.time() - 60
+        inc = Incident(service="web", cause="down", severity=Severity.CRITICAL, kind=FindingKind.STATE,
+                       opened_at=ts, updated_at=ts, last_finding_at=ts, summary="web is down",
+                       state=IncidentState.AWAITING_APPROVAL)
+        action = ActionSpec(type="process", target="web", params={"op": "restart"})
+        diagnosis = Diagnosis(incident_id=inc.id, ts=ts, pattern_id="process-down-restart", action=action,
+                              confidence=0.8, rationale="down")
+        asked = Decision(incident_id=inc.id, diagnosis_id=diagnosis.id, ts=ts, verdict=Verdict.NEEDS_APPROVAL,
+                         action=action, pattern_id="process-down-restart", expires_at=ts + 7200,
+                         gates=[GateResult(gate="autonomy", passed=False, needs_approval=True, reason="approve")])
+        store.record(inc, diagnosis, asked, actor="engine", event="decision.needs_approval", subject=inc.id)
+        token = create_token(store, "e2e-viewer", "viewer")
+        page = browser.new_page()
+        page.goto(f"{server.url}/?token={token}")
+        page.goto(f"{server.url}/#/approvals")
+        expect(page.get_by_test_id(f"expires-{inc.id}")).to_contain_text("(in 2.0 h)")
+        page.goto(f"{server.url}/#/incidents/{inc.id}")
+        expect(page.get_by_test_id(f"decision-{asked.id}").get_by_test_id("request-expiry")).to_contain_text(
+            "request expiry ")
         page.close()

@@ -38,6 +38,7 @@ from autonomic.model import (
     Verdict,
     new_id,
 )
+from autonomic.monitor.replay import ReplaySource
 from autonomic.oversight.api import ApiContext, create_app
 from autonomic.oversight.auth import create_token, revoke
 from autonomic.oversight.dashboard import STATIC
@@ -1185,7 +1186,9 @@ def test_an_approval_given_after_its_request_expired_is_refused_with_409_and_aud
     """db's request was made at T0+1 (approval_ttl_s: an hour); a person approves a minute after it
     expired, before the engine has looked. Before, the API answered 200 ("the engine acts on its
     next tick") and the engine then closed the incident as expired, acting on nothing. Now 409
-    says so and nothing is stored but the attempt, audited approval.late on the incident; after
+    says so and nothing is stored but the attempt, audited approval.late on the incident (the
+    request is stored as an older autonomic stored it, without expires_at: it expires by the
+    TTL of the API's config, and of the engine's); after
     the engine has closed the incident, a second late approval is told that too, nothing runs
     either way, and the incident's explanation says it was approved after the request expired."""
     env.ctx.clock.advance(3600 + 1 + 60 - 10)  # type: ignore[attr-defined]  # the clock is at T0+10
@@ -1214,3 +1217,79 @@ def test_an_approval_given_after_its_request_expired_is_refused_with_409_and_aud
     chain = env.client.get(f"/api/v1/incidents/{env.waiting_id}", headers=env.auth("viewer")).json()
     assert chain["decisions"][-1]["ruled_by"] == "by engine; expired: approved by token:operator after the request " \
                                                 "expired"
+
+
+def _leader(env: Env, tmp_path: Path, ttl_s: float) -> tuple[Engine, ReplaySource, str]:
+    """A real engine over the API's store and clock whose config says ``approval_ttl_s: ttl_s``
+    (the API's, as its file reads now, says 3600: another replica's, mid-rollout, or the file
+    edited since the engine started); web goes down (``up`` 0, replayed) and the engine asks a
+    person to approve its fallback. Returns the engine, its source and the incident's id."""
+    data = {"engine": {"state_dir": str(tmp_path / "leader"), "interval_s": 1, "host_metrics": False,
+                       "approval_ttl_s": ttl_s},
+            "services": [{"name": "web", "actuators": {"http": {"base_url": "http://127.0.0.1:9"}},
+                          "fallback": {"type": "http", "params": {"method": "POST", "path": "/restart"}}}],
+            "policy": {"autonomy": "approve"}}
+    clock = env.ctx.clock
+    source = ReplaySource([Sample("web", "up", clock.now() + i, 0.0) for i in range(5)])
+    engine = Engine(load_config_data(data, source="leader.yaml", base_dir=tmp_path), clock=clock, store=env.store,
+                    sources=[source], notifiers=Dispatcher())
+    engine.start()
+    for _ in range(5):
+        engine.tick()
+        clock.advance(1.0)  # type: ignore[attr-defined]
+    (inc,) = [i for i in env.store.incidents(states=[IncidentState.AWAITING_APPROVAL], service="web")
+              if i.cause == "down"]
+    return engine, source, inc.id
+
+
+def _look(engine: Engine, source: ReplaySource, clock: Any) -> None:
+    """The engine's next ticks (web still down)."""
+    source._samples.extend(Sample("web", "up", clock.now() + i, 0.0) for i in range(-2, 3))
+    for _ in range(3):
+        engine.tick()
+        clock.advance(1.0)
+
+
+def test_an_approval_in_time_by_the_asking_engines_ttl_is_taken_whatever_the_apis_config_says(
+        env: Env, tmp_path: Path) -> None:
+    """The engine asked under approval_ttl_s 7200; the API's config says 3600. A person approves
+    4000 s after the request: before, the API answered 409 "too late, nothing will be done" by its
+    own 3600, though the engine would have acted on it. Now the request carries its expiry and
+    the API judges by it: 200, and the engine acts on the approval."""
+    engine, source, inc_id = _leader(env, tmp_path, 7200)
+    assert env.ctx.config.engine.approval_ttl_s == 3600
+    asked = env.store.decisions(inc_id)[-1]
+    env.ctx.clock.advance(asked.ts + 4000 - env.ctx.clock.now())  # type: ignore[attr-defined]
+    r = env.client.post(f"/api/v1/approvals/{inc_id}/approve", headers=env.auth("operator"), json={"comment": "go"})
+    assert r.status_code == 200, r.text
+    # the approvals queue shows when the request expires, as recorded
+    (queued,) = [q for q in env.client.get("/api/v1/approvals", headers=env.auth("viewer")).json()
+                 if q["incident"]["id"] == inc_id]
+    assert queued["expires_at"] == queued["decision"]["expires_at"] == asked.ts + 7200
+    _look(engine, source, env.ctx.clock)
+    assert [(d.verdict, d.decided_by) for d in env.store.decisions(inc_id)] == [
+        (Verdict.NEEDS_APPROVAL, "engine"), (Verdict.APPROVED, "token:operator")]
+    assert [a.type for a in env.store.actions(incident_id=inc_id)] == ["http"]
+    engine.shutdown()
+
+
+def test_an_approval_late_by_the_asking_engines_ttl_is_refused_whatever_the_apis_config_says(
+        env: Env, tmp_path: Path) -> None:
+    """The other way round: the engine asked under 1800 s, the API's config says 3600; an approval
+    2000 s after the request. Before, the API took it (200: "the engine acts on its next tick") and
+    the engine then closed the incident as expired, doing nothing. Now 409, naming the request's
+    own expiry, and the engine agrees."""
+    engine, source, inc_id = _leader(env, tmp_path, 1800)
+    asked = env.store.decisions(inc_id)[-1]
+    env.ctx.clock.advance(asked.ts + 2000 - env.ctx.clock.now())  # type: ignore[attr-defined]
+    r = env.client.post(f"/api/v1/approvals/{inc_id}/approve", headers=env.auth("operator"), json={"comment": "go"})
+    assert r.status_code == 409, r.text
+    detail = r.json()["detail"]
+    assert "too late, nothing will be done on this approval" in detail
+    assert "(engine.approval_ttl_s 1800 s after it was asked), 200 s before it" in detail
+    assert env.store.get_state(approval_key(inc_id)) is None
+    _look(engine, source, env.ctx.clock)
+    closed = env.store.get(Incident, inc_id)
+    assert closed is not None and closed.state == IncidentState.EXPIRED
+    assert env.store.actions(incident_id=inc_id) == []
+    engine.shutdown()

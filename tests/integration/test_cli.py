@@ -37,6 +37,7 @@ from autonomic.model import (
     IncidentState,
     Outcome,
     Resolution,
+    Sample,
     Severity,
     StepRecord,
     Verdict,
@@ -736,6 +737,103 @@ def test_an_approval_given_after_its_request_expired_is_refused_saying_so_and_au
     assert (late.kind, late.actor, late.subject) == ("approval.late", "person:alice", inc.id)
     assert (late.data["incident"], late.data["decision"], late.data["comment"]) == (inc.id, asked.id, "go")
     assert late.data["expired_at"] == asked.ts + 3600 and 3590 < late.data["late_by_s"] < 3700
+
+
+class Asking:
+    """A real engine over a real store, built from the config file ``path`` as it read it at its
+    start (``engine.approval_ttl_s: ttl_s``), that asked a person ``ago`` seconds ago (its clock,
+    a FakeClock, is moved by hand; the CLI stamps its answers by the store's, the real one): web
+    is down (``up`` 0, replayed) and its fallback, an HTTP call, waits for approval."""
+
+    def __init__(self, tmp_path: Path, ttl_s: float, ago: float) -> None:
+        from autonomic.config import load_config
+        from autonomic.engine import Engine
+        from autonomic.monitor.replay import ReplaySource
+        from autonomic.oversight.notify import Dispatcher
+        from autonomic.testing import FakeClock
+
+        self.path = tmp_path / "autonomic.yaml"
+        self.state = tmp_path / "state"
+        self.write(ttl_s)
+        start = time.time() - ago
+        self.clock = FakeClock(start)
+        self.source = ReplaySource([Sample("web", "up", start + i, 0.0) for i in range(5)])
+        self.store = Store(f"sqlite:///{self.state / 'autonomic.db'}")
+        self.engine = Engine(load_config(self.path), clock=self.clock, store=self.store, sources=[self.source],
+                             notifiers=Dispatcher())
+        self.engine.start()
+        for _ in range(5):
+            self.engine.tick()
+            self.clock.advance(1.0)
+        (self.incident,) = self.store.incidents(states=[IncidentState.AWAITING_APPROVAL])
+        self.asked = self.store.decisions(self.incident.id)[-1]
+
+    def write(self, ttl_s: float) -> None:
+        """The config file, as the engine read it at its start, or as edited since."""
+        _write(self.path, f"engine: {{state_dir: {self.state}, host_metrics: false, interval_s: 1, "
+                          f"approval_ttl_s: {ttl_s:g}}}\n"
+                          "services:\n  - name: web\n    actuators: {http: {base_url: 'http://127.0.0.1:9'}}\n"
+                          "    fallback: {type: http, params: {method: POST, path: /restart}}\n"
+                          "policy: {autonomy: approve}\n")
+
+    def look(self) -> None:
+        """The engine's next ticks, now (web still down)."""
+        now = time.time()
+        self.source._samples.extend(Sample("web", "up", now + i, 0.0) for i in range(-2, 3))
+        self.clock.advance(now - self.clock.now())
+        for _ in range(3):
+            self.engine.tick()
+            self.clock.advance(1.0)
+
+
+@pytest.fixture
+def asking(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Asking]:
+    ttl_s, ago = request.param
+    engine = Asking(tmp_path, ttl_s, ago)
+    yield engine
+    engine.engine.shutdown()
+
+
+@pytest.mark.parametrize("asking", [(7200, 4000)], indirect=True)
+def test_an_approval_in_time_by_the_engines_ttl_is_taken_though_the_config_file_was_edited_shorter_since(
+        asking: Asking) -> None:
+    """The reviewer's reproduction: the engine started with approval_ttl_s 7200 and asked 4000 s
+    ago; the file was then edited to 3600, the engine not restarted. Before, ``autonomic approve``
+    read 3600 from the file and refused the approval as late (exit 2, "nothing will be done")
+    while the engine would have acted on it. Now the request carries its expiry, as the engine
+    set it, and the CLI judges by that: the approval is taken, and the engine acts on it."""
+    asking.write(3600)
+    inc = asking.incident
+    result = cli("approve", inc.id[:8], "-m", "go", "--actor", "person:alice", "-c", asking.path)
+    assert result.exit_code == 0, result.stderr
+    assert "the engine acts on its next tick" in result.stdout
+    assert not [e for e in asking.store.audit_events(subject=inc.id) if e.kind == "approval.late"]
+    asking.look()
+    assert [(d.verdict, d.decided_by) for d in asking.store.decisions(inc.id)] == [
+        (Verdict.NEEDS_APPROVAL, "engine"), (Verdict.APPROVED, "person:alice")]
+    assert [a.type for a in asking.store.actions(incident_id=inc.id)] == ["http"]
+
+
+@pytest.mark.parametrize("asking", [(3600, 4000)], indirect=True)
+def test_an_approval_late_by_the_engines_ttl_is_refused_though_the_config_file_was_edited_longer_since(
+        asking: Asking) -> None:
+    """The other way round: the engine started with 3600 and asked 4000 s ago; the file now says
+    7200. Before, ``autonomic approve`` took the approval and told the person the engine acts on
+    it; the engine then closed the incident as expired and did nothing. Now it is refused as late,
+    naming the request's own expiry (3600 s after it was asked), and the engine agrees."""
+    asking.write(7200)
+    inc = asking.incident
+    result = cli("approve", inc.id[:8], "-m", "go", "--actor", "person:alice", "-c", asking.path)
+    assert result.exit_code == 2, result.stdout
+    assert "the engine acts" not in result.stdout + result.stderr
+    assert "too late, nothing will be done on this approval" in result.stderr
+    assert "(engine.approval_ttl_s 3600 s after it was asked)" in result.stderr
+    late = asking.store.audit_events(subject=inc.id)[-1]
+    assert late.kind == "approval.late" and late.data["expired_at"] == asking.asked.ts + 3600
+    asking.look()
+    closed = asking.store.get(Incident, inc.id)
+    assert closed is not None and closed.state == IncidentState.EXPIRED
+    assert asking.store.actions(incident_id=inc.id) == []
 
 
 def test_deny_defaults_the_actor_to_this_user(cfg: Path, store: Store) -> None:

@@ -268,6 +268,39 @@ def test_a_request_for_approval_outlives_a_takeover_by_a_replica_whose_clock_is_
         store.close()
 
 
+def test_an_approval_through_a_replica_on_another_ttl_is_judged_by_the_expiry_the_leader_recorded(
+        replicas: Any, postgres_url: str) -> None:
+    """Mid-rollout the replicas run different configs: the leader asks under approval_ttl_s 600,
+    the standby's config says 2 s. A person approves through the standby 3 s after the request.
+    Before, the standby judged by its own 2 s and answered 409 "too late, nothing will be done",
+    though the leader would have acted on it; now every replica judges by the expiry the leader
+    recorded with the request: 200, and the leader acts on it. Real processes over PostgreSQL."""
+    a = replicas("replica-a", extra=APPROVE, engine="  approval_ttl_s: 600\n")
+    a.wait_status("ok", timeout=30)
+    b = replicas("replica-b", extra=APPROVE, engine="  approval_ttl_s: 2\n")
+    b.wait_status("standby", timeout=30)
+    store = Store(postgres_url)
+    try:
+        token = create_token(store, "alice", "operator")
+        headers = {"Authorization": f"Bearer {token}"}
+        r = httpx.post(f"http://127.0.0.1:{a.port}/api/v1/alerts", json=ALERT, timeout=5, headers=headers)
+        assert r.status_code == 202
+        (waiting,) = wait_for(lambda: [i for i in store.incidents(service="web")
+                                       if i.state == "awaiting_approval"] or None,
+                              timeout=30, what="the leader asking a person to approve")
+        asked = store.decisions(waiting.id)[-1]
+        time.sleep(max(0.0, asked.ts + 3 - store.server_time()))
+        r = httpx.post(f"http://127.0.0.1:{b.port}/api/v1/approvals/{waiting.id}/approve", timeout=5,
+                       headers=headers, json={"comment": "go"})
+        assert r.status_code == 200, r.text
+        wait_for(lambda: [d for d in store.decisions(waiting.id) if d.verdict == "approved"] or None,
+                 timeout=30, what="the leader acting on the approval")
+        assert not [e for e in store.audit_events() if e.kind in ("approval.late", "approval.expired")]
+        assert asked.expires_at is not None and abs(asked.expires_at - asked.ts - 600) < 1e-6
+    finally:
+        store.close()
+
+
 def runbook_config(marks: Path, seconds: float) -> str:
     """A service whose remedy (a person approves it) is a runbook that notes its start (with the
     action's key) in ``marks``, takes ``seconds``, then notes its end."""

@@ -13,12 +13,14 @@ from typing import Any
 import pytest
 from pydantic import BaseModel
 
+from autonomic.clock import local_stamp
 from autonomic.config import Config, load_config_data
 from autonomic.engine import (
     INBOX,
     Engine,
     LateApproval,
     answer_approval,
+    approval_expires_at,
     approval_key,
     pause_key,
     queue_findings,
@@ -573,6 +575,99 @@ def test_an_approval_request_expires_its_ttl_after_it_was_made_while_the_symptom
     asked = h.store.decisions(inc.id)[-1].ts
     h.feed("up", 0, 25)  # still down: its findings keep coming (and keep updating the incident)
     assert h.clock.now() - asked > 20
+    assert h.store.get(Incident, inc.id).state == IncidentState.EXPIRED  # type: ignore[union-attr]
+
+
+def _ttl_harness(tmp_path: Path, ttl_s: float, store: Store | None = None, start_at: float = T0) -> Harness:
+    """Approve autonomy, with an approval request that expires ``ttl_s`` after it was made (its
+    own folder under ``tmp_path``, so that a second one can stand for the same engine restarted)."""
+    folder = tmp_path / f"ttl-{ttl_s:g}-{start_at:.0f}"
+    folder.mkdir()
+    engine = {"interval_s": 1, "state_dir": str(folder / "state"), "host_metrics": False, "settle_s": 0,
+              "resolve_after_s": 30, "approval_ttl_s": ttl_s}
+    return Harness(folder, policy={"autonomy": "approve"}, extra={"engine": engine}, store=store, start_at=start_at)
+
+
+def test_an_approval_request_records_when_it_expires_by_the_ttl_of_the_engine_that_asked(tmp_path: Path) -> None:
+    h = _ttl_harness(tmp_path, 20)
+    h.feed("up", 0, 4)
+    inc = h.incident()
+    asked = h.store.decisions(inc.id)[-1]
+    assert asked.verdict == Verdict.NEEDS_APPROVAL and asked.expires_at == asked.ts + 20
+    assert approval_expires_at(inc, h.store.decisions(inc.id), ttl_s=3600.0) == asked.ts + 20
+    # autonomic explain says when, as recorded
+    text = render_text(explain_incident(h.store, inc.id))
+    assert f"request expiry: {local_stamp(asked.ts + 20)} (engine.approval_ttl_s 20 s after it was asked)" in text
+    # the engine's other decisions have no expiry
+    h.feed("up", 0, 25)
+    assert all(d.expires_at is None for d in h.store.decisions(inc.id) if d.verdict != Verdict.NEEDS_APPROVAL)
+
+
+def test_a_restarted_engine_with_a_longer_ttl_expires_a_request_when_it_was_recorded_to(tmp_path: Path) -> None:
+    """engine.approval_ttl_s raised from 20 s to an hour and the engine restarted while a request
+    waits: the request was made under 20 s and every reader (the CLI, the API, another replica)
+    refuses an approval after that, so this engine must not act on one either. Before, it took the
+    hour from its own config and acted on an approval the CLI had refused as late."""
+    db = f"sqlite:///{tmp_path / 'autonomic.db'}"
+    first = _ttl_harness(tmp_path, 20, store=Store(db))
+    first.feed("up", 0, 4)
+    inc = first.incident()
+    asked = first.store.decisions(inc.id)[-1]
+    first.engine.shutdown()
+    again = _ttl_harness(tmp_path, 3600, store=Store(db), start_at=first.clock.now())
+    again.feed("up", 0, int(asked.ts + 18 - again.clock.now()))  # still down
+    again.clock.advance(4)  # past the request's 20 s, before the engine looks again
+    # an approval given then, stored (by an older CLI: this one refuses it as late), found by the engine
+    again.store.set_state(approval_key(inc.id), {"verdict": "approve", "actor": "person:ann", "comment": "",
+                                                 "ts": again.clock.now(), "decision": asked.id},
+                          actor="person:ann", event="approval.approve")
+    again.feed("up", 0, 2)
+    assert again.actuator.calls == []
+    assert again.store.get(Incident, inc.id).state == IncidentState.EXPIRED  # type: ignore[union-attr]
+    expired = again.store.audit_events(subject=inc.id)[-1]
+    assert (expired.kind, expired.data["approved_late_by"]) == ("approval.expired", "person:ann")
+
+
+def test_a_restarted_engine_with_a_shorter_ttl_acts_on_an_approval_given_before_the_recorded_expiry(
+        tmp_path: Path) -> None:
+    """The other way round: asked under an hour, the engine restarted with 20 s; the request still
+    waits after 20 s, and an approval then (in time by the request, as the CLI and the API judge
+    it) is acted on. Before, the engine closed the incident as expired at 20 s."""
+    db = f"sqlite:///{tmp_path / 'autonomic.db'}"
+    first = _ttl_harness(tmp_path, 3600, store=Store(db))
+    first.feed("up", 0, 4)
+    inc = first.incident()
+    asked = first.store.decisions(inc.id)[-1]
+    first.engine.shutdown()
+    again = _ttl_harness(tmp_path, 20, store=Store(db), start_at=first.clock.now())
+    again.feed("up", 0, 22)  # still down, past this engine's 20 s
+    assert again.clock.now() - asked.ts > 20
+    assert again.store.get(Incident, inc.id).state == IncidentState.AWAITING_APPROVAL  # type: ignore[union-attr]
+    answer_approval(again.store, inc.id, "approve", actor="person:ann", comment="go", now=again.clock.now(),
+                    approval_ttl_s=20.0, answers=asked.id)
+    again.feed("up", 0, 2)
+    assert [c for c, *_ in again.actuator.calls] == ["apply"]
+    assert again.store.decisions(inc.id)[-1].decided_by == "person:ann"
+
+
+def test_a_request_recorded_without_its_expiry_expires_by_the_ttl_of_the_engine_reading_it(tmp_path: Path) -> None:
+    """A request an older autonomic recorded (before migration 0010, or a replica of that version
+    still running mid-rollout) has no expires_at: it expires approval_ttl_s after it was asked, by
+    the TTL of whoever reads it, as before."""
+    h = _ttl_harness(tmp_path, 20)
+    h.feed("up", 0, 4)
+    inc = h.incident()
+    asked = h.store.decisions(inc.id)[-1]
+    old = asked.model_copy(update={"expires_at": None})
+    h.store.record(old, actor="test", event="test.edit", subject=inc.id)
+    assert h.store.decisions(inc.id)[-1].expires_at is None
+    assert approval_expires_at(inc, [old], ttl_s=50.0) == asked.ts + 50
+    with pytest.raises(LateApproval, match=r"\(engine.approval_ttl_s 10 s after it was asked\)"):
+        answer_approval(h.store, inc.id, "approve", actor="person:ann", comment="go", now=asked.ts + 15,
+                        approval_ttl_s=10.0, answers=asked.id)
+    h.feed("up", 0, 12)
+    assert h.store.get(Incident, inc.id).state == IncidentState.AWAITING_APPROVAL  # type: ignore[union-attr]
+    h.feed("up", 0, 10)  # 20 s, the engine's TTL, after it was asked
     assert h.store.get(Incident, inc.id).state == IncidentState.EXPIRED  # type: ignore[union-attr]
 
 

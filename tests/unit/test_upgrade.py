@@ -40,7 +40,7 @@ def _without_audit(found: dict[str, Any]) -> dict[str, Any]:
 
 def test_there_is_an_old_store_for_each_migration_since_0005() -> None:
     assert [p.name for p in OLD_STORES] == ["store-0005.json", "store-0006.json", "store-0007.json",
-                                            "store-0008.json"]
+                                            "store-0008.json", "store-0009.json"]
 
 
 @pytest.mark.parametrize("path", OLD_STORES, ids=lambda p: p.stem)
@@ -59,6 +59,30 @@ def test_a_store_an_older_autonomic_wrote_opens_migrated_and_derives_every_figur
     assert figures(store, old["now"]) == old["figures"]
     # what the older engine stored of the ladder (the level it earned) reads back as it wrote it
     assert {r["key"] for r in old["rows"]["state"]} <= set(store.states(""))
+    store.close()
+
+
+def test_approval_requests_an_older_autonomic_recorded_read_without_an_expiry_and_expire_by_the_readers_ttl(
+        store_url: str) -> None:
+    """Before 0010 a request did not record when it expires (``expires_at``): as the 0009 engine
+    wrote them, its requests read back without one, and each expires ``approval_ttl_s`` after it
+    was asked by the TTL of whoever reads it (the engine, the CLI, the API), as they did then."""
+    from autonomic.engine import approval_expires_at
+    from autonomic.model import Decision, Incident, Verdict
+
+    old = _old(FIXTURES / "store-0009.json")
+    Store(store_url).close()
+    _downgrade(store_url, old["revision"])
+    load(store_url, old["rows"])
+    store = Store(store_url)
+    asked = [(d, inc) for inc in store.incidents(limit=None) for d in store.decisions(inc.id)
+             if d.verdict == Verdict.NEEDS_APPROVAL]
+    # every request the older engine recorded (people answered them: approvals and a denial)
+    assert asked and len(asked) == sum(r["verdict"] == "needs_approval" for r in old["rows"]["decisions"])
+    assert not any("expires_at" in r["body"] for r in old["rows"]["decisions"])
+    for d, inc in asked:
+        assert isinstance(d, Decision) and isinstance(inc, Incident) and d.expires_at is None
+        assert approval_expires_at(inc, [d], ttl_s=600.0) == d.ts + 600
     store.close()
 
 

@@ -47,6 +47,7 @@ from autonomic.engine import (
     POLICY_OVERRIDE,
     Engine,
     answer_approval,
+    approval_expires_at,
     approval_key,
     pause_key,
     paused_reason,
@@ -570,9 +571,11 @@ def _read_routes(ctx: ApiContext) -> APIRouter:
 
     @router.get("/approvals")
     def approvals() -> list[dict[str, Any]]:
-        """Incidents awaiting a person's answer, each with its latest decision and the answer to
+        """Incidents awaiting a person's answer, each with its latest decision, the answer to
         that request the engine has not yet acted on (an answer to an earlier request of the same
-        incident is not this request's answer, so the request shows as unanswered)."""
+        incident is not this request's answer, so the request shows as unanswered), and when the
+        request expires (``expires_at``: as recorded with it by the engine that asked; for one
+        recorded without it, by this config's ``engine.approval_ttl_s``, as an answer is judged)."""
         out = []
         for inc in ctx.store.incidents(states=[IncidentState.AWAITING_APPROVAL], limit=1000):
             decisions = ctx.store.decisions(inc.id)
@@ -582,7 +585,8 @@ def _read_routes(ctx: ApiContext) -> APIRouter:
                 answer = None
             out.append({"incident": inc.model_dump(mode="json"),
                         "decision": latest.model_dump(mode="json") if latest else None,
-                        "answer": answer})
+                        "answer": answer,
+                        "expires_at": approval_expires_at(inc, decisions, ctx.config.engine.approval_ttl_s)})
         return out
 
     @router.get("/patterns")
@@ -666,8 +670,8 @@ def _write_routes(ctx: ApiContext) -> APIRouter:
     def approve(incident_id: str, who: Annotated[Principal, Depends(operator)],
                 body: Annotated[CommentBody, Body()] = CommentBody()) -> dict[str, Any]:
         """Approve the action the incident waits on; the engine acts on its next tick. 409 when its
-        request has expired (engine.approval_ttl_s): nothing will act on it; the attempt is
-        audited ``approval.late``."""
+        request has expired (when recorded with it, by the asking engine's engine.approval_ttl_s):
+        nothing will act on it; the attempt is audited ``approval.late``."""
         return answer(incident_id, "approve", body, who)
 
     @router.post("/approvals/{incident_id}/deny", responses=errors)

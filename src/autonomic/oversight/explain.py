@@ -151,6 +151,9 @@ def render_text(chain: dict[str, Any]) -> str:
                          "(every gate but autonomy/shadow passed)")
         elif would:
             lines.append(f"    without autonomy/shadow the verdict would have been {would}")
+        if d.get("expires_at") is not None:  # a request recorded with its expiry (by the engine that asked)
+            lines.append(f"    request expiry: {_t(d['expires_at'])} (engine.approval_ttl_s "
+                         f"{d['expires_at'] - d['ts']:g} s after it was asked)")
         for g in d["gates"]:
             mark = "pass" if g["passed"] else ("ASK " if g["needs_approval"] else "FAIL")
             lines.append(f"    [{mark}] {g['gate']}: {g['reason']}")

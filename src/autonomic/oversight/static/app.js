@@ -577,7 +577,9 @@ function decisions(list) {
         d.verdict === "approved" ? "ok" : d.verdict === "denied" ? (d.ruling === "not acted on" ? "inconclusive" : "bad") : "needs"),
       h("b", {}, actionText(d.action)),
       h("span", { class: "dim", testid: "ruled-by" }, `${d.ruled_by || `by ${d.decided_by}`} at ${clock(d.ts)}`),
-      d.comment ? h("i", {}, `“${d.comment}”`) : null),
+      d.comment ? h("i", {}, `“${d.comment}”`) : null,
+      // a request recorded with its expiry (by the engine that asked)
+      d.expires_at ? h("span", { class: "dim", testid: "request-expiry" }, `request expiry ${when(d.expires_at)}`) : null),
     gates(d.gates || [])));
 }
 
@@ -657,7 +659,16 @@ async function renderApprovals() {
   ];
 }
 
-function approvalCard({ incident: inc, decision, answer }) {
+// when a request expires (the API's expires_at: as recorded by the engine that asked), in words
+function expiresText(ts) {
+  const left = ts - Date.now() / 1000;
+  if (left <= 0) return `expired at ${when(ts)}`;
+  const inWords = left < 60 ? `${Math.round(left)} s` : left < 3600 ? `${Math.round(left / 60)} min`
+    : `${(left / 3600).toFixed(1)} h`;
+  return `expires at ${when(ts)} (in ${inWords})`;
+}
+
+function approvalCard({ incident: inc, decision, answer, expires_at: expiresAt }) {
   const seen = decision ? decision.id : null; // the request this card shows: an answer names it
   decision = decision || { gates: [], action: null, ts: inc.updated_at };
   const comment = h("input", { type: "text", testid: `comment-${inc.id}`, placeholder: "comment (recorded in the audit log)",
@@ -667,6 +678,7 @@ function approvalCard({ incident: inc, decision, answer }) {
     h("div", { class: "what" }, `${inc.service}: ${actionText(decision.action)}?`),
     h("div", {}, inc.summary, " ", h("a", { href: `#/incidents/${inc.id}` }, `incident ${short(inc.id)} →`)),
     h("div", { class: "dim" }, `asked ${ago(decision.ts)}`,
+      expiresAt ? h("span", { testid: `expires-${inc.id}` }, ` · ${expiresText(expiresAt)}`) : null,
       waiting.length ? ` · ${waiting.map((g) => (g.reason.startsWith(g.gate.replaceAll("_", " ")) ? g.reason : `${g.gate}: ${g.reason}`)).join("; ")}` : ""),
     answer ? h("div", { class: "big", testid: `answered-${inc.id}` },
       `${answer.verdict === "approve" ? "Approved" : "Denied"} by ${answer.actor}; the engine picks it up on its next tick`)
