@@ -85,6 +85,12 @@ class ManualClock:
         self.t += max(0.0, seconds)
 
 
+def utc_stamp(ts: float) -> str:
+    """A time in UTC to the second (``2026-12-01 04:30:12 UTC``): for what the engine writes to
+    people (notifications, refusals), which they read wherever they are."""
+    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(ts))
+
+
 def local_stamp(ts: float | None) -> str:
     """A time a person reads in a terminal: the local date and time with its UTC offset
     (``2026-12-01 05:30:12 +0100``), so a pasted explanation or audit listing is unambiguous;

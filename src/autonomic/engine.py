@@ -22,7 +22,6 @@ import zlib
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import replace
-from datetime import UTC, datetime
 from http.cookiejar import CookieJar, DefaultCookiePolicy
 from pathlib import Path
 from typing import Any, Literal
@@ -37,7 +36,7 @@ from autonomic.analyze.rca import RcaParams, dependency_closure
 from autonomic.analyze.rca import rank as rank_causes
 from autonomic.analyze.thresholds import HealthDetector, Thresholds, assess
 from autonomic.analyze.trend import TrendDetector, default_trend_specs
-from autonomic.clock import ServerClock, SystemClock
+from autonomic.clock import ServerClock, SystemClock, utc_stamp
 from autonomic.config import Config, policy_retention_too_short
 from autonomic.errors import AuditChainError, AutonomicError, SourceError, StoreError, StoreValueError
 from autonomic.execute.executor import RETRY_PAUSE_MAX_S, Executor
@@ -257,7 +256,7 @@ def _late(store: Store, inc: Incident, *, actor: str, comment: str, now: float, 
     asked, expires = _approval_window(inc, decisions, ttl_s)
     if now < expires:
         return None
-    when = datetime.fromtimestamp(expires, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    when = utc_stamp(expires)
     store.audit(actor, "approval.late", inc.id,  # the incident's: its explanation tells of it
                 {"incident": inc.id, "comment": comment, "decision": decisions[-1].id if decisions else None,
                  "expired_at": expires, "late_by_s": round(now - expires, 3)})
@@ -2185,7 +2184,9 @@ class Engine:
                 level=Level.APPROVAL_REQUESTED, ts=now, service=inc.service, incident_id=inc.id,
                 title=f"approval needed: {diagnosis.action.describe() if diagnosis.action else '?'} on {inc.service}",
                 body=f"{inc.summary}. {diagnosis.rationale.rstrip('.')}. Asked because {why}. Run: autonomic "
-                     f"approve {inc.id[:8]} (or deny {inc.id[:8]})"))
+                     f"approve {inc.id[:8]} (or deny {inc.id[:8]}) before {utc_stamp(expires)} "
+                     f"(engine.approval_ttl_s {self.config.engine.approval_ttl_s:g} s): unanswered by then, "
+                     "nothing is done"))
             return expires
         updated = inc.model_copy(update={"state": IncidentState.ESCALATED, "updated_at": now,
                                          "resolution": Resolution.ESCALATED,

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from pydantic import BaseModel
 
-from autonomic.clock import local_stamp
+from autonomic.clock import local_stamp, utc_stamp
 from autonomic.config import Config, load_config_data
 from autonomic.engine import (
     INBOX,
@@ -444,7 +444,12 @@ def test_approve_autonomy_waits_for_a_person_then_acts_on_approval(tmp_path: Pat
     h.feed("up", 0, 4)
     inc = h.incident()
     assert inc.state == IncidentState.AWAITING_APPROVAL
-    assert any(n.level == Level.APPROVAL_REQUESTED for n in h.notifier.sent)
+    (request,) = [n for n in h.notifier.sent if n.level == Level.APPROVAL_REQUESTED]
+    # the person paged is told by when to answer: the expiry recorded with the request
+    (asked,) = h.store.decisions(inc.id)
+    assert asked.expires_at is not None
+    assert f"before {utc_stamp(asked.expires_at)} (engine.approval_ttl_s " in request.body, request.body
+    assert "unanswered by then, nothing is done" in request.body
     assert h.actuator.calls == []
     h.store.set_state(approval_key(inc.id), {"verdict": "approve", "actor": "person:ann", "comment": "go"},
                       actor="person:ann", event="approval.approve")
