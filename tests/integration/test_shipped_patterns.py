@@ -1172,7 +1172,12 @@ def test_a_pool_leak_under_the_raises_max_is_still_met_by_a_raise(tmp_path: Path
     try:
         rig.ticks(15)
         pid = rig.engine.supervisor.pid("web")
-        faults.inject(url, "conn_leak", rate=5, limit=38)  # the demo's own: 48 of 50 in use
+        # 48 of 50 in use, 10 a second: a steep, clean climb the forecast confirms within its
+        # window. At 5 a second a threshold incident came first once in CI, and at 2 in 2 of 9 runs
+        # (the slow climb a staircase against the traffic's noise: no confirmed trend before the
+        # use crossed its threshold); no pool pattern matches a threshold incident. 10 of 10 runs,
+        # 4 of them beside a busy loop on the same core.
+        faults.inject(url, "conn_leak", rate=10, limit=38)
         for _ in range(300):
             if (i := _pool_incident(rig)) is not None and rig.store.actions(incident_id=i.id):
                 break
