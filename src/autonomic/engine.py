@@ -208,12 +208,12 @@ def answer_approval(store: Store, incident_id: str, verdict: Literal["approve", 
     late: str | None = None
     with store.unit():
         inc = store.get(Incident, incident_id)
+        decisions = store.decisions(incident_id) if inc is not None else []
         if verdict == "approve" and inc is not None:
-            late = _late(store, inc, actor=actor, comment=comment, now=now, ttl_s=approval_ttl_s)
+            late = _late(store, inc, decisions, actor=actor, comment=comment, now=now, ttl_s=approval_ttl_s)
         if late is None:
             if inc is None or inc.state != IncidentState.AWAITING_APPROVAL:
                 raise ValueError(_not_awaiting(store, incident_id, inc))
-            decisions = store.decisions(incident_id)
             request = decisions[-1].id if decisions else None
             if answers is not None and answers != request:
                 raise ValueError(f"incident {incident_id[:8]} was asked again since the request you answered; "
@@ -240,19 +240,20 @@ def answer_approval(store: Store, incident_id: str, verdict: Literal["approve", 
     return inc
 
 
-def _late(store: Store, inc: Incident, *, actor: str, comment: str, now: float, ttl_s: float) -> str | None:
-    """Why an approval of ``inc`` at ``now`` comes too late, having audited it ``approval.late``
-    (in the caller's unit); None when it does not: the incident awaits approval and its request
-    has not expired, or it is closed for another reason than its request expiring."""
+def _late(store: Store, inc: Incident, decisions: Sequence[Decision], *, actor: str, comment: str, now: float,
+          ttl_s: float) -> str | None:
+    """Why an approval of ``inc`` (whose decisions are ``decisions``) at ``now`` comes too late,
+    having audited it ``approval.late`` (in the caller's unit); None when it does not: the
+    incident awaits approval and its request has not expired, or it is closed for another reason
+    than its request expiring."""
     if inc.state == IncidentState.AWAITING_APPROVAL:
         closed = False
-        if _answered_in_time(store, inc, ttl_s):
+        if _answered_in_time(store, inc, decisions, ttl_s):
             return None  # the engine acts on that answer: this one is told so, as any second answer is
     elif inc.state == IncidentState.EXPIRED and _closed_as_expired(store, inc.id):
         closed = True
     else:
         return None
-    decisions = store.decisions(inc.id)
     asked, expires = _approval_window(inc, decisions, ttl_s)
     if now < expires:
         return None
@@ -269,18 +270,24 @@ def _late(store: Store, inc: Incident, *, actor: str, comment: str, now: float, 
             "opens a new incident and asks again.")
 
 
-def _answered_in_time(store: Store, inc: Incident, ttl_s: float) -> bool:
+def _answered_in_time(store: Store, inc: Incident, decisions: Sequence[Decision], ttl_s: float) -> bool:
     """Whether the request ``inc`` awaits approval on holds an answer given before it expired, not
     yet taken by the engine: the engine acts on that one (:meth:`Engine._await_approval` judges an
     answer late by when it was given), whenever it looks."""
     answer = store.get_state(approval_key(inc.id))
     if not answer:
         return False
-    decisions = store.decisions(inc.id)
     request = decisions[-1].id if decisions else None
-    given = answer.get("ts")  # the engine's reading: one naming no request answers the current one
-    return (answer.get("decision") in (None, request) and isinstance(given, int | float)
-            and not isinstance(given, bool) and given < approval_expires_at(inc, decisions, ttl_s))
+    given = _given_at(answer)  # the engine's reading: one naming no request answers the current one
+    return (answer.get("decision") in (None, request) and given is not None
+            and given < approval_expires_at(inc, decisions, ttl_s))
+
+
+def _given_at(answer: dict[str, Any]) -> float | None:
+    """When a stored answer was given (its ``ts``, by the answering side's clock), None when it
+    carries no number."""
+    given = answer.get("ts")
+    return float(given) if isinstance(given, int | float) and not isinstance(given, bool) else None
 
 
 def _closed_as_expired(store: Store, incident_id: str) -> bool:
@@ -288,13 +295,8 @@ def _closed_as_expired(store: Store, incident_id: str) -> bool:
     ``approval.expired`` among its 5 newest audit entries, the late approvals refused since
     (``approval.late``, as many as people tried) left out, so that retrying does not change the
     answer."""
-    limit = 16
-    while True:
-        events = store.audit_events(subject=incident_id, limit=limit, newest=True)
-        others = [e for e in events if e.kind != "approval.late"]
-        if len(others) >= 5 or len(events) < limit:
-            return any(e.kind == "approval.expired" for e in others[-5:])
-        limit *= 4
+    return any(e.kind == "approval.expired"
+               for e in store.audit_events(subject=incident_id, limit=5, newest=True, kinds_not=("approval.late",)))
 
 
 def _not_awaiting(store: Store, incident_id: str, inc: Incident | None) -> str:
@@ -2242,8 +2244,8 @@ class Engine:
                                                                    "awaiting": awaiting})
                 answer = None
         expires = approval_expires_at(inc, decisions, self.config.engine.approval_ttl_s)
-        given = (answer or {}).get("ts")  # when the person answered (by their clock; now when unknown)
-        given = float(given) if isinstance(given, int | float) and not isinstance(given, bool) else now
+        given = _given_at(answer or {})  # when the person answered (by their clock; now when unknown)
+        given = now if given is None else given
         late = answer is not None and answer.get("verdict") == "approve" and min(given, now) >= expires
         if answer is None or late:
             if now < expires:
