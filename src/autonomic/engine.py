@@ -20,7 +20,7 @@ import threading
 import time
 import zlib
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import replace
 from http.cookiejar import CookieJar, DefaultCookiePolicy
 from pathlib import Path
@@ -85,7 +85,6 @@ from autonomic.plan.diagnose import (
     diagnose,
     record_factor,
     service_record,
-    unverifiable,
 )
 from autonomic.plan.gates import (
     Counts,
@@ -428,7 +427,7 @@ class Engine:
         self.actuators = {t: self.registry.actuator(t)(ctx) for t in self.registry.types("actuator")}
         self.notifiers = notifiers or self._build_notifiers()
         self._http: httpx.Client | None = None  # the sources' HTTP client, when built here
-        # what a service's entry configures is all that samples it (see _unverifiable): the live
+        # what a service's entry configures is all that samples it (see _cannot_run): the live
         # engine's own sources, and a replay of its recording with its config; not sources a test
         # hands in, nor a replay without a config
         self._config_sources = sources is None or (shadow_only and not assume_bound)
@@ -1882,23 +1881,16 @@ class Engine:
 
     def _cannot_run(self, service: str) -> dict[str, str]:
         """Per pattern whose action ``service`` cannot carry out, why (``plan.diagnose.cannot_run``:
-        an actuator type it does not bind, a runbook its binding lacks). Nothing when the engine
-        was told to assume every binding (a replay without a config)."""
+        an actuator type it does not bind, a runbook its binding lacks, or a remedy verified by a
+        probe's metric nothing samples for it: its fallback or a person gets the incident instead
+        of a remedy that could never be judged; that last only when the config's service entries
+        say what samples the service: the live engine, a replay with its config). Nothing when the
+        engine was told to assume every binding (a replay without a config)."""
         if self.assume_bound:
             return {}
-        out = cannot_run(self.patterns.values(), self.config.bindings.get(service, {}), service)
-        out.update(self._unverifiable(service, out))
-        return out
-
-    def _unverifiable(self, service: str, cannot: Mapping[str, str]) -> dict[str, str]:
-        """Per pattern ``service`` could carry out that is verified by a probe's metric nothing
-        samples for it, why (``plan.diagnose.unverifiable``): its fallback or a person gets the
-        incident instead of a remedy that could never be judged. Only when the config's service
-        entries say what samples the service (the live engine, a replay with its config)."""
         svc = self.config.service(service)
-        if svc is None or not self._config_sources:
-            return {}
-        return unverifiable(self.patterns.values(), svc.may_report, service, cannot)
+        may_report = svc.may_report if svc is not None and self._config_sources else None
+        return cannot_run(self.patterns.values(), self.config.bindings.get(service, {}), service, may_report)
 
     def _actuator_order(self, service: str) -> tuple[str, ...]:
         """The service's actuator types in the order its config binds them, which ranks remedies

@@ -91,11 +91,24 @@ def service_record(totals: Mapping[str, tuple[int, int]], here: Mapping[str, tup
     return out
 
 
-def cannot_run(patterns: Iterable[Pattern], bindings: Mapping[str, object], service: str) -> dict[str, str]:
+PROBE_METRICS = ("probe_ok", "probe_latency_ms")
+"""What a service's probes sample (``services[].probes``), and nothing else unless a metrics source
+of its own names them."""
+
+
+def cannot_run(patterns: Iterable[Pattern], bindings: Mapping[str, object], service: str,
+               may_report: Callable[[str], bool] | None = None) -> dict[str, str]:
     """Per pattern whose action ``service`` cannot carry out, why (for ``DiagnoseContext.cannot_run``).
     ``bindings`` are the service's actuator bindings by type. A type of the action (or of a step)
     with no binding, or a binding whose ``lacks(params)`` names what it lacks (the shell binding: a
-    runbook it does not have), rules the pattern out here."""
+    runbook it does not have), rules the pattern out here.
+
+    With ``may_report`` (whether anything the service's config entry sets up samples a metric: its
+    ``ServiceSpec.may_report``), a pattern it could carry out whose verification watches a probe's
+    metric (``probe_ok``: the restarts of a unit that systemd, Docker or Kubernetes runs) that
+    nothing samples for it (no ``probes:``, no metrics source naming it) is ruled out too: acted
+    on, it could never be judged (too little data, every time). None: what samples the service is
+    not known (a replay without a config, sources a test hands in), nothing is ruled out for it."""
     out: dict[str, str] = {}
     for p in patterns:
         if p.action is None:
@@ -111,28 +124,10 @@ def cannot_run(patterns: Iterable[Pattern], bindings: Mapping[str, object], serv
             if why:
                 out[p.id] = f"{service}: {why}"
                 break
-    return out
-
-
-PROBE_METRICS = ("probe_ok", "probe_latency_ms")
-"""What a service's probes sample (``services[].probes``), and nothing else unless a metrics source
-of its own names them."""
-
-
-def unverifiable(patterns: Iterable[Pattern], may_report: Callable[[str], bool], service: str,
-                 cannot: Mapping[str, str]) -> dict[str, str]:
-    """Per pattern ``service`` could carry out (not in ``cannot``) whose verification watches a
-    probe's metric (``probe_ok``: the restarts of a unit that systemd, Docker or Kubernetes runs)
-    that nothing samples for it (``may_report(metric)`` false: no ``probes:``, no metrics source
-    naming it), why: acted on, it could never be judged (too little data, every time), so it is
-    passed over like one the service cannot run (for ``DiagnoseContext.cannot_run``)."""
-    out: dict[str, str] = {}
-    for p in patterns:
-        if p.action is None or p.verify is None or p.id in cannot:
-            continue
-        metric = p.verify.metric
-        if metric in PROBE_METRICS and not may_report(metric):
-            out[p.id] = f"{service} has no probe (probes:) to verify it by: nothing samples its {metric}"
+        else:
+            metric = p.verify.metric if p.verify is not None else None
+            if may_report is not None and metric in PROBE_METRICS and not may_report(metric):
+                out[p.id] = f"{service} has no probe (probes:) to verify it by: nothing samples its {metric}"
     return out
 
 

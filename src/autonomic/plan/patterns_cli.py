@@ -33,7 +33,7 @@ from autonomic.cli_common import ConfigOpt, JsonOpt, given_config, group_config
 from autonomic.cli_common import fail as _exit
 from autonomic.cli_common import load as _config
 from autonomic.model import Finding, Incident, Pattern
-from autonomic.plan.diagnose import DiagnoseContext, _match, actuator_order, cannot_run, diagnose, unverifiable
+from autonomic.plan.diagnose import DiagnoseContext, _match, actuator_order, cannot_run, diagnose
 
 patterns_app = typer.Typer(no_args_is_help=True, help="The pattern library: list, show, test.",
                            callback=group_config)
@@ -194,11 +194,9 @@ def test(
     data = _read_incident(incident)
     inc, c = data.incident, data.context
     svc = cfg.service(inc.service)
-    cannot: dict[str, str] = {}
-    if cfg.source != "<defaults>":
-        cannot = cannot_run(cfg.patterns, cfg.bindings.get(inc.service, {}), inc.service)
-        if svc is not None:
-            cannot.update(unverifiable(cfg.patterns, svc.may_report, inc.service, cannot))
+    cannot = (cannot_run(cfg.patterns, cfg.bindings.get(inc.service, {}), inc.service,
+                         svc.may_report if svc is not None else None)
+              if cfg.source != "<defaults>" else {})
     ctx = DiagnoseContext(
         now=c.now if c.now is not None else inc.last_finding_at,
         service_type=c.service_type if c.service_type is not None else (svc.type if svc else None),
