@@ -210,6 +210,28 @@ def goal_status(service: str, goal: Goal, budget: Budget | None, now: float) -> 
             "exhausted_in_s": eta, "last_sample_at": None if budget is None else budget.last_ts}
 
 
+def stored_goals(goals: Mapping[str, Sequence[Goal]], states: Mapping[str, Mapping[str, Any]],
+                 now: float) -> list[dict[str, Any]]:
+    """:func:`goal_status` of every goal in ``goals`` (by service) from the budget states the engine
+    saved (``states``, by :func:`goal_key`), as of its newest sample counted (``as_of``; ``now`` for
+    a goal with none saved yet): what ``autonomic status`` and the API show, read from the store
+    alone. ``saved`` says whether there was a state to read; one that cannot be read is shown as
+    none, with ``note`` saying why."""
+    out = []
+    for service, service_goals in goals.items():
+        for goal in service_goals:
+            state, budget, note = states.get(goal_key(service, goal.name)), None, None
+            if state is not None:
+                try:
+                    budget = Budget.from_state(goal, state)
+                except ValueError as exc:
+                    note = str(exc)
+            as_of = budget.last_ts if budget is not None and budget.last_ts is not None else now
+            out.append({**goal_status(service, goal, budget, as_of), "as_of": as_of, "saved": budget is not None,
+                        "note": note})
+    return out
+
+
 def _severity(rule: BurnRule, goal: Goal) -> Severity:
     return Severity.CRITICAL if rule.severity == "page" and goal.priority == "page" else Severity.WARNING
 
@@ -275,9 +297,9 @@ class GoalTracker:
             if eta is not None:
                 when += f", spent in {span(eta)} at this rate"
         kind = "fast" if rule.severity == "page" else "slow"
-        summary = (f"goal {goal.name} ({goal.describe()}) is burning its error budget {long:.1f}x as fast as it "
-                   f"may over the last {span(rule.long_s)} ({short:.1f}x over {span(rule.short_s)}; {kind} burn, "
-                   f"{rule.severity} at {rule.factor:g}x): {when}")
+        summary = (f"goal {goal.name} ({goal.describe()}): error budget burning at {long:.1f}x the sustainable "
+                   f"rate over {span(rule.long_s)}, {short:.1f}x over the last {span(rule.short_s)} ({kind} burn: "
+                   f"{'pages' if rule.severity == 'page' else 'a ticket'} at {rule.factor:g}x); {when}")
         evidence: dict[str, Any] = {
             "goal": goal.name, "objective": goal.describe(), "target": goal.target,
             "window_days": goal.window_days, "priority": goal.priority,

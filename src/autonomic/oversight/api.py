@@ -40,6 +40,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from autonomic.analyze.goals import GOAL_STATE_PREFIX, stored_goals
 from autonomic.clock import SystemClock
 from autonomic.config import Config
 from autonomic.engine import (
@@ -588,6 +589,15 @@ def _read_routes(ctx: ApiContext) -> APIRouter:
                         "answer": answer,
                         "expires_at": approval_expires_at(inc, decisions, ctx.config.engine.approval_ttl_s)})
         return out
+
+    @router.get("/goals")
+    def goals(service: str | None = None) -> list[dict[str, Any]]:
+        """Every configured goal (of ``service``, when given) with its error budget left, its burn
+        rate over each rule window and when the budget runs out at the current burn, as the
+        engine last saved them (``as_of``: its newest sample counted)."""
+        _check_service(ctx, service)
+        by_service = {s.name: s.goals for s in ctx.config.services if s.goals and service in (None, s.name)}
+        return stored_goals(by_service, ctx.store.states(GOAL_STATE_PREFIX), ctx.clock.now())
 
     @router.get("/patterns")
     def patterns() -> list[dict[str, Any]]:
