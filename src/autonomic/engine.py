@@ -67,6 +67,7 @@ from autonomic.model import (
     Notification,
     Pattern,
     Resolution,
+    Severity,
     Verdict,
     new_id,
 )
@@ -1443,7 +1444,11 @@ class Engine:
             self._alerts_firing.setdefault(incident.id, set()).add(str(fingerprint))
         signature = (finding.kind.value, finding.metric)
         seen = self._seen_signatures.setdefault(incident.id, set())
-        if signature in seen and now - self._last_persist.get(incident.id, 0.0) < _repeat_every(incident, now):
+        # a goal's burn that turned from a ticket into a page: stored at once, and told (below)
+        worse = (finding.cause == BURN_CAUSE and current is not None
+                 and Severity(incident.severity).rank > Severity(current.severity).rank)
+        if (signature in seen and not worse
+                and now - self._last_persist.get(incident.id, 0.0) < _repeat_every(incident, now)):
             self._pending_repeats[incident.id] += 1  # a repeat: counted, stored with a later one
         else:
             count = (current.finding_count if current else 0) + self._pending_repeats.get(incident.id, 0) + 1
@@ -1454,6 +1459,13 @@ class Engine:
             seen.add(signature)
             self._pending_repeats.pop(incident.id, None)
             self._last_persist[incident.id] = now
+            if worse and incident.state == IncidentState.ESCALATED:
+                # the person was told of a slower burn; this one pages
+                self.notify(Notification(level=Level.ALERT, ts=now, service=incident.service,
+                                         incident_id=incident.id, title=incident.headline,
+                                         body=f"the burn got worse: now {incident.severity.value}, it was "
+                                              f"{current.severity.value if current else '?'} when you were told; "
+                                              "still no known remedy: a person must look"))
         return incident
 
     # --- people's acts ---------------------------------------------------------------------

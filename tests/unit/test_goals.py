@@ -11,8 +11,12 @@ import pytest
 
 from autonomic.analyze.goals import CAUSE, Budget, GoalTracker, goal_key, goal_status
 from autonomic.config import load_config_data
+from autonomic.engine import Engine
 from autonomic.errors import ConfigError
-from autonomic.model import DEFAULT_BURN_RULES, FindingKind, Goal, Sample, Severity
+from autonomic.knowledge import Store
+from autonomic.model import DEFAULT_BURN_RULES, FindingKind, Goal, Level, Sample, Severity
+from autonomic.oversight.notify import Dispatcher
+from autonomic.testing import FakeClock, FakeNotifier, ReplaySource
 
 T0 = 1_200_000.0  # a multiple of every bucket width used here
 PAGE = {"long_s": 60, "short_s": 10, "factor": 10, "severity": "page"}
@@ -215,3 +219,44 @@ def test_two_goals_of_one_service_with_one_name_are_refused() -> None:
         load_config_data({"services": [{"name": "web", "goals": [entry, entry]}]}, source="autonomic.yaml",
                          base_dir=Path("."))
     assert err.value.problems[0].field == "services[0].goals" and "avail" in err.value.problems[0].message
+
+
+def _engine(tmp_path: Path, samples: list[Sample], clock: FakeClock) -> tuple[Engine, FakeNotifier]:
+    """An engine over one service whose probe_ok samples are ``samples`` (a ReplaySource), the
+    built-in patterns and goal() with both its rules."""
+    data = {"engine": {"interval_s": 1, "state_dir": str(tmp_path / "state"), "host_metrics": False,
+                       "resolve_after_s": 120},
+            "services": [{"name": "web", "goals": [goal().model_dump()]}], "policy": {"autonomy": "auto"}}
+    notifier = FakeNotifier()
+    engine = Engine(load_config_data(data, source="t.yaml", base_dir=tmp_path), clock=clock, store=Store("sqlite://"),
+                    sources=[ReplaySource(samples)],
+                    notifiers=Dispatcher([(notifier, Level.INFO)], synchronous=True, dedup_s=0))
+    engine.start()
+    return engine, notifier
+
+
+def test_a_slow_burn_told_as_a_warning_that_turns_into_a_fast_one_is_told_again_as_critical(tmp_path: Path) -> None:
+    """One incident for the whole burn; the person told of the ticket-level burn is told again
+    when a page rule fires, and nothing is run (the built-in library has no remedy for a burn)."""
+    clock = FakeClock(T0)
+    slow = [Sample("web", "probe_ok", T0 + i, 0.0 if i % 25 == 0 else 1.0) for i in range(1, 800)]
+    fast = [Sample("web", "probe_ok", T0 + i, 0.0) for i in range(800, 840)]
+    engine, notifier = _engine(tmp_path, slow + fast, clock)
+    try:
+        for _ in range(800):
+            engine.tick()
+            clock.advance(1.0)
+        [inc] = [i for i in engine.store.incidents(service="web") if i.cause == CAUSE]
+        assert (inc.state.value, inc.severity) == ("escalated", Severity.WARNING)
+        assert len([n for n in notifier.sent if n.incident_id == inc.id]) == 1
+        for _ in range(40):
+            engine.tick()
+            clock.advance(1.0)
+        [again] = [i for i in engine.store.incidents(service="web") if i.cause == CAUSE]
+        assert again.id == inc.id and again.severity == Severity.CRITICAL
+        told = [n for n in notifier.sent if n.incident_id == inc.id]
+        assert len(told) == 2 and told[1].level == Level.ALERT
+        assert "now critical, it was warning" in told[1].body
+        assert engine.store.actions(incident_id=inc.id) == []
+    finally:
+        engine.shutdown()
