@@ -116,6 +116,13 @@ class Budget:
         buckets, width = (self.fine, self.fine_s) if window_s <= self.fine_span_s else (self.coarse, self.coarse_s)
         first, last = math.floor((now - window_s) / width), math.floor(now / width)
         good = total = 0
+        if last - first + 1 < len(buckets):  # a short window: look its cells up
+            for cell in range(first, last + 1):
+                counted = buckets.get(cell)
+                if counted is not None:
+                    good += counted[0]
+                    total += counted[1]
+            return good, total
         for cell, (g, t) in buckets.items():
             if first <= cell <= last:
                 good += g
