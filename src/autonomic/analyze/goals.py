@@ -259,6 +259,8 @@ class GoalTracker:
 
     def observe(self, samples: Iterable[Sample]) -> None:
         """Count the samples of every goal's metric (any other sample is passed over)."""
+        if not self._by_metric:  # no goal: not even a look at each sample
+            return
         for s in samples:
             keys = self._by_metric.get((s.service, s.metric))
             if keys:
