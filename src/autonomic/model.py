@@ -634,8 +634,9 @@ class Goal(Frozen):
         if self.min is not None and self.max is not None and self.min > self.max:
             raise ValueError(f"min ({self.min:g}) is above max ({self.max:g}): no sample could be good")
         if not self.rules:
-            raise ValueError(f"rules: none of the default burn rules fits in {self.window_days:g} days "
-                             "(the shortest looks back an hour): give rules")
+            raise ValueError(f"rules: no burn rule for a window of {self.window_days:g} days (the default rules "
+                             "that fit in the window are taken when rules is not given; the shortest looks back "
+                             "an hour): give rules")
         for i, rule in enumerate(self.rules):
             if rule.long_s > self.window_s:
                 raise ValueError(f"rules[{i}].long_s: {rule.long_s:g} s is longer than the goal's window "
