@@ -483,9 +483,10 @@ def status(ctx: typer.Context, config: ConfigOpt = None, as_json: JsonOpt = Fals
     pauses = store.states("pause:")
     breakers = store.states("breaker:")
     lease = store.lease(ENGINE_LEASE)  # leader election: which replica runs the loop
+    goals = _goals(cfg, store)
     if as_json:
         print(json.dumps({"live": live, "open_incidents": [i.model_dump(mode="json") for i in open_incidents],
-                          "pauses": pauses, "breakers": breakers,
+                          "pauses": pauses, "breakers": breakers, "goals": goals,
                           "lease": None if lease is None else lease.to_state(),
                           "config_fingerprint": cfg.fingerprint}, indent=2))
         return
@@ -527,7 +528,39 @@ def status(ctx: typer.Context, config: ConfigOpt = None, as_json: JsonOpt = Fals
     for key, value in breakers.items():
         if value.get("state") != "closed":
             console.print(f"breaker {key.split(':', 1)[1]}: {value.get('state')}")
+    _print_goals(console, goals)
     _print_incidents(console, open_incidents, "open incidents")
+
+
+def _goals(cfg: Any, store: Any) -> list[dict[str, Any]]:
+    """Every configured goal's budget and burn as the engine last saved them (see stored_goals)."""
+    from autonomic.analyze.goals import GOAL_STATE_PREFIX, stored_goals
+
+    by_service = {s.name: s.goals for s in cfg.services if s.goals}
+    if not by_service:
+        return []
+    return stored_goals(by_service, store.states(GOAL_STATE_PREFIX), time.time())
+
+
+def _print_goals(console: Console, goals: list[dict[str, Any]]) -> None:
+    """One row per goal: its objective, the budget left, the burn now and when the budget runs out."""
+    if not goals:
+        return
+    from autonomic.analyze.goals import span
+
+    table = Table(title="goals (error budgets, as of the engine's last save)")
+    for col in ("service", "goal", "objective", "budget left", "burn now", "runs out in", "as of"):
+        table.add_column(col)
+    for g in goals:
+        left, burn, eta = g["budget_remaining"], g["current_burn"], g["exhausted_in_s"]
+        table.add_row(
+            printable(g["service"]), printable(g["goal"]), printable(g["objective"]),
+            "no samples" if left is None else ("spent" if left <= 0 else f"{left:.1%}"),
+            "-" if burn is None else f"{burn:.2f}x over {span(g['burn_window_s'])}",
+            "-" if eta is None else ("now" if eta == 0 else span(eta)),
+            printable(g["note"]) if g["note"] else
+            (f"{max(0.0, time.time() - g['as_of']):.0f} s ago" if g["saved"] else "not saved yet"))
+    console.print(table)
 
 
 def _print_incidents(console: Console, incidents: list[Any], title: str) -> None:

@@ -27,7 +27,7 @@ from autonomic.analyze.thresholds import Thresholds, maximum_kind
 from autonomic.analyze.trend import TrendSpec
 from autonomic.errors import ConfigError, Problem
 from autonomic.knowledge.retention import DAY_S, RetentionSpec
-from autonomic.model import ActionSpec, Pattern
+from autonomic.model import ActionSpec, Goal, Pattern
 from autonomic.monitor.probe import HttpProbeSpec
 from autonomic.monitor.prometheus import PrometheusSpec
 from autonomic.monitor.promquery import PromQuerySpec
@@ -160,6 +160,8 @@ class ServiceSpec(_Spec):
     seasonal_trends: list[SeasonalTrendSpec] = Field(default_factory=list)
     # metrics watched for departures from their own baseline (see analyze/anomaly.py)
     anomalies: list[AnomalySpec] = Field(default_factory=list)
+    # service-level objectives whose error-budget burn is watched (see analyze/goals.py)
+    goals: list[Goal] = Field(default_factory=list)
     actuators: dict[str, dict[str, Any]] = Field(default_factory=dict)
     fallback: FallbackSpec | None = None
 
@@ -195,6 +197,15 @@ class ServiceSpec(_Spec):
         twice = sorted({m for m in metrics if metrics.count(m) > 1})
         if twice:
             raise ValueError(f"metric(s) {', '.join(twice)} watched twice; give each metric one spec")
+        return v
+
+    @field_validator("goals")
+    @classmethod
+    def _unique_goals(cls, v: list[Goal]) -> list[Goal]:
+        names = Counter(g.name for g in v)
+        twice = sorted(n for n, k in names.items() if k > 1)
+        if twice:
+            raise ValueError(f"goal name(s) {', '.join(twice)} given twice; give each goal of a service its own name")
         return v
 
 

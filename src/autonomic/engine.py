@@ -32,6 +32,8 @@ from pydantic import ValidationError
 from autonomic.analyze.anomaly import AnomalyDetector
 from autonomic.analyze.correlate import correlate
 from autonomic.analyze.forecast import SeasonalTrendDetector
+from autonomic.analyze.goals import CAUSE as BURN_CAUSE
+from autonomic.analyze.goals import GoalTracker, goal_key
 from autonomic.analyze.rca import RcaParams, dependency_closure
 from autonomic.analyze.rca import rank as rank_causes
 from autonomic.analyze.thresholds import HealthDetector, Thresholds, assess
@@ -65,6 +67,7 @@ from autonomic.model import (
     Notification,
     Pattern,
     Resolution,
+    Severity,
     Verdict,
     new_id,
 )
@@ -138,7 +141,9 @@ _REPEAT_PERSIST_MAX_S = 60.0  # ...and, as the incident ages (a tenth of its age
 _DAY, _WEEK = 86_400.0, 7 * 86_400.0
 # Availability is a lagging measure over a long window: by the time it is below its objective
 # the outage that spent it is usually over, so a fallback remedy is never proposed for it.
-_NO_FALLBACK_CAUSES = frozenset({"availability"})
+# So is a goal's error-budget burn (it says trouble is coming, not what it is): only a pattern of
+# the user's that matches its cause acts on one; otherwise a person is told.
+_NO_FALLBACK_CAUSES = frozenset({"availability", BURN_CAUSE})
 # how long one call of an actuator that does not say (no call_limit_s: a plug-in) is taken to last
 DEFAULT_CALL_LIMIT_S = 300.0
 # store calls counted into the loop's longest step beside its one slow call (the journal write
@@ -448,6 +453,8 @@ class Engine:
             *([SeasonalTrendDetector(seasonal, self.thresholds)] if seasonal else []),
             *([AnomalyDetector(anomalies)] if anomalies else []),
         ]
+        # the services' goals: their error budgets, fed with every sample collected (see collect)
+        self.goals = GoalTracker({s.name: s.goals for s in config.services if s.goals})
         self.patterns = {p.id: p for p in config.patterns}
         # how far back match.after_actions looks, at the longest (None: no pattern counts actions)
         self._after_actions_s: float | None = max(
@@ -767,6 +774,7 @@ class Engine:
                      action.service, action.state.value)
             self.queue.add(("action", action.id), now)
         self._restore_detectors()
+        self._restore_goals()
         self._check_override_retention()
         if not self._audit_pruning and self.config.spec.retention.audit_s is not None and not self.shadow_only:
             log.warning("retention: audit entries are kept in the store, not archived and pruned: with leader "
@@ -848,6 +856,29 @@ class Engine:
         except (OSError, ValueError) as exc:
             log.warning("detector checkpoint %s not written: %s", path, exc)
 
+    def _restore_goals(self) -> None:
+        """Give each goal its budget's counts as last saved in the store (see save_goals); a goal
+        with none, or whose saved counts are of another SLI or malformed, starts afresh (logged)."""
+        if not self.goals.goals:
+            return
+        saved = self.store.get_states(goal_key(s, n) for s, n in self.goals.goals)
+        for note in self.goals.restore(saved):
+            log.warning("goals: %s", note)
+        restored = sum(v is not None for v in saved.values())
+        if restored:
+            log.info("goals: %d error budget(s) read back from the store", restored)
+
+    def save_goals(self, now: float) -> None:
+        """Write every goal's budget counts to the store (``goal:<service>:<goal>``), where
+        ``autonomic status`` and the API read them and a restart takes them back. Called with the
+        detectors' checkpoint (every ``engine.checkpoint_s``) and at shutdown: a crash loses at
+        most that long of counts. The audit entry carries the budget left, not the counts."""
+        for (service, name), budget in self.goals.budgets.items():
+            left = budget.remaining(now)
+            self.store.set_state(goal_key(service, name), budget.state(), actor="engine", event="goal.counted",
+                                 data={"budget_remaining": None if left is None else round(left, 6)},
+                                 audit_value=False)
+
     def _follow(self, nouns: tuple[Any, ...]) -> None:
         """Keep the cache of unclosed incidents in step with every incident written to the store;
         an incident written closed (by the sweep, or by the executor on a verified fix) is
@@ -886,6 +917,11 @@ class Engine:
                 log.exception("shutdown hook failed")
         if self.elector is None or self.started:
             self.checkpoint_detectors(self.clock.now())
+            if not (self.elector is not None and self.elector.lost):
+                try:
+                    self.save_goals(self.clock.now())
+                except StoreError as exc:  # stopping goes on; the counts since the last save are lost
+                    log.error("goals: budgets not saved: %s", exc)
             if self.elector is not None and self.elector.lost:
                 log.warning("engine.stopped not recorded: %s", self.elector.describe())
             else:
@@ -1151,6 +1187,11 @@ class Engine:
                 if now >= self._next_checkpoint:
                     self.watchdog.beat("writing the detectors' checkpoint")
                     self.checkpoint_detectors(now)
+                    self.watchdog.beat("saving the goals' error budgets")
+                    try:
+                        self.save_goals(now)
+                    except StoreError as exc:  # kept in memory; saved at the next checkpoint
+                        log.error("goals: budgets not saved: %s", exc)
                 self.ticks += 1
                 self.last_tick_at = now
         standby = self.standby
@@ -1294,7 +1335,9 @@ class Engine:
             self.watchdog.beat(f"collecting from source {src.name}")
             topic = f"source:{src.name}"
             try:
-                self.series.extend(src.collect(now))
+                samples = src.collect(now)
+                self.series.extend(samples)
+                self.goals.observe(samples)
                 if self._problem(topic, None):
                     log.info("source %s recovered", src.name)
             except SourceError as exc:
@@ -1353,6 +1396,11 @@ class Engine:
                 out.extend(det.detect(self.series, now))
             except Exception:
                 log.exception("detector %s failed", det.name)
+        self.watchdog.beat("goals: error budget burn")
+        try:
+            out.extend(self.goals.detect(now))
+        except Exception:
+            log.exception("goals: burn rules failed")
         return out
 
     def starting(self, service: str, now: float) -> bool:
@@ -1396,7 +1444,11 @@ class Engine:
             self._alerts_firing.setdefault(incident.id, set()).add(str(fingerprint))
         signature = (finding.kind.value, finding.metric)
         seen = self._seen_signatures.setdefault(incident.id, set())
-        if signature in seen and now - self._last_persist.get(incident.id, 0.0) < _repeat_every(incident, now):
+        # a goal's burn that turned from a ticket into a page: stored at once, and told (below)
+        worse = (finding.cause == BURN_CAUSE and current is not None
+                 and Severity(incident.severity).rank > Severity(current.severity).rank)
+        if (signature in seen and not worse
+                and now - self._last_persist.get(incident.id, 0.0) < _repeat_every(incident, now)):
             self._pending_repeats[incident.id] += 1  # a repeat: counted, stored with a later one
         else:
             count = (current.finding_count if current else 0) + self._pending_repeats.get(incident.id, 0) + 1
@@ -1407,6 +1459,13 @@ class Engine:
             seen.add(signature)
             self._pending_repeats.pop(incident.id, None)
             self._last_persist[incident.id] = now
+            if worse and incident.state == IncidentState.ESCALATED:
+                # the person was told of a slower burn; this one pages
+                self.notify(Notification(level=Level.ALERT, ts=now, service=incident.service,
+                                         incident_id=incident.id, title=incident.headline,
+                                         body=f"the burn got worse: now {incident.severity.value}, it was "
+                                              f"{current.severity.value if current else '?'} when you were told; "
+                                              "still no known remedy: a person must look"))
         return incident
 
     # --- people's acts ---------------------------------------------------------------------

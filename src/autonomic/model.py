@@ -26,17 +26,19 @@ The pseudo-service ``host`` carries ``cpu_percent``, ``memory_percent``, ``disk_
 
 A finding's ``cause`` is the grouping key of incidents (one open incident per service and
 cause): ``down`` (up/probe_ok), ``memory``, ``cpu``, ``disk``, ``pool``, ``errors``,
-``latency``, ``availability``, ``fds``, or ``metric:<name>`` for anything else.
+``latency``, ``availability``, ``fds``, ``error_budget_burn`` (a goal spending its error budget
+too fast: see :class:`Goal`), or ``metric:<name>`` for anything else.
 """
 
 from __future__ import annotations
 
+import re
 import uuid
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 
 def new_id() -> str:
@@ -534,6 +536,115 @@ class Outcome(Frozen):
     rolled_back: bool = False
     undo_verdict: VerifyVerdict | None = None  # after a rollback: did the undo restore health?
     duration_s: float = 0.0
+
+
+# --- goals ---------------------------------------------------------------------------------
+
+GOAL_NAME = r"^[a-z0-9][a-z0-9_-]{0,62}$"
+
+
+class BurnRule(Frozen):
+    """One multiwindow burn-rate rule of a goal (Google SRE workbook, "Alerting on SLOs"): it
+    fires when the error budget burns at ``factor`` times the sustainable rate or more over
+    both the last ``long_s`` and the last ``short_s`` seconds (the short window says the burn
+    is still going on, so a burn that stopped stops firing soon); ``severity`` page or ticket."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
+    long_s: float = Field(gt=0)
+    short_s: float = Field(gt=0)
+    factor: float = Field(gt=0)
+    severity: Literal["page", "ticket"]
+
+    @model_validator(mode="after")
+    def _short_inside_long(self) -> BurnRule:
+        if self.short_s >= self.long_s:
+            raise ValueError(f"short_s ({self.short_s:g}) must be shorter than long_s ({self.long_s:g})")
+        return self
+
+
+# The workbook's rules for a 30-day objective: 2% of the budget in an hour and 5% in six
+# hours page, 10% in three days opens a ticket.
+DEFAULT_BURN_RULES: tuple[BurnRule, ...] = (
+    BurnRule(long_s=3600.0, short_s=300.0, factor=14.4, severity="page"),
+    BurnRule(long_s=6 * 3600.0, short_s=1800.0, factor=6.0, severity="page"),
+    BurnRule(long_s=3 * 86_400.0, short_s=6 * 3600.0, factor=1.0, severity="ticket"),
+)
+
+
+class Goal(Frozen):
+    """A service-level objective (``services[].goals[]``): over the last ``window_days``, at
+    least ``target`` of the samples of ``metric`` must be good. A sample is good when its value
+    is at least ``min`` and at most ``max`` (whichever are given): ``probe_ok`` with ``min: 1``
+    is availability, ``latency_ms`` with ``max: 300`` a latency objective. The error budget is
+    the ``1 - target`` of samples that may be bad; ``rules`` say how fast a burn of it is
+    trouble coming (default: :data:`DEFAULT_BURN_RULES` that fit in the window). ``priority``
+    ``ticket`` keeps every burn of this goal at severity warning; ``page`` (the default) lets a
+    page rule raise it to critical. ``step_s`` is the width of the finest time bucket the
+    budget is counted in (the short windows are measured to within it)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
+    name: str
+    metric: str = Field(min_length=1)
+    min: float | None = None
+    max: float | None = None
+    target: float = Field(gt=0, lt=1)
+    window_days: float = Field(default=30.0, gt=0, le=366)
+    priority: Literal["page", "ticket"] = "page"
+    rules: list[BurnRule] = Field(default_factory=list, max_length=10)
+    step_s: float = Field(default=60.0, gt=0, le=3600)
+
+    @property
+    def window_s(self) -> float:
+        return self.window_days * 86_400.0
+
+    def good(self, value: float) -> bool:
+        """Whether one sample of ``metric`` with ``value`` is good (NaN never is)."""
+        return (value == value and (self.min is None or value >= self.min)
+                and (self.max is None or value <= self.max))
+
+    def describe(self) -> str:
+        """``99.9% of probe_ok >= 1 over 30 days``"""
+        bounds = " and ".join(b for b in (None if self.min is None else f">= {self.min:g}",
+                                          None if self.max is None else f"<= {self.max:g}") if b)
+        return f"{self.target * 100:g}% of {self.metric} {bounds} over {self.window_days:g} days"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_rules(cls, data: Any) -> Any:
+        """No ``rules``: the default rules whose long window fits in the goal's window."""
+        if isinstance(data, dict) and data.get("rules") is None:
+            days = data.get("window_days", 30.0)
+            window = float(days) * 86_400.0 if isinstance(days, int | float) else None
+            data = {**data, "rules": [r.model_dump() for r in DEFAULT_BURN_RULES
+                                      if window is None or r.long_s <= window]}
+        return data
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if not re.fullmatch(GOAL_NAME, v):
+            raise ValueError(f"{v!r} is not a goal name: lowercase letters, digits, '-' and '_', "
+                             "starting with a letter or digit, at most 63 characters")
+        return v
+
+    @model_validator(mode="after")
+    def _sound(self) -> Goal:
+        if self.min is None and self.max is None:
+            raise ValueError("give min or max (or both): what makes a sample of the metric good")
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"min ({self.min:g}) is above max ({self.max:g}): no sample could be good")
+        if not self.rules:
+            raise ValueError(f"rules: no burn rule for a window of {self.window_days:g} days (the default rules "
+                             "that fit in the window are taken when rules is not given; the shortest looks back "
+                             "an hour): give rules")
+        for i, rule in enumerate(self.rules):
+            if rule.long_s > self.window_s:
+                raise ValueError(f"rules[{i}].long_s: {rule.long_s:g} s is longer than the goal's window "
+                                 f"({self.window_s:g} s)")
+            if rule.short_s < self.step_s:
+                raise ValueError(f"rules[{i}].short_s: {rule.short_s:g} s is shorter than step_s "
+                                 f"({self.step_s:g} s), the finest bucket the budget is counted in")
+        return self
 
 
 # --- knowledge / people --------------------------------------------------------------------

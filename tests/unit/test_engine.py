@@ -3043,6 +3043,24 @@ def test_a_hand_over_pattern_keeps_the_incident_for_a_person_and_no_fallback_is_
     assert h.actuator.calls == []
 
 
+def test_a_goals_burn_is_handed_to_a_person_and_the_services_fallback_is_not_proposed(tmp_path: Path) -> None:
+    """A burn says trouble is coming, not what it is: svc's fallback remedy (which it has for
+    failures no pattern knows) is not put to a person for it; the person is told, nothing runs."""
+    goal = {"name": "queue", "metric": "queue_ok", "min": 1, "target": 0.99, "window_days": 0.01, "step_s": 1,
+            "rules": [{"long_s": 60, "short_s": 10, "factor": 10, "severity": "page"}]}
+    services = [{"name": "svc", "actuators": {"fake": {"name": "x"}}, "goals": [goal],
+                 "fallback": {"type": "fake", "params": {"op": "poke"}}}]
+    h = Harness(tmp_path, policy={"autonomy": "auto"}, extra={"services": services})
+    h.feed("queue_ok", 1, 60)
+    h.feed("queue_ok", 0, 15)
+    inc = h.incident()
+    assert inc.cause == "error_budget_burn" and inc.state == IncidentState.ESCALATED
+    [diagnosis] = h.store.diagnoses(inc.id)
+    assert diagnosis.action is None and "fallback" not in diagnosis.rationale
+    assert h.store.actions(incident_id=inc.id) == [] and h.actuator.calls == []
+    assert any(n.incident_id == inc.id and n.level == Level.ALERT for n in h.notifier.sent)
+
+
 def test_an_escalation_chain_passes_over_a_pattern_the_service_cannot_carry_out(tmp_path: Path) -> None:
     """The chain's next pattern acts through an actuator type svc is not bound to: it is passed
     over (named in the step's audit) and the one after it is tried; before, it was put forward,

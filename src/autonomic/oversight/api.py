@@ -40,6 +40,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from autonomic.analyze.goals import GOAL_STATE_PREFIX, stored_goals
 from autonomic.clock import SystemClock
 from autonomic.config import Config
 from autonomic.engine import (
@@ -404,6 +405,14 @@ def _thresholds(ctx: ApiContext, service: str, metrics: list[str]) -> dict[str, 
     return out
 
 
+def _goals(ctx: ApiContext, service: str | None = None) -> list[dict[str, Any]]:
+    """Every configured goal (of ``service``) as the engine last saved it (see stored_goals)."""
+    by_service = {s.name: s.goals for s in ctx.config.services if s.goals and service in (None, s.name)}
+    if not by_service:
+        return []
+    return stored_goals(by_service, ctx.store.states(GOAL_STATE_PREFIX), ctx.clock.now())
+
+
 def _resolve_incident(ctx: ApiContext, ident: str) -> str:
     try:
         return ctx.store.resolve_id(Incident, ident)
@@ -513,6 +522,7 @@ def _read_routes(ctx: ApiContext) -> APIRouter:
             "open_incidents": [i.model_dump(mode="json") for i in open_incidents],
             "awaiting_approval": sum(i.state == IncidentState.AWAITING_APPROVAL for i in open_incidents),
             "leadership": _leadership(ctx),
+            "goals": _goals(ctx),
         }
 
     @router.get("/services")
@@ -588,6 +598,14 @@ def _read_routes(ctx: ApiContext) -> APIRouter:
                         "answer": answer,
                         "expires_at": approval_expires_at(inc, decisions, ctx.config.engine.approval_ttl_s)})
         return out
+
+    @router.get("/goals")
+    def goals(service: str | None = None) -> list[dict[str, Any]]:
+        """Every configured goal (of ``service``, when given) with its error budget left, its burn
+        rate over each rule window and when the budget runs out at the current burn, as the
+        engine last saved them (``as_of``: its newest sample counted)."""
+        _check_service(ctx, service)
+        return _goals(ctx, service)
 
     @router.get("/patterns")
     def patterns() -> list[dict[str, Any]]:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from autonomic.analyze.goals import CAUSE as BURN_CAUSE
+from autonomic.analyze.goals import span
 from autonomic.clock import local_stamp
 from autonomic.knowledge import Store
 from autonomic.model import TROUBLE_CLEARED, Incident, Verdict
@@ -103,6 +105,30 @@ def _findings_pruned(inc: dict[str, Any], findings: list[dict[str, Any]], cutoff
     return not findings or findings[0]["ts"] >= cutoff
 
 
+def burn_evidence(ev: dict[str, Any]) -> list[str]:
+    """An error-budget burn finding's evidence (see analyze/goals.py) as lines a person reads:
+    the burn rate over each window, the rule that fired, the budget left and when it runs out."""
+    burns = ", ".join(f"{rate:.1f}x over {span(float(w))}" if rate is not None else f"no sample over {span(float(w))}"
+                      for w, rate in sorted(ev["burn"].items(), key=lambda kv: float(kv[0])))
+    out = [f"burn rate (1x spends the budget in exactly the goal's window): {burns}"]
+    rule = ev.get("rule")
+    if isinstance(rule, dict):
+        out.append(f"rule: {'pages' if rule.get('severity') == 'page' else 'a ticket'} when the burn is at least "
+                   f"{rule.get('factor'):g}x over both the last "
+                   f"{span(float(rule.get('long_s', 0)))} and the last {span(float(rule.get('short_s', 0)))}; "
+                   f"goal priority {ev.get('priority')}")
+    left, eta, at = ev.get("budget_remaining"), ev.get("exhausted_in_s"), ev.get("exhausted_at")
+    if left is None:
+        out.append("budget: no sample in the goal's window")
+    elif left <= 0:
+        out.append(f"budget: spent ({1 - left:.2g}x the budget used in the last {ev.get('window_days')} days)")
+    else:
+        when = ("not running out at this rate" if eta is None or at is None
+                else f"runs out in {span(float(eta))}, at {_t(float(at))}, at this rate")
+        out.append(f"budget: {left:.0%} left of the last {ev.get('window_days')} days; {when}")
+    return out
+
+
 def render_text(chain: dict[str, Any]) -> str:
     """The chain as a page a person reads at 3 a.m."""
     inc = chain["incident"]
@@ -127,6 +153,10 @@ def render_text(chain: dict[str, Any]) -> str:
         ev = {k: (round(v, 3) if isinstance(v, float) else v)
               for k, v in sorted(f["evidence"].items(), key=lambda kv: kv[0] not in _FIRST_EVIDENCE)
               if not isinstance(v, list)}
+        if f["cause"] == BURN_CAUSE and isinstance(f["evidence"].get("burn"), dict):
+            lines.append(f"  {_t(f['ts'])} {f['kind']} {f['metric']}: {f['summary']}")
+            lines.extend(f"    {line}" for line in burn_evidence(f["evidence"]))
+            continue
         lines.append(f"  {_t(f['ts'])} {f['kind']} {f['metric']}: {f['summary']}  {json.dumps(ev)[:160]}")
     lines.append("")
     lines.append("Diagnosis (patterns considered):")

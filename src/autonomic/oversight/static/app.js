@@ -295,7 +295,35 @@ async function renderOverview() {
     h("div", { class: "cols" },
       h("div", {}, section("Circuit breakers", breakers(ov.breakers))),
       h("div", {}, section("Remaining budgets", budgets(ov.budgets)))),
+    ov.goals && ov.goals.length ? section("Goals (error budgets)", goalsTable(ov.goals)) : null,
   ];
+}
+
+// each goal's error budget left and its burn now, as the engine last saved them (GET /goals)
+function span(s) {
+  if (s < 60) return `${Math.round(s)} s`;
+  if (s < 3600) return `${(s / 60).toFixed(1)} min`;
+  if (s < 86400) return `${(s / 3600).toFixed(1)} h`;
+  return `${(s / 86400).toFixed(1)} d`;
+}
+
+function goalsTable(goals) {
+  return h("table", { testid: "goals" },
+    h("tr", {}, ["service", "goal", "objective", "budget left", "burn now", "runs out in", "as of"].map((t) => h("th", {}, t))),
+    goals.map((g) => {
+      const left = g.budget_remaining;
+      const burning = g.current_burn !== null && g.current_burn >= 1;
+      return h("tr", { testid: `goal-${g.service}-${g.goal}` },
+        h("td", {}, h("b", {}, g.service)),
+        h("td", {}, g.goal),
+        h("td", {}, g.objective),
+        h("td", { class: "num", testid: `goal-left-${g.service}-${g.goal}` },
+          left === null ? "no samples" : left <= 0 ? tag("spent", "open-breaker") : `${(100 * left).toFixed(1)}%`),
+        h("td", { class: "num", testid: `goal-burn-${g.service}-${g.goal}` }, g.current_burn === null ? "-"
+          : burning ? tag(`${g.current_burn.toFixed(2)}x`, "open-breaker") : `${g.current_burn.toFixed(2)}x`),
+        h("td", {}, g.exhausted_in_s === null ? "-" : g.exhausted_in_s === 0 ? "now" : span(g.exhausted_in_s)),
+        h("td", { class: "dim" }, g.note ? g.note : g.saved ? ago(g.as_of) : "not saved yet"));
+    }));
 }
 
 // leader election: who leads, since when, whether it renews, and this replica's part

@@ -1,0 +1,262 @@
+"""Goals: the error-budget accounting and the burn-rate rules (analyze/goals.py), fed samples
+directly; and a goal's config, with errors naming the field."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from autonomic.analyze.goals import CAUSE, Budget, GoalTracker, goal_key, goal_status
+from autonomic.config import load_config_data
+from autonomic.engine import Engine
+from autonomic.errors import ConfigError
+from autonomic.knowledge import Store
+from autonomic.model import DEFAULT_BURN_RULES, FindingKind, Goal, Level, Sample, Severity
+from autonomic.oversight.notify import Dispatcher
+from autonomic.testing import FakeClock, FakeNotifier, ReplaySource
+
+T0 = 1_200_000.0  # a multiple of every bucket width used here
+PAGE = {"long_s": 60, "short_s": 10, "factor": 10, "severity": "page"}
+TICKET = {"long_s": 600, "short_s": 60, "factor": 2, "severity": "ticket"}
+
+
+def goal(**over: Any) -> Goal:
+    """99% of probe_ok >= 1 over 0.01 days (864 s), 1 s buckets; page at 10x (60 s / 10 s),
+    ticket at 2x (600 s / 60 s)."""
+    spec: dict[str, Any] = {"name": "avail", "metric": "probe_ok", "min": 1, "target": 0.99,
+                            "window_days": 0.01, "step_s": 1, "rules": [PAGE, TICKET]}
+    return Goal.model_validate({**spec, **over})
+
+
+def feed(tracker: GoalTracker, start: float, bad: Any, n: int, service: str = "web") -> float:
+    """One probe_ok sample a second at start+1 .. start+n, bad where ``bad(i)`` (i from 0); the last ts."""
+    tracker.observe(Sample(service, "probe_ok", start + i + 1, 0.0 if bad(i) else 1.0) for i in range(n))
+    return start + n
+
+
+def never(i: int) -> bool:
+    return False
+
+
+def always(i: int) -> bool:
+    return True
+
+
+def test_a_fast_burn_pages_with_a_critical_forecast_finding_naming_the_goal() -> None:
+    tracker = GoalTracker({"web": [goal()]})
+    now = feed(tracker, T0, never, 600)
+    assert tracker.detect(now) == []
+    now = feed(tracker, now, always, 30)
+    [f] = tracker.detect(now)
+    assert (f.service, f.metric, f.kind, f.cause, f.severity) == (
+        "web", "goal:avail", FindingKind.FORECAST, CAUSE, Severity.CRITICAL)
+    assert f.evidence["rule"]["severity"] == "page"
+    # the 60 s window holds buckets T0+570 .. T0+630: 61 samples, the last 30 bad
+    assert f.evidence["burn"]["60"] == pytest.approx((30 / 61) / 0.01)
+    assert f.evidence["burn"]["10"] == pytest.approx(100.0)
+    assert f.value == pytest.approx((30 / 61) / 0.01, rel=1e-4) and f.threshold == 10
+    assert "avail" in f.summary and "fast burn" in f.summary
+
+
+def test_a_slow_burn_opens_a_ticket_not_a_page() -> None:
+    tracker = GoalTracker({"web": [goal()]})
+    now = feed(tracker, T0, lambda i: i % 25 == 0, 700)  # 4% bad: burn 4, above 2, below 10
+    [f] = tracker.detect(now)
+    assert f.severity == Severity.WARNING
+    assert f.evidence["rule"] == {**TICKET, "long_s": 600.0, "short_s": 60.0, "factor": 2.0}
+    assert "slow burn" in f.summary
+
+
+def test_a_ticket_priority_goal_never_pages() -> None:
+    tracker = GoalTracker({"web": [goal(priority="ticket")]})
+    now = feed(tracker, feed(tracker, T0, never, 600), always, 30)
+    [f] = tracker.detect(now)
+    assert f.evidence["rule"]["severity"] == "page" and f.severity == Severity.WARNING
+
+
+def test_a_blip_below_the_long_windows_factor_gives_no_finding() -> None:
+    tracker = GoalTracker({"web": [goal()]})
+    now = feed(tracker, T0, never, 600)
+    now = feed(tracker, now, always, 5)  # 5 of the last 61 bad: burn 8.2 over 60 s, below 10
+    assert tracker.budgets[("web", "avail")].burn(10, now) == pytest.approx((5 / 11) / 0.01)
+    assert tracker.detect(now) == []
+
+
+def test_a_burn_that_stopped_stops_firing_once_the_short_window_is_clean() -> None:
+    tracker = GoalTracker({"web": [goal()]})
+    now = feed(tracker, feed(tracker, T0, never, 600), always, 30)
+    assert [f.severity for f in tracker.detect(now)] == [Severity.CRITICAL]
+    now = feed(tracker, now, never, 12)  # the 60 s window still burns 30x; the 10 s one is clean
+    assert tracker.budgets[("web", "avail")].burn(60, now) >= 10
+    assert [f.evidence["rule"]["severity"] for f in tracker.detect(now)] == ["ticket"]  # its short window: 60 s
+    now = feed(tracker, now, never, 50)
+    assert tracker.detect(now) == []
+
+
+def test_a_firing_rule_keeps_firing_while_its_short_window_burns_though_the_long_one_dips() -> None:
+    tracker = GoalTracker({"web": [goal(rules=[PAGE])]})
+    now = feed(tracker, feed(tracker, T0, never, 600), always, 7)  # 7 of 61 bad: 11.5x
+    assert tracker.detect(now)
+    now = feed(tracker, now, lambda i: i >= 60, 62)  # the 7 left the 60 s window; 2 of the last 11 bad
+    budget = tracker.budgets[("web", "avail")]
+    assert budget.burn(60, now) < 10 <= budget.burn(10, now)
+    assert tracker.detect(now), "one burn is one episode: it does not stop while the short window burns"
+    fresh = GoalTracker({"web": [goal()]})  # the same history, never fired: the long window says no
+    fresh.budgets[("web", "avail")] = budget
+    assert fresh.detect(now) == []
+
+
+def test_no_finding_before_a_short_window_of_history() -> None:
+    tracker = GoalTracker({"web": [goal()]})
+    now = feed(tracker, T0, always, 9)  # 9 s of nothing but failures: less than the 10 s short window
+    assert tracker.detect(now) == []
+    now = feed(tracker, now, always, 2)
+    assert [f.severity for f in tracker.detect(now)] == [Severity.CRITICAL]
+
+
+def test_predicted_exhaustion_is_when_the_budget_runs_out_at_the_current_burn() -> None:
+    """A day's goal at 90% with 1,000 s of good history, then every other sample bad: the
+    budget (10% of the samples so far) is spent when the bad ones catch up with it."""
+    g = goal(target=0.9, window_days=1, rules=[{"long_s": 100, "short_s": 10, "factor": 3, "severity": "page"}])
+    tracker = GoalTracker({"web": [g]})
+    now = feed(tracker, feed(tracker, T0, never, 1000), lambda i: i % 2 == 0, 200)
+    [f] = tracker.detect(now)
+    predicted = f.evidence["exhausted_in_s"]
+    budget = tracker.budgets[("web", "avail")]
+    step = 0
+    while (budget.remaining(now) or 0) > 0:  # the same burn goes on
+        now = feed(tracker, now, lambda i, s=step: (s + i) % 2 == 0, 1)
+        step += 1
+    assert predicted == pytest.approx(step, abs=3)
+    assert f.evidence["exhausted_at"] == pytest.approx(T0 + 1200 + predicted)
+
+
+def test_a_full_window_predicts_the_workbooks_remaining_times_window_over_burn() -> None:
+    g = goal(target=0.99, window_days=0.01, rules=[PAGE])
+    budget = Budget(g)
+    for i in range(900):  # a window full of history, the last 5 samples bad
+        budget.add(T0 - 36 + i + 1, 0.0 if i >= 895 else 1.0)
+    now = T0 + 864
+    remaining, burn = budget.remaining(now), budget.burn(60, now)
+    assert remaining is not None and 0 < remaining < 1 and burn is not None
+    assert budget.exhausted_in(60, now) == pytest.approx(remaining * g.window_s / burn, rel=0.03)
+
+
+def test_the_budget_survives_a_round_trip_through_json() -> None:
+    tracker = GoalTracker({"web": [goal()]})
+    now = feed(tracker, feed(tracker, T0, never, 600), always, 30)
+    saved = json.loads(json.dumps(tracker.checkpoint()))
+    assert list(saved) == [goal_key("web", "avail")]
+    again = GoalTracker({"web": [goal()]})
+    assert again.restore(saved) == []
+    assert goal_status("web", goal(), again.budgets[("web", "avail")], now) == \
+        goal_status("web", goal(), tracker.budgets[("web", "avail")], now)
+    assert [f.severity for f in again.detect(now)] == [Severity.CRITICAL]
+
+
+def test_a_budget_counted_for_another_sli_or_malformed_starts_afresh_with_a_note() -> None:
+    tracker = GoalTracker({"web": [goal()]})
+    feed(tracker, T0, never, 60)
+    saved = tracker.checkpoint()
+    other = GoalTracker({"web": [goal(min=None, max=0.5)]})
+    [note] = other.restore(saved)
+    assert "another SLI" in note and other.budgets[("web", "avail")].first_ts is None
+    broken = {k: {**v, "fine": [[1, 5, 2]]} for k, v in saved.items()}
+    [note] = GoalTracker({"web": [goal()]}).restore(broken)
+    assert "malformed" in note
+
+
+def test_old_buckets_are_forgotten_so_memory_is_bounded_by_the_window() -> None:
+    tracker = GoalTracker({"web": [goal()]})
+    now = feed(tracker, T0, never, 3000)
+    tracker.detect(now)
+    budget = tracker.budgets[("web", "avail")]
+    assert len(budget.fine) <= 600 + 2 and len(budget.coarse) <= 864 / 60 + 3
+    assert budget.counts(864, now)[1] >= 864
+
+
+def test_samples_of_other_services_and_metrics_are_not_counted() -> None:
+    tracker = GoalTracker({"web": [goal()]})
+    tracker.observe([Sample("db", "probe_ok", T0, 0.0), Sample("web", "up", T0, 0.0)])
+    assert tracker.budgets[("web", "avail")].counts(864, T0)[1] == 0
+
+
+def test_a_latency_goal_counts_samples_at_or_under_its_max_as_good() -> None:
+    g = goal(metric="latency_ms", min=None, max=300)
+    assert g.good(300) and not g.good(301) and not g.good(float("nan"))
+    assert g.describe() == "99% of latency_ms <= 300 over 0.01 days"
+
+
+def test_default_rules_are_the_workbooks_that_fit_in_the_window() -> None:
+    assert Goal(name="a", metric="probe_ok", min=1, target=0.999).rules == list(DEFAULT_BURN_RULES)
+    assert Goal(name="a", metric="probe_ok", min=1, target=0.999, window_days=1).rules == list(DEFAULT_BURN_RULES[:2])
+
+
+@pytest.mark.parametrize(("entry", "field", "words"), [
+    ({"metric": "probe_ok", "target": 0.999}, "services[0].goals[0]", "give min or max"),
+    ({"metric": "probe_ok", "min": 1, "target": 1.0}, "services[0].goals[0].target", "less than 1"),
+    ({"metric": "probe_ok", "min": 1, "target": 0.99, "priority": "urgent"}, "services[0].goals[0].priority",
+     "'page' or 'ticket'"),
+    ({"metric": "probe_ok", "min": 1, "target": 0.99, "window_days": 0.01}, "services[0].goals[0]", "rules"),
+    ({"metric": "probe_ok", "min": 1, "target": 0.99, "rules": [{**PAGE, "short_s": 90}]},
+     "services[0].goals[0].rules[0]", "short_s (90) must be shorter than long_s (60)"),
+    ({"metric": "probe_ok", "min": 2, "max": 1, "target": 0.99}, "services[0].goals[0]", "min (2) is above max (1)"),
+])
+def test_a_bad_goal_is_refused_naming_the_field(entry: dict[str, Any], field: str, words: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        load_config_data({"services": [{"name": "web", "goals": [{"name": "avail", **entry}]}]},
+                         source="autonomic.yaml", base_dir=Path("."))
+    [problem] = err.value.problems
+    assert problem.field == field and words in problem.message
+
+
+def test_two_goals_of_one_service_with_one_name_are_refused() -> None:
+    entry = {"name": "avail", "metric": "probe_ok", "min": 1, "target": 0.99}
+    with pytest.raises(ConfigError) as err:
+        load_config_data({"services": [{"name": "web", "goals": [entry, entry]}]}, source="autonomic.yaml",
+                         base_dir=Path("."))
+    assert err.value.problems[0].field == "services[0].goals" and "avail" in err.value.problems[0].message
+
+
+def _engine(tmp_path: Path, samples: list[Sample], clock: FakeClock) -> tuple[Engine, FakeNotifier]:
+    """An engine over one service whose probe_ok samples are ``samples`` (a ReplaySource), the
+    built-in patterns and goal() with both its rules."""
+    data = {"engine": {"interval_s": 1, "state_dir": str(tmp_path / "state"), "host_metrics": False,
+                       "resolve_after_s": 120},
+            "services": [{"name": "web", "goals": [goal().model_dump()]}], "policy": {"autonomy": "auto"}}
+    notifier = FakeNotifier()
+    engine = Engine(load_config_data(data, source="t.yaml", base_dir=tmp_path), clock=clock, store=Store("sqlite://"),
+                    sources=[ReplaySource(samples)],
+                    notifiers=Dispatcher([(notifier, Level.INFO)], synchronous=True, dedup_s=0))
+    engine.start()
+    return engine, notifier
+
+
+def test_a_slow_burn_told_as_a_warning_that_turns_into_a_fast_one_is_told_again_as_critical(tmp_path: Path) -> None:
+    """One incident for the whole burn; the person told of the ticket-level burn is told again
+    when a page rule fires, and nothing is run (the built-in library has no remedy for a burn)."""
+    clock = FakeClock(T0)
+    slow = [Sample("web", "probe_ok", T0 + i, 0.0 if i % 25 == 0 else 1.0) for i in range(1, 800)]
+    fast = [Sample("web", "probe_ok", T0 + i, 0.0) for i in range(800, 840)]
+    engine, notifier = _engine(tmp_path, slow + fast, clock)
+    try:
+        for _ in range(800):
+            engine.tick()
+            clock.advance(1.0)
+        [inc] = [i for i in engine.store.incidents(service="web") if i.cause == CAUSE]
+        assert (inc.state.value, inc.severity) == ("escalated", Severity.WARNING)
+        assert len([n for n in notifier.sent if n.incident_id == inc.id]) == 1
+        for _ in range(40):
+            engine.tick()
+            clock.advance(1.0)
+        [again] = [i for i in engine.store.incidents(service="web") if i.cause == CAUSE]
+        assert again.id == inc.id and again.severity == Severity.CRITICAL
+        told = [n for n in notifier.sent if n.incident_id == inc.id]
+        assert len(told) == 2 and told[1].level == Level.ALERT
+        assert "now critical, it was warning" in told[1].body
+        assert engine.store.actions(incident_id=inc.id) == []
+    finally:
+        engine.shutdown()
