@@ -2195,7 +2195,7 @@ class Engine:
                 title=f"approval needed{f' (request {earlier[0] + 1})' if earlier else ''}: "
                       f"{diagnosis.action.describe() if diagnosis.action else '?'} on {inc.service}",
                 body=f"{inc.summary}. {diagnosis.rationale.rstrip('.')}. Asked because {why}. Run: autonomic "
-                     f"approve {inc.id[:8]} (or deny {inc.id[:8]}) earlier {utc_stamp(expires)} "
+                     f"approve {inc.id[:8]} (or deny {inc.id[:8]}) before {utc_stamp(expires)} "
                      f"(engine.approval_ttl_s {self.config.engine.approval_ttl_s:g} s): unanswered by then, "
                      f"nothing is done{again}"))
             return expires
