@@ -11,18 +11,20 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from test_engine import ERRORS_POKE, Harness
+from test_engine import ERRORS_POKE, Harness, _replicas
 
 from autonomic.clock import utc_stamp
 from autonomic.engine import answer_approval
 from autonomic.knowledge import Store
+from autonomic.knowledge.lease import LeaderElector
 from autonomic.model import Decision, Incident, IncidentState, Level, Notification, Verdict
 from autonomic.oversight.explain import explain_incident, render_text
 
 TTL_S = 20
 
 
-def _harness(tmp_path: Path, name: str = "h", store: Store | None = None, start_at: float | None = None) -> Harness:
+def _harness(tmp_path: Path, name: str = "h", store: Store | None = None, start_at: float | None = None,
+             elector: LeaderElector | None = None) -> Harness:
     """Approve autonomy, svc's error_rate line at 0.2, requests expiring ``TTL_S`` after they are
     made, incidents closed after 30 s without a finding (each harness its own folder under
     ``tmp_path``: a second one over the same store stands for the engine restarted)."""
@@ -34,7 +36,8 @@ def _harness(tmp_path: Path, name: str = "h", store: Store | None = None, start_
                  "thresholds": {"down_after": 2, "sustain": 2, "error_rate": 0.2}}]
     extra: dict[str, Any] = {"engine": engine, "services": services}
     kwargs: dict[str, Any] = {} if start_at is None else {"start_at": start_at}
-    return Harness(folder, policy={"autonomy": "approve"}, patterns=ERRORS_POKE, extra=extra, store=store, **kwargs)
+    return Harness(folder, policy={"autonomy": "approve"}, patterns=ERRORS_POKE, extra=extra, store=store,
+                   elector=elector, **kwargs)
 
 
 def _expired(h: Harness) -> list[Notification]:
@@ -108,6 +111,31 @@ def test_an_expiry_is_told_once_across_engine_restarts_on_the_same_store(tmp_pat
     told = [n for h in (first, second, third) for n in _expired(h) if n.incident_id == inc.id]
     assert [n.level for n in told] == [Level.ALERT]
     assert told == _expired(second)
+
+
+def test_with_replicas_only_the_leader_that_closes_the_incident_tells_of_the_expiry(tmp_path: Path) -> None:
+    """Two replicas over one SQLite file (leader election). A leads and asks, then freezes; B takes
+    the lease over and closes the incident when the request expires, telling of it once. A wakes
+    still believing it leads and finds the request expired too: its write is refused by the fence,
+    so it tells nobody (a notification follows the write that closes the incident)."""
+    (sa, ea, ma), (sb, eb, mb) = _replicas(tmp_path)
+    assert ea.attempt()
+    a = _harness(tmp_path, "a", store=sa, elector=ea)
+    assert not eb.attempt()
+    a.feed("error_rate", 0.01, 3)
+    a.feed("error_rate", 0.5, 4)
+    inc, _ = _asked(a)
+    mb.t += 16  # A froze: B has watched the lease go unrenewed for lease_s
+    assert eb.attempt()
+    b = _harness(tmp_path, "b", store=sb, elector=eb, start_at=a.clock.now())
+    b.run_until(lambda: sb.get(Incident, inc.id).closed_at is not None,  # type: ignore[union-attr]
+                "error_rate", 0.5, limit=TTL_S + 5)
+    ma.t += 5  # A wakes; on its own clock it renewed 5 s ago, so it still believes it leads
+    assert ea.leading
+    a.feed("error_rate", 0.5, TTL_S + 5)  # past the request's expiry by A's clock too
+    told = [n for h in (a, b) for n in _expired(h) if n.incident_id == inc.id]
+    assert [n.level for n in told] == [Level.ALERT] and told == _expired(b)
+    assert [e.actor for e in sb.audit_events(subject=inc.id) if e.kind == "approval.expired"] == ["engine"]
 
 
 def test_a_request_that_expires_after_the_trouble_cleared_is_told_for_information(tmp_path: Path) -> None:
