@@ -159,6 +159,15 @@ def approval_key(incident_id: str) -> str:
     return f"approval:{incident_id}"
 
 
+# an approval refused as late, waiting to be told to people by the engine that leads
+# (Engine._tell_late_approvals): "late:<incident id>:<an id of its own>"
+LATE_PREFIX = "late:"
+
+
+def late_key(incident_id: str, attempt: str) -> str:
+    return f"{LATE_PREFIX}{incident_id}:{attempt}"
+
+
 class LateApproval(ValueError):
     """An approval given after the request it answers expired: refused (nothing acts on it), and
     audited ``approval.late``; the message says when the request expired and what happens."""
@@ -258,16 +267,24 @@ def _late(store: Store, inc: Incident, decisions: Sequence[Decision], *, actor: 
     if now < expires:
         return None
     when = utc_stamp(expires)
+    # told to people as well, not only to the person refused here, by the engine that leads
+    # (Engine._tell_late_approvals): written in the caller's unit, with the attempt
+    store.set_state(late_key(inc.id, new_id()), {"incident": inc.id, "actor": actor, "ts": now, "expired_at": expires},
+                    actor=actor, event="approval.late_queued", data={"incident": inc.id})
     store.audit(actor, "approval.late", inc.id,  # the incident's: its explanation tells of it
                 {"incident": inc.id, "comment": comment, "decision": decisions[-1].id if decisions else None,
                  "expired_at": expires, "late_by_s": round(now - expires, 3)})
     then = ("the engine has closed the incident as expired" if closed else
             "the engine closes the incident as expired at its next look")
     window_s = expires - asked  # as recorded with the request (by the engine that asked), else ttl_s
+    again = store.open_incident(inc.service, inc.cause)
+    next_ = (f"The trouble went on and the engine has asked again: incident {again.id[:8]} awaits approval "
+             f"(autonomic approve {again.id[:8]})." if again is not None and again.id != inc.id
+             and again.state == IncidentState.AWAITING_APPROVAL
+             else "If the trouble goes on, the engine opens a new incident and asks again.")
     return (f"incident {inc.id[:8]}: too late, nothing will be done on this approval: its approval request expired "
             f"at {when} (engine.approval_ttl_s {window_s:g} s after it was asked), {now - expires:.0f} s before it, "
-            f"and {then}. The attempt is in the audit log (approval.late). If the trouble goes on, the engine "
-            "opens a new incident and asks again.")
+            f"and {then}. The attempt is in the audit log (approval.late). {next_}")
 
 
 def _answered_in_time(store: Store, inc: Incident, decisions: Sequence[Decision], ttl_s: float) -> bool:
@@ -1139,6 +1156,8 @@ class Engine:
                 self._inbox_of.clear()
                 self.watchdog.beat("reading people's answers to approval requests")
                 self._poll_approvals(now)
+                self.watchdog.beat("telling of approvals refused as late")
+                self._tell_late_approvals()
                 self.watchdog.beat("closing quiet incidents (the sweep)")
                 self._sweep(now)
                 self.watchdog.beat("sending scheduled reports")
@@ -1457,6 +1476,42 @@ class Engine:
                                            "reason": "the incident is closed"})
                 continue
             self.queue.add(("incident", incident_id), now)
+
+    def _tell_late_approvals(self) -> None:
+        """Each approval refused as late (by the API or the CLI, see :func:`answer_approval`) told
+        to people, once: taken from the store (audited ``approval.late_told``; a deposed leader's
+        write is refused, so it tells nothing), then sent, for information. It says who approved
+        which request, how late, that nothing was done, and what waits now: the request asked
+        again for the same trouble, when there is one."""
+        for key, value in self.store.states(LATE_PREFIX).items():
+            incident_id = str(value.get("incident"))
+            if not self.store.delete_state_if(key, {"incident": incident_id}, actor="engine",
+                                              event="approval.late_told", data={"incident": incident_id}):
+                continue  # taken since it was read
+            inc = self._incident(incident_id)
+            if inc is None:  # pruned meanwhile: nothing left to name
+                continue
+            request = next((d for d in reversed(self.store.decisions(inc.id))
+                            if d.verdict == Verdict.NEEDS_APPROVAL), None)
+            action = request.action if request is not None else None
+            what = f"{action.describe()} on {action.target}" if action is not None else "its remedy"
+            given, expired = float(value.get("ts", 0.0)), float(value.get("expired_at", 0.0))
+            body = (f"{value.get('actor', '?')} approved incident {inc.id[:8]}'s request to run {what} at "
+                    f"{utc_stamp(given)}, {given - expired:.0f} s after it expired at {utc_stamp(expired)}: refused, "
+                    "nothing was done on it.")
+            now_id = self._open.get((inc.service, inc.cause))
+            current = self._incident(now_id) if now_id is not None and now_id != inc.id else None
+            if current is not None and current.state == IncidentState.AWAITING_APPROVAL:
+                body += (f" The trouble went on and the engine has asked again: incident {current.id[:8]} awaits "
+                         f"approval (autonomic approve {current.id[:8]}).")
+            elif current is not None:
+                body += f" The trouble went on: incident {current.id[:8]} is {current.state.value} now."
+            elif inc.closed_at is None:
+                body += " The engine closes the incident as expired at its next look."
+            else:
+                body += " If the trouble goes on, the engine opens a new incident and asks again."
+            self.notify(Notification(level=Level.INFO, ts=self.clock.now(), service=inc.service,
+                                     incident_id=inc.id, title=f"approval refused as late: {what}", body=body))
 
     # --- incidents -------------------------------------------------------------------------
 

@@ -11,10 +11,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
 from test_engine import ERRORS_POKE, Harness, _replicas
 
 from autonomic.clock import utc_stamp
-from autonomic.engine import answer_approval
+from autonomic.engine import LateApproval, answer_approval
 from autonomic.knowledge import Store
 from autonomic.knowledge.lease import LeaderElector
 from autonomic.model import Decision, Incident, IncidentState, Level, Notification, Verdict
@@ -207,3 +208,40 @@ def test_explain_says_an_unanswered_request_expired_when_and_that_nothing_was_do
     said = f"expired unanswered at {utc_stamp(asked.expires_at)}; nothing done"
     assert chain["decisions"][-1]["ruled_by"] == f"by engine; {said}"
     assert said in render_text(chain)
+
+
+def test_an_approval_refused_as_late_is_told_once_naming_the_request_that_waits_now(tmp_path: Path) -> None:
+    """Before, an approval given after the request expired was refused to the person who gave it
+    and audited, and nobody else was told. Now the engine that leads tells it once (for
+    information): who approved which request, how late, that nothing was done, and the request
+    asked again for the same trouble that waits now; the person refused is pointed at it too. An
+    engine restarted afterwards does not tell it again."""
+    db = f"sqlite:///{tmp_path / 'autonomic.db'}"
+    h = _harness(tmp_path, store=Store(db))
+    h.feed("error_rate", 0.01, 3)
+    h.feed("error_rate", 0.5, 4)
+    first, asked = _asked(h)
+    h.run_until(lambda: len(_requests(h)) == 2, "error_rate", 0.5, limit=TTL_S + 5)
+    second, _ = _asked(h)
+    late_at = h.clock.now()
+    with pytest.raises(LateApproval) as refused:
+        answer_approval(h.store, first.id, "approve", actor="person:ann", comment="go", now=late_at,
+                        approval_ttl_s=TTL_S, answers=asked.id)
+    assert (f"the engine has asked again: incident {second.id[:8]} awaits approval (autonomic approve "
+            f"{second.id[:8]})") in str(refused.value), str(refused.value)
+    h.feed("error_rate", 0.5, 3)
+    told = [n for n in h.notifier.sent if n.title.startswith("approval refused as late")]
+    assert [(n.level, n.incident_id, n.title) for n in told] == [
+        (Level.INFO, first.id, "approval refused as late: fake poke on svc")]
+    assert asked.expires_at is not None
+    assert (f"person:ann approved incident {first.id[:8]}'s request to run fake poke on svc at {utc_stamp(late_at)}, "
+            f"{late_at - asked.expires_at:.0f} s after it expired at {utc_stamp(asked.expires_at)}: refused, nothing "
+            "was done on it") in told[0].body, told[0].body
+    assert (f"the engine has asked again: incident {second.id[:8]} awaits approval (autonomic approve "
+            f"{second.id[:8]})") in told[0].body
+    assert [e.kind for e in h.store.audit_events() if e.kind.startswith("approval.late")] == [
+        "approval.late_queued", "approval.late", "approval.late_told"]
+    h.engine.shutdown()
+    again = _harness(tmp_path, "again", store=Store(db), start_at=h.clock.now())
+    again.feed("error_rate", 0.5, 3)
+    assert not [n for n in again.notifier.sent if n.title.startswith("approval refused as late")]
