@@ -15,7 +15,7 @@ import pytest
 from test_engine import ERRORS_POKE, Harness, _replicas
 
 from autonomic.clock import utc_stamp
-from autonomic.engine import LateApproval, answer_approval
+from autonomic.engine import LateApproval, answer_approval, approval_key
 from autonomic.knowledge import Store
 from autonomic.knowledge.lease import LeaderElector
 from autonomic.model import Decision, Incident, IncidentState, Level, Notification, Verdict
@@ -137,6 +137,25 @@ def test_with_replicas_only_the_leader_that_closes_the_incident_tells_of_the_exp
     told = [n for h in (a, b) for n in _expired(h) if n.incident_id == inc.id]
     assert [n.level for n in told] == [Level.ALERT] and told == _expired(b)
     assert [e.actor for e in sb.audit_events(subject=inc.id) if e.kind == "approval.expired"] == ["engine"]
+
+
+def test_an_approval_the_engine_finds_given_after_the_expiry_is_told_as_late_not_as_unanswered(
+        tmp_path: Path) -> None:
+    """The engine was down past the request's expiry and finds an approval given after it (stored
+    by an older CLI): nothing is done, and the expiry says who approved, too late."""
+    h = _harness(tmp_path)
+    h.feed("error_rate", 0.01, 3)
+    h.feed("error_rate", 0.5, 4)
+    inc, asked = _asked(h)
+    h.clock.advance(TTL_S + 5)
+    h.store.set_state(approval_key(inc.id), {"verdict": "approve", "actor": "person:ann", "comment": "",
+                                             "ts": asked.ts + TTL_S + 2, "decision": asked.id},
+                      actor="person:ann", event="approval.approve")
+    h.feed("error_rate", 0.5, 2)
+    assert h.actuator.calls == []
+    (told,) = _expired(h)
+    assert told.incident_id == inc.id and told.level == Level.ALERT
+    assert "; person:ann approved it only after that, so nothing was done." in told.body, told.body
 
 
 def test_a_request_that_expires_after_the_trouble_cleared_is_told_for_information(tmp_path: Path) -> None:
