@@ -53,6 +53,7 @@ from autonomic.model import (
     TROUBLE_CLEARED,
     Action,
     ActionState,
+    AuditEvent,
     Autonomy,
     ConfigChange,
     Decision,
@@ -163,6 +164,15 @@ def approval_key(incident_id: str) -> str:
     return f"approval:{incident_id}"
 
 
+# an approval refused as late, waiting to be told to people by the engine that leads
+# (Engine._tell_late_approvals): "late:<incident id>:<an id of its own>"
+LATE_PREFIX = "late:"
+
+
+def late_key(incident_id: str, attempt: str) -> str:
+    return f"{LATE_PREFIX}{incident_id}:{attempt}"
+
+
 class LateApproval(ValueError):
     """An approval given after the request it answers expired: refused (nothing acts on it), and
     audited ``approval.late``; the message says when the request expired and what happens."""
@@ -262,16 +272,24 @@ def _late(store: Store, inc: Incident, decisions: Sequence[Decision], *, actor: 
     if now < expires:
         return None
     when = utc_stamp(expires)
+    # told to people as well, not only to the person refused here, by the engine that leads
+    # (Engine._tell_late_approvals): written in the caller's unit, with the attempt
+    store.set_state(late_key(inc.id, new_id()), {"incident": inc.id, "actor": actor, "ts": now, "expired_at": expires},
+                    actor=actor, event="approval.late_queued", data={"incident": inc.id})
     store.audit(actor, "approval.late", inc.id,  # the incident's: its explanation tells of it
                 {"incident": inc.id, "comment": comment, "decision": decisions[-1].id if decisions else None,
                  "expired_at": expires, "late_by_s": round(now - expires, 3)})
     then = ("the engine has closed the incident as expired" if closed else
             "the engine closes the incident as expired at its next look")
     window_s = expires - asked  # as recorded with the request (by the engine that asked), else ttl_s
+    again = store.open_incident(inc.service, inc.cause)
+    next_ = (f"The trouble went on and the engine has asked again: incident {again.id[:8]} awaits approval "
+             f"(autonomic approve {again.id[:8]})." if again is not None and again.id != inc.id
+             and again.state == IncidentState.AWAITING_APPROVAL
+             else "If the trouble goes on, the engine opens a new incident and asks again.")
     return (f"incident {inc.id[:8]}: too late, nothing will be done on this approval: its approval request expired "
             f"at {when} (engine.approval_ttl_s {window_s:g} s after it was asked), {now - expires:.0f} s before it, "
-            f"and {then}. The attempt is in the audit log (approval.late). If the trouble goes on, the engine "
-            "opens a new incident and asks again.")
+            f"and {then}. The attempt is in the audit log (approval.late). {next_}")
 
 
 def _answered_in_time(store: Store, inc: Incident, decisions: Sequence[Decision], ttl_s: float) -> bool:
@@ -295,12 +313,18 @@ def _given_at(answer: dict[str, Any]) -> float | None:
 
 
 def _closed_as_expired(store: Store, incident_id: str) -> bool:
-    """Whether the engine closed ``incident_id`` because its approval request expired: an
-    ``approval.expired`` among its 5 newest audit entries, the late approvals refused since
-    (``approval.late``, as many as people tried) left out, so that retrying does not change the
-    answer."""
-    return any(e.kind == "approval.expired"
-               for e in store.audit_events(subject=incident_id, limit=5, newest=True, kinds_not=("approval.late",)))
+    """Whether the engine closed ``incident_id`` because its approval request expired (see
+    :func:`_expiry_event`)."""
+    return _expiry_event(store, incident_id) is not None
+
+
+def _expiry_event(store: Store, incident_id: str) -> AuditEvent | None:
+    """The ``approval.expired`` entry with which the engine closed ``incident_id`` when its approval
+    request expired, None when it did not: looked for among its 5 newest audit entries, the late
+    approvals refused since (``approval.late``, as many as people tried) left out, so that retrying
+    does not change the answer."""
+    return next((e for e in store.audit_events(subject=incident_id, limit=5, newest=True, kinds_not=("approval.late",))
+                 if e.kind == "approval.expired"), None)
 
 
 def _not_awaiting(store: Store, incident_id: str, inc: Incident | None) -> str:
@@ -1168,6 +1192,8 @@ class Engine:
                 self._inbox_of.clear()
                 self.watchdog.beat("reading people's answers to approval requests")
                 self._poll_approvals(now)
+                self.watchdog.beat("telling of approvals refused as late")
+                self._tell_late_approvals()
                 self.watchdog.beat("closing quiet incidents (the sweep)")
                 self._sweep(now)
                 self.watchdog.beat("sending scheduled reports")
@@ -1509,6 +1535,42 @@ class Engine:
                                            "reason": "the incident is closed"})
                 continue
             self.queue.add(("incident", incident_id), now)
+
+    def _tell_late_approvals(self) -> None:
+        """Each approval refused as late (by the API or the CLI, see :func:`answer_approval`) told
+        to people, once: taken from the store (audited ``approval.late_told``; a deposed leader's
+        write is refused, so it tells nothing), then sent, for information. It says who approved
+        which request, how late, that nothing was done, and what waits now: the request asked
+        again for the same trouble, when there is one."""
+        for key, value in self.store.states(LATE_PREFIX).items():
+            incident_id = str(value.get("incident"))
+            if not self.store.delete_state_if(key, {"incident": incident_id}, actor="engine",
+                                              event="approval.late_told", data={"incident": incident_id}):
+                continue  # taken since it was read
+            inc = self._incident(incident_id)
+            if inc is None:  # pruned meanwhile: nothing left to name
+                continue
+            request = next((d for d in reversed(self.store.decisions(inc.id))
+                            if d.verdict == Verdict.NEEDS_APPROVAL), None)
+            action = request.action if request is not None else None
+            what = f"{action.describe()} on {action.target}" if action is not None else "its remedy"
+            given, expired = float(value.get("ts", 0.0)), float(value.get("expired_at", 0.0))
+            body = (f"{value.get('actor', '?')} approved incident {inc.id[:8]}'s request to run {what} at "
+                    f"{utc_stamp(given)}, {given - expired:.0f} s after it expired at {utc_stamp(expired)}: refused, "
+                    "nothing was done on it.")
+            now_id = self._open.get((inc.service, inc.cause))
+            current = self._incident(now_id) if now_id is not None and now_id != inc.id else None
+            if current is not None and current.state == IncidentState.AWAITING_APPROVAL:
+                body += (f" The trouble went on and the engine has asked again: incident {current.id[:8]} awaits "
+                         f"approval (autonomic approve {current.id[:8]}).")
+            elif current is not None:
+                body += f" The trouble went on: incident {current.id[:8]} is {current.state.value} now."
+            elif inc.closed_at is None:
+                body += " The engine closes the incident as expired at its next look."
+            else:
+                body += " If the trouble goes on, the engine opens a new incident and asks again."
+            self.notify(Notification(level=Level.INFO, ts=self.clock.now(), service=inc.service,
+                                     incident_id=inc.id, title=f"approval refused as late: {what}", body=body))
 
     # --- incidents -------------------------------------------------------------------------
 
@@ -2231,15 +2293,25 @@ class Engine:
         if verdict == Verdict.NEEDS_APPROVAL:
             updated = inc.model_copy(update={"state": IncidentState.AWAITING_APPROVAL, "updated_at": now,
                                              "resolution": Resolution.ESCALATED})
+            earlier = self._asked_before(inc)  # requests for this trouble that expired, nothing done
             self.store.record(decision, updated, actor="engine", event="decision.needs_approval",
-                              subject=inc.id, data={"decision": decision.id, "why": why})
+                              subject=inc.id, data={"decision": decision.id, "why": why,
+                                                    "request": earlier[0] + 1 if earlier else 1})
+            again = ""
+            if earlier is not None:
+                n, since, prev = earlier
+                again = (f". This is request {n + 1} for this trouble since {utc_stamp(since)}: the last one (incident "
+                         f"{prev.id[:8]}) expired at {utc_stamp(prev.closed_at or since)} with nothing done, the "
+                         "trouble still on. Deny it to stop being asked: the incident then stays with a person "
+                         "until the trouble clears")
             self.notify(Notification(
                 level=Level.APPROVAL_REQUESTED, ts=now, service=inc.service, incident_id=inc.id,
-                title=f"approval needed: {diagnosis.action.describe() if diagnosis.action else '?'} on {inc.service}",
+                title=f"approval needed{f' (request {earlier[0] + 1})' if earlier else ''}: "
+                      f"{diagnosis.action.describe() if diagnosis.action else '?'} on {inc.service}",
                 body=f"{inc.summary}. {diagnosis.rationale.rstrip('.')}. Asked because {why}. Run: autonomic "
                      f"approve {inc.id[:8]} (or deny {inc.id[:8]}) before {utc_stamp(expires)} "
                      f"(engine.approval_ttl_s {self.config.engine.approval_ttl_s:g} s): unanswered by then, "
-                     "nothing is done"))
+                     f"nothing is done{again}"))
             return expires
         updated = inc.model_copy(update={"state": IncidentState.ESCALATED, "updated_at": now,
                                          "resolution": Resolution.ESCALATED,
@@ -2303,12 +2375,21 @@ class Engine:
                 return expires
             expired = inc.model_copy(update={"state": IncidentState.EXPIRED, "updated_at": now,
                                              "closed_at": now})
-            data = {"approved_late_by": str((answer or {}).get("actor", "?"))} if late else {}
+            data: dict[str, Any] = {"approved_late_by": str((answer or {}).get("actor", "?"))} if late else {}
+            asked = _approval_window(inc, decisions, self.config.engine.approval_ttl_s)[0]
+            on, how = self._trouble_now(inc, now)  # before the write: closing it forgets what was seen
+            before = self._asked_before(inc)
+            # the request's place among those made for the same trouble, read by the next request
+            data.update(trouble_on=on, request=before[0] + 1 if before else 1,
+                        since=before[1] if before else asked)
             if late:
                 self.store.set_state(approval_key(inc.id), None, actor="engine", event="approval.consumed",
                                      data={"incident": inc.id, "verdict": "expired"})
             self.store.record(expired, actor="engine", event="approval.expired", subject=inc.id, data=data)
             self._open.pop((inc.service, inc.cause), None)
+            # told after the write that closes it, as every transition is: once, whichever replica
+            # leads (a deposed leader's write is refused), and not again after a restart (closed)
+            self.notify(self._expiry_notice(inc, decisions, (asked, expires), on, how, data))
             return None
         who = str(answer.get("actor", "?"))
         # an approval is taken only while it is still the answer stored: a denial may replace an
@@ -2369,6 +2450,78 @@ class Engine:
                               subject=inc.id, data={"comment": decision.comment})
         self._count(decision)
         return None
+
+    def _trouble_now(self, inc: Incident, now: float) -> tuple[bool, str]:
+        """Whether ``inc``'s trouble is still on at ``now`` (its findings still come, or one of its
+        alerts still fires: not :meth:`_quiet`), and what says so, in words: its metric's latest
+        value in the engine's series beside its threshold, whether its alert still fires, and when
+        its last finding came."""
+        on = not self._quiet(inc, now)
+        said = []
+        found, _ = self.store.findings_ends(inc.id, 0, 1)
+        latest = self.series.latest(inc.service, found[-1].metric) if found else None
+        if found and latest is not None:
+            ts, value = latest
+            when = "now" if now - ts <= self._stale_after(inc.service) else f"{now - ts:.0f} s ago"
+            line = f" (its threshold {found[-1].threshold:g})" if found[-1].threshold is not None else ""
+            said.append(f"{found[-1].metric} {value:g} {when}{line}")
+        if self._alerts_firing.get(inc.id):
+            said.append("its alert still fires")
+        last = self._last_seen.get(inc.id, inc.last_finding_at)
+        said.append(f"its last finding {max(0.0, now - last):.0f} s ago")
+        return on, ", ".join(said)
+
+    def _asked_before(self, inc: Incident) -> tuple[int, float, Incident] | None:
+        """The approval requests made for ``inc``'s trouble before ``inc`` that expired with the
+        trouble still on: (how many, when the first was asked, the incident of the last); None when
+        there were none. The one before is for the same trouble when its incident (same service and
+        cause, the one opened last before ``inc``) was closed by its request's expiry
+        (``approval.expired``) with the trouble still on, and ``inc`` opened within the quiet time
+        after that (``engine.resolve_after_s``; for an alert's incident ``alert_resolve_after_s``):
+        a finding that soon would have joined that incident, had its expiry not closed it. Its
+        count and first time are read from that expiry's audit entry (``request``, ``since``)."""
+        prev = next((i for i in self.store.incidents(service=inc.service, before=inc.id, limit=20)
+                     if i.cause == inc.cause), None)
+        if prev is None or prev.state != IncidentState.EXPIRED or prev.closed_at is None:
+            return None
+        engine = self.config.engine
+        quiet = engine.alert_quiet_s if inc.kind == FindingKind.ALERT else engine.resolve_after_s
+        if inc.opened_at - prev.closed_at > quiet:
+            return None
+        expiry = _expiry_event(self.store, prev.id)
+        if expiry is None or expiry.data.get("trouble_on") is not True:
+            return None
+        return int(expiry.data.get("request", 1)), float(expiry.data.get("since", prev.opened_at)), prev
+
+    def _expiry_notice(self, inc: Incident, decisions: Sequence[Decision], window: tuple[float, float], on: bool,
+                       how: str, data: dict[str, Any]) -> Notification:
+        """What people are told when the approval request ``inc`` waited on expired (``window``: when
+        it was asked and when it expired) and the incident closed with nothing done: which incident,
+        what was asked, when, whether the trouble is still on (``on``, ``how``: see
+        :meth:`_trouble_now`) and what happens next. An alert while the trouble is still on (it
+        needs a person: the alert routes page, where the request may have gone to a channel
+        nobody read), else for information."""
+        asked, expires = window
+        request = next((d for d in reversed(decisions) if d.verdict == Verdict.NEEDS_APPROVAL), None)
+        action = request.action if request is not None else None
+        what = f"{action.describe()} on {action.target}" if action is not None else "its remedy"
+        late = data.get("approved_late_by")
+        answered = (f"{late} approved it only after that" if late else "nobody answered it")
+        body = (f"incident {inc.id[:8]} ({inc.headline}): the request to run {what}, asked at {utc_stamp(asked)}, "
+                f"expired at {utc_stamp(expires)}; {answered}, so nothing was done.")
+        n = int(data["request"])
+        if n > 1:
+            body += f" It was request {n} for this trouble since {utc_stamp(float(data['since']))}."
+        if on:
+            body += (f" The trouble is still on: {how}. At its next finding the engine opens a new incident and "
+                     "decides it again through every gate; should that ask a person again, it is request "
+                     f"{n + 1} for this trouble. To stop being asked, deny that request: the incident then stays "
+                     "with a person until the trouble clears.")
+        else:
+            body += (f" The trouble has cleared: {how}. Should it come back, a new incident opens and is "
+                     "decided afresh.")
+        return Notification(level=Level.ALERT if on else Level.INFO, ts=self.clock.now(), service=inc.service,
+                            incident_id=inc.id, title=f"approval request expired, nothing done: {what}", body=body)
 
     def _count(self, decision: Decision) -> None:
         """One more decision in ``autonomic_decisions_total``, by verdict; a person's approval

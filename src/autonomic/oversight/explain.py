@@ -7,7 +7,7 @@ from typing import Any
 
 from autonomic.analyze.goals import CAUSE as BURN_CAUSE
 from autonomic.analyze.goals import span
-from autonomic.clock import local_stamp
+from autonomic.clock import local_stamp, utc_stamp
 from autonomic.knowledge import Store
 from autonomic.model import TROUBLE_CLEARED, Incident, Verdict
 
@@ -46,7 +46,7 @@ def explain_incident(store: Store, incident_id: str, ends: tuple[int, int] | Non
     if chain["decisions"] and incident.closed_at is not None:
         last = chain["decisions"][-1]
         if last["verdict"] == Verdict.NEEDS_APPROVAL.value:
-            last["ruled_by"] += f"; {_unanswered(chain['audit'])}"
+            last["ruled_by"] += f"; {_unanswered(chain['audit'], last)}"
     return chain
 
 
@@ -65,15 +65,20 @@ def ruling(d: dict[str, Any]) -> tuple[str, str]:
     return d["verdict"], f"by {', '.join(said_no)}, though {by} approved"
 
 
-def _unanswered(audit: list[dict[str, Any]]) -> str:
-    """Why an approval request the incident closed on was never acted on, from its audit events:
-    it expired, unanswered or approved late (an approval the engine found late, or one refused
-    as late when given, audited ``approval.late``), or the trouble cleared first."""
+def _unanswered(audit: list[dict[str, Any]], request: dict[str, Any]) -> str:
+    """Why the approval request ``request`` (a decision, as JSON) the incident closed on was never
+    acted on, from its audit events: it expired, unanswered (when, in UTC: as recorded with it, else
+    when the engine closed it; and that nothing was done) or approved late (an approval the engine
+    found late, or one refused as late when given, audited ``approval.late``), or the trouble
+    cleared first."""
     expired = next((e for e in reversed(audit) if e["kind"] == "approval.expired"), None)
     if expired is not None:
         refused = next((e for e in audit if e["kind"] == "approval.late"), None)
         who = (expired.get("data") or {}).get("approved_late_by") or (refused or {}).get("actor")
-        return f"expired: approved by {who} after the request expired" if who else "expired unanswered"
+        if who:
+            return f"expired: approved by {who} after the request expired"
+        when = request.get("expires_at") or expired["ts"]
+        return f"expired unanswered at {utc_stamp(when)}; nothing done"
     return "the trouble cleared on its own before an answer"
 
 
