@@ -1180,3 +1180,12 @@ def test_c_before_a_command_that_reads_no_config_is_refused_not_ignored(cfg: Pat
         result = cli("-c", cfg, *words)
         assert result.exit_code == 2 and f"`autonomic {words[0]}` reads no autonomic.yaml" in result.stderr
     assert cli("check").exit_code == 2 and "--config: which autonomic.yaml" in cli("check").stderr
+
+
+def test_python_dash_m_autonomic_runs_the_cli_as_the_autonomic_command_does() -> None:
+    """``python -m autonomic`` (a venv not activated, a container with only the interpreter), a
+    real process. Before, it failed: "No module named autonomic.__main__"."""
+    proc = subprocess.run([sys.executable, "-m", "autonomic", "check", "-c", str(REPO / "examples" / "minimal.yaml")],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "minimal.yaml: ok (1 services" in proc.stdout
