@@ -439,6 +439,18 @@ def test_a_fix_that_made_things_worse_and_could_not_be_undone_counts_against_its
     assert h.engine._pattern_record("svc") == {"fake-down-poke": (0, 1)}  # and the diagnosis's record factor
 
 
+def test_an_approval_request_names_the_command_to_answer_it_with_the_engines_config(tmp_path: Path) -> None:
+    """The person paged runs the command the request gives, from whatever folder they are in: it
+    names this engine's config by its absolute path. Before, "Run: autonomic approve ID" typed
+    elsewhere opened the built-in defaults' store there and answered "no incident has an id
+    starting with ID"."""
+    h = Harness(tmp_path, policy={"autonomy": "approve"})
+    h.feed("up", 0, 4)
+    inc = h.incident()
+    (request,) = [n for n in h.notifier.sent if n.level == Level.APPROVAL_REQUESTED]
+    assert f"Run: autonomic -c {tmp_path / 'test.yaml'} approve {inc.id[:8]} (or deny {inc.id[:8]})" in request.body
+
+
 def test_approve_autonomy_waits_for_a_person_then_acts_on_approval(tmp_path: Path) -> None:
     h = Harness(tmp_path, policy={"autonomy": "approve"})
     h.feed("up", 0, 4)
