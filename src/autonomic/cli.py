@@ -98,13 +98,19 @@ def _console() -> Console:
     return Console(stderr=False, highlight=False, markup=False, emoji=False, width=PIPE_WIDTH if wide else None)
 
 
-def _resolve(store: Any, model: Any, ident: str) -> str:
+def _resolve(store: Any, model: Any, ident: str, cfg: Any) -> str:
     """The full id ``ident`` is a prefix of; exit 2 with the store's message (its quotes kept)
-    when none or several match."""
+    when none or several match. With no config given (``cfg`` the built-in defaults), the message
+    says which store was looked in and how to name the engine's: the id a notification gave is
+    not found in the defaults' store of the folder the command was typed in."""
     try:
         return str(store.resolve_id(model, ident))
     except KeyError as exc:  # IdLookupError: str() is already the plain message
-        raise _fail(str(exc)) from None
+        where = ""
+        if cfg.source == "<defaults>":
+            where = (f" in {cfg.state_dir}, the store of the built-in defaults (no -c FILE or AUTONOMIC_CONFIG "
+                     "given): give the config the engine runs with, -c FILE")
+        raise _fail(f"{exc}{where}") from None
 
 
 class _PrintableRecords(logging.Filter):
@@ -565,10 +571,10 @@ def explain(ctx: typer.Context, incident: str, config: ConfigOpt = None, as_json
     config = given_config(ctx, config)
     from autonomic.oversight.explain import explain_incident, render_text
 
-    _, store = _store(config)
+    cfg, store = _store(config)
     from autonomic.model import Incident
 
-    chain = explain_incident(store, _resolve(store, Incident, incident))
+    chain = explain_incident(store, _resolve(store, Incident, incident, cfg))
     if as_json:
         print(json.dumps(chain, indent=2, default=str))
     else:
@@ -581,7 +587,7 @@ def _answer(incident: str, verdict: Literal["approve", "deny"], comment: str, ac
     from autonomic.model import Incident
 
     cfg, store = _store(config)
-    inc_id = _resolve(store, Incident, incident)
+    inc_id = _resolve(store, Incident, incident, cfg)
     try:
         # stamped by the store's clock (the database server's), which the engine judges it by, not this machine's
         inc = answer_approval(store, inc_id, verdict, actor=_actor(actor), comment=comment, now=store.server_time(),

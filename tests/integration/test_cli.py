@@ -1189,3 +1189,19 @@ def test_python_dash_m_autonomic_runs_the_cli_as_the_autonomic_command_does() ->
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert "minimal.yaml: ok (1 services" in proc.stdout
+
+
+def test_an_id_not_found_with_no_config_given_says_which_store_was_looked_in_and_to_give_the_engines(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`autonomic approve ID` typed in another folder than the engine's, with no -c: the built-in
+    defaults' store there has no such incident. Before, the message was only "no incident has an
+    id starting with ID", as if the id were wrong; now it names the store looked in and -c FILE."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("AUTONOMIC_CONFIG", raising=False)
+    for words in (["approve", "abcd1234", "-m", "ok"], ["deny", "abcd1234"], ["explain", "abcd1234"]):
+        r = cli(*words)
+        assert r.exit_code == 2, r.output
+        assert "no incident has an id starting with 'abcd1234'" in r.output
+        assert f"in {tmp_path / '.autonomic'}, the store of the built-in defaults" in r.output
+        assert "-c FILE" in r.output
