@@ -1878,7 +1878,9 @@ class Engine:
         top = [{"service": r.service, "score": r.score, "role": r.role, "evidence": r.evidence[:3],
                 "evidence_against": r.evidence_against[:3]} for r in report.ranking[:5]]
         return diagnosis.model_copy(update={"root_causes": report.root_causes, "impacted_by": impacted_by,
-                                            "rca": top, "rationale": diagnosis.rationale + note})
+                                            "rca": top,
+                                            "rationale": diagnosis.rationale.rstrip(".") + note if note
+                                            else diagnosis.rationale})
 
     def _cannot_run(self, service: str) -> dict[str, str]:
         """Per pattern whose action ``service`` cannot carry out, why (``plan.diagnose.cannot_run``:

@@ -1847,6 +1847,20 @@ def test_a_service_whose_dependencies_are_healthy_is_its_own_root_cause(tmp_path
     assert gate.passed and "web" in gate.reason
 
 
+def test_a_diagnosis_reads_as_one_sentence_with_its_root_cause_ranking(tmp_path: Path) -> None:
+    """The ranking's note follows the pattern's rationale in one sentence, as the log line
+    "incident ... diagnosed: ..." and `autonomic explain` show it. Before, it came after the
+    rationale's full stop: "... (confidence 0.90).; root cause analysis names web"."""
+    h = GraphHarness(tmp_path)
+    for _ in range(120):
+        h.tick(web=1, api=1)
+    for _ in range(6):
+        h.tick(web=0, api=1)
+    web = h.store.incidents(service="web")[0]
+    rationale = h.store.diagnoses(web.id)[-1].rationale
+    assert rationale.endswith("; root cause analysis names web") and ".;" not in rationale, rationale
+
+
 def test_a_new_incidents_diagnosis_and_denial_commit_together_or_not_at_all(tmp_path: Path) -> None:
     """Diagnose and decide run in one store unit: a failure while deciding leaves the incident
     OPEN with no diagnosis, no decision and nobody told; the next step does it all again."""
