@@ -506,7 +506,8 @@ def status(ctx: typer.Context, config: ConfigOpt = None, as_json: JsonOpt = Fals
     if live:
         age = time.time() - live.get("ts", 0)
         stale_after = 3 * cfg.engine.interval_s + STATUS_GRACE_S  # written every other tick
-        table = Table(title=f"health (engine pid {live.get('pid')}, {age:.0f} s ago)")
+        title = f"health (engine pid {live.get('pid')}, {age:.0f} s ago)"
+        table = Table(title=title, min_width=len(title))  # else a title wider than the table is wrapped
         stopped = live.get("stopped_at")
         if isinstance(stopped, int | float):
             down = ("; the services it supervised were stopped with it" if cfg.engine.stop_services_on_exit

@@ -500,6 +500,17 @@ def test_status_says_when_the_engines_health_is_stale(cfg: Path, store: Store, t
     assert "STALE health: the engine (pid 4242) last wrote it 600 s ago" in shown, shown
 
 
+def test_status_shows_the_engines_pid_and_age_on_one_line_above_a_narrow_table(
+        cfg: Path, store: Store, tmp_path: Path) -> None:
+    """Services with short names and no reasons make a table narrower than its title. Before, the
+    title was wrapped to the table's width: "health (engine pid 4242, 2" on one line, "s ago)" on
+    the next."""
+    _status_json(tmp_path, json.dumps({"ts": time.time(), "pid": 4242, "health": {"web": {"state": "HEALTHY",
+                                                                                          "reasons": []}}}))
+    shown = cli("status", "-c", cfg).stdout
+    assert re.search(r"health \(engine pid 4242, \d+ s ago\)", shown), shown
+
+
 @pytest.mark.parametrize("text", ["", "garbage", "[1, 2]"])
 def test_status_shows_the_store_when_the_engines_health_file_is_unreadable(
         cfg: Path, store: Store, tmp_path: Path, text: str) -> None:
