@@ -380,6 +380,10 @@ def replay(
     if not summary["bindings_checked"]:
         console.print("no config: every remedy is taken as one its service could run (give -c to pass over "
                       "those a service cannot carry out, as the engine does)")
+    if summary["skipped_rows"]:
+        n = summary["skipped_rows"]
+        console.print(f"{n} row{'s' if n != 1 else ''} of {file} skipped: a value that is not a finite number, a "
+                      "timestamp neither Unix seconds nor ISO 8601, or an empty service or metric")
 
 
 def _write_status(engine: Any) -> None:
