@@ -193,7 +193,8 @@ def run(
         except RuntimeError as exc:
             raise _fail(f"api: cannot listen on {cfg.spec.api.host}:{cfg.spec.api.port}: {exc}") from None
         engine.before_close.append(server.stop)
-        log.info("API and dashboard on %s (tokens: autonomic token create --role operator --name NAME)", server.url)
+        log.info("API and dashboard on %s (tokens: %s token create --role operator --name NAME)", server.url,
+                 cfg.command)
 
     def _stop(signum: int, _frame: Any) -> None:
         log.info("received %s; stopping after the current step", signal.Signals(signum).name)

@@ -16,7 +16,6 @@ import logging
 import math
 import os
 import queue
-import shlex
 import threading
 import time
 import zlib
@@ -2180,8 +2179,9 @@ class Engine:
             self.notify(Notification(
                 level=Level.APPROVAL_REQUESTED, ts=now, service=inc.service, incident_id=inc.id,
                 title=f"approval needed: {diagnosis.action.describe() if diagnosis.action else '?'} on {inc.service}",
-                body=f"{inc.summary}. {diagnosis.rationale.rstrip('.')}. Asked because {why}. Run: {self._cli()} "
-                     f"approve {inc.id[:8]} (or deny {inc.id[:8]}) before {utc_stamp(expires)} "
+                body=f"{inc.summary}. {diagnosis.rationale.rstrip('.')}. Asked because {why}. "
+                     f"Run: {self.config.command} approve {inc.id[:8]} (or deny {inc.id[:8]}) "
+                     f"before {utc_stamp(expires)} "
                      f"(engine.approval_ttl_s {self.config.engine.approval_ttl_s:g} s): unanswered by then, "
                      "nothing is done"))
             return expires
@@ -2418,14 +2418,6 @@ class Engine:
                                       f" (the undo of action {action.id[:8]} on {action.service})"))
 
     # --- people ----------------------------------------------------------------------------
-
-    def _cli(self) -> str:
-        """The command a person answers with: ``autonomic -c <this config, absolute>``, so the one
-        paged finds this engine's store from any folder (a bare ``autonomic approve`` opens the
-        built-in defaults' store in the folder it is typed in, where the incident is not)."""
-        if self.config.source == "<defaults>":
-            return "autonomic"
-        return f"autonomic -c {shlex.quote(str(self.config.base_dir / Path(self.config.source).name))}"
 
     def notify(self, notification: Notification) -> None:
         if self.secrets:

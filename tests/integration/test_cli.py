@@ -420,6 +420,18 @@ def test_the_engine_runs_on_postgresql_and_its_log_shows_the_url_without_the_pas
         store.close()
 
 
+def test_the_engines_start_line_names_the_token_command_with_its_own_config(tmp_path: Path) -> None:
+    """The real engine, its state_dir away from the folder it runs in. The start line says how to
+    make a token for the dashboard; before, it said "autonomic token create ..." with no -c, which
+    makes the token in the built-in defaults' store of the folder it is typed in, not the engine's:
+    the dashboard then answered "invalid or revoked API token"."""
+    config = _write(tmp_path / "autonomic.yaml",
+                    f"engine: {{state_dir: {tmp_path / 'elsewhere'}, host_metrics: false, interval_s: 0.2}}\n"
+                    f"api: {{port: {free_port()}}}\n")
+    text = _run_until_started(config, tmp_path)
+    assert f"(tokens: autonomic -c {config} token create --role operator --name NAME)" in text, text
+
+
 @pytest.mark.parametrize("fmt", ["auto", "json"])
 def test_the_engine_logs_one_dated_line_per_record_when_its_output_is_not_a_terminal(
         tmp_path: Path, fmt: str) -> None:
