@@ -531,7 +531,9 @@ def status(ctx: typer.Context, config: ConfigOpt = None, as_json: JsonOpt = Fals
             table.add_row(printable(name), printable(str(h["state"])), printable("; ".join(h["reasons"])[:100]))
         console.print(table)
     else:
-        console.print("no live health: the engine has not run here (autonomic run)")
+        console.print("no live health: the engine has not run here (autonomic run)" if cfg.source != "<defaults>" else
+                      f"no live health in {cfg.state_dir}: no engine has run there with the built-in defaults (no -c "
+                      "FILE or AUTONOMIC_CONFIG given): give the config the engine runs with, -c FILE")
     for key, value in pauses.items():
         console.print(Text.assemble(("PAUSED", "bold red"), printable(f" {key.split(':', 1)[1]}: "
                                                                       f"{value.get('reason', '')} "

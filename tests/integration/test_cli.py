@@ -1228,3 +1228,16 @@ def test_an_id_not_found_with_no_config_given_says_which_store_was_looked_in_and
         assert "no incident has an id starting with 'abcd1234'" in r.output
         assert f"in {tmp_path / '.autonomic'}, the store of the built-in defaults" in r.output
         assert "-c FILE" in r.output
+
+
+def test_status_with_no_config_given_where_no_engine_ran_says_which_store_it_read_and_to_give_the_engines(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`autonomic status` typed in another folder than the engine's, with no -c, read the built-in
+    defaults' empty store there and said only "the engine has not run here" above an empty table of
+    incidents, which reads as all quiet."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("AUTONOMIC_CONFIG", raising=False)
+    shown = cli("status").stdout
+    assert f"no live health in {tmp_path / '.autonomic'}: no engine has run there with the built-in defaults" in shown
+    assert "-c FILE" in shown
