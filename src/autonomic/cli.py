@@ -98,13 +98,19 @@ def _console() -> Console:
     return Console(stderr=False, highlight=False, markup=False, emoji=False, width=PIPE_WIDTH if wide else None)
 
 
-def _resolve(store: Any, model: Any, ident: str) -> str:
+def _resolve(store: Any, model: Any, ident: str, cfg: Any) -> str:
     """The full id ``ident`` is a prefix of; exit 2 with the store's message (its quotes kept)
-    when none or several match."""
+    when none or several match. With no config given (``cfg`` the built-in defaults), the message
+    says which store was looked in and how to name the engine's: the id a notification gave is
+    not found in the defaults' store of the folder the command was typed in."""
     try:
         return str(store.resolve_id(model, ident))
     except KeyError as exc:  # IdLookupError: str() is already the plain message
-        raise _fail(str(exc)) from None
+        where = ""
+        if cfg.source == "<defaults>":
+            where = (f" in {cfg.state_dir}, the store of the built-in defaults (no -c FILE or AUTONOMIC_CONFIG "
+                     "given): give the config the engine runs with, -c FILE")
+        raise _fail(f"{exc}{where}") from None
 
 
 class _PrintableRecords(logging.Filter):
@@ -187,7 +193,8 @@ def run(
         except RuntimeError as exc:
             raise _fail(f"api: cannot listen on {cfg.spec.api.host}:{cfg.spec.api.port}: {exc}") from None
         engine.before_close.append(server.stop)
-        log.info("API and dashboard on %s (tokens: autonomic token create --role operator --name NAME)", server.url)
+        log.info("API and dashboard on %s (tokens: %s token create --role operator --name NAME)", server.url,
+                 cfg.command)
 
     def _stop(signum: int, _frame: Any) -> None:
         log.info("received %s; stopping after the current step", signal.Signals(signum).name)
@@ -374,6 +381,10 @@ def replay(
     if not summary["bindings_checked"]:
         console.print("no config: every remedy is taken as one its service could run (give -c to pass over "
                       "those a service cannot carry out, as the engine does)")
+    if summary["skipped_rows"]:
+        n = summary["skipped_rows"]
+        console.print(f"{n} row{'s' if n != 1 else ''} of {file} skipped: a value that is not a finite number, a "
+                      "timestamp neither Unix seconds nor ISO 8601, or an empty service or metric")
 
 
 def _write_status(engine: Any) -> None:
@@ -501,7 +512,8 @@ def status(ctx: typer.Context, config: ConfigOpt = None, as_json: JsonOpt = Fals
     if live:
         age = time.time() - live.get("ts", 0)
         stale_after = 3 * cfg.engine.interval_s + STATUS_GRACE_S  # written every other tick
-        table = Table(title=f"health (engine pid {live.get('pid')}, {age:.0f} s ago)")
+        title = f"health (engine pid {live.get('pid')}, {age:.0f} s ago)"
+        table = Table(title=title, min_width=len(title))  # else a title wider than the table is wrapped
         stopped = live.get("stopped_at")
         if isinstance(stopped, int | float):
             down = ("; the services it supervised were stopped with it" if cfg.engine.stop_services_on_exit
@@ -520,7 +532,9 @@ def status(ctx: typer.Context, config: ConfigOpt = None, as_json: JsonOpt = Fals
             table.add_row(printable(name), printable(str(h["state"])), printable("; ".join(h["reasons"])[:100]))
         console.print(table)
     else:
-        console.print("no live health: the engine has not run here (autonomic run)")
+        console.print("no live health: the engine has not run here (autonomic run)" if cfg.source != "<defaults>" else
+                      f"no live health in {cfg.state_dir}: no engine has run there with the built-in defaults (no -c "
+                      "FILE or AUTONOMIC_CONFIG given): give the config the engine runs with, -c FILE")
     for key, value in pauses.items():
         console.print(Text.assemble(("PAUSED", "bold red"), printable(f" {key.split(':', 1)[1]}: "
                                                                       f"{value.get('reason', '')} "
@@ -598,10 +612,10 @@ def explain(ctx: typer.Context, incident: str, config: ConfigOpt = None, as_json
     config = given_config(ctx, config)
     from autonomic.oversight.explain import explain_incident, render_text
 
-    _, store = _store(config)
+    cfg, store = _store(config)
     from autonomic.model import Incident
 
-    chain = explain_incident(store, _resolve(store, Incident, incident))
+    chain = explain_incident(store, _resolve(store, Incident, incident, cfg))
     if as_json:
         print(json.dumps(chain, indent=2, default=str))
     else:
@@ -614,7 +628,7 @@ def _answer(incident: str, verdict: Literal["approve", "deny"], comment: str, ac
     from autonomic.model import Incident
 
     cfg, store = _store(config)
-    inc_id = _resolve(store, Incident, incident)
+    inc_id = _resolve(store, Incident, incident, cfg)
     try:
         # stamped by the store's clock (the database server's), which the engine judges it by, not this machine's
         inc = answer_approval(store, inc_id, verdict, actor=_actor(actor), comment=comment, now=store.server_time(),

@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import re
+import shlex
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -303,6 +304,15 @@ class Config:
                "patterns": sorted((p.model_dump(mode="json", exclude={"source"}) for p in self.patterns),
                                   key=lambda p: str(p["id"]))}
         return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:12]
+
+    @property
+    def command(self) -> str:
+        """``autonomic -c <this file, absolute>``: the command that reaches this config's store from
+        any folder, for the commands the engine tells people to type (a bare ``autonomic`` opens
+        the built-in defaults' store in the folder it is typed in). ``autonomic`` for the defaults."""
+        if self.source == "<defaults>":
+            return "autonomic"
+        return f"autonomic -c {shlex.quote(str(self.base_dir / Path(self.source).name))}"
 
     @cached_property
     def secret_env_names(self) -> frozenset[str]:

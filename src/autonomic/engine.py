@@ -1562,7 +1562,7 @@ class Engine:
             current = self._incident(now_id) if now_id is not None and now_id != inc.id else None
             if current is not None and current.state == IncidentState.AWAITING_APPROVAL:
                 body += (f" The trouble went on and the engine has asked again: incident {current.id[:8]} awaits "
-                         f"approval (autonomic approve {current.id[:8]}).")
+                         f"approval ({self.config.command} approve {current.id[:8]}).")
             elif current is not None:
                 body += f" The trouble went on: incident {current.id[:8]} is {current.state.value} now."
             elif inc.closed_at is None:
@@ -1998,7 +1998,9 @@ class Engine:
         top = [{"service": r.service, "score": r.score, "role": r.role, "evidence": r.evidence[:3],
                 "evidence_against": r.evidence_against[:3]} for r in report.ranking[:5]]
         return diagnosis.model_copy(update={"root_causes": report.root_causes, "impacted_by": impacted_by,
-                                            "rca": top, "rationale": diagnosis.rationale + note})
+                                            "rca": top,
+                                            "rationale": diagnosis.rationale.rstrip(".") + note if note
+                                            else diagnosis.rationale})
 
     def _cannot_run(self, service: str) -> dict[str, str]:
         """Per pattern whose action ``service`` cannot carry out, why (``plan.diagnose.cannot_run``:
@@ -2308,8 +2310,9 @@ class Engine:
                 level=Level.APPROVAL_REQUESTED, ts=now, service=inc.service, incident_id=inc.id,
                 title=f"approval needed{f' (request {earlier[0] + 1})' if earlier else ''}: "
                       f"{diagnosis.action.describe() if diagnosis.action else '?'} on {inc.service}",
-                body=f"{inc.summary}. {diagnosis.rationale.rstrip('.')}. Asked because {why}. Run: autonomic "
-                     f"approve {inc.id[:8]} (or deny {inc.id[:8]}) before {utc_stamp(expires)} "
+                body=f"{inc.summary}. {diagnosis.rationale.rstrip('.')}. Asked because {why}. "
+                     f"Run: {self.config.command} approve {inc.id[:8]} (or deny {inc.id[:8]}) "
+                     f"before {utc_stamp(expires)} "
                      f"(engine.approval_ttl_s {self.config.engine.approval_ttl_s:g} s): unanswered by then, "
                      f"nothing is done{again}"))
             return expires

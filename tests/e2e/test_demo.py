@@ -82,3 +82,40 @@ def test_the_bad_remedy_was_reverted_in_git_and_the_pool_raise_kept(demo: tuple[
     assert "Autonomic-Action:" in log and "Autonomic-Undo:" in log
     worker = yaml.safe_load((work / "worker" / "config.yaml").read_text())
     assert worker["pool"]["size"] == 60
+
+
+def test_at_the_pace_make_demo_runs_the_pool_leak_is_forecast_and_the_pool_raised_before_the_line(
+    tmp_path: Path,
+) -> None:
+    """`make demo` runs `autonomic demo` at its normal pace (1 s collections, not --fast's 0.5 s).
+    Before, the worker's pool leaked a fixed 5 connections a second at both paces: at 1 s a sample
+    there were too few samples for a forecast before pool use crossed 90%, so the threshold opened
+    the incident first and the scenario ended escalated (3 runs of 3), not prevented as the README
+    says. The real demo services under the real engine, this one scenario only."""
+    import io
+    import threading
+    import time
+
+    from rich.console import Console
+
+    from autonomic.demo.scenario import NORMAL, Timeline, _healthy, _pump_for, _wait, play, prepare
+    from autonomic.engine import Engine
+
+    config_path, urls = prepare(tmp_path, NORMAL)
+    engine = Engine(load_config(config_path))
+    stop = threading.Event()
+    thread = threading.Thread(target=engine.run, args=(stop,), name="engine", daemon=True)
+    thread.start()
+    printed = io.StringIO()
+    timeline = Timeline(Console(file=printed, width=200), time.time())
+    try:
+        assert _wait(lambda: all(_healthy(u) for u in urls.values()), 30)
+        _pump_for(engine, timeline, max(NORMAL.trend_window, 5 * NORMAL.interval))  # the demo's baseline
+        (result,) = play(engine, urls, NORMAL, timeline,
+                         scenarios=[s for s in SCENARIOS if s.name == "pool_exhaustion"])
+    finally:
+        stop.set()
+        thread.join(timeout=30)
+    assert (result.outcome, result.action) == ("prevented", "config:scale"), (result, printed.getvalue())
+    worker = yaml.safe_load((tmp_path / "worker" / "config.yaml").read_text())
+    assert worker["pool"]["size"] == 60

@@ -420,6 +420,18 @@ def test_the_engine_runs_on_postgresql_and_its_log_shows_the_url_without_the_pas
         store.close()
 
 
+def test_the_engines_start_line_names_the_token_command_with_its_own_config(tmp_path: Path) -> None:
+    """The real engine, its state_dir away from the folder it runs in. The start line says how to
+    make a token for the dashboard; before, it said "autonomic token create ..." with no -c, which
+    makes the token in the built-in defaults' store of the folder it is typed in, not the engine's:
+    the dashboard then answered "invalid or revoked API token"."""
+    config = _write(tmp_path / "autonomic.yaml",
+                    f"engine: {{state_dir: {tmp_path / 'elsewhere'}, host_metrics: false, interval_s: 0.2}}\n"
+                    f"api: {{port: {free_port()}}}\n")
+    text = _run_until_started(config, tmp_path)
+    assert f"(tokens: autonomic -c {config} token create --role operator --name NAME)" in text, text
+
+
 @pytest.mark.parametrize("fmt", ["auto", "json"])
 def test_the_engine_logs_one_dated_line_per_record_when_its_output_is_not_a_terminal(
         tmp_path: Path, fmt: str) -> None:
@@ -498,6 +510,17 @@ def test_status_says_when_the_engines_health_is_stale(cfg: Path, store: Store, t
     _status_json(tmp_path, json.dumps({"ts": time.time() - 600, "pid": 4242, "health": health}))
     shown = cli("status", "-c", cfg).stdout
     assert "STALE health: the engine (pid 4242) last wrote it 600 s ago" in shown, shown
+
+
+def test_status_shows_the_engines_pid_and_age_on_one_line_above_a_narrow_table(
+        cfg: Path, store: Store, tmp_path: Path) -> None:
+    """Services with short names and no reasons make a table narrower than its title. Before, the
+    title was wrapped to the table's width: "health (engine pid 4242, 2" on one line, "s ago)" on
+    the next."""
+    _status_json(tmp_path, json.dumps({"ts": time.time(), "pid": 4242, "health": {"web": {"state": "HEALTHY",
+                                                                                          "reasons": []}}}))
+    shown = cli("status", "-c", cfg).stdout
+    assert re.search(r"health \(engine pid 4242, \d+ s ago\)", shown), shown
 
 
 @pytest.mark.parametrize("text", ["", "garbage", "[1, 2]"])
@@ -1180,3 +1203,41 @@ def test_c_before_a_command_that_reads_no_config_is_refused_not_ignored(cfg: Pat
         result = cli("-c", cfg, *words)
         assert result.exit_code == 2 and f"`autonomic {words[0]}` reads no autonomic.yaml" in result.stderr
     assert cli("check").exit_code == 2 and "--config: which autonomic.yaml" in cli("check").stderr
+
+
+def test_python_dash_m_autonomic_runs_the_cli_as_the_autonomic_command_does() -> None:
+    """``python -m autonomic`` (a venv not activated, a container with only the interpreter), a
+    real process. Before, it failed: "No module named autonomic.__main__"."""
+    proc = subprocess.run([sys.executable, "-m", "autonomic", "check", "-c", str(REPO / "examples" / "minimal.yaml")],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "minimal.yaml: ok (1 services" in proc.stdout
+
+
+def test_an_id_not_found_with_no_config_given_says_which_store_was_looked_in_and_to_give_the_engines(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`autonomic approve ID` typed in another folder than the engine's, with no -c: the built-in
+    defaults' store there has no such incident. Before, the message was only "no incident has an
+    id starting with ID", as if the id were wrong; now it names the store looked in and -c FILE."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("AUTONOMIC_CONFIG", raising=False)
+    for words in (["approve", "abcd1234", "-m", "ok"], ["deny", "abcd1234"], ["explain", "abcd1234"]):
+        r = cli(*words)
+        assert r.exit_code == 2, r.output
+        assert "no incident has an id starting with 'abcd1234'" in r.output
+        assert f"in {tmp_path / '.autonomic'}, the store of the built-in defaults" in r.output
+        assert "-c FILE" in r.output
+
+
+def test_status_with_no_config_given_where_no_engine_ran_says_which_store_it_read_and_to_give_the_engines(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`autonomic status` typed in another folder than the engine's, with no -c, read the built-in
+    defaults' empty store there and said only "the engine has not run here" above an empty table of
+    incidents, which reads as all quiet."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("AUTONOMIC_CONFIG", raising=False)
+    shown = cli("status").stdout
+    assert f"no live health in {tmp_path / '.autonomic'}: no engine has run there with the built-in defaults" in shown
+    assert "-c FILE" in shown

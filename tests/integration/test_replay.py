@@ -50,6 +50,13 @@ def test_replay_reports_what_the_engine_would_have_done_and_executes_nothing(tmp
     assert not (tmp_path / ".autonomic").exists()
 
 
+def test_replays_text_summary_says_how_many_rows_it_skipped_and_why(tmp_path: Path) -> None:
+    """Before, only --json counted them: the table read as if every row had been played."""
+    code, out, err = _run("replay", _recording(tmp_path / "rec.csv"))
+    assert code == 0, err
+    assert "1 row of " in out and "rec.csv skipped: a value that is not a finite number" in out, out
+
+
 def test_replay_lists_no_gate_as_holding_back_a_decision_it_would_have_approved(tmp_path: Path) -> None:
     """The shadow gate, which denies every decision in a replay, is not what held one back: a
     decision that would have been approved has nothing in ``held back by``."""

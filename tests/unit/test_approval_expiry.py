@@ -256,8 +256,10 @@ def test_an_approval_refused_as_late_is_told_once_naming_the_request_that_waits_
     assert (f"person:ann approved incident {first.id[:8]}'s request to run fake poke on svc at {utc_stamp(late_at)}, "
             f"{late_at - asked.expires_at:.0f} s after it expired at {utc_stamp(asked.expires_at)}: refused, nothing "
             "was done on it") in told[0].body, told[0].body
-    assert (f"the engine has asked again: incident {second.id[:8]} awaits approval (autonomic approve "
-            f"{second.id[:8]})") in told[0].body
+    # the engine's notification names the command with the engine's config (typed from any folder)
+    assert (f"the engine has asked again: incident {second.id[:8]} awaits approval ({h.engine.config.command} "
+            f"approve {second.id[:8]})") in told[0].body
+    assert h.engine.config.command.startswith("autonomic -c /")
     assert [e.kind for e in h.store.audit_events() if e.kind.startswith("approval.late")] == [
         "approval.late_queued", "approval.late", "approval.late_told"]
     h.engine.shutdown()

@@ -439,6 +439,18 @@ def test_a_fix_that_made_things_worse_and_could_not_be_undone_counts_against_its
     assert h.engine._pattern_record("svc") == {"fake-down-poke": (0, 1)}  # and the diagnosis's record factor
 
 
+def test_an_approval_request_names_the_command_to_answer_it_with_the_engines_config(tmp_path: Path) -> None:
+    """The person paged runs the command the request gives, from whatever folder they are in: it
+    names this engine's config by its absolute path. Before, "Run: autonomic approve ID" typed
+    elsewhere opened the built-in defaults' store there and answered "no incident has an id
+    starting with ID"."""
+    h = Harness(tmp_path, policy={"autonomy": "approve"})
+    h.feed("up", 0, 4)
+    inc = h.incident()
+    (request,) = [n for n in h.notifier.sent if n.level == Level.APPROVAL_REQUESTED]
+    assert f"Run: autonomic -c {tmp_path / 'test.yaml'} approve {inc.id[:8]} (or deny {inc.id[:8]})" in request.body
+
+
 def test_approve_autonomy_waits_for_a_person_then_acts_on_approval(tmp_path: Path) -> None:
     h = Harness(tmp_path, policy={"autonomy": "approve"})
     h.feed("up", 0, 4)
@@ -1833,6 +1845,20 @@ def test_a_service_whose_dependencies_are_healthy_is_its_own_root_cause(tmp_path
     assert [a.service for a in h.store.actions()] == ["web"]
     gate = {g.gate: g for g in h.store.decisions(web.id)[0].gates}["root_cause"]
     assert gate.passed and "web" in gate.reason
+
+
+def test_a_diagnosis_reads_as_one_sentence_with_its_root_cause_ranking(tmp_path: Path) -> None:
+    """The ranking's note follows the pattern's rationale in one sentence, as the log line
+    "incident ... diagnosed: ..." and `autonomic explain` show it. Before, it came after the
+    rationale's full stop: "... (confidence 0.90).; root cause analysis names web"."""
+    h = GraphHarness(tmp_path)
+    for _ in range(120):
+        h.tick(web=1, api=1)
+    for _ in range(6):
+        h.tick(web=0, api=1)
+    web = h.store.incidents(service="web")[0]
+    rationale = h.store.diagnoses(web.id)[-1].rationale
+    assert rationale.endswith("; root cause analysis names web") and ".;" not in rationale, rationale
 
 
 def test_a_new_incidents_diagnosis_and_denial_commit_together_or_not_at_all(tmp_path: Path) -> None:

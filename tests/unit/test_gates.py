@@ -120,6 +120,18 @@ def test_denied_when_there_is_no_action_even_if_everything_else_passes() -> None
     assert [r.gate for r in results if not r.passed] == ["has_action"]
 
 
+def test_a_hand_over_decisions_gates_do_not_name_an_action_type_none() -> None:
+    """A pattern that hands over (crash-loop-hand-over) has no action; the engine gives its
+    context the action type "none". Before, `autonomic explain` then read "none actions enabled
+    for api", "0 of 20 none actions today" and "none breaker closed"."""
+    _, results = decide(ctx(diagnosis=diagnosis(action=False), action_type="none"))
+    reasons = {r.gate: r.reason for r in results}
+    assert not [r for r in reasons.values() if "none " in r], reasons
+    assert reasons["policy_enabled"] == "no action, nothing to enable"
+    assert reasons["rate_limit"] == "no action, nothing to count"
+    assert reasons["circuit_breaker"].startswith("global breaker closed")
+
+
 # --- each gate -------------------------------------------------------------------------------
 
 

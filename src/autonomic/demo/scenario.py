@@ -50,6 +50,12 @@ class Scenario:
     expected: str
     story: str
     cascade: str | None = None  # a service that calls this one: its incident is awaited before the fault clears
+    per_interval: tuple[str, ...] = ()  # params given per collection interval: divided by the pace's interval
+
+    def params_at(self, pace: Pace) -> dict[str, float]:
+        """The fault's params at ``pace``: a rate given per collection interval becomes per second,
+        so the detectors see as many samples of it before the line at every pace."""
+        return {k: v / pace.interval if k in self.per_interval else v for k, v in self.params.items()}
 
 
 SCENARIOS = (
@@ -57,9 +63,11 @@ SCENARIOS = (
              "web crashes -> the engine restarts it -> verified up -> resolved"),
     Scenario("memory_leak", "api", "memory_leak", {"rate_mb": 8, "limit_mb": 400}, "prevented",
              "api leaks 8 MB/s -> breach forecast -> graceful restart before it -> prevented"),
-    Scenario("pool_exhaustion", "worker", "conn_leak", {"rate": 5, "limit": 38}, "prevented",
+    # 2.5 leaked connections per collection interval (5/s --fast, 2.5/s at the normal pace): at a
+    # fixed 5/s the normal pace's 1 s samples were too few for a forecast before the line was crossed
+    Scenario("pool_exhaustion", "worker", "conn_leak", {"rate": 2.5, "limit": 38}, "prevented",
              "worker's pool use grows toward its size of 50 -> pool raised 50 -> 60 by a git commit"
-             " -> verified -> prevented"),
+             " -> verified -> prevented", per_interval=("rate",)),
     Scenario("bad_remedy", "web", "latency", {"ms": 1500}, "rolled_back",
              "web gets slow -> the fast_path flag is switched on -> errors rise -> verification"
              " fails -> the commit is reverted -> a person is alerted"),
@@ -211,7 +219,7 @@ def play(engine: Engine, urls: dict[str, str], pace: Pace, timeline: Timeline,
         res = Result(sc.name, sc.service, sc.expected, started=time.time())
         known = {i.id for i in store.incidents(service=sc.service, limit=1000)}
         try:
-            faults.inject(urls[sc.service], sc.fault, **sc.params)
+            faults.inject(urls[sc.service], sc.fault, **sc.params_at(pace))
         except (faults.FaultRequestError, httpx.HTTPError) as exc:
             res.notes.append(f"inject failed: {exc}")
         inject_ts = res.started

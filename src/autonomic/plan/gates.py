@@ -192,6 +192,8 @@ def has_action(ctx: GateContext) -> GateResult:
 def policy_enabled(ctx: GateContext) -> GateResult:
     gate = "policy_enabled"
     if ctx.effective.enabled:
+        if ctx.diagnosis.action is None:  # a hand-over: its action type reads "none"
+            return _pass(gate, "no action, nothing to enable")
         return _pass(gate, f"{ctx.action_type} actions enabled for {ctx.service}")
     pol = ctx.policy
     pattern_id = ctx.diagnosis.pattern_id
@@ -294,6 +296,8 @@ def rate_limit(ctx: GateContext) -> GateResult:
     """Every type the action runs within its own limits (a workflow's later steps' types under
     theirs: a workflow that restarts a process is a process action), and the service within the
     strictest of those types' per-service limits."""
+    if ctx.diagnosis.action is None:
+        return _pass("rate_limit", "no action, nothing to count")
     lim, c, t, s = ctx.effective.rate_limits, ctx.counts, ctx.action_type, ctx.service
     per_type = [(t, lim, c.day_type, c.week_type)]
     for step, (day, week) in ctx.step_counts.items():
@@ -349,7 +353,10 @@ def _trial_alive(ctx: GateContext, breaker: BreakerState) -> bool:
 
 
 def _breakers(ctx: GateContext) -> dict[str, BreakerState]:
-    """Every breaker this action answers to, by scope: its type's, each later step type's, global."""
+    """Every breaker this action answers to, by scope: its type's, each later step type's, global
+    (only global without an action: a hand-over has no type of its own)."""
+    if ctx.diagnosis.action is None:
+        return {"global": ctx.breaker_global}
     return {ctx.action_type: ctx.breaker_type, **ctx.step_breakers, "global": ctx.breaker_global}
 
 
