@@ -164,6 +164,13 @@ class ServiceSpec(_Spec):
     actuators: dict[str, dict[str, Any]] = Field(default_factory=dict)
     fallback: FallbackSpec | None = None
 
+    def names(self, metric: str) -> bool:
+        """Whether a ``metrics:`` source of this entry records ``metric`` by name: a ``promql``
+        query's ``metric``, a ``prometheus`` scrape's ``rename`` to it (not a scrape keeping every
+        sample, which may or may not hold one)."""
+        return any((isinstance(m, PromQuerySpec) and m.metric == metric)
+                   or (isinstance(m, PrometheusSpec) and metric in (m.rename or {}).values()) for m in self.metrics)
+
     def may_report(self, metric: str) -> bool:
         """Whether one of the sources this entry configures may sample ``metric`` of the service:
         its probes (``probe_ok``, ``probe_latency_ms``), a ``promql`` query recording it, a

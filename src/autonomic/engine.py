@@ -74,7 +74,7 @@ from autonomic.monitor.probe import HttpProbe, ProbeGroup
 from autonomic.monitor.prometheus import PrometheusScrape
 from autonomic.monitor.promquery import PromQuerySource, PromQuerySpec, SharedPromQuery, shared_key
 from autonomic.monitor.series import SeriesStore
-from autonomic.monitor.unitstate import UnitStateSource, unit_kind
+from autonomic.monitor.unitstate import UNIT_METRICS, UnitStateSource, unit_kind
 from autonomic.oversight.notify import Dispatcher, build_dispatcher
 from autonomic.oversight.reports import due_reports, report_notification
 from autonomic.plan.autonomy import Evidence, earned_effective, ladder_event, people_evidence
@@ -563,7 +563,9 @@ class Engine:
 
     def _unit_sources(self) -> list[UnitStateSource]:
         """One source per service whose unit a bound actuator reads (see ``monitor.unitstate.unit_kind``):
-        its ``unit_state``, called with the service's binding, sampled as ``up`` and the like."""
+        its ``unit_state``, called with the service's binding, sampled as ``up`` and the like, less
+        what a metrics source of the service records by name (its scrape renamed to ``up``: the
+        config's own say; two ``up`` series of one service could disagree)."""
         sources = []
         for svc in self.config.services:
             bindings = self.config.bindings.get(svc.name, {})
@@ -575,7 +577,8 @@ class Engine:
             target = Target(service=svc.name, binding=bindings[kind])
             limit = getattr(actuator, "unit_state_limit_s", None)
             limit_s = DEFAULT_CALL_LIMIT_S if limit is None else float(limit(target))
-            sources.append(UnitStateSource(svc.name, kind, functools.partial(read, target), limit_s))
+            named = [m for m in UNIT_METRICS[kind] if svc.names(m)]
+            sources.append(UnitStateSource(svc.name, kind, functools.partial(read, target), limit_s, named))
         return sources
 
     # --- liveness --------------------------------------------------------------------------

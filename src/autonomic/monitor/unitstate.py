@@ -128,13 +128,17 @@ class UnitStateSource:
     :func:`readings`. Raises SourceError naming the service when the unit cannot be read (no
     sample: unknown is not down)."""
 
-    def __init__(self, service: str, kind: str, read: Callable[[], Mapping[str, Any]], limit_s: float) -> None:
+    def __init__(self, service: str, kind: str, read: Callable[[], Mapping[str, Any]], limit_s: float,
+                 leave_out: Iterable[str] = ()) -> None:
         if kind not in _READINGS:
             raise ValueError(f"no unit state mapping for actuator type {kind!r}")
         self.service = service
         self.kind = kind
         self.name = f"unit:{service}"
         self.limit_s = limit_s  # the longest one collection can take (the engine's stuck_after_s counts it)
+        # metrics another source of the service samples by the config's own say (a scrape renamed
+        # to up): not sampled here too, which would interleave two series that may disagree
+        self.leave_out = frozenset(leave_out)
         self._read = read
 
     def collect(self, now: float) -> Sequence[Sample]:
@@ -143,4 +147,5 @@ class UnitStateSource:
         except AutonomicError as exc:
             raise SourceError(f"service {self.service}: cannot read its {self.kind} unit's state "
                               f"(no up sampled: unknown, not down): {exc}") from exc
-        return [Sample(self.service, metric, now, value) for metric, value in readings(self.kind, state).items()]
+        return [Sample(self.service, metric, now, value) for metric, value in readings(self.kind, state).items()
+                if metric not in self.leave_out]
