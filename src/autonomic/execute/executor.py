@@ -39,6 +39,12 @@ does not run the undo later.
 A failed step with its predecessors compensated is FAILED; a failed compensation escalates
 and opens the breaker, like a failed undo. Verification works as for one step; its rollback
 compensates every step in reverse. After a crash the workflow resumes from the journal.
+
+VERIFYING watches ``verify.metric`` from ``delay_s`` after the apply for ``window_s``. With
+``verify.wait_for`` (a rollout restart's ``rollout_complete``) the watch starts instead at that
+metric's first sample of 1 after the apply (journaled as the step "took-effect", event
+``action.took_effect``), looked for every ``WAIT_FOR_POLL_S``; ``delay_s`` is then the longest
+wait, after which the watch starts as without it.
 """
 
 from __future__ import annotations
