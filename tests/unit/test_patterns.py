@@ -205,11 +205,10 @@ def _check_unit_restarts(patterns: dict[str, Any]) -> None:
                 assert p.verify.fallback_metric == fallback
             else:
                 assert (p.verify.metric, p.verify.threshold) == (process.verify.metric, "max")
-            if k8s_down:  # the watch starts once the rollout is done, at most progressDeadlineSeconds after
+            if kind == "kubernetes":  # the watch starts once the rollout is done, progressDeadlineSeconds at most
                 assert (p.verify.wait_for, p.verify.delay_s) == ("rollout_complete", 600)
-            else:  # a rollout is not waited for by the actuator: the watch starts once new pods can be up
-                assert p.verify.wait_for is None
-                assert p.verify.delay_s == (60 if kind == "kubernetes" else 10)
+            else:  # the actuator waits for the unit or container: the watch starts once it can listen again
+                assert (p.verify.wait_for, p.verify.delay_s) == (None, 10)
 
 
 def test_single_and_list_files_load_with_source_lines(tmp_path: Path, registry: Registry) -> None:
