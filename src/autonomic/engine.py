@@ -1917,7 +1917,32 @@ class Engine:
             return {}
         svc = self.config.service(service)
         may_report = svc.may_report if svc is not None and self._config_sources else None
-        return cannot_run(self.patterns.values(), self.config.bindings.get(service, {}), service, may_report)
+        out = cannot_run(self.patterns.values(), self.config.bindings.get(service, {}), service, may_report)
+        stopped = self._stopped_on_purpose(service)
+        if stopped is not None:
+            kind, why = stopped
+            for p in self.patterns.values():
+                if p.action is None or p.id in out:
+                    continue
+                if kind in ({st.type for st in p.action.steps} or {p.action.type}):
+                    out[p.id] = why
+        return out
+
+    def _stopped_on_purpose(self, service: str) -> tuple[str, str] | None:
+        """(the unit's actuator type, why) while the unit ``service``'s binding names was stopped on
+        purpose, as its latest ``unit_stopped`` sample (of the last few ticks) says: a systemd unit
+        ``inactive``, a paused container, a workload scaled to zero. A remedy through that actuator
+        (a restart that would start it again) is then passed over: a failing probe does not undo a
+        person's stop. None otherwise, and when the unit's state is not read."""
+        kind = unit_kind(self.config.bindings.get(service, {}))
+        latest = self.series.latest(service, "unit_stopped") if kind is not None else None
+        if kind is None or latest is None or latest[1] < 1:
+            return None
+        if self.clock.now() - latest[0] > 3 * self.config.engine.interval_s:
+            return None  # not read lately (the unit cannot be read now): not known to be stopped
+        how = {"systemd": "its systemd unit is inactive", "docker": "its container is paused",
+               "kubernetes": "its workload is scaled to 0 replicas"}.get(kind, f"its {kind} unit is stopped")
+        return kind, f"{service} was stopped on purpose ({how}): autonomic does not start what a person stopped"
 
     def _actuator_order(self, service: str) -> tuple[str, ...]:
         """The service's actuator types in the order its config binds them, which ranks remedies

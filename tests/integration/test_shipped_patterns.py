@@ -404,6 +404,7 @@ class UnitHost:
         self.alive = alive  # whether web's unit runs, as its manager says (its probe answers by it)
         self.restarts = restarts  # how many restarts the manager was asked for
         self.kube: Any = None  # the Kubernetes stand-in, for kind kubernetes
+        self.systemd: Any = None  # the systemd stand-in, for kind systemd
 
 
 @contextlib.contextmanager
@@ -429,9 +430,11 @@ def _unit_host(kind: str, tmp_path: Path, slow_rollouts: bool = False) -> Iterat
             return "web's unit web.service failed: its main process exited with code 3 (Result exit-code)"
 
         try:
-            yield UnitHost({"unit": "web.service", "bus_address": bus.address, "timeout_s": 2}, die,
-                           lambda: systemd.unit("web.service").active_state == "active",
-                           lambda: systemd.calls["RestartUnit"])
+            host = UnitHost({"unit": "web.service", "bus_address": bus.address, "timeout_s": 2}, die,
+                            lambda: systemd.unit("web.service").active_state == "active",
+                            lambda: systemd.calls["RestartUnit"])
+            host.systemd = systemd
+            yield host
         finally:
             systemd.stop()
             bus.stop()

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 from servers import free_port
-from test_shipped_patterns import UNIT_RESTARTS, Rig, _unit_host
+from test_shipped_patterns import UNIT_RESTARTS, Rig, _unit_host, _unit_rig
 
-from autonomic.model import ActionState, IncidentState
+from autonomic.model import ActionState, IncidentState, Level
 
 BINDINGS_UNREACHABLE = {
     "systemd": lambda tmp: {"unit": "web.service", "bus_address": f"unix:path={tmp}/no-bus", "timeout_s": 1},
@@ -132,3 +132,31 @@ def test_a_slow_rollout_restart_is_verified_once_the_rollout_is_done_not_after_a
             assert inc is not None and inc.state == IncidentState.RESOLVED
         finally:
             rig.engine.shutdown()
+
+
+def test_a_unit_a_person_stopped_is_not_started_again_when_its_probe_fails(tmp_path: Path) -> None:
+    """web, run by systemd (the stand-in) with a real HTTP probe answering while its unit runs, is
+    stopped on purpose (``systemctl stop``: ActiveState inactive). Its probe fails and a down
+    incident opens, but its unit's state says it was stopped: the restart is passed over, saying
+    why, and a person gets the incident; the unit stays stopped (before, the failing probe had
+    the unit started again, undoing the person's stop)."""
+    with _unit_host("systemd", tmp_path) as host:
+        rig, server = _unit_rig(tmp_path, "systemd", host)
+        try:
+            rig.ticks(3)
+            unit = host.systemd.unit("web.service")
+            unit.active_state, unit.sub_state, unit.main_pid = "inactive", "dead", 0  # systemctl stop web
+            rig.tick_until(lambda: (i := rig.latest("down")) is not None and bool(rig.store.decisions(i.id)))
+            inc = rig.latest("down")
+            assert inc is not None
+            [diagnosis] = rig.store.diagnoses(inc.id)
+            assert diagnosis.pattern_id == "systemd-down-restart" and diagnosis.action is None
+            assert ("web was stopped on purpose (its systemd unit is inactive): autonomic does not start what a "
+                    "person stopped") in diagnosis.rationale, diagnosis.rationale
+            rig.ticks(5)
+            assert host.restarts() == 0 and not host.alive() and rig.store.actions(service="web") == []
+            assert any(n.incident_id == inc.id and n.level != Level.INFO for n in rig.notifier.sent)
+        finally:
+            rig.engine.shutdown()
+            server.shutdown()
+            server.server_close()

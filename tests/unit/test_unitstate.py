@@ -34,21 +34,25 @@ from autonomic.plan.patterns import PatternYaml
 ])
 def test_a_systemd_unit_is_up_while_it_runs_or_is_being_restarted_and_down_once_failed(
         active: str, sub: str, up: float) -> None:
-    assert systemd_readings(active, sub) == {"up": up}
+    assert systemd_readings(active, sub) == {"up": up, "unit_stopped": 0.0}
 
 
-@pytest.mark.parametrize("active", ["inactive", "maintenance"])
-def test_a_systemd_unit_stopped_on_purpose_or_in_a_state_it_cannot_tell_has_no_up(active: str) -> None:
-    assert systemd_readings(active, "dead") == {}
+def test_a_systemd_unit_stopped_on_purpose_has_no_up_but_says_it_was_stopped() -> None:
+    assert systemd_readings("inactive", "dead") == {"unit_stopped": 1.0}
+
+
+def test_a_systemd_unit_in_a_state_it_cannot_tell_gives_nothing() -> None:
+    assert systemd_readings("maintenance", "dead") == {}
 
 
 @pytest.mark.parametrize(("state", "expected"), [
-    ({"Status": "running", "Running": True}, {"up": 1.0}),
-    ({"Status": "exited", "Running": False, "ExitCode": 137}, {"up": 0.0}),
-    ({"Status": "dead", "Running": False}, {"up": 0.0}),
-    ({"Status": "created", "Running": False}, {"up": 0.0}),
-    ({"Status": "restarting", "Running": True, "Restarting": True}, {"up": 0.0}),  # its restart policy's back-off
-    ({"Status": "paused", "Running": True, "Paused": True}, {}),  # docker pause: on purpose
+    ({"Status": "running", "Running": True}, {"up": 1.0, "unit_stopped": 0.0}),
+    ({"Status": "exited", "Running": False, "ExitCode": 137}, {"up": 0.0, "unit_stopped": 0.0}),
+    ({"Status": "dead", "Running": False}, {"up": 0.0, "unit_stopped": 0.0}),
+    ({"Status": "created", "Running": False}, {"up": 0.0, "unit_stopped": 0.0}),
+    ({"Status": "restarting", "Running": True, "Restarting": True},  # its restart policy's back-off
+     {"up": 0.0, "unit_stopped": 0.0}),
+    ({"Status": "paused", "Running": True, "Paused": True}, {"unit_stopped": 1.0}),  # docker pause: on purpose
 ])
 def test_a_container_is_up_while_it_runs_and_down_once_exited_or_restarting_by_its_policy(
         state: dict[str, Any], expected: dict[str, float]) -> None:
@@ -61,17 +65,18 @@ def _workload(**kw: Any) -> dict[str, Any]:
 
 
 def test_a_workload_with_every_replica_available_and_rolled_out_is_up_and_complete() -> None:
-    assert kubernetes_readings(_workload()) == {"up": 1.0, "available_ratio": 1.0, "rollout_complete": 1.0}
+    assert kubernetes_readings(_workload()) == {"up": 1.0, "unit_stopped": 0.0, "available_ratio": 1.0,
+                                                "rollout_complete": 1.0}
 
 
 def test_a_workload_with_no_replica_available_of_those_desired_is_down() -> None:
     assert kubernetes_readings(_workload(available=0, ready=0)) == {
-        "up": 0.0, "available_ratio": 0.0, "rollout_complete": 0.0}
+        "up": 0.0, "unit_stopped": 0.0, "available_ratio": 0.0, "rollout_complete": 0.0}
 
 
 def test_a_partly_available_workload_is_up_with_the_share_available() -> None:
     assert kubernetes_readings(_workload(desired=4, replicas=4, updated=4, available=1)) == {
-        "up": 1.0, "available_ratio": 0.25, "rollout_complete": 0.0}
+        "up": 1.0, "unit_stopped": 0.0, "available_ratio": 0.25, "rollout_complete": 0.0}
 
 
 @pytest.mark.parametrize("kw", [
@@ -88,8 +93,8 @@ def test_a_surge_counts_at_most_every_replica_available() -> None:
     assert kubernetes_readings(_workload(available=3, replicas=3))["available_ratio"] == 1.0
 
 
-def test_a_workload_scaled_to_zero_on_purpose_has_no_up() -> None:
-    assert kubernetes_readings(_workload(desired=0, replicas=0, updated=0, available=0)) == {}
+def test_a_workload_scaled_to_zero_on_purpose_has_no_up_but_says_it_was_stopped() -> None:
+    assert kubernetes_readings(_workload(desired=0, replicas=0, updated=0, available=0)) == {"unit_stopped": 1.0}
 
 
 def test_the_unit_read_is_the_first_systemd_docker_or_kubernetes_binding_and_none_beside_a_process() -> None:
@@ -102,8 +107,10 @@ def test_the_unit_read_is_the_first_systemd_docker_or_kubernetes_binding_and_non
 
 def test_the_source_samples_what_the_read_state_counts_as() -> None:
     src = UnitStateSource("web", "systemd", lambda: {"active_state": "failed", "sub_state": "failed"}, 10.0)
-    [sample] = src.collect(5.0)
-    assert (src.name, sample.service, sample.metric, sample.ts, sample.value) == ("unit:web", "web", "up", 5.0, 0.0)
+    samples = src.collect(5.0)
+    assert src.name == "unit:web"
+    assert [(s.service, s.metric, s.ts, s.value) for s in samples] == [
+        ("web", "up", 5.0, 0.0), ("web", "unit_stopped", 5.0, 0.0)]
 
 
 def test_a_unit_that_cannot_be_read_gives_no_sample_and_an_error_naming_the_service() -> None:

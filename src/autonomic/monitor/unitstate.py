@@ -9,7 +9,10 @@ here, purely:
 
 - ``up``: 1 while the unit runs or is being (re)started, 0 once it is dead. A unit stopped on
   purpose (a systemd unit ``inactive``, a paused container, a workload scaled to zero replicas)
-  yields no ``up`` at all: it is not down, and autonomic does not start what a person stopped.
+  yields no ``up`` at all: it is not down.
+- ``unit_stopped``: 1 for a unit stopped on purpose, 0 for any other state read: while it is 1
+  the engine passes over every remedy through that unit's actuator (a failing probe does not get
+  a unit a person stopped started again; see ``Engine._cannot_run``).
 - ``available_ratio`` (Kubernetes): available replicas over desired ones, at most 1; a partly
   available workload is not down, but this says how much of it serves.
 - ``rollout_complete`` (Kubernetes): 1 once the workload's latest spec is rolled out (what
@@ -30,10 +33,11 @@ from autonomic.model import Sample
 
 # what this source may sample, per actuator type (``ServiceSpec.may_report`` counts them)
 UNIT_METRICS: dict[str, tuple[str, ...]] = {
-    "systemd": ("up",),
-    "docker": ("up",),
-    "kubernetes": ("up", "available_ratio", "rollout_complete"),
+    "systemd": ("up", "unit_stopped"),
+    "docker": ("up", "unit_stopped"),
+    "kubernetes": ("up", "unit_stopped", "available_ratio", "rollout_complete"),
 }
+_STOPPED = {"unit_stopped": 1.0}
 
 
 
@@ -54,59 +58,59 @@ _SYSTEMD_UP = ("active", "reloading", "activating", "deactivating")
 
 
 def systemd_readings(active_state: str, sub_state: str) -> dict[str, float]:
-    """``up`` of a systemd unit from its ``ActiveState`` and ``SubState``.
+    """``up`` and ``unit_stopped`` of a systemd unit from its ``ActiveState`` and ``SubState``.
 
     1 when ``active``, ``reloading``, ``activating`` (starting: a restart in progress is not
     down) or ``deactivating`` (the stop part of a restart; after a stop it soon reads inactive);
     0 when ``failed``, and when ``activating`` in SubState ``auto-restart`` (its main process
     died and systemd waits ``RestartSec=`` to start it again: dead until then; one such sample
     between two running ones does not reach ``down_after``). ``inactive``: stopped on purpose (a
-    person's ``systemctl stop``, or never started), no ``up``. Any other state (``maintenance``,
-    a newer systemd's): none, it cannot tell."""
+    person's ``systemctl stop``, or never started): no ``up``, ``unit_stopped`` 1. Any other state
+    (``maintenance``, a newer systemd's): nothing, it cannot tell."""
     if active_state == "failed" or (active_state == "activating" and sub_state == "auto-restart"):
-        return {"up": 0.0}
+        return {"up": 0.0, "unit_stopped": 0.0}
     if active_state in _SYSTEMD_UP:
-        return {"up": 1.0}
-    return {}
+        return {"up": 1.0, "unit_stopped": 0.0}
+    return dict(_STOPPED) if active_state == "inactive" else {}
 
 
 def docker_readings(state: Mapping[str, Any]) -> dict[str, float]:
-    """``up`` of a container from its inspected ``State``.
+    """``up`` and ``unit_stopped`` of a container from its inspected ``State``.
 
     1 while ``Running`` and not ``Paused``; 0 once it is not running (``Status`` exited, dead,
     created, removing) or ``Restarting`` (it exited and its restart policy is starting it again,
     with a growing back-off in a crash loop: dead until then). Paused (``docker pause``: on
-    purpose): no ``up``. Docker keeps no mark of a ``docker stop``: a container stopped by hand
-    reads as exited, down."""
+    purpose): no ``up``, ``unit_stopped`` 1. Docker keeps no mark of a ``docker stop``: a container
+    stopped by hand reads as exited, down."""
     if state.get("Paused"):
-        return {}
+        return dict(_STOPPED)
     if state.get("Restarting"):
-        return {"up": 0.0}
-    return {"up": 1.0 if state.get("Running") else 0.0}
+        return {"up": 0.0, "unit_stopped": 0.0}
+    return {"up": 1.0 if state.get("Running") else 0.0, "unit_stopped": 0.0}
 
 
 def kubernetes_readings(status: Mapping[str, Any]) -> dict[str, float]:
-    """``up``, ``available_ratio`` and ``rollout_complete`` of a Deployment or StatefulSet from
+    """``up``, ``unit_stopped``, ``available_ratio`` and ``rollout_complete`` of a Deployment or StatefulSet from
     what the actuator's ``unit_state`` read: ``desired`` (spec.replicas), ``replicas``,
     ``updated``, ``available`` (status.*Replicas, absent as 0), ``generation`` and
     ``observed_generation``.
 
-    ``desired`` 0 (scaled to zero: on purpose): nothing. Else ``up`` is 1 while at least one replica
-    is available, 0 when none is; ``available_ratio`` is available over desired (at most 1: a
+    ``desired`` 0 (scaled to zero: on purpose): only ``unit_stopped`` 1. Else ``up`` is 1 while at
+    least one replica is available, 0 when none is; ``available_ratio`` is available over desired (at most 1: a
     surge may run more); ``rollout_complete`` is 1 when the controller has seen the latest spec
     (observedGeneration >= generation) and every desired replica is updated and available with no
     old one left, as ``kubectl rollout status`` judges it."""
     desired = int(status.get("desired") or 0)
     if desired <= 0:
-        return {}
+        return dict(_STOPPED)
     available = int(status.get("available") or 0)
     updated = int(status.get("updated") or 0)
     replicas = int(status.get("replicas") or 0)
     generation, observed = status.get("generation"), status.get("observed_generation")
     seen = generation is None or (observed is not None and int(observed) >= int(generation))
     complete = seen and updated >= desired and available >= desired and replicas <= updated
-    return {"up": 1.0 if available > 0 else 0.0, "available_ratio": min(1.0, available / desired),
-            "rollout_complete": 1.0 if complete else 0.0}
+    return {"up": 1.0 if available > 0 else 0.0, "unit_stopped": 0.0,
+            "available_ratio": min(1.0, available / desired), "rollout_complete": 1.0 if complete else 0.0}
 
 
 _READINGS: dict[str, Callable[[Mapping[str, Any]], dict[str, float]]] = {
