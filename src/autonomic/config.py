@@ -33,6 +33,7 @@ from autonomic.monitor.probe import HttpProbeSpec
 from autonomic.monitor.prometheus import PrometheusSpec
 from autonomic.monitor.promquery import PromQuerySpec
 from autonomic.monitor.series import DEFAULT_CAPACITY
+from autonomic.monitor.unitstate import UNIT_METRICS, unit_kind
 from autonomic.oversight.notify import ConsoleSpec, NotifierSpec
 from autonomic.oversight.reports import ReportSchedule
 from autonomic.oversight.server import ApiSpec
@@ -166,13 +167,27 @@ class ServiceSpec(_Spec):
     actuators: dict[str, dict[str, Any]] = Field(default_factory=dict)
     fallback: FallbackSpec | None = None
 
+    def names(self, metric: str) -> bool:
+        """Whether a ``metrics:`` source of this entry records ``metric`` by name: a ``promql``
+        query's ``metric``, a ``prometheus`` scrape's ``rename`` to it (not a scrape keeping every
+        sample, which may or may not hold one)."""
+        return any((isinstance(m, PromQuerySpec) and m.metric == metric)
+                   or (isinstance(m, PrometheusSpec) and metric in (m.rename or {}).values()) for m in self.metrics)
+
     def may_report(self, metric: str) -> bool:
         """Whether one of the sources this entry configures may sample ``metric`` of the service:
         its probes (``probe_ok``, ``probe_latency_ms``), a ``promql`` query recording it, a
         ``prometheus`` scrape renaming a sample to it or keeping every sample under its own name (no
-        ``rename``). A ``process`` binding's readings (``up``, ``memory_percent``, ...) are not
-        counted here."""
+        ``rename``), a ``process`` binding's supervisor (``up``; its other readings are not counted
+        here), the state of the unit a systemd, docker or kubernetes binding names (``up``, and
+        what else :data:`~autonomic.monitor.unitstate.UNIT_METRICS` lists for it; see
+        :func:`~autonomic.monitor.unitstate.unit_kind`)."""
         if self.probes and metric in ("probe_ok", "probe_latency_ms"):
+            return True
+        if metric == "up" and "process" in self.actuators:
+            return True
+        kind = unit_kind(self.actuators)
+        if kind is not None and metric in UNIT_METRICS[kind]:
             return True
         for m in self.metrics:
             if isinstance(m, PromQuerySpec) and m.metric == metric:

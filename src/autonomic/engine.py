@@ -10,6 +10,7 @@ store on start.
 from __future__ import annotations
 
 import contextlib
+import functools
 import gc
 import json
 import logging
@@ -77,6 +78,7 @@ from autonomic.monitor.probe import HttpProbe, ProbeGroup
 from autonomic.monitor.prometheus import PrometheusScrape
 from autonomic.monitor.promquery import PromQuerySource, PromQuerySpec, SharedPromQuery, shared_key
 from autonomic.monitor.series import SeriesStore
+from autonomic.monitor.unitstate import UNIT_METRICS, UnitStateSource, unit_kind
 from autonomic.oversight.notify import Dispatcher, build_dispatcher
 from autonomic.oversight.reports import due_reports, report_notification
 from autonomic.plan.autonomy import Evidence, earned_effective, ladder_event, people_evidence
@@ -587,6 +589,27 @@ class Engine:
         for key, group in shared.items():
             if len(group) > 1:
                 sources[at[key]] = SharedPromQuery(group)
+        sources.extend(self._unit_sources())
+        return sources
+
+    def _unit_sources(self) -> list[UnitStateSource]:
+        """One source per service whose unit a bound actuator reads (see ``monitor.unitstate.unit_kind``):
+        its ``unit_state``, called with the service's binding, sampled as ``up`` and the like, less
+        what a metrics source of the service records by name (its scrape renamed to ``up``: the
+        config's own say; two ``up`` series of one service could disagree)."""
+        sources = []
+        for svc in self.config.services:
+            bindings = self.config.bindings.get(svc.name, {})
+            kind = unit_kind(bindings)
+            actuator = self.actuators.get(kind) if kind is not None else None
+            read = getattr(actuator, "unit_state", None)
+            if kind is None or read is None:
+                continue
+            target = Target(service=svc.name, binding=bindings[kind])
+            limit = getattr(actuator, "unit_state_limit_s", None)
+            limit_s = DEFAULT_CALL_LIMIT_S if limit is None else float(limit(target))
+            named = [m for m in UNIT_METRICS[kind] if svc.names(m)]
+            sources.append(UnitStateSource(svc.name, kind, functools.partial(read, target), limit_s, named))
         return sources
 
     # --- liveness --------------------------------------------------------------------------
@@ -719,8 +742,12 @@ class Engine:
     def _longest_collection(self) -> tuple[float, str]:
         """The longest one source's collection can take, by the timeouts of the services' probes
         (a service's probes run one after another, each bounded by its timeout and as long again
-        to connect) and metrics (httpx bounds each phase of a request by the timeout on its own)."""
+        to connect), metrics (httpx bounds each phase of a request by the timeout on its own) and
+        unit states (each unit-state source's read, by its actuator's ``unit_state_limit_s``)."""
         longest, which = 0.0, "no source"
+        for src in self.sources:
+            if isinstance(src, UnitStateSource) and src.limit_s > longest:
+                longest, which = src.limit_s, f"reading the state of {src.service}'s {src.kind} unit"
         for svc in self.config.services:
             probes_s = sum(2 * p.timeout_s for p in svc.probes)
             metrics_s = max((4 * float(getattr(m, "timeout_s", 5.0)) for m in svc.metrics), default=0.0)
@@ -2005,15 +2032,40 @@ class Engine:
     def _cannot_run(self, service: str) -> dict[str, str]:
         """Per pattern whose action ``service`` cannot carry out, why (``plan.diagnose.cannot_run``:
         an actuator type it does not bind, a runbook its binding lacks, or a remedy verified by a
-        probe's metric nothing samples for it: its fallback or a person gets the incident instead
-        of a remedy that could never be judged; that last only when the config's service entries
-        say what samples the service: the live engine, a replay with its config). Nothing when the
-        engine was told to assume every binding (a replay without a config)."""
+        probe's metric (nor its fallback, a unit's ``up``) nothing samples for it: its fallback or a
+        person gets the incident instead of a remedy that could never be judged; that last only when
+        the config's service entries say what samples the service: the live engine, a replay with its
+        config). Nothing when the engine was told to assume every binding (a replay without a config)."""
         if self.assume_bound:
             return {}
         svc = self.config.service(service)
         may_report = svc.may_report if svc is not None and self._config_sources else None
-        return cannot_run(self.patterns.values(), self.config.bindings.get(service, {}), service, may_report)
+        out = cannot_run(self.patterns.values(), self.config.bindings.get(service, {}), service, may_report)
+        stopped = self._stopped_on_purpose(service)
+        if stopped is not None:
+            kind, why = stopped
+            for p in self.patterns.values():
+                if p.action is None or p.id in out:
+                    continue
+                if kind in ({st.type for st in p.action.steps} or {p.action.type}):
+                    out[p.id] = why
+        return out
+
+    def _stopped_on_purpose(self, service: str) -> tuple[str, str] | None:
+        """(the unit's actuator type, why) while the unit ``service``'s binding names was stopped on
+        purpose, as its latest ``unit_stopped`` sample (of the last few ticks) says: a systemd unit
+        ``inactive``, a paused container, a workload scaled to zero. A remedy through that actuator
+        (a restart that would start it again) is then passed over: a failing probe does not undo a
+        person's stop. None otherwise, and when the unit's state is not read."""
+        kind = unit_kind(self.config.bindings.get(service, {}))
+        latest = self.series.latest(service, "unit_stopped") if kind is not None else None
+        if kind is None or latest is None or latest[1] < 1:
+            return None
+        if self.clock.now() - latest[0] > 3 * self.config.engine.interval_s:
+            return None  # not read lately (the unit cannot be read now): not known to be stopped
+        how = {"systemd": "its systemd unit is inactive", "docker": "its container is paused",
+               "kubernetes": "its workload is scaled to 0 replicas"}.get(kind, f"its {kind} unit is stopped")
+        return kind, f"{service} was stopped on purpose ({how}): autonomic does not start what a person stopped"
 
     def _actuator_order(self, service: str) -> tuple[str, ...]:
         """The service's actuator types in the order its config binds them, which ranks remedies
@@ -2288,7 +2340,8 @@ class Engine:
                 if state != before[scope]:  # as read for this decision, a moment ago
                     self.store.set_state(breaker_key(scope), state.model_dump(mode="json"), actor="engine",
                                          event="breaker.updated", data={"scope": scope, "state": state.state})
-            pattern = self._with_service_line(self.patterns.get(diagnosis.pattern_id or ""), inc.service)
+            pattern = self._with_service_line(self._watching(self.patterns.get(diagnosis.pattern_id or ""),
+                                                             inc.service), inc.service)
             action = self.executor.prepare(inc, decision, pattern, now)
             self.queue.add(("action", action.id), now)
             return None
@@ -2335,6 +2388,24 @@ class Engine:
         self.notify(Notification(level=level, ts=now, service=inc.service, incident_id=inc.id,
                                  title=inc.headline, body=f"not acting: {why}{then}"))
         return now + self.config.engine.interval_s if held else None
+
+    def _watching(self, pattern: Pattern | None, service: str) -> Pattern | None:
+        """``pattern`` with its verification watching the metric ``service`` samples: its
+        ``fallback_metric`` (the unit's ``up``) in place of its ``metric`` (``probe_ok``) when the
+        service's config sets up nothing that samples the metric but something that samples the
+        fallback (``ServiceSpec.may_report``); else its ``metric``, also when what samples the
+        service is not known (sources a test hands in). Either way the action's spec names the one
+        metric watched, and no fallback."""
+        verify = pattern.verify if pattern is not None else None
+        fallback = verify.fallback_metric if verify is not None else None
+        if pattern is None or verify is None or fallback is None:
+            return pattern
+        metric, svc = verify.metric, self.config.service(service)
+        if (svc is not None and self._config_sources and not self.assume_bound
+                and not svc.may_report(metric) and svc.may_report(fallback)):
+            metric = fallback
+        return pattern.model_copy(update={"verify": verify.model_copy(update={"metric": metric,
+                                                                              "fallback_metric": None})})
 
     def _with_service_line(self, pattern: Pattern | None, service: str) -> Pattern | None:
         """``pattern`` with a verification bound given as the service's threshold (``max:

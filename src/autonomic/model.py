@@ -295,6 +295,14 @@ class VerifySpec(Frozen):
     say where its number came from)."""
 
     metric: str
+    # watched instead of ``metric`` on a service that samples no ``metric`` but this (a unit's
+    # ``up`` where no probe samples ``probe_ok``); chosen when an action is prepared, whose spec
+    # then names the metric watched and no fallback (see ``Engine._verify_for``)
+    fallback_metric: str | None = None
+    # a metric that reads 1 once the action has taken effect (a workload's ``rollout_complete``): the
+    # watch window starts at its first such sample after the action, ``delay_s`` after it at the
+    # latest (then the wait is a maximum, not a guess)
+    wait_for: str | None = None
     max: float | None = None
     min: float | None = None
     window_s: float = Field(default=60.0, gt=0)

@@ -130,6 +130,13 @@ class Actuator(Protocol):
     that read can take (the engine makes it while diagnosing, one step of its loop: see
     ``Engine.stuck_after_s``).
 
+    Optional: ``unit_state(target) -> dict``, read-only, the bound unit's state as its manager says
+    (systemd's ActiveState and SubState, a container's State, a workload's replica counts), for
+    the unit-state source the engine builds from the binding (:mod:`autonomic.monitor.unitstate`
+    maps it to ``up`` and the like); raises ActuatorError when it cannot be read. Each request is
+    given at most :data:`UNIT_READ_TIMEOUT_S`; with it, ``unit_state_limit_s(target) -> float``:
+    the longest the read can take (one collection of that source).
+
     Optional: ``no_effect(target, params) -> str | None``, read-only, says why carrying out
     ``params`` now would change nothing (a config value already at a scale's ``max``), None
     otherwise; diagnosis passes such a remedy over, and a workflow when every one of its steps

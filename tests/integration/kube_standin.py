@@ -17,8 +17,11 @@ spec and status; errors are Kubernetes ``Status`` objects. Every request is reco
 
 With ``rollouts=True`` it also plays the Deployment controller, at once: a change to a workload's
 pod template (a rollout restart's annotation) replaces the pods its selector matches with one new,
-running pod per replica, named after the new resourceVersion (``web-r123-0``). Off by default: the
-actuator's own tests look at the API objects alone.
+running pod per replica, named after the new resourceVersion (``web-r123-0``), and a workload read
+carries the status counts the controller keeps (``updatedReplicas``; ``readyReplicas`` and
+``availableReplicas``: its pods whose containers all run). With ``slow_rollouts`` too, a rollout's
+new pods wait in ContainerCreating until :meth:`KubeStandIn.finish_rollouts` (a rollout still in
+progress). Off by default: the actuator's own tests look at the API objects alone.
 """
 
 from __future__ import annotations
@@ -108,9 +111,10 @@ class KubeStandIn:
     ``Authorization: Bearer <token>`` (else 401). ``fail_next``: HTTP codes to answer the next
     requests with (a Status object each), e.g. ``[409]`` or ``[503]``."""
 
-    def __init__(self, token: str | None = None, rollouts: bool = False) -> None:
+    def __init__(self, token: str | None = None, rollouts: bool = False, slow_rollouts: bool = False) -> None:
         self.token = token
         self.rollouts = rollouts
+        self.slow_rollouts = slow_rollouts
         self.objects: dict[tuple[str, str, str], dict[str, Any]] = {}
         self.requests: list[Request] = []
         self.fail_next: list[int] = []
@@ -236,8 +240,33 @@ class KubeStandIn:
                     if k[0] == "pods" and k[1] == ns and self._selected(o["metadata"]["labels"], selector)]:
             del self.objects[key]
         rv = workload["metadata"]["resourceVersion"]
+        creating = [{"name": "app", "ready": False, "restartCount": 0,
+                     "state": {"waiting": {"reason": "ContainerCreating"}}}] if self.slow_rollouts else None
         for i in range(workload["spec"].get("replicas", 1)):
-            self.add_pod(ns, f"{workload['metadata']['name']}-r{rv}-{i}", dict(labels), "2024-01-02T00:00:00Z")
+            self.add_pod(ns, f"{workload['metadata']['name']}-r{rv}-{i}", dict(labels), "2024-01-02T00:00:00Z",
+                         copy.deepcopy(creating))
+
+    def finish_rollouts(self) -> None:
+        """Every pod still being created runs now (a slow rollout's end)."""
+        with self._lock:
+            for (kind, _, _), obj in self.objects.items():
+                if kind != "pods":
+                    continue
+                for c in obj["status"]["containerStatuses"]:
+                    if (c.get("state") or {}).get("waiting", {}).get("reason") == "ContainerCreating":
+                        c["state"], c["ready"] = {"running": {"startedAt": "2024-01-02T00:00:00Z"}}, True
+
+    def _with_counts(self, ns: str, obj: dict[str, Any]) -> dict[str, Any]:
+        """``obj`` (a workload) with the status counts the controller keeps, from its pods."""
+        selector = ",".join(f"{k}={v}" for k, v in obj["spec"]["selector"]["matchLabels"].items())
+        pods = [o for (k, n, _), o in self.objects.items()
+                if k == "pods" and n == ns and self._selected(o["metadata"]["labels"], selector)]
+        running = sum(1 for p in pods if not p["metadata"].get("deletionTimestamp") and all(
+            "running" in (c.get("state") or {}) for c in p["status"]["containerStatuses"]))
+        out = copy.deepcopy(obj)
+        out["status"].update({"updatedReplicas": obj["status"].get("replicas", 0), "readyReplicas": running,
+                              "availableReplicas": running})
+        return out
 
     @staticmethod
     def _scale(obj: dict[str, Any]) -> dict[str, Any]:
@@ -278,6 +307,8 @@ class KubeStandIn:
                 ns, kind, name, scale = m.groups()
                 obj = self._find(kind, ns, name)
                 if method == "GET":
+                    if self.rollouts and not scale:
+                        return 200, self._with_counts(ns, obj)
                     return 200, copy.deepcopy(self._scale(obj) if scale else obj)
                 if method == "PATCH":
                     if scale:
@@ -351,8 +382,8 @@ class KubeStandIn:
 
 
 @contextmanager
-def running(token: str | None = None, rollouts: bool = False) -> Iterator[KubeStandIn]:
-    server = KubeStandIn(token=token, rollouts=rollouts).start()
+def running(token: str | None = None, rollouts: bool = False, slow_rollouts: bool = False) -> Iterator[KubeStandIn]:
+    server = KubeStandIn(token=token, rollouts=rollouts, slow_rollouts=slow_rollouts).start()
     try:
         yield server
     finally:

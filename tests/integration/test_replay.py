@@ -187,12 +187,13 @@ def test_replay_table_names_the_pattern_behind_each_decision(tmp_path: Path) -> 
     assert "memory-leak-graceful-restart" in out and "process-down-restart" in out
 
 
-def test_replay_with_a_config_restarts_a_probed_systemd_unit_and_passes_over_one_nothing_probes(
+def test_replay_with_a_config_restarts_a_systemd_unit_with_or_without_a_probe_as_the_live_engine_would(
     tmp_path: Path,
 ) -> None:
     """web is run by systemd: with a probe in the config, the replay says its unit would have been
-    restarted; without one (its death seen in the recording's up alone) the restart, which only
-    the probe could verify, is passed over as the live engine passes it over, saying why."""
+    restarted (verified by the probe); without one (its death seen in the recording's up alone, as
+    the live engine samples it from the unit's state) too, verified by that up (before, the restart,
+    which only the probe could verify, was passed over)."""
     def replay(web: dict[str, object]) -> dict[str, object]:
         cfg = {"engine": {"interval_s": 5, "state_dir": str(tmp_path / "state"), "host_metrics": False},
                "services": [{"name": "web", "actuators": {"systemd": {"unit": "web.service"}}, **web}, {"name": "api"}],
@@ -207,5 +208,5 @@ def test_replay_with_a_config_restarts_a_probed_systemd_unit_and_passes_over_one
     assert probed["pattern"] == "systemd-down-restart" and probed["would_have"] == "approved"
     assert probed["action"]["type"] == "systemd" and probed["action"]["params"]["op"] == "restart"
     bare = replay({})
-    assert bare["pattern"] == "systemd-down-restart" and bare["action"] is None
-    assert bare["would_have"] != "approved"
+    assert bare["pattern"] == "systemd-down-restart" and bare["would_have"] == "approved"
+    assert bare["action"]["type"] == "systemd" and bare["action"]["params"]["op"] == "restart"

@@ -182,7 +182,8 @@ def _check_unit_restarts(patterns: dict[str, Any]) -> None:
     """The restarts through systemd, Docker and Kubernetes: one pattern per failure and actuator
     (each earns its own record and autonomy), as sure as the process one of the same failure but
     for a dead workload's rollout (the kubelet has restarted its containers already), never undone,
-    a dead unit verified by its probe (nothing samples ``up`` of a unit autonomic does not run)."""
+    a dead unit verified by its probe where the service has one, else by the unit's state the engine
+    samples (``up``; a workload's ``rollout_complete``), a rollout restart watched once it is done."""
     restart = {"systemd": {"op": "restart", "mode": "replace", "wait_s": 30},
                "docker": {"op": "restart", "timeout_s": 10},
                "kubernetes": {"op": "rollout_restart"}}
@@ -200,10 +201,14 @@ def _check_unit_restarts(patterns: dict[str, Any]) -> None:
             assert p.verify is not None and process.verify is not None
             if failure == "down":
                 assert (p.verify.metric, p.verify.min, p.verify.max) == ("probe_ok", 1, None)
+                fallback = "rollout_complete" if kind == "kubernetes" else "up"
+                assert p.verify.fallback_metric == fallback
             else:
                 assert (p.verify.metric, p.verify.threshold) == (process.verify.metric, "max")
-            # a rollout is not waited for by the actuator: the watch starts once new pods can be up
-            assert p.verify.delay_s == (60 if kind == "kubernetes" else 10)
+            if kind == "kubernetes":  # the watch starts once the rollout is done, progressDeadlineSeconds at most
+                assert (p.verify.wait_for, p.verify.delay_s) == ("rollout_complete", 600)
+            else:  # the actuator waits for the unit or container: the watch starts once it can listen again
+                assert (p.verify.wait_for, p.verify.delay_s) == (None, 10)
 
 
 def test_single_and_list_files_load_with_source_lines(tmp_path: Path, registry: Registry) -> None:

@@ -40,7 +40,7 @@ from autonomic.model import (
 )
 
 RawSql = Callable[..., list[tuple[Any, ...]]]  # the raw_sql fixture (tests/conftest.py)
-HEAD_REVISION = "0010"  # the newest migration
+HEAD_REVISION = "0011"  # the newest migration
 # What a stored noun's body may hold (test_what_a_stored_noun_may_hold_changes_only_with_a_new_migration),
 # by migration: append a line with each new migration (the fingerprint of the nouns it goes with,
 # unchanged when it changes no noun: the newest migration must have its line).
@@ -52,6 +52,7 @@ NOUN_SHAPES = {
     "0008": "9ffba9eb016f25c2b3c5727b1d547c9cb93786dedaa5d4c58c167d0b41505e7c",
     "0009": "82fdd8dcd9d41db019c6eff44cc3de78eda6a114801e6e9799843c8dd6b6710a",
     "0010": "77f719733759a39e85b51ced6a4c91479066b9cc7806522db9d4b356fa8d50f6",
+    "0011": "5013e36d6e1478314016f43be8947b9f0a66b27004c3afc8afb4a5c66e147ccf",
 }
 
 

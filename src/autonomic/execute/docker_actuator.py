@@ -93,6 +93,19 @@ class DockerActuator:
         (or the binding's ``timeout_s`` when shorter) to connect and as long again to answer."""
         return 2 * min(_binding(target).timeout_s, UNIT_READ_TIMEOUT_S)
 
+    def unit_state_limit_s(self, target: Target) -> float:
+        """The longest :meth:`unit_state` can take: as :meth:`unit_exit_limit_s` (one inspect)."""
+        return self.unit_exit_limit_s(target)
+
+    def unit_state(self, target: Target) -> dict[str, Any]:
+        """The container's inspected ``State`` (Status, Running, Paused, Restarting, ExitCode, ...),
+        read-only, for the unit-state source (``monitor.unitstate``, which says what counts as up).
+        One inspect, given at most ``UNIT_READ_TIMEOUT_S``; raises ActuatorError when the engine
+        cannot be read or the container does not exist."""
+        b = _binding(target)
+        with _engine(b.model_copy(update={"timeout_s": min(b.timeout_s, UNIT_READ_TIMEOUT_S)}), "inspect") as client:
+            return dict(_inspect(client, b.container).get("State") or {})
+
     def unit_exit(self, target: Target) -> str | None:
         """How the container ended when it has (``State.Status`` exited or dead), from its
         ``ExitCode`` and ``OOMKilled``: "container web-1 exited with code 137 (OOMKilled)". None

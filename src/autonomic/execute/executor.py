@@ -39,6 +39,12 @@ does not run the undo later.
 A failed step with its predecessors compensated is FAILED; a failed compensation escalates
 and opens the breaker, like a failed undo. Verification works as for one step; its rollback
 compensates every step in reverse. After a crash the workflow resumes from the journal.
+
+VERIFYING watches ``verify.metric`` from ``delay_s`` after the apply for ``window_s``. With
+``verify.wait_for`` (a rollout restart's ``rollout_complete``) the watch starts instead at that
+metric's first sample of 1 after the apply (journaled as the step "took-effect", event
+``action.took_effect``), looked for every ``WAIT_FOR_POLL_S``; ``delay_s`` is then the longest
+wait, after which the watch starts as without it.
 """
 
 from __future__ import annotations
@@ -46,6 +52,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
+import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -76,6 +83,7 @@ from autonomic.protocols import Actuator, Clock, SeriesReader, Target
 log = logging.getLogger("autonomic.execute")
 
 _BASELINE_POINTS = 240
+WAIT_FOR_POLL_S = 2.0  # how often a verification waiting for its ``wait_for`` metric looks at it
 _RETRIES = 2
 RETRY_PAUSE_MAX_S = 5.0  # the longest pause before retrying a failed actuator call
 
@@ -379,7 +387,32 @@ class Executor:
                                               "steps": [*action.steps, step]})
         inc = self._set_incident(self._incident(action), now, IncidentState.VERIFYING)
         self._save(verifying, inc, "action.applied", verify_until=until, detail=step.detail)
-        return until
+        return min(until, now + WAIT_FOR_POLL_S) if action.verify.wait_for else until
+
+    def _took_effect_at(self, action: Action, now: float) -> tuple[Action, float | None]:
+        """For a verification with ``wait_for``: when the action took effect (the first sample of that
+        metric at 1 after it was applied, recorded as the step ``took-effect`` and the watch window
+        moved to start there), None while it has not (the window stays ``delay_s`` after the action,
+        which is then the longest wait)."""
+        assert action.verify is not None and action.applied_at is not None
+        done = next((s for s in action.steps if s.name == "took-effect"), None)
+        if done is not None:
+            return action, float(done.detail["ts"])
+        wait_for = action.verify.wait_for
+        assert wait_for is not None
+        delay, window = self._window(action.verify)
+        ts, values = self.series.window(action.service, wait_for, action.applied_at)
+        ready = ts[(ts > action.applied_at) & (ts <= action.applied_at + delay) & (values >= 1.0)]
+        if not ready.size:
+            return action, None
+        at = float(ready.min())
+        until = min(action.verify_until or math.inf, at + window)
+        step = StepRecord(name="took-effect", ok=True, started_at=action.applied_at, finished_at=at,
+                          detail={"metric": wait_for, "ts": at, "after_s": at - action.applied_at})
+        action = action.model_copy(update={"verify_until": until, "updated_at": now, "steps": [*action.steps, step]})
+        self._save(action, None, "action.took_effect", metric=wait_for, after_s=step.detail["after_s"],
+                   verify_until=until)
+        return action, at
 
     def _recover_running(self, action: Action, now: float) -> float | None:
         """The engine stopped between 'running' and the result: ask whether it took effect."""
@@ -596,16 +629,25 @@ class Executor:
 
     def _verify(self, action: Action, now: float) -> float | None:
         assert action.verify is not None and action.applied_at is not None and action.verify_until is not None
-        if now < action.verify_until:
-            return action.verify_until
         spec = action.verify
         delay, window = self._window(spec)
+        watch_from = action.applied_at + delay
+        if spec.wait_for:
+            action, took_effect = self._took_effect_at(action, now)
+            assert action.verify_until is not None
+            if took_effect is not None:
+                watch_from = took_effect
+            elif now < action.verify_until - window:
+                return min(action.verify_until - window, now + WAIT_FOR_POLL_S)
+        assert action.verify_until is not None
+        if now < action.verify_until:
+            return action.verify_until
         baseline = next((s for s in action.steps if s.name == "baseline"), None)
         import numpy as np
 
         before = (np.asarray(baseline.detail["ts"] if baseline else [], dtype=float),
                   np.asarray(baseline.detail["values"] if baseline else [], dtype=float))
-        ts, values = self.series.window(action.service, spec.metric, action.applied_at + delay)
+        ts, values = self.series.window(action.service, spec.metric, watch_from)
         mask = ts <= action.verify_until + 1e-9
         after = (ts[mask], values[mask])
         # the metric must still report in the second half of the window: one that went silent

@@ -416,6 +416,26 @@ class KubernetesActuator:
             return f"delete pod {b.namespace}/{p.pod}"
         return f"delete the oldest pod in namespace {b.namespace} matching {p.selector!r}"
 
+    def unit_state_limit_s(self, target: Target) -> float:
+        """The longest :meth:`unit_state` can take: one request, given ``UNIT_READ_TIMEOUT_S`` to
+        connect and as long again to answer."""
+        return 2 * UNIT_READ_TIMEOUT_S
+
+    def unit_state(self, target: Target) -> dict[str, Any]:
+        """The workload's rollout state, read-only, for the unit-state source (``monitor.unitstate``,
+        which says what counts as up): ``desired`` (spec.replicas), ``replicas``, ``updated``,
+        ``ready`` and ``available`` (its status's counts, 0 when absent), ``generation`` and
+        ``observed_generation``. One read, given at most ``UNIT_READ_TIMEOUT_S``; raises
+        ActuatorError when the API server cannot be read or the workload does not exist."""
+        with _session(_binding(target), UNIT_READ_TIMEOUT_S) as s:
+            obj = s.read_workload()
+        status = obj.get("status") or {}
+        return {"desired": _replicas(obj), "replicas": int(status.get("replicas") or 0),
+                "updated": int(status.get("updatedReplicas") or 0), "ready": int(status.get("readyReplicas") or 0),
+                "available": int(status.get("availableReplicas") or 0),
+                "generation": (obj.get("metadata") or {}).get("generation"),
+                "observed_generation": status.get("observedGeneration")}
+
     def unit_exit_limit_s(self, target: Target) -> float:
         """The longest :meth:`unit_exit` can take: two requests, each given ``UNIT_READ_TIMEOUT_S``
         to connect and as long again to answer."""

@@ -305,6 +305,26 @@ class SystemdActuator:
         given at most ``UNIT_READ_TIMEOUT_S`` (or the binding's ``timeout_s`` when shorter)."""
         return 8 * min(_binding(target).timeout_s, UNIT_READ_TIMEOUT_S)
 
+    def unit_state_limit_s(self, target: Target) -> float:
+        """The longest :meth:`unit_state` can take: connecting, then up to five D-Bus calls (GetUnit,
+        LoadUnit, LoadState, ActiveState, SubState), each given at most ``UNIT_READ_TIMEOUT_S`` (or
+        the binding's ``timeout_s`` when shorter)."""
+        return 6 * min(_binding(target).timeout_s, UNIT_READ_TIMEOUT_S)
+
+    def unit_state(self, target: Target) -> dict[str, Any]:
+        """The unit's ``ActiveState`` and ``SubState`` (``{"active_state": "failed", "sub_state":
+        "failed"}``), read-only, for the unit-state source (``monitor.unitstate``, which says what
+        counts as up). A few reads, each given at most ``UNIT_READ_TIMEOUT_S``; raises ActuatorError
+        when the bus cannot be read or the unit does not exist."""
+        b = _binding(target)
+        bus = _Bus(b.model_copy(update={"timeout_s": min(b.timeout_s, UNIT_READ_TIMEOUT_S)}))
+        try:
+            path = bus.unit_path()
+            return {"active_state": str(bus.prop(path, UNIT_IFACE, "ActiveState")),
+                    "sub_state": str(bus.prop(path, UNIT_IFACE, "SubState"))}
+        finally:
+            bus.close()
+
     def unit_exit(self, target: Target) -> str | None:
         """How the unit ended when systemd has marked it ``failed`` (``ActiveState``), read from the
         service's ``Result`` and ``ExecMainCode``/``ExecMainStatus``: "unit app.service failed: its

@@ -32,6 +32,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from autonomic.model import AfterActions, Candidate, ConfigChange, Diagnosis, Finding, Incident, Pattern, Symptom
+from autonomic.monitor.unitstate import UNIT_METRICS
 
 _MATCH_FIELDS = 6
 
@@ -95,6 +96,11 @@ PROBE_METRICS = ("probe_ok", "probe_latency_ms")
 """What a service's probes sample (``services[].probes``), and nothing else unless a metrics source
 of its own names them."""
 
+SOURCED_METRICS = frozenset(PROBE_METRICS).union(*UNIT_METRICS.values())
+"""What only a source a service's config sets up samples (its probes, the state of the unit its
+binding names, its process's supervisor, its metrics sources): ``ServiceSpec.may_report`` tells
+whether one does, so a remedy verified by one of these nothing samples is passed over."""
+
 
 def cannot_run(patterns: Iterable[Pattern], bindings: Mapping[str, object], service: str,
                may_report: Callable[[str], bool] | None = None) -> dict[str, str]:
@@ -104,11 +110,13 @@ def cannot_run(patterns: Iterable[Pattern], bindings: Mapping[str, object], serv
     runbook it does not have), rules the pattern out here.
 
     With ``may_report`` (whether anything the service's config entry sets up samples a metric: its
-    ``ServiceSpec.may_report``), a pattern it could carry out whose verification watches a probe's
-    metric (``probe_ok``: the restarts of a unit that systemd, Docker or Kubernetes runs) that
-    nothing samples for it (no ``probes:``, no metrics source naming it) is ruled out too: acted
-    on, it could never be judged (too little data, every time). None: what samples the service is
-    not known (a replay without a config, sources a test hands in), nothing is ruled out for it."""
+    ``ServiceSpec.may_report``), a pattern it could carry out whose verification watches a metric
+    only a probe or a unit's state samples (:data:`SOURCED_METRICS`: ``probe_ok``, or the unit's
+    ``up`` as its ``fallback_metric``, for the restarts of a unit that systemd, Docker or Kubernetes
+    runs) that nothing samples for it (no ``probes:``, no unit binding, no metrics source naming
+    it) is ruled out too: acted on, it could never be judged (too little data, every time). None:
+    what samples the service is not known (a replay without a config, sources a test hands in),
+    nothing is ruled out for it."""
     out: dict[str, str] = {}
     for p in patterns:
         if p.action is None:
@@ -125,10 +133,28 @@ def cannot_run(patterns: Iterable[Pattern], bindings: Mapping[str, object], serv
                 out[p.id] = f"{service}: {why}"
                 break
         else:
-            metric = p.verify.metric if p.verify is not None else None
-            if may_report is not None and metric in PROBE_METRICS and not may_report(metric):
-                out[p.id] = f"{service} has no probe (probes:) to verify it by: nothing samples its {metric}"
+            why = _unjudgeable(p, service, may_report) if may_report is not None else None
+            if why:
+                out[p.id] = why
     return out
+
+
+def _unjudgeable(p: Pattern, service: str, may_report: Callable[[str], bool]) -> str | None:
+    """Why nothing could judge ``p``'s verification on ``service``: its metric and its
+    ``fallback_metric`` (when it has one) are each one only a probe or a unit's state samples
+    (:data:`SOURCED_METRICS`), and nothing ``service``'s config sets up samples either. None
+    otherwise, and for metrics the config cannot tell of (a process's readings)."""
+    if p.verify is None:
+        return None
+    metrics = [m for m in (p.verify.metric, p.verify.fallback_metric) if m is not None]
+    if not all(m in SOURCED_METRICS for m in metrics) or any(may_report(m) for m in metrics):
+        return None
+    if metrics == ["probe_ok"] or metrics == ["probe_latency_ms"]:
+        return f"{service} has no probe (probes:) to verify it by: nothing samples its {metrics[0]}"
+    if p.verify.metric in PROBE_METRICS:
+        return (f"{service} has no probe (probes:) nor a unit whose state autonomic reads to verify it by: "
+                f"nothing samples its {' or '.join(metrics)}")
+    return f"nothing {service}'s config sets up samples its {' or '.join(metrics)} to verify it by"
 
 
 def record_factor(successes: float, failures: float) -> float:

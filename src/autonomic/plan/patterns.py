@@ -101,6 +101,11 @@ class PatternYaml(BaseModel):
         if v.threshold is not None and maximum_kind(v.metric) is None:
             raise ValueError(f"max: threshold: a service has no maximum for {v.metric!r} to verify against "
                              "(availability is a minimum, up and probe_ok have no line): give a number")
+        if v.fallback_metric is not None and v.threshold is not None:
+            raise ValueError(f"fallback_metric: max: threshold is the service's line for {v.metric!r}, which "
+                             f"{v.fallback_metric!r} does not share: give numbers with a fallback_metric")
+        if v.fallback_metric == v.metric:
+            raise ValueError(f"fallback_metric: {v.metric!r} is the metric itself: name another, or leave it out")
         bounds = {k: b for k, b in (("min", v.min), ("max", v.max)) if b is not None}
         if not bounds and v.threshold is None:
             raise ValueError("give min or max (or both): without a bound every fix would pass verification")
