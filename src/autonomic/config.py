@@ -28,12 +28,12 @@ from autonomic.analyze.thresholds import Thresholds, maximum_kind
 from autonomic.analyze.trend import TrendSpec
 from autonomic.errors import ConfigError, Problem
 from autonomic.knowledge.retention import DAY_S, RetentionSpec
-from autonomic.model import ActionSpec, Goal, Pattern
+from autonomic.model import UNIT_METRICS, ActionSpec, Goal, Pattern
 from autonomic.monitor.probe import HttpProbeSpec
 from autonomic.monitor.prometheus import PrometheusSpec
 from autonomic.monitor.promquery import PromQuerySpec
 from autonomic.monitor.series import DEFAULT_CAPACITY
-from autonomic.monitor.unitstate import UNIT_METRICS, unit_kind
+from autonomic.monitor.unitstate import unit_kind
 from autonomic.oversight.notify import ConsoleSpec, NotifierSpec
 from autonomic.oversight.reports import ReportSchedule
 from autonomic.oversight.server import ApiSpec
@@ -180,7 +180,7 @@ class ServiceSpec(_Spec):
         ``prometheus`` scrape renaming a sample to it or keeping every sample under its own name (no
         ``rename``), a ``process`` binding's supervisor (``up``; its other readings are not counted
         here), the state of the unit a systemd, docker or kubernetes binding names (``up``, and
-        what else :data:`~autonomic.monitor.unitstate.UNIT_METRICS` lists for it; see
+        what else :data:`~autonomic.model.UNIT_METRICS` lists for it; see
         :func:`~autonomic.monitor.unitstate.unit_kind`)."""
         if self.probes and metric in ("probe_ok", "probe_latency_ms"):
             return True

@@ -52,6 +52,7 @@ from autonomic.liveness import Watchdog
 from autonomic.longcsv import from_series as rca_series
 from autonomic.model import (
     TROUBLE_CLEARED,
+    UNIT_METRICS,
     Action,
     ActionState,
     AuditEvent,
@@ -78,7 +79,7 @@ from autonomic.monitor.probe import HttpProbe, ProbeGroup
 from autonomic.monitor.prometheus import PrometheusScrape
 from autonomic.monitor.promquery import PromQuerySource, PromQuerySpec, SharedPromQuery, shared_key
 from autonomic.monitor.series import SeriesStore
-from autonomic.monitor.unitstate import UNIT_METRICS, UnitStateSource, unit_kind
+from autonomic.monitor.unitstate import UnitStateSource, unit_kind
 from autonomic.oversight.notify import Dispatcher, build_dispatcher
 from autonomic.oversight.reports import due_reports, report_notification
 from autonomic.plan.autonomy import Evidence, earned_effective, ladder_event, people_evidence

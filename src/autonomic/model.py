@@ -36,9 +36,18 @@ import re
 import uuid
 from dataclasses import dataclass
 from enum import StrEnum
+from types import MappingProxyType
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+# what the state of a unit a systemd, docker or kubernetes binding names is sampled as, per actuator
+# type (monitor/unitstate.py samples them; ServiceSpec.may_report and diagnosis count them)
+UNIT_METRICS: MappingProxyType[str, tuple[str, ...]] = MappingProxyType({
+    "systemd": ("up", "unit_stopped"),
+    "docker": ("up", "unit_stopped"),
+    "kubernetes": ("up", "unit_stopped", "available_ratio", "rollout_complete"),
+})
 
 
 def new_id() -> str:

@@ -29,14 +29,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from autonomic.errors import AutonomicError, SourceError
-from autonomic.model import Sample
+from autonomic.model import UNIT_METRICS, Sample
 
-# what this source may sample, per actuator type (``ServiceSpec.may_report`` counts them)
-UNIT_METRICS: dict[str, tuple[str, ...]] = {
-    "systemd": ("up", "unit_stopped"),
-    "docker": ("up", "unit_stopped"),
-    "kubernetes": ("up", "unit_stopped", "available_ratio", "rollout_complete"),
-}
 _STOPPED = {"unit_stopped": 1.0}
 
 

@@ -31,8 +31,17 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from autonomic.model import AfterActions, Candidate, ConfigChange, Diagnosis, Finding, Incident, Pattern, Symptom
-from autonomic.monitor.unitstate import UNIT_METRICS
+from autonomic.model import (
+    UNIT_METRICS,
+    AfterActions,
+    Candidate,
+    ConfigChange,
+    Diagnosis,
+    Finding,
+    Incident,
+    Pattern,
+    Symptom,
+)
 
 _MATCH_FIELDS = 6
 
