@@ -157,6 +157,48 @@ def test_the_budget_survives_a_round_trip_through_json() -> None:
     assert [f.severity for f in again.detect(now)] == [Severity.CRITICAL]
 
 
+def test_a_nan_sample_is_no_measurement_and_spends_no_budget() -> None:
+    """A source that could not measure says NaN: the engine's series drop it, and so does the
+    budget (counted bad, a metric without traffic, latency of no request, would page)."""
+    tracker = GoalTracker({"web": [goal(metric="latency_ms", min=None, max=300)]})
+    tracker.observe(Sample("web", "latency_ms", T0 + i + 1, 100.0) for i in range(600))
+    now = T0 + 600
+    tracker.observe(Sample("web", "latency_ms", now + i + 1, float("nan")) for i in range(30))
+    now += 30
+    assert tracker.detect(now) == []
+    budget = tracker.budgets[("web", "avail")]
+    assert budget.counts(60, now) == (31, 31) and budget.remaining(now) == 1.0  # buckets T0+570 .. T0+600
+
+
+def test_samples_handed_back_after_a_restart_are_not_counted_twice() -> None:
+    """A source that gives its recent past again after a restart (a PromQL range query asks for
+    the last range_s) hands the restored budget samples it already counted: only newer ones count."""
+    tracker = GoalTracker({"web": [goal()]})
+    now = feed(tracker, T0, never, 600)
+    saved = json.loads(json.dumps(tracker.checkpoint()))
+    again = GoalTracker({"web": [goal()]})
+    assert again.restore(saved) == []
+    feed(again, now - 300, always, 300 + 5)  # the last 300 s again, all bad (as it would be re-read), then 5 new
+    assert again.budgets[("web", "avail")].counts(864, now + 5) == (600, 605)
+
+
+def test_after_a_restart_that_left_a_gap_no_finding_before_a_short_window_of_new_history() -> None:
+    """Stopped for longer than the long window, the engine's first samples after the restart are
+    the whole long window: one failure is no trend, as at a first start."""
+    tracker = GoalTracker({"web": [goal()]})
+    now = feed(tracker, T0, never, 600)
+    saved = json.loads(json.dumps(tracker.checkpoint()))
+    again = GoalTracker({"web": [goal()]})
+    again.restore(saved)
+    now = feed(again, now + 200, always, 2)  # 200 s later: 2 s of failures
+    assert again.detect(now) == []
+    now = feed(again, now, always, 9)
+    assert [f.severity for f in again.detect(now)] == [Severity.CRITICAL]
+    restarted = GoalTracker({"web": [goal()]})  # a restart with no gap goes on judging at once
+    restarted.restore(json.loads(json.dumps(again.checkpoint())))
+    assert [f.severity for f in restarted.detect(feed(restarted, now, always, 1))] == [Severity.CRITICAL]
+
+
 def test_a_budget_counted_for_another_sli_or_malformed_starts_afresh_with_a_note() -> None:
     tracker = GoalTracker({"web": [goal()]})
     feed(tracker, T0, never, 60)
