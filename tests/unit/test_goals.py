@@ -302,3 +302,52 @@ def test_a_slow_burn_told_as_a_warning_that_turns_into_a_fast_one_is_told_again_
         assert engine.store.actions(incident_id=inc.id) == []
     finally:
         engine.shutdown()
+
+
+def test_a_standby_that_takes_over_starts_from_the_saved_budget_and_a_deposed_leader_cannot_overwrite_it(
+        tmp_path: Path) -> None:
+    """Two replicas over one SQLite file (leader election, real store and fence). A leads, counts
+    and saves its budget at its checkpoint, then freezes; B takes the lease over and starts from
+    what A saved. A wakes still believing it leads: its save is refused by the fence, so the
+    budget B goes on from is not replaced by A's stale copy."""
+    from test_engine import _replicas
+
+    (sa, ea, ma), (sb, eb, mb) = _replicas(tmp_path)
+    assert ea.attempt()
+    samples = [Sample("web", "probe_ok", T0 + i, 0.0 if i % 10 == 0 else 1.0) for i in range(1, 400)]
+
+    def replica(name: str, store: Store, elector: Any, clock: FakeClock) -> Engine:
+        data = {"engine": {"interval_s": 1, "state_dir": str(tmp_path / name), "host_metrics": False,
+                           "checkpoint_s": 50},
+                "services": [{"name": "web", "goals": [goal().model_dump()]}], "policy": {"autonomy": "auto"}}
+        engine = Engine(load_config_data(data, source="t.yaml", base_dir=tmp_path), clock=clock, store=store,
+                        sources=[ReplaySource(samples)],
+                        notifiers=Dispatcher([(FakeNotifier(), Level.INFO)], synchronous=True, dedup_s=0))
+        engine.elector = elector
+        engine.start()
+        return engine
+
+    clock = FakeClock(T0)
+    a = replica("a", sa, ea, clock)
+    assert not eb.attempt()
+    for _ in range(120):
+        a.tick()
+        clock.advance(1.0)
+    saved = sa.get_state(goal_key("web", "avail"))
+    assert saved is not None and T0 + 100 <= saved["last_ts"] < T0 + 120
+    saves = len(sb.audit_events(subject=goal_key("web", "avail")))
+    mb.t += 16  # A froze: B has watched the lease go unrenewed for lease_s
+    assert eb.attempt()
+    b = replica("b", sb, eb, FakeClock(clock.now()))
+    assert b.goals.budgets[("web", "avail")].state() == Budget.from_state(goal(), saved).state()
+    ma.t += 5  # A wakes; on its own clock it renewed 5 s ago, so it still believes it leads
+    assert ea.leading
+    for _ in range(60):  # past its next checkpoint
+        a.tick()
+        clock.advance(1.0)
+    assert sb.get_state(goal_key("web", "avail")) == saved
+    assert len(sb.audit_events(subject=goal_key("web", "avail"))) == saves
+    a.shutdown()  # nor at its shutdown
+    assert sb.get_state(goal_key("web", "avail")) == saved
+    b.shutdown()  # the leader's shutdown saves what it counted since
+    assert sb.get_state(goal_key("web", "avail")) == b.goals.budgets[("web", "avail")].state()
