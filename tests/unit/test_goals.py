@@ -77,6 +77,19 @@ def test_a_ticket_priority_goal_never_pages() -> None:
     assert f.evidence["rule"]["severity"] == "page" and f.severity == Severity.WARNING
 
 
+def test_a_ticket_priority_goals_fast_burn_does_not_say_it_pages() -> None:
+    """Its page rule fired, but the goal's priority keeps it a warning: the summary a person
+    reads, and the explanation, say a ticket, not that it pages."""
+    from autonomic.oversight.explain import burn_evidence
+
+    tracker = GoalTracker({"web": [goal(priority="ticket")]})
+    now = feed(tracker, feed(tracker, T0, never, 600), always, 30)
+    [f] = tracker.detect(now)
+    assert "pages" not in f.summary and "fast burn: a ticket at 10x" in f.summary, f.summary
+    [rule_line] = [line for line in burn_evidence(f.evidence) if line.startswith("rule:")]
+    assert "pages" not in rule_line and rule_line.startswith("rule: a ticket"), rule_line
+
+
 def test_a_blip_below_the_long_windows_factor_gives_no_finding() -> None:
     tracker = GoalTracker({"web": [goal()]})
     now = feed(tracker, T0, never, 600)

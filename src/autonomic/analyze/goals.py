@@ -336,7 +336,8 @@ class GoalTracker:
         kind = "fast" if rule.severity == "page" else "slow"
         summary = (f"goal {goal.name} ({goal.describe()}): error budget burning at {long:.1f}x the sustainable "
                    f"rate over {span(rule.long_s)}, {short:.1f}x over the last {span(rule.short_s)} ({kind} burn: "
-                   f"{'pages' if rule.severity == 'page' else 'a ticket'} at {rule.factor:g}x); {when}")
+                   f"{'pages' if _severity(rule, goal) == Severity.CRITICAL else 'a ticket'} at {rule.factor:g}x); "
+                   f"{when}")
         evidence: dict[str, Any] = {
             "goal": goal.name, "objective": goal.describe(), "target": goal.target,
             "window_days": goal.window_days, "priority": goal.priority,
