@@ -2450,7 +2450,10 @@ class Engine:
                 return expires
             expired = inc.model_copy(update={"state": IncidentState.EXPIRED, "updated_at": now,
                                              "closed_at": now})
-            data: dict[str, Any] = {"approved_late_by": str((answer or {}).get("actor", "?"))} if late else {}
+            # approved too late: found stored (given late), or refused as late when given (nothing
+            # stored, the attempt audited approval.late): not "nobody answered"
+            late_by = str((answer or {}).get("actor", "?")) if late else self._refused_late_by(inc.id)
+            data: dict[str, Any] = {"approved_late_by": late_by} if late_by is not None else {}
             asked = _approval_window(inc, decisions, self.config.engine.approval_ttl_s)[0]
             on, how = self._trouble_now(inc, now)  # before the write: closing it forgets what was seen
             before = self._asked_before(inc)
@@ -2525,6 +2528,13 @@ class Engine:
                               subject=inc.id, data={"comment": decision.comment})
         self._count(decision)
         return None
+
+    def _refused_late_by(self, incident_id: str) -> str | None:
+        """Who last approved ``incident_id``'s request after it expired and was refused as late
+        (audited ``approval.late`` by :func:`answer_approval`), among its newest audit entries;
+        None when nobody did."""
+        return next((e.actor for e in reversed(self.store.audit_events(subject=incident_id, limit=5, newest=True))
+                     if e.kind == "approval.late"), None)
 
     def _trouble_now(self, inc: Incident, now: float) -> tuple[bool, str]:
         """Whether ``inc``'s trouble is still on at ``now`` (its findings still come, or one of its

@@ -158,6 +158,28 @@ def test_an_approval_the_engine_finds_given_after_the_expiry_is_told_as_late_not
     assert "; person:ann approved it only after that, so nothing was done." in told.body, told.body
 
 
+def test_an_approval_refused_as_late_before_the_engine_closed_the_incident_is_told_in_the_expiry_as_late(
+        tmp_path: Path) -> None:
+    """The request expired between two of the engine's looks and ann approved meanwhile: refused as
+    late (nothing stored to act on). The expiry the engine then tells says ann approved too late,
+    not that nobody answered (which the refusal it tells beside it would contradict)."""
+    h = _harness(tmp_path)
+    h.feed("error_rate", 0.01, 3)
+    h.feed("error_rate", 0.5, 4)
+    inc, asked = _asked(h)
+    h.clock.advance(TTL_S + 5)
+    with pytest.raises(LateApproval):
+        answer_approval(h.store, inc.id, "approve", actor="person:ann", comment="", now=h.clock.now(),
+                        approval_ttl_s=TTL_S, answers=asked.id)
+    h.feed("error_rate", 0.5, 2)
+    assert h.actuator.calls == []
+    (told,) = _expired(h)
+    assert "; person:ann approved it only after that, so nothing was done." in told.body, told.body
+    assert "nobody answered" not in told.body
+    [expired] = [e for e in h.store.audit_events(subject=inc.id) if e.kind == "approval.expired"]
+    assert expired.data["approved_late_by"] == "person:ann"
+
+
 def test_a_request_that_expires_after_the_trouble_cleared_is_told_for_information(tmp_path: Path) -> None:
     """The errors stopped while the person was asked: the expiry still says nothing was done, as
     information (nobody needs paging for a trouble that is gone), with the metric now and that a

@@ -77,6 +77,19 @@ def test_a_ticket_priority_goal_never_pages() -> None:
     assert f.evidence["rule"]["severity"] == "page" and f.severity == Severity.WARNING
 
 
+def test_a_ticket_priority_goals_fast_burn_does_not_say_it_pages() -> None:
+    """Its page rule fired, but the goal's priority keeps it a warning: the summary a person
+    reads, and the explanation, say a ticket, not that it pages."""
+    from autonomic.oversight.explain import burn_evidence
+
+    tracker = GoalTracker({"web": [goal(priority="ticket")]})
+    now = feed(tracker, feed(tracker, T0, never, 600), always, 30)
+    [f] = tracker.detect(now)
+    assert "pages" not in f.summary and "fast burn: a ticket at 10x" in f.summary, f.summary
+    [rule_line] = [line for line in burn_evidence(f.evidence) if line.startswith("rule:")]
+    assert "pages" not in rule_line and rule_line.startswith("rule: a ticket"), rule_line
+
+
 def test_a_blip_below_the_long_windows_factor_gives_no_finding() -> None:
     tracker = GoalTracker({"web": [goal()]})
     now = feed(tracker, T0, never, 600)
@@ -155,6 +168,48 @@ def test_the_budget_survives_a_round_trip_through_json() -> None:
     assert goal_status("web", goal(), again.budgets[("web", "avail")], now) == \
         goal_status("web", goal(), tracker.budgets[("web", "avail")], now)
     assert [f.severity for f in again.detect(now)] == [Severity.CRITICAL]
+
+
+def test_a_nan_sample_is_no_measurement_and_spends_no_budget() -> None:
+    """A source that could not measure says NaN: the engine's series drop it, and so does the
+    budget (counted bad, a metric without traffic, latency of no request, would page)."""
+    tracker = GoalTracker({"web": [goal(metric="latency_ms", min=None, max=300)]})
+    tracker.observe(Sample("web", "latency_ms", T0 + i + 1, 100.0) for i in range(600))
+    now = T0 + 600
+    tracker.observe(Sample("web", "latency_ms", now + i + 1, float("nan")) for i in range(30))
+    now += 30
+    assert tracker.detect(now) == []
+    budget = tracker.budgets[("web", "avail")]
+    assert budget.counts(60, now) == (31, 31) and budget.remaining(now) == 1.0  # buckets T0+570 .. T0+600
+
+
+def test_samples_handed_back_after_a_restart_are_not_counted_twice() -> None:
+    """A source that gives its recent past again after a restart (a PromQL range query asks for
+    the last range_s) hands the restored budget samples it already counted: only newer ones count."""
+    tracker = GoalTracker({"web": [goal()]})
+    now = feed(tracker, T0, never, 600)
+    saved = json.loads(json.dumps(tracker.checkpoint()))
+    again = GoalTracker({"web": [goal()]})
+    assert again.restore(saved) == []
+    feed(again, now - 300, always, 300 + 5)  # the last 300 s again, all bad (as it would be re-read), then 5 new
+    assert again.budgets[("web", "avail")].counts(864, now + 5) == (600, 605)
+
+
+def test_after_a_restart_that_left_a_gap_no_finding_before_a_short_window_of_new_history() -> None:
+    """Stopped for longer than the long window, the engine's first samples after the restart are
+    the whole long window: one failure is no trend, as at a first start."""
+    tracker = GoalTracker({"web": [goal()]})
+    now = feed(tracker, T0, never, 600)
+    saved = json.loads(json.dumps(tracker.checkpoint()))
+    again = GoalTracker({"web": [goal()]})
+    again.restore(saved)
+    now = feed(again, now + 200, always, 2)  # 200 s later: 2 s of failures
+    assert again.detect(now) == []
+    now = feed(again, now, always, 9)
+    assert [f.severity for f in again.detect(now)] == [Severity.CRITICAL]
+    restarted = GoalTracker({"web": [goal()]})  # a restart with no gap goes on judging at once
+    restarted.restore(json.loads(json.dumps(again.checkpoint())))
+    assert [f.severity for f in restarted.detect(feed(restarted, now, always, 1))] == [Severity.CRITICAL]
 
 
 def test_a_budget_counted_for_another_sli_or_malformed_starts_afresh_with_a_note() -> None:
@@ -260,3 +315,52 @@ def test_a_slow_burn_told_as_a_warning_that_turns_into_a_fast_one_is_told_again_
         assert engine.store.actions(incident_id=inc.id) == []
     finally:
         engine.shutdown()
+
+
+def test_a_standby_that_takes_over_starts_from_the_saved_budget_and_a_deposed_leader_cannot_overwrite_it(
+        tmp_path: Path) -> None:
+    """Two replicas over one SQLite file (leader election, real store and fence). A leads, counts
+    and saves its budget at its checkpoint, then freezes; B takes the lease over and starts from
+    what A saved. A wakes still believing it leads: its save is refused by the fence, so the
+    budget B goes on from is not replaced by A's stale copy."""
+    from test_engine import _replicas
+
+    (sa, ea, ma), (sb, eb, mb) = _replicas(tmp_path)
+    assert ea.attempt()
+    samples = [Sample("web", "probe_ok", T0 + i, 0.0 if i % 10 == 0 else 1.0) for i in range(1, 400)]
+
+    def replica(name: str, store: Store, elector: Any, clock: FakeClock) -> Engine:
+        data = {"engine": {"interval_s": 1, "state_dir": str(tmp_path / name), "host_metrics": False,
+                           "checkpoint_s": 50},
+                "services": [{"name": "web", "goals": [goal().model_dump()]}], "policy": {"autonomy": "auto"}}
+        engine = Engine(load_config_data(data, source="t.yaml", base_dir=tmp_path), clock=clock, store=store,
+                        sources=[ReplaySource(samples)],
+                        notifiers=Dispatcher([(FakeNotifier(), Level.INFO)], synchronous=True, dedup_s=0))
+        engine.elector = elector
+        engine.start()
+        return engine
+
+    clock = FakeClock(T0)
+    a = replica("a", sa, ea, clock)
+    assert not eb.attempt()
+    for _ in range(120):
+        a.tick()
+        clock.advance(1.0)
+    saved = sa.get_state(goal_key("web", "avail"))
+    assert saved is not None and T0 + 100 <= saved["last_ts"] < T0 + 120
+    saves = len(sb.audit_events(subject=goal_key("web", "avail")))
+    mb.t += 16  # A froze: B has watched the lease go unrenewed for lease_s
+    assert eb.attempt()
+    b = replica("b", sb, eb, FakeClock(clock.now()))
+    assert b.goals.budgets[("web", "avail")].state() == Budget.from_state(goal(), saved).state()
+    ma.t += 5  # A wakes; on its own clock it renewed 5 s ago, so it still believes it leads
+    assert ea.leading
+    for _ in range(60):  # past its next checkpoint
+        a.tick()
+        clock.advance(1.0)
+    assert sb.get_state(goal_key("web", "avail")) == saved
+    assert len(sb.audit_events(subject=goal_key("web", "avail"))) == saves
+    a.shutdown()  # nor at its shutdown
+    assert sb.get_state(goal_key("web", "avail")) == saved
+    b.shutdown()  # the leader's shutdown saves what it counted since
+    assert sb.get_state(goal_key("web", "avail")) == b.goals.budgets[("web", "avail")].state()

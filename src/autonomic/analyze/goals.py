@@ -8,7 +8,9 @@ default 60 s), and *coarse* buckets :data:`COARSE_STEPS` times as wide (an hour)
 goal's window (30 days: 720 of them). A count over the last ``W`` seconds sums the buckets that
 overlap ``(now - W, now]``: fine ones when ``W`` is within the fine span, else coarse ones, so it
 may include up to one bucket's width more. The whole state is two small maps of integers,
-:meth:`Budget.state`, which the engine persists in the store and gives back after a restart.
+:meth:`Budget.state`, which the engine persists in the store and gives back after a restart;
+a sample at or before the newest one saved is then not counted again. A NaN sample is no
+measurement and is not counted (as the engine's series drop it), neither good nor bad.
 
 * **bad fraction** over ``W``: ``1 - good / total``;
 * **burn rate** over ``W``: the bad fraction divided by the budget, ``1 - target`` (1.0 spends the
@@ -27,7 +29,9 @@ fires keeps firing while the short window alone stays at or above it (the long w
 end of a burn, the short one sees it within ``short_s``; requiring it alone to hold on keeps one
 burn one episode, not a finding that comes and goes as the long window hovers). No rule fires
 before the goal has seen samples for at least the rule's short window and the short window holds
-at least one sample (a blip right after the start is no trend).
+at least one sample (a blip right after the start is no trend); nor, after a restore whose first
+new sample came more than the shortest short window after the newest one saved (an engine stopped
+a while: nobody counted meanwhile), before the samples since then span the rule's short window.
 
 A firing goal gives one FORECAST finding per evaluation (cause ``error_budget_burn``, metric
 ``goal:<name>``; the engine stores repeats of it sparingly and groups them into one incident),
@@ -90,9 +94,28 @@ class Budget:
         self.coarse: dict[int, list[int]] = {}
         self.first_ts: float | None = None  # the first sample counted
         self.last_ts: float | None = None  # the newest sample counted
+        # when the history the rules judge began: the first sample, or the first after a restore
+        # that came more than the shortest short window after the newest sample saved (a gap:
+        # nobody counted meanwhile, and one sample after it is no trend)
+        self.since: float | None = None
+        self.gap_s = min(r.short_s for r in goal.rules)
+        self.saved_to: float | None = None  # restored: the newest sample counted before the save
+        self._resumed = True  # whether a sample came since the restore
 
     def add(self, ts: float, value: float) -> None:
-        """Count one sample at ``ts``."""
+        """Count one sample at ``ts``. A NaN is no measurement (a source that could not measure),
+        not a bad sample: it is not counted, as the engine's series drop it. After a restore, a
+        sample at or before the newest one saved is not counted again (a source that hands back
+        its recent past after a restart, like a PromQL range query)."""
+        if value != value:
+            return
+        if self.saved_to is not None:
+            if ts <= self.saved_to:
+                return
+            if not self._resumed:
+                self._resumed = True
+                if ts - self.saved_to > self.gap_s:
+                    self.since = ts
         good = int(self.goal.good(value))
         for buckets, width in ((self.fine, self.fine_s), (self.coarse, self.coarse_s)):
             cell = buckets.setdefault(math.floor(ts / width), [0, 0])
@@ -100,6 +123,7 @@ class Budget:
             cell[1] += 1
         self.first_ts = ts if self.first_ts is None else min(self.first_ts, ts)
         self.last_ts = ts if self.last_ts is None else max(self.last_ts, ts)
+        self.since = ts if self.since is None else min(self.since, ts)
 
     def prune(self, now: float) -> None:
         """Forget the buckets no window reaches back to any more."""
@@ -109,7 +133,7 @@ class Budget:
             for cell in [c for c in buckets if c < oldest]:
                 del buckets[cell]
         if self.first_ts is not None and not self.coarse:
-            self.first_ts = self.last_ts = None
+            self.first_ts = self.last_ts = self.since = None
 
     def counts(self, window_s: float, now: float) -> tuple[int, int]:
         """(good, total) over the last ``window_s`` seconds before ``now``."""
@@ -166,6 +190,7 @@ class Budget:
     def state(self) -> dict[str, Any]:
         """JSON-ready state; :meth:`from_state` reads it back."""
         return {"v": _STATE_VERSION, "sli": _sli(self.goal), "first_ts": self.first_ts, "last_ts": self.last_ts,
+                "since": self.since,
                 "fine": [[c, g, t] for c, (g, t) in sorted(self.fine.items())],
                 "coarse": [[c, g, t] for c, (g, t) in sorted(self.coarse.items())]}
 
@@ -189,6 +214,9 @@ class Budget:
             for key in ("first_ts", "last_ts"):
                 value = state[key]
                 setattr(budget, key, None if value is None else float(value))
+            since = state.get("since", budget.first_ts)  # absent: saved before it was kept
+            budget.since = None if since is None else float(since)
+            budget.saved_to, budget._resumed = budget.last_ts, False
         except (KeyError, TypeError) as exc:
             raise ValueError(f"goal {goal.name}: malformed budget state ({exc!r})") from exc
         except ValueError as exc:
@@ -284,8 +312,8 @@ class GoalTracker:
         """(rule index, long burn, short burn) of every rule firing now."""
         fired = []
         for i, rule in enumerate(goal.rules):
-            if budget.first_ts is None or budget.first_ts > now - rule.short_s:
-                continue  # not yet a short window of history
+            if budget.since is None or budget.since > now - rule.short_s:
+                continue  # not yet a short window of history (since the start, or a restart's gap)
             short, long = budget.burn(rule.short_s, now), budget.burn(rule.long_s, now)
             if short is None or long is None or short < rule.factor:
                 continue
@@ -308,7 +336,8 @@ class GoalTracker:
         kind = "fast" if rule.severity == "page" else "slow"
         summary = (f"goal {goal.name} ({goal.describe()}): error budget burning at {long:.1f}x the sustainable "
                    f"rate over {span(rule.long_s)}, {short:.1f}x over the last {span(rule.short_s)} ({kind} burn: "
-                   f"{'pages' if rule.severity == 'page' else 'a ticket'} at {rule.factor:g}x); {when}")
+                   f"{'pages' if _severity(rule, goal) == Severity.CRITICAL else 'a ticket'} at {rule.factor:g}x); "
+                   f"{when}")
         evidence: dict[str, Any] = {
             "goal": goal.name, "objective": goal.describe(), "target": goal.target,
             "window_days": goal.window_days, "priority": goal.priority,

@@ -118,7 +118,8 @@ def burn_evidence(ev: dict[str, Any]) -> list[str]:
     out = [f"burn rate (1x spends the budget in exactly the goal's window): {burns}"]
     rule = ev.get("rule")
     if isinstance(rule, dict):
-        out.append(f"rule: {'pages' if rule.get('severity') == 'page' else 'a ticket'} when the burn is at least "
+        pages = rule.get("severity") == "page" and ev.get("priority") != "ticket"  # a ticket goal never pages
+        out.append(f"rule: {'pages' if pages else 'a ticket'} when the burn is at least "
                    f"{rule.get('factor'):g}x over both the last "
                    f"{span(float(rule.get('long_s', 0)))} and the last {span(float(rule.get('short_s', 0)))}; "
                    f"goal priority {ev.get('priority')}")
