@@ -201,6 +201,11 @@ def test_a_service_stopped_by_a_person_is_not_restarted_while_its_probe_fails_no
 
     status = CliRunner().invoke(app, ["status", "-c", str(web.path)])
     assert "STOPPED web: stopped on purpose by person:ana (disk swap)" in status.stdout
+    token = create_token(web.store, "viewer", "viewer")
+    with TestClient(create_app(ApiContext(store=web.store, config=web.engine.config, read_cache_s=0))) as client:
+        [shown] = client.get("/api/v1/services", headers={"Authorization": f"Bearer {token}"}).json()
+    assert (shown["stopped_on_purpose"]["actor"], shown["stopped_on_purpose"]["comment"]) == ("person:ana",
+                                                                                              "disk swap")
 
     again = web.person("start", "web", "--actor", "person:ana")
     assert again.returncode == 0, again.stderr
