@@ -308,3 +308,47 @@ def test_the_process_source_samples_a_service_stopped_on_purpose_as_unit_stopped
     assert got == {("held", "unit_stopped"): 1.0, ("dead", "unit_stopped"): 0.0, ("dead", "up"): 0.0,
                    ("live", "unit_stopped"): 0.0, ("live", "up"): 1.0}
     assert all(isinstance(s, Sample) for s in source.collect(2.0))
+
+
+def test_the_soaks_person_on_call_starts_a_service_left_down_through_autonomic_starts_request(
+    tmp_path: Path,
+) -> None:
+    """benchmarks/soak.py's person on call, over a real engine running its own loop (a thread, as in
+    the soak) with a real HTTP server it supervises: with the server down and left down (autonomy
+    observe: nothing restarts it), the person's start is queued, carried out by the loop and audited
+    as the person's."""
+    import importlib.util
+    import threading
+
+    spec = importlib.util.spec_from_file_location("soak_benchmark_start",
+                                                  SRC.parent / "benchmarks" / "soak.py")
+    assert spec is not None and spec.loader is not None
+    soak = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault("soak_benchmark_start", soak)
+    spec.loader.exec_module(soak)
+    port = free_port()
+    config = load_config_data({
+        "engine": {"interval_s": 0.2, "state_dir": str(tmp_path / "state"), "host_metrics": False},
+        "services": [{"name": "web", "probes": [{"type": "http", "url": f"http://127.0.0.1:{port}/health"}],
+                      "actuators": {"process": {"command": [sys.executable, "-m", "http.server", str(port),
+                                                            "--bind", "127.0.0.1"], "cwd": str(tmp_path)}}}],
+        "policy": {"autonomy": "observe"}}, source="test.yaml", base_dir=tmp_path)
+    engine = Engine(config, notifiers=Dispatcher([(FakeNotifier(), Level.INFO)], synchronous=True, dedup_s=0))
+    stop = threading.Event()
+    thread = threading.Thread(target=engine.run, args=(stop,), daemon=True)
+    (tmp_path / "health").write_text("ok")
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{port}"
+        assert soak.scenario._wait(lambda: soak.scenario._healthy(url), 30)
+        engine.supervisor.stop("web")  # it died and was handed over: down, nothing restarts it
+        assert not soak.scenario._healthy(url)
+
+        started = soak.person_on_call(engine, {"web": url}, time.time())
+
+        assert started == 1 and soak.scenario._healthy(url)
+        assert [e.actor for e in engine.store.audit_events() if e.kind == "service.start_requested"] == [
+            "person:on-call"]
+    finally:
+        stop.set()
+        thread.join(timeout=30)
