@@ -1,7 +1,8 @@
 """The REST API: what people see and do, over HTTP, from the process that runs the loop.
 
 ``create_app(ctx)`` builds the FastAPI app. Reads need a ``viewer`` token, approvals, pauses
-and a person's start or stop of a supervised service an ``operator``, policy changes an ``admin`` (see :mod:`autonomic.oversight.auth`);
+and a person's start or stop of a supervised service an ``operator``, policy changes an
+``admin`` (see :mod:`autonomic.oversight.auth`);
 ``/healthz``, ``/readyz`` and ``/metrics`` are open. Every mutation goes through the store
 exactly as the CLI's does, audited with the actor ``token:<name>``. Every input is
 validated before anything is written, so a 4xx leaves the store unchanged; an unexpected
