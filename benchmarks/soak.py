@@ -65,7 +65,7 @@ from rich.console import Console
 from autonomic.config import load_config
 from autonomic.demo import scenario
 from autonomic.demo.scenario import FAST, SERVICES, Pace, Scenario, Timeline
-from autonomic.engine import Engine
+from autonomic.engine import Engine, request_service, service_request_outcome
 from autonomic.oversight.metrics import EngineMetrics
 from autonomic.oversight.server import ApiServer
 
@@ -425,17 +425,25 @@ def next_scenario(rng: random.Random, engine: Engine, past: list[scenario.Result
 
 def person_on_call(engine: Engine, urls: dict[str, str], t0: float) -> int:
     """What the person paged does when a fault's episode ends with a service still down (the
-    engine handed it over: a crash loop, a restart held back): start it again through the
-    supervisor, as ``systemctl start`` would. Returns how many were started. Without this, one
-    escalation leaves a service down for the rest of the soak, and every later fault on it or on
-    the services calling it has nothing to act on."""
-    started = 0
+    engine handed it over: a crash loop, a restart held back): start it again as a person does,
+    ``autonomic start NAME`` (its request queued in the store; the running engine's loop starts
+    it and audits it). Returns how many were started. Without this, one escalation leaves a
+    service down for the rest of the soak, and every later fault on it or on the services calling
+    it has nothing to act on."""
+    asked = {}
     for name, url in urls.items():
         if scenario._healthy(url) or engine.supervisor.pid(name) is not None:
             continue
-        engine.supervisor.start(name)
-        started += 1
-        print(f"[{time.time() - t0:7.0f}s] the person on call started {name} again", file=sys.stderr, flush=True)
+        asked[name] = request_service(engine.store, engine.config, name, "start", actor="person:on-call",
+                                      comment="soak: the episode ended with it down", now=engine.store.server_time())
+    outcomes = {name: scenario._wait(lambda k=key: service_request_outcome(engine.store, k), 30)
+                for name, key in asked.items()}
+    started = 0
+    for name, outcome in outcomes.items():
+        said = "not carried out within 30 s" if outcome is None else outcome.kind
+        started += outcome is not None and outcome.kind == "service.started"
+        print(f"[{time.time() - t0:7.0f}s] the person on call started {name} again: {said}", file=sys.stderr,
+              flush=True)
     if started:
         scenario._wait(lambda: all(scenario._healthy(u) for u in urls.values()), 30)
     return started

@@ -486,18 +486,20 @@ def _read_status(path: Path) -> dict[str, Any]:
 def status(ctx: typer.Context, config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
     """Services' health, open incidents, pauses, breakers and (leader election) the leader."""
     config = given_config(ctx, config)
+    from autonomic.engine import STOPPED_PREFIX
     from autonomic.knowledge.lease import ENGINE_LEASE
 
     cfg, store = _store(config)
     live = _read_status(cfg.state_dir / "status.json")
     open_incidents = store.incidents(unclosed=True, limit=1000)
     pauses = store.states("pause:")
+    on_purpose = {k.split(":", 1)[1]: v for k, v in store.states(STOPPED_PREFIX).items()}
     breakers = store.states("breaker:")
     lease = store.lease(ENGINE_LEASE)  # leader election: which replica runs the loop
     goals = _goals(cfg, store)
     if as_json:
         print(json.dumps({"live": live, "open_incidents": [i.model_dump(mode="json") for i in open_incidents],
-                          "pauses": pauses, "breakers": breakers, "goals": goals,
+                          "pauses": pauses, "stopped_on_purpose": on_purpose, "breakers": breakers, "goals": goals,
                           "lease": None if lease is None else lease.to_state(),
                           "config_fingerprint": cfg.fingerprint}, indent=2))
         return
@@ -539,6 +541,11 @@ def status(ctx: typer.Context, config: ConfigOpt = None, as_json: JsonOpt = Fals
         console.print(Text.assemble(("PAUSED", "bold red"), printable(f" {key.split(':', 1)[1]}: "
                                                                       f"{value.get('reason', '')} "
                                                                       f"(by {value.get('actor', '?')})")))
+    for name, value in sorted(on_purpose.items()):
+        comment = str(value.get("comment") or "")
+        console.print(Text.assemble(("STOPPED", "bold yellow"), printable(
+            f" {name}: stopped on purpose by {value.get('actor', '?')}" + (f" ({comment})" if comment else "")
+            + f"; not started until {cfg.command} start {name}")))
     for key, value in breakers.items():
         if value.get("state") != "closed":
             console.print(f"breaker {key.split(':', 1)[1]}: {value.get('state')}")
@@ -709,6 +716,88 @@ def resume(
     who = _actor(actor)
     store.set_state(key, None, actor=who, event="pause.lifted", data={"service": service, "reason": reason})
     print(f"resumed {'all automation' if service is None else service}")
+
+
+def _start_or_stop(service: str, verb: Literal["start", "stop"], comment: str, actor: str | None, wait: float | None,
+                   config: Path | None) -> None:
+    """Queue a person's start or stop for the engine that leads, then wait (bounded) for its outcome."""
+    from autonomic.engine import NotSupervised, UnknownService, request_service, service_request_outcome
+
+    cfg, store = _store(config)
+    try:
+        key = request_service(store, cfg, service, verb, actor=_actor(actor), comment=comment, now=store.server_time())
+    except (UnknownService, NotSupervised) as exc:
+        raise _fail(str(exc.args[0])) from None
+    binding = cfg.bindings[service]["process"]
+    # the engine takes it at its next collection (interval_s), and a stop waits up to stop_timeout_s
+    limit = (3 * cfg.engine.interval_s + (binding.stop_timeout_s if verb == "stop" else 0) + 10
+             if wait is None else wait)
+    deadline = time.monotonic() + limit
+    outcome = service_request_outcome(store, key)
+    while outcome is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+        outcome = service_request_outcome(store, key)
+    if outcome is None:
+        live = _read_status(cfg.state_dir / "status.json")
+        stopped, age = live.get("stopped_at"), time.time() - float(live.get("ts", 0) or 0)
+        why = ("the engine is not running here: it stopped" if isinstance(stopped, int | float) else
+               "no engine has run here" if not live else
+               f"the engine is not running here, or is stuck or standing by (its health is {age:.0f} s old)"
+               if age > 3 * cfg.engine.interval_s + STATUS_GRACE_S else
+               "the engine did not take it in time (standing by, not leading? see autonomic status)")
+        print(f"{service}: {verb} queued (request {key.split(':', 1)[1][:8]}), not done within {limit:g} s: {why}; "
+              f"the engine that leads carries it out when it runs")
+        return
+    data = outcome.data
+    said = {
+        "service.started": f"{service} started: pid {data.get('pid')}",
+        "service.already_running": f"{service} was already running (pid {data.get('pid')}): nothing done",
+        "service.start_failed": f"{service} could not be started: {data.get('error')}",
+        "service.stopped": f"{service} stopped (pid {data.get('pid')}); it is stopped on purpose: autonomic does not "
+                           f"start it (nor its down remedy, nor the engine's start) until `{cfg.command} start "
+                           f"{service}`",
+        "service.already_stopped": f"{service} was not running; it is now stopped on purpose: autonomic does not "
+                                   f"start it until `{cfg.command} start {service}`",
+        "service.request_refused": f"{service}: {verb} refused by the engine: {data.get('error')}",
+    }[outcome.kind]
+    if outcome.kind in ("service.start_failed", "service.request_refused"):
+        raise _fail(printable(said), 1)
+    print(printable(said))
+
+
+_WaitOpt = Annotated[float | None, typer.Option(
+    "--wait", min=0, help="seconds to wait for the engine to carry it out (default: 3 intervals and 10 s, and a "
+    "stop's stop_timeout_s); 0: only queue it")]
+
+
+@app.command()
+def start(
+    ctx: typer.Context,
+    service: Annotated[str, typer.Argument(parser=_text)],
+    comment: Annotated[str, typer.Option("--comment", "-m", help="why (recorded in the audit log)", parser=_text)] = "",
+    actor: Annotated[str | None, typer.Option(help="who starts it (default: this user)", parser=_text)] = None,
+    wait: _WaitOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Start a service autonomic supervises (a process binding) again: after a crash loop was handed
+    to you, a denied restart, or `autonomic stop`. The engine that leads does it; this waits for it."""
+    config = given_config(ctx, config)
+    _start_or_stop(service, "start", comment, actor, wait, config)
+
+
+@app.command()
+def stop(
+    ctx: typer.Context,
+    service: Annotated[str, typer.Argument(parser=_text)],
+    comment: Annotated[str, typer.Option("--comment", "-m", help="why (recorded in the audit log)", parser=_text)] = "",
+    actor: Annotated[str | None, typer.Option(help="who stops it (default: this user)", parser=_text)] = None,
+    wait: _WaitOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Stop a service autonomic supervises, on purpose (maintenance): it stays stopped, its down remedy
+    passed over and not started at the engine's start, until `autonomic start`."""
+    config = given_config(ctx, config)
+    _start_or_stop(service, "stop", comment, actor, wait, config)
 
 
 @audit_app.command("verify")

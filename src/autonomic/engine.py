@@ -21,7 +21,7 @@ import threading
 import time
 import zlib
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from http.cookiejar import CookieJar, DefaultCookiePolicy
 from pathlib import Path
@@ -41,7 +41,14 @@ from autonomic.analyze.thresholds import HealthDetector, Thresholds, assess
 from autonomic.analyze.trend import TrendDetector, default_trend_specs
 from autonomic.clock import ServerClock, SystemClock, utc_stamp
 from autonomic.config import Config, policy_retention_too_short
-from autonomic.errors import AuditChainError, AutonomicError, SourceError, StoreError, StoreValueError
+from autonomic.errors import (
+    ActuatorError,
+    AuditChainError,
+    AutonomicError,
+    SourceError,
+    StoreError,
+    StoreValueError,
+)
 from autonomic.execute.executor import RETRY_PAUSE_MAX_S, Executor
 from autonomic.execute.supervisor import Supervisor, describe_exit
 from autonomic.knowledge import Store
@@ -345,6 +352,99 @@ def _not_awaiting(store: Store, incident_id: str, inc: Incident | None) -> str:
             f"stop what it does, pause it: autonomic pause --service {inc.service} --reason ...")
 
 
+# a person's start or stop of a supervised service (``autonomic start|stop``, POST
+# /api/v1/services/{name}/start|stop), waiting for the engine that leads to carry it out
+# (Engine._take_service_requests): "service-request:<an id of its own>"
+SERVICE_REQUEST_PREFIX = "service-request:"
+# a supervised service a person stopped on purpose: not started again (by a remedy, nor at the
+# engine's start) until a person starts it: "stopped:<service>" -> {actor, comment, ts}
+STOPPED_PREFIX = "stopped:"
+# the outcomes of a request, audited with the request's key as subject (see service_request_outcome)
+SERVICE_OUTCOMES = ("service.started", "service.already_running", "service.start_failed", "service.stopped",
+                    "service.already_stopped", "service.request_refused")
+_UNIT_FIELD = {"systemd": "unit", "docker": "container", "kubernetes": "name"}  # what names the unit
+
+
+def stopped_key(service: str) -> str:
+    return f"{STOPPED_PREFIX}{service}"
+
+
+class UnknownService(LookupError):
+    """A start or stop of a service the config does not name."""
+
+
+class NotSupervised(ValueError):
+    """A start or stop of a service autonomic does not run (no ``process`` binding): its message
+    says what to use instead."""
+
+
+def request_service(store: Store, config: Config, service: str, verb: Literal["start", "stop"], *, actor: str,
+                    comment: str, now: float) -> str:
+    """Queue a person's start or stop of ``service`` for the engine that leads, which carries it
+    out through its supervisor at its next collection (:meth:`Engine._take_service_requests`);
+    audited ``service.<verb>_requested`` as the person's act (the comment too; no secret is in
+    it unless the person typed one). Returns the request's key, the subject of the outcome's
+    audit entry (:func:`service_request_outcome`). For the API and the CLI alike.
+
+    Raises :class:`UnknownService` for a service ``config`` does not name and
+    :class:`NotSupervised` for one without a ``process`` binding (systemd, Docker or Kubernetes
+    run it: the message names the command to use); nothing is written then."""
+    spec = config.service(service)
+    if spec is None:
+        raise UnknownService(f"no service named {service!r} in {config.source}")
+    bindings = config.bindings.get(service, {})
+    if "process" not in bindings:
+        raise NotSupervised(_not_supervised(service, verb, bindings))
+    key = f"{SERVICE_REQUEST_PREFIX}{new_id()}"
+    store.set_state(key, {"service": service, "verb": verb, "actor": actor, "comment": comment, "ts": now},
+                    actor=actor, event=f"service.{verb}_requested", data={"service": service, "comment": comment})
+    return key
+
+
+def _not_supervised(service: str, verb: str, bindings: Mapping[str, Any]) -> str:
+    """What to use to start or stop ``service``, which autonomic does not run."""
+    for kind, field in _UNIT_FIELD.items():
+        binding = bindings.get(kind)
+        if binding is None:
+            continue
+        name = str(getattr(binding, field, service))
+        how = {"systemd": f"systemctl {verb} {name}",
+               "docker": f"docker {'unpause' if verb == 'start' else 'pause'} {name} (a paused container is "
+                         f"stopped on purpose; one stopped with docker stop reads down)",
+               "kubernetes": f"kubectl scale --replicas={'N' if verb == 'start' else '0'} "
+                             f"{str(getattr(binding, 'kind', 'Deployment')).lower()}/{name} "
+                             f"-n {getattr(binding, 'namespace', 'default')}"}[kind]
+        return (f"{service} is run by {kind}, not by autonomic (no process binding): {verb} it with {how}; "
+                f"autonomic reads its state{' and does not start it while it is stopped' if verb == 'stop' else ''}")
+    return (f"{service} is not run by autonomic (no process binding), nor through systemd, Docker or Kubernetes: "
+            f"{verb} it where it runs")
+
+
+def service_request_outcome(store: Store, key: str) -> AuditEvent | None:
+    """The audit entry in which the engine recorded what came of the request ``key`` (one of
+    :data:`SERVICE_OUTCOMES`), None while it has not carried it out."""
+    return next((e for e in store.audit_events(subject=key, limit=10, newest=True) if e.kind in SERVICE_OUTCOMES),
+                None)
+
+
+def _stopped_text(service: str, stopped: dict[str, Any] | None, command: str = "autonomic") -> str | None:
+    """Why ``service`` is not started, when a person stopped it on purpose (``stopped``, its
+    :func:`stopped_key` value): by whom, when, their comment, and how to start it."""
+    if not stopped:
+        return None
+    comment = str(stopped.get("comment") or "").strip()
+    when = stopped.get("ts")
+    return (f"{service} was stopped on purpose by {stopped.get('actor', '?')}"
+            + (f" at {utc_stamp(float(when))}" if isinstance(when, int | float) else "")
+            + (f" ({comment})" if comment else "")
+            + f": autonomic does not start what a person stopped, until a person starts it ({command} start {service})")
+
+
+def stopped_on_purpose(store: Store, service: str) -> dict[str, Any] | None:
+    """Who stopped ``service`` on purpose, when and why (``{actor, comment, ts}``), or None."""
+    return store.get_state(stopped_key(service))
+
+
 def backoff_key(service: str) -> str:
     return f"backoff:{service}"
 
@@ -528,6 +628,8 @@ class Engine:
         self._next_collect = 0.0
         self._inbox: queue.SimpleQueue[Finding] = queue.SimpleQueue()
         self._inbox_taken: set[str] = set()  # inbox keys whose findings are in memory (see _read_inbox)
+        # the supervised services people stopped on purpose, as the store said at the last collection
+        self._stopped: dict[str, dict[str, Any]] = {}
         self._inbox_of: dict[str, str] = {}  # finding id -> the inbox key it was read from
         # incident id -> fingerprints of its Alertmanager alerts still firing (no resolved
         # notification yet): such an incident is quiet only after alert_resolve_after_s (see _sweep)
@@ -562,7 +664,7 @@ class Engine:
             binding = self.config.bindings.get(svc.name, {}).get("process")
             limits[svc.name] = getattr(binding, "memory_limit_bytes", None)
         if self.supervisor.services():
-            sources.append(ProcessSource(self.supervisor.pids, limits))
+            sources.append(ProcessSource(self.supervisor.pids, limits, stopped=lambda: self._stopped))
         # one HTTP client for every source: a client is ~40 ms and ~0.8 MB to make (its TLS
         # context), too much per service for a fleet; it keeps no cookies, so none set by one
         # service is sent to another on the same host
@@ -789,8 +891,11 @@ class Engine:
                         "services leave behind become autonomic's children and are never reaped (zombies, until "
                         "the PID table is full); run it under an init: docker run --init, or tini as the entrypoint")
         if not self.shadow_only:
-            # a paused service is not started: a person may have stopped it on purpose
-            held = self.supervisor.adopt_or_start_all(hold=lambda svc: paused_reason(self.store, svc))
+            # a paused service is not started: a person may have stopped it on purpose; one a
+            # person stopped with autonomic stop is not started until a person starts it
+            self._stopped = self._read_stopped()
+            held = self.supervisor.adopt_or_start_all(hold=lambda svc: _stopped_text(
+                svc, self._stopped.get(svc), self.config.command) or paused_reason(self.store, svc))
             for service, how in held.items():
                 # held or failed to start (a command not found): worth a person's eye, not INFO
                 (log.warning if how.startswith(("held", "error")) else log.info)("service %s: %s", service, how)
@@ -1222,6 +1327,8 @@ class Engine:
                 self._poll_approvals(now)
                 self.watchdog.beat("telling of approvals refused as late")
                 self._tell_late_approvals()
+                if self.standby is None and not self.shadow_only:
+                    self._take_service_requests()
                 self.watchdog.beat("closing quiet incidents (the sweep)")
                 self._sweep(now)
                 self.watchdog.beat("sending scheduled reports")
@@ -1384,7 +1491,17 @@ class Engine:
             self._problems[topic] = text
         return before != text
 
+    def _read_stopped(self) -> dict[str, dict[str, Any]]:
+        """The supervised services people stopped on purpose (``autonomic stop``), from the store."""
+        return {key[len(STOPPED_PREFIX):]: value for key, value in self.store.states(STOPPED_PREFIX).items()}
+
     def collect(self, now: float) -> None:
+        if self.supervisor.services():
+            try:  # what the process source samples as unit_stopped; on a refusal, as last read
+                self._stopped = self._read_stopped()
+            except StoreError as exc:
+                if self._problem("store", str(exc)):
+                    log.error("the store refused a read of the services stopped on purpose: %s", exc)
         for src in self.sources:
             self.watchdog.beat(f"collecting from source {src.name}")
             topic = f"source:{src.name}"
@@ -1601,6 +1718,82 @@ class Engine:
                                      incident_id=inc.id, title=f"approval refused as late: {what}", body=body))
 
     # --- incidents -------------------------------------------------------------------------
+
+    def _take_service_requests(self) -> None:
+        """Carry out each person's start or stop of a supervised service (:func:`request_service`),
+        once: taken from the store first (``delete_state_if``, audited ``service.request_taken``: of
+        two replicas, or a deposed leader, only one takes it), then done through the supervisor, its
+        outcome audited with the request's key as subject (:data:`SERVICE_OUTCOMES`, what the CLI
+        waits for) and told to people for information.
+
+        A stop is recorded first (``stopped:<service>``, durable): the process source then samples
+        ``unit_stopped`` 1, so the down remedy is passed over (:meth:`_stopped_on_purpose`), and no
+        later engine starts it at its start. A start lifts that record, then starts the process; a
+        service already running is left as it is and said so. Both are a person's own act, not
+        automation: a pause (the kill switch) does not hold them back."""
+        for key, value in sorted(self.store.states(SERVICE_REQUEST_PREFIX).items(),
+                                 key=lambda kv: (float(kv[1].get("ts") or 0.0), kv[0])):
+            service, verb = str(value.get("service")), str(value.get("verb"))
+            if not self.store.delete_state_if(key, {"service": service, "verb": verb}, actor="engine",
+                                              event="service.request_taken", data={"service": service, "verb": verb}):
+                continue  # taken since it was read
+            who, comment = str(value.get("actor", "?")), str(value.get("comment") or "")
+            if service not in self.supervisor.services() or verb not in ("start", "stop"):
+                self.store.audit("engine", "service.request_refused", key,
+                                 {"service": service, "verb": verb, "for": who,
+                                  "error": f"{service} has no process binding in {self.config.source}"})
+                continue
+            self.watchdog.beat(f"{verb} of {service!r}, asked by {who}")
+            if verb == "start":
+                self._person_starts(key, service, who, comment)
+            else:
+                self._person_stops(key, service, who, comment)
+
+    def _person_starts(self, key: str, service: str, who: str, comment: str) -> None:
+        was = self._stopped.pop(service, None)
+        if was is not None:
+            self.store.set_state(stopped_key(service), None, actor=who, event="service.stop_lifted",
+                                 data={"service": service, "comment": comment})
+        pid = self.supervisor.pid(service)
+        data: dict[str, Any] = {"service": service, "for": who, "comment": comment}
+        if pid is not None:
+            self.store.audit("engine", "service.already_running", key, {**data, "pid": pid})
+            title = f"{service} was already running (pid {pid}): start by {who} did nothing"
+            level = Level.INFO
+        else:
+            try:
+                pid = self.supervisor.start(service)
+            except ActuatorError as exc:
+                self.store.audit("engine", "service.start_failed", key, {**data, "error": str(exc)})
+                title, level = f"{service} could not be started for {who}: {exc}", Level.ALERT
+            else:
+                self.store.audit("engine", "service.started", key, {**data, "pid": pid})
+                title, level = f"{service} started by {who}: pid {pid}", Level.INFO
+        body = (f"Comment: {comment}" if comment else "") + (" It had been stopped on purpose by "
+                                                             f"{was.get('actor', '?')}." if was else "")
+        log.info("%s", title)
+        self.notify(Notification(level=level, ts=self.clock.now(), service=service, incident_id=None,
+                                 title=title, body=body.strip()))
+
+    def _person_stops(self, key: str, service: str, who: str, comment: str) -> None:
+        record = {"actor": who, "comment": comment, "ts": self.clock.now()}
+        # recorded before the stop: an engine that dies in between does not start it again
+        self.store.set_state(stopped_key(service), record, actor=who, event="service.stopped_on_purpose",
+                             data={"service": service, "comment": comment})
+        self._stopped[service] = record
+        data: dict[str, Any] = {"service": service, "for": who, "comment": comment}
+        pid = self.supervisor.pid(service)
+        if pid is None:
+            self.store.audit("engine", "service.already_stopped", key, data)
+            title = f"{service} was not running: stopped on purpose by {who}, autonomic does not start it"
+        else:
+            code = self.supervisor.stop(service)
+            self.store.audit("engine", "service.stopped", key, {**data, "pid": pid, "exit_code": code})
+            title = f"{service} stopped by {who}: pid {pid}" + (f" {describe_exit(code)}" if code is not None else "")
+        log.info("%s", title)
+        body = (f"Comment: {comment}. " if comment else "") + f"Start it with: {self.config.command} start {service}"
+        self.notify(Notification(level=Level.INFO, ts=self.clock.now(), service=service, incident_id=None,
+                                 title=title, body=body))
 
     def _stale_after(self, service: str | None = None) -> float:
         """How long without a finding counts as quiet: a few ticks; for ``service``'s incidents, on
@@ -2055,15 +2248,20 @@ class Engine:
     def _stopped_on_purpose(self, service: str) -> tuple[str, str] | None:
         """(the unit's actuator type, why) while the unit ``service``'s binding names was stopped on
         purpose, as its latest ``unit_stopped`` sample (of the last few ticks) says: a systemd unit
-        ``inactive``, a paused container, a workload scaled to zero. A remedy through that actuator
+        ``inactive``, a paused container, a workload scaled to zero, a supervised process a person
+        stopped (``autonomic stop``: the process source samples it). A remedy through that actuator
         (a restart that would start it again) is then passed over: a failing probe does not undo a
         person's stop. None otherwise, and when the unit's state is not read."""
-        kind = unit_kind(self.config.bindings.get(service, {}))
+        bindings = self.config.bindings.get(service, {})
+        kind = "process" if "process" in bindings else unit_kind(bindings)
         latest = self.series.latest(service, "unit_stopped") if kind is not None else None
         if kind is None or latest is None or latest[1] < 1:
             return None
         if self.clock.now() - latest[0] > 3 * self.config.engine.interval_s:
             return None  # not read lately (the unit cannot be read now): not known to be stopped
+        if kind == "process":
+            why = _stopped_text(service, self._stopped.get(service), self.config.command)
+            return kind, why or f"{service} was stopped on purpose"
         how = {"systemd": "its systemd unit is inactive", "docker": "its container is paused",
                "kubernetes": "its workload is scaled to 0 replicas"}.get(kind, f"its {kind} unit is stopped")
         return kind, f"{service} was stopped on purpose ({how}): autonomic does not start what a person stopped"

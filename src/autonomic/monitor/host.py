@@ -6,7 +6,7 @@ as ``up=0`` for its service.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 
 import psutil
 
@@ -52,6 +52,11 @@ class ProcessSource:
 
     ``psutil.Process`` objects are cached per pid so cpu deltas work across collects;
     ``is_running`` also guards against a recycled pid.
+
+    With ``stopped`` (the services a person stopped on purpose, ``autonomic stop``), every
+    service also gets ``unit_stopped``, as a systemd unit's source samples it: 1 for one stopped
+    on purpose and not running, which then gets no ``up`` (it is not down: a person stopped it),
+    else 0, so that a start is seen at the next collection.
     """
 
     name = "process"
@@ -60,8 +65,10 @@ class ProcessSource:
         self,
         pids: Callable[[], Mapping[str, int | None]],
         memory_limits: Mapping[str, int | None] | None = None,
+        stopped: Callable[[], Collection[str]] | None = None,
     ) -> None:
         self._pids = pids
+        self._stopped = stopped
         self._limits = dict(memory_limits or {})
         self._procs: dict[int, psutil.Process] = {}
 
@@ -72,8 +79,14 @@ class ProcessSource:
             del self._procs[stale]
         host_total: int | None = None
         samples: list[Sample] = []
+        stopped = None if self._stopped is None else self._stopped()
         for service, pid in current.items():
             readings = self._read(pid) if pid is not None else None
+            if stopped is not None:
+                on_purpose = readings is None and service in stopped
+                samples.append(Sample(service, "unit_stopped", now, 1.0 if on_purpose else 0.0))
+                if on_purpose:
+                    continue
             if readings is None:
                 samples.append(Sample(service, "up", now, 0.0))
                 continue

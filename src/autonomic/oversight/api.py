@@ -1,7 +1,8 @@
 """The REST API: what people see and do, over HTTP, from the process that runs the loop.
 
-``create_app(ctx)`` builds the FastAPI app. Reads need a ``viewer`` token, approvals and
-pauses an ``operator``, policy changes an ``admin`` (see :mod:`autonomic.oversight.auth`);
+``create_app(ctx)`` builds the FastAPI app. Reads need a ``viewer`` token, approvals, pauses
+and a person's start or stop of a supervised service an ``operator``, policy changes an
+``admin`` (see :mod:`autonomic.oversight.auth`);
 ``/healthz``, ``/readyz`` and ``/metrics`` are open. Every mutation goes through the store
 exactly as the CLI's does, audited with the actor ``token:<name>``. Every input is
 validated before anything is written, so a 4xx leaves the store unchanged; an unexpected
@@ -47,12 +48,16 @@ from autonomic.engine import (
     PAUSE_GLOBAL,
     POLICY_OVERRIDE,
     Engine,
+    NotSupervised,
+    UnknownService,
     answer_approval,
     approval_expires_at,
     approval_key,
     pause_key,
     paused_reason,
     queue_findings,
+    request_service,
+    stopped_on_purpose,
 )
 from autonomic.errors import ConfigError, NotLeaderError, Problem, StoreError, StoreValueError
 from autonomic.execute.canary import JudgeConfig
@@ -146,6 +151,10 @@ class PauseBody(_Body):
         if not v.strip():
             raise ValueError("must not be empty")
         return v
+
+
+class ServiceBody(_Body):
+    comment: str = Field(default="", max_length=2000)
 
 
 class ResumeBody(_Body):
@@ -377,6 +386,7 @@ def _services(ctx: ApiContext, open_incidents: list[Incident] | None = None) -> 
         spec = ctx.config.service(name)
         state, reasons = health.get(name, ("UNKNOWN", []))
         why = paused_reason(ctx.store, name)
+        stopped = stopped_on_purpose(ctx.store, name) if spec is not None else None
         out.append({
             "name": name,
             "type": spec.type if spec else "host",
@@ -385,6 +395,8 @@ def _services(ctx: ApiContext, open_incidents: list[Incident] | None = None) -> 
             "autonomy": policy.effective("*", None, name).autonomy.value,
             "paused": why is not None,
             "paused_reason": why,
+            # a supervised service a person stopped (autonomic stop): {actor, comment, ts}, else None
+            "stopped_on_purpose": stopped,
             "open_incidents": open_counts.get(name, 0),
             "depends_on": list(spec.depends_on) if spec else [],
         })
@@ -720,6 +732,32 @@ def _write_routes(ctx: ApiContext) -> APIRouter:
                             data={"service": body.service, "reason": body.reason})
         ctx.metrics.paused(body.service or "global", False)
         return {"resumed": body.service or "global", "actor": who.actor}
+
+    def start_or_stop(name: str, verb: Literal["start", "stop"], body: ServiceBody, who: Principal) -> JSONResponse:
+        try:
+            key = request_service(ctx.store, ctx.config, name, verb, actor=who.actor, comment=body.comment,
+                                  now=ctx.clock.now())
+        except UnknownService as exc:
+            raise HTTPException(404, str(exc.args[0])) from None
+        except NotSupervised as exc:
+            raise HTTPException(409, str(exc)) from None
+        return JSONResponse({"service": name, "verb": verb, "actor": who.actor, "request": key}, status_code=202)
+
+    @router.post("/services/{name}/start", status_code=202, responses=errors)
+    def start_service(name: str, who: Annotated[Principal, Depends(operator)],
+                      body: Annotated[ServiceBody, Body()] = ServiceBody()) -> JSONResponse:
+        """Start a supervised service (a process binding) again, as a person's act (allowed during a
+        pause): queued (202) for the engine that leads, which starts it at its next collection and
+        audits the outcome with the returned ``request`` as subject. It lifts a stop on purpose. 404:
+        no such service; 409: autonomic does not run it (the detail names what does)."""
+        return start_or_stop(name, "start", body, who)
+
+    @router.post("/services/{name}/stop", status_code=202, responses=errors)
+    def stop_service(name: str, who: Annotated[Principal, Depends(operator)],
+                     body: Annotated[ServiceBody, Body()] = ServiceBody()) -> JSONResponse:
+        """Stop a supervised service on purpose (maintenance): queued (202) as for a start; it stays
+        stopped (no down remedy, not started at the engine's start) until a person starts it."""
+        return start_or_stop(name, "stop", body, who)
 
     @router.put("/policy")
     def put_policy(body: PolicyConfig, who: Annotated[Principal, Depends(admin)]) -> dict[str, Any]:

@@ -369,10 +369,15 @@ function serviceCard(svc) {
         { reason: `${svc.name} paused from the dashboard`, service: svc.name }) }, "Pause");
   const reasons = svc.reasons || [];
   return h("div", { class: `svc st-${svc.state}`, testid: `service-${svc.name}` },
-    h("div", { class: "row" }, h("span", { class: "name" }, svc.name), svc.paused ? tag(globalPause ? "paused (all)" : "paused", "paused") : null),
+    h("div", { class: "row" }, h("span", { class: "name" }, svc.name), svc.paused ? tag(globalPause ? "paused (all)" : "paused", "paused") : null,
+      svc.stopped_on_purpose ? tag("stopped", "paused") : null),
     h("div", { class: "hstate", testid: `service-state-${svc.name}` }, svc.state),
     reasons.length ? h("div", { class: "reasons" }, reasons.join("; ")) : null,
     svc.paused && svc.paused_reason ? h("div", { class: "reasons", testid: `service-paused-${svc.name}` }, svc.paused_reason) : null,
+    svc.stopped_on_purpose ? h("div", { class: "reasons", testid: `service-stopped-${svc.name}` },
+      `stopped on purpose by ${svc.stopped_on_purpose.actor}` +
+      (svc.stopped_on_purpose.comment ? ` (${svc.stopped_on_purpose.comment})` : "") +
+      `; not started until a person starts it (autonomic start ${svc.name})`) : null,
     h("div", { class: "meta" }, `${svc.type || "service"} · autonomy `, h("b", {}, svc.autonomy || "-"),
       ` · ${svc.open_incidents || 0} open incident${svc.open_incidents === 1 ? "" : "s"}`),
     h("div", { class: "row" }, h("span"), pauseBtn));
