@@ -2266,6 +2266,16 @@ class Engine:
                "kubernetes": "its workload is scaled to 0 replicas"}.get(kind, f"its {kind} unit is stopped")
         return kind, f"{service} was stopped on purpose ({how}): autonomic does not start what a person stopped"
 
+    def _expected_down(self, inc: Incident) -> str | None:
+        """Who stopped ``inc``'s service, when ``inc`` is its being down while a person has it
+        stopped through ``autonomic stop`` (a supervised process: :meth:`_stopped_on_purpose`):
+        what they asked for, told at info rather than paged. None otherwise. A systemd unit
+        ``inactive``, a paused container or a workload at 0 replicas still pages: autonomic cannot
+        tell a person's stop from a unit whose process exited on its own with status 0, so it does
+        not restart one, but a person looks."""
+        stopped = self._stopped_on_purpose(inc.service) if inc.cause == "down" else None
+        return stopped[1] if stopped is not None and stopped[0] == "process" else None
+
     def _actuator_order(self, service: str) -> tuple[str, ...]:
         """The service's actuator types in the order its config binds them, which ranks remedies
         of equal confidence (``DiagnoseContext.actuator_order``): a service bound to process and
@@ -2584,6 +2594,9 @@ class Engine:
         if held:
             self._paused_out.add(inc.id)
         then = "; decided again when the pause is lifted" if held else ""
+        expected = self._expected_down(inc)
+        if expected is not None:  # a person stopped it through autonomic: its being down pages nobody
+            level, why, then = Level.INFO, expected, ""
         self.notify(Notification(level=level, ts=now, service=inc.service, incident_id=inc.id,
                                  title=inc.headline, body=f"not acting: {why}{then}"))
         return now + self.config.engine.interval_s if held else None

@@ -193,6 +193,10 @@ def test_a_service_stopped_by_a_person_is_not_restarted_while_its_probe_fails_no
                for r in passed.get("process-down-restart", [])), passed
     assert web.kinds("service.") == ["service.stop_requested", "service.request_taken",
                                      "service.stopped_on_purpose", "service.stopped"]
+    # its being down is what the person asked for: told at info, nobody paged
+    told = [n for n in web.notifier.sent if n.incident_id == inc.id and n.body.startswith("not acting")]
+    assert [n.level for n in told] == [Level.INFO], [(n.level, n.body) for n in told]
+    assert "web was stopped on purpose by person:ana" in told[0].body
 
     web.restart_engine()
     for _ in range(3):
