@@ -181,8 +181,13 @@ def has_action(ctx: GateContext) -> GateResult:
     action = ctx.diagnosis.action
     if action is None:
         if ctx.diagnosis.pattern_id is not None:  # a hand-over pattern, or an action this service has no binding for
-            return _fail("has_action", f"pattern {ctx.diagnosis.pattern_id} matches with no action that may run "
-                                       "here; a person must look")
+            # the diagnosis says why (a crash loop's restarts counted, what ruled the remedy out here):
+            # the person paged reads it in the notification, not only in `explain`
+            why = ctx.diagnosis.rationale.strip().rstrip(".")
+            if not why:
+                return _fail("has_action", f"pattern {ctx.diagnosis.pattern_id} matches with no action that may "
+                                           "run here; a person must look")
+            return _fail("has_action", why if "a person must look" in why else f"{why}; a person must look")
         return _fail("has_action", "no known remedy; a person must look")
     return _pass(
         "has_action", f"remedy {action.type} on {action.target} from pattern {ctx.diagnosis.pattern_id}"
