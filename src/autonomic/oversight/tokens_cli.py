@@ -65,14 +65,15 @@ def list_(ctx: typer.Context, config: ConfigOpt = None,
 
 @token_app.command("revoke")
 def revoke(ctx: typer.Context, name: str, config: ConfigOpt = None) -> None:
-    """Delete the token named NAME; requests with it get 401 at once."""
+    """Delete the token named NAME; requests with it get 401 at once. No token of that name: exit
+    2, as every other name or id not found (1 is for a store that cannot be opened)."""
     from autonomic.oversight.auth import revoke as revoke_token
 
     store = _store(given_config(ctx, config))
     try:
         if not revoke_token(store, name, actor=actor()):
-            print(f"autonomic: no token named {name!r}", file=sys.stderr)
-            raise typer.Exit(1)
+            print(f"autonomic: no token named {name!r} (`autonomic token list` names them)", file=sys.stderr)
+            raise typer.Exit(2)
     finally:
         store.close()
     print(f"revoked token {name!r}")
