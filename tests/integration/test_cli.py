@@ -371,6 +371,27 @@ def test_a_second_engine_over_the_same_state_dir_is_refused_and_leaves_the_first
             first.wait()
 
 
+def test_an_api_port_in_use_stops_the_start_in_one_line_saying_so_and_what_to_do(tmp_path: Path) -> None:
+    """The real engine, a real process, the API's port held by another socket. Before, uvicorn's
+    own "ERROR: [Errno 98] error while attempting to bind ..." came first, then "autonomic: api:
+    cannot listen on ...: the API server could not start on ...: it exited (is the port in use?)
+    (SystemExit(3))". Now one line, exit 2."""
+    import socket
+
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        port = held.getsockname()[1]
+        config = _write(tmp_path / "autonomic.yaml",
+                        f"engine: {{state_dir: {tmp_path / 'state'}, host_metrics: false}}\napi: {{port: {port}}}\n")
+        run = subprocess.run([sys.executable, "-m", "autonomic", "run", "-c", str(config)], cwd=tmp_path,
+                             stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60)
+    assert run.returncode == 2, run.stderr
+    errors = [line for line in run.stderr.splitlines() if "autonomic:" in line or "ERROR" in line]
+    assert errors == [f"autonomic: api: cannot listen on 127.0.0.1:{port}: address already in use (another process "
+                      "listens there: stop it, or set api.port, or api.enabled: false)"], run.stderr
+
+
 def test_status_after_a_clean_stop_says_the_engine_stopped_rather_than_showing_its_last_health_as_live(
         tmp_path: Path) -> None:
     """Before, `autonomic status` right after the engine stopped (and stopped its services with it)
@@ -638,6 +659,18 @@ def test_free_text_that_is_not_utf8_is_refused_naming_the_option_and_the_byte(
     assert "not UTF-8 text (byte 0x" in result.stderr
     assert re.search(r"'--(reason|actor|comment|name)'", result.stderr)
     assert store.states("pause:") == {} and store.audit_events() == []
+
+def test_revoking_a_token_that_does_not_exist_exits_2_as_every_name_not_found(cfg: Path, store: Store) -> None:
+    """It exited 1, the code of a store that cannot be opened, while an unknown incident, service or
+    pause exits 2."""
+    assert cli("token", "create", "--role", "viewer", "--name", "alice", "-c", cfg).exit_code == 0
+    unknown = cli("token", "revoke", "bob", "-c", cfg)
+    assert unknown.exit_code == 2, unknown.output
+    assert unknown.stderr.startswith("autonomic: no token named 'bob'"), unknown.stderr
+    assert cli("resume", "-c", cfg).exit_code == cli("explain", "9999ffff", "-c", cfg).exit_code == 2
+    revoked = cli("token", "revoke", "alice", "-c", cfg)
+    assert (revoked.exit_code, revoked.stdout) == (0, "revoked token 'alice'\n")
+
 
 def test_audit_verify_passes_then_names_the_seq_of_an_edited_entry(
     cfg: Path, store: Store, tmp_path: Path
