@@ -24,7 +24,7 @@ from autonomic.cli_common import fail as _fail
 from autonomic.cli_common import load as _load
 from autonomic.cli_common import open_store as _store
 from autonomic.cli_common import text as _text
-from autonomic.clock import local_stamp
+from autonomic.clock import column_stamp, local_stamp, utc_offset
 from autonomic.errors import ConfigError, StoreError
 from autonomic.logformat import LogFormat, make_handler
 from autonomic.printable import printable, rewrite_record
@@ -578,13 +578,17 @@ def _print_goals(console: Console, goals: list[dict[str, Any]]) -> None:
 
 
 def _print_incidents(console: Console, incidents: list[Any], title: str) -> None:
+    """One row per incident; when it opened in local time, under a heading that names the zone's
+    UTC offset, with its date when that is not today's (see :func:`column_stamp`)."""
+    now = time.time()
     table = Table(title=title)
-    for col in ("id", "service", "cause", "state", "resolution", "opened", "findings", "summary"):
+    for col in ("id", "service", "cause", "state", "resolution", f"opened ({utc_offset(now)})", "findings",
+                "summary"):
         table.add_column(col)
     for i in incidents:
         table.add_row(i.id[:8], printable(i.service), printable(i.cause), i.state.value,
                       i.resolution.value if i.resolution else "",
-                      time.strftime("%H:%M:%S", time.localtime(i.opened_at)), str(i.finding_count),
+                      column_stamp(i.opened_at, now), str(i.finding_count),
                       printable(i.summary[:60]))
     console.print(table)
 

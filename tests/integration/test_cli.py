@@ -1038,6 +1038,27 @@ def test_incidents_lists_open_ones_and_all_includes_closed(cfg: Path, store: Sto
     assert {i["id"] for i in json.loads(everything.stdout)} == {waiting.id, closed.id}
 
 
+def test_incidents_and_status_show_when_an_incident_opened_with_its_date_unless_today_and_the_zone(
+    cfg: Path, store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The opened column read "14:03:12" for an incident of two days ago as for one of today, and
+    named no zone. Now the heading names the UTC offset and a row not of today shows its date."""
+    monkeypatch.delenv("COLUMNS", raising=False)
+    now = time.time()
+    for prefix, opened in (("1234aaaa", now), ("5678bbbb", now - 2 * 86400)):
+        inc = _incident(store, prefix, IncidentState.OPEN, cause=f"c{prefix[:4]}")
+        store.record(inc.model_copy(update={"opened_at": opened}), actor="engine", event="incident.updated",
+                     subject=inc.id)
+    for args in (["incidents"], ["status"]):
+        shown = cli(*args, "-c", cfg).stdout
+        assert f"opened ({time.strftime('%z', time.localtime(now))})" in shown, shown
+        (today,) = [line for line in shown.splitlines() if "1234aaaa" in line]
+        (older,) = [line for line in shown.splitlines() if "5678bbbb" in line]
+        assert f" {time.strftime('%H:%M:%S', time.localtime(now))} " in today, today
+        assert not re.search(r"\d{4}-\d\d-\d\d", today), today
+        assert f" {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(now - 2 * 86400))} " in older, older
+
+
 def test_incidents_written_to_a_pipe_keep_one_line_per_incident_for_grep(
     cfg: Path, store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
