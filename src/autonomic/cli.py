@@ -683,7 +683,7 @@ def pause(
     config = given_config(ctx, config)
     from autonomic.engine import pause_key
 
-    cfg, store = _store(config)
+    cfg, store = _store(config, create=True)  # with -c, a pause set before the engine's first start
     if service is not None and cfg.service(service) is None and cfg.source != "<defaults>":
         raise _fail(f"--service: no service named {service!r} in {cfg.source}")
     if not reason.strip():

@@ -271,8 +271,11 @@ def test_a_database_that_cannot_be_reached_is_named_without_its_password_or_a_tr
     assert "hunter2" not in result.output and "Traceback" not in result.output
 
 
-@pytest.mark.parametrize("command", [["run"], ["status"], ["incidents"], ["token", "list"], ["report", "daily"]])
+@pytest.mark.parametrize("command", [["run"], ["token", "create", "--role", "viewer", "--name", "a"],
+                                     ["pause", "-r", "freeze"]])
 def test_a_state_dir_that_cannot_be_created_is_named_without_a_traceback(command: list[str], tmp_path: Path) -> None:
+    """The commands that make the store of a config given (the engine, and the writes that may come
+    before its first start); the others say there is no store (see the test after this one)."""
     in_the_way = _write(tmp_path / "a-file", "")
     config = _write(tmp_path / "autonomic.yaml",
                     f"engine: {{state_dir: {in_the_way / 'state'}, host_metrics: false}}\n")
@@ -284,6 +287,56 @@ def test_a_state_dir_that_cannot_be_created_is_named_without_a_traceback(command
     assert f"cannot create {in_the_way / 'state'}" in result.stderr or \
         f"cannot create its folder {in_the_way / 'state'}" in result.stderr, result.stderr
     assert "Not a directory" in result.stderr
+
+
+READS = [["status"], ["incidents"], ["explain", "abcd1234"], ["audit", "verify"], ["audit", "show"],
+         ["report", "daily"], ["token", "list"], ["prune", "--dry-run"], ["approve", "abcd1234"],
+         ["deny", "abcd1234"], ["resume"], ["token", "revoke", "alice"]]
+WRITES = [["pause", "-r", "freeze"], ["token", "create", "--role", "viewer", "--name", "alice"]]
+
+
+@pytest.mark.parametrize("words", READS + WRITES)
+def test_a_command_typed_where_no_engine_ran_with_no_config_says_there_is_no_store_and_makes_none(
+        words: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`autonomic status` typed in a folder with no config made `.autonomic/autonomic.db` there
+    and showed its empty tables, as if all were quiet; `autonomic token create` made a token in
+    that store, which no engine reads (the dashboard then refused it). Now each names the file it
+    did not find and says to give -c the engine's config, exit 2, and makes nothing."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("AUTONOMIC_CONFIG", raising=False)
+    result = cli(*words)
+    assert result.exit_code == 2, result.output
+    assert result.stderr == (f"autonomic: no store at {tmp_path / '.autonomic' / 'autonomic.db'}: no engine has run in "
+                             "this folder with the built-in defaults (no -c FILE or AUTONOMIC_CONFIG given), and this "
+                             "command does not create one: give the config the engine runs with, -c FILE\n")
+    assert not (tmp_path / ".autonomic").exists()
+
+
+@pytest.mark.parametrize("words", READS)
+def test_a_command_that_reads_or_answers_does_not_make_the_store_its_config_names(
+        words: list[str], cfg: Path, tmp_path: Path) -> None:
+    """The config given, its store not made yet (the engine never ran with it, or -c names the
+    wrong file): said so, exit 2, nothing made."""
+    result = cli(*words, "-c", cfg)
+    assert result.exit_code == 2, result.output
+    assert result.stderr.startswith(f"autonomic: no store at {tmp_path / 'state' / 'autonomic.db'}, the store {cfg} "
+                                    f"names: no engine has run with it yet (`autonomic -c {cfg} run` creates it)")
+    assert not (tmp_path / "state" / "autonomic.db").exists()
+
+
+def test_a_pause_or_a_token_before_the_engines_first_start_makes_its_configs_store_which_the_engine_opens(
+        cfg: Path, tmp_path: Path) -> None:
+    """With -c the store is the engine's (it opens what its config names): a kill switch or a token
+    set before it first runs is kept there and read back."""
+    assert cli("pause", "-r", "not yet", "-c", cfg).exit_code == 0
+    assert cli("token", "create", "--role", "viewer", "--name", "alice", "-c", cfg).exit_code == 0
+    store = Store(f"sqlite:///{tmp_path / 'state' / 'autonomic.db'}")
+    try:
+        assert store.get_state("pause:global") is not None
+        assert "PAUSED global: not yet" in cli("status", "-c", cfg).stdout
+        assert "alice" in cli("token", "list", "-c", cfg).stdout
+    finally:
+        store.close()
 
 
 def test_the_kill_switch_refused_by_a_stuck_writers_lock_says_so_in_one_line_and_reads_still_work(
@@ -1215,7 +1268,7 @@ def test_every_command_group_takes_c_after_its_name_as_after_the_subcommand(
 
 
 def test_c_at_both_places_naming_two_files_is_refused_naming_both_and_the_same_file_twice_is_fine(
-        cfg: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        cfg: Path, store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     other = _write(tmp_path / "other.yaml", f"engine: {{state_dir: {tmp_path / 'other'}, host_metrics: false}}\n")
     both = cli("audit", "-c", cfg, "verify", "-c", other)
     assert both.exit_code == 2 and not both.stdout
@@ -1226,7 +1279,8 @@ def test_c_at_both_places_naming_two_files_is_refused_naming_both_and_the_same_f
     assert cli("token", "-c", cfg, "create", "--role", "viewer", "--name", "bob").exit_code == 0
     listed = cli("token", "list", "-c", cfg)
     assert "bob" in listed.stdout
-    assert "bob" not in cli("token", "list").stdout and "no tokens" in cli("token", "list").stdout
+    elsewhere = cli("token", "list")  # AUTONOMIC_CONFIG's store: bob is not there, nor was it made
+    assert elsewhere.exit_code == 2 and f"no store at {tmp_path / 'other' / 'autonomic.db'}" in elsewhere.stderr
 
 
 @pytest.mark.parametrize("words", [["status"], ["incidents", "--all"], ["pause", "-r", "freeze"],
@@ -1276,6 +1330,7 @@ def test_an_id_not_found_with_no_config_given_says_which_store_was_looked_in_and
     id starting with ID", as if the id were wrong; now it names the store looked in and -c FILE."""
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("AUTONOMIC_CONFIG", raising=False)
+    Store(f"sqlite:///{tmp_path / '.autonomic' / 'autonomic.db'}").close()  # an engine ran here with the defaults
     for words in (["approve", "abcd1234", "-m", "ok"], ["deny", "abcd1234"], ["explain", "abcd1234"]):
         r = cli(*words)
         assert r.exit_code == 2, r.output
@@ -1292,6 +1347,7 @@ def test_status_with_no_config_given_where_no_engine_ran_says_which_store_it_rea
     incidents, which reads as all quiet."""
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("AUTONOMIC_CONFIG", raising=False)
+    Store(f"sqlite:///{tmp_path / '.autonomic' / 'autonomic.db'}").close()  # its store there, but no status.json
     shown = cli("status").stdout
     assert f"no live health in {tmp_path / '.autonomic'}: no engine has run there with the built-in defaults" in shown
     assert "-c FILE" in shown
