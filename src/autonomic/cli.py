@@ -191,7 +191,7 @@ def run(
         try:
             server.start()
         except RuntimeError as exc:  # one line: why (address already in use) and what to do
-            raise _fail(f"api: cannot listen on {cfg.spec.api.host}:{cfg.spec.api.port}: {exc}") from None
+            raise _fail(f"api: {exc}") from None
         engine.before_close.append(server.stop)
         log.info("API and dashboard on %s (tokens: %s token create --role operator --name NAME)", server.url,
                  cfg.command)

@@ -123,8 +123,9 @@ class ApiServer:
 
     def start(self, timeout_s: float = 10.0) -> None:
         """Start serving; raise RuntimeError when the server has not started within ``timeout_s``,
-        its message one line saying why (``address already in use``): what uvicorn logs as it fails
-        to start is taken into that message, not printed on its own beside it."""
+        its message one line saying why (``cannot listen on 127.0.0.1:8470: address already in
+        use ...``): what uvicorn logs as it fails to start is taken into that message, not printed
+        on its own beside it."""
         if self._thread is not None:
             raise RuntimeError("the API server was already started")
         failed = _StartupErrors()
@@ -137,9 +138,9 @@ class ApiServer:
             while not self._server.started:
                 if not self._thread.is_alive() or time.monotonic() > deadline:
                     self._server.should_exit = True
-                    if self._thread.is_alive():
-                        raise RuntimeError(f"not listening after {timeout_s:.0f} s")
-                    raise RuntimeError(failed.reason() or "the server stopped as it started")
+                    reason = (f"not listening after {timeout_s:.0f} s" if self._thread.is_alive()
+                              else failed.reason() or "the server stopped as it started")
+                    raise RuntimeError(f"cannot listen on {self.url.removeprefix('http://')}: {reason}")
                 time.sleep(0.01)
         finally:
             uvicorn_log.removeFilter(failed)
