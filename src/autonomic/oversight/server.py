@@ -121,6 +121,11 @@ class ApiServer:
         except BaseException as exc:  # uvicorn exits with SystemExit when it cannot bind
             self._error = exc
 
+    def _crash(self) -> str | None:
+        """What the server's thread raised other than uvicorn's own exit (which follows a logged
+        reason), as ``repr``; None otherwise."""
+        return None if self._error is None or isinstance(self._error, SystemExit) else repr(self._error)
+
     def start(self, timeout_s: float = 10.0) -> None:
         """Start serving; raise RuntimeError when the server has not started within ``timeout_s``,
         its message one line saying why (``cannot listen on 127.0.0.1:8470: address already in
@@ -139,7 +144,7 @@ class ApiServer:
                 if not self._thread.is_alive() or time.monotonic() > deadline:
                     self._server.should_exit = True
                     reason = (f"not listening after {timeout_s:.0f} s" if self._thread.is_alive()
-                              else failed.reason() or "the server stopped as it started")
+                              else failed.reason() or self._crash() or "the server stopped as it started")
                     raise RuntimeError(f"cannot listen on {self.url.removeprefix('http://')}: {reason}")
                 time.sleep(0.01)
         finally:
