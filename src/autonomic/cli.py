@@ -24,7 +24,7 @@ from autonomic.cli_common import fail as _fail
 from autonomic.cli_common import load as _load
 from autonomic.cli_common import open_store as _store
 from autonomic.cli_common import text as _text
-from autonomic.clock import local_stamp
+from autonomic.clock import column_stamp, local_stamp, utc_offset
 from autonomic.errors import ConfigError, StoreError
 from autonomic.logformat import LogFormat, make_handler
 from autonomic.printable import printable, rewrite_record
@@ -190,8 +190,8 @@ def run(
         server = ApiServer(create_app(ctx), host=cfg.spec.api.host, port=cfg.spec.api.port)
         try:
             server.start()
-        except RuntimeError as exc:
-            raise _fail(f"api: cannot listen on {cfg.spec.api.host}:{cfg.spec.api.port}: {exc}") from None
+        except RuntimeError as exc:  # one line: why (address already in use) and what to do
+            raise _fail(f"api: {exc}") from None
         engine.before_close.append(server.stop)
         log.info("API and dashboard on %s (tokens: %s token create --role operator --name NAME)", server.url,
                  cfg.command)
@@ -585,13 +585,17 @@ def _print_goals(console: Console, goals: list[dict[str, Any]]) -> None:
 
 
 def _print_incidents(console: Console, incidents: list[Any], title: str) -> None:
+    """One row per incident; when it opened in local time, under a heading that names the zone's
+    UTC offset, with its date when that is not today's (see :func:`column_stamp`)."""
+    now = time.time()
     table = Table(title=title)
-    for col in ("id", "service", "cause", "state", "resolution", "opened", "findings", "summary"):
+    for col in ("id", "service", "cause", "state", "resolution", f"opened ({utc_offset(now)})", "findings",
+                "summary"):
         table.add_column(col)
     for i in incidents:
         table.add_row(i.id[:8], printable(i.service), printable(i.cause), i.state.value,
                       i.resolution.value if i.resolution else "",
-                      time.strftime("%H:%M:%S", time.localtime(i.opened_at)), str(i.finding_count),
+                      column_stamp(i.opened_at, now), str(i.finding_count),
                       printable(i.summary[:60]))
     console.print(table)
 
@@ -686,7 +690,7 @@ def pause(
     config = given_config(ctx, config)
     from autonomic.engine import pause_key
 
-    cfg, store = _store(config)
+    cfg, store = _store(config, create=True)  # with -c, a pause set before the engine's first start
     if service is not None and cfg.service(service) is None and cfg.source != "<defaults>":
         raise _fail(f"--service: no service named {service!r} in {cfg.source}")
     if not reason.strip():

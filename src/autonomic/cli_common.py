@@ -80,16 +80,44 @@ def load(config: Path | None) -> Any:
         raise typer.Exit(2) from None
 
 
-def open_store(config: Path | None) -> tuple[Any, Any]:
+def open_store(config: Path | None, *, create: bool = False) -> tuple[Any, Any]:
     """(config, store) for a command; a store that cannot be opened is one line (its URL
-    without the password), exit 1."""
+    without the password), exit 1.
+
+    A store that is not there (a SQLite file not yet made) is not made by a command that reads or
+    answers what it holds: that is exit 2 naming the file (see :func:`refuse_missing_store`);
+    made there, it would be a store no engine uses (a token, an approval, a pause no engine ever
+    reads). ``create``: a write (``pause``, ``token create``) that makes it when a config is
+    given (``-c`` or ``AUTONOMIC_CONFIG``), whose store is the one the engine run with that config
+    opens (a token or a pause set before its first start); with the built-in defaults, whose store
+    is in whatever folder the command was typed in, it is refused too."""
     from autonomic.knowledge import Store
 
     cfg = load(config)
     try:
+        if not (create and cfg.source != "<defaults>"):
+            refuse_missing_store(cfg)
         return cfg, Store(cfg.database_url)
     except StoreError as exc:  # names the URL, password hidden
         raise fail(str(exc), 1) from None
+
+
+def refuse_missing_store(cfg: Any) -> None:
+    """Exit 2 when the store of ``cfg`` is a SQLite file that is not there, naming it and how to
+    reach the engine's store (-c its config), without creating it; nothing for a store that is there,
+    nor for PostgreSQL (the server's database: opening it creates no file here). StoreError for a
+    database URL the store cannot use."""
+    from autonomic.knowledge.store import sqlite_file
+
+    path = sqlite_file(cfg.database_url)
+    if path is None or path.exists():
+        return
+    if cfg.source == "<defaults>":
+        raise fail(f"no store at {path}: no engine has run in this folder with the built-in defaults (no -c FILE "
+                   "or AUTONOMIC_CONFIG given), and this command does not create one: give the config the engine "
+                   "runs with, -c FILE")
+    raise fail(f"no store at {path}, the store {cfg.source} names: no engine has run with it yet (`{cfg.command} run` "
+               "creates it), and this command does not create one: give -c the config the engine runs with")
 
 
 def actor(given: str | None = None) -> str:

@@ -96,3 +96,21 @@ def local_stamp(ts: float | None) -> str:
     (``2026-12-01 05:30:12 +0100``), so a pasted explanation or audit listing is unambiguous;
     ``-`` for no time."""
     return time.strftime("%Y-%m-%d %H:%M:%S %z", time.localtime(ts)) if ts else "-"
+
+
+def utc_offset(ts: float) -> str:
+    """This machine's UTC offset at ``ts`` (``+0100``; ``+0200`` in summer time), as
+    :func:`local_stamp` writes it: what a table's time column is headed by."""
+    return time.strftime("%z", time.localtime(ts))
+
+
+def column_stamp(ts: float, now: float) -> str:
+    """A time in a table column headed by the zone (``opened (+0100)``, :func:`utc_offset` of
+    ``now``), kept narrow: the local time of day (``14:03:12``) for a time of today's date, else
+    the date too (``2026-11-30 14:03:12``), so one from yesterday does not read as one from today;
+    its own UTC offset after it (``2026-07-30 14:03:12 +0200``) when that is not the heading's
+    (a change to or from summer time between)."""
+    local = time.localtime(ts)
+    shown = time.strftime("%H:%M:%S" if local[:3] == time.localtime(now)[:3] else "%Y-%m-%d %H:%M:%S", local)
+    offset = time.strftime("%z", local)
+    return shown if offset == utc_offset(now) else f"{shown} {offset}"

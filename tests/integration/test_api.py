@@ -1045,7 +1045,7 @@ def test_server_start_fails_clearly_when_the_port_is_taken(env: Env) -> None:
     first.start()
     try:
         second = ApiServer(create_app(env.ctx), port=first.port)
-        with pytest.raises(RuntimeError, match="could not start"):
+        with pytest.raises(RuntimeError, match=f"^cannot listen on 127.0.0.1:{first.port}: address already in use "):
             second.start(timeout_s=5.0)
         second.stop()
     finally:

@@ -271,8 +271,11 @@ def test_a_database_that_cannot_be_reached_is_named_without_its_password_or_a_tr
     assert "hunter2" not in result.output and "Traceback" not in result.output
 
 
-@pytest.mark.parametrize("command", [["run"], ["status"], ["incidents"], ["token", "list"], ["report", "daily"]])
+@pytest.mark.parametrize("command", [["run"], ["token", "create", "--role", "viewer", "--name", "a"],
+                                     ["pause", "-r", "freeze"]])
 def test_a_state_dir_that_cannot_be_created_is_named_without_a_traceback(command: list[str], tmp_path: Path) -> None:
+    """The commands that make the store of a config given (the engine, and the writes that may come
+    before its first start); the others say there is no store (see the test after this one)."""
     in_the_way = _write(tmp_path / "a-file", "")
     config = _write(tmp_path / "autonomic.yaml",
                     f"engine: {{state_dir: {in_the_way / 'state'}, host_metrics: false}}\n")
@@ -284,6 +287,56 @@ def test_a_state_dir_that_cannot_be_created_is_named_without_a_traceback(command
     assert f"cannot create {in_the_way / 'state'}" in result.stderr or \
         f"cannot create its folder {in_the_way / 'state'}" in result.stderr, result.stderr
     assert "Not a directory" in result.stderr
+
+
+READS = [["status"], ["incidents"], ["explain", "abcd1234"], ["audit", "verify"], ["audit", "show"],
+         ["report", "daily"], ["token", "list"], ["prune", "--dry-run"], ["approve", "abcd1234"],
+         ["deny", "abcd1234"], ["resume"], ["token", "revoke", "alice"]]
+WRITES = [["pause", "-r", "freeze"], ["token", "create", "--role", "viewer", "--name", "alice"]]
+
+
+@pytest.mark.parametrize("words", READS + WRITES)
+def test_a_command_typed_where_no_engine_ran_with_no_config_says_there_is_no_store_and_makes_none(
+        words: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`autonomic status` typed in a folder with no config made `.autonomic/autonomic.db` there
+    and showed its empty tables, as if all were quiet; `autonomic token create` made a token in
+    that store, which no engine reads (the dashboard then refused it). Now each names the file it
+    did not find and says to give -c the engine's config, exit 2, and makes nothing."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("AUTONOMIC_CONFIG", raising=False)
+    result = cli(*words)
+    assert result.exit_code == 2, result.output
+    assert result.stderr == (f"autonomic: no store at {tmp_path / '.autonomic' / 'autonomic.db'}: no engine has run in "
+                             "this folder with the built-in defaults (no -c FILE or AUTONOMIC_CONFIG given), and this "
+                             "command does not create one: give the config the engine runs with, -c FILE\n")
+    assert not (tmp_path / ".autonomic").exists()
+
+
+@pytest.mark.parametrize("words", READS)
+def test_a_command_that_reads_or_answers_does_not_make_the_store_its_config_names(
+        words: list[str], cfg: Path, tmp_path: Path) -> None:
+    """The config given, its store not made yet (the engine never ran with it, or -c names the
+    wrong file): said so, exit 2, nothing made."""
+    result = cli(*words, "-c", cfg)
+    assert result.exit_code == 2, result.output
+    assert result.stderr.startswith(f"autonomic: no store at {tmp_path / 'state' / 'autonomic.db'}, the store {cfg} "
+                                    f"names: no engine has run with it yet (`autonomic -c {cfg} run` creates it)")
+    assert not (tmp_path / "state" / "autonomic.db").exists()
+
+
+def test_a_pause_or_a_token_before_the_engines_first_start_makes_its_configs_store_which_the_engine_opens(
+        cfg: Path, tmp_path: Path) -> None:
+    """With -c the store is the engine's (it opens what its config names): a kill switch or a token
+    set before it first runs is kept there and read back."""
+    assert cli("pause", "-r", "not yet", "-c", cfg).exit_code == 0
+    assert cli("token", "create", "--role", "viewer", "--name", "alice", "-c", cfg).exit_code == 0
+    store = Store(f"sqlite:///{tmp_path / 'state' / 'autonomic.db'}")
+    try:
+        assert store.get_state("pause:global") is not None
+        assert "PAUSED global: not yet" in cli("status", "-c", cfg).stdout
+        assert "alice" in cli("token", "list", "-c", cfg).stdout
+    finally:
+        store.close()
 
 
 def test_the_kill_switch_refused_by_a_stuck_writers_lock_says_so_in_one_line_and_reads_still_work(
@@ -369,6 +422,27 @@ def test_a_second_engine_over_the_same_state_dir_is_refused_and_leaves_the_first
         if first.poll() is None:
             first.kill()
             first.wait()
+
+
+def test_an_api_port_in_use_stops_the_start_in_one_line_saying_so_and_what_to_do(tmp_path: Path) -> None:
+    """The real engine, a real process, the API's port held by another socket. Before, uvicorn's
+    own "ERROR: [Errno 98] error while attempting to bind ..." came first, then "autonomic: api:
+    cannot listen on ...: the API server could not start on ...: it exited (is the port in use?)
+    (SystemExit(3))". Now one line, exit 2."""
+    import socket
+
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        port = held.getsockname()[1]
+        config = _write(tmp_path / "autonomic.yaml",
+                        f"engine: {{state_dir: {tmp_path / 'state'}, host_metrics: false}}\napi: {{port: {port}}}\n")
+        run = subprocess.run([sys.executable, "-m", "autonomic", "run", "-c", str(config)], cwd=tmp_path,
+                             stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60)
+    assert run.returncode == 2, run.stderr
+    errors = [line for line in run.stderr.splitlines() if "autonomic:" in line or "ERROR" in line]
+    assert errors == [f"autonomic: api: cannot listen on 127.0.0.1:{port}: address already in use (another process "
+                      "listens there: stop it, or set api.port, or api.enabled: false)"], run.stderr
 
 
 def test_status_after_a_clean_stop_says_the_engine_stopped_rather_than_showing_its_last_health_as_live(
@@ -638,6 +712,18 @@ def test_free_text_that_is_not_utf8_is_refused_naming_the_option_and_the_byte(
     assert "not UTF-8 text (byte 0x" in result.stderr
     assert re.search(r"'--(reason|actor|comment|name)'", result.stderr)
     assert store.states("pause:") == {} and store.audit_events() == []
+
+def test_revoking_a_token_that_does_not_exist_exits_2_as_every_name_not_found(cfg: Path, store: Store) -> None:
+    """It exited 1, the code of a store that cannot be opened, while an unknown incident, service or
+    pause exits 2."""
+    assert cli("token", "create", "--role", "viewer", "--name", "alice", "-c", cfg).exit_code == 0
+    unknown = cli("token", "revoke", "bob", "-c", cfg)
+    assert unknown.exit_code == 2, unknown.output
+    assert unknown.stderr.startswith("autonomic: no token named 'bob'"), unknown.stderr
+    assert cli("resume", "-c", cfg).exit_code == cli("explain", "9999ffff", "-c", cfg).exit_code == 2
+    revoked = cli("token", "revoke", "alice", "-c", cfg)
+    assert (revoked.exit_code, revoked.stdout) == (0, "revoked token 'alice'\n")
+
 
 def test_audit_verify_passes_then_names_the_seq_of_an_edited_entry(
     cfg: Path, store: Store, tmp_path: Path
@@ -1005,6 +1091,27 @@ def test_incidents_lists_open_ones_and_all_includes_closed(cfg: Path, store: Sto
     assert {i["id"] for i in json.loads(everything.stdout)} == {waiting.id, closed.id}
 
 
+def test_incidents_and_status_show_when_an_incident_opened_with_its_date_unless_today_and_the_zone(
+    cfg: Path, store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The opened column read "14:03:12" for an incident of two days ago as for one of today, and
+    named no zone. Now the heading names the UTC offset and a row not of today shows its date."""
+    monkeypatch.delenv("COLUMNS", raising=False)
+    now = time.time()
+    for prefix, opened in (("1234aaaa", now), ("5678bbbb", now - 2 * 86400)):
+        inc = _incident(store, prefix, IncidentState.OPEN, cause=f"c{prefix[:4]}")
+        store.record(inc.model_copy(update={"opened_at": opened}), actor="engine", event="incident.updated",
+                     subject=inc.id)
+    for args in (["incidents"], ["status"]):
+        shown = cli(*args, "-c", cfg).stdout
+        assert f"opened ({time.strftime('%z', time.localtime(now))})" in shown, shown
+        (today,) = [line for line in shown.splitlines() if "1234aaaa" in line]
+        (older,) = [line for line in shown.splitlines() if "5678bbbb" in line]
+        assert f" {time.strftime('%H:%M:%S', time.localtime(now))} " in today, today
+        assert not re.search(r"\d{4}-\d\d-\d\d", today), today
+        assert f" {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(now - 2 * 86400))} " in older, older
+
+
 def test_incidents_written_to_a_pipe_keep_one_line_per_incident_for_grep(
     cfg: Path, store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -1161,7 +1268,7 @@ def test_every_command_group_takes_c_after_its_name_as_after_the_subcommand(
 
 
 def test_c_at_both_places_naming_two_files_is_refused_naming_both_and_the_same_file_twice_is_fine(
-        cfg: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        cfg: Path, store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     other = _write(tmp_path / "other.yaml", f"engine: {{state_dir: {tmp_path / 'other'}, host_metrics: false}}\n")
     both = cli("audit", "-c", cfg, "verify", "-c", other)
     assert both.exit_code == 2 and not both.stdout
@@ -1172,7 +1279,8 @@ def test_c_at_both_places_naming_two_files_is_refused_naming_both_and_the_same_f
     assert cli("token", "-c", cfg, "create", "--role", "viewer", "--name", "bob").exit_code == 0
     listed = cli("token", "list", "-c", cfg)
     assert "bob" in listed.stdout
-    assert "bob" not in cli("token", "list").stdout and "no tokens" in cli("token", "list").stdout
+    elsewhere = cli("token", "list")  # AUTONOMIC_CONFIG's store: bob is not there, nor was it made
+    assert elsewhere.exit_code == 2 and f"no store at {tmp_path / 'other' / 'autonomic.db'}" in elsewhere.stderr
 
 
 @pytest.mark.parametrize("words", [["status"], ["incidents", "--all"], ["pause", "-r", "freeze"],
@@ -1222,6 +1330,7 @@ def test_an_id_not_found_with_no_config_given_says_which_store_was_looked_in_and
     id starting with ID", as if the id were wrong; now it names the store looked in and -c FILE."""
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("AUTONOMIC_CONFIG", raising=False)
+    Store(f"sqlite:///{tmp_path / '.autonomic' / 'autonomic.db'}").close()  # an engine ran here with the defaults
     for words in (["approve", "abcd1234", "-m", "ok"], ["deny", "abcd1234"], ["explain", "abcd1234"]):
         r = cli(*words)
         assert r.exit_code == 2, r.output
@@ -1238,6 +1347,7 @@ def test_status_with_no_config_given_where_no_engine_ran_says_which_store_it_rea
     incidents, which reads as all quiet."""
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("AUTONOMIC_CONFIG", raising=False)
+    Store(f"sqlite:///{tmp_path / '.autonomic' / 'autonomic.db'}").close()  # its store there, but no status.json
     shown = cli("status").stdout
     assert f"no live health in {tmp_path / '.autonomic'}: no engine has run there with the built-in defaults" in shown
     assert "-c FILE" in shown

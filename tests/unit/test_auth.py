@@ -97,7 +97,7 @@ def test_token_cli_creates_lists_and_revokes(tmp_path: Path) -> None:
     bad = runner.invoke(token_app, ["create", "--role", "god", "--name", "x", "-c", str(cfg)])
     assert bad.exit_code == 2 and "--role" in bad.stderr
     assert runner.invoke(token_app, ["revoke", "oncall", "-c", str(cfg)]).exit_code == 0
-    assert runner.invoke(token_app, ["revoke", "oncall", "-c", str(cfg)]).exit_code == 1
+    assert runner.invoke(token_app, ["revoke", "oncall", "-c", str(cfg)]).exit_code == 2  # none by that name now
     store = Store(f"sqlite:///{tmp_path / 'state' / 'autonomic.db'}")
     try:
         assert authenticate(store, raw) is None

@@ -59,7 +59,10 @@ def config(tmp_path: Path) -> Path:
         "verify: {metric: pool_utilization, max: 90}\n"
     )
     cfg = tmp_path / "autonomic.yaml"
-    cfg.write_text("patterns: [patterns]\nservices: [{name: api, type: web}]\n")
+    # api's pool is raised through its config file (a binding of the config actuator): the engine
+    # would take pool-exhaustion-raise for it, and passes over the restarts (api binds none)
+    cfg.write_text("patterns: [patterns]\nservices: [{name: api, type: web, actuators: {config: {repo: "
+                   f"'{tmp_path / 'repo'}', file: pool.yaml}}}}}}]\n")
     return cfg
 
 
@@ -142,13 +145,47 @@ def test_test_matching_pattern_prints_confidence_reasons_and_rank(config: Path, 
 def test_test_of_a_service_the_config_does_not_name_passes_over_what_it_cannot_run_as_the_engine_does(
         config: Path, tmp_path: Path) -> None:
     """An alert may name a service the config does not: it has no bindings, so the engine passes
-    every pattern with an action over; `patterns test -c` said the pattern would act."""
+    every pattern with an action over. `patterns test -c` said the pattern would act; then it
+    listed "passed over here" among the reasons but still said "matches", exit 0, and its
+    candidates did not mark the passed-over ones. Now the verdict says the engine would not take
+    it, and what it would take instead (here the hand-over), exit 1 as for no match."""
     path = incident_file(tmp_path, service="ghost")
     out = run("test", "pool-exhaustion-raise", "--incident", str(path), "-c", str(config))
-    assert out.exit_code == 0, out.output
-    assert "  - passed over here: ghost has no config actuator binding" in out.output.splitlines(), out.output
+    assert out.exit_code == 1, out.output
+    lines = out.output.splitlines()
+    assert lines[0] == ("pool-exhaustion-raise matches incident abcdef01 (ghost, cause pool, kind forecast) but is "
+                        "passed over here: ghost has no config actuator binding; pool-page-a-person would be taken "
+                        "instead"), lines[0]
+    assert "  - passed over here: ghost has no config actuator binding" in lines, out.output
+    listed = lines[lines.index("candidates:") + 1:]
+    assert [line.endswith("actuator binding)") for line in listed] == [True] * 5 + [False], listed
+    assert "  1. pool-exhaustion-raise 0.69 (passed over here: ghost has no config actuator binding)" in listed
+    body = json.loads(run("test", "pool-exhaustion-raise", "-i", str(path), "-c", str(config), "--json").output)
+    assert (body["matches"], body["passed_over"], body["chosen"]) == (
+        True, "ghost has no config actuator binding", "pool-page-a-person")
+    assert [r["passed_over"] is not None for r in body["ranking"]] == [True] * 5 + [False]
     bare = run("test", "pool-exhaustion-raise", "--incident", str(path))  # no config: the patterns alone
     assert bare.exit_code == 0 and "passed over here" not in bare.output, bare.output
+
+
+def test_test_of_a_pattern_passed_over_where_nothing_else_matches_says_no_pattern_would_act(
+        tmp_path: Path) -> None:
+    """The README's disk incident on spool, which the config names without a shell binding: its
+    cleanup matches but spool cannot run it, and nothing else matches. Before, "matches", exit 0."""
+    cfg = tmp_path / "autonomic.yaml"
+    cfg.write_text("services: [{name: spool}]\n")
+    disk = {"incident": {**INCIDENT, "service": "spool", "cause": "disk", "summary": "disk filling"},
+            "findings": [{**FINDING, "service": "spool", "metric": "disk_percent", "cause": "disk"}]}
+    path = tmp_path / "disk.json"
+    path.write_text(json.dumps(disk))
+    out = run("test", "disk-fill-cleanup", "-i", str(path), "-c", str(cfg))
+    assert out.exit_code == 1, out.output
+    assert out.output.splitlines()[0].endswith(
+        "but is passed over here: spool has no shell actuator binding; no pattern would act here: nothing "
+        "autonomic may do for spool"), out.output
+    assert "  1. disk-fill-cleanup 0.61 (passed over here: spool has no shell actuator binding)" in out.output
+    body = json.loads(run("test", "disk-fill-cleanup", "-i", str(path), "-c", str(cfg), "--json").output)
+    assert body["chosen"] is None and body["passed_over"] == "spool has no shell actuator binding"
 
 
 def test_test_lower_ranked_match_still_exits_0(config: Path, tmp_path: Path) -> None:
@@ -277,4 +314,6 @@ def test_test_of_a_unit_down_keeps_its_restart_with_or_without_a_probe_as_the_en
     path.write_text(json.dumps(down))
     out = run("test", "systemd-down-restart", "-i", str(path), "-c", str(cfg))
     assert out.exit_code == 0, out.output  # it matches either way
-    assert "passed over here" not in out.output, out.output
+    assert "passed over here" not in out.output.split("candidates:")[0], out.output
+    (listed,) = [line for line in out.output.splitlines() if "systemd-down-restart 0." in line]
+    assert "passed over" not in listed, out.output

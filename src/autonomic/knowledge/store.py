@@ -408,6 +408,16 @@ _UNPAIRED = ("contains an unpaired UTF-16 surrogate (half of an emoji cut off, s
              "JSON), which is not text the store can hold; nothing was written")
 
 
+def sqlite_file(url: str) -> Path | None:
+    """The file a SQLite ``url`` names (``~`` expanded), whether or not it is there; None for an
+    in-memory SQLite database and for PostgreSQL (a server's database, not a file of this host).
+    StoreError, naming the URL without its password, for one the store cannot use."""
+    parsed = _parse_url(url)
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return None
+    return Path(str(parsed.database)).expanduser()
+
+
 def _json_text(value: Any) -> str:
     """The JSON text stored for a JSON column's value: compact, NaN and infinities as null.
     StoreValueError for a string that is not Unicode text (an unpaired surrogate, which JSON

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from autonomic.cli_common import ConfigOpt, given_config, group_config, load
+from autonomic.cli_common import ConfigOpt, given_config, group_config, load, refuse_missing_store
 from autonomic.errors import AutonomicError
 from autonomic.printable import printable
 
@@ -35,8 +35,8 @@ MAX_NOW = 253402300799.0
 
 def _run(period: Period, fmt: ReportFormat, config: Path | None, out: Path | None, now: float | None) -> None:
     """Build the report ending at ``now`` and print or write it. Exit 2 on bad input (the config,
-    ``--now`` outside the dates a report can show, an ``--out`` that cannot be written), 1 when
-    the store cannot be read."""
+    a store that is not there, ``--now`` outside the dates a report can show, an ``--out`` that
+    cannot be written), 1 when the store cannot be read."""
     from autonomic.knowledge import Store
     from autonomic.oversight.reports import build_report, render
 
@@ -46,6 +46,7 @@ def _run(period: Period, fmt: ReportFormat, config: Path | None, out: Path | Non
         raise typer.Exit(2)
     cfg = load(config)
     try:
+        refuse_missing_store(cfg)  # a report of a store no engine uses would be empty, and made it
         store = Store(cfg.database_url)
         try:
             # by the store's clock (the database server's on PostgreSQL), which stamped what it reports

@@ -7,8 +7,10 @@ uvicorn is imported only when a server is built.
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import logging
+import os
 import threading
 import time
 from typing import Any
@@ -58,6 +60,39 @@ def is_loopback(host: str) -> bool:
         return False  # a host name or "" (every interface): not loopback
 
 
+class _StartupErrors(logging.Filter):
+    """Keeps, rather than lets through, the errors uvicorn logs while the server starts (it logs
+    why, then exits with SystemExit(3)), so the reason is said once, in the start's own error."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.errors: list[logging.LogRecord] = []
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno < logging.ERROR:
+            return True
+        self.errors.append(record)
+        return False
+
+    def reason(self) -> str | None:
+        """Why the server did not start, in a few words: ``address already in use`` (uvicorn's
+        ``[Errno 98] error while attempting to bind on address ...`` without its repetition of the
+        address); None when uvicorn said nothing."""
+        for record in self.errors:
+            exc = record.msg
+            if isinstance(exc, OSError) and exc.errno:
+                return os.strerror(exc.errno).lower() + _ERRNO_HINTS.get(exc.errno, "")
+        return "; ".join(record.getMessage() for record in self.errors) or None
+
+
+# what a person can do about a port the API cannot listen on
+_ERRNO_HINTS = {
+    errno.EADDRINUSE: " (another process listens there: stop it, or set api.port, or api.enabled: false)",
+    errno.EACCES: " (a port below 1024 needs privileges: set api.port to 1024 or above)",
+    errno.EADDRNOTAVAIL: " (api.host is no address of this machine)",
+}
+
+
 class ApiServer:
     """uvicorn in a daemon thread. ``start`` returns once the socket listens (``port`` 0 picks a
     free one; read it back from :attr:`port`); ``stop`` ends open event streams, then the server.
@@ -86,20 +121,34 @@ class ApiServer:
         except BaseException as exc:  # uvicorn exits with SystemExit when it cannot bind
             self._error = exc
 
+    def _crash(self) -> str | None:
+        """What the server's thread raised other than uvicorn's own exit (which follows a logged
+        reason), as ``repr``; None otherwise."""
+        return None if self._error is None or isinstance(self._error, SystemExit) else repr(self._error)
+
     def start(self, timeout_s: float = 10.0) -> None:
-        """Start serving; raise RuntimeError when the server has not started within ``timeout_s``."""
+        """Start serving; raise RuntimeError when the server has not started within ``timeout_s``,
+        its message one line saying why (``cannot listen on 127.0.0.1:8470: address already in
+        use ...``): what uvicorn logs as it fails to start is taken into that message, not printed
+        on its own beside it."""
         if self._thread is not None:
             raise RuntimeError("the API server was already started")
-        self._thread = threading.Thread(target=self._run, name="autonomic-api", daemon=True)
-        self._thread.start()
-        deadline = time.monotonic() + timeout_s
-        while not self._server.started:
-            if not self._thread.is_alive() or time.monotonic() > deadline:
-                self._server.should_exit = True
-                reason = "it exited" if not self._thread.is_alive() else f"not listening after {timeout_s:.0f} s"
-                raise RuntimeError(f"the API server could not start on {self.host}:{self.port}: {reason} "
-                                   f"(is the port in use?){'' if self._error is None else f' ({self._error!r})'}")
-            time.sleep(0.01)
+        failed = _StartupErrors()
+        uvicorn_log = logging.getLogger("uvicorn.error")
+        uvicorn_log.addFilter(failed)
+        try:
+            self._thread = threading.Thread(target=self._run, name="autonomic-api", daemon=True)
+            self._thread.start()
+            deadline = time.monotonic() + timeout_s
+            while not self._server.started:
+                if not self._thread.is_alive() or time.monotonic() > deadline:
+                    self._server.should_exit = True
+                    reason = (f"not listening after {timeout_s:.0f} s" if self._thread.is_alive()
+                              else failed.reason() or self._crash() or "the server stopped as it started")
+                    raise RuntimeError(f"cannot listen on {self.url.removeprefix('http://')}: {reason}")
+                time.sleep(0.01)
+        finally:
+            uvicorn_log.removeFilter(failed)
         sockets = [s for srv in getattr(self._server, "servers", []) for s in srv.sockets]
         if sockets:
             self.port = int(sockets[0].getsockname()[1])

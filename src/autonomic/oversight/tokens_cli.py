@@ -15,8 +15,9 @@ from autonomic.clock import local_stamp
 token_app = typer.Typer(no_args_is_help=True, help="API tokens (stored only as hashes).", callback=group_config)
 
 
-def _store(config: Path | None) -> Any:
-    return open_store(config)[1]
+def _store(config: Path | None, *, create: bool = False) -> Any:
+    """The store of ``config``; one not there is made only by ``create`` (see :func:`open_store`)."""
+    return open_store(config, create=create)[1]
 
 
 @token_app.command("create")
@@ -27,10 +28,12 @@ def create(
     name: Annotated[str, typer.Option("--name", help="who or what uses it (unique)", parser=text)],
     config: ConfigOpt = None,
 ) -> None:
-    """Create a token and print it once; only its hash is kept."""
+    """Create a token and print it once; only its hash is kept. With -c (or AUTONOMIC_CONFIG) it
+    makes the config's store if no engine has yet; with the built-in defaults it is refused where
+    there is no store (a token there would be one no engine reads)."""
     from autonomic.oversight.auth import create_token
 
-    store = _store(given_config(ctx, config))
+    store = _store(given_config(ctx, config), create=True)
     try:
         raw = create_token(store, name, role, actor=actor())
     except ValueError as exc:
@@ -65,14 +68,15 @@ def list_(ctx: typer.Context, config: ConfigOpt = None,
 
 @token_app.command("revoke")
 def revoke(ctx: typer.Context, name: str, config: ConfigOpt = None) -> None:
-    """Delete the token named NAME; requests with it get 401 at once."""
+    """Delete the token named NAME; requests with it get 401 at once. No token of that name: exit
+    2, as every other name or id not found (1 is for a store that cannot be opened)."""
     from autonomic.oversight.auth import revoke as revoke_token
 
     store = _store(given_config(ctx, config))
     try:
         if not revoke_token(store, name, actor=actor()):
-            print(f"autonomic: no token named {name!r}", file=sys.stderr)
-            raise typer.Exit(1)
+            print(f"autonomic: no token named {name!r} (`autonomic token list` names them)", file=sys.stderr)
+            raise typer.Exit(2)
     finally:
         store.close()
     print(f"revoked token {name!r}")

@@ -14,7 +14,9 @@ library a config loads (the built-in patterns plus the config's own ``patterns:`
   ``record`` (pattern id -> [successes, failures]) and ``recent_actions`` (pattern id -> the
   times its actions on the service were created, for ``match.after_actions``).
 
-Exit codes: 0 the pattern matches (or list/show succeeded), 1 it does not match, 2 bad input
+Exit codes: 0 the pattern matches (or list/show succeeded), 1 it does not match or, with a config,
+it matches but is passed over there (the service cannot carry it out or nothing could verify it:
+the engine would not take it; the verdict and the candidates say so), 2 bad input
 (unreadable config, unknown pattern id, malformed incident file; each problem names the field).
 """
 
@@ -188,7 +190,7 @@ def test(
     config: ConfigOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Would pattern ID match this incident? Exit 0 yes, 1 no, 2 bad input."""
+    """Would pattern ID match this incident? Exit 0 yes, 1 no (or matched but passed over here), 2 bad input."""
     cfg = _config(given_config(cli, config))
     pattern = _pattern(cfg, pattern_id)
     data = _read_incident(incident)
@@ -219,14 +221,25 @@ def test(
     else:
         _, _, reasons = _match(pattern, inc, data.findings, ctx)
         matched, confidence, rank = False, 0.0, None
+    # matched but passed over (the config's service cannot carry it out, or nothing could verify
+    # it there): the engine would not take it, so the verdict is "no", as for no match
+    passed_over = cannot.get(pattern_id) if matched else None
+    chosen = diagnosis.pattern_id if diagnosis.pattern_id not in cannot else None  # what the engine would take
+    acts = matched and passed_over is None
     if as_json:
-        print(json.dumps({"pattern": pattern_id, "matches": matched, "confidence": confidence,
-                          "reasons": reasons, "rank": rank, "candidates": len(ranking),
-                          "ranking": [{"pattern": pid, "confidence": conf} for pid, conf in ranking]},
+        print(json.dumps({"pattern": pattern_id, "matches": matched, "passed_over": passed_over,
+                          "confidence": confidence, "reasons": reasons, "rank": rank, "candidates": len(ranking),
+                          "chosen": chosen,
+                          "ranking": [{"pattern": pid, "confidence": conf, "passed_over": cannot.get(pid)}
+                                      for pid, conf in ranking]},
                          indent=2))
-        raise typer.Exit(0 if matched else 1)
+        raise typer.Exit(0 if acts else 1)
     what = f"incident {inc.id[:8]} ({inc.service}, cause {inc.cause}, kind {inc.kind.value})"
-    if matched:
+    if passed_over is not None:
+        instead = (f"{chosen} would be taken instead" if chosen is not None else
+                   f"no pattern would act here: nothing autonomic may do for {inc.service}")
+        print(f"{pattern_id} matches {what} but is passed over here: {passed_over}; {instead}")
+    elif matched:
         print(f"{pattern_id} matches {what}: confidence {confidence:.2f}, rank {rank} of {len(ranking)}")
     else:
         print(f"{pattern_id} does not match {what}")
@@ -235,7 +248,7 @@ def test(
     if ranking:
         print("candidates:")
         for i, (pid, conf) in enumerate(ranking, 1):
-            print(f"  {i}. {pid} {conf:.2f}")
+            print(f"  {i}. {pid} {conf:.2f}" + (f" (passed over here: {cannot[pid]})" if pid in cannot else ""))
     else:
         print("candidates: none")
-    raise typer.Exit(0 if matched else 1)
+    raise typer.Exit(0 if acts else 1)
