@@ -725,8 +725,18 @@ def resume(
 def _start_or_stop(service: str, verb: Literal["start", "stop"], comment: str, actor: str | None, wait: float | None,
                    config: Path | None) -> None:
     """Queue a person's start or stop for the engine that leads, then wait (bounded) for its outcome."""
-    from autonomic.engine import NotSupervised, UnknownService, request_service, service_request_outcome
+    from autonomic.engine import (
+        NotSupervised,
+        UnknownService,
+        check_service_request,
+        request_service,
+        service_request_outcome,
+    )
 
+    try:  # a service it cannot start or stop is said first, whether or not a store is there
+        check_service_request(_load(config), service, verb)
+    except (UnknownService, NotSupervised) as exc:
+        raise _fail(str(exc.args[0])) from None
     cfg, store = _store(config)
     try:
         key = request_service(store, cfg, service, verb, actor=_actor(actor), comment=comment, now=store.server_time())

@@ -378,6 +378,18 @@ class NotSupervised(ValueError):
     says what to use instead."""
 
 
+def check_service_request(config: Config, service: str, verb: Literal["start", "stop"]) -> None:
+    """Raise :class:`UnknownService` for a service ``config`` does not name and
+    :class:`NotSupervised` for one without a ``process`` binding (the message names the command
+    to use instead): what :func:`request_service` refuses, judged on the config alone (a command
+    says so before it looks for a store)."""
+    if config.service(service) is None:
+        raise UnknownService(f"no service named {service!r} in {config.source}")
+    bindings = config.bindings.get(service, {})
+    if "process" not in bindings:
+        raise NotSupervised(_not_supervised(service, verb, bindings))
+
+
 def request_service(store: Store, config: Config, service: str, verb: Literal["start", "stop"], *, actor: str,
                     comment: str, now: float) -> str:
     """Queue a person's start or stop of ``service`` for the engine that leads, which carries it
@@ -389,12 +401,7 @@ def request_service(store: Store, config: Config, service: str, verb: Literal["s
     Raises :class:`UnknownService` for a service ``config`` does not name and
     :class:`NotSupervised` for one without a ``process`` binding (systemd, Docker or Kubernetes
     run it: the message names the command to use); nothing is written then."""
-    spec = config.service(service)
-    if spec is None:
-        raise UnknownService(f"no service named {service!r} in {config.source}")
-    bindings = config.bindings.get(service, {})
-    if "process" not in bindings:
-        raise NotSupervised(_not_supervised(service, verb, bindings))
+    check_service_request(config, service, verb)
     key = f"{SERVICE_REQUEST_PREFIX}{new_id()}"
     store.set_state(key, {"service": service, "verb": verb, "actor": actor, "comment": comment, "ts": now},
                     actor=actor, event=f"service.{verb}_requested", data={"service": service, "comment": comment})

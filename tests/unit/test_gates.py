@@ -160,14 +160,14 @@ def test_has_action_of_a_hand_over_tells_the_person_paged_why_from_the_diagnosis
         False,
         False,
         "crash-loop-hand-over matches (3 restarts by process-down-restart in 1800 s) but has no automatic "
-        "remedy, so a person must look (confidence 0.95)",
+        "remedy, so a person must look",
     )
     ruled_out = diagnosis(action=False).model_copy(update={
         "rationale": "pool-exhaustion-raise matches (pool use 95) and recommends config scale, but api: no config "
                      "binding, so there is nothing autonomic may do (confidence 0.80)."})
     assert result(g.has_action, ctx(diagnosis=ruled_out))[2] == (
         "pool-exhaustion-raise matches (pool use 95) and recommends config scale, but api: no config binding, so "
-        "there is nothing autonomic may do (confidence 0.80); a person must look")
+        "there is nothing autonomic may do; a person must look")
 
 
 @pytest.mark.parametrize(

@@ -183,7 +183,8 @@ def has_action(ctx: GateContext) -> GateResult:
         if ctx.diagnosis.pattern_id is not None:  # a hand-over pattern, or an action this service has no binding for
             # the diagnosis says why (a crash loop's restarts counted, what ruled the remedy out here):
             # the person paged reads it in the notification, not only in `explain`
-            why = ctx.diagnosis.rationale.strip().rstrip(".")
+            # (less its match confidence: no confidence is judged where nothing may run)
+            why = ctx.diagnosis.rationale.strip().rstrip(".").split(" (confidence ")[0]
             if not why:
                 return _fail("has_action", f"pattern {ctx.diagnosis.pattern_id} matches with no action that may "
                                            "run here; a person must look")
