@@ -567,7 +567,7 @@ def _print_goals(console: Console, goals: list[dict[str, Any]]) -> None:
     """One row per goal: its objective, the budget left, the burn now and when the budget runs out."""
     if not goals:
         return
-    from autonomic.analyze.goals import span
+    from autonomic.clock import duration
 
     table = Table(title="goals (error budgets, as of the engine's last save)")
     for col in ("service", "goal", "objective", "budget left", "burn now", "runs out in", "as of"):
@@ -577,8 +577,8 @@ def _print_goals(console: Console, goals: list[dict[str, Any]]) -> None:
         table.add_row(
             printable(g["service"]), printable(g["goal"]), printable(g["objective"]),
             "no samples" if left is None else ("spent" if left <= 0 else f"{left:.1%}"),
-            "-" if burn is None else f"{burn:.2f}x over {span(g['burn_window_s'])}",
-            "-" if eta is None else ("now" if eta == 0 else span(eta)),
+            "-" if burn is None else f"{burn:.2f}x over {duration(g['burn_window_s'])}",
+            "-" if eta is None else ("now" if eta == 0 else duration(eta)),
             printable(g["note"]) if g["note"] else
             (f"{max(0.0, time.time() - g['as_of']):.0f} s ago" if g["saved"] else "not saved yet"))
     console.print(table)

@@ -114,3 +114,14 @@ def column_stamp(ts: float, now: float) -> str:
     shown = time.strftime("%H:%M:%S" if local[:3] == time.localtime(now)[:3] else "%Y-%m-%d %H:%M:%S", local)
     offset = time.strftime("%z", local)
     return shown if offset == utc_offset(now) else f"{shown} {offset}"
+
+
+def duration(seconds: float) -> str:
+    """A span of time as a person reads it: ``45 s``, ``12.5 min``, ``3.2 h``, ``1.5 d``."""
+    if seconds < 60:
+        return f"{seconds:.0f} s"
+    if seconds < 3600:
+        return f"{seconds / 60:.1f} min"
+    if seconds < 86_400:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86_400:.1f} d"

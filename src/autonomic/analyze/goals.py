@@ -46,6 +46,7 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from autonomic.clock import duration
 from autonomic.model import BurnRule, Finding, FindingKind, Goal, Sample, Severity
 
 CAUSE = "error_budget_burn"
@@ -63,17 +64,6 @@ def goal_key(service: str, goal: str) -> str:
 def goal_metric(goal: str) -> str:
     """The ``metric`` of a goal's findings: ``goal:<name>``."""
     return f"goal:{goal}"
-
-
-def span(seconds: float) -> str:
-    """``45 s``, ``12.5 min``, ``3.2 h``, ``1.5 d``."""
-    if seconds < 60:
-        return f"{seconds:.0f} s"
-    if seconds < 3600:
-        return f"{seconds / 60:.1f} min"
-    if seconds < 86_400:
-        return f"{seconds / 3600:.1f} h"
-    return f"{seconds / 86_400:.1f} d"
 
 
 def _sli(goal: Goal) -> list[Any]:
@@ -332,10 +322,11 @@ class GoalTracker:
         else:
             when = f"{max(left or 0.0, 0.0):.0%} of the budget left"
             if eta is not None:
-                when += f", spent in {span(eta)} at this rate"
+                when += f", spent in {duration(eta)} at this rate"
         kind = "fast" if rule.severity == "page" else "slow"
         summary = (f"goal {goal.name} ({goal.describe()}): error budget burning at {long:.1f}x the sustainable "
-                   f"rate over {span(rule.long_s)}, {short:.1f}x over the last {span(rule.short_s)} ({kind} burn: "
+                   f"rate over {duration(rule.long_s)}, {short:.1f}x over the last {duration(rule.short_s)} "
+                   f"({kind} burn: "
                    f"{'pages' if _severity(rule, goal) == Severity.CRITICAL else 'a ticket'} at {rule.factor:g}x); "
                    f"{when}")
         evidence: dict[str, Any] = {

@@ -6,8 +6,7 @@ import json
 from typing import Any
 
 from autonomic.analyze.goals import CAUSE as BURN_CAUSE
-from autonomic.analyze.goals import span
-from autonomic.clock import local_stamp, utc_stamp
+from autonomic.clock import duration, local_stamp, utc_stamp
 from autonomic.knowledge import Store
 from autonomic.model import TROUBLE_CLEARED, Incident, Verdict
 
@@ -113,7 +112,8 @@ def _findings_pruned(inc: dict[str, Any], findings: list[dict[str, Any]], cutoff
 def burn_evidence(ev: dict[str, Any]) -> list[str]:
     """An error-budget burn finding's evidence (see analyze/goals.py) as lines a person reads:
     the burn rate over each window, the rule that fired, the budget left and when it runs out."""
-    burns = ", ".join(f"{rate:.1f}x over {span(float(w))}" if rate is not None else f"no sample over {span(float(w))}"
+    burns = ", ".join(f"{rate:.1f}x over {duration(float(w))}" if rate is not None
+                      else f"no sample over {duration(float(w))}"
                       for w, rate in sorted(ev["burn"].items(), key=lambda kv: float(kv[0])))
     out = [f"burn rate (1x spends the budget in exactly the goal's window): {burns}"]
     rule = ev.get("rule")
@@ -121,7 +121,7 @@ def burn_evidence(ev: dict[str, Any]) -> list[str]:
         pages = rule.get("severity") == "page" and ev.get("priority") != "ticket"  # a ticket goal never pages
         out.append(f"rule: {'pages' if pages else 'a ticket'} when the burn is at least "
                    f"{rule.get('factor'):g}x over both the last "
-                   f"{span(float(rule.get('long_s', 0)))} and the last {span(float(rule.get('short_s', 0)))}; "
+                   f"{duration(float(rule.get('long_s', 0)))} and the last {duration(float(rule.get('short_s', 0)))}; "
                    f"goal priority {ev.get('priority')}")
     left, eta, at = ev.get("budget_remaining"), ev.get("exhausted_in_s"), ev.get("exhausted_at")
     if left is None:
@@ -130,7 +130,7 @@ def burn_evidence(ev: dict[str, Any]) -> list[str]:
         out.append(f"budget: spent ({1 - left:.2g}x the budget used in the last {ev.get('window_days')} days)")
     else:
         when = ("not running out at this rate" if eta is None or at is None
-                else f"runs out in {span(float(eta))}, at {_t(float(at))}, at this rate")
+                else f"runs out in {duration(float(eta))}, at {_t(float(at))}, at this rate")
         out.append(f"budget: {left:.0%} left of the last {ev.get('window_days')} days; {when}")
     return out
 

@@ -32,6 +32,7 @@ from typing import Any, Literal
 from croniter import croniter
 from pydantic import BaseModel, ConfigDict, field_validator
 
+from autonomic.clock import duration
 from autonomic.knowledge import Store
 from autonomic.model import (
     Action,
@@ -280,17 +281,6 @@ def _action_items(incidents: Sequence[Incident], states: Mapping[str, Mapping[st
 
 def _when(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M UTC")
-
-
-def duration(seconds: float) -> str:
-    """``45 s``, ``12.5 min``, ``3.2 h``, ``1.5 d``."""
-    if seconds < 60:
-        return f"{seconds:.0f} s"
-    if seconds < 3600:
-        return f"{seconds / 60:.1f} min"
-    if seconds < 86_400:
-        return f"{seconds / 3600:.1f} h"
-    return f"{seconds / 86_400:.1f} d"
 
 
 def _rate(rate: float | None) -> str:

@@ -129,7 +129,8 @@ function duration(sec) {
   if (sec === null || sec === undefined) return "∞";
   if (sec < 120) return `${Math.round(sec)} s`;
   if (sec < 7200) return `${Math.round(sec / 60)} min`;
-  return `${(sec / 3600).toFixed(1)} h`;
+  if (sec < 172800) return `${(sec / 3600).toFixed(1)} h`;
+  return `${(sec / 86400).toFixed(1)} d`;
 }
 
 function num(v) {
@@ -300,13 +301,6 @@ async function renderOverview() {
 }
 
 // each goal's error budget left and its burn now, as the engine last saved them (GET /goals)
-function span(s) {
-  if (s < 60) return `${Math.round(s)} s`;
-  if (s < 3600) return `${(s / 60).toFixed(1)} min`;
-  if (s < 86400) return `${(s / 3600).toFixed(1)} h`;
-  return `${(s / 86400).toFixed(1)} d`;
-}
-
 function goalsTable(goals) {
   return h("table", { testid: "goals" },
     h("tr", {}, ["service", "goal", "objective", "budget left", "burn now", "runs out in", "as of"].map((t) => h("th", {}, t))),
@@ -321,7 +315,7 @@ function goalsTable(goals) {
           left === null ? "no samples" : left <= 0 ? tag("spent", "open-breaker") : `${(100 * left).toFixed(1)}%`),
         h("td", { class: "num", testid: `goal-burn-${g.service}-${g.goal}` }, g.current_burn === null ? "-"
           : burning ? tag(`${g.current_burn.toFixed(2)}x`, "open-breaker") : `${g.current_burn.toFixed(2)}x`),
-        h("td", {}, g.exhausted_in_s === null ? "-" : g.exhausted_in_s === 0 ? "now" : span(g.exhausted_in_s)),
+        h("td", {}, g.exhausted_in_s === null ? "-" : g.exhausted_in_s === 0 ? "now" : duration(g.exhausted_in_s)),
         h("td", { class: "dim" }, g.note ? g.note : g.saved ? ago(g.as_of) : "not saved yet"));
     }));
 }
