@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
 import shlex
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
@@ -28,7 +27,7 @@ from autonomic.analyze.thresholds import Thresholds, maximum_kind
 from autonomic.analyze.trend import TrendSpec
 from autonomic.errors import ConfigError, Problem
 from autonomic.knowledge.retention import DAY_S, RetentionSpec
-from autonomic.model import UNIT_METRICS, ActionSpec, Goal, Pattern
+from autonomic.model import NAME, UNIT_METRICS, ActionSpec, Goal, Pattern, check_name
 from autonomic.monitor.probe import HttpProbeSpec
 from autonomic.monitor.prometheus import PrometheusSpec
 from autonomic.monitor.promquery import PromQuerySpec
@@ -143,8 +142,7 @@ class FallbackSpec(_Spec):
     params: dict[str, Any] = Field(default_factory=dict)
 
 
-# what a service may be called: lowercase, digits, _ and -, first a letter or digit, 1-63 long
-SERVICE_NAME = r"^[a-z0-9][a-z0-9_-]{0,62}$"
+SERVICE_NAME = NAME  # what a service may be called (model.NAME, as a goal)
 
 
 class ServiceSpec(_Spec):
@@ -199,9 +197,7 @@ class ServiceSpec(_Spec):
     @field_validator("name")
     @classmethod
     def _not_host(cls, v: str) -> str:
-        if not re.fullmatch(SERVICE_NAME, v):
-            raise ValueError(f"{v!r} is not a service name: lowercase letters, digits, '-' and '_', "
-                             "starting with a letter or digit, at most 63 characters")
+        check_name(v, "service")
         if v == "host":
             raise ValueError("'host' is reserved for this machine's own metrics")
         return v

@@ -557,7 +557,16 @@ class Outcome(Frozen):
 
 # --- goals ---------------------------------------------------------------------------------
 
-GOAL_NAME = r"^[a-z0-9][a-z0-9_-]{0,62}$"
+# what a service or a goal may be called: lowercase, digits, _ and -, first a letter or digit, 1-63 long
+NAME = r"^[a-z0-9][a-z0-9_-]{0,62}$"
+
+
+def check_name(v: str, what: str) -> str:
+    """``v`` when it is a valid ``what`` name (:data:`NAME`), else ValueError saying the rule."""
+    if not re.fullmatch(NAME, v):
+        raise ValueError(f"{v!r} is not a {what} name: lowercase letters, digits, '-' and '_', "
+                         "starting with a letter or digit, at most 63 characters")
+    return v
 
 
 class BurnRule(Frozen):
@@ -639,10 +648,7 @@ class Goal(Frozen):
     @field_validator("name")
     @classmethod
     def _name(cls, v: str) -> str:
-        if not re.fullmatch(GOAL_NAME, v):
-            raise ValueError(f"{v!r} is not a goal name: lowercase letters, digits, '-' and '_', "
-                             "starting with a letter or digit, at most 63 characters")
-        return v
+        return check_name(v, "goal")
 
     @model_validator(mode="after")
     def _sound(self) -> Goal:
