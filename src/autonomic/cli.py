@@ -29,6 +29,7 @@ from autonomic.errors import ConfigError, StoreError
 from autonomic.logformat import LogFormat, make_handler
 from autonomic.printable import printable, rewrite_record
 from autonomic.sdnotify import NotifyConfigError, SystemdNotify
+from autonomic.signals import on_signals
 
 
 class _Commands(TyperGroup):
@@ -196,14 +197,13 @@ def run(
         log.info("API and dashboard on %s (tokens: %s token create --role operator --name NAME)", server.url,
                  cfg.command)
 
-    def _stop(signum: int, _frame: Any) -> None:
-        log.info("received %s; stopping after the current step", signal.Signals(signum).name)
+    def _stop(sig: signal.Signals) -> None:  # on the signals thread, not in the handler: see autonomic.signals
+        log.info("received %s; stopping after the current step", sig.name)
         if sd is not None and not stop.is_set():
-            sd.stopping(f"stopping ({signal.Signals(signum).name}) after the current step")
+            sd.stopping(f"stopping ({sig.name}) after the current step")
         stop.set()
 
-    signal.signal(signal.SIGTERM, _stop)
-    signal.signal(signal.SIGINT, _stop)
+    restore_signals = on_signals([signal.SIGTERM, signal.SIGINT], _stop)
     if engine.elector is not None:
         log.info("leader election on: this replica is %s; it runs the loop only while it holds the lease",
                  engine.elector.identity)
@@ -227,6 +227,7 @@ def run(
         engine.run(stop, on_tick=on_tick, on_standby=on_standby, on_stopping=None if sd is None else sd.stopping)
     finally:
         beats.set()
+        restore_signals()
     if sd is not None:
         sd.close()
     _mark_stopped(cfg.state_dir / "status.json")

@@ -65,6 +65,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from autonomic.errors import ConfigError, Problem
+from autonomic.signals import on_signals
 
 MAX_BODY_BYTES = 64 * 1024
 _DRAIN_LIMIT_BYTES = 1024 * 1024  # an oversized body up to this is read and dropped before 413
@@ -590,9 +591,8 @@ def main(argv: list[str] | None = None) -> int:
 
     terminate = threading.Event()
     reload_requested = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: terminate.set())
-    signal.signal(signal.SIGINT, lambda *_: terminate.set())
-    signal.signal(signal.SIGHUP, lambda *_: reload_requested.set())
+    on_signals([signal.SIGTERM, signal.SIGINT, signal.SIGHUP],  # not Event.set in a handler: autonomic.signals
+               lambda sig: (reload_requested if sig == signal.SIGHUP else terminate).set())
 
     stop = threading.Event()
     threading.Thread(target=service.run_background, args=(args.traffic, stop), daemon=True).start()
