@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -281,13 +282,18 @@ def _sd_status(engine: Any) -> str:
     count = engine.open_incidents
     line = (f"{'running' if engine.elector is None else 'leading'}: {count} open incident"
             f"{'' if count == 1 else 's'}")
+    from autonomic.engine import file_pauses
+
     try:
-        pauses = engine.store.states("pause:")
+        pauses = {**engine.store.states("pause:"), **file_pauses(engine.config.state_dir)}
     except StoreError:
-        return f"{line}; pauses unknown: the store does not answer"
+        pauses = file_pauses(engine.config.state_dir)
+        line += "; the store does not answer (its pauses unknown)"
     state = pauses.pop("pause:global", None)
     if state is not None:
         line += f"; PAUSED everywhere (kill switch) by {state.get('actor', '?')}: {state.get('reason', '')}"
+        if state.get("file"):
+            line += f" (pause file {state['file']})"
     if pauses:
         line += "; paused for " + ", ".join(sorted(key.rsplit(":", 1)[1] for key in pauses))
     return printable(line)
@@ -487,13 +493,13 @@ def _read_status(path: Path) -> dict[str, Any]:
 def status(ctx: typer.Context, config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
     """Services' health, open incidents, pauses, breakers and (leader election) the leader."""
     config = given_config(ctx, config)
-    from autonomic.engine import STOPPED_PREFIX
+    from autonomic.engine import STOPPED_PREFIX, pauses_in_force
     from autonomic.knowledge.lease import ENGINE_LEASE
 
     cfg, store = _store(config)
     live = _read_status(cfg.state_dir / "status.json")
     open_incidents = store.incidents(unclosed=True, limit=1000)
-    pauses = store.states("pause:")
+    pauses = pauses_in_force(store, cfg.state_dir)
     on_purpose = {k.split(":", 1)[1]: v for k, v in store.states(STOPPED_PREFIX).items()}
     breakers = store.states("breaker:")
     lease = store.lease(ENGINE_LEASE)  # leader election: which replica runs the loop
@@ -539,9 +545,10 @@ def status(ctx: typer.Context, config: ConfigOpt = None, as_json: JsonOpt = Fals
                       f"no live health in {cfg.state_dir}: no engine has run there with the built-in defaults (no -c "
                       "FILE or AUTONOMIC_CONFIG given): give the config the engine runs with, -c FILE")
     for key, value in pauses.items():
+        by_file = f", pause file {value['file']}" if value.get("file") else ""
         console.print(Text.assemble(("PAUSED", "bold red"), printable(f" {key.split(':', 1)[1]}: "
                                                                       f"{value.get('reason', '')} "
-                                                                      f"(by {value.get('actor', '?')})")))
+                                                                      f"(by {value.get('actor', '?')}{by_file})")))
     for name, value in sorted(on_purpose.items()):
         comment = str(value.get("comment") or "")
         console.print(Text.assemble(("STOPPED", "bold yellow"), printable(
@@ -687,19 +694,57 @@ def pause(
     actor: Annotated[str | None, typer.Option(parser=_text)] = None,
     config: ConfigOpt = None,
 ) -> None:
-    """The kill switch: stop all automated actions (or one service's). Durable and audited."""
+    """The kill switch: stop all automated actions (or one service's). Durable and audited.
+
+    When the store cannot be written (the database down, or locked by a writer that froze), the
+    pause is written to a pause file in the engine's state_dir instead, which the engine on this
+    host reads before every action all the same (and audits once the store answers)."""
     config = given_config(ctx, config)
     from autonomic.engine import pause_key
 
-    cfg, store = _store(config, create=True)  # with -c, a pause set before the engine's first start
+    cfg = _load(config)
     if service is not None and cfg.service(service) is None and cfg.source != "<defaults>":
         raise _fail(f"--service: no service named {service!r} in {cfg.source}")
     if not reason.strip():
         raise _fail("--reason: must not be empty")
     who = _actor(actor)
-    store.set_state(pause_key(service), {"reason": reason, "actor": who, "ts": store.server_time()}, actor=who,
-                    event="pause.set", data={"service": service, "reason": reason})
-    print(f"paused {'all automation' if service is None else service}: {printable(reason)}")
+    scope = "all automation" if service is None else service
+    try:
+        _, store = _store(config, create=True, fail_with_store_error=True)  # with -c: before the engine's first start
+        store.set_state(pause_key(service), {"reason": reason, "actor": who, "ts": store.server_time()}, actor=who,
+                        event="pause.set", data={"service": service, "reason": reason})
+    except StoreError as exc:
+        print(f"autonomic: {exc}", file=sys.stderr)
+        path = _write_pause_file(cfg, service, reason, who)
+        live = _read_status(cfg.state_dir / "status.json")
+        age = time.time() - float(live.get("ts", 0) or 0)
+        if not live or isinstance(live.get("stopped_at"), int | float) or \
+                age > 3 * cfg.engine.interval_s + STATUS_GRACE_S:
+            # the store is the only way to an engine elsewhere (PostgreSQL from another machine)
+            raise _fail(f"wrote the pause file {path}, but no engine runs here with this state_dir: an engine "
+                        f"started here is paused by it, one on another host is NOT; pause again once the store "
+                        f"answers", 1) from None
+        print(f"paused {scope} by the pause file {path} instead (the store could not be written): the engine "
+              f"running here (pid {live.get('pid')}) reads it before every action; "
+              f"`{cfg.command} resume{'' if service is None else f' --service {service}'}` removes it")
+        return
+    print(f"paused {scope}: {printable(reason)}")
+
+
+def _write_pause_file(cfg: Any, service: str | None, reason: str, who: str) -> Path:
+    """Write the pause file for ``service`` (all when None) whole or not at all; its path."""
+    from autonomic.engine import pause_file
+
+    path = pause_file(cfg.state_dir, service)
+    try:
+        cfg.state_dir.mkdir(parents=True, exist_ok=True)
+        temp = path.with_name(f".{path.name}.{os.getpid()}")
+        temp.write_text(json.dumps({"reason": reason, "actor": who, "ts": time.time()}) + "\n", encoding="utf-8")
+        os.replace(temp, path)
+    except OSError as exc:
+        raise _fail(f"nothing is paused: neither the store nor the pause file {path} could be written "
+                    f"({exc.strerror or exc})", 1) from None
+    return path
 
 
 @app.command()
@@ -710,16 +755,39 @@ def resume(
     actor: Annotated[str | None, typer.Option(parser=_text)] = None,
     config: ConfigOpt = None,
 ) -> None:
-    """Lift a pause set with `autonomic pause`."""
+    """Lift a pause set with `autonomic pause` (in the store, or by its pause file)."""
     config = given_config(ctx, config)
-    from autonomic.engine import pause_key
+    from autonomic.engine import pause_file, pause_key
 
-    _, store = _store(config)
+    cfg = _load(config)
+    scope = "automation" if service is None else service
+    path = pause_file(cfg.state_dir, service)
+    removed = False
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()
+        removed = True
+        print(f"removed the pause file {path}")
     key = pause_key(service)
-    if store.get_state(key) is None:
-        raise _fail(f"{'automation' if service is None else service} is not paused")
-    who = _actor(actor)
-    store.set_state(key, None, actor=who, event="pause.lifted", data={"service": service, "reason": reason})
+    try:
+        try:
+            _, store = _store(config, fail_with_store_error=True)
+        except typer.Exit:  # no store here (never made): nothing in it to lift
+            if removed:
+                return
+            raise
+        who = _actor(actor)
+        if store.get_state(key) is None:
+            if not removed:
+                raise _fail(f"{scope} is not paused")
+            try:
+                store.audit(who, "pause.lifted", key, {"service": service, "reason": reason, "file": str(path)})
+            except StoreError as exc:  # lifted all the same: the engine audits the file gone when it can
+                print(f"autonomic: not audited ({exc}); the engine audits the pause file gone once the store "
+                      "answers", file=sys.stderr)
+        else:
+            store.set_state(key, None, actor=who, event="pause.lifted", data={"service": service, "reason": reason})
+    except StoreError as exc:
+        raise _fail(f"{exc}: a pause in the store, if any, still holds", 1) from None
     print(f"resumed {'all automation' if service is None else service}")
 
 

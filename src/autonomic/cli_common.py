@@ -80,7 +80,7 @@ def load(config: Path | None) -> Any:
         raise typer.Exit(2) from None
 
 
-def open_store(config: Path | None, *, create: bool = False) -> tuple[Any, Any]:
+def open_store(config: Path | None, *, create: bool = False, fail_with_store_error: bool = False) -> tuple[Any, Any]:
     """(config, store) for a command; a store that cannot be opened is one line (its URL
     without the password), exit 1.
 
@@ -90,7 +90,8 @@ def open_store(config: Path | None, *, create: bool = False) -> tuple[Any, Any]:
     reads). ``create``: a write (``pause``, ``token create``) that makes it when a config is
     given (``-c`` or ``AUTONOMIC_CONFIG``), whose store is the one the engine run with that config
     opens (a token or a pause set before its first start); with the built-in defaults, whose store
-    is in whatever folder the command was typed in, it is refused too."""
+    is in whatever folder the command was typed in, it is refused too. ``fail_with_store_error``:
+    a store that cannot be opened raises StoreError, for a command with somewhere else to turn."""
     from autonomic.knowledge import Store
 
     cfg = load(config)
@@ -99,6 +100,8 @@ def open_store(config: Path | None, *, create: bool = False) -> tuple[Any, Any]:
             refuse_missing_store(cfg)
         return cfg, Store(cfg.database_url)
     except StoreError as exc:  # names the URL, password hidden
+        if fail_with_store_error:
+            raise
         raise fail(str(exc), 1) from None
 
 

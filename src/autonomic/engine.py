@@ -119,6 +119,8 @@ log = logging.getLogger("autonomic.engine")
 CLOCK_SYNC_S = 60.0  # how often one engine over PostgreSQL measures its clock against the server's
 
 PAUSE_GLOBAL = "pause:global"
+PAUSE_FILE = "paused"  # <state_dir>/paused, <state_dir>/paused.<service>: see pause_file
+_PAUSE_FILE_MAX = 4096  # characters of a pause file read
 POLICY_OVERRIDE = "policy:override"
 _STEPS_PER_TICK = 8
 # retention: at most this many prune transactions a tick; more left is pruned at the next ticks
@@ -488,20 +490,79 @@ def queue_findings(store: Store, findings: list[Finding], now: float, *, actor: 
     return key
 
 
-def _pause_reason(store: Store, key: str) -> str | None:
-    return _pause_text(key, store.get_state(key))
+def pause_file(state_dir: Path, service: str | None) -> Path:
+    """The file that pauses automation on this host without the store: ``<state_dir>/paused``
+    for all of it, ``<state_dir>/paused.<service>`` for one service. ``autonomic pause`` writes it
+    when the store cannot be written (a database that is down, or locked by a writer that froze
+    mid-transaction), so the kill switch never depends on the database; a person may also create it
+    by hand (``echo "why" > .../paused``). Read, like the store's pause, before every actuator call."""
+    return state_dir / (PAUSE_FILE if service is None else f"{PAUSE_FILE}.{service}")
+
+
+def read_pause_file(path: Path) -> dict[str, Any] | None:
+    """A pause file's entry, shaped as the store's pause entries ({reason, actor, ts}) plus
+    ``file``, or None when there is no such file. Written by ``autonomic pause`` as JSON; any other
+    content (a hand-written reason, nothing at all) is the reason as written. A file that is there
+    but cannot be read pauses all the same: a kill switch fails closed."""
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")[:_PAUSE_FILE_MAX]
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        return {"reason": f"(unreadable: {exc.strerror or exc})", "actor": "file", "file": str(path)}
+    try:
+        entry = json.loads(text)
+    except ValueError:
+        entry = None
+    if not isinstance(entry, dict) or not isinstance(entry.get("reason"), str):
+        entry = {"reason": text.strip().splitlines()[0] if text.strip() else "", "actor": "file"}
+    ts = entry.get("ts")
+    if not isinstance(ts, int | float):  # written by hand: since the file was
+        with contextlib.suppress(OSError):
+            ts = path.stat().st_mtime
+    return {"reason": entry["reason"], "actor": str(entry.get("actor") or "file"), "ts": ts, "file": str(path)}
+
+
+def file_pauses(state_dir: Path) -> dict[str, dict[str, Any]]:
+    """This host's pause files, keyed as the store's pauses are (``pause:global``,
+    ``pause:service:<name>``)."""
+    out: dict[str, dict[str, Any]] = {}
+    for path in sorted([*state_dir.glob(PAUSE_FILE), *state_dir.glob(f"{PAUSE_FILE}.*")]):
+        entry = read_pause_file(path)
+        if entry is not None:
+            out[PAUSE_GLOBAL if path.name == PAUSE_FILE else pause_key(path.name.split(".", 1)[1])] = entry
+    return out
+
+
+def pauses_in_force(store: Store, state_dir: Path) -> dict[str, dict[str, Any]]:
+    """Every pause in force: the store's (``autonomic pause``, the API) and this host's pause
+    files (:func:`pause_file`), keyed alike; a file's entry stands where both pause one scope."""
+    return {**store.states("pause:"), **file_pauses(state_dir)}
 
 
 def _pause_text(key: str, state: dict[str, Any] | None) -> str | None:
     if not state:
         return None
     scope = "global" if key == PAUSE_GLOBAL else key.rsplit(":", 1)[1]
-    return f"{scope} pause by {state.get('actor', '?')}: {state.get('reason', '')}".strip()
+    actor, reason = state.get("actor", "?"), state.get("reason", "")
+    if state.get("file") is None:
+        return f"{scope} pause by {actor}: {reason}".strip()
+    by = "" if actor == "file" else f" (set by {actor})"
+    return f"{scope} pause by the pause file {state['file']}{by}" + (f": {reason}" if reason else "")
 
 
-def paused_reason(store: Store, service: str | None) -> str | None:
-    """Why automation is paused for ``service`` (the global pause first), or None."""
-    return _pause_reason(store, PAUSE_GLOBAL) or (None if service is None else _pause_reason(store, pause_key(service)))
+def paused_reason(store: Store, service: str | None, state_dir: Path | None = None) -> str | None:
+    """Why automation is paused for ``service`` (the global pause first), or None. With
+    ``state_dir``, this host's pause files are read too, each before the store's pause of the same
+    scope: a pause file stands even when the store does not answer."""
+    def one(key: str, scope: str | None) -> str | None:
+        if state_dir is not None:
+            found = _pause_text(key, read_pause_file(pause_file(state_dir, scope)))
+            if found is not None:
+                return found
+        return _pause_text(key, store.get_state(key))
+
+    return one(PAUSE_GLOBAL, None) or (None if service is None else one(pause_key(service), service))
 
 
 class Engine:
@@ -654,6 +715,7 @@ class Engine:
         self.ticks = 0
         self.last_tick_at: float | None = None
         self._last_now: float | None = None  # the clock at the previous tick (see _clock_went_back)
+        self._file_paused: dict[str, str] = {}  # this host's pause files at the last tick (see _watch_pause_files)
         self._unstored: list[Finding] = []  # findings the store refused last tick, ingested first next tick
 
     # --- construction ----------------------------------------------------------------------
@@ -902,7 +964,8 @@ class Engine:
             # person stopped with autonomic stop is not started until a person starts it
             self._stopped = self._read_stopped()
             held = self.supervisor.adopt_or_start_all(hold=lambda svc: _stopped_text(
-                svc, self._stopped.get(svc), self.config.command) or paused_reason(self.store, svc))
+                svc, self._stopped.get(svc), self.config.command)
+                or paused_reason(self.store, svc, self.config.state_dir))
             for service, how in held.items():
                 # held or failed to start (a command not found): worth a person's eye, not INFO
                 (log.warning if how.startswith(("held", "error")) else log.info)("service %s: %s", service, how)
@@ -1132,7 +1195,7 @@ class Engine:
         before the call: a read that stalled past ``renew_s`` may have let a standby take over."""
         if self.elector is not None:
             self.elector.check()  # no store read for a replica that does not lead
-        reason = paused_reason(self.store, service)
+        reason = paused_reason(self.store, service, self.config.state_dir)
         if reason is None and self.elector is not None:
             self.elector.check()
         return reason
@@ -1296,6 +1359,7 @@ class Engine:
             self._sync_clock()
             self._next_clock_sync = self.clock.now() + CLOCK_SYNC_S  # by the clock as measured
         self.watchdog.beat("a tick's start")
+        self._watch_pause_files()
         if now >= self._next_collect:
             self._next_collect = now + self.config.engine.interval_s
             with _collector_paused():
@@ -1458,6 +1522,33 @@ class Engine:
                     found.append(finding)
                     self._inbox_of[finding.id] = key
         return found
+
+    def _watch_pause_files(self) -> None:
+        """Log, and audit when the store answers, a pause file appearing or going (a pause set
+        without the store, see :func:`pause_file`): its effect needs neither, since the file is read
+        before every actuator call. An audit write that fails is tried again next tick."""
+        if self.shadow_only:
+            return
+        now_paused = {key: _pause_text(key, entry) or key
+                      for key, entry in file_pauses(self.config.state_dir).items()}
+        for key in sorted(now_paused.keys() | self._file_paused.keys()):
+            before, after = self._file_paused.get(key), now_paused.get(key)
+            if before == after:
+                continue
+            scope = None if key == PAUSE_GLOBAL else key.rsplit(":", 1)[1]
+            try:
+                self.store.audit("engine", "pause.file" if after is not None else "pause.file_gone",
+                                 key, {"service": scope, "reason": after or before})
+            except StoreError as exc:
+                log.warning("pause file %s: %s (not audited yet: %s)", "seen" if after else "gone", after or before,
+                            exc)
+                continue
+            if after is None:
+                log.info("a pause file is gone, that pause is lifted: %s", before)
+                self._file_paused.pop(key, None)
+            else:
+                log.warning("automation paused by a pause file: %s", after)
+                self._file_paused[key] = after
 
     def _clock_went_back(self, by: float, now: float) -> None:
         """The wall clock was set back (NTP stepping it, a person): every schedule in memory was
@@ -2055,7 +2146,7 @@ class Engine:
         if not self._only_paused_held(decisions):
             self._paused_out.discard(inc.id)
             return None
-        if paused_reason(self.store, inc.service) is not None:
+        if paused_reason(self.store, inc.service, self.config.state_dir) is not None:
             return now + self.config.engine.interval_s
         resumed = inc.model_copy(update={"state": IncidentState.DIAGNOSED, "resolution": None, "updated_at": now})
         self.store.record(resumed, actor="engine", event="incident.resumed", subject=inc.id,
@@ -2472,8 +2563,11 @@ class Engine:
         return GateContext(
             now=now, diagnosis=diagnosis, effective=effective, policy=policy, service=inc.service,
             action_type=action_type, pattern_rollback_safe=pattern.rollback_safe if pattern else False,
-            paused_global=_pause_text(PAUSE_GLOBAL, state[PAUSE_GLOBAL]),
-            paused_service=_pause_text(pause_key(inc.service), state[pause_key(inc.service)]),
+            paused_global=_pause_text(PAUSE_GLOBAL, read_pause_file(pause_file(self.config.state_dir, None))
+                                      or state[PAUSE_GLOBAL]),
+            paused_service=_pause_text(pause_key(inc.service),
+                                       read_pause_file(pause_file(self.config.state_dir, inc.service))
+                                       or state[pause_key(inc.service)]),
             counts=counts, breaker_type=breakers[action_type], breaker_global=breakers["global"],
             human_approved=human,
             target_in_flight=target in busy, in_flight_targets=len(busy - {target}),

@@ -21,7 +21,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from autonomic.config import load_config_data
-from autonomic.engine import Engine, approval_key, pause_key
+from autonomic.engine import Engine, approval_key, pause_file, pause_key
 from autonomic.knowledge import Store
 from autonomic.liveness import Watchdog
 from autonomic.model import (
@@ -517,6 +517,29 @@ def test_pause_and_resume_globally_and_per_service(env: Env) -> None:
     last = env.store.audit_events()[-1]
     assert (last.kind, last.actor, last.data["reason"]) == ("pause.lifted", "token:operator", "done")
     assert env.store.get_state(pause_key(None)) is None
+
+
+def test_a_pause_file_on_this_host_shows_in_services_overview_and_metrics_and_resume_removes_it(env: Env) -> None:
+    """A pause set by file (``autonomic pause`` with the store unwritable, or by hand) is a pause:
+    the API shows it as one, and its resume lifts it (audited, naming the file)."""
+    path = pause_file(env.ctx.config.state_dir, "db")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("disk swap\n")
+    viewer = env.auth("viewer")
+    services = {s["name"]: s for s in env.client.get("/api/v1/services", headers=viewer).json()}
+    assert services["db"]["paused"] is True and services["db"]["paused_reason"] == (
+        f"db pause by the pause file {path}: disk swap")
+    assert services["web"]["paused"] is False
+    assert 'autonomic_paused{scope="db"} 1.0' in env.client.get("/metrics").text
+    global_file = pause_file(env.ctx.config.state_dir, None)
+    global_file.write_text("")
+    assert env.client.get("/api/v1/overview", headers=viewer).json()["paused_global"]["file"] == str(global_file)
+    op = env.auth("operator")
+    assert env.client.post("/api/v1/resume", headers=op, json={"service": "db"}).status_code == 200
+    assert not path.exists() and global_file.exists()
+    last = env.store.audit_events()[-1]
+    assert (last.kind, last.subject, last.data["file"]) == ("pause.lifted", "pause:service:db", str(path))
+    assert env.client.post("/api/v1/resume", headers=op, json={"service": "db"}).status_code == 409
 
 
 def test_a_write_through_a_replica_that_lost_the_lease_is_refused_503_naming_the_leader(env: Env) -> None:

@@ -21,6 +21,7 @@ from servers import free_port
 from typer.testing import CliRunner, Result
 
 from autonomic.cli import app
+from autonomic.engine import paused_reason
 from autonomic.knowledge import Store
 from autonomic.knowledge.lease import lease_key
 from autonomic.model import (
@@ -359,7 +360,9 @@ def test_the_kill_switch_refused_by_a_stuck_writers_lock_says_so_in_one_line_and
         result = cli("pause", "-c", config, "--reason", "bad night")
         assert result.exit_code == 1, result.output
         assert result.stderr.startswith("autonomic: store write failed: ") and "lock timeout" in result.stderr
-        assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.output, result.output
+        # no engine runs here: the pause file it falls back on would pause nothing elsewhere, and it says so
+        assert "no engine runs here with this state_dir" in result.stderr and "is NOT" in result.stderr
+        assert len(result.stderr.strip().splitlines()) == 2 and "Traceback" not in result.output, result.output
         assert cli("status", "-c", config).exit_code == 0
     finally:
         stuck.close()
@@ -1351,3 +1354,49 @@ def test_status_with_no_config_given_where_no_engine_ran_says_which_store_it_rea
     shown = cli("status").stdout
     assert f"no live health in {tmp_path / '.autonomic'}: no engine has run there with the built-in defaults" in shown
     assert "-c FILE" in shown
+
+
+def test_pause_with_the_store_locked_by_a_frozen_writer_pauses_by_file_and_resume_removes_it(
+        cfg: Path, store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The kill switch must not depend on the database: a writer that froze mid-transaction holds
+    SQLite's write lock (a real second connection in BEGIN IMMEDIATE), so the store cannot be
+    written. `autonomic pause` then writes the pause file the engine reads before every action,
+    says so (and why), status shows it, and resume removes it; the store is not changed."""
+    monkeypatch.setattr("autonomic.knowledge.store._LOCK_WAIT_S", 0.5)  # the lock wait, 10 s by default
+    assert store.states("pause:") == {}  # the store is there
+    locker = sqlite3.connect(tmp_path / "state" / "autonomic.db", isolation_level=None)
+    locker.execute("BEGIN IMMEDIATE")
+    try:
+        nobody = cli("pause", "-r", "db frozen", "-c", cfg)  # no engine runs here: the file pauses none elsewhere
+        assert nobody.exit_code == 1 and "no engine runs here with this state_dir" in nobody.stderr
+        # an engine runs here (its health written a moment ago, as `autonomic run` writes it)
+        (tmp_path / "state" / "status.json").write_text(json.dumps({"ts": time.time(), "pid": 4242, "health": {}}))
+        paused = cli("pause", "-r", "db frozen", "--actor", "person:ops", "-c", cfg)
+        assert paused.exit_code == 0, paused.output
+        path = tmp_path / "state" / "paused"
+        assert json.loads(path.read_text()) | {"ts": 0} == {"reason": "db frozen", "actor": "person:ops", "ts": 0}
+        assert "database is locked" in paused.stderr and f"by the pause file {path} instead" in paused.stdout
+        assert "the engine running here (pid 4242)" in paused.stdout
+        status = cli("status", "-c", cfg)
+        assert status.exit_code == 0 and "PAUSED global: db frozen (by person:ops, pause file" in status.stdout
+        assert paused_reason(store, "web", tmp_path / "state") == (
+            f"global pause by the pause file {path} (set by person:ops): db frozen")
+        resumed = cli("resume", "-c", cfg)
+        assert resumed.exit_code == 0, resumed.output
+        assert not path.exists() and "not audited" in resumed.stderr
+    finally:
+        locker.rollback()
+        locker.close()
+    assert store.states("pause:") == {} and [e.kind for e in store.audit_events()] == []
+
+
+def test_a_pause_file_removed_by_resume_is_audited_with_who_lifted_it(cfg: Path, store: Store, tmp_path: Path) -> None:
+    (tmp_path / "state").mkdir(exist_ok=True)
+    assert store.states("pause:") == {}
+    (tmp_path / "state" / "paused.web").write_text("hand-written\n")
+    assert "PAUSED service:web: hand-written (by file, pause file" in cli("status", "-c", cfg).stdout
+    resumed = cli("resume", "--service", "web", "--actor", "person:ops", "-c", cfg)
+    assert resumed.exit_code == 0 and "removed the pause file" in resumed.stdout
+    (event,) = store.audit_events()
+    assert (event.kind, event.actor, event.subject) == ("pause.lifted", "person:ops", "pause:service:web")
+    assert cli("resume", "--service", "web", "-c", cfg).exit_code == 2  # nothing left to lift

@@ -22,7 +22,9 @@ from autonomic.engine import (
     answer_approval,
     approval_expires_at,
     approval_key,
+    pause_file,
     pause_key,
+    paused_reason,
     queue_findings,
 )
 from autonomic.errors import NotLeaderError
@@ -2481,12 +2483,12 @@ def test_a_leader_whose_pause_read_stalls_past_its_lease_does_not_call_the_actua
     a = Harness(tmp_path / "a", store=sa, elector=ea)
     real = engine_module.paused_reason
 
-    def stalling(store: Store, service: str | None) -> str | None:
+    def stalling(store: Store, service: str | None, state_dir: Path | None = None) -> str | None:
         if sys._getframe(1).f_code.co_name == "_may_act" and not eb.leading:
             ma.t += 16  # the read stalls; meanwhile b watches the lease go unrenewed and takes it
             mb.t += 16
             assert eb.attempt()
-        return real(store, service)
+        return real(store, service, state_dir)
 
     monkeypatch.setattr(engine_module, "paused_reason", stalling)
     a.feed("up", 1, 3)
@@ -2858,11 +2860,11 @@ def test_a_store_error_reading_the_kill_switch_before_the_first_attempt_leaves_t
     real = engine_module.paused_reason
     failed: list[str] = []
 
-    def flaky(store: Store, service: str | None) -> str | None:
+    def flaky(store: Store, service: str | None, state_dir: Path | None = None) -> str | None:
         if sys._getframe(1).f_code.co_name == "_may_act" and not failed:
             failed.append("once")
             raise StoreError("store read failed: database is locked")
-        return real(store, service)
+        return real(store, service, state_dir)
 
     monkeypatch.setattr(engine_module, "paused_reason", flaky)
     h.feed("up", 1, 3)
@@ -3346,3 +3348,60 @@ def test_a_workflow_with_one_step_that_changes_something_is_carried_out_whole(tm
     key = action.idempotency_key
     assert [c for c in h.actuator.calls if c[0] == "apply"] == [("apply", "svc", f"{key}:0"),
                                                                   ("apply", "svc", f"{key}:1")]
+
+
+def test_a_pause_file_written_by_hand_denies_at_the_paused_gate_and_is_audited_once(tmp_path: Path) -> None:
+    """``<state_dir>/paused``, created by a person without the store (``echo why > paused``):
+    nothing acts, the decision's paused gate names the file, and the engine audits it appearing
+    once; once it is removed the incident is taken up again and fixed."""
+    h = Harness(tmp_path)
+    path = pause_file(h.config.state_dir, None)
+    path.write_text("database maintenance\nsecond line ignored\n")
+    h.feed("up", 0, 4)
+    (decision,) = h.store.decisions(h.incident().id)
+    gate = next(g for g in decision.gates if g.gate == "paused")
+    assert not gate.passed and "database maintenance" in gate.reason and str(path) in gate.reason
+    assert h.actuator.calls == []
+    assert [e.kind for e in h.store.audit_events()].count("pause.file") == 1
+    path.unlink()
+    h.run_until(lambda: any(a.state.terminal for a in h.store.actions()), "up", 0)
+    assert [c for c, *_ in h.actuator.calls][:1] == ["apply"]
+    assert [e.kind for e in h.store.audit_events()].count("pause.file_gone") == 1
+
+
+def test_a_service_pause_file_set_after_the_decision_cancels_the_action_before_the_actuator_runs(
+        tmp_path: Path) -> None:
+    h = Harness(tmp_path)
+    h.feed("up", 1, 2)
+    real_prepare = h.engine.executor.prepare
+
+    def prepare_then_pause(*args: Any, **kwargs: Any) -> Any:
+        action = real_prepare(*args, **kwargs)
+        pause_file(h.config.state_dir, "svc").write_text(json.dumps({"reason": "hands off", "actor": "person:b"}))
+        return action
+
+    h.engine.executor.prepare = prepare_then_pause  # type: ignore[method-assign]
+    h.feed("up", 0, 5)
+    (action,) = h.store.actions()
+    assert action.state == ActionState.CANCELLED and "hands off" in (action.error or "")
+    assert h.actuator.calls == []
+
+
+def test_a_pause_file_stands_without_reading_the_store_and_an_unreadable_one_pauses_too(tmp_path: Path) -> None:
+    """The kill switch must not depend on the database: with a global pause file the store is
+    not read at all (here it would raise); a pause file that cannot be read (a folder) pauses."""
+    state_dir = tmp_path / "state"
+    state_dir.mkdir()
+
+    class Unreadable:
+        def get_state(self, key: str) -> Any:
+            raise AssertionError("the store was read")
+
+    pause_file(state_dir, None).write_text("")
+    why = paused_reason(Unreadable(), "svc", state_dir)  # type: ignore[arg-type]
+    assert why == f"global pause by the pause file {state_dir / 'paused'}"
+    pause_file(state_dir, None).unlink()
+    pause_file(state_dir, "svc").mkdir()
+    why = paused_reason(Store("sqlite://"), "svc", state_dir)
+    assert why is not None and "unreadable" in why
+    assert paused_reason(Store("sqlite://"), "other", state_dir) is None

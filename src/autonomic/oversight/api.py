@@ -53,8 +53,10 @@ from autonomic.engine import (
     answer_approval,
     approval_expires_at,
     approval_key,
+    pause_file,
     pause_key,
     paused_reason,
+    pauses_in_force,
     queue_findings,
     request_service,
     stopped_on_purpose,
@@ -385,7 +387,7 @@ def _services(ctx: ApiContext, open_incidents: list[Incident] | None = None) -> 
     for name in _service_names(ctx):
         spec = ctx.config.service(name)
         state, reasons = health.get(name, ("UNKNOWN", []))
-        why = paused_reason(ctx.store, name)
+        why = paused_reason(ctx.store, name, ctx.config.state_dir)
         stopped = stopped_on_purpose(ctx.store, name) if spec is not None else None
         out.append({
             "name": name,
@@ -505,7 +507,7 @@ def _open_routes(ctx: ApiContext) -> APIRouter:
         if ctx.engine is not None:
             ctx.metrics.leader(ctx.engine.standby is None)
             ctx.metrics.progress(ctx.engine.watchdog.silent_s(), ctx.engine.stuck_after_s)
-        pauses = ctx.store.states("pause:")
+        pauses = pauses_in_force(ctx.store, ctx.config.state_dir)
         ctx.metrics.paused("global", PAUSE_GLOBAL in pauses)
         for name in _service_names(ctx):
             ctx.metrics.paused(name, pause_key(name) in pauses)
@@ -527,7 +529,7 @@ def _read_routes(ctx: ApiContext) -> APIRouter:
         used_day, used_week = ctx.store.count_actions(now - _DAY), ctx.store.count_actions(now - _WEEK)
         return {
             "services": _services(ctx, open_incidents),
-            "paused_global": ctx.store.get_state(PAUSE_GLOBAL),
+            "paused_global": pauses_in_force(ctx.store, ctx.config.state_dir).get(PAUSE_GLOBAL),
             "breakers": {k.split(":", 1)[1]: v for k, v in ctx.store.states("breaker:").items()},
             "budgets": {"per_day": {"limit": policy.rate_limits.per_day, "used": used_day},
                         "per_week": {"limit": policy.rate_limits.per_week, "used": used_week}},
@@ -723,13 +725,22 @@ def _write_routes(ctx: ApiContext) -> APIRouter:
     @router.post("/resume", responses=errors)
     def resume(who: Annotated[Principal, Depends(operator)],
                body: Annotated[ResumeBody, Body()] = ResumeBody()) -> dict[str, Any]:
-        """Lift a pause."""
+        """Lift a pause (the store's, and this host's pause file of that scope)."""
         _check_service(ctx, body.service)
         key = pause_key(body.service)
+        path = pause_file(ctx.config.state_dir, body.service)
+        removed = False
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+            removed = True
         if ctx.store.get_state(key) is None:
-            raise HTTPException(409, f"{'automation' if body.service is None else body.service} is not paused")
-        ctx.store.set_state(key, None, actor=who.actor, event="pause.lifted",
-                            data={"service": body.service, "reason": body.reason})
+            if not removed:
+                raise HTTPException(409, f"{'automation' if body.service is None else body.service} is not paused")
+            ctx.store.audit(who.actor, "pause.lifted", key, {"service": body.service, "reason": body.reason,
+                                                             "file": str(path)})
+        else:
+            ctx.store.set_state(key, None, actor=who.actor, event="pause.lifted",
+                                data={"service": body.service, "reason": body.reason})
         ctx.metrics.paused(body.service or "global", False)
         return {"resumed": body.service or "global", "actor": who.actor}
 

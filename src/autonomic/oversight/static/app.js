@@ -338,6 +338,7 @@ function killSwitch(paused) {
     return h("div", { class: "control paused", testid: "control" },
       h("div", { class: "state", testid: "pause-state" },
         `PAUSED by ${paused.actor}: ${paused.reason}`,
+        paused.file ? h("div", { class: "dim" }, `by the pause file ${paused.file} on the engine's host`) : null,
         h("div", { class: "dim" }, `since ${when(paused.ts)} (${ago(paused.ts)}); nothing will act until resumed`)),
       h("button", { class: "resume", testid: "resume",
         onclick: (ev) => act(ev.currentTarget, "/resume", { service: null }) }, "Resume automation"));
