@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
 import os
@@ -158,9 +159,7 @@ def run(
     log = logging.getLogger("autonomic")
     if config is None:
         log.info("no config given: watching this host with built-in defaults in observe mode")
-    from autonomic.oversight.api import context_from_spec, create_app
     from autonomic.oversight.metrics import EngineMetrics
-    from autonomic.oversight.server import ApiServer
 
     metrics = EngineMetrics()
     try:
@@ -180,31 +179,28 @@ def run(
             raise _fail(str(exc), 1) from None
     for handler in logging.getLogger().handlers:  # the config's secrets never reach the log
         handler.addFilter(engine.secrets.log_filter())
+    _serve_api(cfg, engine, metrics, log)
     stop = threading.Event()
-    if cfg.spec.api.enabled:
-        try:
-            ctx = context_from_spec(cfg.spec.api, store=engine.store, config=cfg, engine=engine, metrics=metrics,
-                                    clock=engine.clock)
-        except ConfigError as err:
-            for p in err.problems:
-                print(str(p), file=sys.stderr)
-            raise typer.Exit(2) from None
-        server = ApiServer(create_app(ctx), host=cfg.spec.api.host, port=cfg.spec.api.port)
-        try:
-            server.start()
-        except RuntimeError as exc:  # one line: why (address already in use) and what to do
-            raise _fail(f"api: {exc}") from None
-        engine.before_close.append(server.stop)
-        log.info("API and dashboard on %s (tokens: %s token create --role operator --name NAME)", server.url,
-                 cfg.command)
+    terminating = threading.Event()
+    reloads: list[Any] = []  # a new config, checked, that the engine takes after its current step (SIGHUP)
+    running = [engine, cfg]  # what runs now, for the signals thread and systemd's watchdog
 
-    def _stop(sig: signal.Signals) -> None:  # on the signals thread, not in the handler: see autonomic.signals
+    def _signal(sig: signal.Signals) -> None:  # on the signals thread, not in the handler: see autonomic.signals
+        if sig == signal.SIGHUP:
+            new = _reload_config(config, running[1], log)
+            if new is not None and not terminating.is_set():
+                reloads[:] = [new]
+                log.info("SIGHUP: the config is valid; the engine takes it after the current step (the "
+                         "supervised services keep running)")
+                stop.set()
+            return
+        terminating.set()
         log.info("received %s; stopping after the current step", sig.name)
         if sd is not None and not stop.is_set():
             sd.stopping(f"stopping ({sig.name}) after the current step")
         stop.set()
 
-    restore_signals = on_signals([signal.SIGTERM, signal.SIGINT], _stop)
+    restore_signals = on_signals([signal.SIGTERM, signal.SIGINT, signal.SIGHUP], _signal)
     if engine.elector is not None:
         log.info("leader election on: this replica is %s; it runs the loop only while it holds the lease",
                  engine.elector.identity)
@@ -214,7 +210,7 @@ def run(
     on_tick, on_standby = _write_status, None
     if sd is not None:
         sd.status("starting: adopting or starting the services, then a first look")
-        if sd.keep_watchdog(engine.watchdog.stuck, beats) is not None:
+        if sd.keep_watchdog(lambda: running[0].watchdog.stuck(), beats) is not None:
             log.info("systemd watchdog: WATCHDOG=1 every %g s while the loop makes progress; a loop stuck for "
                      "stuck_after_s (%g s) is ended by systemd at most WatchdogSec (%g s) later",
                      (sd.watchdog_s or 0) / 2, engine.stuck_after_s, sd.watchdog_s)
@@ -225,10 +221,29 @@ def run(
         told = _TellSystemd(sd)
         on_tick, on_standby = told.ticked, told.standing_by
     try:
-        engine.run(stop, on_tick=on_tick, on_standby=on_standby, on_stopping=None if sd is None else sd.stopping)
+        while True:
+            engine.keep_services = lambda: bool(reloads) and not terminating.is_set()
+            engine.run(stop, on_tick=on_tick, on_standby=on_standby,
+                       on_stopping=None if sd is None else functools.partial(_tell_stopping, sd, engine))
+            if not (engine.services_kept and reloads) or terminating.is_set():
+                break
+            if sd is not None:
+                sd.send("RELOADING=1", f"MONOTONIC_USEC={time.monotonic_ns() // 1000}")
+            engine, cfg = _reloaded(engine, reloads.pop(), cfg, metrics, log)
+            running[:] = [engine, cfg]
+            for handler in logging.getLogger().handlers:
+                handler.addFilter(engine.secrets.log_filter())
+            _serve_api(cfg, engine, metrics, log, reloaded=True)
+            stop.clear()
+            if terminating.is_set():  # a SIGTERM while the new engine was made
+                stop.set()
+            elif sd is not None:
+                sd.send("READY=1")
     finally:
         beats.set()
         restore_signals()
+        if engine.services_kept:  # kept for a reload that a SIGTERM or a failure overtook
+            engine.supervisor.stop_all()
     if sd is not None:
         sd.close()
     _mark_stopped(cfg.state_dir / "status.json")
@@ -239,6 +254,121 @@ def run(
     log.info("autonomic engine stopped cleanly")
     if held is not None:
         held.close()
+
+
+def _tell_stopping(sd: SystemdNotify, engine: Any, why: str) -> None:
+    """STOPPING=1 to systemd, unless the engine stops to be replaced (a reload keeps its services)."""
+    if not (engine.keep_services is not None and engine.keep_services()):
+        sd.stopping(why)
+
+
+def _serve_api(cfg: Any, engine: Any, metrics: Any, log: logging.Logger, *, reloaded: bool = False) -> None:
+    """Start the API and dashboard of ``engine`` when the config has them on; stopped by the
+    engine's shutdown (before its store is closed). One that cannot start ends ``autonomic run``
+    (exit 2), except after a reload: the engine goes on without it, said in the log."""
+    if not cfg.spec.api.enabled:
+        return
+    from autonomic.oversight.api import context_from_spec, create_app
+    from autonomic.oversight.server import ApiServer
+
+    try:
+        ctx = context_from_spec(cfg.spec.api, store=engine.store, config=cfg, engine=engine, metrics=metrics,
+                                clock=engine.clock)
+        server = ApiServer(create_app(ctx), host=cfg.spec.api.host, port=cfg.spec.api.port)
+        server.start()
+    except ConfigError as err:
+        if reloaded:
+            log.error("reload: no API: %s", "; ".join(str(p) for p in err.problems))
+            return
+        for p in err.problems:
+            print(str(p), file=sys.stderr)
+        raise typer.Exit(2) from None
+    except RuntimeError as exc:  # one line: why (address already in use) and what to do
+        if reloaded:
+            log.error("reload: no API: %s", exc)
+            return
+        raise _fail(f"api: {exc}") from None
+    engine.before_close.append(server.stop)
+    log.info("API and dashboard on %s (tokens: %s token create --role operator --name NAME)", server.url,
+             cfg.command)
+
+
+def _reload_config(path: Path | None, current: Any, log: logging.Logger) -> Any:
+    """The config at ``path`` when the running engine may take it (SIGHUP), else None, each
+    problem logged: the engine goes on with the config it runs. Not taken: a config with problems
+    (each named, as ``autonomic check`` names them); one that moves the store or the state_dir, or
+    turns leader election on or off (a restart: the store and the services' pidfiles are there);
+    any reload with leader election (replicas take a new config by being restarted one by one);
+    the same config again."""
+    from autonomic.config import load_config
+
+    if path is None:
+        log.warning("SIGHUP: no config file to read again (the built-in defaults); nothing reloaded")
+        return None
+    try:
+        new = load_config(path)
+    except ConfigError as err:
+        log.error("SIGHUP: %s has %d problem%s; the engine goes on with the config it runs:", path,
+                  len(err.problems), "" if len(err.problems) == 1 else "s")
+        for p in err.problems:
+            log.error("  %s", p)
+        return None
+    except Exception as exc:  # unreadable, say: the engine keeps running all the same
+        log.error("SIGHUP: %s cannot be read (%s); the engine goes on with the config it runs", path, exc)
+        return None
+    refused = [what for what, differs in (
+        ("engine.state_dir", new.state_dir != current.state_dir),
+        ("engine.database", new.database_url != current.database_url),
+        ("engine.leader_election.enabled",
+         new.engine.leader_election.enabled != current.engine.leader_election.enabled)) if differs]
+    if refused:
+        log.error("SIGHUP: %s changes %s, which only a restart of the engine takes; nothing reloaded", path,
+                  ", ".join(refused))
+        return None
+    if current.engine.leader_election.enabled:
+        log.error("SIGHUP: with leader election, a new config is rolled out by restarting the replicas one by "
+                  "one; nothing reloaded")
+        return None
+    if new.fingerprint == current.fingerprint:
+        log.info("SIGHUP: %s is unchanged; nothing reloaded", path)
+        return None
+    return new
+
+
+def _reloaded(old: Any, new_cfg: Any, old_cfg: Any, metrics: Any, log: logging.Logger) -> tuple[Any, Any]:
+    """The engine for ``new_cfg``, which takes over the supervised services ``old`` (stopped, its
+    services kept running) leaves; back to ``old_cfg`` if ``new_cfg``'s engine cannot be made
+    (a store that does not answer, a notifier's secret not set). A service gone from the config
+    is stopped (``stop_services_on_exit``) or left running unsupervised; one whose command
+    changed runs the old command until it is restarted (said)."""
+    from autonomic.engine import Engine
+
+    try:
+        engine, cfg = Engine(new_cfg, metrics=metrics), new_cfg
+    except (StoreError, ConfigError) as exc:
+        said = "; ".join(str(p) for p in exc.problems) if isinstance(exc, ConfigError) else str(exc)
+        log.error("reload failed (%s); the engine goes on with the config it ran", said)
+        try:
+            engine, cfg = Engine(old_cfg, metrics=metrics), old_cfg
+        except StoreError as again:
+            raise _fail(str(again), 1) from None
+    for service in engine.supervisor.take_over(old.supervisor):
+        if old_cfg.engine.stop_services_on_exit and cfg.engine.stop_services_on_exit:
+            old.supervisor.stop(service)
+            log.info("service %s is gone from the config: stopped", service)
+        else:
+            log.warning("service %s is gone from the config: left running (pid %s), no longer supervised", service,
+                        old.supervisor.pid(service))
+    for service in engine.supervisor.services():
+        if service in old.supervisor.services() and \
+                old.supervisor.binding(service).command != engine.supervisor.binding(service).command:
+            log.warning("service %s: its command changed; the running process keeps the old one until it is "
+                        "restarted (%s stop %s, then %s start %s)", service, cfg.command, service, cfg.command,
+                        service)
+    if cfg is new_cfg:
+        log.info("config reloaded from %s (%d services, %d patterns, interval %.1fs)", cfg.source,
+                 len(cfg.services), len(cfg.patterns), cfg.engine.interval_s)
+    return engine, cfg
 
 
 class _TellSystemd:

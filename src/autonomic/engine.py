@@ -708,6 +708,10 @@ class Engine:
         self._next_checkpoint = math.inf  # set by start()
         self._next_prune = math.inf  # set by start(): see _prune
         self._services_stopped = False  # see _stop_services
+        # asked when the services would be stopped: True leaves them running for the engine that
+        # replaces this one in the same process (a config reload), which takes them over
+        self.keep_services: Callable[[], bool] | None = None
+        self.services_kept = False
         # off after the audit log failed to verify for pruning (see _prune); and with replicas
         # unless the archive is a folder they all share (the default, state_dir, is each one's own)
         self._audit_pruning = not (config.engine.leader_election.enabled and config.spec.retention.archive_dir is None)
@@ -1171,6 +1175,9 @@ class Engine:
         if self._services_stopped or not self.config.engine.stop_services_on_exit or self.shadow_only:
             return
         self._services_stopped = True
+        if self.keep_services is not None and self.keep_services():
+            self.services_kept = True
+            return
         self.watchdog.beat("stopping the supervised services")
         self.supervisor.stop_all()
 

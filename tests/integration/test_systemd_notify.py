@@ -107,6 +107,28 @@ def test_the_engine_says_ready_after_its_first_tick_beats_the_watchdog_says_its_
     assert " s + the notifiers 5 s); keep the unit's TimeoutStopSec= above that" in text, text
 
 
+def test_a_reload_says_reloading_then_ready_and_never_stopping(
+        tmp_path: Path, systemd: NotifySocket, procs: list[subprocess.Popen[bytes]]) -> None:
+    """``systemctl reload`` (the unit's ExecReload sends SIGHUP): RELOADING=1 with the monotonic
+    time (as Type=notify-reload wants), then READY=1 once the new config's engine is made; never
+    STOPPING=1, which would have systemd take the reload for a stop."""
+    config = (f"engine: {{state_dir: {tmp_path / 'state'}, host_metrics: false, interval_s: 0.2}}\n"
+              "api: {enabled: false}\nbuiltin_patterns: false\nservices:\n  - name: web\n")
+    proc, log, path = start_engine(tmp_path, config, systemd, watchdog_usec=None)
+    procs.append(proc)
+    systemd.wait("READY=1")
+    path.write_text(config.replace("interval_s: 0.2", "interval_s: 0.3"))
+    proc.send_signal(signal.SIGHUP)
+    reloading = systemd.wait("RELOADING=1")
+    assert reloading.startswith("RELOADING=1\nMONOTONIC_USEC=") and int(reloading.rsplit("=", 1)[1]) > 0
+    systemd.wait("READY=1")
+    assert not any("STOPPING=1" in m for m in systemd.messages), systemd.messages
+    assert "config reloaded from" in log.read_text()
+    proc.send_signal(signal.SIGTERM)
+    systemd.wait("STOPPING=1")
+    assert proc.wait(timeout=60) == 0, log.read_text()
+
+
 def test_an_abstract_notify_socket_is_told_too(tmp_path: Path, procs: list[subprocess.Popen[bytes]]) -> None:
     """NOTIFY_SOCKET=@name: systemd's socket in the abstract namespace (no file)."""
     systemd = NotifySocket()
@@ -206,6 +228,7 @@ def test_the_example_unit_is_type_notify_with_a_watchdog_a_restart_and_its_own_u
     assert service["StateDirectory"] == "autonomic"
     assert service["ExecStart"].split()[1:] == ["run", "-c", "/etc/autonomic/autonomic.yaml"]
     assert service["RestartPreventExitStatus"] == "2"
+    assert service["ExecReload"] == "/bin/kill -HUP $MAINPID"  # systemctl reload: the config read again
     assert service["ProtectSystem"] == "full"
     assert "TimeoutStartSec" in service and "TimeoutStopSec" in service
     assert _unit()["Install"]["WantedBy"] == "multi-user.target"

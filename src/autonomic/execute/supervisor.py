@@ -110,6 +110,17 @@ class Supervisor:
         with self._lock:
             self._bindings[service] = binding
 
+    def take_over(self, old: Supervisor) -> list[str]:
+        """Take ``old``'s children (the same state_dir: the engine replaced in the same process by a
+        config reload) for the services this one has too, so that they are still polled (reaped,
+        their exit codes kept); returns the services ``old`` still runs that this one does not have
+        (gone from the config)."""
+        with old._lock, self._lock:
+            for service in [s for s in old._children if s in self._bindings]:
+                self._children[service] = old._children.pop(service)
+            self._exit.update({s: code for s, code in old._exit.items() if s in self._bindings})
+        return [s for s in old.services() if s not in self._bindings and old.identity(s) is not None]
+
     def services(self) -> list[str]:
         with self._lock:
             return sorted(self._bindings)

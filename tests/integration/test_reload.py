@@ -1,0 +1,158 @@
+"""SIGHUP reloads the config in place (``autonomic run``): a real engine process, real supervised
+processes, real signals. A valid new config is taken after the current step and the supervised
+services keep running (the same pids); a config with problems is refused, each named, and the
+engine goes on; a service gone from the config is stopped; a change only a restart can make is
+refused."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import psutil
+import pytest
+
+SERVICE = "import time\nwhile True:\n    time.sleep(0.2)\n"
+
+
+def _config(tmp_path: Path, services: list[str], *, interval: float = 0.5, extra: str = "",
+            state_dir: str = "state") -> str:
+    lines = [f"engine: {{state_dir: {state_dir}, interval_s: {interval}, host_metrics: false}}",
+             "api: {enabled: false}", "services:"]
+    for name in services:
+        lines += [f"  - name: {name}",
+                  f"    actuators: {{process: {{command: [{sys.executable}, {tmp_path / 'svc.py'}], "
+                  "stop_timeout_s: 2}}"]
+    return "\n".join(lines) + "\n" + extra
+
+
+class Engine:
+    def __init__(self, tmp_path: Path) -> None:
+        self.tmp_path = tmp_path
+        self.config = tmp_path / "autonomic.yaml"
+        self.log = tmp_path / "engine.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        env = {k: v for k, v in os.environ.items() if k != "COLUMNS"}
+        with self.log.open("wb") as out:
+            self.proc = subprocess.Popen([sys.executable, "-m", "autonomic.cli", "run", "-c", str(self.config),
+                                          "--log-format", "text"], cwd=self.tmp_path, stdin=subprocess.DEVNULL,
+                                         stdout=out, stderr=subprocess.STDOUT, env=env)
+        self.wait_for(lambda: "engine started" in self.text(), "the engine's start")
+
+    def text(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def wait_for(self, pred: Callable[[], bool], what: str, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while not pred():
+            assert self.proc is not None and self.proc.poll() is None, f"the engine exited:\n{self.text()}"
+            assert time.monotonic() < deadline, f"timed out waiting for {what}:\n{self.text()}"
+            time.sleep(0.1)
+
+    def pid(self, service: str) -> int | None:
+        path = self.tmp_path / "state" / "run" / "pids" / f"{service}.json"
+        return int(json.loads(path.read_text())["pid"]) if path.exists() else None
+
+    def hup(self, after: str) -> None:
+        """SIGHUP, then wait for ``after`` to appear in the log once more than before."""
+        before = self.text().count(after)
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGHUP)
+        self.wait_for(lambda: self.text().count(after) > before, repr(after))
+
+    def status_ts(self) -> float:
+        """When the engine last wrote its health (0: not yet)."""
+        path = self.tmp_path / "state" / "status.json"
+        return float(json.loads(path.read_text())["ts"]) if path.exists() else 0.0
+
+
+@pytest.fixture
+def engine(tmp_path: Path) -> Iterator[Engine]:
+    (tmp_path / "svc.py").write_text(SERVICE)
+    e = Engine(tmp_path)
+    yield e
+    if e.proc is not None and e.proc.poll() is None:
+        e.proc.send_signal(signal.SIGTERM)
+        try:
+            e.proc.wait(20)
+        except subprocess.TimeoutExpired:
+            e.proc.kill()
+    for child in psutil.process_iter(["cmdline"]):  # whatever a failed test left running
+        if str(tmp_path / "svc.py") in (child.info["cmdline"] or []):
+            child.kill()
+
+
+def _alive(pid: int | None) -> bool:
+    try:
+        return pid is not None and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def test_a_valid_new_config_is_taken_and_the_supervised_services_keep_running(engine: Engine) -> None:
+    engine.config.write_text(_config(engine.tmp_path, ["web", "api"]))
+    engine.start()
+    engine.wait_for(lambda: _alive(engine.pid("web")) and _alive(engine.pid("api")), "both services")
+    web, api = engine.pid("web"), engine.pid("api")
+
+    engine.config.write_text(_config(engine.tmp_path, ["web", "api"], interval=0.3))
+    engine.hup("config reloaded from")
+    assert "interval 0.3s" in engine.text().split("config reloaded from")[-1].splitlines()[0]
+    reloaded_at = time.time()
+    engine.wait_for(lambda: engine.status_ts() > reloaded_at, "a tick of the new engine")
+    assert (engine.pid("web"), engine.pid("api")) == (web, api) and _alive(web) and _alive(api)
+    assert "stopping the supervised services" not in engine.text()
+
+    # still the new engine's children: one that dies is seen by it, with how it ended, and reaped
+    os.kill(web, signal.SIGKILL)  # type: ignore[arg-type]
+    engine.wait_for(lambda: "service web was killed by SIGKILL" in engine.text(), "web's death seen")
+    engine.wait_for(lambda: not psutil.pid_exists(web), "web reaped, not left a zombie")  # type: ignore[arg-type]
+
+    assert engine.proc is not None
+    engine.proc.send_signal(signal.SIGTERM)
+    assert engine.proc.wait(30) == 0
+    assert not _alive(api) and "stopped cleanly" in engine.text()
+
+
+def test_a_config_with_problems_is_refused_naming_each_and_the_engine_goes_on(engine: Engine) -> None:
+    engine.config.write_text(_config(engine.tmp_path, ["web"]))
+    engine.start()
+    engine.wait_for(lambda: _alive(engine.pid("web")), "web")
+    web = engine.pid("web")
+    engine.config.write_text(_config(engine.tmp_path, ["web"]).replace("interval_s: 0.5", "interval_s: -1"))
+    engine.hup("the engine goes on with the config it runs")
+    assert "engine.interval_s" in engine.text()
+    refused_at = time.time()
+    engine.wait_for(lambda: engine.status_ts() > refused_at, "a tick after the refusal")
+    assert engine.pid("web") == web and _alive(web) and "config reloaded" not in engine.text()
+
+
+def test_a_service_gone_from_the_config_is_stopped_and_one_added_is_started(engine: Engine) -> None:
+    engine.config.write_text(_config(engine.tmp_path, ["web", "api"]))
+    engine.start()
+    engine.wait_for(lambda: _alive(engine.pid("web")) and _alive(engine.pid("api")), "both services")
+    web, api = engine.pid("web"), engine.pid("api")
+    engine.config.write_text(_config(engine.tmp_path, ["web", "worker"]))
+    engine.hup("config reloaded from")
+    engine.wait_for(lambda: not _alive(api), "api stopped")
+    engine.wait_for(lambda: _alive(engine.pid("worker")), "worker started")
+    assert engine.pid("web") == web and _alive(web)
+    assert "service api is gone from the config: stopped" in engine.text()
+
+
+def test_a_change_only_a_restart_can_make_is_refused_and_nothing_is_reloaded(engine: Engine) -> None:
+    engine.config.write_text(_config(engine.tmp_path, ["web"]))
+    engine.start()
+    engine.config.write_text(_config(engine.tmp_path, ["web"], state_dir="elsewhere"))
+    engine.hup("only a restart of the engine takes")
+    assert "engine.state_dir" in engine.text() and "config reloaded" not in engine.text()
+    engine.config.write_text(_config(engine.tmp_path, ["web"]))
+    engine.hup("is unchanged; nothing reloaded")
