@@ -227,6 +227,7 @@ def run(
                        on_stopping=None if sd is None else functools.partial(_tell_stopping, sd, engine))
             if not (engine.services_kept and reloads) or terminating.is_set():
                 break
+            stop.clear()  # from here a SIGTERM, or another SIGHUP, ends the new engine's run at once
             if sd is not None:
                 sd.send("RELOADING=1", f"MONOTONIC_USEC={time.monotonic_ns() // 1000}")
             engine, cfg = _reloaded(engine, reloads.pop(), cfg, metrics, log)
@@ -234,10 +235,7 @@ def run(
             for handler in logging.getLogger().handlers:
                 handler.addFilter(engine.secrets.log_filter())
             _serve_api(cfg, engine, metrics, log, reloaded=True)
-            stop.clear()
-            if terminating.is_set():  # a SIGTERM while the new engine was made
-                stop.set()
-            elif sd is not None:
+            if sd is not None and not terminating.is_set():
                 sd.send("READY=1")
     finally:
         beats.set()
