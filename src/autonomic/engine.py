@@ -1032,6 +1032,9 @@ class Engine:
             log.info("goals: %s is no longer in the config: its saved budget was deleted", key)
         if not self.goals.goals:
             return
+        if self._config_sources:  # else the samples come from elsewhere (a replay), not the config's sources
+            for warning in self.config.warnings:
+                log.warning("goals: %s: %s", warning.field, warning.message)
         saved = self.store.get_states(goal_key(s, n) for s, n in self.goals.goals)
         for note in self.goals.restore(saved):
             log.warning("goals: %s", note)

@@ -259,6 +259,8 @@ def test_default_rules_are_the_workbooks_that_fit_in_the_window() -> None:
     ({"metric": "probe_ok", "min": 1, "target": 0.99, "rules": [{**PAGE, "short_s": 90}]},
      "services[0].goals[0].rules[0]", "short_s (90) must be shorter than long_s (60)"),
     ({"metric": "probe_ok", "min": 2, "max": 1, "target": 0.99}, "services[0].goals[0]", "min (2) is above max (1)"),
+    ({"metric": "requests_total", "max": 0, "target": 0.99}, "services[0].goals[0].metric",
+     "named like a Prometheus counter"),
 ])
 def test_a_bad_goal_is_refused_naming_the_field(entry: dict[str, Any], field: str, words: str) -> None:
     with pytest.raises(ConfigError) as err:
@@ -490,3 +492,23 @@ def test_the_saved_budget_of_a_goal_removed_from_the_config_is_dropped_at_start_
             assert dropped.kind == "goal.dropped" and dropped.actor == "engine"
         finally:
             again.shutdown()
+
+
+def test_the_engine_warns_at_start_of_a_goal_no_configured_source_samples(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """What ``autonomic check`` warns of, ``autonomic run`` logs at start (its sources are the
+    config's); an engine fed from elsewhere (a replay) does not."""
+    data = {"engine": {"state_dir": str(tmp_path / "state"), "host_metrics": False},
+            "services": [{"name": "web", "probes": [{"url": "http://127.0.0.1:9/health"}],
+                          "goals": [goal(metric="probe_okk").model_dump()]}]}
+    cfg = load_config_data(data, source="t.yaml", base_dir=tmp_path)
+    [warning] = cfg.warnings
+    for sources in (None, [ReplaySource([])]):
+        caplog.clear()
+        engine = Engine(cfg, clock=FakeClock(T0), store=Store("sqlite://"), sources=sources,
+                        notifiers=Dispatcher([(FakeNotifier(), Level.INFO)], synchronous=True, dedup_s=0))
+        with caplog.at_level("WARNING", logger="autonomic"):
+            engine.start()
+        engine.shutdown()
+        said = [r.getMessage() for r in caplog.records if "probe_okk" in r.getMessage()]
+        assert said == ([f"goals: services[0].goals[0].metric: {warning.message}"] if sources is None else [])
