@@ -276,8 +276,8 @@ class GoalTracker:
         for (service, name), goal in self.goals.items():
             self._by_metric.setdefault((service, goal.metric), []).append((service, name))
         self._firing: dict[tuple[str, str], set[int]] = {key: set() for key in self.goals}
-        # rules that started (first set) or stopped (second) firing since the engine last took
-        # them (:meth:`take_transitions`): what it audits and saves at once
+        # rules that started (first set) or stopped (second) firing since the engine last saved
+        # the goal (:meth:`transitions`, :meth:`saved`): what it audits and saves at once
         self._changed: dict[tuple[str, str], tuple[set[int], set[int]]] = {}
 
     def observe(self, samples: Iterable[Sample]) -> None:
