@@ -589,6 +589,9 @@ def check(
         # (or the actuator to act) without them
         print(f"{config}: warning: environment variable {name} is not set here; the config reads a "
               f"secret from it, so set it where `autonomic run` runs", file=sys.stderr)
+    for warning in cfg.warnings:  # valid, so not an error: likely not what was meant
+        where = f"{warning.file}:{warning.line}" if warning.line is not None else warning.file
+        print(f"{where}: warning: {warning.field}: {warning.message}", file=sys.stderr)
     for path in extra:
         print(f"{path}: ok" + (" (already in the config's patterns)" if _inside(path, cfg.pattern_paths) else
                                " (with the config's patterns)"))

@@ -27,7 +27,7 @@ from autonomic.analyze.thresholds import Thresholds, maximum_kind
 from autonomic.analyze.trend import TrendSpec
 from autonomic.errors import ConfigError, Problem
 from autonomic.knowledge.retention import DAY_S, RetentionSpec
-from autonomic.model import NAME, UNIT_METRICS, ActionSpec, Goal, Pattern, check_name
+from autonomic.model import NAME, PROCESS_METRICS, UNIT_METRICS, ActionSpec, Goal, Pattern, check_name
 from autonomic.monitor.probe import HttpProbeSpec
 from autonomic.monitor.prometheus import PrometheusSpec
 from autonomic.monitor.promquery import PromQuerySpec
@@ -194,6 +194,30 @@ class ServiceSpec(_Spec):
                 return True
         return False
 
+    def sampled_metrics(self) -> list[str] | None:
+        """The metrics the sources this entry configures sample of the service, as far as the config
+        says: its probes' ``probe_ok`` and ``probe_latency_ms``, a ``process`` binding's supervisor's
+        readings (:data:`~autonomic.model.PROCESS_METRICS`), what :data:`~autonomic.model.UNIT_METRICS`
+        lists for the unit a systemd, docker or kubernetes binding names, a ``promql`` query's
+        ``metric``, a ``prometheus`` scrape's ``rename`` targets. None when a scrape keeps every sample
+        under its own name (no ``rename``): which those are is the endpoint's to say."""
+        found: list[str] = []
+        if self.probes:
+            found += ["probe_ok", "probe_latency_ms"]
+        if "process" in self.actuators:
+            found += PROCESS_METRICS
+        kind = unit_kind(self.actuators)
+        if kind is not None:
+            found += UNIT_METRICS[kind]
+        for m in self.metrics:
+            if isinstance(m, PromQuerySpec):
+                found.append(m.metric)
+            elif not m.rename:
+                return None
+            else:
+                found += m.rename.values()
+        return list(dict.fromkeys(found))
+
     @field_validator("name")
     @classmethod
     def _not_host(cls, v: str) -> str:
@@ -273,6 +297,8 @@ class Config:
     base_dir: Path
     bindings: Mapping[str, Mapping[str, BaseModel]] = field(default_factory=dict)
     patterns: tuple[Pattern, ...] = ()
+    # what is valid but likely not meant (a goal on a metric nothing samples): `autonomic check` says so
+    warnings: tuple[Problem, ...] = ()
 
     @property
     def engine(self) -> EngineSpec:
@@ -545,7 +571,31 @@ def load_config_data(
     if unknown:
         raise ConfigError([Problem(source, doc.line_of(["policy", *loc]), _dotted(["policy", *loc]), message)
                            for loc, message in unknown])
-    return Config(spec=spec, source=source, base_dir=base_dir, bindings=bindings, patterns=tuple(patterns))
+    return Config(spec=spec, source=source, base_dir=base_dir, bindings=bindings, patterns=tuple(patterns),
+                  warnings=tuple(_goals_never_sampled(spec.services, source, doc)))
+
+
+def _goals_never_sampled(services: Sequence[ServiceSpec], source: str, doc: YamlDoc) -> list[Problem]:
+    """A goal whose metric no source configured for its service samples (a typo, or a metric only
+    a source the service lacks would make) never measures anything: its budget stays empty and no
+    burn is ever seen. One warning each, naming what the service's sources do sample where the
+    config says (:meth:`ServiceSpec.sampled_metrics`; a scrape keeping every sample under its own
+    name could sample anything: no warning)."""
+    out = []
+    for i, svc in enumerate(services):
+        sampled = svc.sampled_metrics()
+        if sampled is None:
+            continue
+        for j, goal in enumerate(svc.goals):
+            if goal.metric in sampled:
+                continue
+            where: list[str | int] = ["services", i, "goals", j, "metric"]
+            what = (f"its sources sample {', '.join(sampled)}" if sampled else
+                    "it has no source (probes, metrics, or a process, systemd, docker or kubernetes binding)")
+            out.append(Problem(source, doc.line_of(where), _dotted(where),
+                               f"no source of service {svc.name} samples {goal.metric!r}, so goal {goal.name} "
+                               f"would never measure anything; {what}"))
+    return out
 
 
 def _verify_lines_missing(patterns: Sequence[Pattern], services: Sequence[ServiceSpec],

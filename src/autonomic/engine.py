@@ -34,7 +34,7 @@ from autonomic.analyze.anomaly import AnomalyDetector
 from autonomic.analyze.correlate import correlate
 from autonomic.analyze.forecast import SeasonalTrendDetector
 from autonomic.analyze.goals import CAUSE as BURN_CAUSE
-from autonomic.analyze.goals import GoalTracker, goal_key
+from autonomic.analyze.goals import GOAL_STATE_PREFIX, GoalTracker, goal_key
 from autonomic.analyze.rca import RcaParams, dependency_closure
 from autonomic.analyze.rca import rank as rank_causes
 from autonomic.analyze.thresholds import HealthDetector, Thresholds, assess
@@ -1088,10 +1088,20 @@ class Engine:
             log.warning("detector checkpoint %s not written: %s", path, exc)
 
     def _restore_goals(self) -> None:
-        """Give each goal its budget's counts as last saved in the store (see save_goals); a goal
-        with none, or whose saved counts are of another SLI or malformed, starts afresh (logged)."""
+        """Give each goal its budget's counts and the rules firing as last saved in the store (see
+        save_goals); a goal with none, or whose saved counts are of another SLI or malformed, starts
+        afresh (logged). What is saved of a goal no longer in the config is deleted, each audited
+        ``goal.dropped`` (once: it is gone after): else it would stay in the store for ever."""
+        configured = {goal_key(s, n) for s, n in self.goals.goals}
+        for key in sorted(set(self.store.states(GOAL_STATE_PREFIX)) - configured):
+            self.store.set_state(key, None, actor="engine", event="goal.dropped",
+                                 data={"reason": "the goal is no longer in the config"}, audit_value=False)
+            log.info("goals: %s is no longer in the config: its saved budget was deleted", key)
         if not self.goals.goals:
             return
+        if self._config_sources:  # else the samples come from elsewhere (a replay), not the config's sources
+            for warning in self.config.warnings:
+                log.warning("goals: %s: %s", warning.field, warning.message)
         saved = self.store.get_states(goal_key(s, n) for s, n in self.goals.goals)
         for note in self.goals.restore(saved):
             log.warning("goals: %s", note)
@@ -1100,15 +1110,30 @@ class Engine:
             log.info("goals: %d error budget(s) read back from the store", restored)
 
     def save_goals(self, now: float) -> None:
-        """Write every goal's budget counts to the store (``goal:<service>:<goal>``), where
-        ``autonomic status`` and the API read them and a restart takes them back. Called with the
-        detectors' checkpoint (every ``engine.checkpoint_s``) and at shutdown: a crash loses at
-        most that long of counts. The audit entry carries the budget left, not the counts."""
-        for (service, name), budget in self.goals.budgets.items():
-            left = budget.remaining(now)
-            self.store.set_state(goal_key(service, name), budget.state(), actor="engine", event="goal.counted",
-                                 data={"budget_remaining": None if left is None else round(left, 6)},
+        """Write every goal's budget counts and the rules firing to the store
+        (``goal:<service>:<goal>``), where ``autonomic status`` and the API read them and a restart
+        takes them back. Called with the detectors' checkpoint (every ``engine.checkpoint_s``) and
+        at shutdown: a crash loses at most that long of counts. Bookkeeping, in one unaudited write
+        (``Store.keep_states``): what is worth an audit entry, a rule starting or stopping firing,
+        is saved and audited when it happens (:meth:`_save_goal_transitions`)."""
+        if self.goals.goals:
+            self._save_goal_transitions(now)  # what was refused at its tick: audited, not only kept
+            self.store.keep_states(self.goals.checkpoint())
+
+    def _save_goal_transitions(self, now: float) -> None:
+        """Save at once, audited, each goal whose burn rules started or stopped firing since it was
+        last saved (``goal.burn_started`` when one started, else ``goal.burn_stopped``; the rules,
+        those firing now and the budget left): a restart then goes on with the episode already told
+        (no second page for it), a crash between two checkpoints included. A goal whose write is
+        refused is saved at the next tick (with what changed meanwhile)."""
+        for change in self.goals.transitions():
+            service, name = change["service"], change["goal"]
+            left = self.goals.budgets[(service, name)].remaining(now)
+            self.store.set_state(goal_key(service, name), self.goals.state(service, name), actor="engine",
+                                 event="goal.burn_started" if change["started"] else "goal.burn_stopped",
+                                 data={**change, "budget_remaining": None if left is None else round(left, 6)},
                                  audit_value=False)
+            self.goals.saved(service, name)
 
     def _follow(self, nouns: tuple[Any, ...]) -> None:
         """Keep the cache of unclosed incidents in step with every incident written to the store;
@@ -1401,6 +1426,8 @@ class Engine:
                     self.store.set_state(inbox_key, None, actor="engine", event="alerts.ingested", audit_value=False)
                     self._inbox_taken.discard(inbox_key)
                 self._inbox_of.clear()
+                self.watchdog.beat("saving goals whose burn rules started or stopped firing")
+                self._save_goal_transitions(now)
                 self.watchdog.beat("reading people's answers to approval requests")
                 self._poll_approvals(now)
                 self.watchdog.beat("telling of approvals refused as late")

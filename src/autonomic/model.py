@@ -48,6 +48,12 @@ UNIT_METRICS: MappingProxyType[str, tuple[str, ...]] = MappingProxyType({
     "docker": ("up", "unit_stopped"),
     "kubernetes": ("up", "unit_stopped", "available_ratio", "rollout_complete"),
 })
+# what autonomic's supervisor samples of a service a ``process`` binding runs (monitor/host.py's
+# ProcessSource; ``open_fds`` where the system counts them)
+PROCESS_METRICS = ("up", "unit_stopped", "cpu_percent", "rss_bytes", "memory_percent", "open_fds", "threads")
+# how a Prometheus counter's name ends (``*_total``; a summary's or histogram's ``_count``, ``_sum``,
+# ``_bucket``): its value only grows, so neither a trend of it nor a goal on it means anything
+COUNTER_SUFFIXES = ("_total", "_count", "_sum", "_bucket")
 
 
 def new_id() -> str:
@@ -649,6 +655,15 @@ class Goal(Frozen):
     @classmethod
     def _name(cls, v: str) -> str:
         return check_name(v, "goal")
+
+    @field_validator("metric")
+    @classmethod
+    def _not_a_counter(cls, v: str) -> str:
+        if v.endswith(COUNTER_SUFFIXES):
+            raise ValueError(f"{v!r} is named like a Prometheus counter: a counter only grows, so one sample of it "
+                             "is neither good nor bad; give the goal a ratio or a rate instead (a promql metric "
+                             f"such as rate({v}[5m]), or errors over requests)")
+        return v
 
     @model_validator(mode="after")
     def _sound(self) -> Goal:

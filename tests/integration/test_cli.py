@@ -176,6 +176,69 @@ def test_check_warns_of_a_secrets_variable_not_set_here_that_run_would_refuse_to
     assert cli("check", "-c", config).stderr == ""
 
 
+def test_check_warns_of_a_goal_whose_metric_no_source_of_its_service_samples(tmp_path: Path) -> None:
+    """Before, check said ok and the goal never measured anything (its budget stayed empty, no
+    burn was ever seen). Still valid, so exit 0, with a warning at the goal's metric naming what
+    the service's sources do sample: its probes', its supervised process's, a promql query's."""
+    config = _write(tmp_path / "autonomic.yaml",
+                    f"engine: {{state_dir: {tmp_path / 'state'}, host_metrics: false}}\n"
+                    "services:\n"
+                    "  - name: web\n"
+                    "    probes: [{url: 'http://127.0.0.1:9/health'}]\n"
+                    "    actuators: {process: {command: [sleep, '60']}}\n"
+                    "    metrics: [{type: promql, url: 'http://127.0.0.1:9', query: 'x', metric: error_rate}]\n"
+                    "    goals:\n"
+                    "      - {name: avail, metric: probe_ok, min: 1, target: 0.999}\n"
+                    "      - {name: typo, metric: probe_okk, min: 1, target: 0.999}\n"  # line 9
+                    "      - {name: lean, metric: rss_bytes, max: 1e9, target: 0.99}\n"
+                    "      - {name: errors, metric: error_rate, max: 0.01, target: 0.99}\n")
+    result = cli("check", "-c", config)
+    assert result.exit_code == 0, result.stderr
+    assert result.stderr.splitlines() == [
+        f"{config}:9: warning: services[0].goals[1].metric: no source of service web samples 'probe_okk', so "
+        "goal typo would never measure anything; its sources sample probe_ok, probe_latency_ms, up, unit_stopped, "
+        "cpu_percent, rss_bytes, memory_percent, open_fds, threads, error_rate"]
+
+
+@pytest.mark.parametrize(("entry", "warned"), [
+    ("    metrics: [{url: 'http://127.0.0.1:9/metrics', rename: {app_errors: error_rate}}]\n",
+     "its sources sample error_rate"),
+    ("    actuators: {kubernetes: {name: web}}\n",
+     "its sources sample up, unit_stopped, available_ratio, rollout_complete"),
+    ("", "it has no source (probes, metrics, or a process, systemd, docker or kubernetes binding)"),
+    ("    metrics: [{url: 'http://127.0.0.1:9/metrics'}]\n", None),  # a scrape keeping every sample: anything
+])
+def test_check_names_what_a_services_sources_sample_when_a_goals_metric_is_not_among_them(
+        tmp_path: Path, entry: str, warned: str | None) -> None:
+    config = _write(tmp_path / "autonomic.yaml",
+                    f"engine: {{state_dir: {tmp_path / 'state'}, host_metrics: false}}\n"
+                    "services:\n"
+                    "  - name: web\n" + entry +
+                    "    goals: [{name: fast, metric: latency_ms, max: 300, target: 0.99}]\n")
+    result = cli("check", "-c", config)
+    assert result.exit_code == 0, result.stderr
+    if warned is None:
+        assert result.stderr == ""
+    else:
+        assert "warning: services[0].goals[0].metric: no source of service web samples 'latency_ms'" in result.stderr
+        assert result.stderr.rstrip().endswith(warned)
+
+
+def test_check_refuses_a_goal_on_a_counter_naming_the_field(tmp_path: Path) -> None:
+    """As a trend of a counter is refused: a counter only grows, so a sample of it is not good or bad."""
+    config = _write(tmp_path / "autonomic.yaml",
+                    f"engine: {{state_dir: {tmp_path / 'state'}, host_metrics: false}}\n"
+                    "services:\n"
+                    "  - name: web\n"
+                    "    metrics: [{url: 'http://127.0.0.1:9/metrics'}]\n"
+                    "    goals:\n"
+                    "      - {name: errors, metric: http_errors_total, max: 0, target: 0.99}\n")  # line 6
+    result = cli("check", "-c", config)
+    assert result.exit_code == 2
+    assert result.stderr.startswith(f"{config}:6: services[0].goals[0].metric: ")
+    assert "named like a Prometheus counter" in result.stderr and "rate(http_errors_total[5m])" in result.stderr
+
+
 def test_check_reports_schema_and_actuator_problems_of_one_file_together(tmp_path: Path) -> None:
     bad = _write(tmp_path / "bad.yaml",
                  "engine:\n"

@@ -16,7 +16,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 from pydantic import ValidationError
 
 from autonomic.errors import SourceError
-from autonomic.model import Sample
+from autonomic.model import PROCESS_METRICS, Sample
 from autonomic.monitor import (
     HostSource,
     HttpProbe,
@@ -85,6 +85,17 @@ def test_process_source_memory_percent_defaults_to_host_total(sleeper: subproces
     values = _by_metric(ProcessSource(lambda: {"svc": sleeper.pid}).collect(NOW))
     total = psutil.virtual_memory().total
     assert values["memory_percent"] == pytest.approx(values["rss_bytes"] / total * 100, rel=0.05)
+
+
+def test_process_source_samples_what_process_metrics_says_a_config_check_may_count_on(
+        sleeper: subprocess.Popen[bytes]) -> None:
+    """``autonomic check`` takes PROCESS_METRICS as what a process binding's service is sampled for
+    (a goal on another metric is warned of): a real process, live and stopped on purpose, is
+    sampled for every one of them, and nothing else."""
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    source = ProcessSource(lambda: {"svc": sleeper.pid, "held": gone.pid}, stopped=lambda: {"held"})
+    assert {s.metric for s in source.collect(NOW)} == set(PROCESS_METRICS)
 
 
 def test_process_source_gives_up_zero_for_no_pid_and_vanished_pid() -> None:

@@ -259,6 +259,8 @@ def test_default_rules_are_the_workbooks_that_fit_in_the_window() -> None:
     ({"metric": "probe_ok", "min": 1, "target": 0.99, "rules": [{**PAGE, "short_s": 90}]},
      "services[0].goals[0].rules[0]", "short_s (90) must be shorter than long_s (60)"),
     ({"metric": "probe_ok", "min": 2, "max": 1, "target": 0.99}, "services[0].goals[0]", "min (2) is above max (1)"),
+    ({"metric": "requests_total", "max": 0, "target": 0.99}, "services[0].goals[0].metric",
+     "named like a Prometheus counter"),
 ])
 def test_a_bad_goal_is_refused_naming_the_field(entry: dict[str, Any], field: str, words: str) -> None:
     with pytest.raises(ConfigError) as err:
@@ -363,4 +365,150 @@ def test_a_standby_that_takes_over_starts_from_the_saved_budget_and_a_deposed_le
     a.shutdown()  # nor at its shutdown
     assert sb.get_state(goal_key("web", "avail")) == saved
     b.shutdown()  # the leader's shutdown saves what it counted since
-    assert sb.get_state(goal_key("web", "avail")) == b.goals.budgets[("web", "avail")].state()
+    assert sb.get_state(goal_key("web", "avail")) == b.goals.state("web", "avail")
+
+
+def _restartable(tmp_path: Path, samples: list[Sample], clock: FakeClock, notifier: FakeNotifier,
+                 goals: list[dict[str, Any]], **engine: Any) -> Engine:
+    """A started engine over one service ``web`` with ``goals``, whose probe_ok samples are
+    ``samples`` (a ReplaySource), on a SQLite file in tmp_path: a second one started after the
+    first's shutdown is a restart of it over the same store."""
+    data = {"engine": {"interval_s": 1, "state_dir": str(tmp_path / "state"), "host_metrics": False,
+                       "database": f"sqlite:///{tmp_path / 'autonomic.db'}", **engine},
+            "services": [{"name": "web", "goals": goals}], "policy": {"autonomy": "auto"}}
+    cfg = load_config_data(data, source="t.yaml", base_dir=tmp_path)
+    built = Engine(cfg, clock=clock, store=Store(cfg.engine.database or ""), sources=[ReplaySource(samples)],
+                   notifiers=Dispatcher([(notifier, Level.INFO)], synchronous=True, dedup_s=0))
+    built.start()
+    return built
+
+
+def _run(engine: Engine, clock: FakeClock, seconds: int) -> None:
+    for _ in range(seconds):
+        engine.tick()
+        clock.advance(1.0)
+
+
+# a page rule whose short window (120 s) is longer than resolve_after_s (30 s), as the workbook's
+# first rule's 300 s is longer than the default 120 s
+SLOW_GATE = {"long_s": 600, "short_s": 120, "factor": 10, "severity": "page"}
+
+
+def test_a_restart_mid_burn_goes_on_with_the_same_episode_and_does_not_page_again(tmp_path: Path) -> None:
+    """A fast burn pages; the engine is stopped for 200 s (longer than the rule's short window: a
+    gap nobody counted) and started again while the burn goes on. Before, the rules firing were
+    not saved: after the gap no rule could fire before 120 s of new history, the incident closed
+    after 30 s quiet and the same burn opened a second incident and paged again. Now the rule
+    saved as firing goes on firing: one incident, one page. (Real engine and SQLite file.)"""
+    bad = [Sample("web", "probe_ok", T0 + i, 0.0 if i > 600 else 1.0) for i in range(1, 701)]
+    after = [Sample("web", "probe_ok", T0 + i, 0.0) for i in range(900, 1100)]  # nothing counted 701..899
+    g = goal(rules=[SLOW_GATE]).model_dump()
+    clock, notifier = FakeClock(T0), FakeNotifier()
+    first = _restartable(tmp_path, bad, clock, notifier, [g], resolve_after_s=30)
+    _run(first, clock, 700)
+    [inc] = [i for i in first.store.incidents(service="web") if i.cause == CAUSE]
+    first.shutdown()
+    assert inc.severity == Severity.CRITICAL and [n.incident_id for n in notifier.sent if "goal" in n.title] == [inc.id]
+    clock.advance(T0 + 900 - clock.now())
+    second = _restartable(tmp_path, after, clock, notifier, [g], resolve_after_s=30)
+    try:
+        saved = second.store.get_state(goal_key("web", "avail"))
+        assert saved is not None and saved["firing"] == [{**SLOW_GATE, "long_s": 600.0, "short_s": 120.0,
+                                                          "factor": 10.0}]
+        _run(second, clock, 200)
+        burns = [i for i in second.store.incidents(service="web") if i.cause == CAUSE]
+        assert [i.id for i in burns] == [inc.id] and burns[0].closed_at is None
+        assert [n.incident_id for n in notifier.sent if n.incident_id in {i.id for i in burns} or "goal" in n.title] \
+            == [inc.id]
+    finally:
+        second.shutdown()
+
+
+def test_a_rule_saved_as_firing_keeps_firing_after_a_restore_while_its_short_window_burns() -> None:
+    """The tracker alone: the rules firing travel with the counts through JSON; restored, a
+    firing rule goes on where a fresh one would wait out the gap, and stops as before once its
+    short window is clean; a saved rule no longer configured is not taken as firing."""
+    tracker = GoalTracker({"web": [goal(rules=[PAGE])]})
+    now = feed(tracker, feed(tracker, T0, never, 600), always, 30)
+    assert [f.evidence["rule"]["severity"] for f in tracker.detect(now)] == ["page"]
+    saved = json.loads(json.dumps(tracker.checkpoint()))
+    assert saved[goal_key("web", "avail")]["firing"] == [{**PAGE, "long_s": 60.0, "short_s": 10.0, "factor": 10.0}]
+    fresh = GoalTracker({"web": [goal(rules=[PAGE])]})
+    restored = GoalTracker({"web": [goal(rules=[PAGE])]})
+    assert restored.restore(saved) == [] and fresh.restore({
+        k: {**v, "firing": []} for k, v in saved.items()}) == []
+    later = feed(restored, now + 30, always, 2)  # 30 s later (a gap): 2 s of failures
+    feed(fresh, now + 30, always, 2)
+    assert fresh.detect(later) == []
+    assert [f.severity for f in restored.detect(later)] == [Severity.CRITICAL]
+    assert restored.detect(feed(restored, later, never, 12)) == []  # the short window clean: it stops
+    other = GoalTracker({"web": [goal(rules=[{**PAGE, "factor": 12}])]})
+    assert other.restore(saved) == [] and other.detect(feed(other, now + 30, always, 2)) == []
+
+
+def test_rules_starting_and_stopping_are_audited_and_saved_when_they_happen_and_checkpoints_are_not(
+        tmp_path: Path) -> None:
+    """A checkpoint's counts are bookkeeping: saved without an audit entry (before, each one wrote
+    ``goal.counted``, ~288 a day per goal at the default checkpoint_s). A rule starting or
+    stopping firing is the transition worth one, and is saved at once with the rules firing."""
+    samples = [Sample("web", "probe_ok", T0 + i, 0.0 if 600 < i <= 630 else 1.0) for i in range(1, 800)]
+    clock, notifier = FakeClock(T0), FakeNotifier()
+    engine = _restartable(tmp_path, samples, clock, notifier, [goal(rules=[PAGE]).model_dump()], checkpoint_s=50)
+    key = goal_key("web", "avail")
+    store = engine.store
+    try:
+        _run(engine, clock, 600)
+        assert (store.get_state(key) or {}).get("last_ts", 0) >= T0 + 550  # the checkpoints saved it
+        assert [e.kind for e in store.audit_events(subject=key)] == []
+        _run(engine, clock, 30)  # the burn: the page rule starts firing
+        [started] = store.audit_events(subject=key)
+        assert started.kind == "goal.burn_started" and started.data["started"] == started.data["firing"] != []
+        assert (store.get_state(key) or {})["firing"] == started.data["firing"]  # saved with it, at once
+        _run(engine, clock, 100)  # the burn is over: it stops within the short window
+        assert [e.kind for e in store.audit_events(subject=key)] == ["goal.burn_started", "goal.burn_stopped"]
+        assert (store.get_state(key) or {})["firing"] == []
+        engine.save_goals(clock.now())  # as at shutdown
+        assert [e.kind for e in store.audit_events(subject=key)] == ["goal.burn_started", "goal.burn_stopped"]
+    finally:
+        engine.shutdown()
+
+
+def test_the_saved_budget_of_a_goal_removed_from_the_config_is_dropped_at_start_audited_once(
+        tmp_path: Path) -> None:
+    """Before, the state of a goal no longer configured stayed in the store for ever. Now the
+    start deletes it, with one audit entry; a goal still configured keeps its budget."""
+    samples = [Sample("web", "probe_ok", T0 + i, 1.0) for i in range(1, 100)]
+    clock, notifier = FakeClock(T0), FakeNotifier()
+    both = [goal().model_dump(), goal(name="latency").model_dump()]
+    engine = _restartable(tmp_path, samples, clock, notifier, both)
+    _run(engine, clock, 50)
+    engine.shutdown()
+    for _ in range(2):  # the second start finds nothing more to drop
+        again = _restartable(tmp_path, samples, clock, notifier, [goal().model_dump()])
+        try:
+            assert set(again.store.states("goal:")) == {goal_key("web", "avail")}
+            assert (again.store.get_state(goal_key("web", "avail")) or {}).get("last_ts") == T0 + 49
+            [dropped] = again.store.audit_events(subject=goal_key("web", "latency"))
+            assert dropped.kind == "goal.dropped" and dropped.actor == "engine"
+        finally:
+            again.shutdown()
+
+
+def test_the_engine_warns_at_start_of_a_goal_no_configured_source_samples(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """What ``autonomic check`` warns of, ``autonomic run`` logs at start (its sources are the
+    config's); an engine fed from elsewhere (a replay) does not."""
+    data = {"engine": {"state_dir": str(tmp_path / "state"), "host_metrics": False},
+            "services": [{"name": "web", "probes": [{"url": "http://127.0.0.1:9/health"}],
+                          "goals": [goal(metric="probe_okk").model_dump()]}]}
+    cfg = load_config_data(data, source="t.yaml", base_dir=tmp_path)
+    [warning] = cfg.warnings
+    for sources in (None, [ReplaySource([])]):
+        caplog.clear()
+        engine = Engine(cfg, clock=FakeClock(T0), store=Store("sqlite://"), sources=sources,
+                        notifiers=Dispatcher([(FakeNotifier(), Level.INFO)], synchronous=True, dedup_s=0))
+        with caplog.at_level("WARNING", logger="autonomic"):
+            engine.start()
+        engine.shutdown()
+        said = [r.getMessage() for r in caplog.records if "probe_okk" in r.getMessage()]
+        assert said == ([f"goals: services[0].goals[0].metric: {warning.message}"] if sources is None else [])

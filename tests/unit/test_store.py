@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from servers import PostgresServer, free_port
 
-from autonomic.errors import StoreError
+from autonomic.errors import NotLeaderError, StoreError
 from autonomic.knowledge import Store
 from autonomic.knowledge.store import Noun
 from autonomic.model import (
@@ -415,6 +415,28 @@ def test_first_time_accepts_a_token_once_per_window_for_every_store_object_and_f
         assert store.audit_events()[-1].seq == seq
     finally:
         other.close()
+
+
+def test_keep_states_stores_bookkeeping_in_one_write_unaudited_and_fenced(store: Store, store_url: str) -> None:
+    """What a goal's counts are saved with every checkpoint: each value under its key, replacing
+    what was there, other keys untouched, no audit entry; a replica fenced on a lease it does not
+    hold writes nothing."""
+    store.set_state("goal:web:a", {"n": 0}, actor="t", event="t.set")
+    store.set_state("other", {"x": 1}, actor="t", event="t.set")
+    seq = store.audit_events()[-1].seq
+    store.keep_states({"goal:web:a": {"n": 1}, "goal:web:b": {"n": 2, "rows": [[1, 2, 3]]}})
+    assert store.states("goal:") == {"goal:web:a": {"n": 1}, "goal:web:b": {"n": 2, "rows": [[1, 2, 3]]}}
+    assert store.get_state("other") == {"x": 1} and store.audit_events()[-1].seq == seq
+    deposed = Store(store_url)
+    try:
+        deposed.fence("engine", "gone", 1)
+        with pytest.raises(NotLeaderError):
+            deposed.keep_states({"goal:web:a": {"n": 99}})
+        assert store.get_state("goal:web:a") == {"n": 1}
+    finally:
+        deposed.close()
+    with pytest.raises(TypeError):
+        store.keep_states({"goal:web:a": [1]})  # type: ignore[dict-item]
 
 
 def test_first_time_lets_exactly_one_of_racing_replicas_accept_a_token(store_url: str) -> None:

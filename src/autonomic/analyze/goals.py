@@ -8,8 +8,9 @@ default 60 s), and *coarse* buckets :data:`COARSE_STEPS` times as wide (an hour)
 goal's window (30 days: 720 of them). A count over the last ``W`` seconds sums the buckets that
 overlap ``(now - W, now]``: fine ones when ``W`` is within the fine span, else coarse ones, so it
 may include up to one bucket's width more. The whole state is two small maps of integers,
-:meth:`Budget.state`, which the engine persists in the store and gives back after a restart;
-a sample at or before the newest one saved is then not counted again. A NaN sample is no
+:meth:`Budget.state`, and the rules firing (:meth:`GoalTracker.state`), which the engine persists
+in the store and gives back after a restart; a sample at or before the newest one saved is then
+not counted again, and a rule that was firing goes on with the same episode. A NaN sample is no
 measurement and is not counted (as the engine's series drop it), neither good nor bad.
 
 * **bad fraction** over ``W``: ``1 - good / total``;
@@ -31,7 +32,8 @@ burn one episode, not a finding that comes and goes as the long window hovers). 
 before the goal has seen samples for at least the rule's short window and the short window holds
 at least one sample (a blip right after the start is no trend); nor, after a restore whose first
 new sample came more than the shortest short window after the newest one saved (an engine stopped
-a while: nobody counted meanwhile), before the samples since then span the rule's short window.
+a while: nobody counted meanwhile), before the samples since then span the rule's short window,
+unless the rule was firing when the state was saved (it then goes on while its short window burns).
 
 A firing goal gives one FORECAST finding per evaluation (cause ``error_budget_burn``, metric
 ``goal:<name>``; the engine stores repeats of it sparingly and groups them into one incident),
@@ -274,6 +276,9 @@ class GoalTracker:
         for (service, name), goal in self.goals.items():
             self._by_metric.setdefault((service, goal.metric), []).append((service, name))
         self._firing: dict[tuple[str, str], set[int]] = {key: set() for key in self.goals}
+        # rules that started (first set) or stopped (second) firing since the engine last saved
+        # the goal (:meth:`transitions`, :meth:`saved`): what it audits and saves at once
+        self._changed: dict[tuple[str, str], tuple[set[int], set[int]]] = {}
 
     def observe(self, samples: Iterable[Sample]) -> None:
         """Count the samples of every goal's metric (any other sample is passed over)."""
@@ -292,7 +297,12 @@ class GoalTracker:
             budget = self.budgets[key]
             budget.prune(now)
             fired = self._fired(goal, budget, self._firing[key], now)
-            self._firing[key] = {i for i, _, _ in fired}
+            firing = {i for i, _, _ in fired}
+            if firing != self._firing[key]:
+                started, stopped = self._changed.setdefault(key, (set(), set()))
+                started |= firing - self._firing[key]
+                stopped |= self._firing[key] - firing
+            self._firing[key] = firing
             if fired:
                 out.append(self._finding(key[0], goal, budget, fired, now))
         return out
@@ -302,7 +312,7 @@ class GoalTracker:
         """(rule index, long burn, short burn) of every rule firing now."""
         fired = []
         for i, rule in enumerate(goal.rules):
-            if budget.since is None or budget.since > now - rule.short_s:
+            if (budget.since is None or budget.since > now - rule.short_s) and i not in firing:
                 continue  # not yet a short window of history (since the start, or a restart's gap)
             short, long = budget.burn(rule.short_s, now), budget.burn(rule.long_s, now)
             if short is None or long is None or short < rule.factor:
@@ -347,13 +357,44 @@ class GoalTracker:
         """:func:`goal_status` of every goal."""
         return [goal_status(s, g, self.budgets[(s, n)], now) for (s, n), g in self.goals.items()]
 
+    def state(self, service: str, name: str) -> dict[str, Any]:
+        """What the store keeps of one goal (under :func:`goal_key`): its budget's counts
+        (:meth:`Budget.state`) and, under ``firing``, the rules firing now (each as configured:
+        a rule changed since is not firing on restore)."""
+        goal = self.goals[(service, name)]
+        return {**self.budgets[(service, name)].state(),
+                "firing": [goal.rules[i].model_dump(mode="json") for i in sorted(self._firing[(service, name)])]}
+
     def checkpoint(self) -> dict[str, dict[str, Any]]:
-        """Every goal's budget state by its store key (:func:`goal_key`)."""
-        return {goal_key(s, n): self.budgets[(s, n)].state() for (s, n) in self.goals}
+        """Every goal's :meth:`state` by its store key (:func:`goal_key`)."""
+        return {goal_key(s, n): self.state(s, n) for (s, n) in self.goals}
+
+    def transitions(self) -> list[dict[str, Any]]:
+        """The goals whose rules started or stopped firing since each was last :meth:`saved`: its
+        ``service``, ``goal``, the rules that ``started`` and that ``stopped`` firing meanwhile (a
+        rule in both: an episode that began and ended before it was saved) and the rules
+        ``firing`` now. What the engine audits and saves at once, so a restart goes on with the
+        same episode (:meth:`restore`)."""
+        out = []
+        for (service, name), (started, stopped) in self._changed.items():
+            rules = self.goals[(service, name)].rules
+            out.append({"service": service, "goal": name,
+                        "started": [rules[i].model_dump(mode="json") for i in sorted(started)],
+                        "stopped": [rules[i].model_dump(mode="json") for i in sorted(stopped)],
+                        "firing": [rules[i].model_dump(mode="json") for i in sorted(self._firing[(service, name)])]})
+        return out
+
+    def saved(self, service: str, name: str) -> None:
+        """The goal's :meth:`transitions` are saved: forget them."""
+        self._changed.pop((service, name), None)
 
     def restore(self, states: Mapping[str, Mapping[str, Any] | None]) -> list[str]:
-        """Take back each goal's budget from ``states`` (by store key); a goal without one, or
-        whose state is malformed or for another SLI, starts afresh. One note per state not used."""
+        """Take back each goal's budget and the rules that were firing from ``states`` (by store
+        key); a goal without one, or whose state is malformed or for another SLI, starts afresh.
+        A rule saved as firing goes on firing while its short window burns at its factor, even
+        before a restart's gap has a short window of new history (that gate keeps a blip from
+        starting an episode, not one already told from going on); a saved rule that is no longer
+        configured is dropped. One note per state (or part of one) not used."""
         notes = []
         for (service, name), goal in self.goals.items():
             state = states.get(goal_key(service, name))
@@ -363,6 +404,14 @@ class GoalTracker:
                 self.budgets[(service, name)] = Budget.from_state(goal, state)
             except ValueError as exc:
                 notes.append(f"service {service}: {exc}")
+                continue
+            try:
+                saved = [BurnRule.model_validate(r) for r in state.get("firing") or []]
+            except (ValueError, TypeError) as exc:  # pydantic's ValidationError is a ValueError
+                notes.append(f"service {service}: goal {name}: the rules saved as firing are malformed, "
+                             f"taken as none ({exc})")
+                continue
+            self._firing[(service, name)] = {i for i, rule in enumerate(goal.rules) if rule in saved}
         return notes
 
 

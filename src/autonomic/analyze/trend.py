@@ -19,20 +19,17 @@ from scipy.signal import lfilter
 from autonomic.analyze.causes import cause_of
 from autonomic.analyze.thresholds import Thresholds
 from autonomic.errors import ConfigError
-from autonomic.model import Finding, FindingKind, Severity
+from autonomic.model import COUNTER_SUFFIXES, Finding, FindingKind, Severity
 from autonomic.protocols import SeriesReader
 
 MAX_FORECAST_CONFIDENCE = 0.95
-
-
-_COUNTER_SUFFIXES = ("_total", "_count", "_sum", "_bucket")
 
 
 def not_a_counter(metric: str) -> str:
     """``metric``, or ValueError when its name is a Prometheus counter's (``*_total``, and a
     summary's or histogram's ``_count``, ``_sum``, ``_bucket``): a counter only grows, so a line
     through it reaches any threshold and every forecast of it is a false breach."""
-    if metric.endswith(_COUNTER_SUFFIXES):
+    if metric.endswith(COUNTER_SUFFIXES):
         raise ValueError(f"{metric!r} is named like a Prometheus counter: a counter only grows, so its trend "
                          "reaches any line; forecast its rate instead (a promql metric such as "
                          f"rate({metric}[5m]))")

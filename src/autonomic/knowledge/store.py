@@ -1191,6 +1191,24 @@ class Store:
             return self._append(conn, head, actor, event, key,
                                 {**(data or {}), "value": value} if audit_value else dict(data or {}))
 
+    def keep_states(self, values: Mapping[str, dict[str, Any]]) -> None:
+        """Store every value of ``values`` under its key, in one write transaction, not audited.
+        For bookkeeping only, which nothing acts on and a person would not look for in the audit
+        log (the counts a goal's error budget is kept in, saved every checkpoint): the caller audits
+        the transitions in it with :meth:`set_state`. Fenced like every write: a deposed leader's
+        is refused. Inside :meth:`unit` it joins the unit's transaction."""
+        for key, value in values.items():
+            if not isinstance(value, dict):
+                raise TypeError(f"state value for {key!r} must be a dict, not {type(value).__name__}")
+            _storable("state", {"key": key})
+        if not values:
+            return
+        with self._write() as conn:
+            now = self._now_in(conn)
+            for key, value in values.items():
+                row = {"key": key, "value": value, "updated_at": now}
+                conn.execute(self._upsert(StateRow, row, keep=()), row)
+
     def set_state_unless(
         self,
         key: str,
