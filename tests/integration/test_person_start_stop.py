@@ -356,3 +356,22 @@ def test_the_soaks_person_on_call_starts_a_service_left_down_through_autonomic_s
     finally:
         stop.set()
         thread.join(timeout=30)
+
+
+def test_a_stop_queued_but_not_done_in_the_wait_exits_3_and_says_how_to_see_it_land(flappy: Rig) -> None:
+    """With nobody ticking the engine (`--wait 0`: only queue it), `autonomic stop` cannot say it is
+    done: it exits 3, not 0, and names the command that shows it land; the engine's next look then
+    carries it out."""
+    pid = flappy.engine.supervisor.pid("flappy")
+    assert pid is not None
+
+    queued = CliRunner().invoke(app, ["stop", "flappy", "--wait", "0", "--actor", "person:ana", "-c", str(flappy.path)])
+
+    assert queued.exit_code == 3, queued.output
+    assert "flappy: stop queued (request" in queued.output and "not yet done within 0 s" in queued.output
+    assert f"autonomic -c {flappy.path} status` shows STOPPED flappy once it is stopped" in queued.output
+    assert flappy.engine.supervisor.pid("flappy") == pid  # not done: nothing stopped it yet
+
+    flappy.tick()
+    assert flappy.engine.supervisor.pid("flappy") is None
+    assert "service.stopped" in flappy.kinds("service.")
