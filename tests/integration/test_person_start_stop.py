@@ -6,6 +6,8 @@ engine's clock (a FakeClock moved one second per tick), so the crash-loop window
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -24,7 +26,7 @@ from typer.testing import CliRunner
 
 from autonomic.cli import app
 from autonomic.config import load_config, load_config_data
-from autonomic.engine import Engine, pause_key, request_service
+from autonomic.engine import Engine, pause_key, request_service, service_request_outcome
 from autonomic.knowledge import Store
 from autonomic.model import IncidentState, Level, Sample
 from autonomic.monitor.host import ProcessSource
@@ -375,3 +377,92 @@ def test_a_stop_queued_but_not_done_in_the_wait_exits_3_and_says_how_to_see_it_l
     flappy.tick()
     assert flappy.engine.supervisor.pid("flappy") is None
     assert "service.stopped" in flappy.kinds("service.")
+
+
+# `autonomic run` whose supervisor dies (SIGKILL, its own) the moment it would stop a service: the
+# engine killed between taking a person's stop from the store and carrying it out
+_DIES_AT_STOP = """
+import os, signal, sys
+from autonomic.execute.supervisor import Supervisor
+def _die(self, service, timeout_s=None):
+    os.kill(os.getpid(), signal.SIGKILL)
+Supervisor.stop = _die
+from autonomic.cli import main
+sys.argv = ["autonomic", "run", "-c", sys.argv[1]]
+main()
+"""
+
+
+def test_a_stop_taken_by_an_engine_killed_before_doing_it_is_done_by_the_next_engine(tmp_path: Path) -> None:
+    """Real `autonomic run` processes over one SQLite store, supervising a real sleeper: the first
+    engine takes the person's stop and is SIGKILLed right as it would stop the process (its
+    supervisor's stop kills it). The request is still in the store, the sleeper still runs; the next
+    engine (started as a person or systemd would) adopts the sleeper, takes the request again and
+    stops it, recording the outcome in the write that removes the request."""
+    path = tmp_path / "autonomic.yaml"
+    state = tmp_path / "state"
+    path.write_text(yaml.safe_dump({
+        "api": {"port": 0},
+        "engine": {"interval_s": 0.2, "state_dir": str(state), "host_metrics": False},
+        "services": [{"name": "sleepy", "actuators": {"process": {"command": [sys.executable, "-c", SLEEPER],
+                                                                  "start_grace_s": 0}}}],
+        "policy": {"autonomy": "observe"}}))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")])}
+    pidfile = state / "run" / "pids" / "sleepy.json"
+    engines: list[subprocess.Popen[bytes]] = []
+
+    def run(*argv: str) -> subprocess.Popen[bytes]:
+        with open(tmp_path / f"engine-{len(engines) + 1}.log", "wb") as out:
+            engines.append(subprocess.Popen([sys.executable, *argv], stdin=subprocess.DEVNULL, stdout=out,
+                                            stderr=subprocess.STDOUT, env=env, cwd=tmp_path))
+        return engines[-1]
+
+    def logs() -> str:
+        return "\n".join(p.read_text(errors="replace")[-3000:] for p in sorted(tmp_path.glob("engine-*.log")))
+
+    def wait(done: Callable[[], bool], what: str, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while not done():
+            assert time.monotonic() < deadline, f"timed out waiting for {what}\n{logs()}"
+            time.sleep(0.1)
+
+    sleeper: int | None = None
+    store: Store | None = None
+    try:
+        first = run("-c", _DIES_AT_STOP, str(path))
+        wait(lambda: pidfile.exists(), "the first engine to start the sleeper")
+        sleeper = int(json.loads(pidfile.read_text())["pid"])
+        store = Store(f"sqlite:///{state / 'autonomic.db'}")
+        key = request_service(store, load_config(path), "sleepy", "stop", actor="person:ana", comment="disk swap",
+                              now=time.time())
+
+        wait(lambda: first.poll() is not None, "the first engine to die at the stop")
+        assert first.returncode == -signal.SIGKILL, logs()
+        assert [e.kind for e in store.audit_events(subject=key)] == ["service.stop_requested",
+                                                                     "service.request_taken"]
+        assert store.get_state(key) is not None  # not lost with the engine that took it
+        assert psutil.pid_exists(sleeper) and psutil.Process(sleeper).status() != psutil.STATUS_ZOMBIE
+
+        second = run("-m", "autonomic.cli", "run", "-c", str(path))
+        wait(lambda: service_request_outcome(store, key) is not None, "the next engine to carry out the stop")
+
+        outcome = service_request_outcome(store, key)
+        assert outcome is not None and outcome.kind == "service.stopped" and outcome.data["pid"] == sleeper
+        assert store.get_state(key) is None
+        wait(lambda: not psutil.pid_exists(sleeper) or psutil.Process(sleeper).status() == psutil.STATUS_ZOMBIE,
+             "the sleeper to be gone")
+        taken = [e.data.get("again") for e in store.audit_events(subject=key) if e.kind == "service.request_taken"]
+        assert taken == [None, True]
+        assert [e.kind for e in store.audit_events(subject="stopped:sleepy")] == ["service.stopped_on_purpose"]
+        second.send_signal(signal.SIGTERM)
+        assert second.wait(timeout=30) == 0, logs()
+    finally:
+        for proc in engines:
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait(timeout=10)
+        if sleeper is not None:
+            with contextlib.suppress(psutil.Error, ProcessLookupError):
+                os.killpg(sleeper, signal.SIGKILL)
+        if store is not None:
+            store.close()
