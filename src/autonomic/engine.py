@@ -616,7 +616,7 @@ class Engine:
             on_paused=self._held_back,
             on_ended=self._escalation_step,
             decision_ttl_s=config.engine.decision_ttl_s, time_scale=config.engine.time_scale,
-            progress=self.watchdog.beat,
+            progress=self.watchdog.beat, stopped=self._stopped_by_person,
         )
         self._open: dict[tuple[str, str], str] = {}  # (service, cause) -> unclosed incident id
         # every unclosed incident as last written, following the store's writes (see _follow)
@@ -1136,6 +1136,16 @@ class Engine:
         if reason is None and self.elector is not None:
             self.elector.check()
         return reason
+
+    def _stopped_by_person(self, service: str, action_type: str) -> str | None:
+        """Asked by the executor right before the kill switch: why an action through ``action_type``
+        must not run on ``service`` (cancelled: :meth:`Executor._cancel_stopped`), when a person
+        stopped it on purpose (``autonomic stop``) and the action would act on its process (a
+        ``process`` restart would start it again). Read from the store, not this engine's cache:
+        the stop is recorded there before the process is stopped, so it holds across a crash."""
+        if action_type != "process":
+            return None
+        return _stopped_text(service, self.store.get_state(stopped_key(service)), self.config.command)
 
     def _sync_clock(self) -> None:
         """Measure again how far this host's clock is off the database server's (a ServerClock
