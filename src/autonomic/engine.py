@@ -356,6 +356,9 @@ def _not_awaiting(store: Store, incident_id: str, inc: Incident | None) -> str:
 # /api/v1/services/{name}/start|stop), waiting for the engine that leads to carry it out
 # (Engine._take_service_requests): "service-request:<an id of its own>"
 SERVICE_REQUEST_PREFIX = "service-request:"
+# how many engines may take one request and die before doing it: the next refuses it rather than
+# be killed by it too (a request that crashes the engine would otherwise crash every leader in turn)
+_REQUEST_TAKES = 2
 # a supervised service a person stopped on purpose: not started again (by a remedy, nor at the
 # engine's start) until a person starts it: "stopped:<service>" -> {actor, comment, ts}
 STOPPED_PREFIX = "stopped:"
@@ -1744,7 +1747,8 @@ class Engine:
         between taking it (audited ``service.request_taken``, ``again`` when an engine took it
         before) and doing it leaves it for the engine that leads next, which does it. Doing it again
         is harmless: a start finds the service running, a stop finds it stopped on purpose and
-        not running. The outcome is told to people for information.
+        not running. One taken :data:`_REQUEST_TAKES` times already is refused instead (each of
+        those engines died doing it), told as an alert. The outcome is told to people for information.
 
         A stop is recorded first (``stopped:<service>``, durable): the process source then samples
         ``unit_stopped`` 1, so the down remedy is passed over (:meth:`_stopped_on_purpose`), and no
@@ -1754,14 +1758,23 @@ class Engine:
         for key, value in sorted(self.store.states(SERVICE_REQUEST_PREFIX).items(),
                                  key=lambda kv: (float(kv[1].get("ts") or 0.0), kv[0])):
             service, verb = str(value.get("service")), str(value.get("verb"))
-            again = any(e.kind == "service.request_taken"
-                        for e in self.store.audit_events(subject=key, limit=10, newest=True))
-            self.store.audit("engine", "service.request_taken", key,
-                             {"service": service, "verb": verb, **({"again": True} if again else {})})
-            if again:
-                log.warning("%s of %s asked by %s: taken before by an engine that stopped before doing it; "
-                            "doing it now", verb, service, value.get("actor", "?"))
             who, comment = str(value.get("actor", "?")), str(value.get("comment") or "")
+            taken = sum(e.kind == "service.request_taken"
+                        for e in self.store.audit_events(subject=key, limit=2 * _REQUEST_TAKES, newest=True))
+            if taken >= _REQUEST_TAKES:  # each engine that took it died doing it: not a third crash
+                error = (f"taken {taken} times by engines that stopped before doing it: not tried again; "
+                         f"see the engine's log, then ask again ({self.config.command} {verb} {service})")
+                self._request_done(key, service, verb, "service.request_refused",
+                                   {"service": service, "verb": verb, "for": who, "error": error})
+                log.error("%s of %s asked by %s: %s", verb, service, who, error)
+                self.notify(Notification(level=Level.ALERT, ts=self.clock.now(), service=service, incident_id=None,
+                                         title=f"{verb} of {service} asked by {who} not done", body=error))
+                continue
+            self.store.audit("engine", "service.request_taken", key,
+                             {"service": service, "verb": verb, **({"again": True} if taken else {})})
+            if taken:
+                log.warning("%s of %s asked by %s: taken before by an engine that stopped before doing it; "
+                            "doing it now", verb, service, who)
             if service not in self.supervisor.services() or verb not in ("start", "stop"):
                 self._request_done(key, service, verb, "service.request_refused",
                                    {"service": service, "verb": verb, "for": who,

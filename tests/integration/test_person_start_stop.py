@@ -628,3 +628,25 @@ def test_a_restart_decided_in_the_tick_a_persons_stop_is_carried_out_in_is_cance
     [restart] = flappy.store.actions(service="flappy")
     assert restart.state == ActionState.CANCELLED and restart.steps[-1].name == "baseline"  # nothing applied
     assert restart.error is not None and restart.error.startswith("stopped: flappy was stopped on purpose")
+
+
+def test_a_request_two_engines_died_doing_is_refused_by_the_third_not_done_again(flappy: Rig) -> None:
+    """A request stays in the store until it is done, so one that kills the engine doing it would
+    kill every leader in turn: taken twice already (the audit log says so, as two engines that
+    died left it), the next engine refuses it, says so (audited outcome, an alert) and removes it;
+    flappy is left as it is."""
+    pid = flappy.engine.supervisor.pid("flappy")
+    key = request_service(flappy.store, flappy.engine.config, "flappy", "stop", actor="person:ana", comment="",
+                          now=flappy.clock.now())
+    for _ in range(2):
+        flappy.store.audit("engine", "service.request_taken", key, {"service": "flappy", "verb": "stop"})
+
+    flappy.tick()
+
+    assert flappy.store.get_state(key) is None
+    assert flappy.engine.supervisor.pid("flappy") == pid and flappy.store.get_state("stopped:flappy") is None
+    outcome = service_request_outcome(flappy.store, key)
+    assert outcome is not None and outcome.kind == "service.request_refused"
+    assert outcome.data["error"].startswith("taken 2 times by engines that stopped before doing it")
+    assert [n.level for n in flappy.notifier.sent if n.title == "stop of flappy asked by person:ana not done"] == [
+        Level.ALERT]
