@@ -922,9 +922,15 @@ def resume(
     print(f"resumed {'all automation' if service is None else service}")
 
 
+# the exit code of `autonomic start|stop` when the request was queued but the engine had not carried
+# it out within the command's wait (0 is done, 1 done and failed, 2 refused: nothing queued)
+QUEUED_NOT_DONE = 3
+
+
 def _start_or_stop(service: str, verb: Literal["start", "stop"], comment: str, actor: str | None, wait: float | None,
                    config: Path | None) -> None:
-    """Queue a person's start or stop for the engine that leads, then wait (bounded) for its outcome."""
+    """Queue a person's start or stop for the engine that leads, then wait (bounded) for its outcome;
+    exits :data:`QUEUED_NOT_DONE` when it is queued but not yet done."""
     from autonomic.engine import (
         NotSupervised,
         UnknownService,
@@ -959,9 +965,11 @@ def _start_or_stop(service: str, verb: Literal["start", "stop"], comment: str, a
                f"the engine is not running here, or is stuck or standing by (its health is {age:.0f} s old)"
                if age > 3 * cfg.engine.interval_s + STATUS_GRACE_S else
                "the engine did not take it in time (standing by, not leading? see autonomic status)")
-        print(f"{service}: {verb} queued (request {key.split(':', 1)[1][:8]}), not done within {limit:g} s: {why}; "
-              f"the engine that leads carries it out when it runs")
-        return
+        shows = (f"STOPPED {service} once it is stopped" if verb == "stop" else
+                 f"{service} no longer STOPPED, and its health, once it is started")
+        print(f"{service}: {verb} queued (request {key.split(':', 1)[1][:8]}), not yet done within {limit:g} s: {why}; "
+              f"the engine that leads carries it out when it runs: `{cfg.command} status` shows {shows}")
+        raise typer.Exit(QUEUED_NOT_DONE)
     data = outcome.data
     said = {
         "service.started": f"{service} started: pid {data.get('pid')}",
@@ -981,7 +989,7 @@ def _start_or_stop(service: str, verb: Literal["start", "stop"], comment: str, a
 
 _WaitOpt = Annotated[float | None, typer.Option(
     "--wait", min=0, help="seconds to wait for the engine to carry it out (default: 3 intervals and 10 s, and a "
-    "stop's stop_timeout_s); 0: only queue it")]
+    "stop's stop_timeout_s); 0: only queue it. Queued but not done in the wait: exit 3")]
 
 
 @app.command()

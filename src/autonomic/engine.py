@@ -358,6 +358,9 @@ def _not_awaiting(store: Store, incident_id: str, inc: Incident | None) -> str:
 # /api/v1/services/{name}/start|stop), waiting for the engine that leads to carry it out
 # (Engine._take_service_requests): "service-request:<an id of its own>"
 SERVICE_REQUEST_PREFIX = "service-request:"
+# how many engines may take one request and die before doing it: the next refuses it rather than
+# be killed by it too (a request that crashes the engine would otherwise crash every leader in turn)
+_REQUEST_TAKES = 2
 # a supervised service a person stopped on purpose: not started again (by a remedy, nor at the
 # engine's start) until a person starts it: "stopped:<service>" -> {actor, comment, ts}
 STOPPED_PREFIX = "stopped:"
@@ -677,7 +680,7 @@ class Engine:
             on_paused=self._held_back,
             on_ended=self._escalation_step,
             decision_ttl_s=config.engine.decision_ttl_s, time_scale=config.engine.time_scale,
-            progress=self.watchdog.beat,
+            progress=self.watchdog.beat, stopped=self._stopped_by_person,
         )
         self._open: dict[tuple[str, str], str] = {}  # (service, cause) -> unclosed incident id
         # every unclosed incident as last written, following the store's writes (see _follow)
@@ -1231,6 +1234,16 @@ class Engine:
         if reason is None and self.elector is not None:
             self.elector.check()
         return reason
+
+    def _stopped_by_person(self, service: str, action_type: str) -> str | None:
+        """Asked by the executor right before the kill switch: why an action through ``action_type``
+        must not run on ``service`` (cancelled: :meth:`Executor._cancel_stopped`), when a person
+        stopped it on purpose (``autonomic stop``) and the action would act on its process (a
+        ``process`` restart would start it again). Read from the store, not this engine's cache:
+        the stop is recorded there before the process is stopped, so it holds across a crash."""
+        if action_type != "process":
+            return None
+        return _stopped_text(service, self.store.get_state(stopped_key(service)), self.config.command)
 
     def _sync_clock(self) -> None:
         """Measure again how far this host's clock is off the database server's (a ServerClock
@@ -1853,10 +1866,14 @@ class Engine:
 
     def _take_service_requests(self) -> None:
         """Carry out each person's start or stop of a supervised service (:func:`request_service`),
-        once: taken from the store first (``delete_state_if``, audited ``service.request_taken``: of
-        two replicas, or a deposed leader, only one takes it), then done through the supervisor, its
-        outcome audited with the request's key as subject (:data:`SERVICE_OUTCOMES`, what the CLI
-        waits for) and told to people for information.
+        oldest first, through the supervisor. The request stays in the store until it is done: its
+        outcome is audited with the request's key as subject (:data:`SERVICE_OUTCOMES`, what the CLI
+        waits for) in the same write that removes it (``delete_state_if``), so an engine that dies
+        between taking it (audited ``service.request_taken``, ``again`` when an engine took it
+        before) and doing it leaves it for the engine that leads next, which does it. Doing it again
+        is harmless: a start finds the service running, a stop finds it stopped on purpose and
+        not running. One taken :data:`_REQUEST_TAKES` times already is refused instead (each of
+        those engines died doing it), told as an alert. The outcome is told to people for information.
 
         A stop is recorded first (``stopped:<service>``, durable): the process source then samples
         ``unit_stopped`` 1, so the down remedy is passed over (:meth:`_stopped_on_purpose`), and no
@@ -1866,20 +1883,41 @@ class Engine:
         for key, value in sorted(self.store.states(SERVICE_REQUEST_PREFIX).items(),
                                  key=lambda kv: (float(kv[1].get("ts") or 0.0), kv[0])):
             service, verb = str(value.get("service")), str(value.get("verb"))
-            if not self.store.delete_state_if(key, {"service": service, "verb": verb}, actor="engine",
-                                              event="service.request_taken", data={"service": service, "verb": verb}):
-                continue  # taken since it was read
             who, comment = str(value.get("actor", "?")), str(value.get("comment") or "")
+            taken = sum(e.kind == "service.request_taken"
+                        for e in self.store.audit_events(subject=key, limit=2 * _REQUEST_TAKES, newest=True))
+            if taken >= _REQUEST_TAKES:  # each engine that took it died doing it: not a third crash
+                error = (f"taken {taken} times by engines that stopped before doing it: not tried again; "
+                         f"see the engine's log, then ask again ({self.config.command} {verb} {service})")
+                self._request_done(key, service, verb, "service.request_refused",
+                                   {"service": service, "verb": verb, "for": who, "error": error})
+                log.error("%s of %s asked by %s: %s", verb, service, who, error)
+                self.notify(Notification(level=Level.ALERT, ts=self.clock.now(), service=service, incident_id=None,
+                                         title=f"{verb} of {service} asked by {who} not done", body=error))
+                continue
+            self.store.audit("engine", "service.request_taken", key,
+                             {"service": service, "verb": verb, **({"again": True} if taken else {})})
+            if taken:
+                log.warning("%s of %s asked by %s: taken before by an engine that stopped before doing it; "
+                            "doing it now", verb, service, who)
             if service not in self.supervisor.services() or verb not in ("start", "stop"):
-                self.store.audit("engine", "service.request_refused", key,
-                                 {"service": service, "verb": verb, "for": who,
-                                  "error": f"{service} has no process binding in {self.config.source}"})
+                self._request_done(key, service, verb, "service.request_refused",
+                                   {"service": service, "verb": verb, "for": who,
+                                    "error": f"{service} has no process binding in {self.config.source}"})
                 continue
             self.watchdog.beat(f"{verb} of {service!r}, asked by {who}")
             if verb == "start":
                 self._person_starts(key, service, who, comment)
             else:
                 self._person_stops(key, service, who, comment)
+
+    def _request_done(self, key: str, service: str, verb: str, outcome: str, data: dict[str, Any]) -> None:
+        """Record ``outcome`` of the request ``key`` and remove the request, in one write. When it is
+        gone already (another engine did it meanwhile, as a deposed leader may), what this engine
+        did is audited all the same."""
+        if not self.store.delete_state_if(key, {"service": service, "verb": verb}, actor="engine", event=outcome,
+                                          data=data):
+            self.store.audit("engine", outcome, key, data)
 
     def _person_starts(self, key: str, service: str, who: str, comment: str) -> None:
         was = self._stopped.pop(service, None)
@@ -1889,17 +1927,17 @@ class Engine:
         pid = self.supervisor.pid(service)
         data: dict[str, Any] = {"service": service, "for": who, "comment": comment}
         if pid is not None:
-            self.store.audit("engine", "service.already_running", key, {**data, "pid": pid})
+            self._request_done(key, service, "start", "service.already_running", {**data, "pid": pid})
             title = f"{service} was already running (pid {pid}): start by {who} did nothing"
             level = Level.INFO
         else:
             try:
                 pid = self.supervisor.start(service)
             except ActuatorError as exc:
-                self.store.audit("engine", "service.start_failed", key, {**data, "error": str(exc)})
+                self._request_done(key, service, "start", "service.start_failed", {**data, "error": str(exc)})
                 title, level = f"{service} could not be started for {who}: {exc}", Level.ALERT
             else:
-                self.store.audit("engine", "service.started", key, {**data, "pid": pid})
+                self._request_done(key, service, "start", "service.started", {**data, "pid": pid})
                 title, level = f"{service} started by {who}: pid {pid}", Level.INFO
         body = (f"Comment: {comment}" if comment else "") + (" It had been stopped on purpose by "
                                                              f"{was.get('actor', '?')}." if was else "")
@@ -1908,19 +1946,23 @@ class Engine:
                                  title=title, body=body.strip()))
 
     def _person_stops(self, key: str, service: str, who: str, comment: str) -> None:
-        record = {"actor": who, "comment": comment, "ts": self.clock.now()}
-        # recorded before the stop: an engine that dies in between does not start it again
-        self.store.set_state(stopped_key(service), record, actor=who, event="service.stopped_on_purpose",
-                             data={"service": service, "comment": comment})
+        record = {"actor": who, "comment": comment, "ts": self.clock.now(), "request": key}
+        held = self.store.get_state(stopped_key(service))
+        if held is not None and held.get("request") == key:
+            record = held  # recorded by an engine that stopped before doing the rest: not again
+        else:
+            # recorded before the stop: an engine that dies in between does not start it again
+            self.store.set_state(stopped_key(service), record, actor=who, event="service.stopped_on_purpose",
+                                 data={"service": service, "comment": comment})
         self._stopped[service] = record
         data: dict[str, Any] = {"service": service, "for": who, "comment": comment}
         pid = self.supervisor.pid(service)
         if pid is None:
-            self.store.audit("engine", "service.already_stopped", key, data)
+            self._request_done(key, service, "stop", "service.already_stopped", data)
             title = f"{service} was not running: stopped on purpose by {who}, autonomic does not start it"
         else:
             code = self.supervisor.stop(service)
-            self.store.audit("engine", "service.stopped", key, {**data, "pid": pid, "exit_code": code})
+            self._request_done(key, service, "stop", "service.stopped", {**data, "pid": pid, "exit_code": code})
             title = f"{service} stopped by {who}: pid {pid}" + (f" {describe_exit(code)}" if code is not None else "")
         log.info("%s", title)
         body = (f"Comment: {comment}. " if comment else "") + f"Start it with: {self.config.command} start {service}"

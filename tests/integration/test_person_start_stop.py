@@ -6,6 +6,8 @@ engine's clock (a FakeClock moved one second per tick), so the crash-loop window
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -24,9 +26,9 @@ from typer.testing import CliRunner
 
 from autonomic.cli import app
 from autonomic.config import load_config, load_config_data
-from autonomic.engine import Engine, pause_key, request_service
+from autonomic.engine import Engine, pause_key, request_service, service_request_outcome
 from autonomic.knowledge import Store
-from autonomic.model import IncidentState, Level, Sample
+from autonomic.model import Action, ActionState, Incident, IncidentState, Level, Sample
 from autonomic.monitor.host import ProcessSource
 from autonomic.oversight.api import ApiContext, create_app
 from autonomic.oversight.auth import create_token
@@ -356,3 +358,295 @@ def test_the_soaks_person_on_call_starts_a_service_left_down_through_autonomic_s
     finally:
         stop.set()
         thread.join(timeout=30)
+
+
+def test_a_stop_queued_but_not_done_in_the_wait_exits_3_and_says_how_to_see_it_land(flappy: Rig) -> None:
+    """With nobody ticking the engine (`--wait 0`: only queue it), `autonomic stop` cannot say it is
+    done: it exits 3, not 0, and names the command that shows it land; the engine's next look then
+    carries it out."""
+    pid = flappy.engine.supervisor.pid("flappy")
+    assert pid is not None
+
+    queued = CliRunner().invoke(app, ["stop", "flappy", "--wait", "0", "--actor", "person:ana", "-c", str(flappy.path)])
+
+    assert queued.exit_code == 3, queued.output
+    assert "flappy: stop queued (request" in queued.output and "not yet done within 0 s" in queued.output
+    assert f"autonomic -c {flappy.path} status` shows STOPPED flappy once it is stopped" in queued.output
+    assert flappy.engine.supervisor.pid("flappy") == pid  # not done: nothing stopped it yet
+
+    flappy.tick()
+    assert flappy.engine.supervisor.pid("flappy") is None
+    assert "service.stopped" in flappy.kinds("service.")
+
+
+# `autonomic run` whose supervisor dies (SIGKILL, its own) the moment it would stop a service: the
+# engine killed between taking a person's stop from the store and carrying it out
+_DIES_AT_STOP = """
+import os, signal, sys
+from autonomic.execute.supervisor import Supervisor
+def _die(self, service, timeout_s=None):
+    os.kill(os.getpid(), signal.SIGKILL)
+Supervisor.stop = _die
+from autonomic.cli import main
+sys.argv = ["autonomic", "run", "-c", sys.argv[1]]
+main()
+"""
+
+
+def test_a_stop_taken_by_an_engine_killed_before_doing_it_is_done_by_the_next_engine(tmp_path: Path) -> None:
+    """Real `autonomic run` processes over one SQLite store, supervising a real sleeper: the first
+    engine takes the person's stop and is SIGKILLed right as it would stop the process (its
+    supervisor's stop kills it). The request is still in the store, the sleeper still runs; the next
+    engine (started as a person or systemd would) adopts the sleeper, takes the request again and
+    stops it, recording the outcome in the write that removes the request."""
+    path = tmp_path / "autonomic.yaml"
+    state = tmp_path / "state"
+    path.write_text(yaml.safe_dump({
+        "api": {"port": 0},
+        "engine": {"interval_s": 0.2, "state_dir": str(state), "host_metrics": False},
+        "services": [{"name": "sleepy", "actuators": {"process": {"command": [sys.executable, "-c", SLEEPER],
+                                                                  "start_grace_s": 0}}}],
+        "policy": {"autonomy": "observe"}}))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")])}
+    pidfile = state / "run" / "pids" / "sleepy.json"
+    engines: list[subprocess.Popen[bytes]] = []
+
+    def run(*argv: str) -> subprocess.Popen[bytes]:
+        with open(tmp_path / f"engine-{len(engines) + 1}.log", "wb") as out:
+            engines.append(subprocess.Popen([sys.executable, *argv], stdin=subprocess.DEVNULL, stdout=out,
+                                            stderr=subprocess.STDOUT, env=env, cwd=tmp_path))
+        return engines[-1]
+
+    def logs() -> str:
+        return "\n".join(p.read_text(errors="replace")[-3000:] for p in sorted(tmp_path.glob("engine-*.log")))
+
+    def wait(done: Callable[[], bool], what: str, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while not done():
+            assert time.monotonic() < deadline, f"timed out waiting for {what}\n{logs()}"
+            time.sleep(0.1)
+
+    sleeper: int | None = None
+    store: Store | None = None
+    try:
+        first = run("-c", _DIES_AT_STOP, str(path))
+        wait(lambda: pidfile.exists(), "the first engine to start the sleeper")
+        sleeper = int(json.loads(pidfile.read_text())["pid"])
+        store = Store(f"sqlite:///{state / 'autonomic.db'}")
+        key = request_service(store, load_config(path), "sleepy", "stop", actor="person:ana", comment="disk swap",
+                              now=time.time())
+
+        wait(lambda: first.poll() is not None, "the first engine to die at the stop")
+        assert first.returncode == -signal.SIGKILL, logs()
+        assert [e.kind for e in store.audit_events(subject=key)] == ["service.stop_requested",
+                                                                     "service.request_taken"]
+        assert store.get_state(key) is not None  # not lost with the engine that took it
+        assert psutil.pid_exists(sleeper) and psutil.Process(sleeper).status() != psutil.STATUS_ZOMBIE
+
+        second = run("-m", "autonomic.cli", "run", "-c", str(path))
+        wait(lambda: service_request_outcome(store, key) is not None, "the next engine to carry out the stop")
+
+        outcome = service_request_outcome(store, key)
+        assert outcome is not None and outcome.kind == "service.stopped" and outcome.data["pid"] == sleeper
+        assert store.get_state(key) is None
+        wait(lambda: not psutil.pid_exists(sleeper) or psutil.Process(sleeper).status() == psutil.STATUS_ZOMBIE,
+             "the sleeper to be gone")
+        taken = [e.data.get("again") for e in store.audit_events(subject=key) if e.kind == "service.request_taken"]
+        assert taken == [None, True]
+        assert [e.kind for e in store.audit_events(subject="stopped:sleepy")] == ["service.stopped_on_purpose"]
+        second.send_signal(signal.SIGTERM)
+        assert second.wait(timeout=30) == 0, logs()
+    finally:
+        for proc in engines:
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait(timeout=10)
+        if sleeper is not None:
+            with contextlib.suppress(psutil.Error, ProcessLookupError):
+                os.killpg(sleeper, signal.SIGKILL)
+        if store is not None:
+            store.close()
+
+
+# `autonomic run` SIGKILLed (by itself) as its process actuator would start a service again: a
+# restart remedy left in flight (RUNNING: the old process gone, the new one not started)
+_DIES_AT_RESTART = """
+import os, signal, sys
+from autonomic.execute.process import ProcessActuator
+def _die(sup, service):
+    os.kill(os.getpid(), signal.SIGKILL)
+ProcessActuator._start = staticmethod(_die)
+from autonomic.cli import main
+sys.argv = ["autonomic", "run", "-c", sys.argv[1]]
+main()
+"""
+
+
+def test_a_persons_stop_cancels_a_restart_left_in_flight_by_an_engine_killed_mid_restart(tmp_path: Path) -> None:
+    """Real `autonomic run` processes over one SQLite store, supervising a real sleeper, autonomy
+    auto: the sleeper is killed, the first engine decides process-down-restart and is SIGKILLed as
+    it would start the sleeper again (the action left RUNNING). A person stops the service
+    meanwhile. The next engine carries out the stop, then finds the restart in flight: the
+    person's stop wins. The restart is cancelled (audited, no outcome on the pattern's record, the
+    incident with a person, told at info) and nothing starts the sleeper."""
+    tag = str(tmp_path / "sleepy-marker")  # in the sleeper's argv: finds every sleeper of this test
+    path = tmp_path / "autonomic.yaml"
+    state = tmp_path / "state"
+    path.write_text(yaml.safe_dump({
+        "api": {"port": 0},
+        "engine": {"interval_s": 0.2, "state_dir": str(state), "host_metrics": False, "settle_s": 0},
+        "services": [{"name": "sleepy", "actuators": {"process": {
+            "command": [sys.executable, "-c", SLEEPER, tag], "start_grace_s": 0}}}],
+        "policy": {"autonomy": "auto"},
+        "notifiers": [{"type": "jsonl", "path": str(tmp_path / "told.jsonl")}]}))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")])}
+    engines: list[subprocess.Popen[bytes]] = []
+
+    def run(*argv: str) -> subprocess.Popen[bytes]:
+        with open(tmp_path / f"engine-{len(engines) + 1}.log", "wb") as out:
+            engines.append(subprocess.Popen([sys.executable, *argv], stdin=subprocess.DEVNULL, stdout=out,
+                                            stderr=subprocess.STDOUT, env=env, cwd=tmp_path))
+        return engines[-1]
+
+    def logs() -> str:
+        return "\n".join(p.read_text(errors="replace")[-3000:] for p in sorted(tmp_path.glob("engine-*.log")))
+
+    def wait(done: Callable[[], bool], what: str, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while not done():
+            assert time.monotonic() < deadline, f"timed out waiting for {what}\n{logs()}"
+            time.sleep(0.1)
+
+    def sleepers() -> list[psutil.Process]:
+        found = []
+        for proc in psutil.process_iter(["cmdline", "status"]):
+            if (proc.info["cmdline"] or [])[-1:] == [tag] and proc.info["status"] != psutil.STATUS_ZOMBIE:
+                found.append(proc)
+        return found
+
+    store: Store | None = None
+    try:
+        first = run("-c", _DIES_AT_RESTART, str(path))
+        wait(lambda: len(sleepers()) == 1, "the first engine to start the sleeper")
+        os.killpg(sleepers()[0].pid, signal.SIGKILL)
+        wait(lambda: first.poll() is not None, "the first engine to die restarting the sleeper")
+        assert first.returncode == -signal.SIGKILL, logs()
+        store = Store(f"sqlite:///{state / 'autonomic.db'}")
+        [restart] = store.actions(service="sleepy")
+        assert (restart.pattern_id, restart.state) == ("process-down-restart", ActionState.RUNNING)
+        key = request_service(store, load_config(path), "sleepy", "stop", actor="person:ana", comment="disk swap",
+                              now=time.time())
+
+        second = run("-m", "autonomic.cli", "run", "-c", str(path))
+        wait(lambda: service_request_outcome(store, key) is not None, "the next engine to carry out the stop")
+        wait(lambda: store.get(Action, restart.id).state != ActionState.RUNNING,  # type: ignore[union-attr]
+             "the next engine to take up the restart left in flight")
+        time.sleep(2)  # ten intervals more: nothing starts the sleeper
+
+        assert sleepers() == [], f"the restart started the sleeper a person stopped\n{logs()}"
+        ended = store.get(Action, restart.id)
+        assert ended is not None and ended.state == ActionState.CANCELLED, logs()
+        assert ended.error is not None and ended.error.startswith("stopped: sleepy was stopped on purpose by "
+                                                                  "person:ana"), ended.error
+        assert "(disk swap)" in ended.error
+        assert store.outcomes(ended.incident_id) == []  # neither a success nor a failure of the pattern
+        incident = store.get(Incident, ended.incident_id)
+        assert incident is not None and incident.state == IncidentState.ESCALATED
+        [cancel] = [e for e in store.audit_events(subject=restart.id) if e.kind == "action.cancelled"]
+        assert cancel.data["stopped_on_purpose"] is True and "person:ana" in cancel.data["reason"]
+        told = [json.loads(line) for line in (tmp_path / "told.jsonl").read_text().splitlines()]
+        assert [(n["level"], n["title"]) for n in told if "cancelled" in n["title"]] == [
+            ("info", "process action on sleepy cancelled: stopped on purpose")]
+        second.send_signal(signal.SIGTERM)
+        assert second.wait(timeout=30) == 0, logs()
+    finally:
+        for proc in engines:
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait(timeout=10)
+        for left in sleepers():
+            with contextlib.suppress(psutil.Error, ProcessLookupError):
+                os.killpg(left.pid, signal.SIGKILL)
+        if store is not None:
+            store.close()
+
+
+def test_a_persons_stop_during_a_restarts_verification_cancels_it_rather_than_judging_it(flappy: Rig) -> None:
+    """flappy (a real sleeper) dies and is restarted by process-down-restart; while the restart is
+    being verified, a person stops flappy. The stopped service says nothing about the fix: at
+    the window's end the restart is cancelled, naming the person's stop, with no verdict on the
+    pattern's record (neither pass nor fail), and nothing starts flappy again."""
+    pid = flappy.engine.supervisor.pid("flappy")
+    assert pid is not None
+    _crash(pid)
+    flappy.tick_until(lambda: any(a.state == ActionState.VERIFYING for a in flappy.store.actions(service="flappy")))
+    [restart] = flappy.store.actions(service="flappy")
+    assert restart.pattern_id == "process-down-restart" and flappy.engine.supervisor.pid("flappy") is not None
+
+    request_service(flappy.store, flappy.engine.config, "flappy", "stop", actor="person:ana", comment="disk swap",
+                    now=flappy.clock.now())
+    flappy.tick_until(lambda: flappy.store.get(Action, restart.id).state.terminal)  # type: ignore[union-attr]
+    for _ in range(5):
+        flappy.tick()
+
+    ended = flappy.store.get(Action, restart.id)
+    assert ended is not None and ended.state == ActionState.CANCELLED, (ended.state if ended else None,
+                                                                       ended.error if ended else None)
+    assert ended.error is not None and ended.error.startswith("stopped: flappy was stopped on purpose by person:ana")
+    assert flappy.store.outcomes(action_id=restart.id) == []
+    assert flappy.engine.supervisor.pid("flappy") is None
+    assert [n.level for n in flappy.notifier.sent if "cancelled" in n.title] == [Level.INFO]
+
+
+def test_a_restart_decided_in_the_tick_a_persons_stop_is_carried_out_in_is_cancelled_before_it_runs(
+    flappy: Rig,
+) -> None:
+    """flappy (a real sleeper) dies, and a person's stop of it lands in the store as the engine
+    stores the death's finding (the request queued from within that ingest, as another process
+    would): in that tick the engine carries out the stop (nothing left to stop), then decides the
+    down incident on samples taken before the stop (restart), and the restart, checked against
+    the stop in the store right before its actuator call, is cancelled: flappy stays down."""
+    pid = flappy.engine.supervisor.pid("flappy")
+    assert pid is not None
+    keys: list[str] = []
+    ingest = flappy.engine.ingest
+
+    def ingest_and_stop(finding: Any, now: float) -> Any:
+        if finding.service == "flappy" and not keys:
+            keys.append(request_service(flappy.store, flappy.engine.config, "flappy", "stop", actor="person:ana",
+                                        comment="", now=now))
+        return ingest(finding, now)
+
+    flappy.engine.ingest = ingest_and_stop  # type: ignore[method-assign]
+    _crash(pid)
+
+    flappy.tick_until(lambda: bool(keys) and flappy.store.get_state(keys[0]) is None)
+    for _ in range(5):
+        flappy.tick()
+
+    assert flappy.engine.supervisor.pid("flappy") is None
+    [restart] = flappy.store.actions(service="flappy")
+    assert restart.state == ActionState.CANCELLED and restart.steps[-1].name == "baseline"  # nothing applied
+    assert restart.error is not None and restart.error.startswith("stopped: flappy was stopped on purpose")
+
+
+def test_a_request_two_engines_died_doing_is_refused_by_the_third_not_done_again(flappy: Rig) -> None:
+    """A request stays in the store until it is done, so one that kills the engine doing it would
+    kill every leader in turn: taken twice already (the audit log says so, as two engines that
+    died left it), the next engine refuses it, says so (audited outcome, an alert) and removes it;
+    flappy is left as it is."""
+    pid = flappy.engine.supervisor.pid("flappy")
+    key = request_service(flappy.store, flappy.engine.config, "flappy", "stop", actor="person:ana", comment="",
+                          now=flappy.clock.now())
+    for _ in range(2):
+        flappy.store.audit("engine", "service.request_taken", key, {"service": "flappy", "verb": "stop"})
+
+    flappy.tick()
+
+    assert flappy.store.get_state(key) is None
+    assert flappy.engine.supervisor.pid("flappy") == pid and flappy.store.get_state("stopped:flappy") is None
+    outcome = service_request_outcome(flappy.store, key)
+    assert outcome is not None and outcome.kind == "service.request_refused"
+    assert outcome.data["error"].startswith("taken 2 times by engines that stopped before doing it")
+    assert [n.level for n in flappy.notifier.sent if n.title == "stop of flappy asked by person:ana not done"] == [
+        Level.ALERT]

@@ -36,6 +36,10 @@ A pause stops every actuator call, undo and compensation included: a fix that fa
 verification while automation is paused is not undone; the action is ESCALATED (no breaker
 opens: nothing failed to undo), a person is told what was left in place, and lifting the pause
 does not run the undo later.
+A person's stop of the service (``stopped``: ``autonomic stop``, read from the store right before
+the kill switch) wins over an action in flight through the actuator that would start it again:
+CANCELLED before its apply (also when recovered after a crash, and before a workflow step), or,
+applied already, before its verification judges it, with no outcome on its pattern's record.
 A failed step with its predecessors compensated is FAILED; a failed compensation escalates
 and opens the breaker, like a failed undo. Verification works as for one step; its rollback
 compensates every step in reverse. After a crash the workflow resumes from the journal.
@@ -115,6 +119,7 @@ class Executor:
         decision_ttl_s: float | None = None,
         time_scale: float = 1.0,
         progress: Callable[[str], None] = lambda what: None,
+        stopped: Callable[[str, str], str | None] = lambda service, action_type: None,
     ) -> None:
         self.store = store
         self.actuators = actuators
@@ -132,6 +137,9 @@ class Executor:
         self.time_scale = time_scale
         # told before every actuator call, what it is (the engine's watchdog: see autonomic.liveness)
         self.progress = progress
+        # why a person's stop of the service (``autonomic stop``, durable) holds back an action of
+        # this actuator type on it, read from the store right before the kill switch (see _cancel_stopped)
+        self.stopped = stopped
 
     # --- helpers ---------------------------------------------------------------------------
 
@@ -264,8 +272,9 @@ class Executor:
                             None, "action.running", key=action.idempotency_key)
         if action.workflow:
             return self._run_workflow(action, undo=False)  # the kill switch is checked before each step
-        # The kill switch is the very last thing checked before the actuator runs.
+        # A person's stop, then the kill switch: the very last things checked before the actuator runs.
         try:
+            held = self.stopped(action.service, action.type)
             reason = self.paused(action.service)
         except NotLeaderError as exc:
             # Refused before the actuator was called: nothing ran, so back to PENDING (recovery
@@ -286,6 +295,9 @@ class Executor:
         if reason is not None:
             self._cancel_paused(action, reason, now)
             return None
+        if held is not None:
+            self._cancel_stopped(action, held, now)
+            return None
         return self._apply(action)
 
     def _cancel_paused(self, action: Action, reason: str, now: float) -> None:
@@ -299,6 +311,27 @@ class Executor:
                                  title=f"{action.type} action on {action.service} cancelled",
                                  body=f"automation is paused: {reason}"))
         self.on_paused(cancelled)
+
+    def _cancel_stopped(self, action: Action, reason: str, now: float, step: StepRecord | None = None) -> None:
+        """A person stopped the service on purpose (``autonomic stop``) while this action on it was
+        in flight: their stop wins. CANCELLED before its actuator call would start the process again
+        (or, applied already, before its verification judged a service the person stopped), with
+        no outcome: it counts neither for nor against its pattern, and no escalation step follows.
+        The incident goes to a person (the one who stopped the service has it), told at info, as
+        its being down is: what they asked for. Crash-safe: the stop is read from the store, where it
+        is recorded before the process is stopped, so an engine that restarts cancels it too."""
+        applied = action.applied_at is not None
+        cancelled = action.model_copy(update={"state": ActionState.CANCELLED, "updated_at": now,
+                                              "steps": [*action.steps, *([step] if step else [])],
+                                              "error": f"stopped: {reason}"})
+        inc = self._set_incident(self._incident(action), now, IncidentState.ESCALATED, Resolution.ESCALATED)
+        self._save(cancelled, inc, "action.cancelled", reason=reason, stopped_on_purpose=True, applied=applied)
+        what = ("it had been applied and is not verified" if applied
+                else "nothing of it ran, and the service is not started")
+        log.info("%s action %s on %s cancelled: %s (%s)", _kind(action), action.id[:8], action.service, reason, what)
+        self.notify(Notification(level=Level.INFO, ts=now, service=action.service, incident_id=action.incident_id,
+                                 title=f"{_kind(action)} action on {action.service} cancelled: stopped on purpose",
+                                 body=f"{reason}; {what}"))
 
     def _stale(self, action: Action, now: float) -> None:
         """A decision too old to act on (the engine was down between deciding and acting): the
@@ -427,6 +460,10 @@ class Executor:
         except ActuatorError as exc:
             took = None
             log.warning("cannot tell whether %s took effect: %s", action.id, exc)
+        stop = self.stopped(action.service, action.type) if took is False else None
+        if stop is not None:
+            self._cancel_stopped(action, stop, now)  # nothing ran, and a person wants it stopped
+            return None
         reason = self.paused(action.service) if took is not None else None
         if reason is not None and took is False:
             self._cancel_paused(action, reason, now)  # nothing ran, and nothing will while paused
@@ -497,6 +534,11 @@ class Executor:
                                   "compensated": [i + 1 for i in result.compensated]})
         failed_at = result.failed_index
         paused = failed_at is not None and journal[failed_at].error.startswith("paused:")
+        if result.status == "compensated" and failed_at is not None and journal[failed_at].error.startswith(
+                "stopped:"):
+            # a person's stop held a step back: what ran before it is compensated, the action cancelled
+            self._cancel_stopped(action, journal[failed_at].error.removeprefix("stopped: "), now, step)
+            return None
         if result.status == "compensated" and paused and failed_at == 0:
             # nothing ran: cancelled, exactly as a single-step action stopped by the kill switch
             cancelled = action.model_copy(update={"state": ActionState.CANCELLED, "updated_at": now,
@@ -592,6 +634,7 @@ class Executor:
                                                   detail=workflow.record_detail(kind, i, "intent", **extra)),
                                f"action.{kind}_started")
         try:
+            held = self.stopped(action.service, spec.type) if kind == "do" else None
             reason = self.paused(action.service)  # the very last check before a step or a compensation
         except StoreError as exc:
             # The kill switch could not be read: nothing ran. The intent is withdrawn, so the retry
@@ -614,6 +657,8 @@ class Executor:
             error = f"snapshot failed: {snap_error}"
         elif reason is not None:
             error = f"paused: {reason}"
+        elif held is not None:
+            error = f"stopped: {held}"
         else:
             call = ((lambda: actuator.apply(target, params, key, snap)) if kind == "do"
                     else (lambda: actuator.undo(target, params, key, snap)))
@@ -642,6 +687,10 @@ class Executor:
         assert action.verify_until is not None
         if now < action.verify_until:
             return action.verify_until
+        held = self.stopped(action.service, action.type)
+        if held is not None:  # not judged: a service a person stopped says nothing of the fix
+            self._cancel_stopped(action, held, now)
+            return None
         baseline = next((s for s in action.steps if s.name == "baseline"), None)
         import numpy as np
 
