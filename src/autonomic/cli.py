@@ -924,7 +924,7 @@ def canary_judge(
         try:
             rules = JudgeConfig.model_validate(doc.data)
         except ValidationError as err:
-            raise ConfigError(problems_from(err, doc)) from None
+            raise ConfigError(problems_from(err, doc, model=JudgeConfig)) from None
         result = judge(read_samples(baseline), read_samples(canary), rules)
     except ConfigError as err:
         for p in err.problems:

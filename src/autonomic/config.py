@@ -40,7 +40,7 @@ from autonomic.plan.diagnose import cannot_run
 from autonomic.plan.policy import PolicyConfig
 from autonomic.redact import credentials, is_credential_header
 from autonomic.registry import Registry
-from autonomic.yamlio import YamlDoc, load_yaml, problems_from
+from autonomic.yamlio import YamlDoc, did_you_mean, load_yaml, problems_from
 
 _PATH_KEYS = ("repo", "cwd", "kubeconfig")
 
@@ -505,7 +505,7 @@ def load_config_data(
                 problems.append(Problem(source, doc.line_of([*loc, "type"]), _dotted([*loc, "type"]),
                                         err.problems[0].message))
             except ValidationError as err:
-                problems.extend(problems_from(err, doc, prefix=[*loc, "params"]))
+                problems.extend(problems_from(err, doc, prefix=[*loc, "params"], model=actuator.Params))
             if svc.fallback.type not in svc.actuators:
                 problems.append(Problem(source, doc.line_of(loc), _dotted(loc),
                                         f"fallback uses actuator {svc.fallback.type!r} "
@@ -623,8 +623,9 @@ def unknown_policy_names(policy: PolicyConfig, services: Iterable[str], pattern_
                          action_types: Iterable[str]) -> list[tuple[list[str | int], str]]:
     """Keys of ``policy.services``, ``policy.patterns`` and ``policy.actions`` that name no
     service (``host`` is one), pattern or actuator type, each as (its place under policy, the
-    message): a misspelt name would leave its override (autonomy observe for one service, say)
-    silently unapplied. Used for the config file and for ``PUT /api/v1/policy``."""
+    message, naming the known name nearest to it, or all of them when none is near): a misspelt
+    name would leave its override (autonomy observe for one service, say) silently unapplied.
+    Used for the config file and for ``PUT /api/v1/policy``."""
     known = {
         "services": ("service", {*services, "host"}),
         "patterns": ("pattern", set(pattern_ids)),
@@ -634,8 +635,8 @@ def unknown_policy_names(policy: PolicyConfig, services: Iterable[str], pattern_
     for section, (what, names) in known.items():
         for key in getattr(policy, section):
             if key not in names:
-                known_list = ", ".join(sorted(names)) or "none"
-                unknown.append(([section, key], f"no {what} named {key!r} (known: {known_list})"))
+                hint = did_you_mean(key, names) or f" (known: {', '.join(sorted(names)) or 'none'})"
+                unknown.append(([section, key], f"no {what} named {key!r}{hint}"))
     return unknown
 
 

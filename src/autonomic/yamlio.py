@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import difflib
 import typing
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -157,22 +157,28 @@ def _index(node: yaml.Node, loc: tuple[str | int, ...], file: str, dups: list[Pr
     return out
 
 
-def problems_from(err: pydantic.ValidationError, doc: YamlDoc, prefix: Loc = (),
-                  model: type[pydantic.BaseModel] | None = None) -> list[Problem]:
+def did_you_mean(name: str, known: Iterable[str]) -> str:
+    """``"; did you mean 'x'?"`` naming the one of ``known`` closest to a misspelt ``name``, or
+    "" when none is close: the hint every "unknown ..." problem ends with."""
+    near = difflib.get_close_matches(name, list(known), n=1, cutoff=0.6)
+    return f"; did you mean {near[0]!r}?" if near else ""
+
+
+def problems_from(err: pydantic.ValidationError, doc: YamlDoc, prefix: Loc = (), *,
+                  model: type[pydantic.BaseModel]) -> list[Problem]:
     """One Problem per validation error: the field as ``a[0].b``, its line, pydantic's message.
 
-    ``prefix`` is where the validated value sits in ``doc`` (e.g. ``("patterns", 2)``). With
-    ``model`` (what was validated), a field it does not have is named with the nearest one it
-    does (``unknown field 'memory_precent'; did you mean 'memory_percent'?``)."""
+    ``prefix`` is where the validated value sits in ``doc`` (e.g. ``("patterns", 2)``); ``model``
+    is what was validated, so a field it does not have is named with the nearest one it does
+    (``unknown field 'memory_precent'; did you mean 'memory_percent'?``)."""
     problems = []
     for e in err.errors():
         loc = (*prefix, *e["loc"])
         message = e["msg"]
         if e["type"] == "extra_forbidden" and e["loc"]:
+            known = _fields_at(model, e["loc"][:-1])
             message = f"unknown field {str(e['loc'][-1])!r}"
-            known = _fields_at(model, e["loc"][:-1]) if model is not None else []
-            near = difflib.get_close_matches(str(e["loc"][-1]), known, n=1, cutoff=0.6)
-            message += f"; did you mean {near[0]!r}?" if near else (
+            message += did_you_mean(str(e["loc"][-1]), known) or (
                 f" (known here: {', '.join(sorted(known))})" if known else "")
         problems.append(Problem(doc.file, doc.line_of(loc), format_loc(loc), message))
     return problems

@@ -119,6 +119,33 @@ def test_a_misspelt_key_is_named_with_the_key_meant_even_under_a_mapping_and_a_b
     assert "'MyApp' is not a service name: lowercase letters, digits" in said["services[0].name"]
 
 
+def test_a_misspelt_actuator_type_fallback_param_or_policy_name_is_named_with_the_one_meant(tmp_path: Path) -> None:
+    """Names checked outside the schema (the registry's types, an actuator's Params, the policy's
+    services, patterns and action types) get the same hint as a misspelt field. Before: the whole
+    list of known types (or pattern ids), or no hint at all for a fallback's params."""
+    command = ["python3", "svc.py"]
+    with pytest.raises(ConfigError) as err:
+        load_config_data({"services": [
+            {"name": "app", "actuators": {"proces": {"command": command}}},
+            {"name": "web", "actuators": {"process": {"command": command}},
+             "fallback": {"type": "process", "params": {"op": "graceful_restart", "grace_sec": 5}}}]},
+            source="autonomic.yaml", base_dir=tmp_path)
+    said = {p.field: p.message for p in err.value.problems}
+    assert said == {"services[0].actuators.proces": "unknown actuator type 'proces'; did you mean 'process'?",
+                    "services[1].fallback.params.grace_sec": "unknown field 'grace_sec'; did you mean 'grace_s'?"}
+    with pytest.raises(ConfigError) as err:
+        load_config_data({"services": [{"name": "web"}],
+                          "policy": {"services": {"wbe": {"autonomy": "observe"}},
+                                     "patterns": {"proces-down-restart": {"autonomy": "approve"}},
+                                     "actions": {"procss": {"enabled": False}}}},
+                         source="autonomic.yaml", base_dir=tmp_path)
+    said = {p.field: p.message for p in err.value.problems}
+    assert said == {"policy.services.wbe": "no service named 'wbe'; did you mean 'web'?",
+                    "policy.patterns.proces-down-restart": ("no pattern named 'proces-down-restart'; "
+                                                            "did you mean 'process-down-restart'?"),
+                    "policy.actions.procss": "no action type named 'procss'; did you mean 'process'?"}
+
+
 def test_one_run_lists_a_bindings_problems_beside_the_schemas_and_a_command_string_is_named_as_such(
         tmp_path: Path) -> None:
     """Before, a binding was checked only once the rest of the file was valid: fixing a typo in
