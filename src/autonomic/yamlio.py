@@ -166,7 +166,8 @@ def did_you_mean(name: str, known: Iterable[str]) -> str:
 
 def problems_from(err: pydantic.ValidationError, doc: YamlDoc, prefix: Loc = (), *,
                   model: type[pydantic.BaseModel]) -> list[Problem]:
-    """One Problem per validation error: the field as ``a[0].b``, its line, pydantic's message.
+    """One Problem per validation error: the field as ``a[0].b``, its line, pydantic's message
+    (a validator's own without the "Value error, " pydantic puts before it: people read it).
 
     ``prefix`` is where the validated value sits in ``doc`` (e.g. ``("patterns", 2)``); ``model``
     is what was validated, so a field it does not have is named with the nearest one it does
@@ -175,6 +176,8 @@ def problems_from(err: pydantic.ValidationError, doc: YamlDoc, prefix: Loc = (),
     for e in err.errors():
         loc = (*prefix, *e["loc"])
         message = e["msg"]
+        if e["type"] == "value_error":
+            message = message.removeprefix("Value error, ")
         if e["type"] == "extra_forbidden" and e["loc"]:
             known = _fields_at(model, e["loc"][:-1])
             message = f"unknown field {str(e['loc'][-1])!r}"

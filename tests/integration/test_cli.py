@@ -198,8 +198,8 @@ def test_check_accepts_the_minimal_example() -> None:
 
 
 @pytest.mark.parametrize(("services", "message"), [
-    ("  - name: web\n    depends_on: [nope]\n", "services: Value error, service 'web' depends on unknown nope"),
-    ("  - name: web\n  - name: web\n", "services: Value error, service names must be unique: web"),
+    ("  - name: web\n    depends_on: [nope]\n", "services: service 'web' depends on unknown nope"),
+    ("  - name: web\n  - name: web\n", "services: service names must be unique: web"),
 ])
 def test_check_names_services_and_its_line_for_an_unknown_dependency_or_a_repeated_name(
         tmp_path: Path, services: str, message: str) -> None:
