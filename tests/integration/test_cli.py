@@ -198,15 +198,20 @@ def test_check_accepts_the_minimal_example() -> None:
 
 
 @pytest.mark.parametrize(("services", "message"), [
-    ("  - name: web\n    depends_on: [nope]\n", "services: service 'web' depends on unknown nope"),
-    ("  - name: web\n  - name: web\n", "services: service names must be unique: web"),
+    ("  - name: web\n    depends_on:\n      - api\n      - nope\n  - name: api\n",
+     "7: services[0].depends_on[1]: no service named 'nope'"),
+    ("  - name: web\n    depends_on: [aip]\n  - name: api\n",
+     "5: services[0].depends_on[0]: no service named 'aip'; did you mean 'api'?"),
+    ("  - name: web\n  - name: web\n", "3: services: service names must be unique: web"),
 ])
-def test_check_names_services_and_its_line_for_an_unknown_dependency_or_a_repeated_name(
+def test_check_names_the_line_of_an_unknown_dependency_and_the_services_of_a_repeated_name(
         tmp_path: Path, services: str, message: str) -> None:
+    """A depends_on entry naming no service is pointed at itself (before: at ``services:``,
+    three lines up, whichever of a service's dependencies it was)."""
     config = _write(tmp_path / "autonomic.yaml", "engine: {host_metrics: false}\n\nservices:\n" + services)
     result = cli("check", "-c", config)
     assert result.exit_code == 2
-    assert result.stderr.strip() == f"{config}:3: {message}"
+    assert result.stderr.strip() == f"{config}:{message}"
 
 
 def test_run_names_a_notifiers_unset_secret_variable_without_a_traceback(

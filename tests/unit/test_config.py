@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from autonomic import config as config_module
 from autonomic.config import ServiceSpec, load_config_data
 from autonomic.errors import ConfigError
 
@@ -66,16 +67,26 @@ def test_the_config_fingerprint_is_what_decides_what_the_engine_does_not_what_is
 
 
 def test_repeated_service_names_are_refused_each_named_once_and_depends_on_names_only_listed_services(
-        tmp_path: Path) -> None:
-    """The rule the fleet-sized check (names counted once, not per name) must keep."""
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The rule the fleet-sized check (names counted once, not per name) must keep. Each unknown
+    dependency is its own problem at its own place (before: one, under ``services``)."""
     def load(services: list[dict[str, object]]) -> None:
         load_config_data({"services": services}, source="a.yaml", base_dir=tmp_path)
 
     many: list[dict[str, object]] = [{"name": f"s{i}"} for i in range(50)]
     with pytest.raises(ConfigError, match=r"service names must be unique: s3, s7$"):
         load([*many, {"name": "s7"}, {"name": "s3"}, {"name": "s7"}])
-    with pytest.raises(ConfigError, match=r"service 's9' depends on unknown s50, x$"):
+    with pytest.raises(ConfigError) as err:
         load([*many[:9], {"name": "s9", "depends_on": ["s1", "s50", "x"]}, *many[10:]])
+    assert [(p.field, p.message) for p in err.value.problems] == [
+        ("services[9].depends_on[1]", "no service named 's50'; did you mean 's5'?"),
+        ("services[9].depends_on[2]", "no service named 'x'")]
+    with monkeypatch.context() as m:  # past the names it may compare, as in a fleet: placed, without the hint
+        m.setattr(config_module, "_HINT_COMPARISONS", 49)
+        with pytest.raises(ConfigError) as err:
+            load([*many[:9], {"name": "s9", "depends_on": ["s50"]}, *many[10:]])
+    assert [(p.field, p.message) for p in err.value.problems] == [
+        ("services[9].depends_on[0]", "no service named 's50'")]
     load([*many, {"name": "top", "depends_on": ["s49", "s0"]}])
 
 
