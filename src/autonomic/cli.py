@@ -27,7 +27,7 @@ from autonomic.cli_common import text as _text
 from autonomic.clock import column_stamp, local_stamp, utc_offset
 from autonomic.errors import ConfigError, StoreError
 from autonomic.logformat import LogFormat, make_handler
-from autonomic.printable import printable, rewrite_record
+from autonomic.printable import counted, printable, rewrite_record
 from autonomic.sdnotify import NotifyConfigError, SystemdNotify
 from autonomic.signals import on_signals
 
@@ -368,8 +368,9 @@ def replay(
         print(json.dumps(summary))
         return
     console = _console()
-    console.print(f"{summary['samples']} samples over {summary['to'] - summary['from']:.0f} s, "
-                  f"{len(summary['incidents'])} incidents, {summary['would_have_acted']} times it would have acted "
+    console.print(f"{counted(summary['samples'], 'sample')} over {summary['to'] - summary['from']:.0f} s, "
+                  f"{counted(len(summary['incidents']), 'incident')}, {counted(summary['would_have_acted'], 'time')} "
+                  "it would have acted "
                   f"(nothing was executed)")
     table = Table("incident", "service", "cause", "pattern", "would have", "action", "held back by")
     for d in summary["decisions"]:
@@ -449,7 +450,7 @@ def check(
             print(str(p), file=sys.stderr)
         raise typer.Exit(2)
     assert cfg is not None
-    print(f"{config}: ok ({len(cfg.services)} services, {len(cfg.patterns)} patterns)")
+    print(f"{config}: ok ({counted(len(cfg.services), 'service')}, {counted(len(cfg.patterns), 'pattern')})")
     for name in sorted(n for n in cfg.secret_env_names if not os.environ.get(n)):
         # not an error: check may run where the secrets are not (CI); the engine refuses to start
         # (or the actuator to act) without them
@@ -840,7 +841,8 @@ def audit_verify(
     if not problems:
         print(f"audit chain ok: {report.summary()}")
         if archive:
-            print(f"audit archive ok: {kept.checked} entries in {cfg.archive_dir}, joining the store's chain")
+            print(f"audit archive ok: {counted(kept.checked, 'entry', 'entries')} in {cfg.archive_dir}, joining the "
+                  "store's chain")
         return
     for problem in problems:
         print(problem, file=sys.stderr)

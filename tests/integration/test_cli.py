@@ -194,7 +194,17 @@ def test_check_reports_schema_and_actuator_problems_of_one_file_together(tmp_pat
 def test_check_accepts_the_minimal_example() -> None:
     result = cli("check", "-c", REPO / "examples" / "minimal.yaml")
     assert result.exit_code == 0, result.stderr
-    assert "ok (1 services" in result.stdout
+    assert re.search(r"ok \(1 service, \d+ patterns\)$", result.stdout.strip()), result.stdout
+
+
+def test_check_counts_one_service_and_one_pattern_in_the_singular(tmp_path: Path) -> None:
+    """Before: "ok (1 services, 1 patterns)"."""
+    (tmp_path / "p.yaml").write_text("id: web-down-hand-over\nmatch: {cause: down}\nprior_confidence: 0.5\n")
+    config = _write(tmp_path / "autonomic.yaml", "engine: {host_metrics: false}\nservices: [{name: web}]\n"
+                                                 "builtin_patterns: false\npatterns: [p.yaml]\n")
+    result = cli("check", "-c", config)
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout.strip() == f"{config}: ok (1 service, 1 pattern)"
 
 
 @pytest.mark.parametrize(("services", "message"), [
