@@ -1251,6 +1251,16 @@ def test_prune_dry_run_counts_prune_archives_and_verify_and_explain_say_what_wen
     assert cli("audit", "verify", "-c", cfg).exit_code == 0  # the store's own chain is still whole
 
 
+def test_prune_says_nothing_was_old_enough_when_nothing_was_dry_run_or_not(cfg: Path, store: Store) -> None:
+    """Before, only the real run said it; --dry-run printed the zeros alone."""
+    store.audit("alice", "pause.set", "web", {})  # just written: the default retention keeps it
+    for args in (["--dry-run"], []):
+        result = cli("prune", *args, "-c", cfg)
+        assert result.exit_code == 0, result.stderr
+        assert result.stdout.rstrip().endswith("\n  nothing was old enough"), result.stdout
+    assert [e.kind for e in store.audit_events()] == ["pause.set"]  # kept, and nothing pruned to record
+
+
 # --- -c where the operator puts it --------------------------------------------------------------
 
 
