@@ -883,7 +883,8 @@ def prune_command(
     print(f"{'would prune' if dry_run else 'pruned'} (findings {before(cut.findings)}; closed incidents "
           f"{before(cut.incidents)}; audit entries {before(cut.audit)}):")
     for kind, n in result.counts.items():
-        print(f"  {n:8d} {kind.replace('_', ' ')}")
+        plural = kind.replace("_", " ")  # and for 1 its singular: "1 incident", "1 diagnosis"
+        print(f"  {n:8d} {plural if n != 1 else {'diagnoses': 'diagnosis'}.get(plural, plural[:-1])}")
     for path in result.archives:
         print(f"  archived to {path}")
     if result.total == 0:  # a dry run says so too, not a column of zeros alone

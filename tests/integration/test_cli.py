@@ -1225,7 +1225,7 @@ def test_prune_dry_run_counts_prune_archives_and_verify_and_explain_say_what_wen
 
     dry = cli("prune", "--dry-run", "-c", cfg)
     assert dry.exit_code == 0, dry.stderr
-    assert "would prune" in dry.stdout and re.search(r"\b1 incidents\b", dry.stdout)
+    assert "would prune" in dry.stdout and re.search(r"\b1 incident\n", dry.stdout)  # before: "1 incidents"
     assert re.search(r"\b1000 audit events\b", dry.stdout)
     assert store.get(Incident, inc.id) is not None and store.audit_events(newest=True, limit=1)[0].seq == seq
 
