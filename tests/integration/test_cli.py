@@ -1282,7 +1282,7 @@ def test_every_command_group_takes_c_after_its_name_as_after_the_subcommand(
     first = cli("-c", config, group, sub, *rest)  # and before the group: autonomic -c FILE audit verify
     assert before.exit_code == 0, before.output
     assert (before.exit_code, before.stdout) == (after.exit_code, after.stdout) == (first.exit_code, first.stdout)
-    marker = {"audit": "token.created" if sub == "show" else "audit chain ok: 1 entries", "report": "daily report",
+    marker = {"audit": "token.created" if sub == "show" else "audit chain ok: 1 entry", "report": "daily report",
               "token": "alice", "patterns": "mine"}[group]
     assert marker in before.stdout
 
@@ -1339,7 +1339,7 @@ def test_python_dash_m_autonomic_runs_the_cli_as_the_autonomic_command_does() ->
     proc = subprocess.run([sys.executable, "-m", "autonomic", "check", "-c", str(REPO / "examples" / "minimal.yaml")],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
-    assert "minimal.yaml: ok (1 services" in proc.stdout
+    assert "minimal.yaml: ok (1 service, " in proc.stdout
 
 
 def test_an_id_not_found_with_no_config_given_says_which_store_was_looked_in_and_to_give_the_engines(
