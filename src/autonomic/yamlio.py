@@ -10,6 +10,7 @@ values. Duplicate keys in a mapping are an error (PyYAML silently keeps the last
 from __future__ import annotations
 
 import difflib
+import re
 import typing
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -157,6 +158,10 @@ def _index(node: yaml.Node, loc: tuple[str | int, ...], file: str, dups: list[Pr
     return out
 
 
+# each quoted value in pydantic's list of the allowed ones ("'observe', 'suggest' or 'auto'")
+_QUOTED = re.compile(r"'([^']*)'")
+
+
 def did_you_mean(name: str, known: Iterable[str]) -> str:
     """``"; did you mean 'x'?"`` naming the one of ``known`` closest to a misspelt ``name``, or
     "" when none is close: the hint every "unknown ..." problem ends with."""
@@ -171,7 +176,9 @@ def problems_from(err: pydantic.ValidationError, doc: YamlDoc, prefix: Loc = (),
 
     ``prefix`` is where the validated value sits in ``doc`` (e.g. ``("patterns", 2)``); ``model``
     is what was validated, so a field it does not have is named with the nearest one it does
-    (``unknown field 'memory_precent'; did you mean 'memory_percent'?``)."""
+    (``unknown field 'memory_precent'; did you mean 'memory_percent'?``). A value outside a
+    fixed set (``op: graceful_restrat``, ``autonomy: aprove``) is named with the nearest allowed
+    one too, and a ``type:`` no variant has (``type: webhok``) as an unknown type, at its key."""
     problems = []
     for e in err.errors():
         loc = (*prefix, *e["loc"])
@@ -183,6 +190,14 @@ def problems_from(err: pydantic.ValidationError, doc: YamlDoc, prefix: Loc = (),
             message = f"unknown field {str(e['loc'][-1])!r}"
             message += did_you_mean(str(e["loc"][-1]), known) or (
                 f" (known here: {', '.join(sorted(known))})" if known else "")
+        elif e["type"] in ("literal_error", "enum") and isinstance(e["input"], str):
+            allowed = _QUOTED.findall(str(e.get("ctx", {}).get("expected", "")))
+            message += did_you_mean(e["input"], allowed) if len(allowed) > 1 else ""  # one: already named
+        elif e["type"] == "union_tag_invalid":
+            tag, tags = str(e["ctx"]["tag"]), _QUOTED.findall(str(e["ctx"]["expected_tags"]))
+            message = f"unknown type {tag!r}" + (did_you_mean(tag, tags) or f" (known: {', '.join(tags)})")
+            if isinstance(e["input"], dict) and "type" in e["input"]:
+                loc = (*loc, "type")
         problems.append(Problem(doc.file, doc.line_of(loc), format_loc(loc), message))
     return problems
 

@@ -157,6 +157,23 @@ def test_a_misspelt_actuator_type_fallback_param_or_policy_name_is_named_with_th
                     "policy.actions.procss": "no action type named 'procss'; did you mean 'process'?"}
 
 
+def test_a_misspelt_type_or_choice_is_named_with_the_one_meant_and_a_type_at_its_key(tmp_path: Path) -> None:
+    """Before: "Input tag 'webhok' found using 'type' does not match any of the expected tags:
+    ..." at notifiers[0] (for metrics, "found using _metrics_type()", a function's name), and
+    the allowed values alone for a misspelt choice."""
+    data = {"services": [{"name": "app", "metrics": [{"type": "prometeus", "url": "http://127.0.0.1:9/metrics"}]}],
+            "notifiers": [{"type": "webhok", "url": "http://127.0.0.1:9/"}, {"type": "pager"}],
+            "policy": {"autonomy": "aprove"}}
+    with pytest.raises(ConfigError) as err:
+        load_config_data(data, source="autonomic.yaml", base_dir=tmp_path)
+    said = {p.field: p.message for p in err.value.problems}
+    assert said == {
+        "services[0].metrics[0].type": "unknown type 'prometeus'; did you mean 'prometheus'?",
+        "notifiers[0].type": "unknown type 'webhok'; did you mean 'webhook'?",
+        "notifiers[1].type": "unknown type 'pager' (known: console, jsonl, slack, webhook, email)",
+        "policy.autonomy": "Input should be 'observe', 'suggest', 'approve' or 'auto'; did you mean 'approve'?"}
+
+
 def test_one_run_lists_a_bindings_problems_beside_the_schemas_and_a_command_string_is_named_as_such(
         tmp_path: Path) -> None:
     """Before, a binding was checked only once the rest of the file was valid: fixing a typo in

@@ -266,14 +266,19 @@ def test_a_misspelt_pattern_field_is_named_with_the_field_meant(tmp_path: Path, 
 
 def test_a_misspelt_action_param_is_named_with_the_param_meant(tmp_path: Path, registry: Registry) -> None:
     """A typo in an action's params (checked against its actuator's Params), in a single action
-    and in a workflow's step alike: before, "unknown field 'factr'" and nothing more."""
+    and in a workflow's step alike, and in an op's name: before, "unknown field 'factr'" and
+    nothing more, and for the op the allowed ones alone."""
     text = GOOD.replace("type: fake\n  params: {level: 2}", "type: config\n  params: {op: scale, factr: 1.2}")
     steps = GOOD.replace("id: good-one", "id: two-steps").replace(
         "type: fake\n  params: {level: 2}",
         "steps:\n    - {type: process, params: {op: restart, grace_sec: 5}}\n    - {type: fake, params: {levl: 3}}")
     a, b = write(tmp_path, "a.yaml", text), write(tmp_path, "b.yaml", steps)
-    problems = {(p.file, p.field): p.message for p in problems_of([a, b], registry)}
+    c = write(tmp_path, "c.yaml", GOOD.replace("id: good-one", "id: restart").replace(
+        "type: fake\n  params: {level: 2}", "type: process\n  params: {op: graceful_restrat}"))
+    problems = {(p.file, p.field): p.message for p in problems_of([a, b, c], registry)}
     assert problems == {
+        (str(c), "action.params.op"): ("Input should be 'restart', 'graceful_restart', 'start' or 'stop'; "
+                                       "did you mean 'graceful_restart'?"),
         (str(a), "action.params.factr"): "unknown field 'factr'; did you mean 'factor'?",
         (str(b), "action.steps[0].params.grace_sec"): "unknown field 'grace_sec'; did you mean 'grace_s'?",
         (str(b), "action.steps[1].params.levl"): "unknown field 'levl'; did you mean 'level'?",
