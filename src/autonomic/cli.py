@@ -29,7 +29,7 @@ from autonomic.cli_common import text as _text
 from autonomic.clock import column_stamp, local_stamp, utc_offset
 from autonomic.errors import ConfigError, StoreError
 from autonomic.logformat import LogFormat, make_handler
-from autonomic.printable import printable, rewrite_record
+from autonomic.printable import counted, printable, rewrite_record
 from autonomic.sdnotify import NotifyConfigError, SystemdNotify
 from autonomic.signals import on_signals
 
@@ -502,8 +502,9 @@ def replay(
         print(json.dumps(summary))
         return
     console = _console()
-    console.print(f"{summary['samples']} samples over {summary['to'] - summary['from']:.0f} s, "
-                  f"{len(summary['incidents'])} incidents, {summary['would_have_acted']} times it would have acted "
+    console.print(f"{counted(summary['samples'], 'sample')} over {summary['to'] - summary['from']:.0f} s, "
+                  f"{counted(len(summary['incidents']), 'incident')}, {counted(summary['would_have_acted'], 'time')} "
+                  "it would have acted "
                   f"(nothing was executed)")
     table = Table("incident", "service", "cause", "pattern", "would have", "action", "held back by")
     for d in summary["decisions"]:
@@ -583,7 +584,7 @@ def check(
             print(str(p), file=sys.stderr)
         raise typer.Exit(2)
     assert cfg is not None
-    print(f"{config}: ok ({len(cfg.services)} services, {len(cfg.patterns)} patterns)")
+    print(f"{config}: ok ({counted(len(cfg.services), 'service')}, {counted(len(cfg.patterns), 'pattern')})")
     for name in sorted(n for n in cfg.secret_env_names if not os.environ.get(n)):
         # not an error: check may run where the secrets are not (CI); the engine refuses to start
         # (or the actuator to act) without them
@@ -1047,7 +1048,8 @@ def audit_verify(
     if not problems:
         print(f"audit chain ok: {report.summary()}")
         if archive:
-            print(f"audit archive ok: {kept.checked} entries in {cfg.archive_dir}, joining the store's chain")
+            print(f"audit archive ok: {counted(kept.checked, 'entry', 'entries')} in {cfg.archive_dir}, joining the "
+                  "store's chain")
         return
     for problem in problems:
         print(problem, file=sys.stderr)
@@ -1088,10 +1090,11 @@ def prune_command(
     print(f"{'would prune' if dry_run else 'pruned'} (findings {before(cut.findings)}; closed incidents "
           f"{before(cut.incidents)}; audit entries {before(cut.audit)}):")
     for kind, n in result.counts.items():
-        print(f"  {n:8d} {kind.replace('_', ' ')}")
+        plural = kind.replace("_", " ")  # and for 1 its singular: "1 incident", "1 diagnosis"
+        print(f"  {n:8d} {plural if n != 1 else {'diagnoses': 'diagnosis'}.get(plural, plural[:-1])}")
     for path in result.archives:
         print(f"  archived to {path}")
-    if not dry_run and result.total == 0:
+    if result.total == 0:  # a dry run says so too, not a column of zeros alone
         print("  nothing was old enough")
 
 
@@ -1131,7 +1134,7 @@ def canary_judge(
         try:
             rules = JudgeConfig.model_validate(doc.data)
         except ValidationError as err:
-            raise ConfigError(problems_from(err, doc)) from None
+            raise ConfigError(problems_from(err, doc, model=JudgeConfig)) from None
         result = judge(read_samples(baseline), read_samples(canary), rules)
     except ConfigError as err:
         for p in err.problems:

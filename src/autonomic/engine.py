@@ -824,7 +824,9 @@ class Engine:
         ``call_limit_s`` and the params of every pattern and fallback; or one source's collection,
         by its timeouts), plus the store calls around it (each at most what the store waits for
         before giving up: :attr:`Store.call_limit_s`). Retries are not counted: every attempt
-        beats. Verification windows and backoffs are not steps: they are queued work."""
+        beats. Verification windows and backoffs are not steps: they are queued work. Without a
+        timed call (no actuator bound, no probe or metrics source: host metrics are read locally,
+        untimed) the basis leaves the call out rather than name "0 s (no source)"."""
         engine = self.config.engine
         store_s = float(getattr(self.store, "call_limit_s", 20.0))
         wait_s = max(engine.interval_s, engine.leader_election.retry_s if self.elector is not None else 0.0)
@@ -833,8 +835,9 @@ class Engine:
             call_s, call = call_s + RETRY_PAUSE_MAX_S, f"{call}, and the pause before a retry"
         slow_s, slow = max((call_s, call), self._longest_collection())
         worked_out = wait_s + slow_s + _STORE_CALLS_PER_STEP * store_s
-        basis = (f"the wait for the next tick {wait_s:g} s + the longest call {slow_s:g} s ({slow}) + "
-                 f"{_STORE_CALLS_PER_STEP} store calls of at most {store_s:g} s")
+        timed = [f"the longest call {slow_s:g} s ({slow})"] if slow_s > 0 else []  # none: no call is timed
+        basis = " + ".join([f"the wait for the next tick {wait_s:g} s", *timed,
+                            f"{_STORE_CALLS_PER_STEP} store calls of at most {store_s:g} s"])
         if engine.stuck_after_s is not None:
             return engine.stuck_after_s, f"engine.stuck_after_s; worked out from the config: {worked_out:g} s ({basis})"
         return worked_out, basis

@@ -22,6 +22,12 @@ def printable(text: str) -> str:
     return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
 
 
+def counted(n: int, noun: str, plural: str | None = None) -> str:
+    """``n`` and ``noun``, plural unless ``n`` is 1: ``1 service``, ``16 patterns``, ``0 entries``
+    (``plural`` when it is not ``noun + "s"``)."""
+    return f"{n} {noun if n == 1 else plural or noun + 's'}"
+
+
 def rewrite_record(record: logging.LogRecord, change: Callable[[str], str]) -> None:
     """Apply ``change`` to a log record's message (formatted with its arguments) and to its
     exception text (formatted here, once): for log filters that must see everything a handler

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import Any, Literal
 
 from autonomic.errors import ConfigError
+from autonomic.yamlio import did_you_mean
 
 Kind = Literal["actuator", "source", "notifier", "detector"]
 
@@ -29,13 +30,14 @@ class Registry:
         table[type_name] = plugin
 
     def get(self, kind: Kind, type_name: str) -> Any:
-        """The plug-in for ``type_name``; ConfigError naming the known types if absent."""
+        """The plug-in for ``type_name``; if absent, ConfigError naming the known type nearest to it,
+        or all of them when none is near."""
         table = self._plugins[kind]
         try:
             return table[type_name]
         except KeyError:
-            known = ", ".join(sorted(table)) or "none"
-            raise ConfigError(f"unknown {kind} type {type_name!r} (known: {known})") from None
+            known = did_you_mean(type_name, table) or f" (known: {', '.join(sorted(table)) or 'none'})"
+            raise ConfigError(f"unknown {kind} type {type_name!r}{known}") from None
 
     def types(self, kind: Kind) -> list[str]:
         return sorted(self._plugins[kind])

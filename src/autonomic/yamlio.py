@@ -10,8 +10,9 @@ values. Duplicate keys in a mapping are an error (PyYAML silently keeps the last
 from __future__ import annotations
 
 import difflib
+import re
 import typing
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -157,23 +158,46 @@ def _index(node: yaml.Node, loc: tuple[str | int, ...], file: str, dups: list[Pr
     return out
 
 
-def problems_from(err: pydantic.ValidationError, doc: YamlDoc, prefix: Loc = (),
-                  model: type[pydantic.BaseModel] | None = None) -> list[Problem]:
-    """One Problem per validation error: the field as ``a[0].b``, its line, pydantic's message.
+# each quoted value in pydantic's list of the allowed ones ("'observe', 'suggest' or 'auto'")
+_QUOTED = re.compile(r"'([^']*)'")
 
-    ``prefix`` is where the validated value sits in ``doc`` (e.g. ``("patterns", 2)``). With
-    ``model`` (what was validated), a field it does not have is named with the nearest one it
-    does (``unknown field 'memory_precent'; did you mean 'memory_percent'?``)."""
+
+def did_you_mean(name: str, known: Iterable[str]) -> str:
+    """``"; did you mean 'x'?"`` naming the one of ``known`` closest to a misspelt ``name``, or
+    "" when none is close: the hint every "unknown ..." problem ends with."""
+    near = difflib.get_close_matches(name, list(known), n=1, cutoff=0.6)
+    return f"; did you mean {near[0]!r}?" if near else ""
+
+
+def problems_from(err: pydantic.ValidationError, doc: YamlDoc, prefix: Loc = (), *,
+                  model: type[pydantic.BaseModel]) -> list[Problem]:
+    """One Problem per validation error: the field as ``a[0].b``, its line, pydantic's message
+    (a validator's own without the "Value error, " pydantic puts before it: people read it).
+
+    ``prefix`` is where the validated value sits in ``doc`` (e.g. ``("patterns", 2)``); ``model``
+    is what was validated, so a field it does not have is named with the nearest one it does
+    (``unknown field 'memory_precent'; did you mean 'memory_percent'?``). A value outside a
+    fixed set (``op: graceful_restrat``, ``autonomy: aprove``) is named with the nearest allowed
+    one too, and a ``type:`` no variant has (``type: webhok``) as an unknown type, at its key."""
     problems = []
     for e in err.errors():
         loc = (*prefix, *e["loc"])
         message = e["msg"]
+        if e["type"] == "value_error":
+            message = message.removeprefix("Value error, ")
         if e["type"] == "extra_forbidden" and e["loc"]:
+            known = _fields_at(model, e["loc"][:-1])
             message = f"unknown field {str(e['loc'][-1])!r}"
-            known = _fields_at(model, e["loc"][:-1]) if model is not None else []
-            near = difflib.get_close_matches(str(e["loc"][-1]), known, n=1, cutoff=0.6)
-            message += f"; did you mean {near[0]!r}?" if near else (
+            message += did_you_mean(str(e["loc"][-1]), known) or (
                 f" (known here: {', '.join(sorted(known))})" if known else "")
+        elif e["type"] in ("literal_error", "enum") and isinstance(e["input"], str):
+            allowed = _QUOTED.findall(str(e.get("ctx", {}).get("expected", "")))
+            message += did_you_mean(e["input"], allowed) if len(allowed) > 1 else ""  # one: already named
+        elif e["type"] == "union_tag_invalid":
+            tag, tags = str(e["ctx"]["tag"]), _QUOTED.findall(str(e["ctx"]["expected_tags"]))
+            message = f"unknown type {tag!r}" + (did_you_mean(tag, tags) or f" (known: {', '.join(tags)})")
+            if isinstance(e["input"], dict) and "type" in e["input"]:
+                loc = (*loc, "type")
         problems.append(Problem(doc.file, doc.line_of(loc), format_loc(loc), message))
     return problems
 

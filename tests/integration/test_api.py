@@ -611,7 +611,7 @@ def test_a_policy_override_for_a_service_or_pattern_that_does_not_exist_is_422_a
     r = env.client.put("/api/v1/policy", headers=env.auth("admin"), json=body)
     assert r.status_code == 422
     assert [(d["loc"], d["msg"].split(" (known")[0]) for d in r.json()["detail"]] == [
-        (["body", "services", "wbe"], "no service named 'wbe'"),
+        (["body", "services", "wbe"], "no service named 'wbe'; did you mean 'web'?"),
         (["body", "patterns", "no-such-pattern"], "no pattern named 'no-such-pattern'"),
     ]
     assert env.store.get_state("policy:override") == before

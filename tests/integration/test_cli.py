@@ -258,19 +258,34 @@ def test_check_reports_schema_and_actuator_problems_of_one_file_together(tmp_pat
 def test_check_accepts_the_minimal_example() -> None:
     result = cli("check", "-c", REPO / "examples" / "minimal.yaml")
     assert result.exit_code == 0, result.stderr
-    assert "ok (1 services" in result.stdout
+    assert re.search(r"ok \(1 service, \d+ patterns\)$", result.stdout.strip()), result.stdout
+
+
+def test_check_counts_one_service_and_one_pattern_in_the_singular(tmp_path: Path) -> None:
+    """Before: "ok (1 services, 1 patterns)"."""
+    (tmp_path / "p.yaml").write_text("id: web-down-hand-over\nmatch: {cause: down}\nprior_confidence: 0.5\n")
+    config = _write(tmp_path / "autonomic.yaml", "engine: {host_metrics: false}\nservices: [{name: web}]\n"
+                                                 "builtin_patterns: false\npatterns: [p.yaml]\n")
+    result = cli("check", "-c", config)
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout.strip() == f"{config}: ok (1 service, 1 pattern)"
 
 
 @pytest.mark.parametrize(("services", "message"), [
-    ("  - name: web\n    depends_on: [nope]\n", "services: Value error, service 'web' depends on unknown nope"),
-    ("  - name: web\n  - name: web\n", "services: Value error, service names must be unique: web"),
+    ("  - name: web\n    depends_on:\n      - api\n      - nope\n  - name: api\n",
+     "7: services[0].depends_on[1]: no service named 'nope'"),
+    ("  - name: web\n    depends_on: [aip]\n  - name: api\n",
+     "5: services[0].depends_on[0]: no service named 'aip'; did you mean 'api'?"),
+    ("  - name: web\n  - name: web\n", "3: services: service names must be unique: web"),
 ])
-def test_check_names_services_and_its_line_for_an_unknown_dependency_or_a_repeated_name(
+def test_check_names_the_line_of_an_unknown_dependency_and_the_services_of_a_repeated_name(
         tmp_path: Path, services: str, message: str) -> None:
+    """A depends_on entry naming no service is pointed at itself (before: at ``services:``,
+    three lines up, whichever of a service's dependencies it was)."""
     config = _write(tmp_path / "autonomic.yaml", "engine: {host_metrics: false}\n\nservices:\n" + services)
     result = cli("check", "-c", config)
     assert result.exit_code == 2
-    assert result.stderr.strip() == f"{config}:3: {message}"
+    assert result.stderr.strip() == f"{config}:{message}"
 
 
 def test_run_names_a_notifiers_unset_secret_variable_without_a_traceback(
@@ -303,14 +318,9 @@ def test_check_names_a_policy_override_for_a_service_pattern_or_action_type_that
     assert result.exit_code == 2
     assert result.stderr.splitlines() == [
         f"{config}:5: policy.services.web-frontend: no service named 'web-frontend' (known: host, web)",
-        f"{config}:6: policy.patterns.proces-down-restart: no pattern named 'proces-down-restart' (known: "
-        "crash-loop-hand-over, disk-fill-cleanup, docker-down-restart, docker-memory-leak-restart, "
-        "docker-pool-exhaustion-restart, error-spike-after-config-revert, kubernetes-down-rollout-restart, "
-        "kubernetes-memory-leak-rollout-restart, kubernetes-pool-exhaustion-rollout-restart, "
-        "memory-leak-graceful-restart, pool-exhaustion-raise, pool-exhaustion-restart, process-down-restart, "
-        "systemd-down-restart, systemd-memory-leak-restart, systemd-pool-exhaustion-restart)",
-        f"{config}:7: policy.actions.procss: no action type named 'procss' (known: config, docker, http, kubernetes, "
-        "process, shell, systemd)",
+        f"{config}:6: policy.patterns.proces-down-restart: no pattern named 'proces-down-restart'; "
+        "did you mean 'process-down-restart'?",
+        f"{config}:7: policy.actions.procss: no action type named 'procss'; did you mean 'process'?",
     ]
 
 
@@ -1281,7 +1291,7 @@ def test_prune_dry_run_counts_prune_archives_and_verify_and_explain_say_what_wen
 
     dry = cli("prune", "--dry-run", "-c", cfg)
     assert dry.exit_code == 0, dry.stderr
-    assert "would prune" in dry.stdout and re.search(r"\b1 incidents\b", dry.stdout)
+    assert "would prune" in dry.stdout and re.search(r"\b1 incident\n", dry.stdout)  # before: "1 incidents"
     assert re.search(r"\b1000 audit events\b", dry.stdout)
     assert store.get(Incident, inc.id) is not None and store.audit_events(newest=True, limit=1)[0].seq == seq
 
@@ -1307,6 +1317,16 @@ def test_prune_dry_run_counts_prune_archives_and_verify_and_explain_say_what_wen
     assert cli("audit", "verify", "-c", cfg).exit_code == 0  # the store's own chain is still whole
 
 
+def test_prune_says_nothing_was_old_enough_when_nothing_was_dry_run_or_not(cfg: Path, store: Store) -> None:
+    """Before, only the real run said it; --dry-run printed the zeros alone."""
+    store.audit("alice", "pause.set", "web", {})  # just written: the default retention keeps it
+    for args in (["--dry-run"], []):
+        result = cli("prune", *args, "-c", cfg)
+        assert result.exit_code == 0, result.stderr
+        assert result.stdout.rstrip().endswith("\n  nothing was old enough"), result.stdout
+    assert [e.kind for e in store.audit_events()] == ["pause.set"]  # kept, and nothing pruned to record
+
+
 # --- -c where the operator puts it --------------------------------------------------------------
 
 
@@ -1328,7 +1348,7 @@ def test_every_command_group_takes_c_after_its_name_as_after_the_subcommand(
     first = cli("-c", config, group, sub, *rest)  # and before the group: autonomic -c FILE audit verify
     assert before.exit_code == 0, before.output
     assert (before.exit_code, before.stdout) == (after.exit_code, after.stdout) == (first.exit_code, first.stdout)
-    marker = {"audit": "token.created" if sub == "show" else "audit chain ok: 1 entries", "report": "daily report",
+    marker = {"audit": "token.created" if sub == "show" else "audit chain ok: 1 entry", "report": "daily report",
               "token": "alice", "patterns": "mine"}[group]
     assert marker in before.stdout
 
@@ -1385,7 +1405,7 @@ def test_python_dash_m_autonomic_runs_the_cli_as_the_autonomic_command_does() ->
     proc = subprocess.run([sys.executable, "-m", "autonomic", "check", "-c", str(REPO / "examples" / "minimal.yaml")],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
-    assert "minimal.yaml: ok (1 services" in proc.stdout
+    assert "minimal.yaml: ok (1 service, " in proc.stdout
 
 
 def test_an_id_not_found_with_no_config_given_says_which_store_was_looked_in_and_to_give_the_engines(

@@ -57,6 +57,17 @@ def test_replays_text_summary_says_how_many_rows_it_skipped_and_why(tmp_path: Pa
     assert "1 row of " in out and "rec.csv skipped: a value that is not a finite number" in out, out
 
 
+def test_replays_text_summary_counts_one_incident_and_one_action_in_the_singular(tmp_path: Path) -> None:
+    """Before: "1 incidents, 1 times it would have acted". Only web goes down here (samples
+    300-305); api stays flat."""
+    rec = tmp_path / "rec.csv"
+    rec.write_text("\n".join(["timestamp,service,metric,value",
+                              *(f"{T0 + i * 5},web,up,{0 if 300 <= i < 306 else 1}" for i in range(400))]) + "\n")
+    code, out, err = _run("replay", rec)
+    assert code == 0, err
+    assert "400 samples over 1995 s, 1 incident, 1 time it would have acted (nothing was executed)" in out, out
+
+
 def test_replay_lists_no_gate_as_holding_back_a_decision_it_would_have_approved(tmp_path: Path) -> None:
     """The shadow gate, which denies every decision in a replay, is not what held one back: a
     decision that would have been approved has nothing in ``held back by``."""

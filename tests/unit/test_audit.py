@@ -89,6 +89,14 @@ def test_a_fresh_chain_links_from_genesis_and_verifies(store: Store) -> None:
     assert store.verify_audit() == AuditReport(ok=True, checked=5, problems=[])
 
 
+def test_a_chain_s_summary_counts_its_entries_in_words(store: Store) -> None:
+    """Before: "1 entries" (``autonomic audit verify`` prints it)."""
+    fill(store, 1)
+    assert store.verify_audit().summary() == "1 entry (seq 1..1, from the first entry)"
+    fill(store, 1)
+    assert store.verify_audit().summary() == "2 entries (seq 1..2, from the first entry)"
+
+
 def test_editing_a_rows_data_is_reported_with_its_seq(store: Store, raw_sql: RawSql) -> None:
     fill(store, 5)
     raw_sql("UPDATE audit SET data = :data WHERE seq = 3", data=json.dumps({"i": 99}))

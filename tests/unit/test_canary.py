@@ -159,6 +159,12 @@ def test_the_cli_judges_csv_files_and_exits_by_verdict(tmp_path: Path) -> None:
     broken = runner.invoke(app, ["canary", "judge", "--baseline", str(base), "--canary", str(good),
                                  "--config", str(cfg)])
     assert broken.exit_code == 2 and "judge.yaml:2: metrics[0].harm" in broken.stderr
+    cfg.write_text("metrics:\n  - {metric: error_rate, harm: increase, tolerence: 0.1}\npass_scor: 90\n")
+    typo = runner.invoke(app, ["canary", "judge", "--baseline", str(base), "--canary", str(good),
+                               "--config", str(cfg)])  # the rules' own misspelt keys: the key meant is named
+    assert typo.exit_code == 2 and typo.stderr.splitlines() == [
+        f"{cfg}:2: metrics[0].tolerence: unknown field 'tolerence'; did you mean 'tolerance'?",
+        f"{cfg}:3: pass_scor: unknown field 'pass_scor'; did you mean 'pass_score'?"]
 
 
 def test_a_rollout_moves_real_traffic_weights_through_the_http_actuator(tmp_path: Path) -> None:

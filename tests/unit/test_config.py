@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from autonomic import config as config_module
 from autonomic.config import ServiceSpec, load_config_data
 from autonomic.errors import ConfigError
 
@@ -66,16 +67,26 @@ def test_the_config_fingerprint_is_what_decides_what_the_engine_does_not_what_is
 
 
 def test_repeated_service_names_are_refused_each_named_once_and_depends_on_names_only_listed_services(
-        tmp_path: Path) -> None:
-    """The rule the fleet-sized check (names counted once, not per name) must keep."""
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The rule the fleet-sized check (names counted once, not per name) must keep. Each unknown
+    dependency is its own problem at its own place (before: one, under ``services``)."""
     def load(services: list[dict[str, object]]) -> None:
         load_config_data({"services": services}, source="a.yaml", base_dir=tmp_path)
 
     many: list[dict[str, object]] = [{"name": f"s{i}"} for i in range(50)]
     with pytest.raises(ConfigError, match=r"service names must be unique: s3, s7$"):
         load([*many, {"name": "s7"}, {"name": "s3"}, {"name": "s7"}])
-    with pytest.raises(ConfigError, match=r"service 's9' depends on unknown s50, x$"):
+    with pytest.raises(ConfigError) as err:
         load([*many[:9], {"name": "s9", "depends_on": ["s1", "s50", "x"]}, *many[10:]])
+    assert [(p.field, p.message) for p in err.value.problems] == [
+        ("services[9].depends_on[1]", "no service named 's50'; did you mean 's5'?"),
+        ("services[9].depends_on[2]", "no service named 'x'")]
+    with monkeypatch.context() as m:  # past the names it may compare, as in a fleet: placed, without the hint
+        m.setattr(config_module, "_HINT_COMPARISONS", 49)
+        with pytest.raises(ConfigError) as err:
+            load([*many[:9], {"name": "s9", "depends_on": ["s50"]}, *many[10:]])
+    assert [(p.field, p.message) for p in err.value.problems] == [
+        ("services[9].depends_on[0]", "no service named 's50'")]
     load([*many, {"name": "top", "depends_on": ["s49", "s0"]}])
 
 
@@ -116,7 +127,51 @@ def test_a_misspelt_key_is_named_with_the_key_meant_even_under_a_mapping_and_a_b
         "unknown field 'memory_precent'; did you mean 'memory_percent'?")
     assert said["policy.patterns.process-down-restart.autonomyy"] == (
         "unknown field 'autonomyy'; did you mean 'autonomy'?")
-    assert "'MyApp' is not a service name: lowercase letters, digits" in said["services[0].name"]
+    assert said["services[0].name"].startswith("'MyApp' is not a service name: lowercase letters, digits")
+
+
+def test_a_misspelt_actuator_type_fallback_param_or_policy_name_is_named_with_the_one_meant(tmp_path: Path) -> None:
+    """Names checked outside the schema (the registry's types, an actuator's Params, the policy's
+    services, patterns and action types) get the same hint as a misspelt field. Before: the whole
+    list of known types (or pattern ids), or no hint at all for a fallback's params."""
+    command = ["python3", "svc.py"]
+    with pytest.raises(ConfigError) as err:
+        load_config_data({"services": [
+            {"name": "app", "actuators": {"proces": {"command": command}}},
+            {"name": "web", "actuators": {"process": {"command": command}},
+             "fallback": {"type": "process", "params": {"op": "graceful_restart", "grace_sec": 5}}}]},
+            source="autonomic.yaml", base_dir=tmp_path)
+    said = {p.field: p.message for p in err.value.problems}
+    assert said == {"services[0].actuators.proces": "unknown actuator type 'proces'; did you mean 'process'?",
+                    "services[1].fallback.params.grace_sec": "unknown field 'grace_sec'; did you mean 'grace_s'?"}
+    with pytest.raises(ConfigError) as err:
+        load_config_data({"services": [{"name": "web"}],
+                          "policy": {"services": {"wbe": {"autonomy": "observe"}},
+                                     "patterns": {"proces-down-restart": {"autonomy": "approve"}},
+                                     "actions": {"procss": {"enabled": False}}}},
+                         source="autonomic.yaml", base_dir=tmp_path)
+    said = {p.field: p.message for p in err.value.problems}
+    assert said == {"policy.services.wbe": "no service named 'wbe'; did you mean 'web'?",
+                    "policy.patterns.proces-down-restart": ("no pattern named 'proces-down-restart'; "
+                                                            "did you mean 'process-down-restart'?"),
+                    "policy.actions.procss": "no action type named 'procss'; did you mean 'process'?"}
+
+
+def test_a_misspelt_type_or_choice_is_named_with_the_one_meant_and_a_type_at_its_key(tmp_path: Path) -> None:
+    """Before: "Input tag 'webhok' found using 'type' does not match any of the expected tags:
+    ..." at notifiers[0] (for metrics, "found using _metrics_type()", a function's name), and
+    the allowed values alone for a misspelt choice."""
+    data = {"services": [{"name": "app", "metrics": [{"type": "prometeus", "url": "http://127.0.0.1:9/metrics"}]}],
+            "notifiers": [{"type": "webhok", "url": "http://127.0.0.1:9/"}, {"type": "pager"}],
+            "policy": {"autonomy": "aprove"}}
+    with pytest.raises(ConfigError) as err:
+        load_config_data(data, source="autonomic.yaml", base_dir=tmp_path)
+    said = {p.field: p.message for p in err.value.problems}
+    assert said == {
+        "services[0].metrics[0].type": "unknown type 'prometeus'; did you mean 'prometheus'?",
+        "notifiers[0].type": "unknown type 'webhok'; did you mean 'webhook'?",
+        "notifiers[1].type": "unknown type 'pager' (known: console, jsonl, slack, webhook, email)",
+        "policy.autonomy": "Input should be 'observe', 'suggest', 'approve' or 'auto'; did you mean 'approve'?"}
 
 
 def test_one_run_lists_a_bindings_problems_beside_the_schemas_and_a_command_string_is_named_as_such(

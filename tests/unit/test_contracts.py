@@ -45,7 +45,9 @@ def test_an_unknown_type_names_the_known_ones() -> None:
     from autonomic.errors import ConfigError
 
     with pytest.raises(ConfigError, match=r"known: .*config, .*http, .*process, shell"):
-        REGISTRY.actuator("docker-compose")
+        REGISTRY.actuator("teleport")  # none near it: every known type named
+    with pytest.raises(ConfigError, match=r"^unknown actuator type 'kubernets'; did you mean 'kubernetes'\?$"):
+        REGISTRY.actuator("kubernets")  # one near it: named instead of the list
     with pytest.raises(ValueError, match="twice"):
         reg = Registry()
         reg.register("actuator", "x", object())

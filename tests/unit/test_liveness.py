@@ -128,3 +128,19 @@ def test_reading_a_down_services_unit_state_while_diagnosing_counts_as_a_step_of
         assert f"reading whether web's unit is dead ({kind})" in engine.stuck_basis
     finally:
         engine.shutdown()
+
+
+def test_without_a_timed_call_the_basis_names_none_rather_than_a_0_s_call_of_no_source(tmp_path: Path) -> None:
+    """Host metrics only (read locally, untimed), no probe, no actuator bound: before, the start's
+    log line said "the longest call 0 s (no source)" while the host source ran."""
+    config = load_config_data({
+        "engine": {"state_dir": str(tmp_path / "state"), "host_metrics": True, "interval_s": 5},
+        "services": [{"name": "web"}],
+    }, source="test.yaml", base_dir=tmp_path)
+    engine = Engine(config, store=Store("sqlite://"))  # its own sources: the host's metrics
+    try:
+        assert [type(s).__name__ for s in engine.sources] == ["HostSource"]
+        assert engine.stuck_after_s == 5 + 3 * 20
+        assert engine.stuck_basis == "the wait for the next tick 5 s + 3 store calls of at most 20 s"
+    finally:
+        engine.shutdown()

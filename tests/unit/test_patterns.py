@@ -264,6 +264,42 @@ def test_a_misspelt_pattern_field_is_named_with_the_field_meant(tmp_path: Path, 
     assert problems["prior_confidnce"] == "unknown field 'prior_confidnce'; did you mean 'prior_confidence'?"
 
 
+def test_a_misspelt_action_param_is_named_with_the_param_meant(tmp_path: Path, registry: Registry) -> None:
+    """A typo in an action's params (checked against its actuator's Params), in a single action
+    and in a workflow's step alike, and in an op's name: before, "unknown field 'factr'" and
+    nothing more, and for the op the allowed ones alone."""
+    text = GOOD.replace("type: fake\n  params: {level: 2}", "type: config\n  params: {op: scale, factr: 1.2}")
+    steps = GOOD.replace("id: good-one", "id: two-steps").replace(
+        "type: fake\n  params: {level: 2}",
+        "steps:\n    - {type: process, params: {op: restart, grace_sec: 5}}\n    - {type: fake, params: {levl: 3}}")
+    a, b = write(tmp_path, "a.yaml", text), write(tmp_path, "b.yaml", steps)
+    c = write(tmp_path, "c.yaml", GOOD.replace("id: good-one", "id: restart").replace(
+        "type: fake\n  params: {level: 2}", "type: process\n  params: {op: graceful_restrat}"))
+    problems = {(p.file, p.field): p.message for p in problems_of([a, b, c], registry)}
+    assert problems == {
+        (str(c), "action.params.op"): ("Input should be 'restart', 'graceful_restart', 'start' or 'stop'; "
+                                       "did you mean 'graceful_restart'?"),
+        (str(a), "action.params.factr"): "unknown field 'factr'; did you mean 'factor'?",
+        (str(b), "action.steps[0].params.grace_sec"): "unknown field 'grace_sec'; did you mean 'grace_s'?",
+        (str(b), "action.steps[1].params.levl"): "unknown field 'levl'; did you mean 'level'?",
+    }
+
+
+def test_a_misspelt_action_type_or_pattern_id_is_named_with_the_one_meant(tmp_path: Path, registry: Registry) -> None:
+    """The known types are listed only when none is near (see the next test)."""
+    write(tmp_path, "a.yaml", GOOD.replace("type: fake", "type: proces") + "then: [secnd]\n")
+    write(tmp_path, "b.yaml", GOOD.replace("good-one", "second").replace(
+        "match: {cause: memory, kind: forecast}",
+        "match: {cause: memory, after_actions: {patterns: [god-one], count: 1, within_s: 60}}"))
+    problems = {p.field: p.message for p in problems_of([tmp_path], registry)}
+    assert problems == {
+        "action.type": "unknown action type 'proces'; did you mean 'process'?",
+        "then[0]": "no pattern has the id 'secnd'; did you mean 'second'?",
+        "match.after_actions.patterns[0]": ("no pattern has the id 'god-one': its actions could never be counted; "
+                                            "did you mean 'good-one'?"),
+    }
+
+
 def test_unknown_action_type_lists_known_types(tmp_path: Path, registry: Registry) -> None:
     f = write(tmp_path, "a.yaml", GOOD.replace("type: fake", "type: teleport"))
     [p] = problems_of([f], registry)

@@ -3,7 +3,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 from autonomic.errors import ConfigError, Problem
 from autonomic.yamlio import format_loc, load_yaml, load_yaml_text, problems_from
@@ -73,7 +73,7 @@ def test_problems_from_gives_file_line_field_and_message_per_error() -> None:
     doc = load_yaml_text(DOC, "a.yaml")
     with pytest.raises(ValidationError) as exc:
         Config.model_validate(doc.data)
-    p, q = problems_from(exc.value, doc)
+    p, q = problems_from(exc.value, doc, model=Config)
     assert (p.file, p.line, p.field) == ("a.yaml", 8, "services[0].probes[1].interval_s")
     assert "valid number" in p.message
     assert str(p).startswith("a.yaml:8: services[0].probes[1].interval_s: ")
@@ -85,16 +85,35 @@ def test_problems_from_applies_prefix_to_field_and_line() -> None:
     doc = load_yaml_text("top:\n  inner:\n    name: 3\n    extra: x\n", "p.yaml")
     with pytest.raises(ValidationError) as exc:
         Service.model_validate(doc.data["top"]["inner"])
-    problems = sorted(problems_from(exc.value, doc, ("top", "inner")), key=lambda p: p.field)
+    problems = sorted(problems_from(exc.value, doc, ("top", "inner"), model=Service), key=lambda p: p.field)
     assert [(p.line, p.field) for p in problems] == [(4, "top.inner.extra"), (3, "top.inner.name")]
-    assert problems[0].message == "unknown field 'extra'"  # no model given: no field to suggest
+    assert problems[0].message == "unknown field 'extra' (known here: labels, name, probes)"  # none near it
+
+
+def test_a_validators_message_is_given_as_written_without_pydantics_value_error_prefix() -> None:
+    """Before: "services: Value error, service names must be unique: web", pydantic's wording
+    in front of ours, which people read."""
+    class Unique(BaseModel):
+        names: list[str]
+
+        @field_validator("names")
+        @classmethod
+        def _unique(cls, names: list[str]) -> list[str]:
+            if len(set(names)) < len(names):
+                raise ValueError("names must be unique")
+            return names
+
+    doc = load_yaml_text("names: [a, a]\n", "u.yaml")
+    with pytest.raises(ValidationError) as exc:
+        Unique.model_validate(doc.data)
+    assert problems_from(exc.value, doc, model=Unique) == [Problem("u.yaml", 1, "names", "names must be unique")]
 
 
 def test_missing_field_points_at_its_parent() -> None:
     doc = load_yaml_text("services:\n  - probes: []\n", "m.yaml")
     with pytest.raises(ValidationError) as exc:
         Config.model_validate(doc.data)
-    [p] = problems_from(exc.value, doc)
+    [p] = problems_from(exc.value, doc, model=Config)
     assert p == Problem("m.yaml", 2, "services[0].name", "Field required")
 
 

@@ -21,6 +21,7 @@ from typing import Any
 from pydantic_core import to_jsonable_python
 
 from autonomic.model import AuditEvent
+from autonomic.printable import counted
 
 GENESIS_HASH = "0" * 64
 REDACTED = "[redacted]"
@@ -47,9 +48,10 @@ class AuditReport:
 
     def summary(self) -> str:
         """One line for people: how many entries, from where."""
+        entries = counted(self.checked, "entry", "entries")
         if self.anchor_seq == 0:
-            return f"{self.checked} entries (seq 1..{self.last_seq}, from the first entry)"
-        return (f"{self.checked} entries (seq {self.anchor_seq + 1}..{self.last_seq}); verified from the "
+            return f"{entries} (seq 1..{self.last_seq}, from the first entry)"
+        return (f"{entries} (seq {self.anchor_seq + 1}..{self.last_seq}); verified from the "
                 f"retention anchor: seq 1..{self.anchor_seq} were pruned into the audit archive, the last "
                 f"ending in hash {self.anchor_hash[:16]}")
 

@@ -9,6 +9,7 @@ from autonomic.analyze.goals import CAUSE as BURN_CAUSE
 from autonomic.clock import duration, local_stamp, utc_stamp
 from autonomic.knowledge import Store
 from autonomic.model import TROUBLE_CLEARED, Incident, Verdict
+from autonomic.printable import counted
 
 
 def explain_incident(store: Store, incident_id: str, ends: tuple[int, int] | None = None) -> dict[str, Any]:
@@ -141,7 +142,8 @@ def render_text(chain: dict[str, Any]) -> str:
     lines = [
         f"Incident {inc['id'][:8]} on {inc['service']} ({inc['cause']}): {inc['summary']}",
         f"  state {inc['state']}, resolution {inc['resolution'] or '-'}, opened {_t(inc['opened_at'])}, "
-        f"{inc['finding_count']} findings" + (f", closed {_t(inc['closed_at'])}" if inc["closed_at"] else ""),
+        f"{counted(inc['finding_count'], 'finding')}"
+        + (f", closed {_t(inc['closed_at'])}" if inc["closed_at"] else ""),
         "",
         "Findings (evidence):",
     ]

@@ -47,7 +47,7 @@ from autonomic.analyze.thresholds import maximum_kind
 from autonomic.errors import ConfigError, PatternError, Problem
 from autonomic.model import ActionSpec, Pattern, PatternMatch, StepSpec, VerifySpec
 from autonomic.registry import Registry
-from autonomic.yamlio import YamlDoc, format_loc, load_yaml, problems_from
+from autonomic.yamlio import YamlDoc, did_you_mean, format_loc, load_yaml, problems_from
 
 
 class _StepYaml(BaseModel):
@@ -160,14 +160,15 @@ def _check_params(
     type_name = step["type"]
     known = registry.types("actuator")
     if type_name not in known:
-        message = f"unknown action type {type_name!r} (known: {', '.join(known) or 'none'})"
+        message = f"unknown action type {type_name!r}" + (
+            did_you_mean(type_name, known) or f" (known: {', '.join(known) or 'none'})")
         problems.append(Problem(doc.file, doc.line_of((*loc, "type")), format_loc((*loc, "type")), message))
         return None
     params_model: type[BaseModel] = registry.actuator(type_name).Params
     try:
         return params_model.model_validate(params)
     except ValidationError as e:
-        problems.extend(problems_from(e, doc, (*loc, "params")))
+        problems.extend(problems_from(e, doc, (*loc, "params"), model=params_model))
         return None
 
 
@@ -268,7 +269,7 @@ def _load(paths: Sequence[Path], registry: Registry) -> tuple[list[Pattern], lis
             if other == spec.id or other in spec.then[:i]:
                 message = f"{other!r} is already in this escalation chain"
             elif other not in seen:
-                message = f"no pattern has the id {other!r}"
+                message = f"no pattern has the id {other!r}{did_you_mean(other, seen)}"
             elif other in actionless:
                 message = f"pattern {other!r} has no action to try"
             else:
@@ -279,7 +280,8 @@ def _load(paths: Sequence[Path], registry: Registry) -> tuple[list[Pattern], lis
         for i, other in enumerate(spec.match.after_actions.patterns):
             if other not in seen:
                 loc = (*prefix, "match", "after_actions", "patterns", i)
-                message = f"no pattern has the id {other!r}: its actions could never be counted"
+                message = (f"no pattern has the id {other!r}: its actions could never be counted"
+                           f"{did_you_mean(other, seen)}")
                 problems.append(Problem(doc.file, doc.line_of(loc), format_loc(loc), message))
     return patterns, problems
 
