@@ -204,8 +204,8 @@ def run(
     if engine.elector is not None:
         log.info("leader election on: this replica is %s; it runs the loop only while it holds the lease",
                  engine.elector.identity)
-    log.info("autonomic engine started (%d services, %d patterns, interval %.1fs, store %s)",
-             len(cfg.services), len(cfg.patterns), cfg.engine.interval_s, shown_database_url(cfg.database_url))
+    log.info("autonomic engine started (%s, %s, interval %.1fs, store %s)", counted(len(cfg.services), "service"),
+             counted(len(cfg.patterns), "pattern"), cfg.engine.interval_s, shown_database_url(cfg.database_url))
     beats = threading.Event()  # set when the engine has stopped: no WATCHDOG=1 after that
     on_tick, on_standby = _write_status, None
     if sd is not None:
@@ -306,8 +306,8 @@ def _reload_config(path: Path | None, current: Any, log: logging.Logger) -> Any:
     try:
         new = load_config(path)
     except ConfigError as err:
-        log.error("SIGHUP: %s has %d problem%s; the engine goes on with the config it runs:", path,
-                  len(err.problems), "" if len(err.problems) == 1 else "s")
+        log.error("SIGHUP: %s has %s; the engine goes on with the config it runs:", path,
+                  counted(len(err.problems), "problem"))
         for p in err.problems:
             log.error("  %s", p)
         return None
@@ -364,8 +364,8 @@ def _reloaded(old: Any, new_cfg: Any, old_cfg: Any, metrics: Any, log: logging.L
                         "restarted (%s stop %s, then %s start %s)", service, cfg.command, service, cfg.command,
                         service)
     if cfg is new_cfg:
-        log.info("config reloaded from %s (%d services, %d patterns, interval %.1fs)", cfg.source,
-                 len(cfg.services), len(cfg.patterns), cfg.engine.interval_s)
+        log.info("config reloaded from %s (%s, %s, interval %.1fs)", cfg.source, counted(len(cfg.services), "service"),
+                 counted(len(cfg.patterns), "pattern"), cfg.engine.interval_s)
     return engine, cfg
 
 
