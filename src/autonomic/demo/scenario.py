@@ -93,7 +93,9 @@ class Pace:
 
 
 FAST = Pace(interval=0.5, time_scale=0.1, settle=20.0, resolve=15.0, trend_window=10.0, scenario_timeout=60.0)
-NORMAL = Pace(interval=1.0, time_scale=0.25, settle=30.0, resolve=30.0, trend_window=15.0, scenario_timeout=120.0)
+# time_scale: a 60 s watch is 21 s at the normal pace, 6 s --fast. At 0.25 (15 s) the pool leak,
+# forecast early, was still rising for half the watch: too little of it showed where it stopped
+NORMAL = Pace(interval=1.0, time_scale=0.35, settle=30.0, resolve=30.0, trend_window=15.0, scenario_timeout=120.0)
 
 
 @dataclass
