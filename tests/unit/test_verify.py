@@ -185,3 +185,59 @@ def test_a_preventive_fix_that_sped_the_metric_up_past_the_line_fails() -> None:
     before, after = (tb, _course(50, 0.3, tb, 0.5, 1)), (ta, _course(50, 0.9, ta, 0.5, 2))
     j = judge(before, after, PREVENT, preventive=True)
     assert j.verdict == VerifyVerdict.FAIL and j.reason.startswith("worse than its course before the action")
+
+
+POOL = VerifySpec(metric="pool_utilization", max=90, window_s=60, delay_s=5, min_samples=3)
+
+
+def _young_leak(seed: int, fix: bool) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
+    """15 before-samples, flat at 20 % until a leak begins 5 samples before the action and adds
+    5 % a sample (as the demo's pool leak at the normal pace, when the forecast comes early).
+    With ``fix``, the pool is raised by 20 % at the action: the same use is 5/6 of the percent it
+    was, and the leak stops at 80 %; without, the metric goes on exactly as before."""
+    rng = np.random.default_rng(seed)
+    tb, ta = np.arange(-14.0, 1.0), np.arange(2.0, 17.0)
+
+    def leak(t: np.ndarray) -> np.ndarray:
+        return 20 + 5 * np.clip(t + 5, 0, None)
+
+    after = np.minimum(leak(ta) * 5 / 6, 80) if fix else leak(ta)
+    return (tb, leak(tb) + rng.normal(0, 1.5, tb.size)), (ta, after + rng.normal(0, 1.5, ta.size))
+
+
+def test_a_leak_that_began_late_in_the_baseline_is_judged_against_the_leaks_own_course() -> None:
+    """The flat samples before the leak bent the straight line through the later half of the
+    baseline to +216/min, below the leak's +300: the raise, which took the metric well off the
+    leak's course, was judged still on that shallow line and escalated. The course now bends
+    where the leak began."""
+    from autonomic.execute.verify import _course
+
+    before, after = _young_leak(0, fix=True)
+    course = _course(before, after, POOL)
+    assert course is not None and course.slope * 60 == pytest.approx(300, rel=0.1)
+    j = judge(before, after, POOL, preventive=True)
+    assert j.verdict == VerifyVerdict.PASS, j.reason
+    assert "off its course before the action (+282/min)" in j.reason
+
+
+def test_a_fix_that_changed_nothing_on_a_young_leak_leaves_it_on_its_course() -> None:
+    before, after = _young_leak(0, fix=False)
+    j = judge(before, after, POOL.model_copy(update={"max": 1000.0}), preventive=True)
+    assert j.verdict == VerifyVerdict.INCONCLUSIVE and "but still on its course" in j.reason
+
+
+@pytest.mark.parametrize("age", [5, 8, 12])
+def test_choosing_where_the_course_bends_does_not_pass_unchanged_courses_more_than_the_significance_allows(
+    age: int,
+) -> None:
+    """The bend is the best fit of many tried; tested at the plain 5 %, that choice passed an
+    unchanged leak as 'off its course' in about 10 % of noisy runs. Of 400 here, at most 8 %."""
+    spec = POOL.model_copy(update={"max": 1e9})
+    tb, ta = np.arange(-14.0, 1.0), np.arange(2.0, 17.0)
+    passed = 0
+    for seed in range(400):
+        rng = np.random.default_rng(seed)
+        before = (tb, 20 + 5 * np.clip(tb + age, 0, None) + rng.normal(0, 2.0, tb.size))
+        after = (ta, 20 + 5 * np.clip(ta + age, 0, None) + rng.normal(0, 2.0, ta.size))
+        passed += judge(before, after, spec, preventive=True).verdict == VerifyVerdict.PASS
+    assert passed <= 0.08 * 400

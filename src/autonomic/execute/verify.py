@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike
 from pydantic import BaseModel, ConfigDict
+from scipy.stats import f as f_dist
 from scipy.stats import mannwhitneyu
 from scipy.stats import t as student_t
 
@@ -75,7 +76,8 @@ def judge(
        crossed, so staying within bounds alone proves nothing) the metric must also have left
        the course it was on before the action (:func:`_course`): the after-samples' mean
        lies significantly (one-sided, 95%) and by more than ``tolerance`` on the safe side of
-       the before-samples' straight line extrapolated to their times. Otherwise (still on its
+       the before-samples' course extrapolated to their times (a straight line, or its last leg
+       when it bent where a leak began). Otherwise (still on its
        way to the line, or fewer than 3 before-samples to draw the course from) -> INCONCLUSIVE.
     3. Out of bounds and worse than before -> FAIL. The harmful direction is up when a sample
        is above ``max``, down when one is below ``min``. Worse means the after mean moved in the
@@ -183,7 +185,7 @@ class _Course:
     slope: float  # of the course, per second
     shift: float  # the after-samples' mean distance from it, positive toward the bound
     t: float  # shift / its standard error
-    t_crit: float  # one-sided 95% point of Student's t
+    t_crit: float  # one-sided 95% point of Student's t (97.5% on a bent course: its bend was chosen)
 
     @property
     def text(self) -> str:
@@ -193,33 +195,94 @@ class _Course:
 def _course(before: tuple[ArrayLike, ArrayLike], after: tuple[ArrayLike, ArrayLike],
             spec: VerifySpec) -> _Course | None:
     """The course a metric was on before a preventive action, and the after-samples against it;
-    None with fewer than 3 before-samples (or all at one instant). The course is the
-    least-squares line through the before-samples of the later half of their span (all of them
-    when fewer than 6): a baseline reaching back to where a leak began would bend the line
-    below where the metric was heading at the action. ``shift`` is the after-samples' mean
-    distance from it at their times, counted toward the bound (toward ``max`` when set, else
-    toward ``min``), so a negative shift is away from the line; ``t`` divides it by the
-    standard error of that difference (the before residuals' scale, both sample sizes and how
-    far the line is extrapolated; floored at 1e-9 of the level, so a noiseless line's rounding
-    is no departure)."""
+    None with fewer than 3 before-samples (or all at one instant). ``shift`` is the
+    after-samples' mean distance from the course at their times, counted toward the bound
+    (toward ``max`` when set, else toward ``min``), so a negative shift is away from the line;
+    ``t`` divides it by the standard error of that difference (the before residuals' scale,
+    both sample sizes and how far the course is extrapolated; floored at 1e-9 of the level, so
+    a noiseless line's rounding is no departure).
+
+    The course is where the metric was heading at the action, not where it began: a baseline
+    reaching back to before a leak began would bend a straight line below it. When the
+    before-samples bend (:func:`_bend`: flat, then a leak, say) the course is the last leg of a
+    line with one bend fitted through all of them; otherwise it is the least-squares line
+    through the later half of their span (all of them when fewer than 6)."""
     tb, vb = _finite(before)
     ta, va = _finite(after)
-    if tb.size >= 6:  # the course where it was heading at the action, not where it began
-        recent = tb >= tb.min() + float(np.ptp(tb)) / 2
-        tb, vb = tb[recent], vb[recent]
     if vb.size < 3 or float(np.ptp(tb)) == 0.0 or va.size == 0:
         return None
+    order = np.argsort(tb, kind="stable")
+    tb, vb = tb[order], vb[order]
     sign = 1.0 if spec.max is not None else -1.0
-    xb = tb - tb.mean()
-    sxx = float((xb * xb).sum())
-    slope = float((xb * (vb - vb.mean())).sum() / sxx)
-    resid_b = vb - vb.mean() - slope * xb
-    s = math.sqrt(float((resid_b * resid_b).sum()) / (vb.size - 2))
-    shift = sign * float((va - vb.mean() - slope * (ta - tb.mean())).mean())
-    se = s * math.sqrt(1.0 / va.size + 1.0 / vb.size + float(ta.mean() - tb.mean()) ** 2 / sxx)
+    t_end = float(tb.max())
+    bend = _bend(tb, vb, t_end)
+    if bend is None:
+        if tb.size >= 6:
+            recent = tb >= tb.min() + float(np.ptp(tb)) / 2
+            tb, vb = tb[recent], vb[recent]
+            if float(np.ptp(tb)) == 0.0:
+                return None
+        xb, xa = _legs(tb, None, t_end), _legs(ta, None, t_end)
+    else:
+        xb, xa = _legs(tb, bend, t_end), _legs(ta, bend, t_end)
+    coef, *_ = np.linalg.lstsq(xb, vb, rcond=None)
+    resid_b = vb - xb @ coef
+    df = vb.size - xb.shape[1] - (bend is not None)  # the bend was chosen too: one more parameter
+    s = math.sqrt(float((resid_b * resid_b).sum()) / df)
+    shift = sign * float((va - xa @ coef).mean())
+    at = xa.mean(axis=0)  # the after-samples' mean time, in the fit's terms
+    se = s * math.sqrt(1.0 / va.size + float(at @ np.linalg.pinv(xb.T @ xb) @ at))
     se = max(se, 1e-9 * max(1.0, abs(float(vb.mean()))))
-    return _Course(slope=slope, shift=shift, t=shift / se,
-                   t_crit=float(student_t.ppf(1.0 - SIGNIFICANCE, vb.size - 2)))
+    # a bend is chosen as the best of many: halve the significance, so that choice does not
+    # make a course that did not change look left more often than a straight one
+    alpha = SIGNIFICANCE if bend is None else SIGNIFICANCE / 2
+    return _Course(slope=float(coef[1]), shift=shift, t=shift / se,
+                   t_crit=float(student_t.ppf(1.0 - alpha, df)))
+
+
+MIN_LAST_LEG = 5  # before-samples on a bent course's last leg, at least (and 3 before the bend)
+
+
+def _legs(t: np.ndarray, bend: float | None, t_end: float) -> np.ndarray:
+    """The design matrix of a course: level at ``t_end``, slope, and with a ``bend`` a change of
+    slope before it (zero from the bend on, so the course after the action is the last leg)."""
+    columns = [np.ones_like(t), t - t_end]
+    if bend is not None:
+        columns.append(np.minimum(0.0, t - bend))
+    return np.column_stack(columns)
+
+
+def _bend(tb: np.ndarray, vb: np.ndarray, t_end: float) -> float | None:
+    """Where the before-samples' course bends, or None when one straight line fits them as well.
+
+    Each sample time that leaves at least 3 samples before it and :data:`MIN_LAST_LEG` from it
+    on is tried as the bend of a continuous two-leg line; the best fit is kept when it is
+    significantly (F test, 95%) better than one straight line through all the samples. A leak
+    that began a few samples before a forecast is such a bend: a single line (or its later
+    half, when the leak is younger than that) would draw its course too shallow, and a fix
+    that did move the metric off the leak's real course would be judged still on it."""
+    n = tb.size
+    if n < 3 + MIN_LAST_LEG:
+        return None
+    one = _legs(tb, None, t_end)
+    coef, *_ = np.linalg.lstsq(one, vb, rcond=None)
+    sse_line = float(((vb - one @ coef) ** 2).sum())
+    if sse_line <= 1e-18 * max(1.0, float((vb * vb).sum())):  # a straight line already, to rounding
+        return None
+    best: tuple[float, float] | None = None
+    for bend in tb[3:n - MIN_LAST_LEG + 1]:
+        x = _legs(tb, float(bend), t_end)
+        coef, *_ = np.linalg.lstsq(x, vb, rcond=None)
+        sse = float(((vb - x @ coef) ** 2).sum())
+        if best is None or sse < best[0]:
+            best = (sse, float(bend))
+    if best is None:
+        return None
+    sse, bend = best
+    df = n - 3
+    if sse_line - sse <= float(f_dist.ppf(1.0 - SIGNIFICANCE, 1, df)) * sse / df:
+        return None
+    return bend
 
 
 def _bounds(spec: VerifySpec) -> str:
