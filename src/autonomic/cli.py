@@ -240,8 +240,8 @@ def run(
     finally:
         beats.set()
         restore_signals()
-        if engine.services_kept:  # kept for a reload that a SIGTERM or a failure overtook
-            engine.supervisor.stop_all()
+        if engine.services_kept and engine.config.engine.stop_services_on_exit:
+            engine.supervisor.stop_all()  # kept for a reload that a SIGTERM or a failure overtook
     if sd is not None:
         sd.close()
     _mark_stopped(cfg.state_dir / "status.json")

@@ -1203,12 +1203,14 @@ class Engine:
         """Stop the supervised services (``stop_services_on_exit``), each given its binding's
         stop_timeout_s, as a restart gives it; once: :meth:`run` stops them before it stops
         renewing the lease, :meth:`shutdown` when nothing did."""
-        if self._services_stopped or not self.config.engine.stop_services_on_exit or self.shadow_only:
+        if self._services_stopped:
+            return
+        if self.keep_services is not None and self.keep_services():  # asked first: a reload also when
+            self._services_stopped = self.services_kept = True  # the services are left running on exit
+            return
+        if not self.config.engine.stop_services_on_exit or self.shadow_only:
             return
         self._services_stopped = True
-        if self.keep_services is not None and self.keep_services():
-            self.services_kept = True
-            return
         self.watchdog.beat("stopping the supervised services")
         self.supervisor.stop_all()
 

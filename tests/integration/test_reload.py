@@ -156,3 +156,19 @@ def test_a_change_only_a_restart_can_make_is_refused_and_nothing_is_reloaded(eng
     assert "engine.state_dir" in engine.text() and "config reloaded" not in engine.text()
     engine.config.write_text(_config(engine.tmp_path, ["web"]))
     engine.hup("is unchanged; nothing reloaded")
+
+
+def test_a_reload_is_taken_when_the_services_are_left_running_on_exit(engine: Engine) -> None:
+    """With ``stop_services_on_exit: false`` a SIGHUP reloads too: it does not end the engine."""
+    keep = _config(engine.tmp_path, ["web"]).replace("host_metrics: false", "host_metrics: false, "
+                                                     "stop_services_on_exit: false")
+    engine.config.write_text(keep)
+    engine.start()
+    engine.wait_for(lambda: _alive(engine.pid("web")), "web")
+    web = engine.pid("web")
+    engine.config.write_text(keep.replace("interval_s: 0.5", "interval_s: 0.3"))
+    engine.hup("config reloaded from")
+    reloaded_at = time.time()
+    engine.wait_for(lambda: engine.status_ts() > reloaded_at, "a tick of the new engine")
+    assert engine.proc is not None and engine.proc.poll() is None
+    assert engine.pid("web") == web and _alive(web) and "stopped cleanly" not in engine.text()
