@@ -196,7 +196,7 @@ def run(
             return
         terminating.set()
         log.info("received %s; stopping after the current step", sig.name)
-        if sd is not None and not stop.is_set():
+        if sd is not None:  # told once (the first reason stands), also when a reload's stop was set already
             sd.stopping(f"stopping ({sig.name}) after the current step")
         stop.set()
 
@@ -225,9 +225,9 @@ def run(
             engine.keep_services = lambda: bool(reloads) and not terminating.is_set()
             engine.run(stop, on_tick=on_tick, on_standby=on_standby,
                        on_stopping=None if sd is None else functools.partial(_tell_stopping, sd, engine))
-            if not (engine.services_kept and reloads) or terminating.is_set():
+            stop.clear()  # from here a SIGTERM, or another SIGHUP, ends the new engine's run at once;
+            if not (engine.services_kept and reloads) or terminating.is_set():  # one before: seen here
                 break
-            stop.clear()  # from here a SIGTERM, or another SIGHUP, ends the new engine's run at once
             if sd is not None:
                 sd.send("RELOADING=1", f"MONOTONIC_USEC={time.monotonic_ns() // 1000}")
             engine, cfg = _reloaded(engine, reloads.pop(), cfg, metrics, log)

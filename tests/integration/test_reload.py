@@ -17,6 +17,7 @@ from pathlib import Path
 
 import psutil
 import pytest
+from servers import NotifySocket
 
 SERVICE = "import time\nwhile True:\n    time.sleep(0.2)\n"
 
@@ -172,3 +173,51 @@ def test_a_reload_is_taken_when_the_services_are_left_running_on_exit(engine: En
     engine.wait_for(lambda: engine.status_ts() > reloaded_at, "a tick of the new engine")
     assert engine.proc is not None and engine.proc.poll() is None
     assert engine.pid("web") == web and _alive(web) and "stopped cleanly" not in engine.text()
+
+
+# run as `python -m autonomic.cli`, with the moment between the end of the replaced engine's run
+# and the start of the next one widened: clearing a stop event that is set (the reload's) takes 2 s
+_WIDENED = """
+import runpy, sys, threading, time
+
+_clear = threading.Event.clear
+
+def _slow_clear(self):
+    if self.is_set() and threading.current_thread() is threading.main_thread():
+        sys.stderr.write("WINDOW OPEN\\n"); sys.stderr.flush()
+        time.sleep(2)
+    _clear(self)
+
+threading.Event.clear = _slow_clear
+sys.argv = ["autonomic", *sys.argv[1:]]
+runpy.run_module("autonomic.cli", run_name="__main__")
+"""
+
+
+def test_a_sigterm_as_the_replaced_engine_hands_over_is_not_lost(engine: Engine) -> None:
+    """A SIGTERM that lands after the old engine's run ended for a reload, before the next engine
+    runs, stops the engine and is told to systemd (STOPPING=1; the test holds the notify socket).
+    Before, it was lost: the stop event was cleared after the SIGTERM set it, the new engine ran on,
+    its services with it, and systemd was told nothing (the stop event was set already)."""
+    engine.config.write_text(_config(engine.tmp_path, ["web"]))
+    systemd = NotifySocket(engine.tmp_path / "notify")
+    env = {k: v for k, v in os.environ.items() if k != "COLUMNS"} | {"NOTIFY_SOCKET": systemd.variable}
+    with engine.log.open("wb") as out:
+        engine.proc = subprocess.Popen([sys.executable, "-c", _WIDENED, "run", "-c", str(engine.config),
+                                        "--log-format", "text"], cwd=engine.tmp_path, stdin=subprocess.DEVNULL,
+                                       stdout=out, stderr=subprocess.STDOUT, env=env)
+    engine.wait_for(lambda: "engine started" in engine.text(), "the engine's start")
+    engine.wait_for(lambda: _alive(engine.pid("web")), "web")
+    web = engine.pid("web")
+    engine.config.write_text(_config(engine.tmp_path, ["web"], interval=0.3))
+    engine.hup("WINDOW OPEN")
+    engine.proc.send_signal(signal.SIGTERM)
+    try:
+        code = engine.proc.wait(20)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"the SIGTERM was lost: the engine runs on\n{engine.text()}")
+    assert code == 0 and not _alive(web), engine.text()
+    while systemd.read(0.1) is not None:
+        pass
+    systemd.close()
+    assert any("STOPPING=1" in m for m in systemd.messages), systemd.messages
