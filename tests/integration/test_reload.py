@@ -221,3 +221,29 @@ def test_a_sigterm_as_the_replaced_engine_hands_over_is_not_lost(engine: Engine)
         pass
     systemd.close()
     assert any("STOPPING=1" in m for m in systemd.messages), systemd.messages
+
+
+def test_a_reload_whose_engine_cannot_be_made_leaves_nothing_of_it_open(engine: Engine) -> None:
+    """A new config whose engine cannot be made (a notifier's secret not set in the environment)
+    is refused, and what was opened for it (the store's connections) is closed: SIGHUP after
+    SIGHUP, the engine holds no more handles on the database than before."""
+    engine.config.write_text(_config(engine.tmp_path, ["web"]))
+    engine.start()
+    engine.wait_for(lambda: _alive(engine.pid("web")), "web")
+    assert engine.proc is not None
+    db = str(engine.tmp_path / "state" / "autonomic.db")
+
+    def handles() -> int:
+        return sum(f.path.startswith(db) for f in psutil.Process(engine.proc.pid).open_files())  # type: ignore[union-attr]
+
+    engine.wait_for(lambda: engine.status_ts() > 0, "a first tick")
+    before = handles()
+    bad = _config(engine.tmp_path, ["web"], interval=0.3) + (
+        "notifiers:\n  - {type: webhook, url: 'http://127.0.0.1:9/', secret_env: AUTONOMIC_TEST_UNSET_SECRET}\n")
+    engine.config.write_text(bad)
+    for _ in range(3):
+        engine.hup("reload failed")
+    refused_at = time.time()
+    engine.wait_for(lambda: engine.status_ts() > refused_at, "a tick after the refusals")
+    assert "AUTONOMIC_TEST_UNSET_SECRET" in engine.text()
+    assert handles() <= before, [f.path for f in psutil.Process(engine.proc.pid).open_files()]
