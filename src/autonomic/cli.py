@@ -150,6 +150,10 @@ def run(
 
     if log_level.lower() not in ("debug", "info", "warning", "error"):
         raise _fail(f"--log-level: must be debug, info, warning or error, not {log_level!r}")
+    # a SIGHUP before on_signals below is in would end the process (its default action): it is
+    # kept, and sent again once it is acted on (after the run, one is let go: nothing to reload)
+    early_hup: list[int] = []  # appended to in the handler: no lock (see autonomic.signals)
+    signal.signal(signal.SIGHUP, lambda signum, _frame: early_hup.append(signum))
     _setup_logging(log_level, log_format)
     try:  # under systemd (Type=notify); read before any child is started, which must not inherit it
         sd = SystemdNotify.from_environ(os.environ, os.getpid())
@@ -201,6 +205,8 @@ def run(
         stop.set()
 
     restore_signals = on_signals([signal.SIGTERM, signal.SIGINT, signal.SIGHUP], _signal)
+    if early_hup:  # the config may have changed since it was read
+        os.kill(os.getpid(), signal.SIGHUP)
     if engine.elector is not None:
         log.info("leader election on: this replica is %s; it runs the loop only while it holds the lease",
                  engine.elector.identity)

@@ -247,3 +247,38 @@ def test_a_reload_whose_engine_cannot_be_made_leaves_nothing_of_it_open(engine: 
     engine.wait_for(lambda: engine.status_ts() > refused_at, "a tick after the refusals")
     assert "AUTONOMIC_TEST_UNSET_SECRET" in engine.text()
     assert handles() <= before, [f.path for f in psutil.Process(engine.proc.pid).open_files()]
+
+
+# run as `python -m autonomic.cli`, its engine taking 2 s longer to make (a store slow to open)
+_SLOW_START = """
+import runpy, sys, time
+from autonomic.engine import Engine
+
+_init = Engine.__init__
+
+def _slow_init(self, *args, **kwargs):
+    sys.stderr.write("MAKING THE ENGINE\\n"); sys.stderr.flush()
+    time.sleep(2)
+    _init(self, *args, **kwargs)
+
+Engine.__init__ = _slow_init
+sys.argv = ["autonomic", *sys.argv[1:]]
+runpy.run_module("autonomic.cli", run_name="__main__")
+"""
+
+
+def test_a_sighup_during_the_start_is_taken_once_the_engine_runs(engine: Engine) -> None:
+    """A SIGHUP that lands while the engine is being made (before, SIGHUP's default action ended
+    the process there) reloads the config once it runs."""
+    engine.config.write_text(_config(engine.tmp_path, ["web"]))
+    env = {k: v for k, v in os.environ.items() if k != "COLUMNS"}
+    with engine.log.open("wb") as out:
+        engine.proc = subprocess.Popen([sys.executable, "-c", _SLOW_START, "run", "-c", str(engine.config),
+                                        "--log-format", "text"], cwd=engine.tmp_path, stdin=subprocess.DEVNULL,
+                                       stdout=out, stderr=subprocess.STDOUT, env=env)
+    engine.wait_for(lambda: "MAKING THE ENGINE" in engine.text(), "the engine being made")
+    engine.config.write_text(_config(engine.tmp_path, ["web"], interval=0.3))
+    engine.proc.send_signal(signal.SIGHUP)
+    engine.wait_for(lambda: "config reloaded from" in engine.text(), "the reload")
+    assert "interval 0.3s" in engine.text().split("config reloaded from")[-1].splitlines()[0]
+    engine.wait_for(lambda: _alive(engine.pid("web")), "web")
