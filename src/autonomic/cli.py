@@ -150,6 +150,10 @@ def run(
 
     if log_level.lower() not in ("debug", "info", "warning", "error"):
         raise _fail(f"--log-level: must be debug, info, warning or error, not {log_level!r}")
+    # a SIGHUP before on_signals below is in would end the process (its default action): it is
+    # kept, and sent again once it is acted on (after the run, one is let go: nothing to reload)
+    early_hup: list[int] = []  # appended to in the handler: no lock (see autonomic.signals)
+    signal.signal(signal.SIGHUP, lambda signum, _frame: early_hup.append(signum))
     _setup_logging(log_level, log_format)
     try:  # under systemd (Type=notify); read before any child is started, which must not inherit it
         sd = SystemdNotify.from_environ(os.environ, os.getpid())
@@ -196,11 +200,13 @@ def run(
             return
         terminating.set()
         log.info("received %s; stopping after the current step", sig.name)
-        if sd is not None and not stop.is_set():
+        if sd is not None:  # told once (the first reason stands), also when a reload's stop was set already
             sd.stopping(f"stopping ({sig.name}) after the current step")
         stop.set()
 
     restore_signals = on_signals([signal.SIGTERM, signal.SIGINT, signal.SIGHUP], _signal)
+    if early_hup:  # the config may have changed since it was read
+        os.kill(os.getpid(), signal.SIGHUP)
     if engine.elector is not None:
         log.info("leader election on: this replica is %s; it runs the loop only while it holds the lease",
                  engine.elector.identity)
@@ -225,9 +231,9 @@ def run(
             engine.keep_services = lambda: bool(reloads) and not terminating.is_set()
             engine.run(stop, on_tick=on_tick, on_standby=on_standby,
                        on_stopping=None if sd is None else functools.partial(_tell_stopping, sd, engine))
-            if not (engine.services_kept and reloads) or terminating.is_set():
+            stop.clear()  # from here a SIGTERM, or another SIGHUP, ends the new engine's run at once;
+            if not (engine.services_kept and reloads) or terminating.is_set():  # one before: seen here
                 break
-            stop.clear()  # from here a SIGTERM, or another SIGHUP, ends the new engine's run at once
             if sd is not None:
                 sd.send("RELOADING=1", f"MONOTONIC_USEC={time.monotonic_ns() // 1000}")
             engine, cfg = _reloaded(engine, reloads.pop(), cfg, metrics, log)
@@ -240,8 +246,8 @@ def run(
     finally:
         beats.set()
         restore_signals()
-        if engine.services_kept:  # kept for a reload that a SIGTERM or a failure overtook
-            engine.supervisor.stop_all()
+        if engine.services_kept and engine.config.engine.stop_services_on_exit:
+            engine.supervisor.stop_all()  # kept for a reload that a SIGTERM or a failure overtook
     if sd is not None:
         sd.close()
     _mark_stopped(cfg.state_dir / "status.json")

@@ -628,13 +628,23 @@ class Engine:
                 self.supervisor.add(svc.name, binding)  # type: ignore[arg-type]
         ctx = ActuatorContext(clock=self.clock, state_dir=config.state_dir, supervisor=self.supervisor)
         self.actuators = {t: self.registry.actuator(t)(ctx) for t in self.registry.types("actuator")}
-        self.notifiers = notifiers or self._build_notifiers()
         self._http: httpx.Client | None = None  # the sources' HTTP client, when built here
-        # what a service's entry configures is all that samples it (see _cannot_run): the live
-        # engine's own sources, and a replay of its recording with its config; not sources a test
-        # hands in, nor a replay without a config
-        self._config_sources = sources is None or (shadow_only and not assume_bound)
-        self.sources: list[Source] = sources if sources is not None else self._build_sources()
+        try:  # what the host lacks (a notifier's secret unset): the store opened here is closed again,
+            # as a config reload that is refused would otherwise leave it open, once per SIGHUP
+            self.notifiers = notifiers or self._build_notifiers()
+            # what a service's entry configures is all that samples it (see _cannot_run): the live
+            # engine's own sources, and a replay of its recording with its config; not sources a test
+            # hands in, nor a replay without a config
+            self._config_sources = sources is None or (shadow_only and not assume_bound)
+            self.sources: list[Source] = sources if sources is not None else self._build_sources()
+        except BaseException:
+            if notifiers is None and "notifiers" in vars(self):
+                self.notifiers.close(timeout=0)
+            if self._http is not None:
+                self._http.close()
+            if store is None:
+                self.store.close()
+            raise
         self.thresholds: dict[str, Thresholds] = {s.name: s.thresholds for s in config.services}
         if config.engine.host_metrics:
             self.thresholds["host"] = Thresholds()
@@ -1203,12 +1213,14 @@ class Engine:
         """Stop the supervised services (``stop_services_on_exit``), each given its binding's
         stop_timeout_s, as a restart gives it; once: :meth:`run` stops them before it stops
         renewing the lease, :meth:`shutdown` when nothing did."""
-        if self._services_stopped or not self.config.engine.stop_services_on_exit or self.shadow_only:
+        if self._services_stopped:
+            return
+        if self.keep_services is not None and self.keep_services():  # asked first: a reload also when
+            self._services_stopped = self.services_kept = True  # the services are left running on exit
+            return
+        if not self.config.engine.stop_services_on_exit or self.shadow_only:
             return
         self._services_stopped = True
-        if self.keep_services is not None and self.keep_services():
-            self.services_kept = True
-            return
         self.watchdog.beat("stopping the supervised services")
         self.supervisor.stop_all()
 

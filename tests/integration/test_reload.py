@@ -17,6 +17,7 @@ from pathlib import Path
 
 import psutil
 import pytest
+from servers import NotifySocket
 
 SERVICE = "import time\nwhile True:\n    time.sleep(0.2)\n"
 
@@ -156,3 +157,128 @@ def test_a_change_only_a_restart_can_make_is_refused_and_nothing_is_reloaded(eng
     assert "engine.state_dir" in engine.text() and "config reloaded" not in engine.text()
     engine.config.write_text(_config(engine.tmp_path, ["web"]))
     engine.hup("is unchanged; nothing reloaded")
+
+
+def test_a_reload_is_taken_when_the_services_are_left_running_on_exit(engine: Engine) -> None:
+    """With ``stop_services_on_exit: false`` a SIGHUP reloads too: it does not end the engine."""
+    keep = _config(engine.tmp_path, ["web"]).replace("host_metrics: false", "host_metrics: false, "
+                                                     "stop_services_on_exit: false")
+    engine.config.write_text(keep)
+    engine.start()
+    engine.wait_for(lambda: _alive(engine.pid("web")), "web")
+    web = engine.pid("web")
+    engine.config.write_text(keep.replace("interval_s: 0.5", "interval_s: 0.3"))
+    engine.hup("config reloaded from")
+    reloaded_at = time.time()
+    engine.wait_for(lambda: engine.status_ts() > reloaded_at, "a tick of the new engine")
+    assert engine.proc is not None and engine.proc.poll() is None
+    assert engine.pid("web") == web and _alive(web) and "stopped cleanly" not in engine.text()
+
+
+# run as `python -m autonomic.cli`, with the moment between the end of the replaced engine's run
+# and the start of the next one widened: clearing a stop event that is set (the reload's) takes 2 s
+_WIDENED = """
+import runpy, sys, threading, time
+
+_clear = threading.Event.clear
+
+def _slow_clear(self):
+    if self.is_set() and threading.current_thread() is threading.main_thread():
+        sys.stderr.write("WINDOW OPEN\\n"); sys.stderr.flush()
+        time.sleep(2)
+    _clear(self)
+
+threading.Event.clear = _slow_clear
+sys.argv = ["autonomic", *sys.argv[1:]]
+runpy.run_module("autonomic.cli", run_name="__main__")
+"""
+
+
+def test_a_sigterm_as_the_replaced_engine_hands_over_is_not_lost(engine: Engine) -> None:
+    """A SIGTERM that lands after the old engine's run ended for a reload, before the next engine
+    runs, stops the engine and is told to systemd (STOPPING=1; the test holds the notify socket).
+    Before, it was lost: the stop event was cleared after the SIGTERM set it, the new engine ran on,
+    its services with it, and systemd was told nothing (the stop event was set already)."""
+    engine.config.write_text(_config(engine.tmp_path, ["web"]))
+    systemd = NotifySocket(engine.tmp_path / "notify")
+    env = {k: v for k, v in os.environ.items() if k != "COLUMNS"} | {"NOTIFY_SOCKET": systemd.variable}
+    with engine.log.open("wb") as out:
+        engine.proc = subprocess.Popen([sys.executable, "-c", _WIDENED, "run", "-c", str(engine.config),
+                                        "--log-format", "text"], cwd=engine.tmp_path, stdin=subprocess.DEVNULL,
+                                       stdout=out, stderr=subprocess.STDOUT, env=env)
+    engine.wait_for(lambda: "engine started" in engine.text(), "the engine's start")
+    engine.wait_for(lambda: _alive(engine.pid("web")), "web")
+    web = engine.pid("web")
+    engine.config.write_text(_config(engine.tmp_path, ["web"], interval=0.3))
+    engine.hup("WINDOW OPEN")
+    engine.proc.send_signal(signal.SIGTERM)
+    try:
+        code = engine.proc.wait(20)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"the SIGTERM was lost: the engine runs on\n{engine.text()}")
+    assert code == 0 and not _alive(web), engine.text()
+    while systemd.read(0.1) is not None:
+        pass
+    systemd.close()
+    assert any("STOPPING=1" in m for m in systemd.messages), systemd.messages
+
+
+def test_a_reload_whose_engine_cannot_be_made_leaves_nothing_of_it_open(engine: Engine) -> None:
+    """A new config whose engine cannot be made (a notifier's secret not set in the environment)
+    is refused, and what was opened for it (the store's connections) is closed: SIGHUP after
+    SIGHUP, the engine holds no more handles on the database than before."""
+    engine.config.write_text(_config(engine.tmp_path, ["web"]))
+    engine.start()
+    engine.wait_for(lambda: _alive(engine.pid("web")), "web")
+    assert engine.proc is not None
+    db = str(engine.tmp_path / "state" / "autonomic.db")
+
+    def handles() -> int:
+        return sum(f.path.startswith(db) for f in psutil.Process(engine.proc.pid).open_files())  # type: ignore[union-attr]
+
+    engine.wait_for(lambda: engine.status_ts() > 0, "a first tick")
+    before = handles()
+    bad = _config(engine.tmp_path, ["web"], interval=0.3) + (
+        "notifiers:\n  - {type: webhook, url: 'http://127.0.0.1:9/', secret_env: AUTONOMIC_TEST_UNSET_SECRET}\n")
+    engine.config.write_text(bad)
+    for _ in range(3):
+        engine.hup("reload failed")
+    refused_at = time.time()
+    engine.wait_for(lambda: engine.status_ts() > refused_at, "a tick after the refusals")
+    assert "AUTONOMIC_TEST_UNSET_SECRET" in engine.text()
+    assert handles() <= before, [f.path for f in psutil.Process(engine.proc.pid).open_files()]
+
+
+# run as `python -m autonomic.cli`, its engine taking 2 s longer to make (a store slow to open)
+_SLOW_START = """
+import runpy, sys, time
+from autonomic.engine import Engine
+
+_init = Engine.__init__
+
+def _slow_init(self, *args, **kwargs):
+    sys.stderr.write("MAKING THE ENGINE\\n"); sys.stderr.flush()
+    time.sleep(2)
+    _init(self, *args, **kwargs)
+
+Engine.__init__ = _slow_init
+sys.argv = ["autonomic", *sys.argv[1:]]
+runpy.run_module("autonomic.cli", run_name="__main__")
+"""
+
+
+def test_a_sighup_during_the_start_is_taken_once_the_engine_runs(engine: Engine) -> None:
+    """A SIGHUP that lands while the engine is being made (before, SIGHUP's default action ended
+    the process there) reloads the config once it runs."""
+    engine.config.write_text(_config(engine.tmp_path, ["web"]))
+    env = {k: v for k, v in os.environ.items() if k != "COLUMNS"}
+    with engine.log.open("wb") as out:
+        engine.proc = subprocess.Popen([sys.executable, "-c", _SLOW_START, "run", "-c", str(engine.config),
+                                        "--log-format", "text"], cwd=engine.tmp_path, stdin=subprocess.DEVNULL,
+                                       stdout=out, stderr=subprocess.STDOUT, env=env)
+    engine.wait_for(lambda: "MAKING THE ENGINE" in engine.text(), "the engine being made")
+    engine.config.write_text(_config(engine.tmp_path, ["web"], interval=0.3))
+    engine.proc.send_signal(signal.SIGHUP)
+    engine.wait_for(lambda: "config reloaded from" in engine.text(), "the reload")
+    assert "interval 0.3s" in engine.text().split("config reloaded from")[-1].splitlines()[0]
+    engine.wait_for(lambda: _alive(engine.pid("web")), "web")
