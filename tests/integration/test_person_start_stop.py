@@ -43,6 +43,39 @@ SRC = Path(__file__).resolve().parents[2] / "src"
 SLEEPER = "import time\nwhile True:\n    time.sleep(0.05)\n"
 
 
+class _Engines:
+    """``python ARGV`` engine processes over one test's folder (``autonomic run``, or a script
+    that runs it), each logging to ``engine-N.log`` there, with ``src`` on their path."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        self.tmp_path = tmp_path
+        self.procs: list[subprocess.Popen[bytes]] = []
+        self.env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")])}
+
+    def run(self, *argv: str) -> subprocess.Popen[bytes]:
+        with open(self.tmp_path / f"engine-{len(self.procs) + 1}.log", "wb") as out:
+            self.procs.append(subprocess.Popen([sys.executable, *argv], stdin=subprocess.DEVNULL, stdout=out,
+                                               stderr=subprocess.STDOUT, env=self.env, cwd=self.tmp_path))
+        return self.procs[-1]
+
+    def logs(self) -> str:
+        """The last 3,000 characters of each engine's log."""
+        return "\n".join(p.read_text(errors="replace")[-3000:] for p in sorted(self.tmp_path.glob("engine-*.log")))
+
+    def wait(self, done: Callable[[], bool], what: str, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while not done():
+            assert time.monotonic() < deadline, f"timed out waiting for {what}\n{self.logs()}"
+            time.sleep(0.1)
+
+    def kill(self) -> None:
+        """SIGKILL every engine still running, and reap them all."""
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait(timeout=10)
+
+
 class Rig:
     """A real engine over a config file on disk (so that the CLI reaches the same store), ticked by hand."""
 
@@ -407,24 +440,9 @@ def test_a_stop_taken_by_an_engine_killed_before_doing_it_is_done_by_the_next_en
         "services": [{"name": "sleepy", "actuators": {"process": {"command": [sys.executable, "-c", SLEEPER],
                                                                   "start_grace_s": 0}}}],
         "policy": {"autonomy": "observe"}}))
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")])}
     pidfile = state / "run" / "pids" / "sleepy.json"
-    engines: list[subprocess.Popen[bytes]] = []
-
-    def run(*argv: str) -> subprocess.Popen[bytes]:
-        with open(tmp_path / f"engine-{len(engines) + 1}.log", "wb") as out:
-            engines.append(subprocess.Popen([sys.executable, *argv], stdin=subprocess.DEVNULL, stdout=out,
-                                            stderr=subprocess.STDOUT, env=env, cwd=tmp_path))
-        return engines[-1]
-
-    def logs() -> str:
-        return "\n".join(p.read_text(errors="replace")[-3000:] for p in sorted(tmp_path.glob("engine-*.log")))
-
-    def wait(done: Callable[[], bool], what: str, timeout: float = 30) -> None:
-        deadline = time.monotonic() + timeout
-        while not done():
-            assert time.monotonic() < deadline, f"timed out waiting for {what}\n{logs()}"
-            time.sleep(0.1)
+    engines = _Engines(tmp_path)
+    run, logs, wait = engines.run, engines.logs, engines.wait
 
     sleeper: int | None = None
     store: Store | None = None
@@ -457,10 +475,7 @@ def test_a_stop_taken_by_an_engine_killed_before_doing_it_is_done_by_the_next_en
         second.send_signal(signal.SIGTERM)
         assert second.wait(timeout=30) == 0, logs()
     finally:
-        for proc in engines:
-            if proc.poll() is None:
-                proc.kill()
-            proc.wait(timeout=10)
+        engines.kill()
         if sleeper is not None:
             with contextlib.suppress(psutil.Error, ProcessLookupError):
                 os.killpg(sleeper, signal.SIGKILL)
@@ -499,23 +514,8 @@ def test_a_persons_stop_cancels_a_restart_left_in_flight_by_an_engine_killed_mid
             "command": [sys.executable, "-c", SLEEPER, tag], "start_grace_s": 0}}}],
         "policy": {"autonomy": "auto"},
         "notifiers": [{"type": "jsonl", "path": str(tmp_path / "told.jsonl")}]}))
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")])}
-    engines: list[subprocess.Popen[bytes]] = []
-
-    def run(*argv: str) -> subprocess.Popen[bytes]:
-        with open(tmp_path / f"engine-{len(engines) + 1}.log", "wb") as out:
-            engines.append(subprocess.Popen([sys.executable, *argv], stdin=subprocess.DEVNULL, stdout=out,
-                                            stderr=subprocess.STDOUT, env=env, cwd=tmp_path))
-        return engines[-1]
-
-    def logs() -> str:
-        return "\n".join(p.read_text(errors="replace")[-3000:] for p in sorted(tmp_path.glob("engine-*.log")))
-
-    def wait(done: Callable[[], bool], what: str, timeout: float = 30) -> None:
-        deadline = time.monotonic() + timeout
-        while not done():
-            assert time.monotonic() < deadline, f"timed out waiting for {what}\n{logs()}"
-            time.sleep(0.1)
+    engines = _Engines(tmp_path)
+    run, logs, wait = engines.run, engines.logs, engines.wait
 
     def sleepers() -> list[psutil.Process]:
         found = []
@@ -560,10 +560,7 @@ def test_a_persons_stop_cancels_a_restart_left_in_flight_by_an_engine_killed_mid
         second.send_signal(signal.SIGTERM)
         assert second.wait(timeout=30) == 0, logs()
     finally:
-        for proc in engines:
-            if proc.poll() is None:
-                proc.kill()
-            proc.wait(timeout=10)
+        engines.kill()
         for left in sleepers():
             with contextlib.suppress(psutil.Error, ProcessLookupError):
                 os.killpg(left.pid, signal.SIGKILL)
