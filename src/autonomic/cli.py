@@ -20,7 +20,7 @@ from rich.table import Table
 from rich.text import Text
 from typer.core import TyperGroup
 
-from autonomic.cli_common import ConfigOpt, JsonOpt, given_config, group_config
+from autonomic.cli_common import ConfigOpt, JsonOpt, given_config, group_config, store_of
 from autonomic.cli_common import actor as _actor
 from autonomic.cli_common import fail as _fail
 from autonomic.cli_common import load as _load
@@ -416,10 +416,10 @@ def _sd_status(engine: Any) -> str:
     count = engine.open_incidents
     line = (f"{'running' if engine.elector is None else 'leading'}: {count} open incident"
             f"{'' if count == 1 else 's'}")
-    from autonomic.engine import file_pauses
+    from autonomic.engine import file_pauses, pauses_in_force
 
     try:
-        pauses = {**engine.store.states("pause:"), **file_pauses(engine.config.state_dir)}
+        pauses = pauses_in_force(engine.store, engine.config.state_dir)
     except StoreError:
         pauses = file_pauses(engine.config.state_dir)
         line += "; the store does not answer (its pauses unknown)"
@@ -848,7 +848,7 @@ def pause(
     who = _actor(actor)
     scope = "all automation" if service is None else service
     try:
-        _, store = _store(config, create=True, fail_with_store_error=True)  # with -c: before the engine's first start
+        store = store_of(cfg, create=True)  # with -c: a pause set before the engine's first start
         store.set_state(pause_key(service), {"reason": reason, "actor": who, "ts": store.server_time()}, actor=who,
                         event="pause.set", data={"service": service, "reason": reason})
     except StoreError as exc:
@@ -908,7 +908,7 @@ def resume(
     key = pause_key(service)
     try:
         try:
-            _, store = _store(config, fail_with_store_error=True)
+            store = store_of(cfg)
         except typer.Exit:  # no store here (never made): nothing in it to lift
             if removed:
                 return

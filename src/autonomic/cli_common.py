@@ -80,9 +80,19 @@ def load(config: Path | None) -> Any:
         raise typer.Exit(2) from None
 
 
-def open_store(config: Path | None, *, create: bool = False, fail_with_store_error: bool = False) -> tuple[Any, Any]:
+def open_store(config: Path | None, *, create: bool = False) -> tuple[Any, Any]:
     """(config, store) for a command; a store that cannot be opened is one line (its URL
-    without the password), exit 1.
+    without the password), exit 1. See :func:`store_of` for the store a command may make."""
+    cfg = load(config)
+    try:
+        return cfg, store_of(cfg, create=create)
+    except StoreError as exc:  # names the URL, password hidden
+        raise fail(str(exc), 1) from None
+
+
+def store_of(cfg: Any, *, create: bool = False) -> Any:
+    """The store of ``cfg``; StoreError when it cannot be opened (for a command with somewhere
+    else to turn: ``pause`` writes a pause file instead).
 
     A store that is not there (a SQLite file not yet made) is not made by a command that reads or
     answers what it holds: that is exit 2 naming the file (see :func:`refuse_missing_store`);
@@ -90,19 +100,12 @@ def open_store(config: Path | None, *, create: bool = False, fail_with_store_err
     reads). ``create``: a write (``pause``, ``token create``) that makes it when a config is
     given (``-c`` or ``AUTONOMIC_CONFIG``), whose store is the one the engine run with that config
     opens (a token or a pause set before its first start); with the built-in defaults, whose store
-    is in whatever folder the command was typed in, it is refused too. ``fail_with_store_error``:
-    a store that cannot be opened raises StoreError, for a command with somewhere else to turn."""
+    is in whatever folder the command was typed in, it is refused too."""
     from autonomic.knowledge import Store
 
-    cfg = load(config)
-    try:
-        if not (create and cfg.source != "<defaults>"):
-            refuse_missing_store(cfg)
-        return cfg, Store(cfg.database_url)
-    except StoreError as exc:  # names the URL, password hidden
-        if fail_with_store_error:
-            raise
-        raise fail(str(exc), 1) from None
+    if not (create and cfg.source != "<defaults>"):
+        refuse_missing_store(cfg)
+    return Store(cfg.database_url)
 
 
 def refuse_missing_store(cfg: Any) -> None:
