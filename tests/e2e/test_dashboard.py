@@ -163,6 +163,42 @@ def test_operator_approves_an_escalated_restart_and_pulls_the_kill_switch_live(
     assert script_errors == []
 
 
+def test_a_reason_typed_for_the_kill_switch_survives_a_live_redraw_and_is_the_one_recorded(
+    stack: Stack, browser: Browser
+) -> None:
+    """The operator types a reason, looks away; an event redraws the page; the words are kept.
+
+    CI once saw the recorded reason be the default one: a redraw that started before the words
+    were typed replaced the field after them. Here a service is paused through the API while the
+    words sit in the field, so the live update rebuilds the whole overview under them.
+    """
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    page = context.new_page()
+    page.goto(f"{stack.base}/?token={stack.token}")
+    headers = {"Authorization": f"Bearer {stack.token}"}
+    expect(page.get_by_test_id("pause-api")).to_be_visible()
+    try:
+        page.get_by_test_id("kill-reason").fill("e2e: typed before the redraw")
+        page.get_by_test_id("services").click()  # focus leaves the field: redraws may happen
+        answer = httpx.post(f"{stack.base}/api/v1/pause", json={"service": "api", "reason": "e2e redraw"},
+                            headers=headers, timeout=10)
+        assert answer.status_code == 200, answer.text
+        expect(page.get_by_test_id("resume-api")).to_be_visible(timeout=10_000)  # the page was redrawn
+        expect(page.get_by_test_id("kill-reason")).to_have_value("e2e: typed before the redraw")
+        page.get_by_test_id("kill-switch").click()
+        expect(page.get_by_test_id("pause-state")).to_contain_text("e2e: typed before the redraw")
+        paused = stack.engine.store.get_state(PAUSE_GLOBAL)
+        assert paused is not None and paused["reason"] == "e2e: typed before the redraw"
+        page.get_by_test_id("resume").click()
+        expect(page.get_by_test_id("pause-state")).to_have_text("Automation ACTIVE")
+        # the words were recorded, so the field starts empty again
+        expect(page.get_by_test_id("kill-reason")).to_have_value("")
+    finally:
+        for service in (None, "api"):
+            httpx.post(f"{stack.base}/api/v1/resume", json={"service": service}, headers=headers, timeout=10)
+        context.close()
+
+
 def test_incident_chart_draws_the_forecast_with_its_interval_the_threshold_and_action_markers(
     stack: Stack, browser: Browser
 ) -> None:

@@ -189,6 +189,15 @@ function typing() {
   return Boolean(el && el.matches("#view input, #view textarea"));
 }
 
+// what a person typed into a field (a pause reason, an approval comment), by field: a redraw
+// builds the field again with it, so a live update never loses words typed a moment before
+const drafts = new Map();
+function draft(key, attrs) {
+  const el = h("input", { type: "text", ...attrs, oninput: (ev) => drafts.set(key, ev.target.value) });
+  el.value = drafts.get(key) || "";
+  return el;
+}
+
 // opened: the person navigated here (or loaded the page); false for a redraw after an event
 async function render(opened = false) {
   const hash = window.location.hash || "#/";
@@ -205,6 +214,8 @@ async function render(opened = false) {
   try {
     const content = await fn(hash.match(re), opened);
     if (seq !== renderSeq) return; // a newer render started meanwhile
+    // the person began typing while this render waited for the API: draw later, not under them
+    if (!opened && typing()) { scheduleRender(); return; }
     $("#view").replaceChildren(...[content].flat(Infinity).filter(Boolean));
     showError("");
   } catch (err) {
@@ -267,12 +278,14 @@ function connectEvents() {
   });
 }
 
-// one mutation: disable the button, call, re-render; errors go to the banner
-async function act(button, path, body) {
+// one mutation: disable the button, call, re-render; errors go to the banner. draftKey: the
+// field whose words the call sent, emptied once they are recorded (kept when the call failed)
+async function act(button, path, body, draftKey = null) {
   button.disabled = true;
   try {
     await api(path, { method: "POST", body });
     showError("");
+    if (draftKey) drafts.delete(draftKey);
   } catch (err) {
     showError(err.status === 403 ? `Not allowed (403): ${err.message}` : `Failed: ${err.message}`);
     button.disabled = false;
@@ -343,14 +356,14 @@ function killSwitch(paused) {
       h("button", { class: "resume", testid: "resume",
         onclick: (ev) => act(ev.currentTarget, "/resume", { service: null }) }, "Resume automation"));
   }
-  const reason = h("input", { type: "text", testid: "kill-reason", placeholder: "reason (optional)",
+  const reason = draft("kill-reason", { testid: "kill-reason", placeholder: "reason (optional)",
     "aria-label": "reason for pausing" });
   return h("div", { class: "control active", testid: "control" },
     h("div", { class: "state", testid: "pause-state" }, "Automation ACTIVE"),
     reason,
     h("button", { class: "kill", testid: "kill-switch", title: "pause all automation now",
       onclick: (ev) => act(ev.currentTarget, "/pause",
-        { reason: reason.value.trim() || "kill switch pressed in the dashboard", service: null }) },
+        { reason: reason.value.trim() || "kill switch pressed in the dashboard", service: null }, "kill-reason") },
     "■ KILL SWITCH"));
 }
 
@@ -699,8 +712,8 @@ function expiresText(ts) {
 function approvalCard({ incident: inc, decision, answer, expires_at: expiresAt }) {
   const seen = decision ? decision.id : null; // the request this card shows: an answer names it
   decision = decision || { gates: [], action: null, ts: inc.updated_at };
-  const comment = h("input", { type: "text", testid: `comment-${inc.id}`, placeholder: "comment (recorded in the audit log)",
-    "aria-label": "comment" });
+  const comment = draft(`comment-${inc.id}`, { testid: `comment-${inc.id}`,
+    placeholder: "comment (recorded in the audit log)", "aria-label": "comment" });
   const waiting = (decision.gates || []).filter((g) => !g.passed);
   return h("div", { class: "panel approval", testid: `approval-${inc.id}` },
     h("div", { class: "what" }, `${inc.service}: ${actionText(decision.action)}?`),
@@ -713,9 +726,9 @@ function approvalCard({ incident: inc, decision, answer, expires_at: expiresAt }
       : null,
     answer ? null : h("div", { class: "act" }, comment,
       h("button", { class: "go", testid: `approve-${inc.id}`,
-        onclick: (ev) => act(ev.currentTarget, `/approvals/${inc.id}/approve`, { comment: comment.value, decision: seen }) }, "Approve"),
+        onclick: (ev) => act(ev.currentTarget, `/approvals/${inc.id}/approve`, { comment: comment.value, decision: seen }, `comment-${inc.id}`) }, "Approve"),
       h("button", { class: "stop", testid: `deny-${inc.id}`,
-        onclick: (ev) => act(ev.currentTarget, `/approvals/${inc.id}/deny`, { comment: comment.value, decision: seen }) }, "Deny")));
+        onclick: (ev) => act(ev.currentTarget, `/approvals/${inc.id}/deny`, { comment: comment.value, decision: seen }, `comment-${inc.id}`) }, "Deny")));
 }
 
 // --- audit -------------------------------------------------------------------------------------
