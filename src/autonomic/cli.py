@@ -870,19 +870,14 @@ def pause(
 
 
 def _write_pause_file(cfg: Any, service: str | None, reason: str, who: str) -> Path:
-    """Write the pause file for ``service`` (all when None) whole or not at all; its path."""
-    from autonomic.engine import pause_file
+    """Write the pause file for ``service`` (all when None); its path, or exit 1 saying nothing is paused."""
+    from autonomic.engine import pause_file, write_pause_file
 
-    path = pause_file(cfg.state_dir, service)
     try:
-        cfg.state_dir.mkdir(parents=True, exist_ok=True)
-        temp = path.with_name(f".{path.name}.{os.getpid()}")
-        temp.write_text(json.dumps({"reason": reason, "actor": who, "ts": time.time()}) + "\n", encoding="utf-8")
-        os.replace(temp, path)
+        return write_pause_file(cfg.state_dir, service, reason, who, time.time())
     except OSError as exc:
-        raise _fail(f"nothing is paused: neither the store nor the pause file {path} could be written "
-                    f"({exc.strerror or exc})", 1) from None
-    return path
+        raise _fail(f"nothing is paused: neither the store nor the pause file {pause_file(cfg.state_dir, service)} "
+                    f"could be written ({exc.strerror or exc})", 1) from None
 
 
 @app.command()

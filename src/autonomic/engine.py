@@ -502,6 +502,17 @@ def pause_file(state_dir: Path, service: str | None) -> Path:
     return state_dir / (PAUSE_FILE if service is None else f"{PAUSE_FILE}.{service}")
 
 
+def write_pause_file(state_dir: Path, service: str | None, reason: str, actor: str, ts: float) -> Path:
+    """Write the pause file for ``service`` (all automation when None), whole or not at all (a
+    temporary file renamed over it); its path. Raises OSError when it cannot be written."""
+    path = pause_file(state_dir, service)
+    state_dir.mkdir(parents=True, exist_ok=True)
+    temp = path.with_name(f".{path.name}.{os.getpid()}")
+    temp.write_text(json.dumps({"reason": reason, "actor": actor, "ts": ts}) + "\n", encoding="utf-8")
+    os.replace(temp, path)
+    return path
+
+
 def read_pause_file(path: Path) -> dict[str, Any] | None:
     """A pause file's entry, shaped as the store's pause entries ({reason, actor, ts}) plus
     ``file``, or None when there is no such file. Written by ``autonomic pause`` as JSON; any other

@@ -21,7 +21,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from autonomic.config import load_config_data
-from autonomic.engine import Engine, approval_key, pause_file, pause_key
+from autonomic.engine import Engine, approval_key, pause_file, pause_key, paused_reason
 from autonomic.knowledge import Store
 from autonomic.liveness import Watchdog
 from autonomic.model import (
@@ -540,6 +540,53 @@ def test_a_pause_file_on_this_host_shows_in_services_overview_and_metrics_and_re
     last = env.store.audit_events()[-1]
     assert (last.kind, last.subject, last.data["file"]) == ("pause.lifted", "pause:service:db", str(path))
     assert env.client.post("/api/v1/resume", headers=op, json={"service": "db"}).status_code == 409
+
+
+def test_the_kill_switch_with_the_store_locked_pauses_the_engine_by_its_pause_file(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The dashboard's kill switch must not depend on the database. A writer frozen mid-transaction
+    holds SQLite's write lock (a real second connection in BEGIN IMMEDIATE): the API that serves
+    inside the engine writes the engine's pause file instead and says so; the engine's gate reads
+    it before any action and audits it once the store answers. An API with no engine behind it, or
+    one of several replicas, has no file an engine reads: 503, nothing paused."""
+    import sqlite3
+
+    from autonomic.knowledge.lease import LeaderElector
+
+    monkeypatch.setattr("autonomic.knowledge.store._LOCK_WAIT_S", 0.5)  # the lock wait, 10 s by default
+    store = Store(f"sqlite:///{tmp_path / 'api.db'}")
+    token = {"Authorization": f"Bearer {create_token(store, 'op', 'operator')}"}
+    ctx = ApiContext(store=store, config=_config(tmp_path), clock=FakeClock(T0), read_cache_s=0)
+    engine = Engine(ctx.config, clock=ctx.clock, store=store, sources=[], detectors=[], notifiers=Dispatcher(),
+                    metrics=ctx.metrics)
+    path = pause_file(ctx.config.state_dir, "db")
+    locker = sqlite3.connect(tmp_path / "api.db", isolation_level=None)
+    try:
+        with TestClient(create_app(ctx)) as client:
+            locker.execute("BEGIN IMMEDIATE")
+            alone = client.post("/api/v1/pause", headers=token, json={"reason": "db frozen", "service": "db"})
+            assert alone.status_code == 503 and not path.exists()  # no engine in this process
+            ctx.engine, engine.elector = engine, LeaderElector(store, identity="a")
+            replica = client.post("/api/v1/pause", headers=token, json={"reason": "db frozen", "service": "db"})
+            assert replica.status_code == 503 and not path.exists()  # a replica's file pauses no leader
+            engine.elector = None
+            paused = client.post("/api/v1/pause", headers=token, json={"reason": "db frozen", "service": "db"})
+            assert paused.status_code == 200, paused.text
+            assert paused.json() == {"paused": "db", "reason": "db frozen", "actor": "token:op", "file": str(path)}
+            assert json.loads(path.read_text()) == {"reason": "db frozen", "actor": "token:op", "ts": T0}
+            assert paused_reason(store, "db", ctx.config.state_dir) == (
+                f"db pause by the pause file {path} (set by token:op): db frozen")
+            assert 'autonomic_paused{scope="db"} 1.0' in client.get("/metrics").text
+            locker.execute("ROLLBACK")
+            assert store.get_state(pause_key("db")) is None  # nothing half-written in the store
+            engine._watch_pause_files()  # the engine's tick, once the store answers: audited
+            last = store.audit_events()[-1]
+            assert (last.kind, last.subject, last.data["service"]) == ("pause.file", "pause:service:db", "db")
+            assert client.post("/api/v1/resume", headers=token, json={"service": "db"}).status_code == 200
+            assert not path.exists()
+    finally:
+        locker.close()
+        store.close()
 
 
 def test_a_write_through_a_replica_that_lost_the_lease_is_refused_503_naming_the_leader(env: Env) -> None:

@@ -60,6 +60,7 @@ from autonomic.engine import (
     queue_findings,
     request_service,
     stopped_on_purpose,
+    write_pause_file,
 )
 from autonomic.errors import ConfigError, NotLeaderError, Problem, StoreError, StoreValueError
 from autonomic.execute.canary import JudgeConfig
@@ -714,11 +715,31 @@ def _write_routes(ctx: ApiContext) -> APIRouter:
 
     @router.post("/pause", responses=errors)
     def pause(body: PauseBody, who: Annotated[Principal, Depends(operator)]) -> dict[str, Any]:
-        """The kill switch: stop every automated action (or one service's). Durable and audited."""
+        """The kill switch: stop every automated action (or one service's). Durable and audited.
+
+        When the store cannot be written (a database down, or SQLite locked by a writer that froze)
+        and this API serves inside the engine (``autonomic run``, without leader election), the pause
+        is written to the engine's pause file instead, which it reads before every actuator call; the
+        answer names the ``file``. Otherwise 503: nothing was paused."""
         _check_service(ctx, body.service)
-        ctx.store.set_state(pause_key(body.service), {"reason": body.reason, "actor": who.actor,
-                                                      "ts": ctx.clock.now()},
-                            actor=who.actor, event="pause.set", data={"service": body.service, "reason": body.reason})
+        now = ctx.clock.now()
+        try:
+            ctx.store.set_state(pause_key(body.service), {"reason": body.reason, "actor": who.actor, "ts": now},
+                                actor=who.actor, event="pause.set",
+                                data={"service": body.service, "reason": body.reason})
+        except StoreError as exc:
+            if ctx.engine is None or ctx.engine.elector is not None:
+                raise  # no engine here reads a file this process writes: the store is the only way
+            log.error("pause: the store could not be written (%s); writing the pause file instead", exc)
+            try:
+                path = write_pause_file(ctx.config.state_dir, body.service, body.reason, who.actor, now)
+            except OSError as err:
+                raise HTTPException(503, f"nothing is paused: neither the store nor the pause file "
+                                         f"{pause_file(ctx.config.state_dir, body.service)} could be written "
+                                         f"({err.strerror or err})") from None
+            ctx.metrics.paused(body.service or "global", True)
+            return {"paused": body.service or "global", "reason": body.reason, "actor": who.actor,
+                    "file": str(path)}
         ctx.metrics.paused(body.service or "global", True)
         return {"paused": body.service or "global", "reason": body.reason, "actor": who.actor}
 

@@ -282,8 +282,9 @@ function connectEvents() {
 // field whose words the call sent, emptied once they are recorded (kept when the call failed)
 async function act(button, path, body, draftKey = null) {
   button.disabled = true;
+  let answer = null;
   try {
-    await api(path, { method: "POST", body });
+    answer = await api(path, { method: "POST", body });
     showError("");
     if (draftKey) drafts.delete(draftKey);
   } catch (err) {
@@ -292,6 +293,8 @@ async function act(button, path, body, draftKey = null) {
     return;
   }
   await render();
+  // the store could not be written: the engine's pause file holds the pause (it shows once the store answers)
+  if (answer && answer.file) showError(`Paused by the pause file ${answer.file} on the engine's host: the store could not be written`);
 }
 
 // --- overview ----------------------------------------------------------------------------------
