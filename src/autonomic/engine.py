@@ -9,6 +9,7 @@ store on start.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import functools
 import gc
@@ -110,6 +111,7 @@ from autonomic.plan.gates import (
     shadow_verdict,
 )
 from autonomic.plan.policy import PolicyConfig
+from autonomic.printable import counted
 from autonomic.protocols import ActuatorContext, Checkpointed, Clock, Detector, Source, Target
 from autonomic.reconcile import Key, WorkQueue
 from autonomic.redact import Secrets
@@ -119,6 +121,7 @@ log = logging.getLogger("autonomic.engine")
 CLOCK_SYNC_S = 60.0  # how often one engine over PostgreSQL measures its clock against the server's
 
 PAUSE_GLOBAL = "pause:global"
+OUTBOX = "outbox:"  # notifications kept until delivered: see Engine._keep_outgoing
 PAUSE_FILE = "paused"  # <state_dir>/paused, <state_dir>/paused.<service>: see pause_file
 _PAUSE_FILE_MAX = 4096  # characters of a pause file read
 POLICY_OVERRIDE = "policy:override"
@@ -712,7 +715,8 @@ class Engine:
         self._last_persist: dict[str, float] = {}
         self._pending_repeats: Counter[str] = Counter()
         self._ladder_changes: list[Callable[[], None]] = []  # see _earned
-        self._held: list[Notification] | None = None  # see _holding_notifications
+        self._held: list[tuple[str | None, Notification]] | None = None  # see _holding_notifications
+        self._sent: collections.deque[str] = collections.deque()  # outbox keys delivered (see _forget_sent)
         # each pattern's measured record, read once and moved by each action that ends (see _follow)
         self._tallies = PatternTallies(self.store)
         self._seen_signatures: dict[str, set[tuple[str, str]]] = {}  # (kind, metric) already stored
@@ -975,6 +979,8 @@ class Engine:
         self.store.audit("engine", "engine.started", "engine",
                          {"config": self.config.source, "services": [s.name for s in self.config.services],
                           **lease})
+        # read before this engine notifies anyone: what is in the outbox now, an engine before it left
+        left_over = {} if self.shadow_only else self.store.states(OUTBOX)
         filled = self.store.fill_derived()  # before anything reads the history through them
         if any(filled.values()):
             log.warning("the store held %s written by an older autonomic after it was migrated (a rolling "
@@ -1042,6 +1048,7 @@ class Engine:
         # at the first tick that leads, then every retention.interval_s; never in a replay, which
         # reports every incident of its private store at the end, however long the recording
         self._next_prune = math.inf if self.shadow_only else now
+        self._send_left_over(left_over)
         self.started = True
 
     def _check_override_retention(self) -> None:
@@ -1213,9 +1220,13 @@ class Engine:
                 except StoreError as exc:  # stopping goes on: the services and notifiers still need it
                     log.error("could not record engine.stopped: %s", exc)
             self._stop_services()
+            self.notifiers.close(timeout=NOTIFIERS_CLOSE_S)
+            if not (self.elector is not None and self.elector.lost):
+                self._forget_sent()  # what was delivered: the next engine need not send it again
             if self.elector is not None:
                 self.elector.release()
-        self.notifiers.close(timeout=NOTIFIERS_CLOSE_S)
+        else:
+            self.notifiers.close(timeout=NOTIFIERS_CLOSE_S)
         if self._http is not None:
             self._http.close()
         self.store.close()
@@ -1431,6 +1442,7 @@ class Engine:
             self._next_clock_sync = self.clock.now() + CLOCK_SYNC_S  # by the clock as measured
         self.watchdog.beat("a tick's start")
         self._watch_pause_files()
+        self._forget_sent()
         if now >= self._next_collect:
             self._next_collect = now + self.config.engine.interval_s
             with _collector_paused():
@@ -2310,8 +2322,8 @@ class Engine:
             held = self._held
         finally:
             self._held = None
-        for notification in held:
-            self.notify(notification)
+        for key, notification in held:
+            self._send(key, notification)
 
     def _diagnose(self, inc: Incident, now: float) -> float:
         self._record_diagnosis(inc, self._diagnosis_for(inc, now), now)
@@ -3128,12 +3140,83 @@ class Engine:
     # --- people ----------------------------------------------------------------------------
 
     def notify(self, notification: Notification) -> None:
+        """Send ``notification`` to the people, kept in the store's outbox until every notifier
+        is through with it (see :meth:`_keep_outgoing`)."""
         if self.secrets:
             notification = Notification.model_validate(self.secrets.data(notification.model_dump(mode="json")))
+        key = self._keep_outgoing(notification)
         if self._held is not None:  # inside a store unit: sent once it has committed
-            self._held.append(notification)
+            self._held.append((key, notification))
             return
-        self.notifiers.send(notification)
+        self._send(key, notification)
+
+    def _send(self, key: str | None, notification: Notification) -> None:
+        self.notifiers.send(notification, done=None if key is None else functools.partial(self._sent.append, key))
+
+    def _keep_outgoing(self, notification: Notification) -> str | None:
+        """Keep ``notification`` in the store's outbox (``outbox:<id>``, unaudited bookkeeping)
+        before it is sent, and return its key; the key is forgotten once every notifier that takes
+        it has delivered it or given up on it (:meth:`_forget_sent`). A page queued in memory is
+        lost when the engine dies or stops before it is delivered (a Slack that is slow, a retry's
+        backoff); kept here, the next engine to lead sends it (:meth:`_send_left_over`): at least
+        once. Inside a store unit the outbox write is part of it, so a decision rolled back takes
+        its notification with it. None (sent all the same, not kept) in shadow mode, when no
+        notifier takes its level, inside a read-only block, or when the store refuses the write."""
+        if self.shadow_only or not self.notifiers.accepts(notification.level) or not self.store.writable_here():
+            return None
+        key = f"{OUTBOX}{new_id()}"
+        value = {"notification": notification.model_dump(mode="json"), "queued_at": self.clock.now()}
+        if self.store.in_unit():  # a failed write fails the unit, and the notification is not sent
+            self.store.keep_states({key: value})
+            return key
+        try:
+            self.store.keep_states({key: value})
+        except StoreError as exc:
+            log.warning("notification %r not kept in the outbox (%s): sent all the same, lost if the engine "
+                        "stops before it is delivered", notification.title, exc)
+            return None
+        return key
+
+    def _forget_sent(self) -> None:
+        """Forget the outbox entries of the notifications the notifiers are through with (one
+        write per tick, from the engine's thread, not the notifiers'). One the store refuses stays
+        and is sent again by the next engine to start: a duplicate, never a loss."""
+        done: list[str] = []
+        while self._sent:
+            done.append(self._sent.popleft())
+        if not done:
+            return
+        try:
+            self.store.forget_states(done)
+        except StoreError as exc:
+            log.warning("%s delivered, still in the outbox (%s): the next engine to start sends %s again",
+                        counted(len(done), "notification"), exc, "it" if len(done) == 1 else "them")
+
+    def _send_left_over(self, outbox: Mapping[str, dict[str, Any]]) -> None:
+        """Send what an engine before this one kept in the ``outbox`` and did not deliver (it died,
+        or stopped while a notifier was slow), oldest first; audited ``notifications.resent``."""
+        def queued_at(item: tuple[str, dict[str, Any]]) -> float:
+            at = item[1].get("queued_at")
+            return float(at) if isinstance(at, int | float) else 0.0
+
+        left = sorted(outbox.items(), key=queued_at)
+        if not left:
+            return
+        sent, bad = 0, []
+        for key, value in left:
+            try:
+                notification = Notification.model_validate(value.get("notification"))
+            except ValueError as exc:
+                log.error("outbox entry %s is not a notification, dropped: %s", key, exc)
+                bad.append(key)
+                continue
+            self._send(key, notification)
+            sent += 1
+        if bad:
+            self.store.forget_states(bad)
+        log.warning("%s queued by an engine that stopped before delivering %s: sent now",
+                    counted(sent, "notification"), "it" if sent == 1 else "them")
+        self.store.audit("engine", "notifications.resent", "engine", {"count": sent, "dropped": len(bad)})
 
     def health(self) -> dict[str, tuple[HealthState, list[str]]]:
         now = self.clock.now()

@@ -233,3 +233,70 @@ def test_hanging_receiver_does_not_delay_send_or_the_other_notifiers() -> None:
             hung.hold.set()
             d.close(timeout=10)
     assert len(hung.requests) == 6
+
+
+def test_a_notification_in_flight_when_the_engine_is_killed_is_sent_by_the_next_engine(tmp_path: Path) -> None:
+    """A real engine process (``autonomic run``) notifies a real webhook receiver that web is
+    down; the receiver holds the request, and the engine is SIGKILLed while it waits. The
+    notification was kept in the store's outbox before it was sent, so the engine started next
+    sends it (audited ``notifications.resent``) and, once delivered, forgets it."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from autonomic.knowledge import Store
+
+    (tmp_path / "svc.py").write_text("import sys, time\ntime.sleep(0.3)\nsys.exit(3)\n")
+    held = Receiver(hold=threading.Event())
+    with http_server(held) as base:
+        (tmp_path / "autonomic.yaml").write_text(
+            "engine: {state_dir: state, interval_s: 0.5, host_metrics: false}\napi: {enabled: false}\n"
+            f"notifiers:\n  - {{type: webhook, url: '{base}/hook', timeout_s: 30}}\n"
+            f"services:\n  - name: web\n    actuators: {{process: {{command: [{sys.executable}, "
+            f"{tmp_path / 'svc.py'}], stop_timeout_s: 2}}}}\n")
+        env = {k: v for k, v in os.environ.items() if k != "COLUMNS"}
+        argv = [sys.executable, "-m", "autonomic.cli", "run", "-c", str(tmp_path / "autonomic.yaml"),
+                "--log-format", "text"]
+
+        def run(log: str) -> subprocess.Popen[bytes]:
+            with (tmp_path / log).open("wb") as out:
+                return subprocess.Popen(argv, cwd=tmp_path, stdin=subprocess.DEVNULL, stdout=out,
+                                        stderr=subprocess.STDOUT, env=env)
+
+        first = run("first.log")
+        try:
+            assert held.arrived.wait(40), (tmp_path / "first.log").read_text()
+            first.send_signal(signal.SIGKILL)
+            first.wait(10)
+        finally:
+            if first.poll() is None:
+                first.kill()
+    sent = json.loads(held.requests[0][2])
+    assert sent["title"] == "web is down: up == 0 for the last 2 samples"
+    store = Store(f"sqlite:///{tmp_path / 'state' / 'autonomic.db'}")
+    try:
+        kept = store.states("outbox:")
+        assert [v["notification"]["title"] for v in kept.values()] == [sent["title"]]
+        second_receiver = Receiver()
+        with http_server(second_receiver) as base2:
+            config = (tmp_path / "autonomic.yaml").read_text().replace(base, base2)
+            (tmp_path / "autonomic.yaml").write_text(config)
+            second = run("second.log")
+            try:
+                assert wait_for(lambda: any(json.loads(body)["title"] == sent["title"]
+                                            for _, _, body in second_receiver.requests), 40), \
+                    (tmp_path / "second.log").read_text()
+                assert wait_for(lambda: store.states("outbox:") == {}, 20)  # delivered: forgotten
+                resent = [e for e in store.audit_events() if e.kind == "notifications.resent"]
+                assert len(resent) == 1 and resent[0].data == {"count": 1, "dropped": 0}
+                log = (tmp_path / "second.log").read_text()
+                assert "1 notification queued by an engine that stopped before delivering it: sent now" in log
+            finally:
+                second.send_signal(signal.SIGTERM)
+                try:
+                    second.wait(20)
+                except subprocess.TimeoutExpired:
+                    second.kill()
+    finally:
+        store.close()

@@ -41,6 +41,7 @@ from autonomic.model import (
     Incident,
     IncidentState,
     Level,
+    Notification,
     Resolution,
     Sample,
     Severity,
@@ -3405,3 +3406,48 @@ def test_a_pause_file_stands_without_reading_the_store_and_an_unreadable_one_pau
     why = paused_reason(Store("sqlite://"), "svc", state_dir)
     assert why is not None and "unreadable" in why
     assert paused_reason(Store("sqlite://"), "other", state_dir) is None
+
+
+def test_each_notification_is_kept_in_the_outbox_until_delivered_and_one_rolled_back_is_neither_kept_nor_sent(
+        tmp_path: Path) -> None:
+    """A notification goes to the store's outbox before the notifiers and leaves it at the tick
+    after they are through with it; one made inside a store unit that rolls back (a decision not
+    recorded) leaves no outbox entry and reaches nobody."""
+    h = Harness(tmp_path)
+
+    def outbox() -> list[str]:
+        return sorted(v["notification"]["title"] for v in h.store.states("outbox:").values())
+
+    kept: list[dict[str, Any]] = []
+    real_forget = h.store.forget_states
+    h.store.forget_states = lambda keys: (kept.extend(h.store.get_states(keys).values()),  # type: ignore[method-assign]
+                                          real_forget(keys))[1]
+    before = len(h.notifier.sent)
+    h.engine.notify(Notification(level=Level.ALERT, title="kept, then forgotten", ts=h.clock.now()))
+    assert len(h.notifier.sent) == before + 1
+    assert outbox() == ["kept, then forgotten"]
+    h.engine.tick()  # the synchronous notifier delivered it at once: the next tick forgets it
+    assert outbox() == [] and [k["notification"]["title"] for k in kept] == ["kept, then forgotten"]
+
+    with pytest.raises(RuntimeError), h.engine._holding_notifications(), h.store.unit():
+        h.engine.notify(Notification(level=Level.ALERT, title="never", ts=h.clock.now()))
+        assert outbox() == ["never"]  # inside the unit, beside its other writes
+        raise RuntimeError("the unit fails")
+    assert outbox() == [] and "never" not in [n.title for n in h.notifier.sent]
+
+
+def test_an_engine_sends_what_the_outbox_holds_at_its_start_and_drops_an_entry_that_is_not_a_notification(
+        tmp_path: Path) -> None:
+    """What an engine before it kept and did not deliver is sent at the start (once, though the
+    start itself notifies too); an entry that does not parse as a notification is dropped and
+    counted, and does not stop the start."""
+    store = Store("sqlite://")
+    good = Notification(level=Level.ALERT, title="svc is down", ts=T0 - 5).model_dump(mode="json")
+    store.keep_states({"outbox:bad": {"notification": {"title": 3}, "queued_at": T0 - 9},
+                       "outbox:good": {"notification": good, "queued_at": "not a time"}})
+    h = Harness(tmp_path, store=store)
+    assert [n.title for n in h.notifier.sent] == ["svc is down"]
+    h.engine.tick()
+    assert store.states("outbox:") == {}
+    resent = [e for e in store.audit_events() if e.kind == "notifications.resent"]
+    assert [e.data for e in resent] == [{"count": 1, "dropped": 1}]

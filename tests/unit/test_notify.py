@@ -192,6 +192,40 @@ def test_full_queue_drops_and_counts() -> None:
     assert len(blocking.sent) == 3
 
 
+def test_done_is_called_once_every_route_is_through_and_never_for_a_route_that_dropped_it() -> None:
+    """The engine's outbox forgets a notification on ``done``: it must come only after the last
+    route delivered it or gave up on it (once), at once for a duplicate or when no route takes it,
+    and never when a route dropped it untried (closing): that one stays kept for the next engine."""
+    blocking, flaky = Blocking(), Flaky("flaky", failures=5)
+    d = Dispatcher([Route(blocking), Route(flaky, min_level=Level.ALERT)], max_attempts=2, backoff_s=0.0)
+    calls: list[str] = []
+    try:
+        d.send(note(title="one"), done=lambda: calls.append("one"))
+        assert blocking.entered.wait(5)
+        deadline = time.monotonic() + 5
+        while flaky.calls < 2 and time.monotonic() < deadline:
+            time.sleep(0.005)
+        assert flaky.calls == 2 and d.failures == {"flaky": 1}  # one route gave up; the other still holds it
+        time.sleep(0.05)
+        assert calls == []
+        blocking.release.set()
+        assert d.flush(timeout=5)
+        assert calls == ["one"]
+        d.send(note(title="one"), done=lambda: calls.append("duplicate"))
+        d.send(note(title="info only", level=Level.INFO), done=lambda: calls.append("blocking only"))
+        assert d.flush(timeout=5)
+        quiet = Dispatcher([Route(FakeNotifier(), min_level=Level.APPROVAL_REQUESTED)])
+        assert not quiet.accepts(Level.ALERT) and quiet.accepts(Level.APPROVAL_REQUESTED)
+        quiet.send(note(title="nobody takes it"), done=lambda: calls.append("untaken"))
+        quiet.close(timeout=5)
+        assert calls == ["one", "duplicate", "blocking only", "untaken"]
+    finally:
+        blocking.release.set()
+        d.close(timeout=5)
+    d.send(note(title="after close"), done=lambda: calls.append("dropped"))
+    assert d.dropped == 2 and "dropped" not in calls
+
+
 def test_close_drains_queued_notifications_then_stops_workers() -> None:
     fake = FakeNotifier()
     d = Dispatcher([Route(fake)])

@@ -1209,6 +1209,24 @@ class Store:
                 row = {"key": key, "value": value, "updated_at": now}
                 conn.execute(self._upsert(StateRow, row, keep=()), row)
 
+    def forget_states(self, keys: Iterable[str]) -> None:
+        """Delete the states under ``keys`` (those not there are skipped), in one write
+        transaction, not audited: the other half of :meth:`keep_states`, for bookkeeping done with
+        (a notification delivered). Fenced like every write."""
+        wanted = list(dict.fromkeys(keys))
+        if not wanted:
+            return
+        with self._write() as conn:
+            conn.execute(delete(StateRow).where(StateRow.key.in_(wanted)))
+
+    def in_unit(self) -> bool:
+        """Whether this thread is inside :meth:`unit` (a write joins its transaction)."""
+        return getattr(self._reading, "unit", None) is not None
+
+    def writable_here(self) -> bool:
+        """False inside :meth:`reading` (outside a :meth:`unit`), where a write is refused."""
+        return getattr(self._reading, "conn", None) is None or self.in_unit()
+
     def set_state_unless(
         self,
         key: str,

@@ -528,6 +528,31 @@ class Route:
 _STOP = object()
 
 
+class _Pending:
+    """How many routes are still to go through one notification; calls ``done`` when none are
+    (see :meth:`Dispatcher.send`). Starts at one: the sender's own hold, so a route that finishes
+    before the next one is queued does not make it done early."""
+
+    def __init__(self, done: Callable[[], None] | None) -> None:
+        self._done = done
+        self._left = 1
+        self._lock = threading.Lock()
+
+    def add(self) -> None:
+        with self._lock:
+            self._left += 1
+
+    def finish(self) -> None:
+        with self._lock:
+            self._left -= 1
+            last = self._left == 0
+        if last and self._done is not None:
+            try:
+                self._done()
+            except Exception:
+                log.exception("after a notification was sent: its done callback failed")
+
+
 class Dispatcher:
     """Fans each notification out to every route that accepts its level, without blocking.
 
@@ -578,23 +603,36 @@ class Dispatcher:
 
     # --- the caller's side ------------------------------------------------------------------
 
-    def send(self, notification: Notification) -> None:
-        """Queue ``notification`` for every route that accepts its level; returns at once."""
+    def accepts(self, level: Level) -> bool:
+        """Whether any route receives notifications of ``level``."""
+        return any(route.accepts(level) for route in self.routes)
+
+    def send(self, notification: Notification, done: Callable[[], None] | None = None) -> None:
+        """Queue ``notification`` for every route that accepts its level; returns at once.
+        ``done`` is called (on a worker thread, or here) once every such route is through with it:
+        delivered, or failed after its last attempt; at once for a duplicate or when no route
+        takes it. Not when a route dropped it (its queue full, or the dispatcher closing): then
+        it was not tried, and the caller's record of it (the engine's outbox) keeps it."""
+        tracker = _Pending(done)
         if self._duplicate(notification):
+            tracker.finish()
             return
         for i, route in enumerate(self.routes):
             if not route.accepts(notification.level):
                 continue
+            tracker.add()
             if self.synchronous:
                 self._deliver(route, notification)
+                tracker.finish()
                 continue
             if self._closed:
                 self._count_drop(route)
                 continue
             try:
-                self._queues[i].put_nowait(notification)
+                self._queues[i].put_nowait((notification, tracker))
             except queue.Full:
                 self._count_drop(route)
+        tracker.finish()  # the hold taken when it was made: done only once every route is through
 
     def _duplicate(self, n: Notification) -> bool:
         key = (n.level.value, n.title, n.body, n.incident_id)
@@ -654,7 +692,9 @@ class Dispatcher:
             try:
                 if item is _STOP:
                     return
-                self._deliver(route, item)
+                notification, tracker = item
+                self._deliver(route, notification)
+                tracker.finish()
             finally:
                 q.task_done()
 
