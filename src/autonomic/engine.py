@@ -1274,11 +1274,13 @@ class Engine:
 
     def _stopped_by_person(self, service: str, action_type: str) -> str | None:
         """Asked by the executor right before the kill switch: why an action through ``action_type``
-        must not run on ``service`` (cancelled: :meth:`Executor._cancel_stopped`), when a person
-        stopped it on purpose (``autonomic stop``) and the action would act on its process (a
-        ``process`` restart would start it again). Read from the store, not this engine's cache:
-        the stop is recorded there before the process is stopped, so it holds across a crash."""
-        if action_type != "process":
+        must not run on ``service`` (cancelled: :meth:`Executor._cancel_stopped`; an undo or a
+        compensation not run), when a person stopped it on purpose (``autonomic stop``) and the
+        action would act on its running state: its process (a ``process`` restart would start it
+        again), or the unit, container or workload a ``systemd``, ``docker`` or ``kubernetes``
+        binding beside it names. Read from the store, not this engine's cache: the stop is
+        recorded there before the process is stopped, so it holds across a crash."""
+        if action_type != "process" and action_type not in _UNIT_FIELD:
             return None
         return _stopped_text(service, self.store.get_state(stopped_key(service)), self.config.command)
 
