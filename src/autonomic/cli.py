@@ -629,9 +629,10 @@ def _read_status(path: Path) -> dict[str, Any]:
 
 @app.command()
 def status(ctx: typer.Context, config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
-    """Services' health, open incidents, pauses, breakers and (leader election) the leader."""
+    """Services' health, open incidents, pauses, services stopped on purpose, people's starts and stops
+    queued for the engine and not yet done, breakers and (leader election) the leader."""
     config = given_config(ctx, config)
-    from autonomic.engine import STOPPED_PREFIX, pauses_in_force
+    from autonomic.engine import STOPPED_PREFIX, pauses_in_force, queued_request_text, queued_service_requests
     from autonomic.knowledge.lease import ENGINE_LEASE
 
     cfg, store = _store(config)
@@ -639,12 +640,14 @@ def status(ctx: typer.Context, config: ConfigOpt = None, as_json: JsonOpt = Fals
     open_incidents = store.incidents(unclosed=True, limit=1000)
     pauses = pauses_in_force(store, cfg.state_dir)
     on_purpose = {k.split(":", 1)[1]: v for k, v in store.states(STOPPED_PREFIX).items()}
+    requests = queued_service_requests(store)  # people's starts and stops the engine has not carried out yet
     breakers = store.states("breaker:")
     lease = store.lease(ENGINE_LEASE)  # leader election: which replica runs the loop
     goals = _goals(cfg, store)
     if as_json:
         print(json.dumps({"live": live, "open_incidents": [i.model_dump(mode="json") for i in open_incidents],
-                          "pauses": pauses, "stopped_on_purpose": on_purpose, "breakers": breakers, "goals": goals,
+                          "pauses": pauses, "stopped_on_purpose": on_purpose, "service_requests": requests,
+                          "breakers": breakers, "goals": goals,
                           "lease": None if lease is None else lease.to_state(),
                           "config_fingerprint": cfg.fingerprint}, indent=2))
         return
@@ -692,6 +695,10 @@ def status(ctx: typer.Context, config: ConfigOpt = None, as_json: JsonOpt = Fals
         console.print(Text.assemble(("STOPPED", "bold yellow"), printable(
             f" {name}: stopped on purpose by {value.get('actor', '?')}" + (f" ({comment})" if comment else "")
             + f"; not started until {cfg.command} start {name}")))
+    now = store.server_time() if requests else 0.0  # the clock the requests were stamped by
+    for request in requests:
+        console.print(Text.assemble(("QUEUED", "bold yellow"), printable(
+            f" {request['service']}: {queued_request_text(request, now)}")))
     for key, value in breakers.items():
         if value.get("state") != "closed":
             console.print(f"breaker {key.split(':', 1)[1]}: {value.get('state')}")

@@ -40,7 +40,7 @@ from autonomic.analyze.rca import RcaParams, dependency_closure
 from autonomic.analyze.rca import rank as rank_causes
 from autonomic.analyze.thresholds import HealthDetector, Thresholds, assess
 from autonomic.analyze.trend import TrendDetector, default_trend_specs
-from autonomic.clock import ServerClock, SystemClock, utc_stamp
+from autonomic.clock import ServerClock, SystemClock, duration, utc_stamp
 from autonomic.config import Config, policy_retention_too_short
 from autonomic.errors import (
     ActuatorError,
@@ -440,6 +440,28 @@ def service_request_outcome(store: Store, key: str) -> AuditEvent | None:
     :data:`SERVICE_OUTCOMES`), None while it has not carried it out."""
     return next((e for e in store.audit_events(subject=key, limit=10, newest=True) if e.kind in SERVICE_OUTCOMES),
                 None)
+
+
+def queued_service_requests(store: Store) -> list[dict[str, Any]]:
+    """The people's starts and stops queued and not yet carried out (:func:`request_service`),
+    oldest first, as the engine takes them: ``{request, service, verb, actor, comment, ts}`` each
+    (``request`` the key its outcome will be audited under). A request leaves the store in the
+    write that records its outcome, so what is here still waits for the engine that leads."""
+    queued = [{"request": key, "service": str(value.get("service")), "verb": str(value.get("verb")),
+               "actor": str(value.get("actor", "?")), "comment": str(value.get("comment") or ""),
+               "ts": float(value["ts"]) if isinstance(value.get("ts"), int | float) else None}
+              for key, value in store.states(SERVICE_REQUEST_PREFIX).items()]
+    return sorted(queued, key=lambda r: (r["ts"] or 0.0, r["request"]))
+
+
+def queued_request_text(request: Mapping[str, Any], now: float) -> str:
+    """One queued request (an item of :func:`queued_service_requests`) for a person: "stop requested
+    by alice 40 s ago (disk swap), waiting for the engine"."""
+    ts = request.get("ts")
+    when = f" {duration(max(0.0, now - float(ts)))} ago" if isinstance(ts, int | float) else ""
+    comment = str(request.get("comment") or "").strip()
+    return (f"{request.get('verb')} requested by {request.get('actor', '?')}{when}"
+            + (f" ({comment})" if comment else "") + ", waiting for the engine")
 
 
 def _stopped_text(service: str, stopped: dict[str, Any] | None, command: str = "autonomic") -> str | None:
@@ -1274,11 +1296,13 @@ class Engine:
 
     def _stopped_by_person(self, service: str, action_type: str) -> str | None:
         """Asked by the executor right before the kill switch: why an action through ``action_type``
-        must not run on ``service`` (cancelled: :meth:`Executor._cancel_stopped`), when a person
-        stopped it on purpose (``autonomic stop``) and the action would act on its process (a
-        ``process`` restart would start it again). Read from the store, not this engine's cache:
-        the stop is recorded there before the process is stopped, so it holds across a crash."""
-        if action_type != "process":
+        must not run on ``service`` (cancelled: :meth:`Executor._cancel_stopped`; an undo or a
+        compensation not run), when a person stopped it on purpose (``autonomic stop``) and the
+        action would act on its running state: its process (a ``process`` restart would start it
+        again), or the unit, container or workload a ``systemd``, ``docker`` or ``kubernetes``
+        binding beside it names. Read from the store, not this engine's cache: the stop is
+        recorded there before the process is stopped, so it holds across a crash."""
+        if action_type != "process" and action_type not in _UNIT_FIELD:
             return None
         return _stopped_text(service, self.store.get_state(stopped_key(service)), self.config.command)
 

@@ -9,6 +9,7 @@ every step go to ``artifacts/dashboard/``.
 from __future__ import annotations
 
 import json
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -263,3 +264,52 @@ def test_dashboard_asks_for_a_token_rejects_a_wrong_one_and_shows_a_viewer_the_4
     assert stack.engine.store.get_state(PAUSE_GLOBAL) is None
     _shot(page, "10-viewer-forbidden")
     context.close()
+
+
+def test_a_service_card_shows_a_persons_queued_stop_as_waiting_for_the_engine_until_it_is_done(
+    tmp_path: Path, browser: Browser
+) -> None:
+    """A person's stop queued through the API is on the service's card (real Chromium): what, who,
+    when, the comment, and that it waits for the engine. A real engine supervising a real sleeper
+    process, not ticked until then, carries it out; the reloaded card then shows the service
+    stopped on purpose and no request waiting."""
+    path = tmp_path / "autonomic.yaml"
+    path.write_text(json.dumps({
+        "engine": {"interval_s": 1, "state_dir": str(tmp_path / "state"), "host_metrics": False, "settle_s": 0},
+        "services": [{"name": "sleepy", "actuators": {"process": {
+            "command": [sys.executable, "-c", "import time\nwhile True:\n    time.sleep(0.05)\n"],
+            "start_grace_s": 0}}}]}))
+    engine = Engine(load_config(path))
+    engine.start()
+    port = _free_port()
+    server = ApiServer(create_app(ApiContext(store=engine.store, config=engine.config, engine=engine,
+                                             read_cache_s=0)), "127.0.0.1", port)
+    server.start()
+    context = browser.new_context(viewport={"width": 1400, "height": 900})
+    try:
+        assert engine.supervisor.pid("sleepy") is not None
+        token = create_token(engine.store, "e2e-ana", "operator")
+        base = f"http://127.0.0.1:{port}"
+        answer = httpx.post(f"{base}/api/v1/services/sleepy/stop", json={"comment": "disk swap"},
+                            headers={"Authorization": f"Bearer {token}"}, timeout=10)
+        assert answer.status_code == 202, answer.text
+        page = context.new_page()
+        page.goto(f"{base}/?token={token}")
+
+        shown = page.get_by_test_id("service-request-sleepy-0")
+        expect(shown).to_contain_text("stop requested by ")
+        expect(shown).to_contain_text("e2e-ana")
+        expect(shown).to_contain_text("(disk swap), waiting for the engine")
+        expect(page.get_by_test_id("service-sleepy")).to_contain_text("stop queued")
+        _shot(page, "11-stop-queued")
+
+        engine.tick()  # the engine that leads carries it out
+        assert engine.supervisor.pid("sleepy") is None
+        page.reload()
+        expect(page.get_by_test_id("service-stopped-sleepy")).to_contain_text("stopped on purpose by ")
+        expect(page.get_by_test_id("service-request-sleepy-0")).to_have_count(0)
+        expect(page.get_by_test_id("service-sleepy")).not_to_contain_text("queued")
+    finally:
+        context.close()
+        server.stop()
+        engine.shutdown()

@@ -412,6 +412,50 @@ def test_a_stop_queued_but_not_done_in_the_wait_exits_3_and_says_how_to_see_it_l
     assert "service.stopped" in flappy.kinds("service.")
 
 
+def test_a_queued_stop_is_shown_by_status_and_the_api_as_waiting_for_the_engine_until_it_is_done(
+    flappy: Rig,
+) -> None:
+    """`autonomic stop --wait 0` (nobody ticks the engine) leaves the stop queued: `autonomic status`
+    (text and --json), GET /api/v1/services and /overview say what was asked (stop), by whom, when
+    and the comment, waiting for the engine. Once the engine has carried it out it is no longer
+    shown as queued: status shows STOPPED instead. A real engine and a real sleeper process."""
+    queued = CliRunner().invoke(app, ["stop", "flappy", "--wait", "0", "-m", "disk swap", "--actor", "person:ana",
+                                      "-c", str(flappy.path)])
+    assert queued.exit_code == 3, queued.output
+    [key] = flappy.store.states("service-request:")
+
+    text = CliRunner().invoke(app, ["status", "-c", str(flappy.path)])
+    as_json = CliRunner().invoke(app, ["status", "--json", "-c", str(flappy.path)])
+    token = create_token(flappy.store, "viewer", "viewer")
+    headers = {"Authorization": f"Bearer {token}"}
+    with TestClient(create_app(ApiContext(store=flappy.store, config=flappy.engine.config, read_cache_s=0))) as client:
+        [card] = client.get("/api/v1/services", headers=headers).json()
+        [front] = client.get("/api/v1/overview", headers=headers).json()["services"]
+
+    assert text.exit_code == 0, text.output
+    line = next((ln for ln in text.stdout.splitlines() if ln.startswith("QUEUED flappy:")), text.stdout)
+    assert line.startswith("QUEUED flappy: stop requested by person:ana ") and " s ago (disk swap), " in line, line
+    assert line.endswith("waiting for the engine"), line
+    [request] = json.loads(as_json.stdout)["service_requests"]
+    assert (request["request"], request["service"], request["verb"], request["actor"], request["comment"]) == (
+        key, "flappy", "stop", "person:ana", "disk swap")
+    assert abs(request["ts"] - time.time()) < 60
+    for shown in (card, front):
+        [req] = shown["requests"]
+        assert (req["request"], req["verb"], req["actor"], req["comment"]) == (key, "stop", "person:ana", "disk swap")
+        assert req["ts"] == request["ts"] and shown["stopped_on_purpose"] is None
+
+    flappy.tick()
+
+    done = CliRunner().invoke(app, ["status", "--json", "-c", str(flappy.path)])
+    assert json.loads(done.stdout)["service_requests"] == []
+    after = CliRunner().invoke(app, ["status", "-c", str(flappy.path)])
+    assert "QUEUED" not in after.stdout and "STOPPED flappy: stopped on purpose by person:ana" in after.stdout
+    with TestClient(create_app(ApiContext(store=flappy.store, config=flappy.engine.config, read_cache_s=0))) as client:
+        [card] = client.get("/api/v1/services", headers=headers).json()
+    assert card["requests"] == [] and card["stopped_on_purpose"]["actor"] == "person:ana"
+
+
 # `autonomic run` whose supervisor dies (SIGKILL, its own) the moment it would stop a service: the
 # engine killed between taking a person's stop from the store and carrying it out
 _DIES_AT_STOP = """

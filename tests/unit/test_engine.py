@@ -26,6 +26,7 @@ from autonomic.engine import (
     pause_key,
     paused_reason,
     queue_findings,
+    stopped_key,
 )
 from autonomic.errors import NotLeaderError
 from autonomic.knowledge import Store
@@ -3451,3 +3452,132 @@ def test_an_engine_sends_what_the_outbox_holds_at_its_start_and_drops_an_entry_t
     assert store.states("outbox:") == {}
     resent = [e for e in store.audit_events() if e.kind == "notifications.resent"]
     assert [e.data for e in resent] == [{"count": 1, "dropped": 1}]
+
+
+# a remedy through the docker actuator (served here by the fake one, bound on svc as docker), ranked
+# above fake-down-poke: it acts on the service's running state, as a person's stop does
+DOCKER_POKE = """
+id: docker-down-poke
+match: {cause: down, kind: state}
+action: {type: docker, params: {op: poke}}
+prior_confidence: 1.0
+rollback_safe: true
+verify: {metric: up, min: 1, window_s: 10, delay_s: 3, min_samples: 3}
+"""
+
+# a workflow whose second step goes through docker and whose third fails
+DOCKER_WORKFLOW = """
+id: docker-down-workflow
+match: {cause: down, kind: state}
+action:
+  steps:
+    - {name: first, type: fake, params: {op: poke}}
+    - {name: second, type: docker, params: {op: poke}}
+    - {name: third, type: fake, params: {op: fail}}
+prior_confidence: 1.0
+rollback_safe: true
+verify: {metric: up, min: 1, window_s: 10, delay_s: 3, min_samples: 3}
+"""
+
+
+def _person_stops(store: Store, now: float) -> None:
+    """Record a person's stop of svc on purpose, as the engine does first when it carries out
+    ``autonomic stop svc`` (before it stops anything)."""
+    store.set_state(stopped_key("svc"), {"actor": "person:ana", "comment": "disk swap", "ts": now},
+                    actor="person:ana", event="service.stopped_on_purpose", data={"service": "svc"})
+
+
+def test_a_persons_stop_holds_the_undo_of_a_fix_that_failed_verification_and_records_why(tmp_path: Path) -> None:
+    """A docker remedy fails its verification; in the instant between the verdict and the undo a
+    person stops svc. The undo (which would start what they stopped) does not run: the action is
+    escalated naming the person's stop (who, when, the comment), audited ``action.undo_held``
+    with ``stopped_on_purpose``, told at info; the failed verdict is on the pattern's record and
+    no breaker opens (no undo failed).
+
+    Before: ``Executor._rollback`` asked only the kill switch, so the undo ran."""
+    h = Harness(tmp_path, also="docker", patterns=DOCKER_POKE)
+    real_rollback = h.engine.executor._rollback
+
+    def stop_then_rollback(action: Action, now: float, reason: str) -> float | None:
+        _person_stops(h.store, now)
+        return real_rollback(action, now, reason)
+
+    h.engine.executor._rollback = stop_then_rollback  # type: ignore[method-assign]
+    h.feed("up", 1, 2)
+    h.feed("up", 0, 3)
+    inc = h.incident()
+    _healthy_baseline(h)
+    h.run_until(lambda: h.store.get(Incident, inc.id).state.terminal, "up", 0)  # type: ignore[union-attr]
+
+    assert [c for c, *_ in h.actuator.calls] == ["apply"]
+    (action,) = h.store.actions()
+    assert action.pattern_id == "docker-down-poke" and action.state == ActionState.ESCALATED
+    assert "not undone, it would start what a person stopped (svc was stopped on purpose by person:ana at " in (
+        action.error or ""), action.error
+    assert "(disk swap)" in (action.error or "")
+    [held] = [e for e in h.store.audit_events(subject=action.id) if e.kind == "action.undo_held"]
+    assert held.data["stopped_on_purpose"] is True and "person:ana" in held.data["stopped"]
+    (outcome,) = h.store.outcomes(incident_id=inc.id)
+    assert outcome.verdict == "fail" and not outcome.rolled_back
+    assert (h.store.get_state("breaker:global") or {}).get("state") != "open"
+    told = [n for n in h.notifier.sent if "not undone" in n.title]
+    assert [(n.level, n.title) for n in told] == [(Level.INFO, "docker on svc made things worse; not undone "
+                                                               "(stopped on purpose)")]
+
+
+def test_a_persons_stop_during_a_docker_remedys_verification_cancels_it_rather_than_judging_it(
+        tmp_path: Path) -> None:
+    """The verdict of a remedy through docker (an actuator on the service's running state, as
+    process is) is not judged once a person has stopped the service: cancelled at the window's
+    end naming the stop, no outcome on the pattern's record, nothing undone.
+
+    Before: only ``process`` actions were held by a person's stop; a docker one was judged
+    (failed, and its undo would have started the container again)."""
+    h = Harness(tmp_path, also="docker", patterns=DOCKER_POKE)
+    h.feed("up", 1, 2)
+    h.feed("up", 0, 3)
+    inc = h.incident()
+    (action,) = h.store.actions()
+    assert action.type == "docker" and action.state == ActionState.VERIFYING
+    _person_stops(h.store, h.clock.now())
+    h.run_until(lambda: h.store.get(Incident, inc.id).state.terminal, "up", 0)  # type: ignore[union-attr]
+
+    done = h.store.get(Action, action.id)
+    assert done is not None and done.state == ActionState.CANCELLED, (done.state if done else None)
+    assert (done.error or "").startswith("stopped: svc was stopped on purpose by person:ana")
+    assert h.store.outcomes(incident_id=inc.id) == []
+    assert [c for c, *_ in h.actuator.calls] == ["apply"]
+
+
+def test_a_persons_stop_holds_the_compensation_that_would_start_the_service_again(tmp_path: Path) -> None:
+    """A workflow's third step fails while a person stops svc; compensating its second step (docker)
+    would start what they stopped, so it is not run, nor the compensations after it: the action is
+    escalated listing what is left in place and naming the stop, told at info, and no breaker
+    opens (no compensation failed).
+
+    Before: only a workflow's forward steps were checked against a person's stop; both steps were
+    compensated."""
+
+    class StoppedDuring(FakeActuator):
+        def apply(self, target: Any, params: Any, key: str, snapshot: Any) -> dict[str, Any]:
+            if getattr(params, "op", None) == "fail":
+                _person_stops(h.store, h.clock.now())  # a person stops svc while this step runs
+            return super().apply(target, params, key, snapshot)
+
+    h = Harness(tmp_path, also="docker", patterns=DOCKER_WORKFLOW, actuator=StoppedDuring())
+    h.feed("up", 0, 4)
+
+    (action,) = h.store.actions()
+    key = action.idempotency_key
+    assert action.pattern_id == "docker-down-workflow"
+    assert h.actuator.calls == [("apply", "svc", f"{key}:0"), ("apply", "svc", f"{key}:1"),
+                                ("apply", "svc", f"{key}:2")]
+    assert action.state == ActionState.ESCALATED
+    assert "left in place, not compensated (it would start what a person stopped: svc was stopped on purpose by " \
+           "person:ana" in (action.error or ""), action.error
+    assert (action.error or "").endswith("step 1/3 fake:first, step 2/3 docker:second")
+    assert (h.store.get_state("breaker:global") or {}).get("state") != "open"
+    assert h.store.outcomes(incident_id=action.incident_id) == []
+    told = [n for n in h.notifier.sent if "needs a person" in n.title]
+    assert [n.level for n in told] == [Level.INFO]
+    assert not any("FAILED" in n.title for n in h.notifier.sent)

@@ -40,6 +40,10 @@ A person's stop of the service (``stopped``: ``autonomic stop``, read from the s
 the kill switch) wins over an action in flight through the actuator that would start it again:
 CANCELLED before its apply (also when recovered after a crash, and before a workflow step), or,
 applied already, before its verification judges it, with no outcome on its pattern's record.
+It holds back an undo and a workflow's compensation through such an actuator too (it would start
+what the person stopped): a rollback is not run (ESCALATED as under a pause, the stop its reason,
+told at info), and a compensation held back stops the compensating there, what ran left in place
+and listed, no breaker opened (nothing failed to undo).
 A failed step with its predecessors compensated is FAILED; a failed compensation escalates
 and opens the breaker, like a failed undo. Verification works as for one step; its rollback
 compensates every step in reverse. After a crash the workflow resumes from the journal.
@@ -148,6 +152,15 @@ class Executor:
 
     def _target(self, service: str, action_type: str) -> Target:
         return Target(service=service, binding=self.bindings.get(service, {}).get(action_type))
+
+    def _stop_holding(self, action: Action) -> str | None:
+        """Why a person's stop of the service holds back ``action`` (any of its actuator types, a
+        workflow's steps too), or None: asked before an undo and before a verification's verdict."""
+        for action_type in dict.fromkeys([action.type, *(s.type for s in action.workflow)]):
+            held = self.stopped(action.service, action_type)
+            if held is not None:
+                return held
+        return None
 
     def _params(self, action: Action) -> BaseModel:
         return self._actuator(action.type).Params.model_validate(action.params)
@@ -524,6 +537,9 @@ class Executor:
             pause = _held_by_pause(journal, result)
             if pause is not None:
                 return self._undo_held(action, action.error or "verification failed", pause, now, step)
+            stop = _held_by_pause(journal, result, "stopped: ")
+            if stop is not None:
+                return self._undo_held(action, action.error or "verification failed", stop, now, step, stopped=True)
             return self._undo_failed(action, step, result.reason, now)
         if result.status == "done":
             step = StepRecord(name="apply", ok=True, started_at=started, finished_at=now,
@@ -555,12 +571,16 @@ class Executor:
         # paused mid-way (what ran is left in place), a failed compensation, or a step nobody
         # can tell ran: a person decides
         held = _held_by_pause(journal, result)  # a compensation a pause stopped did not fail
-        compensation_failed = (held is None and failed_at is not None
+        stop = _held_by_pause(journal, result, "stopped: ")  # nor one a person's stop held back
+        compensation_failed = (held is None and stop is None and failed_at is not None
                                and journal[failed_at].compensate == workflow.Status.FAILED)
         reason = result.reason
         if held is not None:
             reason = (f"{reason.rpartition('; compensating ')[0] or reason}; left in place, not compensated "
                       f"while automation is paused: {_left_in_place(action, journal)}")
+        elif stop is not None:
+            reason = (f"{reason.rpartition('; compensating ')[0] or reason}; left in place, not compensated "
+                      f"(it would start what a person stopped: {stop}): {_left_in_place(action, journal)}")
         escalated = action.model_copy(update={"state": ActionState.ESCALATED, "updated_at": now,
                                               "steps": [*action.steps, step], "error": reason[:2000]})
         inc = self._set_incident(self._incident(action), now, IncidentState.ESCALATED,
@@ -571,7 +591,8 @@ class Executor:
         if compensation_failed:
             self.on_result(escalated, False)
             self.on_undo_failed(escalated)  # as a failed undo: the breaker opens
-        self.notify(Notification(level=Level.ALERT, ts=now, service=action.service, incident_id=action.incident_id,
+        self.notify(Notification(level=Level.INFO if stop is not None else Level.ALERT, ts=now,
+                                 service=action.service, incident_id=action.incident_id,
                                  title=(f"COMPENSATION FAILED for {_kind(action)} on {action.service}"
                                         if compensation_failed
                                         else f"{_kind(action)} action on {action.service} needs a person"),
@@ -634,7 +655,7 @@ class Executor:
                                                   detail=workflow.record_detail(kind, i, "intent", **extra)),
                                f"action.{kind}_started")
         try:
-            held = self.stopped(action.service, spec.type) if kind == "do" else None
+            held = self.stopped(action.service, spec.type)  # a compensation may start it again too
             reason = self.paused(action.service)  # the very last check before a step or a compensation
         except StoreError as exc:
             # The kill switch could not be read: nothing ran. The intent is withdrawn, so the retry
@@ -687,7 +708,7 @@ class Executor:
         assert action.verify_until is not None
         if now < action.verify_until:
             return action.verify_until
-        held = self.stopped(action.service, action.type)
+        held = self._stop_holding(action)
         if held is not None:  # not judged: a service a person stopped says nothing of the fix
             self._cancel_stopped(action, held, now)
             return None
@@ -808,6 +829,9 @@ class Executor:
         pause = self.paused(action.service)  # an undo is an actuator call: a pause holds it too
         if pause is not None:
             return self._undo_held(action, reason, pause, now)
+        stop = self._stop_holding(action)  # an undo that would start what a person stopped: not run
+        if stop is not None:
+            return self._undo_held(action, reason, stop, now, stopped=True)
         if action.workflow:
             return self._run_workflow(action, undo=True)
         actuator = self._actuator(action.type)
@@ -838,24 +862,35 @@ class Executor:
         return until
 
     def _undo_held(self, action: Action, reason: str, pause: str, now: float,
-                   step: StepRecord | None = None) -> float | None:
+                   step: StepRecord | None = None, *, stopped: bool = False) -> float | None:
         """Verification failed but automation is paused: nothing is undone (a pause stops every
         actuator call). The change stays in place and a person decides; no breaker opens, since
-        no undo failed, and lifting the pause does not run the undo later."""
+        no undo failed, and lifting the pause does not run the undo later.
+
+        ``stopped``: not a pause but a person's stop of the service (``pause`` is then its reason,
+        who and when): an undo through an actuator that acts on its running state would start
+        what they stopped (:meth:`_stop_holding`, or a workflow's compensation held back). Ended
+        the same way, told at info (the service is down as the person asked), and a start by a
+        person does not run the undo later either."""
         left = "the change is left in place"
         if action.workflow:
             journal = workflow.journal_from_records(action.steps, len(action.workflow))
             left = f"left in place: {_left_in_place(action, journal)}"
-        error = f"{reason}; not undone, automation is paused ({pause}): {left}"
+        error = (f"{reason}; not undone, it would start what a person stopped ({pause}): {left}" if stopped
+                 else f"{reason}; not undone, automation is paused ({pause}): {left}")
         held = action.model_copy(update={"state": ActionState.ESCALATED, "updated_at": now, "error": error[:2000],
                                          "steps": [*action.steps, *([step] if step is not None else [])]})
         outcome = _failed_outcome(action, now, reason[:2000])
         inc = self._set_incident(self._incident(action), now, IncidentState.ESCALATED, Resolution.FAILED)
         self.store.record(held, *([inc] if inc else []), outcome, actor="engine", event="action.undo_held",
-                          subject=action.id, data={"reason": reason[:500], "paused": pause})
+                          subject=action.id, data={"reason": reason[:500],
+                                                   **({"stopped": pause, "stopped_on_purpose": True} if stopped
+                                                      else {"paused": pause})})
         self.on_result(held, False)
-        self.notify(Notification(level=Level.ALERT, ts=now, service=action.service, incident_id=action.incident_id,
-                                 title=f"{_kind(action)} on {action.service} made things worse; not undone (paused)",
+        self.notify(Notification(level=Level.INFO if stopped else Level.ALERT, ts=now, service=action.service,
+                                 incident_id=action.incident_id,
+                                 title=f"{_kind(action)} on {action.service} made things worse; not undone "
+                                       f"({'stopped on purpose' if stopped else 'paused'})",
                                  body=f"{error[:500]}. A person must decide whether to undo it."))
         return None
 
@@ -887,16 +922,18 @@ def _failed_outcome(action: Action, now: float, reason: str, **extra: Any) -> Ou
                    duration_s=now - action.created_at, **extra)
 
 
-def _held_by_pause(journal: list[workflow.StepState], result: workflow.WorkflowResult) -> str | None:
+def _held_by_pause(journal: list[workflow.StepState], result: workflow.WorkflowResult,
+                   prefix: str = "paused: ") -> str | None:
     """The pause that stopped a workflow's compensation (the reason after "paused: "), or None
-    when no compensation was stopped by one."""
+    when no compensation was stopped by one; with ``prefix`` "stopped: ", the person's stop of
+    the service that held one back (see :meth:`Executor._carry_out`)."""
     i = result.failed_index
     if result.status != "needs_person" or i is None:
         return None
     st = journal[i]
-    if st.compensate != workflow.Status.FAILED or not st.error.startswith("paused: "):
+    if st.compensate != workflow.Status.FAILED or not st.error.startswith(prefix):
         return None
-    return st.error.removeprefix("paused: ")
+    return st.error.removeprefix(prefix)
 
 
 def _left_in_place(action: Action, journal: list[workflow.StepState]) -> str:

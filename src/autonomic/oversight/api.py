@@ -58,6 +58,7 @@ from autonomic.engine import (
     paused_reason,
     pauses_in_force,
     queue_findings,
+    queued_service_requests,
     request_service,
     stopped_on_purpose,
     write_pause_file,
@@ -384,6 +385,9 @@ def _services(ctx: ApiContext, open_incidents: list[Incident] | None = None) -> 
     open_counts: dict[str, int] = {}
     for inc in _open_incidents(ctx) if open_incidents is None else open_incidents:
         open_counts[inc.service] = open_counts.get(inc.service, 0) + 1
+    queued: dict[str, list[dict[str, Any]]] = {}
+    for request in queued_service_requests(ctx.store):
+        queued.setdefault(request["service"], []).append(request)
     out = []
     for name in _service_names(ctx):
         spec = ctx.config.service(name)
@@ -400,6 +404,9 @@ def _services(ctx: ApiContext, open_incidents: list[Incident] | None = None) -> 
             "paused_reason": why,
             # a supervised service a person stopped (autonomic stop): {actor, comment, ts}, else None
             "stopped_on_purpose": stopped,
+            # people's starts and stops of it queued and not yet carried out by the engine that leads,
+            # oldest first: [{request, service, verb, actor, comment, ts}] (see queued_service_requests)
+            "requests": queued.get(name, []),
             "open_incidents": open_counts.get(name, 0),
             "depends_on": list(spec.depends_on) if spec else [],
         })

@@ -381,7 +381,8 @@ function serviceCard(svc) {
   const reasons = svc.reasons || [];
   return h("div", { class: `svc st-${svc.state}`, testid: `service-${svc.name}` },
     h("div", { class: "row" }, h("span", { class: "name" }, svc.name), svc.paused ? tag(globalPause ? "paused (all)" : "paused", "paused") : null,
-      svc.stopped_on_purpose ? tag("stopped", "paused") : null),
+      svc.stopped_on_purpose ? tag("stopped", "paused") : null,
+      (svc.requests || []).length ? tag(`${svc.requests[svc.requests.length - 1].verb} queued`, "warning") : null),
     h("div", { class: "hstate", testid: `service-state-${svc.name}` }, svc.state),
     reasons.length ? h("div", { class: "reasons" }, reasons.join("; ")) : null,
     svc.paused && svc.paused_reason ? h("div", { class: "reasons", testid: `service-paused-${svc.name}` }, svc.paused_reason) : null,
@@ -389,6 +390,9 @@ function serviceCard(svc) {
       `stopped on purpose by ${svc.stopped_on_purpose.actor}` +
       (svc.stopped_on_purpose.comment ? ` (${svc.stopped_on_purpose.comment})` : "") +
       `; not started until a person starts it (autonomic start ${svc.name})`) : null,
+    (svc.requests || []).map((req, i) => h("div", { class: "reasons", testid: `service-request-${svc.name}-${i}` },
+      `${req.verb} requested by ${req.actor}${req.ts ? ` ${ago(req.ts)}` : ""}` +
+      (req.comment ? ` (${req.comment})` : "") + ", waiting for the engine")),
     h("div", { class: "meta" }, `${svc.type || "service"} · autonomy `, h("b", {}, svc.autonomy || "-"),
       ` · ${svc.open_incidents || 0} open incident${svc.open_incidents === 1 ? "" : "s"}`),
     h("div", { class: "row" }, h("span"), pauseBtn));
