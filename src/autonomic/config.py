@@ -39,6 +39,7 @@ from autonomic.oversight.reports import ReportSchedule
 from autonomic.oversight.server import ApiSpec
 from autonomic.plan.diagnose import cannot_run
 from autonomic.plan.policy import PolicyConfig
+from autonomic.printable import counted
 from autonomic.redact import credentials, is_credential_header
 from autonomic.registry import Registry
 from autonomic.yamlio import YamlDoc, did_you_mean, load_yaml, problems_from
@@ -653,7 +654,7 @@ def read_windows(spec: AutonomicSpec, patterns: Iterable[Pattern]) -> dict[str, 
         (engine.decision_ttl_s, "a decision is acted on within engine.decision_ttl_s"),
     ]
     incidents += [(p.match.after_actions.within_s, f"pattern {p.id} counts actions of the last "
-                   f"{p.match.after_actions.within_s / DAY_S:g} days (match.after_actions.within_s)")
+                   f"{counted(p.match.after_actions.within_s / DAY_S, 'day')} (match.after_actions.within_s)")
                   for p in patterns if p.match.after_actions is not None]
     return {
         "incidents_days": incidents,
@@ -675,8 +676,8 @@ def retention_too_short(spec: AutonomicSpec, patterns: Iterable[Pattern]) -> lis
             continue
         need_s, why = max(windows, key=lambda w: w[0])
         if days * DAY_S < need_s:
-            found.append((key, f"{days:g} days is shorter than the {need_s / DAY_S:g} days the engine still reads: "
-                               f"{why}; keep at least that (or null to keep for ever)"))
+            found.append((key, f"{counted(float(days), 'day')} is shorter than the {counted(need_s / DAY_S, 'day')} "
+                               f"the engine still reads: {why}; keep at least that (or null to keep for ever)"))
     return found
 
 

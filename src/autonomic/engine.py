@@ -1520,8 +1520,8 @@ class Engine:
                 # was not stored for the next tick, and go on; not counted as a tick (/readyz's last_tick_s_ago)
                 self._unstored = self._keep_unstored(findings[done:])
                 if self._problem("store", str(exc)):
-                    log.error("the store refused a write; %d findings kept for the next tick: %s",
-                              len(self._unstored), exc)
+                    log.error("the store refused a write; %s kept for the next tick: %s",
+                              counted(len(self._unstored), "finding"), exc)
             else:
                 if self._problem("store", None):
                     log.info("the store answers again")
@@ -3087,9 +3087,10 @@ class Engine:
                 self.store.set_state(breaker_key(scope), after.model_dump(mode="json"), actor="engine",
                                      event="breaker.updated", data={"scope": scope, "state": after.state})
                 if after.state == "open" and before.state != "open":
+                    failed = counted(after.consecutive_failures, "consecutive failed intervention")
                     self.notify(Notification(level=Level.ALERT, ts=now, service=action.service,
                                              title=f"circuit breaker opened for {scope} actions",
-                                             body=f"{after.consecutive_failures} consecutive failed interventions;"
+                                             body=f"{failed};"
                                                   f" the last: {action.type} on {action.service}"
                                                   f" (action {action.id[:8]})"))
 

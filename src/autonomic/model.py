@@ -41,6 +41,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from autonomic.printable import counted
+
 # what the state of a unit a systemd, docker or kubernetes binding names is sampled as, per actuator
 # type (monitor/unitstate.py samples them; ServiceSpec.may_report and diagnosis count them)
 UNIT_METRICS: MappingProxyType[str, tuple[str, ...]] = MappingProxyType({
@@ -638,7 +640,7 @@ class Goal(Frozen):
         """``99.9% of probe_ok >= 1 over 30 days``"""
         bounds = " and ".join(b for b in (None if self.min is None else f">= {self.min:g}",
                                           None if self.max is None else f"<= {self.max:g}") if b)
-        return f"{self.target * 100:g}% of {self.metric} {bounds} over {self.window_days:g} days"
+        return f"{self.target * 100:g}% of {self.metric} {bounds} over {counted(self.window_days, 'day')}"
 
     @model_validator(mode="before")
     @classmethod
@@ -672,8 +674,8 @@ class Goal(Frozen):
         if self.min is not None and self.max is not None and self.min > self.max:
             raise ValueError(f"min ({self.min:g}) is above max ({self.max:g}): no sample could be good")
         if not self.rules:
-            raise ValueError(f"rules: no burn rule for a window of {self.window_days:g} days (the default rules "
-                             "that fit in the window are taken when rules is not given; the shortest looks back "
+            raise ValueError(f"rules: no burn rule for a window of {counted(self.window_days, 'day')} (the default "
+                             "rules that fit in the window are taken when rules is not given; the shortest looks back "
                              "an hour): give rules")
         for i, rule in enumerate(self.rules):
             if rule.long_s > self.window_s:

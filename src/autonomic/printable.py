@@ -22,10 +22,11 @@ def printable(text: str) -> str:
     return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
 
 
-def counted(n: int, noun: str, plural: str | None = None) -> str:
+def counted(n: float, noun: str, plural: str | None = None) -> str:
     """``n`` and ``noun``, plural unless ``n`` is 1: ``1 service``, ``16 patterns``, ``0 entries``
-    (``plural`` when it is not ``noun + "s"``)."""
-    return f"{n} {noun if n == 1 else plural or noun + 's'}"
+    (``plural`` when it is not ``noun + "s"``); a float as ``:g`` writes it (``1 day``, ``0.5 days``)."""
+    shown = f"{n:g}" if isinstance(n, float) else str(n)
+    return f"{shown} {noun if n == 1 else plural or noun + 's'}"
 
 
 def rewrite_record(record: logging.LogRecord, change: Callable[[str], str]) -> None:

@@ -171,35 +171,74 @@ def did_you_mean(name: str, known: Iterable[str]) -> str:
 
 def problems_from(err: pydantic.ValidationError, doc: YamlDoc, prefix: Loc = (), *,
                   model: type[pydantic.BaseModel]) -> list[Problem]:
-    """One Problem per validation error: the field as ``a[0].b``, its line, pydantic's message
-    (a validator's own without the "Value error, " pydantic puts before it: people read it).
+    """One Problem per validation error: the field as ``a[0].b``, its line, and what is wrong in
+    words (:func:`readable_errors`).
 
     ``prefix`` is where the validated value sits in ``doc`` (e.g. ``("patterns", 2)``); ``model``
-    is what was validated, so a field it does not have is named with the nearest one it does
-    (``unknown field 'memory_precent'; did you mean 'memory_percent'?``). A value outside a
-    fixed set (``op: graceful_restrat``, ``autonomy: aprove``) is named with the nearest allowed
-    one too, and a ``type:`` no variant has (``type: webhok``) as an unknown type, at its key."""
-    problems = []
-    for e in err.errors():
-        loc = (*prefix, *e["loc"])
-        message = e["msg"]
+    is what was validated (see :func:`readable_errors`)."""
+    return [Problem(doc.file, doc.line_of(loc), format_loc(loc), message)
+            for loc, message in readable_errors(err.errors(), prefix, model=model)]
+
+
+def readable_errors(errors: Iterable[Mapping[str, Any]], prefix: Loc = (), *,
+                    model: type[pydantic.BaseModel] | None) -> list[tuple[Loc, str]]:
+    """Each of pydantic's errors (``ValidationError.errors()``, or FastAPI's for a request) as the
+    place of the field and what is wrong with it in words: the message every input edge shows
+    people (config, patterns, an ``--incident`` file, an API body).
+
+    Pydantic's message, but a validator's own without the "Value error, " pydantic puts before it;
+    a mapping given something else is said so ("should be a mapping (an object of named values),
+    not a list"), never "Input should be a valid dictionary or instance of <class>"; a body that is
+    not JSON says where and why. ``model`` (None when not known) is what was validated, so a field
+    it does not have is named with the nearest one it does (``unknown field 'memory_precent'; did
+    you mean 'memory_percent'?``). A value outside a fixed set (``op: graceful_restrat``,
+    ``autonomy: aprove``) is named with the nearest allowed one too, and a ``type:`` no variant has
+    (``type: webhok``) as an unknown type, at its key."""
+    out: list[tuple[Loc, str]] = []
+    for e in errors:
+        loc: Loc = (*prefix, *e["loc"])
+        message = str(e["msg"])
         if e["type"] == "value_error":
             message = message.removeprefix("Value error, ")
         if e["type"] == "extra_forbidden" and e["loc"]:
-            known = _fields_at(model, e["loc"][:-1])
+            known = _fields_at(model, e["loc"][:-1]) if model is not None else []
             message = f"unknown field {str(e['loc'][-1])!r}"
             message += did_you_mean(str(e["loc"][-1]), known) or (
                 f" (known here: {', '.join(sorted(known))})" if known else "")
-        elif e["type"] in ("literal_error", "enum") and isinstance(e["input"], str):
-            allowed = _QUOTED.findall(str(e.get("ctx", {}).get("expected", "")))
+        elif e["type"] in ("model_type", "dict_type", "model_attributes_type"):
+            message = f"should be a mapping (an object of named values), not {_kind(e.get('input'))}"
+        elif e["type"] == "json_invalid":  # FastAPI: the loc ends with the character it stopped at
+            at = loc[-1] if loc and isinstance(loc[-1], int) else None
+            loc = loc[:-1] if at is not None else loc
+            why = str((e.get("ctx") or {}).get("error") or "").strip()
+            message = "not valid JSON" + (f" at character {at}" if at is not None else "") + (f": {why}" if why else "")
+        elif e["type"] in ("literal_error", "enum") and isinstance(e.get("input"), str):
+            allowed = _QUOTED.findall(str((e.get("ctx") or {}).get("expected", "")))
             message += did_you_mean(e["input"], allowed) if len(allowed) > 1 else ""  # one: already named
         elif e["type"] == "union_tag_invalid":
             tag, tags = str(e["ctx"]["tag"]), _QUOTED.findall(str(e["ctx"]["expected_tags"]))
             message = f"unknown type {tag!r}" + (did_you_mean(tag, tags) or f" (known: {', '.join(tags)})")
-            if isinstance(e["input"], dict) and "type" in e["input"]:
+            if isinstance(e.get("input"), dict) and "type" in e["input"]:
                 loc = (*loc, "type")
-        problems.append(Problem(doc.file, doc.line_of(loc), format_loc(loc), message))
-    return problems
+        out.append((loc, message))
+    return out
+
+
+def _kind(value: Any) -> str:
+    """What a JSON or YAML value is, in words: ``a list``, ``a string``, ``null``."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true or false"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list | tuple):
+        return "a list"
+    if isinstance(value, Mapping):
+        return "a mapping"
+    return f"a {type(value).__name__}"
 
 
 def _fields_at(model: type[pydantic.BaseModel], loc: Sequence[str | int]) -> list[str]:

@@ -313,3 +313,21 @@ def test_a_service_card_shows_a_persons_queued_stop_as_waiting_for_the_engine_un
         context.close()
         server.stop()
         engine.shutdown()
+
+
+def test_a_reason_the_api_refuses_is_shown_in_words_not_as_the_json_of_its_422(stack: Stack, browser: Browser) -> None:
+    """A kill-switch reason past 2000 characters is refused (422) by the real API; the banner says
+    which field and what is wrong ("reason: String should have at most 2000 characters"), not the
+    JSON of FastAPI's detail list it showed before; nothing is paused and the words stay typed."""
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    page = context.new_page()
+    page.goto(f"{stack.base}/?token={stack.token}")
+    try:
+        page.get_by_test_id("kill-reason").fill("x" * 2001)
+        page.get_by_test_id("kill-switch").click()
+        expect(page.get_by_test_id("error")).to_have_text(
+            "Failed: reason: String should have at most 2000 characters", timeout=10_000)
+        assert stack.engine.store.get_state(PAUSE_GLOBAL) is None
+        expect(page.get_by_test_id("kill-reason")).to_have_value("x" * 2001)
+    finally:
+        context.close()

@@ -524,7 +524,7 @@ def test_unit_exit_says_how_a_workloads_pods_ended_when_none_of_them_runs(act: K
                      [{"name": "app", "ready": False, "restartCount": 0, "state": _terminated(1, "Error")}])
         kube.add_pod("shop", "other", {"app": "other"}, "2024-01-01T00:00:00Z")  # another workload's, running
         assert act.unit_exit(t) == ("pod web-a's container app terminated with exit code 1 (Error) "
-                                    "(1 more pods likewise)")
+                                    "(1 more pod likewise)")
         kube.objects.pop(("pods", "shop", "web-a"))
         assert act.unit_exit(t) == ("pod web-b's container app is in CrashLoopBackOff, last terminated with exit "
                                     "code 137 (OOMKilled), 5 restarts")
@@ -559,3 +559,31 @@ def test_unit_exit_gives_an_api_server_that_does_not_answer_5_s_a_read_not_an_ac
         monkeypatch.setattr(kube, "handle", slow_pods)
         with pytest.raises(RetryableActuatorError):
             act.unit_exit(target(kube))
+
+
+def test_describe_and_clamping_count_replicas_in_words(kube: KubeStandIn, act: KubernetesActuator) -> None:
+    """One replica is "1 replica", any other number "N replicas", whether scaled to or by it; the
+    note a clamp leaves says so too (the actuator over the stand-in API server, making no request)."""
+    t = target(kube)
+    assert [act.describe(t, params(op="scale", **raw)) for raw in (
+        {"replicas": 1}, {"replicas": 2}, {"delta": 1}, {"delta": -1}, {"delta": -2},
+        {"replicas": 1, "min": 2})] == [
+        "scale Deployment shop/web to 1 replica, bounds 0..100",
+        "scale Deployment shop/web to 2 replicas, bounds 0..100",
+        "scale Deployment shop/web by +1 replica, bounds 0..100",
+        "scale Deployment shop/web by -1 replica, bounds 0..100",
+        "scale Deployment shop/web by -2 replicas, bounds 0..100",
+        "scale Deployment shop/web to 2 replicas (requested 1 replica, clamped to min 2), bounds 2..100",
+    ]
+    assert kube.requests == []
+
+
+def test_unit_exit_counts_the_other_dead_pods_in_words(act: KubernetesActuator) -> None:
+    with running() as kube:
+        kube.add_workload("shop", "web")
+        t = target(kube)
+        for name in ("web-a", "web-b", "web-c"):
+            kube.add_pod("shop", name, {"app": "web"}, "2024-01-01T00:00:00Z",
+                         [{"name": "app", "ready": False, "restartCount": 0, "state": _terminated(1, "Error")}])
+        assert act.unit_exit(t) == ("pod web-a's container app terminated with exit code 1 (Error) "
+                                    "(2 more pods likewise)")

@@ -1363,3 +1363,44 @@ def test_an_approval_late_by_the_asking_engines_ttl_is_refused_whatever_the_apis
     assert closed is not None and closed.state == IncidentState.EXPIRED
     assert env.store.actions(incident_id=inc_id) == []
     engine.shutdown()
+
+
+# --- 422 bodies in words ---------------------------------------------------------------------
+
+
+def test_a_body_that_does_not_validate_is_422_in_words_naming_each_field_by_its_path(env: Env) -> None:
+    """Over the real app and store: FastAPI's ``detail`` list keeps its shape (type, loc, msg per
+    problem) with each msg in words as config errors are, and ``message`` says them all in one
+    line; nothing stored changes. Before: "Value error, must not be empty", "Input should be a
+    valid dictionary or instance of PauseBody", "Extra inputs are not permitted"."""
+    op = {**env.auth("operator"), "Content-Type": "application/json"}
+    before = env.seq()
+    cases = [
+        (b'{"reason": "   "}', [(["body", "reason"], "must not be empty")], "reason: must not be empty"),
+        (b"[1, 2]", [(["body"], "should be a mapping (an object of named values), not a list")],
+         "body: should be a mapping (an object of named values), not a list"),
+        (b'{"reason": "x", "sevrice": "web"}',
+         [(["body", "sevrice"], "unknown field 'sevrice'; did you mean 'service'?")],
+         "sevrice: unknown field 'sevrice'; did you mean 'service'?"),
+        (b"{not json",
+         [(["body"], "not valid JSON at character 1: Expecting property name enclosed in double quotes")],
+         "body: not valid JSON at character 1: Expecting property name enclosed in double quotes"),
+    ]
+    for content, detail, message in cases:
+        r = env.client.post("/api/v1/pause", headers=op, content=content)
+        assert r.status_code == 422, content
+        body = r.json()
+        assert [(d["loc"], d["msg"]) for d in body["detail"]] == detail, content
+        assert all(set(d) == {"type", "loc", "msg"} for d in body["detail"])
+        assert body["message"] == message
+        for raw in ("Value error, ", "valid dictionary", "instance of", "errors.pydantic.dev", "Extra inputs"):
+            assert raw not in r.text, (content, raw)
+    r = env.client.put("/api/v1/policy", headers={**env.auth("admin"), "Content-Type": "application/json"},
+                       content=b'{"rate_limits": {"per_day": "many"}, "autonomy": "aprove"}')
+    assert r.status_code == 422
+    assert r.json()["message"] == ("autonomy: Input should be 'observe', 'suggest', 'approve' or 'auto'; did you "
+                                   "mean 'approve'?; rate_limits.per_day: Input should be a valid integer, unable to "
+                                   "parse string as an integer")
+    r = env.client.get("/api/v1/incidents?limit=0", headers=env.auth("viewer"))
+    assert r.status_code == 422 and r.json()["message"].startswith("query.limit: ")
+    assert env.seq() == before

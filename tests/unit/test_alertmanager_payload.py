@@ -269,3 +269,15 @@ def test_truncated_alerts_are_accepted_and_recorded_in_evidence() -> None:
 def test_a_body_nested_deeper_than_recursion_allows_is_a_value_error_naming_the_body() -> None:
     with pytest.raises(ValueError, match="body: nested too deeply"):
         parse_webhook(b'{"version": "4", "alerts": ' + b"[" * 50_000 + b"]" * 50_000 + b"}")
+
+
+@pytest.mark.parametrize(("alerts", "said"), [
+    ([1], "alerts[0]: should be a mapping (an object of named values), not a number"),
+    (["x"], "alerts[0]: should be a mapping (an object of named values), not a string"),
+])
+def test_an_alert_that_is_not_an_object_is_said_so_in_words_not_with_a_class_name(alerts: list[Any],
+                                                                                   said: str) -> None:
+    """Before: "alerts[0]: Input should be a valid dictionary or instance of AlertmanagerAlert"."""
+    with pytest.raises(ValueError) as err:
+        parse_webhook(encode(payload(alerts=alerts)))
+    assert str(err.value) == said

@@ -210,3 +210,20 @@ def test_a_persons_denials_demote_like_failures() -> None:
     denials = people_evidence([_decision(t, "denied", gates=False) for t in (1, 2)], "p", "api")
     level, reason = earned_level(denials, Autonomy.APPROVE, LADDER)
     assert level == Autonomy.SUGGEST and "2 failures" in reason
+
+
+def test_the_ladder_says_one_success_one_failure_and_one_outcome_in_the_singular() -> None:
+    one = AutonomyLadder(enabled=True, promote_after=1, demote_failures=1, demote_window=1)
+    assert earned_level([OK], Autonomy.SUGGEST, one) == (
+        Autonomy.APPROVE, "promoted to approve after 1 verified success (100% of 1)")
+    assert earned_level([FAIL], Autonomy.APPROVE, one) == (
+        Autonomy.SUGGEST, "demoted to suggest after 1 failure in the last 1")
+    two = AutonomyLadder(enabled=True, promote_after=2, demote_failures=2, demote_window=2)
+    assert earned_level([OK], Autonomy.SUGGEST, two) == (
+        Autonomy.SUGGEST, "at suggest: 1 of 1 outcome verified, 1 verified success in a row")
+    assert earned_level([OK, OK], Autonomy.SUGGEST, two) == (
+        Autonomy.APPROVE, "promoted to approve after 2 verified successes (100% of 2)")
+    assert earned_level([FAIL, FAIL], Autonomy.APPROVE, two) == (
+        Autonomy.SUGGEST, "demoted to suggest after 2 failures in the last 2")
+    assert earned_level([FAIL, OK], Autonomy.SUGGEST, two) == (
+        Autonomy.SUGGEST, "at suggest: 1 of 2 outcomes verified, 1 verified success in a row")

@@ -96,3 +96,14 @@ def test_state_is_validated_and_frozen() -> None:
         BreakerState.model_validate({"state": "ajar"})
     with pytest.raises(ValidationError):
         BreakerState().state = "open"  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(("n", "said"), [(1, "1 consecutive failure"), (2, "2 consecutive failures")])
+def test_the_breaker_counts_its_failures_in_words_closed_and_open(n: int, said: str) -> None:
+    ok, why, _ = breaker_allows(fail_n(BreakerState(), n), T0, OPEN_S)
+    assert ok and why == f"closed ({said})"
+    opened = BreakerState()
+    for _ in range(n):
+        opened = breaker_record(opened, False, T0, failures=n)
+    ok, why, _ = breaker_allows(opened, T0 + 600, OPEN_S)
+    assert not ok and why == f"open since 2023-11-14T22:13:20Z after {said}, half-open in 3000 s"

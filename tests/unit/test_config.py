@@ -206,3 +206,15 @@ def test_a_service_may_report_a_metric_through_its_probes_or_a_metrics_source_na
     assert svc(metrics=[scrape]).may_report("probe_ok")  # every sample kept under its own name: it may be one
     renamed = {**scrape, "rename": {"web_up": "up"}}
     assert svc(metrics=[renamed]).may_report("up") and not svc(metrics=[renamed]).may_report("probe_ok")
+
+
+@pytest.mark.parametrize(("data", "said"), [
+    ({"services": ["web"]}, "services[0]: should be a mapping (an object of named values), not a string"),
+    ({"engine": [1]}, "engine: should be a mapping (an object of named values), not a list"),
+])
+def test_a_section_that_is_not_a_mapping_is_said_so_in_words_not_with_a_class_name(
+        tmp_path: Path, data: dict[str, object], said: str) -> None:
+    """Before: "Input should be a valid dictionary or instance of ServiceSpec"."""
+    with pytest.raises(ConfigError) as caught:
+        load_config_data(data, source="autonomic.yaml", base_dir=tmp_path)
+    assert [f"{p.field}: {p.message}" for p in caught.value.problems] == [said]

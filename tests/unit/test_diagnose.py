@@ -525,3 +525,13 @@ def test_a_units_restarts_after_deaths_while_a_dependency_was_down_are_not_count
     assert loop.pattern_id == "crash-loop-hand-over"
     assert ("3 actions of systemd-down-restart in the last 1800 s (>= 3); 1 more answered a crash while a "
             "dependency was down, not counted") in loop.candidates[0].reasons
+
+
+@pytest.mark.parametrize(("times", "said"), [(1, "1 action of restart in the last 1800 s (>= 1)"),
+                                             (2, "2 actions of restart in the last 1800 s (>= 1)")])
+def test_after_actions_counts_the_actions_in_words(times: int, said: str) -> None:
+    loop = pattern("loop", prior=0.9, action=False, cause="down",
+                   after_actions={"patterns": ["restart"], "count": 1, "within_s": 1800})
+    recent = DiagnoseContext(now=NOW, recent_actions={"restart": [NOW - 10] * times})
+    [cand] = diagnose(incident("down", FindingKind.STATE), [], [loop], recent).candidates
+    assert said in cand.reasons

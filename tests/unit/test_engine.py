@@ -3581,3 +3581,36 @@ def test_a_persons_stop_holds_the_compensation_that_would_start_the_service_agai
     told = [n for n in h.notifier.sent if "needs a person" in n.title]
     assert [n.level for n in told] == [Level.INFO]
     assert not any("FAILED" in n.title for n in h.notifier.sent)
+
+
+@pytest.mark.parametrize(("n", "said"), [(1, "1 finding kept"), (2, "2 findings kept")])
+def test_a_store_that_refuses_writes_is_logged_with_the_findings_kept_in_words(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, n: int, said: str) -> None:
+    from autonomic.errors import StoreError
+
+    h = Harness(tmp_path, policy={"autonomy": "observe"})
+    h.feed("up", 1, 1)
+    queue_findings(h.store, [_alert(h, f"A{i}") for i in range(n)], h.clock.now(), actor="webhook")
+
+    def locked(*args: Any, **kwargs: Any) -> Any:
+        raise StoreError("store write failed: database is locked")
+
+    monkeypatch.setattr(h.store, "record", locked)
+    with caplog.at_level("ERROR", logger="autonomic.engine"):
+        h.feed("up", 1, 1)
+    [refused] = [r.getMessage() for r in caplog.records if "the store refused a write" in r.getMessage()]
+    assert refused.startswith(f"the store refused a write; {said} for the next tick: ")
+
+
+@pytest.mark.parametrize(("failures", "said"), [(1, "1 consecutive failed intervention; "),
+                                                (2, "2 consecutive failed interventions; ")])
+def test_the_breaker_alert_counts_the_failed_interventions_in_words(tmp_path: Path, failures: int,
+                                                                    said: str) -> None:
+    h = Harness(tmp_path, op="fail", policy={"breaker": {"failures": failures, "open_s": 3600},
+                                             "confidence_threshold": 0.1})
+    for _ in range(failures):
+        h.feed("up", 0, 3)
+        h.run_until(lambda: h.store.incidents()[0].state.terminal, "up", 0)
+        h.feed("up", 1, 40)
+    (opened,) = [n for n in h.notifier.sent if n.title == "circuit breaker opened for global actions"]
+    assert opened.body.startswith(said)

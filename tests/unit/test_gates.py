@@ -362,10 +362,10 @@ def test_rate_limit_holds_a_workflow_to_each_later_step_types_own_limits() -> No
     passed, _, why = result(g.rate_limit, c)
     assert not passed and why == "limit reached: 2 of 2 process actions today"
     passed, _, why = result(g.rate_limit, replace(c, step_counts={"process": (1, 1)}))
-    assert passed and "1 of 2 process actions today" in why and "0 of 1 actions on api today" in why
+    assert passed and "1 of 2 process actions today" in why and "0 of 1 action on api today" in why
     # the strictest per-service limit of the types it runs
     passed, _, why = result(g.rate_limit, replace(c, step_counts={"process": (1, 1)}, counts=Counts(0, 0, 1, 1)))
-    assert not passed and why == "limit reached: 1 of 1 actions on api today"
+    assert not passed and why == "limit reached: 1 of 1 action on api today"
 
 
 def test_circuit_breaker_holds_a_workflow_whose_later_step_types_breaker_is_open() -> None:
@@ -862,3 +862,17 @@ def test_a_gates_reason_is_said_once_with_its_gate_named_only_where_the_reason_d
         "rate_limit: limit reached: 3/day")
     assert GateResult(gate="root_cause", passed=False, reason="root cause analysis names db").said() == (
         "root cause analysis names db")
+
+
+@pytest.mark.parametrize(("limit", "said"), [(1, "0 of 1 action on api today"), (2, "0 of 2 actions on api today")])
+def test_rate_limit_names_the_limit_with_its_noun_in_the_singular_at_one(limit: int, said: str) -> None:
+    pol = policy(autonomy="auto", actions={"config": {"rate_limits": {"per_service_day": limit}}})
+    passed, _, why = result(g.rate_limit, ctx(pol, counts=Counts(0, 0, 0, 0)))
+    assert passed and said in why.split(", ")
+
+
+@pytest.mark.parametrize(("most", "said"), [(1, "0 of at most 1 target in flight"),
+                                            (2, "0 of at most 2 targets in flight")])
+def test_blast_radius_names_its_cap_in_the_singular_at_one(most: int, said: str) -> None:
+    pol = policy(autonomy="auto", blast_radius={"max_in_flight": most})
+    assert result(g.blast_radius, ctx(pol, in_flight_targets=0)) == (True, False, said)

@@ -512,3 +512,15 @@ def test_the_engine_warns_at_start_of_a_goal_no_configured_source_samples(
         engine.shutdown()
         said = [r.getMessage() for r in caplog.records if "probe_okk" in r.getMessage()]
         assert said == ([f"goals: services[0].goals[0].metric: {warning.message}"] if sources is None else [])
+
+
+@pytest.mark.parametrize(("days", "said"), [(1, "1 day"), (2, "2 days"), (0.5, "0.5 days")])
+def test_a_goal_and_its_budget_in_explain_name_the_window_in_words(days: float, said: str) -> None:
+    from autonomic.oversight.explain import burn_evidence
+
+    g = Goal(name="a", metric="probe_ok", min=1, target=0.99, window_days=days)
+    assert g.describe() == f"99% of probe_ok >= 1 over {said}"
+    left = {"burn": {"3600": 2.0}, "window_days": days, "budget_remaining": 0.5, "exhausted_in_s": None}
+    assert burn_evidence(left)[-1] == f"budget: 50% left of the last {said}; not running out at this rate"
+    spent = {**left, "budget_remaining": -0.5}
+    assert burn_evidence(spent)[-1] == f"budget: spent (1.5x the budget used in the last {said})"

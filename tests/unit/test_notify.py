@@ -447,3 +447,13 @@ def test_jsonl_rotation_is_read_from_the_config_and_bad_values_name_the_field(tm
         with pytest.raises(ValidationError) as err:
             SPEC.validate_python({"type": "jsonl", "path": "n.jsonl", **data})
         assert field in str(err.value), (data, str(err.value))
+
+
+@pytest.mark.parametrize(("attempts", "said"), [(1, "after 1 attempt:"), (2, "after 2 attempts:")])
+def test_a_notifier_given_up_on_is_logged_with_its_attempts_in_words(caplog: pytest.LogCaptureFixture,
+                                                                      attempts: int, said: str) -> None:
+    d = Dispatcher([Route(Flaky("bad", failures=99))], synchronous=True, max_attempts=attempts, backoff_s=0)
+    with caplog.at_level(logging.ERROR, logger="autonomic.notify"):
+        d.send(note())
+    [given_up] = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert given_up.startswith(f"notifier bad failed {said}")

@@ -236,9 +236,13 @@ def test_test_context_supplies_what_the_engine_would_know(config: Path, tmp_path
         (json.dumps({"incident": {**INCIDENT, "severity": "dire"}}), "incident.json: incident.severity: "),
         (json.dumps({"incident": {k: v for k, v in INCIDENT.items() if k != "cause"}}), "incident.cause: Field"),
         (json.dumps({"incident": INCIDENT, "findings": [{**FINDING, "confidence": 2}]}),
-         "findings.0.confidence: "),
-        (json.dumps({"incident": INCIDENT, "extra": 1}), "incident.json: extra: Extra inputs"),
-        (json.dumps([1, 2]), "incident.json: (top): "),
+         "incident.json: findings[0].confidence: "),
+        (json.dumps({"incident": INCIDENT, "extra": 1}), "incident.json: extra: unknown field 'extra' (known here: "),
+        (json.dumps({"incident": INCIDENT, "findngs": []}),
+         "findngs: unknown field 'findngs'; did you mean 'findings'?"),
+        (json.dumps([1, 2]), "incident.json: (top): should be a mapping (an object of named values), not a list"),
+        (json.dumps({"incident": "abc"}), "incident.json: incident: should be a mapping (an object of named values), "
+                                          "not a string"),
     ],
 )
 def test_test_bad_incident_file_exits_2_naming_the_field(
@@ -249,6 +253,9 @@ def test_test_bad_incident_file_exits_2_naming_the_field(
     out = run("test", "pool-exhaustion-raise", "-i", str(path), "-c", str(config))
     assert out.exit_code == 2
     assert message in out.output
+    # in words, as a bad config's problems are: never pydantic's class names, prefixes or links
+    for raw in ("Input should be a valid dictionary", "instance of", "Value error, ", "errors.pydantic.dev"):
+        assert raw not in out.output
 
 
 def test_test_missing_incident_file_exits_2(config: Path, tmp_path: Path) -> None:

@@ -384,3 +384,21 @@ def test_a_report_reads_only_the_incidents_and_actions_of_its_window_not_the_who
     r = build_report(store, "daily", NOW)
     assert read == {"incidents": 7, "actions": 5}
     assert (r.incidents_opened, r.interventions_total, r.escalations) == (5, 4, 1)
+
+
+def test_an_open_breakers_action_item_counts_its_failures_in_words(store_url: str, clock: Clock) -> None:
+    """Over the real store: a breaker opened after one failure says "1 failure", after two "2 failures"."""
+    s = Store(store_url)
+    try:
+        clock.t = NOW - H
+        for scope, n in (("restart", 1), ("scale", 2)):
+            s.set_state(f"breaker:{scope}", {"state": "open", "consecutive_failures": n, "opened_at": NOW - H,
+                                             "trial_in_flight": False},
+                        actor="engine", event="breaker.updated", data={"scope": scope, "state": "open"})
+        r = build_report(s, "daily", NOW)
+    finally:
+        s.close()
+    assert [i.text for i in r.action_items if i.kind == "breaker"] == [
+        "circuit breaker open for restart actions after 1 failure in a row",
+        "circuit breaker open for scale actions after 2 failures in a row",
+    ]

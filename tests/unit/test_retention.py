@@ -450,3 +450,10 @@ def test_the_weekly_report_reads_the_same_after_pruning_at_the_shortest_retentio
     assert result.counts["incidents"] == 5 and result.counts["audit_events"] == CHUNK
     assert render_markdown(build_report(store, "weekly", at)) == before
     assert "deploy" in before and "Rollbacks" in before
+
+
+def test_retention_too_short_says_one_day_and_half_a_day_in_words(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as caught:
+        _load({"retention": {"findings_days": 0.5}}, tmp_path)
+    [problem] = caught.value.problems
+    assert problem.message.startswith("0.5 days is shorter than the 1 day the engine still reads: ")

@@ -399,3 +399,14 @@ def test_health_states_see_a_crossed_line_below_zero_whose_degraded_line_lies_ab
     store = _feed(SeriesStore(), "skew", [-9.5, -9.5])
     state, reasons = HealthDetector({"api": th}).states(store, NOW)["api"]
     assert state == HealthState.CRITICAL and reasons == ["skew -9.5 >= -10"]
+
+
+@pytest.mark.parametrize(("n", "said"), [(1, "1 sample"), (2, "2 samples")])
+def test_finding_summaries_and_health_reasons_count_samples_in_words(n: int, said: str) -> None:
+    th = Thresholds(sustain=n, down_after=n)
+    [over] = _detect(_feed(SeriesStore(), "memory_percent", [95.0] * n), th)
+    assert over.summary.endswith(f"(last {said})")
+    down = _feed(SeriesStore(), "up", [1.0, *[0.0] * n])
+    [f] = _detect(down, th)
+    assert f.summary == f"api is down: up == 0 for the last {said}"
+    assert assess(down, "api", th, NOW)[1][0] == f"down: up == 0 for the last {said}"

@@ -241,3 +241,19 @@ def test_choosing_where_the_course_bends_does_not_pass_unchanged_courses_more_th
         after = (ta, 20 + 5 * np.clip(ta + age, 0, None) + rng.normal(0, 2.0, ta.size))
         passed += judge(before, after, spec, preventive=True).verdict == VerifyVerdict.PASS
     assert passed <= 0.08 * 400
+
+
+@pytest.mark.parametrize(("need", "after", "said"), [
+    (1, (), "too little data: 0 of 1 sample"),
+    (2, (0.0,), "too little data: 1 of 2 samples"),
+])
+def test_too_little_data_counts_the_samples_it_needs_in_words(need: int, after: tuple[float, ...], said: str) -> None:
+    j = judge(series(0.5), series(*after), VerifySpec(metric="error_rate", max=0.05, min_samples=need))
+    assert j.verdict == VerifyVerdict.INCONCLUSIVE and j.reason == said
+
+
+@pytest.mark.parametrize(("after", "said"), [((0.01,), "1 sample"), ((0.01, 0.02), "2 samples")])
+def test_a_pass_says_how_many_samples_it_read_in_words(after: tuple[float, ...], said: str) -> None:
+    j = judge(series(0.4), series(*after), VerifySpec(metric="error_rate", max=0.05, min_samples=1))
+    assert j.verdict == VerifyVerdict.PASS
+    assert j.reason == f"error_rate within bounds (max 0.05) over {said}"

@@ -360,3 +360,9 @@ def test_bad_workflow_actions_are_refused_naming_the_field(
     with pytest.raises(PatternError) as err:
         load_patterns([_write(tmp_path, action)], registry)
     assert field in str(err.value)
+
+
+@pytest.mark.parametrize(("n", "said"), [(1, "its one step applied"), (2, "all 2 steps applied")])
+def test_a_done_workflow_says_how_many_steps_it_applied_in_words(n: int, said: str) -> None:
+    result = Driver(World(), steps=STEPS[:n]).go()
+    assert (result.status, result.reason) == ("done", said)

@@ -58,6 +58,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from autonomic.errors import ConfigError, Problem
 from autonomic.longcsv import LongCsv
+from autonomic.printable import counted
 
 Role = Literal["root_cause", "impacted", "no_data", "unaffected"]
 _BAND: dict[str, tuple[float, float]] = {
@@ -405,12 +406,13 @@ def _evidence(
         against.append("no samples with a baseline in the incident window: cannot judge it")
         bad_callers = sorted(c for c in callers.get(s, []) if c in anomalous)
         if bad_callers:
-            ev.append(f"{len(bad_callers)} anomalous caller(s) depend on it: {', '.join(bad_callers)}")
+            ev.append(f"{counted(len(bad_callers), 'anomalous caller')} "
+                      f"{'depends' if len(bad_callers) == 1 else 'depend'} on it: {', '.join(bad_callers)}")
         return ev, against
     bad = [m for m in ms if m.onset is not None]
     if mine is None:
         top = ms[0]
-        against.append(f"no metric left its baseline band for {p.consecutive} samples "
+        against.append(f"no metric left its baseline band for {counted(p.consecutive, 'sample')} "
                        f"(max sustained z={top.z:.1f} on {top.metric} <= {p.z_threshold:g})")
         return ev, against
     # its own deviation, earliest metric first
@@ -439,7 +441,7 @@ def _evidence(
                       ", ".join(f"{d} (z={z.get(d, 0.0):.1f})" for d in healthy))
         explains = sorted(o for o, roots in caused_by.items() if s in roots)
         if explains:
-            ev.append(f"explains {len(explains)} anomalous dependent(s): {', '.join(explains)}")
+            ev.append(f"explains {counted(len(explains), 'anomalous dependent')}: {', '.join(explains)}")
     for d in my_deps:
         if d not in anomalous:
             continue

@@ -42,6 +42,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
 
 from autonomic.analyze.causes import cause_of
 from autonomic.model import Finding, FindingKind, HealthState, Severity
+from autonomic.printable import counted
 from autonomic.protocols import SeriesReader
 
 DOWN_CONFIDENCE = 0.95
@@ -301,7 +302,7 @@ def assess(
         ev.crossings.extend(_held(series, service, thresholds, now, stale_s, crossed, ev))
     reasons: list[str] = []
     if ev.down is not None:
-        reasons.append(f"down: {ev.down.metric} == 0 for the last {thresholds.down_after} samples")
+        reasons.append(f"down: {ev.down.metric} == 0 for the last {counted(thresholds.down_after, 'sample')}")
     reasons.extend(_reason(c, thresholds) for c in ev.crossings if c.critical)
     reasons.extend(_reason(c, thresholds) for c in ev.crossings if not c.critical)
     reasons.extend(ev.suspect)
@@ -440,7 +441,7 @@ class HealthDetector:
                         ts=now,
                         value=0.0,
                         summary=f"{service} is down: {ev.down.metric} == 0 for the last "
-                        f"{th.down_after} samples",
+                        f"{counted(th.down_after, 'sample')}",
                         evidence={"samples": ev.down.samples, "down_after": th.down_after},
                     )
                 )
@@ -459,7 +460,7 @@ class HealthDetector:
                         ts=now,
                         value=c.value,
                         threshold=c.threshold,
-                        summary=f"{service}: {_reason(c, th)} (last {th.sustain} samples)",
+                        summary=f"{service}: {_reason(c, th)} (last {counted(th.sustain, 'sample')})",
                         evidence={"samples": c.samples, "sustain": th.sustain, **c.extra},
                     )
                 )

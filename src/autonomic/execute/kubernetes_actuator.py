@@ -53,6 +53,7 @@ from pydantic import (
 )
 
 from autonomic.errors import RetryableActuatorError, TerminalActuatorError
+from autonomic.printable import counted
 from autonomic.protocols import UNIT_READ_TIMEOUT_S, ActuatorContext, Target
 from autonomic.redact import scrub, shown_url
 
@@ -163,7 +164,7 @@ class ScaleParams:
         if target == requested:
             return requested, target, None
         bound = "max" if requested > self.max else "min"
-        return requested, target, f"requested {requested} replicas, clamped to {bound} {target}"
+        return requested, target, f"requested {counted(requested, 'replica')}, clamped to {bound} {target}"
 
 
 @dataclass(frozen=True)
@@ -405,9 +406,9 @@ class KubernetesActuator:
         if isinstance(p, ScaleParams):
             if p.replicas is not None:
                 _, to, note = p.target(0)
-                how = f"to {to} replicas" + (f" ({note})" if note else "")
+                how = f"to {counted(to, 'replica')}" + (f" ({note})" if note else "")
             else:
-                how = f"by {p.delta:+d} replicas"
+                how = f"by {'-' if (p.delta or 0) < 0 else '+'}{counted(abs(p.delta or 0), 'replica')}"
             return f"scale {b.workload} {how}, bounds {p.min}..{p.max}"
         if isinstance(p, PatchConfigMapParams):
             value = p.value if len(p.value) <= 60 else p.value[:57] + "..."
@@ -522,8 +523,9 @@ class KubernetesActuator:
                 ours = p.target(replicas)[1]
                 if _replicas(obj) != ours:
                     raise TerminalActuatorError(
-                        f"kubernetes: {b.workload} has {_replicas(obj)} replicas, not the {ours} this action "
-                        f"set: an autoscaler or a person has scaled it since; not scaled back to {replicas}")
+                        f"kubernetes: {b.workload} has {counted(_replicas(obj), 'replica')}, not the {ours} "
+                        "this action set: an autoscaler or a person has scaled it since; "
+                        f"not scaled back to {replicas}")
                 # resourceVersion: a change between that read and this PATCH is a 409, not overwritten
                 body = {"metadata": {"annotations": {ACTION_ANNOTATION: snapshot.get("annotation")},
                                      "resourceVersion": (obj.get("metadata") or {}).get("resourceVersion")},
@@ -654,7 +656,7 @@ def _pods_exit(pods: list[dict[str, Any]]) -> str | None:
                 break
     if not ended:
         return None
-    return ended[0] + (f" ({len(ended) - 1} more pods likewise)" if len(ended) > 1 else "")
+    return ended[0] + (f" ({counted(len(ended) - 1, 'more pod')} likewise)" if len(ended) > 1 else "")
 
 
 def _container_end(c: Mapping[str, Any]) -> str | None:
@@ -662,7 +664,7 @@ def _container_end(c: Mapping[str, Any]) -> str | None:
     its last termination); None otherwise (running, creating, pulling its image)."""
     state = c.get("state") or {}
     restarts = int(c.get("restartCount") or 0)
-    tail = f", {restarts} restart{'s' if restarts != 1 else ''}" if restarts else ""
+    tail = f", {counted(restarts, 'restart')}" if restarts else ""
 
     def ended(t: Mapping[str, Any]) -> str:
         reason = f" ({t['reason']})" if t.get("reason") else ""

@@ -14,6 +14,7 @@ from scipy.stats import mannwhitneyu
 from scipy.stats import t as student_t
 
 from autonomic.model import VerifySpec, VerifyVerdict
+from autonomic.printable import counted
 
 SIGNIFICANCE = 0.05
 MIN_SAMPLES_FOR_TEST = 5  # per side, before the Mann-Whitney U test is required
@@ -97,7 +98,7 @@ def judge(
     if a.size < spec.min_samples:
         return Judgement(
             verdict=VerifyVerdict.INCONCLUSIVE,
-            reason=f"too little data: {a.size} of {spec.min_samples} samples",
+            reason=f"too little data: {a.size} of {counted(spec.min_samples, 'sample')}",
             before=_stats(b),
             after=_stats(a),
         )
@@ -116,12 +117,13 @@ def judge(
     against_course = preventive and (spec.max is not None or spec.min is not None)
     course = _course(before, after, spec) if against_course else None
     if not above and not below:
-        reason = f"{spec.metric} within bounds{_bounds(spec)} over {a.size} samples"
+        reason = f"{spec.metric} within bounds{_bounds(spec)} over {counted(int(a.size), 'sample')}"
         verdict = VerifyVerdict.PASS
         if against_course:
             off = course is not None and course.shift < -tol and course.t <= -course.t_crit
             if course is None:
-                reason += f", but there is no course before the action to compare with ({b.size} samples)"
+                reason += (", but there is no course before the action to compare with "
+                           f"({counted(int(b.size), 'sample')})")
             elif off:
                 reason += f", off {course.text} by {course.shift:+.3g} on average"
             else:

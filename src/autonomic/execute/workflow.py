@@ -32,6 +32,7 @@ from enum import StrEnum
 from typing import Any, Literal
 
 from autonomic.model import StepRecord, StepSpec
+from autonomic.printable import counted
 
 
 class Status(StrEnum):
@@ -133,7 +134,8 @@ def run(
             reason = f"{label(i)} failed: {reply.error}"
             break
         else:
-            return WorkflowResult("done", f"all {n} steps applied", compensated=compensated)
+            done = "its one step applied" if n == 1 else f"all {counted(n, 'step')} applied"
+            return WorkflowResult("done", done, compensated=compensated)
 
     for j in reversed(range(limit)):
         s = state[j]

@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from autonomic.analyze.causes import cause_of
 from autonomic.model import Finding, FindingKind, Severity
+from autonomic.yamlio import readable_errors
 
 CONFIDENCE = 0.9
 _SNIPPET = 200
@@ -79,7 +80,8 @@ def parse_webhook(body: bytes) -> AlertmanagerPayload:
     try:
         return AlertmanagerPayload.model_validate(data)
     except ValidationError as err:
-        problems = [f"{_where(e['loc'])}: {e['msg']}" for e in err.errors()[:_MAX_ERRORS]]
+        problems = [f"{_where(tuple(loc))}: {message}"  # in words, as a bad config's problems are
+                    for loc, message in readable_errors(err.errors()[:_MAX_ERRORS], model=AlertmanagerPayload)]
         more = err.error_count() - len(problems)
         if more > 0:
             problems.append(f"and {more} more")

@@ -36,6 +36,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Depends, FastAPI, HTTPException, Query, Request, Security
 from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response, StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -78,6 +79,7 @@ from autonomic.oversight.notify import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
 from autonomic.oversight.server import ApiSpec
 from autonomic.plan.policy import PolicyConfig
 from autonomic.protocols import Clock
+from autonomic.yamlio import format_loc, readable_errors
 
 log = logging.getLogger("autonomic.api")
 
@@ -956,12 +958,37 @@ def latest_seq(store: Store) -> int:
     return newest[0].seq if newest else 0
 
 
+def unreadable_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+    """422 for a request FastAPI could not validate (a bad JSON body, query or path value), in
+    words as a bad config's problems are (:func:`autonomic.yamlio.readable_errors`): FastAPI's
+    ``detail`` list, each item's ``type`` and ``loc`` as FastAPI gives them and its ``msg`` in
+    words (no "Value error, ", no "Input should be a valid dictionary or instance of X", no
+    pydantic links, the input not echoed back), and ``message``: every problem as ``field:
+    what is wrong`` in one line, the field by its path in the body (``reason``,
+    ``rate_limits.per_day``), or ``query.limit`` outside it."""
+    route = request.scope.get("route")
+    body_model = getattr(getattr(getattr(route, "body_field", None), "field_info", None), "annotation", None)
+    if not (isinstance(body_model, type) and issubclass(body_model, BaseModel)):
+        body_model = None
+    detail, said = [], []
+    for e in exc.errors():
+        raw = tuple(e.get("loc") or ())
+        in_body = raw[:1] == ("body",)
+        [(loc, msg)] = readable_errors([{**e, "loc": raw[1:] if in_body else raw}], ("body",) if in_body else (),
+                                       model=body_model if in_body else None)
+        detail.append({"type": e.get("type"), "loc": list(loc), "msg": msg})
+        said.append(f"{format_loc(loc[1:] if in_body and len(loc) > 1 else loc)}: {msg}")
+    return JSONResponse({"detail": detail, "message": "; ".join(said)}, status_code=422)
+
+
 def create_app(ctx: ApiContext) -> FastAPI:
     """The API app over ``ctx``: open health routes, the token-protected /api/v1, the dashboard."""
     stopping = threading.Event()
     app = FastAPI(title="autonomic", version="1", description=__doc__,
                   docs_url="/docs", openapi_url="/openapi.json", redoc_url=None)
     app.state.ctx = ctx
+    # Starlette types a handler as taking any Exception; this one is registered for its own only
+    app.add_exception_handler(RequestValidationError, unreadable_request)  # type: ignore[arg-type]
     app.state.stopping = stopping  # set by ApiServer.stop so event streams end
     app.include_router(_open_routes(ctx))
     app.include_router(_read_routes(ctx))

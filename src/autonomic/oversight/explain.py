@@ -88,6 +88,11 @@ _t = local_stamp
 _FIRST_EVIDENCE = ("eta_s", "eta_low_s", "eta_high_s")  # a forecast's answer, before how it was fitted
 
 
+def _days(days: Any) -> str:
+    """``1 day``, ``30 days``: a goal's window as its evidence stored it (``? days`` when it did not)."""
+    return counted(float(days), "day") if isinstance(days, int | float) else "? days"
+
+
 def _findings_shown(findings: list[dict[str, Any]], ends: int = 5) -> set[int]:
     """Which findings the page lists: the first and the latest ``ends``, and the first of each
     kind and metric (a threshold crossed after a forecast, however many forecasts came first)."""
@@ -128,11 +133,11 @@ def burn_evidence(ev: dict[str, Any]) -> list[str]:
     if left is None:
         out.append("budget: no sample in the goal's window")
     elif left <= 0:
-        out.append(f"budget: spent ({1 - left:.2g}x the budget used in the last {ev.get('window_days')} days)")
+        out.append(f"budget: spent ({1 - left:.2g}x the budget used in the last {_days(ev.get('window_days'))})")
     else:
         when = ("not running out at this rate" if eta is None or at is None
                 else f"runs out in {duration(float(eta))}, at {_t(float(at))}, at this rate")
-        out.append(f"budget: {left:.0%} left of the last {ev.get('window_days')} days; {when}")
+        out.append(f"budget: {left:.0%} left of the last {_days(ev.get('window_days'))}; {when}")
     return out
 
 

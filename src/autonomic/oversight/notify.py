@@ -36,6 +36,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from autonomic.errors import AutonomicError, ConfigError, Problem
 from autonomic.model import Level, Notification
+from autonomic.printable import counted
 from autonomic.protocols import Notifier
 
 log = logging.getLogger("autonomic.notify")
@@ -712,7 +713,7 @@ class Dispatcher:
                     continue
                 with self._lock:
                     self.failures[name] = self.failures.get(name, 0) + 1
-                log.error("notifier %s failed after %d attempts: %s", name, self.max_attempts, exc)
+                log.error("notifier %s failed after %s: %s", name, counted(self.max_attempts, "attempt"), exc)
                 if self.on_failure is not None:
                     try:
                         self.on_failure(name)

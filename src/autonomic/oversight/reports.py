@@ -44,6 +44,7 @@ from autonomic.model import (
     Notification,
     Resolution,
 )
+from autonomic.printable import counted
 
 Period = Literal["daily", "weekly"]
 Format = Literal["md", "html"]
@@ -251,6 +252,11 @@ def _notable(e: AuditEvent) -> NotableEvent | None:
     return NotableEvent(ts=e.ts, kind=e.kind, actor=e.actor, subject=e.subject, text=text)
 
 
+def _failures(n: Any) -> str:
+    """``1 failure``, ``3 failures``; ``? failures`` when the stored breaker does not say."""
+    return counted(n, "failure") if isinstance(n, int) else "? failures"
+
+
 def _action_items(incidents: Sequence[Incident], states: Mapping[str, Mapping[str, Any]]) -> list[ActionItem]:
     items: list[ActionItem] = []
     for inc in sorted(incidents, key=lambda i: i.opened_at):
@@ -267,7 +273,7 @@ def _action_items(incidents: Sequence[Incident], states: Mapping[str, Mapping[st
             scope = key.removeprefix("breaker:")
             items.append(ActionItem(kind="breaker", subject=key, since=value.get("opened_at"),
                                     text=f"circuit breaker open for {scope} actions "
-                                         f"after {value.get('consecutive_failures', '?')} failures in a row"))
+                                         f"after {_failures(value.get('consecutive_failures'))} in a row"))
         elif key.startswith("pause:"):
             scope = "all automation" if key == "pause:global" else key.rsplit(":", 1)[1]
             items.append(ActionItem(kind="pause", subject=key, since=value.get("ts"),

@@ -39,6 +39,7 @@ from typing import Protocol
 
 from autonomic.model import Autonomy, Decision
 from autonomic.plan.policy import AutonomyLadder, EffectivePolicy, PolicyConfig
+from autonomic.printable import counted
 
 _LADDER = [Autonomy.OBSERVE, Autonomy.SUGGEST, Autonomy.APPROVE, Autonomy.AUTO]
 
@@ -113,7 +114,8 @@ def earned_level(
         if outcome.rolled_back or failures >= cfg.demote_failures:
             if level.rank > 0:
                 level = _LADDER[level.rank - 1]
-                why = "a rollback" if outcome.rolled_back else f"{failures} failures in the last {len(recent)}"
+                why = ("a rollback" if outcome.rolled_back
+                       else f"{counted(failures, 'failure')} in the last {len(recent)}")
                 reason = f"demoted to {level.value} after {why}"
             streak, since_move = 0, []
             continue
@@ -126,7 +128,7 @@ def earned_level(
                 level = _LADDER[level.rank + 1]
                 bound = f", lower bound {lower:.0%}" if cfg.min_lower_bound > 0 else ""
                 reason = (
-                    f"promoted to {level.value} after {streak} verified successes "
+                    f"promoted to {level.value} after {counted(streak, 'verified success', 'verified successes')} "
                     f"({rate:.0%} of {len(window)}{bound})"
                 )
                 streak, since_move = 0, []
@@ -136,8 +138,9 @@ def earned_level(
     wins = sum(1 for o in record if _success(o))
     if n == 0:
         return level, f"at {level.value}: no outcomes yet"
-    where = "the most allowed" if level.rank >= cfg.max_level.rank else f"{streak} verified successes in a row"
-    return level, f"at {level.value}: {wins} of {n} outcomes verified, {where}"
+    where = ("the most allowed" if level.rank >= cfg.max_level.rank
+             else f"{counted(streak, 'verified success', 'verified successes')} in a row")
+    return level, f"at {level.value}: {wins} of {counted(n, 'outcome')} verified, {where}"
 
 
 def ladder_event(before: Autonomy, after: Autonomy) -> str | None:

@@ -21,6 +21,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from autonomic.printable import counted
+
 
 class BreakerState(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -46,7 +48,7 @@ def breaker_allows(
     decision it is allowed for, so a second call denies). ``trial_alive=False`` says the trial's
     action is no longer in flight: it ended without a verdict, and another trial is allowed."""
     if s.state == "closed":
-        return True, f"closed ({s.consecutive_failures} consecutive failures)", s
+        return True, f"closed ({counted(s.consecutive_failures, 'consecutive failure')})", s
     if s.state == "half_open":
         if s.trial_in_flight and trial_alive:
             return False, "half-open: a trial action is already in flight", s
@@ -60,7 +62,7 @@ def breaker_allows(
         half = s.model_copy(update={"state": "half_open", "trial_in_flight": True, "trial_decision": trial})
         return True, f"half-open after {open_s:.0f} s open: one trial action allowed", half
     reason = (
-        f"open since {_iso(opened_at)} after {s.consecutive_failures} consecutive failures, "
+        f"open since {_iso(opened_at)} after {counted(s.consecutive_failures, 'consecutive failure')}, "
         f"half-open in {remaining:.0f} s"
     )
     return False, reason, s

@@ -42,6 +42,7 @@ from autonomic.model import (
     Pattern,
     Symptom,
 )
+from autonomic.printable import counted
 
 _MATCH_FIELDS = 6
 
@@ -237,17 +238,17 @@ def _after_actions(after: AfterActions, ctx: DiagnoseContext) -> tuple[bool, str
         return {pid: n for pid in after.patterns
                 if (n := sum(1 for ts in actions.get(pid, ()) if 0 <= ctx.now - ts <= after.within_s))}
 
-    counted = within(ctx.recent_actions)
-    n = sum(counted.values())
+    acted = within(ctx.recent_actions)
+    n = sum(acted.values())
     ok = n >= after.count
     uncounted = sum(within(ctx.uncounted_actions).values())
     more = f"; {uncounted} more answered a crash while a dependency was down, not counted" if uncounted else ""
     # the patterns that acted (with their share when several did); all of them when none did
-    if len(counted) > 1:
-        which = ", ".join(f"{pid} ({k})" for pid, k in counted.items())
+    if len(acted) > 1:
+        which = ", ".join(f"{pid} ({k})" for pid, k in acted.items())
     else:
-        which = ", ".join(counted or after.patterns)
-    return ok, (f"{n} actions of {which} in the last {after.within_s:g} s "
+        which = ", ".join(acted or after.patterns)
+    return ok, (f"{counted(n, 'action')} of {which} in the last {after.within_s:g} s "
                 f"({'>=' if ok else '<'} {after.count}){more}")
 
 

@@ -34,6 +34,7 @@ from autonomic.model import Autonomy, Diagnosis, GateResult, Verdict
 from autonomic.plan.backoff import BackoffState, backoff_allows
 from autonomic.plan.breaker import BreakerState, breaker_allows
 from autonomic.plan.policy import EffectivePolicy, PolicyConfig, active_window, window_started
+from autonomic.printable import counted
 
 
 @dataclass(frozen=True)
@@ -274,18 +275,14 @@ def _record_said(ctx: GateContext) -> str:
     if not (s or f):
         said = f" with no record {of}"
     elif not f:
-        said = f" with {s} verified action{_s(s)} and no failure {of}"
+        said = f" with {counted(s, 'verified action')} and no failure {of}"
     elif not s:
-        said = f" after {f} failed or rolled-back action{_s(f)} {of}"
+        said = f" after {counted(f, 'failed or rolled-back action')} {of}"
     else:
-        said = f" after {f} failed or rolled-back and {s} verified action{_s(s)} {of}"
+        said = f" after {f} failed or rolled-back and {counted(s, 'verified action')} {of}"
     if s_else or f_else:
         said += f" ({s_else} verified and {f_else} failed elsewhere, counted at a quarter)"
     return said
-
-
-def _s(n: int) -> str:
-    return "" if n == 1 else "s"
 
 
 def root_cause(ctx: GateContext) -> GateResult:
@@ -310,14 +307,16 @@ def rate_limit(ctx: GateContext) -> GateResult:
         step_lim = ctx.policy.effective(step, ctx.diagnosis.pattern_id, s).rate_limits
         per_type.append((step, step_lim, day, week))
     checks = [check for name, limits, day, week in per_type for check in (
-        (day, limits.per_day, f"{name} actions today"),
-        (week, limits.per_week, f"{name} actions this week"))]
+        (day, limits.per_day, f"{name} action", "today"),
+        (week, limits.per_week, f"{name} action", "this week"))]
     checks += [
-        (c.day_service, min(limits.per_service_day for _, limits, _, _ in per_type), f"actions on {s} today"),
-        (c.week_service, min(limits.per_service_week for _, limits, _, _ in per_type), f"actions on {s} this week"),
+        (c.day_service, min(limits.per_service_day for _, limits, _, _ in per_type), "action", f"on {s} today"),
+        (c.week_service, min(limits.per_service_week for _, limits, _, _ in per_type), "action", f"on {s} this week"),
     ]
-    summary = ", ".join(f"{n} of {limit} {what}" for n, limit, what in checks)
-    reached = [f"{n} of {limit} {what}" for n, limit, what in checks if n >= limit]
+    # "0 of 1 restart action today": the noun goes with the limit it is counted against
+    said = [(n >= limit, f"{n} of {counted(limit, what)} {when}") for n, limit, what, when in checks]
+    summary = ", ".join(text for _, text in said)
+    reached = [text for full, text in said if full]
     if reached:
         return _fail("rate_limit", f"limit reached: {', '.join(reached)}")
     return _pass("rate_limit", summary)
@@ -424,7 +423,7 @@ def group_allowance(group_size: int, max_percent: float) -> int:
 
 def blast_radius(ctx: GateContext) -> GateResult:
     cfg = ctx.policy.blast_radius
-    parts = [f"{ctx.in_flight_targets} of at most {cfg.max_in_flight} targets in flight"]
+    parts = [f"{ctx.in_flight_targets} of at most {counted(cfg.max_in_flight, 'target')} in flight"]
     if ctx.in_flight_targets >= cfg.max_in_flight:
         return _fail("blast_radius", f"limit reached: {parts[0]}")
     if ctx.group is not None and ctx.group_size > 0:

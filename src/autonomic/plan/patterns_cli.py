@@ -36,6 +36,7 @@ from autonomic.cli_common import fail as _exit
 from autonomic.cli_common import load as _config
 from autonomic.model import Finding, Incident, Pattern
 from autonomic.plan.diagnose import DiagnoseContext, _match, actuator_order, cannot_run, diagnose
+from autonomic.yamlio import YamlDoc, problems_from
 
 patterns_app = typer.Typer(no_args_is_help=True, help="The pattern library: list, show, test.",
                            callback=group_config)
@@ -175,10 +176,9 @@ def _read_incident(path: Path) -> IncidentFile:
         raise _exit(f"{path}: nested too deeply to read (thousands of levels)") from None
     try:
         return IncidentFile.model_validate(raw)
-    except ValidationError as e:
-        for err in e.errors():
-            where = ".".join(str(x) for x in err["loc"]) or "(top)"
-            print(f"{path}: {where}: {err['msg']}", file=sys.stderr)
+    except ValidationError as e:  # each field by its path, in words, as a bad config's are
+        for problem in problems_from(e, YamlDoc(raw, str(path)), model=IncidentFile):
+            print(problem, file=sys.stderr)
         raise typer.Exit(2) from None
 
 

@@ -66,7 +66,8 @@ async function api(path, options = {}) {
   const text = await response.text();
   try { payload = text ? JSON.parse(text) : null; } catch (_) { payload = text; }
   if (!response.ok) {
-    const detail = payload && typeof payload === "object" ? (payload.detail || payload.error || text) : text;
+    // a 422's message says every problem in words ("reason: must not be empty"); detail is its list
+    const detail = payload && typeof payload === "object" ? (payload.message || payload.detail || payload.error || text) : text;
     throw new HttpError(response.status, typeof detail === "string" ? detail : JSON.stringify(detail));
   }
   return payload;
