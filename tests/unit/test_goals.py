@@ -570,6 +570,61 @@ def test_the_saved_budget_of_a_goal_removed_from_the_config_is_dropped_at_start_
             again.shutdown()
 
 
+def test_with_leader_election_a_replica_on_an_older_config_keeps_the_budget_of_a_goal_only_the_newer_one_has(
+        tmp_path: Path) -> None:
+    """A rolling upgrade over one SQLite file (leader election on, real electors and lease, each
+    replica its own config): A runs the newer config, with a goal ``latency`` the older one lacks,
+    and hands the lease over at a clean stop; B, on the older config, takes it. Before, B's start
+    deleted latency's budget (``goal.dropped``), lost when the upgrade reached B. Now B leaves it
+    as A saved it, and the next replica on the newer config goes on from it. Once its counts have
+    aged out of the goal's window, nothing in it is left to use: a leader's start deletes it."""
+    samples = [Sample("web", "probe_ok", T0 + i, 0.0 if i % 10 == 0 else 1.0) for i in range(1, 3000)]
+    newer = [goal().model_dump(), goal(name="latency").model_dump()]
+    older = [goal().model_dump()]
+    clock, notifier = FakeClock(T0), FakeNotifier()
+    latency = goal_key("web", "latency")
+
+    def leading(goals: list[dict[str, Any]]) -> Engine:
+        data = {"engine": {"interval_s": 1, "state_dir": str(tmp_path / "state"), "host_metrics": False,
+                           "database": f"sqlite:///{tmp_path / 'autonomic.db'}", "leader_election": {"enabled": True}},
+                "services": [{"name": "web", "goals": goals}], "policy": {"autonomy": "auto"}}
+        cfg = load_config_data(data, source="t.yaml", base_dir=tmp_path)
+        replica = Engine(cfg, clock=clock, store=Store(cfg.engine.database or ""), sources=[ReplaySource(samples)],
+                         notifiers=Dispatcher([(notifier, Level.INFO)], synchronous=True, dedup_s=0))
+        assert replica.elector is not None and replica.elector.attempt()  # the lease was released: taken at once
+        replica.start()
+        return replica
+
+    a = leading(newer)
+    _run(a, clock, 50)
+    a.shutdown()  # saves both budgets, gives the lease up
+    saved = a.store.get_state(latency)
+    assert saved is not None and saved["last_ts"] == T0 + 49
+    b = leading(older)
+    try:
+        assert b.elector is not None and b.elector.took_over_from is None
+        assert b.store.get_state(latency) == saved
+        _run(b, clock, 30)
+    finally:
+        b.shutdown()
+    assert b.store.get_state(latency) == saved and b.store.audit_events(subject=latency) == []
+    again = leading(newer)
+    try:
+        assert again.goals.budgets[("web", "latency")].state() == Budget.from_state(goal(name="latency"),
+                                                                                     saved).state()
+        _run(again, clock, 10)
+    finally:
+        again.shutdown()
+    clock.advance(goal().window_s + 60)  # nothing counted for longer than the goal's window
+    last = leading(older)
+    try:
+        assert last.store.get_state(latency) is None
+        [dropped] = [e for e in last.store.audit_events(subject=latency) if e.kind == "goal.dropped"]
+        assert dropped.actor == "engine" and "aged out" in dropped.data["reason"]
+    finally:
+        last.shutdown()
+
+
 def test_the_engine_warns_at_start_of_a_goal_no_configured_source_samples(
         tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     """What ``autonomic check`` warns of, ``autonomic run`` logs at start (its sources are the

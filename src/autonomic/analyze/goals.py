@@ -60,6 +60,7 @@ GOAL_STATE_PREFIX = "goal:"
 FINE_MAX_BUCKETS = 1440  # a burn window wider than this many fine buckets is counted in coarse ones
 COARSE_STEPS = 60  # a coarse bucket is this many fine ones wide
 _STATE_VERSION = 1
+MAX_WINDOW_S = 366 * 86_400.0  # the longest window a goal may have (Goal.window_days)
 
 
 def goal_key(service: str, goal: str) -> str:
@@ -195,7 +196,7 @@ class Budget:
     def state(self) -> dict[str, Any]:
         """JSON-ready state; :meth:`from_state` reads it back."""
         return {"v": _STATE_VERSION, "sli": _sli(self.goal), "first_ts": self.first_ts, "last_ts": self.last_ts,
-                "since": self.since,
+                "since": self.since, "window_s": self.goal.window_s,
                 "fine": [[c, g, t] for c, (g, t) in sorted(self.fine.items())],
                 "coarse": [[c, g, t] for c, (g, t) in sorted(self.coarse.items())]}
 
@@ -227,6 +228,19 @@ class Budget:
         except ValueError as exc:
             raise ValueError(f"goal {goal.name}: malformed budget state ({exc})") from exc
         return budget
+
+
+def aged_out_at(state: Mapping[str, Any]) -> float | None:
+    """When every count of a saved goal state (:meth:`Budget.state`) has left the goal's window,
+    so deleting it loses nothing: its newest sample counted plus its window (a state saved before
+    the window was kept in it: the longest window a goal may have, 366 days). None when it holds
+    no count, or none that can be read: nothing in it to lose."""
+    last, window = state.get("last_ts"), state.get("window_s", MAX_WINDOW_S)
+    if not isinstance(last, (int, float)) or isinstance(last, bool) or last != last:
+        return None
+    if not isinstance(window, (int, float)) or isinstance(window, bool) or not 0 < window <= MAX_WINDOW_S:
+        window = MAX_WINDOW_S
+    return float(last) + float(window)
 
 
 def windows(goal: Goal) -> list[float]:
