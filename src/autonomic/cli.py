@@ -343,7 +343,8 @@ def _reloaded(old: Any, new_cfg: Any, old_cfg: Any, metrics: Any, log: logging.L
     """The engine for ``new_cfg``, which takes over the supervised services ``old`` (stopped, its
     services kept running) leaves; back to ``old_cfg`` if ``new_cfg``'s engine cannot be made
     (a store that does not answer, a notifier's secret not set). A service gone from the config
-    is stopped (``stop_services_on_exit``) or left running unsupervised; one whose command
+    is stopped (``stop_services_on_exit``) or left running unsupervised, and its series leave
+    the engine's metrics (GET /metrics); one whose command
     changed runs the old command until it is restarted (said)."""
     from autonomic.engine import Engine
 
@@ -363,6 +364,7 @@ def _reloaded(old: Any, new_cfg: Any, old_cfg: Any, metrics: Any, log: logging.L
         else:
             log.warning("service %s is gone from the config: left running (pid %s), no longer supervised", service,
                         old.supervisor.pid(service))
+    metrics.forget_services(sorted(_labelled(old_cfg) - _labelled(cfg)))  # gone: no last value served for ever
     for service in engine.supervisor.services():
         if service in old.supervisor.services() and \
                 old.supervisor.binding(service).command != engine.supervisor.binding(service).command:
@@ -373,6 +375,13 @@ def _reloaded(old: Any, new_cfg: Any, old_cfg: Any, metrics: Any, log: logging.L
         log.info("config reloaded from %s (%s, %s, interval %.1fs)", cfg.source, counted(len(cfg.services), "service"),
                  counted(len(cfg.patterns), "pattern"), cfg.engine.interval_s)
     return engine, cfg
+
+
+def _labelled(cfg: Any) -> set[str]:
+    """The services the engine's metrics are labelled with under ``cfg`` (``host`` for this
+    machine's own metrics), as GET /metrics labels them."""
+    names = {s.name for s in cfg.services}
+    return names | {"host"} if cfg.engine.host_metrics else names
 
 
 class _TellSystemd:

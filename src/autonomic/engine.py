@@ -35,7 +35,7 @@ from autonomic.analyze.anomaly import AnomalyDetector
 from autonomic.analyze.correlate import correlate
 from autonomic.analyze.forecast import SeasonalTrendDetector
 from autonomic.analyze.goals import CAUSE as BURN_CAUSE
-from autonomic.analyze.goals import GOAL_STATE_PREFIX, GoalTracker, goal_key
+from autonomic.analyze.goals import GOAL_STATE_PREFIX, GoalTracker, aged_out_at, goal_key
 from autonomic.analyze.rca import RcaParams, dependency_closure
 from autonomic.analyze.rca import rank as rank_causes
 from autonomic.analyze.thresholds import HealthDetector, Thresholds, assess
@@ -1146,13 +1146,30 @@ class Engine:
     def _restore_goals(self) -> None:
         """Give each goal its budget's counts and the rules firing as last saved in the store (see
         save_goals); a goal with none, or whose saved counts are of another SLI or malformed, starts
-        afresh (logged). What is saved of a goal no longer in the config is deleted, each audited
-        ``goal.dropped`` (once: it is gone after): else it would stay in the store for ever."""
+        afresh (logged). What is saved of a goal not in the config is deleted, each audited
+        ``goal.dropped`` (once: it is gone after), else it would stay in the store for ever: at once
+        without leader election (this engine is the only one on its store), and with it only once
+        nothing in it is left to use (:func:`aged_out_at`): another replica may run another config,
+        a newer one in a rolling upgrade, whose goal it is and which goes on from it when it leads."""
         configured = {goal_key(s, n) for s, n in self.goals.goals}
-        for key in sorted(set(self.store.states(GOAL_STATE_PREFIX)) - configured):
-            self.store.set_state(key, None, actor="engine", event="goal.dropped",
-                                 data={"reason": "the goal is no longer in the config"}, audit_value=False)
-            log.info("goals: %s is no longer in the config: its saved budget was deleted", key)
+        now = self.clock.now()
+        for key, state in sorted(self.store.states(GOAL_STATE_PREFIX).items()):
+            if key in configured:
+                continue
+            if self.elector is not None:
+                until = aged_out_at(state)
+                if until is not None and until > now:
+                    log.info("goals: %s is not in this config; its saved budget is left as it is (leader election: "
+                             "a replica whose config has the goal, a newer one in a rolling upgrade, goes on from "
+                             "it); a leader's start deletes it once its counts have aged out, after %s", key,
+                             utc_stamp(until))
+                    continue
+                reason = "the goal is not in this config and its counts have aged out of its window"
+            else:
+                reason = "the goal is no longer in the config"
+            self.store.set_state(key, None, actor="engine", event="goal.dropped", data={"reason": reason},
+                                 audit_value=False)
+            log.info("goals: %s: %s: its saved budget was deleted", key, reason)
         if not self.goals.goals:
             return
         if self._config_sources:  # else the samples come from elsewhere (a replay), not the config's sources

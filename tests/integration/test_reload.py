@@ -282,3 +282,37 @@ def test_a_sighup_during_the_start_is_taken_once_the_engine_runs(engine: Engine)
     engine.wait_for(lambda: "config reloaded from" in engine.text(), "the reload")
     assert "interval 0.3s" in engine.text().split("config reloaded from")[-1].splitlines()[0]
     engine.wait_for(lambda: _alive(engine.pid("web")), "web")
+
+
+def _metrics(port: int) -> str | None:
+    """GET /metrics of the engine's API, or None while it does not answer (between two engines)."""
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as answer:
+            return str(answer.read().decode())
+    except (urllib.error.URLError, OSError):
+        return None
+
+
+def test_a_service_gone_from_the_config_leaves_the_metrics_served_after_the_reload(engine: Engine) -> None:
+    """The real engine's API (GET /metrics, no token needed) before and after a SIGHUP that takes
+    ``api`` out of the config. Before, ``autonomic_paused{scope="api"}`` was served with its last
+    value for as long as the process ran; now the removed service's series are gone, those of the
+    services still configured (and of one added) are served."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    api_on = f"api: {{port: {port}}}"
+    engine.config.write_text(_config(engine.tmp_path, ["web", "api"]).replace("api: {enabled: false}", api_on))
+    engine.start()
+    engine.wait_for(lambda: 'autonomic_paused{scope="api"} 0.0' in (_metrics(port) or ""), "api's series served")
+    engine.config.write_text(_config(engine.tmp_path, ["web", "worker"]).replace("api: {enabled: false}", api_on))
+    engine.hup("config reloaded from")
+    engine.wait_for(lambda: 'autonomic_paused{scope="worker"}' in (_metrics(port) or ""), "the new engine's API")
+    served = _metrics(port) or ""
+    assert 'autonomic_paused{scope="web"} 0.0' in served and 'autonomic_paused{scope="global"} 0.0' in served
+    assert 'scope="api"' not in served, served

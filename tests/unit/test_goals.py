@@ -446,6 +446,50 @@ def test_a_rule_saved_as_firing_keeps_firing_after_a_restore_while_its_short_win
     assert other.restore(saved) == [] and other.detect(feed(other, now + 30, always, 2)) == []
 
 
+def test_a_rule_saved_as_firing_is_not_carried_over_a_gap_longer_than_its_long_window() -> None:
+    """The tracker alone: restored 3 h after the newest sample saved (the engine was down), a rule
+    saved as firing does not go on on the first bad samples. Before, it fired again at once on
+    two fresh samples. Now it stops, the transition naming the gap, and fires again only once
+    fresh samples earn it as they would a rule never firing (a short window of new history)."""
+    tracker = GoalTracker({"web": [goal(rules=[PAGE])]})
+    now = feed(tracker, feed(tracker, T0, never, 600), always, 30)
+    assert tracker.detect(now) != []
+    tracker.saved("web", "avail")
+    saved = json.loads(json.dumps(tracker.checkpoint()))
+    restored = GoalTracker({"web": [goal(rules=[PAGE])]})
+    assert restored.restore(saved) == []
+    later = feed(restored, now + 3 * 3600, always, 2)  # 3 h later: 2 s of failures
+    assert restored.detect(later) == []
+    [change] = restored.transitions()
+    assert change["stopped"] == saved[goal_key("web", "avail")]["firing"] and change["firing"] == []
+    assert change["started"] == []
+    assert "no sample was counted for 3.0 h" in change["reason"] and "1.0 min" in change["reason"]
+    restored.saved("web", "avail")
+    assert restored.detect(feed(restored, later, always, 7)) == []  # 9 s of new history: not yet
+    [finding] = restored.detect(feed(restored, later + 7, always, 2))  # 11 s: the short window holds
+    assert finding.severity == Severity.CRITICAL
+    [again] = restored.transitions()
+    assert again["started"] == change["stopped"] and "reason" not in again
+
+
+def test_a_gap_the_engine_sees_before_any_new_sample_ends_the_carried_firing_once_it_passes_the_long_window(
+        ) -> None:
+    """No sample since the restore (a source still down): the gap grows with the clock; the rule
+    saved as firing stops, said why, once it is longer than the rule's long window."""
+    tracker = GoalTracker({"web": [goal(rules=[PAGE])]})
+    now = feed(tracker, feed(tracker, T0, never, 600), always, 30)
+    tracker.detect(now)
+    tracker.saved("web", "avail")
+    restored = GoalTracker({"web": [goal(rules=[PAGE])]})
+    restored.restore(json.loads(json.dumps(tracker.checkpoint())))
+    assert restored.transitions() == []
+    restored.detect(now + 5)  # the short window holds the saved burn still
+    assert restored.transitions() == [] and restored.state("web", "avail")["firing"] != []
+    restored.detect(now + 61)
+    [change] = restored.transitions()
+    assert change["firing"] == [] and "no sample was counted for 1.0 min" in change["reason"]
+
+
 def test_rules_starting_and_stopping_are_audited_and_saved_when_they_happen_and_checkpoints_are_not(
         tmp_path: Path) -> None:
     """A checkpoint's counts are bookkeeping: saved without an audit entry (before, each one wrote
@@ -473,6 +517,38 @@ def test_rules_starting_and_stopping_are_audited_and_saved_when_they_happen_and_
         engine.shutdown()
 
 
+def test_a_restart_three_hours_after_a_burn_audits_the_rule_stopped_naming_the_gap_and_fires_again_on_fresh_samples(
+        tmp_path: Path) -> None:
+    """A real engine on a SQLite file pages on a fast burn and is stopped; it starts again 3 h
+    later, longer than the rule's long window (60 s), and the failures go on. Before, the rule
+    saved as firing went on from the first fresh sample, the 3 h old episode carried over. Now
+    the first tick records ``goal.burn_stopped`` with a reason naming the gap, and the rule
+    fires again (``goal.burn_started``) once fresh samples earn it."""
+    down_s = 3 * 3600
+    bad = [Sample("web", "probe_ok", T0 + i, 0.0 if i > 600 else 1.0) for i in range(1, 701)]
+    after = [Sample("web", "probe_ok", T0 + down_s + i, 0.0) for i in range(701, 800)]
+    g = goal(rules=[PAGE]).model_dump()
+    key = goal_key("web", "avail")
+    clock, notifier = FakeClock(T0), FakeNotifier()
+    first = _restartable(tmp_path, bad, clock, notifier, [g], resolve_after_s=30)
+    _run(first, clock, 701)
+    first.shutdown()
+    assert [e.kind for e in first.store.audit_events(subject=key)] == ["goal.burn_started"]
+    clock.advance(T0 + down_s + 701 - clock.now())
+    second = _restartable(tmp_path, after, clock, notifier, [g], resolve_after_s=30)
+    try:
+        _run(second, clock, 2)
+        events = second.store.audit_events(subject=key)
+        assert [e.kind for e in events] == ["goal.burn_started", "goal.burn_stopped"]
+        assert "no sample was counted for 3.0 h" in events[1].data["reason"]
+        assert events[1].data["firing"] == [] and (second.store.get_state(key) or {})["firing"] == []
+        _run(second, clock, 20)
+        assert [e.kind for e in second.store.audit_events(subject=key)] == \
+            ["goal.burn_started", "goal.burn_stopped", "goal.burn_started"]
+    finally:
+        second.shutdown()
+
+
 def test_the_saved_budget_of_a_goal_removed_from_the_config_is_dropped_at_start_audited_once(
         tmp_path: Path) -> None:
     """Before, the state of a goal no longer configured stayed in the store for ever. Now the
@@ -492,6 +568,61 @@ def test_the_saved_budget_of_a_goal_removed_from_the_config_is_dropped_at_start_
             assert dropped.kind == "goal.dropped" and dropped.actor == "engine"
         finally:
             again.shutdown()
+
+
+def test_with_leader_election_a_replica_on_an_older_config_keeps_the_budget_of_a_goal_only_the_newer_one_has(
+        tmp_path: Path) -> None:
+    """A rolling upgrade over one SQLite file (leader election on, real electors and lease, each
+    replica its own config): A runs the newer config, with a goal ``latency`` the older one lacks,
+    and hands the lease over at a clean stop; B, on the older config, takes it. Before, B's start
+    deleted latency's budget (``goal.dropped``), lost when the upgrade reached B. Now B leaves it
+    as A saved it, and the next replica on the newer config goes on from it. Once its counts have
+    aged out of the goal's window, nothing in it is left to use: a leader's start deletes it."""
+    samples = [Sample("web", "probe_ok", T0 + i, 0.0 if i % 10 == 0 else 1.0) for i in range(1, 3000)]
+    newer = [goal().model_dump(), goal(name="latency").model_dump()]
+    older = [goal().model_dump()]
+    clock, notifier = FakeClock(T0), FakeNotifier()
+    latency = goal_key("web", "latency")
+
+    def leading(goals: list[dict[str, Any]]) -> Engine:
+        data = {"engine": {"interval_s": 1, "state_dir": str(tmp_path / "state"), "host_metrics": False,
+                           "database": f"sqlite:///{tmp_path / 'autonomic.db'}", "leader_election": {"enabled": True}},
+                "services": [{"name": "web", "goals": goals}], "policy": {"autonomy": "auto"}}
+        cfg = load_config_data(data, source="t.yaml", base_dir=tmp_path)
+        replica = Engine(cfg, clock=clock, store=Store(cfg.engine.database or ""), sources=[ReplaySource(samples)],
+                         notifiers=Dispatcher([(notifier, Level.INFO)], synchronous=True, dedup_s=0))
+        assert replica.elector is not None and replica.elector.attempt()  # the lease was released: taken at once
+        replica.start()
+        return replica
+
+    a = leading(newer)
+    _run(a, clock, 50)
+    a.shutdown()  # saves both budgets, gives the lease up
+    saved = a.store.get_state(latency)
+    assert saved is not None and saved["last_ts"] == T0 + 49
+    b = leading(older)
+    try:
+        assert b.elector is not None and b.elector.took_over_from is None
+        assert b.store.get_state(latency) == saved
+        _run(b, clock, 30)
+    finally:
+        b.shutdown()
+    assert b.store.get_state(latency) == saved and b.store.audit_events(subject=latency) == []
+    again = leading(newer)
+    try:
+        assert again.goals.budgets[("web", "latency")].state() == Budget.from_state(goal(name="latency"),
+                                                                                     saved).state()
+        _run(again, clock, 10)
+    finally:
+        again.shutdown()
+    clock.advance(goal().window_s + 60)  # nothing counted for longer than the goal's window
+    last = leading(older)
+    try:
+        assert last.store.get_state(latency) is None
+        [dropped] = [e for e in last.store.audit_events(subject=latency) if e.kind == "goal.dropped"]
+        assert dropped.actor == "engine" and "aged out" in dropped.data["reason"]
+    finally:
+        last.shutdown()
 
 
 def test_the_engine_warns_at_start_of_a_goal_no_configured_source_samples(

@@ -67,3 +67,16 @@ def test_two_instances_keep_separate_counts_and_never_touch_the_global_registry(
     assert _samples(a)[("autonomic_incidents_opened_total", ())] == 2
     assert _samples(b)[("autonomic_incidents_opened_total", ())] == 0
     assert REGISTRY.get_sample_value("autonomic_incidents_opened_total") is None
+
+
+def test_forgetting_services_removes_only_their_series() -> None:
+    """A reload that takes services out of the config removes their series; the others, and the
+    global scope, keep theirs; forgetting one never recorded is no error."""
+    m = EngineMetrics()
+    for scope, on in (("global", False), ("web", True), ("api", True), ("host", False)):
+        m.paused(scope, on)
+    m.forget_services(["api", "host", "never-seen"])
+    s = _samples(m)
+    assert {labels for name, labels in s if name == "autonomic_paused"} == {(("scope", "global"),),
+                                                                             (("scope", "web"),)}
+    assert s[("autonomic_paused", (("scope", "web"),))] == 1

@@ -34,6 +34,10 @@ at least one sample (a blip right after the start is no trend); nor, after a res
 new sample came more than the shortest short window after the newest one saved (an engine stopped
 a while: nobody counted meanwhile), before the samples since then span the rule's short window,
 unless the rule was firing when the state was saved (it then goes on while its short window burns).
+A rule saved as firing is not carried over a gap longer than its long window (from the newest
+sample saved to the first one counted after, or to now while none came): every sample that made
+it fire has left its windows, so it stops (the transition says why) and fires again only on
+fresh samples, as a rule never firing would.
 
 A firing goal gives one FORECAST finding per evaluation (cause ``error_budget_burn``, metric
 ``goal:<name>``; the engine stores repeats of it sparingly and groups them into one incident),
@@ -56,6 +60,7 @@ GOAL_STATE_PREFIX = "goal:"
 FINE_MAX_BUCKETS = 1440  # a burn window wider than this many fine buckets is counted in coarse ones
 COARSE_STEPS = 60  # a coarse bucket is this many fine ones wide
 _STATE_VERSION = 1
+MAX_WINDOW_S = 366 * 86_400.0  # the longest window a goal may have (Goal.window_days)
 
 
 def goal_key(service: str, goal: str) -> str:
@@ -93,6 +98,7 @@ class Budget:
         self.gap_s = min(r.short_s for r in goal.rules)
         self.saved_to: float | None = None  # restored: the newest sample counted before the save
         self._resumed = True  # whether a sample came since the restore
+        self.resumed_at: float | None = None  # restored: the first sample counted after the save
 
     def add(self, ts: float, value: float) -> None:
         """Count one sample at ``ts``. A NaN is no measurement (a source that could not measure),
@@ -105,7 +111,7 @@ class Budget:
             if ts <= self.saved_to:
                 return
             if not self._resumed:
-                self._resumed = True
+                self._resumed, self.resumed_at = True, ts
                 if ts - self.saved_to > self.gap_s:
                     self.since = ts
         good = int(self.goal.good(value))
@@ -116,6 +122,14 @@ class Budget:
         self.first_ts = ts if self.first_ts is None else min(self.first_ts, ts)
         self.last_ts = ts if self.last_ts is None else max(self.last_ts, ts)
         self.since = ts if self.since is None else min(self.since, ts)
+
+    def gap(self, now: float) -> float | None:
+        """After a restore, how long nobody counted: from the newest sample saved to the first one
+        counted since, or to ``now`` while none has come. None when not restored (or nothing was
+        saved to count from)."""
+        if self.saved_to is None:
+            return None
+        return (now if self.resumed_at is None else self.resumed_at) - self.saved_to
 
     def prune(self, now: float) -> None:
         """Forget the buckets no window reaches back to any more."""
@@ -182,7 +196,7 @@ class Budget:
     def state(self) -> dict[str, Any]:
         """JSON-ready state; :meth:`from_state` reads it back."""
         return {"v": _STATE_VERSION, "sli": _sli(self.goal), "first_ts": self.first_ts, "last_ts": self.last_ts,
-                "since": self.since,
+                "since": self.since, "window_s": self.goal.window_s,
                 "fine": [[c, g, t] for c, (g, t) in sorted(self.fine.items())],
                 "coarse": [[c, g, t] for c, (g, t) in sorted(self.coarse.items())]}
 
@@ -214,6 +228,19 @@ class Budget:
         except ValueError as exc:
             raise ValueError(f"goal {goal.name}: malformed budget state ({exc})") from exc
         return budget
+
+
+def aged_out_at(state: Mapping[str, Any]) -> float | None:
+    """When every count of a saved goal state (:meth:`Budget.state`) has left the goal's window,
+    so deleting it loses nothing: its newest sample counted plus its window (a state saved before
+    the window was kept in it: the longest window a goal may have, 366 days). None when it holds
+    no count, or none that can be read: nothing in it to lose."""
+    last, window = state.get("last_ts"), state.get("window_s", MAX_WINDOW_S)
+    if not isinstance(last, (int, float)) or isinstance(last, bool) or last != last:
+        return None
+    if not isinstance(window, (int, float)) or isinstance(window, bool) or not 0 < window <= MAX_WINDOW_S:
+        window = MAX_WINDOW_S
+    return float(last) + float(window)
 
 
 def windows(goal: Goal) -> list[float]:
@@ -279,6 +306,10 @@ class GoalTracker:
         # rules that started (first set) or stopped (second) firing since the engine last saved
         # the goal (:meth:`transitions`, :meth:`saved`): what it audits and saves at once
         self._changed: dict[tuple[str, str], tuple[set[int], set[int]]] = {}
+        # why rules stopped firing, when it was not their short window (:meth:`_end_stale`)
+        self._reasons: dict[tuple[str, str], str] = {}
+        # rules restored as firing whose restart gap is not over yet (no sample since the restore)
+        self._carried: dict[tuple[str, str], set[int]] = {}
 
     def observe(self, samples: Iterable[Sample]) -> None:
         """Count the samples of every goal's metric (any other sample is passed over)."""
@@ -296,6 +327,7 @@ class GoalTracker:
         for key, goal in self.goals.items():
             budget = self.budgets[key]
             budget.prune(now)
+            self._end_stale(key, goal, budget, now)
             fired = self._fired(goal, budget, self._firing[key], now)
             firing = {i for i, _, _ in fired}
             if firing != self._firing[key]:
@@ -306,6 +338,28 @@ class GoalTracker:
             if fired:
                 out.append(self._finding(key[0], goal, budget, fired, now))
         return out
+
+    def _end_stale(self, key: tuple[str, str], goal: Goal, budget: Budget, now: float) -> None:
+        """A rule restored as firing stops, said why, when nobody counted for longer than its long
+        window after the save (the engine was down that long): every sample that made it fire has
+        left its windows, so it fires again only as a fresh one would, on new samples. The gap is
+        over at the first sample counted since the restore; until then it grows with ``now``."""
+        carried = self._carried.get(key)
+        if carried is None:
+            return
+        gap = budget.gap(now)
+        stale = {i for i in carried if gap is not None and gap > goal.rules[i].long_s}
+        if stale:
+            carried -= stale
+            self._firing[key] -= stale
+            started, stopped = self._changed.setdefault(key, (set(), set()))
+            stopped |= stale
+            longs = ", ".join(sorted({duration(goal.rules[i].long_s) for i in stale}))
+            self._reasons[key] = (f"no sample was counted for {duration(gap or 0.0)} after the newest one saved, "
+                                  f"longer than the long window ({longs}) of the rule firing then: that firing is "
+                                  "not carried over the gap; the rule fires again only on fresh samples")
+        if not carried or budget.resumed_at is not None:
+            del self._carried[key]
 
     @staticmethod
     def _fired(goal: Goal, budget: Budget, firing: set[int], now: float) -> list[tuple[int, float, float]]:
@@ -373,28 +427,35 @@ class GoalTracker:
         """The goals whose rules started or stopped firing since each was last :meth:`saved`: its
         ``service``, ``goal``, the rules that ``started`` and that ``stopped`` firing meanwhile (a
         rule in both: an episode that began and ended before it was saved) and the rules
-        ``firing`` now. What the engine audits and saves at once, so a restart goes on with the
-        same episode (:meth:`restore`)."""
+        ``firing`` now; with a ``reason`` when rules stopped for a reason other than their short
+        window (a restart's gap longer than their long window). What the engine audits and saves
+        at once, so a restart goes on with the same episode (:meth:`restore`)."""
         out = []
         for (service, name), (started, stopped) in self._changed.items():
             rules = self.goals[(service, name)].rules
-            out.append({"service": service, "goal": name,
-                        "started": [rules[i].model_dump(mode="json") for i in sorted(started)],
-                        "stopped": [rules[i].model_dump(mode="json") for i in sorted(stopped)],
-                        "firing": [rules[i].model_dump(mode="json") for i in sorted(self._firing[(service, name)])]})
+            change = {"service": service, "goal": name,
+                      "started": [rules[i].model_dump(mode="json") for i in sorted(started)],
+                      "stopped": [rules[i].model_dump(mode="json") for i in sorted(stopped)],
+                      "firing": [rules[i].model_dump(mode="json") for i in sorted(self._firing[(service, name)])]}
+            reason = self._reasons.get((service, name))
+            out.append(change if reason is None else {**change, "reason": reason})
         return out
 
     def saved(self, service: str, name: str) -> None:
         """The goal's :meth:`transitions` are saved: forget them."""
         self._changed.pop((service, name), None)
+        self._reasons.pop((service, name), None)
 
     def restore(self, states: Mapping[str, Mapping[str, Any] | None]) -> list[str]:
         """Take back each goal's budget and the rules that were firing from ``states`` (by store
         key); a goal without one, or whose state is malformed or for another SLI, starts afresh.
         A rule saved as firing goes on firing while its short window burns at its factor, even
         before a restart's gap has a short window of new history (that gate keeps a blip from
-        starting an episode, not one already told from going on); a saved rule that is no longer
-        configured is dropped. One note per state (or part of one) not used."""
+        starting an episode, not one already told from going on), unless nobody counted for
+        longer than its long window after the save: then it stops at the first :meth:`detect`
+        that sees the gap (a transition, with the gap as its ``reason``) and fires again only on
+        fresh samples. A saved rule that is no longer configured is dropped. One note per state
+        (or part of one) not used."""
         notes = []
         for (service, name), goal in self.goals.items():
             state = states.get(goal_key(service, name))
@@ -412,6 +473,8 @@ class GoalTracker:
                              f"taken as none ({exc})")
                 continue
             self._firing[(service, name)] = {i for i, rule in enumerate(goal.rules) if rule in saved}
+            if self._firing[(service, name)]:
+                self._carried[(service, name)] = set(self._firing[(service, name)])
         return notes
 
 

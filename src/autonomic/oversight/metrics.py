@@ -7,6 +7,8 @@ calls the recording methods; the API calls :meth:`EngineMetrics.render`.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
@@ -79,6 +81,12 @@ class EngineMetrics:
 
     def paused(self, scope: str, on: bool) -> None:
         self._paused.labels(scope=scope).set(1 if on else 0)
+
+    def forget_services(self, names: Iterable[str]) -> None:
+        """Remove every series labelled with one of these services (gone from the config at a
+        reload); else each would be served with its last value for as long as the process runs."""
+        for name in names:
+            self._paused.remove(name)
 
     def leader(self, on: bool) -> None:
         self._leader.set(1 if on else 0)
