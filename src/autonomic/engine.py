@@ -726,7 +726,7 @@ class Engine:
             on_paused=self._held_back,
             on_ended=self._escalation_step,
             decision_ttl_s=config.engine.decision_ttl_s, time_scale=config.engine.time_scale,
-            progress=self.watchdog.beat, stopped=self._stopped_by_person,
+            progress=self.watchdog.beat, stopped=self._stopped_by_person, stopped_service=self._stopped_service,
         )
         self._open: dict[tuple[str, str], str] = {}  # (service, cause) -> unclosed incident id
         # every unclosed incident as last written, following the store's writes (see _follow)
@@ -1321,6 +1321,13 @@ class Engine:
         recorded there before the process is stopped, so it holds across a crash."""
         if action_type != "process" and action_type not in _UNIT_FIELD:
             return None
+        return self._stopped_service(service)
+
+    def _stopped_service(self, service: str) -> str | None:
+        """Why ``service`` is down on purpose (who stopped it, when, their comment), whatever an
+        action on it runs through, or None: asked by the executor before it judges a fix's
+        verification or the check after its undo, which a service a person stopped cannot pass.
+        Read from the store, as :meth:`_stopped_by_person` is."""
         return _stopped_text(service, self.store.get_state(stopped_key(service)), self.config.command)
 
     def _sync_clock(self) -> None:

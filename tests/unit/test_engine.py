@@ -3583,6 +3583,69 @@ def test_a_persons_stop_holds_the_compensation_that_would_start_the_service_agai
     assert not any("FAILED" in n.title for n in h.notifier.sent)
 
 
+def test_a_persons_stop_after_an_undo_ran_is_not_judged_as_the_undo_failing_to_restore_health(
+        tmp_path: Path) -> None:
+    """A fake remedy fails its verification and is undone; while the watch after the undo runs a
+    person stops svc. Whether the undo restored health is not judged (svc is down because they
+    asked): rolled back, its verify-undo step and the audited ``action.rolled_back`` say not
+    judged, naming who stopped it and when (``stopped_on_purpose``), the outcome has no undo
+    verdict, and nothing alerts "the undo did NOT restore health": told at info.
+
+    Before: ``Executor._verify_undo`` judged the stopped service and alerted that the undo did
+    not restore health."""
+    h = Harness(tmp_path)
+    h.feed("up", 1, 2)
+    h.feed("up", 0, 3)
+    inc = h.incident()
+    _healthy_baseline(h)
+    h.run_until(lambda: h.store.actions()[0].state == ActionState.VERIFYING_UNDO, "up", 0)
+    _person_stops(h.store, h.clock.now())
+    h.run_until(lambda: h.store.get(Incident, inc.id).state.terminal, "up", 0)  # type: ignore[union-attr]
+
+    assert [c for c, *_ in h.actuator.calls] == ["apply", "undo"]
+    (action,) = h.store.actions()
+    assert action.state == ActionState.ROLLED_BACK
+    check = action.steps[-1]
+    assert check.name == "verify-undo" and check.detail["verdict"] is None
+    assert check.detail["reason"].startswith("not judged: svc was stopped on purpose by person:ana at ")
+    [rolled] = [e for e in h.store.audit_events(subject=action.id) if e.kind == "action.rolled_back"]
+    assert rolled.data["stopped_on_purpose"] is True and rolled.data["undo_restored_health"] is None
+    assert f"by person:ana at {utc_stamp(T0)[:10]}" in rolled.data["stopped"], rolled.data["stopped"]
+    (outcome,) = h.store.outcomes(incident_id=inc.id)
+    assert outcome.rolled_back and outcome.verdict == "fail" and outcome.undo_verdict is None
+    assert not any("did NOT restore" in n.body for n in h.notifier.sent)
+    told = [n for n in h.notifier.sent if n.title.startswith("rolled back")]
+    assert [(n.level, n.title) for n in told] == [(Level.INFO, "rolled back fake on svc; the undo not judged "
+                                                               "(stopped on purpose)")]
+
+
+def test_a_persons_stop_during_the_verification_of_a_remedy_that_cannot_start_it_cancels_it_too(
+        tmp_path: Path) -> None:
+    """A remedy through an actuator that does not act on the service's running state (the fake
+    one here, as a config change) is not judged either once a person has stopped the service:
+    its metrics say nothing of the fix. Cancelled at the window's end naming the stop, no outcome
+    on the pattern's record, nothing undone, no alert.
+
+    Before: only process, systemd, docker and kubernetes remedies were held; this one was judged
+    on the stopped service, failed, was undone, and the undo check alerted."""
+    h = Harness(tmp_path)
+    h.feed("up", 1, 2)
+    h.feed("up", 0, 3)
+    inc = h.incident()
+    _healthy_baseline(h)
+    (action,) = h.store.actions()
+    assert action.type == "fake" and action.state == ActionState.VERIFYING
+    _person_stops(h.store, h.clock.now())
+    h.run_until(lambda: h.store.get(Incident, inc.id).state.terminal, "up", 0)  # type: ignore[union-attr]
+
+    done = h.store.get(Action, action.id)
+    assert done is not None and done.state == ActionState.CANCELLED, (done.state if done else None)
+    assert (done.error or "").startswith("stopped: svc was stopped on purpose by person:ana")
+    assert h.store.outcomes(incident_id=inc.id) == []
+    assert [c for c, *_ in h.actuator.calls] == ["apply"]
+    assert not any(n.level == Level.ALERT and n.service == "svc" and "fake" in n.title for n in h.notifier.sent)
+
+
 @pytest.mark.parametrize(("n", "said"), [(1, "1 finding kept"), (2, "2 findings kept")])
 def test_a_store_that_refuses_writes_is_logged_with_the_findings_kept_in_words(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, n: int, said: str) -> None:

@@ -124,6 +124,7 @@ class Executor:
         time_scale: float = 1.0,
         progress: Callable[[str], None] = lambda what: None,
         stopped: Callable[[str, str], str | None] = lambda service, action_type: None,
+        stopped_service: Callable[[str], str | None] = lambda service: None,
     ) -> None:
         self.store = store
         self.actuators = actuators
@@ -144,6 +145,9 @@ class Executor:
         # why a person's stop of the service (``autonomic stop``, durable) holds back an action of
         # this actuator type on it, read from the store right before the kill switch (see _cancel_stopped)
         self.stopped = stopped
+        # why (who, when) a person has ``service`` stopped on purpose, whatever the actuator type:
+        # asked before a verdict on a fix or on its undo, which a service stopped on purpose cannot give
+        self.stopped_service = stopped_service
 
     # --- helpers ---------------------------------------------------------------------------
 
@@ -161,6 +165,12 @@ class Executor:
             if held is not None:
                 return held
         return None
+
+    def _not_judged(self, action: Action) -> str | None:
+        """Why no verdict is drawn on ``action``'s service now, or None: a person stopped it on
+        purpose (``autonomic stop``; who, when). Its metrics then say nothing of the fix, nor of
+        its undo, whatever actuator ran them (a config change as much as a restart)."""
+        return self._stop_holding(action) or self.stopped_service(action.service)
 
     def _params(self, action: Action) -> BaseModel:
         return self._actuator(action.type).Params.model_validate(action.params)
@@ -708,7 +718,7 @@ class Executor:
         assert action.verify_until is not None
         if now < action.verify_until:
             return action.verify_until
-        held = self._stop_holding(action)
+        held = self._not_judged(action)
         if held is not None:  # not judged: a service a person stopped says nothing of the fix
             self._cancel_stopped(action, held, now)
             return None
@@ -792,6 +802,10 @@ class Executor:
         assert action.verify is not None and action.verify_until is not None
         if now < action.verify_until:
             return action.verify_until
+        held = self._not_judged(action)
+        if held is not None:
+            self._undo_not_judged(action, held, now)
+            return None
         import numpy as np
 
         spec = action.verify
@@ -824,6 +838,35 @@ class Executor:
                                  body=f"the fix made things worse ({reason}); it was undone and {health}. "
                                       "A person must look."))
         return None
+
+    def _undo_not_judged(self, action: Action, stopped: str, now: float) -> None:
+        """The undo ran, but a person stopped the service on purpose before the watch after it
+        ended: whether the undo restored health is not judged (the service is down because they
+        asked, not because of the undo), so nothing alerts "the undo did NOT restore health". Rolled
+        back as any undone fix (the failed verdict that led to the undo stays on the pattern's
+        record), its check recorded as not judged, audited ``action.rolled_back`` with
+        ``stopped_on_purpose`` and ``stopped`` (who, when), told at info; the next remedy is not
+        tried (a person has the service)."""
+        undo_step = next((s for s in reversed(action.steps) if s.name == "undo"), None)
+        why = f"not judged: {stopped}"
+        step = StepRecord(name="verify-undo", ok=False, started_at=undo_step.finished_at if undo_step else now,
+                          finished_at=now, detail={"verdict": None, "reason": why[:2000], "stopped_on_purpose": True})
+        done = action.model_copy(update={"state": ActionState.ROLLED_BACK, "updated_at": now,
+                                         "steps": [*action.steps, step]})
+        reason = action.error or "verification failed"
+        inc = self._set_incident(self._incident(action), now, IncidentState.ROLLED_BACK, Resolution.ROLLED_BACK)
+        outcome = _failed_outcome(action, now, reason, rolled_back=True)
+        self.store.record(done, *([inc] if inc else []), outcome, actor="engine", event="action.rolled_back",
+                          subject=action.id, data={"reason": reason, "undo_restored_health": None,
+                                                   "undo_check": why[:500], "stopped": stopped[:500],
+                                                   "stopped_on_purpose": True})
+        log.info("%s action %s on %s rolled back; the undo is not judged: %s", _kind(action), action.id[:8],
+                 action.service, stopped)
+        self.notify(Notification(level=Level.INFO, ts=now, service=action.service, incident_id=action.incident_id,
+                                 title=f"rolled back {action.type} on {action.service}; "
+                                       "the undo not judged (stopped on purpose)",
+                                 body=f"the fix made things worse ({reason}); it was undone, and whether the undo "
+                                      f"restored health is not judged: {stopped}"))
 
     def _rollback(self, action: Action, now: float, reason: str) -> float | None:
         pause = self.paused(action.service)  # an undo is an actuator call: a pause holds it too
