@@ -4,6 +4,7 @@ after a change made outside the API (the CLI, the engine) reaches it as a server
 from __future__ import annotations
 
 import contextlib
+import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -93,6 +94,39 @@ def test_the_audit_page_verifies_the_chain_when_opened_not_at_every_redraw_for_a
         expect(page.get_by_test_id("audit-verify")).to_contain_text(f"{newest} events")
         expect(page.get_by_test_id("audit-unverified")).to_have_count(0)
         assert len(verifies) == 2
+        page.close()
+
+
+def test_the_incident_page_writes_one_of_a_thing_singular_and_more_plural(tmp_path: Path, browser: Browser) -> None:
+    """Counts on the incident page go through the page's ``counted`` (the rule of
+    ``autonomic.printable.counted``): an action step's 1-sample list reads "1 value" beside "3
+    values", and the notes on what a long incident's page leaves out "1 finding" and "2 events".
+    The page and its script come from the real API (no engine); this one incident's JSON is canned.
+
+    Before: "1 values" and "1 findings between the first and the latest"."""
+    now = time.time()
+    iid = "e" * 32
+    chain = {
+        "incident": {"id": iid, "service": "web", "cause": "down", "state": "escalated", "severity": "critical",
+                     "kind": "state", "opened_at": now - 60, "updated_at": now, "last_finding_at": now - 5,
+                     "finding_count": 5, "summary": "web is down"},
+        "findings": [], "diagnoses": [], "decisions": [], "outcomes": [], "audit": [], "series": {},
+        "omitted": {"findings": 1, "audit": 2},
+        "actions": [{"id": "2" * 32, "decision_id": "3" * 32, "incident_id": iid, "service": "web",
+                     "type": "process", "params": {"op": "restart"}, "idempotency_key": "k", "state": "escalated",
+                     "created_at": now - 50, "updated_at": now - 5, "applied_at": now - 49,
+                     "steps": [{"name": "baseline", "ok": True, "started_at": now - 50, "finished_at": now - 50,
+                                "detail": {"ts": [now - 51], "values": [1.0, 1.0, 0.0]}}]}],
+    }
+    with _api(tmp_path) as (store, server):
+        token = create_token(store, "e2e-viewer", "viewer")
+        page = browser.new_page()
+        page.route(f"**/api/v1/incidents/{iid}", lambda route: route.fulfill(
+            status=200, content_type="application/json", body=json.dumps(chain)))
+        page.goto(f"{server.url}/?token={token}#/incidents/{iid}")
+        expect(page.get_by_test_id(f"action-{'2' * 32}")).to_contain_text("ts: 1 value · values: 3 values")
+        expect(page.get_by_test_id("omitted-findings")).to_contain_text("1 finding between the first and the latest")
+        expect(page.get_by_test_id("omitted-events")).to_contain_text("2 events between the first and the latest")
         page.close()
 
 

@@ -145,6 +145,12 @@ function num(v) {
   return v.toPrecision(2);
 }
 
+// n and noun, plural unless n is 1: "1 value", "3 values", "0 events" (plural when it is not
+// noun + "s"); the rule of autonomic.printable.counted
+function counted(n, noun, plural) {
+  return `${n} ${n === 1 ? noun : plural || noun + "s"}`;
+}
+
 function tag(text, cls) {
   return h("span", { class: `tag ${cls || String(text).toLowerCase()}` }, String(text).replace(/_/g, " "));
 }
@@ -395,7 +401,7 @@ function serviceCard(svc) {
       `${req.verb} requested by ${req.actor}${req.ts ? ` ${ago(req.ts)}` : ""}` +
       (req.comment ? ` (${req.comment})` : "") + ", waiting for the engine")),
     h("div", { class: "meta" }, `${svc.type || "service"} · autonomy `, h("b", {}, svc.autonomy || "-"),
-      ` · ${svc.open_incidents || 0} open incident${svc.open_incidents === 1 ? "" : "s"}`),
+      ` · ${counted(svc.open_incidents || 0, "open incident")}`),
     h("div", { class: "row" }, h("span"), pauseBtn));
 }
 
@@ -450,25 +456,25 @@ async function renderIncident(id) {
       h("span", { class: "inc-state", testid: "incident-state" }, tag(inc.state))),
     h("p", { class: "dim" },
       `incident ${short(inc.id)} · cause ${inc.cause} · ${inc.severity} · opened ${when(inc.opened_at)} · `,
-      `${inc.finding_count} finding${inc.finding_count === 1 ? "" : "s"}`,
+      counted(inc.finding_count, "finding"),
       inc.resolution ? ` · resolution ${inc.resolution}` : "",
       inc.closed_at ? ` · closed ${when(inc.closed_at)}` : ""),
     awaiting ? h("p", { class: "big" }, h("a", { href: "#/approvals" }, "This incident awaits your approval →")) : null,
     charts(chain),
-    section("Evidence", findingsTable(chain.findings || []), omittedNote((chain.omitted || {}).findings, "findings", inc.id)),
+    section("Evidence", findingsTable(chain.findings || []), omittedNote((chain.omitted || {}).findings, "finding", inc.id)),
     section("Diagnosis", diagnoses(chain.diagnoses || [])),
     section("Decisions and gates", decisions(chain.decisions || [])),
     section("Actions", actions(chain.actions || [])),
     section("Outcome", outcomes(chain.outcomes || [])),
-    section("Timeline", timeline(chain.audit || []), omittedNote((chain.omitted || {}).audit, "events", inc.id)),
+    section("Timeline", timeline(chain.audit || []), omittedNote((chain.omitted || {}).audit, "event", inc.id)),
   ];
 }
 
 // a long incident's page holds its first and latest findings and events: say how many are left out
-function omittedNote(count, what, id) {
+function omittedNote(count, noun, id) {
   if (!count) return null;
-  return h("p", { class: "dim", testid: `omitted-${what}` },
-    `${count} ${what} between the first and the latest are not shown (autonomic explain ${short(id)} --json has them all).`);
+  return h("p", { class: "dim", testid: `omitted-${noun}s` },
+    `${counted(count, noun)} between the first and the latest are not shown (autonomic explain ${short(id)} --json has them all).`);
 }
 
 function charts(chain) {
@@ -654,7 +660,7 @@ function actions(list) {
 function stepDetail(detail) {
   const parts = [];
   for (const [k, v] of Object.entries(detail || {})) {
-    if (Array.isArray(v)) parts.push(`${k}: ${v.length} values`);
+    if (Array.isArray(v)) parts.push(`${k}: ${counted(v.length, "value")}`);
     else if (v && typeof v === "object") parts.push(`${k}: ${params(v)}`);
     else parts.push(`${k}: ${v}`);
   }
@@ -762,12 +768,12 @@ async function renderAudit(opened) {
   return [
     h("h1", {}, "Audit log"),
     h("div", { class: `verify ${ok ? "ok" : "bad"}`, testid: "audit-verify" },
-      ok ? `✔ chain verified at ${when(at)}: ${report.checked} events, every hash and link intact` +
+      ok ? `✔ chain verified at ${when(at)}: ${counted(report.checked, "event")}, every hash and link intact` +
            (pruned ? ` (from seq ${pruned + 1}: seq 1..${pruned} were pruned by retention into the audit archive)` : "")
         : `✘ chain broken (checked at ${when(at)}): ${(report.problems || []).join("; ")}`,
       unchecked ? h("span", { testid: "audit-unverified" }, ` (${unchecked} newer not yet verified) `) : " ",
       again),
-    h("p", { class: "dim" }, `newest first; showing ${list.length} of ${Math.max(newestSeq - pruned, report.checked || 0)} events`),
+    h("p", { class: "dim" }, `newest first; showing ${list.length} of ${counted(Math.max(newestSeq - pruned, report.checked || 0), "event")}`),
     h("table", { testid: "audit-table" },
       h("tr", {}, ["#", "time", "actor", "event", "subject", "detail"].map((t) => h("th", {}, t))),
       list.map((e) => h("tr", { testid: `audit-${e.seq}` },
