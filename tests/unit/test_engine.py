@@ -3525,6 +3525,43 @@ def test_a_persons_stop_holds_the_undo_of_a_fix_that_failed_verification_and_rec
                                                                "(stopped on purpose)")]
 
 
+def test_a_pause_set_while_an_undo_reads_the_persons_stop_still_holds_the_undo(tmp_path: Path) -> None:
+    """The kill switch is the last thing read before an undo's actuator call: a docker remedy fails
+    its verification, and while the rollback reads whether a person stopped svc (nobody did) a
+    person pauses all automation. The undo is not run: escalated as held by the pause.
+
+    Before: ``Executor._rollback`` read the kill switch first and the person's stop after it, so a
+    pause set during that read (a slow store) was not seen and the undo ran."""
+    h = Harness(tmp_path, also="docker", patterns=DOCKER_POKE)
+    real_rollback, real_stopped = h.engine.executor._rollback, h.engine.executor.stopped
+    rolling_back: list[bool] = []
+
+    def rollback(action: Action, now: float, reason: str) -> float | None:
+        rolling_back.append(True)
+        return real_rollback(action, now, reason)
+
+    def stopped_while_a_person_pauses(service: str, action_type: str) -> str | None:
+        if rolling_back:
+            h.store.set_state(pause_key(None), {"reason": "hands off", "actor": "person:ops"}, actor="person:ops",
+                              event="pause.set")
+        return real_stopped(service, action_type)
+
+    h.engine.executor._rollback = rollback  # type: ignore[method-assign]
+    h.engine.executor.stopped = stopped_while_a_person_pauses
+    h.feed("up", 1, 2)
+    h.feed("up", 0, 3)
+    inc = h.incident()
+    _healthy_baseline(h)
+    h.run_until(lambda: h.store.get(Incident, inc.id).state.terminal, "up", 0)  # type: ignore[union-attr]
+
+    assert rolling_back
+    assert [c for c, *_ in h.actuator.calls] == ["apply"]
+    (action,) = h.store.actions()
+    assert action.state == ActionState.ESCALATED
+    assert "not undone, automation is paused (global pause by person:ops: hands off)" in (action.error or ""), \
+        action.error
+
+
 def test_a_persons_stop_during_a_docker_remedys_verification_cancels_it_rather_than_judging_it(
         tmp_path: Path) -> None:
     """The verdict of a remedy through docker (an actuator on the service's running state, as
