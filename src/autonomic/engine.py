@@ -3221,8 +3221,9 @@ class Engine:
 
     def _forget_sent(self) -> None:
         """Forget the outbox entries of the notifications the notifiers are through with (one
-        write per tick, from the engine's thread, not the notifiers'). One the store refuses stays
-        and is sent again by the next engine to start: a duplicate, never a loss."""
+        write per tick, from the engine's thread, not the notifiers'). One the store refuses is
+        tried again at the next tick; one still there when the engine stops is sent again by the
+        next engine to start: a duplicate, never a loss."""
         done: list[str] = []
         while self._sent:
             done.append(self._sent.popleft())
@@ -3231,8 +3232,9 @@ class Engine:
         try:
             self.store.forget_states(done)
         except StoreError as exc:
-            log.warning("%s delivered, still in the outbox (%s): the next engine to start sends %s again",
-                        counted(len(done), "notification"), exc, "it" if len(done) == 1 else "them")
+            self._sent.extend(done)  # forgotten at a later tick, not sent again by the next engine
+            log.warning("%s delivered, still in the outbox (%s): forgotten at a later tick, or sent again by the "
+                        "next engine to start if this one stops first", counted(len(done), "notification"), exc)
 
     def _send_left_over(self, outbox: Mapping[str, dict[str, Any]]) -> None:
         """Send what an engine before this one kept in the ``outbox`` and did not deliver (it died,

@@ -3437,6 +3437,34 @@ def test_each_notification_is_kept_in_the_outbox_until_delivered_and_one_rolled_
     assert outbox() == [] and "never" not in [n.title for n in h.notifier.sent]
 
 
+def test_a_delivered_notification_the_store_would_not_forget_is_forgotten_at_a_later_tick(tmp_path: Path) -> None:
+    """The store refuses the write that forgets a delivered notification once (SQLite locked by
+    another writer for a moment); the next tick forgets it, so the next engine to start does not
+    page anyone with it again (days later, maybe).
+
+    Before: the keys were taken from memory before the write and not put back when it failed:
+    the entry stayed in the outbox until the engine stopped, and the next one sent it again."""
+    from autonomic.errors import StoreError
+
+    h = Harness(tmp_path)
+    real_forget, refused = h.store.forget_states, []
+
+    def forget_once_refused(keys: Any) -> None:
+        if not refused:
+            refused.append(list(keys))
+            raise StoreError("store write failed: database is locked")
+        real_forget(keys)
+
+    h.store.forget_states = forget_once_refused  # type: ignore[method-assign]
+    h.engine.notify(Notification(level=Level.ALERT, title="delivered", ts=h.clock.now()))
+    h.engine.tick()  # the forget is refused
+    assert refused and [v["notification"]["title"] for v in h.store.states("outbox:").values()] == ["delivered"]
+    h.engine.tick()
+    assert h.store.states("outbox:") == {}
+    later = Harness(tmp_path, store=h.store)  # the next engine's start sends nothing of it again
+    assert "delivered" not in [n.title for n in later.notifier.sent]
+
+
 def test_an_engine_sends_what_the_outbox_holds_at_its_start_and_drops_an_entry_that_is_not_a_notification(
         tmp_path: Path) -> None:
     """What an engine before it kept and did not deliver is sent at the start (once, though the
