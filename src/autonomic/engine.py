@@ -529,10 +529,11 @@ def pause_file(state_dir: Path, service: str | None) -> Path:
 
 def write_pause_file(state_dir: Path, service: str | None, reason: str, actor: str, ts: float) -> Path:
     """Write the pause file for ``service`` (all automation when None), whole or not at all (a
-    temporary file renamed over it); its path. Raises OSError when it cannot be written."""
+    temporary file renamed over it, one per thread: the API writes it from a thread per request);
+    its path. Raises OSError when it cannot be written."""
     path = pause_file(state_dir, service)
     state_dir.mkdir(parents=True, exist_ok=True)
-    temp = path.with_name(f".{path.name}.{os.getpid()}")
+    temp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}")
     temp.write_text(json.dumps({"reason": reason, "actor": actor, "ts": ts}) + "\n", encoding="utf-8")
     os.replace(temp, path)
     return path

@@ -3409,6 +3409,38 @@ def test_a_pause_file_stands_without_reading_the_store_and_an_unreadable_one_pau
     assert paused_reason(Store("sqlite://"), "other", state_dir) is None
 
 
+def test_pause_files_written_at_once_by_several_threads_each_succeed(tmp_path: Path) -> None:
+    """Two people press the dashboard's kill switch at the same moment while the store cannot be
+    written: the API (one process, a thread per request) writes the pause file from both threads
+    (real threads, a real folder). Each write succeeds and the file is one whole pause.
+
+    Before: both threads used the same temporary file (named by the process id only), so one's
+    rename found it gone (FileNotFoundError): the API answered 503 "nothing is paused" while
+    automation was paused."""
+    from autonomic.engine import read_pause_file, write_pause_file
+
+    failed: list[OSError] = []
+    start = threading.Barrier(4)
+
+    def press(who: str) -> None:
+        start.wait()
+        for _ in range(100):
+            try:
+                write_pause_file(tmp_path, None, f"pressed by {who}", who, T0)
+            except OSError as exc:
+                failed.append(exc)
+
+    threads = [threading.Thread(target=press, args=(f"person:{i}",)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert failed == []
+    entry = read_pause_file(pause_file(tmp_path, None))
+    assert entry is not None and entry["reason"].startswith("pressed by person:")
+    assert [p.name for p in tmp_path.iterdir()] == ["paused"]  # no temporary file left behind
+
+
 def test_each_notification_is_kept_in_the_outbox_until_delivered_and_one_rolled_back_is_neither_kept_nor_sent(
         tmp_path: Path) -> None:
     """A notification goes to the store's outbox before the notifiers and leaves it at the tick
