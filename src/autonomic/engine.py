@@ -3234,8 +3234,12 @@ class Engine:
             self.store.forget_states(done)
         except StoreError as exc:
             self._sent.extend(done)  # forgotten at a later tick, not sent again by the next engine
-            log.warning("%s delivered, still in the outbox (%s): forgotten at a later tick, or sent again by the "
-                        "next engine to start if this one stops first", counted(len(done), "notification"), exc)
+            if self._problem("outbox", str(exc)):  # once, not every tick while the store refuses
+                log.warning("%s delivered, still in the outbox (%s): forgotten at a later tick, or sent again by "
+                            "the next engine to start if this one stops first", counted(len(done), "notification"),
+                            exc)
+            return
+        self._problem("outbox", None)
 
     def _send_left_over(self, outbox: Mapping[str, dict[str, Any]]) -> None:
         """Send what an engine before this one kept in the ``outbox`` and did not deliver (it died,
