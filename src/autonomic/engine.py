@@ -529,10 +529,11 @@ def pause_file(state_dir: Path, service: str | None) -> Path:
 
 def write_pause_file(state_dir: Path, service: str | None, reason: str, actor: str, ts: float) -> Path:
     """Write the pause file for ``service`` (all automation when None), whole or not at all (a
-    temporary file renamed over it); its path. Raises OSError when it cannot be written."""
+    temporary file renamed over it, one per thread: the API writes it from a thread per request);
+    its path. Raises OSError when it cannot be written."""
     path = pause_file(state_dir, service)
     state_dir.mkdir(parents=True, exist_ok=True)
-    temp = path.with_name(f".{path.name}.{os.getpid()}")
+    temp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}")
     temp.write_text(json.dumps({"reason": reason, "actor": actor, "ts": ts}) + "\n", encoding="utf-8")
     os.replace(temp, path)
     return path
@@ -3228,8 +3229,9 @@ class Engine:
 
     def _forget_sent(self) -> None:
         """Forget the outbox entries of the notifications the notifiers are through with (one
-        write per tick, from the engine's thread, not the notifiers'). One the store refuses stays
-        and is sent again by the next engine to start: a duplicate, never a loss."""
+        write per tick, from the engine's thread, not the notifiers'). One the store refuses is
+        tried again at the next tick; one still there when the engine stops is sent again by the
+        next engine to start: a duplicate, never a loss."""
         done: list[str] = []
         while self._sent:
             done.append(self._sent.popleft())
@@ -3238,8 +3240,13 @@ class Engine:
         try:
             self.store.forget_states(done)
         except StoreError as exc:
-            log.warning("%s delivered, still in the outbox (%s): the next engine to start sends %s again",
-                        counted(len(done), "notification"), exc, "it" if len(done) == 1 else "them")
+            self._sent.extend(done)  # forgotten at a later tick, not sent again by the next engine
+            if self._problem("outbox", str(exc)):  # once, not every tick while the store refuses
+                log.warning("%s delivered, still in the outbox (%s): forgotten at a later tick, or sent again by "
+                            "the next engine to start if this one stops first", counted(len(done), "notification"),
+                            exc)
+            return
+        self._problem("outbox", None)
 
     def _send_left_over(self, outbox: Mapping[str, dict[str, Any]]) -> None:
         """Send what an engine before this one kept in the ``outbox`` and did not deliver (it died,

@@ -684,6 +684,27 @@ def test_a_policy_whose_windows_outlast_retention_is_422_naming_the_field_as_con
     assert ok.status_code == 200 and ok.json()["policy"]["breaker"]["open_s"] == 80 * DAY_S
 
 
+def test_a_policy_refused_for_its_names_or_its_retention_says_every_problem_in_message_too(env: Env) -> None:
+    """PUT /api/v1/policy's own refusals (a service that does not exist, a window longer than
+    retention keeps) are 422 bodies like any other that does not validate: the ``detail`` list
+    and ``message``, every problem as 'field: what is wrong' (what the README promises and the
+    dashboard's banner shows).
+
+    Before: those two refusals were HTTPExceptions with the detail list only, no ``message``."""
+    from autonomic.knowledge.retention import DAY_S
+
+    r = env.client.put("/api/v1/policy", headers=env.auth("admin"),
+                       json={"services": {"wbe": {"autonomy": "observe"}}})
+    assert r.status_code == 422
+    assert [d["loc"] for d in r.json()["detail"]] == [["body", "services", "wbe"]]
+    assert r.json()["message"].startswith("services.wbe: no service named 'wbe'; did you mean 'web'?")
+    r = env.client.put("/api/v1/policy", headers=env.auth("admin"), json={"breaker": {"open_s": 100 * DAY_S}})
+    assert r.status_code == 422
+    [detail] = r.json()["detail"]
+    assert detail["loc"] == ["retention", "incidents_days"]
+    assert r.json()["message"] == f"retention.incidents_days: {detail['msg']}"
+
+
 @pytest.mark.parametrize(("body", "field"), [
     ({"confidence_threshold": 1.5}, "confidence_threshold"),
     ({"confidence_floor": 1.5}, "confidence_floor"),

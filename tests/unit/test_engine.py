@@ -3409,6 +3409,38 @@ def test_a_pause_file_stands_without_reading_the_store_and_an_unreadable_one_pau
     assert paused_reason(Store("sqlite://"), "other", state_dir) is None
 
 
+def test_pause_files_written_at_once_by_several_threads_each_succeed(tmp_path: Path) -> None:
+    """Two people press the dashboard's kill switch at the same moment while the store cannot be
+    written: the API (one process, a thread per request) writes the pause file from both threads
+    (real threads, a real folder). Each write succeeds and the file is one whole pause.
+
+    Before: both threads used the same temporary file (named by the process id only), so one's
+    rename found it gone (FileNotFoundError): the API answered 503 "nothing is paused" while
+    automation was paused."""
+    from autonomic.engine import read_pause_file, write_pause_file
+
+    failed: list[OSError] = []
+    start = threading.Barrier(4)
+
+    def press(who: str) -> None:
+        start.wait()
+        for _ in range(100):
+            try:
+                write_pause_file(tmp_path, None, f"pressed by {who}", who, T0)
+            except OSError as exc:
+                failed.append(exc)
+
+    threads = [threading.Thread(target=press, args=(f"person:{i}",)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert failed == []
+    entry = read_pause_file(pause_file(tmp_path, None))
+    assert entry is not None and entry["reason"].startswith("pressed by person:")
+    assert [p.name for p in tmp_path.iterdir()] == ["paused"]  # no temporary file left behind
+
+
 def test_each_notification_is_kept_in_the_outbox_until_delivered_and_one_rolled_back_is_neither_kept_nor_sent(
         tmp_path: Path) -> None:
     """A notification goes to the store's outbox before the notifiers and leaves it at the tick
@@ -3435,6 +3467,34 @@ def test_each_notification_is_kept_in_the_outbox_until_delivered_and_one_rolled_
         assert outbox() == ["never"]  # inside the unit, beside its other writes
         raise RuntimeError("the unit fails")
     assert outbox() == [] and "never" not in [n.title for n in h.notifier.sent]
+
+
+def test_a_delivered_notification_the_store_would_not_forget_is_forgotten_at_a_later_tick(tmp_path: Path) -> None:
+    """The store refuses the write that forgets a delivered notification once (SQLite locked by
+    another writer for a moment); the next tick forgets it, so the next engine to start does not
+    page anyone with it again (days later, maybe).
+
+    Before: the keys were taken from memory before the write and not put back when it failed:
+    the entry stayed in the outbox until the engine stopped, and the next one sent it again."""
+    from autonomic.errors import StoreError
+
+    h = Harness(tmp_path)
+    real_forget, refused = h.store.forget_states, []
+
+    def forget_once_refused(keys: Any) -> None:
+        if not refused:
+            refused.append(list(keys))
+            raise StoreError("store write failed: database is locked")
+        real_forget(keys)
+
+    h.store.forget_states = forget_once_refused  # type: ignore[method-assign]
+    h.engine.notify(Notification(level=Level.ALERT, title="delivered", ts=h.clock.now()))
+    h.engine.tick()  # the forget is refused
+    assert refused and [v["notification"]["title"] for v in h.store.states("outbox:").values()] == ["delivered"]
+    h.engine.tick()
+    assert h.store.states("outbox:") == {}
+    later = Harness(tmp_path, store=h.store)  # the next engine's start sends nothing of it again
+    assert "delivered" not in [n.title for n in later.notifier.sent]
 
 
 def test_an_engine_sends_what_the_outbox_holds_at_its_start_and_drops_an_entry_that_is_not_a_notification(
@@ -3523,6 +3583,43 @@ def test_a_persons_stop_holds_the_undo_of_a_fix_that_failed_verification_and_rec
     told = [n for n in h.notifier.sent if "not undone" in n.title]
     assert [(n.level, n.title) for n in told] == [(Level.INFO, "docker on svc made things worse; not undone "
                                                                "(stopped on purpose)")]
+
+
+def test_a_pause_set_while_an_undo_reads_the_persons_stop_still_holds_the_undo(tmp_path: Path) -> None:
+    """The kill switch is the last thing read before an undo's actuator call: a docker remedy fails
+    its verification, and while the rollback reads whether a person stopped svc (nobody did) a
+    person pauses all automation. The undo is not run: escalated as held by the pause.
+
+    Before: ``Executor._rollback`` read the kill switch first and the person's stop after it, so a
+    pause set during that read (a slow store) was not seen and the undo ran."""
+    h = Harness(tmp_path, also="docker", patterns=DOCKER_POKE)
+    real_rollback, real_stopped = h.engine.executor._rollback, h.engine.executor.stopped
+    rolling_back: list[bool] = []
+
+    def rollback(action: Action, now: float, reason: str) -> float | None:
+        rolling_back.append(True)
+        return real_rollback(action, now, reason)
+
+    def stopped_while_a_person_pauses(service: str, action_type: str) -> str | None:
+        if rolling_back:
+            h.store.set_state(pause_key(None), {"reason": "hands off", "actor": "person:ops"}, actor="person:ops",
+                              event="pause.set")
+        return real_stopped(service, action_type)
+
+    h.engine.executor._rollback = rollback  # type: ignore[method-assign]
+    h.engine.executor.stopped = stopped_while_a_person_pauses
+    h.feed("up", 1, 2)
+    h.feed("up", 0, 3)
+    inc = h.incident()
+    _healthy_baseline(h)
+    h.run_until(lambda: h.store.get(Incident, inc.id).state.terminal, "up", 0)  # type: ignore[union-attr]
+
+    assert rolling_back
+    assert [c for c, *_ in h.actuator.calls] == ["apply"]
+    (action,) = h.store.actions()
+    assert action.state == ActionState.ESCALATED
+    assert "not undone, automation is paused (global pause by person:ops: hands off)" in (action.error or ""), \
+        action.error
 
 
 def test_a_persons_stop_during_a_docker_remedys_verification_cancels_it_rather_than_judging_it(

@@ -869,10 +869,10 @@ class Executor:
                                       f"restored health is not judged: {stopped}"))
 
     def _rollback(self, action: Action, now: float, reason: str) -> float | None:
-        pause = self.paused(action.service)  # an undo is an actuator call: a pause holds it too
+        stop = self._stop_holding(action)  # an undo that would start what a person stopped: not run
+        pause = self.paused(action.service)  # an undo is an actuator call: a pause holds it too (read last)
         if pause is not None:
             return self._undo_held(action, reason, pause, now)
-        stop = self._stop_holding(action)  # an undo that would start what a person stopped: not run
         if stop is not None:
             return self._undo_held(action, reason, stop, now, stopped=True)
         if action.workflow:

@@ -812,13 +812,14 @@ def _write_routes(ctx: ApiContext) -> APIRouter:
         registry = ctx.engine.registry if ctx.engine is not None else default_registry()
         unknown = unknown_policy_names(body, _service_names(ctx), [p.id for p in ctx.config.patterns],
                                        registry.types("actuator"))
+        # 422 as a body that does not validate (unreadable_request): the detail list and message
         if unknown:
-            raise HTTPException(422, [{"type": "value_error", "loc": ["body", *loc], "msg": message}
-                                      for loc, message in unknown])
+            raise RequestValidationError([{"type": "value_error", "loc": ("body", *loc), "msg": message}
+                                          for loc, message in unknown])
         short = policy_retention_too_short(ctx.config, body)
         if short:
-            raise HTTPException(422, [{"type": "value_error", "loc": ["retention", key], "msg": message}
-                                      for key, message in short])
+            raise RequestValidationError([{"type": "value_error", "loc": ("retention", key), "msg": message}
+                                          for key, message in short])
         new = body.model_dump(mode="json")
         ctx.store.set_state(POLICY_OVERRIDE, new, actor=who.actor, event="policy.changed", data={"policy": new})
         return {"source": "override", "policy": new}
