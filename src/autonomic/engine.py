@@ -23,7 +23,7 @@ import time
 import zlib
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from http.cookiejar import CookieJar, DefaultCookiePolicy
 from pathlib import Path
 from typing import Any, Literal
@@ -122,6 +122,26 @@ CLOCK_SYNC_S = 60.0  # how often one engine over PostgreSQL measures its clock a
 
 PAUSE_GLOBAL = "pause:global"
 OUTBOX = "outbox:"  # notifications kept until delivered: see Engine._keep_outgoing
+NOTIFY_RETRY_BASE_S = 30.0  # a notification a notifier gave up on is offered again after this, doubling
+NOTIFY_RETRY_CAP_S = 600.0  # ... at most this far apart
+NOTIFY_RETRY_FOR_S = 3600.0  # ... until this long after it was made: then given up
+
+
+@dataclass
+class _Outgoing:
+    """A notification kept in the outbox and sent (see Engine._settle_outbox): when it was made,
+    the notifiers still to take it (None: every one that takes its level), how many times it was
+    offered again, and when it is due again (inf: in flight)."""
+
+    notification: Notification
+    queued_at: float
+    routes: list[str] | None = None
+    retries: int = 0
+    due: float = math.inf
+
+    def stored(self) -> dict[str, Any]:
+        return {"notification": self.notification.model_dump(mode="json"), "queued_at": self.queued_at,
+                "routes": self.routes, "retries": self.retries}
 PAUSE_FILE = "paused"  # <state_dir>/paused, <state_dir>/paused.<service>: see pause_file
 _PAUSE_FILE_MAX = 4096  # characters of a pause file read
 POLICY_OVERRIDE = "policy:override"
@@ -739,7 +759,9 @@ class Engine:
         self._pending_repeats: Counter[str] = Counter()
         self._ladder_changes: list[Callable[[], None]] = []  # see _earned
         self._held: list[tuple[str | None, Notification]] | None = None  # see _holding_notifications
-        self._sent: collections.deque[str] = collections.deque()  # outbox keys delivered (see _forget_sent)
+        # outbox keys the notifiers are through with, and which of them gave up (see _settle_outbox)
+        self._sent: collections.deque[tuple[str, list[str]]] = collections.deque()
+        self._outgoing: dict[str, _Outgoing] = {}  # kept in the outbox and sent, not yet settled
         # each pattern's measured record, read once and moved by each action that ends (see _follow)
         self._tallies = PatternTallies(self.store)
         self._seen_signatures: dict[str, set[tuple[str, str]]] = {}  # (kind, metric) already stored
@@ -1262,7 +1284,8 @@ class Engine:
             self._stop_services()
             self.notifiers.close(timeout=NOTIFIERS_CLOSE_S)
             if not (self.elector is not None and self.elector.lost):
-                self._forget_sent()  # what was delivered: the next engine need not send it again
+                # what was delivered: the next engine need not send it again; what failed, only to those
+                self._settle_outbox(self.clock.now(), retry=False)
             if self.elector is not None:
                 self.elector.release()
         else:
@@ -1491,7 +1514,7 @@ class Engine:
             self._next_clock_sync = self.clock.now() + CLOCK_SYNC_S  # by the clock as measured
         self.watchdog.beat("a tick's start")
         self._watch_pause_files()
-        self._forget_sent()
+        self._settle_outbox(now)
         if now >= self._next_collect:
             self._next_collect = now + self.config.engine.interval_s
             with _collector_paused():
@@ -3200,13 +3223,19 @@ class Engine:
             return
         self._send(key, notification)
 
-    def _send(self, key: str | None, notification: Notification) -> None:
-        self.notifiers.send(notification, done=None if key is None else functools.partial(self._sent.append, key))
+    def _send(self, key: str | None, notification: Notification, *, only: list[str] | None = None,
+              dedup: bool = True) -> None:
+        if key is None:
+            self.notifiers.send(notification)
+            return
+        self._outgoing.setdefault(key, _Outgoing(notification, self.clock.now()))
+        self.notifiers.send(notification, done=lambda failed: self._sent.append((key, failed)), only=only,
+                            dedup=dedup)
 
     def _keep_outgoing(self, notification: Notification) -> str | None:
         """Keep ``notification`` in the store's outbox (``outbox:<id>``, unaudited bookkeeping)
         before it is sent, and return its key; the key is forgotten once every notifier that takes
-        it has delivered it or given up on it (:meth:`_forget_sent`). A page queued in memory is
+        it has delivered it, or a retry long after (:meth:`_settle_outbox`). A page queued in memory is
         lost when the engine dies or stops before it is delivered (a Slack that is slow, a retry's
         backoff); kept here, the next engine to lead sends it (:meth:`_send_left_over`): at least
         once. Inside a store unit the outbox write is part of it, so a decision rolled back takes
@@ -3227,26 +3256,60 @@ class Engine:
             return None
         return key
 
-    def _forget_sent(self) -> None:
-        """Forget the outbox entries of the notifications the notifiers are through with (one
-        write per tick, from the engine's thread, not the notifiers'). One the store refuses is
-        tried again at the next tick; one still there when the engine stops is sent again by the
-        next engine to start: a duplicate, never a loss."""
-        done: list[str] = []
+    def _settle_outbox(self, now: float, *, retry: bool = True) -> None:
+        """Settle what the notifiers are through with, in one write from the engine's thread (not
+        the notifiers'): a notification delivered everywhere leaves the outbox; one that a notifier
+        gave up on (after its own quick retries) stays, for those notifiers only, and is offered to
+        them again after 30 s, 1 min, 2 min, ... (at most 10 min apart) until it is delivered or an
+        hour has passed since it was made; then it is given up, logged and audited
+        ``notification.undelivered``. A write the store refuses is tried again at the next tick;
+        what is still kept when the engine stops is sent by the next engine to start: a duplicate,
+        never a loss. ``retry``: also offer the notifications that are due again."""
+        through: list[tuple[str, list[str]]] = []
         while self._sent:
-            done.append(self._sent.popleft())
-        if not done:
-            return
-        try:
-            self.store.forget_states(done)
-        except StoreError as exc:
-            self._sent.extend(done)  # forgotten at a later tick, not sent again by the next engine
-            if self._problem("outbox", str(exc)):  # once, not every tick while the store refuses
-                log.warning("%s delivered, still in the outbox (%s): forgotten at a later tick, or sent again by "
-                            "the next engine to start if this one stops first", counted(len(done), "notification"),
-                            exc)
-            return
-        self._problem("outbox", None)
+            through.append(self._sent.popleft())
+        forget: list[str] = []
+        again: dict[str, _Outgoing] = {}
+        undelivered: list[tuple[_Outgoing, list[str]]] = []
+        for key, failed in through:
+            out = self._outgoing.get(key)
+            if not failed or out is None:
+                forget.append(key)
+            elif now - out.queued_at >= NOTIFY_RETRY_FOR_S:
+                forget.append(key)
+                undelivered.append((out, failed))
+            else:
+                retries = out.retries + 1
+                again[key] = replace(out, routes=failed, retries=retries, due=now + min(
+                    NOTIFY_RETRY_BASE_S * 2 ** (retries - 1), NOTIFY_RETRY_CAP_S))
+        if through:
+            try:
+                with self.store.unit():
+                    self.store.forget_states(forget)
+                    self.store.keep_states({key: out.stored() for key, out in again.items()})
+                    for out, failed in undelivered:
+                        self.store.audit("engine", "notification.undelivered", out.notification.incident_id or "engine",
+                                         {"title": out.notification.title, "service": out.notification.service,
+                                          "notifiers": failed, "retries": out.retries})
+            except StoreError as exc:
+                self._sent.extend(through)  # settled at a later tick, not sent again by the next engine
+                if self._problem("outbox", str(exc)):  # once, not every tick while the store refuses
+                    log.warning("%s through the notifiers, not settled in the outbox (%s): settled at a later "
+                                "tick, or sent again by the next engine to start if this one stops first",
+                                counted(len(through), "notification"), exc)
+                return
+            self._problem("outbox", None)
+            for key in forget:
+                self._outgoing.pop(key, None)
+            self._outgoing.update(again)
+            for out, failed in undelivered:
+                log.error("notification %r given up: %s did not take it in %s of retries", out.notification.title,
+                          ", ".join(failed), duration(NOTIFY_RETRY_FOR_S))
+        if retry:
+            for key, out in list(self._outgoing.items()):
+                if out.due <= now:
+                    out.due = math.inf  # in flight again
+                    self._send(key, out.notification, only=out.routes, dedup=False)
 
     def _send_left_over(self, outbox: Mapping[str, dict[str, Any]]) -> None:
         """Send what an engine before this one kept in the ``outbox`` and did not deliver (it died,
@@ -3266,7 +3329,12 @@ class Engine:
                 log.error("outbox entry %s is not a notification, dropped: %s", key, exc)
                 bad.append(key)
                 continue
-            self._send(key, notification)
+            routes = value.get("routes")
+            only = [str(r) for r in routes] if isinstance(routes, list) else None
+            retries = value.get("retries")
+            self._outgoing[key] = _Outgoing(notification, queued_at((key, value)) or self.clock.now(), only,
+                                            retries if isinstance(retries, int) else 0)
+            self._send(key, notification, only=only, dedup=False)
             sent += 1
         if bad:
             self.store.forget_states(bad)

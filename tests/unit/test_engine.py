@@ -49,7 +49,7 @@ from autonomic.model import (
     Verdict,
 )
 from autonomic.oversight.explain import explain_incident, render_text
-from autonomic.oversight.notify import Dispatcher
+from autonomic.oversight.notify import Dispatcher, Route
 from autonomic.oversight.reports import build_report
 from autonomic.plan.autonomy import people_evidence
 from autonomic.protocols import Target
@@ -3774,3 +3774,67 @@ def test_the_breaker_alert_counts_the_failed_interventions_in_words(tmp_path: Pa
         h.feed("up", 1, 40)
     (opened,) = [n for n in h.notifier.sent if n.title == "circuit breaker opened for global actions"]
     assert opened.body.startswith(said)
+
+
+class _Pager:
+    """A notifier that refuses every notification while ``down``."""
+
+    name = "pager"
+
+    def __init__(self) -> None:
+        self.down = True
+        self.calls = 0
+        self.sent: list[Notification] = []
+
+    def send(self, notification: Notification) -> None:
+        self.calls += 1
+        if self.down:
+            raise ConnectionError("pager unreachable")
+        self.sent.append(notification)
+
+
+def test_a_notification_a_notifier_gave_up_on_is_offered_to_it_again_with_backoff_then_given_up_after_an_hour(
+        tmp_path: Path) -> None:
+    """A pager down for a minute does not lose a page: the notification stays in the outbox for
+    the pager alone (the console, which took it, does not get it twice), is offered again after
+    30 s, then 1 min, and is forgotten once delivered. One the pager never takes is given up an
+    hour after it was made: logged, audited ``notification.undelivered``, gone from the outbox."""
+    from autonomic.engine import NOTIFY_RETRY_FOR_S
+
+    h = Harness(tmp_path)
+    pager, console = _Pager(), FakeNotifier()
+    h.engine.notifiers = Dispatcher([Route(console, name="console"), Route(pager, name="pager")], synchronous=True,
+                                    max_attempts=1, dedup_s=0)
+
+    def kept() -> list[dict[str, Any]]:
+        return [v for v in h.store.states("outbox:").values() if v["notification"]["title"] in ("page", "lost")]
+
+    def tick(seconds: float) -> None:
+        h.clock.advance(seconds)
+        h.engine.tick()
+
+    h.engine.notify(Notification(level=Level.ALERT, title="page", ts=h.clock.now()))
+    assert (pager.calls, [n.title for n in console.sent].count("page")) == (1, 1)
+    tick(0)
+    assert [(v["routes"], v["retries"]) for v in kept()] == [(["pager"], 1)]
+    tick(20)
+    assert pager.calls == 1  # not due yet
+    tick(15)
+    assert pager.calls == 2  # 30 s after it failed, to the pager only
+    tick(0)
+    assert [(v["routes"], v["retries"]) for v in kept()] == [(["pager"], 2)]
+    pager.down = False
+    tick(40)
+    assert pager.calls == 2  # the second wait is a minute
+    tick(25)
+    assert [n.title for n in pager.sent] == ["page"]
+    tick(0)
+    assert kept() == [] and [n.title for n in console.sent].count("page") == 1
+
+    pager.down = True
+    h.engine.notify(Notification(level=Level.ALERT, title="lost", ts=h.clock.now()))
+    for _ in range(int(NOTIFY_RETRY_FOR_S // 300) + 2):
+        tick(300)
+    assert kept() == []
+    (gone,) = [e for e in h.store.audit_events() if e.kind == "notification.undelivered"]
+    assert gone.data["title"] == "lost" and gone.data["notifiers"] == ["pager"] and gone.data["retries"] >= 5

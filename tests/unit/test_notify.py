@@ -192,15 +192,17 @@ def test_full_queue_drops_and_counts() -> None:
     assert len(blocking.sent) == 3
 
 
-def test_done_is_called_once_every_route_is_through_and_never_for_a_route_that_dropped_it() -> None:
-    """The engine's outbox forgets a notification on ``done``: it must come only after the last
-    route delivered it or gave up on it (once), at once for a duplicate or when no route takes it,
-    and never when a route dropped it untried (closing): that one stays kept for the next engine."""
-    blocking, flaky = Blocking(), Flaky("flaky", failures=5)
+def test_done_is_called_once_every_route_is_through_naming_those_that_gave_up_and_never_for_a_dropped_one() -> None:
+    """The engine's outbox settles a notification on ``done``: it must come only after the last
+    route delivered it or gave up on it (once), naming the routes that gave up; at once for a
+    duplicate or when no route takes it; never when a route dropped it untried (closing): that one
+    stays kept for the next engine. ``only`` and ``dedup=False`` are how a retry reaches just the
+    routes that gave up, though it looks like the notification sent a moment ago."""
+    blocking, flaky = Blocking(), Flaky("flaky", failures=2)
     d = Dispatcher([Route(blocking), Route(flaky, min_level=Level.ALERT)], max_attempts=2, backoff_s=0.0)
-    calls: list[str] = []
+    calls: list[tuple[str, list[str]]] = []
     try:
-        d.send(note(title="one"), done=lambda: calls.append("one"))
+        d.send(note(title="one"), done=lambda failed: calls.append(("one", failed)))
         assert blocking.entered.wait(5)
         deadline = time.monotonic() + 5
         while flaky.calls < 2 and time.monotonic() < deadline:
@@ -210,20 +212,23 @@ def test_done_is_called_once_every_route_is_through_and_never_for_a_route_that_d
         assert calls == []
         blocking.release.set()
         assert d.flush(timeout=5)
-        assert calls == ["one"]
-        d.send(note(title="one"), done=lambda: calls.append("duplicate"))
-        d.send(note(title="info only", level=Level.INFO), done=lambda: calls.append("blocking only"))
+        assert calls == [("one", ["flaky"])]
+        d.send(note(title="one"), done=lambda failed: calls.append(("duplicate", failed)))
+        d.send(note(title="one"), done=lambda failed: calls.append(("retry", failed)), only=["flaky"], dedup=False)
+        d.send(note(title="info only", level=Level.INFO), done=lambda failed: calls.append(("blocking only", failed)))
         assert d.flush(timeout=5)
         quiet = Dispatcher([Route(FakeNotifier(), min_level=Level.APPROVAL_REQUESTED)])
         assert not quiet.accepts(Level.ALERT) and quiet.accepts(Level.APPROVAL_REQUESTED)
-        quiet.send(note(title="nobody takes it"), done=lambda: calls.append("untaken"))
+        quiet.send(note(title="nobody takes it"), done=lambda failed: calls.append(("untaken", failed)))
         quiet.close(timeout=5)
-        assert calls == ["one", "duplicate", "blocking only", "untaken"]
+        assert calls == [("one", ["flaky"]), ("duplicate", []), ("retry", []), ("blocking only", []),
+                         ("untaken", [])]
+        assert [n.title for n in flaky.sent] == ["one"] and [n.title for n in blocking.sent] == ["one", "info only"]
     finally:
         blocking.release.set()
         d.close(timeout=5)
-    d.send(note(title="after close"), done=lambda: calls.append("dropped"))
-    assert d.dropped == 2 and "dropped" not in calls
+    d.send(note(title="after close"), done=lambda failed: calls.append(("dropped", failed)))
+    assert d.dropped == 2 and "dropped" not in [c[0] for c in calls]
 
 
 def test_close_drains_queued_notifications_then_stops_workers() -> None:

@@ -23,7 +23,7 @@ import queue
 import smtplib
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from email.message import EmailMessage
 from html.parser import HTMLParser
@@ -530,26 +530,30 @@ _STOP = object()
 
 
 class _Pending:
-    """How many routes are still to go through one notification; calls ``done`` when none are
-    (see :meth:`Dispatcher.send`). Starts at one: the sender's own hold, so a route that finishes
-    before the next one is queued does not make it done early."""
+    """How many routes are still to go through one notification, and which of them gave up on it;
+    calls ``done`` with those (see :meth:`Dispatcher.send`) when none are left. Starts at one: the
+    sender's own hold, so a route that finishes before the next one is queued does not make it
+    done early."""
 
-    def __init__(self, done: Callable[[], None] | None) -> None:
+    def __init__(self, done: Callable[[list[str]], None] | None) -> None:
         self._done = done
         self._left = 1
+        self._failed: list[str] = []
         self._lock = threading.Lock()
 
     def add(self) -> None:
         with self._lock:
             self._left += 1
 
-    def finish(self) -> None:
+    def finish(self, failed: str | None = None) -> None:
         with self._lock:
             self._left -= 1
+            if failed is not None:
+                self._failed.append(failed)
             last = self._left == 0
         if last and self._done is not None:
             try:
-                self._done()
+                self._done(sorted(self._failed))
             except Exception:
                 log.exception("after a notification was sent: its done callback failed")
 
@@ -608,23 +612,25 @@ class Dispatcher:
         """Whether any route receives notifications of ``level``."""
         return any(route.accepts(level) for route in self.routes)
 
-    def send(self, notification: Notification, done: Callable[[], None] | None = None) -> None:
-        """Queue ``notification`` for every route that accepts its level; returns at once.
-        ``done`` is called (on a worker thread, or here) once every such route is through with it:
-        delivered, or failed after its last attempt; at once for a duplicate or when no route
-        takes it. Not when a route dropped it (its queue full, or the dispatcher closing): then
-        it was not tried, and the caller's record of it (the engine's outbox) keeps it."""
+    def send(self, notification: Notification, done: Callable[[list[str]], None] | None = None, *,
+             only: Collection[str] | None = None, dedup: bool = True) -> None:
+        """Queue ``notification`` for every route that accepts its level (of those named in
+        ``only``, when given); returns at once. ``done`` is called (on a worker thread, or here)
+        once every such route is through with it, with the names of those that gave up on it after
+        their last attempt (empty: delivered everywhere); at once for a duplicate or when no route
+        takes it. Not when a route dropped it (its queue full, or the dispatcher closing): then it
+        was not tried, and the caller's record of it (the engine's outbox) keeps it. ``dedup=False``:
+        a retry of one sent before, not a duplicate."""
         tracker = _Pending(done)
-        if self._duplicate(notification):
+        if dedup and self._duplicate(notification):
             tracker.finish()
             return
         for i, route in enumerate(self.routes):
-            if not route.accepts(notification.level):
+            if not route.accepts(notification.level) or (only is not None and route.label not in only):
                 continue
             tracker.add()
             if self.synchronous:
-                self._deliver(route, notification)
-                tracker.finish()
+                tracker.finish(None if self._deliver(route, notification) else route.label)
                 continue
             if self._closed:
                 self._count_drop(route)
@@ -694,12 +700,12 @@ class Dispatcher:
                 if item is _STOP:
                     return
                 notification, tracker = item
-                self._deliver(route, notification)
-                tracker.finish()
+                tracker.finish(None if self._deliver(route, notification) else route.label)
             finally:
                 q.task_done()
 
-    def _deliver(self, route: Route, notification: Notification) -> None:
+    def _deliver(self, route: Route, notification: Notification) -> bool:
+        """Try ``route`` up to ``max_attempts`` times; whether it delivered."""
         name = route.label
         for attempt in range(1, self.max_attempts + 1):
             try:
@@ -719,7 +725,8 @@ class Dispatcher:
                         self.on_failure(name)
                     except Exception:
                         log.exception("notifier %s: on_failure callback failed", name)
-                return
+                return False
             with self._lock:
                 self.sent += 1
-            return
+            return True
+        return False
