@@ -125,23 +125,6 @@ OUTBOX = "outbox:"  # notifications kept until delivered: see Engine._keep_outgo
 NOTIFY_RETRY_BASE_S = 30.0  # a notification a notifier gave up on is offered again after this, doubling
 NOTIFY_RETRY_CAP_S = 600.0  # ... at most this far apart
 NOTIFY_RETRY_FOR_S = 3600.0  # ... until this long after it was made: then given up
-
-
-@dataclass
-class _Outgoing:
-    """A notification kept in the outbox and sent (see Engine._settle_outbox): when it was made,
-    the notifiers still to take it (None: every one that takes its level), how many times it was
-    offered again, and when it is due again (inf: in flight)."""
-
-    notification: Notification
-    queued_at: float
-    routes: list[str] | None = None
-    retries: int = 0
-    due: float = math.inf
-
-    def stored(self) -> dict[str, Any]:
-        return {"notification": self.notification.model_dump(mode="json"), "queued_at": self.queued_at,
-                "routes": self.routes, "retries": self.retries}
 PAUSE_FILE = "paused"  # <state_dir>/paused, <state_dir>/paused.<service>: see pause_file
 _PAUSE_FILE_MAX = 4096  # characters of a pause file read
 POLICY_OVERRIDE = "policy:override"
@@ -189,6 +172,33 @@ _STORE_CALLS_PER_STEP = 3
 # stop_timeout_s once SIGKILLed (Supervisor.stop_all)
 NOTIFIERS_CLOSE_S = 5.0
 _KILLED_WAIT_S = 5.0
+
+
+@dataclass
+class _Outgoing:
+    """A notification kept in the outbox and sent (see Engine._settle_outbox): when it was made,
+    the notifiers still to take it (None: every one that takes its level), how many times it was
+    offered again, and when it is due again (inf: in flight)."""
+
+    notification: Notification
+    queued_at: float
+    routes: list[str] | None = None
+    retries: int = 0
+    due: float = math.inf
+
+    def stored(self) -> dict[str, Any]:
+        return {"notification": self.notification.model_dump(mode="json"), "queued_at": self.queued_at,
+                "routes": self.routes, "retries": self.retries}
+
+    @classmethod
+    def from_stored(cls, value: Mapping[str, Any], now: float) -> _Outgoing:
+        """What :meth:`stored` wrote (``now`` for a time that cannot be read); ValueError when
+        it holds no notification."""
+        at, routes, retries = value.get("queued_at"), value.get("routes"), value.get("retries")
+        return cls(Notification.model_validate(value.get("notification")),
+                   float(at) if isinstance(at, int | float) and at else now,
+                   [str(r) for r in routes] if isinstance(routes, list) else None,
+                   retries if isinstance(retries, int) else 0)
 
 
 def pause_key(service: str | None) -> str:
@@ -3244,13 +3254,11 @@ class Engine:
         if self.shadow_only or not self.notifiers.accepts(notification.level) or not self.store.writable_here():
             return None
         key = f"{OUTBOX}{new_id()}"
-        value = {"notification": notification.model_dump(mode="json"), "queued_at": self.clock.now()}
-        if self.store.in_unit():  # a failed write fails the unit, and the notification is not sent
-            self.store.keep_states({key: value})
-            return key
         try:
-            self.store.keep_states({key: value})
+            self.store.keep_states({key: _Outgoing(notification, self.clock.now()).stored()})
         except StoreError as exc:
+            if self.store.in_unit():  # a failed write fails the unit, and the notification is not sent
+                raise
             log.warning("notification %r not kept in the outbox (%s): sent all the same, lost if the engine "
                         "stops before it is delivered", notification.title, exc)
             return None
@@ -3324,17 +3332,12 @@ class Engine:
         sent, bad = 0, []
         for key, value in left:
             try:
-                notification = Notification.model_validate(value.get("notification"))
+                out = self._outgoing[key] = _Outgoing.from_stored(value, self.clock.now())
             except ValueError as exc:
                 log.error("outbox entry %s is not a notification, dropped: %s", key, exc)
                 bad.append(key)
                 continue
-            routes = value.get("routes")
-            only = [str(r) for r in routes] if isinstance(routes, list) else None
-            retries = value.get("retries")
-            self._outgoing[key] = _Outgoing(notification, queued_at((key, value)) or self.clock.now(), only,
-                                            retries if isinstance(retries, int) else 0)
-            self._send(key, notification, only=only, dedup=False)
+            self._send(key, out.notification, only=out.routes, dedup=False)
             sent += 1
         if bad:
             self.store.forget_states(bad)
