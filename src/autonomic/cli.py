@@ -423,8 +423,7 @@ def _sd_status(engine: Any) -> str:
     if standby is not None:
         return printable(standby)
     count = engine.open_incidents
-    line = (f"{'running' if engine.elector is None else 'leading'}: {count} open incident"
-            f"{'' if count == 1 else 's'}")
+    line = f"{'running' if engine.elector is None else 'leading'}: {counted(count, 'open incident')}"
     from autonomic.engine import file_pauses, pauses_in_force
 
     try:

@@ -39,7 +39,7 @@ from autonomic.oversight.reports import ReportSchedule
 from autonomic.oversight.server import ApiSpec
 from autonomic.plan.diagnose import cannot_run
 from autonomic.plan.policy import PolicyConfig
-from autonomic.printable import counted
+from autonomic.printable import counted, listed
 from autonomic.redact import credentials, is_credential_header
 from autonomic.registry import Registry
 from autonomic.yamlio import YamlDoc, did_you_mean, load_yaml, problems_from
@@ -234,7 +234,7 @@ class ServiceSpec(_Spec):
         metrics = [spec.metric for spec in v]
         twice = sorted({m for m in metrics if metrics.count(m) > 1})
         if twice:
-            raise ValueError(f"metric(s) {', '.join(twice)} watched twice; give each metric one spec")
+            raise ValueError(f"{listed(twice, 'metric')} watched twice; give each metric one spec")
         return v
 
     @field_validator("goals")
@@ -243,7 +243,7 @@ class ServiceSpec(_Spec):
         names = Counter(g.name for g in v)
         twice = sorted(n for n, k in names.items() if k > 1)
         if twice:
-            raise ValueError(f"goal name(s) {', '.join(twice)} given twice; give each goal of a service its own name")
+            raise ValueError(f"{listed(twice, 'goal name')} given twice; give each goal of a service its own name")
         return v
 
 

@@ -1213,7 +1213,7 @@ class Engine:
             log.warning("goals: %s", note)
         restored = sum(v is not None for v in saved.values())
         if restored:
-            log.info("goals: %d error budget(s) read back from the store", restored)
+            log.info("goals: %s read back from the store", counted(restored, "error budget"))
 
     def save_goals(self, now: float) -> None:
         """Write every goal's budget counts and the rules firing to the store

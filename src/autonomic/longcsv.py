@@ -25,6 +25,7 @@ from datetime import UTC, datetime
 import numpy as np
 
 from autonomic.errors import ConfigError, Problem
+from autonomic.printable import counted
 
 CSV_COLUMNS = ("timestamp", "service", "metric", "value")
 
@@ -113,8 +114,9 @@ def parse_long_csv(text: str, source: str) -> LongCsv:
         rows[(service, metric)].append((ts, value))
     if not rows:
         raise ConfigError([Problem(source, None, "value",
-                                   f"no usable rows ({bad_v} non-numeric value(s), {bad_t} bad timestamp(s), "
-                                   f"{blank} row(s) without service/metric)")])
+                                   f"no usable rows ({counted(bad_v, 'non-numeric value')}, "
+                                   f"{counted(bad_t, 'bad timestamp')}, {counted(blank, 'row')} without "
+                                   "service/metric)")])
     series: Series = {}
     for key, pts in rows.items():
         arr = np.array(pts, dtype=np.float64)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 # C0 controls but tab and newline, DEL and C1 controls (which some terminals read as ESC + x)
 _CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
@@ -27,6 +27,12 @@ def counted(n: float, noun: str, plural: str | None = None) -> str:
     (``plural`` when it is not ``noun + "s"``); a float as ``:g`` writes it (``1 day``, ``0.5 days``)."""
     shown = f"{n:g}" if isinstance(n, float) else str(n)
     return f"{shown} {noun if n == 1 else plural or noun + 's'}"
+
+
+def listed(items: Sequence[str], noun: str, plural: str | None = None) -> str:
+    """``noun`` (plural unless there is one item) and ``items`` after it: ``metric cpu``,
+    ``metrics cpu, mem`` (``plural`` when it is not ``noun + "s"``)."""
+    return f"{noun if len(items) == 1 else plural or noun + 's'} {', '.join(items)}"
 
 
 def rewrite_record(record: logging.LogRecord, change: Callable[[str], str]) -> None:

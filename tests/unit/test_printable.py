@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from autonomic.printable import counted
+from autonomic.printable import counted, listed
 
 
 def test_a_count_of_one_takes_the_singular_and_any_other_the_plural() -> None:
@@ -14,3 +14,10 @@ def test_a_count_of_one_takes_the_singular_and_any_other_the_plural() -> None:
 def test_a_float_count_is_written_as_g_and_is_singular_only_at_one() -> None:
     """For days and the like: "over 1 day", not "over 1.0 days" or "over 1 days"."""
     assert [counted(n, "day") for n in (1.0, 0.5, 2.0, 30.0)] == ["1 day", "0.5 days", "2 days", "30 days"]
+
+
+def test_a_list_of_names_takes_its_noun_singular_only_for_one_name() -> None:
+    """Before: "metric(s) cpu watched twice", "ignored column(s) host"."""
+    assert listed(["cpu"], "metric") == "metric cpu"
+    assert listed(["cpu", "mem"], "metric") == "metrics cpu, mem"
+    assert listed(("a", "b"), "entry", "entries") == "entries a, b"

@@ -206,7 +206,9 @@ def test_non_numeric_values_are_skipped_and_counted() -> None:
     assert list(ts) == [1.0, T0 + 4] and list(vals) == [1.0, 2.0]
     report = rank([], parsed, parse_long_csv("timestamp,service,metric,value\n0,a,m,1\n", "B.csv"),
                   names=("M.csv", "B.csv"))
-    assert any("M.csv: skipped 2 row(s) with a non-numeric value" in w for w in report.warnings)
+    assert any("M.csv: skipped 2 rows with a non-numeric value" in w for w in report.warnings)
+    assert "M.csv: skipped 1 row with an unparsable timestamp" in report.warnings
+    assert "M.csv: ignored column host" in report.warnings
 
 
 @pytest.mark.parametrize(

@@ -33,6 +33,7 @@ import numpy as np
 import typer
 
 from autonomic.errors import ConfigError, Problem
+from autonomic.printable import counted
 
 if TYPE_CHECKING:
     from autonomic.analyze.detectors import Ensemble
@@ -165,7 +166,7 @@ def detect(
     except (ConfigError, OSError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
-    typer.echo(f"scored {len(written)} file(s) into {out}")
+    typer.echo(f"scored {counted(len(written), 'file')} into {out}")
 
 
 if __name__ == "__main__":

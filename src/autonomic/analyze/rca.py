@@ -58,7 +58,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from autonomic.errors import ConfigError, Problem
 from autonomic.longcsv import LongCsv
-from autonomic.printable import counted
+from autonomic.printable import counted, listed
 
 Role = Literal["root_cause", "impacted", "no_data", "unaffected"]
 _BAND: dict[str, tuple[float, float]] = {
@@ -268,16 +268,16 @@ def rank(
     graph_nodes = {s for e in edges for s in e}
     extra = sorted(window.services - graph_nodes)
     if extra:
-        warnings.append(f"service(s) in {wname} but not in the graph, treated as isolated nodes: {', '.join(extra)}")
+        warnings.append(f"{listed(extra, 'service')} in {wname} but not in the graph: treated as isolated nodes")
     for label, data in ((wname, window), (bname, baseline)):
         if data.skipped_values:
-            warnings.append(f"{label}: skipped {data.skipped_values} row(s) with a non-numeric value")
+            warnings.append(f"{label}: skipped {counted(data.skipped_values, 'row')} with a non-numeric value")
         if data.skipped_timestamps:
-            warnings.append(f"{label}: skipped {data.skipped_timestamps} row(s) with an unparsable timestamp")
+            warnings.append(f"{label}: skipped {counted(data.skipped_timestamps, 'row')} with an unparsable timestamp")
         if data.skipped_blank:
-            warnings.append(f"{label}: skipped {data.skipped_blank} row(s) without service or metric")
+            warnings.append(f"{label}: skipped {counted(data.skipped_blank, 'row')} without service or metric")
         if data.ignored_columns:
-            warnings.append(f"{label}: ignored column(s) {', '.join(data.ignored_columns)}")
+            warnings.append(f"{label}: ignored {listed(data.ignored_columns, 'column')}")
     deps = _dependencies(edges)
     callers: dict[str, list[str]] = defaultdict(list)
     for a_, b_ in edges:

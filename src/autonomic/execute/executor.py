@@ -544,10 +544,10 @@ class Executor:
                                       "compensated": [i + 1 for i in result.compensated]})
             if result.status == "compensated":
                 return self._undone(action, step, action.error or "verification failed", now)
-            pause = _held_by_pause(journal, result)
+            pause = _compensation_held(journal, result)
             if pause is not None:
                 return self._undo_held(action, action.error or "verification failed", pause, now, step)
-            stop = _held_by_pause(journal, result, "stopped: ")
+            stop = _compensation_held(journal, result, "stopped: ")
             if stop is not None:
                 return self._undo_held(action, action.error or "verification failed", stop, now, step, stopped=True)
             return self._undo_failed(action, step, result.reason, now)
@@ -580,8 +580,8 @@ class Executor:
             return self._failed(action, step, result.reason, result.reason, now)
         # paused mid-way (what ran is left in place), a failed compensation, or a step nobody
         # can tell ran: a person decides
-        held = _held_by_pause(journal, result)  # a compensation a pause stopped did not fail
-        stop = _held_by_pause(journal, result, "stopped: ")  # nor one a person's stop held back
+        held = _compensation_held(journal, result)  # a compensation a pause stopped did not fail
+        stop = _compensation_held(journal, result, "stopped: ")  # nor one a person's stop held back
         compensation_failed = (held is None and stop is None and failed_at is not None
                                and journal[failed_at].compensate == workflow.Status.FAILED)
         reason = result.reason
@@ -965,11 +965,11 @@ def _failed_outcome(action: Action, now: float, reason: str, **extra: Any) -> Ou
                    duration_s=now - action.created_at, **extra)
 
 
-def _held_by_pause(journal: list[workflow.StepState], result: workflow.WorkflowResult,
+def _compensation_held(journal: list[workflow.StepState], result: workflow.WorkflowResult,
                    prefix: str = "paused: ") -> str | None:
-    """The pause that stopped a workflow's compensation (the reason after "paused: "), or None
-    when no compensation was stopped by one; with ``prefix`` "stopped: ", the person's stop of
-    the service that held one back (see :meth:`Executor._carry_out`)."""
+    """What held a workflow's compensation back: with ``prefix`` "paused: " (the default) the
+    pause that stopped it, with "stopped: " the person's stop of the service (see
+    :meth:`Executor._carry_out`); the reason after the prefix, or None when nothing held one."""
     i = result.failed_index
     if result.status != "needs_person" or i is None:
         return None
