@@ -18,9 +18,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
-from typer.core import TyperGroup
 
-from autonomic.cli_common import ConfigOpt, JsonOpt, given_config, group_config, store_of
+from autonomic.cli_common import ConfigOpt, HelpGroup, JsonOpt, given_config, group_config, store_of
 from autonomic.cli_common import actor as _actor
 from autonomic.cli_common import fail as _fail
 from autonomic.cli_common import load as _load
@@ -34,7 +33,7 @@ from autonomic.sdnotify import NotifyConfigError, SystemdNotify
 from autonomic.signals import on_signals
 
 
-class _Commands(TyperGroup):
+class _Commands(HelpGroup):
     """The command group: a store that refuses or cannot answer in the middle of a command (its
     write lock held past the wait, PostgreSQL restarting, a value it can never hold) is one line
     on stderr and exit 1, as when it cannot be opened; it was a page of traceback, from the kill
@@ -64,9 +63,9 @@ def _before_any_command(ctx: typer.Context, config: ConfigOpt = None) -> None:
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, cls=_Commands, callback=_before_any_command,
                   help="autonomic: services that heal themselves, safely.")
-audit_app = typer.Typer(no_args_is_help=True, help="The hash-chained audit log.", callback=group_config)
+audit_app = typer.Typer(no_args_is_help=True, cls=HelpGroup, help="The hash-chained audit log.", callback=group_config)
 app.add_typer(audit_app, name="audit")
-canary_app = typer.Typer(no_args_is_help=True, help="Judge a canary against its baseline.")
+canary_app = typer.Typer(no_args_is_help=True, cls=HelpGroup, help="Judge a canary against its baseline.")
 app.add_typer(canary_app, name="canary")
 
 

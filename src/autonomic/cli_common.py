@@ -10,13 +10,27 @@ naming the option and the byte.
 from __future__ import annotations
 
 import getpass
+import inspect
 import sys
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from typer.core import TyperGroup
 
 from autonomic.errors import ConfigError, StoreError
+
+
+class HelpGroup(TyperGroup):
+    """A command group whose commands' lines in its ``--help`` table are each the first paragraph
+    of the command's docstring as one line (rich help kept the docstring's own line breaks there,
+    breaking sentences at random points of the table)."""
+
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:
+        command = super().get_command(ctx, cmd_name)
+        if command is not None and command.short_help is None and command.help:
+            command.short_help = " ".join(inspect.cleandoc(command.help).split("\n\n")[0].split())
+        return command
 
 
 def text(value: str) -> str:

@@ -9,14 +9,14 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from autonomic.cli_common import ConfigOpt, given_config, group_config, load, refuse_missing_store
+from autonomic.cli_common import ConfigOpt, HelpGroup, given_config, group_config, load, refuse_missing_store
 from autonomic.errors import AutonomicError
 from autonomic.printable import printable
 
 if TYPE_CHECKING:
     from autonomic.oversight.reports import Period
 
-report_app = typer.Typer(no_args_is_help=True, help="Digests of what autonomic did (daily or weekly).",
+report_app = typer.Typer(no_args_is_help=True, cls=HelpGroup, help="Digests of what autonomic did (daily or weekly).",
                          callback=group_config)
 
 

@@ -9,10 +9,11 @@ from typing import Annotated, Any
 
 import typer
 
-from autonomic.cli_common import ConfigOpt, actor, given_config, group_config, open_store, text
+from autonomic.cli_common import ConfigOpt, HelpGroup, actor, given_config, group_config, open_store, text
 from autonomic.clock import local_stamp
 
-token_app = typer.Typer(no_args_is_help=True, help="API tokens (stored only as hashes).", callback=group_config)
+token_app = typer.Typer(no_args_is_help=True, cls=HelpGroup, help="API tokens (stored only as hashes).",
+                        callback=group_config)
 
 
 def _store(config: Path | None, *, create: bool = False) -> Any:

@@ -31,14 +31,14 @@ import typer
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from autonomic.cli_common import ConfigOpt, JsonOpt, given_config, group_config
+from autonomic.cli_common import ConfigOpt, HelpGroup, JsonOpt, given_config, group_config
 from autonomic.cli_common import fail as _exit
 from autonomic.cli_common import load as _config
 from autonomic.model import Finding, Incident, Pattern
 from autonomic.plan.diagnose import DiagnoseContext, _match, actuator_order, cannot_run, diagnose
 from autonomic.yamlio import YamlDoc, problems_from
 
-patterns_app = typer.Typer(no_args_is_help=True, help="The pattern library: list, show, test.",
+patterns_app = typer.Typer(no_args_is_help=True, cls=HelpGroup, help="The pattern library: list, show, test.",
                            callback=group_config)
 
 
