@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import shlex
+from pathlib import Path
 
 import pytest
 import typer
@@ -37,3 +39,21 @@ def test_each_commands_line_in_a_groups_help_is_its_docstrings_first_paragraph_u
     assert [name for name, _ in rows] == list(node.commands), rows
     for (name, words), cmd in zip(rows, node.commands.values(), strict=True):
         assert words == " ".join((cmd.help or "").split("\n\n")[0].split()), name
+
+
+def _on_call_commands() -> list[str]:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = readme.split("\n## On call\n")[1].split("\n## ")[0]
+    return re.findall(r"`(autonomic [^`]+)`", section)
+
+
+def test_the_readme_on_call_table_names_only_commands_and_options_that_exist() -> None:
+    """What a person copies from the README at 3 a.m. must parse: each `autonomic ...` of the On
+    call table, with --help after it, is accepted (an unknown command or option fails before
+    help: exit 2 "No such option")."""
+    commands = _on_call_commands()
+    assert len(commands) >= 10, commands
+    for line in commands:
+        argv = shlex.split(line)[1:]
+        result = CliRunner().invoke(app, [*argv, "--help"], env={"COLUMNS": "200", "TERM": "dumb"})
+        assert result.exit_code == 0, (line, result.output)
