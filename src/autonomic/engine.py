@@ -187,16 +187,20 @@ class _Outgoing:
     due: float = math.inf
 
     def stored(self) -> dict[str, Any]:
-        return {"notification": self.notification.model_dump(mode="json"), "queued_at": self.queued_at,
-                "routes": self.routes, "retries": self.retries}
+        """The outbox entry. The notification's id is the key's, not written in it: an older
+        replica (a rolling upgrade) reads the entry as it always did."""
+        return {"notification": self.notification.model_dump(mode="json", exclude={"id"}),
+                "queued_at": self.queued_at, "routes": self.routes, "retries": self.retries}
 
     @classmethod
-    def from_stored(cls, value: Mapping[str, Any], now: float) -> _Outgoing:
-        """What :meth:`stored` wrote (``now`` for a time that cannot be read); ValueError when
-        it holds no notification."""
+    def from_stored(cls, key: str, value: Mapping[str, Any], now: float) -> _Outgoing:
+        """What :meth:`stored` wrote under ``key`` (``now`` for a time that cannot be read), the
+        notification's id the key's; ValueError when it holds no notification."""
         at, routes, retries = value.get("queued_at"), value.get("routes"), value.get("retries")
-        return cls(Notification.model_validate(value.get("notification")),
-                   float(at) if isinstance(at, int | float) and at else now,
+        notification = Notification.model_validate(value.get("notification"))
+        if notification.id is None:
+            notification = notification.model_copy(update={"id": key.removeprefix(OUTBOX)})
+        return cls(notification, float(at) if isinstance(at, int | float) and at else now,
                    [str(r) for r in routes] if isinstance(routes, list) else None,
                    retries if isinstance(retries, int) else 0)
 
@@ -3224,7 +3228,10 @@ class Engine:
 
     def notify(self, notification: Notification) -> None:
         """Send ``notification`` to the people, kept in the store's outbox until every notifier
-        is through with it (see :meth:`_keep_outgoing`)."""
+        is through with it (see :meth:`_keep_outgoing`). It gets its id here, when it has none:
+        the outbox key's, so every retry and every later engine's resend carries the same one."""
+        if notification.id is None:
+            notification = notification.model_copy(update={"id": new_id()})
         if self.secrets:
             notification = Notification.model_validate(self.secrets.data(notification.model_dump(mode="json")))
         key = self._keep_outgoing(notification)
@@ -3253,7 +3260,7 @@ class Engine:
         notifier takes its level, inside a read-only block, or when the store refuses the write."""
         if self.shadow_only or not self.notifiers.accepts(notification.level) or not self.store.writable_here():
             return None
-        key = f"{OUTBOX}{new_id()}"
+        key = f"{OUTBOX}{notification.id or new_id()}"
         try:
             self.store.keep_states({key: _Outgoing(notification, self.clock.now()).stored()})
         except StoreError as exc:
@@ -3332,7 +3339,7 @@ class Engine:
         sent, bad = 0, []
         for key, value in left:
             try:
-                out = self._outgoing[key] = _Outgoing.from_stored(value, self.clock.now())
+                out = self._outgoing[key] = _Outgoing.from_stored(key, value, self.clock.now())
             except ValueError as exc:
                 log.error("outbox entry %s is not a notification, dropped: %s", key, exc)
                 bad.append(key)

@@ -300,3 +300,68 @@ def test_a_notification_in_flight_when_the_engine_is_killed_is_sent_by_the_next_
                     second.kill()
     finally:
         store.close()
+
+
+def _engine_over(tmp_path: Path, db: Path, notifier: Any) -> Any:
+    """An engine (no services) over the SQLite file ``db``, delivering through ``notifier`` alone,
+    synchronously, two quick attempts a delivery."""
+    from autonomic.config import load_config_data
+    from autonomic.engine import Engine
+    from autonomic.knowledge import Store
+    from autonomic.testing import FakeClock
+
+    data = {"engine": {"state_dir": str(tmp_path / "state"), "host_metrics": False}, "api": {"enabled": False}}
+    engine = Engine(load_config_data(data, source="t.yaml", base_dir=tmp_path), clock=FakeClock(1_700_000_000.0),
+                    store=Store(f"sqlite:///{db}"), sources=[],
+                    notifiers=Dispatcher([Route(notifier, name=notifier.name)], synchronous=True, max_attempts=2,
+                                         backoff_s=0, dedup_s=0))
+    engine.start()
+    return engine
+
+
+def test_a_webhook_receiver_gets_one_id_on_the_notifiers_retry_and_on_the_next_engines_resend(
+        tmp_path: Path) -> None:
+    """A real webhook receiver (a loopback HTTP server) answers 500 to a real engine's notification
+    (both quick attempts), then 200 to the outbox's retry 30 s later; the engine dies before it
+    settles that delivery, so the next engine over the same SQLite file sends it once more. All
+    four requests carry one id, the outbox key's: the receiver can tell it is one page."""
+    receiver = Receiver(status=500)
+    db = tmp_path / "autonomic.db"
+    with http_server(receiver) as base:
+        first = _engine_over(tmp_path, db, WebhookNotifier(f"{base}/hook"))
+        first.notify(alert())
+        assert len(receiver.requests) == 2  # both quick attempts failed
+        first.tick()  # settled: kept for the webhook, offered again in 30 s
+        receiver.status = 200
+        first.clock.advance(31)
+        first.tick()  # the retry, delivered; this engine dies before the next tick settles it
+        assert len(receiver.requests) == 3
+        (key,) = first.store.states("outbox:")
+        second = _engine_over(tmp_path, db, WebhookNotifier(f"{base}/hook"))
+        try:
+            assert len(receiver.requests) == 4  # the left-over sent again at the start
+            second.tick()
+            assert second.store.states("outbox:") == {}
+        finally:
+            second.shutdown()
+            first.store.close()
+    ids = [json.loads(body)["id"] for _, _, body in receiver.requests]
+    assert ids == [key.removeprefix("outbox:")] * 4 and len(ids[0]) == 32
+    assert [json.loads(body)["title"] for _, _, body in receiver.requests] == ["api is down"] * 4
+
+
+def test_an_email_carries_a_message_id_made_of_the_notification_id_on_every_delivery(
+        tmp_path: Path, smtp: tuple[Mailbox, int]) -> None:
+    """Through a real SMTP server (aiosmtpd on loopback), a real engine's notification arrives with
+    ``Message-ID: <id@autonomic>``, and the next engine's resend of it (the first died before
+    settling the delivery) arrives with the same one: a mail client shows one mail."""
+    box, port = smtp
+    db = tmp_path / "autonomic.db"
+    first = _engine_over(tmp_path, db, EmailNotifier("127.0.0.1", port, sender="ops@example", to=["oncall@example"]))
+    first.notify(alert())
+    (key,) = first.store.states("outbox:")
+    second = _engine_over(tmp_path, db, EmailNotifier("127.0.0.1", port, sender="ops@example", to=["oncall@example"]))
+    second.shutdown()
+    first.store.close()
+    ids = [message_from_bytes(e.content, policy=default_policy)["Message-ID"] for e in box.envelopes]
+    assert ids == [f"<{key.removeprefix('outbox:')}@autonomic>"] * 2

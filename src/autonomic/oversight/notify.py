@@ -20,6 +20,7 @@ import json
 import logging
 import os
 import queue
+import re
 import smtplib
 import threading
 import time
@@ -42,6 +43,7 @@ from autonomic.protocols import Notifier
 log = logging.getLogger("autonomic.notify")
 
 _SLACK_TEXT_MAX = 3000  # Slack's limit for one section block's text
+_ATOM = re.compile(r"[A-Za-z0-9_.-]{1,200}")  # a notification id that can be an email's Message-ID's left part
 
 
 class NotifierError(AutonomicError):
@@ -208,7 +210,8 @@ def sign(secret: str, timestamp: str, body: bytes) -> str:
 
 
 class WebhookNotifier:
-    """POSTs the notification as JSON. With ``secret_env`` set, the secret is read from that
+    """POSTs the notification as JSON (its ``id`` the same on every delivery of it: a receiver
+    drops one it has seen). With ``secret_env`` set, the secret is read from that
     environment variable and every request carries ``X-Autonomic-Signature`` over
     ``<timestamp>.<body>``; ``X-Autonomic-Timestamp`` (unix seconds) is always sent."""
 
@@ -261,7 +264,9 @@ class EmailNotifier:
 
     def message(self, n: Notification) -> EmailMessage:
         """The mail. A body that is a whole HTML page (a report scheduled with ``format: html``)
-        goes as a text/html part, after a plain-text part holding its text."""
+        goes as a text/html part, after a plain-text part holding its text. Its ``Message-ID`` is
+        ``<notification id@autonomic>``: the same on every delivery of one notification, so a
+        mail client or list shows a resend as the one mail it is."""
         page = n.body if _is_page(n.body) else None
         if page is not None:
             n = n.model_copy(update={"body": _html_text(page)})
@@ -269,6 +274,8 @@ class EmailNotifier:
         msg["Subject"] = " ".join(f"[autonomic] {_level_name(n)} {n.title}".split())  # a header is one line
         msg["From"] = self.sender
         msg["To"] = ", ".join(self.to)
+        if n.id and _ATOM.fullmatch(n.id):
+            msg["Message-ID"] = f"<{n.id}@autonomic>"
         lines = [n.body] if n.body else []
         lines.append("")
         if n.service:
