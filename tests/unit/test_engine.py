@@ -3469,6 +3469,25 @@ def test_each_notification_is_kept_in_the_outbox_until_delivered_and_one_rolled_
     assert outbox() == [] and "never" not in [n.title for n in h.notifier.sent]
 
 
+def test_every_notification_gets_an_id_the_kept_one_its_outbox_keys_and_one_not_kept_its_own(
+        tmp_path: Path) -> None:
+    """A kept notification's id is its outbox key's (so a later engine's resend carries it); one
+    not kept (shadow mode: ``autonomic replay``) gets one all the same; one that has an id keeps it."""
+    h = Harness(tmp_path)
+    h.engine.notify(Notification(level=Level.ALERT, title="kept", ts=h.clock.now()))
+    (key,) = h.store.states("outbox:")
+    assert h.notifier.sent[-1].id == key.removeprefix("outbox:") and len(key.removeprefix("outbox:")) == 32
+    h.engine.notify(Notification(level=Level.ALERT, title="named", ts=h.clock.now(), id="given"))
+    assert h.notifier.sent[-1].id == "given" and "outbox:given" in h.store.states("outbox:")
+
+    seen = FakeNotifier()
+    shadow = Engine(h.config, clock=h.clock, store=Store("sqlite://"), sources=[], shadow_only=True,
+                    notifiers=Dispatcher([(seen, Level.INFO)], synchronous=True, dedup_s=0))
+    shadow.notify(Notification(level=Level.ALERT, title="not kept", ts=h.clock.now()))
+    assert shadow.store.states("outbox:") == {}
+    assert [n.title for n in seen.sent] == ["not kept"] and len(seen.sent[0].id or "") == 32
+
+
 def test_a_delivered_notification_the_store_would_not_forget_is_forgotten_at_a_later_tick(tmp_path: Path) -> None:
     """The store refuses the write that forgets a delivered notification once (SQLite locked by
     another writer for a moment); the next tick forgets it, so the next engine to start does not
