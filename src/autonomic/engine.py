@@ -178,7 +178,8 @@ _KILLED_WAIT_S = 5.0
 class _Outgoing:
     """A notification kept in the outbox and sent (see Engine._settle_outbox): when it was made,
     the notifiers still to take it (None: every one that takes its level), how many times it was
-    offered again, and when it is due again (inf: in flight)."""
+    offered again, and when it is due again (inf: in flight; stored as null, and read back by
+    :func:`pending_notifications` only: a later engine sends what it finds at once)."""
 
     notification: Notification
     queued_at: float
@@ -190,7 +191,8 @@ class _Outgoing:
         """The outbox entry. The notification's id is the key's, not written in it: an older
         replica (a rolling upgrade) reads the entry as it always did."""
         return {"notification": self.notification.model_dump(mode="json", exclude={"id"}),
-                "queued_at": self.queued_at, "routes": self.routes, "retries": self.retries}
+                "queued_at": self.queued_at, "routes": self.routes, "retries": self.retries,
+                "due": self.due if math.isfinite(self.due) else None}
 
     @classmethod
     def from_stored(cls, key: str, value: Mapping[str, Any], now: float) -> _Outgoing:
@@ -486,6 +488,47 @@ def queued_service_requests(store: Store) -> list[dict[str, Any]]:
                "ts": float(value["ts"]) if isinstance(value.get("ts"), int | float) else None}
               for key, value in store.states(SERVICE_REQUEST_PREFIX).items()]
     return sorted(queued, key=lambda r: (r["ts"] or 0.0, r["request"]))
+
+
+def pending_notifications(outbox: Mapping[str, Mapping[str, Any]], now: float) -> dict[str, Any]:
+    """What waits in the store's outbox (``store.states(OUTBOX)``: read from the store, so every
+    replica and the CLI say the same): ``count``; ``oldest_at`` and ``oldest_s``, when the oldest
+    was made and how long before ``now`` (None when none waits); ``failing``, each notifier that
+    gave up on a notification and is offered it again, with how many wait for it; and
+    ``next_retry_at``, when the next of those is offered again (None: none is scheduled)."""
+    made: list[float] = []
+    due: list[float] = []
+    failing: dict[str, int] = {}
+    for value in outbox.values():
+        at, routes, retries, next_at = (value.get("queued_at"), value.get("routes"), value.get("retries"),
+                                        value.get("due"))
+        if isinstance(at, int | float):
+            made.append(float(at))
+        if isinstance(retries, int) and retries > 0 and isinstance(routes, list):
+            for route in map(str, routes):
+                failing[route] = failing.get(route, 0) + 1
+            if isinstance(next_at, int | float):
+                due.append(float(next_at))
+    oldest = min(made, default=None)
+    return {"count": len(outbox), "oldest_at": oldest, "oldest_s": None if oldest is None else max(0.0, now - oldest),
+            "failing": dict(sorted(failing.items())), "next_retry_at": min(due, default=None)}
+
+
+def pending_notifications_text(pending: Mapping[str, Any], now: float) -> str | None:
+    """:func:`pending_notifications` for a person, None when none waits: "3 notifications waiting
+    to be delivered, the oldest made 12.0 min ago; failing: slack (3); next retry in 2.0 min"."""
+    if not pending.get("count"):
+        return None
+    text = f"{counted(pending['count'], 'notification')} waiting to be delivered"
+    if pending.get("oldest_s") is not None:
+        text += f", the oldest made {duration(pending['oldest_s'])} ago"
+    if pending.get("failing"):
+        text += "; failing: " + ", ".join(f"{name} ({n})" for name, n in pending["failing"].items())
+        at = pending.get("next_retry_at")
+        if at is not None:
+            text += f"; next retry in {duration(at - now)}" if at > now else \
+                f"; next retry due {duration(now - at)} ago"
+    return text
 
 
 def queued_request_text(request: Mapping[str, Any], now: float) -> str:

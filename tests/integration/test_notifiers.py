@@ -8,6 +8,7 @@ import hashlib
 import hmac
 import json
 import logging
+import re
 import socket
 import threading
 import time
@@ -302,16 +303,16 @@ def test_a_notification_in_flight_when_the_engine_is_killed_is_sent_by_the_next_
         store.close()
 
 
-def _engine_over(tmp_path: Path, db: Path, notifier: Any) -> Any:
-    """An engine (no services) over the SQLite file ``db``, delivering through ``notifier`` alone,
-    synchronously, two quick attempts a delivery."""
+def _engine_over(tmp_path: Path, db: Path, notifier: Any, start: float = 1_700_000_000.0) -> Any:
+    """An engine (no services) over the SQLite file ``db``, its clock at ``start``, delivering
+    through ``notifier`` alone, synchronously, two quick attempts a delivery."""
     from autonomic.config import load_config_data
     from autonomic.engine import Engine
     from autonomic.knowledge import Store
     from autonomic.testing import FakeClock
 
     data = {"engine": {"state_dir": str(tmp_path / "state"), "host_metrics": False}, "api": {"enabled": False}}
-    engine = Engine(load_config_data(data, source="t.yaml", base_dir=tmp_path), clock=FakeClock(1_700_000_000.0),
+    engine = Engine(load_config_data(data, source="t.yaml", base_dir=tmp_path), clock=FakeClock(start),
                     store=Store(f"sqlite:///{db}"), sources=[],
                     notifiers=Dispatcher([Route(notifier, name=notifier.name)], synchronous=True, max_attempts=2,
                                          backoff_s=0, dedup_s=0))
@@ -365,3 +366,83 @@ def test_an_email_carries_a_message_id_made_of_the_notification_id_on_every_deli
     first.store.close()
     ids = [message_from_bytes(e.content, policy=default_policy)["Message-ID"] for e in box.envelopes]
     assert ids == [f"<{key.removeprefix('outbox:')}@autonomic>"] * 2
+
+
+@contextlib.contextmanager
+def slack_down(tmp_path: Path) -> Iterator[tuple[Any, Receiver]]:
+    """A real engine whose one notifier, Slack (a loopback server answering 503), gave up on two
+    notifications: one made 90 s ago, one 10 s ago, each offered again in 30 s. The config file
+    ``autonomic.yaml`` names the same state_dir, so the CLI reads the same store."""
+    (tmp_path / "autonomic.yaml").write_text(f"engine: {{state_dir: {tmp_path / 'state'}, host_metrics: false}}\n")
+    (tmp_path / "state").mkdir()
+    slack = Receiver(status=503)
+    with http_server(slack) as base:
+        engine = _engine_over(tmp_path, tmp_path / "state" / "autonomic.db", SlackNotifier(f"{base}/T0/B0/secret"),
+                              start=time.time() - 90)
+        try:
+            engine.notify(alert("api is down"))
+            engine.clock.advance(80)
+            engine.notify(alert("db is down"))
+            engine.tick()  # both settled: kept for slack, offered again at now + 20 s
+            yield engine, slack
+        finally:
+            engine.shutdown()
+
+
+def test_status_says_how_many_notifications_wait_since_when_which_notifiers_fail_and_the_next_retry(
+        tmp_path: Path) -> None:
+    """Slack is down (a real loopback server answering 503 to a real engine): ``autonomic status``,
+    reading the store as any host can, says two notifications wait, the oldest made 1.5 min ago,
+    slack failing for both, and when they are tried again; ``--json`` has it as
+    ``notifications_pending``. Once delivered, neither says anything."""
+    from typer.testing import CliRunner
+
+    from autonomic.cli import app
+
+    with slack_down(tmp_path) as (engine, slack):
+        shown = CliRunner().invoke(app, ["status", "-c", str(tmp_path / "autonomic.yaml")]).stdout
+        assert re.search(r"UNSENT 2 notifications waiting to be delivered, the oldest made 1\.[5-9] min ago; "
+                         r"failing: slack \(2\); next retry in (1?[0-9]|20) s", shown), shown
+        as_json = CliRunner().invoke(app, ["status", "-c", str(tmp_path / "autonomic.yaml"), "--json"]).stdout
+        pending = json.loads(as_json)["notifications_pending"]
+        assert (pending["count"], pending["failing"]) == (2, {"slack": 2})
+        assert pending["oldest_at"] == engine.clock.now() - 80 and pending["next_retry_at"] == engine.clock.now() + 30
+        assert 89 <= pending["oldest_s"] < 120
+        slack.status = 200
+        engine.clock.advance(31)
+        engine.tick()  # offered again: delivered
+        engine.tick()  # settled: forgotten
+        assert "UNSENT" not in CliRunner().invoke(app, ["status", "-c", str(tmp_path / "autonomic.yaml")]).stdout
+        as_json = CliRunner().invoke(app, ["status", "-c", str(tmp_path / "autonomic.yaml"), "--json"]).stdout
+        assert json.loads(as_json)["notifications_pending"] == {"count": 0, "oldest_at": None, "oldest_s": None,
+                                                                "failing": {}, "next_retry_at": None}
+
+
+def test_the_apis_overview_and_metrics_show_the_notifications_waiting(tmp_path: Path) -> None:
+    """With Slack down (as above), ``GET /api/v1/overview`` has ``notifications_pending`` and
+    ``GET /metrics`` the gauges ``autonomic_notifications_pending`` and
+    ``autonomic_notifications_pending_oldest_seconds``, read from the store: an API with no
+    engine of its own (a replica that does not lead) serves the same."""
+    from fastapi.testclient import TestClient
+
+    from autonomic.config import load_config
+    from autonomic.knowledge import Store
+    from autonomic.oversight.api import ApiContext, create_app
+    from autonomic.oversight.auth import create_token
+    from autonomic.testing import FakeClock
+
+    with slack_down(tmp_path) as (engine, _):
+        store = Store(f"sqlite:///{tmp_path / 'state' / 'autonomic.db'}")
+        try:
+            token = create_token(store, "viewer", "viewer")
+            ctx = ApiContext(store=store, config=load_config(tmp_path / "autonomic.yaml"),
+                             clock=FakeClock(engine.clock.now()), read_cache_s=0)
+            with TestClient(create_app(ctx)) as client:
+                overview = client.get("/api/v1/overview", headers={"Authorization": f"Bearer {token}"}).json()
+                metrics = client.get("/metrics").text.splitlines()
+        finally:
+            store.close()
+    assert overview["notifications_pending"] == {"count": 2, "oldest_at": engine.clock.now() - 80, "oldest_s": 80.0,
+                                                 "failing": {"slack": 2}, "next_retry_at": engine.clock.now() + 30}
+    assert "autonomic_notifications_pending 2.0" in metrics
+    assert "autonomic_notifications_pending_oldest_seconds 80.0" in metrics

@@ -3488,6 +3488,26 @@ def test_every_notification_gets_an_id_the_kept_one_its_outbox_keys_and_one_not_
     assert [n.title for n in seen.sent] == ["not kept"] and len(seen.sent[0].id or "") == 32
 
 
+def test_pending_notifications_name_the_count_the_oldest_the_failing_notifiers_and_an_overdue_retry() -> None:
+    """The outbox as people read it: a notification on its way for the first time counts but
+    fails nobody; one a notifier gave up on names it; a retry whose time has passed (no engine
+    leads to make it) is said to be overdue, not to come."""
+    from autonomic.engine import pending_notifications, pending_notifications_text
+
+    outbox = {"outbox:a": {"queued_at": T0 - 600, "routes": ["slack"], "retries": 3, "due": T0 - 120},
+              "outbox:b": {"queued_at": T0 - 30, "routes": ["slack", "email"], "retries": 1, "due": T0 + 30},
+              "outbox:c": {"queued_at": T0 - 1, "routes": None, "retries": 0, "due": None}}
+    pending = pending_notifications(outbox, T0)
+    assert pending == {"count": 3, "oldest_at": T0 - 600, "oldest_s": 600.0, "failing": {"email": 1, "slack": 2},
+                       "next_retry_at": T0 - 120}
+    assert pending_notifications_text(pending, T0) == (
+        "3 notifications waiting to be delivered, the oldest made 10.0 min ago; failing: email (1), slack (2); "
+        "next retry due 2.0 min ago")
+    assert pending_notifications_text(pending_notifications({"outbox:c": outbox["outbox:c"]}, T0), T0) == (
+        "1 notification waiting to be delivered, the oldest made 1 s ago")
+    assert pending_notifications_text(pending_notifications({}, T0), T0) is None
+
+
 def test_a_delivered_notification_the_store_would_not_forget_is_forgotten_at_a_later_tick(tmp_path: Path) -> None:
     """The store refuses the write that forgets a delivered notification once (SQLite locked by
     another writer for a moment); the next tick forgets it, so the next engine to start does not
