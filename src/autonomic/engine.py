@@ -123,8 +123,7 @@ CLOCK_SYNC_S = 60.0  # how often one engine over PostgreSQL measures its clock a
 PAUSE_GLOBAL = "pause:global"
 OUTBOX = "outbox:"  # notifications kept until delivered: see Engine._keep_outgoing
 NOTIFY_RETRY_BASE_S = 30.0  # a notification a notifier gave up on is offered again after this, doubling
-NOTIFY_RETRY_CAP_S = 600.0  # ... at most this far apart
-NOTIFY_RETRY_FOR_S = 3600.0  # ... until this long after it was made: then given up
+NOTIFY_RETRY_CAP_S = 600.0  # ... at most this far apart, until engine.notify_retry_for_s after it was made
 PAUSE_FILE = "paused"  # <state_dir>/paused, <state_dir>/paused.<service>: see pause_file
 _PAUSE_FILE_MAX = 4096  # characters of a pause file read
 POLICY_OVERRIDE = "policy:override"
@@ -3318,22 +3317,23 @@ class Engine:
         """Settle what the notifiers are through with, in one write from the engine's thread (not
         the notifiers'): a notification delivered everywhere leaves the outbox; one that a notifier
         gave up on (after its own quick retries) stays, for those notifiers only, and is offered to
-        them again after 30 s, 1 min, 2 min, ... (at most 10 min apart) until it is delivered or an
-        hour has passed since it was made; then it is given up, logged and audited
-        ``notification.undelivered``. A write the store refuses is tried again at the next tick;
+        them again after 30 s, 1 min, 2 min, ... (at most 10 min apart) until it is delivered or
+        ``engine.notify_retry_for_s`` (an hour) has passed since it was made; then it is given up,
+        logged and audited ``notification.undelivered``. A write the store refuses is tried again at the next tick;
         what is still kept when the engine stops is sent by the next engine to start: a duplicate,
         never a loss. ``retry``: also offer the notifications that are due again."""
         through: list[tuple[str, list[str]]] = []
         while self._sent:
             through.append(self._sent.popleft())
         forget: list[str] = []
+        retry_for_s = self.config.engine.notify_retry_for_s
         again: dict[str, _Outgoing] = {}
         undelivered: list[tuple[_Outgoing, list[str]]] = []
         for key, failed in through:
             out = self._outgoing.get(key)
             if not failed or out is None:
                 forget.append(key)
-            elif now - out.queued_at >= NOTIFY_RETRY_FOR_S:
+            elif now - out.queued_at >= retry_for_s:
                 forget.append(key)
                 undelivered.append((out, failed))
             else:
@@ -3362,7 +3362,7 @@ class Engine:
             self._outgoing.update(again)
             for out, failed in undelivered:
                 log.error("notification %r given up: %s did not take it in %s of retries", out.notification.title,
-                          ", ".join(failed), duration(NOTIFY_RETRY_FOR_S))
+                          ", ".join(failed), duration(retry_for_s))
         if retry:
             for key, out in list(self._outgoing.items()):
                 if out.due <= now:

@@ -3553,6 +3553,28 @@ def test_an_engine_sends_what_the_outbox_holds_at_its_start_and_drops_an_entry_t
     assert [e.data for e in resent] == [{"count": 1, "dropped": 1}]
 
 
+def test_the_retry_horizon_is_engine_notify_retry_for_s(tmp_path: Path) -> None:
+    """With ``engine.notify_retry_for_s: 300``, a notification the pager never takes is given up 5
+    min after it was made (audited ``notification.undelivered``), not after the default hour; the
+    log line says how long it was tried."""
+    h = Harness(tmp_path, extra={"engine": {"interval_s": 1, "state_dir": str(tmp_path / "state"),
+                                            "host_metrics": False, "settle_s": 0, "resolve_after_s": 30,
+                                            "notify_retry_for_s": 300}})
+    pager = _Pager()
+    h.engine.notifiers = Dispatcher([Route(pager, name="pager")], synchronous=True, max_attempts=1, dedup_s=0)
+    h.engine.notify(Notification(level=Level.ALERT, title="lost", ts=h.clock.now()))
+    for _ in range(4):  # 30 s, 1 min, 2 min after it failed: 3.5 min, still kept
+        h.clock.advance(70)
+        h.engine.tick()
+    assert [v["notification"]["title"] for v in h.store.states("outbox:").values()] == ["lost"]
+    for _ in range(3):
+        h.clock.advance(70)
+        h.engine.tick()
+    assert h.store.states("outbox:") == {}
+    (gone,) = [e for e in h.store.audit_events() if e.kind == "notification.undelivered"]
+    assert gone.data["title"] == "lost" and gone.data["notifiers"] == ["pager"]
+
+
 # a remedy through the docker actuator (served here by the fake one, bound on svc as docker), ranked
 # above fake-down-poke: it acts on the service's running state, as a person's stop does
 DOCKER_POKE = """
@@ -3838,8 +3860,6 @@ def test_a_notification_a_notifier_gave_up_on_is_offered_to_it_again_with_backof
     the pager alone (the console, which took it, does not get it twice), is offered again after
     30 s, then 1 min, and is forgotten once delivered. One the pager never takes is given up an
     hour after it was made: logged, audited ``notification.undelivered``, gone from the outbox."""
-    from autonomic.engine import NOTIFY_RETRY_FOR_S
-
     h = Harness(tmp_path)
     pager, console = _Pager(), FakeNotifier()
     h.engine.notifiers = Dispatcher([Route(console, name="console"), Route(pager, name="pager")], synchronous=True,
@@ -3872,7 +3892,7 @@ def test_a_notification_a_notifier_gave_up_on_is_offered_to_it_again_with_backof
 
     pager.down = True
     h.engine.notify(Notification(level=Level.ALERT, title="lost", ts=h.clock.now()))
-    for _ in range(int(NOTIFY_RETRY_FOR_S // 300) + 2):
+    for _ in range(int(h.config.engine.notify_retry_for_s // 300) + 2):
         tick(300)
     assert kept() == []
     (gone,) = [e for e in h.store.audit_events() if e.kind == "notification.undelivered"]
