@@ -854,8 +854,11 @@ class Engine:
     # --- construction ----------------------------------------------------------------------
 
     def _build_notifiers(self) -> Dispatcher:
+        retry = (f"what it did not take is offered to it again in {duration(NOTIFY_RETRY_BASE_S)}, then less often (at "
+                 f"most {duration(NOTIFY_RETRY_CAP_S)} apart) until {duration(self.config.engine.notify_retry_for_s)} "
+                 "after it was made")
         return build_dispatcher(self.config.spec.notifiers, self.config.base_dir, source=self.config.source,
-                                on_failure=lambda name: self.metrics.notifier_failure(name))
+                                on_failure=lambda name: self.metrics.notifier_failure(name), retry_note=retry)
 
     def _build_sources(self) -> list[Source]:
         sources: list[Source] = []

@@ -446,3 +446,81 @@ def test_the_apis_overview_and_metrics_show_the_notifications_waiting(tmp_path: 
                                                  "failing": {"slack": 2}, "next_retry_at": engine.clock.now() + 30}
     assert "autonomic_notifications_pending 2.0" in metrics
     assert "autonomic_notifications_pending_oldest_seconds 80.0" in metrics
+
+
+def test_an_outage_logs_one_warning_then_debug_a_reminder_every_half_hour_and_one_info_on_recovery(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """Slack (a real loopback server, its URL holding a token) answers 503 through an outage of
+    31 minutes: the first failed delivery is a WARNING naming the host, what failed and when it is
+    tried again; the next ones are DEBUG; half an hour in, one WARNING says it still fails; the
+    first delivery after is one INFO line with the failures and the span. No line holds the token.
+
+    Before: every failed delivery logged a WARNING per quick attempt and an ERROR."""
+    token = "T0SECRET/B0SECRET/xoxb-secret-token"
+    slack = Receiver(status=503)
+    clock = [1000.0]
+    with http_server(slack) as base:
+        dispatcher = Dispatcher([Route(SlackNotifier(f"{base}/services/{token}?key=also-a-secret"), name="slack")],
+                                synchronous=True, max_attempts=2, backoff_s=0, dedup_s=0,
+                                retry_note="offered to it again in 30 s", now=lambda: clock[0])
+        caplog.set_level(logging.DEBUG, logger="autonomic.notify")
+
+        def loud() -> list[str]:
+            lines = [(r.levelname, r.getMessage()) for r in caplog.records if r.name == "autonomic.notify"]
+            caplog.clear()
+            assert not any(token in m or "SECRET" in m or "also-a-secret" in m for _, m in lines), lines
+            return [f"{level} {message}" for level, message in lines if level != "DEBUG"]
+
+        dispatcher.send(alert("first"))
+        host = base.removeprefix("http://")
+        assert loud() == [f"WARNING notifier slack: attempt 1 of 2 failed ({host}: HTTP 503); retrying in 0.0 s",
+                          f"WARNING notifier slack failed after 2 attempts: {host}: HTTP 503; offered to it again in "
+                          "30 s; later failures are logged at DEBUG until it delivers again"]
+        for minute in range(1, 30):
+            clock[0] += 60
+            dispatcher.send(alert(f"minute {minute}"))
+        assert loud() == []  # DEBUG only, 29 deliveries failed
+        clock[0] += 60
+        dispatcher.send(alert("half an hour in"))
+        assert loud() == [f"WARNING notifier slack still failing: 31 failures over 30.0 min (the last after 2 "
+                          f"attempts: {host}: HTTP 503)"]
+        slack.status = 200
+        clock[0] += 60
+        dispatcher.send(alert("back"))
+        assert loud() == ["INFO notifier slack: delivered again after 31 failures over 31.0 min"]
+        dispatcher.send(alert("as usual"))
+        assert loud() == []
+        slack.status = 503
+        dispatcher.send(alert("a new outage"))
+        assert [line.split(":")[0] for line in loud()] == ["WARNING notifier slack", "WARNING notifier slack failed "
+                                                           "after 2 attempts"]
+
+
+def test_the_engines_first_warning_of_an_outage_says_when_the_outbox_tries_again(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    """A real engine built from its config (a Slack notifier, its URL from the environment) tells,
+    in the first WARNING of an outage, when what the notifier did not take is tried again, by its
+    own ``engine.notify_retry_for_s``."""
+    from autonomic.config import load_config_data
+    from autonomic.engine import Engine
+    from autonomic.knowledge import Store
+    from autonomic.testing import FakeClock
+
+    with http_server(Receiver(status=503)) as base:
+        monkeypatch.setenv("SLACK_URL", f"{base}/services/T0/B0/secret-token-value")
+        data = {"engine": {"state_dir": str(tmp_path / "state"), "host_metrics": False, "notify_retry_for_s": 7200},
+                "api": {"enabled": False}, "notifiers": [{"type": "slack", "url_env": "SLACK_URL"}]}
+        engine = Engine(load_config_data(data, source="t.yaml", base_dir=tmp_path), clock=FakeClock(1_700_000_000.0),
+                        store=Store("sqlite://"), sources=[])
+        caplog.set_level(logging.INFO, logger="autonomic.notify")
+        try:
+            engine.notifiers.max_attempts, engine.notifiers.backoff_s = 1, 0
+            engine.start()
+            engine.notify(alert())
+            assert engine.notifiers.flush(10)
+        finally:
+            engine.shutdown()
+    (first,) = [r.getMessage() for r in caplog.records if r.name == "autonomic.notify" and r.levelno >= logging.WARNING]
+    assert first.endswith("HTTP 503; what it did not take is offered to it again in 30 s, then less often (at most "
+                          "10.0 min apart) until 2.0 h after it was made; later failures are logged at DEBUG until "
+                          "it delivers again"), first

@@ -35,6 +35,7 @@ from urllib.parse import urlsplit
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from autonomic.clock import duration
 from autonomic.errors import AutonomicError, ConfigError, Problem
 from autonomic.model import Level, Notification
 from autonomic.printable import counted
@@ -534,6 +535,17 @@ class Route:
 
 
 _STOP = object()
+OUTAGE_REMIND_S = 1800.0  # a notifier failing all along is said to be, at WARNING, at most this often
+
+
+@dataclass
+class _Outage:
+    """A notifier failing since ``since`` (monotonic seconds): how many deliveries it failed, and
+    when that was last logged at WARNING."""
+
+    since: float
+    failures: int
+    told_at: float
 
 
 class _Pending:
@@ -576,7 +588,13 @@ class Dispatcher:
     full is dropped and counted. Counters: ``sent`` (deliveries), ``failures`` (per route
     name, after the last attempt), ``dropped``, ``deduplicated``; ``stats()`` returns them.
     ``on_failure(name)`` is called once per failed delivery. ``synchronous=True`` delivers
-    inside ``send`` (tests, the CLI)."""
+    inside ``send`` (tests, the CLI).
+
+    Logs stay quiet through an outage: a notifier's first failed delivery is a WARNING saying
+    what failed and, with ``retry_note``, when what it did not take is tried again; its later
+    failures are DEBUG (with a WARNING every :data:`OUTAGE_REMIND_S` that it still fails), and
+    its next delivery is one INFO line, "delivered again after N failures over D". ``now`` is
+    the clock those spans are measured on."""
 
     def __init__(
         self,
@@ -588,8 +606,13 @@ class Dispatcher:
         dedup_s: float = 300.0,
         queue_size: int = 1000,
         on_failure: Callable[[str], None] | None = None,
+        retry_note: str | None = None,
+        now: Callable[[], float] = time.monotonic,
     ) -> None:
         self.routes = [r if isinstance(r, Route) else Route(r[0], min_level=r[1]) for r in routes]
+        self.retry_note = retry_note
+        self._now = now
+        self._outages: dict[str, _Outage] = {}
         self.synchronous = synchronous
         self.max_attempts = max(1, max_attempts)
         self.backoff_s = backoff_s
@@ -720,13 +743,16 @@ class Dispatcher:
             except Exception as exc:  # a broken notifier must never stop the loop
                 if attempt < self.max_attempts:
                     delay = self.backoff_s * 2 ** (attempt - 1)
-                    log.warning("notifier %s: attempt %d of %d failed (%s); retrying in %.1f s",
-                                name, attempt, self.max_attempts, exc, delay)
+                    with self._lock:
+                        down = name in self._outages
+                    log.log(logging.DEBUG if down else logging.WARNING,
+                            "notifier %s: attempt %d of %d failed (%s); retrying in %.1f s",
+                            name, attempt, self.max_attempts, exc, delay)
                     time.sleep(delay)
                     continue
                 with self._lock:
                     self.failures[name] = self.failures.get(name, 0) + 1
-                log.error("notifier %s failed after %s: %s", name, counted(self.max_attempts, "attempt"), exc)
+                self._failed(name, exc)
                 if self.on_failure is not None:
                     try:
                         self.on_failure(name)
@@ -735,5 +761,32 @@ class Dispatcher:
                 return False
             with self._lock:
                 self.sent += 1
+                outage = self._outages.pop(name, None)
+            if outage is not None:
+                log.info("notifier %s: delivered again after %s over %s", name, counted(outage.failures, "failure"),
+                         duration(self._now() - outage.since))
             return True
         return False
+
+    def _failed(self, name: str, exc: Exception) -> None:
+        """Log a delivery ``name`` gave up on: at WARNING the first of an outage (and every
+        :data:`OUTAGE_REMIND_S` while it lasts), at DEBUG the others."""
+        now = self._now()
+        with self._lock:
+            outage = self._outages.get(name)
+            if outage is None:
+                outage = self._outages[name] = _Outage(since=now, failures=0, told_at=now)
+            outage.failures += 1
+            first, remind = outage.failures == 1, now - outage.told_at >= OUTAGE_REMIND_S
+            if remind:
+                outage.told_at = now
+            failures, since = outage.failures, outage.since
+        attempts = counted(self.max_attempts, "attempt")
+        if first:
+            log.warning("notifier %s failed after %s: %s; %slater failures are logged at DEBUG until it delivers "
+                        "again", name, attempts, exc, f"{self.retry_note}; " if self.retry_note else "")
+        elif remind:
+            log.warning("notifier %s still failing: %s over %s (the last after %s: %s)", name,
+                        counted(failures, "failure"), duration(now - since), attempts, exc)
+        else:
+            log.debug("notifier %s failed after %s: %s (failure %d of this outage)", name, attempts, exc, failures)
