@@ -3322,9 +3322,9 @@ class Engine:
         gave up on (after its own quick retries) stays, for those notifiers only, and is offered to
         them again after 30 s, 1 min, 2 min, ... (at most 10 min apart) until it is delivered or
         ``engine.notify_retry_for_s`` (an hour) has passed since it was made; then it is given up,
-        logged and audited ``notification.undelivered``. A write the store refuses is tried again at the next tick;
-        what is still kept when the engine stops is sent by the next engine to start: a duplicate,
-        never a loss. ``retry``: also offer the notifications that are due again."""
+        logged and audited ``notification.undelivered``. A write the store refuses is tried again
+        at the next tick; what is still kept when the engine stops is sent by the next engine to
+        start: a duplicate, never a loss. ``retry``: also offer the notifications that are due again."""
         through: list[tuple[str, list[str]]] = []
         while self._sent:
             through.append(self._sent.popleft())
