@@ -458,7 +458,7 @@ def test_jsonl_rotation_is_read_from_the_config_and_bad_values_name_the_field(tm
 def test_a_notifier_given_up_on_is_logged_with_its_attempts_in_words(caplog: pytest.LogCaptureFixture,
                                                                       attempts: int, said: str) -> None:
     d = Dispatcher([Route(Flaky("bad", failures=99))], synchronous=True, max_attempts=attempts, backoff_s=0)
-    with caplog.at_level(logging.ERROR, logger="autonomic.notify"):
+    with caplog.at_level(logging.WARNING, logger="autonomic.notify"):
         d.send(note())
-    [given_up] = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
-    assert given_up.startswith(f"notifier bad failed {said}")
+    [given_up] = [r.getMessage() for r in caplog.records if r.getMessage().startswith("notifier bad failed")]
+    assert given_up.startswith(f"notifier bad failed {said}")  # a WARNING: the first failure of an outage
