@@ -524,3 +524,24 @@ def test_the_engines_first_warning_of_an_outage_says_when_the_outbox_tries_again
     assert first.endswith("HTTP 503; what it did not take is offered to it again in 30 s, then less often (at most "
                           "10.0 min apart) until 2.0 h after it was made; later failures are logged at DEBUG until "
                           "it delivers again"), first
+
+
+def test_an_email_outage_logs_no_smtp_password(
+        smtp: tuple[Mailbox, int], monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    """A real SMTP server (aiosmtpd on loopback) that offers no AUTH refuses the notifier's login
+    every time: the outage's lines, at every level, name the server and the error, never the user
+    or the password."""
+    _, port = smtp
+    monkeypatch.setenv("SMTP_USER", "mailer-user-name")
+    monkeypatch.setenv("SMTP_PASSWORD", "smtp-password-value")
+    email = EmailNotifier("127.0.0.1", port, sender="ops@example", to=["oncall@example"], username_env="SMTP_USER",
+                          password_env="SMTP_PASSWORD")
+    dispatcher = Dispatcher([Route(email, name="email")], synchronous=True, max_attempts=2, backoff_s=0, dedup_s=0)
+    caplog.set_level(logging.DEBUG, logger="autonomic.notify")
+    for i in range(3):
+        dispatcher.send(alert(f"page {i}"))
+    lines = [r.getMessage() for r in caplog.records if r.name == "autonomic.notify"]
+    assert dispatcher.failures == {"email": 3} and len(lines) == 6
+    assert lines[1] == (f"notifier email failed after 2 attempts: 127.0.0.1:{port}: SMTPNotSupportedError; later "
+                        "failures are logged at DEBUG until it delivers again")
+    assert not any("smtp-password-value" in line or "mailer-user-name" in line for line in lines), lines
