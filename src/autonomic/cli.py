@@ -637,9 +637,18 @@ def _read_status(path: Path) -> dict[str, Any]:
 @app.command()
 def status(ctx: typer.Context, config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
     """Services' health, open incidents, pauses, services stopped on purpose, people's starts and stops
-    queued for the engine and not yet done, breakers and (leader election) the leader."""
+    queued for the engine and not yet done, notifications not yet delivered, breakers and (leader
+    election) the leader."""
     config = given_config(ctx, config)
-    from autonomic.engine import STOPPED_PREFIX, pauses_in_force, queued_request_text, queued_service_requests
+    from autonomic.engine import (
+        OUTBOX,
+        STOPPED_PREFIX,
+        pauses_in_force,
+        pending_notifications,
+        pending_notifications_text,
+        queued_request_text,
+        queued_service_requests,
+    )
     from autonomic.knowledge.lease import ENGINE_LEASE
 
     cfg, store = _store(config)
@@ -651,10 +660,13 @@ def status(ctx: typer.Context, config: ConfigOpt = None, as_json: JsonOpt = Fals
     breakers = store.states("breaker:")
     lease = store.lease(ENGINE_LEASE)  # leader election: which replica runs the loop
     goals = _goals(cfg, store)
+    outbox = store.states(OUTBOX)
+    now = store.server_time() if requests or outbox else 0.0  # the clock the requests were stamped by
+    pending = pending_notifications(outbox, now)
     if as_json:
         print(json.dumps({"live": live, "open_incidents": [i.model_dump(mode="json") for i in open_incidents],
                           "pauses": pauses, "stopped_on_purpose": on_purpose, "service_requests": requests,
-                          "breakers": breakers, "goals": goals,
+                          "notifications_pending": pending, "breakers": breakers, "goals": goals,
                           "lease": None if lease is None else lease.to_state(),
                           "config_fingerprint": cfg.fingerprint}, indent=2))
         return
@@ -702,10 +714,13 @@ def status(ctx: typer.Context, config: ConfigOpt = None, as_json: JsonOpt = Fals
         console.print(Text.assemble(("STOPPED", "bold yellow"), printable(
             f" {name}: stopped on purpose by {value.get('actor', '?')}" + (f" ({comment})" if comment else "")
             + f"; not started until {cfg.command} start {name}")))
-    now = store.server_time() if requests else 0.0  # the clock the requests were stamped by
     for request in requests:
         console.print(Text.assemble(("QUEUED", "bold yellow"), printable(
             f" {request['service']}: {queued_request_text(request, now)}")))
+    unsent = pending_notifications_text(pending, now)
+    if unsent is not None:
+        console.print(Text.assemble(("UNSENT", "bold red" if pending["failing"] else "bold yellow"),
+                                    printable(f" {unsent}")), soft_wrap=True)
     for key, value in breakers.items():
         if value.get("state") != "closed":
             console.print(f"breaker {key.split(':', 1)[1]}: {value.get('state')}")

@@ -121,6 +121,11 @@ class EngineSpec(_Spec):
     # no progress for this long; None: worked out from the config (the longest step the loop can
     # take: see Engine.stuck_after_s), which the engine logs at start.
     stuck_after_s: float | None = Field(default=None, gt=0, le=86_400)
+    # A notification a notifier gave up on is offered to it again (30 s, 1 min, ... at most 10 min
+    # apart) until this long after it was made, then given up. One setting for the outbox, not one
+    # per notifier: the outbox keeps one entry per notification, given up in one audited event.
+    # At least 30 s (one retry), at most a week.
+    notify_retry_for_s: float = Field(default=3600.0, ge=30, le=7 * 86_400)
     leader_election: LeaderElectionSpec = Field(default_factory=LeaderElectionSpec)
 
     @property

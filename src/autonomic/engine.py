@@ -123,8 +123,7 @@ CLOCK_SYNC_S = 60.0  # how often one engine over PostgreSQL measures its clock a
 PAUSE_GLOBAL = "pause:global"
 OUTBOX = "outbox:"  # notifications kept until delivered: see Engine._keep_outgoing
 NOTIFY_RETRY_BASE_S = 30.0  # a notification a notifier gave up on is offered again after this, doubling
-NOTIFY_RETRY_CAP_S = 600.0  # ... at most this far apart
-NOTIFY_RETRY_FOR_S = 3600.0  # ... until this long after it was made: then given up
+NOTIFY_RETRY_CAP_S = 600.0  # ... at most this far apart, until engine.notify_retry_for_s after it was made
 PAUSE_FILE = "paused"  # <state_dir>/paused, <state_dir>/paused.<service>: see pause_file
 _PAUSE_FILE_MAX = 4096  # characters of a pause file read
 POLICY_OVERRIDE = "policy:override"
@@ -178,7 +177,8 @@ _KILLED_WAIT_S = 5.0
 class _Outgoing:
     """A notification kept in the outbox and sent (see Engine._settle_outbox): when it was made,
     the notifiers still to take it (None: every one that takes its level), how many times it was
-    offered again, and when it is due again (inf: in flight)."""
+    offered again, and when it is due again (inf: in flight; stored as null, and read back by
+    :func:`pending_notifications` only: a later engine sends what it finds at once)."""
 
     notification: Notification
     queued_at: float
@@ -187,16 +187,21 @@ class _Outgoing:
     due: float = math.inf
 
     def stored(self) -> dict[str, Any]:
-        return {"notification": self.notification.model_dump(mode="json"), "queued_at": self.queued_at,
-                "routes": self.routes, "retries": self.retries}
+        """The outbox entry. The notification's id is the key's, not written in it: an older
+        replica (a rolling upgrade) reads the entry as it always did."""
+        return {"notification": self.notification.model_dump(mode="json", exclude={"id"}),
+                "queued_at": self.queued_at, "routes": self.routes, "retries": self.retries,
+                "due": self.due if math.isfinite(self.due) else None}
 
     @classmethod
-    def from_stored(cls, value: Mapping[str, Any], now: float) -> _Outgoing:
-        """What :meth:`stored` wrote (``now`` for a time that cannot be read); ValueError when
-        it holds no notification."""
+    def from_stored(cls, key: str, value: Mapping[str, Any], now: float) -> _Outgoing:
+        """What :meth:`stored` wrote under ``key`` (``now`` for a time that cannot be read), the
+        notification's id the key's; ValueError when it holds no notification."""
         at, routes, retries = value.get("queued_at"), value.get("routes"), value.get("retries")
-        return cls(Notification.model_validate(value.get("notification")),
-                   float(at) if isinstance(at, int | float) and at else now,
+        notification = Notification.model_validate(value.get("notification"))
+        if notification.id is None:
+            notification = notification.model_copy(update={"id": key.removeprefix(OUTBOX)})
+        return cls(notification, float(at) if isinstance(at, int | float) and at else now,
                    [str(r) for r in routes] if isinstance(routes, list) else None,
                    retries if isinstance(retries, int) else 0)
 
@@ -482,6 +487,47 @@ def queued_service_requests(store: Store) -> list[dict[str, Any]]:
                "ts": float(value["ts"]) if isinstance(value.get("ts"), int | float) else None}
               for key, value in store.states(SERVICE_REQUEST_PREFIX).items()]
     return sorted(queued, key=lambda r: (r["ts"] or 0.0, r["request"]))
+
+
+def pending_notifications(outbox: Mapping[str, Mapping[str, Any]], now: float) -> dict[str, Any]:
+    """What waits in the store's outbox (``store.states(OUTBOX)``: read from the store, so every
+    replica and the CLI say the same): ``count``; ``oldest_at`` and ``oldest_s``, when the oldest
+    was made and how long before ``now`` (None when none waits); ``failing``, each notifier that
+    gave up on a notification and is offered it again, with how many wait for it; and
+    ``next_retry_at``, when the next of those is offered again (None: none is scheduled)."""
+    made: list[float] = []
+    due: list[float] = []
+    failing: dict[str, int] = {}
+    for value in outbox.values():
+        at, routes, retries, next_at = (value.get("queued_at"), value.get("routes"), value.get("retries"),
+                                        value.get("due"))
+        if isinstance(at, int | float):
+            made.append(float(at))
+        if isinstance(retries, int) and retries > 0 and isinstance(routes, list):
+            for route in map(str, routes):
+                failing[route] = failing.get(route, 0) + 1
+            if isinstance(next_at, int | float):
+                due.append(float(next_at))
+    oldest = min(made, default=None)
+    return {"count": len(outbox), "oldest_at": oldest, "oldest_s": None if oldest is None else max(0.0, now - oldest),
+            "failing": dict(sorted(failing.items())), "next_retry_at": min(due, default=None)}
+
+
+def pending_notifications_text(pending: Mapping[str, Any], now: float) -> str | None:
+    """:func:`pending_notifications` for a person, None when none waits: "3 notifications waiting
+    to be delivered, the oldest made 12.0 min ago; failing: slack (3); next retry in 2.0 min"."""
+    if not pending.get("count"):
+        return None
+    text = f"{counted(pending['count'], 'notification')} waiting to be delivered"
+    if pending.get("oldest_s") is not None:
+        text += f", the oldest made {duration(pending['oldest_s'])} ago"
+    if pending.get("failing"):
+        text += "; failing: " + ", ".join(f"{name} ({n})" for name, n in pending["failing"].items())
+        at = pending.get("next_retry_at")
+        if at is not None:
+            text += f"; next retry in {duration(at - now)}" if at > now else \
+                f"; next retry due {duration(now - at)} ago"
+    return text
 
 
 def queued_request_text(request: Mapping[str, Any], now: float) -> str:
@@ -808,8 +854,11 @@ class Engine:
     # --- construction ----------------------------------------------------------------------
 
     def _build_notifiers(self) -> Dispatcher:
+        retry = (f"what it did not take is offered to it again in {duration(NOTIFY_RETRY_BASE_S)}, then less often (at "
+                 f"most {duration(NOTIFY_RETRY_CAP_S)} apart) until {duration(self.config.engine.notify_retry_for_s)} "
+                 "after it was made")
         return build_dispatcher(self.config.spec.notifiers, self.config.base_dir, source=self.config.source,
-                                on_failure=lambda name: self.metrics.notifier_failure(name))
+                                on_failure=lambda name: self.metrics.notifier_failure(name), retry_note=retry)
 
     def _build_sources(self) -> list[Source]:
         sources: list[Source] = []
@@ -3224,7 +3273,10 @@ class Engine:
 
     def notify(self, notification: Notification) -> None:
         """Send ``notification`` to the people, kept in the store's outbox until every notifier
-        is through with it (see :meth:`_keep_outgoing`)."""
+        is through with it (see :meth:`_keep_outgoing`). It gets its id here, when it has none:
+        the outbox key's, so every retry and every later engine's resend carries the same one."""
+        if notification.id is None:
+            notification = notification.model_copy(update={"id": new_id()})
         if self.secrets:
             notification = Notification.model_validate(self.secrets.data(notification.model_dump(mode="json")))
         key = self._keep_outgoing(notification)
@@ -3253,7 +3305,7 @@ class Engine:
         notifier takes its level, inside a read-only block, or when the store refuses the write."""
         if self.shadow_only or not self.notifiers.accepts(notification.level) or not self.store.writable_here():
             return None
-        key = f"{OUTBOX}{new_id()}"
+        key = f"{OUTBOX}{notification.id or new_id()}"
         try:
             self.store.keep_states({key: _Outgoing(notification, self.clock.now()).stored()})
         except StoreError as exc:
@@ -3268,22 +3320,23 @@ class Engine:
         """Settle what the notifiers are through with, in one write from the engine's thread (not
         the notifiers'): a notification delivered everywhere leaves the outbox; one that a notifier
         gave up on (after its own quick retries) stays, for those notifiers only, and is offered to
-        them again after 30 s, 1 min, 2 min, ... (at most 10 min apart) until it is delivered or an
-        hour has passed since it was made; then it is given up, logged and audited
-        ``notification.undelivered``. A write the store refuses is tried again at the next tick;
-        what is still kept when the engine stops is sent by the next engine to start: a duplicate,
-        never a loss. ``retry``: also offer the notifications that are due again."""
+        them again after 30 s, 1 min, 2 min, ... (at most 10 min apart) until it is delivered or
+        ``engine.notify_retry_for_s`` (an hour) has passed since it was made; then it is given up,
+        logged and audited ``notification.undelivered``. A write the store refuses is tried again
+        at the next tick; what is still kept when the engine stops is sent by the next engine to
+        start: a duplicate, never a loss. ``retry``: also offer the notifications that are due again."""
         through: list[tuple[str, list[str]]] = []
         while self._sent:
             through.append(self._sent.popleft())
         forget: list[str] = []
+        retry_for_s = self.config.engine.notify_retry_for_s
         again: dict[str, _Outgoing] = {}
         undelivered: list[tuple[_Outgoing, list[str]]] = []
         for key, failed in through:
             out = self._outgoing.get(key)
             if not failed or out is None:
                 forget.append(key)
-            elif now - out.queued_at >= NOTIFY_RETRY_FOR_S:
+            elif now - out.queued_at >= retry_for_s:
                 forget.append(key)
                 undelivered.append((out, failed))
             else:
@@ -3312,7 +3365,7 @@ class Engine:
             self._outgoing.update(again)
             for out, failed in undelivered:
                 log.error("notification %r given up: %s did not take it in %s of retries", out.notification.title,
-                          ", ".join(failed), duration(NOTIFY_RETRY_FOR_S))
+                          ", ".join(failed), duration(retry_for_s))
         if retry:
             for key, out in list(self._outgoing.items()):
                 if out.due <= now:
@@ -3332,7 +3385,7 @@ class Engine:
         sent, bad = 0, []
         for key, value in left:
             try:
-                out = self._outgoing[key] = _Outgoing.from_stored(value, self.clock.now())
+                out = self._outgoing[key] = _Outgoing.from_stored(key, value, self.clock.now())
             except ValueError as exc:
                 log.error("outbox entry %s is not a notification, dropped: %s", key, exc)
                 bad.append(key)

@@ -702,9 +702,14 @@ class AuditEvent(Frozen):
 
 
 class Notification(Frozen):
+    """Something people are told. ``id`` is the same on every delivery of one notification (a
+    notifier's retry, a later engine sending what an earlier one kept and may have delivered), so
+    a receiver can drop a duplicate; the engine gives one to every notification it sends."""
+
     level: Level
     title: str
     body: str = ""
     ts: float
     service: str | None = None
     incident_id: str | None = None
+    id: str | None = None

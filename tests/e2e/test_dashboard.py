@@ -25,10 +25,11 @@ from autonomic.config import load_config
 from autonomic.demo import faults
 from autonomic.demo.scenario import FAST, _free_port, prepare
 from autonomic.engine import PAUSE_GLOBAL, Engine
-from autonomic.model import Decision, Incident, IncidentState, Verdict
+from autonomic.model import Decision, Incident, IncidentState, Level, Notification, Verdict
 from autonomic.oversight.api import ApiContext, create_app
 from autonomic.oversight.auth import create_token
 from autonomic.oversight.server import ApiServer
+from autonomic.testing import FakeClock
 
 pytestmark = pytest.mark.slow
 
@@ -331,3 +332,66 @@ def test_a_reason_the_api_refuses_is_shown_in_words_not_as_the_json_of_its_422(s
         expect(page.get_by_test_id("kill-reason")).to_have_value("x" * 2001)
     finally:
         context.close()
+
+
+def test_the_front_page_says_when_notifications_wait_for_a_notifier_that_is_down(
+    tmp_path: Path, browser: Browser
+) -> None:
+    """A real engine whose Slack (a loopback server answering 503) gave up on a notification: the
+    front page (real Chromium) says it is not yet delivered, which notifier fails and when it is
+    tried again; once Slack takes it, the line is gone."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    status = [503]
+
+    class Slack(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802
+            self.rfile.read(int(self.headers.get("Content-Length", "0")))
+            self.send_response(status[0])
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *_: Any) -> None:
+            pass
+
+    slack = ThreadingHTTPServer(("127.0.0.1", 0), Slack)
+    threading.Thread(target=slack.serve_forever, daemon=True).start()
+    path = tmp_path / "autonomic.yaml"
+    path.write_text(json.dumps({
+        "engine": {"interval_s": 1, "state_dir": str(tmp_path / "state"), "host_metrics": False},
+        "notifiers": [{"type": "slack", "url": f"http://127.0.0.1:{slack.server_address[1]}/hook"}]}))
+    clock = FakeClock(time.time())
+    engine = Engine(load_config(path), clock=clock)
+    engine.notifiers.max_attempts, engine.notifiers.backoff_s = 1, 0
+    engine.start()
+    port = _free_port()
+    server = ApiServer(create_app(ApiContext(store=engine.store, config=engine.config, engine=engine,
+                                             read_cache_s=0, clock=clock)), "127.0.0.1", port)
+    server.start()
+    context = browser.new_context(viewport={"width": 1400, "height": 900})
+    try:
+        engine.notify(Notification(level=Level.ALERT, title="db is down", ts=clock.now()))
+        assert engine.notifiers.flush(10)
+        engine.tick()  # settled: kept for slack, offered again in 30 s
+        token = create_token(engine.store, "e2e-ana", "viewer")
+        page = context.new_page()
+        page.goto(f"http://127.0.0.1:{port}/?token={token}")
+        shown = page.get_by_test_id("notifications-pending")
+        expect(shown).to_contain_text("1 notification not yet delivered, the oldest made ")
+        expect(shown).to_contain_text("failing: slack (1); next retry in ")
+        _shot(page, "12-notifications-pending")
+
+        status[0] = 200
+        clock.advance(31)
+        engine.tick()  # offered again: delivered
+        assert engine.notifiers.flush(10)
+        engine.tick()  # settled: forgotten
+        page.reload()
+        expect(page.get_by_test_id("control")).to_be_visible()  # the page is drawn
+        expect(page.get_by_test_id("notifications-pending")).to_have_count(0)
+    finally:
+        context.close()
+        server.stop()
+        engine.shutdown()
+        slack.shutdown()
+        slack.server_close()

@@ -8,6 +8,7 @@ import hashlib
 import hmac
 import json
 import logging
+import re
 import socket
 import threading
 import time
@@ -300,3 +301,247 @@ def test_a_notification_in_flight_when_the_engine_is_killed_is_sent_by_the_next_
                     second.kill()
     finally:
         store.close()
+
+
+def _engine_over(tmp_path: Path, db: Path, notifier: Any, start: float = 1_700_000_000.0) -> Any:
+    """An engine (no services) over the SQLite file ``db``, its clock at ``start``, delivering
+    through ``notifier`` alone, synchronously, two quick attempts a delivery."""
+    from autonomic.config import load_config_data
+    from autonomic.engine import Engine
+    from autonomic.knowledge import Store
+    from autonomic.testing import FakeClock
+
+    data = {"engine": {"state_dir": str(tmp_path / "state"), "host_metrics": False}, "api": {"enabled": False}}
+    engine = Engine(load_config_data(data, source="t.yaml", base_dir=tmp_path), clock=FakeClock(start),
+                    store=Store(f"sqlite:///{db}"), sources=[],
+                    notifiers=Dispatcher([Route(notifier, name=notifier.name)], synchronous=True, max_attempts=2,
+                                         backoff_s=0, dedup_s=0))
+    engine.start()
+    return engine
+
+
+def test_a_webhook_receiver_gets_one_id_on_the_notifiers_retry_and_on_the_next_engines_resend(
+        tmp_path: Path) -> None:
+    """A real webhook receiver (a loopback HTTP server) answers 500 to a real engine's notification
+    (both quick attempts), then 200 to the outbox's retry 30 s later; the engine dies before it
+    settles that delivery, so the next engine over the same SQLite file sends it once more. All
+    four requests carry one id, the outbox key's: the receiver can tell it is one page."""
+    receiver = Receiver(status=500)
+    db = tmp_path / "autonomic.db"
+    with http_server(receiver) as base:
+        first = _engine_over(tmp_path, db, WebhookNotifier(f"{base}/hook"))
+        first.notify(alert())
+        assert len(receiver.requests) == 2  # both quick attempts failed
+        first.tick()  # settled: kept for the webhook, offered again in 30 s
+        receiver.status = 200
+        first.clock.advance(31)
+        first.tick()  # the retry, delivered; this engine dies before the next tick settles it
+        assert len(receiver.requests) == 3
+        (key,) = first.store.states("outbox:")
+        second = _engine_over(tmp_path, db, WebhookNotifier(f"{base}/hook"))
+        try:
+            assert len(receiver.requests) == 4  # the left-over sent again at the start
+            second.tick()
+            assert second.store.states("outbox:") == {}
+        finally:
+            second.shutdown()
+            first.store.close()
+    ids = [json.loads(body)["id"] for _, _, body in receiver.requests]
+    assert ids == [key.removeprefix("outbox:")] * 4 and len(ids[0]) == 32
+    assert [json.loads(body)["title"] for _, _, body in receiver.requests] == ["api is down"] * 4
+
+
+def test_an_email_carries_a_message_id_made_of_the_notification_id_on_every_delivery(
+        tmp_path: Path, smtp: tuple[Mailbox, int]) -> None:
+    """Through a real SMTP server (aiosmtpd on loopback), a real engine's notification arrives with
+    ``Message-ID: <id@autonomic>``, and the next engine's resend of it (the first died before
+    settling the delivery) arrives with the same one: a mail client shows one mail."""
+    box, port = smtp
+    db = tmp_path / "autonomic.db"
+    first = _engine_over(tmp_path, db, EmailNotifier("127.0.0.1", port, sender="ops@example", to=["oncall@example"]))
+    first.notify(alert())
+    (key,) = first.store.states("outbox:")
+    second = _engine_over(tmp_path, db, EmailNotifier("127.0.0.1", port, sender="ops@example", to=["oncall@example"]))
+    second.shutdown()
+    first.store.close()
+    ids = [message_from_bytes(e.content, policy=default_policy)["Message-ID"] for e in box.envelopes]
+    assert ids == [f"<{key.removeprefix('outbox:')}@autonomic>"] * 2
+
+
+@contextlib.contextmanager
+def slack_down(tmp_path: Path) -> Iterator[tuple[Any, Receiver]]:
+    """A real engine whose one notifier, Slack (a loopback server answering 503), gave up on two
+    notifications: one made 90 s ago, one 10 s ago, each offered again in 30 s. The config file
+    ``autonomic.yaml`` names the same state_dir, so the CLI reads the same store."""
+    (tmp_path / "autonomic.yaml").write_text(f"engine: {{state_dir: {tmp_path / 'state'}, host_metrics: false}}\n")
+    (tmp_path / "state").mkdir()
+    slack = Receiver(status=503)
+    with http_server(slack) as base:
+        engine = _engine_over(tmp_path, tmp_path / "state" / "autonomic.db", SlackNotifier(f"{base}/T0/B0/secret"),
+                              start=time.time() - 90)
+        try:
+            engine.notify(alert("api is down"))
+            engine.clock.advance(80)
+            engine.notify(alert("db is down"))
+            engine.tick()  # both settled: kept for slack, offered again at now + 20 s
+            yield engine, slack
+        finally:
+            engine.shutdown()
+
+
+def test_status_says_how_many_notifications_wait_since_when_which_notifiers_fail_and_the_next_retry(
+        tmp_path: Path) -> None:
+    """Slack is down (a real loopback server answering 503 to a real engine): ``autonomic status``,
+    reading the store as any host can, says two notifications wait, the oldest made 1.5 min ago,
+    slack failing for both, and when they are tried again; ``--json`` has it as
+    ``notifications_pending``. Once delivered, neither says anything."""
+    from typer.testing import CliRunner
+
+    from autonomic.cli import app
+
+    with slack_down(tmp_path) as (engine, slack):
+        shown = CliRunner().invoke(app, ["status", "-c", str(tmp_path / "autonomic.yaml")]).stdout
+        assert re.search(r"UNSENT 2 notifications waiting to be delivered, the oldest made 1\.[5-9] min ago; "
+                         r"failing: slack \(2\); next retry in (1?[0-9]|20) s", shown), shown
+        as_json = CliRunner().invoke(app, ["status", "-c", str(tmp_path / "autonomic.yaml"), "--json"]).stdout
+        pending = json.loads(as_json)["notifications_pending"]
+        assert (pending["count"], pending["failing"]) == (2, {"slack": 2})
+        assert pending["oldest_at"] == engine.clock.now() - 80 and pending["next_retry_at"] == engine.clock.now() + 30
+        assert 89 <= pending["oldest_s"] < 120
+        slack.status = 200
+        engine.clock.advance(31)
+        engine.tick()  # offered again: delivered
+        engine.tick()  # settled: forgotten
+        assert "UNSENT" not in CliRunner().invoke(app, ["status", "-c", str(tmp_path / "autonomic.yaml")]).stdout
+        as_json = CliRunner().invoke(app, ["status", "-c", str(tmp_path / "autonomic.yaml"), "--json"]).stdout
+        assert json.loads(as_json)["notifications_pending"] == {"count": 0, "oldest_at": None, "oldest_s": None,
+                                                                "failing": {}, "next_retry_at": None}
+
+
+def test_the_apis_overview_and_metrics_show_the_notifications_waiting(tmp_path: Path) -> None:
+    """With Slack down (as above), ``GET /api/v1/overview`` has ``notifications_pending`` and
+    ``GET /metrics`` the gauges ``autonomic_notifications_pending`` and
+    ``autonomic_notifications_pending_oldest_seconds``, read from the store: an API with no
+    engine of its own (a replica that does not lead) serves the same."""
+    from fastapi.testclient import TestClient
+
+    from autonomic.config import load_config
+    from autonomic.knowledge import Store
+    from autonomic.oversight.api import ApiContext, create_app
+    from autonomic.oversight.auth import create_token
+    from autonomic.testing import FakeClock
+
+    with slack_down(tmp_path) as (engine, _):
+        store = Store(f"sqlite:///{tmp_path / 'state' / 'autonomic.db'}")
+        try:
+            token = create_token(store, "viewer", "viewer")
+            ctx = ApiContext(store=store, config=load_config(tmp_path / "autonomic.yaml"),
+                             clock=FakeClock(engine.clock.now()), read_cache_s=0)
+            with TestClient(create_app(ctx)) as client:
+                overview = client.get("/api/v1/overview", headers={"Authorization": f"Bearer {token}"}).json()
+                metrics = client.get("/metrics").text.splitlines()
+        finally:
+            store.close()
+    assert overview["notifications_pending"] == {"count": 2, "oldest_at": engine.clock.now() - 80, "oldest_s": 80.0,
+                                                 "failing": {"slack": 2}, "next_retry_at": engine.clock.now() + 30}
+    assert "autonomic_notifications_pending 2.0" in metrics
+    assert "autonomic_notifications_pending_oldest_seconds 80.0" in metrics
+
+
+def test_an_outage_logs_one_warning_then_debug_a_reminder_every_half_hour_and_one_info_on_recovery(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """Slack (a real loopback server, its URL holding a token) answers 503 through an outage of
+    31 minutes: the first failed delivery is a WARNING naming the host, what failed and when it is
+    tried again; the next ones are DEBUG; half an hour in, one WARNING says it still fails; the
+    first delivery after is one INFO line with the failures and the span. No line holds the token.
+
+    Before: every failed delivery logged a WARNING per quick attempt and an ERROR."""
+    token = "T0SECRET/B0SECRET/xoxb-secret-token"
+    slack = Receiver(status=503)
+    clock = [1000.0]
+    with http_server(slack) as base:
+        dispatcher = Dispatcher([Route(SlackNotifier(f"{base}/services/{token}?key=also-a-secret"), name="slack")],
+                                synchronous=True, max_attempts=2, backoff_s=0, dedup_s=0,
+                                retry_note="offered to it again in 30 s", now=lambda: clock[0])
+        caplog.set_level(logging.DEBUG, logger="autonomic.notify")
+
+        def loud() -> list[str]:
+            lines = [(r.levelname, r.getMessage()) for r in caplog.records if r.name == "autonomic.notify"]
+            caplog.clear()
+            assert not any(token in m or "SECRET" in m or "also-a-secret" in m for _, m in lines), lines
+            return [f"{level} {message}" for level, message in lines if level != "DEBUG"]
+
+        dispatcher.send(alert("first"))
+        host = base.removeprefix("http://")
+        assert loud() == [f"WARNING notifier slack: attempt 1 of 2 failed ({host}: HTTP 503); retrying in 0.0 s",
+                          f"WARNING notifier slack failed after 2 attempts: {host}: HTTP 503; offered to it again in "
+                          "30 s; later failures are logged at DEBUG until it delivers again"]
+        for minute in range(1, 30):
+            clock[0] += 60
+            dispatcher.send(alert(f"minute {minute}"))
+        assert loud() == []  # DEBUG only, 29 deliveries failed
+        clock[0] += 60
+        dispatcher.send(alert("half an hour in"))
+        assert loud() == [f"WARNING notifier slack still failing: 31 failures over 30.0 min (the last after 2 "
+                          f"attempts: {host}: HTTP 503)"]
+        slack.status = 200
+        clock[0] += 60
+        dispatcher.send(alert("back"))
+        assert loud() == ["INFO notifier slack: delivered again after 31 failures over 31.0 min"]
+        dispatcher.send(alert("as usual"))
+        assert loud() == []
+        slack.status = 503
+        dispatcher.send(alert("a new outage"))
+        assert [line.split(":")[0] for line in loud()] == ["WARNING notifier slack", "WARNING notifier slack failed "
+                                                           "after 2 attempts"]
+
+
+def test_the_engines_first_warning_of_an_outage_says_when_the_outbox_tries_again(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    """A real engine built from its config (a Slack notifier, its URL from the environment) tells,
+    in the first WARNING of an outage, when what the notifier did not take is tried again, by its
+    own ``engine.notify_retry_for_s``."""
+    from autonomic.config import load_config_data
+    from autonomic.engine import Engine
+    from autonomic.knowledge import Store
+    from autonomic.testing import FakeClock
+
+    with http_server(Receiver(status=503)) as base:
+        monkeypatch.setenv("SLACK_URL", f"{base}/services/T0/B0/secret-token-value")
+        data = {"engine": {"state_dir": str(tmp_path / "state"), "host_metrics": False, "notify_retry_for_s": 7200},
+                "api": {"enabled": False}, "notifiers": [{"type": "slack", "url_env": "SLACK_URL"}]}
+        engine = Engine(load_config_data(data, source="t.yaml", base_dir=tmp_path), clock=FakeClock(1_700_000_000.0),
+                        store=Store("sqlite://"), sources=[])
+        caplog.set_level(logging.INFO, logger="autonomic.notify")
+        try:
+            engine.notifiers.max_attempts, engine.notifiers.backoff_s = 1, 0
+            engine.start()
+            engine.notify(alert())
+            assert engine.notifiers.flush(10)
+        finally:
+            engine.shutdown()
+    (first,) = [r.getMessage() for r in caplog.records if r.name == "autonomic.notify" and r.levelno >= logging.WARNING]
+    assert first.endswith("HTTP 503; what it did not take is offered to it again in 30 s, then less often (at most "
+                          "10.0 min apart) until 2.0 h after it was made; later failures are logged at DEBUG until "
+                          "it delivers again"), first
+
+
+def test_an_email_outage_logs_no_smtp_password(
+        smtp: tuple[Mailbox, int], monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    """A real SMTP server (aiosmtpd on loopback) that offers no AUTH refuses the notifier's login
+    every time: the outage's lines, at every level, name the server and the error, never the user
+    or the password."""
+    _, port = smtp
+    monkeypatch.setenv("SMTP_USER", "mailer-user-name")
+    monkeypatch.setenv("SMTP_PASSWORD", "smtp-password-value")
+    email = EmailNotifier("127.0.0.1", port, sender="ops@example", to=["oncall@example"], username_env="SMTP_USER",
+                          password_env="SMTP_PASSWORD")
+    dispatcher = Dispatcher([Route(email, name="email")], synchronous=True, max_attempts=2, backoff_s=0, dedup_s=0)
+    caplog.set_level(logging.DEBUG, logger="autonomic.notify")
+    for i in range(3):
+        dispatcher.send(alert(f"page {i}"))
+    lines = [r.getMessage() for r in caplog.records if r.name == "autonomic.notify"]
+    assert dispatcher.failures == {"email": 3} and len(lines) == 6
+    assert lines[1] == (f"notifier email failed after 2 attempts: 127.0.0.1:{port}: SMTPNotSupportedError; later "
+                        "failures are logged at DEBUG until it delivers again")
+    assert not any("smtp-password-value" in line or "mailer-user-name" in line for line in lines), lines

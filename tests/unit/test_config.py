@@ -218,3 +218,18 @@ def test_a_section_that_is_not_a_mapping_is_said_so_in_words_not_with_a_class_na
     with pytest.raises(ConfigError) as caught:
         load_config_data(data, source="autonomic.yaml", base_dir=tmp_path)
     assert [f"{p.field}: {p.message}" for p in caught.value.problems] == [said]
+
+
+def test_engine_notify_retry_for_s_defaults_to_an_hour_and_must_be_30_s_to_a_week(tmp_path: Path) -> None:
+    """How long the outbox offers a notification again to a notifier that is down: an hour unless
+    set; below 30 s (no retry at all) or past a week it is refused, naming the field."""
+    def load(value: object) -> float:
+        return load_config_data({"engine": {"notify_retry_for_s": value}}, source="a.yaml",
+                                base_dir=tmp_path).engine.notify_retry_for_s
+
+    assert load_config_data({}, source="a.yaml", base_dir=tmp_path).engine.notify_retry_for_s == 3600
+    assert load(14_400) == 14_400
+    for bad in (0, -5, 10, 8 * 86_400, "soon"):
+        with pytest.raises(ConfigError) as err:
+            load(bad)
+        assert [p.field for p in err.value.problems] == ["engine.notify_retry_for_s"], (bad, err.value.problems)

@@ -3469,6 +3469,45 @@ def test_each_notification_is_kept_in_the_outbox_until_delivered_and_one_rolled_
     assert outbox() == [] and "never" not in [n.title for n in h.notifier.sent]
 
 
+def test_every_notification_gets_an_id_the_kept_one_its_outbox_keys_and_one_not_kept_its_own(
+        tmp_path: Path) -> None:
+    """A kept notification's id is its outbox key's (so a later engine's resend carries it); one
+    not kept (shadow mode: ``autonomic replay``) gets one all the same; one that has an id keeps it."""
+    h = Harness(tmp_path)
+    h.engine.notify(Notification(level=Level.ALERT, title="kept", ts=h.clock.now()))
+    (key,) = h.store.states("outbox:")
+    assert h.notifier.sent[-1].id == key.removeprefix("outbox:") and len(key.removeprefix("outbox:")) == 32
+    h.engine.notify(Notification(level=Level.ALERT, title="named", ts=h.clock.now(), id="given"))
+    assert h.notifier.sent[-1].id == "given" and "outbox:given" in h.store.states("outbox:")
+
+    seen = FakeNotifier()
+    shadow = Engine(h.config, clock=h.clock, store=Store("sqlite://"), sources=[], shadow_only=True,
+                    notifiers=Dispatcher([(seen, Level.INFO)], synchronous=True, dedup_s=0))
+    shadow.notify(Notification(level=Level.ALERT, title="not kept", ts=h.clock.now()))
+    assert shadow.store.states("outbox:") == {}
+    assert [n.title for n in seen.sent] == ["not kept"] and len(seen.sent[0].id or "") == 32
+
+
+def test_pending_notifications_name_the_count_the_oldest_the_failing_notifiers_and_an_overdue_retry() -> None:
+    """The outbox as people read it: a notification on its way for the first time counts but
+    fails nobody; one a notifier gave up on names it; a retry whose time has passed (no engine
+    leads to make it) is said to be overdue, not to come."""
+    from autonomic.engine import pending_notifications, pending_notifications_text
+
+    outbox = {"outbox:a": {"queued_at": T0 - 600, "routes": ["slack"], "retries": 3, "due": T0 - 120},
+              "outbox:b": {"queued_at": T0 - 30, "routes": ["slack", "email"], "retries": 1, "due": T0 + 30},
+              "outbox:c": {"queued_at": T0 - 1, "routes": None, "retries": 0, "due": None}}
+    pending = pending_notifications(outbox, T0)
+    assert pending == {"count": 3, "oldest_at": T0 - 600, "oldest_s": 600.0, "failing": {"email": 1, "slack": 2},
+                       "next_retry_at": T0 - 120}
+    assert pending_notifications_text(pending, T0) == (
+        "3 notifications waiting to be delivered, the oldest made 10.0 min ago; failing: email (1), slack (2); "
+        "next retry due 2.0 min ago")
+    assert pending_notifications_text(pending_notifications({"outbox:c": outbox["outbox:c"]}, T0), T0) == (
+        "1 notification waiting to be delivered, the oldest made 1 s ago")
+    assert pending_notifications_text(pending_notifications({}, T0), T0) is None
+
+
 def test_a_delivered_notification_the_store_would_not_forget_is_forgotten_at_a_later_tick(tmp_path: Path) -> None:
     """The store refuses the write that forgets a delivered notification once (SQLite locked by
     another writer for a moment); the next tick forgets it, so the next engine to start does not
@@ -3512,6 +3551,28 @@ def test_an_engine_sends_what_the_outbox_holds_at_its_start_and_drops_an_entry_t
     assert store.states("outbox:") == {}
     resent = [e for e in store.audit_events() if e.kind == "notifications.resent"]
     assert [e.data for e in resent] == [{"count": 1, "dropped": 1}]
+
+
+def test_the_retry_horizon_is_engine_notify_retry_for_s(tmp_path: Path) -> None:
+    """With ``engine.notify_retry_for_s: 300``, a notification the pager never takes is given up 5
+    min after it was made (audited ``notification.undelivered``), not after the default hour; the
+    log line says how long it was tried."""
+    h = Harness(tmp_path, extra={"engine": {"interval_s": 1, "state_dir": str(tmp_path / "state"),
+                                            "host_metrics": False, "settle_s": 0, "resolve_after_s": 30,
+                                            "notify_retry_for_s": 300}})
+    pager = _Pager()
+    h.engine.notifiers = Dispatcher([Route(pager, name="pager")], synchronous=True, max_attempts=1, dedup_s=0)
+    h.engine.notify(Notification(level=Level.ALERT, title="lost", ts=h.clock.now()))
+    for _ in range(4):  # 30 s, 1 min, 2 min after it failed: 3.5 min, still kept
+        h.clock.advance(70)
+        h.engine.tick()
+    assert [v["notification"]["title"] for v in h.store.states("outbox:").values()] == ["lost"]
+    for _ in range(3):
+        h.clock.advance(70)
+        h.engine.tick()
+    assert h.store.states("outbox:") == {}
+    (gone,) = [e for e in h.store.audit_events() if e.kind == "notification.undelivered"]
+    assert gone.data["title"] == "lost" and gone.data["notifiers"] == ["pager"]
 
 
 # a remedy through the docker actuator (served here by the fake one, bound on svc as docker), ranked
@@ -3799,8 +3860,6 @@ def test_a_notification_a_notifier_gave_up_on_is_offered_to_it_again_with_backof
     the pager alone (the console, which took it, does not get it twice), is offered again after
     30 s, then 1 min, and is forgotten once delivered. One the pager never takes is given up an
     hour after it was made: logged, audited ``notification.undelivered``, gone from the outbox."""
-    from autonomic.engine import NOTIFY_RETRY_FOR_S
-
     h = Harness(tmp_path)
     pager, console = _Pager(), FakeNotifier()
     h.engine.notifiers = Dispatcher([Route(console, name="console"), Route(pager, name="pager")], synchronous=True,
@@ -3833,7 +3892,7 @@ def test_a_notification_a_notifier_gave_up_on_is_offered_to_it_again_with_backof
 
     pager.down = True
     h.engine.notify(Notification(level=Level.ALERT, title="lost", ts=h.clock.now()))
-    for _ in range(int(NOTIFY_RETRY_FOR_S // 300) + 2):
+    for _ in range(int(h.config.engine.notify_retry_for_s // 300) + 2):
         tick(300)
     assert kept() == []
     (gone,) = [e for e in h.store.audit_events() if e.kind == "notification.undelivered"]

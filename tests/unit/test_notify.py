@@ -221,8 +221,9 @@ def test_done_is_called_once_every_route_is_through_naming_those_that_gave_up_an
         assert not quiet.accepts(Level.ALERT) and quiet.accepts(Level.APPROVAL_REQUESTED)
         quiet.send(note(title="nobody takes it"), done=lambda failed: calls.append(("untaken", failed)))
         quiet.close(timeout=5)
-        assert calls == [("one", ["flaky"]), ("duplicate", []), ("retry", []), ("blocking only", []),
-                         ("untaken", [])]
+        # the retry (flaky's worker) and "info only" (blocking's) finish in either order
+        assert calls[:2] == [("one", ["flaky"]), ("duplicate", [])] and calls[4:] == [("untaken", [])]
+        assert sorted(calls[2:4]) == [("blocking only", []), ("retry", [])]
         assert [n.title for n in flaky.sent] == ["one"] and [n.title for n in blocking.sent] == ["one", "info only"]
     finally:
         blocking.release.set()
@@ -458,7 +459,7 @@ def test_jsonl_rotation_is_read_from_the_config_and_bad_values_name_the_field(tm
 def test_a_notifier_given_up_on_is_logged_with_its_attempts_in_words(caplog: pytest.LogCaptureFixture,
                                                                       attempts: int, said: str) -> None:
     d = Dispatcher([Route(Flaky("bad", failures=99))], synchronous=True, max_attempts=attempts, backoff_s=0)
-    with caplog.at_level(logging.ERROR, logger="autonomic.notify"):
+    with caplog.at_level(logging.WARNING, logger="autonomic.notify"):
         d.send(note())
-    [given_up] = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
-    assert given_up.startswith(f"notifier bad failed {said}")
+    [given_up] = [r.getMessage() for r in caplog.records if r.getMessage().startswith("notifier bad failed")]
+    assert given_up.startswith(f"notifier bad failed {said}")  # a WARNING: the first failure of an outage

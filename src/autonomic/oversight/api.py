@@ -46,6 +46,7 @@ from autonomic.analyze.goals import GOAL_STATE_PREFIX, stored_goals
 from autonomic.clock import SystemClock
 from autonomic.config import Config
 from autonomic.engine import (
+    OUTBOX,
     PAUSE_GLOBAL,
     POLICY_OVERRIDE,
     Engine,
@@ -58,6 +59,7 @@ from autonomic.engine import (
     pause_key,
     paused_reason,
     pauses_in_force,
+    pending_notifications,
     queue_findings,
     queued_service_requests,
     request_service,
@@ -521,6 +523,8 @@ def _open_routes(ctx: ApiContext) -> APIRouter:
         ctx.metrics.paused("global", PAUSE_GLOBAL in pauses)
         for name in _service_names(ctx):
             ctx.metrics.paused(name, pause_key(name) in pauses)
+        pending = pending_notifications(ctx.store.states(OUTBOX), ctx.clock.now())
+        ctx.metrics.notifications_pending(pending["count"], pending["oldest_s"] or 0.0)
         return Response(ctx.metrics.render(), media_type=CONTENT_TYPE)
 
     return router
@@ -547,6 +551,7 @@ def _read_routes(ctx: ApiContext) -> APIRouter:
             "awaiting_approval": sum(i.state == IncidentState.AWAITING_APPROVAL for i in open_incidents),
             "leadership": _leadership(ctx),
             "goals": _goals(ctx),
+            "notifications_pending": pending_notifications(ctx.store.states(OUTBOX), now),
         }
 
     @router.get("/services")

@@ -47,6 +47,10 @@ class EngineMetrics:
         self._stuck_after = Gauge("autonomic_loop_stuck_after_seconds", "How long the loop may go without "
                                   "progress before it counts as stuck (/healthz fails, the lease is not renewed)",
                                   registry=r)
+        self._pending = Gauge("autonomic_notifications_pending", "Notifications kept in the store's outbox and not "
+                              "yet delivered by every notifier that takes them (read from the store)", registry=r)
+        self._pending_oldest = Gauge("autonomic_notifications_pending_oldest_seconds", "How long ago the oldest "
+                                     "notification not yet delivered was made; 0 when none waits", registry=r)
         self._loop = Histogram("autonomic_loop_seconds", "Duration of one engine tick", buckets=_LOOP_BUCKETS,
                                registry=r)
         self._api = Histogram("autonomic_api_request_seconds", "API request latency, by method and route",
@@ -95,6 +99,11 @@ class EngineMetrics:
         """How long the loop has gone without progress, and how long it may (see autonomic.liveness)."""
         self._silent.set(max(0.0, silent_s))
         self._stuck_after.set(stuck_after_s)
+
+    def notifications_pending(self, count: int, oldest_s: float) -> None:
+        """How many notifications wait in the outbox, and the age of the oldest (0: none waits)."""
+        self._pending.set(count)
+        self._pending_oldest.set(max(0.0, oldest_s))
 
     def render(self) -> bytes:
         """Every metric in the Prometheus text exposition format."""

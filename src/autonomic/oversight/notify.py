@@ -20,6 +20,7 @@ import json
 import logging
 import os
 import queue
+import re
 import smtplib
 import threading
 import time
@@ -34,6 +35,7 @@ from urllib.parse import urlsplit
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from autonomic.clock import duration
 from autonomic.errors import AutonomicError, ConfigError, Problem
 from autonomic.model import Level, Notification
 from autonomic.printable import counted
@@ -42,6 +44,7 @@ from autonomic.protocols import Notifier
 log = logging.getLogger("autonomic.notify")
 
 _SLACK_TEXT_MAX = 3000  # Slack's limit for one section block's text
+_ATOM = re.compile(r"[A-Za-z0-9_.-]{1,200}")  # a notification id that can be an email's Message-ID's left part
 
 
 class NotifierError(AutonomicError):
@@ -208,7 +211,8 @@ def sign(secret: str, timestamp: str, body: bytes) -> str:
 
 
 class WebhookNotifier:
-    """POSTs the notification as JSON. With ``secret_env`` set, the secret is read from that
+    """POSTs the notification as JSON (its ``id`` the same on every delivery of it: a receiver
+    drops one it has seen). With ``secret_env`` set, the secret is read from that
     environment variable and every request carries ``X-Autonomic-Signature`` over
     ``<timestamp>.<body>``; ``X-Autonomic-Timestamp`` (unix seconds) is always sent."""
 
@@ -261,7 +265,9 @@ class EmailNotifier:
 
     def message(self, n: Notification) -> EmailMessage:
         """The mail. A body that is a whole HTML page (a report scheduled with ``format: html``)
-        goes as a text/html part, after a plain-text part holding its text."""
+        goes as a text/html part, after a plain-text part holding its text. Its ``Message-ID`` is
+        ``<notification id@autonomic>``: the same on every delivery of one notification, so a
+        mail client or list shows a resend as the one mail it is."""
         page = n.body if _is_page(n.body) else None
         if page is not None:
             n = n.model_copy(update={"body": _html_text(page)})
@@ -269,6 +275,8 @@ class EmailNotifier:
         msg["Subject"] = " ".join(f"[autonomic] {_level_name(n)} {n.title}".split())  # a header is one line
         msg["From"] = self.sender
         msg["To"] = ", ".join(self.to)
+        if n.id and _ATOM.fullmatch(n.id):
+            msg["Message-ID"] = f"<{n.id}@autonomic>"
         lines = [n.body] if n.body else []
         lines.append("")
         if n.service:
@@ -527,6 +535,17 @@ class Route:
 
 
 _STOP = object()
+OUTAGE_REMIND_S = 1800.0  # a notifier failing all along is said to be, at WARNING, at most this often
+
+
+@dataclass
+class _Outage:
+    """A notifier failing since ``since`` (monotonic seconds): how many deliveries it failed, and
+    when that was last logged at WARNING."""
+
+    since: float
+    failures: int
+    told_at: float
 
 
 class _Pending:
@@ -569,7 +588,13 @@ class Dispatcher:
     full is dropped and counted. Counters: ``sent`` (deliveries), ``failures`` (per route
     name, after the last attempt), ``dropped``, ``deduplicated``; ``stats()`` returns them.
     ``on_failure(name)`` is called once per failed delivery. ``synchronous=True`` delivers
-    inside ``send`` (tests, the CLI)."""
+    inside ``send`` (tests, the CLI).
+
+    Logs stay quiet through an outage: a notifier's first failed delivery is a WARNING saying
+    what failed and, with ``retry_note``, when what it did not take is tried again; its later
+    failures are DEBUG (with a WARNING every :data:`OUTAGE_REMIND_S` that it still fails), and
+    its next delivery is one INFO line, "delivered again after N failures over D". ``now`` is
+    the clock those spans are measured on."""
 
     def __init__(
         self,
@@ -581,8 +606,13 @@ class Dispatcher:
         dedup_s: float = 300.0,
         queue_size: int = 1000,
         on_failure: Callable[[str], None] | None = None,
+        retry_note: str | None = None,
+        now: Callable[[], float] = time.monotonic,
     ) -> None:
         self.routes = [r if isinstance(r, Route) else Route(r[0], min_level=r[1]) for r in routes]
+        self.retry_note = retry_note
+        self._now = now
+        self._outages: dict[str, _Outage] = {}
         self.synchronous = synchronous
         self.max_attempts = max(1, max_attempts)
         self.backoff_s = backoff_s
@@ -713,13 +743,16 @@ class Dispatcher:
             except Exception as exc:  # a broken notifier must never stop the loop
                 if attempt < self.max_attempts:
                     delay = self.backoff_s * 2 ** (attempt - 1)
-                    log.warning("notifier %s: attempt %d of %d failed (%s); retrying in %.1f s",
-                                name, attempt, self.max_attempts, exc, delay)
+                    with self._lock:
+                        down = name in self._outages
+                    log.log(logging.DEBUG if down else logging.WARNING,
+                            "notifier %s: attempt %d of %d failed (%s); retrying in %.1f s",
+                            name, attempt, self.max_attempts, exc, delay)
                     time.sleep(delay)
                     continue
                 with self._lock:
                     self.failures[name] = self.failures.get(name, 0) + 1
-                log.error("notifier %s failed after %s: %s", name, counted(self.max_attempts, "attempt"), exc)
+                self._failed(name, exc)
                 if self.on_failure is not None:
                     try:
                         self.on_failure(name)
@@ -728,5 +761,32 @@ class Dispatcher:
                 return False
             with self._lock:
                 self.sent += 1
+                outage = self._outages.pop(name, None)
+            if outage is not None:
+                log.info("notifier %s: delivered again after %s over %s", name, counted(outage.failures, "failure"),
+                         duration(self._now() - outage.since))
             return True
         return False
+
+    def _failed(self, name: str, exc: Exception) -> None:
+        """Log a delivery ``name`` gave up on: at WARNING the first of an outage (and every
+        :data:`OUTAGE_REMIND_S` while it lasts), at DEBUG the others."""
+        now = self._now()
+        with self._lock:
+            outage = self._outages.get(name)
+            if outage is None:
+                outage = self._outages[name] = _Outage(since=now, failures=0, told_at=now)
+            outage.failures += 1
+            first, remind = outage.failures == 1, now - outage.told_at >= OUTAGE_REMIND_S
+            if remind:
+                outage.told_at = now
+            failures, since = outage.failures, outage.since
+        attempts = counted(self.max_attempts, "attempt")
+        if first:
+            log.warning("notifier %s failed after %s: %s; %slater failures are logged at DEBUG until it delivers "
+                        "again", name, attempts, exc, f"{self.retry_note}; " if self.retry_note else "")
+        elif remind:
+            log.warning("notifier %s still failing: %s over %s (the last after %s: %s)", name,
+                        counted(failures, "failure"), duration(now - since), attempts, exc)
+        else:
+            log.debug("notifier %s failed after %s: %s (failure %d of this outage)", name, attempts, exc, failures)

@@ -314,6 +314,7 @@ async function renderOverview() {
     leadership(ov.leadership),
     ov.awaiting_approval ? h("p", { class: "big" },
       h("a", { href: "#/approvals", testid: "awaiting-link" }, `${ov.awaiting_approval} awaiting approval →`)) : null,
+    unsent(ov.notifications_pending),
     section("Services", h("div", { class: "grid", testid: "services" }, ov.services.map(serviceCard))),
     section("Open incidents", incidentTable(ov.open_incidents, "open-incidents")),
     h("div", { class: "cols" },
@@ -354,6 +355,19 @@ function leadership(l) {
   }
   if (l.config_differs) parts.push("it runs another config than the leader's");
   return h("p", { class: stale || l.config_differs ? "leader-warn" : "dim", testid: "leadership" }, parts.join(" · "));
+}
+
+// notifications a notifier gave up on, kept in the outbox for it (overview's notifications_pending);
+// nothing while every notifier delivers (one on its way for the first time is not news)
+function unsent(p) {
+  if (!p || !p.count || !Object.keys(p.failing).length) return null;
+  const now = Date.now() / 1000;
+  const failing = Object.entries(p.failing).map(([name, n]) => `${name} (${n})`).join(", ");
+  const next = p.next_retry_at === null ? ""
+    : p.next_retry_at > now ? `; next retry in ${duration(p.next_retry_at - now)}` : `; next retry due ${ago(p.next_retry_at)}`;
+  return h("p", { class: "leader-warn", testid: "notifications-pending" },
+    `${p.count} notification${p.count === 1 ? "" : "s"} not yet delivered, the oldest made ${ago(p.oldest_at)}; ` +
+    `failing: ${failing}${next}`);
 }
 
 function killSwitch(paused) {
