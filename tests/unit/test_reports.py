@@ -402,3 +402,30 @@ def test_an_open_breakers_action_item_counts_its_failures_in_words(store_url: st
         "circuit breaker open for restart actions after 1 failure in a row",
         "circuit breaker open for scale actions after 2 failures in a row",
     ]
+
+
+def test_an_earned_autonomy_change_names_the_service_and_the_levels(tmp_path: Path) -> None:
+    """The engine's loop (the fake actuator and clock of test_engine's Harness) earns
+    ``fake-down-poke`` the level auto on svc after two approved fixes verify. The ladder is per
+    pattern and service, so the report's line says on which service, from which level to which,
+    as the engine's notification does; it read "pattern fake-down-poke promoted: promoted to auto
+    after ...", as if the pattern had been promoted everywhere."""
+    from test_engine import Harness
+
+    from autonomic.engine import answer_approval
+
+    h = Harness(tmp_path, policy={"autonomy": "approve", "autonomy_ladder": {
+        "enabled": True, "promote_after": 2, "min_lower_bound": 0.0, "max_level": "auto"}})
+    for _ in range(3):
+        h.feed("up", 1, 40)
+        h.feed("up", 0, 3)
+        inc = h.incident()
+        if inc.state == IncidentState.AWAITING_APPROVAL:
+            answer_approval(h.store, inc.id, "approve", actor="person:ana", comment="go", now=h.clock.now(),
+                            approval_ttl_s=3600)
+        h.feed("up", 1, 40)
+    (promoted,) = [e for e in h.store.audit_events() if e.kind.startswith("pattern.")]
+    r = build_report(h.store, "daily", promoted.ts + 1)
+    assert [n.text for n in r.notable if n.kind == "pattern.promoted"] == [
+        "pattern fake-down-poke on svc: autonomy approve -> auto (promoted to auto after 2 verified successes "
+        "(100% of 2))"]

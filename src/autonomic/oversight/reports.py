@@ -13,7 +13,7 @@ text. The window is ``[now - 1 day or 7 days, now)``. What counts where:
 - escalations: incidents in state ``escalated`` that were escalated in the window (``escalated_at``;
   not ``updated_at``, which moves with every finding of a lasting symptom);
 - notable events: audit entries in the window (breaker opened, ``policy.*``, pauses set and
-  lifted, ``pattern.*``);
+  lifted, ``pattern.*``: an earned autonomy level changed, on which service, from which level to which);
 - action items: what needs a person *now* (awaiting approval, escalated and unclosed, open
   breakers, active pauses), whatever the window.
 
@@ -246,7 +246,11 @@ def _notable(e: AuditEvent) -> NotableEvent | None:
     elif e.kind.startswith("pattern."):
         pattern = data.get("pattern") or data.get("pattern_id") or e.subject
         reason = data.get("reason") or ""
-        text = f"pattern {pattern} {e.kind.split('.', 1)[1]}" + (f": {reason}" if reason else "")
+        service, before, after = data.get("service"), data.get("from"), data.get("to")
+        if service and before and after:  # the ladder is per pattern and service: say which, as its notification does
+            text = f"pattern {pattern} on {service}: autonomy {before} -> {after}" + (f" ({reason})" if reason else "")
+        else:
+            text = f"pattern {pattern} {e.kind.split('.', 1)[1]}" + (f": {reason}" if reason else "")
     else:
         return None
     return NotableEvent(ts=e.ts, kind=e.kind, actor=e.actor, subject=e.subject, text=text)
