@@ -1137,6 +1137,20 @@ def test_explain_does_not_show_a_persons_approval_that_a_gate_refused_as_their_d
     assert "DENIED by person:ann" not in text
 
 
+
+def test_explain_of_an_incident_closed_with_nothing_decided_says_none_not_none_yet(cfg: Path, store: Store) -> None:
+    """An incident that cleared on its own before anything was decided (closed, expired): its
+    Decisions section said nothing at all and its Outcome "none yet", as if one were to come; now
+    both say "none". One still open says "none yet"."""
+    closed = _incident(store, "7777aaaa", IncidentState.EXPIRED, closed=True)
+    still = _incident(store, "7777bbbb", IncidentState.OPEN)
+    text = cli("explain", closed.id[:8], "-c", cfg).stdout
+    assert "Decisions (every gate and its reason):\n  none\n" in text
+    assert text.endswith("Outcome:\n  none\n") and "none yet" not in text
+    text = cli("explain", still.id[:8], "-c", cfg).stdout
+    assert "Decisions (every gate and its reason):\n  none yet\n" in text and text.endswith("Outcome:\n  none yet\n")
+
+
 def test_explain_json_returns_every_section_of_the_chain(cfg: Path, store: Store) -> None:
     chain = _full_chain(store)
     result = cli("explain", chain["incident"].id[:8], "--json", "-c", cfg)

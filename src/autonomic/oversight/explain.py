@@ -196,6 +196,8 @@ def render_text(chain: dict[str, Any]) -> str:
                 lines.append(f"      {r['service']}: {r['role']} ({r['score']:.2f})  {'; '.join(r['evidence'])}")
     lines.append("")
     lines.append("Decisions (every gate and its reason):")
+    if not chain["decisions"]:  # closed before anything was decided (it cleared), or not decided yet
+        lines.append("  none" if inc["closed_at"] else "  none yet")
     for d in chain["decisions"]:
         # a person approved and a gate (a pause, a rate limit) said no: the person did not deny it
         word, by = (d["ruling"], d["ruled_by"]) if "ruling" in d else ruling(d)
@@ -228,6 +230,6 @@ def render_text(chain: dict[str, Any]) -> str:
     lines.append("Outcome:")
     for o in chain["outcomes"]:
         lines.append(f"  {o['verdict'].upper()}{' (rolled back)' if o['rolled_back'] else ''}: {o['reason']}")
-    if not chain["outcomes"]:
-        lines.append("  none yet")
+    if not chain["outcomes"]:  # a closed incident gets none later
+        lines.append("  none" if inc["closed_at"] else "  none yet")
     return "\n".join(lines)
