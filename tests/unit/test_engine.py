@@ -387,6 +387,28 @@ def test_verification_failure_rolls_back_when_rollback_is_safe(tmp_path: Path) -
     assert any("did NOT restore" in n.body for n in h.notifier.sent)
 
 
+
+def test_explain_says_whether_the_undo_of_a_rolled_back_fix_restored_health(tmp_path: Path) -> None:
+    """The fix made svc worse and was undone, and svc stayed down after the undo: the engine's
+    alert says "the undo did NOT restore health", and so does explain's outcome now. It read "FAIL
+    (rolled back): ...", which a person reads as things put back as they were."""
+    h = Harness(tmp_path)
+    h.feed("up", 1, 2)
+    h.feed("up", 0, 3)
+    inc = h.incident()
+    (action,) = h.store.actions()
+    baseline = action.steps[0].model_copy(update={"detail": {"metric": "up", "ts": [T0 + i for i in range(8)],
+                                                             "values": [1.0] * 8}})
+    h.store.record(action.model_copy(update={"steps": [baseline, *action.steps[1:]]}), actor="test",
+                   event="test.edit", subject=action.id)
+    h.run_until(lambda: h.store.get(Incident, inc.id).state.terminal, "up", 0)  # type: ignore[union-attr]
+    (outcome,) = h.store.outcomes(incident_id=inc.id)
+    assert outcome.undo_verdict is not None and outcome.undo_verdict != "pass"
+    text = render_text(explain_incident(h.store, inc.id))
+    said = f"FAIL (rolled back, but the undo did NOT restore health: its check was {outcome.undo_verdict.value}): "
+    assert said + outcome.reason in text, text.split("Outcome:")[1]
+
+
 def test_a_fix_whose_metric_goes_silent_part_way_through_the_watch_is_never_called_a_success(
         tmp_path: Path) -> None:
     h = Harness(tmp_path)

@@ -229,7 +229,11 @@ def render_text(chain: dict[str, Any]) -> str:
     lines.append("")
     lines.append("Outcome:")
     for o in chain["outcomes"]:
-        lines.append(f"  {o['verdict'].upper()}{' (rolled back)' if o['rolled_back'] else ''}: {o['reason']}")
+        undo = o.get("undo_verdict")  # the undo watched as the fix was (as the engine's alert says)
+        rolled = ("" if not o["rolled_back"] else " (rolled back)" if undo is None
+                  else " (rolled back: the undo restored health)" if undo == "pass"
+                  else f" (rolled back, but the undo did NOT restore health: its check was {undo})")
+        lines.append(f"  {o['verdict'].upper()}{rolled}: {o['reason']}")
     if not chain["outcomes"]:  # a closed incident gets none later
         lines.append("  none" if inc["closed_at"] else "  none yet")
     return "\n".join(lines)
