@@ -2190,6 +2190,25 @@ def test_a_pause_holds_the_rollback_of_a_fix_that_failed_verification_and_a_pers
     assert any(n.level == Level.ALERT and "not undone" in n.body for n in h.notifier.sent)
 
 
+
+def test_explain_shows_the_undo_snapshot_of_a_fix_a_pause_left_in_place(tmp_path: Path) -> None:
+    """The README: whoever paused has taken over, and the undo of a fix the pause held is theirs
+    to run ("autonomic explain shows the undo snapshot"). The text showed the action's params and
+    steps but not its snapshot (only --json had it); now the action says the undo did not run and
+    gives the snapshot to undo it by."""
+    h = Harness(tmp_path)
+    h.feed("up", 1, 2)
+    h.feed("up", 0, 3)
+    inc = h.incident()
+    _healthy_baseline(h)
+    _pause(h.store)
+    h.run_until(lambda: h.store.get(Incident, inc.id).state.terminal, "up", 0)  # type: ignore[union-attr]
+    (action,) = h.store.actions()
+    assert action.state == ActionState.ESCALATED and action.undo
+    text = render_text(explain_incident(h.store, inc.id))
+    assert f"    not undone; its undo snapshot: {json.dumps(action.undo)}" in text, text.split("Actions:")[1]
+
+
 def test_a_pause_holds_the_compensation_of_a_workflow_that_failed_verification(tmp_path: Path) -> None:
     """The same for a workflow: no step is compensated during a pause; a person is told.
 

@@ -224,6 +224,11 @@ def render_text(chain: dict[str, Any]) -> str:
             detail = {k: v for k, v in s["detail"].items() if k not in ("ts", "values")}
             lines.append(f"    {'ok ' if s['ok'] else 'ERR'} {s['name']} {_t(s['finished_at'])} "
                          f"{json.dumps(detail, default=str)[:160]}")
+        if (a["undo"] and a["applied_at"] is not None and a["state"] in ("escalated", "failed")
+                and not any(s["name"] == "undo" and s["ok"] for s in a["steps"])):
+            # applied, and left in place (a pause held its undo, the undo failed, a person decides):
+            # what undoing it by hand needs, whole
+            lines.append(f"    not undone; its undo snapshot: {json.dumps(a['undo'], default=str)}")
     if not chain["actions"]:
         lines.append("  none")
     lines.append("")
