@@ -1090,6 +1090,14 @@ def prune_command(
 
     cfg, store = _store(config)
     spec = cfg.spec.retention
+    kept = None
+    if cfg.engine.leader_election.enabled and spec.archive_dir is None and spec.audit_s is not None:
+        # as the engine does: the default archive, this host's own state_dir (a pod's emptyDir), is
+        # not where the other replicas, or this one restarted, find it
+        spec = spec.model_copy(update={"audit_days": None})
+        kept = (f"audit entries are kept in the database, not archived and pruned: with leader election the archive "
+                f"would be in this host's own state_dir ({cfg.archive_dir}); set retention.archive_dir to a folder "
+                "every replica mounts")
     now = store.server_time()  # the engine's clock with replicas over PostgreSQL (ServerClock)
     result = (count_prunable(store, spec, now) if dry_run
               else prune(store, spec, now, cfg.archive_dir, actor=_actor(actor)))
@@ -1098,7 +1106,7 @@ def prune_command(
         print(json.dumps({"dry_run": dry_run, "cutoffs": {"findings": cut.findings, "incidents": cut.incidents,
                                                           "audit": cut.audit},
                           "counts": result.counts, "archives": result.archives,
-                          "transactions": result.transactions}, indent=2))
+                          "transactions": result.transactions, "audit_kept": kept}, indent=2))
         return
 
     def before(ts: float | None) -> str:
@@ -1106,6 +1114,8 @@ def prune_command(
 
     print(f"{'would prune' if dry_run else 'pruned'} (findings {before(cut.findings)}; closed incidents "
           f"{before(cut.incidents)}; audit entries {before(cut.audit)}):")
+    if kept is not None:
+        print(f"  {kept}")
     for kind, n in result.counts.items():
         plural = kind.replace("_", " ")  # and for 1 its singular: "1 incident", "1 diagnosis"
         print(f"  {n:8d} {plural if n != 1 else {'diagnoses': 'diagnosis'}.get(plural, plural[:-1])}")

@@ -1286,6 +1286,41 @@ def test_the_engines_log_shows_control_characters_in_what_it_quotes_as_escapes(
 # --- prune ---------------------------------------------------------------------------------
 
 
+
+def test_prune_with_leader_election_and_no_shared_archive_dir_keeps_the_audit_log(
+        tmp_path: Path, store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With replicas (engine.leader_election) and no retention.archive_dir, the engine keeps the
+    audit log in the database (README, Retention): the default archive, this host's state_dir, is
+    not where the other replicas or the next pod look. `autonomic prune` did archive there (a
+    `kubectl exec` into a pod: its emptyDir) and delete the entries from the database; now it
+    keeps them as the engine does, and says why and what to set. The rest is pruned."""
+    import autonomic.knowledge.store as store_module
+
+    config = _write(tmp_path / "replicas.yaml",
+                    f"engine: {{state_dir: {tmp_path / 'state'}, host_metrics: false,\n"
+                    "         leader_election: {enabled: true}}\n"
+                    "retention: {audit_days: 7}\n")
+    month_ago = time.time() - 30 * 86_400
+    with monkeypatch.context() as m:
+        m.setattr(store_module.time, "time", lambda: month_ago)
+        inc = Incident(service="web", cause="down", severity=Severity.CRITICAL, kind=FindingKind.STATE,
+                       opened_at=month_ago - 200 * 86_400, updated_at=month_ago, last_finding_at=month_ago,
+                       summary="down", state=IncidentState.RESOLVED, closed_at=month_ago - 199 * 86_400)
+        store.record(inc, actor="engine", event="incident.opened", subject=inc.id)
+        with store.unit():
+            for i in range(1000):
+                store.audit("alice", "pause.set", "web", {"i": i})
+
+    for args in (("--dry-run",), ()):
+        done = cli("prune", *args, "-c", config)
+        assert done.exit_code == 0, done.stderr
+        assert re.search(r"\b0 audit events\b", done.stdout) and "archived to" not in done.stdout
+        assert "audit entries kept for ever" in done.stdout
+        assert "retention.archive_dir" in done.stdout
+    assert store.audit_anchor()[0] == 0 and not (tmp_path / "state" / "audit-archive").exists()
+    assert store.get(Incident, inc.id) is None  # the incident retention no longer keeps went
+
+
 def test_prune_dry_run_counts_prune_archives_and_verify_and_explain_say_what_went(
         cfg: Path, store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import autonomic.knowledge.store as store_module
