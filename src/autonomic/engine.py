@@ -1928,7 +1928,7 @@ class Engine:
                                  "report.scheduled", data={"reports": [s.key for s in due]})
         for s in due:
             try:
-                self.notify(report_notification(self.store, s, s.last_fire(now)))
+                self.notify(report_notification(self.store, s, s.last_fire(now), self.config.state_dir))
             except Exception:
                 log.exception("report %s could not be built", s.key)
 
