@@ -101,19 +101,30 @@ def _console() -> Console:
     return Console(stderr=False, highlight=False, markup=False, emoji=False, width=PIPE_WIDTH if wide else None)
 
 
-def _resolve(store: Any, model: Any, ident: str, cfg: Any) -> str:
+def _resolve(store: Any, model: Any, ident: str, cfg: Any, via: tuple[Any, ...] = ()) -> str:
     """The full id ``ident`` is a prefix of; exit 2 with the store's message (its quotes kept)
     when none or several match. With no config given (``cfg`` the built-in defaults), the message
     says which store was looked in and how to name the engine's: the id a notification gave is
-    not found in the defaults' store of the folder the command was typed in."""
+    not found in the defaults' store of the folder the command was typed in. ``via``: models whose
+    nouns belong to one of ``model`` (an ``incident_id``): when no ``model`` matches, the id of one
+    of those names the one it belongs to."""
     try:
         return str(store.resolve_id(model, ident))
     except KeyError as exc:  # IdLookupError: str() is already the plain message
+        message = str(exc)
+        names = [m.__name__.lower() for m in (model, *via)]
+        if via and message.startswith(f"no {names[0]} has "):  # none matched (not: several, too short)
+            for other in via:
+                with contextlib.suppress(KeyError):
+                    noun = store.get(other, store.resolve_id(other, ident))
+                    if noun is not None:
+                        return str(noun.incident_id)
+            message = f"no {', '.join(names[:-1])} or {names[-1]} has " + message.removeprefix(f"no {names[0]} has ")
         where = ""
         if cfg.source == "<defaults>":
             where = (f" in {cfg.state_dir}, the store of the built-in defaults (no -c FILE or AUTONOMIC_CONFIG "
                      "given): give the config the engine runs with, -c FILE")
-        raise _fail(f"{exc}{where}") from None
+        raise _fail(f"{message}{where}") from None
 
 
 class _PrintableRecords(logging.Filter):
@@ -786,9 +797,10 @@ def explain(ctx: typer.Context, incident: str, config: ConfigOpt = None, as_json
     from autonomic.oversight.explain import explain_incident, render_text
 
     cfg, store = _store(config)
-    from autonomic.model import Incident
+    from autonomic.model import Action, Decision, Incident
 
-    chain = explain_incident(store, _resolve(store, Incident, incident, cfg))
+    # the engine's log and `autonomic audit show` name actions by their own ids: one names its incident
+    chain = explain_incident(store, _resolve(store, Incident, incident, cfg, via=(Action, Decision)))
     if as_json:
         print(json.dumps(chain, indent=2, default=str))
     else:

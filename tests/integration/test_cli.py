@@ -1165,6 +1165,22 @@ def test_explain_json_returns_every_section_of_the_chain(cfg: Path, store: Store
     assert data["outcomes"][0]["verdict"] == "pass"
 
 
+
+def test_explain_takes_an_actions_or_a_decisions_id_and_explains_its_incident(cfg: Path, store: Store) -> None:
+    """The engine's log and `autonomic audit show` name actions by their own ids ("reconciling
+    process action 3f2a9c1d on web"): explain given one said "no incident has an id starting
+    with ..."; now it explains the incident the action (or decision) belongs to."""
+    chain = _full_chain(store)
+    whole = cli("explain", chain["incident"].id[:8], "-c", cfg).stdout
+    for noun in ("action", "decision"):
+        result = cli("explain", chain[noun].id[:8], "-c", cfg)
+        assert result.exit_code == 0, result.stderr
+        assert result.stdout == whole
+    missing = cli("explain", "9999ffff", "-c", cfg)
+    assert missing.exit_code == 2 and "no incident, action or decision has an id starting with '9999ffff'" in \
+        missing.stderr, missing.stderr
+
+
 def test_explain_unknown_incident_exits_2(cfg: Path, store: Store) -> None:
     result = cli("explain", "9999ffff", "-c", cfg)
     assert result.exit_code == 2 and "9999ffff" in result.stderr
