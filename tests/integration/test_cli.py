@@ -1337,6 +1337,33 @@ def test_prune_with_leader_election_and_no_shared_archive_dir_keeps_the_audit_lo
     assert store.get(Incident, inc.id) is None  # the incident retention no longer keeps went
 
 
+
+def test_prune_into_an_archive_dir_it_cannot_write_says_so_and_prunes_no_audit_entry(
+        tmp_path: Path, store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    """retention.archive_dir under a regular file (a mount that is not there, a typo): the prune
+    stops before deleting a single audit entry, as the archive comes first. It did, but through
+    a Python traceback; now a one-line error naming the field and the folder, exit 1."""
+    import autonomic.knowledge.store as store_module
+
+    (tmp_path / "afile").write_text("")
+    config = _write(tmp_path / "bad-archive.yaml",
+                    f"engine: {{state_dir: {tmp_path / 'state'}, host_metrics: false}}\n"
+                    f"retention: {{audit_days: 7, archive_dir: {tmp_path / 'afile' / 'archive'}}}\n")
+    month_ago = time.time() - 30 * 86_400
+    with monkeypatch.context() as m:
+        m.setattr(store_module.time, "time", lambda: month_ago)
+        with store.unit():
+            for i in range(1001):
+                store.audit("alice", "pause.set", "web", {"i": i})
+
+    result = cli("prune", "-c", config)
+    assert result.exit_code == 1, result.stdout
+    assert "Traceback" not in result.stderr
+    assert f"retention.archive_dir: cannot write the audit archive in {tmp_path / 'afile' / 'archive'}" in \
+        result.stderr, result.stderr
+    assert store.audit_anchor()[0] == 0 and len(store.audit_events()) == 1001
+
+
 def test_prune_dry_run_counts_prune_archives_and_verify_and_explain_say_what_went(
         cfg: Path, store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import autonomic.knowledge.store as store_module
