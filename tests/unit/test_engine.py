@@ -2090,6 +2090,32 @@ def test_a_due_report_is_sent_once_when_the_store_refused_to_record_it_for_a_whi
     assert len([n for n in h.notifier.sent if "report" in n.title]) == 1
 
 
+
+def test_a_due_report_the_store_could_not_be_read_for_is_sent_once_it_can(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The daily report falls due while the store refuses reads (a PostgreSQL server restarting).
+    Before, its last run was stored first and then the report could not be built: logged, and
+    that day's report was never sent. Now nothing is stored until it is built, and it is sent
+    once the store answers, once."""
+    from autonomic.errors import StoreError
+
+    h = Harness(tmp_path, extra={"reports": [{"period": "daily", "cron": "0 8 * * *"}]})
+    h.feed("up", 1, 2)
+    real = h.store.incidents
+
+    def down(*args: Any, **kwargs: Any) -> Any:
+        raise StoreError("store read failed: connection refused")
+
+    monkeypatch.setattr(h.store, "incidents", down)
+    h.clock.t = 1_700_035_200.0 + 60  # 2023-11-15 08:01 UTC
+    h.engine._send_reports(h.clock.now())  # the tick's step, alone: the rest of the tick reads incidents too
+    assert [n for n in h.notifier.sent if "report" in n.title] == []
+    monkeypatch.setattr(h.store, "incidents", real)
+    h.feed("up", 1, 3)
+    reports = [n.title for n in h.notifier.sent if "report" in n.title]
+    assert reports == ["autonomic daily report, 2023-11-14 08:00 UTC to 2023-11-15 08:00 UTC"]
+
+
 def test_shutdown_finishes_when_the_store_refuses_its_last_audit_entry(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Stopping with the store gone (before: the StoreError of engine.stopped ended shutdown
