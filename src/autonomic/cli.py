@@ -112,14 +112,12 @@ def _resolve(store: Any, model: Any, ident: str, cfg: Any, via: tuple[Any, ...] 
         return str(store.resolve_id(model, ident))
     except KeyError as exc:  # IdLookupError: str() is already the plain message
         message = str(exc)
-        names = [m.__name__.lower() for m in (model, *via)]
-        if via and message.startswith(f"no {names[0]} has "):  # none matched (not: several, too short)
+        if message.startswith(f"no {model.__name__.lower()} has "):  # none matched (not: several, too short)
             for other in via:
                 with contextlib.suppress(KeyError):
                     noun = store.get(other, store.resolve_id(other, ident))
                     if noun is not None:
                         return str(noun.incident_id)
-            message = f"no {', '.join(names[:-1])} or {names[-1]} has " + message.removeprefix(f"no {names[0]} has ")
         where = ""
         if cfg.source == "<defaults>":
             where = (f" in {cfg.state_dir}, the store of the built-in defaults (no -c FILE or AUTONOMIC_CONFIG "
