@@ -100,19 +100,28 @@ def _console() -> Console:
     return Console(stderr=False, highlight=False, markup=False, emoji=False, width=PIPE_WIDTH if wide else None)
 
 
-def _resolve(store: Any, model: Any, ident: str, cfg: Any) -> str:
+def _resolve(store: Any, model: Any, ident: str, cfg: Any, via: tuple[Any, ...] = ()) -> str:
     """The full id ``ident`` is a prefix of; exit 2 with the store's message (its quotes kept)
     when none or several match. With no config given (``cfg`` the built-in defaults), the message
     says which store was looked in and how to name the engine's: the id a notification gave is
-    not found in the defaults' store of the folder the command was typed in."""
+    not found in the defaults' store of the folder the command was typed in. ``via``: models whose
+    nouns belong to one of ``model`` (an ``incident_id``): when no ``model`` matches, the id of one
+    of those names the one it belongs to."""
     try:
         return str(store.resolve_id(model, ident))
     except KeyError as exc:  # IdLookupError: str() is already the plain message
+        message = str(exc)
+        if message.startswith(f"no {model.__name__.lower()} has "):  # none matched (not: several, too short)
+            for other in via:
+                with contextlib.suppress(KeyError):
+                    noun = store.get(other, store.resolve_id(other, ident))
+                    if noun is not None:
+                        return str(noun.incident_id)
         where = ""
         if cfg.source == "<defaults>":
             where = (f" in {cfg.state_dir}, the store of the built-in defaults (no -c FILE or AUTONOMIC_CONFIG "
                      "given): give the config the engine runs with, -c FILE")
-        raise _fail(f"{exc}{where}") from None
+        raise _fail(f"{message}{where}") from None
 
 
 class _PrintableRecords(logging.Filter):
@@ -799,9 +808,10 @@ def explain(ctx: typer.Context, incident: str, config: ConfigOpt = None, as_json
     from autonomic.oversight.explain import explain_incident, render_text
 
     cfg, store = _store(config)
-    from autonomic.model import Incident
+    from autonomic.model import Action, Decision, Incident
 
-    chain = explain_incident(store, _resolve(store, Incident, incident, cfg))
+    # the engine's log and `autonomic audit show` name actions by their own ids: one names its incident
+    chain = explain_incident(store, _resolve(store, Incident, incident, cfg, via=(Action, Decision)))
     if as_json:
         print(json.dumps(chain, indent=2, default=str))
     else:
@@ -1103,15 +1113,27 @@ def prune_command(
 
     cfg, store = _store(config)
     spec = cfg.spec.retention
+    kept = None
+    if cfg.engine.leader_election.enabled and spec.archive_dir is None and spec.audit_s is not None:
+        # as the engine does: the default archive, this host's own state_dir (a pod's emptyDir), is
+        # not where the other replicas, or this one restarted, find it
+        spec = spec.model_copy(update={"audit_days": None})
+        kept = (f"audit entries are kept in the database, not archived and pruned: with leader election the archive "
+                f"would be in this host's own state_dir ({cfg.archive_dir}); set retention.archive_dir to a folder "
+                "every replica mounts")
     now = store.server_time()  # the engine's clock with replicas over PostgreSQL (ServerClock)
-    result = (count_prunable(store, spec, now) if dry_run
-              else prune(store, spec, now, cfg.archive_dir, actor=_actor(actor)))
+    try:
+        result = (count_prunable(store, spec, now) if dry_run
+                  else prune(store, spec, now, cfg.archive_dir, actor=_actor(actor)))
+    except OSError as exc:  # the archive is written before any entry is deleted: none was
+        raise _fail(f"retention.archive_dir: cannot write the audit archive in {cfg.archive_dir}: "
+                    f"{exc.strerror or exc}; no audit entry was pruned", 1) from None
     cut = result.cutoffs
     if as_json:
         print(json.dumps({"dry_run": dry_run, "cutoffs": {"findings": cut.findings, "incidents": cut.incidents,
                                                           "audit": cut.audit},
                           "counts": result.counts, "archives": result.archives,
-                          "transactions": result.transactions}, indent=2))
+                          "transactions": result.transactions, "audit_kept": kept}, indent=2))
         return
 
     def before(ts: float | None) -> str:
@@ -1119,6 +1141,8 @@ def prune_command(
 
     print(f"{'would prune' if dry_run else 'pruned'} (findings {before(cut.findings)}; closed incidents "
           f"{before(cut.incidents)}; audit entries {before(cut.audit)}):")
+    if kept is not None:
+        print(f"  {kept}")
     for kind, n in result.counts.items():
         plural = kind.replace("_", " ")  # and for 1 its singular: "1 incident", "1 diagnosis"
         print(f"  {n:8d} {plural if n != 1 else {'diagnoses': 'diagnosis'}.get(plural, plural[:-1])}")

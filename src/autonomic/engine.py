@@ -1959,7 +1959,8 @@ class Engine:
         """Scheduled daily/weekly reports, delivered through the notifiers. The first fire
         time counts from when the schedule was first seen, so a restart does not resend. A report
         covers the period that ended at its cron's (latest) fire, however late it is sent (a slow
-        tick, the engine down at the time), so consecutive reports neither overlap nor leave a gap."""
+        tick, the engine down at the time), so consecutive reports neither overlap nor leave a gap.
+        One the store cannot be read for is due again at the next tick (nothing stored meanwhile)."""
         schedules = self.config.spec.reports
         if not schedules:
             return
@@ -1969,17 +1970,23 @@ class Engine:
             if s.key not in last:
                 last[s.key], seeded = now, True
         due = due_reports(schedules, last, now)
+        built: list[Notification] = []
+        for s in due:  # built before the last run is stored: a store that cannot be read now loses no report
+            try:
+                built.append(report_notification(self.store, s, s.last_fire(now), self.config.state_dir))
+            except StoreError as exc:
+                log.warning("report %s not built, the store refuses (%s): tried again at the next tick", s.key, exc)
+                return
+            except Exception:
+                log.exception("report %s could not be built", s.key)
         for s in due:
             last[s.key] = now
         if due or seeded:  # stored before sending: a store that refuses this sends nothing (retried
             # next tick), instead of sending the same report again every tick it refuses
             self.store.set_state("report:last_run", last, actor="engine", event="report.sent" if due else
                                  "report.scheduled", data={"reports": [s.key for s in due]})
-        for s in due:
-            try:
-                self.notify(report_notification(self.store, s, s.last_fire(now)))
-            except Exception:
-                log.exception("report %s could not be built", s.key)
+        for notification in built:
+            self.notify(notification)
 
     def _poll_approvals(self, now: float) -> None:
         """Each person's answer wakes its incident. An answer to an incident that is closed (it

@@ -1137,6 +1137,20 @@ def test_explain_does_not_show_a_persons_approval_that_a_gate_refused_as_their_d
     assert "DENIED by person:ann" not in text
 
 
+
+def test_explain_of_an_incident_closed_with_nothing_decided_says_none_not_none_yet(cfg: Path, store: Store) -> None:
+    """An incident that cleared on its own before anything was decided (closed, expired): its
+    Decisions section said nothing at all and its Outcome "none yet", as if one were to come; now
+    both say "none". One still open says "none yet"."""
+    closed = _incident(store, "7777aaaa", IncidentState.EXPIRED, closed=True)
+    still = _incident(store, "7777bbbb", IncidentState.OPEN)
+    text = cli("explain", closed.id[:8], "-c", cfg).stdout
+    assert "Decisions (every gate and its reason):\n  none\n" in text
+    assert text.endswith("Outcome:\n  none\n") and "none yet" not in text
+    text = cli("explain", still.id[:8], "-c", cfg).stdout
+    assert "Decisions (every gate and its reason):\n  none yet\n" in text and text.endswith("Outcome:\n  none yet\n")
+
+
 def test_explain_json_returns_every_section_of_the_chain(cfg: Path, store: Store) -> None:
     chain = _full_chain(store)
     result = cli("explain", chain["incident"].id[:8], "--json", "-c", cfg)
@@ -1149,6 +1163,19 @@ def test_explain_json_returns_every_section_of_the_chain(cfg: Path, store: Store
     assert [g["gate"] for g in data["decisions"][0]["gates"]] == ["autonomy", "rate_limit"]
     assert [s["name"] for s in data["actions"][0]["steps"]] == ["apply", "verify"]
     assert data["outcomes"][0]["verdict"] == "pass"
+
+
+
+def test_explain_takes_an_actions_or_a_decisions_id_and_explains_its_incident(cfg: Path, store: Store) -> None:
+    """The engine's log and `autonomic audit show` name actions by their own ids ("reconciling
+    process action 3f2a9c1d on web"): explain given one said "no incident has an id starting
+    with ..."; now it explains the incident the action (or decision) belongs to."""
+    chain = _full_chain(store)
+    whole = cli("explain", chain["incident"].id[:8], "-c", cfg).stdout
+    for noun in ("action", "decision"):
+        result = cli("explain", chain[noun].id[:8], "-c", cfg)
+        assert result.exit_code == 0, result.stderr
+        assert result.stdout == whole
 
 
 def test_explain_unknown_incident_exits_2(cfg: Path, store: Store) -> None:
@@ -1270,6 +1297,68 @@ def test_the_engines_log_shows_control_characters_in_what_it_quotes_as_escapes(
 
 
 # --- prune ---------------------------------------------------------------------------------
+
+
+
+def test_prune_with_leader_election_and_no_shared_archive_dir_keeps_the_audit_log(
+        tmp_path: Path, store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With replicas (engine.leader_election) and no retention.archive_dir, the engine keeps the
+    audit log in the database (README, Retention): the default archive, this host's state_dir, is
+    not where the other replicas or the next pod look. `autonomic prune` did archive there (a
+    `kubectl exec` into a pod: its emptyDir) and delete the entries from the database; now it
+    keeps them as the engine does, and says why and what to set. The rest is pruned."""
+    import autonomic.knowledge.store as store_module
+
+    config = _write(tmp_path / "replicas.yaml",
+                    f"engine: {{state_dir: {tmp_path / 'state'}, host_metrics: false,\n"
+                    "         leader_election: {enabled: true}}\n"
+                    "retention: {audit_days: 7}\n")
+    month_ago = time.time() - 30 * 86_400
+    with monkeypatch.context() as m:
+        m.setattr(store_module.time, "time", lambda: month_ago)
+        inc = Incident(service="web", cause="down", severity=Severity.CRITICAL, kind=FindingKind.STATE,
+                       opened_at=month_ago - 200 * 86_400, updated_at=month_ago, last_finding_at=month_ago,
+                       summary="down", state=IncidentState.RESOLVED, closed_at=month_ago - 199 * 86_400)
+        store.record(inc, actor="engine", event="incident.opened", subject=inc.id)
+        with store.unit():
+            for i in range(1000):
+                store.audit("alice", "pause.set", "web", {"i": i})
+
+    for args in (("--dry-run",), ()):
+        done = cli("prune", *args, "-c", config)
+        assert done.exit_code == 0, done.stderr
+        assert re.search(r"\b0 audit events\b", done.stdout) and "archived to" not in done.stdout
+        assert "audit entries kept for ever" in done.stdout
+        assert "retention.archive_dir" in done.stdout
+    assert store.audit_anchor()[0] == 0 and not (tmp_path / "state" / "audit-archive").exists()
+    assert store.get(Incident, inc.id) is None  # the incident retention no longer keeps went
+
+
+
+def test_prune_into_an_archive_dir_it_cannot_write_says_so_and_prunes_no_audit_entry(
+        tmp_path: Path, store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    """retention.archive_dir under a regular file (a mount that is not there, a typo): the prune
+    stops before deleting a single audit entry, as the archive comes first. It did, but through
+    a Python traceback; now a one-line error naming the field and the folder, exit 1."""
+    import autonomic.knowledge.store as store_module
+
+    (tmp_path / "afile").write_text("")
+    config = _write(tmp_path / "bad-archive.yaml",
+                    f"engine: {{state_dir: {tmp_path / 'state'}, host_metrics: false}}\n"
+                    f"retention: {{audit_days: 7, archive_dir: {tmp_path / 'afile' / 'archive'}}}\n")
+    month_ago = time.time() - 30 * 86_400
+    with monkeypatch.context() as m:
+        m.setattr(store_module.time, "time", lambda: month_ago)
+        with store.unit():
+            for i in range(1001):
+                store.audit("alice", "pause.set", "web", {"i": i})
+
+    result = cli("prune", "-c", config)
+    assert result.exit_code == 1, result.stdout
+    assert "Traceback" not in result.stderr
+    assert f"retention.archive_dir: cannot write the audit archive in {tmp_path / 'afile' / 'archive'}" in \
+        result.stderr, result.stderr
+    assert store.audit_anchor()[0] == 0 and len(store.audit_events()) == 1001
 
 
 def test_prune_dry_run_counts_prune_archives_and_verify_and_explain_say_what_went(

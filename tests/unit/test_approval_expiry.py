@@ -251,6 +251,38 @@ def test_explain_says_an_unanswered_request_expired_when_and_that_nothing_was_do
     assert said in render_text(chain)
 
 
+
+def test_explain_still_says_a_request_expired_once_retention_pruned_its_audit_entries(tmp_path: Path) -> None:
+    """The audit log is kept for a week, closed incidents for 90 days (retention allows both), so
+    the audit entries of an incident whose request expired are archived and pruned while the
+    incident stays. Its request's recorded expiry still tells: "expired at <when>; nothing done",
+    and that its audit entries were pruned. Before, explain found no approval.expired entry and
+    said "the trouble cleared on its own before an answer", which is not what happened."""
+    import time
+
+    from autonomic.knowledge.archive import CHUNK
+    from autonomic.knowledge.retention import DAY_S, RetentionSpec, prune
+
+    h = _harness(tmp_path)
+    h.feed("error_rate", 0.01, 3)
+    h.feed("error_rate", 0.5, 4)
+    inc, asked = _asked(h)
+    assert asked.expires_at is not None
+    h.run_until(lambda: h.store.get(Incident, inc.id).closed_at is not None,  # type: ignore[union-attr]
+                "error_rate", 0.5, limit=TTL_S + 5)
+    for n in range(CHUNK):  # a whole chunk after the incident's entries, so theirs can go
+        h.store.audit("person:ann", "note", "elsewhere", {"n": n})
+    spec = RetentionSpec(findings_days=None, incidents_days=90, audit_days=7)
+    pruned = prune(h.store, spec, h.clock.now(), tmp_path / "archive", wall_now=time.time() + 8 * DAY_S)
+    assert pruned.counts["audit_events"] == CHUNK and pruned.counts["incidents"] == 0
+    assert h.store.audit_events(subject=inc.id) == []
+
+    chain = explain_incident(h.store, inc.id)
+    ruled_by = chain["decisions"][-1]["ruled_by"]
+    assert ruled_by.startswith(f"by engine; expired at {utc_stamp(asked.expires_at)}; nothing done"), ruled_by
+    assert "pruned by retention" in ruled_by and "cleared" not in ruled_by
+
+
 def test_an_approval_refused_as_late_is_told_once_naming_the_request_that_waits_now(tmp_path: Path) -> None:
     """Before, an approval given after the request expired was refused to the person who gave it
     and audited, and nobody else was told. Now the engine that leads tells it once (for

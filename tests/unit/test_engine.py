@@ -387,6 +387,28 @@ def test_verification_failure_rolls_back_when_rollback_is_safe(tmp_path: Path) -
     assert any("did NOT restore" in n.body for n in h.notifier.sent)
 
 
+
+def test_explain_says_whether_the_undo_of_a_rolled_back_fix_restored_health(tmp_path: Path) -> None:
+    """The fix made svc worse and was undone, and svc stayed down after the undo: the engine's
+    alert says "the undo did NOT restore health", and so does explain's outcome now. It read "FAIL
+    (rolled back): ...", which a person reads as things put back as they were."""
+    h = Harness(tmp_path)
+    h.feed("up", 1, 2)
+    h.feed("up", 0, 3)
+    inc = h.incident()
+    (action,) = h.store.actions()
+    baseline = action.steps[0].model_copy(update={"detail": {"metric": "up", "ts": [T0 + i for i in range(8)],
+                                                             "values": [1.0] * 8}})
+    h.store.record(action.model_copy(update={"steps": [baseline, *action.steps[1:]]}), actor="test",
+                   event="test.edit", subject=action.id)
+    h.run_until(lambda: h.store.get(Incident, inc.id).state.terminal, "up", 0)  # type: ignore[union-attr]
+    (outcome,) = h.store.outcomes(incident_id=inc.id)
+    assert outcome.undo_verdict is not None and outcome.undo_verdict != "pass"
+    text = render_text(explain_incident(h.store, inc.id))
+    said = f"FAIL (rolled back, but the undo did NOT restore health: its check was {outcome.undo_verdict.value}): "
+    assert said + outcome.reason in text, text.split("Outcome:")[1]
+
+
 def test_a_fix_whose_metric_goes_silent_part_way_through_the_watch_is_never_called_a_success(
         tmp_path: Path) -> None:
     h = Harness(tmp_path)
@@ -2068,6 +2090,34 @@ def test_a_due_report_is_sent_once_when_the_store_refused_to_record_it_for_a_whi
     assert len([n for n in h.notifier.sent if "report" in n.title]) == 1
 
 
+
+def test_a_due_report_the_store_could_not_be_read_for_is_sent_once_it_can(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The daily report falls due while the store refuses reads (a PostgreSQL server restarting).
+    Before, its last run was stored first and then the report could not be built: logged, and
+    that day's report was never sent. Now nothing is stored until it is built, and it is sent
+    once the store answers, once."""
+    from autonomic.errors import StoreError
+
+    h = Harness(tmp_path, extra={"reports": [{"period": "daily", "cron": "0 8 * * *"}]})
+    h.feed("up", 1, 2)
+    real = h.store.incidents
+
+    def down(*args: Any, **kwargs: Any) -> Any:  # the report's read (of the incidents open in its window)
+        if "open_since" in kwargs:
+            raise StoreError("store read failed: connection refused")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(h.store, "incidents", down)
+    h.clock.t = 1_700_035_200.0 + 60  # 2023-11-15 08:01 UTC
+    h.feed("up", 1, 3)
+    assert [n for n in h.notifier.sent if "report" in n.title] == []
+    monkeypatch.setattr(h.store, "incidents", real)
+    h.feed("up", 1, 3)
+    reports = [n.title for n in h.notifier.sent if "report" in n.title]
+    assert reports == ["autonomic daily report, 2023-11-14 08:00 UTC to 2023-11-15 08:00 UTC"]
+
+
 def test_shutdown_finishes_when_the_store_refuses_its_last_audit_entry(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Stopping with the store gone (before: the StoreError of engine.stopped ended shutdown
@@ -2166,6 +2216,25 @@ def test_a_pause_holds_the_rollback_of_a_fix_that_failed_verification_and_a_pers
     assert outcome.verdict == "fail" and not outcome.rolled_back
     assert (h.store.get_state("breaker:global") or {}).get("state") != "open"
     assert any(n.level == Level.ALERT and "not undone" in n.body for n in h.notifier.sent)
+
+
+
+def test_explain_shows_the_undo_snapshot_of_a_fix_a_pause_left_in_place(tmp_path: Path) -> None:
+    """The README: whoever paused has taken over, and the undo of a fix the pause held is theirs
+    to run ("autonomic explain shows the undo snapshot"). The text showed the action's params and
+    steps but not its snapshot (only --json had it); now the action says the undo did not run and
+    gives the snapshot to undo it by."""
+    h = Harness(tmp_path)
+    h.feed("up", 1, 2)
+    h.feed("up", 0, 3)
+    inc = h.incident()
+    _healthy_baseline(h)
+    _pause(h.store)
+    h.run_until(lambda: h.store.get(Incident, inc.id).state.terminal, "up", 0)  # type: ignore[union-attr]
+    (action,) = h.store.actions()
+    assert action.state == ActionState.ESCALATED and action.undo
+    text = render_text(explain_incident(h.store, inc.id))
+    assert f"    not undone; its undo snapshot: {json.dumps(action.undo)}" in text, text.split("Actions:")[1]
 
 
 def test_a_pause_holds_the_compensation_of_a_workflow_that_failed_verification(tmp_path: Path) -> None:

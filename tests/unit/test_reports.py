@@ -402,3 +402,65 @@ def test_an_open_breakers_action_item_counts_its_failures_in_words(store_url: st
         "circuit breaker open for restart actions after 1 failure in a row",
         "circuit breaker open for scale actions after 2 failures in a row",
     ]
+
+
+def test_an_earned_autonomy_change_names_the_service_and_the_levels(tmp_path: Path) -> None:
+    """The engine's loop (the fake actuator and clock of test_engine's Harness) earns
+    ``fake-down-poke`` the level auto on svc after two approved fixes verify. The ladder is per
+    pattern and service, so the report's line says on which service, from which level to which,
+    as the engine's notification does; it read "pattern fake-down-poke promoted: promoted to auto
+    after ...", as if the pattern had been promoted everywhere."""
+    from test_engine import Harness
+
+    from autonomic.engine import answer_approval
+
+    h = Harness(tmp_path, policy={"autonomy": "approve", "autonomy_ladder": {
+        "enabled": True, "promote_after": 2, "min_lower_bound": 0.0, "max_level": "auto"}})
+    for _ in range(3):
+        h.feed("up", 1, 40)
+        h.feed("up", 0, 3)
+        inc = h.incident()
+        if inc.state == IncidentState.AWAITING_APPROVAL:
+            answer_approval(h.store, inc.id, "approve", actor="person:ana", comment="go", now=h.clock.now(),
+                            approval_ttl_s=3600)
+        h.feed("up", 1, 40)
+    (promoted,) = [e for e in h.store.audit_events() if e.kind.startswith("pattern.")]
+    r = build_report(h.store, "daily", promoted.ts + 1)
+    assert [n.text for n in r.notable if n.kind == "pattern.promoted"] == [
+        "pattern fake-down-poke on svc: autonomy approve -> auto (promoted to auto after 2 verified successes "
+        "(100% of 2))"]
+
+
+def test_a_pause_file_is_an_action_item_of_the_report_as_autonomic_status_shows_it(
+        store_url: str, tmp_path: Path) -> None:
+    """A pause made by hand (``echo why > STATE_DIR/paused``, README "A pause that does not need the
+    database") or by ``autonomic pause`` while the store refused holds the engine, and
+    ``autonomic status`` shows it like any pause. The report read only the store's pauses, so its
+    action items said "nothing waits for a person" while automation was paused."""
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / "paused").write_text("disk swap on db-2\n")
+    (state / "paused.web").write_text('{"reason": "deploy", "actor": "person:ann", "ts": 1700000000}')
+    Store(store_url).close()
+    config = tmp_path / "autonomic.yaml"
+    config.write_text(f"engine:\n  database: '{store_url}'\n  state_dir: '{state}'\n  host_metrics: false\n")
+    result = CliRunner().invoke(report_app, ["daily", "-c", str(config)])
+    assert result.exit_code == 0, result.output
+    assert f"- all automation paused by the pause file {state / 'paused'}: disk swap on db-2\n" in result.output
+    assert f"- web paused by the pause file {state / 'paused.web'} (set by person:ann): deploy\n" in result.output
+    assert "nothing waits for a person" not in result.output
+
+
+def test_the_engines_scheduled_report_lists_a_pause_file_among_its_action_items(tmp_path: Path) -> None:
+    """The same through the engine's loop (test_engine's Harness): the scheduled daily report,
+    delivered through the notifiers, names the pause file in its state_dir."""
+    from test_engine import Harness
+
+    h = Harness(tmp_path, extra={"reports": [{"period": "daily", "cron": "0 8 * * *"}]})
+    h.feed("up", 1, 2)  # 2023-11-14 22:13 UTC: the schedule is first seen
+    pause = tmp_path / "state" / "paused"
+    pause.write_text("hands off\n")
+    h.clock.t = 1_700_035_200.0 + 60  # 2023-11-15 08:01 UTC
+    h.feed("up", 1, 2)
+    (report,) = [n for n in h.notifier.sent if "report" in n.title]
+    assert f"- all automation paused by the pause file {pause}: hands off\n" in (report.body or "")

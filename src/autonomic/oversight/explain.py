@@ -46,7 +46,10 @@ def explain_incident(store: Store, incident_id: str, ends: tuple[int, int] | Non
     if chain["decisions"] and incident.closed_at is not None:
         last = chain["decisions"][-1]
         if last["verdict"] == Verdict.NEEDS_APPROVAL.value:
-            last["ruled_by"] += f"; {_unanswered(chain['audit'], last)}"
+            # retention prunes the oldest audit entries first: an incident whose own opening entry
+            # is not among those left lost the entries that said how its request ended
+            pruned = store.audit_anchor()[0] > 0 and (not audit or audit[0].kind != "incident.opened")
+            last["ruled_by"] += f"; {_unanswered(chain['audit'], last, incident.closed_at, pruned)}"
     return chain
 
 
@@ -65,12 +68,15 @@ def ruling(d: dict[str, Any]) -> tuple[str, str]:
     return d["verdict"], f"by {', '.join(said_no)}, though {by} approved"
 
 
-def _unanswered(audit: list[dict[str, Any]], request: dict[str, Any]) -> str:
-    """Why the approval request ``request`` (a decision, as JSON) the incident closed on was never
-    acted on, from its audit events: it expired, unanswered (when, in UTC: as recorded with it, else
-    when the engine closed it; and that nothing was done) or approved late (an approval the engine
-    found late, or one refused as late when given, audited ``approval.late``), or the trouble
-    cleared first."""
+def _unanswered(audit: list[dict[str, Any]], request: dict[str, Any], closed_at: float,
+                audit_pruned: bool = False) -> str:
+    """Why the approval request ``request`` (a decision, as JSON) the incident closed (at
+    ``closed_at``) on was never acted on, from its audit events: it expired, unanswered (when, in
+    UTC: as recorded with it, else when the engine closed it; and that nothing was done) or
+    approved late (an approval the engine found late, or one refused as late when given, audited
+    ``approval.late``), or the trouble cleared first. With ``audit_pruned`` (retention pruned the
+    incident's audit entries), from the request's recorded expiry instead: closed at or after it,
+    it expired; before it, the trouble cleared; a request stored without one cannot tell."""
     expired = next((e for e in reversed(audit) if e["kind"] == "approval.expired"), None)
     if expired is not None:
         refused = next((e for e in audit if e["kind"] == "approval.late"), None)
@@ -79,6 +85,13 @@ def _unanswered(audit: list[dict[str, Any]], request: dict[str, Any]) -> str:
             return f"expired: approved by {who} after the request expired"
         when = request.get("expires_at") or expired["ts"]
         return f"expired unanswered at {utc_stamp(when)}; nothing done"
+    if audit_pruned:
+        gone = "its audit entries were pruned by retention (the audit archive keeps them)"
+        expires = request.get("expires_at")
+        if expires is None:
+            return f"closed at {utc_stamp(closed_at)} with nothing done; {gone}, and they said whether it expired"
+        if closed_at >= expires:  # whether someone approved it too late was in them
+            return f"expired at {utc_stamp(expires)}; nothing done ({gone})"
     return "the trouble cleared on its own before an answer"
 
 
@@ -183,6 +196,8 @@ def render_text(chain: dict[str, Any]) -> str:
                 lines.append(f"      {r['service']}: {r['role']} ({r['score']:.2f})  {'; '.join(r['evidence'])}")
     lines.append("")
     lines.append("Decisions (every gate and its reason):")
+    if not chain["decisions"]:  # closed before anything was decided (it cleared), or not decided yet
+        lines.append("  none" if inc["closed_at"] else "  none yet")
     for d in chain["decisions"]:
         # a person approved and a gate (a pause, a rate limit) said no: the person did not deny it
         word, by = (d["ruling"], d["ruled_by"]) if "ruling" in d else ruling(d)
@@ -209,12 +224,21 @@ def render_text(chain: dict[str, Any]) -> str:
             detail = {k: v for k, v in s["detail"].items() if k not in ("ts", "values")}
             lines.append(f"    {'ok ' if s['ok'] else 'ERR'} {s['name']} {_t(s['finished_at'])} "
                          f"{json.dumps(detail, default=str)[:160]}")
+        if (a["undo"] and a["applied_at"] is not None and a["state"] in ("escalated", "failed")
+                and not any(s["name"] == "undo" and s["ok"] for s in a["steps"])):
+            # applied, and left in place (a pause held its undo, the undo failed, a person decides):
+            # what undoing it by hand needs, whole
+            lines.append(f"    not undone; its undo snapshot: {json.dumps(a['undo'], default=str)}")
     if not chain["actions"]:
         lines.append("  none")
     lines.append("")
     lines.append("Outcome:")
     for o in chain["outcomes"]:
-        lines.append(f"  {o['verdict'].upper()}{' (rolled back)' if o['rolled_back'] else ''}: {o['reason']}")
-    if not chain["outcomes"]:
-        lines.append("  none yet")
+        undo = o.get("undo_verdict")  # the undo watched as the fix was (as the engine's alert says)
+        rolled = ("" if not o["rolled_back"] else " (rolled back)" if undo is None
+                  else " (rolled back: the undo restored health)" if undo == "pass"
+                  else f" (rolled back, but the undo did NOT restore health: its check was {undo})")
+        lines.append(f"  {o['verdict'].upper()}{rolled}: {o['reason']}")
+    if not chain["outcomes"]:  # a closed incident gets none later
+        lines.append("  none" if inc["closed_at"] else "  none yet")
     return "\n".join(lines)

@@ -13,9 +13,10 @@ text. The window is ``[now - 1 day or 7 days, now)``. What counts where:
 - escalations: incidents in state ``escalated`` that were escalated in the window (``escalated_at``;
   not ``updated_at``, which moves with every finding of a lasting symptom);
 - notable events: audit entries in the window (breaker opened, ``policy.*``, pauses set and
-  lifted, ``pattern.*``);
+  lifted, ``pattern.*``: an earned autonomy level changed, on which service, from which level to which);
 - action items: what needs a person *now* (awaiting approval, escalated and unclosed, open
-  breakers, active pauses), whatever the window.
+  breakers, active pauses: the store's and, given the engine's ``state_dir``, its pause files), whatever
+  the window.
 
 :class:`ReportSchedule` and :func:`due_reports` say when a scheduled report is due (pure), so
 the engine can deliver it through the notifiers (:func:`report_notification`).
@@ -27,6 +28,7 @@ import html
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, Literal
 
 from croniter import croniter
@@ -120,8 +122,9 @@ class Report(_Frozen):
 # --- building ---------------------------------------------------------------------------------
 
 
-def build_report(store: Store, period: Period, now: float) -> Report:
-    """The report for ``[now - period, now)`` from what ``store`` holds."""
+def build_report(store: Store, period: Period, now: float, state_dir: Path | None = None) -> Report:
+    """The report for ``[now - period, now)`` from what ``store`` holds. With ``state_dir`` (the
+    engine's), its pause files are pauses in force too, as ``autonomic status`` shows them."""
     start = now - PERIOD_S[period]
     # what summarize counts: incidents open at some moment in the window or since (opened,
     # closed, escalated in it, or still unclosed: an incident is not written after it closes)
@@ -129,7 +132,13 @@ def build_report(store: Store, period: Period, now: float) -> Report:
     incidents = store.incidents(open_since=start, limit=None)
     actions = store.actions(created_since=start)
     events = audit_window(store, start, now)
-    states = {**store.states("breaker:"), **store.states("pause:")}
+    if state_dir is None:
+        pauses = store.states("pause:")
+    else:
+        from autonomic.engine import pauses_in_force  # the engine imports this module
+
+        pauses = pauses_in_force(store, state_dir)
+    states = {**store.states("breaker:"), **pauses}
     return summarize(period, now, incidents, actions, events, states)
 
 
@@ -246,7 +255,11 @@ def _notable(e: AuditEvent) -> NotableEvent | None:
     elif e.kind.startswith("pattern."):
         pattern = data.get("pattern") or data.get("pattern_id") or e.subject
         reason = data.get("reason") or ""
-        text = f"pattern {pattern} {e.kind.split('.', 1)[1]}" + (f": {reason}" if reason else "")
+        service, before, after = data.get("service"), data.get("from"), data.get("to")
+        if service and before and after:  # the ladder is per pattern and service: say which, as its notification does
+            text = f"pattern {pattern} on {service}: autonomy {before} -> {after}" + (f" ({reason})" if reason else "")
+        else:
+            text = f"pattern {pattern} {e.kind.split('.', 1)[1]}" + (f": {reason}" if reason else "")
     else:
         return None
     return NotableEvent(ts=e.ts, kind=e.kind, actor=e.actor, subject=e.subject, text=text)
@@ -276,9 +289,11 @@ def _action_items(incidents: Sequence[Incident], states: Mapping[str, Mapping[st
                                          f"after {_failures(value.get('consecutive_failures'))} in a row"))
         elif key.startswith("pause:"):
             scope = "all automation" if key == "pause:global" else key.rsplit(":", 1)[1]
+            actor = value.get("actor", "?")
+            if value.get("file") is not None:  # a pause file of the engine's state_dir
+                actor = f"the pause file {value['file']}" + ("" if actor == "file" else f" (set by {actor})")
             items.append(ActionItem(kind="pause", subject=key, since=value.get("ts"),
-                                    text=f"{scope} paused by {value.get('actor', '?')}: {value.get('reason', '')}"
-                                    .rstrip(": ")))
+                                    text=f"{scope} paused by {actor}: {value.get('reason', '')}".rstrip(": ")))
     return items
 
 
@@ -470,8 +485,9 @@ def due_reports(schedules: Iterable[ReportSchedule], last_run: Mapping[str, floa
     return [s for s in schedules if s.last_fire(now) > last_run.get(s.key, float("-inf"))]
 
 
-def report_notification(store: Store, schedule: ReportSchedule, now: float) -> Notification:
+def report_notification(store: Store, schedule: ReportSchedule, now: float,
+                        state_dir: Path | None = None) -> Notification:
     """The scheduled report for the period ending at ``now`` (the engine passes the cron's fire
-    time), as a notification whose body is the rendered report."""
-    report = build_report(store, schedule.period, now)
+    time), as a notification whose body is the rendered report (``state_dir``: see :func:`build_report`)."""
+    report = build_report(store, schedule.period, now, state_dir)
     return Notification(level=schedule.level, ts=now, title=_title(report), body=render(report, schedule.format))
