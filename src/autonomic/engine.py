@@ -1960,7 +1960,8 @@ class Engine:
         time counts from when the schedule was first seen, so a restart does not resend. A report
         covers the period that ended at its cron's (latest) fire, however late it is sent (a slow
         tick, the engine down at the time), so consecutive reports neither overlap nor leave a gap.
-        One the store cannot be read for is due again at the next tick (nothing stored meanwhile)."""
+        One the store cannot be read for, or whose last run and outbox entry (one unit) it
+        refuses, is due again at the next tick (nothing stored meanwhile)."""
         schedules = self.config.spec.reports
         if not schedules:
             return
@@ -1981,12 +1982,16 @@ class Engine:
                 log.exception("report %s could not be built", s.key)
         for s in due:
             last[s.key] = now
-        if due or seeded:  # stored before sending: a store that refuses this sends nothing (retried
-            # next tick), instead of sending the same report again every tick it refuses
+        if not (due or seeded):
+            return
+        # the last run and the reports' outbox entries in one unit: a store that refuses any of it
+        # stores and sends nothing (due again at the next tick), and an engine that dies after the
+        # commit has the reports in its outbox for the next engine; sent once the unit commits
+        with self._holding_notifications(), self.store.unit():
             self.store.set_state("report:last_run", last, actor="engine", event="report.sent" if due else
                                  "report.scheduled", data={"reports": [s.key for s in due]})
-        for notification in built:
-            self.notify(notification)
+            for notification in built:
+                self.notify(notification)
 
     def _poll_approvals(self, now: float) -> None:
         """Each person's answer wakes its incident. An answer to an incident that is closed (it

@@ -2118,6 +2118,36 @@ def test_a_due_report_the_store_could_not_be_read_for_is_sent_once_it_can(
     assert reports == ["autonomic daily report, 2023-11-14 08:00 UTC to 2023-11-15 08:00 UTC"]
 
 
+def test_a_due_reports_last_run_is_stored_with_its_outbox_entry_or_not_at_all(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The daily report falls due and its outbox write is refused (the store fails between the
+    last run's write and the report's). Before, the last run was stored in a write of its own and
+    the report, not kept, was sent from memory only: an engine that died then lost that day's
+    report for good (the next one saw it sent). Now both are one unit: nothing is stored, nothing
+    sent, and the report goes out at the next tick, kept in the outbox, once."""
+    from autonomic.errors import StoreError
+
+    h = Harness(tmp_path, extra={"reports": [{"period": "daily", "cron": "0 8 * * *"}]})
+    h.feed("up", 1, 2)
+    real = h.store.keep_states
+
+    def refused(states: Any, *args: Any, **kwargs: Any) -> Any:
+        if any(k.startswith("outbox:") for k in states):
+            raise StoreError("store write failed: database is locked")
+        return real(states, *args, **kwargs)
+
+    monkeypatch.setattr(h.store, "keep_states", refused)
+    h.clock.t = 1_700_035_200.0 + 60  # 2023-11-15 08:01 UTC
+    before = h.store.get_state("report:last_run")
+    h.feed("up", 1, 1)
+    assert [n for n in h.notifier.sent if "report" in n.title] == []
+    assert h.store.get_state("report:last_run") == before  # rolled back with the outbox write
+    monkeypatch.setattr(h.store, "keep_states", real)
+    h.feed("up", 1, 3)
+    reports = [n.title for n in h.notifier.sent if "report" in n.title]
+    assert reports == ["autonomic daily report, 2023-11-14 08:00 UTC to 2023-11-15 08:00 UTC"]
+
+
 def test_shutdown_finishes_when_the_store_refuses_its_last_audit_entry(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Stopping with the store gone (before: the StoreError of engine.stopped ended shutdown
