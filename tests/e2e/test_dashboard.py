@@ -12,14 +12,14 @@ import json
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, Page, expect
+from playwright.sync_api import Browser, Page, Route, expect
 
 from autonomic.config import load_config
 from autonomic.demo import faults
@@ -239,6 +239,40 @@ def test_incident_chart_draws_the_forecast_with_its_interval_the_threshold_and_a
     assert y_threshold == pytest.approx(float(svg.get_by_test_id("forecast-line").get_attribute("y2") or "nan"))
     expect(page.get_by_test_id("forecast-text")).to_contain_text("in 90 s (95%: 70 s to 2 min)")
     _shot(page, "08-incident-forecast-chart")
+    context.close()
+
+
+def test_incident_page_says_no_outcome_of_a_closed_incident_and_whether_a_rollback_restored_health(
+    stack: Stack, browser: Browser
+) -> None:
+    """As `autonomic explain` does: a closed incident with no outcome says "No outcome." (it
+    said "No outcome yet.", as if one were still to come), and a rolled-back fix says whether its
+    undo restored health (it said "rolled back" alone, as if things were put back as they were)."""
+    now = time.time()
+
+    def chain(iid: str, outcomes: list[dict[str, object]]) -> dict[str, object]:
+        return {"incident": {"id": iid, "service": "web", "cause": "errors", "state": "escalated",
+                             "severity": "critical", "kind": "threshold", "opened_at": now - 60, "updated_at": now,
+                             "last_finding_at": now - 60, "finding_count": 1, "summary": "error_rate 0.2 >= 0.05",
+                             "resolution": "escalated", "closed_at": now},
+                "findings": [], "diagnoses": [], "decisions": [], "actions": [], "audit": [], "outcomes": outcomes,
+                "series": {}, "thresholds": {}}
+
+    rolled = {"action_id": "2" * 32, "incident_id": "e" * 32, "ts": now - 5, "verdict": "fail",
+              "reason": "worse than before", "before": {}, "after": {}, "duration_s": 30.0, "rolled_back": True,
+              "undo_verdict": "fail"}
+    canned = {"d" * 32: chain("d" * 32, []), "e" * 32: chain("e" * 32, [rolled])}
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    page = context.new_page()
+    def answer(body: dict[str, object]) -> Callable[[Route], None]:
+        return lambda route: route.fulfill(status=200, content_type="application/json", body=json.dumps(body))
+
+    for iid, body in canned.items():  # the page and its script are the real server's; these incidents canned
+        page.route(f"**/api/v1/incidents/{iid}", answer(body))
+    page.goto(f"{stack.base}/?token={stack.token}#/incidents/{'d' * 32}")
+    expect(page.get_by_test_id("outcome")).to_have_text("No outcome.")
+    page.goto(f"{stack.base}/?token={stack.token}#/incidents/{'e' * 32}")
+    expect(page.get_by_test_id("outcome")).to_contain_text("rolled back, but the undo did NOT restore health")
     context.close()
 
 

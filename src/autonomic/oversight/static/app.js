@@ -479,7 +479,7 @@ async function renderIncident(id) {
     section("Diagnosis", diagnoses(chain.diagnoses || [])),
     section("Decisions and gates", decisions(chain.decisions || [])),
     section("Actions", actions(chain.actions || [])),
-    section("Outcome", outcomes(chain.outcomes || [])),
+    section("Outcome", outcomes(chain.outcomes || [], Boolean(inc.closed_at))),
     section("Timeline", timeline(chain.audit || []), omittedNote((chain.omitted || {}).audit, "event", inc.id)),
   ];
 }
@@ -681,12 +681,21 @@ function stepDetail(detail) {
   return parts.join(" · ").slice(0, 240);
 }
 
-function outcomes(list) {
-  if (!list.length) return h("p", { class: "empty", testid: "outcome" }, "No outcome yet.");
+// a closed incident gets no outcome later: "No outcome.", not "yet"; a rollback says whether its
+// undo restored health (the check after it, as the engine's alert and `autonomic explain` do)
+function outcomes(list, closed) {
+  if (!list.length) return h("p", { class: "empty", testid: "outcome" }, closed ? "No outcome." : "No outcome yet.");
   return list.map((o) => h("div", { class: "panel", testid: "outcome" },
-    h("div", { class: "inc-head" }, tag(o.verdict, o.verdict), h("b", {}, o.reason),
-      o.rolled_back ? tag("rolled back", "bad") : null, h("span", { class: "dim" }, `after ${num(o.duration_s)} s`)),
+    h("div", { class: "inc-head" }, tag(o.verdict, o.verdict), h("b", {}, o.reason), rolledBack(o),
+      h("span", { class: "dim" }, `after ${num(o.duration_s)} s`)),
     h("div", { class: "mono dim" }, `before: ${params(o.before)} → after: ${params(o.after)}`)));
+}
+
+function rolledBack(o) {
+  if (!o.rolled_back) return null;
+  if (o.undo_verdict == null) return tag("rolled back", "bad");
+  return o.undo_verdict === "pass" ? tag("rolled back: the undo restored health", "bad")
+    : tag(`rolled back, but the undo did NOT restore health (its check: ${o.undo_verdict})`, "bad");
 }
 
 function timeline(events) {
