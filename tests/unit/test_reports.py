@@ -451,6 +451,26 @@ def test_a_pause_file_is_an_action_item_of_the_report_as_autonomic_status_shows_
     assert "nothing waits for a person" not in result.output
 
 
+def test_a_service_a_person_stopped_on_purpose_is_an_action_item_until_a_person_starts_it(
+        store_url: str, tmp_path: Path) -> None:
+    """`autonomic stop web` keeps web down, its remedies passed over, until a person starts it:
+    a maintenance stop forgotten is an outage nobody is told of. The report listed pauses but not
+    stops, and said "nothing waits for a person" while web stayed down."""
+    store = Store(store_url)
+    # the record the engine writes when it carries out `autonomic stop web -m "disk swap"`
+    store.set_state("stopped:web", {"actor": "person:ann", "comment": "disk swap", "ts": 1_700_000_000.0,
+                                    "request": "request:1"}, actor="person:ann", event="service.stopped_on_purpose")
+    store.close()
+    config = tmp_path / "autonomic.yaml"
+    config.write_text(f"engine:\n  database: '{store_url}'\n  state_dir: '{tmp_path / 'state'}'\n"
+                      "  host_metrics: false\n")
+    result = CliRunner().invoke(report_app, ["daily", "-c", str(config)])
+    assert result.exit_code == 0, result.output
+    assert ("- web stopped on purpose by person:ann (disk swap): down until a person starts it "
+            "(autonomic start web)\n") in result.output
+    assert "nothing waits for a person" not in result.output
+
+
 def test_the_engines_scheduled_report_lists_a_pause_file_among_its_action_items(tmp_path: Path) -> None:
     """The same through the engine's loop (test_engine's Harness): the scheduled daily report,
     delivered through the notifiers, names the pause file in its state_dir."""

@@ -15,7 +15,8 @@ text. The window is ``[now - 1 day or 7 days, now)``. What counts where:
 - notable events: audit entries in the window (breaker opened, ``policy.*``, pauses set and
   lifted, ``pattern.*``: an earned autonomy level changed, on which service, from which level to which);
 - action items: what needs a person *now* (awaiting approval, escalated and unclosed, open
-  breakers, active pauses: the store's and, given the engine's ``state_dir``, its pause files), whatever
+  breakers, active pauses: the store's and, given the engine's ``state_dir``, its pause files;
+  services a person stopped on purpose, which stay down until a person starts them), whatever
   the window.
 
 :class:`ReportSchedule` and :func:`due_reports` say when a scheduled report is due (pure), so
@@ -85,7 +86,7 @@ class NotableEvent(_Frozen):
 
 
 class ActionItem(_Frozen):
-    kind: Literal["approval", "escalated", "breaker", "pause"]
+    kind: Literal["approval", "escalated", "breaker", "pause", "stopped"]
     subject: str
     text: str
     since: float | None = None
@@ -138,7 +139,7 @@ def build_report(store: Store, period: Period, now: float, state_dir: Path | Non
         from autonomic.engine import pauses_in_force  # the engine imports this module
 
         pauses = pauses_in_force(store, state_dir)
-    states = {**store.states("breaker:"), **pauses}
+    states = {**store.states("breaker:"), **pauses, **store.states("stopped:")}
     return summarize(period, now, incidents, actions, events, states)
 
 
@@ -294,6 +295,12 @@ def _action_items(incidents: Sequence[Incident], states: Mapping[str, Mapping[st
                 actor = f"the pause file {value['file']}" + ("" if actor == "file" else f" (set by {actor})")
             items.append(ActionItem(kind="pause", subject=key, since=value.get("ts"),
                                     text=f"{scope} paused by {actor}: {value.get('reason', '')}".rstrip(": ")))
+        elif key.startswith("stopped:"):  # a person's `autonomic stop`: down until a person starts it
+            service, comment = key.removeprefix("stopped:"), str(value.get("comment") or "").strip()
+            items.append(ActionItem(kind="stopped", subject=key, since=value.get("ts"),
+                                    text=f"{service} stopped on purpose by {value.get('actor', '?')}"
+                                         + (f" ({comment})" if comment else "")
+                                         + f": down until a person starts it (autonomic start {service})"))
     return items
 
 
