@@ -776,6 +776,7 @@ class Engine:
         self._tallies = PatternTallies(self.store)
         self._seen_signatures: dict[str, set[tuple[str, str]]] = {}  # (kind, metric) already stored
         self._problems: dict[str, str] = {}  # each ongoing problem, by topic, logged once (see _problem)
+        self._answered: dict[str, float] = {}  # source topic -> when it last answered (see _still_starting)
         self._next_collect = 0.0
         self._inbox: queue.SimpleQueue[Finding] = queue.SimpleQueue()
         self._inbox_taken: set[str] = set()  # inbox keys whose findings are in memory (see _read_inbox)
@@ -1772,16 +1773,34 @@ class Engine:
             topic = f"source:{src.name}"
             try:
                 samples = src.collect(now)
+                self._answered[topic] = now
                 self.series.extend(samples)
                 self.goals.observe(samples)
                 if self._problem(topic, None):
                     log.info("source %s recovered", src.name)
             except SourceError as exc:
-                if self._problem(topic, str(exc)):
+                starting = self._still_starting(src, topic, now)
+                if starting is not None:
+                    log.debug("source %s: %s (%s)", src.name, exc, starting)
+                elif self._problem(topic, str(exc)):
                     log.warning("source %s: %s", src.name, exc)
             except Exception as exc:  # a broken source must not stop the loop
                 if self._problem(topic, repr(exc)):
                     log.exception("source %s failed", src.name)
+
+    def _still_starting(self, src: Source, topic: str, now: float) -> str | None:
+        """Why a failure of ``src`` is not a problem to warn of, or None when it is: its service is
+        one this engine started (or restarted) moments ago, still inside its process binding's
+        ``start_grace_s``, and the source has not answered since that start (a service does not
+        listen the moment its process exists). Once the grace is over, or when the source had
+        answered since the start (the service stopped answering: a crash, a hang), it is a problem."""
+        service = getattr(src, "service", None)
+        if not isinstance(service, str) or not self.starting(service, now):
+            return None
+        identity = self.supervisor.identity(service)
+        if identity is None or self._answered.get(topic, -math.inf) >= identity[1]:
+            return None
+        return f"{service} was started {now - identity[1]:.1f} s ago and has not answered yet"
 
     def _watch_exits(self) -> None:
         """Say once, as a warning, that a supervised service ended, how (its exit code or signal)
