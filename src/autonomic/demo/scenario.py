@@ -240,7 +240,7 @@ class Timeline:
             check = _P_VALUE.sub("", check.removeprefix("worse than before: "))
             return "the undo restored health" if restored else f"the undo did not restore health: {check}"
         if e.kind == "breaker.updated":
-            return self._breaker_detail(engine, data)
+            return self._breaker_detail(data)
         if e.kind == "incident.closed":
             inc = store.get(Incident, e.subject)
             how = inc.resolution if inc is not None and inc.resolution is not None else data.get("state", "")
@@ -282,7 +282,7 @@ class Timeline:
             text = f"{head}; a person must look"
         return again + text
 
-    def _breaker_detail(self, engine: Engine, data: dict[str, Any]) -> str | None:
+    def _breaker_detail(self, data: dict[str, Any]) -> str | None:
         """A breaker's new state, None when it has not changed (a failure counted, still closed)."""
         scope, state = str(data.get("scope", "?")), str(data.get("state", "?"))
         before = self._breakers.get(scope, "closed")
