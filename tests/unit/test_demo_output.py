@@ -14,7 +14,7 @@ from pathlib import Path
 from rich.console import Console
 from test_engine import GraphHarness, Harness, _healthy_baseline
 
-from autonomic.demo.scenario import Result, Timeline, _LogsOnTimeline, _print_summary, fit
+from autonomic.demo.scenario import SERVICES, Result, Timeline, _LogsOnTimeline, _print_summary, fit, services_line
 from autonomic.model import Incident, IncidentState
 
 WIDTH = 100
@@ -201,3 +201,13 @@ def test_the_summary_gives_seconds_in_one_format_and_says_what_its_totals_count(
     assert "process:restart (proposed)" in text  # one row a line: 100 columns hold every column whole
     assert re.search(r"0\.8 s\s.*4\.6 s", text) and re.search(r"2\.0 s\s.*12\.3 s", text)
     assert "1 action taken; 0 false interventions (an action on a service with no fault); 132 s in all" in text
+
+
+def test_the_services_and_their_urls_are_one_line_that_says_who_calls_whom() -> None:
+    """Before: ``demo folder ...; services web http://..., api http://..., worker http://...``, 130
+    characters, the last URL on a line of its own."""
+    out = io.StringIO()
+    timeline = Timeline(Console(file=out, width=WIDTH, highlight=False), t0=time.time())
+    timeline.say(services_line({name: f"http://127.0.0.1:{65535 - i}" for i, name in enumerate(SERVICES)}))
+    [line] = out.getvalue().splitlines()
+    assert line.endswith("web http://127.0.0.1:65535 -> api http://127.0.0.1:65534 -> worker http://127.0.0.1:65533")

@@ -501,6 +501,12 @@ def run_demo(*, fast: bool = False, as_json: bool = False, keep: bool = False,
         logs.stop()
 
 
+def services_line(urls: dict[str, str]) -> str:
+    """``web http://127.0.0.1:41234 -> api http://... -> worker http://...``: who calls whom, on one
+    line of a 100-column console (after the timeline's 8 columns of time) with 5-digit ports."""
+    return " -> ".join(f"{name} {url}" for name, url in urls.items())
+
+
 class _LogsOnTimeline(logging.Handler):
     """autonomic's warnings and errors during the demo, printed as timeline lines (elapsed time,
     then the record) rather than in a format of their own between them."""
@@ -532,8 +538,8 @@ class _LogsOnTimeline(logging.Handler):
 def _run(pace: Pace, console: Console, work: Path, own_dir: bool, keep: bool, timeline: Timeline,
          t0: float) -> dict[str, Any]:
     config_path, urls = prepare(work, pace)
-    timeline.say(f"services: {', '.join(f'{k} {v}' for k, v in urls.items())}")
-    timeline.say(f"demo folder: {work}", "dim")
+    timeline.say(f"demo folder {work}; the services, each calling the next:", "dim")
+    timeline.say(services_line(urls))
     config = load_config(config_path)
     metrics = EngineMetrics()
     engine = Engine(config, metrics=metrics)
