@@ -2424,8 +2424,8 @@ class Engine:
                 return busy.until
             with self.store.reading():
                 ctx = self._gate_context(inc, diagnosis, now, human=False)
-            ruling = decide(ctx) if ctx is not None else None
-            if ruling is None or ruling[0] == Verdict.APPROVED:
+            ruling = decide(ctx)
+            if ruling[0] == Verdict.APPROVED:
                 self._ladder_changes.clear()  # found again when the next step decides
                 return now
             return self._decide(inc, diagnosis, now, human=None, ctx=ctx, ruling=ruling)
@@ -2484,9 +2484,10 @@ class Engine:
 
     def _record_diagnosis(self, inc: Incident, diagnosis: Diagnosis, now: float,
                           waits: _Wait | None = None) -> Incident:
-        """Record ``diagnosis``; with ``waits``, why its decision is not taken now (kept in the audit
-        entry's ``waits``: the diagnosis is made again once the wait is over, and a reader of the
-        audit log is otherwise left to guess what happened in between)."""
+        """Record ``diagnosis``; with ``waits``, why its decision is not taken now, kept in the audit
+        entry's ``waits``: the incident is decided after the wait (from a diagnosis made again when
+        this one is stale by then), and a reader of the audit log is otherwise left to guess what
+        happened in between."""
         updated = inc.model_copy(update={"state": IncidentState.DIAGNOSED, "updated_at": now})
         data: dict[str, Any] = {"pattern": diagnosis.pattern_id, "confidence": round(diagnosis.confidence, 3),
                                 "rationale": diagnosis.rationale}
