@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from http.cookiejar import CookieJar, DefaultCookiePolicy
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import httpx
 from pydantic import ValidationError
@@ -171,6 +171,21 @@ _STORE_CALLS_PER_STEP = 3
 # stop_timeout_s once SIGKILLed (Supervisor.stop_all)
 NOTIFIERS_CLOSE_S = 5.0
 _KILLED_WAIT_S = 5.0
+
+
+class _Wait(NamedTuple):
+    """Why an incident is not decided yet (see Engine._wait_until), kept on its diagnosis's audit
+    entry (``waits``): ``on`` the service whose ``action`` is under way, which is ``settling``
+    after its action (until ``until``), or which is down with its ``fix`` still to come."""
+
+    until: float  # when to look again (for settling: when the settle time ends)
+    on: str
+    reason: Literal["action", "settling", "fix"]
+    why: str
+
+    def stored(self) -> dict[str, Any]:
+        return {"on": self.on, "for": self.reason, "until": round(self.until, 3) if self.reason == "settling" else None,
+                "why": self.why}
 
 
 @dataclass
@@ -822,6 +837,7 @@ class Engine:
         self._tallies = PatternTallies(self.store)
         self._seen_signatures: dict[str, set[tuple[str, str]]] = {}  # (kind, metric) already stored
         self._problems: dict[str, str] = {}  # each ongoing problem, by topic, logged once (see _problem)
+        self._answered: dict[str, float] = {}  # source topic -> when it last answered (see _still_starting)
         self._next_collect = 0.0
         self._inbox: queue.SimpleQueue[Finding] = queue.SimpleQueue()
         self._inbox_taken: set[str] = set()  # inbox keys whose findings are in memory (see _read_inbox)
@@ -1821,16 +1837,34 @@ class Engine:
             topic = f"source:{src.name}"
             try:
                 samples = src.collect(now)
+                self._answered[topic] = now
                 self.series.extend(samples)
                 self.goals.observe(samples)
                 if self._problem(topic, None):
                     log.info("source %s recovered", src.name)
             except SourceError as exc:
-                if self._problem(topic, str(exc)):
+                starting = self._still_starting(src, topic, now)
+                if starting is not None:
+                    log.debug("source %s: %s (%s)", src.name, exc, starting)
+                elif self._problem(topic, str(exc)):
                     log.warning("source %s: %s", src.name, exc)
             except Exception as exc:  # a broken source must not stop the loop
                 if self._problem(topic, repr(exc)):
                     log.exception("source %s failed", src.name)
+
+    def _still_starting(self, src: Source, topic: str, now: float) -> str | None:
+        """Why a failure of ``src`` is not a problem to warn of, or None when it is: its service is
+        one this engine started (or restarted) moments ago, still inside its process binding's
+        ``start_grace_s``, and the source has not answered since that start (a service does not
+        listen the moment its process exists). Once the grace is over, or when the source had
+        answered since the start (the service stopped answering: a crash, a hang), it is a problem."""
+        service = getattr(src, "service", None)
+        if not isinstance(service, str) or not self.starting(service, now):
+            return None
+        identity = self.supervisor.identity(service)
+        if identity is None or self._answered.get(topic, -math.inf) >= identity[1]:
+            return None
+        return f"{service} was started {now - identity[1]:.1f} s ago and has not answered yet"
 
     def _watch_exits(self) -> None:
         """Say once, as a warning, that a supervised service ended, how (its exit code or signal)
@@ -2239,7 +2273,7 @@ class Engine:
         log.info("incident %s cleared on its own", inc.id[:8])
         return True
 
-    def _busy_until(self, service: str, now: float, *, echo: bool = True) -> float | None:
+    def _busy_until(self, service: str, now: float, *, echo: bool = True) -> _Wait | None:
         """One action in flight per service, and a settle time after each one ends. With ``echo``
         (the diagnosis does not already name a dependency behind the trouble, which the
         root_cause gate then denies at once), the same for an action on anything ``service``
@@ -2250,18 +2284,21 @@ class Engine:
         caller's own is diagnosed again and decided afterwards."""
         return self._activity_until((service, *(self._dependencies.get(service, ()) if echo else ())), now)
 
-    def _activity_until(self, services: Iterable[str], now: float) -> float | None:
+    def _activity_until(self, services: Iterable[str], now: float) -> _Wait | None:
         """``interval_s`` from now while an action on one of ``services`` is in flight; else the end
         of the latest settle time (``settle_s`` after an action on one of them ended) still to come;
-        None when neither."""
+        None when neither. With the service that holds it, and why."""
         settle = self.config.engine.settle_s
-        until = None
+        until: _Wait | None = None
         for name in services:
             live, latest_end = self.store.service_activity(name)
             if live:
-                return now + self.config.engine.interval_s
-            if latest_end and now < latest_end + settle:
-                until = max(until or 0.0, latest_end + settle)
+                return _Wait(now + self.config.engine.interval_s, name, "action",
+                             f"an action on {name} is under way")
+            if latest_end and now < latest_end + settle and (until is None or latest_end + settle > until.until):
+                until = _Wait(latest_end + settle, name, "settling",
+                              f"{name} is settling after its action, which ended {now - latest_end:.0f} s ago "
+                              f"(engine.settle_s {settle:g})")
         return until
 
     def _may_echo(self, diagnosis: Diagnosis) -> bool:
@@ -2271,7 +2308,7 @@ class Engine:
         dead (:meth:`_own_failure`, kept on the diagnosis)."""
         return not diagnosis.impacted_by and diagnosis.own_failure is None
 
-    def _wait_until(self, inc: Incident, diagnosis: Diagnosis, now: float) -> float | None:
+    def _wait_until(self, inc: Incident, diagnosis: Diagnosis, now: float) -> _Wait | None:
         """When ``inc`` may be decided, None for now: after the service's own action and, when its
         trouble may be an echo, its dependencies' actions have ended and settled
         (:meth:`_busy_until`); a service seen dead while a dependency was down also waits for that
@@ -2290,7 +2327,7 @@ class Engine:
         values = [v for _, v in (x for x in latest if x is not None)]
         return not values or min(values) < 1
 
-    def _dependency_fix_until(self, service: str, deps: Sequence[str], now: float) -> float | None:
+    def _dependency_fix_until(self, service: str, deps: Sequence[str], now: float) -> _Wait | None:
         """For a service seen dead while ``deps`` (what it depends on) were down: when its own
         remedy may go, None for now. Restarted while a dependency is still down, a service that
         cannot run without it dies again at once. So it waits while a dependency is still down and
@@ -2305,7 +2342,8 @@ class Engine:
             inc = self._incident(self._open[(dep, "down")])
             if (inc is not None and inc.state in _FIX_COMING
                     and service not in self._dependencies.get(dep, ())):
-                return now + self.config.engine.interval_s
+                return _Wait(now + self.config.engine.interval_s, dep, "fix",
+                             f"{dep}, which {service} depends on, is down and its fix is still to come")
         return self._activity_until(down, now)
 
     def _own_failure(self, service: str, cause: str) -> str | None:
@@ -2373,7 +2411,7 @@ class Engine:
                 diagnosis = self.store.diagnoses(inc.id)[-1]
                 busy = self._wait_until(inc, diagnosis, now)
                 if busy is not None:
-                    return busy
+                    return busy.until
                 retry = self._retry_after(inc, diagnosis, now)
                 if retry is not None:
                     return retry
@@ -2440,14 +2478,15 @@ class Engine:
         asks the actuator for its undo snapshot (I/O that must not hold the store's write lock)."""
         diagnosis = self._diagnosis_for(inc, now)
         with self._holding_notifications(), self.store.unit():
-            inc = self._record_diagnosis(inc, diagnosis, now)
             with self.store.reading():
                 busy = self._wait_until(inc, diagnosis, now)
-                ctx = self._gate_context(inc, diagnosis, now, human=False) if busy is None else None
+            inc = self._record_diagnosis(inc, diagnosis, now, busy)
             if busy is not None:
-                return busy
-            ruling = decide(ctx) if ctx is not None else None
-            if ruling is None or ruling[0] == Verdict.APPROVED:
+                return busy.until
+            with self.store.reading():
+                ctx = self._gate_context(inc, diagnosis, now, human=False)
+            ruling = decide(ctx)
+            if ruling[0] == Verdict.APPROVED:
                 self._ladder_changes.clear()  # found again when the next step decides
                 return now
             return self._decide(inc, diagnosis, now, human=None, ctx=ctx, ruling=ruling)
@@ -2504,12 +2543,20 @@ class Engine:
                                  f"({fallback.type} {fallback.params}) for a person to approve"})
         return diagnosis
 
-    def _record_diagnosis(self, inc: Incident, diagnosis: Diagnosis, now: float) -> Incident:
+    def _record_diagnosis(self, inc: Incident, diagnosis: Diagnosis, now: float,
+                          waits: _Wait | None = None) -> Incident:
+        """Record ``diagnosis``; with ``waits``, why its decision is not taken now, kept in the audit
+        entry's ``waits``: the incident is decided after the wait (from a diagnosis made again when
+        this one is stale by then), and a reader of the audit log is otherwise left to guess what
+        happened in between."""
         updated = inc.model_copy(update={"state": IncidentState.DIAGNOSED, "updated_at": now})
-        self.store.record(diagnosis, updated, actor="engine", event="incident.diagnosed", subject=inc.id,
-                          data={"pattern": diagnosis.pattern_id, "confidence": round(diagnosis.confidence, 3),
-                                "rationale": diagnosis.rationale})
-        log.info("incident %s diagnosed: %s", inc.id[:8], diagnosis.rationale)
+        data: dict[str, Any] = {"pattern": diagnosis.pattern_id, "confidence": round(diagnosis.confidence, 3),
+                                "rationale": diagnosis.rationale}
+        if waits is not None:
+            data["waits"] = waits.stored()
+        self.store.record(diagnosis, updated, actor="engine", event="incident.diagnosed", subject=inc.id, data=data)
+        log.info("incident %s diagnosed: %s%s", inc.id[:8], diagnosis.rationale,
+                 f"; waits: {waits.why}" if waits is not None else "")
         return updated
 
     def _with_dependencies_down(self, diagnosis: Diagnosis, inc: Incident, own: str | None) -> Diagnosis:

@@ -11,6 +11,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import psutil
 import pytest
@@ -609,3 +610,106 @@ def test_a_commands_cwd_given_in_the_file_is_kept_relative_to_the_file(tmp_path:
     config = load_config_data(data, source="t.yaml", base_dir=tmp_path)
     assert config.bindings["app"]["process"].cwd == str(tmp_path / "srv")  # type: ignore[attr-defined]
     assert config.bindings["other"]["process"].cwd == str(tmp_path)  # type: ignore[attr-defined]
+
+
+def _late_metrics(port: int, delay_s: float) -> str:
+    """A service that serves Prometheus text on ``port`` only ``delay_s`` after its start (as a
+    real one does: a process exists before it listens)."""
+    return ("import http.server, time\n"
+            f"time.sleep({delay_s})\n"
+            "class H(http.server.BaseHTTPRequestHandler):\n"
+            "    def do_GET(self):\n"
+            "        body = b'app_ready 1\\n'\n"
+            "        self.send_response(200)\n"
+            "        self.send_header('Content-Type', 'text/plain; version=0.0.4')\n"
+            "        self.send_header('Content-Length', str(len(body)))\n"
+            "        self.end_headers()\n"
+            "        self.wfile.write(body)\n"
+            "    def log_message(self, *a):\n"
+            "        pass\n"
+            f"http.server.HTTPServer(('127.0.0.1', {port}), H).serve_forever()\n")
+
+
+def _scraped_engine(tmp_path: Path, code: str, port: int, start_grace_s: float) -> object:
+    from autonomic.config import load_config_data
+    from autonomic.engine import Engine
+
+    data = {"engine": {"interval_s": 1, "state_dir": str(tmp_path / "state"), "host_metrics": False},
+            "services": [{"name": "app",
+                          "metrics": [{"type": "prometheus", "url": f"http://127.0.0.1:{port}/metrics",
+                                       "timeout_s": 1}],
+                          "actuators": {"process": {"command": [sys.executable, "-c", code],
+                                                    "start_grace_s": start_grace_s}}}],
+            "builtin_patterns": False, "api": {"enabled": False}}
+    return Engine(load_config_data(data, source="t.yaml", base_dir=tmp_path))
+
+
+def _source_warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
+    import logging
+
+    return [r.getMessage() for r in caplog.records
+            if r.levelno >= logging.WARNING and r.getMessage().startswith("source prometheus:app")]
+
+
+def test_a_service_the_engine_just_started_is_not_warned_of_until_it_listens_but_its_crash_is(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A real process started by the engine (the process actuator's supervisor) that listens only
+    1.5 s after its start: the scrapes before that are the service starting, within its
+    start_grace_s (10 s), logged at DEBUG; there is no WARNING. Once it answered, its death (a
+    SIGKILL, a crash) makes the next scrape fail: that is a WARNING, once. Before, every start
+    (every engine start, every restart) logged "connection refused" as a WARNING."""
+    import logging
+
+    from servers import free_port
+
+    port = free_port()
+    engine: Any = _scraped_engine(tmp_path, _late_metrics(port, 1.5), port, start_grace_s=10)
+    caplog.set_level(logging.DEBUG, logger="autonomic.engine")
+    engine.start()
+    try:
+        engine.collect(engine.clock.now())  # at once: nothing listens yet
+        assert _source_warnings(caplog) == []
+        assert any(r.levelno == logging.DEBUG and "app was started" in r.getMessage()
+                   and "has not answered yet" in r.getMessage() for r in caplog.records)
+        deadline = time.monotonic() + 10
+        while engine.series.latest("app", "app_ready") is None:
+            assert time.monotonic() < deadline, "the service never answered"
+            time.sleep(0.1)
+            engine.collect(engine.clock.now())
+        assert _source_warnings(caplog) == []
+
+        os.kill(engine.supervisor.pid("app"), signal.SIGKILL)  # a crash of a service that answered
+        wait_for(lambda: engine.supervisor.identity("app") is None)
+        engine.collect(engine.clock.now())
+        engine.collect(engine.clock.now())
+        [warning] = _source_warnings(caplog)
+        assert "Connection refused" in warning or "request failed" in warning
+    finally:
+        engine.shutdown()
+
+
+def test_a_service_that_never_answers_is_warned_of_once_its_start_grace_is_over(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A real process that runs but never listens, with a start_grace_s of 2 s: quiet (DEBUG)
+    inside the grace, one WARNING at the first scrape after it, not repeated by the next. (The
+    start is the process's create_time, which psutil may put up to 1 s early: a grace of 1 s
+    could be over at once.)"""
+    import logging
+
+    from servers import free_port
+
+    port = free_port()
+    engine: Any = _scraped_engine(tmp_path, SLEEPER, port, start_grace_s=2)
+    caplog.set_level(logging.DEBUG, logger="autonomic.engine")
+    engine.start()
+    try:
+        engine.collect(engine.clock.now())
+        assert _source_warnings(caplog) == []
+        time.sleep(2.2)
+        assert engine.supervisor.pid("app") is not None  # alive, only not answering
+        engine.collect(engine.clock.now())
+        engine.collect(engine.clock.now())
+        [warning] = _source_warnings(caplog)
+        assert f"127.0.0.1:{port}/metrics" in warning
+    finally:
+        engine.shutdown()

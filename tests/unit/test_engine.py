@@ -1768,6 +1768,39 @@ def test_a_callers_echo_of_a_dependency_just_fixed_waits_out_the_fix_and_is_not_
     assert h.store.decisions(web.id) == []
 
 
+def test_a_diagnosis_whose_decision_waits_says_in_its_audit_entry_what_it_waits_for(tmp_path: Path) -> None:
+    """api goes down and is restarted; just after its action ends, web (which calls api) goes down
+    for good. web's incident is diagnosed at once but decided only after api's settle time (it may
+    be an echo), then diagnosed again from what is true then, and acted on. The first
+    ``incident.diagnosed`` entry says what it waits for (``waits``: api, settling, until when and
+    why), the second has no wait. Before, the two entries were alike and nothing in the audit
+    log said why the incident was diagnosed twice with nothing between (the demo's timeline
+    showed exactly that)."""
+    h = GraphHarness(tmp_path, settle_s=10)
+    for _ in range(120):
+        h.tick(web=1, api=1)
+    h.tick(web=1, api=0)
+    h.tick(web=1, api=0)
+    for _ in range(40):
+        h.tick(web=1, api=1)
+        if any(a.state.terminal for a in h.store.actions(service="api")):
+            break
+    (fix,) = h.store.actions(service="api")
+    assert fix.state == ActionState.SUCCEEDED
+    for _ in range(30):
+        h.tick(web=0, api=1)
+    (web,) = h.store.incidents(service="web")
+    first, *later = [e for e in h.store.audit_events() if e.kind == "incident.diagnosed" and e.subject == web.id]
+    waits = first.data["waits"]
+    assert (waits["on"], waits["for"]) == ("api", "settling")
+    assert waits["until"] == pytest.approx(fix.updated_at + 10, abs=0.01)
+    assert waits["why"].startswith("api is settling after its action") and "engine.settle_s 10" in waits["why"]
+    assert later and "waits" not in later[-1].data
+    made = [d.ts for d in h.store.diagnoses(web.id)]
+    assert made[0] < waits["until"] <= made[-1]
+    assert [a.service for a in h.store.actions()] == ["api", "web"]
+
+
 class UnitFake(FakeActuator):
     """The fake actuator, reading a unit's state as systemd's, Docker's and Kubernetes' do: the
     services in ``dead`` are seen dead (``unit_exit``)."""

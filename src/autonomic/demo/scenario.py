@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import shutil
 import socket
 import string
 import subprocess
 import sys
 import tempfile
+import textwrap
 import threading
 import time
 from collections.abc import Sequence
@@ -31,9 +33,10 @@ from rich.markup import escape
 from autonomic.config import load_config
 from autonomic.demo import faults
 from autonomic.engine import Engine
-from autonomic.model import Action, Incident, IncidentState
+from autonomic.model import Action, AuditEvent, Decision, Diagnosis, Incident, IncidentState, Verdict
 from autonomic.oversight.metrics import EngineMetrics
 from autonomic.oversight.server import ApiServer
+from autonomic.printable import counted
 
 _HERE = Path(__file__).resolve().parent  # demo.yaml (the config template) and patterns/ ship with the package
 SERVICES = ("web", "api", "worker")
@@ -148,35 +151,206 @@ def prepare(workdir: Path, pace: Pace) -> tuple[Path, dict[str, str]]:
 
 
 class Timeline:
-    """Prints the audit log as it grows, one line per event, with elapsed time."""
+    """Prints the audit log as it grows, one line per event: elapsed time, the event's kind, its
+    service (from the incident or action it is about when its data does not name one) and what
+    happened, in words, cut at a word boundary (with an ellipsis) to fit the console's width.
+    An update of a circuit breaker that leaves its state as it was (one more failure counted) is
+    not shown; neither is ``action.running`` (between its intent and its result, it says nothing)."""
 
     _SHOWN = ("incident.opened", "incident.diagnosed", "decision.", "action.", "approval.", "breaker.",
               "pause.", "incident.cleared", "incident.closed")
+    _HIDDEN = ("action.running",)
+    _KIND_W = 23  # decision.needs_approval, the longest shown
+    _SERVICE_W = 7
+    _COLOURS = {"incident.opened": "yellow", "decision.approved": "green", "action.applied": "cyan",
+                "action.verified": "green", "action.rolled_back": "red", "decision.needs_approval": "magenta",
+                "action.verify_failed": "red", "decision.denied": "magenta"}
 
     def __init__(self, console: Console, t0: float) -> None:
         self.console = console
         self.t0 = t0
         self.seq = 0
+        self._services: dict[str, str] = {}  # subject (incident or action id) -> its service
+        self._diagnosed: set[str] = set()  # incidents diagnosed already: the next diagnosis is "again"
+        self._breakers: dict[str, str] = {}  # scope -> its state as last shown (closed before any)
 
     def say(self, text: str, style: str = "bold") -> None:
-        self.console.print(f"[dim]{time.time() - self.t0:6.1f}s[/] [{style}]{escape(text)}[/]")
+        """A line of the demo's own (or a log record, which may have lines of its own), wrapped to
+        the console's width, its continuation lines indented under its text; a URL is never split."""
+        width = max(40, self.console.width - 8)
+        lines = [piece for line in text.splitlines() or [""]
+                 for piece in textwrap.wrap(line, width=width, break_on_hyphens=False, break_long_words=False)
+                 or [""]]
+        body = "\n".join([escape(lines[0]), *(" " * 8 + escape(line) for line in lines[1:])])
+        self.console.print(f"[dim]{time.time() - self.t0:6.1f}s[/] [{style}]{body}[/]", soft_wrap=True)
 
     def pump(self, engine: Engine) -> bool:
         """Print new audit events; always False, so it can lead an ``or`` in a wait predicate."""
-        for e in engine.store.audit_events(since_seq=self.seq):
+        store = engine.store
+        for e in store.audit_events(since_seq=self.seq):
             self.seq = e.seq
-            if not e.kind.startswith(self._SHOWN):
+            if not e.kind.startswith(self._SHOWN) or e.kind in self._HIDDEN:
                 continue
-            data = e.data
-            detail = (data.get("summary") or data.get("rationale") or data.get("why") or data.get("reason")
-                      or data.get("describe") or data.get("verdict") or "")
-            service = data.get("service", "")
-            colour = {"incident.opened": "yellow", "decision.approved": "green", "action.applied": "cyan",
-                      "action.verified": "green", "action.rolled_back": "red", "decision.needs_approval": "magenta",
-                      "action.verify_failed": "red"}.get(e.kind, "white")
-            self.console.print(f"[dim]{e.ts - self.t0:6.1f}s[/] [{colour}]{e.kind:26s}[/] "
-                               f"{escape(f'{service:7s} {str(detail)[:110]}')}")
+            service = self._service(store, e)
+            detail = self._detail(engine, e, service)
+            if detail is None:
+                continue
+            kind_w = max(self._KIND_W, len(e.kind))  # a rarer longer kind shifts its own line only
+            width = max(30, self.console.width - (8 + kind_w + 1 + self._SERVICE_W))
+            detail = _SHORT_ID.sub(lambda m: m.group(0)[:8], detail)  # ids as the CLI shows them
+            colour = self._COLOURS.get(e.kind, "white")
+            self.console.print(f"[dim]{e.ts - self.t0:6.1f}s[/] [{colour}]{e.kind:{kind_w}s}[/] "
+                               f"{escape(f'{service:{self._SERVICE_W - 1}s} {fit(detail, width)}')}",
+                               no_wrap=True, overflow="ellipsis", soft_wrap=False)
         return False
+
+    def _service(self, store: Any, e: AuditEvent) -> str:
+        """The event's service: its data's, else that of the incident or action it is about."""
+        named = e.data.get("service")
+        if isinstance(named, str) and named:
+            return named
+        if e.subject not in self._services:
+            if len(self._services) > 10_000:  # the soak benchmark runs for hours: bounded
+                self._services.clear()
+            noun = store.get(Incident, e.subject) or store.get(Action, e.subject)
+            self._services[e.subject] = noun.service if noun is not None else ""
+        return self._services[e.subject]
+
+    def _detail(self, engine: Engine, e: AuditEvent, service: str) -> str | None:
+        """What happened, in a few words; None for an event not worth a line."""
+        store, data = engine.store, e.data
+        if e.kind == "incident.opened":
+            summary = str(data.get("summary", ""))
+            return summary.removeprefix(f"{service}: ")
+        if e.kind == "incident.diagnosed":
+            return self._diagnosed_detail(store, e)
+        if e.kind.startswith("decision."):
+            decision = store.get(Decision, str(data.get("decision", _noun(data, "decision") or "")))
+            return _decision_detail(decision) if decision is not None else str(data.get("why", ""))
+        if e.kind == "action.intent":
+            return str(data.get("describe", ""))
+        if e.kind == "action.applied":
+            return _change(data.get("detail"))
+        if e.kind == "action.undone":
+            return f"undone: {_change(data.get('undo'))}"
+        if e.kind == "action.rolled_back":  # as the alert to a person says it
+            restored, check = data.get("undo_restored_health"), str(data.get("undo_check", ""))
+            if restored is None:
+                return check or "the undo not judged"
+            check = _P_VALUE.sub("", check.removeprefix("worse than before: "))
+            return "the undo restored health" if restored else f"the undo did not restore health: {check}"
+        if e.kind == "breaker.updated":
+            return self._breaker_detail(data)
+        if e.kind == "incident.closed":
+            inc = store.get(Incident, e.subject)
+            how = inc.resolution if inc is not None and inc.resolution is not None else data.get("state", "")
+            cause = f"{inc.cause} incident " if inc is not None else ""
+            quiet = data.get("quiet_s")
+            return (f"{cause}closed: {str(how).replace('_', ' ')}"
+                    + (f" (quiet for {quiet:g} s)" if isinstance(quiet, int | float) else ""))
+        return str(data.get("summary") or data.get("rationale") or data.get("why") or data.get("reason")
+                   or data.get("error") or data.get("describe") or data.get("verdict") or "")
+
+    def _diagnosed_detail(self, store: Any, e: AuditEvent) -> str:
+        """The pattern and its action (or that none is known), what explains it, and what its
+        decision waits for, if anything (the engine diagnoses it again once the wait is over)."""
+        data = e.data
+        again = "again: " if e.subject in self._diagnosed else ""
+        self._diagnosed.add(e.subject)
+        diagnosis = store.get(Diagnosis, _noun(data, "diagnosis") or "")
+        if diagnosis is None:
+            return again + str(data.get("rationale", ""))
+        head = diagnosis.pattern_id or "no known pattern"
+        waits = data.get("waits")
+        if isinstance(waits, dict):
+            on, until = waits.get("on"), waits.get("until")
+            if waits.get("for") == "settling" and isinstance(until, int | float):
+                # (the diagnosis's time is the engine's clock, as until is; the audit entry's is the wall's)
+                return f"{again}{head}; waits {max(0.0, until - diagnosis.ts):.0f} s for {on} to settle"
+            if waits.get("for") == "fix":
+                return f"{again}{head}; waits for the fix of {on}, which is down"
+            return f"{again}{head}; waits for the action on {on} to end"
+        if diagnosis.pattern_id is not None:
+            what = (f"{diagnosis.action.describe()} ({diagnosis.confidence:.2f})" if diagnosis.action is not None
+                    else "a person decides")
+            text = f"{head}: {what}"
+        elif diagnosis.impacted_by:  # its decision says what becomes of it
+            text = f"{head}; impacted by {', '.join(diagnosis.impacted_by)}"
+        elif diagnosis.action is not None:
+            text = f"{head}; a person may approve {diagnosis.action.describe()}"
+        else:
+            text = f"{head}; a person must look"
+        return again + text
+
+    def _breaker_detail(self, data: dict[str, Any]) -> str | None:
+        """A breaker's new state, None when it has not changed (a failure counted, still closed)."""
+        scope, state = str(data.get("scope", "?")), str(data.get("state", "?"))
+        before = self._breakers.get(scope, "closed")
+        self._breakers[scope] = state
+        if state == before:
+            return None
+        which = "every action" if scope == "global" else f"{scope} actions"
+        failures = (data.get("value") or {}).get("consecutive_failures")
+        if state == "open":
+            why = data.get("why") or (f"{failures} failed in a row" if failures else "")
+            return f"{which}: breaker open" + (f": {why}" if why else "")
+        if state == "half_open":
+            return f"{which}: breaker half-open, one trial action"
+        return f"{which}: breaker {state.replace('_', '-')}"
+
+
+_SHORT_ID = re.compile(r"\b[0-9a-f]{32}\b")
+_P_VALUE = re.compile(r", p=[0-9.e+-]+")
+
+
+def _noun(data: dict[str, Any], kind: str) -> str | None:
+    """The id of the first noun of ``kind`` an audit entry's data names."""
+    return next((str(n["id"]) for n in data.get("nouns", []) if n.get("kind") == kind), None)
+
+
+def _decision_detail(decision: Decision) -> str:
+    """Why it may act (its autonomy and its confidence against the threshold), or why not: the
+    gates that denied it, else those that ask a person."""
+    if decision.verdict == Verdict.APPROVED:
+        gates = {g.gate: g.reason for g in decision.gates}
+        said = [gates["autonomy"].split(":", 1)[0]] if "autonomy" in gates else []
+        said += [gates["confidence"]] if "confidence" in gates else []
+        return ", ".join(said) or "every gate passed"
+    failed = [g for g in decision.gates if not g.passed]
+    denied = [g for g in failed if not g.needs_approval]
+    return "; ".join(g.said() for g in (denied or failed)) or decision.verdict.value
+
+
+def _change(detail: Any) -> str:
+    """An actuator's result in a few words: ``pool.size 50 -> 60 (commit 3b5de314, sent SIGHUP)``,
+    ``pid 28010 (was 25385)``, else its fields."""
+    if not isinstance(detail, dict) or not detail:
+        return "done"
+    if "key" in detail and "new" in detail:
+        extra = [f"commit {str(detail['commit'])[:8]}" if detail.get("commit") else "",
+                 str(detail.get("reload") or "")]
+        more = ", ".join(x for x in extra if x)
+        return f"{detail['key']} {detail.get('old')} -> {detail['new']}" + (f" ({more})" if more else "")
+    if "pid" in detail:
+        old = detail.get("old_pid")
+        return f"pid {detail['pid']}" + (f" (was {old})" if old else "")
+    return ", ".join(f"{k} {v}" for k, v in detail.items() if v is not None and k != "op") or "done"
+
+
+def fit(text: str, width: int) -> str:
+    """``text`` on one line in at most ``width`` characters: whitespace runs made one space, then,
+    when too long, its parenthesised asides left out, then cut at the last word boundary that
+    fits, with an ellipsis ("...restart on web (c" read as sloppiness)."""
+    text = " ".join(text.split())
+    if len(text) <= width:
+        return text
+    shorter = " ".join(re.sub(r" \([^()]*\)", "", text).split())
+    if len(shorter) <= width:
+        return shorter
+    cut = shorter[: width - 1]
+    if shorter[width - 1] != " " and " " in cut:
+        cut = cut[: cut.rindex(" ")]
+    return cut.rstrip(" ,;:-") + "…"
 
 
 def _outcome(incident: Incident) -> str:
@@ -314,15 +488,58 @@ def run_demo(*, fast: bool = False, as_json: bool = False, keep: bool = False,
              workdir: Path | None = None) -> dict[str, Any]:
     """Run the whole demo; return the summary (the JSON printed by ``--json``)."""
     pace = FAST if fast else NORMAL
-    console = Console(highlight=False, width=None if sys.stdout.isatty() else 120)
+    console = Console(highlight=False, width=None if sys.stdout.isatty() else 100)
     own_dir = workdir is None
     work = Path(tempfile.mkdtemp(prefix="autonomic-demo-")) if workdir is None else workdir
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    logging.getLogger("autonomic").setLevel(logging.WARNING)
     t0 = time.time()
     timeline = Timeline(console, t0)
+    logs = _LogsOnTimeline(timeline)
+    logs.start()
+    try:
+        return _run(pace, console, work, own_dir, keep, timeline, t0)
+    finally:
+        logs.stop()
+
+
+def services_line(urls: dict[str, str]) -> str:
+    """``web http://127.0.0.1:41234 -> api http://... -> worker http://...``: who calls whom, on one
+    line of a 100-column console (after the timeline's 8 columns of time) with 5-digit ports."""
+    return " -> ".join(f"{name} {url}" for name, url in urls.items())
+
+
+class _LogsOnTimeline(logging.Handler):
+    """autonomic's warnings and errors during the demo, printed as timeline lines (elapsed time,
+    then the record) rather than in a format of their own between them."""
+
+    def __init__(self, timeline: Timeline) -> None:
+        super().__init__(logging.WARNING)
+        self.timeline = timeline
+        self.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
+        self._logger = logging.getLogger("autonomic")
+        self._saved = (self._logger.level, self._logger.propagate)
+
+    def start(self) -> None:
+        self._logger.addHandler(self)
+        self._logger.setLevel(logging.WARNING)
+        self._logger.propagate = False
+
+    def stop(self) -> None:
+        self._logger.removeHandler(self)
+        self._logger.setLevel(self._saved[0])
+        self._logger.propagate = self._saved[1]
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self.timeline.say(self.format(record), "red" if record.levelno >= logging.ERROR else "yellow")
+        except Exception:
+            self.handleError(record)
+
+
+def _run(pace: Pace, console: Console, work: Path, own_dir: bool, keep: bool, timeline: Timeline,
+         t0: float) -> dict[str, Any]:
     config_path, urls = prepare(work, pace)
-    timeline.say(f"demo folder {work}; services {', '.join(f'{k} {v}' for k, v in urls.items())}")
+    timeline.say(f"demo folder {work}; the services, each calling the next:", "dim")
+    timeline.say(services_line(urls))
     config = load_config(config_path)
     metrics = EngineMetrics()
     engine = Engine(config, metrics=metrics)
@@ -359,7 +576,8 @@ def run_demo(*, fast: bool = False, as_json: bool = False, keep: bool = False,
     }
     _print_summary(console, results, summary)
     if keep or not own_dir:
-        console.print(f"kept {work}; try: autonomic incidents --all -c {config_path}")
+        console.print(f"kept the demo folder {work}; what happened in it:")
+        console.print(f"  autonomic incidents --all -c {config_path}", soft_wrap=True)  # one line to copy
     return summary
 
 
@@ -384,16 +602,25 @@ def _start_dashboard(engine: Engine, config: Any, metrics: EngineMetrics, timeli
 
 
 def _print_summary(console: Console, results: list[Result], summary: dict[str, Any]) -> None:
+    """The table of the scenarios, then one line of totals. ``detected`` is from the fault to the
+    incident, ``ended`` from the fault to its outcome (resolved, prevented, rolled back or handed to
+    a person: not always healed), both in seconds."""
+    from rich import box
     from rich.table import Table
 
-    table = Table(title="autonomic demo")
-    for col in ("scenario", "service", "expected", "outcome", "action", "detect s", "heal s"):
+    table = Table(title="autonomic demo", caption="seconds from each fault", caption_justify="right",
+                  box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False, collapse_padding=True)
+    for col in ("scenario", "service", "expected", "outcome", "action"):
         table.add_column(col)
+    table.add_column("detected", justify="right")
+    table.add_column("ended", justify="right")
     for r in results:
         ok = r.outcome == r.expected
         table.add_row(r.name, r.service, r.expected, f"[{'green' if ok else 'red'}]{r.outcome}[/]", r.action or "-",
-                      f"{r.detect_s}" if r.detect_s is not None else "-",
-                      f"{r.heal_s}" if r.heal_s is not None else "-")
+                      f"{r.detect_s:.1f} s" if r.detect_s is not None else "-",
+                      f"{r.heal_s:.1f} s" if r.heal_s is not None else "-")
     console.print(table)
-    console.print(f"actions: {summary['actions_total']}, false interventions: {summary['false_interventions']}, "
-                  f"{summary['duration_s']} s")
+    false = summary["false_interventions"]
+    console.print(f"{counted(summary['actions_total'], 'action')} taken; "
+                  f"{counted(false, 'false intervention')} (an action on a service with no fault); "
+                  f"{summary['duration_s']:.0f} s in all")

@@ -71,7 +71,10 @@ class ProcessBinding(BaseModel):
     stop_timeout_s: float = Field(default=10.0, gt=0)
     memory_limit_bytes: int | None = Field(default=None, gt=0)
     # after a (re)start, a failing health probe is the service still starting, not "down"
-    # (a dead process is still "down" at once); see Engine.ingest
+    # (a dead process is still "down" at once), see Engine.ingest; and a metrics source of the
+    # service that has not answered since the start is logged at DEBUG, not WARNING (see
+    # Engine._still_starting): it warns once the grace is over, or at once if it had answered
+    # since the start
     start_grace_s: float = Field(default=10.0, ge=0, le=3600)
     # state_dir/logs/<service>.log is rotated once it is over log_max_bytes (None: never),
     # keeping log_backups older files (<service>.log.1 the newest); see Supervisor.rotate_logs
