@@ -18,7 +18,7 @@ import yaml
 from autonomic.config import load_config
 from autonomic.demo.scenario import SCENARIOS, run_demo
 from autonomic.knowledge import Store
-from autonomic.model import ActionState, Verdict
+from autonomic.model import ActionState, Verdict, VerifyVerdict
 
 pytestmark = pytest.mark.slow
 
@@ -82,6 +82,21 @@ def test_the_bad_remedy_was_reverted_in_git_and_the_pool_raise_kept(demo: tuple[
     assert "Autonomic-Action:" in log and "Autonomic-Undo:" in log
     worker = yaml.safe_load((work / "worker" / "config.yaml").read_text())
     assert worker["pool"]["size"] == 60
+
+
+def test_the_bad_remedys_undo_is_judged_to_have_restored_health(demo: tuple[dict[str, Any], Path]) -> None:
+    """The revert of the fast_path flag ends the errors it caused, and the check after the undo
+    says so. Before, the demo services measured their error rate over 10 s while --fast's watch
+    is 6 s, so the check (the watch's second half) still counted requests from before the undo
+    and every run told a person "the undo did NOT restore health"."""
+    _, work = demo
+    config = load_config(work / "autonomic.yaml")
+    store = Store(config.database_url)
+    try:
+        [rolled] = [o for o in store.outcomes() if o.rolled_back]
+        assert rolled.undo_verdict == VerifyVerdict.PASS, rolled
+    finally:
+        store.close()
 
 
 def test_at_the_pace_make_demo_runs_the_pool_leak_is_forecast_the_pool_raised_before_the_line_and_verified(

@@ -93,9 +93,15 @@ class Pace:
     resolve: float
     trend_window: float
     scenario_timeout: float
+    # the demo services' error rate and latency are over their last `window` seconds: at most half
+    # a scaled watch window, so the check after an undo (the watch's second half) sees no request
+    # from before it (at --fast the watch is 6 s; a 10 s window told a person every run that the
+    # undo did not restore health)
+    window: float = 10.0
 
 
-FAST = Pace(interval=0.5, time_scale=0.1, settle=20.0, resolve=15.0, trend_window=10.0, scenario_timeout=60.0)
+FAST = Pace(interval=0.5, time_scale=0.1, settle=20.0, resolve=15.0, trend_window=10.0, scenario_timeout=60.0,
+            window=3.0)
 # time_scale: a 60 s watch is 21 s at the normal pace, 6 s --fast. At 0.25 (15 s) the pool leak,
 # forecast early, was still rising for half the watch: too little of it showed where it stopped
 NORMAL = Pace(interval=1.0, time_scale=0.35, settle=30.0, resolve=30.0, trend_window=15.0, scenario_timeout=120.0)
@@ -143,7 +149,7 @@ def prepare(workdir: Path, pace: Pace) -> tuple[Path, dict[str, str]]:
         INTERVAL=pace.interval, STATE_DIR=str(workdir / "state"), RESOLVE=pace.resolve, SETTLE=pace.settle,
         TIME_SCALE=pace.time_scale, TREND_WINDOW=pace.trend_window, PYTHON=json.dumps(sys.executable),
         DIR=str(workdir), WEB_PORT=ports["web"], API_PORT=ports["api"], WORKER_PORT=ports["worker"],
-        DEMO_PATTERNS=str(_HERE / "patterns"),
+        DEMO_PATTERNS=str(_HERE / "patterns"), WINDOW=pace.window,
     )
     path = workdir / "autonomic.yaml"
     path.write_text(text)
