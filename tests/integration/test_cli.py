@@ -1177,6 +1177,32 @@ def test_explain_takes_an_actions_or_a_decisions_id_and_explains_its_incident(cf
         assert result.exit_code == 0, result.stderr
         assert result.stdout == whole
 
+def test_explain_of_a_prefix_that_starts_an_incidents_id_and_another_incidents_action_id_is_ambiguous(
+        cfg: Path, store: Store) -> None:
+    """explain takes an incident's id or an action's or a decision's. A prefix that starts an
+    incident's id and also the id of an action (or decision) of another incident named that
+    incident alone, silently: the person who copied the action's id from the log read another
+    incident's story. Now it is ambiguous (exit 2, both named), as two incidents' ids are; a
+    prefix whose incident and action are one incident's still explains it."""
+    chain = _full_chain(store)
+    for noun in ("action", "decision"):
+        prefix = chain[noun].id[:6]
+        other = _incident(store, prefix, IncidentState.OPEN, closed=False)
+        result = cli("explain", prefix, "-c", cfg)
+        assert result.exit_code == 2, result.stdout
+        assert "ambiguous" in result.stderr and other.id in result.stderr and chain[noun].id in result.stderr, \
+            result.stderr
+        assert cli("explain", chain[noun].id[:12], "-c", cfg).stdout == cli(
+            "explain", chain["incident"].id, "-c", cfg).stdout
+        assert cli("explain", other.id[:12], "-c", cfg).exit_code == 0
+    mine = _incident(store, "5555eeee", IncidentState.OPEN)
+    store.record(chain["action"].model_copy(update={"id": "5555eeee" + new_id()[8:], "incident_id": mine.id}),
+                 actor="engine", event="action.created", subject=mine.id)
+    result = cli("explain", "5555eeee", "-c", cfg)  # the incident's and its own action's: one incident
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout == cli("explain", mine.id, "-c", cfg).stdout
+
+
 
 def test_explain_unknown_incident_exits_2(cfg: Path, store: Store) -> None:
     result = cli("explain", "9999ffff", "-c", cfg)
