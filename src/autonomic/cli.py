@@ -1152,12 +1152,17 @@ def prune_command(
                 f"would be in this host's own state_dir ({cfg.archive_dir}); set retention.archive_dir to a folder "
                 "every replica mounts")
     now = store.server_time()  # the engine's clock with replicas over PostgreSQL (ServerClock)
+    anchor = store.audit_anchor()[0]
     try:
         result = (count_prunable(store, spec, now) if dry_run
                   else prune(store, spec, now, cfg.archive_dir, actor=_actor(actor)))
-    except OSError as exc:  # the archive is written before any entry is deleted: none was
+    except OSError as exc:  # each chunk is archived before it is deleted: the one that failed was not
+        after = store.audit_anchor()[0]
+        done = ("no audit entry was pruned" if after == anchor else
+                f"{counted(after - anchor, 'audit entry', 'audit entries')} (seq {anchor + 1} to {after}) were "
+                "archived and pruned before it, the rest are kept")
         raise _fail(f"retention.archive_dir: cannot write the audit archive in {cfg.archive_dir}: "
-                    f"{exc.strerror or exc}; no audit entry was pruned", 1) from None
+                    f"{exc.strerror or exc}; {done}", 1) from None
     cut = result.cutoffs
     if as_json:
         print(json.dumps({"dry_run": dry_run, "cutoffs": {"findings": cut.findings, "incidents": cut.incidents,

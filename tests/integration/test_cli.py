@@ -1387,6 +1387,37 @@ def test_prune_into_an_archive_dir_it_cannot_write_says_so_and_prunes_no_audit_e
     assert store.audit_anchor()[0] == 0 and len(store.audit_events()) == 1001
 
 
+def test_prune_whose_archive_fails_after_some_chunks_says_how_many_audit_entries_it_pruned(
+        tmp_path: Path, store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The archive fails at the second chunk (here, a real one: a folder where its file goes; a
+    disk that fills up does the same): the first chunk was archived and pruned. The error said
+    "no audit entry was pruned" all the same; now it says how many were, up to which seq, and
+    that the rest are kept."""
+    import autonomic.knowledge.store as store_module
+    from autonomic.knowledge.archive import archive_path
+
+    archive = tmp_path / "archive"
+    config = _write(tmp_path / "archive.yaml",
+                    f"engine: {{state_dir: {tmp_path / 'state'}, host_metrics: false}}\n"
+                    f"retention: {{audit_days: 7, archive_dir: {archive}}}\n")
+    month_ago = time.time() - 30 * 86_400
+    with monkeypatch.context() as m:
+        m.setattr(store_module.time, "time", lambda: month_ago)
+        with store.unit():
+            for i in range(2001):
+                store.audit("alice", "pause.set", "web", {"i": i})
+    in_the_way = archive_path(archive, 1001, 2000)
+    in_the_way.mkdir(parents=True)
+    (in_the_way / "x").write_text("")
+
+    result = cli("prune", "-c", config)
+    assert result.exit_code == 1, result.stdout
+    assert store.audit_anchor()[0] == 1000  # the first chunk went, archived
+    assert "no audit entry was pruned" not in result.stderr, result.stderr
+    assert "1000 audit entries (seq 1 to 1000) were archived and pruned" in result.stderr, result.stderr
+    assert "the rest are kept" in result.stderr
+
+
 def test_prune_dry_run_counts_prune_archives_and_verify_and_explain_say_what_went(
         cfg: Path, store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import autonomic.knowledge.store as store_module
