@@ -11,6 +11,7 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import IO, Annotated, Any, Literal
 
@@ -105,23 +106,52 @@ def _resolve(store: Any, model: Any, ident: str, cfg: Any, via: tuple[Any, ...] 
     when none or several match. With no config given (``cfg`` the built-in defaults), the message
     says which store was looked in and how to name the engine's: the id a notification gave is
     not found in the defaults' store of the folder the command was typed in. ``via``: models whose
-    nouns belong to one of ``model`` (an ``incident_id``): when no ``model`` matches, the id of one
-    of those names the one it belongs to."""
+    nouns belong to one of ``model`` (an ``incident_id``): the id of one of those names the one it
+    belongs to; a prefix that names two (an incident's id and another incident's action's start
+    alike) is ambiguous, as two incidents' ids are."""
     try:
-        return str(store.resolve_id(model, ident))
+        found = str(store.resolve_id(model, ident))
     except KeyError as exc:  # IdLookupError: str() is already the plain message
         message = str(exc)
         if message.startswith(f"no {model.__name__.lower()} has "):  # none matched (not: several, too short)
-            for other in via:
-                with contextlib.suppress(KeyError):
-                    noun = store.get(other, store.resolve_id(other, ident))
-                    if noun is not None:
-                        return str(noun.incident_id)
+            named = _named_via(store, via, ident)
+            if len(named) == 1:
+                return next(iter(named))
+            if named:
+                raise _fail(_ambiguous(ident, named)) from None
         where = ""
         if cfg.source == "<defaults>":
             where = (f" in {cfg.state_dir}, the store of the built-in defaults (no -c FILE or AUTONOMIC_CONFIG "
                      "given): give the config the engine runs with, -c FILE")
         raise _fail(f"{message}{where}") from None
+    if via and found != ident.strip():  # a prefix: it may start an action's or a decision's id too
+        named = _named_via(store, via, ident)
+        if set(named) - {found}:
+            raise _fail(_ambiguous(ident, {found: f"{model.__name__.lower()} {found}", **named}))
+    return found
+
+
+def _named_via(store: Any, via: tuple[Any, ...], ident: str) -> dict[str, str]:
+    """The ids of what the nouns of ``via`` whose ids start with ``ident`` belong to (their
+    ``incident_id``), each with the noun that named it ("action 3f2a... of incident 9c1d...").
+    Exit 2 with the store's message when several of one kind start so."""
+    named: dict[str, str] = {}
+    for other in via:
+        noun_name = other.__name__.lower()
+        try:
+            noun = store.get(other, store.resolve_id(other, ident))
+        except KeyError as exc:
+            if str(exc).startswith(f"no {noun_name} has "):
+                continue
+            raise _fail(f"{exc}; give more characters") from None
+        if noun is not None:
+            named.setdefault(str(noun.incident_id), f"{noun_name} {noun.id} of incident {noun.incident_id}")
+    return named
+
+
+def _ambiguous(ident: str, named: Mapping[str, str]) -> str:
+    return (f"id prefix {ident.strip()!r} is ambiguous: it starts the ids of {'; '.join(named.values())}; "
+            "give more characters")
 
 
 class _PrintableRecords(logging.Filter):
@@ -1122,12 +1152,17 @@ def prune_command(
                 f"would be in this host's own state_dir ({cfg.archive_dir}); set retention.archive_dir to a folder "
                 "every replica mounts")
     now = store.server_time()  # the engine's clock with replicas over PostgreSQL (ServerClock)
+    anchor = store.audit_anchor()[0]
     try:
         result = (count_prunable(store, spec, now) if dry_run
                   else prune(store, spec, now, cfg.archive_dir, actor=_actor(actor)))
-    except OSError as exc:  # the archive is written before any entry is deleted: none was
+    except OSError as exc:  # each chunk is archived before it is deleted: the one that failed was not
+        after = store.audit_anchor()[0]
+        done = ("no audit entry was pruned" if after == anchor else
+                f"{counted(after - anchor, 'audit entry', 'audit entries')} (seq {anchor + 1} to {after}) were "
+                "archived and pruned before it, the rest are kept")
         raise _fail(f"retention.archive_dir: cannot write the audit archive in {cfg.archive_dir}: "
-                    f"{exc.strerror or exc}; no audit entry was pruned", 1) from None
+                    f"{exc.strerror or exc}; {done}", 1) from None
     cut = result.cutoffs
     if as_json:
         print(json.dumps({"dry_run": dry_run, "cutoffs": {"findings": cut.findings, "incidents": cut.incidents,

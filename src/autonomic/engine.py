@@ -2008,7 +2008,8 @@ class Engine:
         built: list[Notification] = []
         for s in due:  # built before the last run is stored: a store that cannot be read now loses no report
             try:
-                built.append(report_notification(self.store, s, s.last_fire(now), self.config.state_dir))
+                built.append(report_notification(self.store, s, s.last_fire(now), self.config.state_dir,
+                                                 self.config.command))
             except StoreError as exc:
                 log.warning("report %s not built, the store refuses (%s): tried again at the next tick", s.key, exc)
                 return

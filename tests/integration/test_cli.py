@@ -1177,6 +1177,32 @@ def test_explain_takes_an_actions_or_a_decisions_id_and_explains_its_incident(cf
         assert result.exit_code == 0, result.stderr
         assert result.stdout == whole
 
+def test_explain_of_a_prefix_that_starts_an_incidents_id_and_another_incidents_action_id_is_ambiguous(
+        cfg: Path, store: Store) -> None:
+    """explain takes an incident's id or an action's or a decision's. A prefix that starts an
+    incident's id and also the id of an action (or decision) of another incident named that
+    incident alone, silently: the person who copied the action's id from the log read another
+    incident's story. Now it is ambiguous (exit 2, both named), as two incidents' ids are; a
+    prefix whose incident and action are one incident's still explains it."""
+    chain = _full_chain(store)
+    for noun in ("action", "decision"):
+        prefix = chain[noun].id[:6]
+        other = _incident(store, prefix, IncidentState.OPEN, closed=False)
+        result = cli("explain", prefix, "-c", cfg)
+        assert result.exit_code == 2, result.stdout
+        assert "ambiguous" in result.stderr and other.id in result.stderr and chain[noun].id in result.stderr, \
+            result.stderr
+        assert cli("explain", chain[noun].id[:12], "-c", cfg).stdout == cli(
+            "explain", chain["incident"].id, "-c", cfg).stdout
+        assert cli("explain", other.id[:12], "-c", cfg).exit_code == 0
+    mine = _incident(store, "5555eeee", IncidentState.OPEN)
+    store.record(chain["action"].model_copy(update={"id": "5555eeee" + new_id()[8:], "incident_id": mine.id}),
+                 actor="engine", event="action.created", subject=mine.id)
+    result = cli("explain", "5555eeee", "-c", cfg)  # the incident's and its own action's: one incident
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout == cli("explain", mine.id, "-c", cfg).stdout
+
+
 
 def test_explain_unknown_incident_exits_2(cfg: Path, store: Store) -> None:
     result = cli("explain", "9999ffff", "-c", cfg)
@@ -1359,6 +1385,37 @@ def test_prune_into_an_archive_dir_it_cannot_write_says_so_and_prunes_no_audit_e
     assert f"retention.archive_dir: cannot write the audit archive in {tmp_path / 'afile' / 'archive'}" in \
         result.stderr, result.stderr
     assert store.audit_anchor()[0] == 0 and len(store.audit_events()) == 1001
+
+
+def test_prune_whose_archive_fails_after_some_chunks_says_how_many_audit_entries_it_pruned(
+        tmp_path: Path, store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The archive fails at the second chunk (here, a real one: a folder where its file goes; a
+    disk that fills up does the same): the first chunk was archived and pruned. The error said
+    "no audit entry was pruned" all the same; now it says how many were, up to which seq, and
+    that the rest are kept."""
+    import autonomic.knowledge.store as store_module
+    from autonomic.knowledge.archive import archive_path
+
+    archive = tmp_path / "archive"
+    config = _write(tmp_path / "archive.yaml",
+                    f"engine: {{state_dir: {tmp_path / 'state'}, host_metrics: false}}\n"
+                    f"retention: {{audit_days: 7, archive_dir: {archive}}}\n")
+    month_ago = time.time() - 30 * 86_400
+    with monkeypatch.context() as m:
+        m.setattr(store_module.time, "time", lambda: month_ago)
+        with store.unit():
+            for i in range(2001):
+                store.audit("alice", "pause.set", "web", {"i": i})
+    in_the_way = archive_path(archive, 1001, 2000)
+    in_the_way.mkdir(parents=True)
+    (in_the_way / "x").write_text("")
+
+    result = cli("prune", "-c", config)
+    assert result.exit_code == 1, result.stdout
+    assert store.audit_anchor()[0] == 1000  # the first chunk went, archived
+    assert "no audit entry was pruned" not in result.stderr, result.stderr
+    assert "1000 audit entries (seq 1 to 1000) were archived and pruned" in result.stderr, result.stderr
+    assert "the rest are kept" in result.stderr
 
 
 def test_prune_dry_run_counts_prune_archives_and_verify_and_explain_say_what_went(

@@ -467,7 +467,7 @@ def test_a_service_a_person_stopped_on_purpose_is_an_action_item_until_a_person_
     result = CliRunner().invoke(report_app, ["daily", "-c", str(config)])
     assert result.exit_code == 0, result.output
     assert ("- web stopped on purpose by person:ann (disk swap): down until a person starts it "
-            "(autonomic start web)\n") in result.output
+            f"(autonomic -c {config} start web)\n") in result.output
     assert "nothing waits for a person" not in result.output
 
 
@@ -484,3 +484,23 @@ def test_the_engines_scheduled_report_lists_a_pause_file_among_its_action_items(
     h.feed("up", 1, 2)
     (report,) = [n for n in h.notifier.sent if "report" in n.title]
     assert f"- all automation paused by the pause file {pause}: hands off\n" in (report.body or "")
+
+
+def test_the_command_a_report_gives_to_start_a_stopped_service_reaches_the_engines_store(tmp_path: Path) -> None:
+    """The scheduled report (test_engine's Harness, its config test.yaml) says how to start a
+    service a person stopped on purpose. It said ``autonomic start svc``: typed as written, that
+    opens the built-in defaults' store of the folder it is typed in, not the engine's, and is
+    refused there ("no service named 'svc'"). It now gives the command ``autonomic status`` and
+    the engine's own messages give: ``autonomic -c <the engine's config> start svc``."""
+    from test_engine import Harness
+
+    h = Harness(tmp_path, extra={"reports": [{"period": "daily", "cron": "0 8 * * *"}]})
+    h.feed("up", 1, 2)  # 2023-11-14 22:13 UTC: the schedule is first seen
+    h.store.set_state("stopped:svc", {"actor": "person:ann", "comment": "disk swap", "ts": h.clock.now()},
+                      actor="person:ann", event="service.stopped_on_purpose")
+    h.clock.t = 1_700_035_200.0 + 60  # 2023-11-15 08:01 UTC
+    h.feed("up", 1, 2)
+    (report,) = [n for n in h.notifier.sent if "report" in n.title]
+    assert h.config.command.startswith("autonomic -c ")
+    assert (f"- svc stopped on purpose by person:ann (disk swap): down until a person starts it "
+            f"({h.config.command} start svc)\n") in (report.body or "")

@@ -50,7 +50,8 @@ def _run(period: Period, fmt: ReportFormat, config: Path | None, out: Path | Non
         store = Store(cfg.database_url)
         try:
             # by the store's clock (the database server's on PostgreSQL), which stamped what it reports
-            report = build_report(store, period, store.server_time() if now is None else now, cfg.state_dir)
+            report = build_report(store, period, store.server_time() if now is None else now, cfg.state_dir,
+                                  cfg.command)
         finally:
             store.close()
     except AutonomicError as err:

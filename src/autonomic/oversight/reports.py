@@ -123,9 +123,11 @@ class Report(_Frozen):
 # --- building ---------------------------------------------------------------------------------
 
 
-def build_report(store: Store, period: Period, now: float, state_dir: Path | None = None) -> Report:
+def build_report(store: Store, period: Period, now: float, state_dir: Path | None = None,
+                 command: str = "autonomic") -> Report:
     """The report for ``[now - period, now)`` from what ``store`` holds. With ``state_dir`` (the
-    engine's), its pause files are pauses in force too, as ``autonomic status`` shows them."""
+    engine's), its pause files are pauses in force too, as ``autonomic status`` shows them;
+    ``command``: see :func:`summarize`."""
     start = now - PERIOD_S[period]
     # what summarize counts: incidents open at some moment in the window or since (opened,
     # closed, escalated in it, or still unclosed: an incident is not written after it closes)
@@ -140,7 +142,7 @@ def build_report(store: Store, period: Period, now: float, state_dir: Path | Non
 
         pauses = pauses_in_force(store, state_dir)
     states = {**store.states("breaker:"), **pauses, **store.states("stopped:")}
-    return summarize(period, now, incidents, actions, events, states)
+    return summarize(period, now, incidents, actions, events, states, command=command)
 
 
 def audit_window(store: Store, start: float, end: float) -> list[AuditEvent]:
@@ -179,9 +181,12 @@ def summarize(
     actions: Iterable[Action],
     events: Iterable[AuditEvent],
     states: Mapping[str, Mapping[str, Any]],
+    *,
+    command: str = "autonomic",
 ) -> Report:
-    """The report over plain values (pure). ``states`` holds the ``breaker:*`` and ``pause:*``
-    named state as it is now."""
+    """The report over plain values (pure). ``states`` holds the ``breaker:*``, ``pause:*`` and
+    ``stopped:*`` named state as it is now; ``command`` is how a person reaches the engine's store
+    (``Config.command``, ``autonomic -c <its config>``) in the commands an action item gives."""
     start = now - PERIOD_S[period]
 
     def inside(ts: float | None) -> bool:
@@ -219,7 +224,7 @@ def summarize(
         escalations=sum(1 for i in incidents if i.state == IncidentState.ESCALATED and inside(_escalated_at(i))),
         top_services=[ServiceCount(service=s, incidents=n) for s, n in top],
         notable=[n for n in (_notable(e) for e in events if inside(e.ts)) if n is not None],
-        action_items=_action_items([i for i in incidents if i.opened_at < now], states),
+        action_items=_action_items([i for i in incidents if i.opened_at < now], states, command),
     )
 
 
@@ -271,7 +276,8 @@ def _failures(n: Any) -> str:
     return counted(n, "failure") if isinstance(n, int) else "? failures"
 
 
-def _action_items(incidents: Sequence[Incident], states: Mapping[str, Mapping[str, Any]]) -> list[ActionItem]:
+def _action_items(incidents: Sequence[Incident], states: Mapping[str, Mapping[str, Any]],
+                  command: str = "autonomic") -> list[ActionItem]:
     items: list[ActionItem] = []
     for inc in sorted(incidents, key=lambda i: i.opened_at):
         if inc.closed_at is not None:
@@ -300,7 +306,7 @@ def _action_items(incidents: Sequence[Incident], states: Mapping[str, Mapping[st
             items.append(ActionItem(kind="stopped", subject=key, since=value.get("ts"),
                                     text=f"{service} stopped on purpose by {value.get('actor', '?')}"
                                          + (f" ({comment})" if comment else "")
-                                         + f": down until a person starts it (autonomic start {service})"))
+                                         + f": down until a person starts it ({command} start {service})"))
     return items
 
 
@@ -493,8 +499,9 @@ def due_reports(schedules: Iterable[ReportSchedule], last_run: Mapping[str, floa
 
 
 def report_notification(store: Store, schedule: ReportSchedule, now: float,
-                        state_dir: Path | None = None) -> Notification:
+                        state_dir: Path | None = None, command: str = "autonomic") -> Notification:
     """The scheduled report for the period ending at ``now`` (the engine passes the cron's fire
-    time), as a notification whose body is the rendered report (``state_dir``: see :func:`build_report`)."""
-    report = build_report(store, schedule.period, now, state_dir)
+    time), as a notification whose body is the rendered report (``state_dir``, ``command``: see
+    :func:`build_report`)."""
+    report = build_report(store, schedule.period, now, state_dir, command)
     return Notification(level=schedule.level, ts=now, title=_title(report), body=render(report, schedule.format))
