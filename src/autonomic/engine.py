@@ -3434,7 +3434,12 @@ class Engine:
 
     def _send_left_over(self, outbox: Mapping[str, dict[str, Any]]) -> None:
         """Send what an engine before this one kept in the ``outbox`` and did not deliver (it died,
-        or stopped while a notifier was slow), oldest first; audited ``notifications.resent``."""
+        or stopped while a notifier was slow), oldest first; audited ``notifications.resent``.
+        One made longer than ``engine.notify_retry_for_s`` ago is given up instead, as a running
+        engine gives it up (logged, audited ``notification.undelivered``): a page hours late
+        tells of trouble long past. One kept for notifiers this config no longer has (renamed or
+        removed) goes to every notifier that takes its level, with a warning: sent twice rather
+        than lost (its id lets a receiver drop the second)."""
         def queued_at(item: tuple[str, dict[str, Any]]) -> float:
             at = item[1].get("queued_at")
             return float(at) if isinstance(at, int | float) else 0.0
@@ -3442,21 +3447,42 @@ class Engine:
         left = sorted(outbox.items(), key=queued_at)
         if not left:
             return
-        sent, bad = 0, []
+        now, retry_for_s = self.clock.now(), self.config.engine.notify_retry_for_s
+        labels = {route.label for route in self.notifiers.routes}
+        sent, bad, stale = 0, [], []  # stale: (key, entry) made longer than the retries last
         for key, value in left:
             try:
-                out = self._outgoing[key] = _Outgoing.from_stored(key, value, self.clock.now())
+                out = _Outgoing.from_stored(key, value, now)
             except ValueError as exc:
                 log.error("outbox entry %s is not a notification, dropped: %s", key, exc)
                 bad.append(key)
                 continue
+            if now - out.queued_at >= retry_for_s:
+                stale.append((key, out))
+                continue
+            gone = sorted(set(out.routes or ()) - labels)
+            if gone:
+                log.warning("notification %r was kept for %s, not in this config: sent to every notifier that "
+                            "takes it", out.notification.title, ", ".join(gone))
+                out = replace(out, routes=None)
+            self._outgoing[key] = out
             self._send(key, out.notification, only=out.routes, dedup=False)
             sent += 1
-        if bad:
-            self.store.forget_states(bad)
-        log.warning("%s queued by an engine that stopped before delivering %s: sent now",
-                    counted(sent, "notification"), "it" if sent == 1 else "them")
-        self.store.audit("engine", "notifications.resent", "engine", {"count": sent, "dropped": len(bad)})
+        with self.store.unit():
+            self.store.forget_states([*bad, *(key for key, _ in stale)])
+            for _, out in stale:
+                self.store.audit("engine", "notification.undelivered", out.notification.incident_id or "engine",
+                                 {"title": out.notification.title, "service": out.notification.service,
+                                  "notifiers": out.routes, "retries": out.retries, "made_at": out.queued_at})
+            self.store.audit("engine", "notifications.resent", "engine",
+                             {"count": sent, "dropped": len(bad), "given_up": len(stale)})
+        for _, out in stale:
+            log.error("notification %r given up: made %s ago by an engine that stopped before delivering it, "
+                      "longer than engine.notify_retry_for_s (%s)", out.notification.title,
+                      duration(now - out.queued_at), duration(retry_for_s))
+        if sent:
+            log.warning("%s queued by an engine that stopped before delivering %s: sent now",
+                        counted(sent, "notification"), "it" if sent == 1 else "them")
 
     def health(self) -> dict[str, tuple[HealthState, list[str]]]:
         now = self.clock.now()

@@ -290,7 +290,7 @@ def test_a_notification_in_flight_when_the_engine_is_killed_is_sent_by_the_next_
                     (tmp_path / "second.log").read_text()
                 assert wait_for(lambda: store.states("outbox:") == {}, 20)  # delivered: forgotten
                 resent = [e for e in store.audit_events() if e.kind == "notifications.resent"]
-                assert len(resent) == 1 and resent[0].data == {"count": 1, "dropped": 0}
+                assert len(resent) == 1 and resent[0].data == {"count": 1, "dropped": 0, "given_up": 0}
                 log = (tmp_path / "second.log").read_text()
                 assert "1 notification queued by an engine that stopped before delivering it: sent now" in log
             finally:

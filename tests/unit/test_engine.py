@@ -3013,7 +3013,6 @@ def test_an_engine_running_as_pid_1_warns_that_orphans_are_not_reaped(
         tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
     """In a container without an init, autonomic is PID 1: every process a runbook leaves behind is
     reparented to it and stays a zombie. It says so at start, with the fix (an init)."""
-    import logging
     import os
 
     data = {"engine": {"state_dir": str(tmp_path / "state"), "host_metrics": False},
@@ -3024,7 +3023,7 @@ def test_an_engine_running_as_pid_1_warns_that_orphans_are_not_reaped(
         engine = Engine(load_config_data(data, source="t.yaml", base_dir=tmp_path), sources=[], detectors=[],
                         notifiers=Dispatcher())
         caplog.clear()
-        with caplog.at_level(logging.WARNING, logger="autonomic.engine"):
+        with caplog.at_level("WARNING", logger="autonomic.engine"):
             engine.start()
         monkeypatch.undo()
         engine.shutdown()
@@ -3040,7 +3039,6 @@ def test_an_actuator_binding_naming_a_path_this_host_lacks_is_warned_at_start(
     """`check` may run on another machine, so a config repository or a runbook folder that is not
     there is no config error; but the engine that will act says so when it starts, naming the
     service and the field, rather than first at 3 a.m. when the action fails."""
-    import logging
     import subprocess
 
     repo = tmp_path / "repo"
@@ -3055,7 +3053,7 @@ def test_an_actuator_binding_naming_a_path_this_host_lacks_is_warned_at_start(
                          {"name": "nofile", "actuators": {"config": {"repo": str(repo), "file": "b.yaml"}}}]}
     engine = Engine(load_config_data(data, source="t.yaml", base_dir=tmp_path), sources=[], detectors=[],
                     notifiers=Dispatcher())
-    with caplog.at_level(logging.WARNING, logger="autonomic.engine"):
+    with caplog.at_level("WARNING", logger="autonomic.engine"):
         engine.start()
     engine.shutdown()
     warned = sorted(r.getMessage().split(";")[0] for r in caplog.records if "actuators." in r.getMessage())
@@ -3682,7 +3680,43 @@ def test_an_engine_sends_what_the_outbox_holds_at_its_start_and_drops_an_entry_t
     h.engine.tick()
     assert store.states("outbox:") == {}
     resent = [e for e in store.audit_events() if e.kind == "notifications.resent"]
-    assert [e.data for e in resent] == [{"count": 1, "dropped": 1}]
+    assert [e.data for e in resent] == [{"count": 1, "dropped": 1, "given_up": 0}]
+
+
+def test_a_left_over_notification_older_than_the_retry_horizon_is_given_up_at_the_start_not_sent(
+        tmp_path: Path) -> None:
+    """An engine down for hours (or a notifier down that long) leaves a page made long ago. Before,
+    the next engine sent it at its start, whatever its age: "web is down", hours after web came
+    back. Now, made longer than ``engine.notify_retry_for_s`` (an hour) ago, it is given up as a
+    running engine gives one up: not sent, forgotten, audited ``notification.undelivered``."""
+    store = Store("sqlite://")
+    old = Notification(level=Level.ALERT, title="web is down", ts=T0 - 7200).model_dump(mode="json")
+    fresh = Notification(level=Level.ALERT, title="api is down", ts=T0 - 60).model_dump(mode="json")
+    store.keep_states({"outbox:old": {"notification": old, "queued_at": T0 - 7200, "routes": ["fake"]},
+                       "outbox:fresh": {"notification": fresh, "queued_at": T0 - 60}})
+    h = Harness(tmp_path, store=store)
+    assert [n.title for n in h.notifier.sent] == ["api is down"]
+    h.engine.tick()
+    assert store.states("outbox:") == {}
+    [undelivered] = [e for e in store.audit_events() if e.kind == "notification.undelivered"]
+    assert undelivered.data["title"] == "web is down" and undelivered.data["made_at"] == T0 - 7200
+    [resent] = [e for e in store.audit_events() if e.kind == "notifications.resent"]
+    assert resent.data == {"count": 1, "dropped": 0, "given_up": 1}
+
+
+def test_a_left_over_notification_kept_for_a_notifier_no_longer_configured_goes_to_every_notifier_that_takes_it(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """The outbox keeps a failed notification for the notifiers that failed, by name. Renamed in
+    the config meanwhile ("slack" now "slack-oncall"), no route had that name: the dispatcher
+    found nothing to send it to, called it done, and the engine forgot it as delivered. Now it
+    goes to every notifier that takes its level, with a warning naming the notifier gone."""
+    store = Store("sqlite://")
+    page = Notification(level=Level.ALERT, title="db is down", ts=T0 - 60).model_dump(mode="json")
+    store.keep_states({"outbox:x": {"notification": page, "queued_at": T0 - 60, "routes": ["slack"]}})
+    with caplog.at_level("WARNING", logger="autonomic.engine"):
+        h = Harness(tmp_path, store=store)
+    assert [n.title for n in h.notifier.sent] == ["db is down"]
+    assert "'db is down' was kept for slack, not in this config" in caplog.text
 
 
 def test_the_retry_horizon_is_engine_notify_retry_for_s(tmp_path: Path) -> None:
