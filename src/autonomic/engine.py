@@ -3347,9 +3347,17 @@ class Engine:
 
     def _send(self, key: str | None, notification: Notification, *, only: list[str] | None = None,
               dedup: bool = True) -> None:
+        """Hand ``notification`` (kept under ``key``, None when not kept) to the notifiers, ``only``
+        those named when given; named ones no longer configured (renamed or removed since it was
+        kept) make it go to every notifier that takes its level: sent twice rather than lost."""
         if key is None:
             self.notifiers.send(notification)
             return
+        gone = sorted(set(only or ()) - {route.label for route in self.notifiers.routes})
+        if gone:  # renamed or removed since it was kept (a reload, the next engine's config)
+            log.warning("notification %r was kept for %s, not in this config: sent to every notifier that "
+                        "takes it", notification.title, ", ".join(gone))
+            only = None
         self._outgoing.setdefault(key, _Outgoing(notification, self.clock.now()))
         self.notifiers.send(notification, done=lambda failed: self._sent.append((key, failed)), only=only,
                             dedup=dedup)
@@ -3437,9 +3445,8 @@ class Engine:
         or stopped while a notifier was slow), oldest first; audited ``notifications.resent``.
         One made longer than ``engine.notify_retry_for_s`` ago is given up instead, as a running
         engine gives it up (logged, audited ``notification.undelivered``): a page hours late
-        tells of trouble long past. One kept for notifiers this config no longer has (renamed or
-        removed) goes to every notifier that takes its level, with a warning: sent twice rather
-        than lost (its id lets a receiver drop the second)."""
+        tells of trouble long past. One kept for notifiers this config no longer has goes to every
+        notifier that takes its level (see :meth:`_send`; its id lets a receiver drop a second)."""
         def queued_at(item: tuple[str, dict[str, Any]]) -> float:
             at = item[1].get("queued_at")
             return float(at) if isinstance(at, int | float) else 0.0
@@ -3448,7 +3455,6 @@ class Engine:
         if not left:
             return
         now, retry_for_s = self.clock.now(), self.config.engine.notify_retry_for_s
-        labels = {route.label for route in self.notifiers.routes}
         sent, bad, stale = 0, [], []  # stale: (key, entry) made longer than the retries last
         for key, value in left:
             try:
@@ -3460,11 +3466,6 @@ class Engine:
             if now - out.queued_at >= retry_for_s:
                 stale.append((key, out))
                 continue
-            gone = sorted(set(out.routes or ()) - labels)
-            if gone:
-                log.warning("notification %r was kept for %s, not in this config: sent to every notifier that "
-                            "takes it", out.notification.title, ", ".join(gone))
-                out = replace(out, routes=None)
             self._outgoing[key] = out
             self._send(key, out.notification, only=out.routes, dedup=False)
             sent += 1

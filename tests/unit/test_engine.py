@@ -3741,6 +3741,28 @@ def test_the_retry_horizon_is_engine_notify_retry_for_s(tmp_path: Path) -> None:
     assert gone.data["title"] == "lost" and gone.data["notifiers"] == ["pager"]
 
 
+def test_a_retry_for_a_notifier_renamed_since_goes_to_the_notifiers_there_are_now(tmp_path: Path) -> None:
+    """A page the pager refused waits in the outbox for "pager" alone; the config is reloaded with
+    that notifier renamed. Before, the retry named a route that no longer existed, the dispatcher
+    found nothing to send it to and called it done, and the engine forgot it as delivered: lost.
+    Now it goes to every notifier that takes its level."""
+    h = Harness(tmp_path)
+    pager = _Pager()
+    h.engine.notifiers = Dispatcher([Route(pager, name="pager")], synchronous=True, max_attempts=1, dedup_s=0)
+    h.engine.notify(Notification(level=Level.ALERT, title="db is down", ts=h.clock.now()))
+    h.engine.tick()
+    assert [v["routes"] for v in h.store.states("outbox:").values()] == [["pager"]]
+    renamed = _Pager()
+    renamed.down = False
+    h.engine.notifiers = Dispatcher([Route(renamed, name="pager-oncall")], synchronous=True, max_attempts=1,
+                                    dedup_s=0)
+    h.clock.advance(31)
+    h.engine.tick()  # the retry, due 30 s after the failure
+    h.engine.tick()  # settled
+    assert [n.title for n in renamed.sent] == ["db is down"]
+    assert h.store.states("outbox:") == {}
+
+
 # a remedy through the docker actuator (served here by the fake one, bound on svc as docker), ranked
 # above fake-down-poke: it acts on the service's running state, as a person's stop does
 DOCKER_POKE = """
