@@ -1361,23 +1361,29 @@ def test_prune_with_leader_election_and_no_shared_archive_dir_keeps_the_audit_lo
 
 
 
+def _audit_a_month_ago(store: Store, monkeypatch: pytest.MonkeyPatch, n: int) -> None:
+    """``n`` audit entries stamped a month ago (the audit log is stamped by the wall clock)."""
+    import autonomic.knowledge.store as store_module
+
+    month_ago = time.time() - 30 * 86_400
+    with monkeypatch.context() as m:
+        m.setattr(store_module.time, "time", lambda: month_ago)
+        with store.unit():
+            for i in range(n):
+                store.audit("alice", "pause.set", "web", {"i": i})
+
+
 def test_prune_into_an_archive_dir_it_cannot_write_says_so_and_prunes_no_audit_entry(
         tmp_path: Path, store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
     """retention.archive_dir under a regular file (a mount that is not there, a typo): the prune
     stops before deleting a single audit entry, as the archive comes first. It did, but through
     a Python traceback; now a one-line error naming the field and the folder, exit 1."""
-    import autonomic.knowledge.store as store_module
 
     (tmp_path / "afile").write_text("")
     config = _write(tmp_path / "bad-archive.yaml",
                     f"engine: {{state_dir: {tmp_path / 'state'}, host_metrics: false}}\n"
                     f"retention: {{audit_days: 7, archive_dir: {tmp_path / 'afile' / 'archive'}}}\n")
-    month_ago = time.time() - 30 * 86_400
-    with monkeypatch.context() as m:
-        m.setattr(store_module.time, "time", lambda: month_ago)
-        with store.unit():
-            for i in range(1001):
-                store.audit("alice", "pause.set", "web", {"i": i})
+    _audit_a_month_ago(store, monkeypatch, 1001)
 
     result = cli("prune", "-c", config)
     assert result.exit_code == 1, result.stdout
@@ -1393,19 +1399,13 @@ def test_prune_whose_archive_fails_after_some_chunks_says_how_many_audit_entries
     disk that fills up does the same): the first chunk was archived and pruned. The error said
     "no audit entry was pruned" all the same; now it says how many were, up to which seq, and
     that the rest are kept."""
-    import autonomic.knowledge.store as store_module
     from autonomic.knowledge.archive import archive_path
 
     archive = tmp_path / "archive"
     config = _write(tmp_path / "archive.yaml",
                     f"engine: {{state_dir: {tmp_path / 'state'}, host_metrics: false}}\n"
                     f"retention: {{audit_days: 7, archive_dir: {archive}}}\n")
-    month_ago = time.time() - 30 * 86_400
-    with monkeypatch.context() as m:
-        m.setattr(store_module.time, "time", lambda: month_ago)
-        with store.unit():
-            for i in range(2001):
-                store.audit("alice", "pause.set", "web", {"i": i})
+    _audit_a_month_ago(store, monkeypatch, 2001)
     in_the_way = archive_path(archive, 1001, 2000)
     in_the_way.mkdir(parents=True)
     (in_the_way / "x").write_text("")

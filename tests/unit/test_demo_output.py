@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 from rich.console import Console
-from test_engine import GraphHarness, Harness, _healthy_baseline
+from test_engine import GraphHarness, Harness, _healthy_baseline, api_fixed_then_web_down
 
 from autonomic.demo.scenario import SERVICES, Result, Timeline, _LogsOnTimeline, _print_summary, fit, services_line
 from autonomic.model import Incident, IncidentState
@@ -113,16 +113,7 @@ def test_an_incident_diagnosed_twice_says_first_what_its_decision_waits_for_then
     nothing between. Its decision waited for what web depends on to settle after its action.
     The first line says so, the second says it is the same incident diagnosed again."""
     h = GraphHarness(tmp_path, settle_s=10)
-    for _ in range(120):
-        h.tick(web=1, api=1)
-    h.tick(web=1, api=0)
-    h.tick(web=1, api=0)
-    for _ in range(40):
-        h.tick(web=1, api=1)
-        if any(a.state.terminal for a in h.store.actions(service="api")):
-            break
-    for _ in range(30):
-        h.tick(web=0, api=1)
+    api_fixed_then_web_down(h)
     web = [line for line in _printed(h) if line["service"] == "web"]
     diagnosed = [line["detail"] for line in web if line["kind"] == "incident.diagnosed"]
     assert len(diagnosed) == 2, web

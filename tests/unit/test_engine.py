@@ -1768,6 +1768,21 @@ def test_a_callers_echo_of_a_dependency_just_fixed_waits_out_the_fix_and_is_not_
     assert h.store.decisions(web.id) == []
 
 
+def api_fixed_then_web_down(h: GraphHarness) -> None:
+    """api goes down and is restarted; just after its action ends, web (which calls api) goes
+    down for good: web's incident waits for api to settle, then is diagnosed again."""
+    for _ in range(120):
+        h.tick(web=1, api=1)
+    h.tick(web=1, api=0)
+    h.tick(web=1, api=0)
+    for _ in range(40):
+        h.tick(web=1, api=1)
+        if any(a.state.terminal for a in h.store.actions(service="api")):
+            break
+    for _ in range(30):
+        h.tick(web=0, api=1)
+
+
 def test_a_diagnosis_whose_decision_waits_says_in_its_audit_entry_what_it_waits_for(tmp_path: Path) -> None:
     """api goes down and is restarted; just after its action ends, web (which calls api) goes down
     for good. web's incident is diagnosed at once but decided only after api's settle time (it may
@@ -1777,18 +1792,9 @@ def test_a_diagnosis_whose_decision_waits_says_in_its_audit_entry_what_it_waits_
     log said why the incident was diagnosed twice with nothing between (the demo's timeline
     showed exactly that)."""
     h = GraphHarness(tmp_path, settle_s=10)
-    for _ in range(120):
-        h.tick(web=1, api=1)
-    h.tick(web=1, api=0)
-    h.tick(web=1, api=0)
-    for _ in range(40):
-        h.tick(web=1, api=1)
-        if any(a.state.terminal for a in h.store.actions(service="api")):
-            break
+    api_fixed_then_web_down(h)
     (fix,) = h.store.actions(service="api")
     assert fix.state == ActionState.SUCCEEDED
-    for _ in range(30):
-        h.tick(web=0, api=1)
     (web,) = h.store.incidents(service="web")
     first, *later = [e for e in h.store.audit_events() if e.kind == "incident.diagnosed" and e.subject == web.id]
     waits = first.data["waits"]
