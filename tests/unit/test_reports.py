@@ -3,6 +3,7 @@ the CLI and report schedules."""
 
 from __future__ import annotations
 
+import time
 import types
 from collections.abc import Callable, Iterator
 from html.parser import HTMLParser
@@ -484,6 +485,24 @@ def test_the_engines_scheduled_report_lists_a_pause_file_among_its_action_items(
     h.feed("up", 1, 2)
     (report,) = [n for n in h.notifier.sent if "report" in n.title]
     assert f"- all automation paused by the pause file {pause}: hands off\n" in (report.body or "")
+
+
+def test_a_persons_stop_and_start_of_a_service_and_pause_files_are_notable_events(tmp_path: Path) -> None:
+    """`autonomic stop web` and `autonomic start web` (audited service.stopped_on_purpose and
+    service.stop_lifted by the engine that carried them out) are among the period's notable
+    events, as pauses are: a service down on purpose for part of the day explains its numbers.
+    They were left out; so were pause files seen and gone (pause.file, pause.file_gone)."""
+    store = Store(f"sqlite:///{tmp_path / 'a.db'}")
+    store.audit("person:ann", "service.stopped_on_purpose", "stopped:web", {"service": "web", "comment": "disk swap"})
+    store.audit("person:bob", "service.stop_lifted", "stopped:web", {"service": "web", "comment": ""})
+    store.audit("engine", "pause.file", "pause:global", {"service": None, "reason": "hands off"})
+    store.audit("engine", "pause.file_gone", "pause:global", {"service": None, "reason": "hands off"})
+    r = build_report(store, "daily", time.time() + 1)
+    store.close()
+    assert [e.text for e in r.notable] == ["web stopped on purpose by person:ann: disk swap",
+                                           "web started again by person:bob",
+                                           "all automation paused by a pause file: hands off",
+                                           "all automation resumed: its pause file is gone"]
 
 
 def test_the_command_a_report_gives_to_start_a_stopped_service_reaches_the_engines_store(tmp_path: Path) -> None:

@@ -13,7 +13,8 @@ text. The window is ``[now - 1 day or 7 days, now)``. What counts where:
 - escalations: incidents in state ``escalated`` that were escalated in the window (``escalated_at``;
   not ``updated_at``, which moves with every finding of a lasting symptom);
 - notable events: audit entries in the window (breaker opened, ``policy.*``, pauses set and
-  lifted, ``pattern.*``: an earned autonomy level changed, on which service, from which level to which);
+  lifted, pause files seen and gone, services a person stopped on purpose and started again,
+  ``pattern.*``: an earned autonomy level changed, on which service, from which level to which);
 - action items: what needs a person *now* (awaiting approval, escalated and unclosed, open
   breakers, active pauses: the store's and, given the engine's ``state_dir``, its pause files;
   services a person stopped on purpose, which stay down until a person starts them), whatever
@@ -258,6 +259,15 @@ def _notable(e: AuditEvent) -> NotableEvent | None:
         reason = data.get("reason") or ""
         verb = "paused" if e.kind == "pause.set" else "resumed"
         text = f"{what} {verb} by {e.actor}" + (f": {reason}" if reason else "")
+    elif e.kind in ("pause.file", "pause.file_gone"):  # a pause set without the store (see engine.pause_file)
+        what = data.get("service") or "all automation"
+        reason = data.get("reason") or ""
+        text = (f"{what} paused by a pause file" + (f": {reason}" if reason else "") if e.kind == "pause.file"
+                else f"{what} resumed: its pause file is gone")
+    elif e.kind in ("service.stopped_on_purpose", "service.stop_lifted"):  # a person's `autonomic stop` / start
+        service, comment = data.get("service") or e.subject, data.get("comment") or ""
+        text = (f"{service} stopped on purpose by {e.actor}" if e.kind == "service.stopped_on_purpose"
+                else f"{service} started again by {e.actor}") + (f": {comment}" if comment else "")
     elif e.kind.startswith("pattern."):
         pattern = data.get("pattern") or data.get("pattern_id") or e.subject
         reason = data.get("reason") or ""
