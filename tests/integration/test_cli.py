@@ -1333,22 +1333,12 @@ def test_prune_with_leader_election_and_no_shared_archive_dir_keeps_the_audit_lo
     not where the other replicas or the next pod look. `autonomic prune` did archive there (a
     `kubectl exec` into a pod: its emptyDir) and delete the entries from the database; now it
     keeps them as the engine does, and says why and what to set. The rest is pruned."""
-    import autonomic.knowledge.store as store_module
 
     config = _write(tmp_path / "replicas.yaml",
                     f"engine: {{state_dir: {tmp_path / 'state'}, host_metrics: false,\n"
                     "         leader_election: {enabled: true}}\n"
                     "retention: {audit_days: 7}\n")
-    month_ago = time.time() - 30 * 86_400
-    with monkeypatch.context() as m:
-        m.setattr(store_module.time, "time", lambda: month_ago)
-        inc = Incident(service="web", cause="down", severity=Severity.CRITICAL, kind=FindingKind.STATE,
-                       opened_at=month_ago - 200 * 86_400, updated_at=month_ago, last_finding_at=month_ago,
-                       summary="down", state=IncidentState.RESOLVED, closed_at=month_ago - 199 * 86_400)
-        store.record(inc, actor="engine", event="incident.opened", subject=inc.id)
-        with store.unit():
-            for i in range(1000):
-                store.audit("alice", "pause.set", "web", {"i": i})
+    inc = _resolved_long_ago_with_audit_a_month_ago(store, monkeypatch)
 
     for args in (("--dry-run",), ()):
         done = cli("prune", *args, "-c", config)
@@ -1361,16 +1351,31 @@ def test_prune_with_leader_election_and_no_shared_archive_dir_keeps_the_audit_lo
 
 
 
-def _audit_a_month_ago(store: Store, monkeypatch: pytest.MonkeyPatch, n: int) -> None:
-    """``n`` audit entries stamped a month ago (the audit log is stamped by the wall clock)."""
+def _audit_a_month_ago(store: Store, monkeypatch: pytest.MonkeyPatch, n: int,
+                       incident: Incident | None = None) -> None:
+    """``n`` audit entries stamped a month ago (the audit log is stamped by the wall clock), after
+    ``incident``'s opening when given."""
     import autonomic.knowledge.store as store_module
 
     month_ago = time.time() - 30 * 86_400
     with monkeypatch.context() as m:
         m.setattr(store_module.time, "time", lambda: month_ago)
+        if incident is not None:
+            store.record(incident, actor="engine", event="incident.opened", subject=incident.id)
         with store.unit():
             for i in range(n):
                 store.audit("alice", "pause.set", "web", {"i": i})
+
+
+def _resolved_long_ago_with_audit_a_month_ago(store: Store, monkeypatch: pytest.MonkeyPatch) -> Incident:
+    """An incident closed 229 days ago, recorded with 1,000 audit entries a month ago: past the
+    retention of the prune tests' configs."""
+    month_ago = time.time() - 30 * 86_400
+    inc = Incident(service="web", cause="down", severity=Severity.CRITICAL, kind=FindingKind.STATE,
+                   opened_at=month_ago - 200 * 86_400, updated_at=month_ago, last_finding_at=month_ago,
+                   summary="down", state=IncidentState.RESOLVED, closed_at=month_ago - 199 * 86_400)
+    _audit_a_month_ago(store, monkeypatch, 1000, incident=inc)
+    return inc
 
 
 def test_prune_into_an_archive_dir_it_cannot_write_says_so_and_prunes_no_audit_entry(
@@ -1420,19 +1425,9 @@ def test_prune_whose_archive_fails_after_some_chunks_says_how_many_audit_entries
 
 def test_prune_dry_run_counts_prune_archives_and_verify_and_explain_say_what_went(
         cfg: Path, store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import autonomic.knowledge.store as store_module
 
     cfg.write_text(cfg.read_text() + "retention: {audit_days: 7}\n")
-    month_ago = time.time() - 30 * 86_400
-    with monkeypatch.context() as m:  # entries written a month ago (the audit log is stamped by the wall clock)
-        m.setattr(store_module.time, "time", lambda: month_ago)
-        inc = Incident(service="web", cause="down", severity=Severity.CRITICAL, kind=FindingKind.STATE,
-                       opened_at=month_ago - 200 * 86_400, updated_at=month_ago, last_finding_at=month_ago,
-                       summary="down", state=IncidentState.RESOLVED, closed_at=month_ago - 199 * 86_400)
-        store.record(inc, actor="engine", event="incident.opened", subject=inc.id)
-        with store.unit():
-            for i in range(1000):
-                store.audit("alice", "pause.set", "web", {"i": i})
+    inc = _resolved_long_ago_with_audit_a_month_ago(store, monkeypatch)
     seq = store.audit_events(newest=True, limit=1)[0].seq
 
     dry = cli("prune", "--dry-run", "-c", cfg)

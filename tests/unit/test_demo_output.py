@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 from rich.console import Console
-from test_engine import GraphHarness, Harness, _healthy_baseline, api_fixed_then_web_down
+from test_engine import GraphHarness, Harness, _undone_fix_that_left_it_down, api_fixed_then_web_down
 
 from autonomic.demo.scenario import SERVICES, Result, Timeline, _LogsOnTimeline, _print_summary, fit, services_line
 from autonomic.model import Incident, IncidentState
@@ -75,11 +75,7 @@ def test_a_rollback_says_what_was_undone_and_a_breaker_is_shown_only_when_its_st
     had neither service nor detail."""
     h = Harness(tmp_path, extra={"engine": {"interval_s": 1, "state_dir": str(tmp_path / "state"),
                                             "host_metrics": False, "settle_s": 0, "resolve_after_s": 5}})
-    h.feed("up", 1, 2)
-    h.feed("up", 0, 3)
-    inc = h.incident()
-    _healthy_baseline(h)
-    h.run_until(lambda: h.store.get(Incident, inc.id).state.terminal, "up", 0)  # type: ignore[union-attr]
+    _undone_fix_that_left_it_down(h)
     h.feed("up", 1, 10)  # up again, quiet: the incident is closed
     assert any(e.kind == "breaker.updated" for e in h.store.audit_events())
     lines = _printed(h)
@@ -97,11 +93,7 @@ def test_a_rollback_says_what_was_undone_and_a_breaker_is_shown_only_when_its_st
 
 def test_a_breaker_that_opens_is_shown_with_its_new_state(tmp_path: Path) -> None:
     h = Harness(tmp_path, op="fail_undo")
-    h.feed("up", 1, 2)
-    h.feed("up", 0, 3)
-    inc = h.incident()
-    _healthy_baseline(h)
-    h.run_until(lambda: h.store.get(Incident, inc.id).state.terminal, "up", 0)  # type: ignore[union-attr]
+    _undone_fix_that_left_it_down(h)
     breakers = [line["detail"] for line in _printed(h) if line["kind"] == "breaker.updated"]
     assert len(breakers) == 2
     assert breakers[0].startswith("fake actions: breaker open") and breakers[1].startswith(

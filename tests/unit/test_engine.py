@@ -387,21 +387,12 @@ def test_verification_failure_rolls_back_when_rollback_is_safe(tmp_path: Path) -
     assert any("did NOT restore" in n.body for n in h.notifier.sent)
 
 
-
 def test_explain_says_whether_the_undo_of_a_rolled_back_fix_restored_health(tmp_path: Path) -> None:
     """The fix made svc worse and was undone, and svc stayed down after the undo: the engine's
     alert says "the undo did NOT restore health", and so does explain's outcome now. It read "FAIL
     (rolled back): ...", which a person reads as things put back as they were."""
     h = Harness(tmp_path)
-    h.feed("up", 1, 2)
-    h.feed("up", 0, 3)
-    inc = h.incident()
-    (action,) = h.store.actions()
-    baseline = action.steps[0].model_copy(update={"detail": {"metric": "up", "ts": [T0 + i for i in range(8)],
-                                                             "values": [1.0] * 8}})
-    h.store.record(action.model_copy(update={"steps": [baseline, *action.steps[1:]]}), actor="test",
-                   event="test.edit", subject=action.id)
-    h.run_until(lambda: h.store.get(Incident, inc.id).state.terminal, "up", 0)  # type: ignore[union-attr]
+    inc = _undone_fix_that_left_it_down(h)
     (outcome,) = h.store.outcomes(incident_id=inc.id)
     assert outcome.undo_verdict is not None and outcome.undo_verdict != "pass"
     text = render_text(explain_incident(h.store, inc.id))
@@ -433,13 +424,21 @@ def _healthy_baseline(h: Harness) -> None:
                    event="test.edit", subject=action.id)
 
 
-def test_a_failed_undo_pages_a_person_and_opens_the_breakers(tmp_path: Path) -> None:
-    h = Harness(tmp_path, op="fail_undo")
+def _undone_fix_that_left_it_down(h: Harness) -> Incident:
+    """svc goes down, its fix runs against a healthy baseline and svc stays down: the fix is judged
+    worse than before and undone (or, with ``op="fail_undo"``, its undo fails); run until the
+    incident ends. Its incident."""
     h.feed("up", 1, 2)
     h.feed("up", 0, 3)
     inc = h.incident()
     _healthy_baseline(h)
     h.run_until(lambda: h.store.get(Incident, inc.id).state.terminal, "up", 0)  # type: ignore[union-attr]
+    return inc
+
+
+def test_a_failed_undo_pages_a_person_and_opens_the_breakers(tmp_path: Path) -> None:
+    h = Harness(tmp_path, op="fail_undo")
+    _undone_fix_that_left_it_down(h)
     (action,) = h.store.actions()
     assert action.state == ActionState.ESCALATED and "undo failed" in (action.error or "")
     assert h.store.get_state("breaker:global")["state"] == "open"  # type: ignore[index]
@@ -449,11 +448,7 @@ def test_a_failed_undo_pages_a_person_and_opens_the_breakers(tmp_path: Path) -> 
 
 def test_a_fix_that_made_things_worse_and_could_not_be_undone_counts_against_its_pattern(tmp_path: Path) -> None:
     h = Harness(tmp_path, op="fail_undo")
-    h.feed("up", 1, 2)
-    h.feed("up", 0, 3)
-    inc = h.incident()
-    _healthy_baseline(h)
-    h.run_until(lambda: h.store.get(Incident, inc.id).state.terminal, "up", 0)  # type: ignore[union-attr]
+    inc = _undone_fix_that_left_it_down(h)
     (action,) = h.store.actions()
     assert action.state == ActionState.ESCALATED and "undo failed" in (action.error or "")
     (outcome,) = h.store.outcomes(incident_id=inc.id)
@@ -1404,11 +1399,7 @@ def test_a_workflow_whose_first_step_was_withdrawn_is_not_run_on_a_decision_olde
 
 def test_a_workflow_that_fails_verification_is_undone_step_by_step_in_reverse(tmp_path: Path) -> None:
     h = _workflow_harness(tmp_path)
-    h.feed("up", 1, 2)
-    h.feed("up", 0, 3)
-    inc = h.incident()
-    _healthy_baseline(h)
-    h.run_until(lambda: h.store.get(Incident, inc.id).state.terminal, "up", 0)  # type: ignore[union-attr]
+    inc = _undone_fix_that_left_it_down(h)
     (action,) = h.store.actions()
     key = action.idempotency_key
     assert [c for c in h.actuator.calls if c[0] == "undo"] == [("undo", "svc", f"{key}:{i}") for i in (2, 1, 0)]
@@ -3818,11 +3809,7 @@ def test_a_persons_stop_holds_the_undo_of_a_fix_that_failed_verification_and_rec
         return real_rollback(action, now, reason)
 
     h.engine.executor._rollback = stop_then_rollback  # type: ignore[method-assign]
-    h.feed("up", 1, 2)
-    h.feed("up", 0, 3)
-    inc = h.incident()
-    _healthy_baseline(h)
-    h.run_until(lambda: h.store.get(Incident, inc.id).state.terminal, "up", 0)  # type: ignore[union-attr]
+    inc = _undone_fix_that_left_it_down(h)
 
     assert [c for c, *_ in h.actuator.calls] == ["apply"]
     (action,) = h.store.actions()
@@ -3863,11 +3850,7 @@ def test_a_pause_set_while_an_undo_reads_the_persons_stop_still_holds_the_undo(t
 
     h.engine.executor._rollback = rollback  # type: ignore[method-assign]
     h.engine.executor.stopped = stopped_while_a_person_pauses
-    h.feed("up", 1, 2)
-    h.feed("up", 0, 3)
-    inc = h.incident()
-    _healthy_baseline(h)
-    h.run_until(lambda: h.store.get(Incident, inc.id).state.terminal, "up", 0)  # type: ignore[union-attr]
+    _undone_fix_that_left_it_down(h)
 
     assert rolling_back
     assert [c for c, *_ in h.actuator.calls] == ["apply"]
