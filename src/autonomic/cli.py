@@ -1144,13 +1144,9 @@ def prune_command(
     cfg, store = _store(config)
     spec = cfg.spec.retention
     kept = None
-    if cfg.engine.leader_election.enabled and spec.archive_dir is None and spec.audit_s is not None:
-        # as the engine does: the default archive, this host's own state_dir (a pod's emptyDir), is
-        # not where the other replicas, or this one restarted, find it
+    if cfg.audit_kept is not None and spec.audit_s is not None:  # as the engine does
         spec = spec.model_copy(update={"audit_days": None})
-        kept = (f"audit entries are kept in the database, not archived and pruned: with leader election the archive "
-                f"would be in this host's own state_dir ({cfg.archive_dir}); set retention.archive_dir to a folder "
-                "every replica mounts")
+        kept = f"audit entries are kept in the database, not archived and pruned: {cfg.audit_kept}"
     now = store.server_time()  # the engine's clock with replicas over PostgreSQL (ServerClock)
     anchor = store.audit_anchor()[0]
     try:

@@ -430,6 +430,17 @@ class Config:
         given = self.spec.retention.archive_dir
         return _resolve(self.base_dir, given) if given else self.state_dir / "audit-archive"
 
+    @property
+    def audit_kept(self) -> str | None:
+        """Why retention keeps the audit log in the database instead of archiving and pruning it, or
+        None: with leader election and no ``retention.archive_dir`` the archive would be in one
+        host's own state_dir (a pod's emptyDir), not where the other replicas, or this one
+        restarted, find it. The engine and ``autonomic prune`` both go by it."""
+        if self.engine.leader_election.enabled and self.spec.retention.archive_dir is None:
+            return (f"with leader election the archive would be in this host's own state_dir ({self.archive_dir}); "
+                    "set retention.archive_dir to a folder every replica mounts")
+        return None
+
     def fallback_action(self, service: str) -> ActionSpec | None:
         svc = self.service(service)
         if svc is None or svc.fallback is None:

@@ -859,7 +859,7 @@ class Engine:
         self.services_kept = False
         # off after the audit log failed to verify for pruning (see _prune); and with replicas
         # unless the archive is a folder they all share (the default, state_dir, is each one's own)
-        self._audit_pruning = not (config.engine.leader_election.enabled and config.spec.retention.archive_dir is None)
+        self._audit_pruning = config.audit_kept is None
         self.before_close: list[Callable[[], None]] = []  # e.g. stop the API before the store closes
         self.ticks = 0
         self.last_tick_at: float | None = None
@@ -1161,9 +1161,8 @@ class Engine:
         self._restore_goals()
         self._check_override_retention()
         if not self._audit_pruning and self.config.spec.retention.audit_s is not None and not self.shadow_only:
-            log.warning("retention: audit entries are kept in the store, not archived and pruned: with leader "
-                        "election the archive would be in this replica's own state_dir; set retention.archive_dir "
-                        "to a folder every replica mounts (or retention.audit_days: null to say so)")
+            log.warning("retention: audit entries are kept in the store, not archived and pruned: %s (or "
+                        "retention.audit_days: null to say so)", self.config.audit_kept)
         self._next_checkpoint = now + self.config.engine.checkpoint_s
         # at the first tick that leads, then every retention.interval_s; never in a replay, which
         # reports every incident of its private store at the end, however long the recording
