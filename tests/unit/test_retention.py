@@ -312,6 +312,18 @@ def test_the_oldest_audit_entries_are_archived_then_pruned_and_both_parts_verify
     assert read_archive(archive_files(archive)[0])[0].data == {"reason": "maintenance", "i": 0}
 
 
+@pytest.mark.parametrize("extra", [0, 1, CHUNK - 1, CHUNK, CHUNK + 1])
+def test_a_dry_run_counts_the_audit_entries_a_prune_archives_when_every_entry_is_old(
+        store: Store, tmp_path: Path, extra: int) -> None:
+    """Each chunk pruned appends its own (recent) entry, which lets the last old chunk go too:
+    with exactly two chunks of old entries, both are pruned, and the dry run says so."""
+    _fill_audit(store, CHUNK + extra)
+    counted = dry_run(store, AUDIT, NOW, wall_now=LATER)
+    done = prune(store, AUDIT, NOW, tmp_path, wall_now=LATER)
+    assert counted.counts["audit_events"] == done.counts["audit_events"]
+    assert done.counts["audit_events"] == (0 if extra == 0 else CHUNK if extra < CHUNK else 2 * CHUNK)
+
+
 def test_the_audit_chunk_with_the_head_or_a_recent_entry_stays(store: Store, tmp_path: Path) -> None:
     _fill_audit(store, CHUNK)  # exactly one chunk: its last entry is the head
     assert prune(store, AUDIT, NOW, tmp_path, wall_now=LATER).counts["audit_events"] == 0

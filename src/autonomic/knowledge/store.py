@@ -1532,9 +1532,13 @@ class Store:
                 anchor, head = self._anchor_and_head(conn)
                 newer = conn.execute(select(func.min(AuditRow.seq)).where(AuditRow.seq > anchor[0],
                                                                           AuditRow.ts >= audit_before)).scalar()
-                stop = min(int(newer) if newer is not None else head[0] + 1, head[0])  # the head stays
-                whole = (stop - 1 - anchor[0]) // audit_chunk * audit_chunk if stop - 1 > anchor[0] else 0
-                counts["audit_events"] = max(0, whole)
+                kept = head[0] - anchor[0]
+                if newer is not None:  # the chunks wholly before the first recent entry (the head stays)
+                    whole = (int(newer) - 1 - anchor[0]) // audit_chunk
+                else:  # every entry old: each chunk pruned appends its (recent) audit entry, which becomes
+                    # the head that stays, so the last old chunk goes too, unless it is all there is
+                    whole = kept // audit_chunk if kept > audit_chunk else 0
+                counts["audit_events"] = whole * audit_chunk
         return counts
 
     def audit_anchor(self) -> tuple[int, str]:
