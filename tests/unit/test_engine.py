@@ -2251,6 +2251,36 @@ def test_a_pause_set_during_a_failed_attempt_stops_the_retries(tmp_path: Path) -
     assert action.state == ActionState.FAILED and "paused" in (action.error or "")
 
 
+@pytest.mark.parametrize("retryable", [False, True])
+def test_an_undo_snapshot_that_cannot_be_taken_fails_the_action_once_and_tells_a_person(
+        tmp_path: Path, retryable: bool) -> None:
+    """The snapshot taken before acting (a config actuator's ``git rev-parse HEAD`` in a repository
+    with no commits, a key the file lacks) fails: nothing ran, and the action is FAILED with the
+    snapshot's error, the incident escalated and a person alerted, once; a retryable error is
+    retried as an apply's is, first. Before: the error escaped ``prepare``, the incident stayed
+    diagnosed and was decided again at every tick, a new approved decision and a failed snapshot
+    each time, forever, with nothing but a log line."""
+    from autonomic.errors import RetryableActuatorError, TerminalActuatorError
+
+    class NoSnapshot(FakeActuator):
+        def snapshot(self, target: Any, params: Any) -> dict[str, Any]:
+            self.calls.append(("snapshot", target.service, ""))
+            error = RetryableActuatorError if retryable else TerminalActuatorError
+            raise error("git rev-parse HEAD in /srv/cfg failed (128): fatal: ambiguous argument 'HEAD'")
+
+    h = Harness(tmp_path, actuator=NoSnapshot())
+    h.feed("up", 0, 20)
+    inc = h.incident()
+    assert [c for c, *_ in h.actuator.calls] == ["snapshot"] * (3 if retryable else 1)  # never applied
+    assert len(h.store.decisions(inc.id)) == 1
+    (action,) = h.store.actions()
+    assert action.state == ActionState.FAILED
+    assert action.error is not None and action.error.startswith("snapshot failed, nothing was done: git rev-parse")
+    assert inc.state == IncidentState.ESCALATED and inc.resolution == Resolution.FAILED
+    (alert,) = [n for n in h.notifier.sent if n.level == Level.ALERT]
+    assert "snapshot failed" in alert.body and "ambiguous argument 'HEAD'" in alert.body
+
+
 def test_a_pause_holds_the_rollback_of_a_fix_that_failed_verification_and_a_person_is_told(
         tmp_path: Path) -> None:
     """A fix that made things worse is not undone while automation is paused: the undo is an

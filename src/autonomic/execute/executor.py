@@ -21,6 +21,8 @@ CANCELLED, one that had is handed to a person), and before every retry of a fail
 With leader election the same check raises NotLeaderError when this replica is not surely the
 leader; refused before its first attempt, an action goes back to PENDING (nothing ran), as it
 does when that check cannot read the store.
+An undo snapshot that cannot be taken when the action is prepared (a retryable error retried as
+an apply's is) makes it FAILED at once, nothing run, as a failed apply.
 
 A multi-step action (``Action.workflow``) stays RUNNING while :func:`workflow.run` decides
 each step; for every step the journal gets "step i/n type:name" intent (with the snapshot
@@ -213,9 +215,9 @@ class Executor:
         actuator = self._actuator(spec.type)
         params = actuator.Params.model_validate(spec.params)
         target = self._target(spec.target, spec.type)
-        self.progress(f"{spec.type} on {spec.target}: the snapshot before acting on incident {incident.id[:8]} "
-                      "(an actuator call)")
-        snapshot = actuator.snapshot(target, params)
+        started = self.clock.now()
+        snapshot, snap_error = self._call(f"{spec.type} snapshot before acting on incident {incident.id[:8]}",
+                                          spec.target, lambda: actuator.snapshot(target, params))
         verify, baseline = self._baseline(spec.target, pattern, now)
         action = Action(
             decision_id=decision.id, incident_id=incident.id, service=spec.target, type=spec.type,
@@ -224,6 +226,15 @@ class Executor:
             verify=verify, rollback_safe=pattern.rollback_safe if pattern else False,
             created_at=now, updated_at=now,
         )
+        if snap_error is not None:
+            # Nothing ran, and nothing can without the undo snapshot: FAILED at once, the incident to
+            # a person and the next remedy tried, as a failed apply. Raised instead, the incident was
+            # decided again at every tick, each time approved, each time failing here, nobody told.
+            error = f"snapshot failed, nothing was done: {snap_error}"
+            step = StepRecord(name="snapshot", ok=False, started_at=started, finished_at=self.clock.now(),
+                              detail={"error": str(snap_error)[:2000]})
+            self._failed(action, step, error, f"actuator failed: {error}", self.clock.now())
+            return action
         inc = self._set_incident(incident, now, IncidentState.ACTING)
         self._save(action, inc, "action.intent", describe=actuator.describe(target, params),
                    key=action.idempotency_key, decision=decision.id)
