@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import sys
@@ -228,6 +229,19 @@ class Recorder(BaseHTTPRequestHandler):
         )
         if self.path == "/slow":
             time.sleep(1.0)
+        if self.path in ("/trickle", "/huge"):  # 100 bytes, one every 0.1 s; or 200 MB at once
+            size, piece, pause = (100, b"x", 0.1) if self.path == "/trickle" else (200 << 20, b"y" * (1 << 20), 0)
+            self.send_response(200)
+            self.send_header("Content-Length", str(size))
+            self.end_headers()
+            sent = self.server.sent = 0  # type: ignore[attr-defined]
+            with contextlib.suppress(OSError):  # the client hung up
+                while sent < size:
+                    self.wfile.write(piece)
+                    self.wfile.flush()
+                    sent = self.server.sent = sent + len(piece)  # type: ignore[attr-defined]
+                    time.sleep(pause)
+            return
         if self.path.startswith("/echo/"):  # a server that quotes the credential it was sent
             status = int(self.path.rsplit("/", 1)[-1])
             echoed = f"rejected credential: {self.headers.get('Authorization')}".encode()
@@ -364,6 +378,33 @@ def test_http_timeout_is_retryable(ctx: ActuatorContext, server: ThreadingHTTPSe
     t = http_target(server.server_address[1])
     with pytest.raises(RetryableActuatorError, match="timed out"):
         HttpActuator(ctx).apply(t, HttpParams(path="/slow", timeout_s=0.2), "k", {})
+
+
+def test_http_a_body_sent_a_byte_at_a_time_does_not_hold_the_call_past_its_limit(
+    ctx: ActuatorContext, server: ThreadingHTTPServer
+) -> None:
+    """httpx's ``timeout_s`` bounds each read, not the body: a server trickling its answer (a byte
+    every 0.1 s, under a ``timeout_s`` of 0.5) held the call for the whole 10 s, past the
+    ``call_limit_s`` the takeover grace and the watchdog count on. Now the body is read for 3 ×
+    ``timeout_s`` at the latest and the call is judged by its status."""
+    t = http_target(server.server_address[1])
+    p = HttpParams(path="/trickle", timeout_s=0.5)
+    started = time.monotonic()
+    detail = HttpActuator(ctx).apply(t, p, "k", {})
+    took = time.monotonic() - started
+    assert took < HttpActuator(ctx).call_limit_s(t, p) == 2.0, took
+    assert detail["status"] == 200 and 0 < len(detail["body"]) < 100
+
+
+def test_http_a_huge_body_is_not_read_whole(ctx: ActuatorContext, server: ThreadingHTTPServer) -> None:
+    """Only the first 200 characters of an answer are kept, but all of it was read into memory
+    (a 200 MB body: 200 MB held, twice over as text). Now 64 KiB of it at most are read, and the
+    connection closed: the server could not send the rest."""
+    t = http_target(server.server_address[1])
+    detail = HttpActuator(ctx).apply(t, HttpParams(path="/huge"), "k", {})
+    assert detail["status"] == 200 and detail["body"] == "y" * 200
+    time.sleep(0.2)  # the server's write into a closed connection fails
+    assert server.sent < 50 << 20, server.sent  # type: ignore[attr-defined]
 
 
 def test_http_validation_names_the_field(ctx: ActuatorContext) -> None:
