@@ -322,6 +322,23 @@ def test_http_unexpected_status_is_terminal_with_status_and_body(
     assert detail["status"] == 202
 
 
+@pytest.mark.parametrize("status", [429, 502, 503, 504])
+def test_http_a_server_or_proxy_that_cannot_answer_now_is_retryable_as_a_refused_connection_is(
+    ctx: ActuatorContext, server: ThreadingHTTPServer, status: int
+) -> None:
+    """429, 502, 503, 504: the service (or the proxy before it) cannot answer now, as when its
+    connection is refused, which is retried. Before, these were terminal: a fix behind nginx failed
+    at once where the same service reached directly was retried. A 500 (the service answered, and
+    failed) stays terminal, and a status the pattern expects is a success."""
+    t = http_target(server.server_address[1])
+    with pytest.raises(RetryableActuatorError, match=f"status {status} .*no such thing here") as info:
+        HttpActuator(ctx).apply(t, HttpParams(path=f"/status/{status}"), "k", {})
+    assert "s3cret" not in str(info.value)
+    with pytest.raises(TerminalActuatorError, match="status 500"):
+        HttpActuator(ctx).apply(t, HttpParams(path="/status/500"), "k", {})
+    assert HttpActuator(ctx).apply(t, HttpParams(path=f"/status/{status}", expect_status=[status]), "k", {})
+
+
 @pytest.mark.parametrize("status", [200, 401])
 def test_http_a_credential_the_server_echoes_back_is_hidden_in_results_and_errors(
     ctx: ActuatorContext, server: ThreadingHTTPServer, status: int

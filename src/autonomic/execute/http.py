@@ -16,6 +16,9 @@ from autonomic.protocols import ActuatorContext, Target
 from autonomic.redact import Secrets, is_credential_header, scrub, shown_url
 
 Method = Literal["GET", "POST", "PUT", "PATCH", "DELETE"]
+# the server (or a proxy before it) cannot answer now: as a refused connection is, retried with the
+# same Idempotency-Key (a proxy answers 502 where the service itself would refuse the connection)
+TRANSIENT_STATUS = frozenset({429, 502, 503, 504})
 BODY_KEEP = 65536  # bytes of a response's body read (a credential it quotes is hidden before the cut to 200)
 BODY_WITHIN = 3  # the body is read until this many timeout_s after the request started, at the latest
 
@@ -95,9 +98,10 @@ class HttpBinding(BaseModel):
 class HttpActuator:
     """Sends ``method path`` (with an optional JSON body) to the binding's ``base_url`` and the
     header ``Idempotency-Key: <key>`` (``<key>:undo`` for the undo request). A status outside
-    ``expect_status`` is terminal; a connection error or timeout is retryable. Of the answer's body
-the first ``BODY_KEEP`` bytes are read, for ``BODY_WITHIN`` × ``timeout_s`` at most. The binding's
-    headers (``headers``, and ``headers_env``: a header's value read from an environment variable
+    ``expect_status`` is terminal, but for 429, 502, 503 and 504 (the server, or a proxy before
+    it, cannot answer now): retryable, as a connection error or a timeout is. Of the answer's
+    body the first ``BODY_KEEP`` bytes are read, for ``BODY_WITHIN`` × ``timeout_s`` at most. The
+    binding's headers (``headers``, and ``headers_env``: a header's value read from an environment variable
     at each call, for credentials) are sent; credentials among them (``headers_env``, and
     Authorization, X-Api-Key, Cookie and the like) never appear in results or errors: a header value, and the
     credential after its scheme (``Bearer <token>``), 8 characters or more, is shown as ``***``
@@ -178,9 +182,8 @@ the first ``BODY_KEEP`` bytes are read, for ``BODY_WITHIN`` × ``timeout_s`` at 
         # hidden before cutting, so a credential across the cut is not half shown
         text = _hide(decoded, b, credentials)[:200]
         if status not in p.expect_status:
-            raise TerminalActuatorError(
-                f"{where}: status {status} (expected {p.expect_status}): {text}"
-            )
+            error = RetryableActuatorError if status in TRANSIENT_STATUS else TerminalActuatorError
+            raise error(f"{where}: status {status} (expected {p.expect_status}): {text}")
         return {"method": method, "path": path, "status": status, "body": text}
 
 
