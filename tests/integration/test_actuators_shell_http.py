@@ -433,3 +433,65 @@ def test_http_validation_names_the_field(ctx: ActuatorContext) -> None:
         HttpBinding(base_url="ftp://example.com")
     text = HttpActuator(ctx).describe(http_target(1), HttpParams.model_validate({"path": "/a", "json": {}}))
     assert text == "POST /a with a JSON body on api, expecting [200]"
+
+
+RUNBOOK_WORKFLOW = """
+id: svc-down-runbooks
+match: {cause: down, kind: state}
+action:
+  steps:
+    - {name: drain, type: shell, params: {argv: [touch, drained]}}
+    - {name: mark, type: shell, params: {argv: [touch, marked], undo_argv: [rm, marked]}}
+    - {name: restart, type: shell, params: {argv: [sh, -c, "echo cannot restart >&2; exit 3"]}}
+prior_confidence: 1.0
+rollback_safe: true
+verify: {metric: up, min: 1, window_s: 10, delay_s: 3, min_samples: 3}
+"""
+
+
+def test_a_runbook_workflow_that_fails_half_way_says_which_steps_it_undid_and_which_had_no_undo(
+        tmp_path: Path) -> None:
+    """A real engine runs three real runbooks: the third fails, so the second (which has an
+    ``undo_argv``) is undone and the first (which has none) is left as it ran. The failure says
+    so: "compensated steps: 2; not undone, having no undo: step 1/3 shell:drain". Before, it said
+    "compensated steps: 2, 1", as though the drain had been undone too."""
+    from autonomic.config import load_config_data
+    from autonomic.engine import Engine
+    from autonomic.knowledge import Store
+    from autonomic.model import ActionState, Level, Sample
+    from autonomic.oversight.notify import Dispatcher
+    from autonomic.testing import FakeClock, FakeNotifier, ReplaySource
+
+    (tmp_path / "patterns").mkdir()
+    (tmp_path / "patterns" / "runbooks.yaml").write_text(RUNBOOK_WORKFLOW)
+    work = tmp_path / "work"
+    work.mkdir()
+    config = load_config_data({
+        "engine": {"interval_s": 1, "state_dir": str(tmp_path / "state"), "host_metrics": False, "settle_s": 0},
+        "services": [{"name": "svc", "actuators": {"shell": {"cwd": str(work)}},
+                      "thresholds": {"down_after": 2, "sustain": 2}}],
+        "patterns": [str(tmp_path / "patterns")], "builtin_patterns": False,
+        "policy": {"autonomy": "auto", "confidence_threshold": 0.5},
+    }, source="test.yaml", base_dir=tmp_path)
+    clock, notifier, source = FakeClock(time.time()), FakeNotifier(), ReplaySource([])
+    store = Store("sqlite://")
+    engine = Engine(config, clock=clock, store=store, sources=[source],
+                    notifiers=Dispatcher([(notifier, Level.INFO)], synchronous=True, dedup_s=0))
+    engine.start()
+    try:
+        for _ in range(6):
+            source._samples.append(Sample("svc", "up", clock.now(), 0.0))
+            engine.tick()
+            clock.advance(1.0)
+        (action,) = store.actions()
+    finally:
+        engine.shutdown()
+    assert action.state == ActionState.FAILED
+    assert action.error == ("step 3/3 shell:restart failed: ['sh', '-c', 'echo cannot restart >&2; exit 3'] exited "
+                            "with code 3: cannot restart\n; compensated steps: 2; not undone, having no undo: "
+                            "step 1/3 shell:drain")
+    assert (work / "drained").exists() and not (work / "marked").exists()
+    summary = next(s for s in action.steps if s.detail.get("workflow") == "summary")
+    assert summary.detail["compensated"] == [2, 1] and summary.detail["no_undo"] == [1]
+    assert any("not undone, having no undo: step 1/3 shell:drain" in n.body
+               for n in notifier.sent if n.level == Level.ALERT)

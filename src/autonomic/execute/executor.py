@@ -552,7 +552,8 @@ class Executor:
         if undo:
             step = StepRecord(name="undo", ok=result.status == "compensated", started_at=started, finished_at=now,
                               detail={"workflow": "summary", "result": result.status, "reason": result.reason,
-                                      "compensated": [i + 1 for i in result.compensated]})
+                                      "compensated": [i + 1 for i in result.compensated],
+                                      "no_undo": [i + 1 for i in result.no_undo]})
             if result.status == "compensated":
                 return self._undone(action, step, action.error or "verification failed", now)
             pause = _compensation_held(journal, result)
@@ -568,7 +569,8 @@ class Executor:
             return self._start_verifying(action, step, now)
         step = StepRecord(name="apply", ok=False, started_at=started, finished_at=now,
                           detail={"workflow": "summary", "result": result.status, "reason": result.reason,
-                                  "compensated": [i + 1 for i in result.compensated]})
+                                  "compensated": [i + 1 for i in result.compensated],
+                                  "no_undo": [i + 1 for i in result.no_undo]})
         failed_at = result.failed_index
         paused = failed_at is not None and journal[failed_at].error.startswith("paused:")
         if result.status == "compensated" and failed_at is not None and journal[failed_at].error.startswith(
@@ -710,7 +712,8 @@ class Executor:
                             detail=workflow.record_detail(kind, i, "result", key=key, **(
                                 {"error": error[:2000]} if error is not None else {"result": _jsonable(detail)})))
         action = self._journal(action, result, f"action.{kind}_{'ok' if error is None else 'failed'}")
-        return action, workflow.Reply(error is None, (error or "")[:2000])
+        return action, workflow.Reply(error is None, (error or "")[:2000],
+                                      no_undo=kind == "compensate" and workflow.undid_nothing(detail))
 
     # --- verification ----------------------------------------------------------------------
 
