@@ -131,6 +131,48 @@ def test_shell_a_command_that_exits_leaving_a_daemon_holding_its_stdout_succeeds
         os.kill(_wait_pid(pidfile), signal.SIGKILL)
 
 
+def test_shell_an_undo_an_engine_that_died_left_running_is_killed_before_it_is_run_again(
+        ctx: ActuatorContext, tmp_path: Path) -> None:
+    """The engine was SIGKILLed while an undo runbook ran (ROLLING_BACK): the runbook, in a session
+    of its own, lives on. The engine started again runs the undo anew, as a rollback cut short is:
+    the old run is killed first (its process group with it), never the two at once. Before, the
+    second ran beside the first, both undoing the same change."""
+    import os
+    import signal
+    import subprocess
+    import uuid
+
+    import psutil
+
+    from autonomic.execute.shell import ACTION_KEY_ENV
+
+    runs = tmp_path / "runs.log"
+    undo = py(f"import os, sys, time\nlog = open({str(runs)!r}, 'a', buffering=1)\n"
+              "log.write(f'start {os.getpid()}\\n')\ntime.sleep(float(sys.argv[1]))\n"
+              "log.write(f'end {os.getpid()}\\n')")
+    key = f"act-{uuid.uuid4().hex[:24]}"
+    # the run the dead engine left: started as run_argv starts it, with the undo's key
+    left = subprocess.Popen([*undo, "30"], env={"PATH": os.environ["PATH"], ACTION_KEY_ENV: f"{key}:undo"},
+                            start_new_session=True)
+    try:
+        wait = time.monotonic() + 5
+        while f"start {left.pid}" not in (runs.read_text() if runs.exists() else ""):
+            assert time.monotonic() < wait, "the left run never started"
+            time.sleep(0.02)
+        p = ShellParams(argv=["true"], undo_argv=[*undo, "0.2"])
+        detail = ShellActuator(ctx).undo(shell_target(), p, key, {})
+        assert not psutil.pid_exists(left.pid) or psutil.Process(left.pid).status() == psutil.STATUS_ZOMBIE
+        lines = runs.read_text().splitlines()
+        assert lines[0] == f"start {left.pid}" and f"end {left.pid}" not in lines
+        assert [line.split()[0] for line in lines[1:]] == ["start", "end"]  # the new run, alone
+        assert detail["exit_code"] == 0 and detail["earlier_run_killed"] == [left.pid]
+        assert "earlier_run_killed" not in ShellActuator(ctx).undo(shell_target(), p, key, {})
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(left.pid, signal.SIGKILL)
+        left.wait()
+
+
 def test_shell_missing_executable_is_terminal(ctx: ActuatorContext) -> None:
     p = ShellParams(argv=["autonomic-no-such-command", "x"])
     with pytest.raises(TerminalActuatorError, match="autonomic-no-such-command"):

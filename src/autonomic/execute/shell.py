@@ -93,7 +93,9 @@ class ShellActuator:
     Whether it took effect cannot be told (``applied`` is None); undo runs ``undo_argv``. A runbook
     that timed out is run again (a retry, or recovery after a crash), so each run gets the action's
     idempotency key in ``AUTONOMIC_ACTION_KEY`` (``<key>:undo`` for the undo), the same at every
-    attempt: a runbook can record it and make a second run of one action a no-op.
+    attempt: a runbook can record it and make a second run of one action a no-op. A run of the
+    same key still running (an engine killed mid-call left it, in its own session) is killed
+    before the next one starts, as a run that timed out is: never two at once.
     """
 
     type: ClassVar[str] = "shell"
@@ -188,10 +190,35 @@ def _kill_tree(proc: subprocess.Popen[bytes]) -> None:
     proc.wait()
 
 
+def _left_running(key: str) -> list[int]:
+    """SIGKILL every process still running with ``AUTONOMIC_ACTION_KEY`` = ``key``, and its process
+    group: a run of this very command (an undo, a workflow step's compensation) that an engine
+    killed mid-call (SIGKILL, a crash) left running in its own session; the engine started again
+    runs it anew. It would otherwise run beside it, both at once. Their pids, once gone (or after 5 s)."""
+    found: list[psutil.Process] = []
+    for proc in psutil.process_iter():
+        try:
+            if proc.pid != os.getpid() and proc.environ().get(ACTION_KEY_ENV) == key:
+                found.append(proc)
+        except psutil.Error:  # gone, a zombie, or not ours to read
+            continue
+    for proc in found:
+        with contextlib.suppress(OSError):
+            group = os.getpgid(proc.pid)
+            if group != os.getpgrp():
+                os.killpg(group, signal.SIGKILL)
+        with contextlib.suppress(psutil.Error):
+            proc.kill()
+    psutil.wait_procs(found, timeout=5.0)
+    return sorted(p.pid for p in found)
+
+
 def run_argv(argv: list[str], cwd: str | None, env_allow: list[str], timeout_s: float, *,
              key: str | None = None) -> dict[str, Any]:
     """Run ``argv``; the journal detail on success, ActuatorError subclasses otherwise. ``key``,
-    when given, is passed as ``AUTONOMIC_ACTION_KEY``."""
+    when given, is passed as ``AUTONOMIC_ACTION_KEY``, and a run of it an engine that died left
+    running is killed first (``earlier_run_killed``: their pids)."""
+    killed = _left_running(key) if key is not None else []
     env = {"PATH": os.environ.get("PATH", os.defpath)}
     env.update({name: os.environ[name] for name in env_allow if name in os.environ})
     if key is not None:
@@ -241,4 +268,5 @@ def run_argv(argv: list[str], cwd: str | None, env_allow: list[str], timeout_s: 
         "stdout_truncated": out_cut,
         "stderr_truncated": err_cut,
         "duration_s": round(time.monotonic() - started, 3),
+        **({"earlier_run_killed": killed} if killed else {}),
     }
