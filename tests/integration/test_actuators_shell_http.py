@@ -241,6 +241,22 @@ def test_shell_a_runbook_the_binding_does_not_name_is_terminal_and_named(ctx: Ac
         ShellActuator(ctx).apply(t, p, "k", {})
 
 
+def test_shell_a_command_whose_first_item_is_empty_is_refused_when_it_loads_naming_the_field() -> None:
+    """``argv: [""]`` (a variable left out of a template, say) passed validation and failed only
+    when run, as "cannot run ['']: Permission denied: ''". It is now refused when the pattern or
+    the config loads, naming the field; an empty argument after the program is an argument."""
+    from autonomic.config import load_config_data
+    from autonomic.errors import ConfigError
+
+    for bad, field in (({"argv": [""]}, "argv"), ({"argv": ["true"], "undo_argv": [" ", "x"]}, "undo_argv")):
+        with pytest.raises(ValueError, match=f"{field}\n.*the first item must name the program to run"):
+            ShellParams.model_validate(bad)
+    with pytest.raises(ConfigError, match="runbooks.disk-cleanup: the first item must name the program to run"):
+        load_config_data({"services": [{"name": "web", "actuators": {"shell": {
+            "runbooks": {"disk-cleanup": ["", "--keep-days", "7"]}}}}]}, source="a.yaml", base_dir=Path("/tmp"))
+    assert ShellParams(argv=["echo", ""]).argv == ["echo", ""]
+
+
 def test_shell_params_need_argv_or_runbook_not_both(ctx: ActuatorContext) -> None:
     for bad in ({}, {"argv": ["x"], "runbook": "disk-cleanup"}):
         with pytest.raises(ValueError, match="either argv"):

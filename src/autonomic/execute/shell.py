@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import IO, Annotated, Any, ClassVar
 
 import psutil
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from autonomic.errors import RetryableActuatorError, TerminalActuatorError
 from autonomic.protocols import ActuatorContext, Target
@@ -30,16 +30,27 @@ DRAIN_S = 1.0  # how long output is still read after the command ended
 RUNBOOK_NAME = r"^[a-z0-9][a-z0-9_-]{0,62}$"
 
 
+def _names_a_program(argv: list[str] | None) -> list[str] | None:
+    """``argv`` whose first item names a program: an empty or blank one is refused when the
+    pattern or config loads, not run at 3 a.m. as "Permission denied: ''"."""
+    if argv is not None and not argv[0].strip():
+        raise ValueError(f"the first item must name the program to run, got {argv[0]!r}")
+    return argv
+
+
+Argv = Annotated[list[str], Field(min_length=1), AfterValidator(_names_a_program)]
+
+
 class ShellParams(BaseModel):
     """What to run: ``argv``, or ``runbook``, the name of a command the service's binding gives
     (so one pattern, a built-in one say, can run each service's own cleanup)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    argv: list[str] | None = Field(default=None, min_length=1)
+    argv: Argv | None = None
     runbook: str | None = Field(default=None, pattern=RUNBOOK_NAME)
     timeout_s: float = Field(default=30.0, gt=0, le=3600)
-    undo_argv: list[str] | None = Field(default=None, min_length=1)
+    undo_argv: Argv | None = None
     env_allow: list[str] = Field(default_factory=list)  # names passed through from os.environ
 
     @model_validator(mode="after")
@@ -57,8 +68,7 @@ class ShellBinding(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     cwd: str | None = None
-    runbooks: dict[Annotated[str, StringConstraints(pattern=RUNBOOK_NAME)],
-                   Annotated[list[str], Field(min_length=1)]] = Field(default_factory=dict)
+    runbooks: dict[Annotated[str, StringConstraints(pattern=RUNBOOK_NAME)], Argv] = Field(default_factory=dict)
 
     def missing(self) -> list[str]:
         """What this binding names that this host lacks (see ConfigBinding.missing)."""
