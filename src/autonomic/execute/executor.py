@@ -491,9 +491,9 @@ class Executor:
         try:
             took = actuator.applied(self._target(action.service, action.type), self._params(action),
                                     action.idempotency_key, action.undo)
-        except ActuatorError as exc:
+        except Exception as exc:  # an actuator's bug too: asked again at every tick, it would never end
             took = None
-            log.warning("cannot tell whether %s took effect: %s", action.id, exc)
+            log.warning("cannot tell whether %s took effect: %s", action.id, _said(exc))
         stop = self.stopped(action.service, action.type) if took is False else None
         if stop is not None:
             self._cancel_stopped(action, stop, now)  # nothing ran, and a person wants it stopped
@@ -654,8 +654,8 @@ class Executor:
                           "took effect (an actuator call)")
             try:
                 took, err = actuator.applied(target, params, key, snapshot or {}), ""
-            except ActuatorError as exc:
-                took, err = None, str(exc)[:2000]
+            except Exception as exc:  # an actuator's bug too: nobody can tell
+                took, err = None, _said(exc)[:2000]
             record = StepRecord(name=workflow.record_name("check", i, steps), ok=took is not None,
                                 started_at=started, finished_at=self.clock.now(),
                                 detail=workflow.record_detail("check", i, "result", key=key, applied=took,
@@ -672,6 +672,8 @@ class Executor:
                 snapshot = _jsonable(actuator.snapshot(target, params))  # right before the step
             except ActuatorError as exc:
                 snap_error = exc
+            except Exception as exc:  # an actuator's bug: the step fails, as in _call
+                snap_error = ActuatorError(_said(exc))
             extra["snapshot"] = snapshot or {}
         snap: dict[str, Any] = snapshot or {}
         action = self._journal(action, StepRecord(name=name, ok=True, started_at=started, finished_at=started,
@@ -892,18 +894,18 @@ class Executor:
         if action.workflow:
             return self._run_workflow(action, undo=True)
         actuator = self._actuator(action.type)
+        target, params = self._target(action.service, action.type), self._params(action)
         started = self.clock.now()
-        self.progress(f"{action.type} undo on {action.service} of action {action.id[:8]} (an actuator call)")
-        try:
-            detail = actuator.undo(self._target(action.service, action.type), self._params(action),
-                                   action.idempotency_key, action.undo)
-            ok, err = True, None
-        except ActuatorError as exc:
-            detail, ok, err = {"error": str(exc)[:2000]}, False, exc
+        # retried as an apply is (a compensation too); an actuator's bug is a failed undo, escalated,
+        # not an error the loop would meet again at every tick with the action left rolling back
+        detail, err = self._call(f"{action.type} undo of action {action.id[:8]}", action.service,
+                                 lambda: actuator.undo(target, params, action.idempotency_key, action.undo))
         now = self.clock.now()
-        step = StepRecord(name="undo", ok=ok, started_at=started, finished_at=now, detail=_jsonable(detail))
-        if ok:
+        if err is None:
+            step = StepRecord(name="undo", ok=True, started_at=started, finished_at=now, detail=_jsonable(detail))
             return self._undone(action, step, reason, now)
+        step = StepRecord(name="undo", ok=False, started_at=started, finished_at=now,
+                          detail={"error": str(err)[:2000]})
         return self._undo_failed(action, step, str(err), now)
 
     def _undone(self, action: Action, step: StepRecord, reason: str, now: float) -> float:
@@ -1018,6 +1020,12 @@ def _kind(action: Action) -> str:
     if not action.workflow:
         return action.type
     return f"{len(action.workflow)}-step workflow ({'+'.join(s.type for s in action.workflow)})"
+
+
+def _said(exc: Exception) -> str:
+    """An actuator's error as said in the journal: its message, or for any other exception (an
+    actuator's bug) its type too, as :meth:`Executor._call` says it."""
+    return str(exc) if isinstance(exc, ActuatorError) else f"{type(exc).__name__}: {exc}"
 
 
 def _jsonable(detail: Mapping[str, Any]) -> dict[str, Any]:
