@@ -308,6 +308,12 @@ class Recorder(BaseHTTPRequestHandler):
             self.end_headers()
             self.wfile.write(echoed)
             return
+        if self.path == "/moved":  # to a login page, whose URL carries a token
+            self.send_response(302)
+            self.send_header("Location", "https://login.example/sso?session=abcdefgh12345678")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
         status = int(self.path.rsplit("/", 1)[-1]) if self.path.startswith("/status/") else 200
         payload = b"no such thing here" if status >= 400 else b'{"ok": true}'
         self.send_response(status)
@@ -378,6 +384,20 @@ def test_http_unexpected_status_is_terminal_with_status_and_body(
     assert "s3cret" not in str(info.value)
     detail = HttpActuator(ctx).apply(t, HttpParams(path="/status/202", expect_status=[202]), "k", {})
     assert detail["status"] == 202
+
+
+def test_http_a_redirect_is_not_followed_and_the_error_says_where_it_pointed(
+    ctx: ActuatorContext, server: ThreadingHTTPServer
+) -> None:
+    """A redirect is not followed (the binding's credentials would go where it points): terminal,
+    and the error now names where it pointed (its credentials hidden), the clue to what is wrong (a
+    base_url on http for an https service, a login page). Before it said only "status 302"."""
+    t = http_target(server.server_address[1])
+    with pytest.raises(TerminalActuatorError) as info:
+        HttpActuator(ctx).apply(t, HttpParams(path="/moved"), "k", {})
+    assert str(info.value) == ("POST /moved on api: status 302 (redirect to https://login.example/sso?session=***, "
+                               "not followed) (expected [200]): ")
+    assert len(server.requests) == 1  # type: ignore[attr-defined]
 
 
 @pytest.mark.parametrize("status", [429, 502, 503, 504])

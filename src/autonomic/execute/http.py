@@ -171,6 +171,7 @@ class HttpActuator:
                     client.stream(method, path, json=body, headers=headers) as resp:
                 status, raw = resp.status_code, _read_body(resp, deadline)
                 encoding = resp.encoding or "utf-8"
+                location = resp.headers.get("location") if resp.is_redirect else None
         except httpx.TimeoutException as exc:
             raise RetryableActuatorError(f"{where}: timed out after {p.timeout_s:g} s") from exc
         except httpx.TransportError as exc:
@@ -183,7 +184,10 @@ class HttpActuator:
         text = _hide(decoded, b, credentials)[:200]
         if status not in p.expect_status:
             error = RetryableActuatorError if status in TRANSIENT_STATUS else TerminalActuatorError
-            raise error(f"{where}: status {status} (expected {p.expect_status}): {text}")
+            # a redirect is not followed (the binding's credentials would go where it points): where
+            # it pointed is the clue (http to https, a login page), its body is mostly empty
+            moved = f" (redirect to {_hide(shown_url(location), b, credentials)}, not followed)" if location else ""
+            raise error(f"{where}: status {status}{moved} (expected {p.expect_status}): {text}")
         return {"method": method, "path": path, "status": status, "body": text}
 
 
