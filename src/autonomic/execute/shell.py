@@ -204,7 +204,8 @@ def _left_running(key: str) -> list[int]:
     """SIGKILL every process still running with ``AUTONOMIC_ACTION_KEY`` = ``key``, and its process
     group: a run of this very command (an undo, a workflow step's compensation) that an engine
     killed mid-call (SIGKILL, a crash) left running in its own session; the engine started again
-    runs it anew. It would otherwise run beside it, both at once. Their pids, once gone (or after 5 s)."""
+    runs it anew. It would otherwise run beside it, both at once. Their pids, once gone (or after
+    1 s: SIGKILLed, they run no more code; within the margin of :meth:`ShellActuator.call_limit_s`)."""
     found: list[psutil.Process] = []
     for proc in psutil.process_iter():
         try:
@@ -219,7 +220,7 @@ def _left_running(key: str) -> list[int]:
                 os.killpg(group, signal.SIGKILL)
         with contextlib.suppress(psutil.Error):
             proc.kill()
-    psutil.wait_procs(found, timeout=5.0)
+    psutil.wait_procs(found, timeout=1.0)
     return sorted(p.pid for p in found)
 
 
