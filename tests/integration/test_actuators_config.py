@@ -511,3 +511,55 @@ def test_an_undo_retried_after_a_crash_between_its_revert_and_its_commit_commits
     assert "Autonomic-Undo: act-undo-crash" in git(repo, "log", "-1", "--format=%B").splitlines()
     assert git(repo, "status", "--porcelain") == ""
     assert not (repo / ".git" / "REVERT_HEAD").exists()
+
+
+def refuse_commits(repo: Path, on: bool = True) -> None:
+    """A real ``pre-commit`` hook of the repository that refuses every commit (``on=False``
+    removes it): what a team's hook checking its config does to a change it does not like."""
+    hook = repo / ".git" / "hooks" / "pre-commit"
+    if not on:
+        hook.unlink()
+        return
+    hook.write_text("#!/bin/sh\necho 'pre-commit: config freeze until monday' >&2\nexit 1\n")
+    hook.chmod(0o755)
+
+
+def test_a_change_whose_commit_is_refused_leaves_the_file_as_committed_and_a_retry_commits_it(
+        act: ConfigActuator, tmp_path: Path) -> None:
+    """The repository's pre-commit hook refuses the commit: the apply fails (terminal, the hook's
+    words and that nothing changed in its error) with the file and its index entry as committed.
+    Before: the file was left holding the new value, staged but not committed, while the action
+    was recorded failed: the service's next reload would read it, and the next action was refused
+    as if a person were editing the file."""
+    repo, t = make_repo(tmp_path, "yaml")
+    refuse_commits(repo)
+    p = scale(factor=1.2)
+    snap = act.snapshot(t, p)
+    with pytest.raises(TerminalActuatorError, match="config freeze until monday.*put back as committed"):
+        act.apply(t, p, "act-refused", snap)
+    assert read_value(repo / "app.yaml", "yaml") == 50
+    assert git(repo, "status", "--porcelain") == "" and commit_count(repo) == 1
+    assert act.applied(t, p, "act-refused", snap) is False
+    refuse_commits(repo, on=False)
+    assert act.apply(t, p, "act-refused", snap)["commit"]
+    assert read_value(repo / "app.yaml", "yaml") == 60 and git(repo, "status", "--porcelain") == ""
+
+
+def test_an_undo_whose_commit_is_refused_leaves_the_fix_in_place_and_no_revert_in_progress(
+        act: ConfigActuator, tmp_path: Path) -> None:
+    """The hook refuses the undo's commit: the undo fails, and the repository says what the failed
+    undo says, the fix in place. Before: the revert was left staged and in progress (REVERT_HEAD),
+    the file on disk holding the old value for the service's next reload, while the action was
+    escalated as "undo failed"."""
+    repo, t = make_repo(tmp_path, "yaml")
+    p = scale(factor=1.2)
+    snap = act.snapshot(t, p)
+    act.apply(t, p, "act-undo-refused", snap)
+    refuse_commits(repo)
+    with pytest.raises(TerminalActuatorError, match="config freeze until monday.*put back as committed"):
+        act.undo(t, p, "act-undo-refused", snap)
+    assert read_value(repo / "app.yaml", "yaml") == 60
+    assert git(repo, "status", "--porcelain") == "" and not (repo / ".git" / "REVERT_HEAD").exists()
+    refuse_commits(repo, on=False)
+    assert act.undo(t, p, "act-undo-refused", snap)["commit"]
+    assert read_value(repo / "app.yaml", "yaml") == 50 and git(repo, "status", "--porcelain") == ""

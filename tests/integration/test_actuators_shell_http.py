@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import sys
@@ -130,6 +131,48 @@ def test_shell_a_command_that_exits_leaving_a_daemon_holding_its_stdout_succeeds
         os.kill(_wait_pid(pidfile), signal.SIGKILL)
 
 
+def test_shell_an_undo_an_engine_that_died_left_running_is_killed_before_it_is_run_again(
+        ctx: ActuatorContext, tmp_path: Path) -> None:
+    """The engine was SIGKILLed while an undo runbook ran (ROLLING_BACK): the runbook, in a session
+    of its own, lives on. The engine started again runs the undo anew, as a rollback cut short is:
+    the old run is killed first (its process group with it), never the two at once. Before, the
+    second ran beside the first, both undoing the same change."""
+    import os
+    import signal
+    import subprocess
+    import uuid
+
+    import psutil
+
+    from autonomic.execute.shell import ACTION_KEY_ENV
+
+    runs = tmp_path / "runs.log"
+    undo = py(f"import os, sys, time\nlog = open({str(runs)!r}, 'a', buffering=1)\n"
+              "log.write(f'start {os.getpid()}\\n')\ntime.sleep(float(sys.argv[1]))\n"
+              "log.write(f'end {os.getpid()}\\n')")
+    key = f"act-{uuid.uuid4().hex[:24]}"
+    # the run the dead engine left: started as run_argv starts it, with the undo's key
+    left = subprocess.Popen([*undo, "30"], env={"PATH": os.environ["PATH"], ACTION_KEY_ENV: f"{key}:undo"},
+                            start_new_session=True)
+    try:
+        wait = time.monotonic() + 5
+        while f"start {left.pid}" not in (runs.read_text() if runs.exists() else ""):
+            assert time.monotonic() < wait, "the left run never started"
+            time.sleep(0.02)
+        p = ShellParams(argv=["true"], undo_argv=[*undo, "0.2"])
+        detail = ShellActuator(ctx).undo(shell_target(), p, key, {})
+        assert not psutil.pid_exists(left.pid) or psutil.Process(left.pid).status() == psutil.STATUS_ZOMBIE
+        lines = runs.read_text().splitlines()
+        assert lines[0] == f"start {left.pid}" and f"end {left.pid}" not in lines
+        assert [line.split()[0] for line in lines[1:]] == ["start", "end"]  # the new run, alone
+        assert detail["exit_code"] == 0 and detail["earlier_run_killed"] == [left.pid]
+        assert "earlier_run_killed" not in ShellActuator(ctx).undo(shell_target(), p, key, {})
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(left.pid, signal.SIGKILL)
+        left.wait()
+
+
 def test_shell_missing_executable_is_terminal(ctx: ActuatorContext) -> None:
     p = ShellParams(argv=["autonomic-no-such-command", "x"])
     with pytest.raises(TerminalActuatorError, match="autonomic-no-such-command"):
@@ -198,6 +241,22 @@ def test_shell_a_runbook_the_binding_does_not_name_is_terminal_and_named(ctx: Ac
         ShellActuator(ctx).apply(t, p, "k", {})
 
 
+def test_shell_a_command_whose_first_item_is_empty_is_refused_when_it_loads_naming_the_field() -> None:
+    """``argv: [""]`` (a variable left out of a template, say) passed validation and failed only
+    when run, as "cannot run ['']: Permission denied: ''". It is now refused when the pattern or
+    the config loads, naming the field; an empty argument after the program is an argument."""
+    from autonomic.config import load_config_data
+    from autonomic.errors import ConfigError
+
+    for bad, field in (({"argv": [""]}, "argv"), ({"argv": ["true"], "undo_argv": [" ", "x"]}, "undo_argv")):
+        with pytest.raises(ValueError, match=f"{field}\n.*the first item must name the program to run"):
+            ShellParams.model_validate(bad)
+    with pytest.raises(ConfigError, match="runbooks.disk-cleanup: the first item must name the program to run"):
+        load_config_data({"services": [{"name": "web", "actuators": {"shell": {
+            "runbooks": {"disk-cleanup": ["", "--keep-days", "7"]}}}}]}, source="a.yaml", base_dir=Path("/tmp"))
+    assert ShellParams(argv=["echo", ""]).argv == ["echo", ""]
+
+
 def test_shell_params_need_argv_or_runbook_not_both(ctx: ActuatorContext) -> None:
     for bad in ({}, {"argv": ["x"], "runbook": "disk-cleanup"}):
         with pytest.raises(ValueError, match="either argv"):
@@ -228,6 +287,19 @@ class Recorder(BaseHTTPRequestHandler):
         )
         if self.path == "/slow":
             time.sleep(1.0)
+        if self.path in ("/trickle", "/huge"):  # 100 bytes, one every 0.1 s; or 200 MB at once
+            size, piece, pause = (100, b"x", 0.1) if self.path == "/trickle" else (200 << 20, b"y" * (1 << 20), 0)
+            self.send_response(200)
+            self.send_header("Content-Length", str(size))
+            self.end_headers()
+            sent = self.server.sent = 0  # type: ignore[attr-defined]
+            with contextlib.suppress(OSError):  # the client hung up
+                while sent < size:
+                    self.wfile.write(piece)
+                    self.wfile.flush()
+                    sent = self.server.sent = sent + len(piece)  # type: ignore[attr-defined]
+                    time.sleep(pause)
+            return
         if self.path.startswith("/echo/"):  # a server that quotes the credential it was sent
             status = int(self.path.rsplit("/", 1)[-1])
             echoed = f"rejected credential: {self.headers.get('Authorization')}".encode()
@@ -235,6 +307,12 @@ class Recorder(BaseHTTPRequestHandler):
             self.send_header("Content-Length", str(len(echoed)))
             self.end_headers()
             self.wfile.write(echoed)
+            return
+        if self.path == "/moved":  # to a login page, whose URL carries a token
+            self.send_response(302)
+            self.send_header("Location", "https://login.example/sso?session=abcdefgh12345678")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
             return
         status = int(self.path.rsplit("/", 1)[-1]) if self.path.startswith("/status/") else 200
         payload = b"no such thing here" if status >= 400 else b'{"ok": true}'
@@ -308,6 +386,37 @@ def test_http_unexpected_status_is_terminal_with_status_and_body(
     assert detail["status"] == 202
 
 
+def test_http_a_redirect_is_not_followed_and_the_error_says_where_it_pointed(
+    ctx: ActuatorContext, server: ThreadingHTTPServer
+) -> None:
+    """A redirect is not followed (the binding's credentials would go where it points): terminal,
+    and the error now names where it pointed (its credentials hidden), the clue to what is wrong (a
+    base_url on http for an https service, a login page). Before it said only "status 302"."""
+    t = http_target(server.server_address[1])
+    with pytest.raises(TerminalActuatorError) as info:
+        HttpActuator(ctx).apply(t, HttpParams(path="/moved"), "k", {})
+    assert str(info.value) == ("POST /moved on api: status 302 (redirect to https://login.example/sso?session=***, "
+                               "not followed) (expected [200]): ")
+    assert len(server.requests) == 1  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("status", [429, 502, 503, 504])
+def test_http_a_server_or_proxy_that_cannot_answer_now_is_retryable_as_a_refused_connection_is(
+    ctx: ActuatorContext, server: ThreadingHTTPServer, status: int
+) -> None:
+    """429, 502, 503, 504: the service (or the proxy before it) cannot answer now, as when its
+    connection is refused, which is retried. Before, these were terminal: a fix behind nginx failed
+    at once where the same service reached directly was retried. A 500 (the service answered, and
+    failed) stays terminal, and a status the pattern expects is a success."""
+    t = http_target(server.server_address[1])
+    with pytest.raises(RetryableActuatorError, match=f"status {status} .*no such thing here") as info:
+        HttpActuator(ctx).apply(t, HttpParams(path=f"/status/{status}"), "k", {})
+    assert "s3cret" not in str(info.value)
+    with pytest.raises(TerminalActuatorError, match="status 500"):
+        HttpActuator(ctx).apply(t, HttpParams(path="/status/500"), "k", {})
+    assert HttpActuator(ctx).apply(t, HttpParams(path=f"/status/{status}", expect_status=[status]), "k", {})
+
+
 @pytest.mark.parametrize("status", [200, 401])
 def test_http_a_credential_the_server_echoes_back_is_hidden_in_results_and_errors(
     ctx: ActuatorContext, server: ThreadingHTTPServer, status: int
@@ -366,6 +475,33 @@ def test_http_timeout_is_retryable(ctx: ActuatorContext, server: ThreadingHTTPSe
         HttpActuator(ctx).apply(t, HttpParams(path="/slow", timeout_s=0.2), "k", {})
 
 
+def test_http_a_body_sent_a_byte_at_a_time_does_not_hold_the_call_past_its_limit(
+    ctx: ActuatorContext, server: ThreadingHTTPServer
+) -> None:
+    """httpx's ``timeout_s`` bounds each read, not the body: a server trickling its answer (a byte
+    every 0.1 s, under a ``timeout_s`` of 0.5) held the call for the whole 10 s, past the
+    ``call_limit_s`` the takeover grace and the watchdog count on. Now the body is read for 3 ×
+    ``timeout_s`` at the latest and the call is judged by its status."""
+    t = http_target(server.server_address[1])
+    p = HttpParams(path="/trickle", timeout_s=0.5)
+    started = time.monotonic()
+    detail = HttpActuator(ctx).apply(t, p, "k", {})
+    took = time.monotonic() - started
+    assert took < HttpActuator(ctx).call_limit_s(t, p) == 2.0, took
+    assert detail["status"] == 200 and 0 < len(detail["body"]) < 100
+
+
+def test_http_a_huge_body_is_not_read_whole(ctx: ActuatorContext, server: ThreadingHTTPServer) -> None:
+    """Only the first 200 characters of an answer are kept, but all of it was read into memory
+    (a 200 MB body: 200 MB held, twice over as text). Now 64 KiB of it at most are read, and the
+    connection closed: the server could not send the rest."""
+    t = http_target(server.server_address[1])
+    detail = HttpActuator(ctx).apply(t, HttpParams(path="/huge"), "k", {})
+    assert detail["status"] == 200 and detail["body"] == "y" * 200
+    time.sleep(0.2)  # the server's write into a closed connection fails
+    assert server.sent < 50 << 20, server.sent  # type: ignore[attr-defined]
+
+
 def test_http_validation_names_the_field(ctx: ActuatorContext) -> None:
     with pytest.raises(ValueError, match="path"):
         HttpParams(path="admin")
@@ -375,3 +511,65 @@ def test_http_validation_names_the_field(ctx: ActuatorContext) -> None:
         HttpBinding(base_url="ftp://example.com")
     text = HttpActuator(ctx).describe(http_target(1), HttpParams.model_validate({"path": "/a", "json": {}}))
     assert text == "POST /a with a JSON body on api, expecting [200]"
+
+
+RUNBOOK_WORKFLOW = """
+id: svc-down-runbooks
+match: {cause: down, kind: state}
+action:
+  steps:
+    - {name: drain, type: shell, params: {argv: [touch, drained]}}
+    - {name: mark, type: shell, params: {argv: [touch, marked], undo_argv: [rm, marked]}}
+    - {name: restart, type: shell, params: {argv: [sh, -c, "echo cannot restart >&2; exit 3"]}}
+prior_confidence: 1.0
+rollback_safe: true
+verify: {metric: up, min: 1, window_s: 10, delay_s: 3, min_samples: 3}
+"""
+
+
+def test_a_runbook_workflow_that_fails_half_way_says_which_steps_it_undid_and_which_had_no_undo(
+        tmp_path: Path) -> None:
+    """A real engine runs three real runbooks: the third fails, so the second (which has an
+    ``undo_argv``) is undone and the first (which has none) is left as it ran. The failure says
+    so: "compensated steps: 2; not undone, having no undo: step 1/3 shell:drain". Before, it said
+    "compensated steps: 2, 1", as though the drain had been undone too."""
+    from autonomic.config import load_config_data
+    from autonomic.engine import Engine
+    from autonomic.knowledge import Store
+    from autonomic.model import ActionState, Level, Sample
+    from autonomic.oversight.notify import Dispatcher
+    from autonomic.testing import FakeClock, FakeNotifier, ReplaySource
+
+    (tmp_path / "patterns").mkdir()
+    (tmp_path / "patterns" / "runbooks.yaml").write_text(RUNBOOK_WORKFLOW)
+    work = tmp_path / "work"
+    work.mkdir()
+    config = load_config_data({
+        "engine": {"interval_s": 1, "state_dir": str(tmp_path / "state"), "host_metrics": False, "settle_s": 0},
+        "services": [{"name": "svc", "actuators": {"shell": {"cwd": str(work)}},
+                      "thresholds": {"down_after": 2, "sustain": 2}}],
+        "patterns": [str(tmp_path / "patterns")], "builtin_patterns": False,
+        "policy": {"autonomy": "auto", "confidence_threshold": 0.5},
+    }, source="test.yaml", base_dir=tmp_path)
+    clock, notifier, source = FakeClock(time.time()), FakeNotifier(), ReplaySource([])
+    store = Store("sqlite://")
+    engine = Engine(config, clock=clock, store=store, sources=[source],
+                    notifiers=Dispatcher([(notifier, Level.INFO)], synchronous=True, dedup_s=0))
+    engine.start()
+    try:
+        for _ in range(6):
+            source._samples.append(Sample("svc", "up", clock.now(), 0.0))
+            engine.tick()
+            clock.advance(1.0)
+        (action,) = store.actions()
+    finally:
+        engine.shutdown()
+    assert action.state == ActionState.FAILED
+    assert action.error == ("step 3/3 shell:restart failed: ['sh', '-c', 'echo cannot restart >&2; exit 3'] exited "
+                            "with code 3: cannot restart\n; compensated steps: 2; not undone, having no undo: "
+                            "step 1/3 shell:drain")
+    assert (work / "drained").exists() and not (work / "marked").exists()
+    summary = next(s for s in action.steps if s.detail.get("workflow") == "summary")
+    assert summary.detail["compensated"] == [2, 1] and summary.detail["no_undo"] == [1]
+    assert any("not undone, having no undo: step 1/3 shell:drain" in n.body
+               for n in notifier.sent if n.level == Level.ALERT)

@@ -446,6 +446,72 @@ def test_a_failed_undo_pages_a_person_and_opens_the_breakers(tmp_path: Path) -> 
     assert any("UNDO FAILED" in n.title for n in h.notifier.sent)
 
 
+@pytest.mark.parametrize("failure", ["bug", "transient"])
+def test_an_undo_is_retried_as_an_apply_is_and_an_actuators_bug_in_it_is_a_failed_undo(
+        tmp_path: Path, failure: str) -> None:
+    """The undo of a fix that made things worse, through ``Executor._call`` as the apply and a
+    workflow's compensations are. Before, it was called bare: a transient failure (a connection
+    refused) was not retried but paged UNDO FAILED and opened the breakers at once; and an
+    exception that is not an ActuatorError (an actuator's bug) escaped to the loop, which left the
+    action ROLLING_BACK and called the undo again every few seconds, for ever, nobody told."""
+    from autonomic.errors import RetryableActuatorError
+
+    class FlakyUndo(FakeActuator):
+        def undo(self, target: Any, params: Any, key: str, snapshot: Any) -> dict[str, Any]:
+            self.calls.append(("undo", target.service, key))
+            if failure == "bug":
+                raise KeyError("pid")
+            if sum(c == "undo" for c, *_ in self.calls) == 1:
+                raise RetryableActuatorError("connection refused")
+            self.applied_keys.discard(key)
+            return {"undone": True}
+
+    h = Harness(tmp_path, actuator=FlakyUndo())
+    _undone_fix_that_left_it_down(h)
+    (action,) = h.store.actions()
+    undos = [c for c, *_ in h.actuator.calls if c == "undo"]
+    if failure == "bug":
+        assert undos == ["undo"] and action.state == ActionState.ESCALATED
+        assert action.error == "undo failed: KeyError: 'pid'"
+        assert any("UNDO FAILED" in n.title for n in h.notifier.sent)
+    else:
+        assert undos == ["undo", "undo"] and action.state == ActionState.ROLLED_BACK
+        assert not any("UNDO FAILED" in n.title for n in h.notifier.sent)
+
+
+def test_an_actuator_that_fails_with_a_bug_when_asked_whether_an_interrupted_apply_took_effect_hands_it_to_a_person(
+        tmp_path: Path) -> None:
+    """The engine died mid-apply; the next one asks the actuator whether it took effect, and the
+    actuator raises an exception that is not an ActuatorError (its bug): nobody can tell, so a person
+    is, once. Before, the exception escaped to the loop, which left the action RUNNING and asked
+    again every few seconds, for ever, nobody told."""
+
+    class Crash(BaseException):
+        pass
+
+    class DiesMidApply(FakeActuator):
+        def apply(self, target: Any, params: Any, key: str, snapshot: Any) -> dict[str, Any]:
+            raise Crash  # the engine is killed while the apply runs
+
+    class CannotSay(FakeActuator):
+        def applied(self, target: Any, params: Any, key: str, snapshot: Any) -> bool | None:
+            self.calls.append(("applied", target.service, key))
+            raise KeyError("pid")
+
+    store = Store(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    h = Harness(tmp_path, store=store, actuator=DiesMidApply())
+    with pytest.raises(Crash):
+        h.feed("up", 0, 4)
+    (action,) = store.actions()
+    assert action.state == ActionState.RUNNING
+    h2 = Harness(tmp_path, store=store, actuator=CannotSay(), start_at=h.clock.now())
+    h2.feed("up", 0, 20)
+    action = store.get(Action, action.id)  # type: ignore[assignment]
+    assert action is not None and action.state == ActionState.ESCALATED
+    assert [c for c, *_ in h2.actuator.calls] == ["applied"]
+    assert any("cannot tell whether it ran" in n.body for n in h2.notifier.sent if n.level == Level.ALERT)
+
+
 def test_a_fix_that_made_things_worse_and_could_not_be_undone_counts_against_its_pattern(tmp_path: Path) -> None:
     h = Harness(tmp_path, op="fail_undo")
     inc = _undone_fix_that_left_it_down(h)
@@ -2249,6 +2315,36 @@ def test_a_pause_set_during_a_failed_attempt_stops_the_retries(tmp_path: Path) -
     assert [c for c, *_ in h.actuator.calls] == ["apply"]
     (action,) = h.store.actions()
     assert action.state == ActionState.FAILED and "paused" in (action.error or "")
+
+
+@pytest.mark.parametrize("retryable", [False, True])
+def test_an_undo_snapshot_that_cannot_be_taken_fails_the_action_once_and_tells_a_person(
+        tmp_path: Path, retryable: bool) -> None:
+    """The snapshot taken before acting (a config actuator's ``git rev-parse HEAD`` in a repository
+    with no commits, a key the file lacks) fails: nothing ran, and the action is FAILED with the
+    snapshot's error, the incident escalated and a person alerted, once; a retryable error is
+    retried as an apply's is, first. Before: the error escaped ``prepare``, the incident stayed
+    diagnosed and was decided again at every tick, a new approved decision and a failed snapshot
+    each time, forever, with nothing but a log line."""
+    from autonomic.errors import RetryableActuatorError, TerminalActuatorError
+
+    class NoSnapshot(FakeActuator):
+        def snapshot(self, target: Any, params: Any) -> dict[str, Any]:
+            self.calls.append(("snapshot", target.service, ""))
+            error = RetryableActuatorError if retryable else TerminalActuatorError
+            raise error("git rev-parse HEAD in /srv/cfg failed (128): fatal: ambiguous argument 'HEAD'")
+
+    h = Harness(tmp_path, actuator=NoSnapshot())
+    h.feed("up", 0, 20)
+    inc = h.incident()
+    assert [c for c, *_ in h.actuator.calls] == ["snapshot"] * (3 if retryable else 1)  # never applied
+    assert len(h.store.decisions(inc.id)) == 1
+    (action,) = h.store.actions()
+    assert action.state == ActionState.FAILED
+    assert action.error is not None and action.error.startswith("snapshot failed, nothing was done: git rev-parse")
+    assert inc.state == IncidentState.ESCALATED and inc.resolution == Resolution.FAILED
+    (alert,) = [n for n in h.notifier.sent if n.level == Level.ALERT]
+    assert "snapshot failed" in alert.body and "ambiguous argument 'HEAD'" in alert.body
 
 
 def test_a_pause_holds_the_rollback_of_a_fix_that_failed_verification_and_a_person_is_told(

@@ -124,6 +124,30 @@ def test_a_failed_step_compensates_the_completed_steps_in_reverse_order(k: int) 
     assert world.applied == set()
 
 
+def test_a_step_with_no_undo_is_not_said_compensated_also_when_resumed_from_the_journal() -> None:
+    """Step 3 failed; step 2's actuator had no undo for it (``{"undo": "not applicable"}``, a
+    runbook without ``undo_argv``), journaled before the engine stopped; step 1 is undone after the
+    restart. The result says step 2 was left as it ran, not "compensated steps: 2, 1"."""
+    def rec(kind: Literal["do", "compensate"], i: int, phase: Literal["intent", "result"], ok: bool = True,
+            **extra: object) -> StepRecord:
+        return StepRecord(name=record_name(kind, i, STEPS), ok=ok, started_at=0, finished_at=0,
+                          detail=record_detail(kind, i, phase, **extra))
+
+    records = [rec("do", 0, "intent"), rec("do", 0, "result"), rec("do", 1, "intent"), rec("do", 1, "result"),
+               rec("do", 2, "intent"), rec("do", 2, "result", ok=False, error="boom 2"),
+               rec("compensate", 1, "intent"), rec("compensate", 1, "result", result={"undo": "not applicable"})]
+    journal = journal_from_records(records, 3)
+    assert journal[1].no_undo and not journal[0].no_undo
+    gen = run(STEPS, journal)
+    assert next(gen) == Compensate(0)
+    with pytest.raises(StopIteration) as stop:
+        gen.send(Reply(True))
+    result: WorkflowResult = stop.value.value
+    assert result.status == "compensated" and result.compensated == [1, 0] and result.no_undo == [1]
+    assert result.reason == ("step 3/3 fake:s2 failed: boom 2; compensated steps: 1; "
+                             "not undone, having no undo: step 2/3 fake:s1")
+
+
 @pytest.mark.parametrize("bad", [0, 1])
 def test_a_failed_compensation_stops_and_needs_a_person(bad: int) -> None:
     world = World(fail_do=frozenset({2}), fail_undo=frozenset({bad}))

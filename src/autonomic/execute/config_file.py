@@ -29,7 +29,7 @@ import tomlkit
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from autonomic.errors import RetryableActuatorError, TerminalActuatorError
+from autonomic.errors import ActuatorError, RetryableActuatorError, TerminalActuatorError
 from autonomic.model import ConfigChange
 from autonomic.protocols import ActuatorContext, Target
 
@@ -124,7 +124,9 @@ class ConfigActuator:
     puts a ``reason`` into the snapshot it is added as ``Why: <reason>``. After a change the
     service is reloaded per ``params.reload`` (signal, restart through the supervisor, none).
     A file whose path leads out of the repository's work tree (or into its ``.git``) through a
-    symlink is neither read nor written: TerminalActuatorError.
+    symlink is neither read nor written: TerminalActuatorError. A commit that fails (the
+    repository's hook refuses it, another git process holds the index) leaves the file, and its
+    index entry, as committed: a failed change or undo leaves no trace for the next reload to read.
     """
 
     type: ClassVar[str] = "config"
@@ -208,7 +210,10 @@ class ConfigActuator:
         # and the commit: commit it now, with this action's key, and reload)
         what = f"{p.op} {p.key} in {b.file}: {_jsonable(base)!r} -> {new!r}"
         why = _why(p, snapshot)
-        detail["commit"] = _commit(b, f"autonomic: {what}\n\n{why}\n\n{ACTION_TRAILER}: {key}")
+        try:
+            detail["commit"] = _commit(b, f"autonomic: {what}\n\n{why}\n\n{ACTION_TRAILER}: {key}")
+        except ActuatorError as exc:
+            raise _put_back(b, key, exc) from exc
         detail["reload"] = self._reload(target, p, b)
         return detail
 
@@ -565,6 +570,25 @@ def _commit(b: ConfigBinding, message: str) -> str:
     return _git(b, "rev-parse", "HEAD").strip()
 
 
+def _put_back(b: ConfigBinding, key: str, exc: ActuatorError) -> ActuatorError:
+    """After a commit of the file that failed (a hook refused it, another git process holds the
+    index, ...): the file, and its entry in the index, put back as committed, so a failed action
+    leaves no change of its behind for the service to read at its next reload, nor one the next
+    action takes for a person's edit. The file held its committed text or this action's change
+    (checked before it was written). Not when the commit was made after all (a git command
+    killed at its timeout). ``exc`` (its class kept: a retry writes and commits again), saying so."""
+    if _find_commit(b, ACTION_TRAILER, key) is not None:
+        return exc
+    try:
+        committed = _git(b, "show", f"HEAD:./{b.file}")
+        _git(b, "reset", "-q", "HEAD", "--", b.file, check=False)  # unstaged (without the lock: stays staged)
+        _write_atomic(_checked_path(b), committed)
+    except (ActuatorError, OSError) as failed:
+        return type(exc)(f"{exc}; and {b.file} could not be put back as committed ({failed}): it holds this "
+                         "action's change, not committed")
+    return type(exc)(f"{exc}; {b.file} was put back as committed (nothing changed)")
+
+
 def _changes_in_effect(b: ConfigBinding) -> list[tuple[ConfigChange, bool]]:
     """Commits touching the file that are still in effect, newest first, each with whether it is
     the engine's own (its message carries the ``Autonomic-Action`` trailer).
@@ -619,9 +643,7 @@ def _revert(b: ConfigBinding, sha: str, trailer_line: str, prefix: str) -> str |
         try:
             _git(b, "revert", "--no-commit", sha)
         except TerminalActuatorError:
-            _git(b, "reset", "-q", "HEAD", "--", *paths, check=False)
-            _git(b, "checkout", "-q", "HEAD", "--", *paths, check=False)
-            _git(b, "revert", "--quit", check=False)
+            _undo_revert(b, paths)
             raise TerminalActuatorError(f"git revert of {sha[:12]} in {b.repo} does not apply cleanly") from None
     elif not _holds_revert(b, sha, paths):  # else an engine killed before its commit staged it: commit it
         raise TerminalActuatorError(f"{', '.join(paths)} in {b.repo} has changes not committed (someone is "
@@ -630,5 +652,20 @@ def _revert(b: ConfigBinding, sha: str, trailer_line: str, prefix: str) -> str |
         _git(b, "revert", "--quit", check=False)
         return None
     message = f'{prefix}: Revert "{subject}"\n\nThis reverts commit {sha}.\n\n{trailer_line}'
-    _git(b, "commit", "-q", "-m", message, "--", *paths)
+    try:
+        _git(b, "commit", "-q", "-m", message, "--", *paths)
+    except ActuatorError as exc:
+        # refused (a hook, the index held): the revert is not left staged and in progress, the
+        # files reverted on disk for the service's next reload while the undo is reported failed
+        if _find_commit(b, *trailer_line.split(": ", 1)) is not None:
+            raise  # made after all (a git command killed at its timeout)
+        _undo_revert(b, paths)
+        raise type(exc)(f"{exc}; {', '.join(paths)} put back as committed (nothing reverted)") from exc
     return _git(b, "rev-parse", "HEAD").strip()
+
+
+def _undo_revert(b: ConfigBinding, paths: list[str]) -> None:
+    """``paths`` (staged and on disk) as HEAD has them, and no revert in progress."""
+    _git(b, "reset", "-q", "HEAD", "--", *paths, check=False)
+    _git(b, "checkout", "-q", "HEAD", "--", *paths, check=False)
+    _git(b, "revert", "--quit", check=False)

@@ -21,6 +21,8 @@ CANCELLED, one that had is handed to a person), and before every retry of a fail
 With leader election the same check raises NotLeaderError when this replica is not surely the
 leader; refused before its first attempt, an action goes back to PENDING (nothing ran), as it
 does when that check cannot read the store.
+An undo snapshot that cannot be taken when the action is prepared (a retryable error retried as
+an apply's is) makes it FAILED at once, nothing run, as a failed apply.
 
 A multi-step action (``Action.workflow``) stays RUNNING while :func:`workflow.run` decides
 each step; for every step the journal gets "step i/n type:name" intent (with the snapshot
@@ -213,9 +215,9 @@ class Executor:
         actuator = self._actuator(spec.type)
         params = actuator.Params.model_validate(spec.params)
         target = self._target(spec.target, spec.type)
-        self.progress(f"{spec.type} on {spec.target}: the snapshot before acting on incident {incident.id[:8]} "
-                      "(an actuator call)")
-        snapshot = actuator.snapshot(target, params)
+        started = self.clock.now()
+        snapshot, snap_error = self._call(f"{spec.type} snapshot before acting on incident {incident.id[:8]}",
+                                          spec.target, lambda: actuator.snapshot(target, params))
         verify, baseline = self._baseline(spec.target, pattern, now)
         action = Action(
             decision_id=decision.id, incident_id=incident.id, service=spec.target, type=spec.type,
@@ -224,6 +226,15 @@ class Executor:
             verify=verify, rollback_safe=pattern.rollback_safe if pattern else False,
             created_at=now, updated_at=now,
         )
+        if snap_error is not None:
+            # Nothing ran, and nothing can without the undo snapshot: FAILED at once, the incident to
+            # a person and the next remedy tried, as a failed apply. Raised instead, the incident was
+            # decided again at every tick, each time approved, each time failing here, nobody told.
+            error = f"snapshot failed, nothing was done: {snap_error}"
+            step = StepRecord(name="snapshot", ok=False, started_at=started, finished_at=self.clock.now(),
+                              detail={"error": str(snap_error)[:2000]})
+            self._failed(action, step, error, f"actuator failed: {error}", self.clock.now())
+            return action
         inc = self._set_incident(incident, now, IncidentState.ACTING)
         self._save(action, inc, "action.intent", describe=actuator.describe(target, params),
                    key=action.idempotency_key, decision=decision.id)
@@ -480,9 +491,9 @@ class Executor:
         try:
             took = actuator.applied(self._target(action.service, action.type), self._params(action),
                                     action.idempotency_key, action.undo)
-        except ActuatorError as exc:
+        except Exception as exc:  # an actuator's bug too: asked again at every tick, it would never end
             took = None
-            log.warning("cannot tell whether %s took effect: %s", action.id, exc)
+            log.warning("cannot tell whether %s took effect: %s", action.id, _said(exc))
         stop = self.stopped(action.service, action.type) if took is False else None
         if stop is not None:
             self._cancel_stopped(action, stop, now)  # nothing ran, and a person wants it stopped
@@ -541,7 +552,8 @@ class Executor:
         if undo:
             step = StepRecord(name="undo", ok=result.status == "compensated", started_at=started, finished_at=now,
                               detail={"workflow": "summary", "result": result.status, "reason": result.reason,
-                                      "compensated": [i + 1 for i in result.compensated]})
+                                      "compensated": [i + 1 for i in result.compensated],
+                                      "no_undo": [i + 1 for i in result.no_undo]})
             if result.status == "compensated":
                 return self._undone(action, step, action.error or "verification failed", now)
             pause = _compensation_held(journal, result)
@@ -557,7 +569,8 @@ class Executor:
             return self._start_verifying(action, step, now)
         step = StepRecord(name="apply", ok=False, started_at=started, finished_at=now,
                           detail={"workflow": "summary", "result": result.status, "reason": result.reason,
-                                  "compensated": [i + 1 for i in result.compensated]})
+                                  "compensated": [i + 1 for i in result.compensated],
+                                  "no_undo": [i + 1 for i in result.no_undo]})
         failed_at = result.failed_index
         paused = failed_at is not None and journal[failed_at].error.startswith("paused:")
         if result.status == "compensated" and failed_at is not None and journal[failed_at].error.startswith(
@@ -641,8 +654,8 @@ class Executor:
                           "took effect (an actuator call)")
             try:
                 took, err = actuator.applied(target, params, key, snapshot or {}), ""
-            except ActuatorError as exc:
-                took, err = None, str(exc)[:2000]
+            except Exception as exc:  # an actuator's bug too: nobody can tell
+                took, err = None, _said(exc)[:2000]
             record = StepRecord(name=workflow.record_name("check", i, steps), ok=took is not None,
                                 started_at=started, finished_at=self.clock.now(),
                                 detail=workflow.record_detail("check", i, "result", key=key, applied=took,
@@ -659,6 +672,8 @@ class Executor:
                 snapshot = _jsonable(actuator.snapshot(target, params))  # right before the step
             except ActuatorError as exc:
                 snap_error = exc
+            except Exception as exc:  # an actuator's bug: the step fails, as in _call
+                snap_error = ActuatorError(_said(exc))
             extra["snapshot"] = snapshot or {}
         snap: dict[str, Any] = snapshot or {}
         action = self._journal(action, StepRecord(name=name, ok=True, started_at=started, finished_at=started,
@@ -699,7 +714,8 @@ class Executor:
                             detail=workflow.record_detail(kind, i, "result", key=key, **(
                                 {"error": error[:2000]} if error is not None else {"result": _jsonable(detail)})))
         action = self._journal(action, result, f"action.{kind}_{'ok' if error is None else 'failed'}")
-        return action, workflow.Reply(error is None, (error or "")[:2000])
+        return action, workflow.Reply(error is None, (error or "")[:2000],
+                                      no_undo=kind == "compensate" and workflow.undid_nothing(detail))
 
     # --- verification ----------------------------------------------------------------------
 
@@ -878,18 +894,18 @@ class Executor:
         if action.workflow:
             return self._run_workflow(action, undo=True)
         actuator = self._actuator(action.type)
+        target, params = self._target(action.service, action.type), self._params(action)
         started = self.clock.now()
-        self.progress(f"{action.type} undo on {action.service} of action {action.id[:8]} (an actuator call)")
-        try:
-            detail = actuator.undo(self._target(action.service, action.type), self._params(action),
-                                   action.idempotency_key, action.undo)
-            ok, err = True, None
-        except ActuatorError as exc:
-            detail, ok, err = {"error": str(exc)[:2000]}, False, exc
+        # retried as an apply is (a compensation too); an actuator's bug is a failed undo, escalated,
+        # not an error the loop would meet again at every tick with the action left rolling back
+        detail, err = self._call(f"{action.type} undo of action {action.id[:8]}", action.service,
+                                 lambda: actuator.undo(target, params, action.idempotency_key, action.undo))
         now = self.clock.now()
-        step = StepRecord(name="undo", ok=ok, started_at=started, finished_at=now, detail=_jsonable(detail))
-        if ok:
+        if err is None:
+            step = StepRecord(name="undo", ok=True, started_at=started, finished_at=now, detail=_jsonable(detail))
             return self._undone(action, step, reason, now)
+        step = StepRecord(name="undo", ok=False, started_at=started, finished_at=now,
+                          detail={"error": str(err)[:2000]})
         return self._undo_failed(action, step, str(err), now)
 
     def _undone(self, action: Action, step: StepRecord, reason: str, now: float) -> float:
@@ -1004,6 +1020,12 @@ def _kind(action: Action) -> str:
     if not action.workflow:
         return action.type
     return f"{len(action.workflow)}-step workflow ({'+'.join(s.type for s in action.workflow)})"
+
+
+def _said(exc: Exception) -> str:
+    """An actuator's error as said in the journal: its message, or for any other exception (an
+    actuator's bug) its type too, as :meth:`Executor._call` says it."""
+    return str(exc) if isinstance(exc, ActuatorError) else f"{type(exc).__name__}: {exc}"
 
 
 def _jsonable(detail: Mapping[str, Any]) -> dict[str, Any]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Mapping
 from typing import Any, ClassVar, Literal
 from urllib.parse import urlsplit
@@ -15,6 +16,11 @@ from autonomic.protocols import ActuatorContext, Target
 from autonomic.redact import Secrets, is_credential_header, scrub, shown_url
 
 Method = Literal["GET", "POST", "PUT", "PATCH", "DELETE"]
+# the server (or a proxy before it) cannot answer now: as a refused connection is, retried with the
+# same Idempotency-Key (a proxy answers 502 where the service itself would refuse the connection)
+TRANSIENT_STATUS = frozenset({429, 502, 503, 504})
+BODY_KEEP = 65536  # bytes of a response's body read (a credential it quotes is hidden before the cut to 200)
+BODY_WITHIN = 3  # the body is read until this many timeout_s after the request started, at the latest
 
 
 def _upper(v: Any) -> Any:
@@ -92,8 +98,10 @@ class HttpBinding(BaseModel):
 class HttpActuator:
     """Sends ``method path`` (with an optional JSON body) to the binding's ``base_url`` and the
     header ``Idempotency-Key: <key>`` (``<key>:undo`` for the undo request). A status outside
-    ``expect_status`` is terminal; a connection error or timeout is retryable. The binding's
-    headers (``headers``, and ``headers_env``: a header's value read from an environment variable
+    ``expect_status`` is terminal, but for 429, 502, 503 and 504 (the server, or a proxy before
+    it, cannot answer now): retryable, as a connection error or a timeout is. Of the answer's
+    body the first ``BODY_KEEP`` bytes are read, for ``BODY_WITHIN`` × ``timeout_s`` at most. The
+    binding's headers (``headers``, and ``headers_env``: a header's value read from an environment variable
     at each call, for credentials) are sent; credentials among them (``headers_env``, and
     Authorization, X-Api-Key, Cookie and the like) never appear in results or errors: a header value, and the
     credential after its scheme (``Bearer <token>``), 8 characters or more, is shown as ``***``
@@ -124,7 +132,8 @@ class HttpActuator:
 
     def call_limit_s(self, target: Target, params: BaseModel) -> float:
         """The longest one call can take: httpx's ``timeout_s`` bounds each phase (connect, write,
-        read, the pool) on its own, so four of them."""
+        read, the pool) on its own, and each read of the response; its body is read until
+        ``BODY_WITHIN`` × ``timeout_s`` after the start, then one read more at most: four of them."""
         return 4 * self._params(params).timeout_s
 
     def snapshot(self, target: Target, params: BaseModel) -> dict[str, Any]:
@@ -156,20 +165,43 @@ class HttpActuator:
         where = f"{method} {path} on {target.service}"
         credentials = b.all_headers()
         headers = {**credentials, "Idempotency-Key": key}
+        deadline = time.monotonic() + BODY_WITHIN * p.timeout_s
         try:
-            with httpx.Client(base_url=b.base_url, timeout=p.timeout_s) as client:
-                resp = client.request(method, path, json=body, headers=headers)
+            with httpx.Client(base_url=b.base_url, timeout=p.timeout_s) as client, \
+                    client.stream(method, path, json=body, headers=headers) as resp:
+                status, raw = resp.status_code, _read_body(resp, deadline)
+                encoding = resp.encoding or "utf-8"
+                location = resp.headers.get("location") if resp.is_redirect else None
         except httpx.TimeoutException as exc:
             raise RetryableActuatorError(f"{where}: timed out after {p.timeout_s:g} s") from exc
         except httpx.TransportError as exc:
             raise RetryableActuatorError(f"{where}: {type(exc).__name__}: {_hide(str(exc), b, credentials)}") from exc
+        try:
+            decoded = raw.decode(encoding, errors="replace")
+        except LookupError:  # a charset Python does not know
+            decoded = raw.decode("utf-8", errors="replace")
         # hidden before cutting, so a credential across the cut is not half shown
-        text = _hide(resp.text, b, credentials)[:200]
-        if resp.status_code not in p.expect_status:
-            raise TerminalActuatorError(
-                f"{where}: status {resp.status_code} (expected {p.expect_status}): {text}"
-            )
-        return {"method": method, "path": path, "status": resp.status_code, "body": text}
+        text = _hide(decoded, b, credentials)[:200]
+        if status not in p.expect_status:
+            error = RetryableActuatorError if status in TRANSIENT_STATUS else TerminalActuatorError
+            # a redirect is not followed (the binding's credentials would go where it points): where
+            # it pointed is the clue (http to https, a login page), its body is mostly empty
+            moved = f" (redirect to {_hide(shown_url(location), b, credentials)}, not followed)" if location else ""
+            raise error(f"{where}: status {status}{moved} (expected {p.expect_status}): {text}")
+        return {"method": method, "path": path, "status": status, "body": text}
+
+
+def _read_body(resp: httpx.Response, deadline: float) -> bytes:
+    """The first ``BODY_KEEP`` bytes of ``resp``'s body, read until ``deadline`` at the latest:
+    only its first 200 characters are kept, and httpx's ``timeout_s`` bounds each read, not the
+    body, so a body of gigabytes, or one sent a byte at a time, would hold the call (and its
+    memory) for as long as the server likes."""
+    data = bytearray()
+    for chunk in resp.iter_bytes():
+        data += chunk[: BODY_KEEP - len(data)]
+        if len(data) >= BODY_KEEP or time.monotonic() >= deadline:
+            break
+    return bytes(data)
 
 
 def _hide(text: str, b: HttpBinding, headers: dict[str, str]) -> str:

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import IO, Annotated, Any, ClassVar
 
 import psutil
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from autonomic.errors import RetryableActuatorError, TerminalActuatorError
 from autonomic.protocols import ActuatorContext, Target
@@ -30,16 +30,27 @@ DRAIN_S = 1.0  # how long output is still read after the command ended
 RUNBOOK_NAME = r"^[a-z0-9][a-z0-9_-]{0,62}$"
 
 
+def _names_a_program(argv: list[str] | None) -> list[str] | None:
+    """``argv`` whose first item names a program: an empty or blank one is refused when the
+    pattern or config loads, not run at 3 a.m. as "Permission denied: ''"."""
+    if argv is not None and not argv[0].strip():
+        raise ValueError(f"the first item must name the program to run, got {argv[0]!r}")
+    return argv
+
+
+Argv = Annotated[list[str], Field(min_length=1), AfterValidator(_names_a_program)]
+
+
 class ShellParams(BaseModel):
     """What to run: ``argv``, or ``runbook``, the name of a command the service's binding gives
     (so one pattern, a built-in one say, can run each service's own cleanup)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    argv: list[str] | None = Field(default=None, min_length=1)
+    argv: Argv | None = None
     runbook: str | None = Field(default=None, pattern=RUNBOOK_NAME)
     timeout_s: float = Field(default=30.0, gt=0, le=3600)
-    undo_argv: list[str] | None = Field(default=None, min_length=1)
+    undo_argv: Argv | None = None
     env_allow: list[str] = Field(default_factory=list)  # names passed through from os.environ
 
     @model_validator(mode="after")
@@ -57,8 +68,7 @@ class ShellBinding(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     cwd: str | None = None
-    runbooks: dict[Annotated[str, StringConstraints(pattern=RUNBOOK_NAME)],
-                   Annotated[list[str], Field(min_length=1)]] = Field(default_factory=dict)
+    runbooks: dict[Annotated[str, StringConstraints(pattern=RUNBOOK_NAME)], Argv] = Field(default_factory=dict)
 
     def missing(self) -> list[str]:
         """What this binding names that this host lacks (see ConfigBinding.missing)."""
@@ -93,7 +103,9 @@ class ShellActuator:
     Whether it took effect cannot be told (``applied`` is None); undo runs ``undo_argv``. A runbook
     that timed out is run again (a retry, or recovery after a crash), so each run gets the action's
     idempotency key in ``AUTONOMIC_ACTION_KEY`` (``<key>:undo`` for the undo), the same at every
-    attempt: a runbook can record it and make a second run of one action a no-op.
+    attempt: a runbook can record it and make a second run of one action a no-op. A run of the
+    same key still running (an engine killed mid-call left it, in its own session) is killed
+    before the next one starts, as a run that timed out is: never two at once.
     """
 
     type: ClassVar[str] = "shell"
@@ -188,10 +200,36 @@ def _kill_tree(proc: subprocess.Popen[bytes]) -> None:
     proc.wait()
 
 
+def _left_running(key: str) -> list[int]:
+    """SIGKILL every process still running with ``AUTONOMIC_ACTION_KEY`` = ``key``, and its process
+    group: a run of this very command (an undo, a workflow step's compensation) that an engine
+    killed mid-call (SIGKILL, a crash) left running in its own session; the engine started again
+    runs it anew. It would otherwise run beside it, both at once. Their pids, once gone (or after
+    1 s: SIGKILLed, they run no more code; within the margin of :meth:`ShellActuator.call_limit_s`)."""
+    found: list[psutil.Process] = []
+    for proc in psutil.process_iter():
+        try:
+            if proc.pid != os.getpid() and proc.environ().get(ACTION_KEY_ENV) == key:
+                found.append(proc)
+        except psutil.Error:  # gone, a zombie, or not ours to read
+            continue
+    for proc in found:
+        with contextlib.suppress(OSError):
+            group = os.getpgid(proc.pid)
+            if group != os.getpgrp():
+                os.killpg(group, signal.SIGKILL)
+        with contextlib.suppress(psutil.Error):
+            proc.kill()
+    psutil.wait_procs(found, timeout=1.0)
+    return sorted(p.pid for p in found)
+
+
 def run_argv(argv: list[str], cwd: str | None, env_allow: list[str], timeout_s: float, *,
              key: str | None = None) -> dict[str, Any]:
     """Run ``argv``; the journal detail on success, ActuatorError subclasses otherwise. ``key``,
-    when given, is passed as ``AUTONOMIC_ACTION_KEY``."""
+    when given, is passed as ``AUTONOMIC_ACTION_KEY``, and a run of it an engine that died left
+    running is killed first (``earlier_run_killed``: their pids)."""
+    killed = _left_running(key) if key is not None else []
     env = {"PATH": os.environ.get("PATH", os.defpath)}
     env.update({name: os.environ[name] for name in env_allow if name in os.environ})
     if key is not None:
@@ -241,4 +279,5 @@ def run_argv(argv: list[str], cwd: str | None, env_allow: list[str], timeout_s: 
         "stdout_truncated": out_cut,
         "stderr_truncated": err_cut,
         "duration_s": round(time.monotonic() - started, 3),
+        **({"earlier_run_killed": killed} if killed else {}),
     }

@@ -17,7 +17,9 @@ executor owns the I/O (locking, journaling, the kill switch, retries) and carrie
   None: nobody can tell, so nothing more is done and a person is asked.
 
 Steps run in order. When one fails, every completed step before it is compensated in
-reverse order; a failed compensation stops there and asks a person (``needs_person``).
+reverse order; a failed compensation stops there and asks a person (``needs_person``). A step
+whose actuator has no undo for it (a runbook without ``undo_argv``) is named as left as it ran,
+not counted among the steps compensated.
 With ``undo=True`` (verification found the finished workflow made things worse) every
 completed step is compensated in reverse order. The journal (one :class:`StepState` per
 step, as derived by :func:`journal_from_records`) lets :func:`run` resume after a crash at
@@ -49,6 +51,7 @@ class StepState:
     do: Status = Status.NOT_STARTED
     compensate: Status = Status.NOT_STARTED
     error: str = ""  # the last failure's message
+    no_undo: bool = False  # compensated by an undo its actuator has none of: nothing was undone
 
 
 @dataclass(frozen=True)
@@ -75,6 +78,7 @@ class Reply:
 
     ok: bool | None
     error: str = ""
+    no_undo: bool = False  # Compensate: the step's actuator has no undo for it (see :func:`undid_nothing`)
 
 
 @dataclass(frozen=True)
@@ -87,6 +91,7 @@ class WorkflowResult:
     reason: str = ""
     failed_index: int | None = None  # the step that failed (or whose compensation failed)
     compensated: list[int] = field(default_factory=list)  # in the order they were compensated
+    no_undo: list[int] = field(default_factory=list)  # of those, the ones with no undo: left as they ran
 
 
 def run(
@@ -146,16 +151,25 @@ def run(
         reply = yield Compensate(j)
         if not reply.ok:
             return _compensation_failed(reason, label(j), reply.error, j, compensated)
-        state[j] = replace(s, compensate=Status.OK)
+        state[j] = replace(s, compensate=Status.OK, no_undo=reply.no_undo)
         compensated.append(j)
-    done = ", ".join(str(j + 1) for j in compensated) or "none"
-    return WorkflowResult("compensated", f"{reason}; compensated steps: {done}",
-                          failed_index=failed, compensated=compensated)
+    kept = [j for j in compensated if state[j].no_undo]
+    done = ", ".join(str(j + 1) for j in compensated if j not in kept) or "none"
+    # a step whose actuator has no undo (a runbook without undo_argv, a restart) is not said undone
+    left = f"; not undone, having no undo: {', '.join(label(j) for j in kept)}" if kept else ""
+    return WorkflowResult("compensated", f"{reason}; compensated steps: {done}{left}",
+                          failed_index=failed, compensated=compensated, no_undo=kept)
 
 
 def _compensation_failed(reason: str, label: str, error: str, index: int, done: list[int]) -> WorkflowResult:
     return WorkflowResult("needs_person", f"{reason}; compensating {label} failed: {error}",
                           failed_index=index, compensated=done)
+
+
+def undid_nothing(result: Any) -> bool:
+    """Whether an actuator's ``undo`` result says it has no undo for the step (``{"undo": "not
+    applicable"}``: a runbook without ``undo_argv``, an HTTP call without ``undo``, a restart)."""
+    return isinstance(result, dict) and result.get("undo") == "not applicable"
 
 
 # --- the journal as StepRecords ------------------------------------------------------------
@@ -200,7 +214,8 @@ def journal_from_records(records: Sequence[StepRecord], n: int) -> list[StepStat
         if kind == "do":
             state[index] = replace(state[index], do=status, error=error)
         else:
-            state[index] = replace(state[index], compensate=status, error=error)
+            no_undo = phase == "result" and status == Status.OK and undid_nothing(r.detail.get("result"))
+            state[index] = replace(state[index], compensate=status, error=error, no_undo=no_undo)
     return state
 
 
