@@ -400,20 +400,29 @@ def test_a_repository_another_git_process_is_using_is_a_retryable_error_naming_t
         act: ConfigActuator, tmp_path: Path) -> None:
     """.git/index.lock exists (a person committing, or a replica's commit still running after a
     failover): the apply is worth retrying, not a failure of the fix; once the lock is gone it
-    goes through."""
+    goes through. The binding's repo is a folder inside the work tree (one repository for many
+    services' configs): the error names the lock where git has it, at the top."""
     from autonomic.errors import RetryableActuatorError
 
     repo, t = make_repo(tmp_path, "yaml")
+    name, text = FILES["yaml"]
+    (repo / "api").mkdir()
+    (repo / "api" / name).write_text(text)
+    git(repo, "add", "api")
+    git(repo, "commit", "-q", "-m", "api's own config")
+    t = Target(service="api", binding=ConfigBinding(repo=str(repo / "api"), file=name))
     p = scale(factor=1.2)
     snap = act.snapshot(t, p)
     lock = repo / ".git" / "index.lock"
     lock.write_text("")
-    with pytest.raises(RetryableActuatorError, match=r"index\.lock exists; if no git process is running"):
+    with pytest.raises(RetryableActuatorError, match=r"index\.lock exists; if no git process is running") as err:
         act.apply(t, p, "act-lock", snap)
-    assert commit_count(repo) == 1
+    assert f"({lock.resolve()} exists" in str(err.value)  # where it is, as git says, for the person to remove
+    assert commit_count(repo) == 2
     lock.unlink()
     act.apply(t, p, "act-lock", snap)
-    assert commit_count(repo) == 2 and act.applied(t, p, "act-lock", snap) is True
+    assert commit_count(repo) == 3 and act.applied(t, p, "act-lock", snap) is True
+    assert read_value(repo / "api" / name, "yaml") == 60 and read_value(repo / name, "yaml") == 50
 
 
 def test_undo_and_revert_last_leave_a_persons_staged_changes_out_of_their_commit(

@@ -3131,19 +3131,26 @@ def test_an_actuator_binding_naming_a_path_this_host_lacks_is_warned_at_start(
         tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     """`check` may run on another machine, so a config repository or a runbook folder that is not
     there is no config error; but the engine that will act says so when it starts, naming the
-    service and the field, rather than first at 3 a.m. when the action fails."""
+    service and the field, rather than first at 3 a.m. when the action fails. A folder inside a
+    work tree (one repository for many services' configs) is a repository to git, and no warning."""
     import subprocess
 
     repo = tmp_path / "repo"
     subprocess.run(["git", "init", "-q", str(repo)], check=True)
     (repo / "app.yaml").write_text("pool: {size: 10}\n")
+    (repo / "svc").mkdir()
+    (repo / "svc" / "app.yaml").write_text("pool: {size: 10}\n")
+    (tmp_path / "plain").mkdir()
     data = {"engine": {"state_dir": str(tmp_path / "state"), "host_metrics": False},
             "builtin_patterns": False, "api": {"enabled": False},
             "services": [{"name": "good", "actuators": {"config": {"repo": str(repo), "file": "app.yaml"},
                                                         "shell": {"cwd": str(tmp_path)}}},
                          {"name": "bad", "actuators": {"config": {"repo": str(tmp_path / "nope"), "file": "a.yaml"},
                                                        "shell": {"cwd": str(tmp_path / "gone")}}},
-                         {"name": "nofile", "actuators": {"config": {"repo": str(repo), "file": "b.yaml"}}}]}
+                         {"name": "nofile", "actuators": {"config": {"repo": str(repo), "file": "b.yaml"}}},
+                         {"name": "inside", "actuators": {"config": {"repo": str(repo / "svc"), "file": "app.yaml"}}},
+                         {"name": "nogit", "actuators": {"config": {"repo": str(tmp_path / "plain"),
+                                                                    "file": "a.yaml"}}}]}
     engine = Engine(load_config_data(data, source="t.yaml", base_dir=tmp_path), sources=[], detectors=[],
                     notifiers=Dispatcher())
     with caplog.at_level("WARNING", logger="autonomic.engine"):
@@ -3152,7 +3159,8 @@ def test_an_actuator_binding_naming_a_path_this_host_lacks_is_warned_at_start(
     warned = sorted(r.getMessage().split(";")[0] for r in caplog.records if "actuators." in r.getMessage())
     assert warned == [f"service bad: actuators.config.repo: {tmp_path / 'nope'} does not exist here",
                       f"service bad: actuators.shell.cwd: {tmp_path / 'gone'} is not a folder here",
-                      f"service nofile: actuators.config.file: b.yaml does not exist in {repo}"]
+                      f"service nofile: actuators.config.file: b.yaml does not exist in {repo}",
+                      f"service nogit: actuators.config.repo: {tmp_path / 'plain'} is not in a git work tree here"]
 
 
 def test_a_pattern_the_service_has_no_binding_for_does_not_shadow_a_lower_ranked_one_it_can_run(

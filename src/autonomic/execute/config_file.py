@@ -101,9 +101,10 @@ class ConfigBinding(BaseModel):
         """What this binding names that this host lacks, each as ``field: why`` (warned at the
         engine's start: ``autonomic check`` may run on another machine, so not a config error)."""
         repo = Path(self.repo)
-        if not (repo / ".git").exists():
-            return [f"repo: {self.repo} is not a git work tree here" if repo.is_dir()
-                    else f"repo: {self.repo} does not exist here"]
+        if not repo.is_dir():
+            return [f"repo: {self.repo} does not exist here"]
+        if not any((folder / ".git").exists() for folder in (repo, *repo.resolve().parents)):
+            return [f"repo: {self.repo} is not in a git work tree here"]  # a folder inside one is (git -C)
         if not (repo / self.file).is_file():
             return [f"file: {self.file} does not exist in {self.repo}"]
         return []
@@ -526,10 +527,11 @@ def _git(b: ConfigBinding, *args: str, check: bool = True) -> str:
         if "index.lock" in err and "File exists" in err:
             # another git process is at work in the repository (a person, or an engine replica's
             # commit still running after a failover): worth trying again in a moment
+            named = re.search(r"'([^']*index\.lock)'", err)  # git names it: the top of the work tree's
             raise RetryableActuatorError(
                 f"git {args[0]} in {b.repo}: another git process is using the repository "
-                f"({b.repo}/.git/index.lock exists; if no git process is running, one that died left it: "
-                "remove it)")
+                f"({named.group(1) if named else b.repo + '/.git/index.lock'} exists; if no git process is "
+                "running, one that died left it: remove it)")
         raise TerminalActuatorError(f"git {' '.join(args[:2])} in {b.repo} failed ({proc.returncode}): {err[:500]}")
     return proc.stdout
 
