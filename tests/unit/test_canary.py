@@ -117,6 +117,39 @@ def test_a_tripped_trigger_rolls_back_to_zero_and_stops() -> None:
     assert weights == [1, 25, 0]
 
 
+def test_a_step_that_cannot_be_judged_fails_closed_back_to_zero() -> None:
+    """The metrics for a step are not there (collect raises): the canary does not stay at its
+    share unjudged; the weight goes back to 0 and the report says why."""
+    weights: list[int] = []
+    calls = iter([(_data(1), _data(2))])
+
+    def collect() -> Any:
+        try:
+            return next(calls)
+        except StopIteration:
+            raise RuntimeError("prometheus: connection refused") from None
+
+    reports = list(rollout(_plan(), weights.append, collect, lambda s: None))
+    assert [r.verdict for r in reports] == ["pass", "fail"] and weights == [1, 25, 0]
+    assert reports[-1].reason == "could not judge at 25%: prometheus: connection refused; rolled back to 0"
+
+
+def test_a_step_whose_weight_cannot_be_set_back_raises_its_own_error_noting_the_refusal() -> None:
+    weights: list[int] = []
+
+    def set_weight(w: int) -> None:
+        if w == 25:
+            raise RuntimeError("traffic API: 500")
+        if w == 0:
+            raise RuntimeError("traffic API: 500 again")
+        weights.append(w)
+
+    with pytest.raises(RuntimeError) as err:
+        list(rollout(_plan(), set_weight, lambda: (_data(1), _data(2)), lambda s: None))
+    assert str(err.value) == "traffic API: 500" and weights == [1]
+    assert err.value.__notes__ == ["not rolled back to 0 either: traffic API: 500 again"]
+
+
 def test_a_latency_increase_trigger_uses_p95_against_the_baseline() -> None:
     weights: list[int] = []
     plan = _plan(triggers=[{"metric": "latency_ms", "max_increase": 0.2}])

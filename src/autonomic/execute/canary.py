@@ -257,11 +257,27 @@ def rollout(plan: RolloutPlan, set_weight: Callable[[int], None],
             collect: Callable[[], tuple[Mapping[str, Sequence[float]], Mapping[str, Sequence[float]]]],
             wait: Callable[[float], None]) -> Iterator[StepReport]:
     """Drive the plan step by step, yielding a report per step. A FAIL or a tripped trigger
-    sets the weight back to 0 and stops; MARGINAL stops where it is for a person to decide."""
+    sets the weight back to 0 and stops; MARGINAL stops where it is for a person to decide.
+
+    A step that cannot be judged (``set_weight`` or ``collect`` raises: the traffic API refused,
+    the metrics are not there) fails closed, as a FAIL does: the weight is set back to 0 and the
+    report says why. When that is refused too (the kill switch: ``set_weight`` raises while a
+    pause holds, see :func:`actuator_weight_setter`), the step's own error is raised, noting the
+    refusal, and the weight is left where it is, for a person."""
     for weight in plan.steps:
-        set_weight(weight)
-        wait(plan.wait_s)
-        baseline, canary = collect()
+        try:
+            set_weight(weight)
+            wait(plan.wait_s)
+            baseline, canary = collect()
+        except Exception as exc:
+            try:
+                set_weight(0)
+            except Exception as back:
+                exc.add_note(f"not rolled back to 0 either: {back}")
+                raise exc from back
+            yield StepReport(weight=weight, verdict="fail",
+                             reason=f"could not judge at {weight}%: {exc}; rolled back to 0")
+            return
         tripped = _tripped(plan, baseline, canary)
         if tripped:
             set_weight(0)
