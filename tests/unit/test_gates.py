@@ -578,6 +578,34 @@ def test_bad_cron_message_is_clear() -> None:
         MaintenanceWindow(name="n", cron="every night", duration_s=60)
 
 
+@pytest.mark.parametrize(("cron", "why"), [
+    ("0 0 2 * * *", "has 6 fields, not five"),  # Quartz's 02:00 daily: croniter reads seconds last
+    ("0 2 * * * 30", "has 6 fields, not five"),
+    ("0 2 * * * * *", "has 7 fields, not five"),
+    ("0 2 30 2 *", "never fires (no such date)"),  # 30 February
+    ("0 2 31 4,6 *", "never fires (no such date)"),
+])
+def test_a_window_cron_croniter_would_misread_or_that_never_fires_is_refused_naming_the_field(
+    cron: str, why: str
+) -> None:
+    """A six-field cron was read with seconds last ("0 0 2 * * *": every second of 00:00 on the
+    2nd, not 02:00 daily), and one for a date that never comes made every decision raise
+    (croniter finds no previous fire): both are refused when the config is read."""
+    with pytest.raises(ValidationError) as exc:
+        policy(maintenance_windows=[{"name": "n", "cron": cron, "duration_s": 60}])
+    [err] = exc.value.errors()
+    assert ".".join(str(x) for x in err["loc"]) == "maintenance_windows.0.cron"
+    assert why in err["msg"] and repr(cron) in err["msg"]
+
+
+def test_a_window_cron_by_its_alias_or_on_29_february_is_accepted() -> None:
+    daily = MaintenanceWindow(name="d", cron="@daily", duration_s=60)
+    assert active_window([daily], T2AM - 2 * 3600 + 30) == daily  # 00:00:30
+    leap = MaintenanceWindow(name="leap", cron="0 2 29 2 *", duration_s=3600)
+    assert active_window([leap], 1709172000.0 + 60) == leap  # 2024-02-29 02:01 UTC
+    assert active_window([leap], 1709172000.0 + 365 * 86400) is None
+
+
 def test_active_window_with_fixed_times() -> None:
     nightly = MaintenanceWindow(name="nightly", cron="0 2 * * *", duration_s=3600, mode="block")
     assert active_window([nightly], T2AM - 1) is None  # 01:59:59

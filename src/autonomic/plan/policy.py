@@ -26,7 +26,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Literal, TypeVar
 
-from croniter import croniter
+from croniter import CroniterBadDateError, croniter
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from autonomic.model import Autonomy
@@ -94,8 +94,18 @@ class MaintenanceWindow(_Frozen):
     @field_validator("cron")
     @classmethod
     def _valid_cron(cls, v: str) -> str:
+        # five fields, as report schedules: croniter also takes a sixth (seconds, *last*) and a
+        # seventh (year), so a Quartz-style "0 0 2 * * *" would be read as every second of
+        # 00:00 on the 2nd of the month rather than refused
         if not croniter.is_valid(v):
             raise ValueError(f"not a valid cron expression: {v!r} (e.g. '0 2 * * *')")
+        if len(v.split()) != 5 and not v.strip().startswith("@"):  # @daily and the like are five fields' names
+            raise ValueError(f"not a valid cron expression: {v!r} has {len(v.split())} fields, not five "
+                             "(minute hour day-of-month month day-of-week; no seconds, no year)")
+        try:  # a date that never comes (30 February) is valid cron that never fires
+            croniter(v, 0.0).get_next(float)
+        except CroniterBadDateError:
+            raise ValueError(f"cron expression {v!r} never fires (no such date)") from None
         return v
 
 
