@@ -413,6 +413,28 @@ def test_maintenance_window_safe_only_allows_only_rollback_safe() -> None:
     assert why.endswith("only rollback-safe actions; pattern pool-exhaustion-raise is not")
 
 
+def test_a_window_whose_next_fire_comes_before_it_ends_is_said_to_end_when_the_last_one_does() -> None:
+    """The weekday window ``0 0 * * 1-5`` of a day fires again each midnight as it ends: active on
+    Monday, it ends on Saturday 00:00, not Tuesday's (the reason named Tuesday, then Wednesday...);
+    one longer than its period never ends, and the reason says the time is only a lower bound."""
+    pol = policy(autonomy="auto", maintenance_windows=[
+        {"name": "weekdays", "cron": "0 0 * * 1-5", "duration_s": 86400, "mode": "block"}])
+    for now in (T2AM, T2AM + 3 * 86400 + 3600):  # Monday 02:00, Thursday 03:00
+        passed, _, why = result(g.maintenance_window, ctx(pol, now=now))
+        assert not passed
+        assert why == "maintenance window weekdays (block) active until 2024-01-06 00:00 UTC: no actions"
+    assert active_window(pol.maintenance_windows, T2AM + 5 * 86400 - 2 * 3600 - 1) is not None  # Fri 23:59:59
+    assert active_window(pol.maintenance_windows, T2AM + 5 * 86400 - 2 * 3600) is None  # Saturday 00:00
+    hourly = policy(autonomy="auto", maintenance_windows=[
+        {"name": "always", "cron": "0 * * * *", "duration_s": 5400, "mode": "block"}])
+    _, _, why = result(g.maintenance_window, ctx(hourly, now=T2AM + 1800))
+    assert why == ("maintenance window always (block) active until at least 2024-01-05 07:30 UTC "
+                   "(each fire comes before the last one ends): no actions")
+    nightly = _window_policy("block")  # one that ends before it fires again: its own end
+    assert result(g.maintenance_window, ctx(nightly, now=T2AM + 600))[2].startswith(
+        "maintenance window nightly (block) active until 2024-01-01 03:00 UTC")
+
+
 @pytest.mark.parametrize("tz", ["UTC", "Europe/Berlin", "America/New_York", "Australia/Lord_Howe"])
 def test_a_maintenance_window_cron_is_utc_whatever_the_hosts_time_zone_and_dst_day(
     tz: str, monkeypatch: pytest.MonkeyPatch

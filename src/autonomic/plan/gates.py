@@ -33,7 +33,7 @@ from typing import Any
 from autonomic.model import Autonomy, Diagnosis, GateResult, Verdict
 from autonomic.plan.backoff import BackoffState, backoff_allows
 from autonomic.plan.breaker import BreakerState, breaker_allows
-from autonomic.plan.policy import EffectivePolicy, PolicyConfig, active_window, window_started
+from autonomic.plan.policy import EffectivePolicy, PolicyConfig, active_window, window_ends
 from autonomic.printable import counted
 
 
@@ -335,7 +335,8 @@ def maintenance_window(ctx: GateContext) -> GateResult:
     w = active_window(ctx.policy.maintenance_windows, ctx.now)
     if w is None:
         return _pass(gate, "no maintenance window active")
-    until = _hhmm(window_started(w, ctx.now) + w.duration_s)
+    end, exact = window_ends(w, ctx.now)
+    until = _hhmm(end) if exact else f"at least {_hhmm(end)} (each fire comes before the last one ends)"
     what = f"maintenance window {w.name} ({w.mode}) active until {until}"
     if w.mode == "block":
         return _fail(gate, f"{what}: no actions")

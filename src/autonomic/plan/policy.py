@@ -276,6 +276,24 @@ def window_started(window: MaintenanceWindow, now: float) -> float:
     return nxt if nxt <= now else prev
 
 
+_CHAINED_FIRES = 100  # how many back-to-back fires window_ends follows before it stops looking
+
+
+def window_ends(window: MaintenanceWindow, now: float) -> tuple[float, bool]:
+    """When the window active at ``now`` ends, and whether that is its end (False: it is still
+    going after ``_CHAINED_FIRES`` fires, each before the last one ended: the time is a lower
+    bound). A fire at or before the end of the last one carries it on: a weekday window
+    ``0 0 * * 1-5`` of 86400 s that is active on Monday ends on Saturday at 00:00, not on Tuesday."""
+    started = window_started(window, now)
+    end, fires = started + window.duration_s, croniter(window.cron, started)
+    for _ in range(_CHAINED_FIRES):
+        nxt = float(fires.get_next(float))
+        if nxt > end:
+            return end, True
+        end = nxt + window.duration_s
+    return end, False
+
+
 _MODE_RANK = {"block": 2, "approve": 1, "safe_only": 0}
 
 
