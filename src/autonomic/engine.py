@@ -3240,7 +3240,7 @@ class Engine:
         self.metrics.action(action.type, action.state.value)
         key = backoff_key(action.service)
         old = BackoffState.model_validate(self.store.get_state(key) or {})
-        new = backoff_record(old, success, now, self.policy().backoff)
+        new = backoff_record(old, success, now, self.policy().backoff, started=action.created_at)
         if new != old:
             self.store.set_state(key, new.model_dump(mode="json"), actor="engine", event="backoff.updated",
                                  data={"service": action.service, "failures": new.failures})

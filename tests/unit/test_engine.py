@@ -1547,6 +1547,51 @@ def test_an_escalation_chain_tries_the_next_pattern_on_the_same_incident_when_th
     assert len(h.store.incidents(service="svc")) == 1
 
 
+SLOW_CHAIN = """
+patterns:
+  - id: fake-down-first
+    match: {cause: down, kind: state}
+    action: {type: fake, params: {op: fail}}
+    prior_confidence: 0.95
+    verify: {metric: up, min: 1, window_s: 10, delay_s: 3, min_samples: 3}
+    then: [fake-down-slow]
+  - id: fake-down-slow
+    match: {cause: nothing-matches-this}
+    action: {type: fake, params: {op: poke}}
+    prior_confidence: 0.9
+    rollback_safe: true
+    verify: {metric: load, max: 1, window_s: 10, delay_s: 20, min_samples: 3}
+"""
+
+
+def test_a_failure_whose_verification_outlasted_the_backoff_reset_time_still_counts_in_a_row(
+        tmp_path: Path) -> None:
+    """The chain's second remedy is decided a few seconds after the first failed, but its
+    verification (20 s wait, 10 s window; the load it watches only grows) fails after
+    backoff.reset_after_s (15 s): that is the target's second failure in a row, as the backoff's
+    state in the store says (it read as a first failure, counted from when it was recorded, and
+    the next attempt would have waited base_s only)."""
+    pdir = tmp_path / "patterns"
+    pdir.mkdir()
+    (pdir / "chain.yaml").write_text(SLOW_CHAIN)
+    h = Harness(tmp_path, policy={"backoff": {"base_s": 2, "cap_s": 8, "reset_after_s": 15}})
+
+    def actions() -> list[Action]:
+        return sorted(h.store.actions(), key=lambda a: a.created_at)
+
+    for i in range(60):
+        if len(actions()) == 2 and actions()[1].state in (ActionState.VERIFYING_UNDO, ActionState.ROLLED_BACK):
+            break  # failed verification, undone: its failure is on the record
+        h.source._samples.append(Sample("svc", "load", h.clock.now(), 2.0 + i))  # worse and worse
+        h.feed("up", 0, 1)
+    first, second = actions()
+    assert (first.pattern_id, first.state) == ("fake-down-first", ActionState.FAILED)
+    assert second.pattern_id == "fake-down-slow" and second.state == ActionState.VERIFYING_UNDO
+    assert second.created_at - first.updated_at < 15 < second.updated_at - first.updated_at
+    state = h.store.get_state("backoff:svc")
+    assert state is not None and state["failures"] == 2
+
+
 def test_when_the_escalation_chain_is_spent_a_person_is_paged(tmp_path: Path) -> None:
     h = _chain_harness(tmp_path, then="fake-down-also-fails")
     h.feed("up", 0, 16)
