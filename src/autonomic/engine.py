@@ -3324,9 +3324,11 @@ class Engine:
             self.metrics.breaker(scope, True)
         self.notify(Notification(level=Level.ALERT, ts=now, service=action.service,
                                  title="circuit breakers opened: an undo failed",
-                                 body=f"{', '.join(_scopes(action)[:-1])} and global automation stopped until a "
-                                      f"person looks"
-                                      f" (the undo of action {action.id[:8]} on {action.service})"))
+                                 body=f"{', '.join(_scopes(action)[:-1])} and global automation stopped"
+                                      f" (the undo of action {action.id[:8]} on {action.service}); a person must"
+                                      f" look: the breakers half-open for one trial action at"
+                                      f" {utc_stamp(now + self.policy().breaker.open_s)} (policy.breaker.open_s"
+                                      f" {self.policy().breaker.open_s:g} s) unless automation is paused"))
 
     # --- people ----------------------------------------------------------------------------
 

@@ -446,6 +446,25 @@ def test_a_failed_undo_pages_a_person_and_opens_the_breakers(tmp_path: Path) -> 
     assert any("UNDO FAILED" in n.title for n in h.notifier.sent)
 
 
+def test_the_alert_of_breakers_a_failed_undo_opened_says_when_they_let_a_trial_through(tmp_path: Path) -> None:
+    """It said automation was stopped "until a person looks", yet the breakers half-open after
+    policy.breaker.open_s like any other and the next action runs as their trial with nobody
+    having looked: the alert names that time."""
+    h = Harness(tmp_path, op="fail_undo", policy={"breaker": {"open_s": 1800}})
+    _undone_fix_that_left_it_down(h)
+    (opened,) = [n for n in h.notifier.sent if n.title == "circuit breakers opened: an undo failed"]
+    at = h.store.get_state("breaker:global")["opened_at"]  # type: ignore[index]
+    assert "until a person looks" not in opened.body
+    assert f"half-open for one trial action at {utc_stamp(at + 1800)} (policy.breaker.open_s 1800 s)" in opened.body
+    h.feed("up", 1, 40)  # a person fixed it: the incident closes
+    h.clock.advance(1800)
+    h.feed("up", 0, 5)  # down again half an hour on: the breakers' trial runs, nobody having looked
+    decision = h.store.decisions(h.incident().id)[-1]
+    assert decision.verdict == Verdict.APPROVED
+    assert "half-open" in next(g.reason for g in decision.gates if g.gate == "circuit_breaker")
+    assert [c for c, *_ in h.actuator.calls].count("apply") == 2
+
+
 def test_a_fix_that_made_things_worse_and_could_not_be_undone_counts_against_its_pattern(tmp_path: Path) -> None:
     h = Harness(tmp_path, op="fail_undo")
     inc = _undone_fix_that_left_it_down(h)
