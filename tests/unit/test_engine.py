@@ -1200,7 +1200,7 @@ def test_a_workflow_is_held_by_the_rate_limit_and_breaker_of_a_later_steps_type(
     decision = h.store.decisions(h.incident().id)[-1]
     assert decision.pattern_id == "fake-down-mixed" and decision.verdict == Verdict.DENIED
     gate = next(g for g in decision.gates if g.gate == "rate_limit")
-    assert not gate.passed and gate.reason == "limit reached: 0 of 0 other actions today"
+    assert not gate.passed and gate.reason == "limit reached: 0 of 0 other actions in the last 24 h"
     assert h.actuator.calls == []
 
     (tmp_path / "b").mkdir()

@@ -123,7 +123,7 @@ def test_denied_when_there_is_no_action_even_if_everything_else_passes() -> None
 def test_a_hand_over_decisions_gates_do_not_name_an_action_type_none() -> None:
     """A pattern that hands over (crash-loop-hand-over) has no action; the engine gives its
     context the action type "none". Before, `autonomic explain` then read "none actions enabled
-    for api", "0 of 20 none actions today" and "none breaker closed"."""
+    for api", "0 of 20 none actions in the last 24 h" and "none breaker closed"."""
     _, results = decide(ctx(diagnosis=diagnosis(action=False), action_type="none"))
     reasons = {r.gate: r.reason for r in results}
     assert not [r for r in reasons.values() if "none " in r], reasons
@@ -328,18 +328,18 @@ def test_rate_limit_reason_has_the_numbers() -> None:
     passed, _, why = result(g.rate_limit, ctx(counts=Counts(3, 3, 1, 2)))
     assert passed
     assert why == (
-        "3 of 20 config actions today, 3 of 60 config actions this week, "
-        "1 of 10 actions on api today, 2 of 30 actions on api this week"
+        "3 of 20 config actions in the last 24 h, 3 of 60 config actions in the last 7 days, "
+        "1 of 10 actions on api in the last 24 h, 2 of 30 actions on api in the last 7 days"
     )
 
 
 @pytest.mark.parametrize(
     ("counts", "reached"),
     [
-        (Counts(day_type=20), "20 of 20 config actions today"),
-        (Counts(week_type=60), "60 of 60 config actions this week"),
-        (Counts(day_service=10), "10 of 10 actions on api today"),
-        (Counts(week_service=31), "31 of 30 actions on api this week"),
+        (Counts(day_type=20), "20 of 20 config actions in the last 24 h"),
+        (Counts(week_type=60), "60 of 60 config actions in the last 7 days"),
+        (Counts(day_service=10), "10 of 10 actions on api in the last 24 h"),
+        (Counts(week_service=31), "31 of 30 actions on api in the last 7 days"),
     ],
 )
 def test_rate_limit_fails_at_each_limit(counts: Counts, reached: str) -> None:
@@ -360,12 +360,13 @@ def test_rate_limit_holds_a_workflow_to_each_later_step_types_own_limits() -> No
     pol = policy(autonomy="auto", actions={"process": {"rate_limits": {"per_day": 2, "per_service_day": 1}}})
     c = ctx(pol, step_types=("config", "process"), step_counts={"process": (2, 2)}, counts=Counts(0, 0, 0, 0))
     passed, _, why = result(g.rate_limit, c)
-    assert not passed and why == "limit reached: 2 of 2 process actions today"
+    assert not passed and why == "limit reached: 2 of 2 process actions in the last 24 h"
     passed, _, why = result(g.rate_limit, replace(c, step_counts={"process": (1, 1)}))
-    assert passed and "1 of 2 process actions today" in why and "0 of 1 action on api today" in why
+    assert passed and "1 of 2 process actions in the last 24 h" in why
+    assert "0 of 1 action on api in the last 24 h" in why
     # the strictest per-service limit of the types it runs
     passed, _, why = result(g.rate_limit, replace(c, step_counts={"process": (1, 1)}, counts=Counts(0, 0, 1, 1)))
-    assert not passed and why == "limit reached: 1 of 1 action on api today"
+    assert not passed and why == "limit reached: 1 of 1 action on api in the last 24 h"
 
 
 def test_circuit_breaker_holds_a_workflow_whose_later_step_types_breaker_is_open() -> None:
@@ -914,7 +915,8 @@ def test_a_gates_reason_is_said_once_with_its_gate_named_only_where_the_reason_d
         "root cause analysis names db")
 
 
-@pytest.mark.parametrize(("limit", "said"), [(1, "0 of 1 action on api today"), (2, "0 of 2 actions on api today")])
+@pytest.mark.parametrize(("limit", "said"), [(1, "0 of 1 action on api in the last 24 h"),
+                                             (2, "0 of 2 actions on api in the last 24 h")])
 def test_rate_limit_names_the_limit_with_its_noun_in_the_singular_at_one(limit: int, said: str) -> None:
     pol = policy(autonomy="auto", actions={"config": {"rate_limits": {"per_service_day": limit}}})
     passed, _, why = result(g.rate_limit, ctx(pol, counts=Counts(0, 0, 0, 0)))
