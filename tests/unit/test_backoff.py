@@ -93,3 +93,13 @@ def test_a_failure_whose_attempt_started_within_the_reset_time_follows_the_last_
     assert backoff_record(s, False, 1300.0, CFG, started=600.0) == BackoffState(failures=1, last_failure_at=1300.0)
     # without ``started`` the attempt is taken to have started when it ended, as before
     assert backoff_record(s, False, 620.0, CFG) == BackoffState(failures=1, last_failure_at=620.0)
+
+
+@pytest.mark.parametrize("cap_s", [600.0, 900.0])
+def test_a_cap_the_reset_time_would_cut_short_is_refused(cap_s: float) -> None:
+    """A backoff capped at or above reset_after_s never reached its cap: the wait that long
+    cleared the count, the next failure was a first again and the backoff went back to base_s
+    (10, 20, ... 320 s, then 10 s again)."""
+    with pytest.raises(ValidationError, match=rf"reset_after_s \(600\) must be more than cap_s \({cap_s:g}\)"):
+        PolicyConfig.model_validate({"backoff": {"cap_s": cap_s}})
+    BackoffConfig(cap_s=cap_s, reset_after_s=cap_s + 1)  # a reset time past the cap is fine

@@ -136,6 +136,12 @@ class BackoffConfig(_Frozen):
     def _cap_at_least_base(self) -> BackoffConfig:
         if self.cap_s < self.base_s:
             raise ValueError(f"cap_s ({self.cap_s:g}) must be at least base_s ({self.base_s:g})")
+        if self.reset_after_s <= self.cap_s:
+            # a wait of reset_after_s clears the count: the next failure would be a first again,
+            # and the backoff would start over at base_s instead of holding at its cap
+            raise ValueError(f"reset_after_s ({self.reset_after_s:g}) must be more than cap_s ({self.cap_s:g}): "
+                             "a wait that long clears the count, so the backoff would start over at base_s "
+                             "rather than hold at its cap")
         return self
 
 
