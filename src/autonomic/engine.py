@@ -3240,7 +3240,7 @@ class Engine:
         self.metrics.action(action.type, action.state.value)
         key = backoff_key(action.service)
         old = BackoffState.model_validate(self.store.get_state(key) or {})
-        new = backoff_record(old, success, now, self.policy().backoff)
+        new = backoff_record(old, success, now, self.policy().backoff, started=action.created_at)
         if new != old:
             self.store.set_state(key, new.model_dump(mode="json"), actor="engine", event="backoff.updated",
                                  data={"service": action.service, "failures": new.failures})
@@ -3324,9 +3324,11 @@ class Engine:
             self.metrics.breaker(scope, True)
         self.notify(Notification(level=Level.ALERT, ts=now, service=action.service,
                                  title="circuit breakers opened: an undo failed",
-                                 body=f"{', '.join(_scopes(action)[:-1])} and global automation stopped until a "
-                                      f"person looks"
-                                      f" (the undo of action {action.id[:8]} on {action.service})"))
+                                 body=f"{', '.join(_scopes(action)[:-1])} and global automation stopped"
+                                      f" (the undo of action {action.id[:8]} on {action.service}); a person must"
+                                      f" look: the breakers half-open for one trial action at"
+                                      f" {utc_stamp(now + self.policy().breaker.open_s)} (policy.breaker.open_s"
+                                      f" {self.policy().breaker.open_s:g} s) unless automation is paused"))
 
     # --- people ----------------------------------------------------------------------------
 

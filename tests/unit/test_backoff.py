@@ -80,3 +80,26 @@ def test_config_lives_in_the_policy_and_names_bad_fields() -> None:
     assert [e["loc"] for e in exc.value.errors()] == [("backoff", "base_s")]
     with pytest.raises(ValidationError, match=r"cap_s \(5\) must be at least base_s \(10\)"):
         BackoffConfig(cap_s=5)
+
+
+def test_a_failure_whose_attempt_started_within_the_reset_time_follows_the_last_in_a_row() -> None:
+    """An attempt decided 20 s after the last failure whose verification (a rollout watched for
+    ten minutes) fails 620 s after it is the second failure in a row: counted from when the last
+    failure was recorded, it read as a first failure, and the backoff never grew past base_s."""
+    s = failed(1, at=0.0)
+    assert backoff_record(s, False, 620.0, CFG, started=20.0) == BackoffState(failures=2, last_failure_at=620.0)
+    assert not backoff_allows(backoff_record(s, False, 620.0, CFG, started=20.0), 630.0, CFG)[0]  # 20 s now
+    # one decided after the reset time has passed starts afresh, however long it took
+    assert backoff_record(s, False, 1300.0, CFG, started=600.0) == BackoffState(failures=1, last_failure_at=1300.0)
+    # without ``started`` the attempt is taken to have started when it ended, as before
+    assert backoff_record(s, False, 620.0, CFG) == BackoffState(failures=1, last_failure_at=620.0)
+
+
+@pytest.mark.parametrize("cap_s", [600.0, 900.0])
+def test_a_cap_the_reset_time_would_cut_short_is_refused(cap_s: float) -> None:
+    """A backoff capped at or above reset_after_s never reached its cap: the wait that long
+    cleared the count, the next failure was a first again and the backoff went back to base_s
+    (10, 20, ... 320 s, then 10 s again)."""
+    with pytest.raises(ValidationError, match=rf"reset_after_s \(600\) must be more than cap_s \({cap_s:g}\)"):
+        PolicyConfig.model_validate({"backoff": {"cap_s": cap_s}})
+    BackoffConfig(cap_s=cap_s, reset_after_s=cap_s + 1)  # a reset time past the cap is fine

@@ -512,6 +512,25 @@ def test_an_actuator_that_fails_with_a_bug_when_asked_whether_an_interrupted_app
     assert any("cannot tell whether it ran" in n.body for n in h2.notifier.sent if n.level == Level.ALERT)
 
 
+def test_the_alert_of_breakers_a_failed_undo_opened_says_when_they_let_a_trial_through(tmp_path: Path) -> None:
+    """It said automation was stopped "until a person looks", yet the breakers half-open after
+    policy.breaker.open_s like any other and the next action runs as their trial with nobody
+    having looked: the alert names that time."""
+    h = Harness(tmp_path, op="fail_undo", policy={"breaker": {"open_s": 1800}})
+    _undone_fix_that_left_it_down(h)
+    (opened,) = [n for n in h.notifier.sent if n.title == "circuit breakers opened: an undo failed"]
+    at = h.store.get_state("breaker:global")["opened_at"]  # type: ignore[index]
+    assert "until a person looks" not in opened.body
+    assert f"half-open for one trial action at {utc_stamp(at + 1800)} (policy.breaker.open_s 1800 s)" in opened.body
+    h.feed("up", 1, 40)  # a person fixed it: the incident closes
+    h.clock.advance(1800)
+    h.feed("up", 0, 5)  # down again half an hour on: the breakers' trial runs, nobody having looked
+    decision = h.store.decisions(h.incident().id)[-1]
+    assert decision.verdict == Verdict.APPROVED
+    assert "half-open" in next(g.reason for g in decision.gates if g.gate == "circuit_breaker")
+    assert [c for c, *_ in h.actuator.calls].count("apply") == 2
+
+
 def test_a_fix_that_made_things_worse_and_could_not_be_undone_counts_against_its_pattern(tmp_path: Path) -> None:
     h = Harness(tmp_path, op="fail_undo")
     inc = _undone_fix_that_left_it_down(h)
@@ -1247,7 +1266,7 @@ def test_a_workflow_is_held_by_the_rate_limit_and_breaker_of_a_later_steps_type(
     decision = h.store.decisions(h.incident().id)[-1]
     assert decision.pattern_id == "fake-down-mixed" and decision.verdict == Verdict.DENIED
     gate = next(g for g in decision.gates if g.gate == "rate_limit")
-    assert not gate.passed and gate.reason == "limit reached: 0 of 0 other actions today"
+    assert not gate.passed and gate.reason == "limit reached: 0 of 0 other actions in the last 24 h"
     assert h.actuator.calls == []
 
     (tmp_path / "b").mkdir()
@@ -1611,6 +1630,51 @@ def test_an_escalation_chain_tries_the_next_pattern_on_the_same_incident_when_th
     assert [e.data["next"] for e in h.store.audit_events() if e.kind == "incident.escalation_step"] == [
         "fake-down-poke"]
     assert len(h.store.incidents(service="svc")) == 1
+
+
+SLOW_CHAIN = """
+patterns:
+  - id: fake-down-first
+    match: {cause: down, kind: state}
+    action: {type: fake, params: {op: fail}}
+    prior_confidence: 0.95
+    verify: {metric: up, min: 1, window_s: 10, delay_s: 3, min_samples: 3}
+    then: [fake-down-slow]
+  - id: fake-down-slow
+    match: {cause: nothing-matches-this}
+    action: {type: fake, params: {op: poke}}
+    prior_confidence: 0.9
+    rollback_safe: true
+    verify: {metric: load, max: 1, window_s: 10, delay_s: 20, min_samples: 3}
+"""
+
+
+def test_a_failure_whose_verification_outlasted_the_backoff_reset_time_still_counts_in_a_row(
+        tmp_path: Path) -> None:
+    """The chain's second remedy is decided a few seconds after the first failed, but its
+    verification (20 s wait, 10 s window; the load it watches only grows) fails after
+    backoff.reset_after_s (15 s): that is the target's second failure in a row, as the backoff's
+    state in the store says (it read as a first failure, counted from when it was recorded, and
+    the next attempt would have waited base_s only)."""
+    pdir = tmp_path / "patterns"
+    pdir.mkdir()
+    (pdir / "chain.yaml").write_text(SLOW_CHAIN)
+    h = Harness(tmp_path, policy={"backoff": {"base_s": 2, "cap_s": 8, "reset_after_s": 15}})
+
+    def actions() -> list[Action]:
+        return sorted(h.store.actions(), key=lambda a: a.created_at)
+
+    for i in range(60):
+        if len(actions()) == 2 and actions()[1].state in (ActionState.VERIFYING_UNDO, ActionState.ROLLED_BACK):
+            break  # failed verification, undone: its failure is on the record
+        h.source._samples.append(Sample("svc", "load", h.clock.now(), 2.0 + i))  # worse and worse
+        h.feed("up", 0, 1)
+    first, second = actions()
+    assert (first.pattern_id, first.state) == ("fake-down-first", ActionState.FAILED)
+    assert second.pattern_id == "fake-down-slow" and second.state == ActionState.VERIFYING_UNDO
+    assert second.created_at - first.updated_at < 15 < second.updated_at - first.updated_at
+    state = h.store.get_state("backoff:svc")
+    assert state is not None and state["failures"] == 2
 
 
 def test_when_the_escalation_chain_is_spent_a_person_is_paged(tmp_path: Path) -> None:

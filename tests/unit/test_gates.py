@@ -123,7 +123,7 @@ def test_denied_when_there_is_no_action_even_if_everything_else_passes() -> None
 def test_a_hand_over_decisions_gates_do_not_name_an_action_type_none() -> None:
     """A pattern that hands over (crash-loop-hand-over) has no action; the engine gives its
     context the action type "none". Before, `autonomic explain` then read "none actions enabled
-    for api", "0 of 20 none actions today" and "none breaker closed"."""
+    for api", "0 of 20 none actions in the last 24 h" and "none breaker closed"."""
     _, results = decide(ctx(diagnosis=diagnosis(action=False), action_type="none"))
     reasons = {r.gate: r.reason for r in results}
     assert not [r for r in reasons.values() if "none " in r], reasons
@@ -328,18 +328,18 @@ def test_rate_limit_reason_has_the_numbers() -> None:
     passed, _, why = result(g.rate_limit, ctx(counts=Counts(3, 3, 1, 2)))
     assert passed
     assert why == (
-        "3 of 20 config actions today, 3 of 60 config actions this week, "
-        "1 of 10 actions on api today, 2 of 30 actions on api this week"
+        "3 of 20 config actions in the last 24 h, 3 of 60 config actions in the last 7 days, "
+        "1 of 10 actions on api in the last 24 h, 2 of 30 actions on api in the last 7 days"
     )
 
 
 @pytest.mark.parametrize(
     ("counts", "reached"),
     [
-        (Counts(day_type=20), "20 of 20 config actions today"),
-        (Counts(week_type=60), "60 of 60 config actions this week"),
-        (Counts(day_service=10), "10 of 10 actions on api today"),
-        (Counts(week_service=31), "31 of 30 actions on api this week"),
+        (Counts(day_type=20), "20 of 20 config actions in the last 24 h"),
+        (Counts(week_type=60), "60 of 60 config actions in the last 7 days"),
+        (Counts(day_service=10), "10 of 10 actions on api in the last 24 h"),
+        (Counts(week_service=31), "31 of 30 actions on api in the last 7 days"),
     ],
 )
 def test_rate_limit_fails_at_each_limit(counts: Counts, reached: str) -> None:
@@ -360,12 +360,13 @@ def test_rate_limit_holds_a_workflow_to_each_later_step_types_own_limits() -> No
     pol = policy(autonomy="auto", actions={"process": {"rate_limits": {"per_day": 2, "per_service_day": 1}}})
     c = ctx(pol, step_types=("config", "process"), step_counts={"process": (2, 2)}, counts=Counts(0, 0, 0, 0))
     passed, _, why = result(g.rate_limit, c)
-    assert not passed and why == "limit reached: 2 of 2 process actions today"
+    assert not passed and why == "limit reached: 2 of 2 process actions in the last 24 h"
     passed, _, why = result(g.rate_limit, replace(c, step_counts={"process": (1, 1)}))
-    assert passed and "1 of 2 process actions today" in why and "0 of 1 action on api today" in why
+    assert passed and "1 of 2 process actions in the last 24 h" in why
+    assert "0 of 1 action on api in the last 24 h" in why
     # the strictest per-service limit of the types it runs
     passed, _, why = result(g.rate_limit, replace(c, step_counts={"process": (1, 1)}, counts=Counts(0, 0, 1, 1)))
-    assert not passed and why == "limit reached: 1 of 1 action on api today"
+    assert not passed and why == "limit reached: 1 of 1 action on api in the last 24 h"
 
 
 def test_circuit_breaker_holds_a_workflow_whose_later_step_types_breaker_is_open() -> None:
@@ -411,6 +412,28 @@ def test_maintenance_window_safe_only_allows_only_rollback_safe() -> None:
     passed, ask, why = result(g.maintenance_window, replace(c, pattern_rollback_safe=False))
     assert (passed, ask) == (False, False)
     assert why.endswith("only rollback-safe actions; pattern pool-exhaustion-raise is not")
+
+
+def test_a_window_whose_next_fire_comes_before_it_ends_is_said_to_end_when_the_last_one_does() -> None:
+    """The weekday window ``0 0 * * 1-5`` of a day fires again each midnight as it ends: active on
+    Monday, it ends on Saturday 00:00, not Tuesday's (the reason named Tuesday, then Wednesday...);
+    one longer than its period never ends, and the reason says the time is only a lower bound."""
+    pol = policy(autonomy="auto", maintenance_windows=[
+        {"name": "weekdays", "cron": "0 0 * * 1-5", "duration_s": 86400, "mode": "block"}])
+    for now in (T2AM, T2AM + 3 * 86400 + 3600):  # Monday 02:00, Thursday 03:00
+        passed, _, why = result(g.maintenance_window, ctx(pol, now=now))
+        assert not passed
+        assert why == "maintenance window weekdays (block) active until 2024-01-06 00:00 UTC: no actions"
+    assert active_window(pol.maintenance_windows, T2AM + 5 * 86400 - 2 * 3600 - 1) is not None  # Fri 23:59:59
+    assert active_window(pol.maintenance_windows, T2AM + 5 * 86400 - 2 * 3600) is None  # Saturday 00:00
+    hourly = policy(autonomy="auto", maintenance_windows=[
+        {"name": "always", "cron": "0 * * * *", "duration_s": 5400, "mode": "block"}])
+    _, _, why = result(g.maintenance_window, ctx(hourly, now=T2AM + 1800))
+    assert why == ("maintenance window always (block) active until at least 2024-01-05 07:30 UTC "
+                   "(each fire comes before the last one ends): no actions")
+    nightly = _window_policy("block")  # one that ends before it fires again: its own end
+    assert result(g.maintenance_window, ctx(nightly, now=T2AM + 600))[2].startswith(
+        "maintenance window nightly (block) active until 2024-01-01 03:00 UTC")
 
 
 @pytest.mark.parametrize("tz", ["UTC", "Europe/Berlin", "America/New_York", "Australia/Lord_Howe"])
@@ -576,6 +599,34 @@ def test_policy_validation_names_the_field(bad: dict[str, Any], field: str) -> N
 def test_bad_cron_message_is_clear() -> None:
     with pytest.raises(ValidationError, match="not a valid cron expression: 'every night'"):
         MaintenanceWindow(name="n", cron="every night", duration_s=60)
+
+
+@pytest.mark.parametrize(("cron", "why"), [
+    ("0 0 2 * * *", "has 6 fields, not five"),  # Quartz's 02:00 daily: croniter reads seconds last
+    ("0 2 * * * 30", "has 6 fields, not five"),
+    ("0 2 * * * * *", "has 7 fields, not five"),
+    ("0 2 30 2 *", "never fires (no such date)"),  # 30 February
+    ("0 2 31 4,6 *", "never fires (no such date)"),
+])
+def test_a_window_cron_croniter_would_misread_or_that_never_fires_is_refused_naming_the_field(
+    cron: str, why: str
+) -> None:
+    """A six-field cron was read with seconds last ("0 0 2 * * *": every second of 00:00 on the
+    2nd, not 02:00 daily), and one for a date that never comes made every decision raise
+    (croniter finds no previous fire): both are refused when the config is read."""
+    with pytest.raises(ValidationError) as exc:
+        policy(maintenance_windows=[{"name": "n", "cron": cron, "duration_s": 60}])
+    [err] = exc.value.errors()
+    assert ".".join(str(x) for x in err["loc"]) == "maintenance_windows.0.cron"
+    assert why in err["msg"] and repr(cron) in err["msg"]
+
+
+def test_a_window_cron_by_its_alias_or_on_29_february_is_accepted() -> None:
+    daily = MaintenanceWindow(name="d", cron="@daily", duration_s=60)
+    assert active_window([daily], T2AM - 2 * 3600 + 30) == daily  # 00:00:30
+    leap = MaintenanceWindow(name="leap", cron="0 2 29 2 *", duration_s=3600)
+    assert active_window([leap], 1709172000.0 + 60) == leap  # 2024-02-29 02:01 UTC
+    assert active_window([leap], 1709172000.0 + 365 * 86400) is None
 
 
 def test_active_window_with_fixed_times() -> None:
@@ -864,7 +915,8 @@ def test_a_gates_reason_is_said_once_with_its_gate_named_only_where_the_reason_d
         "root cause analysis names db")
 
 
-@pytest.mark.parametrize(("limit", "said"), [(1, "0 of 1 action on api today"), (2, "0 of 2 actions on api today")])
+@pytest.mark.parametrize(("limit", "said"), [(1, "0 of 1 action on api in the last 24 h"),
+                                             (2, "0 of 2 actions on api in the last 24 h")])
 def test_rate_limit_names_the_limit_with_its_noun_in_the_singular_at_one(limit: int, said: str) -> None:
     pol = policy(autonomy="auto", actions={"config": {"rate_limits": {"per_service_day": limit}}})
     passed, _, why = result(g.rate_limit, ctx(pol, counts=Counts(0, 0, 0, 0)))

@@ -44,12 +44,18 @@ def backoff_allows(s: BackoffState, now: float, cfg: BackoffConfig) -> tuple[boo
     return False, f"{attempts}: backing off {delay:.0f} s, next attempt in {delay - since:.0f} s", s
 
 
-def backoff_record(s: BackoffState, success: bool, now: float, cfg: BackoffConfig) -> BackoffState:
+def backoff_record(s: BackoffState, success: bool, now: float, cfg: BackoffConfig, *,
+                   started: float | None = None) -> BackoffState:
     """The state after an attempt finished: a success clears the count; a failure adds one
-    (starting from zero again when the last failure is older than ``reset_after_s``)."""
+    (starting from zero again when the attempt *started* ``reset_after_s`` or more after the last
+    failure: ``started``, when the attempt was decided, defaults to ``now``). An attempt decided
+    within ``reset_after_s`` of the last failure follows it in a row however long its verification
+    took: a rollout restart watched for ten minutes that fails again is the second failure, not a
+    first one that would let the next attempt go after ``base_s``."""
     if success:
         return BackoffState()
-    stale = s.last_failure_at is None or now - s.last_failure_at >= cfg.reset_after_s
+    began = now if started is None else min(started, now)
+    stale = s.last_failure_at is None or began - s.last_failure_at >= cfg.reset_after_s
     return BackoffState(failures=1 if stale else s.failures + 1, last_failure_at=now)
 
 

@@ -33,14 +33,14 @@ from typing import Any
 from autonomic.model import Autonomy, Diagnosis, GateResult, Verdict
 from autonomic.plan.backoff import BackoffState, backoff_allows
 from autonomic.plan.breaker import BreakerState, breaker_allows
-from autonomic.plan.policy import EffectivePolicy, PolicyConfig, active_window, window_started
+from autonomic.plan.policy import EffectivePolicy, PolicyConfig, active_window, window_ends
 from autonomic.printable import counted
 
 
 @dataclass(frozen=True)
 class Counts:
-    """Actions already taken (not counting this one): of this action type today and this week,
-    and on this service today and this week."""
+    """Actions already taken (not counting this one): of this action type in the last 24 hours and
+    7 days, and on this service likewise (rolling windows, not calendar days)."""
 
     day_type: int = 0
     week_type: int = 0
@@ -150,7 +150,7 @@ class GateContext:
     priority: int = 0  # this plan's priority (from its pattern)
     competing_plans: tuple[Plan, ...] = ()  # other undecided or running plans for this target
     step_types: tuple[str, ...] = ()  # a multi-step action's steps' types (the first is action_type)
-    # for each step type other than action_type: its actions today and this week (every action
+    # for each step type other than action_type: its actions in the last 24 h and 7 days (every action
     # that runs a step of that type), and its breaker
     step_counts: Mapping[str, tuple[int, int]] = field(default_factory=dict)
     step_breakers: Mapping[str, BreakerState] = field(default_factory=dict)
@@ -306,14 +306,18 @@ def rate_limit(ctx: GateContext) -> GateResult:
     for step, (day, week) in ctx.step_counts.items():
         step_lim = ctx.policy.effective(step, ctx.diagnosis.pattern_id, s).rate_limits
         per_type.append((step, step_lim, day, week))
+    # rolling windows, not calendar days (README "Time and clocks"): "today" would have a person
+    # wait for midnight, or expect a reset then that does not come
+    day_said, week_said = "in the last 24 h", "in the last 7 days"
     checks = [check for name, limits, day, week in per_type for check in (
-        (day, limits.per_day, f"{name} action", "today"),
-        (week, limits.per_week, f"{name} action", "this week"))]
+        (day, limits.per_day, f"{name} action", day_said),
+        (week, limits.per_week, f"{name} action", week_said))]
     checks += [
-        (c.day_service, min(limits.per_service_day for _, limits, _, _ in per_type), "action", f"on {s} today"),
-        (c.week_service, min(limits.per_service_week for _, limits, _, _ in per_type), "action", f"on {s} this week"),
+        (c.day_service, min(limits.per_service_day for _, limits, _, _ in per_type), "action", f"on {s} {day_said}"),
+        (c.week_service, min(limits.per_service_week for _, limits, _, _ in per_type), "action",
+         f"on {s} {week_said}"),
     ]
-    # "0 of 1 restart action today": the noun goes with the limit it is counted against
+    # "0 of 1 restart action in the last 24 h": the noun goes with the limit it is counted against
     said = [(n >= limit, f"{n} of {counted(limit, what)} {when}") for n, limit, what, when in checks]
     summary = ", ".join(text for _, text in said)
     reached = [text for full, text in said if full]
@@ -335,7 +339,8 @@ def maintenance_window(ctx: GateContext) -> GateResult:
     w = active_window(ctx.policy.maintenance_windows, ctx.now)
     if w is None:
         return _pass(gate, "no maintenance window active")
-    until = _hhmm(window_started(w, ctx.now) + w.duration_s)
+    end, exact = window_ends(w, ctx.now)
+    until = _hhmm(end) if exact else f"at least {_hhmm(end)} (each fire comes before the last one ends)"
     what = f"maintenance window {w.name} ({w.mode}) active until {until}"
     if w.mode == "block":
         return _fail(gate, f"{what}: no actions")

@@ -26,7 +26,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Literal, TypeVar
 
-from croniter import croniter
+from croniter import CroniterBadDateError, croniter
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from autonomic.model import Autonomy
@@ -94,8 +94,18 @@ class MaintenanceWindow(_Frozen):
     @field_validator("cron")
     @classmethod
     def _valid_cron(cls, v: str) -> str:
+        # five fields, as report schedules: croniter also takes a sixth (seconds, *last*) and a
+        # seventh (year), so a Quartz-style "0 0 2 * * *" would be read as every second of
+        # 00:00 on the 2nd of the month rather than refused
         if not croniter.is_valid(v):
             raise ValueError(f"not a valid cron expression: {v!r} (e.g. '0 2 * * *')")
+        if len(v.split()) != 5 and not v.strip().startswith("@"):  # @daily and the like are five fields' names
+            raise ValueError(f"not a valid cron expression: {v!r} has {len(v.split())} fields, not five "
+                             "(minute hour day-of-month month day-of-week; no seconds, no year)")
+        try:  # a date that never comes (30 February) is valid cron that never fires
+            croniter(v, 0.0).get_next(float)
+        except CroniterBadDateError:
+            raise ValueError(f"cron expression {v!r} never fires (no such date)") from None
         return v
 
 
@@ -126,6 +136,12 @@ class BackoffConfig(_Frozen):
     def _cap_at_least_base(self) -> BackoffConfig:
         if self.cap_s < self.base_s:
             raise ValueError(f"cap_s ({self.cap_s:g}) must be at least base_s ({self.base_s:g})")
+        if self.reset_after_s <= self.cap_s:
+            # a wait of reset_after_s clears the count: the next failure would be a first again,
+            # and the backoff would start over at base_s instead of holding at its cap
+            raise ValueError(f"reset_after_s ({self.reset_after_s:g}) must be more than cap_s ({self.cap_s:g}): "
+                             "a wait that long clears the count, so the backoff would start over at base_s "
+                             "rather than hold at its cap")
         return self
 
 
@@ -264,6 +280,24 @@ def window_started(window: MaintenanceWindow, now: float) -> float:
     prev = float(croniter(window.cron, now).get_prev(float))
     nxt = float(croniter(window.cron, prev).get_next(float))
     return nxt if nxt <= now else prev
+
+
+_CHAINED_FIRES = 100  # how many back-to-back fires window_ends follows before it stops looking
+
+
+def window_ends(window: MaintenanceWindow, now: float) -> tuple[float, bool]:
+    """When the window active at ``now`` ends, and whether that is its end (False: it is still
+    going after ``_CHAINED_FIRES`` fires, each before the last one ended: the time is a lower
+    bound). A fire at or before the end of the last one carries it on: a weekday window
+    ``0 0 * * 1-5`` of 86400 s that is active on Monday ends on Saturday at 00:00, not on Tuesday."""
+    started = window_started(window, now)
+    end, fires = started + window.duration_s, croniter(window.cron, started)
+    for _ in range(_CHAINED_FIRES):
+        nxt = float(fires.get_next(float))
+        if nxt > end:
+            return end, True
+        end = nxt + window.duration_s
+    return end, False
 
 
 _MODE_RANK = {"block": 2, "approve": 1, "safe_only": 0}
