@@ -223,3 +223,11 @@ def test_a_rollout_moves_real_traffic_weights_through_the_http_actuator(tmp_path
         server.server_close()
     assert [r.verdict for r in reports] == ["pass", "fail"]
     assert weights == [1, 25, 0, 1]
+
+
+@pytest.mark.parametrize("weight", [float("inf"), float("nan"), -1.0])
+def test_a_group_weight_that_is_not_a_finite_non_negative_number_is_refused_naming_the_group(weight: float) -> None:
+    """An infinite weight made the score inf/inf: a "fail" whose reason read "score nan < 75"."""
+    with pytest.raises(ValueError, match=r"groups\.errors") as exc:
+        JudgeConfig.model_validate({"metrics": [{"metric": "x", "group": "errors"}], "groups": {"errors": weight}})
+    assert "finite" in str(exc.value) or "greater than or equal to 0" in str(exc.value)

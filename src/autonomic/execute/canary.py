@@ -24,7 +24,7 @@ import csv
 import math
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -56,7 +56,8 @@ class JudgeConfig(_Frozen):
     """The judgement's rules (``--config J.yaml``)."""
 
     metrics: list[MetricRule] = Field(min_length=1)
-    groups: dict[str, float] = Field(default_factory=dict)  # group -> weight; absent groups weigh 1
+    # group -> weight; absent groups weigh 1; finite (an infinite one made the score inf/inf = nan)
+    groups: dict[str, Annotated[float, Field(ge=0, allow_inf_nan=False)]] = Field(default_factory=dict)
     alpha: float = Field(default=0.05, gt=0, lt=1)
     pass_score: float = Field(default=95.0, ge=0, le=100)
     marginal_score: float = Field(default=75.0, ge=0, le=100)
@@ -65,8 +66,6 @@ class JudgeConfig(_Frozen):
     def _order(self) -> JudgeConfig:
         if self.marginal_score > self.pass_score:
             raise ValueError("marginal_score must not exceed pass_score")
-        if any(w < 0 for w in self.groups.values()):
-            raise ValueError("group weights must be >= 0")
         return self
 
 
