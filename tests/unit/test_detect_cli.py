@@ -217,3 +217,13 @@ def test_scoring_streams_a_file_rather_than_holding_its_rows(tmp_path: Path) -> 
         tracemalloc.stop()
     assert len(read(tmp_path / "out" / "long.csv")) == 200_000
     assert peak < 5_000_000, f"peak {peak:,} bytes for 200,000 rows"
+
+
+def test_an_output_gets_the_permissions_any_new_file_there_gets(tmp_path: Path) -> None:
+    """Written under a temporary name and renamed, an output is still made with the umask's mode
+    (not a private temporary file's 0600)."""
+    src = write(tmp_path / "a.csv", series(5))
+    detect_files([src], tmp_path / "out")
+    plain = tmp_path / "out" / "plain"
+    plain.write_text("")
+    assert (tmp_path / "out" / "a.csv").stat().st_mode == plain.stat().st_mode

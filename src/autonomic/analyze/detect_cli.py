@@ -34,7 +34,7 @@ from __future__ import annotations
 import csv
 import math
 import os
-import tempfile
+import secrets
 from collections.abc import Sequence
 from contextlib import ExitStack
 from pathlib import Path
@@ -192,10 +192,9 @@ def detect_files(inputs: Sequence[Path], out_dir: Path, detector: Any = None) ->
         try:
             writers = []
             for t in targets:
-                fh = stack.enter_context(tempfile.NamedTemporaryFile(
-                    "w", dir=out_dir, prefix=f".{t.name}.", suffix=".tmp", delete=False, newline="",
-                    encoding="utf-8"))
-                temps.append(Path(fh.name))
+                tmp = out_dir / f".{t.name}.{secrets.token_hex(4)}.tmp"  # made with the umask's mode
+                fh = stack.enter_context(tmp.open("x", newline="", encoding="utf-8"))
+                temps.append(tmp)
                 w = csv.writer(fh, lineterminator="\n")
                 w.writerow(OUT_COLUMNS)
                 writers.append(w)
