@@ -173,9 +173,11 @@ def judge(baseline: Mapping[str, Sequence[float] | np.ndarray], canary: Mapping[
 def read_samples(path: Path) -> dict[str, list[float]]:
     """A CSV with columns ``metric,value`` (any others, such as timestamp, are ignored).
     Values that do not parse, NaN and inf are dropped (they are not data). A missing column
-    or an unreadable file (not UTF-8 text included) is a ConfigError naming the file and column."""
+    or an unreadable file (not UTF-8 text included) is a ConfigError naming the file and column;
+    a row the csv module cannot read (a cell beyond its 131,072 characters) names its line. A
+    byte-order mark before the header is not part of its first column."""
     try:
-        with path.open(newline="", encoding="utf-8") as fh:
+        with path.open(newline="", encoding="utf-8-sig") as fh:
             reader = csv.DictReader(fh)
             fields = reader.fieldnames or []
             missing = [c for c in ("metric", "value") if c not in fields]
@@ -195,6 +197,8 @@ def read_samples(path: Path) -> dict[str, list[float]]:
         raise ConfigError([Problem(str(path), None, "", f"cannot read: {exc.strerror or exc}")]) from None
     except UnicodeDecodeError as exc:
         raise ConfigError([Problem(str(path), None, "", f"cannot read: {exc}")]) from None
+    except csv.Error as exc:
+        raise ConfigError([Problem(str(path), reader.reader.line_num, "", f"cannot read this row: {exc}")]) from None
 
 
 # --- progressive rollouts -------------------------------------------------------------------
