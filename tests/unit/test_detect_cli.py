@@ -227,3 +227,11 @@ def test_an_output_gets_the_permissions_any_new_file_there_gets(tmp_path: Path) 
     plain = tmp_path / "out" / "plain"
     plain.write_text("")
     assert (tmp_path / "out" / "a.csv").stat().st_mode == plain.stat().st_mode
+
+
+def test_an_output_path_taken_by_a_directory_exits_2_and_leaves_no_temporary_file(tmp_path: Path) -> None:
+    src = write(tmp_path / "a.csv", series(5))
+    (tmp_path / "out" / "a.csv").mkdir(parents=True)
+    result = CliRunner().invoke(detect_app, [str(src), "--out", str(tmp_path / "out")])
+    assert result.exit_code == 2, result.output
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["a.csv"]

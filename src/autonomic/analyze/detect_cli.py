@@ -203,8 +203,12 @@ def detect_files(inputs: Sequence[Path], out_dir: Path, detector: Any = None) ->
             for tmp in temps:
                 tmp.unlink(missing_ok=True)
             raise
-    for tmp, t in zip(temps, targets, strict=True):
-        os.replace(tmp, t)
+    try:
+        for tmp, t in zip(temps, targets, strict=True):
+            os.replace(tmp, t)
+    finally:  # one that could not be renamed (a directory of that name) is not left behind
+        for tmp in temps:
+            tmp.unlink(missing_ok=True)
     return targets
 
 
