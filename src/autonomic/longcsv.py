@@ -10,7 +10,8 @@ not a finite number, whose timestamp is neither epoch seconds nor ISO 8601 (naiv
 whose service or metric is empty is skipped and counted; an epoch number of 1e11 or more (in
 size) is milliseconds, Prometheus' unit (1e11 seconds would be the year 5138), and one beyond the
 calendar (years 1 to 9999) is a bad timestamp; extra columns are ignored and listed;
-each series is sorted by time (stable, so duplicate timestamps keep file order).
+each series is sorted by time (stable, so duplicate timestamps keep file order). A row the csv
+module cannot read (a cell beyond its 131,072-character limit) is a ConfigError naming its line.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import csv
 import io
 import math
 from collections import defaultdict
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -81,6 +83,13 @@ def parse_long_csv(text: str, source: str) -> LongCsv:
     (and listed). Rows keep file order within a series until sorted by timestamp (stable).
     """
     reader = csv.reader(io.StringIO(text.lstrip("\ufeff")))
+    try:
+        return _parse_rows(reader, source)
+    except csv.Error as exc:
+        raise ConfigError([Problem(source, reader.line_num, "", f"cannot read this row: {exc}")]) from None
+
+
+def _parse_rows(reader: Iterator[list[str]], source: str) -> LongCsv:
     header = next(reader, None)
     if header is None:
         raise ConfigError([Problem(source, None, "(header)", "empty file: expected columns " + ",".join(CSV_COLUMNS))])

@@ -1201,6 +1201,12 @@ def test_the_canary_endpoint_judges_like_the_cli_and_needs_a_token(env: Env) -> 
                           json={"baseline": base, "canary": worse, "config": {"metrics": [{"metric": "x",
                                                                                              "harm": "up"}]}})
     assert bad.status_code == 422 and "harm" in bad.text
+    # JSON as Python reads it takes Infinity and NaN: a weight of Infinity is refused, naming it
+    as_json = {**env.auth("viewer"), "Content-Type": "application/json"}
+    endless = env.client.post("/api/v1/canary/judge", headers=as_json, content=json.dumps(
+        {"baseline": base, "canary": base, "config": {**rules, "groups": {"default": float("inf")}}}))
+    assert endless.status_code == 422, endless.text
+    assert endless.json()["message"].startswith("config.groups.default:")
 
 
 def test_a_webhook_is_audited_by_its_count_not_copied_whole_into_the_audit_log(env: Env) -> None:

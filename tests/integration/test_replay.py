@@ -221,3 +221,10 @@ def test_replay_with_a_config_restarts_a_systemd_unit_with_or_without_a_probe_as
     bare = replay({})
     assert bare["pattern"] == "systemd-down-restart" and bare["would_have"] == "approved"
     assert bare["action"]["type"] == "systemd" and bare["action"]["params"]["op"] == "restart"
+
+
+def test_replay_of_a_field_beyond_the_csv_modules_limit_exits_2_naming_the_file_and_line(tmp_path: Path) -> None:
+    huge = tmp_path / "huge.csv"
+    huge.write_text(f"timestamp,service,metric,value\n{T0},web,up,1\n{T0 + 5},web,up,{'1' * 200_000}\n")
+    code, _, err = _run("replay", huge, "--json")
+    assert code == 2 and "huge.csv:3" in err and "field larger than field limit" in err, err

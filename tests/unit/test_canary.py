@@ -256,3 +256,26 @@ def test_a_rollout_moves_real_traffic_weights_through_the_http_actuator(tmp_path
         server.server_close()
     assert [r.verdict for r in reports] == ["pass", "fail"]
     assert weights == [1, 25, 0, 1]
+
+
+@pytest.mark.parametrize("weight", [float("inf"), float("nan"), -1.0])
+def test_a_group_weight_that_is_not_a_finite_non_negative_number_is_refused_naming_the_group(weight: float) -> None:
+    """An infinite weight made the score inf/inf: a "fail" whose reason read "score nan < 75"."""
+    with pytest.raises(ValueError, match=r"groups\.errors") as exc:
+        JudgeConfig.model_validate({"metrics": [{"metric": "x", "group": "errors"}], "groups": {"errors": weight}})
+    assert "finite" in str(exc.value) or "greater than or equal to 0" in str(exc.value)
+
+
+def test_a_csv_saved_with_a_byte_order_mark_reads_its_first_column(tmp_path: Path) -> None:
+    """Excel's "CSV UTF-8" starts with a BOM: the first column is still ``metric``, as
+    ``autonomic detect`` and ``replay`` read it."""
+    bom = tmp_path / "b.csv"
+    bom.write_text("\ufeffmetric,value\nx,1.5\nx,2\n", encoding="utf-8")
+    assert read_samples(bom) == {"x": [1.5, 2.0]}
+
+
+def test_a_field_beyond_the_csv_modules_limit_is_a_config_error_naming_the_line(tmp_path: Path) -> None:
+    huge = tmp_path / "c.csv"
+    huge.write_text("metric,value\nx,1\nx," + "9" * 200_000 + "\n")
+    with pytest.raises(ConfigError, match=r"c.csv:3: .*field larger than field limit"):
+        read_samples(huge)

@@ -138,3 +138,100 @@ def test_module_entry_point_runs(tmp_path: Path) -> None:
                            str(tmp_path / "out")], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / "out" / "a.csv").exists()
+
+
+def test_a_field_beyond_the_csv_modules_limit_exits_2_naming_the_file_and_line(tmp_path: Path) -> None:
+    """A cell of 200,000 characters (csv's limit is 131,072) is bad input, not a traceback."""
+    huge = write(tmp_path / "huge.csv", [("1", "2"), ("2", "x" * 200_000), ("3", "4")])
+    result = CliRunner().invoke(detect_app, [str(huge), "--out", str(tmp_path / "out")])
+    assert result.exit_code == 2, result.output
+    assert "huge.csv:3" in result.output and "field larger than field limit" in result.output
+    assert not (tmp_path / "out" / "huge.csv").exists()
+
+
+def test_an_out_dir_holding_the_input_is_refused_and_the_input_kept(tmp_path: Path) -> None:
+    """``--out`` the input's own folder would replace the input by its scores (its other columns
+    lost): refused, exit 2, naming the file and --out; nothing is written."""
+    src = tmp_path / "a.csv"
+    src.write_text("timestamp,value,note\n1,2,first\n2,3,second\n")
+    (tmp_path / "elsewhere").mkdir()
+    other = write(tmp_path / "elsewhere" / "b.csv", series(5))
+    result = CliRunner().invoke(detect_app, [str(other), str(src), "--out", str(tmp_path)])
+    assert result.exit_code == 2, result.output
+    assert "a.csv" in result.output and "--out" in result.output and "overwrite" in result.output
+    assert src.read_text() == "timestamp,value,note\n1,2,first\n2,3,second\n"
+    assert not (tmp_path / "b.csv").exists()
+
+
+def test_an_out_dir_reached_by_another_path_is_still_refused(tmp_path: Path) -> None:
+    """The same folder through a symlink is the same output file."""
+    (tmp_path / "data").mkdir()
+    src = write(tmp_path / "data" / "a.csv", series(5))
+    before = src.read_text()
+    (tmp_path / "link").symlink_to(tmp_path / "data")
+    with pytest.raises(ConfigError) as exc:
+        detect_files([src], tmp_path / "link")
+    assert exc.value.problems[0].field == "--out"
+    assert src.read_text() == before
+
+
+def test_an_unreadable_row_in_the_second_file_writes_no_file_at_all(tmp_path: Path) -> None:
+    """A file that turns bad after its header (invalid UTF-8 in a row) fails the run, exit 2,
+    and no output of any input is left, not even a partial one or a temporary file."""
+    good = write(tmp_path / "good.csv", series(50))
+    bad = tmp_path / "bad.csv"
+    bad.write_bytes(b"timestamp,value\n1,2\n2,\xff\xfe\n3,4\n")
+    result = CliRunner().invoke(detect_app, [str(good), str(bad), "--out", str(tmp_path / "out")])
+    assert result.exit_code == 2, result.output
+    assert "bad.csv" in result.output and "cannot read" in result.output
+    assert not (tmp_path / "out").exists() or list((tmp_path / "out").iterdir()) == []
+
+
+def test_an_out_that_is_a_file_exits_2_naming_out(tmp_path: Path) -> None:
+    src = write(tmp_path / "a.csv", series(5))
+    (tmp_path / "taken").write_text("x")
+    result = CliRunner().invoke(detect_app, [str(src), "--out", str(tmp_path / "taken")])
+    assert result.exit_code == 2 and "--out" in result.output, result.output
+    assert (tmp_path / "taken").read_text() == "x"
+
+
+def test_scoring_streams_a_file_rather_than_holding_its_rows(tmp_path: Path) -> None:
+    """Memory does not grow with the file: scoring 200,000 rows allocates (tracemalloc's peak)
+    far less than holding them would (each row's strings alone take over 100 bytes)."""
+    import tracemalloc
+
+    src = tmp_path / "long.csv"
+    with src.open("w") as fh:
+        fh.write("timestamp,value\n")
+        fh.writelines(f"{1_700_000_000 + i},{50 + (i % 7) * 0.5}\n" for i in range(200_000))
+
+    class Cheap:  # a stand-in detector, so the test measures the reading and writing only
+        def update(self, values: np.ndarray) -> np.ndarray:
+            return np.zeros_like(values)
+
+    tracemalloc.start()
+    try:
+        detect_files([src], tmp_path / "out", Cheap())
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert len(read(tmp_path / "out" / "long.csv")) == 200_000
+    assert peak < 5_000_000, f"peak {peak:,} bytes for 200,000 rows"
+
+
+def test_an_output_gets_the_permissions_any_new_file_there_gets(tmp_path: Path) -> None:
+    """Written under a temporary name and renamed, an output is still made with the umask's mode
+    (not a private temporary file's 0600)."""
+    src = write(tmp_path / "a.csv", series(5))
+    detect_files([src], tmp_path / "out")
+    plain = tmp_path / "out" / "plain"
+    plain.write_text("")
+    assert (tmp_path / "out" / "a.csv").stat().st_mode == plain.stat().st_mode
+
+
+def test_an_output_path_taken_by_a_directory_exits_2_and_leaves_no_temporary_file(tmp_path: Path) -> None:
+    src = write(tmp_path / "a.csv", series(5))
+    (tmp_path / "out" / "a.csv").mkdir(parents=True)
+    result = CliRunner().invoke(detect_app, [str(src), "--out", str(tmp_path / "out")])
+    assert result.exit_code == 2, result.output
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["a.csv"]

@@ -401,3 +401,12 @@ def test_an_unaffected_service_says_how_many_samples_it_looked_for_in_words(cons
                   params=RcaParams(consecutive=consecutive))
     against = by_name(report)["db"]["evidence_against"]
     assert any(e.startswith(f"no metric left its baseline band {said}") for e in against), against
+
+
+def test_a_field_beyond_the_csv_modules_limit_is_a_config_error_naming_the_line() -> None:
+    """A cell longer than csv's limit (131,072 characters) is bad input naming the row, not csv.Error."""
+    text = "timestamp,service,metric,value\n1,a,m,1\n2,a,m," + "9" * 200_000 + "\n"
+    with pytest.raises(ConfigError) as exc:
+        parse_long_csv(text, "M.csv")
+    problem = exc.value.problems[0]
+    assert (problem.file, problem.line) == ("M.csv", 3) and "field larger than field limit" in problem.message

@@ -19,13 +19,24 @@ Bad input rules:
 * Huge magnitudes (up to float64's limit): clipped to +-1e150 inside the detector, so no
   overflow warnings and finite scores.
 * Two inputs with the same file name: ConfigError (their outputs would collide).
+* An output that would be one of the inputs (``--out`` the input's own directory, by any path):
+  ConfigError naming the input and ``--out``; nothing is written.
+* A row that cannot be read (not UTF-8, a cell beyond the csv module's 131,072 characters), in
+  any file, at any line: ConfigError naming the file and line; no output is left for any file.
+* An ``--out`` that cannot be made a directory (a file there): ConfigError naming ``--out``.
+
+The files are read and written a row at a time (memory does not grow with their length), each
+output under a temporary name in ``--out`` until every input has been read to its end.
 """
 
 from __future__ import annotations
 
 import csv
 import math
+import os
+import secrets
 from collections.abc import Sequence
+from contextlib import ExitStack
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -84,34 +95,48 @@ def _parse(text: str) -> float:
     return v if math.isfinite(v) else math.nan
 
 
-def read_series(path: Path) -> tuple[list[str], list[str], np.ndarray]:
-    """(timestamps, value strings, values) of one CSV; unparsable or non-finite values are NaN.
-    A file that is not UTF-8 text, or lacks a column, is a ConfigError naming it."""
-    try:
-        return _read_series(path)
-    except UnicodeDecodeError as exc:
-        raise ConfigError([Problem(str(path), None, "", f"cannot read: {exc}")]) from None
+class _Rows:
+    """One input CSV read a row at a time: ``header()`` checks its columns, ``next_row()`` gives
+    (timestamp, value text) or None at the end. Errors are ConfigErrors naming the file (and line)."""
 
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._fh = path.open(newline="", encoding="utf-8-sig")
+        self._reader = csv.reader(self._fh)
+        self._cols = (0, 0)
 
-def _read_series(path: Path) -> tuple[list[str], list[str], np.ndarray]:
-    with path.open(newline="", encoding="utf-8-sig") as fh:
-        reader = csv.reader(fh)
-        header = next(reader, None)
+    def _bad(self, exc: Exception) -> ConfigError:
+        # text is decoded a block ahead of the rows parsed, so only a csv error knows its line
+        line = self._reader.line_num if isinstance(exc, csv.Error) else None
+        return ConfigError([Problem(str(self.path), line, "", f"cannot read: {exc}")])
+
+    def header(self) -> bool:
+        """Check the header; False for an empty file (no bytes)."""
+        try:
+            header = next(self._reader, None)
+        except (UnicodeDecodeError, csv.Error) as exc:
+            raise self._bad(exc) from None
         if header is None:
-            return [], [], np.zeros(0)
+            return False
         names = [h.strip() for h in header]
         for col in ("timestamp", "value"):
             if col not in names:
-                raise ConfigError([Problem(str(path), 1, col, f"missing column {col!r} (header: {names})")])
-        it, iv = names.index("timestamp"), names.index("value")
-        ts: list[str] = []
-        raw: list[str] = []
-        for row in reader:
-            if not row:
-                continue
-            ts.append(row[it] if it < len(row) else "")
-            raw.append(row[iv] if iv < len(row) else "")
-    return ts, raw, np.array([_parse(v) for v in raw], dtype=np.float64)
+                raise ConfigError([Problem(str(self.path), 1, col, f"missing column {col!r} (header: {names})")])
+        self._cols = (names.index("timestamp"), names.index("value"))
+        return True
+
+    def next_row(self) -> tuple[str, str] | None:
+        it, iv = self._cols
+        try:
+            for row in self._reader:
+                if row:
+                    return (row[it] if it < len(row) else "", row[iv] if iv < len(row) else "")
+        except (UnicodeDecodeError, csv.Error) as exc:
+            raise self._bad(exc) from None
+        return None
+
+    def close(self) -> None:
+        self._fh.close()
 
 
 def score_matrix(columns: Sequence[np.ndarray], detector: Any = None) -> list[np.ndarray]:
@@ -130,26 +155,76 @@ def score_matrix(columns: Sequence[np.ndarray], detector: Any = None) -> list[np
     return [out[: len(c), j] for j, c in enumerate(columns)]
 
 
+def _same_file(a: Path, b: Path) -> bool:
+    return a.resolve() == b.resolve() or (b.exists() and os.path.samefile(a, b))
+
+
 def detect_files(inputs: Sequence[Path], out_dir: Path, detector: Any = None) -> list[Path]:
     """Score every input CSV and write ``out_dir/<name>``; returns the written paths. ``detector``
-    (fresh, for experiments) replaces the one :func:`make_detector` gives."""
+    (fresh, for experiments) replaces the one :func:`make_detector` gives.
+
+    The files are read and written a row at a time, all in step (memory does not grow with their
+    length); each output is written to a temporary file beside it and renamed into place once every
+    input has been read, so a bad input leaves no output at all."""
     inputs = [Path(p) for p in inputs]
     names = [p.name for p in inputs]
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
         raise ConfigError([Problem(n, None, "INPUT", "two inputs share this file name") for n in dupes])
-    series = [read_series(p) for p in inputs]
-    scores = score_matrix([s[2] for s in series], detector)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    written = []
-    for path, (ts, raw, _), sc in zip(inputs, series, scores, strict=True):
-        target = out_dir / path.name
-        with target.open("w", newline="", encoding="utf-8") as fh:
-            w = csv.writer(fh, lineterminator="\n")
-            w.writerow(OUT_COLUMNS)
-            w.writerows(zip(ts, raw, (repr(float(s)) for s in sc), strict=True))
-        written.append(target)
-    return written
+    targets = [out_dir / p.name for p in inputs]
+    clash = [Problem(str(p), None, "--out", f"{t} would overwrite this input with its scores: give --out "
+                     "another directory") for p, t in zip(inputs, targets, strict=True) if _same_file(p, t)]
+    if clash:
+        raise ConfigError(clash)
+    det = detector if detector is not None else make_detector()
+    with ExitStack() as stack:
+        files = []
+        for p in inputs:
+            rows = _Rows(p)
+            stack.callback(rows.close)
+            files.append(rows if rows.header() else None)
+        try:
+            out_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError([Problem("", None, "--out", f"cannot make the directory {out_dir}: "
+                                       f"{exc.strerror or exc}")]) from None
+        temps: list[Path] = []
+        try:
+            writers = []
+            for t in targets:
+                tmp = out_dir / f".{t.name}.{secrets.token_hex(4)}.tmp"  # made with the umask's mode
+                fh = stack.enter_context(tmp.open("x", newline="", encoding="utf-8"))
+                temps.append(tmp)
+                w = csv.writer(fh, lineterminator="\n")
+                w.writerow(OUT_COLUMNS)
+                writers.append(w)
+            _score_rows(files, writers, det)
+        except BaseException:
+            for tmp in temps:
+                tmp.unlink(missing_ok=True)
+            raise
+    try:
+        for tmp, t in zip(temps, targets, strict=True):
+            os.replace(tmp, t)
+    finally:  # one that could not be renamed (a directory of that name) is not left behind
+        for tmp in temps:
+            tmp.unlink(missing_ok=True)
+    return targets
+
+
+def _score_rows(files: Sequence[_Rows | None], writers: Sequence[Any], det: Any) -> None:
+    """Stream every file's rows through ``det`` in step (a file that has ended is a missing sample,
+    which changes nothing), writing each row with its score as it is scored."""
+    live = list(files)
+    while True:
+        rows = [f.next_row() if f is not None else None for f in live]
+        live = [f if r is not None else None for f, r in zip(live, rows, strict=True)]
+        if all(r is None for r in rows):
+            return
+        scores = det.update(np.array([_parse(r[1]) if r is not None else math.nan for r in rows]))
+        for w, r, sc in zip(writers, rows, scores, strict=True):
+            if r is not None:
+                w.writerow((r[0], r[1], repr(float(sc))))
 
 
 detect_app = typer.Typer(add_completion=False, help="Score timestamp,value CSV files for anomalies.")

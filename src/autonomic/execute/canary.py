@@ -24,7 +24,7 @@ import csv
 import math
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -56,7 +56,8 @@ class JudgeConfig(_Frozen):
     """The judgement's rules (``--config J.yaml``)."""
 
     metrics: list[MetricRule] = Field(min_length=1)
-    groups: dict[str, float] = Field(default_factory=dict)  # group -> weight; absent groups weigh 1
+    # group -> weight; absent groups weigh 1; finite (an infinite one made the score inf/inf = nan)
+    groups: dict[str, Annotated[float, Field(ge=0, allow_inf_nan=False)]] = Field(default_factory=dict)
     alpha: float = Field(default=0.05, gt=0, lt=1)
     pass_score: float = Field(default=95.0, ge=0, le=100)
     marginal_score: float = Field(default=75.0, ge=0, le=100)
@@ -65,8 +66,6 @@ class JudgeConfig(_Frozen):
     def _order(self) -> JudgeConfig:
         if self.marginal_score > self.pass_score:
             raise ValueError("marginal_score must not exceed pass_score")
-        if any(w < 0 for w in self.groups.values()):
-            raise ValueError("group weights must be >= 0")
         return self
 
 
@@ -174,9 +173,11 @@ def judge(baseline: Mapping[str, Sequence[float] | np.ndarray], canary: Mapping[
 def read_samples(path: Path) -> dict[str, list[float]]:
     """A CSV with columns ``metric,value`` (any others, such as timestamp, are ignored).
     Values that do not parse, NaN and inf are dropped (they are not data). A missing column
-    or an unreadable file (not UTF-8 text included) is a ConfigError naming the file and column."""
+    or an unreadable file (not UTF-8 text included) is a ConfigError naming the file and column;
+    a row the csv module cannot read (a cell beyond its 131,072 characters) names its line. A
+    byte-order mark before the header is not part of its first column."""
     try:
-        with path.open(newline="", encoding="utf-8") as fh:
+        with path.open(newline="", encoding="utf-8-sig") as fh:
             reader = csv.DictReader(fh)
             fields = reader.fieldnames or []
             missing = [c for c in ("metric", "value") if c not in fields]
@@ -196,6 +197,8 @@ def read_samples(path: Path) -> dict[str, list[float]]:
         raise ConfigError([Problem(str(path), None, "", f"cannot read: {exc.strerror or exc}")]) from None
     except UnicodeDecodeError as exc:
         raise ConfigError([Problem(str(path), None, "", f"cannot read: {exc}")]) from None
+    except csv.Error as exc:
+        raise ConfigError([Problem(str(path), reader.reader.line_num, "", f"cannot read this row: {exc}")]) from None
 
 
 # --- progressive rollouts -------------------------------------------------------------------
