@@ -105,6 +105,7 @@ from autonomic.plan.gates import (
     Counts,
     GateContext,
     Plan,
+    blast_limit,
     breakers_after_approval,
     decide,
     plan_direction,
@@ -176,11 +177,12 @@ _KILLED_WAIT_S = 5.0
 class _Wait(NamedTuple):
     """Why an incident is not decided yet (see Engine._wait_until), kept on its diagnosis's audit
     entry (``waits``): ``on`` the service whose ``action`` is under way, which is ``settling``
-    after its action (until ``until``), or which is down with its ``fix`` still to come."""
+    after its action (until ``until``), or which is down with its ``fix`` still to come, or
+    whose action fills the blast radius (``turn``: ``on`` one of those in flight)."""
 
     until: float  # when to look again (for settling: when the settle time ends)
     on: str
-    reason: Literal["action", "settling", "fix"]
+    reason: Literal["action", "settling", "fix", "turn"]
     why: str
 
     def stored(self) -> dict[str, Any]:
@@ -849,6 +851,7 @@ class Engine:
         self._alerts_firing: dict[str, set[str]] = {}
         self._alerts_resolved: list[str] = []  # read from the inbox, applied after this collection's ingest
         self._paused_out: set[str] = set()  # escalated incidents only a pause denied (see _held_by_pause)
+        self._waits_told: dict[str, tuple[str, str]] = {}  # incident -> (on, reason) of the wait last audited
         self.started = False
         self._next_checkpoint = math.inf  # set by start()
         self._next_prune = math.inf  # set by start(): see _prune
@@ -2234,6 +2237,7 @@ class Engine:
         self._seen_signatures.pop(inc_id, None)
         self._alerts_firing.pop(inc_id, None)
         self._paused_out.discard(inc_id)
+        self._waits_told.pop(inc_id, None)
 
     def _quiet(self, inc: Incident, now: float) -> bool:
         """Whether ``inc``'s trouble has cleared on its own: no finding for a few ticks, and none of
@@ -2316,7 +2320,31 @@ class Engine:
         busy = self._busy_until(inc.service, now, echo=self._may_echo(diagnosis))
         if busy is None and diagnosis.dependencies_down:
             busy = self._dependency_fix_until(inc.service, diagnosis.dependencies_down, now)
+        if busy is None and diagnosis.action is not None:
+            busy = self._turn_until(inc.service, diagnosis.action.target, now)
         return busy
+
+    def _turn_until(self, service: str, target: str, now: float) -> _Wait | None:
+        """A remedy the blast radius has no room for now (``policy.blast_radius``: as many
+        targets with an action in flight as it allows, in all or in the service's group) waits
+        its turn, as a rollout's ``maxUnavailable`` does, and is decided, through every gate, once
+        one of those actions ends: in a mass outage the services are fixed a few at a time, each
+        batch verified first, rather than the rest denied to a person while they stay down. (A
+        failing batch opens the breakers, which do deny.) None when there is room. The gate
+        stays, for incidents decided in the same tick."""
+        busy = self.store.busy_services() - {target}
+        if not busy:
+            return None
+        svc = self.config.service(service)
+        group = svc.group if svc else None
+        members = self.config.group_members(group) if group else frozenset()
+        ok, reason = blast_limit(self.policy().blast_radius, len(busy), group, len(members),
+                                 len((busy & members) - {target}))
+        if ok:
+            return None
+        on = min((busy & members) or busy)
+        return _Wait(now + self.config.engine.interval_s, on, "turn",
+                     f"blast radius {reason.removeprefix('limit reached: ')}: waits its turn")
 
     def _dependency_down(self, dep: str) -> bool:
         """Whether ``dep`` is down now: it has an unclosed down incident, and its latest ``up`` and
@@ -2410,16 +2438,21 @@ class Engine:
             with self.store.reading():  # one snapshot for the busy check and every gate's read
                 diagnosis = self.store.diagnoses(inc.id)[-1]
                 busy = self._wait_until(inc, diagnosis, now)
-                if busy is not None:
-                    return busy.until
-                retry = self._retry_after(inc, diagnosis, now)
-                if retry is not None:
-                    return retry
-                # a first diagnosis that waited for the service to be free is made again from what
-                # is true now (an escalation chain's next step keeps its own)
-                stale = now - diagnosis.ts > self._stale_after() and not self.store.actions(incident_id=inc.id)
-                if not stale:
-                    ctx = self._gate_context(inc, diagnosis, now, human=False)
+                retry = stale = None
+                if busy is None:
+                    retry = self._retry_after(inc, diagnosis, now)
+                if busy is None and retry is None:
+                    # a first diagnosis that waited for the service to be free is made again from what
+                    # is true now (an escalation chain's next step keeps its own)
+                    stale = now - diagnosis.ts > self._stale_after() and not self.store.actions(incident_id=inc.id)
+                    if not stale:
+                        ctx = self._gate_context(inc, diagnosis, now, human=False)
+            if busy is not None:
+                self._tell_wait(inc, busy)
+                return busy.until
+            self._waits_told.pop(inc.id, None)
+            if retry is not None:
+                return retry
             if stale:
                 log.info("incident %s: diagnosis is %.0f s old; diagnosing again", inc.id[:8], now - diagnosis.ts)
                 return self._diagnose(inc, now)
@@ -2429,6 +2462,19 @@ class Engine:
         if inc.state == IncidentState.ESCALATED:
             return self._held_by_pause(inc, now)
         return None
+
+    def _tell_wait(self, inc: Incident, waits: _Wait) -> None:
+        """Audit ``incident.waiting`` when the decision of ``inc``, diagnosed already, waits on
+        something its diagnosis's entry does not say (``waits``): the blast radius filled by
+        incidents decided in the same tick, an action on a dependency started since. Once per
+        thing waited on and reason, not at every look; an ``explain`` reader is otherwise left
+        to guess why a diagnosed incident was not acted on."""
+        told = (waits.on, waits.reason)
+        if self._waits_told.get(inc.id) == told:
+            return
+        self.store.audit("engine", "incident.waiting", inc.id, {"waits": waits.stored()})
+        self._waits_told[inc.id] = told
+        log.info("incident %s waits: %s", inc.id[:8], waits.why)
 
     def _held_by_pause(self, inc: Incident, now: float) -> float | None:
         """An incident whose last decision only a pause denied is the engine's again once the
@@ -2555,6 +2601,10 @@ class Engine:
         if waits is not None:
             data["waits"] = waits.stored()
         self.store.record(diagnosis, updated, actor="engine", event="incident.diagnosed", subject=inc.id, data=data)
+        if waits is not None:
+            self._waits_told[inc.id] = (waits.on, waits.reason)
+        else:
+            self._waits_told.pop(inc.id, None)
         log.info("incident %s diagnosed: %s%s", inc.id[:8], diagnosis.rationale,
                  f"; waits: {waits.why}" if waits is not None else "")
         return updated

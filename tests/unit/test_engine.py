@@ -1889,6 +1889,44 @@ def test_a_callers_echo_of_a_dependency_just_fixed_waits_out_the_fix_and_is_not_
     assert h.store.decisions(web.id) == []
 
 
+def test_a_remedy_the_blast_radius_has_no_room_for_waits_its_turn_and_runs_once_a_slot_frees(
+        tmp_path: Path) -> None:
+    """Four services of one group (at most 50% in flight) go down in the same second: two are
+    acted on, the other two wait (their diagnosis says why: ``waits`` for its ``turn``) and are
+    acted on once the first two's actions have ended, the first batch verified (said once in the
+    audit, ``incident.waiting``: they were diagnosed beside the first two). Before, the
+    blast_radius gate denied them to a person, and a service that stayed down was never tried
+    again."""
+    names = ("a", "b", "c", "d")
+    svcs = [{"name": n, "group": "web", "actuators": {"fake": {"name": "x"}},
+             "thresholds": {"down_after": 2, "sustain": 2}} for n in names]
+    h = Harness(tmp_path, policy={"blast_radius": {"max_in_flight": 3, "max_group_percent": 50}},
+                extra={"services": svcs})
+
+    def tick(up: Callable[[str], float]) -> None:
+        h.source._samples.extend(Sample(n, "up", h.clock.now(), up(n)) for n in names)
+        h.engine.tick()
+        h.clock.advance(1.0)
+
+    for _ in range(3):
+        tick(lambda n: 0.0)
+    first = sorted(a.service for a in h.store.actions())
+    assert len(first) == 2
+    for _ in range(40):  # the first two are fixed; the others stay down until their turn
+        tick(lambda n: 1.0 if n in first or any(a.service == n for a in h.store.actions()) else 0.0)
+    later = [n for n in names if n not in first]
+    for service in later:
+        (inc,) = h.store.incidents(service=service)
+        waits = [e.data["waits"] for e in h.store.audit_events()
+                 if e.kind in ("incident.diagnosed", "incident.waiting") and e.subject == inc.id and "waits" in e.data]
+        assert len(waits) == 1 and waits[0]["for"] == "turn" and waits[0]["on"] in first, waits  # told once
+        assert waits[0]["why"] == "blast radius 2 of 4 in group web in flight (at most 2, 50%): waits its turn"
+        assert [d.verdict for d in h.store.decisions(inc.id)] == [Verdict.APPROVED]  # never denied
+    acted = {a.service: a for a in h.store.actions()}
+    assert sorted(acted) == list(names) and all(acted[n].state == ActionState.SUCCEEDED for n in names)
+    assert min(acted[n].created_at for n in later) >= max(acted[n].updated_at for n in first)
+
+
 def api_fixed_then_web_down(h: GraphHarness) -> None:
     """api goes down and is restarted; just after its action ends, web (which calls api) goes
     down for good: web's incident waits for api to settle, then is diagnosed again."""

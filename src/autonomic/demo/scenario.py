@@ -275,6 +275,8 @@ class Timeline:
                 return f"{again}{head}; waits {max(0.0, until - diagnosis.ts):.0f} s for {on} to settle"
             if waits.get("for") == "fix":
                 return f"{again}{head}; waits for the fix of {on}, which is down"
+            if waits.get("for") == "turn":
+                return f"{again}{head}; waits its turn: the blast radius is full"
             return f"{again}{head}; waits for the action on {on} to end"
         if diagnosis.pattern_id is not None:
             what = (f"{diagnosis.action.describe()} ({diagnosis.confidence:.2f})" if diagnosis.action is not None

@@ -33,7 +33,7 @@ from typing import Any
 from autonomic.model import Autonomy, Diagnosis, GateResult, Verdict
 from autonomic.plan.backoff import BackoffState, backoff_allows
 from autonomic.plan.breaker import BreakerState, breaker_allows
-from autonomic.plan.policy import EffectivePolicy, PolicyConfig, active_window, window_ends
+from autonomic.plan.policy import BlastRadiusConfig, EffectivePolicy, PolicyConfig, active_window, window_ends
 from autonomic.printable import counted
 
 
@@ -426,21 +426,28 @@ def group_allowance(group_size: int, max_percent: float) -> int:
     return max(1, math.floor(group_size * max_percent / 100.0 + 1e-9))
 
 
-def blast_radius(ctx: GateContext) -> GateResult:
-    cfg = ctx.policy.blast_radius
-    parts = [f"{ctx.in_flight_targets} of at most {counted(cfg.max_in_flight, 'target')} in flight"]
-    if ctx.in_flight_targets >= cfg.max_in_flight:
-        return _fail("blast_radius", f"limit reached: {parts[0]}")
-    if ctx.group is not None and ctx.group_size > 0:
-        allowed = group_allowance(ctx.group_size, cfg.max_group_percent)
-        part = (
-            f"{ctx.group_in_flight} of {ctx.group_size} in group {ctx.group} in flight "
-            f"(at most {allowed}, {cfg.max_group_percent:g}%)"
-        )
-        if ctx.group_in_flight >= allowed:
-            return _fail("blast_radius", f"limit reached: {part}")
+def blast_limit(cfg: BlastRadiusConfig, in_flight: int, group: str | None = None, group_size: int = 0,
+                group_in_flight: int = 0) -> tuple[bool, str]:
+    """Whether one more target may have an action in flight beside ``in_flight`` others (of
+    which ``group_in_flight`` in its ``group`` of ``group_size``), and the reason: the
+    ``blast_radius`` gate's, and what an incident waiting its turn says (the engine's wait)."""
+    parts = [f"{in_flight} of at most {counted(cfg.max_in_flight, 'target')} in flight"]
+    if in_flight >= cfg.max_in_flight:
+        return False, f"limit reached: {parts[0]}"
+    if group is not None and group_size > 0:
+        allowed = group_allowance(group_size, cfg.max_group_percent)
+        part = (f"{group_in_flight} of {group_size} in group {group} in flight "
+                f"(at most {allowed}, {cfg.max_group_percent:g}%)")
+        if group_in_flight >= allowed:
+            return False, f"limit reached: {part}"
         parts.append(part)
-    return _pass("blast_radius", "; ".join(parts))
+    return True, "; ".join(parts)
+
+
+def blast_radius(ctx: GateContext) -> GateResult:
+    ok, reason = blast_limit(ctx.policy.blast_radius, ctx.in_flight_targets, ctx.group, ctx.group_size,
+                             ctx.group_in_flight)
+    return _pass("blast_radius", reason) if ok else _fail("blast_radius", reason)
 
 
 def backoff(ctx: GateContext) -> GateResult:
