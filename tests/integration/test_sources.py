@@ -25,6 +25,7 @@ from autonomic.monitor import (
     PrometheusScrape,
     PrometheusSpec,
 )
+from autonomic.monitor.promquery import PromQuerySource, PromQuerySpec
 
 NOW = 1_000.0
 GARBAGE = "<html>" + "x" * 5000 + "</html>"
@@ -135,7 +136,7 @@ class _Server:
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:  # noqa: N802 (http.server API)
-                route = routes.get(self.path)
+                route = routes.get(self.path.partition("?")[0])  # a query string (the query API's) aside
                 if route is None:
                     self.send_error(404)
                 else:
@@ -190,8 +191,21 @@ def server() -> Iterator[_Server]:
     def hang(h: BaseHTTPRequestHandler) -> None:
         holder["server"].release.wait(10)
 
+    def trickle(h: BaseHTTPRequestHandler) -> None:  # up 1, one byte every 0.1 s (0.5 s in all)
+        h.send_response(200)
+        h.send_header("Content-Type", "text/plain")
+        h.send_header("Content-Length", "5")
+        h.end_headers()
+        for byte in b"up 1\n":
+            if holder["server"].release.wait(0.1):
+                return
+            h.wfile.write(bytes([byte]))
+            h.wfile.flush()
+
     routes = {
         "/ok": _reply(200, "ok"),
+        "/trickle": trickle,
+        "/api/v1/query": trickle,
         "/fail": _reply(500, "boom"),
         "/hang": hang,
         "/metrics": _reply(200, _metrics_text(), "text/plain; version=0.0.4"),
@@ -308,6 +322,30 @@ def test_prometheus_hang_is_a_source_error_within_the_timeout(server: _Server) -
         _scrape(url, timeout_s=0.3)
     assert time.monotonic() - started < 2.0
     assert url in str(info.value) and "0.3 s" in str(info.value)
+
+
+def test_prometheus_answer_trickled_past_the_timeout_is_a_source_error_at_about_the_timeout(
+        server: _Server) -> None:
+    """Each read is quick (0.1 s) but the whole body takes 0.5 s: a 0.2 s timeout must bound the
+    whole answer, as the engine's stuck_after_s counts on, not each read."""
+    url = server.url("/trickle")
+    assert _by_metric(_scrape(url, timeout_s=2.0)) == {"up": 1.0}  # within its timeout: read in full
+    started = time.monotonic()
+    with pytest.raises(SourceError) as info:
+        _scrape(url, timeout_s=0.2)
+    assert time.monotonic() - started < 0.45
+    assert str(info.value) == f"{url}: no complete answer within 0.2 s"
+
+
+def test_promql_answer_trickled_past_the_timeout_is_a_source_error_at_about_the_timeout(
+        server: _Server) -> None:
+    """The query API's answer trickled (0.5 s in all, 0.1 s a read): a 0.2 s timeout bounds it all."""
+    source = PromQuerySource("demo", PromQuerySpec(url=server.url(""), query="up", metric="m", timeout_s=0.2))
+    started = time.monotonic()
+    with pytest.raises(SourceError) as info:
+        source.collect(NOW)
+    assert time.monotonic() - started < 0.45
+    assert str(info.value) == f"{server.url('/api/v1/query')}: no complete answer within 0.2 s"
 
 
 def test_prometheus_closed_port_is_a_source_error_naming_the_url() -> None:

@@ -256,7 +256,7 @@ def test_timeout_names_the_url_and_the_limit() -> None:
     def handle(request: httpx.Request) -> httpx.Response:
         raise httpx.ReadTimeout("slow", request=request)
 
-    assert collect_error(handle, timeout_s=1.5) == f"{BASE}/api/v1/query: no answer within 1.5 s"
+    assert collect_error(handle, timeout_s=1.5) == f"{BASE}/api/v1/query: no complete answer within 1.5 s"
 
 
 def test_connection_refused_names_the_url() -> None:

@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from autonomic.errors import SourceError
 from autonomic.model import Sample
-from autonomic.monitor.probe import check_http_url
+from autonomic.monitor.probe import check_http_url, get_within
 from autonomic.redact import scrub
 
 _SNIPPET = 200  # at most this many characters of a bad payload go into an error message
@@ -68,7 +68,9 @@ class PrometheusScrape:
     """Source ``prometheus:<service>``: GET the endpoint and keep the samples ``spec`` selects.
 
     Raises ``SourceError`` naming the URL (credentials in it shown as ``***``) for a
-    connection failure, a timeout, a non-200 answer, or a body that is not Prometheus text
+    connection failure, no complete answer within ``timeout_s`` (body included: a server trickling
+    its metrics does not hold the loop; see :func:`~autonomic.monitor.probe.get_within`), a
+    non-200 answer, or a body that is not Prometheus text
     (quoting at most 200 characters of the offending payload).
     Non-finite values (NaN, +-Inf) are dropped. A series the payload repeats gives one sample,
     its first (as Prometheus keeps), so ``sustain`` and ``down_after`` count scrapes.
@@ -90,9 +92,9 @@ class PrometheusScrape:
     def _collect(self, now: float) -> Sequence[Sample]:
         url = self.spec.url
         try:
-            response = self._client.get(url, timeout=self.spec.timeout_s)
+            response = get_within(self._client, url, self.spec.timeout_s)
         except httpx.TimeoutException:
-            raise SourceError(f"{url}: no answer within {self.spec.timeout_s:g} s") from None
+            raise SourceError(f"{url}: no complete answer within {self.spec.timeout_s:g} s") from None
         except httpx.HTTPError as exc:
             raise SourceError(f"{url}: request failed: {type(exc).__name__}: {exc}") from None
         if response.status_code != 200:

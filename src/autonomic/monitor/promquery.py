@@ -9,9 +9,10 @@ The response is parsed strictly (see :func:`parse_query_response`): ``status`` m
 - several series left: their values are summed per timestamp (one sample per timestamp);
 - an empty result (nothing matches yet) is no samples, not an error.
 
-Everything else (an ``error`` answer, HTTP 4xx/5xx, a timeout, a refused connection, a body
-that is not the query API's JSON) raises :class:`~autonomic.errors.SourceError` naming the URL
-and the reason, quoting at most 200 characters of a bad payload.
+Everything else (an ``error`` answer, HTTP 4xx/5xx, no complete answer within ``timeout_s``,
+body included, a refused connection, a body that is not the query API's JSON) raises
+:class:`~autonomic.errors.SourceError` naming the URL and the reason, quoting at most 200
+characters of a bad payload.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError,
 
 from autonomic.errors import SourceError
 from autonomic.model import Sample
-from autonomic.monitor.probe import check_http_url
+from autonomic.monitor.probe import check_http_url, get_within
 from autonomic.redact import scrub
 
 _SNIPPET = 200  # at most this many characters of a bad payload go into an error message
@@ -243,9 +244,9 @@ class PromQuerySource:
 
     def _fetch_raw(self, url: str, params: dict[str, str | float]) -> list[Series]:
         try:
-            response = self._client.get(url, params=params, timeout=self.spec.timeout_s)
+            response = get_within(self._client, url, self.spec.timeout_s, params)
         except httpx.TimeoutException:
-            raise SourceError(f"{url}: no answer within {self.spec.timeout_s:g} s") from None
+            raise SourceError(f"{url}: no complete answer within {self.spec.timeout_s:g} s") from None
         except httpx.HTTPError as exc:
             raise SourceError(f"{url}: request failed: {type(exc).__name__}: {str(exc)[:_SNIPPET]}") from None
         text = response.text
