@@ -90,6 +90,21 @@ def test_scalar_result_becomes_one_sample(stack: Stack) -> None:
     assert [s.value for s in samples] == [100.0]
 
 
+def test_an_instant_query_of_a_range_vector_is_an_error_naming_the_query_not_its_past_points_again(
+        stack: Stack) -> None:
+    """``demo_pool_size[5s]`` answers a matrix of the last 5 s of scrapes (one a second): taken as
+    samples, each poll stored those past points again, so one scrape counted up to five times
+    towards ``sustain``. The range's own mode takes it."""
+    wait_for(lambda: list(stack.source("demo_pool_size").collect(time.time())), 15.0, "a first scrape")
+    with pytest.raises(SourceError) as err:
+        stack.source("demo_pool_size[5s]").collect(time.time())
+    message = str(err.value)
+    assert message.startswith(f"{stack.prometheus.url}/api/v1/query: query 'demo_pool_size[5s]' gives a range vector")
+    assert "mode: range" in message
+    # the same query as a range (each point once) and under a function (one point) is fine
+    assert _collect_until(stack.source("avg_over_time(demo_pool_size[5s])"), bool, what="an average")[0].value == 50
+
+
 def test_injected_error_spike_shows_as_a_rising_error_rate(stack: Stack) -> None:
     source = stack.source("demo_error_rate", metric="error_rate")
     before = _collect_until(source, bool, what="demo_error_rate")

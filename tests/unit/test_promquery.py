@@ -137,6 +137,15 @@ def test_unknown_extra_keys_in_the_answer_are_ignored() -> None:
     assert values(source(answer(body)).collect(NOW)) == [(NOW, 1.0)]
 
 
+def test_instant_query_answered_with_a_matrix_is_an_error_naming_the_query_not_the_past_points() -> None:
+    """``up[1m]`` asked as an instant query: each poll would store the same past points again."""
+    body = matrix(({}, [(NOW - 20, "1"), (NOW - 10, "0"), (NOW, "1")]))
+    message = collect_error(answer(body), query="up[1m]")
+    assert message == (f"{BASE}/api/v1/query: query 'up[1m]' gives a range vector (the points of a past range), "
+                       "which an instant query takes no sample of: put a function over the range "
+                       "(rate, avg_over_time, ...) or use mode: range")
+
+
 # --- range --------------------------------------------------------------------------------
 
 

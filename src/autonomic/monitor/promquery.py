@@ -7,7 +7,9 @@ The response is parsed strictly (see :func:`parse_query_response`): ``status`` m
 - non-finite values (``NaN``, ``+Inf``, ``-Inf``) are dropped, point by point;
 - ``label`` set: only series whose label of that name equals the service name are kept;
 - several series left: their values are summed per timestamp (one sample per timestamp);
-- an empty result (nothing matches yet) is no samples, not an error.
+- an empty result (nothing matches yet) is no samples, not an error;
+- ``mode: instant`` and a ``matrix`` (a range selector such as ``up[5m]`` with no function over
+  it) is an error naming the query: each poll would store the range's past points again.
 
 Everything else (an ``error`` answer, HTTP 4xx/5xx, no complete answer within ``timeout_s``,
 body included, a refused connection, a body that is not the query API's JSON) raises
@@ -264,6 +266,11 @@ class PromQuerySource:
             raise SourceError(f"{url}: {status}not a query API answer ({exc}): {text[:_SNIPPET]!r}") from None
         if not response.is_success:
             raise SourceError(f"{url}: HTTP {response.status_code}: {text[:_SNIPPET]!r}")
+        if self.spec.mode == "instant" and payload["data"]["resultType"] == "matrix":
+            # each poll would store again the same past points (the range's), counted as new ones
+            raise SourceError(f"{url}: query {self.spec.query[:_SNIPPET]!r} gives a range vector (the points of "
+                              "a past range), which an instant query takes no sample of: put a function over "
+                              "the range (rate, avg_over_time, ...) or use mode: range")
         return series
 
     def close(self) -> None:
