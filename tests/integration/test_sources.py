@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 import socket
 import subprocess
 import sys
@@ -108,6 +110,43 @@ def test_process_source_gives_up_zero_for_no_pid_and_vanished_pid() -> None:
         ("gone", "up", 0.0),
         ("stopped", "up", 0.0),
     ]
+
+
+def _collect_as_nobody(source: ProcessSource) -> dict[str, float]:
+    """``source.collect`` in a forked child that runs as ``nobody`` (uid and gid 65534, no other
+    group): a real reader without the permission root has to read any process."""
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: drop to nobody, collect, write the readings, and exit at once
+        code = 1
+        try:
+            os.close(read_end)
+            os.setgroups([])
+            os.setgid(65534)
+            os.setuid(65534)
+            os.write(write_end, json.dumps(_by_metric(source.collect(NOW))).encode())
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as pipe:
+        data = pipe.read()
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0, "the reader running as nobody failed"
+    return dict(json.loads(data))
+
+
+def test_process_source_of_another_users_live_process_is_up_with_the_readings_it_may_take(
+        sleeper: subprocess.Popen[bytes]) -> None:
+    """A live process another user owns (a setuid command; one adopted from a pidfile) does not
+    let us read its open fds: it is up, without ``open_fds``, not down (which a remedy would
+    restart). Read as ``nobody`` (a forked reader that drops to uid 65534) of this root-owned sleeper."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root, to fork a reader that runs as another user (nobody)")
+    values = _collect_as_nobody(ProcessSource(lambda: {"svc": sleeper.pid}))
+    assert values["up"] == 1.0
+    assert "open_fds" not in values  # /proc/<pid>/fd is the owner's to read
+    assert values["rss_bytes"] > 0 and values["threads"] >= 1 and values["memory_percent"] > 0
 
 
 def test_process_source_cpu_percent_reflects_a_busy_process() -> None:
