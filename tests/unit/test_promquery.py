@@ -12,7 +12,13 @@ from pydantic import ValidationError
 
 from autonomic.errors import SourceError
 from autonomic.model import Sample
-from autonomic.monitor.promquery import PromQuerySource, PromQuerySpec, SharedPromQuery, parse_query_response
+from autonomic.monitor.promquery import (
+    PromQuerySource,
+    PromQuerySpec,
+    SharedPromQuery,
+    Unanswered,
+    parse_query_response,
+)
 
 BASE = "http://prom.test:9090"
 NOW = 1_700_000_000.0
@@ -226,6 +232,51 @@ def test_a_shared_query_that_fails_is_one_source_error_naming_the_url() -> None:
                               for svc in ("a", "b")])
     with pytest.raises(SourceError, match=f"^{BASE}/api/v1/query: HTTP 502"):
         shared.collect(NOW)
+
+
+# --- a Prometheus that does not answer ------------------------------------------------------
+
+
+def _sources_sharing_one_record(handler: Handler, count: int) -> list[PromQuerySource]:
+    client = httpx.Client(transport=httpx.MockTransport(handler))
+    unanswered = Unanswered()
+    return [PromQuerySource(f"s{i}", PromQuerySpec(url=BASE, query=f"q{i}", metric="m"), client, unanswered)
+            for i in range(count)]
+
+
+def _outcomes(sources: list[PromQuerySource], now: float) -> list[str]:
+    out = []
+    for src in sources:
+        try:
+            out.append(f"{len(src.collect(now))} sample")
+        except SourceError as exc:
+            out.append("not asked" if "not asked" in str(exc) else "timed out")
+    return out
+
+
+def test_after_two_queries_in_a_row_without_an_answer_the_rest_of_the_collection_does_not_ask_that_prometheus() -> None:
+    asked: list[str] = []
+
+    def hangs(request: httpx.Request) -> httpx.Response:
+        asked.append(request.url.params["query"])
+        raise httpx.ReadTimeout("no answer", request=request)
+
+    sources = _sources_sharing_one_record(hangs, 4)
+    assert _outcomes(sources, NOW) == ["timed out", "timed out", "not asked", "not asked"]
+    assert asked == ["q0", "q1"]
+    assert _outcomes(sources, NOW + 5) == ["timed out", "timed out", "not asked", "not asked"]  # asked again
+    assert asked == ["q0", "q1", "q0", "q1"]
+
+
+def test_one_query_slow_on_its_own_does_not_keep_the_others_from_being_asked() -> None:
+    """An answer between two timeouts ends the run: q0 and q2 time out, q1 and q3 answer."""
+    def every_other(request: httpx.Request) -> httpx.Response:
+        if request.url.params["query"] in ("q0", "q2"):
+            raise httpx.ReadTimeout("slow query", request=request)
+        return httpx.Response(200, json=vector(({}, "1")))
+
+    sources = _sources_sharing_one_record(every_other, 4)
+    assert _outcomes(sources, NOW) == ["timed out", "1 sample", "timed out", "1 sample"]
 
 
 # --- errors -------------------------------------------------------------------------------
