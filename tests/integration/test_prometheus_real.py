@@ -105,6 +105,13 @@ def test_an_instant_query_of_a_range_vector_is_an_error_naming_the_query_not_its
     assert _collect_until(stack.source("avg_over_time(demo_pool_size[5s])"), bool, what="an average")[0].value == 50
 
 
+def test_two_huge_series_whose_sum_overflows_give_no_sample_and_their_own_values_are_kept(stack: Stack) -> None:
+    """Two series of 1e308 (finite) sum past the float range: no sample, not +Inf."""
+    two = ('label_replace(vector(1e308), "i", "a", "", "") or label_replace(vector(1e308), "i", "b", "", "")')
+    assert stack.source(two).collect(time.time()) == []
+    assert [s.value for s in stack.source(two, label="i", service="a").collect(time.time())] == [1e308]
+
+
 def test_injected_error_spike_shows_as_a_rising_error_rate(stack: Stack) -> None:
     source = stack.source("demo_error_rate", metric="error_rate")
     before = _collect_until(source, bool, what="demo_error_rate")

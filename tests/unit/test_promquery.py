@@ -131,6 +131,12 @@ def test_non_finite_values_are_dropped(text: str) -> None:
     assert source(answer(vector(({}, text)))).collect(NOW) == []
 
 
+def test_series_whose_sum_overflows_the_float_range_give_no_sample_not_inf() -> None:
+    """Each value is finite (kept), their sum is not: it is no number, as +Inf is not."""
+    body = matrix(({"i": "a"}, [(NOW - 10, "1e308"), (NOW, "1e308")]), ({"i": "b"}, [(NOW, "1e308")]))
+    assert values(source(answer(body), mode="range").collect(NOW)) == [(NOW - 10, 1e308)]
+
+
 def test_scalar_result_is_one_sample() -> None:
     body = {"status": "success", "data": {"resultType": "scalar", "result": [NOW, "3"]}}
     assert values(source(answer(body)).collect(NOW)) == [(NOW, 3.0)]

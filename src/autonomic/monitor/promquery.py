@@ -6,7 +6,8 @@ The response is parsed strictly (see :func:`parse_query_response`): ``status`` m
 
 - non-finite values (``NaN``, ``+Inf``, ``-Inf``) are dropped, point by point;
 - ``label`` set: only series whose label of that name equals the service name are kept;
-- several series left: their values are summed per timestamp (one sample per timestamp);
+- several series left: their values are summed per timestamp (one sample per timestamp); a sum
+  that overflows the float range is dropped as a non-finite value is;
 - an empty result (nothing matches yet) is no samples, not an error;
 - ``mode: instant`` and a ``matrix`` (a range selector such as ``up[5m]`` with no function over
   it) is an error naming the query: each poll would store the range's past points again.
@@ -175,14 +176,15 @@ def parse_query_response(payload: Any) -> list[Series]:
 
 def combine(series: Sequence[Series], label: str | None, service: str) -> list[tuple[float, float]]:
     """One (ts, value) list: the series selected by ``label`` (all when None), summed per
-    timestamp, oldest first."""
+    timestamp, oldest first. A sum past the float range (huge magnitudes, 1e308 + 1e308) is
+    dropped as a non-finite value is: it is no number."""
     totals: dict[float, float] = {}
     for labels, points in series:
         if label is not None and labels.get(label) != service:
             continue
         for ts, value in points:
             totals[ts] = totals.get(ts, 0.0) + value
-    return sorted(totals.items())
+    return sorted((ts, total) for ts, total in totals.items() if math.isfinite(total))
 
 
 # --- the source ----------------------------------------------------------------------------
