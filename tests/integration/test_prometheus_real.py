@@ -133,6 +133,19 @@ def test_bad_promql_raises_source_error_naming_the_parse_error(stack: Stack) -> 
     assert "HTTP 400" in message and "bad_data" in message and "parse error" in message
 
 
+def test_a_string_query_is_an_error_naming_the_query_in_the_same_words_at_every_poll(stack: Stack) -> None:
+    """Prometheus stamps a string result with its evaluation time; the error must not quote it, or
+    each poll's words are new and the engine logs the problem again at every collection."""
+    source = stack.source('"hello"')
+    messages = []
+    for _ in range(2):
+        with pytest.raises(SourceError) as err:
+            source.collect(time.time())
+        messages.append(str(err.value))
+        time.sleep(0.01)
+    assert messages == [f"{stack.prometheus.url}/api/v1/query: query '\"hello\"' gives a string, not a number"] * 2
+
+
 def test_stopped_prometheus_raises_source_error_naming_the_url(
     prometheus_server: Callable[..., Server],  # noqa: F811
 ) -> None:

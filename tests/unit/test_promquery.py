@@ -340,7 +340,6 @@ def test_connection_refused_names_the_url() -> None:
         ({"data": {}}, "status"),
         ({"status": "ok"}, "status"),
         ({"status": "success"}, "data: missing"),
-        ({"status": "success", "data": {"resultType": "string", "result": [NOW, "s"]}}, "data.resultType"),
         ({"status": "success", "data": {"resultType": "vector", "result": {}}}, "data.result"),
         ({"status": "success", "data": {"resultType": "vector", "result": [{"metric": {}}]}},
          "data.result[0].value"),
@@ -358,6 +357,23 @@ def test_malformed_answers_raise_source_error_naming_the_field(body: Any, field:
     message = collect_error(answer(body))
     assert message.startswith(f"{BASE}/api/v1/query: not a query API answer (")
     assert field in message
+
+
+def test_a_string_result_is_an_error_naming_the_query_in_the_same_words_at_every_poll() -> None:
+    """Prometheus stamps a string result with the evaluation time: quoting the answer made each
+    poll's message new, so the engine (which says a source's problem once, until its words
+    change) logged it at every collection."""
+    def string_at_eval_time(request: httpx.Request) -> httpx.Response:
+        at = float(request.url.params["time"])
+        return httpx.Response(200, json={"status": "success", "data": {"resultType": "string", "result": [at, "s"]}})
+
+    src = source(string_at_eval_time, query='"s"')
+    messages = []
+    for now in (NOW, NOW + 5):
+        with pytest.raises(SourceError) as err:
+            src.collect(now)
+        messages.append(str(err.value))
+    assert messages == [f"""{BASE}/api/v1/query: query '"s"' gives a string, not a number"""] * 2
 
 
 def test_non_json_success_body_is_a_source_error() -> None:

@@ -9,6 +9,7 @@ The response is parsed strictly (see :func:`parse_query_response`): ``status`` m
 - several series left: their values are summed per timestamp (one sample per timestamp); a sum
   that overflows the float range is dropped as a non-finite value is;
 - an empty result (nothing matches yet) is no samples, not an error;
+- a ``string`` result (``query: '"text"'``) is an error naming the query;
 - ``mode: instant`` and a ``matrix`` (a range selector such as ``up[5m]`` with no function over
   it) is an error naming the query: each poll would store the range's past points again.
 
@@ -303,6 +304,10 @@ class PromQuerySource:
         except ValueError:
             status = "" if response.is_success else f"HTTP {response.status_code}, "
             raise SourceError(f"{url}: {status}not JSON: {text[:_SNIPPET]!r}") from None
+        data = payload.get("data") if isinstance(payload, dict) and payload.get("status") == "success" else None
+        if isinstance(data, dict) and data.get("resultType") == "string":
+            # said without the answer, which carries the evaluation time: the same words every poll, logged once
+            raise SourceError(f"{url}: query {self.spec.query[:_SNIPPET]!r} gives a string, not a number")
         try:
             series = parse_query_response(payload)
         except PromQueryError as exc:  # Prometheus answers 400/422/503 with this body
