@@ -1843,6 +1843,10 @@ class Engine:
                 if self._problem(topic, None):
                     log.info("source %s recovered", src.name)
             except SourceError as exc:
+                if exc.samples:  # what it did collect (a scrape that lacks one renamed key gives the others)
+                    self._answered[topic] = now
+                    self.series.extend(exc.samples)
+                    self.goals.observe(exc.samples)
                 starting = self._still_starting(src, topic, now)
                 if starting is not None:
                     log.debug("source %s: %s (%s)", src.name, exc, starting)

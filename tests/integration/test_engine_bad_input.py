@@ -33,6 +33,8 @@ class _Garbage(BaseHTTPRequestHandler):
         if self.path == "/hang":
             time.sleep(3)
         body = b"this is { not prometheus text\n" if self.path == "/metrics" else b"ok"
+        if self.path == "/relabelled":
+            body = b'errors_ratio{region="eu"} 0.5\nlatency_ms 42\n'
         self.send_response(200)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
@@ -136,3 +138,26 @@ def test_a_prometheus_that_hangs_holds_a_collection_for_two_query_timeouts_not_o
                    "collection (each within its timeout_s); asked again at the next") for m in skipped)
     assert any(m.startswith("source promql:other:up: ") and "not JSON" in m for m in first)  # asked: it answers
     assert again == []  # the same problems: said once
+
+
+def test_a_scrape_lacking_a_renamed_key_after_a_relabel_is_said_once_and_its_other_samples_are_stored(
+        tmp_path: Path, garbage_server: str, caplog: pytest.LogCaptureFixture) -> None:
+    """A real /metrics whose ``errors_ratio`` now carries a ``region`` label: the engine says so
+    once, naming the key and its metric, and stores the scrape's other samples as ever."""
+    url = f"{garbage_server}/relabelled"
+    data = {"engine": {"state_dir": str(tmp_path / "state"), "host_metrics": False},
+            "services": [{"name": "web", "metrics": [{"type": "prometheus", "url": url, "rename": {
+                "errors_ratio": "error_rate", "latency_ms": "latency_ms"}}]}],
+            "builtin_patterns": False}
+    engine = Engine(load_config_data(data, source="test.yaml", base_dir=tmp_path))
+    try:
+        with caplog.at_level("WARNING", logger="autonomic.engine"):
+            engine.collect(1000.0)
+            engine.collect(1005.0)
+        assert engine.series.latest("web", "latency_ms") == (1005.0, 42.0)
+        assert engine.series.latest("web", "error_rate") is None
+    finally:
+        engine.shutdown()
+    assert [r.getMessage() for r in caplog.records] == [
+        f"source prometheus:web: {url}: no sample for rename's errors_ratio (error_rate): the answer has that name "
+        "only with other label names (relabelled?); its other samples are kept"]

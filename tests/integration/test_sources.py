@@ -250,6 +250,8 @@ def server() -> Iterator[_Server]:
         "/metrics": _reply(200, _metrics_text(), "text/plain; version=0.0.4"),
         "/garbage": _reply(200, GARBAGE, "text/html"),
         "/nonfinite": _reply(200, "good 1.5\nbad NaN\nworse +Inf\n"),
+        "/relabelled": _reply(200, 'errors_ratio{region="eu"} 0.5\nlatency_ms 42\n'
+                                   'requests_total{code="200",method="GET"} 7\n'),
         "/error": _reply(503, GARBAGE),
     }
     with _Server(routes) as srv:
@@ -336,6 +338,23 @@ def test_prometheus_without_rename_keeps_unlabelled_samples_under_their_names(se
 
 def test_prometheus_drops_non_finite_values(server: _Server) -> None:
     assert _by_metric(_scrape(server.url("/nonfinite"))) == {"good": 1.5}
+
+
+def test_prometheus_rename_key_whose_name_now_has_other_labels_is_named_and_the_rest_kept(server: _Server) -> None:
+    """A deploy added a label: ``errors_ratio`` is now ``errors_ratio{region="eu"}``, and the
+    metric renamed from the old key would go stale without a word (a threshold on it never
+    fires). A labelled child not made yet (``code="500"``, before the first error) is not that."""
+    url = server.url("/relabelled")
+    rename = {"errors_ratio": "error_rate", "latency_ms": "latency_ms",
+              'requests_total{code="200",method="GET"}': "requests_ok",
+              'requests_total{code="500",method="GET"}': "requests_failed"}
+    with pytest.raises(SourceError) as info:
+        _scrape(url, rename)
+    assert str(info.value) == (f"{url}: no sample for rename's errors_ratio (error_rate): the answer has that name "
+                               "only with other label names (relabelled?); its other samples are kept")
+    assert _by_metric(info.value.samples) == {"latency_ms": 42.0, "requests_ok": 7.0}
+    del rename["errors_ratio"]
+    assert _by_metric(_scrape(url, rename)) == {"latency_ms": 42.0, "requests_ok": 7.0}  # code="500": not yet
 
 
 def test_prometheus_garbage_is_a_source_error_naming_the_url(server: _Server) -> None:
