@@ -233,6 +233,19 @@ class ServiceSpec(_Spec):
             raise ValueError("'host' is reserved for this machine's own metrics")
         return v
 
+    @field_validator("metrics")
+    @classmethod
+    def _one_source_per_metric(cls, v: list[MetricsSpec]) -> list[MetricsSpec]:
+        """A metric is recorded by one source of the service: two (two queries, a query and a
+        scrape's rename) would interleave their samples into one series, so ``sustain`` and a
+        threshold would count a mix (as two rename keys onto one metric would, refused too)."""
+        recorded = [m.metric for m in v if isinstance(m, PromQuerySpec)]
+        recorded += [metric for m in v if isinstance(m, PrometheusSpec) for metric in m.rename.values()]
+        twice = sorted({m for m in recorded if recorded.count(m) > 1})
+        if twice:
+            raise ValueError(f"{listed(twice, 'metric')} recorded by two sources; a metric takes one series")
+        return v
+
     @field_validator("anomalies")
     @classmethod
     def _one_spec_per_metric(cls, v: list[AnomalySpec]) -> list[AnomalySpec]:

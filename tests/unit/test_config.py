@@ -233,3 +233,23 @@ def test_engine_notify_retry_for_s_defaults_to_an_hour_and_must_be_30_s_to_a_wee
         with pytest.raises(ConfigError) as err:
             load(bad)
         assert [p.field for p in err.value.problems] == ["engine.notify_retry_for_s"], (bad, err.value.problems)
+
+
+def test_a_metric_recorded_by_two_sources_of_a_service_is_refused_naming_it(tmp_path: Path) -> None:
+    """Two queries (or a query and a scrape's rename) onto one metric would interleave two series
+    into one: sustain and a threshold would count a mix. Other services, other metrics: fine."""
+    query = {"type": "promql", "url": "http://prometheus:9090", "query": "sum(rate(errors_total[1m]))",
+             "metric": "error_rate"}
+    scrape = {"type": "prometheus", "url": "http://web:8080/metrics", "rename": {"app_errors_ratio": "error_rate"}}
+
+    def load(*metrics: dict[str, object]) -> object:
+        return load_config_data({"services": [{"name": "web", "metrics": list(metrics)},
+                                              {"name": "api", "metrics": [query]}]},
+                                source="a.yaml", base_dir=tmp_path)
+
+    refused = r"a.yaml:1: services\[0\]\.metrics: metric error_rate recorded by two sources; a metric takes one series"
+    with pytest.raises(ConfigError, match=refused):
+        load(query, scrape)
+    with pytest.raises(ConfigError, match=refused):
+        load(query, {**query, "query": "avg(errors_ratio)"})
+    load(query, {**scrape, "rename": {"app_errors_ratio": "app_error_rate"}})
