@@ -253,3 +253,22 @@ def test_a_metric_recorded_by_two_sources_of_a_service_is_refused_naming_it(tmp_
     with pytest.raises(ConfigError, match=refused):
         load(query, {**query, "query": "avg(errors_ratio)"})
     load(query, {**scrape, "rename": {"app_errors_ratio": "app_error_rate"}})
+
+
+def test_a_metric_the_probes_or_the_supervisor_sample_recorded_by_a_metrics_source_too_is_refused(
+        tmp_path: Path) -> None:
+    """A promql ``up`` beside the supervisor's ``up`` (Prometheus failing to scrape a live process)
+    interleaved 1 and 0 into one series: never down for down_after, availability halved."""
+    def load(**service: object) -> object:
+        return load_config_data({"services": [{"name": "web", **service}]}, source="a.yaml", base_dir=tmp_path)
+
+    up = {"type": "promql", "url": "http://prometheus:9090", "query": 'up{job="web"}', "metric": "up"}
+    process = {"process": {"command": ["/bin/sleep", "100"]}}
+    with pytest.raises(ConfigError, match=r"services\[0\]: metric up recorded by its metrics sources and sampled by "
+                                          r"its process binding's supervisor too; a metric takes one series"):
+        load(actuators=process, metrics=[up])
+    scrape = {"type": "prometheus", "url": "http://web:8080/metrics", "rename": {"health": "probe_ok"}}
+    with pytest.raises(ConfigError, match=r"metric probe_ok recorded by its metrics sources and sampled by its probes"):
+        load(probes=[{"url": "http://web:8080/health"}], metrics=[scrape])
+    load(metrics=[up])  # no process binding: the query's up is the service's one up series
+    load(actuators=process, metrics=[{**up, "metric": "prometheus_up"}])
