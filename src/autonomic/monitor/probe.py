@@ -30,7 +30,9 @@ def get_within(client: httpx.Client, url: str, timeout_s: float,
     bounds each phase and each read on its own, so a server trickling its body could otherwise
     hold the caller many times the timeout. The body is read until the deadline; past it,
     ``httpx.ReadTimeout`` (an ``httpx.TimeoutException``, as a timeout of one read is). At most
-    one read more than the deadline: about twice ``timeout_s`` plus the connect in all."""
+    one read more than the deadline: about twice ``timeout_s`` plus the connect in all, once the
+    headers are in. Headers trickled a byte at a time are still bounded per read only (httpx
+    reads them before this sees the answer), as for :class:`HttpProbe`."""
     deadline = time.monotonic() + timeout_s
     with client.stream("GET", url, params=params, timeout=timeout_s) as response:
         chunks: list[bytes] = []
