@@ -172,6 +172,22 @@ class ServiceSpec(_Spec):
     actuators: dict[str, dict[str, Any]] = Field(default_factory=dict)
     fallback: FallbackSpec | None = None
 
+    @model_validator(mode="after")
+    def _metrics_not_sampled_otherwise(self) -> ServiceSpec:
+        """A ``metrics:`` source may not record what the service's probes or its ``process``
+        binding's supervisor sample already (a scrape renamed to ``up`` beside the supervisor's
+        ``up``): the two would interleave into one series that says 1 and 0 in turn, never down
+        for ``down_after``. (A unit's state leaves out what a source records: see ``unit_kind``.)"""
+        others = {m: "probes" for m in ("probe_ok", "probe_latency_ms")} if self.probes else {}
+        if "process" in self.actuators:
+            others.update((m, "process binding's supervisor") for m in PROCESS_METRICS)
+        clash = sorted(m for m in others if self.names(m))
+        if clash:
+            raise ValueError(f"{listed(clash, 'metric')} recorded by its metrics sources and sampled by its "
+                             f"{' and '.join(sorted({others[m] for m in clash}))} too; a metric takes one series "
+                             "(record it under another name)")
+        return self
+
     def names(self, metric: str) -> bool:
         """Whether a ``metrics:`` source of this entry records ``metric`` by name: a ``promql``
         query's ``metric``, a ``prometheus`` scrape's ``rename`` to it (not a scrape keeping every
@@ -231,6 +247,19 @@ class ServiceSpec(_Spec):
         check_name(v, "service")
         if v == "host":
             raise ValueError("'host' is reserved for this machine's own metrics")
+        return v
+
+    @field_validator("metrics")
+    @classmethod
+    def _one_source_per_metric(cls, v: list[MetricsSpec]) -> list[MetricsSpec]:
+        """A metric is recorded by one source of the service: two (two queries, a query and a
+        scrape's rename) would interleave their samples into one series, so ``sustain`` and a
+        threshold would count a mix (as two rename keys onto one metric would, refused too)."""
+        recorded = [m.metric for m in v if isinstance(m, PromQuerySpec)]
+        recorded += [metric for m in v if isinstance(m, PrometheusSpec) for metric in m.rename.values()]
+        twice = sorted({m for m in recorded if recorded.count(m) > 1})
+        if twice:
+            raise ValueError(f"{listed(twice, 'metric')} recorded by two sources; a metric takes one series")
         return v
 
     @field_validator("anomalies")

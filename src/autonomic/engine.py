@@ -85,7 +85,7 @@ from autonomic.model import (
 from autonomic.monitor.host import HostSource, ProcessSource
 from autonomic.monitor.probe import HttpProbe, ProbeGroup
 from autonomic.monitor.prometheus import PrometheusScrape
-from autonomic.monitor.promquery import PromQuerySource, PromQuerySpec, SharedPromQuery, shared_key
+from autonomic.monitor.promquery import PromQuerySource, PromQuerySpec, SharedPromQuery, Unanswered, shared_key
 from autonomic.monitor.series import SeriesStore
 from autonomic.monitor.unitstate import UnitStateSource, unit_kind
 from autonomic.oversight.notify import Dispatcher, build_dispatcher
@@ -895,6 +895,7 @@ class Engine:
         client = self._http = httpx.Client(cookies=CookieJar(DefaultCookiePolicy(allowed_domains=[])))
         shared: dict[tuple[str, str, float], list[PromQuerySource]] = {}  # see SharedPromQuery
         at: dict[tuple[str, str, float], int] = {}  # where each shared query's first source is
+        unanswered = Unanswered()  # a Prometheus that hangs: not asked the rest of a collection
         for svc in self.config.services:
             if len(svc.probes) == 1:
                 sources.append(HttpProbe(svc.name, svc.probes[0], client))
@@ -904,7 +905,7 @@ class Engine:
                 if not isinstance(m, PromQuerySpec):
                     sources.append(PrometheusScrape(svc.name, m, client))
                     continue
-                src = PromQuerySource(svc.name, m, client)
+                src = PromQuerySource(svc.name, m, client, unanswered)
                 key = shared_key(m)
                 if key is None:
                     sources.append(src)
@@ -1845,6 +1846,10 @@ class Engine:
                 if self._problem(topic, None):
                     log.info("source %s recovered", src.name)
             except SourceError as exc:
+                if exc.samples:  # what it did collect (a scrape that lacks one renamed key gives the others)
+                    self._answered[topic] = now
+                    self.series.extend(exc.samples)
+                    self.goals.observe(exc.samples)
                 starting = self._still_starting(src, topic, now)
                 if starting is not None:
                     log.debug("source %s: %s (%s)", src.name, exc, starting)

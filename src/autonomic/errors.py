@@ -21,7 +21,12 @@ file, a line, the field and the message, printed as ``file:line: field: message`
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from autonomic.model import Sample
 
 
 @dataclass(frozen=True)
@@ -62,7 +67,12 @@ class PatternError(ConfigError):
 
 
 class SourceError(AutonomicError):
-    """A source could not collect this round (target down, garbage payload, timeout)."""
+    """A source could not collect this round (target down, garbage payload, timeout), or not all
+    of it: ``samples`` then holds what it did collect, stored as a collection's are."""
+
+    def __init__(self, message: str, samples: Sequence[Sample] = ()) -> None:
+        super().__init__(message)
+        self.samples = tuple(samples)
 
 
 class StoreError(AutonomicError):

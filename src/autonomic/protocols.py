@@ -29,7 +29,8 @@ class Clock(Protocol):
 @runtime_checkable
 class Source(Protocol):
     """Produces samples when polled. Never raises for a bad target: it raises SourceError,
-    which the engine logs and counts, and the other sources carry on."""
+    which the engine logs and counts, and the other sources carry on; one that collected part
+    (its ``samples``) has that part stored."""
 
     name: str
 

@@ -90,6 +90,28 @@ def test_scalar_result_becomes_one_sample(stack: Stack) -> None:
     assert [s.value for s in samples] == [100.0]
 
 
+def test_an_instant_query_of_a_range_vector_is_an_error_naming_the_query_not_its_past_points_again(
+        stack: Stack) -> None:
+    """``demo_pool_size[5s]`` answers a matrix of the last 5 s of scrapes (one a second): taken as
+    samples, each poll stored those past points again, so one scrape counted up to five times
+    towards ``sustain``. The range's own mode takes it."""
+    wait_for(lambda: list(stack.source("demo_pool_size").collect(time.time())), 15.0, "a first scrape")
+    with pytest.raises(SourceError) as err:
+        stack.source("demo_pool_size[5s]").collect(time.time())
+    message = str(err.value)
+    assert message.startswith(f"{stack.prometheus.url}/api/v1/query: query 'demo_pool_size[5s]' gives a range vector")
+    assert "mode: range" in message
+    # the same query as a range (each point once) and under a function (one point) is fine
+    assert _collect_until(stack.source("avg_over_time(demo_pool_size[5s])"), bool, what="an average")[0].value == 50
+
+
+def test_two_huge_series_whose_sum_overflows_give_no_sample_and_their_own_values_are_kept(stack: Stack) -> None:
+    """Two series of 1e308 (finite) sum past the float range: no sample, not +Inf."""
+    two = ('label_replace(vector(1e308), "i", "a", "", "") or label_replace(vector(1e308), "i", "b", "", "")')
+    assert stack.source(two).collect(time.time()) == []
+    assert [s.value for s in stack.source(two, label="i", service="a").collect(time.time())] == [1e308]
+
+
 def test_injected_error_spike_shows_as_a_rising_error_rate(stack: Stack) -> None:
     source = stack.source("demo_error_rate", metric="error_rate")
     before = _collect_until(source, bool, what="demo_error_rate")
@@ -109,6 +131,19 @@ def test_bad_promql_raises_source_error_naming_the_parse_error(stack: Stack) -> 
     message = str(err.value)
     assert f"{stack.prometheus.url}/api/v1/query" in message
     assert "HTTP 400" in message and "bad_data" in message and "parse error" in message
+
+
+def test_a_string_query_is_an_error_naming_the_query_in_the_same_words_at_every_poll(stack: Stack) -> None:
+    """Prometheus stamps a string result with its evaluation time; the error must not quote it, or
+    each poll's words are new and the engine logs the problem again at every collection."""
+    source = stack.source('"hello"')
+    messages = []
+    for _ in range(2):
+        with pytest.raises(SourceError) as err:
+            source.collect(time.time())
+        messages.append(str(err.value))
+        time.sleep(0.01)
+    assert messages == [f"{stack.prometheus.url}/api/v1/query: query '\"hello\"' gives a string, not a number"] * 2
 
 
 def test_stopped_prometheus_raises_source_error_naming_the_url(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 import socket
 import subprocess
 import sys
@@ -25,6 +27,7 @@ from autonomic.monitor import (
     PrometheusScrape,
     PrometheusSpec,
 )
+from autonomic.monitor.promquery import PromQuerySource, PromQuerySpec
 
 NOW = 1_000.0
 GARBAGE = "<html>" + "x" * 5000 + "</html>"
@@ -109,6 +112,43 @@ def test_process_source_gives_up_zero_for_no_pid_and_vanished_pid() -> None:
     ]
 
 
+def _collect_as_nobody(source: ProcessSource) -> dict[str, float]:
+    """``source.collect`` in a forked child that runs as ``nobody`` (uid and gid 65534, no other
+    group): a real reader without the permission root has to read any process."""
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: drop to nobody, collect, write the readings, and exit at once
+        code = 1
+        try:
+            os.close(read_end)
+            os.setgroups([])
+            os.setgid(65534)
+            os.setuid(65534)
+            os.write(write_end, json.dumps(_by_metric(source.collect(NOW))).encode())
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as pipe:
+        data = pipe.read()
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0, "the reader running as nobody failed"
+    return dict(json.loads(data))
+
+
+def test_process_source_of_another_users_live_process_is_up_with_the_readings_it_may_take(
+        sleeper: subprocess.Popen[bytes]) -> None:
+    """A live process another user owns (a setuid command; one adopted from a pidfile) does not
+    let us read its open fds: it is up, without ``open_fds``, not down (which a remedy would
+    restart). Read as ``nobody`` (a forked reader that drops to uid 65534) of this root-owned sleeper."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root, to fork a reader that runs as another user (nobody)")
+    values = _collect_as_nobody(ProcessSource(lambda: {"svc": sleeper.pid}))
+    assert values["up"] == 1.0
+    assert "open_fds" not in values  # /proc/<pid>/fd is the owner's to read
+    assert values["rss_bytes"] > 0 and values["threads"] >= 1 and values["memory_percent"] > 0
+
+
 def test_process_source_cpu_percent_reflects_a_busy_process() -> None:
     busy = subprocess.Popen([sys.executable, "-c", "while True: pass"])
     try:
@@ -135,7 +175,7 @@ class _Server:
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:  # noqa: N802 (http.server API)
-                route = routes.get(self.path)
+                route = routes.get(self.path.partition("?")[0])  # a query string (the query API's) aside
                 if route is None:
                     self.send_error(404)
                 else:
@@ -190,13 +230,28 @@ def server() -> Iterator[_Server]:
     def hang(h: BaseHTTPRequestHandler) -> None:
         holder["server"].release.wait(10)
 
+    def trickle(h: BaseHTTPRequestHandler) -> None:  # up 1, one byte every 0.1 s (0.5 s in all)
+        h.send_response(200)
+        h.send_header("Content-Type", "text/plain")
+        h.send_header("Content-Length", "5")
+        h.end_headers()
+        for byte in b"up 1\n":
+            if holder["server"].release.wait(0.1):
+                return
+            h.wfile.write(bytes([byte]))
+            h.wfile.flush()
+
     routes = {
         "/ok": _reply(200, "ok"),
+        "/trickle": trickle,
+        "/api/v1/query": trickle,
         "/fail": _reply(500, "boom"),
         "/hang": hang,
         "/metrics": _reply(200, _metrics_text(), "text/plain; version=0.0.4"),
         "/garbage": _reply(200, GARBAGE, "text/html"),
         "/nonfinite": _reply(200, "good 1.5\nbad NaN\nworse +Inf\n"),
+        "/relabelled": _reply(200, 'errors_ratio{region="eu"} 0.5\nlatency_ms 42\n'
+                                   'requests_total{code="200",method="GET"} 7\n'),
         "/error": _reply(503, GARBAGE),
     }
     with _Server(routes) as srv:
@@ -285,6 +340,23 @@ def test_prometheus_drops_non_finite_values(server: _Server) -> None:
     assert _by_metric(_scrape(server.url("/nonfinite"))) == {"good": 1.5}
 
 
+def test_prometheus_rename_key_whose_name_now_has_other_labels_is_named_and_the_rest_kept(server: _Server) -> None:
+    """A deploy added a label: ``errors_ratio`` is now ``errors_ratio{region="eu"}``, and the
+    metric renamed from the old key would go stale without a word (a threshold on it never
+    fires). A labelled child not made yet (``code="500"``, before the first error) is not that."""
+    url = server.url("/relabelled")
+    rename = {"errors_ratio": "error_rate", "latency_ms": "latency_ms",
+              'requests_total{code="200",method="GET"}': "requests_ok",
+              'requests_total{code="500",method="GET"}': "requests_failed"}
+    with pytest.raises(SourceError) as info:
+        _scrape(url, rename)
+    assert str(info.value) == (f"{url}: no sample for rename's errors_ratio (error_rate): the answer has that name "
+                               "only with other label names (relabelled?); its other samples are kept")
+    assert _by_metric(info.value.samples) == {"latency_ms": 42.0, "requests_ok": 7.0}
+    del rename["errors_ratio"]
+    assert _by_metric(_scrape(url, rename)) == {"latency_ms": 42.0, "requests_ok": 7.0}  # code="500": not yet
+
+
 def test_prometheus_garbage_is_a_source_error_naming_the_url(server: _Server) -> None:
     url = server.url("/garbage")
     with pytest.raises(SourceError) as info:
@@ -308,6 +380,30 @@ def test_prometheus_hang_is_a_source_error_within_the_timeout(server: _Server) -
         _scrape(url, timeout_s=0.3)
     assert time.monotonic() - started < 2.0
     assert url in str(info.value) and "0.3 s" in str(info.value)
+
+
+def test_prometheus_answer_trickled_past_the_timeout_is_a_source_error_at_about_the_timeout(
+        server: _Server) -> None:
+    """Each read is quick (0.1 s) but the whole body takes 0.5 s: a 0.2 s timeout must bound the
+    whole answer, as the engine's stuck_after_s counts on, not each read."""
+    url = server.url("/trickle")
+    assert _by_metric(_scrape(url, timeout_s=2.0)) == {"up": 1.0}  # within its timeout: read in full
+    started = time.monotonic()
+    with pytest.raises(SourceError) as info:
+        _scrape(url, timeout_s=0.2)
+    assert time.monotonic() - started < 0.45
+    assert str(info.value) == f"{url}: no complete answer within 0.2 s"
+
+
+def test_promql_answer_trickled_past_the_timeout_is_a_source_error_at_about_the_timeout(
+        server: _Server) -> None:
+    """The query API's answer trickled (0.5 s in all, 0.1 s a read): a 0.2 s timeout bounds it all."""
+    source = PromQuerySource("demo", PromQuerySpec(url=server.url(""), query="up", metric="m", timeout_s=0.2))
+    started = time.monotonic()
+    with pytest.raises(SourceError) as info:
+        source.collect(NOW)
+    assert time.monotonic() - started < 0.45
+    assert str(info.value) == f"{server.url('/api/v1/query')}: no complete answer within 0.2 s"
 
 
 def test_prometheus_closed_port_is_a_source_error_naming_the_url() -> None:

@@ -233,3 +233,42 @@ def test_engine_notify_retry_for_s_defaults_to_an_hour_and_must_be_30_s_to_a_wee
         with pytest.raises(ConfigError) as err:
             load(bad)
         assert [p.field for p in err.value.problems] == ["engine.notify_retry_for_s"], (bad, err.value.problems)
+
+
+def test_a_metric_recorded_by_two_sources_of_a_service_is_refused_naming_it(tmp_path: Path) -> None:
+    """Two queries (or a query and a scrape's rename) onto one metric would interleave two series
+    into one: sustain and a threshold would count a mix. Other services, other metrics: fine."""
+    query = {"type": "promql", "url": "http://prometheus:9090", "query": "sum(rate(errors_total[1m]))",
+             "metric": "error_rate"}
+    scrape = {"type": "prometheus", "url": "http://web:8080/metrics", "rename": {"app_errors_ratio": "error_rate"}}
+
+    def load(*metrics: dict[str, object]) -> object:
+        return load_config_data({"services": [{"name": "web", "metrics": list(metrics)},
+                                              {"name": "api", "metrics": [query]}]},
+                                source="a.yaml", base_dir=tmp_path)
+
+    refused = r"a.yaml:1: services\[0\]\.metrics: metric error_rate recorded by two sources; a metric takes one series"
+    with pytest.raises(ConfigError, match=refused):
+        load(query, scrape)
+    with pytest.raises(ConfigError, match=refused):
+        load(query, {**query, "query": "avg(errors_ratio)"})
+    load(query, {**scrape, "rename": {"app_errors_ratio": "app_error_rate"}})
+
+
+def test_a_metric_the_probes_or_the_supervisor_sample_recorded_by_a_metrics_source_too_is_refused(
+        tmp_path: Path) -> None:
+    """A promql ``up`` beside the supervisor's ``up`` (Prometheus failing to scrape a live process)
+    interleaved 1 and 0 into one series: never down for down_after, availability halved."""
+    def load(**service: object) -> object:
+        return load_config_data({"services": [{"name": "web", **service}]}, source="a.yaml", base_dir=tmp_path)
+
+    up = {"type": "promql", "url": "http://prometheus:9090", "query": 'up{job="web"}', "metric": "up"}
+    process = {"process": {"command": ["/bin/sleep", "100"]}}
+    with pytest.raises(ConfigError, match=r"services\[0\]: metric up recorded by its metrics sources and sampled by "
+                                          r"its process binding's supervisor too; a metric takes one series"):
+        load(actuators=process, metrics=[up])
+    scrape = {"type": "prometheus", "url": "http://web:8080/metrics", "rename": {"health": "probe_ok"}}
+    with pytest.raises(ConfigError, match=r"metric probe_ok recorded by its metrics sources and sampled by its probes"):
+        load(probes=[{"url": "http://web:8080/health"}], metrics=[scrape])
+    load(metrics=[up])  # no process binding: the query's up is the service's one up series
+    load(actuators=process, metrics=[{**up, "metric": "prometheus_up"}])

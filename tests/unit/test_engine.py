@@ -3302,14 +3302,14 @@ def test_services_sharing_an_instant_query_get_one_source_and_every_source_one_h
     services = [{"name": f"s{i}", "metrics": [family], "probes": [{"type": "http", "url": f"http://h{i}.test/"}]}
                 for i in range(4)]
     services.append({"name": "own", "metrics": [{**family, "query": "y"},
-                                                {**family, "mode": "range"},
+                                                {**family, "mode": "range", "metric": "latency_ms"},
                                                 {"type": "prometheus", "url": "http://own.test/metrics"}]})
     data = {"engine": {"state_dir": str(tmp_path / "state"), "host_metrics": False},
             "builtin_patterns": False, "api": {"enabled": False}, "services": services}
     engine = Engine(load_config_data(data, source="t.yaml", base_dir=tmp_path), detectors=[], notifiers=Dispatcher())
     names = [s.name for s in engine.sources]
     assert names == ["probe:s0", "promql:error_rate:4 services:sum by (job) (x)", "probe:s1", "probe:s2",
-                     "probe:s3", "promql:own:error_rate", "promql:own:error_rate", "prometheus:own"]
+                     "probe:s3", "promql:own:error_rate", "promql:own:latency_ms", "prometheus:own"]
     assert len(made) == 1
     engine.shutdown()
     assert made[0].is_closed  # type: ignore[attr-defined]

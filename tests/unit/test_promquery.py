@@ -12,7 +12,13 @@ from pydantic import ValidationError
 
 from autonomic.errors import SourceError
 from autonomic.model import Sample
-from autonomic.monitor.promquery import PromQuerySource, PromQuerySpec, SharedPromQuery, parse_query_response
+from autonomic.monitor.promquery import (
+    PromQuerySource,
+    PromQuerySpec,
+    SharedPromQuery,
+    Unanswered,
+    parse_query_response,
+)
 
 BASE = "http://prom.test:9090"
 NOW = 1_700_000_000.0
@@ -125,6 +131,12 @@ def test_non_finite_values_are_dropped(text: str) -> None:
     assert source(answer(vector(({}, text)))).collect(NOW) == []
 
 
+def test_series_whose_sum_overflows_the_float_range_give_no_sample_not_inf() -> None:
+    """Each value is finite (kept), their sum is not: it is no number, as +Inf is not."""
+    body = matrix(({"i": "a"}, [(NOW - 10, "1e308"), (NOW, "1e308")]), ({"i": "b"}, [(NOW, "1e308")]))
+    assert values(source(answer(body), mode="range").collect(NOW)) == [(NOW - 10, 1e308)]
+
+
 def test_scalar_result_is_one_sample() -> None:
     body = {"status": "success", "data": {"resultType": "scalar", "result": [NOW, "3"]}}
     assert values(source(answer(body)).collect(NOW)) == [(NOW, 3.0)]
@@ -135,6 +147,15 @@ def test_unknown_extra_keys_in_the_answer_are_ignored() -> None:
     body["warnings"] = ["something"]
     body["infos"] = ["more"]
     assert values(source(answer(body)).collect(NOW)) == [(NOW, 1.0)]
+
+
+def test_instant_query_answered_with_a_matrix_is_an_error_naming_the_query_not_the_past_points() -> None:
+    """``up[1m]`` asked as an instant query: each poll would store the same past points again."""
+    body = matrix(({}, [(NOW - 20, "1"), (NOW - 10, "0"), (NOW, "1")]))
+    message = collect_error(answer(body), query="up[1m]")
+    assert message == (f"{BASE}/api/v1/query: query 'up[1m]' gives a range vector (the points of a past range), "
+                       "which an instant query takes no sample of: put a function over the range "
+                       "(rate, avg_over_time, ...) or use mode: range")
 
 
 # --- range --------------------------------------------------------------------------------
@@ -219,6 +240,51 @@ def test_a_shared_query_that_fails_is_one_source_error_naming_the_url() -> None:
         shared.collect(NOW)
 
 
+# --- a Prometheus that does not answer ------------------------------------------------------
+
+
+def _sources_sharing_one_record(handler: Handler, count: int) -> list[PromQuerySource]:
+    client = httpx.Client(transport=httpx.MockTransport(handler))
+    unanswered = Unanswered()
+    return [PromQuerySource(f"s{i}", PromQuerySpec(url=BASE, query=f"q{i}", metric="m"), client, unanswered)
+            for i in range(count)]
+
+
+def _outcomes(sources: list[PromQuerySource], now: float) -> list[str]:
+    out = []
+    for src in sources:
+        try:
+            out.append(f"{len(src.collect(now))} sample")
+        except SourceError as exc:
+            out.append("not asked" if "not asked" in str(exc) else "timed out")
+    return out
+
+
+def test_after_two_queries_in_a_row_without_an_answer_the_rest_of_the_collection_does_not_ask_that_prometheus() -> None:
+    asked: list[str] = []
+
+    def hangs(request: httpx.Request) -> httpx.Response:
+        asked.append(request.url.params["query"])
+        raise httpx.ReadTimeout("no answer", request=request)
+
+    sources = _sources_sharing_one_record(hangs, 4)
+    assert _outcomes(sources, NOW) == ["timed out", "timed out", "not asked", "not asked"]
+    assert asked == ["q0", "q1"]
+    assert _outcomes(sources, NOW + 5) == ["timed out", "timed out", "not asked", "not asked"]  # asked again
+    assert asked == ["q0", "q1", "q0", "q1"]
+
+
+def test_one_query_slow_on_its_own_does_not_keep_the_others_from_being_asked() -> None:
+    """An answer between two timeouts ends the run: q0 and q2 time out, q1 and q3 answer."""
+    def every_other(request: httpx.Request) -> httpx.Response:
+        if request.url.params["query"] in ("q0", "q2"):
+            raise httpx.ReadTimeout("slow query", request=request)
+        return httpx.Response(200, json=vector(({}, "1")))
+
+    sources = _sources_sharing_one_record(every_other, 4)
+    assert _outcomes(sources, NOW) == ["timed out", "1 sample", "timed out", "1 sample"]
+
+
 # --- errors -------------------------------------------------------------------------------
 
 
@@ -256,7 +322,7 @@ def test_timeout_names_the_url_and_the_limit() -> None:
     def handle(request: httpx.Request) -> httpx.Response:
         raise httpx.ReadTimeout("slow", request=request)
 
-    assert collect_error(handle, timeout_s=1.5) == f"{BASE}/api/v1/query: no answer within 1.5 s"
+    assert collect_error(handle, timeout_s=1.5) == f"{BASE}/api/v1/query: no complete answer within 1.5 s"
 
 
 def test_connection_refused_names_the_url() -> None:
@@ -274,7 +340,6 @@ def test_connection_refused_names_the_url() -> None:
         ({"data": {}}, "status"),
         ({"status": "ok"}, "status"),
         ({"status": "success"}, "data: missing"),
-        ({"status": "success", "data": {"resultType": "string", "result": [NOW, "s"]}}, "data.resultType"),
         ({"status": "success", "data": {"resultType": "vector", "result": {}}}, "data.result"),
         ({"status": "success", "data": {"resultType": "vector", "result": [{"metric": {}}]}},
          "data.result[0].value"),
@@ -292,6 +357,23 @@ def test_malformed_answers_raise_source_error_naming_the_field(body: Any, field:
     message = collect_error(answer(body))
     assert message.startswith(f"{BASE}/api/v1/query: not a query API answer (")
     assert field in message
+
+
+def test_a_string_result_is_an_error_naming_the_query_in_the_same_words_at_every_poll() -> None:
+    """Prometheus stamps a string result with the evaluation time: quoting the answer made each
+    poll's message new, so the engine (which says a source's problem once, until its words
+    change) logged it at every collection."""
+    def string_at_eval_time(request: httpx.Request) -> httpx.Response:
+        at = float(request.url.params["time"])
+        return httpx.Response(200, json={"status": "success", "data": {"resultType": "string", "result": [at, "s"]}})
+
+    src = source(string_at_eval_time, query='"s"')
+    messages = []
+    for now in (NOW, NOW + 5):
+        with pytest.raises(SourceError) as err:
+            src.collect(now)
+        messages.append(str(err.value))
+    assert messages == [f"""{BASE}/api/v1/query: query '"s"' gives a string, not a number"""] * 2
 
 
 def test_non_json_success_body_is_a_source_error() -> None:

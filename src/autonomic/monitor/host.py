@@ -1,7 +1,8 @@
 """Sources that read the local machine through psutil: the host itself and supervised processes.
 
-Neither raises for a bad target: a process that vanished or that we may not inspect reads
-as ``up=0`` for its service.
+Neither raises for a bad target: a process that vanished reads as ``up=0`` for its service; a
+live one we may not inspect in full (another user's: a setuid command, one adopted from a
+pidfile) is up, with the readings we may take.
 """
 
 from __future__ import annotations
@@ -51,7 +52,8 @@ class ProcessSource:
     ``memory_limits[service]``, or of host memory when unset), ``open_fds`` and ``threads``.
 
     ``psutil.Process`` objects are cached per pid so cpu deltas work across collects;
-    ``is_running`` also guards against a recycled pid.
+    ``is_running`` also guards against a recycled pid. A reading the process does not let us take
+    (another user's process: its open fds) is left out; the process is still up.
 
     With ``stopped`` (the services a person stopped on purpose, ``autonomic stop``), every
     service also gets ``unit_stopped``, as a systemd unit's source samples it: 1 for one stopped
@@ -90,19 +92,21 @@ class ProcessSource:
             if readings is None:
                 samples.append(Sample(service, "up", now, 0.0))
                 continue
-            rss = readings["rss_bytes"]
+            rss = readings.get("rss_bytes")
             limit = self._limits.get(service)
             if not limit:
                 if host_total is None:
                     host_total = psutil.virtual_memory().total
                 limit = host_total
-            readings["memory_percent"] = rss / limit * 100.0
+            if rss is not None:
+                readings["memory_percent"] = rss / limit * 100.0
             samples.append(Sample(service, "up", now, 1.0))
             samples.extend(Sample(service, metric, now, value) for metric, value in readings.items())
         return samples
 
     def _read(self, pid: int) -> dict[str, float] | None:
-        """The process's readings, or None when it is gone, a zombie, or not ours to read."""
+        """The process's readings, or None when it is gone or a zombie. A reading we may not take
+        (``AccessDenied``: another user's process) is left out: alive is up, not down."""
         try:
             proc = self._procs.get(pid)
             if proc is None or not proc.is_running():
@@ -111,14 +115,22 @@ class ProcessSource:
             with proc.oneshot():
                 if proc.status() == psutil.STATUS_ZOMBIE:
                     return None
-                readings = {
-                    "cpu_percent": float(proc.cpu_percent(interval=None)),
-                    "rss_bytes": float(proc.memory_info().rss),
-                    "threads": float(proc.num_threads()),
+                reads: dict[str, Callable[[], float]] = {
+                    "cpu_percent": lambda: proc.cpu_percent(interval=None),
+                    "rss_bytes": lambda: proc.memory_info().rss,
+                    "threads": proc.num_threads,
                 }
                 if hasattr(proc, "num_fds"):
-                    readings["open_fds"] = float(proc.num_fds())
+                    reads["open_fds"] = proc.num_fds
+                readings: dict[str, float] = {}
+                for metric, read in reads.items():
+                    try:
+                        readings[metric] = float(read())
+                    except psutil.AccessDenied:
+                        continue
             return readings
-        except (psutil.NoSuchProcess, psutil.AccessDenied):  # ZombieProcess is a NoSuchProcess
+        except psutil.AccessDenied:  # not even its state: is it there at all (no permission needed)?
+            return {} if psutil.pid_exists(pid) else None
+        except psutil.NoSuchProcess:  # ZombieProcess is a NoSuchProcess
             self._procs.pop(pid, None)
             return None

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Literal
 from urllib.parse import urlsplit
 
@@ -22,6 +22,30 @@ def check_http_url(url: str) -> str:
     if not parts.hostname:
         raise ValueError(f"has no host: {shown_url(url)!r}")
     return url
+
+
+def get_within(client: httpx.Client, url: str, timeout_s: float,
+               params: Mapping[str, str | float] | None = None) -> httpx.Response:
+    """GET ``url``, the whole answer (its body read) within about ``timeout_s``: httpx's timeout
+    bounds each phase and each read on its own, so a server trickling its body could otherwise
+    hold the caller many times the timeout. The body is read until the deadline; past it,
+    ``httpx.ReadTimeout`` (an ``httpx.TimeoutException``, as a timeout of one read is). At most
+    one read more than the deadline: about twice ``timeout_s`` plus the connect in all, once the
+    headers are in. Headers trickled a byte at a time are still bounded per read only (httpx
+    reads them before this sees the answer), as for :class:`HttpProbe`."""
+    deadline = time.monotonic() + timeout_s
+    with client.stream("GET", url, params=params, timeout=timeout_s) as response:
+        chunks: list[bytes] = []
+        for chunk in response.iter_bytes():
+            chunks.append(chunk)
+            if time.monotonic() > deadline:
+                raise httpx.ReadTimeout(f"the answer was not complete within {timeout_s:g} s",
+                                        request=response.request)
+        body = b"".join(chunks)
+    headers = response.headers.copy()  # the body is decoded already (gzip): not to be again
+    for name in ("content-encoding", "content-length"):
+        headers.pop(name, None)
+    return httpx.Response(response.status_code, headers=headers, content=body, request=response.request)
 
 
 class HttpProbeSpec(BaseModel):

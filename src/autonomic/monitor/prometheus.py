@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 from typing import Literal
 
@@ -12,10 +13,12 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from autonomic.errors import SourceError
 from autonomic.model import Sample
-from autonomic.monitor.probe import check_http_url
+from autonomic.monitor.probe import check_http_url, get_within
 from autonomic.redact import scrub
 
 _SNIPPET = 200  # at most this many characters of a bad payload go into an error message
+_MAX_KEYS = 3  # rename keys named in one message
+_LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="(?:[^"\\]|\\.)*"')  # a label name and its quoted value, in a key
 
 
 class PrometheusSpec(BaseModel):
@@ -60,6 +63,18 @@ def sample_key(name: str, labels: dict[str, str]) -> str:
     return f"{name}{{{inner}}}"
 
 
+def _relabelled(key: str, shapes: dict[str, set[tuple[str, ...]]]) -> bool:
+    """Whether the sample ``key`` names is missing because its name now comes with other label
+    names (a label added or dropped): the answer has samples of the name, none with the key's
+    label names. A labelled child not made yet (``code="500"`` before the first error) has its
+    siblings' label names, and a name with no sample at all may simply have none yet: neither is."""
+    name, _, inner = key.partition("{")
+    have = shapes.get(name)
+    if not have:
+        return False
+    return tuple(sorted(_LABEL.findall(inner))) not in have
+
+
 def _snippet(text: str) -> str:
     return repr(text[:_SNIPPET])
 
@@ -68,10 +83,16 @@ class PrometheusScrape:
     """Source ``prometheus:<service>``: GET the endpoint and keep the samples ``spec`` selects.
 
     Raises ``SourceError`` naming the URL (credentials in it shown as ``***``) for a
-    connection failure, a timeout, a non-200 answer, or a body that is not Prometheus text
+    connection failure, no complete answer within ``timeout_s`` (body included: a server trickling
+    its metrics does not hold the loop; see :func:`~autonomic.monitor.probe.get_within`), a
+    non-200 answer, or a body that is not Prometheus text
     (quoting at most 200 characters of the offending payload).
     Non-finite values (NaN, +-Inf) are dropped. A series the payload repeats gives one sample,
-    its first (as Prometheus keeps), so ``sustain`` and ``down_after`` count scrapes.
+    its first (as Prometheus keeps), so ``sustain`` and ``down_after`` count scrapes. A ``rename``
+    key whose name the answer has only with other label names (a deploy added or dropped a label)
+    is a ``SourceError`` naming it, carrying the other samples: its metric would otherwise go
+    stale without a word, and a threshold on it never fire. A key with no sample at all is not:
+    labelled children are made at their first use (``code="500"`` at the first error).
     """
 
     def __init__(self, service: str, spec: PrometheusSpec, client: httpx.Client | None = None) -> None:
@@ -85,14 +106,14 @@ class PrometheusScrape:
         try:
             return self._collect(now)
         except SourceError as exc:
-            raise SourceError(scrub(str(exc), self.spec.url)) from None
+            raise SourceError(scrub(str(exc), self.spec.url), exc.samples) from None
 
     def _collect(self, now: float) -> Sequence[Sample]:
         url = self.spec.url
         try:
-            response = self._client.get(url, timeout=self.spec.timeout_s)
+            response = get_within(self._client, url, self.spec.timeout_s)
         except httpx.TimeoutException:
-            raise SourceError(f"{url}: no answer within {self.spec.timeout_s:g} s") from None
+            raise SourceError(f"{url}: no complete answer within {self.spec.timeout_s:g} s") from None
         except httpx.HTTPError as exc:
             raise SourceError(f"{url}: request failed: {type(exc).__name__}: {exc}") from None
         if response.status_code != 200:
@@ -107,8 +128,10 @@ class PrometheusScrape:
         rename = self.spec.rename
         samples: list[Sample] = []
         taken: set[str] = set()
+        shapes: dict[str, set[tuple[str, ...]]] = {}  # name -> the label names its samples have
         for family in families:
             for s in family.samples:
+                shapes.setdefault(s.name, set()).add(tuple(sorted(s.labels)))
                 value = float(s.value)
                 if not math.isfinite(value):
                     continue
@@ -125,6 +148,12 @@ class PrometheusScrape:
                     continue
                 taken.add(metric)
                 samples.append(Sample(self.service, metric, now, value))
+        relabelled = [key for key, metric in rename.items() if metric not in taken and _relabelled(key, shapes)]
+        if relabelled:
+            lacking = ", ".join(f"{key} ({rename[key]})" for key in relabelled[:_MAX_KEYS])
+            more = f" and {len(relabelled) - _MAX_KEYS} more" if len(relabelled) > _MAX_KEYS else ""
+            raise SourceError(f"{url}: no sample for rename's {lacking}{more}: the answer has that name only with "
+                              "other label names (relabelled?); its other samples are kept", samples)
         return samples
 
     def close(self) -> None:

@@ -6,12 +6,17 @@ The response is parsed strictly (see :func:`parse_query_response`): ``status`` m
 
 - non-finite values (``NaN``, ``+Inf``, ``-Inf``) are dropped, point by point;
 - ``label`` set: only series whose label of that name equals the service name are kept;
-- several series left: their values are summed per timestamp (one sample per timestamp);
-- an empty result (nothing matches yet) is no samples, not an error.
+- several series left: their values are summed per timestamp (one sample per timestamp); a sum
+  that overflows the float range is dropped as a non-finite value is;
+- an empty result (nothing matches yet) is no samples, not an error;
+- a ``string`` result (``query: '"text"'``) is an error naming the query;
+- ``mode: instant`` and a ``matrix`` (a range selector such as ``up[5m]`` with no function over
+  it) is an error naming the query: each poll would store the range's past points again.
 
-Everything else (an ``error`` answer, HTTP 4xx/5xx, a timeout, a refused connection, a body
-that is not the query API's JSON) raises :class:`~autonomic.errors.SourceError` naming the URL
-and the reason, quoting at most 200 characters of a bad payload.
+Everything else (an ``error`` answer, HTTP 4xx/5xx, no complete answer within ``timeout_s``,
+body included, a refused connection, a body that is not the query API's JSON) raises
+:class:`~autonomic.errors.SourceError` naming the URL and the reason, quoting at most 200
+characters of a bad payload.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError,
 
 from autonomic.errors import SourceError
 from autonomic.model import Sample
-from autonomic.monitor.probe import check_http_url
+from autonomic.monitor.probe import check_http_url, get_within
 from autonomic.redact import scrub
 
 _SNIPPET = 200  # at most this many characters of a bad payload go into an error message
@@ -172,17 +177,51 @@ def parse_query_response(payload: Any) -> list[Series]:
 
 def combine(series: Sequence[Series], label: str | None, service: str) -> list[tuple[float, float]]:
     """One (ts, value) list: the series selected by ``label`` (all when None), summed per
-    timestamp, oldest first."""
+    timestamp, oldest first. A sum past the float range (huge magnitudes, 1e308 + 1e308) is
+    dropped as a non-finite value is: it is no number."""
     totals: dict[float, float] = {}
     for labels, points in series:
         if label is not None and labels.get(label) != service:
             continue
         for ts, value in points:
             totals[ts] = totals.get(ts, 0.0) + value
-    return sorted(totals.items())
+    return sorted((ts, total) for ts, total in totals.items() if math.isfinite(total))
 
 
 # --- the source ----------------------------------------------------------------------------
+
+UNANSWERED_IN_A_ROW = 2  # queries to one Prometheus that gave no answer, in a row: the rest of a collection skips it
+
+
+class Unanswered:
+    """The Prometheus servers (each by its ``url``) that let :data:`UNANSWERED_IN_A_ROW` queries in
+    a row of one collection (its ``now``) go without a complete answer within their ``timeout_s``:
+    the queries of that collection still to ask one are not asked (a SourceError saying so). Each
+    would wait its own timeout, one after another, so a Prometheus that hangs held the loop for the
+    sum of its queries' timeouts at every collection (ten of 5 s: 50 s); now for two. Any answer
+    (an error answer too) ends the run, so one query slow on its own does not keep the others
+    from being asked. The next collection asks again. One is shared by an engine's query sources.
+    """
+
+    def __init__(self) -> None:
+        self._runs: dict[str, tuple[float, int]] = {}  # url -> (the collection's now, unanswered in a row)
+
+    def refusal(self, url: str, now: float) -> str | None:
+        """Why a query to ``url`` at ``now`` is not asked, or None when it is."""
+        run = self._runs.get(url)
+        if run is None or run[0] != now or run[1] < UNANSWERED_IN_A_ROW:
+            return None
+        return (f"not asked: {url} gave no complete answer to {UNANSWERED_IN_A_ROW} queries in a row "
+                "in this collection (each within its timeout_s); asked again at the next")
+
+    def record(self, url: str, now: float, answered: bool) -> None:
+        """A query to ``url`` at ``now`` was answered (any answer, an error one too) or not."""
+        if answered:
+            self._runs.pop(url, None)
+            return
+        run = self._runs.get(url)
+        self._runs[url] = (now, run[1] + 1 if run is not None and run[0] == now else 1)
+
 
 
 class PromQuerySource:
@@ -193,19 +232,21 @@ class PromQuerySource:
     newer than the last one it returned (later polls continue on the same step grid).
     """
 
-    def __init__(self, service: str, spec: PromQuerySpec, client: httpx.Client | None = None) -> None:
+    def __init__(self, service: str, spec: PromQuerySpec, client: httpx.Client | None = None,
+                 unanswered: Unanswered | None = None) -> None:
         self.service = service
         self.spec = spec
         self.name = f"promql:{service}:{spec.metric}"
         self._owns_client = client is None
         self._client = client if client is not None else httpx.Client()
         self._last_ts: float | None = None
+        self._unanswered = unanswered  # shared with the other query sources: see Unanswered
 
     def collect(self, now: float) -> Sequence[Sample]:
         request = self.request(now)
         if request is None:
             return []
-        return self.samples(self.fetch(*request))
+        return self.samples(self.fetch(*request, now=now))
 
     def request(self, now: float) -> tuple[str, dict[str, str | float]] | None:
         """The URL and parameters of the query to ask at ``now``; None when there is nothing new
@@ -233,27 +274,40 @@ class PromQuerySource:
             self._last_ts = points[-1][0]
         return [Sample(self.service, spec.metric, ts, value) for ts, value in points]
 
-    def fetch(self, url: str, params: dict[str, str | float]) -> list[Series]:
-        """The parsed answer to one query; SourceError naming the URL (credentials shown as
-        ``***``) for anything but a success answer of the query API's shape."""
+    def fetch(self, url: str, params: dict[str, str | float], now: float | None = None) -> list[Series]:
+        """The parsed answer to one query (of the collection at ``now``); SourceError naming the
+        URL (credentials shown as ``***``) for anything but a success answer of the query API's
+        shape, and for a query not asked (see :class:`Unanswered`)."""
         try:
-            return self._fetch_raw(url, params)
+            return self._fetch_raw(url, params, now)
         except SourceError as exc:  # named by its URL, credentials in it shown as ***
             raise SourceError(scrub(scrub(str(exc), url), self.spec.url)) from None
 
-    def _fetch_raw(self, url: str, params: dict[str, str | float]) -> list[Series]:
+    def _fetch_raw(self, url: str, params: dict[str, str | float], now: float | None) -> list[Series]:
+        unanswered, server = self._unanswered, self.spec.url
+        refusal = None if unanswered is None or now is None else unanswered.refusal(server, now)
+        if refusal is not None:
+            raise SourceError(f"{url}: {refusal}")
         try:
-            response = self._client.get(url, params=params, timeout=self.spec.timeout_s)
+            response = get_within(self._client, url, self.spec.timeout_s, params)
         except httpx.TimeoutException:
-            raise SourceError(f"{url}: no answer within {self.spec.timeout_s:g} s") from None
+            if unanswered is not None and now is not None:
+                unanswered.record(server, now, answered=False)
+            raise SourceError(f"{url}: no complete answer within {self.spec.timeout_s:g} s") from None
         except httpx.HTTPError as exc:
             raise SourceError(f"{url}: request failed: {type(exc).__name__}: {str(exc)[:_SNIPPET]}") from None
+        if unanswered is not None and now is not None:
+            unanswered.record(server, now, answered=True)
         text = response.text
         try:
             payload = json.loads(text)
         except ValueError:
             status = "" if response.is_success else f"HTTP {response.status_code}, "
             raise SourceError(f"{url}: {status}not JSON: {text[:_SNIPPET]!r}") from None
+        data = payload.get("data") if isinstance(payload, dict) and payload.get("status") == "success" else None
+        if isinstance(data, dict) and data.get("resultType") == "string":
+            # said without the answer, which carries the evaluation time: the same words every poll, logged once
+            raise SourceError(f"{url}: query {self.spec.query[:_SNIPPET]!r} gives a string, not a number")
         try:
             series = parse_query_response(payload)
         except PromQueryError as exc:  # Prometheus answers 400/422/503 with this body
@@ -263,6 +317,11 @@ class PromQuerySource:
             raise SourceError(f"{url}: {status}not a query API answer ({exc}): {text[:_SNIPPET]!r}") from None
         if not response.is_success:
             raise SourceError(f"{url}: HTTP {response.status_code}: {text[:_SNIPPET]!r}")
+        if self.spec.mode == "instant" and payload["data"]["resultType"] == "matrix":
+            # each poll would store again the same past points (the range's), counted as new ones
+            raise SourceError(f"{url}: query {self.spec.query[:_SNIPPET]!r} gives a range vector (the points of "
+                              "a past range), which an instant query takes no sample of: put a function over "
+                              "the range (rate, avg_over_time, ...) or use mode: range")
         return series
 
     def close(self) -> None:
@@ -299,7 +358,7 @@ class SharedPromQuery:
         request = first.request(now)
         if request is None:  # instant mode always asks
             return []
-        series = first.fetch(*request)
+        series = first.fetch(*request, now=now)
         by_label: dict[str, dict[str, list[Series]]] = {}
         samples: list[Sample] = []
         for src in self.sources:
