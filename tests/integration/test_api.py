@@ -25,7 +25,9 @@ from autonomic.engine import Engine, approval_key, pause_file, pause_key, paused
 from autonomic.knowledge import Store
 from autonomic.liveness import Watchdog
 from autonomic.model import (
+    Action,
     ActionSpec,
+    ActionState,
     Decision,
     Diagnosis,
     Finding,
@@ -243,9 +245,35 @@ def test_overview_lists_services_open_incidents_budgets_and_approvals(env: Env) 
     assert services["db"]["paused"] is True and "deploy" in services["db"]["paused_reason"]
     assert body["paused_global"] is None
     assert body["breakers"] == {"restart": {"state": "open", "consecutive_failures": 3}}
-    assert body["budgets"] == {"per_day": {"limit": 20, "used": 0}, "per_week": {"limit": 60, "used": 0}}
+    assert body["budgets"] == {"per_day": {"limit": 20, "used": 0, "type": None},  # no service binds an actuator
+                               "per_week": {"limit": 60, "used": 0, "type": None}}
     assert {i["id"] for i in body["open_incidents"]} == {env.open_id, env.waiting_id}
     assert body["awaiting_approval"] == 1
+
+
+def test_the_overviews_budgets_are_the_room_left_to_the_action_type_with_the_least(tmp_path: Path) -> None:
+    """A rate limit counts the actions of one type: 15 process restarts and 10 config changes
+    today leave process 5 of its 20 and config 2 of its own 12 (``policy.actions``), and the
+    budget shown is config's. It counted every action against one type's limit: 25 of 20,
+    none left, while neither type was at its limit."""
+    data = {"engine": {"state_dir": str(tmp_path / "state"), "interval_s": 1, "host_metrics": False},
+            "services": [{"name": "web", "actuators": {"process": {"command": ["sleep", "1"]}}},
+                         {"name": "db", "actuators": {"config": {"repo": str(tmp_path), "file": "db.yaml"}}}],
+            "policy": {"actions": {"config": {"rate_limits": {"per_day": 12}}}}}
+    store = Store(f"sqlite:///{tmp_path / 'api.db'}")
+    token = create_token(store, "viewer", "viewer")
+    incident_id, _, _ = _seed(store)
+    for i, (service, kind) in enumerate([("web", "process")] * 15 + [("db", "config")] * 10):
+        store.record(Action(decision_id=new_id(), incident_id=incident_id, service=service, type=kind,
+                            idempotency_key=f"k{i}", state=ActionState.SUCCEEDED, created_at=T0 - 3600 + i,
+                            updated_at=T0 - 3600 + i), actor="engine", event="action.succeeded", subject=incident_id)
+    ctx = ApiContext(store=store, config=load_config_data(data, source="t.yaml", base_dir=tmp_path),
+                     clock=FakeClock(T0 + 10), read_cache_s=0)
+    with TestClient(create_app(ctx)) as client:
+        budgets = client.get("/api/v1/overview", headers={"Authorization": f"Bearer {token}"}).json()["budgets"]
+    store.close()
+    assert budgets == {"per_day": {"limit": 12, "used": 10, "type": "config"},
+                       "per_week": {"limit": 60, "used": 15, "type": "process"}}
 
 
 def test_open_incidents_older_than_a_thousand_closed_ones_are_still_listed_and_restored(env: Env) -> None:

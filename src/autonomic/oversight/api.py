@@ -530,6 +530,25 @@ def _open_routes(ctx: ApiContext) -> APIRouter:
     return router
 
 
+def _budgets(ctx: ApiContext, policy: PolicyConfig, now: float) -> dict[str, dict[str, Any]]:
+    """The rate limits' room, per window (``per_day``, ``per_week``): that of the action type
+    with the least left (``type``; its limit with ``policy.actions`` overrides), among the
+    types the services bind, since a limit counts one type's actions. The default's limit and
+    none used (``type`` None) when no service binds one. (All actions against one type's limit
+    read more than 100% used with two types busy.)"""
+    types = sorted({t for svc in ctx.config.services for t in svc.actuators})
+    budgets: dict[str, dict[str, Any]] = {}
+    for window, since in (("per_day", now - _DAY), ("per_week", now - _WEEK)):
+        tightest: dict[str, Any] = {"limit": getattr(policy.rate_limits, window), "used": 0, "type": None}
+        for t in types:
+            limit = getattr(policy.effective(t, None, "").rate_limits, window)
+            used = ctx.store.count_actions(since, type=t)
+            if tightest["type"] is None or limit - used < tightest["limit"] - tightest["used"]:
+                tightest = {"limit": limit, "used": used, "type": t}
+        budgets[window] = tightest
+    return budgets
+
+
 def _read_routes(ctx: ApiContext) -> APIRouter:
     viewer = Depends(_require(ctx, "viewer"))
     router = APIRouter(prefix=API, dependencies=[viewer], tags=["read"])
@@ -540,13 +559,11 @@ def _read_routes(ctx: ApiContext) -> APIRouter:
         policy, _ = _policy(ctx)
         now = ctx.clock.now()
         open_incidents = _open_incidents(ctx)
-        used_day, used_week = ctx.store.count_actions(now - _DAY), ctx.store.count_actions(now - _WEEK)
         return {
             "services": _services(ctx, open_incidents),
             "paused_global": pauses_in_force(ctx.store, ctx.config.state_dir).get(PAUSE_GLOBAL),
             "breakers": {k.split(":", 1)[1]: v for k, v in ctx.store.states("breaker:").items()},
-            "budgets": {"per_day": {"limit": policy.rate_limits.per_day, "used": used_day},
-                        "per_week": {"limit": policy.rate_limits.per_week, "used": used_week}},
+            "budgets": _budgets(ctx, policy, now),
             "open_incidents": [i.model_dump(mode="json") for i in open_incidents],
             "awaiting_approval": sum(i.state == IncidentState.AWAITING_APPROVAL for i in open_incidents),
             "leadership": _leadership(ctx),

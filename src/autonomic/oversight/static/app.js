@@ -453,7 +453,8 @@ function budgets(b) {
     return h("div", { class: "budget", testid: `budget-${name}` },
       h("span", { style: "width:7rem" }, name.replace(/_/g, " ")),
       h("div", { class: "bar" }, h("span", { style: `width:${pct}%` })),
-      h("b", {}, `${left} left`), h("span", { class: "dim" }, `(${v.used ?? 0}/${v.limit ?? "∞"})`));
+      h("b", {}, `${left} left`),
+      h("span", { class: "dim" }, `(${v.used ?? 0}/${v.limit ?? "∞"}${v.type ? ` ${v.type} actions` : ""})`));
   }));
 }
 
