@@ -3166,6 +3166,15 @@ class Engine:
             return None
         consumed = {"incident": inc.id, "verdict": answer.get("verdict")}
         if answer.get("verdict") == "approve":
+            # an approved remedy the blast radius has no room for now waits its turn, as one the
+            # engine approves does, the approval kept (a denial may still replace it; given in time,
+            # it does not expire meanwhile): the gate would deny what the person just approved
+            remedy = self.store.diagnoses(inc.id)[-1].action
+            turn = self._turn_until(inc.service, remedy.target, now) if remedy is not None else None
+            if turn is not None:
+                self._tell_wait(inc, turn)
+                return turn.until
+            self._waits_told.pop(inc.id, None)
             # taken, and the incident moved on from awaiting approval, in one write: an answer
             # given after it sees the approval taken (refused, saying how to stop the action) rather
             # than being told it will be acted on while the engine goes ahead (its snapshot, an

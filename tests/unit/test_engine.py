@@ -8,7 +8,7 @@ import json
 import threading
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 from pydantic import BaseModel
@@ -1925,6 +1925,65 @@ def test_a_remedy_the_blast_radius_has_no_room_for_waits_its_turn_and_runs_once_
     acted = {a.service: a for a in h.store.actions()}
     assert sorted(acted) == list(names) and all(acted[n].state == ActionState.SUCCEEDED for n in names)
     assert min(acted[n].created_at for n in later) >= max(acted[n].updated_at for n in first)
+
+
+@pytest.mark.parametrize("denied_meanwhile", [False, True])
+def test_a_remedy_a_person_approved_while_the_blast_radius_is_full_waits_its_turn_and_runs(
+        tmp_path: Path, denied_meanwhile: bool) -> None:
+    """Two services down, each remedy asked of a person (autonomy approve), at most one target in
+    flight. The person approves a's, which runs; then b's while a's is still being verified: b's
+    waits its turn, the approval kept past the request's expiry (given in time: approval_ttl_s is
+    shorter than the wait), and runs once a's action has ended, through every gate. A denial given
+    while it waits replaces the approval, as it does one the engine has not acted on: nothing runs
+    on b. Before, the blast_radius gate denied the remedy the person had just approved and the
+    incident went back to that person, escalated, b left down."""
+    names = ("a", "b")
+    svcs = [{"name": n, "actuators": {"fake": {"name": "x"}}, "thresholds": {"down_after": 2, "sustain": 2}}
+            for n in names]
+    engine = {"interval_s": 1, "state_dir": str(tmp_path / "state"), "host_metrics": False, "settle_s": 0,
+              "resolve_after_s": 30, "approval_ttl_s": 6}
+    h = Harness(tmp_path, policy={"autonomy": "approve", "blast_radius": {"max_in_flight": 1}},
+                extra={"services": svcs, "engine": engine})
+
+    def tick(up: Callable[[str], float]) -> None:
+        h.source._samples.extend(Sample(n, "up", h.clock.now(), up(n)) for n in names)
+        h.engine.tick()
+        h.clock.advance(1.0)
+
+    def answer(service: str, verdict: Literal["approve", "deny"]) -> Incident:
+        (inc,) = h.store.incidents(service=service)
+        return answer_approval(h.store, inc.id, verdict, actor="person:ann", comment="", now=h.clock.now(),
+                               approval_ttl_s=6)
+
+    for _ in range(3):
+        tick(lambda n: 0.0)
+    answer("a", "approve")
+    tick(lambda n: 0.0)
+    (action,) = h.store.actions()
+    assert action.service == "a" and not action.state.terminal
+    b = answer("b", "approve")
+    for _ in range(8):  # a's action is still verifying: b waits its turn, its approval kept past the request's TTL
+        tick(lambda n: 1.0 if n == "a" else 0.0)
+        assert {x.service: x.state.terminal for x in h.store.actions()} == {"a": False}
+    (asked,) = h.store.decisions(b.id)
+    assert asked.verdict == Verdict.NEEDS_APPROVAL and asked.expires_at is not None
+    assert asked.expires_at < h.clock.now() and h.store.get_state(approval_key(b.id)) is not None
+    waits = [e.data["waits"] for e in h.store.audit_events() if e.kind == "incident.waiting" and e.subject == b.id]
+    assert [(w["for"], w["on"]) for w in waits] == [("turn", "a")]  # said once
+    if denied_meanwhile:
+        answer("b", "deny")
+    for _ in range(40):
+        tick(lambda n: 1.0 if n == "a" or any(x.service == n for x in h.store.actions()) else 0.0)
+    decisions = h.store.decisions(b.id)
+    acted = {x.service: x for x in h.store.actions()}
+    if denied_meanwhile:
+        assert [d.verdict for d in decisions] == [Verdict.NEEDS_APPROVAL, Verdict.DENIED]
+        assert sorted(acted) == ["a"]
+        return
+    assert [d.verdict for d in decisions] == [Verdict.NEEDS_APPROVAL, Verdict.APPROVED]
+    assert decisions[-1].decided_by == "person:ann"
+    assert sorted(acted) == ["a", "b"] and all(x.state == ActionState.SUCCEEDED for x in acted.values())
+    assert acted["b"].created_at >= acted["a"].updated_at
 
 
 def api_fixed_then_web_down(h: GraphHarness) -> None:
