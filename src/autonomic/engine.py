@@ -852,6 +852,7 @@ class Engine:
         self._alerts_resolved: list[str] = []  # read from the inbox, applied after this collection's ingest
         self._paused_out: set[str] = set()  # escalated incidents only a pause denied (see _held_by_pause)
         self._waits_told: dict[str, tuple[str, str]] = {}  # incident -> (on, reason) of the wait last audited
+        self._turns_told: set[str] = set()  # incidents people were told wait their turn (see _tell_turn)
         self.started = False
         self._next_checkpoint = math.inf  # set by start()
         self._next_prune = math.inf  # set by start(): see _prune
@@ -2243,6 +2244,7 @@ class Engine:
         self._alerts_firing.pop(inc_id, None)
         self._paused_out.discard(inc_id)
         self._waits_told.pop(inc_id, None)
+        self._turns_told.discard(inc_id)
 
     def _quiet(self, inc: Incident, now: float) -> bool:
         """Whether ``inc``'s trouble has cleared on its own: no finding for a few ticks, and none of
@@ -2480,6 +2482,20 @@ class Engine:
         self.store.audit("engine", "incident.waiting", inc.id, {"waits": waits.stored()})
         self._waits_told[inc.id] = told
         log.info("incident %s waits: %s", inc.id[:8], waits.why)
+        self._tell_turn(inc, waits)
+
+    def _tell_turn(self, inc: Incident, waits: _Wait) -> None:
+        """Tell people, once per incident and as information, that its remedy waits its turn
+        (``waits`` for the blast radius): in a mass outage a service may be left down for several
+        batches' verification, and the blast_radius gate, before it waited, told a person at once.
+        (The other waits are short, or on a fix people hear of.)"""
+        if waits.reason != "turn" or inc.id in self._turns_told:
+            return
+        self._turns_told.add(inc.id)
+        self.notify(Notification(level=Level.INFO, ts=self.clock.now(), service=inc.service, incident_id=inc.id,
+                                 title=inc.headline,
+                                 body=f"not acted on yet: {waits.why}; decided, through every gate, once one of "
+                                      f"the actions in flight (on {waits.on}, ...) ends (policy.blast_radius)"))
 
     def _held_by_pause(self, inc: Incident, now: float) -> float | None:
         """An incident whose last decision only a pause denied is the engine's again once the
@@ -2608,6 +2624,7 @@ class Engine:
         self.store.record(diagnosis, updated, actor="engine", event="incident.diagnosed", subject=inc.id, data=data)
         if waits is not None:
             self._waits_told[inc.id] = (waits.on, waits.reason)
+            self._tell_turn(updated, waits)
         else:
             self._waits_told.pop(inc.id, None)
         log.info("incident %s diagnosed: %s%s", inc.id[:8], diagnosis.rationale,

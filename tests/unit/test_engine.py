@@ -1986,6 +1986,36 @@ def test_a_remedy_a_person_approved_while_the_blast_radius_is_full_waits_its_tur
     assert acted["b"].created_at >= acted["a"].updated_at
 
 
+def test_a_remedy_waiting_its_turn_is_told_to_people_once(tmp_path: Path) -> None:
+    """Three services down at once, at most one target in flight: one is acted on, the other two
+    wait their turn, for as long as the actions before them take (in a mass outage, batch after
+    batch). Each waiting one is told to people once, as information, when it starts waiting (the
+    blast radius named); never again while it waits. Before, the wait was only in the audit log:
+    where the blast_radius gate used to tell a person at once ("not acting"), nobody heard of a
+    service left down until its turn came."""
+    names = ("a", "b", "c")
+    svcs = [{"name": n, "actuators": {"fake": {"name": "x"}}, "thresholds": {"down_after": 2, "sustain": 2}}
+            for n in names]
+    h = Harness(tmp_path, policy={"blast_radius": {"max_in_flight": 1}}, extra={"services": svcs})
+
+    def tick(up: Callable[[str], float]) -> None:
+        h.source._samples.extend(Sample(n, "up", h.clock.now(), up(n)) for n in names)
+        h.engine.tick()
+        h.clock.advance(1.0)
+
+    for _ in range(3):
+        tick(lambda n: 0.0)
+    (first,) = [a.service for a in h.store.actions()]
+    for _ in range(60):
+        tick(lambda n: 1.0 if any(a.service == n for a in h.store.actions()) else 0.0)
+    acted = {a.service: a for a in h.store.actions()}
+    assert sorted(acted) == list(names) and all(a.state == ActionState.SUCCEEDED for a in acted.values())
+    told = [n for n in h.notifier.sent if "waits its turn" in n.body]
+    assert sorted(n.service for n in told) == sorted(set(names) - {first})  # once each
+    assert all(n.level == Level.INFO and "blast radius 1 of at most 1 target in flight" in n.body for n in told)
+    assert all(f"(on {first}, ...)" in n.body for n in told)  # the action waited on, to look at when it lasts
+
+
 def api_fixed_then_web_down(h: GraphHarness) -> None:
     """api goes down and is restarted; just after its action ends, web (which calls api) goes
     down for good: web's incident waits for api to settle, then is diagnosed again."""
