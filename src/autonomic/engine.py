@@ -111,8 +111,8 @@ from autonomic.plan.gates import (
     plan_direction,
     shadow_verdict,
 )
-from autonomic.plan.policy import PolicyConfig
-from autonomic.printable import counted
+from autonomic.plan.policy import PolicyConfig, read_override
+from autonomic.printable import counted, listed
 from autonomic.protocols import ActuatorContext, Checkpointed, Clock, Detector, Source, Target
 from autonomic.reconcile import Key, WorkQueue
 from autonomic.redact import Secrets
@@ -851,6 +851,7 @@ class Engine:
         self._alerts_firing: dict[str, set[str]] = {}
         self._alerts_resolved: list[str] = []  # read from the inbox, applied after this collection's ingest
         self._paused_out: set[str] = set()  # escalated incidents only a pause denied (see _held_by_pause)
+        self._override_told = ""  # the stored policy override last said not to validate (see _policy_from)
         self._waits_told: dict[str, tuple[str, str]] = {}  # incident -> (on, reason) of the wait last audited
         self._turns_told: set[str] = set()  # incidents people were told wait their turn (see _tell_turn)
         self.started = False
@@ -2884,12 +2885,24 @@ class Engine:
         return self._policy_from(self.store.get_state(POLICY_OVERRIDE))
 
     def _policy_from(self, override: dict[str, Any] | None) -> PolicyConfig:
-        if override:
-            try:
-                return PolicyConfig.model_validate(override)
-            except ValueError as exc:  # validated when written; a bad row must not stop the loop
-                log.error("ignoring the stored policy override: %s", exc)
-        return self.config.spec.policy
+        """The policy an admin's stored override gives (:func:`read_override`: a field this version
+        refuses takes the file's value, the rest is kept), else the file's. What was replaced is
+        logged once per stored override, not at every read."""
+        if not override:
+            return self.config.spec.policy
+        policy, replaced = read_override(override, self.config.spec.policy)
+        if replaced:
+            said = json.dumps(override, sort_keys=True, default=str)
+            if said != self._override_told:
+                self._override_told = said
+                if replaced == ["*"]:
+                    log.error("the stored policy override (PUT /api/v1/policy) no longer validates: the file's "
+                              "policy is used instead; put the policy again")
+                else:
+                    log.error("the stored policy override (PUT /api/v1/policy) no longer validates in %s: the "
+                              "file's values are used there, the rest of the override is kept; put the policy "
+                              "again", listed(replaced, "field"))
+        return policy
 
     def _gate_context(self, inc: Incident, diagnosis: Diagnosis, now: float, human: bool) -> GateContext:
         action_type = diagnosis.action.type if diagnosis.action else "none"

@@ -679,6 +679,16 @@ def test_put_policy_validates_stores_the_override_and_audits_it(env: Env) -> Non
     assert services["web"]["autonomy"] == "approve" and services["db"]["autonomy"] == "observe"
 
 
+def test_a_stored_override_an_older_version_wrote_is_shown_with_what_still_validates(env: Env) -> None:
+    """As the engine reads it: the backoff this version refuses takes the file's, the stored
+    autonomy stays (it showed the file's policy whole, autonomy included, as if no override)."""
+    env.store.set_state("policy:override", {"autonomy": "approve", "backoff": {"cap_s": 900, "reset_after_s": 600}},
+                        actor="token:admin", event="policy.changed")
+    got = env.client.get("/api/v1/policy", headers=env.auth("viewer")).json()
+    assert got["source"] == "override" and got["policy"]["autonomy"] == "approve"
+    assert got["policy"]["backoff"] == env.ctx.config.spec.policy.backoff.model_dump(mode="json")
+
+
 def test_a_policy_override_for_a_service_or_pattern_that_does_not_exist_is_422_and_not_stored(env: Env) -> None:
     before = env.store.get_state("policy:override")
     body = {"autonomy": "auto", "services": {"wbe": {"autonomy": "observe"}, "db": {"autonomy": "observe"}},

@@ -1146,6 +1146,32 @@ def test_a_stored_policy_override_is_in_force_at_the_next_decision(tmp_path: Pat
     assert h.actuator.calls == []
 
 
+def test_a_stored_policy_override_an_older_version_wrote_keeps_what_still_validates_and_says_so_once(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """An override stored before this version refused a backoff cap at or above its reset (and a
+    six-field cron) also turns the autonomy down to observe: the fields that no longer validate
+    take the file's values, the autonomy stays observe (it was dropped with them: the policy
+    loosened to the file's auto), and the error is logged once, not at every policy read."""
+    from autonomic.engine import POLICY_OVERRIDE
+
+    h = Harness(tmp_path)  # the file says auto
+    old = {"autonomy": "observe", "backoff": {"base_s": 10, "cap_s": 600, "reset_after_s": 600},
+           "maintenance_windows": [{"name": "n", "cron": "0 0 2 * * *", "duration_s": 60}]}
+    with h.store.unit():  # as an older version wrote it: no validation on the way in
+        h.store.set_state(POLICY_OVERRIDE, old, actor="token:admin", event="policy.changed")
+    with caplog.at_level("ERROR", logger="autonomic.engine"):
+        h.feed("up", 0, 4)
+        policy = h.engine.policy()
+    assert policy.autonomy == Autonomy.OBSERVE and policy.backoff == h.config.spec.policy.backoff
+    assert policy.maintenance_windows == h.config.spec.policy.maintenance_windows
+    decision = h.store.decisions(h.incident().id)[-1]
+    assert decision.verdict == Verdict.DENIED and h.actuator.calls == []
+    said = [r.getMessage() for r in caplog.records if "policy override" in r.getMessage()]
+    assert said == ["the stored policy override (PUT /api/v1/policy) no longer validates in fields backoff, "
+                    "maintenance_windows: the file's values are used there, the rest of the override is kept; "
+                    "put the policy again"]
+
+
 def test_a_stored_policy_override_reading_further_back_than_retention_is_warned_of_at_start_naming_the_field(
         tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     """Stored before an upgrade turned retention on (or before the file's retention was

@@ -79,7 +79,7 @@ from autonomic.oversight.explain import explain_incident
 from autonomic.oversight.metrics import CONTENT_TYPE, EngineMetrics
 from autonomic.oversight.notify import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
 from autonomic.oversight.server import ApiSpec
-from autonomic.plan.policy import PolicyConfig
+from autonomic.plan.policy import PolicyConfig, read_override
 from autonomic.protocols import Clock
 from autonomic.yamlio import format_loc, readable_errors
 
@@ -346,10 +346,8 @@ def _policy(ctx: ApiContext) -> tuple[PolicyConfig, str]:
     reads it (Engine.policy): an admin's stored override, else the file's."""
     raw = ctx.store.get_state(POLICY_OVERRIDE)
     if raw:
-        try:
-            return PolicyConfig.model_validate(raw), "override"
-        except ValueError:
-            log.error("the stored policy override does not validate; showing the file's")
+        policy, replaced = read_override(raw, ctx.config.spec.policy)  # the engine logs what it replaced
+        return policy, "config" if replaced == ["*"] else "override"
     return ctx.config.spec.policy, "config"
 
 

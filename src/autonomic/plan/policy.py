@@ -23,11 +23,11 @@ same names (``plan/gates.py``, ``plan/backoff.py``) and of earned autonomy (``pl
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Literal, TypeVar
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal, TypeVar
 
 from croniter import CroniterBadDateError, croniter
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from autonomic.model import Autonomy
 
@@ -266,6 +266,29 @@ class PolicyConfig(_Frozen):
             "confidence_threshold": max(e.confidence_threshold for e in each),
             "confidence_floor": max(e.confidence_floor for e in each),
         })
+
+
+def read_override(raw: Mapping[str, Any], fallback: PolicyConfig) -> tuple[PolicyConfig, list[str]]:
+    """The policy a stored override (``PUT /api/v1/policy``, validated when written) gives now,
+    and the top-level fields of it that no longer validate. An override written by an older
+    version may break a rule this one adds (a six-field cron, a backoff cap not below its reset):
+    each such field takes ``fallback``'s (the file's) value and the rest is kept, so a person's
+    tightening in the same override (a lower autonomy, a pattern turned off) is not dropped with
+    it. ``["*"]`` with ``fallback`` itself when the override cannot be read even so."""
+    try:
+        return PolicyConfig.model_validate(raw), []
+    except ValidationError as exc:
+        bad = sorted({str(e["loc"][0]) for e in exc.errors() if e["loc"]})
+        whole = any(not e["loc"] for e in exc.errors())
+    base = fallback.model_dump(mode="json")
+    patched = {k: v for k, v in raw.items() if k not in bad}
+    patched.update({k: base[k] for k in bad if k in base})
+    if whole or not bad:
+        return fallback, ["*"]
+    try:
+        return PolicyConfig.model_validate(patched), bad
+    except ValidationError:
+        return fallback, ["*"]
 
 
 def _first(*values: T | None) -> T:
