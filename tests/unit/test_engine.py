@@ -6,9 +6,9 @@ from __future__ import annotations
 import contextlib
 import json
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import pytest
 from pydantic import BaseModel
@@ -1915,6 +1915,28 @@ def test_a_callers_echo_of_a_dependency_just_fixed_waits_out_the_fix_and_is_not_
     assert h.store.decisions(web.id) == []
 
 
+class Fleet(NamedTuple):
+    """Services ``names`` bound to the fake actuator and a ``tick`` that feeds each its ``up``
+    (a function of its name), ticks the engine and moves the clock on a second."""
+
+    h: Harness
+    tick: Callable[[Callable[[str], float]], None]
+
+
+def _fleet(tmp_path: Path, names: Sequence[str], policy: dict[str, Any], group: str | None = None,
+           engine: dict[str, Any] | None = None) -> Fleet:
+    svcs = [{"name": n, "actuators": {"fake": {"name": "x"}}, "thresholds": {"down_after": 2, "sustain": 2},
+             **({"group": group} if group else {})} for n in names]
+    h = Harness(tmp_path, policy=policy, extra={"services": svcs, **({"engine": engine} if engine else {})})
+
+    def tick(up: Callable[[str], float]) -> None:
+        h.source._samples.extend(Sample(n, "up", h.clock.now(), up(n)) for n in names)
+        h.engine.tick()
+        h.clock.advance(1.0)
+
+    return Fleet(h, tick)
+
+
 def test_a_remedy_the_blast_radius_has_no_room_for_waits_its_turn_and_runs_once_a_slot_frees(
         tmp_path: Path) -> None:
     """Four services of one group (at most 50% in flight) go down in the same second: two are
@@ -1924,16 +1946,7 @@ def test_a_remedy_the_blast_radius_has_no_room_for_waits_its_turn_and_runs_once_
     blast_radius gate denied them to a person, and a service that stayed down was never tried
     again."""
     names = ("a", "b", "c", "d")
-    svcs = [{"name": n, "group": "web", "actuators": {"fake": {"name": "x"}},
-             "thresholds": {"down_after": 2, "sustain": 2}} for n in names]
-    h = Harness(tmp_path, policy={"blast_radius": {"max_in_flight": 3, "max_group_percent": 50}},
-                extra={"services": svcs})
-
-    def tick(up: Callable[[str], float]) -> None:
-        h.source._samples.extend(Sample(n, "up", h.clock.now(), up(n)) for n in names)
-        h.engine.tick()
-        h.clock.advance(1.0)
-
+    h, tick = _fleet(tmp_path, names, {"blast_radius": {"max_in_flight": 3, "max_group_percent": 50}}, group="web")
     for _ in range(3):
         tick(lambda n: 0.0)
     first = sorted(a.service for a in h.store.actions())
@@ -1963,19 +1976,10 @@ def test_a_remedy_a_person_approved_while_the_blast_radius_is_full_waits_its_tur
     while it waits replaces the approval, as it does one the engine has not acted on: nothing runs
     on b. Before, the blast_radius gate denied the remedy the person had just approved and the
     incident went back to that person, escalated, b left down."""
-    names = ("a", "b")
-    svcs = [{"name": n, "actuators": {"fake": {"name": "x"}}, "thresholds": {"down_after": 2, "sustain": 2}}
-            for n in names]
     engine = {"interval_s": 1, "state_dir": str(tmp_path / "state"), "host_metrics": False, "settle_s": 0,
               "resolve_after_s": 30, "approval_ttl_s": 6}
-    h = Harness(tmp_path, policy={"autonomy": "approve", "blast_radius": {"max_in_flight": 1}},
-                extra={"services": svcs, "engine": engine})
-
-    def tick(up: Callable[[str], float]) -> None:
-        h.source._samples.extend(Sample(n, "up", h.clock.now(), up(n)) for n in names)
-        h.engine.tick()
-        h.clock.advance(1.0)
-
+    h, tick = _fleet(tmp_path, ("a", "b"), {"autonomy": "approve", "blast_radius": {"max_in_flight": 1}},
+                     engine=engine)
     def answer(service: str, verdict: Literal["approve", "deny"]) -> Incident:
         (inc,) = h.store.incidents(service=service)
         return answer_approval(h.store, inc.id, verdict, actor="person:ann", comment="", now=h.clock.now(),
@@ -2020,15 +2024,7 @@ def test_a_remedy_waiting_its_turn_is_told_to_people_once(tmp_path: Path) -> Non
     where the blast_radius gate used to tell a person at once ("not acting"), nobody heard of a
     service left down until its turn came."""
     names = ("a", "b", "c")
-    svcs = [{"name": n, "actuators": {"fake": {"name": "x"}}, "thresholds": {"down_after": 2, "sustain": 2}}
-            for n in names]
-    h = Harness(tmp_path, policy={"blast_radius": {"max_in_flight": 1}}, extra={"services": svcs})
-
-    def tick(up: Callable[[str], float]) -> None:
-        h.source._samples.extend(Sample(n, "up", h.clock.now(), up(n)) for n in names)
-        h.engine.tick()
-        h.clock.advance(1.0)
-
+    h, tick = _fleet(tmp_path, names, {"blast_radius": {"max_in_flight": 1}})
     for _ in range(3):
         tick(lambda n: 0.0)
     (first,) = [a.service for a in h.store.actions()]
