@@ -110,6 +110,7 @@ from autonomic.plan.gates import (
     decide,
     plan_direction,
     shadow_verdict,
+    without_room,
 )
 from autonomic.plan.policy import PolicyConfig, read_override
 from autonomic.printable import counted, listed
@@ -2328,9 +2329,25 @@ class Engine:
         busy = self._busy_until(inc.service, now, echo=self._may_echo(diagnosis))
         if busy is None and diagnosis.dependencies_down:
             busy = self._dependency_fix_until(inc.service, diagnosis.dependencies_down, now)
-        if busy is None and diagnosis.action is not None:
-            busy = self._turn_until(inc.service, diagnosis.action.target, now)
         return busy
+
+    def _room(self, inc: Incident, diagnosis: Diagnosis, ruling: tuple[Verdict, list[GateResult]],
+              now: float) -> tuple[float | None, tuple[Verdict, list[GateResult]]]:
+        """``ruling`` when the blast radius has no room for ``inc``'s remedy but it is the only
+        gate to say no (:func:`~autonomic.plan.gates.without_room`): a remedy every other gate
+        approves waits its turn (:meth:`_turn_until`; when to look again, told once by
+        :meth:`_tell_wait`), one a person must approve is asked now (once approved, it waits its
+        turn: :meth:`_await_approval`). Otherwise (None, ``ruling``) as it was."""
+        room = without_room(*ruling)
+        if room is None or diagnosis.action is None:
+            return None, ruling
+        if room[0] == Verdict.APPROVED:
+            turn = self._turn_until(inc.service, diagnosis.action.target, now)
+            if turn is None:  # room made since the gates read the store: decided at once, again
+                return now, ruling
+            self._tell_wait(inc, turn)
+            return turn.until, ruling
+        return None, room
 
     def _turn_until(self, service: str, target: str, now: float) -> _Wait | None:
         """A remedy the blast radius has no room for now (``policy.blast_radius``: as many
@@ -2453,18 +2470,23 @@ class Engine:
                     # a first diagnosis that waited for the service to be free is made again from what
                     # is true now (an escalation chain's next step keeps its own)
                     stale = now - diagnosis.ts > self._stale_after() and not self.store.actions(incident_id=inc.id)
-                    if not stale:
-                        ctx = self._gate_context(inc, diagnosis, now, human=False)
+                    ctx = self._gate_context(inc, diagnosis, now, human=False)  # stale: for its turn alone
             if busy is not None:
                 self._tell_wait(inc, busy)
                 return busy.until
-            self._waits_told.pop(inc.id, None)
             if retry is not None:
                 return retry
+            # a remedy waiting its turn is diagnosed again once it has room, not while it waits
+            turn, ruling = self._room(inc, diagnosis, decide(ctx), now)
+            if turn is not None or stale:
+                self._ladder_changes.clear()  # found again when it is decided
+            if turn is not None:
+                return turn
             if stale:
                 log.info("incident %s: diagnosis is %.0f s old; diagnosing again", inc.id[:8], now - diagnosis.ts)
                 return self._diagnose(inc, now)
-            return self._decide(inc, diagnosis, now, human=None, ctx=ctx)
+            self._waits_told.pop(inc.id, None)  # decided: a later wait (its escalation chain's) is told again
+            return self._decide(inc, diagnosis, now, human=None, ctx=ctx, ruling=ruling)
         if inc.state == IncidentState.AWAITING_APPROVAL:
             return self._await_approval(inc, now)
         if inc.state == IncidentState.ESCALATED:
@@ -2554,9 +2576,10 @@ class Engine:
             with self.store.reading():
                 ctx = self._gate_context(inc, diagnosis, now, human=False)
             ruling = decide(ctx)
-            if ruling[0] == Verdict.APPROVED:
+            turn, ruling = self._room(inc, diagnosis, ruling, now)
+            if turn is not None or ruling[0] == Verdict.APPROVED:
                 self._ladder_changes.clear()  # found again when the next step decides
-                return now
+                return now if turn is None else turn
             return self._decide(inc, diagnosis, now, human=None, ctx=ctx, ruling=ruling)
 
     @contextlib.contextmanager

@@ -2016,6 +2016,37 @@ def test_a_remedy_a_person_approved_while_the_blast_radius_is_full_waits_its_tur
     assert acted["b"].created_at >= acted["a"].updated_at
 
 
+def test_a_remedy_a_person_must_approve_is_asked_at_once_while_the_blast_radius_is_full(tmp_path: Path) -> None:
+    """At most one target in flight, autonomy approve: a's remedy approved and running when b goes
+    down. b's request is made at once (its blast_radius result passed, saying it waits its turn
+    once approved), so a person can approve it ahead; approved, it runs once a's action ends.
+    Before, b's incident waited for room without asking anyone, and only then asked."""
+    engine = {"interval_s": 1, "state_dir": str(tmp_path / "state"), "host_metrics": False, "settle_s": 0,
+              "resolve_after_s": 30, "approval_ttl_s": 600}
+    h, tick = _fleet(tmp_path, ("a", "b"), {"autonomy": "approve", "blast_radius": {"max_in_flight": 1}},
+                     engine=engine)
+    for _ in range(3):
+        tick(lambda n: 0.0 if n == "a" else 1.0)
+    (a,) = h.store.incidents(service="a")
+    answer_approval(h.store, a.id, "approve", actor="person:ann", comment="", now=h.clock.now(), approval_ttl_s=600)
+    tick(lambda n: 0.0 if n == "a" else 1.0)
+    for _ in range(3):
+        tick(lambda n: 1.0 if n == "a" else 0.0)
+    assert {x.service: x.state.terminal for x in h.store.actions()} == {"a": False}
+    (b,) = h.store.incidents(service="b")
+    (asked,) = h.store.decisions(b.id)
+    assert asked.verdict == Verdict.NEEDS_APPROVAL
+    room = {g.gate: g for g in asked.gates}["blast_radius"]
+    assert room.passed and room.reason == ("no room now (limit reached: 1 of at most 1 target in flight): once "
+                                           "approved, it waits its turn")
+    answer_approval(h.store, b.id, "approve", actor="person:ann", comment="", now=h.clock.now(), approval_ttl_s=600)
+    for _ in range(40):
+        tick(lambda n: 1.0 if n == "a" or any(x.service == n for x in h.store.actions()) else 0.0)
+    acted = {x.service: x for x in h.store.actions()}
+    assert sorted(acted) == ["a", "b"] and acted["b"].created_at >= acted["a"].updated_at
+    assert all(x.state == ActionState.SUCCEEDED for x in acted.values())
+
+
 def test_a_remedy_waiting_its_turn_is_told_to_people_once(tmp_path: Path) -> None:
     """Three services down at once, at most one target in flight: one is acted on, the other two
     wait their turn, for as long as the actions before them take (in a mass outage, batch after

@@ -928,3 +928,24 @@ def test_rate_limit_names_the_limit_with_its_noun_in_the_singular_at_one(limit: 
 def test_blast_radius_names_its_cap_in_the_singular_at_one(most: int, said: str) -> None:
     pol = policy(autonomy="auto", blast_radius={"max_in_flight": most})
     assert result(g.blast_radius, ctx(pol, in_flight_targets=0)) == (True, False, said)
+
+
+def test_without_room_says_what_the_other_gates_say_only_when_the_blast_radius_alone_says_no() -> None:
+    """The blast radius's "no room now" is not a judgement of the remedy: alone, the remedy waits
+    its turn (the others approve) or is asked of a person now, the blast radius's result then
+    read as passed saying it waits its turn once approved; beside any other plain "no" (another
+    gate, shadow mode's), the denial stands."""
+    from autonomic.model import GateResult
+
+    ok, full = GateResult(gate="in_flight", passed=True, reason="free"), GateResult(
+        gate="blast_radius", passed=False, reason="limit reached: 3 of at most 3 targets in flight")
+    ask = GateResult(gate="autonomy", passed=False, reason="approve", needs_approval=True)
+    assert g.without_room(Verdict.DENIED, [ok, full]) == (Verdict.APPROVED, [ok, full])
+    verdict, asked = g.without_room(Verdict.DENIED, [ask, full]) or (None, [])
+    assert verdict == Verdict.NEEDS_APPROVAL and asked[0] == ask and asked[1].passed
+    assert asked[1].reason == ("no room now (limit reached: 3 of at most 3 targets in flight): once approved, "
+                               "it waits its turn")
+    for other in (GateResult(gate="rate_limit", passed=False, reason="limit reached"),
+                  GateResult(gate="shadow", passed=False, reason="shadow mode: would have run")):
+        assert g.without_room(Verdict.DENIED, [ok, full, other]) is None
+    assert g.without_room(Verdict.APPROVED, [ok]) is None

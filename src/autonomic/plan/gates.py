@@ -497,6 +497,24 @@ def decide(ctx: GateContext) -> tuple[Verdict, list[GateResult]]:
     return verdict, results
 
 
+def without_room(verdict: Verdict, results: Sequence[GateResult]) -> tuple[Verdict, list[GateResult]] | None:
+    """When the blast radius is the only gate that says no outright (no room now: a limit of
+    targets in flight, not a judgement of the remedy), what the other gates say: APPROVED, the
+    remedy waits its turn (the engine looks again, nothing recorded); NEEDS_APPROVAL, the person
+    is asked now and the blast radius's result reads as passed, saying the remedy waits its turn
+    once approved. None when another gate denies, or the blast radius does not (shadow mode's
+    gate denies too: a shadow decision is recorded as it is)."""
+    plain = [r for r in results if not r.passed and not r.needs_approval]
+    if verdict != Verdict.DENIED or [r.gate for r in plain] != ["blast_radius"]:
+        return None
+    others = _fold([r for r in results if r.gate != "blast_radius"])
+    if others == Verdict.NEEDS_APPROVAL:
+        return others, [r.model_copy(update={"passed": True, "reason": f"no room now ({r.reason}): once approved, "
+                                                                        "it waits its turn"})
+                        if r.gate == "blast_radius" else r for r in results]
+    return (others, list(results)) if others == Verdict.APPROVED else None
+
+
 def _fold(results: Sequence[GateResult]) -> Verdict:
     if any(not r.passed and not r.needs_approval for r in results):
         return Verdict.DENIED
