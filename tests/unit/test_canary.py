@@ -279,3 +279,14 @@ def test_a_field_beyond_the_csv_modules_limit_is_a_config_error_naming_the_line(
     huge.write_text("metric,value\nx,1\nx," + "9" * 200_000 + "\n")
     with pytest.raises(ConfigError, match=r"c.csv:3: .*field larger than field limit"):
         read_samples(huge)
+
+
+def test_a_config_whose_every_used_group_weighs_zero_is_refused_naming_groups() -> None:
+    """Every judgement would score 0 and fail, whatever the canary did; a weight of 0 for one
+    group among others stays allowed (that group is only reported)."""
+    from autonomic.execute.canary import JudgeConfig
+
+    metrics = [{"metric": "error_rate", "group": "errors"}, {"metric": "latency_ms", "group": "latency"}]
+    with pytest.raises(ValueError, match=r"groups: every group the metrics are in weighs 0 \(errors, latency\)"):
+        JudgeConfig.model_validate({"metrics": metrics, "groups": {"errors": 0, "latency": 0, "unused": 1}})
+    assert JudgeConfig.model_validate({"metrics": metrics, "groups": {"errors": 0}}).groups == {"errors": 0}

@@ -66,6 +66,10 @@ class JudgeConfig(_Frozen):
     def _order(self) -> JudgeConfig:
         if self.marginal_score > self.pass_score:
             raise ValueError("marginal_score must not exceed pass_score")
+        used = sorted({m.group for m in self.metrics})
+        if all(self.groups.get(g, 1.0) == 0 for g in used):
+            raise ValueError(f"groups: every group the metrics are in weighs 0 ({', '.join(used)}): the score "
+                             "would always be 0 and every judgement fail")
         return self
 
 
