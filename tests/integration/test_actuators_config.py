@@ -572,3 +572,19 @@ def test_an_undo_whose_commit_is_refused_leaves_the_fix_in_place_and_no_revert_i
     refuse_commits(repo, on=False)
     assert act.undo(t, p, "act-undo-refused", snap)["commit"]
     assert read_value(repo / "app.yaml", "yaml") == 50 and git(repo, "status", "--porcelain") == ""
+
+
+def test_a_change_committed_on_a_detached_head_says_a_branch_checkout_drops_it(
+        act: ConfigActuator, tmp_path: Path) -> None:
+    """A repository checked out at a commit, not a branch (as GitOps tools do): the change is
+    committed there all the same (refusing would stop every fix on such hosts), and the action's
+    result warns that checking out a branch drops it; on a branch, no warning."""
+    repo, t = make_repo(tmp_path, "yaml")
+    p = scale(factor=1.2)
+    git(repo, "checkout", "-q", "--detach")
+    detail = act.apply(t, p, "act-detached", act.snapshot(t, p))
+    assert detail["commit"] and commit_count(repo) == 2
+    assert detail["warning"].startswith("committed on a detached HEAD (no branch)")
+    (tmp_path / "b").mkdir()
+    _, t2 = make_repo(tmp_path / "b", "yaml")
+    assert "warning" not in act.apply(t2, p, "act-branch", act.snapshot(t2, p))

@@ -2637,6 +2637,24 @@ def test_explain_shows_the_undo_snapshot_of_a_fix_a_pause_left_in_place(tmp_path
     assert f"    not undone; its undo snapshot: {json.dumps(action.undo)}" in text, text.split("Actions:")[1]
 
 
+def test_explain_shows_an_actuators_warning_whole_on_a_line_of_its_own(tmp_path: Path) -> None:
+    """A step's detail is cut at 160 characters; a warning for a person in it (the config actuator's
+    "committed on a detached HEAD ...") is shown whole, after the step, not cut off behind it."""
+
+    class Warns(FakeActuator):
+        def apply(self, target: Target, params: BaseModel, key: str, snapshot: Mapping[str, Any]) -> dict[str, Any]:
+            return {**super().apply(target, params, key, snapshot), "file": "x" * 200,
+                    "warning": "committed on a detached HEAD (no branch): checking out a branch there drops it"}
+
+    h = Harness(tmp_path, actuator=Warns())
+    h.feed("up", 1, 2)
+    h.feed("up", 0, 3)
+    inc = h.incident()
+    h.run_until(lambda: bool(h.store.actions()), "up", 1)
+    text = render_text(explain_incident(h.store, inc.id))
+    assert "      warning: committed on a detached HEAD (no branch): checking out a branch there drops it" in text, text
+
+
 def test_a_pause_holds_the_compensation_of_a_workflow_that_failed_verification(tmp_path: Path) -> None:
     """The same for a workflow: no step is compensated during a pause; a person is told.
 

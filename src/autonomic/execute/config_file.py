@@ -215,6 +215,9 @@ class ConfigActuator:
             detail["commit"] = _commit(b, f"autonomic: {what}\n\n{why}\n\n{ACTION_TRAILER}: {key}")
         except ActuatorError as exc:
             raise _put_back(b, key, exc) from exc
+        if not _git(b, "symbolic-ref", "-q", "HEAD", check=False).strip():  # a GitOps checkout, say
+            detail["warning"] = ("committed on a detached HEAD (no branch): checking out a branch there drops "
+                                 "this change; push or cherry-pick it to keep it")
         detail["reload"] = self._reload(target, p, b)
         return detail
 

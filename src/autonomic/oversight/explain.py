@@ -222,8 +222,11 @@ def render_text(chain: dict[str, Any]) -> str:
                      + (f" ({a['error']})" if a["error"] else ""))
         for s in a["steps"]:
             detail = {k: v for k, v in s["detail"].items() if k not in ("ts", "values")}
+            warning = detail.pop("warning", None)  # an actuator's word for a person: whole, not cut
             lines.append(f"    {'ok ' if s['ok'] else 'ERR'} {s['name']} {_t(s['finished_at'])} "
                          f"{json.dumps(detail, default=str)[:160]}")
+            if warning:
+                lines.append(f"      warning: {warning}")
         if (a["undo"] and a["applied_at"] is not None and a["state"] in ("escalated", "failed")
                 and not any(s["name"] == "undo" and s["ok"] for s in a["steps"])):
             # applied, and left in place (a pause held its undo, the undo failed, a person decides):
