@@ -16,7 +16,9 @@ bind nothing, and every remedy is taken as one they could run (``bindings_checke
 
 from __future__ import annotations
 
+import dataclasses
 import re
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -62,7 +64,18 @@ def run_replay(replay: ReplaySource, config: Config, interval_s: float | None = 
                assume_bound: bool = False) -> dict[str, Any]:
     """Play ``replay`` through a shadow-only engine; the summary ``autonomic replay --json`` prints.
     ``assume_bound`` (for :func:`replay_config`'s services, which bind nothing): take every
-    pattern's remedy as one the service could run, instead of passing it over as the engine does."""
+    pattern's remedy as one the service could run, instead of passing it over as the engine does.
+    The config's ``state_dir`` is not touched (a temporary folder stands in): a replay run as
+    root before the engine's first start made it, root's and 0700, and the engine could not
+    start; nor are its pause files read (a replay says what the engine would do, not what a
+    pause on this host holds back)."""
+    with tempfile.TemporaryDirectory(prefix="autonomic-replay-") as scratch:
+        engine_spec = config.engine.model_copy(update={"state_dir": scratch})
+        return _run(replay, dataclasses.replace(config, spec=config.spec.model_copy(update={"engine": engine_spec})),
+                    interval_s, assume_bound=assume_bound)
+
+
+def _run(replay: ReplaySource, config: Config, interval_s: float | None, *, assume_bound: bool) -> dict[str, Any]:
     step = interval_s or config.engine.interval_s
     clock = ManualClock(replay.first_ts)
     kept = _Kept()

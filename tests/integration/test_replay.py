@@ -98,6 +98,9 @@ def test_replay_with_a_config_never_starts_its_services_even_where_it_turns_shad
     assert web["would_have"] == "approved"
     assert api["would_have"] == "needs_approval"  # approve autonomy: it would have asked a person
     assert summary["actions_executed"] == 0 and not marker.exists()
+    # nor is the config's state_dir made (run as root before the engine's first start, it was
+    # made root's and 0700, and the engine's own user could not start there)
+    assert not (tmp_path / "state").exists()
 
 
 def test_replay_with_a_config_passes_over_a_remedy_the_service_cannot_carry_out_as_the_engine_does(
