@@ -12,7 +12,13 @@ import time
 from pathlib import Path
 
 from rich.console import Console
-from test_engine import GraphHarness, Harness, _undone_fix_that_left_it_down, api_fixed_then_web_down
+from test_engine import (
+    GraphHarness,
+    Harness,
+    _undone_fix_that_left_it_down,
+    api_fixed_then_web_down,
+    api_then_web_down,
+)
 
 from autonomic.demo.scenario import SERVICES, Result, Timeline, _LogsOnTimeline, _print_summary, fit, services_line
 from autonomic.model import Incident, IncidentState
@@ -118,12 +124,7 @@ def test_an_incident_diagnosed_twice_says_first_what_its_decision_waits_for_then
 def test_a_denied_decision_names_the_gate_that_denied_it_before_those_that_would_ask_a_person(
         tmp_path: Path) -> None:
     h = GraphHarness(tmp_path)
-    for _ in range(120):
-        h.tick(web=1, api=1)
-    h.tick(web=1, api=0)
-    h.tick(web=1, api=0)
-    for _ in range(6):
-        h.tick(web=0, api=0)
+    api_then_web_down(h)
     [denied] = [line for line in _printed(h) if line["kind"] == "decision.denied"]
     assert denied["service"] == "web"
     assert denied["detail"].startswith("root_cause: web is impacted by api")

@@ -1873,12 +1873,7 @@ def test_an_impacted_service_is_not_acted_on_when_its_dependency_explains_it(tmp
     """api goes down first, then web (which calls api): only api is restarted; web's decision
     is denied at the root_cause gate and names api."""
     h = GraphHarness(tmp_path)
-    for _ in range(120):
-        h.tick(web=1, api=1)
-    h.tick(web=1, api=0)
-    h.tick(web=1, api=0)
-    for _ in range(6):
-        h.tick(web=0, api=0)
+    api_then_web_down(h)
     web = h.store.incidents(service="web")[0]
     api = h.store.incidents(service="api")[0]
     assert [a.service for a in h.store.actions()] == ["api"]
@@ -1901,10 +1896,7 @@ def test_a_callers_echo_of_a_dependency_just_fixed_waits_out_the_fix_and_is_not_
     its own root cause and was acted on too (the soak found it: web's config reverted 2 s after
     api's restart, then rolled back)."""
     h = GraphHarness(tmp_path, settle_s=10)
-    for _ in range(120):
-        h.tick(web=1, api=1)
-    h.tick(web=1, api=0)
-    h.tick(web=1, api=0)
+    api_goes_down(h)
     for _ in range(3):  # api restarted; web's calls still failing
         h.tick(web=0, api=1)
     for _ in range(40):
@@ -2069,13 +2061,26 @@ def test_a_remedy_waiting_its_turn_is_told_to_people_once(tmp_path: Path) -> Non
     assert all(f"(on {first}, ...)" in n.body for n in told)  # the action waited on, to look at when it lasts
 
 
-def api_fixed_then_web_down(h: GraphHarness) -> None:
-    """api goes down and is restarted; just after its action ends, web (which calls api) goes
-    down for good: web's incident waits for api to settle, then is diagnosed again."""
+def api_goes_down(h: GraphHarness) -> None:
+    """Two minutes of both healthy (the baseline root-cause ranking compares with), then api
+    down for two ticks: its incident opens."""
     for _ in range(120):
         h.tick(web=1, api=1)
     h.tick(web=1, api=0)
     h.tick(web=1, api=0)
+
+
+def api_then_web_down(h: GraphHarness) -> None:
+    """api goes down first, then web (which calls api) too, for six ticks."""
+    api_goes_down(h)
+    for _ in range(6):
+        h.tick(web=0, api=0)
+
+
+def api_fixed_then_web_down(h: GraphHarness) -> None:
+    """api goes down and is restarted; just after its action ends, web (which calls api) goes
+    down for good: web's incident waits for api to settle, then is diagnosed again."""
+    api_goes_down(h)
     for _ in range(40):
         h.tick(web=1, api=1)
         if any(a.state.terminal for a in h.store.actions(service="api")):

@@ -409,7 +409,7 @@ class Executor:
                 error = exc
                 break
             except Exception as exc:  # an actuator bug must not take the engine down
-                error = ActuatorError(f"{type(exc).__name__}: {exc}")
+                error = ActuatorError(_said(exc))
                 break
         return detail, error
 
@@ -1024,7 +1024,7 @@ def _kind(action: Action) -> str:
 
 def _said(exc: Exception) -> str:
     """An actuator's error as said in the journal: its message, or for any other exception (an
-    actuator's bug) its type too, as :meth:`Executor._call` says it."""
+    actuator's bug) its type too (:meth:`Executor._call`, the recovery checks, a step's snapshot)."""
     return str(exc) if isinstance(exc, ActuatorError) else f"{type(exc).__name__}: {exc}"
 
 
