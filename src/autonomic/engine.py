@@ -1600,7 +1600,7 @@ class Engine:
             self._next_collect = now + self.config.engine.interval_s
             with _collector_paused():
                 self.collect(now)
-                fresh = [self._with_exit(f) for f in self.detect(now)]
+                fresh = [self._with_probe_failure(self._with_exit(f)) for f in self.detect(now)]
             self._watch_exits()
             while True:
                 try:
@@ -1904,6 +1904,19 @@ class Engine:
         tail = self.supervisor.log_tail(finding.service, 5)[-_EXIT_TAIL_CHARS:]
         return finding.model_copy(update={"evidence": {**finding.evidence, "exit": describe_exit(code),
                                                        "log_tail": tail}})
+
+    def _with_probe_failure(self, finding: Finding) -> Finding:
+        """A ``down`` finding with why its service's HTTP probe failed at the last collection
+        (``probe``: "GET http://host/health: answered 503, expected 200", a timeout, connection
+        refused) in its evidence, for ``autonomic explain``, the dashboard and the person asked to
+        approve a restart; any other finding, or one whose probe passed, as it is."""
+        if finding.cause != "down":
+            return finding
+        failure = next((getattr(src, "failure", None) for src in self.sources
+                        if isinstance(src, HttpProbe | ProbeGroup) and src.service == finding.service), None)
+        if not failure:
+            return finding
+        return finding.model_copy(update={"evidence": {**finding.evidence, "probe": failure}})
 
     def _rotate_service_logs(self) -> None:
         """Keep the supervised services' logs under their size bound (Supervisor.rotate_logs)."""

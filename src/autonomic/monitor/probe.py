@@ -11,7 +11,7 @@ import httpx
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from autonomic.model import Sample
-from autonomic.redact import shown_url
+from autonomic.redact import scrub, shown_url
 
 
 def check_http_url(url: str) -> str:
@@ -64,6 +64,9 @@ class HttpProbeSpec(BaseModel):
         return check_http_url(v)
 
 
+_FAILURE_CHARS = 200  # of an HTTP client's error in a failure reason
+
+
 class HttpProbe:
     """Source ``probe:<service>``: yields ``probe_ok`` (1 when the GET answered with the
     expected status within the timeout, else 0) and ``probe_latency_ms`` (the attempt's
@@ -74,28 +77,41 @@ class HttpProbe:
     ``timeout_s`` bounds the whole answer, body included: httpx's timeout bounds each read,
     so a server trickling its body could otherwise pass after many times the timeout (and
     hold up the collection that long). The body is read until the deadline, then given up.
+
+    ``failure`` says why the last collection read 0 (None when it read 1): the status it got, the
+    timeout it ran out of, or the HTTP client's error (the URL's credentials hidden). The engine
+    puts it in a ``probe_ok`` finding's evidence: "down" alone does not tell a person whether
+    the port is closed or the service answers 503.
     """
 
     def __init__(self, service: str, spec: HttpProbeSpec, client: httpx.Client | None = None) -> None:
         self.service = service
         self.spec = spec
         self.name = f"probe:{service}"
+        self.failure: str | None = None
         self._owns_client = client is None
         self._client = client if client is not None else httpx.Client()
 
     def collect(self, now: float) -> Sequence[Sample]:
         timeout = self.spec.timeout_s
         started = time.perf_counter()
+        failure: str | None = None
         try:
             with self._client.stream("GET", self.spec.url, timeout=timeout) as response:
-                ok = response.status_code == self.spec.expect_status
+                if response.status_code != self.spec.expect_status:
+                    failure = f"answered {response.status_code}, expected {self.spec.expect_status}"
                 for _ in response.iter_bytes():
                     if time.perf_counter() - started > timeout:
                         break
-        except httpx.HTTPError:
-            ok = False
+        except httpx.TimeoutException as exc:
+            failure = f"no answer within {timeout:g} s ({type(exc).__name__})"
+        except httpx.HTTPError as exc:
+            failure = f"{type(exc).__name__}: {scrub(str(exc), self.spec.url)}"[:_FAILURE_CHARS]
         elapsed = time.perf_counter() - started
-        ok = ok and elapsed <= timeout
+        if failure is None and elapsed > timeout:
+            failure = f"the answer took {elapsed:.1f} s, more than {timeout:g} s"
+        ok = failure is None
+        self.failure = failure and f"GET {shown_url(self.spec.url)}: {failure}"
         latency_ms = elapsed * 1000.0
         return [
             Sample(self.service, "probe_ok", now, 1.0 if ok else 0.0),
@@ -115,7 +131,8 @@ class ProbeGroup:
     One sample per collection keeps ``down_after`` and ``sustain`` counting collections: with a
     sample per probe, two probes failing once would be two failed samples in a row (down at
     the first failure), and one probe failing for good would alternate with the other's
-    successes (never down, only an availability breach).
+    successes (never down, only an availability breach). ``failure``: the failing probes'
+    reasons, joined (None when every probe passed).
     """
 
     def __init__(self, service: str, probes: Sequence[HttpProbe]) -> None:
@@ -124,6 +141,11 @@ class ProbeGroup:
         self.service = service
         self.name = f"probe:{service}"
         self.probes = list(probes)
+
+    @property
+    def failure(self) -> str | None:
+        reasons = [p.failure for p in self.probes if p.failure]
+        return "; ".join(reasons) or None
 
     def collect(self, now: float) -> Sequence[Sample]:
         ok, latency = 1.0, 0.0

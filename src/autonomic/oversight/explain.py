@@ -183,7 +183,10 @@ def render_text(chain: dict[str, Any]) -> str:
             lines.append(f"  {_t(f['ts'])} {f['kind']} {f['metric']}: {f['summary']}")
             lines.extend(f"    {line}" for line in burn_evidence(f["evidence"]))
             continue
+        probe = ev.pop("probe", None)  # why the HTTP probe failed: whole, not cut
         lines.append(f"  {_t(f['ts'])} {f['kind']} {f['metric']}: {f['summary']}  {json.dumps(ev)[:160]}")
+        if probe:
+            lines.append(f"    probe: {probe}")
     lines.append("")
     lines.append("Diagnosis (patterns considered):")
     for d in chain["diagnoses"]:
