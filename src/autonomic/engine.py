@@ -23,6 +23,7 @@ import time
 import zlib
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from http.cookiejar import CookieJar, DefaultCookiePolicy
 from pathlib import Path
@@ -78,6 +79,7 @@ from autonomic.model import (
     Notification,
     Pattern,
     Resolution,
+    Sample,
     Severity,
     Verdict,
     new_id,
@@ -760,6 +762,7 @@ class Engine:
         ctx = ActuatorContext(clock=self.clock, state_dir=config.state_dir, supervisor=self.supervisor)
         self.actuators = {t: self.registry.actuator(t)(ctx) for t in self.registry.types("actuator")}
         self._http: httpx.Client | None = None  # the sources' HTTP client, when built here
+        self._collector: ThreadPoolExecutor | None = None  # the lanes of HTTP sources: see _collect_lanes
         try:  # what the host lacks (a notifier's secret unset): the store opened here is closed again,
             # as a config reload that is refused would otherwise leave it open, once per SIGHUP
             self.notifiers = notifiers or self._build_notifiers()
@@ -1371,6 +1374,8 @@ class Engine:
                 self.elector.release()
         else:
             self.notifiers.close(timeout=NOTIFIERS_CLOSE_S)
+        if self._collector is not None:
+            self._collector.shutdown(wait=False, cancel_futures=True)
         if self._http is not None:
             self._http.close()
         self.store.close()
@@ -1838,11 +1843,11 @@ class Engine:
             except StoreError as exc:
                 if self._problem("store", str(exc)):
                     log.error("the store refused a read of the services stopped on purpose: %s", exc)
-        for src in self.sources:
-            self.watchdog.beat(f"collecting from source {src.name}")
+        collected = self._collect_lanes(now)
+        for i, src in enumerate(self.sources):
             topic = f"source:{src.name}"
             try:
-                samples = src.collect(now)
+                samples = collected(i, src)
                 self._answered[topic] = now
                 self.series.extend(samples)
                 self.goals.observe(samples)
@@ -1861,6 +1866,55 @@ class Engine:
             except Exception as exc:  # a broken source must not stop the loop
                 if self._problem(topic, repr(exc)):
                     log.exception("source %s failed", src.name)
+
+    def _collect_lanes(self, now: float) -> Callable[[int, Source], Sequence[Sample]]:
+        """Start collecting the sources that ask a server over HTTP (each has a ``lane``: the
+        server), a lane's sources one after another, up to ``engine.collect_workers`` lanes at
+        once on worker threads; and say how to get source ``i``'s samples, in the sources' order
+        on the loop's thread: a lane source's from its lane (waiting for it; what it raised, raised
+        again), any other's by collecting it there and then (host and process metrics are read
+        locally; unit states are bounded by their own limit). A server that hangs holds its lane
+        only: the loop waits for the slowest lane, not for the sum of every source's timeouts."""
+        lanes: dict[str, list[int]] = {}
+        for i, src in enumerate(self.sources):
+            lane = getattr(src, "lane", None)
+            if isinstance(lane, str):
+                lanes.setdefault(lane, []).append(i)
+        workers = self.config.engine.collect_workers
+        if workers <= 1 or len(lanes) <= 1:
+            lanes = {}  # one lane or none: nothing to do at once
+
+        def run(indices: list[int]) -> dict[int, Sequence[Sample] | Exception]:
+            out: dict[int, Sequence[Sample] | Exception] = {}
+            for i in indices:
+                src = self.sources[i]
+                self.watchdog.beat(f"collecting from source {src.name}")
+                try:
+                    out[i] = src.collect(now)
+                except Exception as exc:  # said on the loop's thread, in the sources' order
+                    out[i] = exc
+            return out
+
+        futures: dict[int, Future[dict[int, Sequence[Sample] | Exception]]] = {}
+        if lanes:
+            if self._collector is None:
+                self._collector = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="autonomic-collect")
+            for indices in lanes.values():
+                future = self._collector.submit(run, indices)
+                futures.update(dict.fromkeys(indices, future))
+
+        def collected(i: int, src: Source) -> Sequence[Sample]:
+            future = futures.get(i)
+            if future is None:
+                self.watchdog.beat(f"collecting from source {src.name}")
+                return src.collect(now)
+            self.watchdog.beat(f"waiting for source {src.name} (collected in its lane, {getattr(src, 'lane', '?')})")
+            outcome = future.result()[i]
+            if isinstance(outcome, Exception):
+                raise outcome
+            return outcome
+
+        return collected
 
     def _still_starting(self, src: Source, topic: str, now: float) -> str | None:
         """Why a failure of ``src`` is not a problem to warn of, or None when it is: its service is

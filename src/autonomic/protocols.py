@@ -30,7 +30,10 @@ class Clock(Protocol):
 class Source(Protocol):
     """Produces samples when polled. Never raises for a bad target: it raises SourceError,
     which the engine logs and counts, and the other sources carry on; one that collected part
-    (its ``samples``) has that part stored."""
+    (its ``samples``) has that part stored. One that asks a server over the network may say
+    which in a ``lane`` attribute (``http://host:port``): the engine collects the sources of
+    a lane one after another on a worker thread, lanes at once (``engine.collect_workers``);
+    the samples are taken on the loop's thread, in the sources' order."""
 
     name: str
 

@@ -24,6 +24,18 @@ def check_http_url(url: str) -> str:
     return url
 
 
+def origin(url: str) -> str:
+    """The server ``url`` is on (``http://host:port``, the port spelled out, no credentials): a
+    source's collection lane. Sources of one server are collected one after another, the
+    servers' lanes at once (see ``engine.collect_workers``)."""
+    parts = urlsplit(url)
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:  # not a port number: its own lane, as written
+        return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}"
+    return f"{parts.scheme}://{(parts.hostname or '').lower()}:{port}"
+
+
 def get_within(client: httpx.Client, url: str, timeout_s: float,
                params: Mapping[str, str | float] | None = None) -> httpx.Response:
     """GET ``url``, the whole answer (its body read) within about ``timeout_s``: httpx's timeout
@@ -88,6 +100,7 @@ class HttpProbe:
         self.service = service
         self.spec = spec
         self.name = f"probe:{service}"
+        self.lane = origin(spec.url)
         self.failure: str | None = None
         self._owns_client = client is None
         self._client = client if client is not None else httpx.Client()
@@ -141,6 +154,7 @@ class ProbeGroup:
         self.service = service
         self.name = f"probe:{service}"
         self.probes = list(probes)
+        self.lane = self.probes[0].lane  # its probes run one after another: one lane
 
     @property
     def failure(self) -> str | None:

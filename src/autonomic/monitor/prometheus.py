@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from autonomic.errors import SourceError
 from autonomic.model import Sample
-from autonomic.monitor.probe import check_http_url, get_within
+from autonomic.monitor.probe import check_http_url, get_within, origin
 from autonomic.redact import scrub
 
 _SNIPPET = 200  # at most this many characters of a bad payload go into an error message
@@ -99,6 +99,7 @@ class PrometheusScrape:
         self.service = service
         self.spec = spec
         self.name = f"prometheus:{service}"
+        self.lane = origin(spec.url)
         self._owns_client = client is None
         self._client = client if client is not None else httpx.Client()
 

@@ -31,7 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError,
 
 from autonomic.errors import SourceError
 from autonomic.model import Sample
-from autonomic.monitor.probe import check_http_url, get_within
+from autonomic.monitor.probe import check_http_url, get_within, origin
 from autonomic.redact import scrub
 
 _SNIPPET = 200  # at most this many characters of a bad payload go into an error message
@@ -237,6 +237,7 @@ class PromQuerySource:
         self.service = service
         self.spec = spec
         self.name = f"promql:{service}:{spec.metric}"
+        self.lane = origin(spec.url)  # one Prometheus's queries one after another: see Unanswered
         self._owns_client = client is None
         self._client = client if client is not None else httpx.Client()
         self._last_ts: float | None = None
@@ -352,6 +353,7 @@ class SharedPromQuery:
         self.sources = list(sources)
         first = sources[0].spec
         self.name = f"promql:{first.metric}:{len(sources)} services:{first.query}"
+        self.lane = sources[0].lane
 
     def collect(self, now: float) -> Sequence[Sample]:
         first = self.sources[0]
