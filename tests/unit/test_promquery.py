@@ -383,3 +383,29 @@ def test_non_json_success_body_is_a_source_error() -> None:
 def test_parse_query_response_reports_series_with_their_labels() -> None:
     body = json.loads(json.dumps(matrix(({"job": "a"}, [(1.0, "1"), (2.0, "+Inf")]))))
     assert parse_query_response(body) == [({"job": "a"}, [(1.0, 1.0)])]
+
+
+def test_an_answer_longer_than_max_body_bytes_is_an_error_naming_the_limit_and_counts_as_answered() -> None:
+    """A family query over a whole fleet is not held whole past ``max_body_bytes``; the server did
+    answer, so it ends a run of unanswered queries: q0 and q2 time out on either side of it, and
+    q3 is still asked (two unanswered in a row would have made it "not asked")."""
+    asked: list[str] = []
+
+    def huge_or_hung(request: httpx.Request) -> httpx.Response:
+        asked.append(request.url.params["query"])
+        if request.url.params["query"] == "q1":
+            return httpx.Response(200, content=b"[" * (2 * 1024 * 1024))
+        raise httpx.ReadTimeout("no answer", request=request)
+
+    client = httpx.Client(transport=httpx.MockTransport(huge_or_hung))
+    unanswered = Unanswered()
+    sources = [PromQuerySource(f"s{i}", PromQuerySpec(url=BASE, query=f"q{i}", metric="m", max_body_bytes=1024 * 1024),
+                               client, unanswered) for i in range(4)]
+    errors = []
+    for src in sources:
+        with pytest.raises(SourceError) as err:
+            src.collect(NOW)
+        errors.append(str(err.value))
+    assert "longer than 1,048,576 bytes (max_body_bytes)" in errors[1]
+    assert asked == ["q0", "q1", "q2", "q3"]
+    assert "no complete answer" in errors[3]

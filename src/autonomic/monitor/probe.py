@@ -36,20 +36,34 @@ def origin(url: str) -> str:
     return f"{parts.scheme}://{(parts.hostname or '').lower()}:{port}"
 
 
+MAX_BODY_BYTES = 64 * 1024 * 1024  # of a scrape's or a query's answer, unless its source says otherwise
+
+
+class TooLarge(httpx.HTTPError):
+    """An answer longer than its reader's limit, given up once that much was read."""
+
+
 def get_within(client: httpx.Client, url: str, timeout_s: float,
-               params: Mapping[str, str | float] | None = None) -> httpx.Response:
+               params: Mapping[str, str | float] | None = None, *,
+               max_bytes: int = MAX_BODY_BYTES) -> httpx.Response:
     """GET ``url``, the whole answer (its body read) within about ``timeout_s``: httpx's timeout
     bounds each phase and each read on its own, so a server trickling its body could otherwise
     hold the caller many times the timeout. The body is read until the deadline; past it,
     ``httpx.ReadTimeout`` (an ``httpx.TimeoutException``, as a timeout of one read is). At most
     one read more than the deadline: about twice ``timeout_s`` plus the connect in all, once the
     headers are in. Headers trickled a byte at a time are still bounded per read only (httpx
-    reads them before this sees the answer), as for :class:`HttpProbe`."""
+    reads them before this sees the answer), as for :class:`HttpProbe`. A body (decoded) of more
+    than ``max_bytes``: :class:`TooLarge`, once that much was read (a /metrics page whose labels
+    exploded, a family query over a whole fleet, would otherwise be held whole in memory)."""
     deadline = time.monotonic() + timeout_s
     with client.stream("GET", url, params=params, timeout=timeout_s) as response:
         chunks: list[bytes] = []
+        size = 0
         for chunk in response.iter_bytes():
             chunks.append(chunk)
+            size += len(chunk)
+            if size > max_bytes:
+                raise TooLarge(f"the answer is longer than {max_bytes:,} bytes (max_body_bytes): not read further")
             if time.monotonic() > deadline:
                 raise httpx.ReadTimeout(f"the answer was not complete within {timeout_s:g} s",
                                         request=response.request)

@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from autonomic.errors import SourceError
 from autonomic.model import Sample
-from autonomic.monitor.probe import check_http_url, get_within, origin
+from autonomic.monitor.probe import MAX_BODY_BYTES, TooLarge, check_http_url, get_within, origin
 from autonomic.redact import scrub
 
 _SNIPPET = 200  # at most this many characters of a bad payload go into an error message
@@ -36,6 +36,7 @@ class PrometheusSpec(BaseModel):
     type: Literal["prometheus"] = "prometheus"
     url: str
     timeout_s: float = Field(default=2.0, gt=0, le=60)
+    max_body_bytes: int = Field(default=MAX_BODY_BYTES, gt=0, le=1024**3)
     rename: dict[str, str] = Field(default_factory=dict)
 
     @field_validator("url")
@@ -84,8 +85,8 @@ class PrometheusScrape:
 
     Raises ``SourceError`` naming the URL (credentials in it shown as ``***``) for a
     connection failure, no complete answer within ``timeout_s`` (body included: a server trickling
-    its metrics does not hold the loop; see :func:`~autonomic.monitor.probe.get_within`), a
-    non-200 answer, or a body that is not Prometheus text
+    its metrics does not hold the loop; see :func:`~autonomic.monitor.probe.get_within`), an
+    answer longer than ``max_body_bytes`` (64 MiB), a non-200 answer, or a body that is not Prometheus text
     (quoting at most 200 characters of the offending payload).
     Non-finite values (NaN, +-Inf) are dropped. A series the payload repeats gives one sample,
     its first (as Prometheus keeps), so ``sustain`` and ``down_after`` count scrapes. A ``rename``
@@ -112,7 +113,9 @@ class PrometheusScrape:
     def _collect(self, now: float) -> Sequence[Sample]:
         url = self.spec.url
         try:
-            response = get_within(self._client, url, self.spec.timeout_s)
+            response = get_within(self._client, url, self.spec.timeout_s, max_bytes=self.spec.max_body_bytes)
+        except TooLarge as exc:
+            raise SourceError(f"{url}: {exc}") from None
         except httpx.TimeoutException:
             raise SourceError(f"{url}: no complete answer within {self.spec.timeout_s:g} s") from None
         except httpx.HTTPError as exc:

@@ -31,7 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError,
 
 from autonomic.errors import SourceError
 from autonomic.model import Sample
-from autonomic.monitor.probe import check_http_url, get_within, origin
+from autonomic.monitor.probe import MAX_BODY_BYTES, TooLarge, check_http_url, get_within, origin
 from autonomic.redact import scrub
 
 _SNIPPET = 200  # at most this many characters of a bad payload go into an error message
@@ -58,6 +58,8 @@ class PromQuerySpec(BaseModel):
     range_s: float = Field(default=300.0, gt=0)
     step_s: float = Field(default=15.0, gt=0)
     timeout_s: float = Field(default=5.0, gt=0, le=60)
+    # of an answer (a query shared by services: its first source's)
+    max_body_bytes: int = Field(default=MAX_BODY_BYTES, gt=0, le=1024**3)
     label: str | None = Field(default=None, min_length=1)
 
     @field_validator("url")
@@ -290,7 +292,11 @@ class PromQuerySource:
         if refusal is not None:
             raise SourceError(f"{url}: {refusal}")
         try:
-            response = get_within(self._client, url, self.spec.timeout_s, params)
+            response = get_within(self._client, url, self.spec.timeout_s, params, max_bytes=self.spec.max_body_bytes)
+        except TooLarge as exc:  # an answer, all the same: the server is not hung
+            if unanswered is not None and now is not None:
+                unanswered.record(server, now, answered=True)
+            raise SourceError(f"{url}: {exc}") from None
         except httpx.TimeoutException:
             if unanswered is not None and now is not None:
                 unanswered.record(server, now, answered=False)
