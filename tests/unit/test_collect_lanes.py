@@ -58,14 +58,21 @@ def _servers(count: int, barrier: threading.Barrier, in_flight: list[int]) -> It
             s.server_close()
 
 
-def _engine(tmp_path: Path, ports: list[int], workers: int) -> tuple[Engine, Store]:
+def _probed(tmp_path: Path, ports: list[int], workers: int) -> list[float | None]:
+    """What one collection of an engine probing service ``s<i>`` on ``ports[i]`` read: each
+    service's ``probe_ok`` (None: no sample)."""
     data = {"engine": {"state_dir": str(tmp_path / "state"), "host_metrics": False, "collect_workers": workers},
             "services": [{"name": f"s{i}", "probes": [{"url": f"http://127.0.0.1:{port}/health", "timeout_s": 10}]}
                          for i, port in enumerate(ports)],
             "builtin_patterns": False}
     config = load_config_data(data, source="test.yaml", base_dir=tmp_path)
-    store = Store("sqlite://")
-    return Engine(config, store=store, clock=ManualClock()), store
+    engine = Engine(config, store=Store("sqlite://"), clock=ManualClock())
+    try:
+        engine.collect(engine.clock.now())
+        latest = [engine.series.latest(f"s{i}", "probe_ok") for i in range(len(ports))]
+    finally:
+        engine.shutdown()
+    return [x[1] if x else None for x in latest]
 
 
 def test_the_probes_of_services_on_different_servers_are_asked_at_once(tmp_path: Path) -> None:
@@ -74,13 +81,7 @@ def test_the_probes_of_services_on_different_servers_are_asked_at_once(tmp_path:
     every probe would read 503)."""
     barrier, in_flight = threading.Barrier(SERVICES), [0, 0]
     with _servers(SERVICES, barrier, in_flight) as ports:
-        engine, _ = _engine(tmp_path, ports, workers=8)
-        try:
-            engine.collect(engine.clock.now())
-            latest = [engine.series.latest(f"s{i}", "probe_ok") for i in range(SERVICES)]
-        finally:
-            engine.shutdown()
-    assert [x[1] if x else None for x in latest] == [1.0] * SERVICES
+        assert _probed(tmp_path, ports, workers=8) == [1.0] * SERVICES
     assert in_flight[1] == SERVICES
 
 
@@ -89,13 +90,7 @@ def test_with_one_collect_worker_the_probes_are_asked_one_after_another(tmp_path
     is alone at the barrier, which breaks, and every probe reads 503 (0)."""
     barrier, in_flight = threading.Barrier(SERVICES), [0, 0]
     with _servers(SERVICES, barrier, in_flight) as ports:
-        engine, _ = _engine(tmp_path, ports, workers=1)
-        try:
-            engine.collect(engine.clock.now())
-            latest = [engine.series.latest(f"s{i}", "probe_ok") for i in range(SERVICES)]
-        finally:
-            engine.shutdown()
-    assert [x[1] if x else None for x in latest] == [0.0] * SERVICES
+        assert _probed(tmp_path, ports, workers=1) == [0.0] * SERVICES
     assert in_flight[1] == 1
 
 
@@ -104,14 +99,8 @@ def test_the_sources_of_one_server_are_asked_one_after_another(tmp_path: Path) -
     server in trouble is not asked twice as hard), while the other server's lane runs beside."""
     barrier, in_flight = threading.Barrier(2), [0, 0]
     with _servers(2, barrier, in_flight) as ports:
-        engine, _ = _engine(tmp_path, [ports[0], ports[0], ports[1]], workers=8)
-        try:
-            engine.collect(engine.clock.now())
-            latest = {f"s{i}": engine.series.latest(f"s{i}", "probe_ok") for i in range(3)}
-        finally:
-            engine.shutdown()
-    # s0 and s2 met at the barrier (lanes at once); s1, after s0 on its server, waited alone
-    assert {k: (v[1] if v else None) for k, v in latest.items()} == {"s0": 1.0, "s1": 0.0, "s2": 1.0}
+        # s0 and s2 met at the barrier (lanes at once); s1, after s0 on its server, waited alone
+        assert _probed(tmp_path, [ports[0], ports[0], ports[1]], workers=8) == [1.0, 0.0, 1.0]
     assert in_flight[1] == 2
 
 
