@@ -485,3 +485,19 @@ def test_after_actions_naming_a_hand_over_pattern_is_refused_it_never_acts(tmp_p
     [p] = problems_of([tmp_path], registry)
     assert (p.file, p.line, p.field) == (str(f), 5, "match.after_actions.patterns[1]")
     assert "pattern 'page-me' has no action" in p.message
+
+
+def test_a_pattern_file_over_the_size_limit_is_refused_unread_and_the_others_still_checked(
+    tmp_path: Path, registry: Registry
+) -> None:
+    """A huge file in a pattern folder (a manifest dump, say) used to be parsed whole: 7 MB took
+    30 s, holding the engine's loop on a reload. It is refused before it is read, naming the file
+    and its size; the other files are checked as ever."""
+    big = tmp_path / "dump.yaml"
+    big.write_text("patterns:\n" + "  - {id: filler, description: '" + "x" * (1 << 20) + "'}\n")
+    write(tmp_path, "good.yaml", GOOD)
+    write(tmp_path, "bad.yaml", GOOD.replace("good-one", "bad-one").replace("0.5", "2"))
+    problems = problems_of([tmp_path], registry)
+    assert [(p.file, p.field) for p in problems] == [(str(tmp_path / "bad.yaml"), "prior_confidence"),
+                                                    (str(big), "")]
+    assert "1.0 MiB, more than the 1 MiB a pattern file may hold: not read" in problems[1].message

@@ -123,6 +123,13 @@ class PatternYaml(BaseModel):
         return v
 
 
+MAX_FILE_BYTES = 1 << 20
+"""The largest pattern file read (a built-in one is under 2 KiB; 1 MiB holds some 2,000 patterns).
+A larger one is refused unread: parsing it would take minutes (7 MB: 30 s) while a reload holds
+the engine's loop, and it is most likely not a pattern file at all (a manifest dump in a folder
+listed under ``patterns:``)."""
+
+
 def _never_matches(match: PatternMatch) -> list[tuple[tuple[str | int, ...], str]]:
     """Each field of ``match`` that no incident could ever meet, as (its location under ``match``,
     why): a pattern written so is loaded without a word and silently matches nothing."""
@@ -239,6 +246,15 @@ def _load(paths: Sequence[Path], registry: Registry) -> tuple[list[Pattern], lis
     chains: list[tuple[YamlDoc, tuple[str | int, ...], PatternYaml]] = []
     counted: list[tuple[YamlDoc, tuple[str | int, ...], PatternYaml]] = []  # with match.after_actions
     for file in _pattern_files(paths, problems):
+        try:
+            size = file.stat().st_size
+        except OSError:
+            size = 0  # load_yaml says why it cannot be read
+        if size > MAX_FILE_BYTES:
+            problems.append(Problem(str(file), None, "", f"{size / (1 << 20):.1f} MiB, more than the "
+                                    f"{MAX_FILE_BYTES >> 20} MiB a pattern file may hold: not read (is it a pattern "
+                                    "file? split a larger library into several files)"))
+            continue
         try:
             doc = load_yaml(file)
         except ConfigError as e:
