@@ -272,3 +272,16 @@ def test_a_metric_the_probes_or_the_supervisor_sample_recorded_by_a_metrics_sour
         load(probes=[{"url": "http://web:8080/health"}], metrics=[scrape])
     load(metrics=[up])  # no process binding: the query's up is the service's one up series
     load(actuators=process, metrics=[{**up, "metric": "prometheus_up"}])
+
+
+def test_a_kubernetes_binding_naming_a_workload_or_namespace_kubernetes_could_not_name_is_refused(
+        tmp_path: Path) -> None:
+    """The workload and its namespace are segments of every API path the actuator calls (a ``..``
+    there is resolved away by the HTTP client before the request is sent): a name Kubernetes
+    could not give an object is refused at load, naming the field."""
+    data = {"services": [{"name": "web", "actuators": {"kubernetes": {"name": "..", "namespace": "Shop"}}}]}
+    with pytest.raises(ConfigError) as err:
+        load_config_data(data, source="autonomic.yaml", base_dir=tmp_path)
+    said = {p.field: p.message for p in err.value.problems}
+    assert said["services[0].actuators.kubernetes.name"].startswith("'..' is not a Kubernetes object name")
+    assert said["services[0].actuators.kubernetes.namespace"].startswith("'Shop' is not a Kubernetes namespace")

@@ -501,3 +501,28 @@ def test_a_pattern_file_over_the_size_limit_is_refused_unread_and_the_others_sti
     assert [(p.file, p.field) for p in problems] == [(str(tmp_path / "bad.yaml"), "prior_confidence"),
                                                     (str(big), "")]
     assert "1.0 MiB, more than the 1 MiB a pattern file may hold: not read" in problems[1].message
+
+
+@pytest.mark.parametrize(
+    ("params", "field", "name"),
+    [
+        ("{op: delete_pod, pod: ..}", "action.params.pod", "'..'"),
+        ("{op: delete_pod, pod: .}", "action.params.pod", "'.'"),
+        ("{op: patch_configmap, configmap: ../app, key: k, value: v}", "action.params.configmap", "'../app'"),
+        ("{op: patch_configmap, configmap: App_Config, key: k, value: v}", "action.params.configmap",
+         "'App_Config'"),
+    ],
+)
+def test_a_kubernetes_remedy_naming_an_object_kubernetes_could_not_name_is_refused_at_load(
+    tmp_path: Path, builtin_registry: Registry, params: str, field: str, name: str
+) -> None:
+    """The pod or ConfigMap a remedy names is a segment of the API's URL path, and a dot segment
+    there is resolved by the HTTP client before it is sent: ``pods/..`` reads (and the delete then
+    aims at) the namespace itself, ``pods/.`` the list of every pod. Such a name loaded without a
+    word and was found out, if at all, by the API at 3 a.m.; it is refused when patterns load,
+    naming the field, as any name Kubernetes would refuse."""
+    text = ("id: k8s-remedy\nmatch: {cause: down}\naction:\n  type: kubernetes\n  params: " + params + "\n"
+            "prior_confidence: 0.5\nverify: {metric: up, min: 1}\n")
+    [p] = problems_of([write(tmp_path, "a.yaml", text)], builtin_registry)
+    assert (p.field, p.line) == (field, 5)
+    assert p.message.startswith(f"{name} is not a Kubernetes object name")
