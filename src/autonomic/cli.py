@@ -625,7 +625,9 @@ def check(
         cfg = None
     extra = list(patterns or [])
     if extra and cfg is None:  # the config's own library cannot be read: each file on its own
-        problems.extend(check_patterns(extra, registry))
+        # a file the config's patterns hold was judged with them already: its problems once, not twice
+        said = {Path(p.file).resolve() for p in problems if p.file}
+        problems.extend(p for p in check_patterns(extra, registry) if not p.file or Path(p.file).resolve() not in said)
     elif extra and cfg is not None:
         # beside the library the config loads, as the engine would read them once added to it: a
         # `then:` may name a built-in pattern, and an id the library has already is a duplicate

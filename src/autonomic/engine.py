@@ -2537,6 +2537,7 @@ class Engine:
                     # a first diagnosis that waited for the service to be free is made again from what
                     # is true now (an escalation chain's next step keeps its own)
                     stale = now - diagnosis.ts > self._stale_after() and not self.store.actions(incident_id=inc.id)
+                    stale = stale or self._pattern_gone(diagnosis) is not None
                     ctx = self._gate_context(inc, diagnosis, now, human=False)  # stale: for its turn alone
             if busy is not None:
                 self._tell_wait(inc, busy)
@@ -2550,8 +2551,10 @@ class Engine:
             if turn is not None:
                 return turn
             if stale:
-                log.info("incident %s: diagnosis is %.0f s old; diagnosing again", inc.id[:8], now - diagnosis.ts)
-                return self._diagnose(inc, now)
+                gone = self._pattern_gone(diagnosis)
+                log.info("incident %s: %s", inc.id[:8], gone or f"diagnosis is {now - diagnosis.ts:.0f} s old; "
+                                                                   "diagnosing again")
+                return self._diagnose(inc, now, gone)
             self._waits_told.pop(inc.id, None)  # decided: a later wait (its escalation chain's) is told again
             return self._decide(inc, diagnosis, now, human=None, ctx=ctx, ruling=ruling)
         if inc.state == IncidentState.AWAITING_APPROVAL:
@@ -2665,9 +2668,23 @@ class Engine:
         for key, notification in held:
             self._send(key, notification)
 
-    def _diagnose(self, inc: Incident, now: float) -> float:
-        self._record_diagnosis(inc, self._diagnosis_for(inc, now), now)
+    def _diagnose(self, inc: Incident, now: float, why: str | None = None) -> float:
+        """Diagnose ``inc`` (again), ``why`` (when given) added to the rationale."""
+        diagnosis = self._diagnosis_for(inc, now)
+        if why is not None:
+            diagnosis = diagnosis.model_copy(update={"rationale": f"{diagnosis.rationale.rstrip('.')}; {why}"})
+        self._record_diagnosis(inc, diagnosis, now)
         return now
+
+    def _pattern_gone(self, diagnosis: Diagnosis) -> str | None:
+        """Why ``diagnosis`` cannot be acted on as it stands: the pattern that made it is no longer in
+        the library (a reload or a restart with another config renamed or removed it). Its action would
+        run as no pattern's: verified by a default instead of the pattern's own verification, its
+        outcome on no pattern's record. None when its pattern is still there, or it has none."""
+        pid = diagnosis.pattern_id
+        if pid is None or pid in self.patterns:
+            return None
+        return f"diagnosed again: {pid}, which diagnosed it, is no longer in the pattern library"
 
     def _diagnosis_for(self, inc: Incident, now: float) -> Diagnosis:
         """The diagnosis of ``inc`` now: reads (and the config history), no writes."""
@@ -3311,6 +3328,10 @@ class Engine:
                 return now  # replaced by a denial since it was read: that is the answer now
             inc = taking
         diagnosis = self.store.diagnoses(inc.id)[-1]
+        gone = self._pattern_gone(diagnosis) if answer.get("verdict") == "approve" else None
+        if gone is not None:  # approved, but not as it stands: decided again, through every gate
+            log.info("incident %s: approved by %s, but %s", inc.id[:8], who, gone)
+            return self._diagnose(inc, now, gone)
         if answer.get("verdict") == "approve":
             if self.store.get_state(backoff_key(inc.service)):  # a person's act resets the backoff
                 self.store.set_state(backoff_key(inc.service), None, actor=str(answer.get("actor", "?")),

@@ -1624,3 +1624,19 @@ def test_a_pause_file_removed_by_resume_is_audited_with_who_lifted_it(cfg: Path,
     (event,) = store.audit_events()
     assert (event.kind, event.actor, event.subject) == ("pause.lifted", "person:ops", "pause:service:web")
     assert cli("resume", "--service", "web", "-c", cfg).exit_code == 2  # nothing left to lift
+
+
+def test_check_of_a_bad_pattern_folder_and_a_file_in_it_names_each_problem_once(tmp_path: Path) -> None:
+    """A config whose pattern folder mixes good and bad files, checked with one of its bad files
+    given again (``autonomic check -c autonomic.yaml patterns/bad.yaml``): each problem is listed
+    once, naming the file and field, exit 2. Before, the bad file's problems were listed twice,
+    once by the config's path to it and once by the path given."""
+    pdir = tmp_path / "patterns"
+    pdir.mkdir()
+    _write(pdir / "good.yaml", "id: good-one\nmatch: {cause: down}\nprior_confidence: 0.5\n")
+    bad = _write(pdir / "bad.yaml", "id: bad-one\nmatch: {cause: down}\nprior_confidence: 2\n")
+    config = _write(tmp_path / "autonomic.yaml", f"engine: {{state_dir: {tmp_path / 'state'}, host_metrics: false}}\n"
+                                                 "services: []\npatterns: [patterns]\n")
+    result = cli("check", "-c", config, bad)
+    assert result.exit_code == 2
+    assert result.stderr.splitlines() == [f"{bad}:3: prior_confidence: Input should be less than or equal to 1"]

@@ -227,3 +227,19 @@ def test_the_ladder_says_one_success_one_failure_and_one_outcome_in_the_singular
         Autonomy.SUGGEST, "demoted to suggest after 2 failures in the last 2")
     assert earned_level([FAIL, OK], Autonomy.SUGGEST, two) == (
         Autonomy.SUGGEST, "at suggest: 1 of 2 outcomes verified, 1 verified success in a row")
+
+
+def test_a_promotion_partly_earned_by_approvals_says_how_many_fixes_were_verified() -> None:
+    """At ``approve`` each fix is a person's approval and then its outcome, two successes on the
+    record: the fifth success in a row came after only two verified fixes, and the promotion to
+    ``auto`` (audited, told to people) used to say "after 5 verified successes". It now says how
+    many were verified and how many were a person's approval."""
+    cfg = AutonomyLadder(enabled=True, max_level=Autonomy.AUTO)
+    approval = people_evidence([_decision(1, "approved")], "p", "api")[0]
+    record = [approval, OK, approval, OK, approval]
+    level, reason = earned_level(record, Autonomy.APPROVE, cfg)
+    assert level == Autonomy.AUTO
+    assert reason == "promoted to auto after 5 successes (2 verified, 3 approvals by a person) (100% of 5)"
+    level, reason = earned_level(record[:3], Autonomy.APPROVE, cfg)
+    assert level == Autonomy.APPROVE
+    assert reason.endswith("3 successes (1 verified, 2 approvals by a person) in a row")

@@ -272,3 +272,19 @@ def test_a_metric_the_probes_or_the_supervisor_sample_recorded_by_a_metrics_sour
         load(probes=[{"url": "http://web:8080/health"}], metrics=[scrape])
     load(metrics=[up])  # no process binding: the query's up is the service's one up series
     load(actuators=process, metrics=[{**up, "metric": "prometheus_up"}])
+
+
+def test_a_kubernetes_or_docker_binding_naming_what_could_not_be_named_there_is_refused(
+        tmp_path: Path) -> None:
+    """The workload and its namespace, the container, are segments of every API path the actuator
+    calls (a ``..`` there is resolved away by the HTTP client before the request is sent): a name
+    Kubernetes (or Docker) could not give an object is refused at load, naming the field."""
+    data = {"services": [{"name": "web", "actuators": {"kubernetes": {"name": "..", "namespace": "Shop"}}},
+                         {"name": "db", "actuators": {"docker": {"container": "../volumes/db"}}}]}
+    with pytest.raises(ConfigError) as err:
+        load_config_data(data, source="autonomic.yaml", base_dir=tmp_path)
+    said = {p.field: p.message for p in err.value.problems}
+    assert said["services[0].actuators.kubernetes.name"].startswith("'..' is not a Kubernetes object name")
+    assert said["services[0].actuators.kubernetes.namespace"].startswith("'Shop' is not a Kubernetes namespace")
+    # the Docker SDK leaves '/' unquoted in its paths: this container's restart would POST /volumes/db/restart
+    assert said["services[1].actuators.docker.container"].startswith("'../volumes/db' is not a container name")

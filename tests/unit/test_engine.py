@@ -4445,3 +4445,66 @@ def test_a_notification_a_notifier_gave_up_on_is_offered_to_it_again_with_backof
     assert kept() == []
     (gone,) = [e for e in h.store.audit_events() if e.kind == "notification.undelivered"]
     assert gone.data["title"] == "lost" and gone.data["notifiers"] == ["pager"] and gone.data["retries"] >= 5
+
+
+def test_an_approval_of_a_remedy_whose_pattern_left_the_library_diagnoses_again_and_asks_again(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A person approves a remedy; before the engine acts on it, a reload (or a restart) brings a
+    library where its pattern is renamed (here ``fake-down-poke`` to ``fake-down-poke-v2``, its
+    verification changed). The engine used to run the approved action as no pattern's: verified by
+    a default ``up`` >= 1 for 30 s instead of the pattern's own, its outcome on no pattern's record
+    (nor counted by a crash loop's ``after_actions``). Now the stale diagnosis is made again from
+    the library in force, and its remedy decided through every gate: at ``approve``, the person is
+    asked again about the pattern that now holds, and nothing runs meanwhile."""
+    store = Store("sqlite://")
+    first = Harness(tmp_path, policy={"autonomy": "approve"}, store=store)
+    first.feed("up", 0, 4)
+    inc = first.incident()
+    assert inc.state == IncidentState.AWAITING_APPROVAL
+    answer_approval(store, inc.id, "approve", actor="person:ann", comment="go", now=first.clock.now(),
+                    approval_ttl_s=3600.0)
+    renamed = PATTERN.replace("fake-down-poke", "fake-down-poke-v2").replace("window_s: 10", "window_s: 12")
+    monkeypatch.setattr(f"{__name__}.PATTERN", renamed)
+    h = Harness(tmp_path, policy={"autonomy": "approve"}, store=store, start_at=first.clock.now())
+    h.feed("up", 0, 2)
+    assert store.actions() == [] and h.actuator.calls == []
+    again = store.get(Incident, inc.id)
+    assert again is not None and again.state == IncidentState.AWAITING_APPROVAL
+    latest = store.diagnoses(inc.id)[-1]
+    assert latest.pattern_id == "fake-down-poke-v2"
+    assert "fake-down-poke, which diagnosed it, is no longer in the pattern library" in latest.rationale
+    decisions = store.decisions(inc.id)
+    assert [(d.verdict, d.pattern_id) for d in decisions] == [
+        (Verdict.NEEDS_APPROVAL, "fake-down-poke"), (Verdict.NEEDS_APPROVAL, "fake-down-poke-v2")]
+    answer_approval(store, inc.id, "approve", actor="person:ann", comment="go", now=h.clock.now(),
+                    approval_ttl_s=3600.0, answers=decisions[-1].id)
+    h.feed("up", 0, 2)
+    [action] = store.actions()
+    assert action.pattern_id == "fake-down-poke-v2" and action.verify is not None and action.verify.window_s == 12
+
+
+def test_a_diagnosis_whose_pattern_left_the_library_before_its_decision_is_made_again(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An approved remedy is decided in a step of its own after its diagnosis is written; an engine
+    restarted in between with the pattern renamed (``fake-down-poke`` to ``fake-down-poke-v2``)
+    used to act on the old diagnosis as no pattern's (a default verification, no record). Now it
+    diagnoses again from the library in force and acts as the pattern that now holds."""
+    store = Store("sqlite://")
+    first = Harness(tmp_path, store=store)
+
+    def killed(*args: Any, **kwargs: Any) -> float | None:
+        raise RuntimeError("killed before the decision")
+
+    monkeypatch.setattr(first.engine, "_decide", killed)
+    with contextlib.suppress(RuntimeError):
+        first.feed("up", 0, 4)
+    inc = first.incident()
+    assert inc.state == IncidentState.DIAGNOSED and store.actions() == []
+    renamed = PATTERN.replace("fake-down-poke", "fake-down-poke-v2").replace("window_s: 10", "window_s: 12")
+    monkeypatch.setattr(f"{__name__}.PATTERN", renamed)
+    h = Harness(tmp_path, store=store, start_at=first.clock.now())
+    h.feed("up", 0, 2)
+    [action] = store.actions()
+    assert action.pattern_id == "fake-down-poke-v2" and action.verify is not None and action.verify.window_s == 12
+    latest = store.diagnoses(inc.id)[-1]
+    assert latest.pattern_id == "fake-down-poke-v2" and "is no longer in the pattern library" in latest.rationale

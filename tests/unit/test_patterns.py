@@ -399,6 +399,8 @@ def test_escalation_chain_problems_name_the_entry_and_line(tmp_path: Path, regis
         ("{metric: error_rate, min: threshold}", "min: a service's thresholds are maximums"),
         ("{metric: up, max: threshold}", "a service has no maximum for 'up' to verify against"),
         ("{metric: availability, max: threshold}", "a service has no maximum for 'availability'"),
+        ("{metric: up, min: 1, window_s: .inf}", "window_s must be a finite number of seconds"),
+        ("{metric: up, min: 1, delay_s: .inf}", "delay_s must be a finite number of seconds"),
     ],
 )
 def test_a_verification_every_fix_would_pass_or_none_could_is_refused_naming_the_line(
@@ -442,3 +444,85 @@ def test_a_verification_bound_may_be_the_services_own_threshold(tmp_path: Path, 
     [p] = load_patterns([write(tmp_path, "a.yaml", text)], registry)
     assert p.verify is not None and (p.verify.max, p.verify.min, p.verify.threshold) == (None, 0.0, "max")
     assert p.verify.with_line(0.2).max == 0.2
+
+
+@pytest.mark.parametrize(
+    ("match", "field", "message"),
+    [
+        ("{cause: errors, after_change_s: -60}", "match.after_change_s", "-60 matches no incident"),
+        ("{cause: errors, after_change_s: .nan}", "match.after_change_s", "nan matches no incident"),
+        ("{cause: errors, after_change_s: 0}", "match.after_change_s", "0 matches no incident"),
+        ("{cause: errors, symptoms: [{metric: error_rate, min: 0.5, max: 0.1}]}", "match.symptoms[0]",
+         "min (0.5) is above max (0.1): no finding's value could meet both"),
+        ("{cause: errors, symptoms: [{metric: error_rate, max: .nan}]}", "match.symptoms[0].max",
+         "must be a number, not NaN"),
+        ("{cause: ''}", "match.cause", "is empty: no incident has an empty cause"),
+        ("{cause: errors, metric: ''}", "match.metric", "is empty"),
+        ("{cause: errors, service_type: ''}", "match.service_type", "is empty"),
+    ],
+)
+def test_a_match_no_incident_could_meet_is_refused_naming_the_field(
+    tmp_path: Path, registry: Registry, match: str, field: str, message: str
+) -> None:
+    """A condition that can never hold (a change made a negative time ago, a value above 0.5 and
+    below 0.1) used to load without a word: the pattern silently matched nothing, its author
+    believing it in force. The other patterns of the library are still checked beside it."""
+    f = write(tmp_path, "a.yaml", f"id: never\nmatch: {match}\nprior_confidence: 0.5\n")
+    write(tmp_path, "good.yaml", GOOD)
+    [p] = problems_of([tmp_path], registry)
+    assert (p.file, p.line, p.field) == (str(f), 2, field)
+    assert message in p.message
+
+
+def test_after_actions_naming_a_hand_over_pattern_is_refused_it_never_acts(tmp_path: Path, registry: Registry) -> None:
+    """A hand-over pattern (no action) never acts, so a crash loop counting its actions could never
+    be met: refused, naming the entry, as an unknown id is."""
+    text = ("id: loop\nmatch:\n  cause: down\n  after_actions:\n    patterns: [good-one, page-me]\n"
+            "    count: 3\n    within_s: 600\nprior_confidence: 0.9\n")
+    f = write(tmp_path, "loop.yaml", text)
+    write(tmp_path, "good.yaml", GOOD)
+    write(tmp_path, "page.yaml", "id: page-me\nmatch: {cause: down}\nprior_confidence: 0.9\n")
+    [p] = problems_of([tmp_path], registry)
+    assert (p.file, p.line, p.field) == (str(f), 5, "match.after_actions.patterns[1]")
+    assert "pattern 'page-me' has no action" in p.message
+
+
+def test_a_pattern_file_over_the_size_limit_is_refused_unread_and_the_others_still_checked(
+    tmp_path: Path, registry: Registry
+) -> None:
+    """A huge file in a pattern folder (a manifest dump, say) used to be parsed whole: 7 MB took
+    30 s, holding the engine's loop on a reload. It is refused before it is read, naming the file
+    and its size; the other files are checked as ever."""
+    big = tmp_path / "dump.yaml"
+    big.write_text("patterns:\n" + "  - {id: filler, description: '" + "x" * (1 << 20) + "'}\n")
+    write(tmp_path, "good.yaml", GOOD)
+    write(tmp_path, "bad.yaml", GOOD.replace("good-one", "bad-one").replace("0.5", "2"))
+    problems = problems_of([tmp_path], registry)
+    assert [(p.file, p.field) for p in problems] == [(str(tmp_path / "bad.yaml"), "prior_confidence"),
+                                                    (str(big), "")]
+    assert "1.0 MiB, more than the 1 MiB a pattern file may hold: not read" in problems[1].message
+
+
+@pytest.mark.parametrize(
+    ("params", "field", "name"),
+    [
+        ("{op: delete_pod, pod: ..}", "action.params.pod", "'..'"),
+        ("{op: delete_pod, pod: .}", "action.params.pod", "'.'"),
+        ("{op: patch_configmap, configmap: ../app, key: k, value: v}", "action.params.configmap", "'../app'"),
+        ("{op: patch_configmap, configmap: App_Config, key: k, value: v}", "action.params.configmap",
+         "'App_Config'"),
+    ],
+)
+def test_a_kubernetes_remedy_naming_an_object_kubernetes_could_not_name_is_refused_at_load(
+    tmp_path: Path, builtin_registry: Registry, params: str, field: str, name: str
+) -> None:
+    """The pod or ConfigMap a remedy names is a segment of the API's URL path, and a dot segment
+    there is resolved by the HTTP client before it is sent: ``pods/..`` reads (and the delete then
+    aims at) the namespace itself, ``pods/.`` the list of every pod. Such a name loaded without a
+    word and was found out, if at all, by the API at 3 a.m.; it is refused when patterns load,
+    naming the field, as any name Kubernetes would refuse."""
+    text = ("id: k8s-remedy\nmatch: {cause: down}\naction:\n  type: kubernetes\n  params: " + params + "\n"
+            "prior_confidence: 0.5\nverify: {metric: up, min: 1}\n")
+    [p] = problems_of([write(tmp_path, "a.yaml", text)], builtin_registry)
+    assert (p.field, p.line) == (field, 5)
+    assert p.message.startswith(f"{name} is not a Kubernetes object name")

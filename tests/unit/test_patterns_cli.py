@@ -40,7 +40,8 @@ def run(*args: str) -> Any:
 
 
 def incident_file(tmp_path: Path, **overrides: Any) -> Path:
-    body = {"incident": {**INCIDENT, **overrides}, "findings": [FINDING]}
+    incident = {**INCIDENT, **overrides}  # its finding is of its service and cause, as the engine's are
+    body = {"incident": incident, "findings": [{**FINDING, "service": incident["service"], "cause": incident["cause"]}]}
     path = tmp_path / "incident.json"
     path.write_text(json.dumps(body))
     return path
@@ -243,6 +244,16 @@ def test_test_context_supplies_what_the_engine_would_know(config: Path, tmp_path
         (json.dumps([1, 2]), "incident.json: (top): should be a mapping (an object of named values), not a list"),
         (json.dumps({"incident": "abc"}), "incident.json: incident: should be a mapping (an object of named values), "
                                           "not a string"),
+        # a negative count divided the record factor by zero: a traceback, exit 1
+        (json.dumps({"incident": INCIDENT, "findings": [FINDING],
+                     "context": {"record": {"pool-exhaustion-raise": [0, -2]}}}),
+         "incident.json: context.record.pool-exhaustion-raise[1]: Input should be greater than or equal to 0"),
+        # another service's (or cause's) finding matched a pattern the engine, reading the incident's
+        # own findings, never could: exit 0 "matches"
+        (json.dumps({"incident": INCIDENT, "findings": [{**FINDING, "service": "web"}]}),
+         "incident.json: findings[0].service: 'web' is not the incident's 'api'"),
+        (json.dumps({"incident": INCIDENT, "findings": [FINDING, {**FINDING, "cause": "errors"}]}),
+         "incident.json: findings[1].cause: 'errors' is not the incident's 'pool'"),
     ],
 )
 def test_test_bad_incident_file_exits_2_naming_the_field(

@@ -407,7 +407,8 @@ def test_an_open_breakers_action_item_counts_its_failures_in_words(store_url: st
 
 def test_an_earned_autonomy_change_names_the_service_and_the_levels(tmp_path: Path) -> None:
     """The engine's loop (the fake actuator and clock of test_engine's Harness) earns
-    ``fake-down-poke`` the level auto on svc after two approved fixes verify. The ladder is per
+    ``fake-down-poke`` the level auto on svc once an approved fix verifies (the approval and the
+    verified outcome: two successes, as the reason says). The ladder is per
     pattern and service, so the report's line says on which service, from which level to which,
     as the engine's notification does; it read "pattern fake-down-poke promoted: promoted to auto
     after ...", as if the pattern had been promoted everywhere."""
@@ -428,8 +429,8 @@ def test_an_earned_autonomy_change_names_the_service_and_the_levels(tmp_path: Pa
     (promoted,) = [e for e in h.store.audit_events() if e.kind.startswith("pattern.")]
     r = build_report(h.store, "daily", promoted.ts + 1)
     assert [n.text for n in r.notable if n.kind == "pattern.promoted"] == [
-        "pattern fake-down-poke on svc: autonomy approve -> auto (promoted to auto after 2 verified successes "
-        "(100% of 2))"]
+        "pattern fake-down-poke on svc: autonomy approve -> auto (promoted to auto after 2 successes (1 verified, "
+        "1 approval by a person) (100% of 2))"]
 
 
 def test_a_pause_file_is_an_action_item_of_the_report_as_autonomic_status_shows_it(

@@ -14,6 +14,7 @@ Errors, by what the executor should do:
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any, ClassVar, Literal
@@ -45,6 +46,16 @@ class DockerBinding(BaseModel):
     # "auto" asks the engine (GET /version); pin e.g. "1.44" to skip that request. Engines
     # from Docker 29 refuse API versions below 1.44, so pin only what the engine accepts.
     api_version: str = Field(default="auto", pattern=r"^(auto|\d+\.\d+)$")
+
+    @field_validator("container")
+    @classmethod
+    def _container(cls, v: str) -> str:
+        """A container's name or id as Docker allows it: a segment of every Engine API path (the
+        SDK leaves '/' unquoted there, and the HTTP client resolves ``..``: ``../x`` would call ``/x``)."""
+        if not re.fullmatch(r"[a-zA-Z0-9][a-zA-Z0-9_.-]*", v):
+            raise ValueError(f"{v!r} is not a container name or id: letters, digits and '_.-', starting with a "
+                             "letter or digit")
+        return v
 
     @field_validator("base_url")
     @classmethod

@@ -36,6 +36,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -76,6 +77,27 @@ _OP_FIELDS: dict[str, tuple[str, ...]] = {
 }
 
 
+# An object's name as Kubernetes requires it (an RFC 1123 subdomain; a namespace's, an RFC 1123
+# label). Each is a segment of the API's URL path: ``.`` or ``..`` there is a dot segment the HTTP
+# client resolves (``pods/..`` is the namespace itself), so a name outside these is refused at load.
+OBJECT_NAME = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*"
+NAMESPACE_NAME = r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?"
+
+
+def _k8s_name(v: str | None, namespace: bool = False) -> str | None:
+    """``v`` when it is a name Kubernetes allows (:data:`OBJECT_NAME`, :data:`NAMESPACE_NAME`), else
+    ValueError saying the rule."""
+    if v is None:
+        return v
+    if namespace and not (len(v) <= 63 and re.fullmatch(NAMESPACE_NAME, v)):
+        raise ValueError(f"{v!r} is not a Kubernetes namespace: at most 63 lowercase letters, digits and '-', "
+                         "starting and ending with a letter or digit")
+    if not namespace and not (len(v) <= 253 and re.fullmatch(OBJECT_NAME, v)):
+        raise ValueError(f"{v!r} is not a Kubernetes object name: at most 253 lowercase letters, digits, '-' "
+                         "and '.', each dot-separated part starting and ending with a letter or digit")
+    return v
+
+
 class KubernetesParams(BaseModel):
     """A pattern's ``action.params``, discriminated by ``op``; each op takes only its own fields:
 
@@ -102,6 +124,11 @@ class KubernetesParams(BaseModel):
     value: str | None = None
     pod: str | None = Field(default=None, min_length=1)
     selector: str | None = Field(default=None, min_length=1)
+
+    @field_validator("configmap", "pod")
+    @classmethod
+    def _object_name(cls, v: str | None) -> str | None:
+        return _k8s_name(v)
 
     @model_validator(mode="after")
     def _check(self) -> KubernetesParams:
@@ -203,6 +230,16 @@ class KubernetesBinding(BaseModel):
     api_url: str | None = None
     verify_ssl: bool = True
     token_env: str | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _object_name(cls, v: str) -> str:
+        return _k8s_name(v) or v
+
+    @field_validator("namespace")
+    @classmethod
+    def _namespace(cls, v: str) -> str:
+        return _k8s_name(v, namespace=True) or v
 
     @field_validator("api_url")
     @classmethod

@@ -23,7 +23,9 @@ never acted on because the trouble cleared on its own first counts neither way. 
 was asked does not matter: a request made because the pair's level is ``approve``, because a
 maintenance window asks, or because the remedy's confidence fell below the policy's threshold
 (but not its floor, see the ``confidence`` gate) is answered with the same trust in the remedy
-on that service, and counts the same.
+on that service, and counts the same. At ``approve``, where every fix is a person's approval and
+then its outcome, one fix is two successes in a row: a promotion's reason says how many of its
+successes were verified fixes and how many a person's approvals.
 
 The engine stores the level per (pattern, service) and, when it changes, records an audited
 event ``pattern.promoted`` or ``pattern.demoted`` (see :func:`ladder_event`) with the reason
@@ -87,6 +89,20 @@ def _failure(o: OutcomeLike) -> bool:
     return str(o.verdict) == "fail" or o.rolled_back
 
 
+def _approval(o: OutcomeLike) -> bool:
+    """Whether ``o`` is a person's answer (:func:`people_evidence`), not an action's outcome."""
+    return bool(getattr(o, "by", ""))
+
+
+def _successes(n: int, approvals: int) -> str:
+    """``5 verified successes``; with people's approvals among them, how many of each: an approval
+    is no verified fix, and a reader of a promotion must not take it for one."""
+    if not approvals:
+        return counted(n, "verified success", "verified successes")
+    return (f"{counted(n, 'success', 'successes')} ({n - approvals} verified, "
+            f"{counted(approvals, 'approval')} by a person)")
+
+
 def wilson_lower(successes: int, n: int, z: float = 1.96) -> float:
     """The lower bound of the Wilson score interval for a success rate (0 when n is 0)."""
     if n <= 0:
@@ -103,12 +119,13 @@ def earned_level(
     """The level ``record`` (oldest first) earns from ``start``, and why (the last move, or
     where the pair stands)."""
     level = start
-    streak = 0
+    streak = approvals = 0  # successes in a row, and how many of them are a person's approvals
     since_move: list[OutcomeLike] = []
     reason = ""
     for i, outcome in enumerate(record):
         since_move.append(outcome)
         streak = streak + 1 if _success(outcome) else 0
+        approvals = approvals + _approval(outcome) if streak else 0
         recent = since_move[-cfg.demote_window :]
         failures = sum(1 for o in recent if _failure(o))
         if outcome.rolled_back or failures >= cfg.demote_failures:
@@ -117,7 +134,7 @@ def earned_level(
                 why = ("a rollback" if outcome.rolled_back
                        else f"{counted(failures, 'failure')} in the last {len(recent)}")
                 reason = f"demoted to {level.value} after {why}"
-            streak, since_move = 0, []
+            streak, approvals, since_move = 0, 0, []
             continue
         if streak >= cfg.promote_after and level.rank < cfg.max_level.rank:
             window = record[max(0, i + 1 - cfg.window) : i + 1]
@@ -127,11 +144,9 @@ def earned_level(
             if rate >= cfg.min_success_rate and lower >= cfg.min_lower_bound:
                 level = _LADDER[level.rank + 1]
                 bound = f", lower bound {lower:.0%}" if cfg.min_lower_bound > 0 else ""
-                reason = (
-                    f"promoted to {level.value} after {counted(streak, 'verified success', 'verified successes')} "
-                    f"({rate:.0%} of {len(window)}{bound})"
-                )
-                streak, since_move = 0, []
+                reason = f"promoted to {level.value} after {_successes(streak, approvals)} ({rate:.0%} of " \
+                         f"{len(window)}{bound})"
+                streak, approvals, since_move = 0, 0, []
     if reason:
         return level, reason
     n = len(record)
@@ -139,7 +154,7 @@ def earned_level(
     if n == 0:
         return level, f"at {level.value}: no outcomes yet"
     where = ("the most allowed" if level.rank >= cfg.max_level.rank
-             else f"{counted(streak, 'verified success', 'verified successes')} in a row")
+             else f"{_successes(streak, approvals)} in a row")
     return level, f"at {level.value}: {wins} of {counted(n, 'outcome')} verified, {where}"
 
 

@@ -112,9 +112,44 @@ class PatternYaml(BaseModel):
         bad = [k for k, b in bounds.items() if not math.isfinite(b)]
         if bad:
             raise ValueError(f"{' and '.join(bad)} must be a finite number")
+        # an infinite window (or wait before it) is never over: the fix is never judged, and its
+        # service, busy with it for ever, gets no other action
+        endless = [k for k, t in (("delay_s", v.delay_s), ("window_s", v.window_s)) if not math.isfinite(t)]
+        if endless:
+            raise ValueError(f"{' and '.join(endless)} must be a finite number of seconds: the fix would never "
+                             "be judged")
         if v.min is not None and v.max is not None and v.min > v.max:
             raise ValueError(f"min ({v.min:g}) is above max ({v.max:g}): no sample could pass")
         return v
+
+
+MAX_FILE_BYTES = 1 << 20
+"""The largest pattern file read (a built-in one is under 2 KiB; 1 MiB holds some 2,000 patterns).
+A larger one is refused unread: parsing it would take minutes (7 MB: 30 s) while a reload holds
+the engine's loop, and it is most likely not a pattern file at all (a manifest dump in a folder
+listed under ``patterns:``)."""
+
+
+def _never_matches(match: PatternMatch) -> list[tuple[tuple[str | int, ...], str]]:
+    """Each field of ``match`` that no incident could ever meet, as (its location under ``match``,
+    why): a pattern written so is loaded without a word and silently matches nothing."""
+    found: list[tuple[tuple[str | int, ...], str]] = []
+    for name in ("cause", "metric", "service_type"):
+        if getattr(match, name) == "":
+            found.append(((name,), f"is empty: no incident has an empty {name.replace('_', ' ')}; leave it out "
+                                   "to match any"))
+    after = match.after_change_s
+    if after is not None and not after > 0:
+        found.append((("after_change_s",), f"{after:g} matches no incident: give the seconds (above 0) within "
+                                           "which the config change must have been made"))
+    for i, sym in enumerate(match.symptoms):
+        nan = [k for k, b in (("min", sym.min), ("max", sym.max)) if b is not None and math.isnan(b)]
+        if nan:
+            found.append((("symptoms", i, nan[0]), "must be a number, not NaN: no finding's value could meet it"))
+        elif sym.min is not None and sym.max is not None and sym.min > sym.max:
+            found.append((("symptoms", i), f"min ({sym.min:g}) is above max ({sym.max:g}): no finding's value "
+                                           "could meet both"))
+    return found
 
 
 def _pattern_files(paths: Sequence[Path], problems: list[Problem]) -> list[Path]:
@@ -212,6 +247,15 @@ def _load(paths: Sequence[Path], registry: Registry) -> tuple[list[Pattern], lis
     counted: list[tuple[YamlDoc, tuple[str | int, ...], PatternYaml]] = []  # with match.after_actions
     for file in _pattern_files(paths, problems):
         try:
+            size = file.stat().st_size
+        except OSError:
+            size = 0  # load_yaml says why it cannot be read
+        if size > MAX_FILE_BYTES:
+            problems.append(Problem(str(file), None, "", f"{size / (1 << 20):.1f} MiB, more than the "
+                                    f"{MAX_FILE_BYTES >> 20} MiB a pattern file may hold: not read (is it a pattern "
+                                    "file? split a larger library into several files)"))
+            continue
+        try:
             doc = load_yaml(file)
         except ConfigError as e:
             problems.extend(e.problems)
@@ -233,6 +277,12 @@ def _load(paths: Sequence[Path], registry: Registry) -> tuple[list[Pattern], lis
                 problems.append(Problem(doc.file, doc.line_of(loc), format_loc(loc), message))
                 continue
             seen[spec.id] = source
+            never = _never_matches(spec.match)
+            for where, message in never:
+                loc = (*prefix, "match", *where)
+                problems.append(Problem(doc.file, doc.line_of(loc), format_loc(loc), message))
+            if never:
+                continue
             if spec.action is not None and spec.verify is None:
                 loc = (*prefix, "verify")
                 message = ("field required with an action (the metric and its min and/or max that say the fix "
@@ -275,14 +325,20 @@ def _load(paths: Sequence[Path], registry: Registry) -> tuple[list[Pattern], lis
             else:
                 continue
             problems.append(Problem(doc.file, doc.line_of(loc), format_loc(loc), message))
-    for doc, prefix, spec in counted:  # the actions a pattern counts are those of patterns that exist
+    actionless = {p.id for p in patterns if p.action is None}
+    for doc, prefix, spec in counted:  # the actions a pattern counts are those of patterns that act
         assert spec.match.after_actions is not None
         for i, other in enumerate(spec.match.after_actions.patterns):
             if other not in seen:
-                loc = (*prefix, "match", "after_actions", "patterns", i)
                 message = (f"no pattern has the id {other!r}: its actions could never be counted"
                            f"{did_you_mean(other, seen)}")
-                problems.append(Problem(doc.file, doc.line_of(loc), format_loc(loc), message))
+            elif other in actionless:
+                message = (f"pattern {other!r} has no action (it hands over to a person): it never acts, so "
+                           "its actions could never be counted")
+            else:
+                continue
+            loc = (*prefix, "match", "after_actions", "patterns", i)
+            problems.append(Problem(doc.file, doc.line_of(loc), format_loc(loc), message))
     return patterns, problems
 
 

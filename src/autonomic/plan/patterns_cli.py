@@ -17,7 +17,8 @@ library a config loads (the built-in patterns plus the config's own ``patterns:`
 Exit codes: 0 the pattern matches (or list/show succeeded), 1 it does not match or, with a config,
 it matches but is passed over there (the service cannot carry it out or nothing could verify it:
 the engine would not take it; the verdict and the candidates say so), 2 bad input
-(unreadable config, unknown pattern id, malformed incident file; each problem names the field).
+(unreadable config, unknown pattern id, malformed incident file, a finding not of the incident's service
+and cause, a negative record; each problem names the field).
 """
 
 from __future__ import annotations
@@ -29,11 +30,12 @@ from typing import Annotated, Any
 
 import typer
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, ValidationError
 
 from autonomic.cli_common import ConfigOpt, HelpGroup, JsonOpt, given_config, group_config
 from autonomic.cli_common import fail as _exit
 from autonomic.cli_common import load as _config
+from autonomic.errors import Problem
 from autonomic.model import Finding, Incident, Pattern
 from autonomic.plan.diagnose import DiagnoseContext, _match, actuator_order, cannot_run, diagnose
 from autonomic.yamlio import YamlDoc, problems_from
@@ -51,7 +53,7 @@ class IncidentContext(BaseModel):
     now: float | None = None
     service_type: str | None = None
     last_change_at: float | None = None
-    record: dict[str, tuple[int, int]] = Field(default_factory=dict)
+    record: dict[str, tuple[NonNegativeInt, NonNegativeInt]] = Field(default_factory=dict)  # counts: never below 0
     recent_actions: dict[str, list[float]] = Field(default_factory=dict)
 
 
@@ -175,11 +177,25 @@ def _read_incident(path: Path) -> IncidentFile:
     except RecursionError:
         raise _exit(f"{path}: nested too deeply to read (thousands of levels)") from None
     try:
-        return IncidentFile.model_validate(raw)
+        data = IncidentFile.model_validate(raw)
     except ValidationError as e:  # each field by its path, in words, as a bad config's are
         for problem in problems_from(e, YamlDoc(raw, str(path)), model=IncidentFile):
             print(problem, file=sys.stderr)
         raise typer.Exit(2) from None
+    # the engine diagnoses an incident from its own findings, each of its service and cause (one
+    # incident per service and cause): another's would make a pattern match here that never could there
+    inc = data.incident
+    strays = [Problem(str(path), None, f"findings[{i}].{name}",
+                      f"{got!r} is not the incident's {want!r}: an incident's findings are all of its service "
+                      "and cause")
+              for i, f in enumerate(data.findings)
+              for name, got, want in (("service", f.service, inc.service), ("cause", f.cause, inc.cause))
+              if got != want]
+    if strays:
+        for problem in strays:
+            print(problem, file=sys.stderr)
+        raise typer.Exit(2)
+    return data
 
 
 @patterns_app.command("test")
