@@ -267,3 +267,19 @@ def test_a_trend_or_seasonal_forecast_of_a_counter_is_refused_naming_the_metric_
             load_config_data(data, source="a.yaml", base_dir=tmp_path)
         assert key in str(err.value) and metric in str(err.value) and f"rate({metric}[5m])" in str(err.value)
     assert TrendSpec(metric="queue_depth").metric == "queue_depth"  # a gauge is fine
+
+
+def test_a_step_then_flat_is_not_a_breach_but_a_leak_a_step_interrupts_still_is() -> None:
+    """A deploy raises memory from 40 % to 60 % and it stays there: the straight line through the
+    window rose 20 points in a few minutes (r2 ~0.75) and said '85 reached in 200 s', critical, for
+    as long as the step was in the window, wherever in the window's second half it sits. A line
+    with one step fits far better and is flat. A leak (0.05 %/s) that a step interrupts is still
+    forecast."""
+    ts = np.arange(-300.0, 0.1, 5.0)
+    rng = np.random.default_rng(1)
+    for at in (-150.0, -120.0, -90.0, -60.0):
+        step = np.where(ts < at, 40.0, 60.0) + rng.normal(0.0, 0.3, ts.size)
+        assert predict_breach(ts, step, 85.0, now=0.0, min_span_s=150) is None, at
+    leak = 40 + 0.05 * (ts + 300) + np.where(ts > -100, 10.0, 0.0) + rng.normal(0.0, 0.3, ts.size)
+    forecast = predict_breach(ts, leak, 85.0, now=0.0, min_span_s=150)
+    assert forecast is not None and forecast.slope_per_s > 0.05
