@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import shlex
 from collections import Counter
@@ -542,12 +543,20 @@ def load_config(path: Path | str, registry: Registry | None = None) -> Config:
 def _trends_beyond_history(trends: list[TrendSpec] | None, loc: list[str | int], interval_s: float,
                            source: str, doc: YamlDoc) -> list[Problem]:
     """A trend spec whose required history (``span_s``) is longer than the series store holds
-    at ``interval_s`` would never forecast: one problem each. (The default specs, when
-    ``trends`` is unset, fit themselves to that history: :func:`default_trend_specs`.)"""
+    at ``interval_s``, or whose ``window_s`` holds fewer than its ``min_points`` samples at
+    ``interval_s``, would never forecast: one problem each. (The default specs, when ``trends``
+    is unset, fit themselves to that history and interval: :func:`default_trend_specs`.)"""
     held = (DEFAULT_CAPACITY - 1) * interval_s
     out = []
     for j, trend in enumerate(trends or []):
         where = [*loc, j]
+        fits = math.floor(trend.window_s / interval_s + 1e-9) + 1  # samples one window holds
+        if fits < trend.min_points:
+            out.append(Problem(source, doc.line_of(where), _dotted(where),
+                               f"the {trend.metric} trend's window_s {trend.window_s:g} holds {fits} samples at "
+                               f"interval_s {interval_s:g}, fewer than its min_points {trend.min_points}: it "
+                               f"would never forecast; make window_s at least "
+                               f"{trend.min_points * interval_s:g}"))
         if trend.span_s > held:
             out.append(Problem(source, doc.line_of(where), _dotted(where),
                                f"the {trend.metric} trend needs {trend.span_s:g} s of history (min_span_s, "

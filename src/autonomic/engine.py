@@ -780,7 +780,8 @@ class Engine:
         if config.engine.host_metrics:
             self.thresholds["host"] = Thresholds()
         held_s = (self.series.capacity - 1) * config.engine.interval_s  # the history a series keeps
-        defaults = default_trend_specs(held_s)  # frozen: one list for every service without its own
+        # frozen: one list for every service without its own
+        defaults = default_trend_specs(held_s, config.engine.interval_s)
         trend_specs = {s.name: (s.trends if s.trends is not None else defaults) for s in config.services}
         if config.engine.host_metrics:
             trend_specs["host"] = defaults

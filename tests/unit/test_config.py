@@ -41,6 +41,23 @@ def test_a_trend_needing_more_history_than_the_series_store_keeps_is_refused_nam
     load(0.1, None)  # the default checks fit themselves to the history kept (default_trend_specs)
 
 
+def test_a_trend_whose_window_holds_fewer_samples_than_its_min_points_is_refused_naming_both(
+        tmp_path: Path) -> None:
+    """At a 60 s interval a 300 s window holds 6 samples; a forecast needs min_points (8) of them,
+    so it could never be made."""
+    def load(interval_s: float, trend: dict[str, object]) -> None:
+        load_config_data({"engine": {"interval_s": interval_s},
+                          "services": [{"name": "api", "trends": [trend]}]}, source="a.yaml", base_dir=tmp_path)
+
+    refused = (r"services\[0\]\.trends\[0\]: the memory_percent trend's window_s 300 holds 6 samples at "
+               r"interval_s 60, fewer than its min_points 8: it would never forecast; make window_s at least 480")
+    with pytest.raises(ConfigError, match=refused):
+        load(60, {"metric": "memory_percent"})
+    load(60, {"metric": "memory_percent", "window_s": 480})
+    load(60, {"metric": "memory_percent", "min_points": 6})
+    load(30, {"metric": "memory_percent"})
+
+
 def test_the_config_fingerprint_is_what_decides_what_the_engine_does_not_what_is_each_replicas_own(
         tmp_path: Path) -> None:
     def fingerprint(**changes: object) -> str:

@@ -222,6 +222,19 @@ def test_repeated_findings_update_one_incident_never_open_a_second(tmp_path: Pat
     assert h.actuator.calls == []
 
 
+def test_a_memory_leak_is_forecast_at_a_one_minute_collection_interval(tmp_path: Path) -> None:
+    """The default forecasts' 300 s window held 6 samples at a 60 s interval, fewer than the 8 a
+    forecast needs: a leak sampled once a minute reached its line with no forecast before it."""
+    engine = {"interval_s": 60, "state_dir": str(tmp_path / "state"), "host_metrics": False, "settle_s": 0}
+    h = Harness(tmp_path, policy={"autonomy": "observe"}, extra={"engine": engine})
+    for i in range(30):
+        h.source._samples.append(Sample("svc", "memory_percent", h.clock.now(), 40.0 + 1.0 * i))
+        h.engine.tick()
+        h.clock.advance(60.0)
+    incidents = h.store.incidents(service="svc")
+    assert [(i.cause, i.kind) for i in incidents] == [("memory", FindingKind.FORECAST)]
+
+
 def test_an_escalation_is_counted_in_the_daily_report_of_the_day_it_happened_and_not_again_while_its_symptom_lasts(
         tmp_path: Path) -> None:
     """An escalated incident keeps collecting its lasting symptom's findings (each moves its

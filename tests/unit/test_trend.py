@@ -240,6 +240,19 @@ def test_the_default_checks_need_no_more_history_than_the_series_store_keeps() -
     assert [s.span_s for s in default_trend_specs(held_s=143.8)] == [pytest.approx(0.9 * 143.8)] * 3
 
 
+@pytest.mark.parametrize("interval_s", [5.0, 30.0, 45.0, 60.0, 120.0])
+def test_the_default_checks_forecast_a_leak_at_any_collection_interval(interval_s: float) -> None:
+    """At an interval past 43 s the default 300 s window held fewer than the 8 points a forecast
+    needs: memory, pool and disk forecasts were silently never made. Their window now holds
+    min_points samples at the engine's interval."""
+    held_s = 719 * interval_s  # what the series store keeps (720 samples)
+    ts = np.arange(0.0, 40 * interval_s, interval_s)
+    store = SeriesStore()
+    store.extend(Sample("api", "memory_percent", t, 40 + 40 * t / ts[-1]) for t in ts)
+    detector = TrendDetector({"api": default_trend_specs(held_s, interval_s)}, {})
+    assert [f.metric for f in detector.detect(store, ts[-1])] == ["memory_percent"]
+
+
 def test_an_exact_line_has_an_interval_of_width_zero_never_zero_to_infinity() -> None:
     """A leak with no noise at all (a count rising one per sample): rounding made the band's
     discriminant a hair below zero for some windows, read as 'the band never closes', so a

@@ -68,11 +68,19 @@ class TrendSpec(BaseModel):
         return self.window_s / 2 if self.min_span_s is None else self.min_span_s
 
 
-def default_trend_specs(held_s: float = math.inf) -> list[TrendSpec]:
+def default_trend_specs(held_s: float = math.inf, interval_s: float = 0.0) -> list[TrendSpec]:
     """Forecasts worth having for every service: memory, pool and disk filling up. Each needs
     half its window of history, or 90% of ``held_s`` (the history the series store keeps) when
-    that is shorter: at a sub-second interval the store keeps less than half a window."""
-    specs = [TrendSpec(metric=m) for m in ("memory_percent", "pool_utilization", "disk_percent")]
+    that is shorter: at a sub-second interval the store keeps less than half a window. Its
+    window is ``min_points`` intervals long when that is longer than the default 300 s (480 s at
+    a 60 s ``interval_s``): past a 43 s interval 300 s holds fewer than its 8 points, and the
+    forecasts would never be made."""
+    specs = []
+    for metric in ("memory_percent", "pool_utilization", "disk_percent"):
+        spec = TrendSpec(metric=metric)
+        if spec.min_points * interval_s > spec.window_s:
+            spec = TrendSpec(metric=metric, window_s=spec.min_points * interval_s)
+        specs.append(spec)
     return [s if s.span_s <= 0.9 * held_s else s.model_copy(update={"min_span_s": 0.9 * held_s}) for s in specs]
 
 
