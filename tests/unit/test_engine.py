@@ -235,6 +235,27 @@ def test_a_memory_leak_is_forecast_at_a_one_minute_collection_interval(tmp_path:
     assert [(i.cause, i.kind) for i in incidents] == [("memory", FindingKind.FORECAST)]
 
 
+def test_a_threshold_held_by_hysteresis_stays_held_across_a_restart(tmp_path: Path) -> None:
+    """Memory crossed its line (85) and fell back to 80, above the clear line (76.5): its incident
+    is held open. Restarted, the engine had forgotten the crossing: 80 was no finding, the incident
+    closed as cleared on its own, and the next crossing opened another. The crossing is
+    checkpointed with the detectors' state now."""
+    store = Store("sqlite://")
+    first = Harness(tmp_path, policy={"autonomy": "observe"}, store=store)
+    first.feed("memory_percent", 90.0, 3)
+    first.feed("memory_percent", 80.0, 5)
+    [inc] = store.incidents(service="svc")
+    assert inc.cause == "memory" and inc.closed_at is None
+    first.engine.checkpoint_detectors(first.clock.now())  # as every checkpoint_s, and at shutdown
+    h = Harness(tmp_path, policy={"autonomy": "observe"}, store=store, start_at=first.clock.now())
+    h.feed("memory_percent", 80.0, 40)  # past resolve_after_s (30)
+    [still] = store.incidents(service="svc")
+    assert still.id == inc.id and still.closed_at is None
+    h.feed("memory_percent", 70.0, 40)  # below the clear line: cleared, and closed once quiet
+    [closed] = store.incidents(service="svc")
+    assert closed.id == inc.id and closed.closed_at is not None
+
+
 def test_an_escalation_is_counted_in_the_daily_report_of_the_day_it_happened_and_not_again_while_its_symptom_lasts(
         tmp_path: Path) -> None:
     """An escalated incident keeps collecting its lasting symptom's findings (each moves its
@@ -749,7 +770,7 @@ def test_a_restarted_engine_with_a_longer_ttl_expires_a_request_when_it_was_reco
     first.feed("up", 0, 4)
     inc = first.incident()
     asked = first.store.decisions(inc.id)[-1]
-    first.engine.shutdown()
+    first.engine.checkpoint_detectors(first.clock.now())  # as every checkpoint_s, and at shutdown
     again = _ttl_harness(tmp_path, 3600, store=Store(db), start_at=first.clock.now())
     again.feed("up", 0, int(asked.ts + 18 - again.clock.now()))  # still down
     again.clock.advance(4)  # past the request's 20 s, before the engine looks again
@@ -774,7 +795,7 @@ def test_a_restarted_engine_with_a_shorter_ttl_acts_on_an_approval_given_before_
     first.feed("up", 0, 4)
     inc = first.incident()
     asked = first.store.decisions(inc.id)[-1]
-    first.engine.shutdown()
+    first.engine.checkpoint_detectors(first.clock.now())  # as every checkpoint_s, and at shutdown
     again = _ttl_harness(tmp_path, 20, store=Store(db), start_at=first.clock.now())
     again.feed("up", 0, 22)  # still down, past this engine's 20 s
     assert again.clock.now() - asked.ts > 20

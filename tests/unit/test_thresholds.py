@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -263,6 +264,29 @@ def test_a_crossed_maximum_is_held_until_it_falls_below_the_clear_line() -> None
 def test_a_detector_without_hysteresis_history_fires_only_on_sustained_crossings() -> None:
     store = _feed(SeriesStore(), "memory_percent", [95.0, 82.0])
     assert _detect(store) == []  # a fresh detector has seen no crossing: 82 alone is not one
+
+
+def test_the_crossed_lines_outlive_a_restart_through_the_checkpoint_and_only_configured_ones() -> None:
+    """A new detector restored from the old one's checkpoint holds memory at 82 (under 85, over
+    the clear line 76.5) as the old one did; a service or a line no longer configured is left out
+    with a note; a malformed state is refused (the engine then starts the detector fresh)."""
+    store = _feed(SeriesStore(), "memory_percent", [90.0, 91.0, 82.0])
+    old = HealthDetector({"api": Thresholds(), "web": Thresholds(extra={"queue_depth": 10})})
+    old._crossed = {"api": {"memory_percent"}, "web": {"queue_depth", "cpu_percent"}}
+    new = HealthDetector({"api": Thresholds(), "web": Thresholds()})
+    assert _detect(store) == []  # fresh: 82 alone is no crossing
+    assert new.restore(json.loads(json.dumps(old.checkpoint()))) == [
+        "crossed lines of web no longer configured: queue_depth"]
+    assert new.crossed("web") == {"cpu_percent"}
+    assert [f.metric for f in new.detect(store, NOW)] == ["memory_percent"]
+    assert new.crossed("web") == set()  # web has no cpu sample at or above its clear line: let go
+    gone = HealthDetector({"web": Thresholds()})
+    assert gone.restore({"crossed": {"api": ["memory_percent"]}}) == [
+        "crossed lines of api no longer configured: memory_percent"]
+    assert gone.crossed("api") == set()
+    for bad in ({}, {"crossed": []}, {"crossed": {"api": "memory_percent"}}, {"crossed": {"api": [1]}}):
+        with pytest.raises(ValueError, match="health state"):
+            gone.restore(bad)
 
 
 def test_the_health_state_holds_critical_through_the_hysteresis_band() -> None:

@@ -8,7 +8,8 @@ line for each metric. :class:`HealthDetector` turns the series into findings:
 * **threshold** (THRESHOLD, cause :func:`cause_of`, confidence 0.9): the last ``sustain``
   samples of a metric are all at or above its maximum (minimum duration); once crossed it
   stays crossed while the latest value is at or above ``clear_fraction * maximum``
-  (hysteresis), so a metric hovering at its line keeps one incident rather than flapping.
+  (hysteresis), so a metric hovering at its line keeps one incident rather than flapping;
+  what is held crossed is checkpointed with the detectors' state, so a restart keeps it.
   ``availability`` is the one minimum: the percentage of ``probe_ok == 1`` over the trailing
   ``availability_window_s``, computed at each of the last ``sustain`` probe samples, must stay
   at or above the line. Outages are left out of it: a run of at least ``down_after`` failed
@@ -479,6 +480,32 @@ class HealthDetector:
     def crossed(self, service: str) -> set[str]:
         """The maximums of ``service`` crossed and not yet cleared (see the hysteresis rule)."""
         return set(self._crossed.get(service, ()))
+
+    def checkpoint(self) -> dict[str, Any]:
+        """The maximums held crossed, by service (JSON-ready). Restored at start, a metric that
+        crossed its line before a restart (or a reload) is still held while it stays at or above
+        its clear line: forgotten, it was no finding at all there, so its incident closed as
+        cleared on its own and the next crossing opened another."""
+        return {"crossed": {service: sorted(metrics) for service, metrics in self._crossed.items()}}
+
+    def restore(self, state: dict[str, Any]) -> list[str]:
+        """Take back the crossed maximums of the services and lines still configured; one note
+        per service some of whose were left out. Whether each is still held is the next tick's
+        to say (its latest value against its clear line)."""
+        if not isinstance(state, dict) or not isinstance(state.get("crossed"), dict):
+            raise ValueError("health state: 'crossed' must be an object")
+        notes = []
+        for service, metrics in state["crossed"].items():
+            if not isinstance(metrics, list) or not all(isinstance(m, str) for m in metrics):
+                raise ValueError(f"health state of {service}: 'crossed' must map a service to metric names")
+            th = self.thresholds.get(service)
+            kept = {m for m in metrics if th is not None and m in th.maximums()}
+            if kept:
+                self._crossed[service] = kept
+            if len(kept) < len(metrics):
+                left = sorted(set(metrics) - kept)
+                notes.append(f"crossed lines of {service} no longer configured: {', '.join(left)}")
+        return notes
 
     def _hysteresis(self, series: SeriesReader, service: str, th: Thresholds, now: float,
                     ev: _Evaluation) -> list[_Crossing]:
