@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -43,6 +44,17 @@ def test_linear_leak_predicts_eta_within_ten_percent_of_truth() -> None:
     assert forecast.slope_per_s == pytest.approx(0.1, rel=0.05)
     assert forecast.r2 > 0.95 and forecast.zscore >= 2.0 and forecast.ema > forecast.ema_start
     assert forecast.points == 60 and forecast.current == values[-1] and forecast.threshold == 85.0
+
+
+def test_points_out_of_time_order_give_the_forecast_of_the_same_points_in_order() -> None:
+    """The latest value, the window's first half and the EMA were read by position: a leak whose
+    points came out of order had no forecast, or one from the wrong 'latest' value."""
+    ts, values, _ = _leak()
+    in_order = predict_breach(ts, values, 85.0, now=NOW)
+    shuffled = np.random.default_rng(4).permutation(ts.size)
+    out_of_order = predict_breach(ts[shuffled], values[shuffled], 85.0, now=NOW)
+    assert in_order is not None and out_of_order is not None
+    assert asdict(out_of_order) == pytest.approx(asdict(in_order), rel=1e-9)
 
 
 def test_prediction_interval_contains_eta_and_truth() -> None:

@@ -223,7 +223,8 @@ def predict_breach(
 ) -> Forecast | None:
     """When will a rising series reach ``threshold`` (a maximum)? None unless every rule holds:
 
-    1. Only points with ``now - window_s <= ts <= now`` count; fewer than ``min_points``,
+    1. Only points with ``now - window_s <= ts <= now`` count, taken in time order whatever
+       their order in ``ts`` (a replay, a source's own timestamps); fewer than ``min_points``,
        or spanning less than ``min_span_s`` (or all at one instant) -> None: a series only a
        few seconds old (the engine just started: its series store begins empty) is not
        extrapolated an hour ahead; the first upswing of a healthy sawtooth would look like a leak.
@@ -274,6 +275,8 @@ def predict_breach(
     r2 = float(fit.rvalue) ** 2
     if r2 < min_r2:
         return None
+    order = np.argsort(t, kind="stable")  # the rules below read the points in time order
+    t, v = t[order], v[order]
     first = v[: n // 2]
     ema_start = float(first.mean())
     ema = _ema(v, ema_alpha)
@@ -293,8 +296,7 @@ def predict_breach(
         return None
     if _levels_off_below(t - now, v, threshold):
         return None
-    order = np.argsort(t, kind="stable")
-    if _a_step_not_a_slope(t[order] - now, v[order]):
+    if _a_step_not_a_slope(t - now, v):
         return None
     eta_low, eta_high = _eta_interval(t - now, slope, fitted_now, float(fit.stderr), threshold, eta)
     return Forecast(
