@@ -646,7 +646,8 @@ def load_config_data(
         raise ConfigError([Problem(source, doc.line_of(["policy", *loc]), _dotted(["policy", *loc]), message)
                            for loc, message in unknown])
     return Config(spec=spec, source=source, base_dir=base_dir, bindings=bindings, patterns=tuple(patterns),
-                  warnings=tuple(_goals_never_sampled(spec.services, source, doc)))
+                  warnings=(*_goals_never_sampled(spec.services, source, doc),
+                            *_lines_never_sampled(spec.services, source, doc)))
 
 
 def _goals_never_sampled(services: Sequence[ServiceSpec], source: str, doc: YamlDoc) -> list[Problem]:
@@ -669,6 +670,37 @@ def _goals_never_sampled(services: Sequence[ServiceSpec], source: str, doc: Yaml
             out.append(Problem(source, doc.line_of(where), _dotted(where),
                                f"no source of service {svc.name} samples {goal.metric!r}, so goal {goal.name} "
                                f"would never measure anything; {what}"))
+    return out
+
+
+def _lines_never_sampled(services: Sequence[ServiceSpec], source: str, doc: YamlDoc) -> list[Problem]:
+    """A line (``thresholds.extra``), a forecast (``trends``, ``seasonal_trends``) or an anomaly
+    watch of a metric no source configured for its service samples (a typo, or a metric only a
+    source the service lacks would make) is never crossed, forecast or seen: one warning each, as
+    for a goal (:func:`_goals_never_sampled`; none for a scrape keeping every sample under its
+    own name, nor for the built-in lines every service has whatever it samples)."""
+    out = []
+    for i, svc in enumerate(services):
+        sampled = svc.sampled_metrics()
+        if sampled is None:
+            continue
+        what = (f"its sources sample {', '.join(sampled)}" if sampled else
+                "it has no source (probes, metrics, or a process, systemd, docker or kubernetes binding)")
+        watched: list[tuple[list[str | int], str, str]] = [
+            (["thresholds", "extra", name], name, "its threshold would never be crossed")
+            for name in svc.thresholds.extra]
+        watched += [(["trends", j, "metric"], t.metric, "its trend would never be forecast")
+                    for j, t in enumerate(svc.trends or [])]
+        watched += [(["seasonal_trends", j, "metric"], t.metric, "its seasonal trend would never be forecast")
+                    for j, t in enumerate(svc.seasonal_trends)]
+        watched += [(["anomalies", j, "metric"], a.metric, "its anomalies would never be seen")
+                    for j, a in enumerate(svc.anomalies)]
+        for loc, metric, never in watched:
+            if metric in sampled:
+                continue
+            where: list[str | int] = ["services", i, *loc]
+            out.append(Problem(source, doc.line_of(where), _dotted(where),
+                               f"no source of service {svc.name} samples {metric!r}, so {never}; {what}"))
     return out
 
 

@@ -1166,6 +1166,10 @@ class Engine:
                      action.service, action.state.value)
             self.queue.add(("action", action.id), now)
         self._restore_detectors()
+        if self._config_sources:  # a line, forecast or anomaly watch of a metric nothing samples
+            for warning in self.config.warnings:
+                if ".goals[" not in warning.field:
+                    log.warning("config: %s: %s", warning.field, warning.message)
         self._restore_goals()
         self._check_override_retention()
         if not self._audit_pruning and self.config.spec.retention.audit_s is not None and not self.shadow_only:
@@ -1279,7 +1283,8 @@ class Engine:
             return
         if self._config_sources:  # else the samples come from elsewhere (a replay), not the config's sources
             for warning in self.config.warnings:
-                log.warning("goals: %s: %s", warning.field, warning.message)
+                if ".goals[" in warning.field:  # the others are said at start (see start)
+                    log.warning("goals: %s: %s", warning.field, warning.message)
         saved = self.store.get_states(goal_key(s, n) for s, n in self.goals.goals)
         for note in self.goals.restore(saved):
             log.warning("goals: %s", note)

@@ -256,6 +256,29 @@ def test_a_threshold_held_by_hysteresis_stays_held_across_a_restart(tmp_path: Pa
     assert closed.id == inc.id and closed.closed_at is not None
 
 
+def test_the_engine_warns_at_start_of_a_line_no_configured_source_samples_once_and_not_as_a_goals(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """What ``autonomic check`` warns of, ``autonomic run`` logs at start (its sources are the
+    config's): a line on a metric nothing samples under ``config:``, a goal's under ``goals:``,
+    each once; an engine fed from elsewhere (a replay) says neither."""
+    data = {"engine": {"state_dir": str(tmp_path / "state"), "host_metrics": False},
+            "services": [{"name": "web", "probes": [{"url": "http://127.0.0.1:9/health"}],
+                          "thresholds": {"extra": {"queue_dept": 10}},
+                          "goals": [{"name": "avail", "metric": "probe_okk", "min": 1, "target": 0.999}]}]}
+    cfg = load_config_data(data, source="t.yaml", base_dir=tmp_path)
+    goal, line = cfg.warnings
+    for sources in (None, [ReplaySource([])]):
+        caplog.clear()
+        engine = Engine(cfg, clock=FakeClock(T0), store=Store("sqlite://"), sources=sources,
+                        notifiers=Dispatcher([(FakeNotifier(), Level.INFO)], synchronous=True, dedup_s=0))
+        with caplog.at_level("WARNING", logger="autonomic"):
+            engine.start()
+        engine.shutdown()
+        said = [r.getMessage() for r in caplog.records if "never" in r.getMessage()]
+        assert said == ([f"config: {line.field}: {line.message}", f"goals: {goal.field}: {goal.message}"]
+                        if sources is None else [])
+
+
 def test_an_escalation_is_counted_in_the_daily_report_of_the_day_it_happened_and_not_again_while_its_symptom_lasts(
         tmp_path: Path) -> None:
     """An escalated incident keeps collecting its lasting symptom's findings (each moves its
