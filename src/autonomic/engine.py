@@ -38,7 +38,7 @@ from autonomic.analyze.goals import CAUSE as BURN_CAUSE
 from autonomic.analyze.goals import GOAL_STATE_PREFIX, GoalTracker, aged_out_at, goal_key
 from autonomic.analyze.rca import RcaParams, dependency_closure
 from autonomic.analyze.rca import rank as rank_causes
-from autonomic.analyze.thresholds import HealthDetector, Thresholds, assess
+from autonomic.analyze.thresholds import HealthDetector, Thresholds, assess, stale_after
 from autonomic.analyze.trend import TrendDetector, default_trend_specs
 from autonomic.clock import ServerClock, SystemClock, duration, utc_stamp
 from autonomic.config import Config, policy_retention_too_short
@@ -788,7 +788,9 @@ class Engine:
         seasonal = {s.name: s.seasonal_trends for s in config.services if s.seasonal_trends}
         anomalies = {s.name: s.anomalies for s in config.services if s.anomalies}
         self.detectors: list[Detector] = detectors if detectors is not None else [
-            HealthDetector(self.thresholds),
+            HealthDetector(self.thresholds, stale_s=stale_after(config.engine.interval_s, [
+                m.step_s for s in config.services for m in s.metrics
+                if isinstance(m, PromQuerySpec) and m.mode == "range"])),
             TrendDetector(trend_specs, self.thresholds),
             *([SeasonalTrendDetector(seasonal, self.thresholds)] if seasonal else []),
             *([AnomalyDetector(anomalies)] if anomalies else []),

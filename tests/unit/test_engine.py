@@ -256,6 +256,24 @@ def test_a_threshold_held_by_hysteresis_stays_held_across_a_restart(tmp_path: Pa
     assert closed.id == inc.id and closed.closed_at is not None
 
 
+def test_one_missed_scrape_at_a_one_minute_interval_does_not_let_a_held_line_go(tmp_path: Path) -> None:
+    """At a 60 s interval a scrape that timed out left the latest sample 60 s old, past the 30 s
+    a sample counted for: memory held crossed in its hysteresis band (80: under 85, over the clear
+    line 76.5) was let go at that tick, no finding came at the next ones, and its incident closed
+    as cleared while memory stayed at 80. A sample counts for three intervals now."""
+    engine = {"interval_s": 60, "state_dir": str(tmp_path / "state"), "host_metrics": False, "settle_s": 0,
+              "resolve_after_s": 120}
+    h = Harness(tmp_path, policy={"autonomy": "observe"}, extra={"engine": engine})
+    values = [90.0, 91.0, 80.0, None, 80.0, 80.0, 80.0, 80.0]  # None: that scrape timed out
+    for value in values:
+        if value is not None:
+            h.source._samples.append(Sample("svc", "memory_percent", h.clock.now(), value))
+        h.engine.tick()
+        h.clock.advance(60.0)
+    [inc] = h.store.incidents(service="svc")
+    assert inc.cause == "memory" and inc.closed_at is None
+
+
 def test_the_engine_warns_at_start_of_a_line_no_configured_source_samples_once_and_not_as_a_goals(
         tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     """What ``autonomic check`` warns of, ``autonomic run`` logs at start (its sources are the

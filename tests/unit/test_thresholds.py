@@ -10,7 +10,7 @@ import pytest
 from pydantic import ValidationError
 
 from autonomic.analyze.causes import cause_of
-from autonomic.analyze.thresholds import HealthDetector, Thresholds, assess
+from autonomic.analyze.thresholds import HealthDetector, Thresholds, assess, stale_after
 from autonomic.model import Finding, FindingKind, HealthState, Sample, Severity
 from autonomic.monitor.series import SeriesStore
 from autonomic.testing import RecordingReader
@@ -264,6 +264,17 @@ def test_a_crossed_maximum_is_held_until_it_falls_below_the_clear_line() -> None
 def test_a_detector_without_hysteresis_history_fires_only_on_sustained_crossings() -> None:
     store = _feed(SeriesStore(), "memory_percent", [95.0, 82.0])
     assert _detect(store) == []  # a fresh detector has seen no crossing: 82 alone is not one
+
+
+def test_a_sample_counts_for_30_s_three_intervals_or_a_range_querys_step_and_two_intervals() -> None:
+    """At a 5 s interval 30 s is six ticks; at 60 s one missed scrape must not make the metric
+    stale, nor a PromQL range query's 60 s step, whose newest point is up to a step old."""
+    assert stale_after(5.0) == 30.0
+    assert stale_after(60.0) == 180.0
+    assert stale_after(5.0, [15.0]) == 30.0 and stale_after(5.0, [15.0, 60.0]) == 70.0
+    store = _feed(SeriesStore(), "memory_percent", [90.0, 91.0], step=60.0)
+    assert _detect(store, now=NOW + 60) == []  # one scrape missed: stale at 30 s
+    assert len(HealthDetector({"api": Thresholds()}, stale_s=stale_after(60.0)).detect(store, NOW + 60)) == 1
 
 
 def test_the_crossed_lines_outlive_a_restart_through_the_checkpoint_and_only_configured_ones() -> None:

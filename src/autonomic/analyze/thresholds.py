@@ -18,7 +18,8 @@ line for each metric. :class:`HealthDetector` turns the series into findings:
   Otherwise every healed crash longer than the error budget (3 s in 5 minutes at 99%) would
   keep availability under its line for the window after it and escalate a second incident.
 
-A metric counts only when its latest sample is no older than ``stale_s``. While a service
+A metric counts only when its latest sample is no older than ``stale_s`` (the engine's:
+:func:`stale_after`). While a service
 is down, the probe-derived findings (``probe_latency_ms``, ``availability``) are left out:
 they are symptoms of the same outage, and a failed attempt's latency is not a latency.
 ``probe_latency_ms`` is also ignored while the latest probe failed.
@@ -46,6 +47,7 @@ from autonomic.model import Finding, FindingKind, HealthState, Severity
 from autonomic.printable import counted
 from autonomic.protocols import SeriesReader
 
+STALE_S = 30.0  # the least age at which a metric's latest sample no longer counts
 DOWN_CONFIDENCE = 0.95
 THRESHOLD_CONFIDENCE = 0.9
 _EVIDENCE_SAMPLES = 5  # how many recent values a finding quotes
@@ -59,6 +61,17 @@ _MAXIMUMS = (
     "probe_latency_ms",
     "pool_utilization",
 )
+
+
+def stale_after(interval_s: float, range_steps: Iterable[float] = ()) -> float:
+    """How old a metric's latest sample may be and still count (:class:`HealthDetector`'s
+    ``stale_s``): 30 s, three collection intervals when longer, and a PromQL range source's
+    ``step_s`` plus two intervals (its newest point is up to a step old when it comes). At a 60 s
+    interval one missed scrape (a timeout) left the latest sample 60 s old: every finding of the
+    service stopped for that tick, and a line held crossed (hysteresis) was let go, its incident
+    closing as cleared while the metric stayed in the band; a range query's 60 s step did that
+    every other tick."""
+    return max(STALE_S, 3.0 * interval_s, *(step + 2.0 * interval_s for step in range_steps))
 
 
 def maximum_kind(metric: str) -> Literal["builtin", "extra"] | None:
@@ -412,7 +425,7 @@ class HealthDetector:
 
     name = "health"
 
-    def __init__(self, thresholds: Mapping[str, Thresholds], stale_s: float = 30.0) -> None:
+    def __init__(self, thresholds: Mapping[str, Thresholds], stale_s: float = STALE_S) -> None:
         if stale_s <= 0:
             raise ValueError(f"stale_s must be positive, got {stale_s}")
         self.thresholds = dict(thresholds)
