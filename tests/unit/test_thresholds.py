@@ -290,7 +290,13 @@ def test_the_crossed_lines_outlive_a_restart_through_the_checkpoint_and_only_con
         "crossed lines of web no longer configured: queue_depth"]
     assert new.crossed("web") == {"cpu_percent"}
     assert [f.metric for f in new.detect(store, NOW)] == ["memory_percent"]
-    assert new.crossed("web") == set()  # web has no cpu sample at or above its clear line: let go
+    assert new.crossed("web") == {"cpu_percent"}  # no cpu sample yet: kept for its first to judge
+    store.append(Sample("web", "cpu_percent", NOW, 50.0))
+    assert new.detect(store, NOW) != [] and new.crossed("web") == set()  # under its clear line: let go
+    late = HealthDetector({"api": Thresholds()})  # its source has not answered yet at the first tick
+    late.restore({"crossed": {"api": ["memory_percent"]}})
+    assert late.detect(SeriesStore(), NOW) == [] and late.crossed("api") == {"memory_percent"}
+    assert [f.metric for f in late.detect(store, NOW)] == ["memory_percent"]
     gone = HealthDetector({"web": Thresholds()})
     assert gone.restore({"crossed": {"api": ["memory_percent"]}}) == [
         "crossed lines of api no longer configured: memory_percent"]

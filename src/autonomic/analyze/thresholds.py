@@ -523,10 +523,14 @@ class HealthDetector:
     def _hysteresis(self, series: SeriesReader, service: str, th: Thresholds, now: float,
                     ev: _Evaluation) -> list[_Crossing]:
         """Remember what crossed; a crossed maximum no longer crossed for ``sustain`` samples is
-        held (reported as still crossed) while its latest value is at or above the clear line."""
+        held (reported as still crossed) while its latest value is at or above the clear line. One
+        with no sample at all yet (restored at start, before its source first answered) is kept
+        for its first sample to judge."""
         crossed_now = {c.metric for c in ev.crossings if c.critical and not c.is_minimum}
-        held = _held(series, service, th, now, self.stale_s, self._crossed.get(service, set()) - crossed_now, ev)
-        crossed = crossed_now | {c.metric for c in held}
+        before = self._crossed.get(service, set()) - crossed_now
+        held = _held(series, service, th, now, self.stale_s, before, ev)
+        unseen = {m for m in before if series.latest(service, m) is None}
+        crossed = crossed_now | {c.metric for c in held} | unseen
         if crossed:
             self._crossed[service] = crossed
         else:
