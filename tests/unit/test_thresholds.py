@@ -189,6 +189,25 @@ def test_availability_counts_only_the_trailing_window() -> None:
     assert _detect(store, Thresholds(availability_window_s=90.0)) == []
 
 
+def test_availability_after_the_clock_was_set_back_counts_only_its_window_ending_now() -> None:
+    """Probes failed now and then long ago (700 s of history: the last 500 s all good), then the
+    wall clock was set back an hour and every probe since succeeded. The window search ran over
+    samples out of time order and counted all 702 probes, failures of long ago included:
+    'availability 98.7% below the 99% minimum' at once, an incident for nothing."""
+    store = SeriesStore()
+    t0 = 1_000_000.0
+    store.extend(Sample("api", "probe_ok", t0 + i, 0.0 if i % 20 == 0 and 0 < i < 200 else 1.0) for i in range(700))
+    det = HealthDetector({"api": Thresholds()})
+    assert det.detect(store, t0 + 699) == []
+    back = t0 + 700 - 3600
+    for i in range(400):
+        store.append(Sample("api", "probe_ok", back + i, 1.0))
+        assert det.detect(store, back + i) == [], i
+    store.extend(Sample("api", "probe_ok", back + 400 + i, float(i % 5 != 1)) for i in range(30))  # 6 failed
+    [low] = det.detect(store, back + 429)
+    assert low.metric == "availability" and low.evidence["probes"] == 300
+
+
 @pytest.mark.parametrize(
     ("kwargs", "field"),
     [

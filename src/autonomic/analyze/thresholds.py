@@ -240,7 +240,14 @@ def _availability(
         return None
     ts, values = series.window(service, "probe_ok", -math.inf)
     ts = np.asarray(ts, dtype=np.float64)
-    ok = (np.asarray(values, dtype=np.float64) >= 0.5).astype(np.float64)
+    values = np.asarray(values, dtype=np.float64)
+    if ts.size > 1 and bool((np.diff(ts) < 0).any()):
+        # the wall clock was set back: the window search below needs time order, and a sample
+        # stamped after now (before the step) is not within any window ending now
+        keep = ts <= now
+        order = np.argsort(ts[keep], kind="stable")
+        ts, values = ts[keep][order], values[keep][order]
+    ok = (values >= 0.5).astype(np.float64)
     # Count from the first successful probe: failures before a service ever came up are its
     # start-up, not lost availability (a service that never comes up is "down", not this).
     if not ok.any():
