@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import shlex
 from collections import Counter
@@ -547,12 +548,20 @@ def load_config(path: Path | str, registry: Registry | None = None) -> Config:
 def _trends_beyond_history(trends: list[TrendSpec] | None, loc: list[str | int], interval_s: float,
                            source: str, doc: YamlDoc) -> list[Problem]:
     """A trend spec whose required history (``span_s``) is longer than the series store holds
-    at ``interval_s`` would never forecast: one problem each. (The default specs, when
-    ``trends`` is unset, fit themselves to that history: :func:`default_trend_specs`.)"""
+    at ``interval_s``, or whose ``window_s`` holds fewer than its ``min_points`` samples at
+    ``interval_s``, would never forecast: one problem each. (The default specs, when ``trends``
+    is unset, fit themselves to that history and interval: :func:`default_trend_specs`.)"""
     held = (DEFAULT_CAPACITY - 1) * interval_s
     out = []
     for j, trend in enumerate(trends or []):
         where = [*loc, j]
+        fits = math.floor(trend.window_s / interval_s + 1e-9) + 1  # samples one window holds
+        if fits < trend.min_points:
+            out.append(Problem(source, doc.line_of(where), _dotted(where),
+                               f"the {trend.metric} trend's window_s {trend.window_s:g} holds {fits} samples at "
+                               f"interval_s {interval_s:g}, fewer than its min_points {trend.min_points}: it "
+                               f"would never forecast; make window_s at least "
+                               f"{trend.min_points * interval_s:g}"))
         if trend.span_s > held:
             out.append(Problem(source, doc.line_of(where), _dotted(where),
                                f"the {trend.metric} trend needs {trend.span_s:g} s of history (min_span_s, "
@@ -642,7 +651,8 @@ def load_config_data(
         raise ConfigError([Problem(source, doc.line_of(["policy", *loc]), _dotted(["policy", *loc]), message)
                            for loc, message in unknown])
     return Config(spec=spec, source=source, base_dir=base_dir, bindings=bindings, patterns=tuple(patterns),
-                  warnings=tuple(_goals_never_sampled(spec.services, source, doc)))
+                  warnings=(*_goals_never_sampled(spec.services, source, doc),
+                            *_lines_never_sampled(spec.services, source, doc)))
 
 
 def _goals_never_sampled(services: Sequence[ServiceSpec], source: str, doc: YamlDoc) -> list[Problem]:
@@ -665,6 +675,37 @@ def _goals_never_sampled(services: Sequence[ServiceSpec], source: str, doc: Yaml
             out.append(Problem(source, doc.line_of(where), _dotted(where),
                                f"no source of service {svc.name} samples {goal.metric!r}, so goal {goal.name} "
                                f"would never measure anything; {what}"))
+    return out
+
+
+def _lines_never_sampled(services: Sequence[ServiceSpec], source: str, doc: YamlDoc) -> list[Problem]:
+    """A line (``thresholds.extra``), a forecast (``trends``, ``seasonal_trends``) or an anomaly
+    watch of a metric no source configured for its service samples (a typo, or a metric only a
+    source the service lacks would make) is never crossed, forecast or seen: one warning each, as
+    for a goal (:func:`_goals_never_sampled`; none for a scrape keeping every sample under its
+    own name, nor for the built-in lines every service has whatever it samples)."""
+    out = []
+    for i, svc in enumerate(services):
+        sampled = svc.sampled_metrics()
+        if sampled is None:
+            continue
+        what = (f"its sources sample {', '.join(sampled)}" if sampled else
+                "it has no source (probes, metrics, or a process, systemd, docker or kubernetes binding)")
+        watched: list[tuple[list[str | int], str, str]] = [
+            (["thresholds", "extra", name], name, "its threshold would never be crossed")
+            for name in svc.thresholds.extra]
+        watched += [(["trends", j, "metric"], t.metric, "its trend would never be forecast")
+                    for j, t in enumerate(svc.trends or [])]
+        watched += [(["seasonal_trends", j, "metric"], t.metric, "its seasonal trend would never be forecast")
+                    for j, t in enumerate(svc.seasonal_trends)]
+        watched += [(["anomalies", j, "metric"], a.metric, "its anomalies would never be seen")
+                    for j, a in enumerate(svc.anomalies)]
+        for loc, metric, never in watched:
+            if metric in sampled:
+                continue
+            where: list[str | int] = ["services", i, *loc]
+            out.append(Problem(source, doc.line_of(where), _dotted(where),
+                               f"no source of service {svc.name} samples {metric!r}, so {never}; {what}"))
     return out
 
 

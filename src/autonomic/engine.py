@@ -39,7 +39,7 @@ from autonomic.analyze.goals import CAUSE as BURN_CAUSE
 from autonomic.analyze.goals import GOAL_STATE_PREFIX, GoalTracker, aged_out_at, goal_key
 from autonomic.analyze.rca import RcaParams, dependency_closure
 from autonomic.analyze.rca import rank as rank_causes
-from autonomic.analyze.thresholds import HealthDetector, Thresholds, assess
+from autonomic.analyze.thresholds import HealthDetector, Thresholds, assess, stale_after
 from autonomic.analyze.trend import TrendDetector, default_trend_specs
 from autonomic.clock import ServerClock, SystemClock, duration, utc_stamp
 from autonomic.config import Config, policy_retention_too_short
@@ -783,14 +783,17 @@ class Engine:
         if config.engine.host_metrics:
             self.thresholds["host"] = Thresholds()
         held_s = (self.series.capacity - 1) * config.engine.interval_s  # the history a series keeps
-        defaults = default_trend_specs(held_s)  # frozen: one list for every service without its own
+        # frozen: one list for every service without its own
+        defaults = default_trend_specs(held_s, config.engine.interval_s)
         trend_specs = {s.name: (s.trends if s.trends is not None else defaults) for s in config.services}
         if config.engine.host_metrics:
             trend_specs["host"] = defaults
         seasonal = {s.name: s.seasonal_trends for s in config.services if s.seasonal_trends}
         anomalies = {s.name: s.anomalies for s in config.services if s.anomalies}
         self.detectors: list[Detector] = detectors if detectors is not None else [
-            HealthDetector(self.thresholds),
+            HealthDetector(self.thresholds, stale_s=stale_after(config.engine.interval_s, [
+                m.step_s for s in config.services for m in s.metrics
+                if isinstance(m, PromQuerySpec) and m.mode == "range"])),
             TrendDetector(trend_specs, self.thresholds),
             *([SeasonalTrendDetector(seasonal, self.thresholds)] if seasonal else []),
             *([AnomalyDetector(anomalies)] if anomalies else []),
@@ -1168,6 +1171,10 @@ class Engine:
                      action.service, action.state.value)
             self.queue.add(("action", action.id), now)
         self._restore_detectors()
+        if self._config_sources:  # a line, forecast or anomaly watch of a metric nothing samples
+            for warning in self.config.warnings:
+                if ".goals[" not in warning.field:
+                    log.warning("config: %s: %s", warning.field, warning.message)
         self._restore_goals()
         self._check_override_retention()
         if not self._audit_pruning and self.config.spec.retention.audit_s is not None and not self.shadow_only:
@@ -1281,7 +1288,8 @@ class Engine:
             return
         if self._config_sources:  # else the samples come from elsewhere (a replay), not the config's sources
             for warning in self.config.warnings:
-                log.warning("goals: %s: %s", warning.field, warning.message)
+                if ".goals[" in warning.field:  # the others are said at start (see start)
+                    log.warning("goals: %s: %s", warning.field, warning.message)
         saved = self.store.get_states(goal_key(s, n) for s, n in self.goals.goals)
         for note in self.goals.restore(saved):
             log.warning("goals: %s", note)

@@ -41,6 +41,53 @@ def test_a_trend_needing_more_history_than_the_series_store_keeps_is_refused_nam
     load(0.1, None)  # the default checks fit themselves to the history kept (default_trend_specs)
 
 
+def test_a_line_forecast_or_anomaly_watch_of_a_metric_no_source_samples_is_warned_of_naming_its_place(
+        tmp_path: Path) -> None:
+    """A line in thresholds.extra, a trend, a seasonal trend or an anomaly watch of a metric that
+    none of the service's sources samples (a typo: queue_dept) was valid and silent, and never
+    fired. Still valid: a warning at its place naming what the sources do sample. None for a
+    metric they sample, nor for a scrape that keeps every sample under its own name."""
+    def warnings(metrics: list[dict[str, object]]) -> list[str]:
+        service = {"name": "api", "metrics": metrics,
+                   "thresholds": {"extra": {"queue_dept": 10, "queue_depth": 10}},
+                   "trends": [{"metric": "queue_depth"}, {"metric": "memroy_percent", "threshold": 90}],
+                   "seasonal_trends": [{"metric": "disk_pct", "threshold": 90}],
+                   "anomalies": [{"metric": "latency_ms"}, {"metric": "latncy_ms"}]}
+        cfg = load_config_data({"services": [service]}, source="a.yaml", base_dir=tmp_path)
+        return [f"{w.field}: {w.message}" for w in cfg.warnings]
+
+    sampled = "its sources sample queue_depth, latency_ms"
+    query = [{"type": "promql", "url": "http://127.0.0.1:9", "query": q, "metric": m}
+             for q, m in (("q", "queue_depth"), ("l", "latency_ms"))]
+    assert warnings(query) == [
+        f"services[0].thresholds.extra.queue_dept: no source of service api samples 'queue_dept', so its "
+        f"threshold would never be crossed; {sampled}",
+        f"services[0].trends[1].metric: no source of service api samples 'memroy_percent', so its trend would "
+        f"never be forecast; {sampled}",
+        f"services[0].seasonal_trends[0].metric: no source of service api samples 'disk_pct', so its seasonal "
+        f"trend would never be forecast; {sampled}",
+        f"services[0].anomalies[1].metric: no source of service api samples 'latncy_ms', so its anomalies would "
+        f"never be seen; {sampled}"]
+    assert warnings([{"type": "prometheus", "url": "http://127.0.0.1:9/metrics"}]) == []
+
+
+def test_a_trend_whose_window_holds_fewer_samples_than_its_min_points_is_refused_naming_both(
+        tmp_path: Path) -> None:
+    """At a 60 s interval a 300 s window holds 6 samples; a forecast needs min_points (8) of them,
+    so it could never be made."""
+    def load(interval_s: float, trend: dict[str, object]) -> None:
+        load_config_data({"engine": {"interval_s": interval_s},
+                          "services": [{"name": "api", "trends": [trend]}]}, source="a.yaml", base_dir=tmp_path)
+
+    refused = (r"services\[0\]\.trends\[0\]: the memory_percent trend's window_s 300 holds 6 samples at "
+               r"interval_s 60, fewer than its min_points 8: it would never forecast; make window_s at least 480")
+    with pytest.raises(ConfigError, match=refused):
+        load(60, {"metric": "memory_percent"})
+    load(60, {"metric": "memory_percent", "window_s": 480})
+    load(60, {"metric": "memory_percent", "min_points": 6})
+    load(30, {"metric": "memory_percent"})
+
+
 def test_the_config_fingerprint_is_what_decides_what_the_engine_does_not_what_is_each_replicas_own(
         tmp_path: Path) -> None:
     def fingerprint(**changes: object) -> str:

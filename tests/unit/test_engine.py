@@ -222,6 +222,81 @@ def test_repeated_findings_update_one_incident_never_open_a_second(tmp_path: Pat
     assert h.actuator.calls == []
 
 
+def test_a_memory_leak_is_forecast_at_a_one_minute_collection_interval(tmp_path: Path) -> None:
+    """The default forecasts' 300 s window held 6 samples at a 60 s interval, fewer than the 8 a
+    forecast needs: a leak sampled once a minute reached its line with no forecast before it."""
+    engine = {"interval_s": 60, "state_dir": str(tmp_path / "state"), "host_metrics": False, "settle_s": 0}
+    h = Harness(tmp_path, policy={"autonomy": "observe"}, extra={"engine": engine})
+    for i in range(30):
+        h.source._samples.append(Sample("svc", "memory_percent", h.clock.now(), 40.0 + 1.0 * i))
+        h.engine.tick()
+        h.clock.advance(60.0)
+    incidents = h.store.incidents(service="svc")
+    assert [(i.cause, i.kind) for i in incidents] == [("memory", FindingKind.FORECAST)]
+
+
+def test_a_threshold_held_by_hysteresis_stays_held_across_a_restart(tmp_path: Path) -> None:
+    """Memory crossed its line (85) and fell back to 80, above the clear line (76.5): its incident
+    is held open. Restarted, the engine had forgotten the crossing: 80 was no finding, the incident
+    closed as cleared on its own, and the next crossing opened another. The crossing is
+    checkpointed with the detectors' state now."""
+    store = Store("sqlite://")
+    first = Harness(tmp_path, policy={"autonomy": "observe"}, store=store)
+    first.feed("memory_percent", 90.0, 3)
+    first.feed("memory_percent", 80.0, 5)
+    [inc] = store.incidents(service="svc")
+    assert inc.cause == "memory" and inc.closed_at is None
+    first.engine.checkpoint_detectors(first.clock.now())  # as every checkpoint_s, and at shutdown
+    h = Harness(tmp_path, policy={"autonomy": "observe"}, store=store, start_at=first.clock.now())
+    h.feed("memory_percent", 80.0, 40)  # past resolve_after_s (30)
+    [still] = store.incidents(service="svc")
+    assert still.id == inc.id and still.closed_at is None
+    h.feed("memory_percent", 70.0, 40)  # below the clear line: cleared, and closed once quiet
+    [closed] = store.incidents(service="svc")
+    assert closed.id == inc.id and closed.closed_at is not None
+
+
+def test_one_missed_scrape_at_a_one_minute_interval_does_not_let_a_held_line_go(tmp_path: Path) -> None:
+    """At a 60 s interval a scrape that timed out left the latest sample 60 s old, past the 30 s
+    a sample counted for: memory held crossed in its hysteresis band (80: under 85, over the clear
+    line 76.5) was let go at that tick, no finding came at the next ones, and its incident closed
+    as cleared while memory stayed at 80. A sample counts for three intervals now."""
+    engine = {"interval_s": 60, "state_dir": str(tmp_path / "state"), "host_metrics": False, "settle_s": 0,
+              "resolve_after_s": 120}
+    h = Harness(tmp_path, policy={"autonomy": "observe"}, extra={"engine": engine})
+    values = [90.0, 91.0, 80.0, None, 80.0, 80.0, 80.0, 80.0]  # None: that scrape timed out
+    for value in values:
+        if value is not None:
+            h.source._samples.append(Sample("svc", "memory_percent", h.clock.now(), value))
+        h.engine.tick()
+        h.clock.advance(60.0)
+    [inc] = h.store.incidents(service="svc")
+    assert inc.cause == "memory" and inc.closed_at is None
+
+
+def test_the_engine_warns_at_start_of_a_line_no_configured_source_samples_once_and_not_as_a_goals(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """What ``autonomic check`` warns of, ``autonomic run`` logs at start (its sources are the
+    config's): a line on a metric nothing samples under ``config:``, a goal's under ``goals:``,
+    each once; an engine fed from elsewhere (a replay) says neither."""
+    data = {"engine": {"state_dir": str(tmp_path / "state"), "host_metrics": False},
+            "services": [{"name": "web", "probes": [{"url": "http://127.0.0.1:9/health"}],
+                          "thresholds": {"extra": {"queue_dept": 10}},
+                          "goals": [{"name": "avail", "metric": "probe_okk", "min": 1, "target": 0.999}]}]}
+    cfg = load_config_data(data, source="t.yaml", base_dir=tmp_path)
+    goal, line = cfg.warnings
+    for sources in (None, [ReplaySource([])]):
+        caplog.clear()
+        engine = Engine(cfg, clock=FakeClock(T0), store=Store("sqlite://"), sources=sources,
+                        notifiers=Dispatcher([(FakeNotifier(), Level.INFO)], synchronous=True, dedup_s=0))
+        with caplog.at_level("WARNING", logger="autonomic"):
+            engine.start()
+        engine.shutdown()
+        said = [r.getMessage() for r in caplog.records if "never" in r.getMessage()]
+        assert said == ([f"config: {line.field}: {line.message}", f"goals: {goal.field}: {goal.message}"]
+                        if sources is None else [])
+
+
 def test_an_escalation_is_counted_in_the_daily_report_of_the_day_it_happened_and_not_again_while_its_symptom_lasts(
         tmp_path: Path) -> None:
     """An escalated incident keeps collecting its lasting symptom's findings (each moves its
@@ -736,7 +811,7 @@ def test_a_restarted_engine_with_a_longer_ttl_expires_a_request_when_it_was_reco
     first.feed("up", 0, 4)
     inc = first.incident()
     asked = first.store.decisions(inc.id)[-1]
-    first.engine.shutdown()
+    first.engine.checkpoint_detectors(first.clock.now())  # as every checkpoint_s, and at shutdown
     again = _ttl_harness(tmp_path, 3600, store=Store(db), start_at=first.clock.now())
     again.feed("up", 0, int(asked.ts + 18 - again.clock.now()))  # still down
     again.clock.advance(4)  # past the request's 20 s, before the engine looks again
@@ -761,7 +836,7 @@ def test_a_restarted_engine_with_a_shorter_ttl_acts_on_an_approval_given_before_
     first.feed("up", 0, 4)
     inc = first.incident()
     asked = first.store.decisions(inc.id)[-1]
-    first.engine.shutdown()
+    first.engine.checkpoint_detectors(first.clock.now())  # as every checkpoint_s, and at shutdown
     again = _ttl_harness(tmp_path, 20, store=Store(db), start_at=first.clock.now())
     again.feed("up", 0, 22)  # still down, past this engine's 20 s
     assert again.clock.now() - asked.ts > 20

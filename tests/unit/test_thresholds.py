@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -9,7 +10,7 @@ import pytest
 from pydantic import ValidationError
 
 from autonomic.analyze.causes import cause_of
-from autonomic.analyze.thresholds import HealthDetector, Thresholds, assess
+from autonomic.analyze.thresholds import HealthDetector, Thresholds, assess, stale_after
 from autonomic.model import Finding, FindingKind, HealthState, Sample, Severity
 from autonomic.monitor.series import SeriesStore
 from autonomic.testing import RecordingReader
@@ -188,6 +189,25 @@ def test_availability_counts_only_the_trailing_window() -> None:
     assert _detect(store, Thresholds(availability_window_s=90.0)) == []
 
 
+def test_availability_after_the_clock_was_set_back_counts_only_its_window_ending_now() -> None:
+    """Probes failed now and then long ago (700 s of history: the last 500 s all good), then the
+    wall clock was set back an hour and every probe since succeeded. The window search ran over
+    samples out of time order and counted all 702 probes, failures of long ago included:
+    'availability 98.7% below the 99% minimum' at once, an incident for nothing."""
+    store = SeriesStore()
+    t0 = 1_000_000.0
+    store.extend(Sample("api", "probe_ok", t0 + i, 0.0 if i % 20 == 0 and 0 < i < 200 else 1.0) for i in range(700))
+    det = HealthDetector({"api": Thresholds()})
+    assert det.detect(store, t0 + 699) == []
+    back = t0 + 700 - 3600
+    for i in range(400):
+        store.append(Sample("api", "probe_ok", back + i, 1.0))
+        assert det.detect(store, back + i) == [], i
+    store.extend(Sample("api", "probe_ok", back + 400 + i, float(i % 5 != 1)) for i in range(30))  # 6 failed
+    [low] = det.detect(store, back + 429)
+    assert low.metric == "availability" and low.evidence["probes"] == 300
+
+
 @pytest.mark.parametrize(
     ("kwargs", "field"),
     [
@@ -263,6 +283,46 @@ def test_a_crossed_maximum_is_held_until_it_falls_below_the_clear_line() -> None
 def test_a_detector_without_hysteresis_history_fires_only_on_sustained_crossings() -> None:
     store = _feed(SeriesStore(), "memory_percent", [95.0, 82.0])
     assert _detect(store) == []  # a fresh detector has seen no crossing: 82 alone is not one
+
+
+def test_a_sample_counts_for_30_s_three_intervals_or_a_range_querys_step_and_two_intervals() -> None:
+    """At a 5 s interval 30 s is six ticks; at 60 s one missed scrape must not make the metric
+    stale, nor a PromQL range query's 60 s step, whose newest point is up to a step old."""
+    assert stale_after(5.0) == 30.0
+    assert stale_after(60.0) == 180.0
+    assert stale_after(5.0, [15.0]) == 30.0 and stale_after(5.0, [15.0, 60.0]) == 70.0
+    store = _feed(SeriesStore(), "memory_percent", [90.0, 91.0], step=60.0)
+    assert _detect(store, now=NOW + 60) == []  # one scrape missed: stale at 30 s
+    assert len(HealthDetector({"api": Thresholds()}, stale_s=stale_after(60.0)).detect(store, NOW + 60)) == 1
+
+
+def test_the_crossed_lines_outlive_a_restart_through_the_checkpoint_and_only_configured_ones() -> None:
+    """A new detector restored from the old one's checkpoint holds memory at 82 (under 85, over
+    the clear line 76.5) as the old one did; a service or a line no longer configured is left out
+    with a note; a malformed state is refused (the engine then starts the detector fresh)."""
+    store = _feed(SeriesStore(), "memory_percent", [90.0, 91.0, 82.0])
+    old = HealthDetector({"api": Thresholds(), "web": Thresholds(extra={"queue_depth": 10})})
+    old._crossed = {"api": {"memory_percent"}, "web": {"queue_depth", "cpu_percent"}}
+    new = HealthDetector({"api": Thresholds(), "web": Thresholds()})
+    assert _detect(store) == []  # fresh: 82 alone is no crossing
+    assert new.restore(json.loads(json.dumps(old.checkpoint()))) == [
+        "crossed lines of web no longer configured: queue_depth"]
+    assert new.crossed("web") == {"cpu_percent"}
+    assert [f.metric for f in new.detect(store, NOW)] == ["memory_percent"]
+    assert new.crossed("web") == {"cpu_percent"}  # no cpu sample yet: kept for its first to judge
+    store.append(Sample("web", "cpu_percent", NOW, 50.0))
+    assert new.detect(store, NOW) != [] and new.crossed("web") == set()  # under its clear line: let go
+    late = HealthDetector({"api": Thresholds()})  # its source has not answered yet at the first tick
+    late.restore({"crossed": {"api": ["memory_percent"]}})
+    assert late.detect(SeriesStore(), NOW) == [] and late.crossed("api") == {"memory_percent"}
+    assert [f.metric for f in late.detect(store, NOW)] == ["memory_percent"]
+    gone = HealthDetector({"web": Thresholds()})
+    assert gone.restore({"crossed": {"api": ["memory_percent"]}}) == [
+        "crossed lines of api no longer configured: memory_percent"]
+    assert gone.crossed("api") == set()
+    for bad in ({}, {"crossed": []}, {"crossed": {"api": "memory_percent"}}, {"crossed": {"api": [1]}}):
+        with pytest.raises(ValueError, match="health state"):
+            gone.restore(bad)
 
 
 def test_the_health_state_holds_critical_through_the_hysteresis_band() -> None:

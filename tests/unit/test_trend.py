@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -43,6 +44,17 @@ def test_linear_leak_predicts_eta_within_ten_percent_of_truth() -> None:
     assert forecast.slope_per_s == pytest.approx(0.1, rel=0.05)
     assert forecast.r2 > 0.95 and forecast.zscore >= 2.0 and forecast.ema > forecast.ema_start
     assert forecast.points == 60 and forecast.current == values[-1] and forecast.threshold == 85.0
+
+
+def test_points_out_of_time_order_give_the_forecast_of_the_same_points_in_order() -> None:
+    """The latest value, the window's first half and the EMA were read by position: a leak whose
+    points came out of order had no forecast, or one from the wrong 'latest' value."""
+    ts, values, _ = _leak()
+    in_order = predict_breach(ts, values, 85.0, now=NOW)
+    shuffled = np.random.default_rng(4).permutation(ts.size)
+    out_of_order = predict_breach(ts[shuffled], values[shuffled], 85.0, now=NOW)
+    assert in_order is not None and out_of_order is not None
+    assert asdict(out_of_order) == pytest.approx(asdict(in_order), rel=1e-9)
 
 
 def test_prediction_interval_contains_eta_and_truth() -> None:
@@ -240,6 +252,19 @@ def test_the_default_checks_need_no_more_history_than_the_series_store_keeps() -
     assert [s.span_s for s in default_trend_specs(held_s=143.8)] == [pytest.approx(0.9 * 143.8)] * 3
 
 
+@pytest.mark.parametrize("interval_s", [5.0, 30.0, 45.0, 60.0, 120.0])
+def test_the_default_checks_forecast_a_leak_at_any_collection_interval(interval_s: float) -> None:
+    """At an interval past 43 s the default 300 s window held fewer than the 8 points a forecast
+    needs: memory, pool and disk forecasts were silently never made. Their window now holds
+    min_points samples at the engine's interval."""
+    held_s = 719 * interval_s  # what the series store keeps (720 samples)
+    ts = np.arange(0.0, 40 * interval_s, interval_s)
+    store = SeriesStore()
+    store.extend(Sample("api", "memory_percent", t, 40 + 40 * t / ts[-1]) for t in ts)
+    detector = TrendDetector({"api": default_trend_specs(held_s, interval_s)}, {})
+    assert [f.metric for f in detector.detect(store, ts[-1])] == ["memory_percent"]
+
+
 def test_an_exact_line_has_an_interval_of_width_zero_never_zero_to_infinity() -> None:
     """A leak with no noise at all (a count rising one per sample): rounding made the band's
     discriminant a hair below zero for some windows, read as 'the band never closes', so a
@@ -267,3 +292,19 @@ def test_a_trend_or_seasonal_forecast_of_a_counter_is_refused_naming_the_metric_
             load_config_data(data, source="a.yaml", base_dir=tmp_path)
         assert key in str(err.value) and metric in str(err.value) and f"rate({metric}[5m])" in str(err.value)
     assert TrendSpec(metric="queue_depth").metric == "queue_depth"  # a gauge is fine
+
+
+def test_a_step_then_flat_is_not_a_breach_but_a_leak_a_step_interrupts_still_is() -> None:
+    """A deploy raises memory from 40 % to 60 % and it stays there: the straight line through the
+    window rose 20 points in a few minutes (r2 ~0.75) and said '85 reached in 200 s', critical, for
+    as long as the step was in the window, wherever in the window's second half it sits. A line
+    with one step fits far better and is flat. A leak (0.05 %/s) that a step interrupts is still
+    forecast."""
+    ts = np.arange(-300.0, 0.1, 5.0)
+    rng = np.random.default_rng(1)
+    for at in (-150.0, -120.0, -90.0, -60.0):
+        step = np.where(ts < at, 40.0, 60.0) + rng.normal(0.0, 0.3, ts.size)
+        assert predict_breach(ts, step, 85.0, now=0.0, min_span_s=150) is None, at
+    leak = 40 + 0.05 * (ts + 300) + np.where(ts > -100, 10.0, 0.0) + rng.normal(0.0, 0.3, ts.size)
+    forecast = predict_breach(ts, leak, 85.0, now=0.0, min_span_s=150)
+    assert forecast is not None and forecast.slope_per_s > 0.05

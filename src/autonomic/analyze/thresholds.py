@@ -8,7 +8,8 @@ line for each metric. :class:`HealthDetector` turns the series into findings:
 * **threshold** (THRESHOLD, cause :func:`cause_of`, confidence 0.9): the last ``sustain``
   samples of a metric are all at or above its maximum (minimum duration); once crossed it
   stays crossed while the latest value is at or above ``clear_fraction * maximum``
-  (hysteresis), so a metric hovering at its line keeps one incident rather than flapping.
+  (hysteresis), so a metric hovering at its line keeps one incident rather than flapping;
+  what is held crossed is checkpointed with the detectors' state, so a restart keeps it.
   ``availability`` is the one minimum: the percentage of ``probe_ok == 1`` over the trailing
   ``availability_window_s``, computed at each of the last ``sustain`` probe samples, must stay
   at or above the line. Outages are left out of it: a run of at least ``down_after`` failed
@@ -17,7 +18,8 @@ line for each metric. :class:`HealthDetector` turns the series into findings:
   Otherwise every healed crash longer than the error budget (3 s in 5 minutes at 99%) would
   keep availability under its line for the window after it and escalate a second incident.
 
-A metric counts only when its latest sample is no older than ``stale_s``. While a service
+A metric counts only when its latest sample is no older than ``stale_s`` (the engine's:
+:func:`stale_after`). While a service
 is down, the probe-derived findings (``probe_latency_ms``, ``availability``) are left out:
 they are symptoms of the same outage, and a failed attempt's latency is not a latency.
 ``probe_latency_ms`` is also ignored while the latest probe failed.
@@ -45,6 +47,7 @@ from autonomic.model import Finding, FindingKind, HealthState, Severity
 from autonomic.printable import counted
 from autonomic.protocols import SeriesReader
 
+STALE_S = 30.0  # the least age at which a metric's latest sample no longer counts
 DOWN_CONFIDENCE = 0.95
 THRESHOLD_CONFIDENCE = 0.9
 _EVIDENCE_SAMPLES = 5  # how many recent values a finding quotes
@@ -58,6 +61,17 @@ _MAXIMUMS = (
     "probe_latency_ms",
     "pool_utilization",
 )
+
+
+def stale_after(interval_s: float, range_steps: Iterable[float] = ()) -> float:
+    """How old a metric's latest sample may be and still count (:class:`HealthDetector`'s
+    ``stale_s``): 30 s, three collection intervals when longer, and a PromQL range source's
+    ``step_s`` plus two intervals (its newest point is up to a step old when it comes). At a 60 s
+    interval one missed scrape (a timeout) left the latest sample 60 s old: every finding of the
+    service stopped for that tick, and a line held crossed (hysteresis) was let go, its incident
+    closing as cleared while the metric stayed in the band; a range query's 60 s step did that
+    every other tick."""
+    return max(STALE_S, 3.0 * interval_s, *(step + 2.0 * interval_s for step in range_steps))
 
 
 def maximum_kind(metric: str) -> Literal["builtin", "extra"] | None:
@@ -226,7 +240,14 @@ def _availability(
         return None
     ts, values = series.window(service, "probe_ok", -math.inf)
     ts = np.asarray(ts, dtype=np.float64)
-    ok = (np.asarray(values, dtype=np.float64) >= 0.5).astype(np.float64)
+    values = np.asarray(values, dtype=np.float64)
+    if ts.size > 1 and bool((np.diff(ts) < 0).any()):
+        # the wall clock was set back: the window search below needs time order, and a sample
+        # stamped after now (before the step) is not within any window ending now
+        keep = ts <= now
+        order = np.argsort(ts[keep], kind="stable")
+        ts, values = ts[keep][order], values[keep][order]
+    ok = (values >= 0.5).astype(np.float64)
     # Count from the first successful probe: failures before a service ever came up are its
     # start-up, not lost availability (a service that never comes up is "down", not this).
     if not ok.any():
@@ -411,7 +432,7 @@ class HealthDetector:
 
     name = "health"
 
-    def __init__(self, thresholds: Mapping[str, Thresholds], stale_s: float = 30.0) -> None:
+    def __init__(self, thresholds: Mapping[str, Thresholds], stale_s: float = STALE_S) -> None:
         if stale_s <= 0:
             raise ValueError(f"stale_s must be positive, got {stale_s}")
         self.thresholds = dict(thresholds)
@@ -480,13 +501,43 @@ class HealthDetector:
         """The maximums of ``service`` crossed and not yet cleared (see the hysteresis rule)."""
         return set(self._crossed.get(service, ()))
 
+    def checkpoint(self) -> dict[str, Any]:
+        """The maximums held crossed, by service (JSON-ready). Restored at start, a metric that
+        crossed its line before a restart (or a reload) is still held while it stays at or above
+        its clear line: forgotten, it was no finding at all there, so its incident closed as
+        cleared on its own and the next crossing opened another."""
+        return {"crossed": {service: sorted(metrics) for service, metrics in self._crossed.items()}}
+
+    def restore(self, state: dict[str, Any]) -> list[str]:
+        """Take back the crossed maximums of the services and lines still configured; one note
+        per service some of whose were left out. Whether each is still held is the next tick's
+        to say (its latest value against its clear line)."""
+        if not isinstance(state, dict) or not isinstance(state.get("crossed"), dict):
+            raise ValueError("health state: 'crossed' must be an object")
+        notes = []
+        for service, metrics in state["crossed"].items():
+            if not isinstance(metrics, list) or not all(isinstance(m, str) for m in metrics):
+                raise ValueError(f"health state of {service}: 'crossed' must map a service to metric names")
+            th = self.thresholds.get(service)
+            kept = {m for m in metrics if th is not None and m in th.maximums()}
+            if kept:
+                self._crossed[service] = kept
+            if len(kept) < len(metrics):
+                left = sorted(set(metrics) - kept)
+                notes.append(f"crossed lines of {service} no longer configured: {', '.join(left)}")
+        return notes
+
     def _hysteresis(self, series: SeriesReader, service: str, th: Thresholds, now: float,
                     ev: _Evaluation) -> list[_Crossing]:
         """Remember what crossed; a crossed maximum no longer crossed for ``sustain`` samples is
-        held (reported as still crossed) while its latest value is at or above the clear line."""
+        held (reported as still crossed) while its latest value is at or above the clear line. One
+        with no sample at all yet (restored at start, before its source first answered) is kept
+        for its first sample to judge."""
         crossed_now = {c.metric for c in ev.crossings if c.critical and not c.is_minimum}
-        held = _held(series, service, th, now, self.stale_s, self._crossed.get(service, set()) - crossed_now, ev)
-        crossed = crossed_now | {c.metric for c in held}
+        before = self._crossed.get(service, set()) - crossed_now
+        held = _held(series, service, th, now, self.stale_s, before, ev)
+        unseen = {m for m in before if series.latest(service, m) is None}
+        crossed = crossed_now | {c.metric for c in held} | unseen
         if crossed:
             self._crossed[service] = crossed
         else:

@@ -68,11 +68,19 @@ class TrendSpec(BaseModel):
         return self.window_s / 2 if self.min_span_s is None else self.min_span_s
 
 
-def default_trend_specs(held_s: float = math.inf) -> list[TrendSpec]:
+def default_trend_specs(held_s: float = math.inf, interval_s: float = 0.0) -> list[TrendSpec]:
     """Forecasts worth having for every service: memory, pool and disk filling up. Each needs
     half its window of history, or 90% of ``held_s`` (the history the series store keeps) when
-    that is shorter: at a sub-second interval the store keeps less than half a window."""
-    specs = [TrendSpec(metric=m) for m in ("memory_percent", "pool_utilization", "disk_percent")]
+    that is shorter: at a sub-second interval the store keeps less than half a window. Its
+    window is ``min_points`` intervals long when that is longer than the default 300 s (480 s at
+    a 60 s ``interval_s``): past a 43 s interval 300 s holds fewer than its 8 points, and the
+    forecasts would never be made."""
+    specs = []
+    for metric in ("memory_percent", "pool_utilization", "disk_percent"):
+        spec = TrendSpec(metric=metric)
+        if spec.min_points * interval_s > spec.window_s:
+            spec = TrendSpec(metric=metric, window_s=spec.min_points * interval_s)
+        specs.append(spec)
     return [s if s.span_s <= 0.9 * held_s else s.model_copy(update={"min_span_s": 0.9 * held_s}) for s in specs]
 
 
@@ -166,6 +174,39 @@ def _levels_off_below(x: np.ndarray, v: np.ndarray, threshold: float) -> bool:
     return a + b * peak_at + c * peak_at * peak_at < threshold
 
 
+_STEP_F_MIN = 25.0  # as the seasonal forecaster's step_f_min
+_STEP_T_MIN = 2.0
+
+
+def _a_step_not_a_slope(x: np.ndarray, v: np.ndarray) -> bool:
+    """Whether the rise through ``(x, v)`` is a level shift rather than a slope: the best line
+    with one step (``a + b*x + c*[x >= x_k]``, at least 2 points each side) fits significantly
+    better than the line (F statistic >= 25, as the seasonal forecaster's ``step_f_min``) and
+    its slope ``b`` is not significantly above 0 (``t < 2``). ``x`` is sorted."""
+    n = x.size
+    if n < 5:
+        return False
+    scale = max(float(np.ptp(x)), 1e-9)
+    u = (x - x.mean()) / scale
+    ks = np.arange(2, n - 1)  # the step's first point: 2 .. n-2, so each side has 2 points or more
+    step = (np.arange(n)[None, :] >= ks[:, None]).astype(np.float64)  # (K, n)
+    designs = np.stack([np.ones((ks.size, n)), np.broadcast_to(u, (ks.size, n)), step], axis=2)  # (K, n, 3)
+    coef = np.linalg.pinv(designs) @ v  # (K, 3)
+    sse = ((v[None, :] - np.einsum("knp,kp->kn", designs, coef)) ** 2).sum(axis=1)
+    line = np.polyfit(u, v, 1)
+    sse_line = float(((v - np.polyval(line, u)) ** 2).sum())
+    best = int(np.argmin(sse))
+    gain = sse_line - float(sse[best])
+    if gain <= 1e-9 * max(float(((v - v.mean()) ** 2).sum()), 1e-300):
+        return False  # the step adds nothing (an exact line: no residuals either way)
+    if gain / max(float(sse[best]) / (n - 3), 1e-300) < _STEP_F_MIN:
+        return False
+    d = designs[best]
+    cov = float(sse[best]) / (n - 3) * np.linalg.pinv(d.T @ d)
+    slope, se = float(coef[best, 1]), math.sqrt(max(float(cov[1, 1]), 0.0))
+    return not (slope > 0 and (se == 0 or slope / se >= _STEP_T_MIN))
+
+
 def predict_breach(
     ts: Any,
     values: Any,
@@ -182,7 +223,8 @@ def predict_breach(
 ) -> Forecast | None:
     """When will a rising series reach ``threshold`` (a maximum)? None unless every rule holds:
 
-    1. Only points with ``now - window_s <= ts <= now`` count; fewer than ``min_points``,
+    1. Only points with ``now - window_s <= ts <= now`` count, taken in time order whatever
+       their order in ``ts`` (a replay, a source's own timestamps); fewer than ``min_points``,
        or spanning less than ``min_span_s`` (or all at one instant) -> None: a series only a
        few seconds old (the engine just started: its series store begins empty) is not
        extrapolated an hour ahead; the first upswing of a healthy sawtooth would look like a leak.
@@ -206,6 +248,11 @@ def predict_breach(
        would extrapolate to a breach, and then the next restart's warm-up, for ever. (A
        parabola peaks lower than an exponential approach to the same plateau: a rise levelling
        off only just above the line may go unforecast, and is the threshold detector's.)
+    9. Not a step (:func:`_a_step_not_a_slope`): a level shift with flat sides (a deploy or a
+       config change raising memory from 40 to 60 and holding it there) is fitted by the straight
+       line as a steep rise, "reaching 85 in 200 s" for as long as the step is in the window. When
+       a line with one step fits significantly better (F >= 25) and its slope is not significantly
+       rising (t < 2), there is no forecast; a leak that a step interrupts is still forecast.
 
     The interval ``[eta_low_s, eta_high_s]`` is where the fitted line's 95% confidence band
     crosses ``threshold`` (Fieller's interval, see :func:`_eta_interval`). It comes from the
@@ -228,6 +275,8 @@ def predict_breach(
     r2 = float(fit.rvalue) ** 2
     if r2 < min_r2:
         return None
+    order = np.argsort(t, kind="stable")  # the rules below read the points in time order
+    t, v = t[order], v[order]
     first = v[: n // 2]
     ema_start = float(first.mean())
     ema = _ema(v, ema_alpha)
@@ -246,6 +295,8 @@ def predict_breach(
     if eta > horizon_s:
         return None
     if _levels_off_below(t - now, v, threshold):
+        return None
+    if _a_step_not_a_slope(t - now, v):
         return None
     eta_low, eta_high = _eta_interval(t - now, slope, fitted_now, float(fit.stderr), threshold, eta)
     return Forecast(
