@@ -2,7 +2,8 @@
 
     python benchmarks/collect.py --json
 
-Starts ``--services`` real HTTP servers on loopback ports, one per service: ``--hung`` of them
+Starts ``--services`` real HTTP servers on loopback ports, one per service, in a process of
+their own: ``--hung`` of them
 listen and never answer (a partitioned rack: the connection is made, no answer comes), the others
 answer 200 at once. An engine probes each (``timeout_s`` ``--timeout``) and, in the same run, side
 by side, one collection is timed with ``engine.collect_workers: 1`` (every source one after
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import socket
 import tempfile
 import threading
@@ -24,6 +26,8 @@ import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from multiprocessing.connection import Connection
+from multiprocessing.synchronize import Event
 from pathlib import Path
 
 from autonomic.clock import ManualClock
@@ -42,28 +46,40 @@ class _Ok(BaseHTTPRequestHandler):
         pass
 
 
-@contextmanager
-def _answering() -> Iterator[int]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Ok)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield server.server_address[1]
-    finally:
-        server.shutdown()
-        server.server_close()
+def _serve(answering: int, hung: set[int], total: int, ports: Connection, stop: Event) -> None:
+    """In a process of its own (the servers are not to share the engine's interpreter lock, as
+    they do not in a deployment): ``total`` ports, those in ``hung`` listening and never answering
+    (the kernel's backlog takes the connection), the others HTTP servers answering 200; their
+    ports sent on ``ports``; until ``stop``."""
+    with ExitStack() as stack:
+        found = []
+        for i in range(total):
+            if i in hung:
+                sock = stack.enter_context(socket.socket())
+                sock.bind(("127.0.0.1", 0))
+                sock.listen(64)
+                found.append(sock.getsockname()[1])
+            else:
+                server = ThreadingHTTPServer(("127.0.0.1", 0), _Ok)
+                threading.Thread(target=server.serve_forever, daemon=True).start()
+                stack.callback(server.server_close)
+                stack.callback(server.shutdown)
+                found.append(server.server_address[1])
+        ports.send(found)
+        stop.wait()
 
 
 @contextmanager
-def _hung() -> Iterator[int]:
-    """A port that takes connections (the kernel's backlog) and never answers."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(64)
+def _fleet(total: int, hung: set[int]) -> Iterator[list[int]]:
+    receive, send = multiprocessing.Pipe(duplex=False)
+    stop = multiprocessing.Event()
+    proc = multiprocessing.Process(target=_serve, args=(total - len(hung), hung, total, send, stop), daemon=True)
+    proc.start()
     try:
-        yield sock.getsockname()[1]
+        yield receive.recv()
     finally:
-        sock.close()
+        stop.set()
+        proc.join(10)
 
 
 def _collect_s(ports: list[int], timeout: float, workers: int, state: Path) -> tuple[float, list[float]]:
@@ -93,10 +109,9 @@ def main() -> None:
     args = parser.parse_args()
     if not 0 <= args.hung <= args.services:
         parser.error("--hung must be between 0 and --services")
-    with ExitStack() as stack, tempfile.TemporaryDirectory() as tmp:
-        # the hung ones spread over the fleet, as a partition hits a rack, not the list's end
-        hung = {round(i * args.services / args.hung) for i in range(args.hung)} if args.hung else set()
-        ports = [stack.enter_context(_hung() if i in hung else _answering()) for i in range(args.services)]
+    # the hung ones spread over the fleet, as a partition hits a rack, not the list's end
+    hung = {round(i * args.services / args.hung) for i in range(args.hung)} if args.hung else set()
+    with _fleet(args.services, hung) as ports, tempfile.TemporaryDirectory() as tmp:
         sequential_s, seq_read = _collect_s(ports, args.timeout, 1, Path(tmp) / "a")
         lanes_s, lanes_read = _collect_s(ports, args.timeout, args.workers, Path(tmp) / "b")
     expected = [0.0 if i in hung else 1.0 for i in range(args.services)]

@@ -149,7 +149,8 @@ def test_trend_detector_emits_forecast_finding_with_threshold_from_thresholds() 
     assert f.threshold == 85.0 and f.value == f.evidence["current"]
     assert 0.5 < f.confidence <= 0.95
     assert f.summary.startswith("memory_percent will reach 85 in ")
-    assert re.search(r"in 1[45]\d s \(slope 0\.\d+/s, r2 (0\.9\d|1\.00)\)$", f.summary), f.summary
+    # a time as a person reads it (2.5 min), not a count of seconds
+    assert re.search(r"in 2\.[4-7] min \(slope 0\.\d+/s, r2 (0\.9\d|1\.00)\)$", f.summary), f.summary
     assert set(f.evidence) >= {"slope_per_s", "r2", "ema", "zscore", "eta_s", "eta_low_s", "eta_high_s"}
     json.dumps(f.model_dump(mode="json"), allow_nan=False)
 

@@ -48,6 +48,7 @@ from scipy.special import log_ndtr
 from autonomic.analyze.causes import cause_of
 from autonomic.analyze.thresholds import Thresholds
 from autonomic.analyze.trend import Forecast, forecast_confidence, not_a_counter, spec_line
+from autonomic.clock import duration
 from autonomic.model import Finding, FindingKind, Severity
 from autonomic.protocols import SeriesReader
 
@@ -464,7 +465,7 @@ def _finding(service: str, spec: SeasonalTrendSpec, line: float, forecast: Forec
         severity=Severity.CRITICAL if critical else Severity.WARNING,
         confidence=forecast_confidence(forecast, spec.t_min), ts=now, value=forecast.current,
         threshold=line,
-        summary=f"{spec.metric} will reach {line:g} in {forecast.eta_s:.0f} s beyond its daily cycle "
+        summary=f"{spec.metric} will reach {line:g} in {duration(forecast.eta_s)} beyond its daily cycle "
                 f"(trend {forecast.slope_per_s * 3600:.3g}/h, t {forecast.zscore:.1f})",
         evidence={**forecast.evidence(), "seasonal": True},
     )

@@ -18,6 +18,7 @@ from scipy.signal import lfilter
 
 from autonomic.analyze.causes import cause_of
 from autonomic.analyze.thresholds import Thresholds
+from autonomic.clock import duration
 from autonomic.errors import ConfigError
 from autonomic.model import COUNTER_SUFFIXES, Finding, FindingKind, Severity
 from autonomic.protocols import SeriesReader
@@ -389,7 +390,7 @@ class TrendDetector:
                     ts=now,
                     value=forecast.current,
                     threshold=line,
-                    summary=f"{spec.metric} will reach {line:g} in {forecast.eta_s:.0f} s "
+                    summary=f"{spec.metric} will reach {line:g} in {duration(forecast.eta_s)} "
                     f"(slope {forecast.slope_per_s:.3g}/s, r2 {forecast.r2:.2f})",
                     evidence=forecast.evidence(),
                 )
