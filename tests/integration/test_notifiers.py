@@ -545,3 +545,82 @@ def test_an_email_outage_logs_no_smtp_password(
     assert lines[1] == (f"notifier email failed after 2 attempts: 127.0.0.1:{port}: SMTPNotSupportedError; later "
                         "failures are logged at DEBUG until it delivers again")
     assert not any("smtp-password-value" in line or "mailer-user-name" in line for line in lines), lines
+
+
+def _self_signed(folder: Path, host: str = "127.0.0.1") -> tuple[Path, Path]:
+    """A certificate for ``host`` signed by nobody a client trusts (the real openssl), and its key."""
+    import shutil
+    import subprocess
+
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is not installed")
+    cert, key = folder / "smtp-cert.pem", folder / "smtp-key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out",
+                    str(cert), "-days", "1", "-subj", f"/CN={host}", "-addext", f"subjectAltName=IP:{host}"],
+                   check=True, capture_output=True)
+    return cert, key
+
+
+@dataclass
+class TlsMailbox(Mailbox):
+    """A mail server that offers STARTTLS and AUTH (only over TLS), keeping every password it is given."""
+
+    passwords: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        Mailbox.__init__(self)
+
+    def authenticate(self, server: Any, session: Any, envelope: Any, mechanism: str, auth_data: Any) -> Any:
+        from aiosmtpd.smtp import AuthResult
+
+        self.passwords.append(auth_data.password.decode())
+        return AuthResult(success=True)
+
+
+@pytest.fixture
+def tls_smtp(tmp_path: Path) -> Iterator[tuple[TlsMailbox, int, Path]]:
+    """aiosmtpd on loopback with STARTTLS required, its certificate self-signed: (box, port, cert)."""
+    import ssl
+
+    cert, key = _self_signed(tmp_path)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    box = TlsMailbox()
+    port = free_port()
+    controller = Controller(box, hostname="127.0.0.1", port=port, tls_context=context, require_starttls=True,
+                            auth_require_tls=True, authenticator=box.authenticate)
+    controller.start()
+    try:
+        yield box, port, cert
+    finally:
+        controller.stop()
+
+
+def test_email_over_starttls_refuses_a_server_whose_certificate_is_not_trusted(
+        tls_smtp: tuple[TlsMailbox, int, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    """A real SMTP server (aiosmtpd on loopback) offering STARTTLS with a self-signed certificate
+    stands for a man in the middle: the notifier stops at the TLS handshake, saying why, and the
+    SMTP password never reaches it nor does the page (smtplib's own default verifies nothing)."""
+    box, port, _ = tls_smtp
+    monkeypatch.setenv("SMTP_USER", "mailer")
+    monkeypatch.setenv("SMTP_PASSWORD", "smtp-password-value")
+    email = EmailNotifier("127.0.0.1", port, sender="ops@example", to=["oncall@example"], starttls=True,
+                          username_env="SMTP_USER", password_env="SMTP_PASSWORD")
+    with pytest.raises(NotifierError) as err:
+        email.send(alert())
+    assert box.passwords == [] and box.envelopes == []
+    assert str(err.value).startswith(f"127.0.0.1:{port}: SSLCertVerificationError")
+    assert "certificate" in str(err.value) and "smtp-password-value" not in str(err.value)
+
+
+def test_email_over_starttls_delivers_to_a_server_whose_certificate_is_trusted(
+        tls_smtp: tuple[TlsMailbox, int, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same real server, its certificate trusted through SSL_CERT_FILE (how a private CA is
+    named to OpenSSL): the login goes over TLS and the mail arrives."""
+    box, port, cert = tls_smtp
+    monkeypatch.setenv("SSL_CERT_FILE", str(cert))
+    monkeypatch.setenv("SMTP_USER", "mailer")
+    monkeypatch.setenv("SMTP_PASSWORD", "smtp-password-value")
+    EmailNotifier("127.0.0.1", port, sender="ops@example", to=["oncall@example"], starttls=True,
+                  username_env="SMTP_USER", password_env="SMTP_PASSWORD").send(alert())
+    assert box.passwords == ["smtp-password-value"] and len(box.envelopes) == 1
