@@ -6,6 +6,7 @@ import hashlib
 import hmac
 import json
 import logging
+import re
 import threading
 import time
 from pathlib import Path
@@ -272,6 +273,26 @@ def test_slack_payload_escapes_control_sequences_from_alert_text() -> None:
     assert "&lt;!channel&gt;" in payload["blocks"][1]["text"]["text"]
     assert "&amp; retry" in payload["text"]
     assert SlackNotifier.payload(note())["blocks"][0]["text"]["text"] == "*[ALERT] disk filling*"
+
+
+def test_slack_payload_keeps_within_slacks_limits_however_long_the_title_service_and_body() -> None:
+    """An incident's title is its alert's summary (or description: paragraphs of it), the service
+    an alert's label: Slack refuses the whole message (HTTP 400, ``invalid_blocks``) when one
+    section's or context's text passes 3,000 characters, so such a page was never delivered.
+    Each is cut with an ellipsis (never inside an escaped ``&amp;``), and the plain ``text``
+    within Slack's 40,000."""
+    title = "web: " + "connection pool & queue saturated; " * 400  # ~14,000 characters, escaped longer
+    n = Notification(level=Level.ALERT, title=title, body="x" * 60_000, ts=1000.0, service="s" * 5000,
+                     incident_id="inc1")
+    payload = SlackNotifier.payload(n)
+    texts = [b["text"]["text"] for b in payload["blocks"] if "text" in b]
+    texts += [e["text"] for b in payload["blocks"] for e in b.get("elements", [])]
+    assert len(texts) == 3 and all(0 < len(t) <= 3000 for t in texts), [len(t) for t in texts]
+    head = payload["blocks"][0]["text"]["text"]
+    assert head.startswith("*[ALERT] web: connection pool &amp; queue") and head.endswith("…*")
+    assert not re.search(r"&[a-z]*…\*$", head)  # no entity cut in two
+    assert payload["blocks"][2]["elements"][0]["text"].endswith(" · incident: inc1 · 1970-01-01 00:16:40 UTC")
+    assert 0 < len(payload["text"]) <= 40_000 and payload["text"].startswith("[ALERT] web: connection pool")
 
 
 def test_slack_and_webhook_repr_hide_the_url() -> None:

@@ -44,7 +44,8 @@ from autonomic.protocols import Notifier
 
 log = logging.getLogger("autonomic.notify")
 
-_SLACK_TEXT_MAX = 3000  # Slack's limit for one section block's text
+_SLACK_TEXT_MAX = 3000  # Slack's limit for one section block's (or context element's) text
+_SLACK_MESSAGE_MAX = 40_000  # and for a message's plain ``text``
 _ATOM = re.compile(r"[A-Za-z0-9_.-]{1,200}")  # a notification id that can be an email's Message-ID's left part
 
 
@@ -167,18 +168,21 @@ class SlackNotifier:
         notification's text (which may come from outside: an alert's annotations) has ``&``, ``<``
         and ``>`` escaped, so Slack shows a ``<!channel>`` or ``<url|label>`` in it as written
         rather than notifying everyone or drawing a link. A whole HTML page (an HTML report) is
-        sent as its text: Slack would show the markup."""
+        sent as its text: Slack would show the markup. Each text is cut to Slack's limits (a
+        title from a long alert description, a service from an alert's label), which would
+        otherwise have Slack refuse the message."""
         head = f"[{_level_name(n)}] {_slack_escape(n.title)}"
-        context = [f"service: {_slack_escape(n.service)}"] if n.service else []
+        context = [f"service: {_slack_cut(_slack_escape(n.service), 1000)}"] if n.service else []
         if n.incident_id:
             context.append(f"incident: {_slack_escape(n.incident_id[:8])}")
         context.append(time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(n.ts)))
-        blocks: list[dict[str, Any]] = [{"type": "section", "text": {"type": "mrkdwn", "text": f"*{head}*"}}]
+        blocks: list[dict[str, Any]] = [
+            {"type": "section", "text": {"type": "mrkdwn", "text": f"*{_slack_cut(head, _SLACK_TEXT_MAX - 2)}*"}}]
         text = _slack_escape(_readable(n.body))
         if text:
             blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": _slack_cut(text)}})
         blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": " · ".join(context)}]})
-        return {"text": head + (f": {text}" if text else ""), "blocks": blocks}
+        return {"text": _slack_cut(head + (f": {text}" if text else ""), _SLACK_MESSAGE_MAX), "blocks": blocks}
 
     def send(self, notification: Notification) -> None:
         body = json.dumps(self.payload(notification)).encode()
@@ -190,11 +194,12 @@ def _slack_escape(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
-def _slack_cut(text: str) -> str:
-    """Escaped ``text`` within one block's limit, cut (never inside an entity) with an ellipsis."""
-    if len(text) <= _SLACK_TEXT_MAX:
+def _slack_cut(text: str, limit: int = _SLACK_TEXT_MAX) -> str:
+    """Escaped ``text`` within ``limit`` characters (one block's), cut (never inside an entity)
+    with an ellipsis. Slack refuses a whole message one of whose texts is too long."""
+    if len(text) <= limit:
         return text
-    cut = text[: _SLACK_TEXT_MAX - 1]
+    cut = text[: limit - 1]
     amp = cut.rfind("&")
     if amp >= 0 and ";" not in cut[amp:]:
         cut = cut[:amp]
