@@ -47,6 +47,8 @@ class Receiver:
     hold: threading.Event | None = None  # when set, each request waits for this event first
     requests: list[tuple[str, dict[str, str], bytes]] = field(default_factory=list)
     arrived: threading.Event = field(default_factory=threading.Event)
+    body: bytes = b"ok"  # the answer's body
+    trickle_s: float = 0.0  # when set, the body is sent a byte at a time, this long apart
 
 
 @contextlib.contextmanager
@@ -59,9 +61,16 @@ def http_server(receiver: Receiver) -> Iterator[str]:
             if receiver.hold is not None:
                 receiver.hold.wait(10)
             self.send_response(receiver.status)
-            self.send_header("Content-Length", "2")
+            self.send_header("Content-Length", str(len(receiver.body)))
             self.end_headers()
-            self.wfile.write(b"ok")
+            if not receiver.trickle_s:
+                self.wfile.write(receiver.body)
+                return
+            with contextlib.suppress(OSError):  # the client may hang up before the end
+                for i in range(len(receiver.body)):
+                    self.wfile.write(receiver.body[i:i + 1])
+                    self.wfile.flush()
+                    time.sleep(receiver.trickle_s)
 
         def log_message(self, *_: Any) -> None:
             pass
@@ -234,6 +243,20 @@ def test_hanging_receiver_does_not_delay_send_or_the_other_notifiers() -> None:
             hung.hold.set()
             d.close(timeout=10)
     assert len(hung.requests) == 6
+
+
+def test_a_receiver_trickling_its_answer_holds_a_delivery_no_longer_than_the_timeout() -> None:
+    """A real HTTP server answers 200 at once, then sends its body a byte every 0.25 s (a proxy
+    gone wrong, a slowloris): httpx's timeout bounds each read, not the body, so the Slack and
+    webhook notifiers were held for as long as it went on (40 bytes: 10 s, and a queue behind
+    it). The answer's status is what delivery needs: each returns within its 1 s timeout, delivered."""
+    rx = Receiver(body=b"x" * 40, trickle_s=0.25)
+    with http_server(rx) as base:
+        for notifier in (SlackNotifier(base + "/slack", timeout_s=1), WebhookNotifier(base + "/hook", timeout_s=1)):
+            start = time.perf_counter()
+            notifier.send(alert())
+            assert time.perf_counter() - start < 2.5, type(notifier).__name__
+    assert len(rx.requests) == 2
 
 
 def test_a_notification_in_flight_when_the_engine_is_killed_is_sent_by_the_next_engine(tmp_path: Path) -> None:

@@ -138,16 +138,19 @@ class JsonlNotifier:
 
 
 def _post(url: str, content: bytes, headers: dict[str, str], timeout_s: float) -> None:
-    """POST ``content``; NotifierError (naming the host only) unless the answer is 2xx."""
+    """POST ``content``; NotifierError (naming the host only) unless the answer is 2xx. The
+    answer's status is all that is read: its body is not (httpx's timeout bounds each read, not
+    the body, so a receiver trickling one, or sending gigabytes, would hold the notifier)."""
     host = _host(url)
     try:
-        response = httpx.post(url, content=content, headers=headers, timeout=timeout_s)
+        with httpx.stream("POST", url, content=content, headers=headers, timeout=timeout_s) as response:
+            status = response.status_code
     except httpx.TimeoutException:
         raise NotifierError(f"{host}: timed out after {timeout_s:g} s") from None
     except httpx.HTTPError as exc:
         raise NotifierError(f"{host}: {type(exc).__name__}") from None
-    if not 200 <= response.status_code < 300:
-        raise NotifierError(f"{host}: HTTP {response.status_code}")
+    if not 200 <= status < 300:
+        raise NotifierError(f"{host}: HTTP {status}")
 
 
 class SlackNotifier:
