@@ -130,6 +130,42 @@ def test_the_incident_page_writes_one_of_a_thing_singular_and_more_plural(tmp_pa
         page.close()
 
 
+def test_the_front_page_of_a_mass_outage_counts_every_open_incident_and_draws_alert_text_as_text(
+    tmp_path: Path, browser: Browser
+) -> None:
+    """A real store with a request for approval on db, then 1,000 newer open incidents (one of
+    them from an alert whose service and summary are HTML with a script). The page lists the
+    newest 1,000, its heading says there are 1,001, the request still shows as awaiting approval
+    (the badge and the link said nothing: they counted among the newest 1,000 only), and the
+    alert's markup is shown as written, never run.
+
+    Before: no "1 awaiting approval", and "Open incidents" as if that were all of them."""
+    hostile = '<img src=x onerror="window.__pwned = 1">'
+    with _api(tmp_path) as (store, server):
+        token = create_token(store, "e2e-viewer", "viewer")
+        now = time.time()
+        waiting = Incident(service="db", cause="down", state=IncidentState.AWAITING_APPROVAL,
+                           severity=Severity.CRITICAL, kind=FindingKind.STATE, opened_at=now - 600,
+                           updated_at=now - 600, last_finding_at=now - 600, summary="db is down")
+        with store.unit():
+            store.record(waiting, actor="engine", event="decision.needs_approval", subject=waiting.id)
+            for k in range(1000):
+                t = now - 500 + k * 0.1
+                inc = Incident(service=hostile if k == 999 else "web", cause=f"c{k}", severity=Severity.WARNING,
+                               kind=FindingKind.ALERT, opened_at=t, updated_at=t, last_finding_at=t,
+                               summary=hostile if k == 999 else "errors")
+                store.record(inc, actor="engine", event="incident.opened", subject=inc.id)
+        page = browser.new_page()
+        page.goto(f"{server.url}/?token={token}")
+        expect(page.get_by_test_id("awaiting-link")).to_have_text("1 awaiting approval →", timeout=15_000)
+        expect(page.get_by_test_id("approval-count")).to_have_text("1")
+        expect(page.get_by_role("heading", name="Open incidents (the newest 1000 of 1001)")).to_be_visible()
+        expect(page.locator("[data-testid^=incident-row-]")).to_have_count(1000)
+        expect(page.get_by_test_id("open-incidents")).to_contain_text(hostile)
+        assert page.evaluate("window.__pwned") is None
+        page.close()
+
+
 def _asked_then(store: Store, ts: float, *, then: Decision | None = None, closed: str | None = None,
                 late_by: str | None = None) -> tuple[Incident, Decision]:
     """An incident whose restart was put to a person, then ``then`` (a decision) or, with

@@ -299,6 +299,27 @@ def test_open_incidents_older_than_a_thousand_closed_ones_are_still_listed_and_r
 
 
 
+def test_the_overview_counts_every_open_incident_and_request_past_the_thousand_it_lists(env: Env) -> None:
+    """A mass outage: 1,000 incidents opened on web after db's request for approval. The overview
+    lists the newest 1,000 (its answer stays bounded), but its counts are the store's: the db
+    request still counts as awaiting approval (the badge and the front page said 0 while the
+    approvals page listed it), each service its own open incidents (db: 1, not 0), and the total
+    says how many the list leaves out."""
+    with env.store.unit():
+        for k in range(1000):
+            t = T0 + 2 + k
+            inc = Incident(service="web", cause=f"c{k}", severity=Severity.WARNING, kind=FindingKind.THRESHOLD,
+                           opened_at=t, updated_at=t, last_finding_at=t, summary="errors")
+            env.store.record(inc, actor="engine", event="incident.opened", subject=inc.id)
+    body = env.client.get("/api/v1/overview", headers=env.auth("viewer")).json()
+    assert len(body["open_incidents"]) == 1000 and env.waiting_id not in {i["id"] for i in body["open_incidents"]}
+    assert body["open_incidents_total"] == 1002
+    assert body["awaiting_approval"] == 1
+    assert {s["name"]: s["open_incidents"] for s in body["services"]} == {"web": 1001, "db": 1}
+    waiting = env.client.get("/api/v1/approvals", headers=env.auth("viewer")).json()
+    assert [a["incident"]["id"] for a in waiting] == [env.waiting_id]
+
+
 def test_the_incident_list_pages_through_the_whole_history_with_before(env: Env) -> None:
     """``limit`` and ``before`` (the last id of the previous page) walk every incident ever
     stored, newest first, each once, ties in opened_at included; it used to give the newest

@@ -316,7 +316,7 @@ async function renderOverview() {
       h("a", { href: "#/approvals", testid: "awaiting-link" }, `${ov.awaiting_approval} awaiting approval →`)) : null,
     unsent(ov.notifications_pending),
     section("Services", h("div", { class: "grid", testid: "services" }, ov.services.map(serviceCard))),
-    section("Open incidents", incidentTable(ov.open_incidents, "open-incidents")),
+    section(openHeading(ov), incidentTable(ov.open_incidents, "open-incidents")),
     h("div", { class: "cols" },
       h("div", {}, section("Circuit breakers", breakers(ov.breakers))),
       h("div", {}, section("Remaining budgets", budgets(ov.budgets)))),
@@ -417,6 +417,13 @@ function serviceCard(svc) {
     h("div", { class: "meta" }, `${svc.type || "service"} · autonomy `, h("b", {}, svc.autonomy || "-"),
       ` · ${counted(svc.open_incidents || 0, "open incident")}`),
     h("div", { class: "row" }, h("span"), pauseBtn));
+}
+
+// the overview lists the newest 1,000 open incidents; in a mass outage the heading says how many more there are
+function openHeading(ov) {
+  const listed = (ov.open_incidents || []).length;
+  const total = ov.open_incidents_total || listed;
+  return total > listed ? `Open incidents (the newest ${listed} of ${total})` : "Open incidents";
 }
 
 function incidentTable(incidents, testid) {
