@@ -166,6 +166,45 @@ def test_the_front_page_of_a_mass_outage_counts_every_open_incident_and_draws_al
         page.close()
 
 
+def test_the_incident_page_says_the_day_of_a_time_not_today_and_the_header_names_the_time_zone(
+    tmp_path: Path, browser: Browser
+) -> None:
+    """A browser in Asia/Tokyo (UTC+09:00) opens an incident escalated two days ago, as the
+    person paged by a Slack message whose times are UTC would. Its finding, decision and action
+    times read with their date, and the header says which zone the page's times are in.
+
+    Before: "by engine at 09:12:03", a time of day with no day and no zone (the page shows the
+    browser's zone; the page that paged them said UTC)."""
+    now = time.time()
+    then = now - 2 * 86400
+    day = time.strftime("%Y-%m-%d", time.gmtime(then + 9 * 3600))
+    iid = "d" * 32
+    action = {"type": "process", "params": {"op": "restart"}, "target": "web"}
+    chain = {
+        "incident": {"id": iid, "service": "web", "cause": "down", "state": "escalated", "severity": "critical",
+                     "kind": "state", "opened_at": then, "updated_at": then, "last_finding_at": then,
+                     "finding_count": 1, "summary": "web is down"},
+        "findings": [{"id": "f" * 32, "service": "web", "metric": "up", "kind": "state", "cause": "down",
+                      "severity": "critical", "confidence": 1.0, "ts": then, "summary": "web is down",
+                      "evidence": {}, "incident_id": iid}],
+        "diagnoses": [], "outcomes": [], "audit": [], "series": {}, "omitted": {"findings": 0, "audit": 0},
+        "decisions": [{"id": "3" * 32, "incident_id": iid, "diagnosis_id": "4" * 32, "ts": then,
+                       "verdict": "needs_approval", "action": action, "gates": [], "decided_by": "engine"}],
+        "actions": [],
+    }
+    with _api(tmp_path) as (store, server):
+        token = create_token(store, "e2e-viewer", "viewer")
+        context = browser.new_context(timezone_id="Asia/Tokyo")
+        page = context.new_page()
+        page.route(f"**/api/v1/incidents/{iid}", lambda route: route.fulfill(
+            status=200, content_type="application/json", body=json.dumps(chain)))
+        page.goto(f"{server.url}/?token={token}#/incidents/{iid}")
+        expect(page.get_by_test_id("zone")).to_have_text("times in UTC+09:00 (Asia/Tokyo)")
+        expect(page.get_by_test_id("ruled-by")).to_contain_text(f"at {day} ")
+        expect(page.get_by_test_id("view")).to_contain_text(f"opened {day} ")
+        context.close()
+
+
 def _asked_then(store: Store, ts: float, *, then: Decision | None = None, closed: str | None = None,
                 late_by: str | None = None) -> tuple[Incident, Decision]:
     """An incident whose restart was put to a person, then ``then`` (a decision) or, with

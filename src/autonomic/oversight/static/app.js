@@ -103,9 +103,26 @@ function s(tag, attrs, ...children) {
   return el;
 }
 
+// a moment on the page: its time, with its day when not today (an incident escalated yesterday);
+// the header names the zone (zoneName), the browser's, where notifications say UTC
 function clock(ts) {
-  if (!ts) return "-";
+  return when(ts);
+}
+
+// a chart's axis: the time of day only
+function timeOfDay(ts) {
   return new Date(ts * 1000).toLocaleTimeString([], { hour12: false });
+}
+
+// "times in UTC+05:30 (Asia/Kolkata)": the zone every time on the page is shown in
+function zoneName() {
+  const offset = -new Date().getTimezoneOffset();
+  const pad = (n) => String(n).padStart(2, "0");
+  const hhmm = `${pad(Math.floor(Math.abs(offset) / 60))}:${pad(Math.abs(offset) % 60)}`;
+  const utc = offset === 0 ? "UTC" : `UTC${offset < 0 ? "-" : "+"}${hhmm}`;
+  let name = "";
+  try { name = Intl.DateTimeFormat().resolvedOptions().timeZone || ""; } catch (_) { /* no Intl */ }
+  return `times in ${utc}${name && name !== "UTC" && name !== "Etc/UTC" ? ` (${name})` : ""}`;
 }
 
 function when(ts) {
@@ -570,7 +587,7 @@ function chart(metric, data, findings, actions, threshold) {
   for (let i = 0; i <= 5; i++) {
     const t = x0 + ((x1 - x0) * i) / 5;
     svg.append(s("text", { x: X(t), y: H - 12, "text-anchor": i === 0 ? "start" : i === 5 ? "end" : "middle" },
-      clock(t)));
+      timeOfDay(t)));
   }
   if (fe) {
     const band = `${X(fStart)},${Y(fe.intercept)} ${X(bandLow)},${Y(fe.threshold)} ${X(bandHigh)},${Y(fe.threshold)}`;
@@ -818,5 +835,6 @@ async function renderAudit(opened) {
 // --- start -------------------------------------------------------------------------------------
 
 takeTokenFromUrl();
+$("#zone").textContent = zoneName();
 connectEvents();
 render(true);
