@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import logging
 import re
 import time
 import warnings
@@ -1200,6 +1201,23 @@ def test_server_start_fails_clearly_when_the_port_is_taken(env: Env) -> None:
         second.stop()
     finally:
         first.stop()
+
+
+def test_a_server_listening_beyond_loopback_warns_once_that_tokens_cross_the_network_in_plain_http(
+        env: Env, caplog: pytest.LogCaptureFixture) -> None:
+    """The API speaks plain HTTP: on every interface (a pod's 0.0.0.0) its bearer tokens, and the
+    dashboard's ``?token=`` on its event stream, cross the network as written unless a TLS proxy
+    fronts it. A real server on 0.0.0.0 says so in one WARNING as it starts; on loopback, nothing.
+    Before: silence, whatever the host."""
+    caplog.set_level(logging.INFO, logger="autonomic.api")
+    for host in ("127.0.0.1", "0.0.0.0"):
+        server = ApiServer(create_app(env.ctx), host=host, port=0)
+        server.start()
+        server.stop()
+    warned = [r.getMessage() for r in caplog.records if r.name == "autonomic.api" and r.levelno == logging.WARNING]
+    assert len(warned) == 1, warned
+    assert warned[0].startswith("api: listening on 0.0.0.0:") and "plain HTTP" in warned[0]
+    assert "TLS" in warned[0] and "api.host" in warned[0]
 
 
 def test_api_spec_reads_webhook_secrets_from_the_environment_variables_it_names(env: Env) -> None:
