@@ -379,6 +379,9 @@ def test_specs_parse_each_type_as_a_discriminated_union() -> None:
         ({"type": "slack", "url": "https://h/x", "url_env": "X"}, "url"),
         ({"type": "email", "host": "h", "sender": "a@b.c", "to": []}, "to"),
         ({"type": "email", "host": "h", "sender": "a@b.c", "to": ["x@y.z"], "username_env": "U"}, "password_env"),
+        # a login without TLS to another host: the password would cross the network in clear
+        ({"type": "email", "host": "smtp.example", "sender": "a@b.c", "to": ["x@y.z"], "username_env": "U",
+          "password_env": "P"}, "starttls"),
         ({"type": "console", "levels": ["alert"], "min_level": "alert"}, "levels"),
         ({"type": "console", "levels": ["loud"]}, "levels"),
     ],
@@ -387,6 +390,18 @@ def test_bad_specs_are_rejected_naming_the_field(data: dict[str, object], field:
     with pytest.raises(ValidationError) as err:
         SPEC.validate_python(data)
     assert field in str(err.value)
+
+
+def test_an_smtp_login_is_taken_without_starttls_only_on_loopback() -> None:
+    """The SMTP password goes over TLS (``starttls: true``), or only to this machine's own relay;
+    an email notifier without credentials needs no TLS (a relay that takes mail from the network)."""
+    login = {"type": "email", "sender": "a@b.c", "to": ["x@y.z"], "username_env": "U", "password_env": "P"}
+    for host in ("127.0.0.1", "localhost", "::1"):
+        assert SPEC.validate_python({**login, "host": host}).host == host
+    assert SPEC.validate_python({**login, "host": "smtp.example", "starttls": True}).starttls
+    assert SPEC.validate_python({"type": "email", "host": "smtp.example", "sender": "a@b.c", "to": ["x@y.z"]})
+    with pytest.raises(ValidationError, match="starttls: .*password .* in clear"):
+        SPEC.validate_python({**login, "host": "smtp.example"})
 
 
 def test_build_dispatcher_resolves_paths_names_duplicates_and_routes(tmp_path: Path) -> None:

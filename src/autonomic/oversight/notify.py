@@ -39,6 +39,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from autonomic.clock import duration
 from autonomic.errors import AutonomicError, ConfigError, Problem
 from autonomic.model import Level, Notification
+from autonomic.oversight.server import is_loopback
 from autonomic.printable import counted
 from autonomic.protocols import Notifier
 
@@ -460,7 +461,8 @@ class WebhookSpec(_NotifierSpecBase):
 
 
 class EmailSpec(_NotifierSpecBase):
-    """``type: email``: SMTP; credentials from ``username_env`` / ``password_env``."""
+    """``type: email``: SMTP; credentials from ``username_env`` / ``password_env``, sent only over
+    STARTTLS (``starttls: true``) or to a relay on loopback."""
 
     type: Literal["email"]
     host: str = Field(min_length=1)
@@ -476,6 +478,12 @@ class EmailSpec(_NotifierSpecBase):
     def _credentials_together(self) -> EmailSpec:
         if (self.username_env is None) != (self.password_env is None):
             raise ValueError("give both username_env and password_env, or neither")
+        if self.password_env is not None and not self.starttls and not is_loopback(self.host):
+            # smtplib logs in over whatever the connection is: without TLS, AUTH PLAIN or LOGIN is the
+            # password in base64, readable by anyone on the path to the relay
+            raise ValueError(f"starttls: a login to {self.host!r} without STARTTLS would send the SMTP password "
+                             "(password_env) across the network in clear; set starttls: true (the server's "
+                             "certificate is verified), or log in only to a relay on this machine (127.0.0.1)")
         return self
 
 
