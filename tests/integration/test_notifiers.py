@@ -47,7 +47,7 @@ class Receiver:
     hold: threading.Event | None = None  # when set, each request waits for this event first
     requests: list[tuple[str, dict[str, str], bytes]] = field(default_factory=list)
     arrived: threading.Event = field(default_factory=threading.Event)
-    body: bytes = b"ok"  # the answer's body
+    body: bytes = b""  # the answer's body (a refusal's first line is its reason in the error)
     trickle_s: float = 0.0  # when set, the body is sent a byte at a time, this long apart
 
 
@@ -190,6 +190,44 @@ def test_http_error_names_the_host_never_the_tokened_url() -> None:
     with pytest.raises(NotifierError) as err:
         SlackNotifier(f"http://127.0.0.1:{port}/services/SECRETTOKEN", timeout_s=2).send(alert())
     assert "SECRETTOKEN" not in str(err.value) and f"127.0.0.1:{port}" in str(err.value)
+
+
+def test_a_refusal_says_the_receivers_reason_and_a_redirect_where_it_pointed_never_the_tokened_url() -> None:
+    """Real HTTP servers refuse as Slack does (404 ``no_service``: the webhook was removed), or
+    quote the request's path back, or redirect: the error (what the log and the person at 3 a.m.
+    read) says the receiver's reason, or where a redirect pointed (not followed), and never the
+    URL's token. Before: "HTTP 404", "HTTP 301", nothing to act on."""
+    token = "T0/B0/SECRETTOKEN"
+    cases = [
+        (Receiver(status=404, body=b"no_service"), "HTTP 404: no_service"),
+        (Receiver(status=400, body=f"invalid_payload at /services/{token}?x\n<html>more".encode()),
+         "HTTP 400: invalid_payload at /***?x"),
+    ]
+    for rx, said in cases:
+        with http_server(rx) as base, pytest.raises(NotifierError) as err:
+            SlackNotifier(f"{base}/services/{token}", timeout_s=2).send(alert())
+        assert str(err.value) == f"{base.removeprefix('http://')}: {said}"
+        assert "SECRETTOKEN" not in str(err.value)
+
+    class Moved(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802
+            self.send_response(301)
+            self.send_header("Location", "https://hooks.example.net:8443/new/SECRETTOKEN")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *_: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Moved)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        with pytest.raises(NotifierError) as err:
+            WebhookNotifier(f"http://127.0.0.1:{server.server_address[1]}/hook", timeout_s=2).send(alert())
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert str(err.value).endswith(": HTTP 301 (a redirect to hooks.example.net:8443, not followed)")
 
 
 def test_failing_receiver_is_retried_then_counted_while_others_deliver(

@@ -31,7 +31,7 @@ from email.message import EmailMessage
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Annotated, Any, Literal
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urljoin, urlsplit
 
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -40,8 +40,9 @@ from autonomic.clock import duration
 from autonomic.errors import AutonomicError, ConfigError, Problem
 from autonomic.model import Level, Notification
 from autonomic.oversight.server import is_loopback
-from autonomic.printable import counted
+from autonomic.printable import counted, printable
 from autonomic.protocols import Notifier
+from autonomic.redact import HIDDEN, scrub
 
 log = logging.getLogger("autonomic.notify")
 
@@ -139,19 +140,61 @@ class JsonlNotifier:
 
 
 def _post(url: str, content: bytes, headers: dict[str, str], timeout_s: float) -> None:
-    """POST ``content``; NotifierError (naming the host only) unless the answer is 2xx. The
+    """POST ``content``; NotifierError (naming the host only) unless the answer is 2xx. A 2xx
     answer's status is all that is read: its body is not (httpx's timeout bounds each read, not
-    the body, so a receiver trickling one, or sending gigabytes, would hold the notifier)."""
+    the body, so a receiver trickling one, or sending gigabytes, would hold the notifier). A
+    refusal says the receiver's reason (its body's first line, see :func:`_reason`) and a
+    redirect where it pointed (the host; not followed: the message would go elsewhere)."""
     host = _host(url)
+    deadline = time.monotonic() + timeout_s
     try:
         with httpx.stream("POST", url, content=content, headers=headers, timeout=timeout_s) as response:
             status = response.status_code
+            if 200 <= status < 300:
+                return
+            if response.is_redirect:
+                location = response.headers.get("location")
+                detail = f" (a redirect to {_host(urljoin(url, location))}, not followed)" if location else ""
+            else:
+                detail = _reason(_first_bytes(response, deadline), url)
     except httpx.TimeoutException:
         raise NotifierError(f"{host}: timed out after {timeout_s:g} s") from None
     except httpx.HTTPError as exc:
         raise NotifierError(f"{host}: {type(exc).__name__}") from None
-    if not 200 <= status < 300:
-        raise NotifierError(f"{host}: HTTP {status}")
+    raise NotifierError(f"{host}: HTTP {status}{detail}")
+
+
+_REASON_BYTES = 300  # of a refusal's body, read for its reason (Slack's: "no_service", "invalid_blocks")
+
+
+def _first_bytes(response: httpx.Response, deadline: float) -> bytes:
+    """The first :data:`_REASON_BYTES` of ``response``'s body, read until ``deadline`` at the latest;
+    what came before a failed read."""
+    data = bytearray()
+    with contextlib.suppress(httpx.HTTPError):
+        for chunk in response.iter_bytes():
+            data += chunk[: _REASON_BYTES - len(data)]
+            if len(data) >= _REASON_BYTES or time.monotonic() >= deadline:
+                break
+    return bytes(data)
+
+
+def _reason(body: bytes, url: str) -> str:
+    """``": <the body's first line>"`` (at most 120 characters, control characters escaped), or ""
+    for an empty one. Whatever of ``url`` a receiver quotes back is hidden: its path (which holds
+    a Slack webhook's token) as ``/***``, its path segments of 16 characters or more, and its
+    credentials (:func:`autonomic.redact.scrub`)."""
+    lines = body.decode("utf-8", errors="replace").strip().splitlines()
+    text = lines[0].strip() if lines else ""
+    path = urlsplit(url).path
+    if len(path) > 1:
+        for shown in sorted({path, unquote(path)}, key=len, reverse=True):
+            text = text.replace(shown, "/***")
+        for segment in path.split("/"):
+            if len(segment) >= 16:
+                text = text.replace(segment, HIDDEN).replace(unquote(segment), HIDDEN)
+    text = printable(scrub(text, url))
+    return f": {text[:119]}…" if len(text) > 120 else f": {text}" if text else ""
 
 
 class SlackNotifier:
