@@ -49,6 +49,7 @@ from autonomic.engine import (
     OUTBOX,
     PAUSE_GLOBAL,
     POLICY_OVERRIDE,
+    STOPPED_PREFIX,
     Engine,
     NotSupervised,
     UnknownService,
@@ -63,7 +64,7 @@ from autonomic.engine import (
     queue_findings,
     queued_service_requests,
     request_service,
-    stopped_on_purpose,
+    stopped_key,
     write_pause_file,
 )
 from autonomic.errors import ConfigError, NotLeaderError, Problem, StoreError, StoreValueError
@@ -390,12 +391,15 @@ def _services(ctx: ApiContext, unclosed: dict[str, dict[IncidentState, int]] | N
     queued: dict[str, list[dict[str, Any]]] = {}
     for request in queued_service_requests(ctx.store):
         queued.setdefault(request["service"], []).append(request)
+    # read once for every service (the page is read at every redraw; a fleet has thousands)
+    pauses = pauses_in_force(ctx.store, ctx.config.state_dir)
+    stops = ctx.store.states(STOPPED_PREFIX)
     out = []
     for name in _service_names(ctx):
         spec = ctx.config.service(name)
         state, reasons = health.get(name, ("UNKNOWN", []))
-        why = paused_reason(ctx.store, name, ctx.config.state_dir)
-        stopped = stopped_on_purpose(ctx.store, name) if spec is not None else None
+        why = paused_reason(ctx.store, name, pauses=pauses)
+        stopped = stops.get(stopped_key(name)) if spec is not None else None
         out.append({
             "name": name,
             "type": spec.type if spec else "host",
