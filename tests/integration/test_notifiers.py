@@ -200,6 +200,9 @@ def test_a_refusal_says_the_receivers_reason_and_a_redirect_where_it_pointed_nev
     token = "T0/B0/SECRETTOKEN"
     cases = [
         (Receiver(status=404, body=b"no_service"), "HTTP 404: no_service"),
+        (Receiver(status=502, body=b"<html><head><title>502 Bad Gateway</title></head><body><center><h1>502 Bad "
+                                   b"Gateway</h1></center><hr><center>nginx</center></body></html>"),
+         "HTTP 502: 502 Bad Gateway"),
         (Receiver(status=400, body=f"invalid_payload at /services/{token}?x\n<html>more".encode()),
          "HTTP 400: invalid_payload at /***?x"),
     ]

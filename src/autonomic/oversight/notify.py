@@ -180,11 +180,14 @@ def _first_bytes(response: httpx.Response, deadline: float) -> bytes:
 
 
 def _reason(body: bytes, url: str) -> str:
-    """``": <the body's first line>"`` (at most 120 characters, control characters escaped), or ""
-    for an empty one. Whatever of ``url`` a receiver quotes back is hidden: its path (which holds
-    a Slack webhook's token) as ``/***``, its path segments of 16 characters or more, and its
-    credentials (:func:`autonomic.redact.scrub`)."""
-    lines = body.decode("utf-8", errors="replace").strip().splitlines()
+    """``": <the body's first line>"`` (of its text, for an HTML page; at most 120 characters,
+    control characters escaped), or "" for an empty one. Whatever of ``url`` a receiver quotes
+    back is hidden: its path (which holds a Slack webhook's token) as ``/***``, its path segments
+    of 16 characters or more, and its credentials (:func:`autonomic.redact.scrub`)."""
+    decoded = body.decode("utf-8", errors="replace").strip()
+    if decoded.startswith("<"):  # a proxy's error page: its text ("502 Bad Gateway"), not "<html>"
+        decoded = _html_text(decoded)
+    lines = decoded.splitlines()
     text = lines[0].strip() if lines else ""
     path = urlsplit(url).path
     if len(path) > 1:
@@ -367,7 +370,7 @@ class _Text(HTMLParser):
     """The text of an HTML page, one line per block, without its head, styles or charts."""
 
     _SKIP = frozenset({"head", "style", "script", "svg"})
-    _BLOCK = frozenset({"h1", "h2", "h3", "p", "li", "tr", "table", "ul", "div"})
+    _BLOCK = frozenset({"h1", "h2", "h3", "p", "li", "tr", "table", "ul", "div", "center", "hr", "br"})
 
     def __init__(self) -> None:
         super().__init__()
