@@ -8,6 +8,7 @@ import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from playwright.sync_api import Browser, expect
@@ -203,6 +204,38 @@ def test_the_incident_page_says_the_day_of_a_time_not_today_and_the_header_names
         expect(page.get_by_test_id("ruled-by")).to_contain_text(f"at {day} ")
         expect(page.get_by_test_id("view")).to_contain_text(f"opened {day} ")
         context.close()
+
+
+def test_live_updates_come_back_after_the_event_stream_was_refused_while_the_api_restarted(
+    tmp_path: Path, browser: Browser
+) -> None:
+    """Behind an ingress, a restarting engine's API is answered by the proxy: 502 or 503. An
+    EventSource refused so gives up for good, so the page stayed "reconnecting" and never redrew
+    again, the API long back. The page tries again: once the stream answers it is live, and a
+    pause made meanwhile shows. The first two event-stream requests are answered 503 here (as
+    the proxy would), the rest reach the real API."""
+    with _api(tmp_path) as (store, server):
+        token = create_token(store, "e2e-viewer", "viewer")
+        page = browser.new_page()
+        refused: list[str] = []
+
+        def stream(route: Any) -> None:
+            if len(refused) < 2:
+                refused.append(route.request.url)
+                route.fulfill(status=503, content_type="text/html", body="<h1>503 Service Unavailable</h1>")
+            else:
+                route.continue_()
+
+        page.route("**/api/v1/events*", stream)
+        page.goto(f"{server.url}/?token={token}")
+        expect(page.get_by_test_id("pause-state")).to_have_text("Automation ACTIVE")
+        expect(page.get_by_test_id("live")).not_to_have_text("live", timeout=5_000)
+        store.set_state(PAUSE_GLOBAL, {"reason": "deploy freeze", "actor": "person:cli", "ts": 1.0},
+                        actor="person:cli", event="pause.set", data={"service": None, "reason": "deploy freeze"})
+        expect(page.get_by_test_id("live")).to_have_text("live", timeout=20_000)
+        expect(page.get_by_test_id("pause-state")).to_contain_text("PAUSED by person:cli", timeout=10_000)
+        assert len(refused) == 2
+        page.close()
 
 
 def _asked_then(store: Store, ts: float, *, then: Decision | None = None, closed: str | None = None,

@@ -283,14 +283,29 @@ window.addEventListener("hashchange", () => render(true));
 // --- live updates ------------------------------------------------------------------------------
 
 let source = null;
+const RETRY_MS = 3000;
 function connectEvents() {
   if (source) source.close();
+  source = null;
   if (!token()) return;
-  source = new EventSource(`${API}/events?token=${encodeURIComponent(token())}`);
+  const es = new EventSource(`${API}/events?token=${encodeURIComponent(token())}`);
+  source = es;
   const live = $("#live");
-  source.onopen = () => { live.className = "live on"; live.textContent = "live"; };
-  source.onerror = () => { live.className = "live off"; live.textContent = "reconnecting"; };
-  source.addEventListener("audit", (ev) => {
+  es.onopen = () => { live.className = "live on"; live.textContent = "live"; };
+  es.onerror = () => {
+    live.className = "live off";
+    if (es.readyState !== EventSource.CLOSED) { live.textContent = "reconnecting"; return; }
+    // refused, not cut off (a proxy's 502 or 503 while the engine restarts, a 401): an EventSource
+    // then gives up for good, so try again; the redraw first says what the API answers (a token
+    // refused asks for another, and nothing reconnects without one)
+    live.textContent = "offline: retrying";
+    setTimeout(async () => {
+      if (source !== es) return; // connected again meanwhile (a new token)
+      await render();
+      if (source === es) connectEvents();
+    }, RETRY_MS);
+  };
+  es.addEventListener("audit", (ev) => {
     live.className = "live on";
     live.textContent = "live";
     try {
