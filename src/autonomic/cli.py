@@ -341,7 +341,7 @@ def _reload_config(path: Path | None, current: Any, log: logging.Logger) -> Any:
     (each named, as ``autonomic check`` names them); one that moves the store or the state_dir, or
     turns leader election on or off (a restart: the store and the services' pidfiles are there);
     any reload with leader election (replicas take a new config by being restarted one by one);
-    the same config again."""
+    the same config again (its patterns included; a change of notifiers alone is a change)."""
     from autonomic.config import load_config
 
     if path is None:
@@ -371,7 +371,9 @@ def _reload_config(path: Path | None, current: Any, log: logging.Logger) -> Any:
         log.error("SIGHUP: with leader election, a new config is rolled out by restarting the replicas one by "
                   "one; nothing reloaded")
         return None
-    if new.fingerprint == current.fingerprint:
+    # the fingerprint is what replicas must share: it leaves out each one's own notifiers, api,
+    # reports and retention, which a reload takes all the same (a page sent somewhere else)
+    if new.fingerprint == current.fingerprint and new.spec == current.spec:
         log.info("SIGHUP: %s is unchanged; nothing reloaded", path)
         return None
     return new

@@ -8,6 +8,7 @@ import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from playwright.sync_api import Browser, expect
@@ -127,6 +128,113 @@ def test_the_incident_page_writes_one_of_a_thing_singular_and_more_plural(tmp_pa
         expect(page.get_by_test_id(f"action-{'2' * 32}")).to_contain_text("ts: 1 value · values: 3 values")
         expect(page.get_by_test_id("omitted-findings")).to_contain_text("1 finding between the first and the latest")
         expect(page.get_by_test_id("omitted-events")).to_contain_text("2 events between the first and the latest")
+        page.close()
+
+
+def test_the_front_page_of_a_mass_outage_counts_every_open_incident_and_draws_alert_text_as_text(
+    tmp_path: Path, browser: Browser
+) -> None:
+    """A real store with a request for approval on db, then 1,000 newer open incidents (one of
+    them from an alert whose service and summary are HTML with a script). The page lists the
+    newest 1,000, its heading says there are 1,001, the request still shows as awaiting approval
+    (the badge and the link said nothing: they counted among the newest 1,000 only), and the
+    alert's markup is shown as written, never run.
+
+    Before: no "1 awaiting approval", and "Open incidents" as if that were all of them."""
+    hostile = '<img src=x onerror="window.__pwned = 1">'
+    with _api(tmp_path) as (store, server):
+        token = create_token(store, "e2e-viewer", "viewer")
+        now = time.time()
+        waiting = Incident(service="db", cause="down", state=IncidentState.AWAITING_APPROVAL,
+                           severity=Severity.CRITICAL, kind=FindingKind.STATE, opened_at=now - 600,
+                           updated_at=now - 600, last_finding_at=now - 600, summary="db is down")
+        with store.unit():
+            store.record(waiting, actor="engine", event="decision.needs_approval", subject=waiting.id)
+            for k in range(1000):
+                t = now - 500 + k * 0.1
+                inc = Incident(service=hostile if k == 999 else "web", cause=f"c{k}", severity=Severity.WARNING,
+                               kind=FindingKind.ALERT, opened_at=t, updated_at=t, last_finding_at=t,
+                               summary=hostile if k == 999 else "errors")
+                store.record(inc, actor="engine", event="incident.opened", subject=inc.id)
+        page = browser.new_page()
+        page.goto(f"{server.url}/?token={token}")
+        expect(page.get_by_test_id("awaiting-link")).to_have_text("1 awaiting approval →", timeout=15_000)
+        expect(page.get_by_test_id("approval-count")).to_have_text("1")
+        expect(page.get_by_role("heading", name="Open incidents (the newest 1000 of 1001)")).to_be_visible()
+        expect(page.locator("[data-testid^=incident-row-]")).to_have_count(1000)
+        expect(page.get_by_test_id("open-incidents")).to_contain_text(hostile)
+        assert page.evaluate("window.__pwned") is None
+        page.close()
+
+
+def test_the_incident_page_says_the_day_of_a_time_not_today_and_the_header_names_the_time_zone(
+    tmp_path: Path, browser: Browser
+) -> None:
+    """A browser in Asia/Tokyo (UTC+09:00) opens an incident escalated two days ago, as the
+    person paged by a Slack message whose times are UTC would. Its finding, decision and action
+    times read with their date, and the header says which zone the page's times are in.
+
+    Before: "by engine at 09:12:03", a time of day with no day and no zone (the page shows the
+    browser's zone; the page that paged them said UTC)."""
+    now = time.time()
+    then = now - 2 * 86400
+    day = time.strftime("%Y-%m-%d", time.gmtime(then + 9 * 3600))
+    iid = "d" * 32
+    action = {"type": "process", "params": {"op": "restart"}, "target": "web"}
+    chain = {
+        "incident": {"id": iid, "service": "web", "cause": "down", "state": "escalated", "severity": "critical",
+                     "kind": "state", "opened_at": then, "updated_at": then, "last_finding_at": then,
+                     "finding_count": 1, "summary": "web is down"},
+        "findings": [{"id": "f" * 32, "service": "web", "metric": "up", "kind": "state", "cause": "down",
+                      "severity": "critical", "confidence": 1.0, "ts": then, "summary": "web is down",
+                      "evidence": {}, "incident_id": iid}],
+        "diagnoses": [], "outcomes": [], "audit": [], "series": {}, "omitted": {"findings": 0, "audit": 0},
+        "decisions": [{"id": "3" * 32, "incident_id": iid, "diagnosis_id": "4" * 32, "ts": then,
+                       "verdict": "needs_approval", "action": action, "gates": [], "decided_by": "engine"}],
+        "actions": [],
+    }
+    with _api(tmp_path) as (store, server):
+        token = create_token(store, "e2e-viewer", "viewer")
+        context = browser.new_context(timezone_id="Asia/Tokyo")
+        page = context.new_page()
+        page.route(f"**/api/v1/incidents/{iid}", lambda route: route.fulfill(
+            status=200, content_type="application/json", body=json.dumps(chain)))
+        page.goto(f"{server.url}/?token={token}#/incidents/{iid}")
+        expect(page.get_by_test_id("zone")).to_have_text("times in UTC+09:00 (Asia/Tokyo)")
+        expect(page.get_by_test_id("ruled-by")).to_contain_text(f"at {day} ")
+        expect(page.get_by_test_id("view")).to_contain_text(f"opened {day} ")
+        context.close()
+
+
+def test_live_updates_come_back_after_the_event_stream_was_refused_while_the_api_restarted(
+    tmp_path: Path, browser: Browser
+) -> None:
+    """Behind an ingress, a restarting engine's API is answered by the proxy: 502 or 503. An
+    EventSource refused so gives up for good, so the page stayed "reconnecting" and never redrew
+    again, the API long back. The page tries again: once the stream answers it is live, and a
+    pause made meanwhile shows. The first two event-stream requests are answered 503 here (as
+    the proxy would), the rest reach the real API."""
+    with _api(tmp_path) as (store, server):
+        token = create_token(store, "e2e-viewer", "viewer")
+        page = browser.new_page()
+        refused: list[str] = []
+
+        def stream(route: Any) -> None:
+            if len(refused) < 2:
+                refused.append(route.request.url)
+                route.fulfill(status=503, content_type="text/html", body="<h1>503 Service Unavailable</h1>")
+            else:
+                route.continue_()
+
+        page.route("**/api/v1/events*", stream)
+        page.goto(f"{server.url}/?token={token}")
+        expect(page.get_by_test_id("pause-state")).to_have_text("Automation ACTIVE")
+        expect(page.get_by_test_id("live")).not_to_have_text("live", timeout=5_000)
+        store.set_state(PAUSE_GLOBAL, {"reason": "deploy freeze", "actor": "person:cli", "ts": 1.0},
+                        actor="person:cli", event="pause.set", data={"service": None, "reason": "deploy freeze"})
+        expect(page.get_by_test_id("live")).to_have_text("live", timeout=20_000)
+        expect(page.get_by_test_id("pause-state")).to_contain_text("PAUSED by person:cli", timeout=10_000)
+        assert len(refused) == 2
         page.close()
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import logging
 import re
 import time
 import warnings
@@ -297,6 +298,59 @@ def test_open_incidents_older_than_a_thousand_closed_ones_are_still_listed_and_r
     engine.start()
     assert set(engine._incidents) == {env.open_id, env.waiting_id}
 
+
+
+def test_the_overview_counts_every_open_incident_and_request_past_the_thousand_it_lists(env: Env) -> None:
+    """A mass outage: 1,000 incidents opened on web after db's request for approval. The overview
+    lists the newest 1,000 (its answer stays bounded), but its counts are the store's: the db
+    request still counts as awaiting approval (the badge and the front page said 0 while the
+    approvals page listed it), each service its own open incidents (db: 1, not 0), and the total
+    says how many the list leaves out."""
+    with env.store.unit():
+        for k in range(1000):
+            t = T0 + 2 + k
+            inc = Incident(service="web", cause=f"c{k}", severity=Severity.WARNING, kind=FindingKind.THRESHOLD,
+                           opened_at=t, updated_at=t, last_finding_at=t, summary="errors")
+            env.store.record(inc, actor="engine", event="incident.opened", subject=inc.id)
+    body = env.client.get("/api/v1/overview", headers=env.auth("viewer")).json()
+    assert len(body["open_incidents"]) == 1000 and env.waiting_id not in {i["id"] for i in body["open_incidents"]}
+    assert body["open_incidents_total"] == 1002
+    assert body["awaiting_approval"] == 1
+    assert {s["name"]: s["open_incidents"] for s in body["services"]} == {"web": 1001, "db": 1}
+    waiting = env.client.get("/api/v1/approvals", headers=env.auth("viewer")).json()
+    assert [a["incident"]["id"] for a in waiting] == [env.waiting_id]
+
+
+def test_the_overview_of_hundreds_of_services_reads_their_pauses_and_stops_at_once_not_per_service(
+        env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A fleet of 300 services: the overview (which the dashboard reads at every redraw) asked the
+    store three times per service (two pauses and a stop) and read two pause files each, about a
+    thousand reads: 4 s for 2,000 services on SQLite, longer over PostgreSQL's round trips. Its
+    pauses and stops are now read once for them all, the answer the same: one service paused in
+    the store, one by its pause file on this host, one stopped on purpose."""
+    from autonomic.engine import stopped_key, write_pause_file
+
+    config = load_config_data({"engine": {"state_dir": str(env.ctx.config.state_dir), "host_metrics": False},
+                               "services": [{"name": f"svc{i}"} for i in range(300)]},
+                              source="fleet.yaml", base_dir=env.ctx.config.base_dir)
+    env.store.set_state(pause_key("svc7"), {"reason": "disk swap", "actor": "person:ana", "ts": T0},
+                        actor="person:ana", event="pause.set")
+    write_pause_file(config.state_dir, "svc8", "by hand", "file", T0)
+    env.store.set_state(stopped_key("svc9"), {"actor": "person:bo", "comment": "rebuild", "ts": T0},
+                        actor="person:bo", event="service.stopped")
+    reads: list[str] = []
+    get_state = env.store.get_state
+    monkeypatch.setattr(env.store, "get_state", lambda key: reads.append(key) or get_state(key))
+    ctx = ApiContext(store=env.store, config=config, clock=FakeClock(T0 + 10), read_cache_s=0)
+    with TestClient(create_app(ctx)) as client:
+        body = client.get("/api/v1/overview", headers=env.auth("viewer")).json()
+    assert len(body["services"]) == 300 and len(reads) < 10, len(reads)
+    by_name = {s["name"]: s for s in body["services"]}
+    assert by_name["svc7"]["paused_reason"] == "svc7 pause by person:ana: disk swap"
+    assert by_name["svc8"]["paused"] and "pause file" in by_name["svc8"]["paused_reason"]
+    assert by_name["svc9"]["stopped_on_purpose"] == {"actor": "person:bo", "comment": "rebuild", "ts": T0}
+    assert sum(s["paused"] for s in body["services"]) == 2
+    assert sum(s["stopped_on_purpose"] is not None for s in body["services"]) == 1
 
 
 def test_the_incident_list_pages_through_the_whole_history_with_before(env: Env) -> None:
@@ -1179,6 +1233,23 @@ def test_server_start_fails_clearly_when_the_port_is_taken(env: Env) -> None:
         second.stop()
     finally:
         first.stop()
+
+
+def test_a_server_listening_beyond_loopback_warns_once_that_tokens_cross_the_network_in_plain_http(
+        env: Env, caplog: pytest.LogCaptureFixture) -> None:
+    """The API speaks plain HTTP: on every interface (a pod's 0.0.0.0) its bearer tokens, and the
+    dashboard's ``?token=`` on its event stream, cross the network as written unless a TLS proxy
+    fronts it. A real server on 0.0.0.0 says so in one WARNING as it starts; on loopback, nothing.
+    Before: silence, whatever the host."""
+    caplog.set_level(logging.INFO, logger="autonomic.api")
+    for host in ("127.0.0.1", "0.0.0.0"):
+        server = ApiServer(create_app(env.ctx), host=host, port=0)
+        server.start()
+        server.stop()
+    warned = [r.getMessage() for r in caplog.records if r.name == "autonomic.api" and r.levelno == logging.WARNING]
+    assert len(warned) == 1, warned
+    assert warned[0].startswith("api: listening on 0.0.0.0:") and "plain HTTP" in warned[0]
+    assert "TLS" in warned[0] and "api.host" in warned[0]
 
 
 def test_api_spec_reads_webhook_secrets_from_the_environment_variables_it_names(env: Env) -> None:

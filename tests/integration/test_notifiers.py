@@ -47,6 +47,8 @@ class Receiver:
     hold: threading.Event | None = None  # when set, each request waits for this event first
     requests: list[tuple[str, dict[str, str], bytes]] = field(default_factory=list)
     arrived: threading.Event = field(default_factory=threading.Event)
+    body: bytes = b""  # the answer's body (a refusal's first line is its reason in the error)
+    trickle_s: float = 0.0  # when set, the body is sent a byte at a time, this long apart
 
 
 @contextlib.contextmanager
@@ -59,9 +61,16 @@ def http_server(receiver: Receiver) -> Iterator[str]:
             if receiver.hold is not None:
                 receiver.hold.wait(10)
             self.send_response(receiver.status)
-            self.send_header("Content-Length", "2")
+            self.send_header("Content-Length", str(len(receiver.body)))
             self.end_headers()
-            self.wfile.write(b"ok")
+            if not receiver.trickle_s:
+                self.wfile.write(receiver.body)
+                return
+            with contextlib.suppress(OSError):  # the client may hang up before the end
+                for i in range(len(receiver.body)):
+                    self.wfile.write(receiver.body[i:i + 1])
+                    self.wfile.flush()
+                    time.sleep(receiver.trickle_s)
 
         def log_message(self, *_: Any) -> None:
             pass
@@ -183,6 +192,47 @@ def test_http_error_names_the_host_never_the_tokened_url() -> None:
     assert "SECRETTOKEN" not in str(err.value) and f"127.0.0.1:{port}" in str(err.value)
 
 
+def test_a_refusal_says_the_receivers_reason_and_a_redirect_where_it_pointed_never_the_tokened_url() -> None:
+    """Real HTTP servers refuse as Slack does (404 ``no_service``: the webhook was removed), or
+    quote the request's path back, or redirect: the error (what the log and the person at 3 a.m.
+    read) says the receiver's reason, or where a redirect pointed (not followed), and never the
+    URL's token. Before: "HTTP 404", "HTTP 301", nothing to act on."""
+    token = "T0/B0/SECRETTOKEN"
+    cases = [
+        (Receiver(status=404, body=b"no_service"), "HTTP 404: no_service"),
+        (Receiver(status=502, body=b"<html><head><title>502 Bad Gateway</title></head><body><center><h1>502 Bad "
+                                   b"Gateway</h1></center><hr><center>nginx</center></body></html>"),
+         "HTTP 502: 502 Bad Gateway"),
+        (Receiver(status=400, body=f"invalid_payload at /services/{token}?x\n<html>more".encode()),
+         "HTTP 400: invalid_payload at /***?x"),
+    ]
+    for rx, said in cases:
+        with http_server(rx) as base, pytest.raises(NotifierError) as err:
+            SlackNotifier(f"{base}/services/{token}", timeout_s=2).send(alert())
+        assert str(err.value) == f"{base.removeprefix('http://')}: {said}"
+        assert "SECRETTOKEN" not in str(err.value)
+
+    class Moved(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802
+            self.send_response(301)
+            self.send_header("Location", "https://hooks.example.net:8443/new/SECRETTOKEN")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *_: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Moved)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        with pytest.raises(NotifierError) as err:
+            WebhookNotifier(f"http://127.0.0.1:{server.server_address[1]}/hook", timeout_s=2).send(alert())
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert str(err.value).endswith(": HTTP 301 (a redirect to hooks.example.net:8443, not followed)")
+
+
 def test_failing_receiver_is_retried_then_counted_while_others_deliver(
     smtp: tuple[Mailbox, int], monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, tmp_path: Path
 ) -> None:
@@ -234,6 +284,20 @@ def test_hanging_receiver_does_not_delay_send_or_the_other_notifiers() -> None:
             hung.hold.set()
             d.close(timeout=10)
     assert len(hung.requests) == 6
+
+
+def test_a_receiver_trickling_its_answer_holds_a_delivery_no_longer_than_the_timeout() -> None:
+    """A real HTTP server answers 200 at once, then sends its body a byte every 0.25 s (a proxy
+    gone wrong, a slowloris): httpx's timeout bounds each read, not the body, so the Slack and
+    webhook notifiers were held for as long as it went on (40 bytes: 10 s, and a queue behind
+    it). The answer's status is what delivery needs: each returns within its 1 s timeout, delivered."""
+    rx = Receiver(body=b"x" * 40, trickle_s=0.25)
+    with http_server(rx) as base:
+        for notifier in (SlackNotifier(base + "/slack", timeout_s=1), WebhookNotifier(base + "/hook", timeout_s=1)):
+            start = time.perf_counter()
+            notifier.send(alert())
+            assert time.perf_counter() - start < 2.5, type(notifier).__name__
+    assert len(rx.requests) == 2
 
 
 def test_a_notification_in_flight_when_the_engine_is_killed_is_sent_by_the_next_engine(tmp_path: Path) -> None:
@@ -545,3 +609,82 @@ def test_an_email_outage_logs_no_smtp_password(
     assert lines[1] == (f"notifier email failed after 2 attempts: 127.0.0.1:{port}: SMTPNotSupportedError; later "
                         "failures are logged at DEBUG until it delivers again")
     assert not any("smtp-password-value" in line or "mailer-user-name" in line for line in lines), lines
+
+
+def _self_signed(folder: Path, host: str = "127.0.0.1") -> tuple[Path, Path]:
+    """A certificate for ``host`` signed by nobody a client trusts (the real openssl), and its key."""
+    import shutil
+    import subprocess
+
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is not installed")
+    cert, key = folder / "smtp-cert.pem", folder / "smtp-key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out",
+                    str(cert), "-days", "1", "-subj", f"/CN={host}", "-addext", f"subjectAltName=IP:{host}"],
+                   check=True, capture_output=True)
+    return cert, key
+
+
+@dataclass
+class TlsMailbox(Mailbox):
+    """A mail server that offers STARTTLS and AUTH (only over TLS), keeping every password it is given."""
+
+    passwords: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        Mailbox.__init__(self)
+
+    def authenticate(self, server: Any, session: Any, envelope: Any, mechanism: str, auth_data: Any) -> Any:
+        from aiosmtpd.smtp import AuthResult
+
+        self.passwords.append(auth_data.password.decode())
+        return AuthResult(success=True)
+
+
+@pytest.fixture
+def tls_smtp(tmp_path: Path) -> Iterator[tuple[TlsMailbox, int, Path]]:
+    """aiosmtpd on loopback with STARTTLS required, its certificate self-signed: (box, port, cert)."""
+    import ssl
+
+    cert, key = _self_signed(tmp_path)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    box = TlsMailbox()
+    port = free_port()
+    controller = Controller(box, hostname="127.0.0.1", port=port, tls_context=context, require_starttls=True,
+                            auth_require_tls=True, authenticator=box.authenticate)
+    controller.start()
+    try:
+        yield box, port, cert
+    finally:
+        controller.stop()
+
+
+def test_email_over_starttls_refuses_a_server_whose_certificate_is_not_trusted(
+        tls_smtp: tuple[TlsMailbox, int, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    """A real SMTP server (aiosmtpd on loopback) offering STARTTLS with a self-signed certificate
+    stands for a man in the middle: the notifier stops at the TLS handshake, saying why, and the
+    SMTP password never reaches it nor does the page (smtplib's own default verifies nothing)."""
+    box, port, _ = tls_smtp
+    monkeypatch.setenv("SMTP_USER", "mailer")
+    monkeypatch.setenv("SMTP_PASSWORD", "smtp-password-value")
+    email = EmailNotifier("127.0.0.1", port, sender="ops@example", to=["oncall@example"], starttls=True,
+                          username_env="SMTP_USER", password_env="SMTP_PASSWORD")
+    with pytest.raises(NotifierError) as err:
+        email.send(alert())
+    assert box.passwords == [] and box.envelopes == []
+    assert str(err.value).startswith(f"127.0.0.1:{port}: SSLCertVerificationError")
+    assert "certificate" in str(err.value) and "smtp-password-value" not in str(err.value)
+
+
+def test_email_over_starttls_delivers_to_a_server_whose_certificate_is_trusted(
+        tls_smtp: tuple[TlsMailbox, int, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same real server, its certificate trusted through SSL_CERT_FILE (how a private CA is
+    named to OpenSSL): the login goes over TLS and the mail arrives."""
+    box, port, cert = tls_smtp
+    monkeypatch.setenv("SSL_CERT_FILE", str(cert))
+    monkeypatch.setenv("SMTP_USER", "mailer")
+    monkeypatch.setenv("SMTP_PASSWORD", "smtp-password-value")
+    EmailNotifier("127.0.0.1", port, sender="ops@example", to=["oncall@example"], starttls=True,
+                  username_env="SMTP_USER", password_env="SMTP_PASSWORD").send(alert())
+    assert box.passwords == ["smtp-password-value"] and len(box.envelopes) == 1

@@ -316,3 +316,25 @@ def test_a_service_gone_from_the_config_leaves_the_metrics_served_after_the_relo
     served = _metrics(port) or ""
     assert 'autonomic_paused{scope="web"} 0.0' in served and 'autonomic_paused{scope="global"} 0.0' in served
     assert 'scope="api"' not in served, served
+
+
+def test_a_reload_that_changes_only_the_notifiers_is_taken(engine: Engine) -> None:
+    """The person on call points the notifications somewhere else (here a jsonl file's path; a
+    Slack URL, an email address alike) and reloads: the new notifiers are taken and the next
+    notification goes there. Before: the reload compared the replicas' fingerprint, which leaves
+    the notifiers (and api, reports, retention) out, so it logged "is unchanged; nothing reloaded"
+    and the engine kept paging the old place until a restart."""
+    notifiers = "notifiers:\n  - {{type: jsonl, path: {}}}\n"
+    engine.config.write_text(_config(engine.tmp_path, ["web"], extra=notifiers.format("old.jsonl")))
+    engine.start()
+    engine.wait_for(lambda: _alive(engine.pid("web")), "web")
+    engine.config.write_text(_config(engine.tmp_path, ["web"], extra=notifiers.format("new.jsonl")))
+    engine.hup("config reloaded from")
+    assert "is unchanged; nothing reloaded" not in engine.text()
+    reloaded_at = time.time()
+    engine.wait_for(lambda: engine.status_ts() > reloaded_at and _alive(engine.pid("web")), "a tick of the new engine")
+    os.kill(engine.pid("web"), signal.SIGKILL)  # type: ignore[arg-type]
+    new = engine.tmp_path / "new.jsonl"
+    engine.wait_for(lambda: new.exists() and "web" in new.read_text(), "a notification about web in new.jsonl")
+    old = engine.tmp_path / "old.jsonl"
+    assert not old.exists() or '"web"' not in old.read_text()

@@ -6,6 +6,7 @@ import hashlib
 import hmac
 import json
 import logging
+import re
 import threading
 import time
 from pathlib import Path
@@ -274,6 +275,26 @@ def test_slack_payload_escapes_control_sequences_from_alert_text() -> None:
     assert SlackNotifier.payload(note())["blocks"][0]["text"]["text"] == "*[ALERT] disk filling*"
 
 
+def test_slack_payload_keeps_within_slacks_limits_however_long_the_title_service_and_body() -> None:
+    """An incident's title is its alert's summary (or description: paragraphs of it), the service
+    an alert's label: Slack refuses the whole message (HTTP 400, ``invalid_blocks``) when one
+    section's or context's text passes 3,000 characters, so such a page was never delivered.
+    Each is cut with an ellipsis (never inside an escaped ``&amp;``), and the plain ``text``
+    within Slack's 40,000."""
+    title = "web: " + "connection pool & queue saturated; " * 400  # ~14,000 characters, escaped longer
+    n = Notification(level=Level.ALERT, title=title, body="x" * 60_000, ts=1000.0, service="s" * 5000,
+                     incident_id="inc1")
+    payload = SlackNotifier.payload(n)
+    texts = [b["text"]["text"] for b in payload["blocks"] if "text" in b]
+    texts += [e["text"] for b in payload["blocks"] for e in b.get("elements", [])]
+    assert len(texts) == 3 and all(0 < len(t) <= 3000 for t in texts), [len(t) for t in texts]
+    head = payload["blocks"][0]["text"]["text"]
+    assert head.startswith("*[ALERT] web: connection pool &amp; queue") and head.endswith("…*")
+    assert not re.search(r"&[a-z]*…\*$", head)  # no entity cut in two
+    assert payload["blocks"][2]["elements"][0]["text"].endswith(" · incident: inc1 · 1970-01-01 00:16:40 UTC")
+    assert 0 < len(payload["text"]) <= 40_000 and payload["text"].startswith("[ALERT] web: connection pool")
+
+
 def test_slack_and_webhook_repr_hide_the_url() -> None:
     url = "https://hooks.example.com/services/T000/B000/SECRETTOKEN"
     assert "SECRETTOKEN" not in repr(SlackNotifier(url))
@@ -358,6 +379,9 @@ def test_specs_parse_each_type_as_a_discriminated_union() -> None:
         ({"type": "slack", "url": "https://h/x", "url_env": "X"}, "url"),
         ({"type": "email", "host": "h", "sender": "a@b.c", "to": []}, "to"),
         ({"type": "email", "host": "h", "sender": "a@b.c", "to": ["x@y.z"], "username_env": "U"}, "password_env"),
+        # a login without TLS to another host: the password would cross the network in clear
+        ({"type": "email", "host": "smtp.example", "sender": "a@b.c", "to": ["x@y.z"], "username_env": "U",
+          "password_env": "P"}, "starttls"),
         ({"type": "console", "levels": ["alert"], "min_level": "alert"}, "levels"),
         ({"type": "console", "levels": ["loud"]}, "levels"),
     ],
@@ -366,6 +390,18 @@ def test_bad_specs_are_rejected_naming_the_field(data: dict[str, object], field:
     with pytest.raises(ValidationError) as err:
         SPEC.validate_python(data)
     assert field in str(err.value)
+
+
+def test_an_smtp_login_is_taken_without_starttls_only_on_loopback() -> None:
+    """The SMTP password goes over TLS (``starttls: true``), or only to this machine's own relay;
+    an email notifier without credentials needs no TLS (a relay that takes mail from the network)."""
+    login = {"type": "email", "sender": "a@b.c", "to": ["x@y.z"], "username_env": "U", "password_env": "P"}
+    for host in ("127.0.0.1", "localhost", "::1"):
+        assert SPEC.validate_python({**login, "host": host}).host == host
+    assert SPEC.validate_python({**login, "host": "smtp.example", "starttls": True}).starttls
+    assert SPEC.validate_python({"type": "email", "host": "smtp.example", "sender": "a@b.c", "to": ["x@y.z"]})
+    with pytest.raises(ValidationError, match="starttls: .*password .* in clear"):
+        SPEC.validate_python({**login, "host": "smtp.example"})
 
 
 def test_build_dispatcher_resolves_paths_names_duplicates_and_routes(tmp_path: Path) -> None:

@@ -924,6 +924,17 @@ class Store:
         )
         return self._read_nouns(Incident, stmt)
 
+    def unclosed_counts(self) -> dict[str, dict[IncidentState, int]]:
+        """How many incidents not yet closed each service has, by state: one grouped count on
+        the ``closed_at`` index, however many there are (the overview lists only the newest)."""
+        stmt = (select(IncidentRow.service, IncidentRow.state, func.count())
+                .where(IncidentRow.closed_at.is_(None)).group_by(IncidentRow.service, IncidentRow.state))
+        counts: dict[str, dict[IncidentState, int]] = {}
+        with self._read() as conn:
+            for service, state, n in conn.execute(stmt):
+                counts.setdefault(service, {})[IncidentState(state)] = int(n)
+        return counts
+
     def findings(self, incident_id: str) -> list[Finding]:
         """The incident's findings, oldest first."""
         with self._read() as conn:

@@ -49,6 +49,7 @@ from autonomic.engine import (
     OUTBOX,
     PAUSE_GLOBAL,
     POLICY_OVERRIDE,
+    STOPPED_PREFIX,
     Engine,
     NotSupervised,
     UnknownService,
@@ -63,7 +64,7 @@ from autonomic.engine import (
     queue_findings,
     queued_service_requests,
     request_service,
-    stopped_on_purpose,
+    stopped_key,
     write_pause_file,
 )
 from autonomic.errors import ConfigError, NotLeaderError, Problem, StoreError, StoreValueError
@@ -381,21 +382,24 @@ def _open_incidents(ctx: ApiContext) -> list[Incident]:
     return ctx.store.incidents(unclosed=True, limit=1000)
 
 
-def _services(ctx: ApiContext, open_incidents: list[Incident] | None = None) -> list[dict[str, Any]]:
+def _services(ctx: ApiContext, unclosed: dict[str, dict[IncidentState, int]] | None = None) -> list[dict[str, Any]]:
     health = _health(ctx)
     policy, _ = _policy(ctx)
-    open_counts: dict[str, int] = {}
-    for inc in _open_incidents(ctx) if open_incidents is None else open_incidents:
-        open_counts[inc.service] = open_counts.get(inc.service, 0) + 1
+    # counted by the store, not from the newest 1,000 listed: a service's older ones count too
+    open_counts = {name: sum(by_state.values())
+                   for name, by_state in (ctx.store.unclosed_counts() if unclosed is None else unclosed).items()}
     queued: dict[str, list[dict[str, Any]]] = {}
     for request in queued_service_requests(ctx.store):
         queued.setdefault(request["service"], []).append(request)
+    # read once for every service (the page is read at every redraw; a fleet has thousands)
+    pauses = pauses_in_force(ctx.store, ctx.config.state_dir)
+    stops = ctx.store.states(STOPPED_PREFIX)
     out = []
     for name in _service_names(ctx):
         spec = ctx.config.service(name)
         state, reasons = health.get(name, ("UNKNOWN", []))
-        why = paused_reason(ctx.store, name, ctx.config.state_dir)
-        stopped = stopped_on_purpose(ctx.store, name) if spec is not None else None
+        why = paused_reason(ctx.store, name, pauses=pauses)
+        stopped = stops.get(stopped_key(name)) if spec is not None else None
         out.append({
             "name": name,
             "type": spec.type if spec else "host",
@@ -556,14 +560,18 @@ def _read_routes(ctx: ApiContext) -> APIRouter:
         """Everything the dashboard's front page shows."""
         policy, _ = _policy(ctx)
         now = ctx.clock.now()
-        open_incidents = _open_incidents(ctx)
+        with ctx.store.reading():  # the list and its counts from one snapshot
+            open_incidents = _open_incidents(ctx)
+            unclosed = ctx.store.unclosed_counts()
         return {
-            "services": _services(ctx, open_incidents),
+            "services": _services(ctx, unclosed),
             "paused_global": pauses_in_force(ctx.store, ctx.config.state_dir).get(PAUSE_GLOBAL),
             "breakers": {k.split(":", 1)[1]: v for k, v in ctx.store.states("breaker:").items()},
             "budgets": _budgets(ctx, policy, now),
-            "open_incidents": [i.model_dump(mode="json") for i in open_incidents],
-            "awaiting_approval": sum(i.state == IncidentState.AWAITING_APPROVAL for i in open_incidents),
+            "open_incidents": [i.model_dump(mode="json") for i in open_incidents],  # the newest 1,000
+            # the counts of them all (in a mass outage, a request older than the newest 1,000 still waits)
+            "open_incidents_total": sum(n for by_state in unclosed.values() for n in by_state.values()),
+            "awaiting_approval": sum(n.get(IncidentState.AWAITING_APPROVAL, 0) for n in unclosed.values()),
             "leadership": _leadership(ctx),
             "goals": _goals(ctx),
             "notifications_pending": pending_notifications(ctx.store.states(OUTBOX), now),

@@ -22,6 +22,7 @@ import os
 import queue
 import re
 import smtplib
+import ssl
 import threading
 import time
 from collections.abc import Callable, Collection, Iterable, Sequence
@@ -30,7 +31,7 @@ from email.message import EmailMessage
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Annotated, Any, Literal
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urljoin, urlsplit
 
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -38,12 +39,15 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from autonomic.clock import duration
 from autonomic.errors import AutonomicError, ConfigError, Problem
 from autonomic.model import Level, Notification
-from autonomic.printable import counted
+from autonomic.oversight.server import is_loopback
+from autonomic.printable import counted, printable
 from autonomic.protocols import Notifier
+from autonomic.redact import HIDDEN, scrub
 
 log = logging.getLogger("autonomic.notify")
 
-_SLACK_TEXT_MAX = 3000  # Slack's limit for one section block's text
+_SLACK_TEXT_MAX = 3000  # Slack's limit for one section block's (or context element's) text
+_SLACK_MESSAGE_MAX = 40_000  # and for a message's plain ``text``
 _ATOM = re.compile(r"[A-Za-z0-9_.-]{1,200}")  # a notification id that can be an email's Message-ID's left part
 
 
@@ -136,16 +140,64 @@ class JsonlNotifier:
 
 
 def _post(url: str, content: bytes, headers: dict[str, str], timeout_s: float) -> None:
-    """POST ``content``; NotifierError (naming the host only) unless the answer is 2xx."""
+    """POST ``content``; NotifierError (naming the host only) unless the answer is 2xx. A 2xx
+    answer's status is all that is read: its body is not (httpx's timeout bounds each read, not
+    the body, so a receiver trickling one, or sending gigabytes, would hold the notifier). A
+    refusal says the receiver's reason (its body's first line, see :func:`_reason`) and a
+    redirect where it pointed (the host; not followed: the message would go elsewhere)."""
     host = _host(url)
+    deadline = time.monotonic() + timeout_s
     try:
-        response = httpx.post(url, content=content, headers=headers, timeout=timeout_s)
+        with httpx.stream("POST", url, content=content, headers=headers, timeout=timeout_s) as response:
+            status = response.status_code
+            if 200 <= status < 300:
+                return
+            if response.is_redirect:
+                location = response.headers.get("location")
+                detail = f" (a redirect to {_host(urljoin(url, location))}, not followed)" if location else ""
+            else:
+                detail = _reason(_first_bytes(response, deadline), url)
     except httpx.TimeoutException:
         raise NotifierError(f"{host}: timed out after {timeout_s:g} s") from None
     except httpx.HTTPError as exc:
         raise NotifierError(f"{host}: {type(exc).__name__}") from None
-    if not 200 <= response.status_code < 300:
-        raise NotifierError(f"{host}: HTTP {response.status_code}")
+    raise NotifierError(f"{host}: HTTP {status}{detail}")
+
+
+_REASON_BYTES = 300  # of a refusal's body, read for its reason (Slack's: "no_service", "invalid_blocks")
+
+
+def _first_bytes(response: httpx.Response, deadline: float) -> bytes:
+    """The first :data:`_REASON_BYTES` of ``response``'s body, read until ``deadline`` at the latest;
+    what came before a failed read."""
+    data = bytearray()
+    with contextlib.suppress(httpx.HTTPError):
+        for chunk in response.iter_bytes():
+            data += chunk[: _REASON_BYTES - len(data)]
+            if len(data) >= _REASON_BYTES or time.monotonic() >= deadline:
+                break
+    return bytes(data)
+
+
+def _reason(body: bytes, url: str) -> str:
+    """``": <the body's first line>"`` (of its text, for an HTML page; at most 120 characters,
+    control characters escaped), or "" for an empty one. Whatever of ``url`` a receiver quotes
+    back is hidden: its path (which holds a Slack webhook's token) as ``/***``, its path segments
+    of 16 characters or more, and its credentials (:func:`autonomic.redact.scrub`)."""
+    decoded = body.decode("utf-8", errors="replace").strip()
+    if decoded.startswith("<"):  # a proxy's error page: its text ("502 Bad Gateway"), not "<html>"
+        decoded = _html_text(decoded)
+    lines = decoded.splitlines()
+    text = lines[0].strip() if lines else ""
+    path = urlsplit(url).path
+    if len(path) > 1:
+        for shown in sorted({path, unquote(path)}, key=len, reverse=True):
+            text = text.replace(shown, "/***")
+        for segment in path.split("/"):
+            if len(segment) >= 16:
+                text = text.replace(segment, HIDDEN).replace(unquote(segment), HIDDEN)
+    text = printable(scrub(text, url))
+    return f": {text[:119]}…" if len(text) > 120 else f": {text}" if text else ""
 
 
 class SlackNotifier:
@@ -166,18 +218,21 @@ class SlackNotifier:
         notification's text (which may come from outside: an alert's annotations) has ``&``, ``<``
         and ``>`` escaped, so Slack shows a ``<!channel>`` or ``<url|label>`` in it as written
         rather than notifying everyone or drawing a link. A whole HTML page (an HTML report) is
-        sent as its text: Slack would show the markup."""
+        sent as its text: Slack would show the markup. Each text is cut to Slack's limits (a
+        title from a long alert description, a service from an alert's label), which would
+        otherwise have Slack refuse the message."""
         head = f"[{_level_name(n)}] {_slack_escape(n.title)}"
-        context = [f"service: {_slack_escape(n.service)}"] if n.service else []
+        context = [f"service: {_slack_cut(_slack_escape(n.service), 1000)}"] if n.service else []
         if n.incident_id:
             context.append(f"incident: {_slack_escape(n.incident_id[:8])}")
         context.append(time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(n.ts)))
-        blocks: list[dict[str, Any]] = [{"type": "section", "text": {"type": "mrkdwn", "text": f"*{head}*"}}]
+        blocks: list[dict[str, Any]] = [
+            {"type": "section", "text": {"type": "mrkdwn", "text": f"*{_slack_cut(head, _SLACK_TEXT_MAX - 2)}*"}}]
         text = _slack_escape(_readable(n.body))
         if text:
             blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": _slack_cut(text)}})
         blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": " · ".join(context)}]})
-        return {"text": head + (f": {text}" if text else ""), "blocks": blocks}
+        return {"text": _slack_cut(head + (f": {text}" if text else ""), _SLACK_MESSAGE_MAX), "blocks": blocks}
 
     def send(self, notification: Notification) -> None:
         body = json.dumps(self.payload(notification)).encode()
@@ -189,11 +244,12 @@ def _slack_escape(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
-def _slack_cut(text: str) -> str:
-    """Escaped ``text`` within one block's limit, cut (never inside an entity) with an ellipsis."""
-    if len(text) <= _SLACK_TEXT_MAX:
+def _slack_cut(text: str, limit: int = _SLACK_TEXT_MAX) -> str:
+    """Escaped ``text`` within ``limit`` characters (one block's), cut (never inside an entity)
+    with an ellipsis. Slack refuses a whole message one of whose texts is too long."""
+    if len(text) <= limit:
         return text
-    cut = text[: _SLACK_TEXT_MAX - 1]
+    cut = text[: limit - 1]
     amp = cut.rfind("&")
     if amp >= 0 and ";" not in cut[amp:]:
         cut = cut[:amp]
@@ -238,7 +294,11 @@ class WebhookNotifier:
 class EmailNotifier:
     """Sends one email per notification over SMTP, subject ``[autonomic] <LEVEL> <title>`` on one
     line (line breaks in the title, say from an alert's multi-line summary, become spaces).
-    Credentials, when needed, come from the environment variables named."""
+    Credentials, when needed, come from the environment variables named. With ``starttls`` the
+    server's certificate is verified against the system's CAs (``SSL_CERT_FILE`` names another
+    bundle, a private CA's) and its name against ``host``, before anything else is said: the
+    login and the mail never go to a server that cannot prove it is ``host`` (smtplib's own
+    default verifies nothing)."""
 
     name = "email"
 
@@ -294,10 +354,13 @@ class EmailNotifier:
         try:
             with smtplib.SMTP(self.host, self.port, timeout=self.timeout_s) as smtp:
                 if self.starttls:
-                    smtp.starttls()
+                    smtp.starttls(context=ssl.create_default_context())
                 if self._login is not None:
                     smtp.login(*self._login)
                 smtp.send_message(self.message(notification), from_addr=self.sender, to_addrs=self.to)
+        except ssl.SSLCertVerificationError as exc:  # why, in OpenSSL's words ("self-signed certificate")
+            raise NotifierError(f"{where}: {type(exc).__name__} ({exc.verify_message}): the server's "
+                                "certificate is not trusted; nothing was sent") from None
         except (OSError, smtplib.SMTPException) as exc:
             code = getattr(exc, "smtp_code", None)
             raise NotifierError(f"{where}: {type(exc).__name__}" + (f" {code}" if code else "")) from None
@@ -307,7 +370,7 @@ class _Text(HTMLParser):
     """The text of an HTML page, one line per block, without its head, styles or charts."""
 
     _SKIP = frozenset({"head", "style", "script", "svg"})
-    _BLOCK = frozenset({"h1", "h2", "h3", "p", "li", "tr", "table", "ul", "div"})
+    _BLOCK = frozenset({"h1", "h2", "h3", "p", "li", "tr", "table", "ul", "div", "center", "hr", "br"})
 
     def __init__(self) -> None:
         super().__init__()
@@ -444,7 +507,8 @@ class WebhookSpec(_NotifierSpecBase):
 
 
 class EmailSpec(_NotifierSpecBase):
-    """``type: email``: SMTP; credentials from ``username_env`` / ``password_env``."""
+    """``type: email``: SMTP; credentials from ``username_env`` / ``password_env``, sent only over
+    STARTTLS (``starttls: true``) or to a relay on loopback."""
 
     type: Literal["email"]
     host: str = Field(min_length=1)
@@ -460,6 +524,12 @@ class EmailSpec(_NotifierSpecBase):
     def _credentials_together(self) -> EmailSpec:
         if (self.username_env is None) != (self.password_env is None):
             raise ValueError("give both username_env and password_env, or neither")
+        if self.password_env is not None and not self.starttls and not is_loopback(self.host):
+            # smtplib logs in over whatever the connection is: without TLS, AUTH PLAIN or LOGIN is the
+            # password in base64, readable by anyone on the path to the relay
+            raise ValueError(f"starttls: a login to {self.host!r} without STARTTLS would send the SMTP password "
+                             "(password_env) across the network in clear; set starttls: true (the server's "
+                             "certificate is verified), or log in only to a relay on this machine (127.0.0.1)")
         return self
 
 

@@ -96,7 +96,8 @@ _ERRNO_HINTS = {
 class ApiServer:
     """uvicorn in a daemon thread. ``start`` returns once the socket listens (``port`` 0 picks a
     free one; read it back from :attr:`port`); ``stop`` ends open event streams, then the server.
-    The default host is the loopback interface."""
+    The default host is the loopback interface; listening beyond it, ``start`` warns that the API
+    speaks plain HTTP (its tokens cross the network as written without a TLS proxy in front)."""
 
     def __init__(self, app: Any, host: str = "127.0.0.1", port: int = 8470, *, log_level: str = "warning") -> None:
         import uvicorn
@@ -153,6 +154,11 @@ class ApiServer:
         if sockets:
             self.port = int(sockets[0].getsockname()[1])
         log.info("API listening on %s", self.url)
+        if not is_loopback(self.host):
+            # no TLS here: bearer tokens (and the dashboard's ?token= on its event stream) go as written
+            log.warning("api: listening on %s, beyond this machine, over plain HTTP: API tokens cross the "
+                        "network as written unless a TLS proxy (an ingress) fronts it; on a single host, keep "
+                        "api.host on 127.0.0.1", self.url.removeprefix("http://"))
 
     def stop(self, timeout_s: float = 10.0) -> None:
         """Stop serving and wait for the thread; safe to call twice or before start."""

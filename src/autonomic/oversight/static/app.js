@@ -103,9 +103,26 @@ function s(tag, attrs, ...children) {
   return el;
 }
 
+// a moment on the page: its time, with its day when not today (an incident escalated yesterday);
+// the header names the zone (zoneName), the browser's, where notifications say UTC
 function clock(ts) {
-  if (!ts) return "-";
+  return when(ts);
+}
+
+// a chart's axis: the time of day only
+function timeOfDay(ts) {
   return new Date(ts * 1000).toLocaleTimeString([], { hour12: false });
+}
+
+// "times in UTC+05:30 (Asia/Kolkata)": the zone every time on the page is shown in
+function zoneName() {
+  const offset = -new Date().getTimezoneOffset();
+  const pad = (n) => String(n).padStart(2, "0");
+  const hhmm = `${pad(Math.floor(Math.abs(offset) / 60))}:${pad(Math.abs(offset) % 60)}`;
+  const utc = offset === 0 ? "UTC" : `UTC${offset < 0 ? "-" : "+"}${hhmm}`;
+  let name = "";
+  try { name = Intl.DateTimeFormat().resolvedOptions().timeZone || ""; } catch (_) { /* no Intl */ }
+  return `times in ${utc}${name && name !== "UTC" && name !== "Etc/UTC" ? ` (${name})` : ""}`;
 }
 
 function when(ts) {
@@ -266,14 +283,29 @@ window.addEventListener("hashchange", () => render(true));
 // --- live updates ------------------------------------------------------------------------------
 
 let source = null;
+const RETRY_MS = 3000;
 function connectEvents() {
   if (source) source.close();
+  source = null;
   if (!token()) return;
-  source = new EventSource(`${API}/events?token=${encodeURIComponent(token())}`);
+  const es = new EventSource(`${API}/events?token=${encodeURIComponent(token())}`);
+  source = es;
   const live = $("#live");
-  source.onopen = () => { live.className = "live on"; live.textContent = "live"; };
-  source.onerror = () => { live.className = "live off"; live.textContent = "reconnecting"; };
-  source.addEventListener("audit", (ev) => {
+  es.onopen = () => { live.className = "live on"; live.textContent = "live"; };
+  es.onerror = () => {
+    live.className = "live off";
+    if (es.readyState !== EventSource.CLOSED) { live.textContent = "reconnecting"; return; }
+    // refused, not cut off (a proxy's 502 or 503 while the engine restarts, a 401): an EventSource
+    // then gives up for good, so try again; the redraw first says what the API answers (a token
+    // refused asks for another, and nothing reconnects without one)
+    live.textContent = "offline: retrying";
+    setTimeout(async () => {
+      if (source !== es) return; // connected again meanwhile (a new token)
+      await render();
+      if (source === es) connectEvents();
+    }, RETRY_MS);
+  };
+  es.addEventListener("audit", (ev) => {
     live.className = "live on";
     live.textContent = "live";
     try {
@@ -316,7 +348,7 @@ async function renderOverview() {
       h("a", { href: "#/approvals", testid: "awaiting-link" }, `${ov.awaiting_approval} awaiting approval →`)) : null,
     unsent(ov.notifications_pending),
     section("Services", h("div", { class: "grid", testid: "services" }, ov.services.map(serviceCard))),
-    section("Open incidents", incidentTable(ov.open_incidents, "open-incidents")),
+    section(openHeading(ov), incidentTable(ov.open_incidents, "open-incidents")),
     h("div", { class: "cols" },
       h("div", {}, section("Circuit breakers", breakers(ov.breakers))),
       h("div", {}, section("Remaining budgets", budgets(ov.budgets)))),
@@ -417,6 +449,13 @@ function serviceCard(svc) {
     h("div", { class: "meta" }, `${svc.type || "service"} · autonomy `, h("b", {}, svc.autonomy || "-"),
       ` · ${counted(svc.open_incidents || 0, "open incident")}`),
     h("div", { class: "row" }, h("span"), pauseBtn));
+}
+
+// the overview lists the newest 1,000 open incidents; in a mass outage the heading says how many more there are
+function openHeading(ov) {
+  const listed = (ov.open_incidents || []).length;
+  const total = ov.open_incidents_total || listed;
+  return total > listed ? `Open incidents (the newest ${listed} of ${total})` : "Open incidents";
 }
 
 function incidentTable(incidents, testid) {
@@ -563,7 +602,7 @@ function chart(metric, data, findings, actions, threshold) {
   for (let i = 0; i <= 5; i++) {
     const t = x0 + ((x1 - x0) * i) / 5;
     svg.append(s("text", { x: X(t), y: H - 12, "text-anchor": i === 0 ? "start" : i === 5 ? "end" : "middle" },
-      clock(t)));
+      timeOfDay(t)));
   }
   if (fe) {
     const band = `${X(fStart)},${Y(fe.intercept)} ${X(bandLow)},${Y(fe.threshold)} ${X(bandHigh)},${Y(fe.threshold)}`;
@@ -811,5 +850,6 @@ async function renderAudit(opened) {
 // --- start -------------------------------------------------------------------------------------
 
 takeTokenFromUrl();
+$("#zone").textContent = zoneName();
 connectEvents();
 render(true);
