@@ -20,11 +20,11 @@ demo: install
 # System packages the tests need, installed only when missing: git (the config actuator commits
 # and reverts for real), Prometheus and Alertmanager (real servers for the source tests), Chromium
 # (the dashboard's browser tests), dbus-daemon (a private bus for the systemd actuator's stand-in),
-# systemd-analyze (verifies examples/systemd/autonomic.service; nothing is started; about 10 MB)
-# and PostgreSQL (a real server for the store's tests; Debian keeps its binaries off PATH, in
+# systemd-analyze (verifies examples/systemd/autonomic.service; nothing is started; about 10 MB),
+# openssl (a certificate for the email notifier's STARTTLS test's real SMTP server) and PostgreSQL (a real server for the store's tests; Debian keeps its binaries off PATH, in
 # /usr/lib/postgresql/<version>/bin, so that is where the check looks).
 SYSDEPS := git:git prometheus:prometheus prometheus-alertmanager:prometheus-alertmanager \
-           chromium:chromium dbus-daemon:dbus systemd-analyze:systemd
+           chromium:chromium dbus-daemon:dbus systemd-analyze:systemd openssl:openssl
 sysdeps:
 	@missing=""; for pair in $(SYSDEPS); do cmd=$${pair%%:*}; pkg=$${pair##*:}; \
 	  command -v $$cmd >/dev/null 2>&1 || missing="$$missing $$pkg"; done; \
