@@ -72,14 +72,33 @@ def redact(value: Any) -> Any:
     return value
 
 
+def plain_data(data: Any) -> Any:
+    """``data`` as plain JSON values: enums, models, tuples and sets converted, NaN/inf as null,
+    anything else (an exception, a path) as its text, and bytes as the text they are, each byte
+    that is not UTF-8 written as ``\\xNN`` (raw output is kept, not refused)."""
+    try:
+        return to_jsonable_python(data, inf_nan_mode="null", fallback=str)
+    except UnicodeDecodeError:  # bytes that are not UTF-8
+        return to_jsonable_python(_bytes_as_text(data), inf_nan_mode="null", fallback=str)
+
+
+def _bytes_as_text(value: Any) -> Any:
+    if isinstance(value, bytes | bytearray):
+        return bytes(value).decode("utf-8", errors="backslashreplace")
+    if isinstance(value, dict):
+        return {_bytes_as_text(k): _bytes_as_text(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [_bytes_as_text(v) for v in value]
+    return value
+
+
 def prepare_data(data: dict[str, Any] | None) -> dict[str, Any]:
-    """Audit data as it will be stored and hashed: plain JSON values (enums, models and tuples
-    converted; NaN/inf become null), secrets redacted, and exactly what a JSON round trip gives
-    back (so the hash recomputed from the stored row matches)."""
+    """Audit data as it will be stored and hashed: plain JSON values (:func:`plain_data`),
+    secrets redacted, and exactly what a JSON round trip gives back (so the hash recomputed from
+    the stored row matches)."""
     if not data:
         return {}
-    plain = to_jsonable_python(data, inf_nan_mode="null", fallback=str)
-    result: dict[str, Any] = json.loads(canonical_json(redact(plain)))
+    result: dict[str, Any] = json.loads(canonical_json(redact(plain_data(data))))
     return result
 
 

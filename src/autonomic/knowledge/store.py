@@ -74,7 +74,7 @@ from sqlalchemy.sql.functions import FunctionElement
 
 from autonomic.clock import local_stamp
 from autonomic.errors import AuditChainError, NotLeaderError, StoreError, StoreValueError
-from autonomic.knowledge.audit import GENESIS_HASH, AuditReport, make_event, verify_chain
+from autonomic.knowledge.audit import GENESIS_HASH, AuditReport, make_event, plain_data, verify_chain
 from autonomic.knowledge.lease import Lease, lease_key
 from autonomic.knowledge.tables import (
     DERIVED,
@@ -762,7 +762,9 @@ class Store:
         data: dict[str, Any] | None
     ) -> AuditEvent:
         _storable("audit event", {"actor": actor, "kind": kind, "subject": subject})
-        data = self._secrets.data(data)
+        # made plain JSON first: the secrets net looks at strings, so a secret in an exception,
+        # bytes or a path would otherwise become text after it, and reach the audit log
+        data = self._secrets.data(plain_data(data)) if data and self._secrets else data
         try:
             ev = make_event(seq=head[0] + 1, ts=self._now_in(conn), actor=actor, kind=kind, subject=subject, data=data,
                             prev_hash=head[1])
