@@ -427,6 +427,21 @@ def test_an_archive_file_holding_other_events_is_neither_overwritten_nor_pruned_
     restored.close()
 
 
+def test_an_unreadable_file_where_a_chunk_is_archived_is_left_alone_and_named(store: Store, tmp_path: Path) -> None:
+    """A file at a chunk's name that is not gzip (a copy cut short, bytes flipped on the disk) is
+    not written over either: what it held may be all there is of those entries."""
+    _fill_audit(store, CHUNK + 10)
+    archive = tmp_path / "archive"
+    archive.mkdir()
+    garbled = archive / "audit-000000000001-000000001000.jsonl.gz"
+    garbled.write_bytes(b"not gzip at all")
+
+    with pytest.raises(AuditChainError, match=f"{garbled.name} cannot be read"):
+        prune(store, AUDIT, NOW, archive, wall_now=LATER)
+
+    assert garbled.read_bytes() == b"not gzip at all" and store.audit_anchor()[0] == 0
+
+
 _FULL_DISK = """
 import resource, signal, sys
 from pathlib import Path

@@ -83,7 +83,7 @@ def _same_or_absent(path: Path, body: bytes) -> None:
             held = f.read()
     except FileNotFoundError:
         return
-    except (OSError, EOFError, zlib.error) as exc:
+    except (gzip.BadGzipFile, EOFError, zlib.error) as exc:  # any other OSError: it cannot be written either
         raise AuditChainError(f"the audit archive {path} cannot be read ({exc}), so it is not written over: nothing "
                               "was archived or pruned; move it away (keep it) and prune again") from None
     if held != body:
