@@ -1639,3 +1639,32 @@ def test_opening_a_store_behind_while_a_writer_never_lets_go_fails_naming_both_r
     with pytest.raises(StoreError, match=rf"schema is at revision 0002 and this version needs {HEAD_REVISION}"):
         Store(store_url)
     stuck.join()
+
+
+def test_a_migration_that_works_between_two_statements_longer_than_a_writes_idle_limit_is_not_cut_off(
+        postgres_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A write transaction idle between statements for ``_PG_WRITE_IDLE_S`` (5 s) is ended by the
+    PostgreSQL server (a frozen writer must not hold the write lock). A migration is a write
+    transaction too, and some work in Python between statements: 0004 reads every action and
+    works out its types (about 2 s per 100,000 actions here, more on a busy or throttled node),
+    so a big store's upgrade was cut off and the store could not be opened. A migration has the
+    limit the others wait for it (``_MIGRATION_WAIT_S``). Here the limit is 0.3 s and 0004's
+    work 1 s, against a real server."""
+    from autonomic.knowledge import store as store_module
+    from autonomic.knowledge import tables
+
+    first = Store(postgres_url)
+    first.record(action("i1", type="restart"), actor="engine", event="seed", subject="all")
+    first.close()
+    _downgrade(postgres_url, "0003")
+    monkeypatch.setattr(store_module, "_PG_WRITE_IDLE_S", 0.3)
+    types = tables.action_types
+
+    def slowly(body: Any) -> str:
+        time.sleep(1.0)
+        return types(body)
+
+    monkeypatch.setattr(tables, "action_types", slowly)
+    again = Store(postgres_url)
+    assert again.count_actions(0.0, type="restart") == 1 and again.verify_audit().ok
+    again.close()

@@ -638,6 +638,11 @@ class Store:
                 return
             try:
                 with self._write() as conn:
+                    if self.shared_clock:  # PostgreSQL: a migration works in Python between statements
+                        # (0004 reads every action), longer than a write's idle limit on a big store;
+                        # it gets the limit the other processes wait for it
+                        conn.exec_driver_sql("SET LOCAL idle_in_transaction_session_timeout = "
+                                             f"{int(_MIGRATION_WAIT_S * 1000)}")
                     config.attributes["connection"] = conn
                     try:
                         command.upgrade(config, "head")
