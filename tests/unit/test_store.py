@@ -1668,3 +1668,34 @@ def test_a_migration_that_works_between_two_statements_longer_than_a_writes_idle
     again = Store(postgres_url)
     assert again.count_actions(0.0, type="restart") == 1 and again.verify_audit().ok
     again.close()
+
+
+def test_a_nul_character_inside_a_nouns_text_or_a_states_value_breaks_no_read_on_either_backend(
+        store: Store, tmp_path: Path) -> None:
+    """A command's output may hold NUL bytes (``find -print0``, a binary), and they reach an action's
+    error as U+0000. JSON text keeps it as ``\\u0000``, which PostgreSQL's json operators refuse to
+    turn into text: every read of a field of the bodies (the patterns' record, the autonomy
+    ladder's, the prune that keeps them, a compare-and-set on a named state such as an approval)
+    failed with "\\u0000 cannot be converted to text" for as long as the row was there, while the
+    same rows read fine on SQLite. U+0000 is stored as U+FFFD (the replacement character) in every
+    JSON value, on both back ends, and the audit hash is over what is stored."""
+    from autonomic.knowledge.retention import RetentionSpec, prune
+
+    inc = incident(state=IncidentState.RESOLVED, closed_at=200.0, summary="ends\x00here")
+    failed = action(inc.id, state=ActionState.FAILED, pattern_id="restart-it", error="exit 1: a\x00b",
+                    updated_at=150.0)
+    outcome = Outcome(action_id=failed.id, incident_id=inc.id, ts=160.0, verdict=VerifyVerdict.FAIL, reason="r\x00")
+    store.record(inc, failed, outcome, actor="engine", event="action.failed", subject=inc.id,
+                 data={"output": "x\x00y"})
+    assert store.pattern_tallies_by_service() == {("restart-it", "api"): (0, 1)}
+    assert [v for _, v, _ in store.pattern_record("restart-it", "api")[0]] == ["fail"]
+    got = store.get(Action, failed.id)
+    assert got is not None and got.error == "exit 1: a\ufffdb"
+
+    store.set_state("approval:i9", {"decision": "d1", "comment": "ok\x00"}, actor="alice", event="approval.given")
+    assert store.delete_state_if("approval:i9", {"decision": "d1"}, actor="engine", event="approval.consumed")
+
+    spec = RetentionSpec(findings_days=None, incidents_days=7, audit_days=None)
+    assert prune(store, spec, 200.0 + 8 * 86_400, tmp_path).counts["incidents"] == 1
+    assert store.pattern_tallies_by_service() == {("restart-it", "api"): (0, 1)}
+    assert store.audit_events()[0].data["output"] == "x\ufffdy" and store.verify_audit().ok

@@ -92,14 +92,33 @@ def _bytes_as_text(value: Any) -> Any:
     return value
 
 
+NUL_STORED = "\ufffd"
+"""What U+0000 is stored as in every JSON value (see :func:`without_nul`)."""
+
+
+def without_nul(value: Any) -> Any:
+    """``value`` (plain JSON values) with U+0000 in its strings, keys included, as U+FFFD. JSON
+    writes it ``\\u0000``, which PostgreSQL's json operators refuse to turn into text: a read of
+    any field of a document holding one failed for as long as the row was there. So no JSON
+    value the store writes holds one, on either back end."""
+    if isinstance(value, str):
+        return value.replace("\x00", NUL_STORED)
+    if isinstance(value, dict):
+        return {without_nul(k): without_nul(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [without_nul(v) for v in value]
+    return value
+
+
 def prepare_data(data: dict[str, Any] | None) -> dict[str, Any]:
     """Audit data as it will be stored and hashed: plain JSON values (:func:`plain_data`),
-    secrets redacted, and exactly what a JSON round trip gives back (so the hash recomputed from
-    the stored row matches)."""
+    secrets redacted, U+0000 as U+FFFD (:func:`without_nul`), and exactly what a JSON round trip
+    gives back (so the hash recomputed from the stored row matches)."""
     if not data:
         return {}
-    result: dict[str, Any] = json.loads(canonical_json(redact(plain_data(data))))
-    return result
+    text = canonical_json(redact(plain_data(data)))
+    result: dict[str, Any] = json.loads(text)
+    return without_nul(result) if "\\u0000" in text else result
 
 
 def event_hash(

@@ -74,7 +74,14 @@ from sqlalchemy.sql.functions import FunctionElement
 
 from autonomic.clock import local_stamp
 from autonomic.errors import AuditChainError, NotLeaderError, StoreError, StoreValueError
-from autonomic.knowledge.audit import GENESIS_HASH, AuditReport, make_event, plain_data, verify_chain
+from autonomic.knowledge.audit import (
+    GENESIS_HASH,
+    AuditReport,
+    make_event,
+    plain_data,
+    verify_chain,
+    without_nul,
+)
 from autonomic.knowledge.lease import Lease, lease_key
 from autonomic.knowledge.tables import (
     DERIVED,
@@ -419,11 +426,14 @@ def sqlite_file(url: str) -> Path | None:
 
 
 def _json_text(value: Any) -> str:
-    """The JSON text stored for a JSON column's value: compact, NaN and infinities as null.
-    StoreValueError for a string that is not Unicode text (an unpaired surrogate, which JSON
-    input may carry): no back end can hold it, so the write is refused for good, not retried."""
+    """The JSON text stored for a JSON column's value: compact, NaN and infinities as null,
+    U+0000 as U+FFFD (:func:`~autonomic.knowledge.audit.without_nul`). StoreValueError for a
+    string that is not Unicode text (an unpaired surrogate, which JSON input may carry): no back
+    end can hold it, so the write is refused for good, not retried."""
     try:
-        return to_json(value, inf_nan_mode="null").decode()
+        text = to_json(value, inf_nan_mode="null").decode()
+        # a U+0000 in it (or a backslash before "u0000": the value is looked at to tell)
+        return to_json(without_nul(value), inf_nan_mode="null").decode() if "\\u0000" in text else text
     except PydanticSerializationError as e:
         if "surrogates not allowed" in str(e):
             raise StoreValueError(f"a value {_UNPAIRED}") from None
