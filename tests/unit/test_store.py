@@ -40,7 +40,7 @@ from autonomic.model import (
 )
 
 RawSql = Callable[..., list[tuple[Any, ...]]]  # the raw_sql fixture (tests/conftest.py)
-HEAD_REVISION = "0011"  # the newest migration
+HEAD_REVISION = "0012"  # the newest migration
 # What a stored noun's body may hold (test_what_a_stored_noun_may_hold_changes_only_with_a_new_migration),
 # by migration: append a line with each new migration (the fingerprint of the nouns it goes with,
 # unchanged when it changes no noun: the newest migration must have its line).
@@ -53,6 +53,7 @@ NOUN_SHAPES = {
     "0009": "82fdd8dcd9d41db019c6eff44cc3de78eda6a114801e6e9799843c8dd6b6710a",
     "0010": "77f719733759a39e85b51ced6a4c91479066b9cc7806522db9d4b356fa8d50f6",
     "0011": "5013e36d6e1478314016f43be8947b9f0a66b27004c3afc8afb4a5c66e147ccf",
+    "0012": "5013e36d6e1478314016f43be8947b9f0a66b27004c3afc8afb4a5c66e147ccf",
 }
 
 
@@ -1699,3 +1700,32 @@ def test_a_nul_character_inside_a_nouns_text_or_a_states_value_breaks_no_read_on
     assert prune(store, spec, 200.0 + 8 * 86_400, tmp_path).counts["incidents"] == 1
     assert store.pattern_tallies_by_service() == {("restart-it", "api"): (0, 1)}
     assert store.audit_events()[0].data["output"] == "x\ufffdy" and store.verify_audit().ok
+
+
+def test_migration_0012_replaces_the_nul_characters_rows_already_hold_so_they_read_on_postgresql(
+        store_url: str, raw_sql: RawSql) -> None:
+    """Rows an older autonomic stored with ``\\u0000`` in their JSON (written here behind the
+    store's back, as it wrote them) made every read of a body field fail on PostgreSQL; after the
+    upgrade they read, with U+FFFD in place of U+0000 (on SQLite, where they read as they are, they
+    are left so). A backslash before "u0000" in a text is not a NUL and stays."""
+    store = Store(store_url)
+    failed = action("i1", state=ActionState.FAILED, pattern_id="restart-it", error="placeholder",
+                    params={"path": "C:\\u0000dir"})
+    store.record(failed, actor="engine", event="action.failed", subject="i1")
+    store.set_state("approval:i9", {"decision": "d1", "comment": "placeholder"}, actor="alice", event="approval.given")
+    store.close()
+    _downgrade(store_url, "0011")
+    as_json = "{}" if store_url.startswith("sqlite") else "CAST({} AS JSON)"  # SQLite: JSON is text
+    raw_sql(f"UPDATE actions SET body = {as_json.format('REPLACE(CAST(body AS TEXT), :was, :nul)')}",
+            was="placeholder", nul="exit 1: a\\u0000b")
+    raw_sql(f"UPDATE state SET value = {as_json.format('REPLACE(CAST(value AS TEXT), :was, :nul)')}",
+            was="placeholder", nul="ok\\u0000")
+
+    again = Store(store_url)
+    assert again.pattern_tallies_by_service() == {("restart-it", "api"): (0, 1)}
+    assert again.delete_state_if("approval:i9", {"decision": "d1"}, actor="engine", event="approval.consumed")
+    got = again.get(Action, failed.id)
+    assert got is not None and got.params == {"path": "C:\\u0000dir"}
+    assert got.error == ("exit 1: a\x00b" if store_url.startswith("sqlite") else "exit 1: a\ufffdb")
+    assert again.verify_audit().ok
+    again.close()
