@@ -442,6 +442,31 @@ def test_an_unreadable_file_where_a_chunk_is_archived_is_left_alone_and_named(st
     assert garbled.read_bytes() == b"not gzip at all" and store.audit_anchor()[0] == 0
 
 
+def test_an_archive_folder_made_for_the_first_chunk_is_made_durable_in_its_parent_too(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The file and its folder were fsynced, but not the folder's own entry in its parent when the
+    first prune made it (``archive_dir`` did not exist yet): a power cut then could lose the
+    whole folder after the store deleted the entries in it. Which directories are fsynced is
+    read from the real calls (the path of each descriptor, from /proc)."""
+    from autonomic.knowledge import archive as archive_module
+    from autonomic.knowledge.audit import GENESIS_HASH, make_event
+
+    synced: list[str] = []
+    real_fsync = os.fsync
+
+    def fsync(fd: int) -> None:
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real_fsync(fd)
+
+    monkeypatch.setattr(archive_module.os, "fsync", fsync)
+    folder = tmp_path / "state" / "audit-archive"
+    event = make_event(seq=1, ts=1.0, actor="engine", kind="tick", subject="s", data={}, prev_hash=GENESIS_HASH)
+
+    path = archive_module.write_archive(folder, [event])
+
+    assert path.exists() and set(synced) >= {str(folder), str(tmp_path / "state"), str(tmp_path)}
+
+
 _FULL_DISK = """
 import resource, signal, sys
 from pathlib import Path

@@ -49,7 +49,7 @@ def write_archive(folder: Path, events: Sequence[AuditEvent]) -> Path:
     """Write ``events`` (one chunk, in seq order) to their archive file and make it durable (the
     file and its folder fsynced) before returning its path. The bytes depend on the events only
     (no time stamp in the gzip header): writing a chunk again gives the same file."""
-    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    created = _make_folder(folder)
     path = archive_path(folder, events[0].seq, events[-1].seq)
     body = "".join(canonical_json(e.model_dump(mode="json")) + "\n" for e in events).encode("utf-8")
     _same_or_absent(path, body)
@@ -64,12 +64,26 @@ def write_archive(folder: Path, events: Sequence[AuditEvent]) -> Path:
     except BaseException:  # the disk full, say: what was written of it would keep the space
         tmp.unlink(missing_ok=True)
         raise
+    for made in (folder, *created):  # the file's name in its folder, and each folder made in its parent
+        _fsync_folder(made)
+    return path
+
+
+def _make_folder(folder: Path) -> list[Path]:
+    """Make ``folder`` (and its missing parents); the parents of the folders it made, deepest
+    first: their entries must be made durable too, or a crash could lose the whole folder after
+    the store deleted what it holds."""
+    missing = [p for p in (folder, *folder.parents) if not p.exists()]
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    return [p.parent for p in missing]
+
+
+def _fsync_folder(folder: Path) -> None:
     fd = os.open(folder, os.O_RDONLY)
     try:
         os.fsync(fd)
     finally:
         os.close(fd)
-    return path
 
 
 def _same_or_absent(path: Path, body: bytes) -> None:
