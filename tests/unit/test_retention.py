@@ -427,6 +427,24 @@ def test_an_archive_file_holding_other_events_is_neither_overwritten_nor_pruned_
     restored.close()
 
 
+def test_a_chunks_file_an_older_version_wrote_with_the_same_events_in_other_bytes_is_taken_as_it(
+        store: Store, tmp_path: Path) -> None:
+    """A prune killed between the file and the delete, then an upgrade: the new version writes the
+    chunk again, maybe in other bytes (another compression, another key order) for the same
+    events. Those are the events it holds (the same seqs and hashes), so the prune goes on."""
+    import json
+
+    _fill_audit(store, CHUNK + 10)
+    archive = tmp_path / "archive"
+    archive.mkdir()
+    chunk = store.audit_events(limit=CHUNK)
+    lines = "".join(json.dumps(e.model_dump(mode="json"), indent=None) + "\n" for e in chunk)
+    (archive / "audit-000000000001-000000001000.jsonl.gz").write_bytes(gzip.compress(lines.encode(), 1))
+
+    assert prune(store, AUDIT, NOW, archive, wall_now=LATER).counts["audit_events"] == CHUNK
+    assert store.verify_audit().ok and verify_archive(archive).ok
+
+
 def test_an_unreadable_file_where_a_chunk_is_archived_is_left_alone_and_named(store: Store, tmp_path: Path) -> None:
     """A file at a chunk's name that is not gzip (a copy cut short, bytes flipped on the disk) is
     not written over either: what it held may be all there is of those entries."""

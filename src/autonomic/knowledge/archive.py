@@ -52,7 +52,7 @@ def write_archive(folder: Path, events: Sequence[AuditEvent]) -> Path:
     created = _make_folder(folder)
     path = archive_path(folder, events[0].seq, events[-1].seq)
     body = "".join(canonical_json(e.model_dump(mode="json")) + "\n" for e in events).encode("utf-8")
-    _same_or_absent(path, body)
+    _same_or_absent(path, events)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         with open(tmp, "wb") as raw:
@@ -86,21 +86,23 @@ def _fsync_folder(folder: Path) -> None:
         os.close(fd)
 
 
-def _same_or_absent(path: Path, body: bytes) -> None:
-    """Nothing when there is no file at ``path`` or it holds ``body`` (a prune killed after the
-    file, written again); AuditChainError, the file left alone, when it holds anything else: other
-    events under these seqs (the store was restored from a backup taken before the file was
-    written, and went on with another history), or a file that cannot be read. It is the only
-    record of the events it holds: never written over."""
+def _same_or_absent(path: Path, events: Sequence[AuditEvent]) -> None:
+    """Nothing when there is no file at ``path`` or it holds ``events`` (a prune killed after the
+    file, written again; the same seqs and hashes, whatever version serialised them);
+    AuditChainError, the file left alone, when it holds anything else: other events under these
+    seqs (the store was restored from a backup taken before the file was written, and went on
+    with another history), or a file that cannot be read. It is the only record of the events it
+    holds: never written over."""
     try:
-        with gzip.open(path, "rb") as f:
-            held = f.read()
+        with gzip.open(path, "rt", encoding="utf-8") as f:
+            held = [(int(e["seq"]), str(e["hash"])) for e in map(json.loads, f)]
     except FileNotFoundError:
         return
-    except (gzip.BadGzipFile, EOFError, zlib.error) as exc:  # any other OSError: it cannot be written either
+    except (gzip.BadGzipFile, EOFError, zlib.error, ValueError, KeyError, TypeError) as exc:
+        # (any other OSError: it cannot be written either)
         raise AuditChainError(f"the audit archive {path} cannot be read ({exc}), so it is not written over: nothing "
                               "was archived or pruned; move it away (keep it) and prune again") from None
-    if held != body:
+    if held != [(e.seq, e.hash) for e in events]:
         raise AuditChainError(f"the audit archive {path} holds other events for these seqs than the store does (was "
                               "the store restored from a backup older than the archive?): it is not written over "
                               "and nothing was archived or pruned; keep the file (it is the only record of the "
