@@ -1113,17 +1113,32 @@ def audit_verify(
     cfg, store = _store(given_config(ctx, config))
     report = store.verify_audit()
     problems = list(report.problems)
+    overlap = ""
     if archive:
         kept = verify_archive(cfg.archive_dir)
         problems += [f"archive {p}" for p in kept.problems]
-        if not kept.problems and (kept.last_seq, kept.last_hash) != (report.anchor_seq, report.anchor_hash):
+        if kept.problems or (kept.last_seq, kept.last_hash) == (report.anchor_seq, report.anchor_hash):
+            pass
+        elif report.anchor_seq < kept.last_seq <= report.last_seq:
+            # the store restored from a backup taken before the archive's last prune: the two
+            # overlap, and agree when the store's entry at the archive's end is the archive's last
+            # (each hash covers every entry before it)
+            (stored,) = store.audit_events(since_seq=kept.last_seq - 1, limit=1) or (None,)
+            if stored is not None and stored.seq == kept.last_seq and stored.hash == kept.last_hash:
+                overlap = (f"; seq {report.anchor_seq + 1}..{kept.last_seq} are both in the archive and in the store, "
+                           "the same entries (the store was restored from a backup taken before they were pruned)")
+            else:
+                problems.append(f"archive {cfg.archive_dir} ends at seq {kept.last_seq}, and the store holds other "
+                                f"entries than the archive at seq {kept.last_seq} (the store was restored from a "
+                                "backup and went on with another history, or one of them was altered)")
+        else:
             problems.append(f"archive {cfg.archive_dir} ends at seq {kept.last_seq}, but the store's chain starts "
                             f"after seq {report.anchor_seq}: the archive does not join it (files missing?)")
     if not problems:
         print(f"audit chain ok: {report.summary()}")
         if archive:
             print(f"audit archive ok: {counted(kept.checked, 'entry', 'entries')} in {cfg.archive_dir}, joining the "
-                  "store's chain")
+                  f"store's chain{overlap}")
         return
     for problem in problems:
         print(problem, file=sys.stderr)

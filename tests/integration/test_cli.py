@@ -1458,6 +1458,53 @@ def test_prune_dry_run_counts_prune_archives_and_verify_and_explain_say_what_wen
     assert cli("audit", "verify", "-c", cfg).exit_code == 0  # the store's own chain is still whole
 
 
+def test_audit_verify_archive_after_restoring_a_backup_older_than_the_archive_says_whether_they_agree(
+        cfg: Path, store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A store restored from a backup taken before a prune starts its chain before the archive's
+    end: the two overlap. When they hold the same entries there (the engine stopped, nothing
+    written since the backup), nothing is wrong, yet `audit verify --archive` exited 1 saying the
+    archive did not join, "files missing?". Now it says they overlap and agree; and when the
+    restored store went on with other entries under those seqs, it says so, naming the seq (a real
+    SQLite backup and restore, the CLI in process)."""
+    cfg.write_text(cfg.read_text() + "retention: {audit_days: 7}\n")
+    db = tmp_path / "state" / "autonomic.db"
+    _audit_a_month_ago(store, monkeypatch, 600)
+    backups = {}
+    for name in ("at600", "at1010"):
+        if name == "at1010":
+            _audit_a_month_ago(store, monkeypatch, 410)
+        backups[name] = tmp_path / f"{name}.db"
+        live, copy = sqlite3.connect(db), sqlite3.connect(backups[name])
+        live.backup(copy)
+        live.close()
+        copy.close()
+    assert cli("prune", "-c", cfg).exit_code == 0
+    store.close()
+
+    def restore(backup: Path) -> None:  # as sqlite3's ".restore", the engine stopped
+        saved, live = sqlite3.connect(backup), sqlite3.connect(db)
+        saved.backup(live)
+        saved.close()
+        live.close()
+
+    restore(backups["at1010"])
+    same = cli("audit", "verify", "--archive", "-c", cfg)
+    assert same.exit_code == 0, same.stderr
+    assert "audit archive ok: 1000 entries" in same.stdout
+    assert "seq 1..1000 are both in the archive and in the store, the same entries" in same.stdout
+
+    restore(backups["at600"])
+    other = Store(f"sqlite:///{db}")
+    with other.unit():
+        for i in range(500):
+            other.audit("bob", "pause.lifted", "web", {"i": i})
+    other.close()
+    diverged = cli("audit", "verify", "--archive", "-c", cfg)
+    assert diverged.exit_code == 1
+    assert "the store holds other entries than the archive at seq 1000" in diverged.stderr, diverged.stderr
+    assert "files missing" not in diverged.stderr
+
+
 def test_prune_says_nothing_was_old_enough_when_nothing_was_dry_run_or_not(cfg: Path, store: Store) -> None:
     """Before, only the real run said it; --dry-run printed the zeros alone."""
     store.audit("alice", "pause.set", "web", {})  # just written: the default retention keeps it

@@ -292,3 +292,36 @@ def test_two_processes_writing_at_once_keep_one_audit_chain_that_verifies_throug
     assert len(store.incidents()) == n
     final = store.verify_audit()
     assert final.ok and final.checked == 2 * n
+
+
+def test_a_secret_inside_a_value_that_is_not_plain_json_is_hidden_in_the_audit_log(store: Store,
+                                                                                    raw_sql: RawSql) -> None:
+    """The secrets net (Store.hide) looks at strings; an exception, bytes, a path or a set in an
+    event's data became text only after it, so a secret quoted in one reached the audit log."""
+    from autonomic.redact import Secrets
+
+    secret = "hunter2-secret-value"
+    store.hide(Secrets([secret]))
+    data = {"error": RuntimeError(f"login as admin:{secret} refused"), "stderr": f"pw={secret}".encode(),
+            "file": Path(f"/etc/{secret}"), "seen": {f"x {secret}"}}
+
+    ev = store.audit("engine", "action.failed", "a1", data)
+
+    (stored,) = raw_sql("SELECT CAST(data AS TEXT) FROM audit WHERE seq = :seq", seq=ev.seq)
+    assert secret not in str(stored[0])
+    assert ev.data == {"error": "login as admin:*** refused", "stderr": "pw=***", "file": "/etc/***",
+                       "seen": ["x ***"]}
+    assert store.verify_audit().ok
+
+
+def test_bytes_that_are_not_utf8_in_an_events_data_are_stored_escaped_and_the_chain_verifies(
+        store: Store) -> None:
+    """A plug-in's raw output (bytes, not UTF-8) in an event's data raised UnicodeDecodeError out
+    of Store.audit, which no caller expects of the store (it is not a StoreError): the event was
+    lost and the caller's step failed. It is kept, each byte that is not UTF-8 written as \\xNN;
+    bytes that are UTF-8 read as the text they are, as before."""
+    ev = store.audit("engine", "action.applied", "a1", {"out": b"ok \xff\xfe done", "text": "héllo".encode()})
+
+    assert ev.data == {"out": "ok \\xff\\xfe done", "text": "héllo"}
+    assert store.audit_events() == [ev]
+    assert store.verify_audit().ok

@@ -3365,15 +3365,16 @@ def test_a_malformed_inbox_entry_is_dropped_and_the_alerts_beside_it_are_ingeste
 
 def test_queued_alerts_with_a_nul_character_are_stored_and_cleared_on_both_back_ends(
         tmp_path: Path, store_url: str) -> None:
-    """The webhook path (queue_findings, then the engine): a NUL in a label is kept in the JSON
-    (no 503 for ever, Alertmanager would resend it for ever); one in the service name, which no
-    text column can hold, drops that finding alone, and the key is cleared."""
+    """The webhook path (queue_findings, then the engine): a NUL in a label is kept in the JSON,
+    as U+FFFD as every NUL in a JSON value (no 503 for ever, Alertmanager would resend it for
+    ever); one in the service name, which no text column can hold, drops that finding alone, and
+    the key is cleared."""
     h = Harness(tmp_path, policy={"autonomy": "observe"}, store=Store(store_url))
     labelled = _alert(h, "A").model_copy(update={"evidence": {"labels": {"team": "a\x00b"}}})
     queue_findings(h.store, [_alert(h, "Evil", service="svc\x00"), labelled], h.clock.now(), actor="webhook")
     h.feed("up", 1, 2)
     (inc,) = h.store.incidents(service="svc")
-    assert [f.evidence["labels"]["team"] for f in h.store.findings(inc.id)] == ["a\x00b"]
+    assert [f.evidence["labels"]["team"] for f in h.store.findings(inc.id)] == ["a\ufffdb"]
     assert h.store.states(INBOX) == {}
     assert h.store.verify_audit().ok
     h.store.close()

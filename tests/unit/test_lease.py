@@ -347,3 +347,20 @@ def test_durations_run_on_a_clock_that_counts_time_suspended(store_url: str) -> 
     store = Store(store_url)
     assert LeaderElector(store, identity="a")._monotonic is elapsed_clock
     store.close()
+
+
+def test_a_lease_held_under_this_replicas_identity_by_another_process_is_taken_over_as_from_any_holder(
+        stores: list[Store]) -> None:
+    """An ``identity`` given in the config (a pod's name) is the same for the process a restart
+    replaced and for a second replica started with it by mistake. A lease held under it by another
+    process, which did not give it up, was taken with ``took_over_from`` None, so Engine.start
+    recovered at once actions whose calls that process may still have in flight (a frozen leader),
+    without the takeover grace. Now that holder is named; its writes are still fenced by epoch."""
+    ca, cb = Mono(), Mono()
+    a, b = _elector(stores[0], "pod-0", ca), _elector(stores[1], "pod-0", cb)
+    assert a.attempt()
+    assert not b.attempt()
+    cb.t += 15.1
+    assert b.attempt() and b.took_over_from == "pod-0"
+    with pytest.raises(NotLeaderError, match="epoch 1"):
+        stores[0].audit("engine", "tick", "engine")

@@ -391,6 +391,134 @@ def test_an_archive_file_edited_or_missing_is_reported(store: Store, tmp_path: P
     assert f"{second.name}: seq 1..{CHUNK} missing (entries deleted)" in verify_archive(tmp_path).problems
 
 
+def test_an_archive_file_holding_other_events_is_neither_overwritten_nor_pruned_over(tmp_path: Path) -> None:
+    """A store restored from a backup taken before a prune writes new events under the seqs the
+    archive already holds (another history). The next prune rewrote that archive file with them,
+    so the archived events, the only record left of what happened, were gone without a word. It is
+    refused now, naming the file; the file and the store are left as they were. Real SQLite files:
+    the backup is SQLite's own (``.backup``)."""
+    import sqlite3
+
+    db, backup, archive = tmp_path / "autonomic.db", tmp_path / "before.db", tmp_path / "archive"
+    store = Store(f"sqlite:///{db}")
+    _fill_audit(store, 10)
+    live, copy = sqlite3.connect(db), sqlite3.connect(backup)
+    live.backup(copy)
+    live.close()
+    copy.close()
+    _fill_audit(store, CHUNK + 10)
+    prune(store, AUDIT, NOW, archive, wall_now=LATER)
+    store.close()
+    (archived,) = archive_files(archive)
+    before = archived.read_bytes()
+    for leftover in (tmp_path / "autonomic.db-wal", tmp_path / "autonomic.db-shm"):
+        leftover.unlink(missing_ok=True)
+    backup.replace(db)  # the restore, the engine stopped
+    restored = Store(f"sqlite:///{db}")
+    with restored.unit():
+        for i in range(CHUNK + 10):
+            restored.audit("bob", "pause.lifted", f"svc-{i}", {"i": i})
+
+    with pytest.raises(AuditChainError, match=f"{archived.name}.*other events"):
+        prune(restored, AUDIT, NOW, archive, wall_now=LATER)
+
+    assert archived.read_bytes() == before and [p.name for p in archive.iterdir()] == [archived.name]
+    assert restored.audit_anchor()[0] == 0 and len(restored.audit_events()) == CHUNK + 20
+    restored.close()
+
+
+def test_a_chunks_file_an_older_version_wrote_with_the_same_events_in_other_bytes_is_taken_as_it(
+        store: Store, tmp_path: Path) -> None:
+    """A prune killed between the file and the delete, then an upgrade: the new version writes the
+    chunk again, maybe in other bytes (another compression, another key order) for the same
+    events. Those are the events it holds (the same seqs and hashes), so the prune goes on."""
+    import json
+
+    _fill_audit(store, CHUNK + 10)
+    archive = tmp_path / "archive"
+    archive.mkdir()
+    chunk = store.audit_events(limit=CHUNK)
+    lines = "".join(json.dumps(e.model_dump(mode="json"), indent=None) + "\n" for e in chunk)
+    (archive / "audit-000000000001-000000001000.jsonl.gz").write_bytes(gzip.compress(lines.encode(), 1))
+
+    assert prune(store, AUDIT, NOW, archive, wall_now=LATER).counts["audit_events"] == CHUNK
+    assert store.verify_audit().ok and verify_archive(archive).ok
+
+
+def test_an_unreadable_file_where_a_chunk_is_archived_is_left_alone_and_named(store: Store, tmp_path: Path) -> None:
+    """A file at a chunk's name that is not gzip (a copy cut short, bytes flipped on the disk) is
+    not written over either: what it held may be all there is of those entries."""
+    _fill_audit(store, CHUNK + 10)
+    archive = tmp_path / "archive"
+    archive.mkdir()
+    garbled = archive / "audit-000000000001-000000001000.jsonl.gz"
+    garbled.write_bytes(b"not gzip at all")
+
+    with pytest.raises(AuditChainError, match=f"{garbled.name} cannot be read"):
+        prune(store, AUDIT, NOW, archive, wall_now=LATER)
+
+    assert garbled.read_bytes() == b"not gzip at all" and store.audit_anchor()[0] == 0
+
+
+def test_an_archive_folder_made_for_the_first_chunk_is_made_durable_in_its_parent_too(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The file and its folder were fsynced, but not the folder's own entry in its parent when the
+    first prune made it (``archive_dir`` did not exist yet): a power cut then could lose the
+    whole folder after the store deleted the entries in it. Which directories are fsynced is
+    read from the real calls (the path of each descriptor, from /proc)."""
+    from autonomic.knowledge import archive as archive_module
+    from autonomic.knowledge.audit import GENESIS_HASH, make_event
+
+    synced: list[str] = []
+    real_fsync = os.fsync
+
+    def fsync(fd: int) -> None:
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real_fsync(fd)
+
+    monkeypatch.setattr(archive_module.os, "fsync", fsync)
+    folder = tmp_path / "state" / "audit-archive"
+    event = make_event(seq=1, ts=1.0, actor="engine", kind="tick", subject="s", data={}, prev_hash=GENESIS_HASH)
+
+    path = archive_module.write_archive(folder, [event])
+
+    assert path.exists() and set(synced) >= {str(folder), str(tmp_path / "state"), str(tmp_path)}
+
+
+_FULL_DISK = """
+import resource, signal, sys
+from pathlib import Path
+from autonomic.knowledge.archive import write_archive
+from autonomic.knowledge.audit import GENESIS_HASH, make_event
+
+events, prev = [], GENESIS_HASH
+for seq in range(1, 1001):
+    events.append(make_event(seq=seq, ts=float(seq), actor="engine", kind="tick", subject=f"s{seq}",
+                             data={"noise": __import__("os").urandom(64).hex()}, prev_hash=prev))
+    prev = events[-1].hash
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+resource.setrlimit(resource.RLIMIT_FSIZE, (4096, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
+try:
+    write_archive(Path(sys.argv[1]), events)
+except OSError as exc:
+    print(exc.errno)
+"""
+
+
+def test_an_archive_write_that_fails_for_want_of_space_leaves_no_temporary_file(tmp_path: Path) -> None:
+    """A file that cannot grow (the disk full; a real process whose file size limit is 4 KiB, so
+    the write fails with EFBIG as it would with ENOSPC) fails the archive write, and the part of
+    the temporary file written before is removed: it kept the space on a disk already full, and
+    each restart (another pid) left one more."""
+    archive = tmp_path / "archive"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    done = subprocess.run([sys.executable, "-c", _FULL_DISK, str(archive)], env=env, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == str(__import__("errno").EFBIG)
+    assert list(archive.iterdir()) == []
+
+
 # --- configuration ---------------------------------------------------------------------------
 
 

@@ -40,7 +40,7 @@ from autonomic.model import (
 )
 
 RawSql = Callable[..., list[tuple[Any, ...]]]  # the raw_sql fixture (tests/conftest.py)
-HEAD_REVISION = "0011"  # the newest migration
+HEAD_REVISION = "0012"  # the newest migration
 # What a stored noun's body may hold (test_what_a_stored_noun_may_hold_changes_only_with_a_new_migration),
 # by migration: append a line with each new migration (the fingerprint of the nouns it goes with,
 # unchanged when it changes no noun: the newest migration must have its line).
@@ -53,6 +53,7 @@ NOUN_SHAPES = {
     "0009": "82fdd8dcd9d41db019c6eff44cc3de78eda6a114801e6e9799843c8dd6b6710a",
     "0010": "77f719733759a39e85b51ced6a4c91479066b9cc7806522db9d4b356fa8d50f6",
     "0011": "5013e36d6e1478314016f43be8947b9f0a66b27004c3afc8afb4a5c66e147ccf",
+    "0012": "5013e36d6e1478314016f43be8947b9f0a66b27004c3afc8afb4a5c66e147ccf",
 }
 
 
@@ -1639,3 +1640,92 @@ def test_opening_a_store_behind_while_a_writer_never_lets_go_fails_naming_both_r
     with pytest.raises(StoreError, match=rf"schema is at revision 0002 and this version needs {HEAD_REVISION}"):
         Store(store_url)
     stuck.join()
+
+
+def test_a_migration_that_works_between_two_statements_longer_than_a_writes_idle_limit_is_not_cut_off(
+        postgres_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A write transaction idle between statements for ``_PG_WRITE_IDLE_S`` (5 s) is ended by the
+    PostgreSQL server (a frozen writer must not hold the write lock). A migration is a write
+    transaction too, and some work in Python between statements: 0004 reads every action and
+    works out its types (about 2 s per 100,000 actions here, more on a busy or throttled node),
+    so a big store's upgrade was cut off and the store could not be opened. A migration has the
+    limit the others wait for it (``_MIGRATION_WAIT_S``). Here the limit is 0.3 s and 0004's
+    work 1 s, against a real server."""
+    from autonomic.knowledge import store as store_module
+    from autonomic.knowledge import tables
+
+    first = Store(postgres_url)
+    first.record(action("i1", type="restart"), actor="engine", event="seed", subject="all")
+    first.close()
+    _downgrade(postgres_url, "0003")
+    monkeypatch.setattr(store_module, "_PG_WRITE_IDLE_S", 0.3)
+    types = tables.action_types
+
+    def slowly(body: Any) -> str:
+        time.sleep(1.0)
+        return types(body)
+
+    monkeypatch.setattr(tables, "action_types", slowly)
+    again = Store(postgres_url)
+    assert again.count_actions(0.0, type="restart") == 1 and again.verify_audit().ok
+    again.close()
+
+
+def test_a_nul_character_inside_a_nouns_text_or_a_states_value_breaks_no_read_on_either_backend(
+        store: Store, tmp_path: Path) -> None:
+    """A command's output may hold NUL bytes (``find -print0``, a binary), and they reach an action's
+    error as U+0000. JSON text keeps it as ``\\u0000``, which PostgreSQL's json operators refuse to
+    turn into text: every read of a field of the bodies (the patterns' record, the autonomy
+    ladder's, the prune that keeps them, a compare-and-set on a named state such as an approval)
+    failed with "\\u0000 cannot be converted to text" for as long as the row was there, while the
+    same rows read fine on SQLite. U+0000 is stored as U+FFFD (the replacement character) in every
+    JSON value, on both back ends, and the audit hash is over what is stored."""
+    from autonomic.knowledge.retention import RetentionSpec, prune
+
+    inc = incident(state=IncidentState.RESOLVED, closed_at=200.0, summary="ends\x00here")
+    failed = action(inc.id, state=ActionState.FAILED, pattern_id="restart-it", error="exit 1: a\x00b",
+                    updated_at=150.0)
+    outcome = Outcome(action_id=failed.id, incident_id=inc.id, ts=160.0, verdict=VerifyVerdict.FAIL, reason="r\x00")
+    store.record(inc, failed, outcome, actor="engine", event="action.failed", subject=inc.id,
+                 data={"output": "x\x00y"})
+    assert store.pattern_tallies_by_service() == {("restart-it", "api"): (0, 1)}
+    assert [v for _, v, _ in store.pattern_record("restart-it", "api")[0]] == ["fail"]
+    got = store.get(Action, failed.id)
+    assert got is not None and got.error == "exit 1: a\ufffdb"
+
+    store.set_state("approval:i9", {"decision": "d1", "comment": "ok\x00"}, actor="alice", event="approval.given")
+    assert store.delete_state_if("approval:i9", {"decision": "d1"}, actor="engine", event="approval.consumed")
+
+    spec = RetentionSpec(findings_days=None, incidents_days=7, audit_days=None)
+    assert prune(store, spec, 200.0 + 8 * 86_400, tmp_path).counts["incidents"] == 1
+    assert store.pattern_tallies_by_service() == {("restart-it", "api"): (0, 1)}
+    assert store.audit_events()[0].data["output"] == "x\ufffdy" and store.verify_audit().ok
+
+
+def test_migration_0012_replaces_the_nul_characters_rows_already_hold_so_they_read_on_postgresql(
+        store_url: str, raw_sql: RawSql) -> None:
+    """Rows an older autonomic stored with ``\\u0000`` in their JSON (written here behind the
+    store's back, as it wrote them) made every read of a body field fail on PostgreSQL; after the
+    upgrade they read, with U+FFFD in place of U+0000 (on SQLite, where they read as they are, they
+    are left so). A backslash before "u0000" in a text is not a NUL and stays."""
+    store = Store(store_url)
+    failed = action("i1", state=ActionState.FAILED, pattern_id="restart-it", error="placeholder",
+                    params={"path": "C:\\u0000dir"})
+    store.record(failed, actor="engine", event="action.failed", subject="i1")
+    store.set_state("approval:i9", {"decision": "d1", "comment": "placeholder"}, actor="alice", event="approval.given")
+    store.close()
+    _downgrade(store_url, "0011")
+    as_json = "{}" if store_url.startswith("sqlite") else "CAST({} AS JSON)"  # SQLite: JSON is text
+    raw_sql(f"UPDATE actions SET body = {as_json.format('REPLACE(CAST(body AS TEXT), :was, :nul)')}",
+            was="placeholder", nul="exit 1: a\\u0000b")
+    raw_sql(f"UPDATE state SET value = {as_json.format('REPLACE(CAST(value AS TEXT), :was, :nul)')}",
+            was="placeholder", nul="ok\\u0000")
+
+    again = Store(store_url)
+    assert again.pattern_tallies_by_service() == {("restart-it", "api"): (0, 1)}
+    assert again.delete_state_if("approval:i9", {"decision": "d1"}, actor="engine", event="approval.consumed")
+    got = again.get(Action, failed.id)
+    assert got is not None and got.params == {"path": "C:\\u0000dir"}
+    assert got.error == ("exit 1: a\x00b" if store_url.startswith("sqlite") else "exit 1: a\ufffdb")
+    assert again.verify_audit().ok
+    again.close()

@@ -72,15 +72,53 @@ def redact(value: Any) -> Any:
     return value
 
 
+def plain_data(data: Any) -> Any:
+    """``data`` as plain JSON values: enums, models, tuples and sets converted, NaN/inf as null,
+    anything else (an exception, a path) as its text, and bytes as the text they are, each byte
+    that is not UTF-8 written as ``\\xNN`` (raw output is kept, not refused)."""
+    try:
+        return to_jsonable_python(data, inf_nan_mode="null", fallback=str)
+    except UnicodeDecodeError:  # bytes that are not UTF-8
+        return to_jsonable_python(_bytes_as_text(data), inf_nan_mode="null", fallback=str)
+
+
+def _bytes_as_text(value: Any) -> Any:
+    if isinstance(value, bytes | bytearray):
+        return bytes(value).decode("utf-8", errors="backslashreplace")
+    if isinstance(value, dict):
+        return {_bytes_as_text(k): _bytes_as_text(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [_bytes_as_text(v) for v in value]
+    return value
+
+
+NUL_STORED = "\ufffd"
+"""What U+0000 is stored as in every JSON value (see :func:`without_nul`)."""
+
+
+def without_nul(value: Any) -> Any:
+    """``value`` (plain JSON values) with U+0000 in its strings, keys included, as U+FFFD. JSON
+    writes it ``\\u0000``, which PostgreSQL's json operators refuse to turn into text: a read of
+    any field of a document holding one failed for as long as the row was there. So no JSON
+    value the store writes holds one, on either back end."""
+    if isinstance(value, str):
+        return value.replace("\x00", NUL_STORED)
+    if isinstance(value, dict):
+        return {without_nul(k): without_nul(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [without_nul(v) for v in value]
+    return value
+
+
 def prepare_data(data: dict[str, Any] | None) -> dict[str, Any]:
-    """Audit data as it will be stored and hashed: plain JSON values (enums, models and tuples
-    converted; NaN/inf become null), secrets redacted, and exactly what a JSON round trip gives
-    back (so the hash recomputed from the stored row matches)."""
+    """Audit data as it will be stored and hashed: plain JSON values (:func:`plain_data`),
+    secrets redacted, U+0000 as U+FFFD (:func:`without_nul`), and exactly what a JSON round trip
+    gives back (so the hash recomputed from the stored row matches)."""
     if not data:
         return {}
-    plain = to_jsonable_python(data, inf_nan_mode="null", fallback=str)
-    result: dict[str, Any] = json.loads(canonical_json(redact(plain)))
-    return result
+    text = canonical_json(redact(plain_data(data)))
+    result: dict[str, Any] = json.loads(text)
+    return without_nul(result) if "\\u0000" in text else result
 
 
 def event_hash(

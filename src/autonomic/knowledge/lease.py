@@ -253,7 +253,10 @@ class LeaderElector:
             self._epoch, self._renewed = taken.epoch, started
             self.store.fence(self.name, self.identity, taken.epoch)
             previous = "none" if lease is None or lease.holder is None else lease.holder
-            if lease is not None and lease.holder is not None and lease.holder != self.identity:
+            # held under any identity, ours included (a given ``identity``: the process a restart
+            # replaced, or a second replica given the same one), by a process that is not this one
+            # (it never held it: _epoch was None) and did not give it up: its calls may be in flight
+            if lease is not None and lease.holder is not None:
                 self.took_over_from = lease.holder
             log.warning("lease %s: this replica (%s) now leads, epoch %d (previous holder: %s)%s",
                         self.name, self.identity, taken.epoch, previous,

@@ -74,7 +74,14 @@ from sqlalchemy.sql.functions import FunctionElement
 
 from autonomic.clock import local_stamp
 from autonomic.errors import AuditChainError, NotLeaderError, StoreError, StoreValueError
-from autonomic.knowledge.audit import GENESIS_HASH, AuditReport, make_event, verify_chain
+from autonomic.knowledge.audit import (
+    GENESIS_HASH,
+    AuditReport,
+    make_event,
+    plain_data,
+    verify_chain,
+    without_nul,
+)
 from autonomic.knowledge.lease import Lease, lease_key
 from autonomic.knowledge.tables import (
     DERIVED,
@@ -419,11 +426,14 @@ def sqlite_file(url: str) -> Path | None:
 
 
 def _json_text(value: Any) -> str:
-    """The JSON text stored for a JSON column's value: compact, NaN and infinities as null.
-    StoreValueError for a string that is not Unicode text (an unpaired surrogate, which JSON
-    input may carry): no back end can hold it, so the write is refused for good, not retried."""
+    """The JSON text stored for a JSON column's value: compact, NaN and infinities as null,
+    U+0000 as U+FFFD (:func:`~autonomic.knowledge.audit.without_nul`). StoreValueError for a
+    string that is not Unicode text (an unpaired surrogate, which JSON input may carry): no back
+    end can hold it, so the write is refused for good, not retried."""
     try:
-        return to_json(value, inf_nan_mode="null").decode()
+        text = to_json(value, inf_nan_mode="null").decode()
+        # a U+0000 in it (or a backslash before "u0000": the value is looked at to tell)
+        return to_json(without_nul(value), inf_nan_mode="null").decode() if "\\u0000" in text else text
     except PydanticSerializationError as e:
         if "surrogates not allowed" in str(e):
             raise StoreValueError(f"a value {_UNPAIRED}") from None
@@ -638,6 +648,11 @@ class Store:
                 return
             try:
                 with self._write() as conn:
+                    if self.shared_clock:  # PostgreSQL: a migration works in Python between statements
+                        # (0004 reads every action), longer than a write's idle limit on a big store;
+                        # it gets the limit the other processes wait for it
+                        conn.exec_driver_sql("SET LOCAL idle_in_transaction_session_timeout = "
+                                             f"{int(_MIGRATION_WAIT_S * 1000)}")
                     config.attributes["connection"] = conn
                     try:
                         command.upgrade(config, "head")
@@ -762,7 +777,9 @@ class Store:
         data: dict[str, Any] | None
     ) -> AuditEvent:
         _storable("audit event", {"actor": actor, "kind": kind, "subject": subject})
-        data = self._secrets.data(data)
+        # made plain JSON first: the secrets net looks at strings, so a secret in an exception,
+        # bytes or a path would otherwise become text after it, and reach the audit log
+        data = self._secrets.data(plain_data(data)) if data and self._secrets else data
         try:
             ev = make_event(seq=head[0] + 1, ts=self._now_in(conn), actor=actor, kind=kind, subject=subject, data=data,
                             prev_hash=head[1])
