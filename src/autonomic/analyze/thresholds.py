@@ -502,29 +502,45 @@ class HealthDetector:
         return set(self._crossed.get(service, ()))
 
     def checkpoint(self) -> dict[str, Any]:
-        """The maximums held crossed, by service (JSON-ready). Restored at start, a metric that
-        crossed its line before a restart (or a reload) is still held while it stays at or above
-        its clear line: forgotten, it was no finding at all there, so its incident closed as
-        cleared on its own and the next crossing opened another."""
-        return {"crossed": {service: sorted(metrics) for service, metrics in self._crossed.items()}}
+        """The maximums held crossed, by service, and the line each crossed (JSON-ready). Restored
+        at start, a metric that crossed its line before a restart (or a reload) is still held while
+        it stays at or above its clear line: forgotten, it was no finding at all there, so its
+        incident closed as cleared on its own and the next crossing opened another."""
+        lines = {service: {m: self.thresholds[service].maximums()[m] for m in sorted(metrics)
+                           if service in self.thresholds and m in self.thresholds[service].maximums()}
+                 for service, metrics in self._crossed.items()}
+        return {"crossed": {service: sorted(metrics) for service, metrics in self._crossed.items()},
+                "lines": {service: found for service, found in lines.items() if found}}
 
     def restore(self, state: dict[str, Any]) -> list[str]:
-        """Take back the crossed maximums of the services and lines still configured; one note
-        per service some of whose were left out. Whether each is still held is the next tick's
-        to say (its latest value against its clear line)."""
+        """Take back the crossed maximums of the services and lines still configured, and not
+        raised since (``lines``, when the state has them: a value under the new line never crossed
+        it, so it is not held; a line lowered since was crossed too); one note per service and
+        reason some were left out. Whether each is still held is the next tick's to say (its
+        latest value against its clear line)."""
         if not isinstance(state, dict) or not isinstance(state.get("crossed"), dict):
             raise ValueError("health state: 'crossed' must be an object")
+        saved_lines = state.get("lines", {})
+        if not isinstance(saved_lines, dict) or not all(isinstance(v, dict) for v in saved_lines.values()):
+            raise ValueError("health state: 'lines' must map a service to its lines by metric")
         notes = []
         for service, metrics in state["crossed"].items():
             if not isinstance(metrics, list) or not all(isinstance(m, str) for m in metrics):
                 raise ValueError(f"health state of {service}: 'crossed' must map a service to metric names")
             th = self.thresholds.get(service)
-            kept = {m for m in metrics if th is not None and m in th.maximums()}
+            configured = {m for m in metrics if th is not None and m in th.maximums()}
+            was = saved_lines.get(service, {})
+            raised = {m: (float(was[m]), th.maximums()[m]) for m in sorted(configured)
+                      if th is not None and isinstance(was.get(m), int | float) and th.maximums()[m] > was[m]}
+            kept = configured - set(raised)
             if kept:
                 self._crossed[service] = kept
-            if len(kept) < len(metrics):
-                left = sorted(set(metrics) - kept)
+            if len(configured) < len(metrics):
+                left = sorted(set(metrics) - configured)
                 notes.append(f"crossed lines of {service} no longer configured: {', '.join(left)}")
+            if raised:
+                notes.append(f"crossed lines of {service} raised since: "
+                             + ", ".join(f"{m} ({a:g} -> {b:g})" for m, (a, b) in raised.items()))
         return notes
 
     def _hysteresis(self, series: SeriesReader, service: str, th: Thresholds, now: float,
