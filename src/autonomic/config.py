@@ -546,22 +546,26 @@ def load_config(path: Path | str, registry: Registry | None = None) -> Config:
 
 
 def _trends_beyond_history(trends: list[TrendSpec] | None, loc: list[str | int], interval_s: float,
-                           source: str, doc: YamlDoc) -> list[Problem]:
+                           source: str, doc: YamlDoc, steps: Mapping[str, float] | None = None) -> list[Problem]:
     """A trend spec whose required history (``span_s``) is longer than the series store holds
-    at ``interval_s``, or whose ``window_s`` holds fewer than its ``min_points`` samples at
-    ``interval_s``, would never forecast: one problem each. (The default specs, when ``trends``
-    is unset, fit themselves to that history and interval: :func:`default_trend_specs`.)"""
+    at ``interval_s``, or whose ``window_s`` holds fewer than its ``min_points`` samples, would
+    never forecast: one problem each. A metric a PromQL range query records (``steps``: its
+    ``step_s`` by metric) has a point every ``step_s``, whatever the interval; any other, one a
+    collection, every ``interval_s``. (The default specs, when ``trends`` is unset, fit themselves
+    to that history and interval: :func:`default_trend_specs`.)"""
     held = (DEFAULT_CAPACITY - 1) * interval_s
     out = []
     for j, trend in enumerate(trends or []):
         where = [*loc, j]
-        fits = math.floor(trend.window_s / interval_s + 1e-9) + 1  # samples one window holds
+        step = (steps or {}).get(trend.metric)
+        every, at = (step, f"its range query's step_s {step:g}") if step else (interval_s, f"interval_s {interval_s:g}")
+        fits = math.floor(trend.window_s / every + 1e-9) + 1  # samples one window holds
         if fits < trend.min_points:
             out.append(Problem(source, doc.line_of(where), _dotted(where),
                                f"the {trend.metric} trend's window_s {trend.window_s:g} holds {fits} samples at "
-                               f"interval_s {interval_s:g}, fewer than its min_points {trend.min_points}: it "
+                               f"{at}, fewer than its min_points {trend.min_points}: it "
                                f"would never forecast; make window_s at least "
-                               f"{trend.min_points * interval_s:g}"))
+                               f"{trend.min_points * every:g}"))
         if trend.span_s > held:
             out.append(Problem(source, doc.line_of(where), _dotted(where),
                                f"the {trend.metric} trend needs {trend.span_s:g} s of history (min_span_s, "
@@ -617,7 +621,8 @@ def load_config_data(
                                         "but the service has no binding for it under actuators"))
         bindings[svc.name] = svc_bindings
         problems.extend(_trends_beyond_history(svc.trends, ["services", i, "trends"], spec.engine.interval_s,
-                                               source, doc))
+                                               source, doc, {m.metric: m.step_s for m in svc.metrics
+                                                             if isinstance(m, PromQuerySpec) and m.mode == "range"}))
         if spec.engine.leader_election.enabled and "process" in svc_bindings:
             loc = ["services", i, "actuators", "process"]
             problems.append(Problem(source, doc.line_of(loc), _dotted(loc),

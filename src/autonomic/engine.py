@@ -795,9 +795,10 @@ class Engine:
         seasonal = {s.name: s.seasonal_trends for s in config.services if s.seasonal_trends}
         anomalies = {s.name: s.anomalies for s in config.services if s.anomalies}
         self.detectors: list[Detector] = detectors if detectors is not None else [
-            HealthDetector(self.thresholds, stale_s=stale_after(config.engine.interval_s, [
-                m.step_s for s in config.services for m in s.metrics
-                if isinstance(m, PromQuerySpec) and m.mode == "range"])),
+            # a range query's step loosens its own metric's staleness only
+            HealthDetector(self.thresholds, stale_s=stale_after(config.engine.interval_s), stale_for={
+                s.name: {m.metric: stale_after(config.engine.interval_s, [m.step_s]) for m in s.metrics
+                         if isinstance(m, PromQuerySpec) and m.mode == "range"} for s in config.services}),
             TrendDetector(trend_specs, self.thresholds),
             *([SeasonalTrendDetector(seasonal, self.thresholds)] if seasonal else []),
             *([AnomalyDetector(anomalies)] if anomalies else []),

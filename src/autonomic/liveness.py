@@ -17,9 +17,10 @@ from collections.abc import Callable
 
 
 class Watchdog:
-    """The loop's last sign of life. ``beat`` is called from the loop's thread, ``stuck`` from any
-    other (one tuple is swapped: no lock needed); ``monotonic`` is the clock durations are
-    measured on (the lease's, which also runs while the machine is suspended)."""
+    """The loop's last sign of life. ``beat`` is called from the loop's thread (and from the
+    collection lanes' worker threads while the loop waits for them), ``stuck`` from any other (one
+    tuple is swapped: no lock needed); ``monotonic`` is the clock durations are measured on (the
+    lease's, which also runs while the machine is suspended)."""
 
     def __init__(self, stuck_after_s: float, monotonic: Callable[[], float], *, what: str = "starting") -> None:
         if not stuck_after_s > 0:

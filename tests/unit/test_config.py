@@ -88,6 +88,27 @@ def test_a_trend_whose_window_holds_fewer_samples_than_its_min_points_is_refused
     load(30, {"metric": "memory_percent"})
 
 
+def test_a_trend_of_a_promql_range_metric_is_judged_at_the_query_s_step_not_the_engine_s_interval(
+        tmp_path: Path) -> None:
+    """A range query yields a point every step_s whatever the collection interval: at a 60 s
+    interval a 15 s step puts 21 points in a 300 s window (a forecast is made), so that trend is
+    taken; a 60 s step at a 5 s interval puts 6 there, fewer than min_points 8, so it is refused,
+    naming the step."""
+    def load(interval_s: float, step_s: float) -> None:
+        query = {"type": "promql", "url": "http://127.0.0.1:9", "query": "q", "metric": "memory_percent",
+                 "mode": "range", "step_s": step_s}
+        load_config_data({"engine": {"interval_s": interval_s},
+                          "services": [{"name": "api", "metrics": [query],
+                                        "trends": [{"metric": "memory_percent"}]}]},
+                         source="a.yaml", base_dir=tmp_path)
+
+    load(60, 15)
+    with pytest.raises(ConfigError, match=r"services\[0\]\.trends\[0\]: the memory_percent trend's window_s 300 "
+                                          r"holds 6 samples at its range query's step_s 60, fewer than its "
+                                          r"min_points 8: it would never forecast; make window_s at least 480"):
+        load(5, 60)
+
+
 def test_the_config_fingerprint_is_what_decides_what_the_engine_does_not_what_is_each_replicas_own(
         tmp_path: Path) -> None:
     def fingerprint(**changes: object) -> str:

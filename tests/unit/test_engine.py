@@ -4584,3 +4584,32 @@ def test_a_diagnosis_whose_pattern_left_the_library_before_its_decision_is_made_
     assert action.pattern_id == "fake-down-poke-v2" and action.verify is not None and action.verify.window_s == 12
     latest = store.diagnoses(inc.id)[-1]
     assert latest.pattern_id == "fake-down-poke-v2" and "is no longer in the pattern library" in latest.rationale
+
+
+def test_a_range_querys_step_lets_its_own_metric_count_longer_and_no_other(tmp_path: Path) -> None:
+    """A PromQL range query's newest point is up to its step old when it comes, so its metric
+    counts for its step_s plus two intervals (70 s at a 60 s step, a 5 s interval). That age was
+    every metric's, every service's: one exporter gone quiet a minute ago still had its last
+    memory_percent 91 judged crossed (an incident held open on a stale value). Now a metric no
+    range query records counts for 30 s, as at a 5 s interval without one."""
+    query = {"type": "promql", "url": "http://127.0.0.1:9", "query": "q"}
+    data = {"engine": {"state_dir": str(tmp_path), "interval_s": 5, "host_metrics": False},
+            "builtin_patterns": False,
+            "services": [
+                {"name": "queue", "thresholds": {"extra": {"queue_depth": 100}},
+                 "metrics": [{**query, "metric": "queue_depth", "mode": "range", "step_s": 60}]},
+                {"name": "web", "metrics": [{**query, "metric": "memory_percent"}]}]}
+    clock = FakeClock(10_000.0)
+    engine = Engine(load_config_data(data, source="a.yaml", base_dir=tmp_path), store=Store("sqlite://"),
+                    clock=clock)
+    try:
+        now = clock.now()
+        engine.series.extend([Sample("queue", "queue_depth", now - 120, 150.0),
+                              Sample("queue", "queue_depth", now - 60, 160.0),
+                              Sample("web", "memory_percent", now - 65, 90.0),
+                              Sample("web", "memory_percent", now - 60, 91.0)])
+        health = next(d for d in engine.detectors if d.name == "health")
+        found = {(f.service, f.metric) for f in health.detect(engine.series, now)}
+        assert found == {("queue", "queue_depth")}
+    finally:
+        engine.shutdown()

@@ -325,6 +325,27 @@ def test_the_crossed_lines_outlive_a_restart_through_the_checkpoint_and_only_con
             gone.restore(bad)
 
 
+def test_a_crossed_line_raised_since_the_checkpoint_is_not_held_after_the_restart_or_reload() -> None:
+    """memory_percent crossed its line 85; the line is raised to 95 (a reload, a restart with the
+    new config) so that 88 is no trouble: 88 never crossed 95, so it is not held as crossed (it
+    was: over 95's clear line 85.5, its incident kept open until memory fell under 85.5). A line
+    lowered since is held still (what crossed 85 crossed 80 too), as is one unchanged."""
+    store = _feed(SeriesStore(), "memory_percent", [90.0, 91.0, 88.0])
+    old = HealthDetector({"api": Thresholds(), "web": Thresholds(), "db": Thresholds()})
+    old._crossed = {"api": {"memory_percent"}, "web": {"memory_percent"}, "db": {"memory_percent"}}
+    saved = json.loads(json.dumps(old.checkpoint()))
+    new = HealthDetector({"api": Thresholds(memory_percent=95.0), "web": Thresholds(memory_percent=80.0),
+                          "db": Thresholds()})
+    assert new.restore(saved) == ["crossed lines of api raised since: memory_percent (85 -> 95)"]
+    assert new.crossed("api") == set()
+    assert new.crossed("web") == {"memory_percent"} and new.crossed("db") == {"memory_percent"}
+    assert [f.summary for f in new.detect(store, NOW) if f.severity == Severity.CRITICAL] == []  # 88 < 95
+    again = HealthDetector({"api": Thresholds()})
+    again.restore(saved)  # the line unchanged: 88 is held, over its clear line 76.5
+    assert again.crossed("api") == {"memory_percent"}
+    assert [f.metric for f in again.detect(store, NOW)] == ["memory_percent"]
+
+
 def test_the_health_state_holds_critical_through_the_hysteresis_band() -> None:
     """With the detector's crossed set, a memory back at 80 (under 85, over the clear line 76.5)
     stays CRITICAL instead of flapping to DEGRADED; without it, it is DEGRADED; at 70 it is

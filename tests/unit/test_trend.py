@@ -309,3 +309,28 @@ def test_a_step_then_flat_is_not_a_breach_but_a_leak_a_step_interrupts_still_is(
     leak = 40 + 0.05 * (ts + 300) + np.where(ts > -100, 10.0, 0.0) + rng.normal(0.0, 0.3, ts.size)
     forecast = predict_breach(ts, leak, 85.0, now=0.0, min_span_s=150)
     assert forecast is not None and forecast.slope_per_s > 0.05
+
+
+def test_the_step_rule_over_a_full_series_judges_in_memory_of_its_points_not_their_square() -> None:
+    """Rule 9 fits a line with a step at every point of the window. Over a full series store (720
+    samples: a 1 h window at 5 s) it held a design matrix per candidate step, 720 x 720 x 3 floats
+    and their pseudo-inverses (tens of MB, ~0.15 s on the loop's thread for each rising metric at
+    each tick; 2,000 points: 0.5 GB, over a second). Now a few arrays of the points' length: the
+    same verdicts (a step then flat: none; a leak a step interrupts: forecast), in well under 2 MB."""
+    import tracemalloc
+
+    ts = np.arange(-3595.0, 0.1, 5.0)
+    assert ts.size == 720
+    rng = np.random.default_rng(2)
+    step = np.where(ts < -1200, 40.0, 60.0) + rng.normal(0.0, 0.3, ts.size)
+    leak = 40 + 0.01 * (ts + 3600) + np.where(ts > -1000, 5.0, 0.0) + rng.normal(0.0, 0.3, ts.size)
+    tracemalloc.start()
+    try:
+        flat = predict_breach(ts, step, 85.0, now=0.0, window_s=3600, min_span_s=1800)
+        leaking = predict_breach(ts, leak, 85.0, now=0.0, window_s=3600, min_span_s=1800)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert flat is None
+    assert leaking is not None and leaking.slope_per_s > 0.005
+    assert peak < 2_000_000, peak

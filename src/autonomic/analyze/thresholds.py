@@ -178,17 +178,20 @@ def _fresh_values(series: SeriesReader, service: str, metric: str, now: float, s
 
 
 def _evaluate(
-    series: SeriesReader, service: str, th: Thresholds, now: float, stale_s: float
+    series: SeriesReader, service: str, th: Thresholds, now: float, stale_s: float,
+    stale_for: Mapping[str, float] | None = None,
 ) -> _Evaluation:
     """Only the metrics the service has samples of are read (a fleet's service has a few of the
-    dozen lines)."""
+    dozen lines). ``stale_for``: the service's metrics whose samples count longer than ``stale_s``
+    (by metric: those a PromQL range query records, see :func:`stale_after`)."""
+    stale_for = stale_for or {}
     ev = _Evaluation()
     probe_failing = False
     present = set(series.metrics(service))
     for metric in _DOWN_METRICS:
         if metric not in present:
             continue
-        values = _fresh_values(series, service, metric, now, stale_s)
+        values = _fresh_values(series, service, metric, now, stale_for.get(metric, stale_s))
         if values is None or values.size == 0:
             continue
         failed = bool(values[-1] < 0.5)
@@ -203,7 +206,7 @@ def _evaluate(
     for metric, line in th.maximums().items():
         if metric not in present or (metric == "probe_latency_ms" and (probe_failing or ev.down is not None)):
             continue
-        values = _fresh_values(series, service, metric, now, stale_s)
+        values = _fresh_values(series, service, metric, now, stale_for.get(metric, stale_s))
         if values is None or values.size < th.sustain:
             continue
         low = float(values[-th.sustain :].min())  # the tail is at or above a line when its least is
@@ -290,7 +293,7 @@ def _reason(c: _Crossing, th: Thresholds) -> str:
 
 
 def _held(series: SeriesReader, service: str, th: Thresholds, now: float, stale_s: float,
-          crossed: Collection[str], ev: _Evaluation) -> list[_Crossing]:
+          crossed: Collection[str], ev: _Evaluation, stale_for: Mapping[str, float] | None = None) -> list[_Crossing]:
     """Hysteresis: of the maximums in ``crossed`` (crossed earlier, not cleared yet), those not
     crossed now for ``sustain`` samples whose latest value is still at or above the clear line,
     as critical crossings marked ``held``."""
@@ -304,7 +307,8 @@ def _held(series: SeriesReader, service: str, th: Thresholds, now: float, stale_
             continue
         latest = series.latest(service, metric)
         line = lines[metric]
-        if latest is None or latest[0] < now - stale_s or latest[1] < th.clear_fraction * line:
+        if latest is None or latest[0] < now - (stale_for or {}).get(metric, stale_s) \
+                or latest[1] < th.clear_fraction * line:
             continue
         held.append(_Crossing(metric, float(latest[1]), line, [float(latest[1])], critical=True,
                               extra={"held": True}))
@@ -313,14 +317,14 @@ def _held(series: SeriesReader, service: str, th: Thresholds, now: float, stale_
 
 def assess(
     series: SeriesReader, service: str, thresholds: Thresholds, now: float, *, stale_s: float = 30.0,
-    crossed: Collection[str] = (),
+    crossed: Collection[str] = (), stale_for: Mapping[str, float] | None = None,
 ) -> tuple[HealthState, list[str]]:
     """The service's health state now and the reasons for it (empty when HEALTHY). ``crossed``:
     the maximums a :class:`HealthDetector` holds as crossed (hysteresis), so the state does not
     flap between CRITICAL and DEGRADED while a metric hovers at its line."""
-    ev = _evaluate(series, service, thresholds, now, stale_s)
+    ev = _evaluate(series, service, thresholds, now, stale_s, stale_for)
     if ev.down is None:
-        ev.crossings.extend(_held(series, service, thresholds, now, stale_s, crossed, ev))
+        ev.crossings.extend(_held(series, service, thresholds, now, stale_s, crossed, ev, stale_for))
     reasons: list[str] = []
     if ev.down is not None:
         reasons.append(f"down: {ev.down.metric} == 0 for the last {counted(thresholds.down_after, 'sample')}")
@@ -423,7 +427,9 @@ class _Screen:
 class HealthDetector:
     """Detector ``health``: down and threshold findings for each configured service.
 
-    ``stale_s``: a metric whose latest sample is older than this is ignored.
+    ``stale_s``: a metric whose latest sample is older than this is ignored; ``stale_for``, by
+    service and metric, a longer age for the metrics a PromQL range query records (its step
+    plus two intervals, :func:`stale_after`): that query's step loosens no other metric's.
 
     Each tick, the services that can have a finding are found first with array operations over
     each metric family (:class:`_Screen`); only those are evaluated one by one. A fleet's
@@ -432,11 +438,13 @@ class HealthDetector:
 
     name = "health"
 
-    def __init__(self, thresholds: Mapping[str, Thresholds], stale_s: float = STALE_S) -> None:
+    def __init__(self, thresholds: Mapping[str, Thresholds], stale_s: float = STALE_S, *,
+                 stale_for: Mapping[str, Mapping[str, float]] | None = None) -> None:
         if stale_s <= 0:
             raise ValueError(f"stale_s must be positive, got {stale_s}")
         self.thresholds = dict(thresholds)
         self.stale_s = stale_s
+        self.stale_for = {service: dict(by_metric) for service, by_metric in (stale_for or {}).items()}
         self._crossed: dict[str, set[str]] = {}  # service -> maximums crossed and not yet cleared
         self._screen = _Screen(self.thresholds)
 
@@ -449,7 +457,7 @@ class HealthDetector:
         findings: list[Finding] = []
         for service in services:
             th = self.thresholds[service]
-            ev = _evaluate(series, service, th, now, self.stale_s)
+            ev = _evaluate(series, service, th, now, self.stale_s, self.stale_for.get(service))
             if ev.down is not None:
                 findings.append(
                     Finding(
@@ -492,7 +500,8 @@ class HealthDetector:
         configuration order: the services the screen passes over are HEALTHY without a read."""
         near = set(self._screen.candidates(series, self._crossed, degraded=True))
         return {
-            service: assess(series, service, th, now, stale_s=self.stale_s, crossed=self.crossed(service))
+            service: assess(series, service, th, now, stale_s=self.stale_s, crossed=self.crossed(service),
+                            stale_for=self.stale_for.get(service))
             if service in near else (HealthState.HEALTHY, [])
             for service, th in self.thresholds.items()
         }
@@ -502,29 +511,45 @@ class HealthDetector:
         return set(self._crossed.get(service, ()))
 
     def checkpoint(self) -> dict[str, Any]:
-        """The maximums held crossed, by service (JSON-ready). Restored at start, a metric that
-        crossed its line before a restart (or a reload) is still held while it stays at or above
-        its clear line: forgotten, it was no finding at all there, so its incident closed as
-        cleared on its own and the next crossing opened another."""
-        return {"crossed": {service: sorted(metrics) for service, metrics in self._crossed.items()}}
+        """The maximums held crossed, by service, and the line each crossed (JSON-ready). Restored
+        at start, a metric that crossed its line before a restart (or a reload) is still held while
+        it stays at or above its clear line: forgotten, it was no finding at all there, so its
+        incident closed as cleared on its own and the next crossing opened another."""
+        lines = {service: {m: self.thresholds[service].maximums()[m] for m in sorted(metrics)
+                           if service in self.thresholds and m in self.thresholds[service].maximums()}
+                 for service, metrics in self._crossed.items()}
+        return {"crossed": {service: sorted(metrics) for service, metrics in self._crossed.items()},
+                "lines": {service: found for service, found in lines.items() if found}}
 
     def restore(self, state: dict[str, Any]) -> list[str]:
-        """Take back the crossed maximums of the services and lines still configured; one note
-        per service some of whose were left out. Whether each is still held is the next tick's
-        to say (its latest value against its clear line)."""
+        """Take back the crossed maximums of the services and lines still configured, and not
+        raised since (``lines``, when the state has them: a value under the new line never crossed
+        it, so it is not held; a line lowered since was crossed too); one note per service and
+        reason some were left out. Whether each is still held is the next tick's to say (its
+        latest value against its clear line)."""
         if not isinstance(state, dict) or not isinstance(state.get("crossed"), dict):
             raise ValueError("health state: 'crossed' must be an object")
+        saved_lines = state.get("lines", {})
+        if not isinstance(saved_lines, dict) or not all(isinstance(v, dict) for v in saved_lines.values()):
+            raise ValueError("health state: 'lines' must map a service to its lines by metric")
         notes = []
         for service, metrics in state["crossed"].items():
             if not isinstance(metrics, list) or not all(isinstance(m, str) for m in metrics):
                 raise ValueError(f"health state of {service}: 'crossed' must map a service to metric names")
             th = self.thresholds.get(service)
-            kept = {m for m in metrics if th is not None and m in th.maximums()}
+            configured = {m for m in metrics if th is not None and m in th.maximums()}
+            was = saved_lines.get(service, {})
+            raised = {m: (float(was[m]), th.maximums()[m]) for m in sorted(configured)
+                      if th is not None and isinstance(was.get(m), int | float) and th.maximums()[m] > was[m]}
+            kept = configured - set(raised)
             if kept:
                 self._crossed[service] = kept
-            if len(kept) < len(metrics):
-                left = sorted(set(metrics) - kept)
+            if len(configured) < len(metrics):
+                left = sorted(set(metrics) - configured)
                 notes.append(f"crossed lines of {service} no longer configured: {', '.join(left)}")
+            if raised:
+                notes.append(f"crossed lines of {service} raised since: "
+                             + ", ".join(f"{m} ({a:g} -> {b:g})" for m, (a, b) in raised.items()))
         return notes
 
     def _hysteresis(self, series: SeriesReader, service: str, th: Thresholds, now: float,
@@ -535,7 +560,7 @@ class HealthDetector:
         for its first sample to judge."""
         crossed_now = {c.metric for c in ev.crossings if c.critical and not c.is_minimum}
         before = self._crossed.get(service, set()) - crossed_now
-        held = _held(series, service, th, now, self.stale_s, before, ev)
+        held = _held(series, service, th, now, self.stale_s, before, ev, self.stale_for.get(service))
         unseen = {m for m in before if series.latest(service, m) is None}
         crossed = crossed_now | {c.metric for c in held} | unseen
         if crossed:

@@ -183,28 +183,38 @@ def _a_step_not_a_slope(x: np.ndarray, v: np.ndarray) -> bool:
     """Whether the rise through ``(x, v)`` is a level shift rather than a slope: the best line
     with one step (``a + b*x + c*[x >= x_k]``, at least 2 points each side) fits significantly
     better than the line (F statistic >= 25, as the seasonal forecaster's ``step_f_min``) and
-    its slope ``b`` is not significantly above 0 (``t < 2``). ``x`` is sorted."""
+    its slope ``b`` is not significantly above 0 (``t < 2``). ``x`` is sorted. Every step's fit
+    is solved from its normal equations, made of running sums: memory and time in the points'
+    number, not its square (a full series store is 720 points or more, at each tick)."""
     n = x.size
     if n < 5:
         return False
     scale = max(float(np.ptp(x)), 1e-9)
     u = (x - x.mean()) / scale
+    w = v - v.mean()  # centred: the sums of squares below are of the residuals' size, not the values'
     ks = np.arange(2, n - 1)  # the step's first point: 2 .. n-2, so each side has 2 points or more
-    step = (np.arange(n)[None, :] >= ks[:, None]).astype(np.float64)  # (K, n)
-    designs = np.stack([np.ones((ks.size, n)), np.broadcast_to(u, (ks.size, n)), step], axis=2)  # (K, n, 3)
-    coef = np.linalg.pinv(designs) @ v  # (K, 3)
-    sse = ((v[None, :] - np.einsum("knp,kp->kn", designs, coef)) ** 2).sum(axis=1)
-    line = np.polyfit(u, v, 1)
-    sse_line = float(((v - np.polyval(line, u)) ** 2).sum())
+    m = (n - ks).astype(np.float64)  # points at or after the step
+    tail_u = np.cumsum(u[::-1])[::-1][ks]  # sum of u over the points at or after the step
+    tail_w = np.cumsum(w[::-1])[::-1][ks]
+    su, suu, sw, suw = float(u.sum()), float(u @ u), float(w.sum()), float(u @ w)
+    xtx = np.empty((ks.size, 3, 3))  # X'X of the design [1, u, step] for each step
+    xtx[:, 0, 0], xtx[:, 0, 1], xtx[:, 0, 2] = n, su, m
+    xtx[:, 1, 0], xtx[:, 1, 1], xtx[:, 1, 2] = su, suu, tail_u
+    xtx[:, 2, 0], xtx[:, 2, 1], xtx[:, 2, 2] = m, tail_u, m
+    xtw = np.stack([np.full(ks.size, sw), np.full(ks.size, suw), tail_w], axis=1)  # X'w
+    inv = np.linalg.pinv(xtx)  # (K, 3, 3)
+    coef = np.einsum("kij,kj->ki", inv, xtw)
+    sse = np.maximum(float(w @ w) - np.einsum("ki,ki->k", coef, xtw), 0.0)
+    line = np.polyfit(u, w, 1)
+    sse_line = float(((w - np.polyval(line, u)) ** 2).sum())
     best = int(np.argmin(sse))
     gain = sse_line - float(sse[best])
-    if gain <= 1e-9 * max(float(((v - v.mean()) ** 2).sum()), 1e-300):
+    if gain <= 1e-9 * max(float(w @ w), 1e-300):
         return False  # the step adds nothing (an exact line: no residuals either way)
     if gain / max(float(sse[best]) / (n - 3), 1e-300) < _STEP_F_MIN:
         return False
-    d = designs[best]
-    cov = float(sse[best]) / (n - 3) * np.linalg.pinv(d.T @ d)
-    slope, se = float(coef[best, 1]), math.sqrt(max(float(cov[1, 1]), 0.0))
+    slope = float(coef[best, 1])
+    se = math.sqrt(max(float(sse[best]) / (n - 3) * float(inv[best, 1, 1]), 0.0))
     return not (slope > 0 and (se == 0 or slope / se >= _STEP_T_MIN))
 
 
