@@ -274,7 +274,7 @@ def test_one_missed_scrape_at_a_one_minute_interval_does_not_let_a_held_line_go(
     assert inc.cause == "memory" and inc.closed_at is None
 
 
-def test_the_engine_warns_at_start_of_a_line_no_configured_source_samples_once_and_not_as_a_goals(
+def test_the_engine_warns_at_start_of_a_line_and_a_goal_no_configured_source_samples_each_once_under_its_own_name(
         tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     """What ``autonomic check`` warns of, ``autonomic run`` logs at start (its sources are the
     config's): a line on a metric nothing samples under ``config:``, a goal's under ``goals:``,

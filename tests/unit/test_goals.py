@@ -625,26 +625,6 @@ def test_with_leader_election_a_replica_on_an_older_config_keeps_the_budget_of_a
         last.shutdown()
 
 
-def test_the_engine_warns_at_start_of_a_goal_no_configured_source_samples(
-        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    """What ``autonomic check`` warns of, ``autonomic run`` logs at start (its sources are the
-    config's); an engine fed from elsewhere (a replay) does not."""
-    data = {"engine": {"state_dir": str(tmp_path / "state"), "host_metrics": False},
-            "services": [{"name": "web", "probes": [{"url": "http://127.0.0.1:9/health"}],
-                          "goals": [goal(metric="probe_okk").model_dump()]}]}
-    cfg = load_config_data(data, source="t.yaml", base_dir=tmp_path)
-    [warning] = cfg.warnings
-    for sources in (None, [ReplaySource([])]):
-        caplog.clear()
-        engine = Engine(cfg, clock=FakeClock(T0), store=Store("sqlite://"), sources=sources,
-                        notifiers=Dispatcher([(FakeNotifier(), Level.INFO)], synchronous=True, dedup_s=0))
-        with caplog.at_level("WARNING", logger="autonomic"):
-            engine.start()
-        engine.shutdown()
-        said = [r.getMessage() for r in caplog.records if "probe_okk" in r.getMessage()]
-        assert said == ([f"goals: services[0].goals[0].metric: {warning.message}"] if sources is None else [])
-
-
 @pytest.mark.parametrize(("days", "said"), [(1, "1 day"), (2, "2 days"), (0.5, "0.5 days")])
 def test_a_goal_and_its_budget_in_explain_name_the_window_in_words(days: float, said: str) -> None:
     from autonomic.oversight.explain import burn_evidence
