@@ -2312,8 +2312,13 @@ class Engine:
             elif inc.state == IncidentState.AWAITING_APPROVAL:
                 update.update(state=IncidentState.EXPIRED)
             closed = inc.model_copy(update=update)
+            unseen = self._unobserved(inc, last, now)
             self.store.record(closed, actor="engine", event="incident.closed", subject=inc.id,
-                              data={"quiet_s": round(now - last, 1), "state": closed.state})
+                              data={"quiet_s": round(now - last, 1), "state": closed.state,
+                                    **({"unobserved": unseen} if unseen else {})})
+            if unseen:
+                log.warning("incident %s on %s closed after %s without a finding, but %s", inc.id[:8], inc.service,
+                            duration(now - last), unseen)
             self._open.pop(key, None)  # (_follow has done this already)
             self._forget(inc_id)
 
@@ -2346,6 +2351,7 @@ class Engine:
         closed = inc.model_copy(update={"state": IncidentState.EXPIRED, "resolution": Resolution.CLEARED,
                                         "closed_at": now, "updated_at": now})
         reason = f"no finding for {now - last:.0f} s; nothing done"
+        unseen = self._unobserved(inc, last, now)
         nouns: list[Incident | Decision] = [closed]
         if approved is not None:
             diagnosis = self.store.diagnoses(inc.id)[-1]
@@ -2357,14 +2363,35 @@ class Engine:
                 comment=str(approved.get("comment", "")), pattern_id=diagnosis.pattern_id))
         self.store.record(*nouns, actor="engine", event="incident.cleared", subject=inc.id,
                           data={"reason": reason,
-                                **({"approved_by": str(approved.get("actor", "?"))} if approved else {})})
+                                **({"approved_by": str(approved.get("actor", "?"))} if approved else {}),
+                                **({"unobserved": unseen} if unseen else {})})
         for noun in nouns:
             if isinstance(noun, Decision):
                 self._count(noun)
         self._open.pop((inc.service, inc.cause), None)
         self._forget(inc.id)
-        log.info("incident %s cleared on its own", inc.id[:8])
+        if unseen:
+            log.warning("incident %s on %s closed as cleared, but %s", inc.id[:8], inc.service, unseen)
+        else:
+            log.info("incident %s cleared on its own", inc.id[:8])
         return True
+
+    def _unobserved(self, inc: Incident, last: float, now: float) -> str | None:
+        """Why ``inc``, closing for want of findings since ``last``, was not seen to clear, or
+        None: the metrics its findings were of have had no sample since then, so the findings
+        stopped because their source did (an exporter that died, a scrape that fails), not because
+        the values came back under their lines. Said with the closing (its audit entry, a warning,
+        ``explain``); the incident still closes, as it did. A metric this engine holds no sample of
+        (an alert's, or any after a restart) says nothing either way."""
+        silent = []
+        for metric in sorted({metric for _, metric in self._seen_signatures.get(inc.id, ())}):
+            latest = self.series.latest(inc.service, metric)
+            if latest is not None and latest[0] <= last:
+                silent.append(f"{metric} (last sample {duration(now - latest[0])} ago)")
+        if not silent:
+            return None
+        return (f"no sample of {listed(silent, 'metric')} came since its last finding: not seen to clear "
+                "(has its source stopped answering?)")
 
     def _busy_until(self, service: str, now: float, *, echo: bool = True) -> _Wait | None:
         """One action in flight per service, and a settle time after each one ends. With ``echo``

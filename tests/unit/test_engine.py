@@ -35,6 +35,7 @@ from autonomic.liveness import Watchdog
 from autonomic.model import (
     Action,
     ActionState,
+    AuditEvent,
     Autonomy,
     Decision,
     Finding,
@@ -4613,3 +4614,54 @@ def test_a_range_querys_step_lets_its_own_metric_count_longer_and_no_other(tmp_p
         assert found == {("queue", "queue_depth")}
     finally:
         engine.shutdown()
+
+
+MEMORY_POKE = """
+id: memory-poke
+match: {cause: memory}
+action: {type: fake, params: {op: poke}}
+prior_confidence: 0.9
+verify: {metric: memory_percent, max: 85, window_s: 10}
+"""
+
+
+def _memory_incident_then(tmp_path: Path, after: float | None,
+                          patterns: str = "") -> tuple[Harness, Incident, AuditEvent]:
+    """Memory over its line (85) long enough for an incident (no pattern for it: escalated to a
+    person, nothing done), then for three minutes either samples at ``after`` or, with None, no
+    sample at all (its exporter died); the incident, closed by then, and its closing audit entry."""
+    h = Harness(tmp_path, policy={"autonomy": "observe"}, patterns=patterns)
+    h.feed("memory_percent", 95.0, 5)
+    for _ in range(180):
+        if after is not None:
+            h.source._samples.append(Sample("svc", "memory_percent", h.clock.now(), after))
+        h.engine.tick()
+        h.clock.advance(1.0)
+    [inc] = h.store.incidents(service="svc")
+    assert inc.cause == "memory" and inc.closed_at is not None
+    [closing] = [e for e in h.store.audit_events(subject=inc.id) if e.kind in ("incident.cleared", "incident.closed")]
+    return h, inc, closing
+
+
+@pytest.mark.parametrize(("patterns", "kind"), [("", "incident.closed"), (MEMORY_POKE, "incident.closed")])
+def test_an_incident_whose_metric_stopped_coming_closes_saying_it_was_not_seen_to_clear(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture, patterns: str, kind: str) -> None:
+    """The findings stopped because the exporter did, not because memory came back under its line:
+    the incident still closes (nothing says the trouble lasts), but its audit entry, a warning and
+    explain say no sample came since its last finding; "cleared on its own" alone read as a
+    recovery. Escalated (no pattern for it: a person holds it) or merely observed (a pattern, at
+    autonomy observe). (Closing as cleared from DIAGNOSED, Engine._close_if_cleared, asks the same
+    Engine._unobserved.)"""
+    with caplog.at_level("WARNING", logger="autonomic"):
+        h, inc, closing = _memory_incident_then(tmp_path, None, patterns)
+    assert closing.kind == kind
+    said = closing.data["unobserved"]
+    assert said.startswith("no sample of metric memory_percent (last sample ") and "not seen to clear" in said
+    assert any(r.getMessage().endswith(f", but {said}") and inc.id[:8] in r.getMessage() for r in caplog.records)
+    assert f"  closed, but {said}\n" in render_text(explain_incident(h.store, inc.id))
+
+
+def test_an_incident_whose_metric_came_back_under_its_line_closes_without_a_word_of_doubt(tmp_path: Path) -> None:
+    h, inc, closing = _memory_incident_then(tmp_path, 50.0)
+    assert "unobserved" not in closing.data
+    assert "closed, but" not in render_text(explain_incident(h.store, inc.id))

@@ -162,9 +162,11 @@ def render_text(chain: dict[str, Any]) -> str:
         f"  state {inc['state']}, resolution {inc['resolution'] or '-'}, opened {_t(inc['opened_at'])}, "
         f"{counted(inc['finding_count'], 'finding')}"
         + (f", closed {_t(inc['closed_at'])}" if inc["closed_at"] else ""),
-        "",
-        "Findings (evidence):",
     ]
+    unseen = [e["data"]["unobserved"] for e in chain["audit"]
+              if e["kind"] in ("incident.cleared", "incident.closed") and e["data"].get("unobserved")]
+    lines += [f"  closed, but {unseen[-1]}"] if unseen else []  # the findings stopped with their source
+    lines += ["", "Findings (evidence):"]
     findings = chain["findings"]
     pruned = chain.get("pruned_before", {})
     if _findings_pruned(inc, findings, pruned.get("findings")):
