@@ -850,6 +850,7 @@ class Engine:
         # each pattern's measured record, read once and moved by each action that ends (see _follow)
         self._tallies = PatternTallies(self.store)
         self._seen_signatures: dict[str, set[tuple[str, str]]] = {}  # (kind, metric) already stored
+        self._metric_seen: dict[str, dict[str, float]] = {}  # incident -> metric -> its last finding's time
         self._problems: dict[str, str] = {}  # each ongoing problem, by topic, logged once (see _problem)
         self._answered: dict[str, float] = {}  # source topic -> when it last answered (see _still_starting)
         self._next_collect = 0.0
@@ -2039,6 +2040,7 @@ class Engine:
                                     "kind": incident.kind, "summary": incident.summary})
             self._last_seen[incident.id] = now
             self._open[key] = incident.id
+            self._metric_seen[incident.id] = {finding.metric: now}
             if fingerprint:
                 self._alerts_firing.setdefault(incident.id, set()).add(str(fingerprint))
             self._seen_signatures[incident.id] = {(finding.kind.value, finding.metric)}
@@ -2049,6 +2051,7 @@ class Engine:
             self.queue.add(("incident", incident.id), now)
             return incident
         self._last_seen[incident.id] = now
+        self._metric_seen.setdefault(incident.id, {})[finding.metric] = now
         if fingerprint:
             self._alerts_firing.setdefault(incident.id, set()).add(str(fingerprint))
         signature = (finding.kind.value, finding.metric)
@@ -2328,6 +2331,7 @@ class Engine:
         self._last_persist.pop(inc_id, None)
         self._pending_repeats.pop(inc_id, None)
         self._seen_signatures.pop(inc_id, None)
+        self._metric_seen.pop(inc_id, None)
         self._alerts_firing.pop(inc_id, None)
         self._paused_out.discard(inc_id)
         self._waits_told.pop(inc_id, None)
@@ -2378,15 +2382,17 @@ class Engine:
 
     def _unobserved(self, inc: Incident, last: float, now: float) -> str | None:
         """Why ``inc``, closing for want of findings since ``last``, was not seen to clear, or
-        None: the metrics its findings were of have had no sample since then, so the findings
-        stopped because their source did (an exporter that died, a scrape that fails), not because
-        the values came back under their lines. Said with the closing (its audit entry, a warning,
-        ``explain``); the incident still closes, as it did. A metric this engine holds no sample of
-        (an alert's, or any after a restart) says nothing either way."""
+        None: a metric its findings were of has had no sample since its own last finding (one seen
+        under its line before its source stopped, while another metric kept the incident open, was
+        seen to clear), so the findings stopped because their source did (an exporter that died, a
+        scrape that fails), not because the values came back under their lines. Said with the
+        closing (its audit entry, a warning, ``explain``); the incident still closes, as it did. A
+        metric this engine holds no sample of (an alert's, or any after a restart) says nothing
+        either way."""
         silent = []
-        for metric in sorted({metric for _, metric in self._seen_signatures.get(inc.id, ())}):
+        for metric, found_at in sorted(self._metric_seen.get(inc.id, {}).items()):
             latest = self.series.latest(inc.service, metric)
-            if latest is not None and latest[0] <= last:
+            if latest is not None and latest[0] <= min(found_at, last):
                 silent.append(f"{metric} (last sample {duration(now - latest[0])} ago)")
         if not silent:
             return None

@@ -4665,3 +4665,33 @@ def test_an_incident_whose_metric_came_back_under_its_line_closes_without_a_word
     h, inc, closing = _memory_incident_then(tmp_path, 50.0)
     assert "unobserved" not in closing.data
     assert "closed, but" not in render_text(explain_incident(h.store, inc.id))
+
+
+def test_an_incident_of_two_metrics_one_seen_under_its_line_before_its_source_stopped_closes_without_doubt(
+        tmp_path: Path) -> None:
+    """A memory incident of rss_bytes and memory_percent: rss_bytes came back under its line (seen,
+    several samples) and only then did its exporter stop, while memory_percent stayed over its
+    own for a while longer, then came back under it too. Both were seen to clear: each metric is
+    judged from its own last finding, not the incident's last (which came of the other metric)."""
+    h = Harness(tmp_path, policy={"autonomy": "observe"}, extra={"services": [
+        {"name": "svc", "actuators": {"fake": {"name": "x"}},
+         "thresholds": {"down_after": 2, "sustain": 2, "extra": {"rss_bytes": 1000.0}}}]})
+
+    def tick(**values: float) -> None:
+        for metric, value in values.items():
+            h.source._samples.append(Sample("svc", metric, h.clock.now(), value))
+        h.engine.tick()
+        h.clock.advance(1.0)
+
+    for _ in range(5):
+        tick(rss_bytes=5000.0, memory_percent=95.0)
+    for _ in range(10):  # rss_bytes back under its line, seen so; memory still over
+        tick(rss_bytes=100.0, memory_percent=95.0)
+    for _ in range(20):  # rss_bytes' exporter gone; memory still over
+        tick(memory_percent=95.0)
+    for _ in range(180):
+        tick(memory_percent=50.0)
+    [inc] = h.store.incidents(service="svc")
+    assert inc.closed_at is not None
+    [closing] = [e for e in h.store.audit_events(subject=inc.id) if e.kind in ("incident.cleared", "incident.closed")]
+    assert "unobserved" not in closing.data, closing.data["unobserved"]
