@@ -2393,7 +2393,7 @@ class Engine:
         for metric, found_at in sorted(self._metric_seen.get(inc.id, {}).items()):
             latest = self.series.latest(inc.service, metric)
             if latest is not None and latest[0] <= min(found_at, last):
-                silent.append(f"{metric} (last sample {duration(now - latest[0])} ago)")
+                silent.append(f"{metric} (last sample {duration(now - latest[0])} before it closed)")
         if not silent:
             return None
         return (f"no sample of {listed(silent, 'metric')} came since its last finding: not seen to clear "

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -4695,3 +4696,16 @@ def test_an_incident_of_two_metrics_one_seen_under_its_line_before_its_source_st
     assert inc.closed_at is not None
     [closing] = [e for e in h.store.audit_events(subject=inc.id) if e.kind in ("incident.cleared", "incident.closed")]
     assert "unobserved" not in closing.data, closing.data["unobserved"]
+
+
+def test_the_not_seen_to_clear_note_dates_the_last_sample_from_the_close_not_from_whenever_it_is_read(
+        tmp_path: Path) -> None:
+    """The note is stored (audit entry) and shown by explain hours later: "last sample 3m ago"
+    read the next morning says the exporter answered three minutes ago, that it is back. It says
+    how long before the close the last sample came."""
+    h, inc, closing = _memory_incident_then(tmp_path, None)
+    said = closing.data["unobserved"]
+    assert " ago" not in said
+    assert re.search(r"\(last sample [^()]+ before it closed\)", said), said
+    h.clock.advance(8 * 3600.0)
+    assert f"  closed, but {said}\n" in render_text(explain_incident(h.store, inc.id))
