@@ -794,11 +794,13 @@ class Engine:
             trend_specs["host"] = defaults
         seasonal = {s.name: s.seasonal_trends for s in config.services if s.seasonal_trends}
         anomalies = {s.name: s.anomalies for s in config.services if s.anomalies}
+        # how long a sample counts: a range query's step loosens its own metric's staleness only
+        self._sample_stale_s = stale_after(config.engine.interval_s)
+        self._sample_stale_for = {
+            s.name: {m.metric: stale_after(config.engine.interval_s, [m.step_s]) for m in s.metrics
+                     if isinstance(m, PromQuerySpec) and m.mode == "range"} for s in config.services}
         self.detectors: list[Detector] = detectors if detectors is not None else [
-            # a range query's step loosens its own metric's staleness only
-            HealthDetector(self.thresholds, stale_s=stale_after(config.engine.interval_s), stale_for={
-                s.name: {m.metric: stale_after(config.engine.interval_s, [m.step_s]) for m in s.metrics
-                         if isinstance(m, PromQuerySpec) and m.mode == "range"} for s in config.services}),
+            HealthDetector(self.thresholds, stale_s=self._sample_stale_s, stale_for=self._sample_stale_for),
             TrendDetector(trend_specs, self.thresholds),
             *([SeasonalTrendDetector(seasonal, self.thresholds)] if seasonal else []),
             *([AnomalyDetector(anomalies)] if anomalies else []),
@@ -2388,11 +2390,14 @@ class Engine:
         scrape that fails), not because the values came back under their lines. Said with the
         closing (its audit entry, a warning, ``explain``); the incident still closes, as it did. A
         metric this engine holds no sample of (an alert's, or any after a restart) says nothing
-        either way."""
+        either way; nor does one whose latest sample still counts (by the health detector's limit:
+        a slowly sampled metric, a range query's 60 s step, whose forecast stopped between two
+        samples, is not silent yet)."""
         silent = []
         for metric, found_at in sorted(self._metric_seen.get(inc.id, {}).items()):
             latest = self.series.latest(inc.service, metric)
-            if latest is not None and latest[0] <= min(found_at, last):
+            stale_s = self._sample_stale_for.get(inc.service, {}).get(metric, self._sample_stale_s)
+            if latest is not None and latest[0] <= min(found_at, last) and now - latest[0] > stale_s:
                 silent.append(f"{metric} (last sample {duration(now - latest[0])} before it closed)")
         if not silent:
             return None

@@ -4709,3 +4709,31 @@ def test_the_not_seen_to_clear_note_dates_the_last_sample_from_the_close_not_fro
     assert re.search(r"\(last sample [^()]+ before it closed\)", said), said
     h.clock.advance(8 * 3600.0)
     assert f"  closed, but {said}\n" in render_text(explain_incident(h.store, inc.id))
+
+
+def test_a_slowly_sampled_metric_whose_forecast_stopped_between_two_samples_is_not_said_silent(tmp_path: Path) -> None:
+    """memory_percent comes from a PromQL range query with a 60 s step: a sample a minute. Its
+    forecast finding stops 30 s after a sample, and the incident closes 10 s later
+    (resolve_after_s), before the next sample is due: that sample still counts (step plus two
+    intervals), so the closing does not say "not seen to clear" of a source that is answering."""
+    engine = {"interval_s": 1, "state_dir": str(tmp_path / "state"), "host_metrics": False, "settle_s": 0,
+              "resolve_after_s": 10}
+    svc = {"name": "svc", "actuators": {"fake": {"name": "x"}},
+           "metrics": [{"type": "promql", "url": "http://127.0.0.1:9", "query": "q", "metric": "memory_percent",
+                        "mode": "range", "step_s": 60}]}
+    h = Harness(tmp_path, policy={"autonomy": "observe"}, extra={"engine": engine, "services": [svc]})
+    h.feed("memory_percent", 70.0, 1)  # the minute's sample
+    for _ in range(30):
+        h.engine.tick()
+        h.clock.advance(1.0)
+    forecast = Finding(service="svc", metric="memory_percent", kind=FindingKind.FORECAST, cause="memory",
+                       severity=Severity.WARNING, confidence=0.8, ts=h.clock.now(), value=70.0, threshold=85.0,
+                       summary="memory_percent will reach 85 in 40.0 min")
+    assert h.engine.ingest(forecast, h.clock.now()) is not None
+    for _ in range(15):  # the next sample is due at 60 s: not yet
+        h.engine.tick()
+        h.clock.advance(1.0)
+    [inc] = h.store.incidents(service="svc")
+    assert inc.closed_at is not None
+    [closing] = [e for e in h.store.audit_events(subject=inc.id) if e.kind in ("incident.cleared", "incident.closed")]
+    assert "unobserved" not in closing.data
