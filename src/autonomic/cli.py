@@ -509,6 +509,7 @@ def _hold_state_dir(state_dir: Path) -> IO[str]:
 
 # the most ticks `autonomic replay` plays (a few minutes at about 1.5 ms a tick): a week at 1 s
 MAX_REPLAY_TICKS = 1_000_000
+STATUS_INCIDENTS = 1000  # open incidents `autonomic status` lists, the newest (it says how many there are)
 
 
 @app.command()
@@ -696,7 +697,9 @@ def status(ctx: typer.Context, config: ConfigOpt = None, as_json: JsonOpt = Fals
 
     cfg, store = _store(config)
     live = _read_status(cfg.state_dir / "status.json")
-    open_incidents = store.incidents(unclosed=True, limit=1000)
+    open_incidents = store.incidents(unclosed=True, limit=STATUS_INCIDENTS)
+    open_total = (len(open_incidents) if len(open_incidents) < STATUS_INCIDENTS
+                  else store.count_incidents(unclosed=True))
     pauses = pauses_in_force(store, cfg.state_dir)
     on_purpose = {k.split(":", 1)[1]: v for k, v in store.states(STOPPED_PREFIX).items()}
     requests = queued_service_requests(store)  # people's starts and stops the engine has not carried out yet
@@ -708,6 +711,7 @@ def status(ctx: typer.Context, config: ConfigOpt = None, as_json: JsonOpt = Fals
     pending = pending_notifications(outbox, now)
     if as_json:
         print(json.dumps({"live": live, "open_incidents": [i.model_dump(mode="json") for i in open_incidents],
+                          "open_incidents_total": open_total,
                           "pauses": pauses, "stopped_on_purpose": on_purpose, "service_requests": requests,
                           "notifications_pending": pending, "breakers": breakers, "goals": goals,
                           "lease": None if lease is None else lease.to_state(),
@@ -768,7 +772,7 @@ def status(ctx: typer.Context, config: ConfigOpt = None, as_json: JsonOpt = Fals
         if value.get("state") != "closed":
             console.print(f"breaker {key.split(':', 1)[1]}: {value.get('state')}")
     _print_goals(console, goals)
-    _print_incidents(console, open_incidents, "open incidents")
+    _print_incidents(console, open_incidents, "open incidents", open_total)
 
 
 def _goals(cfg: Any, store: Any) -> list[dict[str, Any]]:
@@ -802,10 +806,13 @@ def _print_goals(console: Console, goals: list[dict[str, Any]]) -> None:
     console.print(table)
 
 
-def _print_incidents(console: Console, incidents: list[Any], title: str) -> None:
+def _print_incidents(console: Console, incidents: list[Any], title: str, total: int) -> None:
     """One row per incident; when it opened in local time, under a heading that names the zone's
-    UTC offset, with its date when that is not today's (see :func:`column_stamp`)."""
+    UTC offset, with its date when that is not today's (see :func:`column_stamp`). The title says
+    so when these are only the newest of ``total``."""
     now = time.time()
+    if total > len(incidents):
+        title += f": the newest {len(incidents):,} of {total:,}"
     table = Table(title=title)
     for col in ("id", "service", "cause", "state", "resolution", f"opened ({utc_offset(now)})", "findings",
                 "summary"):
@@ -823,16 +830,18 @@ def incidents(
     ctx: typer.Context,
     config: ConfigOpt = None,
     all_: Annotated[bool, typer.Option("--all", help="closed ones too")] = False,
+    limit: Annotated[int, typer.Option("--limit", min=1, help="list at most this many, the newest")] = 500,
     as_json: JsonOpt = False,
 ) -> None:
-    """List incidents, newest first."""
+    """List incidents, newest first (at most --limit; the title says how many there are in all)."""
     config = given_config(ctx, config)
     _, store = _store(config)
-    items = store.incidents(limit=500, unclosed=not all_)
+    items = store.incidents(limit=limit, unclosed=not all_)
     if as_json:
         print(json.dumps([i.model_dump(mode="json") for i in items], indent=2))
         return
-    _print_incidents(_console(), items, "incidents" if all_ else "open incidents")
+    total = len(items) if len(items) < limit else store.count_incidents(unclosed=not all_)
+    _print_incidents(_console(), items, "incidents" if all_ else "open incidents", total)
 
 
 @app.command()

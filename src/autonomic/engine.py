@@ -1501,7 +1501,8 @@ class Engine:
         replica left running alone for ``takeover_grace_s``: the lease is not released, since a
         call of its may be in flight); ``/healthz`` fails meanwhile, so its supervisor restarts it.
         Should the loop come back before that, renewals go on, or, the lease taken, the next one
-        finds it lost (every write of the woken loop is refused by the fence)."""
+        finds it lost (every write of the woken loop is refused by the fence, and the first such
+        refusal ends the loop too: see :meth:`LeaderElector.notice_fence`)."""
         assert self.elector is not None
         while not done.wait(self.config.engine.leader_election.retry_s):
             if self._lease_round():
@@ -1560,6 +1561,8 @@ class Engine:
                 self.tick()
                 if on_tick is not None:
                     on_tick(self)
+                if self.elector is not None and self.elector.notice_fence():
+                    break  # a write of this tick's was refused: another replica leads (see notice_fence)
                 now = self.clock.now()
                 wake = self._next_collect
                 due = self.queue.next_due()
@@ -1583,7 +1586,9 @@ class Engine:
                 # from a crash (waiting out its takeover grace) instead of at its next round
                 self._stop_services()
                 done.set()
-                keeper.join(timeout=30)  # a renewal in flight ends before the lease is released
+                # a renewal in flight ends before the lease is released; a lost lease is not released,
+                # and the lease thread may be the one stuck (see LeaderElector.notice_fence)
+                keeper.join(timeout=1 if self.elector is not None and self.elector.lost else 30)
             self.shutdown()
 
     def _stopping_why(self, failed: BaseException | None) -> str:
@@ -2357,14 +2362,15 @@ class Engine:
         closed = inc.model_copy(update={"state": IncidentState.EXPIRED, "resolution": Resolution.CLEARED,
                                         "closed_at": now, "updated_at": now})
         reason = f"no finding for {now - last:.0f} s; nothing done"
-        unseen = self._unobserved(inc, last, now)
+        went, unseen = self._how_it_went(inc, now)
         nouns: list[Incident | Decision] = [closed]
         if approved is not None:
             diagnosis = self.store.diagnoses(inc.id)[-1]
             nouns.append(Decision(
                 incident_id=inc.id, diagnosis_id=diagnosis.id, ts=now, verdict=Verdict.DENIED,
-                gates=[GateResult(gate=TROUBLE_CLEARED, passed=False, reason="the trouble cleared on its own before "
-                                                                             f"the approval was acted on ({reason})")],
+                gates=[GateResult(gate=TROUBLE_CLEARED, passed=False,
+                                  reason=f"{went} before the approval was acted on ({reason})"
+                                         + (f": {unseen}" if unseen else ""))],
                 action=diagnosis.action, decided_by=str(approved.get("actor", "?")),
                 comment=str(approved.get("comment", "")), pattern_id=diagnosis.pattern_id))
         self.store.record(*nouns, actor="engine", event="incident.cleared", subject=inc.id,
@@ -2381,6 +2387,14 @@ class Engine:
         else:
             log.info("incident %s cleared on its own", inc.id[:8])
         return True
+
+    def _how_it_went(self, inc: Incident, now: float) -> tuple[str, str | None]:
+        """How the trouble of ``inc``, quiet now (:meth:`_quiet`), is said to have gone, and the
+        doubt about it (:meth:`_unobserved`) or None: "the trouble cleared on its own", or, when a
+        metric of its went silent rather than back under its line, only that "its findings stopped"
+        (an approval closed so must not tell the person who gave it that the trouble is over)."""
+        unseen = self._unobserved(inc, self._last_seen.get(inc.id, inc.last_finding_at), now)
+        return ("its findings stopped" if unseen else "the trouble cleared on its own"), unseen
 
     def _unobserved(self, inc: Incident, last: float, now: float) -> str | None:
         """Why ``inc``, closing for want of findings since ``last``, was not seen to clear, or
@@ -3336,21 +3350,23 @@ class Engine:
             # the trouble went away on its own while the person was asked (a blip): acting now
             # would act on a healthy service, so nothing is done, as for a diagnosed incident; the
             # answer is taken by the engine (it did not act on it) and recorded as a decision of the
-            # person's never acted on, with the close, all in one write
+            # person's never acted on, with the close, all in one write. When its findings stopped
+            # with their source (not seen to clear), nothing is done either (the engine cannot see
+            # the service: it could not verify a fix), but the person is alerted, not informed.
+            went, unseen = self._how_it_went(inc, now)
+            doubt = f": {unseen}" if unseen else ""
             with self.store.unit():
                 taken = self.store.delete_state_if(
                     approval_key(inc.id), approval, actor="engine", event="approval.consumed",
                     data={"incident": inc.id, "verdict": "cleared", "approved_by": who,
-                          "reason": f"approved by {who}, but the trouble cleared on its own before it was "
-                                    "acted on; nothing done"})
+                          "reason": f"approved by {who}, but {went} before it was acted on; nothing done{doubt}"})
                 if taken:
                     self._close_if_cleared(inc, now, approved=answer)
             if not taken:  # replaced by a denial since it was read: that is the answer now
                 return now
-            self.notify(Notification(level=Level.INFO, ts=now, service=inc.service, incident_id=inc.id,
-                                     title=f"approval not acted on: {inc.headline}",
-                                     body=f"approved by {who}, but the trouble cleared on its own before that; "
-                                          "nothing done"))
+            self.notify(Notification(level=Level.ALERT if unseen else Level.INFO, ts=now, service=inc.service,
+                                     incident_id=inc.id, title=f"approval not acted on: {inc.headline}",
+                                     body=f"approved by {who}, but {went} before that; nothing done{doubt}"))
             return None
         consumed = {"incident": inc.id, "verdict": answer.get("verdict")}
         if answer.get("verdict") == "approve":

@@ -492,6 +492,11 @@ class PartitionProxy:
         for s in conns:
             with contextlib.suppress(OSError):
                 s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _RESET)
+                # wakes the pipe thread blocked in recv on it: until that recv returns, close() does
+                # not end the connection, and a client waiting on an answer (a query sent just
+                # before) would hang, the proxy's kernel still answering its keepalives
+                s.shutdown(socket.SHUT_RD)
+            with contextlib.suppress(OSError):
                 s.close()
 
     def heal(self) -> None:

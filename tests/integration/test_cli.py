@@ -697,6 +697,28 @@ def test_status_and_incidents_show_what_people_and_alerts_wrote_as_written(cfg: 
     assert "PAUSED global: deploy [/oops] freeze (by person:[red]ops[/red])" in cli("status", "-c", cfg).stdout
 
 
+def test_status_and_incidents_say_when_they_list_only_the_newest_of_more_incidents(
+        cfg: Path, store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    """status lists the newest 1,000 open incidents and incidents the newest --limit (500): with
+    more stored, the lists used to look complete. The title says how many there are in all, and
+    status --json gives the total; a list that holds them all says nothing of the kind."""
+    import autonomic.cli as cli_module
+
+    for n in range(3):
+        _incident(store, f"{n}aaaaaaa", IncidentState.OPEN)
+    _incident(store, "3aaaaaaa", IncidentState.RESOLVED, closed=True)
+    monkeypatch.setattr(cli_module, "STATUS_INCIDENTS", 2)
+    assert "open incidents: the newest 2 of 3" in cli("status", "-c", cfg).stdout
+    said = json.loads(cli("status", "--json", "-c", cfg).stdout)
+    assert (len(said["open_incidents"]), said["open_incidents_total"]) == (2, 3)
+    assert "open incidents: the newest 2 of 3" in cli("incidents", "--limit", "2", "-c", cfg).stdout
+    assert "incidents: the newest 3 of 4" in cli("incidents", "--all", "--limit", "3", "-c", cfg).stdout
+    whole = cli("incidents", "--all", "-c", cfg).stdout
+    assert "newest" not in whole and whole.count("aaaaaaa") == 4
+    refused = cli("incidents", "--limit", "0", "-c", cfg)
+    assert refused.exit_code == 2 and "--limit" in refused.output
+
+
 def test_control_characters_people_and_alerts_wrote_reach_the_terminal_as_escapes(cfg: Path, store: Store) -> None:
     """An escape sequence in a pause reason or an incident summary (an alert annotation) is shown
     as ``\\x1b``, never written raw where it could clear the screen or retitle the window."""

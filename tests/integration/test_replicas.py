@@ -82,6 +82,13 @@ class Replica:
         """Wait until /readyz says ``status`` ("ok": it leads; "standby")."""
         wait_for(lambda: self.status() == status or None, timeout=timeout, what=f"{self.name} {status}")
 
+    def exit_code(self, timeout: float) -> int:
+        """Its exit code, once it has exited; a test failure with its log when it has not within ``timeout`` s."""
+        try:
+            return self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"{self.name} did not exit within {timeout:g} s; its log:\n{self.log.read_text()}")
+
     def stop(self) -> None:
         if self.proc.poll() is None:
             os.kill(self.proc.pid, signal.SIGCONT)
@@ -102,7 +109,7 @@ def test_under_systemd_the_leader_and_a_standby_each_say_ready_and_who_leads(rep
         a.proc.send_signal(signal.SIGTERM)
         a_sd.wait("STOPPING=1")
         assert b_sd.wait("STATUS=leading") == "STATUS=leading: 0 open incidents"
-        assert a.proc.wait(timeout=30) == 0
+        assert a.exit_code(30) == 0, a.log.read_text()
     finally:
         a_sd.close()
         b_sd.close()
@@ -123,7 +130,7 @@ def test_under_systemd_a_leader_that_lost_its_lease_says_stopping_and_why_before
         os.kill(a.proc.pid, signal.SIGSTOP)
         b.wait_status("ok", timeout=30)
         os.kill(a.proc.pid, signal.SIGCONT)
-        assert a.proc.wait(timeout=30) == 3, a.log.read_text()
+        assert a.exit_code(30) == 3, a.log.read_text()
         stopping = a_sd.wait("STOPPING=1", timeout=5)
         assert stopping == ("STOPPING=1\nSTATUS=stopping: this replica (replica-a) lost the lease to replica-b "
                             "(epoch 2); it exits (code 3) to be restarted as a standby"), a_sd.messages
@@ -201,7 +208,7 @@ def test_a_standby_takes_over_from_a_frozen_leader_which_then_exits_without_writ
         assert takeover.data == {"epoch": 2, "previous": "replica-a"}
 
         os.kill(a.proc.pid, signal.SIGCONT)
-        assert a.proc.wait(timeout=30) == 3, a.log.read_text()
+        assert a.exit_code(30) == 3, a.log.read_text()
         text = a.log.read_text()
         assert "lost the lease to replica-b (epoch 2)" in text, text
         after = [e for e in store.audit_events(since_seq=takeover.seq) if e.actor != "replica-b"]
@@ -211,7 +218,7 @@ def test_a_standby_takes_over_from_a_frozen_leader_which_then_exits_without_writ
         assert b.status() == "ok" and leader_gauge(b) == 1.0
 
         b.proc.send_signal(signal.SIGTERM)
-        assert b.proc.wait(timeout=30) == 0, b.log.read_text()
+        assert b.exit_code(30) == 0, b.log.read_text()
         released = store.lease("engine")
         assert released is not None and released.holder is None and released.epoch == 2
         assert [e.kind for e in store.audit_events(since_seq=takeover.seq)][-2:] == ["engine.stopped",
@@ -371,7 +378,7 @@ def test_a_leader_cut_off_from_postgresql_mid_action_is_fenced_and_its_standby_f
             assert "apply" not in [step.name for step in action.steps], "the deposed leader's result was written"
 
             proxy.heal()
-            assert a.proc.wait(timeout=60) == 3, a.log.read_text()
+            assert a.exit_code(60) == 3, a.log.read_text()
             assert "lost the lease to replica-b (epoch 2)" in a.log.read_text()
             assert store.get(type(action), action.id) == action, "the deposed leader wrote after the takeover"
             assert [line.split()[0] for line in marks.read_text().splitlines()] == ["start", "end"]
@@ -409,7 +416,7 @@ def test_a_leader_stopped_with_sigterm_hands_the_lease_over_at_once_even_with_a_
         assert streaming.wait(10)
         a.proc.send_signal(signal.SIGTERM)
         sent = time.monotonic()
-        assert a.proc.wait(timeout=30) == 0, a.log.read_text()
+        assert a.exit_code(30) == 0, a.log.read_text()
         stopped = time.monotonic() - sent
         b.wait_status("ok", timeout=20)
         took = time.monotonic() - sent
@@ -459,7 +466,7 @@ def test_a_leader_whose_loop_hangs_in_an_actuator_call_stops_renewing_fails_heal
         assert "a call of its may still be in flight" in b.log.read_text()
 
         block.unlink()  # the call returns at last
-        assert a.proc.wait(timeout=30) == 3, a.log.read_text()
+        assert a.exit_code(30) == 3, a.log.read_text()
         text = a.log.read_text()
         assert "lost the lease to replica-b (epoch 2)" in text, text
         assert store.get(type(action), action.id) == action, "the deposed leader wrote after the takeover"

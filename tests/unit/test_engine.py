@@ -2985,6 +2985,59 @@ def test_a_standby_takes_over_a_frozen_leaders_action_and_the_leader_acts_and_wr
     assert sb.verify_audit().ok
 
 
+def test_a_deposed_leader_whose_lease_thread_is_stuck_stops_at_the_first_write_the_fence_refuses(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The leader's lease thread hangs in a call to the store that never returns (in the wild: a
+    connection whose far end still answers TCP while nothing behind it does). The lease lapses and
+    the standby takes it over. The deposed leader's loop goes on, and its writes are refused by
+    the fence: its first refused write now ends the loop with the lease lost (``autonomic run``
+    exits 3, to be restarted as a standby). Before, only a renewal could tell it, and it ran on
+    for good, able neither to act nor to write."""
+    (sa, ea, ma), (sb, eb, mb) = _replicas(tmp_path)
+    assert ea.attempt() and not eb.attempt()
+    (tmp_path / "a").mkdir()
+    a = Harness(tmp_path / "a", store=sa, elector=ea)
+    stuck, release = threading.Event(), threading.Event()
+    real_attempt = ea.attempt
+
+    def hanging() -> bool:
+        if threading.current_thread().name == "autonomic-lease":
+            stuck.set()
+            release.wait(60)
+        return real_attempt()
+
+    monkeypatch.setattr(ea, "attempt", hanging)
+    stop = threading.Event()
+    ticks: list[float] = []
+    said: list[str] = []
+
+    def on_tick(_: object) -> None:
+        ticks.append(a.clock.now())
+        if len(ticks) == 3:
+            assert stuck.wait(10), "the lease thread made no round"
+            assert not eb.attempt()  # b sees the lease as the leader's last renewal left it
+            ma.t += 16  # no renewal for lease_s: b takes the lease over
+            mb.t += 16
+            assert eb.attempt()
+        # the service goes down as a sees it: findings, an incident to write
+        a.source._samples.append(Sample("svc", "up", a.clock.now(), 0.0 if len(ticks) >= 3 else 1.0))
+        a.clock.advance(1.0)
+        if len(ticks) >= 40:
+            stop.set()
+
+    try:
+        a.engine.run(stop, on_tick=on_tick, on_stopping=said.append)
+        assert not stop.is_set(), f"the deposed leader ran on for {len(ticks)} ticks"
+        assert ea.lost and sa.fenced_out is not None and sa.fenced_out.holder == "b"
+        assert said == ["stopping: this replica (a) lost the lease to b (epoch 2); it exits (code 3) to be "
+                        "restarted as a standby"]
+        assert sb.incidents() == [] and a.actuator.calls == []
+        assert any(t.name == "autonomic-lease" for t in threading.enumerate()), "the lease thread was not stuck"
+    finally:
+        release.set()
+    assert sb.verify_audit().ok
+
+
 def test_a_leader_that_cannot_renew_its_lease_advances_no_incident_or_action(tmp_path: Path) -> None:
     """Past renew_s without a renewal the leader is not sure it still leads: findings are still
     stored (the lease still names it), but nothing is decided or run until it renews."""
@@ -4660,6 +4713,54 @@ def test_an_incident_whose_metric_stopped_coming_closes_saying_it_was_not_seen_t
     assert said.startswith("no sample of metric memory_percent (last sample ") and "not seen to clear" in said
     assert any(r.getMessage().endswith(f", but {said}") and inc.id[:8] in r.getMessage() for r in caplog.records)
     assert f"  closed, but {said}\n" in render_text(explain_incident(h.store, inc.id))
+
+
+@pytest.mark.parametrize("after", [None, 50.0], ids=["exporter_died", "back_under_its_line"])
+def test_an_approval_whose_incident_went_quiet_acts_on_nothing_and_says_cleared_only_when_it_was_seen_to_clear(
+        tmp_path: Path, after: float | None) -> None:
+    """A person approves a memory remedy after the incident's findings stopped. Either way nothing
+    is done (the engine would act blind, or on a healthy service). When memory came back under its
+    line, the trouble cleared on its own: the person is informed. When its exporter died, nothing
+    says the trouble is over: the decision, the audit entry and the person are told that its
+    findings stopped and why it was not seen to clear, and the person is alerted. Before, all
+    three said "the trouble cleared on its own"."""
+    h = Harness(tmp_path, policy={"autonomy": "approve"}, patterns=MEMORY_POKE)
+    h.feed("memory_percent", 95.0, 5)
+    inc = h.incident()
+    assert inc.state == IncidentState.AWAITING_APPROVAL
+    # quiet for a few ticks, short of resolve_after_s without a finding (a silent metric's last
+    # sample counts for 30 s: its findings go on that long)
+    for _ in range(40 if after is None else 10):
+        if after is not None:
+            h.source._samples.append(Sample("svc", "memory_percent", h.clock.now(), after))
+        h.engine.tick()
+        h.clock.advance(1.0)
+    assert h.store.get(Incident, inc.id).closed_at is None  # type: ignore[union-attr]
+    answer_approval(h.store, inc.id, "approve", actor="person:ops", comment="go", now=h.clock.now(),
+                    approval_ttl_s=3600.0)
+    for _ in range(3):
+        h.engine.tick()
+        h.clock.advance(1.0)
+    closed = h.store.get(Incident, inc.id)
+    assert closed is not None and closed.closed_at is not None and h.actuator.calls == []
+    (told,) = [n for n in h.notifier.sent if n.title.startswith("approval not acted on")]
+    decision = h.store.decisions(inc.id)[-1]
+    (consumed,) = [e for e in h.store.audit_events() if e.kind == "approval.consumed"]
+    (cleared,) = [e for e in h.store.audit_events(subject=inc.id) if e.kind == "incident.cleared"]
+    texts = [told.body, decision.gates[0].reason, consumed.data["reason"]]
+    if after is not None:
+        assert told.level == Level.INFO and "unobserved" not in cleared.data
+        assert all("the trouble cleared on its own before" in t and "not seen to clear" not in t for t in texts)
+        return
+    said = cleared.data["unobserved"]
+    assert said.startswith("no sample of metric memory_percent (last sample ") and "not seen to clear" in said
+    assert told.level == Level.ALERT
+    assert told.body == f"approved by person:ops, but its findings stopped before that; nothing done: {said}"
+    assert decision.never_acted_on and decision.gates[0].reason.startswith(
+        "its findings stopped before the approval was acted on (no finding for ")
+    assert consumed.data["reason"] == (f"approved by person:ops, but its findings stopped before it was acted on; "
+                                       f"nothing done: {said}")
+    assert all(t.endswith(said) and "cleared on its own" not in t for t in texts)
 
 
 def test_an_incident_whose_metric_came_back_under_its_line_closes_without_a_word_of_doubt(tmp_path: Path) -> None:

@@ -25,7 +25,9 @@ store as the lock:
   rolling back alone for ``takeover_grace_s`` (by default each action's longest call less
   ``lease_s - renew_s``) before recovering them (Engine.start).
 - A replica that has lost the lease does not try to lead again in the same process: its
-  in-memory caches may be stale. The engine stops and its supervisor (Kubernetes) starts it
+  in-memory caches may be stale. It learns it from a renewal that finds the lease taken, or
+  from a write of its main loop that the fence refused, whichever comes first (the renewals may
+  be held up in a call to the store that does not return). The engine stops and its supervisor (Kubernetes) starts it
   again, as a standby (controller-runtime does the same).
 
 Claims are write transactions, and write transactions are serialised (BEGIN IMMEDIATE on SQLite,
@@ -226,6 +228,19 @@ class LeaderElector:
                 log.info("lease %s: the store answers again; %s", self.name, self.describe())
             self._store_problem = None
         return self.leading
+
+    def notice_fence(self) -> bool:
+        """Whether the lease is lost, counting what the store's fence found: a write of this
+        replica's refused because the lease is no longer its own (:attr:`Store.fenced_out`) is
+        as sure a sign as a renewal that finds it taken. The engine loop asks after every tick, so
+        a deposed leader stops even while its renewals are held up (a lease thread stuck in a call
+        to the store that never returns would otherwise leave it running, unable to act or write,
+        for good)."""
+        refused = self.store.fenced_out
+        if refused is not None and self._epoch is not None and not refused.held_by(self.identity, self._epoch):
+            self._observe(refused, self._monotonic())
+            self._lose()
+        return self.lost
 
     def _renew(self, started: float) -> None:
         assert self._epoch is not None

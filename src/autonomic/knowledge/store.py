@@ -592,6 +592,8 @@ class Store:
         self._listeners: list[Callable[[tuple[Noun, ...]], None]] = []
         self._reading = threading.local()  # this thread's shared read Session (see reading())
         self._fence: tuple[str, str, int] | None = None  # (lease key, holder, epoch): see fence()
+        # the lease as the fence last found it when it refused a write: another replica's (or given up)
+        self.fenced_out: Lease | None = None
         self._secrets = Secrets()  # see hide()
         try:
             self._migrate()
@@ -753,11 +755,11 @@ class Store:
                     raise refused from None
                 raise StoreError(f"store write failed: {_cause(e)}") from e
 
-    @staticmethod
-    def _check_fence(conn: Connection, fence: tuple[str, str, int]) -> None:
+    def _check_fence(self, conn: Connection, fence: tuple[str, str, int]) -> None:
         key, holder, epoch = fence
         lease = _lease_in(conn, key)
         if lease is None or not lease.held_by(holder, epoch):
+            self.fenced_out = lease or Lease(None, 0, 0, 0.0, 0.0)
             now = ("released" if lease is None or lease.holder is None
                    else f"held by {lease.holder}, epoch {lease.epoch}")
             raise NotLeaderError(f"write refused: this replica ({holder}) held {key} at epoch {epoch}; it is {now} now")
@@ -940,6 +942,15 @@ class Store:
             .limit(limit)
         )
         return self._read_nouns(Incident, stmt)
+
+    def count_incidents(self, *, unclosed: bool = False) -> int:
+        """How many incidents are stored (``unclosed``: not yet closed), counted by the store: what a
+        list of the newest leaves out."""
+        stmt = select(func.count()).select_from(IncidentRow)
+        if unclosed:
+            stmt = stmt.where(IncidentRow.closed_at.is_(None))
+        with self._read() as conn:
+            return int(conn.execute(stmt).scalar_one())
 
     def unclosed_counts(self) -> dict[str, dict[IncidentState, int]]:
         """How many incidents not yet closed each service has, by state: one grouped count on
@@ -1376,8 +1387,10 @@ class Store:
     def fence(self, name: str, holder: str, epoch: int) -> None:
         """From now on every write transaction through this Store object first checks, under the
         write lock, that lease ``name`` is held by ``holder`` at ``epoch``, and raises
-        NotLeaderError (writing nothing) when it is not: a replica that lost its lease cannot write."""
+        NotLeaderError (writing nothing) when it is not: a replica that lost its lease cannot write.
+        The lease as such a refusal found it is kept in :attr:`fenced_out`."""
         self._fence = (lease_key(name), holder, epoch)
+        self.fenced_out = None
 
     def lease(self, name: str) -> Lease | None:
         """Lease ``name`` as stored, or None when no replica ever took it."""
