@@ -127,6 +127,8 @@ CLOCK_SYNC_S = 60.0  # how often one engine over PostgreSQL measures its clock a
 PAUSE_GLOBAL = "pause:global"
 OUTBOX = "outbox:"  # notifications kept until delivered: see Engine._keep_outgoing
 NOTIFY_RETRY_BASE_S = 30.0  # a notification a notifier gave up on is offered again after this, doubling
+PATTERN_STATE = "pattern:"  # per pattern with an action: its remedy's fingerprint, and since when its record counts
+AUTONOMY_STATE = "autonomy:"  # per (pattern, service): the level the ladder last gave it (see Engine._earned)
 NOTIFY_RETRY_CAP_S = 600.0  # ... at most this far apart, until engine.notify_retry_for_s after it was made
 PAUSE_FILE = "paused"  # <state_dir>/paused, <state_dir>/paused.<service>: see pause_file
 _PAUSE_FILE_MAX = 4096  # characters of a pause file read
@@ -845,6 +847,7 @@ class Engine:
         self._last_persist: dict[str, float] = {}
         self._pending_repeats: Counter[str] = Counter()
         self._ladder_changes: list[Callable[[], None]] = []  # see _earned
+        self._record_since: dict[str, float] = {}  # per pattern: see _note_pattern_changes
         self._held: list[tuple[str | None, Notification]] | None = None  # see _holding_notifications
         # outbox keys the notifiers are through with, and which of them gave up (see _settle_outbox)
         self._sent: collections.deque[tuple[str, list[str]]] = collections.deque()
@@ -1123,6 +1126,7 @@ class Engine:
         # read before this engine notifies anyone: what is in the outbox now, an engine before it left
         left_over = {} if self.shadow_only else self.store.states(OUTBOX)
         filled = self.store.fill_derived()  # before anything reads the history through them
+        self._record_since = self._note_pattern_changes(now)
         if any(filled.values()):
             log.warning("the store held %s written by an older autonomic after it was migrated (a rolling "
                         "upgrade's old replica, or an engine left running while a newer autonomic opened the "
@@ -1194,6 +1198,47 @@ class Engine:
         self._next_prune = math.inf if self.shadow_only else now
         self._send_left_over(left_over)
         self.started = True
+
+    def _note_pattern_changes(self, now: float) -> dict[str, float]:
+        """Per pattern with an action, since when its record counts toward the autonomy it earns
+        (:meth:`_earned`): 0 (all of it), or when its remedy last changed (its
+        :attr:`~autonomic.model.Pattern.remedy_fingerprint`: another action, verification, match,
+        chain or version). A remedy edited after it earned ``auto`` would otherwise run on its own
+        at once, vouched for by the record of another remedy. A pattern first seen (new, or a store
+        kept by an autonomic before this) is stored as it is, its whole record counting; a changed
+        one is stored with ``since`` now, audited (``pattern.changed``), logged, and told when it had
+        earned a level anywhere. Nothing is written in a replay (shadow only)."""
+        stored = self.store.states(PATTERN_STATE)
+        since: dict[str, float] = {}
+        for p in self.config.patterns:
+            if p.action is None:
+                continue
+            key, fingerprint = PATTERN_STATE + p.id, p.remedy_fingerprint
+            was = stored.get(key)
+            if was is not None and was.get("fingerprint") == fingerprint:
+                since[p.id] = float(was.get("since") or 0.0)
+                continue
+            since[p.id] = 0.0 if was is None else now
+            if self.shadow_only:
+                continue
+            value = {"fingerprint": fingerprint, "version": p.version, "since": since[p.id]}
+            if was is None:
+                self.store.keep_states({key: value})
+                continue
+            prefix = f"{AUTONOMY_STATE}{p.id}:"
+            earned = {k.removeprefix(prefix): v.get("level") for k, v in self.store.states(prefix).items()}
+            versions = f"version {was.get('version')} -> {p.version}, " if was.get("version") != p.version else ""
+            why = (f"its remedy changed ({versions}fingerprint {was.get('fingerprint')} -> {fingerprint}): the "
+                   "autonomy it earns counts only its record from now on"
+                   + (f"; it had earned {', '.join(f'{level} on {svc}' for svc, level in sorted(earned.items()))}"
+                      if earned else ""))
+            self.store.set_state(key, value, actor="engine", event="pattern.changed", data={"pattern": p.id,
+                                                                                            "reason": why})
+            log.warning("pattern %s (%s): %s", p.id, p.source, why)
+            if earned:
+                self.notify(Notification(level=Level.INFO, ts=now, title=f"pattern {p.id} changed: the autonomy "
+                                         "it earned starts again", body=why))
+        return since
 
     def _check_override_retention(self) -> None:
         """Warn, naming the field as loading the file would, when the policy an admin stored at
@@ -3157,8 +3202,12 @@ class Engine:
         record: list[Any] = [Evidence(ts=ts, verdict=verdict, rolled_back=rolled) for ts, verdict, rolled in outcomes]
         record += people_evidence(answers, pattern_id, service)  # a person's answers count too
         record.sort(key=lambda o: o.ts)
-        earned, why = earned_effective(effective, policy, pattern_id, service, record)
-        key = f"autonomy:{pattern_id}:{service}"
+        since = self._record_since.get(pattern_id, 0.0)  # what the pattern did before its last change does not count
+        kept = [o for o in record if o.ts >= since]
+        note = (f"; counting its record since the pattern changed ({utc_stamp(since)}): "
+                f"{counted(len(record) - len(kept), 'earlier outcome')} left out" if len(kept) < len(record) else "")
+        earned, why = earned_effective(effective, policy, pattern_id, service, kept, note=note)
+        key = f"{AUTONOMY_STATE}{pattern_id}:{service}"
         before = (self.store.get_state(key) or {}).get("level", effective.autonomy.value)
         after = earned.autonomy.value
         kind = ladder_event(Autonomy(before), Autonomy(after))

@@ -32,6 +32,8 @@ too fast: see :class:`Goal`), or ``metric:<name>`` for anything else.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 import uuid
 from dataclasses import dataclass
@@ -416,6 +418,14 @@ class Pattern(Frozen):
     # restored health), try these patterns' actions in order on the same incident, each
     # through every gate again; when they are spent, page a person.
     then: list[str] = Field(default_factory=list)
+
+    @property
+    def remedy_fingerprint(self) -> str:
+        """A short hash of what the pattern does and when: its version, match, action, verification,
+        rollback safety and chain; not its description, prior confidence or file. The autonomy it
+        earns counts only the record made since this last changed (see Engine.start)."""
+        doc = self.model_dump(mode="json", include={"version", "match", "action", "verify", "rollback_safe", "then"})
+        return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:12]
 
 
 class Candidate(Frozen):

@@ -2857,18 +2857,11 @@ def test_each_collection_rotates_a_supervised_services_log_that_is_over_its_limi
     assert log.stat().st_size == 0 and log.with_name("svc.log.1").stat().st_size == 4096
 
 
-def test_the_autonomy_ladder_reads_a_patterns_record_in_two_statements_whatever_its_length(
-        tmp_path: Path) -> None:
-    """With the ladder on, every decision weighs the pattern's record on the service. Before, that
-    was one query for the service's actions plus one per action for its outcomes plus every
-    approved or denied decision of every service (42 statements here; 443 and 1.9 s a decision
-    after a few thousand actions); now it is two, however long the record."""
-    from sqlalchemy import event
-
+def _verified_fixes(store: Store, n: int) -> None:
+    """``n`` actions of fake-down-poke on svc, each verified (a pass), a second apart, ending before T0."""
     from autonomic.model import Action, Outcome, VerifyVerdict
 
-    h = Harness(tmp_path, policy={"autonomy": "suggest", "autonomy_ladder": {"enabled": True}})
-    for i in range(40):
+    for i in range(n):
         inc = Incident(service="svc", cause="down", severity=Severity.CRITICAL, kind=FindingKind.STATE,
                        opened_at=T0 - 1000 + i, updated_at=T0 - 1000 + i, last_finding_at=T0 - 1000 + i,
                        summary="down", state=IncidentState.RESOLVED, closed_at=T0 - 999 + i)
@@ -2877,7 +2870,19 @@ def test_the_autonomy_ladder_reads_a_patterns_record_in_two_statements_whatever_
                      created_at=T0 - 1000 + i, updated_at=T0 - 999 + i)
         out = Outcome(action_id=act.id, incident_id=inc.id, ts=T0 - 999 + i, verdict=VerifyVerdict.PASS,
                       reason="up again")
-        h.store.record(inc, act, out, actor="engine", event="action.verified", subject=act.id)
+        store.record(inc, act, out, actor="engine", event="action.verified", subject=act.id)
+
+
+def test_the_autonomy_ladder_reads_a_patterns_record_in_two_statements_whatever_its_length(
+        tmp_path: Path) -> None:
+    """With the ladder on, every decision weighs the pattern's record on the service. Before, that
+    was one query for the service's actions plus one per action for its outcomes plus every
+    approved or denied decision of every service (42 statements here; 443 and 1.9 s a decision
+    after a few thousand actions); now it is two, however long the record."""
+    from sqlalchemy import event
+
+    h = Harness(tmp_path, policy={"autonomy": "suggest", "autonomy_ladder": {"enabled": True}})
+    _verified_fixes(h.store, 40)
     statements: list[str] = []
     event.listen(h.store._engine, "before_cursor_execute", lambda *a: statements.append(a[2]))
     policy = h.config.spec.policy
@@ -2885,6 +2890,63 @@ def test_the_autonomy_ladder_reads_a_patterns_record_in_two_statements_whatever_
     assert earned.autonomy == Autonomy.APPROVE and "promoted" in earned.autonomy_from
     record = [s for s in statements if any(f"FROM {t}" in s for t in ("actions", "outcomes", "decisions"))]
     assert len(record) == 2  # (and one more read: the level stored for the pair)
+
+
+def test_a_pattern_whose_remedy_changed_earns_its_autonomy_again_from_its_record_since_the_change(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """fake-down-poke earned auto on svc (five verified fixes) and acts on its own. Then its action
+    is edited. The edited remedy has no record: it used to keep auto and run unasked at once,
+    vouched for by what another remedy did. Now the engine notices the change when it starts
+    (audited pattern.changed, logged, told: it had earned auto on svc), the ladder counts only the
+    record made since, and the next outage asks a person (demoted auto -> approve, saying why).
+    Restarting with the same pattern changes nothing; nor does a new description or prior
+    confidence, while a new version does."""
+    store = Store(f"sqlite:///{tmp_path / 'one.db'}")
+    policy = {"autonomy": "approve", "autonomy_ladder": {"enabled": True, "promote_after": 5, "max_level": "auto"}}
+    (tmp_path / "before").mkdir()
+    before = Harness(tmp_path / "before", policy=policy, store=store)
+    _verified_fixes(store, 5)
+    before.feed("up", 1, 3)
+    before.feed("up", 0, 3)
+    assert [c for c, *_ in before.actuator.calls] == ["apply"], "auto: it acts unasked"
+    assert [e.data["to"] for e in store.audit_events() if e.kind == "pattern.promoted"] == ["auto"]
+    before.feed("up", 1, 40)
+
+    def changes() -> list[AuditEvent]:
+        return [e for e in store.audit_events() if e.kind == "pattern.changed"]
+
+    (tmp_path / "again").mkdir()
+    Harness(tmp_path / "again", policy=policy, store=store, start_at=before.clock.now())
+    assert changes() == [], "a restart with the same pattern counted as a change"
+    (tmp_path / "edited").mkdir()
+    with caplog.at_level("WARNING", logger="autonomic"):
+        edited = Harness(tmp_path / "edited", policy=policy, store=store, op="fail_undo",
+                         start_at=before.clock.now() + 1)
+    (changed,) = changes()
+    assert changed.data["reason"].startswith("its remedy changed (fingerprint ")
+    assert changed.data["reason"].endswith("the autonomy it earns counts only its record from now on; "
+                                           "it had earned auto on svc")
+    assert any(r.getMessage().startswith("pattern fake-down-poke (") and "its remedy changed" in r.getMessage()
+               for r in caplog.records)
+    assert [n.title for n in edited.notifier.sent] == [
+        "pattern fake-down-poke changed: the autonomy it earned starts again"]
+    edited.feed("up", 1, 3)
+    edited.feed("up", 0, 4)
+    inc = edited.incident()
+    assert inc.state == IncidentState.AWAITING_APPROVAL and edited.actuator.calls == []
+    autonomy = {g.gate: g for g in store.decisions(inc.id)[-1].gates}["autonomy"]
+    assert "counting its record since the pattern changed" in autonomy.reason, autonomy.reason
+    assert "6 earlier outcomes left out" in autonomy.reason, autonomy.reason  # five fixes and the one it ran
+    demoted = [e for e in store.audit_events() if e.kind == "pattern.demoted"]
+    assert [(e.data["from"], e.data["to"]) for e in demoted] == [("auto", "approve")]
+
+    (tmp_path / "edited-again").mkdir()
+    Harness(tmp_path / "edited-again", policy=policy, store=store, op="fail_undo", start_at=edited.clock.now())
+    assert len(changes()) == 1, "a restart with the edited pattern counted as another change"
+    pattern = edited.engine.patterns["fake-down-poke"]
+    assert pattern.model_copy(update={"description": "reworded", "prior_confidence": 0.5,
+                                      "source": "elsewhere.yaml:3"}).remedy_fingerprint == pattern.remedy_fingerprint
+    assert pattern.model_copy(update={"version": 2}).remedy_fingerprint != pattern.remedy_fingerprint
 
 
 def test_a_broken_audit_chain_stops_the_loop_rather_than_being_ridden_out_as_an_outage(

@@ -1567,9 +1567,11 @@ def test_audit_and_state_times_are_the_database_servers_clock_on_postgresql_what
         store.close()
 
 
-def _hold_write_lock(store_url: str, backend: str, seconds: float, then_upgrade: bool) -> threading.Thread:
+def _hold_write_lock(store_url: str, backend: str, seconds: float, then_upgrade: bool,
+                     until: Callable[[], bool] | None = None) -> threading.Thread:
     """Another process's view: take the store's write lock (as a migrating Store does), hold it
-    ``seconds``, then bring the schema to the latest revision in that transaction (or not)."""
+    ``seconds`` (or, with ``until``, until that says so, ``seconds`` at most), then bring the
+    schema to the latest revision in that transaction (or not)."""
     from alembic import command
     from alembic.config import Config
     from sqlalchemy import create_engine, text
@@ -1588,7 +1590,9 @@ def _hold_write_lock(store_url: str, backend: str, seconds: float, then_upgrade:
                 conn.begin()
                 conn.execute(text(f"SELECT pg_advisory_xact_lock({_PG_WRITE_LOCK})"))
             taken.set()
-            time.sleep(seconds)
+            deadline = time.monotonic() + seconds
+            while time.monotonic() < deadline and not (until is not None and until()):
+                time.sleep(0.02)
             if then_upgrade:
                 config = Config()
                 config.set_main_option("script_location", str(_MIGRATIONS))
@@ -1617,11 +1621,14 @@ def test_opening_a_store_another_process_is_migrating_waits_past_the_lock_timeou
     first.close()
     _downgrade(store_url, "0002")
     monkeypatch.setattr(store_module, "_LOCK_WAIT_S", 0.3)
-    migrator = _hold_write_lock(store_url, backend, 1.5, then_upgrade=True)
+    # held until the opener says it waits (a fixed 1.5 s was over before a loaded machine's opener
+    # had even asked for the lock), at most 30 s
+    waiting = "waiting for the process holding the write lock"
+    migrator = _hold_write_lock(store_url, backend, 30.0, then_upgrade=True, until=lambda: waiting in caplog.text)
     again = Store(store_url)
     migrator.join()
     assert again.incidents() == [inc] and again.verify_audit().ok
-    assert "waiting for the process holding the write lock" in caplog.text
+    assert waiting in caplog.text
     again.close()
 
 

@@ -174,14 +174,17 @@ def earned_effective(
     pattern_id: str | None,
     service: str,
     record: Sequence[OutcomeLike],
+    *,
+    note: str = "",
 ) -> tuple[EffectivePolicy, str | None]:
-    """The effective policy with its autonomy replaced by the earned level, and the reason;
-    unchanged (reason None) when the ladder is off or there is no pattern. The configured
-    autonomy is the start; a service's own autonomy still caps the result (a service setting
-    only ever restricts)."""
+    """The effective policy with its autonomy replaced by the earned level, and the reason (with
+    ``note`` after it: what of the record was left out); unchanged (reason None) when the ladder
+    is off or there is no pattern. The configured autonomy is the start; a service's own autonomy
+    still caps the result (a service setting only ever restricts)."""
     if not policy.autonomy_ladder.enabled or pattern_id is None:
         return effective, None
     level, reason = earned_level(record, effective.autonomy, policy.autonomy_ladder)
+    reason += note
     svc = policy.services.get(service)
     if svc is not None and svc.autonomy is not None and svc.autonomy.rank < level.rank:
         level, reason = svc.autonomy, f"{reason}; capped at {svc.autonomy.value} by service {service}"
