@@ -268,3 +268,40 @@ def test_a_rollback_safe_forecast_fix_is_not_undone_because_the_rise_went_on(tmp
     (outcome,) = loop.store.outcomes(incident_id=incident.id)
     assert outcome.verdict == "inconclusive" and not outcome.rolled_back
     assert "the breach came as forecast" in outcome.reason
+
+
+POOL_PATTERN = """
+id: fake-pool-grow
+match: {cause: pool, kind: forecast, symptoms: [{metric: pool_free, trend: falling}]}
+action: {type: fake, params: {op: poke}}
+prior_confidence: 0.9
+rollback_safe: false
+verify: {metric: pool_free, min: 5, window_s: 60, delay_s: 5, min_samples: 3}
+"""
+
+
+def test_a_pool_forecast_to_run_dry_is_grown_before_it_does_and_the_fix_is_verified_as_prevented(
+        tmp_path: Path) -> None:
+    """Free connections fall 0.15 a second from 80 toward 5 (``direction: falling``): forecast,
+    matched by a pattern asking for ``trend: falling``, acted on before the pool runs dry; the
+    pool, grown, has 100 free and falls no more: verified off its course (above it, the safe side
+    of a minimum) and resolved as prevented."""
+    extra = {"services": [{"name": "svc", "actuators": {"fake": {"name": "x"}}, "trends": [
+        {"metric": "pool_free", "direction": "falling", "threshold": 5, "window_s": 120}]}]}
+    loop = Loop(tmp_path, extra=extra, pattern=POOL_PATTERN)
+    grown_at: list[float] = []
+
+    def pool_free(t: float) -> float:
+        if loop.applies and not grown_at:
+            grown_at.append(t)
+        return 100.0 if grown_at else 80 - 0.15 * t
+
+    loop.run(300, pool_free, metric="pool_free")
+    first = loop.incidents()[0]
+    assert first.kind == FindingKind.FORECAST and first.cause == "pool"
+    assert grown_at and 80 - 0.15 * grown_at[0] > 5, "not acted on before the pool ran dry"
+    assert loop.applies == 1 and first.resolution == Resolution.PREVENTED and first.closed_at is not None
+    (outcome,) = loop.store.outcomes(incident_id=first.id)
+    assert outcome.verdict == "pass" and "off its course" in outcome.reason
+    forecast = next(f for f in loop.store.findings(first.id) if f.kind == FindingKind.FORECAST)
+    assert forecast.summary.startswith("pool_free will fall to 5 in ") and forecast.evidence["slope_per_s"] < 0

@@ -1,4 +1,4 @@
-"""predict_breach and TrendDetector: forecasts for rising series, nothing for the rest."""
+"""predict_breach and TrendDetector: forecasts for rising series (and, asked, falling ones), nothing for the rest."""
 
 from __future__ import annotations
 
@@ -334,3 +334,41 @@ def test_the_step_rule_over_a_full_series_judges_in_memory_of_its_points_not_the
     assert flat is None
     assert leaking is not None and leaking.slope_per_s > 0.005
     assert peak < 2_000_000, peak
+
+
+def test_a_falling_spec_forecasts_a_metric_falling_to_its_line_in_the_metrics_own_terms() -> None:
+    """Free connections fall 0.1 a second from 60 toward a floor of 10: the forecast of the
+    negated series, reported in the metric's own terms (a falling slope, the real current value
+    and line), as a rising one's is: the chart, explain and a pattern's ``trend: falling`` read it."""
+    ts = _times()
+    rng = np.random.default_rng(4)
+    values = 60.0 - 0.1 * (ts - ts[0]) + rng.normal(0.0, 0.2, ts.size)
+    truth = (60.0 - 0.1 * (NOW - ts[0]) - 10.0) / 0.1
+    store = SeriesStore()
+    store.extend(Sample("db", "pool_free", float(t), float(v)) for t, v in zip(ts, values, strict=True))
+    spec = TrendSpec(metric="pool_free", direction="falling", threshold=10.0)
+    [f] = TrendDetector({"db": [spec]}, {}).detect(store, NOW)
+    assert (f.kind, f.cause, f.threshold, f.value) == (FindingKind.FORECAST, "pool", 10.0, values[-1])
+    assert f.summary.startswith("pool_free will fall to 10 in ") and "slope -0.1" in f.summary, f.summary
+    e = f.evidence
+    assert e["slope_per_s"] == pytest.approx(-0.1, rel=0.05) and e["eta_s"] == pytest.approx(truth, rel=0.10)
+    assert e["threshold"] == 10.0 and e["current"] == values[-1] and e["intercept"] == pytest.approx(values[-1], abs=1)
+    assert e["ema"] < e["ema_start"] and e["zscore"] >= 2.0 and e["eta_low_s"] <= e["eta_s"] <= e["eta_high_s"]
+    # the other ways round: a rise toward a floor, and the default (rising) spec of this fall
+    rising = SeriesStore()
+    rising.extend(Sample("db", "pool_free", float(t), float(120 - v)) for t, v in zip(ts, values, strict=True))
+    assert TrendDetector({"db": [spec]}, {}).detect(rising, NOW) == []
+    assert TrendDetector({"db": [TrendSpec(metric="pool_free", threshold=10.0)]}, {}).detect(store, NOW) == []
+
+
+def test_a_falling_spec_without_its_line_is_refused_naming_threshold(tmp_path: Path) -> None:
+    from autonomic.config import load_config_data
+
+    with pytest.raises(ValueError, match="threshold: a falling forecast needs the line"):
+        TrendSpec(metric="pool_free", direction="falling")
+    data = {"engine": {"host_metrics": False},
+            "services": [{"name": "db", "trends": [{"metric": "pool_free", "direction": "falling"}]}]}
+    with pytest.raises(ConfigError, match=r"services\[0\]\.trends\[0\]: threshold: a falling forecast needs"):
+        load_config_data(data, source="a.yaml", base_dir=tmp_path)
+    with pytest.raises(ValueError, match="direction"):
+        TrendSpec(metric="pool_free", direction="down", threshold=1.0)  # type: ignore[arg-type]

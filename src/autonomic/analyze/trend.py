@@ -1,4 +1,4 @@
-"""Forecasts: will a rising metric reach its maximum soon, and when.
+"""Forecasts: will a rising metric reach its maximum soon (or, asked, a falling one its floor), and when.
 
 :func:`predict_breach` is the pure core; :class:`TrendDetector` runs it per (service, spec)
 and turns each forecast into a FORECAST finding.
@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
-from typing import Any
+from dataclasses import asdict, dataclass, replace
+from typing import Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -40,11 +40,14 @@ def not_a_counter(metric: str) -> str:
 class TrendSpec(BaseModel):
     """Which metric to forecast and how. ``threshold`` None takes the service's maximum from
     :class:`Thresholds`. ``min_span_s`` None means half of ``window_s`` (see
-    :func:`predict_breach`, rule 1)."""
+    :func:`predict_breach`, rule 1). ``direction: falling`` forecasts the metric falling to
+    ``threshold`` (given on the spec: the lines a service has are maximums): free connections,
+    free disk bytes, a quota's remainder running out."""
 
     model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
     metric: str = Field(min_length=1)
+    direction: Literal["rising", "falling"] = "rising"
     threshold: float | None = None
     window_s: float = Field(default=300.0, gt=0)
     min_points: int = Field(default=8, ge=3)
@@ -58,6 +61,9 @@ class TrendSpec(BaseModel):
 
     @model_validator(mode="after")
     def _span_fits_the_window(self) -> TrendSpec:
+        if self.direction == "falling" and self.threshold is None:
+            raise ValueError("threshold: a falling forecast needs the line the metric must not fall below, on the "
+                             "spec (a service's thresholds are maximums)")
         if self.min_span_s is not None and self.min_span_s > self.window_s:
             raise ValueError(f"min_span_s ({self.min_span_s:g}) must not exceed window_s ({self.window_s:g}): "
                              "no window could ever hold that much history")
@@ -105,6 +111,12 @@ class Forecast:
     eta_low_s: float
     eta_high_s: float
     points: int
+
+    def mirrored(self) -> Forecast:
+        """This forecast of the negated series (a fall to a line fitted as a rise to its negation)
+        in the series' own terms: values, slope and line negated back; times, fit and z as they are."""
+        return replace(self, slope_per_s=-self.slope_per_s, intercept=-self.intercept, ema=-self.ema,
+                       ema_start=-self.ema_start, current=-self.current, threshold=-self.threshold)
 
     def evidence(self) -> dict[str, Any]:
         """The fields as JSON-friendly values (non-finite floats become None)."""
@@ -373,10 +385,11 @@ class TrendDetector:
             if latest is None or latest[0] < now - spec.window_s:
                 continue  # no point in the window: no forecast (rule 1), asked cheaply for a fleet
             ts, values = series.window(service, spec.metric, now - spec.window_s)
+            falling = spec.direction == "falling"  # forecast as the negation's rise to the line's negation
             forecast = predict_breach(
                 ts,
-                values,
-                line,
+                np.negative(np.asarray(values, dtype=np.float64)) if falling else values,
+                -line if falling else line,
                 now=now,
                 window_s=spec.window_s,
                 min_points=spec.min_points,
@@ -388,6 +401,8 @@ class TrendDetector:
             )
             if forecast is None:
                 continue
+            if falling:
+                forecast = forecast.mirrored()
             critical = forecast.eta_s < spec.horizon_s / 4
             findings.append(
                 Finding(
@@ -400,7 +415,8 @@ class TrendDetector:
                     ts=now,
                     value=forecast.current,
                     threshold=line,
-                    summary=f"{spec.metric} will reach {line:g} in {duration(forecast.eta_s)} "
+                    summary=f"{spec.metric} will {'fall to' if falling else 'reach'} {line:g} in "
+                    f"{duration(forecast.eta_s)} "
                     f"(slope {forecast.slope_per_s:.3g}/s, r2 {forecast.r2:.2f})",
                     evidence=forecast.evidence(),
                 )
