@@ -43,6 +43,7 @@ from autonomic.analyze.thresholds import HealthDetector, Thresholds, assess, sta
 from autonomic.analyze.trend import TrendDetector, default_trend_specs
 from autonomic.clock import ServerClock, SystemClock, duration, utc_stamp
 from autonomic.config import Config, policy_retention_too_short
+from autonomic.deadline import Client as DeadlineClient
 from autonomic.errors import (
     ActuatorError,
     AuditChainError,
@@ -912,7 +913,8 @@ class Engine:
         # one HTTP client for every source: a client is ~40 ms and ~0.8 MB to make (its TLS
         # context), too much per service for a fleet; it keeps no cookies, so none set by one
         # service is sent to another on the same host
-        client = self._http = httpx.Client(cookies=CookieJar(DefaultCookiePolicy(allowed_domains=[])))
+        # (a deadline.Client: a server trickling its headers cannot hold a collection past its timeout)
+        client = self._http = DeadlineClient(cookies=CookieJar(DefaultCookiePolicy(allowed_domains=[])))
         shared: dict[tuple[str, str, float], list[PromQuerySource]] = {}  # see SharedPromQuery
         at: dict[tuple[str, str, float], int] = {}  # where each shared query's first source is
         unanswered = Unanswered()  # a Prometheus that hangs: not asked the rest of a collection

@@ -287,6 +287,15 @@ class Recorder(BaseHTTPRequestHandler):
         )
         if self.path == "/slow":
             time.sleep(1.0)
+        if self.path == "/trickle-headers":  # the status line, then a header a byte every 0.1 s (10 s)
+            with contextlib.suppress(OSError):  # the client hung up
+                self.wfile.write(b"HTTP/1.1 200 OK\r\n")
+                for byte in b"X-Slow: " + b"a" * 92:
+                    self.wfile.write(bytes([byte]))
+                    self.wfile.flush()
+                    time.sleep(0.1)
+            self.close_connection = True
+            return
         if self.path in ("/trickle", "/huge"):  # 100 bytes, one every 0.1 s; or 200 MB at once
             size, piece, pause = (100, b"x", 0.1) if self.path == "/trickle" else (200 << 20, b"y" * (1 << 20), 0)
             self.send_response(200)
@@ -489,6 +498,21 @@ def test_http_a_body_sent_a_byte_at_a_time_does_not_hold_the_call_past_its_limit
     took = time.monotonic() - started
     assert took < HttpActuator(ctx).call_limit_s(t, p) == 2.0, took
     assert detail["status"] == 200 and 0 < len(detail["body"]) < 100
+
+
+def test_http_headers_sent_a_byte_at_a_time_do_not_hold_the_call_past_its_limit(
+    ctx: ActuatorContext, server: ThreadingHTTPServer
+) -> None:
+    """Before the body, the headers: httpx reads them whole before the body's deadline applies,
+    each read under ``timeout_s``, so a server sending a header byte every 0.1 s held the call for
+    the whole 10 s. The exchange now has one deadline, 3 x ``timeout_s``: a retryable timeout."""
+    t = http_target(server.server_address[1])
+    p = HttpParams(path="/trickle-headers", timeout_s=0.5)
+    started = time.monotonic()
+    with pytest.raises(RetryableActuatorError, match="timed out after 0.5 s"):
+        HttpActuator(ctx).apply(t, p, "k", {})
+    took = time.monotonic() - started
+    assert took < HttpActuator(ctx).call_limit_s(t, p) == 2.0, took
 
 
 def test_http_a_huge_body_is_not_read_whole(ctx: ActuatorContext, server: ThreadingHTTPServer) -> None:

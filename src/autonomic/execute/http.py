@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from autonomic.deadline import Client, within
 from autonomic.errors import RetryableActuatorError, TerminalActuatorError
 from autonomic.protocols import ActuatorContext, Target
 from autonomic.redact import Secrets, is_credential_header, scrub, shown_url
@@ -167,7 +168,7 @@ class HttpActuator:
         headers = {**credentials, "Idempotency-Key": key}
         deadline = time.monotonic() + BODY_WITHIN * p.timeout_s
         try:
-            with httpx.Client(base_url=b.base_url, timeout=p.timeout_s) as client, \
+            with Client(base_url=b.base_url, timeout=p.timeout_s) as client, within(BODY_WITHIN * p.timeout_s), \
                     client.stream(method, path, json=body, headers=headers) as resp:
                 status, raw = resp.status_code, _read_body(resp, deadline)
                 encoding = resp.encoding or "utf-8"
@@ -195,12 +196,17 @@ def _read_body(resp: httpx.Response, deadline: float) -> bytes:
     """The first ``BODY_KEEP`` bytes of ``resp``'s body, read until ``deadline`` at the latest:
     only its first 200 characters are kept, and httpx's ``timeout_s`` bounds each read, not the
     body, so a body of gigabytes, or one sent a byte at a time, would hold the call (and its
-    memory) for as long as the server likes."""
+    memory) for as long as the server likes. The exchange's own deadline (:func:`~autonomic.deadline.within`,
+    the same) cutting a read short ends the body as reaching ``deadline`` does."""
     data = bytearray()
-    for chunk in resp.iter_bytes():
-        data += chunk[: BODY_KEEP - len(data)]
-        if len(data) >= BODY_KEEP or time.monotonic() >= deadline:
-            break
+    try:
+        for chunk in resp.iter_bytes():
+            data += chunk[: BODY_KEEP - len(data)]
+            if len(data) >= BODY_KEEP or time.monotonic() >= deadline:
+                break
+    except httpx.TimeoutException:
+        if time.monotonic() < deadline:  # one read longer than timeout_s: the call timed out
+            raise
     return bytes(data)
 
 

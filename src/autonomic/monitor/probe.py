@@ -10,6 +10,7 @@ from urllib.parse import urlsplit
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from autonomic.deadline import Client, within
 from autonomic.model import Sample
 from autonomic.redact import scrub, shown_url
 
@@ -50,13 +51,13 @@ def get_within(client: httpx.Client, url: str, timeout_s: float,
     bounds each phase and each read on its own, so a server trickling its body could otherwise
     hold the caller many times the timeout. The body is read until the deadline; past it,
     ``httpx.ReadTimeout`` (an ``httpx.TimeoutException``, as a timeout of one read is). At most
-    one read more than the deadline: about twice ``timeout_s`` plus the connect in all, once the
-    headers are in. Headers trickled a byte at a time are still bounded per read only (httpx
-    reads them before this sees the answer), as for :class:`HttpProbe`. A body (decoded) of more
+    one read more than the deadline. Through a :class:`~autonomic.deadline.Client` (every source's
+    own, and the engine's shared one) the whole exchange, headers trickled a byte at a time
+    included, is bounded by ``timeout_s`` as well (see :mod:`autonomic.deadline`). A body (decoded) of more
     than ``max_bytes``: :class:`TooLarge`, once that much was read (a /metrics page whose labels
     exploded, a family query over a whole fleet, would otherwise be held whole in memory)."""
     deadline = time.monotonic() + timeout_s
-    with client.stream("GET", url, params=params, timeout=timeout_s) as response:
+    with within(timeout_s), client.stream("GET", url, params=params, timeout=timeout_s) as response:
         chunks: list[bytes] = []
         size = 0
         for chunk in response.iter_bytes():
@@ -100,9 +101,10 @@ class HttpProbe:
     readings, never exceptions. Redirects are not followed: a 30x is a wrong status unless
     it is the expected one.
 
-    ``timeout_s`` bounds the whole answer, body included: httpx's timeout bounds each read,
-    so a server trickling its body could otherwise pass after many times the timeout (and
-    hold up the collection that long). The body is read until the deadline, then given up.
+    ``timeout_s`` bounds the whole answer, headers and body: httpx's timeout bounds each read,
+    so a server trickling them could otherwise pass after many times the timeout (and hold up
+    the collection that long). Through a :class:`~autonomic.deadline.Client` (its own, and the
+    engine's shared one) the exchange has one deadline; the body is also read only until then.
 
     ``failure`` says why the last collection read 0 (None when it read 1): the status it got, the
     timeout it ran out of, or the HTTP client's error (the URL's credentials hidden). The engine
@@ -117,14 +119,14 @@ class HttpProbe:
         self.lane = origin(spec.url)
         self.failure: str | None = None
         self._owns_client = client is None
-        self._client = client if client is not None else httpx.Client()
+        self._client = client if client is not None else Client()
 
     def collect(self, now: float) -> Sequence[Sample]:
         timeout = self.spec.timeout_s
         started = time.perf_counter()
         failure: str | None = None
         try:
-            with self._client.stream("GET", self.spec.url, timeout=timeout) as response:
+            with within(timeout), self._client.stream("GET", self.spec.url, timeout=timeout) as response:
                 if response.status_code != self.spec.expect_status:
                     failure = f"answered {response.status_code}, expected {self.spec.expect_status}"
                 for _ in response.iter_bytes():

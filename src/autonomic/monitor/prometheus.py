@@ -11,6 +11,7 @@ import httpx
 from prometheus_client.parser import text_string_to_metric_families
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from autonomic.deadline import Client
 from autonomic.errors import SourceError
 from autonomic.model import Sample
 from autonomic.monitor.probe import MAX_BODY_BYTES, TooLarge, check_http_url, get_within, origin
@@ -102,7 +103,7 @@ class PrometheusScrape:
         self.name = f"prometheus:{service}"
         self.lane = origin(spec.url)
         self._owns_client = client is None
-        self._client = client if client is not None else httpx.Client()
+        self._client = client if client is not None else Client()
 
     def collect(self, now: float) -> Sequence[Sample]:
         try:

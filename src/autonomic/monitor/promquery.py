@@ -29,6 +29,7 @@ from typing import Any, Literal
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator, model_validator
 
+from autonomic.deadline import Client
 from autonomic.errors import SourceError
 from autonomic.model import Sample
 from autonomic.monitor.probe import MAX_BODY_BYTES, TooLarge, check_http_url, get_within, origin
@@ -241,7 +242,7 @@ class PromQuerySource:
         self.name = f"promql:{service}:{spec.metric}"
         self.lane = origin(spec.url)  # one Prometheus's queries one after another: see Unanswered
         self._owns_client = client is None
-        self._client = client if client is not None else httpx.Client()
+        self._client = client if client is not None else Client()
         self._last_ts: float | None = None
         self._unanswered = unanswered  # shared with the other query sources: see Unanswered
 

@@ -37,6 +37,7 @@ import httpx
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from autonomic.clock import duration
+from autonomic.deadline import Client, within
 from autonomic.errors import AutonomicError, ConfigError, Problem
 from autonomic.model import Level, Notification
 from autonomic.oversight.server import is_loopback
@@ -148,7 +149,8 @@ def _post(url: str, content: bytes, headers: dict[str, str], timeout_s: float) -
     host = _host(url)
     deadline = time.monotonic() + timeout_s
     try:
-        with httpx.stream("POST", url, content=content, headers=headers, timeout=timeout_s) as response:
+        with Client() as client, within(timeout_s), \
+                client.stream("POST", url, content=content, headers=headers, timeout=timeout_s) as response:
             status = response.status_code
             if 200 <= status < 300:
                 return
