@@ -17,6 +17,8 @@ past them, httpcore's timeout (``httpx.ReadTimeout``, ``WriteTimeout`` or ``Conn
 from __future__ import annotations
 
 import contextlib
+import functools
+import logging
 import ssl
 import time
 import typing
@@ -26,6 +28,8 @@ from typing import Any
 
 import httpcore
 import httpx
+
+log = logging.getLogger("autonomic.deadline")
 
 _deadline: ContextVar[float | None] = ContextVar("autonomic_http_deadline", default=None)
 
@@ -102,15 +106,24 @@ class _DeadlineBackend(httpcore.NetworkBackend):
 
 class _Transport(httpx.HTTPTransport):
     """httpx's transport over :class:`_DeadlineBackend` (httpx takes no network backend of its own:
-    its connection pool, made as httpx makes it, is given one)."""
+    its connection pool, made as httpx makes it, is given one). A pool that cannot be given one (a
+    SOCKS proxy's, another httpcore) is left as httpx made it, said once in the log: its requests
+    are bounded per read only, as before."""
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         pool = self._pool
-        if not isinstance(pool, httpcore.ConnectionPool) or not hasattr(pool, "_network_backend"):
-            raise RuntimeError("this httpx/httpcore does not take a network backend as autonomic expects; "
-                               "HTTP deadlines cannot be kept")
-        pool._network_backend = _DeadlineBackend()
+        if isinstance(pool, httpcore.ConnectionPool) and hasattr(pool, "_network_backend"):
+            pool._network_backend = _DeadlineBackend()
+        else:
+            _say_unbounded(type(pool).__name__)
+
+
+@functools.cache
+def _say_unbounded(pool: str) -> None:
+    """Warn, once per kind of pool, that its requests are bounded per read only."""
+    log.warning("HTTP through %s: each read is bounded by its timeout, but not the whole exchange (a server "
+                "sending its answer a byte at a time can hold a probe or a scrape longer)", pool)
 
 
 class Client(httpx.Client):
