@@ -684,9 +684,10 @@ def _goals_never_sampled(services: Sequence[ServiceSpec], source: str, doc: Yaml
 
 
 def _lines_never_sampled(services: Sequence[ServiceSpec], source: str, doc: YamlDoc) -> list[Problem]:
-    """A line (``thresholds.extra``), a forecast (``trends``, ``seasonal_trends``) or an anomaly
-    watch of a metric no source configured for its service samples (a typo, or a metric only a
-    source the service lacks would make) is never crossed, forecast or seen: one warning each, as
+    """A line (``thresholds.extra``, ``thresholds.minimums``), a forecast (``trends``,
+    ``seasonal_trends``) or an anomaly watch of a metric no source configured for its service
+    samples (a typo, or a metric only a source the service lacks would make) is never crossed,
+    forecast or seen: one warning each, as
     for a goal (:func:`_goals_never_sampled`; none for a scrape keeping every sample under its
     own name, nor for the built-in lines every service has whatever it samples)."""
     out = []
@@ -699,6 +700,8 @@ def _lines_never_sampled(services: Sequence[ServiceSpec], source: str, doc: Yaml
         watched: list[tuple[list[str | int], str, str]] = [
             (["thresholds", "extra", name], name, "its threshold would never be crossed")
             for name in svc.thresholds.extra]
+        watched += [(["thresholds", "minimums", name], name, "its floor would never be crossed")
+                    for name in svc.thresholds.minimums]
         watched += [(["trends", j, "metric"], t.metric, "its trend would never be forecast")
                     for j, t in enumerate(svc.trends or [])]
         watched += [(["seasonal_trends", j, "metric"], t.metric, "its seasonal trend would never be forecast")

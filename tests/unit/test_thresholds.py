@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 
 import numpy as np
 import pytest
@@ -406,6 +407,7 @@ def _random_fleet(rng: np.random.Generator, n: int) -> dict[str, Thresholds]:
             availability_window_s=float(rng.choice([20.0, 60.0, 300.0])),
             availability_min_probes=int(rng.integers(1, 12)),
             extra={"skew": -10.0} if i % 7 == 0 else {"queue": 50.0} if i % 5 == 0 else {},
+            minimums={"free": 20.0} if i % 3 == 0 else {"chill": -5.0} if i % 4 == 1 else {},
         )
     return fleet
 
@@ -421,9 +423,10 @@ def test_the_array_screen_never_passes_over_a_service_the_one_by_one_evaluation_
     fleet = _random_fleet(rng, 60)
     screened, every = HealthDetector(fleet), HealthDetector(fleet)
     store = SeriesStore(capacity=64)
-    metrics = {s: list(rng.choice(["cpu_percent", "error_rate", "probe_latency_ms", "skew", "queue"],
+    metrics = {s: list(rng.choice(["cpu_percent", "error_rate", "probe_latency_ms", "skew", "queue", "free", "chill"],
                                   size=int(rng.integers(1, 4)), replace=False)) for s in fleet}
-    lines = {"cpu_percent": 80.0, "error_rate": 0.05, "probe_latency_ms": 1000.0, "skew": -10.0, "queue": 50.0}
+    lines = {"cpu_percent": 80.0, "error_rate": 0.05, "probe_latency_ms": 1000.0, "skew": -10.0, "queue": 50.0,
+             "free": 20.0, "chill": -5.0}
     level = {(s, m): float(rng.uniform(0.3, 1.2)) for s in fleet for m in lines}
     reported = 0
     now = NOW
@@ -466,6 +469,7 @@ def test_health_states_through_the_screen_are_assess_of_every_service(seed: int)
             level = 0.75 + 0.3 * math.sin(tick / 6 + i)
             store.append(Sample(s, "cpu_percent", now, 80.0 * level + float(rng.normal(0, 2))))
             store.append(Sample(s, "skew", now, -10.0 * (1.6 - level)))
+            store.append(Sample(s, "free", now, 20.0 * (0.4 + level)))
             store.append(Sample(s, "probe_ok", now, 0.0 if rng.random() < 0.05 + 0.2 * (i % 9 == 0) else 1.0))
         det.detect(store, now)
         states = det.states(store, now)
@@ -491,3 +495,54 @@ def test_finding_summaries_and_health_reasons_count_samples_in_words(n: int, sai
     [f] = _detect(down, th)
     assert f.summary == f"api is down: up == 0 for the last {said}"
     assert assess(down, "api", th, NOW)[1][0] == f"down: up == 0 for the last {said}"
+
+
+def test_a_floor_is_crossed_at_or_below_its_line_held_until_it_clears_and_degraded_near_it() -> None:
+    """``minimums`` are floors (free connections, free bytes): the mirror image of a maximum. The
+    last ``sustain`` samples at or below 10 cross it (a THRESHOLD finding, cause pool); it stays
+    crossed while the latest is at or below the clear line 10 / 0.9 = 11.1 (hysteresis), is let go
+    above it; above the line but within 10 / 0.9 of it the service is DEGRADED."""
+    th = Thresholds(minimums={"pool_free": 10.0})
+    det = HealthDetector({"api": th})
+    store = _feed(SeriesStore(), "pool_free", [40.0, 9.0, 8.0])
+    [f] = det.detect(store, NOW)
+    assert (f.metric, f.kind, f.cause, f.value, f.threshold) == ("pool_free", FindingKind.THRESHOLD, "pool", 8.0, 10.0)
+    assert f.summary == "api: pool_free 8 <= 10 (a minimum) (last 2 samples)"
+    assert det.crossed("api") == {"pool_free"}
+    store.append(Sample("api", "pool_free", NOW + 5, 10.5))  # above the line, under the clear line
+    [held] = det.detect(store, NOW + 5)
+    assert held.summary == "api: pool_free 10.5 still <= 11.11, the clear line of 10 (hysteresis) (last 2 samples)"
+    assert det.states(store, NOW + 5)["api"][0] == HealthState.CRITICAL
+    store.append(Sample("api", "pool_free", NOW + 10, 12.0))  # cleared
+    assert det.detect(store, NOW + 10) == [] and det.crossed("api") == set()
+    state, reasons = det.states(store, NOW + 10)["api"]  # within 10 / 0.9 = 11.1 of it? 12 is not
+    assert state == HealthState.HEALTHY and reasons == []
+    store.extend([Sample("api", "pool_free", NOW + 15, 11.0), Sample("api", "pool_free", NOW + 20, 10.8)])
+    assert det.states(store, NOW + 20)["api"] == (
+        HealthState.DEGRADED, ["pool_free 10.8 past the degraded line 11.11 of its minimum"])
+
+
+def test_a_floor_lowered_since_the_checkpoint_is_not_held_after_the_restart() -> None:
+    """What sat at 12 had crossed a floor of 15 (held, under its clear line 16.7); the floor is
+    lowered to 5: 12 never crossed it, so it is not held. Unchanged, it is held still."""
+    store = _feed(SeriesStore(), "pool_free", [14.0, 13.0, 12.0])
+    old = HealthDetector({"api": Thresholds(minimums={"pool_free": 15.0})})
+    old._crossed = {"api": {"pool_free"}}
+    saved = json.loads(json.dumps(old.checkpoint()))
+    assert saved["lines"] == {"api": {"pool_free": 15.0}}
+    lowered = HealthDetector({"api": Thresholds(minimums={"pool_free": 5.0})})
+    assert lowered.restore(saved) == ["crossed lines of api lowered since: pool_free (15 -> 5)"]
+    assert lowered.crossed("api") == set() and lowered.detect(store, NOW) == []
+    same = HealthDetector({"api": Thresholds(minimums={"pool_free": 15.0})})
+    assert same.restore(saved) == [] and same.crossed("api") == {"pool_free"}
+
+
+@pytest.mark.parametrize(("given", "said"), [
+    ({"minimums": {"cpu_percent": 5.0}}, "'cpu_percent' has its own field; set it there, not in minimums"),
+    ({"minimums": {"q": 1.0}, "extra": {"q": 9.0}}, "minimums: q has a maximum in extra too"),
+    ({"minimums": {" ": 1.0}}, "metric names must not be empty"),
+])
+def test_a_floor_on_a_builtin_line_or_on_a_metric_with_a_maximum_is_refused_naming_the_field(
+        given: dict, said: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(said)):
+        Thresholds(**given)

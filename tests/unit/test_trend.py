@@ -361,14 +361,16 @@ def test_a_falling_spec_forecasts_a_metric_falling_to_its_line_in_the_metrics_ow
     assert TrendDetector({"db": [TrendSpec(metric="pool_free", threshold=10.0)]}, {}).detect(store, NOW) == []
 
 
-def test_a_falling_spec_without_its_line_is_refused_naming_threshold(tmp_path: Path) -> None:
-    from autonomic.config import load_config_data
-
-    with pytest.raises(ValueError, match="threshold: a falling forecast needs the line"):
-        TrendSpec(metric="pool_free", direction="falling")
-    data = {"engine": {"host_metrics": False},
-            "services": [{"name": "db", "trends": [{"metric": "pool_free", "direction": "falling"}]}]}
-    with pytest.raises(ConfigError, match=r"services\[0\]\.trends\[0\]: threshold: a falling forecast needs"):
-        load_config_data(data, source="a.yaml", base_dir=tmp_path)
+def test_a_falling_spec_takes_the_services_floor_and_without_one_is_refused_naming_where_to_set_it() -> None:
+    spec = TrendSpec(metric="pool_free", direction="falling")
+    with pytest.raises(ConfigError, match=r"metric 'pool_free': no threshold \(set threshold on the spec or "
+                                          r"thresholds.minimums for the service\)"):
+        TrendDetector({"db": [spec]}, {"db": Thresholds(extra={"pool_free": 90.0})})  # a maximum is no floor
+    detector = TrendDetector({"db": [spec]}, {"db": Thresholds(minimums={"pool_free": 10.0})})
+    ts = _times()
+    store = SeriesStore()
+    store.extend(Sample("db", "pool_free", float(t), 60.0 - 0.1 * (t - ts[0])) for t in ts)
+    [f] = detector.detect(store, NOW)
+    assert f.threshold == 10.0 and f.summary.startswith("pool_free will fall to 10 in ")
     with pytest.raises(ValueError, match="direction"):
         TrendSpec(metric="pool_free", direction="down", threshold=1.0)  # type: ignore[arg-type]

@@ -10,7 +10,10 @@ line for each metric. :class:`HealthDetector` turns the series into findings:
   stays crossed while the latest value is at or above ``clear_fraction * maximum``
   (hysteresis), so a metric hovering at its line keeps one incident rather than flapping;
   what is held crossed is checkpointed with the detectors' state, so a restart keeps it.
-  ``availability`` is the one minimum: the percentage of ``probe_ok == 1`` over the trailing
+  ``thresholds.minimums`` are floors, the mirror image: the last ``sustain`` samples all at or
+  below the line cross it, and it stays crossed while the latest value is at or below
+  ``line / clear_fraction``; its degraded line is ``line / degraded_fraction``.
+  ``availability`` is the built-in minimum: the percentage of ``probe_ok == 1`` over the trailing
   ``availability_window_s``, computed at each of the last ``sustain`` probe samples, must stay
   at or above the line. Outages are left out of it: a run of at least ``down_after`` failed
   probes in a row is the down finding's (and is healed as one), so it is not counted at all;
@@ -40,7 +43,7 @@ from types import MappingProxyType
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationInfo, field_validator, model_validator
 
 from autonomic.analyze.causes import cause_of
 from autonomic.model import Finding, FindingKind, HealthState, Severity
@@ -87,7 +90,8 @@ def maximum_kind(metric: str) -> Literal["builtin", "extra"] | None:
 
 
 class Thresholds(BaseModel):
-    """One service's lines. Every metric field is a maximum except ``availability``."""
+    """One service's lines. Every metric field is a maximum except ``availability``; ``extra``
+    adds maximums and ``minimums`` floors, by metric name (a metric has one or the other)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
@@ -102,6 +106,7 @@ class Thresholds(BaseModel):
     availability_min_probes: int = Field(default=10, ge=1)  # fewer probes since start: no verdict
     pool_utilization: float = Field(default=90.0, gt=0, le=100)
     extra: dict[str, float] = Field(default_factory=dict)  # more maximums, by metric name
+    minimums: dict[str, float] = Field(default_factory=dict)  # floors, by metric name (free connections, free bytes)
     degraded_fraction: float = Field(default=0.9, gt=0, le=1)
     # hysteresis: once a maximum is crossed it stays crossed until the value falls below
     # clear_fraction * the line, so a metric hovering at the line does not flap
@@ -109,30 +114,43 @@ class Thresholds(BaseModel):
     sustain: int = Field(default=2, ge=1)
     down_after: int = Field(default=2, ge=1)
 
-    @field_validator("extra")
+    @field_validator("extra", "minimums")
     @classmethod
-    def _extra_names_new_metrics(cls, v: dict[str, float]) -> dict[str, float]:
+    def _extra_names_new_metrics(cls, v: dict[str, float], info: ValidationInfo) -> dict[str, float]:
         reserved = set(_MAXIMUMS) | {"availability", *_DOWN_METRICS}
         for name in v:
             if not name.strip():
                 raise ValueError("metric names must not be empty")
             if name in reserved:
-                raise ValueError(f"{name!r} has its own field; set it there, not in extra")
+                raise ValueError(f"{name!r} has its own field; set it there, not in {info.field_name}")
         return v
+
+    @model_validator(mode="after")
+    def _a_metric_has_a_maximum_or_a_floor(self) -> Thresholds:
+        both = sorted(set(self.extra) & set(self.minimums))
+        if both:
+            raise ValueError(f"minimums: {', '.join(both)} has a maximum in extra too; give a metric one line")
+        return self
 
     # made once from the fields at validation (the model is frozen); a model_copy(update=...)
     # would keep the old ones: make a new Thresholds instead
     _maximums: Mapping[str, float] = PrivateAttr()
+    _floors: Mapping[str, float] = PrivateAttr()
 
     def model_post_init(self, context: Any, /) -> None:
         lines = {name: float(getattr(self, name)) for name in _MAXIMUMS}
         lines.update(self.extra)
         self._maximums = MappingProxyType(lines)
+        self._floors = MappingProxyType({name: float(line) for name, line in self.minimums.items()})
 
     def maximums(self) -> Mapping[str, float]:
         """Every maximum by metric name: the built-in ones and ``extra`` (made once: the health
         detector asks for every service at every tick)."""
         return self._maximums
+
+    def floors(self) -> Mapping[str, float]:
+        """``minimums``, by metric name (made once, as :meth:`maximums`)."""
+        return self._floors
 
     def limit(self, metric: str) -> float | None:
         """The line for ``metric`` (a maximum, or the availability minimum), None if it has none."""
@@ -215,6 +233,19 @@ def _evaluate(
             quoted = [float(x) for x in values[-max(th.sustain, _EVIDENCE_SAMPLES) :]]
             ev.crossings.append(_Crossing(metric, float(values[-1]), line, quoted, critical=critical))
 
+    for metric, line in th.floors().items():
+        if metric not in present:
+            continue
+        values = _fresh_values(series, service, metric, now, stale_for.get(metric, stale_s))
+        if values is None or values.size < th.sustain:
+            continue
+        high = float(values[-th.sustain :].max())  # the tail is at or below a floor when its greatest is
+        critical = high <= line
+        if critical or high <= line / th.degraded_fraction:
+            quoted = [float(x) for x in values[-max(th.sustain, _EVIDENCE_SAMPLES) :]]
+            ev.crossings.append(_Crossing(metric, float(values[-1]), line, quoted, critical=critical,
+                                          is_minimum=True))
+
     if ev.down is None and "probe_ok" in present:
         crossing = _availability(series, service, th, now, stale_s)
         if crossing is not None:
@@ -282,11 +313,17 @@ def _availability(
 
 def _reason(c: _Crossing, th: Thresholds) -> str:
     if c.extra.get("held"):
-        return (f"{c.metric} {c.value:.4g} still >= {th.clear_fraction * c.threshold:.4g}, the clear line of "
-                f"{c.threshold:g} (hysteresis)")
-    if c.is_minimum:
+        side, clear = (("<=", c.threshold / th.clear_fraction) if c.is_minimum
+                       else (">=", th.clear_fraction * c.threshold))
+        return f"{c.metric} {c.value:.4g} still {side} {clear:.4g}, the clear line of {c.threshold:g} (hysteresis)"
+    if c.metric == "availability":
         where = "below" if c.critical else "near"
         return f"availability {c.value:.3g}% {where} the {c.threshold:g}% minimum"
+    if c.is_minimum:
+        if c.critical:
+            return f"{c.metric} {c.value:.4g} <= {c.threshold:g} (a minimum)"
+        near = c.threshold / th.degraded_fraction
+        return f"{c.metric} {c.value:.4g} past the degraded line {near:.4g} of its minimum"
     if c.critical:
         return f"{c.metric} {c.value:.4g} >= {c.threshold:g}"
     return f"{c.metric} {c.value:.4g} past the degraded line {th.degraded_fraction * c.threshold:.4g}"
@@ -294,25 +331,40 @@ def _reason(c: _Crossing, th: Thresholds) -> str:
 
 def _held(series: SeriesReader, service: str, th: Thresholds, now: float, stale_s: float,
           crossed: Collection[str], ev: _Evaluation, stale_for: Mapping[str, float] | None = None) -> list[_Crossing]:
-    """Hysteresis: of the maximums in ``crossed`` (crossed earlier, not cleared yet), those not
-    crossed now for ``sustain`` samples whose latest value is still at or above the clear line,
-    as critical crossings marked ``held``."""
+    """Hysteresis: of the lines in ``crossed`` (crossed earlier, not cleared yet), those not
+    crossed now for ``sustain`` samples whose latest value is still on the crossed side of the
+    clear line (at or above a maximum's, at or below a floor's), as critical crossings marked
+    ``held``."""
     if not crossed:
         return []
-    crossed_now = {c.metric for c in ev.crossings if c.critical and not c.is_minimum}
+    crossed_now = _held_lines(ev)
     held: list[_Crossing] = []
-    lines = th.maximums()
+    lines, floors = th.maximums(), th.floors()
     for metric in crossed:
-        if metric in crossed_now or metric not in lines:
+        if metric in crossed_now or (metric not in lines and metric not in floors):
             continue
         latest = series.latest(service, metric)
-        line = lines[metric]
-        if latest is None or latest[0] < now - (stale_for or {}).get(metric, stale_s) \
-                or latest[1] < th.clear_fraction * line:
+        if latest is None or latest[0] < now - (stale_for or {}).get(metric, stale_s):
+            continue
+        floor = metric in floors
+        line = floors[metric] if floor else lines[metric]
+        if (latest[1] > line / th.clear_fraction) if floor else (latest[1] < th.clear_fraction * line):
             continue
         held.append(_Crossing(metric, float(latest[1]), line, [float(latest[1])], critical=True,
-                              extra={"held": True}))
+                              is_minimum=floor, extra={"held": True}))
     return held
+
+
+def _line_of(th: Thresholds, metric: str) -> float | None:
+    """``metric``'s maximum or floor, None when it has neither."""
+    line = th.maximums().get(metric)
+    return line if line is not None else th.floors().get(metric)
+
+
+def _held_lines(ev: _Evaluation) -> set[str]:
+    """The lines crossed now that hysteresis holds once crossed: maximums and floors, not
+    availability (a rate over its own window, smooth already)."""
+    return {c.metric for c in ev.crossings if c.critical and c.metric != "availability"}
 
 
 def assess(
@@ -376,6 +428,11 @@ class _Screen:
             lines = np.array([lines_of.get(metric, math.nan) for lines_of in maximums], dtype=np.float64)
             # a line below zero has its degraded line above it: the lower of the two is the test
             self._lines[metric] = (lines, np.fmin(lines, fractions * lines))
+        floors = [th.floors() for th in ths]
+        self._floors: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # metric -> (floors, degraded lines)
+        for metric in sorted({m for floors_of in floors for m in floors_of}):
+            lines = np.array([floors_of.get(metric, math.nan) for floors_of in floors], dtype=np.float64)
+            self._floors[metric] = (lines, np.fmax(lines, lines / fractions))  # the higher of the two
         self._window_s = np.array([th.availability_window_s for th in ths], dtype=np.float64)
 
     def candidates(self, series: SeriesReader, held: Collection[str], *, degraded: bool = False) -> list[str]:
@@ -391,6 +448,10 @@ class _Screen:
                 _, values = series.tails(metric, self.services, self.k)
                 low = np.where(self._within, values, np.inf).min(axis=1)  # NaN: fewer than sustain
                 pick |= low >= (near if degraded else lines)
+            for metric, (lines, near) in self._floors.items():
+                _, values = series.tails(metric, self.services, self.k)
+                high = np.where(self._within, values, -np.inf).max(axis=1)
+                pick |= high <= (near if degraded else lines)
             for metric in _DOWN_METRICS:
                 _, latest = series.tails(metric, self.services, 1)
                 pick |= latest[:, 0] < 0.5
@@ -507,24 +568,26 @@ class HealthDetector:
         }
 
     def crossed(self, service: str) -> set[str]:
-        """The maximums of ``service`` crossed and not yet cleared (see the hysteresis rule)."""
+        """The lines (maximums, floors) of ``service`` crossed and not yet cleared (see the hysteresis rule)."""
         return set(self._crossed.get(service, ()))
 
     def checkpoint(self) -> dict[str, Any]:
-        """The maximums held crossed, by service, and the line each crossed (JSON-ready). Restored
-        at start, a metric that crossed its line before a restart (or a reload) is still held while
-        it stays at or above its clear line: forgotten, it was no finding at all there, so its
-        incident closed as cleared on its own and the next crossing opened another."""
-        lines = {service: {m: self.thresholds[service].maximums()[m] for m in sorted(metrics)
-                           if service in self.thresholds and m in self.thresholds[service].maximums()}
+        """The lines (maximums, floors) held crossed, by service, and the line each crossed
+        (JSON-ready). Restored at start, a metric that crossed its line before a restart (or a
+        reload) is still held while it stays on the crossed side of its clear line: forgotten, it
+        was no finding at all there, so its incident closed as cleared on its own and the next
+        crossing opened another."""
+        lines = {service: {m: _line_of(self.thresholds[service], m) for m in sorted(metrics)
+                           if service in self.thresholds and _line_of(self.thresholds[service], m) is not None}
                  for service, metrics in self._crossed.items()}
         return {"crossed": {service: sorted(metrics) for service, metrics in self._crossed.items()},
                 "lines": {service: found for service, found in lines.items() if found}}
 
     def restore(self, state: dict[str, Any]) -> list[str]:
-        """Take back the crossed maximums of the services and lines still configured, and not
-        raised since (``lines``, when the state has them: a value under the new line never crossed
-        it, so it is not held; a line lowered since was crossed too); one note per service and
+        """Take back the crossed lines of the services and lines still configured, and not moved
+        past them since (``lines``, when the state has them: a maximum raised, a floor lowered; a
+        value under the new maximum, or over the new floor, never crossed it, so it is not held;
+        a line moved the other way was crossed too); one note per service and
         reason some were left out. Whether each is still held is the next tick's to say (its
         latest value against its clear line)."""
         if not isinstance(state, dict) or not isinstance(state.get("crossed"), dict):
@@ -537,19 +600,26 @@ class HealthDetector:
             if not isinstance(metrics, list) or not all(isinstance(m, str) for m in metrics):
                 raise ValueError(f"health state of {service}: 'crossed' must map a service to metric names")
             th = self.thresholds.get(service)
-            configured = {m for m in metrics if th is not None and m in th.maximums()}
+            configured = {m for m in metrics if th is not None and _line_of(th, m) is not None}
             was = saved_lines.get(service, {})
-            raised = {m: (float(was[m]), th.maximums()[m]) for m in sorted(configured)
-                      if th is not None and isinstance(was.get(m), int | float) and th.maximums()[m] > was[m]}
-            kept = configured - set(raised)
+            moved: dict[str, tuple[float, float]] = {}  # maximums raised since, floors lowered
+            for m in sorted(configured):
+                line = _line_of(th, m) if th is not None else None
+                before = was.get(m)
+                if th is not None and line is not None and isinstance(before, int | float) and (
+                        line < before if m in th.floors() else line > before):
+                    moved[m] = (float(before), line)
+            kept = configured - set(moved)
             if kept:
                 self._crossed[service] = kept
             if len(configured) < len(metrics):
                 left = sorted(set(metrics) - configured)
                 notes.append(f"crossed lines of {service} no longer configured: {', '.join(left)}")
-            if raised:
-                notes.append(f"crossed lines of {service} raised since: "
-                             + ", ".join(f"{m} ({a:g} -> {b:g})" for m, (a, b) in raised.items()))
+            for kind, which in (("raised", False), ("lowered", True)):
+                these = {m: ab for m, ab in moved.items() if th is not None and (m in th.floors()) == which}
+                if these:
+                    notes.append(f"crossed lines of {service} {kind} since: "
+                                 + ", ".join(f"{m} ({a:g} -> {b:g})" for m, (a, b) in these.items()))
         return notes
 
     def _hysteresis(self, series: SeriesReader, service: str, th: Thresholds, now: float,
@@ -558,7 +628,7 @@ class HealthDetector:
         held (reported as still crossed) while its latest value is at or above the clear line. One
         with no sample at all yet (restored at start, before its source first answered) is kept
         for its first sample to judge."""
-        crossed_now = {c.metric for c in ev.crossings if c.critical and not c.is_minimum}
+        crossed_now = _held_lines(ev)
         before = self._crossed.get(service, set()) - crossed_now
         held = _held(series, service, th, now, self.stale_s, before, ev, self.stale_for.get(service))
         unseen = {m for m in before if series.latest(service, m) is None}

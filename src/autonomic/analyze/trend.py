@@ -41,8 +41,8 @@ class TrendSpec(BaseModel):
     """Which metric to forecast and how. ``threshold`` None takes the service's maximum from
     :class:`Thresholds`. ``min_span_s`` None means half of ``window_s`` (see
     :func:`predict_breach`, rule 1). ``direction: falling`` forecasts the metric falling to
-    ``threshold`` (given on the spec: the lines a service has are maximums): free connections,
-    free disk bytes, a quota's remainder running out."""
+    ``threshold`` (None: the service's floor, ``thresholds.minimums``): free connections, free
+    disk bytes, a quota's remainder running out."""
 
     model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
@@ -61,9 +61,6 @@ class TrendSpec(BaseModel):
 
     @model_validator(mode="after")
     def _span_fits_the_window(self) -> TrendSpec:
-        if self.direction == "falling" and self.threshold is None:
-            raise ValueError("threshold: a falling forecast needs the line the metric must not fall below, on the "
-                             "spec (a service's thresholds are maximums)")
         if self.min_span_s is not None and self.min_span_s > self.window_s:
             raise ValueError(f"min_span_s ({self.min_span_s:g}) must not exceed window_s ({self.window_s:g}): "
                              "no window could ever hold that much history")
@@ -348,14 +345,16 @@ def forecast_confidence(forecast: Forecast, z_min: float) -> float:
 
 
 def spec_line(kind: str, service: str, metric: str, threshold: float | None,
-              thresholds: Mapping[str, Thresholds]) -> float:
+              thresholds: Mapping[str, Thresholds], *, falling: bool = False) -> float:
     """The line a forecast spec predicts the breach of: its own ``threshold``, else the service's
-    maximum for the metric (defaults when the service has none). No line anywhere is a
-    ConfigError naming the ``kind`` of spec, the service and the metric."""
-    line = threshold if threshold is not None else thresholds.get(service, Thresholds()).maximums().get(metric)
+    maximum for the metric (defaults when the service has none), or, ``falling``, its floor
+    (``thresholds.minimums``). No line anywhere is a ConfigError naming the ``kind`` of spec, the
+    service and the metric."""
+    th = thresholds.get(service, Thresholds())
+    line = threshold if threshold is not None else (th.floors() if falling else th.maximums()).get(metric)
     if line is None:
-        raise ConfigError(f"{kind} spec for service {service!r} metric {metric!r}: no threshold "
-                          "(set threshold on the spec or thresholds.extra for the service)")
+        raise ConfigError(f"{kind} spec for service {service!r} metric {metric!r}: no threshold (set threshold on "
+                          f"the spec or thresholds.{'minimums' if falling else 'extra'} for the service)")
     return float(line)
 
 
@@ -374,7 +373,8 @@ class TrendDetector:
         self, specs: Mapping[str, Sequence[TrendSpec]], thresholds: Mapping[str, Thresholds]
     ) -> None:
         self._plan: list[tuple[str, TrendSpec, float]] = [
-            (service, spec, spec_line("trend", service, spec.metric, spec.threshold, thresholds))
+            (service, spec, spec_line("trend", service, spec.metric, spec.threshold, thresholds,
+                                      falling=spec.direction == "falling"))
             for service, service_specs in specs.items() for spec in service_specs
         ]
 
