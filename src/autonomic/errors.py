@@ -11,9 +11,11 @@
     │   ├── AuditChainError         the audit chain is broken (an entry edited or deleted)
     │   └── NotLeaderError          this replica does not (or no longer surely) hold the lease;
     │                               nothing was written or run; stop acting
-    └── ActuatorError               an actuator could not do what was asked
-        ├── RetryableActuatorError  transient (timeout, busy); the same step may be retried
-        └── TerminalActuatorError   retrying will not help; compensate and escalate
+    ├── ActuatorError               an actuator could not do what was asked
+    │   ├── RetryableActuatorError  transient (timeout, busy); the same step may be retried
+    │   └── TerminalActuatorError   retrying will not help; compensate and escalate
+    └── NotifierError               a notifier could not deliver; tried again later (not
+                                    before ``retry_after_s`` when the receiver asked for that)
 
 Each ``ConfigError`` carries ``problems``: a list of :class:`Problem` values, each naming a
 file, a line, the field and the message, printed as ``file:line: field: message``.
@@ -104,3 +106,13 @@ class RetryableActuatorError(ActuatorError):
 
 class TerminalActuatorError(ActuatorError):
     """Retrying will not help (missing command, bad target); compensate and escalate."""
+
+
+class NotifierError(AutonomicError):
+    """A notifier could not deliver. The message is safe to log: it names a host, never a URL.
+    ``retry_after_s``: how long the receiver asked to be left alone (HTTP 429 or 503 with
+    ``Retry-After``: Slack's rate limit), or None."""
+
+    def __init__(self, message: str, retry_after_s: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s

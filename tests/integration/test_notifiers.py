@@ -49,6 +49,7 @@ class Receiver:
     arrived: threading.Event = field(default_factory=threading.Event)
     body: bytes = b""  # the answer's body (a refusal's first line is its reason in the error)
     trickle_s: float = 0.0  # when set, the body is sent a byte at a time, this long apart
+    headers: dict[str, str] = field(default_factory=dict)  # more headers of the answer
 
 
 @contextlib.contextmanager
@@ -62,6 +63,8 @@ def http_server(receiver: Receiver) -> Iterator[str]:
                 receiver.hold.wait(10)
             self.send_response(receiver.status)
             self.send_header("Content-Length", str(len(receiver.body)))
+            for name, value in receiver.headers.items():
+                self.send_header(name, value)
             self.end_headers()
             if not receiver.trickle_s:
                 self.wfile.write(receiver.body)
@@ -190,6 +193,27 @@ def test_http_error_names_the_host_never_the_tokened_url() -> None:
     with pytest.raises(NotifierError) as err:
         SlackNotifier(f"http://127.0.0.1:{port}/services/SECRETTOKEN", timeout_s=2).send(alert())
     assert "SECRETTOKEN" not in str(err.value) and f"127.0.0.1:{port}" in str(err.value)
+
+
+@pytest.mark.parametrize(("status", "retry_after", "asked"), [
+    (429, "7", 7.0), (503, "http-date", 60.0), (429, "soon", None), (500, "7", None)])
+def test_a_rate_limited_refusal_says_when_the_receiver_asks_to_be_tried_again(
+        status: int, retry_after: str, asked: float | None) -> None:
+    """Slack answers a burst with 429 and Retry-After (seconds; an HTTP date is allowed too):
+    the error carries it (the dispatcher waits it out, see test_notify) and says it. An unreadable
+    one, or one on a status that is not about load, is no request to wait."""
+    import email.utils
+
+    value = email.utils.formatdate(time.time() + 60, usegmt=True) if retry_after == "http-date" else retry_after
+    rx = Receiver(status=status, body=b"rate_limited", headers={"Retry-After": value})
+    with http_server(rx) as base, pytest.raises(NotifierError) as err:
+        SlackNotifier(base + "/services/T0/B0/SECRETTOKEN").send(alert())
+    if asked is None:
+        assert err.value.retry_after_s is None and "tried again" not in str(err.value)
+        return
+    assert err.value.retry_after_s == pytest.approx(asked, abs=2)
+    assert str(err.value).startswith(f"127.0.0.1:{base.rsplit(':', 1)[1]}: HTTP {status}: rate_limited (it asks to be "
+                                     "tried again in ")
 
 
 def test_a_refusal_says_the_receivers_reason_and_a_redirect_where_it_pointed_never_the_tokened_url() -> None:

@@ -14,9 +14,10 @@ from pathlib import Path
 import pytest
 from pydantic import TypeAdapter, ValidationError
 
-from autonomic.errors import ConfigError
+from autonomic.errors import ConfigError, NotifierError
 from autonomic.model import Level, Notification
 from autonomic.oversight.notify import (
+    RETRY_AFTER_MAX_S,
     ConsoleNotifier,
     Dispatcher,
     EmailNotifier,
@@ -151,6 +152,42 @@ def test_backoff_doubles_between_attempts() -> None:
     elapsed = time.monotonic() - start
     assert elapsed >= 0.05 + 0.1  # 1x then 2x the backoff
     assert len(flaky.sent) == 1
+
+
+class RateLimited:
+    """Refused with a Retry-After of ``asked_s`` (Slack's 429) ``refusals`` times, then delivers;
+    notes when each attempt came."""
+
+    name = "slack"
+
+    def __init__(self, asked_s: float, refusals: int = 1) -> None:
+        self.asked_s, self.refusals = asked_s, refusals
+        self.attempts: list[float] = []
+
+    def send(self, notification: Notification) -> None:
+        self.attempts.append(time.monotonic())
+        if len(self.attempts) <= self.refusals:
+            raise NotifierError("hooks.slack.com: HTTP 429: rate_limited", retry_after_s=self.asked_s)
+
+
+def test_a_receivers_retry_after_is_waited_out_before_the_next_attempt_and_a_long_one_left_for_later(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """Slack answers a burst with 429 and Retry-After. The next attempt came after the backoff
+    (0.01 s) regardless, was refused again, and so was the last: a notification lost to the
+    outbox's slower retry. Now it waits as long as it was asked (0.3 s); asked for longer than
+    RETRY_AFTER_MAX_S (30 s), it tries no more now (the outbox tries later) and says after how
+    many attempts it gave up."""
+    limited = RateLimited(0.3)
+    d = Dispatcher([Route(limited)], synchronous=True, max_attempts=3, backoff_s=0.01)
+    d.send(note())
+    assert d.sent == 1 and len(limited.attempts) == 2
+    assert limited.attempts[1] - limited.attempts[0] >= 0.3
+    patient = RateLimited(RETRY_AFTER_MAX_S + 1, refusals=5)
+    d = Dispatcher([Route(patient)], synchronous=True, max_attempts=3, backoff_s=0.01)
+    with caplog.at_level(logging.WARNING):
+        d.send(note(title="another"))
+    assert len(patient.attempts) == 1 and d.failures == {"slack": 1}
+    assert any("failed after 1 attempt: hooks.slack.com: HTTP 429" in r.getMessage() for r in caplog.records)
 
 
 def test_send_returns_at_once_while_a_worker_is_blocked() -> None:

@@ -14,6 +14,7 @@ the config, and failures name the receiving host only, never a URL (which may ca
 from __future__ import annotations
 
 import contextlib
+import email.utils
 import hashlib
 import hmac
 import json
@@ -38,7 +39,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from autonomic.clock import duration
 from autonomic.deadline import Client, within
-from autonomic.errors import AutonomicError, ConfigError, Problem
+from autonomic.errors import ConfigError, NotifierError, Problem
 from autonomic.model import Level, Notification
 from autonomic.oversight.server import is_loopback
 from autonomic.printable import counted, printable
@@ -50,10 +51,6 @@ log = logging.getLogger("autonomic.notify")
 _SLACK_TEXT_MAX = 3000  # Slack's limit for one section block's (or context element's) text
 _SLACK_MESSAGE_MAX = 40_000  # and for a message's plain ``text``
 _ATOM = re.compile(r"[A-Za-z0-9_.-]{1,200}")  # a notification id that can be an email's Message-ID's left part
-
-
-class NotifierError(AutonomicError):
-    """A notifier could not deliver. The message is safe to log: it names a host, never a URL."""
 
 
 def _level_name(n: Notification) -> str:
@@ -148,12 +145,15 @@ def _post(url: str, content: bytes, headers: dict[str, str], timeout_s: float) -
     redirect where it pointed (the host; not followed: the message would go elsewhere)."""
     host = _host(url)
     deadline = time.monotonic() + timeout_s
+    retry_after: float | None = None
     try:
         with Client() as client, within(timeout_s), \
                 client.stream("POST", url, content=content, headers=headers, timeout=timeout_s) as response:
             status = response.status_code
             if 200 <= status < 300:
                 return
+            if status in (429, 503):
+                retry_after = _retry_after(response.headers.get("retry-after"))
             if response.is_redirect:
                 location = response.headers.get("location")
                 detail = f" (a redirect to {_host(urljoin(url, location))}, not followed)" if location else ""
@@ -163,7 +163,25 @@ def _post(url: str, content: bytes, headers: dict[str, str], timeout_s: float) -
         raise NotifierError(f"{host}: timed out after {timeout_s:g} s") from None
     except httpx.HTTPError as exc:
         raise NotifierError(f"{host}: {type(exc).__name__}") from None
-    raise NotifierError(f"{host}: HTTP {status}{detail}")
+    asked = f" (it asks to be tried again in {duration(retry_after)})" if retry_after is not None else ""
+    raise NotifierError(f"{host}: HTTP {status}{detail}{asked}", retry_after_s=retry_after)
+
+
+def _retry_after(value: str | None) -> float | None:
+    """The seconds a ``Retry-After`` header asks a client to wait (a number of seconds, or an
+    HTTP date), or None when it is absent or unreadable."""
+    if value is None:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        return None
+    return max(0.0, when.timestamp() - time.time())
 
 
 _REASON_BYTES = 300  # of a refusal's body, read for its reason (Slack's: "no_service", "invalid_blocks")
@@ -607,6 +625,7 @@ class Route:
 
 
 _STOP = object()
+RETRY_AFTER_MAX_S = 30.0  # a receiver's Retry-After waited out in place, at most; a longer one is left to later
 OUTAGE_REMIND_S = 1800.0  # a notifier failing all along is said to be, at WARNING, at most this often
 
 
@@ -656,7 +675,10 @@ class Dispatcher:
     notification's ``ts``: a second approval request on one incident, titled alike, differs in
     its body and is sent), then puts the notification on each matching route's bounded queue
     and returns. Each route's worker thread tries up to ``max_attempts`` times, waiting
-    ``backoff_s``, then twice that, ... between attempts. A notification that finds its queue
+    ``backoff_s``, then twice that, ... between attempts, or as long as the receiver asked
+    (``NotifierError.retry_after_s``: Slack's 429 says when) when that is longer; a receiver that
+    asks for more than :data:`RETRY_AFTER_MAX_S` is not tried again now (the caller's later retry,
+    the engine's outbox, is the one to wait that long). A notification that finds its queue
     full is dropped and counted. Counters: ``sent`` (deliveries), ``failures`` (per route
     name, after the last attempt), ``dropped``, ``deduplicated``; ``stats()`` returns them.
     ``on_failure(name)`` is called once per failed delivery. ``synchronous=True`` delivers
@@ -813,8 +835,9 @@ class Dispatcher:
             try:
                 route.notifier.send(notification)
             except Exception as exc:  # a broken notifier must never stop the loop
-                if attempt < self.max_attempts:
-                    delay = self.backoff_s * 2 ** (attempt - 1)
+                asked = exc.retry_after_s if isinstance(exc, NotifierError) else None
+                if attempt < self.max_attempts and (asked is None or asked <= RETRY_AFTER_MAX_S):
+                    delay = max(self.backoff_s * 2 ** (attempt - 1), asked or 0.0)
                     with self._lock:
                         down = name in self._outages
                     log.log(logging.DEBUG if down else logging.WARNING,
@@ -824,7 +847,7 @@ class Dispatcher:
                     continue
                 with self._lock:
                     self.failures[name] = self.failures.get(name, 0) + 1
-                self._failed(name, exc)
+                self._failed(name, exc, attempt)
                 if self.on_failure is not None:
                     try:
                         self.on_failure(name)
@@ -840,7 +863,7 @@ class Dispatcher:
             return True
         return False
 
-    def _failed(self, name: str, exc: Exception) -> None:
+    def _failed(self, name: str, exc: Exception, tried: int) -> None:
         """Log a delivery ``name`` gave up on: at WARNING the first of an outage (and every
         :data:`OUTAGE_REMIND_S` while it lasts), at DEBUG the others."""
         now = self._now()
@@ -853,7 +876,7 @@ class Dispatcher:
             if remind:
                 outage.told_at = now
             failures, since = outage.failures, outage.since
-        attempts = counted(self.max_attempts, "attempt")
+        attempts = counted(tried, "attempt")
         if first:
             log.warning("notifier %s failed after %s: %s; %slater failures are logged at DEBUG until it delivers "
                         "again", name, attempts, exc, f"{self.retry_note}; " if self.retry_note else "")
