@@ -423,8 +423,11 @@ class Pattern(Frozen):
     def remedy_fingerprint(self) -> str:
         """A short hash of what the pattern does and when: its version, match, action, verification,
         rollback safety and chain; not its description, prior confidence or file. The autonomy it
-        earns counts only the record made since this last changed (see Engine.start)."""
-        doc = self.model_dump(mode="json", include={"version", "match", "action", "verify", "rollback_safe", "then"})
+        earns counts only the record made since this last changed (see Engine.start). Fields at
+        their defaults are left out, so a later autonomic adding a field (its default doing what
+        was done before) changes no pattern's fingerprint."""
+        doc = self.model_dump(mode="json", include={"version", "match", "action", "verify", "rollback_safe", "then"},
+                              exclude_defaults=True)
         return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:12]
 
 
