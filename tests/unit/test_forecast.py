@@ -137,13 +137,18 @@ def test_bad_seasonal_spec_is_rejected_naming_the_field(kwargs: dict, field: str
         SeasonalTrendSpec(metric="memory_percent", **kwargs)
 
 
-def _run_detector(leak: bool) -> tuple[list[float], float]:
+def _run_detector(leak: bool, free: bool = False) -> tuple[list[float], float]:
     """Three days of one sample a minute through a SeasonalTrendDetector (evaluating hourly):
     a daily cycle of +-8 around 50, and with ``leak`` a rise of 36 a day from day 1.5, which
-    crosses 90 in the last day. Returns the times of its findings and the true breach time."""
+    crosses 90 in the last day. Returns the times of its findings and the true breach time.
+    ``free``: the same disk measured as free space (100 - use), forecast falling to its floor 10."""
     day = 86_400.0
-    spec = SeasonalTrendSpec(metric="disk_percent", eval_s=3600.0, confirm=1)
-    det = SeasonalTrendDetector({"db": [spec]}, {"db": Thresholds(disk_percent=90)})
+    if free:
+        spec = SeasonalTrendSpec(metric="disk_free_percent", direction="falling", eval_s=3600.0, confirm=1)
+        det = SeasonalTrendDetector({"db": [spec]}, {"db": Thresholds(minimums={"disk_free_percent": 10})})
+    else:
+        spec = SeasonalTrendSpec(metric="disk_percent", eval_s=3600.0, confirm=1)
+        det = SeasonalTrendDetector({"db": [spec]}, {"db": Thresholds(disk_percent=90)})
     store = SeriesStore()
     rng = np.random.default_rng(5)
     found, breach = [], np.inf
@@ -155,7 +160,7 @@ def _run_detector(leak: bool) -> tuple[list[float], float]:
             v += (x - 1.5 * day) * (45.0 / (1.25 * day))
         if v >= 90 and breach == np.inf:
             breach = t
-        store.append(Sample("db", "disk_percent", t, float(v)))
+        store.append(Sample("db", spec.metric, t, float(100 - v if free else v)))
         found += [f.ts for f in det.detect(store, t)]
         if t >= breach:
             break
@@ -173,6 +178,14 @@ def test_the_seasonal_detector_forecasts_a_leak_on_a_daily_cycle_ahead_of_the_br
 def test_the_seasonal_detector_is_quiet_on_a_cycle_that_stays_under_the_line() -> None:
     found, _ = _run_detector(leak=False)
     assert found == []
+
+
+def test_free_space_falling_to_its_floor_is_forecast_exactly_as_the_use_rising_to_its_maximum() -> None:
+    """``direction: falling``: the disk of the leak above, measured as free space and watched
+    for a floor of 10, is forecast at the very same times (the rules run on the mirror image),
+    and quiet on the cycle alone."""
+    assert _run_detector(leak=True, free=True) == _run_detector(leak=True)
+    assert _run_detector(leak=False, free=True) == ([], np.inf)
 
 
 def test_the_seasonal_detector_keeps_its_history_across_a_checkpoint() -> None:
@@ -205,12 +218,14 @@ def test_a_malformed_seasonal_checkpoint_is_refused(state: dict) -> None:
         det.restore(state)
 
 
-def _filling_disk(cleanup: float, minutes_after: int) -> tuple[list, list]:
+def _filling_disk(cleanup: float, minutes_after: int, free: bool = False) -> tuple[list, list]:
     """A disk at 44 % on a daily cycle of +-5, filling 5 %/h for the last six hours of two days,
     90 about five hours away, one sample a minute through a SeasonalTrendDetector (evaluating
     every 5 min). ``cleanup`` points are taken off a minute after its first forecast. Returns
-    (the first forecast's findings, then each detect's findings for ``minutes_after``)."""
-    spec = SeasonalTrendSpec(metric="disk_percent")
+    (the first forecast's findings, then each detect's findings for ``minutes_after``).
+    ``free``: measured as free space (100 - use), forecast falling to a floor of 10."""
+    spec = SeasonalTrendSpec(metric="disk_percent", direction="falling", threshold=10) if free else \
+        SeasonalTrendSpec(metric="disk_percent")
     det = SeasonalTrendDetector({"db": [spec]}, {"db": Thresholds(disk_percent=90)})
     store = SeriesStore()
     rng = np.random.default_rng(1)
@@ -221,7 +236,7 @@ def _filling_disk(cleanup: float, minutes_after: int) -> tuple[list, list]:
         v = 44 + 5 * np.sin(2 * np.pi * x / DAY) + max(0.0, x - (2 * DAY - 6 * 3600)) / 3600 * 5.0 + rng.normal(0, 0.3)
         if first and len(after) >= 1:
             v -= cleanup
-        store.append(Sample("db", "disk_percent", t, float(v)))
+        store.append(Sample("db", "disk_percent", t, float(100 - v if free else v)))
         found = list(det.detect(store, t))
         if not first:
             first = found
@@ -245,14 +260,21 @@ def test_a_seasonal_forecast_holds_between_evaluations_counting_down_to_the_same
         assert f"in {duration(again.evidence['eta_s'])} " in again.summary  # counting down, as a person reads it
 
 
+@pytest.mark.parametrize("free", [False, True], ids=["use", "free_space"])
 @pytest.mark.parametrize("cleanup", [8.0, 16.0])
-def test_a_series_that_just_fell_is_not_forecast_from_blocks_that_still_hold_its_old_level(cleanup: float) -> None:
+def test_a_series_that_just_fell_is_not_forecast_from_blocks_that_still_hold_its_old_level(
+        cleanup: float, free: bool) -> None:
     """A minute after the first forecast the disk is cleaned (it goes on filling, 90 now beyond
     the horizon). For up to two blocks the medians still hold the old level and a step needs two
     blocks on each side, so the fit projected the breach from a level the series had left,
-    and the held forecast was given again until the next evaluation: nothing for 30 minutes."""
-    first, after = _filling_disk(cleanup=cleanup, minutes_after=30)
+    and the held forecast was given again until the next evaluation: nothing for 30 minutes.
+    Measured as free space falling to a floor, the cleanup is a rise back: the same."""
+    first, after = _filling_disk(cleanup=cleanup, minutes_after=30, free=free)
     assert first and after[0] and not any(after[1:])  # held until the cleanup, nothing after it
+    if free:
+        (f,) = first
+        assert f.summary.startswith("disk_percent will fall to 10 in ") and f.evidence["slope_per_s"] < 0
+        assert f.threshold == 10 and f.value == pytest.approx(f.evidence["current"]) and f.value > 10
 
 
 def test_a_restored_seasonal_detector_waits_for_three_live_samples_before_forecasting() -> None:

@@ -39,7 +39,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -59,6 +59,7 @@ class SeasonalTrendSpec(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
     metric: str = Field(min_length=1)
+    direction: Literal["rising", "falling"] = "rising"  # falling: to a floor (see TrendSpec)
     threshold: float | None = None
     period_s: float = Field(default=86_400.0, gt=0)
     harmonics: int = Field(default=3, ge=1, le=12)
@@ -372,7 +373,8 @@ class SeasonalTrendDetector:
     def __init__(self, specs: Mapping[str, Sequence[SeasonalTrendSpec]],
                  thresholds: Mapping[str, Thresholds]) -> None:
         self._plan: list[tuple[str, SeasonalTrendSpec, float]] = [
-            (service, spec, spec_line("seasonal trend", service, spec.metric, spec.threshold, thresholds))
+            (service, spec, spec_line("seasonal trend", service, spec.metric, spec.threshold, thresholds,
+                                      falling=spec.direction == "falling"))
             for service, service_specs in specs.items() for spec in service_specs
         ]
         self._ts: dict[tuple[str, str], list[float]] = {}
@@ -423,11 +425,17 @@ class SeasonalTrendDetector:
         return notes
 
     def detect(self, series: SeriesReader, now: float) -> Sequence[Finding]:
+        """A falling spec is forecast as the negated series' rise to the negated floor (the
+        rules, the held forecast and "just fell" below are all of that rise, "fell" meaning
+        "rose back" in the metric's own terms); its findings are in the metric's own terms."""
         findings: list[Finding] = []
         for service, spec, line in self._plan:
             key = (service, spec.metric)
             self._keep(key, spec, series, now)
+            sign = -1.0 if spec.direction == "falling" else 1.0
             latest = series.latest(*key)
+            if latest is not None:
+                latest = (latest[0], sign * latest[1])
             if now < self._next_eval.get(key, -math.inf):
                 held = self._held.get(key)
                 if held is None:
@@ -440,10 +448,11 @@ class SeasonalTrendDetector:
             if series.window(*key, -math.inf)[0].size < MIN_LIVE_SAMPLES:
                 continue  # the kept history alone (after a restart): evaluated at the next tick
             self._next_eval[key] = now + spec.eval_s
-            forecast = predict_breach_seasonal(self._ts[key], self._values[key], line, now=now, spec=spec)
-            values = np.asarray(self._values[key][-60:], dtype=np.float64)
-            noise = 1.4826 * float(np.median(np.abs(np.diff(values)))) / math.sqrt(2.0) if values.size > 2 else 0.0
-            slack = 0.0 if forecast is None else max(4.0 * noise, (line - forecast.intercept) / 10)
+            values = np.asarray(self._values[key], dtype=np.float64) * sign
+            forecast = predict_breach_seasonal(self._ts[key], values, sign * line, now=now, spec=spec)
+            recent = values[-60:]
+            noise = 1.4826 * float(np.median(np.abs(np.diff(recent)))) / math.sqrt(2.0) if recent.size > 2 else 0.0
+            slack = 0.0 if forecast is None else max(4.0 * noise, (sign * line - forecast.intercept) / 10)
             if forecast is None or _below(latest, forecast.intercept, slack):
                 self._held.pop(key, None)
                 continue
@@ -458,14 +467,19 @@ def _below(latest: tuple[float, float] | None, level: float, slack: float) -> bo
 
 
 def _finding(service: str, spec: SeasonalTrendSpec, line: float, forecast: Forecast, now: float) -> Finding:
-    """The FORECAST finding of ``forecast``: critical when due within a quarter of the horizon."""
+    """The FORECAST finding of ``forecast`` (of the negated series for a falling spec: told in
+    the metric's own terms): critical when due within a quarter of the horizon."""
+    falling = spec.direction == "falling"
+    if falling:
+        forecast = forecast.mirrored()
     critical = forecast.eta_s < spec.horizon_s / 4
     return Finding(
         service=service, metric=spec.metric, kind=FindingKind.FORECAST, cause=cause_of(spec.metric),
         severity=Severity.CRITICAL if critical else Severity.WARNING,
         confidence=forecast_confidence(forecast, spec.t_min), ts=now, value=forecast.current,
         threshold=line,
-        summary=f"{spec.metric} will reach {line:g} in {duration(forecast.eta_s)} beyond its daily cycle "
+        summary=f"{spec.metric} will {'fall to' if falling else 'reach'} {line:g} in {duration(forecast.eta_s)} "
+                f"beyond its daily cycle "
                 f"(trend {forecast.slope_per_s * 3600:.3g}/h, t {forecast.zscore:.1f})",
         evidence={**forecast.evidence(), "seasonal": True},
     )
