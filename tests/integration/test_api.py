@@ -438,6 +438,24 @@ def test_incident_detail_by_prefix_has_the_chain_series_and_thresholds(env: Env)
     assert body["thresholds"] == {"memory_percent": {"value": 80.0, "direction": "max"}}
 
 
+def test_the_lines_shown_with_an_incidents_series_are_its_metrics_maximums_and_floors_only() -> None:
+    """A floor (thresholds.minimums) is drawn as a minimum, as availability is; a metric named
+    like one of the thresholds' settings (sustain, clear_fraction) was drawn with that setting's
+    value as its line; it has none."""
+    from types import SimpleNamespace
+
+    from autonomic.analyze.thresholds import Thresholds
+    from autonomic.oversight.api import _thresholds
+
+    th = Thresholds(memory_percent=80, extra={"queue_depth": 500}, minimums={"pool_free": 5})
+    ctx = SimpleNamespace(config=SimpleNamespace(service=lambda name: None),
+                          engine=SimpleNamespace(thresholds={"web": th}))
+    assert _thresholds(ctx, "web", ["memory_percent", "queue_depth", "pool_free", "availability", "sustain",
+                                    "clear_fraction", "nothing"]) == {  # type: ignore[arg-type]
+        "memory_percent": {"value": 80.0, "direction": "max"}, "queue_depth": {"value": 500.0, "direction": "max"},
+        "pool_free": {"value": 5.0, "direction": "min"}, "availability": {"value": 99.0, "direction": "min"}}
+
+
 def test_incident_detail_of_a_long_lasting_symptom_keeps_the_first_and_latest_findings_and_counts_the_rest(
         env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
     """A symptom that lasts keeps adding findings (one stored every 10 s: 8640 a day) and

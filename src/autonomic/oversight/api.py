@@ -426,10 +426,12 @@ def _thresholds(ctx: ApiContext, service: str, metrics: list[str]) -> dict[str, 
     out: dict[str, dict[str, Any]] = {}
     if th is None:
         return out
+    floors = {**th.floors(), "availability": th.availability}
     for metric in metrics:
-        value = th.extra.get(metric, getattr(th, metric, None))
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            out[metric] = {"value": float(value), "direction": "min" if metric == "availability" else "max"}
+        if metric in floors:
+            out[metric] = {"value": float(floors[metric]), "direction": "min"}
+        elif metric in th.maximums():
+            out[metric] = {"value": float(th.maximums()[metric]), "direction": "max"}
     return out
 
 
