@@ -131,6 +131,35 @@ def test_shell_a_command_that_exits_leaving_a_daemon_holding_its_stdout_succeeds
         os.kill(_wait_pid(pidfile), signal.SIGKILL)
 
 
+def test_shell_a_daemon_left_holding_the_output_keeps_no_thread_or_descriptor_of_the_engines(
+        ctx: ActuatorContext, tmp_path: Path) -> None:
+    """A runbook that starts a daemon (a restart in the background) succeeds at once, but the
+    daemon holds the pipes: each run kept two reader threads blocked on them and their two
+    descriptors, until the daemon ended. A runbook run often enough ran the engine out of file
+    descriptors. Now the pipes are read on the caller's thread and closed when it is done."""
+    import os
+    import signal
+    import threading
+
+    import psutil
+
+    me = psutil.Process()
+    threads, fds = threading.active_count(), me.num_fds()
+    daemons = []
+    try:
+        for i in range(3):
+            pidfile = tmp_path / f"daemon{i}.pid"
+            p = ShellParams(argv=_daemon(pidfile, "print('started')"), timeout_s=5.0)
+            assert ShellActuator(ctx).apply(shell_target(), p, f"k{i}", {})["stdout"] == "started\n"
+            daemons.append(_wait_pid(pidfile))
+            assert psutil.Process(daemons[-1]).is_running()  # still holding what was our stdout pipe
+        assert threading.active_count() == threads
+        assert me.num_fds() == fds
+    finally:
+        for pid in daemons:
+            os.kill(pid, signal.SIGKILL)
+
+
 def test_shell_an_undo_an_engine_that_died_left_running_is_killed_before_it_is_run_again(
         ctx: ActuatorContext, tmp_path: Path) -> None:
     """The engine was SIGKILLed while an undo runbook ran (ROLLING_BACK): the runbook, in a session

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import contextlib
 import os
+import selectors
 import shlex
 import signal
 import subprocess
-import threading
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import IO, Annotated, Any, ClassVar
+from typing import Annotated, Any, ClassVar
 
 import psutil
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, model_validator
@@ -24,6 +24,7 @@ ACTION_KEY_ENV = "AUTONOMIC_ACTION_KEY"  # the action's idempotency key, in ever
 OUTPUT_LIMIT = 4096  # bytes kept of stdout and of stderr
 _KEEP = OUTPUT_LIMIT + 65536  # read and kept before the cut (a hidden value across it is still found)
 DRAIN_S = 1.0  # how long output is still read after the command ended
+_POLL_S = 0.05  # how often a running command's exit is looked for between reads of its output
 # a value passed through ``env_allow`` at least MIN_SCRUB long is masked in what the command printed
 
 
@@ -99,7 +100,8 @@ class ShellActuator:
     ``env_allow`` variable (8 characters or more: a token, a password) shown as ``***``. A non-zero exit or a
     missing executable is terminal; a timeout (the whole process group and every descendant is killed) is
     retryable. A process the command leaves running (a daemon it started) does not hold up the
-    result: output is read for up to ``DRAIN_S`` after the command exits.
+    result: output is read for up to ``DRAIN_S`` after the command exits, and the pipes are then
+    closed on our side (no thread or descriptor is left waiting on the daemon).
     Whether it took effect cannot be told (``applied`` is None); undo runs ``undo_argv``. A runbook
     that timed out is run again (a retry, or recovery after a crash), so each run gets the action's
     idempotency key in ``AUTONOMIC_ACTION_KEY`` (``<key>:undo`` for the undo), the same at every
@@ -175,14 +177,54 @@ def _truncate(data: bytes | None, hidden: list[str]) -> tuple[str, bool]:
     return data[:OUTPUT_LIMIT].decode(errors="replace"), len(data) > OUTPUT_LIMIT
 
 
-def _drain(pipe: IO[bytes] | None, buf: bytearray) -> None:
-    """Read ``pipe`` to its end into ``buf``, keeping the first ``_KEEP`` bytes."""
-    if pipe is None:
-        return
-    with pipe:
-        while chunk := os.read(pipe.fileno(), 65536):
-            if len(buf) < _KEEP:
-                buf += chunk[: _KEEP - len(buf)]
+def _communicate(proc: subprocess.Popen[bytes], timeout_s: float) -> tuple[bytes, bytes, bool]:
+    """The command's stdout and stderr (the first ``_KEEP`` bytes of each) and whether it timed out.
+
+    Both pipes are read on this thread while the command runs, for up to ``timeout_s`` (then its
+    tree is killed), and after it has exited for ``DRAIN_S`` at most: the command is judged by
+    its own exit, and a process it left running (a daemon it started) may hold the pipes open for
+    ever. The pipes are closed here whatever happens: such a daemon used to keep a reader thread
+    and a descriptor of ours each, a runbook that starts one run often enough ran the engine out
+    of file descriptors."""
+    assert proc.stdout is not None and proc.stderr is not None
+    bufs = {proc.stdout: bytearray(), proc.stderr: bytearray()}
+    end = time.monotonic() + timeout_s
+    drain_until: float | None = None
+    timed_out = False
+    with selectors.DefaultSelector() as sel:
+        try:
+            for pipe in bufs:
+                sel.register(pipe, selectors.EVENT_READ)
+            while sel.get_map():
+                now = time.monotonic()
+                if drain_until is None and proc.poll() is not None:
+                    drain_until = now + DRAIN_S
+                elif drain_until is None and now >= end:
+                    timed_out = True
+                    _kill_tree(proc)
+                    drain_until = now + DRAIN_S
+                if drain_until is not None and now >= drain_until:
+                    break
+                # its exit is looked for between reads: at most _POLL_S late
+                wait = _POLL_S if drain_until is None else min(_POLL_S, drain_until - now)
+                for key, _ in sel.select(max(0.0, wait)):
+                    chunk = os.read(key.fd, 65536)
+                    if not chunk:
+                        sel.unregister(key.fileobj)
+                        continue
+                    buf = bufs[key.fileobj]  # type: ignore[index]
+                    if len(buf) < _KEEP:
+                        buf += chunk[: _KEEP - len(buf)]
+        finally:
+            for pipe in bufs:
+                pipe.close()
+    if drain_until is None:  # both pipes ended before the command did
+        try:
+            proc.wait(timeout=max(0.0, end - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            timed_out = True
+            _kill_tree(proc)
+    return bytes(bufs[proc.stdout]), bytes(bufs[proc.stderr]), timed_out
 
 
 def _kill_tree(proc: subprocess.Popen[bytes]) -> None:
@@ -248,27 +290,11 @@ def run_argv(argv: list[str], cwd: str | None, env_allow: list[str], timeout_s: 
         )
     except OSError as exc:  # missing executable, not executable, missing cwd
         raise TerminalActuatorError(f"cannot run {argv!r}: {exc}") from exc
-    # The pipes are read by threads and the command is judged by its own exit: a process it
-    # left running (a daemon it started) may hold them open for ever, and neither a result nor a
-    # timeout may wait for that.
-    out_buf, err_buf = bytearray(), bytearray()
-    readers = [threading.Thread(target=_drain, args=(pipe, buf), daemon=True)
-               for pipe, buf in ((proc.stdout, out_buf), (proc.stderr, err_buf))]
-    for reader in readers:
-        reader.start()
-    timed_out = False
-    try:
-        proc.wait(timeout=timeout_s)
-    except subprocess.TimeoutExpired:
-        timed_out = True
-        _kill_tree(proc)
-    deadline = time.monotonic() + DRAIN_S
-    for reader in readers:
-        reader.join(max(0.0, deadline - time.monotonic()))
+    out, err, timed_out = _communicate(proc, timeout_s)
     if timed_out:
         raise RetryableActuatorError(f"{argv!r} timed out after {timeout_s:g} s")
-    stdout, out_cut = _truncate(bytes(out_buf), hidden)
-    stderr, err_cut = _truncate(bytes(err_buf), hidden)
+    stdout, out_cut = _truncate(out, hidden)
+    stderr, err_cut = _truncate(err, hidden)
     if proc.returncode != 0:
         raise TerminalActuatorError(f"{argv!r} exited with code {proc.returncode}: {stderr}")
     return {
