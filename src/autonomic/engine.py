@@ -849,6 +849,7 @@ class Engine:
         self._pending_repeats: Counter[str] = Counter()
         self._ladder_changes: list[Callable[[], None]] = []  # see _earned
         self._record_since: dict[str, float] = {}  # per pattern: see _note_pattern_changes
+        self._record_before: dict[str, dict[str, tuple[int, int]]] = {}  # per changed pattern, per service
         self._held: list[tuple[str | None, Notification]] | None = None  # see _holding_notifications
         # outbox keys the notifiers are through with, and which of them gave up (see _settle_outbox)
         self._sent: collections.deque[tuple[str, list[str]]] = collections.deque()
@@ -1129,6 +1130,9 @@ class Engine:
         left_over = {} if self.shadow_only else self.store.states(OUTBOX)
         filled = self.store.fill_derived()  # before anything reads the history through them
         self._record_since = self._note_pattern_changes(now)
+        # what the changed patterns' earlier remedies made of their records: not theirs now
+        self._record_before = {pattern: self.store.pattern_tallies_before(pattern, since)
+                               for pattern, since in self._record_since.items() if since > 0}
         if any(filled.values()):
             log.warning("the store held %s written by an older autonomic after it was migrated (a rolling "
                         "upgrade's old replica, or an engine left running while a newer autonomic opened the "
@@ -3096,8 +3100,26 @@ class Engine:
         quarter of it elsewhere (:func:`~autonomic.plan.diagnose.service_record`). The tallies are
         read from the store once, then moved by each action that ends (:class:`PatternTallies`),
         not read again whole: with a year of actions that read cost a decision 0.34 s."""
+        totals, here = self._tallies_now(service)
+        return service_record(totals, here)
+
+    def _tallies_now(self, service: str) -> tuple[Mapping[str, tuple[int, int]], Mapping[str, tuple[int, int]]]:
+        """Per pattern, its record everywhere and on ``service``, less what a pattern's remedy made
+        of it before the pattern last changed (:meth:`_note_pattern_changes`: an edited remedy is
+        vouched for by no record of another one, in its confidence as in its earned autonomy)."""
         totals, per_service = self._tallies.read()
-        return service_record(totals, per_service.get(service, {}))
+        here = per_service.get(service, {})
+        if not self._record_before:
+            return totals, here
+        totals, here = dict(totals), dict(here)
+        for pattern, before in self._record_before.items():
+            s, f = totals.get(pattern, (0, 0))
+            s_before, f_before = (sum(t[i] for t in before.values()) for i in (0, 1))
+            totals[pattern] = (max(0, s - s_before), max(0, f - f_before))
+            s, f = here.get(pattern, (0, 0))
+            s_here, f_here = before.get(service, (0, 0))
+            here[pattern] = (max(0, s - s_here), max(0, f - f_here))
+        return totals, here
 
     def policy(self) -> PolicyConfig:
         """The policy in force: an admin's override from the store (PUT /api/v1/policy), else the file's."""
@@ -3192,9 +3214,9 @@ class Engine:
         reads; zeros with no pattern."""
         if pattern_id is None:
             return (0, 0), (0, 0)
-        totals, per_service = self._tallies.read()
+        totals, here = self._tallies_now(service)
         s_all, f_all = totals.get(pattern_id, (0, 0))
-        s, f = per_service.get(service, {}).get(pattern_id, (0, 0))
+        s, f = here.get(pattern_id, (0, 0))
         return (s, f), (s_all - s, f_all - f)
 
     def _earned(self, effective: Any, policy: PolicyConfig, pattern_id: str, service: str, now: float) -> Any:

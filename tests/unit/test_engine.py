@@ -2897,8 +2897,9 @@ def test_a_pattern_whose_remedy_changed_earns_its_autonomy_again_from_its_record
     """fake-down-poke earned auto on svc (five verified fixes) and acts on its own. Then its action
     is edited. The edited remedy has no record: it used to keep auto and run unasked at once,
     vouched for by what another remedy did. Now the engine notices the change when it starts
-    (audited pattern.changed, logged, told: it had earned auto on svc), the ladder counts only the
-    record made since, and the next outage asks a person (demoted auto -> approve, saying why).
+    (audited pattern.changed, logged, told: it had earned auto on svc), the ladder and the
+    diagnosis's record factor count only the record made since, and the next outage asks a
+    person (demoted auto -> approve, saying why).
     Restarting with the same pattern changes nothing; nor does a new description or prior
     confidence, while a new version does."""
     store = Store(f"sqlite:///{tmp_path / 'one.db'}")
@@ -2928,6 +2929,9 @@ def test_a_pattern_whose_remedy_changed_earns_its_autonomy_again_from_its_record
                                            "it had earned auto on svc")
     assert any(r.getMessage().startswith("pattern fake-down-poke (") and "its remedy changed" in r.getMessage()
                for r in caplog.records)
+    # its confidence is vouched for by no record of the remedy before either (six fixes before)
+    assert before.engine._pattern_record("svc")["fake-down-poke"] == (6, 0)
+    assert edited.engine._pattern_record("svc")["fake-down-poke"] == (0, 0)
     assert [n.title for n in edited.notifier.sent] == [
         "pattern fake-down-poke changed: the autonomy it earned starts again"]
     edited.feed("up", 1, 3)

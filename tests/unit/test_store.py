@@ -725,6 +725,30 @@ def test_the_pattern_tallies_and_the_rate_limit_queries_give_the_same_numbers_on
     assert store.get_states([]) == {}
 
 
+def test_a_patterns_record_before_a_time_counts_its_actions_created_before_it_and_all_pruned_ones(
+        store: Store) -> None:
+    """What an edited pattern's earlier remedy made of its record (see Engine._tallies_now): its
+    actions created before the change, per service, and what retention pruned (older still)."""
+    from autonomic.knowledge.tables import PatternTallyRow
+
+    store.record(
+        action("i1", created_at=100.0, state=ActionState.SUCCEEDED, pattern_id="mem-leak", updated_at=150.0),
+        action("i2", created_at=200.0, state=ActionState.FAILED, pattern_id="mem-leak", service="web",
+               updated_at=260.0),
+        action("i3", created_at=300.0, state=ActionState.SUCCEEDED, pattern_id="mem-leak", updated_at=330.0),
+        action("i4", created_at=150.0, state=ActionState.SUCCEEDED, pattern_id="disk-full", updated_at=160.0),
+        action("i5", created_at=120.0, state=ActionState.RUNNING, pattern_id="mem-leak"),
+        actor="engine", event="seed", subject="all",
+    )
+    with store._writer.begin() as conn:
+        conn.execute(PatternTallyRow.__table__.insert(), [
+            {"pattern_id": "mem-leak", "service": "api", "succeeded": 4, "failed": 1},
+            {"pattern_id": "disk-full", "service": "api", "succeeded": 9, "failed": 0}])
+    assert store.pattern_tallies_before("mem-leak", 250.0) == {"api": (5, 1), "web": (0, 1)}
+    assert store.pattern_tallies_before("mem-leak", 50.0) == {"api": (4, 1)}
+    assert store.pattern_tallies_before("nothing", 1e12) == {}
+
+
 def test_nan_and_infinity_in_a_noun_or_a_state_are_stored_as_null_on_both_backends(store: Store) -> None:
     """PostgreSQL's json type has no NaN or Infinity; both back ends store null for them, so the
     noun reads back the same everywhere (and can be served as JSON)."""

@@ -1143,6 +1143,23 @@ class Store:
                     totals[(p, svc)] = (ok + int(a), bad + int(b))
         return totals
 
+    def pattern_tallies_before(self, pattern_id: str, before: float) -> dict[str, tuple[int, int]]:
+        """What of ``pattern_id``'s record (:meth:`pattern_tallies_by_service`), per service, its
+        actions created before ``before`` make, those retention pruned included (all older than
+        what it keeps): the record of the remedy it had before it last changed."""
+        totals: dict[str, tuple[int, int]] = {}
+        stmt = (select(ActionRow.service, *_PATTERN_TALLIES.selected_columns[2:])
+                .where(ActionRow.state.in_([_OK, *_BAD, _ESCALATED]), ActionRow.pattern_id == pattern_id,
+                       ActionRow.created_at < before)
+                .group_by(ActionRow.service))
+        pruned = select(PatternTallyRow.service, PatternTallyRow.succeeded, PatternTallyRow.failed).where(
+            PatternTallyRow.pattern_id == pattern_id)
+        with self._read() as s:
+            for svc, a, b in [*s.execute(stmt), *s.execute(pruned)]:
+                ok, bad = totals.get(svc, (0, 0))
+                totals[svc] = (ok + int(a or 0), bad + int(b or 0))
+        return totals
+
     def fill_derived(self, *, actor: str = "engine") -> dict[str, int]:
         """Fill the indexed copies of action and decision fields that an older autonomic left
         empty, from each row's own body: per table, how many rows were filled (audited
