@@ -720,22 +720,26 @@ def _lines_never_sampled(services: Sequence[ServiceSpec], source: str, doc: Yaml
 def _verify_lines_missing(patterns: Sequence[Pattern], services: Sequence[ServiceSpec],
                           bindings: Mapping[str, Mapping[str, BaseModel]]) -> list[Problem]:
     """A pattern verified against the service's own threshold of a metric no built-in threshold
-    covers (``max: threshold`` of ``queue_depth``) needs that threshold, in ``thresholds.extra``, on
-    every service that can carry the pattern out: one problem per such pattern, at its file and
-    line, naming the services without it."""
+    covers (``max: threshold`` of ``queue_depth``; ``min: threshold``, a floor) needs that line, in
+    ``thresholds.extra`` (``thresholds.minimums``), on every service that can carry the pattern
+    out: one problem per such pattern, at its file and line, naming the services without it."""
     problems = []
     for p in patterns:
         if p.verify is None or p.verify.threshold is None or maximum_kind(p.verify.metric) != "extra":
             continue
-        lacking = [s.name for s in services if s.thresholds.limit(p.verify.metric) is None
+        floor = p.verify.threshold == "min"
+        lacking = [s.name for s in services
+                   if (s.thresholds.floors() if floor else s.thresholds.maximums()).get(p.verify.metric) is None
                    and p.id not in cannot_run([p], bindings.get(s.name, {}), s.name)]
         if lacking:
             file, _, line = p.source.rpartition(":")
-            problems.append(Problem(file or p.source, int(line) if line.isdigit() else None, "verify.max",
-                                    f"threshold: pattern {p.id} is verified against the service's own threshold "
-                                    f"for {p.verify.metric!r}, which {', '.join(lacking)} "
-                                    f"{'does' if len(lacking) == 1 else 'do'} not set: add it under "
-                                    f"thresholds.extra, or give the pattern a number"))
+            problems.append(Problem(file or p.source, int(line) if line.isdigit() else None,
+                                    f"verify.{p.verify.threshold}",
+                                    f"threshold: pattern {p.id} is verified against the service's own "
+                                    f"{'floor' if floor else 'threshold'} for {p.verify.metric!r}, which "
+                                    f"{', '.join(lacking)} {'does' if len(lacking) == 1 else 'do'} not set: add it "
+                                    f"under thresholds.{'minimums' if floor else 'extra'}, or give the pattern a "
+                                    "number"))
     return problems
 
 

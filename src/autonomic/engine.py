@@ -3360,7 +3360,9 @@ class Engine:
         that can carry out the pattern has one)."""
         if pattern is None or pattern.verify is None or pattern.verify.threshold is None:
             return pattern
-        line = self.thresholds.get(service, Thresholds()).limit(pattern.verify.metric)
+        th = self.thresholds.get(service, Thresholds())
+        line = (th.floors().get(pattern.verify.metric) if pattern.verify.threshold == "min"
+                else th.limit(pattern.verify.metric))
         if line is None:  # the config's validation rules it out; this is a bug, not a case
             raise RuntimeError(f"pattern {pattern.id}: {service} has no threshold for {pattern.verify.metric}")
         return pattern.model_copy(update={"verify": pattern.verify.with_line(line)})

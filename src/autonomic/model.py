@@ -311,7 +311,8 @@ class VerifySpec(Frozen):
     ``max: threshold`` (in a pattern) is the service's own threshold for ``metric`` (its
     ``thresholds``): kept as ``threshold="max"`` with ``max`` unset, and set to the service's number
     by :meth:`with_line` when an action is prepared (the action's spec keeps ``threshold="max"``, to
-    say where its number came from)."""
+    say where its number came from). ``min: threshold`` likewise, the service's floor
+    (``thresholds.minimums``)."""
 
     metric: str
     # watched instead of ``metric`` on a service that samples no ``metric`` but this (a unit's
@@ -328,25 +329,28 @@ class VerifySpec(Frozen):
     delay_s: float = Field(default=0.0, ge=0)  # grace after the action before watching
     min_samples: int = Field(default=3, ge=1)
     tolerance: float = Field(default=0.0, ge=0)  # how much worse than before still counts as not worse
-    threshold: Literal["max"] | None = None  # max is the service's threshold for metric
+    threshold: Literal["max", "min"] | None = None  # that bound is the service's line for metric
 
     @model_validator(mode="before")
     @classmethod
     def _threshold_bound(cls, data: Any) -> Any:
-        """``max: threshold`` -> ``threshold: max`` (the number is the service's, known later)."""
-        if isinstance(data, dict) and isinstance(data.get("max"), str) and data["max"].strip() == "threshold":
-            data = {**data, "max": None, "threshold": "max"}
-        if isinstance(data, dict) and isinstance(data.get("min"), str) and data["min"].strip() == "threshold":
-            raise ValueError("min: a service's thresholds are maximums (availability, the one minimum, is no "
-                             "series a verification can watch): give max: threshold, or a number")
+        """``max: threshold`` -> ``threshold: max`` (the number is the service's, known later);
+        ``min: threshold`` -> ``threshold: min``; not both."""
+        if not isinstance(data, dict):
+            return data
+        named = [k for k in ("max", "min") if isinstance(data.get(k), str) and data[k].strip() == "threshold"]
+        if len(named) == 2:
+            raise ValueError("max and min: a metric has one line, a maximum or a floor: give a number for the other")
+        if named:
+            data = {**data, named[0]: None, "threshold": named[0]}
         return data
 
     def with_line(self, line: float) -> VerifySpec:
-        """This spec with ``max`` set to ``line``, the service's threshold for ``metric``; itself
-        when its bounds are numbers already."""
-        if self.threshold is None or self.max is not None:
+        """This spec with the bound ``threshold`` names set to ``line``, the service's line for
+        ``metric``; itself when its bounds are numbers already."""
+        if self.threshold is None or getattr(self, self.threshold) is not None:
             return self
-        return self.model_copy(update={"max": float(line)})
+        return self.model_copy(update={self.threshold: float(line)})
 
 
 class Symptom(Frozen):

@@ -178,6 +178,15 @@ def test_a_pattern_verified_against_a_threshold_some_service_that_can_run_it_lac
     with pytest.raises(ConfigError, match=refused):
         load([{"name": "api", "actuators": proc}, {"name": "jobs", "actuators": proc}, {"name": "web"}])
     load([{"name": "api", "actuators": proc, "thresholds": {"extra": {"queue_depth": 500}}}, {"name": "web"}])
+    # a floor: min: threshold, from thresholds.minimums (a maximum of the same metric is no floor)
+    (tmp_path / "p" / "queue.yaml").write_text(
+        "id: pool-grow\nmatch: {cause: pool}\naction: {type: process, params: {op: restart}}\n"
+        "prior_confidence: 0.5\nverify: {metric: pool_free, min: threshold}\n")
+    with pytest.raises(ConfigError, match=r"queue\.yaml:1: verify\.min: threshold: pattern pool-grow is verified "
+                                          r"against the service's own floor for 'pool_free', which api does not set: "
+                                          r"add it under thresholds.minimums"):
+        load([{"name": "api", "actuators": proc, "thresholds": {"extra": {"pool_free": 5}}}])
+    load([{"name": "api", "actuators": proc, "thresholds": {"minimums": {"pool_free": 5}}}])
 
 
 def test_a_misspelt_key_is_named_with_the_key_meant_even_under_a_mapping_and_a_bad_name_in_words(

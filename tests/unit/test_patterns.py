@@ -396,7 +396,10 @@ def test_escalation_chain_problems_name_the_entry_and_line(tmp_path: Path, regis
         ("{metric: up}", "give min or max (or both): without a bound every fix would pass verification"),
         ("{metric: up, min: .nan}", "min must be a finite number"),
         ("{metric: error_rate, min: 0.5, max: 0.1}", "min (0.5) is above max (0.1): no sample could pass"),
-        ("{metric: error_rate, min: threshold}", "min: a service's thresholds are maximums"),
+        ("{metric: error_rate, min: threshold}", "min: threshold: a service's floors are its thresholds.minimums, "
+                                                  "and 'error_rate' has a built-in maximum"),
+        ("{metric: up, min: threshold}", "'up' has no such line"),
+        ("{metric: pool_free, min: threshold, max: threshold}", "a metric has one line, a maximum or a floor"),
         ("{metric: up, max: threshold}", "a service has no maximum for 'up' to verify against"),
         ("{metric: availability, max: threshold}", "a service has no maximum for 'availability'"),
         ("{metric: up, min: 1, window_s: .inf}", "window_s must be a finite number of seconds"),
@@ -444,6 +447,11 @@ def test_a_verification_bound_may_be_the_services_own_threshold(tmp_path: Path, 
     [p] = load_patterns([write(tmp_path, "a.yaml", text)], registry)
     assert p.verify is not None and (p.verify.max, p.verify.min, p.verify.threshold) == (None, 0.0, "max")
     assert p.verify.with_line(0.2).max == 0.2
+    floor = ("id: pool\nmatch: {cause: pool}\nprior_confidence: 0.5\n"
+             "verify: {metric: pool_free, min: threshold, max: 100}\n")
+    [q] = load_patterns([write(tmp_path, "b.yaml", floor)], registry)
+    assert q.verify is not None and (q.verify.max, q.verify.min, q.verify.threshold) == (100.0, None, "min")
+    assert (q.verify.with_line(5.0).min, q.verify.with_line(5.0).max) == (5.0, 100.0)
 
 
 @pytest.mark.parametrize(

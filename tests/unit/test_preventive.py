@@ -280,15 +280,23 @@ verify: {metric: pool_free, min: 5, window_s: 60, delay_s: 5, min_samples: 3}
 """
 
 
+@pytest.mark.parametrize("floor", ["given", "the_services"])
 def test_a_pool_forecast_to_run_dry_is_grown_before_it_does_and_the_fix_is_verified_as_prevented(
-        tmp_path: Path) -> None:
+        tmp_path: Path, floor: str) -> None:
     """Free connections fall 0.15 a second from 80 toward 5 (``direction: falling``): forecast,
     matched by a pattern asking for ``trend: falling``, acted on before the pool runs dry; the
     pool, grown, has 100 free and falls no more: verified off its course (above it, the safe side
-    of a minimum) and resolved as prevented."""
-    extra = {"services": [{"name": "svc", "actuators": {"fake": {"name": "x"}}, "trends": [
-        {"metric": "pool_free", "direction": "falling", "threshold": 5, "window_s": 120}]}]}
-    loop = Loop(tmp_path, extra=extra, pattern=POOL_PATTERN)
+    of a minimum) and resolved as prevented. The floor given on the spec and the pattern, or the
+    service's own (``thresholds.minimums``; ``min: threshold`` in the pattern's verify)."""
+    trend: dict[str, Any] = {"metric": "pool_free", "direction": "falling", "window_s": 120}
+    service: dict[str, Any] = {"name": "svc", "actuators": {"fake": {"name": "x"}}, "trends": [trend]}
+    pattern = POOL_PATTERN
+    if floor == "given":
+        trend["threshold"] = 5
+    else:
+        service["thresholds"] = {"minimums": {"pool_free": 5}}
+        pattern = POOL_PATTERN.replace("min: 5,", "min: threshold,")
+    loop = Loop(tmp_path, extra={"services": [service]}, pattern=pattern)
     grown_at: list[float] = []
 
     def pool_free(t: float) -> float:
@@ -305,3 +313,5 @@ def test_a_pool_forecast_to_run_dry_is_grown_before_it_does_and_the_fix_is_verif
     assert outcome.verdict == "pass" and "off its course" in outcome.reason
     forecast = next(f for f in loop.store.findings(first.id) if f.kind == FindingKind.FORECAST)
     assert forecast.summary.startswith("pool_free will fall to 5 in ") and forecast.evidence["slope_per_s"] < 0
+    (action,) = loop.store.actions(incident_id=first.id)
+    assert action.verify is not None and action.verify.min == 5.0

@@ -98,12 +98,16 @@ class PatternYaml(BaseModel):
         fills with successes it never had: give ``min`` or ``max``, finite, ``min`` <= ``max``."""
         if v is None:
             return v
-        if v.threshold is not None and maximum_kind(v.metric) is None:
+        if v.threshold == "max" and maximum_kind(v.metric) is None:
             raise ValueError(f"max: threshold: a service has no maximum for {v.metric!r} to verify against "
                              "(availability is a minimum, up and probe_ok have no line): give a number")
+        if v.threshold == "min" and maximum_kind(v.metric) != "extra":
+            raise ValueError(f"min: threshold: a service's floors are its thresholds.minimums, and {v.metric!r} "
+                             f"{'has a built-in maximum' if maximum_kind(v.metric) else 'has no such line'}: "
+                             "give a number")
         if v.fallback_metric is not None and v.threshold is not None:
-            raise ValueError(f"fallback_metric: max: threshold is the service's line for {v.metric!r}, which "
-                             f"{v.fallback_metric!r} does not share: give numbers with a fallback_metric")
+            raise ValueError(f"fallback_metric: {v.threshold}: threshold is the service's line for {v.metric!r}, "
+                             f"which {v.fallback_metric!r} does not share: give numbers with a fallback_metric")
         if v.fallback_metric == v.metric:
             raise ValueError(f"fallback_metric: {v.metric!r} is the metric itself: name another, or leave it out")
         bounds = {k: b for k, b in (("min", v.min), ("max", v.max)) if b is not None}
