@@ -29,9 +29,9 @@ they are symptoms of the same outage, and a failed attempt's latency is not a la
 
 :func:`assess` gives the service's :class:`HealthState`: FAILING when down, CRITICAL when a
 threshold is crossed, DEGRADED when a metric is past its degraded line
-(``degraded_fraction * maximum``; for availability, when that fraction of the error budget
-``100 - availability`` is used) or the latest up/probe sample failed but not yet
-``down_after`` times, else HEALTHY.
+(``degraded_fraction * maximum``, ``floor / degraded_fraction``; for availability, when that
+fraction of the error budget ``100 - availability`` is used) or the latest up/probe sample
+failed but not yet ``down_after`` times, else HEALTHY.
 """
 
 from __future__ import annotations
