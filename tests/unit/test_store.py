@@ -40,7 +40,7 @@ from autonomic.model import (
 )
 
 RawSql = Callable[..., list[tuple[Any, ...]]]  # the raw_sql fixture (tests/conftest.py)
-HEAD_REVISION = "0012"  # the newest migration
+HEAD_REVISION = "0013"  # the newest migration
 # What a stored noun's body may hold (test_what_a_stored_noun_may_hold_changes_only_with_a_new_migration),
 # by migration: append a line with each new migration (the fingerprint of the nouns it goes with,
 # unchanged when it changes no noun: the newest migration must have its line).
@@ -54,6 +54,7 @@ NOUN_SHAPES = {
     "0010": "77f719733759a39e85b51ced6a4c91479066b9cc7806522db9d4b356fa8d50f6",
     "0011": "5013e36d6e1478314016f43be8947b9f0a66b27004c3afc8afb4a5c66e147ccf",
     "0012": "5013e36d6e1478314016f43be8947b9f0a66b27004c3afc8afb4a5c66e147ccf",
+    "0013": "bb9e7f5fae431eece47ddc5841767edef7bb7f84eb6f571959d3e33437b2a7a6",
 }
 
 
