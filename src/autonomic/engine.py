@@ -849,7 +849,9 @@ class Engine:
         self._pending_repeats: Counter[str] = Counter()
         self._ladder_changes: list[Callable[[], None]] = []  # see _earned
         self._record_since: dict[str, float] = {}  # per pattern: see _note_pattern_changes
-        self._record_before: dict[str, dict[str, tuple[int, int]]] = {}  # per changed pattern, per service
+        # per changed pattern, per service: see _tallies_now; and the tallies it was read beside
+        self._record_before: dict[str, dict[str, tuple[int, int]]] = {}
+        self._record_before_beside: object = None
         self._held: list[tuple[str | None, Notification]] | None = None  # see _holding_notifications
         # outbox keys the notifiers are through with, and which of them gave up (see _settle_outbox)
         self._sent: collections.deque[tuple[str, list[str]]] = collections.deque()
@@ -1130,9 +1132,6 @@ class Engine:
         left_over = {} if self.shadow_only else self.store.states(OUTBOX)
         filled = self.store.fill_derived()  # before anything reads the history through them
         self._record_since = self._note_pattern_changes(now)
-        # what the changed patterns' earlier remedies made of their records: not theirs now
-        self._record_before = {pattern: self.store.pattern_tallies_before(pattern, since)
-                               for pattern, since in self._record_since.items() if since > 0}
         if any(filled.values()):
             log.warning("the store held %s written by an older autonomic after it was migrated (a rolling "
                         "upgrade's old replica, or an engine left running while a newer autonomic opened the "
@@ -3106,11 +3105,18 @@ class Engine:
     def _tallies_now(self, service: str) -> tuple[Mapping[str, tuple[int, int]], Mapping[str, tuple[int, int]]]:
         """Per pattern, its record everywhere and on ``service``, less what a pattern's remedy made
         of it before the pattern last changed (:meth:`_note_pattern_changes`: an edited remedy is
-        vouched for by no record of another one, in its confidence as in its earned autonomy)."""
+        vouched for by no record of another one, in its confidence as in its earned autonomy).
+        That part is read again whenever the tallies have moved: an action of the remedy before,
+        still in flight when the engine noticed the change, is part of it once it ends."""
         totals, per_service = self._tallies.read()
         here = per_service.get(service, {})
-        if not self._record_before:
+        changed = {pattern: since for pattern, since in self._record_since.items() if since > 0}
+        if not changed:
             return totals, here
+        if self._record_before_beside is not totals:  # the tallies make new mappings when they move
+            self._record_before = {pattern: self.store.pattern_tallies_before(pattern, since)
+                                   for pattern, since in changed.items()}
+            self._record_before_beside = totals
         totals, here = dict(totals), dict(here)
         for pattern, before in self._record_before.items():
             s, f = totals.get(pattern, (0, 0))
@@ -3223,13 +3229,17 @@ class Engine:
         """The autonomy this pattern has earned on this service from its measured record;
         a promotion or demotion is stored, audited and told."""
         outcomes, answers = self.store.pattern_record(pattern_id, service)
-        record: list[Any] = [Evidence(ts=ts, verdict=verdict, rolled_back=rolled) for ts, verdict, rolled in outcomes]
-        record += people_evidence(answers, pattern_id, service)  # a person's answers count too
-        record.sort(key=lambda o: o.ts)
-        since = self._record_since.get(pattern_id, 0.0)  # what the pattern did before its last change does not count
-        kept = [o for o in record if o.ts >= since]
+        # what the pattern did before its last change does not count: an action by when it was
+        # created (one in flight across the change ran the remedy before it), an answer by its time
+        since = self._record_since.get(pattern_id, 0.0)
+        kept: list[Any] = [Evidence(ts=ts, verdict=verdict, rolled_back=rolled)
+                           for ts, verdict, rolled, acted in outcomes if acted >= since]
+        people = people_evidence(answers, pattern_id, service)  # a person's answers count too
+        kept += [e for e in people if e.ts >= since]
+        kept.sort(key=lambda o: o.ts)
+        left_out = len(outcomes) + len(people) - len(kept)
         note = (f"; counting its record since the pattern changed ({utc_stamp(since)}): "
-                f"{counted(len(record) - len(kept), 'earlier outcome')} left out" if len(kept) < len(record) else "")
+                f"{counted(left_out, 'earlier outcome')} left out" if left_out else "")
         earned, why = earned_effective(effective, policy, pattern_id, service, kept, note=note)
         key = f"{AUTONOMY_STATE}{pattern_id}:{service}"
         before = (self.store.get_state(key) or {}).get("level", effective.autonomy.value)

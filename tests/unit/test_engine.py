@@ -618,7 +618,7 @@ def test_a_fix_that_made_things_worse_and_could_not_be_undone_counts_against_its
     assert "undo failed" in outcome.reason
     # the earned-autonomy ladder reads it as the failure it was
     outcomes, _ = h.store.pattern_record("fake-down-poke", "svc")
-    assert [(verdict, rolled) for _, verdict, rolled in outcomes] == [("fail", False)]
+    assert [(verdict, rolled) for _, verdict, rolled, _ in outcomes] == [("fail", False)]
     assert h.engine._pattern_record("svc") == {"fake-down-poke": (0, 1)}  # and the diagnosis's record factor
 
 
@@ -1430,7 +1430,7 @@ def test_a_workflow_whose_compensation_fails_pages_a_person_and_counts_as_a_fail
     (outcome,) = h.store.outcomes(incident_id=action.incident_id)
     assert outcome.verdict == "fail" and "compensating step 1/2 fake:first failed" in outcome.reason
     outcomes, _ = h.store.pattern_record("fake-down-stuck", "svc")
-    assert [verdict for _, verdict, _ in outcomes] == ["fail"]
+    assert [verdict for _, verdict, _, _ in outcomes] == ["fail"]
 
 
 def _crash_after(action: Any, records: int) -> Any:
@@ -2951,6 +2951,44 @@ def test_a_pattern_whose_remedy_changed_earns_its_autonomy_again_from_its_record
     assert pattern.model_copy(update={"description": "reworded", "prior_confidence": 0.5,
                                       "source": "elsewhere.yaml:3"}).remedy_fingerprint == pattern.remedy_fingerprint
     assert pattern.model_copy(update={"version": 2}).remedy_fingerprint != pattern.remedy_fingerprint
+
+
+def test_an_action_of_the_old_remedy_judged_after_the_pattern_changed_is_not_the_new_remedys_record(
+        tmp_path: Path) -> None:
+    """An action of fake-down-poke started before its remedy was edited and the engine restarted,
+    and was judged (a pass) after: it ran the old remedy, so the ladder leaves it out of what the
+    edited remedy earns, as the diagnosis's record factor does. It used to count, read by when its
+    outcome came (after the change), and was one verified fix of a remedy that had never run."""
+    from autonomic.model import Action, Outcome, VerifyVerdict
+
+    store = Store(f"sqlite:///{tmp_path / 'one.db'}")
+    policy = {"autonomy": "approve", "autonomy_ladder": {"enabled": True, "promote_after": 1, "max_level": "auto"}}
+    (tmp_path / "before").mkdir()
+    Harness(tmp_path / "before", policy=policy, store=store)
+    (tmp_path / "edited").mkdir()
+    changed_at = T0 + 100
+    edited = Harness(tmp_path / "edited", policy=policy, store=store, op="fail_undo", start_at=changed_at)
+    assert edited.engine._record_since["fake-down-poke"] == changed_at
+    inc = Incident(service="svc", cause="down", severity=Severity.CRITICAL, kind=FindingKind.STATE,
+                   opened_at=changed_at - 20, updated_at=changed_at + 30, last_finding_at=changed_at - 20,
+                   summary="down", state=IncidentState.RESOLVED, closed_at=changed_at + 30)
+    act = Action(decision_id="d", incident_id=inc.id, service="svc", type="fake", params={}, idempotency_key="k",
+                 state=ActionState.VERIFYING, pattern_id="fake-down-poke", created_at=changed_at - 10,
+                 updated_at=changed_at)
+    store.record(inc, act, actor="engine", event="action.started", subject=act.id)
+    assert edited.engine._pattern_record("svc").get("fake-down-poke", (0, 0)) == (0, 0)  # in flight
+    out = Outcome(action_id=act.id, incident_id=inc.id, ts=changed_at + 30, verdict=VerifyVerdict.PASS,
+                  reason="up again")
+    ended = act.model_copy(update={"state": ActionState.SUCCEEDED, "updated_at": changed_at + 30})
+    store.record(ended, out, actor="engine", event="action.verified", subject=act.id)
+    assert edited.engine._tallies.read()[0]["fake-down-poke"] == (1, 0), "the tallies moved by it"
+
+    policy_spec = edited.config.spec.policy
+    effective = policy_spec.effective("fake", "fake-down-poke", "svc")
+    earned = edited.engine._earned(effective, policy_spec, "fake-down-poke", "svc", changed_at + 60)
+    assert earned.autonomy == Autonomy.APPROVE, "promoted on the old remedy's fix"
+    assert "1 earlier outcome left out" in earned.autonomy_from, earned.autonomy_from
+    assert edited.engine._pattern_record("svc").get("fake-down-poke", (0, 0)) == (0, 0)
 
 
 def test_a_broken_audit_chain_stops_the_loop_rather_than_being_ridden_out_as_an_outage(

@@ -176,18 +176,20 @@ def test_a_page_after_an_incident_pruned_since_the_last_page_says_retention_prun
         store.incidents(before=old.id)
 
 
-def _ladder_record(store: Store, pattern: str, service: str) -> list[tuple[float, str, bool]]:
-    """The record the engine's _earned builds (outcomes, then people's answers, by time)."""
+def _ladder_record(store: Store, pattern: str, service: str) -> list[tuple[float, str, bool, float]]:
+    """The record the engine's _earned builds (outcomes, then people's answers, by time), each
+    with when it was acted on (what a changed pattern's record is cut at: an outcome's action's
+    creation, an answer's own time)."""
     outcomes, answers = store.pattern_record(pattern, service)
-    record: list[Any] = [Evidence(ts=ts, verdict=v, rolled_back=r) for ts, v, r in outcomes]
-    record += people_evidence(answers, pattern, service)
-    record.sort(key=lambda o: o.ts)
-    return [(o.ts, o.verdict, o.rolled_back) for o in record]
+    record = [(ts, v, r, acted) for ts, v, r, acted in outcomes]
+    record += [(e.ts, e.verdict, e.rolled_back, e.ts) for e in people_evidence(answers, pattern, service)]
+    return sorted(record, key=lambda item: item[0])
 
 
 def test_pruning_changes_no_patterns_tallies_record_or_earned_autonomy(store: Store) -> None:
-    """What the diagnosis (tallies) and the autonomy ladder (the record in order) read is the
-    same after a prune as before, for every pattern and service, whatever was pruned."""
+    """What the diagnosis (tallies) and the autonomy ladder (the record in order, each item with
+    when it was acted on) read is the same after a prune as before, for every pattern and
+    service, whatever was pruned."""
     shapes = [  # (action state, verdict, rolled back, decided by, verdict given)
         (ActionState.SUCCEEDED, VerifyVerdict.PASS, False, "engine", Verdict.APPROVED),
         (ActionState.SUCCEEDED, VerifyVerdict.PASS, False, "alice", Verdict.APPROVED),
@@ -219,8 +221,8 @@ def test_pruning_changes_no_patterns_tallies_record_or_earned_autonomy(store: St
     assert store.pattern_tallies_by_service() == before_tallies
     assert {pair: _ladder_record(store, *pair) for pair in pairs} == before
     for pair in pairs:
-        assert (earned_level([Evidence(*r) for r in before[pair]], Autonomy.SUGGEST, ladder)
-                == earned_level([Evidence(*r) for r in _ladder_record(store, *pair)], Autonomy.SUGGEST, ladder))
+        assert (earned_level([Evidence(*r[:3]) for r in before[pair]], Autonomy.SUGGEST, ladder)
+                == earned_level([Evidence(*r[:3]) for r in _ladder_record(store, *pair)], Autonomy.SUGGEST, ladder))
     # and again (nothing more to prune): nothing is counted twice
     prune(store, KEEP, NOW + 1, Path("unused"))
     assert store.pattern_tallies_by_service() == before_tallies
@@ -244,7 +246,7 @@ def test_pruning_an_approval_never_acted_on_adds_nothing_to_the_ladders_record(s
                  subject=inc.id)
     _incident_with_history(store, opened=OLD + 100, closed=OLD + 200)  # a run of the remedy beside it
     before = _ladder_record(store, "restart-it", "api")
-    assert [v for _, v, _ in before] == ["pass"]  # the run's outcome alone
+    assert [v for _, v, _, _ in before] == ["pass"]  # the run's outcome alone
 
     assert prune(store, KEEP, NOW, Path("unused")).counts["decisions"] == 2
 

@@ -1422,7 +1422,8 @@ def test_migration_0004_fills_the_types_of_many_actions_in_a_few_statements_not_
 def test_pattern_record_is_the_patterns_outcomes_on_the_service_and_peoples_answers(store: Store) -> None:
     """The autonomy ladder's evidence for (pattern, service), in two queries: the outcomes of
     that pattern's actions on that service only, and approvals or denials by a person (never the
-    engine's own verdicts) on that pattern, each oldest first."""
+    engine's own verdicts) on that pattern, each oldest first; an outcome with when its action
+    was created."""
     inc = incident()
     store.record(inc, actor="engine", event="incident.opened", subject=inc.id)
     mine: list[Outcome] = []
@@ -1445,7 +1446,7 @@ def test_pattern_record_is_the_patterns_outcomes_on_the_service_and_peoples_answ
     for d in answers:
         store.record(d, actor=d.decided_by, event="decision", subject=inc.id)
     outcomes, people = store.pattern_record("p", "api")
-    assert outcomes == [(197.0, "fail", True), (200.0, "pass", False)]
+    assert outcomes == [(197.0, "fail", True, 103.0), (200.0, "pass", False, 100.0)]  # acted_at: when created
     assert people == answers[:2]
 
 
@@ -1474,11 +1475,11 @@ def _seed_ladder_history(store: Store) -> None:
 
 def _pattern_record_from_history(store: Store, pattern: str, service: str) -> tuple[Any, list[Decision]]:
     """:meth:`Store.pattern_record` computed in Python from every action, outcome and decision."""
-    ids = {a.id for a in store.actions(service=service) if a.pattern_id == pattern}
-    outcomes = sorted((o for o in store.outcomes() if o.action_id in ids), key=lambda o: o.ts)
+    created = {a.id: a.created_at for a in store.actions(service=service) if a.pattern_id == pattern}
+    outcomes = sorted((o for o in store.outcomes() if o.action_id in created), key=lambda o: o.ts)
     answers = [d for d in store.decisions(verdicts=[Verdict.APPROVED, Verdict.DENIED])
                if d.decided_by != "engine" and d.pattern_id == pattern and d.action and d.action.target == service]
-    return [(o.ts, o.verdict.value, o.rolled_back) for o in outcomes], answers
+    return [(o.ts, o.verdict.value, o.rolled_back, created[o.action_id]) for o in outcomes], answers
 
 
 def test_pattern_record_answers_as_the_whole_history_does(store: Store) -> None:
@@ -1721,7 +1722,7 @@ def test_a_nul_character_inside_a_nouns_text_or_a_states_value_breaks_no_read_on
     store.record(inc, failed, outcome, actor="engine", event="action.failed", subject=inc.id,
                  data={"output": "x\x00y"})
     assert store.pattern_tallies_by_service() == {("restart-it", "api"): (0, 1)}
-    assert [v for _, v, _ in store.pattern_record("restart-it", "api")[0]] == ["fail"]
+    assert [v for _, v, _, _ in store.pattern_record("restart-it", "api")[0]] == ["fail"]
     got = store.get(Action, failed.id)
     assert got is not None and got.error == "exit 1: a\ufffdb"
 
@@ -1761,3 +1762,19 @@ def test_migration_0012_replaces_the_nul_characters_rows_already_hold_so_they_re
     assert got.error == ("exit 1: a\x00b" if store_url.startswith("sqlite") else "exit 1: a\ufffdb")
     assert again.verify_audit().ok
     again.close()
+
+
+def test_migration_0013_keeps_the_ladders_pruned_items_reading_their_outcomes_time_as_when_acted(
+        store_url: str, raw_sql: RawSql) -> None:
+    """An item retention kept of a pruned outcome before 0013 has no ``acted_at``: after the
+    upgrade it reads its outcome's time in its place (all its ladder had), and a downgrade to
+    0012 takes the column away again with the item left whole."""
+    Store(store_url).close()
+    _downgrade(store_url, "0012")
+    raw_sql("INSERT INTO pattern_evidence (ref, pattern_id, service, ts, verdict, rolled_back, person) "
+            "VALUES ('o1', 'restart-it', 'api', 160.0, 'pass', :no, :no)", no=False)
+    again = Store(store_url)
+    assert again.pattern_record("restart-it", "api") == ([(160.0, "pass", False, 160.0)], [])
+    again.close()
+    _downgrade(store_url, "0012")
+    assert raw_sql("SELECT ref, ts, verdict FROM pattern_evidence") == [("o1", 160.0, "pass")]

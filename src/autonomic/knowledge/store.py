@@ -241,7 +241,7 @@ def _prunable_findings(before: float) -> Any:
 _FILLED = frozenset({"types", "multi", "ended_at", "pattern_id", "person", "target"})
 # the autonomy ladder's record of one (pattern, service): see Store.pattern_record
 _PAIR_OUTCOMES = (select(OutcomeRow.ts, OutcomeRow.body["verdict"].as_string(),
-                         OutcomeRow.body["rolled_back"].as_boolean())
+                         OutcomeRow.body["rolled_back"].as_boolean(), ActionRow.created_at)
                   .join(ActionRow, OutcomeRow.action_id == ActionRow.id)
                   .where(ActionRow.service == bindparam("service"), ActionRow.pattern_id == bindparam("pattern"))
                   .order_by(OutcomeRow.ts, OutcomeRow.first_seq))
@@ -1043,12 +1043,14 @@ class Store:
         stmt = select(OutcomeRow).where(*where).order_by(OutcomeRow.ts, OutcomeRow.first_seq)
         return self._read_nouns(Outcome, stmt)
 
-    def pattern_record(self, pattern_id: str, service: str) -> tuple[list[tuple[float, str, bool]], list[Decision]]:
+    def pattern_record(self, pattern_id: str,
+                       service: str) -> tuple[list[tuple[float, str, bool, float]], list[Decision]]:
         """What the autonomy ladder weighs for one pattern on one service, in two queries: the
-        outcomes of the pattern's actions on the service as ``(ts, verdict, rolled_back)``, oldest
-        first (only what the ladder reads, so a long record is not parsed into models), and the
-        approvals and denials a person (not the engine) gave on the pattern for an action on the
-        service, oldest first. The first list also holds what retention kept of the pair's pruned
+        outcomes of the pattern's actions on the service as ``(ts, verdict, rolled_back,
+        acted_at)``, oldest first (only what the ladder reads, so a long record is not parsed into
+        models; ``acted_at`` is when the action was created: the remedy it ran is the pattern's as
+        it was then), and the approvals and denials a person (not the engine) gave on the pattern
+        for an action on the service, oldest first. The first list also holds what retention kept of the pair's pruned
         outcomes and pruned people's answers (``pattern_evidence``: an answer as ``pass`` or
         ``fail``, as :func:`~autonomic.plan.autonomy.people_evidence` reads it), so pruning changes
         no pair's record. Before, the engine read every action of the service, then each action's
@@ -1058,12 +1060,14 @@ class Store:
         service and every approved or denied decision ever made (the engine's denials among them):
         0.27 s with 100,000 of each."""
         pair = {"service": service, "pattern": pattern_id}
-        kept = (select(PatternEvidenceRow.ts, PatternEvidenceRow.verdict, PatternEvidenceRow.rolled_back)
+        kept = (select(PatternEvidenceRow.ts, PatternEvidenceRow.verdict, PatternEvidenceRow.rolled_back,
+                       func.coalesce(PatternEvidenceRow.acted_at, PatternEvidenceRow.ts))
                 .where(PatternEvidenceRow.pattern_id == pattern_id, PatternEvidenceRow.service == service))
         with self.reading(), self._read() as conn:
-            record = [(float(ts), str(verdict), bool(rolled))
-                      for ts, verdict, rolled in conn.execute(_PAIR_OUTCOMES, pair)]
-            pruned = [(float(ts), str(verdict), bool(rolled)) for ts, verdict, rolled in conn.execute(kept)]
+            record = [(float(ts), str(verdict), bool(rolled), float(acted))
+                      for ts, verdict, rolled, acted in conn.execute(_PAIR_OUTCOMES, pair)]
+            pruned = [(float(ts), str(verdict), bool(rolled), float(acted))
+                      for ts, verdict, rolled, acted in conn.execute(kept)]
             answers = [Decision.model_validate(body) for body in conn.execute(_PAIR_ANSWERS, pair).scalars()]
         if pruned:  # oldest first, as the ladder replays them
             record = sorted(pruned + record, key=lambda item: item[0])
@@ -1519,10 +1523,11 @@ class Store:
                 conn.execute(add, {"pattern_id": pattern, "service": service, "succeeded": int(ok), "failed": int(bad)})
         evidence: list[dict[str, Any]] = [
             {"ref": ref, "pattern_id": pattern, "service": service, "ts": float(ts), "verdict": str(verdict),
-             "rolled_back": bool(rolled), "person": False}
-            for ref, pattern, service, ts, verdict, rolled in conn.execute(
+             "rolled_back": bool(rolled), "person": False, "acted_at": float(acted)}
+            for ref, pattern, service, ts, verdict, rolled, acted in conn.execute(
                 select(OutcomeRow.id, _PATTERN_ID, ActionRow.service, OutcomeRow.ts,
-                       OutcomeRow.body["verdict"].as_string(), OutcomeRow.body["rolled_back"].as_boolean())
+                       OutcomeRow.body["verdict"].as_string(), OutcomeRow.body["rolled_back"].as_boolean(),
+                       ActionRow.created_at)
                 .join(ActionRow, OutcomeRow.action_id == ActionRow.id)
                 .where(OutcomeRow.incident_id.in_(incident_ids), _PATTERN_ID.is_not(None)))]
         answers = (select(DecisionRow.body)
@@ -1534,7 +1539,7 @@ class Store:
             if d.pattern_id and d.action is not None and d.person_evidence is not None:  # what people_evidence counts
                 evidence.append({"ref": d.id, "pattern_id": d.pattern_id, "service": d.action.target, "ts": d.ts,
                                  "verdict": d.person_evidence, "rolled_back": False,
-                                 "person": True})
+                                 "person": True, "acted_at": d.ts})
         if evidence:
             conn.execute(self._insert(PatternEvidenceRow).on_conflict_do_nothing(index_elements=["ref"]), evidence)
 

@@ -184,7 +184,9 @@ class PatternEvidenceRow(Base):
     decision retention pruned: ``ref`` is that outcome's or decision's id (so it is kept once),
     ``verdict`` what the ladder reads (pass, fail, inconclusive; a person's answer as pass or
     fail). The ladder replays the whole record in order, so the items are kept, not a count
-    (migration 0007)."""
+    (migration 0007). ``acted_at`` is when an outcome's action was created (a person's answer:
+    its time), so the ladder can tell which remedy it judged when a pattern changed; NULL in
+    items pruned before migration 0013 (read as ``ts``)."""
 
     __tablename__ = "pattern_evidence"
 
@@ -195,6 +197,7 @@ class PatternEvidenceRow(Base):
     verdict: Mapped[str] = mapped_column(String(32), nullable=False)
     rolled_back: Mapped[bool] = mapped_column(Boolean, nullable=False)
     person: Mapped[bool] = mapped_column(Boolean, nullable=False)
+    acted_at: Mapped[float | None] = mapped_column(Float, nullable=True)
 
     __table_args__ = (Index("ix_pattern_evidence_pattern_service", "pattern_id", "service"),)
 
