@@ -88,8 +88,9 @@ from autonomic.model import (
 from autonomic.monitor.host import HostSource, ProcessSource
 from autonomic.monitor.probe import HttpProbe, ProbeGroup
 from autonomic.monitor.prometheus import PrometheusScrape
-from autonomic.monitor.promquery import PromQuerySource, PromQuerySpec, SharedPromQuery, Unanswered, shared_key
+from autonomic.monitor.promquery import PromQuerySource, PromQuerySpec, SharedPromQuery, shared_key
 from autonomic.monitor.series import SeriesStore
+from autonomic.monitor.unanswered import Unanswered
 from autonomic.monitor.unitstate import UnitStateSource, unit_kind
 from autonomic.oversight.notify import Dispatcher, build_dispatcher
 from autonomic.oversight.reports import due_reports, report_notification
@@ -949,8 +950,13 @@ class Engine:
         """One source per service whose unit a bound actuator reads (see ``monitor.unitstate.unit_kind``):
         its ``unit_state``, called with the service's binding, sampled as ``up`` and the like, less
         what a metrics source of the service records by name (its scrape renamed to ``up``: the
-        config's own say; two ``up`` series of one service could disagree)."""
+        config's own say; two ``up`` series of one service could disagree). Each is in the lane of
+        the manager it asks (the actuator's ``unit_lane``, else one lane per actuator type), and a
+        manager that does not answer is not asked again in that collection (see
+        :mod:`autonomic.monitor.unitstate`)."""
         sources = []
+        # a manager that does not answer: not asked the rest of a collection
+        unanswered = Unanswered("reads", "each unreachable, not answering in time, or busy")
         for svc in self.config.services:
             bindings = self.config.bindings.get(svc.name, {})
             kind = unit_kind(bindings)
@@ -962,7 +968,9 @@ class Engine:
             limit = getattr(actuator, "unit_state_limit_s", None)
             limit_s = DEFAULT_CALL_LIMIT_S if limit is None else float(limit(target))
             named = [m for m in UNIT_METRICS[kind] if svc.names(m)]
-            sources.append(UnitStateSource(svc.name, kind, functools.partial(read, target), limit_s, named))
+            lane = getattr(actuator, "unit_lane", None)
+            sources.append(UnitStateSource(svc.name, kind, functools.partial(read, target), limit_s, named,
+                                           lane=None if lane is None else str(lane(target)), unanswered=unanswered))
         return sources
 
     # --- liveness --------------------------------------------------------------------------
@@ -1944,8 +1952,9 @@ class Engine:
         once on worker threads; and say how to get source ``i``'s samples, in the sources' order
         on the loop's thread: a lane source's from its lane (waiting for it; what it raised, raised
         again), any other's by collecting it there and then (host and process metrics are read
-        locally; unit states are bounded by their own limit). A server that hangs holds its lane
-        only: the loop waits for the slowest lane, not for the sum of every source's timeouts."""
+        locally). Unit states are in lanes too, one per manager they ask (a Docker engine, a D-Bus,
+        an API server). A server that hangs holds its lane only: the loop waits for the slowest
+        lane, not for the sum of every source's timeouts."""
         lanes: dict[str, list[int]] = {}
         for i, src in enumerate(self.sources):
             lane = getattr(src, "lane", None)

@@ -139,7 +139,12 @@ class Actuator(Protocol):
     the unit-state source the engine builds from the binding (:mod:`autonomic.monitor.unitstate`
     maps it to ``up`` and the like); raises ActuatorError when it cannot be read. Each request is
     given at most :data:`UNIT_READ_TIMEOUT_S`; with it, ``unit_state_limit_s(target) -> float``:
-    the longest the read can take (one collection of that source).
+    the longest the read can take (one collection of that source), and ``unit_lane(target) ->
+    str``: the manager the read asks, in words ("the Docker engine at unix:///run/docker.sock"):
+    units of one manager are read one after another, managers at once, and one that did not
+    answer two reads in a row is not asked again in that collection (without it: one lane per
+    actuator type). Raise ``RetryableActuatorError`` only when the manager could not be reached
+    or did not answer in time (or is busy): that is what skips it.
 
     Optional: ``no_effect(target, params) -> str | None``, read-only, says why carrying out
     ``params`` now would change nothing (a config value already at a scale's ``max``), None

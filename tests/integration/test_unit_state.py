@@ -160,3 +160,57 @@ def test_a_unit_a_person_stopped_is_not_started_again_when_its_probe_fails(tmp_p
             rig.engine.shutdown()
             server.shutdown()
             server.server_close()
+
+
+def test_a_docker_engine_that_hangs_is_read_twice_a_collection_not_once_per_container(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Five services whose containers are on one Docker engine that accepts connections and never
+    answers (a real UNIX socket, the real Docker client; no stand-in needed to hang). Each read
+    waits out its timeout; they used to be made one after another for every container, every
+    collection (five timeouts a collection, holding the loop). Now the engine's units are read in
+    their own lane and, after two reads in a row found no answer, the other three are not asked in
+    that collection: two connections a collection, and each skipped service says why, once."""
+    import socket
+    import threading
+
+    caplog.set_level(logging.WARNING, logger="autonomic")
+    path = tmp_path / "hung-docker.sock"
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(str(path))
+    listener.listen(64)
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        listener.settimeout(0.1)
+        while not stop.is_set():
+            try:
+                held.append(listener.accept()[0])  # read nothing, answer nothing
+            except OSError:
+                continue
+
+    acceptor = threading.Thread(target=accept, daemon=True)
+    acceptor.start()
+    services = [{"name": f"web{i}", "actuators": {"docker": {"container": f"web-{i}", "base_url": f"unix://{path}",
+                                                              "timeout_s": 1}}} for i in range(5)]
+    rig = Rig(tmp_path, services[0], others=tuple(services[1:]))
+    try:
+        lanes = {getattr(src, "lane", None) for src in rig.engine.sources if src.name.startswith("unit:")}
+        assert lanes == {f"the Docker engine at unix://{path}"}
+        rig.ticks(1)
+        assert len(held) == 2, f"{len(held)} reads of the hung engine in one collection"
+        rig.ticks(1)
+        assert len(held) == 4, "the next collection asks again"
+        said = [r.getMessage() for r in caplog.records if "unit:web" in r.getMessage()]
+        skipped = [m for m in said if "not asked: the Docker engine at unix://" in m]
+        assert len(said) == 5 and len(skipped) == 3, said
+        assert "gave no complete answer to 2 reads in a row in this collection" in skipped[0]
+        assert all(rig.engine.series.latest(f"web{i}", "up") is None for i in range(5))
+    finally:
+        rig.engine.shutdown()
+        stop.set()
+        acceptor.join(2)
+        for conn in held:
+            conn.close()
+        listener.close()

@@ -16,9 +16,9 @@ from autonomic.monitor.promquery import (
     PromQuerySource,
     PromQuerySpec,
     SharedPromQuery,
-    Unanswered,
     parse_query_response,
 )
+from autonomic.monitor.unanswered import Unanswered
 
 BASE = "http://prom.test:9090"
 NOW = 1_700_000_000.0

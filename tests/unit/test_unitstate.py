@@ -123,6 +123,61 @@ def test_a_unit_that_cannot_be_read_gives_no_sample_and_an_error_naming_the_serv
         src.collect(5.0)
 
 
+def test_a_manager_that_did_not_answer_two_reads_in_a_row_is_not_asked_the_rest_of_the_collection() -> None:
+    """Five containers on one Docker engine that hangs: each read used to wait out its limit, one
+    after another (five limits a collection). Now, after two unanswered reads in a row of one
+    collection, the other three are not made (each says why, naming the engine) while another
+    manager's units are still read; the next collection asks again. An error answer (no such
+    container) is an answer: it ends the run."""
+    from autonomic.errors import TerminalActuatorError
+    from autonomic.monitor.unanswered import Unanswered
+
+    asked: list[str] = []
+    answers: dict[str, Exception | None] = {}
+
+    def read(name: str) -> Any:
+        def read_it() -> dict[str, Any]:
+            asked.append(name)
+            if (exc := answers.get(name)) is not None:
+                raise exc
+            return {"Running": True}
+        return read_it
+
+    hung = RetryableActuatorError("docker: engine at unix:///run/docker.sock unreachable during inspect: timed out")
+    shared = Unanswered("reads", "each unreachable, not answering in time, or busy")
+    engine = "the Docker engine at unix:///run/docker.sock"
+    sources = [UnitStateSource(f"web{i}", "docker", read(f"web{i}"), 10.0, lane=engine, unanswered=shared)
+               for i in range(5)]
+    other = UnitStateSource("db", "docker", read("db"), 10.0, lane="the Docker engine at tcp://db-host:2375",
+                            unanswered=shared)
+    answers.update(dict.fromkeys([f"web{i}" for i in range(5)], hung))
+
+    def collect(now: float) -> list[str]:
+        said = []
+        for src in [*sources[:2], other, *sources[2:]]:
+            try:
+                src.collect(now)
+                said.append(f"{src.service}: read")
+            except SourceError as exc:
+                said.append(f"{src.service}: {exc}")
+        return said
+
+    said = collect(5.0)
+    assert asked == ["web0", "web1", "db"]
+    assert said[2] == "db: read"
+    for line in said[3:]:
+        assert line.endswith(f"(no up sampled: unknown, not down): not asked: {engine} gave no complete answer to "
+                             "2 reads in a row in this collection (each unreachable, not answering in time, or busy); "
+                             "asked again at the next"), line
+    asked.clear()
+    collect(6.0)
+    assert asked == ["web0", "web1", "db"], "the next collection asks again"
+    asked.clear()
+    answers["web1"] = TerminalActuatorError("docker: no such container 'web1' at unix:///run/docker.sock")
+    collect(7.0)
+    assert asked == ["web0", "web1", "db", "web2", "web3"], "an error answer is an answer"
+
+
 def test_a_service_whose_unit_is_read_may_report_its_up_and_a_workloads_rollout() -> None:
     def svc(**actuators: Any) -> ServiceSpec:
         return ServiceSpec.model_validate({"name": "web", "actuators": actuators})

@@ -108,6 +108,11 @@ class DockerActuator:
         """The longest :meth:`unit_state` can take: as :meth:`unit_exit_limit_s` (one inspect)."""
         return self.unit_exit_limit_s(target)
 
+    def unit_lane(self, target: Target) -> str:
+        """The manager :meth:`unit_state` asks, named for the engine's collection lanes and logs:
+        the binding's Docker engine."""
+        return f"the Docker engine at {shown_url(_binding(target).base_url)}"
+
     def unit_state(self, target: Target) -> dict[str, Any]:
         """The container's inspected ``State`` (Status, Running, Paused, Restarting, ExitCode, ...),
         read-only, for the unit-state source (``monitor.unitstate``, which says what counts as up).

@@ -459,6 +459,18 @@ class KubernetesActuator:
         connect and as long again to answer."""
         return 2 * UNIT_READ_TIMEOUT_S
 
+    def unit_lane(self, target: Target) -> str:
+        """The manager :meth:`unit_state` asks, named for the engine's collection lanes and logs:
+        the API server of the binding (its ``api_url``, else its kubeconfig and context, else the
+        in-cluster one)."""
+        b = _binding(target)
+        if b.api_url:
+            return f"the Kubernetes API server at {shown_url(b.api_url)}"
+        if b.kubeconfig or b.context or not os.environ.get("KUBERNETES_SERVICE_HOST"):
+            context = f" (context {b.context})" if b.context else ""
+            return f"the Kubernetes API server of {b.kubeconfig or '~/.kube/config'}{context}"
+        return "the in-cluster Kubernetes API server"
+
     def unit_state(self, target: Target) -> dict[str, Any]:
         """The workload's rollout state, read-only, for the unit-state source (``monitor.unitstate``,
         which says what counts as up): ``desired`` (spec.replicas), ``replicas``, ``updated``,

@@ -311,6 +311,11 @@ class SystemdActuator:
         the binding's ``timeout_s`` when shorter)."""
         return 6 * min(_binding(target).timeout_s, UNIT_READ_TIMEOUT_S)
 
+    def unit_lane(self, target: Target) -> str:
+        """The manager :meth:`unit_state` asks, named for the engine's collection lanes and logs:
+        the binding's D-Bus (systemd behind it)."""
+        return f"systemd on the D-Bus {_binding(target).address()}"
+
     def unit_state(self, target: Target) -> dict[str, Any]:
         """The unit's ``ActiveState`` and ``SubState`` (``{"active_state": "failed", "sub_state":
         "failed"}``), read-only, for the unit-state source (``monitor.unitstate``, which says what

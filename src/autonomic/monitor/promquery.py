@@ -33,6 +33,7 @@ from autonomic.deadline import Client
 from autonomic.errors import SourceError
 from autonomic.model import Sample
 from autonomic.monitor.probe import MAX_BODY_BYTES, TooLarge, check_http_url, get_within, origin
+from autonomic.monitor.unanswered import Unanswered
 from autonomic.redact import scrub
 
 _SNIPPET = 200  # at most this many characters of a bad payload go into an error message
@@ -192,39 +193,6 @@ def combine(series: Sequence[Series], label: str | None, service: str) -> list[t
 
 
 # --- the source ----------------------------------------------------------------------------
-
-UNANSWERED_IN_A_ROW = 2  # queries to one Prometheus that gave no answer, in a row: the rest of a collection skips it
-
-
-class Unanswered:
-    """The Prometheus servers (each by its ``url``) that let :data:`UNANSWERED_IN_A_ROW` queries in
-    a row of one collection (its ``now``) go without a complete answer within their ``timeout_s``:
-    the queries of that collection still to ask one are not asked (a SourceError saying so). Each
-    would wait its own timeout, one after another, so a Prometheus that hangs held the loop for the
-    sum of its queries' timeouts at every collection (ten of 5 s: 50 s); now for two. Any answer
-    (an error answer too) ends the run, so one query slow on its own does not keep the others
-    from being asked. The next collection asks again. One is shared by an engine's query sources.
-    """
-
-    def __init__(self) -> None:
-        self._runs: dict[str, tuple[float, int]] = {}  # url -> (the collection's now, unanswered in a row)
-
-    def refusal(self, url: str, now: float) -> str | None:
-        """Why a query to ``url`` at ``now`` is not asked, or None when it is."""
-        run = self._runs.get(url)
-        if run is None or run[0] != now or run[1] < UNANSWERED_IN_A_ROW:
-            return None
-        return (f"not asked: {url} gave no complete answer to {UNANSWERED_IN_A_ROW} queries in a row "
-                "in this collection (each within its timeout_s); asked again at the next")
-
-    def record(self, url: str, now: float, answered: bool) -> None:
-        """A query to ``url`` at ``now`` was answered (any answer, an error one too) or not."""
-        if answered:
-            self._runs.pop(url, None)
-            return
-        run = self._runs.get(url)
-        self._runs[url] = (now, run[1] + 1 if run is not None and run[0] == now else 1)
-
 
 
 class PromQuerySource:

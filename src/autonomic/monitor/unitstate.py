@@ -21,6 +21,14 @@ here, purely:
 A unit that cannot be read (the bus or the engine unreachable, an API error, a timeout) yields no
 sample (unknown is not down): the source raises SourceError naming the service, which the engine
 logs once until it recovers, and the loop goes on.
+
+Each source has a ``lane``, the manager it asks (a D-Bus, a Docker engine's address, an API
+server): the engine collects one manager's units one after another, the managers' lanes beside
+the other sources' (``engine.collect_workers``). The sources of an engine share an
+:class:`~autonomic.monitor.unanswered.Unanswered`: once two reads in a row of one collection found
+a manager unreachable or not answering (a ``RetryableActuatorError``), its other units are not
+read in that collection (each says so). A Docker engine that hangs used to hold every collection
+for one read's limit per container bound to it, one after another.
 """
 
 from __future__ import annotations
@@ -28,8 +36,9 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
-from autonomic.errors import AutonomicError, SourceError
+from autonomic.errors import AutonomicError, RetryableActuatorError, SourceError
 from autonomic.model import UNIT_METRICS, Sample
+from autonomic.monitor.unanswered import Unanswered
 
 _STOPPED = {"unit_stopped": 1.0}
 
@@ -124,10 +133,12 @@ class UnitStateSource:
     """Source ``unit:<service>``: the state of the service's unit, read through its ``kind``
     actuator's ``unit_state`` (``read``, a call of it with the service's binding), mapped by
     :func:`readings`. Raises SourceError naming the service when the unit cannot be read (no
-    sample: unknown is not down)."""
+    sample: unknown is not down). ``lane`` names the manager read (see the module docstring);
+    ``unanswered``, shared by the sources of one engine, skips a manager that did not answer."""
 
     def __init__(self, service: str, kind: str, read: Callable[[], Mapping[str, Any]], limit_s: float,
-                 leave_out: Iterable[str] = ()) -> None:
+                 leave_out: Iterable[str] = (), *, lane: str | None = None,
+                 unanswered: Unanswered | None = None) -> None:
         if kind not in _READINGS:
             raise ValueError(f"no unit state mapping for actuator type {kind!r}")
         self.service = service
@@ -137,11 +148,25 @@ class UnitStateSource:
         # metrics another source of the service samples by the config's own say (a scrape renamed
         # to up): not sampled here too, which would interleave two series that may disagree
         self.leave_out = frozenset(leave_out)
+        self.lane = lane if lane is not None else kind
+        self._unanswered = unanswered
         self._read = read
 
     def collect(self, now: float) -> Sequence[Sample]:
+        unanswered = self._unanswered
+        refusal = None if unanswered is None else unanswered.refusal(self.lane, now)
         try:
-            state = self._read()
+            if refusal is not None:
+                raise SourceError(refusal)
+            answered = True  # an answer, an error one too (no such container)
+            try:
+                state = self._read()
+            except RetryableActuatorError:  # unreachable, or no answer in time
+                answered = False
+                raise
+            finally:
+                if unanswered is not None:
+                    unanswered.record(self.lane, now, answered=answered)
         except AutonomicError as exc:
             raise SourceError(f"service {self.service}: cannot read its {self.kind} unit's state "
                               f"(no up sampled: unknown, not down): {exc}") from exc
