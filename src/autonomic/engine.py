@@ -2954,10 +2954,10 @@ class Engine:
     def _stopped_on_purpose(self, service: str) -> tuple[str, str] | None:
         """(the unit's actuator type, why) while the unit ``service``'s binding names was stopped on
         purpose, as its latest ``unit_stopped`` sample (of the last few ticks) says: a systemd unit
-        ``inactive``, a paused container, a workload scaled to zero, a supervised process a person
-        stopped (``autonomic stop``: the process source samples it). A remedy through that actuator
-        (a restart that would start it again) is then passed over: a failing probe does not undo a
-        person's stop. None otherwise, and when the unit's state is not read."""
+        ``inactive``, a container paused or stopped through Docker, a workload scaled to zero, a
+        supervised process a person stopped (``autonomic stop``: the process source samples it). A
+        remedy through that actuator (a restart that would start it again) is then passed over: a
+        failing probe does not undo a person's stop. None otherwise, and when the unit's state is not read."""
         bindings = self.config.bindings.get(service, {})
         kind = "process" if "process" in bindings else unit_kind(bindings)
         latest = self.series.latest(service, "unit_stopped") if kind is not None else None
@@ -2968,7 +2968,8 @@ class Engine:
         if kind == "process":
             why = _stopped_text(service, self._stopped.get(service), self.config.command)
             return kind, why or f"{service} was stopped on purpose"
-        how = {"systemd": "its systemd unit is inactive", "docker": "its container is paused",
+        how = {"systemd": "its systemd unit is inactive",
+               "docker": "its container is paused, or was stopped through Docker",
                "kubernetes": "its workload is scaled to 0 replicas"}.get(kind, f"its {kind} unit is stopped")
         return kind, f"{service} was stopped on purpose ({how}): autonomic does not start what a person stopped"
 
@@ -2976,7 +2977,7 @@ class Engine:
         """Who stopped ``inc``'s service, when ``inc`` is its being down while a person has it
         stopped through ``autonomic stop`` (a supervised process: :meth:`_stopped_on_purpose`):
         what they asked for, told at info rather than paged. None otherwise. A systemd unit
-        ``inactive``, a paused container or a workload at 0 replicas still pages: autonomic cannot
+        ``inactive``, a paused or stopped container or a workload at 0 replicas still pages: autonomic cannot
         tell a person's stop from a unit whose process exited on its own with status 0, so it does
         not restart one, but a person looks."""
         stopped = self._stopped_on_purpose(inc.service) if inc.cause == "down" else None

@@ -8,6 +8,11 @@ dockerd does (paths, status codes, JSON shapes, ``{"message": ...}`` errors):
 - ``GET /v<api>/containers/<name or id>/json`` (inspect; a realistic subset of fields);
 - ``POST /v<api>/containers/<ref>/restart?t=N`` and ``/stop?t=N`` (204; stop of a stopped
   container is 304) and ``/start`` (204; start of a running container is 304);
+- ``GET /v<api>/events?since=&until=&filters=`` (the engine's event log, newline-delimited JSON:
+  ``start``; ``kill``, ``die``, ``stop`` for a stop; those, ``start`` and ``restart`` for a restart;
+  ``die`` alone for :meth:`DockerStandin.crash`), filtered by ``container``, ``type`` and
+  ``event``, the latest 256 kept as dockerd keeps them; an ``until`` still to come is waited for,
+  as dockerd streams live events until then;
 - ``404 {"message": "No such container: <ref>"}`` for unknown containers.
 
 Every request is recorded as :class:`Request` (method, path, query). Faults are injected per
@@ -34,6 +39,7 @@ from urllib.parse import parse_qs, urlsplit
 
 API_VERSION = "1.43"
 NEVER = "0001-01-01T00:00:00Z"  # what dockerd reports for a time that never happened
+EVENTS_KEPT = 256  # dockerd's in-memory event log (daemon/events: eventsLimit)
 
 
 @dataclass(frozen=True)
@@ -92,10 +98,12 @@ class DockerStandin:
         self.requests: list[Request] = []
         self.lock = threading.Lock()
         self.delay_s = 0.0  # every answer waits this long (timeouts)
+        self.events_delay_s = 0.0  # GET /events answers this much later (an engine slow to end its stream)
         self._fail: tuple[int, str] | None = None
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
         self._last_ns = 0
+        self.events: list[dict[str, Any]] = []  # the latest EVENTS_KEPT, as dockerd keeps them
 
     @property
     def base_url(self) -> str:
@@ -125,6 +133,47 @@ class DockerStandin:
         secs, frac = divmod(ns, 1_000_000_000)
         return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(secs)) + f".{frac:09d}Z"
 
+    def _event(self, c: Container, action: str, **attributes: str) -> None:
+        """Log an event of ``c`` as dockerd does (the shape ``GET /events`` streams)."""
+        ns = max(time.time_ns(), self._last_ns + 1000)
+        self._last_ns = ns
+        self.events.append({
+            "status": action, "id": c.id, "from": c.image, "Type": "container", "Action": action,
+            "Actor": {"ID": c.id, "Attributes": {"image": c.image, "name": c.name, **attributes}},
+            "scope": "local", "time": ns // 1_000_000_000, "timeNano": ns,
+        })
+        del self.events[:-EVENTS_KEPT]
+
+    def crash(self, c: Container, exit_code: int = 1) -> None:
+        """``c``'s process exits on its own: exited, ``die`` logged, no ``stop``."""
+        with self.lock:
+            c.running, c.exit_code, c.finished_at = False, exit_code, self.now()
+            self._event(c, "die", exitCode=str(exit_code))
+
+    def _events(self, query: dict[str, str]) -> list[dict[str, Any]]:
+        """``GET /events``: the logged events from ``since`` to ``until`` (seconds[.nanoseconds])
+        that pass ``filters``; waits (the lock let go) for an ``until`` still to come."""
+        def ns(text: str | None, default: int) -> int:
+            if not text:
+                return default
+            whole, _, frac = text.partition(".")
+            return int(whole) * 1_000_000_000 + int((frac + "000000000")[:9])
+
+        until = ns(query.get("until"), time.time_ns())
+        self.lock.release()
+        try:
+            time.sleep(min(10.0, max(0.0, (until - time.time_ns()) / 1e9)) + self.events_delay_s)
+        finally:
+            self.lock.acquire()
+        since = ns(query.get("since"), 0)
+        filters = json.loads(query.get("filters") or "{}")
+
+        def wanted(key: str, value: str) -> bool:
+            allowed = filters.get(key)
+            return allowed is None or value in allowed  # a list, or a {value: true} map
+        return [e for e in self.events if since <= e["timeNano"] <= until and wanted("type", e["Type"])
+                and wanted("event", e["Action"]) and wanted("container", e["Actor"]["ID"])]
+
     def find(self, ref: str) -> Container | None:
         for c in self.containers.values():
             if ref in (c.name, "/" + c.name, c.id) or (len(ref) >= 4 and c.id.startswith(ref)):
@@ -136,11 +185,16 @@ class DockerStandin:
     def _start(self, c: Container) -> None:
         c.started_at = self.now()
         c.running = True
+        self._event(c, "start")
         if c.dies_on_start is not None:
             c.running, c.exit_code, c.finished_at = False, c.dies_on_start, self.now()
+            self._event(c, "die", exitCode=str(c.dies_on_start))
 
     def _stop(self, c: Container) -> None:
+        self._event(c, "kill", signal="15")
         c.running, c.exit_code, c.finished_at = False, 0, self.now()
+        self._event(c, "die", exitCode="0")
+        self._event(c, "stop")
 
     def handle(self, method: str, raw_path: str, user_agent: str = "") -> tuple[int, Any]:
         url = urlsplit(raw_path)
@@ -156,6 +210,8 @@ class DockerStandin:
             if path == "/version":
                 return 200, {"Version": "24.0.7", "ApiVersion": API_VERSION, "MinAPIVersion": "1.12",
                              "Os": "linux", "Arch": "amd64", "KernelVersion": "6.1.0"}
+            if path == "/events" and method == "GET":
+                return 200, _Lines(self._events(query))
             cm = re.match(r"^/containers/([^/]+)/(json|restart|stop|start)$", path)
             if cm is None:
                 return 404, {"message": "page not found"}
@@ -183,6 +239,7 @@ class DockerStandin:
                 if c.running:
                     self._stop(c)
                 self._start(c)
+                self._event(c, "restart")
             return 204, None
 
     # --- server ----------------------------------------------------------------------------
@@ -203,6 +260,10 @@ class DockerStandin:
             self._thread.join(timeout=5)
         if self.socket_path.exists():
             os.unlink(self.socket_path)
+
+
+class _Lines(list[dict[str, Any]]):
+    """An answer sent as newline-delimited JSON, as dockerd streams ``GET /events``."""
 
 
 class _Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
@@ -228,7 +289,10 @@ class _Handler(BaseHTTPRequestHandler):
         if status in (204, 304):
             self.end_headers()
             return
-        if isinstance(body, str):
+        if isinstance(body, _Lines):  # dockerd's event stream: one JSON object a line, then closed
+            data, ctype = b"".join(json.dumps(e).encode() + b"\n" for e in body), "application/json"
+            self.close_connection = True
+        elif isinstance(body, str):
             data, ctype = body.encode(), "text/plain; charset=utf-8"
         else:
             data, ctype = json.dumps(body).encode(), "application/json"

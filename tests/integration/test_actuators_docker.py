@@ -3,12 +3,13 @@ transport, against a stand-in Docker Engine (tests/integration/docker_standin.py
 
 A real Docker engine cannot run on this machine (no daemon, no privileges for containers),
 so the engine is a local server speaking the Engine API wire protocol for the calls used:
-/_ping, /version, containers/<ref>/json, /restart, /stop, /start, with dockerd's status
-codes (204, 304, 404 ``{"message": "No such container: ..."}``).
+/_ping, /version, containers/<ref>/json, /restart, /stop, /start, /events, with dockerd's status
+codes (204, 304, 404 ``{"message": "No such container: ..."}``) and event log.
 """
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -299,3 +300,78 @@ def test_unit_exit_says_how_an_exited_container_ended_and_nothing_for_a_running_
     assert act.unit_exit(target(engine, "fresh")) is None
     with pytest.raises(TerminalActuatorError, match="no such container"):
         act.unit_exit(target(engine, "ghost"))
+
+
+def test_unit_state_tells_a_docker_stop_from_an_exit_by_the_engines_stop_event_since_the_last_start(
+    act: DockerActuator, engine: DockerStandin
+) -> None:
+    """A container stopped through the Engine API (the docker SDK's stop, as ``docker stop`` sends
+    it) reads ``stopped_by_request``: the stand-in logs kill, die and stop, as dockerd does, and the
+    actuator finds the stop in ``GET /events`` since the container's StartedAt. One that exits on
+    its own (die only) does not, nor one restarted (its stop older than the new start) that then
+    crashes. A running container's read asks no events; an exit found to be a stop is not asked
+    about again."""
+    import docker
+
+    engine.add("web")
+    engine.add("worker")
+    t_web, t_worker = target(engine), target(engine, "worker")
+    assert "stopped_by_request" not in act.unit_state(t_web)
+    assert not [r for r in engine.requests if r.path == "/events"]
+    client = docker.DockerClient(base_url=engine.base_url, version="1.43")
+    try:
+        client.api.stop("web", timeout=1)  # a person's docker stop
+        client.api.restart("worker", timeout=1)  # a person's docker restart: stop, start
+    finally:
+        client.close()
+    state = act.unit_state(t_web)
+    assert (state["Status"], state["stopped_by_request"]) == ("exited", True)
+    engine.crash(engine.find("worker"), exit_code=137)  # then it dies on its own
+    state = act.unit_state(t_worker)
+    assert (state["Status"], state["ExitCode"], state["stopped_by_request"]) == ("exited", 137, False)
+    asked = len([r for r in engine.requests if r.path == "/events"])
+    assert act.unit_state(t_web)["stopped_by_request"] is True  # remembered: the same exit
+    assert len([r for r in engine.requests if r.path == "/events"]) == asked
+    [events] = [r for r in engine.requests if r.path == "/events"][:1]
+    assert json.loads(events.query["filters"]) == {"container": [engine.find("web").id], "type": ["container"],
+                                                   "event": ["stop"]}
+    act.apply(t_web, DockerParams(op="start"), "k1", act.snapshot(t_web, DockerParams(op="start")))
+    engine.crash(engine.find("web"), exit_code=1)  # started again, then a crash: its old stop is older
+    assert act.unit_state(t_web)["stopped_by_request"] is False
+
+
+def test_unit_state_of_an_exited_container_waits_no_longer_than_the_read_for_the_events(
+    act: DockerActuator, engine: DockerStandin
+) -> None:
+    """The docker SDK's own events() reads with no timeout: an engine that never ends the events
+    answer would hold the unit-state read, and its lane, for good. The actuator asks with the
+    read's timeout (the binding's 1 s here) and an ``until`` of now, so a stand-in engine slower
+    than that makes the read fail as unreachable (retryable: unknown, not down) within the limit."""
+    engine.add("web", running=False, started_at=engine.now(), exit_code=1)
+    engine.find("web").finished_at = engine.now()
+    t = target(engine, timeout_s=1)
+    assert act.unit_state(t)["stopped_by_request"] is False
+    engine.find("web").finished_at = engine.now()  # another exit: asked again
+    engine.events_delay_s = 8.0
+    t0 = time.monotonic()
+    with pytest.raises(RetryableActuatorError, match="unreachable"):
+        act.unit_state(t)
+    took = time.monotonic() - t0
+    assert took < act.unit_state_limit_s(t) < 8.0, took
+
+
+def test_times_as_dockerd_writes_them_are_read_to_the_nanosecond_and_its_zero_time_is_none() -> None:
+    from autonomic.execute.docker_actuator import _newer_stop, _rfc3339_ns
+
+    assert _rfc3339_ns("2024-05-01T10:00:00.123456789Z") == 1714557600_123456789
+    assert _rfc3339_ns("2024-05-01T12:00:00.5+02:00") == 1714557600_500000000
+    assert _rfc3339_ns("2024-05-01T10:00:00Z") == 1714557600_000000000
+    for never in ("0001-01-01T00:00:00Z", "", None, "yesterday", "2024-13-01T10:00:00Z"):
+        assert _rfc3339_ns(never) is None
+    stop = {"Action": "stop", "Actor": {"ID": "abc"}, "timeNano": 20}
+    assert _newer_stop(json.dumps(stop).encode(), "abc", 10)
+    assert not _newer_stop(json.dumps(stop).encode(), "abc", 20)  # not after the start
+    assert not _newer_stop(json.dumps({**stop, "Action": "die"}).encode(), "abc", 10)
+    assert not _newer_stop(json.dumps({**stop, "Actor": {"ID": "other"}}).encode(), "abc", 10)
+    for junk in (b"not json", b"[1, 2]", json.dumps({**stop, "Actor": "abc"}).encode()):
+        assert not _newer_stop(junk, "abc", 10)

@@ -405,6 +405,7 @@ class UnitHost:
         self.restarts = restarts  # how many restarts the manager was asked for
         self.kube: Any = None  # the Kubernetes stand-in, for kind kubernetes
         self.systemd: Any = None  # the systemd stand-in, for kind systemd
+        self.docker: Any = None  # the Docker engine stand-in, for kind docker
 
 
 @contextlib.contextmanager
@@ -449,14 +450,16 @@ def _unit_host(kind: str, tmp_path: Path, slow_rollouts: bool = False) -> Iterat
         container = dockerd.add("web-1")
 
         def die() -> str:
-            container.running, container.exit_code, container.oom_killed = False, 137, True
-            container.finished_at = dockerd.now()
+            container.oom_killed = True
+            dockerd.crash(container, exit_code=137)
             return "web's container web-1 exited with code 137 (OOMKilled)"
 
         try:
-            yield UnitHost({"container": "web-1", "base_url": dockerd.base_url, "timeout_s": 5}, die,
-                           lambda: container.running,
-                           lambda: sum(r.path.endswith("/restart") for r in dockerd.calls("POST")))
+            host = UnitHost({"container": "web-1", "base_url": dockerd.base_url, "timeout_s": 5}, die,
+                            lambda: container.running,
+                            lambda: sum(r.path.endswith("/restart") for r in dockerd.calls("POST")))
+            host.docker = dockerd
+            yield host
         finally:
             dockerd.stop()
             shutil.rmtree(folder, ignore_errors=True)

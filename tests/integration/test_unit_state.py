@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from servers import free_port
-from test_shipped_patterns import UNIT_RESTARTS, Rig, _unit_host, _unit_rig
+from test_shipped_patterns import UNIT_RESTARTS, Rig, UnitHost, _unit_host, _unit_rig
 
 from autonomic.model import ActionState, IncidentState, Level
 
@@ -134,24 +134,42 @@ def test_a_slow_rollout_restart_is_verified_once_the_rollout_is_done_not_after_a
             rig.engine.shutdown()
 
 
-def test_a_unit_a_person_stopped_is_not_started_again_when_its_probe_fails(tmp_path: Path) -> None:
-    """web, run by systemd (the stand-in) with a real HTTP probe answering while its unit runs, is
-    stopped on purpose (``systemctl stop``: ActiveState inactive). Its probe fails and a down
-    incident opens, but its unit's state says it was stopped: the restart is passed over, saying
-    why, and a person gets the incident; the unit stays stopped (before, the failing probe had
-    the unit started again, undoing the person's stop)."""
-    with _unit_host("systemd", tmp_path) as host:
-        rig, server = _unit_rig(tmp_path, "systemd", host)
+def _person_stops(kind: str, host: UnitHost) -> str:
+    """Stop web's unit as a person would, through its manager; how the engine says it was stopped."""
+    if kind == "systemd":  # systemctl stop web
+        unit = host.systemd.unit("web.service")
+        unit.active_state, unit.sub_state, unit.main_pid = "inactive", "dead", 0
+        return "its systemd unit is inactive"
+    import docker  # docker stop web-1: the Engine API's stop, through the docker SDK
+
+    client = docker.DockerClient(base_url=host.docker.base_url, version="1.43")
+    try:
+        client.api.stop("web-1", timeout=1)
+    finally:
+        client.close()
+    return "its container is paused, or was stopped through Docker"
+
+
+@pytest.mark.parametrize("kind", ["systemd", "docker"])
+def test_a_unit_a_person_stopped_is_not_started_again_when_its_probe_fails(tmp_path: Path, kind: str) -> None:
+    """web, run by systemd or Docker (the stand-ins) with a real HTTP probe answering while its
+    unit runs, is stopped on purpose: ``systemctl stop`` (ActiveState inactive), or ``docker stop``
+    through the Engine API (the container exited, the engine's event log holding its stop). Its
+    probe fails and a down incident opens, but its unit's state says it was stopped: the restart is
+    passed over, saying why, and a person gets the incident; the unit stays stopped (before, the
+    failing probe had the unit started again, undoing the person's stop; a stopped container read
+    as exited, down, and was restarted)."""
+    with _unit_host(kind, tmp_path) as host:
+        rig, server = _unit_rig(tmp_path, kind, host)
         try:
             rig.ticks(3)
-            unit = host.systemd.unit("web.service")
-            unit.active_state, unit.sub_state, unit.main_pid = "inactive", "dead", 0  # systemctl stop web
+            how = _person_stops(kind, host)
             rig.tick_until(lambda: (i := rig.latest("down")) is not None and bool(rig.store.decisions(i.id)))
             inc = rig.latest("down")
             assert inc is not None
             [diagnosis] = rig.store.diagnoses(inc.id)
-            assert diagnosis.pattern_id == "systemd-down-restart" and diagnosis.action is None
-            assert ("web was stopped on purpose (its systemd unit is inactive): autonomic does not start what a "
+            assert diagnosis.pattern_id == UNIT_RESTARTS[kind] and diagnosis.action is None
+            assert (f"web was stopped on purpose ({how}): autonomic does not start what a "
                     "person stopped") in diagnosis.rationale, diagnosis.rationale
             rig.ticks(5)
             assert host.restarts() == 0 and not host.alive() and rig.store.actions(service="web") == []

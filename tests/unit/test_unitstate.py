@@ -53,6 +53,10 @@ def test_a_systemd_unit_in_a_state_it_cannot_tell_gives_nothing() -> None:
     ({"Status": "restarting", "Running": True, "Restarting": True},  # its restart policy's back-off
      {"up": 0.0, "unit_stopped": 0.0}),
     ({"Status": "paused", "Running": True, "Paused": True}, {"unit_stopped": 1.0}),  # docker pause: on purpose
+    # docker stop: the actuator found the engine's stop event since it started
+    ({"Status": "exited", "Running": False, "ExitCode": 0, "stopped_by_request": True}, {"unit_stopped": 1.0}),
+    ({"Status": "exited", "Running": False, "ExitCode": 0, "stopped_by_request": False},
+     {"up": 0.0, "unit_stopped": 0.0}),
 ])
 def test_a_container_is_up_while_it_runs_and_down_once_exited_or_restarting_by_its_policy(
         state: dict[str, Any], expected: dict[str, float]) -> None:

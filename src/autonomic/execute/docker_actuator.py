@@ -14,9 +14,12 @@ Errors, by what the executor should do:
 
 from __future__ import annotations
 
+import json
 import re
+import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from datetime import datetime
 from typing import Any, ClassVar, Literal
 from urllib.parse import urlsplit
 
@@ -28,6 +31,8 @@ from autonomic.redact import scrub, shown_url
 
 _SCHEMES = ("unix", "tcp", "http", "https", "ssh")
 _MAX_MESSAGE = 300
+_STOP_EVENT_LAG_NS = 5_000_000_000  # a stop's event is logged this soon after its exit, at most
+_STOPS_KEPT = 4096  # exits remembered (see DockerActuator._stop_requested); then forgotten at once
 
 
 class DockerParams(BaseModel):
@@ -86,6 +91,8 @@ class DockerActuator:
 
     def __init__(self, ctx: ActuatorContext) -> None:
         self.ctx = ctx
+        # (engine, container id, FinishedAt) -> whether that exit was a requested stop
+        self._stops: dict[tuple[str, str, str], bool] = {}
 
     # --- protocol ------------------------------------------------------------------------
 
@@ -105,8 +112,9 @@ class DockerActuator:
         return 2 * min(_binding(target).timeout_s, UNIT_READ_TIMEOUT_S)
 
     def unit_state_limit_s(self, target: Target) -> float:
-        """The longest :meth:`unit_state` can take: as :meth:`unit_exit_limit_s` (one inspect)."""
-        return self.unit_exit_limit_s(target)
+        """The longest :meth:`unit_state` can take: two requests (the inspect, and for an exited
+        container the engine's events), each as :meth:`unit_exit_limit_s`."""
+        return 2 * self.unit_exit_limit_s(target)
 
     def unit_lane(self, target: Target) -> str:
         """The manager :meth:`unit_state` asks, named for the engine's collection lanes and logs:
@@ -115,12 +123,57 @@ class DockerActuator:
 
     def unit_state(self, target: Target) -> dict[str, Any]:
         """The container's inspected ``State`` (Status, Running, Paused, Restarting, ExitCode, ...),
-        read-only, for the unit-state source (``monitor.unitstate``, which says what counts as up).
-        One inspect, given at most ``UNIT_READ_TIMEOUT_S``; raises ActuatorError when the engine
-        cannot be read or the container does not exist."""
+        read-only, for the unit-state source (``monitor.unitstate``, which says what counts as up),
+        and for an exited container ``stopped_by_request``: whether the engine logged a ``stop``
+        event for it since it last started (:meth:`_stop_requested`). One inspect, and for an
+        exited container one read of the engine's events, each given at most
+        ``UNIT_READ_TIMEOUT_S``; raises ActuatorError when the engine cannot be read or the
+        container does not exist."""
         b = _binding(target)
         with _engine(b.model_copy(update={"timeout_s": min(b.timeout_s, UNIT_READ_TIMEOUT_S)}), "inspect") as client:
-            return dict(_inspect(client, b.container).get("State") or {})
+            info = _inspect(client, b.container)
+            state = dict(info.get("State") or {})
+            if state.get("Status") == "exited" and not state.get("Restarting"):
+                state["stopped_by_request"] = self._stop_requested(client, b, str(info.get("Id") or b.container), state)
+        return state
+
+    def _stop_requested(self, client: Any, b: DockerBinding, cid: str, state: Mapping[str, Any]) -> bool:
+        """Whether the exited container ``cid`` was stopped through the engine (``docker stop``,
+        ``docker compose stop``, the Engine API's stop, autonomic's own ``op: stop``) rather than
+        having exited on its own: Docker keeps no mark of it in the container's state, but logs a
+        ``stop`` event after the ``die`` of a requested stop (a crash or ``docker kill`` logs none;
+        a restart's stop is followed by a start, which moves ``StartedAt`` past it). So: a ``stop``
+        event of ``cid`` newer than its ``StartedAt``, from ``GET /events`` over the span since
+        then (until now: an answer, not a stream). The engine keeps only its latest 256 events, in
+        memory: a stop older than that, or from before the engine restarted, is not found (the
+        container reads exited, down, as it always did). Remembered per (engine, container, exit):
+        asked once per stop; a "no" is asked again until the exit is 5 s old (the event is logged a
+        moment after the exit)."""
+        key = (b.base_url, cid, str(state.get("FinishedAt")))
+        known = self._stops.get(key)
+        if known is not None:
+            return known
+        started_ns = _rfc3339_ns(state.get("StartedAt"))
+        finished_ns = _rfc3339_ns(state.get("FinishedAt"))
+        if started_ns is None:
+            return False
+        now_ns = time.time_ns()
+        filters = json.dumps({"container": [cid], "type": ["container"], "event": ["stop"]})
+        params = {"since": _unix(started_ns - 1_000_000_000), "until": _unix(now_ns), "filters": filters}
+        limit = min(b.timeout_s, UNIT_READ_TIMEOUT_S)
+        # the SDK's events() reads with no timeout at all: asked here with the read's own
+        url = f"{client.api.base_url}/v{client.api.api_version}/events"
+        with client.api.get(url, params=params, stream=True, timeout=(limit, limit)) as response:
+            if response.status_code != 200:
+                raise TerminalActuatorError(
+                    f"docker: events of container {b.container!r} could not be read: HTTP {response.status_code}: "
+                    f"{_short(response.text)}")
+            found = any(_newer_stop(line, cid, started_ns) for line in response.iter_lines() if line.strip())
+        if found or (finished_ns is not None and now_ns - finished_ns >= _STOP_EVENT_LAG_NS):
+            if len(self._stops) >= _STOPS_KEPT:
+                self._stops.clear()
+            self._stops[key] = found
+        return found
 
     def unit_exit(self, target: Target) -> str | None:
         """How the container ended when it has (``State.Status`` exited or dead), from its
@@ -241,6 +294,44 @@ def _container_exit(container: str, state: Mapping[str, Any]) -> str | None:
     note = f" ({'; '.join(notes)})" if notes else ""
     verb = "exited" if status == "exited" else "is dead, having exited"
     return f"container {container} {verb} with code {state.get('ExitCode')}{note}"
+
+
+def _rfc3339_ns(text: Any) -> int | None:
+    """Nanoseconds since the epoch of a time as dockerd writes it (``2024-05-01T10:00:00.123456789Z``,
+    or with an offset); None for Docker's zero time (``0001-01-01T00:00:00Z``) or anything else."""
+    m = re.fullmatch(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d+))?(Z|[+-]\d\d:\d\d)", str(text or ""))
+    if m is None:
+        return None
+    whole, frac, zone = m.groups()
+    try:
+        moment = datetime.fromisoformat(whole + ("+00:00" if zone == "Z" else zone))
+    except ValueError:
+        return None
+    if moment.year < 1970:
+        return None
+    return int(moment.timestamp()) * 1_000_000_000 + int(((frac or "") + "000000000")[:9])
+
+
+def _unix(ns: int) -> str:
+    """A time for the Engine API's ``since`` and ``until``: seconds.nanoseconds."""
+    return f"{ns // 1_000_000_000}.{ns % 1_000_000_000:09d}"
+
+
+def _newer_stop(line: bytes, cid: str, started_ns: int) -> bool:
+    """Whether one line of ``GET /events`` is a ``stop`` of container ``cid`` after ``started_ns``."""
+    try:
+        event = json.loads(line)
+    except ValueError:
+        return False
+    if not isinstance(event, dict):
+        return False
+    actor: Any = event.get("Actor")
+    if not isinstance(actor, dict):
+        actor = {}
+    action = event.get("Action") or event.get("status")
+    who = actor.get("ID") or event.get("id")
+    when = event.get("timeNano")
+    return action == "stop" and who == cid and isinstance(when, int) and when > started_ns
 
 
 def _state(state: Mapping[str, Any]) -> dict[str, Any]:

@@ -82,10 +82,10 @@ def docker_readings(state: Mapping[str, Any]) -> dict[str, float]:
 
     1 while ``Running`` and not ``Paused``; 0 once it is not running (``Status`` exited, dead,
     created, removing) or ``Restarting`` (it exited and its restart policy is starting it again,
-    with a growing back-off in a crash loop: dead until then). Paused (``docker pause``: on
-    purpose): no ``up``, ``unit_stopped`` 1. Docker keeps no mark of a ``docker stop``: a container
-    stopped by hand reads as exited, down."""
-    if state.get("Paused"):
+    with a growing back-off in a crash loop: dead until then). Paused (``docker pause``) or
+    exited with ``stopped_by_request`` (the actuator found the engine's ``stop`` event of it since
+    it last started: ``docker stop``), both on purpose: no ``up``, ``unit_stopped`` 1."""
+    if state.get("Paused") or (state.get("stopped_by_request") and not state.get("Running")):
         return dict(_STOPPED)
     if state.get("Restarting"):
         return {"up": 0.0, "unit_stopped": 0.0}
