@@ -689,6 +689,55 @@ def test_the_kill_switch_with_the_store_locked_pauses_the_engine_by_its_pause_fi
         store.close()
 
 
+def test_the_kill_switch_with_the_database_down_takes_an_operator_token_verified_lately_and_nothing_else(
+        tmp_path: Path, postgres_server: Any) -> None:
+    """The kill switch must work with the database down, though checking a token reads it. A real
+    PostgreSQL database is made to refuse every connection (ALLOW_CONNECTIONS false, its sessions
+    ended): a pause with an operator token the API verified while the database answered is written
+    to the engine's pause file (the engine reads it before every actuator call); a token never
+    verified, one verified over an hour ago, a viewer's, and every other route get 503 or 403 and
+    nothing is paused. Before, every request failed 503 at the token check: nothing could pause."""
+    url = postgres_server.create_database("autonomic_api_down")
+    store = Store(url)
+    clock = FakeClock(T0)
+    ctx = ApiContext(store=store, config=_config(tmp_path), clock=clock, read_cache_s=0)
+    ctx.engine = Engine(ctx.config, clock=clock, store=store, sources=[], detectors=[], notifiers=Dispatcher(),
+                        metrics=ctx.metrics)
+    op, stale, fresh = (create_token(store, name, "operator") for name in ("op", "stale", "fresh"))
+    viewer = create_token(store, "ro", "viewer")
+    bearer = {name: {"Authorization": f"Bearer {raw}"} for name, raw in
+              (("op", op), ("stale", stale), ("fresh", fresh), ("ro", viewer))}
+    path = pause_file(ctx.config.state_dir, None)
+    admin = postgres_server.connect()
+    try:
+        with TestClient(create_app(ctx)) as client:
+            assert client.get("/api/v1/overview", headers=bearer["stale"]).status_code == 200
+            clock.advance(3000)
+            for name in ("op", "ro"):
+                assert client.get("/api/v1/overview", headers=bearer[name]).status_code == 200
+            clock.advance(700)  # stale was verified 3,700 s ago, op and ro 700 s ago; fresh never
+            with admin.cursor() as cur:
+                cur.execute("ALTER DATABASE autonomic_api_down ALLOW_CONNECTIONS false")
+                cur.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                            "WHERE datname = 'autonomic_api_down'")
+            assert client.get("/api/v1/overview", headers=bearer["op"]).status_code == 503
+            for name in ("fresh", "stale"):
+                refused = client.post("/api/v1/pause", headers=bearer[name], json={"reason": "db down"})
+                assert refused.status_code == 503 and not path.exists(), (name, refused.text)
+            low = client.post("/api/v1/pause", headers=bearer["ro"], json={"reason": "db down"})
+            assert low.status_code == 403 and not path.exists()
+            paused = client.post("/api/v1/pause", headers=bearer["op"], json={"reason": "db down"})
+            assert paused.status_code == 200, paused.text
+            assert paused.json() == {"paused": "global", "reason": "db down", "actor": "token:op", "file": str(path)}
+            assert json.loads(path.read_text())["actor"] == "token:op"
+    finally:
+        with admin.cursor() as cur:
+            cur.execute("ALTER DATABASE autonomic_api_down ALLOW_CONNECTIONS true")
+        admin.close()
+        store.close()
+        postgres_server.drop_database("autonomic_api_down")
+
+
 def test_a_write_through_a_replica_that_lost_the_lease_is_refused_503_naming_the_leader(env: Env) -> None:
     """Leader election: this API's store is fenced to replica a at epoch 1, and replica b has
     taken the lease over since: the pause is refused with the reason, nothing is written."""

@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from autonomic.knowledge import Store
-from autonomic.oversight.auth import Principal, authenticate, create_token, revoke, tokens
+from autonomic.oversight.auth import Principal, TokenMemory, authenticate, create_token, revoke, tokens
 from autonomic.oversight.tokens_cli import token_app
 
 
@@ -103,3 +103,16 @@ def test_token_cli_creates_lists_and_revokes(tmp_path: Path) -> None:
         assert authenticate(store, raw) is None
     finally:
         store.close()
+
+
+def test_token_memory_recalls_a_token_the_store_verified_within_its_ttl_and_forgets_one_it_called_unknown() -> None:
+    memory = TokenMemory(ttl_s=60)
+    op = Principal("op", "operator")
+    memory.verified("aut_a", op, 1000.0)
+    assert memory.recall("aut_a", 1060.0) == (op, 1000.0)
+    assert memory.recall("aut_a", 1060.5) is None  # older than its ttl
+    assert memory.recall("aut_a", 999.0) is None  # a clock gone back: not vouched for
+    assert memory.recall("aut_b", 1000.0) is None  # never verified
+    memory.verified("aut_a", None, 1010.0)  # the store said unknown since (revoked)
+    assert memory.recall("aut_a", 1020.0) is None
+    assert "aut_a" not in repr(memory.__dict__)  # kept by hash only

@@ -74,7 +74,7 @@ from autonomic.knowledge import Store
 from autonomic.knowledge.lease import ENGINE_LEASE
 from autonomic.model import Incident, IncidentState
 from autonomic.oversight import dashboard
-from autonomic.oversight.auth import Principal, Role, authenticate
+from autonomic.oversight.auth import Principal, Role, TokenMemory, authenticate
 from autonomic.oversight.cache import ReadCache
 from autonomic.oversight.explain import explain_incident
 from autonomic.oversight.metrics import CONTENT_TYPE, EngineMetrics
@@ -115,6 +115,7 @@ class ApiContext:
     webhook_open: bool = False  # neither secret set: accept alerts without any credential (api.webhook_open)
     max_body_bytes: int = 1_048_576
     read_cache_s: float = 0.5  # how long a read response may be replayed (0: never); see oversight.cache
+    tokens: TokenMemory = field(default_factory=TokenMemory)  # for the kill switch while the store is down
 
 
 def context_from_spec(
@@ -308,16 +309,30 @@ _bearer = HTTPBearer(auto_error=False, description="An API token: autonomic toke
 _UNAUTHORIZED = {"WWW-Authenticate": 'Bearer realm="autonomic"'}
 
 
-def _require(ctx: ApiContext, role: Role, *, query_token: bool = False) -> Callable[..., Principal]:
+def _require(ctx: ApiContext, role: Role, *, query_token: bool = False,
+             store_down: bool = False) -> Callable[..., Principal]:
     """A dependency that authenticates the request's bearer token (or, for EventSource, which
     cannot set headers, ``?token=``) and checks its role: 401 without a valid token, 403 when
-    the role is too low."""
+    the role is too low. When the store cannot be read, 503 (the StoreError), except with
+    ``store_down`` (the kill switch): a token this process verified in the store within
+    ``TokenMemory.ttl_s`` is taken, and the warning says so."""
 
     def check(creds: HTTPAuthorizationCredentials | None, token: str | None) -> Principal:
         raw = creds.credentials if creds is not None else token
         if not raw:
             raise HTTPException(401, "missing API token (Authorization: Bearer <token>)", headers=_UNAUTHORIZED)
-        principal = authenticate(ctx.store, raw)
+        try:
+            principal = authenticate(ctx.store, raw)
+        except StoreError as exc:
+            now = ctx.clock.now()
+            remembered = ctx.tokens.recall(raw, now) if store_down else None
+            if remembered is None:
+                raise
+            principal, when = remembered
+            log.warning("the store cannot be read to check token %r (%s); taken as the store said %.0f s ago, "
+                        "for the kill switch only", principal.name, exc, now - when)
+        else:
+            ctx.tokens.verified(raw, principal, ctx.clock.now())
         if principal is None:
             raise HTTPException(401, "invalid or revoked API token", headers=_UNAUTHORIZED)
         if not principal.allows(role):
@@ -725,6 +740,7 @@ def _canary_routes(ctx: ApiContext) -> APIRouter:
 def _write_routes(ctx: ApiContext) -> APIRouter:
     router = APIRouter(prefix=API, tags=["act"])
     operator = _require(ctx, "operator")
+    kill_switch = _require(ctx, "operator", store_down=True)
     admin = _require(ctx, "admin")
     errors: dict[int | str, dict[str, Any]] = {404: {"description": "unknown"}, 409: {"description": "conflict"}}
 
@@ -753,13 +769,14 @@ def _write_routes(ctx: ApiContext) -> APIRouter:
         return answer(incident_id, "deny", body, who)
 
     @router.post("/pause", responses=errors)
-    def pause(body: PauseBody, who: Annotated[Principal, Depends(operator)]) -> dict[str, Any]:
+    def pause(body: PauseBody, who: Annotated[Principal, Depends(kill_switch)]) -> dict[str, Any]:
         """The kill switch: stop every automated action (or one service's). Durable and audited.
 
         When the store cannot be written (a database down, or SQLite locked by a writer that froze)
         and this API serves inside the engine (``autonomic run``, without leader election), the pause
         is written to the engine's pause file instead, which it reads before every actuator call; the
-        answer names the ``file``. Otherwise 503: nothing was paused."""
+        answer names the ``file``. Otherwise 503: nothing was paused. A store that cannot even be
+        read to check the token takes a token this API verified there within the last hour."""
         _check_service(ctx, body.service)
         now = ctx.clock.now()
         try:

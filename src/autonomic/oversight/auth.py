@@ -91,6 +91,37 @@ def authenticate(store: Store, raw: str | None) -> Principal | None:
     return Principal(name=str(value["name"]), role=cast(Role, value["role"]))
 
 
+TOKENS_REMEMBERED_S = 3600.0  # how long a token verified in the store may pause while it cannot be read
+
+
+class TokenMemory:
+    """The tokens this process verified in the store lately (by their hash; never the token),
+    for one use: the kill switch when the store cannot be read. A database down must not keep an
+    operator from pausing automation, but authentication reads the store. So a token the store
+    said is valid within the last ``ttl_s`` is taken, for a pause only, while the store does not
+    answer. One the store said is unknown (revoked) is forgotten at once; one revoked while the
+    store is down cannot be revoked yet anyway. Thread-safe dict operations only."""
+
+    def __init__(self, ttl_s: float = TOKENS_REMEMBERED_S) -> None:
+        self.ttl_s = ttl_s
+        self._seen: dict[str, tuple[Principal, float]] = {}
+
+    def verified(self, raw: str, principal: Principal | None, now: float) -> None:
+        """What the store just said of ``raw``: its principal, or None (unknown: forgotten)."""
+        key = hash_token(raw)
+        if principal is None:
+            self._seen.pop(key, None)
+        else:
+            self._seen[key] = (principal, now)
+
+    def recall(self, raw: str, now: float) -> tuple[Principal, float] | None:
+        """``raw``'s principal and when it was verified, if within ``ttl_s`` of ``now``."""
+        seen = self._seen.get(hash_token(raw))
+        if seen is None or not 0 <= now - seen[1] <= self.ttl_s:
+            return None
+        return seen
+
+
 def revoke(store: Store, name: str, *, actor: str = "cli") -> bool:
     """Delete the token named ``name`` (audited ``token.revoked``); False when there is none."""
     for key, value in store.states(STATE_PREFIX).items():
