@@ -197,6 +197,11 @@ class _Wait(NamedTuple):
                 "why": self.why}
 
 
+# the audit entries of an incident that say whether it waits (see Engine._recall_told)
+_TOLD_KINDS = ("incident.diagnosed", "incident.waiting", "decision.approved", "decision.needs_approval",
+               "decision.denied", "decision.denied_by_person")
+
+
 @dataclass
 class _Outgoing:
     """A notification kept in the outbox and sent (see Engine._settle_outbox): when it was made,
@@ -877,6 +882,7 @@ class Engine:
         self._override_told = ""  # the stored policy override last said not to validate (see _policy_from)
         self._waits_told: dict[str, tuple[str, str]] = {}  # incident -> (on, reason) of the wait last audited
         self._turns_told: set[str] = set()  # incidents people were told wait their turn (see _tell_turn)
+        self._told_read: set[str] = set()  # incidents whose told waits were read from the store (_recall_told)
         self.started = False
         self._next_checkpoint = math.inf  # set by start()
         self._next_prune = math.inf  # set by start(): see _prune
@@ -2402,6 +2408,7 @@ class Engine:
         self._paused_out.discard(inc_id)
         self._waits_told.pop(inc_id, None)
         self._turns_told.discard(inc_id)
+        self._told_read.discard(inc_id)
 
     def _quiet(self, inc: Incident, now: float) -> bool:
         """Whether ``inc``'s trouble has cleared on its own: no finding for a few ticks, and none of
@@ -2687,12 +2694,31 @@ class Engine:
             return self._held_by_pause(inc, now)
         return None
 
+    def _recall_told(self, inc_id: str) -> None:
+        """What the engines before this one told of ``inc_id``'s waits, read from its audit once per
+        incident, before this engine first tells one: whether people heard it waits its turn (an
+        entry whose ``waits`` is for ``turn``), and the wait its latest diagnosis, wait or decision
+        entry says it is in. A restart does not tell people again of a wait they heard of, nor
+        audit it again."""
+        if inc_id in self._told_read:
+            return
+        self._told_read.add(inc_id)
+        entries = self.store.audit_events(subject=inc_id, kinds=_TOLD_KINDS)
+        stored = [e.data.get("waits") if isinstance(e.data, dict) else None for e in entries]
+        if any(isinstance(w, dict) and w.get("for") == "turn" for w in stored):
+            self._turns_told.add(inc_id)
+        latest = stored[-1] if stored else None
+        if isinstance(latest, dict) and inc_id not in self._waits_told:
+            self._waits_told[inc_id] = (str(latest.get("on")), str(latest.get("for")))
+
     def _tell_wait(self, inc: Incident, waits: _Wait) -> None:
         """Audit ``incident.waiting`` when the decision of ``inc``, diagnosed already, waits on
         something its diagnosis's entry does not say (``waits``): the blast radius filled by
         incidents decided in the same tick, an action on a dependency started since. Once per
-        thing waited on and reason, not at every look; an ``explain`` reader is otherwise left
-        to guess why a diagnosed incident was not acted on."""
+        thing waited on and reason, not at every look, an engine before this one's told included
+        (:meth:`_recall_told`); an ``explain`` reader is otherwise left to guess why a diagnosed
+        incident was not acted on."""
+        self._recall_told(inc.id)
         told = (waits.on, waits.reason)
         if self._waits_told.get(inc.id) == told:
             return
@@ -2706,6 +2732,7 @@ class Engine:
         (``waits`` for the blast radius): in a mass outage a service may be left down for several
         batches' verification, and the blast_radius gate, before it waited, told a person at once.
         (The other waits are short, or on a fix people hear of.)"""
+        self._recall_told(inc.id)
         if waits.reason != "turn" or inc.id in self._turns_told:
             return
         self._turns_told.add(inc.id)
@@ -2853,6 +2880,7 @@ class Engine:
                                 "rationale": diagnosis.rationale}
         if waits is not None:
             data["waits"] = waits.stored()
+            self._recall_told(inc.id)  # before this entry is written: it is not what was told before
         self.store.record(diagnosis, updated, actor="engine", event="incident.diagnosed", subject=inc.id, data=data)
         if waits is not None:
             self._waits_told[inc.id] = (waits.on, waits.reason)

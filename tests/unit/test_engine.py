@@ -2138,6 +2138,41 @@ def test_a_remedy_waiting_its_turn_is_told_to_people_once(tmp_path: Path) -> Non
     assert all(f"(on {first}, ...)" in n.body for n in told)  # the action waited on, to look at when it lasts
 
 
+def test_a_wait_for_its_turn_told_before_a_restart_is_not_told_or_audited_again_by_the_next_engine(
+        tmp_path: Path) -> None:
+    """Three services down at once, at most one target in flight: two wait their turn, told once
+    each (a notification, an ``incident.waiting`` or diagnosed-with-waits audit). The engine is
+    killed and another started over the same store while they still wait: it tells nobody again
+    and audits no new wait (before, what was told lived in the engine's memory: every restart told
+    people again of every incident still waiting, and audited the wait again)."""
+    names = ("a", "b", "c")
+    h, tick = _fleet(tmp_path, names, {"blast_radius": {"max_in_flight": 1}})
+    for _ in range(3):
+        tick(lambda n: 0.0)
+    (first,) = [a.service for a in h.store.actions()]
+
+    def told() -> list[str]:
+        return sorted(n.service for n in h.notifier.sent if "waits its turn" in n.body)
+
+    def waits_audited() -> int:
+        return sum(1 for e in h.store.audit_events()
+                   if e.kind in ("incident.diagnosed", "incident.waiting") and "waits" in e.data)
+
+    assert told() == sorted(set(names) - {first})
+    audited = waits_audited()
+    assert audited == 2
+    # the first engine killed (its store is this in-memory one: kept), another started
+    h.engine = Engine(h.config, registry=h._registry, clock=h.clock, store=h.store,
+                      notifiers=Dispatcher([(h.notifier, Level.INFO)], synchronous=True, dedup_s=0),
+                      sources=[h.source])
+    h.engine.start()
+    tick(lambda n: 1.0 if n == first else 0.0)  # the first's action still verifying: the others wait on
+    tick(lambda n: 1.0 if n == first else 0.0)
+    assert [a.service for a in h.store.actions()] == [first]  # still waiting, not acted on
+    assert told() == sorted(set(names) - {first})  # not told again
+    assert waits_audited() == audited
+
+
 def api_goes_down(h: GraphHarness) -> None:
     """Two minutes of both healthy (the baseline root-cause ranking compares with), then api
     down for two ticks: its incident opens."""

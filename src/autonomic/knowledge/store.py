@@ -1648,14 +1648,17 @@ class Store:
 
     def audit_events(
         self, since_seq: int = 0, limit: int | None = None, subject: str | None = None, newest: bool = False,
-        kinds_not: Iterable[str] = (),
+        kinds_not: Iterable[str] = (), kinds: Iterable[str] | None = None,
     ) -> list[AuditEvent]:
-        """Audit events with seq greater than ``since_seq``, in order, optionally about one subject
-        and leaving out the kinds in ``kinds_not``. With ``newest``, the last ``limit`` of them
-        (still oldest first), read from the end of the index rather than by counting the whole log."""
+        """Audit events with seq greater than ``since_seq``, in order, optionally about one subject,
+        of the ``kinds`` given and leaving out the kinds in ``kinds_not``. With ``newest``, the last
+        ``limit`` of them (still oldest first), read from the end of the index rather than by
+        counting the whole log."""
         stmt = select(AuditRow).where(AuditRow.seq > since_seq)
         if subject is not None:
             stmt = stmt.where(AuditRow.subject == subject)
+        if kinds is not None:
+            stmt = stmt.where(AuditRow.kind.in_(list(kinds)))
         if kinds_not:
             stmt = stmt.where(AuditRow.kind.not_in(list(kinds_not)))
         stmt = stmt.order_by(AuditRow.seq.desc() if newest else AuditRow.seq)
