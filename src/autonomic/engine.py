@@ -352,9 +352,13 @@ def _late(store: Store, inc: Incident, decisions: Sequence[Decision], *, actor: 
         return None
     when = utc_stamp(expires)
     # told to people as well, not only to the person refused here, by the engine that leads
-    # (Engine._tell_late_approvals): written in the caller's unit, with the attempt
-    store.set_state(late_key(inc.id, new_id()), {"incident": inc.id, "actor": actor, "ts": now, "expired_at": expires},
-                    actor=actor, event="approval.late_queued", data={"incident": inc.id})
+    # (Engine._tell_late_approvals): written in the caller's unit, with the attempt; once per person
+    # and request (one who clicks approve again and again is refused each time, told of once)
+    tried = store.audit_events(subject=inc.id, kinds=("approval.late",))
+    if not any(e.actor == actor for e in tried):
+        store.set_state(late_key(inc.id, new_id()),
+                        {"incident": inc.id, "actor": actor, "ts": now, "expired_at": expires},
+                        actor=actor, event="approval.late_queued", data={"incident": inc.id})
     store.audit(actor, "approval.late", inc.id,  # the incident's: its explanation tells of it
                 {"incident": inc.id, "comment": comment, "decision": decisions[-1].id if decisions else None,
                  "expired_at": expires, "late_by_s": round(now - expires, 3)})

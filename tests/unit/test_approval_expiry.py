@@ -287,8 +287,10 @@ def test_an_approval_refused_as_late_is_told_once_naming_the_request_that_waits_
     """Before, an approval given after the request expired was refused to the person who gave it
     and audited, and nobody else was told. Now the engine that leads tells it once (for
     information): who approved which request, how late, that nothing was done, and the request
-    asked again for the same trouble that waits now; the person refused is pointed at it too. An
-    engine restarted afterwards does not tell it again."""
+    asked again for the same trouble that waits now; the person refused is pointed at it too. The
+    same person approving again is refused again and audited, not told of again (before, each
+    click sent people another notice); another person's late approval is. An engine restarted
+    afterwards does not tell it again."""
     db = f"sqlite:///{tmp_path / 'autonomic.db'}"
     h = _harness(tmp_path, store=Store(db))
     h.feed("error_rate", 0.01, 3)
@@ -316,6 +318,17 @@ def test_an_approval_refused_as_late_is_told_once_naming_the_request_that_waits_
     assert h.engine.config.command.startswith("autonomic -c /")
     assert [e.kind for e in h.store.audit_events() if e.kind.startswith("approval.late")] == [
         "approval.late_queued", "approval.late", "approval.late_told"]
+    for _ in range(3):  # ann clicks approve again, and again: refused each time, told of once
+        with pytest.raises(LateApproval):
+            answer_approval(h.store, first.id, "approve", actor="person:ann", comment="go!", now=h.clock.now(),
+                            approval_ttl_s=TTL_S, answers=asked.id)
+    with pytest.raises(LateApproval):  # another person's late approval is told of, once
+        answer_approval(h.store, first.id, "approve", actor="person:bob", comment="go", now=h.clock.now(),
+                        approval_ttl_s=TTL_S, answers=asked.id)
+    h.feed("error_rate", 0.5, 3)
+    told = [n for n in h.notifier.sent if n.title.startswith("approval refused as late")]
+    assert [n.body.split(" approved ")[0] for n in told] == ["person:ann", "person:bob"], [n.body for n in told]
+    assert sum(e.kind == "approval.late" for e in h.store.audit_events()) == 5  # every attempt audited
     h.engine.shutdown()
     again = _harness(tmp_path, "again", store=Store(db), start_at=h.clock.now())
     again.feed("error_rate", 0.5, 3)
