@@ -571,6 +571,11 @@ def _trends_beyond_history(trends: list[TrendSpec] | None, loc: list[str | int],
                                f"the {trend.metric} trend needs {trend.span_s:g} s of history (min_span_s, "
                                f"default half of window_s) but the series store keeps {DEFAULT_CAPACITY} samples, "
                                f"{held:g} s at interval_s {interval_s:g}: it would never forecast"))
+        if trend.long_window_s and 2 * trend.window_s > held:
+            out.append(Problem(source, doc.line_of([*where, "long_window_s"]), _dotted([*where, "long_window_s"]),
+                               f"the {trend.metric} trend's longer view needs {2 * trend.window_s:g} s of history "
+                               f"(twice window_s) but the series store keeps {held:g} s at interval_s "
+                               f"{interval_s:g}: it would never be used; set it to 0 or shorten window_s"))
     return out
 
 

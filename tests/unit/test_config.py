@@ -88,6 +88,27 @@ def test_a_trend_whose_window_holds_fewer_samples_than_its_min_points_is_refused
     load(30, {"metric": "memory_percent"})
 
 
+def test_a_trend_whose_longer_view_needs_more_history_than_the_store_keeps_is_refused_naming_the_field(
+        tmp_path: Path) -> None:
+    """The staircase view needs twice window_s of history: at a 0.5 s interval the series store
+    keeps 359.5 s, less than 600 s, so long_window_s could never be used; at 1 s (719 s) it can."""
+    def load(interval_s: float) -> None:
+        load_config_data({"engine": {"interval_s": interval_s},
+                          "services": [{"name": "api", "trends": [{"metric": "memory_percent", "window_s": 300,
+                                                                   "min_span_s": 100, "long_window_s": 1200}]}]},
+                         source="a.yaml", base_dir=tmp_path)
+
+    with pytest.raises(ConfigError, match=r"services\[0\]\.trends\[0\]\.long_window_s: the memory_percent trend's "
+                                          r"longer view needs 600 s of history \(twice window_s\) but the series "
+                                          r"store keeps 359\.5 s at interval_s 0\.5"):
+        load(0.5)
+    load(1)
+    with pytest.raises(ConfigError, match=r"long_window_s \(500\) must be at least twice window_s \(300\)"):
+        load_config_data({"services": [{"name": "api", "trends": [{"metric": "memory_percent",
+                                                                   "long_window_s": 500}]}]},
+                         source="a.yaml", base_dir=tmp_path)
+
+
 def test_a_trend_of_a_promql_range_metric_is_judged_at_the_query_s_step_not_the_engine_s_interval(
         tmp_path: Path) -> None:
     """A range query yields a point every step_s whatever the collection interval: at a 60 s

@@ -311,6 +311,65 @@ def test_a_step_then_flat_is_not_a_breach_but_a_leak_a_step_interrupts_still_is(
     assert forecast is not None and forecast.slope_per_s > 0.05
 
 
+def _stairs(every: float, size: float = 4.0, seed: int = 1, deploys: tuple[float, ...] = ()) -> SeriesStore:
+    """api's memory_percent every 10 s for 40 minutes up to NOW: 40 % stepping up ``size`` every
+    ``every`` seconds (``every`` 0: no staircase), plus a 10 % level shift at each of ``deploys``
+    (seconds before NOW)."""
+    rng = np.random.default_rng(seed)
+    ts = np.arange(NOW - 2400.0, NOW + 0.1, 10.0)
+    values = 40.0 + rng.normal(0.0, 0.3, ts.size)
+    if every:
+        values += size * np.floor((ts - ts[0]) / every)
+    for at in deploys:
+        values += np.where(ts >= NOW - at, 10.0, 0.0)
+    store = SeriesStore()
+    store.extend(Sample("api", "memory_percent", float(t), float(v)) for t, v in zip(ts, values, strict=True))
+    return store
+
+
+def test_a_leak_that_grows_one_jump_per_window_is_forecast_with_the_longer_view_and_deploys_are_not() -> None:
+    """A leak growing 4 % every 300 s in jumps shows one jump per 300 s window: each alike to a
+    deploy, so rule 9 never forecast it. With ``long_window_s`` (1200 s: four jumps in view) the
+    jumps are a slope and the breach of 85 is forecast at the staircase's mean rate, while the
+    window holds the latest jump in its second half (the rules before 9 judge the rest of the
+    cycle, as for any rise): a forecast every 5 minutes, for 2 of them. A lone deploy, or two,
+    in the longer view are still steps: no forecast."""
+    plain, longer = TrendSpec(metric="memory_percent"), TrendSpec(metric="memory_percent", long_window_s=1200)
+    th = {"api": Thresholds()}
+    store = _stairs(300.0)  # jumps at NOW - 300 k
+    forecast_at = []
+    for lag in range(0, 300, 10):  # the latest jump (300 - lag) s before
+        at = NOW - lag
+        assert TrendDetector({"api": [plain]}, th).detect(store, at) == []
+        for f in TrendDetector({"api": [longer]}, th).detect(store, at):
+            assert f.kind == FindingKind.FORECAST and f.metric == "memory_percent"
+            assert f.evidence["slope_per_s"] == pytest.approx(4.0 / 300, rel=0.25)
+            forecast_at.append(lag)
+    assert set(range(150, 230, 10)) <= set(forecast_at) and len(forecast_at) <= 15, forecast_at
+    for deploys in ((100.0,), (700.0, 100.0), (1100.0, 150.0)):
+        store = _stairs(0.0, deploys=deploys)
+        for lag in range(0, 300, 30):
+            assert TrendDetector({"api": [longer]}, th).detect(store, NOW - lag) == [], (deploys, lag)
+
+
+def test_the_longer_view_is_read_only_for_a_rise_the_window_reads_as_one_step() -> None:
+    """A plain leak is forecast from the window alone: one window read per spec, the longer view
+    never asked (a fleet pays for it only where a step is seen)."""
+    longer = TrendSpec(metric="memory_percent", long_window_s=1200)
+    reader = RecordingReader(_store_with_leak())
+    assert TrendDetector({"api": [longer]}, {}).detect(reader, NOW)
+    assert [r for r in reader.reads if r[0] == "window"] == [("window", "api", "memory_percent")]
+    reader = RecordingReader(_stairs(300.0))
+    TrendDetector({"api": [longer]}, {}).detect(reader, NOW - 240)
+    assert [r for r in reader.reads if r[0] == "window"] == [("window", "api", "memory_percent")] * 2
+
+
+def test_a_longer_view_shorter_than_two_windows_is_refused_naming_the_field() -> None:
+    with pytest.raises(ValueError, match="long_window_s .* at least twice window_s"):
+        TrendSpec(metric="memory_percent", window_s=300, long_window_s=500)
+    assert TrendSpec(metric="memory_percent").long_window_s == 0  # off unless asked for
+
+
 def test_the_step_rule_over_a_full_series_judges_in_memory_of_its_points_not_their_square() -> None:
     """Rule 9 fits a line with a step at every point of the window. Over a full series store (720
     samples: a 1 h window at 5 s) it held a design matrix per candidate step, 720 x 720 x 3 floats

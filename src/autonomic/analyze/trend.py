@@ -7,7 +7,7 @@ and turns each forecast into a FORECAST finding.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from typing import Any, Literal
 
@@ -56,6 +56,9 @@ class TrendSpec(BaseModel):
     ema_alpha: float = Field(default=0.3, gt=0, le=1)
     z_min: float = Field(default=2.0, ge=0)
     min_r2: float = Field(default=0.5, ge=0, le=1)
+    # the longer view a rise the window reads as one step is looked at over, for a leak that grows
+    # in jumps (predict_breach rule 9); 0: never. Off by default: BENCHMARKS.md, staircase
+    long_window_s: float = Field(default=0.0, ge=0)
 
     _metric_not_a_counter = field_validator("metric")(not_a_counter)
 
@@ -64,6 +67,9 @@ class TrendSpec(BaseModel):
         if self.min_span_s is not None and self.min_span_s > self.window_s:
             raise ValueError(f"min_span_s ({self.min_span_s:g}) must not exceed window_s ({self.window_s:g}): "
                              "no window could ever hold that much history")
+        if 0 < self.long_window_s < 2 * self.window_s:
+            raise ValueError(f"long_window_s ({self.long_window_s:g}) must be at least twice window_s "
+                             f"({self.window_s:g}), the history a staircase needs, or 0 (off)")
         return self
 
     @property
@@ -195,9 +201,15 @@ def _a_step_not_a_slope(x: np.ndarray, v: np.ndarray) -> bool:
     its slope ``b`` is not significantly above 0 (``t < 2``). ``x`` is sorted. Every step's fit
     is solved from its normal equations, made of running sums: memory and time in the points'
     number, not its square (a full series store is 720 points or more, at each tick)."""
+    return _best_step(x, v)[0]
+
+
+def _best_step(x: np.ndarray, v: np.ndarray) -> tuple[bool, int, float]:
+    """(:func:`_a_step_not_a_slope`, the index of the best step's first point, its height); (False,
+    0, 0.0) when no step fits (fewer than 5 points, an exact line)."""
     n = x.size
     if n < 5:
-        return False
+        return False, 0, 0.0
     scale = max(float(np.ptp(x)), 1e-9)
     u = (x - x.mean()) / scale
     w = v - v.mean()  # centred: the sums of squares below are of the residuals' size, not the values'
@@ -217,14 +229,30 @@ def _a_step_not_a_slope(x: np.ndarray, v: np.ndarray) -> bool:
     line = np.polyfit(u, w, 1)
     sse_line = float(((w - np.polyval(line, u)) ** 2).sum())
     best = int(np.argmin(sse))
+    at, height = int(ks[best]), float(coef[best, 2])
     gain = sse_line - float(sse[best])
     if gain <= 1e-9 * max(float(w @ w), 1e-300):
-        return False  # the step adds nothing (an exact line: no residuals either way)
+        return False, at, height  # the step adds nothing (an exact line: no residuals either way)
     if gain / max(float(sse[best]) / (n - 3), 1e-300) < _STEP_F_MIN:
-        return False
+        return False, at, height
     slope = float(coef[best, 1])
     se = math.sqrt(max(float(sse[best]) / (n - 3) * float(inv[best, 1, 1]), 0.0))
-    return not (slope > 0 and (se == 0 or slope / se >= _STEP_T_MIN))
+    return not (slope > 0 and (se == 0 or slope / se >= _STEP_T_MIN)), at, height
+
+
+def _a_staircase(x: np.ndarray, v: np.ndarray) -> bool:
+    """Whether the rise through ``(x, v)``, sorted, is steps after steps (a leak that grows in
+    jumps: a cache filled by a periodic job) rather than one or two level shifts (a deploy or two):
+    it is not :func:`_a_step_not_a_slope`, and with its best step taken out it still is not (two
+    deploys in view: one taken out leaves the other, a step)."""
+    step_only, at, _ = _best_step(x, v)
+    if step_only or at == 0:
+        return False
+    # the step's own height, from the points beside it (the fit's shares it with the line's slope)
+    side = max(2, min(at, x.size - at, 5))
+    rest = v.copy()
+    rest[at:] -= float(np.median(v[at:at + side]) - np.median(v[at - side:at]))
+    return not _a_step_not_a_slope(x, rest)
 
 
 def predict_breach(
@@ -240,6 +268,8 @@ def predict_breach(
     z_min: float = 2.0,
     min_r2: float = 0.5,
     min_span_s: float = 0.0,
+    longer: Callable[[], tuple[Any, Any]] | None = None,
+    long_window_s: float = 0.0,
 ) -> Forecast | None:
     """When will a rising series reach ``threshold`` (a maximum)? None unless every rule holds:
 
@@ -273,6 +303,11 @@ def predict_breach(
        line as a steep rise, "reaching 85 in 200 s" for as long as the step is in the window. When
        a line with one step fits significantly better (F >= 25) and its slope is not significantly
        rising (t < 2), there is no forecast; a leak that a step interrupts is still forecast.
+       Unless it is a staircase: given ``longer`` (the series over ``long_window_s``, asked only
+       here), a rise that is steps after steps there (:func:`_a_staircase`: no single step, nor
+       two, explains it) is forecast by these rules over the longer view, needing history over
+       twice ``window_s``. A leak that grows in jumps (a cache a periodic job fills) shows one jump
+       per window, each alike to a deploy, and was never forecast.
 
     The interval ``[eta_low_s, eta_high_s]`` is where the fitted line's 95% confidence band
     crosses ``threshold`` (Fieller's interval, see :func:`_eta_interval`). It comes from the
@@ -317,7 +352,19 @@ def predict_breach(
     if _levels_off_below(t - now, v, threshold):
         return None
     if _a_step_not_a_slope(t - now, v):
-        return None
+        if longer is None or long_window_s <= window_s:
+            return None
+        # a staircase: one step per window, each read as a deploy; over a longer view, steps
+        # after steps are a slope (a lone step, or two, are still steps there)
+        t_long, v_long = (np.asarray(a, dtype=np.float64) for a in longer())
+        keep = (t_long >= now - long_window_s) & (t_long <= now) & np.isfinite(v_long)
+        t_long, v_long = t_long[keep], v_long[keep]
+        in_order = np.argsort(t_long, kind="stable")
+        if not _a_staircase(t_long[in_order] - now, v_long[in_order]):
+            return None
+        return predict_breach(t_long, v_long, threshold, now=now, window_s=long_window_s, min_points=min_points,
+                              horizon_s=horizon_s, ema_alpha=ema_alpha, z_min=z_min, min_r2=min_r2,
+                              min_span_s=max(min_span_s, 2 * window_s))
     eta_low, eta_high = _eta_interval(t - now, slope, fitted_now, float(fit.stderr), threshold, eta)
     return Forecast(
         slope_per_s=slope,
@@ -386,6 +433,11 @@ class TrendDetector:
                 continue  # no point in the window: no forecast (rule 1), asked cheaply for a fleet
             ts, values = series.window(service, spec.metric, now - spec.window_s)
             falling = spec.direction == "falling"  # forecast as the negation's rise to the line's negation
+
+            def longer(service: str = service, spec: TrendSpec = spec, falling: bool = falling) -> tuple[Any, Any]:
+                t_long, v_long = series.window(service, spec.metric, now - spec.long_window_s)
+                return t_long, np.negative(np.asarray(v_long, dtype=np.float64)) if falling else v_long
+
             forecast = predict_breach(
                 ts,
                 np.negative(np.asarray(values, dtype=np.float64)) if falling else values,
@@ -398,6 +450,8 @@ class TrendDetector:
                 z_min=spec.z_min,
                 min_r2=spec.min_r2,
                 min_span_s=spec.span_s,
+                longer=longer,
+                long_window_s=spec.long_window_s,
             )
             if forecast is None:
                 continue
