@@ -133,6 +133,12 @@ class DockerStandin:
         secs, frac = divmod(ns, 1_000_000_000)
         return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(secs)) + f".{frac:09d}Z"
 
+    @staticmethod
+    def ago(seconds: float) -> str:
+        """The time ``seconds`` ago, as dockerd writes times."""
+        secs, frac = divmod(time.time_ns() - int(seconds * 1e9), 1_000_000_000)
+        return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(secs)) + f".{frac:09d}Z"
+
     def _event(self, c: Container, action: str, **attributes: str) -> None:
         """Log an event of ``c`` as dockerd does (the shape ``GET /events`` streams)."""
         ns = max(time.time_ns(), self._last_ns + 1000)

@@ -340,18 +340,43 @@ def test_unit_state_tells_a_docker_stop_from_an_exit_by_the_engines_stop_event_s
     assert act.unit_state(t_web)["stopped_by_request"] is False
 
 
+def test_a_stop_read_a_moment_after_it_is_answered_once_its_event_had_time_to_come_and_then_remembered(
+    act: DockerActuator, engine: DockerStandin
+) -> None:
+    """The stop event comes right after a requested stop's exit: a read just after it asks the
+    engine for events until 2 s after the exit (the engine's own time), which the engine holds
+    until then, as dockerd holds an ``until`` still to come; the answer is remembered, so the next
+    read asks nothing and waits for nothing."""
+    import docker
+
+    engine.add("web")
+    client = docker.DockerClient(base_url=engine.base_url, version="1.43")
+    try:
+        client.api.stop("web", timeout=1)
+    finally:
+        client.close()
+    t0 = time.monotonic()
+    assert act.unit_state(target(engine))["stopped_by_request"] is True
+    assert 1.5 < time.monotonic() - t0 < act.unit_state_limit_s(target(engine))
+    t0 = time.monotonic()
+    assert act.unit_state(target(engine))["stopped_by_request"] is True
+    assert time.monotonic() - t0 < 1.0
+    assert len([r for r in engine.requests if r.path == "/events"]) == 1
+
+
 def test_unit_state_of_an_exited_container_waits_no_longer_than_the_read_for_the_events(
     act: DockerActuator, engine: DockerStandin
 ) -> None:
     """The docker SDK's own events() reads with no timeout: an engine that never ends the events
     answer would hold the unit-state read, and its lane, for good. The actuator asks with the
-    read's timeout (the binding's 1 s here) and an ``until`` of now, so a stand-in engine slower
-    than that makes the read fail as unreachable (retryable: unknown, not down) within the limit."""
-    engine.add("web", running=False, started_at=engine.now(), exit_code=1)
-    engine.find("web").finished_at = engine.now()
+    read's timeout (the binding's 1 s here) and an ``until`` already past (2 s after the exit), so
+    a stand-in engine slower than that makes the read fail as unreachable (retryable: unknown, not
+    down) within the limit."""
+    engine.add("web", running=False, started_at=engine.ago(60), exit_code=1)
+    engine.find("web").finished_at = engine.ago(30)
     t = target(engine, timeout_s=1)
     assert act.unit_state(t)["stopped_by_request"] is False
-    engine.find("web").finished_at = engine.now()  # another exit: asked again
+    engine.find("web").finished_at = engine.ago(20)  # another exit: asked again
     engine.events_delay_s = 8.0
     t0 = time.monotonic()
     with pytest.raises(RetryableActuatorError, match="unreachable"):

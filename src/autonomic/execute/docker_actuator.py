@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import re
-import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime
@@ -31,7 +30,7 @@ from autonomic.redact import scrub, shown_url
 
 _SCHEMES = ("unix", "tcp", "http", "https", "ssh")
 _MAX_MESSAGE = 300
-_STOP_EVENT_LAG_NS = 5_000_000_000  # a stop's event is logged this soon after its exit, at most
+_STOP_EVENT_WITHIN_NS = 2_000_000_000  # a requested stop's event is logged this soon after its exit
 _STOPS_KEPT = 4096  # exits remembered (see DockerActuator._stop_requested); then forgotten at once
 
 
@@ -141,26 +140,28 @@ class DockerActuator:
         """Whether the exited container ``cid`` was stopped through the engine (``docker stop``,
         ``docker compose stop``, the Engine API's stop, autonomic's own ``op: stop``) rather than
         having exited on its own: Docker keeps no mark of it in the container's state, but logs a
-        ``stop`` event after the ``die`` of a requested stop (a crash or ``docker kill`` logs none;
-        a restart's stop is followed by a start, which moves ``StartedAt`` past it). So: a ``stop``
-        event of ``cid`` newer than its ``StartedAt``, from ``GET /events`` over the span since
-        then (until now: an answer, not a stream). The engine keeps only its latest 256 events, in
-        memory: a stop older than that, or from before the engine restarted, is not found (the
-        container reads exited, down, as it always did). Remembered per (engine, container, exit):
-        asked once per stop; a "no" is asked again until the exit is 5 s old (the event is logged a
-        moment after the exit)."""
+        ``stop`` event right after the ``die`` of a requested stop (a crash or ``docker kill`` logs
+        none; a restart's stop is followed by a start, which moves ``StartedAt`` past it). So: a
+        ``stop`` event of ``cid`` newer than its ``StartedAt``, from ``GET /events`` over the span
+        from then to a moment after its ``FinishedAt`` (``_STOP_EVENT_WITHIN_NS``, or half the
+        read's timeout when that is less). Both ends are the engine's own times, so this host's
+        clock plays no part; read within that moment of the exit, the engine holds the answer until
+        the moment is over (as it streams events until an ``until`` still to come), once per exit.
+        The answer is final: remembered per (engine, container, exit). The engine keeps only its
+        latest 256 events, in memory: a stop older than that, or from before the engine restarted,
+        is not found (the container reads exited, down, as it always did)."""
         key = (b.base_url, cid, str(state.get("FinishedAt")))
         known = self._stops.get(key)
         if known is not None:
             return known
         started_ns = _rfc3339_ns(state.get("StartedAt"))
         finished_ns = _rfc3339_ns(state.get("FinishedAt"))
-        if started_ns is None:
-            return False
-        now_ns = time.time_ns()
-        filters = json.dumps({"container": [cid], "type": ["container"], "event": ["stop"]})
-        params = {"since": _unix(started_ns - 1_000_000_000), "until": _unix(now_ns), "filters": filters}
+        if started_ns is None or finished_ns is None:
+            return False  # never started, or no exit time: no stop to look for
         limit = min(b.timeout_s, UNIT_READ_TIMEOUT_S)
+        within = min(_STOP_EVENT_WITHIN_NS, int(limit * 1e9 / 2))
+        filters = json.dumps({"container": [cid], "type": ["container"], "event": ["stop"]})
+        params = {"since": _unix(started_ns - 1_000_000_000), "until": _unix(finished_ns + within), "filters": filters}
         # the SDK's events() reads with no timeout at all: asked here with the read's own
         url = f"{client.api.base_url}/v{client.api.api_version}/events"
         with client.api.get(url, params=params, stream=True, timeout=(limit, limit)) as response:
@@ -169,10 +170,9 @@ class DockerActuator:
                     f"docker: events of container {b.container!r} could not be read: HTTP {response.status_code}: "
                     f"{_short(response.text)}")
             found = any(_newer_stop(line, cid, started_ns) for line in response.iter_lines() if line.strip())
-        if found or (finished_ns is not None and now_ns - finished_ns >= _STOP_EVENT_LAG_NS):
-            if len(self._stops) >= _STOPS_KEPT:
-                self._stops.clear()
-            self._stops[key] = found
+        if len(self._stops) >= _STOPS_KEPT:
+            self._stops.clear()
+        self._stops[key] = found
         return found
 
     def unit_exit(self, target: Target) -> str | None:
