@@ -2706,8 +2706,8 @@ class Engine:
         audit it again."""
         if inc_id in self._told_read:
             return
-        self._told_read.add(inc_id)
         entries = self.store.audit_events(subject=inc_id, kinds=_TOLD_KINDS)
+        self._told_read.add(inc_id)  # once read (a read that failed is tried again at the next tell)
         stored = [e.data.get("waits") if isinstance(e.data, dict) else None for e in entries]
         if any(isinstance(w, dict) and w.get("for") == "turn" for w in stored):
             self._turns_told.add(inc_id)

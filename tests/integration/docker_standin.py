@@ -64,6 +64,8 @@ class Container:
     dies_on_start: int | None = None  # exit code the process dies with right after a start
     oom_killed: bool = False  # State.OOMKilled: the kernel's OOM killer ended it
     status: str | None = None  # State.Status when set ("dead"); else from running / started_at
+    fails_to_start: str | None = None  # a start fails with this (State.Error; StartedAt kept), as a port taken
+    error: str = ""  # State.Error: set by a failed start, cleared by a start that worked
 
     def inspect(self) -> dict[str, Any]:
         status = self.status or ("running" if self.running else ("exited" if self.started_at != NEVER else "created"))
@@ -81,7 +83,7 @@ class Container:
                 "Dead": False,
                 "Pid": 4242 if self.running else 0,
                 "ExitCode": self.exit_code,
-                "Error": "",
+                "Error": self.error,
                 "StartedAt": self.started_at,
                 "FinishedAt": self.finished_at,
             },
@@ -99,6 +101,8 @@ class DockerStandin:
         self.lock = threading.Lock()
         self.delay_s = 0.0  # every answer waits this long (timeouts)
         self.events_delay_s = 0.0  # GET /events answers this much later (an engine slow to end its stream)
+        self.events_refused: tuple[int, str] | None = None  # GET /events answered with this (a socket proxy)
+        self.stop_event_lag_s = 0.0  # a stop's event is logged this long after its exit (the network released)
         self._fail: tuple[int, str] | None = None
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
@@ -139,10 +143,12 @@ class DockerStandin:
         secs, frac = divmod(time.time_ns() - int(seconds * 1e9), 1_000_000_000)
         return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(secs)) + f".{frac:09d}Z"
 
-    def _event(self, c: Container, action: str, **attributes: str) -> None:
-        """Log an event of ``c`` as dockerd does (the shape ``GET /events`` streams)."""
+    def _event(self, c: Container, action: str, lag_s: float = 0.0, **attributes: str) -> None:
+        """Log an event of ``c`` as dockerd does (the shape ``GET /events`` streams); ``lag_s``
+        later than now (an event only logged once the work after an exit is done)."""
         ns = max(time.time_ns(), self._last_ns + 1000)
         self._last_ns = ns
+        ns += int(lag_s * 1e9)
         self.events.append({
             "status": action, "id": c.id, "from": c.image, "Type": "container", "Action": action,
             "Actor": {"ID": c.id, "Attributes": {"image": c.image, "name": c.name, **attributes}},
@@ -166,6 +172,8 @@ class DockerStandin:
             return int(whole) * 1_000_000_000 + int((frac + "000000000")[:9])
 
         until = ns(query.get("until"), time.time_ns())
+        if ns(query.get("since"), 0) > until:
+            raise _Refused(400, f"since time ({query.get('since')}) cannot be after until time ({query.get('until')})")
         self.lock.release()
         try:
             time.sleep(min(10.0, max(0.0, (until - time.time_ns()) / 1e9)) + self.events_delay_s)
@@ -177,7 +185,8 @@ class DockerStandin:
         def wanted(key: str, value: str) -> bool:
             allowed = filters.get(key)
             return allowed is None or value in allowed  # a list, or a {value: true} map
-        return [e for e in self.events if since <= e["timeNano"] <= until and wanted("type", e["Type"])
+        now = time.time_ns()  # an event logged later is not there yet
+        return [e for e in self.events if since <= e["timeNano"] <= min(until, now) and wanted("type", e["Type"])
                 and wanted("event", e["Action"]) and wanted("container", e["Actor"]["ID"])]
 
     def find(self, ref: str) -> Container | None:
@@ -189,8 +198,11 @@ class DockerStandin:
     # --- container operations (as dockerd does them) --------------------------------------
 
     def _start(self, c: Container) -> None:
+        if c.fails_to_start is not None:  # as dockerd: the error kept in State.Error, StartedAt the last run's
+            c.error = c.fails_to_start
+            raise _Refused(500, f"failed to start container {c.name}: {c.fails_to_start}")
         c.started_at = self.now()
-        c.running = True
+        c.running, c.error = True, ""
         self._event(c, "start")
         if c.dies_on_start is not None:
             c.running, c.exit_code, c.finished_at = False, c.dies_on_start, self.now()
@@ -200,7 +212,7 @@ class DockerStandin:
         self._event(c, "kill", signal="15")
         c.running, c.exit_code, c.finished_at = False, 0, self.now()
         self._event(c, "die", exitCode="0")
-        self._event(c, "stop")
+        self._event(c, "stop", lag_s=self.stop_event_lag_s)
 
     def handle(self, method: str, raw_path: str, user_agent: str = "") -> tuple[int, Any]:
         url = urlsplit(raw_path)
@@ -217,7 +229,12 @@ class DockerStandin:
                 return 200, {"Version": "24.0.7", "ApiVersion": API_VERSION, "MinAPIVersion": "1.12",
                              "Os": "linux", "Arch": "amd64", "KernelVersion": "6.1.0"}
             if path == "/events" and method == "GET":
-                return 200, _Lines(self._events(query))
+                if self.events_refused is not None:
+                    return self.events_refused[0], {"message": self.events_refused[1]}
+                try:
+                    return 200, _Lines(self._events(query))
+                except _Refused as exc:
+                    return exc.status, {"message": exc.message}
             cm = re.match(r"^/containers/([^/]+)/(json|restart|stop|start)$", path)
             if cm is None:
                 return 404, {"message": "page not found"}
@@ -233,19 +250,22 @@ class DockerStandin:
                 return 405, {"message": "method not allowed"}
             if op == "json":
                 return 200, c.inspect()
-            if op == "stop":
-                if not c.running:
-                    return 304, None
-                self._stop(c)
-            elif op == "start":
-                if c.running:
-                    return 304, None
-                self._start(c)
-            else:
-                if c.running:
+            try:
+                if op == "stop":
+                    if not c.running:
+                        return 304, None
                     self._stop(c)
-                self._start(c)
-                self._event(c, "restart")
+                elif op == "start":
+                    if c.running:
+                        return 304, None
+                    self._start(c)
+                else:
+                    if c.running:
+                        self._stop(c)
+                    self._start(c)
+                    self._event(c, "restart")
+            except _Refused as exc:
+                return exc.status, {"message": exc.message}
             return 204, None
 
     # --- server ----------------------------------------------------------------------------
@@ -266,6 +286,14 @@ class DockerStandin:
             self._thread.join(timeout=5)
         if self.socket_path.exists():
             os.unlink(self.socket_path)
+
+
+class _Refused(Exception):
+    """An error answer, as dockerd gives one: ``status`` and ``{"message": message}``."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status, self.message = status, message
 
 
 class _Lines(list[dict[str, Any]]):

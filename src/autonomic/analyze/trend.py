@@ -204,12 +204,12 @@ def _a_step_not_a_slope(x: np.ndarray, v: np.ndarray) -> bool:
     return _best_step(x, v)[0]
 
 
-def _best_step(x: np.ndarray, v: np.ndarray) -> tuple[bool, int, float]:
-    """(:func:`_a_step_not_a_slope`, the index of the best step's first point, its height); (False,
-    0, 0.0) when no step fits (fewer than 5 points, an exact line)."""
+def _best_step(x: np.ndarray, v: np.ndarray) -> tuple[bool, int]:
+    """(:func:`_a_step_not_a_slope`, the index of the best step's first point); (False, 0) when no
+    step fits (fewer than 5 points)."""
     n = x.size
     if n < 5:
-        return False, 0, 0.0
+        return False, 0
     scale = max(float(np.ptp(x)), 1e-9)
     u = (x - x.mean()) / scale
     w = v - v.mean()  # centred: the sums of squares below are of the residuals' size, not the values'
@@ -229,15 +229,15 @@ def _best_step(x: np.ndarray, v: np.ndarray) -> tuple[bool, int, float]:
     line = np.polyfit(u, w, 1)
     sse_line = float(((w - np.polyval(line, u)) ** 2).sum())
     best = int(np.argmin(sse))
-    at, height = int(ks[best]), float(coef[best, 2])
+    at = int(ks[best])
     gain = sse_line - float(sse[best])
     if gain <= 1e-9 * max(float(w @ w), 1e-300):
-        return False, at, height  # the step adds nothing (an exact line: no residuals either way)
+        return False, at  # the step adds nothing (an exact line: no residuals either way)
     if gain / max(float(sse[best]) / (n - 3), 1e-300) < _STEP_F_MIN:
-        return False, at, height
+        return False, at
     slope = float(coef[best, 1])
     se = math.sqrt(max(float(sse[best]) / (n - 3) * float(inv[best, 1, 1]), 0.0))
-    return not (slope > 0 and (se == 0 or slope / se >= _STEP_T_MIN)), at, height
+    return not (slope > 0 and (se == 0 or slope / se >= _STEP_T_MIN)), at
 
 
 def _a_staircase(x: np.ndarray, v: np.ndarray) -> bool:
@@ -245,7 +245,7 @@ def _a_staircase(x: np.ndarray, v: np.ndarray) -> bool:
     jumps: a cache filled by a periodic job) rather than one or two level shifts (a deploy or two):
     it is not :func:`_a_step_not_a_slope`, and with its best step taken out it still is not (two
     deploys in view: one taken out leaves the other, a step)."""
-    step_only, at, _ = _best_step(x, v)
+    step_only, at = _best_step(x, v)
     if step_only or at == 0:
         return False
     # the step's own height, from the points beside it (the fit's shares it with the line's slope)

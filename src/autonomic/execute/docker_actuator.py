@@ -15,10 +15,13 @@ Errors, by what the executor should do:
 from __future__ import annotations
 
 import json
+import logging
 import re
+import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime
+from email.utils import parsedate_to_datetime
 from typing import Any, ClassVar, Literal
 from urllib.parse import urlsplit
 
@@ -28,9 +31,11 @@ from autonomic.errors import ActuatorError, RetryableActuatorError, TerminalActu
 from autonomic.protocols import UNIT_READ_TIMEOUT_S, ActuatorContext, Target
 from autonomic.redact import scrub, shown_url
 
+log = logging.getLogger("autonomic.docker")
+
 _SCHEMES = ("unix", "tcp", "http", "https", "ssh")
 _MAX_MESSAGE = 300
-_STOP_EVENT_WITHIN_NS = 2_000_000_000  # a requested stop's event is logged this soon after its exit
+_STOP_SETTLE_NS = 10_000_000_000  # a stop's event not found this long after the exit is not coming
 _STOPS_KEPT = 4096  # exits remembered (see DockerActuator._stop_requested); then forgotten at once
 
 
@@ -90,8 +95,10 @@ class DockerActuator:
 
     def __init__(self, ctx: ActuatorContext) -> None:
         self.ctx = ctx
-        # (engine, container id, FinishedAt) -> whether that exit was a requested stop
+        # (engine, container id, FinishedAt) -> whether that exit was a requested stop (final answers)
         self._stops: dict[tuple[str, str, str], bool] = {}
+        self._first_looked: dict[tuple[str, str, str], int] = {}  # the engine's time at the first look
+        self._events_refused: set[str] = set()  # engines that answered GET /events with an error
 
     # --- protocol ------------------------------------------------------------------------
 
@@ -111,9 +118,9 @@ class DockerActuator:
         return 2 * min(_binding(target).timeout_s, UNIT_READ_TIMEOUT_S)
 
     def unit_state_limit_s(self, target: Target) -> float:
-        """The longest :meth:`unit_state` can take: two requests (the inspect, and for an exited
-        container the engine's events), each as :meth:`unit_exit_limit_s`."""
-        return 2 * self.unit_exit_limit_s(target)
+        """The longest :meth:`unit_state` can take: three requests (the inspect, and for an exited
+        container a ping and the engine's events), each as :meth:`unit_exit_limit_s`."""
+        return 3 * self.unit_exit_limit_s(target)
 
     def unit_lane(self, target: Target) -> str:
         """The manager :meth:`unit_state` asks, named for the engine's collection lanes and logs:
@@ -125,8 +132,8 @@ class DockerActuator:
         read-only, for the unit-state source (``monitor.unitstate``, which says what counts as up),
         and for an exited container ``stopped_by_request``: whether the engine logged a ``stop``
         event for it since it last started (:meth:`_stop_requested`). One inspect, and for an
-        exited container one read of the engine's events, each given at most
-        ``UNIT_READ_TIMEOUT_S``; raises ActuatorError when the engine cannot be read or the
+        exited container not yet judged a ping and a read of the engine's events, each given at
+        most ``UNIT_READ_TIMEOUT_S``; raises ActuatorError when the engine cannot be read or the
         container does not exist."""
         b = _binding(target)
         with _engine(b.model_copy(update={"timeout_s": min(b.timeout_s, UNIT_READ_TIMEOUT_S)}), "inspect") as client:
@@ -139,40 +146,53 @@ class DockerActuator:
     def _stop_requested(self, client: Any, b: DockerBinding, cid: str, state: Mapping[str, Any]) -> bool:
         """Whether the exited container ``cid`` was stopped through the engine (``docker stop``,
         ``docker compose stop``, the Engine API's stop, autonomic's own ``op: stop``) rather than
-        having exited on its own: Docker keeps no mark of it in the container's state, but logs a
-        ``stop`` event right after the ``die`` of a requested stop (a crash or ``docker kill`` logs
-        none; a restart's stop is followed by a start, which moves ``StartedAt`` past it). So: a
-        ``stop`` event of ``cid`` newer than its ``StartedAt``, from ``GET /events`` over the span
-        from then to a moment after its ``FinishedAt`` (``_STOP_EVENT_WITHIN_NS``, or half the
-        read's timeout when that is less). Both ends are the engine's own times, so this host's
-        clock plays no part; read within that moment of the exit, the engine holds the answer until
-        the moment is over (as it streams events until an ``until`` still to come), once per exit.
-        The answer is final: remembered per (engine, container, exit). The engine keeps only its
-        latest 256 events, in memory: a stop older than that, or from before the engine restarted,
-        is not found (the container reads exited, down, as it always did)."""
+        having exited on its own. Docker keeps no mark of it in the container's state, but logs a
+        ``stop`` event once a requested stop is done (a crash or ``docker kill`` logs none; a
+        restart's stop is followed by a start, which moves ``StartedAt`` past it). So: a ``stop``
+        event of ``cid`` newer than its ``StartedAt``, from ``GET /events`` over the span from then
+        to the engine's present (its ``Date``, asked by ``GET /_ping``, and a second more, which it
+        may hold the answer for: this host's clock plays no part).
+
+        A container whose ``State.Error`` is set is not: a start that failed after the stop (a
+        restart whose start part failed, a port taken) is a fault. A found stop is final; a stop
+        not found is asked about again until the engine's present is ``_STOP_SETTLE_NS`` past the
+        first look at that exit (the event comes once the engine has finished the stop: releasing
+        the network and mounts, or a restart back-off cancelled, may take a while), then final too:
+        remembered per (engine, container, exit). An engine that refuses ``GET /events`` (a socket
+        proxy, an authorization plugin) is said once and not asked again: its containers read
+        exited, down, as they always did. The engine keeps only its latest 256 events, in memory: a
+        stop older than that, or from before the engine restarted, is not found either."""
+        if state.get("Error"):
+            return False
         key = (b.base_url, cid, str(state.get("FinishedAt")))
         known = self._stops.get(key)
         if known is not None:
             return known
         started_ns = _rfc3339_ns(state.get("StartedAt"))
-        finished_ns = _rfc3339_ns(state.get("FinishedAt"))
-        if started_ns is None or finished_ns is None:
-            return False  # never started, or no exit time: no stop to look for
+        if started_ns is None or b.base_url in self._events_refused:
+            return False  # never started: no stop to look for; or the engine will not tell
         limit = min(b.timeout_s, UNIT_READ_TIMEOUT_S)
-        within = min(_STOP_EVENT_WITHIN_NS, int(limit * 1e9 / 2))
+        present = _engine_present_ns(client, limit) + 1_000_000_000  # its Date is whole seconds
         filters = json.dumps({"container": [cid], "type": ["container"], "event": ["stop"]})
-        params = {"since": _unix(started_ns - 1_000_000_000), "until": _unix(finished_ns + within), "filters": filters}
+        since = min(started_ns - 1_000_000_000, present)
+        params = {"since": _unix(since), "until": _unix(present), "filters": filters}
         # the SDK's events() reads with no timeout at all: asked here with the read's own
         url = f"{client.api.base_url}/v{client.api.api_version}/events"
         with client.api.get(url, params=params, stream=True, timeout=(limit, limit)) as response:
             if response.status_code != 200:
-                raise TerminalActuatorError(
-                    f"docker: events of container {b.container!r} could not be read: HTTP {response.status_code}: "
-                    f"{_short(response.text)}")
+                self._events_refused.add(b.base_url)
+                log.warning("docker: the engine at %s refused GET /events (HTTP %s: %s): a container stopped "
+                            "through Docker reads as exited, down, there; allow it to read events",
+                            shown_url(b.base_url), response.status_code, _short(response.text))
+                return False
             found = any(_newer_stop(line, cid, started_ns) for line in response.iter_lines() if line.strip())
-        if len(self._stops) >= _STOPS_KEPT:
-            self._stops.clear()
-        self._stops[key] = found
+        first = self._first_looked.setdefault(key, present)
+        if found or present - first >= _STOP_SETTLE_NS:
+            for kept in (self._stops, self._first_looked):
+                if len(kept) >= _STOPS_KEPT:
+                    kept.clear()
+            self._stops[key] = found
+            self._first_looked.pop(key, None)
         return found
 
     def unit_exit(self, target: Target) -> str | None:
@@ -310,6 +330,16 @@ def _rfc3339_ns(text: Any) -> int | None:
     if moment.year < 1970:
         return None
     return int(moment.timestamp()) * 1_000_000_000 + int(((frac or "") + "000000000")[:9])
+
+
+def _engine_present_ns(client: Any, limit: float) -> int:
+    """The Docker engine's own time, from the ``Date`` of its ``GET /_ping`` answer (whole
+    seconds), in nanoseconds; this host's clock when it sends none."""
+    response = client.api.get(f"{client.api.base_url}/_ping", timeout=(limit, limit))
+    try:
+        return int(parsedate_to_datetime(response.headers["Date"]).timestamp()) * 1_000_000_000
+    except (KeyError, TypeError, ValueError):
+        return time.time_ns()
 
 
 def _unix(ns: int) -> str:

@@ -99,8 +99,10 @@ class TokenMemory:
     for one use: the kill switch when the store cannot be read. A database down must not keep an
     operator from pausing automation, but authentication reads the store. So a token the store
     said is valid within the last ``ttl_s`` is taken, for a pause only, while the store does not
-    answer. One the store said is unknown (revoked) is forgotten at once; one revoked while the
-    store is down cannot be revoked yet anyway. Thread-safe dict operations only."""
+    answer. A token presented while the store answers is checked there as always, and forgotten
+    when the store no longer knows it; one revoked and not presented since still pauses through
+    this memory for what is left of its ``ttl_s`` while the store is down (a pause only stops
+    automation). Thread-safe dict operations only."""
 
     def __init__(self, ttl_s: float = TOKENS_REMEMBERED_S) -> None:
         self.ttl_s = ttl_s
