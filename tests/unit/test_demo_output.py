@@ -97,6 +97,29 @@ def test_a_rollback_says_what_was_undone_and_a_breaker_is_shown_only_when_its_st
     assert closed.startswith("down incident closed: rolled back") and "quiet for" in closed
 
 
+def test_an_incident_that_closes_while_the_next_scenario_plays_says_whose_it_was(tmp_path: Path) -> None:
+    """A rolled-back fix's incident closes once quiet, which may be after the next scenario has
+    begun: its line names the scenario it belongs to (before, "web latency incident closed" sat
+    among the novel scenario's lines as if it were one of them). Its own scenario's lines do not."""
+    h = Harness(tmp_path, extra={"engine": {"interval_s": 1, "state_dir": str(tmp_path / "state"),
+                                            "host_metrics": False, "settle_s": 0, "resolve_after_s": 5}})
+    out = io.StringIO()
+    timeline = Timeline(Console(file=out, width=WIDTH, highlight=False), t0=h.store.audit_events()[0].ts
+                        if h.store.audit_events() else time.time())
+    timeline.playing("bad_remedy")
+    _undone_fix_that_left_it_down(h)
+    timeline.owns(h.incident().id)
+    timeline.pump(h.engine)
+    timeline.playing("novel")
+    h.feed("up", 1, 10)  # up again, quiet: the incident is closed
+    timeline.pump(h.engine)
+    lines = out.getvalue().splitlines()
+    marked = [line for line in lines if "[scenario bad_remedy]" in line]
+    assert len(marked) == 1 and "incident.closed" in marked[0], lines
+    assert "[scenario bad_remedy] down incident closed: rolled back" in marked[0]  # first: never cut
+    assert all(len(line) <= WIDTH for line in lines)
+
+
 def test_a_breaker_that_opens_is_shown_with_its_new_state(tmp_path: Path) -> None:
     h = Harness(tmp_path, op="fail_undo")
     _undone_fix_that_left_it_down(h)

@@ -179,6 +179,19 @@ class Timeline:
         self._services: dict[str, str] = {}  # subject (incident or action id) -> its service
         self._diagnosed: set[str] = set()  # incidents diagnosed already: the next diagnosis is "again"
         self._breakers: dict[str, str] = {}  # scope -> its state as last shown (closed before any)
+        self.scenario: str | None = None  # the scenario playing now
+        self._scenario_of: dict[str, str] = {}  # incident id -> the scenario it was that of
+
+    def playing(self, scenario: str) -> None:
+        """``scenario`` starts: a later line about an earlier scenario's incident says whose it is."""
+        self.scenario = scenario
+
+    def owns(self, incident_id: str) -> None:
+        """``incident_id`` is the incident of the scenario playing now."""
+        if self.scenario is not None:
+            if len(self._scenario_of) > 10_000:  # the soak benchmark runs for hours: bounded
+                self._scenario_of.clear()
+            self._scenario_of[incident_id] = self.scenario
 
     def say(self, text: str, style: str = "bold") -> None:
         """A line of the demo's own (or a log record, which may have lines of its own), wrapped to
@@ -204,6 +217,9 @@ class Timeline:
             kind_w = max(self._KIND_W, len(e.kind))  # a rarer longer kind shifts its own line only
             width = max(30, self.console.width - (8 + kind_w + 1 + self._SERVICE_W))
             detail = _SHORT_ID.sub(lambda m: m.group(0)[:8], detail)  # ids as the CLI shows them
+            earlier = self._scenario_of.get(e.subject)
+            if earlier is not None and earlier != self.scenario:  # it closes while the next one plays
+                detail = f"[scenario {earlier}] {detail}"
             colour = self._COLOURS.get(e.kind, "white")
             self.console.print(f"[dim]{e.ts - self.t0:6.1f}s[/] [{colour}]{e.kind:{kind_w}s}[/] "
                                f"{escape(f'{service:{self._SERVICE_W - 1}s} {fit(detail, width)}')}",
@@ -404,6 +420,7 @@ def play(engine: Engine, urls: dict[str, str], pace: Pace, timeline: Timeline,
     results = []
     for sc in scenarios:
         timeline.say(f"scenario {sc.name}: {sc.story}", "bold blue")
+        timeline.playing(sc.name)
         res = Result(sc.name, sc.service, sc.expected, started=time.time())
         known = {i.id for i in store.incidents(service=sc.service, limit=1000)}
         try:
@@ -419,6 +436,7 @@ def play(engine: Engine, urls: dict[str, str], pace: Pace, timeline: Timeline,
         inc = _wait(lambda: timeline.pump(engine) or first_incident(), pace.scenario_timeout)
         if inc is not None:
             res.incident = inc.id
+            timeline.owns(inc.id)
             res.detect_s = round(inc.opened_at - inject_ts, 2)
 
             def finished(inc_id: str = inc.id) -> Incident | None:
