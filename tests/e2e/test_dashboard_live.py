@@ -333,3 +333,51 @@ def test_the_approvals_queue_and_the_incident_page_show_when_a_request_expires_a
         expect(page.get_by_test_id(f"decision-{asked.id}").get_by_test_id("request-expiry")).to_contain_text(
             "request expiry ")
         page.close()
+
+
+def test_with_the_database_down_the_front_page_still_draws_the_kill_switch_and_it_pauses_by_the_file(
+    tmp_path: Path, browser: Browser, postgres_server: Any
+) -> None:
+    """The API serves inside an engine (its pause file is read before every actuator call) over a
+    real PostgreSQL database, which is then made to refuse every connection (ALLOW_CONNECTIONS
+    false, its sessions ended). The operator opens the dashboard anew: the overview cannot be read
+    (503), so the page says the store does not answer and draws the kill switch, its state
+    unknown; pressed, it pauses by the engine's pause file (the operator's token was verified in
+    the store before the outage) and says so. Before, the page showed only "Could not load this
+    page": no kill switch to press."""
+    from autonomic.engine import Engine, pause_file
+    from autonomic.oversight.notify import Dispatcher
+
+    url = postgres_server.create_database("autonomic_e2e_down")
+    store = Store(url)
+    config = load_config_data({"engine": {"state_dir": str(tmp_path / "state"), "host_metrics": False},
+                               "services": [{"name": "web", "type": "http"}]}, source="t.yaml", base_dir=tmp_path)
+    engine = Engine(config, store=store, sources=[], detectors=[], notifiers=Dispatcher())
+    server = ApiServer(create_app(ApiContext(store=store, config=config, engine=engine, read_cache_s=0)), port=0)
+    server.start()
+    admin = postgres_server.connect()
+    try:
+        token = create_token(store, "e2e-operator", "operator")
+        page = browser.new_page()
+        page.goto(f"{server.url}/?token={token}")
+        expect(page.get_by_test_id("pause-state")).to_have_text("Automation ACTIVE")  # verified, store up
+        with admin.cursor() as cur:
+            cur.execute("ALTER DATABASE autonomic_e2e_down ALLOW_CONNECTIONS false")
+            cur.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = 'autonomic_e2e_down'")
+        page.reload()
+        expect(page.get_by_test_id("store-down")).to_contain_text("The store does not answer", timeout=10_000)
+        expect(page.get_by_test_id("pause-state")).to_have_text("Automation state unknown: the store does not answer")
+        page.get_by_test_id("kill-reason").fill("database down, hands off")
+        page.get_by_test_id("kill-switch").click()
+        path = pause_file(config.state_dir, None)
+        expect(page.get_by_test_id("error")).to_contain_text(f"Paused by the pause file {path}", timeout=10_000)
+        assert json.loads(path.read_text())["reason"] == "database down, hands off"
+        assert json.loads(path.read_text())["actor"] == "token:e2e-operator"
+        page.close()
+    finally:
+        with admin.cursor() as cur:
+            cur.execute("ALTER DATABASE autonomic_e2e_down ALLOW_CONNECTIONS true")
+        admin.close()
+        server.stop()
+        store.close()
+        postgres_server.drop_database("autonomic_e2e_down")

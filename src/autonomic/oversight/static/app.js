@@ -339,7 +339,15 @@ async function act(button, path, body, draftKey = null) {
 // --- overview ----------------------------------------------------------------------------------
 
 async function renderOverview() {
-  const ov = await api("/overview");
+  let ov;
+  try {
+    ov = await api("/overview");
+  } catch (err) {
+    // the store does not answer: what the engine does cannot be shown, but the kill switch still
+    // works (the API pauses by the engine's pause file), so it is drawn, its state unknown
+    if (err instanceof HttpError && err.status === 503) return storeDown();
+    throw err;
+  }
   lastOverview = ov;
   return [
     killSwitch(ov.paused_global),
@@ -402,7 +410,18 @@ function unsent(p) {
     `failing: ${failing}${next}`);
 }
 
-function killSwitch(paused) {
+function storeDown() {
+  lastOverview = null;
+  return [
+    killSwitch(null, true),
+    h("p", { class: "leader-warn", testid: "store-down" },
+      "The store does not answer: services, incidents and approvals cannot be shown. The kill switch " +
+      "still works: the engine's pause file holds the pause until the store answers."),
+  ];
+}
+
+// unknown: the store does not answer, so whether automation is paused cannot be read
+function killSwitch(paused, unknown = false) {
   if (paused) {
     return h("div", { class: "control paused", testid: "control" },
       h("div", { class: "state", testid: "pause-state" },
@@ -415,7 +434,8 @@ function killSwitch(paused) {
   const reason = draft("kill-reason", { testid: "kill-reason", placeholder: "reason (optional)",
     "aria-label": "reason for pausing" });
   return h("div", { class: "control active", testid: "control" },
-    h("div", { class: "state", testid: "pause-state" }, "Automation ACTIVE"),
+    h("div", { class: "state", testid: "pause-state" },
+      unknown ? "Automation state unknown: the store does not answer" : "Automation ACTIVE"),
     reason,
     h("button", { class: "kill", testid: "kill-switch", title: "pause all automation now",
       onclick: (ev) => act(ev.currentTarget, "/pause",
