@@ -689,6 +689,44 @@ def test_the_kill_switch_with_the_store_locked_pauses_the_engine_by_its_pause_fi
         store.close()
 
 
+def test_a_resume_while_the_store_is_locked_says_what_it_lifted_and_what_still_holds(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A writer frozen mid-transaction holds SQLite's write lock (a real second connection in BEGIN
+    IMMEDIATE). Resume removes this host's pause file first. db is paused in the store and by a
+    file: the file goes, the store's pause cannot be lifted, and the 503 says both (before, it said
+    "nothing was changed" with the file already gone). Automation paused by a file alone is resumed,
+    the answer saying it was not audited (the engine audits the file gone once the store answers)."""
+    import sqlite3
+
+    from autonomic.engine import write_pause_file
+
+    monkeypatch.setattr("autonomic.knowledge.store._LOCK_WAIT_S", 0.5)
+    store = Store(f"sqlite:///{tmp_path / 'api.db'}")
+    token = {"Authorization": f"Bearer {create_token(store, 'op', 'operator')}"}
+    ctx = ApiContext(store=store, config=_config(tmp_path), clock=FakeClock(T0), read_cache_s=0)
+    db_file, global_file = pause_file(ctx.config.state_dir, "db"), pause_file(ctx.config.state_dir, None)
+    locker = sqlite3.connect(tmp_path / "api.db", isolation_level=None)
+    try:
+        with TestClient(create_app(ctx)) as client:
+            assert client.post("/api/v1/pause", headers=token, json={"reason": "r", "service": "db"}).status_code == 200
+            write_pause_file(ctx.config.state_dir, "db", "by file too", "person:ann", T0)
+            write_pause_file(ctx.config.state_dir, None, "by file alone", "person:ann", T0)
+            locker.execute("BEGIN IMMEDIATE")
+            held = client.post("/api/v1/resume", headers=token, json={"service": "db"})
+            assert held.status_code == 503 and not db_file.exists(), held.text
+            assert f"the pause file {db_file} was removed" in held.text and "still holds" in held.text
+            lifted = client.post("/api/v1/resume", headers=token, json={})
+            assert lifted.status_code == 200, lifted.text
+            assert lifted.json() == {"resumed": "global", "actor": "token:op", "audited": False,
+                                     "file": str(global_file)}
+            assert not global_file.exists()
+            locker.execute("ROLLBACK")
+            assert store.get_state(pause_key("db")) is not None  # the store's pause held, as said
+    finally:
+        locker.close()
+        store.close()
+
+
 def test_the_kill_switch_with_the_database_down_takes_an_operator_token_verified_lately_and_nothing_else(
         tmp_path: Path, postgres_server: Any) -> None:
     """The kill switch must work with the database down, though checking a token reads it. A real

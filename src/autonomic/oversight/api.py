@@ -802,7 +802,11 @@ def _write_routes(ctx: ApiContext) -> APIRouter:
     @router.post("/resume", responses=errors)
     def resume(who: Annotated[Principal, Depends(operator)],
                body: Annotated[ResumeBody, Body()] = ResumeBody()) -> dict[str, Any]:
-        """Lift a pause (the store's, and this host's pause file of that scope)."""
+        """Lift a pause (the store's, and this host's pause file of that scope).
+
+        The file goes first. When the store then does not answer, the answer says what was done: a
+        pause held by the file alone is lifted (``audited`` false: the engine audits the file gone
+        once the store answers); a pause in the store still holds (503 naming the file removed)."""
         _check_service(ctx, body.service)
         key = pause_key(body.service)
         path = pause_file(ctx.config.state_dir, body.service)
@@ -810,16 +814,29 @@ def _write_routes(ctx: ApiContext) -> APIRouter:
         with contextlib.suppress(FileNotFoundError):
             path.unlink()
             removed = True
-        if ctx.store.get_state(key) is None:
+        try:
+            held = ctx.store.get_state(key)
+            if held is not None:
+                ctx.store.set_state(key, None, actor=who.actor, event="pause.lifted",
+                                    data={"service": body.service, "reason": body.reason})
+        except StoreError as exc:
+            if not removed:
+                raise
+            raise HTTPException(503, f"the pause file {path} was removed, but the store did not answer ({exc}): a "
+                                     "pause in the store, if any, still holds; try again") from None
+        audited = True
+        if held is None:
             if not removed:
                 raise HTTPException(409, f"{'automation' if body.service is None else body.service} is not paused")
-            ctx.store.audit(who.actor, "pause.lifted", key, {"service": body.service, "reason": body.reason,
-                                                             "file": str(path)})
-        else:
-            ctx.store.set_state(key, None, actor=who.actor, event="pause.lifted",
-                                data={"service": body.service, "reason": body.reason})
+            try:
+                ctx.store.audit(who.actor, "pause.lifted", key, {"service": body.service, "reason": body.reason,
+                                                                 "file": str(path)})
+            except StoreError as exc:  # lifted all the same: the engine audits the file gone when it can
+                log.error("resume: the pause file %s was removed but not audited (%s)", path, exc)
+                audited = False
         ctx.metrics.paused(body.service or "global", False)
-        return {"resumed": body.service or "global", "actor": who.actor}
+        return {"resumed": body.service or "global", "actor": who.actor,
+                **({} if audited else {"audited": False, "file": str(path)})}
 
     def start_or_stop(name: str, verb: Literal["start", "stop"], body: ServiceBody, who: Principal) -> JSONResponse:
         try:
