@@ -22,6 +22,7 @@ container (``dies_on_start``) or for the next request (:meth:`DockerStandin.fail
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -162,9 +163,10 @@ class DockerStandin:
             c.running, c.exit_code, c.finished_at = False, exit_code, self.now()
             self._event(c, "die", exitCode=str(exit_code))
 
-    def _events(self, query: dict[str, str]) -> list[dict[str, Any]]:
+    def _events(self, query: dict[str, str]) -> _EventStream:
         """``GET /events``: the logged events from ``since`` to ``until`` (seconds[.nanoseconds])
-        that pass ``filters``; waits (the lock let go) for an ``until`` still to come."""
+        that pass ``filters``, as a stream: those logged by now at once, then, as dockerd holds an
+        ``until`` still to come open, the rest once it has come (and ``events_delay_s`` later)."""
         def ns(text: str | None, default: int) -> int:
             if not text:
                 return default
@@ -172,22 +174,24 @@ class DockerStandin:
             return int(whole) * 1_000_000_000 + int((frac + "000000000")[:9])
 
         until = ns(query.get("until"), time.time_ns())
-        if ns(query.get("since"), 0) > until:
-            raise _Refused(400, f"since time ({query.get('since')}) cannot be after until time ({query.get('until')})")
-        self.lock.release()
-        try:
-            time.sleep(min(10.0, max(0.0, (until - time.time_ns()) / 1e9)) + self.events_delay_s)
-        finally:
-            self.lock.acquire()
         since = ns(query.get("since"), 0)
+        if since > until:
+            raise _Refused(400, f"since time ({query.get('since')}) cannot be after until time ({query.get('until')})")
         filters = json.loads(query.get("filters") or "{}")
 
         def wanted(key: str, value: str) -> bool:
             allowed = filters.get(key)
             return allowed is None or value in allowed  # a list, or a {value: true} map
-        now = time.time_ns()  # an event logged later is not there yet
-        return [e for e in self.events if since <= e["timeNano"] <= min(until, now) and wanted("type", e["Type"])
-                and wanted("event", e["Action"]) and wanted("container", e["Actor"]["ID"])]
+
+        def logged(after: int) -> list[dict[str, Any]]:
+            """The events wanted, logged by now (an event logged later is not there yet), after ``after``."""
+            with self.lock:
+                upto = min(until, time.time_ns())
+                return [e for e in self.events if max(since, after + 1) <= e["timeNano"] <= upto
+                        and wanted("type", e["Type"]) and wanted("event", e["Action"])
+                        and wanted("container", e["Actor"]["ID"])]
+
+        return _EventStream(logged, min(10.0, max(0.0, (until - time.time_ns()) / 1e9)) + self.events_delay_s)
 
     def find(self, ref: str) -> Container | None:
         for c in self.containers.values():
@@ -232,7 +236,7 @@ class DockerStandin:
                 if self.events_refused is not None:
                     return self.events_refused[0], {"message": self.events_refused[1]}
                 try:
-                    return 200, _Lines(self._events(query))
+                    return 200, self._events(query)
                 except _Refused as exc:
                     return exc.status, {"message": exc.message}
             cm = re.match(r"^/containers/([^/]+)/(json|restart|stop|start)$", path)
@@ -296,8 +300,28 @@ class _Refused(Exception):
         self.status, self.message = status, message
 
 
-class _Lines(list[dict[str, Any]]):
-    """An answer sent as newline-delimited JSON, as dockerd streams ``GET /events``."""
+class _EventStream:
+    """``GET /events`` as dockerd answers it: newline-delimited JSON in chunks, the events logged so
+    far sent with the headers, the stream then held open ``hold_s`` (an ``until`` still to come),
+    the events logged meanwhile sent, and closed."""
+
+    def __init__(self, logged: Any, hold_s: float) -> None:
+        self.logged, self.hold_s = logged, hold_s
+
+    def send(self, out: Any) -> None:
+        """Write the stream to ``out`` in HTTP/1.1 chunks, as Go's server does for a flushed body."""
+        def chunk(events: list[dict[str, Any]]) -> None:
+            data = b"".join(json.dumps(e).encode() + b"\n" for e in events)
+            if data:
+                out.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
+                out.flush()
+
+        first = self.logged(-1)
+        chunk(first)
+        time.sleep(self.hold_s)
+        chunk(self.logged(first[-1]["timeNano"] if first else -1))
+        out.write(b"0\r\n\r\n")
+        out.flush()
 
 
 class _Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
@@ -323,10 +347,16 @@ class _Handler(BaseHTTPRequestHandler):
         if status in (204, 304):
             self.end_headers()
             return
-        if isinstance(body, _Lines):  # dockerd's event stream: one JSON object a line, then closed
-            data, ctype = b"".join(json.dumps(e).encode() + b"\n" for e in body), "application/json"
+        if isinstance(body, _EventStream):  # dockerd's event stream: one JSON object a line, then closed
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Transfer-Encoding", "chunked")
+            self.send_header("Connection", "close")
+            self.end_headers()
             self.close_connection = True
-        elif isinstance(body, str):
+            with contextlib.suppress(OSError):  # a client that gave up (its timeout)
+                body.send(self.wfile)
+            return
+        if isinstance(body, str):
             data, ctype = body.encode(), "text/plain; charset=utf-8"
         else:
             data, ctype = json.dumps(body).encode(), "application/json"

@@ -427,25 +427,63 @@ def test_an_engine_that_refuses_events_is_said_once_and_its_exited_containers_re
     assert len(said) == 1 and "HTTP 403" in said[0] and engine.base_url in said[0], said
 
 
-def test_unit_state_of_an_exited_container_waits_no_longer_than_the_read_for_the_events(
+def test_an_events_stream_held_open_past_the_read_timeout_ends_the_look_with_what_it_held(
     act: DockerActuator, engine: DockerStandin
 ) -> None:
-    """The docker SDK's own events() reads with no timeout: an engine that never ends the events
-    answer would hold the unit-state read, and its lane, for good. The actuator asks with the
-    read's timeout (the binding's 1 s here) and an ``until`` already past (2 s after the exit), so
-    a stand-in engine slower than that makes the read fail as unreachable (retryable: unknown, not
-    down) within the limit."""
-    engine.add("web", running=False, started_at=engine.ago(60), exit_code=1)
-    engine.find("web").finished_at = engine.ago(30)
-    t = target(engine, timeout_s=1)
-    assert act.unit_state(t)["stopped_by_request"] is False
-    engine.find("web").finished_at = engine.ago(20)  # another exit: asked again
+    """The docker SDK's own events() reads with no timeout: an engine that holds the events stream
+    open (a ``Date`` from a proxy's clock ahead of the engine's makes the ``until`` asked for still
+    to come) would hold the unit-state read, and its lane, for good. The actuator reads with the
+    read's timeout (the binding's 1 s here): a stop in what came is found at once; with none, the
+    look ends at the timeout as "not stopped, not final" (the container reads down, and is asked
+    about again), never an error that would leave a dead container unknown for good."""
+    engine.add("web")
+    engine.add("worker")
+    _docker_stop(engine, "web")
+    engine.crash(engine.find("worker"))
+    time.sleep(1.1)  # the engine's Date (whole seconds) is past both: they are in what comes at once
     engine.events_delay_s = 8.0
+    t_web, t_worker = target(engine, "web", timeout_s=1), target(engine, "worker", timeout_s=1)
     t0 = time.monotonic()
-    with pytest.raises(RetryableActuatorError, match="unreachable"):
-        act.unit_state(t)
-    took = time.monotonic() - t0
-    assert took < act.unit_state_limit_s(t) < 8.0, took
+    assert act.unit_state(t_web)["stopped_by_request"] is True
+    assert time.monotonic() - t0 < 1.0
+    asked = len([r for r in engine.requests if r.path == "/events"])
+    for _ in range(2):
+        t0 = time.monotonic()
+        assert act.unit_state(t_worker)["stopped_by_request"] is False
+        assert time.monotonic() - t0 < act.unit_state_limit_s(t_worker) < 8.0
+    assert len([r for r in engine.requests if r.path == "/events"]) == asked + 2  # not final: asked again
+
+
+def test_an_events_error_other_than_no_access_leaves_the_unit_unknown_and_is_asked_again(
+    act: DockerActuator, engine: DockerStandin
+) -> None:
+    """A socket proxy's 502 while dockerd restarts is not a refusal for good: the read fails
+    (the unit unknown, not down: a person's stop is not taken for a crash on a passing error) and
+    the next read asks again and judges."""
+    engine.add("web")
+    _docker_stop(engine, "web")
+    engine.events_refused = (502, "Bad Gateway")
+    with pytest.raises(TerminalActuatorError, match="HTTP 502"):
+        act.unit_state(target(engine))
+    engine.events_refused = None
+    assert act.unit_state(target(engine))["stopped_by_request"] is True
+
+
+def test_a_judged_stop_stays_judged_after_dockerd_forgot_its_event_and_a_new_exit_is_judged_anew(
+    act: DockerActuator, engine: DockerStandin
+) -> None:
+    """dockerd keeps its latest 256 events: a busy engine forgets a stop within minutes. Judged
+    once, the stop is kept with the exit it is of, one entry per container, not in a memory wiped
+    when full; the container's next exit (started again, then crashed) is judged anew."""
+    engine.add("web")
+    _docker_stop(engine, "web")
+    assert act.unit_state(target(engine))["stopped_by_request"] is True
+    engine.events.clear()  # forgotten by dockerd
+    assert act.unit_state(target(engine))["stopped_by_request"] is True
+    act.apply(target(engine), DockerParams(op="start"), "k1", act.snapshot(target(engine), DockerParams(op="start")))
+    engine.crash(engine.find("web"))
+    assert act.unit_state(target(engine))["stopped_by_request"] is False
+    assert len(act._stops) <= 1 and len(act._first_looked) <= 1
 
 
 def test_times_as_dockerd_writes_them_are_read_to_the_nanosecond_and_its_zero_time_is_none() -> None:

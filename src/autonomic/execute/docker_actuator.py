@@ -36,7 +36,7 @@ log = logging.getLogger("autonomic.docker")
 _SCHEMES = ("unix", "tcp", "http", "https", "ssh")
 _MAX_MESSAGE = 300
 _STOP_SETTLE_NS = 10_000_000_000  # a stop's event not found this long after the exit is not coming
-_STOPS_KEPT = 4096  # exits remembered (see DockerActuator._stop_requested); then forgotten at once
+_NO_ACCESS = (401, 403, 404, 405)  # GET /events answers that mean it will never be allowed or there
 
 
 class DockerParams(BaseModel):
@@ -95,10 +95,12 @@ class DockerActuator:
 
     def __init__(self, ctx: ActuatorContext) -> None:
         self.ctx = ctx
-        # (engine, container id, FinishedAt) -> whether that exit was a requested stop (final answers)
-        self._stops: dict[tuple[str, str, str], bool] = {}
-        self._first_looked: dict[tuple[str, str, str], int] = {}  # the engine's time at the first look
-        self._events_refused: set[str] = set()  # engines that answered GET /events with an error
+        # (engine, container as bound) -> ((container id, FinishedAt), whether that exit was a
+        # requested stop): final answers, one per binding
+        self._stops: dict[tuple[str, str], tuple[tuple[str, str], bool]] = {}
+        # (engine, container as bound) -> ((container id, FinishedAt), the engine's time at the first look)
+        self._first_looked: dict[tuple[str, str], tuple[tuple[str, str], int]] = {}
+        self._events_refused: set[str] = set()  # engines that refused GET /events for want of access
 
     # --- protocol ------------------------------------------------------------------------
 
@@ -150,48 +152,61 @@ class DockerActuator:
         ``stop`` event once a requested stop is done (a crash or ``docker kill`` logs none; a
         restart's stop is followed by a start, which moves ``StartedAt`` past it). So: a ``stop``
         event of ``cid`` newer than its ``StartedAt``, from ``GET /events`` over the span from then
-        to the engine's present (its ``Date``, asked by ``GET /_ping``, and a second more, which it
-        may hold the answer for: this host's clock plays no part).
+        to the engine's present (its ``Date``, asked by ``GET /_ping``, whole seconds, and a moment
+        more: at most a second, and half the read's timeout, which the engine may hold the stream
+        open for; this host's clock plays no part). A stream that runs out of time after its events
+        came (a ``Date`` set by a proxy's clock ahead of the engine's) ends the look: what it held
+        counts, and the answer is not final.
 
         A container whose ``State.Error`` is set is not: a start that failed after the stop (a
         restart whose start part failed, a port taken) is a fault. A found stop is final; a stop
         not found is asked about again until the engine's present is ``_STOP_SETTLE_NS`` past the
         first look at that exit (the event comes once the engine has finished the stop: releasing
-        the network and mounts, or a restart back-off cancelled, may take a while), then final too:
-        remembered per (engine, container, exit). An engine that refuses ``GET /events`` (a socket
-        proxy, an authorization plugin) is said once and not asked again: its containers read
-        exited, down, as they always did. The engine keeps only its latest 256 events, in memory: a
-        stop older than that, or from before the engine restarted, is not found either."""
+        the network and mounts, or a restart back-off cancelled, may take a while), then final too.
+        The final answer is kept per binding (engine and container) with the exit it is of, so a
+        stop judged long ago stays judged after dockerd's event memory (its latest 256) has let
+        it go; what is kept is one entry per container. An engine that refuses ``GET /events`` for
+        want of access (401, 403, 404, 405: a socket proxy, an authorization plugin) is said once
+        and not asked again: its containers read exited, down, as they always did; any other
+        error answer fails the read (unknown, asked again at the next). A stop older than dockerd's
+        event memory, or from before the engine restarted, that autonomic had not judged is not
+        found either."""
         if state.get("Error"):
             return False
-        key = (b.base_url, cid, str(state.get("FinishedAt")))
+        key = (b.base_url, b.container)
+        exit_ = (cid, str(state.get("FinishedAt")))
         known = self._stops.get(key)
-        if known is not None:
-            return known
+        if known is not None and known[0] == exit_:
+            return known[1]
         started_ns = _rfc3339_ns(state.get("StartedAt"))
         if started_ns is None or b.base_url in self._events_refused:
             return False  # never started: no stop to look for; or the engine will not tell
         limit = min(b.timeout_s, UNIT_READ_TIMEOUT_S)
-        present = _engine_present_ns(client, limit) + 1_000_000_000  # its Date is whole seconds
+        present = _engine_present_ns(client, limit)
+        until = present + min(1_000_000_000, int(limit * 1e9 / 2))  # its Date is whole seconds
         filters = json.dumps({"container": [cid], "type": ["container"], "event": ["stop"]})
-        since = min(started_ns - 1_000_000_000, present)
-        params = {"since": _unix(since), "until": _unix(present), "filters": filters}
+        since = min(started_ns - 1_000_000_000, until)
+        params = {"since": _unix(since), "until": _unix(until), "filters": filters}
         # the SDK's events() reads with no timeout at all: asked here with the read's own
         url = f"{client.api.base_url}/v{client.api.api_version}/events"
         with client.api.get(url, params=params, stream=True, timeout=(limit, limit)) as response:
-            if response.status_code != 200:
+            if response.status_code in _NO_ACCESS:
                 self._events_refused.add(b.base_url)
                 log.warning("docker: the engine at %s refused GET /events (HTTP %s: %s): a container stopped "
-                            "through Docker reads as exited, down, there; allow it to read events",
-                            shown_url(b.base_url), response.status_code, _short(response.text))
+                            "through Docker reads as exited, down, there; allow it to read events, then restart "
+                            "autonomic", shown_url(b.base_url), response.status_code, _short(response.text))
                 return False
-            found = any(_newer_stop(line, cid, started_ns) for line in response.iter_lines() if line.strip())
-        first = self._first_looked.setdefault(key, present)
-        if found or present - first >= _STOP_SETTLE_NS:
-            for kept in (self._stops, self._first_looked):
-                if len(kept) >= _STOPS_KEPT:
-                    kept.clear()
-            self._stops[key] = found
+            if response.status_code != 200:
+                raise TerminalActuatorError(
+                    f"docker: the events of container {b.container!r} could not be read: HTTP "
+                    f"{response.status_code}: {_short(response.text)}")
+            found, whole = _stop_in(response, cid, started_ns)
+        first = self._first_looked.get(key)
+        if first is None or first[0] != exit_:
+            first = (exit_, present)
+            self._first_looked[key] = first
+        if found or (whole and present - first[1] >= _STOP_SETTLE_NS):
+            self._stops[key] = (exit_, found)
             self._first_looked.pop(key, None)
         return found
 
@@ -345,6 +360,21 @@ def _engine_present_ns(client: Any, limit: float) -> int:
 def _unix(ns: int) -> str:
     """A time for the Engine API's ``since`` and ``until``: seconds.nanoseconds."""
     return f"{ns // 1_000_000_000}.{ns % 1_000_000_000:09d}"
+
+
+def _stop_in(response: Any, cid: str, started_ns: int) -> tuple[bool, bool]:
+    """(whether the ``GET /events`` stream ``response`` holds a stop of ``cid`` after
+    ``started_ns``, whether it was read to its end): read until a stop is found, the stream ends,
+    or a read runs out of time (what came before counts)."""
+    import requests
+
+    try:
+        for line in response.iter_lines():
+            if line.strip() and _newer_stop(line, cid, started_ns):
+                return True, True
+    except (requests.exceptions.RequestException, OSError):
+        return False, False
+    return False, True
 
 
 def _newer_stop(line: bytes, cid: str, started_ns: int) -> bool:

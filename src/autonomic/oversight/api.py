@@ -822,8 +822,8 @@ def _write_routes(ctx: ApiContext) -> APIRouter:
         except StoreError as exc:
             if not removed:
                 raise
-            raise HTTPException(503, f"the pause file {path} was removed, but the store did not answer ({exc}): a "
-                                     "pause in the store, if any, still holds; try again") from None
+            raise HTTPException(503, f"the pause file {path} was removed, but the store's pause could not be read "
+                                     f"or lifted ({exc}): a pause in the store, if any, still holds") from None
         audited = True
         if held is None:
             if not removed:

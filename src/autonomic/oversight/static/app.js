@@ -415,8 +415,10 @@ function storeDown() {
   return [
     killSwitch(null, true),
     h("p", { class: "leader-warn", testid: "store-down" },
-      "The store does not answer: services, incidents and approvals cannot be shown. The kill switch " +
-      "still works: the engine's pause file holds the pause until the store answers."),
+      "The store does not answer (503): services, incidents and approvals cannot be shown, nor whether " +
+      "automation is paused. The kill switch is still here: an API serving inside the engine pauses by " +
+      "the engine's pause file, and says so; one beside it, or a replica's, cannot, and says nothing " +
+      "was paused."),
   ];
 }
 
