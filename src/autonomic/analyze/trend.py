@@ -6,6 +6,7 @@ and turns each forecast into a FORECAST finding.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
@@ -255,6 +256,15 @@ def _a_staircase(x: np.ndarray, v: np.ndarray) -> bool:
     return not _a_step_not_a_slope(x, rest)
 
 
+def _in_window(ts: Any, values: Any, now: float, window_s: float) -> tuple[np.ndarray, np.ndarray]:
+    """The points of ``(ts, values)`` with ``now - window_s <= ts <= now`` and a finite value, as
+    float arrays, in the order given."""
+    t_all = np.asarray(ts, dtype=np.float64)
+    v_all = np.asarray(values, dtype=np.float64)
+    keep = (t_all >= now - window_s) & (t_all <= now) & np.isfinite(v_all)
+    return t_all[keep], v_all[keep]
+
+
 def predict_breach(
     ts: Any,
     values: Any,
@@ -315,10 +325,7 @@ def predict_breach(
     the uncertainty of the fitted level at ``now``; ``eta_high_s`` is ``inf`` when the slope
     is not significantly above 0 at 95%.
     """
-    t_all = np.asarray(ts, dtype=np.float64)
-    v_all = np.asarray(values, dtype=np.float64)
-    keep = (t_all >= now - window_s) & (t_all <= now) & np.isfinite(v_all)
-    t, v = t_all[keep], v_all[keep]
+    t, v = _in_window(ts, values, now, window_s)
     n = int(t.size)
     span = float(np.ptp(t)) if n else 0.0
     if n < max(min_points, 3) or span == 0.0 or span < min_span_s:
@@ -356,9 +363,7 @@ def predict_breach(
             return None
         # a staircase: one step per window, each read as a deploy; over a longer view, steps
         # after steps are a slope (a lone step, or two, are still steps there)
-        t_long, v_long = (np.asarray(a, dtype=np.float64) for a in longer())
-        keep = (t_long >= now - long_window_s) & (t_long <= now) & np.isfinite(v_long)
-        t_long, v_long = t_long[keep], v_long[keep]
+        t_long, v_long = _in_window(*longer(), now, long_window_s)
         in_order = np.argsort(t_long, kind="stable")
         if not _a_staircase(t_long[in_order] - now, v_long[in_order]):
             return None
@@ -405,6 +410,14 @@ def spec_line(kind: str, service: str, metric: str, threshold: float | None,
     return float(line)
 
 
+def _longer_view(series: SeriesReader, service: str, spec: TrendSpec, now: float,
+                 falling: bool) -> tuple[Any, Any]:
+    """``service``'s ``spec.metric`` over ``spec.long_window_s`` up to ``now``, negated when
+    ``falling`` (as the window is): ``predict_breach``'s ``longer``."""
+    t_long, v_long = series.window(service, spec.metric, now - spec.long_window_s)
+    return t_long, np.negative(np.asarray(v_long, dtype=np.float64)) if falling else v_long
+
+
 class TrendDetector:
     """Detector ``trend``: FORECAST findings for the ``specs`` of each service.
 
@@ -433,11 +446,8 @@ class TrendDetector:
                 continue  # no point in the window: no forecast (rule 1), asked cheaply for a fleet
             ts, values = series.window(service, spec.metric, now - spec.window_s)
             falling = spec.direction == "falling"  # forecast as the negation's rise to the line's negation
-
-            def longer(service: str = service, spec: TrendSpec = spec, falling: bool = falling) -> tuple[Any, Any]:
-                t_long, v_long = series.window(service, spec.metric, now - spec.long_window_s)
-                return t_long, np.negative(np.asarray(v_long, dtype=np.float64)) if falling else v_long
-
+            longer = (functools.partial(_longer_view, series, service, spec, now, falling)
+                      if spec.long_window_s else None)
             forecast = predict_breach(
                 ts,
                 np.negative(np.asarray(values, dtype=np.float64)) if falling else values,
