@@ -137,8 +137,8 @@ class DockerActuator:
         exited container not yet judged a ping and a read of the engine's events, each given at
         most ``UNIT_READ_TIMEOUT_S``; raises ActuatorError when the engine cannot be read or the
         container does not exist."""
-        b = _binding(target)
-        with _engine(b.model_copy(update={"timeout_s": min(b.timeout_s, UNIT_READ_TIMEOUT_S)}), "inspect") as client:
+        b = _for_a_read(_binding(target))
+        with _engine(b, "inspect") as client:
             info = _inspect(client, b.container)
             state = dict(info.get("State") or {})
             if state.get("Status") == "exited" and not state.get("Restarting"):
@@ -181,7 +181,7 @@ class DockerActuator:
         started_ns = _rfc3339_ns(state.get("StartedAt"))
         if started_ns is None or b.base_url in self._events_refused:
             return False  # never started: no stop to look for; or the engine will not tell
-        limit = min(b.timeout_s, UNIT_READ_TIMEOUT_S)
+        limit = b.timeout_s  # a read's binding: at most UNIT_READ_TIMEOUT_S
         present = _engine_present_ns(client, limit)
         until = present + min(1_000_000_000, int(limit * 1e9 / 2))  # its Date is whole seconds
         filters = json.dumps({"container": [cid], "type": ["container"], "event": ["stop"]})
@@ -215,8 +215,8 @@ class DockerActuator:
         ``ExitCode`` and ``OOMKilled``: "container web-1 exited with code 137 (OOMKilled)". None
         while it runs, is created, restarting or paused. One inspect, given at most
         ``UNIT_READ_TIMEOUT_S``; raises ActuatorError when the engine cannot be read."""
-        b = _binding(target)
-        with _engine(b.model_copy(update={"timeout_s": min(b.timeout_s, UNIT_READ_TIMEOUT_S)}), "inspect") as client:
+        b = _for_a_read(_binding(target))
+        with _engine(b, "inspect") as client:
             state = _inspect(client, b.container).get("State") or {}
         return _container_exit(b.container, state)
 
@@ -303,6 +303,11 @@ def _binding(target: Target) -> DockerBinding:
     if b is None:
         raise TerminalActuatorError(f"service {target.service!r} has no docker binding")
     return DockerBinding.model_validate(b.model_dump())
+
+
+def _for_a_read(b: DockerBinding) -> DockerBinding:
+    """``b`` for a read-only unit read: each request given at most ``UNIT_READ_TIMEOUT_S``."""
+    return b.model_copy(update={"timeout_s": min(b.timeout_s, UNIT_READ_TIMEOUT_S)})
 
 
 def _ref(b: DockerBinding, snapshot: Mapping[str, Any]) -> str:

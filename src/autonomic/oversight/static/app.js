@@ -343,8 +343,8 @@ async function renderOverview() {
   try {
     ov = await api("/overview");
   } catch (err) {
-    // the store does not answer: what the engine does cannot be shown, but the kill switch still
-    // works (the API pauses by the engine's pause file), so it is drawn, its state unknown
+    // the store does not answer: what the engine does cannot be shown, but the kill switch is
+    // drawn, its state unknown (an API inside the engine pauses by its pause file; storeDown says)
     if (err instanceof HttpError && err.status === 503) return storeDown();
     throw err;
   }
