@@ -371,6 +371,18 @@ class _Handler(BaseHTTPRequestHandler):
         pass  # quiet; and a UNIX-socket peer has no address to print
 
 
+def docker_stop(engine: DockerStandin, name: str) -> None:
+    """``docker stop NAME`` against ``engine``: the Engine API's stop, through the docker SDK, as
+    the CLI sends it (a person's stop)."""
+    import docker
+
+    client = docker.DockerClient(base_url=engine.base_url, version="1.43")
+    try:
+        client.api.stop(name, timeout=1)
+    finally:
+        client.close()
+
+
 @contextmanager
 def running_standin(socket_path: Path) -> Iterator[DockerStandin]:
     engine = DockerStandin(socket_path)

@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from docker_standin import DockerStandin  # beside this file; pytest puts its folder on sys.path
+from docker_standin import DockerStandin, docker_stop  # beside this file; pytest puts its folder on sys.path
 
 from autonomic.errors import PatternError, RetryableActuatorError, TerminalActuatorError
 from autonomic.execute.docker_actuator import DockerActuator, DockerBinding, DockerParams
@@ -340,17 +340,6 @@ def test_unit_state_tells_a_docker_stop_from_an_exit_by_the_engines_stop_event_s
     assert act.unit_state(t_web)["stopped_by_request"] is False
 
 
-def _docker_stop(engine: DockerStandin, name: str) -> None:
-    """``docker stop NAME``: the Engine API's stop, through the docker SDK, as the CLI sends it."""
-    import docker
-
-    client = docker.DockerClient(base_url=engine.base_url, version="1.43")
-    try:
-        client.api.stop(name, timeout=1)
-    finally:
-        client.close()
-
-
 def test_a_stop_whose_event_comes_late_is_found_later_and_a_crash_is_judged_once_none_can_come(
     act: DockerActuator, engine: DockerStandin, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -369,7 +358,7 @@ def test_a_stop_whose_event_comes_late_is_found_later_and_a_crash_is_judged_once
 
     engine.add("web")
     engine.stop_event_lag_s = 3.0
-    _docker_stop(engine, "web")
+    docker_stop(engine, "web")
     assert act.unit_state(target(engine))["stopped_by_request"] is False  # not logged yet
     time.sleep(3.2)
     assert act.unit_state(target(engine))["stopped_by_request"] is True
@@ -417,7 +406,7 @@ def test_an_engine_that_refuses_events_is_said_once_and_its_exited_containers_re
     engine.events_refused = (403, "authorization denied by plugin: events not allowed")
     engine.add("web")
     engine.add("worker")
-    _docker_stop(engine, "web")
+    docker_stop(engine, "web")
     engine.crash(engine.find("worker"))
     for name in ("web", "worker", "web"):
         state = act.unit_state(target(engine, name))
@@ -438,7 +427,7 @@ def test_an_events_stream_held_open_past_the_read_timeout_ends_the_look_with_wha
     about again), never an error that would leave a dead container unknown for good."""
     engine.add("web")
     engine.add("worker")
-    _docker_stop(engine, "web")
+    docker_stop(engine, "web")
     engine.crash(engine.find("worker"))
     time.sleep(1.1)  # the engine's Date (whole seconds) is past both: they are in what comes at once
     engine.events_delay_s = 8.0
@@ -461,7 +450,7 @@ def test_an_events_error_other_than_no_access_leaves_the_unit_unknown_and_is_ask
     (the unit unknown, not down: a person's stop is not taken for a crash on a passing error) and
     the next read asks again and judges."""
     engine.add("web")
-    _docker_stop(engine, "web")
+    docker_stop(engine, "web")
     engine.events_refused = (502, "Bad Gateway")
     with pytest.raises(TerminalActuatorError, match="HTTP 502"):
         act.unit_state(target(engine))
@@ -476,7 +465,7 @@ def test_a_judged_stop_stays_judged_after_dockerd_forgot_its_event_and_a_new_exi
     once, the stop is kept with the exit it is of, one entry per container, not in a memory wiped
     when full; the container's next exit (started again, then crashed) is judged anew."""
     engine.add("web")
-    _docker_stop(engine, "web")
+    docker_stop(engine, "web")
     assert act.unit_state(target(engine))["stopped_by_request"] is True
     engine.events.clear()  # forgotten by dockerd
     assert act.unit_state(target(engine))["stopped_by_request"] is True

@@ -140,13 +140,9 @@ def _person_stops(kind: str, host: UnitHost) -> str:
         unit = host.systemd.unit("web.service")
         unit.active_state, unit.sub_state, unit.main_pid = "inactive", "dead", 0
         return "its systemd unit is inactive"
-    import docker  # docker stop web-1: the Engine API's stop, through the docker SDK
+    from docker_standin import docker_stop
 
-    client = docker.DockerClient(base_url=host.docker.base_url, version="1.43")
-    try:
-        client.api.stop("web-1", timeout=1)
-    finally:
-        client.close()
+    docker_stop(host.docker, "web-1")  # docker stop web-1
     return "its container is paused, or was stopped through Docker"
 
 
